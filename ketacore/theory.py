@@ -99,6 +99,11 @@ REVERSIBILITY_RTOL = 1e-9
 
 _NONLIGAND_CONDITIONS = ("V", "temperature")
 
+try:  # largest concentration (M) the scheme layer accepts
+    from ._validate import MAX_CONCENTRATION as _C_CAP
+except Exception:  # pragma: no cover
+    _C_CAP = 10.0
+
 
 # ---------------------------------------------------------------------------
 # result types
@@ -387,6 +392,11 @@ class Bursts:
         Mean gap within bursts (s) (nan when there are no gaps).
     start : ndarray
         phi_b, probability that a burst starts in each open state (CH82 eq. 3.2).
+    rate : float
+        Bursts per second at equilibrium (s^-1), ``p_C (Q_CA + Q_CB G_BA) u_A``.
+    mean_between : float
+        Mean shut time between bursts (s) (CH82 eq. 3.86), from the renewal
+        identity ``(1 - rate * mean_length) / rate``.
     open_states, within_states, between_states : tuple of int
         Indices of A, B and C.
     """
@@ -401,6 +411,8 @@ class Bursts:
     gaps: Optional[ExponentialMixture]
     mean_gap: float
     start: np.ndarray
+    rate: float
+    mean_between: float
     open_states: Tuple[int, ...]
     within_states: Tuple[int, ...]
     between_states: Tuple[int, ...]
@@ -1086,7 +1098,8 @@ def bursts(model, within, *, open=None, names=None, **conditions) -> Bursts:
     return Bursts(openings=openings, mean_openings=mean_openings, length=length,
                   mean_length=mean_length, open_time=open_time, mean_open_time=mean_open,
                   mean_shut_time=mean_shut, gaps=gaps, mean_gap=mean_gap,
-                  start=_frozen_array(phi), open_states=tuple(int(i) for i in A),
+                  start=_frozen_array(phi), rate=float(tot),
+                  mean_between=float((1.0 - tot * mean_length) / tot), open_states=tuple(int(i) for i in A),
                   within_states=tuple(int(i) for i in B),
                   between_states=tuple(int(i) for i in C))
 
@@ -1122,8 +1135,11 @@ def concentration_response(scheme, ligand: str, concentrations=None, *, open=Non
     -----
     The far end of the curve is found by scanning c from 1e-15 M up in
     half-decade steps until Po changes by less than 1e-10 (relative) twice in a
-    row (or c reaches 1e6 M); an interior extremum (bell-shaped curve) is
-    refined by bounded Brent minimisation in ln c. EC50 is the root of
+    row, or c reaches 10 M (the largest concentration ketacore accepts). An
+    interior extremum (bell-shaped curve) is refined by bounded Brent
+    minimisation in ln c; a plateau is the limit c -> inf, Richardson-extrapolated
+    in 1/c from the last three concentrations (Po is a rational function of c,
+    because rates are affine in each concentration). EC50 is the root of
     ``(Po(c) - P0)/(Pext - P0) = 1/2`` by Brent's method in ln c (xtol 1e-13).
     The Hill slope at EC50 is ``4 c dPo/dc / (Pext - P0)``, with the
     derivative in ln c by a 5-point central difference (h = 1e-3), error
@@ -1143,12 +1159,12 @@ def concentration_response(scheme, ligand: str, concentrations=None, *, open=Non
         return open_probability(scheme, open=open, **{ligand: float(c)}, **other_conditions)
 
     p0 = po(0.0)
-    # scan upwards
+    # scan upwards in half-decade steps up to the largest concentration ketacore accepts
     cs, ps = [], []
-    c = 1e-15
     flat = 0
     last = p0
-    while c <= 1e6:
+    grid = list(10.0 ** np.arange(-15.0, math.log10(_C_CAP), 0.5)) + [_C_CAP]
+    for c in grid:
         val = po(c)
         cs.append(c)
         ps.append(val)
@@ -1159,7 +1175,6 @@ def concentration_response(scheme, ligand: str, concentrations=None, *, open=Non
         else:
             flat = 0
         last = val
-        c *= math.sqrt(10.0)
     cs_a, ps_a = np.array(cs), np.array(ps)
     pmax_scan, pmin_scan = ps_a.max(), ps_a.min()
     increasing = (pmax_scan - p0) >= (p0 - pmin_scan)
@@ -1176,7 +1191,13 @@ def concentration_response(scheme, ligand: str, concentrations=None, *, open=Non
         if sign * p_ext < sign * ps_a[iext]:
             c_ext, p_ext = cs[iext], ps_a[iext]
     else:
-        c_ext, p_ext = math.inf, ps_a[-1]
+        # plateau: limit c -> inf. Po is a rational function of c (rates are affine in
+        # each concentration), hence analytic in h = 1/c near 0; Richardson-extrapolate
+        # from c, c/2, c/4 (removes the O(h) and O(h^2) terms).
+        c_top = cs[-1]
+        f1, f2, f4 = ps_a[-1], po(c_top / 2), po(c_top / 4)
+        r1, r2 = 2 * f1 - f2, 2 * f2 - f4
+        c_ext, p_ext = math.inf, (4 * r1 - r2) / 3.0
     if abs(p_ext - p0) <= 1e-12 * max(abs(p0), 1e-300):
         ec50 = hill = float("nan")
     else:
@@ -1184,6 +1205,9 @@ def concentration_response(scheme, ligand: str, concentrations=None, *, open=Non
             return (po(math.exp(x)) - p0) / (p_ext - p0) - 0.5
 
         x_hi = math.log(c_ext) if math.isfinite(c_ext) else math.log(cs[-1])
+        if g(x_hi) <= 0:
+            raise ValueError("the response does not reach half-way by the largest "
+                             f"concentration allowed ({_C_CAP:g} M)")
         x_lo = math.log(1e-15)
         while g(x_lo) >= 0:  # pragma: no cover - response already half-way at 1 fM
             x_lo -= 10.0

@@ -1,0 +1,139 @@
+// Binding of the stochastic engines (ssa, population, event log).  Inputs are validated by
+// ketacore/simulate.py before these are called; here only shapes are checked.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "cancellable.hpp"
+#include "common.hpp"
+#include "ketacore/cancel.hpp"
+#include "ketacore/ensemble.hpp"
+
+namespace {
+
+using u32vec = std::vector<std::uint32_t>;
+using u64arr = py::array_t<std::uint64_t, py::array::c_style | py::array::forcecast>;
+
+template <class Job>
+void run(Job&& job, ketacore::CancelToken& token, bool background) {
+  if (background)
+    ketacore_bind::run_cancellable(job, token);
+  else
+    ketacore_bind::run_inline(job);
+}
+
+template <class T>
+py::object simulate_t(const std::string& method, const ketacore::EnsembleSpec& spec, bool background,
+                      ketacore::CancelToken& token) {
+  const py::ssize_t S = spec.grid.n_samples, K = spec.scheme->n_states;
+  const py::ssize_t n = static_cast<py::ssize_t>(spec.trials.size());
+  ketacore::EnsembleOut<T> out;
+  py::array_t<T> counts;
+  py::array_t<std::int64_t> sum;
+  py::array_t<std::uint64_t> lo, hi;
+  if (spec.summary) {
+    sum = py::array_t<std::int64_t>({S, K});
+    lo = py::array_t<std::uint64_t>({S, K});
+    hi = py::array_t<std::uint64_t>({S, K});
+    out.sum = sum.mutable_data();
+    out.sumsq_lo = lo.mutable_data();
+    out.sumsq_hi = hi.mutable_data();
+  } else {
+    counts = py::array_t<T>({n, S, K});
+    out.counts = counts.mutable_data();
+  }
+  if (method == "ssa")
+    run([&] { ketacore::run_ssa_ensemble<T>(spec, out); }, token, background);
+  else if (method == "population")
+    run([&] { ketacore::run_population_ensemble<T>(spec, out); }, token, background);
+  else
+    throw std::invalid_argument("unknown method " + method);
+  if (spec.summary) return py::make_tuple(sum, lo, hi);
+  return counts;
+}
+
+ketacore::EnsembleSpec make_spec(const ketacore::CompiledScheme& scheme, const ketacore::SegmentPlan& plan,
+                                 const darray& p0, std::int64_t n_channels, const u32vec& entropy,
+                                 const u64arr& trials, int n_threads, bool summary,
+                                 const ketacore::CancelToken& token) {
+  if (plan.cond_size != scheme.condition_size())
+    throw std::invalid_argument("conditions have the wrong width for this scheme");
+  if (p0.size() != scheme.n_states) throw std::invalid_argument("p0 has the wrong length");
+  ketacore::EnsembleSpec spec;
+  spec.scheme = &scheme;
+  spec.plan = &plan;
+  spec.p0.assign(p0.data(), p0.data() + p0.size());
+  spec.n_channels = n_channels;
+  spec.entropy = entropy;
+  spec.trials.assign(trials.data(), trials.data() + trials.size());
+  spec.n_threads = n_threads;
+  spec.summary = summary;
+  spec.token = &token;
+  return spec;
+}
+
+}  // namespace
+
+void bind_simulate(py::module_& m) {
+  m.def(
+      "simulate",
+      [](const std::string& method, const ketacore::CompiledScheme& scheme, const darray& durations,
+         const iarray& cond_index, const darray& conditions, double dt, std::int64_t n_samples, const darray& p0,
+         std::int64_t n_channels, const u32vec& entropy, const u64arr& trials, int n_threads, bool summary,
+         bool wide, bool background) -> py::object {
+        ketacore::SegmentPlan plan = make_plan(durations, cond_index, conditions);
+        ketacore::CancelToken token;
+        ketacore::EnsembleSpec spec =
+            make_spec(scheme, plan, p0, n_channels, entropy, trials, n_threads, summary, token);
+        spec.grid = ketacore::Grid{dt, n_samples};
+        if (wide) return simulate_t<std::int64_t>(method, spec, background, token);
+        return simulate_t<std::int32_t>(method, spec, background, token);
+      },
+      py::arg("method"), py::arg("scheme"), py::arg("durations"), py::arg("cond_index"), py::arg("conditions"),
+      py::arg("dt"), py::arg("n_samples"), py::arg("p0"), py::arg("n_channels"), py::arg("entropy_words"),
+      py::arg("trials"), py::arg("n_threads"), py::arg("summary"), py::arg("wide"), py::arg("background"),
+      "Run 'ssa' or 'population'.  Returns counts (trials x samples x states, int32 or int64 if wide)\n"
+      "or, with summary=True, (sum int64, sumsq_lo uint64, sumsq_hi uint64), each samples x states.");
+  m.def(
+      "simulate_events",
+      [](const ketacore::CompiledScheme& scheme, const darray& durations, const iarray& cond_index,
+         const darray& conditions, const darray& p0, const u32vec& entropy, const u64arr& trials, int n_threads,
+         std::int64_t reserve_hint, bool background) {
+        ketacore::SegmentPlan plan = make_plan(durations, cond_index, conditions);
+        ketacore::CancelToken token;
+        ketacore::EnsembleSpec spec = make_spec(scheme, plan, p0, 1, entropy, trials, n_threads, false, token);
+        ketacore::EventLogOut out;
+        run([&] { ketacore::run_event_log(spec, out, static_cast<std::size_t>(reserve_hint)); }, token, background);
+        py::list res;
+        for (std::size_t i = 0; i < out.times.size(); ++i) {
+          py::array_t<double> t(static_cast<py::ssize_t>(out.times[i].size()));
+          py::array_t<std::int32_t> s(static_cast<py::ssize_t>(out.states[i].size()));
+          std::copy(out.times[i].begin(), out.times[i].end(), t.mutable_data());
+          std::copy(out.states[i].begin(), out.states[i].end(), s.mutable_data());
+          { std::vector<double>().swap(out.times[i]); std::vector<std::int32_t>().swap(out.states[i]); }
+          res.append(py::make_tuple(t, s));
+        }
+        return res;
+      },
+      py::arg("scheme"), py::arg("durations"), py::arg("cond_index"), py::arg("conditions"), py::arg("p0"),
+      py::arg("entropy_words"), py::arg("trials"), py::arg("n_threads"), py::arg("reserve_hint"),
+      py::arg("background"),
+      "Single-channel event logs: list of (times float64, states int32) per trial; entry 0 = (0, initial).");
+  m.def(
+      "ssa_exit_rates",
+      [](const ketacore::CompiledScheme& scheme, const darray& conditions) {
+        ketacore::SegmentPlan plan;
+        plan.conditions.assign(conditions.data(), conditions.data() + conditions.size());
+        plan.cond_size = static_cast<int>(conditions.shape(1));
+        auto r = ketacore::ssa_exit_rates(scheme, plan);
+        py::array_t<double> out({static_cast<py::ssize_t>(plan.n_conditions()), static_cast<py::ssize_t>(scheme.n_states)});
+        std::copy(r.begin(), r.end(), out.mutable_data());
+        return out;
+      },
+      py::arg("scheme"), py::arg("conditions"), "Total exit rate (1/s) per condition and state.");
+}

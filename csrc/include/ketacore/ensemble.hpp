@@ -1,0 +1,278 @@
+// ketacore/ensemble.hpp -- many trials (and, for one huge trial, many channel blocks) on threads.
+//
+// Reproducibility (DESIGN.md rule 3): trial i uses the stream
+//   PCG64(SeedSequence(entropy, spawn_key=(i,)))                     (population; ssa block 0)
+//   PCG64(SeedSequence(entropy, spawn_key=(i, b)))   for b >= 1      (ssa channel block b)
+// where the ssa channel blocks have the fixed size kChannelBlock.  Which thread runs which work
+// item never matters: every output is an integer accumulation (difference arrays, counts, sums,
+// sums of squares in 128-bit), and integer addition is associative, so the bytes are the same
+// for any n_threads and for any split of the trials into calls.
+#pragma once
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "ketacore/cancel.hpp"
+#include "ketacore/population.hpp"
+#include "ketacore/rng.hpp"
+#include "ketacore/ssa.hpp"
+
+namespace ketacore {
+
+constexpr std::int64_t kChannelBlock = 4096;
+
+using u128 = unsigned __int128;
+
+struct EnsembleSpec {
+  const CompiledScheme* scheme = nullptr;
+  const SegmentPlan* plan = nullptr;
+  Grid grid;
+  std::vector<double> p0;          // initial distribution (length K, sums to 1)
+  std::int64_t n_channels = 1;
+  std::vector<std::uint32_t> entropy;
+  std::vector<std::uint64_t> trials;  // absolute trial indices, one per output row
+  int n_threads = 1;
+  bool summary = false;
+  const CancelToken* token = nullptr;
+};
+
+// Outputs.  counts: n_trials x n_samples x K (record="counts").  Summary: per sample and state
+// the exact sum (int64) and sum of squares (128-bit, split into lo/hi uint64) over trials.
+template <class T>
+struct EnsembleOut {
+  T* counts = nullptr;
+  std::int64_t* sum = nullptr;
+  std::uint64_t* sumsq_lo = nullptr;
+  std::uint64_t* sumsq_hi = nullptr;
+};
+
+namespace detail {
+
+// Run f(thread_index) on n threads (inline when n == 1).
+template <class F>
+void parallel(int n, F&& f) {
+  if (n <= 1) {
+    f(0);
+    return;
+  }
+  std::vector<std::thread> th;
+  th.reserve(n - 1);
+  for (int i = 1; i < n; ++i) th.emplace_back([&f, i] { f(i); });
+  f(0);
+  for (auto& t : th) t.join();
+}
+
+struct SummaryAcc {
+  std::vector<std::int64_t> sum;
+  std::vector<u128> sumsq;
+  void init(std::size_t n) {
+    sum.assign(n, 0);
+    sumsq.assign(n, 0);
+  }
+  template <class T>
+  inline void add_row(std::size_t off, const T* c, int K) {
+    for (int j = 0; j < K; ++j) {
+      const std::int64_t v = static_cast<std::int64_t>(c[j]);
+      sum[off + j] += v;
+      sumsq[off + j] += static_cast<u128>(static_cast<std::uint64_t>(v)) * static_cast<std::uint64_t>(v);
+    }
+  }
+};
+
+template <class T>
+void merge_summary(std::vector<SummaryAcc>& accs, EnsembleOut<T>& out, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) {
+    std::int64_t s = 0;
+    u128 q = 0;
+    for (auto& a : accs) {
+      if (a.sum.empty()) continue;
+      s += a.sum[i];
+      q += a.sumsq[i];
+    }
+    out.sum[i] = s;
+    out.sumsq_lo[i] = static_cast<std::uint64_t>(q);
+    out.sumsq_hi[i] = static_cast<std::uint64_t>(q >> 64);
+  }
+}
+
+}  // namespace detail
+
+// ------------------------------------------------------------------------ SSA
+template <class T>
+void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
+  const SsaTables tab(*spec.scheme, *spec.plan);
+  const Timeline tl(*spec.plan);
+  const Categorical init(spec.p0);
+  const int K = tab.K;
+  const std::int64_t S = spec.grid.n_samples;
+  const std::size_t row = static_cast<std::size_t>(S) * K;
+  const double t_stop = static_cast<double>(S - 1) * spec.grid.dt;
+  const double inv_dt = 1.0 / spec.grid.dt;
+  const std::int64_t N = spec.n_channels;
+  const std::int64_t n_blocks = (N + kChannelBlock - 1) / kChannelBlock;
+  const std::size_t n_trials = spec.trials.size();
+  const int nt = std::max(1, spec.n_threads);
+  const CancelToken& token = *spec.token;
+
+  // simulate channel block b of trial `trial` into diff (size (S + 1) x K)
+  auto run_block = [&](std::uint64_t trial, std::int64_t b, T* diff, long& events) {
+    Pcg64 g = make_stream(spec.entropy, trial, static_cast<std::uint64_t>(b));
+    GridSink<T> sink{diff, K, inv_dt};
+    const std::int64_t c0 = b * kChannelBlock, c1 = std::min(N, c0 + kChannelBlock);
+    for (std::int64_t c = c0; c < c1; ++c) {
+      const int s0 = init.draw(g);
+      diff[s0] += 1;
+      ssa_channel(tab, tl, t_stop, g, s0, sink, token, events);
+      if (token.cancelled()) return;
+    }
+  };
+  // prefix sum of diff into a counts row (S x K)
+  auto finish_trial = [&](const T* diff, T* dst) {
+    std::vector<T> run(K, 0);
+    for (std::int64_t k = 0; k < S; ++k) {
+      for (int j = 0; j < K; ++j) {
+        run[j] += diff[k * K + j];
+        dst[k * K + j] = run[j];
+      }
+    }
+  };
+
+  std::vector<detail::SummaryAcc> accs(nt);
+  const bool by_trial = n_blocks == 1 || static_cast<std::int64_t>(n_trials) >= nt;
+  if (by_trial) {
+    std::atomic<std::size_t> next{0};
+    detail::parallel(std::min<std::size_t>(nt, std::max<std::size_t>(1, n_trials)), [&](int ti) {
+      std::vector<T> diff((S + 1) * K);
+      std::vector<T> tmp(spec.summary ? row : 0);
+      if (spec.summary) accs[ti].init(row);
+      long events = 0;
+      for (;;) {
+        const std::size_t i = next.fetch_add(1);
+        if (i >= n_trials || token.cancelled()) break;
+        std::fill(diff.begin(), diff.end(), T(0));
+        for (std::int64_t b = 0; b < n_blocks && !token.cancelled(); ++b) run_block(spec.trials[i], b, diff.data(), events);
+        T* dst = spec.summary ? tmp.data() : out.counts + i * row;
+        finish_trial(diff.data(), dst);
+        if (spec.summary)
+          for (std::int64_t k = 0; k < S; ++k) accs[ti].add_row(k * K, dst + k * K, K);
+      }
+    });
+  } else {
+    // few trials, many blocks: trials in turn, blocks of each trial on threads
+    std::vector<std::vector<T>> diffs(nt, std::vector<T>((S + 1) * K));
+    std::vector<T> total((S + 1) * K), tmp(row);
+    if (spec.summary) accs[0].init(row);
+    for (std::size_t i = 0; i < n_trials && !token.cancelled(); ++i) {
+      std::atomic<std::int64_t> next{0};
+      detail::parallel(nt, [&](int ti) {
+        std::vector<T>& d = diffs[ti];
+        std::fill(d.begin(), d.end(), T(0));
+        long events = 0;
+        for (;;) {
+          const std::int64_t b = next.fetch_add(1);
+          if (b >= n_blocks || token.cancelled()) break;
+          run_block(spec.trials[i], b, d.data(), events);
+        }
+      });
+      std::fill(total.begin(), total.end(), T(0));
+      for (auto& d : diffs)
+        for (std::size_t x = 0; x < total.size(); ++x) total[x] += d[x];
+      T* dst = spec.summary ? tmp.data() : out.counts + i * row;
+      finish_trial(total.data(), dst);
+      if (spec.summary)
+        for (std::int64_t k = 0; k < S; ++k) accs[0].add_row(k * K, dst + k * K, K);
+    }
+  }
+  if (spec.summary && !token.cancelled()) detail::merge_summary(accs, out, row);
+}
+
+// ---------------------------------------------------------------- population
+template <class T>
+void run_population_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
+  const PopulationPlan pp(*spec.scheme, *spec.plan, spec.grid);
+  const int K = pp.K;
+  const std::int64_t S = spec.grid.n_samples;
+  const std::size_t row = static_cast<std::size_t>(S) * K;
+  const std::size_t n_trials = spec.trials.size();
+  const int nt = std::max(1, std::min<int>(spec.n_threads, static_cast<int>(std::max<std::size_t>(1, n_trials))));
+  const CancelToken& token = *spec.token;
+  std::vector<detail::SummaryAcc> accs(nt);
+  std::atomic<std::size_t> next{0};
+  detail::parallel(nt, [&](int ti) {
+    if (spec.summary) accs[ti].init(row);
+    std::vector<std::int64_t> n(K), m(K);
+    std::vector<T> cur(K);
+    for (;;) {
+      const std::size_t i = next.fetch_add(1);
+      if (i >= n_trials || token.cancelled()) break;
+      Pcg64 g = make_stream(spec.entropy, spec.trials[i], 0);
+      multinomial(g, spec.n_channels, spec.p0, n.data());
+      auto record = [&](std::int64_t k) {
+        for (int j = 0; j < K; ++j) cur[j] = static_cast<T>(n[j]);
+        if (spec.summary)
+          accs[ti].add_row(static_cast<std::size_t>(k) * K, cur.data(), K);
+        else
+          std::memcpy(out.counts + i * row + static_cast<std::size_t>(k) * K, cur.data(), sizeof(T) * K);
+      };
+      record(0);
+      std::int64_t k = 0;
+      for (std::size_t r = 0; r < pp.run_len.size(); ++r) {
+        const int mat = pp.run_mat[r];
+        for (std::int64_t s = 0; s < pp.run_len[r]; ++s) {
+          pp.step(mat, n.data(), m.data(), g);
+          n.swap(m);
+          record(++k);
+          if ((k & (kCancelPollInterval - 1)) == 0 && token.cancelled()) return;
+        }
+      }
+    }
+  });
+  if (spec.summary && !token.cancelled()) detail::merge_summary(accs, out, row);
+}
+
+// ----------------------------------------------------------------- event log
+struct EventLogOut {
+  std::vector<std::vector<double>> times;
+  std::vector<std::vector<std::int32_t>> states;
+};
+
+// One channel per trial, from t = 0 to the end of the protocol.  Entry 0 is (0, initial state).
+inline void run_event_log(const EnsembleSpec& spec, EventLogOut& out, std::size_t reserve_hint) {
+  const SsaTables tab(*spec.scheme, *spec.plan);
+  const Timeline tl(*spec.plan);
+  const Categorical init(spec.p0);
+  const std::size_t n_trials = spec.trials.size();
+  out.times.assign(n_trials, {});
+  out.states.assign(n_trials, {});
+  const int nt = std::max(1, std::min<int>(spec.n_threads, static_cast<int>(std::max<std::size_t>(1, n_trials))));
+  const CancelToken& token = *spec.token;
+  std::atomic<std::size_t> next{0};
+  detail::parallel(nt, [&](int) {
+    long events = 0;
+    for (;;) {
+      const std::size_t i = next.fetch_add(1);
+      if (i >= n_trials || token.cancelled()) break;
+      Pcg64 g = make_stream(spec.entropy, spec.trials[i], 0);
+      auto& ts = out.times[i];
+      auto& ss = out.states[i];
+      ts.reserve(reserve_hint);
+      ss.reserve(reserve_hint);
+      const int s0 = init.draw(g);
+      ts.push_back(0.0);
+      ss.push_back(s0);
+      EventSink sink{&ts, &ss};
+      ssa_channel(tab, tl, tl.total(), g, s0, sink, token, events);
+    }
+  });
+}
+
+// Expected-transition estimate helper: total exit rate per (condition, state).
+inline std::vector<double> ssa_exit_rates(const CompiledScheme& scheme, const SegmentPlan& plan) {
+  return SsaTables(scheme, plan).exit_rate;
+}
+
+}  // namespace ketacore

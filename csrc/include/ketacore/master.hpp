@@ -1,0 +1,103 @@
+// ketacore/master.hpp -- exact solution of the master equation dp/dt = p Q on a grid, for
+// piecewise-constant conditions.
+//
+// Within a segment p(t + tau) = p(t) expm(Q tau) exactly.  P(dt) = expm(Q dt) is computed once
+// per unique condition and reused for every full grid step of every segment with that
+// condition; partial steps (segment boundaries between grid points) use expm(Q tau) for the
+// exact remaining interval, cached by (condition, tau).  Boundaries within 1e-7 dt of a grid
+// point are treated as lying on it.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "ketacore/expm.hpp"
+#include "ketacore/linalg.hpp"
+#include "ketacore/protocol.hpp"
+#include "ketacore/scheme.hpp"
+
+namespace ketacore {
+
+class TransitionMatrixCache {
+  public:
+    TransitionMatrixCache(const CompiledScheme& scheme, const SegmentPlan& plan)
+        : K_(scheme.n_states), Q_(plan.n_conditions()) {
+        const std::size_t kk = static_cast<std::size_t>(K_) * K_;
+        for (std::size_t c = 0; c < plan.n_conditions(); ++c) {
+            Q_[c].assign(kk, 0.0);
+            scheme.q_matrix(plan.condition(c), Q_[c].data());
+        }
+    }
+    int n_states() const { return K_; }
+    const std::vector<double>& q(std::size_t c) const { return Q_[c]; }
+
+    // expm(Q_c tau), cached.
+    const std::vector<double>& get(std::size_t c, double tau) {
+        auto key = std::make_pair(c, tau);
+        auto it = cache_.find(key);
+        if (it != cache_.end()) return it->second;
+        const std::size_t kk = static_cast<std::size_t>(K_) * K_;
+        std::vector<double> A(Q_[c]);
+        for (std::size_t i = 0; i < kk; ++i) A[i] *= tau;
+        std::vector<double> P(kk);
+        expm(A.data(), K_, P.data(), /*generator=*/true);
+        if (cache_.size() >= kMaxEntries) {
+            scratch_ = std::move(P);
+            return scratch_;
+        }
+        return cache_.emplace(key, std::move(P)).first->second;
+    }
+
+  private:
+    static constexpr std::size_t kMaxEntries = 4096;
+    int K_;
+    std::vector<std::vector<double>> Q_;
+    std::map<std::pair<std::size_t, double>, std::vector<double>> cache_;
+    std::vector<double> scratch_;
+};
+
+// Propagate p0 over the plan; write occupancy (n_samples x K, row-major) to `out`.
+inline void solve_master(const CompiledScheme& scheme, const SegmentPlan& plan, const Grid& grid,
+                         const double* p0, double* out) {
+    const int K = scheme.n_states;
+    if (grid.n_samples <= 0) return;
+    TransitionMatrixCache cache(scheme, plan);
+    std::vector<double> p(p0, p0 + K), tmp(K);
+    for (int j = 0; j < K; ++j) out[j] = p[j];
+    std::int64_t k = 1;
+    const double dt = grid.dt, tol = grid.tolerance();
+    double seg_start = 0.0, comp = 0.0;  // Kahan sum of durations
+    for (std::size_t s = 0; s < plan.n_segments(); ++s) {
+        const double y = plan.duration[s] - comp;
+        const double seg_end = seg_start + y;
+        comp = (seg_end - seg_start) - y;
+        const std::size_t c = static_cast<std::size_t>(plan.cond[s]);
+        double tcur = seg_start;
+        while (k < grid.n_samples) {
+            const double tk = static_cast<double>(k) * dt;
+            if (tk > seg_end + tol) break;
+            const double tau = tk - tcur;
+            if (tau > tol) {
+                const bool full = std::fabs(tau - dt) <= tol;
+                const std::vector<double>& P = cache.get(c, full ? dt : tau);
+                linalg::vecmat(p.data(), P.data(), tmp.data(), K);
+                p.swap(tmp);
+            }
+            double* o = out + static_cast<std::size_t>(k) * K;
+            for (int j = 0; j < K; ++j) o[j] = p[j];
+            tcur = tk;
+            ++k;
+        }
+        const double rem = seg_end - tcur;
+        if (rem > tol) {
+            const std::vector<double>& P = cache.get(c, rem);
+            linalg::vecmat(p.data(), P.data(), tmp.data(), K);
+            p.swap(tmp);
+        }
+        seg_start = seg_end;
+    }
+}
+
+}  // namespace ketacore

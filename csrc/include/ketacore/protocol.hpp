@@ -1,0 +1,41 @@
+// ketacore/protocol.hpp -- a compiled protocol: piecewise-constant segments referring to a table
+// of unique conditions, plus the output grid.  Built by ketacore.protocol.Protocol.compile().
+#pragma once
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace ketacore {
+
+struct SegmentPlan {
+    std::vector<double> duration;     // seconds, > 0
+    std::vector<std::int64_t> cond;   // index into conditions table
+    std::vector<double> conditions;   // n_cond x cond_size, row-major
+    int cond_size = 0;
+
+    std::size_t n_segments() const { return duration.size(); }
+    std::size_t n_conditions() const { return cond_size ? conditions.size() / cond_size : 0; }
+    const double* condition(std::size_t c) const { return conditions.data() + c * cond_size; }
+    double total() const {
+        // Kahan-compensated so long pulse trains do not drift off the grid.
+        double s = 0.0, comp = 0.0;
+        for (double d : duration) {
+            const double y = d - comp;
+            const double t = s + y;
+            comp = (t - s) - y;
+            s = t;
+        }
+        return s;
+    }
+};
+
+// Output grid: samples at t_k = k dt, k = 0 .. n_samples - 1.
+struct Grid {
+    double dt = 0.0;
+    std::int64_t n_samples = 0;
+    // Two times closer than this are treated as equal (segment boundary on a grid point).
+    double tolerance() const { return 1e-7 * dt; }
+};
+
+}  // namespace ketacore

@@ -1,0 +1,51 @@
+"""ketacore -- a high-performance kinetics engine for Markov ion-channel models.
+
+Built first for the NMDA receptor and its open-channel blockers (ketamine, Mg2+, memantine,
+MK-801).  A C++17 core does the work; this package validates input, names things and plots.
+
+Quick tour::
+
+    import ketacore as kc
+    from ketacore.units import s, ms, mV, uM, mM
+
+    gating = kc.models.get("destexhe1994")
+    protocol = kc.Protocol([kc.Step(1 * s, V=-70 * mV, glutamate=1 * mM)])
+    det = kc.solve(gating, protocol, dt=1 * ms)
+
+All quantities are SI (s, V, M, S, A, K); see :mod:`ketacore.units`.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from . import units
+from ._version import __version__
+from .protocol import Protocol, Step, pulse_train
+from .scheme import Rate, Scheme, Transition, rate
+from .solve import Result, solve
+
+# Submodules and functions imported on first use (keeps `import ketacore` fast).
+_LAZY_MODULES = {"models", "theory", "blockers", "analysis", "experiments",
+                 "study", "plot", "cli"}
+_LAZY_ATTRS = {
+    "simulate": ("ketacore.simulate", "simulate"),
+    "simulate_events": ("ketacore.simulate", "simulate_events"),
+    "block": ("ketacore.blockers", "block"),
+    "Study": ("ketacore.study", "Study"),
+    "run_study": ("ketacore.study", "run_study"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_ATTRS:
+        mod, attr = _LAZY_ATTRS[name]
+        return getattr(importlib.import_module(mod), attr)
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"ketacore.{name}")
+    raise AttributeError(f"module 'ketacore' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "units", "Scheme", "Rate", "rate", "Transition", "Step", "Protocol",
+           "pulse_train", "solve", "Result", "simulate", "simulate_events", "block", "models",
+           "theory", "blockers", "analysis", "experiments", "Study", "run_study"]

@@ -1,0 +1,106 @@
+"""Input validation shared by the public API (DESIGN rule 2: validate in Python, compute in C++).
+
+Every check raises ``ValueError`` or ``TypeError`` whose message names the parameter, the value
+received and what is allowed.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+#: Largest |V| accepted (V).  Larger values almost always mean millivolts were passed as volts.
+MAX_ABS_VOLTAGE = 1.0
+#: Largest concentration accepted (M).  Larger values almost always mean µM passed as M.
+MAX_CONCENTRATION = 10.0
+#: Accepted temperature range (K).
+TEMPERATURE_RANGE = (200.0, 400.0)
+
+
+def real(name: str, value: Any, *, positive: bool = False, nonnegative: bool = False,
+         finite: bool = True) -> float:
+    """Return ``value`` as a float after checking it is a real number with the stated sign."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} ({value!r})")
+    v = float(value)
+    if math.isnan(v):
+        raise ValueError(f"{name} must not be NaN")
+    if finite and math.isinf(v):
+        raise ValueError(f"{name} must be finite, got {v}")
+    if positive and not v > 0:
+        raise ValueError(f"{name} must be > 0, got {v}")
+    if nonnegative and not v >= 0:
+        raise ValueError(f"{name} must be >= 0, got {v}")
+    return v
+
+
+def integer(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """Return ``value`` as an int after checking type and range."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} ({value!r})")
+    v = int(value)
+    if minimum is not None and v < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {v}")
+    if maximum is not None and v > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {v}")
+    return v
+
+
+def voltage(name: str, value: Any) -> float:
+    v = real(name, value)
+    if abs(v) > MAX_ABS_VOLTAGE:
+        raise ValueError(
+            f"{name}={v} V is outside ±{MAX_ABS_VOLTAGE} V; ketacore uses SI volts "
+            f"(write -70 * ketacore.units.mV, not -70)")
+    return v
+
+
+def concentration(name: str, value: Any) -> float:
+    c = real(name, value, nonnegative=True)
+    if c > MAX_CONCENTRATION:
+        raise ValueError(
+            f"concentration {name}={c} M exceeds {MAX_CONCENTRATION} M; ketacore uses molar "
+            f"(write 10 * ketacore.units.uM, not 10)")
+    return c
+
+
+def temperature(name: str, value: Any) -> float:
+    t = real(name, value)
+    lo, hi = TEMPERATURE_RANGE
+    if not lo <= t <= hi:
+        raise ValueError(
+            f"{name}={t} K is outside [{lo}, {hi}] K; temperatures are in kelvin "
+            f"(use ketacore.units.celsius(22) for 22 °C)")
+    return t
+
+
+def duration(name: str, value: Any) -> float:
+    return real(name, value, positive=True)
+
+
+def check_memory(name: str, n_bytes: float, *, fraction: float = 0.8) -> None:
+    """Refuse an allocation of ``n_bytes`` that would not fit in available memory."""
+    avail = available_memory()
+    if n_bytes > fraction * avail:
+        raise ValueError(
+            f"{name}: the requested output needs about {n_bytes / 2**30:.3g} GiB, more than "
+            f"{fraction:.0%} of the {avail / 2**30:.3g} GiB available; reduce the number of "
+            f"samples/trials or keep summaries only")
+
+
+def available_memory() -> float:
+    """Available physical memory in bytes (MemAvailable on Linux, else a conservative guess)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024.0
+    except OSError:  # pragma: no cover - non-Linux
+        pass
+    try:  # pragma: no cover - non-Linux
+        import os
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return 4.0 * 2**30

@@ -1,0 +1,340 @@
+"""Protocols: piecewise-constant conditions (voltage, ligand concentrations, temperature).
+
+A :class:`Protocol` is a sequence of :class:`Step` segments.  Engines are exact for
+piecewise-constant conditions; smooth waveforms are represented by sampling
+(:meth:`Protocol.from_waveform`, zero-order hold), which is then the exact input.
+
+Builders: :class:`Step`, :func:`pulse_train`, :meth:`Protocol.from_waveform`,
+``protocol + protocol``, ``protocol * n`` (repeat).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from . import _validate as V_
+
+#: Holding potential (V) used when a step does not give one: −70 mV.
+DEFAULT_V = -0.070
+
+
+class Step:
+    """One segment of constant conditions.
+
+    Parameters
+    ----------
+    duration : float
+        Length of the segment (s), > 0.
+    V : float, default -0.07
+        Membrane voltage (V).
+    temperature : float, optional
+        Temperature (K); ``None`` uses the scheme's own temperature.
+    **concentrations : float
+        Ligand concentrations (M).  Ligands not named are 0 during this step.
+
+    Examples
+    --------
+    >>> from ketacore.units import s, mV, mM, uM
+    >>> Step(30 * s, V=-70 * mV, glutamate=1 * mM, ketamine=10 * uM)  # doctest: +SKIP
+    """
+
+    __slots__ = ("duration", "V", "temperature", "concentrations", "_key")
+
+    def __init__(self, duration: float, V: float = DEFAULT_V, temperature: float | None = None,
+                 **concentrations: float) -> None:
+        self.duration = V_.duration("duration", duration)
+        self.V = V_.voltage("V", V)
+        self.temperature = None if temperature is None else V_.temperature("temperature", temperature)
+        conc = {}
+        for k, c in concentrations.items():
+            conc[k] = V_.concentration(k, c)
+        self.concentrations = dict(sorted((k, c) for k, c in conc.items() if c != 0.0))
+        self._key = (self.V, self.temperature, tuple(self.concentrations.items()))
+
+    def conditions_key(self) -> tuple:
+        return self._key
+
+    def replace(self, **kw: Any) -> "Step":
+        d = {"duration": self.duration, "V": self.V, "temperature": self.temperature,
+             **self.concentrations}
+        d.update(kw)
+        return Step(**d)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Step):
+            return NotImplemented
+        return self.duration == other.duration and self._key == other._key
+
+    def __hash__(self) -> int:
+        return hash((self.duration, self._key))
+
+    def __repr__(self) -> str:
+        parts = [f"{self.duration!r}", f"V={self.V!r}"]
+        if self.temperature is not None:
+            parts.append(f"temperature={self.temperature!r}")
+        parts += [f"{k}={v!r}" for k, v in self.concentrations.items()]
+        return f"Step({', '.join(parts)})"
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"duration": self.duration, "V": self.V}
+        if self.temperature is not None:
+            d["temperature"] = self.temperature
+        d.update(self.concentrations)
+        return d
+
+
+class Protocol:
+    """A sequence of :class:`Step` segments (piecewise-constant conditions).
+
+    Parameters
+    ----------
+    steps : iterable of Step (or Protocol)
+        Segments in time order; nested protocols are flattened.
+
+    Raises
+    ------
+    ValueError
+        If there are no steps.
+    """
+
+    __slots__ = ("_steps", "_compile_cache", "_bounds")
+
+    def __init__(self, steps: Iterable["Step | Protocol"]) -> None:
+        flat: list[Step] = []
+        if isinstance(steps, (Step, Protocol)):
+            steps = [steps]
+        for st in steps:
+            if isinstance(st, Protocol):
+                flat.extend(st._steps)
+            elif isinstance(st, Step):
+                flat.append(st)
+            else:
+                raise TypeError(f"protocol steps must be Step or Protocol objects, got {type(st).__name__}")
+        if not flat:
+            raise ValueError("a protocol needs at least one step")
+        self._steps = tuple(flat)
+        self._compile_cache: dict = {}
+        self._bounds = None
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return self._steps
+
+    @property
+    def duration(self) -> float:
+        """Total length (s)."""
+        return float(self.boundaries[-1])
+
+    @property
+    def boundaries(self) -> np.ndarray:
+        """Segment boundaries (s), length ``n_steps + 1``, starting at 0 (compensated sums)."""
+        if self._bounds is None:
+            b = np.empty(len(self._steps) + 1)
+            b[0] = 0.0
+            s = comp = 0.0
+            for i, st in enumerate(self._steps):  # Kahan sum, as the C++ core does
+                y = st.duration - comp
+                t = s + y
+                comp = (t - s) - y
+                s = t
+                b[i + 1] = s
+            b.setflags(write=False)
+            self._bounds = b
+        return self._bounds
+
+    @property
+    def ligands(self) -> tuple[str, ...]:
+        """All ligand names used by any step (sorted)."""
+        return tuple(sorted({k for st in self._steps for k in st.concentrations}))
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    def __iter__(self):
+        return iter(self._steps)
+
+    def __add__(self, other: "Protocol | Step") -> "Protocol":
+        if isinstance(other, (Protocol, Step)):
+            return Protocol([self, other])
+        return NotImplemented
+
+    def __mul__(self, n: int) -> "Protocol":
+        n = V_.integer("n", n, minimum=1)
+        return Protocol(list(self._steps) * n)
+
+    __rmul__ = __mul__
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Protocol):
+            return NotImplemented
+        return self._steps == other._steps
+
+    def __hash__(self) -> int:
+        return hash(self._steps)
+
+    def __repr__(self) -> str:
+        return f"Protocol({len(self._steps)} steps, {self.duration:g} s)"
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [st.to_dict() for st in self._steps]
+
+    @classmethod
+    def from_list(cls, items: Sequence[Mapping[str, Any]]) -> "Protocol":
+        steps = []
+        for i, d in enumerate(items):
+            try:
+                steps.append(Step(**dict(d)))
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"protocol step {i}: {e}") from None
+        return cls(steps)
+
+    # ------------------------------------------------------------------ builders
+    @classmethod
+    def from_waveform(cls, times: Sequence[float], t_end: float, V: Any = DEFAULT_V,
+                      temperature: float | None = None, **concentrations: Any) -> "Protocol":
+        """Piecewise-constant protocol from sampled waveforms (zero-order hold).
+
+        Parameters
+        ----------
+        times : array of float, shape (n,)
+            Sample times (s), strictly increasing, starting at 0.
+        t_end : float
+            End of the protocol (s), > ``times[-1]``; the last value holds until then.
+        V : float or array of shape (n,)
+            Voltage (V) at each sample (held until the next).
+        temperature : float, optional
+            Temperature (K), constant.
+        **concentrations : float or array of shape (n,)
+            Ligand concentrations (M) at each sample.
+        """
+        t = np.asarray(times, dtype=float)
+        if t.ndim != 1 or t.size == 0:
+            raise ValueError("times must be a non-empty 1-D array")
+        if not np.all(np.isfinite(t)):
+            raise ValueError("times must be finite")
+        if t[0] != 0.0:
+            raise ValueError(f"times must start at 0, got {t[0]}")
+        if np.any(np.diff(t) <= 0):
+            raise ValueError("times must be strictly increasing")
+        t_end = V_.real("t_end", t_end)
+        if not t_end > t[-1]:
+            raise ValueError(f"t_end={t_end} must be > times[-1]={t[-1]}")
+
+        def col(name: str, v: Any) -> np.ndarray:
+            a = np.asarray(v, dtype=float)
+            if a.ndim == 0:
+                return np.full(t.size, float(a))
+            if a.shape != t.shape:
+                raise ValueError(f"{name} must be a scalar or have the shape of times {t.shape}, got {a.shape}")
+            return a
+
+        Vs = col("V", V)
+        cs = {k: col(k, v) for k, v in concentrations.items()}
+        ends = np.append(t[1:], t_end)
+        steps = [Step(float(ends[i] - t[i]), V=float(Vs[i]), temperature=temperature,
+                      **{k: float(a[i]) for k, a in cs.items()}) for i in range(t.size)]
+        return cls(steps)
+
+    # ------------------------------------------------------------------ compilation
+    def compile(self, scheme) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Compile for ``scheme``: ``(durations, cond_index, conditions)``.
+
+        ``conditions`` holds one row ``[V, T, c_0..c_{L-1}]`` per unique condition; adjacent
+        steps with equal conditions are merged.
+
+        Raises
+        ------
+        ValueError
+            If a step names a ligand the scheme does not have.
+        """
+        key = (scheme.ligands, scheme.temperature)
+        hit = self._compile_cache.get(key)
+        if hit is not None:
+            return hit
+        ligs = scheme.ligands
+        lidx = {l: i for i, l in enumerate(ligs)}
+        table: dict[tuple, int] = {}
+        rows: list[np.ndarray] = []
+        durs: list[float] = []
+        idx: list[int] = []
+        for i, st in enumerate(self._steps):
+            ck = st.conditions_key()
+            j = table.get(ck)
+            if j is None:
+                row = np.zeros(2 + len(ligs))
+                row[0] = st.V
+                row[1] = scheme.temperature if st.temperature is None else st.temperature
+                for name, c in st.concentrations.items():
+                    if name not in lidx:
+                        raise ValueError(
+                            f"protocol step {i} sets ligand {name!r}, which scheme "
+                            f"{scheme.name or '(unnamed)'} does not have; its ligands are {list(ligs)}")
+                    row[2 + lidx[name]] = c
+                j = len(rows)
+                table[ck] = j
+                rows.append(row)
+            if idx and idx[-1] == j:
+                durs[-1] += st.duration
+            else:
+                durs.append(st.duration)
+                idx.append(j)
+        out = (np.asarray(durs, dtype=float), np.asarray(idx, dtype=np.int64), np.vstack(rows))
+        for a in out:
+            a.setflags(write=False)
+        if len(self._compile_cache) > 8:
+            self._compile_cache.clear()
+        self._compile_cache[key] = out
+        return out
+
+    def step_index_at(self, times: np.ndarray, dt: float) -> np.ndarray:
+        """Index of the step in force at each time (right-continuous; a time within 1e-7·dt of
+        a boundary belongs to the step that starts there; the end time to the last step)."""
+        b = self.boundaries
+        i = np.searchsorted(b, np.asarray(times) + 1e-7 * dt, side="right") - 1
+        return np.clip(i, 0, len(self._steps) - 1)
+
+
+def pulse_train(n_pulses: int, frequency: float, width: float, *, V: float = DEFAULT_V,
+                temperature: float | None = None, during: Mapping[str, float] | None = None,
+                between: Mapping[str, float] | None = None, tail: float = 0.0) -> Protocol:
+    """A train of ``n_pulses`` square concentration pulses at ``frequency``.
+
+    Parameters
+    ----------
+    n_pulses : int
+        Number of pulses, ≥ 1.
+    frequency : float
+        Pulse frequency (Hz); the period ``1/frequency`` must exceed ``width``.
+    width : float
+        Pulse duration (s).
+    V : float, default -0.07
+        Voltage (V) throughout.
+    temperature : float, optional
+        Temperature (K).
+    during : mapping, optional
+        Concentrations (M) during each pulse, e.g. ``{"glutamate": 1e-3}``.
+    between : mapping, optional
+        Concentrations (M) between pulses (and in the tail), e.g. a bath drug concentration.
+    tail : float, default 0
+        Extra time (s) after the last inter-pulse interval with the ``between`` conditions.
+    """
+    n = V_.integer("n_pulses", n_pulses, minimum=1)
+    f = V_.real("frequency", frequency, positive=True)
+    w = V_.duration("width", width)
+    period = 1.0 / f
+    if not period > w:
+        raise ValueError(f"pulse period 1/frequency = {period} s must exceed width = {w} s")
+    tail = V_.real("tail", tail, nonnegative=True)
+    during = dict(during or {})
+    between = dict(between or {})
+    on = Step(w, V=V, temperature=temperature, **{**between, **during})
+    off = Step(period - w, V=V, temperature=temperature, **between)
+    steps: list[Step] = [on, off] * n
+    if tail > 0:
+        steps.append(Step(tail, V=V, temperature=temperature, **between))
+    return Protocol(steps)
+
+
+__all__ = ["Step", "Protocol", "pulse_train", "DEFAULT_V"]

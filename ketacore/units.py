@@ -1,0 +1,55 @@
+"""SI unit constants.
+
+ketacore works in SI throughout (seconds, volts, molar, siemens, amperes, kelvin).  Multiply by
+these constants to write other units readably, and divide to read results back::
+
+    from ketacore.units import ms, mV, uM, pS
+    kc.Step(30 * s, V=-70 * mV, ketamine=10 * uM)
+    result.current / pA
+
+Physical constants (CODATA 2018 exact values) are provided for Woodhull voltage dependence.
+"""
+# time (s)
+s = 1.0
+ms = 1e-3
+us = 1e-6
+minute = 60.0
+# voltage (V)
+V = 1.0
+mV = 1e-3
+# concentration (mol/L)
+M = 1.0
+mM = 1e-3
+uM = 1e-6
+nM = 1e-9
+# conductance (S)
+S = 1.0
+nS = 1e-9
+pS = 1e-12
+# current (A)
+A = 1.0
+nA = 1e-9
+pA = 1e-12
+# rates
+per_s = 1.0
+per_M_per_s = 1.0
+# temperature (K)
+K = 1.0
+ZERO_CELSIUS = 273.15
+
+FARADAY = 96485.33212  # C/mol
+GAS_CONSTANT = 8.314462618  # J/(mol K)
+ELEMENTARY_CHARGE = 1.602176634e-19  # C
+BOLTZMANN = 1.380649e-23  # J/K
+
+
+def celsius(t: float) -> float:
+    """Convert a temperature in degrees Celsius to kelvin."""
+    return float(t) + ZERO_CELSIUS
+
+
+__all__ = [
+    "s", "ms", "us", "minute", "V", "mV", "M", "mM", "uM", "nM", "S", "nS", "pS", "A", "nA",
+    "pA", "K", "ZERO_CELSIUS", "FARADAY", "GAS_CONSTANT", "ELEMENTARY_CHARGE", "BOLTZMANN",
+    "celsius", "per_s", "per_M_per_s",
+]
