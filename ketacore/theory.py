@@ -189,7 +189,8 @@ class ExponentialMixture:
     def pdf(self, t):
         """Probability density (s^-1) at time(s) t (s); 0 for t < 0."""
         t = np.asarray(t, dtype=float)
-        val = np.real((self.amplitudes * np.exp(-t[..., None] / self.taus)).sum(axis=-1))
+        tc = np.maximum(t, 0.0)
+        val = np.real((self.amplitudes * np.exp(-tc[..., None] / self.taus)).sum(axis=-1))
         return np.where(t >= 0, val, 0.0)
 
     def survival(self, t):
@@ -544,14 +545,14 @@ def _open_mask(open_, k: int, states) -> np.ndarray:
 
 
 def _resolve(model, conditions: Mapping[str, Any], open=None, names=None) -> _Model:
-    """The one dispatcher: (scheme, **conditions) or (Q, open=..., states=...)."""
+    """The one dispatcher: (scheme, **conditions) or (Q, open=..., names=...)."""
     if _is_scheme(model):
+        if names is not None:
+            raise TypeError("names= is only for a raw Q matrix; a scheme names its own states")
         Q = validate_q(model.q_matrix(**conditions), name="scheme.q_matrix(...)")
         names = tuple(str(s) for s in model.states)
         if len(names) != Q.shape[0]:
             raise ValueError(f"scheme has {len(names)} states but q_matrix is {Q.shape}")
-        if names is not None:
-            raise TypeError("names= is only for a raw Q matrix; a scheme names its own states")
         if open is not None:
             mask = _open_mask(open, Q.shape[0], names)
         else:
