@@ -1157,14 +1157,16 @@ def concentration_response(scheme, ligand: str, concentrations=None, *, open=Non
         raise TypeError(f"{ligand!r} is the varied ligand; do not also pass it as a condition")
 
     def po(c: float) -> float:
-        return open_probability(scheme, open=open, **{ligand: float(c)}, **other_conditions)
+        c = min(float(c), float(_C_CAP))  # exp(log(c)) may round just above the cap
+        return open_probability(scheme, open=open, **{ligand: c}, **other_conditions)
 
     p0 = po(0.0)
     # scan upwards in half-decade steps up to the largest concentration ketacore accepts
     cs, ps = [], []
     flat = 0
     last = p0
-    grid = list(10.0 ** np.arange(-15.0, math.log10(_C_CAP), 0.5)) + [_C_CAP]
+    grid = [float(c) for c in 10.0 ** np.arange(-15.0, math.log10(_C_CAP), 0.5)
+            if c < _C_CAP * (1 - 1e-6)] + [float(_C_CAP)]
     for c in grid:
         val = po(c)
         cs.append(c)

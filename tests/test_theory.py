@@ -796,3 +796,33 @@ def test_real_ch82_model_matches_closed_form_q():
         b = th.bursts(m, [m.states[idx[2]], m.states[idx[3]]], **{lig: c})
         ref = th.bursts(ch82_q(c), WITHIN, open=OPEN)
         assert b.mean_length == pytest.approx(ref.mean_length, rel=1e-5)
+
+
+def _kc_ch82_scheme():
+    pytest.importorskip("ketacore._core")
+    import ketacore as kc
+    r = kc.rate
+    return kc.Scheme(
+        CH82_STATES,
+        [("AR*", "A2R*", r(5e8, "agonist")), ("AR*", "AR", 3000.0),
+         ("A2R*", "AR*", r(1 / 3, factor=2)), ("A2R*", "A2R", 500.0),
+         ("AR", "AR*", 15.0), ("AR", "A2R", r(5e8, "agonist")), ("AR", "R", 2000.0),
+         ("A2R", "A2R*", 15000.0), ("A2R", "AR", r(2000.0, factor=2)),
+         ("R", "AR", r(5e7, "agonist", factor=2))],
+        conductance={"AR*": 60e-12, "A2R*": 60e-12}, name="ch82-test")
+
+
+def test_real_scheme_path():
+    sch = _kc_ch82_scheme()
+    for c in CONCS:
+        np.testing.assert_allclose(sch.q_matrix(agonist=c), ch82_q(c), rtol=1e-14, atol=1e-12)
+        ref = th.bursts(ch82_q(c), WITHIN, open=OPEN)
+        b = th.bursts(sch, ["AR", "A2R"], agonist=c, V=-0.06)
+        assert b.mean_length == pytest.approx(ref.mean_length, rel=1e-12)
+        d = th.dwell_times(sch, "open", agonist=c)
+        assert d.mean == pytest.approx(th.dwell_times(ch82_q(c), "open", open=OPEN).mean,
+                                       rel=1e-12)
+    cr = th.concentration_response(sch, "agonist", concentrations=[1e-6])
+    assert cr.popen_max == pytest.approx(30 / 31, rel=1e-12)
+    r = th.relaxation(sch, agonist=1e-5)
+    np.testing.assert_allclose(r.initial, [0, 0, 0, 0, 1], atol=1e-15)
