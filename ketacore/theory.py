@@ -25,10 +25,13 @@ p(0) expm(Q t). For a class of states A and its complement F,
 Equilibrium occupancies are computed with the Grassmann-Taksar-Heyman (GTH)
 state-reduction algorithm, which uses no subtractions and so gives every
 occupancy to high *relative* accuracy even when rates span many decades
-(1e-3 to 1e9 s^-1). If GTH meets a state with no way back (a reducible chain,
-e.g. an absorbing state), the least-squares solution of ``p [Q | u] = u``
-(CH95b's ``p = u (S S^T)^-1`` without squaring the condition number) is used
-and a ValueError is raised if the equilibrium is not unique.
+(1e-3 to 1e9 s^-1) -- unlike CH95b's ``p = u (S S^T)^-1``, S = [Q | u], which
+squares the condition number (the two agree for well-conditioned Q, and the
+tests check it). A reducible chain (e.g. an absorbing state, as in an agonist
+scheme at zero agonist) is split into strongly connected classes: with one
+closed class the equilibrium is GTH on that class and exactly 0 on the
+transient states; with several, a ValueError says the equilibrium is not
+unique.
 
 Exponential mixtures come from the spectral expansion of a sub-generator M
 (e.g. ``-Q_AA``): ``expm(-M t) = sum_m exp(-lambda_m t) A_m``. When the
@@ -70,7 +73,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from scipy import optimize
+from scipy import optimize, sparse
+from scipy.sparse import csgraph
 
 __all__ = [
     "ExponentialMixture",
@@ -659,21 +663,28 @@ def _gth(Q: np.ndarray) -> Optional[np.ndarray]:
     return p / p.sum()
 
 
-def _equilibrium_lstsq(Q: np.ndarray) -> np.ndarray:
-    k = Q.shape[0]
-    S = np.hstack([Q, np.ones((k, 1))])  # p S = u  (CH95b)
-    sol, _, rank, _ = np.linalg.lstsq(S.T, np.ones(k + 1), rcond=None)
-    if rank < k:
-        raise ValueError("Q has no unique equilibrium: it has more than one closed "
-                         "(absorbing) class of states")
-    p = np.clip(sol, 0.0, None)
-    return p / p.sum()
-
-
 def _equilibrium_q(Q: np.ndarray) -> np.ndarray:
-    p = _gth(Q)
-    if p is None:
-        p = _equilibrium_lstsq(Q)
+    """Equilibrium of a generator: GTH on its single closed class, 0 on transient states."""
+    k = Q.shape[0]
+    adj = (Q > 0) & ~np.eye(k, dtype=bool)
+    n_comp, labels = csgraph.connected_components(sparse.csr_matrix(adj), directed=True,
+                                                  connection="strong")
+    if n_comp == 1:
+        p = _gth(Q)
+        if p is None:  # pragma: no cover - impossible for an irreducible chain
+            raise ValueError("GTH failed on an irreducible chain")
+        return p
+    # closed classes: strongly connected components with no transition leaving them
+    leaves = np.zeros(n_comp, dtype=bool)
+    src, dst = np.nonzero(adj)
+    leaves[labels[src][labels[src] != labels[dst]]] = True
+    closed = np.flatnonzero(~leaves)
+    if closed.size != 1:
+        raise ValueError(f"Q has no unique equilibrium: it has {closed.size} closed "
+                         "(absorbing) classes of states")
+    members = np.flatnonzero(labels == closed[0])
+    p = np.zeros(k)
+    p[members] = _gth(Q[np.ix_(members, members)])
     return p
 
 

@@ -192,6 +192,10 @@ def test_equilibrium_absorbing_state_falls_back():
     # state 2 absorbing: unique equilibrium all in state 2
     Q = np.array([[-3.0, 2.0, 1.0], [4.0, -5.0, 1.0], [0.0, 0.0, 0.0]])
     np.testing.assert_allclose(th.equilibrium(Q), [0, 0, 1], atol=1e-12)
+    # CH82 at zero agonist: R absorbing (last in order, where plain GTH breaks down);
+    # transient states get exactly 0
+    np.testing.assert_array_equal(th.equilibrium(ch82_q(0.0)), [0, 0, 0, 0, 1])
+    assert th.concentration_response(ch82_scheme(), "agonist", [1e-6]).popen_zero == 0.0
     # two absorbing states: no unique equilibrium
     Q2 = np.array([[-2.0, 1.0, 1.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
     with pytest.raises(ValueError, match="unique"):
