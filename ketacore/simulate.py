@@ -1,0 +1,589 @@
+"""Exact stochastic simulation of channel populations and single channels.
+
+Two exact methods run in the C++ core (``csrc/include/ketacore/{ssa,population,ensemble}.hpp``):
+
+``"ssa"``
+    Event-driven simulation of every channel (Gillespie's direct method; Gillespie 1977,
+    J. Phys. Chem. 81:2340, doi:10.1021/j100540a008).  Conditions are piecewise constant; at a
+    segment boundary the pending dwell is redrawn under the new rates, which is exact because
+    dwells are memoryless.  Jumps are accumulated into integer difference arrays and prefix-summed
+    once, so the cost is proportional to the number of transitions, not to the number of samples.
+``"population"``
+    For N identical independent channels, the counts at consecutive grid points are related by
+    multinomial draws with ``P = expm(Q·dt)`` (Colquhoun & Hawkes; exact in distribution at the
+    grid points for any ``dt``).  The cost per step depends on the number of states only, not on N.
+``"auto"``
+    Picks the cheaper of the two from the expected number of transitions versus
+    steps × states².
+
+Randomness follows Scientific Python SPEC 7 (see :mod:`ketacore._rng`): trial ``i`` uses
+``numpy.random.PCG64(numpy.random.SeedSequence(entropy, spawn_key=(i,)))`` (ssa channel block
+``b >= 1`` of a trial with more than 4096 channels: ``spawn_key=(i, b)``), reproduced bit for
+bit in C++.  Counts are integers accumulated exactly, so results are bit-identical for any
+``n_threads`` and for any split of the trials into calls (``trials=range(...)``).
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from . import _rng
+from . import _validate as V_
+from ._version import __version__
+from .protocol import Protocol, Step
+from .scheme import Scheme
+
+__all__ = ["simulate", "simulate_events", "SimulationResult", "EventLog"]
+
+METHODS = ("auto", "ssa", "population")
+RECORDS = ("counts", "summary")
+
+#: ssa channel-block size (fixed: it defines the random streams, see module docstring).
+CHANNEL_BLOCK = 4096
+_INT32_MAX = 2**31 - 1
+# Cost model for method="auto" and for deciding when to run in the background (seconds).
+_COST_EVENT = 6e-9       # one ssa transition
+_COST_BINOMIAL = 2.5e-8  # one binomial draw in a population step
+_COST_SAMPLE = 1e-9      # writing / summing one (sample, state) cell
+_BACKGROUND_ABOVE = 0.01  # run on a worker thread polling Ctrl-C when the job is longer than this
+_PARALLEL_ABOVE = 0.002   # use several threads only when the job is longer than this
+
+
+def _n_samples(total: float, dt: float) -> int:
+    return int(np.floor(total / dt + 1e-7)) + 1
+
+
+def _default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _check_scheme_protocol(scheme: Any, protocol: Any) -> Protocol:
+    if not isinstance(scheme, Scheme):
+        raise TypeError(f"scheme must be a ketacore.Scheme, got {type(scheme).__name__}")
+    if isinstance(protocol, Step):
+        protocol = Protocol([protocol])
+    elif not isinstance(protocol, Protocol):
+        raise TypeError(f"protocol must be a ketacore.Protocol or Step, got {type(protocol).__name__}")
+    return protocol
+
+
+def _resolve_trials(n_trials: Any, trials: Any, trial_offset: Any) -> np.ndarray:
+    if trials is not None:
+        if isinstance(trials, (str, bytes)) or not isinstance(trials, (range, Sequence, np.ndarray)):
+            raise TypeError(f"trials must be a range or a sequence of non-negative ints, got {type(trials).__name__}")
+        idx = np.asarray(list(trials) if not isinstance(trials, np.ndarray) else trials)
+        if idx.ndim != 1 or idx.size == 0:
+            raise ValueError("trials must be a non-empty 1-D range or sequence of trial indices")
+        if idx.dtype.kind not in "iu":
+            raise TypeError(f"trials must contain integers, got dtype {idx.dtype}")
+        if np.any(idx < 0) or np.any(idx >= 2**63):
+            raise ValueError("trials must be in [0, 2**63)")
+        if len(np.unique(idx)) != idx.size:
+            raise ValueError("trials must not repeat an index (repeated trials are identical copies)")
+        if n_trials is not None and V_.integer("n_trials", n_trials, minimum=1) != idx.size:
+            raise ValueError(f"n_trials={n_trials} disagrees with len(trials)={idx.size}; give one of them")
+        if trial_offset not in (None, 0):
+            raise ValueError("give either trials= or trial_offset=, not both")
+        return idx.astype(np.uint64)
+    n = 1 if n_trials is None else V_.integer("n_trials", n_trials, minimum=1)
+    off = 0 if trial_offset is None else V_.integer("trial_offset", trial_offset, minimum=0, maximum=2**63 - n)
+    return np.arange(off, off + n, dtype=np.uint64)
+
+
+def _resolve_threads(n_threads: Any) -> int:
+    if n_threads is None:
+        return _default_threads()
+    return V_.integer("n_threads", n_threads, minimum=1, maximum=4096)
+
+
+_RATE_CACHE: dict = {}
+
+
+def _rate_estimate(scheme: Scheme, compiled, conds: np.ndarray, p0: np.ndarray) -> np.ndarray:
+    """Expected transitions per second per channel under each condition (rough: the mean of
+    the exit rate at the initial distribution and at that condition's equilibrium)."""
+    key = (id(compiled), conds.tobytes(), p0.tobytes())
+    hit = _RATE_CACHE.get(key)
+    if hit is not None:
+        return hit
+    from . import _core
+    from ._linalg import equilibrium_from_q
+    exit_rates = _core.ssa_exit_rates(compiled, conds)
+    out = np.empty(len(conds))
+    for c in range(len(conds)):
+        try:
+            peq = equilibrium_from_q(np.asarray(compiled.q_matrix(conds[c])))
+        except Exception:  # reducible chain under this condition: fall back to the initial state
+            peq = p0
+        out[c] = 0.5 * (float(p0 @ exit_rates[c]) + float(np.clip(peq, 0, None) @ exit_rates[c]))
+    if len(_RATE_CACHE) > 64:
+        _RATE_CACHE.clear()
+    _RATE_CACHE[key] = out
+    return out
+
+
+class SimulationResult:
+    """Output of :func:`simulate`.
+
+    Attributes
+    ----------
+    time : ndarray, shape (n_samples,)
+        Sample times ``k·dt`` (s).
+    counts : ndarray or None, shape (n_trials, n_samples, n_states)
+        Channels in each state at each sample (``record="counts"``); int32, or int64 when
+        ``n_channels`` exceeds 2**31 − 1.  ``None`` with ``record="summary"``.
+    sum_counts : ndarray, shape (n_samples, n_states), int64
+        Exact sum of the counts over trials.
+    sum_sq_counts : ndarray, shape (n_samples, n_states)
+        Exact sum of squared counts over trials: uint64 when it fits, otherwise an object array
+        of Python ints.
+    mean, var : ndarray, shape (n_samples, n_states)
+        Mean and unbiased variance (ddof=1; NaN for one trial) of the counts over trials,
+        computed from the exact integer sums.
+    open_probability : ndarray
+        Fraction of channels open: shape (n_trials, n_samples) with counts, (n_samples,) (the
+        trial mean) with summaries.
+    current : ndarray
+        ``Σ_i n_i g_i (V − E_rev)`` (A), shapes as ``open_probability``.
+    V : ndarray, shape (n_samples,)
+        Membrane voltage at each sample (V).
+    method, record : str
+    entropy : int or tuple of int
+        Root entropy; trial ``i`` is ``numpy.random.PCG64(SeedSequence(entropy, spawn_key=(i,)))``.
+    trials : ndarray of uint64
+        Absolute trial indices, one per row of ``counts``.
+    n_channels : int
+    dt : float
+    version : str
+        ketacore version that produced the result.
+    """
+
+    def __init__(self, *, scheme: Scheme, protocol: Protocol, dt: float, n_samples: int, method: str,
+                 record: str, entropy: Any, trials: np.ndarray, n_channels: int, initial: np.ndarray,
+                 counts: np.ndarray | None = None, sums: tuple | None = None) -> None:
+        self.scheme = scheme
+        self.protocol = protocol
+        self.dt = dt
+        self.n_samples = n_samples
+        self.method = method
+        self.record = record
+        self.entropy = entropy
+        self.trials = trials
+        self.n_channels = n_channels
+        self.initial = initial
+        self.counts = counts
+        self.version = __version__
+        self._sums = sums
+        self._time = None
+        self._V = None
+
+    # -------------------------------------------------------------- basic views
+    @property
+    def states(self) -> tuple[str, ...]:
+        return self.scheme.states
+
+    @property
+    def n_trials(self) -> int:
+        return int(self.trials.size)
+
+    @property
+    def time(self) -> np.ndarray:
+        if self._time is None:
+            self._time = np.arange(self.n_samples) * self.dt
+        return self._time
+
+    @property
+    def V(self) -> np.ndarray:
+        if self._V is None:
+            idx = self.protocol.step_index_at(self.time, self.dt)
+            self._V = np.array([st.V for st in self.protocol.steps])[idx]
+        return self._V
+
+    @property
+    def metadata(self) -> dict:
+        return {"method": self.method, "record": self.record, "entropy": self.entropy,
+                "trials": self.trials, "n_channels": self.n_channels, "dt": self.dt,
+                "scheme": self.scheme.name, "version": self.version}
+
+    # ----------------------------------------------------------------- summaries
+    def _exact_sums(self):
+        if self._sums is None:
+            c = self.counts.astype(np.int64)
+            s = c.sum(axis=0)
+            q = (c.astype(object) ** 2).sum(axis=0) if self.n_channels > 3_000_000_000 else (c * c).sum(axis=0)
+            self._sums = (s, q)
+        return self._sums
+
+    @property
+    def sum_counts(self) -> np.ndarray:
+        return self._exact_sums()[0]
+
+    @property
+    def sum_sq_counts(self) -> np.ndarray:
+        q = self._exact_sums()[1]
+        if isinstance(q, np.ndarray) and q.dtype == object:
+            return q
+        return np.asarray(q).astype(np.uint64)
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.sum_counts / self.n_trials
+
+    @property
+    def var(self) -> np.ndarray:
+        n = self.n_trials
+        if n < 2:
+            return np.full(self.sum_counts.shape, np.nan)
+        s = self.sum_counts
+        q = self._exact_sums()[1]
+        if isinstance(q, np.ndarray) and q.dtype == object:
+            num = np.array(n * q - s.astype(object) ** 2, dtype=float)
+        else:
+            # n*q - s^2 is computed exactly in Python ints where int64 could overflow
+            if self.n_channels <= 2**20 and n <= 2**20:
+                num = (n * q.astype(np.int64) - s * s).astype(float)
+            else:
+                num = np.array(n * q.astype(object) - s.astype(object) ** 2, dtype=float)
+        return num / (n * (n - 1))
+
+    @property
+    def open_probability(self) -> np.ndarray:
+        m = self.scheme.open_mask
+        if self.counts is not None:
+            return self.counts[..., m].sum(axis=-1) / self.n_channels
+        return self.mean[:, m].sum(axis=-1) / self.n_channels
+
+    @property
+    def current(self) -> np.ndarray:
+        g = self.scheme.conductance
+        drive = self.V - self.scheme.e_rev
+        if self.counts is not None:
+            return (self.counts @ g) * drive
+        return (self.mean @ g) * drive
+
+    def __getitem__(self, state: str) -> np.ndarray:
+        """Counts of one state: (n_trials, n_samples) with counts, else the mean (n_samples,)."""
+        j = self.scheme.index(state)
+        return self.counts[..., j] if self.counts is not None else self.mean[:, j]
+
+    def to_xarray(self):
+        """An ``xarray.Dataset`` (requires the optional dependency xarray)."""
+        try:
+            import xarray as xr
+        except ImportError:  # pragma: no cover - optional dependency
+            raise ImportError("to_xarray() needs xarray: pip install 'ketacore[xarray]'") from None
+        attrs = {k: (str(v) if k in ("entropy",) else v) for k, v in self.metadata.items() if k != "trials"}
+        coords = {"time": self.time, "state": list(self.states)}
+        if self.counts is not None:
+            coords["trial"] = self.trials
+            data = {"counts": (("trial", "time", "state"), self.counts),
+                    "open_probability": (("trial", "time"), self.open_probability),
+                    "current": (("trial", "time"), self.current)}
+        else:
+            data = {"mean": (("time", "state"), self.mean), "var": (("time", "state"), self.var),
+                    "open_probability": ("time", self.open_probability),
+                    "current": ("time", self.current)}
+        data["V"] = ("time", self.V)
+        ds = xr.Dataset(data, coords=coords, attrs=attrs)
+        ds["time"].attrs["units"] = "s"
+        ds["current"].attrs["units"] = "A"
+        ds["V"].attrs["units"] = "V"
+        return ds
+
+    def __repr__(self) -> str:
+        return (f"SimulationResult(method={self.method!r}, record={self.record!r}, trials={self.n_trials}, "
+                f"n_channels={self.n_channels}, samples={self.n_samples}, states={len(self.states)})")
+
+
+def simulate(scheme: Scheme, protocol: Protocol | Step, dt: float, n_channels: int = 1,
+             n_trials: int | None = None, *, method: str = "auto", rng: Any = None,
+             n_threads: int | None = None, record: str = "counts", initial: Any = None,
+             trials: Iterable[int] | None = None, trial_offset: int | None = None) -> SimulationResult:
+    """Exact Monte Carlo simulation of ``n_channels`` independent channels, ``n_trials`` times.
+
+    Parameters
+    ----------
+    scheme : Scheme
+        Kinetic scheme (rates in s⁻¹, conductances in S).
+    protocol : Protocol or Step
+        Piecewise-constant conditions (durations in s).
+    dt : float
+        Sampling interval of the output grid (s), > 0; samples at ``k·dt``,
+        ``k = 0 .. floor(T/dt)``.  Both methods are exact at the grid points for any ``dt``.
+    n_channels : int, default 1
+        Channels per trial, ≥ 1.
+    n_trials : int, optional
+        Number of independent trials (default 1, or ``len(trials)``).
+    method : {"auto", "ssa", "population"}
+        ``"ssa"``: per-channel event-driven simulation (Gillespie 1977,
+        doi:10.1021/j100540a008); ``"population"``: multinomial update of the state counts with
+        ``P = expm(Q·dt)``, cost independent of ``n_channels``; ``"auto"``: the cheaper one.
+    rng : None, int, numpy.random.SeedSequence or numpy.random.Generator
+        Root of the random streams (SPEC 7; see :mod:`ketacore._rng`).  The root entropy is
+        stored in the result.
+    n_threads : int, optional
+        Worker threads (default: all cores available to the process).  Results do not depend on it.
+    record : {"counts", "summary"}
+        ``"counts"`` keeps ``(n_trials, n_samples, n_states)`` counts; ``"summary"`` keeps only
+        exact per-sample sums and sums of squares (memory independent of ``n_trials``).
+    initial : None, str, mapping or array, optional
+        Initial state distribution (each channel drawn independently from it); default:
+        equilibrium under the first step's conditions.  See :func:`ketacore.solve`.
+    trials : range or sequence of int, optional
+        Absolute trial indices to simulate (trial ``i`` always has the same stream), e.g.
+        ``range(50, 100)``; results of several calls concatenate to the one-call result.
+    trial_offset : int, optional
+        Shorthand for ``trials=range(trial_offset, trial_offset + n_trials)``.
+
+    Returns
+    -------
+    SimulationResult
+
+    Raises
+    ------
+    TypeError, ValueError
+        Invalid arguments (named in the message), or outputs that would not fit in memory
+        (the message gives the estimate).
+    KeyboardInterrupt
+        On Ctrl-C; the computation stops within ~0.1 s and its memory is freed.
+
+    Notes
+    -----
+    Ctrl-C is honoured for jobs estimated to take longer than ~10 ms (they run on a worker thread
+    while the calling thread polls for signals); shorter jobs run inline with the GIL released.
+    """
+    protocol = _check_scheme_protocol(scheme, protocol)
+    dt = V_.real("dt", dt, positive=True)
+    N = V_.integer("n_channels", n_channels, minimum=1, maximum=2**62)
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if not isinstance(record, str) or record not in RECORDS:
+        raise ValueError(f"record must be one of {RECORDS}, got {record!r}")
+    trial_idx = _resolve_trials(n_trials, trials, trial_offset)
+    n_tr = int(trial_idx.size)
+    threads = _resolve_threads(n_threads)
+    entropy = _rng.root_entropy(rng)
+    words = _rng.entropy_words(entropy)
+
+    total = protocol.duration
+    S = _n_samples(total, dt)
+    K = scheme.n_states
+    durs, idx, conds = protocol.compile(scheme)
+    from .solve import initial_distribution
+    p0 = initial_distribution(scheme, initial, protocol)
+    compiled = scheme._compiled()
+
+    # ----- cost model and method choice
+    rate = _rate_estimate(scheme, compiled, conds, p0)
+    horizon = (S - 1) * dt
+    ends = np.minimum(np.cumsum(durs), horizon)
+    starts = np.concatenate(([0.0], ends[:-1]))
+    per_channel = float(np.sum(np.clip(ends - starts, 0, None) * rate[idx]))
+    ssa_cost = n_tr * (N * per_channel * _COST_EVENT + S * K * _COST_SAMPLE)
+    pop_cost = n_tr * ((S - 1) * K * (K - 1) * _COST_BINOMIAL + S * K * _COST_SAMPLE)
+    if method == "auto":
+        chosen = "ssa" if ssa_cost <= pop_cost else "population"
+    else:
+        chosen = method
+    if chosen == "ssa" and N > 2**40:
+        raise ValueError(f"n_channels={N} is too many for method='ssa' (one event stream per channel); "
+                         "use method='population'")
+
+    # ----- memory plan (refuse before running)
+    wide = N > _INT32_MAX
+    item = 8 if wide else 4
+    if record == "summary":
+        if n_tr * N >= 2**63:
+            raise ValueError(f"n_trials*n_channels={n_tr * N} overflows the int64 sums; split the trials")
+        out_bytes = S * K * 24.0
+        work = threads * S * K * (24.0 + (2 * item if chosen == "ssa" else 0))
+    else:
+        out_bytes = float(n_tr) * S * K * item
+        work = threads * (S + 1) * K * item if chosen == "ssa" else 0.0
+    need = out_bytes + work
+    try:
+        V_.check_memory("simulate", need)
+    except ValueError as e:
+        raise ValueError(f"{e} (method={chosen!r}, record={record!r}, {n_tr} trials x {S} samples x {K} states; "
+                         f"estimate {need / 2**30:.3g} GiB)") from None
+
+    est = ssa_cost if chosen == "ssa" else pop_cost
+    threads_used = threads if est > _PARALLEL_ABOVE else 1
+    background = est / threads_used > _BACKGROUND_ABOVE
+    from . import _core
+    out = _core.simulate(chosen, compiled, durs, idx, conds, dt, S, p0, N, words, trial_idx,
+                         threads_used, record == "summary", wide, background)
+    common = dict(scheme=scheme, protocol=protocol, dt=dt, n_samples=S, method=chosen, record=record,
+                  entropy=entropy, trials=trial_idx, n_channels=N, initial=p0)
+    if record == "summary":
+        s, lo, hi = out
+        if np.any(hi):
+            q = hi.astype(object) * (1 << 64) + lo.astype(object)
+        else:
+            q = lo
+        return SimulationResult(sums=(s, q), **common)
+    return SimulationResult(counts=out, **common)
+
+
+class EventLog:
+    """Single-channel event records from :func:`simulate_events`.
+
+    ``log[i]`` is ``(times, states)`` of trial ``log.trials[i]``: ``times`` (float64, s) are the
+    instants the channel entered ``states`` (int32 indices into ``log.state_names``); entry 0 is
+    ``(0.0, initial state)``.  The record ends at ``log.t_end`` (the protocol duration), so the
+    last dwell is censored.
+
+    Attributes
+    ----------
+    times, states : list of ndarray
+    t_end : float
+    entropy : int or tuple of int
+    trials : ndarray of uint64
+    state_names : tuple of str
+    """
+
+    def __init__(self, times, states, t_end, entropy, trials, scheme) -> None:
+        self.times = times
+        self.states = states
+        self.t_end = t_end
+        self.entropy = entropy
+        self.trials = trials
+        self.scheme = scheme
+        self.version = __version__
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return self.scheme.states
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def __getitem__(self, i: int):
+        return self.times[i], self.states[i]
+
+    def __iter__(self):
+        return iter(zip(self.times, self.states))
+
+    @property
+    def n_events(self) -> np.ndarray:
+        """Number of transitions in each trial."""
+        return np.array([len(t) - 1 for t in self.times])
+
+    def dwells(self, i: int = 0, *, include_last: bool = False):
+        """Dwell durations (s) and the state of each dwell for trial ``i``.  The final, censored
+        dwell is dropped unless ``include_last``."""
+        t, s = self.times[i], self.states[i]
+        ends = np.append(t[1:], self.t_end)
+        d, st = ends - t, s
+        if not include_last:
+            d, st = d[:-1], st[:-1]
+        return d, st
+
+    def open_dwells(self, i: int = 0, *, include_last: bool = False):
+        """Durations of sojourns in the open (conducting) subset: consecutive open dwells in
+        different open states are merged into one opening."""
+        return self._sojourns(i, self.scheme.open_mask, include_last)
+
+    def shut_dwells(self, i: int = 0, *, include_last: bool = False):
+        """Durations of sojourns in the shut subset (consecutive shut dwells merged)."""
+        return self._sojourns(i, ~self.scheme.open_mask, include_last)
+
+    def _sojourns(self, i, mask, include_last):
+        t, s = self.times[i], self.states[i]
+        inside = mask[s]
+        change = np.flatnonzero(np.diff(inside.astype(np.int8)) != 0) + 1
+        starts = np.concatenate(([0], change))
+        ends_t = np.append(t[change], self.t_end)
+        durs = ends_t - t[starts]
+        sel = inside[starts]
+        if not include_last:
+            sel = sel.copy()
+            sel[-1] = False
+        # the first sojourn starts at t=0 (not at an entry) -- it is kept; callers may drop it
+        return durs[sel]
+
+    def __repr__(self) -> str:
+        return f"EventLog({len(self)} trials, {int(self.n_events.sum())} transitions, t_end={self.t_end:g} s)"
+
+
+def simulate_events(scheme: Scheme, protocol: Protocol | Step, n_trials: int | None = None,
+                    rng: Any = None, *, initial: Any = None, trials: Iterable[int] | None = None,
+                    trial_offset: int | None = None, n_threads: int | None = None,
+                    max_events: int | None = None) -> EventLog:
+    """Single-channel records: every transition of one channel per trial (exact SSA).
+
+    Parameters
+    ----------
+    scheme : Scheme
+    protocol : Protocol or Step
+        Piecewise-constant conditions (s).
+    n_trials : int, optional
+        Number of trials (one channel each); default 1 or ``len(trials)``.
+    rng : None, int, SeedSequence or Generator
+        SPEC 7 root; trial ``i`` uses the same stream as in :func:`simulate` (single channel).
+    initial : optional
+        Initial distribution (see :func:`ketacore.solve`); default equilibrium of the first step.
+    trials, trial_offset : optional
+        Absolute trial indices, as in :func:`simulate`.
+    n_threads : int, optional
+        Worker threads (results do not depend on it).
+    max_events : int, optional
+        Refuse the request if the expected number of transitions over all trials exceeds this
+        (default: whatever fits in 80% of available memory, 12 bytes per event).
+
+    Returns
+    -------
+    EventLog
+    """
+    protocol = _check_scheme_protocol(scheme, protocol)
+    trial_idx = _resolve_trials(n_trials, trials, trial_offset)
+    threads = _resolve_threads(n_threads)
+    if max_events is not None:
+        max_events = V_.integer("max_events", max_events, minimum=1)
+    entropy = _rng.root_entropy(rng)
+    words = _rng.entropy_words(entropy)
+    durs, idx, conds = protocol.compile(scheme)
+    from .solve import initial_distribution
+    p0 = initial_distribution(scheme, initial, protocol)
+    compiled = scheme._compiled()
+    rate = _rate_estimate(scheme, compiled, conds, p0)
+    from . import _core
+    max_rate = _core.ssa_exit_rates(compiled, conds).max(axis=1)
+    expected = float(np.sum(durs * rate[idx]))          # per trial (rough)
+    upper = float(np.sum(durs * max_rate[idx]))         # per trial, bound on the mean
+    n_tr = int(trial_idx.size)
+    est_events = n_tr * min(upper, 1.5 * expected + 10 * math.sqrt(expected + 1) + 16)
+    if max_events is not None and est_events > max_events:
+        raise ValueError(f"simulate_events: about {est_events:.3g} transitions expected, more than "
+                         f"max_events={max_events}")
+    try:
+        V_.check_memory("simulate_events", est_events * 12.0 * 2)
+    except ValueError as e:
+        raise ValueError(f"{e} (about {est_events:.3g} transitions expected over {n_tr} trials)") from None
+    est_cost = n_tr * expected * _COST_EVENT
+    threads_used = threads if est_cost > _PARALLEL_ABOVE else 1
+    background = est_cost / threads_used > _BACKGROUND_ABOVE
+    reserve = int(min(1.2 * expected + 16, 1e7))
+    pairs = _core.simulate_events(compiled, durs, idx, conds, p0, words, trial_idx, threads_used, reserve,
+                                  background)
+    return EventLog([p[0] for p in pairs], [p[1] for p in pairs], float(protocol.duration), entropy,
+                    trial_idx, scheme)
+
+
+# ``ketacore.simulate`` is both this module and the function: importing the submodule makes the
+# package attribute the module, so the module itself is made callable (forwarding to the function)
+# and ``kc.simulate(...)`` works however it was first reached.
+class _CallableModule(type(math)):
+    def __call__(self, *args: Any, **kwargs: Any) -> SimulationResult:
+        return simulate(*args, **kwargs)
+
+
+import sys as _sys  # noqa: E402
+
+_sys.modules[__name__].__class__ = _CallableModule
