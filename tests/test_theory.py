@@ -830,3 +830,16 @@ def test_real_scheme_path():
     assert cr.popen_max == pytest.approx(30 / 31, rel=1e-12)
     r = th.relaxation(sch, agonist=1e-5)
     np.testing.assert_allclose(r.initial, [0, 0, 0, 0, 1], atol=1e-15)
+
+
+def test_relaxation_washout_reducible_q():
+    # agonist removal: at zero agonist R is absorbing (Q reducible); general-eig path
+    sch = ch82_scheme()
+    r = th.relaxation(sch, initial={"agonist": 1e-5}, agonist=0.0)
+    np.testing.assert_allclose(r.equilibrium, [0, 0, 0, 0, 1], atol=0)
+    Q = ch82_q(0.0)
+    for t in [0.0, 1e-4, 1e-3, 1e-2, 0.1]:
+        np.testing.assert_allclose(r.occupancy(t), r.initial @ linalg.expm(Q * t), atol=1e-10)
+    b = th.bursts(ch82_q(1e-6), WITHIN, open=OPEN)
+    assert b.openings.cdf(10 ** 5) == pytest.approx(1.0, abs=1e-12)
+    assert b.openings.cdf(1) == pytest.approx(b.openings.pmf(1), rel=1e-12)
