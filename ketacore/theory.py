@@ -70,7 +70,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Mapping, Optional, Tuple
 
 import numpy as np
 from scipy import optimize, sparse
@@ -562,7 +562,8 @@ def _resolve(model, conditions: Mapping[str, Any], open=None, names=None) -> _Mo
         else:
             g = np.asarray(model.conductance, dtype=float)
             if g.shape != (Q.shape[0],):
-                raise ValueError(f"scheme.conductance has shape {g.shape}, expected ({Q.shape[0]},)")
+                raise ValueError(f"scheme.conductance has shape {g.shape}, "
+                                 f"expected ({Q.shape[0]},)")
             mask = g > 0
         return _Model(Q, mask, names, model)
     if isinstance(model, (str, bytes)) or model is None:
@@ -1111,7 +1112,8 @@ def bursts(model, within, *, open=None, names=None, **conditions) -> Bursts:
                   mean_length=mean_length, open_time=open_time, mean_open_time=mean_open,
                   mean_shut_time=mean_shut, gaps=gaps, mean_gap=mean_gap,
                   start=_frozen_array(phi), rate=float(tot),
-                  mean_between=float((1.0 - tot * mean_length) / tot), open_states=tuple(int(i) for i in A),
+                  mean_between=float((1.0 - tot * mean_length) / tot),
+                  open_states=tuple(int(i) for i in A),
                   within_states=tuple(int(i) for i in B),
                   between_states=tuple(int(i) for i in C))
 

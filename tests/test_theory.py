@@ -483,8 +483,8 @@ def test_bursts_blocker_closed_forms():
     assert b.mean_shut_time == pytest.approx(kon * B / alpha / koff, rel=1e-13)
     # number of openings is geometric: P(r) = (1-q) q^(r-1), q = kon B/(alpha + kon B)
     q = kon * B / (alpha + kon * B)
-    np.testing.assert_allclose(b.openings.pmf([1, 2, 5]), [(1 - q) * q ** (r - 1) for r in (1, 2, 5)],
-                               rtol=1e-12)
+    np.testing.assert_allclose(b.openings.pmf([1, 2, 5]),
+                               [(1 - q) * q ** (r - 1) for r in (1, 2, 5)], rtol=1e-12)
     assert b.mean_between == pytest.approx(1 / beta, rel=1e-12)
 
 
