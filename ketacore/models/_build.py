@@ -1,0 +1,264 @@
+"""Generator of the built-in model TOML files (``python -m ketacore.models._build``).
+
+The TOML files in this directory are the data; this script is how they were written, so every
+number can be traced to the source quoted next to it.  It is not imported at run time.  Values
+come from ``reference/nmda-kinetics.md`` (the project's reference notes) and the model files
+named there; all are converted to SI (s⁻¹, M⁻¹ s⁻¹, V, S, K).
+
+Re-running it rewrites the TOML files byte for byte (``tests/test_models.py`` checks this).
+"""
+from __future__ import annotations
+
+import pathlib
+
+from ketacore.scheme import Rate, Scheme
+from ketacore.units import celsius, mV, pS
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+#: Single-channel conductance used for every NMDA model (S): the 50 pS main level of native
+#: high-conductance NMDA receptors (49–52 pS, cerebellar granule cells) and the gmax per channel
+#: of Moradi et al. 2012 citing Johnson & Ascher 1990.  Model files give gmax per synapse
+#: (500 pS) which is not a single-channel value.
+G_NMDA = 50 * pS
+
+
+def ch82() -> Scheme:
+    """Colquhoun & Hawkes (1982) reference mechanism (DCPYPS ``samples.CH82``)."""
+    A = "agonist"
+    S = ["AR*", "A2R*", "AR", "A2R", "R"]
+    T = [
+        ("AR*", "A2R*", Rate(5e8, A)),            # k*+2 [A]
+        ("AR*", "AR", 3000.0),                    # alpha1
+        ("A2R*", "AR*", Rate(1.0 / 3.0, factor=2)),  # 2 k*-2, k*-2 = 1/3 by microscopic reversibility
+        ("A2R*", "A2R", 500.0),                   # alpha2
+        ("AR", "AR*", 15.0),                      # beta1
+        ("AR", "A2R", Rate(5e8, A)),              # k+2 [A]
+        ("AR", "R", 2000.0),                      # k-1
+        ("A2R", "A2R*", 15000.0),                 # beta2
+        ("A2R", "AR", Rate(2000.0, factor=2)),    # 2 k-2
+        ("R", "AR", Rate(5e7, A, factor=2)),      # 2 k+1 [A] = 1e8 M^-1 s^-1 [A]
+    ]
+    return Scheme(
+        S, T, conductance={"AR*": G_NMDA, "A2R*": G_NMDA}, e_rev=0.0, ligands=[A],
+        name="ch82",
+        citation=("Colquhoun D, Hawkes AG (1982) On the stochastic properties of bursts of single "
+                  "ion channel openings and of clusters of bursts. Phil Trans R Soc Lond B "
+                  "300:1-59"),
+        doi="10.1098/rstb.1982.0156",
+        notes=("Numerical example mechanism of CH82 as in DCPROGS (DCPYPS samples.CH82; the HJCFIT "
+               "unit test qmatrix.cc holds its Q at 0.1 uM).  Statistical factors written "
+               "explicitly (factor=2 on R->AR, A2R->AR, A2R*->AR*); k*-2 = 1/3 s^-1 is set by "
+               "microscopic reversibility.  Agonist ligand 'agonist'.  Both open states conduct "
+               "50 pS (CH82 is a generic mechanism: conductance and E_rev = 0 V are conventions "
+               "of this library, not of the source).  Temperature not part of the model "
+               "(default 22 C, no Q10)."),
+    )
+
+
+# Destexhe, Mainen & Sejnowski rate set "DMS 1996" of ModelDB 18198 nmda5.mod (default row).
+_DMS = dict(Rb=5e6, Ru=12.9, Rd=8.4, Rr=6.8, Ro=46.5, Rc=73.8)
+_DMS_CITATION = ("Destexhe A, Mainen ZF, Sejnowski TJ (1994) Synthesis of models for excitable "
+                 "membranes, synaptic transmission and neuromodulation using a common kinetic "
+                 "formalism. J Comput Neurosci 1:195-230; rate set 'Destexhe, Mainen & "
+                 "Sejnowski 1996' of ModelDB 18198 nmda5.mod (Destexhe & Mainen 1995), fit to "
+                 "Hessler et al. 1993 hippocampal NMDA EPSCs")
+
+
+def _destexhe(statistical_factors: bool) -> Scheme:
+    p = _DMS
+    f2 = 2.0 if statistical_factors else 1.0
+    T = [
+        ("C0", "C1", Rate(p["Rb"], "glutamate", factor=f2)),
+        ("C1", "C0", p["Ru"]),
+        ("C1", "C2", Rate(p["Rb"], "glutamate")),
+        ("C2", "C1", Rate(p["Ru"], factor=f2)),
+        ("C2", "D", p["Rd"]),
+        ("D", "C2", p["Rr"]),
+        ("C2", "O", p["Ro"]),
+        ("O", "C2", p["Rc"]),
+    ]
+    common = ("Five-state scheme C0 <-> C1 <-> C2 <-> O, C2 <-> D (Clements & Westbrook 1991 / "
+              "Lester & Jahr 1992 topology).  Rates (SI): Rb 5e6 /M/s, Ru 12.9, Rd 8.4, Rr 6.8, "
+              "Ro 46.5, Rc 73.8 /s (default 'DMS 1996' row of nmda5.mod).  Glycine assumed "
+              "saturating; no Mg2+ (compose with kc.blockers 'mg' or use "
+              "kc.blockers.jahr_stevens).  E_rev 0 mV as in nmda5.mod; single-channel "
+              "conductance 50 pS (library convention; the file's gmax 500 pS is per synapse).  "
+              "Temperature 36 C from the companion demo nmda5.hoc; the rates carry no Q10, so the "
+              "temperature only enters Woodhull factors of composed blockers.")
+    if statistical_factors:
+        name = "destexhe1994_sf"
+        conv = ("WITH statistical factors (two independent identical glutamate sites): "
+                "C0->C1 2*Rb*[Glu], C1->C0 Ru, C1->C2 Rb*[Glu], C2->C1 2*Ru -- the form of ModelDB "
+                "7988 (Chen et al. 2001) and Moradi et al. 2012 SynNMDA10_2.mod.  Same numbers as "
+                "'destexhe1994', different model.  ")
+    else:
+        name = "destexhe1994"
+        conv = ("WITHOUT statistical factors, exactly as the original ModelDB 18198 nmda5.mod: "
+                "C0->C1 Rb*[Glu], C1->C0 Ru, C1->C2 Rb*[Glu], C2->C1 Ru.  The variant with "
+                "factors is 'destexhe1994_sf'.  ")
+    return Scheme(["C0", "C1", "C2", "D", "O"], T, conductance={"O": G_NMDA}, e_rev=0.0,
+                  ligands=["glutamate"], name=name, citation=_DMS_CITATION,
+                  doi="10.1007/BF00961734", notes=conv + common, temperature=celsius(36.0))
+
+
+def destexhe1994() -> Scheme:
+    """Destexhe/Mainen/Sejnowski 5-state NMDA, original form (no statistical factors)."""
+    return _destexhe(False)
+
+
+def destexhe1994_sf() -> Scheme:
+    """Same rates with statistical factors (ModelDB 7988 / Moradi 2012 form)."""
+    return _destexhe(True)
+
+
+# Erreger et al. 2005 Table 2 values as found in the MATLAB Q-matrix files [ERR-M]
+# (kd1+ on RA2->D1, i.e. *into* D1; [ERR-N] NR2A_CA swaps kd1 and is not followed).
+_ERR = {
+    "2a": dict(kon=31.6e6, koff=1010.0, kfp=3140.0, kfm=174.0, ksp=230.0, ksm=178.0,
+               kd1p=85.1, kd1m=29.7, kd2p=230.0, kd2m=1.01),
+    "2b": dict(kon=2.83e6, koff=38.1, kfp=2836.0, kfm=175.0, ksp=48.0, ksm=230.0,
+               kd1p=550.0, kd1m=81.4, kd2p=112.0, kd2m=0.91),
+}
+
+
+def _erreger(sub: str) -> Scheme:
+    p = _ERR[sub]
+    G = "glutamate"
+    T = [
+        ("R", "RA", Rate(p["kon"], G, factor=2)),
+        ("RA", "R", p["koff"]),
+        ("RA", "RA2", Rate(p["kon"], G)),
+        ("RA2", "RA", Rate(p["koff"], factor=2)),
+        ("RA2", "RA2f", p["kfp"]),
+        ("RA2f", "RA2", p["kfm"]),
+        ("RA2", "RA2s", p["ksp"]),
+        ("RA2s", "RA2", p["ksm"]),
+        ("RA2f", "O", p["ksp"]),
+        ("O", "RA2f", p["ksm"]),
+        ("RA2s", "O", p["kfp"]),
+        ("O", "RA2s", p["kfm"]),
+        ("RA2", "D1", p["kd1p"]),
+        ("D1", "RA2", p["kd1m"]),
+        ("RA2", "D2", p["kd2p"]),
+        ("D2", "RA2", p["kd2m"]),
+    ]
+    label = "GluN1/GluN2A" if sub == "2a" else "GluN1/GluN2B"
+    notes = (f"{label} 8-state scheme of Erreger et al. 2005 (Table 2) as an explicit Q matrix "
+             "(MATLAB files 'Model of GluN2A/GluN2B Activation from Erreger et al 2005'): two "
+             "glutamate bindings with statistical factors (2*kon, koff; kon, 2*koff), then a fast "
+             "(kf) and a slow (ks) pre-gating step in either order (RA2f = after kf, RA2s = after "
+             "ks), one open state O, desensitized D1 and D2 attached to RA2.  kd1+ is RA2->D1 "
+             "(into D1) as in the MATLAB files and the Erreger 2B parameter file; the NEURON "
+             "file NR2A_CA swaps kd1 and is not followed.  Glycine saturating (50 uM in the "
+             "recordings).  No voltage dependence, no Mg2+.  E_rev 0 mV and 50 pS are library "
+             "conventions (the recordings were at -80/-100 mV).  Temperature: room temperature "
+             "assumed (22 C; not stated in the sources found); no Q10.")
+    return Scheme(["R", "RA", "RA2", "RA2f", "RA2s", "O", "D1", "D2"], T,
+                  conductance={"O": G_NMDA}, e_rev=0.0, ligands=[G],
+                  name=f"erreger2005_{sub}",
+                  citation=("Erreger K, Dravid SM, Banke TG, Wyllie DJA, Traynelis SF (2005) "
+                            "Subunit-specific gating controls rat NR1/NR2A and NR1/NR2B NMDA "
+                            "channel kinetics and synaptic signalling profiles. J Physiol "
+                            "563:345-358"),
+                  doi="10.1113/jphysiol.2004.080028", notes=notes, temperature=celsius(22.0))
+
+
+def erreger2005_2a() -> Scheme:
+    """Erreger et al. 2005 GluN1/GluN2A."""
+    return _erreger("2a")
+
+
+def erreger2005_2b() -> Scheme:
+    """Erreger et al. 2005 GluN1/GluN2B."""
+    return _erreger("2b")
+
+
+# Kampa et al. 2004, ModelDB 50207 NMDA_Mg.mod.  Mg2+ rates are given at +40 mV with
+#   k_block   = Rxb [Mg] exp((V - 40 mV) * valence * memb_fraction / 25 mV)
+#   k_unblock = Rxu      exp(-(V - 40 mV) * valence * (1 - memb_fraction) / 25 mV)
+# valence = -2, memb_fraction = 0.8.  ketacore writes these as Rate(vk=..., v0=+40 mV):
+#   exp((V - v0)/vk) with vk = 25 mV / (valence*memb_fraction) = 25/(-1.6) = -15.625 mV (block)
+#   and vk = 25 mV / (-valence*(1-memb_fraction)) = 25/0.4 = +62.5 mV (unblock).
+# The vk form keeps the file's fixed 25 mV (not RT/F at the run temperature), so the model is
+# reproduced exactly at any temperature.  Both vk values are exact binary fractions.
+_KAMPA_V0 = 40 * mV
+_KAMPA_VK_BLOCK = 25 * mV / (-2 * 0.8)        # -15.625 mV
+_KAMPA_VK_UNBLOCK = 25 * mV / (2 * (1 - 0.8))  # +62.5 mV
+
+
+def kampa2004() -> Scheme:
+    """Kampa, Clements, Jonas & Stuart 2004 10-state NMDA receptor with kinetic Mg2+."""
+    G, M = "glutamate", "mg"
+
+    def blk(k0: float) -> Rate:
+        return Rate(k0, M, vk=_KAMPA_VK_BLOCK, v0=_KAMPA_V0)
+
+    def unblk(k0: float) -> Rate:
+        return Rate(k0, vk=_KAMPA_VK_UNBLOCK, v0=_KAMPA_V0)
+
+    T = [
+        # gating without Mg2+
+        ("U", "Cl", Rate(1e7, G)), ("Cl", "U", 5.6),          # Rb, Ru
+        ("Cl", "O", 10.0), ("O", "Cl", 273.0),                 # Ro, Rc
+        ("Cl", "D1", 2.2), ("D1", "Cl", 1.6),                  # Rd1, Rr1
+        ("D1", "D2", 0.43), ("D2", "D1", 0.5),                 # Rd2, Rr2
+        # gating with Mg2+ bound
+        ("UMg", "ClMg", Rate(1e7, G)), ("ClMg", "UMg", 17.1),  # RbMg, RuMg
+        ("ClMg", "OMg", 10.0), ("OMg", "ClMg", 548.0),         # RoMg, RcMg
+        ("ClMg", "D1Mg", 2.1), ("D1Mg", "ClMg", 0.87),         # Rd1Mg, Rr1Mg
+        ("D1Mg", "D2Mg", 0.26), ("D2Mg", "D1Mg", 0.42),        # Rd2Mg, Rr2Mg
+        # Mg2+ binding (at +40 mV) and unbinding
+        ("O", "OMg", blk(5e4)), ("OMg", "O", unblk(12800.0)),          # Rmb, Rmu
+        ("U", "UMg", blk(50.0)), ("UMg", "U", unblk(2.438312)),        # Rmc1b, Rmc1u
+        ("Cl", "ClMg", blk(50.0)), ("ClMg", "Cl", unblk(5.041915)),    # Rmc2b, Rmc2u
+        ("D1", "D1Mg", blk(50.0)), ("D1Mg", "D1", unblk(2.98874)),     # Rmd1b, Rmd1u
+        ("D2", "D2Mg", blk(50.0)), ("D2Mg", "D2", unblk(2.953408)),    # Rmd2b, Rmd2u
+    ]
+    notes = ("10-state scheme of ModelDB 50207 NMDA_Mg.mod: U <-> Cl <-> O, Cl <-> D1 <-> D2, "
+             "each with a Mg2+-bound twin (UMg, ClMg, OMg, D1Mg, D2Mg) with its own gating "
+             "rates.  Only ONE glutamate binding step.  Mg2+ binding/unbinding as in the .mod: "
+             "k = k(+40 mV) * exp((V - 40 mV)*(-2)*0.8/25 mV) for block and "
+             "exp(-(V - 40 mV)*(-2)*0.2/25 mV) for unblock, written here as Rate(vk, v0 = +40 mV) "
+             "with vk = -15.625 mV (block) and +62.5 mV (unblock), i.e. a fixed 25 mV thermal "
+             "voltage as in the file (not RT/F).  Rates converted from /uM/ms and /ms to SI.  "
+             "Ligands: 'glutamate', 'mg' (M).  Glycine saturating.  E_rev +5 mV as in the file; "
+             "single-channel conductance 50 pS (library convention; file gmax 500 pS per "
+             "synapse); Mg2+-bound states do not conduct.  Temperature 23 C (demo), no Q10.  "
+             "Open-channel Mg2+ unblocked fraction at equilibrium, 1 mM, -60 mV: 0.0791 "
+             "(Jahr-Stevens 0.0796).")
+    return Scheme(["U", "Cl", "O", "D1", "D2", "UMg", "ClMg", "OMg", "D1Mg", "D2Mg"], T,
+                  conductance={"O": G_NMDA}, e_rev=5 * mV, ligands=[G, M], name="kampa2004",
+                  citation=("Kampa BM, Clements J, Jonas P, Stuart GJ (2004) Kinetics of Mg2+ "
+                            "unblock of NMDA receptors: implications for spike-timing dependent "
+                            "synaptic plasticity. J Physiol 556:337-345; model ModelDB 50207 "
+                            "NMDA_Mg.mod"),
+                  doi="10.1113/jphysiol.2003.058842",
+                  notes=notes + "  DOI not verified (from memory; the citation itself is "
+                                "verified in several model files).",
+                  temperature=celsius(23.0))
+
+
+BUILDERS = {
+    "ch82": ch82,
+    "destexhe1994": destexhe1994,
+    "destexhe1994_sf": destexhe1994_sf,
+    "erreger2005_2a": erreger2005_2a,
+    "erreger2005_2b": erreger2005_2b,
+    "kampa2004": kampa2004,
+}
+
+
+def toml_text(name: str) -> str:
+    """The TOML text of built-in model ``name`` as this script writes it."""
+    return BUILDERS[name]().to_toml()
+
+
+def main() -> None:
+    for name in BUILDERS:
+        (HERE / f"{name}.toml").write_text(toml_text(name), encoding="utf-8")
+        print(f"wrote {name}.toml")
+
+
+if __name__ == "__main__":
+    main()
