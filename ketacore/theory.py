@@ -51,7 +51,8 @@ References
 ----------
 .. [CH77] Colquhoun D, Hawkes AG (1977). Relaxation and fluctuations of
    membrane currents that flow through drug-operated channels.
-   Proc R Soc Lond B 199:231-262. doi:10.1098/rspb.1977.0086
+   Proc R Soc Lond B 199:231-262. doi:10.1098/rspb.1977.0086 (DOI not
+   independently verified; journal, volume and pages are)
 .. [CH81] Colquhoun D, Hawkes AG (1981). On the stochastic properties of
    single ion channels. Proc R Soc Lond B 211:205-235.
    doi:10.1098/rspb.1981.0003
