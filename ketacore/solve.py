@@ -12,7 +12,6 @@ from typing import Any, Mapping
 import numpy as np
 
 from . import _validate as V_
-from ._linalg import equilibrium_from_q
 from .protocol import Protocol, Step
 from .scheme import Scheme
 
@@ -73,11 +72,9 @@ def initial_distribution(scheme: Scheme, initial: Any, protocol: Protocol | None
 
 
 def _equilibrium(scheme: Scheme, cond: dict, where: str) -> np.ndarray:
-    V = cond.pop("V", -0.07)
-    T = cond.pop("temperature", None)
+    from .theory import equilibrium
     try:
-        Q = scheme.q_matrix(V=V, temperature=T, **cond)
-        return equilibrium_from_q(Q)
+        return equilibrium(scheme, **cond)
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None
 

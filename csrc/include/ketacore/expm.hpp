@@ -7,7 +7,9 @@
 // For a generator Q (rows sum to 0) we first shift by mu = max_i |q_ii|: Q + mu I is
 // non-negative, so exp(Q t) = exp(-mu t) exp((Q + mu I) t) is computed without the
 // cancellation of a matrix with large negative diagonal, and the result is entrywise
-// non-negative up to rounding.  The shift is applied only when `generator` is true.
+// non-negative up to rounding.  The shift is applied only when `generator` is true; then the
+// intermediate squares (each exactly stochastic in exact arithmetic) are also clipped at 0 and
+// row-renormalised, so rounding does not compound over the squarings of very stiff matrices.
 #pragma once
 #include <cmath>
 #include <cstddef>
@@ -116,6 +118,22 @@ inline void expm(const double* A_in, int n, double* out, bool generator = false)
     for (int k = 0; k < s; ++k) {
         linalg::matmul(R.data(), R.data(), tmp.data(), n);
         R.swap(tmp);
+        if (generator) {
+            // exp(Q t) of a generator is stochastic: clip rounding negatives and renormalise
+            // the rows so rounding errors do not compound over many squarings.
+            for (int i = 0; i < n; ++i) {
+                double* row = R.data() + static_cast<std::size_t>(i) * n;
+                double sum = 0.0;
+                for (int j = 0; j < n; ++j) {
+                    if (row[j] < 0.0) row[j] = 0.0;
+                    sum += row[j];
+                }
+                if (sum > 0.0) {
+                    const double inv = 1.0 / sum;
+                    for (int j = 0; j < n; ++j) row[j] *= inv;
+                }
+            }
+        }
     }
     for (std::size_t i = 0; i < nn; ++i) out[i] = R[i];
 }

@@ -37,6 +37,42 @@ inline void vecmat(const double* x, const double* M, double* y, int n) {
     }
 }
 
+// Fixed-size kernel: the compiler unrolls and vectorises when K is a compile-time constant.
+template <int K>
+inline void vecmat_fixed(const double* __restrict x, const double* __restrict M, double* __restrict y) {
+    double acc[K];
+    for (int j = 0; j < K; ++j) acc[j] = x[0] * M[j];
+    for (int k = 1; k < K; ++k) {
+        const double xk = x[k];
+        for (int j = 0; j < K; ++j) acc[j] += xk * M[k * K + j];
+    }
+    for (int j = 0; j < K; ++j) y[j] = acc[j];
+}
+
+// y = x * M with a compile-time-size kernel for small K (the common case: schemes of 2-16
+// states), falling back to the generic loop.
+inline void vecmat_small(const double* x, const double* M, double* y, int n) {
+    switch (n) {
+        case 1: vecmat_fixed<1>(x, M, y); return;
+        case 2: vecmat_fixed<2>(x, M, y); return;
+        case 3: vecmat_fixed<3>(x, M, y); return;
+        case 4: vecmat_fixed<4>(x, M, y); return;
+        case 5: vecmat_fixed<5>(x, M, y); return;
+        case 6: vecmat_fixed<6>(x, M, y); return;
+        case 7: vecmat_fixed<7>(x, M, y); return;
+        case 8: vecmat_fixed<8>(x, M, y); return;
+        case 9: vecmat_fixed<9>(x, M, y); return;
+        case 10: vecmat_fixed<10>(x, M, y); return;
+        case 11: vecmat_fixed<11>(x, M, y); return;
+        case 12: vecmat_fixed<12>(x, M, y); return;
+        case 13: vecmat_fixed<13>(x, M, y); return;
+        case 14: vecmat_fixed<14>(x, M, y); return;
+        case 15: vecmat_fixed<15>(x, M, y); return;
+        case 16: vecmat_fixed<16>(x, M, y); return;
+        default: vecmat(x, M, y, n);
+    }
+}
+
 // Maximum absolute column sum.
 inline double norm1(const double* A, int n) {
     double best = 0.0;

@@ -33,16 +33,19 @@ class TransitionMatrixCache {
     int n_states() const { return K_; }
     const std::vector<double>& q(std::size_t c) const { return Q_[c]; }
 
+    // expm(Q_c dt) for the grid step (one slot per condition, no lookup cost).
+    const std::vector<double>& step(std::size_t c, double dt) {
+        if (step_.empty()) step_.resize(Q_.size());
+        if (step_[c].empty()) step_[c] = compute(c, dt);
+        return step_[c];
+    }
+
     // expm(Q_c tau), cached.
     const std::vector<double>& get(std::size_t c, double tau) {
         auto key = std::make_pair(c, tau);
         auto it = cache_.find(key);
         if (it != cache_.end()) return it->second;
-        const std::size_t kk = static_cast<std::size_t>(K_) * K_;
-        std::vector<double> A(Q_[c]);
-        for (std::size_t i = 0; i < kk; ++i) A[i] *= tau;
-        std::vector<double> P(kk);
-        expm(A.data(), K_, P.data(), /*generator=*/true);
+        std::vector<double> P = compute(c, tau);
         if (cache_.size() >= kMaxEntries) {
             scratch_ = std::move(P);
             return scratch_;
@@ -51,6 +54,15 @@ class TransitionMatrixCache {
     }
 
   private:
+    std::vector<double> compute(std::size_t c, double tau) const {
+        const std::size_t kk = static_cast<std::size_t>(K_) * K_;
+        std::vector<double> A(Q_[c]);
+        for (std::size_t i = 0; i < kk; ++i) A[i] *= tau;
+        std::vector<double> P(kk);
+        expm(A.data(), K_, P.data(), /*generator=*/true);
+        return P;
+    }
+    std::vector<std::vector<double>> step_;
     static constexpr std::size_t kMaxEntries = 4096;
     int K_;
     std::vector<std::vector<double>> Q_;
@@ -63,6 +75,8 @@ inline void solve_master(const CompiledScheme& scheme, const SegmentPlan& plan, 
                          const double* p0, double* out) {
     const int K = scheme.n_states;
     if (grid.n_samples <= 0) return;
+    // Samples past the end of the protocol (callers size the grid from the protocol, so
+    // this only guards against misuse) are filled with the final occupancy.
     TransitionMatrixCache cache(scheme, plan);
     std::vector<double> p(p0, p0 + K), tmp(K);
     for (int j = 0; j < K; ++j) out[j] = p[j];
@@ -81,8 +95,8 @@ inline void solve_master(const CompiledScheme& scheme, const SegmentPlan& plan, 
             const double tau = tk - tcur;
             if (tau > tol) {
                 const bool full = std::fabs(tau - dt) <= tol;
-                const std::vector<double>& P = cache.get(c, full ? dt : tau);
-                linalg::vecmat(p.data(), P.data(), tmp.data(), K);
+                const std::vector<double>& P = full ? cache.step(c, dt) : cache.get(c, tau);
+                linalg::vecmat_small(p.data(), P.data(), tmp.data(), K);
                 p.swap(tmp);
             }
             double* o = out + static_cast<std::size_t>(k) * K;
@@ -93,11 +107,13 @@ inline void solve_master(const CompiledScheme& scheme, const SegmentPlan& plan, 
         const double rem = seg_end - tcur;
         if (rem > tol) {
             const std::vector<double>& P = cache.get(c, rem);
-            linalg::vecmat(p.data(), P.data(), tmp.data(), K);
+            linalg::vecmat_small(p.data(), P.data(), tmp.data(), K);
             p.swap(tmp);
         }
         seg_start = seg_end;
     }
+    for (; k < grid.n_samples; ++k)
+        for (int j = 0; j < K; ++j) out[static_cast<std::size_t>(k) * K + j] = p[j];
 }
 
 }  // namespace ketacore

@@ -1,0 +1,23 @@
+"""Shared pytest configuration.
+
+Long statistical tests are marked ``@pytest.mark.slow`` and skipped unless ``--runslow`` is
+given (or ``KETACORE_RUNSLOW=1``); the default selection stays fast and still touches every
+feature.  CI runs both.
+"""
+import os
+
+import pytest
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False,
+                     help="also run tests marked slow (long statistical tests)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow") or os.environ.get("KETACORE_RUNSLOW", "") not in ("", "0"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,143 @@
+"""Schemes: construction, validation, rate laws, Q assembly, TOML round-trip."""
+import math
+
+import numpy as np
+import pytest
+
+import ketacore as kc
+from ketacore.units import FARADAY, GAS_CONSTANT, celsius, mM, mV, pS, uM
+
+
+def five_state(sf=True):
+    f2 = 2.0 if sf else 1.0
+    return kc.Scheme(
+        ["C0", "C1", "C2", "O", "D"],
+        [("C0", "C1", kc.rate(5e6, "glutamate", factor=f2)), ("C1", "C0", 12.9),
+         ("C1", "C2", kc.rate(5e6, "glutamate")), ("C2", "C1", kc.rate(12.9, factor=f2)),
+         ("C2", "O", 46.5), ("O", "C2", 73.8), ("C2", "D", 8.4), ("D", "C2", 6.8)],
+        {"O": 50 * pS}, name="five")
+
+
+def test_q_matrix_by_hand():
+    g = five_state()
+    G = 1 * mM
+    Q = g.q_matrix(V=-70 * mV, glutamate=G)
+    ref = np.zeros((5, 5))
+    ref[0, 1] = 2 * 5e6 * G
+    ref[1, 0] = 12.9
+    ref[1, 2] = 5e6 * G
+    ref[2, 1] = 2 * 12.9
+    ref[2, 3] = 46.5
+    ref[3, 2] = 73.8
+    ref[2, 4] = 8.4
+    ref[4, 2] = 6.8
+    np.fill_diagonal(ref, -ref.sum(axis=1))
+    np.testing.assert_allclose(Q, ref, rtol=1e-15)
+    assert np.abs(Q.sum(axis=1)).max() < 1e-12
+
+
+def test_unnamed_ligand_is_zero():
+    Q = five_state().q_matrix()
+    assert Q[0, 1] == 0.0 and Q[1, 2] == 0.0
+
+
+def test_rate_laws_against_python_reference():
+    T = celsius(30)
+    r = kc.Rate(1e4, "mg", factor=1.5, z_delta=-1.6, vk=0.05, v0=0.04, q10=2.7, t_ref=celsius(22))
+    for V in (-0.1, -0.07, 0.0, 0.04):
+        expected = (1e4 * 1.5 * 2e-3 * math.exp(-1.6 * FARADAY * (V - 0.04) / (GAS_CONSTANT * T))
+                    * math.exp((V - 0.04) / 0.05) * 2.7 ** ((T - celsius(22)) / 10))
+        assert r(V=V, temperature=T, mg=2e-3) == pytest.approx(expected, rel=1e-14)
+        s = kc.Scheme(["A", "B"], [("A", "B", r), ("B", "A", 1.0)])
+        assert s.q_matrix(V=V, temperature=T, mg=2e-3)[0, 1] == pytest.approx(expected, rel=1e-13)
+
+
+def test_q10_and_default_temperature():
+    s = kc.Scheme(["A", "B"], [("A", "B", kc.Rate(10.0, q10=3.0, t_ref=celsius(20))), ("B", "A", 1.0)],
+                  temperature=celsius(30))
+    assert s.q_matrix()[0, 1] == pytest.approx(30.0, rel=1e-13)
+    assert s.q_matrix(temperature=celsius(20))[0, 1] == pytest.approx(10.0, rel=1e-13)
+
+
+@pytest.mark.parametrize("bad, msg", [
+    (dict(states=["A", "A"], transitions=[]), "duplicate state"),
+    (dict(states=["A", "B"], transitions=[("A", "C", 1.0)]), "unknown state"),
+    (dict(states=["A", "B"], transitions=[("A", "A", 1.0)]), "self-transition"),
+    (dict(states=["A", "B"], transitions=[("A", "B", -1.0)]), ">= 0"),
+    (dict(states=["A", "B"], transitions=[("A", "B", float("nan"))]), "NaN"),
+    (dict(states=["A", "B"], transitions=[("A", "B", float("inf"))]), "finite"),
+    (dict(states=["A", "B", "C"], transitions=[("A", "B", 1.0), ("B", "A", 1.0)]), "not connected"),
+    (dict(states=["A", "B"], transitions=[("A", "B", 1.0), ("A", "B", 2.0)]), "duplicate transition"),
+    (dict(states=[], transitions=[]), "must not be empty"),
+    (dict(states=["A", "B"], transitions=[("A", "B", 1.0)], conductance={"Z": 1e-12}), "unknown state"),
+    (dict(states=["A", "B"], transitions=[("A", "B", 1.0)], conductance={"A": -1.0}), ">= 0"),
+])
+def test_validation_errors(bad, msg):
+    with pytest.raises((ValueError, TypeError), match=msg):
+        kc.Scheme(**bad)
+
+
+def test_rate_validation():
+    with pytest.raises(ValueError, match="factor"):
+        kc.Rate(1.0, factor=0)
+    with pytest.raises(ValueError, match="vk"):
+        kc.Rate(1.0, vk=0.0)
+    with pytest.raises(ValueError, match="mV"):
+        kc.Rate(1.0, v0=-70)  # millivolts passed as volts
+    with pytest.raises(TypeError):
+        kc.Rate("fast")
+
+
+def test_condition_validation():
+    g = five_state()
+    with pytest.raises(ValueError, match="unknown ligand 'glutamte'"):
+        g.q_matrix(glutamte=1e-3)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        g.q_matrix(glutamate=-1.0)
+    with pytest.raises(ValueError, match="NaN"):
+        g.q_matrix(glutamate=float("nan"))
+    with pytest.raises(ValueError, match="uM"):
+        g.q_matrix(glutamate=100.0)  # 100 M: µM passed as molar
+    with pytest.raises(ValueError, match="mV"):
+        g.q_matrix(V=-70)
+    with pytest.raises(ValueError, match="kelvin"):
+        g.q_matrix(temperature=22)
+
+
+def test_toml_round_trip_exact(tmp_path):
+    g = kc.Scheme(["A", "B", "C"],
+                  [("A", "B", kc.Rate(0.1 + 0.2, "glu", factor=3, z_delta=0.79, v0=-0.0123, q10=2.2,
+                                      t_ref=celsius(36.6))),
+                   ("B", "A", kc.Rate(1 / 3, vk=-0.0175)), ("B", "C", 1e-3), ("C", "B", 1e9)],
+                  {"B": 51.7 * pS, "C": 1e-13}, e_rev=0.005, name='weird "name"',
+                  citation="Someone 2024\nline two", doi="10.1/x", notes="ü", temperature=celsius(31.4))
+    text = g.to_toml(tmp_path / "s.toml")
+    g2 = kc.Scheme.from_toml(tmp_path / "s.toml")
+    g3 = kc.Scheme.from_toml(text)
+    assert g2 == g and g3 == g
+    assert g2.to_toml() == text
+    np.testing.assert_array_equal(g2.q_matrix(V=-0.03, glu=1e-6), g.q_matrix(V=-0.03, glu=1e-6))
+    assert "1/(M s)" in text and "# S" in text  # units stated in the file
+
+
+def test_toml_errors_name_the_key():
+    with pytest.raises(ValueError, match=r"transitions\[0\].*unknown key"):
+        kc.Scheme.from_toml('[[states]]\nname="A"\n[[states]]\nname="B"\n'
+                            '[[transitions]]\nfrom="A"\nto="B"\nk0=1.0\nkon=2.0\n')
+    with pytest.raises(ValueError, match="states"):
+        kc.Scheme.from_toml('[scheme]\nname="x"\n')
+
+
+def test_properties_and_describe():
+    g = five_state()
+    assert g.states == ("C0", "C1", "C2", "O", "D")
+    assert g.ligands == ("glutamate",)
+    assert g.open_states == ("O",)
+    assert g.index("O") == 3
+    np.testing.assert_array_equal(g.indices(["O", 0]), [3, 0])
+    with pytest.raises(ValueError, match="unknown state"):
+        g.index("X")
+    txt = g.describe()
+    assert "C0" in txt and "/M/s" in txt and "pS" in txt
+    g2 = g.with_rates(**{"O->C2": 100.0})
+    assert g2.q_matrix()[3, 2] == 100.0 and g.q_matrix()[3, 2] == 73.8

@@ -1,0 +1,124 @@
+"""Exact master equation: kc.solve against scipy.linalg.expm and closed forms."""
+import numpy as np
+import pytest
+import scipy.linalg as sl
+
+import ketacore as kc
+from ketacore.units import mM, ms, mV, pS, s, uM
+
+
+def five_state():
+    return kc.Scheme(
+        ["C0", "C1", "C2", "O", "D"],
+        [("C0", "C1", kc.rate(5e6, "glutamate", factor=2)), ("C1", "C0", 12.9),
+         ("C1", "C2", kc.rate(5e6, "glutamate")), ("C2", "C1", kc.rate(12.9, factor=2)),
+         ("C2", "O", 46.5), ("O", "C2", 73.8), ("C2", "D", 8.4), ("D", "C2", 6.8)],
+        {"O": 50 * pS}, e_rev=0.0, name="five")
+
+
+def reference(scheme, protocol, dt, p0):
+    """Independent oracle: scipy expm on a fine union of grid and boundary times."""
+    bounds = protocol.boundaries
+    n = int(np.floor(protocol.duration / dt + 1e-7)) + 1
+    times = np.arange(n) * dt
+    out = np.empty((n, scheme.n_states))
+    p = p0.copy()
+    t = 0.0
+    k = 0
+    out[0] = p
+    k = 1
+    for st, a, b in zip(protocol.steps, bounds[:-1], bounds[1:]):
+        Q = scheme.q_matrix(V=st.V, **st.concentrations)
+        while k < n and times[k] <= b + 1e-7 * dt:
+            p = p @ sl.expm(Q * (times[k] - t))
+            t = times[k]
+            out[k] = p
+            k += 1
+        if b - t > 1e-7 * dt:
+            p = p @ sl.expm(Q * (b - t))
+            t = b
+    return out
+
+
+def test_single_segment_matches_expm():
+    g = five_state()
+    p = kc.Protocol([kc.Step(0.2 * s, glutamate=1 * mM)])
+    r = kc.solve(g, p, dt=0.1 * ms, initial="C0")
+    Q = g.q_matrix(glutamate=1 * mM)
+    for k in (1, 7, 500, 2000):
+        np.testing.assert_allclose(r.occupancy[k], np.eye(5)[0] @ sl.expm(Q * k * 1e-4), atol=1e-12)
+    assert r.occupancy.shape == (2001, 5)
+    np.testing.assert_allclose(r.occupancy.sum(axis=1), 1.0, atol=1e-12)
+
+
+def test_off_grid_boundaries_exact():
+    g = five_state()
+    p = kc.pulse_train(7, 37.0, 1.3 * ms, during={"glutamate": 1 * mM}, tail=0.0123)
+    dt = 0.7 * ms  # boundaries fall between grid points
+    r = kc.solve(g, p, dt=dt, initial="C0")
+    ref = reference(g, p, dt, np.eye(5)[0])
+    np.testing.assert_allclose(r.occupancy, ref, atol=1e-11)
+
+
+def test_grid_independence():
+    """The solution at common times does not depend on the grid step (it is exact)."""
+    g = five_state()
+    p = kc.Protocol([kc.Step(3.3 * ms, glutamate=1 * mM), kc.Step(50 * ms)])
+    a = kc.solve(g, p, dt=0.1 * ms, initial="C0")
+    b = kc.solve(g, p, dt=1 * ms, initial="C0")
+    np.testing.assert_allclose(a.occupancy[::10], b.occupancy, atol=1e-12)
+
+
+def test_two_state_closed_form_and_current():
+    a_, b_ = 200.0, 50.0
+    g = kc.Scheme(["C", "O"], [("C", "O", a_), ("O", "C", b_)], {"O": 40 * pS}, e_rev=5 * mV)
+    r = kc.solve(g, kc.Step(0.05, V=-60 * mV), dt=1e-4, initial="C")
+    po = a_ / (a_ + b_) * (1 - np.exp(-(a_ + b_) * r.time))
+    np.testing.assert_allclose(r.open_probability, po, atol=1e-13)
+    np.testing.assert_allclose(r.current, po * 40e-12 * (-65e-3), rtol=1e-12, atol=1e-28)
+    np.testing.assert_allclose(r.V, -0.06)
+
+
+def test_initial_options():
+    g = five_state()
+    p = kc.Protocol([kc.Step(10 * ms, glutamate=1 * uM)])
+    eq = kc.solve(g, p, dt=1 * ms)  # default: equilibrium under the first step
+    np.testing.assert_allclose(eq.occupancy, np.tile(eq.occupancy[0], (11, 1)), atol=1e-12)
+    Q = g.q_matrix(glutamate=1 * uM)
+    np.testing.assert_allclose(eq.occupancy[0] @ Q, 0.0, atol=1e-9)
+    other = kc.solve(g, p, dt=1 * ms, initial={"glutamate": 1 * mM})
+    assert other.occupancy[0, 3] > eq.occupancy[0, 3]
+    vec = kc.solve(g, p, dt=1 * ms, initial=[0.5, 0, 0, 0.5, 0])
+    assert vec.occupancy[0, 3] == 0.5
+    for bad, exc in [("X", ValueError), ([1, 0], ValueError), ([0.5, 0.6, 0, 0, 0], ValueError),
+                     ([-1, 2, 0, 0, 0], ValueError), (3.0, TypeError)]:
+        with pytest.raises(exc):
+            kc.solve(g, p, dt=1 * ms, initial=bad)
+    # no glutamate: C0 absorbs everything, equilibrium is unique (all in C0)
+    z = kc.solve(g, kc.Step(1 * ms), dt=1 * ms)
+    np.testing.assert_allclose(z.occupancy[0], [1, 0, 0, 0, 0], atol=1e-12)
+
+
+def test_input_validation():
+    g = five_state()
+    p = kc.Step(1 * ms)
+    for dt in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="dt"):
+            kc.solve(g, p, dt=dt)
+    with pytest.raises(TypeError, match="scheme"):
+        kc.solve("five", p, dt=1e-3)
+    with pytest.raises(TypeError, match="protocol"):
+        kc.solve(g, [p], dt=1e-3)
+    with pytest.raises(ValueError, match="GiB"):
+        kc.solve(g, kc.Step(1e6), dt=1e-9)  # 1e15 samples would never fit
+
+
+def test_to_xarray():
+    xr = pytest.importorskip("xarray")
+    r = kc.solve(five_state(), kc.Step(5 * ms, glutamate=1 * mM), dt=1 * ms, initial="C0")
+    ds = r.to_xarray()
+    assert isinstance(ds, xr.Dataset)
+    assert ds["occupancy"].shape == (6, 5) and list(ds.state.values) == list(r.states)
+    assert ds["time"].attrs["units"] == "s"
+    np.testing.assert_array_equal(ds["open_probability"].values, r.open_probability)
+    np.testing.assert_array_equal(r["O"], r.occupancy[:, 3])
