@@ -1,0 +1,30 @@
+"""Type stubs for the private C++ extension ketacore._core (pybind11).
+
+Sections are grouped by binding file (csrc/bindings/bind_<concept>.cpp).
+"""
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+_F = npt.NDArray[np.float64]
+_I = npt.NDArray[np.int64]
+
+# --- bind_scheme.cpp -------------------------------------------------------------------------
+class CompiledScheme:
+    n_states: int
+    n_ligands: int
+    n_transitions: int
+    def __init__(self, n_states: int, n_ligands: int, src: _I, dst: _I, ligand: _I, k0: _F,
+                 z_delta: _F, inv_vk: _F, v0: _F, log_q10: _F, t_ref: _F, conductance: _F,
+                 e_rev: float) -> None: ...
+    def q_matrix(self, cond: _F) -> _F: ...
+    def rates(self, cond: _F) -> _F: ...
+    def exit_rates(self, cond: _F) -> _F: ...
+
+# --- bind_expm.cpp ---------------------------------------------------------------------------
+def expm(A: _F, generator: bool = False) -> _F: ...
+
+# --- bind_master.cpp -------------------------------------------------------------------------
+def solve_master(scheme: CompiledScheme, durations: _F, cond_index: _I, conditions: _F,
+                 dt: float, n_samples: int, p0: _F) -> _F: ...
