@@ -480,10 +480,10 @@ _MEALING = ("Mealing GAR, Lanthorn TH, Murray CL, Small DL, Morley P (1999) Diff
 
 # --- calibrated by docs/calibrate_blockers.py (output pasted here; rerun it to reproduce) ---
 # BEGIN CALIBRATED
-_KET = dict(k_on=1.0e6, k_off=1.0, k_escape=1.3e-3)
-_MEM = dict(k_on=1.0e6, k_off=1.0, superficial_k_on=2.0e5, superficial_k_off=1.27,
-            k_escape=1.3e-3)
-_MK801 = dict(k_on=2.5e7, k_off=1e-3)
+_KET = dict(k_on=1214500.0, k_off=8.03534, k_escape=0.000975393)
+_MEM = dict(k_on=2698990.0, k_off=25.6022, superficial_k_on=94041.6,
+            superficial_k_off=1.26582, k_escape=0.00138415)
+_MK801 = dict(k_on=25000000.0, k_off=0.0314519)
 # END CALIBRATED
 
 _LIBRARY: dict[str, Blocker] = {}
