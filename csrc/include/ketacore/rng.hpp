@@ -129,30 +129,44 @@ class Pcg64 {
   void seed(u128 initstate, u128 initseq) {
     state_ = 0;
     inc_ = (initseq << 1) | 1u;
-    step();
+    state_ = state_ * kMult + inc_;
     state_ += initstate;
-    step();
+    state_ = state_ * kMult + inc_;
+    inc2_ = inc_ * (kMult + 1);
   }
 
   inline std::uint64_t next_uint64() {
-    step();
-    const std::uint64_t hi = static_cast<std::uint64_t>(state_ >> 64);
-    const std::uint64_t lo = static_cast<std::uint64_t>(state_);
-    const std::uint64_t x = hi ^ lo;
-    const unsigned rot = static_cast<unsigned>(hi >> 58);
-    return (x >> rot) | (x << ((64u - rot) & 63u));
+    state_ = state_ * kMult + inc_;
+    return output(state_);
   }
-  inline double next_double() { return static_cast<double>(next_uint64() >> 11) * (1.0 / 9007199254740992.0); }
+  // The next two outputs, in order.  s1 = a s + c and s2 = a^2 s + c (a + 1) are computed
+  // independently from s, halving the latency of the 128-bit multiply chain.
+  inline void next_pair(std::uint64_t& first, std::uint64_t& second) {
+    const u128 s1 = state_ * kMult + inc_;
+    const u128 s2 = state_ * kMult2 + inc2_;
+    state_ = s2;
+    first = output(s1);
+    second = output(s2);
+  }
+  inline double next_double() {
+    return static_cast<double>(static_cast<std::int64_t>(next_uint64() >> 11)) * (1.0 / 9007199254740992.0);
+  }
 
+  // numpy's state: the LCG state after the last output delivered.
   u128 state() const { return state_; }
   u128 inc() const { return inc_; }
 
  private:
+  static inline std::uint64_t output(u128 st) {  // XSL-RR
+    const std::uint64_t hi = static_cast<std::uint64_t>(st >> 64);
+    const std::uint64_t x = hi ^ static_cast<std::uint64_t>(st);
+    const unsigned rot = static_cast<unsigned>(hi >> 58);
+    return (x >> rot) | (x << ((64u - rot) & 63u));
+  }
   static constexpr u128 kMult = (static_cast<u128>(2549297995355413924ULL) << 64) | 4865540595714422341ULL;
-  inline void step() { state_ = state_ * kMult + inc_; }
-  u128 state_ = 0, inc_ = 1;
+  static constexpr u128 kMult2 = kMult * kMult;
+  u128 state_ = 0, inc_ = 1, inc2_ = 0;
 };
-
 // Stream of trial `trial` (and channel block `block`, 0 = none) under root entropy words.
 // block == 0: PCG64(SeedSequence(entropy, spawn_key=(trial,)))
 // block >= 1: PCG64(SeedSequence(entropy, spawn_key=(trial, block)))
@@ -175,14 +189,21 @@ static double standard_exponential_slow(G& g, int idx, double x) {
   return standard_exponential(g);
 }
 
+// Exponential from an already drawn uint64 `u` (the fast path uses only u; the rare slow path
+// draws more from g).  standard_exponential(g) == standard_exponential_from(g.next_uint64(), g).
 template <class G>
-inline double standard_exponential(G& g) {
-  std::uint64_t ri = g.next_uint64() >> 3;
+inline double standard_exponential_from(std::uint64_t u, G& g) {
+  std::uint64_t ri = u >> 3;
   const int idx = static_cast<int>(ri & 0xff);
   ri >>= 8;
-  const double x = static_cast<double>(ri) * zig::we[idx];
+  const double x = static_cast<double>(static_cast<std::int64_t>(ri)) * zig::we[idx];  // ri < 2^53
   if (__builtin_expect(ri < zig::ke[idx], 1)) return x;  // ~98.9% of draws
   return standard_exponential_slow(g, idx, x);
+}
+
+template <class G>
+inline double standard_exponential(G& g) {
+  return standard_exponential_from(g.next_uint64(), g);
 }
 
 // ------------------------------------------------------------------- binomial

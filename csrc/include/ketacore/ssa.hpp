@@ -87,27 +87,37 @@ struct Categorical {
 };
 
 // Per-condition jump tables for the direct method.
+//
+// The dwell is Exp(1) * mean_dwell[s] (mean_dwell = +inf for a state with no exit under this
+// condition, so the channel simply stays until the segment ends).  The next state is chosen by
+// one uniform uint64 r against the cumulative thresholds of the state's exits: exit j is taken
+// when thresh[j-1] <= r < thresh[j].  To keep the state-to-state dependency chain short, a
+// 256-entry table per state maps the top 8 bits of r to the exit whenever that whole bucket of r
+// lies inside one exit's interval; only buckets that contain a threshold (at most n_exit - 1 of
+// 256) fall back to the comparisons.  Both paths give exactly the threshold rule above.
 struct SsaTables {
-  struct Row {
-    double mean_dwell;  // 1 / total exit rate (0 when absorbing: n_exit == 0)
-    int n_exit;
-    int first;  // index into target / thresh
-  };
+  static constexpr std::uint16_t kAmbiguous = 0xFFFF;
   int K = 0;
-  std::vector<Row> rows;              // n_cond x K
-  std::vector<int> target;            // flattened exits
-  std::vector<std::uint64_t> thresh;  // cumulative thresholds, parallel to target
-  std::vector<double> exit_rate;      // n_cond x K (for cost estimates)
+  std::vector<double> mean_dwell;      // n_cond x K (s); +inf when absorbing
+  std::vector<std::uint16_t> next;     // n_cond x K x 256
+  std::vector<int> first, n_exit;      // n_cond x K: slice of target/thresh
+  std::vector<int> target;             // flattened exits
+  std::vector<std::uint64_t> thresh;   // cumulative thresholds, parallel to target
+  std::vector<double> exit_rate;       // n_cond x K (1/s)
 
   SsaTables(const CompiledScheme& scheme, const SegmentPlan& plan) : K(scheme.n_states) {
     const std::size_t nc = plan.n_conditions();
     std::vector<double> r(scheme.n_transitions());
     std::vector<double> to(K);
-    rows.resize(nc * K);
+    mean_dwell.assign(nc * K, 0.0);
+    next.assign(nc * K * 256, kAmbiguous);
+    first.assign(nc * K, 0);
+    n_exit.assign(nc * K, 0);
     exit_rate.assign(nc * K, 0.0);
     for (std::size_t c = 0; c < nc; ++c) {
       scheme.rates(plan.condition(c), r.data());
       for (int s = 0; s < K; ++s) {
+        const std::size_t cs = c * K + s;
         std::fill(to.begin(), to.end(), 0.0);
         for (std::size_t t = 0; t < scheme.n_transitions(); ++t)
           if (scheme.src[t] == s && scheme.dst[t] != s && r[t] > 0.0) to[scheme.dst[t]] += r[t];
@@ -115,7 +125,10 @@ struct SsaTables {
         int n = 0;
         for (int j = 0; j < K; ++j)
           if (to[j] > 0.0) total += to[j], ++n;
-        Row row{n ? 1.0 / total : 0.0, n, static_cast<int>(target.size())};
+        mean_dwell[cs] = n ? 1.0 / total : std::numeric_limits<double>::infinity();
+        exit_rate[cs] = total;
+        n_exit[cs] = n;
+        first[cs] = static_cast<int>(target.size());
         double cum = 0.0;
         for (int j = 0; j < K; ++j) {
           if (!(to[j] > 0.0)) continue;
@@ -124,19 +137,27 @@ struct SsaTables {
           thresh.push_back(prob_threshold(cum / total));
         }
         if (n) thresh.back() = std::numeric_limits<std::uint64_t>::max();
-        rows[c * K + s] = row;
-        exit_rate[c * K + s] = total;
+        std::uint16_t* tb = next.data() + cs * 256;
+        for (int bk = 0; bk < 256; ++bk) {
+          if (!n) {
+            tb[bk] = static_cast<std::uint16_t>(s);
+            continue;
+          }
+          const std::uint64_t lo = static_cast<std::uint64_t>(bk) << 56;
+          const std::uint64_t hi = lo + ((std::uint64_t(1) << 56) - 1);
+          const int a = slow_next(cs, lo), b = slow_next(cs, hi);
+          tb[bk] = (a == b) ? static_cast<std::uint16_t>(a) : kAmbiguous;
+        }
       }
     }
   }
 
-  inline int next_state(const Row& row, Pcg64& g) const {
-    if (row.n_exit == 1) return target[row.first];
-    const std::uint64_t r = g.next_uint64();
-    const std::uint64_t* th = thresh.data() + row.first;
+  // Exit chosen by r for state-condition cs (the threshold rule).
+  inline int slow_next(std::size_t cs, std::uint64_t r) const {
+    const int f = first[cs], n = n_exit[cs];
     int j = 0;
-    while (r >= th[j] && j < row.n_exit - 1) ++j;
-    return target[row.first + j];
+    while (j < n - 1 && r >= thresh[f + j]) ++j;
+    return target[f + j];
   }
 };
 
@@ -174,18 +195,23 @@ inline int ssa_channel(const SsaTables& tab, const Timeline& tl, double t_stop, 
     const double t0 = tl.start[seg];
     if (!(t0 < t_stop)) break;
     const double tend = std::min(tl.end[seg], t_stop);
-    const SsaTables::Row* rows = tab.rows.data() + static_cast<std::size_t>(tl.cond[seg]) * K;
+    const std::size_t cK = static_cast<std::size_t>(tl.cond[seg]) * K;
+    const double* md = tab.mean_dwell.data() + cK;
+    const std::uint16_t* nx = tab.next.data() + cK * 256;
     double t = t0;
     for (;;) {
-      const SsaTables::Row& row = rows[s];
-      if (row.n_exit == 0) break;
-      const double tn = t + standard_exponential(g) * row.mean_dwell;
+      // two consecutive outputs of the stream: u for the dwell, r for the next state (if the
+      // dwell ends after the boundary, r is unused: the draws are independent, so this is exact)
+      std::uint64_t u, r;
+      g.next_pair(u, r);
+      const double tn = t + standard_exponential_from(u, g) * md[s];
       if (!(tn < tend)) break;  // pending dwell crosses the boundary: redrawn in the next one
       t = tn;
-      const int ns = tab.next_state(row, g);
+      int ns = nx[static_cast<std::size_t>(s) * 256 + (r >> 56)];
+      if (__builtin_expect(ns == SsaTables::kAmbiguous, 0)) ns = tab.slow_next(cK + s, r);
       sink.jump(t, s, ns);
       s = ns;
-      if ((++events & (kCancelPollInterval - 1)) == 0 && token.cancelled()) return s;
+      if (__builtin_expect((++events & (kCancelPollInterval - 1)) == 0, 0) && token.cancelled()) return s;
     }
   }
   return s;
