@@ -1,0 +1,372 @@
+"""Open-channel block composition (``kc.block``) and the blocker library (``kc.blockers``).
+
+Exact identities (DESIGN.md §1, reference §5) are checked to 1e-6 relative or better; the
+calibrated library is checked against the literature tolerances of reference §8 (IC50 ±30 %,
+time constants ±40 %, trapping ±5 pp), or, where a target is missed, the model value is
+asserted and the miss documented.  Everything is deterministic.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy import optimize
+
+import ketacore as kc
+from ketacore import theory
+from ketacore.blockers import Blocker
+from ketacore.units import FARADAY, GAS_CONSTANT, mM, mV, s, uM
+
+DB_MODELS = ["ch82", "destexhe1994", "destexhe1994_sf", "erreger2005_2a", "erreger2005_2b"]
+
+
+def agonist(scheme) -> str:
+    return "agonist" if "agonist" in scheme.ligands else "glutamate"
+
+
+def test_blocker(mode="trapping", **kw) -> Blocker:  # noqa: PT028 - helper, not a test
+    d = dict(name="x", ligand="drug", k_on=2e6, k_off=3.0, z=1.0, delta_on=0.3, delta_off=0.45,
+             mode=mode)
+    if mode == "partial_trapping":
+        d.update(superficial_k_on=1e5, superficial_k_off=1.5)
+    d.update(kw)
+    return Blocker(**d)
+
+
+test_blocker.__test__ = False  # type: ignore[attr-defined]
+
+
+def current_ratio(scheme, b_ligand, conc, **cond) -> float:
+    p = theory.equilibrium(scheme, **cond, **{b_ligand: conc})
+    p0 = theory.equilibrium(scheme, **cond)
+    g = scheme.conductance
+    return float(p @ g / (p0 @ g))
+
+
+def ic50(scheme, b_ligand, **cond) -> float:
+    f = lambda lc: current_ratio(scheme, b_ligand, 10.0 ** lc, **cond) - 0.5  # noqa: E731
+    return 10.0 ** optimize.brentq(f, -13, 0, xtol=1e-14, rtol=1e-14)
+
+
+def detailed_balance_residual(scheme, **cond) -> float:
+    Q = scheme.q_matrix(**cond)
+    p = theory.equilibrium(scheme, **cond)
+    F = p[:, None] * Q
+    np.fill_diagonal(F, 0.0)
+    return float(np.abs(F - F.T).max() / F.max())
+
+
+# --------------------------------------------------------------------------- exact identities
+@pytest.mark.parametrize("model", DB_MODELS)
+def test_trapping_ic50_equals_kb_independent_of_agonist(model):
+    g = kc.models.get(model)
+    b = test_blocker()
+    s_ = kc.block(g, b)
+    V = -70 * mV
+    kb = b.kd(V, g.temperature)
+    for a in (1 * uM, 1 * mM):
+        cond = {"V": V, agonist(g): a}
+        assert ic50(s_, "drug", **cond) == pytest.approx(kb, rel=1e-6)
+        # and state by state: p(X·b)/p(X) = [B]/K_B
+        p = theory.equilibrium(s_, **cond, drug=0.37 * uM)
+        for x in g.states:
+            assert p[s_.index(f"{x}·x")] / p[s_.index(x)] == pytest.approx(0.37 * uM / kb,
+                                                                          rel=1e-9)
+
+
+@pytest.mark.parametrize("model", DB_MODELS)
+def test_sequential_ic50_equals_kb_over_po0(model):
+    g = kc.models.get(model)
+    b = test_blocker("sequential")
+    s_ = kc.block(g, b)
+    V = -40 * mV
+    kb = b.kd(V, g.temperature)
+    for a in (0.3 * uM, 1 * mM):
+        cond = {"V": V, agonist(g): a}
+        po0 = theory.open_probability(g, **cond)
+        assert ic50(s_, "drug", **cond) == pytest.approx(kb / po0, rel=1e-6)
+
+
+def test_woodhull_rates_in_q():
+    g = kc.models.get("destexhe1994_sf")
+    b = test_blocker()
+    s_ = kc.block(g, b)
+    T = g.temperature
+    for V in (-100 * mV, -70 * mV, 0.0, 40 * mV):
+        Q = s_.q_matrix(V=V, glutamate=1 * mM, drug=1 * uM)
+        vt = GAS_CONSTANT * T / FARADAY
+        on = 2e6 * 1e-6 * math.exp(-1.0 * 0.3 * V / vt)
+        off = 3.0 * math.exp(1.0 * 0.45 * V / vt)
+        assert Q[s_.index("O"), s_.index("O·x")] == pytest.approx(on, rel=1e-12)
+        assert Q[s_.index("O·x"), s_.index("O")] == pytest.approx(off, rel=1e-12)
+        assert Q[s_.index("C2"), s_.index("C2·x")] == 0.0      # no closed route by default
+        assert Q[s_.index("C2·x"), s_.index("C2")] == 0.0
+        assert Q[s_.index("C2·x"), s_.index("O·x")] == Q[s_.index("C2"), s_.index("O")]
+    assert b.kd(-70 * mV, T) == pytest.approx(1.5e-6 * math.exp(0.75 * -0.07 / vt), rel=1e-12)
+
+
+def test_blocked_arm_scaling():
+    g = kc.models.get("destexhe1994_sf")
+    b = test_blocker(closing_factor=3.0, opening_factor=0.5, arm_scaling={"C2->D": 2.0})
+    s_ = kc.block(g, b)
+    Q = s_.q_matrix(V=-70 * mV, glutamate=1 * mM)
+    i = s_.index
+    assert Q[i("O·x"), i("C2·x")] == pytest.approx(3 * 73.8)
+    assert Q[i("C2·x"), i("O·x")] == pytest.approx(0.5 * 46.5)
+    assert Q[i("C2·x"), i("D·x")] == pytest.approx(2 * 8.4)
+    assert Q[i("D·x"), i("C2·x")] == pytest.approx(6.8)
+    assert Q[i("O"), i("C2")] == pytest.approx(73.8)
+    with pytest.raises(ValueError, match="arm_scaling keys"):
+        kc.block(g, test_blocker(arm_scaling={"C9->O": 2.0}))
+
+
+# --------------------------------------------------------------------------- structure
+@pytest.mark.parametrize("model", kc.models.available())
+@pytest.mark.parametrize("names", [("ketamine",), ("memantine",), ("mk801",), ("amantadine",),
+                                   ("mg_ascher_nowak1988",), ("ketamine", "mg"),
+                                   ("memantine", "mk801")])
+def test_composed_rows_sum_to_zero_and_round_trip(model, names):
+    g = kc.models.get(model)
+    bl = [kc.blockers.get(n) for n in names]
+    if any(b.ligand in g.ligands for b in bl):
+        with pytest.raises(ValueError, match="clashes"):
+            kc.block(g, *bl)
+        return
+    s_ = kc.block(g, *bl)
+    for V, c in itertools.product((-80 * mV, 30 * mV), (0.0, 1 * uM, 1 * mM)):
+        Q = s_.q_matrix(V=V, **{l: c for l in s_.ligands})
+        off = Q - np.diag(np.diag(Q))
+        assert np.all(off >= 0)
+        assert np.abs(Q.sum(axis=1)).max() <= 1e-12 * np.abs(np.diag(Q)).max()
+    assert kc.Scheme.from_toml(s_.to_toml()) == s_
+    blocked = [x for x in s_.states if "·" in x]
+    assert np.all(s_.conductance[s_.indices(blocked)] == 0)
+    assert s_.open_states == g.open_states
+
+
+def test_state_names_counts_and_site_exclusion():
+    g = kc.models.get("destexhe1994_sf")
+    s_ = kc.block(g, "ketamine", "mg")
+    assert s_.states == ("C0", "C1", "C2", "D", "O", "C0·ket", "C1·ket", "C2·ket", "D·ket",
+                         "O·ket", "O·mg")
+    assert s_.ligands == ("glutamate", "ketamine", "mg")
+    assert not any("ket" in x and "mg" in x for x in s_.states)   # one pore, one blocker
+    # partial trapping: deep + superficial twin of every state, mutually exclusive
+    m = kc.block(g, "memantine")
+    assert m.n_states == 15
+    assert "C0·mem_s" in m.states and not any(x.count("·") > 1 for x in m.states)
+    # two trapping blockers on different sites: product of arms
+    y = test_blocker(name="y", ligand="ydrug", site="outer")
+    p = kc.block(g, "ketamine", y)
+    assert p.n_states == 20 and "C1·ket·y" in p.states
+    # a sequential blocker on another site: only on open-gated states
+    ys = test_blocker("sequential", name="y", ligand="ydrug", site="outer")
+    q = kc.block(g, "ketamine", ys)
+    assert q.n_states == 12 and "O·ket·y" in q.states and "C2·y" not in q.states
+    # CH82: sequential twins for both open states, no gating in the blocked arm
+    c = kc.block(kc.models.get("ch82"), test_blocker("sequential"))
+    assert c.states[-2:] == ("AR*·x", "A2R*·x")
+    Q = c.q_matrix(agonist=1 * uM, drug=1 * uM)
+    assert Q[c.index("AR*·x"), c.index("A2R*·x")] == 0.0
+
+
+def test_unreachable_states_dropped():
+    g = kc.models.get("destexhe1994")
+    s_ = kc.block(g, test_blocker(k_on=0.0))   # can never bind: no blocked states at all
+    assert s_.states == g.states
+
+
+def test_block_accepts_names_and_default_name():
+    s_ = kc.block(kc.models.get("erreger2005_2a"), "ketamine")
+    assert s_.name == "erreger2005_2a+ket"
+    assert "Gilling" in s_.citation
+
+
+# --------------------------------------------------------------------------- detailed balance
+@pytest.mark.parametrize("model", DB_MODELS)
+def test_detailed_balance_preserved(model):
+    g = kc.models.get(model)
+    a = agonist(g)
+    blockers = [
+        [test_blocker()],
+        [test_blocker("sequential")],
+        [test_blocker("partial_trapping")],
+        [test_blocker(closing_factor=3.0)],
+        [test_blocker(), test_blocker("sequential", name="y", ligand="ydrug", k_on=1e5)],
+        [test_blocker(), test_blocker(name="y", ligand="ydrug", site="outer")],
+        [kc.blockers.get("mg"), kc.blockers.get("memantine").replace(k_escape=0.0)],
+    ]
+    for bl in blockers:
+        s_ = kc.block(g, *bl)
+        cond = {"V": -60 * mV, a: 3 * uM, **{b.ligand: 2 * uM for b in bl}}
+        assert detailed_balance_residual(s_, **cond) < 1e-9, [b.name for b in bl]
+        assert theory.is_reversible(s_, rtol=1e-7, **cond)
+
+
+def test_escape_breaks_and_matching_closed_route_restores_detailed_balance():
+    g = kc.models.get("destexhe1994_sf")
+    cond = {"V": 0.0, "glutamate": 3 * uM, "drug": 1 * uM}
+    leaky = kc.block(g, test_blocker(k_escape=1e-2))
+    assert detailed_balance_residual(leaky, **cond) > 1e-4
+    # closed route with k_escape/k_on_closed = K_B(0 V) = k_off/k_on: reversible again at 0 V
+    b = test_blocker(k_escape=1e-2, k_on_closed=1e-2 * 2e6 / 3.0)
+    assert detailed_balance_residual(kc.block(g, b), **cond) < 1e-9
+    # the library ketamine has a one-way escape leak: not reversible (by design, documented)
+    ket = kc.block(g, "ketamine")
+    assert not theory.is_reversible(ket, V=-70 * mV, glutamate=3 * uM, ketamine=1 * uM)
+
+
+# --------------------------------------------------------------------------- validation
+def test_validation_errors():
+    g = kc.models.get("destexhe1994")
+    with pytest.raises(ValueError, match="unknown blocker 'nope'"):
+        kc.blockers.get("nope")
+    with pytest.raises(ValueError, match="unknown blocker"):
+        kc.block(g, "nope")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        test_blocker("plugging")
+    with pytest.raises(ValueError, match="clashes with a ligand"):
+        kc.block(g, test_blocker(ligand="glutamate"))
+    with pytest.raises(ValueError, match="two blockers named"):
+        kc.block(g, test_blocker(), test_blocker(ligand="other"))
+    with pytest.raises(ValueError, match="two blockers use the ligand"):
+        kc.block(g, test_blocker(), test_blocker(name="y"))
+    with pytest.raises(ValueError, match="at least one blocker"):
+        kc.block(g)
+    with pytest.raises(TypeError):
+        kc.block("destexhe1994", "ketamine")
+    with pytest.raises(TypeError):
+        kc.block(g, 3)
+    with pytest.raises(ValueError, match="superficial"):
+        test_blocker("partial_trapping", superficial_k_on=0.0)
+    with pytest.raises(ValueError, match="only for mode 'partial_trapping'"):
+        test_blocker(superficial_k_on=1.0, superficial_k_off=1.0)
+    with pytest.raises(ValueError, match="sequential"):
+        test_blocker("sequential", k_escape=1.0)
+    with pytest.raises(ValueError, match="k_on must be >= 0"):
+        test_blocker(k_on=-1.0)
+    with pytest.raises(ValueError, match="must not contain"):
+        test_blocker(name="a·b")
+
+
+def test_library_contents():
+    names = kc.blockers.available()
+    for n in ("ketamine", "memantine", "mk801", "amantadine", "mg_kampa2004",
+              "mg_ascher_nowak1988", "mg"):
+        assert n in names
+        b = kc.blockers.get(n)
+        assert b.citation and b.notes and b.doi.startswith("10.")
+        assert "K_B" in b.describe()
+    assert kc.blockers.get("mg") is kc.blockers.get("mg_kampa2004")
+    assert kc.blockers.get("ketamine").mode == "trapping"
+    assert kc.blockers.get("memantine").mode == "partial_trapping"
+    assert kc.blockers.get("mg").mode == "sequential"
+    assert kc.blockers.get("ketamine").delta == pytest.approx(0.79)
+
+
+# --------------------------------------------------------------------------- Mg2+
+def test_mg_kampa_blocker_matches_kampa_model_rates():
+    kam = kc.models.get("kampa2004")
+    b = kc.blockers.get("mg_kampa2004")
+    for V in (-90 * mV, -60 * mV, 0.0, 40 * mV):
+        Q = kam.q_matrix(V=V, glutamate=0.0, mg=1 * mM)
+        assert b.k_on_at(V) * 1 * mM == pytest.approx(Q[kam.index("O"), kam.index("OMg")],
+                                                      rel=1e-12)
+        assert b.k_off_at(V) == pytest.approx(Q[kam.index("OMg"), kam.index("O")], rel=1e-12)
+    unblocked = 1 / (1 + 1 * mM / b.kd(-60 * mV))
+    assert unblocked == pytest.approx(0.0791, abs=5e-5)
+
+
+def test_mg_ascher_nowak_rates():
+    b = kc.blockers.get("mg_ascher_nowak1988")
+    for V in (-80 * mV, 0.0, 40 * mV):
+        assert b.k_on_at(V) == pytest.approx(6.1e5 * math.exp(-V / (17 * mV)), rel=1e-12)
+        assert b.k_off_at(V) == pytest.approx(5400 * math.exp(V / (47 * mV)), rel=1e-12)
+    assert 1 / (1 + 1 * mM / b.kd(-60 * mV)) == pytest.approx(0.0675, abs=5e-5)
+
+
+def test_jahr_stevens_table():
+    # reference 2a derived table, 1 mM Mg2+
+    table = {-80: 0.0244, -60: 0.0796, -40: 0.2302, -20: 0.5081, 0: 0.7812, 20: 0.9250,
+             40: 0.9771}
+    V = np.array(list(table)) * mV
+    np.testing.assert_allclose(kc.blockers.jahr_stevens(V, 1 * mM), list(table.values()),
+                               atol=1e-4)
+    assert kc.blockers.jahr_stevens(-60 * mV) == pytest.approx(0.0796, abs=1e-4)
+    assert kc.blockers.jahr_stevens(0.0, 0.0) == 1.0
+    with pytest.raises(ValueError, match="volts"):
+        kc.blockers.jahr_stevens(-60.0)
+
+
+# --------------------------------------------------------------------------- calibration
+GATING = "erreger2005_2a"
+V_CAL = -70 * mV
+GLU = 1 * mM
+
+
+def _tau_fit(t, y) -> float:
+    f = lambda t, a, tau, c: a * np.exp(-t / tau) + c  # noqa: E731
+    popt, _ = optimize.curve_fit(f, t, y, p0=(y[0] - y[-1], t[-1] / 8, y[-1]), maxfev=20000)
+    return float(popt[1])
+
+
+def _mealing(s_, b, conc=10 * uM, co=30 * s, wash=120 * s):
+    prot = kc.Protocol([kc.Step(co, V=V_CAL, glutamate=GLU, **{b.ligand: conc}),
+                        kc.Step(wash, V=V_CAL)])
+    r = kc.solve(s_, prot, dt=1.0, initial={"V": V_CAL, "glutamate": GLU})
+    po_ctl = theory.open_probability(s_, V=V_CAL, glutamate=GLU)
+    blk = np.array(["·" + b.name in x for x in s_.states])
+    i = int(co)
+    return (1 - r.open_probability[i] / po_ctl,
+            r.occupancy[-1, blk].sum() / r.occupancy[i, blk].sum())
+
+
+def test_calibrated_ketamine_vs_literature():
+    b = kc.blockers.get("ketamine")
+    s_ = kc.block(kc.models.get(GATING), b)
+    # Gilling 2009: IC50 0.71 uM (+-30 %): model 0.755 uM (+6 %)
+    x = ic50(s_, "ketamine", V=V_CAL, glutamate=GLU)
+    assert abs(x / 0.71e-6 - 1) <= 0.30
+    assert x == pytest.approx(0.755e-6, rel=0.01)
+    # Gilling 2009 at 10 uM: tau_on 0.58 s, tau_off 4.5 s (+-40 %): model 0.535 s, 5.11 s
+    r = kc.solve(s_, kc.Step(8 * s, V=V_CAL, glutamate=GLU, ketamine=10 * uM), dt=5e-3,
+                 initial={"V": V_CAL, "glutamate": GLU})
+    ton = _tau_fit(r.time, r.open_probability)
+    r = kc.solve(s_, kc.Step(40 * s, V=V_CAL, glutamate=GLU), dt=20e-3,
+                 initial={"V": V_CAL, "glutamate": GLU, "ketamine": 10 * uM})
+    toff = _tau_fit(r.time, r.open_probability)
+    assert abs(ton / 0.58 - 1) <= 0.40 and ton == pytest.approx(0.535, rel=0.02)
+    assert abs(toff / 4.5 - 1) <= 0.40 and toff == pytest.approx(5.11, rel=0.02)
+    # Mealing 1999: trapped 86 % (+-5 pp) -> model 86.0 %.  Block 80 % (+-5 pp) is MISSED:
+    # model 93.0 % (the exact identity IC50 = K_B makes 80 % at 10 uM need IC50 ~2.5 uM,
+    # incompatible with Gilling's 0.71 uM; documented in the blocker notes).
+    block, trapped = _mealing(s_, b)
+    assert abs(trapped - 0.86) <= 0.05
+    assert block == pytest.approx(0.930, abs=0.003)
+
+
+def test_calibrated_memantine_vs_literature():
+    b = kc.blockers.get("memantine")
+    s_ = kc.block(kc.models.get(GATING), b)
+    x = ic50(s_, "memantine", V=V_CAL, glutamate=GLU)
+    assert abs(x / 1e-6 - 1) <= 0.30                       # Gilling ~1 uM: model 1.00 uM
+    block, trapped = _mealing(s_, b)
+    assert abs(trapped - 0.71) <= 0.05                     # Mealing 71 %: model 71.0 %
+    assert block == pytest.approx(0.909, abs=0.003)        # Mealing 81 %: MISSED (90.9 %)
+    # Blanpied 1997: 1/6 of blocked channels release memantine (short wash, 5 s)
+    _, trapped5 = _mealing(s_, b, wash=5 * s)
+    assert abs((1 - trapped5) - 1 / 6) <= 0.05
+    assert b.superficial_k_off == pytest.approx(1 / 0.79, rel=1e-5)   # Kotermanski tau 0.79 s
+
+
+def test_calibrated_mk801_recovery():
+    b = kc.blockers.get("mk801")
+    s_ = kc.block(kc.models.get(GATING), b)
+    blk = np.array(["·mk801" in x for x in s_.states])
+    for V, target in ((-70 * mV, 90 * 60.0), (30 * mV, 2 * 60.0)):
+        p0 = theory.equilibrium(s_, V=V, glutamate=GLU, mk801=1.0)
+        r = kc.solve(s_, kc.Step(6 * target, V=V, glutamate=GLU), dt=target / 50, initial=p0)
+        tau = _tau_fit(r.time, r.occupancy[:, blk].sum(axis=1))
+        assert 0.5 <= tau / target <= 2.0, (V, tau / 60)     # Huettner & Bean: factor 2
