@@ -62,6 +62,9 @@ def initial_distribution(scheme: Scheme, initial: Any, protocol: Protocol | None
     except (TypeError, ValueError):
         raise TypeError("initial must be None, 'equilibrium', a state name, a conditions mapping "
                         f"or an occupancy vector, got {type(initial).__name__}") from None
+    if p.ndim != 1:
+        raise TypeError("initial must be None, 'equilibrium', a state name, a conditions mapping "
+                        f"or an occupancy vector of length {K}, got {initial!r}")
     if p.shape != (K,):
         raise ValueError(f"initial vector must have shape ({K},), got {p.shape}")
     if not np.all(np.isfinite(p)) or np.any(p < 0):
