@@ -20,7 +20,9 @@ Modes (DESIGN.md §1; reference/nmda-kinetics.md §4)
     The deep trapping site as in ``"trapping"`` plus a second, superficial non-trapping site,
     external to the gate, accessible in every gating state: ``X ⇌ X·b_s`` at
     ``superficial_k_on``·[B] and ``superficial_k_off`` (voltage-independent), gating copied
-    unchanged.  The deep and superficial sites of one blocker exclude each other.
+    unchanged.  The deep and superficial sites of one blocker exclude each other, and the
+    superficial site also excludes other blockers of the same ``site`` (a simplification: one
+    blocker molecule per pore).
 
 Several blockers: those with the same ``site`` exclude each other (Mg2+ and ketamine in the
 pore: no state carries both); blockers on different sites combine as a product.  States that
@@ -239,7 +241,8 @@ class Blocker:
                   f", V_T = {self.thermal_voltage / mV:g} mV"),
                f"  K_B(-70 mV, 22 C) = {self.kd(-70 * mV) * 1e6:.4g} uM"]
         if self.k_escape or self.k_on_closed:
-            out.append(f"  k_escape = {self.k_escape:.4g} /s, k_on_closed = {self.k_on_closed:.4g} /M/s")
+            out.append(f"  k_escape = {self.k_escape:.4g} /s, "
+                       f"k_on_closed = {self.k_on_closed:.4g} /M/s")
         if self.mode == "partial_trapping":
             out.append(f"  superficial site: k_on = {self.superficial_k_on:.4g} /M/s, "
                        f"k_off = {self.superficial_k_off:.4g} /s")

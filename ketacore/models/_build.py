@@ -30,7 +30,8 @@ def ch82() -> Scheme:
     T = [
         ("AR*", "A2R*", Rate(5e8, A)),            # k*+2 [A]
         ("AR*", "AR", 3000.0),                    # alpha1
-        ("A2R*", "AR*", Rate(1.0 / 3.0, factor=2)),  # 2 k*-2, k*-2 = 1/3 by microscopic reversibility
+        # 2 k*-2, with k*-2 = 1/3 s^-1 set by microscopic reversibility
+        ("A2R*", "AR*", Rate(1.0 / 3.0, factor=2)),
         ("A2R*", "A2R", 500.0),                   # alpha2
         ("AR", "AR*", 15.0),                      # beta1
         ("AR", "A2R", Rate(5e8, A)),              # k+2 [A]
