@@ -113,13 +113,13 @@ def _rate_estimate(scheme: Scheme, compiled, conds: np.ndarray, p0: np.ndarray) 
     if hit is not None:
         return hit
     from . import _core
-    from ._linalg import equilibrium_from_q
+    from .theory import equilibrium
     exit_rates = _core.ssa_exit_rates(compiled, conds)
     out = np.empty(len(conds))
     for c in range(len(conds)):
         try:
-            peq = equilibrium_from_q(np.asarray(compiled.q_matrix(conds[c])))
-        except Exception:  # reducible chain under this condition: fall back to the initial state
+            peq = equilibrium(np.asarray(compiled.q_matrix(conds[c])))
+        except ValueError:  # reducible chain under this condition: fall back to the initial state
             peq = p0
         out[c] = 0.5 * (float(p0 @ exit_rates[c]) + float(np.clip(peq, 0, None) @ exit_rates[c]))
     if len(_RATE_CACHE) > 64:
@@ -485,27 +485,28 @@ class EventLog:
             d, st = d[:-1], st[:-1]
         return d, st
 
-    def open_dwells(self, i: int = 0, *, include_last: bool = False):
-        """Durations of sojourns in the open (conducting) subset: consecutive open dwells in
-        different open states are merged into one opening."""
-        return self._sojourns(i, self.scheme.open_mask, include_last)
+    def open_dwells(self, i: int = 0, *, include_first: bool = False, include_last: bool = False):
+        """Durations (s) of sojourns in the open (conducting) subset of trial ``i``; consecutive
+        dwells in different open states are merged into one opening.  The first sojourn (begun
+        before t = 0) and the last (censored at ``t_end``) are dropped unless asked for."""
+        return self._sojourns(i, self.scheme.open_mask, include_first, include_last)
 
-    def shut_dwells(self, i: int = 0, *, include_last: bool = False):
-        """Durations of sojourns in the shut subset (consecutive shut dwells merged)."""
-        return self._sojourns(i, ~self.scheme.open_mask, include_last)
+    def shut_dwells(self, i: int = 0, *, include_first: bool = False, include_last: bool = False):
+        """Durations (s) of sojourns in the shut subset (consecutive shut dwells merged)."""
+        return self._sojourns(i, ~self.scheme.open_mask, include_first, include_last)
 
-    def _sojourns(self, i, mask, include_last):
+    def _sojourns(self, i, mask, include_first, include_last):
         t, s = self.times[i], self.states[i]
         inside = mask[s]
         change = np.flatnonzero(np.diff(inside.astype(np.int8)) != 0) + 1
         starts = np.concatenate(([0], change))
         ends_t = np.append(t[change], self.t_end)
         durs = ends_t - t[starts]
-        sel = inside[starts]
+        sel = inside[starts].copy()
+        if not include_first:
+            sel[0] = False
         if not include_last:
-            sel = sel.copy()
             sel[-1] = False
-        # the first sojourn starts at t=0 (not at an entry) -- it is kept; callers may drop it
         return durs[sel]
 
     def __repr__(self) -> str:

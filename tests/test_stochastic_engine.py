@@ -1,0 +1,247 @@
+"""Stochastic engine: API, validation, reproducibility (bit identity), memory plan, interrupts.
+
+Statistical validation against exact theory is in test_stochastic_statistics.py.
+"""
+import _thread
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import ketacore as kc
+from _stochastic_models import bench_scheme, ch82
+
+SCH = bench_scheme()
+PROT = kc.Protocol([kc.Step(0.05, V=-0.07), kc.Step(0.1, V=-0.07, glutamate=1e-3),
+                    kc.Step(0.0537, V=-0.04)])  # last boundary off the grid
+
+
+def sim(**kw):
+    args = dict(dt=1e-3, n_channels=50, n_trials=6, rng=7, initial="C0")
+    args.update(kw)
+    return kc.simulate(SCH, PROT, **args)
+
+
+# ---------------------------------------------------------------------------- basics
+@pytest.mark.parametrize("method", ["ssa", "population"])
+def test_shapes_conservation_and_metadata(method):
+    r = sim(method=method)
+    S = int(np.floor(PROT.duration / 1e-3 + 1e-7)) + 1
+    assert r.counts.shape == (6, S, SCH.n_states) and r.counts.dtype == np.int32
+    assert (r.counts.sum(axis=-1) == 50).all()
+    assert (r.counts[:, 0, SCH.index("C0")] == 50).all()
+    assert (r.counts >= 0).all()
+    assert r.method == method and r.entropy == 7 and list(r.trials) == list(range(6))
+    assert r.metadata["version"] == kc.__version__
+    np.testing.assert_allclose(r.time, np.arange(S) * 1e-3)
+    assert r.open_probability.shape == (6, S)
+    g = SCH.conductance
+    np.testing.assert_allclose(r.current, (r.counts @ g) * (r.V - SCH.e_rev))
+    assert r["O"].shape == (6, S)
+    # nothing happens before glutamate arrives: all channels stay in C0 for 50 ms
+    assert (r.counts[:, :50, SCH.index("C0")] == 50).all()
+
+
+def test_callable_module_alias():
+    import ketacore.simulate as mod
+    assert callable(kc.simulate) and callable(mod)
+    assert isinstance(kc.simulate(SCH, PROT, dt=1e-2, rng=1), kc.simulate.SimulationResult
+                      if hasattr(kc.simulate, "SimulationResult") else object)
+
+
+@pytest.mark.parametrize("method", ["ssa", "population"])
+def test_summary_matches_counts_exactly(method):
+    a = sim(method=method, n_trials=9)
+    b = sim(method=method, n_trials=9, record="summary")
+    assert b.counts is None
+    c = a.counts.astype(np.int64)
+    assert (b.sum_counts == c.sum(axis=0)).all()
+    assert (b.sum_sq_counts == (c * c).sum(axis=0)).all()
+    np.testing.assert_allclose(b.mean, c.mean(axis=0))
+    np.testing.assert_allclose(b.var, c.var(axis=0, ddof=1), atol=1e-9)
+    np.testing.assert_allclose(b.open_probability, a.open_probability.mean(axis=0))
+
+
+def test_ssa_single_channel_equals_event_log():
+    """Same stream (trial i, block 0) and same algorithm: the grid counts of one channel are the
+    event record sampled at the grid points."""
+    r = kc.simulate(SCH, PROT, dt=1e-3, n_channels=1, n_trials=3, method="ssa", rng=11)
+    log = kc.simulate_events(SCH, PROT, n_trials=3, rng=11)
+    for i in range(3):
+        times, states = log[i]
+        k = np.searchsorted(times, r.time, side="right") - 1
+        expected = np.zeros((r.time.size, SCH.n_states), dtype=np.int32)
+        expected[np.arange(r.time.size), states[k]] = 1
+        assert (r.counts[i] == expected).all()
+        assert times[0] == 0 and np.all(np.diff(times) > 0) and times[-1] < PROT.duration
+        d, st = log.dwells(i, include_last=True)
+        assert abs(d.sum() - PROT.duration) < 1e-12
+        assert np.all(states[1:] != states[:-1])
+
+
+def test_event_log_api():
+    log = kc.simulate_events(ch82(), kc.Step(5.0, A=1e-7), n_trials=2, rng=2)
+    assert len(log) == 2 and log.entropy == 2 and log.state_names == ch82().states
+    assert log.n_events.shape == (2,)
+    assert "EventLog" in repr(log)
+    o = log.open_dwells(0, include_first=True, include_last=True)
+    s = log.shut_dwells(0, include_first=True, include_last=True)
+    assert abs(o.sum() + s.sum() - 5.0) < 1e-9
+    log2 = kc.simulate_events(ch82(), kc.Step(5.0, A=1e-7), trials=[1], rng=2)
+    assert (log2[0][0] == log[1][0]).all() and (log2[0][1] == log[1][1]).all()
+
+
+# ---------------------------------------------------------------- reproducibility
+@pytest.mark.parametrize("method", ["ssa", "population"])
+@pytest.mark.parametrize("record", ["counts", "summary"])
+def test_bit_identical_across_threads(method, record):
+    runs = [sim(method=method, record=record, n_trials=7, n_threads=t, n_channels=30) for t in (1, 2, 4)]
+    for r in runs[1:]:
+        if record == "counts":
+            assert r.counts.tobytes() == runs[0].counts.tobytes()
+        else:
+            assert r.sum_counts.tobytes() == runs[0].sum_counts.tobytes()
+            assert np.asarray(r.sum_sq_counts).tobytes() == np.asarray(runs[0].sum_sq_counts).tobytes()
+
+
+def test_bit_identical_across_threads_channel_blocks():
+    """One trial with 3 channel blocks (block-parallel path) and 2 trials (trial-parallel path)."""
+    prot = kc.Step(0.02, glutamate=1e-3)
+    for n_trials in (1, 2):
+        runs = [kc.simulate(SCH, prot, dt=1e-3, n_channels=9000, n_trials=n_trials, method="ssa", rng=5,
+                            n_threads=t) for t in (1, 2, 4)]
+        assert runs[1].counts.tobytes() == runs[0].counts.tobytes() == runs[2].counts.tobytes()
+        assert (runs[0].counts.sum(-1) == 9000).all()
+    # the single trial equals trial 0 of the two-trial run
+    a = kc.simulate(SCH, prot, dt=1e-3, n_channels=9000, n_trials=2, method="ssa", rng=5)
+    b = kc.simulate(SCH, prot, dt=1e-3, n_channels=9000, n_trials=1, method="ssa", rng=5, n_threads=2)
+    assert a.counts[0].tobytes() == b.counts[0].tobytes()
+
+
+@pytest.mark.parametrize("method", ["ssa", "population"])
+def test_trial_splits_identical(method):
+    whole = sim(method=method, n_trials=10)
+    a = sim(method=method, n_trials=None, trials=range(0, 4))
+    b = sim(method=method, n_trials=6, trial_offset=4)
+    assert np.concatenate([a.counts, b.counts]).tobytes() == whole.counts.tobytes()
+    odd = sim(method=method, n_trials=None, trials=[7, 3])
+    assert odd.counts.tobytes() == whole.counts[[7, 3]].tobytes()
+    sa = sim(method=method, n_trials=None, trials=range(0, 4), record="summary")
+    sb = sim(method=method, n_trials=None, trials=range(4, 10), record="summary")
+    sw = sim(method=method, n_trials=10, record="summary")
+    assert ((sa.sum_counts + sb.sum_counts) == sw.sum_counts).all()
+    assert ((sa.sum_sq_counts + sb.sum_sq_counts) == sw.sum_sq_counts).all()
+
+
+def test_rng_forms_and_determinism():
+    a = sim(rng=123)
+    assert a.counts.tobytes() == sim(rng=123).counts.tobytes()
+    assert a.counts.tobytes() != sim(rng=124).counts.tobytes()
+    assert sim(rng=np.random.default_rng(123)).counts.tobytes() == a.counts.tobytes()
+    assert sim(rng=np.random.SeedSequence(123)).counts.tobytes() == a.counts.tobytes()
+    r = sim(rng=None)
+    assert isinstance(r.entropy, int)
+    assert sim(rng=r.entropy).counts.tobytes() == r.counts.tobytes()
+    big = sim(rng=2**127 + 5)
+    assert big.entropy == 2**127 + 5
+
+
+def test_auto_picks_cheaper_method():
+    prot = kc.Step(1.0, glutamate=1e-3)
+    assert kc.simulate(SCH, prot, dt=1e-3, n_channels=10**9, rng=1, record="summary").method == "population"
+    assert kc.simulate(SCH, prot, dt=1e-4, n_channels=1, rng=1).method == "ssa"
+
+
+def test_wide_counts_for_huge_populations():
+    r = kc.simulate(SCH, kc.Step(0.01, glutamate=1e-3), dt=1e-3, n_channels=3 * 10**9, n_trials=2,
+                    method="population", rng=1)
+    assert r.counts.dtype == np.int64 and (r.counts.sum(-1) == 3 * 10**9).all()
+    s = kc.simulate(SCH, kc.Step(0.01, glutamate=1e-3), dt=1e-3, n_channels=3 * 10**9, n_trials=2,
+                    method="population", rng=1, record="summary")
+    assert (s.sum_counts == r.counts.sum(0)).all()
+    exact = (r.counts.astype(object) ** 2).sum(0)
+    assert (np.asarray(s.sum_sq_counts, dtype=object) == exact).all()
+    assert np.isfinite(s.var).all()
+
+
+def test_to_xarray():
+    pytest.importorskip("xarray")
+    ds = sim().to_xarray()
+    assert ds["counts"].dims == ("trial", "time", "state")
+    assert ds.attrs["method"] in ("ssa", "population")
+    ds2 = sim(record="summary").to_xarray()
+    assert set(ds2.data_vars) >= {"mean", "var", "open_probability", "current", "V"}
+
+
+# -------------------------------------------------------------------- validation
+@pytest.mark.parametrize("kw,exc,match", [
+    (dict(n_channels=0), ValueError, "n_channels"),
+    (dict(n_channels=1.5), TypeError, "n_channels"),
+    (dict(n_trials=0), ValueError, "n_trials"),
+    (dict(dt=0.0), ValueError, "dt"),
+    (dict(dt=float("nan")), ValueError, "dt"),
+    (dict(dt=float("inf")), ValueError, "dt"),
+    (dict(dt="1ms"), TypeError, "dt"),
+    (dict(method="gillespie"), ValueError, "method"),
+    (dict(record="all"), ValueError, "record"),
+    (dict(n_threads=0), ValueError, "n_threads"),
+    (dict(rng="seed"), TypeError, "rng"),
+    (dict(rng=-3), ValueError, "rng"),
+    (dict(trials=[1, 1], n_trials=None), ValueError, "trials"),
+    (dict(trials=range(3), n_trials=5), ValueError, "n_trials"),
+    (dict(trials=range(3), n_trials=None, trial_offset=2), ValueError, "trial_offset"),
+    (dict(trials=[-1], n_trials=None), ValueError, "trials"),
+    (dict(trial_offset=-1), ValueError, "trial_offset"),
+    (dict(initial="nope"), ValueError, "initial"),
+])
+def test_validation_errors_name_the_parameter(kw, exc, match):
+    with pytest.raises(exc, match=match):
+        sim(**kw)
+
+
+def test_scheme_and_protocol_types():
+    with pytest.raises(TypeError, match="scheme"):
+        kc.simulate("x", PROT, dt=1e-3)
+    with pytest.raises(TypeError, match="protocol"):
+        kc.simulate(SCH, [1], dt=1e-3)
+    with pytest.raises(TypeError, match="scheme"):
+        kc.simulate_events(None, PROT)
+
+
+def test_memory_refusal_with_estimate():
+    with pytest.raises(ValueError, match=r"GiB.*estimate|estimate.*GiB"):
+        kc.simulate(SCH, kc.Step(1000.0, glutamate=1e-3), dt=1e-6, n_channels=10, n_trials=10**6,
+                    method="population", rng=1)
+    with pytest.raises(ValueError, match="GiB"):
+        kc.simulate_events(SCH, kc.Step(1e9, glutamate=1e-3), n_trials=1000, rng=1)
+    with pytest.raises(ValueError, match="max_events"):
+        kc.simulate_events(SCH, kc.Step(100.0, glutamate=1e-3), n_trials=1, rng=1, max_events=10)
+
+
+# -------------------------------------------------------------------- interrupts
+def _interrupt_after(delay):
+    t = threading.Timer(delay, _thread.interrupt_main)
+    t.start()
+    return t
+
+
+@pytest.mark.parametrize("call", [
+    lambda: kc.simulate(SCH, kc.Step(1e7, glutamate=1e-3), dt=1e5, n_channels=1, method="ssa", rng=1,
+                        n_threads=1),
+    lambda: kc.simulate(SCH, kc.Step(1e7, glutamate=1e-3), dt=1e6, n_channels=20000, n_trials=4,
+                        method="ssa", rng=1, n_threads=2),
+    lambda: kc.simulate(SCH, kc.Step(1.0, glutamate=1e-3), dt=1e-3, n_channels=100, n_trials=10**6,
+                        method="population", rng=1, record="summary"),
+    lambda: kc.simulate_events(SCH, kc.Step(3e6, glutamate=1e-3), n_trials=2, rng=1, n_threads=1),
+], ids=["ssa-1ch", "ssa-blocks", "population", "events"])
+def test_keyboard_interrupt_within_a_second(call):
+    timer = _interrupt_after(0.2)
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        call()
+    elapsed = time.perf_counter() - t0
+    timer.join()
+    assert elapsed < 0.2 + 1.0
+    # the engine is usable afterwards (nothing left running or locked)
+    assert sim(n_trials=1).counts.shape[0] == 1
