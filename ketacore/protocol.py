@@ -281,8 +281,8 @@ class Protocol:
                 durs.append(st.duration)
                 idx.append(j)
         out = (np.asarray(durs, dtype=float), np.asarray(idx, dtype=np.int64), np.vstack(rows))
-        for a in out:
-            a.setflags(write=False)
+        # (not made read-only: pybind11 would copy read-only arrays on every call; the tuple
+        # is private to the engines, which never write to it)
         if len(self._compile_cache) > 8:
             self._compile_cache.clear()
         self._compile_cache[key] = out

@@ -7,20 +7,18 @@ exactly by a partial step.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 import numpy as np
 
+from . import _core
 from . import _validate as V_
 from .protocol import Protocol, Step
 from .scheme import Scheme
 
 #: Largest number of output samples accepted before the memory check refuses.
 _FLOAT_BYTES = 8
-
-
-def _n_samples(total: float, dt: float) -> int:
-    return int(np.floor(total / dt + 1e-7)) + 1
 
 
 def initial_distribution(scheme: Scheme, initial: Any, protocol: Protocol | None = None) -> np.ndarray:
@@ -38,6 +36,15 @@ def initial_distribution(scheme: Scheme, initial: Any, protocol: Protocol | None
         Needed for ``None``/``"equilibrium"``.
     """
     K = scheme.n_states
+    if type(initial) is np.ndarray and initial.shape == (K,) and initial.dtype == np.float64:
+        # fast path (hot in loops over many short solves): one pass of checks
+        vals = initial.tolist()  # plain floats: cheaper than numpy reductions for small K
+        tot = math.fsum(vals)
+        lo = min(vals)
+        if not (abs(tot - 1.0) <= 1e-9 and lo >= 0.0):
+            raise ValueError("initial vector must be finite, non-negative and sum to 1, "
+                             f"got sum {tot!r}, min {lo!r}")
+        return initial if tot == 1.0 else initial / tot
     if initial is None or (isinstance(initial, str) and initial == "equilibrium"):
         if protocol is None:
             raise ValueError("initial='equilibrium' needs a protocol (its first step's conditions)")
@@ -188,17 +195,18 @@ def solve(scheme: Scheme, protocol: Protocol | Step, dt: float, initial: Any = N
     """
     if not isinstance(scheme, Scheme):
         raise TypeError(f"scheme must be a ketacore.Scheme, got {type(scheme).__name__}")
-    if isinstance(protocol, Step):
-        protocol = Protocol([protocol])
-    elif not isinstance(protocol, Protocol):
-        raise TypeError(f"protocol must be a ketacore.Protocol or Step, got {type(protocol).__name__}")
-    dt = V_.real("dt", dt, positive=True)
-    total = protocol.duration
-    n = _n_samples(total, dt)
-    V_.check_memory("solve", float(n) * scheme.n_states * _FLOAT_BYTES)
+    if type(protocol) is not Protocol:
+        if isinstance(protocol, Step):
+            protocol = Protocol([protocol])
+        elif not isinstance(protocol, Protocol):
+            raise TypeError(f"protocol must be a ketacore.Protocol or Step, got {type(protocol).__name__}")
+    if type(dt) is not float or not 0.0 < dt < math.inf:
+        dt = V_.real("dt", dt, positive=True)
+    n = int(protocol.duration / dt + 1e-7) + 1
+    if n * scheme.n_states > 2**25:
+        V_.check_memory("solve", float(n) * scheme.n_states * _FLOAT_BYTES)
     durs, idx, conds = protocol.compile(scheme)
     p0 = initial_distribution(scheme, initial, protocol)
-    from . import _core
     occ = _core.solve_master(scheme._compiled(), durs, idx, conds, dt, n, p0)
     return Result(scheme, protocol, dt, occ, p0)
 

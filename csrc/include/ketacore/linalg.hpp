@@ -40,13 +40,24 @@ inline void vecmat(const double* x, const double* M, double* y, int n) {
 // Fixed-size kernel: the compiler unrolls and vectorises when K is a compile-time constant.
 template <int K>
 inline void vecmat_fixed(const double* __restrict x, const double* __restrict M, double* __restrict y) {
-    double acc[K];
-    for (int j = 0; j < K; ++j) acc[j] = x[0] * M[j];
-    for (int k = 1; k < K; ++k) {
-        const double xk = x[k];
-        for (int j = 0; j < K; ++j) acc[j] += xk * M[k * K + j];
+    // Two independent accumulators (even and odd k) halve the dependency chain: the
+    // master-equation recurrence p <- p P is latency-bound, not throughput-bound.
+    double a0[K], a1[K];
+    for (int j = 0; j < K; ++j) {
+        a0[j] = x[0] * M[j];
+        a1[j] = 0.0;
     }
-    for (int j = 0; j < K; ++j) y[j] = acc[j];
+    int k = 1;
+    for (; k + 1 < K; k += 2) {
+        const double xa = x[k], xb = x[k + 1];
+        for (int j = 0; j < K; ++j) {
+            a1[j] += xa * M[k * K + j];
+            a0[j] += xb * M[(k + 1) * K + j];
+        }
+    }
+    if (k < K)
+        for (int j = 0; j < K; ++j) a1[j] += x[k] * M[k * K + j];
+    for (int j = 0; j < K; ++j) y[j] = a0[j] + a1[j];
 }
 
 // y = x * M with a compile-time-size kernel for small K (the common case: schemes of 2-16

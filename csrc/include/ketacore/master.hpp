@@ -104,6 +104,7 @@ inline void solve_master(const CompiledScheme& scheme, const SegmentPlan& plan, 
             tcur = tk;
             ++k;
         }
+        if (k >= grid.n_samples) return;  // every sample written: nothing left to propagate
         const double rem = seg_end - tcur;
         if (rem > tol) {
             const std::vector<double>& P = cache.get(c, rem);
