@@ -24,13 +24,13 @@ from ._version import __version__
 from .protocol import Protocol, Step, pulse_train
 from .scheme import Rate, Scheme, Transition, rate
 from .solve import Result, solve
+from .simulate import EventLog, SimulationResult, simulate, simulate_events  # noqa: E402  (after
+# the submodule import, so the names are the functions, not the ketacore.simulate module)
 
 # Submodules and functions imported on first use (keeps `import ketacore` fast).
 _LAZY_MODULES = {"models", "theory", "blockers", "analysis", "experiments",
                  "study", "plot", "cli"}
 _LAZY_ATTRS = {
-    "simulate": ("ketacore.simulate", "simulate"),
-    "simulate_events": ("ketacore.simulate", "simulate_events"),
     "block": ("ketacore.blockers", "block"),
     "Study": ("ketacore.study", "Study"),
     "run_study": ("ketacore.study", "run_study"),
@@ -47,5 +47,5 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["__version__", "units", "Scheme", "Rate", "rate", "Transition", "Step", "Protocol",
-           "pulse_train", "solve", "Result", "simulate", "simulate_events", "block", "models",
+           "pulse_train", "solve", "Result", "simulate", "simulate_events", "SimulationResult", "EventLog", "block", "models",
            "theory", "blockers", "analysis", "experiments", "Study", "run_study"]

@@ -1,0 +1,58 @@
+"""Public API surface: names resolve to the right objects, the README tour runs, the CLI works."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ketacore as kc
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_public_names_are_functions_not_modules():
+    # `ketacore.simulate` is also a submodule; the package attribute must stay the function
+    for _ in range(2):
+        assert callable(kc.simulate) and kc.simulate.__name__ == "simulate"
+        assert callable(kc.simulate_events)
+        assert callable(kc.solve) and kc.solve.__name__ == "solve"
+    assert callable(kc.block)
+    assert kc.models.available() and kc.blockers.available()
+    assert kc.theory.equilibrium
+    assert re.match(r"\d+\.\d+\.\d+", kc.__version__)
+    with pytest.raises(AttributeError):
+        kc.does_not_exist
+
+
+def _readme_blocks():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+@pytest.mark.skipif(not (ROOT / "README.md").exists(), reason="README not shipped with the tests")
+def test_readme_python_blocks_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    blocks = _readme_blocks()
+    assert blocks
+    for code in blocks:
+        exec(compile(code, "README.md", "exec"), {})
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "ketacore.cli", *args], capture_output=True,
+                          text=True, timeout=600, cwd=cwd)
+
+
+def test_cli_version_models_show():
+    r = _cli("--version")
+    assert r.returncode == 0 and kc.__version__ in r.stdout
+    r = _cli("models")
+    assert r.returncode == 0 and "destexhe1994_sf" in r.stdout
+    r = _cli("blockers")
+    assert r.returncode == 0 and "ketamine" in r.stdout
+    r = _cli("show", "destexhe1994_sf")
+    assert r.returncode == 0 and "C0" in r.stdout and "/M/s" in r.stdout
+    r = _cli("show", "nope")
+    assert r.returncode != 0 and "nope" in r.stderr
