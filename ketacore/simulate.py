@@ -103,6 +103,28 @@ def _resolve_threads(n_threads: Any) -> int:
 
 
 _RATE_CACHE: dict = {}
+_P0_CACHE: dict = {}
+
+
+def _initial(scheme: Scheme, initial: Any, protocol: Protocol) -> np.ndarray:
+    """ketacore.solve's initial_distribution, memoised for the common hashable forms (None,
+    "equilibrium", a state name) so repeated small simulations do not pay for an equilibrium
+    solve each call."""
+    from .solve import initial_distribution
+    if initial is None or isinstance(initial, str):
+        st = protocol.steps[0]
+        key = (id(scheme), scheme._compiled_cache is not None and id(scheme._compiled()), initial,
+               st.conditions_key(), st.V, st.temperature)
+        hit = _P0_CACHE.get(key)
+        if hit is not None and hit[0] is scheme:
+            return hit[1]
+        p0 = initial_distribution(scheme, initial, protocol)
+        p0.setflags(write=False)
+        if len(_P0_CACHE) > 64:
+            _P0_CACHE.clear()
+        _P0_CACHE[key] = (scheme, p0)
+        return p0
+    return initial_distribution(scheme, initial, protocol)
 
 
 def _rate_estimate(scheme: Scheme, compiled, conds: np.ndarray, p0: np.ndarray) -> np.ndarray:
@@ -375,8 +397,7 @@ def simulate(scheme: Scheme, protocol: Protocol | Step, dt: float, n_channels: i
     S = _n_samples(total, dt)
     K = scheme.n_states
     durs, idx, conds = protocol.compile(scheme)
-    from .solve import initial_distribution
-    p0 = initial_distribution(scheme, initial, protocol)
+    p0 = _initial(scheme, initial, protocol)
     compiled = scheme._compiled()
 
     # ----- cost model and method choice
@@ -550,8 +571,7 @@ def simulate_events(scheme: Scheme, protocol: Protocol | Step, n_trials: int | N
     entropy = _rng.root_entropy(rng)
     words = _rng.entropy_words(entropy)
     durs, idx, conds = protocol.compile(scheme)
-    from .solve import initial_distribution
-    p0 = initial_distribution(scheme, initial, protocol)
+    p0 = _initial(scheme, initial, protocol)
     compiled = scheme._compiled()
     rate = _rate_estimate(scheme, compiled, conds, p0)
     from . import _core

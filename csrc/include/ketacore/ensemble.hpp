@@ -102,6 +102,63 @@ void merge_summary(std::vector<SummaryAcc>& accs, EnsembleOut<T>& out, std::size
 }  // namespace detail
 
 // ------------------------------------------------------------------------ SSA
+namespace detail {
+
+// Scratch buffer reused across calls on the same thread (small calls then pay no page faults);
+// buffers above kKeepBytes are released after use.
+template <class T>
+struct Scratch {
+  static constexpr std::size_t kKeepBytes = std::size_t(32) << 20;
+  std::vector<T>& buf;
+  explicit Scratch(std::size_t n) : buf(local()) {
+    if (buf.size() < n) buf.resize(n);
+    std::fill(buf.begin(), buf.begin() + n, T(0));
+  }
+  ~Scratch() {
+    if (buf.size() * sizeof(T) > kKeepBytes) std::vector<T>().swap(buf);
+  }
+  T* data() { return buf.data(); }
+  static std::vector<T>& local() {
+    thread_local std::vector<T> v;
+    return v;
+  }
+};
+
+// In-place prefix sum over samples of an S x K row-major block.
+template <class T>
+inline void prefix_sum_rows(T* a, std::int64_t S, int K) {
+  // a[x] += a[x - K] over the flat array, in chunks of K so the compiler can vectorise
+  const std::size_t n = static_cast<std::size_t>(S) * K;
+  if (K == 1) {
+    for (std::size_t x = 1; x < n; ++x) a[x] += a[x - 1];
+    return;
+  }
+  for (std::size_t x = K; x < n; x += K) {
+    T* __restrict cur = a + x;
+    const T* __restrict prev = a + x - K;
+    for (int j = 0; j < K; ++j) cur[j] += prev[j];
+  }
+}
+
+}  // namespace detail
+
+// Grid sink writing into an S x K block: a jump at t is seen from sample floor(t/dt) + 1 on
+// (clamped to the last sample: t < t_stop = (S - 1) dt, so only rounding can push it past).
+template <class T>
+struct ClampedGridSink {
+  T* diff;
+  int K;
+  double inv_dt;
+  std::int64_t last;
+  inline void jump(double t, int from, int to) {
+    std::int64_t k = static_cast<std::int64_t>(t * inv_dt) + 1;
+    k = k < last ? k : last;
+    T* d = diff + k * K;
+    d[from] -= 1;
+    d[to] += 1;
+  }
+};
+
 template <class T>
 void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
   const SsaTables tab(*spec.scheme, *spec.plan);
@@ -118,10 +175,10 @@ void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
   const int nt = std::max(1, spec.n_threads);
   const CancelToken& token = *spec.token;
 
-  // simulate channel block b of trial `trial` into diff (size (S + 1) x K)
+  // simulate channel block b of trial `trial`, adding its jumps to diff (S x K, zeroed by caller)
   auto run_block = [&](std::uint64_t trial, std::int64_t b, T* diff, long& events) {
     Pcg64 g = make_stream(spec.entropy, trial, static_cast<std::uint64_t>(b));
-    GridSink<T> sink{diff, K, inv_dt};
+    ClampedGridSink<T> sink{diff, K, inv_dt, S - 1};
     const std::int64_t c0 = b * kChannelBlock, c1 = std::min(N, c0 + kChannelBlock);
     for (std::int64_t c = c0; c < c1; ++c) {
       const int s0 = init.draw(g);
@@ -130,59 +187,55 @@ void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
       if (token.cancelled()) return;
     }
   };
-  // prefix sum of diff into a counts row (S x K)
-  auto finish_trial = [&](const T* diff, T* dst) {
-    std::vector<T> run(K, 0);
-    for (std::int64_t k = 0; k < S; ++k) {
-      for (int j = 0; j < K; ++j) {
-        run[j] += diff[k * K + j];
-        dst[k * K + j] = run[j];
-      }
-    }
-  };
 
   std::vector<detail::SummaryAcc> accs(nt);
   const bool by_trial = n_blocks == 1 || static_cast<std::int64_t>(n_trials) >= nt;
   if (by_trial) {
     std::atomic<std::size_t> next{0};
     detail::parallel(std::min<std::size_t>(nt, std::max<std::size_t>(1, n_trials)), [&](int ti) {
-      std::vector<T> diff((S + 1) * K);
-      std::vector<T> tmp(spec.summary ? row : 0);
+      // counts: accumulate straight into the output rows; summary: into a reused scratch block
+      detail::Scratch<T> scratch(spec.summary ? row : 0);
       if (spec.summary) accs[ti].init(row);
       long events = 0;
       for (;;) {
         const std::size_t i = next.fetch_add(1);
         if (i >= n_trials || token.cancelled()) break;
-        std::fill(diff.begin(), diff.end(), T(0));
-        for (std::int64_t b = 0; b < n_blocks && !token.cancelled(); ++b) run_block(spec.trials[i], b, diff.data(), events);
-        T* dst = spec.summary ? tmp.data() : out.counts + i * row;
-        finish_trial(diff.data(), dst);
+        T* dst = spec.summary ? scratch.data() : out.counts + i * row;
+        std::fill(dst, dst + row, T(0));
+        for (std::int64_t b = 0; b < n_blocks && !token.cancelled(); ++b) run_block(spec.trials[i], b, dst, events);
+        detail::prefix_sum_rows(dst, S, K);
         if (spec.summary)
           for (std::int64_t k = 0; k < S; ++k) accs[ti].add_row(k * K, dst + k * K, K);
       }
     });
   } else {
     // few trials, many blocks: trials in turn, blocks of each trial on threads
-    std::vector<std::vector<T>> diffs(nt, std::vector<T>((S + 1) * K));
-    std::vector<T> total((S + 1) * K), tmp(row);
+    std::vector<std::vector<T>> diffs(nt);
+    std::vector<T> tmp(spec.summary ? row : 0);
     if (spec.summary) accs[0].init(row);
     for (std::size_t i = 0; i < n_trials && !token.cancelled(); ++i) {
+      T* dst = spec.summary ? tmp.data() : out.counts + i * row;
+      std::fill(dst, dst + row, T(0));
       std::atomic<std::int64_t> next{0};
       detail::parallel(nt, [&](int ti) {
-        std::vector<T>& d = diffs[ti];
-        std::fill(d.begin(), d.end(), T(0));
+        // thread 0 accumulates straight into dst; the others into their own buffers
+        T* d = dst;
+        if (ti > 0) {
+          diffs[ti].assign(row, T(0));
+          d = diffs[ti].data();
+        }
         long events = 0;
         for (;;) {
           const std::int64_t b = next.fetch_add(1);
           if (b >= n_blocks || token.cancelled()) break;
-          run_block(spec.trials[i], b, d.data(), events);
+          run_block(spec.trials[i], b, d, events);
         }
       });
-      std::fill(total.begin(), total.end(), T(0));
-      for (auto& d : diffs)
-        for (std::size_t x = 0; x < total.size(); ++x) total[x] += d[x];
-      T* dst = spec.summary ? tmp.data() : out.counts + i * row;
-      finish_trial(total.data(), dst);
+      for (int ti = 1; ti < nt; ++ti) {
+        const T* d = diffs[ti].data();
+        for (std::size_t x = 0; x < row; ++x) dst[x] += d[x];
+      }
+      detail::prefix_sum_rows(dst, S, K);
       if (spec.summary)
         for (std::int64_t k = 0; k < S; ++k) accs[0].add_row(k * K, dst + k * K, K);
     }

@@ -138,15 +138,20 @@ struct SsaTables {
         }
         if (n) thresh.back() = std::numeric_limits<std::uint64_t>::max();
         std::uint16_t* tb = next.data() + cs * 256;
+        if (!n) {
+          for (int bk = 0; bk < 256; ++bk) tb[bk] = static_cast<std::uint16_t>(s);
+          continue;
+        }
+        // bucket bk covers r in [bk 2^56, (bk + 1) 2^56): unambiguous iff both ends pick the same exit
+        const int f = first[cs];
+        int jlo = 0;
         for (int bk = 0; bk < 256; ++bk) {
-          if (!n) {
-            tb[bk] = static_cast<std::uint16_t>(s);
-            continue;
-          }
           const std::uint64_t lo = static_cast<std::uint64_t>(bk) << 56;
           const std::uint64_t hi = lo + ((std::uint64_t(1) << 56) - 1);
-          const int a = slow_next(cs, lo), b = slow_next(cs, hi);
-          tb[bk] = (a == b) ? static_cast<std::uint16_t>(a) : kAmbiguous;
+          while (jlo < n - 1 && lo >= thresh[f + jlo]) ++jlo;
+          int jhi = jlo;
+          while (jhi < n - 1 && hi >= thresh[f + jhi]) ++jhi;
+          tb[bk] = (jlo == jhi) ? static_cast<std::uint16_t>(target[f + jlo]) : kAmbiguous;
         }
       }
     }
