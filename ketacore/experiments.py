@@ -1,0 +1,1508 @@
+"""Pharmacology experiments on blocked channel schemes (``kc.experiments``).
+
+Each function composes a gating scheme with a blocker (:func:`ketacore.block`), runs the
+experiment pharmacologists run, and returns a small frozen result object with arrays, a table
+(``to_frame()``: a pandas DataFrame when pandas is installed, else a dict of columns), a short
+text ``summary()`` and a ``plot(ax=None)`` (matplotlib, optional, imported on use).
+
+=====================  ===================================================================
+:func:`ic50`           inhibition curve and Hill fit, steady-state (exact equilibrium theory)
+                       or peak (protocol)
+:func:`woodhull`       IC50 against voltage; fitted zδ and K_d(0) (Woodhull 1973)
+:func:`block_kinetics` onset and recovery time constants at one concentration
+:func:`trapping`       agonist → agonist + blocker → wash with neither → agonist again
+:func:`use_dependence` block accumulated under glutamate pulse trains at several frequencies,
+                       and its persistence after the drug is gone
+=====================  ===================================================================
+
+Deterministic by default (``method="exact"``): the master equation is solved exactly
+(:func:`ketacore.solve`) and equilibria come from :mod:`ketacore.theory`.  With
+``method="stochastic"`` the same protocols are run with :func:`ketacore.simulate`
+(``n_channels`` independent channels, ``n_trials`` trials, ``rng`` as in SPEC 7) and every
+figure is reported as the mean over trials ± its standard error (SE = sample SD/√n_trials).
+Where an experiment has several phases that are simulated separately, each stochastic phase
+starts from the exact occupancy distribution at the start of that phase; for independent
+channels this is the same distribution a continued simulation would have, but trial-to-trial
+correlations between phases are not kept (SEs of ratios across phases then use the delta
+method on independent means).
+
+Conventions used throughout
+---------------------------
+* SI units: s, V, M, S.  Use :mod:`ketacore.units` (``10 * uM``, ``-70 * mV``).
+* *Fraction of control* (``I/I0``) is the ratio of the mean channel conductance
+  ``Σ p_i g_i`` with the blocker to that without it, at the same voltage, so it is a current
+  ratio (the driving force cancels) and sublevels count with their conductance.
+* *Blocked occupancy* is the probability of being in any state carrying the blocker
+  (deep or superficial site).
+* ``agonist`` is the mapping of gating-scheme ligand concentrations (M) during agonist
+  application (default ``{"glutamate": 1 mM}``); ``background`` holds concentrations kept
+  constant throughout (e.g. ``{"mg": 1 mM}`` with ``also=["mg"]``); ``also`` lists further
+  blockers composed together with the studied one (same-site blockers exclude each other).
+
+References
+----------
+Woodhull AM (1973) Ionic blockage of sodium channels in nerve. J Gen Physiol 61:687-708,
+doi:10.1085/jgp.61.6.687.
+
+Huettner JE, Bean BP (1988) Block of N-methyl-D-aspartate-activated current by the
+anticonvulsant MK-801: selective binding to open channels. PNAS 85:1307-1311,
+doi:10.1073/pnas.85.4.1307.
+
+Blanpied TA, Boeckman FA, Aizenman E, Johnson JW (1997) Trapping channel block of
+NMDA-activated responses by amantadine and memantine. J Neurophysiol 77:309-323,
+doi:10.1152/jn.1997.77.1.309.
+
+Mealing GAR, Lanthorn TH, Murray CL, Small DL, Morley P (1999) Differences in degree of
+trapping of low-affinity uncompetitive N-methyl-D-aspartic acid receptor antagonists with
+similar kinetics of block. J Pharmacol Exp Ther 288:204-210 (PMID 9862772).
+
+Gilling KE, Jatzke C, Hechenberger M, Parsons CG (2009) Potency, voltage-dependency, agonist
+concentration-dependency, blocking kinetics and partial untrapping of the uncompetitive NMDA
+receptor channel blocker memantine at human NMDA (GluN1/GluN2A) receptors.
+Neuropharmacology 56:866-875, doi:10.1016/j.neuropharm.2009.01.012.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from . import _validate as V_
+from .protocol import Protocol, Step, pulse_train
+from .scheme import Scheme
+from .solve import solve
+from .units import FARADAY, GAS_CONSTANT, mM, mV, ms, s, uM
+
+__all__ = ["ic50", "woodhull", "block_kinetics", "trapping", "use_dependence",
+           "IC50Result", "WoodhullResult", "BlockKineticsResult", "TrappingResult",
+           "UseDependenceResult", "hill", "METHODS"]
+
+#: Allowed values of ``method``.
+METHODS = ("exact", "stochastic")
+
+_DEFAULT_AGONIST = {"glutamate": 1 * mM}
+
+
+# =========================================================================== helpers
+def hill(c: Any, ic50: float, n_h: float) -> np.ndarray:
+    """Hill inhibition curve ``I/I0 = 1 / (1 + (c/IC50)^nH)``.
+
+    Parameters
+    ----------
+    c : array_like
+        Blocker concentration (M).
+    ic50 : float
+        Half-inhibitory concentration (M).
+    n_h : float
+        Hill coefficient (dimensionless).
+    """
+    c = np.asarray(c, dtype=float)
+    return 1.0 / (1.0 + (c / ic50) ** n_h)
+
+
+def _frozen(a: Any, dtype=float) -> np.ndarray:
+    out = np.array(a, dtype=dtype)
+    out.setflags(write=False)
+    return out
+
+
+def _blocker(b: Any, name: str = "blocker"):
+    from . import blockers as B
+    if isinstance(b, str):
+        return B.get(b)
+    if not isinstance(b, B.Blocker):
+        raise TypeError(f"{name} must be a ketacore.blockers.Blocker or a library name "
+                        f"({list(B.available())}), got {type(b).__name__}")
+    return b
+
+
+def _gating(g: Any) -> Scheme:
+    if isinstance(g, str):
+        from . import models
+        return models.get(g)
+    if not isinstance(g, Scheme):
+        raise TypeError(f"gating must be a ketacore.Scheme or a model name, got "
+                        f"{type(g).__name__}")
+    return g
+
+
+def _conc_map(name: str, m: Any, allowed: Sequence[str]) -> dict[str, float]:
+    if m is None:
+        return {}
+    if not isinstance(m, Mapping):
+        raise TypeError(f"{name} must be a mapping {{ligand: concentration in M}}, got "
+                        f"{type(m).__name__}")
+    out = {}
+    for k, v in m.items():
+        if not isinstance(k, str):
+            raise TypeError(f"{name}: ligand names must be strings, got {k!r}")
+        if k not in allowed:
+            raise ValueError(f"{name}: unknown ligand {k!r}; allowed ligands are {list(allowed)}")
+        out[k] = V_.concentration(f"{name}[{k!r}]", v)
+    return out
+
+
+class _Setup:
+    """Validated common inputs: composed scheme, blocker, conditions, stochastic options."""
+
+    def __init__(self, gating, blocker, *, V, agonist, also, background, method, n_channels,
+                 n_trials, rng, engine):
+        self.gating = _gating(gating)
+        self.blocker = _blocker(blocker)
+        if isinstance(also, (str, bytes)) or not isinstance(also, Iterable):
+            raise TypeError("also must be a sequence of blockers or library names, e.g. ['mg']")
+        self.also = tuple(_blocker(b, "also[...]") for b in also)
+        from .blockers import block
+        self.scheme = block(self.gating, self.blocker, *self.also)
+        self.base = block(self.gating, *self.also) if self.also else self.gating
+        self.V = V_.voltage("V", V)
+        gl = tuple(self.gating.ligands)
+        if agonist is None:
+            if "glutamate" not in gl:
+                raise ValueError(f"agonist: the gating scheme has no 'glutamate' ligand; pass "
+                                 f"agonist={{...}} with its ligands {list(gl)}")
+            agonist = _DEFAULT_AGONIST
+        self.agonist = _conc_map("agonist", agonist, gl)
+        if not self.agonist or not any(v > 0 for v in self.agonist.values()):
+            raise ValueError("agonist must give at least one ligand a concentration > 0")
+        bg_allowed = tuple(l for l in self.scheme.ligands if l != self.blocker.ligand)
+        self.background = _conc_map("background", background, bg_allowed)
+        clash = set(self.background) & set(self.agonist)
+        if clash:
+            raise ValueError(f"ligands {sorted(clash)} are in both agonist and background")
+        self.ligand = self.blocker.ligand
+        tags = {self.blocker.name, self.blocker.name + "_s"}
+        self.blocked = np.array([bool(tags & set(st.split("·")[1:]))
+                                 for st in self.scheme.states])
+        self.g = np.asarray(self.scheme.conductance, dtype=float)
+        self.T = self.scheme.temperature
+        # stochastic options
+        if not isinstance(method, str) or method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        self.method = method
+        if method == "exact":
+            for k, v in (("n_channels", n_channels), ("n_trials", n_trials), ("rng", rng)):
+                if v is not None:
+                    raise ValueError(f"{k} is only used with method='stochastic'")
+            self.n_channels = self.n_trials = None
+            self.entropy = None
+        else:
+            self.n_channels = V_.integer("n_channels", 1000 if n_channels is None
+                                         else n_channels, minimum=1)
+            self.n_trials = V_.integer("n_trials", 20 if n_trials is None else n_trials,
+                                       minimum=2)
+            from . import _rng
+            self.entropy = _rng.root_entropy(rng)
+        if not isinstance(engine, str) or engine not in ("auto", "ssa", "population"):
+            raise ValueError(f"engine must be 'auto', 'ssa' or 'population', got {engine!r}")
+        self.engine = engine
+        self._calls = 0
+
+    # ---------------------------------------------------------------- conditions
+    def cond(self, agonist: bool, c: float = 0.0) -> dict[str, float]:
+        d = dict(self.background)
+        if agonist:
+            d.update(self.agonist)
+        if c > 0:
+            d[self.ligand] = c
+        return d
+
+    def step(self, duration: float, agonist: bool, c: float = 0.0) -> Step:
+        return Step(duration, V=self.V, **self.cond(agonist, c))
+
+    def equilibrium(self, agonist: bool, c: float = 0.0) -> np.ndarray:
+        """Equilibrium occupancy of the composed scheme.  Without blocker it is the
+        equilibrium of the drug-free scheme embedded (blocked states 0), which is well defined
+        even when trapped states would be absorbing."""
+        from .theory import equilibrium
+        if c > 0:
+            return equilibrium(self.scheme, V=self.V, **self.cond(agonist, c))
+        pb = equilibrium(self.base, V=self.V, **self.cond(agonist))
+        p = np.zeros(self.scheme.n_states)
+        p[self.scheme.indices(self.base.states)] = pb
+        return p
+
+    def conductance(self, p: np.ndarray) -> np.ndarray:
+        return np.asarray(p) @ self.g
+
+    # ---------------------------------------------------------------- running
+    def run(self, protocol: Protocol, dt: float, initial: np.ndarray):
+        """(time, occupancy) with occupancy of shape (n_trials, n_samples, K): the exact
+        solution (one 'trial') or simulated fractions of channels."""
+        initial = _normalised(initial)
+        if self.method == "exact":
+            r = solve(self.scheme, protocol, dt, initial=initial)
+            return r.time, r.occupancy[None]
+        from .simulate import simulate
+        self._calls += 1
+        words = self.entropy if isinstance(self.entropy, tuple) else (self.entropy,)
+        ss = np.random.SeedSequence(tuple(int(w) for w in words) + (0x6B63, self._calls))
+        r = simulate(self.scheme, protocol, dt, n_channels=self.n_channels,
+                     n_trials=self.n_trials, method=self.engine, rng=ss, initial=initial)
+        return r.time, r.counts / float(self.n_channels)
+
+    def exact(self, protocol: Protocol, dt: float, initial: np.ndarray):
+        r = solve(self.scheme, protocol, dt, initial=_normalised(initial))
+        return r.time, r.occupancy
+
+    def meta(self) -> dict[str, Any]:
+        return dict(gating=self.gating.name, blocker=self.blocker.name, V=self.V,
+                    agonist=dict(self.agonist), background=dict(self.background),
+                    method=self.method, n_channels=self.n_channels, n_trials=self.n_trials,
+                    entropy=self.entropy)
+
+
+def _normalised(p: np.ndarray) -> np.ndarray:
+    """An occupancy vector from a solver output, with round-off (|error| ~ 1e-9) removed."""
+    p = np.clip(np.asarray(p, dtype=float), 0.0, None)
+    return p / p.sum()
+
+
+def _mean_se(x: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(x, dtype=float)
+    n = x.shape[axis]
+    m = x.mean(axis=axis)
+    if n < 2:
+        return m, np.zeros_like(m)
+    return m, x.std(axis=axis, ddof=1) / math.sqrt(n)
+
+
+def _ratio_se(a: float, sa: float, b: float, sb: float) -> tuple[float, float]:
+    """a/b and its delta-method SE for independent a, b."""
+    r = a / b
+    if sa == 0 and sb == 0:
+        return r, 0.0
+    return r, abs(r) * math.hypot(sa / a if a else 0.0, sb / b)
+
+
+def _fit_exponentials(t: np.ndarray, y: np.ndarray, n_exp: int = 1):
+    """Fit y = c + Σ a_i exp(-t/τ_i); returns (taus, amps, c, tau_se) sorted by τ."""
+    from scipy import optimize
+    t = np.asarray(t, float)
+    y = np.asarray(y, float)
+    span = y[0] - y[-1]
+    if not np.isfinite(span) or abs(span) < 1e-12 * max(1.0, abs(y[0])):
+        raise ValueError("no relaxation to fit (the trace is flat)")
+    half = y[-1] + span / 2
+    i = int(np.argmax((y - half) * np.sign(span) <= 0))
+    tau0 = max(t[i] / math.log(2), (t[1] - t[0]) * 2) if i > 0 else (t[-1] - t[0]) / 5
+    if n_exp == 1:
+        def f(tt, a, tau, c):
+            return a * np.exp(-tt / tau) + c
+        p0 = (span, tau0, y[-1])
+        bounds = ([-np.inf, 1e-12, -np.inf], [np.inf, np.inf, np.inf])
+    else:
+        def f(tt, a1, tau1, a2, tau2, c):
+            return a1 * np.exp(-tt / tau1) + a2 * np.exp(-tt / tau2) + c
+        p0 = (span / 2, tau0 / 4, span / 2, tau0 * 2, y[-1])
+        bounds = ([-np.inf, 1e-12, -np.inf, 1e-12, -np.inf], [np.inf] * 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        popt, pcov = optimize.curve_fit(f, t - t[0], y, p0=p0, bounds=bounds, maxfev=20000)
+    perr = np.sqrt(np.clip(np.diag(pcov), 0, None)) if np.all(np.isfinite(pcov)) \
+        else np.full(len(popt), np.nan)
+    if n_exp == 1:
+        return (np.array([popt[1]]), np.array([popt[0]]), float(popt[2]),
+                np.array([perr[1]]))
+    taus = np.array([popt[1], popt[3]])
+    amps = np.array([popt[0], popt[2]])
+    se = np.array([perr[1], perr[3]])
+    o = np.argsort(taus)
+    return taus[o], amps[o], float(popt[4]), se[o]
+
+
+def _dominant(rel) -> tuple[float, np.ndarray, np.ndarray]:
+    """(dominant τ, all τ, Po amplitudes) of a theory.Relaxation: the component with the
+    largest area |a·τ| in the open probability (the one that dominates the integrated
+    relaxation, and so a single-exponential fit)."""
+    taus = np.real(np.asarray(rel.taus))
+    amps = np.real(np.asarray(rel.popen_amplitudes))
+    return float(taus[int(np.argmax(np.abs(amps * taus)))]), taus, amps
+
+
+def _common_grid(target: float, *lengths: float) -> float:
+    """Largest dt <= target that divides every length (s) exactly (to 1e-6 relative)."""
+    from fractions import Fraction
+    fr = [Fraction(x).limit_denominator(10**6) for x in lengths]
+    num = 0
+    den = 1
+    for f in fr:
+        den = den * f.denominator // math.gcd(den, f.denominator)
+    for f in fr:
+        num = math.gcd(num, f.numerator * (den // f.denominator))
+    g = num / den
+    if not g > 0 or any(abs(x / g - round(x / g)) > 1e-6 for x in lengths):
+        raise ValueError(f"phase lengths {lengths} have no common grid; pass dt")
+    return g / math.ceil(g / target - 1e-9)
+
+
+def _slowest_significant(rel, frac: float = 1e-3) -> float:
+    taus = np.real(np.asarray(rel.taus))
+    amps = np.abs(np.real(np.asarray(rel.amplitudes))).sum(axis=1)
+    keep = amps >= frac * amps.max()
+    return float(taus[keep].max())
+
+
+class _ResultBase:
+    """Shared table / summary / plot plumbing."""
+
+    def _columns(self) -> dict[str, np.ndarray]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def to_frame(self):
+        """The per-point table: a pandas DataFrame if pandas is installed, else a dict of
+        equal-length 1-D arrays (column names carry units)."""
+        cols = self._columns()
+        try:
+            import pandas as pd
+        except ImportError:  # pragma: no cover - optional dependency
+            return {k: np.asarray(v) for k, v in cols.items()}
+        return pd.DataFrame(cols)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def summary(self) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @staticmethod
+    def _axes(ax):
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError:  # pragma: no cover - optional dependency
+            raise ImportError("plot() needs matplotlib: pip install matplotlib") from None
+        if ax is None:
+            _, ax = plt.subplots()
+        return ax
+
+
+def _pm(x: float, se: float, scale: float = 1.0, fmt: str = ".3g") -> str:
+    if se and np.isfinite(se) and se > 0:
+        return f"{x * scale:{fmt}} ± {se * scale:{fmt}}"
+    return f"{x * scale:{fmt}}"
+
+
+def _method_line(meta: Mapping[str, Any]) -> str:
+    if meta["method"] == "exact":
+        return "method: exact (master equation / equilibrium theory)"
+    return (f"method: stochastic, {meta['n_trials']} trials x {meta['n_channels']} channels, "
+            f"mean ± SE (rng entropy {meta['entropy']})")
+
+
+# =========================================================================== IC50
+@dataclass(frozen=True, repr=False)
+class IC50Result(_ResultBase):
+    """Inhibition curve and Hill fit (:func:`ic50`).
+
+    Attributes
+    ----------
+    concentrations : ndarray
+        Blocker concentrations (M).
+    fraction, fraction_se : ndarray
+        Current as a fraction of control, I/I0, and its SE (0 for ``method="exact"``).
+    ic50, ic50_se : float
+        Hill-fit IC50 (M) and its standard error (from the fit covariance).
+    hill, hill_se : float
+        Hill coefficient and its standard error.
+    ic50_exact : float or None
+        For ``kind="steady"`` with ``method="exact"``: the concentration (M) at which the exact
+        equilibrium I/I0 = 1/2 (root finding, no curve fit); otherwise None.
+    kind : {"steady", "peak"}
+    meta : dict
+        Gating model, blocker, V (V), agonist, method and stochastic settings.
+    """
+
+    concentrations: np.ndarray
+    fraction: np.ndarray
+    fraction_se: np.ndarray
+    ic50: float
+    ic50_se: float
+    hill: float
+    hill_se: float
+    ic50_exact: float | None
+    kind: str
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def inhibition(self) -> np.ndarray:
+        """1 − I/I0."""
+        return 1.0 - self.fraction
+
+    def _columns(self):
+        return {"concentration_M": self.concentrations, "fraction_of_control": self.fraction,
+                "fraction_se": self.fraction_se, "inhibition": self.inhibition,
+                "hill_fit": hill(self.concentrations, self.ic50, self.hill)}
+
+    def summary(self) -> str:
+        m = self.meta
+        lines = [f"{self.kind} IC50 of {m['blocker']} on {m['gating']} at {m['V'] / mV:g} mV",
+                 f"  IC50 = {_pm(self.ic50, self.ic50_se, 1e6)} uM, nH = "
+                 f"{_pm(self.hill, self.hill_se)} (Hill fit, {len(self.concentrations)} points)"]
+        if self.ic50_exact is not None:
+            lines.append(f"  exact equilibrium IC50 = {self.ic50_exact / uM:.6g} uM")
+        lines.append("  " + _method_line(m))
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"IC50Result(kind={self.kind!r}, ic50={self.ic50:.4g} M, hill={self.hill:.3g})"
+
+    def plot(self, ax=None):
+        """Concentration-inhibition curve (log x axis, µM) with the Hill fit."""
+        ax = self._axes(ax)
+        c = self.concentrations / uM
+        if np.any(self.fraction_se > 0):
+            ax.errorbar(c, self.fraction, yerr=self.fraction_se, fmt="o", label="model")
+        else:
+            ax.plot(c, self.fraction, "o", label="model")
+        cc = np.geomspace(c.min(), c.max(), 200)
+        ax.plot(cc, hill(cc * uM, self.ic50, self.hill), "-",
+                label=f"Hill: IC50 {self.ic50 / uM:.3g} µM, nH {self.hill:.2f}")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"[{self.meta['blocker']}] (µM)")
+        ax.set_ylabel("I / I0 (fraction of control)")
+        ax.set_title(f"{self.kind} inhibition, {self.meta['V'] / mV:g} mV")
+        ax.legend()
+        return ax
+
+
+def _fit_hill(c: np.ndarray, y: np.ndarray, se: np.ndarray, guess: float):
+    from scipy import optimize
+    sigma = se if np.all(se > 0) else None
+
+    def f(cc, log_ic50, nh):
+        return 1.0 / (1.0 + (cc / 10.0 ** log_ic50) ** nh)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        popt, pcov = optimize.curve_fit(f, c, y, p0=(math.log10(guess), 1.0), sigma=sigma,
+                                        absolute_sigma=sigma is not None,
+                                        bounds=([-15.0, 0.05], [1.0, 10.0]), maxfev=20000,
+                                        xtol=1e-14, ftol=1e-14, gtol=1e-14)
+    perr = np.sqrt(np.clip(np.diag(pcov), 0, None)) if np.all(np.isfinite(pcov)) \
+        else np.full(2, np.nan)
+    ic = 10.0 ** popt[0]
+    return ic, ic * math.log(10) * perr[0], float(popt[1]), float(perr[1])
+
+
+def _steady_fraction(su: _Setup, c: float, g0: float) -> float:
+    return float(su.conductance(su.equilibrium(True, c)) / g0)
+
+
+def _exact_ic50_root(su: _Setup, g0: float) -> float | None:
+    from scipy import optimize
+
+    def f(lc):
+        return _steady_fraction(su, 10.0 ** lc, g0) - 0.5
+    if f(1.0) > 0:  # not half-blocked at 10 M
+        return None
+    return 10.0 ** optimize.brentq(f, -15.0, 1.0, xtol=1e-14, rtol=1e-14)
+
+
+def ic50(gating: Scheme | str, blocker: Any, concentrations: Any = None, *,
+         V: float = -70 * mV, agonist: Mapping[str, float] | None = None,
+         kind: str = "steady", also: Sequence[Any] = (), background: Mapping[str, float] | None = None,
+         duration: float | None = None, preincubation: float = 10 * s, dt: float | None = None,
+         method: str = "exact", n_channels: int | None = None, n_trials: int | None = None,
+         rng: Any = None, engine: str = "auto") -> IC50Result:
+    """Inhibition curve (I/I0 against blocker concentration) with a Hill fit.
+
+    Parameters
+    ----------
+    gating : Scheme or str
+        Gating scheme or a model name (``kc.models.available()``).
+    blocker : Blocker or str
+        Blocker definition or library name (``kc.blockers.available()``).
+    concentrations : array_like, optional
+        Blocker concentrations (M), > 0.  Default: 17 points log-spaced over ±2 decades around
+        the exact steady-state IC50.
+    V : float, default −70 mV
+        Holding voltage (V).
+    agonist : mapping, optional
+        Gating-ligand concentrations (M) during agonist application; default
+        ``{"glutamate": 1e-3}``.
+    kind : {"steady", "peak"}
+        ``"steady"``: equilibrium block during continuous co-application, from exact
+        equilibrium theory (:func:`ketacore.theory.equilibrium`; no time course).
+        ``"peak"``: from drug-free rest, ``preincubation`` (s) with the blocker alone, then
+        agonist + blocker for ``duration`` (s); I/I0 is the ratio of the peak conductance to
+        the peak of the identical drug-free protocol.
+    also : sequence of Blocker or str
+        Further blockers composed with the scheme (e.g. ``["mg"]``), their concentrations in
+        ``background``.
+    background : mapping, optional
+        Concentrations (M) held constant throughout (e.g. ``{"mg": 1e-3}``).
+    duration : float, optional
+        Agonist application (s) for ``kind="peak"`` (default 0.5 s), or, for
+        ``kind="steady"`` with ``method="stochastic"``, the averaging window at equilibrium
+        (default 1 s).
+    preincubation : float, default 10 s
+        Blocker-alone pre-application for ``kind="peak"`` (s), ≥ 0.
+    dt : float, optional
+        Output grid (s) for protocol runs; default ``duration/5000`` (peak) or
+        ``duration/100`` (stochastic steady state).
+    method : {"exact", "stochastic"}
+    n_channels, n_trials, rng, engine
+        Stochastic settings (``method="stochastic"`` only): channels per trial (default
+        1000), trials (default 20), SPEC 7 seed, and the :func:`ketacore.simulate` method.
+
+    Returns
+    -------
+    IC50Result
+
+    Raises
+    ------
+    ValueError, TypeError
+        Invalid inputs (the message names the parameter).
+
+    Notes
+    -----
+    Hill equation ``I/I0 = 1/(1 + ([B]/IC50)^nH)`` fitted by ``scipy.optimize.curve_fit`` in
+    log10(IC50) (weighted by the SEs in the stochastic case).  For a fully trapping blocker
+    whose blocked arm copies the gating, the exact equilibrium curve is a Hill curve with
+    IC50 = K_B = k_off/k_on at every agonist concentration; a sequential blocker gives
+    IC50 = K_B/Po0 (reference section 5).  Gilling et al. 2009 (doi:10.1016/
+    j.neuropharm.2009.01.012) report ketamine IC50 0.71 µM, nH 0.84 at −70 mV on GluN1/2A.
+    """
+    su = _Setup(gating, blocker, V=V, agonist=agonist, also=also, background=background,
+                method=method, n_channels=n_channels, n_trials=n_trials, rng=rng, engine=engine)
+    if kind not in ("steady", "peak"):
+        raise ValueError(f"kind must be 'steady' or 'peak', got {kind!r}")
+    preincubation = V_.real("preincubation", preincubation, nonnegative=True)
+    if duration is not None:
+        duration = V_.duration("duration", duration)
+    if dt is not None:
+        dt = V_.real("dt", dt, positive=True)
+    g0_eq = float(su.conductance(su.equilibrium(True)))
+    if not g0_eq > 0:
+        raise ValueError("the control (drug-free) steady-state conductance is 0 with this "
+                         "agonist; inhibition is undefined")
+    root = _exact_ic50_root(su, g0_eq) if (kind == "steady" or concentrations is None) else None
+    if concentrations is None:
+        centre = root if root is not None else su.blocker.kd(su.V, su.T)
+        cs = np.geomspace(centre / 100, centre * 100, 17)
+    else:
+        cs = np.atleast_1d(np.asarray(concentrations, dtype=float))
+        if cs.ndim != 1 or cs.size < 3:
+            raise ValueError("concentrations must be a 1-D array of at least 3 values (M)")
+        if not np.all(np.isfinite(cs)) or np.any(cs <= 0) or np.any(cs > V_.MAX_CONCENTRATION):
+            raise ValueError("concentrations must be finite, > 0 and <= 10 M (use units.uM)")
+        cs = np.sort(cs)
+
+    frac = np.empty(cs.size)
+    fse = np.zeros(cs.size)
+    if kind == "steady" and su.method == "exact":
+        for i, c in enumerate(cs):
+            frac[i] = _steady_fraction(su, c, g0_eq)
+    elif kind == "steady":
+        dur = 1.0 if duration is None else duration
+        h = dur / 100 if dt is None else dt
+
+        def mean_g(c):
+            p0 = su.equilibrium(True, c)
+            _, occ = su.run(Protocol([su.step(dur, True, c)]), h, p0)
+            return _mean_se((occ @ su.g).mean(axis=1))
+        g0, s0 = mean_g(0.0)
+        for i, c in enumerate(cs):
+            gm, sm = mean_g(c)
+            frac[i], fse[i] = _ratio_se(float(gm), float(sm), float(g0), float(s0))
+    else:
+        dur = 0.5 if duration is None else duration
+        h = dur / 5000 if dt is None else dt
+        rest = su.equilibrium(False)
+
+        def peak(c):
+            steps = ([su.step(preincubation, False, c)] if preincubation > 0 and c > 0 else [])
+            if steps:
+                # exact state at the end of the pre-incubation, then the agonist phase
+                _, occ = su.exact(Protocol(steps), preincubation, rest)
+                p_start = occ[-1]
+            else:
+                p_start = rest
+            t, occ = su.run(Protocol([su.step(dur, True, c)]), h, p_start)
+            gt = occ @ su.g  # (trials, samples)
+            k = int(np.argmax(gt.mean(axis=0)))
+            return _mean_se(gt[:, k])
+        g0, s0 = peak(0.0)
+        if not g0 > 0:
+            raise ValueError("the control peak conductance is 0; check agonist and duration")
+        for i, c in enumerate(cs):
+            gm, sm = peak(c)
+            frac[i], fse[i] = _ratio_se(float(gm), float(sm), float(g0), float(s0))
+
+    guess = root if root is not None else float(np.interp(0.5, frac[::-1], cs[::-1]))
+    ic, ic_se, nh, nh_se = _fit_hill(cs, frac, fse, guess)
+    return IC50Result(concentrations=_frozen(cs), fraction=_frozen(frac),
+                      fraction_se=_frozen(fse), ic50=float(ic), ic50_se=float(ic_se),
+                      hill=nh, hill_se=nh_se,
+                      ic50_exact=root if (kind == "steady" and su.method == "exact") else None,
+                      kind=kind, meta=su.meta())
+
+
+# =========================================================================== Woodhull
+@dataclass(frozen=True, repr=False)
+class WoodhullResult(_ResultBase):
+    """IC50 against voltage and the Woodhull fit (:func:`woodhull`).
+
+    ``ln IC50(V) = ln K_d(0) + zδ·V·F/(R·T)`` (Woodhull 1973, doi:10.1085/jgp.61.6.687).
+
+    Attributes
+    ----------
+    voltages : ndarray
+        Holding voltages (V).
+    ic50, ic50_se : ndarray
+        IC50 (M) at each voltage and its SE.
+    z_delta, z_delta_se : float
+        Fitted valence × electrical distance and its SE (NaN with only two voltages).
+    kd0, kd0_se : float
+        Fitted apparent dissociation constant at 0 mV (M) and its SE.
+    temperature : float
+        Temperature (K) used for RT/F.
+    meta : dict
+    """
+
+    voltages: np.ndarray
+    ic50: np.ndarray
+    ic50_se: np.ndarray
+    z_delta: float
+    z_delta_se: float
+    kd0: float
+    kd0_se: float
+    temperature: float
+    meta: dict = field(default_factory=dict)
+
+    def predicted(self, V: Any) -> np.ndarray:
+        """Fitted IC50 (M) at voltage(s) V (V)."""
+        vt = GAS_CONSTANT * self.temperature / FARADAY
+        return self.kd0 * np.exp(self.z_delta * np.asarray(V, float) / vt)
+
+    def _columns(self):
+        return {"V_mV": self.voltages / mV, "ic50_M": self.ic50, "ic50_se_M": self.ic50_se,
+                "woodhull_fit_M": self.predicted(self.voltages)}
+
+    def summary(self) -> str:
+        m = self.meta
+        return "\n".join([
+            f"Woodhull fit for {m['blocker']} on {m['gating']} ({len(self.voltages)} voltages, "
+            f"{self.voltages.min() / mV:g} to {self.voltages.max() / mV:g} mV, "
+            f"{self.temperature:.2f} K)",
+            f"  z*delta = {_pm(self.z_delta, self.z_delta_se, fmt='.4g')}, Kd(0 mV) = "
+            f"{_pm(self.kd0, self.kd0_se, 1e6, '.4g')} uM",
+            "  " + _method_line(m)])
+
+    def __repr__(self) -> str:
+        return f"WoodhullResult(z_delta={self.z_delta:.4g}, kd0={self.kd0:.4g} M)"
+
+    def plot(self, ax=None):
+        """IC50 (µM, log axis) against voltage (mV) with the fitted Woodhull line."""
+        ax = self._axes(ax)
+        v = self.voltages / mV
+        if np.any(self.ic50_se > 0):
+            ax.errorbar(v, self.ic50 / uM, yerr=self.ic50_se / uM, fmt="o", label="model")
+        else:
+            ax.plot(v, self.ic50 / uM, "o", label="model")
+        vv = np.linspace(v.min(), v.max(), 100)
+        ax.plot(vv, self.predicted(vv * mV) / uM, "-",
+                label=f"Woodhull: zδ {self.z_delta:.3g}, Kd(0) {self.kd0 / uM:.3g} µM")
+        ax.set_yscale("log")
+        ax.set_xlabel("V (mV)")
+        ax.set_ylabel("IC50 (µM)")
+        ax.legend()
+        return ax
+
+
+def woodhull(gating: Scheme | str, blocker: Any, voltages: Any, *,
+             agonist: Mapping[str, float] | None = None, kind: str = "steady",
+             concentrations: Any = None, also: Sequence[Any] = (),
+             background: Mapping[str, float] | None = None, method: str = "exact",
+             n_channels: int | None = None, n_trials: int | None = None, rng: Any = None,
+             engine: str = "auto", **ic50_options: Any) -> WoodhullResult:
+    """IC50 against membrane voltage and the fitted Woodhull zδ and K_d(0).
+
+    Parameters
+    ----------
+    gating, blocker, agonist, kind, concentrations, also, background
+        As for :func:`ic50`, applied at each voltage.
+    voltages : array_like
+        At least two distinct holding voltages (V).
+    method, n_channels, n_trials, rng, engine
+        As for :func:`ic50`; with ``method="stochastic"`` each voltage uses an independent
+        stream and the fit is weighted by 1/SE(ln IC50)².
+    **ic50_options
+        Passed to :func:`ic50` (``duration``, ``preincubation``, ``dt``).
+
+    Returns
+    -------
+    WoodhullResult
+
+    Notes
+    -----
+    ``ln IC50 = ln K_d(0) + zδ V/V_T`` with ``V_T = RT/F`` at the scheme temperature, fitted by
+    (weighted) linear least squares.  With ``method="exact"`` and ``kind="steady"`` the IC50 at
+    each voltage is the exact equilibrium root, not a curve fit.  For a trapping blocker with
+    copied gating (or a sequential blocker on voltage-independent gating) this recovers the
+    blocker's zδ = z(δ_on + δ_off) exactly.  A blocker defined with a fixed ``thermal_voltage``
+    (e.g. Kampa's 25 mV) has an effective zδ scaled by (RT/F)/thermal_voltage.  Gilling et al.
+    2009 report δ = 0.79 for ketamine (z = +1 assumed).
+    """
+    vs = np.atleast_1d(np.asarray(voltages, dtype=float))
+    if vs.ndim != 1 or np.unique(vs).size < 2:
+        raise ValueError("voltages must be a 1-D array with at least two distinct values (V)")
+    for v in vs:
+        V_.voltage("voltages[...]", float(v))
+    vs = np.sort(vs)
+    if method == "stochastic":
+        from . import _rng
+        root = _rng.root_entropy(rng)
+        words = root if isinstance(root, tuple) else (root,)
+    ics, ses = [], []
+    meta = None
+    for j, v in enumerate(vs):
+        r = ic50(gating, blocker, concentrations, V=float(v), agonist=agonist, kind=kind,
+                 also=also, background=background, method=method, n_channels=n_channels,
+                 n_trials=n_trials,
+                 rng=(np.random.SeedSequence(tuple(int(w) for w in words) + (0x5744, j))
+                      if method == "stochastic" else rng),
+                 engine=engine, **ic50_options)
+        ics.append(r.ic50_exact if r.ic50_exact is not None else r.ic50)
+        ses.append(0.0 if r.ic50_exact is not None else r.ic50_se)
+        meta = dict(r.meta)
+    ics = np.asarray(ics)
+    ses = np.asarray(ses)
+    T = _gating(gating).temperature
+    vt = GAS_CONSTANT * T / FARADAY
+    X = np.column_stack([np.ones_like(vs), vs / vt])
+    y = np.log(ics)
+    if method == "stochastic" and np.all(ses > 0):
+        w = ics / ses  # 1 / SE(ln IC50)
+    else:
+        w = np.ones_like(y)
+    beta, *_ = np.linalg.lstsq(X * w[:, None], y * w, rcond=None)
+    n = vs.size
+    XtX_inv = np.linalg.inv((X * w[:, None]).T @ (X * w[:, None]))
+    if n > 2:
+        rss = float(np.sum((w * (y - X @ beta)) ** 2))
+        s2 = rss / (n - 2)
+        if method == "stochastic" and np.all(ses > 0):
+            s2 = max(s2, 1.0)  # absolute SEs: never report less than the propagated error
+        cov = s2 * XtX_inv
+        se_b = np.sqrt(np.clip(np.diag(cov), 0, None))
+    else:
+        se_b = np.full(2, np.nan)
+    kd0 = float(math.exp(beta[0]))
+    meta["V"] = float("nan")
+    meta["voltages"] = vs.tolist()
+    return WoodhullResult(voltages=_frozen(vs), ic50=_frozen(ics), ic50_se=_frozen(ses),
+                          z_delta=float(beta[1]), z_delta_se=float(se_b[1]), kd0=kd0,
+                          kd0_se=float(kd0 * se_b[0]), temperature=float(T), meta=meta)
+
+
+# =========================================================================== kinetics
+@dataclass(frozen=True, repr=False)
+class BlockKineticsResult(_ResultBase):
+    """Onset and recovery of block at one concentration (:func:`block_kinetics`).
+
+    Attributes
+    ----------
+    concentration : float
+        Blocker concentration (M) during onset.
+    time_on, fraction_on : ndarray
+        Onset phase: time (s) from the start of co-application and I/I0 (trial mean).
+    time_off, fraction_off : ndarray
+        Recovery phase (agonist continues, blocker removed): time (s) and I/I0.
+    tau_on, tau_on_se, tau_off, tau_off_se : float
+        Fitted time constants (s) and SEs (fit covariance for exact; across trials for
+        stochastic); with two exponentials, the amplitude-weighted mean.
+    taus_on, weights_on, taus_off, weights_off : ndarray
+        Fitted components (s) and their fractional amplitudes.
+    theory_tau_on, theory_tau_off : float
+        Dominant exact relaxation time constant (s) of the open probability
+        (:func:`ketacore.theory.relaxation`): the component with the largest amplitude.
+    theory_taus_on, theory_amps_on, theory_taus_off, theory_amps_off : ndarray
+        All exact time constants (s) and their open-probability amplitudes.
+    steady_fraction : float
+        Exact equilibrium I/I0 at ``concentration``.
+    meta : dict
+    """
+
+    concentration: float
+    time_on: np.ndarray
+    fraction_on: np.ndarray
+    time_off: np.ndarray
+    fraction_off: np.ndarray
+    tau_on: float
+    tau_on_se: float
+    tau_off: float
+    tau_off_se: float
+    taus_on: np.ndarray
+    weights_on: np.ndarray
+    taus_off: np.ndarray
+    weights_off: np.ndarray
+    theory_tau_on: float
+    theory_tau_off: float
+    theory_taus_on: np.ndarray
+    theory_amps_on: np.ndarray
+    theory_taus_off: np.ndarray
+    theory_amps_off: np.ndarray
+    steady_fraction: float
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def k_on_apparent(self) -> float:
+        """Macroscopic on-rate (M⁻¹ s⁻¹) from 1/τ_on = k_on[B] + k_off, k_off = 1/τ_off
+        (the convention of Gilling et al. 2009)."""
+        return (1.0 / self.tau_on - 1.0 / self.tau_off) / self.concentration
+
+    @property
+    def k_off_apparent(self) -> float:
+        """Macroscopic off-rate 1/τ_off (s⁻¹)."""
+        return 1.0 / self.tau_off
+
+    def _columns(self):
+        n_on, n_off = self.time_on.size, self.time_off.size
+        t = np.concatenate([self.time_on, self.time_on[-1] + self.time_off])
+        return {"time_s": t, "phase": np.array(["onset"] * n_on + ["recovery"] * n_off),
+                "fraction_of_control": np.concatenate([self.fraction_on, self.fraction_off])}
+
+    def summary(self) -> str:
+        m = self.meta
+        return "\n".join([
+            f"block kinetics of {m['blocker']} ({self.concentration / uM:g} uM) on "
+            f"{m['gating']} at {m['V'] / mV:g} mV",
+            f"  onset   tau = {_pm(self.tau_on, self.tau_on_se, fmt='.4g')} s (exact theory "
+            f"dominant {self.theory_tau_on:.4g} s); steady I/I0 = {self.steady_fraction:.4g}",
+            f"  recovery tau = {_pm(self.tau_off, self.tau_off_se, fmt='.4g')} s (exact theory "
+            f"dominant {self.theory_tau_off:.4g} s)",
+            f"  apparent k_on = {self.k_on_apparent:.4g} /M/s, k_off = "
+            f"{self.k_off_apparent:.4g} /s",
+            "  " + _method_line(m)])
+
+    def __repr__(self) -> str:
+        return f"BlockKineticsResult(tau_on={self.tau_on:.4g} s, tau_off={self.tau_off:.4g} s)"
+
+    def plot(self, ax=None):
+        """I/I0 during onset and recovery against time (s)."""
+        ax = self._axes(ax)
+        ax.plot(self.time_on, self.fraction_on, label=f"onset, τ {self.tau_on:.3g} s")
+        ax.plot(self.time_on[-1] + self.time_off, self.fraction_off,
+                label=f"recovery, τ {self.tau_off:.3g} s")
+        ax.axvline(self.time_on[-1], color="0.6", lw=0.8)
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("I / I0 (fraction of control)")
+        ax.set_title(f"{self.meta['blocker']} {self.concentration / uM:g} µM")
+        ax.legend()
+        return ax
+
+
+def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
+                   V: float = -70 * mV, agonist: Mapping[str, float] | None = None,
+                   t_on: float | None = None, t_off: float | None = None,
+                   n_samples: int = 2000, n_exponentials: int = 1, also: Sequence[Any] = (),
+                   background: Mapping[str, float] | None = None, method: str = "exact",
+                   n_channels: int | None = None, n_trials: int | None = None, rng: Any = None,
+                   engine: str = "auto") -> BlockKineticsResult:
+    """Onset and recovery time constants of block with continuous agonist.
+
+    Protocol (as in Gilling et al. 2009): from the drug-free equilibrium with agonist, apply
+    agonist + ``concentration`` of blocker for ``t_on``, then agonist alone for ``t_off``.
+    Exponentials are fitted to I/I0 in each phase (``scipy.optimize.curve_fit``).
+
+    Parameters
+    ----------
+    gating, blocker, V, agonist, also, background
+        As for :func:`ic50`.
+    concentration : float
+        Blocker concentration (M) during onset, > 0.
+    t_on, t_off : float, optional
+        Phase durations (s).  Default: 8 × the slowest exact relaxation time constant of the
+        phase that carries ≥ 0.1 % of the amplitude.
+    n_samples : int, default 2000
+        Grid points per phase (≥ 20).
+    n_exponentials : {1, 2}
+        Exponential components fitted per phase; with 2 the reported τ is the
+        amplitude-weighted mean (memantine in Gilling 2009 is biexponential).
+    method, n_channels, n_trials, rng, engine
+        As for :func:`ic50`; stochastic fits are done per trial, reported as mean ± SE.
+
+    Returns
+    -------
+    BlockKineticsResult
+
+    Notes
+    -----
+    The exact relaxation (:func:`ketacore.theory.relaxation`) of each phase is returned beside
+    the fit.  For a sequential blocker on a fast C ⇌ O gating scheme with open probability Po,
+    the dominant onset rate is ``k_on[B]·Po + k_off``; for a trapping blocker whose arm copies
+    gating it is ``Po·(k_on[B] + k_off)`` -- macroscopic rates are Po-scaled open-channel
+    rates.  Gilling 2009 report for ketamine at 10 µM, −70 mV: τ_on ≈ 0.58 s, τ_off ≈ 4.5 s.
+    """
+    su = _Setup(gating, blocker, V=V, agonist=agonist, also=also, background=background,
+                method=method, n_channels=n_channels, n_trials=n_trials, rng=rng, engine=engine)
+    c = V_.concentration("concentration", concentration)
+    if not c > 0:
+        raise ValueError("concentration must be > 0 (M)")
+    n_samples = V_.integer("n_samples", n_samples, minimum=20)
+    if n_exponentials not in (1, 2) or isinstance(n_exponentials, bool):
+        raise ValueError(f"n_exponentials must be 1 or 2, got {n_exponentials!r}")
+    from .theory import relaxation
+    p_ctl = su.equilibrium(True)
+    g0 = float(su.conductance(p_ctl))
+    if not g0 > 0:
+        raise ValueError("the control conductance is 0 with this agonist")
+    rel_on = relaxation(su.scheme, initial=p_ctl, V=su.V, **su.cond(True, c))
+    if t_on is None:
+        t_on = min(8 * _slowest_significant(rel_on), 1e6)
+    t_on = V_.duration("t_on", t_on)
+    _, occ_on_exact = su.exact(Protocol([su.step(t_on, True, c)]), t_on, p_ctl)
+    p_end = occ_on_exact[-1]
+    rel_off = relaxation(su.scheme, initial=p_end, V=su.V, **su.cond(True))
+    if t_off is None:
+        t_off = min(8 * _slowest_significant(rel_off), 1e6)
+    t_off = V_.duration("t_off", t_off)
+
+    tt_on, occ_on = su.run(Protocol([su.step(t_on, True, c)]), t_on / (n_samples - 1), p_ctl)
+    tt_off, occ_off = su.run(Protocol([su.step(t_off, True)]), t_off / (n_samples - 1), p_end)
+    f_on = (occ_on @ su.g) / g0
+    f_off = (occ_off @ su.g) / g0
+
+    def fit(tt, ff):
+        out = []
+        for tr in ff:
+            taus, amps, _, se = _fit_exponentials(tt, tr, n_exponentials)
+            w = np.abs(amps) / np.abs(amps).sum()
+            out.append((float(np.sum(w * taus)), taus, w, float(se[0]) if taus.size == 1
+                        else float("nan")))
+        if len(out) == 1:
+            return out[0]
+        m, se = _mean_se(np.array([o[0] for o in out]))
+        return (float(m), np.mean([o[1] for o in out], axis=0),
+                np.mean([o[2] for o in out], axis=0), float(se))
+    tau_on, taus_on, w_on, se_on = fit(tt_on, f_on)
+    tau_off, taus_off, w_off, se_off = fit(tt_off, f_off)
+    d_on, taus_th_on, amps_th_on = _dominant(rel_on)
+    d_off, taus_th_off, amps_th_off = _dominant(rel_off)
+    return BlockKineticsResult(
+        concentration=c, time_on=_frozen(tt_on), fraction_on=_frozen(f_on.mean(axis=0)),
+        time_off=_frozen(tt_off), fraction_off=_frozen(f_off.mean(axis=0)),
+        tau_on=tau_on, tau_on_se=se_on, tau_off=tau_off, tau_off_se=se_off,
+        taus_on=_frozen(taus_on), weights_on=_frozen(w_on), taus_off=_frozen(taus_off),
+        weights_off=_frozen(w_off), theory_tau_on=d_on, theory_tau_off=d_off,
+        theory_taus_on=_frozen(taus_th_on), theory_amps_on=_frozen(amps_th_on),
+        theory_taus_off=_frozen(taus_th_off), theory_amps_off=_frozen(amps_th_off),
+        steady_fraction=float(su.conductance(su.equilibrium(True, c)) / g0), meta=su.meta())
+
+
+# =========================================================================== trapping
+@dataclass(frozen=True, repr=False)
+class TrappingResult(_ResultBase):
+    """Classic trapping protocol (:func:`trapping`).
+
+    Phases: control (agonist, equilibrium) → ``t_block`` agonist + blocker → ``t_wash`` with
+    neither → ``t_recovery`` agonist again.
+
+    Attributes
+    ----------
+    block, block_se : float
+        1 − I/I_ctl at the end of co-application.
+    trapped_occupancy, trapped_occupancy_se : float
+        Blocked occupancy at the end of the wash / blocked occupancy at the end of
+        co-application (fraction of the block that stays trapped; model-internal).
+    trapped_current, trapped_current_se : float
+        Mealing-style current definition: (1 − I_initial/I_ctl)/block, where I_initial and
+        I_ctl are the conductances at the peak of the first re-application response with and
+        without the blocker (identical protocol otherwise), so desensitization cancels.
+    trapped_fraction : float
+        The value selected by ``definition`` (see :func:`trapping`).
+    definition : {"occupancy", "current"}
+    tau_recovery, tau_recovery_se : float
+        Single-exponential time constant (s) of the loss of blocked occupancy during
+        re-application.
+    t_recovered : float
+        Time (s) after re-application at which the blocked occupancy first falls below 5 % of
+        its value at re-application (NaN if not within ``t_recovery``).
+    time : ndarray
+        Time (s) from the start of co-application (coarse grid, all phases).
+    fraction : ndarray
+        I/I_ctl against ``time`` (trial mean), I_ctl the steady control conductance.
+    blocked : ndarray
+        Blocked occupancy against ``time`` (trial mean).
+    relative_recovery : ndarray
+        I(t)/I_ctl,same-protocol(t) during re-application, on ``time`` (NaN elsewhere).
+    phase_ends : tuple of float
+        End times (s) of co-application, wash and re-application.
+    meta : dict
+    """
+
+    block: float
+    block_se: float
+    trapped_occupancy: float
+    trapped_occupancy_se: float
+    trapped_current: float
+    trapped_current_se: float
+    definition: str
+    tau_recovery: float
+    tau_recovery_se: float
+    t_recovered: float
+    time: np.ndarray
+    fraction: np.ndarray
+    blocked: np.ndarray
+    relative_recovery: np.ndarray
+    phase_ends: tuple
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def trapped_fraction(self) -> float:
+        """Trapped fraction in the selected ``definition``."""
+        return self.trapped_occupancy if self.definition == "occupancy" else self.trapped_current
+
+    @property
+    def trapped_fraction_se(self) -> float:
+        return (self.trapped_occupancy_se if self.definition == "occupancy"
+                else self.trapped_current_se)
+
+    def _columns(self):
+        return {"time_s": self.time, "fraction_of_control": self.fraction,
+                "blocked_occupancy": self.blocked,
+                "recovery_vs_same_protocol_control": self.relative_recovery}
+
+    def summary(self) -> str:
+        m = self.meta
+        tb, tw, tr = self.phase_ends
+        return "\n".join([
+            f"trapping protocol: {m['blocker']} {m['concentration'] / uM:g} uM on {m['gating']} "
+            f"at {m['V'] / mV:g} mV; {tb:g} s co-application, {tw - tb:g} s wash, "
+            f"{tr - tw:g} s re-application",
+            f"  block {_pm(self.block, self.block_se, 100, '.4g')} %",
+            f"  trapped (occupancy) {_pm(self.trapped_occupancy, self.trapped_occupancy_se, 100, '.4g')} %"
+            f", trapped (current, at first response peak) "
+            f"{_pm(self.trapped_current, self.trapped_current_se, 100, '.4g')} %"
+            f"  [reported: {self.definition}]",
+            f"  recovery tau {_pm(self.tau_recovery, self.tau_recovery_se, fmt='.4g')} s; "
+            f"block < 5 % of trapped after {self.t_recovered:.4g} s",
+            "  " + _method_line(m)])
+
+    def __repr__(self) -> str:
+        return (f"TrappingResult(block={self.block:.3f}, trapped_fraction="
+                f"{self.trapped_fraction:.3f} ({self.definition}))")
+
+    def plot(self, ax=None):
+        """I/I_ctl and blocked occupancy against time (s), phases shaded."""
+        ax = self._axes(ax)
+        ax.plot(self.time, self.fraction, label="I / I_ctl")
+        ax.plot(self.time, self.blocked, "--", label="blocked occupancy")
+        tb, tw, _ = self.phase_ends
+        ax.axvspan(0, tb, color="0.9", label="agonist + blocker")
+        ax.axvspan(tb, tw, color="0.97", label="wash (neither)")
+        ax.set_xlabel("time from co-application (s)")
+        ax.set_ylabel("fraction")
+        ax.set_title(f"trapping: {self.meta['blocker']} {self.meta['concentration'] / uM:g} µM")
+        ax.legend()
+        return ax
+
+
+def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM, *,
+             t_block: float = 30 * s, t_wash: float = 120 * s, t_recovery: float = 60 * s,
+             V: float = -70 * mV, agonist: Mapping[str, float] | None = None,
+             wash_blocker: float = 0.0, definition: str = "occupancy",
+             dt: float | None = None, peak_window: float = 0.5 * s, also: Sequence[Any] = (),
+             background: Mapping[str, float] | None = None, method: str = "exact",
+             n_channels: int | None = None, n_trials: int | None = None, rng: Any = None,
+             engine: str = "auto") -> TrappingResult:
+    """The classic trapping protocol (Blanpied 1997; Mealing 1999; reference section 4).
+
+    1. agonist alone to equilibrium (control I_ctl);
+    2. agonist + blocker for ``t_block``;
+    3. wash with neither for ``t_wash`` (optionally with ``wash_blocker`` M of blocker,
+       Kotermanski 2009);
+    4. agonist alone for ``t_recovery``: trapped blocker leaves as channels reopen.
+
+    Parameters
+    ----------
+    gating, blocker, V, agonist, also, background
+        As for :func:`ic50`.
+    concentration : float, default 10 µM
+        Blocker concentration (M) during co-application.
+    t_block, t_wash, t_recovery : float
+        Phase durations (s); defaults 30, 120, 60 s as in Mealing et al. 1999.
+    wash_blocker : float, default 0
+        Blocker concentration (M) during the agonist-free wash.
+    definition : {"occupancy", "current"}
+        Which trapped fraction ``trapped_fraction`` reports (both are always computed):
+        ``"occupancy"`` = blocked occupancy after the wash / at the end of co-application
+        (the definition the library blockers were calibrated with); ``"current"`` = the
+        reference section 4 formula (1 − I_initial/I_ctl)/block with I_initial and I_ctl at
+        the peak of the first re-application response, drug vs drug-free protocol.  Both
+        include the blocker released while channels deactivate at the start of the wash
+        (reference open question 7: a perfect trapping blocker still loses a few per cent).
+    dt : float, optional
+        Coarse output grid (s); default (t_block + t_wash + t_recovery)/2000.
+    peak_window : float, default 0.5 s
+        Length (s) of the fine-grid (peak_window/5000) run at the start of re-application used
+        to find the first response peak.
+    method, n_channels, n_trials, rng, engine
+        As for :func:`ic50`.  Stochastic: one simulation of all phases per trial, metrics per
+        trial, mean ± SE; the first-response peak uses a separate fine-grid simulation started
+        from the exact distribution at the end of the wash.
+
+    Returns
+    -------
+    TrappingResult
+
+    Notes
+    -----
+    Mealing et al. 1999 (JPET 288:204): ketamine 10 µM blocks 80 ± 2 % after 30 s and 86 ± 1 %
+    of the block is still trapped after a 120 s agonist-free wash; memantine 81 ± 2 % and
+    71 ± 4 %; block fully relieved within 50 s of NMDA re-application.
+    """
+    su = _Setup(gating, blocker, V=V, agonist=agonist, also=also, background=background,
+                method=method, n_channels=n_channels, n_trials=n_trials, rng=rng, engine=engine)
+    c = V_.concentration("concentration", concentration)
+    if not c > 0:
+        raise ValueError("concentration must be > 0 (M)")
+    t_block = V_.duration("t_block", t_block)
+    t_wash = V_.duration("t_wash", t_wash)
+    t_recovery = V_.duration("t_recovery", t_recovery)
+    wash_blocker = V_.concentration("wash_blocker", wash_blocker)
+    peak_window = V_.duration("peak_window", peak_window)
+    if definition not in ("occupancy", "current"):
+        raise ValueError(f"definition must be 'occupancy' or 'current', got {definition!r}")
+    total = t_block + t_wash + t_recovery
+    if dt is None:
+        dt = _common_grid(total / 2000, t_block, t_wash)
+    else:
+        dt = V_.real("dt", dt, positive=True)
+        for name, x in (("t_block", t_block), ("t_block + t_wash", t_block + t_wash)):
+            if abs(x / dt - round(x / dt)) > 1e-6 or x < dt:
+                raise ValueError(f"dt={dt} s must divide {name}={x} s (phase ends on the grid)")
+
+    p_ctl = su.equilibrium(True)
+    g0 = float(su.conductance(p_ctl))
+    if not g0 > 0:
+        raise ValueError("the control conductance is 0 with this agonist")
+    prot = Protocol([su.step(t_block, True, c), su.step(t_wash, False, wash_blocker),
+                     su.step(t_recovery, True)])
+    t, occ = su.run(prot, dt, p_ctl)
+    gt = (occ @ su.g) / g0                       # (trials, n)
+    bt = occ[..., su.blocked].sum(axis=-1)       # (trials, n)
+    i_b = int(round(t_block / dt))
+    i_w = int(round((t_block + t_wash) / dt))
+    blk_m, blk_s = _mean_se(1.0 - gt[:, i_b])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        trp_m, trp_s = _mean_se(bt[:, i_w] / bt[:, i_b])
+
+    # recovery time constant from the blocked occupancy during re-application
+    tr = t[i_w:] - t[i_w]
+    taus = []
+    for row in bt[:, i_w:]:
+        try:
+            taus.append(_fit_exponentials(tr, row, 1)[0][0])
+        except (ValueError, RuntimeError):
+            taus.append(float("nan"))
+    tau_m, tau_s = _mean_se(np.array(taus))
+    if su.method == "exact":
+        try:
+            tau_s = float(_fit_exponentials(tr, bt[0, i_w:], 1)[3][0])
+        except (ValueError, RuntimeError):
+            tau_s = float("nan")
+    bmean = bt.mean(axis=0)
+    below = np.nonzero(bmean[i_w:] <= 0.05 * bmean[i_w])[0]
+    t_rec = float(tr[below[0]]) if below.size else float("nan")
+
+    # same-protocol drug-free control for the re-application phase
+    _, occ_c = su.exact(Protocol([su.step(t_block, True), su.step(t_wash, False),
+                                  su.step(t_recovery, True)]), dt, p_ctl)
+    gc = (occ_c @ su.g) / g0
+    rel = np.full(t.size, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel[i_w:] = gt.mean(axis=0)[i_w:] / gc[i_w:]
+    # first response peak (fine grid), drug vs control
+    _, occ_x = su.exact(Protocol([su.step(t_block, True, c), su.step(t_wash, False,
+                                                                       wash_blocker)]),
+                        t_block, p_ctl)
+    p_wash = occ_x[-1]
+    p_wash_c = occ_c[i_w]
+    h = peak_window / 5000
+    fine = Protocol([su.step(peak_window, True)])
+    _, oc = su.exact(fine, h, p_wash_c)
+    gcf = oc @ su.g
+    k = int(np.argmax(gcf))
+    _, od = su.run(fine, h, p_wash)
+    gdf = (od @ su.g)[:, k]
+    gd_m, gd_s = _mean_se(gdf)
+    init_m, init_s = _ratio_se(float(gd_m), float(gd_s), float(gcf[k]), 0.0)
+    trc = (1.0 - init_m) / blk_m
+    trc_s = math.hypot(init_s / blk_m, (1.0 - init_m) * blk_s / blk_m ** 2)
+    meta = su.meta()
+    meta.update(concentration=c, wash_blocker=wash_blocker, t_block=t_block, t_wash=t_wash,
+                t_recovery=t_recovery, first_peak_time=float(k * h))
+    return TrappingResult(
+        block=float(blk_m), block_se=float(blk_s), trapped_occupancy=float(trp_m),
+        trapped_occupancy_se=float(trp_s), trapped_current=float(trc),
+        trapped_current_se=float(trc_s), definition=definition, tau_recovery=float(tau_m),
+        tau_recovery_se=float(tau_s), t_recovered=t_rec, time=_frozen(t),
+        fraction=_frozen(gt.mean(axis=0)), blocked=_frozen(bmean),
+        relative_recovery=_frozen(rel),
+        phase_ends=(t_block, t_block + t_wash, total), meta=meta)
+
+
+# =========================================================================== use dependence
+@dataclass(frozen=True, repr=False)
+class UseDependenceResult(_ResultBase):
+    """Block accumulated under pulse trains and its persistence (:func:`use_dependence`).
+
+    Attributes
+    ----------
+    frequencies : ndarray
+        Stimulation frequencies (Hz); 0 = no stimulation (a quiet cell).
+    n_pulses : ndarray of int
+        Pulses delivered in the drug phase at each frequency.
+    blocked, blocked_se : ndarray
+        Blocked occupancy at the end of the drug phase.
+    epsc_fraction : ndarray
+        Peak conductance of a test pulse given at the end of the drug phase (drug still
+        present) relative to the same test pulse after the identical drug-free train (exact).
+    remaining_stim, remaining_stim_se : ndarray
+        Blocked occupancy at the end of the washout with continued stimulation at the same
+        frequency, relative to its value at drug removal.
+    remaining_quiet, remaining_quiet_se : ndarray
+        The same with no stimulation during washout.
+    t_half_stim, t_half_quiet : ndarray
+        Time (s) for the blocked occupancy to fall to half its value at drug removal
+        (linear interpolation on the grid; inf if it does not within the washout).
+    time_drug, blocked_drug : ndarray
+        Grid (s) and blocked occupancy during the drug phase, shape (n_freq, n_samples).
+    time_wash, blocked_wash_stim, blocked_wash_quiet : ndarray
+        Grid (s) and blocked occupancy during the washout.
+    meta : dict
+    """
+
+    frequencies: np.ndarray
+    n_pulses: np.ndarray
+    blocked: np.ndarray
+    blocked_se: np.ndarray
+    epsc_fraction: np.ndarray
+    remaining_stim: np.ndarray
+    remaining_stim_se: np.ndarray
+    remaining_quiet: np.ndarray
+    remaining_quiet_se: np.ndarray
+    t_half_stim: np.ndarray
+    t_half_quiet: np.ndarray
+    time_drug: np.ndarray
+    blocked_drug: np.ndarray
+    time_wash: np.ndarray
+    blocked_wash_stim: np.ndarray
+    blocked_wash_quiet: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    def is_monotone(self) -> bool:
+        """Whether block at the end of the drug phase is non-decreasing in frequency."""
+        o = np.argsort(self.frequencies)
+        return bool(np.all(np.diff(self.blocked[o]) >= -1e-12))
+
+    def _columns(self):
+        return {"frequency_Hz": self.frequencies, "n_pulses": self.n_pulses,
+                "blocked": self.blocked, "blocked_se": self.blocked_se,
+                "test_epsc_fraction": self.epsc_fraction,
+                "remaining_after_washout_stimulated": self.remaining_stim,
+                "remaining_after_washout_quiet": self.remaining_quiet,
+                "t_half_stimulated_s": self.t_half_stim, "t_half_quiet_s": self.t_half_quiet}
+
+    def summary(self) -> str:
+        m = self.meta
+        lines = [f"use dependence: {m['blocker']} {m['concentration'] / uM:g} uM on "
+                 f"{m['gating']} at {m['V'] / mV:g} mV, {m['width'] / ms:g} ms pulses, drug "
+                 f"phase {m['duration']:g} s, washout {m['washout']:g} s",
+                 "  f (Hz)  pulses  blocked %   test EPSC %   left after washout: stim / quiet"]
+        for i, f in enumerate(self.frequencies):
+            lines.append(f"  {f:6g}  {self.n_pulses[i]:6d}  "
+                         f"{_pm(self.blocked[i], self.blocked_se[i], 100, '.3g'):>9}   "
+                         f"{self.epsc_fraction[i] * 100:9.3g}   "
+                         f"{self.remaining_stim[i] * 100:.3g} % / "
+                         f"{self.remaining_quiet[i] * 100:.3g} %")
+        lines.append(f"  block monotone in frequency: {self.is_monotone()}")
+        lines.append("  " + _method_line(m))
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"UseDependenceResult({self.frequencies.size} frequencies)"
+
+    def plot(self, ax=None):
+        """Blocked occupancy at the end of the drug phase against frequency (Hz)."""
+        ax = self._axes(ax)
+        f = self.frequencies
+        ax.errorbar(f, self.blocked, yerr=self.blocked_se, fmt="o-", label="end of drug phase")
+        ax.plot(f, self.blocked * self.remaining_stim, "s--", label="after washout, stimulated")
+        ax.plot(f, self.blocked * self.remaining_quiet, "^--", label="after washout, quiet")
+        if np.all(f > 0):
+            ax.set_xscale("log")
+        ax.set_xlabel("stimulation frequency (Hz)")
+        ax.set_ylabel("blocked occupancy")
+        ax.set_title(f"use dependence: {self.meta['blocker']} "
+                     f"{self.meta['concentration'] / uM:g} µM")
+        ax.legend()
+        return ax
+
+
+def _t_half(t: np.ndarray, b: np.ndarray) -> float:
+    target = 0.5 * b[0]
+    idx = np.nonzero(b <= target)[0]
+    if b[0] <= 0 or not idx.size:
+        return float("inf")
+    j = int(idx[0])
+    if j == 0:
+        return 0.0
+    return float(np.interp(target, [b[j], b[j - 1]], [t[j], t[j - 1]]))
+
+
+def use_dependence(gating: Scheme | str, blocker: Any, concentration: float,
+                   frequencies: Any = (0.0, 0.1, 1.0, 5.0, 10.0, 20.0, 40.0), *,
+                   duration: float | None = 60 * s, n_pulses: int | None = None,
+                   width: float = 1 * ms, V: float = -70 * mV,
+                   agonist: Mapping[str, float] | None = None, washout: float = 300 * s,
+                   n_samples: int = 400, also: Sequence[Any] = (),
+                   background: Mapping[str, float] | None = None, method: str = "exact",
+                   n_channels: int | None = None, n_trials: int | None = None, rng: Any = None,
+                   engine: str = "auto") -> UseDependenceResult:
+    """Block accumulated under synaptic-like glutamate pulse trains at several frequencies.
+
+    For each frequency: from drug-free rest (no agonist), the blocker is present in the bath
+    for the drug phase while square agonist pulses (``agonist`` for ``width``) arrive at
+    ``frequency``; then the blocker is removed and the washout runs (a) with continued
+    stimulation at the same frequency and (b) without stimulation.  Models a tonically active
+    interneuron (high frequency) against a quiet cell (0 Hz) exposed to the same drug level
+    (reference section 7: Homayoun & Moghaddam 2007; Emnett et al. 2013).
+
+    Parameters
+    ----------
+    gating, blocker, V, agonist, also, background
+        As for :func:`ic50`; ``agonist`` is the concentration during each pulse (default
+        glutamate 1 mM, a synaptic transient).
+    concentration : float
+        Blocker concentration (M) during the drug phase, > 0.
+    frequencies : array_like of float
+        Stimulation frequencies (Hz), ≥ 0; 0 means no stimulation.
+    duration : float or None, default 60 s
+        Length of the drug phase (s); the train has ``floor(duration·f)`` pulses.
+    n_pulses : int, optional
+        Instead of ``duration``: the same number of pulses at every frequency (the drug
+        phase then lasts ``n_pulses/f``; all frequencies must be > 0).  Pass
+        ``duration=None`` with it.
+    width : float, default 1 ms
+        Pulse width (s); 1/f must exceed it.
+    washout : float, default 300 s
+        Washout length (s), > 0.
+    n_samples : int, default 400
+        Grid points per phase for the recorded time courses.
+    method, n_channels, n_trials, rng, engine
+        As for :func:`ic50`; stochastic phases start from the exact distribution at the phase
+        start; ``epsc_fraction`` and ``t_half_*`` are computed from the trial means.
+
+    Returns
+    -------
+    UseDependenceResult
+
+    Notes
+    -----
+    With a fully trapping blocker whose arm copies gating and no escape, block after a long
+    enough drug phase tends to [B]/([B] + K_B) at *any* frequency (equilibrium does not
+    depend on Po); use dependence is a matter of how fast block accumulates -- and, with a
+    slow escape from shut blocked states, of the activity-dependent steady state.  Block
+    persists after washout only while channels stay shut (quiet washout).
+    """
+    su = _Setup(gating, blocker, V=V, agonist=agonist, also=also, background=background,
+                method=method, n_channels=n_channels, n_trials=n_trials, rng=rng, engine=engine)
+    c = V_.concentration("concentration", concentration)
+    if not c > 0:
+        raise ValueError("concentration must be > 0 (M)")
+    fs = np.atleast_1d(np.asarray(frequencies, dtype=float))
+    if fs.ndim != 1 or fs.size < 1 or not np.all(np.isfinite(fs)) or np.any(fs < 0):
+        raise ValueError("frequencies must be a 1-D array of finite values >= 0 (Hz)")
+    width = V_.duration("width", width)
+    washout = V_.duration("washout", washout)
+    n_samples = V_.integer("n_samples", n_samples, minimum=10)
+    if (duration is None) == (n_pulses is None):
+        raise ValueError("give exactly one of duration (s) and n_pulses (pass duration=None "
+                         "with n_pulses)")
+    if n_pulses is not None:
+        n_pulses = V_.integer("n_pulses", n_pulses, minimum=1)
+        if np.any(fs <= 0):
+            raise ValueError("with n_pulses every frequency must be > 0 (Hz)")
+    else:
+        duration = V_.duration("duration", duration)
+    if np.any(fs > 0) and np.any(1.0 / fs[fs > 0] <= width):
+        raise ValueError(f"every pulse period 1/f must exceed width={width} s; "
+                         f"max frequency is {1.0 / width:g} Hz")
+
+    rest = su.equilibrium(False)
+    between_d = su.cond(False, c)
+    during_d = su.cond(True, c)
+
+    def train(f: float, dur: float, drug: bool) -> Protocol:
+        btw = between_d if drug else su.cond(False)
+        dur_ = during_d if drug else su.cond(True)
+        n = int(math.floor(dur * f + 1e-9)) if f > 0 else 0
+        if n == 0:
+            return Protocol([Step(dur, V=su.V, **btw)])
+        tail = dur - n / f
+        return pulse_train(n, f, width, V=su.V, during=dur_, between=btw,
+                           tail=tail if tail > 1e-12 * dur else 0.0)
+
+    def test_peak(p: np.ndarray, drug: bool) -> float:
+        h = width / 20
+        pr = Protocol([Step(width, V=su.V, **(during_d if drug else su.cond(True))),
+                       Step(50 * ms, V=su.V, **(between_d if drug else su.cond(False)))])
+        _, o = su.exact(pr, h, p)
+        return float((o @ su.g).max())
+
+    rows: dict[str, list] = {k: [] for k in ("npul", "b", "bs", "epsc", "rs", "rss", "rq", "rqs",
+                                             "ths", "thq", "td", "bd", "bws", "bwq", "tw")}
+    for f in fs:
+        dur = duration if n_pulses is None else n_pulses / f
+        npul = int(math.floor(dur * f + 1e-9)) if f > 0 else 0
+        pr = train(f, dur, True)
+        h = dur / (n_samples - 1)
+        _, occx = su.exact(pr, dur, rest)
+        p_end = occx[-1]
+        td, occ = su.run(pr, h, rest)
+        bd = occ[..., su.blocked].sum(axis=-1)
+        b_m, b_s = _mean_se(bd[:, -1])
+        _, occc = su.exact(train(f, dur, False), dur, rest)
+        pk_c = test_peak(occc[-1], False)
+        epsc = test_peak(p_end, True) / pk_c if pk_c > 0 else float("nan")
+        hw = washout / (n_samples - 1)
+        tw, ows = su.run(train(f, washout, False), hw, p_end)
+        _, owq = su.run(Protocol([Step(washout, V=su.V, **su.cond(False))]), hw, p_end)
+        bws = ows[..., su.blocked].sum(axis=-1)
+        bwq = owq[..., su.blocked].sum(axis=-1)
+        b0 = float(p_end[su.blocked].sum())
+        rs_m, rs_s = _mean_se(bws[:, -1])
+        rq_m, rq_s = _mean_se(bwq[:, -1])
+        if b0 > 0:
+            rs, rss = _ratio_se(float(rs_m), float(rs_s), b0, 0.0)
+            rq, rqs = _ratio_se(float(rq_m), float(rq_s), b0, 0.0)
+        else:
+            rs = rss = rq = rqs = float("nan")
+        for k, v in (("npul", npul), ("b", b_m), ("bs", b_s), ("epsc", epsc), ("rs", rs),
+                     ("rss", rss), ("rq", rq), ("rqs", rqs),
+                     ("ths", _t_half(tw, bws.mean(axis=0))),
+                     ("thq", _t_half(tw, bwq.mean(axis=0))), ("td", td),
+                     ("bd", bd.mean(axis=0)), ("bws", bws.mean(axis=0)),
+                     ("bwq", bwq.mean(axis=0)), ("tw", tw)):
+            rows[k].append(v)
+    meta = su.meta()
+    meta.update(concentration=c, width=width, washout=washout,
+                duration=duration if duration is not None else float("nan"),
+                n_pulses_requested=n_pulses)
+    return UseDependenceResult(
+        frequencies=_frozen(fs), n_pulses=_frozen(rows["npul"], dtype=np.int64),
+        blocked=_frozen(rows["b"]), blocked_se=_frozen(rows["bs"]),
+        epsc_fraction=_frozen(rows["epsc"]), remaining_stim=_frozen(rows["rs"]),
+        remaining_stim_se=_frozen(rows["rss"]), remaining_quiet=_frozen(rows["rq"]),
+        remaining_quiet_se=_frozen(rows["rqs"]), t_half_stim=_frozen(rows["ths"]),
+        t_half_quiet=_frozen(rows["thq"]),
+        time_drug=_frozen(rows["td"]),
+        blocked_drug=_frozen(rows["bd"]), time_wash=_frozen(rows["tw"][0]),
+        blocked_wash_stim=_frozen(rows["bws"]), blocked_wash_quiet=_frozen(rows["bwq"]),
+        meta=meta)
