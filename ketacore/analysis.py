@@ -1,0 +1,1399 @@
+"""Single-channel and noise analysis: dwell times, resolution, bursts, histograms, fits.
+
+The objects here turn event records (from :func:`ketacore.simulate_events` or from a user's
+own idealised record) into the quantities single-channel electrophysiologists look at, and
+put them next to the exact Colquhoun–Hawkes theory in :mod:`ketacore.theory`.
+
+* :class:`Record` -- an idealised record: dwells in conductance *classes* (0 = shut, and one
+  class per open conductance level, so sublevels are kept apart), in one or more sweeps.
+  Built with :meth:`Record.from_events`, :meth:`Record.from_states`,
+  :meth:`Record.from_levels` or :meth:`Record.from_dwells`.
+* :meth:`Record.open_times`, :meth:`Record.shut_times`, :meth:`Record.dwells` -- dwell-time
+  arrays; :meth:`Record.first_latency` -- first latency after a step.
+* :meth:`Record.resolve` -- impose a time resolution (dead time) ``t_res``.
+* :meth:`Record.bursts` -> :class:`BurstResult` -- bursts from a critical shut time;
+  :func:`critical_time` picks ``t_crit`` between two shut-time components.
+* :func:`log_histogram` -> :class:`LogHistogram` -- log-binned histogram with the
+  square-root count display (Sigworth & Sine 1987).
+* :func:`fit_mixture` -> :class:`MixtureFit` -- maximum-likelihood fit of a mixture of
+  exponentials with standard errors, truncated at ``t_res``.
+* :func:`noise_analysis` -> :class:`NoiseAnalysis` -- non-stationary noise analysis
+  (variance–mean parabola, Sigworth 1980) of :func:`ketacore.simulate` output.
+
+The loops over events are Cython kernels (``ketacore._analysis``) running without the GIL;
+everything is validated here first.  Units are SI: times in s, currents in A, conductances
+in S.
+
+References
+----------
+.. [CS95] Colquhoun D, Sigworth FJ (1995) Fitting and statistical analysis of single-channel
+   records. In: Sakmann B, Neher E (eds) Single-Channel Recording, 2nd edn. Plenum, New York,
+   pp 483-587.
+.. [CHS96] Colquhoun D, Hawkes AG, Srodzinski K (1996) Joint distributions of apparent open and
+   shut times of single-ion channels and maximum likelihood fitting of mechanisms. Phil Trans
+   R Soc Lond A 354:2555-2590. doi:10.1098/rsta.1996.0115
+.. [HJC90] Hawkes AG, Jalali A, Colquhoun D (1990) The distributions of the apparent open times
+   and shut times in a single channel record when brief events cannot be detected. Phil Trans
+   R Soc Lond A 332:511-538. doi:10.1098/rsta.1990.0129
+.. [SS87] Sigworth FJ, Sine SM (1987) Data transformations for improved display and fitting of
+   single-channel dwell time histograms. Biophys J 52:1047-1054.
+   doi:10.1016/S0006-3495(87)83298-8
+.. [S80] Sigworth FJ (1980) The variance of sodium current fluctuations at the node of Ranvier.
+   J Physiol 307:97-129. doi:10.1113/jphysiol.1980.sp013426
+.. [CS85] Colquhoun D, Sakmann B (1985) Fast events in single-channel currents activated by
+   acetylcholine and its analogues at the frog muscle end-plate. J Physiol 369:501-557.
+.. [MP83] Magleby KL, Pallotta BS (1983) Burst kinetics of single calcium-activated potassium
+   channels in cultured rat muscle. J Physiol 344:605-623.
+.. [J83] Jackson MB, Wong BS, Morris CE, Lecar H, Christian CN (1983) Successive openings of
+   the same acetylcholine receptor channel are correlated in open time. Biophys J 42:109-114.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+import numpy as np
+
+from . import _analysis
+from .theory import ExponentialMixture
+
+__all__ = ["Record", "BurstResult", "LogHistogram", "MixtureFit", "NoiseAnalysis",
+           "Misclassification", "log_histogram", "fit_mixture", "critical_time",
+           "misclassification", "noise_analysis", "impose_resolution_reference"]
+
+
+# ---------------------------------------------------------------------------
+# validation helpers
+# ---------------------------------------------------------------------------
+
+
+def _real(name: str, value: Any, *, positive=False, nonnegative=False, finite=True) -> float:
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a real number (s), got {type(value).__name__} ({value!r})")
+    v = float(value)
+    if math.isnan(v):
+        raise ValueError(f"{name} must not be NaN")
+    if finite and math.isinf(v):
+        raise ValueError(f"{name} must be finite, got {v}")
+    if positive and not v > 0:
+        raise ValueError(f"{name} must be > 0, got {v}")
+    if nonnegative and not v >= 0:
+        raise ValueError(f"{name} must be >= 0, got {v}")
+    return v
+
+
+def _int(name: str, value: Any, *, minimum: Optional[int] = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} ({value!r})")
+    v = int(value)
+    if minimum is not None and v < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {v}")
+    return v
+
+
+def _float_array(name: str, a: Any, *, ndim: int = 1, finite: bool = True) -> np.ndarray:
+    try:
+        arr = np.ascontiguousarray(a, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an array of real numbers") from None
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
+    if finite and arr.size and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must contain only finite values")
+    return arr
+
+
+def _int_array(name: str, a: Any) -> np.ndarray:
+    arr = np.asarray(a)
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
+        if np.issubdtype(arr.dtype, np.floating) and arr.size and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise TypeError(f"{name} must be an array of integers, got dtype {arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-dimensional, got shape {arr.shape}")
+    return arr
+
+
+def _as_sweeps(name: str, a: Any) -> list:
+    """A single 1-d array, or a sequence of 1-d arrays (one per sweep) -> list of arrays."""
+    if isinstance(a, np.ndarray):
+        return [a] if a.ndim == 1 else list(a)
+    if isinstance(a, (list, tuple)):
+        if len(a) and all(isinstance(x, (numbers.Number, np.number)) for x in a):
+            return [np.asarray(a)]
+        return [np.asarray(x) for x in a]
+    raise TypeError(f"{name} must be an array or a list of arrays (one per sweep), "
+                    f"got {type(a).__name__}")
+
+
+def _u8(mask) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(mask, dtype=bool).astype(np.uint8))
+
+
+# ---------------------------------------------------------------------------
+# idealised record
+# ---------------------------------------------------------------------------
+
+
+class Record:
+    """An idealised single-channel record: dwells in conductance classes, in sweeps.
+
+    Class ``k`` has amplitude ``levels[k]`` (a conductance in S, or a current in A for a
+    user's record); a class is *open* when its level is non-zero (or as given by
+    ``open_classes``).  By convention class 0 is shut and, for records built from a scheme,
+    classes 1, 2, ... are the distinct open conductance levels in decreasing order (class 1 =
+    the main level, higher classes = sublevels).  Extra shut classes (e.g. long-lived shut
+    states singled out to define bursts by state) have level 0.
+
+    Consecutive dwells of one sweep are always in different classes.  The first dwell of each
+    sweep began before the sweep started (left-censored) and the last one is cut by its end
+    (right-censored); dwell-time methods drop both unless asked.
+
+    Attributes
+    ----------
+    start : ndarray, float64 (m,)
+        Start time (s) of each dwell, in its sweep's clock.
+    duration : ndarray, float64 (m,)
+        Length (s) of each dwell.
+    cls : ndarray, int64 (m,)
+        Class of each dwell.
+    offsets : ndarray, int64 (n_sweeps + 1,)
+        Dwells ``offsets[s]:offsets[s+1]`` belong to sweep ``s``.
+    levels : ndarray, float64 (n_classes,)
+        Amplitude of each class (S or A; 0 for shut classes).
+    is_open : ndarray, bool (n_classes,)
+    t_res : float
+        Time resolution (s) imposed so far (0 for the ideal record).
+    class_names : tuple of str
+    """
+
+    __slots__ = ("start", "duration", "cls", "offsets", "levels", "is_open", "t_res",
+                 "class_names")
+
+    def __init__(self, start, duration, cls, offsets, levels, *, open_classes=None,
+                 t_res: float = 0.0, class_names: Optional[Sequence[str]] = None,
+                 _trusted: bool = False) -> None:
+        levels = _float_array("levels", levels)
+        if levels.size == 0:
+            raise ValueError("levels must name at least one class")
+        if open_classes is None:
+            is_open = levels != 0
+        else:
+            is_open = np.zeros(levels.size, bool)
+            idx = _int_array("open_classes", open_classes)
+            if idx.size and (idx.min() < 0 or idx.max() >= levels.size):
+                raise ValueError(f"open_classes must be class indices in [0, {levels.size})")
+            is_open[idx] = True
+        if not _trusted:
+            start = _float_array("start", start)
+            duration = _float_array("duration", duration)
+            cls = np.ascontiguousarray(_int_array("cls", cls), dtype=np.int64)
+            offsets = np.ascontiguousarray(_int_array("offsets", offsets), dtype=np.int64)
+            if not (start.shape == duration.shape == cls.shape):
+                raise ValueError("start, duration and cls must have the same length")
+            if np.any(duration <= 0):
+                raise ValueError("duration must be > 0 for every dwell")
+            if cls.size and (cls.min() < 0 or cls.max() >= levels.size):
+                raise ValueError(f"cls must be class indices in [0, {levels.size}) (len(levels))")
+            if offsets.size < 1 or offsets[0] != 0 or offsets[-1] != cls.size or np.any(np.diff(offsets) < 0):
+                raise ValueError("offsets must be non-decreasing from 0 to the number of dwells")
+        self.start = start
+        self.duration = duration
+        self.cls = cls
+        self.offsets = offsets
+        self.levels = levels
+        self.is_open = is_open
+        self.t_res = float(t_res)
+        if class_names is None:
+            class_names = tuple(("shut" if not o else "open") + (f"{k}" if k else "")
+                                for k, o in enumerate(is_open))
+        self.class_names = tuple(class_names)
+
+    # ------------------------------------------------------------------ builders
+    @classmethod
+    def from_events(cls, log, classes=None, *, levels=None, trials=None) -> "Record":
+        """Idealised record of an :class:`~ketacore.simulate.EventLog`, one sweep per trial.
+
+        Parameters
+        ----------
+        log : EventLog
+            Output of :func:`ketacore.simulate_events`.
+        classes : None, sequence of int or mapping state name -> int
+            Class of every state.  Default: by conductance -- shut states class 0, the distinct
+            non-zero conductances in decreasing order classes 1, 2, ...  Give a mapping to e.g.
+            put long-lived shut states in their own shut class (for bursts defined by state,
+            see :meth:`bursts` ``between``).
+        levels : sequence of float, optional
+            Amplitude of each class (S).  Default: the mean conductance of the states in it.
+            Every class must be all-open or all-shut.
+        trials : sequence of int, optional
+            Positions in the log to include (default all).
+        """
+        from .simulate import EventLog
+        if not isinstance(log, EventLog):
+            raise TypeError(f"log must be a ketacore EventLog (from simulate_events), got "
+                            f"{type(log).__name__}")
+        scheme = log.scheme
+        g = np.asarray(scheme.conductance, float)
+        sc, lv, names = _classes_for_states(scheme.states, g, classes, levels)
+        sel = range(len(log)) if trials is None else [_int("trials[i]", i, minimum=0) for i in trials]
+        ts, ss = [], []
+        for i in sel:
+            if i >= len(log):
+                raise ValueError(f"trials: index {i} out of range for {len(log)} trials")
+            ts.append(log.times[i])
+            ss.append(log.states[i])
+        t_end = np.full(len(ts), float(log.t_end))
+        return cls._from_state_arrays(ts, ss, t_end, sc, lv, names, check=False)
+
+    @classmethod
+    def from_states(cls, times, states, t_end, classes, *, levels=None,
+                    class_names=None) -> "Record":
+        """Idealised record from entry times and state indices.
+
+        Parameters
+        ----------
+        times : array or list of arrays (one per sweep), float (s)
+            Time each state was entered, non-decreasing; the first entry is the sweep start.
+        states : array or list of arrays, int
+            State entered at each time (indices into ``classes``).
+        t_end : float or sequence of float (s)
+            End of each sweep, ``>= times[-1]``.
+        classes : sequence of int
+            Class of every state.
+        levels : sequence of float, optional
+            Amplitude of each class; default 0 for class 0 and 1 for the others (class 0 shut,
+            every other class open).
+        """
+        ts = _as_sweeps("times", times)
+        ss = _as_sweeps("states", states)
+        if len(ts) != len(ss):
+            raise ValueError(f"times and states must have the same number of sweeps "
+                             f"({len(ts)} vs {len(ss)})")
+        sc = np.ascontiguousarray(_int_array("classes", classes), dtype=np.int64)
+        if sc.size == 0 or sc.min() < 0:
+            raise ValueError("classes must be non-negative class indices, one per state")
+        n_cls = int(sc.max()) + 1
+        if levels is None:
+            lv = np.ones(n_cls)
+            lv[0] = 0.0
+        else:
+            lv = _float_array("levels", levels)
+            if lv.size < n_cls:
+                raise ValueError(f"levels must give an amplitude for each of the {n_cls} classes")
+        t_end = np.broadcast_to(np.asarray(t_end, dtype=float), (len(ts),)).copy() \
+            if np.ndim(t_end) == 0 else _float_array("t_end", t_end)
+        if t_end.size != len(ts):
+            raise ValueError(f"t_end must be a scalar or one value per sweep ({len(ts)})")
+        return cls._from_state_arrays(ts, ss, t_end, sc, lv, class_names, check=True)
+
+    @classmethod
+    def from_levels(cls, times, levels, t_end, *, decimals: Optional[int] = None) -> "Record":
+        """Idealised record from entry times and the amplitude entered at each time.
+
+        Distinct amplitudes become classes: 0 is class 0 (shut), non-zero amplitudes classes 1,
+        2, ... in decreasing order of ``|amplitude|`` (class 1 = main level, others sublevels).
+
+        Parameters
+        ----------
+        times : array or list of arrays (s)
+            Entry times, non-decreasing; the first is the sweep start.
+        levels : array or list of arrays
+            Amplitude (A or S) entered at each time; 0 = shut.
+        t_end : float or sequence (s)
+        decimals : int, optional
+            Round amplitudes to this many decimals before identifying levels (for measured
+            amplitudes that should coincide).
+        """
+        ts = _as_sweeps("times", times)
+        ls = [_float_array("levels", x) for x in _as_sweeps("levels", levels)]
+        if len(ts) != len(ls):
+            raise ValueError(f"times and levels must have the same number of sweeps "
+                             f"({len(ts)} vs {len(ls)})")
+        if decimals is not None:
+            ls = [np.round(x, _int("decimals", decimals)) for x in ls]
+        allv = np.unique(np.concatenate(ls)) if ls else np.zeros(0)
+        nz = allv[allv != 0]
+        nz = nz[np.argsort(-np.abs(nz), kind="stable")]
+        lv = np.concatenate(([0.0], nz))
+        # entry value x -> its position p in sorted(lv) -> class order[p]
+        order = np.argsort(lv, kind="stable")
+        sorted_lv = lv[order]
+        states = [np.searchsorted(sorted_lv, x).astype(np.int64) for x in ls]
+        sc = order.astype(np.int64)
+        t_end = np.broadcast_to(np.asarray(t_end, dtype=float), (len(ts),)).copy() \
+            if np.ndim(t_end) == 0 else _float_array("t_end", t_end)
+        if t_end.size != len(ts):
+            raise ValueError(f"t_end must be a scalar or one value per sweep ({len(ts)})")
+        return cls._from_state_arrays(ts, states, t_end, sc, lv, None, check=True)
+
+    @classmethod
+    def from_dwells(cls, durations, amplitudes, *, t_start: float = 0.0) -> "Record":
+        """Idealised record from a list of intervals (e.g. an SCN file): one sweep.
+
+        Parameters
+        ----------
+        durations : array (s)
+            Length of each interval, > 0.
+        amplitudes : array
+            Amplitude of each interval (A or S); 0 = shut.  Classes as in :meth:`from_levels`.
+        t_start : float
+            Start time (s) of the first interval.
+        """
+        d = _float_array("durations", durations)
+        a = _float_array("amplitudes", amplitudes)
+        if d.shape != a.shape:
+            raise ValueError(f"durations and amplitudes must have the same length "
+                             f"({d.size} vs {a.size})")
+        if np.any(d <= 0):
+            raise ValueError("durations must be > 0")
+        t0 = _real("t_start", t_start)
+        times = t0 + np.concatenate(([0.0], np.cumsum(d)[:-1])) if d.size else d
+        t_end = t0 + float(d.sum())
+        return cls.from_levels(times, a, t_end)
+
+    @classmethod
+    def _from_state_arrays(cls, ts, ss, t_end, sc, lv, names, *, check: bool) -> "Record":
+        n_states = sc.size
+        lens = np.array([len(t) for t in ts], dtype=np.int64)
+        ev_off = np.concatenate(([0], np.cumsum(lens))).astype(np.int64)
+        if len(ts):
+            times = np.ascontiguousarray(np.concatenate(ts), dtype=np.float64)
+            st = np.concatenate(ss)
+        else:
+            times = np.zeros(0)
+            st = np.zeros(0, np.int64)
+        if st.dtype not in (np.int32, np.int64):
+            st = _int_array("states", st).astype(np.int64)
+        st = np.ascontiguousarray(st)
+        if check:
+            for k, (t, s) in enumerate(zip(ts, ss)):
+                if len(t) != len(s):
+                    raise ValueError(f"sweep {k}: times and states/levels differ in length "
+                                     f"({len(t)} vs {len(s)})")
+            if times.size and not np.all(np.isfinite(times)):
+                raise ValueError("times must be finite")
+            if st.size and (st.min() < 0 or st.max() >= n_states):
+                raise ValueError(f"states must be indices in [0, {n_states}) (len(classes))")
+            for k in range(len(ts)):
+                t = times[ev_off[k]:ev_off[k + 1]]
+                if t.size == 0:
+                    raise ValueError(f"sweep {k} is empty: every sweep needs its start entry")
+                if np.any(np.diff(t) < 0):
+                    raise ValueError(f"times must be non-decreasing (sweep {k})")
+                if not t_end[k] >= t[-1]:
+                    raise ValueError(f"t_end ({t_end[k]}) is before the last entry time "
+                                     f"({t[-1]}) of sweep {k}")
+        start, dur, c, off = _analysis.dwell_sequence_multi(times, st, sc, ev_off,
+                                                            np.ascontiguousarray(t_end, float))
+        return cls(start, dur, c, off, lv, class_names=names, _trusted=True)
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def n_sweeps(self) -> int:
+        """Number of sweeps."""
+        return int(self.offsets.size - 1)
+
+    @property
+    def n_dwells(self) -> int:
+        """Number of dwells over all sweeps."""
+        return int(self.cls.size)
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.levels.size)
+
+    @property
+    def amplitude(self) -> np.ndarray:
+        """Amplitude of each dwell (``levels[cls]``)."""
+        return self.levels[self.cls]
+
+    @property
+    def sweep(self) -> np.ndarray:
+        """Sweep index of each dwell."""
+        return np.repeat(np.arange(self.n_sweeps), np.diff(self.offsets))
+
+    def __len__(self) -> int:
+        return self.n_dwells
+
+    def __repr__(self) -> str:
+        return (f"Record({self.n_sweeps} sweeps, {self.n_dwells} dwells, "
+                f"classes={list(self.class_names)}, t_res={self.t_res:g} s)")
+
+    def _class_mask(self, which, name: str) -> np.ndarray:
+        if isinstance(which, str):
+            if which == "open":
+                return self.is_open.copy()
+            if which in ("shut", "closed"):
+                return ~self.is_open
+            if which in self.class_names:
+                m = np.zeros(self.n_classes, bool)
+                m[self.class_names.index(which)] = True
+                return m
+            raise ValueError(f"{name} must be 'open', 'shut', a class name in "
+                             f"{list(self.class_names)} or class indices, got {which!r}")
+        idx = np.atleast_1d(np.asarray(which))
+        if idx.dtype == bool:
+            if idx.size != self.n_classes:
+                raise ValueError(f"{name}: a boolean mask needs {self.n_classes} entries")
+            return idx.copy()
+        idx = _int_array(name, idx)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n_classes):
+            raise ValueError(f"{name} must be class indices in [0, {self.n_classes})")
+        m = np.zeros(self.n_classes, bool)
+        m[idx] = True
+        return m
+
+    # ------------------------------------------------------------------ dwell times
+    def periods(self, which="open", *, include_first: bool = False, include_last: bool = False,
+                return_start: bool = False):
+        """Durations (s) of maximal runs of dwells in a set of classes.
+
+        Parameters
+        ----------
+        which : "open", "shut", a class name, class index/indices or boolean mask
+            ``"open"`` gives open periods (consecutive open dwells of different levels are
+            one period), ``"shut"`` shut periods.
+        include_first, include_last : bool
+            Keep the left-censored first and right-censored last period of each sweep.
+        return_start : bool
+            Also return the start time (s) and sweep index of each period.
+        """
+        mask = self._class_mask(which, "which")
+        s, d, sw = _analysis.periods(self.start, self.duration, self.cls, self.offsets,
+                                     _u8(mask), bool(include_first), bool(include_last))
+        return (d, s, sw) if return_start else d
+
+    def open_times(self, *, include_first: bool = False, include_last: bool = False) -> np.ndarray:
+        """Open periods (s): runs of open dwells (any open level), censored ends dropped."""
+        return self.periods("open", include_first=include_first, include_last=include_last)
+
+    def shut_times(self, *, include_first: bool = False, include_last: bool = False) -> np.ndarray:
+        """Shut periods (s): runs of shut dwells (any shut class), censored ends dropped."""
+        return self.periods("shut", include_first=include_first, include_last=include_last)
+
+    def dwells(self, which=None, *, include_first: bool = False,
+               include_last: bool = False) -> np.ndarray:
+        """Durations (s) of the individual dwells of the given class(es) (default: all).
+
+        Unlike :meth:`periods`, adjacent dwells in two selected classes stay separate
+        (e.g. a main-level opening followed by a sublevel are two dwells).
+        """
+        keep = np.ones(self.n_dwells, bool)
+        if which is not None:
+            keep &= self._class_mask(which, "which")[self.cls]
+        if self.n_dwells:
+            nonempty = self.offsets[:-1] < self.offsets[1:]
+            if not include_first:
+                keep[self.offsets[:-1][nonempty]] = False
+            if not include_last:
+                keep[self.offsets[1:][nonempty] - 1] = False
+        return self.duration[keep]
+
+    def first_latency(self, t0: float = 0.0, target="open") -> np.ndarray:
+        """Time (s) from ``t0`` to the first entry into ``target`` in each sweep.
+
+        0 where the sweep is already in ``target`` at ``t0``; NaN where ``target`` is never
+        reached before the sweep ends.  Compare with :func:`ketacore.theory.first_latency`
+        (conditional on reaching the target: drop the NaNs and condition on ``t <= t_end``).
+        """
+        t0 = _real("t0", t0)
+        mask = self._class_mask(target, "target")
+        return _analysis.first_entry(self.start, self.duration, self.cls, self.offsets,
+                                     _u8(mask), t0)
+
+    # ------------------------------------------------------------------ resolution
+    def resolve(self, t_res: float) -> "Record":
+        """The record as seen with time resolution (dead time) ``t_res`` (s).
+
+        Rule (the HJCFIT/EKDIST convention, [CS95] §6, [HJC90], [CHS96]): in each sweep, the
+        first dwell is kept as it is; every later dwell shorter than ``t_res`` (strictly) is
+        unresolved, and its duration is added to the preceding resolved dwell (the current
+        one: a series of consecutive unresolved dwells all go to it); a resolved dwell
+        (``>= t_res``) of the same class as the current dwell is concatenated with it (the
+        brief excursion between them was missed); a resolved dwell of another class starts a
+        new dwell.  So every dwell after the first is ``>= t_res``, time is conserved, and
+        consecutive dwells are in different classes.  Classes are compared by identity (a
+        sublevel is a distinct class); a 2-class record reduces to the open/shut rule.  An
+        unresolved opening thus lengthens the shut period around it, and an unresolved shutting
+        joins the openings on either side into one apparent opening.
+
+        A record that is already resolved is resolved again as it stands: a ``t_res`` not
+        larger than the current one returns the record unchanged, a larger one applies the
+        rule to the already-resolved dwells (for exact comparison with a single imposition,
+        resolve the ideal record once).
+        """
+        t_res = _real("t_res", t_res, nonnegative=True)
+        if t_res <= self.t_res:
+            return self
+        s, d, c, off = _analysis.impose_resolution(self.start, self.duration, self.cls,
+                                                   self.offsets, t_res)
+        return Record(s, d, c, off, self.levels, open_classes=np.flatnonzero(self.is_open),
+                      t_res=t_res, class_names=self.class_names, _trusted=True)
+
+    # ------------------------------------------------------------------ bursts
+    def bursts(self, t_crit: float = math.inf, *, between=None,
+               complete_only: bool = True) -> "BurstResult":
+        """Bursts of openings separated by long shut periods.
+
+        A shut period (run of shut dwells) ends a burst when it is longer than ``t_crit``
+        (strictly, as in EKDIST) or contains a dwell of a ``between`` class; otherwise it is a
+        gap within the burst.  With simulated records, ``between`` = the class of the
+        long-lived shut states and ``t_crit = inf`` gives the bursts of Colquhoun & Hawkes
+        (1982) exactly (set C of :func:`ketacore.theory.bursts`); with experimental records
+        use ``t_crit`` from :func:`critical_time`.
+
+        Parameters
+        ----------
+        t_crit : float
+            Critical shut time (s), > 0 (``inf``: only ``between`` classes separate).
+        between : class name(s)/index(es), optional
+            Shut classes whose presence in a shut period makes it a between-burst gap.
+        complete_only : bool
+            Keep only bursts with a known start and end (preceded and followed by a separating
+            shut period within the sweep); incomplete ones are censored by the sweep ends.
+
+        Returns
+        -------
+        BurstResult
+        """
+        t_crit = _real("t_crit", t_crit, positive=True, finite=False)
+        bmask = np.zeros(self.n_classes, bool) if between is None else \
+            self._class_mask(between, "between")
+        if np.any(bmask & self.is_open):
+            raise ValueError("between must list shut classes only")
+        if not np.isfinite(t_crit) and not bmask.any():
+            raise ValueError("t_crit = inf needs 'between' classes, or no burst would ever end")
+        out = _analysis.bursts(self.start, self.duration, self.cls, self.offsets,
+                               _u8(self.is_open), _u8(bmask), t_crit)
+        bs, bl, bo, bsh, bn, bc, bw, gaps, gb = out
+        res = BurstResult(start=bs, length=bl, n_openings=bn, open_time=bo, shut_time=bsh,
+                          complete=bc, sweep=bw, gaps=gaps, gap_burst=gb, t_crit=t_crit,
+                          t_res=self.t_res)
+        return res.complete_bursts() if complete_only else res
+
+
+def _classes_for_states(states, g, classes, levels):
+    """state -> class mapping, class levels and names for a scheme's states."""
+    n = len(states)
+    if classes is None:
+        nz = np.unique(g[g != 0])
+        nz = nz[np.argsort(-np.abs(nz), kind="stable")]
+        lv = np.concatenate(([0.0], nz))
+        sc = np.zeros(n, np.int64)
+        for k, v in enumerate(nz, start=1):
+            sc[g == v] = k
+        if levels is not None:
+            lv = _float_array("levels", levels)
+            if lv.size != nz.size + 1:
+                raise ValueError(f"levels must have {nz.size + 1} entries (one per class)")
+        names = ("shut",) + tuple("open" if k == 1 else f"open{k}" for k in range(1, lv.size))
+        return sc, lv, names
+    if isinstance(classes, Mapping):
+        missing = [s for s in states if s not in classes]
+        extra = [s for s in classes if s not in states]
+        if missing or extra:
+            raise ValueError(f"classes must map every state to a class; missing {missing}, "
+                             f"unknown {extra}")
+        sc = np.array([classes[s] for s in states])
+    else:
+        sc = np.asarray(classes)
+    sc = _int_array("classes", sc).astype(np.int64)
+    if sc.size != n:
+        raise ValueError(f"classes must give one class per state ({n}), got {sc.size}")
+    if sc.min() < 0:
+        raise ValueError("classes must be non-negative")
+    n_cls = int(sc.max()) + 1
+    if levels is None:
+        lv = np.zeros(n_cls)
+        for k in range(n_cls):
+            gk = g[sc == k]
+            if gk.size and np.any(gk != 0) and np.any(gk == 0):
+                bad = [states[i] for i in np.flatnonzero(sc == k)]
+                raise ValueError(f"classes: class {k} mixes open and shut states {bad}")
+            lv[k] = gk.mean() if gk.size else 0.0
+    else:
+        lv = _float_array("levels", levels)
+        if lv.size != n_cls:
+            raise ValueError(f"levels must have {n_cls} entries (one per class)")
+    names = tuple(("open" if lv[k] != 0 else "shut") + (str(k) if k else "")
+                  for k in range(n_cls))
+    return sc, lv, names
+
+
+def impose_resolution_reference(durations, classes, t_res: float):
+    """Pure-Python statement of the resolution rule of :meth:`Record.resolve` (one sweep).
+
+    Slow; kept as the executable specification the Cython kernel is tested against.
+
+    Parameters
+    ----------
+    durations : sequence of float (s)
+    classes : sequence of int
+    t_res : float (s)
+
+    Returns
+    -------
+    durations, classes : lists
+    """
+    out_d, out_c = [], []
+    for d, c in zip(durations, classes):
+        if not out_d:
+            out_d.append(float(d))
+            out_c.append(c)
+        elif d < t_res or c == out_c[-1]:
+            out_d[-1] += float(d)
+        else:
+            out_d.append(float(d))
+            out_c.append(c)
+    return out_d, out_c
+
+
+# ---------------------------------------------------------------------------
+# bursts
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BurstResult:
+    """Bursts found in a :class:`Record` (see :meth:`Record.bursts`).
+
+    Attributes
+    ----------
+    start : ndarray (s)
+        Start of the first opening of each burst.
+    length : ndarray (s)
+        From the start of the first opening to the end of the last.
+    n_openings : ndarray of int
+        Open periods per burst.
+    open_time, shut_time : ndarray (s)
+        Total open time and total within-burst shut time per burst
+        (``open_time + shut_time == length``).
+    complete : ndarray of bool
+    sweep : ndarray of int
+    gaps : ndarray (s)
+        Every within-burst shut period; ``gap_burst`` gives its burst (row index here).
+    t_crit, t_res : float (s)
+    """
+
+    start: np.ndarray
+    length: np.ndarray
+    n_openings: np.ndarray
+    open_time: np.ndarray
+    shut_time: np.ndarray
+    complete: np.ndarray
+    sweep: np.ndarray
+    gaps: np.ndarray
+    gap_burst: np.ndarray
+    t_crit: float
+    t_res: float = 0.0
+
+    def __len__(self) -> int:
+        return int(self.length.size)
+
+    @property
+    def n_bursts(self) -> int:
+        return int(self.length.size)
+
+    def complete_bursts(self) -> "BurstResult":
+        """Only the complete bursts (and their gaps)."""
+        keep = np.asarray(self.complete, bool)
+        if keep.all():
+            return self
+        new_index = np.cumsum(keep) - 1
+        gk = keep[self.gap_burst] if self.gap_burst.size else np.zeros(0, bool)
+        return BurstResult(self.start[keep], self.length[keep], self.n_openings[keep],
+                           self.open_time[keep], self.shut_time[keep], self.complete[keep],
+                           self.sweep[keep], self.gaps[gk], new_index[self.gap_burst[gk]],
+                           self.t_crit, self.t_res)
+
+    def summary(self) -> dict:
+        """Means and their standard errors (SD/sqrt(n)) of the per-burst quantities.
+
+        Keys: ``mean_openings``, ``mean_length`` (s), ``mean_open_time`` (s),
+        ``mean_shut_time`` (s), ``mean_gap`` (s), each with ``se_<name>``, and ``n_bursts``.
+        """
+        out = {"n_bursts": self.n_bursts}
+        for key, x in (("mean_openings", self.n_openings.astype(float)),
+                       ("mean_length", self.length), ("mean_open_time", self.open_time),
+                       ("mean_shut_time", self.shut_time), ("mean_gap", self.gaps)):
+            n = x.size
+            out[key] = float(x.mean()) if n else math.nan
+            out["se_" + key] = float(x.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+        return out
+
+    def compare(self, theory) -> dict:
+        """z-scores ``(observed mean - theory) / SE`` against :func:`ketacore.theory.bursts`.
+
+        Keys as in :meth:`summary` (``mean_openings``, ``mean_length``, ``mean_open_time``,
+        ``mean_shut_time``, ``mean_gap``).
+        """
+        s = self.summary()
+        out = {}
+        for key in ("mean_openings", "mean_length", "mean_open_time", "mean_shut_time",
+                    "mean_gap"):
+            th = float(getattr(theory, key))
+            se = s["se_" + key]
+            out[key] = (s[key] - th) / se if se and np.isfinite(se) and se > 0 else math.nan
+        return out
+
+    def plot(self, theory=None, *, ax=None, bins_per_decade: int = 10):
+        """Openings-per-burst pmf and burst-length log histogram (matplotlib).
+
+        ``theory``: a :class:`ketacore.theory.Bursts` to overlay.  Returns the axes pair.
+        """
+        import matplotlib.pyplot as plt
+        if ax is None:
+            _, ax = plt.subplots(1, 2, figsize=(9, 3.5))
+        a0, a1 = ax
+        r = np.arange(1, max(int(self.n_openings.max(initial=1)), 1) + 1)
+        counts = np.bincount(self.n_openings, minlength=r[-1] + 1)[1:]
+        a0.bar(r, counts / max(self.n_bursts, 1), color="0.7", label="observed")
+        if theory is not None:
+            a0.plot(r, theory.openings.pmf(r), "r.-", label="theory")
+        a0.set_xlabel("openings per burst")
+        a0.set_ylabel("fraction of bursts")
+        a0.legend()
+        h = log_histogram(self.length, bins_per_decade=bins_per_decade)
+        h.plot(theory=None if theory is None else theory.length, ax=a1)
+        a1.set_xlabel("burst length (s)")
+        return ax
+
+
+# ---------------------------------------------------------------------------
+# critical time
+# ---------------------------------------------------------------------------
+
+_CRITERIA = {"proportions": "equal proportions misclassified (Colquhoun & Sakmann 1985)",
+             "numbers": "equal numbers misclassified (Magleby & Pallotta 1983; Clapham & "
+                        "Neher 1984)",
+             "total": "minimum total number misclassified (Jackson et al. 1983)"}
+
+
+@dataclass(frozen=True)
+class Misclassification:
+    """Shut periods misclassified by a critical time (fractions of all shut periods).
+
+    Attributes
+    ----------
+    t_crit : float (s)
+    n_fast : float
+        Fraction of all shut periods that are from the fast components but longer than t_crit.
+    n_slow : float
+        Fraction of all shut periods that are from the slow components but shorter than t_crit.
+    p_fast, p_slow : float
+        The same as proportions of each group.
+    total : float
+        ``n_fast + n_slow``.
+    """
+
+    t_crit: float
+    n_fast: float
+    n_slow: float
+    p_fast: float
+    p_slow: float
+    total: float
+
+
+def _split_mixture(mixture, split):
+    if not isinstance(mixture, ExponentialMixture):
+        raise TypeError(f"mixture must be a ketacore.theory.ExponentialMixture, got "
+                        f"{type(mixture).__name__}")
+    if np.iscomplexobj(mixture.taus) or np.any(np.real(mixture.areas) < 0):
+        raise ValueError("mixture must have real time constants and non-negative areas")
+    order = np.argsort(mixture.taus)
+    taus = np.asarray(mixture.taus, float)[order]
+    areas = np.asarray(mixture.areas, float)[order] / float(np.sum(mixture.areas))
+    k = taus.size
+    if k < 2:
+        raise ValueError("mixture needs at least 2 components to place a critical time")
+    split = 1 if split is None else _int("split", split, minimum=1)
+    if split >= k:
+        raise ValueError(f"split must be in [1, {k - 1}] (number of fast components), got {split}")
+    return taus[:split], areas[:split], taus[split:], areas[split:]
+
+
+def misclassification(mixture, t_crit: float, split: Optional[int] = None) -> Misclassification:
+    """Fractions of shut periods misclassified by ``t_crit`` (s) (see :func:`critical_time`)."""
+    t_crit = _real("t_crit", t_crit, positive=True)
+    tf, af, ts, as_ = _split_mixture(mixture, split)
+    nf = float(np.sum(af * np.exp(-t_crit / tf)))
+    ns = float(np.sum(as_ * -np.expm1(-t_crit / ts)))
+    return Misclassification(t_crit, nf, ns, nf / af.sum(), ns / as_.sum(), nf + ns)
+
+
+def critical_time(mixture, criterion: str = "proportions", split: Optional[int] = None) -> float:
+    """Critical shut time (s) between fast and slow components of a shut-time mixture.
+
+    With fast components ``(a_f, tau_f)`` (the ``split`` shortest) and slow ones
+    ``(a_s, tau_s)`` (areas normalised to the whole mixture):
+
+    * ``"proportions"`` ([CS85]): equal *proportions* misclassified,
+      ``sum a_f e^(-t/tau_f) / sum a_f = sum a_s (1 - e^(-t/tau_s)) / sum a_s``;
+    * ``"numbers"`` ([MP83]; Clapham & Neher 1984): equal *numbers* misclassified,
+      ``sum a_f e^(-t/tau_f) = sum a_s (1 - e^(-t/tau_s))``;
+    * ``"total"`` ([J83]): minimum total number misclassified, the stationary point
+      ``sum (a_f/tau_f) e^(-t/tau_f) = sum (a_s/tau_s) e^(-t/tau_s)``; for two components
+      ``t = ln(a_f tau_s / (a_s tau_f)) / (1/tau_f - 1/tau_s)``.
+
+    Parameters
+    ----------
+    mixture : ExponentialMixture
+        Shut-time distribution (from :func:`ketacore.theory.dwell_times` or a
+        :class:`MixtureFit`).
+    criterion : {"proportions", "numbers", "total"}
+    split : int, optional
+        Number of fast components (default 1; give it for mixtures of 3 or more).
+
+    Returns
+    -------
+    float
+        ``t_crit`` (s).  Use :func:`misclassification` for the resulting error rates.
+    """
+    if not isinstance(criterion, str) or criterion not in _CRITERIA:
+        raise ValueError(f"criterion must be one of {list(_CRITERIA)}, got {criterion!r}")
+    from scipy.optimize import brentq
+    tf, af, ts, as_ = _split_mixture(mixture, split)
+
+    if criterion == "proportions":
+        def h(t):
+            return np.sum(as_ * -np.expm1(-t / ts)) / as_.sum() - np.sum(af * np.exp(-t / tf)) / af.sum()
+    elif criterion == "numbers":
+        def h(t):
+            return np.sum(as_ * -np.expm1(-t / ts)) - np.sum(af * np.exp(-t / tf))
+    else:
+        if tf.size == 1 and ts.size == 1:
+            if not (af[0] > 0 and as_[0] > 0) or not tf[0] < ts[0]:
+                raise ValueError("criterion 'total' needs two components with positive areas")
+            t = math.log(af[0] * ts[0] / (as_[0] * tf[0])) / (1.0 / tf[0] - 1.0 / ts[0])
+            if not t > 0:
+                raise ValueError("criterion 'total': the total misclassified has no minimum at "
+                                 "t > 0 for this mixture")
+            return float(t)
+
+        def h(t):  # derivative of the total misclassified (negative before the minimum)
+            return np.sum(as_ / ts * np.exp(-t / ts)) - np.sum(af / tf * np.exp(-t / tf))
+    # bracket in log-time around the gap between components
+    lo, hi = float(tf.min()) * 1e-6, float(ts.max()) * 1e6
+    if not (h(lo) < 0 < h(hi)):
+        lo, hi = float(tf.max()), float(ts.min())
+        if not (h(lo) < 0 < h(hi)):
+            raise ValueError(f"criterion {criterion!r}: no critical time found between the "
+                             "components")
+    x = brentq(lambda u: h(math.exp(u)), math.log(lo), math.log(hi), xtol=1e-14, rtol=1e-14,
+               maxiter=500)
+    return float(math.exp(x))
+
+
+# ---------------------------------------------------------------------------
+# log-binned histograms
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogHistogram:
+    """A dwell-time histogram with bins equally spaced in log10(t) [SS87].
+
+    Attributes
+    ----------
+    edges : ndarray (n_bins + 1,)
+        Bin edges (s).
+    counts : ndarray of int (n_bins,)
+    n : int
+        Number of durations in the data (including any outside the bins).
+    t_res : float
+        Resolution (s) the data were cut at (0: none); theory is conditioned on ``t >= t_res``.
+    bins_per_decade : float
+    """
+
+    edges: np.ndarray
+    counts: np.ndarray
+    n: int
+    t_res: float
+    bins_per_decade: float
+
+    @property
+    def centers(self) -> np.ndarray:
+        """Geometric bin centres (s)."""
+        return np.sqrt(self.edges[:-1] * self.edges[1:])
+
+    @property
+    def sqrt_counts(self) -> np.ndarray:
+        """Square root of the counts (the Sigworth–Sine display: ~constant variance 1/4)."""
+        return np.sqrt(self.counts)
+
+    def expected(self, mixture, n: Optional[int] = None) -> np.ndarray:
+        """Expected counts per bin for ``n`` (default ``self.n``) durations from ``mixture``.
+
+        ``n (F(t2) - F(t1)) / S(t_res)``: exact bin integrals, conditioned on ``t >= t_res``
+        when a resolution is set (an ideal-record pdf shown above t_res; the exact HJC
+        distribution of apparent dwells with missed events is not the same, see [HJC90]).
+        """
+        n = self.n if n is None else _int("n", n, minimum=0)
+        cdf = mixture.cdf(self.edges)
+        norm = float(mixture.survival(self.t_res)) if self.t_res > 0 else float(mixture.total)
+        return n * np.diff(cdf) / norm
+
+    def curve(self, mixture, n: Optional[int] = None, points: int = 512):
+        """Smooth theory curve in the units of the histogram: ``(t, expected count per bin)``.
+
+        The density in log10(t) is ``ln(10) t f(t)``; times the bin width in log10 and ``n``
+        it is comparable with ``counts`` (take ``sqrt`` for the [SS87] display).
+        """
+        n = self.n if n is None else n
+        t = np.logspace(np.log10(self.edges[0]), np.log10(self.edges[-1]), points)
+        norm = float(mixture.survival(self.t_res)) if self.t_res > 0 else float(mixture.total)
+        return t, n * math.log(10.0) * t * mixture.pdf(t) / self.bins_per_decade / norm
+
+    def plot(self, theory=None, *, fit=None, ax=None, sqrt: bool = True):
+        """Plot the histogram (sqrt counts on a log time axis) with optional overlays.
+
+        ``theory``: an ExponentialMixture (e.g. from :func:`ketacore.theory.dwell_times`);
+        ``fit``: a :class:`MixtureFit`.  Returns the matplotlib axes.
+        """
+        import matplotlib.pyplot as plt
+        if ax is None:
+            _, ax = plt.subplots()
+        y = self.sqrt_counts if sqrt else self.counts
+        ax.stairs(y, self.edges, fill=True, color="0.8", label=f"data (n={self.n})")
+        tr = (lambda v: np.sqrt(v)) if sqrt else (lambda v: v)
+        for mix, style, lab in ((theory, "r-", "theory"),
+                                (None if fit is None else fit.mixture, "b--", "ML fit")):
+            if mix is not None:
+                t, e = self.curve(mix)
+                ax.plot(t, tr(e), style, label=lab)
+        ax.set_xscale("log")
+        ax.set_xlabel("duration (s)")
+        ax.set_ylabel("sqrt(count per bin)" if sqrt else "count per bin")
+        ax.legend()
+        return ax
+
+
+def log_histogram(durations, *, bins_per_decade: float = 10, t_min: Optional[float] = None,
+                  t_max: Optional[float] = None, t_res: float = 0.0) -> LogHistogram:
+    """Log-binned histogram of durations [SS87].
+
+    Parameters
+    ----------
+    durations : array (s), > 0
+    bins_per_decade : float
+        Bins per factor of 10 in time (> 0).
+    t_min, t_max : float (s), optional
+        Range; default ``t_res`` (if set) or the smallest duration, and the largest duration.
+        Edges are ``t_min * 10**(k / bins_per_decade)``.
+    t_res : float (s)
+        Resolution the data were cut at; stored for theory overlays.
+
+    Returns
+    -------
+    LogHistogram
+    """
+    d = _float_array("durations", durations)
+    if d.size == 0:
+        raise ValueError("durations is empty")
+    if np.any(d <= 0):
+        raise ValueError("durations must be > 0")
+    bpd = _real("bins_per_decade", bins_per_decade, positive=True)
+    t_res = _real("t_res", t_res, nonnegative=True)
+    lo = _real("t_min", t_min, positive=True) if t_min is not None else \
+        (t_res if t_res > 0 else float(d.min()))
+    hi = _real("t_max", t_max, positive=True) if t_max is not None else float(d.max())
+    if not hi > lo:
+        hi = lo * 10 ** (1.0 / bpd)
+    nb = max(int(math.ceil(math.log10(hi / lo) * bpd - 1e-9)), 1)
+    edges = lo * 10.0 ** (np.arange(nb + 1) / bpd)
+    x = np.log10(d / lo) * bpd
+    idx = np.floor(x).astype(np.int64)
+    ok = (idx >= 0) & (idx < nb)
+    counts = np.bincount(idx[ok], minlength=nb)
+    return LogHistogram(edges, counts, int(d.size), t_res, bpd)
+
+
+# ---------------------------------------------------------------------------
+# maximum-likelihood fits of exponential mixtures
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MixtureFit:
+    """Maximum-likelihood fit of a mixture of exponentials (see :func:`fit_mixture`).
+
+    Attributes
+    ----------
+    taus, areas : ndarray
+        Time constants (s, ascending) and areas (sum 1) of the *untruncated* pdf.
+    se_taus, se_areas : ndarray
+        Standard errors from the observed information (inverse Hessian of the negative
+        log-likelihood at the maximum, in the parameters ``tau_1..tau_k, a_1..a_{k-1}``;
+        ``se`` of the last area from ``a_k = 1 - sum``).
+    cov : ndarray (2k-1, 2k-1)
+        That covariance matrix.
+    loglik : float
+    n : int
+        Number of durations fitted.
+    t_res : float
+        Truncation (s): the likelihood is ``prod f(t_j) / S(t_res)``.
+    n_total : float
+        Estimated number of events including those shorter than t_res, ``n / S(t_res)``.
+    converged : bool
+    data : ndarray
+        The durations (s), for plots.
+    """
+
+    taus: np.ndarray
+    areas: np.ndarray
+    se_taus: np.ndarray
+    se_areas: np.ndarray
+    cov: np.ndarray
+    loglik: float
+    n: int
+    t_res: float
+    n_total: float
+    converged: bool
+    data: np.ndarray = field(repr=False)
+
+    @property
+    def mixture(self) -> ExponentialMixture:
+        """The fitted pdf as an :class:`~ketacore.theory.ExponentialMixture`."""
+        return ExponentialMixture(self.taus, self.areas)
+
+    @property
+    def mean(self) -> float:
+        """Mean (s) of the untruncated fitted pdf."""
+        return float(np.sum(self.areas * self.taus))
+
+    def plot(self, theory=None, *, ax=None, bins_per_decade: float = 10):
+        """Log histogram of the data with the fit (and optional theory) overlaid."""
+        h = log_histogram(self.data, bins_per_decade=bins_per_decade, t_res=self.t_res)
+        return h.plot(theory=theory, fit=self, ax=ax)
+
+
+def _mix_loglik(t, taus, areas, t_res):
+    """Log-likelihood, and the per-parameter gradient w.r.t. (taus, areas-unconstrained)."""
+    # log of each component density: log(a/tau) - t/tau
+    la = np.log(np.maximum(areas, 1e-300)) - np.log(taus)
+    z = la[None, :] - t[:, None] / taus[None, :]
+    zmax = z.max(axis=1, keepdims=True)
+    ez = np.exp(z - zmax)
+    s = ez.sum(axis=1, keepdims=True)
+    logf = (zmax + np.log(s))[:, 0]
+    w = ez / s                                     # posterior weights (n, k)
+    eres = np.exp(-t_res / taus)
+    S = float(np.sum(areas * eres))
+    n = t.size
+    ll = float(logf.sum()) - n * math.log(S)
+    g_tau = (w * (t[:, None] / taus ** 2 - 1.0 / taus)).sum(axis=0) \
+        - n * areas * eres * t_res / taus ** 2 / S
+    g_area = w.sum(axis=0) / np.maximum(areas, 1e-300) - n * eres / S
+    return ll, g_tau, g_area
+
+
+def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, areas=None,
+                t_res: float = 0.0, n_starts: int = 4) -> MixtureFit:
+    """Maximum-likelihood fit of a mixture of exponentials to durations [CS95].
+
+    ``f(t) = sum_i (a_i / tau_i) exp(-t / tau_i)``, ``sum a_i = 1``; with a resolution the
+    likelihood of each duration is ``f(t) / S(t_res)``, ``S(t) = sum a_i exp(-t / tau_i)``
+    (the pdf truncated below ``t_res`` and renormalised, as in EKDIST).  The optimiser works in
+    ``log tau`` and softmax area logits (BFGS with the analytic gradient), from ``n_starts``
+    starting points; standard errors come from the observed information (the Hessian of
+    ``-loglik`` in ``tau_1..tau_k, a_1..a_{k-1}``, by central differences of the analytic
+    gradient).
+
+    Parameters
+    ----------
+    durations : array (s), all ``>= t_res`` and > 0
+    n_components : int, optional
+        Number of exponentials (default ``len(taus)``, or 1).
+    taus, areas : sequence, optional
+        Starting guesses (s; areas normalised).  Default: spread over the data's quantiles.
+    t_res : float (s)
+        Truncation point (the imposed resolution); 0 for ideal data.
+    n_starts : int
+        Number of starting points tried when ``taus`` is not given.
+
+    Returns
+    -------
+    MixtureFit
+    """
+    from scipy.optimize import minimize
+    t = _float_array("durations", durations)
+    t_res = _real("t_res", t_res, nonnegative=True)
+    if t.size < 2:
+        raise ValueError("durations needs at least 2 values")
+    if np.any(t <= 0):
+        raise ValueError("durations must be > 0")
+    if np.any(t < t_res):
+        raise ValueError(f"durations has {int(np.sum(t < t_res))} values below t_res={t_res:g} s; "
+                         "impose the resolution first (Record.resolve) or drop them")
+    if taus is not None:
+        taus0 = _float_array("taus", taus)
+        if np.any(taus0 <= 0):
+            raise ValueError("taus must be > 0")
+        k = taus0.size if n_components is None else _int("n_components", n_components, minimum=1)
+        if k != taus0.size:
+            raise ValueError(f"n_components ({k}) != len(taus) ({taus0.size})")
+        starts = [taus0]
+    else:
+        k = 1 if n_components is None else _int("n_components", n_components, minimum=1)
+        n_starts = _int("n_starts", n_starts, minimum=1)
+        excess = t - t_res
+        q = np.quantile(excess, [0.02, 0.5, 0.98]) + 1e-300
+        lo = max(q[0], t.mean() * 1e-4, 1e-15)
+        hi = max(q[2], lo * 10)
+        starts = []
+        for j in range(n_starts):
+            shift = (j - (n_starts - 1) / 2) / max(n_starts, 1) * 0.5
+            if k == 1:
+                starts.append(np.array([excess.mean() + 1e-300]) * 10 ** shift)
+            else:
+                starts.append(np.logspace(np.log10(lo) + shift, np.log10(hi) + shift, k))
+    if areas is not None:
+        a0 = _float_array("areas", areas)
+        if a0.size != k or np.any(a0 <= 0):
+            raise ValueError(f"areas must be {k} positive numbers")
+        a0 = a0 / a0.sum()
+    else:
+        a0 = np.full(k, 1.0 / k)
+    if t.size < 2 * k:
+        raise ValueError(f"need at least {2 * k} durations to fit {k} components")
+    scale = float(np.median(t))
+    ts = t / scale
+    trs = t_res / scale
+    n = t.size
+
+    def unpack(x):
+        tau = np.exp(x[:k])
+        zz = np.append(x[k:], 0.0)
+        zz = zz - zz.max()
+        a = np.exp(zz)
+        return tau, a / a.sum()
+
+    def nll(x):
+        tau, a = unpack(x)
+        ll, gt, ga = _mix_loglik(ts, tau, a, trs)
+        # chain rule: d/dlog tau = tau d/dtau; softmax: d/dz_m = a_m (g_m - sum a g)
+        gz = a * (ga - np.dot(a, ga))
+        return -ll / n, -np.concatenate([gt * tau, gz[:-1]]) / n
+
+    best = None
+    for s0 in starts:
+        x0 = np.concatenate([np.log(np.asarray(s0, float) / scale),
+                             np.log(a0[:-1]) - np.log(a0[-1])])
+        try:
+            r = minimize(nll, x0, jac=True, method="BFGS", options={"gtol": 1e-10, "maxiter": 2000})
+        except (FloatingPointError, ValueError):  # pragma: no cover - defensive
+            continue
+        if best is None or r.fun < best.fun:
+            best = r
+    if best is None or not np.isfinite(best.fun):
+        raise RuntimeError("fit_mixture: the likelihood could not be maximised")
+    tau, a = unpack(best.x)
+    order = np.argsort(tau)
+    tau, a = tau[order], a[order]
+
+    # observed information in natural parameters p = (tau_1..tau_k, a_1..a_{k-1}) (scaled units)
+    def grad_nat(p):
+        tt = p[:k]
+        aa = np.append(p[k:], 1.0 - p[k:].sum())
+        _, gt, ga = _mix_loglik(ts, tt, aa, trs)
+        return np.concatenate([gt, ga[:-1] - ga[-1]])
+
+    p = np.concatenate([tau, a[:-1]])
+    m = p.size
+    H = np.empty((m, m))
+    for j in range(m):
+        h = 1e-5 * max(abs(p[j]), 1e-3)
+        e = np.zeros(m)
+        e[j] = h
+        H[:, j] = -(grad_nat(p + e) - grad_nat(p - e)) / (2 * h)
+    H = 0.5 * (H + H.T)
+    try:
+        cov = np.linalg.inv(H)
+    except np.linalg.LinAlgError:
+        cov = np.full((m, m), np.nan)
+    # back to seconds
+    sc = np.concatenate([np.full(k, scale), np.ones(m - k)])
+    cov = cov * np.outer(sc, sc)
+    var = np.diag(cov).copy()
+    se_t = np.sqrt(np.where(var[:k] >= 0, var[:k], np.nan))
+    if k > 1:
+        caa = cov[k:, k:]
+        var_last = float(np.sum(caa))
+        se_a = np.sqrt(np.append(np.where(var[k:] >= 0, var[k:], np.nan),
+                                 var_last if var_last >= 0 else np.nan))
+    else:
+        se_a = np.zeros(1)
+    taus_s = tau * scale
+    S = float(np.sum(a * np.exp(-t_res / taus_s)))
+    ll = -best.fun * n - n * math.log(scale)
+    return MixtureFit(taus=taus_s, areas=a, se_taus=se_t, se_areas=se_a, cov=cov, loglik=ll,
+                      n=int(n), t_res=t_res, n_total=n / S, converged=bool(best.success),
+                      data=t)
+
+
+# ---------------------------------------------------------------------------
+# non-stationary noise analysis
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NoiseAnalysis:
+    """Non-stationary noise analysis [S80]: ensemble mean/variance and the parabola fit.
+
+    ``var(t) = i * I(t) - I(t)**2 / N (+ var_baseline)``.
+
+    Attributes
+    ----------
+    time : ndarray (s)
+    mean, var : ndarray
+        Ensemble mean current (A) and its unbiased variance (A^2) over trials, per sample.
+    i, se_i : float
+        Single-channel current (A) and its standard error.
+    N, se_N : float
+        Number of channels and its standard error.
+    var_baseline, se_var_baseline : float
+        Background variance (A^2) when fitted, else 0.
+    used : ndarray of bool
+        Samples entering the fit.
+    n_trials : int
+    """
+
+    time: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+    i: float
+    se_i: float
+    N: float
+    se_N: float
+    var_baseline: float
+    se_var_baseline: float
+    used: np.ndarray
+    n_trials: int
+
+    @property
+    def open_probability_max(self) -> float:
+        """Peak open probability ``max|I| / |i N|``."""
+        return float(np.max(np.abs(self.mean[self.used])) / abs(self.i * self.N))
+
+    def parabola(self, current) -> np.ndarray:
+        """The fitted variance (A^2) at mean current(s) ``current`` (A)."""
+        c = np.asarray(current, float)
+        return self.i * c - c ** 2 / self.N + self.var_baseline
+
+    def plot(self, *, ax=None):
+        """Variance against mean current with the fitted parabola (matplotlib)."""
+        import matplotlib.pyplot as plt
+        if ax is None:
+            _, ax = plt.subplots()
+        ax.plot(self.mean[self.used], self.var[self.used], ".", ms=3, color="0.5", label="data")
+        c = np.linspace(min(0.0, self.mean.min()), max(0.0, self.mean.max()), 200)
+        ax.plot(c, self.parabola(c), "r-",
+                label=f"i = {self.i:.3g} A, N = {self.N:.4g}")
+        ax.set_xlabel("mean current (A)")
+        ax.set_ylabel("variance (A$^2$)")
+        ax.legend()
+        return ax
+
+
+def _parabola_fit(mean, var, baseline):
+    cols = [mean, -mean ** 2] + ([np.ones_like(mean)] if baseline else [])
+    X = np.stack(cols, axis=1)
+    coef, *_ = np.linalg.lstsq(X, var, rcond=None)
+    i, invN = coef[0], coef[1]
+    return i, (1.0 / invN if invN > 0 else math.inf), (coef[2] if baseline else 0.0)
+
+
+def noise_analysis(data, *, time=None, window=None, baseline: bool = False,
+                   n_groups: int = 20) -> NoiseAnalysis:
+    """Non-stationary noise analysis of repeated current responses [S80].
+
+    The ensemble mean ``I(t)`` and variance ``sigma^2(t)`` (ddof = 1) over trials are fitted
+    by least squares with ``sigma^2 = i I - I^2 / N`` (plus a constant background variance with
+    ``baseline=True``); for N independent identical channels with one open conductance this
+    holds exactly at every time (binomial occupancy).  Standard errors of ``i`` and ``N`` come
+    from a delete-one-group jackknife over trials (``n_groups`` groups), which respects the
+    correlation between time points.
+
+    Parameters
+    ----------
+    data : SimulationResult or array (n_trials, n_samples)
+        ``ketacore.simulate`` output with ``record="counts"`` (currents from ``result.current``)
+        or ``record="summary"`` for a scheme with a single conducting state; or currents (A).
+    time : array (s), optional
+        Sample times for an array input (default ``arange(n_samples)``).
+    window : (t0, t1) in s, optional
+        Fit only samples with ``t0 <= t <= t1``.
+    baseline : bool
+        Also fit a constant background variance.
+    n_groups : int
+        Jackknife groups (at most the number of trials; >= 2).
+
+    Returns
+    -------
+    NoiseAnalysis
+    """
+    from .simulate import SimulationResult
+    groups_data = None
+    if isinstance(data, SimulationResult):
+        t = data.time
+        if data.counts is not None:
+            cur = np.asarray(data.current, float)
+        else:
+            g = np.asarray(data.scheme.conductance, float)
+            cond = np.flatnonzero(g != 0)
+            if cond.size != 1:
+                raise ValueError("data: a record='summary' result keeps no covariances between "
+                                 "states; noise analysis needs record='counts' unless exactly "
+                                 "one state conducts")
+            j = int(cond[0])
+            drive = (data.V - data.scheme.e_rev) * g[j]
+            mean = data.mean[:, j] * drive
+            var = data.var[:, j] * drive ** 2
+            cur = None
+            groups_data = (mean, var, data.n_trials)
+    else:
+        cur = _float_array("data", data, ndim=2)
+        t = np.arange(cur.shape[1], dtype=float) if time is None else _float_array("time", time)
+        if t.size != cur.shape[1]:
+            raise ValueError(f"time must have one entry per sample ({cur.shape[1]})")
+    if cur is not None:
+        n_tr = cur.shape[0]
+        if n_tr < 3:
+            raise ValueError(f"data needs at least 3 trials, got {n_tr}")
+        mean = cur.mean(axis=0)
+        var = cur.var(axis=0, ddof=1)
+    else:
+        mean, var, n_tr = groups_data
+        if n_tr < 3:
+            raise ValueError(f"data needs at least 3 trials, got {n_tr}")
+    used = np.ones(t.size, bool)
+    if window is not None:
+        if len(window) != 2:
+            raise ValueError("window must be a pair (t0, t1) in s")
+        w0 = _real("window[0]", window[0])
+        w1 = _real("window[1]", window[1])
+        if not w1 > w0:
+            raise ValueError("window must have t1 > t0")
+        used = (t >= w0) & (t <= w1)
+    if used.sum() < 3:
+        raise ValueError("fewer than 3 samples in the fit window")
+    i, N, vb = _parabola_fit(mean[used], var[used], baseline)
+    se_i = se_N = se_b = math.nan
+    if cur is not None:
+        G = min(_int("n_groups", n_groups, minimum=2), n_tr)
+        labels = np.arange(n_tr) % G
+        est = []
+        for gidx in range(G):
+            sub = cur[labels != gidx][:, used]
+            est.append(_parabola_fit(sub.mean(axis=0), sub.var(axis=0, ddof=1), baseline))
+        est = np.array(est, float)
+        with np.errstate(invalid="ignore"):
+            jk = (G - 1) / G * np.sum((est - est.mean(axis=0)) ** 2, axis=0)
+        se_i, se_N, se_b = (float(math.sqrt(v)) for v in jk)
+    return NoiseAnalysis(time=t, mean=mean, var=var, i=float(i), se_i=se_i, N=float(N),
+                         se_N=se_N, var_baseline=float(vb), se_var_baseline=se_b, used=used,
+                         n_trials=int(n_tr))
