@@ -1,0 +1,348 @@
+"""kc.experiments: exact identities, independent oracles, stochastic agreement, validation.
+
+Exact tests compare with closed forms (reference section 5) or with an independent
+scipy.linalg.expm propagation.  Stochastic tests use a fixed seed and a tolerance of 4 standard
+errors of the trial mean (SE estimated from the trials themselves), i.e. a two-sided failure
+probability of about 6e-5 per compared quantity for a correct engine (normal approximation;
+trial means of >= 16 trials of >= 1000 channels).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+import ketacore as kc
+from ketacore import theory
+from ketacore.blockers import Blocker
+from ketacore.experiments import _common_grid
+from ketacore.units import FARADAY, GAS_CONSTANT, mM, ms, mV, pS, s, uM
+
+E = kc.experiments
+
+
+def drug(mode="trapping", k_on=1e6, k_off=2.0, **kw) -> Blocker:
+    return Blocker(name="x", ligand="drug", k_on=k_on, k_off=k_off, mode=mode, **kw)
+
+
+def two_state(opening=2e6, closing=3000.0) -> kc.Scheme:
+    """C <-> O with C -> O = opening*[glutamate]: 2000 /s at 1 mM, Po = 0.4."""
+    return kc.Scheme(["C", "O"], [("C", "O", kc.Rate(opening, "glutamate")),
+                                  ("O", "C", kc.Rate(closing))],
+                     conductance={"O": 50 * pS}, e_rev=0.0, ligands=["glutamate"], name="CO")
+
+
+# --------------------------------------------------------------------------- IC50 identities
+@pytest.mark.parametrize("model", ["destexhe1994_sf", "erreger2005_2a"])
+@pytest.mark.parametrize("glu", [1 * uM, 1 * mM])
+def test_trapping_ic50_equals_kb_at_any_agonist(model, glu):
+    b = drug()
+    r = E.ic50(model, b, agonist={"glutamate": glu})
+    kb = b.k_off / b.k_on
+    assert r.ic50_exact == pytest.approx(kb, rel=1e-9)
+    assert r.ic50 == pytest.approx(kb, rel=1e-4)
+    assert r.hill == pytest.approx(1.0, rel=1e-4)
+    np.testing.assert_allclose(r.fraction, 1 / (1 + r.concentrations / kb), rtol=1e-9)
+
+
+def test_trapping_ic50_voltage_dependent_kb():
+    b = drug(z=1.0, delta_on=0.3, delta_off=0.4)
+    g = kc.models.get("erreger2005_2a")
+    r = E.ic50(g, b, V=-50 * mV)
+    assert r.ic50 == pytest.approx(b.kd(-50 * mV, g.temperature), rel=1e-4)
+
+
+@pytest.mark.parametrize("glu", [3 * uM, 1 * mM])
+def test_sequential_ic50_is_kb_over_po0(glu):
+    b = drug(mode="sequential")
+    g = kc.models.get("destexhe1994_sf")
+    po0 = theory.open_probability(g, V=-70 * mV, glutamate=glu)
+    r = E.ic50(g, b, agonist={"glutamate": glu})
+    assert r.ic50_exact == pytest.approx(b.k_off / b.k_on / po0, rel=1e-9)
+    assert r.ic50 == pytest.approx(b.k_off / b.k_on / po0, rel=1e-4)
+    assert r.hill == pytest.approx(1.0, rel=1e-4)
+
+
+def test_peak_ic50_exceeds_steady_for_open_channel_blocker():
+    # an open-channel blocker cannot act before channels open: less block at the peak
+    b = drug(k_on=1e7, k_off=10.0)
+    st = E.ic50("erreger2005_2a", b)
+    pk = E.ic50("erreger2005_2a", b, kind="peak", duration=0.2 * s)
+    assert pk.ic50 > 3 * st.ic50
+    assert pk.ic50_exact is None and pk.kind == "peak"
+
+
+# --------------------------------------------------------------------------- Woodhull
+@pytest.mark.parametrize("z,d_on,d_off", [(1.0, 0.3, 0.5), (2.0, 0.1, 0.25), (1.0, 0.0, 0.79)])
+def test_woodhull_recovers_z_delta_exactly(z, d_on, d_off):
+    b = drug(z=z, delta_on=d_on, delta_off=d_off)
+    g = kc.models.get("erreger2005_2a")
+    r = E.woodhull(g, b, np.array([-100, -70, -40, -10, 20]) * mV)
+    assert r.z_delta == pytest.approx(z * (d_on + d_off), abs=1e-9)
+    assert r.kd0 == pytest.approx(b.kd(0.0, g.temperature), rel=1e-8)
+    np.testing.assert_allclose(r.ic50, [b.kd(v, g.temperature) for v in r.voltages], rtol=1e-9)
+    vt = GAS_CONSTANT * g.temperature / FARADAY
+    assert r.predicted(-0.07) == pytest.approx(r.kd0 * math.exp(r.z_delta * -0.07 / vt))
+    assert r.z_delta_se < 1e-8
+
+
+def test_woodhull_two_voltages_has_no_se():
+    r = E.woodhull("erreger2005_2a", drug(delta_on=0.4), [-80 * mV, 0.0])
+    assert r.z_delta == pytest.approx(0.4, abs=1e-9)
+    assert math.isnan(r.z_delta_se)
+
+
+# --------------------------------------------------------------------------- kinetics
+def test_block_kinetics_sequential_three_state_closed_form():
+    # C <-> O <-> OB with fast gating (5000 /s) and slow block: tau = 1/(kon[B]Po + koff)
+    b = drug(mode="sequential", k_on=1e6, k_off=1.0)
+    c, po = 2 * uM, 0.4
+    r = E.block_kinetics(two_state(), b, c, t_on=5 * s, t_off=10 * s, n_samples=4001)
+    tau = 1 / (b.k_on * c * po + b.k_off)
+    assert r.tau_on == pytest.approx(tau, rel=2e-3)
+    assert r.theory_tau_on == pytest.approx(tau, rel=2e-3)
+    assert r.tau_on == pytest.approx(r.theory_tau_on, rel=1e-4)
+    assert r.tau_off == pytest.approx(1 / b.k_off, rel=1e-4)      # OB empties at koff exactly
+    assert r.theory_tau_off == pytest.approx(1 / b.k_off, rel=1e-9)
+    assert r.steady_fraction == pytest.approx(1 / (1 + c * po / (b.k_off / b.k_on)), rel=1e-9)
+    assert r.k_off_apparent == pytest.approx(b.k_off, rel=1e-4)
+    assert r.k_on_apparent == pytest.approx(b.k_on * po, rel=5e-3)
+
+
+def test_block_kinetics_trapping_macroscopic_rates_are_po_scaled():
+    b = drug(mode="trapping", k_on=1e6, k_off=1.0)
+    c, po = 2 * uM, 0.4
+    r = E.block_kinetics(two_state(), b, c, t_on=5 * s, t_off=15 * s, n_samples=4001)
+    assert r.tau_on == pytest.approx(1 / (po * (b.k_on * c + b.k_off)), rel=2e-3)
+    assert r.tau_off == pytest.approx(1 / (po * b.k_off), rel=2e-3)
+    assert r.tau_on == pytest.approx(r.theory_tau_on, rel=1e-4)
+
+
+def test_block_kinetics_default_durations_and_two_exponentials():
+    r = E.block_kinetics("erreger2005_2a", "ketamine", 10 * uM, n_exponentials=2)
+    assert r.taus_on.size == 2 and r.weights_on.sum() == pytest.approx(1.0)
+    assert r.time_on[-1] > 5 * r.tau_on and r.time_off[-1] > 5 * r.tau_off
+    assert 0 < r.fraction_on[-1] < 0.2
+
+
+# --------------------------------------------------------------------------- trapping
+def _trap_oracle(scheme, cond_block, cond_wash, p0, t_block, t_wash, blocked):
+    Q1 = scheme.q_matrix(**cond_block)
+    Q2 = scheme.q_matrix(**cond_wash)
+    p1 = p0 @ scipy.linalg.expm(Q1 * t_block)
+    p2 = p1 @ scipy.linalg.expm(Q2 * t_wash)
+    return p1, p2, p2[blocked].sum() / p1[blocked].sum()
+
+
+def test_perfect_trapping_loses_only_what_deactivation_releases():
+    b = drug(k_on=1e6, k_off=5.0, k_escape=0.0)
+    g = kc.models.get("erreger2005_2a")
+    r = E.trapping(g, b, 10 * uM)
+    s_ = kc.block(g, b)
+    blocked = np.array(["·x" in st for st in s_.states])
+    p0 = theory.equilibrium(g, V=-70 * mV, glutamate=1 * mM)
+    p0 = np.concatenate([p0, np.zeros(s_.n_states - g.n_states)])
+    assert s_.states[:g.n_states] == g.states
+    p1, p2, trapped = _trap_oracle(s_, dict(V=-70 * mV, glutamate=1 * mM, drug=10 * uM),
+                                   dict(V=-70 * mV), p0, 30.0, 120.0, blocked)
+    assert r.trapped_occupancy == pytest.approx(trapped, rel=1e-7)
+    g0 = p0 @ s_.conductance
+    assert r.block == pytest.approx(1 - (p1 @ s_.conductance) / g0, rel=1e-7)
+    # only deactivation releases blocker: a 5x longer wash loses nothing more
+    r_long = E.trapping(g, b, 10 * uM, t_wash=600 * s)
+    assert r_long.trapped_occupancy == pytest.approx(r.trapped_occupancy, rel=1e-6)
+    assert 0.8 < r.trapped_occupancy < 1.0                      # but it does lose some
+    # ... and the current definition agrees to within what leaves during the first response
+    assert r.trapped_current == pytest.approx(r.trapped_occupancy, abs=0.03)
+    # everything trapped is released on re-application
+    assert r.blocked[-1] < 1e-3 * r.blocked[int(round(150 / r.time[1]))]
+
+
+def test_trapping_escape_and_library_calibration_consistency():
+    r = E.trapping("erreger2005_2a", "ketamine", definition="current")
+    assert r.trapped_occupancy == pytest.approx(0.86, abs=2e-3)   # calibrate_blockers target
+    assert r.trapped_fraction == r.trapped_current
+    assert r.t_recovered < 50.0                                   # Mealing: relieved in 50 s
+    # sequential block cannot trap: the wash releases (almost) everything
+    rs = E.trapping("erreger2005_2a", drug(mode="sequential"))
+    assert rs.trapped_occupancy < 1e-6
+
+
+def test_common_grid():
+    assert _common_grid(0.105, 30.0, 120.0) == pytest.approx(30 / 286)
+    assert _common_grid(1.0, 0.5, 1.5) == pytest.approx(0.5)
+
+
+# --------------------------------------------------------------------------- use dependence
+def test_use_dependence_monotone_and_persistence():
+    r = E.use_dependence("erreger2005_2a", "ketamine", 1 * uM, [0.0, 0.1, 1.0, 10.0],
+                         duration=20 * s, washout=60 * s, n_samples=50)
+    assert r.is_monotone()
+    assert r.blocked[0] == 0.0                                   # no opening, no block
+    assert np.all(np.diff(r.blocked[:3]) > 0.01)
+    assert np.all(r.epsc_fraction[1:] < r.epsc_fraction[0])
+    # trapped block persists in quiet cells, is removed by continued stimulation
+    k_esc = kc.blockers.get("ketamine").k_escape
+    assert np.all(r.remaining_quiet[1:] <= math.exp(-60 * k_esc) + 1e-9)  # escape is the floor
+    assert np.all(r.remaining_quiet[1:] > 0.9)
+    assert np.all(r.remaining_stim[1:] < r.remaining_quiet[1:])
+    assert r.remaining_stim[-1] < 0.01 and np.all(r.remaining_stim[2:] < r.remaining_quiet[2:] / 3)
+    assert np.all(r.t_half_stim[2:] < 60) and np.all(np.isinf(r.t_half_quiet))
+    assert r.blocked_drug.shape == (4, 50)
+
+
+def test_use_dependence_monotone_with_escape_at_steady_state():
+    # with a slow escape from shut blocked states, even the long-run block depends on activity
+    b = drug(k_on=1e6, k_off=2.0, k_escape=0.05)
+    r = E.use_dependence("destexhe1994_sf", b, 2 * uM, [0.0, 0.5, 2.0, 8.0], duration=200 * s,
+                         washout=20 * s, n_samples=20)
+    assert r.is_monotone() and r.blocked[-1] > r.blocked[1] + 0.05
+
+
+def test_use_dependence_fixed_pulse_count():
+    r = E.use_dependence("erreger2005_2a", "ketamine", 1 * uM, [1.0, 10.0], duration=None,
+                         n_pulses=20, washout=10 * s, n_samples=20)
+    assert list(r.n_pulses) == [20, 20]
+    assert r.time_drug[0, -1] == pytest.approx(20.0) and r.time_drug[1, -1] == pytest.approx(2.0)
+
+
+# --------------------------------------------------------------------------- stochastic
+def _stochastic_or_skip(fn, *a, **kw):
+    try:
+        return fn(*a, **kw)
+    except (ImportError, NotImplementedError, AttributeError) as e:  # pragma: no cover
+        pytest.skip(f"kc.simulate unavailable: {e}")
+
+
+def _within(x, se, ref, k=4.0, floor=1e-12):
+    assert abs(x - ref) <= k * se + floor, f"{x} vs exact {ref} (SE {se})"
+
+
+def test_stochastic_trapping_agrees_with_exact():
+    ex = E.trapping("erreger2005_2a", "ketamine")
+    st = _stochastic_or_skip(E.trapping, "erreger2005_2a", "ketamine", method="stochastic",
+                             n_channels=2000, n_trials=16, rng=20240601)
+    assert st.block_se > 0 and st.trapped_occupancy_se > 0
+    _within(st.block, st.block_se, ex.block)
+    _within(st.trapped_occupancy, st.trapped_occupancy_se, ex.trapped_occupancy)
+    _within(st.trapped_current, st.trapped_current_se, ex.trapped_current)
+    assert st.meta["entropy"] == 20240601 and st.meta["n_trials"] == 16
+
+
+def test_stochastic_steady_ic50_points_agree_with_exact():
+    cs = [0.3 * uM, 1 * uM, 3 * uM]
+    ex = E.ic50("erreger2005_2a", "ketamine", cs)
+    st = _stochastic_or_skip(E.ic50, "erreger2005_2a", "ketamine", cs, method="stochastic",
+                             n_channels=2000, n_trials=16, rng=5)
+    for x, se, ref in zip(st.fraction, st.fraction_se, ex.fraction):
+        _within(x, se, ref)
+    assert st.ic50_exact is None
+
+
+def test_stochastic_block_kinetics_agrees_with_exact():
+    b = drug(mode="sequential", k_on=1e6, k_off=1.0)
+    kw = dict(t_on=4 * s, t_off=6 * s, n_samples=401)
+    ex = E.block_kinetics(two_state(), b, 2 * uM, **kw)
+    st = _stochastic_or_skip(E.block_kinetics, two_state(), b, 2 * uM, method="stochastic",
+                             n_channels=5000, n_trials=16, rng=11, **kw)
+    _within(st.tau_on, st.tau_on_se, ex.tau_on)
+    _within(st.tau_off, st.tau_off_se, ex.tau_off)
+
+
+def test_stochastic_use_dependence_agrees_with_exact():
+    kw = dict(frequencies=[0.5, 5.0], duration=10 * s, washout=10 * s, n_samples=20)
+    ex = E.use_dependence("erreger2005_2a", "ketamine", 1 * uM, **kw)
+    st = _stochastic_or_skip(E.use_dependence, "erreger2005_2a", "ketamine", 1 * uM,
+                             method="stochastic", n_channels=2000, n_trials=16, rng=3, **kw)
+    for x, se, ref in zip(st.blocked, st.blocked_se, ex.blocked):
+        _within(x, se, ref)
+
+
+def test_stochastic_is_reproducible():
+    kw = dict(method="stochastic", n_channels=500, n_trials=4, rng=99, t_wash=10 * s,
+              t_recovery=10 * s, t_block=10 * s)
+    a = _stochastic_or_skip(E.trapping, "erreger2005_2a", "ketamine", **kw)
+    b = E.trapping("erreger2005_2a", "ketamine", **kw)
+    assert a.block == b.block and np.array_equal(a.blocked, b.blocked)
+
+
+# --------------------------------------------------------------------------- result objects
+def test_result_objects_frozen_tables_summaries_plots():
+    r = E.ic50("erreger2005_2a", "ketamine")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.ic50 = 1.0
+    with pytest.raises(ValueError):
+        r.fraction[0] = 0.0
+    results = [r, E.woodhull("erreger2005_2a", "ketamine", [-80 * mV, -40 * mV, 0.0]),
+               E.block_kinetics("erreger2005_2a", "ketamine", 10 * uM, n_samples=200),
+               E.trapping("erreger2005_2a", "memantine"),
+               E.use_dependence("erreger2005_2a", "ketamine", 1 * uM, [0.0, 1.0],
+                                duration=5 * s, washout=5 * s, n_samples=20)]
+    for res in results:
+        fr = res.to_frame()
+        cols = list(fr.columns) if hasattr(fr, "columns") else list(fr)
+        assert cols and all(len(fr[c]) == len(fr[cols[0]]) for c in cols)
+        text = res.summary()
+        assert "method: exact" in text and str(res) == text and repr(res)
+    mpl = pytest.importorskip("matplotlib")
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt
+    for res in results:
+        ax = res.plot()
+        assert ax.get_xlabel() and ax.get_ylabel() and "(" in ax.get_xlabel() + ax.get_ylabel()
+        plt.close(ax.figure)
+
+
+def test_background_and_also_blockers():
+    # ketamine with kinetic Mg2+ at 1 mM: Mg competes for the pore -> higher IC50 at -70 mV
+    r0 = E.ic50("erreger2005_2a", "ketamine")
+    r1 = E.ic50("erreger2005_2a", "ketamine", also=["mg"], background={"mg": 1 * mM})
+    assert r1.ic50_exact > 2 * r0.ic50_exact
+
+
+# --------------------------------------------------------------------------- validation
+@pytest.mark.parametrize("call,exc,match", [
+    (lambda: E.ic50("erreger2005_2a", "ketamine", method="mc"), ValueError, "method"),
+    (lambda: E.ic50("erreger2005_2a", "ketamine", n_channels=10), ValueError, "n_channels"),
+    (lambda: E.ic50("erreger2005_2a", "ketamine", kind="mean"), ValueError, "kind"),
+    (lambda: E.ic50("erreger2005_2a", "ketamine", [1e-6, -1e-6, 1e-5]), ValueError,
+     "concentrations"),
+    (lambda: E.ic50("erreger2005_2a", "ketamine", [1e-6, 1e-5]), ValueError, "concentrations"),
+    (lambda: E.ic50("erreger2005_2a", "ketamine", V=-70), ValueError, "V="),
+    (lambda: E.ic50("erreger2005_2a", "ketamine", agonist={"nmda": 1e-3}), ValueError,
+     "agonist"),
+    (lambda: E.ic50("erreger2005_2a", "ketamine", agonist={"glutamate": 0.0}), ValueError,
+     "agonist"),
+    (lambda: E.ic50("ch82", "ketamine"), ValueError, "agonist"),
+    (lambda: E.ic50(42, "ketamine"), TypeError, "gating"),
+    (lambda: E.ic50("erreger2005_2a", 3.0), TypeError, "blocker"),
+    (lambda: E.ic50("erreger2005_2a", "ketamine", also="mg"), TypeError, "also"),
+    (lambda: E.ic50("erreger2005_2a", "ketamine", background={"ketamine": 1e-6}), ValueError,
+     "background"),
+    (lambda: E.ic50("erreger2005_2a", "ketamine", method="stochastic", n_trials=1),
+     ValueError, "n_trials"),
+    (lambda: E.woodhull("erreger2005_2a", "ketamine", [-0.07]), ValueError, "voltages"),
+    (lambda: E.woodhull("erreger2005_2a", "ketamine", [-70, 0]), ValueError, "V"),
+    (lambda: E.block_kinetics("erreger2005_2a", "ketamine", 0.0), ValueError,
+     "concentration"),
+    (lambda: E.block_kinetics("erreger2005_2a", "ketamine", 1e-6, n_exponentials=3),
+     ValueError, "n_exponentials"),
+    (lambda: E.trapping("erreger2005_2a", "ketamine", t_wash=-1.0), ValueError, "t_wash"),
+    (lambda: E.trapping("erreger2005_2a", "ketamine", definition="both"), ValueError,
+     "definition"),
+    (lambda: E.trapping("erreger2005_2a", "ketamine", dt=7.0), ValueError, "dt"),
+    (lambda: E.use_dependence("erreger2005_2a", "ketamine", 1e-6, [-1.0]), ValueError,
+     "frequencies"),
+    (lambda: E.use_dependence("erreger2005_2a", "ketamine", 1e-6, [2000.0]), ValueError,
+     "width"),
+    (lambda: E.use_dependence("erreger2005_2a", "ketamine", 1e-6, n_pulses=5), ValueError,
+     "exactly one"),
+    (lambda: E.use_dependence("erreger2005_2a", "ketamine", 1e-6, [0.0, 1.0], duration=None,
+                              n_pulses=5), ValueError, "n_pulses"),
+])
+def test_validation_errors(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
