@@ -156,3 +156,35 @@ def test_python_stream_helper_matches_core():
     assert (g.bit_generator.random_raw(50) == R.uint64(_rng.entropy_words(2**70 + 1), [5], 50)).all()
     g = _rng.stream(3, 5, block=2)
     assert (g.bit_generator.random_raw(50) == R.uint64([3], [5, 2], 50)).all()
+
+
+FAST_CASES = [(5, 0.3), (20, 0.9), (50, 0.19), (50, 0.21), (300, 0.1), (1000, 4.6e-3), (10**4, 0.5),
+              (10**6, 9.9e-6), (10**6, 1.01e-5), (2 * 10**8, 1e-6), (10**9, 4.6e-3), (10**9, 0.7),
+              (10**9, 1e-12), (3 * 10**12, 0.25)]
+
+
+@pytest.mark.parametrize("n,p", FAST_CASES)
+def test_population_binomial_vs_scipy(n, p):
+    """The population method's sampler (inversion below n·p = 10, BTRS above; not numpy's BTPE):
+    chi-square vs scipy.stats.binom with 200k draws (failure probability 1e-4 per case), and the
+    mean within 5 standard errors (6e-7)."""
+    x = R.binomial_fast(_rng.entropy_words(31337), [n % 101], 200_000, n, p)
+    assert x.min() >= 0 and x.max() <= n
+    if n * min(p, 1 - p) > 1e-3:
+        assert _chisquare_binom(x, n, p) > 1e-4
+    sd = np.sqrt(n * p * (1 - p) / x.size)
+    assert abs(x.mean() - n * p) < 5 * sd + 1e-12
+
+
+def test_population_binomial_edges():
+    assert (R.binomial_fast([1], [0], 10, 0, 0.3) == 0).all()
+    assert (R.binomial_fast([1], [0], 10, 7, 0.0) == 0).all()
+    assert (R.binomial_fast([1], [0], 10, 7, 1.0) == 7).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n,p", [(11, 0.95), (100, 0.1), (101, 0.099), (10**5, 1e-4), (10**7, 0.5), (10**9, 2e-6)])
+def test_population_binomial_vs_scipy_large_sample(n, p):
+    """2e6 draws per case; failure probability 1e-4 each."""
+    x = R.binomial_fast(_rng.entropy_words(4242), [n % 89], 2_000_000, n, p)
+    assert _chisquare_binom(x, n, p) > 1e-4

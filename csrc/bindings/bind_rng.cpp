@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "ketacore/population.hpp"
 #include "ketacore/rng.hpp"
 
 namespace py = pybind11;
@@ -70,6 +71,15 @@ void bind_rng(py::module_& m) {
         return draw<std::int64_t>(e, sk, n, [=](Pcg64& g) { return ketacore::binomial(g, trials, p); });
       },
       py::arg("entropy_words"), py::arg("spawn_key"), py::arg("n"), py::arg("trials"), py::arg("p"));
+  r.def(
+      "binomial_fast",
+      [](const std::vector<std::uint32_t>& e, const std::vector<std::uint64_t>& sk, py::ssize_t n,
+         std::int64_t trials, double p) {
+        const ketacore::BinomialP bp(p);
+        return draw<std::int64_t>(e, sk, n, [=](Pcg64& g) { return ketacore::binomial_fast(g, trials, bp); });
+      },
+      py::arg("entropy_words"), py::arg("spawn_key"), py::arg("n"), py::arg("trials"), py::arg("p"),
+      "The population method's binomial (inversion for n p < 10, BTRS above).");
   r.def(
       "pcg64_state",
       [](const std::vector<std::uint32_t>& e, const std::vector<std::uint64_t>& sk) {

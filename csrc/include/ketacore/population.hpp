@@ -22,40 +22,123 @@
 
 namespace ketacore {
 
-// Binomial with a cached log(q), q = 1 - min(p, 1 - p): the inversion branch of `binomial`
-// evaluates exp(n log q) with exactly this log q, so results equal binomial(g, n, p) bit for bit.
-template <class G>
-inline std::int64_t binomial_cached(G& g, std::int64_t n, double p, double log_qsmall) {
-  if (n == 0 || p == 0.0) return 0;
-  const bool flip = p > 0.5;
-  const double ps = flip ? 1.0 - p : p;
-  const double dn = static_cast<double>(n);
-  std::int64_t x;
-  if (ps * dn <= 30.0) {
-    const double q = 1.0 - ps;
-    const double qn = std::exp(dn * log_qsmall);
-    const double np = dn * ps;
-    const double bound_d = np + 10.0 * std::sqrt(np * q + 1);
-    const std::int64_t bound = static_cast<std::int64_t>(dn < bound_d ? dn : bound_d);
-    std::int64_t X = 0;
-    double px = qn;
-    double U = g.next_double();
-    while (U > px) {
-      ++X;
-      if (X > bound) {
-        X = 0;
-        px = qn;
-        U = g.next_double();
-      } else {
-        U -= px;
-        px = (static_cast<double>(n - X + 1) * ps * px) / (static_cast<double>(X) * q);
-      }
-    }
-    x = X;
-  } else {
-    x = detail::binomial_btpe(g, n, ps);
+// ---------------------------------------------------------------------------------------------
+// Fast exact binomial for the population step.  The success probability of each matrix entry is
+// fixed while n changes every step, so everything that depends on p alone is precomputed
+// (BinomialP).  Two exact algorithms:
+//  * n·p < 10: sequential-search inversion (Kachitvichyanukul & Schmeiser 1988 "BINV"), with the
+//    exact shortcut U <= 1 + n log q  =>  U <= q^n  =>  X = 0 (exp(x) >= 1 + x), which skips the
+//    exp() for most draws when n·p is small;
+//  * n·p >= 10: BTRS, transformed rejection with squeeze (Hormann 1993, "The generation of
+//    binomial random variates", J. Stat. Comput. Simul. 46:101-110, doi:10.1080/00949659308811496),
+//    whose setup needs one sqrt and whose squeeze accepts ~85% of proposals without a logarithm;
+//    the exact acceptance test uses log-factorials (table below 128, 4-term Stirling series above,
+//    error < 1e-17).
+// Both return draws from Binomial(n, p) exactly (up to floating-point rounding); they are tested
+// against scipy.stats in tests/test_rng.py.  (rng.hpp's `binomial` is the numpy-identical BTPE.)
+struct BinomialP {
+  double p = 0.0;       // as given
+  double ps = 0.0;      // min(p, 1 - p)
+  double qs = 1.0;      // 1 - ps
+  double log_qs = 0.0;  // log(qs)
+  double ratio = 0.0;   // ps / qs
+  double lpq = 0.0;     // log(ps / qs)
+  bool flip = false;    // p > 0.5: draw failures
+  explicit BinomialP(double prob = 0.0) {
+    p = prob;
+    flip = prob > 0.5;
+    ps = flip ? 1.0 - prob : prob;
+    qs = 1.0 - ps;
+    log_qs = std::log(qs);
+    ratio = qs > 0.0 ? ps / qs : 0.0;
+    lpq = ps > 0.0 ? std::log(ratio) : 0.0;
   }
-  return flip ? n - x : x;
+};
+
+namespace detail {
+
+inline double log_factorial(std::int64_t k) {
+  static const std::vector<double> table = [] {
+    std::vector<double> t(128);
+    double acc = 0.0;
+    t[0] = 0.0;
+    for (int i = 1; i < 128; ++i) {
+      acc += std::log(static_cast<double>(i));
+      t[i] = acc;
+    }
+    return t;
+  }();
+  if (k < 128) return table[static_cast<std::size_t>(k)];
+  const double x = static_cast<double>(k);
+  const double r = 1.0 / x, r2 = r * r;
+  return x * std::log(x) - x + 0.5 * std::log(6.283185307179586476925 * x) +
+         r * (1.0 / 12.0 - r2 * (1.0 / 360.0 - r2 * (1.0 / 1260.0 - r2 * (1.0 / 1680.0))));
+}
+
+template <class G>
+inline std::int64_t binomial_inversion_fast(G& g, std::int64_t n, const BinomialP& b) {
+  const double dn = static_cast<double>(n);
+  const double x = dn * b.log_qs;  // log q^n
+  for (;;) {
+    double U = g.next_double();
+    if (U <= 1.0 + x) return 0;  // exact: 1 + x <= exp(x) = q^n
+    double px = std::exp(x);
+    std::int64_t X = 0;
+    const double np = dn * b.ps;
+    const double cap = np + 10.0 * std::sqrt(np * b.qs + 1.0);  // as BINV: restart on underflow
+    bool restart = false;
+    while (U > px) {
+      U -= px;
+      ++X;
+      if (static_cast<double>(X) > cap || X > n) {
+        restart = true;
+        break;
+      }
+      px *= static_cast<double>(n - X + 1) / static_cast<double>(X) * b.ratio;
+    }
+    if (!restart) return X;
+  }
+}
+
+template <class G>
+inline std::int64_t binomial_btrs(G& g, std::int64_t n, const BinomialP& b) {
+  const double dn = static_cast<double>(n);
+  const double spq = std::sqrt(dn * b.ps * b.qs);
+  const double bb = 1.15 + 2.53 * spq;
+  const double inv_b = 1.0 / bb;
+  const double a = -0.0873 + 0.0248 * bb + 0.01 * b.ps;
+  const double c = dn * b.ps + 0.5;
+  const double v_r = 0.92 - 4.2 * inv_b;
+  const double alpha = (2.83 + 5.1 * inv_b) * spq;
+  const std::int64_t m = static_cast<std::int64_t>(std::floor((dn + 1.0) * b.ps));
+  double h = 0.0;
+  bool have_h = false;
+  for (;;) {
+    const double u = g.next_double() - 0.5;
+    double v = g.next_double();
+    const double us = 0.5 - std::fabs(u);
+    const double kd = std::floor((2.0 * a / us + bb) * u + c);
+    if (kd < 0.0 || kd > dn) continue;
+    const std::int64_t k = static_cast<std::int64_t>(kd);
+    if (us >= 0.07 && v <= v_r) return k;
+    if (v <= 0.0) continue;
+    if (!have_h) {
+      h = log_factorial(m) + log_factorial(n - m);
+      have_h = true;
+    }
+    v = std::log(v * alpha / (a / (us * us) + bb));
+    if (v <= h - log_factorial(k) - log_factorial(n - k) + static_cast<double>(k - m) * b.lpq) return k;
+  }
+}
+
+}  // namespace detail
+
+template <class G>
+inline std::int64_t binomial_fast(G& g, std::int64_t n, const BinomialP& b) {
+  if (n == 0 || b.ps == 0.0) return b.flip ? n : 0;
+  const std::int64_t x = static_cast<double>(n) * b.ps < 10.0 ? detail::binomial_inversion_fast(g, n, b)
+                                                              : detail::binomial_btrs(g, n, b);
+  return b.flip ? n - x : x;
 }
 
 // Multinomial step tables: for matrix m and row i, the visiting order of targets (the largest
@@ -68,7 +151,7 @@ struct PopulationPlan {
   std::vector<std::vector<double>> matrices;  // K x K row-major transition matrices
   // per matrix, per row: K entries order, K-1 conditional probabilities and their log q
   std::vector<int> order;
-  std::vector<double> cprob, logq;
+  std::vector<BinomialP> cprob;
 
   PopulationPlan(const CompiledScheme& scheme, const SegmentPlan& plan, const Grid& grid)
       : K(scheme.n_states) {
@@ -161,9 +244,7 @@ struct PopulationPlan {
         const double v = row[idx[j]];
         double cp = remaining > 0.0 ? v / remaining : 0.0;
         cp = std::min(1.0, std::max(0.0, cp));
-        cprob.push_back(cp);
-        const double ps = cp > 0.5 ? 1.0 - cp : cp;
-        logq.push_back(std::log(1.0 - ps));
+        cprob.emplace_back(cp);
         remaining -= v;
       }
     }
@@ -180,10 +261,9 @@ struct PopulationPlan {
       std::int64_t rem = n[i];
       if (rem == 0) continue;
       const int* ord = order.data() + base_o + static_cast<std::size_t>(i) * K;
-      const double* cp = cprob.data() + base_c + static_cast<std::size_t>(i) * (K - 1);
-      const double* lq = logq.data() + base_c + static_cast<std::size_t>(i) * (K - 1);
+      const BinomialP* cp = cprob.data() + base_c + static_cast<std::size_t>(i) * (K - 1);
       for (int j = 0; j < K - 1 && rem > 0; ++j) {
-        const std::int64_t x = binomial_cached(g, rem, cp[j], lq[j]);
+        const std::int64_t x = binomial_fast(g, rem, cp[j]);
         out[ord[j]] += x;
         rem -= x;
       }
@@ -205,7 +285,7 @@ inline void multinomial(G& g, std::int64_t N, const std::vector<double>& p, std:
   for (int j = 0; j < last && rem > 0; ++j) {
     double cp = remaining > 0.0 ? p[j] / remaining : 0.0;
     cp = std::min(1.0, std::max(0.0, cp));
-    out[j] = binomial(g, rem, cp);
+    out[j] = binomial_fast(g, rem, BinomialP(cp));
     rem -= out[j];
     remaining -= p[j];
   }
