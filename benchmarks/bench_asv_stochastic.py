@@ -1,0 +1,150 @@
+"""asv: stochastic engine (kc.simulate / kc.simulate_events), issue-4 targets.
+
+time_*    wall time of one call (fixed seeds, set up in ``setup``);
+track_*   throughput with units (transitions/s, steps/s), measured inside the benchmark;
+peakmem_* peak memory of one call.
+Parametrised by n_threads and n_channels.  Imports are inside functions/setup so asv discovery of
+this directory never fails when the extension is not built.
+"""
+import time
+
+GLU = 1e-3
+
+
+def _scheme():
+    import ketacore as kc
+    return kc.Scheme(
+        ["C0", "C1", "C2", "D", "O", "OB"],
+        [("C0", "C1", kc.Rate(5e6, ligand="glutamate", factor=2.0)), ("C1", "C0", 12.9),
+         ("C1", "C2", kc.Rate(5e6, ligand="glutamate")), ("C2", "C1", kc.Rate(12.9, factor=2.0)),
+         ("C2", "O", 46.5), ("O", "C2", 73.8), ("C2", "D", 8.4), ("D", "C2", 6.8),
+         ("O", "OB", 50.0), ("OB", "O", 20.0)],
+        conductance={"O": 50e-12}, name="bench-destexhe5-ob")
+
+
+def _transition_rate(sch):
+    import numpy as np
+    import ketacore as kc
+    Q = sch.q_matrix(glutamate=GLU)
+    return float(kc.theory.equilibrium(Q) @ -np.diag(Q))
+
+
+class SSAPopulation:
+    """N channels for 1 s in one call (ssa), output on a 0.1 ms grid."""
+    params = [[1, 2], [100, 1000, 10000]]
+    param_names = ["n_threads", "n_channels"]
+
+    def setup(self, n_threads, n_channels):
+        import ketacore as kc
+        self.kc = kc
+        self.sch = _scheme()
+        self.prot = kc.Protocol([kc.Step(1.0, glutamate=GLU)])
+        kc.simulate(self.sch, self.prot, dt=1e-4, n_channels=n_channels, method="ssa", rng=1, n_threads=n_threads)
+
+    def time_simulate(self, n_threads, n_channels):
+        self.kc.simulate(self.sch, self.prot, dt=1e-4, n_channels=n_channels, method="ssa", rng=1,
+                         n_threads=n_threads)
+
+    def peakmem_simulate(self, n_threads, n_channels):
+        self.kc.simulate(self.sch, self.prot, dt=1e-4, n_channels=n_channels, method="ssa", rng=1,
+                         n_threads=n_threads)
+
+
+class SSAThroughput:
+    """Single channels, long runs, statistics only (record='summary', 101 samples)."""
+    params = [[1, 2]]
+    param_names = ["n_threads"]
+    T = 1e5
+
+    def setup(self, n_threads):
+        import ketacore as kc
+        self.kc = kc
+        self.sch = _scheme()
+        self.prot = kc.Step(self.T, glutamate=GLU)
+        self.lam = _transition_rate(self.sch)
+
+    def _run(self, n_threads):
+        return self.kc.simulate(self.sch, self.prot, dt=self.T / 100, n_channels=1, n_trials=n_threads,
+                                method="ssa", rng=1, n_threads=n_threads, record="summary")
+
+    def time_long_run(self, n_threads):
+        self._run(n_threads)
+
+    def track_transitions_per_second(self, n_threads):
+        t0 = time.perf_counter()
+        self._run(n_threads)
+        return self.lam * self.T * n_threads / (time.perf_counter() - t0)
+
+    track_transitions_per_second.unit = "transitions/s"
+
+
+class FineGrid:
+    """N = 10000 channels, 1 s, 10 us grid (1e5 samples x 6 states of int32 counts)."""
+    params = [[1, 2]]
+    param_names = ["n_threads"]
+
+    def setup(self, n_threads):
+        import ketacore as kc
+        self.kc = kc
+        self.sch = _scheme()
+        self.prot = kc.Step(1.0, glutamate=GLU)
+
+    def time_fine_grid(self, n_threads):
+        self.kc.simulate(self.sch, self.prot, dt=1e-5, n_channels=10000, method="ssa", rng=1, n_threads=n_threads)
+
+    def peakmem_fine_grid(self, n_threads):
+        self.kc.simulate(self.sch, self.prot, dt=1e-5, n_channels=10000, method="ssa", rng=1, n_threads=n_threads)
+
+
+class Population:
+    """Population method, 1e5 steps of 0.1 ms; cost should not depend on n_channels."""
+    params = [[1000, 10**6, 10**9]]
+    param_names = ["n_channels"]
+    n_steps = 100_000
+
+    def setup(self, n_channels):
+        import ketacore as kc
+        self.kc = kc
+        self.sch = _scheme()
+        self.prot = kc.Step(self.n_steps * 1e-4, glutamate=GLU)
+
+    def _run(self, n_channels):
+        return self.kc.simulate(self.sch, self.prot, dt=1e-4, n_channels=n_channels, method="population", rng=1,
+                                n_threads=1)
+
+    def time_population(self, n_channels):
+        self._run(n_channels)
+
+    def track_steps_per_second(self, n_channels):
+        t0 = time.perf_counter()
+        self._run(n_channels)
+        return self.n_steps / (time.perf_counter() - t0)
+
+    track_steps_per_second.unit = "steps/s"
+
+
+class Overhead:
+    """Fixed cost of a trivial call (1 channel, 2 samples)."""
+
+    def setup(self):
+        import ketacore as kc
+        self.kc = kc
+        self.sch = _scheme()
+        self.prot = kc.Protocol([kc.Step(1e-3, glutamate=GLU)])
+        kc.simulate(self.sch, self.prot, dt=1e-3, n_channels=1, rng=1, n_threads=1)
+
+    def time_overhead(self):
+        self.kc.simulate(self.sch, self.prot, dt=1e-3, n_channels=1, rng=1, n_threads=1)
+
+
+class Events:
+    """Single-channel event logs: 8 trials x 1000 s (~4e5 transitions)."""
+
+    def setup(self):
+        import ketacore as kc
+        self.kc = kc
+        self.sch = _scheme()
+        self.prot = kc.Step(1000.0, glutamate=GLU)
+
+    def time_simulate_events(self):
+        self.kc.simulate_events(self.sch, self.prot, n_trials=8, rng=1, n_threads=1)
