@@ -61,7 +61,7 @@ from .theory import ExponentialMixture
 
 __all__ = ["Record", "BurstResult", "LogHistogram", "MixtureFit", "NoiseAnalysis",
            "Misclassification", "log_histogram", "fit_mixture", "critical_time",
-           "misclassification", "noise_analysis", "impose_resolution_reference"]
+           "misclassification", "noise_analysis"]
 
 
 # ---------------------------------------------------------------------------
@@ -351,9 +351,23 @@ class Record:
         if np.any(d <= 0):
             raise ValueError("durations must be > 0")
         t0 = _real("t_start", t_start)
-        times = t0 + np.concatenate(([0.0], np.cumsum(d)[:-1])) if d.size else d
-        t_end = t0 + float(d.sum())
-        return cls.from_levels(times, a, t_end)
+        # classes as in from_levels; durations are kept exactly (consecutive intervals at one
+        # level are merged by summation, left to right)
+        nz = np.unique(a[a != 0])
+        nz = nz[np.argsort(-np.abs(nz), kind="stable")]
+        lv = np.concatenate(([0.0], nz))
+        c = np.zeros(a.size, np.int64)
+        for k, v in enumerate(nz, start=1):
+            c[a == v] = k
+        if d.size:
+            first = np.concatenate(([True], c[1:] != c[:-1]))
+            idx = np.flatnonzero(first)
+            dd = np.add.reduceat(d, idx) if idx.size < d.size else d.copy()
+            cc = c[idx]
+        else:
+            dd, cc = d.copy(), c
+        st = t0 + np.concatenate(([0.0], np.cumsum(dd)[:-1])) if dd.size else dd.copy()
+        return cls(st, dd, cc, np.array([0, dd.size], np.int64), lv)
 
     @classmethod
     def _from_state_arrays(cls, ts, ss, t_end, sc, lv, names, *, check: bool) -> "Record":
@@ -524,7 +538,8 @@ class Record:
         A record that is already resolved is resolved again as it stands: a ``t_res`` not
         larger than the current one returns the record unchanged, a larger one applies the
         rule to the already-resolved dwells (for exact comparison with a single imposition,
-        resolve the ideal record once).
+        resolve the ideal record once).  ``tests/test_analysis.py`` holds a pure-Python
+        statement of the rule that this kernel must match exactly.
         """
         t_res = _real("t_res", t_res, nonnegative=True)
         if t_res <= self.t_res:
@@ -624,34 +639,6 @@ def _classes_for_states(states, g, classes, levels):
     return sc, lv, names
 
 
-def impose_resolution_reference(durations, classes, t_res: float):
-    """Pure-Python statement of the resolution rule of :meth:`Record.resolve` (one sweep).
-
-    Slow; kept as the executable specification the Cython kernel is tested against.
-
-    Parameters
-    ----------
-    durations : sequence of float (s)
-    classes : sequence of int
-    t_res : float (s)
-
-    Returns
-    -------
-    durations, classes : lists
-    """
-    out_d, out_c = [], []
-    for d, c in zip(durations, classes):
-        if not out_d:
-            out_d.append(float(d))
-            out_c.append(c)
-        elif d < t_res or c == out_c[-1]:
-            out_d[-1] += float(d)
-        else:
-            out_d.append(float(d))
-            out_c.append(c)
-    return out_d, out_c
-
-
 # ---------------------------------------------------------------------------
 # bursts
 # ---------------------------------------------------------------------------
@@ -711,18 +698,31 @@ class BurstResult:
                            self.t_crit, self.t_res)
 
     def summary(self) -> dict:
-        """Means and their standard errors (SD/sqrt(n)) of the per-burst quantities.
+        """Means and standard errors of the per-burst quantities.
 
         Keys: ``mean_openings``, ``mean_length`` (s), ``mean_open_time`` (s),
-        ``mean_shut_time`` (s), ``mean_gap`` (s), each with ``se_<name>``, and ``n_bursts``.
+        ``mean_shut_time`` (s) -- per-burst means with SE = SD/sqrt(n_bursts) -- and
+        ``mean_gap`` (s), the ratio estimator ``sum(shut_time) / sum(n_openings - 1)`` with its
+        delta-method SE (gaps of one burst are not independent, bursts are), each with
+        ``se_<name>``; and ``n_bursts``.  The SEs assume independent bursts, which holds
+        exactly when bursts start from a single long-lived shut state (Markov property).
         """
         out = {"n_bursts": self.n_bursts}
         for key, x in (("mean_openings", self.n_openings.astype(float)),
                        ("mean_length", self.length), ("mean_open_time", self.open_time),
-                       ("mean_shut_time", self.shut_time), ("mean_gap", self.gaps)):
+                       ("mean_shut_time", self.shut_time)):
             n = x.size
             out[key] = float(x.mean()) if n else math.nan
             out["se_" + key] = float(x.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+        n = self.n_bursts
+        g = self.n_openings.astype(float) - 1.0
+        if n > 1 and g.sum() > 0:
+            r = float(self.shut_time.sum() / g.sum())
+            resid = self.shut_time - r * g
+            out["mean_gap"] = r
+            out["se_mean_gap"] = float(resid.std(ddof=1) / (math.sqrt(n) * g.mean()))
+        else:
+            out["mean_gap"] = out["se_mean_gap"] = math.nan
         return out
 
     def compare(self, theory) -> dict:
