@@ -41,8 +41,11 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
 
 
 def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "ketacore.cli", *args], capture_output=True,
-                          text=True, timeout=600, cwd=cwd)
+    # run outside the source tree so the installed (compiled) package is the one imported
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        return subprocess.run([sys.executable, "-m", "ketacore.cli", *args], capture_output=True,
+                              text=True, timeout=600, cwd=cwd or d)
 
 
 def test_cli_version_models_show():
