@@ -18,7 +18,7 @@ Two exact methods run in the C++ core (``csrc/include/ketacore/{ssa,population,e
 
 Randomness follows Scientific Python SPEC 7 (see :mod:`ketacore._rng`): trial ``i`` uses
 ``numpy.random.PCG64(numpy.random.SeedSequence(entropy, spawn_key=(i,)))`` (ssa channel block
-``b >= 1`` of a trial with more than 4096 channels: ``spawn_key=(i, b)``), reproduced bit for
+``b >= 1`` of a trial with more than 1024 channels: ``spawn_key=(i, b)``), reproduced bit for
 bit in C++.  Counts are integers accumulated exactly, so results are bit-identical for any
 ``n_threads`` and for any split of the trials into calls (``trials=range(...)``).
 """
@@ -42,7 +42,7 @@ METHODS = ("auto", "ssa", "population")
 RECORDS = ("counts", "summary")
 
 #: ssa channel-block size (fixed: it defines the random streams, see module docstring).
-CHANNEL_BLOCK = 4096
+CHANNEL_BLOCK = 1024
 _INT32_MAX = 2**31 - 1
 # Cost model for method="auto" and for deciding when to run in the background (seconds).
 _COST_EVENT = 6e-9       # one ssa transition
@@ -61,6 +61,15 @@ def _default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # pragma: no cover - non-Linux
         return max(1, os.cpu_count() or 1)
+
+
+_DEFAULT_THREADS: list = []
+
+
+def _cached_default_threads() -> int:
+    if not _DEFAULT_THREADS:
+        _DEFAULT_THREADS.append(_default_threads())
+    return _DEFAULT_THREADS[0]
 
 
 def _check_scheme_protocol(scheme: Any, protocol: Any) -> Protocol:
@@ -98,7 +107,7 @@ def _resolve_trials(n_trials: Any, trials: Any, trial_offset: Any) -> np.ndarray
 
 def _resolve_threads(n_threads: Any) -> int:
     if n_threads is None:
-        return _default_threads()
+        return _cached_default_threads()
     return V_.integer("n_threads", n_threads, minimum=1, maximum=4096)
 
 

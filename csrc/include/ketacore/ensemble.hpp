@@ -13,6 +13,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -23,7 +25,7 @@
 
 namespace ketacore {
 
-constexpr std::int64_t kChannelBlock = 4096;
+constexpr std::int64_t kChannelBlock = 1024;
 
 using u128 = unsigned __int128;
 
@@ -104,23 +106,41 @@ void merge_summary(std::vector<SummaryAcc>& accs, EnsembleOut<T>& out, std::size
 // ------------------------------------------------------------------------ SSA
 namespace detail {
 
-// Scratch buffer reused across calls on the same thread (small calls then pay no page faults);
-// buffers above kKeepBytes are released after use.
+// Zeroed scratch buffer taken from a process-wide pool and returned on destruction, so repeated
+// calls (on any thread, including short-lived workers) do not pay page faults for fresh memory.
+// Buffers above kKeepBytes are freed instead of pooled; at most kMaxPooled are kept.
 template <class T>
 struct Scratch {
   static constexpr std::size_t kKeepBytes = std::size_t(32) << 20;
-  std::vector<T>& buf;
-  explicit Scratch(std::size_t n) : buf(local()) {
+  static constexpr std::size_t kMaxPooled = 8;
+  std::vector<T> buf;
+  explicit Scratch(std::size_t n) {
+    {
+      std::lock_guard<std::mutex> lk(mu());
+      auto& p = pool();
+      if (!p.empty()) {
+        buf.swap(p.back());
+        p.pop_back();
+      }
+    }
     if (buf.size() < n) buf.resize(n);
     std::fill(buf.begin(), buf.begin() + n, T(0));
   }
   ~Scratch() {
-    if (buf.size() * sizeof(T) > kKeepBytes) std::vector<T>().swap(buf);
+    if (buf.size() * sizeof(T) > kKeepBytes || buf.empty()) return;
+    std::lock_guard<std::mutex> lk(mu());
+    if (pool().size() < kMaxPooled) pool().push_back(std::move(buf));
   }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
   T* data() { return buf.data(); }
-  static std::vector<T>& local() {
-    thread_local std::vector<T> v;
-    return v;
+  static std::vector<std::vector<T>>& pool() {
+    static std::vector<std::vector<T>> p;
+    return p;
+  }
+  static std::mutex& mu() {
+    static std::mutex m;
+    return m;
   }
 };
 
@@ -210,19 +230,21 @@ void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
     });
   } else {
     // few trials, many blocks: trials in turn, blocks of each trial on threads
-    std::vector<std::vector<T>> diffs(nt);
-    std::vector<T> tmp(spec.summary ? row : 0);
+    std::vector<std::unique_ptr<detail::Scratch<T>>> diffs(nt);
+    detail::Scratch<T> tmp_s(spec.summary ? row : 0);
+    T* tmp = tmp_s.data();
     if (spec.summary) accs[0].init(row);
     for (std::size_t i = 0; i < n_trials && !token.cancelled(); ++i) {
-      T* dst = spec.summary ? tmp.data() : out.counts + i * row;
+      T* dst = spec.summary ? tmp : out.counts + i * row;
       std::fill(dst, dst + row, T(0));
       std::atomic<std::int64_t> next{0};
       detail::parallel(nt, [&](int ti) {
         // thread 0 accumulates straight into dst; the others into their own buffers
         T* d = dst;
         if (ti > 0) {
-          diffs[ti].assign(row, T(0));
-          d = diffs[ti].data();
+          if (!diffs[ti]) diffs[ti].reset(new detail::Scratch<T>(row));
+          else std::fill(diffs[ti]->data(), diffs[ti]->data() + row, T(0));
+          d = diffs[ti]->data();
         }
         long events = 0;
         for (;;) {
@@ -232,7 +254,8 @@ void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
         }
       });
       for (int ti = 1; ti < nt; ++ti) {
-        const T* d = diffs[ti].data();
+        if (!diffs[ti]) continue;
+        const T* d = diffs[ti]->data();
         for (std::size_t x = 0; x < row; ++x) dst[x] += d[x];
       }
       detail::prefix_sum_rows(dst, S, K);
