@@ -487,6 +487,35 @@ def _fit_hill(c: np.ndarray, y: np.ndarray, se: np.ndarray, guess: float):
     return ic, ic * math.log(10) * perr[0], float(popt[1]), float(perr[1])
 
 
+def _peak_exact(su: _Setup, c: float, preincubation: float, dur: float, h: float) -> float:
+    """Exact peak conductance of the peak-inhibition protocol at blocker concentration c."""
+    rest = su.equilibrium(False)
+    p_start = rest
+    if preincubation > 0 and c > 0:
+        _, occ = su.exact(Protocol([su.step(preincubation, False, c)]), preincubation, rest)
+        p_start = occ[-1]
+    _, occ = su.exact(Protocol([su.step(dur, True, c)]), h, p_start)
+    return float((occ @ su.g).max())
+
+
+def _peak_centre(su: _Setup, guess: float, preincubation: float, dur: float,
+                 dt: float | None) -> float:
+    """Concentration (M) near the exact peak IC50: decade scan up from ``guess`` (coarse grid)."""
+    h = dur / 1000 if dt is None else dt
+    g0 = _peak_exact(su, 0.0, preincubation, dur, h)
+    prev_c, prev_f = guess / 10, 1.0
+    c = guess
+    while c <= V_.MAX_CONCENTRATION:
+        f = _peak_exact(su, c, preincubation, dur, h) / g0
+        if f <= 0.5:
+            # log-linear interpolation between the bracketing decades
+            w = (prev_f - 0.5) / (prev_f - f) if prev_f != f else 0.5
+            return float(prev_c * (c / prev_c) ** w)
+        prev_c, prev_f = c, f
+        c *= 10
+    return float(prev_c)
+
+
 def _steady_fraction(su: _Setup, c: float, g0: float) -> float:
     return float(su.conductance(su.equilibrium(True, c)) / g0)
 
@@ -503,7 +532,8 @@ def _exact_ic50_root(su: _Setup, g0: float) -> float | None:
 
 def ic50(gating: Scheme | str, blocker: Any, concentrations: Any = None, *,
          V: float = -70 * mV, agonist: Mapping[str, float] | None = None,
-         kind: str = "steady", also: Sequence[Any] = (), background: Mapping[str, float] | None = None,
+         kind: str = "steady", also: Sequence[Any] = (),
+         background: Mapping[str, float] | None = None,
          duration: float | None = None, preincubation: float = 10 * s, dt: float | None = None,
          method: str = "exact", n_channels: int | None = None, n_trials: int | None = None,
          rng: Any = None, engine: str = "auto") -> IC50Result:
@@ -582,6 +612,9 @@ def ic50(gating: Scheme | str, blocker: Any, concentrations: Any = None, *,
     root = _exact_ic50_root(su, g0_eq) if (kind == "steady" or concentrations is None) else None
     if concentrations is None:
         centre = root if root is not None else su.blocker.kd(su.V, su.T)
+        if kind == "peak":
+            centre = _peak_centre(su, centre, preincubation,
+                                  0.5 if duration is None else duration, dt)
         cs = np.geomspace(centre / 100, centre * 100, 17)
     else:
         cs = np.atleast_1d(np.asarray(concentrations, dtype=float))
@@ -792,6 +825,8 @@ def woodhull(gating: Scheme | str, blocker: Any, voltages: Any, *,
     else:
         se_b = np.full(2, np.nan)
     kd0 = float(math.exp(beta[0]))
+    if method == "stochastic":
+        meta["entropy"] = root
     meta["V"] = float("nan")
     meta["voltages"] = vs.tolist()
     return WoodhullResult(voltages=_frozen(vs), ic50=_frozen(ics), ic50_se=_frozen(ses),
@@ -936,7 +971,8 @@ def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
     the fit.  For a sequential blocker on a fast C ⇌ O gating scheme with open probability Po,
     the dominant onset rate is ``k_on[B]·Po + k_off``; for a trapping blocker whose arm copies
     gating it is ``Po·(k_on[B] + k_off)`` -- macroscopic rates are Po-scaled open-channel
-    rates.  Gilling 2009 report for ketamine at 10 µM, −70 mV: τ_on ≈ 0.58 s, τ_off ≈ 4.5 s.
+    rates.  Gilling 2009 report for ketamine at 10 µM, −70 mV: τ_on ≈ 0.58 s,
+    τ_off ≈ 4.5 s.
     """
     su = _Setup(gating, blocker, V=V, agonist=agonist, also=also, background=background,
                 method=method, n_channels=n_channels, n_trials=n_trials, rng=rng, engine=engine)
@@ -1075,7 +1111,8 @@ class TrappingResult(_ResultBase):
             f"at {m['V'] / mV:g} mV; {tb:g} s co-application, {tw - tb:g} s wash, "
             f"{tr - tw:g} s re-application",
             f"  block {_pm(self.block, self.block_se, 100, '.4g')} %",
-            f"  trapped (occupancy) {_pm(self.trapped_occupancy, self.trapped_occupancy_se, 100, '.4g')} %"
+            "  trapped (occupancy) "
+            f"{_pm(self.trapped_occupancy, self.trapped_occupancy_se, 100, '.4g')} %"
             f", trapped (current, at first response peak) "
             f"{_pm(self.trapped_current, self.trapped_current_se, 100, '.4g')} %"
             f"  [reported: {self.definition}]",

@@ -73,6 +73,10 @@ def test_peak_ic50_exceeds_steady_for_open_channel_blocker():
     pk = E.ic50("erreger2005_2a", b, kind="peak", duration=0.2 * s)
     assert pk.ic50 > 3 * st.ic50
     assert pk.ic50_exact is None and pk.kind == "peak"
+    # default concentrations bracket the peak IC50 (decade scan), and the data cross 1/2
+    assert pk.concentrations[0] < pk.ic50 < pk.concentrations[-1]
+    assert pk.fraction[0] > 0.5 > pk.fraction[-1]
+    assert np.all(np.diff(pk.fraction) < 0)
 
 
 # --------------------------------------------------------------------------- Woodhull
