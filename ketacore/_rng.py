@@ -29,6 +29,8 @@ __all__ = ["root_entropy", "entropy_words", "stream"]
 
 def entropy_words(entropy) -> list[int]:
     """The uint32 words numpy's SeedSequence assembles from ``entropy`` (int or sequence)."""
+    if type(entropy) is int and 0 <= entropy < 2**32:
+        return [entropy]
     if isinstance(entropy, (numbers.Integral, np.integer)):
         values = [int(entropy)]
     else:

@@ -72,11 +72,19 @@ def _cached_default_threads() -> int:
     return _DEFAULT_THREADS[0]
 
 
+_STEP_PROTOCOLS: dict = {}
+
+
 def _check_scheme_protocol(scheme: Any, protocol: Any) -> Protocol:
     if not isinstance(scheme, Scheme):
         raise TypeError(f"scheme must be a ketacore.Scheme, got {type(scheme).__name__}")
     if isinstance(protocol, Step):
-        protocol = Protocol([protocol])
+        hit = _STEP_PROTOCOLS.get(protocol)
+        if hit is None:
+            if len(_STEP_PROTOCOLS) > 64:
+                _STEP_PROTOCOLS.clear()
+            hit = _STEP_PROTOCOLS[protocol] = Protocol([protocol])
+        protocol = hit
     elif not isinstance(protocol, Protocol):
         raise TypeError(f"protocol must be a ketacore.Protocol or Step, got {type(protocol).__name__}")
     return protocol
@@ -121,17 +129,15 @@ def _initial(scheme: Scheme, initial: Any, protocol: Protocol) -> np.ndarray:
     solve each call."""
     from .solve import initial_distribution
     if initial is None or isinstance(initial, str):
-        st = protocol.steps[0]
-        key = (id(scheme), scheme._compiled_cache is not None and id(scheme._compiled()), initial,
-               st.conditions_key(), st.V, st.temperature)
+        key = (id(scheme), id(protocol), initial)
         hit = _P0_CACHE.get(key)
-        if hit is not None and hit[0] is scheme:
-            return hit[1]
+        if hit is not None and hit[0] is scheme and hit[1] is protocol:
+            return hit[2]
         p0 = initial_distribution(scheme, initial, protocol)
         p0.setflags(write=False)
         if len(_P0_CACHE) > 64:
             _P0_CACHE.clear()
-        _P0_CACHE[key] = (scheme, p0)
+        _P0_CACHE[key] = (scheme, protocol, p0)  # references keep the ids unique
         return p0
     return initial_distribution(scheme, initial, protocol)
 
@@ -157,6 +163,29 @@ def _rate_estimate(scheme: Scheme, compiled, conds: np.ndarray, p0: np.ndarray) 
         _RATE_CACHE.clear()
     _RATE_CACHE[key] = out
     return out
+
+
+_EXPECT_CACHE: dict = {}
+
+
+def _expected_transitions(compiled, durs, idx, conds, p0, horizon):
+    """Rough expected number of transitions of one channel over [0, horizon] (cost model)."""
+    key = (id(compiled), id(durs), id(p0), horizon)
+    hit = _EXPECT_CACHE.get(key)
+    if hit is not None and hit[0] is durs and hit[1] is p0:
+        return hit[2]
+    rate = _rate_estimate(None, compiled, conds, p0)
+    t = 0.0
+    total = 0.0
+    for d, c in zip(durs.tolist(), idx.tolist()):
+        e = min(t + d, horizon)
+        if e > t:
+            total += (e - t) * float(rate[c])
+        t += d
+    if len(_EXPECT_CACHE) > 64:
+        _EXPECT_CACHE.clear()
+    _EXPECT_CACHE[key] = (durs, p0, total)  # keeps durs/p0 alive so their ids stay unique
+    return total
 
 
 class SimulationResult:
@@ -410,11 +439,7 @@ def simulate(scheme: Scheme, protocol: Protocol | Step, dt: float, n_channels: i
     compiled = scheme._compiled()
 
     # ----- cost model and method choice
-    rate = _rate_estimate(scheme, compiled, conds, p0)
-    horizon = (S - 1) * dt
-    ends = np.minimum(np.cumsum(durs), horizon)
-    starts = np.concatenate(([0.0], ends[:-1]))
-    per_channel = float(np.sum(np.clip(ends - starts, 0, None) * rate[idx]))
+    per_channel = _expected_transitions(compiled, durs, idx, conds, p0, (S - 1) * dt)
     ssa_cost = n_tr * (N * per_channel * _COST_EVENT + S * K * _COST_SAMPLE)
     pop_cost = n_tr * ((S - 1) * K * (K - 1) * _COST_BINOMIAL + S * K * _COST_SAMPLE)
     if method == "auto":
