@@ -350,3 +350,22 @@ def test_background_and_also_blockers():
 def test_validation_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+@pytest.mark.slow
+def test_stochastic_peak_ic50_and_woodhull_agree_with_exact():
+    cs = [10 * uM, 100 * uM, 1 * mM]
+    kw = dict(kind="peak", duration=0.1 * s, dt=0.2 * ms)
+    ex = E.ic50("erreger2005_2a", "ketamine", cs, **kw)
+    st = _stochastic_or_skip(E.ic50, "erreger2005_2a", "ketamine", cs, method="stochastic",
+                             n_channels=4000, n_trials=24, rng=17, **kw)
+    for x, se, ref in zip(st.fraction, st.fraction_se, ex.fraction):
+        _within(x, se, ref)
+    b = drug(delta_on=0.3, delta_off=0.3)
+    vs = [-100 * mV, -70 * mV, -40 * mV]
+    wc = [0.3 * uM, 1 * uM, 3 * uM, 10 * uM]
+    wx = E.woodhull("erreger2005_2a", b, vs, concentrations=wc)
+    ws = E.woodhull("erreger2005_2a", b, vs, concentrations=wc, method="stochastic",
+                    n_channels=4000, n_trials=24, rng=18)
+    assert ws.z_delta_se > 0
+    _within(ws.z_delta, ws.z_delta_se, wx.z_delta)
