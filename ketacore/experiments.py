@@ -960,6 +960,10 @@ def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
         amplitude-weighted mean (memantine in Gilling 2009 is biexponential).
     method, n_channels, n_trials, rng, engine
         As for :func:`ic50`; stochastic fits are done per trial, reported as mean ± SE.
+        When the exact relaxation is multi-exponential (e.g. ketamine on ``erreger2005_2a``:
+        fast block of already-open channels, then slower block as others open), a
+        single-exponential τ depends on the grid and window, and per-trial fits of noisy
+        traces can be biased; compare stochastic and exact values on the same grid.
 
     Returns
     -------
