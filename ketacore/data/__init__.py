@@ -1,0 +1,1 @@
+"""Package data: the embedded default study (``ketamine_default.toml``) run by ``ketacore run``."""

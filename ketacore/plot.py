@@ -1,0 +1,385 @@
+"""Figures for simulation and study results (matplotlib, Agg backend; optional extra ``plot``).
+
+Every function takes an ``xarray.Dataset`` of one study protocol (``tree["trapping"]`` from
+:func:`ketacore.run_study`, or ``open_results(path)["trapping"]``), draws on a new figure and,
+if ``path`` is given, saves a PNG (``dpi`` 110 by default).  Axes carry units; currents are in
+pA, times in s, concentrations in µM.
+
+``current_traces``   mean ± SD band, individual trials and the master-equation curve
+``occupancy``        stacked state occupancy (blocked states of each blocker pooled)
+``dose_response``    response vs concentration, Monte Carlo and master equation, Hill fit
+``trapping``         trapping protocol time course with phases, per blocker concentration
+``use_dependence``   block vs stimulation frequency, and block vs pulse number
+``study_figures``    all figures that fit a study result, written to a folder
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+__all__ = ["current_traces", "occupancy", "dose_response", "trapping", "use_dependence",
+           "study_figures", "FIGSIZE", "DPI"]
+
+#: Default figure size (inches) and resolution of saved PNGs.
+FIGSIZE = (8.0, 5.0)
+DPI = 110
+
+_PHASE_COLORS = {"control": "#e8f0fb", "block": "#fde8e8", "wash": "#f2f2f2", "recovery": "#e9f6ea"}
+_MC = "#1f5fa8"
+_DET = "#111111"
+
+
+def _plt():
+    try:
+        import matplotlib
+    except ImportError:  # pragma: no cover - optional dependency
+        raise ImportError("ketacore.plot needs matplotlib: pip install 'ketacore[plot]'") from None
+    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
+        try:
+            matplotlib.use("Agg", force=False)
+        except Exception:  # pragma: no cover - backend already fixed by the user
+            pass
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _ds(obj):
+    """Accept a Dataset or a DataTree node."""
+    return obj.to_dataset() if hasattr(obj, "to_dataset") and not hasattr(obj, "data_vars") else obj
+
+
+def _save(fig, path, dpi):
+    if path is not None:
+        fig.savefig(path, dpi=dpi)
+    return fig
+
+
+def _label(ds, dim: str, v) -> str:
+    from .study import _axis_label
+    return f"{dim} {_axis_label(v, ds[dim].attrs.get('units', ''))}" if dim != "model" else str(v)
+
+
+def _point_label(ds, sel: dict) -> str:
+    return ", ".join(_label(ds, d, ds[d].values[i]) for d, i in sel.items())
+
+
+def _sweep_dims(ds) -> list[str]:
+    return list(ds["n_samples"].dims)
+
+
+def _points(ds) -> list[dict]:
+    dims = _sweep_dims(ds)
+    return [dict(zip(dims, idx)) for idx in np.ndindex(*ds["n_samples"].shape)]
+
+
+def _segments(ds) -> list[dict]:
+    try:
+        return json.loads(ds.attrs.get("segments", "[]"))
+    except ValueError:
+        return []
+
+
+def _shade(ax, ds, *, text: bool = True) -> None:
+    for seg in _segments(ds):
+        lab = seg.get("label", "")
+        if lab in _PHASE_COLORS:
+            ax.axvspan(seg["t0"], seg["t1"], color=_PHASE_COLORS[lab], zorder=0, lw=0)
+            if text:
+                ax.text((seg["t0"] + seg["t1"]) / 2, 0.98, lab, transform=ax.get_xaxis_transform(),
+                        ha="center", va="top", fontsize=8, color="#555555")
+
+
+# ------------------------------------------------------------------------------------------
+def current_traces(ds, point: dict | None = None, path: str | os.PathLike | None = None, *,
+                   t_range: tuple[float, float] | None = None, max_trials: int = 5,
+                   figsize=FIGSIZE, dpi: int = DPI):
+    """Current (pA) vs time (s) at one sweep point: Monte Carlo mean ± SD band, up to
+    ``max_trials`` individual trials, and the master-equation curve.
+
+    ``point`` maps sweep dimensions to indices (default: the middle point)."""
+    plt = _plt()
+    ds = _ds(ds)
+    if point is None:
+        pts = _points(ds)
+        point = pts[len(pts) // 2]
+    d = ds.isel(point)
+    n = int(d["n_samples"])
+    t = d["time"].values[:n]
+    sl = slice(None)
+    if t_range is not None:
+        sl = (t >= t_range[0]) & (t <= t_range[1])
+    fig, ax = plt.subplots(figsize=figsize, constrained_layout=True)
+    _shade(ax, ds)
+    pA = 1e12
+    if "current_trials" in d:
+        tr = d["current_trials"].values[:, :n]
+        for k in range(min(max_trials, tr.shape[0])):
+            ax.plot(t[sl], tr[k][sl] * pA, lw=0.5, color="#8aa9cf", alpha=0.7,
+                    label="single trials" if k == 0 else None)
+    m = d["current_mc_mean"].values[:n] * pA
+    sd = d["current_mc_sd"].values[:n] * pA
+    ax.fill_between(t[sl], (m - sd)[sl], (m + sd)[sl], color=_MC, alpha=0.25, lw=0, label="Monte Carlo ± SD")
+    ax.plot(t[sl], m[sl], color=_MC, lw=1.2, label=f"Monte Carlo mean ({ds.attrs.get('n_trials', '?')} trials)")
+    if "current_det" in d:
+        ax.plot(t[sl], d["current_det"].values[:n][sl] * pA, color=_DET, lw=1.0, ls="--",
+                label="master equation")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel(f"current of {ds.attrs.get('n_channels', '?')} channels (pA)")
+    title = f"{ds.attrs.get('protocol', '')}: {ds.attrs.get('scheme', '')}"
+    if point:
+        title += f" — {_point_label(ds, point)}"
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path, dpi)
+
+
+def _state_groups(states: list[str]) -> tuple[list[str], list[np.ndarray]]:
+    """Unblocked states individually; blocked states pooled per blocker tag."""
+    names, masks = [], []
+    tags: dict[str, list[int]] = {}
+    for i, s in enumerate(states):
+        if "·" in s:
+            tags.setdefault("blocked (·" + s.split("·", 1)[1] + ")", []).append(i)
+        else:
+            names.append(s)
+            m = np.zeros(len(states), bool)
+            m[i] = True
+            masks.append(m)
+    for k, idx in tags.items():
+        m = np.zeros(len(states), bool)
+        m[idx] = True
+        names.append(k)
+        masks.append(m)
+    return names, masks
+
+
+def occupancy(ds, point: dict | None = None, path: str | os.PathLike | None = None, *,
+              source: str = "auto", figsize=FIGSIZE, dpi: int = DPI):
+    """Stacked occupancy (fraction of channels) vs time (s) at one sweep point.
+
+    ``source``: ``"det"`` (master equation), ``"mc"`` (Monte Carlo mean) or ``"auto"`` (the
+    master equation when present, with the Monte Carlo blocked fraction overlaid)."""
+    plt = _plt()
+    ds = _ds(ds)
+    if point is None:
+        pts = _points(ds)
+        point = pts[-1]
+    d = ds.isel(point)
+    n = int(d["n_samples"])
+    t = d["time"].values[:n]
+    states = [str(s) for s in ds["state"].values]
+    mc = d["sum_counts"].values[:n] / (ds.attrs["n_trials"] * ds.attrs["n_channels"])
+    use_det = source == "det" or (source == "auto" and "occupancy_det" in d)
+    occ = d["occupancy_det"].values[:n] if use_det else mc
+    names, masks = _state_groups(states)
+    ys = np.array([occ[:, m].sum(axis=1) for m in masks])
+    fig, ax = plt.subplots(figsize=figsize, constrained_layout=True)
+    cmap = plt.get_cmap("tab20")
+    colors = [cmap(i % 20) for i in range(len(names))]
+    ax.stackplot(t, ys, labels=names, colors=colors, lw=0)
+    if use_det and any("blocked" in nm for nm in names):
+        unb = sum(ys[i] for i, nm in enumerate(names) if not nm.startswith("blocked"))
+        mc_unb = sum(mc[:, m].sum(axis=1) for nm, m in zip(names, masks) if not nm.startswith("blocked"))
+        ax.plot(t, mc_unb, color="k", lw=0.8, ls=":", label="Monte Carlo (unblocked/blocked boundary)")
+        del unb
+    _shade(ax, ds, text=False)
+    for seg in _segments(ds):
+        if seg.get("label"):
+            ax.axvline(seg["t0"], color="w", lw=0.8)
+    ax.set_xlim(t[0], t[-1])
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("occupancy (fraction of channels)")
+    ax.set_title(f"{ds.attrs.get('protocol', '')}: state occupancy "
+                 f"({'master equation' if use_det else 'Monte Carlo mean'})"
+                 + (f" — {_point_label(ds, point)}" if point else ""), fontsize=10)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    return _save(fig, path, dpi)
+
+
+def _hill(c, ic50, nh):
+    return 1.0 / (1.0 + (np.asarray(c) / ic50) ** nh)
+
+
+def dose_response(ds, path: str | os.PathLike | None = None, *, figsize=(6.5, 4.5), dpi: int = DPI):
+    """Response (current relative to the drug-free control) vs concentration (µM, log axis):
+    Monte Carlo mean ± SEM, master equation, Hill fits with IC50 marked."""
+    plt = _plt()
+    ds = _ds(ds)
+    dims = _sweep_dims(ds)
+    axis = next((d for d in dims if ds[d].attrs.get("units") == "M"), dims[0])
+    c = ds[axis].values
+    fig, ax = plt.subplots(figsize=figsize, constrained_layout=True)
+    cc = np.geomspace(c[c > 0].min() / 3, c.max() * 3, 200)
+    if "response_det" in ds:
+        ax.plot(c * 1e6, ds["response_det"].values, "s", mfc="none", color=_DET, label="master equation")
+    if "response_mc" in ds:
+        sem = ds["response_mc_sem"].values if "response_mc_sem" in ds else None
+        ax.errorbar(c * 1e6, ds["response_mc"].values, yerr=sem, fmt="o", color=_MC, ms=5, capsize=3,
+                    label=f"Monte Carlo ({ds.attrs.get('n_trials')} trials × {ds.attrs.get('n_channels')} ch)")
+    for src, col, ls in (("det", _DET, "--"), ("mc", _MC, "-")):
+        if f"ic50_{src}" in ds and ds[f"ic50_{src}"].ndim == 0 and np.isfinite(float(ds[f"ic50_{src}"])):
+            ic, nh = float(ds[f"ic50_{src}"]), float(ds[f"hill_{src}"])
+            ax.plot(cc * 1e6, _hill(cc, ic, nh), color=col, ls=ls, lw=1,
+                    label=f"Hill fit ({'ME' if src == 'det' else 'MC'}): IC50 {ic * 1e6:.2f} µM, nH {nh:.2f}")
+            ax.axvline(ic * 1e6, color=col, ls=":", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_ylim(-0.02, 1.05)
+    ax.set_xlabel(f"{axis} (µM)")
+    ax.set_ylabel("current / drug-free current")
+    ax.set_title(f"dose–response: {ds.attrs.get('scheme', '')}", fontsize=10)
+    ax.legend(fontsize=8, loc="lower left")
+    return _save(fig, path, dpi)
+
+
+def trapping(ds, path: str | os.PathLike | None = None, *, figsize=None, dpi: int = DPI,
+             max_trials: int = 3):
+    """Trapping protocol time course: for each sweep point a panel of current (pA) vs time (s)
+    with the phases shaded (Monte Carlo mean ± SD, trials, master equation), and a bottom
+    panel with the blocked fraction of channels."""
+    plt = _plt()
+    ds = _ds(ds)
+    pts = _points(ds)
+    nrow = len(pts) + 1
+    fig, axes = plt.subplots(nrow, 1, figsize=figsize or (8.5, 2.3 * nrow + 0.6), sharex=True,
+                             constrained_layout=True, gridspec_kw={"height_ratios": [1.0] * len(pts) + [0.8]})
+    pA = 1e12
+    states = [str(s) for s in ds["state"].values]
+    blocked = np.array(["·" in s for s in states])
+    for ax, p in zip(axes[:-1], pts):
+        d = ds.isel(p)
+        n = int(d["n_samples"])
+        t = d["time"].values[:n]
+        _shade(ax, ds, text=ax is axes[0])
+        if "current_trials" in d:
+            tr = d["current_trials"].values[:, :n]
+            for k in range(min(max_trials, tr.shape[0])):
+                ax.plot(t, tr[k] * pA, lw=0.4, color="#8aa9cf", alpha=0.8, label="single trials" if k == 0 else None)
+        m = d["current_mc_mean"].values[:n] * pA
+        sd = d["current_mc_sd"].values[:n] * pA
+        ax.fill_between(t, m - sd, m + sd, color=_MC, alpha=0.25, lw=0, label="Monte Carlo ± SD")
+        ax.plot(t, m, color=_MC, lw=1.0, label="Monte Carlo mean")
+        if "current_det" in d:
+            ax.plot(t, d["current_det"].values[:n] * pA, color=_DET, lw=0.9, ls="--", label="master equation")
+        txt = _point_label(ds, p)
+        if "block_mc" in d:
+            txt += (f"\nblock {100 * float(d['block_mc']):.0f}% (ME {100 * float(d.get('block_det', np.nan)):.0f}%)"
+                    f", trapped {100 * float(d['trapped_occupancy_mc']):.0f}% "
+                    f"(ME {100 * float(d.get('trapped_occupancy_det', np.nan)):.0f}%)")
+        ax.text(0.995, 0.04, txt, transform=ax.transAxes, ha="right", va="bottom", fontsize=8,
+                bbox=dict(fc="white", ec="none", alpha=0.8))
+        ax.set_ylabel("current (pA)")
+    axes[0].legend(fontsize=7, loc="center left", ncol=1, framealpha=0.9)
+    axb = axes[-1]
+    _shade(axb, ds, text=False)
+    cmap = plt.get_cmap("viridis")
+    for j, p in enumerate(pts):
+        d = ds.isel(p)
+        n = int(d["n_samples"])
+        t = d["time"].values[:n]
+        col = cmap(0.15 + 0.7 * j / max(1, len(pts) - 1))
+        mc = d["sum_counts"].values[:n][:, blocked].sum(axis=1) / (ds.attrs["n_trials"] * ds.attrs["n_channels"])
+        axb.plot(t, mc, color=col, lw=1.2, label=f"{_point_label(ds, p)} MC")
+        if "occupancy_det" in d:
+            axb.plot(t, d["occupancy_det"].values[:n][:, blocked].sum(axis=1), color="k", lw=0.7, ls="--")
+    axb.plot([], [], color="k", lw=0.7, ls="--", label="master equation")
+    axb.set_ylim(0, 1)
+    axb.set_ylabel("blocked fraction")
+    axb.set_xlabel("time (s)")
+    axb.legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"Trapping block: {ds.attrs.get('scheme', '')}, {ds.attrs.get('n_trials')} trials × "
+                 f"{ds.attrs.get('n_channels')} channels", fontsize=10)
+    return _save(fig, path, dpi)
+
+
+def use_dependence(ds, path: str | os.PathLike | None = None, *, figsize=(10.0, 4.2), dpi: int = DPI):
+    """Use-dependent block vs stimulation frequency (Hz, log axis; Monte Carlo ± SEM and master
+    equation), and block of each pulse's charge vs pulse number."""
+    plt = _plt()
+    ds = _ds(ds)
+    dims = _sweep_dims(ds)
+    axis = next((d for d in dims if ds[d].attrs.get("units") == "Hz"), dims[0] if dims else None)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=figsize, constrained_layout=True)
+    if axis is not None:
+        f = ds[axis].values
+        for var, mk, lab in (("block_last", "o", "last pulse"), ("block_total", "s", "whole train")):
+            if f"{var}_det" in ds:
+                a1.plot(f, 100 * ds[f"{var}_det"].values, color=_DET, ls="--" if var == "block_last" else ":",
+                        lw=1, label=f"{lab}, master equation")
+            if f"{var}_mc" in ds:
+                sem = ds[f"{var}_mc_sem"].values * 100 if f"{var}_mc_sem" in ds else None
+                a1.errorbar(f, 100 * ds[f"{var}_mc"].values, yerr=sem, fmt=mk, color=_MC,
+                            mfc=_MC if var == "block_last" else "white", capsize=3, ms=5,
+                            label=f"{lab}, Monte Carlo ± SEM")
+        if ds[axis].attrs.get("units") == "Hz":
+            a1.set_xscale("log")
+        a1.set_xlabel(f"{axis} ({ds[axis].attrs.get('units', '')})")
+    a1.set_ylabel("block of charge transfer (%)")
+    a1.set_ylim(bottom=0)
+    a1.legend(fontsize=8, loc="lower right")
+    a1.set_title("use-dependent block vs frequency", fontsize=10)
+    if "block_by_pulse_mc" in ds:
+        cmap = plt.get_cmap("viridis")
+        pts = _points(ds)
+        npul = json.loads(ds.attrs.get("n_pulses", "[]")) or [ds.sizes["pulse"]] * len(pts)
+        for j, p in enumerate(pts):
+            d = ds.isel(p)
+            k = np.arange(1, npul[j] + 1)
+            col = cmap(0.1 + 0.8 * j / max(1, len(pts) - 1))
+            a2.plot(k, 100 * d["block_by_pulse_mc"].values[:npul[j]], ".", ms=3, color=col)
+            if "block_by_pulse_det" in d:
+                a2.plot(k, 100 * d["block_by_pulse_det"].values[:npul[j]], "-", lw=1, color=col,
+                        label=_point_label(ds, p))
+        a2.set_xscale("log")
+        a2.set_xlabel("pulse number")
+        a2.set_ylabel("block of the pulse's charge (%)")
+        a2.set_title("build-up of block (lines: master equation, dots: Monte Carlo)", fontsize=10)
+        a2.legend(fontsize=7, loc="upper left", ncol=1)
+        a2.set_ylim(bottom=0)
+    fig.suptitle(f"Use dependence: {ds.attrs.get('scheme', '')}", fontsize=10)
+    return _save(fig, path, dpi)
+
+
+# ------------------------------------------------------------------------------------------
+def study_figures(tree, folder: str | os.PathLike, which: Iterable[str] | None = None,
+                  dpi: int = DPI) -> list[Path]:
+    """Write the figures that fit each protocol of a study result to ``folder``; returns paths.
+
+    ``which`` restricts to some of ``"trapping", "use_dependence", "dose_response", "traces",
+    "occupancy"`` (default: all that apply)."""
+    plt = _plt()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    want = set(which) if which is not None else None
+    out: list[Path] = []
+
+    def emit(kind: str, name: str, fn, *args, **kw):
+        if want is not None and kind not in want:
+            return
+        p = folder / name
+        fig = fn(*args, path=p, dpi=dpi, **kw)
+        plt.close(fig)
+        out.append(p)
+
+    for part, node in tree.children.items():
+        ds = node.to_dataset()
+        kind = ds.attrs.get("analysis", "")
+        if kind == "trapping":
+            emit("trapping", f"{part}.png", trapping, ds)
+        elif kind == "use_dependence":
+            emit("use_dependence", f"{part}.png", use_dependence, ds)
+            pts = _points(ds)
+            p = pts[min(len(pts) - 1, len(pts) // 2)]
+            emit("traces", f"{part}_traces.png", current_traces, ds, p, t_range=(0, 2.0))
+            continue
+        elif kind == "dose_response":
+            emit("dose_response", f"{part}.png", dose_response, ds)
+            continue
+        else:
+            emit("traces", f"{part}_traces.png", current_traces, ds)
+        emit("occupancy", f"{part}_occupancy.png", occupancy, ds)
+    return out

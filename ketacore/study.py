@@ -1,0 +1,1784 @@
+"""Monte Carlo studies: a model, blockers, protocols with sweepable parameters, sweeps, many trials.
+
+A :class:`Study` is the user's main job written down once, in Python or as a TOML file (the two
+round-trip).  :func:`run_study` splits it into chunks of *(sweep point, trial range)*, runs them
+on local threads or on any :class:`concurrent.futures.Executor`, writes each finished chunk to
+the output folder, and assembles an :class:`xarray.DataTree` (one group per protocol, each an
+``xarray.Dataset``) saved to NetCDF, with PNG figures beside it.
+
+Reproducibility
+---------------
+Trial ``i`` of every sweep point draws from ``PCG64(SeedSequence(entropy, spawn_key=(i,)))``
+(:mod:`ketacore.simulate`), so a chunk's counts depend only on (entropy, point, trials).  Chunks
+return exact integer reductions (sums and sums of squares of the state counts, cross sums of the
+conductance-level counts) and per-trial quantities computed from one trial alone; the assembly
+adds integers and places per-trial values by index.  The result -- and the bytes of the NetCDF
+file -- are therefore the same for any executor, any number of workers and any chunk size.
+
+Executors (``executor=``)
+-------------------------
+``None``
+    Local: a thread pool of ``workers`` threads (default: all cores); the C++ engine releases
+    the GIL, so the threads run in parallel.
+``concurrent.futures.ThreadPoolExecutor`` / ``ProcessPoolExecutor``
+    Any standard executor.  Processes need ketacore importable in the workers (it is).
+loky / joblib
+    ``loky.get_reusable_executor(max_workers=8)`` -- robust process pool, same interface.
+dask.distributed
+    ``client = distributed.Client("tcp://scheduler:8786")``;
+    ``kc.run_study(study, executor=client.get_executor(pure=False))``.  ``pure=False`` because
+    chunk tasks are keyed by their arguments otherwise (harmless here, but explicit).  The CLI
+    does this with ``ketacore run study.toml --scheduler ADDRESS``.
+mpi4py
+    ``from mpi4py.futures import MPIPoolExecutor``; run ``mpiexec -n 17 python -m
+    mpi4py.futures script.py`` with ``kc.run_study(study, executor=MPIPoolExecutor())`` in the
+    script (rank 0 runs the study, 16 workers compute chunks).  Not tested here (no MPI).
+
+Workers receive only the resolved study TOML (a few kB) and the chunk coordinates, and return
+the reduced arrays; the calling process writes every file.
+
+Resuming
+--------
+The output folder holds ``study.toml`` (the resolved spec, including the root entropy),
+``chunks/<protocol>/p<point>_t<first>-<stop>.npz`` (written atomically as chunks finish), the
+results file and the figures.  Running the same study into the same folder skips every trial
+range already on disk (any chunking) and produces the same final bytes.  A folder whose
+``study.toml`` differs from the requested study is refused with :class:`StudyConflictError`
+and nothing in it is touched.
+
+Why NetCDF (and not Zarr)
+-------------------------
+A study result is written once, at the end, by one process, and is small next to the
+computation (sums per sample, not per trial).  NetCDF-4/HDF5 gives one self-describing file that
+every tool in the field opens (xarray, netCDF4, h5py, MATLAB, ncdump), can be mailed or attached
+to a paper, and supports groups for the several protocols of a study.  Zarr's strengths --
+concurrent chunk writes from many workers and object-store backends -- are not needed, because
+the resumable, concurrently produced state already lives in the ``chunks/`` folder, and a
+directory-of-files store is awkward to share and to compare byte for byte.  Writes are made
+deterministic (no timestamps, fixed encoding, atomic rename) so the file can be checked with a
+hash.
+"""
+from __future__ import annotations
+
+import ast
+import concurrent.futures as cf
+import copy
+import dataclasses
+import itertools
+import json
+import math
+import os
+import re
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from . import units as _units
+from ._version import __version__
+
+__all__ = ["Study", "StudyPart", "StudyError", "StudyConflictError", "run_study", "default_study",
+           "DEFAULT_STUDY", "ANALYSES"]
+
+#: Analyses a protocol can declare (``analysis = {kind = ...}``).
+ANALYSES = ("trapping", "use_dependence", "dose_response")
+_METHODS = ("auto", "ssa", "population")
+_RECORDS = ("summary", "counts")
+DEFAULT_STUDY = "ketamine_default.toml"
+
+
+class StudyError(ValueError):
+    """An invalid study specification.  The message starts with ``source: key:``."""
+
+
+class StudyConflictError(RuntimeError):
+    """The output folder holds a different study; nothing was overwritten."""
+
+
+# ------------------------------------------------------------------------------------------
+# Quantities and expressions: 30, "30 s", "10 uM", "$ketamine", "round(train * frequency)"
+# ------------------------------------------------------------------------------------------
+_UNITS: dict[str, float] = {
+    "s": _units.s, "ms": _units.ms, "us": _units.us, "µs": _units.us, "min": _units.minute,
+    "minute": _units.minute, "V": _units.V, "mV": _units.mV, "M": _units.M, "mM": _units.mM,
+    "uM": _units.uM, "µM": _units.uM, "μM": _units.uM, "nM": _units.nM, "S": _units.S,
+    "nS": _units.nS, "pS": _units.pS, "A": _units.A, "nA": _units.nA, "pA": _units.pA,
+    "K": _units.K, "Hz": 1.0, "kHz": 1e3,
+}
+_SI_OF = {"s": "s", "ms": "s", "us": "s", "µs": "s", "min": "s", "minute": "s", "V": "V", "mV": "V",
+          "M": "M", "mM": "M", "uM": "M", "µM": "M", "μM": "M", "nM": "M", "S": "S", "nS": "S",
+          "pS": "S", "A": "A", "nA": "A", "pA": "A", "K": "K", "Hz": "Hz", "kHz": "Hz"}
+_QTY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-zµμ]+)?\s*$")
+_FUNCS: dict[str, Callable] = {"round": round, "int": int, "min": min, "max": max, "abs": abs,
+                               "float": float}
+
+
+def _unit_of(value: Any) -> str:
+    """SI unit implied by a quantity string ("10 uM" → "M"), else ""."""
+    if isinstance(value, str):
+        m = _QTY.match(value)
+        if m and m.group(2):
+            return _SI_OF.get(m.group(2), "")
+    return ""
+
+
+def _evaluate(value: Any, env: Mapping[str, Any], where: str) -> float:
+    """A number, a quantity string or an expression over parameters and units → float (SI)."""
+    if isinstance(value, bool):
+        raise StudyError(f"{where}: expected a number or quantity, got a boolean")
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    if not isinstance(value, str):
+        raise StudyError(f"{where}: expected a number, a quantity such as '10 uM', or an "
+                         f"expression, got {type(value).__name__} ({value!r})")
+    m = _QTY.match(value)
+    if m:
+        unit = m.group(2)
+        if unit is None:
+            return float(m.group(1))
+        if unit not in _UNITS:
+            raise StudyError(f"{where}: unknown unit {unit!r} in {value!r}; units: {sorted(_UNITS)}")
+        return float(m.group(1)) * _UNITS[unit]
+    text = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda mm: mm.group(1) or mm.group(2), value)
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError:
+        raise StudyError(f"{where}: cannot read {value!r} as a quantity ('10 uM') or an "
+                         "expression ('$t_train * $frequency')") from None
+
+    def ev(node: ast.AST) -> float:
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) \
+                and not isinstance(node.value, bool):
+            return node.value
+        if isinstance(node, ast.Name):
+            if node.id in env:
+                v = env[node.id]
+                if isinstance(v, str):
+                    raise StudyError(f"{where}: parameter {node.id!r} is text ({v!r}), not a number")
+                return v
+            if node.id in _UNITS:
+                return _UNITS[node.id]
+            raise StudyError(f"{where}: unknown name {node.id!r} in {value!r}; parameters: "
+                             f"{sorted(k for k in env if not k.startswith('_'))}")
+        if isinstance(node, ast.BinOp):
+            a, b = ev(node.left), ev(node.right)
+            ops = {ast.Add: lambda: a + b, ast.Sub: lambda: a - b, ast.Mult: lambda: a * b,
+                   ast.Div: lambda: a / b, ast.Pow: lambda: a ** b, ast.FloorDiv: lambda: a // b,
+                   ast.Mod: lambda: a % b}
+            fn = ops.get(type(node.op))
+            if fn is None:
+                raise StudyError(f"{where}: operator not allowed in {value!r}")
+            try:
+                return fn()
+            except ZeroDivisionError:
+                raise StudyError(f"{where}: division by zero in {value!r}") from None
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            v = ev(node.operand)
+            return -v if isinstance(node.op, ast.USub) else v
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS \
+                and not node.keywords:
+            return _FUNCS[node.func.id](*[ev(a) for a in node.args])
+        raise StudyError(f"{where}: only numbers, units, parameters, + - * / ** and "
+                         f"{sorted(_FUNCS)} are allowed in expressions; got {value!r}")
+
+    out = ev(tree)
+    try:
+        out = float(out)
+    except (TypeError, OverflowError):
+        raise StudyError(f"{where}: {value!r} does not evaluate to a number") from None
+    if not math.isfinite(out):
+        raise StudyError(f"{where}: {value!r} evaluates to {out}")
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Specification
+# ------------------------------------------------------------------------------------------
+_PART_KEYS = ("segments", "sweep", "parameters", "analysis", "initial", "dt", "n_trials",
+              "n_channels", "method")
+_STEP_KEYS = ("duration", "V", "temperature", "label")
+_TRAIN_KEYS = ("n_pulses", "frequency", "width", "V", "temperature", "during", "between", "tail")
+_TOP_KEYS = ("name", "description", "model", "blockers", "method", "n_channels", "n_trials", "dt",
+             "rng", "record", "keep_trials", "deterministic", "parameters", "protocol", "sweep",
+             "protocols", "outputs")
+_OUTPUT_KEYS = ("results", "figures")
+_FIGURES = ("trapping", "use_dependence", "dose_response", "traces", "occupancy")
+
+
+@dataclass
+class StudyPart:
+    """One protocol of a study, with its own sweep.
+
+    Parameters
+    ----------
+    segments : list of mapping (or ketacore.Step / Protocol)
+        Protocol segments in order.  A step: ``{"duration": "30 s", "V": "-70 mV",
+        "glutamate": "1 mM", "ketamine": "$ketamine", "label": "block"}`` (any other key is a
+        ligand concentration).  A pulse train: ``{"train": {"n_pulses": ..., "frequency": ...,
+        "width": ..., "V": ..., "during": {...}, "between": {...}, "tail": ...}, "label": ...}``
+        (see :func:`ketacore.pulse_train`).  Values are numbers (SI), quantities (``"10 uM"``),
+        or expressions over parameters and units (``"$t_train * $frequency"``).
+    sweep : mapping of str to list
+        Sweep axes (outer product, in order): a parameter name → values, or ``"model"`` → gating
+        model names (their states must match).
+    parameters : mapping
+        Parameter defaults local to this protocol (override the study's).
+    analysis : str or mapping, optional
+        ``"trapping"`` (labels control/block/wash/recovery; options ``window``, ``early``),
+        ``"use_dependence"`` (a train; options ``train`` = its label), ``"dose_response"``
+        (options ``concentration`` = sweep axis, ``window``).
+    initial : str or mapping
+        ``"equilibrium"`` (first step), a state name, or a conditions table.
+    dt, n_trials, n_channels, method : optional
+        Per-protocol overrides of the study values.
+    """
+
+    segments: list = field(default_factory=list)
+    sweep: dict = field(default_factory=dict)
+    parameters: dict = field(default_factory=dict)
+    analysis: Any = None
+    initial: Any = "equilibrium"
+    dt: Any = None
+    n_trials: Any = None
+    n_channels: Any = None
+    method: Any = None
+
+    def __post_init__(self) -> None:
+        segs = []
+        from .protocol import Protocol, Step
+        for s in (self.segments.steps if isinstance(self.segments, Protocol) else self.segments):
+            if isinstance(s, Protocol):
+                segs.extend(st.to_dict() for st in s.steps)
+            elif isinstance(s, Step):
+                segs.append(s.to_dict())
+            else:
+                segs.append(copy.deepcopy(dict(s)) if isinstance(s, Mapping) else s)
+        self.segments = segs
+        self.sweep = {k: list(v) if isinstance(v, (list, tuple, np.ndarray)) else v
+                      for k, v in dict(self.sweep).items()}
+        self.parameters = dict(self.parameters)
+        if isinstance(self.analysis, str):
+            self.analysis = {"kind": self.analysis}
+        elif isinstance(self.analysis, Mapping):
+            self.analysis = dict(self.analysis)
+
+
+@dataclass
+class Study:
+    """A Monte Carlo study: model, blockers, protocol(s) with sweeps, simulation settings.
+
+    Parameters
+    ----------
+    model : str
+        Built-in gating model name (``kc.models.available()``) or a scheme TOML path (relative
+        paths are relative to the study file).
+    blockers : list of str or mapping
+        Library blocker names, or tables ``{"name": "ketamine", "k_escape": 0}`` overriding
+        fields of a library blocker (:meth:`ketacore.blockers.Blocker.replace`).
+    protocol, sweep, analysis, initial : optional
+        Shorthand for a single protocol (stored as ``parts["main"]``).
+    parts : mapping of str to StudyPart
+        Named protocols, each with its own sweep (TOML ``[protocols.NAME]``).
+    parameters : mapping
+        Parameter defaults shared by all protocols (numbers, quantities or expressions).
+    name, description : str
+    method : {"auto", "ssa", "population"}
+        Monte Carlo method (:func:`ketacore.simulate`).
+    n_channels, n_trials : int
+        Channels per trial and trials per sweep point.
+    dt : float or quantity
+        Sampling interval (s).
+    rng : None, int or str
+        Root entropy (int, or a decimal/hex string for > 64-bit values); ``None`` draws fresh
+        entropy, which is stored with the results.
+    record : {"summary", "counts"}
+        ``"summary"`` keeps exact sums/sums of squares per sample (and ``keep_trials`` whole
+        trials for plotting); ``"counts"`` also keeps every trial's counts.
+    keep_trials : int
+        Trials ``0 .. keep_trials-1`` kept as individual current traces.
+    deterministic : bool
+        Also solve the master equation at every sweep point (side by side with Monte Carlo).
+    outputs : mapping
+        ``results`` (file name, default ``"results.nc"``) and ``figures`` (bool or list of
+        ``"trapping", "use_dependence", "dose_response", "traces", "occupancy"``).
+    """
+
+    model: str = "erreger2005_2a"
+    blockers: list = field(default_factory=list)
+    protocol: Any = None
+    sweep: Any = None
+    analysis: Any = None
+    initial: Any = None
+    parts: dict = field(default_factory=dict)
+    parameters: dict = field(default_factory=dict)
+    name: str = "study"
+    description: str = ""
+    method: str = "auto"
+    n_channels: int = 1000
+    n_trials: int = 64
+    dt: Any = 1e-3
+    rng: Any = None
+    record: str = "summary"
+    keep_trials: int = 8
+    deterministic: bool = True
+    outputs: dict = field(default_factory=lambda: {"results": "results.nc", "figures": True})
+    _source: str = field(default="Study", repr=False, compare=False)
+    _base_dir: str = field(default=".", repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.blockers = [copy.deepcopy(dict(b)) if isinstance(b, Mapping) else b for b in self.blockers]
+        self.parameters = dict(self.parameters)
+        self.outputs = {"results": "results.nc", "figures": True, **dict(self.outputs)}
+        parts = {}
+        for k, p in dict(self.parts).items():
+            parts[k] = p if isinstance(p, StudyPart) else StudyPart(**dict(p))
+        if self.protocol is not None:
+            if parts:
+                raise StudyError(f"{self._source}: give either protocol= (one protocol) or parts= "
+                                 "(named protocols), not both")
+            parts["main"] = StudyPart(segments=self.protocol, sweep=self.sweep or {},
+                                      analysis=self.analysis,
+                                      initial="equilibrium" if self.initial is None else self.initial)
+        elif self.sweep is not None or self.analysis is not None or self.initial is not None:
+            raise StudyError(f"{self._source}: sweep=/analysis=/initial= go with protocol=; with "
+                             "parts= put them in each StudyPart")
+        self.protocol = self.sweep = self.analysis = self.initial = None
+        self.parts = parts
+        self._check_structure()
+
+    # ------------------------------------------------------------------ key paths for errors
+    def _single(self) -> bool:
+        return list(self.parts) == ["main"]
+
+    def _pw(self, part: str, sub: str | None = None) -> str:
+        if self._single():
+            return "[sweep]" if sub == "sweep" else ("[parameters]" if sub == "parameters" else "[protocol]")
+        return f"[protocols.{part}.{sub}]" if sub in ("sweep", "parameters") else f"[protocols.{part}]"
+
+    def _err(self, key: str, msg: str) -> StudyError:
+        return StudyError(f"{self._source}: {key}: {msg}")
+
+    # ------------------------------------------------------------------ validation
+    def _check_structure(self) -> None:
+        e = self._err
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise e("name", "must be a non-empty string")
+        if not isinstance(self.model, str) or not self.model:
+            raise e("model", "must be a built-in model name or a scheme TOML path")
+        for i, b in enumerate(self.blockers):
+            if isinstance(b, str):
+                continue
+            if not isinstance(b, dict) or not isinstance(b.get("name"), str):
+                raise e(f"blockers[{i}]", "must be a blocker name or a table with a 'name' key")
+        if self.method not in _METHODS:
+            raise e("method", f"must be one of {list(_METHODS)}, got {self.method!r}")
+        if self.record not in _RECORDS:
+            raise e("record", f"must be one of {list(_RECORDS)}, got {self.record!r}")
+        for key, lo in (("n_channels", 1), ("n_trials", 1), ("keep_trials", 0)):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+                raise e(key, f"must be an integer >= {lo}, got {v!r}")
+        if not isinstance(self.deterministic, bool):
+            raise e("deterministic", f"must be true or false, got {self.deterministic!r}")
+        if self.rng is not None:
+            self._entropy()
+        bad = set(self.outputs) - set(_OUTPUT_KEYS)
+        if bad:
+            raise e("[outputs]", f"unknown key(s) {sorted(bad)}; allowed: {list(_OUTPUT_KEYS)}")
+        res = self.outputs["results"]
+        if not isinstance(res, str) or not res.endswith(".nc") or "/" in res or "\\" in res:
+            raise e("[outputs].results", f"must be a file name ending in .nc, got {res!r}")
+        figs = self.outputs["figures"]
+        if not isinstance(figs, bool):
+            if not isinstance(figs, list) or any(f not in _FIGURES for f in figs):
+                raise e("[outputs].figures", f"must be true/false or a list of {list(_FIGURES)}, got {figs!r}")
+        if not self.parts:
+            raise e("[protocol]", "the study needs a protocol ([protocol] or [protocols.NAME])")
+        env = self._env({}, None, "[parameters]")
+        self._evaluate_field("dt", self.dt, env, positive=True)
+        for name, p in self.parts.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise e(f"[protocols.{name}]", "protocol names must be identifiers (letters, digits, _)")
+            self._check_part(name, p)
+
+    def _entropy(self) -> int:
+        r = self.rng
+        if isinstance(r, bool):
+            raise self._err("rng", "must be an integer >= 0 or a decimal/hex string")
+        if isinstance(r, (int, np.integer)):
+            if r < 0:
+                raise self._err("rng", f"must be >= 0, got {r}")
+            return int(r)
+        if isinstance(r, str):
+            try:
+                v = int(r, 0)
+            except ValueError:
+                raise self._err("rng", f"cannot read {r!r} as an integer (decimal or 0x hex)") from None
+            if v < 0:
+                raise self._err("rng", f"must be >= 0, got {r}")
+            return v
+        raise self._err("rng", f"must be an integer >= 0 or a decimal/hex string, got {type(r).__name__}")
+
+    def _evaluate_field(self, key, value, env, *, positive=False, integer=False):
+        v = _evaluate(value, env, f"{self._source}: {key}")
+        if positive and not v > 0:
+            raise self._err(key, f"must be > 0, got {value!r}")
+        if integer:
+            if v != int(v) or v < 1:
+                raise self._err(key, f"must be a positive integer, got {value!r}")
+            return int(v)
+        return v
+
+    def _env(self, overrides: Mapping[str, Any], part: StudyPart | None, where: str) -> dict:
+        """Evaluate parameters in order (study, then protocol), sweep values overriding."""
+        env: dict[str, Any] = {}
+        layers = [(self.parameters, "[parameters]")]
+        if part is not None:
+            layers.append((part.parameters, where))
+        for params, w in layers:
+            for k, v in params.items():
+                if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(k)):
+                    raise StudyError(f"{self._source}: {w}.{k}: parameter names must be identifiers")
+                if k in _FUNCS or k == "model":
+                    raise StudyError(f"{self._source}: {w}.{k}: {k!r} is reserved (a function name or 'model')")
+                if k in overrides:
+                    env[k] = overrides[k]
+                else:
+                    env[k] = _evaluate(v, env, f"{self._source}: {w}.{k}")
+        for k, v in overrides.items():
+            env.setdefault(k, v)
+        return env
+
+    def _check_part(self, name: str, p: StudyPart) -> None:
+        pw = self._pw(name)
+        sw = self._pw(name, "sweep")
+        e = lambda key, msg: StudyError(f"{self._source}: {key}: {msg}")
+        if not isinstance(p.segments, list) or not p.segments:
+            raise e(f"{pw}.segments", "needs at least one segment (a step or a train)")
+        env0 = self._env({}, p, self._pw(name, "parameters"))
+        if not isinstance(p.sweep, dict):
+            raise e(sw, "must be a table of axis = [values]")
+        overrides = {}
+        for axis, values in p.sweep.items():
+            if not isinstance(values, list) or not values:
+                raise e(f"{sw}.{axis}", f"must be a non-empty list of values, got {values!r}")
+            if axis == "model":
+                if not all(isinstance(v, str) for v in values):
+                    raise e(f"{sw}.{axis}", "model values must be model names or scheme paths")
+                vals = list(values)
+            else:
+                if axis not in env0:
+                    raise e(f"{sw}.{axis}", f"is not a parameter; define it in [parameters] (known: "
+                            f"{sorted(env0)}) or sweep 'model'")
+                vals = [_evaluate(v, env0, f"{self._source}: {sw}.{axis}[{i}]") for i, v in enumerate(values)]
+            if len(set(vals)) != len(vals):
+                raise e(f"{sw}.{axis}", f"values must be distinct, got {values!r}")
+            overrides[axis] = vals[0]
+        if p.analysis is not None:
+            a = p.analysis
+            if not isinstance(a, dict) or a.get("kind") not in ANALYSES:
+                raise e(f"{pw}.analysis", f"kind must be one of {list(ANALYSES)}, got {a!r}")
+        if p.initial is not None and not isinstance(p.initial, (str, dict)):
+            raise e(f"{pw}.initial", "must be 'equilibrium', a state name or a conditions table")
+        for key in ("dt",):
+            if getattr(p, key) is not None:
+                self._evaluate_field(f"{pw}.{key}", getattr(p, key), env0, positive=True)
+        for key in ("n_trials", "n_channels"):
+            v = getattr(p, key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+                raise e(f"{pw}.{key}", f"must be an integer >= 1, got {v!r}")
+        if p.method is not None and p.method not in _METHODS:
+            raise e(f"{pw}.method", f"must be one of {list(_METHODS)}, got {p.method!r}")
+        # every segment evaluates at the first sweep point
+        _build_protocol(self, name, self._env(overrides, p, self._pw(name, "parameters")))
+
+    # ------------------------------------------------------------------ sweep points
+    def axes(self, part: str) -> list[tuple[str, list]]:
+        """Sweep axes of a protocol: ``[(name, values)]`` (values in SI, or model names)."""
+        p = self.parts[part]
+        env0 = self._env({}, p, self._pw(part, "parameters"))
+        out = []
+        for axis, values in p.sweep.items():
+            if axis == "model":
+                out.append((axis, list(values)))
+            else:
+                out.append((axis, [_evaluate(v, env0, f"{self._source}: {self._pw(part, 'sweep')}.{axis}")
+                                   for v in values]))
+        return out
+
+    def points(self, part: str) -> list[dict]:
+        """All sweep points of a protocol (outer product of the axes, C order)."""
+        ax = self.axes(part)
+        if not ax:
+            return [{}]
+        return [dict(zip([a for a, _ in ax], combo)) for combo in itertools.product(*[v for _, v in ax])]
+
+    # ------------------------------------------------------------------ TOML
+    def to_dict(self) -> dict:
+        """Plain data, the form :meth:`to_toml` writes (raw values, units kept as written)."""
+        d: dict[str, Any] = {"name": self.name}
+        if self.description:
+            d["description"] = self.description
+        d["model"] = self.model
+        d["blockers"] = copy.deepcopy(self.blockers)
+        d.update(method=self.method, n_channels=int(self.n_channels), n_trials=int(self.n_trials),
+                 dt=self.dt)
+        if self.rng is not None:
+            d["rng"] = self.rng
+        d.update(record=self.record, keep_trials=int(self.keep_trials), deterministic=self.deterministic)
+        if self.parameters:
+            d["parameters"] = dict(self.parameters)
+        parts = {}
+        for name, p in self.parts.items():
+            pd: dict[str, Any] = {}
+            for key in ("initial", "dt", "n_trials", "n_channels", "method"):
+                v = getattr(p, key)
+                if v is not None and not (key == "initial" and v == "equilibrium"):
+                    pd[key] = v
+            if p.analysis is not None:
+                pd["analysis"] = dict(p.analysis)
+            if p.parameters:
+                pd["parameters"] = dict(p.parameters)
+            if p.sweep:
+                pd["sweep"] = dict(p.sweep)
+            pd["segments"] = copy.deepcopy(p.segments)
+            parts[name] = pd
+        if self._single():
+            pd = parts["main"]
+            sweep = pd.pop("sweep", None)
+            d["protocol"] = pd
+            if sweep:
+                d["sweep"] = sweep
+        else:
+            d["protocols"] = parts
+        d["outputs"] = dict(self.outputs)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], source: str = "study", base_dir: str = ".") -> "Study":
+        """Inverse of :meth:`to_dict`; errors name the offending key (``source: key: ...``)."""
+        if not isinstance(d, Mapping):
+            raise StudyError(f"{source}: a study must be a table")
+        bad = set(d) - set(_TOP_KEYS)
+        if bad:
+            raise StudyError(f"{source}: {sorted(bad)[0]}: unknown key; allowed top-level keys: {list(_TOP_KEYS)}")
+        kw: dict[str, Any] = {k: d[k] for k in ("name", "description", "model", "blockers", "method",
+                                                "n_channels", "n_trials", "dt", "rng", "record",
+                                                "keep_trials", "deterministic", "parameters", "outputs")
+                              if k in d}
+        for key, kind in (("parameters", "table"), ("outputs", "table"), ("blockers", "list")):
+            if key in kw and not isinstance(kw[key], (dict if kind == "table" else list)):
+                raise StudyError(f"{source}: {key}: must be a {kind}")
+        if "protocol" in d and "protocols" in d:
+            raise StudyError(f"{source}: [protocols]: give either [protocol] (one protocol, with [sweep]) "
+                             "or [protocols.NAME] tables, not both")
+
+        def part(pd: Any, where: str, sweep: Any = None) -> StudyPart:
+            if not isinstance(pd, Mapping):
+                raise StudyError(f"{source}: {where}: must be a table")
+            badk = set(pd) - set(_PART_KEYS)
+            if badk:
+                raise StudyError(f"{source}: {where}.{sorted(badk)[0]}: unknown key; allowed: {list(_PART_KEYS)}")
+            kwp = dict(pd)
+            if sweep is not None:
+                kwp["sweep"] = sweep
+            for key in ("sweep", "parameters"):
+                if key in kwp and not isinstance(kwp[key], Mapping):
+                    raise StudyError(f"{source}: {where}.{key}: must be a table")
+            if "segments" in kwp and not isinstance(kwp["segments"], list):
+                raise StudyError(f"{source}: {where}.segments: must be an array of tables ([[...segments]])")
+            return StudyPart(**kwp)
+
+        if "protocol" in d:
+            kw["parts"] = {"main": part(d["protocol"], "[protocol]", d.get("sweep", {}))}
+        elif "protocols" in d:
+            if "sweep" in d:
+                raise StudyError(f"{source}: [sweep]: with [protocols.NAME] put each sweep in "
+                                 "[protocols.NAME.sweep]")
+            if not isinstance(d["protocols"], Mapping):
+                raise StudyError(f"{source}: [protocols]: must be a table of named protocols")
+            kw["parts"] = {k: part(v, f"[protocols.{k}]") for k, v in d["protocols"].items()}
+        elif "sweep" in d:
+            raise StudyError(f"{source}: [sweep]: a sweep needs a [protocol]")
+        return cls(**kw, _source=source, _base_dir=base_dir)
+
+    def to_toml(self, path: str | os.PathLike | None = None) -> str:
+        """TOML text of the study (written to ``path`` if given); :meth:`from_toml` reads it back
+        to an equal Study (floats written with ``repr``)."""
+        text = _dump_study(self.to_dict())
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    @classmethod
+    def from_toml(cls, source: str | os.PathLike) -> "Study":
+        """Read a study from a TOML file path or a TOML string.  Errors start with
+        ``FILE: key:`` (e.g. ``study.toml: [sweep].ketamine: ...``)."""
+        try:
+            import tomllib
+        except ImportError:  # pragma: no cover - Python < 3.11
+            import tomli as tomllib  # type: ignore[no-redef]
+        if isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source
+                                                and (os.path.exists(source) or source.endswith(".toml"))):
+            p = Path(source)
+            if not p.exists():
+                raise FileNotFoundError(f"study file {str(p)!r} not found")
+            text, name, base = p.read_text(encoding="utf-8"), p.name, str(p.resolve().parent)
+        elif isinstance(source, str):
+            text, name, base = source, "study", "."
+        else:
+            raise TypeError("source must be a path or a TOML string")
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise StudyError(f"{name}: not valid TOML: {e}") from None
+        return cls.from_dict(data, source=name, base_dir=base)
+
+    def replace(self, **changes: Any) -> "Study":
+        """A copy with top-level fields changed (validated again)."""
+        d = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)
+             if f.name not in ("protocol", "sweep", "analysis", "initial")}
+        d.update(changes)
+        return Study(**d)
+
+    def quick(self) -> "Study":
+        """A reduced copy for smoke tests: at most 4 trials of 100 channels per point, the first
+        and last value of each sweep axis."""
+        s = self.replace(n_trials=min(self.n_trials, 4), n_channels=min(self.n_channels, 100),
+                         keep_trials=min(self.keep_trials, 2), name=self.name + "_quick")
+        for p in s.parts.values():
+            p.sweep = {k: (v if len(v) <= 2 else [v[0], v[-1]]) for k, v in p.sweep.items()}
+            for key in ("n_trials", "n_channels"):
+                if getattr(p, key) is not None:
+                    setattr(p, key, min(getattr(p, key), 4 if key == "n_trials" else 100))
+        return s
+
+
+# ---- TOML writer (tomllib reads; no writer in the standard library)
+def _tv(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v)) if -2**63 <= v < 2**63 else json.dumps(str(int(v)))
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        if math.isnan(f):
+            return "nan"
+        if math.isinf(f):
+            return "inf" if f > 0 else "-inf"
+        return repr(f)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_tv(x) for x in v) + "]"
+    if isinstance(v, Mapping):
+        return "{ " + ", ".join(f"{_tk(k)} = {_tv(x)}" for k, x in v.items()) + " }" if v else "{}"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def _tk(k: str) -> str:
+    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k, ensure_ascii=False)
+
+
+def _dump_study(d: dict) -> str:
+    out = ["# ketacore study (ketacore run FILE).  Values: numbers in SI units, quantities such",
+           "# as \"10 uM\" / \"30 s\" / \"-70 mV\", or expressions over [parameters] (\"$t_train * $frequency\").", ""]
+    tables = ("parameters", "protocol", "sweep", "protocols", "outputs")
+    for k, v in d.items():
+        if k not in tables:
+            out.append(f"{_tk(k)} = {_tv(v)}")
+
+    def part(prefix: str, pd: dict) -> None:
+        out.extend(["", f"[{prefix}]"])
+        for k, v in pd.items():
+            if k not in ("parameters", "sweep", "segments"):
+                out.append(f"{_tk(k)} = {_tv(v)}")
+        for sub in ("parameters", "sweep"):
+            if sub in pd:
+                out.extend(["", f"[{prefix}.{sub}]"] + [f"{_tk(k)} = {_tv(v)}" for k, v in pd[sub].items()])
+        for seg in pd.get("segments", []):
+            out.extend(["", f"[[{prefix}.segments]]"] + [f"{_tk(k)} = {_tv(v)}" for k, v in seg.items()])
+
+    if "parameters" in d:
+        out.extend(["", "[parameters]"] + [f"{_tk(k)} = {_tv(v)}" for k, v in d["parameters"].items()])
+    if "protocol" in d:
+        part("protocol", d["protocol"])
+    if "sweep" in d:
+        out.extend(["", "[sweep]"] + [f"{_tk(k)} = {_tv(v)}" for k, v in d["sweep"].items()])
+    for name, pd in d.get("protocols", {}).items():
+        part(f"protocols.{_tk(name)}", pd)
+    out.extend(["", "[outputs]"] + [f"{_tk(k)} = {_tv(v)}" for k, v in d["outputs"].items()])
+    return "\n".join(out) + "\n"
+
+
+def default_study() -> Study:
+    """The embedded default study (``ketacore run`` with no file): ketamine on erreger2005_2a."""
+    from importlib import resources
+    text = resources.files("ketacore.data").joinpath(DEFAULT_STUDY).read_text(encoding="utf-8")
+    return Study.from_dict(_toml_loads(text), source=DEFAULT_STUDY)
+
+
+def _toml_loads(text: str) -> dict:
+    try:
+        import tomllib
+    except ImportError:  # pragma: no cover
+        import tomli as tomllib  # type: ignore[no-redef]
+    return tomllib.loads(text)
+
+
+# ------------------------------------------------------------------------------------------
+# Building a sweep point: scheme, protocol, windows
+# ------------------------------------------------------------------------------------------
+@dataclass
+class _Segment:
+    label: str | None
+    t0: float
+    t1: float
+    train: tuple | None = None  # (n_pulses, period, width)
+
+
+def _build_protocol(study: Study, part: str, env: Mapping[str, Any]):
+    """Protocol and labelled segment windows for one sweep point."""
+    from .protocol import Protocol, Step, pulse_train
+    p = study.parts[part]
+    pw = study._pw(part)
+    steps: list = []
+    segs: list[_Segment] = []
+    t = 0.0
+    for i, seg in enumerate(p.segments):
+        where = f"{study._source}: {pw}.segments[{i}]"
+        if not isinstance(seg, Mapping):
+            raise StudyError(f"{where}: must be a table (a step or {{train = ...}})")
+        label = seg.get("label")
+        if label is not None and not isinstance(label, str):
+            raise StudyError(f"{where}.label: must be a string")
+        if "train" in seg:
+            extra = set(seg) - {"train", "label"}
+            if extra:
+                raise StudyError(f"{where}.{sorted(extra)[0]}: a train segment takes only 'train' and 'label'")
+            tr = seg["train"]
+            if not isinstance(tr, Mapping):
+                raise StudyError(f"{where}.train: must be a table")
+            bad = set(tr) - set(_TRAIN_KEYS)
+            if bad:
+                raise StudyError(f"{where}.train.{sorted(bad)[0]}: unknown key; allowed: {list(_TRAIN_KEYS)}")
+            for req in ("n_pulses", "frequency", "width"):
+                if req not in tr:
+                    raise StudyError(f"{where}.train.{req}: required")
+            kw: dict[str, Any] = {}
+            for key in ("n_pulses", "frequency", "width", "V", "temperature", "tail"):
+                if key in tr:
+                    kw[key] = _evaluate(tr[key], env, f"{where}.train.{key}")
+            n = kw.pop("n_pulses")
+            if n != round(n) or n < 1:
+                raise StudyError(f"{where}.train.n_pulses: must evaluate to a positive integer, got {n}")
+            for key in ("during", "between"):
+                c = tr.get(key, {})
+                if not isinstance(c, Mapping):
+                    raise StudyError(f"{where}.train.{key}: must be a table of ligand = concentration")
+                kw[key] = {k: _evaluate(v, env, f"{where}.train.{key}.{k}") for k, v in c.items()}
+            try:
+                prot = pulse_train(int(round(n)), **kw)
+            except (TypeError, ValueError) as e:
+                raise StudyError(f"{where}.train: {e}") from None
+            steps.append(prot)
+            segs.append(_Segment(label, t, t + prot.duration, (int(round(n)), 1.0 / kw["frequency"], kw["width"])))
+            t += prot.duration
+            continue
+        if "duration" not in seg:
+            raise StudyError(f"{where}.duration: required (or give a train = {{...}})")
+        kw = {}
+        for k, v in seg.items():
+            if k == "label":
+                continue
+            kw[k] = _evaluate(v, env, f"{where}.{k}")
+        try:
+            st = Step(**kw)
+        except (TypeError, ValueError) as e:
+            raise StudyError(f"{where}: {e}") from None
+        steps.append(st)
+        segs.append(_Segment(label, t, t + st.duration))
+        t += st.duration
+    return Protocol(steps), segs
+
+
+_SCHEMES: dict = {}
+
+
+def _resolve_model(model: str, base_dir: str):
+    from . import models
+    from .scheme import Scheme
+    if model in models.available():
+        return models.get(model)
+    path = Path(model)
+    if not path.is_absolute():
+        path = Path(base_dir) / path
+    if path.suffix == ".toml" and path.exists():
+        return Scheme.from_toml(path)
+    raise ValueError(f"unknown model {model!r}: not a built-in model ({list(models.available())}) "
+                     "nor an existing scheme .toml file")
+
+
+def _resolve_blockers(study: Study, env: Mapping[str, Any]):
+    from . import blockers as B
+    out = []
+    for i, b in enumerate(study.blockers):
+        where = f"{study._source}: blockers[{i}]"
+        try:
+            if isinstance(b, str):
+                out.append(B.get(b))
+            else:
+                changes = {}
+                for k, v in b.items():
+                    if k == "name":
+                        continue
+                    if k in ("mode", "site", "ligand", "citation", "doi", "notes") or isinstance(v, (dict, bool)):
+                        changes[k] = v
+                    elif k == "thermal_voltage" and v is None:
+                        changes[k] = None
+                    else:
+                        changes[k] = _evaluate(v, env, f"{where}.{k}")
+                out.append(B.get(b["name"]).replace(**changes) if changes else B.get(b["name"]))
+        except StudyError:
+            raise
+        except (TypeError, ValueError) as e:
+            raise StudyError(f"{where}: {e}") from None
+    return out
+
+
+def _scheme_for(study: Study, model: str, env: Mapping[str, Any]):
+    key = (model, study._base_dir, json.dumps(study.blockers, sort_keys=True, default=str),
+           tuple(sorted((k, v) for k, v in env.items() if not isinstance(v, str))))
+    hit = _SCHEMES.get(key)
+    if hit is not None:
+        return hit
+    from .blockers import block
+    try:
+        gating = _resolve_model(model, study._base_dir)
+    except ValueError as e:
+        raise StudyError(f"{study._source}: model: {e}") from None
+    bl = _resolve_blockers(study, env)
+    scheme = block(gating, *bl) if bl else gating
+    if len(_SCHEMES) > 32:
+        _SCHEMES.clear()
+    _SCHEMES[key] = (scheme, bl)
+    return scheme, bl
+
+
+@dataclass
+class _Point:
+    scheme: Any
+    blockers: list
+    protocol: Any
+    segments: list
+    dt: float
+    n_samples: int
+    n_channels: int
+    n_trials: int
+    method: str
+    initial: Any
+    analysis: dict | None
+    env: dict
+
+
+def _point(study: Study, part: str, values: Mapping[str, Any]) -> _Point:
+    p = study.parts[part]
+    pw = study._pw(part)
+    env = study._env({k: v for k, v in values.items() if k != "model"}, p, study._pw(part, "parameters"))
+    model = values.get("model", study.model)
+    scheme, bl = _scheme_for(study, model, env)
+    prot, segs = _build_protocol(study, part, env)
+    try:
+        prot.compile(scheme)
+    except ValueError as e:
+        raise StudyError(f"{study._source}: {pw}.segments: {e}") from None
+    dt = _evaluate(p.dt if p.dt is not None else study.dt, env, f"{study._source}: {pw}.dt" if p.dt is not None
+                   else f"{study._source}: dt")
+    from .simulate import _n_samples
+    initial = p.initial
+    if isinstance(initial, dict):
+        initial = {k: _evaluate(v, env, f"{study._source}: {pw}.initial.{k}") for k, v in initial.items()}
+    elif initial is not None and initial != "equilibrium" and initial not in scheme.states:
+        raise StudyError(f"{study._source}: {pw}.initial: unknown state {initial!r}; states: {list(scheme.states)}")
+    return _Point(scheme=scheme, blockers=bl, protocol=prot, segments=segs, dt=dt,
+                  n_samples=_n_samples(prot.duration, dt),
+                  n_channels=int(p.n_channels if p.n_channels is not None else study.n_channels),
+                  n_trials=int(p.n_trials if p.n_trials is not None else study.n_trials),
+                  method=p.method or study.method, initial=initial,
+                  analysis=dict(p.analysis) if p.analysis else None, env=env)
+
+
+def _control_protocol(pt: _Point):
+    """The same protocol with every blocker ligand at 0 (the drug-free control)."""
+    from .protocol import Protocol, Step
+    ligs = {b.ligand for b in pt.blockers}
+    return Protocol([Step(st.duration, V=st.V, temperature=st.temperature,
+                          **{k: v for k, v in st.concentrations.items() if k not in ligs})
+                     for st in pt.protocol.steps])
+
+
+# ------------------------------------------------------------------------------------------
+# Analyses: functions of an occupancy trace (fractions), applied alike to the master equation,
+# the Monte Carlo mean and every single trial
+# ------------------------------------------------------------------------------------------
+def _window(pt: _Point, t0: float, t1: float, where: str) -> slice:
+    i0 = int(math.ceil(t0 / pt.dt - 1e-7))
+    i1 = min(int(math.floor(t1 / pt.dt - 1e-7)) + 1, pt.n_samples)
+    if i1 <= i0:
+        raise StudyError(f"{where}: window [{t0:g}, {t1:g}] s holds no sample at dt = {pt.dt:g} s")
+    return slice(i0, i1)
+
+
+def _labelled(pt: _Point, label: str, where: str) -> _Segment:
+    for s in pt.segments:
+        if s.label == label:
+            return s
+    raise StudyError(f"{where}: this analysis needs a segment with label = {label!r}; labels: "
+                     f"{[s.label for s in pt.segments if s.label]}")
+
+
+class _Analysis:
+    """Precomputed windows for one sweep point; ``__call__(occ)`` → dict of scalars."""
+
+    def __init__(self, study: Study, part: str, pt: _Point, det_control: np.ndarray | None) -> None:
+        a = pt.analysis or {}
+        self.kind = a.get("kind")
+        self.g = np.asarray(pt.scheme.conductance, dtype=float)
+        self.gmax = float(self.g.max()) if self.g.max() > 0 else 1.0
+        where = f"{study._source}: {study._pw(part)}.analysis"
+        self.blocked = np.array([any(f"·{b.name}" in s for b in pt.blockers) for s in pt.scheme.states])
+        env = pt.env
+        opt = lambda k, d: _evaluate(a.get(k, d), env, f"{where}.{k}")
+        if self.kind == "trapping":
+            window, early = opt("window", 1.0), opt("early", 0.5)
+            c, b, w, r = (_labelled(pt, lab, where) for lab in ("control", "block", "wash", "recovery"))
+            self.ctl_ss = _window(pt, c.t1 - window, c.t1, f"{where}.window")
+            self.blk_ss = _window(pt, b.t1 - window, b.t1, f"{where}.window")
+            self.ctl_early = _window(pt, c.t0, c.t0 + early, f"{where}.early")
+            self.rec_early = _window(pt, r.t0, r.t0 + early, f"{where}.early")
+            self.i_block_end = min(int(round(b.t1 / pt.dt)), pt.n_samples - 1)
+            self.i_wash_end = min(int(round(w.t1 / pt.dt)), pt.n_samples - 1)
+        elif self.kind == "use_dependence":
+            lab = a.get("train")
+            trains = [s for s in pt.segments if s.train is not None and (lab is None or s.label == lab)]
+            if not trains:
+                raise StudyError(f"{where}: needs a train segment" + (f" labelled {lab!r}" if lab else ""))
+            s = trains[0]
+            n, period, _ = s.train
+            self.pulses = [_window(pt, s.t0 + k * period, s.t0 + (k + 1) * period - 0.5 * pt.dt,
+                                   f"{where} (pulse {k})") for k in range(n)]
+            self.n_pulses = n
+            self.q_ctl = self._charges(det_control)
+        elif self.kind == "dose_response":
+            win = a.get("window")
+            if win is None:
+                self.win = slice(0, pt.n_samples)
+            else:
+                T = pt.protocol.duration
+                self.win = _window(pt, T - opt("window", 0), T, f"{where}.window")
+            self.ctl = float(np.mean(det_control[self.win] @ self.g)) / self.gmax
+
+    def _x(self, occ: np.ndarray) -> np.ndarray:
+        return occ @ self.g / self.gmax     # fraction of maximal conductance (= Po, one level)
+
+    def _charges(self, occ: np.ndarray) -> np.ndarray:
+        x = self._x(occ)
+        return np.array([float(np.sum(x[w])) for w in self.pulses])
+
+    def __call__(self, occ: np.ndarray) -> dict[str, Any]:
+        if self.kind == "trapping":
+            x = self._x(occ)
+            c_ss, b_ss = float(np.mean(x[self.ctl_ss])), float(np.mean(x[self.blk_ss]))
+            c_e, r_e = float(np.mean(x[self.ctl_early])), float(np.mean(x[self.rec_early]))
+            block = 1.0 - b_ss / c_ss if c_ss > 0 else math.nan
+            b_end = float(occ[self.i_block_end, self.blocked].sum())
+            b_wash = float(occ[self.i_wash_end, self.blocked].sum())
+            return {"block": block,
+                    "trapped": (1.0 - r_e / c_e) / block if c_e > 0 and block > 0 else math.nan,
+                    "blocked_end_block": b_end, "blocked_end_wash": b_wash,
+                    "trapped_occupancy": b_wash / b_end if b_end > 0 else math.nan}
+        if self.kind == "use_dependence":
+            q = self._charges(occ)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                by = 1.0 - q / self.q_ctl
+            return {"block_last": float(by[-1]), "block_total": 1.0 - float(q.sum() / self.q_ctl.sum()),
+                    "_block_by_pulse": by}
+        if self.kind == "dose_response":
+            r = float(np.mean(self._x(occ[self.win]))) / self.ctl if self.ctl > 0 else math.nan
+            return {"response": r}
+        return {}
+
+
+_ANALYSIS_DOC = {
+    "block": ("1", "steady-state block: 1 - <I> over the last `window` of 'block' / same of 'control'"),
+    "trapped": ("1", "trapped fraction (Mealing 1999): (1 - <I> over the first `early` of 'recovery' / "
+                     "same of 'control') / block"),
+    "blocked_end_block": ("1", "fraction of channels carrying a blocker at the end of 'block'"),
+    "blocked_end_wash": ("1", "fraction of channels carrying a blocker at the end of 'wash'"),
+    "trapped_occupancy": ("1", "blocked_end_wash / blocked_end_block"),
+    "block_last": ("1", "use-dependent block of the charge of the last pulse (vs the drug-free control)"),
+    "block_total": ("1", "block of the total charge of the train (vs the drug-free control)"),
+    "response": ("1", "mean current relative to the drug-free control"),
+}
+
+
+# ------------------------------------------------------------------------------------------
+# Workers
+# ------------------------------------------------------------------------------------------
+_CTX: dict = {}
+_CTX_LOCK = threading.Lock()
+
+
+class _Context:
+    """A parsed study in a worker (cached per process by spec text)."""
+
+    def __init__(self, spec_text: str, base_dir: str, source: str) -> None:
+        self.study = Study.from_dict(_toml_loads(spec_text), source=source, base_dir=base_dir)
+        self.entropy = self.study._entropy()
+        self._points: dict = {}
+        self._lock = threading.Lock()
+
+    def point(self, part: str, index: int):
+        with self._lock:
+            hit = self._points.get((part, index))
+            if hit is None:
+                pt = _point(self.study, part, self.study.points(part)[index])
+                ctl = None
+                if pt.analysis and pt.analysis.get("kind") in ("use_dependence", "dose_response"):
+                    from .solve import solve
+                    ctl = solve(pt.scheme, _control_protocol(pt), pt.dt,
+                                initial=_control_initial(pt)).occupancy
+                hit = (pt, _Analysis(self.study, part, pt, ctl))
+                self._points[(part, index)] = hit
+            return hit
+
+
+def _control_initial(pt: _Point):
+    if pt.initial is None or pt.initial == "equilibrium":
+        return None  # equilibrium under the control protocol's first step
+    return pt.initial
+
+
+def _context(spec_text: str, base_dir: str, source: str) -> _Context:
+    key = (spec_text, base_dir)
+    with _CTX_LOCK:
+        ctx = _CTX.get(key)
+        if ctx is None:
+            if len(_CTX) > 4:
+                _CTX.clear()
+            ctx = _CTX[key] = _Context(spec_text, base_dir, source)
+    return ctx
+
+
+def _levels(scheme) -> tuple[np.ndarray, list[np.ndarray]]:
+    g = np.asarray(scheme.conductance, dtype=float)
+    lv = np.array(sorted(set(g[g > 0].tolist())), dtype=float)
+    return lv, [g == v for v in lv]
+
+
+def _run_chunk(spec_text: str, base_dir: str, source: str, part: str, point: int, start: int,
+               stop: int, n_threads: int = 1) -> dict:
+    """Simulate trials ``[start, stop)`` of one sweep point and reduce them exactly.
+
+    Returns integer sums over the trials (``sum``, ``sumsq``: (S, K); ``cross``: (S, L, L) over
+    conductance levels), the per-trial analysis values, the kept trials' currents and (with
+    ``record="counts"``) the counts.  Depends only on (spec, point, start, stop).
+    """
+    from .simulate import simulate
+    ctx = _context(spec_text, base_dir, source)
+    study = ctx.study
+    pt, analysis = ctx.point(part, point)
+    res = simulate(pt.scheme, pt.protocol, pt.dt, pt.n_channels, method=pt.method, rng=ctx.entropy,
+                   n_threads=n_threads, record="counts", initial=pt.initial, trials=range(start, stop))
+    c = res.counts
+    n = c.shape[0]
+    c64 = c.astype(np.int64)
+    out: dict[str, Any] = {"start": np.int64(start), "stop": np.int64(stop), "method": res.method,
+                           "sum": c64.sum(axis=0), "sumsq": np.einsum("tsk,tsk->sk", c64, c64)}
+    lv, masks = _levels(pt.scheme)
+    nl = np.stack([c64[..., m].sum(axis=-1) for m in masks], axis=-1) if len(lv) else \
+        np.zeros(c.shape[:2] + (0,), np.int64)
+    out["cross"] = np.einsum("tsl,tsm->slm", nl, nl)
+    N = float(pt.n_channels)
+    per: dict[str, list] = {}
+    for i in range(n):
+        for k, v in analysis(c[i] / N).items():
+            if not k.startswith("_"):
+                per.setdefault(k, []).append(v)
+    for k, v in per.items():
+        out["trial_" + k] = np.asarray(v, dtype=float)
+    keep = min(study.keep_trials, pt.n_trials)
+    if start < keep:
+        drive = res.V - pt.scheme.e_rev
+        g = np.asarray(pt.scheme.conductance, dtype=float)
+        rows = range(0, min(stop, keep) - start)
+        out["kept_current"] = np.stack([(c[i] @ g) * drive for i in rows])
+    if study.record == "counts":
+        out["counts"] = c
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Output folder, chunk files
+# ------------------------------------------------------------------------------------------
+def _chunk_dir(out: Path, part: str) -> Path:
+    return out / "chunks" / part
+
+
+def _chunk_path(out: Path, part: str, point: int, start: int, stop: int) -> Path:
+    return _chunk_dir(out, part) / f"p{point:05d}_t{start:09d}-{stop:09d}.npz"
+
+
+_CHUNK_RE = re.compile(r"^p(\d+)_t(\d+)-(\d+)\.npz$")
+
+
+def _done_ranges(out: Path, part: str) -> dict[int, list[tuple[int, int]]]:
+    d = _chunk_dir(out, part)
+    done: dict[int, list] = {}
+    if d.exists():
+        for f in sorted(d.iterdir()):
+            m = _CHUNK_RE.match(f.name)
+            if m:
+                done.setdefault(int(m.group(1)), []).append((int(m.group(2)), int(m.group(3))))
+    return done
+
+
+def _save_chunk(out: Path, part: str, point: int, data: dict) -> None:
+    path = _chunk_path(out, part, point, int(data["start"]), int(data["stop"]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}_{threading.get_ident()}")
+    arrays = {k: (np.asarray(v) if k != "method" else np.asarray(str(v))) for k, v in data.items()}
+    with open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    os.replace(tmp, path)
+
+
+def _load_chunk(path: Path) -> dict:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _gaps(n: int, done: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
+    """Trial ranges of [0, n) not covered by ``done``, cut into pieces of at most ``size``."""
+    covered = np.zeros(n, dtype=bool)
+    for a, b in done:
+        covered[a:min(b, n)] = True
+    out = []
+    i = 0
+    while i < n:
+        if covered[i]:
+            i += 1
+            continue
+        j = i
+        while j < n and not covered[j] and j - i < size:
+            j += 1
+        out.append((i, j))
+        i = j
+    return out
+
+
+def _prepare_output(out: Path, spec_text: str, user_rng_given: bool) -> str:
+    """Create/check the output folder.  Returns the spec text to use (the one on disk when the
+    user gave no rng and the folder already holds this study)."""
+    spec_file = out / "study.toml"
+    if spec_file.exists():
+        disk = spec_file.read_text(encoding="utf-8")
+        if disk == spec_text:
+            return disk
+        a, b = _toml_loads(disk), _toml_loads(spec_text)
+        if not user_rng_given and "rng" in a:
+            b["rng"] = a["rng"]
+            if _dump_study(b) == disk or a == b:
+                return disk
+        diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        raise StudyConflictError(
+            f"{out} already holds a different study (differs in: {', '.join(diff)}); nothing was "
+            f"overwritten.  Use another output folder, or delete {out} to start again.")
+    if out.exists() and any(out.iterdir()):
+        raise StudyConflictError(f"{out} exists and is not a ketacore study folder (no study.toml); "
+                                 "nothing was overwritten.  Choose an empty or new folder.")
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = spec_file.with_name("study.toml.tmp")
+    tmp.write_text(spec_text, encoding="utf-8")
+    os.replace(tmp, spec_file)
+    return spec_text
+
+
+# ------------------------------------------------------------------------------------------
+# Runner
+# ------------------------------------------------------------------------------------------
+def _default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover
+        return max(1, os.cpu_count() or 1)
+
+
+def run_study(study: "Study | str | os.PathLike", executor: cf.Executor | None = None, *,
+              output: str | os.PathLike | None = None, progress: bool = True,
+              workers: int | None = None, chunk_trials: int | None = None,
+              figures: bool | None = None):
+    """Run a study; return its results as an ``xarray.DataTree`` (one group per protocol).
+
+    Parameters
+    ----------
+    study : Study, or path to a study TOML file
+    executor : concurrent.futures.Executor, optional
+        Where chunks run (see the module docstring for dask, loky, process pools, MPI).
+        ``None``: local threads.
+    output : path, optional
+        Output folder: ``study.toml``, ``chunks/``, the results file, figures.  Re-running into
+        the same folder resumes (skips finished chunks); a different study there is refused.
+        ``None``: run in memory, write nothing (not resumable).
+    progress : bool
+        tqdm progress bar with ETA on stderr (needs tqdm; silently off without it).
+    workers : int, optional
+        Local threads when ``executor`` is None (default: all cores).
+    chunk_trials : int, optional
+        Trials per chunk (default: about 4 chunks per worker per point, at most 64 trials and
+        ~64 MB of counts).  Does not change the results.
+    figures : bool, optional
+        Write the PNG figures (default: the study's ``[outputs].figures``; needs ``output``).
+
+    Returns
+    -------
+    xarray.DataTree
+        ``tree[name]`` is the ``xarray.Dataset`` of protocol ``name``; attributes hold the
+        study TOML, root entropy, ketacore version and the scheme of each protocol.
+
+    Raises
+    ------
+    StudyError
+        Invalid study (message names the key).
+    StudyConflictError
+        ``output`` holds a different study.
+    """
+    try:
+        import xarray  # noqa: F401
+    except ImportError:  # pragma: no cover - optional dependency
+        raise ImportError("run_study needs xarray and netCDF4: pip install 'ketacore[xarray]'") from None
+    if isinstance(study, (str, os.PathLike)):
+        study = Study.from_toml(study)
+    if not isinstance(study, Study):
+        raise TypeError(f"study must be a Study or a path to a study TOML file, got {type(study).__name__}")
+    user_rng = study.rng is not None
+    from . import _rng
+    entropy = study._entropy() if user_rng else _rng.root_entropy(None)
+    resolved = study.replace(rng=entropy if entropy < 2**63 else hex(entropy))
+    resolved._source, resolved._base_dir = study._source, study._base_dir
+    spec_text = resolved.to_toml()
+    out = Path(output) if output is not None else None
+    if out is not None:
+        spec_text = _prepare_output(out, spec_text, user_rng)
+    ctx = _context(spec_text, study._base_dir, study._source)
+    study = ctx.study
+    workers = _default_workers() if workers is None else int(workers)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+
+    # ---- plan
+    plan: list[tuple[str, int, int, int]] = []
+    results: dict[tuple[str, int], list[dict]] = {}
+    total = done_trials = 0
+    for part in study.parts:
+        pts = study.points(part)
+        done = _done_ranges(out, part) if out is not None else {}
+        for i in range(len(pts)):
+            pt, _ = ctx.point(part, i)
+            results[(part, i)] = []
+            size = chunk_trials or _auto_chunk(pt, workers)
+            rng_done = [(a, b) for a, b in done.get(i, []) if b <= pt.n_trials]
+            for a, b in rng_done:
+                results[(part, i)].append(None)  # placeholder: loaded at assembly
+                done_trials += b - a
+            for a, b in _gaps(pt.n_trials, rng_done, size):
+                plan.append((part, i, a, b))
+            total += pt.n_trials
+
+    bar = _progress_bar(progress, total, done_trials, study.name)
+    own_pool = None
+    if executor is None:
+        if workers == 1:
+            executor = _InlineExecutor()
+        else:
+            executor = own_pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ketacore-study")
+    n_threads = 1
+    futures: dict = {}
+    memory: dict[tuple[str, int], list[dict]] = {k: [] for k in results}
+    try:
+        for part, i, a, b in plan:
+            f = executor.submit(_run_chunk, spec_text, study._base_dir, study._source, part, i, a, b, n_threads)
+            futures[f] = (part, i)
+        for f in cf.as_completed(futures):
+            part, i = futures[f]
+            data = f.result()
+            if out is not None:
+                _save_chunk(out, part, i, data)
+            else:
+                memory[(part, i)].append(data)
+            if bar is not None:
+                bar.update(int(data["stop"] - data["start"]))
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        raise
+    finally:
+        if own_pool is not None:
+            own_pool.shutdown(wait=True, cancel_futures=True)
+        if bar is not None:
+            bar.close()
+
+    tree = _assemble(ctx, spec_text, out, memory)
+    if out is not None:
+        _write_netcdf(tree, out / study.outputs["results"])
+        want = study.outputs["figures"] if figures is None else figures
+        if want:
+            from . import plot
+            plot.study_figures(tree, out, which=None if want is True else want)
+    return tree
+
+
+class _InlineExecutor(cf.Executor):
+    """Runs each task at submit time, in the calling thread (workers=1)."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        f: cf.Future = cf.Future()
+        try:
+            f.set_result(fn(*args, **kwargs))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller via the future
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            f.set_exception(e)
+        return f
+
+
+def _auto_chunk(pt: _Point, workers: int) -> int:
+    per_trial = pt.n_samples * pt.scheme.n_states * 4 * 3  # counts + int64 copies
+    by_mem = max(1, int(64e6 // max(per_trial, 1)))
+    by_par = max(1, math.ceil(pt.n_trials / (4 * workers)))
+    return int(max(1, min(64, by_mem, by_par)))
+
+
+def _progress_bar(progress: bool, total: int, initial: int, name: str):
+    if not progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, initial=initial, unit="trial", desc=name, dynamic_ncols=True,
+                file=sys.stderr, smoothing=0.1)
+
+
+# ------------------------------------------------------------------------------------------
+# Assembly
+# ------------------------------------------------------------------------------------------
+def _assemble(ctx: _Context, spec_text: str, out: Path | None, memory: dict):
+    import xarray as xr
+    study = ctx.study
+    groups: dict[str, Any] = {}
+    for part in study.parts:
+        groups[part] = _assemble_part(ctx, part, out, memory)
+    root_attrs = {
+        "title": f"ketacore study {study.name}",
+        "ketacore_version": __version__,
+        "entropy": str(ctx.entropy),
+        "study_toml": spec_text,
+        "description": study.description,
+        "reproduce": "save study_toml as study.toml and run: ketacore run study.toml "
+                     f"(ketacore {__version__}); trial i uses PCG64(SeedSequence(entropy, spawn_key=(i,)))",
+    }
+    tree = xr.DataTree(dataset=xr.Dataset(attrs=root_attrs))
+    for part, ds in groups.items():
+        tree[part] = xr.DataTree(dataset=ds)
+    return tree
+
+
+def _sorted_chunks(out: Path | None, part: str, i: int, memory: dict, n_trials: int) -> list[dict]:
+    chunks = list(memory.get((part, i), []))
+    if out is not None:
+        for a, b in _done_ranges(out, part).get(i, []):
+            if b <= n_trials:
+                chunks.append(_load_chunk(_chunk_path(out, part, i, a, b)))
+    chunks.sort(key=lambda d: int(d["start"]))
+    cover = np.zeros(n_trials, dtype=np.int64)
+    for d in chunks:
+        cover[int(d["start"]):int(d["stop"])] += 1
+    if np.any(cover != 1):
+        raise RuntimeError(f"protocol {part!r} point {i}: chunk files do not cover the trials exactly "
+                           f"once (missing or overlapping trial ranges); delete the chunks folder "
+                           "entries of this point and run again")
+    return chunks
+
+
+def _assemble_part(ctx: _Context, part: str, out: Path | None, memory: dict):
+    import xarray as xr
+    from .solve import solve
+    study = ctx.study
+    axes = study.axes(part)
+    dims = [a for a, _ in axes]
+    shape = tuple(len(v) for _, v in axes)
+    pts = study.points(part)
+    built = [ctx.point(part, i) for i in range(len(pts))]
+    pt0 = built[0][0]
+    states = list(pt0.scheme.states)
+    for pt, _ in built:
+        if list(pt.scheme.states) != states:
+            raise StudyError(f"{study._source}: {study._pw(part, 'sweep')}.model: swept models must have "
+                             "the same states")
+    S = max(pt.n_samples for pt, _ in built)
+    K = len(states)
+    dt = pt0.dt
+    time_ = np.arange(S) * dt
+    n_trials = max(pt.n_trials for pt, _ in built)
+    keep = min(study.keep_trials, n_trials)
+    P = len(pts)
+
+    def arr(extra, fill, dtype=float):
+        return np.full((P,) + extra, fill, dtype=dtype)
+
+    sum_c = arr((S, K), 0, np.int64)
+    sumsq = arr((S, K), 0, np.int64)
+    cur_mean = arr((S,), np.nan)
+    cur_sd = arr((S,), np.nan)
+    po_mc = arr((S,), np.nan)
+    occ_mc = arr((S, K), np.nan)
+    Vt = arr((S,), np.nan)
+    kept = arr((keep, S), np.nan)
+    occ_det = arr((S, K), np.nan)
+    cur_det = arr((S,), np.nan)
+    po_det = arr((S,), np.nan)
+    n_samples = np.zeros(P, np.int64)
+    methods = []
+    counts = arr((n_trials, S, K), 0, np.int32) if study.record == "counts" else None
+    metric_det: dict[str, np.ndarray] = {}
+    metric_mc: dict[str, np.ndarray] = {}
+    metric_tr: dict[str, np.ndarray] = {}
+    by_pulse_det = by_pulse_mc = None
+    n_pulses_max = max((an.n_pulses for _, an in built if an.kind == "use_dependence"), default=0)
+    if n_pulses_max:
+        by_pulse_det = arr((n_pulses_max,), np.nan)
+        by_pulse_mc = arr((n_pulses_max,), np.nan)
+
+    for i, (pt, an) in enumerate(built):
+        s = pt.n_samples
+        n_samples[i] = s
+        chunks = _sorted_chunks(out, part, i, memory, pt.n_trials)
+        ms = sorted({str(d["method"]) for d in chunks})
+        methods.append(ms[0] if len(ms) == 1 else "+".join(ms))
+        sc = np.zeros((s, K), np.int64)
+        sq = np.zeros((s, K), np.int64)
+        lv, _ = _levels(pt.scheme)
+        cr = np.zeros((s, len(lv), len(lv)), np.int64)
+        for d in chunks:
+            sc += d["sum"]
+            sq += d["sumsq"]
+            cr += d["cross"]
+            a, b = int(d["start"]), int(d["stop"])
+            for k in d:
+                if k.startswith("trial_"):
+                    name = k[len("trial_"):]
+                    if name not in metric_tr:
+                        metric_tr[name] = arr((n_trials,), np.nan)
+                    metric_tr[name][i, a:b] = d[k]
+            if "kept_current" in d:
+                kc_ = d["kept_current"]
+                kept[i, a:a + kc_.shape[0], :s] = kc_
+            if counts is not None:
+                counts[i, a:b, :s] = d["counts"]
+        n = pt.n_trials
+        N = pt.n_channels
+        sum_c[i, :s] = sc
+        sumsq[i, :s] = sq
+        mean = sc / n
+        occ_mc[i, :s] = mean / N
+        prot_V = np.array([st.V for st in pt.protocol.steps])[pt.protocol.step_index_at(time_[:s], pt.dt)]
+        Vt[i, :s] = prot_V
+        drive = prot_V - pt.scheme.e_rev
+        g = np.asarray(pt.scheme.conductance, dtype=float)
+        cur_mean[i, :s] = (mean @ g) * drive
+        po_mc[i, :s] = mean[:, pt.scheme.open_mask].sum(axis=1) / N
+        if n > 1 and len(lv):
+            lsum = np.stack([sc[:, g == v].sum(axis=1) for v in lv], axis=-1).astype(float)
+            cov = (n * cr.astype(float) - lsum[:, :, None] * lsum[:, None, :]) / (n * (n - 1))
+            var = np.einsum("l,slm,m->s", lv, cov, lv) * drive ** 2
+            cur_sd[i, :s] = np.sqrt(np.clip(var, 0, None))
+        # master equation, side by side
+        if study.deterministic:
+            r = solve(pt.scheme, pt.protocol, pt.dt, initial=pt.initial)
+            occ_det[i, :s] = r.occupancy
+            cur_det[i, :s] = r.current * N
+            po_det[i, :s] = r.open_probability
+            for k, v in an(r.occupancy).items():
+                if k == "_block_by_pulse":
+                    by_pulse_det[i, :len(v)] = v
+                else:
+                    metric_det.setdefault(k, arr((), np.nan))[i] = v
+        for k, v in an(mean / N).items():
+            if k == "_block_by_pulse":
+                by_pulse_mc[i, :len(v)] = v
+            else:
+                metric_mc.setdefault(k, arr((), np.nan))[i] = v
+
+    rs = lambda a: a.reshape(shape + a.shape[1:])
+    sd = dims
+    data: dict[str, Any] = {
+        "sum_counts": (sd + ["time", "state"], rs(sum_c)),
+        "sum_sq_counts": (sd + ["time", "state"], rs(sumsq)),
+        "open_probability_mc": (sd + ["time"], rs(po_mc)),
+        "current_mc_mean": (sd + ["time"], rs(cur_mean)),
+        "current_mc_sd": (sd + ["time"], rs(cur_sd)),
+        "current_trials": (sd + ["kept_trial", "time"], rs(kept)),
+        "V": (sd + ["time"], rs(Vt)),
+        "n_samples": (sd, rs(n_samples)),
+    }
+    if study.deterministic:
+        data.update({"occupancy_det": (sd + ["time", "state"], rs(occ_det)),
+                     "open_probability_det": (sd + ["time"], rs(po_det)),
+                     "current_det": (sd + ["time"], rs(cur_det))})
+    if counts is not None:
+        data["counts"] = (sd + ["trial", "time", "state"], rs(counts))
+    for k, v in metric_det.items():
+        data[f"{k}_det"] = (sd, rs(v))
+    for k, v in metric_mc.items():
+        data[f"{k}_mc"] = (sd, rs(v))
+    for k, v in metric_tr.items():
+        data[f"{k}_trials"] = (sd + ["trial"], rs(v))
+        with np.errstate(invalid="ignore"):
+            fin = np.isfinite(v)
+            cnt = fin.sum(axis=1)
+            sem = np.array([np.std(row[f], ddof=1) / math.sqrt(c) if c > 1 else np.nan
+                            for row, f, c in zip(v, fin, cnt)])
+        data[f"{k}_mc_sem"] = (sd, rs(sem))
+    if by_pulse_det is not None:
+        if study.deterministic:
+            data["block_by_pulse_det"] = (sd + ["pulse"], rs(by_pulse_det))
+        data["block_by_pulse_mc"] = (sd + ["pulse"], rs(by_pulse_mc))
+    coords: dict[str, Any] = {"time": time_, "state": states}
+    for (a, vals) in axes:
+        coords[a] = list(vals) if a == "model" else np.asarray(vals, dtype=float)
+    if "trial" in {d for v in data.values() for d in v[0]}:
+        coords["trial"] = np.arange(n_trials)
+    if keep:
+        coords["kept_trial"] = np.arange(keep)
+    if by_pulse_det is not None:
+        coords["pulse"] = np.arange(1, n_pulses_max + 1)
+    ds = xr.Dataset(data, coords=coords)
+    # units and descriptions
+    p = study.parts[part]
+    for a, _ in axes:
+        if a != "model":
+            u = next((_unit_of(v) for v in p.sweep[a] if _unit_of(v)), "") or \
+                _unit_of(p.parameters.get(a, study.parameters.get(a)))
+            if u:
+                ds[a].attrs["units"] = u
+    ds["time"].attrs["units"] = "s"
+    for v in ("current_mc_mean", "current_mc_sd", "current_trials", "current_det"):
+        if v in ds:
+            ds[v].attrs["units"] = "A"
+            ds[v].attrs["long_name"] = f"current of {int(built[0][0].n_channels)} channels"
+    ds["V"].attrs["units"] = "V"
+    ds["sum_counts"].attrs["long_name"] = "exact sum over trials of the channel counts per state"
+    ds["sum_sq_counts"].attrs["long_name"] = "exact sum over trials of squared channel counts"
+    for k in list(metric_det) + list(metric_mc):
+        for suf in ("_det", "_mc"):
+            if k + suf in ds and k in _ANALYSIS_DOC:
+                ds[k + suf].attrs["units"] = _ANALYSIS_DOC[k][0]
+                ds[k + suf].attrs["long_name"] = _ANALYSIS_DOC[k][1] + \
+                    (" (master equation)" if suf == "_det" else " (Monte Carlo mean trace)")
+    if n_pulses_max:
+        ds.attrs["n_pulses"] = json.dumps([an.n_pulses for _, an in built])
+    if any(an.kind == "dose_response" for _, an in built):
+        _fit_dose_response(ds, study, part)
+    ds.attrs.update({
+        "protocol": part,
+        "analysis": (p.analysis or {}).get("kind", ""),
+        "n_trials": int(n_trials), "n_channels": int(pt0.n_channels), "dt": float(dt),
+        "method": json.dumps(methods) if len(set(methods)) > 1 else methods[0],
+        "scheme": pt0.scheme.name,
+        "scheme_toml": pt0.scheme.to_toml(),
+        "blockers": json.dumps([_blocker_dict(b) for b in pt0.blockers]),
+        "segments": json.dumps([{"label": s.label or "", "t0": s.t0, "t1": s.t1} for s in pt0.segments]),
+    })
+    return ds
+
+
+def _blocker_dict(b) -> dict:
+    out = {}
+    for f in dataclasses.fields(b):
+        v = getattr(b, f.name)
+        out[f.name] = dict(v) if isinstance(v, Mapping) else v
+    return out
+
+
+def _hill(c, ic50, nh):
+    return 1.0 / (1.0 + (np.asarray(c) / ic50) ** nh)
+
+
+def _fit_dose_response(ds, study: Study, part: str) -> None:
+    from scipy.optimize import curve_fit
+    p = study.parts[part]
+    axis = (p.analysis or {}).get("concentration") or (next(iter(p.sweep), None))
+    if axis is None or axis not in ds.dims:
+        raise StudyError(f"{study._source}: {study._pw(part)}.analysis.concentration: dose_response "
+                         "needs a concentration sweep axis")
+    for src in ("det", "mc"):
+        v = f"response_{src}"
+        if v not in ds:
+            continue
+        da = ds[v].transpose(..., axis)
+        other = da.shape[:-1]
+        ic = np.full(other, np.nan)
+        nh = np.full(other, np.nan)
+        c = ds[axis].values
+        for idx in np.ndindex(*other):
+            y = da.values[idx]
+            ok = np.isfinite(y) & (c > 0)
+            if ok.sum() >= 2:
+                try:
+                    guess = float(np.exp(np.interp(0.5, y[ok][::-1], np.log(c[ok])[::-1])))
+                    popt, _ = curve_fit(_hill, c[ok], y[ok], p0=(guess, 1.0),
+                                        bounds=([c[ok].min() * 1e-3, 0.1], [c[ok].max() * 1e3, 5.0]))
+                    ic[idx], nh[idx] = popt
+                except (RuntimeError, ValueError):
+                    pass
+        odims = [d for d in da.dims if d != axis]
+        ds[f"ic50_{src}"] = (odims, ic, {"units": ds[axis].attrs.get("units", ""),
+                                         "long_name": f"IC50 from a Hill fit 1/(1+(c/IC50)^nH) of response_{src}"})
+        ds[f"hill_{src}"] = (odims, nh, {"units": "1", "long_name": f"Hill slope nH of the fit of response_{src}"})
+
+
+def _write_netcdf(tree, path: Path) -> None:
+    """Deterministic NetCDF-4 (zlib level 4 + shuffle; no timestamps), atomic rename."""
+    enc = {}
+    for node in tree.subtree:
+        ds = node.to_dataset()
+        enc[node.path] = {v: {"zlib": True, "complevel": 4, "shuffle": True}
+                          for v in ds.data_vars if ds[v].dtype.kind in "iuf"}
+    tmp = path.with_name(path.name + ".tmp")
+    tree.to_netcdf(tmp, engine="netcdf4", encoding=enc)
+    os.replace(tmp, path)
+
+
+def open_results(path: str | os.PathLike):
+    """Read a results file written by :func:`run_study` (an ``xarray.DataTree``)."""
+    import xarray as xr
+    return xr.open_datatree(path, engine="netcdf4")
+
+
+# ------------------------------------------------------------------------------------------
+# Command line (ketacore run)
+# ------------------------------------------------------------------------------------------
+def _fmt(v: float, pct: bool = True) -> str:
+    if v is None or not np.isfinite(v):
+        return "   -  "
+    return f"{100 * v:5.1f}%" if pct else f"{v:.3g}"
+
+
+def summary_table(tree) -> str:
+    """Short text summary of a study result (what ``ketacore run`` prints)."""
+    lines = []
+    for name, node in tree.children.items():
+        ds = node.to_dataset()
+        kind = ds.attrs.get("analysis", "")
+        axes = [d for d in ds["n_samples"].dims]
+        head = f"[{name}] {kind or 'protocol'}: {ds.attrs.get('scheme')}, {ds.attrs['n_trials']} trials x " \
+               f"{ds.attrs['n_channels']} channels, method {ds.attrs['method']}"
+        lines.append(head)
+        metrics = {"trapping": ["block", "trapped", "trapped_occupancy"],
+                   "use_dependence": ["block_last", "block_total"],
+                   "dose_response": ["response"]}.get(kind, [])
+        if not metrics:
+            continue
+        wid = {m: max(14, len(m) + 4) for m in metrics}
+        hdr = "  " + "".join(f"{a:>12}" for a in axes) + "".join(
+            f"{m + ' ME':>{wid[m]}}{m + ' MC':>{wid[m] + 6}}" for m in metrics)
+        lines.append(hdr)
+        for idx in np.ndindex(*ds["n_samples"].shape):
+            sel = {a: i for a, i in zip(axes, idx)}
+            row = "  "
+            for a in axes:
+                v = ds[a].values[sel[a]]
+                u = ds[a].attrs.get("units", "")
+                row += f"{_axis_label(v, u):>12}"
+            for m in metrics:
+                det = ds[f"{m}_det"].isel(sel).item() if f"{m}_det" in ds else np.nan
+                mc = ds[f"{m}_mc"].isel(sel).item()
+                sem = ds[f"{m}_mc_sem"].isel(sel).item() if f"{m}_mc_sem" in ds else np.nan
+                row += f"{_fmt(det):>{wid[m]}}{_fmt(mc) + ' ± ' + _fmt(sem).strip():>{wid[m] + 6}}"
+            lines.append(row)
+        if kind == "dose_response":
+            for src in ("det", "mc"):
+                if f"ic50_{src}" in ds and ds[f"ic50_{src}"].ndim == 0:
+                    lines.append(f"  Hill fit ({'master equation' if src == 'det' else 'Monte Carlo'}): "
+                                 f"IC50 {_axis_label(float(ds[f'ic50_{src}']), 'M')}, "
+                                 f"nH {float(ds[f'hill_{src}']):.2f}")
+    lines.append("  (ME = master equation, exact; MC = Monte Carlo mean ± SEM over trials)")
+    return "\n".join(lines)
+
+
+def _axis_label(v: Any, unit: str) -> str:
+    if isinstance(v, str):
+        return v
+    v = float(v)
+    if unit == "M":
+        for f, u in ((1e-3, "mM"), (1e-6, "uM"), (1e-9, "nM")):
+            if abs(v) >= f or f == 1e-9:
+                return f"{v / f:g} {u}"
+    if unit == "s":
+        return f"{v:g} s" if abs(v) >= 1 else f"{v * 1e3:g} ms"
+    if unit == "V":
+        return f"{v * 1e3:g} mV"
+    if unit == "Hz":
+        return f"{v:g} Hz"
+    return f"{v:g}"
+
+
+def main_run(args) -> int:
+    """``ketacore run [STUDY] [-o DIR] [--workers N] [--scheduler ADDRESS] [--quick] [-q]``."""
+    t0 = time.perf_counter()
+    try:
+        study = Study.from_toml(args.study) if args.study else default_study()
+    except (StudyError, FileNotFoundError) as e:
+        print(f"ketacore run: {e}", file=sys.stderr)
+        return 2
+    if getattr(args, "quick", False):
+        study = study.quick()
+    out = Path(args.output) if args.output else Path.cwd() / f"ketacore-{study.name}"
+    executor = None
+    client = None
+    if getattr(args, "scheduler", None):
+        try:
+            from distributed import Client
+        except ImportError:
+            print("ketacore run: --scheduler needs dask.distributed: pip install 'ketacore[dask]'",
+                  file=sys.stderr)
+            return 2
+        client = Client(args.scheduler)
+        executor = client.get_executor(pure=False)
+    quiet = getattr(args, "quiet", False)
+    if not quiet:
+        where = f"dask scheduler {args.scheduler}" if client else \
+            f"{args.workers or _default_workers()} local worker thread(s)"
+        print(f"ketacore {__version__}: study {study.name!r} -> {out}  ({where})", flush=True)
+    try:
+        tree = run_study(study, executor, output=out, progress=not quiet, workers=args.workers)
+    except StudyConflictError as e:
+        print(f"ketacore run: {e}", file=sys.stderr)
+        return 3
+    except StudyError as e:
+        print(f"ketacore run: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if client is not None:
+            client.close()
+    print(summary_table(tree))
+    files = sorted(p.name for p in out.iterdir() if p.suffix in (".nc", ".png"))
+    print(f"wrote {out}/: {', '.join(files)}  ({time.perf_counter() - t0:.1f} s)")
+    return 0
