@@ -53,11 +53,14 @@ inline std::uint64_t prob_threshold(double c) {
   return static_cast<std::uint64_t>(c * 18446744073709551616.0);
 }
 
-// Categorical draw over a small set by comparing one uint64 with cumulative thresholds.
+// Categorical draw over a small set by comparing one uint64 with cumulative thresholds; a
+// 256-bucket table on the top 8 bits resolves most draws without branching (buckets containing a
+// threshold fall back to the comparisons, so the rule is exactly the threshold rule).
 struct Categorical {
   std::vector<std::uint64_t> thresh;  // n - 1 thresholds
   std::vector<int> value;             // n values
   int fixed = -1;                     // >= 0: deterministic, no draw
+  std::int32_t table[256];            // value, or -1 when the bucket is ambiguous
   Categorical() = default;
   explicit Categorical(const std::vector<double>& p) {
     double total = 0.0;
@@ -76,13 +79,23 @@ struct Categorical {
       c += p[i];
       if (static_cast<int>(i) != last) thresh.push_back(prob_threshold(c / total));
     }
+    for (int bk = 0; bk < 256; ++bk) {
+      const std::uint64_t lo = static_cast<std::uint64_t>(bk) << 56;
+      const std::uint64_t hi = lo + ((std::uint64_t(1) << 56) - 1);
+      const int a = slow(lo), b = slow(hi);
+      table[bk] = a == b ? a : -1;
+    }
+  }
+  inline int slow(std::uint64_t r) const {
+    std::size_t j = 0;
+    while (j < thresh.size() && r >= thresh[j]) ++j;
+    return value[j];
   }
   inline int draw(Pcg64& g) const {
     if (fixed >= 0) return fixed;
     const std::uint64_t r = g.next_uint64();
-    std::size_t j = 0;
-    while (j < thresh.size() && r >= thresh[j]) ++j;
-    return value[j];
+    const int v = table[r >> 56];
+    return v >= 0 ? v : slow(r);
   }
 };
 
