@@ -59,7 +59,7 @@ def mg_rows():
     js = kc.blockers.jahr_stevens(vs, 1 * mM)
     err = float(np.max(np.abs(js - np.array(list(table.values())))))
     row("Mg2+", "Jahr-Stevens B(V), 1 mM Mg2+, -80..+40 mV (max abs. deviation from the "
-        "tabulated formula)", "formula (table in reference 2b)", f"max |dB| {err:.1e}",
+        "tabulated formula)", "formula (table in reference 2b)", f"max abs. dB = {err:.1e}",
         f"{err:.1e}", "1e-4", err <= 1e-4, "Jahr & Stevens 1990")
     # kinetic Mg2+ (Kampa rates, sequential open-channel block) at equilibrium
     g = kc.models.get(GATING)
