@@ -40,39 +40,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    try:
-        from . import study as _study
-    except ImportError:
-        _study = None
-    if _study is not None and hasattr(_study, "main_run"):
-        return _study.main_run(args)
-    if args.study is not None:
-        print("ketacore run: study files need the ketacore.study module", file=sys.stderr)
-        return 2
-    return _default_summary()
-
-
-def _default_summary() -> int:
-    """Fallback main job: solve the default NMDA model and summarise it."""
-    import numpy as np
-
-    from . import models, theory
-    from .protocol import Protocol, Step
-    from .solve import solve
-    from .units import mM, ms, mV, s
-
-    name = "destexhe1994_sf"
-    g = models.get(name)
-    prot = Protocol([Step(1 * ms, V=-70 * mV, glutamate=1 * mM), Step(999 * ms, V=-70 * mV)])
-    r = solve(g, prot, dt=0.1 * ms, initial="C0")
-    po = r.open_probability
-    k = int(np.argmax(po))
-    print(f"ketacore {__version__}: default job on {name} ({g.citation})")
-    print(f"  1 ms pulse of 1 mM glutamate at -70 mV: peak Po {po[k]:.4f} at {r.time[k] / ms:.2f} ms,"
-          f" Po at 1 s {po[-1]:.3g}")
-    peq = theory.open_probability(g, glutamate=1 * mM)
-    print(f"  equilibrium Po in 1 mM glutamate: {peq:.4f}")
-    return 0
+    from . import study
+    return study.main_run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,10 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     r = sub.add_parser("run", help="run a study (default: the embedded ketamine study)")
     r.add_argument("study", nargs="?", help="study TOML file (default: embedded study)")
-    r.add_argument("-o", "--output", help="output folder")
-    r.add_argument("--workers", type=int, default=None, help="worker threads/processes")
-    r.add_argument("--scheduler", default=None, help="dask.distributed scheduler address")
-    r.add_argument("--quick", action="store_true", help="reduced study (for smoke tests)")
+    r.add_argument("-o", "--output", metavar="DIR",
+                   help="output folder (default: ./ketacore-NAME); re-running resumes it")
+    r.add_argument("--workers", type=int, default=None,
+                   help="local worker threads (default: all cores)")
+    r.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run chunks on a dask.distributed scheduler (e.g. tcp://host:8786)")
+    r.add_argument("--quick", action="store_true",
+                   help="reduced study: 4 trials x 100 channels, first/last sweep values (smoke test)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd_run)
     sub.add_parser("models", help="list built-in gating models").set_defaults(func=_cmd_models)

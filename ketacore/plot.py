@@ -60,7 +60,29 @@ def _save(fig, path, dpi):
 
 def _label(ds, dim: str, v) -> str:
     from .study import _axis_label
-    return f"{dim} {_axis_label(v, ds[dim].attrs.get('units', ''))}" if dim != "model" else str(v)
+    if dim == "model":
+        return str(v)
+    return f"{dim} {_axis_label(v, ds[dim].attrs.get('units', ''))}".replace("uM", "µM")
+
+
+def _plain_log(ax, axis: str = "x") -> None:
+    from matplotlib.ticker import FuncFormatter
+    fmt = FuncFormatter(lambda v, _: f"{v:g}")
+    (ax.xaxis if axis == "x" else ax.yaxis).set_major_formatter(fmt)
+
+
+def _robust_ylim(ax, ys: list[np.ndarray], t: np.ndarray, segments: list[dict], skip: float) -> None:
+    """Y limits from the traces without the first ``skip`` s of each segment (activation
+    spikes), so steady levels stay readable; spikes are clipped."""
+    keep = np.ones(t.shape, bool)
+    for seg in segments:
+        keep &= ~((t >= seg["t0"]) & (t < seg["t0"] + skip))
+    vals = np.concatenate([y[keep] for y in ys if y.size == t.size])
+    vals = vals[np.isfinite(vals)]
+    if vals.size:
+        lo, hi = min(vals.min(), 0.0), max(vals.max(), 0.0)
+        pad = 0.15 * (hi - lo or 1.0)
+        ax.set_ylim(lo - pad, hi + pad)
 
 
 def _point_label(ds, sel: dict) -> str:
@@ -228,6 +250,7 @@ def dose_response(ds, path: str | os.PathLike | None = None, *, figsize=(6.5, 4.
                     label=f"Hill fit ({'ME' if src == 'det' else 'MC'}): IC50 {ic * 1e6:.2f} µM, nH {nh:.2f}")
             ax.axvline(ic * 1e6, color=col, ls=":", lw=0.8)
     ax.set_xscale("log")
+    _plain_log(ax)
     ax.set_ylim(-0.02, 1.05)
     ax.set_xlabel(f"{axis} (µM)")
     ax.set_ylabel("current / drug-free current")
@@ -273,6 +296,7 @@ def trapping(ds, path: str | os.PathLike | None = None, *, figsize=None, dpi: in
         ax.text(0.995, 0.04, txt, transform=ax.transAxes, ha="right", va="bottom", fontsize=8,
                 bbox=dict(fc="white", ec="none", alpha=0.8))
         ax.set_ylabel("current (pA)")
+        _robust_ylim(ax, [m - sd, m + sd], t, _segments(ds), skip=2.0)
     axes[0].legend(fontsize=7, loc="center left", ncol=1, framealpha=0.9)
     axb = axes[-1]
     _shade(axb, ds, text=False)
@@ -317,6 +341,7 @@ def use_dependence(ds, path: str | os.PathLike | None = None, *, figsize=(10.0, 
                             label=f"{lab}, Monte Carlo ± SEM")
         if ds[axis].attrs.get("units") == "Hz":
             a1.set_xscale("log")
+            _plain_log(a1)
         a1.set_xlabel(f"{axis} ({ds[axis].attrs.get('units', '')})")
     a1.set_ylabel("block of charge transfer (%)")
     a1.set_ylim(bottom=0)
@@ -335,6 +360,7 @@ def use_dependence(ds, path: str | os.PathLike | None = None, *, figsize=(10.0, 
                 a2.plot(k, 100 * d["block_by_pulse_det"].values[:npul[j]], "-", lw=1, color=col,
                         label=_point_label(ds, p))
         a2.set_xscale("log")
+        _plain_log(a2)
         a2.set_xlabel("pulse number")
         a2.set_ylabel("block of the pulse's charge (%)")
         a2.set_title("build-up of block (lines: master equation, dots: Monte Carlo)", fontsize=10)
