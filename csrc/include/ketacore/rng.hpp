@@ -275,12 +275,16 @@ std::int64_t binomial_btpe(G& g, std::int64_t n, double p) {
       if (v > 1.0) continue;
       y = static_cast<std::int64_t>(std::floor(x));
     } else if (u <= p3) {  // left exponential tail
-      y = static_cast<std::int64_t>(std::floor(xl + std::log(v) / laml));
-      if (y < 0 || v == 0.0) continue;
+      if (v == 0.0) continue;  // (checked before the cast, which would be undefined for log 0)
+      const double yl = std::floor(xl + std::log(v) / laml);
+      if (yl < 0.0) continue;
+      y = static_cast<std::int64_t>(yl);
       v = v * (u - p2) * laml;
     } else {  // right exponential tail
-      y = static_cast<std::int64_t>(std::floor(xr - std::log(v) / lamr));
-      if (y > n || v == 0.0) continue;
+      if (v == 0.0) continue;
+      const double yr = std::floor(xr - std::log(v) / lamr);
+      if (yr > dn) continue;
+      y = static_cast<std::int64_t>(yr);
       v = v * (u - p3) * lamr;
     }
     const std::int64_t k = std::llabs(y - m);
