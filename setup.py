@@ -10,6 +10,8 @@ KETACORE_SANITIZE=1
     ``-O1 -g``).  Run the tests with the ASan runtime preloaded, e.g.
     ``LD_PRELOAD=$(g++ -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 pytest``
     (``.ci/run`` does this).
+KETACORE_BUILD_JOBS=N
+    Parallel C++ compile jobs (default: number of cores).
 KETACORE_NATIVE=1
     Add ``-march=native`` (off by default: wheels and benchmarks use a generic build).
 """
@@ -19,8 +21,11 @@ import sys
 
 import numpy as np
 from Cython.Build import cythonize
-from pybind11.setup_helpers import Pybind11Extension, build_ext
+from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, build_ext
 from setuptools import Extension, setup
+
+# Compile the C++ translation units in parallel (KETACORE_BUILD_JOBS, default: all cores).
+ParallelCompile("KETACORE_BUILD_JOBS", default=0).install()
 
 SANITIZE = os.environ.get("KETACORE_SANITIZE", "") not in ("", "0")
 NATIVE = os.environ.get("KETACORE_NATIVE", "") not in ("", "0")

@@ -9,15 +9,7 @@ import ketacore as kc
 from ketacore.units import mM, ms, pS, s
 
 
-def benchmark_scheme():
-    """Destexhe 5-state with statistical factors + an open-channel blocker (issue 4 model)."""
-    return kc.Scheme(
-        ["C0", "C1", "C2", "O", "D", "OB"],
-        [("C0", "C1", kc.rate(5e6, "glutamate", factor=2)), ("C1", "C0", 12.9),
-         ("C1", "C2", kc.rate(5e6, "glutamate")), ("C2", "C1", kc.rate(12.9, factor=2)),
-         ("C2", "O", 46.5), ("O", "C2", 73.8), ("C2", "D", 8.4), ("D", "C2", 6.8),
-         ("O", "OB", 50.0), ("OB", "O", 20.0)],
-        {"O": 50 * pS}, name="bench6")
+from ._models import CONDITIONS, MODELS, bench6 as benchmark_scheme
 
 
 def eig_baseline(Q, p0, times):
@@ -70,3 +62,22 @@ class PulseTrain:
 
     def time_pulse_train_10k_samples(self):
         kc.solve(self.g, self.p, 1 * ms, initial="C0")
+
+
+class MasterEquationModels:
+    """1000-point trajectory per model: 6-state benchmark, composed NMDA+ketamine+Mg (17 states),
+    CH82."""
+    params = [list(MODELS)]
+    param_names = ["model"]
+
+    def setup(self, model):
+        self.g = MODELS[model]()
+        self.p = kc.Protocol([kc.Step(1 * s, **CONDITIONS[model])])
+        self.p0 = np.full(self.g.n_states, 1.0 / self.g.n_states)
+        kc.solve(self.g, self.p, 1 * ms, initial=self.p0)
+
+    def time_solve_1000(self, model):
+        kc.solve(self.g, self.p, 1 * ms, initial=self.p0)
+
+    def peakmem_solve_1e6_samples(self, model):
+        kc.solve(self.g, self.p, 1e-6, initial=self.p0)
