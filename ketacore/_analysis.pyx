@@ -353,3 +353,54 @@ def first_entry(const double[::1] start, const double[::1] dur, const cnp.int64_
                     out[s] = start[i] - t0 if start[i] > t0 else 0.0
                     break
     return out_a
+
+
+from libc.math cimport exp, log
+
+
+def mixture_loglik(const double[::1] t, const double[::1] taus, const double[::1] areas):
+    """Sum over durations of ``log f(t)`` for ``f = sum_i (a_i/tau_i) exp(-t/tau_i)``, and its
+    gradient with respect to ``tau_i`` and (unconstrained) ``a_i``.
+
+    One pass over the data with a per-point log-sum-exp; used by ``fit_mixture`` (the
+    truncation term ``-n log S(t_res)`` is added in Python).  Requires ``areas > 0``.
+
+    Returns ``(loglik, g_tau, g_area)``.
+    """
+    cdef Py_ssize_t n = t.shape[0]
+    cdef Py_ssize_t k = taus.shape[0]
+    cdef Py_ssize_t j, i
+    la_a = np.empty(k)
+    inv_a = np.empty(k)
+    z_a = np.empty(k)
+    gt_a = np.zeros(k)
+    ga_a = np.zeros(k)
+    cdef double[::1] la = la_a
+    cdef double[::1] inv = inv_a
+    cdef double[::1] z = z_a
+    cdef double[::1] gt = gt_a
+    cdef double[::1] ga = ga_a
+    cdef double zmax, ssum, w, tj, ll = 0.0
+    for i in range(k):
+        la[i] = log(areas[i]) - log(taus[i])
+        inv[i] = 1.0 / taus[i]
+    with nogil:
+        for j in range(n):
+            tj = t[j]
+            zmax = -1e308
+            for i in range(k):
+                z[i] = la[i] - tj * inv[i]
+                if z[i] > zmax:
+                    zmax = z[i]
+            ssum = 0.0
+            for i in range(k):
+                z[i] = exp(z[i] - zmax)
+                ssum = ssum + z[i]
+            ll = ll + zmax + log(ssum)
+            for i in range(k):
+                w = z[i] / ssum
+                gt[i] = gt[i] + w * (tj * inv[i] - 1.0) * inv[i]
+                ga[i] = ga[i] + w
+    for i in range(k):
+        ga[i] = ga[i] / areas[i]
+    return ll, gt_a, ga_a
