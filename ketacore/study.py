@@ -72,6 +72,7 @@ import re
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -144,6 +145,9 @@ def _evaluate(value: Any, env: Mapping[str, Any], where: str) -> float:
             raise StudyError(f"{where}: unknown unit {unit!r} in {value!r}; units: {sorted(_UNITS)}")
         return float(m.group(1)) * _UNITS[unit]
     text = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda mm: mm.group(1) or mm.group(2), value)
+    # "1 s * f" -> "(1*s) * f": a number followed by a unit name is a quantity
+    text = re.sub(r"(?<![\w.])((?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-zµμ]+)\b",
+                  lambda mm: f"({mm.group(1)}*{mm.group(2)})" if mm.group(2) in _UNITS else mm.group(0), text)
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError:
@@ -1308,25 +1312,43 @@ def run_study(study: "Study | str | os.PathLike", executor: cf.Executor | None =
             executor = _InlineExecutor()
         else:
             executor = own_pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ketacore-study")
-    n_threads = 1
-    futures: dict = {}
     memory: dict[tuple[str, int], list[dict]] = {k: [] for k in results}
+    # chunks are submitted lazily (a bounded window in flight) and saved as they complete; on
+    # any error, whatever finished is still saved before the error propagates
+    internal = own_pool is not None or isinstance(executor, _InlineExecutor)
+    window = 2 * workers if internal else 1024
+    todo = iter(plan)
+    pending: dict = {}
+
+    def handle(f) -> None:
+        part, i = pending.pop(f)
+        data = f.result()
+        if out is not None:
+            _save_chunk(out, part, i, data)
+        else:
+            memory[(part, i)].append(data)
+        if bar is not None:
+            bar.update(int(data["stop"] - data["start"]))
+
     try:
-        for part, i, a, b in plan:
-            f = executor.submit(_run_chunk, spec_text, study._base_dir, study._source, part, i, a, b, n_threads)
-            futures[f] = (part, i)
-        for f in cf.as_completed(futures):
-            part, i = futures[f]
-            data = f.result()
-            if out is not None:
-                _save_chunk(out, part, i, data)
-            else:
-                memory[(part, i)].append(data)
-            if bar is not None:
-                bar.update(int(data["stop"] - data["start"]))
+        while True:
+            for part, i, a, b in itertools.islice(todo, max(0, window - len(pending))):
+                f = executor.submit(_run_chunk, spec_text, study._base_dir, study._source, part, i, a, b, 1)
+                pending[f] = (part, i)
+            if not pending:
+                break
+            done, _ = cf.wait(list(pending), return_when=cf.FIRST_COMPLETED)
+            for f in done:
+                handle(f)
     except BaseException:
-        for f in futures:
+        for f in list(pending):
             f.cancel()
+        for f in list(pending):
+            if f.done() and not f.cancelled() and f.exception() is None:
+                try:
+                    handle(f)
+                except Exception:  # noqa: BLE001 - best effort while failing
+                    pass
         raise
     finally:
         if own_pool is not None:
@@ -1643,8 +1665,10 @@ def _fit_dose_response(ds, study: Study, part: str) -> None:
             if ok.sum() >= 2:
                 try:
                     guess = float(np.exp(np.interp(0.5, y[ok][::-1], np.log(c[ok])[::-1])))
-                    popt, _ = curve_fit(_hill, c[ok], y[ok], p0=(guess, 1.0),
-                                        bounds=([c[ok].min() * 1e-3, 0.1], [c[ok].max() * 1e3, 5.0]))
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")   # covariance undefined with 2 points
+                        popt, _ = curve_fit(_hill, c[ok], y[ok], p0=(guess, 1.0),
+                                            bounds=([c[ok].min() * 1e-3, 0.1], [c[ok].max() * 1e3, 5.0]))
                     ic[idx], nh[idx] = popt
                 except (RuntimeError, ValueError):
                     pass
