@@ -14,6 +14,13 @@ cimport numpy as cnp
 
 cnp.import_array()
 
+cdef object _trim(object a, Py_ssize_t m):
+    """First m entries: a view when it keeps most of the buffer, else a compact copy."""
+    if 4 * m >= 3 * a.shape[0]:
+        return a[:m]
+    return a[:m].copy()
+
+
 ctypedef fused index_t:
     cnp.int32_t
     cnp.int64_t
@@ -102,7 +109,7 @@ def dwell_sequence_multi(const double[::1] times, const index_t[::1] states,
                     cls[m] = cur
                     m += 1
             off[s + 1] = m
-    return start_a[:m].copy(), dur_a[:m].copy(), cls_a[:m].copy(), off_a
+    return _trim(start_a, m), _trim(dur_a, m), _trim(cls_a, m), off_a
 
 
 def impose_resolution(const double[::1] start, const double[::1] dur,
@@ -152,7 +159,7 @@ def impose_resolution(const double[::1] start, const double[::1] dur,
                 oc[m] = cur_c
                 m += 1
             off[s + 1] = m
-    return out_start_a[:m].copy(), out_dur_a[:m].copy(), out_cls_a[:m].copy(), off_a
+    return _trim(out_start_a, m), _trim(out_dur_a, m), _trim(out_cls_a, m), off_a
 
 
 def periods(const double[::1] start, const double[::1] dur, const cnp.int64_t[::1] cls,
@@ -204,7 +211,7 @@ def periods(const double[::1] start, const double[::1] dur, const cnp.int64_t[::
                 od[m] = acc
                 sw[m] = s
                 m += 1
-    return out_start_a[:m].copy(), out_dur_a[:m].copy(), sw_a[:m].copy()
+    return _trim(out_start_a, m), _trim(out_dur_a, m), _trim(sw_a, m)
 
 
 def bursts(const double[::1] start, const double[::1] dur, const cnp.int64_t[::1] cls,
@@ -326,9 +333,9 @@ def bursts(const double[::1] start, const double[::1] dur, const cnp.int64_t[::1
                     bc[nb] = 0       # unknown whether the burst continued
                     nb += 1
                 in_burst = False
-    return (bs_a[:nb].copy(), bl_a[:nb].copy(), bo_a[:nb].copy(), bsh_a[:nb].copy(),
-            bn_a[:nb].copy(), bc_a[:nb].copy().view(np.bool_), bw_a[:nb].copy(),
-            g_a[:ng].copy(), gb_a[:ng].copy())
+    return (_trim(bs_a, nb), _trim(bl_a, nb), _trim(bo_a, nb), _trim(bsh_a, nb),
+            _trim(bn_a, nb), _trim(bc_a, nb).view(np.bool_), _trim(bw_a, nb),
+            _trim(g_a, ng), _trim(gb_a, ng))
 
 
 def first_entry(const double[::1] start, const double[::1] dur, const cnp.int64_t[::1] cls,
