@@ -1,0 +1,130 @@
+"""Figures: every plot function produces a non-empty PNG of the expected pixel size, for
+datasets from a small study (trapping, use dependence, dose-response, plain protocol)."""
+import textwrap
+
+import numpy as np
+import pytest
+
+import ketacore as kc
+
+pytest.importorskip("xarray")
+mpl = pytest.importorskip("matplotlib")
+from ketacore import plot  # noqa: E402
+
+STUDY = textwrap.dedent("""
+    name = "figs"
+    model = "erreger2005_2a"
+    blockers = ["ketamine"]
+    n_channels = 30
+    n_trials = 3
+    dt = "20 ms"
+    rng = 5
+
+    [parameters]
+    ketamine = "10 uM"
+
+    [protocols.trap]
+    initial = "R"
+    analysis = { kind = "trapping", window = "0.2 s", early = "0.1 s" }
+    sweep = { ketamine = ["1 uM", "10 uM"] }
+
+    [[protocols.trap.segments]]
+    label = "control"
+    duration = "1 s"
+    glutamate = "1 mM"
+
+    [[protocols.trap.segments]]
+    label = "block"
+    duration = "1 s"
+    glutamate = "1 mM"
+    ketamine = "$ketamine"
+
+    [[protocols.trap.segments]]
+    label = "wash"
+    duration = "1 s"
+
+    [[protocols.trap.segments]]
+    label = "recovery"
+    duration = "1 s"
+    glutamate = "1 mM"
+
+    [protocols.ud]
+    initial = "R"
+    dt = "2 ms"
+    analysis = { kind = "use_dependence" }
+    parameters = { frequency = "5 Hz" }
+    sweep = { frequency = ["5 Hz", "20 Hz"] }
+
+    [[protocols.ud.segments]]
+    train = { n_pulses = "round(0.5 s * $frequency)", frequency = "$frequency", width = "2 ms", during = { glutamate = "1 mM" }, between = { ketamine = "$ketamine" } }
+
+    [protocols.dr]
+    analysis = "dose_response"
+    sweep = { ketamine = ["0.3 uM", "1 uM", "3 uM"] }
+
+    [[protocols.dr.segments]]
+    duration = "0.2 s"
+    glutamate = "1 mM"
+    ketamine = "$ketamine"
+
+    [protocols.plain]
+    initial = "R"
+
+    [[protocols.plain.segments]]
+    duration = "0.3 s"
+    glutamate = "1 mM"
+""")
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    out = tmp_path_factory.mktemp("figs") / "run"
+    return kc.run_study(kc.Study.from_toml(STUDY), output=out, progress=False, figures=True), out
+
+
+def png_size(path):
+    import struct
+    with open(path, "rb") as fh:
+        head = fh.read(24)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", head[16:24])
+
+
+def test_study_figures_written(tree):
+    _, out = tree
+    for name in ("trap.png", "trap_occupancy.png", "ud.png", "ud_traces.png", "dr.png",
+                 "plain_traces.png", "plain_occupancy.png"):
+        p = out / name
+        assert p.stat().st_size > 10_000, name
+        w, h = png_size(p)
+        assert 500 <= w <= 1400 and 350 <= h <= 1100, (name, w, h)
+
+
+@pytest.mark.parametrize("fn, part, size", [
+    (plot.current_traces, "plain", plot.FIGSIZE),
+    (plot.occupancy, "trap", plot.FIGSIZE),
+    (plot.dose_response, "dr", (6.5, 4.5)),
+    (plot.use_dependence, "ud", (10.0, 4.2)),
+    (plot.trapping, "trap", (8.5, 2.3 * 3 + 0.6)),
+])
+def test_each_figure_pixel_size(tree, tmp_path, fn, part, size):
+    t, _ = tree
+    p = tmp_path / f"{part}.png"
+    fig = fn(t[part].to_dataset(), path=p, dpi=100)
+    import matplotlib.pyplot as plt
+    axes = fig.get_axes()
+    plt.close(fig)
+    assert png_size(p) == (round(size[0] * 100), round(size[1] * 100))
+    assert p.stat().st_size > 10_000
+    for ax in axes:                     # every data axis says what it shows, with units
+        if ax.get_ylabel():
+            assert ax.get_xlabel() or fn is plot.trapping
+    xl = [ax.get_xlabel() for ax in axes if ax.get_xlabel()]
+    assert any("(" in x for x in xl)    # units in parentheses
+
+
+def test_plot_accepts_datatree_node(tree, tmp_path):
+    t, _ = tree
+    fig = plot.current_traces(t["trap"], point={"ketamine": 1}, path=tmp_path / "x.png")
+    assert "µM" in fig.axes[0].get_title()
+    assert "pA" in fig.axes[0].get_ylabel()
