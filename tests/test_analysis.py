@@ -67,7 +67,7 @@ def thin_factor(Q, open_mask, tol=1e-3):
 def ch82_record():
     g = kc.models.get("ch82")
     c = 0.1 * uM
-    log = kc.simulate_events(g, kc.Protocol([kc.Step(20000 * s, agonist=c)]), n_trials=8, rng=20240501)
+    log = kc.simulate_events(g, kc.Protocol([kc.Step(6000 * s, agonist=c)]), n_trials=8, rng=20240501)
     # R (the only state outside the burst, CH82) in its own shut class 2
     rec = ka.Record.from_events(log, {"AR*": 1, "A2R*": 1, "AR": 0, "A2R": 0, "R": 2})
     return g, c, rec
@@ -296,6 +296,34 @@ def test_resolution_equals_reference(seed):
         assert got == [tuple(x) for x in ref]           # exact equality
         assert all(d >= t_res for d in r.duration[lo + 1:hi])
         assert all(x != y for x, y in zip(r.cls[lo:hi - 1], r.cls[lo + 1:hi]))
+
+
+@pytest.mark.parametrize("t_res", [20 * us, 100 * us])
+def test_resolved_means_match_hjc_theory(ch82_record, t_res):
+    """Apparent mean open and shut times of the resolved CH82 record equal the exact
+    Hawkes-Jalali-Colquhoun (1990) values, computed by SCALCS (``exact_mean_time``) from
+    the same Q.  This checks that Record.resolve implements the missed-events convention
+    the HJC theory assumes.  SE by batch means (50 contiguous batches, t with 49 d.o.f.):
+    |z| < 3 fails with probability ~0.4 % per comparison."""
+    scl = pytest.importorskip("scalcs.scalcslib")
+    qml = pytest.importorskip("scalcs.qmatlib")
+    g, c, rec = ch82_record
+    Q = g.q_matrix(agonist=c)
+    kA, kF = 2, 3                      # CH82 order: AR*, A2R* open first
+    assert list(g.open_mask) == [True, True, False, False, False]
+    GAF, GFA = qml.iGs(Q, kA, kF)
+    mean_open = float(scl.exact_mean_time(t_res, Q[:kA, :kA], Q[kA:, kA:], Q[:kA, kA:], kA, kF,
+                                          GAF, GFA))
+    mean_shut = float(scl.exact_mean_time(t_res, Q[kA:, kA:], Q[:kA, :kA], Q[kA:, :kA], kF, kA,
+                                          GFA, GAF))
+    r = rec.resolve(t_res)
+    for x, m in ((r.open_times(), mean_open), (r.shut_times(), mean_shut)):
+        assert x.size > 10000 and x.min() >= t_res
+        bm = np.array([b.mean() for b in np.array_split(x, 50)])
+        se = bm.std(ddof=1) / math.sqrt(50)
+        assert abs(x.mean() - m) < Z * se, (t_res, x.mean(), m, se)
+    # the ideal mean is clearly different (missed shuttings lengthen apparent openings)
+    assert mean_open > 1.1 * kc.theory.dwell_times(g, "open", agonist=c).mean
 
 
 @pytest.mark.parametrize("seed", range(10))
