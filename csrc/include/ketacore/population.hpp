@@ -32,8 +32,8 @@ namespace ketacore {
 //  * n·p >= 10: BTRS, transformed rejection with squeeze (Hormann 1993, "The generation of
 //    binomial random variates", J. Stat. Comput. Simul. 46:101-110, doi:10.1080/00949659308811496),
 //    whose setup needs one sqrt and whose squeeze accepts ~85% of proposals without a logarithm;
-//    the exact acceptance test uses log-factorials (table below 128, 4-term Stirling series above,
-//    error < 1e-17).
+//    the exact acceptance test evaluates log f(k)/f(m) as logs of ratios near 1 plus Stirling
+//    tails (exact table below 128, series above, error < 1e-18).
 // Both return draws from Binomial(n, p) exactly (up to floating-point rounding); they are tested
 // against scipy.stats in tests/test_rng.py.  (rng.hpp's `binomial` is the numpy-identical BTPE.)
 struct BinomialP {
@@ -42,7 +42,6 @@ struct BinomialP {
   double qs = 1.0;      // 1 - ps
   double log_qs = 0.0;  // log(qs)
   double ratio = 0.0;   // ps / qs
-  double lpq = 0.0;     // log(ps / qs)
   bool flip = false;    // p > 0.5: draw failures
   explicit BinomialP(double prob = 0.0) {
     p = prob;
@@ -51,28 +50,28 @@ struct BinomialP {
     qs = 1.0 - ps;
     log_qs = std::log(qs);
     ratio = qs > 0.0 ? ps / qs : 0.0;
-    lpq = ps > 0.0 ? std::log(ratio) : 0.0;
   }
 };
 
 namespace detail {
 
-inline double log_factorial(std::int64_t k) {
+// Stirling tail t(k) defined by  log k! = (k + 1/2) log(k + 1) - (k + 1) + log(2 pi)/2 + t(k):
+// exact (from summed logs) below 128, 3-term series in 1/(k + 1) above (error < 1e-18).
+inline double stirling_tail(std::int64_t k) {
   static const std::vector<double> table = [] {
     std::vector<double> t(128);
-    double acc = 0.0;
-    t[0] = 0.0;
-    for (int i = 1; i < 128; ++i) {
-      acc += std::log(static_cast<double>(i));
-      t[i] = acc;
+    double lf = 0.0;
+    for (int i = 0; i < 128; ++i) {
+      if (i > 0) lf += std::log(static_cast<double>(i));
+      const double x = static_cast<double>(i);
+      t[i] = lf - (x + 0.5) * std::log(x + 1.0) + (x + 1.0) - 0.91893853320467274178;
     }
     return t;
   }();
   if (k < 128) return table[static_cast<std::size_t>(k)];
-  const double x = static_cast<double>(k);
-  const double r = 1.0 / x, r2 = r * r;
-  return x * std::log(x) - x + 0.5 * std::log(6.283185307179586476925 * x) +
-         r * (1.0 / 12.0 - r2 * (1.0 / 360.0 - r2 * (1.0 / 1260.0 - r2 * (1.0 / 1680.0))));
+  const double x1 = static_cast<double>(k) + 1.0;
+  const double r2 = 1.0 / (x1 * x1);
+  return (1.0 / 12.0 - (1.0 / 360.0 - (1.0 / 1260.0) * r2) * r2) / x1;
 }
 
 template <class G>
@@ -111,23 +110,26 @@ inline std::int64_t binomial_btrs(G& g, std::int64_t n, const BinomialP& b) {
   const double v_r = 0.92 - 4.2 * inv_b;
   const double alpha = (2.83 + 5.1 * inv_b) * spq;
   const std::int64_t m = static_cast<std::int64_t>(std::floor((dn + 1.0) * b.ps));
-  double h = 0.0;
-  bool have_h = false;
+  const double dm = static_cast<double>(m);
   for (;;) {
-    const double u = g.next_double() - 0.5;
-    double v = g.next_double();
+    std::uint64_t w1, w2;
+    g.next_pair(w1, w2);
+    const double u = static_cast<double>(static_cast<std::int64_t>(w1 >> 11)) * (1.0 / 9007199254740992.0) - 0.5;
+    double v = static_cast<double>(static_cast<std::int64_t>(w2 >> 11)) * (1.0 / 9007199254740992.0);
     const double us = 0.5 - std::fabs(u);
     const double kd = std::floor((2.0 * a / us + bb) * u + c);
     if (kd < 0.0 || kd > dn) continue;
     const std::int64_t k = static_cast<std::int64_t>(kd);
-    if (us >= 0.07 && v <= v_r) return k;
+    if (us >= 0.07 && v <= v_r) return k;  // squeeze: ~80% of proposals for large n·p
     if (v <= 0.0) continue;
-    if (!have_h) {
-      h = log_factorial(m) + log_factorial(n - m);
-      have_h = true;
-    }
     v = std::log(v * alpha / (a / (us * us) + bb));
-    if (v <= h - log_factorial(k) - log_factorial(n - k) + static_cast<double>(k - m) * b.lpq) return k;
+    // log f(k)/f(m), arranged as logs of ratios near 1 (numerically stable for huge n)
+    const double nm1 = dn - dm + 1.0, nk1 = dn - kd + 1.0;
+    const double bound = (dm + 0.5) * std::log((dm + 1.0) / (b.ratio * nm1)) +
+                         (dn + 1.0) * std::log1p(static_cast<double>(k - m) / nk1) +
+                         (kd + 0.5) * std::log(b.ratio * nk1 / (kd + 1.0)) + stirling_tail(m) +
+                         stirling_tail(n - m) - stirling_tail(k) - stirling_tail(n - k);
+    if (v <= bound) return k;
   }
 }
 
