@@ -242,7 +242,7 @@ def bursts(const double[::1] start, const double[::1] dur, const cnp.int64_t[::1
     cdef Py_ssize_t n_sw = offsets.shape[0] - 1
     cdef Py_ssize_t n = dur.shape[0]
     cdef Py_ssize_t s, i, lo, hi, nb = 0, ng = 0
-    cap = n // 2 + 2
+    cap = n + 1                      # a burst holds >= 1 dwell (sweeps of one opening)
     bs_a = np.empty(cap, dtype=np.float64)
     bl_a = np.empty(cap, dtype=np.float64)
     bo_a = np.empty(cap, dtype=np.float64)

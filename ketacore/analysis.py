@@ -523,7 +523,8 @@ class Record:
     def resolve(self, t_res: float) -> "Record":
         """The record as seen with time resolution (dead time) ``t_res`` (s).
 
-        Rule (the HJCFIT/EKDIST convention, [CS95] §6, [HJC90], [CHS96]): in each sweep, the
+        Rule (the HJCFIT/EKDIST convention assumed by the missed-events theory of [HJC90] and
+        [CHS96]; see also [CS95]): in each sweep, the
         first dwell is kept as it is; every later dwell shorter than ``t_res`` (strictly) is
         unresolved, and its duration is added to the preceding resolved dwell (the current
         one: a series of consecutive unresolved dwells all go to it); a resolved dwell

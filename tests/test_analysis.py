@@ -372,6 +372,16 @@ def test_bursts_equal_reference(seed):
                                res.shut_time, atol=1e-12)
 
 
+def test_bursts_many_single_opening_sweeps():
+    """Every sweep one opening: as many bursts as dwells (output capacity edge case)."""
+    n = 50
+    rec = ka.Record(np.zeros(n), np.ones(n), np.ones(n, np.int64), np.arange(n + 1), [0.0, 1.0])
+    res = rec.bursts(1.0, complete_only=False)
+    assert res.n_bursts == n and not res.complete.any()
+    np.testing.assert_array_equal(res.sweep, np.arange(n))
+    assert rec.bursts(1.0).n_bursts == 0
+
+
 def test_dwell_sequence_merges_and_zero_length():
     # states 0,1 -> class 0; 2 -> class 1.  A zero-length visit to class 1 at t=2 vanishes.
     times = [np.array([0.0, 1.0, 2.0, 2.0, 3.0]), np.array([0.0, 0.5])]
