@@ -141,7 +141,8 @@ def main(argv=None):
     nob = np.zeros(5, np.uint8)
 
     # ---- correctness of the baselines against the kernels
-    ns, nd, nc = numpy_dwells(times[evsw[0][0]:evsw[0][1]], states[evsw[0][0]:evsw[0][1]], sc, log.t_end)
+    a0, b0 = evsw[0]
+    ns, nd, nc = numpy_dwells(times[a0:b0], states[a0:b0], sc, log.t_end)
     assert np.array_equal(nd, d_[one]) and np.array_equal(nc, c_[one])
     op_k = rec.open_times()
     op_n = np.concatenate([numpy_open_periods(d_[a:b], c_[a:b], is_open) for a, b in sweeps])
@@ -161,13 +162,16 @@ def main(argv=None):
     cases = {
         "extraction": (n_ev,
                        lambda: _analysis.dwell_sequence_multi(times, states, sc, ev_off, t_ends),
-                       lambda: [numpy_dwells(times[a:b], states[a:b], sc, log.t_end) for a, b in evsw]),
+                       lambda: [numpy_dwells(times[a:b], states[a:b], sc, log.t_end)
+                                for a, b in evsw]),
         "open periods": (n_dw,
                          lambda: _analysis.periods(s_, d_, c_, off, u8, False, False),
-                         lambda: [numpy_open_periods(d_[a:b], c_[a:b], is_open) for a, b in sweeps]),
+                         lambda: [numpy_open_periods(d_[a:b], c_[a:b], is_open)
+                                  for a, b in sweeps]),
         "resolution": (n_dw,
                        lambda: _analysis.impose_resolution(s_, d_, c_, off, T_RES),
-                       lambda: [numpy_resolve(s_[a:b], d_[a:b], c_[a:b], T_RES) for a, b in sweeps]),
+                       lambda: [numpy_resolve(s_[a:b], d_[a:b], c_[a:b], T_RES)
+                                for a, b in sweeps]),
         "bursts": (n_dw,
                    lambda: _analysis.bursts(s_, d_, c_, off, u8, nob, T_CRIT),
                    lambda: [numpy_bursts(d_[a:b], c_[a:b], is_open, T_CRIT) for a, b in sweeps]),

@@ -52,7 +52,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -198,7 +198,8 @@ class Record:
                 raise ValueError("duration must be > 0 for every dwell")
             if cls.size and (cls.min() < 0 or cls.max() >= levels.size):
                 raise ValueError(f"cls must be class indices in [0, {levels.size}) (len(levels))")
-            if offsets.size < 1 or offsets[0] != 0 or offsets[-1] != cls.size or np.any(np.diff(offsets) < 0):
+            if (offsets.size < 1 or offsets[0] != 0 or offsets[-1] != cls.size
+                    or np.any(np.diff(offsets) < 0)):
                 raise ValueError("offsets must be non-decreasing from 0 to the number of dwells")
         self.start = start
         self.duration = duration
@@ -239,7 +240,8 @@ class Record:
         scheme = log.scheme
         g = np.asarray(scheme.conductance, float)
         sc, lv, names = _classes_for_states(scheme.states, g, classes, levels)
-        sel = range(len(log)) if trials is None else [_int("trials[i]", i, minimum=0) for i in trials]
+        sel = range(len(log)) if trials is None else \
+            [_int("trials[i]", i, minimum=0) for i in trials]
         ts, ss = [], []
         for i in sel:
             if i >= len(log):
@@ -861,7 +863,8 @@ def critical_time(mixture, criterion: str = "proportions", split: Optional[int] 
 
     if criterion == "proportions":
         def h(t):
-            return np.sum(as_ * -np.expm1(-t / ts)) / as_.sum() - np.sum(af * np.exp(-t / tf)) / af.sum()
+            return (np.sum(as_ * -np.expm1(-t / ts)) / as_.sum()
+                    - np.sum(af * np.exp(-t / tf)) / af.sum())
     elif criterion == "numbers":
         def h(t):
             return np.sum(as_ * -np.expm1(-t / ts)) - np.sum(af * np.exp(-t / tf))

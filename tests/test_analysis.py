@@ -67,7 +67,8 @@ def thin_factor(Q, open_mask, tol=1e-3):
 def ch82_record():
     g = kc.models.get("ch82")
     c = 0.1 * uM
-    log = kc.simulate_events(g, kc.Protocol([kc.Step(6000 * s, agonist=c)]), n_trials=8, rng=20240501)
+    log = kc.simulate_events(g, kc.Protocol([kc.Step(6000 * s, agonist=c)]), n_trials=8,
+                             rng=20240501)
     # R (the only state outside the burst, CH82) in its own shut class 2
     rec = ka.Record.from_events(log, {"AR*": 1, "A2R*": 1, "AR": 0, "A2R": 0, "R": 2})
     return g, c, rec
