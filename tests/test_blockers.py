@@ -126,7 +126,8 @@ def test_blocked_arm_scaling():
 @pytest.mark.parametrize("model", kc.models.available())
 @pytest.mark.parametrize("names", [("ketamine",), ("memantine",), ("mk801",), ("amantadine",),
                                    ("mg_ascher_nowak1988",), ("ketamine", "mg"),
-                                   ("memantine", "mk801")])
+                                   ("memantine", "mk801"), ("ketamine_mealing1999",),
+                                   ("memantine_mealing1999",), ("ketamine_closed_route",)])
 def test_composed_rows_sum_to_zero_and_round_trip(model, names):
     g = kc.models.get(model)
     bl = [kc.blockers.get(n) for n in names]
@@ -264,6 +265,14 @@ def test_library_contents():
     assert kc.blockers.get("memantine").mode == "partial_trapping"
     assert kc.blockers.get("mg").mode == "sequential"
     assert kc.blockers.get("ketamine").delta == pytest.approx(0.79)
+    # variants: not the defaults, same tag as the parent, delta kept
+    for n, parent in (("ketamine_mealing1999", "ketamine"), ("memantine_mealing1999", "memantine"),
+                      ("ketamine_closed_route", "ketamine")):
+        v, p = kc.blockers.get(n), kc.blockers.get(parent)
+        assert n in names and "VARIANT" in v.notes and v.citation
+        assert (v.name, v.ligand, v.mode, v.delta) == (p.name, p.ligand, p.mode, p.delta)
+    assert kc.blockers.get("ketamine").k_on_closed == 0.0
+    assert kc.blockers.get("ketamine_closed_route").k_on_closed > 0
 
 
 # --------------------------------------------------------------------------- Mg2+
@@ -370,3 +379,96 @@ def test_calibrated_mk801_recovery():
         r = kc.solve(s_, kc.Step(6 * target, V=V, glutamate=GLU), dt=target / 50, initial=p0)
         tau = _tau_fit(r.time, r.occupancy[:, blk].sum(axis=1))
         assert 0.5 <= tau / target <= 2.0, (V, tau / 60)     # Huettner & Bean: factor 2
+
+
+# --------------------------------------------------------------------------- amantadine
+AM_T = np.concatenate([np.arange(0, 5e-3, 1e-5), np.arange(5e-3, 50e-3, 1e-4),
+                       np.arange(50e-3, 1.0, 1e-3)])
+
+
+def _three_exp(t, y, p0_taus):
+    f = lambda t, a1, t1, a2, t2, a3, t3, c: (a1 * np.exp(-t / t1) + a2 * np.exp(-t / t2)  # noqa
+                                              + a3 * np.exp(-t / t3) + c)
+    sp = y[0] - y[-1]
+    popt, _ = optimize.curve_fit(f, t, y, p0=(sp / 2, p0_taus[0], sp / 4, p0_taus[1], sp / 4,
+                                              p0_taus[2], y[-1]),
+                                 bounds=([-np.inf, 1e-7] * 3 + [-np.inf], np.inf), maxfev=20000)
+    taus, amps = np.array(popt[1:6:2]), np.array(popt[0:6:2])
+    o = np.argsort(taus)
+    return taus[o], amps[o] / amps[o].sum()
+
+
+def test_calibrated_amantadine_blanpied2005():
+    """docs/calibrate_blockers.py fit_amantadine: erreger2005_2b, 30 uM glutamate, 22 C."""
+    b = kc.blockers.get("amantadine")
+    g = kc.models.get("erreger2005_2b")
+    s_ = kc.block(g, b)
+    glu, conc = 30 * uM, 100 * uM
+    # Blanpied 1997: IC50 39 uM at -67 mV, held exactly; IC50 = K_B/(Po + c/o (1 - Po))
+    x = ic50(s_, "amantadine", V=-67 * mV, glutamate=glu)
+    assert x == pytest.approx(39 * uM, rel=1e-4)
+    po = theory.open_probability(g, V=-67 * mV, glutamate=glu)
+    cf = b.closing_factor / b.opening_factor
+    assert x == pytest.approx(b.kd(-67 * mV, g.temperature) / (po + cf * (1 - po)), rel=1e-6)
+    assert b.closing_factor > 1          # accelerated closure of blocked channels (Blanpied 2005)
+    # Blanpied 2005 Table 1, jump -67 -> +40 mV in 100 uM: 0.279 ms (53.1 %), 5.17 ms (27.5 %),
+    # 153 ms (19.4 %); three-exponential fit of the exact Po(t) over 1 s
+    p0 = theory.equilibrium(s_, V=-67 * mV, glutamate=glu, amantadine=conc)
+    rel = theory.relaxation(s_, initial=p0, V=40 * mV, glutamate=glu, amantadine=conc)
+    taus, amps = np.real(np.asarray(rel.taus)), np.real(np.asarray(rel.popen_amplitudes))
+    y = (np.asarray(rel.equilibrium)[s_.open_mask].sum()
+         + (amps[None, :] * np.exp(-AM_T[:, None] / taus[None, :])).sum(axis=1))
+    ft, fr = _three_exp(AM_T, y, (0.279e-3, 5.17e-3, 153e-3))
+    assert abs(ft[0] / 0.279e-3 - 1) <= 0.2                          # model 0.286 ms
+    assert np.all(np.abs(fr - [0.531, 0.275, 0.194]) <= 0.05)         # model 51.6/27.5/20.9 %
+    assert ft[1] == pytest.approx(6.21e-3, rel=0.02)                  # +20 %: at the edge
+    assert ft[2] == pytest.approx(81.7e-3, rel=0.02)                  # -47 %: documented MISS
+
+
+# --------------------------------------------------------------------------- variants
+def test_mealing_variants():
+    """docs/calibrate_blockers.py fit_mealing_variant (native neurons, Mealing 1999)."""
+    g = kc.models.get(GATING)
+    for n, blk_t, trp_t, blk_m, trp_m, ic50_m in (
+            ("ketamine_mealing1999", 0.80, 0.86, 0.800, 0.860, 2.50e-6),
+            ("memantine_mealing1999", 0.81, 0.71, 0.821, 0.685, 2.18e-6)):
+        b = kc.blockers.get(n)
+        s_ = kc.block(g, b)
+        block, trapped = _mealing(s_, b)
+        assert abs(block - blk_t) <= 0.05 and abs(trapped - trp_t) <= 0.05, n
+        assert block == pytest.approx(blk_m, abs=0.002) and trapped == pytest.approx(trp_m,
+                                                                                     abs=0.002)
+        assert ic50(s_, b.ligand, V=V_CAL, glutamate=GLU) == pytest.approx(ic50_m, rel=0.01)
+    # ketamine variant: trapping with copied gating, so IC50 ~ K_B (k_escape is tiny)
+    b = kc.blockers.get("ketamine_mealing1999")
+    assert b.kd(V_CAL, g.temperature) == pytest.approx(2.5e-6, rel=0.01)
+    assert b.k_on == kc.blockers.get("ketamine").k_on
+
+
+def _orser(b, glu=3 * uM, V=V_CAL):
+    g = kc.models.get(GATING)
+    s_ = kc.block(g, b)
+    po0 = theory.open_probability(g, V=V, glutamate=glu)
+    mo0 = theory.dwell_times(g, "open", V=V, glutamate=glu).mean
+    out = []
+    for c in (1 * uM, 0.1 * uM):
+        po = theory.open_probability(s_, V=V, glutamate=glu, ketamine=c)
+        mo = theory.dwell_times(s_, "open", V=V, glutamate=glu, ketamine=c).mean
+        out.append((po / po0, mo / mo0, (po / mo) / (po0 / mo0)))
+    return out
+
+
+def test_closed_route_variant_orser1997():
+    """Orser 1997 (cell-attached, control Po 0.058 ~ erreger2005_2a at 3 uM glutamate):
+    Po 24 % at 1 uM, 53 % at 0.1 uM, opening frequency 44 %, mean open time 68 %."""
+    (po1, mo1, fr1), (po01, _, _) = _orser(kc.blockers.get("ketamine"))
+    assert (po1, po01, fr1, mo1) == pytest.approx((0.431, 0.883, 0.435, 0.990), abs=0.002)
+    (po1, mo1, fr1), (po01, _, _) = _orser(kc.blockers.get("ketamine_closed_route"))
+    assert (po1, po01, fr1, mo1) == pytest.approx((0.302, 0.804, 0.305, 0.990), abs=0.002)
+    assert abs(po1 / 0.24 - 1) > 0.2 and abs(mo1 / 0.68 - 1) > 0.2   # still MISSED
+    # the route is not in detailed balance with the open-channel site (k_escape/k_on_closed
+    # << K_B), so the stationary block exceeds the open-channel equilibrium: IC50 < K_B
+    b = kc.blockers.get("ketamine_closed_route")
+    s_ = kc.block(kc.models.get(GATING), b)
+    assert b.k_escape / b.k_on_closed < 0.01 * b.kd(V_CAL)
+    assert ic50(s_, "ketamine", V=V_CAL, glutamate=GLU) == pytest.approx(0.50e-6, rel=0.02)
