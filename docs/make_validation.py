@@ -239,28 +239,70 @@ def mk801_rows():
 
 # --------------------------------------------------------------------------- amantadine
 def amantadine_rows():
-    g = kc.models.get("erreger2005_2b")
+    # calibrated by docs/calibrate_blockers.py (fit_amantadine); the same fit procedure here
+    import calibrate_blockers as CB
     am = kc.blockers.get("amantadine")
-    s_ = kc.block(g, am)
-    glu = 30 * uM  # NMDA 30 µM in the experiment; glutamate used as the agonist here
-    p0 = theory.equilibrium(s_, V=-67 * mV, glutamate=glu, amantadine=100 * uM)
-    relx = theory.relaxation(s_, initial=p0, V=40 * mV, glutamate=glu, amantadine=100 * uM)
-    taus = np.real(np.asarray(relx.taus))
-    a = np.real(np.asarray(relx.popen_amplitudes))
-    o = np.argsort(-np.abs(a))[:3]
-    o = o[np.argsort(taus[o])]
-    w = np.abs(a[o]) / np.abs(a[o]).sum()
-    model = ", ".join(f"{t * 1e3:.3g} ms ({x * 100:.0f} %)" for t, x in zip(taus[o], w))
-    row("amantadine", "voltage jump -67 → +40 mV, 100 µM, GluN1/2B: relaxation components",
-        "0.279 ms (53 %), 5.17 ms (28 %), 153 ms (19 %)", model, "see note", "±20 %", False,
-        "Blanpied et al. 2005 (Table 1)",
-        "kinetics are UNCALIBRATED placeholders (k_off 100 /s at -67 mV, no accelerated "
-        "closure); the model's gating is voltage-independent, so the control relaxation "
-        "(0.338 ms, 14.5 ms) is absent too")
-    r = E.ic50(kc.models.get(GATING), am, V=-67 * mV)
-    row("amantadine", "IC50 at -67 mV", "39 µM", f"{r.ic50_exact / uM:.3g} µM",
-        rel(r.ic50_exact, 39 * uM), "(built in)", abs(r.ic50_exact / (39 * uM) - 1) <= 0.05,
-        "Blanpied et al. 1997", "K_B set to 39 µM; IC50 = K_B exactly for full trapping")
+    fa = CB.amantadine_figures(am)
+    exact = np.argsort(-np.abs(fa["exact_amps"] * fa["exact_taus"]))[:4]
+    exact_s = ", ".join(f"{fa['exact_taus'][i] * 1e3:.3g} ms"
+                        for i in sorted(exact, key=lambda i: fa["exact_taus"][i]))
+    for i, (lt, lf) in enumerate(zip(CB.AM_TAUS, CB.AM_FRACS)):
+        t, f = fa["taus"][i], fa["fracs"][i]
+        ok = abs(t / lt - 1) <= 0.2 and abs(f - lf) <= 0.05
+        note = ("fitted (k_off, closing/opening factor on erreger2005_2b, 30 µM glutamate for "
+                "30 µM NMDA; three-exponential fit of the exact Po over 1 s)" if i == 0 else "")
+        if i == 2:
+            note = (f"exact Po components of largest area: {exact_s}; the copied 2B gating has "
+                    "no slower re-opening path of this weight; the model's gating is "
+                    "voltage-independent, so the control relaxation (0.338 ms, 14.5 ms) is "
+                    "absent")
+        row("amantadine", f"voltage jump -67 → +40 mV, 100 µM, GluN1/2B: relaxation "
+            f"component {i + 1} (tau, amplitude fraction)", f"{lt * 1e3:.3g} ms "
+            f"({lf * 100:.1f} %)", f"{t * 1e3:.3g} ms ({f * 100:.1f} %)",
+            f"{rel(t, lt)}, {pp(f, lf)}", "±20 %, ±5 pp", ok,
+            "Blanpied et al. 2005 (Table 1)", note)
+    row("amantadine", "IC50 at -67 mV (erreger2005_2b, 30 µM glutamate)", "39 µM",
+        f"{fa['ic50'] / uM:.3g} µM", rel(fa["ic50"], 39 * uM), "(built in)",
+        abs(fa["ic50"] / (39 * uM) - 1) <= 0.05, "Blanpied et al. 1997",
+        "held exactly: IC50 = K_B/(Po + c/o (1 − Po)) with closing/opening factor c/o = "
+        f"{am.closing_factor / am.opening_factor:.2f}, so it depends on the gating model "
+        f"(on {GATING} at 1 mM: "
+        f"{E.ic50(kc.models.get(GATING), am, V=-67 * mV).ic50_exact / uM:.3g} µM)")
+
+
+# --------------------------------------------------------------------------- variants
+def variant_rows():
+    import calibrate_blockers as CB
+    g = kc.models.get(GATING)
+    for name, group, blk_t, trp_t in (("ketamine_mealing1999", "ketamine", 0.80, 0.86),
+                                      ("memantine_mealing1999", "memantine", 0.81, 0.71)):
+        b = kc.blockers.get(name)
+        tr = E.trapping(g, b)
+        r = E.ic50(g, b)
+        row(group, f"variant `{name}` (native cortical neurons): Mealing block after 30 s of "
+            "10 µM", f"{blk_t * 100:.0f} %", f"{tr.block * 100:.1f} %", pp(tr.block, blk_t),
+            "±5 pp", abs(tr.block - blk_t) <= 0.05, "Mealing et al. 1999",
+            f"fitted (k_off, k_escape; delta and k_on kept); implied IC50 "
+            f"{r.ic50_exact / uM:.3g} µM at -70 mV vs Gilling's GluN1/2A "
+            f"{'0.71' if group == 'ketamine' else '~1'} µM: a different preparation")
+        row(group, f"variant `{name}`: still trapped after 120 s wash (occupancy definition)",
+            f"{trp_t * 100:.0f} %", f"{tr.trapped_occupancy * 100:.1f} %",
+            pp(tr.trapped_occupancy, trp_t), "±5 pp",
+            abs(tr.trapped_occupancy - trp_t) <= 0.05, "Mealing et al. 1999", "fitted")
+    b = kc.blockers.get("ketamine_closed_route")
+    f = CB.orser_figures(b)
+    f0 = CB.orser_figures(kc.blockers.get("ketamine"))
+    for k, lab in (("po_1", "Po with 1 µM / control"), ("po_01", "Po with 0.1 µM / control"),
+                   ("freq_1", "opening frequency with 1 µM / control"),
+                   ("open_1", "mean open time with 1 µM / control")):
+        row("ketamine", f"variant `ketamine_closed_route`: single channel, {lab} (3 µM "
+            "glutamate: control Po 0.057 ~ Orser's 0.058)", f"{CB.ORSER[k]:.2f}",
+            f"{f[k]:.2f} (default {f0[k]:.2f})", rel(f[k], CB.ORSER[k]), "±20 %",
+            abs(f[k] / CB.ORSER[k] - 1) <= 0.2, "Orser et al. 1997",
+            "k_on_closed fitted to the first three; not in detailed balance with the open-"
+            "channel site; mean open time is set by the open-channel k_on (~57x Gilling's "
+            "Po-corrected value would be needed, breaking Gilling's kinetics; "
+            "docs/calibrate_blockers.out)" if k == "po_1" else "")
 
 
 # --------------------------------------------------------------------------- use dependence
@@ -333,13 +375,17 @@ def render(seconds: float) -> str:
         "",
         "* Mealing block % (ketamine, memantine): with IC50 = K_B for a trapping blocker, "
         "Gilling's IC50 and Mealing's block at 10 µM cannot both hold in one model; the "
-        "IC50 was preferred (same receptor, GluN1/2A).",
+        "IC50 was preferred (same receptor, GluN1/2A). The native-neuron variants "
+        "`ketamine_mealing1999`/`memantine_mealing1999` meet Mealing at IC50 ≈ 2.5/2.2 µM.",
         "* Ketamine nH 0.84 and Orser single-channel figures: need mechanisms not in the "
         "library blocker (heterogeneity; closed-channel/membrane route, reference open "
-        "question 1).",
+        "question 1). The `ketamine_closed_route` variant moves Po at 1 µM from 0.43 to 0.30 "
+        "but not the 0.1 µM point (Orser's two points imply a Hill slope ~0.55) nor the mean "
+        "open time.",
         "* Kampa slow Mg2+ unblock component (300 ms): the published model's dominant slow "
         "Po component is ~123 ms.",
-        "* Amantadine relaxations: kinetics are placeholders, not calibrated.",
+        "* Amantadine relaxations (calibrated): the slow 153 ms component comes out ~82 ms and "
+        "the middle one ~+20 %; the fast one and all amplitudes land.",
         "",
         "## References",
         "",
@@ -347,7 +393,7 @@ def render(seconds: float) -> str:
         "2004 J Physiol 556:337; Gilling et al. 2009 Neuropharmacology 56:866 "
         "(doi:10.1016/j.neuropharm.2009.01.012); Mealing et al. 1999 JPET 288:204 (PMID "
         "9862772); Blanpied et al. 1997 J Neurophysiol 77:309; Blanpied, Clarke & Johnson 2005 "
-        "J Neurosci 25:3312; Kotermanski, Wood & Johnson 2009 J Physiol 587:4589; Huettner & "
+        "J Neurosci 25:3312 (amantadine rows: erreger2005_2b); Kotermanski, Wood & Johnson 2009 J Physiol 587:4589; Huettner & "
         "Bean 1988 PNAS 85:1307 (doi:10.1073/pnas.85.4.1307); Orser, Pennefather & MacDonald "
         "1997 Anesthesiology; Homayoun & Moghaddam 2007 J Neurosci 27:11496; Emnett et al. "
         "2013; Woodhull 1973 J Gen Physiol 61:687 (doi:10.1085/jgp.61.6.687).",
@@ -362,7 +408,7 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     for f in (mg_rows, kampa_rows, erreger_rows, ketamine_rows, memantine_rows, mk801_rows,
-              amantadine_rows, use_dependence_rows):
+              amantadine_rows, variant_rows, use_dependence_rows):
         f()
     text = render(time.perf_counter() - t0)
     if args.stdout:
