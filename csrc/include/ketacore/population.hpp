@@ -84,12 +84,13 @@ inline std::int64_t binomial_inversion_fast(G& g, std::int64_t n, const Binomial
     double px = std::exp(x);
     std::int64_t X = 0;
     const double np = dn * b.ps;
-    const double cap = np + 10.0 * std::sqrt(np * b.qs + 1.0);  // as BINV: restart on underflow
+    const double easy = np + 10.0;  // X <= easy  =>  X <= cap (the sqrt term is >= 10)
     bool restart = false;
     while (U > px) {
       U -= px;
       ++X;
-      if (static_cast<double>(X) > cap || X > n) {
+      if (X > n || (static_cast<double>(X) > easy &&
+                    static_cast<double>(X) > np + 10.0 * std::sqrt(np * b.qs + 1.0))) {  // BINV restart
         restart = true;
         break;
       }
