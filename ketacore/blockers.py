@@ -608,7 +608,7 @@ _register("ketamine_closed_route", Blocker(
     **{**_KET, **_KET_CLOSED},
     citation=("Orser BA, Pennefather PS, MacDonald JF (1997) Multiple mechanisms of ketamine "
               "blockade of N-methyl-D-aspartate receptors. Anesthesiology 86:903-917; " + _GILLING),
-    doi="10.1097/00000542-199704000-00021",
+    doi="",
     notes=("VARIANT, not the default: the default ketamine plus a closed-channel / membrane "
            "route onto shut states (k_on_closed; reference open question 1) fitted by "
            "docs/calibrate_blockers.py (fit_closed_route) to the Orser 1997 cell-attached "
@@ -619,8 +619,9 @@ _register("ketamine_closed_route", Blocker(
            "non-equilibrium steady state, and IC50 < K_B.  Improves Po at 1 uM (0.43 -> ~0.30) "
            "but not the 0.1 uM point (~0.80 vs 0.53; Orser's data imply a Hill slope ~0.55) "
            "nor the mean open time (0.99 vs 0.68, set by the open-channel k_on, which would "
-           "need ~40x Gilling's Po-corrected value).  Journal volume/pages/DOI from memory, "
-           "unverified.")))
+           "need ~57x Gilling's Po-corrected value, which breaks Gilling's tau_on/tau_off; "
+           "see docs/calibrate_blockers.out).  Orser volume/pages from memory, unverified; "
+           "DOI not recorded.")))
 
 _KAMPA_CIT = ("Kampa BM, Clements J, Jonas P, Stuart GJ (2004) Kinetics of Mg2+ unblock of NMDA "
               "receptors: implications for spike-timing dependent synaptic plasticity. J Physiol "
