@@ -519,9 +519,10 @@ _register("ketamine", Blocker(
            "reported: split evenly (symmetric Eyring barrier), a documented choice.  Mealing's "
            "80 % block at 10 uM is NOT met (model ~93 %): with the exact identity IC50 = K_B it "
            "implies IC50 ~2.5 uM, 3.5x Gilling's, in a different preparation (rat cortical "
-           "neurons, NMDA).  Open-channel rates are Po-corrected macroscopic rates, so on a "
+           "neurons, NMDA): the variant 'ketamine_mealing1999' meets it.  Open-channel rates are Po-corrected macroscopic rates, so on a "
            "gating model with a different steady-state Po the kinetics (not the IC50) differ.  "
-           "No closed-channel/membrane route by default (reference open question 1).")))
+           "No closed-channel/membrane route by default (reference open question 1; variant "
+           "'ketamine_closed_route').")))
 
 _register("memantine", Blocker(
     name="mem", ligand="memantine", z=1.0, delta_on=0.395, delta_off=0.395,
