@@ -276,7 +276,10 @@ class SimulationResult:
         if self._sums is None:
             c = self.counts.astype(np.int64)
             s = c.sum(axis=0)
-            q = (c.astype(object) ** 2).sum(axis=0) if self.n_channels > 3_000_000_000 else (c * c).sum(axis=0)
+            if self.n_trials * self.n_channels**2 >= 2**63:  # exact in Python ints
+                q = (c.astype(object) ** 2).sum(axis=0)
+            else:
+                q = (c * c).sum(axis=0)
             self._sums = (s, q)
         return self._sums
 
@@ -305,8 +308,8 @@ class SimulationResult:
         if isinstance(q, np.ndarray) and q.dtype == object:
             num = np.array(n * q - s.astype(object) ** 2, dtype=float)
         else:
-            # n*q - s^2 is computed exactly in Python ints where int64 could overflow
-            if self.n_channels <= 2**20 and n <= 2**20:
+            # n*q - s^2 (exact), in int64 when n^2 N^2 < 2^63, else in Python ints
+            if (n * self.n_channels) ** 2 < 2**63:
                 num = (n * q.astype(np.int64) - s * s).astype(float)
             else:
                 num = np.array(n * q.astype(object) - s.astype(object) ** 2, dtype=float)
