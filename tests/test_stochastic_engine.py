@@ -163,6 +163,8 @@ def test_wide_counts_for_huge_populations():
     exact = (r.counts.astype(object) ** 2).sum(0)
     assert (np.asarray(s.sum_sq_counts, dtype=object) == exact).all()
     assert np.isfinite(s.var).all()
+    np.testing.assert_allclose(r.var, s.var)  # counts-mode sums use exact Python ints here
+    assert (np.asarray(r.sum_sq_counts, dtype=object) == exact).all()
 
 
 def test_to_xarray():
