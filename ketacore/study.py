@@ -388,6 +388,15 @@ class Study:
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
                 raise e(key, f"must be an integer >= {lo}, got {v!r}")
+        for name, p in self.parts.items():
+            n_ch = p.n_channels if p.n_channels is not None else self.n_channels
+            n_tr = p.n_trials if p.n_trials is not None else self.n_trials
+            if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (n_ch, n_tr)):
+                continue   # reported by _check_part
+            n_ch, n_tr = int(n_ch), int(n_tr)
+            if n_tr * n_ch * n_ch >= 2**63:
+                raise e("n_trials", f"n_trials * n_channels**2 = {n_tr * n_ch * n_ch} overflows the exact "
+                        "int64 sums of squares; split the trials into several studies")
         if not isinstance(self.deterministic, bool):
             raise e("deterministic", f"must be true or false, got {self.deterministic!r}")
         if self.rng is not None:
@@ -1803,6 +1812,10 @@ def main_run(args) -> int:
     except StudyConflictError as e:
         print(f"ketacore run: {e}", file=sys.stderr)
         return 3
+    except KeyboardInterrupt:
+        print(f"\nketacore run: interrupted; finished chunks are kept in {out} -- run the same "
+              "command again to resume", file=sys.stderr)
+        return 130
     except StudyError as e:
         print(f"ketacore run: {e}", file=sys.stderr)
         return 2
