@@ -6,7 +6,7 @@ call, with <= 10 us of Python overhead (``time_solve`` minus ``time_core``).
 import numpy as np
 
 import ketacore as kc
-from ketacore.units import mM, ms, pS, s
+from ketacore.units import mM, ms, s
 
 
 from ._models import CONDITIONS, MODELS, bench6 as benchmark_scheme

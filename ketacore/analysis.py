@@ -57,6 +57,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from . import _analysis
+from . import _validate as _V
 from .theory import ExponentialMixture
 
 __all__ = ["Record", "BurstResult", "LogHistogram", "MixtureFit", "NoiseAnalysis",
@@ -70,27 +71,11 @@ __all__ = ["Record", "BurstResult", "LogHistogram", "MixtureFit", "NoiseAnalysis
 
 
 def _real(name: str, value: Any, *, positive=False, nonnegative=False, finite=True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a real number (s), got {type(value).__name__} ({value!r})")
-    v = float(value)
-    if math.isnan(v):
-        raise ValueError(f"{name} must not be NaN")
-    if finite and math.isinf(v):
-        raise ValueError(f"{name} must be finite, got {v}")
-    if positive and not v > 0:
-        raise ValueError(f"{name} must be > 0, got {v}")
-    if nonnegative and not v >= 0:
-        raise ValueError(f"{name} must be >= 0, got {v}")
-    return v
+    return _V.real(name, value, positive=positive, nonnegative=nonnegative, finite=finite)
 
 
 def _int(name: str, value: Any, *, minimum: Optional[int] = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} ({value!r})")
-    v = int(value)
-    if minimum is not None and v < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {v}")
-    return v
+    return _V.integer(name, value, minimum=minimum)
 
 
 def _float_array(name: str, a: Any, *, ndim: int = 1, finite: bool = True) -> np.ndarray:

@@ -57,10 +57,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import types
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 

@@ -9,7 +9,6 @@ Builders: :class:`Step`, :func:`pulse_train`, :meth:`Protocol.from_waveform`,
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -566,7 +566,6 @@ class Scheme:
             import tomllib
         except ImportError:  # pragma: no cover - Python < 3.11
             import tomli as tomllib  # type: ignore[no-redef]
-        text: str
         if isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source
                                                 and os.path.exists(source)):
             with open(source, "rb") as fh:

@@ -1192,7 +1192,7 @@ def concentration_response(scheme, ligand: str, concentrations=None, *, open=Non
         else:
             flat = 0
         last = val
-    cs_a, ps_a = np.array(cs), np.array(ps)
+    ps_a = np.array(ps)
     pmax_scan, pmin_scan = ps_a.max(), ps_a.min()
     increasing = (pmax_scan - p0) >= (p0 - pmin_scan)
     sign = 1.0 if increasing else -1.0

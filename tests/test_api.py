@@ -1,5 +1,4 @@
 """Public API surface: names resolve to the right objects, the README tour runs, the CLI works."""
-import os
 import re
 import subprocess
 import sys

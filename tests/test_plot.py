@@ -2,7 +2,6 @@
 datasets from a small study (trapping, use dependence, dose-response, plain protocol)."""
 import textwrap
 
-import numpy as np
 import pytest
 
 import ketacore as kc

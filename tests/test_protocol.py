@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import ketacore as kc
-from ketacore.units import mM, ms, mV, s, uM
+from ketacore.units import mM, ms, s, uM
 
 
 @pytest.fixture

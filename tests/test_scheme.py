@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import ketacore as kc
-from ketacore.units import FARADAY, GAS_CONSTANT, celsius, mM, mV, pS, uM
+from ketacore.units import FARADAY, GAS_CONSTANT, celsius, mM, mV, pS
 
 
 def five_state(sf=True):

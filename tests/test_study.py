@@ -6,7 +6,6 @@ in any number (or attribute) would change them.
 """
 import concurrent.futures as cf
 import hashlib
-import os
 import subprocess
 import sys
 import textwrap
