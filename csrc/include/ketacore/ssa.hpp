@@ -203,36 +203,94 @@ struct EventSink {
   }
 };
 
-// Simulate one channel from state `s` at t = 0 up to t_stop; report jumps to `sink`.
-// Returns the final state.  `events` counts transitions (for cancellation polling).
-template <class Sink>
-inline int ssa_channel(const SsaTables& tab, const Timeline& tl, double t_stop, Pcg64& g, int s,
-                       Sink& sink, const CancelToken& token, long& events) {
+// A channel in flight: current state, the time of its next (already scheduled) jump, and the
+// segment that jump lies in.  t_next = +inf when no further jump happens before t_stop.
+struct ChannelCursor {
+  double t_next;
+  int s;
+  int seg;
+};
+
+// Schedule the next jump of a channel in state c.s from time t in segment c.seg, using `u` (one
+// stream output) for the first dwell.  A dwell that crosses a segment boundary is discarded and
+// redrawn from the boundary under the next segment's rates (exact: the dwell is memoryless).
+inline void ssa_schedule(const SsaTables& tab, const Timeline& tl, double t_stop, Pcg64& g, ChannelCursor& c,
+                         double t, std::uint64_t u) {
   const int K = tab.K;
-  for (std::size_t seg = 0; seg < tl.size(); ++seg) {
-    const double t0 = tl.start[seg];
-    if (!(t0 < t_stop)) break;
-    const double tend = std::min(tl.end[seg], t_stop);
-    const std::size_t cK = static_cast<std::size_t>(tl.cond[seg]) * K;
-    const double* md = tab.mean_dwell.data() + cK;
-    const std::uint16_t* nx = tab.next.data() + cK * 256;
-    double t = t0;
-    for (;;) {
-      // two consecutive outputs of the stream: u for the dwell, r for the next state (if the
-      // dwell ends after the boundary, r is unused: the draws are independent, so this is exact)
-      std::uint64_t u, r;
-      g.next_pair(u, r);
-      const double tn = t + standard_exponential_from(u, g) * md[s];
-      if (!(tn < tend)) break;  // pending dwell crosses the boundary: redrawn in the next one
-      t = tn;
-      int ns = nx[static_cast<std::size_t>(s) * 256 + (r >> 56)];
-      if (__builtin_expect(ns == SsaTables::kAmbiguous, 0)) ns = tab.slow_next(cK + s, r);
-      sink.jump(t, s, ns);
-      s = ns;
-      if (__builtin_expect((++events & (kCancelPollInterval - 1)) == 0, 0) && token.cancelled()) return s;
+  const int nseg = static_cast<int>(tl.size());
+  for (;;) {
+    const double tend = std::min(tl.end[c.seg], t_stop);
+    const double md = tab.mean_dwell[static_cast<std::size_t>(tl.cond[c.seg]) * K + c.s];
+    const double tn = t + standard_exponential_from(u, g) * md;
+    if (tn < tend) {
+      c.t_next = tn;
+      return;
     }
+    ++c.seg;
+    if (c.seg >= nseg || !(tl.start[c.seg] < t_stop)) {
+      c.seg = nseg - 1;
+      c.t_next = std::numeric_limits<double>::infinity();
+      return;
+    }
+    t = tl.start[c.seg];
+    u = g.next_uint64();
   }
-  return s;
+}
+
+// Start a channel in state s at t = 0.
+inline ChannelCursor ssa_start(const SsaTables& tab, const Timeline& tl, double t_stop, Pcg64& g, int s) {
+  ChannelCursor c{std::numeric_limits<double>::infinity(), s, 0};
+  if (tl.size() == 0 || !(0.0 < t_stop)) return c;
+  ssa_schedule(tab, tl, t_stop, g, c, 0.0, g.next_uint64());
+  return c;
+}
+
+// Carry out every jump of the channel before w_end (the window end; t_stop for a whole run),
+// reporting them to `sink`.  Each jump uses two consecutive stream outputs: r for the next state
+// and u for the following dwell.  `events` counts jumps for cancellation polling.
+template <class Sink>
+inline void ssa_advance(const SsaTables& tab, const Timeline& tl, double t_stop, Pcg64& g, ChannelCursor& c,
+                        double w_end, Sink& sink, const CancelToken& token, long& events) {
+  if (!(c.t_next < w_end)) return;
+  const int K = tab.K;
+  double t = c.t_next;
+  int s = c.s;
+  int seg = c.seg;
+  std::size_t cK = static_cast<std::size_t>(tl.cond[seg]) * K;
+  const double* md = tab.mean_dwell.data() + cK;
+  const std::uint16_t* nx = tab.next.data() + cK * 256;
+  double tend = std::min(tl.end[seg], t_stop);
+  while (t < w_end) {
+    std::uint64_t r, u;
+    g.next_pair(r, u);
+    int ns = nx[static_cast<std::size_t>(s) * 256 + (r >> 56)];
+    if (__builtin_expect(ns == SsaTables::kAmbiguous, 0)) ns = tab.slow_next(cK + s, r);
+    sink.jump(t, s, ns);
+    s = ns;
+    const double tn = t + standard_exponential_from(u, g) * md[s];
+    if (__builtin_expect(tn < tend, 1)) {
+      t = tn;
+    } else {  // crosses a segment boundary (or t_stop): reschedule from the boundary
+      c.s = s;
+      c.seg = seg;
+      if (seg + 1 >= static_cast<int>(tl.size()) || !(tl.start[seg + 1] < t_stop)) {
+        t = std::numeric_limits<double>::infinity();
+      } else {
+        c.seg = seg + 1;
+        ssa_schedule(tab, tl, t_stop, g, c, tl.start[seg + 1], g.next_uint64());
+        t = c.t_next;
+        seg = c.seg;
+        cK = static_cast<std::size_t>(tl.cond[seg]) * K;
+        md = tab.mean_dwell.data() + cK;
+        nx = tab.next.data() + cK * 256;
+        tend = std::min(tl.end[seg], t_stop);
+      }
+    }
+    if (__builtin_expect((++events & (kCancelPollInterval - 1)) == 0, 0) && token.cancelled()) break;
+  }
+  c.t_next = t;
+  c.s = s;
+  c.seg = seg;
 }
 
 }  // namespace ketacore
