@@ -8,6 +8,11 @@ import os
 
 import pytest
 
+# Subprocesses started by tests (`python -m ketacore.cli`, `python -c ...`) must import the
+# installed, compiled package, never the source tree of the checkout they run in: without this,
+# `-m`/`-c` put the current directory first on sys.path (Python >= 3.11 honours the variable).
+os.environ["PYTHONSAFEPATH"] = "1"
+
 
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", default=False,
