@@ -110,7 +110,9 @@ inline std::int64_t binomial_btrs(G& g, std::int64_t n, const BinomialP& b) {
   const double c = dn * b.ps + 0.5;
   const double v_r = 0.92 - 4.2 * inv_b;
   const double alpha = (2.83 + 5.1 * inv_b) * spq;
-  const std::int64_t m = static_cast<std::int64_t>(std::floor((dn + 1.0) * b.ps));
+  // (floor of non-negative values by truncating casts: a generic x86-64 build has no SSE4.1
+  // roundsd, so std::floor would be a libm call on the hot path)
+  const std::int64_t m = static_cast<std::int64_t>((dn + 1.0) * b.ps);
   const double dm = static_cast<double>(m);
   for (;;) {
     std::uint64_t w1, w2;
@@ -118,9 +120,10 @@ inline std::int64_t binomial_btrs(G& g, std::int64_t n, const BinomialP& b) {
     const double u = static_cast<double>(static_cast<std::int64_t>(w1 >> 11)) * (1.0 / 9007199254740992.0) - 0.5;
     double v = static_cast<double>(static_cast<std::int64_t>(w2 >> 11)) * (1.0 / 9007199254740992.0);
     const double us = 0.5 - std::fabs(u);
-    const double kd = std::floor((2.0 * a / us + bb) * u + c);
-    if (kd < 0.0 || kd > dn) continue;
-    const std::int64_t k = static_cast<std::int64_t>(kd);
+    const double x = (2.0 * a / us + bb) * u + c;
+    if (!(x >= 0.0) || !(x < dn + 1.0)) continue;  // floor(x) outside [0, n]
+    const std::int64_t k = static_cast<std::int64_t>(x);
+    const double kd = static_cast<double>(k);
     if (us >= 0.07 && v <= v_r) return k;  // squeeze: ~80% of proposals for large n·p
     if (v <= 0.0) continue;
     v = std::log(v * alpha / (a / (us * us) + bb));
