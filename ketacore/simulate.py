@@ -18,7 +18,7 @@ Two exact methods run in the C++ core (``csrc/include/ketacore/{ssa,population,e
 
 Randomness follows Scientific Python SPEC 7 (see :mod:`ketacore._rng`): trial ``i`` uses
 ``numpy.random.PCG64(numpy.random.SeedSequence(entropy, spawn_key=(i,)))`` (ssa channel block
-``b >= 1`` of a trial with more than 1024 channels: ``spawn_key=(i, b)``), reproduced bit for
+``b >= 1`` of a trial with more than 256 channels: ``spawn_key=(i, b)``), reproduced bit for
 bit in C++.  Counts are integers accumulated exactly, so results are bit-identical for any
 ``n_threads`` and for any split of the trials into calls (``trials=range(...)``).
 """
@@ -42,14 +42,14 @@ METHODS = ("auto", "ssa", "population")
 RECORDS = ("counts", "summary")
 
 #: ssa channel-block size (fixed: it defines the random streams, see module docstring).
-CHANNEL_BLOCK = 1024
+CHANNEL_BLOCK = 256
 _INT32_MAX = 2**31 - 1
 # Cost model for method="auto" and for deciding when to run in the background (seconds).
 _COST_EVENT = 6e-9       # one ssa transition
 _COST_BINOMIAL = 2.5e-8  # one binomial draw in a population step
 _COST_SAMPLE = 1e-9      # writing / summing one (sample, state) cell
 _BACKGROUND_ABOVE = 0.01  # run on a worker thread polling Ctrl-C when the job is longer than this
-_PARALLEL_ABOVE = 0.002   # use several threads only when the job is longer than this
+_PARALLEL_ABOVE = 0.0005  # use several threads only when the job is longer than this
 
 
 def _n_samples(total: float, dt: float) -> int:

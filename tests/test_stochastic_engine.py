@@ -106,7 +106,7 @@ def test_bit_identical_across_threads(method, record):
 
 
 def test_bit_identical_across_threads_channel_blocks():
-    """One trial with 3 channel blocks (block-parallel path) and 2 trials (trial-parallel path)."""
+    """One trial with 36 channel blocks (block-parallel path) and 2 trials (trial-parallel path)."""
     prot = kc.Step(0.02, glutamate=1e-3)
     for n_trials in (1, 2):
         runs = [kc.simulate(SCH, prot, dt=1e-3, n_channels=9000, n_trials=n_trials, method="ssa", rng=5,

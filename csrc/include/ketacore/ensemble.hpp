@@ -25,7 +25,7 @@
 
 namespace ketacore {
 
-constexpr std::int64_t kChannelBlock = 1024;
+constexpr std::int64_t kChannelBlock = 256;
 
 using u128 = unsigned __int128;
 
