@@ -218,6 +218,67 @@ def myokit_linear_model():
     return markov.LinearModel(m, [f"ch.{s}" for s in STATES], ["ch.G"], "ch.g", vm="membrane.V")
 
 
+NEURON_MOD = """NEURON {
+  POINT_PROCESS NMDA6
+  RANGE C0, C1, C2, O, D, OB
+}
+PARAMETER {
+  Rb = 5 (/mM /ms)
+  G = 1 (mM)
+  Ru = 0.0129 (/ms)
+  Rd = 0.0084 (/ms)
+  Rr = 0.0068 (/ms)
+  Ro = 0.0465 (/ms)
+  Rc = 0.0738 (/ms)
+  kb = 0.05 (/ms)
+  ku = 0.02 (/ms)
+}
+STATE { C0 C1 C2 O D OB }
+INITIAL { C0 = 1 C1 = 0 C2 = 0 O = 0 D = 0 OB = 0 }
+BREAKPOINT { SOLVE kin METHOD sparse }
+KINETIC kin {
+  ~ C0 <-> C1 (2*Rb*G, Ru)
+  ~ C1 <-> C2 (Rb*G, 2*Ru)
+  ~ C2 <-> O (Ro, Rc)
+  ~ C2 <-> D (Rd, Rr)
+  ~ O <-> OB (kb, ku)
+  CONSERVE C0 + C1 + C2 + O + D + OB = 1
+}
+"""
+
+
+def neuron_runner(dt_ms: float = 0.025):
+    """NEURON KINETIC-block model (compiled once with nrnivmodl into ~/.cache), fixed step
+    dt_ms with the sparse (implicit) method, O recorded every 1 ms for 1 s."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from neuron import h
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ketacore-peers-nrn"
+    lib = cache / "x86_64" / ".libs" / "libnrnmech.so"
+    if not lib.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        (cache / "nmda6.mod").write_text(NEURON_MOD)
+        subprocess.run(["nrnivmodl"], cwd=cache, check=True, capture_output=True)
+    if not hasattr(h, "NMDA6"):
+        libs = list(cache.glob("*/.libs/libnrnmech.so")) + list(cache.glob("*/libnrnmech.so"))
+        h.nrn_load_dll(str(libs[0]))
+    h.load_file("stdrun.hoc")
+    sec = h.Section(name="s")
+    pp = h.NMDA6(sec(0.5))
+    o = h.Vector()
+    o.record(pp._ref_O, 1.0)
+    h.dt = dt_ms
+
+    def run():
+        h.finitialize(-70)
+        h.continuerun(1000)
+        return np.array(o)
+    run._keep = (sec, pp, o)  # keep the NEURON objects alive
+    return run
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
@@ -295,6 +356,18 @@ def main() -> None:
     except ImportError:
         pass
     try:
+        import neuron  # noqa: F401
+        import ketacore as kc
+        ref = kc.solve(ketacore_scheme(), kc.Step(1.0, glutamate=G), 1e-3, initial="C0").occupancy[:, 3]
+        for dt_ms in (0.025, 0.1):
+            run = neuron_runner(dt_ms)
+            err = float(np.abs(run()[:1001] - ref).max())
+            t = median_time(run, 10)
+            rows.append(("deterministic 1000 points", f"NEURON sparse, dt={dt_ms} ms (max err {err:.1e})",
+                         t * 1e6, "us/call"))
+    except ImportError:
+        rows.append(("deterministic 1000 points", "NEURON (not installed)", float("nan"), ""))
+    try:
         import gillespy2
         m = gillespy2_model(1.0, 1001, N=1, continuous=True)
         sol = gillespy2.ODECSolver(model=m)
@@ -305,7 +378,7 @@ def main() -> None:
 
     print(f"# ketacore peer comparison -- {time.strftime('%Y-%m-%d')} -- {platform.machine()}, "
           f"{platform.processor() or platform.platform()}, Python {platform.python_version()}")
-    print(f"{'workload':<28} {'engine':<36} {'median':>14} {'unit':<14} {'vs ketacore':>12}")
+    print(f"{'workload':<28} {'engine':<46} {'median':>14} {'unit':<14} {'vs ketacore':>12}")
     base: dict[str, float] = {}
     for w, e, v, u in rows:
         if e.startswith("ketacore") and w not in base:
@@ -314,7 +387,7 @@ def main() -> None:
         b = base.get(w, float("nan"))
         ratio = (v / b) if u == "transitions/s" else (b / v if v else float("nan"))
         # ratio < 1 means slower than ketacore (throughput ratio or inverse time ratio)
-        print(f"{w:<28} {e:<36} {v:>14.4g} {u:<14} {ratio:>11.3g}x")
+        print(f"{w:<28} {e:<46} {v:>14.4g} {u:<14} {ratio:>11.3g}x")
 
 
 if __name__ == "__main__":
