@@ -1,4 +1,5 @@
 // Binding of the exact master-equation solver.
+#include "cancellable.hpp"
 #include "common.hpp"
 #include "ketacore/master.hpp"
 
@@ -15,9 +16,17 @@ void bind_master(py::module_& m) {
             darray out({static_cast<py::ssize_t>(n_samples), static_cast<py::ssize_t>(scheme.n_states)});
             double* o = out.mutable_data();
             const double* p = p0.data();
-            {
-                py::gil_scoped_release release;
-                ketacore::solve_master(scheme, plan, grid, p, o);
+            // Rough cost in flops: a K x K vector-matrix product per sample, an expm per
+            // segment.  Long solves run on a worker thread so Ctrl-C interrupts them.
+            const double K = scheme.n_states;
+            const double cost = static_cast<double>(n_samples) * K * K +
+                                static_cast<double>(plan.n_segments()) * 30.0 * K * K * K;
+            if (cost < 2e7) {
+                ketacore_bind::run_inline([&] { ketacore::solve_master(scheme, plan, grid, p, o); });
+            } else {
+                ketacore::CancelToken token;
+                ketacore_bind::run_cancellable(
+                    [&] { ketacore::solve_master(scheme, plan, grid, p, o, &token); }, token);
             }
             return out;
         },

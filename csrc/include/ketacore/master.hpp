@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "ketacore/cancel.hpp"
 #include "ketacore/expm.hpp"
 #include "ketacore/linalg.hpp"
 #include "ketacore/protocol.hpp"
@@ -71,8 +72,10 @@ class TransitionMatrixCache {
 };
 
 // Propagate p0 over the plan; write occupancy (n_samples x K, row-major) to `out`.
+// If `cancel` is given it is polled every kCancelPollInterval samples or segments; a cancelled
+// solve returns early with the rest of `out` unspecified (the caller discards it).
 inline void solve_master(const CompiledScheme& scheme, const SegmentPlan& plan, const Grid& grid,
-                         const double* p0, double* out) {
+                         const double* p0, double* out, const CancelToken* cancel = nullptr) {
     const int K = scheme.n_states;
     if (grid.n_samples <= 0) return;
     // Samples past the end of the protocol (callers size the grid from the protocol, so
@@ -88,8 +91,10 @@ inline void solve_master(const CompiledScheme& scheme, const SegmentPlan& plan, 
         const double seg_end = seg_start + y;
         comp = (seg_end - seg_start) - y;
         const std::size_t c = static_cast<std::size_t>(plan.cond[s]);
+        if (cancel && (s % kCancelPollInterval) == 0 && cancel->cancelled()) return;
         double tcur = seg_start;
         while (k < grid.n_samples) {
+            if (cancel && (k % kCancelPollInterval) == 0 && cancel->cancelled()) return;
             const double tk = static_cast<double>(k) * dt;
             if (tk > seg_end + tol) break;
             const double tau = tk - tcur;
