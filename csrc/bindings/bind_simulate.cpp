@@ -27,6 +27,49 @@ void run(Job&& job, ketacore::CancelToken& token, bool background) {
     ketacore_bind::run_inline(job);
 }
 
+// Output buffers recycled between calls: a counts array handed to Python owns a std::vector
+// (through a capsule) that goes back to this pool when the array is garbage-collected, so
+// repeated simulations reuse memory whose pages are already mapped (a fresh multi-MB array costs
+// one page fault per 4 KiB on first touch).  At most kMaxPooled buffers of <= kMaxBytes are kept.
+template <class T>
+struct OutputPool {
+  static constexpr std::size_t kMaxPooled = 4;
+  static constexpr std::size_t kMaxBytes = std::size_t(64) << 20;
+  static std::vector<std::vector<T>>& pool() {
+    // guarded by the GIL (only touched from bound code); never destroyed, so a capsule freed
+    // during interpreter shutdown cannot outlive it
+    static auto* p = new std::vector<std::vector<T>>();
+    return *p;
+  }
+  static py::array_t<T> make(const std::vector<py::ssize_t>& shape) {
+    std::size_t n = 1;
+    for (auto d : shape) n *= static_cast<std::size_t>(d);
+    auto* v = new std::vector<T>();
+    auto& p = pool();
+    for (std::size_t i = 0; i < p.size(); ++i) {
+      if (p[i].capacity() >= n && p[i].capacity() <= 2 * n + 4096) {
+        v->swap(p[i]);
+        p.erase(p.begin() + static_cast<std::ptrdiff_t>(i));
+        break;
+      }
+    }
+    v->resize(n);  // contents are overwritten by the engine
+    py::capsule owner(v, [](void* ptr) {
+      auto* vec = static_cast<std::vector<T>*>(ptr);
+      auto& pl = pool();
+      if (vec->capacity() * sizeof(T) <= kMaxBytes && pl.size() < kMaxPooled) pl.push_back(std::move(*vec));
+      delete vec;
+    });
+    std::vector<py::ssize_t> strides(shape.size());
+    py::ssize_t st = sizeof(T);
+    for (std::size_t i = shape.size(); i-- > 0;) {
+      strides[i] = st;
+      st *= shape[i];
+    }
+    return py::array_t<T>(shape, strides, v->data(), owner);
+  }
+};
+
 template <class T>
 py::object simulate_t(const std::string& method, const ketacore::EnsembleSpec& spec, bool background,
                       ketacore::CancelToken& token) {
@@ -44,7 +87,7 @@ py::object simulate_t(const std::string& method, const ketacore::EnsembleSpec& s
     out.sumsq_lo = lo.mutable_data();
     out.sumsq_hi = hi.mutable_data();
   } else {
-    counts = py::array_t<T>({n, S, K});
+    counts = OutputPool<T>::make({n, S, K});
     out.counts = counts.mutable_data();
   }
   if (method == "ssa")
