@@ -632,16 +632,3 @@ def simulate_events(scheme: Scheme, protocol: Protocol | Step, n_trials: int | N
                                   background)
     return EventLog([p[0] for p in pairs], [p[1] for p in pairs], float(protocol.duration), entropy,
                     trial_idx, scheme)
-
-
-# ``ketacore.simulate`` is both this module and the function: importing the submodule makes the
-# package attribute the module, so the module itself is made callable (forwarding to the function)
-# and ``kc.simulate(...)`` works however it was first reached.
-class _CallableModule(type(math)):
-    def __call__(self, *args: Any, **kwargs: Any) -> SimulationResult:
-        return simulate(*args, **kwargs)
-
-
-import sys as _sys  # noqa: E402
-
-_sys.modules[__name__].__class__ = _CallableModule
