@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -27,19 +26,11 @@ HERE = Path(__file__).resolve().parent
 BASELINE = HERE / "baseline.json"
 
 
-def _median(fn, repeat):
-    ts = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
-
-
 def measure() -> dict[str, dict]:
     """Key figures: {name: {"value": float, "unit": str, "higher_is_better": bool}}."""
     sys.path.insert(0, str(HERE))
     import peers
+    _median = peers.median_time
 
     import ketacore as kc
     out: dict[str, dict] = {}

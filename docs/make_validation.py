@@ -15,7 +15,6 @@ cited in the table.
 from __future__ import annotations
 
 import argparse
-import math
 import pathlib
 import sys
 import time
@@ -27,7 +26,6 @@ sys.path.insert(0, str(ROOT))
 
 import ketacore as kc  # noqa: E402
 from ketacore import theory  # noqa: E402
-from ketacore.experiments import _fit_exponentials  # noqa: E402
 from ketacore.units import mM, ms, mV, s, uM, us  # noqa: E402
 
 E = kc.experiments
