@@ -161,27 +161,57 @@ def bench_n1000(quick):
         res[dt] = median_time(f, repeat=21, warmup=3)
     two = median_time(lambda: kc.simulate(sch, prot, dt=1e-3, n_channels=1000, method="ssa", rng=1, n_threads=2),
                       repeat=21, warmup=3)
-    tiny = lambda: kc.simulate(sch, kc.Step(1e-3, glutamate=GLU), dt=1e-3, n_channels=1, method="ssa", rng=1,
-                               n_threads=1)
-    over = median_time(tiny, repeat=51, warmup=5)
-    from ketacore import _core
-    from ketacore.simulate import _initial
-    durs, idx, conds = kc.Protocol([kc.Step(1e-3, glutamate=GLU)]).compile(sch)
-    import numpy as np
-    p0 = _initial(sch, None, kc.Protocol([kc.Step(1e-3, glutamate=GLU)]))
-    trials = np.zeros(1, dtype=np.uint64)
-    core_only = median_time(lambda: _core.simulate("ssa", sch._compiled(), durs, idx, conds, 1e-3, 2, p0, 1, [1],
-                                                   trials, 1, False, False, False), repeat=51, warmup=5)
+    over, core_only, step_cost, with_step = call_overhead(sch)
     nb_steps = 1000 if quick else 10000
     tb = median_time(lambda: numpy_discrete_channels(sch, 1000, nb_steps, 1e-4), repeat=3)
     tb *= 10000 / nb_steps
     print("N = 1000 channels, 1 s, one call (ssa, incl. Python):")
     print(f"  ketacore 1 thread: dt=1 ms {res[1e-3] * 1e3:8.3f} ms, dt=0.1 ms {res[1e-4] * 1e3:8.3f} ms; "
           f"2 threads dt=1 ms {two * 1e3:8.3f} ms   (target <= 0.5 ms)")
-    print(f"  fixed overhead per call {over * 1e6:.1f} us (Python+C++, tiny job; C++ call alone "
-          f"{core_only * 1e6:.1f} us; target <= 10 us)")
+    print(f"  fixed cost per call {over * 1e6:.1f} us (tiny job, pre-built Step; C++ call alone "
+          f"{core_only * 1e6:.1f} us) -> Python overhead {(over - core_only) * 1e6:.1f} us (target <= 10 us); "
+          f"building a kc.Step {step_cost * 1e6:.1f} us; kc.simulate with a new Step each call "
+          f"{with_step * 1e6:.1f} us")
     print(f"  numpy per-channel expm(Q dt) grid, dt=0.1 ms: {tb * 1e3:8.1f} ms   ratio {tb / res[1e-4]:6.0f}x")
     return res, over
+
+
+def call_overhead(sch, rounds=15, inner=400):
+    """Per-call cost of kc.simulate on a tiny job (1 channel, 1 ms, ssa) with a pre-built Step,
+    of the bare C++ call it makes (ketacore._core.simulate), of constructing a kc.Step, and of
+    kc.simulate building a new (equal) Step in every call.
+    The two calls are timed in alternating blocks so machine noise hits both alike; each figure
+    is the median over ``rounds`` blocks of ``inner`` calls."""
+    import numpy as np
+    import ketacore as kc
+    from ketacore import _core
+    from ketacore.simulate import _initial
+    step = kc.Step(1e-3, glutamate=GLU)
+    prot = kc.Protocol([step])
+    durs, idx, conds = prot.compile(sch)
+    p0 = _initial(sch, None, prot)
+    trials = np.zeros(1, dtype=np.uint64)
+    compiled = sch._compiled()
+    full = lambda: kc.simulate(sch, step, dt=1e-3, n_channels=1, method="ssa", rng=1, n_threads=1)
+    core = lambda: _core.simulate("ssa", compiled, durs, idx, conds, 1e-3, 2, p0, 1, [1], trials, 1, False,
+                                  False, False)
+    mk = lambda: kc.Step(1e-3, glutamate=GLU)
+    fresh = lambda: kc.simulate(sch, kc.Step(1e-3, glutamate=GLU), dt=1e-3, n_channels=1, method="ssa", rng=1,
+                                n_threads=1)
+
+    def block(fn):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        return (time.perf_counter() - t0) / inner
+
+    ts = {full: [], core: [], mk: [], fresh: []}
+    for fn in ts:
+        block(fn)  # warm-up (first call builds and caches the plan)
+    for _ in range(rounds):
+        for fn in ts:
+            ts[fn].append(block(fn))
+    return tuple(statistics.median(ts[fn]) for fn in (full, core, mk, fresh))
 
 
 def bench_n10000(quick):

@@ -22,6 +22,11 @@ TEMPERATURE_RANGE = (200.0, 400.0)
 def real(name: str, value: Any, *, positive: bool = False, nonnegative: bool = False,
          finite: bool = True) -> float:
     """Return ``value`` as a float after checking it is a real number with the stated sign."""
+    t = type(value)
+    if t is float or t is int:  # fast path (exact types; bool and numpy scalars take the full checks)
+        v = float(value)
+        if -math.inf < v < math.inf and (not positive or v > 0) and (not nonnegative or v >= 0):
+            return v
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} ({value!r})")
     v = float(value)
@@ -38,6 +43,8 @@ def real(name: str, value: Any, *, positive: bool = False, nonnegative: bool = F
 
 def integer(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
     """Return ``value`` as an int after checking type and range."""
+    if type(value) is int and (minimum is None or value >= minimum) and (maximum is None or value <= maximum):
+        return value  # fast path; bool, numpy integers and out-of-range values take the full checks
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__} ({value!r})")
     v = int(value)

@@ -9,6 +9,8 @@ Builders: :class:`Step`, :func:`pulse_train`, :meth:`Protocol.from_waveform`,
 """
 from __future__ import annotations
 
+import math
+from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -17,6 +19,13 @@ from . import _validate as V_
 
 #: Holding potential (V) used when a step does not give one: −70 mV.
 DEFAULT_V = -0.070
+_INF = math.inf
+_MAX_V = V_.MAX_ABS_VOLTAGE
+_MAX_C = V_.MAX_CONCENTRATION
+
+
+def _step_from_dict(d: dict) -> "Step":
+    return Step(**d)
 
 
 class Step:
@@ -39,18 +48,47 @@ class Step:
     >>> Step(30 * s, V=-70 * mV, glutamate=1 * mM, ketamine=10 * uM)  # doctest: +SKIP
     """
 
-    __slots__ = ("duration", "V", "temperature", "concentrations", "_key")
+    __slots__ = ("duration", "V", "temperature", "concentrations", "_key", "_hash")
 
     def __init__(self, duration: float, V: float = DEFAULT_V, temperature: float | None = None,
                  **concentrations: float) -> None:
-        self.duration = V_.duration("duration", duration)
-        self.V = V_.voltage("V", V)
-        self.temperature = None if temperature is None else V_.temperature("temperature", temperature)
-        conc = {}
-        for k, c in concentrations.items():
-            conc[k] = V_.concentration(k, c)
-        self.concentrations = dict(sorted((k, c) for k, c in conc.items() if c != 0.0))
-        self._key = (self.V, self.temperature, tuple(self.concentrations.items()))
+        # Fast paths accept only exact floats inside the allowed ranges (NaN fails every
+        # comparison); anything else goes through the full checks in ketacore._validate.
+        if not (type(duration) is float and 0.0 < duration < _INF):
+            duration = V_.duration("duration", duration)
+        if not (type(V) is float and -_MAX_V <= V <= _MAX_V):
+            V = V_.voltage("V", V)
+        if temperature is not None:
+            temperature = V_.temperature("temperature", temperature)
+        if concentrations:
+            conc = []
+            for k, c in concentrations.items():
+                if not (type(c) is float and 0.0 <= c <= _MAX_C):
+                    c = V_.concentration(k, c)
+                if c != 0.0:
+                    conc.append((k, c))
+            if len(conc) > 1:
+                conc.sort()
+            items = tuple(conc)
+        else:
+            items = ()
+        key = (V, temperature, items)
+        _set = object.__setattr__
+        _set(self, "duration", duration)
+        _set(self, "V", V)
+        _set(self, "temperature", temperature)
+        _set(self, "concentrations", MappingProxyType(dict(items)))
+        _set(self, "_key", key)
+        _set(self, "_hash", hash((duration, key)))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Step is immutable (cannot set {name!r}); use step.replace({name}=...)")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Step is immutable (cannot delete {name!r})")
+
+    def __reduce__(self):
+        return (_step_from_dict, (self.to_dict(),))
 
     def conditions_key(self) -> tuple:
         return self._key
@@ -67,7 +105,7 @@ class Step:
         return self.duration == other.duration and self._key == other._key
 
     def __hash__(self) -> int:
-        return hash((self.duration, self._key))
+        return self._hash
 
     def __repr__(self) -> str:
         parts = [f"{self.duration!r}", f"V={self.V!r}"]
@@ -98,7 +136,7 @@ class Protocol:
         If there are no steps.
     """
 
-    __slots__ = ("_steps", "_compile_cache", "_bounds")
+    __slots__ = ("_steps", "_compile_cache", "_bounds", "_hash")
 
     def __init__(self, steps: Iterable["Step | Protocol"]) -> None:
         flat: list[Step] = []
@@ -116,6 +154,7 @@ class Protocol:
         self._steps = tuple(flat)
         self._compile_cache: dict = {}
         self._bounds = None
+        self._hash = None
 
     @property
     def steps(self) -> tuple[Step, ...]:
@@ -171,7 +210,14 @@ class Protocol:
         return self._steps == other._steps
 
     def __hash__(self) -> int:
-        return hash(self._steps)
+        h = self._hash
+        if h is None:  # steps are immutable: hash once
+            h = self._hash = hash(self._steps)
+        return h
+
+    def __reduce__(self):
+        # rebuild from the steps: the cached hash depends on the process's string-hash seed
+        return (Protocol, (self._steps,))
 
     def __repr__(self) -> str:
         return f"Protocol({len(self._steps)} steps, {self.duration:g} s)"

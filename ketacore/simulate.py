@@ -421,6 +421,74 @@ def simulate(scheme: Scheme, protocol: Protocol | Step, dt: float, n_channels: i
     Ctrl-C is honoured for jobs estimated to take longer than ~10 ms (they run on a worker thread
     while the calling thread polls for signals); shorter jobs run inline with the GIL released.
     """
+    key = None
+    if (trials is None and (type(dt) is float or type(dt) is int) and type(n_channels) is int
+            and type(method) is str and type(record) is str
+            and (n_trials is None or type(n_trials) is int)
+            and (initial is None or type(initial) is str)
+            and (trial_offset is None or type(trial_offset) is int)
+            and (n_threads is None or type(n_threads) is int)
+            and (type(protocol) is Step or type(protocol) is Protocol)):
+        # Exact builtin types only: a cached plan is reused only for arguments equal *and* of
+        # the same kind as ones that already passed every check (True == 1 and 1.0 == 1 hash
+        # alike, but bool/float never get here).  Steps and Protocols are immutable.
+        key = (id(scheme), protocol, dt, n_channels, n_trials, method, record, initial, trial_offset,
+               n_threads)
+        plan = _PLANS.get(key)
+        if plan is not None and plan.scheme is scheme:
+            if type(rng) is int and 0 <= rng < 4294967296:  # fast path of _rng.root_entropy/entropy_words
+                return plan.run(protocol, rng, [rng])
+            entropy = _rng.root_entropy(rng)
+            return plan.run(protocol, entropy, _rng.entropy_words(entropy))
+    plan, entropy = _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initial, trials,
+                               trial_offset, n_threads, rng)
+    if key is not None and plan.cacheable:
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan.run(protocol, entropy, _rng.entropy_words(entropy))
+
+
+_PLANS: dict = {}
+_MAX_PLANS = 256
+
+
+class _Plan:
+    """Everything :func:`simulate` derives from its arguments except ``rng``: validated once,
+    reused for repeated calls with the same scheme, protocol and options."""
+
+    __slots__ = ("scheme", "protocol", "dt", "S", "N", "chosen", "record", "trial_idx", "durs", "idx",
+                 "conds", "p0", "compiled", "threads_used", "summary", "wide", "background", "cacheable",
+                 "core")
+
+    def run(self, protocol_arg: Any, entropy: Any, words: list) -> "SimulationResult":
+        out = self.core(self.chosen, self.compiled, self.durs, self.idx, self.conds, self.dt, self.S, self.p0,
+                        self.N, words, self.trial_idx, self.threads_used, self.summary, self.wide,
+                        self.background)
+        # the caller's own Protocol object (an equal one may have built the plan); a Step is
+        # wrapped in the plan's one-step Protocol
+        protocol = protocol_arg if type(protocol_arg) is Protocol else self.protocol
+        # each result owns its trials array (the plan's own stays private)
+        trial_idx = self.trial_idx.copy() if self.cacheable else self.trial_idx
+        if self.summary:
+            s, lo, hi = out
+            if hi.any():
+                q = hi.astype(object) * (1 << 64) + lo.astype(object)
+            else:
+                q = lo
+            return SimulationResult(scheme=self.scheme, protocol=protocol, dt=self.dt, n_samples=self.S,
+                                    method=self.chosen, record=self.record, entropy=entropy, trials=trial_idx,
+                                    n_channels=self.N, initial=self.p0, sums=(s, q))
+        return SimulationResult(scheme=self.scheme, protocol=protocol, dt=self.dt, n_samples=self.S,
+                                method=self.chosen, record=self.record, entropy=entropy, trials=trial_idx,
+                                n_channels=self.N, initial=self.p0, counts=out)
+
+
+def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initial, trials, trial_offset,
+               n_threads, rng) -> tuple:
+    """Validate every argument of :func:`simulate` (raising TypeError/ValueError naming the
+    parameter) and work out the run: method, memory check, threads.  Returns the plan, which
+    does not depend on ``rng``, and the root entropy."""
     protocol = _check_scheme_protocol(scheme, protocol)
     dt = V_.real("dt", dt, positive=True)
     N = V_.integer("n_channels", n_channels, minimum=1, maximum=2**62)
@@ -432,7 +500,6 @@ def simulate(scheme: Scheme, protocol: Protocol | Step, dt: float, n_channels: i
     n_tr = int(trial_idx.size)
     threads = _resolve_threads(n_threads)
     entropy = _rng.root_entropy(rng)
-    words = _rng.entropy_words(entropy)
 
     total = protocol.duration
     S = _n_samples(total, dt)
@@ -472,21 +539,33 @@ def simulate(scheme: Scheme, protocol: Protocol | Step, dt: float, n_channels: i
                          f"estimate {need / 2**30:.3g} GiB)") from None
 
     est = ssa_cost if chosen == "ssa" else pop_cost
-    threads_used = threads if est > _PARALLEL_ABOVE else 1
-    background = est / threads_used > _BACKGROUND_ABOVE
     from . import _core
-    out = _core.simulate(chosen, compiled, durs, idx, conds, dt, S, p0, N, words, trial_idx,
-                         threads_used, record == "summary", wide, background)
-    common = dict(scheme=scheme, protocol=protocol, dt=dt, n_samples=S, method=chosen, record=record,
-                  entropy=entropy, trials=trial_idx, n_channels=N, initial=p0)
-    if record == "summary":
-        s, lo, hi = out
-        if np.any(hi):
-            q = hi.astype(object) * (1 << 64) + lo.astype(object)
-        else:
-            q = lo
-        return SimulationResult(sums=(s, q), **common)
-    return SimulationResult(counts=out, **common)
+    plan = _Plan()
+    plan.scheme = scheme
+    plan.protocol = protocol
+    plan.dt = dt
+    plan.S = S
+    plan.N = N
+    plan.chosen = chosen
+    plan.record = record
+    plan.durs, plan.idx, plan.conds = durs, idx, conds
+    plan.p0 = p0
+    plan.compiled = compiled
+    plan.threads_used = threads if est > _PARALLEL_ABOVE else 1
+    plan.summary = record == "summary"
+    plan.wide = wide
+    plan.background = est / plan.threads_used > _BACKGROUND_ABOVE
+    plan.core = _core.simulate
+    # Reusable only when nothing depended on the moment: large requests re-read the available
+    # memory every call; p0 must be the memoised (read-only) one.
+    plan.cacheable = need < _MEMORY_RECHECK_ABOVE and not p0.flags.writeable
+    plan.trial_idx = trial_idx
+    return plan, entropy
+
+
+#: Requests at least this large are re-checked against available memory on every call
+#: (V_.check_memory skips its /proc read below this size).
+_MEMORY_RECHECK_ABOVE = 256 * 2**20
 
 
 class EventLog:
