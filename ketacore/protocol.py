@@ -73,13 +73,13 @@ class Step:
         else:
             items = ()
         key = (V, temperature, items)
-        _set = object.__setattr__
-        _set(self, "duration", duration)
-        _set(self, "V", V)
-        _set(self, "temperature", temperature)
-        _set(self, "concentrations", MappingProxyType(dict(items)))
-        _set(self, "_key", key)
-        _set(self, "_hash", hash((duration, key)))
+        # slot descriptors' setters: bypass the immutability guard, cheaper than object.__setattr__
+        _set_duration(self, duration)
+        _set_V(self, V)
+        _set_temperature(self, temperature)
+        _set_concentrations(self, MappingProxyType(dict(items)) if items else _NO_CONCENTRATIONS)
+        _set_key(self, key)
+        _set_hash(self, hash((duration, key)))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"Step is immutable (cannot set {name!r}); use step.replace({name}=...)")
@@ -120,6 +120,15 @@ class Step:
             d["temperature"] = self.temperature
         d.update(self.concentrations)
         return d
+
+
+_set_duration = Step.duration.__set__
+_set_V = Step.V.__set__
+_set_temperature = Step.temperature.__set__
+_set_concentrations = Step.concentrations.__set__
+_set_key = Step._key.__set__
+_set_hash = Step._hash.__set__
+_NO_CONCENTRATIONS = MappingProxyType({})
 
 
 class Protocol:

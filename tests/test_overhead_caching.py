@@ -57,6 +57,25 @@ def test_repeated_calls_match_uncached(kw):
             np.testing.assert_array_equal(r.sum_sq_counts, ref.sum_sq_counts)
 
 
+@pytest.mark.parametrize("record", ["counts", "summary"])
+def test_fast_result_has_the_same_attributes_as_the_constructor(record):
+    r = run(record=record, n_trials=2)
+    ref = simmod.SimulationResult(scheme=SCH, protocol=PROT, dt=1e-3, n_samples=r.n_samples, method="ssa",
+                                  record=record, entropy=3, trials=r.trials, n_channels=20, initial=r.initial)
+    assert set(vars(r)) == set(vars(ref))
+    assert type(r) is simmod.SimulationResult and r.version == kc.__version__
+    assert r.mean.shape == (r.n_samples, SCH.n_states)
+
+
+def test_summary_high_words_are_combined():
+    # sums of squares above 2**64 come back from C++ as (lo, hi) words; n_channels large enough
+    # that N**2 * trials >= 2**64 with population
+    r = run(record="summary", method="population", n_channels=2**33, n_trials=2)
+    q = r.sum_sq_counts
+    assert q.dtype == object and max(int(v) for v in q.ravel()) >= 2**64
+    np.testing.assert_array_equal(r.sum_counts.sum(axis=1), 2 * 2**33)
+
+
 def test_each_varied_input_gives_its_own_result():
     base = run()
     assert not np.array_equal(run(rng=4).counts, base.counts)
