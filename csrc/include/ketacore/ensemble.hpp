@@ -170,6 +170,7 @@ struct ClampedGridSink {
   int K;
   double inv_dt;
   std::int64_t last;
+  inline void start(int s) { diff[s] += 1; }
   inline void jump(double t, int from, int to) {
     std::int64_t k = static_cast<std::int64_t>(t * inv_dt) + 1;
     k = k < last ? k : last;
@@ -177,6 +178,41 @@ struct ClampedGridSink {
     d[from] -= 1;
     d[to] += 1;
   }
+  inline void finish(int) {}
+};
+
+// The same difference array for coarse grids (many jumps per sample interval), written as
+// occupancy runs: the state entered at sample kp and left at sample k adds +1 at kp and -1 at k,
+// and a run with k == kp (the channel passed through that state between two samples) writes
+// nothing.  The sums are the same integers as ClampedGridSink's, but memory is touched only when
+// the channel's sample index changes, and consecutive jumps within one sample interval no longer
+// read-modify-write the same cells back to back.
+template <class T>
+struct RunGridSink {
+  T* diff;
+  int K;
+  double inv_dt;
+  std::int64_t last;
+  std::int64_t kp = 0;  // sample where the current state's run began
+  double kp_d = 0.0;    // kp as a double: t * inv_dt < kp_d  =>  same sample as kp
+  inline void start(int) {
+    kp = 0;
+    kp_d = 0.0;
+  }
+  inline void jump(double t, int from, int /*to*/) {
+    const double y = t * inv_dt;
+    if (y >= kp_d) {
+      std::int64_t k = static_cast<std::int64_t>(y) + 1;
+      k = k < last ? k : last;
+      if (k != kp) {
+        diff[kp * K + from] += 1;
+        diff[k * K + from] -= 1;
+        kp = k;
+        kp_d = static_cast<double>(k);
+      }
+    }
+  }
+  inline void finish(int s) { diff[kp * K + s] += 1; }
 };
 
 template <class T>
@@ -198,16 +234,28 @@ void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
   // simulate channel block b of trial `trial`, adding its jumps to diff (S x K, zeroed by caller)
   // (Tried: advancing all channels of a block window by window so the jumps stay in a cache-sized
   // slice of the grid; no measurable gain for grids of a few MB on this machine, so not used.)
-  auto run_block = [&](std::uint64_t trial, std::int64_t b, T* diff, long& events) {
+  // Coarse grid (even the slowest state leaves about once per sample interval or more often):
+  // most jumps share their sample with the previous one, so write occupancy runs instead.
+  double min_rate = std::numeric_limits<double>::infinity();
+  for (double r : tab.exit_rate)
+    if (r > 0.0) min_rate = std::min(min_rate, r);
+  const bool runs = min_rate * spec.grid.dt >= 1.0;
+  auto run_block_with = [&](auto sink, std::uint64_t trial, std::int64_t b, long& events) {
     Pcg64 g = make_stream(spec.entropy, trial, static_cast<std::uint64_t>(b));
-    ClampedGridSink<T> sink{diff, K, inv_dt, S - 1};
     const std::int64_t c0 = b * kChannelBlock, c1 = std::min(N, c0 + kChannelBlock);
     for (std::int64_t c = c0; c < c1 && !token.cancelled(); ++c) {
       const int s0 = init.draw(g);
-      diff[s0] += 1;
+      sink.start(s0);
       ChannelCursor cur = ssa_start(tab, tl, t_stop, g, s0);
       ssa_advance(tab, tl, t_stop, g, cur, t_stop, sink, token, events);
+      sink.finish(cur.s);
     }
+  };
+  auto run_block = [&](std::uint64_t trial, std::int64_t b, T* diff, long& events) {
+    if (runs)
+      run_block_with(RunGridSink<T>{diff, K, inv_dt, S - 1}, trial, b, events);
+    else
+      run_block_with(ClampedGridSink<T>{diff, K, inv_dt, S - 1}, trial, b, events);
   };
 
   std::vector<detail::SummaryAcc> accs(nt);
