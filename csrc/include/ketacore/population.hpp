@@ -103,7 +103,8 @@ inline std::int64_t binomial_inversion_fast(G& g, std::int64_t n, const Binomial
 template <class G>
 inline std::int64_t binomial_btrs(G& g, std::int64_t n, const BinomialP& b) {
   const double dn = static_cast<double>(n);
-  const double spq = std::sqrt(dn * b.ps * b.qs);
+  const double npq = dn * b.ps * b.qs;
+  const double spq = std::sqrt(npq);
   const double bb = 1.15 + 2.53 * spq;
   const double inv_b = 1.0 / bb;
   const double a = -0.0873 + 0.0248 * bb + 0.01 * b.ps;
@@ -127,6 +128,17 @@ inline std::int64_t binomial_btrs(G& g, std::int64_t n, const BinomialP& b) {
     if (us >= 0.07 && v <= v_r) return k;  // squeeze: ~80% of proposals for large n·p
     if (v <= 0.0) continue;
     v = std::log(v * alpha / (a / (us * us) + bb));
+    // squeeze on log f(k)/f(m) (Kachitvichyanukul & Schmeiser 1988, BTPE step 5.2, valid for
+    // 20 < |k - m| < npq/2 - 1): decides most proposals with no further logarithm
+    {
+      const double dkm = std::fabs(kd - dm);
+      if (dkm > 20.0 && dkm < npq / 2.0 - 1.0) {
+        const double rho = (dkm / npq) * ((dkm * (dkm / 3.0 + 0.625) + 0.16666666666666666) / npq + 0.5);
+        const double tt = -dkm * dkm / (2.0 * npq);
+        if (v < tt - rho) return k;
+        if (v > tt + rho) continue;
+      }
+    }
     // log f(k)/f(m), arranged as logs of ratios near 1 (numerically stable for huge n)
     const double nm1 = dn - dm + 1.0, nk1 = dn - kd + 1.0;
     const double bound = (dm + 0.5) * std::log((dm + 1.0) / (b.ratio * nm1)) +
