@@ -342,6 +342,16 @@ class Protocol:
         self._compile_cache[key] = out
         return out
 
+    def n_samples(self, dt: float) -> int:
+        """Number of grid points ``t_k = k·dt`` in ``[0, duration]`` (a final boundary within
+        1e-7·dt of a grid point counts as on it).  Every engine sizes its output with this."""
+        return int(self.duration / dt + 1e-7) + 1
+
+    def voltage_at(self, times: np.ndarray, dt: float) -> np.ndarray:
+        """Voltage (V) in force at each time (s), with the boundary rule of
+        :meth:`step_index_at`; the one place engines' results get their ``V`` from."""
+        return np.array([st.V for st in self._steps])[self.step_index_at(times, dt)]
+
     def step_index_at(self, times: np.ndarray, dt: float) -> np.ndarray:
         """Index of the step in force at each time (right-continuous; a time within 1e-7·dt of
         a boundary belongs to the step that starts there; the end time to the last step)."""

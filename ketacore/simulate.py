@@ -52,10 +52,6 @@ _BACKGROUND_ABOVE = 0.01  # run on a worker thread polling Ctrl-C when the job i
 _PARALLEL_ABOVE = 0.0005  # use several threads only when the job is longer than this
 
 
-def _n_samples(total: float, dt: float) -> int:
-    return int(np.floor(total / dt + 1e-7)) + 1
-
-
 def _default_threads() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -261,8 +257,7 @@ class SimulationResult:
     @property
     def V(self) -> np.ndarray:
         if self._V is None:
-            idx = self.protocol.step_index_at(self.time, self.dt)
-            self._V = np.array([st.V for st in self.protocol.steps])[idx]
+            self._V = self.protocol.voltage_at(self.time, self.dt)
         return self._V
 
     @property
@@ -510,8 +505,7 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     threads = _resolve_threads(n_threads)
     entropy = _rng.root_entropy(rng)
 
-    total = protocol.duration
-    S = _n_samples(total, dt)
+    S = protocol.n_samples(dt)
     K = scheme.n_states
     durs, idx, conds = protocol.compile(scheme)
     p0 = _initial(scheme, initial, protocol)

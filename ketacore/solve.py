@@ -127,8 +127,7 @@ class Result:
     @property
     def V(self) -> np.ndarray:
         """Voltage (V) at each sample (the step in force at that time)."""
-        idx = self.protocol.step_index_at(self.time, self.dt)
-        return np.array([st.V for st in self.protocol.steps])[idx]
+        return self.protocol.voltage_at(self.time, self.dt)
 
     @property
     def open_probability(self) -> np.ndarray:
@@ -202,7 +201,7 @@ def solve(scheme: Scheme, protocol: Protocol | Step, dt: float, initial: Any = N
             raise TypeError(f"protocol must be a ketacore.Protocol or Step, got {type(protocol).__name__}")
     if type(dt) is not float or not 0.0 < dt < math.inf:
         dt = V_.real("dt", dt, positive=True)
-    n = int(protocol.duration / dt + 1e-7) + 1
+    n = protocol.n_samples(dt)
     if n * scheme.n_states > 2**25:
         V_.check_memory("solve", float(n) * scheme.n_states * _FLOAT_BYTES)
     durs, idx, conds = protocol.compile(scheme)

@@ -913,14 +913,13 @@ def _point(study: Study, part: str, values: Mapping[str, Any]) -> _Point:
         raise StudyError(f"{study._source}: {pw}.segments: {e}") from None
     dt = _evaluate(p.dt if p.dt is not None else study.dt, env, f"{study._source}: {pw}.dt" if p.dt is not None
                    else f"{study._source}: dt")
-    from .simulate import _n_samples
     initial = p.initial
     if isinstance(initial, dict):
         initial = {k: _evaluate(v, env, f"{study._source}: {pw}.initial.{k}") for k, v in initial.items()}
     elif initial is not None and initial != "equilibrium" and initial not in scheme.states:
         raise StudyError(f"{study._source}: {pw}.initial: unknown state {initial!r}; states: {list(scheme.states)}")
     return _Point(scheme=scheme, blockers=bl, protocol=prot, segments=segs, dt=dt,
-                  n_samples=_n_samples(prot.duration, dt),
+                  n_samples=prot.n_samples(dt),
                   n_channels=int(p.n_channels if p.n_channels is not None else study.n_channels),
                   n_trials=int(p.n_trials if p.n_trials is not None else study.n_trials),
                   method=p.method or study.method, initial=initial,
@@ -1536,7 +1535,7 @@ def _assemble_part(ctx: _Context, part: str, out: Path | None, memory: dict):
         sumsq[i, :s] = sq
         mean = sc / n
         occ_mc[i, :s] = mean / N
-        prot_V = np.array([st.V for st in pt.protocol.steps])[pt.protocol.step_index_at(time_[:s], pt.dt)]
+        prot_V = pt.protocol.voltage_at(time_[:s], pt.dt)
         Vt[i, :s] = prot_V
         drive = prot_V - pt.scheme.e_rev
         g = np.asarray(pt.scheme.conductance, dtype=float)
