@@ -640,4 +640,6 @@ def test_plots_smoke(ccob_record, tmp_path):
     na = ka.noise_analysis(np.random.default_rng(0).binomial(50, 0.3, (20, 40)) * -1e-12)
     na.plot()
     plt.savefig(tmp_path / "x.png")
+    assert len(plt.get_fignums()) >= 4  # one figure per plot call above
     plt.close("all")
+    assert (tmp_path / "x.png").stat().st_size > 1000

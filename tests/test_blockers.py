@@ -26,7 +26,7 @@ def agonist(scheme) -> str:
     return "agonist" if "agonist" in scheme.ligands else "glutamate"
 
 
-def test_blocker(mode="trapping", **kw) -> Blocker:  # noqa: PT028 - helper, not a test
+def make_blocker(mode="trapping", **kw) -> Blocker:
     d = dict(name="x", ligand="drug", k_on=2e6, k_off=3.0, z=1.0, delta_on=0.3, delta_off=0.45,
              mode=mode)
     if mode == "partial_trapping":
@@ -35,7 +35,6 @@ def test_blocker(mode="trapping", **kw) -> Blocker:  # noqa: PT028 - helper, not
     return Blocker(**d)
 
 
-test_blocker.__test__ = False  # type: ignore[attr-defined]
 
 
 def current_ratio(scheme, b_ligand, conc, **cond) -> float:
@@ -62,7 +61,7 @@ def detailed_balance_residual(scheme, **cond) -> float:
 @pytest.mark.parametrize("model", DB_MODELS)
 def test_trapping_ic50_equals_kb_independent_of_agonist(model):
     g = kc.models.get(model)
-    b = test_blocker()
+    b = make_blocker()
     s_ = kc.block(g, b)
     V = -70 * mV
     kb = b.kd(V, g.temperature)
@@ -79,7 +78,7 @@ def test_trapping_ic50_equals_kb_independent_of_agonist(model):
 @pytest.mark.parametrize("model", DB_MODELS)
 def test_sequential_ic50_equals_kb_over_po0(model):
     g = kc.models.get(model)
-    b = test_blocker("sequential")
+    b = make_blocker("sequential")
     s_ = kc.block(g, b)
     V = -40 * mV
     kb = b.kd(V, g.temperature)
@@ -91,7 +90,7 @@ def test_sequential_ic50_equals_kb_over_po0(model):
 
 def test_woodhull_rates_in_q():
     g = kc.models.get("destexhe1994_sf")
-    b = test_blocker()
+    b = make_blocker()
     s_ = kc.block(g, b)
     T = g.temperature
     for V in (-100 * mV, -70 * mV, 0.0, 40 * mV):
@@ -109,7 +108,7 @@ def test_woodhull_rates_in_q():
 
 def test_blocked_arm_scaling():
     g = kc.models.get("destexhe1994_sf")
-    b = test_blocker(closing_factor=3.0, opening_factor=0.5, arm_scaling={"C2->D": 2.0})
+    b = make_blocker(closing_factor=3.0, opening_factor=0.5, arm_scaling={"C2->D": 2.0})
     s_ = kc.block(g, b)
     Q = s_.q_matrix(V=-70 * mV, glutamate=1 * mM)
     i = s_.index
@@ -119,7 +118,7 @@ def test_blocked_arm_scaling():
     assert Q[i("D·x"), i("C2·x")] == pytest.approx(6.8)
     assert Q[i("O"), i("C2")] == pytest.approx(73.8)
     with pytest.raises(ValueError, match="arm_scaling keys"):
-        kc.block(g, test_blocker(arm_scaling={"C9->O": 2.0}))
+        kc.block(g, make_blocker(arm_scaling={"C9->O": 2.0}))
 
 
 # --------------------------------------------------------------------------- structure
@@ -159,15 +158,15 @@ def test_state_names_counts_and_site_exclusion():
     assert m.n_states == 15
     assert "C0·mem_s" in m.states and not any(x.count("·") > 1 for x in m.states)
     # two trapping blockers on different sites: product of arms
-    y = test_blocker(name="y", ligand="ydrug", site="outer")
+    y = make_blocker(name="y", ligand="ydrug", site="outer")
     p = kc.block(g, "ketamine", y)
     assert p.n_states == 20 and "C1·ket·y" in p.states
     # a sequential blocker on another site: only on open-gated states
-    ys = test_blocker("sequential", name="y", ligand="ydrug", site="outer")
+    ys = make_blocker("sequential", name="y", ligand="ydrug", site="outer")
     q = kc.block(g, "ketamine", ys)
     assert q.n_states == 12 and "O·ket·y" in q.states and "C2·y" not in q.states
     # CH82: sequential twins for both open states, no gating in the blocked arm
-    c = kc.block(kc.models.get("ch82"), test_blocker("sequential"))
+    c = kc.block(kc.models.get("ch82"), make_blocker("sequential"))
     assert c.states[-2:] == ("AR*·x", "A2R*·x")
     Q = c.q_matrix(agonist=1 * uM, drug=1 * uM)
     assert Q[c.index("AR*·x"), c.index("A2R*·x")] == 0.0
@@ -175,7 +174,7 @@ def test_state_names_counts_and_site_exclusion():
 
 def test_unreachable_states_dropped():
     g = kc.models.get("destexhe1994")
-    s_ = kc.block(g, test_blocker(k_on=0.0))   # can never bind: no blocked states at all
+    s_ = kc.block(g, make_blocker(k_on=0.0))   # can never bind: no blocked states at all
     assert s_.states == g.states
 
 
@@ -191,12 +190,12 @@ def test_detailed_balance_preserved(model):
     g = kc.models.get(model)
     a = agonist(g)
     blockers = [
-        [test_blocker()],
-        [test_blocker("sequential")],
-        [test_blocker("partial_trapping")],
-        [test_blocker(closing_factor=3.0)],
-        [test_blocker(), test_blocker("sequential", name="y", ligand="ydrug", k_on=1e5)],
-        [test_blocker(), test_blocker(name="y", ligand="ydrug", site="outer")],
+        [make_blocker()],
+        [make_blocker("sequential")],
+        [make_blocker("partial_trapping")],
+        [make_blocker(closing_factor=3.0)],
+        [make_blocker(), make_blocker("sequential", name="y", ligand="ydrug", k_on=1e5)],
+        [make_blocker(), make_blocker(name="y", ligand="ydrug", site="outer")],
         [kc.blockers.get("mg"), kc.blockers.get("memantine").replace(k_escape=0.0)],
     ]
     for bl in blockers:
@@ -209,10 +208,10 @@ def test_detailed_balance_preserved(model):
 def test_escape_breaks_and_matching_closed_route_restores_detailed_balance():
     g = kc.models.get("destexhe1994_sf")
     cond = {"V": 0.0, "glutamate": 3 * uM, "drug": 1 * uM}
-    leaky = kc.block(g, test_blocker(k_escape=1e-2))
+    leaky = kc.block(g, make_blocker(k_escape=1e-2))
     assert detailed_balance_residual(leaky, **cond) > 1e-4
     # closed route with k_escape/k_on_closed = K_B(0 V) = k_off/k_on: reversible again at 0 V
-    b = test_blocker(k_escape=1e-2, k_on_closed=1e-2 * 2e6 / 3.0)
+    b = make_blocker(k_escape=1e-2, k_on_closed=1e-2 * 2e6 / 3.0)
     assert detailed_balance_residual(kc.block(g, b), **cond) < 1e-9
     # the library ketamine has a one-way escape leak: not reversible (by design, documented)
     ket = kc.block(g, "ketamine")
@@ -227,13 +226,13 @@ def test_validation_errors():
     with pytest.raises(ValueError, match="unknown blocker"):
         kc.block(g, "nope")
     with pytest.raises(ValueError, match="mode must be one of"):
-        test_blocker("plugging")
+        make_blocker("plugging")
     with pytest.raises(ValueError, match="clashes with a ligand"):
-        kc.block(g, test_blocker(ligand="glutamate"))
+        kc.block(g, make_blocker(ligand="glutamate"))
     with pytest.raises(ValueError, match="two blockers named"):
-        kc.block(g, test_blocker(), test_blocker(ligand="other"))
+        kc.block(g, make_blocker(), make_blocker(ligand="other"))
     with pytest.raises(ValueError, match="two blockers use the ligand"):
-        kc.block(g, test_blocker(), test_blocker(name="y"))
+        kc.block(g, make_blocker(), make_blocker(name="y"))
     with pytest.raises(ValueError, match="at least one blocker"):
         kc.block(g)
     with pytest.raises(TypeError):
@@ -241,15 +240,15 @@ def test_validation_errors():
     with pytest.raises(TypeError):
         kc.block(g, 3)
     with pytest.raises(ValueError, match="superficial"):
-        test_blocker("partial_trapping", superficial_k_on=0.0)
+        make_blocker("partial_trapping", superficial_k_on=0.0)
     with pytest.raises(ValueError, match="only for mode 'partial_trapping'"):
-        test_blocker(superficial_k_on=1.0, superficial_k_off=1.0)
+        make_blocker(superficial_k_on=1.0, superficial_k_off=1.0)
     with pytest.raises(ValueError, match="sequential"):
-        test_blocker("sequential", k_escape=1.0)
+        make_blocker("sequential", k_escape=1.0)
     with pytest.raises(ValueError, match="k_on must be >= 0"):
-        test_blocker(k_on=-1.0)
+        make_blocker(k_on=-1.0)
     with pytest.raises(ValueError, match="must not contain"):
-        test_blocker(name="a·b")
+        make_blocker(name="a·b")
 
 
 def test_library_contents():
