@@ -126,6 +126,31 @@ def test_exponential_distribution_ks():
     assert stats.kstest(x, "expon").pvalue > 1e-4
 
 
+def test_ssa_exponential_is_numpy_ziggurat_at_47_bits():
+    """The ssa's exponential_low55(w) (layer = bits 47..54, 47-bit uniform = bits 0..46; the top 9
+    bits are the next-state bucket) equals numpy's ziggurat on the word whose 53-bit uniform is
+    64 * (47-bit uniform) and whose layer is the same -- including every slow path (tail, wedge,
+    rejection), which draw the same further outputs."""
+    rng = np.random.default_rng(5)
+    w = rng.integers(0, 2**64, size=300_000, dtype=np.uint64, endpoint=False)
+    ri47 = w & np.uint64(2**47 - 1)
+    layer = (w >> np.uint64(47)) & np.uint64(0xFF)
+    u = (ri47 << np.uint64(17)) | (layer << np.uint64(3)) | (w >> np.uint64(61))  # numpy's layout
+    low55 = R.exponential_from_words([7], [0], w, True)
+    numpy_layout = R.exponential_from_words([7], [0], u, False)
+    assert (low55 == numpy_layout).all()
+    # the top 9 bits (the ssa's next-state bucket) do not enter: flipping them changes no variate
+    flipped = R.exponential_from_words([7], [0], w ^ np.uint64(0x1FF << 55), True)
+    assert (flipped == low55).all()
+
+
+def test_ssa_exponential_distribution_ks():
+    """KS of exponential_low55 on 1e5 uniform words vs Exp(1): fails for a correct sampler with
+    probability 1e-4."""
+    w = np.random.default_rng(8).integers(0, 2**64, size=100_000, dtype=np.uint64, endpoint=False)
+    assert stats.kstest(R.exponential_from_words([9], [0], w, True), "expon").pvalue > 1e-4
+
+
 # ------------------------------------------------------------------ SPEC 7 rng= handling
 def test_root_entropy_spec7():
     assert _rng.root_entropy(42) == 42

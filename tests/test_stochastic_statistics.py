@@ -215,3 +215,44 @@ def test_population_huge_n_equilibrium_variance():
     v = res.var[:, SCH.index("O")]
     sd = np.sqrt(_var_of_sample_variance(N, po, n) / v.size)
     assert abs(v.mean() - N * po * (1 - po)) < 4.5 * sd
+
+
+def test_ssa_jump_chain_and_dwells_independent():
+    """The ssa draws the next state from the top 9 bits of a stream word and the following dwell
+    from its low 55 bits.  Check the consequence on the bench model at 1 mM glutamate (state C2
+    has three exits): from every state, the next state follows rate/total (chi-square); the
+    standardised dwell E = dwell * exit rate after entering each state is Exp(1) (KS) and
+    independent of where the channel came from (chi-square contingency, E in quartiles).
+    Each of the 3 x 6 + 6 tests has level 1e-4, so a correct engine fails with probability
+    < 2.4e-3."""
+    sch = bench_scheme()
+    Q = sch.q_matrix(glutamate=1e-3)
+    K = Q.shape[0]
+    out = -np.diag(Q)
+    log = kc.simulate_events(sch, kc.Step(2000.0, glutamate=1e-3), n_trials=4, rng=2027)
+    prev, cur, e = [], [], []
+    for i in range(len(log)):
+        times, states = log[i]
+        dw = np.diff(times)                      # complete dwells in states[1:-1]
+        prev.append(states[:-2])
+        cur.append(states[1:-1])
+        e.append(dw[1:] * out[states[1:-1]])
+    prev, cur, e = map(np.concatenate, (prev, cur, e))
+    assert cur.size > 300_000
+    for s in range(K):
+        # jump chain out of s
+        nxt = cur[prev == s]
+        exits = np.flatnonzero((Q[s] > 0) & (np.arange(K) != s))
+        if exits.size > 1:
+            obs = np.array([(nxt == j).sum() for j in exits])
+            exp = Q[s, exits] / out[s] * nxt.size
+            assert stats.chisquare(obs, exp).pvalue > 1e-4, (s, obs, exp)
+        # dwell law in s and its independence of the previous state
+        es = e[cur == s]
+        assert stats.kstest(es, "expon").pvalue > 1e-4, s
+        came = prev[cur == s]
+        sources = [j for j in range(K) if (came == j).sum() > 200]
+        if len(sources) > 1:
+            q = np.digitize(es, np.log([4 / 3, 2, 4]))   # Exp(1) quartiles
+            table = np.array([[((came == j) & (q == b)).sum() for b in range(4)] for j in sources])
+            assert stats.chi2_contingency(table).pvalue > 1e-4, (s, table)

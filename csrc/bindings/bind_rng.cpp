@@ -65,6 +65,22 @@ void bind_rng(py::module_& m) {
       },
       py::arg("entropy_words"), py::arg("spawn_key"), py::arg("n"));
   r.def(
+      "exponential_from_words",
+      [](const std::vector<std::uint32_t>& e, const std::vector<std::uint64_t>& sk,
+         py::array_t<std::uint64_t, py::array::c_style | py::array::forcecast> words, bool low55) {
+        const py::ssize_t n = words.size();
+        py::array_t<double> out(n);
+        const std::uint64_t* w = words.data();
+        double* o = out.mutable_data();
+        Pcg64 g(make_ss(e, sk));  // the slow paths' further draws
+        for (py::ssize_t i = 0; i < n; ++i)
+          o[i] = low55 ? ketacore::exponential_low55(w[i], g) : ketacore::standard_exponential_from(w[i], g);
+        return out;
+      },
+      py::arg("entropy_words"), py::arg("spawn_key"), py::arg("words"), py::arg("low55"),
+      "Exponentials from given first words: the ssa's exponential_low55 (low55=True) or numpy's "
+      "ziggurat (standard_exponential_from); slow paths draw from the stream (entropy, spawn_key).");
+  r.def(
       "binomial",
       [](const std::vector<std::uint32_t>& e, const std::vector<std::uint64_t>& sk, py::ssize_t n,
          std::int64_t trials, double p) {

@@ -181,6 +181,43 @@ struct ClampedGridSink {
   inline void finish(int) {}
 };
 
+// The same writes as ClampedGridSink, delayed: each jump's row of the difference array is
+// prefetched when the jump is reported and written kDelay jumps later, so on grids larger than
+// the caches the read-modify-writes of consecutive jumps no longer wait for memory one by one.
+// The order of the integer additions changes, not their sum.
+template <class T>
+struct PrefetchGridSink {
+  static constexpr int kDelay = 16;
+  T* diff;
+  int K;
+  double inv_dt;
+  std::int64_t last;
+  int n = 0;
+  std::int64_t row[kDelay];
+  std::int32_t src[kDelay], dst[kDelay];
+  inline void start(int s) { diff[s] += 1; }
+  inline void jump(double t, int from, int to) {
+    std::int64_t k = static_cast<std::int64_t>(t * inv_dt) + 1;
+    k = k < last ? k : last;
+    const std::int64_t o = k * K;
+    __builtin_prefetch(diff + o + from, 1, 3);
+    __builtin_prefetch(diff + o + to, 1, 3);
+    row[n] = o;
+    src[n] = from;
+    dst[n] = to;
+    if (++n == kDelay) flush();
+  }
+  inline void flush() {
+    for (int i = 0; i < n; ++i) {
+      T* d = diff + row[i];
+      d[src[i]] -= 1;
+      d[dst[i]] += 1;
+    }
+    n = 0;
+  }
+  inline void finish(int) { flush(); }
+};
+
 // The same difference array for coarse grids (many jumps per sample interval), written as
 // occupancy runs: the state entered at sample kp and left at sample k adds +1 at kp and -1 at k,
 // and a run with k == kp (the channel passed through that state between two samples) writes
@@ -251,9 +288,13 @@ void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
       sink.finish(cur.s);
     }
   };
+  // Fine grids larger than the core's L2 cache: delay the writes behind prefetches.
+  const bool prefetch = row * sizeof(T) > (std::size_t(256) << 10);
   auto run_block = [&](std::uint64_t trial, std::int64_t b, T* diff, long& events) {
     if (runs)
       run_block_with(RunGridSink<T>{diff, K, inv_dt, S - 1}, trial, b, events);
+    else if (prefetch)
+      run_block_with(PrefetchGridSink<T>{diff, K, inv_dt, S - 1}, trial, b, events);
     else
       run_block_with(ClampedGridSink<T>{diff, K, inv_dt, S - 1}, trial, b, events);
   };

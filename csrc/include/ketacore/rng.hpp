@@ -155,6 +155,12 @@ class Pcg64 {
   // numpy's state: the LCG state after the last output delivered.
   u128 state() const { return state_; }
   u128 inc() const { return inc_; }
+  void set_state(u128 st) { state_ = st; }
+  // For hot loops that keep the state in registers (a member reached through a reference is
+  // kept in memory by the compiler when the loop also has calls): st = advance(st, inc) then
+  // output_of(st) is next_uint64(); write st back with set_state before any call that uses g.
+  static inline u128 advance(u128 st, u128 inc) { return st * kMult + inc; }
+  static inline std::uint64_t output_of(u128 st) { return output(st); }
 
  private:
   static inline std::uint64_t output(u128 st) {  // XSL-RR
@@ -204,6 +210,41 @@ inline double standard_exponential_from(std::uint64_t u, G& g) {
 template <class G>
 inline double standard_exponential(G& g) {
   return standard_exponential_from(g.next_uint64(), g);
+}
+
+// The ziggurat's layers with a 47-bit uniform: k = ceil(ke / 64), w = 64 we, so that for a 47-bit
+// integer ri, ri < k  <=>  64 ri < ke  and  ri w == (64 ri) we exactly (a power-of-two scaling).
+namespace zig {
+struct Layer {
+  std::uint64_t k;
+  double w;
+};
+struct Layers47 {
+  Layer l[256];
+};
+constexpr Layers47 make_layers47() {
+  Layers47 z{};
+  for (int i = 0; i < 256; ++i) z.l[i] = Layer{(ke[i] + 63) >> 6, we[i] * 64.0};
+  return z;
+}
+inline constexpr Layers47 layers47 = make_layers47();
+}  // namespace zig
+
+// Standard exponential from the low 55 bits of an already drawn uint64 w, leaving its top 9 bits
+// to the caller (the ssa chooses the next state with them, so one stream output serves a whole
+// jump).  It is numpy's ziggurat evaluated at the 53-bit uniform 64 ri: layer = bits 47..54,
+// ri = bits 0..46; the rare slow paths draw fresh outputs from g exactly as numpy does.  The only
+// difference from standard_exponential is the resolution of the uniform inside a layer, 2^-47
+// instead of 2^-53 of the layer's width (about 1e-14 of the mean; the double-precision spacing
+// of an accumulated time t is 1.1e-16 t).
+template <class G>
+inline double exponential_low55(std::uint64_t w, G& g) {
+  const int idx = static_cast<int>((w >> 47) & 0xff);
+  const std::uint64_t ri = w & ((std::uint64_t(1) << 47) - 1);
+  const zig::Layer& L = zig::layers47.l[idx];
+  const double x = static_cast<double>(static_cast<std::int64_t>(ri)) * L.w;
+  if (__builtin_expect(ri < L.k, 1)) return x;
+  return standard_exponential_slow(g, idx, x);
 }
 
 // ------------------------------------------------------------------- binomial

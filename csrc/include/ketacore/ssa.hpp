@@ -103,16 +103,19 @@ struct Categorical {
 //
 // The dwell is Exp(1) * mean_dwell[s] (mean_dwell = +inf for a state with no exit under this
 // condition, so the channel simply stays until the segment ends).  The next state is chosen by
-// one uniform uint64 r against the cumulative thresholds of the state's exits: exit j is taken
+// a uniform uint64 r against the cumulative thresholds of the state's exits: exit j is taken
 // when thresh[j-1] <= r < thresh[j].  To keep the state-to-state dependency chain short, a
-// 256-entry table per state maps the top 8 bits of r to the exit whenever that whole bucket of r
-// lies inside one exit's interval; only buckets that contain a threshold (at most n_exit - 1 of
-// 256) fall back to the comparisons.  Both paths give exactly the threshold rule above.
+// 512-entry table per state maps the top 9 bits of r (the bucket) to the exit whenever that whole
+// bucket of r lies inside one exit's interval; only buckets that contain a threshold (at most
+// n_exit - 1 of 512) need the rest of r, and fall back to the comparisons.  Both paths give
+// exactly the threshold rule above.
 struct SsaTables {
   static constexpr std::uint16_t kAmbiguous = 0xFFFF;
+  static constexpr int kBucketBits = 9;
+  static constexpr int kBuckets = 1 << kBucketBits;
   int K = 0;
   std::vector<double> mean_dwell;      // n_cond x K (s); +inf when absorbing
-  std::vector<std::uint16_t> next;     // n_cond x K x 256
+  std::vector<std::uint16_t> next;     // n_cond x K x kBuckets
   std::vector<int> first, n_exit;      // n_cond x K: slice of target/thresh
   std::vector<int> target;             // flattened exits
   std::vector<std::uint64_t> thresh;   // cumulative thresholds, parallel to target
@@ -123,7 +126,7 @@ struct SsaTables {
     std::vector<double> r(scheme.n_transitions());
     std::vector<double> to(K);
     mean_dwell.assign(nc * K, 0.0);
-    next.assign(nc * K * 256, kAmbiguous);
+    next.assign(nc * K * kBuckets, kAmbiguous);
     first.assign(nc * K, 0);
     n_exit.assign(nc * K, 0);
     exit_rate.assign(nc * K, 0.0);
@@ -150,17 +153,18 @@ struct SsaTables {
           thresh.push_back(prob_threshold(cum / total));
         }
         if (n) thresh.back() = std::numeric_limits<std::uint64_t>::max();
-        std::uint16_t* tb = next.data() + cs * 256;
+        std::uint16_t* tb = next.data() + cs * kBuckets;
         if (!n) {
-          for (int bk = 0; bk < 256; ++bk) tb[bk] = static_cast<std::uint16_t>(s);
+          for (int bk = 0; bk < kBuckets; ++bk) tb[bk] = static_cast<std::uint16_t>(s);
           continue;
         }
-        // bucket bk covers r in [bk 2^56, (bk + 1) 2^56): unambiguous iff both ends pick the same exit
+        // bucket bk covers r in [bk 2^55, (bk + 1) 2^55): unambiguous iff both ends pick the same exit
         const int f = first[cs];
         int jlo = 0;
-        for (int bk = 0; bk < 256; ++bk) {
-          const std::uint64_t lo = static_cast<std::uint64_t>(bk) << 56;
-          const std::uint64_t hi = lo + ((std::uint64_t(1) << 56) - 1);
+        constexpr int kLow = 64 - kBucketBits;
+        for (int bk = 0; bk < kBuckets; ++bk) {
+          const std::uint64_t lo = static_cast<std::uint64_t>(bk) << kLow;
+          const std::uint64_t hi = lo + ((std::uint64_t(1) << kLow) - 1);
           while (jlo < n - 1 && lo >= thresh[f + jlo]) ++jlo;
           int jhi = jlo;
           while (jhi < n - 1 && hi >= thresh[f + jhi]) ++jhi;
@@ -246,48 +250,102 @@ inline ChannelCursor ssa_start(const SsaTables& tab, const Timeline& tl, double 
 }
 
 // Carry out every jump of the channel before w_end (the window end; t_stop for a whole run),
-// reporting them to `sink`.  Each jump uses two consecutive stream outputs: r for the next state
-// and u for the following dwell.  `events` counts jumps for cancellation polling.
+// reporting them to `sink`.  Each jump uses one stream output w: its top 9 bits choose the next
+// state (SsaTables; an ambiguous bucket takes the remaining 55 bits of r from a fresh output) and
+// its low 55 bits give the following dwell (exponential_low55); the two are independent because
+// they are disjoint bits of a uniform word.  `events` counts jumps for cancellation polling.
 template <class Sink>
 inline void ssa_advance(const SsaTables& tab, const Timeline& tl, double t_stop, Pcg64& g, ChannelCursor& c,
                         double w_end, Sink& sink, const CancelToken& token, long& events) {
-  if (!(c.t_next < w_end)) return;
+  constexpr int kLow = 64 - SsaTables::kBucketBits;
+  constexpr std::uint64_t kRiMask = (std::uint64_t(1) << 47) - 1;
+  using u128 = Pcg64::u128;
   const int K = tab.K;
   double t = c.t_next;
   int s = c.s;
   int seg = c.seg;
-  std::size_t cK = static_cast<std::size_t>(tl.cond[seg]) * K;
-  const double* md = tab.mean_dwell.data() + cK;
-  const std::uint16_t* nx = tab.next.data() + cK * 256;
-  double tend = std::min(tl.end[seg], t_stop);
+  // The inner loop makes no function calls, so the compiler can keep the generator state (a
+  // local copy, written back to g around the calls outside it), the sink, the event counter and
+  // the time in registers; the one rare path that calls (the exponential's slow path, ~1% of
+  // jumps) leaves the inner loop and re-enters it.
+  const u128 inc = g.inc();
+  u128 st = g.state();
+  Sink sk = sink;
+  long ev = events;
+  enum { kLimit, kSlowExp, kCancelled };
   while (t < w_end) {
-    std::uint64_t r, u;
-    g.next_pair(r, u);
-    int ns = nx[static_cast<std::size_t>(s) * 256 + (r >> 56)];
-    if (__builtin_expect(ns == SsaTables::kAmbiguous, 0)) ns = tab.slow_next(cK + s, r);
-    sink.jump(t, s, ns);
-    s = ns;
-    const double tn = t + standard_exponential_from(u, g) * md[s];
-    if (__builtin_expect(tn < tend, 1)) {
+    // jumps within segment `seg`: each jump at t is followed by the next dwell, until a dwell
+    // reaches lim (the segment end, t_stop or the window end)
+    const std::size_t cK = static_cast<std::size_t>(tl.cond[seg]) * K;
+    const double* md = tab.mean_dwell.data() + cK;
+    const std::uint16_t* nx = tab.next.data() + cK * SsaTables::kBuckets;
+    const double tend = std::min(tl.end[seg], t_stop);
+    const double lim = std::min(tend, w_end);
+    double tn, x = 0.0;
+    int why, idx = 0;
+    for (;;) {
+      st = Pcg64::advance(st, inc);
+      const std::uint64_t w = Pcg64::output_of(st);
+      const std::uint64_t bucket = w >> kLow;
+      int ns = nx[(static_cast<std::size_t>(s) << SsaTables::kBucketBits) + bucket];
+      if (__builtin_expect(ns == SsaTables::kAmbiguous, 0)) {  // the rest of r from the next output
+        st = Pcg64::advance(st, inc);
+        ns = tab.slow_next(cK + s, (bucket << kLow) | (Pcg64::output_of(st) >> SsaTables::kBucketBits));
+      }
+      sk.jump(t, s, ns);
+      s = ns;
+      // exponential_low55(w, g), its slow path out of line
+      idx = static_cast<int>((w >> 47) & 0xff);
+      const std::uint64_t ri = w & kRiMask;
+      const zig::Layer& L = zig::layers47.l[idx];
+      x = static_cast<double>(static_cast<std::int64_t>(ri)) * L.w;
+      if (__builtin_expect(!(ri < L.k), 0)) {
+        why = kSlowExp;
+        break;
+      }
+      tn = t + x * md[s];
+      if (__builtin_expect((++ev & (kCancelPollInterval - 1)) == 0, 0) && token.cancelled()) {
+        why = kCancelled;
+        break;
+      }
+      if (!(tn < lim)) {
+        why = kLimit;
+        break;
+      }
       t = tn;
-    } else {  // crosses a segment boundary (or t_stop): reschedule from the boundary
-      c.s = s;
-      c.seg = seg;
-      if (seg + 1 >= static_cast<int>(tl.size()) || !(tl.start[seg + 1] < t_stop)) {
-        t = std::numeric_limits<double>::infinity();
-      } else {
-        c.seg = seg + 1;
-        ssa_schedule(tab, tl, t_stop, g, c, tl.start[seg + 1], g.next_uint64());
-        t = c.t_next;
-        seg = c.seg;
-        cK = static_cast<std::size_t>(tl.cond[seg]) * K;
-        md = tab.mean_dwell.data() + cK;
-        nx = tab.next.data() + cK * 256;
-        tend = std::min(tl.end[seg], t_stop);
+    }
+    if (why == kSlowExp) {
+      g.set_state(st);
+      const double e = standard_exponential_slow(g, idx, x);
+      st = g.state();
+      tn = t + e * md[s];
+      if (__builtin_expect((++ev & (kCancelPollInterval - 1)) == 0, 0) && token.cancelled()) {
+        why = kCancelled;
+      } else if (tn < lim) {
+        t = tn;
+        continue;
       }
     }
-    if (__builtin_expect((++events & (kCancelPollInterval - 1)) == 0, 0) && token.cancelled()) break;
+    if (why == kCancelled || tn < tend) {  // cancelled, or stopped at the window end: tn is pending
+      t = tn;
+      break;
+    }
+    // the dwell crosses the segment end (or t_stop): redraw from the next segment's start
+    if (seg + 1 >= static_cast<int>(tl.size()) || !(tl.start[seg + 1] < t_stop)) {
+      t = std::numeric_limits<double>::infinity();
+      break;
+    }
+    c.s = s;
+    c.seg = seg + 1;
+    g.set_state(st);
+    ssa_schedule(tab, tl, t_stop, g, c, tl.start[seg + 1], g.next_uint64());
+    st = g.state();
+    t = c.t_next;
+    seg = c.seg;
   }
+  g.set_state(st);
+  sink = sk;
+  events = ev;
   c.t_next = t;
   c.s = s;
   c.seg = seg;
