@@ -179,22 +179,28 @@ struct ClampedGridSink {
     d[to] += 1;
   }
   inline void finish(int) {}
+  inline void done() {}
 };
 
 // The same writes as ClampedGridSink, delayed: each jump's row of the difference array is
-// prefetched when the jump is reported and written kDelay jumps later, so on grids larger than
-// the caches the read-modify-writes of consecutive jumps no longer wait for memory one by one.
-// The order of the integer additions changes, not their sum.
+// prefetched when the jump is reported and written up to kDelay jumps later (in batches, across
+// channel boundaries; `done` writes the rest), so on grids larger than the caches the
+// read-modify-writes of consecutive jumps no longer wait for memory one by one.  The order of the
+// integer additions changes, not their sum.  The pending jumps live in a caller-owned buffer so
+// that copying the sink (ssa_advance keeps a local copy) stays cheap.
 template <class T>
 struct PrefetchGridSink {
   static constexpr int kDelay = 16;
+  struct Pending {
+    std::int64_t row;
+    std::int32_t src, dst;
+  };
   T* diff;
   int K;
   double inv_dt;
   std::int64_t last;
+  Pending* buf;  // kDelay entries
   int n = 0;
-  std::int64_t row[kDelay];
-  std::int32_t src[kDelay], dst[kDelay];
   inline void start(int s) { diff[s] += 1; }
   inline void jump(double t, int from, int to) {
     std::int64_t k = static_cast<std::int64_t>(t * inv_dt) + 1;
@@ -202,20 +208,19 @@ struct PrefetchGridSink {
     const std::int64_t o = k * K;
     __builtin_prefetch(diff + o + from, 1, 3);
     __builtin_prefetch(diff + o + to, 1, 3);
-    row[n] = o;
-    src[n] = from;
-    dst[n] = to;
+    buf[n] = Pending{o, from, to};
     if (++n == kDelay) flush();
   }
   inline void flush() {
     for (int i = 0; i < n; ++i) {
-      T* d = diff + row[i];
-      d[src[i]] -= 1;
-      d[dst[i]] += 1;
+      T* d = diff + buf[i].row;
+      d[buf[i].src] -= 1;
+      d[buf[i].dst] += 1;
     }
     n = 0;
   }
-  inline void finish(int) { flush(); }
+  inline void finish(int) {}
+  inline void done() { flush(); }
 };
 
 // The same difference array for coarse grids (many jumps per sample interval), written as
@@ -250,6 +255,7 @@ struct RunGridSink {
     }
   }
   inline void finish(int s) { diff[kp * K + s] += 1; }
+  inline void done() {}
 };
 
 template <class T>
@@ -287,14 +293,17 @@ void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
       ssa_advance(tab, tl, t_stop, g, cur, t_stop, sink, token, events);
       sink.finish(cur.s);
     }
+    sink.done();
   };
   // Fine grids larger than the core's L2 cache: delay the writes behind prefetches.
   const bool prefetch = row * sizeof(T) > (std::size_t(256) << 10);
   auto run_block = [&](std::uint64_t trial, std::int64_t b, T* diff, long& events) {
     if (runs)
       run_block_with(RunGridSink<T>{diff, K, inv_dt, S - 1}, trial, b, events);
-    else if (prefetch)
-      run_block_with(PrefetchGridSink<T>{diff, K, inv_dt, S - 1}, trial, b, events);
+    else if (prefetch) {
+      typename PrefetchGridSink<T>::Pending pending[PrefetchGridSink<T>::kDelay];
+      run_block_with(PrefetchGridSink<T>{diff, K, inv_dt, S - 1, pending}, trial, b, events);
+    }
     else
       run_block_with(ClampedGridSink<T>{diff, K, inv_dt, S - 1}, trial, b, events);
   };
@@ -307,7 +316,7 @@ void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
       // counts: accumulate straight into the output rows; summary: into a reused scratch block
       detail::Scratch<T> scratch(spec.summary ? row : 0);
       if (spec.summary) accs[ti].init(row);
-      long events = 0;
+      long events = kCancelPollInterval;
       for (;;) {
         const std::size_t i = next.fetch_add(1);
         if (i >= n_trials || token.cancelled()) break;
@@ -337,7 +346,7 @@ void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
           else std::fill(diffs[ti]->data(), diffs[ti]->data() + row, T(0));
           d = diffs[ti]->data();
         }
-        long events = 0;
+        long events = kCancelPollInterval;
         for (;;) {
           const std::int64_t b = next.fetch_add(1);
           if (b >= n_blocks || token.cancelled()) break;
@@ -371,7 +380,7 @@ void run_population_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
   std::atomic<std::size_t> next{0};
   detail::parallel(nt, [&](int ti) {
     if (spec.summary) accs[ti].init(row);
-    std::vector<std::int64_t> n(K), m(K);
+    std::vector<std::int64_t> n(K), m(K), rem(K);
     std::vector<T> cur(K);
     for (;;) {
       const std::size_t i = next.fetch_add(1);
@@ -390,7 +399,7 @@ void run_population_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
       for (std::size_t r = 0; r < pp.run_len.size(); ++r) {
         const int mat = pp.run_mat[r];
         for (std::int64_t s = 0; s < pp.run_len[r]; ++s) {
-          pp.step(mat, n.data(), m.data(), g);
+          pp.step(mat, n.data(), m.data(), rem.data(), g);
           n.swap(m);
           record(++k);
           if ((k & (kCancelPollInterval - 1)) == 0 && token.cancelled()) return;
@@ -419,7 +428,7 @@ inline void run_event_log(const EnsembleSpec& spec, EventLogOut& out, std::size_
   const CancelToken& token = *spec.token;
   std::atomic<std::size_t> next{0};
   detail::parallel(nt, [&](int) {
-    long events = 0;
+    long events = kCancelPollInterval;
     for (;;) {
       const std::size_t i = next.fetch_add(1);
       if (i >= n_trials || token.cancelled()) break;

@@ -106,38 +106,53 @@ inline std::int64_t binomial_btrs(G& g, std::int64_t n, const BinomialP& b) {
   const double npq = dn * b.ps * b.qs;
   const double spq = std::sqrt(npq);
   const double bb = 1.15 + 2.53 * spq;
-  const double inv_b = 1.0 / bb;
   const double a = -0.0873 + 0.0248 * bb + 0.01 * b.ps;
   const double c = dn * b.ps + 0.5;
-  const double v_r = 0.92 - 4.2 * inv_b;
-  const double alpha = (2.83 + 5.1 * inv_b) * spq;
-  // (floor of non-negative values by truncating casts: a generic x86-64 build has no SSE4.1
-  // roundsd, so std::floor would be a libm call on the hot path)
-  const std::int64_t m = static_cast<std::int64_t>((dn + 1.0) * b.ps);
-  const double dm = static_cast<double>(m);
   for (;;) {
     std::uint64_t w1, w2;
     g.next_pair(w1, w2);
     const double u = static_cast<double>(static_cast<std::int64_t>(w1 >> 11)) * (1.0 / 9007199254740992.0) - 0.5;
-    double v = static_cast<double>(static_cast<std::int64_t>(w2 >> 11)) * (1.0 / 9007199254740992.0);
+    const double v = static_cast<double>(static_cast<std::int64_t>(w2 >> 11)) * (1.0 / 9007199254740992.0);
     const double us = 0.5 - std::fabs(u);
-    const double x = (2.0 * a / us + bb) * u + c;
+    // x = (2 a / us + b) u + c, written as 2 a (u / us) + b u + c so that the division depends
+    // on the uniform only and leaves the n -> sqrt -> a dependency chain
+    const double x = 2.0 * a * (u / us) + (bb * u + c);
     if (!(x >= 0.0) || !(x < dn + 1.0)) continue;  // floor(x) outside [0, n]
+    // (floor of non-negative values by truncating casts: a generic x86-64 build has no SSE4.1
+    // roundsd, so std::floor would be a libm call on the hot path)
     const std::int64_t k = static_cast<std::int64_t>(x);
-    const double kd = static_cast<double>(k);
-    if (us >= 0.07 && v <= v_r) return k;  // squeeze: ~80% of proposals for large n·p
+    // squeeze v <= v_r = 0.92 - 4.2 / b, multiplied out (b > 0): ~80% of proposals
+    if (us >= 0.07 && (0.92 - v) * bb >= 4.2) return k;
     if (v <= 0.0) continue;
-    v = std::log(v * alpha / (a / (us * us) + bb));
+    // exact test: accept iff V = v alpha / (a / us^2 + b) <= f(k) / f(m)
+    const double us2 = us * us;
+    const double alpha = (2.83 + 5.1 / bb) * spq;
+    const double V = v * alpha * us2 / (a + bb * us2);
+    const std::int64_t m = static_cast<std::int64_t>((dn + 1.0) * b.ps);
+    const double dm = static_cast<double>(m), kd = static_cast<double>(k);
+    const double dkm = std::fabs(kd - dm);
+    if (dkm <= 20.0) {
+      // f(k)/f(m) by its product recursion (BTPE step 5.1), as num/den with factors near 1 (scaled
+      // by 1/(m + 1)) so neither product can overflow: no logarithm
+      const double inv_m = 1.0 / (dm + 1.0), r_m = b.ratio * inv_m;
+      double num = 1.0, den = 1.0;
+      const std::int64_t lo = k < m ? k : m, hi = k < m ? m : k;
+      for (std::int64_t i = lo + 1; i <= hi; ++i) {
+        num *= (dn - static_cast<double>(i) + 1.0) * r_m;  // f(i)/f(i-1) = (n - i + 1) r / i
+        den *= static_cast<double>(i) * inv_m;
+      }
+      if (k >= m ? V * den <= num : V * num <= den) return k;
+      continue;
+    }
+    const double lv = std::log(V);
     // squeeze on log f(k)/f(m) (Kachitvichyanukul & Schmeiser 1988, BTPE step 5.2, valid for
     // 20 < |k - m| < npq/2 - 1): decides most proposals with no further logarithm
-    {
-      const double dkm = std::fabs(kd - dm);
-      if (dkm > 20.0 && dkm < npq / 2.0 - 1.0) {
-        const double rho = (dkm / npq) * ((dkm * (dkm / 3.0 + 0.625) + 0.16666666666666666) / npq + 0.5);
-        const double tt = -dkm * dkm / (2.0 * npq);
-        if (v < tt - rho) return k;
-        if (v > tt + rho) continue;
-      }
+    if (dkm < npq / 2.0 - 1.0) {
+      const double inv_npq = 1.0 / npq;
+      const double rho = (dkm * inv_npq) * ((dkm * (dkm / 3.0 + 0.625) + 0.16666666666666666) * inv_npq + 0.5);
+      const double tt = -0.5 * dkm * dkm * inv_npq;
+      if (lv < tt - rho) return k;
+      if (lv > tt + rho) continue;
     }
     // log f(k)/f(m), arranged as logs of ratios near 1 (numerically stable for huge n)
     const double nm1 = dn - dm + 1.0, nk1 = dn - kd + 1.0;
@@ -145,7 +160,7 @@ inline std::int64_t binomial_btrs(G& g, std::int64_t n, const BinomialP& b) {
                          (dn + 1.0) * std::log1p(static_cast<double>(k - m) / nk1) +
                          (kd + 0.5) * std::log(b.ratio * nk1 / (kd + 1.0)) + stirling_tail(m) +
                          stirling_tail(n - m) - stirling_tail(k) - stirling_tail(n - k);
-    if (v <= bound) return k;
+    if (lv <= bound) return k;
   }
 }
 
@@ -269,24 +284,29 @@ struct PopulationPlan {
     return id;
   }
 
-  // One step: counts n -> out (both length K).
+  // One step: counts n -> out (both length K); `rem` is scratch of length K.
+  // The K rows' sequential binomials are independent of each other, so they are drawn
+  // column by column (draw j of every row, then draw j + 1): consecutive draws in program order
+  // do not depend on each other and the processor overlaps their long sqrt/division chains.
   template <class G>
-  inline void step(int m, const std::int64_t* n, std::int64_t* out, G& g) const {
-    for (int j = 0; j < K; ++j) out[j] = 0;
+  inline void step(int m, const std::int64_t* n, std::int64_t* out, std::int64_t* rem, G& g) const {
     const std::size_t base_o = static_cast<std::size_t>(m) * K * K;
     const std::size_t base_c = static_cast<std::size_t>(m) * K * (K - 1);
-    for (int i = 0; i < K; ++i) {
-      std::int64_t rem = n[i];
-      if (rem == 0) continue;
-      const int* ord = order.data() + base_o + static_cast<std::size_t>(i) * K;
-      const BinomialP* cp = cprob.data() + base_c + static_cast<std::size_t>(i) * (K - 1);
-      for (int j = 0; j < K - 1 && rem > 0; ++j) {
-        const std::int64_t x = binomial_fast(g, rem, cp[j]);
-        out[ord[j]] += x;
-        rem -= x;
-      }
-      out[ord[K - 1]] += rem;
+    const int* ord = order.data() + base_o;
+    const BinomialP* cp = cprob.data() + base_c;
+    for (int j = 0; j < K; ++j) {
+      out[j] = 0;
+      rem[j] = n[j];
     }
+    for (int j = 0; j < K - 1; ++j) {
+      for (int i = 0; i < K; ++i) {
+        if (rem[i] == 0) continue;
+        const std::int64_t x = binomial_fast(g, rem[i], cp[static_cast<std::size_t>(i) * (K - 1) + j]);
+        out[ord[static_cast<std::size_t>(i) * K + j]] += x;
+        rem[i] -= x;
+      }
+    }
+    for (int i = 0; i < K; ++i) out[ord[static_cast<std::size_t>(i) * K + K - 1]] += rem[i];
   }
 };
 

@@ -79,11 +79,15 @@ struct Categorical {
       c += p[i];
       if (static_cast<int>(i) != last) thresh.push_back(prob_threshold(c / total));
     }
-    for (int bk = 0; bk < 256; ++bk) {
-      const std::uint64_t lo = static_cast<std::uint64_t>(bk) << 56;
-      const std::uint64_t hi = lo + ((std::uint64_t(1) << 56) - 1);
-      const int a = slow(lo), b = slow(hi);
-      table[bk] = a == b ? a : -1;
+    // value j owns r in [thresh[j-1], thresh[j]) (the last value everything above), so the
+    // buckets wholly inside are [ceil(thresh[j-1] / 2^56), floor(thresh[j] / 2^56))
+    std::fill(table, table + 256, -1);
+    const int nv = static_cast<int>(value.size());
+    for (int j = 0; j < nv; ++j) {
+      const std::uint64_t lo = j ? thresh[j - 1] : 0;
+      const int b0 = static_cast<int>(lo >> 56) + ((lo & ((std::uint64_t(1) << 56) - 1)) != 0 ? 1 : 0);
+      const int b1 = j + 1 < nv ? static_cast<int>(thresh[j] >> 56) : 256;
+      for (int bk = b0; bk < b1; ++bk) table[bk] = value[j];
     }
   }
   inline int slow(std::uint64_t r) const {
@@ -158,19 +162,23 @@ struct SsaTables {
           for (int bk = 0; bk < kBuckets; ++bk) tb[bk] = static_cast<std::uint16_t>(s);
           continue;
         }
-        // bucket bk covers r in [bk 2^55, (bk + 1) 2^55): unambiguous iff both ends pick the same exit
-        const int f = first[cs];
-        int jlo = 0;
-        constexpr int kLow = 64 - kBucketBits;
-        for (int bk = 0; bk < kBuckets; ++bk) {
-          const std::uint64_t lo = static_cast<std::uint64_t>(bk) << kLow;
-          const std::uint64_t hi = lo + ((std::uint64_t(1) << kLow) - 1);
-          while (jlo < n - 1 && lo >= thresh[f + jlo]) ++jlo;
-          int jhi = jlo;
-          while (jhi < n - 1 && hi >= thresh[f + jhi]) ++jhi;
-          tb[bk] = (jlo == jhi) ? static_cast<std::uint16_t>(target[f + jlo]) : kAmbiguous;
-        }
+        fill_buckets(tb, thresh.data() + first[cs], target.data() + first[cs], n);
       }
+    }
+  }
+
+  // Bucket bk covers r in [bk 2^55, (bk + 1) 2^55).  Exit j owns r in [th[j-1], th[j]) (th[-1] = 0,
+  // the last exit everything from th[n-2] on), so the buckets wholly inside are
+  // [ceil(th[j-1] / 2^55), floor(th[j] / 2^55)); the rest contain a threshold and stay ambiguous.
+  static void fill_buckets(std::uint16_t* tb, const std::uint64_t* th, const int* tgt, int n) {
+    constexpr int kLow = 64 - kBucketBits;
+    constexpr std::uint64_t kMask = (std::uint64_t(1) << kLow) - 1;
+    std::fill(tb, tb + kBuckets, kAmbiguous);
+    for (int j = 0; j < n; ++j) {
+      const std::uint64_t lo = j ? th[j - 1] : 0;
+      const int b0 = static_cast<int>(lo >> kLow) + ((lo & kMask) != 0 ? 1 : 0);
+      const int b1 = j + 1 < n ? static_cast<int>(th[j] >> kLow) : kBuckets;
+      for (int bk = b0; bk < b1; ++bk) tb[bk] = static_cast<std::uint16_t>(tgt[j]);
     }
   }
 
@@ -253,7 +261,8 @@ inline ChannelCursor ssa_start(const SsaTables& tab, const Timeline& tl, double 
 // reporting them to `sink`.  Each jump uses one stream output w: its top 9 bits choose the next
 // state (SsaTables; an ambiguous bucket takes the remaining 55 bits of r from a fresh output) and
 // its low 55 bits give the following dwell (exponential_low55); the two are independent because
-// they are disjoint bits of a uniform word.  `events` counts jumps for cancellation polling.
+// they are disjoint bits of a uniform word.  `events` counts down the jumps to the next
+// cancellation poll (start it at kCancelPollInterval).
 template <class Sink>
 inline void ssa_advance(const SsaTables& tab, const Timeline& tl, double t_stop, Pcg64& g, ChannelCursor& c,
                         double w_end, Sink& sink, const CancelToken& token, long& events) {
@@ -261,8 +270,9 @@ inline void ssa_advance(const SsaTables& tab, const Timeline& tl, double t_stop,
   constexpr std::uint64_t kRiMask = (std::uint64_t(1) << 47) - 1;
   using u128 = Pcg64::u128;
   const int K = tab.K;
+  const zig::Layer* const layers = zig::layers47.l;
   double t = c.t_next;
-  int s = c.s;
+  std::size_t s = static_cast<std::size_t>(c.s);
   int seg = c.seg;
   // The inner loop makes no function calls, so the compiler can keep the generator state (a
   // local copy, written back to g around the calls outside it), the sink, the event counter and
@@ -282,31 +292,35 @@ inline void ssa_advance(const SsaTables& tab, const Timeline& tl, double t_stop,
     const double tend = std::min(tl.end[seg], t_stop);
     const double lim = std::min(tend, w_end);
     double tn, x = 0.0;
-    int why, idx = 0;
+    std::uint64_t w = 0;
+    int why;
     for (;;) {
       st = Pcg64::advance(st, inc);
-      const std::uint64_t w = Pcg64::output_of(st);
+      w = Pcg64::output_of(st);
       const std::uint64_t bucket = w >> kLow;
-      int ns = nx[(static_cast<std::size_t>(s) << SsaTables::kBucketBits) + bucket];
+      std::size_t ns = nx[(s << SsaTables::kBucketBits) + bucket];
       if (__builtin_expect(ns == SsaTables::kAmbiguous, 0)) {  // the rest of r from the next output
         st = Pcg64::advance(st, inc);
-        ns = tab.slow_next(cK + s, (bucket << kLow) | (Pcg64::output_of(st) >> SsaTables::kBucketBits));
+        ns = static_cast<std::size_t>(
+            tab.slow_next(cK + s, (bucket << kLow) | (Pcg64::output_of(st) >> SsaTables::kBucketBits)));
       }
-      sk.jump(t, s, ns);
+      sk.jump(t, static_cast<int>(s), static_cast<int>(ns));
       s = ns;
       // exponential_low55(w, g), its slow path out of line
-      idx = static_cast<int>((w >> 47) & 0xff);
       const std::uint64_t ri = w & kRiMask;
-      const zig::Layer& L = zig::layers47.l[idx];
+      const zig::Layer& L = layers[(w >> 47) & 0xff];
       x = static_cast<double>(static_cast<std::int64_t>(ri)) * L.w;
       if (__builtin_expect(!(ri < L.k), 0)) {
         why = kSlowExp;
         break;
       }
       tn = t + x * md[s];
-      if (__builtin_expect((++ev & (kCancelPollInterval - 1)) == 0, 0) && token.cancelled()) {
-        why = kCancelled;
-        break;
+      if (__builtin_expect(--ev == 0, 0)) {
+        ev = kCancelPollInterval;
+        if (token.cancelled()) {
+          why = kCancelled;
+          break;
+        }
       }
       if (!(tn < lim)) {
         why = kLimit;
@@ -316,10 +330,11 @@ inline void ssa_advance(const SsaTables& tab, const Timeline& tl, double t_stop,
     }
     if (why == kSlowExp) {
       g.set_state(st);
-      const double e = standard_exponential_slow(g, idx, x);
+      const double e = standard_exponential_slow(g, static_cast<int>((w >> 47) & 0xff), x);
       st = g.state();
       tn = t + e * md[s];
-      if (__builtin_expect((++ev & (kCancelPollInterval - 1)) == 0, 0) && token.cancelled()) {
+      if (--ev == 0) ev = kCancelPollInterval;
+      if (token.cancelled()) {
         why = kCancelled;
       } else if (tn < lim) {
         t = tn;
@@ -335,19 +350,20 @@ inline void ssa_advance(const SsaTables& tab, const Timeline& tl, double t_stop,
       t = std::numeric_limits<double>::infinity();
       break;
     }
-    c.s = s;
+    c.s = static_cast<int>(s);
     c.seg = seg + 1;
     g.set_state(st);
     ssa_schedule(tab, tl, t_stop, g, c, tl.start[seg + 1], g.next_uint64());
     st = g.state();
     t = c.t_next;
     seg = c.seg;
+    s = static_cast<std::size_t>(c.s);
   }
   g.set_state(st);
   sink = sk;
   events = ev;
   c.t_next = t;
-  c.s = s;
+  c.s = static_cast<int>(s);
   c.seg = seg;
 }
 
