@@ -380,7 +380,7 @@ void run_population_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
   std::atomic<std::size_t> next{0};
   detail::parallel(nt, [&](int ti) {
     if (spec.summary) accs[ti].init(row);
-    std::vector<std::int64_t> n(K), m(K), rem(K);
+    std::vector<std::int64_t> n(K), m(K);
     std::vector<T> cur(K);
     for (;;) {
       const std::size_t i = next.fetch_add(1);
@@ -399,7 +399,7 @@ void run_population_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
       for (std::size_t r = 0; r < pp.run_len.size(); ++r) {
         const int mat = pp.run_mat[r];
         for (std::int64_t s = 0; s < pp.run_len[r]; ++s) {
-          pp.step(mat, n.data(), m.data(), rem.data(), g);
+          pp.step(mat, n.data(), m.data(), g);
           n.swap(m);
           record(++k);
           if ((k & (kCancelPollInterval - 1)) == 0 && token.cancelled()) return;

@@ -101,7 +101,7 @@ inline std::int64_t binomial_inversion_fast(G& g, std::int64_t n, const Binomial
 }
 
 template <class G>
-inline std::int64_t binomial_btrs(G& g, std::int64_t n, const BinomialP& b) {
+__attribute__((noinline)) std::int64_t binomial_btrs(G& g, std::int64_t n, const BinomialP& b) {
   const double dn = static_cast<double>(n);
   const double npq = dn * b.ps * b.qs;
   const double spq = std::sqrt(npq);
@@ -284,29 +284,24 @@ struct PopulationPlan {
     return id;
   }
 
-  // One step: counts n -> out (both length K); `rem` is scratch of length K.
-  // The K rows' sequential binomials are independent of each other, so they are drawn
-  // column by column (draw j of every row, then draw j + 1): consecutive draws in program order
-  // do not depend on each other and the processor overlaps their long sqrt/division chains.
+  // One step: counts n -> out (both length K).
   template <class G>
-  inline void step(int m, const std::int64_t* n, std::int64_t* out, std::int64_t* rem, G& g) const {
+  inline void step(int m, const std::int64_t* n, std::int64_t* out, G& g) const {
+    for (int j = 0; j < K; ++j) out[j] = 0;
     const std::size_t base_o = static_cast<std::size_t>(m) * K * K;
     const std::size_t base_c = static_cast<std::size_t>(m) * K * (K - 1);
-    const int* ord = order.data() + base_o;
-    const BinomialP* cp = cprob.data() + base_c;
-    for (int j = 0; j < K; ++j) {
-      out[j] = 0;
-      rem[j] = n[j];
-    }
-    for (int j = 0; j < K - 1; ++j) {
-      for (int i = 0; i < K; ++i) {
-        if (rem[i] == 0) continue;
-        const std::int64_t x = binomial_fast(g, rem[i], cp[static_cast<std::size_t>(i) * (K - 1) + j]);
-        out[ord[static_cast<std::size_t>(i) * K + j]] += x;
-        rem[i] -= x;
+    for (int i = 0; i < K; ++i) {
+      std::int64_t rem = n[i];
+      if (rem == 0) continue;
+      const int* ord = order.data() + base_o + static_cast<std::size_t>(i) * K;
+      const BinomialP* cp = cprob.data() + base_c + static_cast<std::size_t>(i) * (K - 1);
+      for (int j = 0; j < K - 1 && rem > 0; ++j) {
+        const std::int64_t x = binomial_fast(g, rem, cp[j]);
+        out[ord[j]] += x;
+        rem -= x;
       }
+      out[ord[K - 1]] += rem;
     }
-    for (int i = 0; i < K; ++i) out[ord[static_cast<std::size_t>(i) * K + K - 1]] += rem[i];
   }
 };
 
