@@ -73,6 +73,7 @@ void bind_rng(py::module_& m) {
         const std::uint64_t* w = words.data();
         double* o = out.mutable_data();
         Pcg64 g(make_ss(e, sk));  // the slow paths' further draws
+        py::gil_scoped_release rel;
         for (py::ssize_t i = 0; i < n; ++i)
           o[i] = low55 ? ketacore::exponential_low55(w[i], g) : ketacore::standard_exponential_from(w[i], g);
         return out;

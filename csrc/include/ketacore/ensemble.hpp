@@ -183,7 +183,7 @@ struct ClampedGridSink {
 };
 
 // The same writes as ClampedGridSink, delayed: each jump's row of the difference array is
-// prefetched when the jump is reported and written up to kDelay jumps later (in batches, across
+// prefetched when the jump is reported and written 0 to kDelay - 1 jumps later (in batches, across
 // channel boundaries; `done` writes the rest), so on grids larger than the caches the
 // read-modify-writes of consecutive jumps no longer wait for memory one by one.  The order of the
 // integer additions changes, not their sum.  The pending jumps live in a caller-owned buffer so

@@ -123,7 +123,7 @@ __attribute__((noinline)) std::int64_t binomial_btrs(G& g, std::int64_t n, const
     const std::int64_t k = static_cast<std::int64_t>(x);
     // squeeze v <= v_r = 0.92 - 4.2 / b, multiplied out (b > 0): ~80% of proposals
     if (us >= 0.07 && (0.92 - v) * bb >= 4.2) return k;
-    if (v <= 0.0) continue;
+    if (v <= 0.0) return k;  // V = 0 <= f(k)/f(m): accepted (and log(0) avoided)
     // exact test: accept iff V = v alpha / (a / us^2 + b) <= f(k) / f(m)
     const double us2 = us * us;
     const double alpha = (2.83 + 5.1 / bb) * spq;

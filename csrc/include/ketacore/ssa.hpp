@@ -262,7 +262,8 @@ inline ChannelCursor ssa_start(const SsaTables& tab, const Timeline& tl, double 
 // state (SsaTables; an ambiguous bucket takes the remaining 55 bits of r from a fresh output) and
 // its low 55 bits give the following dwell (exponential_low55); the two are independent because
 // they are disjoint bits of a uniform word.  `events` counts down the jumps to the next
-// cancellation poll (start it at kCancelPollInterval).
+// cancellation poll (start it at kCancelPollInterval).  A cancelled channel is left finished
+// (t_next = +inf): the caller discards a cancelled job's results.
 template <class Sink>
 inline void ssa_advance(const SsaTables& tab, const Timeline& tl, double t_stop, Pcg64& g, ChannelCursor& c,
                         double w_end, Sink& sink, const CancelToken& token, long& events) {
@@ -274,10 +275,11 @@ inline void ssa_advance(const SsaTables& tab, const Timeline& tl, double t_stop,
   double t = c.t_next;
   std::size_t s = static_cast<std::size_t>(c.s);
   int seg = c.seg;
-  // The inner loop makes no function calls, so the compiler can keep the generator state (a
-  // local copy, written back to g around the calls outside it), the sink, the event counter and
-  // the time in registers; the one rare path that calls (the exponential's slow path, ~1% of
-  // jumps) leaves the inner loop and re-enters it.
+  // With the grid sinks the inner loop makes no function calls, so the compiler can keep the
+  // generator state (a local copy, written back to g around the calls outside it), the sink, the
+  // event counter and the time in registers; the one rare path that calls (the exponential's
+  // slow path, ~1% of jumps) leaves the inner loop and re-enters it.  (The event sink's
+  // push_back is a call; event logs are not the hot path.)
   const u128 inc = g.inc();
   u128 st = g.state();
   Sink sk = sink;
@@ -315,7 +317,7 @@ inline void ssa_advance(const SsaTables& tab, const Timeline& tl, double t_stop,
         break;
       }
       tn = t + x * md[s];
-      if (__builtin_expect(--ev == 0, 0)) {
+      if (__builtin_expect(--ev <= 0, 0)) {
         ev = kCancelPollInterval;
         if (token.cancelled()) {
           why = kCancelled;
@@ -333,15 +335,20 @@ inline void ssa_advance(const SsaTables& tab, const Timeline& tl, double t_stop,
       const double e = standard_exponential_slow(g, static_cast<int>((w >> 47) & 0xff), x);
       st = g.state();
       tn = t + e * md[s];
-      if (--ev == 0) ev = kCancelPollInterval;
-      if (token.cancelled()) {
-        why = kCancelled;
-      } else if (tn < lim) {
+      if (--ev <= 0) {
+        ev = kCancelPollInterval;
+        if (token.cancelled()) why = kCancelled;
+      }
+      if (why != kCancelled && tn < lim) {
         t = tn;
         continue;
       }
     }
-    if (why == kCancelled || tn < tend) {  // cancelled, or stopped at the window end: tn is pending
+    if (why == kCancelled) {  // the channel is left finished (no further jump); results are discarded
+      t = std::numeric_limits<double>::infinity();
+      break;
+    }
+    if (tn < tend) {  // stopped at the window end: tn is the pending jump
       t = tn;
       break;
     }
