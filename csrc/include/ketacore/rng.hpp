@@ -10,6 +10,8 @@
 // * standard_exponential: 256-level ziggurat (Marsaglia & Tsang 2000) with the tables of
 //   ziggurat_tables.hpp; same algorithm and draw order as numpy's
 //   Generator.standard_exponential, so the variates coincide with numpy's.
+// * exponential_low55: the same ziggurat on the low 55 bits of one word (47-bit uniform inside
+//   the layer), leaving the top 9 bits free; the ssa draws its next state from them.
 // * binomial: BTPE (Kachitvichyanukul & Schmeiser 1988, Commun. ACM 31:216,
 //   doi:10.1145/42372.42381) for n·min(p,1-p) > 30, inversion otherwise -- the same
 //   algorithm, constants, branch points and draw order as numpy's Generator.binomial,
