@@ -46,6 +46,7 @@ CHANNEL_BLOCK = 256
 _INT32_MAX = 2**31 - 1
 # Cost model for method="auto" and for deciding when to run in the background (seconds).
 _COST_EVENT = 6e-9       # one ssa transition
+_COST_CHANNEL = 4e-8     # one ssa channel beyond its transitions (initial state, first dwell, loop entry/exit)
 _COST_BINOMIAL = 2.5e-8  # one binomial draw in a population step
 _COST_SAMPLE = 1e-9      # writing / summing one (sample, state) cell
 _BACKGROUND_ABOVE = 0.01  # run on a worker thread polling Ctrl-C when the job is longer than this
@@ -513,7 +514,7 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
 
     # ----- cost model and method choice
     per_channel = _expected_transitions(compiled, durs, idx, conds, p0, (S - 1) * dt)
-    ssa_cost = n_tr * (N * per_channel * _COST_EVENT + S * K * _COST_SAMPLE)
+    ssa_cost = n_tr * (N * (per_channel * _COST_EVENT + _COST_CHANNEL) + S * K * _COST_SAMPLE)
     pop_cost = n_tr * ((S - 1) * K * (K - 1) * _COST_BINOMIAL + S * K * _COST_SAMPLE)
     if method == "auto":
         chosen = "ssa" if ssa_cost <= pop_cost else "population"
