@@ -1,4 +1,11 @@
-"""Benchmark models shared by the asv modules (fixed definitions; no randomness)."""
+"""Benchmark models and timing helpers shared by the asv modules and the benchmark scripts
+(fixed definitions; no randomness).  Scripts run as ``python benchmarks/<script>.py`` import it
+as ``_models``; asv imports it as ``benchmarks._models``."""
+import statistics
+import time
+
+import numpy as np
+
 import ketacore as kc
 from ketacore.units import mM, pS, uM
 
@@ -31,3 +38,24 @@ CONDITIONS = {
     "nmda+ket+mg": {"glutamate": 1 * mM, "ketamine": 1 * uM, "mg": 1 * mM},
     "ch82": {"agonist": 1 * uM},
 }
+
+
+def median_time(fn, repeat: int, warmup: int = 0) -> float:
+    """Median wall time (s) of ``repeat`` calls of ``fn`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def equilibrium_transition_rate(scheme=None, **conditions) -> float:
+    """Mean transitions per second of one channel at equilibrium, sum_i p_i (-q_ii) (1/s); by
+    default the issue-4 model at 1 mM glutamate."""
+    if scheme is None:
+        scheme, conditions = bench6(), dict(CONDITIONS["bench6"])
+    Q = scheme.q_matrix(**conditions)
+    return float(kc.theory.equilibrium(Q) @ -np.diag(Q))

@@ -24,43 +24,29 @@ import statistics
 import sys
 import time
 
-MODEL_PARAMS = dict(Rb=5e6, Ru=12.9, Rd=8.4, Rr=6.8, Ro=46.5, Rc=73.8, kon_block=50.0, koff_block=20.0)
 GLU = 1e-3
 
 
+def _shared():
+    """The shared model and timing helpers (benchmarks/_models.py), whether this file runs as a
+    script or is imported by asv as part of the benchmarks package."""
+    try:
+        from . import _models
+    except ImportError:
+        import _models
+    return _models
+
+
 def bench_scheme():
-    import ketacore as kc
-    p = MODEL_PARAMS
-    return kc.Scheme(
-        ["C0", "C1", "C2", "D", "O", "OB"],
-        [("C0", "C1", kc.Rate(p["Rb"], ligand="glutamate", factor=2.0)),
-         ("C1", "C0", p["Ru"]),
-         ("C1", "C2", kc.Rate(p["Rb"], ligand="glutamate")),
-         ("C2", "C1", kc.Rate(p["Ru"], factor=2.0)),
-         ("C2", "O", p["Ro"]), ("O", "C2", p["Rc"]),
-         ("C2", "D", p["Rd"]), ("D", "C2", p["Rr"]),
-         ("O", "OB", p["kon_block"]), ("OB", "O", p["koff_block"])],
-        conductance={"O": 50e-12}, e_rev=0.0, name="bench-destexhe5-ob")
+    return _shared().bench6()
 
 
 def median_time(fn, repeat=5, warmup=1):
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+    return _shared().median_time(fn, repeat, warmup)
 
 
 def equilibrium_transition_rate(scheme):
-    """Mean transitions per second of one channel at equilibrium: sum_i p_i (-q_ii)."""
-    import numpy as np
-    import ketacore as kc
-    Q = scheme.q_matrix(glutamate=GLU)
-    p = kc.theory.equilibrium(Q)
-    return float(p @ -np.diag(Q))
+    return _shared().equilibrium_transition_rate(scheme, glutamate=GLU)
 
 
 # ------------------------------------------------------------------ numpy baselines

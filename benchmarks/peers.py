@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import time
 from typing import Callable
 
@@ -36,15 +35,19 @@ RATES = [("C0", "C1", 2 * 5e6 * G), ("C1", "C0", 12.9), ("C1", "C2", 5e6 * G),
          ("D", "C2", 6.8), ("O", "OB", 50.0), ("OB", "O", 20.0)]
 
 
+def _shared():
+    """benchmarks/_models.py (model and timing helpers), as a script or inside the package."""
+    try:
+        from . import _models
+    except ImportError:
+        import _models
+    return _models
+
+
 def ketacore_scheme():
-    import ketacore as kc
-    return kc.Scheme(
-        STATES,
-        [("C0", "C1", kc.rate(5e6, "glutamate", factor=2)), ("C1", "C0", 12.9),
-         ("C1", "C2", kc.rate(5e6, "glutamate")), ("C2", "C1", kc.rate(12.9, factor=2)),
-         ("C2", "O", 46.5), ("O", "C2", 73.8), ("C2", "D", 8.4), ("D", "C2", 6.8),
-         ("O", "OB", 50.0), ("OB", "O", 20.0)],
-        {"O": 50e-12}, name="bench6")
+    """The issue-4 benchmark model (benchmarks/_models.py bench6; same states and rates as
+    STATES/RATES, which the peer engines are built from)."""
+    return _shared().bench6()
 
 
 def q_matrix() -> np.ndarray:
@@ -57,19 +60,11 @@ def q_matrix() -> np.ndarray:
 
 
 def transitions_per_second_at_equilibrium() -> float:
-    from ketacore.theory import equilibrium
-    Q = q_matrix()
-    p = equilibrium(Q)
-    return float(p @ -np.diag(Q))
+    return _shared().equilibrium_transition_rate()
 
 
 def median_time(fn: Callable[[], object], repeat: int) -> float:
-    ts = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+    return _shared().median_time(fn, repeat)
 
 
 # ------------------------------------------------------------------------------ ketacore
