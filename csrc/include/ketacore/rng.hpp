@@ -239,14 +239,25 @@ inline constexpr Layers47 layers47 = make_layers47();
 // difference from standard_exponential is the resolution of the uniform inside a layer, 2^-47
 // instead of 2^-53 of the layer's width (about 1e-14 of the mean; the double-precision spacing
 // of an accumulated time t is 1.1e-16 t).
+//
+// exponential_low55_fast is its fast path alone, for loops that keep the slow path out of line:
+// it sets x and returns true when x is the variate (~99% of words); otherwise the variate is
+// exponential_low55_slow(w, x, g).
+inline bool exponential_low55_fast(std::uint64_t w, double& x) {
+  const std::uint64_t ri = w & ((std::uint64_t(1) << 47) - 1);
+  const zig::Layer& L = zig::layers47.l[(w >> 47) & 0xff];
+  x = static_cast<double>(static_cast<std::int64_t>(ri)) * L.w;
+  return ri < L.k;
+}
+template <class G>
+inline double exponential_low55_slow(std::uint64_t w, double x, G& g) {
+  return standard_exponential_slow(g, static_cast<int>((w >> 47) & 0xff), x);
+}
 template <class G>
 inline double exponential_low55(std::uint64_t w, G& g) {
-  const int idx = static_cast<int>((w >> 47) & 0xff);
-  const std::uint64_t ri = w & ((std::uint64_t(1) << 47) - 1);
-  const zig::Layer& L = zig::layers47.l[idx];
-  const double x = static_cast<double>(static_cast<std::int64_t>(ri)) * L.w;
-  if (__builtin_expect(ri < L.k, 1)) return x;
-  return standard_exponential_slow(g, idx, x);
+  double x;
+  if (__builtin_expect(exponential_low55_fast(w, x), 1)) return x;
+  return exponential_low55_slow(w, x, g);
 }
 
 // ------------------------------------------------------------------- binomial

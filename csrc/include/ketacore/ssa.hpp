@@ -53,6 +53,24 @@ inline std::uint64_t prob_threshold(double c) {
   return static_cast<std::uint64_t>(c * 18446744073709551616.0);
 }
 
+// Bucket table for the threshold rule "value j is chosen for r in [th[j-1], th[j])" (th[-1] = 0;
+// the last of n values takes every r >= th[n-2]; th[n-1], if present, is not read), indexed by
+// the top `Bits` bits of r: bucket bk covers r in [bk 2^(64-Bits), (bk + 1) 2^(64-Bits)), so the
+// buckets wholly inside value j's interval are [ceil(th[j-1] / 2^(64-Bits)), floor(th[j] /
+// 2^(64-Bits))).  The others contain a threshold and hold `ambiguous`: the draw compares there.
+template <int Bits, class V, class T>
+inline void fill_bucket_table(V* table, const std::uint64_t* th, const T* values, int n, V ambiguous) {
+  constexpr int kLow = 64 - Bits;
+  constexpr std::uint64_t kMask = (std::uint64_t(1) << kLow) - 1;
+  std::fill(table, table + (1 << Bits), ambiguous);
+  for (int j = 0; j < n; ++j) {
+    const std::uint64_t lo = j ? th[j - 1] : 0;
+    const int b0 = static_cast<int>(lo >> kLow) + ((lo & kMask) != 0 ? 1 : 0);
+    const int b1 = j + 1 < n ? static_cast<int>(th[j] >> kLow) : (1 << Bits);
+    for (int bk = b0; bk < b1; ++bk) table[bk] = static_cast<V>(values[j]);
+  }
+}
+
 // Categorical draw over a small set by comparing one uint64 with cumulative thresholds; a
 // 256-bucket table on the top 8 bits resolves most draws without branching (buckets containing a
 // threshold fall back to the comparisons, so the rule is exactly the threshold rule).
@@ -79,16 +97,7 @@ struct Categorical {
       c += p[i];
       if (static_cast<int>(i) != last) thresh.push_back(prob_threshold(c / total));
     }
-    // value j owns r in [thresh[j-1], thresh[j]) (the last value everything above), so the
-    // buckets wholly inside are [ceil(thresh[j-1] / 2^56), floor(thresh[j] / 2^56))
-    std::fill(table, table + 256, -1);
-    const int nv = static_cast<int>(value.size());
-    for (int j = 0; j < nv; ++j) {
-      const std::uint64_t lo = j ? thresh[j - 1] : 0;
-      const int b0 = static_cast<int>(lo >> 56) + ((lo & ((std::uint64_t(1) << 56) - 1)) != 0 ? 1 : 0);
-      const int b1 = j + 1 < nv ? static_cast<int>(thresh[j] >> 56) : 256;
-      for (int bk = b0; bk < b1; ++bk) table[bk] = value[j];
-    }
+    fill_bucket_table<8>(table, thresh.data(), value.data(), static_cast<int>(value.size()), std::int32_t(-1));
   }
   inline int slow(std::uint64_t r) const {
     std::size_t j = 0;
@@ -162,23 +171,8 @@ struct SsaTables {
           for (int bk = 0; bk < kBuckets; ++bk) tb[bk] = static_cast<std::uint16_t>(s);
           continue;
         }
-        fill_buckets(tb, thresh.data() + first[cs], target.data() + first[cs], n);
+        fill_bucket_table<kBucketBits>(tb, thresh.data() + first[cs], target.data() + first[cs], n, kAmbiguous);
       }
-    }
-  }
-
-  // Bucket bk covers r in [bk 2^55, (bk + 1) 2^55).  Exit j owns r in [th[j-1], th[j]) (th[-1] = 0,
-  // the last exit everything from th[n-2] on), so the buckets wholly inside are
-  // [ceil(th[j-1] / 2^55), floor(th[j] / 2^55)); the rest contain a threshold and stay ambiguous.
-  static void fill_buckets(std::uint16_t* tb, const std::uint64_t* th, const int* tgt, int n) {
-    constexpr int kLow = 64 - kBucketBits;
-    constexpr std::uint64_t kMask = (std::uint64_t(1) << kLow) - 1;
-    std::fill(tb, tb + kBuckets, kAmbiguous);
-    for (int j = 0; j < n; ++j) {
-      const std::uint64_t lo = j ? th[j - 1] : 0;
-      const int b0 = static_cast<int>(lo >> kLow) + ((lo & kMask) != 0 ? 1 : 0);
-      const int b1 = j + 1 < n ? static_cast<int>(th[j] >> kLow) : kBuckets;
-      for (int bk = b0; bk < b1; ++bk) tb[bk] = static_cast<std::uint16_t>(tgt[j]);
     }
   }
 
@@ -268,10 +262,8 @@ template <class Sink>
 inline void ssa_advance(const SsaTables& tab, const Timeline& tl, double t_stop, Pcg64& g, ChannelCursor& c,
                         double w_end, Sink& sink, const CancelToken& token, long& events) {
   constexpr int kLow = 64 - SsaTables::kBucketBits;
-  constexpr std::uint64_t kRiMask = (std::uint64_t(1) << 47) - 1;
   using u128 = Pcg64::u128;
   const int K = tab.K;
-  const zig::Layer* const layers = zig::layers47.l;
   double t = c.t_next;
   std::size_t s = static_cast<std::size_t>(c.s);
   int seg = c.seg;
@@ -309,10 +301,7 @@ inline void ssa_advance(const SsaTables& tab, const Timeline& tl, double t_stop,
       sk.jump(t, static_cast<int>(s), static_cast<int>(ns));
       s = ns;
       // exponential_low55(w, g), its slow path out of line
-      const std::uint64_t ri = w & kRiMask;
-      const zig::Layer& L = layers[(w >> 47) & 0xff];
-      x = static_cast<double>(static_cast<std::int64_t>(ri)) * L.w;
-      if (__builtin_expect(!(ri < L.k), 0)) {
+      if (__builtin_expect(!exponential_low55_fast(w, x), 0)) {
         why = kSlowExp;
         break;
       }
@@ -332,7 +321,7 @@ inline void ssa_advance(const SsaTables& tab, const Timeline& tl, double t_stop,
     }
     if (why == kSlowExp) {
       g.set_state(st);
-      const double e = standard_exponential_slow(g, static_cast<int>((w >> 47) & 0xff), x);
+      const double e = exponential_low55_slow(w, x, g);
       st = g.state();
       tn = t + e * md[s];
       if (--ev <= 0) {
