@@ -90,6 +90,16 @@ def _float_array(name: str, a: Any, *, ndim: int = 1, finite: bool = True) -> np
     return arr
 
 
+
+def _t_end_per_sweep(t_end, n_sweeps: int) -> np.ndarray:
+    """End time of each sweep (s): a scalar for all, or one value per sweep."""
+    if np.ndim(t_end) == 0:
+        return np.full(n_sweeps, _float_array("t_end", [t_end])[0])
+    out = _float_array("t_end", t_end)
+    if out.size != n_sweeps:
+        raise ValueError(f"t_end must be a scalar or one value per sweep ({n_sweeps})")
+    return out
+
 def _int_array(name: str, a: Any) -> np.ndarray:
     arr = np.asarray(a)
     if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
@@ -271,10 +281,7 @@ class Record:
             lv = _float_array("levels", levels)
             if lv.size < n_cls:
                 raise ValueError(f"levels must give an amplitude for each of the {n_cls} classes")
-        t_end = np.broadcast_to(np.asarray(t_end, dtype=float), (len(ts),)).copy() \
-            if np.ndim(t_end) == 0 else _float_array("t_end", t_end)
-        if t_end.size != len(ts):
-            raise ValueError(f"t_end must be a scalar or one value per sweep ({len(ts)})")
+        t_end = _t_end_per_sweep(t_end, len(ts))
         return cls._from_state_arrays(ts, ss, t_end, sc, lv, class_names, check=True)
 
     @classmethod
@@ -311,10 +318,7 @@ class Record:
         sorted_lv = lv[order]
         states = [np.searchsorted(sorted_lv, x).astype(np.int64) for x in ls]
         sc = order.astype(np.int64)
-        t_end = np.broadcast_to(np.asarray(t_end, dtype=float), (len(ts),)).copy() \
-            if np.ndim(t_end) == 0 else _float_array("t_end", t_end)
-        if t_end.size != len(ts):
-            raise ValueError(f"t_end must be a scalar or one value per sweep ({len(ts)})")
+        t_end = _t_end_per_sweep(t_end, len(ts))
         return cls._from_state_arrays(ts, states, t_end, sc, lv, None, check=True)
 
     @classmethod

@@ -598,6 +598,12 @@ def test_validation_messages():
         ka.Record.from_states([0.0, 2.0, 1.0], [0, 1, 0], 3.0, [0, 1])
     with pytest.raises(ValueError, match="t_end"):
         ka.Record.from_states([0.0, 2.0], [0, 1], 1.0, [0, 1])
+    # t_end: scalar or one per sweep, real and finite, for states and for levels alike
+    for bad, exc in (("abc", TypeError), (math.nan, ValueError), ([3.0, 4.0], ValueError)):
+        with pytest.raises(exc, match="t_end"):
+            ka.Record.from_states([0.0, 2.0], [0, 1], bad, [0, 1])
+        with pytest.raises(exc, match="t_end"):
+            ka.Record.from_levels([0.0, 2.0], [0.0, 1.0], bad)
     with pytest.raises(ValueError, match="states"):
         ka.Record.from_states([0.0, 2.0], [0, 5], 3.0, [0, 1])
     with pytest.raises(TypeError, match="log"):
