@@ -1,5 +1,6 @@
-"""Schemes shared by the stochastic tests and benchmarks (defined here so the tests do not
-depend on the model library)."""
+"""Schemes shared by the stochastic tests, defined here so that the tests depend neither on the
+model library nor on benchmarks/ (whose benchmarks/_models.py defines the same issue-4 model for
+the benchmarks, with the states in another order)."""
 import ketacore as kc
 
 
