@@ -79,21 +79,26 @@ class SSAThroughput:
 
 
 class FineGrid:
-    """N = 10000 channels, 1 s, 10 us grid (1e5 samples x 6 states of int32 counts)."""
-    params = [[1, 2]]
-    param_names = ["n_threads"]
+    """N = 10000 channels, 1 s, 10 us grid (1e5 samples x 6 states): int32 counts, or the exact
+    per-sample summaries (record='summary': int64 sums and 128-bit sums of squares)."""
+    params = [[1, 2], ["counts", "summary"]]
+    param_names = ["n_threads", "record"]
 
-    def setup(self, n_threads):
+    def setup(self, n_threads, record):
         import ketacore as kc
         self.kc = kc
         self.sch = _scheme()
         self.prot = kc.Step(1.0, glutamate=GLU)
 
-    def time_fine_grid(self, n_threads):
-        self.kc.simulate(self.sch, self.prot, dt=1e-5, n_channels=10000, method="ssa", rng=1, n_threads=n_threads)
+    def _run(self, n_threads, record):
+        self.kc.simulate(self.sch, self.prot, dt=1e-5, n_channels=10000, method="ssa", rng=1, n_threads=n_threads,
+                         record=record)
 
-    def peakmem_fine_grid(self, n_threads):
-        self.kc.simulate(self.sch, self.prot, dt=1e-5, n_channels=10000, method="ssa", rng=1, n_threads=n_threads)
+    def time_fine_grid(self, n_threads, record):
+        self._run(n_threads, record)
+
+    def peakmem_fine_grid(self, n_threads, record):
+        self._run(n_threads, record)
 
 
 class Population:

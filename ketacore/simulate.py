@@ -531,7 +531,9 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
         if n_tr * N >= 2**63:
             raise ValueError(f"n_trials*n_channels={n_tr * N} overflows the int64 sums; split the trials")
         out_bytes = S * K * 24.0
-        work = threads * S * K * (24.0 + (2 * item if chosen == "ssa" else 0))
+        # thread 0 sums straight into the output; each other thread keeps its own sums (24 B per
+        # entry); ssa threads also need a difference-array scratch grid
+        work = (threads - 1) * S * K * 24.0 + (threads * S * K * 2.0 * item if chosen == "ssa" else 0.0)
     else:
         out_bytes = float(n_tr) * S * K * item
         work = threads * (S + 1) * K * item if chosen == "ssa" else 0.0

@@ -63,6 +63,24 @@ def test_summary_matches_counts_exactly(method):
     np.testing.assert_allclose(b.open_probability, a.open_probability.mean(axis=0))
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_summary_sums_of_squares_carry_past_64_bits(n_threads):
+    """Sums of squares are exact 128-bit integers.  4e9 channels held in C0 (no glutamate, nothing
+    moves): each square (1.6e19) fits in 64 bits but the sum over 3 trials (4.8e19) does not, so
+    the low word must carry into the high word, both when one thread accumulates every trial and
+    when a second thread's sums are merged into the first's."""
+    N = 4_000_000_000
+    quiet = kc.Step(0.005, V=-0.07)
+    r = kc.simulate(SCH, quiet, dt=1e-3, n_channels=N, n_trials=3, method="population", rng=1, initial="C0",
+                    record="summary", n_threads=n_threads)
+    c0 = SCH.index("C0")
+    q = r.sum_sq_counts
+    assert q.dtype == object
+    assert all(int(v) == 3 * N * N for v in q[:, c0]) and all(int(v) == 0 for v in np.delete(q, c0, axis=1).ravel())
+    assert (r.sum_counts[:, c0] == 3 * N).all()
+    np.testing.assert_array_equal(r.var, 0.0)
+
+
 def test_ssa_single_channel_equals_event_log():
     """Same stream (trial i, block 0) and same algorithm: the grid counts of one channel are the
     event record sampled at the grid points."""

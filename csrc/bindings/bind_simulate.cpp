@@ -27,10 +27,11 @@ void run(Job&& job, ketacore::CancelToken& token, bool background) {
     ketacore_bind::run_inline(job);
 }
 
-// Output buffers recycled between calls: a counts array handed to Python owns a std::vector
-// (through a capsule) that goes back to this pool when the array is garbage-collected, so
-// repeated simulations reuse memory whose pages are already mapped (a fresh multi-MB array costs
-// one page fault per 4 KiB on first touch).  At most kMaxPooled buffers of <= kMaxBytes are kept.
+// Output buffers recycled between calls: an output array (counts, or the summary sums) handed
+// to Python owns a std::vector (through a capsule) that goes back to this pool when the array is
+// garbage-collected, so repeated simulations reuse memory whose pages are already mapped (a fresh
+// multi-MB array costs one page fault per 4 KiB on first touch).  At most kMaxPooled buffers of
+// <= kMaxBytes are kept per element type.
 template <class T>
 struct OutputPool {
   static constexpr std::size_t kMaxPooled = 4;
@@ -80,9 +81,9 @@ py::object simulate_t(const std::string& method, const ketacore::EnsembleSpec& s
   py::array_t<std::int64_t> sum;
   py::array_t<std::uint64_t> lo, hi;
   if (spec.summary) {
-    sum = py::array_t<std::int64_t>({S, K});
-    lo = py::array_t<std::uint64_t>({S, K});
-    hi = py::array_t<std::uint64_t>({S, K});
+    sum = OutputPool<std::int64_t>::make({S, K});
+    lo = OutputPool<std::uint64_t>::make({S, K});
+    hi = OutputPool<std::uint64_t>::make({S, K});
     out.sum = sum.mutable_data();
     out.sumsq_lo = lo.mutable_data();
     out.sumsq_hi = hi.mutable_data();

@@ -68,36 +68,63 @@ void parallel(int n, F&& f) {
   for (auto& t : th) t.join();
 }
 
+// Exact summaries per sample and state: the sum of the counts (int64) and the sum of their
+// squares (128-bit, kept as lo/hi uint64 words like the output).  The accumulator of thread 0
+// writes straight into the output arrays (init_external); other threads accumulate into their
+// own buffers, which merge_summary adds into the output once they are done, so a single-threaded
+// run allocates no working copy of the summaries.
 struct SummaryAcc {
-  std::vector<std::int64_t> sum;
-  std::vector<u128> sumsq;
+  std::vector<std::int64_t> own_sum;
+  std::vector<std::uint64_t> own_lo, own_hi;
+  std::int64_t* sum = nullptr;
+  std::uint64_t* lo = nullptr;
+  std::uint64_t* hi = nullptr;
+  void init_external(std::int64_t* s, std::uint64_t* l, std::uint64_t* h, std::size_t n) {
+    sum = s;
+    lo = l;
+    hi = h;
+    std::fill(sum, sum + n, std::int64_t(0));
+    std::fill(lo, lo + n, std::uint64_t(0));
+    std::fill(hi, hi + n, std::uint64_t(0));
+  }
   void init(std::size_t n) {
-    sum.assign(n, 0);
-    sumsq.assign(n, 0);
+    own_sum.assign(n, 0);
+    own_lo.assign(n, 0);
+    own_hi.assign(n, 0);
+    sum = own_sum.data();
+    lo = own_lo.data();
+    hi = own_hi.data();
+  }
+  bool active() const { return sum != nullptr; }
+  // (lo, hi) += x, a 128-bit addition
+  static inline void add128(std::uint64_t& l, std::uint64_t& h, u128 x) {
+    const std::uint64_t xl = static_cast<std::uint64_t>(x);
+    const std::uint64_t nl = l + xl;
+    h += static_cast<std::uint64_t>(x >> 64) + (nl < xl ? 1u : 0u);
+    l = nl;
   }
   template <class T>
   inline void add_row(std::size_t off, const T* c, int K) {
     for (int j = 0; j < K; ++j) {
       const std::int64_t v = static_cast<std::int64_t>(c[j]);
       sum[off + j] += v;
-      sumsq[off + j] += static_cast<u128>(static_cast<std::uint64_t>(v)) * static_cast<std::uint64_t>(v);
+      const std::uint64_t a = static_cast<std::uint64_t>(v);
+      add128(lo[off + j], hi[off + j], static_cast<u128>(a) * a);
     }
   }
 };
 
-template <class T>
-void merge_summary(std::vector<SummaryAcc>& accs, EnsembleOut<T>& out, std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i) {
-    std::int64_t s = 0;
-    u128 q = 0;
-    for (auto& a : accs) {
-      if (a.sum.empty()) continue;
-      s += a.sum[i];
-      q += a.sumsq[i];
+// Add the accumulators of threads 1.. (own buffers) into the output that thread 0's accumulator
+// wrote (init_external).
+inline void merge_summary(std::vector<SummaryAcc>& accs, std::size_t n) {
+  SummaryAcc& out = accs[0];
+  for (std::size_t t = 1; t < accs.size(); ++t) {
+    const SummaryAcc& a = accs[t];
+    if (!a.active()) continue;
+    for (std::size_t i = 0; i < n; ++i) {
+      out.sum[i] += a.sum[i];
+      SummaryAcc::add128(out.lo[i], out.hi[i], (static_cast<u128>(a.hi[i]) << 64) | a.lo[i]);
     }
-    out.sum[i] = s;
-    out.sumsq_lo[i] = static_cast<std::uint64_t>(q);
-    out.sumsq_hi[i] = static_cast<std::uint64_t>(q >> 64);
   }
 }
 
@@ -315,7 +342,12 @@ void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
     detail::parallel(std::min<std::size_t>(nt, std::max<std::size_t>(1, n_trials)), [&](int ti) {
       // counts: accumulate straight into the output rows; summary: into a reused scratch block
       detail::Scratch<T> scratch(spec.summary ? row : 0);
-      if (spec.summary) accs[ti].init(row);
+      if (spec.summary) {
+        if (ti == 0)
+          accs[0].init_external(out.sum, out.sumsq_lo, out.sumsq_hi, row);
+        else
+          accs[ti].init(row);
+      }
       long events = kCancelPollInterval;
       for (;;) {
         const std::size_t i = next.fetch_add(1);
@@ -333,7 +365,7 @@ void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
     std::vector<std::unique_ptr<detail::Scratch<T>>> diffs(nt);
     detail::Scratch<T> tmp_s(spec.summary ? row : 0);
     T* tmp = tmp_s.data();
-    if (spec.summary) accs[0].init(row);
+    if (spec.summary) accs[0].init_external(out.sum, out.sumsq_lo, out.sumsq_hi, row);
     for (std::size_t i = 0; i < n_trials && !token.cancelled(); ++i) {
       T* dst = spec.summary ? tmp : out.counts + i * row;
       std::fill(dst, dst + row, T(0));
@@ -363,7 +395,7 @@ void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
         for (std::int64_t k = 0; k < S; ++k) accs[0].add_row(k * K, dst + k * K, K);
     }
   }
-  if (spec.summary && !token.cancelled()) detail::merge_summary(accs, out, row);
+  if (spec.summary && !token.cancelled()) detail::merge_summary(accs, row);
 }
 
 // ---------------------------------------------------------------- population
@@ -379,7 +411,12 @@ void run_population_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
   std::vector<detail::SummaryAcc> accs(nt);
   std::atomic<std::size_t> next{0};
   detail::parallel(nt, [&](int ti) {
-    if (spec.summary) accs[ti].init(row);
+    if (spec.summary) {
+      if (ti == 0)
+        accs[0].init_external(out.sum, out.sumsq_lo, out.sumsq_hi, row);
+      else
+        accs[ti].init(row);
+    }
     std::vector<std::int64_t> n(K), m(K);
     std::vector<T> cur(K);
     for (;;) {
@@ -407,7 +444,7 @@ void run_population_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
       }
     }
   });
-  if (spec.summary && !token.cancelled()) detail::merge_summary(accs, out, row);
+  if (spec.summary && !token.cancelled()) detail::merge_summary(accs, row);
 }
 
 // ----------------------------------------------------------------- event log
