@@ -233,3 +233,36 @@ def test_step_and_protocol_pickle_and_copy():
         for clone in (pickle.loads(pickle.dumps(obj)), copy.copy(obj), copy.deepcopy(obj)):
             assert clone == obj and hash(clone) == hash(obj)
     assert pickle.loads(pickle.dumps(p)).duration == p.duration
+
+
+# ------------------------------------------------------------------ recycled output buffers
+def test_output_buffers_are_recycled_and_the_pools_stay_bounded():
+    """A dropped result's output array goes back to a pool and the next result of the same size
+    reuses it (no fresh pages); however many large results come and go, each pool keeps at most
+    64 MiB."""
+    import gc
+    from ketacore import _core
+
+    def counts_run(S):
+        return kc.simulate(SCH, kc.Step(S * 1e-3, glutamate=1e-3), dt=1e-3, n_channels=5, rng=1, method="ssa",
+                           n_threads=1)
+
+    def address(a):
+        return a.__array_interface__["data"][0]
+
+    r = counts_run(50_000)
+    first = address(r.counts)
+    del r
+    gc.collect()
+    assert _core._output_pool_bytes()[0] >= 50_001 * SCH.n_states * 4
+    r = counts_run(50_000)
+    assert address(r.counts) == first
+    del r
+    # summaries: int64 sums and two uint64 arrays, each 1e6 x 6 x 8 B = 48 MB
+    big = [kc.simulate(SCH, kc.Step(1e3, glutamate=1e-3), dt=1e-3, n_channels=5, rng=1, method="population",
+                       n_threads=1, record="summary", n_trials=2) for _ in range(3)]
+    big += [counts_run(10**6 // 6 * 5) for _ in range(5)]  # ~20 MB of int32 each
+    del big
+    gc.collect()
+    for pooled in _core._output_pool_bytes():
+        assert pooled <= 64 << 20

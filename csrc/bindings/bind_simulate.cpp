@@ -30,12 +30,19 @@ void run(Job&& job, ketacore::CancelToken& token, bool background) {
 // Output buffers recycled between calls: an output array (counts, or the summary sums) handed
 // to Python owns a std::vector (through a capsule) that goes back to this pool when the array is
 // garbage-collected, so repeated simulations reuse memory whose pages are already mapped (a fresh
-// multi-MB array costs one page fault per 4 KiB on first touch).  At most kMaxPooled buffers of
-// <= kMaxBytes are kept per element type.
+// multi-MB array costs one page fault per 4 KiB on first touch).  Per element type at most
+// kMaxPooled buffers are kept, holding at most kMaxBytes together (the oldest are dropped to make
+// room for a newly freed one), so the memory kept after the arrays are gone stays bounded
+// (3 x 64 MiB).
 template <class T>
 struct OutputPool {
   static constexpr std::size_t kMaxPooled = 4;
   static constexpr std::size_t kMaxBytes = std::size_t(64) << 20;
+  static std::size_t pooled_bytes() {
+    std::size_t b = 0;
+    for (const auto& v : pool()) b += v.capacity() * sizeof(T);
+    return b;
+  }
   static std::vector<std::vector<T>>& pool() {
     // guarded by the GIL (only touched from bound code); never destroyed, so a capsule freed
     // during interpreter shutdown cannot outlive it
@@ -58,7 +65,11 @@ struct OutputPool {
     py::capsule owner(v, [](void* ptr) {
       auto* vec = static_cast<std::vector<T>*>(ptr);
       auto& pl = pool();
-      if (vec->capacity() * sizeof(T) <= kMaxBytes && pl.size() < kMaxPooled) pl.push_back(std::move(*vec));
+      const std::size_t bytes = vec->capacity() * sizeof(T);
+      if (bytes <= kMaxBytes) {  // keep the newest: evict the oldest until it fits
+        while (!pl.empty() && (pl.size() >= kMaxPooled || pooled_bytes() + bytes > kMaxBytes)) pl.erase(pl.begin());
+        pl.push_back(std::move(*vec));
+      }
       delete vec;
     });
     std::vector<py::ssize_t> strides(shape.size());
@@ -180,4 +191,11 @@ void bind_simulate(py::module_& m) {
         return out;
       },
       py::arg("scheme"), py::arg("conditions"), "Total exit rate (1/s) per condition and state.");
+  m.def(
+      "_output_pool_bytes",
+      [] {
+        return py::make_tuple(OutputPool<std::int32_t>::pooled_bytes(), OutputPool<std::int64_t>::pooled_bytes(),
+                              OutputPool<std::uint64_t>::pooled_bytes());
+      },
+      "Bytes held by the recycled output pools (int32, int64, uint64), for tests.");
 }
