@@ -12,21 +12,14 @@ GLU = 1e-3
 
 
 def _scheme():
-    import ketacore as kc
-    return kc.Scheme(
-        ["C0", "C1", "C2", "D", "O", "OB"],
-        [("C0", "C1", kc.Rate(5e6, ligand="glutamate", factor=2.0)), ("C1", "C0", 12.9),
-         ("C1", "C2", kc.Rate(5e6, ligand="glutamate")), ("C2", "C1", kc.Rate(12.9, factor=2.0)),
-         ("C2", "O", 46.5), ("O", "C2", 73.8), ("C2", "D", 8.4), ("D", "C2", 6.8),
-         ("O", "OB", 50.0), ("OB", "O", 20.0)],
-        conductance={"O": 50e-12}, name="bench-destexhe5-ob")
+    """The issue-4 benchmark model (benchmarks/_models.py)."""
+    from ._models import bench6
+    return bench6()
 
 
 def _transition_rate(sch):
-    import numpy as np
-    import ketacore as kc
-    Q = sch.q_matrix(glutamate=GLU)
-    return float(kc.theory.equilibrium(Q) @ -np.diag(Q))
+    from ._models import equilibrium_transition_rate
+    return equilibrium_transition_rate(sch, glutamate=GLU)
 
 
 class SSAPopulation:
