@@ -22,7 +22,9 @@ Optional imports live inside functions so that asv discovery never imports peers
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import sys
 import time
 from typing import Callable
 
@@ -39,7 +41,8 @@ def _shared():
     """benchmarks/_models.py (model and timing helpers), as a script or inside the package."""
     try:
         from . import _models
-    except ImportError:
+    except ImportError:  # a script; PYTHONSAFEPATH=1 leaves the script's folder off sys.path
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import _models
     return _models
 

@@ -1,4 +1,5 @@
-"""The paired C++ comparison script (benchmarks/paired_cpp.py) that the performance notes quote.
+"""The benchmark scripts the performance notes quote: the paired C++ comparison
+(benchmarks/paired_cpp.py) and the issue-4 script (benchmarks/bench_stochastic.py).
 
 Speed is never asserted here; these tests check that the tool runs and reports what it claims:
 comparing the working tree with itself must give identical checksums for every workload.
@@ -50,3 +51,23 @@ def test_paired_cpp_same_headers_give_same_checksums(tmp_path):
                            capture_output=True, text=True).stdout.strip()
     if not dirty:
         assert all(row[4] == "yes" for row in rows), r.stdout
+
+
+BENCH = ROOT / "benchmarks" / "bench_stochastic.py"
+
+
+def test_bench_stochastic_quick_single_channel_report():
+    """The issue-4 benchmark script runs (quick single-channel section) and prints each figure it
+    reports: the transition rate, the numpy baseline and the 2-thread speed-up as the median of
+    alternated pairs with its range."""
+    r = subprocess.run([sys.executable, str(BENCH), "--quick", "--only", "single"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "transitions/s" in out and "numpy lockstep SSA" in out
+    assert "median of 3 alternated pairs (range" in out
+
+
+def test_bench_stochastic_rejects_unknown_section():
+    r = subprocess.run([sys.executable, str(BENCH), "--only", "nonsense"], capture_output=True, text=True)
+    assert r.returncode == 2 and "invalid choice" in r.stderr
