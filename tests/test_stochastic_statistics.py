@@ -256,3 +256,72 @@ def test_ssa_jump_chain_and_dwells_independent():
             q = np.digitize(es, np.log([4 / 3, 2, 4]))   # Exp(1) quartiles
             table = np.array([[((came == j) & (q == b)).sum() for b in range(4)] for j in sources])
             assert stats.chi2_contingency(table).pvalue > 1e-4, (s, table)
+
+
+# ------------------------------------------------------- joint laws (beyond the marginals)
+def _propagator(prot, t_a, t_b):
+    """Exact transition matrix of one channel from t_a to t_b under `prot`: the product of
+    expm(Q_c tau) over the pieces of the steps between the two times (scipy, independent of the
+    engine's own plan)."""
+    T = np.eye(SCH.n_states)
+    start = 0.0
+    for st in prot.steps:
+        end = start + st.duration
+        lo, hi = max(start, t_a), min(end, t_b)
+        if hi > lo:
+            T = T @ scipy.linalg.expm(SCH.q_matrix(V=st.V, **st.concentrations) * (hi - lo))
+        start = end
+    return T
+
+
+def _chisquare_pooled(obs, exp, min_expected=5.0):
+    """Chi-square p-value of observed vs expected cell counts, cells expected below
+    `min_expected` pooled into one."""
+    obs, exp = np.asarray(obs, float).ravel(), np.asarray(exp, float).ravel()
+    keep = exp >= min_expected
+    o = np.append(obs[keep], obs[~keep].sum())
+    e = np.append(exp[keep], exp[~keep].sum())
+    if e[-1] < min_expected:  # too little pooled mass for its own cell: fold it into the largest
+        big = int(np.argmax(e[:-1]))
+        o[big] += o[-1]
+        e[big] += e[-1]
+        o, e = o[:-1], e[:-1]
+    return stats.chisquare(o, e * o.sum() / e.sum()).pvalue
+
+
+@pytest.mark.parametrize("method", ["ssa", "population"])
+def test_count_vector_is_exactly_multinomial(method):
+    """The whole count vector of N = 3 channels at one time is Multinomial(3, p(t)) -- a test of
+    the joint law over states (a step that got each state's marginal right but correlated the
+    states wrongly would fail), on all 56 outcomes over 20000 trials, at a time during the
+    glutamate pulse and one after it.  Failure probability 1e-4 per time."""
+    N, n_trials, dt = 3, 20000, 5e-3
+    res = kc.simulate(SCH, PROT, dt=dt, n_channels=N, n_trials=n_trials, method=method, rng=505, initial="C0")
+    K = SCH.n_states
+    outcomes = [c for c in np.ndindex(*(N + 1,) * K) if sum(c) == N]
+    index = {c: i for i, c in enumerate(outcomes)}
+    for k in (8, 18):  # 40 ms (glutamate on), 90 ms (off, -40 mV)
+        p = _propagator(PROT, 0.0, k * dt)[SCH.index("C0")]
+        obs = np.zeros(len(outcomes))
+        for row in res.counts[:, k, :]:
+            obs[index[tuple(int(x) for x in row)]] += 1
+        exp = n_trials * np.array([stats.multinomial.pmf(c, N, p) for c in outcomes])
+        assert _chisquare_pooled(obs, exp) > 1e-4
+
+
+@pytest.mark.parametrize("method", ["ssa", "population"])
+@pytest.mark.parametrize("dt,k1,k2", [(5e-3, 6, 14), (1.7e-2, 1, 5)])
+def test_two_time_joint_law_of_one_channel(method, dt, k1, k2):
+    """Markov structure across samples: for one channel, P(state s at t1, state s' at t2) =
+    p_s(t1) T_ss'(t1, t2) with T the exact propagator over the pieces between the two times (the
+    interval contains a segment boundary between grid points; with dt = 17 ms the first grid
+    interval contains one too).  36 cells over 20000 trials; failure probability 1e-4."""
+    n_trials = 20000
+    res = kc.simulate(SCH, PROT, dt=dt, n_channels=1, n_trials=n_trials, method=method, rng=606, initial="C0")
+    s1 = res.counts[:, k1, :].argmax(axis=1)
+    s2 = res.counts[:, k2, :].argmax(axis=1)
+    K = SCH.n_states
+    obs = np.bincount(s1 * K + s2, minlength=K * K)
+    p1 = _propagator(PROT, 0.0, k1 * dt)[SCH.index("C0")]
+    exp = n_trials * p1[:, None] * _propagator(PROT, k1 * dt, k2 * dt)
+    assert _chisquare_pooled(obs, exp) > 1e-4
