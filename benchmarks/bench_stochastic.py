@@ -27,15 +27,20 @@ import time
 GLU = 1e-3
 
 
+def _sibling(name):
+    """A module of benchmarks/ (``_models``: the shared model and timing helpers; ``peers``),
+    whether this file runs as a script or is imported by asv as part of the benchmarks package."""
+    import importlib
+    if __package__:
+        return importlib.import_module(f".{name}", __package__)
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:  # PYTHONSAFEPATH=1 leaves a script's folder off sys.path
+        sys.path.insert(0, here)
+    return importlib.import_module(name)
+
+
 def _shared():
-    """The shared model and timing helpers (benchmarks/_models.py), whether this file runs as a
-    script or is imported by asv as part of the benchmarks package."""
-    try:
-        from . import _models
-    except ImportError:  # a script; PYTHONSAFEPATH=1 leaves the script's folder off sys.path
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        import _models
-    return _models
+    return _sibling("_models")
 
 
 def bench_scheme():
@@ -252,32 +257,22 @@ def bench_population(quick):
 
 
 def bench_gillespy2():  # pragma: no cover - optional
+    """GillesPy2's compiled SSA on the N = 1000 workload (the peers comparison's model, all
+    channels starting in C0), next to ketacore in the same run."""
     try:
         import gillespy2
     except ImportError:
         print("GillesPy2 not installed; skipped")
         return None
-    p = MODEL_PARAMS
-    m = gillespy2.Model(name="nmda")
     N = 1000
-    names = ["C0", "C1", "C2", "D", "O", "OB"]
-    sp = {n: gillespy2.Species(name=n, initial_value=(N if n == "C2" else 0)) for n in names}
-    m.add_species(list(sp.values()))
-    rx = [("C0", "C1", 2 * p["Rb"] * GLU), ("C1", "C0", p["Ru"]), ("C1", "C2", p["Rb"] * GLU),
-          ("C2", "C1", 2 * p["Ru"]), ("C2", "O", p["Ro"]), ("O", "C2", p["Rc"]), ("C2", "D", p["Rd"]),
-          ("D", "C2", p["Rr"]), ("O", "OB", p["kon_block"]), ("OB", "O", p["koff_block"])]
-    for i, (a, b, k) in enumerate(rx):
-        par = gillespy2.Parameter(name=f"k{i}", expression=k)
-        m.add_parameter(par)
-        m.add_reaction(gillespy2.Reaction(name=f"r{i}", reactants={sp[a]: 1}, products={sp[b]: 1}, rate=par))
-    m.timespan(gillespy2.TimeSpan.linspace(t=1.0, num_points=1001))
+    m = _sibling("peers").gillespy2_model(1.0, 1001, N=N)
     solver = gillespy2.SSACSolver(model=m)
     solver.run(number_of_trajectories=1, seed=1)  # compile once
     t = median_time(lambda: solver.run(number_of_trajectories=1, seed=1), repeat=3, warmup=0)
     import ketacore as kc
     sch = bench_scheme()
     kt = median_time(lambda: kc.simulate(sch, kc.Step(1.0, glutamate=GLU), dt=1e-3, n_channels=N, method="ssa",
-                                         rng=1, n_threads=1, initial="C2"), repeat=11)
+                                         rng=1, n_threads=1, initial="C0"), repeat=11)
     print(f"GillesPy2 SSACSolver N=1000, 1 s, 1 ms grid: {t * 1e3:.1f} ms; ketacore {kt * 1e3:.3f} ms; "
           f"ratio {t / kt:.0f}x")
     return t

@@ -25,7 +25,6 @@ Needs g++ (C++17) and git; nothing is installed or written outside a temporary d
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile

@@ -90,7 +90,6 @@ def _float_array(name: str, a: Any, *, ndim: int = 1, finite: bool = True) -> np
     return arr
 
 
-
 def _t_end_per_sweep(t_end, n_sweeps: int) -> np.ndarray:
     """End time of each sweep (s): a scalar for all, or one value per sweep."""
     if np.ndim(t_end) == 0:
@@ -99,6 +98,7 @@ def _t_end_per_sweep(t_end, n_sweeps: int) -> np.ndarray:
     if out.size != n_sweeps:
         raise ValueError(f"t_end must be a scalar or one value per sweep ({n_sweeps})")
     return out
+
 
 def _int_array(name: str, a: Any) -> np.ndarray:
     arr = np.asarray(a)

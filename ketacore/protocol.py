@@ -343,20 +343,29 @@ class Protocol:
         return out
 
     def n_samples(self, dt: float) -> int:
-        """Number of grid points ``t_k = k·dt`` in ``[0, duration]`` (a final boundary within
-        1e-7·dt of a grid point counts as on it).  Every engine sizes its output with this."""
+        """Number of grid points ``t_k = k·dt`` in ``[0, duration]`` for a grid step ``dt`` (s,
+        > 0); a final boundary within 1e-7·dt of a grid point counts as on it.  Every engine
+        sizes its output with this."""
+        dt = V_.real("dt", dt, positive=True)
         return int(self.duration / dt + 1e-7) + 1
 
     def voltage_at(self, times: np.ndarray, dt: float) -> np.ndarray:
-        """Voltage (V) in force at each time (s), with the boundary rule of
-        :meth:`step_index_at`; the one place engines' results get their ``V`` from."""
+        """Voltage (V) in force at each time (s) on a grid of step ``dt`` (s), with the boundary
+        rule of :meth:`step_index_at`; the one place engines' results get their ``V`` from."""
         return np.array([st.V for st in self._steps])[self.step_index_at(times, dt)]
 
     def step_index_at(self, times: np.ndarray, dt: float) -> np.ndarray:
-        """Index of the step in force at each time (right-continuous; a time within 1e-7·dt of
-        a boundary belongs to the step that starts there; the end time to the last step)."""
+        """Index of the step in force at each time (s) (right-continuous; a time within 1e-7·dt
+        of a boundary belongs to the step that starts there; the end time to the last step)."""
+        dt = V_.real("dt", dt, positive=True)
+        times = np.asarray(times)
+        if not (np.issubdtype(times.dtype, np.floating) or np.issubdtype(times.dtype, np.integer)) \
+                or times.dtype == bool:
+            raise TypeError(f"times must be real numbers (s), got dtype {times.dtype}")
+        if not np.all(np.isfinite(times)):
+            raise ValueError("times must be finite (s)")
         b = self.boundaries
-        i = np.searchsorted(b, np.asarray(times) + 1e-7 * dt, side="right") - 1
+        i = np.searchsorted(b, times + 1e-7 * dt, side="right") - 1
         return np.clip(i, 0, len(self._steps) - 1)
 
 

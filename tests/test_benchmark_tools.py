@@ -71,3 +71,14 @@ def test_bench_stochastic_quick_single_channel_report():
 def test_bench_stochastic_rejects_unknown_section():
     r = subprocess.run([sys.executable, str(BENCH), "--only", "nonsense"], capture_output=True, text=True)
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+@pytest.mark.slow
+def test_bench_stochastic_gillespy2_comparison_runs():
+    """The optional GillesPy2 row (`--gillespy2`) builds the peers comparison's model and prints
+    both timings (it once referred to a model table that no longer existed)."""
+    pytest.importorskip("gillespy2")
+    r = subprocess.run([sys.executable, str(BENCH), "--quick", "--only", "single", "--gillespy2"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    assert "GillesPy2 SSACSolver N=1000" in r.stdout and "ketacore" in r.stdout

@@ -35,8 +35,6 @@ def make_blocker(mode="trapping", **kw) -> Blocker:
     return Blocker(**d)
 
 
-
-
 def current_ratio(scheme, b_ligand, conc, **cond) -> float:
     p = theory.equilibrium(scheme, **cond, **{b_ligand: conc})
     p0 = theory.equilibrium(scheme, **cond)

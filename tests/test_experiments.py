@@ -214,11 +214,6 @@ def test_use_dependence_fixed_pulse_count():
 
 
 # --------------------------------------------------------------------------- stochastic
-def _stochastic_or_skip(fn, *a, **kw):
-    # kc.simulate is part of the package: a failure here is a bug, never a reason to skip
-    return fn(*a, **kw)
-
-
 def _within(x, se, ref, k=4.0, floor=1e-12):
     # SEs come from 16 trials, so (x - ref)/se ~ Student t with 15 degrees of freedom:
     # |t| > 4 has probability 1.2e-3 per check when the code is right (fixed seeds make each
@@ -228,7 +223,7 @@ def _within(x, se, ref, k=4.0, floor=1e-12):
 
 def test_stochastic_trapping_agrees_with_exact():
     ex = E.trapping("erreger2005_2a", "ketamine")
-    st = _stochastic_or_skip(E.trapping, "erreger2005_2a", "ketamine", method="stochastic",
+    st = E.trapping("erreger2005_2a", "ketamine", method="stochastic",
                              n_channels=2000, n_trials=16, rng=20240601)
     assert st.block_se > 0 and st.trapped_occupancy_se > 0
     _within(st.block, st.block_se, ex.block)
@@ -240,7 +235,7 @@ def test_stochastic_trapping_agrees_with_exact():
 def test_stochastic_steady_ic50_points_agree_with_exact():
     cs = [0.3 * uM, 1 * uM, 3 * uM]
     ex = E.ic50("erreger2005_2a", "ketamine", cs)
-    st = _stochastic_or_skip(E.ic50, "erreger2005_2a", "ketamine", cs, method="stochastic",
+    st = E.ic50("erreger2005_2a", "ketamine", cs, method="stochastic",
                              n_channels=2000, n_trials=16, rng=5)
     for x, se, ref in zip(st.fraction, st.fraction_se, ex.fraction):
         _within(x, se, ref)
@@ -251,7 +246,7 @@ def test_stochastic_block_kinetics_agrees_with_exact():
     b = drug(mode="sequential", k_on=1e6, k_off=1.0)
     kw = dict(t_on=4 * s, t_off=6 * s, n_samples=401)
     ex = E.block_kinetics(two_state(), b, 2 * uM, **kw)
-    st = _stochastic_or_skip(E.block_kinetics, two_state(), b, 2 * uM, method="stochastic",
+    st = E.block_kinetics(two_state(), b, 2 * uM, method="stochastic",
                              n_channels=5000, n_trials=16, rng=11, **kw)
     _within(st.tau_on, st.tau_on_se, ex.tau_on)
     _within(st.tau_off, st.tau_off_se, ex.tau_off)
@@ -260,7 +255,7 @@ def test_stochastic_block_kinetics_agrees_with_exact():
 def test_stochastic_use_dependence_agrees_with_exact():
     kw = dict(frequencies=[0.5, 5.0], duration=10 * s, washout=10 * s, n_samples=20)
     ex = E.use_dependence("erreger2005_2a", "ketamine", 1 * uM, **kw)
-    st = _stochastic_or_skip(E.use_dependence, "erreger2005_2a", "ketamine", 1 * uM,
+    st = E.use_dependence("erreger2005_2a", "ketamine", 1 * uM,
                              method="stochastic", n_channels=2000, n_trials=16, rng=3, **kw)
     for x, se, ref in zip(st.blocked, st.blocked_se, ex.blocked):
         _within(x, se, ref)
@@ -269,7 +264,7 @@ def test_stochastic_use_dependence_agrees_with_exact():
 def test_stochastic_is_reproducible():
     kw = dict(method="stochastic", n_channels=500, n_trials=4, rng=99, t_wash=10 * s,
               t_recovery=10 * s, t_block=10 * s)
-    a = _stochastic_or_skip(E.trapping, "erreger2005_2a", "ketamine", **kw)
+    a = E.trapping("erreger2005_2a", "ketamine", **kw)
     b = E.trapping("erreger2005_2a", "ketamine", **kw)
     assert a.block == b.block and np.array_equal(a.blocked, b.blocked)
 
@@ -358,7 +353,7 @@ def test_stochastic_peak_ic50_and_woodhull_agree_with_exact():
     cs = [10 * uM, 100 * uM, 1 * mM]
     kw = dict(kind="peak", duration=0.1 * s, dt=0.2 * ms)
     ex = E.ic50("erreger2005_2a", "ketamine", cs, **kw)
-    st = _stochastic_or_skip(E.ic50, "erreger2005_2a", "ketamine", cs, method="stochastic",
+    st = E.ic50("erreger2005_2a", "ketamine", cs, method="stochastic",
                              n_channels=4000, n_trials=24, rng=17, **kw)
     for x, se, ref in zip(st.fraction, st.fraction_se, ex.fraction):
         _within(x, se, ref)

@@ -250,13 +250,15 @@ def test_output_buffers_are_recycled_and_the_pools_stay_bounded():
     def address(a):
         return a.__array_interface__["data"][0]
 
+    size = 50_001 * SCH.n_states * 4
     r = counts_run(50_000)
     first = address(r.counts)
     del r
     gc.collect()
-    assert _core._output_pool_bytes()[0] >= 50_001 * SCH.n_states * 4
+    pooled = _core._output_pool_bytes()[0]
+    assert pooled >= size  # the freed array's buffer went to the pool
     r = counts_run(50_000)
-    assert address(r.counts) == first
+    assert address(r.counts) == first and _core._output_pool_bytes()[0] == pooled - size  # ... and came back
     del r
     # summaries: int64 sums and two uint64 arrays, each 1e6 x 6 x 8 B = 48 MB
     big = [kc.simulate(SCH, kc.Step(1e3, glutamate=1e-3), dt=1e-3, n_channels=5, rng=1, method="population",

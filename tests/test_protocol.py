@@ -83,3 +83,35 @@ def test_round_trip_list():
     assert kc.Protocol.from_list(p.to_list()) == p
     with pytest.raises(ValueError, match="step 0"):
         kc.Protocol.from_list([{"duration": -1}])
+
+
+def test_grid_size_and_voltage_on_the_grid():
+    """n_samples counts t_k = k dt in [0, duration] (a last boundary within 1e-7 dt of a grid point
+    is on it); voltage_at gives the step in force at each time, a boundary belonging to the step
+    that starts there."""
+    p = kc.Protocol([kc.Step(0.01, V=-0.07), kc.Step(0.02, V=-0.04)])
+    assert p.n_samples(1e-3) == 31
+    assert p.n_samples(0.007) == 5          # 0, 7, 14, 21, 28 ms
+    assert p.n_samples(0.03 / 7) == 8       # 0.03 / (0.03/7) is 7 up to rounding: on the grid
+    assert p.n_samples(1) == 1 and p.n_samples(0.05) == 1
+    t = np.array([0.0, 0.005, 0.01 - 1e-12, 0.01, 0.02, 0.03])
+    np.testing.assert_array_equal(p.voltage_at(t, 1e-3), [-0.07, -0.07, -0.04, -0.04, -0.04, -0.04])
+    np.testing.assert_array_equal(p.voltage_at(np.arange(31) * 1e-3, 1e-3)[9:12], [-0.07, -0.04, -0.04])
+
+
+@pytest.mark.parametrize("dt, exc", [(0.0, ValueError), (-1e-3, ValueError), (float("nan"), ValueError),
+                                     (True, TypeError), ("1e-3", TypeError)])
+def test_grid_helpers_reject_bad_dt(dt, exc):
+    p = kc.Protocol([kc.Step(0.01)])
+    with pytest.raises(exc, match="dt"):
+        p.n_samples(dt)
+    with pytest.raises(exc, match="dt"):
+        p.voltage_at([0.0], dt)
+    with pytest.raises(exc, match="dt"):
+        p.step_index_at([0.0], dt)
+
+
+@pytest.mark.parametrize("times, exc", [(["a"], TypeError), ([np.nan], ValueError), ([True], TypeError)])
+def test_grid_helpers_reject_bad_times(times, exc):
+    with pytest.raises(exc, match="times"):
+        kc.Protocol([kc.Step(0.01)]).voltage_at(times, 1e-3)

@@ -189,8 +189,15 @@ inline void prefix_sum_rows(T* a, std::int64_t S, int K) {
 
 }  // namespace detail
 
-// Grid sink writing into an S x K block: a jump at t is seen from sample floor(t/dt) + 1 on
-// (clamped to the last sample: t < t_stop = (S - 1) dt, so only rounding can push it past).
+// The first sample that sees a jump at time t, from y = t / dt: floor(y) + 1, clamped to the last
+// sample (t < t_stop = (S - 1) dt, so only rounding can push it past).  Every grid sink uses it.
+inline std::int64_t first_sample_after(double y, std::int64_t last) {
+  const std::int64_t k = static_cast<std::int64_t>(y) + 1;
+  return k < last ? k : last;
+}
+
+// Grid sink writing into an S x K block: a jump at t adds -1 (left state) and +1 (entered state)
+// at sample first_sample_after(t / dt).
 template <class T>
 struct ClampedGridSink {
   T* diff;
@@ -199,9 +206,7 @@ struct ClampedGridSink {
   std::int64_t last;
   inline void start(int s) { diff[s] += 1; }
   inline void jump(double t, int from, int to) {
-    std::int64_t k = static_cast<std::int64_t>(t * inv_dt) + 1;
-    k = k < last ? k : last;
-    T* d = diff + k * K;
+    T* d = diff + first_sample_after(t * inv_dt, last) * K;
     d[from] -= 1;
     d[to] += 1;
   }
@@ -230,9 +235,7 @@ struct PrefetchGridSink {
   int n = 0;
   inline void start(int s) { diff[s] += 1; }
   inline void jump(double t, int from, int to) {
-    std::int64_t k = static_cast<std::int64_t>(t * inv_dt) + 1;
-    k = k < last ? k : last;
-    const std::int64_t o = k * K;
+    const std::int64_t o = first_sample_after(t * inv_dt, last) * K;
     __builtin_prefetch(diff + o + from, 1, 3);
     __builtin_prefetch(diff + o + to, 1, 3);
     buf[n] = Pending{o, from, to};
@@ -271,8 +274,7 @@ struct RunGridSink {
   inline void jump(double t, int from, int /*to*/) {
     const double y = t * inv_dt;
     if (y >= kp_d) {
-      std::int64_t k = static_cast<std::int64_t>(y) + 1;
-      k = k < last ? k : last;
+      const std::int64_t k = first_sample_after(y, last);
       if (k != kp) {
         diff[kp * K + from] += 1;
         diff[k * K + from] -= 1;

@@ -6,8 +6,8 @@
 // Multinomial(n_i, P_i.) draws.  Each multinomial is drawn as sequential binomials
 // (x_j ~ Binomial(n_remaining, P_ij / P_remaining)), ordered so the row's largest entry is the
 // remainder.  The draw is exact in distribution at the grid points for any dt, and its cost per
-// step depends on the number of states, not on N (BTPE is O(1) in n; inversion only runs when
-// n·p <= 30).
+// step depends on the number of states, not on N (BTRS is O(1) in n; inversion only runs when
+// n·min(p, 1 - p) < 10).
 #pragma once
 #include <algorithm>
 #include <cmath>

@@ -185,20 +185,6 @@ struct SsaTables {
   }
 };
 
-// Grid sink: difference array diff[(n_samples + 1) x K].
-template <class T>
-struct GridSink {
-  T* diff;
-  int K;
-  double inv_dt;
-  inline void jump(double t, int from, int to) {
-    const std::int64_t k = static_cast<std::int64_t>(t * inv_dt) + 1;
-    T* d = diff + k * K;
-    d[from] -= 1;
-    d[to] += 1;
-  }
-};
-
 // Event sink: transition times and the state entered.
 struct EventSink {
   std::vector<double>* times;
