@@ -1258,10 +1258,11 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
     rel = np.full(t.size, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         rel[i_w:] = gt.mean(axis=0)[i_w:] / gc[i_w:]
-    # first response peak (fine grid), drug vs control
+    # first response peak (fine grid), drug vs control, from the exact end-of-wash state (one
+    # grid step spanning co-application + wash, so any t_wash ends on the grid)
     _, occ_x = su.exact(Protocol([su.step(t_block, True, c), su.step(t_wash, False,
                                                                        wash_blocker)]),
-                        t_block, p_ctl)
+                        t_block + t_wash, p_ctl)
     p_wash = occ_x[-1]
     p_wash_c = occ_c[i_w]
     h = peak_window / 5000

@@ -165,6 +165,38 @@ def test_perfect_trapping_loses_only_what_deactivation_releases():
     assert r.blocked[-1] < 1e-3 * r.blocked[int(round(150 / r.time[1]))]
 
 
+@pytest.mark.parametrize("t_wash", [5.0, 45.0, 120.0])
+def test_trapped_current_any_wash_matches_expm_oracle(t_wash):
+    """The current definition starts the first re-application response from the exact state at
+    the end of the wash, also when the wash is not a multiple of the block phase (it used to
+    read the state at a multiple of t_block: 106 % trapped for a 5 s wash)."""
+    g = kc.models.get("erreger2005_2a")
+    b = drug(k_on=1e6, k_off=5.0)
+    s_ = kc.block(g, b)
+    blocked = np.array(["·x" in st for st in s_.states])
+    act, ctl_wash = dict(V=-70 * mV, glutamate=1 * mM), dict(V=-70 * mV)
+    p0 = np.concatenate([theory.equilibrium(g, **act), np.zeros(s_.n_states - g.n_states)])
+    t_block, window = 30.0, 0.5
+    _, p2, _ = _trap_oracle(s_, dict(act, drug=10 * uM), ctl_wash, p0, t_block, t_wash, blocked)
+    c2 = p0 @ scipy.linalg.expm(s_.q_matrix(**act) * t_block) @ scipy.linalg.expm(
+        s_.q_matrix(**ctl_wash) * t_wash)
+    h = window / 5000
+    step = scipy.linalg.expm(s_.q_matrix(**act) * h)
+    gd, gc = [p2 @ s_.conductance], [c2 @ s_.conductance]
+    for _ in range(5000):
+        p2, c2 = p2 @ step, c2 @ step
+        gd.append(p2 @ s_.conductance)
+        gc.append(c2 @ s_.conductance)
+    k = int(np.argmax(gc))
+    g0 = p0 @ s_.conductance
+    p1 = p0 @ scipy.linalg.expm(s_.q_matrix(**dict(act, drug=10 * uM)) * t_block)
+    block = 1 - (p1 @ s_.conductance) / g0
+    r = E.trapping(g, b, 10 * uM, t_block=t_block, t_wash=t_wash, definition="current",
+                   peak_window=window)
+    assert r.trapped_current == pytest.approx((1 - gd[k] / gc[k]) / block, rel=1e-6)
+    assert 0 < r.trapped_current < 1
+
+
 def test_trapping_escape_and_library_calibration_consistency():
     r = E.trapping("erreger2005_2a", "ketamine", definition="current")
     assert r.trapped_occupancy == pytest.approx(0.86, abs=2e-3)   # calibrate_blockers target
