@@ -22,8 +22,12 @@ def bench6():
 
 
 def nmda_ket_mg():
-    """Composed trapping scheme: Erreger GluN1/2A + ketamine (trapping) + kinetic Mg2+."""
-    return kc.block(kc.models.get("erreger2005_2a"), "ketamine", "mg")
+    """Composed trapping scheme: Erreger GluN1/2A + ketamine (trapping) + kinetic Mg2+ (17
+    states).  The Mg2+ blocker is pinned to the sequential mode it had when this benchmark was
+    defined (the library's "mg" composes in trapping mode since 2026-11-27, 24 states), so the
+    benchmark's workload, and its asv history, stay the same."""
+    return kc.block(kc.models.get("erreger2005_2a"), "ketamine",
+                    kc.blockers.get("mg").replace(mode="sequential"))
 
 
 def ch82():

@@ -59,19 +59,31 @@ def mg_rows():
     row("Mg2+", "Jahr-Stevens B(V), 1 mM Mg2+, -80..+40 mV (max abs. deviation from the "
         "tabulated formula)", "formula (table in reference 2b)", f"max abs. dB = {err:.1e}",
         f"{err:.1e}", "1e-4", err <= 1e-4, "Jahr & Stevens 1990")
-    # kinetic Mg2+ (Kampa rates, sequential open-channel block) at equilibrium
+    # kinetic Mg2+ (Kampa / Ascher-Nowak open-channel rates, trapping with copied gating)
     g = kc.models.get(GATING)
+    rest = kc.theory.equilibrium(g, V=-60 * mV, glutamate=0.0)
+    ctl = kc.solve(g, kc.Protocol([kc.Step(1 * ms, V=-60 * mV, glutamate=1 * mM),
+                                   kc.Step(4.0, V=-60 * mV)]), 1e-4, initial=rest).current
     for name in ("mg_kampa2004", "mg_ascher_nowak1988"):
         b = kc.blockers.get(name)
         r = E.ic50(g, b, [0.1 * mM, 1 * mM, 10 * mM], V=-60 * mV)
-        # fraction of *open* channels unblocked = K_B/(K_B + [Mg]) for a sequential blocker
+        # fraction of *open* channels unblocked at equilibrium = K_B/(K_B + [Mg])
         kb = b.kd(-60 * mV, g.temperature)
         unb = kb / (kb + 1 * mM)
         jsv = float(kc.blockers.jahr_stevens(-60 * mV, 1 * mM))
+        # charge of a synaptic response (1 ms, 1 mM glutamate from rest), with / without Mg2+
+        s_ = kc.block(g, b)
+        p0 = np.zeros(s_.n_states)
+        p0[s_.indices(g.states)] = rest
+        cur = kc.solve(s_, kc.Protocol([kc.Step(1 * ms, V=-60 * mV, glutamate=1 * mM, mg=1 * mM),
+                                        kc.Step(4.0, V=-60 * mV, mg=1 * mM)]), 1e-4,
+                       initial=p0).current
         row("Mg2+", f"open channels unblocked at -60 mV, 1 mM Mg2+, kinetic `{name}` vs "
             "Jahr-Stevens", f"{jsv:.4f}", f"{unb:.4f}", rel(unb, jsv), "(comparison)",
             None, "Jahr & Stevens 1990; Kampa 2004; Ascher & Nowak 1988",
-            f"sequential block; whole-cell I/I0 at 1 mM: {float(r.fraction[1]):.4f}")
+            f"trapping block, gating copied (Clarke & Johnson 2008); steady-state I/I0 at "
+            f"1 mM: {float(r.fraction[1]):.4f}; charge of a 1 ms glutamate response: "
+            f"{float(cur.sum() / ctl.sum()):.4f}")
 
 
 def kampa_rows():

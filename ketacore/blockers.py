@@ -623,30 +623,47 @@ _register("ketamine_closed_route", Blocker(
            "see docs/calibrate_blockers.out).  Orser volume/pages from memory, unverified; "
            "DOI not recorded.")))
 
+_CLARKE_JOHNSON = ("Clarke RJ, Johnson JW (2008) Voltage-dependent gating of NR1/2B NMDA "
+                   "receptors. J Physiol 586, doi:10.1113/jphysiol.2008.160622 (ModelDB 145836 "
+                   "SynNMDA16.mod)")
+# Why the Mg2+ blockers compose in trapping mode: every kinetic Mg2+ scheme of the reference
+# (Kampa 2004, Vargas-Caballero & Robinson 2004, Clarke & Johnson 2008; reference 1c, 1e, 2c)
+# lets a Mg2+-blocked channel close.  Sequential ("foot in the door") block instead holds each
+# blocked channel open, so at -60 mV, 1 mM Mg2+ every burst lasts ~12x longer with its open time
+# unchanged: a synaptic NMDA current keeps ~97-99 % of its charge and decays ~8x more slowly,
+# against the ~8 % (Jahr-Stevens B(-60 mV)) that every kinetic model and experiment give.
+_MG_MODE = ("Trapping mode with the gating copied into the blocked arm, the symmetric trapping of "
+            "Clarke & Johnson 2008 (reference 1e): a Mg2+-blocked channel closes and loses "
+            "glutamate with the normal rates and Mg2+ leaves only from the open state, so a "
+            "synaptic current at -60 mV keeps ~8 % of its charge.  Whether Mg2+ is really "
+            "trapped is not demonstrated (reference 2c); with its microsecond unblock the "
+            "choice matters little once channels reopen.  For Vargas-Caballero & Robinson's "
+            "asymmetric form use .replace(closing_factor=3); for foot-in-the-door block "
+            ".replace(mode='sequential').")
 _KAMPA_CIT = ("Kampa BM, Clements J, Jonas P, Stuart GJ (2004) Kinetics of Mg2+ unblock of NMDA "
               "receptors: implications for spike-timing dependent synaptic plasticity. J Physiol "
               "556:337-345 (ModelDB 50207 NMDA_Mg.mod)")
 _register("mg_kampa2004", Blocker(
     name="mg", ligand="mg", z=2.0, delta_on=0.8, delta_off=0.2, v_ref=40 * mV,
-    thermal_voltage=25 * mV, mode="sequential", k_on=5e4, k_off=12800.0,
-    citation=_KAMPA_CIT, doi="10.1113/jphysiol.2003.058842",
+    thermal_voltage=25 * mV, mode="trapping", k_on=5e4, k_off=12800.0,
+    citation=_KAMPA_CIT + "; " + _CLARKE_JOHNSON, doi="10.1113/jphysiol.2003.058842",
     notes=("Open-state Mg2+ rates of Kampa 2004 exactly as in the .mod: k_on 5e4 /M/s and "
            "k_off 12800 /s at +40 mV, exp(-/+ 2*{0.8,0.2}*(V - 40 mV)/25 mV) with a fixed 25 mV.  "
-           "Sequential (Mg2+ trapping not demonstrated, reference 2c); Kampa's Mg-bound closed "
-           "states and modified gating are in the 'kampa2004' model, not here.  Unblocked "
-           "open fraction at 1 mM, -60 mV: 0.0791 (Jahr-Stevens 0.0796).  DOI not verified.")))
+           + _MG_MODE + "  Kampa's Mg2+ binding to closed states and modified blocked gating "
+           "are in the 'kampa2004' model, not here.  Unblocked open fraction at 1 mM, -60 mV: "
+           "0.0791 (Jahr-Stevens 0.0796).  DOI not verified.")))
 
 _register("mg_ascher_nowak1988", Blocker(
     name="mg", ligand="mg", z=2.0, delta_on=25.0 / (2 * 17.0), delta_off=25.0 / (2 * 47.0),
-    thermal_voltage=25 * mV, mode="sequential", k_on=6.1e5, k_off=5400.0,
+    thermal_voltage=25 * mV, mode="trapping", k_on=6.1e5, k_off=5400.0,
     citation=("Ascher P, Nowak L (1988) The role of divalent cations in the N-methyl-D-aspartate "
               "responses of mouse central neurones in culture. J Physiol 399:247-266"),
     doi="10.1113/jphysiol.1988.sp017078",
     notes=("k_on = 6.1e5 /M/s * exp(-V/17 mV), k_off = 5400 /s * exp(V/47 mV) (22 C), written "
            "as z = 2 with delta_on = 25/34, delta_off = 25/94 and V_T = 25 mV (the same "
            "exponentials).  The 610 /mM/ms on-rate of one NEURON file is a unit slip (reference "
-           "open question 6).  Sequential.  Unblocked open fraction at 1 mM, -60 mV: 0.0675.  "
-           "DOI not verified.")))
+           "open question 6).  " + _MG_MODE + "  Unblocked open fraction at 1 mM, -60 mV: "
+           "0.0675.  DOI not verified.")))
 
 #: Aliases: ``"mg"`` is the Kampa 2004 set (closest to Jahr-Stevens at -60 mV).
 _ALIASES = {"mg": "mg_kampa2004"}

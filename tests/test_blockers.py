@@ -17,7 +17,7 @@ from scipy import optimize
 import ketacore as kc
 from ketacore import theory
 from ketacore.blockers import Blocker
-from ketacore.units import FARADAY, GAS_CONSTANT, mM, mV, s, uM
+from ketacore.units import FARADAY, GAS_CONSTANT, mM, ms, mV, s, uM
 
 DB_MODELS = ["ch82", "destexhe1994", "destexhe1994_sf", "erreger2005_2a", "erreger2005_2b"]
 
@@ -148,7 +148,10 @@ def test_state_names_counts_and_site_exclusion():
     g = kc.models.get("destexhe1994_sf")
     s_ = kc.block(g, "ketamine", "mg")
     assert s_.states == ("C0", "C1", "C2", "D", "O", "C0·ket", "C1·ket", "C2·ket", "D·ket",
-                         "O·ket", "O·mg")
+                         "O·ket", "C0·mg", "C1·mg", "C2·mg", "D·mg", "O·mg")
+    # a sequential Mg2+ twins only the open state
+    sq = kc.block(g, "ketamine", kc.blockers.get("mg").replace(mode="sequential"))
+    assert sq.states == s_.states[:10] + ("O·mg",)
     assert s_.ligands == ("glutamate", "ketamine", "mg")
     assert not any("ket" in x and "mg" in x for x in s_.states)   # one pore, one blocker
     # partial trapping: deep + superficial twin of every state, mutually exclusive
@@ -260,7 +263,7 @@ def test_library_contents():
     assert kc.blockers.get("mg") is kc.blockers.get("mg_kampa2004")
     assert kc.blockers.get("ketamine").mode == "trapping"
     assert kc.blockers.get("memantine").mode == "partial_trapping"
-    assert kc.blockers.get("mg").mode == "sequential"
+    assert kc.blockers.get("mg").mode == "trapping"
     assert kc.blockers.get("ketamine").delta == pytest.approx(0.79)
     # variants: not the defaults, same tag as the parent, delta kept
     for n, parent in (("ketamine_mealing1999", "ketamine"), ("memantine_mealing1999", "memantine"),
@@ -283,6 +286,38 @@ def test_mg_kampa_blocker_matches_kampa_model_rates():
         assert b.k_off_at(V) == pytest.approx(Q[kam.index("OMg"), kam.index("O")], rel=1e-12)
     unblocked = 1 / (1 + 1 * mM / b.kd(-60 * mV))
     assert unblocked == pytest.approx(0.0791, abs=5e-5)
+
+
+@pytest.mark.parametrize("gating", ["destexhe1994_sf", "erreger2005_2a"])
+def test_mg_blocks_synaptic_charge_like_jahr_stevens(gating):
+    """A 1 ms, 1 mM glutamate pulse at -60 mV in 1 mM Mg2+: the library Mg2+ (trapping with
+    copied gating, Clarke & Johnson 2008) keeps the fraction of charge that open-channel block
+    leaves, K_B/(K_B + [Mg]) = 0.0791, and does not slow the decay.  Sequential block -- a
+    blocked channel cannot close -- would keep ~all the charge (reference 1c/1e/2c schemes all
+    let Mg2+-blocked channels close)."""
+    g = kc.models.get(gating)
+    mg = kc.blockers.get("mg")
+    rest = kc.theory.equilibrium(g, V=-60 * mV, glutamate=0.0)
+
+    def response(blocker):
+        s_ = kc.block(g, blocker)
+        p0 = np.zeros(s_.n_states)
+        p0[s_.indices(g.states)] = rest
+        pr = kc.Protocol([kc.Step(1 * ms, V=-60 * mV, glutamate=1 * mM, mg=1 * mM),
+                          kc.Step(4.0, V=-60 * mV, mg=1 * mM)])
+        return kc.solve(s_, pr, 1e-4, initial=p0).current
+
+    ctl = kc.solve(g, kc.Protocol([kc.Step(1 * ms, V=-60 * mV, glutamate=1 * mM),
+                                   kc.Step(4.0, V=-60 * mV)]), 1e-4, initial=rest).current
+    unblocked = 1 / (1 + 1 * mM / mg.kd(-60 * mV))
+    cur = response(mg)
+    assert cur.sum() / ctl.sum() == pytest.approx(unblocked, rel=0.03)
+    # the same decay: time from the peak to 1/e of it within 5 %
+    def decay(i):
+        k = int(np.argmin(i))
+        return np.argmax(i[k:] > i[k] / np.e)
+    assert decay(cur) == pytest.approx(decay(ctl), rel=0.05)
+    assert response(mg.replace(mode="sequential")).sum() / ctl.sum() > 0.9
 
 
 def test_mg_ascher_nowak_rates():
