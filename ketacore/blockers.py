@@ -521,7 +521,11 @@ _register("ketamine", Blocker(
            "neurons, NMDA): the variant 'ketamine_mealing1999' meets it.  Open-channel rates are Po-corrected macroscopic rates, so on a "
            "gating model with a different steady-state Po the kinetics (not the IC50) differ.  "
            "No closed-channel/membrane route by default (reference open question 1; variant "
-           "'ketamine_closed_route').")))
+           "'ketamine_closed_route').  Limitation: tau_on matches Gilling's only as a "
+           "single-exponential fit.  On erreger2005_2a, ~83 % of receptors sit in the slow "
+           "desensitized state at steady state, so the onset at 10 uM is biphasic (half the "
+           "block in ~40 ms, the rest over ~1.4 s) where Gilling saw one 0.58 s exponential "
+           "(docs/validation.md).")))
 
 _register("memantine", Blocker(
     name="mem", ligand="memantine", z=1.0, delta_on=0.395, delta_off=0.395,
@@ -540,7 +544,11 @@ _register("memantine", Blocker(
            "docs/calibrate_blockers.py on erreger2005_2a at -70 mV to IC50 ~1 uM (Gilling "
            "2009), untrapped fraction 1/6 after a short (5 s) wash (Blanpied 1997) and 71 % "
            "still trapped after 120 s (Mealing 1999).  delta = 0.79 is a placeholder (Gilling "
-           "reports a stronger voltage dependence than ketamine; the value was not found).")))
+           "reports a stronger voltage dependence than ketamine; the value was not found), and "
+           "with the voltage-independent superficial site the apparent delta (0.72) comes out "
+           "below ketamine's.  Kinetics were not calibrated.  At 10 uM the model's onset "
+           "(~19 ms, 89 %) and offset (~0.12 s / 2.2 s) are several times faster than Gilling's "
+           "(273 ms / 2.8 s and 415 ms / 5.1 s; docs/validation.md).")))
 
 _register("mk801", Blocker(
     name="mk801", ligand="mk801", z=1.0, delta_on=0.0, delta_off=0.97, mode="trapping",
@@ -564,7 +572,11 @@ _register("amantadine", Blocker(
               "receptors by accelerating channel closure during channel block. J Neurosci "
               "25:3312-3322"),
     doi="10.1152/jn.1997.77.1.309",
-    notes=("Full trapping with a modified blocked arm: k_off(-67 mV), closing_factor and "
+    notes=("Trapping mode (the drug leaves only from open states) with a modified blocked arm.  "
+           "With amantadine's fast unblock, blocked channels that reopen during the slow "
+           "GluN2B deactivation release it, so after an agonist-free wash only ~17 % of the "
+           "block stays trapped on erreger2005_2b.  That is partial trapping, as the "
+           "literature classes amantadine; the degree was not calibrated.  k_off(-67 mV), closing_factor and "
            "opening_factor fitted by docs/calibrate_blockers.py (fit_amantadine) on "
            "erreger2005_2b (GluN1/GluN2B, as Blanpied 2005), 30 uM glutamate standing in for "
            "30 uM NMDA, 22 C, to the Blanpied 2005 Table 1 relaxation after a -67 -> +40 mV "
