@@ -60,6 +60,26 @@ def test_off_grid_boundaries_exact():
     np.testing.assert_allclose(r.occupancy, ref, atol=1e-11)
 
 
+def _pulse_scheme():
+    return kc.Scheme(["C", "O"], [("C", "O", kc.rate(1e7, "glu")), ("O", "C", 1.0)],
+                     conductance={"O": 1 * pS}, ligands=["glu"])
+
+
+# a 50 ns pulse (rate 1e7/s: half a time constant) halfway between two samples
+PULSE = kc.Protocol([kc.Step(0.5), kc.Step(5e-8, glu=1.0), kc.Step(0.5 - 5e-8)])
+# closed form: C -> O during the pulse, then O -> C at 1/s (mpmath, 30 digits)
+PULSE_PO = 0.238651225002602345543049667562
+
+
+@pytest.mark.parametrize("dt", [0.1, 0.25, 0.5, 1.0])
+def test_short_segment_between_samples_acts_at_any_dt(dt):
+    """A segment far shorter than dt (here 5e-8 dt) must act: it used to be dropped when it
+    lay between two samples (shorter than the 1e-7 dt snapping tolerance), so p_O(1 s) was 0
+    at dt = 1 s and 0.2387 at dt = 0.1 s."""
+    r = kc.solve(_pulse_scheme(), PULSE, dt, initial="C")
+    assert r.occupancy[-1, 1] == pytest.approx(PULSE_PO, rel=1e-12)
+
+
 def test_grid_independence():
     """The solution at common times does not depend on the grid step (it is exact)."""
     g = five_state()

@@ -92,14 +92,17 @@ inline void solve_master(const CompiledScheme& scheme, const SegmentPlan& plan, 
         comp = (seg_end - seg_start) - y;
         const std::size_t c = static_cast<std::size_t>(plan.cond[s]);
         if (cancel && (s % kCancelPollInterval) == 0 && cancel->cancelled()) return;
-        double tcur = seg_start;
+        // the last sample may lie (within tol) past the previous segment's end: it was
+        // propagated under that segment's conditions, so this segment starts from it
+        double tcur = std::max(seg_start, static_cast<double>(k - 1) * dt);
         while (k < grid.n_samples) {
             if (cancel && (k % kCancelPollInterval) == 0 && cancel->cancelled()) return;
             const double tk = static_cast<double>(k) * dt;
             if (tk > seg_end + tol) break;
             const double tau = tk - tcur;
-            if (tau > tol) {
-                const bool full = std::fabs(tau - dt) <= tol;
+            const double eps = grid.negligible(tk);
+            if (tau > eps) {
+                const bool full = std::fabs(tau - dt) <= eps;
                 const std::vector<double>& P = full ? cache.step(c, dt) : cache.get(c, tau);
                 linalg::vecmat_small(p.data(), P.data(), tmp.data(), K);
                 p.swap(tmp);
@@ -110,8 +113,8 @@ inline void solve_master(const CompiledScheme& scheme, const SegmentPlan& plan, 
             ++k;
         }
         if (k >= grid.n_samples) return;  // every sample written: nothing left to propagate
-        const double rem = seg_end - tcur;
-        if (rem > tol) {
+        const double rem = tcur == seg_start ? y : seg_end - tcur;  // a whole segment: its own duration
+        if (rem > grid.negligible(seg_end)) {
             const std::vector<double>& P = cache.get(c, rem);
             linalg::vecmat_small(p.data(), P.data(), tmp.data(), K);
             p.swap(tmp);

@@ -197,8 +197,8 @@ struct PopulationPlan {
     std::vector<double> acc(kk), tmp(kk);
     bool acc_set = false, acc_simple = true;
     int acc_cond = -1;
-    auto acc_mul = [&](std::size_t c, double tau) {
-      const bool full = std::fabs(tau - dt) <= tol;
+    auto acc_mul = [&](std::size_t c, double tau, double t) {
+      const bool full = std::fabs(tau - dt) <= grid.negligible(t);
       const std::vector<double>& P = cache.get(c, full ? dt : tau);
       if (!acc_set) {
         acc = P;
@@ -243,13 +243,13 @@ struct PopulationPlan {
         const double tk = static_cast<double>(k) * dt;
         if (tk > seg_end + tol) break;
         const double tau = tk - tcur;
-        if (tau > tol) acc_mul(c, tau);
+        if (tau > grid.negligible(tk)) acc_mul(c, tau, tk);
         emit();
         tcur = tk;
         ++k;
       }
-      const double rem = seg_end - tcur;
-      if (rem > tol && k < grid.n_samples) acc_mul(c, rem);
+      const double rem = tcur == seg_start ? y : seg_end - tcur;  // a whole segment: its own duration
+      if (rem > grid.negligible(seg_end) && k < grid.n_samples) acc_mul(c, rem, seg_end);
       seg_start = seg_end;
     }
     while (k < grid.n_samples) {  // grid beyond the protocol (rounding): hold

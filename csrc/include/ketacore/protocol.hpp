@@ -34,8 +34,14 @@ struct SegmentPlan {
 struct Grid {
     double dt = 0.0;
     std::int64_t n_samples = 0;
-    // Two times closer than this are treated as equal (segment boundary on a grid point).
+    // Two times closer than this are treated as equal (segment boundary on a grid point):
+    // a sample within it after a boundary still belongs to the segment that ends there.
     double tolerance() const { return 1e-7 * dt; }
+    // A piece of a grid interval shorter than this is floating-point noise in the boundary times
+    // (Kahan-summed durations vs k*dt, a few ulps of t) and is not propagated; anything longer
+    // is, however short (a 50 ns pulse between two 1 s samples must act).  Never above
+    // tolerance().
+    double negligible(double t) const { return std::fmin(tolerance(), 1e-13 * std::fmax(std::fabs(t), dt)); }
 };
 
 }  // namespace ketacore
