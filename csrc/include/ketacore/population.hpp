@@ -48,7 +48,7 @@ struct BinomialP {
     flip = prob > 0.5;
     ps = flip ? 1.0 - prob : prob;
     qs = 1.0 - ps;
-    log_qs = std::log(qs);
+    log_qs = std::log1p(-ps);  // not log(qs): 1 - ps rounds (to 1 below ps = 2^-54)
     ratio = qs > 0.0 ? ps / qs : 0.0;
   }
 };
