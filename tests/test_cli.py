@@ -31,12 +31,19 @@ def test_run_quick_default(quick_run):
     for word in ("[trapping]", "[use_dependence]", "[dose_response]", "block ME", "block MC",
                  "trapped", "Hill fit", "results.nc", "trapping.png"):
         assert word in r.stdout, word
-    assert "trial" in r.stderr          # tqdm progress with ETA on stderr
     for name in ("results.nc", "study.toml", "trapping.png", "use_dependence.png", "dose_response.png",
                  "trapping_occupancy.png", "use_dependence_traces.png"):
         assert (out / name).stat().st_size > 0, name
     st = kc.Study.from_toml(out / "study.toml")
     assert st.n_trials == 4 and st.model == "erreger2005_2a" and st.blockers == ["ketamine"]
+
+
+def test_run_quick_shows_progress(quick_run):
+    """The progress bar (tqdm, an optional dependency: the run is silent without it)."""
+    pytest.importorskip("tqdm")
+    r, _ = quick_run
+    assert r.returncode == 0, r.stderr
+    assert "trial" in r.stderr          # tqdm progress with ETA on stderr
 
 
 def test_rerun_same_folder_resumes(quick_run):
