@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import types
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -64,7 +65,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from . import _validate as V_
-from .scheme import Rate, Scheme
+from .scheme import RESERVED_NAMES, Rate, Scheme
 from .units import FARADAY, GAS_CONSTANT, mM, mV
 
 #: Allowed blocker modes.
@@ -72,6 +73,19 @@ MODES = ("trapping", "sequential", "partial_trapping")
 
 #: Separator between a gating state name and blocker tags in composed state names.
 SEP = "·"
+
+#: Largest number of states :func:`block` composes (counted before unreachable states are
+#: dropped).  Engines use dense K×K matrices (expm is O(K³): ~1 s per matrix exponential at
+#: K = 2000); blockers on n distinct sites multiply the gating states by ~2ⁿ.
+MAX_COMPOSED_STATES = 2000
+#: Accepted range (V) of a fixed ``Blocker.thermal_voltage``; RT/F is 17.2–34.5 mV over the
+#: accepted 200–400 K (Kampa 2004 uses 25 mV).
+THERMAL_VOLTAGE_RANGE = (5e-3, 0.1)
+#: Largest |z| (valence of the blocking ion; polyamines such as spermine carry +4).
+MAX_ABS_VALENCE = 6.0
+#: Largest |delta_on| and |delta_off| (Woodhull electrical distance; apparent values slightly
+#: above 1 occur in multi-ion pores).
+MAX_ABS_DELTA = 2.0
 
 
 @dataclass(frozen=True)
@@ -85,18 +99,22 @@ class Blocker:
     ligand : str
         Ligand (condition) name of the blocker concentration, in M (``"ketamine"``).
     k_on : float
-        Open-channel association rate constant at ``v_ref`` (M⁻¹ s⁻¹).
+        Open-channel association rate constant at ``v_ref`` (M⁻¹ s⁻¹).  0 is allowed (the
+        blocker never binds open channels; :meth:`kd` is then ``inf``).
     k_off : float
         Open-channel dissociation rate constant at ``v_ref`` (s⁻¹).
     z : float, default 1
-        Valence of the blocking ion.
+        Valence of the blocking ion, |z| ≤ 6.
     delta_on, delta_off : float, default 0
         Parts of the Woodhull electrical distance carried by the on- and off-rate
-        (δ = δ_on + δ_off; dimensionless).
+        (δ = δ_on + δ_off; dimensionless), each within ±2.  The open-channel rates must be
+        valid :class:`~ketacore.Rate` laws (|zδ| ≤ 10, finite ≤ 1e300 s⁻¹ over |V| ≤ 1 V and
+        200–400 K).
     v_ref : float, default 0
         Voltage (V) at which ``k_on`` and ``k_off`` are given.
     thermal_voltage : float, optional
-        Fixed V_T (V) in the exponentials; ``None`` uses RT/F at the scheme temperature.
+        Fixed V_T (V) in the exponentials, within 5–100 mV; ``None`` uses RT/F at the scheme
+        temperature.
     mode : {"trapping", "sequential", "partial_trapping"}, default "trapping"
     site : str, default "pore"
         Blockers sharing a site exclude each other.
@@ -154,22 +172,32 @@ class Blocker:
                 raise TypeError(f"Blocker.{key} must be a non-empty string, got {v!r}")
         if SEP in self.name:
             raise ValueError(f"Blocker.name must not contain {SEP!r}")
-        if self.ligand in ("V", "temperature"):
-            raise ValueError(f"Blocker.ligand {self.ligand!r} is reserved")
+        if self.ligand in RESERVED_NAMES:
+            raise ValueError(f"Blocker.ligand {self.ligand!r} is reserved (a parameter name of "
+                             f"Step/q_matrix); reserved: {list(RESERVED_NAMES)}")
         if self.mode not in MODES:
             raise ValueError(f"Blocker.mode must be one of {MODES}, got {self.mode!r}")
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
         for key in ("k_on", "k_off", "k_escape", "k_on_closed", "superficial_k_on",
                     "superficial_k_off"):
             set_(key, V_.real(f"Blocker.{key}", getattr(self, key), nonnegative=True))
-        for key in ("z", "delta_on", "delta_off"):
-            set_(key, V_.real(f"Blocker.{key}", getattr(self, key)))
+        for key, bound in (("z", MAX_ABS_VALENCE), ("delta_on", MAX_ABS_DELTA),
+                           ("delta_off", MAX_ABS_DELTA)):
+            v = V_.real(f"Blocker.{key}", getattr(self, key))
+            if not abs(v) <= bound:
+                raise ValueError(f"Blocker.{key}={v} is outside ±{bound:g}")
+            set_(key, v)
         for key in ("closing_factor", "opening_factor"):
             set_(key, V_.real(f"Blocker.{key}", getattr(self, key), positive=True))
         set_("v_ref", V_.voltage("Blocker.v_ref", self.v_ref))
         if self.thermal_voltage is not None:
-            set_("thermal_voltage", V_.real("Blocker.thermal_voltage", self.thermal_voltage,
-                                            positive=True))
+            vt = V_.real("Blocker.thermal_voltage", self.thermal_voltage, positive=True)
+            lo, hi = THERMAL_VOLTAGE_RANGE
+            if not lo <= vt <= hi:
+                raise ValueError(f"Blocker.thermal_voltage={vt} V is outside [{lo}, {hi}] V (RT/F "
+                                 f"is 0.017-0.034 V over 200-400 K); it is in volts (write "
+                                 f"25 * ketacore.units.mV)")
+            set_("thermal_voltage", vt)
         if not isinstance(self.arm_scaling, Mapping):
             raise TypeError("Blocker.arm_scaling must be a mapping {'SRC->DST': factor}")
         set_("arm_scaling", types.MappingProxyType(
@@ -190,6 +218,23 @@ class Blocker:
         for key in ("citation", "doi", "notes"):
             if not isinstance(getattr(self, key), str):
                 raise TypeError(f"Blocker.{key} must be a string")
+        # the open-channel rates must be valid rate laws (finite over every accepted condition)
+        for what, make in (("on-rate k_on·exp(-z·delta_on·(V - v_ref)/V_T)", self.on_rate),
+                           ("off-rate k_off·exp(z·delta_off·(V - v_ref)/V_T)", self.off_rate)):
+            try:
+                make()
+            except ValueError as e:
+                raise ValueError(f"Blocker {self.name!r}: open-channel {what} (k_on={self.k_on!r}, "
+                                 f"k_off={self.k_off!r}, z={self.z!r}, delta_on={self.delta_on!r}, "
+                                 f"delta_off={self.delta_off!r}, thermal_voltage="
+                                 f"{self.thermal_voltage!r}) is not accepted: {e}") from None
+        for key, r in (("k_escape", self.k_escape), ("k_on_closed", self.k_on_closed),
+                       ("superficial_k_on", self.superficial_k_on),
+                       ("superficial_k_off", self.superficial_k_off)):
+            try:
+                Rate(r, self.ligand if key in ("k_on_closed", "superficial_k_on") else None)
+            except ValueError as e:
+                raise ValueError(f"Blocker.{key}={r!r}: {e}") from None
 
     # ------------------------------------------------------------------ rates
     @property
@@ -227,8 +272,17 @@ class Blocker:
         return self.off_rate()(V, temperature)
 
     def kd(self, V: float, temperature: float = 295.15) -> float:
-        """Open-channel dissociation constant K_B(V) = k_off(V)/k_on(V) (M)."""
-        return self.k_off_at(V, temperature) / self.k_on_at(V, temperature)
+        """Open-channel dissociation constant K_B(V) = k_off(V)/k_on(V) (M).
+
+        ``V`` in volts (|V| ≤ 1 V), ``temperature`` in kelvin (200–400 K).  Returns ``inf``
+        when the blocker cannot bind open channels (``k_on = 0``, or k_on(V) underflowing to 0)
+        and ``0.0`` when it never leaves (``k_off = 0``, ``k_on > 0``)."""
+        V = V_.voltage("V", V)
+        temperature = V_.temperature("temperature", temperature)
+        k_on = self.k_on_at(V, temperature)
+        if k_on == 0.0:
+            return math.inf
+        return self.k_off_at(V, temperature) / k_on
 
     def replace(self, **changes: Any) -> "Blocker":
         """A copy with some fields changed (``dataclasses.replace``)."""
@@ -242,7 +296,8 @@ class Blocker:
                f"delta_off = {self.delta_off:g}"
                + ("" if self.thermal_voltage is None else
                   f", V_T = {self.thermal_voltage / mV:g} mV"),
-               f"  K_B(-70 mV, 22 C) = {self.kd(-70 * mV) * 1e6:.4g} uM"]
+               ("  K_B(-70 mV, 22 C) = inf (k_on = 0: never binds open channels)"
+                if self.k_on == 0 else f"  K_B(-70 mV, 22 C) = {self.kd(-70 * mV) * 1e6:.4g} uM")]
         if self.k_escape or self.k_on_closed:
             out.append(f"  k_escape = {self.k_escape:.4g} /s, "
                        f"k_on_closed = {self.k_on_closed:.4g} /M/s")
@@ -294,7 +349,8 @@ def block(scheme: Scheme, *blockers: Blocker | str, name: str | None = None) -> 
     ValueError
         No blockers; two blockers with the same name or ligand; a blocker ligand that is
         also a gating ligand; ``arm_scaling`` keys that are not transitions of ``scheme``;
-        a gating scheme without open states.
+        a gating scheme without open states; a composition of more than
+        :data:`MAX_COMPOSED_STATES` states (counted before unreachable states are dropped).
     TypeError
         ``scheme`` is not a Scheme, or a blocker is neither a Blocker nor a library name.
 
@@ -344,6 +400,21 @@ def block(scheme: Scheme, *blockers: Blocker | str, name: str | None = None) -> 
         if b.mode == "partial_trapping":
             opts.append((b, "sup"))
     site_opts = list(sites.values())
+
+    # size before enumerating anything: every occupancy has all gating states, except that a
+    # channel sequentially blocked (deep) at any site can only be open
+    n_open = sum(is_open.values())
+    n_all = math.prod(len(o) for o in site_opts)
+    n_no_seq = math.prod(sum(1 for x in o if x is None or x[1] == "sup" or x[0].mode != "sequential")
+                         for o in site_opts)
+    n_states = n_open * n_all + (scheme.n_states - n_open) * n_no_seq
+    if n_states > MAX_COMPOSED_STATES:
+        raise ValueError(
+            f"block(): composing {scheme.name or 'the gating scheme'} ({scheme.n_states} states) "
+            f"with {len(bl)} blockers on {len(site_opts)} sites gives {n_states:,} states (before "
+            f"dropping unreachable ones), more than MAX_COMPOSED_STATES = {MAX_COMPOSED_STATES:,} "
+            f"(engines use dense K×K matrices, O(K³) per exponential); put mutually exclusive "
+            f"blockers on the same site or compose fewer blockers")
 
     def allowed(g: str, occ: tuple) -> bool:
         return all(o is None or o[1] == "sup" or o[0].mode != "sequential" or is_open[g]
@@ -464,12 +535,24 @@ def jahr_stevens(V: float | np.ndarray, mg: float | np.ndarray = 1 * mM) -> floa
     predicted by single-channel kinetics. J Neurosci 10:3178-3182,
     doi:10.1523/JNEUROSCI.10-09-03178.1990.
     """
-    Va = np.asarray(V, dtype=float)
-    mga = np.asarray(mg, dtype=float)
-    if np.any(~np.isfinite(Va)) or np.any(np.abs(Va) > 1.0):
+    arrays = []
+    for name, x, unit in (("V", V, "V"), ("mg", mg, "M")):
+        a = np.asarray(x)
+        if a.dtype.kind not in "iuf":
+            raise TypeError(f"jahr_stevens: {name} must be a real number or an array of real "
+                            f"numbers ({unit}), got {type(x).__name__} with dtype {a.dtype}")
+        arrays.append(a.astype(float, copy=False))
+    Va, mga = arrays
+    try:
+        np.broadcast_shapes(Va.shape, mga.shape)
+    except ValueError:
+        raise ValueError(f"jahr_stevens: V (shape {Va.shape}) and mg (shape {mga.shape}) must "
+                         f"have broadcastable shapes") from None
+    if np.any(~np.isfinite(Va)) or np.any(np.abs(Va) > V_.MAX_ABS_VOLTAGE):
         raise ValueError("V must be finite and in volts (|V| <= 1 V)")
-    if np.any(~np.isfinite(mga)) or np.any(mga < 0):
-        raise ValueError("mg must be a finite concentration >= 0 (M)")
+    if np.any(~np.isfinite(mga)) or np.any(mga < 0) or np.any(mga > V_.MAX_CONCENTRATION):
+        raise ValueError(f"mg must be a finite concentration in [0, {V_.MAX_CONCENTRATION:g}] M "
+                         f"(write 1 * ketacore.units.mM)")
     out = 1.0 / (1.0 + np.exp(-0.062 * (Va / mV)) * (mga / (3.57 * mM)))
     return float(out) if out.ndim == 0 else out
 
@@ -703,4 +786,5 @@ def get(name: str) -> Blocker:
         raise ValueError(f"unknown blocker {name!r}; available: {list(available())}") from None
 
 
-__all__ = ["Blocker", "block", "jahr_stevens", "get", "available", "MODES"]
+__all__ = ["Blocker", "block", "jahr_stevens", "get", "available", "MODES",
+           "MAX_COMPOSED_STATES"]

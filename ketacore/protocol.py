@@ -10,6 +10,7 @@ Builders: :class:`Step`, :func:`pulse_train`, :meth:`Protocol.from_waveform`,
 from __future__ import annotations
 
 import math
+import sys
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -19,6 +20,16 @@ from . import _validate as V_
 
 #: Holding potential (V) used when a step does not give one: −70 mV.
 DEFAULT_V = -0.070
+#: Largest number of steps a protocol may have (each costs ~0.1–1 µs and ~100 bytes in Python;
+#: 10 million steps is ~1 GB).  Repeat long experiments as separate runs instead.
+MAX_STEPS = 10_000_000
+#: Largest number of grid points ``Protocol.n_samples`` accepts: 2**53, beyond which the grid
+#: index ``k`` of ``t_k = k·dt`` is no longer exact in a double.
+MAX_GRID_POINTS = 2**53
+#: Smallest grid step ``dt`` (s): the smallest normal double, so that ``1/dt`` is finite.
+MIN_DT = sys.float_info.min
+#: Step parameters that cannot be ligand names in ``during``/``between``.
+_STEP_PARAMS = ("duration", "V", "temperature")
 _INF = math.inf
 _MAX_V = V_.MAX_ABS_VOLTAGE
 _MAX_C = V_.MAX_CONCENTRATION
@@ -142,7 +153,10 @@ class Protocol:
     Raises
     ------
     ValueError
-        If there are no steps.
+        If there are no steps, more than :data:`MAX_STEPS` steps, or the total duration is not
+        finite.
+    TypeError
+        If ``steps`` is not an iterable of Step/Protocol objects.
     """
 
     __slots__ = ("_steps", "_compile_cache", "_bounds", "_hash")
@@ -151,8 +165,15 @@ class Protocol:
         flat: list[Step] = []
         if isinstance(steps, (Step, Protocol)):
             steps = [steps]
+        elif isinstance(steps, (str, bytes, Mapping)) or not isinstance(steps, Iterable):
+            raise TypeError(f"Protocol(steps): steps must be an iterable of Step or Protocol "
+                            f"objects, got {type(steps).__name__} ({steps!r})")
+        elif isinstance(steps, (list, tuple)) and len(steps) > MAX_STEPS:
+            _too_many_steps("Protocol(steps)", len(steps))
         for st in steps:
             if isinstance(st, Protocol):
+                if len(flat) + len(st._steps) > MAX_STEPS:
+                    _too_many_steps("Protocol(steps)", len(flat) + len(st._steps))
                 flat.extend(st._steps)
             elif isinstance(st, Step):
                 flat.append(st)
@@ -160,6 +181,14 @@ class Protocol:
                 raise TypeError(f"protocol steps must be Step or Protocol objects, got {type(st).__name__}")
         if not flat:
             raise ValueError("a protocol needs at least one step")
+        if len(flat) > MAX_STEPS:
+            _too_many_steps("Protocol(steps)", len(flat))
+        total = sum([st.duration for st in flat])  # all > 0: overflows to inf iff the sum does
+        if not total < _INF:
+            raise ValueError(
+                f"Protocol: the total duration of the {len(flat)} steps is not finite (sum of "
+                f"durations overflows, largest step {max(st.duration for st in flat):g} s); "
+                f"durations are in seconds")
         self._steps = tuple(flat)
         self._compile_cache: dict = {}
         self._bounds = None
@@ -209,6 +238,11 @@ class Protocol:
 
     def __mul__(self, n: int) -> "Protocol":
         n = V_.integer("n", n, minimum=1)
+        if len(self._steps) * n > MAX_STEPS:
+            _too_many_steps(f"protocol * {n}", len(self._steps) * n)
+        if not self.duration * n < _INF:
+            raise ValueError(f"protocol * {n}: the total duration {self.duration:g} s × {n} is "
+                             f"not finite")
         return Protocol(list(self._steps) * n)
 
     __rmul__ = __mul__
@@ -236,8 +270,20 @@ class Protocol:
 
     @classmethod
     def from_list(cls, items: Sequence[Mapping[str, Any]]) -> "Protocol":
+        """Inverse of :meth:`to_list`: one mapping ``{duration, V, temperature, ligand: M}`` per
+        step."""
+        if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
+            raise TypeError(f"Protocol.from_list: items must be a list of step mappings "
+                            f"({{'duration': s, 'V': V, ...}}), got {type(items).__name__} ({items!r})")
+        if isinstance(items, (list, tuple)) and len(items) > MAX_STEPS:
+            _too_many_steps("Protocol.from_list", len(items))
         steps = []
         for i, d in enumerate(items):
+            if not isinstance(d, Mapping):
+                raise TypeError(f"protocol step {i} must be a mapping {{'duration': s, 'V': V, "
+                                f"ligand: M, ...}}, got {type(d).__name__} ({d!r})")
+            if not all(isinstance(k, str) for k in d):
+                raise TypeError(f"protocol step {i}: keys must be strings, got {list(d)!r}")
             try:
                 steps.append(Step(**dict(d)))
             except (TypeError, ValueError) as e:
@@ -263,9 +309,11 @@ class Protocol:
         **concentrations : float or array of shape (n,)
             Ligand concentrations (M) at each sample.
         """
-        t = np.asarray(times, dtype=float)
+        t = _real_array("times", times, "s")
         if t.ndim != 1 or t.size == 0:
             raise ValueError("times must be a non-empty 1-D array")
+        if t.size > MAX_STEPS:
+            _too_many_steps("Protocol.from_waveform", t.size)
         if not np.all(np.isfinite(t)):
             raise ValueError("times must be finite")
         if t[0] != 0.0:
@@ -276,19 +324,24 @@ class Protocol:
         if not t_end > t[-1]:
             raise ValueError(f"t_end={t_end} must be > times[-1]={t[-1]}")
 
-        def col(name: str, v: Any) -> np.ndarray:
-            a = np.asarray(v, dtype=float)
+        def col(name: str, v: Any, unit: str) -> np.ndarray:
+            a = _real_array(name, v, unit)
             if a.ndim == 0:
                 return np.full(t.size, float(a))
             if a.shape != t.shape:
                 raise ValueError(f"{name} must be a scalar or have the shape of times {t.shape}, got {a.shape}")
             return a
 
-        Vs = col("V", V)
-        cs = {k: col(k, v) for k, v in concentrations.items()}
+        Vs = col("V", V, "V")
+        cs = {k: col(k, v, "M") for k, v in concentrations.items()}
         ends = np.append(t[1:], t_end)
-        steps = [Step(float(ends[i] - t[i]), V=float(Vs[i]), temperature=temperature,
-                      **{k: float(a[i]) for k, a in cs.items()}) for i in range(t.size)]
+        steps = []
+        for i in range(t.size):
+            try:
+                steps.append(Step(float(ends[i] - t[i]), V=float(Vs[i]), temperature=temperature,
+                                  **{k: float(a[i]) for k, a in cs.items()}))
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"from_waveform sample {i} (t = {t[i]:g} s): {e}") from None
         return cls(steps)
 
     # ------------------------------------------------------------------ compilation
@@ -313,6 +366,7 @@ class Protocol:
         rows: list[np.ndarray] = []
         durs: list[float] = []
         idx: list[int] = []
+        run: list[float] = []
         for i, st in enumerate(self._steps):
             ck = st.conditions_key()
             j = table.get(ck)
@@ -330,10 +384,15 @@ class Protocol:
                 table[ck] = j
                 rows.append(row)
             if idx and idx[-1] == j:
-                durs[-1] += st.duration
+                run.append(st.duration)
             else:
-                durs.append(st.duration)
+                if idx:
+                    durs.append(run[0] if len(run) == 1 else math.fsum(run))
+                run = [st.duration]
                 idx.append(j)
+        # merged steps: correctly rounded sums (math.fsum), so that the engines' boundaries
+        # agree with Protocol.boundaries (a naive += drifted 2e-9 s over 10^6 steps of 0.1 ms)
+        durs.append(run[0] if len(run) == 1 else math.fsum(run))
         out = (np.asarray(durs, dtype=float), np.asarray(idx, dtype=np.int64), np.vstack(rows))
         # (not made read-only: pybind11 would copy read-only arrays on every call; the tuple
         # is private to the engines, which never write to it)
@@ -345,9 +404,18 @@ class Protocol:
     def n_samples(self, dt: float) -> int:
         """Number of grid points ``t_k = k·dt`` in ``[0, duration]`` for a grid step ``dt`` (s,
         > 0); a final boundary within 1e-7·dt of a grid point counts as on it.  Every engine
-        sizes its output with this."""
-        dt = V_.real("dt", dt, positive=True)
-        return int(self.duration / dt + 1e-7) + 1
+        sizes its output with this.
+
+        Raises ``ValueError`` for a subnormal ``dt`` (< :data:`MIN_DT`, 1/dt not finite) or more
+        than :data:`MAX_GRID_POINTS` (2**53) grid points."""
+        dt = _grid_dt(dt)
+        ratio = self.duration / dt
+        if not ratio + 1.0 <= MAX_GRID_POINTS:
+            raise ValueError(
+                f"dt={dt!r} s gives duration/dt = {ratio:.4g} grid points over the "
+                f"{self.duration:g} s protocol, more than the {MAX_GRID_POINTS:.4g} allowed; "
+                f"use a larger dt (s)")
+        return int(ratio + 1e-7) + 1
 
     def voltage_at(self, times: np.ndarray, dt: float) -> np.ndarray:
         """Voltage (V) in force at each time (s) on a grid of step ``dt`` (s), with the boundary
@@ -357,7 +425,7 @@ class Protocol:
     def step_index_at(self, times: np.ndarray, dt: float) -> np.ndarray:
         """Index of the step in force at each time (s) (right-continuous; a time within 1e-7·dt
         of a boundary belongs to the step that starts there; the end time to the last step)."""
-        dt = V_.real("dt", dt, positive=True)
+        dt = _grid_dt(dt)
         times = np.asarray(times)
         if not (np.issubdtype(times.dtype, np.floating) or np.issubdtype(times.dtype, np.integer)) \
                 or times.dtype == bool:
@@ -367,6 +435,45 @@ class Protocol:
         b = self.boundaries
         i = np.searchsorted(b, times + 1e-7 * dt, side="right") - 1
         return np.clip(i, 0, len(self._steps) - 1)
+
+
+def _too_many_steps(where: str, n: int) -> None:
+    raise ValueError(
+        f"{where}: {n:.4g} steps exceed MAX_STEPS = {MAX_STEPS:,} (at least {n * 16 / 2**30:.3g} "
+        f"GiB and ~{n * 1e-6:.3g} s of Python work before any simulation); use fewer, longer "
+        f"steps or run the repeats as separate simulations")
+
+
+def _grid_dt(dt: Any) -> float:
+    dt = V_.real("dt", dt, positive=True)
+    if dt < MIN_DT:
+        raise ValueError(f"dt={dt!r} s is subnormal (< {MIN_DT!r} s): 1/dt is not finite; dt is "
+                         f"the grid step in seconds")
+    return dt
+
+
+def _real_array(name: str, value: Any, unit: str) -> np.ndarray:
+    """``value`` as a float array, refusing None, strings, booleans, complex and objects."""
+    a = np.asarray(value)
+    if a.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be a real number or an array of real numbers ({unit}), got "
+                        f"{type(value).__name__} with dtype {a.dtype} ({value!r:.80})")
+    return a.astype(float, copy=False)
+
+
+def _conditions_mapping(name: str, m: Any) -> dict:
+    if m is None:
+        return {}
+    if not isinstance(m, Mapping):
+        raise TypeError(f"{name} must be a mapping {{ligand: concentration (M)}}, e.g. "
+                        f"{{'glutamate': 1e-3}}, got {type(m).__name__} ({m!r})")
+    for k in m:
+        if not isinstance(k, str) or not k:
+            raise TypeError(f"{name}: ligand names must be non-empty strings, got {k!r}")
+        if k in _STEP_PARAMS:
+            raise ValueError(f"{name} holds ligand concentrations only; {k!r} is a step "
+                             f"parameter (set V= and temperature= of pulse_train instead)")
+    return dict(m)
 
 
 def pulse_train(n_pulses: int, frequency: float, width: float, *, V: float = DEFAULT_V,
@@ -392,6 +499,14 @@ def pulse_train(n_pulses: int, frequency: float, width: float, *, V: float = DEF
         Concentrations (M) between pulses (and in the tail), e.g. a bath drug concentration.
     tail : float, default 0
         Extra time (s) after the last inter-pulse interval with the ``between`` conditions.
+
+    Raises
+    ------
+    ValueError
+        More than :data:`MAX_STEPS` steps (2 per pulse), a non-finite total duration, or a
+        step parameter (``V``, ``temperature``, ``duration``) as a key of ``during``/``between``.
+    TypeError
+        ``during``/``between`` not a mapping.
     """
     n = V_.integer("n_pulses", n_pulses, minimum=1)
     f = V_.real("frequency", frequency, positive=True)
@@ -400,8 +515,14 @@ def pulse_train(n_pulses: int, frequency: float, width: float, *, V: float = DEF
     if not period > w:
         raise ValueError(f"pulse period 1/frequency = {period} s must exceed width = {w} s")
     tail = V_.real("tail", tail, nonnegative=True)
-    during = dict(during or {})
-    between = dict(between or {})
+    n_steps = 2 * n + (tail > 0)
+    if n_steps > MAX_STEPS:
+        _too_many_steps(f"pulse_train(n_pulses={n})", n_steps)
+    if not n * period + tail < _INF:
+        raise ValueError(f"pulse_train: total duration n_pulses/frequency + tail = "
+                         f"{n * period + tail:g} s is not finite")
+    during = _conditions_mapping("during", during)
+    between = _conditions_mapping("between", between)
     on = Step(w, V=V, temperature=temperature, **{**between, **during})
     off = Step(period - w, V=V, temperature=temperature, **between)
     steps: list[Step] = [on, off] * n
@@ -410,4 +531,4 @@ def pulse_train(n_pulses: int, frequency: float, width: float, *, V: float = DEF
     return Protocol(steps)
 
 
-__all__ = ["Step", "Protocol", "pulse_train", "DEFAULT_V"]
+__all__ = ["Step", "Protocol", "pulse_train", "DEFAULT_V", "MAX_STEPS", "MAX_GRID_POINTS", "MIN_DT"]

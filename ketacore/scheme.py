@@ -15,7 +15,15 @@ Rate law (:class:`Rate`) -- a product of optional factors (all SI)::
 * ``q10`` with reference temperature ``t_ref`` (K).
 
 Validation policy: states must be unique non-empty strings; transitions must join two different
-known states, at most one per ordered pair; rate parameters must be finite with k0 ≥ 0. A scheme
+known states, at most one per ordered pair; rate parameters must be finite with k0 ≥ 0. Rate
+parameters are bounded so that every rate is finite over every condition ketacore accepts
+(|V| ≤ 1 V, 200–400 K, ligands ≤ 10 M): |z_delta| ≤ :data:`MAX_ABS_Z_DELTA` (10), |vk| ≥
+:data:`MIN_ABS_VK` (2 mV, an e-fold per 2 mV ≈ zδ = 12.7 at 22 °C), q10 within
+:data:`Q10_RANGE` (1e-3 to 1e3), and the largest value of the rate over those conditions (the
+corners V = ±1 V, T = 200 or 400 K, [L] = 10 M) must not exceed :data:`MAX_RATE` (1e300 s⁻¹,
+finite with room for the row sums of Q).  Real channel models are many orders of magnitude
+inside these bounds (NMDA block zδ ≤ 2; the steepest gating steps zδ ≈ 6).  Ligand names must
+not be one of :data:`RESERVED_NAMES` (parameters of Step, conditions and waveforms).  A scheme
 whose transition graph (ignoring direction) is not connected raises ``ValueError``: its
 equilibrium would not be unique and it is almost always a typo.  Absorbing states are allowed
 (e.g. for first-latency calculations).
@@ -36,6 +44,31 @@ from .units import FARADAY, GAS_CONSTANT, celsius
 #: Default temperature (K) of a scheme whose source does not state one: 22 °C.
 DEFAULT_TEMPERATURE = celsius(22.0)
 
+#: Largest |z_delta| of a rate (dimensionless).  Real single steps carry zδ ≤ ~6 (NMDA block ≤ 2).
+MAX_ABS_Z_DELTA = 10.0
+#: Smallest |vk| of a rate (V): an e-fold change per 2 mV (≈ zδ = 12.7 at 22 °C).
+MIN_ABS_VK = 2e-3
+#: Accepted range of q10 (dimensionless).
+Q10_RANGE = (1e-3, 1e3)
+#: Largest value (s⁻¹) a rate may reach anywhere in the accepted conditions (|V| ≤ 1 V,
+#: 200–400 K, ligand ≤ 10 M).  Finite with headroom: Q's diagonal sums up to 1e8 such rates.
+MAX_RATE = 1e300
+_LN_MAX_RATE = math.log(MAX_RATE)
+#: Names that cannot be ligands: parameters of Step, Scheme.condition/q_matrix and
+#: Protocol.from_waveform, which take ligand concentrations as keyword arguments.
+RESERVED_NAMES = ("V", "temperature", "duration", "times", "t_end")
+_F_OVER_R = FARADAY / GAS_CONSTANT
+
+
+def _check_ligand_name(where: str, name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise TypeError(f"{where} must be a non-empty string, got {name!r}")
+    if name in RESERVED_NAMES:
+        raise ValueError(f"{where} {name!r} is reserved (it is a parameter name of Step, "
+                         f"q_matrix or from_waveform) and cannot be a ligand name; reserved: "
+                         f"{list(RESERVED_NAMES)}")
+    return name
+
 
 @dataclass(frozen=True)
 class Rate:
@@ -48,19 +81,21 @@ class Rate:
     ----------
     k0 : float
         Rate constant: s⁻¹, or M⁻¹ s⁻¹ when ``ligand`` is set.  Must be finite and ≥ 0.
+        With all other factors, the rate must stay ≤ :data:`MAX_RATE` (1e300 s⁻¹) over the
+        accepted conditions (|V| ≤ 1 V, 200–400 K, [ligand] ≤ 10 M); else ``ValueError``.
     ligand : str, optional
         Name of the ligand whose concentration (M) multiplies the rate.
     factor : float, default 1
         Statistical factor (dimensionless, > 0), e.g. 2 for two identical free sites.
     z_delta : float, default 0
-        Woodhull zδ (valence × fractional electrical distance; dimensionless).  Positive
-        values make the rate grow with depolarisation.
+        Woodhull zδ (valence × fractional electrical distance; dimensionless), |zδ| ≤ 10.
+        Positive values make the rate grow with depolarisation.
     vk : float, optional
-        Slope (V) of an extra factor ``exp((V − v0)/vk)``; ``None`` for none.
+        Slope (V) of an extra factor ``exp((V − v0)/vk)``, |vk| ≥ 2 mV; ``None`` for none.
     v0 : float, default 0
         Reference voltage (V) of both voltage factors.
     q10 : float, default 1
-        Temperature coefficient (dimensionless, > 0).
+        Temperature coefficient (dimensionless), within 1e-3–1e3.
     t_ref : float, default 295.15
         Reference temperature (K) for ``q10``.
     """
@@ -75,24 +110,85 @@ class Rate:
     t_ref: float = DEFAULT_TEMPERATURE
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "k0", V_.real("Rate.k0", self.k0, nonnegative=True))
-        object.__setattr__(self, "factor", V_.real("Rate.factor", self.factor, positive=True))
-        object.__setattr__(self, "z_delta", V_.real("Rate.z_delta", self.z_delta))
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
+        set_("k0", V_.real("Rate.k0", self.k0, nonnegative=True))
+        set_("factor", V_.real("Rate.factor", self.factor, positive=True))
+        zd = V_.real("Rate.z_delta", self.z_delta)
+        if not abs(zd) <= MAX_ABS_Z_DELTA:
+            raise ValueError(f"Rate.z_delta={zd} is outside ±{MAX_ABS_Z_DELTA} (valence × electrical "
+                             f"distance; real steps have |zδ| ≤ ~6)")
+        set_("z_delta", zd)
         if self.vk is not None:
             vk = V_.real("Rate.vk", self.vk)
             if vk == 0:
                 raise ValueError("Rate.vk must be non-zero (or None for no exponential factor)")
-            object.__setattr__(self, "vk", vk)
-        object.__setattr__(self, "v0", V_.voltage("Rate.v0", self.v0))
-        object.__setattr__(self, "q10", V_.real("Rate.q10", self.q10, positive=True))
-        object.__setattr__(self, "t_ref", V_.temperature("Rate.t_ref", self.t_ref))
+            if not abs(vk) >= MIN_ABS_VK:
+                raise ValueError(f"Rate.vk={vk} V is steeper than an e-fold per "
+                                 f"{MIN_ABS_VK * 1e3:g} mV (|vk| must be >= {MIN_ABS_VK} V); vk is "
+                                 f"in volts (write 10 * ketacore.units.mV)")
+            set_("vk", vk)
+        set_("v0", V_.voltage("Rate.v0", self.v0))
+        q10 = V_.real("Rate.q10", self.q10, positive=True)
+        if not Q10_RANGE[0] <= q10 <= Q10_RANGE[1]:
+            raise ValueError(f"Rate.q10={q10} is outside [{Q10_RANGE[0]:g}, {Q10_RANGE[1]:g}]")
+        set_("q10", q10)
+        set_("t_ref", V_.temperature("Rate.t_ref", self.t_ref))
         if self.ligand is not None and (not isinstance(self.ligand, str) or not self.ligand):
             raise TypeError(f"Rate.ligand must be a non-empty string or None, got {self.ligand!r}")
+        self._check_max()
+
+    def _max_exponent(self) -> tuple[float, float, float]:
+        """Largest exponent of the voltage and temperature factors over |V| ≤ 1 V and the
+        accepted temperatures, with the (V, T) corner where it is reached (e is linear in V and
+        convex in T, so the maximum is at a corner)."""
+        lnq = math.log(self.q10)
+        inv_vk = 0.0 if self.vk is None else 1.0 / self.vk
+        best = (-math.inf, 0.0, 0.0)
+        for V in (-V_.MAX_ABS_VOLTAGE, V_.MAX_ABS_VOLTAGE):
+            dv = V - self.v0
+            for T in V_.TEMPERATURE_RANGE:
+                e = self.z_delta * _F_OVER_R * dv / T + inv_vk * dv + lnq * (T - self.t_ref) / 10.0
+                if e > best[0]:
+                    best = (e, V, T)
+        return best
+
+    def _check_max(self) -> None:
+        e, V, T = self._max_exponent()
+        ln_k = e
+        if self.k0 > 0:
+            ln_k += math.log(self.k0) + math.log(self.factor)
+            if self.ligand is not None:
+                ln_k += math.log(V_.MAX_CONCENTRATION)
+        if e <= _LN_MAX_RATE and ln_k <= _LN_MAX_RATE:
+            return
+        parts = []
+        if self.is_voltage_dependent:
+            parts.append(f"V = {V:g} V")
+        if self.q10 != 1.0 or self.z_delta != 0.0:
+            parts.append(f"T = {T:g} K")
+        if self.ligand is not None:
+            parts.append(f"[{self.ligand}] = {V_.MAX_CONCENTRATION:g} M")
+        at = ", ".join(parts) or "every condition"
+        raise ValueError(
+            f"Rate(k0={self.k0!r}, factor={self.factor!r}, z_delta={self.z_delta!r}, "
+            f"vk={self.vk!r}, v0={self.v0!r}, q10={self.q10!r}) reaches about "
+            f"10^{max(e, ln_k) / math.log(10):.4g} s⁻¹ at {at}; every rate must stay <= "
+            f"{MAX_RATE:g} s⁻¹ for all accepted conditions (|V| <= {V_.MAX_ABS_VOLTAGE:g} V, "
+            f"{V_.TEMPERATURE_RANGE[0]:g}-{V_.TEMPERATURE_RANGE[1]:g} K, ligands <= "
+            f"{V_.MAX_CONCENTRATION:g} M): reduce k0·factor, z_delta or q10, or increase |vk| "
+            f"(SI units: s⁻¹ or M⁻¹ s⁻¹, V)")
 
     def __call__(self, V: float = -0.07, temperature: float = DEFAULT_TEMPERATURE,
                  **concentrations: float) -> float:
         """Evaluate the rate (s⁻¹) at voltage ``V`` (V), ``temperature`` (K) and ligand
-        concentrations (M).  A reference implementation in Python; engines use the C++ one."""
+        concentrations (M).  A reference implementation in Python; engines use the C++ one.
+
+        Arguments are validated as in :meth:`Scheme.q_matrix` (|V| ≤ 1 V, 200–400 K,
+        0–10 M); concentrations of other ligands are accepted and ignored."""
+        V = V_.voltage("V", V)
+        temperature = V_.temperature("temperature", temperature)
+        for name, c in concentrations.items():
+            concentrations[name] = V_.concentration(name, c)
         k = self.k0 * self.factor
         if self.ligand is not None:
             k *= concentrations.get(self.ligand, 0.0)
@@ -184,8 +280,9 @@ class Scheme:
         Single-channel conductance (S) of each state; a mapping may omit shut states (0 S).
     e_rev : float, default 0
         Reversal potential (V) used for currents ``I = Σ n_i g_i (V − e_rev)``.
-    ligands : sequence of str, optional
-        Ligand names, in order; ligands used by rates but not listed are appended in order of
+    ligands : str or sequence of str, optional
+        Ligand names, in order (a single string is one ligand); not one of
+        :data:`RESERVED_NAMES`; ligands used by rates but not listed are appended in order of
         first use.  Listing a ligand no rate uses is allowed (it is accepted in conditions).
     name, citation, doi, notes : str
         Provenance.  Built-in models always cite their source.
@@ -219,6 +316,10 @@ class Scheme:
             seen.add(s)
         index = {s: i for i, s in enumerate(states)}
 
+        if transitions is None or isinstance(transitions, (str, bytes, Mapping)) \
+                or not isinstance(transitions, Iterable):
+            raise TypeError(f"transitions must be an iterable of (src, dst, rate) triples or "
+                            f"Transition objects, got {type(transitions).__name__}")
         trans: list[Transition] = []
         pairs: set[tuple[str, str]] = set()
         for k, t in enumerate(transitions):
@@ -229,6 +330,10 @@ class Scheme:
                     src, dst, r = t
                 except (TypeError, ValueError):
                     raise TypeError(f"transition #{k} must be (src, dst, rate), got {t!r}") from None
+            for end in (src, dst):
+                if not isinstance(end, str):
+                    raise TypeError(f"transition #{k}: state names must be strings, got "
+                                    f"{type(end).__name__} ({end!r})")
             where = f"transition {src!r}->{dst!r}"
             for end in (src, dst):
                 if end not in index:
@@ -240,30 +345,41 @@ class Scheme:
             pairs.add((src, dst))
             trans.append(Transition(src, dst, _as_rate(r, where)))
 
+        if ligands is None:
+            ligands = ()
+        elif isinstance(ligands, str):
+            ligands = (ligands,)  # one ligand, not its characters
+        elif isinstance(ligands, Mapping) or not isinstance(ligands, Iterable):
+            raise TypeError(f"ligands must be a ligand name or a sequence of ligand names, got "
+                            f"{type(ligands).__name__} ({ligands!r})")
         lig: list[str] = []
-        for l in ligands or ():
-            if not isinstance(l, str) or not l:
-                raise TypeError(f"ligand names must be non-empty strings, got {l!r}")
+        for l in ligands:
+            _check_ligand_name("ligand name", l)
             if l in lig:
                 raise ValueError(f"duplicate ligand {l!r}")
-            if l in ("V", "temperature"):
-                raise ValueError(f"{l!r} is reserved and cannot be a ligand name")
             lig.append(l)
         for t in trans:
             if t.rate.ligand is not None and t.rate.ligand not in lig:
-                if t.rate.ligand in ("V", "temperature"):
-                    raise ValueError(f"{t.rate.ligand!r} is reserved and cannot be a ligand name")
+                _check_ligand_name(f"transition {t.src!r}->{t.dst!r}: ligand", t.rate.ligand)
                 lig.append(t.rate.ligand)
 
         g = np.zeros(len(states))
         if conductance is not None:
+            if isinstance(conductance, (str, bytes)) or not isinstance(conductance, (Mapping, Iterable)):
+                raise TypeError(f"conductance must be a mapping {{state: S}} or a sequence of one "
+                                f"value (S) per state, got {type(conductance).__name__} "
+                                f"({conductance!r})")
             if isinstance(conductance, Mapping):
                 for s, val in conductance.items():
-                    if s not in index:
+                    if not isinstance(s, str) or s not in index:
                         raise ValueError(f"conductance: unknown state {s!r}; states are {list(states)}")
                     g[index[s]] = V_.real(f"conductance[{s!r}]", val, nonnegative=True)
             else:
-                arr = list(conductance)
+                try:
+                    arr = list(conductance)
+                except TypeError:
+                    raise TypeError(f"conductance must be a mapping {{state: S}} or a sequence of "
+                                    f"one value (S) per state, got {conductance!r}") from None
                 if len(arr) != len(states):
                     raise ValueError(f"conductance has {len(arr)} values for {len(states)} states")
                 for i, val in enumerate(arr):
@@ -455,12 +571,131 @@ class Scheme:
         **concentrations : float
             Ligand concentrations (M); unnamed ligands are 0.
         """
-        return self._compiled().q_matrix(self.condition(V, temperature, **concentrations))
+        cond = self.condition(V, temperature, **concentrations)
+        Q = self._compiled().q_matrix(cond)
+        if not np.isfinite(Q).all():  # cannot happen with validated rates; name the culprit
+            self.check_rates(cond)
+            raise ValueError("q_matrix: Q has non-finite entries")  # pragma: no cover
+        return Q
 
     def rates(self, V: float = -0.07, temperature: float | None = None,
               **concentrations: float) -> np.ndarray:
         """Rate (s⁻¹) of every transition, in ``transitions`` order."""
-        return self._compiled().rates(self.condition(V, temperature, **concentrations))
+        cond = self.condition(V, temperature, **concentrations)
+        r = self._compiled().rates(cond)
+        if not np.isfinite(r).all():
+            self.check_rates(cond)
+            raise ValueError("rates: non-finite rates")  # pragma: no cover
+        return r
+
+    def _rate_arrays(self) -> tuple[np.ndarray, ...]:
+        """Per-transition rate-law parameters as arrays, as compiled for the C++ core."""
+        cache = getattr(self, "_rate_arrays_cache", None)
+        if cache is None:
+            T = self._transitions
+            f = lambda xs: np.array(xs, dtype=float).reshape(len(T))  # noqa: E731
+            cache = (
+                f([t.rate.k0 * t.rate.factor for t in T]),
+                np.array([self._ligands.index(t.rate.ligand) if t.rate.ligand else -1 for t in T],
+                         dtype=np.int64).reshape(len(T)),
+                f([t.rate.z_delta for t in T]),
+                f([0.0 if t.rate.vk is None else 1.0 / t.rate.vk for t in T]),
+                f([t.rate.v0 for t in T]),
+                f([math.log(t.rate.q10) for t in T]),
+                f([t.rate.t_ref for t in T]),
+                np.array([self._index[t.src] for t in T], dtype=np.int64).reshape(len(T)),
+            )
+            self._rate_arrays_cache = cache
+        return cache
+
+    def _describe_condition(self, row: np.ndarray) -> str:
+        parts = [f"V={row[0]:g} V", f"T={row[1]:g} K"]
+        parts += [f"{l}={c:g} M" for l, c in zip(self._ligands, row[2:]) if c != 0]
+        return ", ".join(parts)
+
+    def check_rates(self, conditions: Any) -> np.ndarray:
+        """Check that every rate and every state's total exit rate is finite under each condition.
+
+        Vectorised over conditions; engines call it once per protocol with the ``conditions``
+        table of :meth:`Protocol.compile` (cost ~ n_conditions × n_transitions flops).
+
+        Parameters
+        ----------
+        conditions : array of shape (n, 2 + n_ligands) or (2 + n_ligands,)
+            Rows ``[V (V), T (K), c_0 (M), ..., c_{L-1} (M)]`` in this scheme's ligand order
+            (:meth:`condition` builds one row; :meth:`Protocol.compile` returns the table).
+
+        Returns
+        -------
+        ndarray, shape (n, n_transitions)
+            Rate (s⁻¹) of every transition under every condition (the C++ rate law).
+
+        Raises
+        ------
+        ValueError
+            A condition outside the accepted ranges (|V| ≤ 1 V, 200–400 K, 0–10 M, finite), or
+            a rate or exit rate that is not finite; the message names the transition (or
+            state) and the condition.
+        TypeError
+            ``conditions`` is not a real array.
+        """
+        c = np.asarray(conditions)
+        if c.dtype.kind not in "iuf":
+            raise TypeError(f"conditions must be a real array [V, T, c...], got dtype {c.dtype}")
+        c = np.asarray(c, dtype=float)
+        if c.ndim == 1:
+            c = c[None, :]
+        width = 2 + len(self._ligands)
+        if c.ndim != 2 or c.shape[1] != width:
+            raise ValueError(f"conditions must have shape (n, {width}) (columns V, T, "
+                             f"{', '.join(self._ligands) or 'no ligands'}), got {np.shape(conditions)}")
+        cols = ["V", "temperature", *self._ligands]
+        bad = ~np.isfinite(c)
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            raise ValueError(f"conditions[{i}]: {cols[j]} must be finite, got {c[i, j]}")
+        lo, hi = V_.TEMPERATURE_RANGE
+        for j, ok, what in ((0, np.abs(c[:, 0]) <= V_.MAX_ABS_VOLTAGE, f"|V| <= {V_.MAX_ABS_VOLTAGE} V"),
+                            (1, (c[:, 1] >= lo) & (c[:, 1] <= hi), f"{lo}-{hi} K")):
+            if not ok.all():
+                i = int(np.argmin(ok))
+                raise ValueError(f"conditions[{i}]: {cols[j]}={c[i, j]} is outside {what}")
+        if width > 2:
+            conc = c[:, 2:]
+            ok = (conc >= 0) & (conc <= V_.MAX_CONCENTRATION)
+            if not ok.all():
+                i, j = np.argwhere(~ok)[0]
+                raise ValueError(f"conditions[{i}]: concentration {cols[2 + j]}={conc[i, j]} M is "
+                                 f"outside 0-{V_.MAX_CONCENTRATION} M")
+        k0f, lig, zd, inv_vk, v0, lnq, tref, src = self._rate_arrays()
+        n = c.shape[0]
+        with np.errstate(over="ignore", invalid="ignore"):
+            V, T = c[:, :1], c[:, 1:2]
+            dv = V - v0
+            e = zd * (_F_OVER_R / T) * dv + inv_vk * dv + lnq * (T - tref) / 10.0
+            k = np.broadcast_to(k0f, (n, k0f.size)).copy()
+            has = lig >= 0
+            if has.any():
+                k[:, has] *= c[:, 2 + lig[has]]
+            k *= np.exp(e)
+            exit_rates = np.zeros((n, self.n_states))
+            np.add.at(exit_rates, (slice(None), src), k)
+        bad = ~np.isfinite(k)
+        if bad.any():
+            i, t = np.argwhere(bad)[0]
+            tr = self._transitions[t]
+            raise ValueError(
+                f"transition {tr.src!r}->{tr.dst!r} of scheme {self.name or '(unnamed)'} evaluates "
+                f"to {k[i, t]} s⁻¹ at conditions[{i}] ({self._describe_condition(c[i])}); its rate "
+                f"law is {tr.rate!r}")
+        bad = ~np.isfinite(exit_rates)
+        if bad.any():
+            i, s = np.argwhere(bad)[0]
+            raise ValueError(
+                f"the total exit rate of state {self._states[s]!r} of scheme "
+                f"{self.name or '(unnamed)'} overflows ({exit_rates[i, s]}) at conditions[{i}] "
+                f"({self._describe_condition(c[i])})")
+        return k
 
     # ----------------------------------------------------------------- derived schemes
     def with_rates(self, **changes: Rate | float) -> "Scheme":
@@ -495,12 +730,21 @@ class Scheme:
         unknown = set(d) - {"scheme", "states", "transitions", "units"}
         if unknown:
             raise ValueError(f"unknown top-level key(s) {sorted(unknown)}")
-        meta = dict(d.get("scheme", {}))
+        meta = d.get("scheme", {})
+        if not isinstance(meta, Mapping):
+            raise TypeError(f"[scheme] must be a table (mapping of name, citation, doi, notes, "
+                            f"e_rev, temperature, ligands), got {type(meta).__name__} ({meta!r})")
+        meta = dict(meta)
         allowed = {"name", "citation", "doi", "notes", "e_rev", "temperature", "ligands"}
         bad = set(meta) - allowed
         if bad:
             raise ValueError(f"[scheme]: unknown key(s) {sorted(bad)}; allowed: {sorted(allowed)}")
         states_d = d.get("states")
+        if states_d is not None and (isinstance(states_d, (str, bytes, Mapping))
+                                     or not isinstance(states_d, Iterable)):
+            raise TypeError(f"[[states]] must be an array of tables ({{name, conductance}}), got "
+                            f"{type(states_d).__name__} ({states_d!r})")
+        states_d = list(states_d or ())
         if not states_d:
             raise ValueError("[[states]]: at least one state is required")
         states, g = [], []
@@ -513,7 +757,11 @@ class Scheme:
             states.append(st["name"])
             g.append(st.get("conductance", 0.0))
         trans = []
-        for i, tr in enumerate(d.get("transitions", [])):
+        trans_d = d.get("transitions", [])
+        if isinstance(trans_d, (str, bytes, Mapping)) or not isinstance(trans_d, Iterable):
+            raise TypeError(f"[[transitions]] must be an array of tables ({{from, to, k0, ...}}), "
+                            f"got {type(trans_d).__name__} ({trans_d!r})")
+        for i, tr in enumerate(trans_d):
             if not isinstance(tr, Mapping) or "from" not in tr or "to" not in tr:
                 raise ValueError(f"transitions[{i}]: needs 'from' and 'to'")
             r = {k: v for k, v in tr.items() if k not in ("from", "to")}
@@ -609,4 +857,5 @@ class Scheme:
         return "\n".join(out)
 
 
-__all__ = ["Rate", "rate", "Transition", "Scheme", "DEFAULT_TEMPERATURE"]
+__all__ = ["Rate", "rate", "Transition", "Scheme", "DEFAULT_TEMPERATURE", "MAX_ABS_Z_DELTA",
+           "MIN_ABS_VK", "Q10_RANGE", "MAX_RATE", "RESERVED_NAMES"]
