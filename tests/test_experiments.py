@@ -2,9 +2,10 @@
 
 Exact tests compare with closed forms (reference section 5) or with an independent
 scipy.linalg.expm propagation.  Stochastic tests use a fixed seed and a tolerance of 4 standard
-errors of the trial mean (SE estimated from the trials themselves), i.e. a two-sided failure
-probability of about 6e-5 per compared quantity for a correct engine (normal approximation;
-trial means of >= 16 trials of >= 1000 channels).
+errors of the trial mean, with the SE estimated from the 16 trials themselves: (x - exact)/SE is
+then Student t with 15 degrees of freedom (trial values of >= 1000 channels are close to
+normal), so a correct engine fails a check with probability 2 * scipy.stats.t.sf(4, 15) =
+1.16e-3 per compared quantity (not the 6e-5 of a normal law with known SE).
 """
 from __future__ import annotations
 
@@ -248,7 +249,7 @@ def test_use_dependence_fixed_pulse_count():
 # --------------------------------------------------------------------------- stochastic
 def _within(x, se, ref, k=4.0, floor=1e-12):
     # SEs come from 16 trials, so (x - ref)/se ~ Student t with 15 degrees of freedom:
-    # |t| > 4 has probability 1.2e-3 per check when the code is right (fixed seeds make each
+    # |t| > 4 has probability 1.16e-3 per check when the code is right (fixed seeds make each
     # check deterministic; this is the chance that a correct engine would have failed).
     assert abs(x - ref) <= k * se + floor, f"{x} vs exact {ref} (SE {se})"
 
