@@ -62,7 +62,13 @@ from .theory import ExponentialMixture
 
 __all__ = ["Record", "BurstResult", "LogHistogram", "MixtureFit", "NoiseAnalysis",
            "Misclassification", "log_histogram", "fit_mixture", "critical_time",
-           "misclassification", "noise_analysis"]
+           "misclassification", "noise_analysis", "MAX_CLASSES", "MAX_BINS"]
+
+#: Largest number of conductance classes of a record (class indices are < MAX_CLASSES); one
+#: level and one name is stored per class up to the largest index.
+MAX_CLASSES = 10_000
+#: Largest number of bins of a :func:`log_histogram`.
+MAX_BINS = 1_000_000
 
 
 # ---------------------------------------------------------------------------
@@ -124,6 +130,32 @@ def _as_sweeps(name: str, a: Any) -> list:
                     f"got {type(a).__name__}")
 
 
+def _check_class_range(n_cls: int) -> None:
+    if n_cls > MAX_CLASSES:
+        raise ValueError(f"classes: class indices must be < {MAX_CLASSES} (a level and a name "
+                         f"are stored for every class up to the largest index), got "
+                         f"{n_cls - 1}")
+
+
+def _class_names(class_names: Any, n_classes: int) -> tuple:
+    if isinstance(class_names, (str, bytes)):
+        raise TypeError("class_names must be a sequence of names (one per class), "
+                        f"not a single string ({class_names!r})")
+    try:
+        names = tuple(class_names)
+    except TypeError:
+        raise TypeError(f"class_names must be a sequence of str (one per class), got "
+                        f"{type(class_names).__name__}") from None
+    if len(names) != n_classes:
+        raise ValueError(f"class_names must give one name per class ({n_classes}, "
+                         f"len(levels)), got {len(names)}")
+    if not all(isinstance(n, str) for n in names):
+        raise TypeError(f"class_names must all be str, got {names!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"class_names must be distinct, got {names!r}")
+    return names
+
+
 def _u8(mask) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(mask, dtype=bool).astype(np.uint8))
 
@@ -161,8 +193,9 @@ class Record:
         Amplitude of each class (S or A; 0 for shut classes).
     is_open : ndarray, bool (n_classes,)
     t_res : float
-        Time resolution (s) imposed so far (0 for the ideal record).
+        Time resolution (s) imposed so far (0 for the ideal record); finite, >= 0.
     class_names : tuple of str
+        One distinct name per class (``len(levels)``).
     """
 
     __slots__ = ("start", "duration", "cls", "offsets", "levels", "is_open", "t_res",
@@ -202,11 +235,11 @@ class Record:
         self.offsets = offsets
         self.levels = levels
         self.is_open = is_open
-        self.t_res = float(t_res)
+        self.t_res = _real("t_res", t_res, nonnegative=True)
         if class_names is None:
             class_names = tuple(("shut" if not o else "open") + (f"{k}" if k else "")
                                 for k, o in enumerate(is_open))
-        self.class_names = tuple(class_names)
+        self.class_names = _class_names(class_names, levels.size)
 
     # ------------------------------------------------------------------ builders
     @classmethod
@@ -264,6 +297,10 @@ class Record:
         levels : sequence of float, optional
             Amplitude of each class; default 0 for class 0 and 1 for the others (class 0 shut,
             every other class open).
+        class_names : sequence of str, optional
+            One distinct name per class (``len(levels)``).
+
+        Class indices must be < :data:`MAX_CLASSES`.
         """
         ts = _as_sweeps("times", times)
         ss = _as_sweeps("states", states)
@@ -274,6 +311,7 @@ class Record:
         if sc.size == 0 or sc.min() < 0:
             raise ValueError("classes must be non-negative class indices, one per state")
         n_cls = int(sc.max()) + 1
+        _check_class_range(n_cls)
         if levels is None:
             lv = np.ones(n_cls)
             lv[0] = 0.0
@@ -614,6 +652,7 @@ def _classes_for_states(states, g, classes, levels):
     if sc.min() < 0:
         raise ValueError("classes must be non-negative")
     n_cls = int(sc.max()) + 1
+    _check_class_range(n_cls)
     if levels is None:
         lv = np.zeros(n_cls)
         for k in range(n_cls):
@@ -796,6 +835,8 @@ def _split_mixture(mixture, split):
                         f"{type(mixture).__name__}")
     if np.iscomplexobj(mixture.taus) or np.any(np.real(mixture.areas) < 0):
         raise ValueError("mixture must have real time constants and non-negative areas")
+    if not float(np.sum(mixture.areas)) > 0:
+        raise ValueError("mixture: the areas sum to 0 (no shut periods)")
     order = np.argsort(mixture.taus)
     taus = np.asarray(mixture.taus, float)[order]
     areas = np.asarray(mixture.areas, float)[order] / float(np.sum(mixture.areas))
@@ -805,6 +846,10 @@ def _split_mixture(mixture, split):
     split = 1 if split is None else _int("split", split, minimum=1)
     if split >= k:
         raise ValueError(f"split must be in [1, {k - 1}] (number of fast components), got {split}")
+    for what, a in (("fast", areas[:split]), ("slow", areas[split:])):
+        if not a.sum() > 0:
+            raise ValueError(f"mixture: the {what} components have zero total area, so no "
+                             "critical time separates them")
     return taus[:split], areas[:split], taus[split:], areas[split:]
 
 
@@ -814,7 +859,8 @@ def misclassification(mixture, t_crit: float, split: Optional[int] = None) -> Mi
     tf, af, ts, as_ = _split_mixture(mixture, split)
     nf = float(np.sum(af * np.exp(-t_crit / tf)))
     ns = float(np.sum(as_ * -np.expm1(-t_crit / ts)))
-    return Misclassification(t_crit, nf, ns, nf / af.sum(), ns / as_.sum(), nf + ns)
+    return Misclassification(t_crit, nf, ns, float(nf / af.sum()), float(ns / as_.sum()),
+                             nf + ns)
 
 
 def critical_time(mixture, criterion: str = "proportions", split: Optional[int] = None) -> float:
@@ -936,7 +982,8 @@ class LogHistogram:
         The density in log10(t) is ``ln(10) t f(t)``; times the bin width in log10 and ``n``
         it is comparable with ``counts`` (take ``sqrt`` for the [SS87] display).
         """
-        n = self.n if n is None else n
+        n = self.n if n is None else _real("n", n, nonnegative=True)
+        points = _V.integer("points", points, minimum=2, maximum=10**6)
         t = np.logspace(np.log10(self.edges[0]), np.log10(self.edges[-1]), points)
         norm = float(mixture.survival(self.t_res)) if self.t_res > 0 else float(mixture.total)
         return t, n * math.log(10.0) * t * mixture.pdf(t) / self.bins_per_decade / norm
@@ -973,10 +1020,13 @@ def log_histogram(durations, *, bins_per_decade: float = 10, t_min: Optional[flo
     ----------
     durations : array (s), > 0
     bins_per_decade : float
-        Bins per factor of 10 in time (> 0).
+        Bins per factor of 10 in time (> 0); the histogram may have at most :data:`MAX_BINS`
+        bins, and its edges must be finite, distinct floats (else ValueError).
     t_min, t_max : float (s), optional
         Range; default ``t_res`` (if set) or the smallest duration, and the largest duration.
-        Edges are ``t_min * 10**(k / bins_per_decade)``.
+        Edges are ``t_min * 10**(k / bins_per_decade)``; bins are ``[lower, upper)``, except
+        that with the default ``t_max`` the largest duration is counted in the last bin even
+        when it falls on its upper edge.
     t_res : float (s)
         Resolution the data were cut at; stored for theory overlays.
 
@@ -994,12 +1044,40 @@ def log_histogram(durations, *, bins_per_decade: float = 10, t_min: Optional[flo
     lo = _real("t_min", t_min, positive=True) if t_min is not None else \
         (t_res if t_res > 0 else float(d.min()))
     hi = _real("t_max", t_max, positive=True) if t_max is not None else float(d.max())
-    if not hi > lo:
-        hi = lo * 10 ** (1.0 / bpd)
-    nb = max(int(math.ceil(math.log10(hi / lo) * bpd - 1e-9)), 1)
-    edges = lo * 10.0 ** (np.arange(nb + 1) / bpd)
-    x = np.log10(d / lo) * bpd
-    idx = np.floor(x).astype(np.int64)
+    # everything in log10 (finite for every positive float, subnormals included): hi / lo and
+    # 10 ** (1 / bpd) can overflow
+    llo, lhi = math.log10(lo), math.log10(hi)
+    decades = lhi - llo if hi > lo else 1.0 / bpd  # empty range: one bin
+    n_real = decades * bpd
+    if n_real > MAX_BINS + 1e-6:
+        raise ValueError(f"bins_per_decade={bpd:g} over {decades:.4g} decades ({lo:g} to "
+                         f"{hi:g} s) would make about {n_real:.3g} bins, more than "
+                         f"{MAX_BINS}; lower bins_per_decade or narrow t_min/t_max")
+    nb = max(int(math.ceil(n_real - 1e-9)), 1)
+    top = llo + nb / bpd
+    if not top < math.log10(np.finfo(float).max):
+        raise ValueError(f"bins_per_decade={bpd:g}: the top bin edge would be 10**{top:.4g} s, "
+                         "beyond the largest float; raise bins_per_decade or lower t_max")
+    k = np.arange(nb + 1)
+    if lo >= np.finfo(float).tiny and nb / bpd <= 300:
+        edges = lo * 10.0 ** (k / bpd)
+    else:  # a subnormal t_min, or 10 ** (k / bpd) would overflow
+        edges = 10.0 ** (llo + k / bpd)
+        edges[0] = lo
+    same = np.diff(edges) <= 0
+    if same.any():
+        at = float(edges[int(np.argmax(same))])
+        raise ValueError(f"bin edges near {at:g} s coincide in floating point (t_min={lo:g} s, "
+                         f"bins_per_decade={bpd:g}): lower bins_per_decade, or raise t_min "
+                         "(below ~1e-300 s, subnormal floats cannot be binned)")
+    with np.errstate(over="ignore", under="ignore", divide="ignore"):
+        x = np.log10(d / lo) * bpd
+    bad = ~np.isfinite(x)
+    if bad.any():  # d / lo over- or underflowed
+        x[bad] = (np.log10(d[bad]) - llo) * bpd
+    idx = np.floor(np.clip(x, -1.0, nb)).astype(np.int64)
+    if t_max is None:  # every duration is <= the top edge: the largest lands in the last bin
+        idx = np.minimum(idx, nb - 1)
     ok = (idx >= 0) & (idx < nb)
     counts = np.bincount(idx[ok], minlength=nb)
     return LogHistogram(edges, counts, int(d.size), t_res, bpd)
@@ -1243,7 +1321,9 @@ class NoiseAnalysis:
     i, se_i : float
         Single-channel current (A) and its standard error.
     N, se_N : float
-        Number of channels and its standard error.
+        Number of channels and its standard error.  ``N`` is ``inf`` when the fitted
+        curvature ``1/N`` is <= 0 (the data show no saturation: open probability too low, or
+        too few trials to measure it).
     var_baseline, se_var_baseline : float
         Background variance (A^2) when fitted, else 0.
     used : ndarray of bool
@@ -1324,6 +1404,13 @@ def noise_analysis(data, *, time=None, window=None, baseline: bool = False,
     Returns
     -------
     NoiseAnalysis
+
+    Raises
+    ------
+    ValueError
+        Fewer than 3 trials or samples, a variance of 0 at every sample of the window (no
+        fluctuations, e.g. identical trials), or a mean current with too few distinct values
+        in the window to determine the parabola.
     """
     from .simulate import SimulationResult
     groups_data = None
@@ -1361,8 +1448,9 @@ def noise_analysis(data, *, time=None, window=None, baseline: bool = False,
             raise ValueError(f"data needs at least 3 trials, got {n_tr}")
     used = np.ones(t.size, bool)
     if window is not None:
-        if len(window) != 2:
-            raise ValueError("window must be a pair (t0, t1) in s")
+        if isinstance(window, (str, bytes)) or not hasattr(window, "__len__") \
+                or len(window) != 2:
+            raise TypeError(f"window must be a pair (t0, t1) in s, got {window!r}")
         w0 = _real("window[0]", window[0])
         w1 = _real("window[1]", window[1])
         if not w1 > w0:
@@ -1370,6 +1458,17 @@ def noise_analysis(data, *, time=None, window=None, baseline: bool = False,
         used = (t >= w0) & (t <= w1)
     if used.sum() < 3:
         raise ValueError("fewer than 3 samples in the fit window")
+    if not np.any(var[used] > 0):
+        raise ValueError("data: the variance across trials is 0 at every sample of the fit "
+                         "window (identical trials): there are no fluctuations to analyse")
+    n_par = 3 if baseline else 2
+    X = np.stack([mean[used], mean[used] ** 2] + ([np.ones(int(used.sum()))] if baseline
+                                                  else []), axis=1)
+    col = np.abs(X).max(axis=0)
+    if not np.all(col > 0) or np.linalg.matrix_rank(X / col) < n_par:  # scale-free (A or pA)
+        raise ValueError(f"data: the mean current takes too few distinct values in the fit "
+                         f"window to determine the parabola ({n_par} parameters); fit over a "
+                         "window where the mean current changes")
     i, N, vb = _parabola_fit(mean[used], var[used], baseline)
     se_i = se_N = se_b = math.nan
     if cur is not None:

@@ -82,6 +82,11 @@ __all__ = ["ic50", "woodhull", "block_kinetics", "trapping", "use_dependence",
 
 #: Allowed values of ``method``.
 METHODS = ("exact", "stochastic")
+#: Largest number of output grid points of one protocol run (the trace of one phase).
+MAX_GRID_POINTS = 10_000_000
+#: Largest number of agonist pulses :func:`use_dependence` delivers over all its trains
+#: (about 10 µs each for the exact solver; the protocol holds two steps per pulse).
+MAX_PULSES = 2_000_000
 
 _DEFAULT_AGONIST = {"glutamate": 1 * mM}
 
@@ -98,9 +103,40 @@ def hill(c: Any, ic50: float, n_h: float) -> np.ndarray:
         Half-inhibitory concentration (M).
     n_h : float
         Hill coefficient (dimensionless).
+
+    ``c`` must hold concentrations >= 0 (``inf`` gives 0); ``ic50`` and ``n_h`` must be
+    finite and > 0 (ValueError/TypeError otherwise).
     """
-    c = np.asarray(c, dtype=float)
-    return 1.0 / (1.0 + (c / ic50) ** n_h)
+    ic50 = V_.real("ic50", ic50, positive=True)
+    n_h = V_.real("n_h", n_h, positive=True)
+    c = _real_array("c", c)
+    if np.any(np.isnan(c)) or np.any(c < 0):
+        raise ValueError("c must be concentrations >= 0 (M), without NaN")
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + (c / ic50) ** n_h)
+
+
+def _real_array(name: str, a: Any) -> np.ndarray:
+    """``a`` as a float ndarray; TypeError naming ``name`` when it is not numeric."""
+    arr = np.asarray(a)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer)
+                                   or np.issubdtype(arr.dtype, np.floating)):
+        raise TypeError(f"{name} must be an array of real numbers, got dtype {arr.dtype}")
+    return arr.astype(float)
+
+
+def _grid_points(what: str, duration: float, dt: float) -> int:
+    """Grid points of a run of ``duration`` (s) sampled every ``dt`` (s); ValueError naming
+    ``what`` beyond :data:`MAX_GRID_POINTS`."""
+    if not dt > 0:
+        raise ValueError(f"{what}: the grid step is {dt!r} s (the duration is too short for "
+                         "its grid)")
+    n = duration / dt + 1.0
+    if not n <= MAX_GRID_POINTS:
+        raise ValueError(f"{what}: {duration:g} s on a grid of {dt:g} s is about {n:.3g} "
+                         f"samples, more than {MAX_GRID_POINTS:.0e}; use a coarser grid or a "
+                         "shorter duration")
+    return int(n)
 
 
 def _frozen(a: Any, dtype=float) -> np.ndarray:
@@ -244,6 +280,14 @@ class _Setup:
                      n_trials=self.n_trials, method=self.engine, rng=ss, initial=initial)
         return r.time, r.counts / float(self.n_channels)
 
+    def check_run(self, what: str, n_samples: float, n_runs: int = 1) -> None:
+        """Refuse, before any work, ``n_runs`` runs of ``n_samples`` grid points whose outputs
+        (occupancies of every trial, and their copies) would not fit in memory."""
+        n_tr = 1 if self.method == "exact" else self.n_trials
+        per_run = float(n_tr) * float(n_samples) * (self.scheme.n_states * 16.0 + 24.0)
+        V_.check_memory(f"{what} (n_trials={n_tr}, {n_samples:.3g} samples per run)",
+                        per_run * n_runs)
+
     def exact(self, protocol: Protocol, dt: float, initial: np.ndarray):
         r = solve(self.scheme, protocol, dt, initial=_normalised(initial))
         return r.time, r.occupancy
@@ -323,9 +367,14 @@ def _dominant(rel) -> tuple[float, np.ndarray, np.ndarray]:
     return float(taus[int(np.argmax(np.abs(amps * taus)))]), taus, amps
 
 
-def _common_grid(target: float, *lengths: float) -> float:
+def _common_grid(target: float, *lengths: float, names: Sequence[str] = ()) -> float:
     """Largest dt <= target that divides every length (s) exactly (to 1e-6 relative)."""
     from fractions import Fraction
+    for i, x in enumerate(lengths):
+        if Fraction(x).limit_denominator(10**6) == 0:
+            name = names[i] if i < len(names) else "a phase length"
+            raise ValueError(f"{name}={x:g} s is below the 1 µs resolution of the automatic "
+                             "grid; pass dt")
     fr = [Fraction(x).limit_denominator(10**6) for x in lengths]
     num = 0
     den = 1
@@ -336,7 +385,7 @@ def _common_grid(target: float, *lengths: float) -> float:
     g = num / den
     if not g > 0 or any(abs(x / g - round(x / g)) > 1e-6 for x in lengths):
         raise ValueError(f"phase lengths {lengths} have no common grid; pass dt")
-    return g / math.ceil(g / target - 1e-9)
+    return g / max(math.ceil(g / target - 1e-9), 1)
 
 
 def _slowest_significant(rel, frac: float = 1e-3) -> float:
@@ -498,11 +547,21 @@ def _peak_exact(su: _Setup, c: float, preincubation: float, dur: float, h: float
     return float((occ @ su.g).max())
 
 
+def _control_peak(su: _Setup, preincubation: float, dur: float, dt: float | None) -> float:
+    """Exact drug-free peak conductance of the peak protocol (coarse grid); ValueError if 0."""
+    g0 = _peak_exact(su, 0.0, preincubation, dur, dur / 1000 if dt is None else dt)
+    if not g0 > 0:
+        raise ValueError(f"the control peak conductance is 0 (duration={dur:g} s of agonist "
+                         "from rest): no channel opens, so inhibition is undefined; lengthen "
+                         "duration or check agonist")
+    return g0
+
+
 def _peak_centre(su: _Setup, guess: float, preincubation: float, dur: float,
                  dt: float | None) -> float:
     """Concentration (M) near the exact peak IC50: decade scan up from ``guess`` (coarse grid)."""
     h = dur / 1000 if dt is None else dt
-    g0 = _peak_exact(su, 0.0, preincubation, dur, h)
+    g0 = _control_peak(su, preincubation, dur, dt)
     prev_c, prev_f = guess / 10, 1.0
     c = guess
     while c <= V_.MAX_CONCENTRATION:
@@ -605,10 +664,30 @@ def ic50(gating: Scheme | str, blocker: Any, concentrations: Any = None, *,
         duration = V_.duration("duration", duration)
     if dt is not None:
         dt = V_.real("dt", dt, positive=True)
+    if concentrations is not None:
+        cs = np.atleast_1d(_real_array("concentrations", concentrations))
+        if cs.ndim != 1 or cs.size < 3:
+            raise ValueError("concentrations must be a 1-D array of at least 3 values (M)")
+        if not np.all(np.isfinite(cs)) or np.any(cs <= 0) or np.any(cs > V_.MAX_CONCENTRATION):
+            raise ValueError("concentrations must be finite, > 0 and <= 10 M (use units.uM)")
+        cs = np.sort(cs)
+    # grid of the protocol runs, refused before any work when too long or too large
+    if kind == "peak":
+        dur_run = 0.5 if duration is None else duration
+        n_run = _grid_points("ic50 (kind='peak', duration / dt)", dur_run,
+                             dur_run / 5000 if dt is None else dt)
+        su.check_run("ic50", n_run)
+    elif su.method == "stochastic":
+        dur_run = 1.0 if duration is None else duration
+        n_run = _grid_points("ic50 (stochastic steady state, duration / dt)", dur_run,
+                             dur_run / 100 if dt is None else dt)
+        su.check_run("ic50", n_run)
     g0_eq = float(su.conductance(su.equilibrium(True)))
     if not g0_eq > 0:
         raise ValueError("the control (drug-free) steady-state conductance is 0 with this "
                          "agonist; inhibition is undefined")
+    if kind == "peak":
+        _control_peak(su, preincubation, dur_run, dt)
     root = _exact_ic50_root(su, g0_eq) if (kind == "steady" or concentrations is None) else None
     if concentrations is None:
         centre = root if root is not None else su.blocker.kd(su.V, su.T)
@@ -616,13 +695,6 @@ def ic50(gating: Scheme | str, blocker: Any, concentrations: Any = None, *,
             centre = _peak_centre(su, centre, preincubation,
                                   0.5 if duration is None else duration, dt)
         cs = np.geomspace(centre / 100, centre * 100, 17)
-    else:
-        cs = np.atleast_1d(np.asarray(concentrations, dtype=float))
-        if cs.ndim != 1 or cs.size < 3:
-            raise ValueError("concentrations must be a 1-D array of at least 3 values (M)")
-        if not np.all(np.isfinite(cs)) or np.any(cs <= 0) or np.any(cs > V_.MAX_CONCENTRATION):
-            raise ValueError("concentrations must be finite, > 0 and <= 10 M (use units.uM)")
-        cs = np.sort(cs)
 
     frac = np.empty(cs.size)
     fse = np.zeros(cs.size)
@@ -780,11 +852,13 @@ def woodhull(gating: Scheme | str, blocker: Any, voltages: Any, *,
     (e.g. Kampa's 25 mV) has an effective zδ scaled by (RT/F)/thermal_voltage.  Gilling et al.
     2009 report δ = 0.79 for ketamine (z = +1 assumed).
     """
-    vs = np.atleast_1d(np.asarray(voltages, dtype=float))
-    if vs.ndim != 1 or np.unique(vs).size < 2:
+    vs = np.atleast_1d(_real_array("voltages", voltages))
+    if vs.ndim != 1:
         raise ValueError("voltages must be a 1-D array with at least two distinct values (V)")
     for v in vs:
         V_.voltage("voltages[...]", float(v))
+    if np.unique(vs).size < 2:
+        raise ValueError("voltages must be a 1-D array with at least two distinct values (V)")
     vs = np.sort(vs)
     if method == "stochastic":
         from . import _rng
@@ -952,9 +1026,11 @@ def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
         Blocker concentration (M) during onset, > 0.
     t_on, t_off : float, optional
         Phase durations (s).  Default: 8 × the slowest exact relaxation time constant of the
-        phase that carries ≥ 0.1 % of the amplitude.
+        phase that carries ≥ 0.1 % of the amplitude.  A given duration must make a grid step
+        ``t/(n_samples - 1)`` no longer than that time constant (ValueError otherwise: the
+        fit could not resolve the relaxation).
     n_samples : int, default 2000
-        Grid points per phase (≥ 20).
+        Grid points per phase (≥ 20, ≤ :data:`MAX_GRID_POINTS`).
     n_exponentials : {1, 2}
         Exponential components fitted per phase; with 2 the reported τ is the
         amplitude-weighted mean (memantine in Gilling 2009 is biexponential).
@@ -983,34 +1059,56 @@ def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
     c = V_.concentration("concentration", concentration)
     if not c > 0:
         raise ValueError("concentration must be > 0 (M)")
-    n_samples = V_.integer("n_samples", n_samples, minimum=20)
-    if n_exponentials not in (1, 2) or isinstance(n_exponentials, bool):
-        raise ValueError(f"n_exponentials must be 1 or 2, got {n_exponentials!r}")
+    n_samples = V_.integer("n_samples", n_samples, minimum=20, maximum=MAX_GRID_POINTS)
+    n_exponentials = V_.integer("n_exponentials", n_exponentials, minimum=1, maximum=2)
+    if t_on is not None:
+        t_on = V_.duration("t_on", t_on)
+    if t_off is not None:
+        t_off = V_.duration("t_off", t_off)
+    su.check_run("block_kinetics", n_samples)
     from .theory import relaxation
     p_ctl = su.equilibrium(True)
     g0 = float(su.conductance(p_ctl))
     if not g0 > 0:
         raise ValueError("the control conductance is 0 with this agonist")
+
+    def phase_length(name: str, given, rel) -> float:
+        """The phase duration, checked to give a grid that resolves the relaxation."""
+        slow = _slowest_significant(rel)
+        if given is None:
+            return min(8 * slow, 1e6)
+        h = given / (n_samples - 1)
+        if not h > 0:
+            raise ValueError(f"{name}={given:g} s is too short: its grid step {name}/"
+                             f"(n_samples - 1) underflows to 0")
+        if h > slow:
+            raise ValueError(f"{name}={given:g} s with n_samples={n_samples} gives a grid step "
+                             f"of {h:.3g} s, longer than the slowest exact time constant of the "
+                             f"phase ({slow:.3g} s): the fit cannot resolve the relaxation; "
+                             f"shorten {name} (default 8x that time constant) or raise "
+                             "n_samples")
+        return given
+
     rel_on = relaxation(su.scheme, initial=p_ctl, V=su.V, **su.cond(True, c))
-    if t_on is None:
-        t_on = min(8 * _slowest_significant(rel_on), 1e6)
-    t_on = V_.duration("t_on", t_on)
+    t_on = phase_length("t_on", t_on, rel_on)
     _, occ_on_exact = su.exact(Protocol([su.step(t_on, True, c)]), t_on, p_ctl)
     p_end = occ_on_exact[-1]
     rel_off = relaxation(su.scheme, initial=p_end, V=su.V, **su.cond(True))
-    if t_off is None:
-        t_off = min(8 * _slowest_significant(rel_off), 1e6)
-    t_off = V_.duration("t_off", t_off)
+    t_off = phase_length("t_off", t_off, rel_off)
 
     tt_on, occ_on = su.run(Protocol([su.step(t_on, True, c)]), t_on / (n_samples - 1), p_ctl)
     tt_off, occ_off = su.run(Protocol([su.step(t_off, True)]), t_off / (n_samples - 1), p_end)
     f_on = (occ_on @ su.g) / g0
     f_off = (occ_off @ su.g) / g0
 
-    def fit(tt, ff):
+    def fit(tt, ff, name, length):
         out = []
         for tr in ff:
-            taus, amps, _, se = _fit_exponentials(tt, tr, n_exponentials)
+            try:
+                taus, amps, _, se = _fit_exponentials(tt, tr, n_exponentials)
+            except ValueError as exc:
+                raise ValueError(f"{'onset' if name == 't_on' else 'recovery'} phase "
+                                 f"({name}={length:g} s): {exc}; lengthen {name}") from None
             w = np.abs(amps) / np.abs(amps).sum()
             out.append((float(np.sum(w * taus)), taus, w, float(se[0]) if taus.size == 1
                         else float("nan")))
@@ -1019,8 +1117,8 @@ def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
         m, se = _mean_se(np.array([o[0] for o in out]))
         return (float(m), np.mean([o[1] for o in out], axis=0),
                 np.mean([o[2] for o in out], axis=0), float(se))
-    tau_on, taus_on, w_on, se_on = fit(tt_on, f_on)
-    tau_off, taus_off, w_off, se_off = fit(tt_off, f_off)
+    tau_on, taus_on, w_on, se_on = fit(tt_on, f_on, "t_on", t_on)
+    tau_off, taus_off, w_off, se_off = fit(tt_off, f_off, "t_off", t_off)
     d_on, taus_th_on, amps_th_on = _dominant(rel_on)
     d_off, taus_th_off, amps_th_off = _dominant(rel_off)
     return BlockKineticsResult(
@@ -1166,7 +1264,9 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
     concentration : float, default 10 µM
         Blocker concentration (M) during co-application.
     t_block, t_wash, t_recovery : float
-        Phase durations (s); defaults 30, 120, 60 s as in Mealing et al. 1999.
+        Phase durations (s); defaults 30, 120, 60 s as in Mealing et al. 1999.  Each phase
+        needs at least one grid step, and the whole protocol at most
+        :data:`MAX_GRID_POINTS` samples.
     wash_blocker : float, default 0
         Blocker concentration (M) during the agonist-free wash.
     definition : {"occupancy", "current"}
@@ -1184,12 +1284,22 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
         to find the first response peak.
     method, n_channels, n_trials, rng, engine
         As for :func:`ic50`.  Stochastic: one simulation of all phases per trial, metrics per
-        trial, mean ± SE; the first-response peak uses a separate fine-grid simulation started
+        trial, mean ± SE (the occupancy trapped fraction is the ratio of the trial means,
+        with a delta-method SE, when some trial has no blocked channel at the end of
+        co-application); the first-response peak uses a separate fine-grid simulation started
         from the exact distribution at the end of the wash.
 
     Returns
     -------
     TrappingResult
+
+    Raises
+    ------
+    ValueError
+        Invalid inputs; no block at the end of co-application (exact blocked occupancy or
+        current block <= 1e-9), when both trapped fractions would be 0/0; or, with
+        ``method="stochastic"``, no blocked channel in any trial.  (A stochastic current
+        block estimate of exactly 0 gives ``trapped_current`` NaN.)
 
     Notes
     -----
@@ -1211,17 +1321,33 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
         raise ValueError(f"definition must be 'occupancy' or 'current', got {definition!r}")
     total = t_block + t_wash + t_recovery
     if dt is None:
-        dt = _common_grid(total / 2000, t_block, t_wash)
+        dt = _common_grid(total / 2000, t_block, t_wash, names=("t_block", "t_wash"))
     else:
         dt = V_.real("dt", dt, positive=True)
         for name, x in (("t_block", t_block), ("t_block + t_wash", t_block + t_wash)):
             if abs(x / dt - round(x / dt)) > 1e-6 or x < dt:
                 raise ValueError(f"dt={dt} s must divide {name}={x} s (phase ends on the grid)")
+    for name, x in (("t_block", t_block), ("t_wash", t_wash), ("t_recovery", t_recovery)):
+        if x < dt * (1 - 1e-9):
+            raise ValueError(f"{name}={x:g} s is shorter than the grid step dt={dt:g} s: every "
+                             "phase needs at least one step (pass a smaller dt)")
+    n_grid = _grid_points("trapping (t_block + t_wash + t_recovery on the grid dt)", total, dt)
+    su.check_run("trapping", n_grid)
 
     p_ctl = su.equilibrium(True)
     g0 = float(su.conductance(p_ctl))
     if not g0 > 0:
         raise ValueError("the control conductance is 0 with this agonist")
+    # exact state at the end of co-application (one step): without block there is nothing
+    # to trap, and both trapped fractions would be 0/0
+    _, occ_b = su.exact(Protocol([su.step(t_block, True, c)]), t_block, p_ctl)
+    b_exact = float(occ_b[-1][su.blocked].sum())
+    blk_exact = 1.0 - float(occ_b[-1] @ su.g) / g0
+    if not (b_exact > 1e-9 and blk_exact > 1e-9):
+        raise ValueError(f"no block develops during co-application (blocked occupancy "
+                         f"{b_exact:.3g}, current block {blk_exact:.3g} at the end of "
+                         f"t_block={t_block:g} s), so the trapped fraction is undefined; "
+                         "lengthen t_block or raise concentration")
     prot = Protocol([su.step(t_block, True, c), su.step(t_wash, False, wash_blocker),
                      su.step(t_recovery, True)])
     t, occ = su.run(prot, dt, p_ctl)
@@ -1230,8 +1356,17 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
     i_b = int(round(t_block / dt))
     i_w = int(round((t_block + t_wash) / dt))
     blk_m, blk_s = _mean_se(1.0 - gt[:, i_b])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        trp_m, trp_s = _mean_se(bt[:, i_w] / bt[:, i_b])
+    b_end, b_wash = bt[:, i_b], bt[:, i_w]
+    if np.all(b_end > 0):
+        trp_m, trp_s = _mean_se(b_wash / b_end)
+    elif b_end.mean() > 0:  # some trials had no blocked channel: ratio of the trial means
+        trp_m = b_wash.mean() / b_end.mean()
+        trp_s = (np.std(b_wash - trp_m * b_end, ddof=1) / math.sqrt(b_end.size)
+                 / b_end.mean())
+    else:
+        raise ValueError(f"no channel was blocked at the end of co-application in any of the "
+                         f"{b_end.size} trials (exact blocked occupancy {b_exact:.3g}), so the "
+                         "trapped fraction is undefined; raise n_channels")
 
     # recovery time constant from the blocked occupancy during re-application
     tr = t[i_w:] - t[i_w]
@@ -1274,8 +1409,11 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
     gdf = (od @ su.g)[:, k]
     gd_m, gd_s = _mean_se(gdf)
     init_m, init_s = _ratio_se(float(gd_m), float(gd_s), float(gcf[k]), 0.0)
-    trc = (1.0 - init_m) / blk_m
-    trc_s = math.hypot(init_s / blk_m, (1.0 - init_m) * blk_s / blk_m ** 2)
+    if abs(blk_m) > 1e-12:
+        trc = (1.0 - init_m) / blk_m
+        trc_s = math.hypot(init_s / blk_m, (1.0 - init_m) * blk_s / blk_m ** 2)
+    else:  # stochastic block estimate of 0 (the exact block is > 1e-9, checked above)
+        trc = trc_s = float("nan")
     meta = su.meta()
     meta.update(concentration=c, wash_blocker=wash_blocker, t_block=t_block, t_wash=t_wash,
                 t_recovery=t_recovery, first_peak_time=float(k * h))
@@ -1434,9 +1572,11 @@ def use_dependence(gating: Scheme | str, blocker: Any, concentration: float,
     width : float, default 1 ms
         Pulse width (s); 1/f must exceed it.
     washout : float, default 300 s
-        Washout length (s), > 0.
+        Washout length (s), > 0.  All trains together (drug phase, its drug-free control and
+        the stimulated washout, at every frequency) may hold at most :data:`MAX_PULSES`
+        pulses (ValueError before any run otherwise).
     n_samples : int, default 400
-        Grid points per phase for the recorded time courses.
+        Grid points per phase for the recorded time courses (≤ :data:`MAX_GRID_POINTS`).
     method, n_channels, n_trials, rng, engine
         As for :func:`ic50`; stochastic phases start from the exact distribution at the phase
         start; ``epsc_fraction`` and ``t_half_*`` are computed from the trial means.
@@ -1458,12 +1598,12 @@ def use_dependence(gating: Scheme | str, blocker: Any, concentration: float,
     c = V_.concentration("concentration", concentration)
     if not c > 0:
         raise ValueError("concentration must be > 0 (M)")
-    fs = np.atleast_1d(np.asarray(frequencies, dtype=float))
+    fs = np.atleast_1d(_real_array("frequencies", frequencies))
     if fs.ndim != 1 or fs.size < 1 or not np.all(np.isfinite(fs)) or np.any(fs < 0):
         raise ValueError("frequencies must be a 1-D array of finite values >= 0 (Hz)")
     width = V_.duration("width", width)
     washout = V_.duration("washout", washout)
-    n_samples = V_.integer("n_samples", n_samples, minimum=10)
+    n_samples = V_.integer("n_samples", n_samples, minimum=10, maximum=MAX_GRID_POINTS)
     if (duration is None) == (n_pulses is None):
         raise ValueError("give exactly one of duration (s) and n_pulses (pass duration=None "
                          "with n_pulses)")
@@ -1476,6 +1616,20 @@ def use_dependence(gating: Scheme | str, blocker: Any, concentration: float,
     if np.any(fs > 0) and np.any(1.0 / fs[fs > 0] <= width):
         raise ValueError(f"every pulse period 1/f must exceed width={width} s; "
                          f"max frequency is {1.0 / width:g} Hz")
+    # work estimate before any run: the drug train and its drug-free control (2 x the drug
+    # phase) and the stimulated washout, at every frequency
+    pos = fs[fs > 0]
+    n_drug = (np.full(pos.size, float(n_pulses)) if n_pulses is not None
+              else np.floor(duration * pos + 1e-9))
+    n_total = float(np.sum(2.0 * n_drug + np.floor(washout * pos + 1e-9)))
+    if not n_total <= MAX_PULSES:
+        length = (f"n_pulses={n_pulses}" if n_pulses is not None
+                  else f"duration={duration:g} s")
+        raise ValueError(
+            f"use_dependence would deliver about {n_total:.3g} agonist pulses in all "
+            f"({length}, washout={washout:g} s, frequencies up to {pos.max():g} Hz), more than "
+            f"{MAX_PULSES:.0e}; shorten duration/washout, lower n_pulses or the frequencies")
+    su.check_run("use_dependence", n_samples, n_runs=fs.size)
 
     rest = su.equilibrium(False)
     between_d = su.cond(False, c)

@@ -22,11 +22,17 @@ from typing import Iterable
 import numpy as np
 
 __all__ = ["current_traces", "occupancy", "dose_response", "trapping", "use_dependence",
-           "study_figures", "FIGSIZE", "DPI"]
+           "study_figures", "FIGSIZE", "DPI", "MAX_DPI", "MAX_PIXELS", "FIGURES"]
 
 #: Default figure size (inches) and resolution of saved PNGs.
 FIGSIZE = (8.0, 5.0)
 DPI = 110
+#: Largest ``dpi`` accepted, and largest saved image (pixels; the renderer holds 4 bytes per
+#: pixel, and matplotlib's Agg caps each side below 2**16).
+MAX_DPI = 1200
+MAX_PIXELS = 100_000_000
+#: Figure kinds that :func:`study_figures` can write (its ``which``).
+FIGURES = ("trapping", "use_dependence", "dose_response", "traces", "occupancy")
 
 _PHASE_COLORS = {"control": "#e8f0fb", "block": "#fde8e8", "wash": "#f2f2f2", "recovery": "#e9f6ea"}
 _MC = "#1f5fa8"
@@ -47,6 +53,42 @@ def _plt():
     return plt
 
 
+def _check_dpi(dpi) -> float:
+    from ._validate import real
+    d = real("dpi", dpi, positive=True)
+    if d > MAX_DPI:
+        raise ValueError(f"dpi must be <= {MAX_DPI} (dots per inch of the saved PNG), got {d:g}")
+    return d
+
+
+def _check_figsize(figsize):
+    from ._validate import real
+    if figsize is None:
+        return None
+    if isinstance(figsize, (str, bytes)) or not hasattr(figsize, "__len__") or len(figsize) != 2:
+        raise TypeError(f"figsize must be a pair (width, height) in inches, got {figsize!r}")
+    return (real("figsize[0]", figsize[0], positive=True),
+            real("figsize[1]", figsize[1], positive=True))
+
+
+def _check_pixels(size, dpi: float) -> None:
+    w, h = size[0] * dpi, size[1] * dpi
+    if not (w * h <= MAX_PIXELS and max(w, h) < 2 ** 16):
+        raise ValueError(f"figsize {size[0]:g} x {size[1]:g} in at dpi={dpi:g} is a "
+                         f"{w:.0f} x {h:.0f} pixel image ({w * h / 1e6:.3g} Mpixel), more than "
+                         f"{MAX_PIXELS / 1e6:g} Mpixel (or 65535 pixels a side); lower dpi or "
+                         "figsize")
+
+
+def _check_output(path, dpi, figsize=None):
+    """Validate dpi/figsize (and the image size when saving) before drawing anything."""
+    dpi = _check_dpi(dpi)
+    figsize = _check_figsize(figsize)
+    if path is not None and figsize is not None:
+        _check_pixels(figsize, dpi)
+    return dpi, figsize
+
+
 def _ds(obj):
     """Accept a Dataset or a DataTree node."""
     return obj.to_dataset() if hasattr(obj, "to_dataset") and not hasattr(obj, "data_vars") else obj
@@ -54,6 +96,12 @@ def _ds(obj):
 
 def _save(fig, path, dpi):
     if path is not None:
+        try:
+            _check_pixels(tuple(fig.get_size_inches()), dpi)
+        except ValueError:
+            import matplotlib.pyplot as plt
+            plt.close(fig)
+            raise
         fig.savefig(path, dpi=dpi)
     return fig
 
@@ -122,7 +170,14 @@ def current_traces(ds, point: dict | None = None, path: str | os.PathLike | None
     """Current (pA) vs time (s) at one sweep point: Monte Carlo mean ± SD band, up to
     ``max_trials`` individual trials, and the master-equation curve.
 
-    ``point`` maps sweep dimensions to indices (default: the middle point)."""
+    ``point`` maps sweep dimensions to indices (default: the middle point).  ``dpi`` is at
+    most :data:`MAX_DPI`, and a saved image at most :data:`MAX_PIXELS` pixels."""
+    from ._validate import integer
+    dpi, figsize = _check_output(path, dpi, figsize)
+    max_trials = integer("max_trials", max_trials, minimum=0)
+    if t_range is not None and (isinstance(t_range, (str, bytes))
+                                or not hasattr(t_range, "__len__") or len(t_range) != 2):
+        raise TypeError(f"t_range must be a pair (t0, t1) in s, got {t_range!r}")
     plt = _plt()
     ds = _ds(ds)
     if point is None:
@@ -185,6 +240,9 @@ def occupancy(ds, point: dict | None = None, path: str | os.PathLike | None = No
 
     ``source``: ``"det"`` (master equation), ``"mc"`` (Monte Carlo mean) or ``"auto"`` (the
     master equation when present, with the Monte Carlo blocked fraction overlaid)."""
+    dpi, figsize = _check_output(path, dpi, figsize)
+    if source not in ("auto", "det", "mc"):
+        raise ValueError(f"source must be 'auto', 'det' or 'mc', got {source!r}")
     plt = _plt()
     ds = _ds(ds)
     if point is None:
@@ -230,6 +288,7 @@ def _hill(c, ic50, nh):
 def dose_response(ds, path: str | os.PathLike | None = None, *, figsize=(6.5, 4.5), dpi: int = DPI):
     """Response (current relative to the drug-free control) vs concentration (µM, log axis):
     Monte Carlo mean ± SEM, master equation, Hill fits with IC50 marked."""
+    dpi, figsize = _check_output(path, dpi, figsize)
     plt = _plt()
     ds = _ds(ds)
     dims = _sweep_dims(ds)
@@ -264,6 +323,9 @@ def trapping(ds, path: str | os.PathLike | None = None, *, figsize=None, dpi: in
     """Trapping protocol time course: for each sweep point a panel of current (pA) vs time (s)
     with the phases shaded (Monte Carlo mean ± SD, trials, master equation), and a bottom
     panel with the blocked fraction of channels."""
+    from ._validate import integer
+    dpi, figsize = _check_output(path, dpi, figsize)
+    max_trials = integer("max_trials", max_trials, minimum=0)
     plt = _plt()
     ds = _ds(ds)
     pts = _points(ds)
@@ -323,6 +385,7 @@ def trapping(ds, path: str | os.PathLike | None = None, *, figsize=None, dpi: in
 def use_dependence(ds, path: str | os.PathLike | None = None, *, figsize=(10.0, 4.2), dpi: int = DPI):
     """Use-dependent block vs stimulation frequency (Hz, log axis; Monte Carlo ± SEM and master
     equation), and block of each pulse's charge vs pulse number."""
+    dpi, figsize = _check_output(path, dpi, figsize)
     plt = _plt()
     ds = _ds(ds)
     dims = _sweep_dims(ds)
@@ -375,12 +438,27 @@ def study_figures(tree, folder: str | os.PathLike, which: Iterable[str] | None =
                   dpi: int = DPI) -> list[Path]:
     """Write the figures that fit each protocol of a study result to ``folder``; returns paths.
 
-    ``which`` restricts to some of ``"trapping", "use_dependence", "dose_response", "traces",
-    "occupancy"`` (default: all that apply)."""
+    ``which`` restricts to one (a str) or some (a list) of ``"trapping", "use_dependence",
+    "dose_response", "traces", "occupancy"`` (default: all that apply); unknown names raise
+    ValueError."""
+    dpi = _check_dpi(dpi)
+    if which is None:
+        want = None
+    else:
+        if isinstance(which, str):
+            which = [which]
+        try:
+            want = set(which)
+        except TypeError:
+            raise TypeError(f"which must be a figure name, a list of them or None, got "
+                            f"{type(which).__name__}") from None
+        bad = sorted(repr(w) for w in want if not isinstance(w, str) or w not in FIGURES)
+        if bad:
+            raise ValueError(f"which: unknown figure(s) {', '.join(bad)}; choose from "
+                             f"{list(FIGURES)}")
     plt = _plt()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    want = set(which) if which is not None else None
     out: list[Path] = []
 
     def emit(kind: str, name: str, fn, *args, **kw):

@@ -77,6 +77,8 @@ import numpy as np
 from scipy import optimize, sparse
 from scipy.sparse import csgraph
 
+from . import _validate as _V
+
 __all__ = [
     "ExponentialMixture",
     "GeometricMixture",
@@ -121,6 +123,39 @@ def _frozen_array(a, dtype=None) -> np.ndarray:
     return arr
 
 
+def _numeric_array(name: str, a) -> np.ndarray:
+    """``a`` as a numeric (float or complex) ndarray, TypeError naming ``name`` otherwise."""
+    try:
+        arr = np.asarray(a)
+    except (TypeError, ValueError):  # e.g. ragged nested sequences
+        raise TypeError(f"{name} must be an array of numbers") from None
+    if arr.dtype == object or arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
+        raise TypeError(f"{name} must be an array of real numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def _times(t, name: str = "t") -> np.ndarray:
+    """Time(s) (s) as a float array; TypeError for non-numbers, ValueError for NaN."""
+    arr = _numeric_array(name, t)
+    if np.iscomplexobj(arr):
+        raise TypeError(f"{name} must be real time(s) in s, got complex values")
+    arr = arr.astype(float)
+    if np.isnan(arr).any():
+        raise ValueError(f"{name} must not contain NaN")
+    return arr
+
+
+def _decay(t: np.ndarray, taus: np.ndarray) -> np.ndarray:
+    """exp(-t / tau) with shape t.shape + taus.shape; exactly 0 at t = +inf (also for complex
+    tau, where -inf / tau would give NaN)."""
+    inf = np.isinf(t)
+    tc = np.where(inf, 0.0, t)
+    e = np.exp(-tc[..., None] / taus)
+    if inf.any():
+        e = np.where(inf[..., None], 0.0, e)
+    return e
+
+
 @dataclass(frozen=True)
 class ExponentialMixture:
     """A distribution of durations written as a mixture of exponentials.
@@ -130,20 +165,23 @@ class ExponentialMixture:
     Attributes
     ----------
     taus : ndarray
-        Time constants (s), ascending. Complex (in conjugate pairs) only for a
+        Time constants (s), ascending. Finite with a positive real part (a
+        ValueError otherwise). Complex (in conjugate pairs) only for a
         mechanism without microscopic reversibility.
     areas : ndarray
-        Area of each component (dimensionless). They sum to ``total``, which
-        is 1 for a proper distribution; areas may be negative (e.g. latencies
-        from a non-equilibrium start), the pdf is still >= 0.
+        Area of each component (dimensionless, finite). They sum to ``total``,
+        which is 1 for a proper distribution and 0 when the event never
+        happens; areas may be negative (e.g. latencies from a non-equilibrium
+        start, a rising phase), the pdf is still >= 0. :meth:`sample` checks
+        that the mixture is a distribution.
     """
 
     taus: np.ndarray
     areas: np.ndarray
 
     def __post_init__(self):
-        taus = np.atleast_1d(np.asarray(self.taus))
-        areas = np.atleast_1d(np.asarray(self.areas))
+        taus = np.atleast_1d(_numeric_array("taus", self.taus))
+        areas = np.atleast_1d(_numeric_array("areas", self.areas))
         if taus.shape != areas.shape or taus.ndim != 1:
             raise ValueError("taus and areas must be 1-d arrays of the same length, "
                              f"got shapes {taus.shape} and {areas.shape}")
@@ -151,6 +189,13 @@ class ExponentialMixture:
             dtype = complex
         else:
             dtype = float
+        taus = taus.astype(dtype)
+        areas = areas.astype(dtype)
+        if not np.all(np.isfinite(taus)) or not np.all(np.real(taus) > 0):
+            raise ValueError(f"taus must be finite time constants (s) > 0 (positive real part), "
+                             f"got {taus.tolist()}")
+        if not np.all(np.isfinite(areas)):
+            raise ValueError(f"areas must be finite, got {areas.tolist()}")
         object.__setattr__(self, "taus", _frozen_array(taus, dtype))
         object.__setattr__(self, "areas", _frozen_array(areas, dtype))
 
@@ -172,37 +217,53 @@ class ExponentialMixture:
 
     @property
     def total(self) -> float:
-        """Total probability, sum of areas (1 unless the event may never happen)."""
+        """Total probability, sum of areas (1 unless the event may never happen; 0 when it
+        never happens)."""
         return float(np.real(self.areas.sum()))
+
+    def _conditional(self, moment: float) -> float:
+        """``moment / total``, or NaN when ``total`` is 0 (to 1e-12 of sum |areas|)."""
+        total = self.total
+        if not abs(total) > 1e-12 * float(np.abs(self.areas).sum()):
+            return math.nan
+        return moment / total
 
     @property
     def mean(self) -> float:
-        """Mean duration (s), conditional on the event happening: sum(a tau) / sum(a)."""
-        return float(np.real((self.areas * self.taus).sum())) / self.total
+        """Mean duration (s), conditional on the event happening: sum(a tau) / sum(a).
+
+        NaN when ``total`` is 0 (the event never happens, e.g. the first latency to opening
+        with no agonist): a conditional mean is then undefined.
+        """
+        return self._conditional(float(np.real((self.areas * self.taus).sum())))
 
     @property
     def second_moment(self) -> float:
-        """E[T^2] (s^2), conditional on the event happening."""
-        return float(np.real(2.0 * (self.areas * self.taus ** 2).sum())) / self.total
+        """E[T^2] (s^2), conditional on the event happening (NaN when ``total`` is 0)."""
+        return self._conditional(float(np.real(2.0 * (self.areas * self.taus ** 2).sum())))
 
     @property
     def sd(self) -> float:
-        """Standard deviation (s), conditional on the event happening."""
-        return math.sqrt(max(self.second_moment - self.mean ** 2, 0.0))
+        """Standard deviation (s), conditional on the event happening (NaN when ``total``
+        is 0)."""
+        m2, m = self.second_moment, self.mean
+        if math.isnan(m2) or math.isnan(m):
+            return math.nan
+        return math.sqrt(max(m2 - m ** 2, 0.0))
 
     # -- functions of t ----------------------------------------------------
     def pdf(self, t):
-        """Probability density (s^-1) at time(s) t (s); 0 for t < 0."""
-        t = np.asarray(t, dtype=float)
+        """Probability density (s^-1) at time(s) t (s); 0 for t < 0. NaN t: ValueError."""
+        t = _times(t)
         tc = np.maximum(t, 0.0)
-        val = np.real((self.amplitudes * np.exp(-tc[..., None] / self.taus)).sum(axis=-1))
+        val = np.real((self.amplitudes * _decay(tc, self.taus)).sum(axis=-1))
         return np.where(t >= 0, val, 0.0)
 
     def survival(self, t):
         """P(T > t) for time(s) t (s); 1 for t < 0 (``inf`` durations never end)."""
-        t = np.asarray(t, dtype=float)
+        t = _times(t)
         tc = np.maximum(t, 0.0)
-        val = np.real((self.areas * np.exp(-tc[..., None] / self.taus)).sum(axis=-1))
+        val = np.real((self.areas * _decay(tc, self.taus)).sum(axis=-1))
         val = val + (1.0 - self.total)  # mass at infinity never "ends"
         return np.where(t >= 0, val, 1.0)
 
@@ -210,21 +271,61 @@ class ExponentialMixture:
         """P(T <= t) for time(s) t (s)."""
         return 1.0 - self.survival(t)
 
+    def _check_distribution(self) -> None:
+        """ValueError unless the mixture is a (possibly defective) distribution: total in
+        [0, 1] and pdf >= 0 (to rounding), checked at t = 0, on a log grid from 1e-3 x the
+        shortest to 100 x the longest time constant, and as t -> inf."""
+        tol = 1e-9
+        total = self.total
+        if not -tol <= total <= 1.0 + tol:
+            raise ValueError(f"sample needs a distribution: the areas sum to {total:.6g} "
+                             "(the probability that the event happens), which must be in "
+                             "[0, 1]")
+        rates = 1.0 / self.taus
+        amps = self.amplitudes
+        decay = np.real(rates)
+        if np.iscomplexobj(self.taus) or np.any(np.real(self.areas) < 0):
+            re_tau = np.real(self.taus)
+            t = np.concatenate(([0.0], np.logspace(math.log10(re_tau.min()) - 3,
+                                                    math.log10(np.abs(self.taus).max()) + 2,
+                                                    600)))
+            e = _decay(t, self.taus)
+            val = np.real((amps * e).sum(axis=-1))
+            scale = (np.abs(amps) * np.abs(e)).sum(axis=-1)
+            bad = val < -1e-8 * scale
+            if np.any(bad):
+                tb = float(t[np.argmax(bad)])
+                raise ValueError("sample needs a distribution, but these areas give a "
+                                 f"negative pdf (at t = {tb:.3g} s): with negative areas the "
+                                 "pdf must still be >= 0 for every t >= 0")
+            # t -> inf: the most slowly decaying component(s) must have a positive amplitude
+            slow = decay <= decay.min() * (1 + 1e-9)
+            lead = np.real(amps[slow].sum())
+            if lead < -1e-8 * np.abs(amps[slow]).sum():
+                raise ValueError("sample needs a distribution, but these areas give a "
+                                 "negative pdf at long times (the slowest component has a "
+                                 "negative area)")
+
     def sample(self, n: int, rng=None) -> np.ndarray:
         """Draw ``n`` durations (s); ``inf`` where the event never happens.
 
-        Uses the mixture directly when all components are real with areas
-        >= 0, otherwise inverts the cdf numerically (bisection to ~1e-12
-        relative). ``rng`` is anything accepted by ``numpy.random.default_rng``.
+        ``n`` is an integer >= 0. The mixture must be a distribution: ``total`` in [0, 1]
+        (the probability that the event happens) and a pdf >= 0 for all t >= 0 (negative
+        areas are allowed when they keep it so, e.g. a latency with a rising phase);
+        otherwise ValueError. Uses the mixture directly when all components are real with
+        areas >= 0, otherwise inverts the cdf numerically (bisection to ~1e-12 relative).
+        ``rng`` is anything accepted by ``numpy.random.default_rng``.
         """
-        n = int(n)
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
+        n = _V.integer("n", n, minimum=0)
+        # out, u and the bisection arrays, plus (n, k) temporaries of the cdf
+        _V.check_memory("ExponentialMixture.sample", n * 8.0 * (6 + 3 * self.n_components))
+        self._check_distribution()
         rng = np.random.default_rng(rng)
         real = not np.iscomplexobj(self.taus)
         areas = np.real(self.areas)
         taus = np.real(self.taus)
-        out = np.empty(n)
+        if n == 0:
+            return np.zeros(0)
         if real and np.all(areas >= -1e-14 * max(1.0, np.abs(areas).max())):
             a = np.clip(areas, 0.0, None)
             p = np.append(a, max(1.0 - a.sum(), 0.0))
@@ -244,11 +345,13 @@ class ExponentialMixture:
         tmax = float(np.abs(self.taus).max())
         lo = np.zeros(x.size)
         hi = np.full(x.size, tmax)
-        while True:
+        for _ in range(2100):  # hi reaches inf (where cdf = total > x) after ~1030 doublings
             bad = self.cdf(hi) < x
             if not np.any(bad):
                 break
             hi[bad] *= 2.0
+        else:  # pragma: no cover - excluded by _check_distribution
+            raise RuntimeError("sample: could not bracket the inverse cdf")
         for _ in range(200):
             mid = 0.5 * (lo + hi)
             below = self.cdf(mid) < x
@@ -355,9 +458,15 @@ class Relaxation:
         return float(self.equilibrium[self.open_mask].sum())
 
     def occupancy(self, t) -> np.ndarray:
-        """Occupancies at time(s) t (s); shape t.shape + (K,)."""
-        t = np.asarray(t, dtype=float)
-        e = np.exp(-t[..., None] / self.taus)  # (..., n)
+        """Occupancies at time(s) t (s) after the step; shape t.shape + (K,).
+
+        t must be >= 0 (``inf`` gives the equilibrium); negative or NaN times raise
+        ValueError (the expansion does not describe the time before the step).
+        """
+        t = _times(t)
+        if np.any(t < 0):
+            raise ValueError(f"t must be >= 0 s (time after the step), got {float(t.min())!r}")
+        e = _decay(t, self.taus)  # (..., n)
         return self.equilibrium + np.real(e @ self.amplitudes)
 
     def open_probability(self, t) -> np.ndarray:
@@ -588,7 +697,12 @@ def _resolve_indices(spec, k: int, states, what: str = "states") -> np.ndarray:
     """State spec (name, index, or list of them) -> sorted unique int array."""
     if isinstance(spec, (str, int, np.integer)):
         spec = [spec]
-    items = list(spec)
+    try:
+        items = list(spec)
+    except TypeError:
+        raise TypeError(f"{what} must be a state name (str), an index (int), a list of them or "
+                        f"a boolean mask of length {k}, got {type(spec).__name__} "
+                        f"({spec!r})") from None
     out = []
     for item in items:
         if isinstance(item, (bool, np.bool_)):
@@ -841,9 +955,10 @@ def open_probability(model, *, open=None, names=None, **conditions) -> float:
 def is_reversible(model, *, rtol: float = 1e-8, open=None, names=None, **conditions) -> bool:
     """Whether the mechanism obeys microscopic reversibility (detailed balance).
 
-    True when p_i q_ij = p_j q_ji for every pair, to ``rtol`` relative to the
-    larger side, with p the equilibrium occupancies.
+    True when p_i q_ij = p_j q_ji for every pair, to ``rtol`` (a finite number >= 0)
+    relative to the larger side, with p the equilibrium occupancies.
     """
+    rtol = _V.real("rtol", rtol, nonnegative=True)
     m = _resolve(model, conditions, open, names)
     p = _equilibrium_q(m.Q)
     F = p[:, None] * m.Q
@@ -868,7 +983,10 @@ def _initial_vector(initial, m: _Model, conditions) -> np.ndarray:
         p = np.zeros(k)
         p[i] = 1.0
         return p
-    p = np.asarray(initial, dtype=float)
+    p = _numeric_array("initial", initial)
+    if np.iscomplexobj(p):
+        raise TypeError("initial occupancies must be real")
+    p = p.astype(float)
     if p.shape != (k,):
         raise ValueError(f"initial occupancy vector must have shape ({k},), got {p.shape}")
     if np.any(p < 0) or not np.isfinite(p).all() or abs(p.sum() - 1.0) > 1e-9:
@@ -1042,9 +1160,13 @@ def bursts(model, within, *, open=None, names=None, **conditions) -> Bursts:
     A = np.flatnonzero(mask)
     if A.size == 0:
         raise ValueError("there are no open states")
-    if isinstance(within, str):
+    if isinstance(within, (str, int, np.integer)):
         within = [within]
-    within = list(within)
+    try:
+        within = list(within)
+    except TypeError:
+        raise TypeError("within must be a list of the short shut states (names or indices; "
+                        f"[] for none), got {type(within).__name__} ({within!r})") from None
     B = _resolve_indices(within, m.k, m.states, "within") if within else np.zeros(0, int)
     if B.size and np.any(mask[B]):
         bad = [m.states[i] if m.states else int(i) for i in B[mask[B]]]
@@ -1135,8 +1257,9 @@ def concentration_response(scheme, ligand: str, concentrations=None, *, open=Non
     ligand : str
         Name of the ligand varied.
     concentrations : array_like, optional
-        Concentrations (M) at which to report Po; default 61 points log-spaced
-        from 1e-10 to 1e-1 M. EC50, Hill slope and the extremes do not depend
+        Concentrations (M), 1-d, each in [0, 10] M, at which to report Po
+        (checked before any work); default 61 points log-spaced from 1e-10 to
+        1e-1 M. EC50, Hill slope and the extremes do not depend
         on this grid.
     open : optional override of the open states.
     **other_conditions
@@ -1169,6 +1292,17 @@ def concentration_response(scheme, ligand: str, concentrations=None, *, open=Non
         raise ValueError(f"unknown ligand {ligand!r}; scheme ligands are {list(ligs)}")
     if ligand in other_conditions:
         raise TypeError(f"{ligand!r} is the varied ligand; do not also pass it as a condition")
+
+    if concentrations is None:
+        concentrations = np.logspace(-10, -1, 61)
+    conc = _numeric_array("concentrations", concentrations)
+    if np.iscomplexobj(conc):
+        raise TypeError("concentrations must be real (M)")
+    conc = conc.astype(float)
+    if (conc.ndim != 1 or np.any(np.isnan(conc)) or np.any(conc < 0)
+            or np.any(conc > _C_CAP)):
+        raise ValueError(f"concentrations must be a 1-d array of values in [0, {_C_CAP:g}] M "
+                         "(ketacore uses molar: 10 * ketacore.units.uM, not 10)")
 
     def po(c: float) -> float:
         c = min(float(c), float(_C_CAP))  # exp(log(c)) may round just above the cap
@@ -1237,11 +1371,6 @@ def concentration_response(scheme, ligand: str, concentrations=None, *, open=Non
         f = [po(math.exp(x50 + s * h)) for s in (-2, -1, 1, 2)]
         dp = (f[0] - 8 * f[1] + 8 * f[2] - f[3]) / (12 * h)
         hill = 4.0 * dp / (p_ext - p0)
-    if concentrations is None:
-        concentrations = np.logspace(-10, -1, 61)
-    conc = np.asarray(concentrations, dtype=float)
-    if conc.ndim != 1 or np.any(conc < 0) or not np.all(np.isfinite(conc)):
-        raise ValueError("concentrations must be a 1-d array of finite values >= 0 (M)")
     curve = np.array([po(x) for x in conc])
     allp = np.concatenate([ps_a, [p0, p_ext], curve])
     return ConcentrationResponse(
