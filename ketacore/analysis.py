@@ -1179,7 +1179,7 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
     t_res : float (s)
         Truncation point (the imposed resolution); 0 for ideal data.
     n_starts : int
-        Number of starting points tried when ``taus`` is not given.
+        Number of starting points tried when ``taus`` is not given (1 to 1000).
 
     Returns
     -------
@@ -1205,7 +1205,7 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
         starts = [taus0]
     else:
         k = 1 if n_components is None else _int("n_components", n_components, minimum=1)
-        n_starts = _int("n_starts", n_starts, minimum=1)
+        n_starts = _V.integer("n_starts", n_starts, minimum=1, maximum=1000)
         excess = t - t_res
         q = np.quantile(excess, [0.02, 0.5, 0.98]) + 1e-300
         lo = max(q[0], t.mean() * 1e-4, 1e-15)

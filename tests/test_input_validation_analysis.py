@@ -38,6 +38,8 @@ HANGS = textwrap.dedent("""
         "washout": lambda: kc.experiments.use_dependence(G, "ketamine", 1e-5, washout=1e8),
         "n_pulses": lambda: kc.experiments.use_dependence(G, "ketamine", 1e-5, [1.0, 10.0],
                                                           duration=None, n_pulses=10**9),
+        # one BFGS fit per starting point
+        "n_starts": lambda: kc.analysis.fit_mixture([1.0, 2.0, 3.0], n_starts=10**12),
     }
     for name, call in calls.items():
         try:
@@ -57,6 +59,7 @@ def test_hang_prone_calls_are_refused_quickly():
     for name in ("duration", "washout", "n_pulses"):
         assert lines[name].startswith("ValueError") and "pulses" in lines[name], lines[name]
         assert name in lines[name]  # the message quotes the parameter that made it large
+    assert lines["n_starts"].startswith("ValueError") and "n_starts" in lines["n_starts"]
 
 
 # ============================================================================ theory
@@ -193,6 +196,14 @@ def test_log_histogram_counts_the_largest_duration():
     h = ka.log_histogram([1.0, 10.0], bins_per_decade=10)  # 10.0 is the top edge
     assert h.counts.sum() == 2
     assert ka.log_histogram([1.0, 10.0], bins_per_decade=10, t_max=10.0).counts.sum() == 1
+
+
+def test_log_histogram_curve_points():
+    h = ka.log_histogram(DUR)
+    with pytest.raises(ValueError, match="points"):
+        h.curve(EM([1e-3], [1.0]), points=10**12)
+    with pytest.raises(TypeError, match="points"):
+        h.curve(EM([1e-3], [1.0]), points=2.5)
 
 
 def test_record_class_indices_are_bounded():
