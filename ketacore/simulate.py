@@ -19,7 +19,8 @@ Two exact methods run in the C++ core (``csrc/include/ketacore/{ssa,population,e
 Randomness follows Scientific Python SPEC 7 (see :mod:`ketacore._rng`): trial ``i`` uses
 ``numpy.random.PCG64(numpy.random.SeedSequence(entropy, spawn_key=(i,)))`` (ssa channel block
 ``b >= 1`` of a trial with more than 256 channels: ``spawn_key=(i, b)``), reproduced bit for
-bit in C++.  Counts are integers accumulated exactly, so results are bit-identical for any
+bit in C++ (trial indices below 2**32, so no trial shares a block's key).  Counts are integers
+accumulated exactly, so results are bit-identical for any
 ``n_threads`` and for any split of the trials into calls (``trials=range(...)``).
 """
 from __future__ import annotations
@@ -51,6 +52,8 @@ _COST_BINOMIAL = 2.5e-8  # one binomial draw in a population step
 _COST_SAMPLE = 1e-9      # writing / summing one (sample, state) cell
 _BACKGROUND_ABOVE = 0.01  # run on a worker thread polling Ctrl-C when the job is longer than this
 _PARALLEL_ABOVE = 0.0005  # use several threads only when the job is longer than this
+#: Largest expected number of ssa transitions one call may carry out (about a week of one core).
+MAX_SSA_EVENTS = 1e14
 
 
 def _default_threads() -> int:
@@ -87,17 +90,31 @@ def _check_scheme_protocol(scheme: Any, protocol: Any) -> Protocol:
     return protocol
 
 
+#: Trial indices are below this: the random stream of trial i, block b is keyed by the words
+#: (i, b) (module docstring), so a trial index of 2**32 or more would share its stream with a
+#: channel block of a smaller trial.
+MAX_TRIAL = 2**32
+
+
 def _resolve_trials(n_trials: Any, trials: Any, trial_offset: Any) -> np.ndarray:
     if trials is not None:
         if isinstance(trials, (str, bytes)) or not isinstance(trials, (range, Sequence, np.ndarray)):
             raise TypeError(f"trials must be a range or a sequence of non-negative ints, got {type(trials).__name__}")
-        idx = np.asarray(list(trials) if not isinstance(trials, np.ndarray) else trials)
+        # the index array costs 8 bytes per trial: check before building it
+        V_.check_memory("trials", 8.0 * len(trials))
+        if isinstance(trials, range):
+            if len(trials) and (min(trials[0], trials[-1]) < 0 or max(trials[0], trials[-1]) >= MAX_TRIAL):
+                raise ValueError(f"trials must be in [0, 2**32), got {trials}")
+            idx = np.arange(trials.start, trials.stop, trials.step, dtype=np.int64)
+        else:
+            idx = np.asarray(list(trials) if not isinstance(trials, np.ndarray) else trials)
         if idx.ndim != 1 or idx.size == 0:
             raise ValueError("trials must be a non-empty 1-D range or sequence of trial indices")
         if idx.dtype.kind not in "iu":
             raise TypeError(f"trials must contain integers, got dtype {idx.dtype}")
-        if np.any(idx < 0) or np.any(idx >= 2**63):
-            raise ValueError("trials must be in [0, 2**63)")
+        if np.any(idx < 0) or np.any(idx >= MAX_TRIAL):
+            raise ValueError("trials must be in [0, 2**32) (trial i's random stream is keyed by "
+                             "(i, channel block); larger indices would repeat other streams)")
         if len(np.unique(idx)) != idx.size:
             raise ValueError("trials must not repeat an index (repeated trials are identical copies)")
         if n_trials is not None and V_.integer("n_trials", n_trials, minimum=1) != idx.size:
@@ -105,8 +122,10 @@ def _resolve_trials(n_trials: Any, trials: Any, trial_offset: Any) -> np.ndarray
         if trial_offset not in (None, 0):
             raise ValueError("give either trials= or trial_offset=, not both")
         return idx.astype(np.uint64)
-    n = 1 if n_trials is None else V_.integer("n_trials", n_trials, minimum=1)
-    off = 0 if trial_offset is None else V_.integer("trial_offset", trial_offset, minimum=0, maximum=2**63 - n)
+    n = 1 if n_trials is None else V_.integer("n_trials", n_trials, minimum=1, maximum=MAX_TRIAL)
+    off = 0 if trial_offset is None else V_.integer("trial_offset", trial_offset, minimum=0,
+                                                    maximum=MAX_TRIAL - n)
+    V_.check_memory("n_trials", 8.0 * n)
     return np.arange(off, off + n, dtype=np.uint64)
 
 
@@ -397,6 +416,7 @@ def simulate(scheme: Scheme, protocol: Protocol | Step, dt: float, n_channels: i
     trials : range or sequence of int, optional
         Absolute trial indices to simulate (trial ``i`` always has the same stream), e.g.
         ``range(50, 100)``; results of several calls concatenate to the one-call result.
+        Indices must be below 2**32 (trial and channel-block numbers key the streams together).
     trial_offset : int, optional
         Shorthand for ``trials=range(trial_offset, trial_offset + n_trials)``.
 
@@ -523,6 +543,14 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     if chosen == "ssa" and N > 2**40:
         raise ValueError(f"n_channels={N} is too many for method='ssa' (one event stream per channel); "
                          "use method='population'")
+    if chosen == "ssa":
+        events = n_tr * N * per_channel
+        if not events <= MAX_SSA_EVENTS:
+            raise ValueError(
+                f"method='ssa' would carry out about {events:.3g} transitions (n_trials={n_tr} x "
+                f"n_channels={N} x {per_channel:.3g} per channel), more than {MAX_SSA_EVENTS:.0e} "
+                f"(~{MAX_SSA_EVENTS * _COST_EVENT / 86400:.0f} days on one core); split the trials "
+                "over calls (trials=/trial_offset=) or use method='population'")
 
     # ----- memory plan (refuse before running)
     wide = N > _INT32_MAX
@@ -537,6 +565,14 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     else:
         out_bytes = float(n_tr) * S * K * item
         work = threads * (S + 1) * K * item if chosen == "ssa" else 0.0
+    # per-condition tables built before the run: ssa keeps a 512-entry next-state table per state
+    # (~1.1 kB per state and condition); population keeps one K x K matrix with its multinomial
+    # tables (~60 B per entry) per condition and per grid interval that straddles a boundary
+    n_cond, n_seg = len(conds), len(durs)
+    if chosen == "ssa":
+        work += n_cond * K * 1100.0
+    else:
+        work += (n_cond + n_seg) * K * K * 60.0
     need = out_bytes + work
     try:
         V_.check_memory("simulate", need)
@@ -560,7 +596,8 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     plan.threads_used = threads if est > _PARALLEL_ABOVE else 1
     plan.summary = record == "summary"
     plan.wide = wide
-    plan.background = est / plan.threads_used > _BACKGROUND_ABOVE
+    # (a cost that is not a finite number, say from an unusual rate estimate, runs cancellable)
+    plan.background = not est / plan.threads_used <= _BACKGROUND_ABOVE
     plan.core = _core.simulate
     # Reusable only when nothing depended on the moment: large requests re-read the available
     # memory every call; p0 must be the memoised (read-only) one.

@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -54,18 +55,40 @@ struct EnsembleOut {
 
 namespace detail {
 
-// Run f(thread_index) on n threads (inline when n == 1).
+// Run f(thread_index) on n threads (inline when n == 1).  An exception on any thread (say
+// std::bad_alloc) is caught there, every started thread is joined, and the first one is rethrown
+// on the calling thread -- an exception escaping a std::thread would call std::terminate and
+// take the interpreter down.  If a thread cannot be started, the threads already running finish
+// and the error is rethrown (the caller discards the partial results of a failed call).
 template <class F>
 void parallel(int n, F&& f) {
   if (n <= 1) {
     f(0);
     return;
   }
+  std::mutex mu;
+  std::exception_ptr err;
+  auto keep = [&](std::exception_ptr e) {
+    std::lock_guard<std::mutex> lk(mu);
+    if (!err) err = e;
+  };
+  auto guarded = [&](int i) {
+    try {
+      f(i);
+    } catch (...) {
+      keep(std::current_exception());
+    }
+  };
   std::vector<std::thread> th;
-  th.reserve(n - 1);
-  for (int i = 1; i < n; ++i) th.emplace_back([&f, i] { f(i); });
-  f(0);
+  try {
+    th.reserve(n - 1);
+    for (int i = 1; i < n; ++i) th.emplace_back(guarded, i);
+  } catch (...) {
+    keep(std::current_exception());
+  }
+  if (!err) guarded(0);
   for (auto& t : th) t.join();
+  if (err) std::rethrow_exception(err);
 }
 
 // Exact summaries per sample and state: the sum of the counts (int64) and the sum of their
@@ -363,8 +386,10 @@ void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
       }
     });
   } else {
-    // few trials, many blocks: trials in turn, blocks of each trial on threads
-    std::vector<std::unique_ptr<detail::Scratch<T>>> diffs(nt);
+    // few trials, many blocks: trials in turn, blocks of each trial on threads (no more threads
+    // than blocks: each extra thread would only zero and merge an idle S x K buffer)
+    const int ntb = static_cast<int>(std::min<std::int64_t>(nt, n_blocks));
+    std::vector<std::unique_ptr<detail::Scratch<T>>> diffs(ntb);
     detail::Scratch<T> tmp_s(spec.summary ? row : 0);
     T* tmp = tmp_s.data();
     if (spec.summary) accs[0].init_external(out.sum, out.sumsq_lo, out.sumsq_hi, row);
@@ -372,7 +397,7 @@ void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
       T* dst = spec.summary ? tmp : out.counts + i * row;
       std::fill(dst, dst + row, T(0));
       std::atomic<std::int64_t> next{0};
-      detail::parallel(nt, [&](int ti) {
+      detail::parallel(ntb, [&](int ti) {
         // thread 0 accumulates straight into dst; the others into their own buffers
         T* d = dst;
         if (ti > 0) {
@@ -387,7 +412,7 @@ void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
           run_block(spec.trials[i], b, d, events);
         }
       });
-      for (int ti = 1; ti < nt; ++ti) {
+      for (int ti = 1; ti < ntb; ++ti) {
         if (!diffs[ti]) continue;
         const T* d = diffs[ti]->data();
         for (std::size_t x = 0; x < row; ++x) dst[x] += d[x];

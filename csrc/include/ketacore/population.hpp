@@ -13,6 +13,8 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <map>
+#include <utility>
 #include <vector>
 
 #include "ketacore/master.hpp"
@@ -197,8 +199,13 @@ struct PopulationPlan {
     std::vector<double> acc(kk), tmp(kk);
     bool acc_set = false, acc_simple = true;
     int acc_cond = -1;
+    // intervals that straddle boundaries: one matrix per distinct sequence of pieces (a pulse
+    // train whose period is a multiple of dt repeats the same few straddles)
+    std::vector<std::pair<std::size_t, double>> pieces;
+    std::map<std::vector<std::pair<std::size_t, double>>, int> straddle_id;
     auto acc_mul = [&](std::size_t c, double tau, double t) {
       const bool full = std::fabs(tau - dt) <= grid.negligible(t);
+      pieces.emplace_back(c, full ? dt : tau);
       const std::vector<double>& P = cache.get(c, full ? dt : tau);
       if (!acc_set) {
         acc = P;
@@ -221,8 +228,15 @@ struct PopulationPlan {
         if (full_id[acc_cond] < 0) full_id[acc_cond] = add_matrix(acc);
         id = full_id[acc_cond];
       } else {
-        id = add_matrix(acc);
+        auto it = straddle_id.find(pieces);
+        if (it != straddle_id.end()) {
+          id = it->second;
+        } else {
+          id = add_matrix(acc);
+          straddle_id.emplace(pieces, id);
+        }
       }
+      pieces.clear();
       if (!run_mat.empty() && run_mat.back() == id) {
         ++run_len.back();
       } else {

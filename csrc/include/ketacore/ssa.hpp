@@ -17,6 +17,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "ketacore/cancel.hpp"
@@ -154,6 +156,11 @@ struct SsaTables {
         int n = 0;
         for (int j = 0; j < K; ++j)
           if (to[j] > 0.0) total += to[j], ++n;
+        // (the Python layer refuses non-finite rates with a named error; this guards the core:
+        // an infinite or NaN exit rate would give a zero dwell and a loop that never ends)
+        if (!(total < std::numeric_limits<double>::infinity()))
+          throw std::invalid_argument("ssa: a transition rate is not finite under condition " +
+                                      std::to_string(c) + ", state " + std::to_string(s));
         mean_dwell[cs] = n ? 1.0 / total : std::numeric_limits<double>::infinity();
         exit_rate[cs] = total;
         n_exit[cs] = n;
