@@ -1371,7 +1371,12 @@ class NoiseAnalysis:
 def _parabola_fit(mean, var, baseline):
     cols = [mean, -mean ** 2] + ([np.ones_like(mean)] if baseline else [])
     X = np.stack(cols, axis=1)
-    coef, *_ = np.linalg.lstsq(X, var, rcond=None)
+    # columns scaled to unit norm: with currents in A they span ~22 orders of magnitude (I ~
+    # 1e-11, I^2 ~ 1e-22, 1), and lstsq's rcond would drop the I^2 direction (N = inf)
+    scale = np.linalg.norm(X, axis=0)
+    scale[scale == 0] = 1.0
+    coef, *_ = np.linalg.lstsq(X / scale, var, rcond=None)
+    coef = coef / scale
     i, invN = coef[0], coef[1]
     return i, (1.0 / invN if invN > 0 else math.inf), (coef[2] if baseline else 0.0)
 

@@ -206,7 +206,13 @@ def solve(scheme: Scheme, protocol: Protocol | Step, dt: float, initial: Any = N
         V_.check_memory("solve", float(n) * scheme.n_states * _FLOAT_BYTES)
     durs, idx, conds = protocol.compile(scheme)
     p0 = initial_distribution(scheme, initial, protocol)
-    occ = _core.solve_master(scheme._compiled(), durs, idx, conds, dt, n, p0)
+    try:
+        occ = _core.solve_master(scheme._compiled(), durs, idx, conds, dt, n, p0)
+    except RuntimeError as e:
+        if "non-finite" not in str(e):
+            raise
+        raise ValueError(f"solve: rate x time overflows a double (dt={dt} s, longest step "
+                         f"{float(np.max(durs))} s); use shorter steps or a smaller dt") from None
     return Result(scheme, protocol, dt, occ, p0)
 
 

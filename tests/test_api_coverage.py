@@ -6,10 +6,8 @@ synthetic inputs whose answer is known by construction.  Stochastic assertions s
 failure probability for a correct implementation (fixed seeds, so a run is reproducible; the
 probability is that of a fresh seed failing).
 
-Known bug kept as a strict xfail (see the reason strings):
-
-* ``test_noise_analysis_baseline_in_amperes`` -- ``noise_analysis(baseline=True)`` on currents
-  in A (SI, as documented) returns N = inf and a wrong i.
+``test_noise_analysis_baseline_in_amperes`` found a bug (the unscaled least squares dropped the
+I^2 column for currents in A, giving N = inf); it is fixed and the test is a plain test now.
 """
 from __future__ import annotations
 
@@ -601,11 +599,10 @@ def test_noise_analysis_baseline_recovers_background_variance():
     np.testing.assert_allclose(r.parabola(r.mean), r.var, rtol=1e-9)
 
 
-@pytest.mark.xfail(strict=True, reason="noise_analysis(baseline=True) on currents in A (SI) "
-                   "solves the unscaled least squares [I, -I^2, 1] with columns ~1e-11, "
-                   "1e-22, 1: numpy lstsq's default rcond drops the I^2 direction, giving "
-                   "N = inf and i off by 5x")
 def test_noise_analysis_baseline_in_amperes():
+    """Currents in A (SI, as documented): the columns [I, -I^2, 1] span ~22 orders of magnitude;
+    the fit must still recover i and N exactly (it returned N = inf before the columns were
+    scaled)."""
     cur = exact_noise_data()                             # A, as documented
     r = ka.noise_analysis(cur, baseline=True)
     assert r.i == pytest.approx(NZ_I, rel=1e-6)

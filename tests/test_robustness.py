@@ -142,3 +142,14 @@ def test_population_straddling_intervals_share_their_matrix():
     x = res.sum_counts
     pv = np.minimum(1, 2 * np.minimum(stats.binom.cdf(x, 4 * n, p), stats.binom.sf(x - 1, 4 * n, p)))
     assert pv.min() > 1e-3 / pv.size
+
+
+def test_rate_times_time_overflow_is_a_named_valueerror():
+    """Finite inputs whose product overflows: Q dt = 1e7/s x 1e307 s.  expm refused the
+    non-finite matrix with a bare RuntimeError; solve and the population method now name dt."""
+    g = kc.models.get("destexhe1994")
+    step = kc.Step(1e308, glutamate=1e-3)
+    with pytest.raises(ValueError, match="overflows.*dt"):
+        kc.solve(g, step, dt=1e307)
+    with pytest.raises(ValueError, match="overflows.*dt"):
+        kc.simulate(g, step, dt=1e307, method="population", initial="C0", rng=1)

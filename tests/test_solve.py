@@ -145,8 +145,9 @@ def test_to_xarray():
 
 
 def test_keyboard_interrupt_stops_a_long_solve():
-    """A long master-equation solve honours Ctrl-C (the rule: within ~0.1 s; asserted < 1 s
-    to leave room for a loaded machine) and the engine is usable afterwards."""
+    """A long master-equation solve honours Ctrl-C (the rule: within ~0.1 s; asserted within
+    1.5 s of the interrupt, to leave room for a loaded machine or a sanitizer build, while the
+    solve itself takes several seconds) and the engine is usable afterwards."""
     import _thread
     import threading
     import time
@@ -154,12 +155,17 @@ def test_keyboard_interrupt_stops_a_long_solve():
     # 2e5 pulses with boundaries off the grid: ~4e5 expm evaluations, seconds of work
     p = kc.pulse_train(200_000, 37.0, 1.3 * ms, during={"glutamate": 1 * mM})
     p.compile(g)  # done before the timer starts, so the interrupt lands inside the C++ loop
-    timer = threading.Timer(0.2, _thread.interrupt_main)
+    fired = []
+
+    def interrupt():
+        fired.append(time.perf_counter())
+        _thread.interrupt_main()
+
+    timer = threading.Timer(0.2, interrupt)
     timer.start()
-    t0 = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
         kc.solve(g, p, dt=0.7 * ms, initial="C0")
-    elapsed = time.perf_counter() - t0
+    returned = time.perf_counter()
     timer.join()
-    assert elapsed < 1.2
+    assert fired and returned - fired[0] < 1.5
     assert kc.solve(g, kc.Step(1 * ms), dt=1e-4, initial="C0").occupancy.shape == (11, 5)

@@ -239,8 +239,8 @@ def test_ssa_jump_chain_and_dwells_independent():
     has three exits): from every state, the next state follows rate/total (chi-square); the
     standardised dwell E = dwell * exit rate after entering each state is Exp(1) (KS) and
     independent of where the channel came from (chi-square contingency, E in quartiles).
-    Each of the 3 x 6 + 6 tests has level 1e-4, so a correct engine fails with probability
-    < 2.4e-3."""
+    Each of the 12 tests (3 jump-chain chi-square, 6 KS, 3 contingency) has level 1e-4, so a
+    correct engine fails with probability < 1.2e-3."""
     sch = bench_scheme()
     Q = sch.q_matrix(glutamate=1e-3)
     K = Q.shape[0]
