@@ -44,6 +44,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return study.main_run(args)
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (``--workers 0`` is a usage error, exit code 2)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {v}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ketacore", description="Markov ion-channel kinetics engine "
                                 "(NMDA receptors and their blockers).")
@@ -53,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("study", nargs="?", help="study TOML file (default: embedded study)")
     r.add_argument("-o", "--output", metavar="DIR",
                    help="output folder (default: ./ketacore-NAME); re-running resumes it")
-    r.add_argument("--workers", type=int, default=None,
+    r.add_argument("--workers", type=_positive_int, default=None, metavar="N",
                    help="local worker threads (default: all cores)")
     r.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run chunks on a dask.distributed scheduler (e.g. tcp://host:8786)")

@@ -79,6 +79,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from . import _validate as _V
 from . import units as _units
 from ._version import __version__
 
@@ -114,58 +115,133 @@ _SI_OF = {"s": "s", "ms": "s", "us": "s", "µs": "s", "min": "s", "minute": "s",
           "M": "M", "mM": "M", "uM": "M", "µM": "M", "μM": "M", "nM": "M", "S": "S", "nS": "S",
           "pS": "S", "A": "A", "nA": "A", "pA": "A", "K": "K", "Hz": "Hz", "kHz": "Hz"}
 _QTY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-zµμ]+)?\s*$")
-_FUNCS: dict[str, Callable] = {"round": round, "int": int, "min": min, "max": max, "abs": abs,
-                               "float": float}
+#: Longest expression or quantity string accepted (characters); longer text is refused before
+#: it is parsed (the parser and the quantity regex are not linear-time on pathological input).
+MAX_EXPRESSION_LENGTH = 1000
+
+
+class _ExprError(Exception):
+    """Raised inside expression evaluation; turned into a StudyError naming the key."""
+
+
+def _f_round(x: float, ndigits: float | None = None) -> float:
+    if ndigits is None:
+        return float(round(x))
+    if ndigits != math.floor(ndigits):
+        raise _ExprError(f"round(): ndigits must be a whole number, got {ndigits!r}")
+    return float(round(x, int(ndigits)))
+
+
+def _f_int(x: float) -> float:
+    return float(math.trunc(x))
+
+
+# name -> (function of finite floats, min args, max args); results are floats again
+_FUNCS: dict[str, tuple[Callable, int, int]] = {
+    "round": (_f_round, 1, 2), "int": (_f_int, 1, 1), "min": (min, 2, 1 << 30),
+    "max": (max, 2, 1 << 30), "abs": (abs, 1, 1), "float": (float, 1, 1)}
 
 
 def _unit_of(value: Any) -> str:
     """SI unit implied by a quantity string ("10 uM" → "M"), else ""."""
-    if isinstance(value, str):
+    if isinstance(value, str) and len(value) <= MAX_EXPRESSION_LENGTH:
         m = _QTY.match(value)
         if m and m.group(2):
             return _SI_OF.get(m.group(2), "")
     return ""
 
 
+def _finite(x: Any) -> float:
+    """``x`` as a finite float, else _ExprError (complex, infinite, NaN, too large an int)."""
+    if isinstance(x, (bool, complex)) or not isinstance(x, (int, float, np.integer, np.floating)):
+        raise _ExprError(f"the result {x!r} is not a real number")
+    try:
+        f = float(x)
+    except OverflowError:
+        raise _ExprError("a value exceeds the floating-point range (about 1.8e308)") from None
+    if not math.isfinite(f):
+        raise _ExprError(f"a value is {f} (overflow or undefined operation)")
+    return f
+
+
 def _evaluate(value: Any, env: Mapping[str, Any], where: str) -> float:
-    """A number, a quantity string or an expression over parameters and units → float (SI)."""
+    """A number, a quantity string or an expression over parameters and units → float (SI).
+
+    Parameters
+    ----------
+    value : int, float or str
+        ``30``, ``"30 s"``, ``"10 uM"``, ``"$ketamine"`` or an expression such as
+        ``"round($train * $frequency)"`` (at most :data:`MAX_EXPRESSION_LENGTH` characters).
+    env : mapping of str to float
+        Parameter values (SI).
+    where : str
+        ``"source: key"`` prefix of error messages.
+
+    Returns
+    -------
+    float
+        The finite value in SI units.
+
+    Raises
+    ------
+    StudyError
+        The value is not a number, a quantity or an allowed expression, or it (or any
+        intermediate result) is not a finite real number.
+
+    Notes
+    -----
+    Expressions are evaluated in floating point throughout (integer literals become floats), so
+    ``**`` cannot build unbounded exact integers (``9**9**9``) and overflow is reported instead of
+    hanging or exhausting memory.
+    """
     if isinstance(value, bool):
         raise StudyError(f"{where}: expected a number or quantity, got a boolean")
     if isinstance(value, (int, float, np.integer, np.floating)):
-        return float(value)
+        try:
+            return _finite(value)
+        except _ExprError as e:
+            raise StudyError(f"{where}: must be a finite number, got {value!r} ({e})") from None
     if not isinstance(value, str):
         raise StudyError(f"{where}: expected a number, a quantity such as '10 uM', or an "
                          f"expression, got {type(value).__name__} ({value!r})")
+    if len(value) > MAX_EXPRESSION_LENGTH:
+        raise StudyError(f"{where}: expression of {len(value)} characters; at most "
+                         f"{MAX_EXPRESSION_LENGTH} are allowed")
     m = _QTY.match(value)
     if m:
         unit = m.group(2)
-        if unit is None:
-            return float(m.group(1))
-        if unit not in _UNITS:
+        if unit is not None and unit not in _UNITS:
             raise StudyError(f"{where}: unknown unit {unit!r} in {value!r}; units: {sorted(_UNITS)}")
-        return float(m.group(1)) * _UNITS[unit]
+        out = float(m.group(1)) * (1.0 if unit is None else _UNITS[unit])
+        if not math.isfinite(out):
+            raise StudyError(f"{where}: {value!r} is not a finite number (about 1.8e308 at most)")
+        return out
     text = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda mm: mm.group(1) or mm.group(2), value)
     # "1 s * f" -> "(1*s) * f": a number followed by a unit name is a quantity
     text = re.sub(r"(?<![\w.])((?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-zµμ]+)\b",
                   lambda mm: f"({mm.group(1)}*{mm.group(2)})" if mm.group(2) in _UNITS else mm.group(0), text)
     try:
         tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        # ValueError: integer literal beyond the int-string limit; RecursionError/MemoryError:
+        # nesting too deep for the parser (the input is short, MAX_EXPRESSION_LENGTH)
         raise StudyError(f"{where}: cannot read {value!r} as a quantity ('10 uM') or an "
                          "expression ('$t_train * $frequency')") from None
+    allowed = (f"only numbers, units, parameters, + - * / // % ** and "
+               f"{sorted(_FUNCS)} are allowed in expressions")
 
     def ev(node: ast.AST) -> float:
         if isinstance(node, ast.Expression):
             return ev(node.body)
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) \
                 and not isinstance(node.value, bool):
-            return node.value
+            return _finite(node.value)
         if isinstance(node, ast.Name):
             if node.id in env:
                 v = env[node.id]
                 if isinstance(v, str):
                     raise StudyError(f"{where}: parameter {node.id!r} is text ({v!r}), not a number")
-                return v
+                return _finite(v)
             if node.id in _UNITS:
                 return _UNITS[node.id]
             raise StudyError(f"{where}: unknown name {node.id!r} in {value!r}; parameters: "
@@ -177,28 +253,37 @@ def _evaluate(value: Any, env: Mapping[str, Any], where: str) -> float:
                    ast.Mod: lambda: a % b}
             fn = ops.get(type(node.op))
             if fn is None:
-                raise StudyError(f"{where}: operator not allowed in {value!r}")
+                raise StudyError(f"{where}: operator not allowed in {value!r}; {allowed}")
             try:
-                return fn()
+                return _finite(fn())
             except ZeroDivisionError:
-                raise StudyError(f"{where}: division by zero in {value!r}") from None
+                raise _ExprError("division by zero") from None
+            except OverflowError:
+                raise _ExprError("a value exceeds the floating-point range (about 1.8e308)") from None
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             v = ev(node.operand)
             return -v if isinstance(node.op, ast.USub) else v
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS \
-                and not node.keywords:
-            return _FUNCS[node.func.id](*[ev(a) for a in node.args])
-        raise StudyError(f"{where}: only numbers, units, parameters, + - * / ** and "
-                         f"{sorted(_FUNCS)} are allowed in expressions; got {value!r}")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS:
+            name = node.func.id
+            fn, lo, hi = _FUNCS[name]
+            if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
+                raise StudyError(f"{where}: {name}() takes plain positional arguments in {value!r}")
+            if not lo <= len(node.args) <= hi:
+                want = f"{lo}" if lo == hi else (f"{lo} or {hi}" if hi == lo + 1 else f"at least {lo}")
+                raise StudyError(f"{where}: {name}() takes {want} argument(s), got {len(node.args)} "
+                                 f"in {value!r}")
+            try:
+                return _finite(fn(*[ev(a) for a in node.args]))
+            except OverflowError:
+                raise _ExprError(f"{name}() overflows") from None
+        raise StudyError(f"{where}: {allowed}; got {value!r}")
 
-    out = ev(tree)
     try:
-        out = float(out)
-    except (TypeError, OverflowError):
-        raise StudyError(f"{where}: {value!r} does not evaluate to a number") from None
-    if not math.isfinite(out):
-        raise StudyError(f"{where}: {value!r} evaluates to {out}")
-    return out
+        return ev(tree)
+    except _ExprError as e:
+        raise StudyError(f"{where}: {value!r} cannot be evaluated: {e}") from None
+    except RecursionError:
+        raise StudyError(f"{where}: {value!r} is nested too deeply") from None
 
 
 # ------------------------------------------------------------------------------------------
@@ -221,8 +306,9 @@ class StudyPart:
 
     Parameters
     ----------
-    segments : list of mapping (or ketacore.Step / Protocol)
-        Protocol segments in order.  A step: ``{"duration": "30 s", "V": "-70 mV",
+    segments : list of mapping, ketacore.Step or ketacore.Protocol
+        Protocol segments in order (a single Step or Protocol is also accepted; a single
+        mapping is refused -- put it in a list).  A step: ``{"duration": "30 s", "V": "-70 mV",
         "glutamate": "1 mM", "ketamine": "$ketamine", "label": "block"}`` (any other key is a
         ligand concentration).  A pulse train: ``{"train": {"n_pulses": ..., "frequency": ...,
         "width": ..., "V": ..., "during": {...}, "between": {...}, "tail": ...}, "label": ...}``
@@ -238,9 +324,15 @@ class StudyPart:
         ``"use_dependence"`` (a train; options ``train`` = its label), ``"dose_response"``
         (options ``concentration`` = sweep axis, ``window``).
     initial : str or mapping
-        ``"equilibrium"`` (first step), a state name, or a conditions table.
+        ``"equilibrium"`` (first step), a state name, or a conditions table (keys ``V``,
+        ``temperature`` and ligand names of the blocked scheme, e.g. ``{"glutamate": 0}``).
     dt, n_trials, n_channels, method : optional
         Per-protocol overrides of the study values.
+
+    Raises
+    ------
+    StudyError
+        A field of the wrong type (the message names it: ``StudyPart: sweep: ...``).
     """
 
     segments: list = field(default_factory=list)
@@ -254,23 +346,78 @@ class StudyPart:
     method: Any = None
 
     def __post_init__(self) -> None:
-        segs = []
-        from .protocol import Protocol, Step
-        for s in (self.segments.steps if isinstance(self.segments, Protocol) else self.segments):
-            if isinstance(s, Protocol):
-                segs.extend(st.to_dict() for st in s.steps)
-            elif isinstance(s, Step):
-                segs.append(s.to_dict())
-            else:
-                segs.append(copy.deepcopy(dict(s)) if isinstance(s, Mapping) else s)
-        self.segments = segs
-        self.sweep = {k: list(v) if isinstance(v, (list, tuple, np.ndarray)) else v
-                      for k, v in dict(self.sweep).items()}
-        self.parameters = dict(self.parameters)
-        if isinstance(self.analysis, str):
-            self.analysis = {"kind": self.analysis}
-        elif isinstance(self.analysis, Mapping):
-            self.analysis = dict(self.analysis)
+        _normalize_part(self)
+
+
+class _PartError(StudyError):
+    """A StudyPart field of the wrong type; ``key`` names the field so that a Study can report it
+    under its own key path."""
+
+    def __init__(self, key: str, msg: str) -> None:
+        super().__init__(f"StudyPart: {key}: {msg}")
+        self.key, self.msg = key, msg
+
+
+def _normalize_part(p: StudyPart) -> None:
+    """Check the types of a StudyPart's fields and normalise them to plain lists/dicts."""
+    from .protocol import Protocol, Step
+    segs_in = p.segments
+    if isinstance(segs_in, (Protocol, Step)):
+        segs_in = [segs_in]
+    elif isinstance(segs_in, Mapping):
+        raise _PartError("segments", "must be a list of segments (tables, Steps or Protocols); got a "
+                         "single table -- put it in a list")
+    elif not isinstance(segs_in, (list, tuple)):
+        raise _PartError("segments", "must be a list of segments (tables, Steps or Protocols), a "
+                         f"Step or a Protocol, got {type(segs_in).__name__} ({segs_in!r:.80})")
+    segs = []
+    for s in segs_in:
+        if isinstance(s, Protocol):
+            segs.extend(st.to_dict() for st in s.steps)
+        elif isinstance(s, Step):
+            segs.append(s.to_dict())
+        else:
+            segs.append(copy.deepcopy(dict(s)) if isinstance(s, Mapping) else s)
+    p.segments = segs
+    for key in ("sweep", "parameters"):
+        v = getattr(p, key)
+        if not isinstance(v, Mapping):
+            what = "axis = [values]" if key == "sweep" else "name = value"
+            raise _PartError(key, f"must be a table (dict) of {what}, got {type(v).__name__} ({v!r:.80})")
+    p.sweep = {k: list(v) if isinstance(v, (list, tuple, np.ndarray)) else v
+               for k, v in dict(p.sweep).items()}
+    p.parameters = dict(p.parameters)
+    if isinstance(p.analysis, str):
+        p.analysis = {"kind": p.analysis}
+    elif isinstance(p.analysis, Mapping):
+        p.analysis = dict(p.analysis)
+    elif p.analysis is not None:
+        raise _PartError("analysis", f"must be one of {list(ANALYSES)} or a table with a 'kind' key, "
+                         f"got {type(p.analysis).__name__} ({p.analysis!r:.80})")
+    if isinstance(p.initial, Mapping):
+        p.initial = dict(p.initial)
+    elif p.initial is not None and not isinstance(p.initial, str):
+        raise _PartError("initial", "must be 'equilibrium', a state name or a conditions table, "
+                         f"got {type(p.initial).__name__} ({p.initial!r:.80})")
+
+
+def _make_part(value: Any, source: str, where: Callable[[str], str]) -> StudyPart:
+    """A StudyPart from a StudyPart or a mapping of its fields; errors name ``where(field)``."""
+    if isinstance(value, StudyPart):
+        kw = {f.name: getattr(value, f.name) for f in dataclasses.fields(StudyPart)}
+    elif isinstance(value, Mapping):
+        kw = dict(value)
+        bad = set(kw) - set(_PART_KEYS)
+        if bad:
+            k = sorted(map(str, bad))[0]
+            raise StudyError(f"{source}: {where(k)}: unknown key; allowed: {list(_PART_KEYS)}")
+    else:
+        raise StudyError(f"{source}: {where('')}: must be a StudyPart or a table of its fields, got "
+                         f"{type(value).__name__} ({value!r:.80})")
+    try:
+        return StudyPart(**kw)
+    except _PartError as e:
+        raise StudyError(f"{source}: {where(e.key)}: {e.msg}") from None
 
 
 @dataclass
@@ -282,11 +429,15 @@ class Study:
     model : str
         Built-in gating model name (``kc.models.available()``) or a scheme TOML path (relative
         paths are relative to the study file).
-    blockers : list of str or mapping
+    blockers : str, mapping, or list of str or mapping
         Library blocker names, or tables ``{"name": "ketamine", "k_escape": 0}`` overriding
-        fields of a library blocker (:meth:`ketacore.blockers.Blocker.replace`).
+        fields of a library blocker (:meth:`ketacore.blockers.Blocker.replace`).  A single name
+        or table is one blocker (``blockers="ketamine"`` is ``blockers=["ketamine"]``); it is
+        stored as a list.
     protocol, sweep, analysis, initial : optional
-        Shorthand for a single protocol (stored as ``parts["main"]``).
+        Shorthand for a single protocol (stored as ``parts["main"]``): ``protocol`` is the list
+        of segments (see :class:`StudyPart`), ``sweep`` a table of axes, ``initial`` as in
+        :class:`StudyPart`.
     parts : mapping of str to StudyPart
         Named protocols, each with its own sweep (TOML ``[protocols.NAME]``).
     parameters : mapping
@@ -311,6 +462,16 @@ class Study:
     outputs : mapping
         ``results`` (file name, default ``"results.nc"``) and ``figures`` (bool or list of
         ``"trapping", "use_dependence", "dose_response", "traces", "occupancy"``).
+
+    Raises
+    ------
+    StudyError
+        An invalid specification; the message starts with ``source: key:`` (``Study`` for a
+        study built in Python, the file name for one read with :meth:`from_toml`).  Checked at
+        construction: types, allowed values, every expression (evaluated in floating point), and
+        every segment at the first sweep point.  Checks that need the gating model (ligand
+        names, initial conditions) or the size of the whole run (memory) are made by
+        :func:`run_study` before any simulation.
     """
 
     model: str = "erreger2005_2a"
@@ -336,19 +497,34 @@ class Study:
     _base_dir: str = field(default=".", repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        e = self._err
+        if isinstance(self.blockers, (str, Mapping)):
+            self.blockers = [self.blockers]        # one blocker
+        elif not isinstance(self.blockers, (list, tuple)):
+            raise e("blockers", "must be a blocker name, a table with a 'name' key, or a list of "
+                    f"these, got {type(self.blockers).__name__} ({self.blockers!r:.80})")
         self.blockers = [copy.deepcopy(dict(b)) if isinstance(b, Mapping) else b for b in self.blockers]
+        for key in ("parameters", "outputs", "parts"):
+            v = getattr(self, key)
+            if not isinstance(v, Mapping):
+                raise e(f"[{key}]" if key != "parts" else "parts",
+                        f"must be a table (dict), got {type(v).__name__} ({v!r:.80})")
         self.parameters = dict(self.parameters)
         self.outputs = {"results": "results.nc", "figures": True, **dict(self.outputs)}
         parts = {}
         for k, p in dict(self.parts).items():
-            parts[k] = p if isinstance(p, StudyPart) else StudyPart(**dict(p))
+            parts[k] = _make_part(p, self._source,
+                                  lambda f, k=k: f"parts[{k!r}]" + (f".{f}" if f else ""))
         if self.protocol is not None:
             if parts:
                 raise StudyError(f"{self._source}: give either protocol= (one protocol) or parts= "
                                  "(named protocols), not both")
-            parts["main"] = StudyPart(segments=self.protocol, sweep=self.sweep or {},
-                                      analysis=self.analysis,
-                                      initial="equilibrium" if self.initial is None else self.initial)
+            names = {"segments": "protocol"}
+            parts["main"] = _make_part(
+                {"segments": self.protocol, "sweep": {} if self.sweep is None else self.sweep,
+                 "analysis": self.analysis,
+                 "initial": "equilibrium" if self.initial is None else self.initial},
+                self._source, lambda f: names.get(f, f))
         elif self.sweep is not None or self.analysis is not None or self.initial is not None:
             raise StudyError(f"{self._source}: sweep=/analysis=/initial= go with protocol=; with "
                              "parts= put them in each StudyPart")
@@ -373,6 +549,8 @@ class Study:
         e = self._err
         if not isinstance(self.name, str) or not self.name.strip():
             raise e("name", "must be a non-empty string")
+        if not isinstance(self.description, str):
+            raise e("description", f"must be a string, got {type(self.description).__name__}")
         if not isinstance(self.model, str) or not self.model:
             raise e("model", "must be a built-in model name or a scheme TOML path")
         for i, b in enumerate(self.blockers):
@@ -506,6 +684,12 @@ class Study:
             v = getattr(p, key)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
                 raise e(f"{pw}.{key}", f"must be an integer >= 1, got {v!r}")
+        if isinstance(p.initial, dict):
+            for k, v in p.initial.items():
+                if not isinstance(k, str) or k in ("open", "names"):
+                    raise e(f"{pw}.initial", f"{k!r} is not a condition; use V, temperature or "
+                            "ligand concentrations (e.g. {glutamate = 0})")
+                _evaluate(v, env0, f"{self._source}: {pw}.initial.{k}")
         if p.method is not None and p.method not in _METHODS:
             raise e(f"{pw}.method", f"must be one of {list(_METHODS)}, got {p.method!r}")
         # every segment evaluates at the first sweep point
@@ -525,8 +709,21 @@ class Study:
                                    for v in values]))
         return out
 
+    def n_points(self, part: str) -> int:
+        """Number of sweep points of a protocol (product of the axis lengths)."""
+        return math.prod(len(v) for v in self.parts[part].sweep.values())
+
     def points(self, part: str) -> list[dict]:
-        """All sweep points of a protocol (outer product of the axes, C order)."""
+        """All sweep points of a protocol (outer product of the axes, C order).
+
+        Raises
+        ------
+        StudyError
+            The list would not fit in memory (e.g. a 1000 x 1000 x 1000 sweep).
+        """
+        n = self.n_points(part)
+        _check_memory(f"{self._source}: {self._pw(part, 'sweep')}", n * _BYTES_PER_POINT_DICT,
+                      f"the list of {n:.4g} sweep points", "sweep fewer values")
         ax = self.axes(part)
         if not ax:
             return [{}]
@@ -585,9 +782,12 @@ class Study:
                                                 "n_channels", "n_trials", "dt", "rng", "record",
                                                 "keep_trials", "deterministic", "parameters", "outputs")
                               if k in d}
-        for key, kind in (("parameters", "table"), ("outputs", "table"), ("blockers", "list")):
-            if key in kw and not isinstance(kw[key], (dict if kind == "table" else list)):
+        for key, kind in (("parameters", "table"), ("outputs", "table")):
+            if key in kw and not isinstance(kw[key], dict):
                 raise StudyError(f"{source}: {key}: must be a {kind}")
+        if "blockers" in kw and not isinstance(kw["blockers"], (list, str, dict)):
+            raise StudyError(f"{source}: blockers: must be a blocker name, an inline table "
+                             "{ name = ... } or an array of these")
         if "protocol" in d and "protocols" in d:
             raise StudyError(f"{source}: [protocols]: give either [protocol] (one protocol, with [sweep]) "
                              "or [protocols.NAME] tables, not both")
@@ -606,7 +806,7 @@ class Study:
                     raise StudyError(f"{source}: {where}.{key}: must be a table")
             if "segments" in kwp and not isinstance(kwp["segments"], list):
                 raise StudyError(f"{source}: {where}.segments: must be an array of tables ([[...segments]])")
-            return StudyPart(**kwp)
+            return _make_part(kwp, source, lambda f: f"{where}.{f}" if f else where)
 
         if "protocol" in d:
             kw["parts"] = {"main": part(d["protocol"], "[protocol]", d.get("sweep", {}))}
@@ -632,7 +832,15 @@ class Study:
     @classmethod
     def from_toml(cls, source: str | os.PathLike) -> "Study":
         """Read a study from a TOML file path or a TOML string.  Errors start with
-        ``FILE: key:`` (e.g. ``study.toml: [sweep].ketamine: ...``)."""
+        ``FILE: key:`` (e.g. ``study.toml: [sweep].ketamine: ...``).
+
+        Raises
+        ------
+        StudyError
+            Invalid TOML or an invalid study.
+        FileNotFoundError, IsADirectoryError, PermissionError
+            The file cannot be read.
+        """
         try:
             import tomllib
         except ImportError:  # pragma: no cover - Python < 3.11
@@ -642,7 +850,13 @@ class Study:
             p = Path(source)
             if not p.exists():
                 raise FileNotFoundError(f"study file {str(p)!r} not found")
-            text, name, base = p.read_text(encoding="utf-8"), p.name, str(p.resolve().parent)
+            if p.is_dir():
+                raise IsADirectoryError(f"study file {str(p)!r} is a folder, not a TOML file")
+            try:
+                text = p.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise StudyError(f"{p.name}: not a UTF-8 text (TOML) file") from None
+            name, base = p.name, str(p.resolve().parent)
         elif isinstance(source, str):
             text, name, base = source, "study", "."
         else:
@@ -651,6 +865,8 @@ class Study:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise StudyError(f"{name}: not valid TOML: {e}") from None
+        except RecursionError:
+            raise StudyError(f"{name}: not valid TOML: arrays or tables nested too deeply") from None
         return cls.from_dict(data, source=name, base_dir=base)
 
     def replace(self, **changes: Any) -> "Study":
@@ -791,6 +1007,10 @@ def _build_protocol(study: Study, part: str, env: Mapping[str, Any]):
             n = kw.pop("n_pulses")
             if n != round(n) or n < 1:
                 raise StudyError(f"{where}.train.n_pulses: must evaluate to a positive integer, got {n}")
+            # a train is built as 2 Steps per pulse: refuse before building it
+            _check_memory(f"{where}.train.n_pulses", n * _BYTES_PER_PULSE,
+                          f"a train of {n:.4g} pulses (about {_BYTES_PER_PULSE} bytes each)",
+                          "use fewer pulses")
             for key in ("during", "between"):
                 c = tr.get(key, {})
                 if not isinstance(c, Mapping):
@@ -820,6 +1040,31 @@ def _build_protocol(study: Study, part: str, env: Mapping[str, Any]):
         t += st.duration
     return Protocol(steps), segs
 
+
+def _check_memory(key: str, n_bytes: float, what: str, advice: str) -> None:
+    """StudyError naming ``key`` if ``n_bytes`` would not fit in available memory (the test of
+    :func:`ketacore._validate.check_memory`), with a message saying what needs the memory."""
+    try:
+        _V.check_memory(key, n_bytes)
+    except ValueError:
+        avail = _V.available_memory()
+        raise StudyError(f"{key}: {what} needs about {n_bytes / 2**30:.3g} GiB of memory, more than "
+                         f"80% of the {avail / 2**30:.3g} GiB available; {advice}") from None
+
+
+#: Memory of one entry of Study.points() (a small dict in a list).
+_BYTES_PER_POINT_DICT = 400
+#: Memory of one sweep point in a run besides its arrays: the point dict, the _Point with its
+#: cached scheme key, the analysis windows, the plan bookkeeping.
+_BYTES_PER_POINT = 3000
+#: Memory of one protocol step of a sweep point (Step object and compiled arrays).
+_BYTES_PER_STEP = 750
+#: Memory of one planned chunk (a tuple in the plan, a future, a results placeholder).
+_BYTES_PER_CHUNK = 400
+
+#: Memory per pulse of a train (two Step objects of ~0.5 kB, their compiled arrays and the
+#: analysis window), used to refuse trains that cannot be built.
+_BYTES_PER_PULSE = 1500
 
 _SCHEMES: dict = {}
 
@@ -874,10 +1119,13 @@ def _scheme_for(study: Study, model: str, env: Mapping[str, Any]):
     from .blockers import block
     try:
         gating = _resolve_model(model, study._base_dir)
-    except ValueError as e:
+    except (TypeError, ValueError, OSError) as e:   # OSError: an unreadable scheme file
         raise StudyError(f"{study._source}: model: {e}") from None
     bl = _resolve_blockers(study, env)
-    scheme = block(gating, *bl) if bl else gating
+    try:
+        scheme = block(gating, *bl) if bl else gating
+    except (TypeError, ValueError) as e:
+        raise StudyError(f"{study._source}: blockers: {e}") from None
     if len(_SCHEMES) > 32:
         _SCHEMES.clear()
     _SCHEMES[key] = (scheme, bl)
@@ -915,9 +1163,25 @@ def _point(study: Study, part: str, values: Mapping[str, Any]) -> _Point:
                    else f"{study._source}: dt")
     initial = p.initial
     if isinstance(initial, dict):
+        allowed = ["V", "temperature", *scheme.ligands]
+        for k in initial:
+            if k not in allowed:
+                raise StudyError(f"{study._source}: {pw}.initial.{k}: not a condition of {scheme.name}; "
+                                 f"the conditions table takes {allowed}")
         initial = {k: _evaluate(v, env, f"{study._source}: {pw}.initial.{k}") for k, v in initial.items()}
     elif initial is not None and initial != "equilibrium" and initial not in scheme.states:
         raise StudyError(f"{study._source}: {pw}.initial: unknown state {initial!r}; states: {list(scheme.states)}")
+    if isinstance(initial, dict) or initial in (None, "equilibrium"):
+        from .solve import initial_distribution
+        try:   # the equilibrium under these conditions must exist (as simulate will need it)
+            initial_distribution(scheme, initial, prot)
+        except (TypeError, ValueError) as e:
+            raise StudyError(f"{study._source}: {pw}.initial: {e}") from None
+    n_grid = prot.duration / dt
+    if not n_grid < 2**53:
+        key = f"{pw}.dt" if p.dt is not None else "dt"
+        raise StudyError(f"{study._source}: {key}: the protocol lasts {prot.duration:g} s, which is "
+                         f"{n_grid:.3g} samples at dt = {dt:g} s; raise dt or shorten the protocol")
     return _Point(scheme=scheme, blockers=bl, protocol=prot, segments=segs, dt=dt,
                   n_samples=prot.n_samples(dt),
                   n_channels=int(p.n_channels if p.n_channels is not None else study.n_channels),
@@ -1053,14 +1317,31 @@ class _Context:
     def __init__(self, spec_text: str, base_dir: str, source: str) -> None:
         self.study = Study.from_dict(_toml_loads(spec_text), source=source, base_dir=base_dir)
         self.entropy = self.study._entropy()
-        self._points: dict = {}
-        self._lock = threading.Lock()
+        self._sweeps: dict = {}     # part -> list of sweep points (built once, not per point)
+        self._bare: dict = {}       # (part, index) -> _Point
+        self._points: dict = {}     # (part, index) -> (_Point, _Analysis)
+        self._lock = threading.RLock()
+
+    def sweep(self, part: str) -> list[dict]:
+        with self._lock:
+            hit = self._sweeps.get(part)
+            if hit is None:
+                hit = self._sweeps[part] = self.study.points(part)
+            return hit
+
+    def bare_point(self, part: str, index: int) -> _Point:
+        """The sweep point without its analysis (no solve: cheap; sizes and checks only)."""
+        with self._lock:
+            hit = self._bare.get((part, index))
+            if hit is None:
+                hit = self._bare[(part, index)] = _point(self.study, part, self.sweep(part)[index])
+            return hit
 
     def point(self, part: str, index: int):
         with self._lock:
             hit = self._points.get((part, index))
             if hit is None:
-                pt = _point(self.study, part, self.study.points(part)[index])
+                pt = self.bare_point(part, index)
                 ctl = None
                 if pt.analysis and pt.analysis.get("kind") in ("use_dependence", "dose_response"):
                     from .solve import solve
@@ -1177,21 +1458,20 @@ def _load_chunk(path: Path) -> dict:
 
 
 def _gaps(n: int, done: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
-    """Trial ranges of [0, n) not covered by ``done``, cut into pieces of at most ``size``."""
-    covered = np.zeros(n, dtype=bool)
-    for a, b in done:
-        covered[a:min(b, n)] = True
+    """Trial ranges of [0, n) not covered by ``done``, cut into pieces of at most ``size``
+    (an integer >= 1).  Works on the ranges, not on a per-trial mask, so its memory does not grow
+    with ``n``."""
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"chunk size must be an integer >= 1, got {size!r}")
+    size = int(size)
     out = []
     i = 0
-    while i < n:
-        if covered[i]:
-            i += 1
-            continue
-        j = i
-        while j < n and not covered[j] and j - i < size:
-            j += 1
-        out.append((i, j))
-        i = j
+    for a, b in sorted((max(0, a), min(b, n)) for a, b in done if a < b):
+        if a > i:
+            out.extend((j, min(j + size, a)) for j in range(i, a, size))
+        i = max(i, b)
+    if i < n:
+        out.extend((j, min(j + size, n)) for j in range(i, n, size))
     return out
 
 
@@ -1251,12 +1531,13 @@ def run_study(study: "Study | str | os.PathLike", executor: cf.Executor | None =
     progress : bool
         tqdm progress bar with ETA on stderr (needs tqdm; silently off without it).
     workers : int, optional
-        Local threads when ``executor`` is None (default: all cores).
+        Local threads when ``executor`` is None (default: all cores); an integer >= 1.
     chunk_trials : int, optional
-        Trials per chunk (default: about 4 chunks per worker per point, at most 64 trials and
-        ~64 MB of counts).  Does not change the results.
-    figures : bool, optional
-        Write the PNG figures (default: the study's ``[outputs].figures``; needs ``output``).
+        Trials per chunk, an integer >= 1 (default: about 4 chunks per worker per point, at
+        most 64 trials and ~64 MB of counts).  Does not change the results.
+    figures : bool or list of str, optional
+        Write the PNG figures (default: the study's ``[outputs].figures``; needs ``output``):
+        ``True``, ``False`` or a list of figure names as in ``[outputs].figures``.
 
     Returns
     -------
@@ -1267,9 +1548,16 @@ def run_study(study: "Study | str | os.PathLike", executor: cf.Executor | None =
     Raises
     ------
     StudyError
-        Invalid study (message names the key).
+        Invalid study (message names the key), including a run whose sweep points, trials or
+        result arrays would not fit in memory (refused with an estimate before anything is
+        built or written).
     StudyConflictError
         ``output`` holds a different study.
+    TypeError, ValueError
+        An invalid argument of this function (``workers``, ``chunk_trials``, ``figures``,
+        ``executor``, ``output``), named in the message.
+    NotADirectoryError, PermissionError
+        ``output`` (or a parent) is a file, or the folder cannot be created or written.
     """
     try:
         import xarray  # noqa: F401
@@ -1279,27 +1567,54 @@ def run_study(study: "Study | str | os.PathLike", executor: cf.Executor | None =
         study = Study.from_toml(study)
     if not isinstance(study, Study):
         raise TypeError(f"study must be a Study or a path to a study TOML file, got {type(study).__name__}")
+    # ---- arguments (before any work)
+    if executor is not None and not callable(getattr(executor, "submit", None)):
+        raise TypeError("executor must be a concurrent.futures.Executor (something with .submit) or "
+                        f"None, got {type(executor).__name__}")
+    workers = _default_workers() if workers is None else _V.integer("workers", workers, minimum=1)
+    if chunk_trials is not None:
+        chunk_trials = _V.integer("chunk_trials", chunk_trials, minimum=1)
+    if figures is not None and not isinstance(figures, bool) and not (
+            isinstance(figures, (list, tuple)) and all(isinstance(f, str) and f in _FIGURES for f in figures)):
+        raise TypeError(f"figures must be None, True, False or a list of {list(_FIGURES)}, got {figures!r}")
+    if output is not None and not isinstance(output, (str, os.PathLike)):
+        raise TypeError("output must be a folder path (str or os.PathLike) or None, got "
+                        f"{type(output).__name__}")
+    out = Path(output) if output is not None else None
+    if out is not None:
+        _check_output_dir(out)
     user_rng = study.rng is not None
     from . import _rng
     entropy = study._entropy() if user_rng else _rng.root_entropy(None)
     resolved = study.replace(rng=entropy if entropy < 2**63 else hex(entropy))
     resolved._source, resolved._base_dir = study._source, study._base_dir
     spec_text = resolved.to_toml()
-    out = Path(output) if output is not None else None
-    if out is not None:
-        spec_text = _prepare_output(out, spec_text, user_rng)
     ctx = _context(spec_text, study._base_dir, study._source)
     study = ctx.study
-    workers = _default_workers() if workers is None else int(workers)
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+    # ---- sizes: refuse a run that cannot fit in memory before building the sweep or any array
+    for part in study.parts:                    # every point assumed the size of the first one
+        pt0 = _point(study, part, {a: v[0] for a, v in study.axes(part)})
+        ctx._bare.setdefault((part, 0), pt0)   # the first sweep point
+        _check_run_memory(study, [(part, [(pt0, study.n_points(part))])], workers, chunk_trials,
+                          output is None)
+    _check_run_memory(study, [(part, [(ctx.bare_point(part, i), 1) for i in range(len(ctx.sweep(part)))])
+                              for part in study.parts], workers, chunk_trials, output is None)
+
+    if out is not None:
+        new_text = _prepare_output(out, spec_text, user_rng)
+        if new_text != spec_text:   # the folder's study (same but for rng): reuse the built points
+            ctx2 = _context(new_text, study._base_dir, study._source)
+            with ctx._lock, ctx2._lock:
+                ctx2._sweeps.update(ctx._sweeps)
+                ctx2._bare.update(ctx._bare)
+            spec_text, ctx, study = new_text, ctx2, ctx2.study
 
     # ---- plan
     plan: list[tuple[str, int, int, int]] = []
     results: dict[tuple[str, int], list[dict]] = {}
     total = done_trials = 0
     for part in study.parts:
-        pts = study.points(part)
+        pts = ctx.sweep(part)
         done = _done_ranges(out, part) if out is not None else {}
         for i in range(len(pts)):
             pt, _ = ctx.point(part, i)
@@ -1381,6 +1696,90 @@ def run_study(study: "Study | str | os.PathLike", executor: cf.Executor | None =
     return tree
 
 
+def _check_output_dir(out: Path) -> None:
+    """Refuse an output path that is a file or cannot be created/written (before any work).
+
+    Raises
+    ------
+    NotADirectoryError
+        ``out`` or one of its parents is not a folder.
+    PermissionError
+        ``out`` exists and is not writable, or its nearest existing parent is not writable.
+    """
+    if out.exists():
+        if not out.is_dir():
+            raise NotADirectoryError(f"output {str(out)!r} exists and is not a folder")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise PermissionError(f"output folder {str(out)!r} is not writable")
+        return
+    parent = out.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(f"output {str(out)!r}: {str(parent)!r} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"output {str(out)!r} cannot be created: {str(parent)!r} is not writable")
+
+
+def _check_run_memory(study: Study, parts: list, workers: int, chunk_trials: int | None,
+                      in_memory: bool) -> None:
+    """Refuse (StudyError) a run whose memory in this process would not fit.
+
+    ``parts`` is ``[(part, [(point, multiplicity), ...])]``.  Counted: the sweep points and their
+    protocols, the plan (one entry per chunk), the assembled arrays of every protocol (sums,
+    means, kept trials, per-trial analysis values, ``record="counts"`` counts), the chunk results
+    held until assembly (``output=None``), and the counts of the ``workers`` chunks being
+    simulated at a time.  Estimates, not bounds: the point is to refuse impossible runs
+    (``n_trials = 2**40``, a 10^9-point sweep) with a clear message instead of a MemoryError.
+    """
+    total = 0.0
+    n_chunks_all = 0
+    peak_chunk = 0.0
+    worst = None
+    for part, items in parts:
+        if not items:
+            continue
+        pt0 = items[0][0]
+        K = pt0.scheme.n_states
+        L = len(_levels(pt0.scheme)[0])
+        P = sum(m for _, m in items)
+        S = max(pt.n_samples for pt, _ in items)
+        T = max(pt.n_trials for pt, _ in items)
+        keep = min(study.keep_trials, T)
+        kind = (pt0.analysis or {}).get("kind")
+        n_metric = {"trapping": 5, "use_dependence": 2, "dose_response": 1}.get(kind, 0)
+        counts = study.record == "counts"
+        part_bytes = P * (S * (K * 32.0 + 48.0) + keep * S * 8.0 + T * n_metric * 16.0)
+        if counts:
+            part_bytes += P * T * S * K * 4.0
+        part_bytes += S * K * 8.0 * 4   # one master-equation solve at a time
+        n_chunks = 0
+        for pt, m in items:
+            c = chunk_trials or _auto_chunk(pt, workers)
+            c = min(c, pt.n_trials)
+            nc = -(-pt.n_trials // c)
+            n_chunks += m * nc
+            res = pt.n_samples * (K * 16.0 + L * L * 8.0) + c * n_metric * 8.0 + \
+                min(keep, c) * pt.n_samples * 8.0 + (c * pt.n_samples * K * 4.0 if counts else 0.0)
+            if in_memory:
+                part_bytes += m * nc * res
+            peak_chunk = max(peak_chunk, res + c * pt.n_samples * (K * 12.0 + L * 8.0))
+            part_bytes += m * (_BYTES_PER_POINT + len(pt.protocol.steps) * _BYTES_PER_STEP)
+        n_chunks_all += n_chunks
+        total += part_bytes
+        if worst is None or part_bytes > worst[0]:
+            worst = (part_bytes, part, P, S, K, T, n_chunks)
+    total += n_chunks_all * _BYTES_PER_CHUNK + min(n_chunks_all, workers) * peak_chunk
+    if worst is None:
+        return
+    _, part, P, S, K, T, n_chunks = worst
+    _check_memory(f"{study._source}: {study._pw(part)}", total,
+                  f"this run ({P:.4g} sweep point(s) x {S:.4g} samples x {K} states, {T:.4g} trials per "
+                  f"point in {n_chunks:.4g} chunk(s), record = {study.record!r})",
+                  "reduce n_trials, the sweep, the protocol duration (or raise dt)"
+                  + (", or use record = 'summary'" if study.record == "counts" else ""))
+
+
 class _InlineExecutor(cf.Executor):
     """Runs each task at submit time, in the calling thread (workers=1)."""
 
@@ -1437,21 +1836,29 @@ def _assemble(ctx: _Context, spec_text: str, out: Path | None, memory: dict):
     return tree
 
 
-def _sorted_chunks(out: Path | None, part: str, i: int, memory: dict, n_trials: int) -> list[dict]:
-    chunks = list(memory.get((part, i), []))
+def _sorted_chunks(out: Path | None, part: str, i: int, memory: dict, n_trials: int):
+    """The chunks of point ``i`` in trial order, checked to cover ``[0, n_trials)`` exactly once.
+    Chunk files are loaded one at a time as the result is iterated (not all at once)."""
+    items: list[tuple[int, int, Any]] = [(int(d["start"]), int(d["stop"]), d)
+                                         for d in memory.get((part, i), [])]
     if out is not None:
         for a, b in _done_ranges(out, part).get(i, []):
             if b <= n_trials:
-                chunks.append(_load_chunk(_chunk_path(out, part, i, a, b)))
-    chunks.sort(key=lambda d: int(d["start"]))
-    cover = np.zeros(n_trials, dtype=np.int64)
-    for d in chunks:
-        cover[int(d["start"]):int(d["stop"])] += 1
-    if np.any(cover != 1):
+                items.append((a, b, None))
+    items.sort(key=lambda x: x[0])
+    at = 0
+    for a, b, _ in items:
+        if a != at or b <= a:
+            raise RuntimeError(f"protocol {part!r} point {i}: chunk files do not cover the trials exactly "
+                               f"once (missing or overlapping trial ranges); delete the chunks folder "
+                               "entries of this point and run again")
+        at = b
+    if at != n_trials:
         raise RuntimeError(f"protocol {part!r} point {i}: chunk files do not cover the trials exactly "
                            f"once (missing or overlapping trial ranges); delete the chunks folder "
                            "entries of this point and run again")
-    return chunks
+    for a, b, d in items:
+        yield d if d is not None else _load_chunk(_chunk_path(out, part, i, a, b))
 
 
 def _assemble_part(ctx: _Context, part: str, out: Path | None, memory: dict):
@@ -1461,7 +1868,7 @@ def _assemble_part(ctx: _Context, part: str, out: Path | None, memory: dict):
     axes = study.axes(part)
     dims = [a for a, _ in axes]
     shape = tuple(len(v) for _, v in axes)
-    pts = study.points(part)
+    pts = ctx.sweep(part)
     built = [ctx.point(part, i) for i in range(len(pts))]
     pt0 = built[0][0]
     states = list(pt0.scheme.states)
@@ -1507,13 +1914,13 @@ def _assemble_part(ctx: _Context, part: str, out: Path | None, memory: dict):
         s = pt.n_samples
         n_samples[i] = s
         chunks = _sorted_chunks(out, part, i, memory, pt.n_trials)
-        ms = sorted({str(d["method"]) for d in chunks})
-        methods.append(ms[0] if len(ms) == 1 else "+".join(ms))
+        ms: set[str] = set()
         sc = np.zeros((s, K), np.int64)
         sq = np.zeros((s, K), np.int64)
         lv, _ = _levels(pt.scheme)
         cr = np.zeros((s, len(lv), len(lv)), np.int64)
         for d in chunks:
+            ms.add(str(d["method"]))
             sc += d["sum"]
             sq += d["sumsq"]
             cr += d["cross"]
@@ -1529,6 +1936,7 @@ def _assemble_part(ctx: _Context, part: str, out: Path | None, memory: dict):
                 kept[i, a:a + kc_.shape[0], :s] = kc_
             if counts is not None:
                 counts[i, a:b, :s] = d["counts"]
+        methods.append("+".join(sorted(ms)))
         n = pt.n_trials
         N = pt.n_channels
         sum_c[i, :s] = sc
@@ -1782,14 +2190,24 @@ def _axis_label(v: Any, unit: str) -> str:
 def main_run(args) -> int:
     """``ketacore run [STUDY] [-o DIR] [--workers N] [--scheduler ADDRESS] [--quick] [-q]``."""
     t0 = time.perf_counter()
+    workers = getattr(args, "workers", None)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        print(f"ketacore run: --workers must be an integer >= 1, got {workers!r}", file=sys.stderr)
+        return 2
     try:
-        study = Study.from_toml(args.study) if args.study else default_study()
-    except (StudyError, FileNotFoundError) as e:
+        # a path (even without .toml) is always read as a file, never as TOML text
+        study = Study.from_toml(Path(args.study)) if args.study else default_study()
+        if getattr(args, "quick", False):
+            study = study.quick()
+    except (StudyError, OSError) as e:   # OSError: the study file cannot be read
         print(f"ketacore run: {e}", file=sys.stderr)
         return 2
-    if getattr(args, "quick", False):
-        study = study.quick()
     out = Path(args.output) if args.output else Path.cwd() / f"ketacore-{study.name}"
+    try:
+        _check_output_dir(out)
+    except OSError as e:   # NotADirectoryError / PermissionError for -o, before any work
+        print(f"ketacore run: {e}", file=sys.stderr)
+        return 2
     executor = None
     client = None
     if getattr(args, "scheduler", None):
@@ -1799,15 +2217,19 @@ def main_run(args) -> int:
             print("ketacore run: --scheduler needs dask.distributed: pip install 'ketacore[dask]'",
                   file=sys.stderr)
             return 2
-        client = Client(args.scheduler)
+        try:
+            client = Client(args.scheduler)
+        except (OSError, ValueError) as e:   # unreachable address / unknown address scheme
+            print(f"ketacore run: --scheduler {args.scheduler}: cannot connect: {e}", file=sys.stderr)
+            return 2
         executor = client.get_executor(pure=False)
     quiet = getattr(args, "quiet", False)
     if not quiet:
         where = f"dask scheduler {args.scheduler}" if client else \
-            f"{args.workers or _default_workers()} local worker thread(s)"
+            f"{workers or _default_workers()} local worker thread(s)"
         print(f"ketacore {__version__}: study {study.name!r} -> {out}  ({where})", flush=True)
     try:
-        tree = run_study(study, executor, output=out, progress=not quiet, workers=args.workers)
+        tree = run_study(study, executor, output=out, progress=not quiet, workers=workers)
     except StudyConflictError as e:
         print(f"ketacore run: {e}", file=sys.stderr)
         return 3
