@@ -169,11 +169,15 @@ def _rate_estimate(scheme: Scheme, compiled, conds: np.ndarray, p0: np.ndarray) 
     from .theory import equilibrium
     exit_rates = _core.ssa_exit_rates(compiled, conds)
     out = np.empty(len(conds))
+    big = len(p0) > _DENSE_ESTIMATE_MAX_STATES
     for c in range(len(conds)):
-        try:
-            peq = equilibrium(np.asarray(compiled.q_matrix(conds[c])))
-        except ValueError:  # reducible chain under this condition: fall back to the initial state
+        if big:  # a dense K x K equilibrium would cost more than the estimate is worth
             peq = p0
+        else:
+            try:
+                peq = equilibrium(np.asarray(compiled.q_matrix(conds[c])))
+            except ValueError:  # reducible chain under this condition: fall back to the initial state
+                peq = p0
         out[c] = 0.5 * (float(p0 @ exit_rates[c]) + float(np.clip(peq, 0, None) @ exit_rates[c]))
     if len(_RATE_CACHE) > 64:
         _RATE_CACHE.clear()
@@ -182,6 +186,8 @@ def _rate_estimate(scheme: Scheme, compiled, conds: np.ndarray, p0: np.ndarray) 
 
 
 _EXPECT_CACHE: dict = {}
+#: Above this many states the cost model uses the initial distribution only (no dense solve).
+_DENSE_ESTIMATE_MAX_STATES = 400
 
 
 def _expected_transitions(compiled, durs, idx, conds, p0, horizon):
@@ -535,6 +541,9 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     S = protocol.n_samples(dt)
     K = scheme.n_states
     durs, idx, conds = protocol.compile(scheme)
+    if method == "population":  # its dense K x K matrices, before anything builds them
+        V_.check_memory(f"simulate ({K} states, dense K x K matrices)",
+                        8.0 * K * K * (2 * len(conds) + 10))
     p0 = _initial(scheme, initial, protocol)
     compiled = scheme._compiled()
 
@@ -578,7 +587,8 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     if chosen == "ssa":
         work += n_cond * K * 1100.0
     else:
-        work += (n_cond + n_seg) * K * K * 60.0
+        # plus Q and P(dt) per condition and expm's workspace, as in solve
+        work += (n_cond + n_seg) * K * K * 60.0 + 8.0 * K * K * (2 * n_cond + 10)
     need = out_bytes + work
     try:
         V_.check_memory("simulate", need)

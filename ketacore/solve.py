@@ -39,8 +39,9 @@ def initial_distribution(scheme: Scheme, initial: Any, protocol: Protocol | None
     if type(initial) is np.ndarray and initial.shape == (K,) and initial.dtype == np.float64:
         # fast path (hot in loops over many short solves): one pass of checks
         vals = initial.tolist()  # plain floats: cheaper than numpy reductions for small K
-        tot = math.fsum(vals)
         lo = min(vals)
+        # (finite and >= 0 first: fsum raises its own error on inf - inf)
+        tot = math.fsum(vals) if lo >= 0.0 and max(vals) < math.inf else math.nan
         if not (abs(tot - 1.0) <= 1e-9 and lo >= 0.0):
             raise ValueError("initial vector must be finite, non-negative and sum to 1, "
                              f"got sum {tot!r}, min {lo!r}")
@@ -60,15 +61,24 @@ def initial_distribution(scheme: Scheme, initial: Any, protocol: Protocol | None
                              f"a conditions mapping or a vector; states are {list(scheme.states)}") from None
         return p
     if isinstance(initial, Mapping):
+        allowed = ("V", "temperature", *scheme.ligands)
+        unknown = [k for k in initial if k not in allowed]
+        if unknown:
+            raise ValueError(f"initial: a conditions mapping takes {list(allowed)} (V in volts, "
+                             f"temperature in K, concentrations in M), got {unknown}")
         return _equilibrium(scheme, dict(initial), "initial")
     if isinstance(initial, Step):
         cond = {"V": initial.V, "temperature": initial.temperature, **initial.concentrations}
         return _equilibrium(scheme, cond, "initial")
     try:
-        p = np.array(initial, dtype=float)
+        raw = np.asarray(initial)
     except (TypeError, ValueError):
+        raw = np.asarray(None)
+    if raw.dtype.kind not in "iuf":  # not bool, complex, strings or objects
         raise TypeError("initial must be None, 'equilibrium', a state name, a conditions mapping "
-                        f"or an occupancy vector, got {type(initial).__name__}") from None
+                        f"or a real occupancy vector, got {type(initial).__name__}"
+                        + (f" of dtype {raw.dtype}" if raw.dtype.kind != "O" else ""))
+    p = np.array(raw, dtype=float)
     if p.ndim != 1:
         raise TypeError("initial must be None, 'equilibrium', a state name, a conditions mapping "
                         f"or an occupancy vector of length {K}, got {initial!r}")
@@ -205,6 +215,9 @@ def solve(scheme: Scheme, protocol: Protocol | Step, dt: float, initial: Any = N
     if n * scheme.n_states > 2**25:
         V_.check_memory("solve", float(n) * scheme.n_states * _FLOAT_BYTES)
     durs, idx, conds = protocol.compile(scheme)
+    # dense K x K work: Q and P(dt) per condition, cached partial steps, expm's Pade workspace
+    K = scheme.n_states
+    V_.check_memory(f"solve ({K} states, dense K x K matrices)", 8.0 * K * K * (2 * len(conds) + 10))
     p0 = initial_distribution(scheme, initial, protocol)
     try:
         occ = _core.solve_master(scheme._compiled(), durs, idx, conds, dt, n, p0)

@@ -153,3 +153,42 @@ def test_rate_times_time_overflow_is_a_named_valueerror():
         kc.solve(g, step, dt=1e307)
     with pytest.raises(ValueError, match="overflows.*dt"):
         kc.simulate(g, step, dt=1e307, method="population", initial="C0", rng=1)
+
+
+@pytest.mark.parametrize("initial, exc, match", [
+    ({"open": 1}, ValueError, "conditions mapping takes"),       # a theory keyword, was ignored
+    ({"names": 1}, ValueError, "conditions mapping takes"),
+    (np.array([np.inf, -np.inf, 1.0, 0.0, 0.0]), ValueError, "initial vector"),  # was fsum's error
+    ([1j, 0, 0, 0, 0], TypeError, "real occupancy vector"),     # imaginary part was dropped
+    (["1", 0, 0, 0, 0], TypeError, "real occupancy vector"),    # strings were parsed
+    ([True, False, False, False, False], TypeError, "real occupancy vector"),
+    (np.array([1, 0, 0, 0, 0], dtype=object), TypeError, "real occupancy vector"),
+])
+def test_initial_is_validated_and_named(initial, exc, match):
+    g = kc.models.get("destexhe1994")
+    p = kc.Protocol([kc.Step(0.01, glutamate=1e-3)])
+    with pytest.raises(exc, match=match):
+        kc.solve(g, p, 1e-3, initial=initial)
+    with pytest.raises(exc, match=match):
+        kc.simulate(g, p, dt=1e-3, n_channels=10, initial=initial, rng=1)
+    # the valid forms still work
+    assert kc.solve(g, p, 1e-3, initial={"V": -0.07, "glutamate": 1e-6}).occupancy.shape == (11, 5)
+    assert kc.solve(g, p, 1e-3, initial=[1, 0, 0, 0, 0]).occupancy[0, 0] == 1.0
+
+
+def test_dense_matrices_that_cannot_fit_are_refused_before_cpp(monkeypatch):
+    """A 20000-state chain needs ~3.2 GB per K x K matrix; solve raised std::bad_alloc from the
+    core.  It is now refused up front with the estimate, naming the state count (available
+    memory pinned at 16 GiB so the outcome does not depend on the machine)."""
+    import ketacore._validate as V_
+    monkeypatch.setattr(V_, "available_memory", lambda: 16.0 * 2**30)
+    K = 20000
+    names = [f"S{i}" for i in range(K)]
+    tr = [(names[i], names[i + 1], 1.0) for i in range(K - 1)]
+    tr += [(names[i + 1], names[i], 1.0) for i in range(K - 1)]
+    s = kc.Scheme(names, tr, conductance={"S0": 1e-12})
+    with pytest.raises(ValueError, match="20000 states"):
+        kc.solve(s, kc.Step(1e-3), 1e-4, initial="S0")
+    with pytest.raises(ValueError, match="20000 states"):
+        kc.simulate(s, kc.Step(1e-3), dt=1e-4, n_channels=10, method="population", initial="S0",
+                    rng=1)
