@@ -9,6 +9,8 @@ Builders: :class:`Step`, :func:`pulse_train`, :meth:`Protocol.from_waveform`,
 """
 from __future__ import annotations
 
+import collections.abc as _abc
+
 import math
 import sys
 from types import MappingProxyType
@@ -163,9 +165,23 @@ class Protocol:
 
     def __init__(self, steps: Iterable["Step | Protocol"]) -> None:
         flat: list[Step] = []
+        tp = type(steps)
+        if (tp is list or tp is tuple) and len(steps) <= 64 and all(type(st) is Step for st in steps):
+            # fast path (hot: solve/simulate wrap every Step): plain Steps, finite durations
+            if not steps:
+                raise ValueError("a protocol needs at least one step")
+            total = 0.0
+            for st in steps:
+                total += st.duration
+            if total < _INF:
+                self._steps = tuple(steps)
+                self._compile_cache = {}
+                self._bounds = None
+                self._hash = None
+                return
         if isinstance(steps, (Step, Protocol)):
             steps = [steps]
-        elif isinstance(steps, (str, bytes, Mapping)) or not isinstance(steps, Iterable):
+        elif isinstance(steps, (str, bytes, _abc.Mapping)) or not isinstance(steps, _abc.Iterable):
             raise TypeError(f"Protocol(steps): steps must be an iterable of Step or Protocol "
                             f"objects, got {type(steps).__name__} ({steps!r})")
         elif isinstance(steps, (list, tuple)) and len(steps) > MAX_STEPS:

@@ -1466,7 +1466,8 @@ def _gaps(n: int, done: list[tuple[int, int]], size: int) -> list[tuple[int, int
     size = int(size)
     out = []
     i = 0
-    for a, b in sorted((max(0, a), min(b, n)) for a, b in done if a < b):
+    clipped = ((max(0, a), min(b, n)) for a, b in done)
+    for a, b in sorted((a, b) for a, b in clipped if a < b):  # clip first, then drop empties
         if a > i:
             out.extend((j, min(j + size, a)) for j in range(i, a, size))
         i = max(i, b)

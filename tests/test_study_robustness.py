@@ -38,8 +38,9 @@ TINY_TOML = textwrap.dedent("""
 # Subprocesses get a 6 GiB address-space limit: a regression then fails with MemoryError instead
 # of pushing the machine into swap or the OOM killer.
 _LIMIT = textwrap.dedent("""
-    import resource
-    resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))
+    import os, resource
+    if not os.environ.get("KETACORE_SANITIZED"):  # ASan's shadow memory needs far more
+        resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))
 """)
 _PRELUDE = _LIMIT + textwrap.dedent("""
     import ketacore as kc
@@ -365,6 +366,8 @@ def test_chunk_coverage_still_checked():
     with pytest.raises(RuntimeError, match="do not cover the trials exactly once"):
         list(S._sorted_chunks(None, "main", 0, {("main", 0): [d, {"start": 1, "stop": 3}]}, 3))
     assert S._gaps(10, [(2, 4), (3, 5), (8, 20)], 2) == [(0, 2), (5, 7), (7, 8)]
+    # a stray chunk beyond n_trials covers nothing: the gaps stop at n (they ran to 12)
+    assert S._gaps(10, [(12, 15)], 4) == [(0, 4), (4, 8), (8, 10)]
 
 
 # ------------------------------------------------------------------------------------------
