@@ -297,7 +297,7 @@ _TOP_KEYS = ("name", "description", "model", "blockers", "method", "n_channels",
              "rng", "record", "keep_trials", "deterministic", "parameters", "protocol", "sweep",
              "protocols", "outputs")
 _OUTPUT_KEYS = ("results", "figures")
-_FIGURES = ("trapping", "use_dependence", "dose_response", "traces", "occupancy")
+from .plot import FIGURES as _FIGURES  # noqa: E402  (the one list; plot imports matplotlib lazily)
 
 
 @dataclass

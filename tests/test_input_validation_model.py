@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 import ketacore as kc
-from ketacore import blockers, protocol, scheme
+from ketacore import blockers, protocol
 from ketacore.blockers import Blocker
-from ketacore.units import celsius, mM, mV
+from ketacore.units import mM, mV
 
 
 def two_state(r_open, r_close=1.0, **kw) -> kc.Scheme:
