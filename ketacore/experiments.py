@@ -83,7 +83,7 @@ __all__ = ["ic50", "woodhull", "block_kinetics", "trapping", "use_dependence",
 #: Allowed values of ``method``.
 METHODS = ("exact", "stochastic")
 #: Largest number of output grid points of one protocol run (the trace of one phase).
-MAX_GRID_POINTS = 10_000_000
+MAX_PHASE_SAMPLES = 10_000_000
 #: Largest number of agonist pulses :func:`use_dependence` delivers over all its trains
 #: (about 10 µs each for the exact solver; the protocol holds two steps per pulse).
 MAX_PULSES = 2_000_000
@@ -127,14 +127,14 @@ def _real_array(name: str, a: Any) -> np.ndarray:
 
 def _grid_points(what: str, duration: float, dt: float) -> int:
     """Grid points of a run of ``duration`` (s) sampled every ``dt`` (s); ValueError naming
-    ``what`` beyond :data:`MAX_GRID_POINTS`."""
+    ``what`` beyond :data:`MAX_PHASE_SAMPLES`."""
     if not dt > 0:
         raise ValueError(f"{what}: the grid step is {dt!r} s (the duration is too short for "
                          "its grid)")
     n = duration / dt + 1.0
-    if not n <= MAX_GRID_POINTS:
+    if not n <= MAX_PHASE_SAMPLES:
         raise ValueError(f"{what}: {duration:g} s on a grid of {dt:g} s is about {n:.3g} "
-                         f"samples, more than {MAX_GRID_POINTS:.0e}; use a coarser grid or a "
+                         f"samples, more than {MAX_PHASE_SAMPLES:.0e}; use a coarser grid or a "
                          "shorter duration")
     return int(n)
 
@@ -1030,7 +1030,7 @@ def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
         ``t/(n_samples - 1)`` no longer than that time constant (ValueError otherwise: the
         fit could not resolve the relaxation).
     n_samples : int, default 2000
-        Grid points per phase (≥ 20, ≤ :data:`MAX_GRID_POINTS`).
+        Grid points per phase (≥ 20, ≤ :data:`MAX_PHASE_SAMPLES`).
     n_exponentials : {1, 2}
         Exponential components fitted per phase; with 2 the reported τ is the
         amplitude-weighted mean (memantine in Gilling 2009 is biexponential).
@@ -1059,7 +1059,7 @@ def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
     c = V_.concentration("concentration", concentration)
     if not c > 0:
         raise ValueError("concentration must be > 0 (M)")
-    n_samples = V_.integer("n_samples", n_samples, minimum=20, maximum=MAX_GRID_POINTS)
+    n_samples = V_.integer("n_samples", n_samples, minimum=20, maximum=MAX_PHASE_SAMPLES)
     n_exponentials = V_.integer("n_exponentials", n_exponentials, minimum=1, maximum=2)
     if t_on is not None:
         t_on = V_.duration("t_on", t_on)
@@ -1266,7 +1266,7 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
     t_block, t_wash, t_recovery : float
         Phase durations (s); defaults 30, 120, 60 s as in Mealing et al. 1999.  Each phase
         needs at least one grid step, and the whole protocol at most
-        :data:`MAX_GRID_POINTS` samples.
+        :data:`MAX_PHASE_SAMPLES` samples.
     wash_blocker : float, default 0
         Blocker concentration (M) during the agonist-free wash.
     definition : {"occupancy", "current"}
@@ -1576,7 +1576,7 @@ def use_dependence(gating: Scheme | str, blocker: Any, concentration: float,
         the stimulated washout, at every frequency) may hold at most :data:`MAX_PULSES`
         pulses (ValueError before any run otherwise).
     n_samples : int, default 400
-        Grid points per phase for the recorded time courses (≤ :data:`MAX_GRID_POINTS`).
+        Grid points per phase for the recorded time courses (≤ :data:`MAX_PHASE_SAMPLES`).
     method, n_channels, n_trials, rng, engine
         As for :func:`ic50`; stochastic phases start from the exact distribution at the phase
         start; ``epsc_fraction`` and ``t_half_*`` are computed from the trial means.
@@ -1603,7 +1603,7 @@ def use_dependence(gating: Scheme | str, blocker: Any, concentration: float,
         raise ValueError("frequencies must be a 1-D array of finite values >= 0 (Hz)")
     width = V_.duration("width", width)
     washout = V_.duration("washout", washout)
-    n_samples = V_.integer("n_samples", n_samples, minimum=10, maximum=MAX_GRID_POINTS)
+    n_samples = V_.integer("n_samples", n_samples, minimum=10, maximum=MAX_PHASE_SAMPLES)
     if (duration is None) == (n_pulses is None):
         raise ValueError("give exactly one of duration (s) and n_pulses (pass duration=None "
                          "with n_pulses)")

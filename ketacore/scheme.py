@@ -23,7 +23,8 @@ parameters are bounded so that every rate is finite over every condition ketacor
 corners V = ±1 V, T = 200 or 400 K, [L] = 10 M) must not exceed :data:`MAX_RATE` (1e300 s⁻¹,
 finite with room for the row sums of Q).  Real channel models are many orders of magnitude
 inside these bounds (NMDA block zδ ≤ 2; the steepest gating steps zδ ≈ 6).  Ligand names must
-not be one of :data:`RESERVED_NAMES` (parameters of Step, conditions and waveforms).  A scheme
+not be one of :data:`RESERVED_NAMES` (parameters of Step, conditions, waveforms and the theory
+functions).  A scheme
 whose transition graph (ignoring direction) is not connected raises ``ValueError``: its
 equilibrium would not be unique and it is almost always a typo.  Absorbing states are allowed
 (e.g. for first-latency calculations).
@@ -54,9 +55,11 @@ Q10_RANGE = (1e-3, 1e3)
 #: 200–400 K, ligand ≤ 10 M).  Finite with headroom: Q's diagonal sums up to 1e8 such rates.
 MAX_RATE = 1e300
 _LN_MAX_RATE = math.log(MAX_RATE)
-#: Names that cannot be ligands: parameters of Step, Scheme.condition/q_matrix and
-#: Protocol.from_waveform, which take ligand concentrations as keyword arguments.
-RESERVED_NAMES = ("V", "temperature", "duration", "times", "t_end")
+#: Names that cannot be ligands: parameters of Step, Scheme.condition/q_matrix,
+#: Protocol.from_waveform and the ketacore.theory functions (equilibrium, relaxation,
+#: dwell_times, first_latency, bursts), which take ligand concentrations as keyword arguments.
+RESERVED_NAMES = ("V", "temperature", "duration", "times", "t_end", "open", "names", "initial",
+                  "states", "target", "within", "model")
 _F_OVER_R = FARADAY / GAS_CONSTANT
 
 
@@ -65,7 +68,8 @@ def _check_ligand_name(where: str, name: Any) -> str:
         raise TypeError(f"{where} must be a non-empty string, got {name!r}")
     if name in RESERVED_NAMES:
         raise ValueError(f"{where} {name!r} is reserved (it is a parameter name of Step, "
-                         f"q_matrix or from_waveform) and cannot be a ligand name; reserved: "
+                         f"q_matrix, from_waveform or the theory functions) and cannot be a "
+                         f"ligand name; reserved: "
                          f"{list(RESERVED_NAMES)}")
     return name
 

@@ -1575,9 +1575,12 @@ def run_study(study: "Study | str | os.PathLike", executor: cf.Executor | None =
     workers = _default_workers() if workers is None else _V.integer("workers", workers, minimum=1)
     if chunk_trials is not None:
         chunk_trials = _V.integer("chunk_trials", chunk_trials, minimum=1)
-    if figures is not None and not isinstance(figures, bool) and not (
-            isinstance(figures, (list, tuple)) and all(isinstance(f, str) and f in _FIGURES for f in figures)):
-        raise TypeError(f"figures must be None, True, False or a list of {list(_FIGURES)}, got {figures!r}")
+    if figures is not None and not isinstance(figures, bool):
+        if not (isinstance(figures, (list, tuple)) and all(isinstance(f, str) for f in figures)):
+            raise TypeError(f"figures must be None, True, False or a list of {list(_FIGURES)}, got {figures!r}")
+        unknown = [f for f in figures if f not in _FIGURES]
+        if unknown:  # (a ValueError, as plot.study_figures raises for unknown names)
+            raise ValueError(f"figures: unknown figure names {unknown}; the figures are {list(_FIGURES)}")
     if output is not None and not isinstance(output, (str, os.PathLike)):
         raise TypeError("output must be a folder path (str or os.PathLike) or None, got "
                         f"{type(output).__name__}")

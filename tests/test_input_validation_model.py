@@ -289,7 +289,11 @@ def test_single_string_ligands_is_one_ligand():
     assert two_state(1.0, ligands="gly").ligands == ("gly",)
 
 
-@pytest.mark.parametrize("name", ["duration", "times", "t_end"])  # ("V", "temperature" were)
+@pytest.mark.parametrize("name", ["duration", "times", "t_end",  # ("V", "temperature" were)
+                                  # keywords of the theory functions: a ligand 'open' could not
+                                  # be given to theory.equilibrium(..., open=...)
+                                  "open", "names", "initial", "states", "target", "within",
+                                  "model"])
 def test_step_parameter_names_are_reserved(name):
     with pytest.raises(ValueError, match=f"'{name}' is reserved"):
         two_state(1.0, ligands=[name])

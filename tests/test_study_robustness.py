@@ -329,6 +329,7 @@ def test_too_many_samples_refused():
     (dict(workers=1.9), TypeError, "workers must be an integer, got float"),
     (dict(workers=True), TypeError, "workers must be an integer, got bool"),
     (dict(figures="traces"), TypeError, "figures must be None, True, False or a list"),
+    (dict(figures=["bogus"]), ValueError, "unknown figure names ['bogus']"),
     (dict(output=5), TypeError, "output must be a folder path"),
     (dict(executor=5), TypeError, "executor must be a concurrent.futures.Executor"),
 ])
