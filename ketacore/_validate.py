@@ -113,3 +113,18 @@ def available_memory() -> float:
         return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
     except (ValueError, OSError, AttributeError):  # pragma: no cover
         return 4.0 * 2**30
+
+
+def real_array(name: str, value: Any, unit: str = "") -> np.ndarray:
+    """``value`` as a float ndarray (a scalar gives a 0-d array); TypeError naming ``name`` for
+    None, strings, booleans, complex numbers, objects or ragged sequences.  ``unit`` (e.g.
+    ``"s"``) is quoted in the message.  Range and finiteness checks are the caller's."""
+    try:
+        a = np.asarray(value)
+    except (TypeError, ValueError):  # ragged nested sequences
+        a = np.asarray(None)
+    if a.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be a real number or an array of real numbers"
+                        f"{f' ({unit})' if unit else ''}, got {type(value).__name__}"
+                        f"{f' with dtype {a.dtype}' if a.dtype.kind != 'O' else ''} ({value!r:.80})")
+    return a.astype(float, copy=False)

@@ -535,14 +535,7 @@ def jahr_stevens(V: float | np.ndarray, mg: float | np.ndarray = 1 * mM) -> floa
     predicted by single-channel kinetics. J Neurosci 10:3178-3182,
     doi:10.1523/JNEUROSCI.10-09-03178.1990.
     """
-    arrays = []
-    for name, x, unit in (("V", V, "V"), ("mg", mg, "M")):
-        a = np.asarray(x)
-        if a.dtype.kind not in "iuf":
-            raise TypeError(f"jahr_stevens: {name} must be a real number or an array of real "
-                            f"numbers ({unit}), got {type(x).__name__} with dtype {a.dtype}")
-        arrays.append(a.astype(float, copy=False))
-    Va, mga = arrays
+    Va, mga = V_.real_array("V", V, "V"), V_.real_array("mg", mg, "M")
     try:
         np.broadcast_shapes(Va.shape, mga.shape)
     except ValueError:

@@ -109,20 +109,11 @@ def hill(c: Any, ic50: float, n_h: float) -> np.ndarray:
     """
     ic50 = V_.real("ic50", ic50, positive=True)
     n_h = V_.real("n_h", n_h, positive=True)
-    c = _real_array("c", c)
+    c = V_.real_array("c", c)
     if np.any(np.isnan(c)) or np.any(c < 0):
         raise ValueError("c must be concentrations >= 0 (M), without NaN")
     with np.errstate(over="ignore"):
         return 1.0 / (1.0 + (c / ic50) ** n_h)
-
-
-def _real_array(name: str, a: Any) -> np.ndarray:
-    """``a`` as a float ndarray; TypeError naming ``name`` when it is not numeric."""
-    arr = np.asarray(a)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer)
-                                   or np.issubdtype(arr.dtype, np.floating)):
-        raise TypeError(f"{name} must be an array of real numbers, got dtype {arr.dtype}")
-    return arr.astype(float)
 
 
 def _grid_points(what: str, duration: float, dt: float) -> int:
@@ -665,7 +656,7 @@ def ic50(gating: Scheme | str, blocker: Any, concentrations: Any = None, *,
     if dt is not None:
         dt = V_.real("dt", dt, positive=True)
     if concentrations is not None:
-        cs = np.atleast_1d(_real_array("concentrations", concentrations))
+        cs = np.atleast_1d(V_.real_array("concentrations", concentrations))
         if cs.ndim != 1 or cs.size < 3:
             raise ValueError("concentrations must be a 1-D array of at least 3 values (M)")
         if not np.all(np.isfinite(cs)) or np.any(cs <= 0) or np.any(cs > V_.MAX_CONCENTRATION):
@@ -852,7 +843,7 @@ def woodhull(gating: Scheme | str, blocker: Any, voltages: Any, *,
     (e.g. Kampa's 25 mV) has an effective zδ scaled by (RT/F)/thermal_voltage.  Gilling et al.
     2009 report δ = 0.79 for ketamine (z = +1 assumed).
     """
-    vs = np.atleast_1d(_real_array("voltages", voltages))
+    vs = np.atleast_1d(V_.real_array("voltages", voltages))
     if vs.ndim != 1:
         raise ValueError("voltages must be a 1-D array with at least two distinct values (V)")
     for v in vs:
@@ -1598,7 +1589,7 @@ def use_dependence(gating: Scheme | str, blocker: Any, concentration: float,
     c = V_.concentration("concentration", concentration)
     if not c > 0:
         raise ValueError("concentration must be > 0 (M)")
-    fs = np.atleast_1d(_real_array("frequencies", frequencies))
+    fs = np.atleast_1d(V_.real_array("frequencies", frequencies))
     if fs.ndim != 1 or fs.size < 1 or not np.all(np.isfinite(fs)) or np.any(fs < 0):
         raise ValueError("frequencies must be a 1-D array of finite values >= 0 (Hz)")
     width = V_.duration("width", width)

@@ -325,7 +325,7 @@ class Protocol:
         **concentrations : float or array of shape (n,)
             Ligand concentrations (M) at each sample.
         """
-        t = _real_array("times", times, "s")
+        t = V_.real_array("times", times, "s")
         if t.ndim != 1 or t.size == 0:
             raise ValueError("times must be a non-empty 1-D array")
         if t.size > MAX_STEPS:
@@ -341,7 +341,7 @@ class Protocol:
             raise ValueError(f"t_end={t_end} must be > times[-1]={t[-1]}")
 
         def col(name: str, v: Any, unit: str) -> np.ndarray:
-            a = _real_array(name, v, unit)
+            a = V_.real_array(name, v, unit)
             if a.ndim == 0:
                 return np.full(t.size, float(a))
             if a.shape != t.shape:
@@ -466,15 +466,6 @@ def _grid_dt(dt: Any) -> float:
         raise ValueError(f"dt={dt!r} s is subnormal (< {MIN_DT!r} s): 1/dt is not finite; dt is "
                          f"the grid step in seconds")
     return dt
-
-
-def _real_array(name: str, value: Any, unit: str) -> np.ndarray:
-    """``value`` as a float array, refusing None, strings, booleans, complex and objects."""
-    a = np.asarray(value)
-    if a.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must be a real number or an array of real numbers ({unit}), got "
-                        f"{type(value).__name__} with dtype {a.dtype} ({value!r:.80})")
-    return a.astype(float, copy=False)
 
 
 def _conditions_mapping(name: str, m: Any) -> dict:

@@ -192,3 +192,14 @@ def test_dense_matrices_that_cannot_fit_are_refused_before_cpp(monkeypatch):
     with pytest.raises(ValueError, match="20000 states"):
         kc.simulate(s, kc.Step(1e-3), dt=1e-4, n_channels=10, method="population", initial="S0",
                     rng=1)
+
+
+@pytest.mark.parametrize("value", [None, "1", [True, False], [1j], [[1], [1, 2]], object()])
+def test_real_array_helper_names_the_parameter(value):
+    """One shared check (protocol waveforms, experiments' concentration/voltage/frequency lists,
+    jahr_stevens) for 'a real number or an array of real numbers'."""
+    import ketacore._validate as V_
+    with pytest.raises(TypeError, match=r"^times must be a real number or an array of real numbers \(s\)"):
+        V_.real_array("times", value, "s")
+    assert V_.real_array("x", [1, 2]).dtype == np.float64
+    assert V_.real_array("x", 3).shape == ()
