@@ -221,13 +221,7 @@ def solve(scheme: Scheme, protocol: Protocol | Step, dt: float, initial: Any = N
     if dense > 2**28:  # (check_memory ignores smaller requests; skip building its message)
         V_.check_memory(f"solve ({K} states, dense K x K matrices)", dense)
     p0 = initial_distribution(scheme, initial, protocol)
-    try:
-        occ = _core.solve_master(scheme._compiled(), durs, idx, conds, dt, n, p0)
-    except RuntimeError as e:
-        if "non-finite" not in str(e):
-            raise
-        raise ValueError(f"solve: rate x time overflows a double (dt={dt} s, longest step "
-                         f"{float(np.max(durs))} s); use shorter steps or a smaller dt") from None
+    occ = _core.solve_master(scheme._compiled(), durs, idx, conds, dt, n, p0)
     return Result(scheme, protocol, dt, occ, p0)
 
 

@@ -297,6 +297,7 @@ _TOP_KEYS = ("name", "description", "model", "blockers", "method", "n_channels",
              "rng", "record", "keep_trials", "deterministic", "parameters", "protocol", "sweep",
              "protocols", "outputs")
 _OUTPUT_KEYS = ("results", "figures")
+from .scheme import RESERVED_NAMES  # noqa: E402
 from .plot import FIGURES as _FIGURES  # noqa: E402  (the one list; plot imports matplotlib lazily)
 
 
@@ -686,7 +687,9 @@ class Study:
                 raise e(f"{pw}.{key}", f"must be an integer >= 1, got {v!r}")
         if isinstance(p.initial, dict):
             for k, v in p.initial.items():
-                if not isinstance(k, str) or k in ("open", "names"):
+                # (the model, hence its ligands, may be a sweep axis: here only names that can
+                # never be a condition -- the reserved ones other than V and temperature)
+                if not isinstance(k, str) or (k in RESERVED_NAMES and k not in ("V", "temperature")):
                     raise e(f"{pw}.initial", f"{k!r} is not a condition; use V, temperature or "
                             "ligand concentrations (e.g. {glutamate = 0})")
                 _evaluate(v, env0, f"{self._source}: {pw}.initial.{k}")
@@ -1177,11 +1180,11 @@ def _point(study: Study, part: str, values: Mapping[str, Any]) -> _Point:
             initial_distribution(scheme, initial, prot)
         except (TypeError, ValueError) as e:
             raise StudyError(f"{study._source}: {pw}.initial: {e}") from None
-    n_grid = prot.duration / dt
-    if not n_grid < 2**53:
+    try:  # the grid must be representable (Protocol.n_samples holds the one rule)
+        prot.n_samples(dt)
+    except ValueError as err:
         key = f"{pw}.dt" if p.dt is not None else "dt"
-        raise StudyError(f"{study._source}: {key}: the protocol lasts {prot.duration:g} s, which is "
-                         f"{n_grid:.3g} samples at dt = {dt:g} s; raise dt or shorten the protocol")
+        raise StudyError(f"{study._source}: {key}: {err}") from None
     return _Point(scheme=scheme, blockers=bl, protocol=prot, segments=segs, dt=dt,
                   n_samples=prot.n_samples(dt),
                   n_channels=int(p.n_channels if p.n_channels is not None else study.n_channels),

@@ -146,7 +146,8 @@ def test_population_straddling_intervals_share_their_matrix():
 
 def test_rate_times_time_overflow_is_a_named_valueerror():
     """Finite inputs whose product overflows: Q dt = 1e7/s x 1e307 s.  expm refused the
-    non-finite matrix with a bare RuntimeError; solve and the population method now name dt."""
+    non-finite matrix with a bare RuntimeError; it is now a ValueError (std::domain_error) that
+    names the overflow and dt, in solve and the population method alike."""
     g = kc.models.get("destexhe1994")
     step = kc.Step(1e308, glutamate=1e-3)
     with pytest.raises(ValueError, match="overflows.*dt"):

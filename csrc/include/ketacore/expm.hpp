@@ -20,9 +20,10 @@
 
 namespace ketacore {
 
-// out = expm(A), A and out n x n row-major (may alias).  Throws std::runtime_error only on
-// non-finite input (callers validate first) or a singular Pade denominator (cannot happen for
-// finite input within the theta bounds).
+// out = expm(A), A and out n x n row-major (may alias).  Throws std::domain_error (Python
+// ValueError) on a non-finite entry -- with validated rates that means rate x time overflowed a
+// double -- and std::runtime_error on a singular Pade denominator (cannot happen for finite input
+// within the theta bounds).
 inline void expm(const double* A_in, int n, double* out, bool generator = false) {
     const std::size_t nn = static_cast<std::size_t>(n) * n;
     std::vector<double> A(A_in, A_in + nn);
@@ -32,7 +33,9 @@ inline void expm(const double* A_in, int n, double* out, bool generator = false)
         for (int i = 0; i < n; ++i) A[static_cast<std::size_t>(i) * n + i] += shift;
     }
     for (std::size_t i = 0; i < nn; ++i)
-        if (!std::isfinite(A[i])) throw std::runtime_error("expm: non-finite matrix entry");
+        if (!std::isfinite(A[i]))
+            throw std::domain_error("rate x time overflows a double (a non-finite entry of Q t); "
+                                    "use a smaller dt or shorter protocol steps");
 
     static const double theta[5] = {1.495585217958292e-2, 2.539398330063230e-1,
                                     9.504178996162932e-1, 2.097847961257068e0,
