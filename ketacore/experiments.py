@@ -548,11 +548,11 @@ def _control_peak(su: _Setup, preincubation: float, dur: float, dt: float | None
     return g0
 
 
-def _peak_centre(su: _Setup, guess: float, preincubation: float, dur: float,
+def _peak_centre(su: _Setup, guess: float, g0: float, preincubation: float, dur: float,
                  dt: float | None) -> float:
-    """Concentration (M) near the exact peak IC50: decade scan up from ``guess`` (coarse grid)."""
+    """Concentration (M) near the exact peak IC50: decade scan up from ``guess`` (coarse grid);
+    ``g0`` is the control peak from :func:`_control_peak` on the same grid."""
     h = dur / 1000 if dt is None else dt
-    g0 = _control_peak(su, preincubation, dur, dt)
     prev_c, prev_f = guess / 10, 1.0
     c = guess
     while c <= V_.MAX_CONCENTRATION:
@@ -677,14 +677,12 @@ def ic50(gating: Scheme | str, blocker: Any, concentrations: Any = None, *,
     if not g0_eq > 0:
         raise ValueError("the control (drug-free) steady-state conductance is 0 with this "
                          "agonist; inhibition is undefined")
-    if kind == "peak":
-        _control_peak(su, preincubation, dur_run, dt)
+    g0_peak = _control_peak(su, preincubation, dur_run, dt) if kind == "peak" else None
     root = _exact_ic50_root(su, g0_eq) if (kind == "steady" or concentrations is None) else None
     if concentrations is None:
         centre = root if root is not None else su.blocker.kd(su.V, su.T)
         if kind == "peak":
-            centre = _peak_centre(su, centre, preincubation,
-                                  0.5 if duration is None else duration, dt)
+            centre = _peak_centre(su, centre, g0_peak, preincubation, dur_run, dt)
         cs = np.geomspace(centre / 100, centre * 100, 17)
 
     frac = np.empty(cs.size)

@@ -80,6 +80,20 @@ def test_peak_ic50_exceeds_steady_for_open_channel_blocker():
     assert np.all(np.diff(pk.fraction) < 0)
 
 
+def test_peak_ic50_solves_the_drug_free_control_peak_once(monkeypatch):
+    # the default-concentration scan divides by the control peak that ic50 has already checked
+    calls = []
+    real = E._peak_exact
+
+    def counting(su, c, *args):
+        calls.append(c)
+        return real(su, c, *args)
+    monkeypatch.setattr(E, "_peak_exact", counting)
+    pk = E.ic50("erreger2005_2a", drug(k_on=1e7, k_off=10.0), kind="peak", duration=0.2 * s)
+    assert calls.count(0.0) == 1 and len(calls) >= 2
+    assert pk.fraction[0] > 0.5 > pk.fraction[-1]
+
+
 # --------------------------------------------------------------------------- Woodhull
 @pytest.mark.parametrize("z,d_on,d_off", [(1.0, 0.3, 0.5), (2.0, 0.1, 0.25), (1.0, 0.0, 0.79)])
 def test_woodhull_recovers_z_delta_exactly(z, d_on, d_off):
