@@ -19,6 +19,8 @@ from ketacore import theory
 from ketacore.blockers import Blocker
 from ketacore.units import FARADAY, GAS_CONSTANT, mM, ms, mV, s, uM
 
+E = kc.experiments
+
 DB_MODELS = ["ch82", "destexhe1994", "destexhe1994_sf", "erreger2005_2a", "erreger2005_2b"]
 
 
@@ -388,18 +390,81 @@ def test_calibrated_ketamine_vs_literature():
     assert block == pytest.approx(0.930, abs=0.003)
 
 
+def _memantine_escape_tau(b, conc=10 * uM, co=30 * s) -> float:
+    """Kotermanski 2009 escape: amplitude-weighted tau of the 0.1-10 s components of the exact
+    relaxation of the blocked occupancy after agonist and drug removal (as docs/validation.md)."""
+    s_ = kc.block(kc.models.get(GATING), b)
+    p = kc.solve(s_, kc.Step(co, V=V_CAL, glutamate=GLU, memantine=conc), dt=co,
+                 initial={"V": V_CAL, "glutamate": GLU}).occupancy[-1]
+    p = p / p.sum()
+    blk = np.array(["·mem" in x for x in s_.states])
+    rel = theory.relaxation(s_, initial=p, V=V_CAL)
+    taus = np.real(np.asarray(rel.taus))
+    a = np.abs(np.real(np.asarray(rel.amplitudes))[:, blk].sum(axis=1)) / p[blk].sum()
+    sel = (taus > 0.1) & (taus < 10) & (a > 1e-3)
+    return float(np.sum(a[sel] * taus[sel]) / np.sum(a[sel]))
+
+
 def test_calibrated_memantine_vs_literature():
     b = kc.blockers.get("memantine")
     s_ = kc.block(kc.models.get(GATING), b)
     x = ic50(s_, "memantine", V=V_CAL, glutamate=GLU)
-    assert abs(x / 1e-6 - 1) <= 0.30                       # Gilling ~1 uM: model 1.00 uM
+    assert abs(x / 1e-6 - 1) <= 0.30                       # Gilling ~1 uM: model 1.07 uM
+    assert x == pytest.approx(1.072e-6, rel=0.01)
     block, trapped = _mealing(s_, b)
     assert abs(trapped - 0.71) <= 0.05                     # Mealing 71 %: model 71.0 %
-    assert block == pytest.approx(0.909, abs=0.003)        # Mealing 81 %: MISSED (90.9 %)
+    assert block == pytest.approx(0.903, abs=0.003)        # Mealing 81 %: MISSED (90.3 %)
+    tr = E.trapping(GATING, b)                             # current definition: model 70.5 %
+    assert abs(tr.trapped_current - 0.71) <= 0.05
     # Blanpied 1997: 1/6 of blocked channels release memantine (short wash, 5 s)
     _, trapped5 = _mealing(s_, b, wash=5 * s)
     assert abs((1 - trapped5) - 1 / 6) <= 0.05
-    assert b.superficial_k_off == pytest.approx(1 / 0.79, rel=1e-5)   # Kotermanski tau 0.79 s
+    # Kotermanski 2009: escape tau 0.79 +- 0.32 s (tolerance +-0.4 s): model 0.78 s
+    assert abs(_memantine_escape_tau(b) - 0.79) <= 0.4
+
+
+def test_calibrated_memantine_kinetics_gilling2009():
+    """Gilling 2009, 10 uM, -70 mV, two-exponential onset (273 ms 69 % + 2756 ms 31 %) and
+    offset (415 ms 38 % + 5107 ms 62 %) of the exact I/I0 (docs/calibrate_blockers.py
+    memantine_kinetics; tolerance tau +-40 %, weight +-10 pp).  A compromise on erreger2005_2a
+    (83 % of receptors in the slow desensitized state D2): every component MISSES, by the
+    amounts asserted here and documented in the blocker notes and docs/validation.md."""
+    b = kc.blockers.get("memantine")
+    k = E.block_kinetics(GATING, b, 10 * uM, t_on=8 * s, t_off=40 * s, n_samples=1601,
+                         n_exponentials=2)
+    got = {}
+    for ph, taus, ws in (("on", k.taus_on, k.weights_on), ("off", k.taus_off, k.weights_off)):
+        o = np.argsort(taus)
+        got[ph] = [(float(taus[i]), float(ws[i])) for i in o]
+    lit = {"on": ((0.273, 0.69), (2.756, 0.31)), "off": ((0.415, 0.38), (5.107, 0.62))}
+    model = {"on": ((0.1443, 0.818), (2.459, 0.182)), "off": ((0.5903, 0.283), (10.51, 0.717))}
+    for ph in ("on", "off"):
+        for (t, w), (lt, lw), (mt, mw) in zip(got[ph], lit[ph], model[ph]):
+            assert t == pytest.approx(mt, rel=0.02) and w == pytest.approx(mw, abs=0.01), ph
+            # the compromise stays within ~2.5 tolerances of every target
+            assert abs(math.log(t / lt)) <= 2.5 * math.log(1.4) and abs(w - lw) <= 0.14, ph
+    # met parts: slow onset tau (-11 %), offset weights (-9.7 / +9.7 pp)
+    assert abs(got["on"][1][0] / 2.756 - 1) <= 0.40
+    assert abs(got["off"][0][1] - 0.38) <= 0.10 and abs(got["off"][1][1] - 0.62) <= 0.10
+    # the old, uncalibrated set was several times faster: onset 19 ms (89 %), offset 2.2 s
+    assert got["on"][0][0] > 0.1 and got["off"][1][0] > 5.107
+    # the exact relaxation has the two slow phases the fit sees (D2-limited)
+    assert np.max(k.theory_taus_off) > 5.0
+
+
+def test_calibrated_memantine_voltage_dependence():
+    """Gilling 2009: memantine's voltage dependence is stronger than ketamine's (delta 0.79).
+    No memantine delta was found; the deep-site delta (~1.0, split evenly) is chosen so the
+    apparent z*delta of IC50(V), -100..-40 mV, is 0.83, above ketamine's."""
+    vs = np.array([-100, -80, -70, -60, -40]) * mV
+    zm = E.woodhull(GATING, "memantine", vs).z_delta
+    zk = E.woodhull(GATING, "ketamine", vs).z_delta
+    assert zk == pytest.approx(0.788, abs=0.002)
+    assert zm > zk and zm == pytest.approx(0.83, abs=0.005)
+    b = kc.blockers.get("memantine")
+    assert b.delta_on == b.delta_off and b.delta == pytest.approx(0.998, abs=0.002)
+    assert b.delta > zm            # the voltage-independent superficial site dilutes it
+    assert kc.blockers.get("memantine_mealing1999").delta == b.delta
 
 
 def test_calibrated_mk801_recovery():
@@ -463,7 +528,7 @@ def test_mealing_variants():
     g = kc.models.get(GATING)
     for n, blk_t, trp_t, blk_m, trp_m, ic50_m in (
             ("ketamine_mealing1999", 0.80, 0.86, 0.800, 0.860, 2.50e-6),
-            ("memantine_mealing1999", 0.81, 0.71, 0.821, 0.685, 2.18e-6)):
+            ("memantine_mealing1999", 0.81, 0.71, 0.823, 0.685, 2.14e-6)):
         b = kc.blockers.get(n)
         s_ = kc.block(g, b)
         block, trapped = _mealing(s_, b)
