@@ -12,11 +12,13 @@ root entropy is stored in every result, so any trial can be regenerated alone.
 * a ``numpy.random.SeedSequence`` -- its ``entropy`` (it must have an empty ``spawn_key``
   and the default pool size, otherwise the derived streams could not be reproduced from the
   entropy alone; a ``TypeError``/``ValueError`` says so);
-* a ``numpy.random.Generator`` -- the entropy of the ``SeedSequence`` that seeded its bit
-  generator (``rng.bit_generator.seed_seq``).  The Generator's own state is neither used nor
-  advanced: two calls with the same Generator give the same result.  If the Generator was
-  built from a spawned SeedSequence (non-empty spawn key), ketacore draws a fresh 128-bit
-  entropy from the Generator instead (advancing it), so results still depend only on it.
+* a ``numpy.random.Generator`` -- used as a source of randomness (SPEC 7): a fresh 128-bit
+  root entropy is drawn from it (four 32-bit words, ``rng.integers(0, 2**32, size=4)``,
+  word ``i`` the bits ``32*i .. 32*i + 31``), which advances it.  Two calls with the same
+  Generator therefore give different (independent) results, e.g. replicates in a loop, while
+  a Generator re-created from the same seed reproduces the whole sequence of calls.  The
+  drawn entropy is stored in the result like any other, and ``rng=result.entropy`` (or
+  ``numpy.random.SeedSequence(result.entropy)``) reproduces that one run.
 """
 from __future__ import annotations
 
@@ -72,12 +74,8 @@ def root_entropy(rng):
             )
         return e if isinstance(e, (int, np.integer)) else tuple(int(x) for x in e)
     if isinstance(rng, np.random.Generator):
-        ss = getattr(rng.bit_generator, "seed_seq", None)
-        if isinstance(ss, np.random.SeedSequence):
-            e = _from_seed_sequence(ss)
-            if e is not None:
-                return e if isinstance(e, (int, np.integer)) else tuple(int(x) for x in e)
-        return int.from_bytes(rng.bytes(16), "little")
+        words = rng.integers(0, 2**32, size=4, dtype=np.uint64)
+        return sum(int(w) << (32 * i) for i, w in enumerate(words))
     raise TypeError(
         f"rng must be None, an int >= 0, a numpy SeedSequence or a numpy Generator; got {type(rng).__name__}"
     )

@@ -775,8 +775,10 @@ class BurstResult:
         """Openings-per-burst pmf and burst-length log histogram (matplotlib).
 
         ``theory``: a :class:`ketacore.theory.Bursts` to overlay.  Returns the axes pair.
+        ImportError ("plot() needs matplotlib…") without matplotlib.
         """
-        import matplotlib.pyplot as plt
+        from .plot import require_pyplot
+        plt = require_pyplot()
         if ax is None:
             _, ax = plt.subplots(1, 2, figsize=(9, 3.5))
         a0, a1 = ax
@@ -992,9 +994,11 @@ class LogHistogram:
         """Plot the histogram (sqrt counts on a log time axis) with optional overlays.
 
         ``theory``: an ExponentialMixture (e.g. from :func:`ketacore.theory.dwell_times`);
-        ``fit``: a :class:`MixtureFit`.  Returns the matplotlib axes.
+        ``fit``: a :class:`MixtureFit`.  Returns the matplotlib axes.  ImportError ("plot()
+        needs matplotlib…") without matplotlib.
         """
-        import matplotlib.pyplot as plt
+        from .plot import require_pyplot
+        plt = require_pyplot()
         if ax is None:
             _, ax = plt.subplots()
         y = self.sqrt_counts if sqrt else self.counts
@@ -1137,7 +1141,10 @@ class MixtureFit:
         return float(np.sum(self.areas * self.taus))
 
     def plot(self, theory=None, *, ax=None, bins_per_decade: float = 10):
-        """Log histogram of the data with the fit (and optional theory) overlaid."""
+        """Log histogram of the data with the fit (and optional theory) overlaid
+        (ImportError "plot() needs matplotlib…" without matplotlib)."""
+        from .plot import require_pyplot
+        require_pyplot()                     # before the histogram work
         h = log_histogram(self.data, bins_per_decade=bins_per_decade, t_res=self.t_res)
         return h.plot(theory=theory, fit=self, ax=ax)
 
@@ -1354,8 +1361,10 @@ class NoiseAnalysis:
         return self.i * c - c ** 2 / self.N + self.var_baseline
 
     def plot(self, *, ax=None):
-        """Variance against mean current with the fitted parabola (matplotlib)."""
-        import matplotlib.pyplot as plt
+        """Variance against mean current with the fitted parabola (matplotlib; ImportError
+        "plot() needs matplotlib…" without it)."""
+        from .plot import require_pyplot
+        plt = require_pyplot()
         if ax is None:
             _, ax = plt.subplots()
         ax.plot(self.mean[self.used], self.var[self.used], ".", ms=3, color="0.5", label="data")

@@ -243,11 +243,13 @@ class _Setup:
     def equilibrium(self, agonist: bool, c: float = 0.0) -> np.ndarray:
         """Equilibrium occupancy of the composed scheme.  Without blocker it is the
         equilibrium of the drug-free scheme embedded (blocked states 0), which is well defined
-        even when trapped states would be absorbing."""
-        from .theory import equilibrium
+        even when trapped states would be absorbing.  Where trapping makes the equilibrium
+        non-unique (no agonist, a trapping background or test blocker present) it is the rest
+        state reached from drug-free rest (:func:`ketacore.theory.rest_state`)."""
+        from .theory import rest_state
         if c > 0:
-            return equilibrium(self.scheme, V=self.V, **self.cond(agonist, c))
-        pb = equilibrium(self.base, V=self.V, **self.cond(agonist))
+            return rest_state(self.scheme, V=self.V, **self.cond(agonist, c))
+        pb = rest_state(self.base, V=self.V, **self.cond(agonist))
         p = np.zeros(self.scheme.n_states)
         p[self.scheme.indices(self.base.states)] = pb
         return p
@@ -313,8 +315,12 @@ def _ratio_se(a: float, sa: float, b: float, sb: float) -> tuple[float, float]:
     return r, abs(r) * math.hypot(sa / a if a else 0.0, sb / b)
 
 
-def _fit_exponentials(t: np.ndarray, y: np.ndarray, n_exp: int = 1):
-    """Fit y = c + Σ a_i exp(-t/τ_i); returns (taus, amps, c, tau_se) sorted by τ."""
+def _fit_exponentials(t: np.ndarray, y: np.ndarray, n_exp: int = 1, *,
+                      weighted_se: bool = False):
+    """Fit y = c + Σ a_i exp(-t/τ_i); returns (taus, amps, c, tau_se) sorted by τ.
+
+    With ``weighted_se`` a fifth item is returned: the delta-method SE (fit covariance) of
+    the amplitude-weighted mean τ = Σ|a_i|τ_i / Σ|a_i| (the SE of τ itself when n_exp=1)."""
     from scipy import optimize
     t = np.asarray(t, float)
     y = np.asarray(y, float)
@@ -340,22 +346,34 @@ def _fit_exponentials(t: np.ndarray, y: np.ndarray, n_exp: int = 1):
     perr = np.sqrt(np.clip(np.diag(pcov), 0, None)) if np.all(np.isfinite(pcov)) \
         else np.full(len(popt), np.nan)
     if n_exp == 1:
-        return (np.array([popt[1]]), np.array([popt[0]]), float(popt[2]),
-                np.array([perr[1]]))
+        out = (np.array([popt[1]]), np.array([popt[0]]), float(popt[2]),
+               np.array([perr[1]]))
+        return out + (float(perr[1]),) if weighted_se else out
     taus = np.array([popt[1], popt[3]])
     amps = np.array([popt[0], popt[2]])
     se = np.array([perr[1], perr[3]])
     o = np.argsort(taus)
-    return taus[o], amps[o], float(popt[4]), se[o]
+    out = (taus[o], amps[o], float(popt[4]), se[o])
+    if not weighted_se:
+        return out
+    # tau_w = (|a1| tau1 + |a2| tau2) / (|a1| + |a2|); gradient over (a1, tau1, a2, tau2, c)
+    tot = abs(popt[0]) + abs(popt[2])
+    tau_w = (abs(popt[0]) * popt[1] + abs(popt[2]) * popt[3]) / tot
+    grad = np.array([np.sign(popt[0]) * (popt[1] - tau_w) / tot, abs(popt[0]) / tot,
+                     np.sign(popt[2]) * (popt[3] - tau_w) / tot, abs(popt[2]) / tot, 0.0])
+    var = float(grad @ pcov @ grad) if np.all(np.isfinite(pcov)) else float("nan")
+    return out + (math.sqrt(var) if var >= 0 else float("nan"),)
 
 
 def _dominant(rel) -> tuple[float, np.ndarray, np.ndarray]:
     """(dominant τ, all τ, Po amplitudes) of a theory.Relaxation: the component with the
-    largest area |a·τ| in the open probability (the one that dominates the integrated
-    relaxation, and so a single-exponential fit)."""
+    largest |amplitude| in the open probability -- the one that carries most of the visible
+    current change, and so the one a resolved single-exponential fit tracks.  (Not the
+    largest area |a·τ|: a slow component of negligible amplitude can have the largest area,
+    e.g. a 1.1 s component of amplitude 1e-5 beside Mg2+'s 17 µs block of amplitude 0.08.)"""
     taus = np.real(np.asarray(rel.taus))
     amps = np.real(np.asarray(rel.popen_amplitudes))
-    return float(taus[int(np.argmax(np.abs(amps * taus)))]), taus, amps
+    return float(taus[int(np.argmax(np.abs(amps)))]), taus, amps
 
 
 def _common_grid(target: float, *lengths: float, names: Sequence[str] = ()) -> float:
@@ -386,6 +404,33 @@ def _slowest_significant(rel, frac: float = 1e-3) -> float:
     return float(taus[keep].max())
 
 
+#: block_kinetics: components whose I/I0 amplitude is >= this fraction of the largest one
+#: "carry" the relaxation (set the default window and grid).
+_CARRIER_FRACTION = 0.1
+#: block_kinetics: default grid steps per time constant of the fastest carrier, and the
+#: fewest grid steps a fitted time constant may span before the fit is refused.
+_STEPS_PER_TAU = 4
+_MIN_FIT_STEPS = 3
+#: block_kinetics: default and largest automatic samples per phase.
+_DEFAULT_PHASE_SAMPLES = 2000
+_AUTO_MAX_PHASE_SAMPLES = 200_000
+
+
+def _carriers(rel, g_rel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(τ, I/I0 amplitude) of the components of a theory.Relaxation that carry the current
+    relaxation (|amplitude| >= _CARRIER_FRACTION of the largest), ascending τ.  ``g_rel`` is
+    the conductance per state over the control conductance.  A relaxation with no current
+    change falls back to the slowest significant occupancy component."""
+    taus = np.real(np.asarray(rel.taus))
+    amps = np.real(np.asarray(rel.amplitudes)) @ g_rel
+    big = np.abs(amps).max() if amps.size else 0.0
+    if not big > 1e-12:
+        slow = _slowest_significant(rel)
+        return np.array([slow]), np.array([0.0])
+    keep = np.abs(amps) >= _CARRIER_FRACTION * big
+    return taus[keep], amps[keep]
+
+
 class _ResultBase:
     """Shared table / summary / plot plumbing."""
 
@@ -410,10 +455,8 @@ class _ResultBase:
 
     @staticmethod
     def _axes(ax):
-        try:
-            import matplotlib.pyplot as plt
-        except ImportError:  # pragma: no cover - optional dependency
-            raise ImportError("plot() needs matplotlib: pip install matplotlib") from None
+        from .plot import require_pyplot
+        plt = require_pyplot()
         if ax is None:
             _, ax = plt.subplots()
         return ax
@@ -627,6 +670,10 @@ def ic50(gating: Scheme | str, blocker: Any, concentrations: Any = None, *,
     n_channels, n_trials, rng, engine
         Stochastic settings (``method="stochastic"`` only): channels per trial (default
         1000), trials (default 20), SPEC 7 seed, and the :func:`ketacore.simulate` method.
+        ``rng`` as in :func:`ketacore.simulate`: None, an int or a SeedSequence gives that
+        root entropy; a numpy Generator is drawn from (advancing it: repeated calls give
+        independent replicates).  The entropy is stored in ``result.meta["entropy"]`` and
+        ``rng=result.meta["entropy"]`` reproduces the run.
 
     Returns
     -------
@@ -912,12 +959,17 @@ class BlockKineticsResult(_ResultBase):
         Recovery phase (agonist continues, blocker removed): time (s) and I/I0.
     tau_on, tau_on_se, tau_off, tau_off_se : float
         Fitted time constants (s) and SEs (fit covariance for exact; across trials for
-        stochastic); with two exponentials, the amplitude-weighted mean.
+        stochastic); with two exponentials, the amplitude-weighted mean and its
+        delta-method SE (exact) or SE across trials (stochastic).
     taus_on, weights_on, taus_off, weights_off : ndarray
         Fitted components (s) and their fractional amplitudes.
     theory_tau_on, theory_tau_off : float
         Dominant exact relaxation time constant (s) of the open probability
-        (:func:`ketacore.theory.relaxation`): the component with the largest amplitude.
+        (:func:`ketacore.theory.relaxation`): the component with the largest |amplitude|
+        (the one carrying most of the current change; not the largest area |a·τ|, which a
+        slow component of negligible amplitude can have).  When several components carry
+        comparable amplitude (ketamine on ``erreger2005_2a``: 28 ms, 48 ms and 1.37 s) a
+        single-exponential τ lies between them; see ``theory_taus_*``/``theory_amps_*``.
     theory_taus_on, theory_amps_on, theory_taus_off, theory_amps_off : ndarray
         All exact time constants (s) and their open-probability amplitudes.
     steady_fraction : float
@@ -966,13 +1018,20 @@ class BlockKineticsResult(_ResultBase):
 
     def summary(self) -> str:
         m = self.meta
+        def theory(taus, amps) -> str:
+            a = np.abs(amps)
+            big = [f"{x:.3g}" for x, y in zip(taus, a) if y >= 0.1 * a.max()]
+            s = (f"exact theory: largest component {taus[int(np.argmax(a))]:.4g} s "
+                 f"({a.max() / a.sum():.0%} of the amplitude)")
+            return s + (f"; components >= 10 %: {', '.join(big)} s" if len(big) > 1 else "")
         return "\n".join([
             f"block kinetics of {m['blocker']} ({self.concentration / uM:g} uM) on "
             f"{m['gating']} at {m['V'] / mV:g} mV",
-            f"  onset   tau = {_pm(self.tau_on, self.tau_on_se, fmt='.4g')} s (exact theory "
-            f"dominant {self.theory_tau_on:.4g} s); steady I/I0 = {self.steady_fraction:.4g}",
-            f"  recovery tau = {_pm(self.tau_off, self.tau_off_se, fmt='.4g')} s (exact theory "
-            f"dominant {self.theory_tau_off:.4g} s)",
+            f"  onset   tau = {_pm(self.tau_on, self.tau_on_se, fmt='.4g')} s "
+            f"({theory(self.theory_taus_on, self.theory_amps_on)}); "
+            f"steady I/I0 = {self.steady_fraction:.4g}",
+            f"  recovery tau = {_pm(self.tau_off, self.tau_off_se, fmt='.4g')} s "
+            f"({theory(self.theory_taus_off, self.theory_amps_off)})",
             f"  apparent k_on = {self.k_on_apparent:.4g} /M/s, k_off = "
             f"{self.k_off_apparent:.4g} /s",
             "  " + _method_line(m)])
@@ -997,7 +1056,8 @@ class BlockKineticsResult(_ResultBase):
 def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
                    V: float = -70 * mV, agonist: Mapping[str, float] | None = None,
                    t_on: float | None = None, t_off: float | None = None,
-                   n_samples: int = 2000, n_exponentials: int = 1, also: Sequence[Any] = (),
+                   n_samples: int | None = None, n_exponentials: int = 1,
+                   also: Sequence[Any] = (),
                    background: Mapping[str, float] | None = None, method: str = "exact",
                    n_channels: int | None = None, n_trials: int | None = None, rng: Any = None,
                    engine: str = "auto") -> BlockKineticsResult:
@@ -1014,15 +1074,25 @@ def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
     concentration : float
         Blocker concentration (M) during onset, > 0.
     t_on, t_off : float, optional
-        Phase durations (s).  Default: 8 × the slowest exact relaxation time constant of the
-        phase that carries ≥ 0.1 % of the amplitude.  A given duration must make a grid step
-        ``t/(n_samples - 1)`` no longer than that time constant (ValueError otherwise: the
-        fit could not resolve the relaxation).
-    n_samples : int, default 2000
-        Grid points per phase (≥ 20, ≤ :data:`MAX_PHASE_SAMPLES`).
+        Phase durations (s).  The grid of each phase is uniform, step
+        ``dt = t/(n_samples - 1)``.  The *carriers* of a phase are the components of its
+        exact I/I0 relaxation (:func:`ketacore.theory.relaxation`) with an amplitude ≥ 10 %
+        of the largest one.  Default duration: 8 × the slowest carrier (e.g. Mg2+ 1 mM on
+        ``erreger2005_2a`` at −70 mV: onset carried by a 17 µs component, so t_on ≈ 0.13 ms;
+        ketamine 10 µM: carriers 28 ms … 1.37 s, so t_on ≈ 11 s).  A given duration must make
+        ``dt`` no longer than the slowest carrier (ValueError otherwise: the fit could not
+        resolve the relaxation).
+    n_samples : int, optional
+        Grid points per phase (≥ 20, ≤ :data:`MAX_PHASE_SAMPLES`).  Default: 2000, or more
+        where needed to put ≥ 4 grid steps in the fastest carrier (each phase separately;
+        ValueError naming t_on/t_off if that would need more than 200 000 points -- the
+        carriers then span too many decades for one uniform grid: pass the phase duration
+        and ``n_samples`` for the time scale you want).
     n_exponentials : {1, 2}
         Exponential components fitted per phase; with 2 the reported τ is the
-        amplitude-weighted mean (memantine in Gilling 2009 is biexponential).
+        amplitude-weighted mean (memantine in Gilling 2009 is biexponential), and its SE is
+        the delta-method SE of that mean (fit covariance; exact) or the SE across trials
+        (stochastic).  ``taus_on``/``taus_off`` give the components, without SEs.
     method, n_channels, n_trials, rng, engine
         As for :func:`ic50`; stochastic fits are done per trial, reported as mean ± SE.
         When the exact relaxation is multi-exponential (e.g. ketamine on ``erreger2005_2a``:
@@ -1033,6 +1103,15 @@ def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
     Returns
     -------
     BlockKineticsResult
+
+    Raises
+    ------
+    ValueError
+        Invalid inputs; a grid that cannot resolve the relaxation (above); or a fitted time
+        constant (the reported τ, or a fitted component with ≥ 10 % of the amplitude)
+        shorter than 3 grid steps ``dt = t_on/(n_samples - 1)`` (or ``t_off/…``): such a τ
+        only says that the relaxation is faster than the grid, and the message gives the
+        ``t_on``/``t_off`` or ``n_samples`` that resolves the exact carriers.
 
     Notes
     -----
@@ -1048,66 +1127,105 @@ def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
     c = V_.concentration("concentration", concentration)
     if not c > 0:
         raise ValueError("concentration must be > 0 (M)")
-    n_samples = V_.integer("n_samples", n_samples, minimum=20, maximum=MAX_PHASE_SAMPLES)
+    if n_samples is not None:
+        n_samples = V_.integer("n_samples", n_samples, minimum=20, maximum=MAX_PHASE_SAMPLES)
     n_exponentials = V_.integer("n_exponentials", n_exponentials, minimum=1, maximum=2)
     if t_on is not None:
         t_on = V_.duration("t_on", t_on)
     if t_off is not None:
         t_off = V_.duration("t_off", t_off)
-    su.check_run("block_kinetics", n_samples)
+    su.check_run("block_kinetics", n_samples or _DEFAULT_PHASE_SAMPLES)
     from .theory import relaxation
     p_ctl = su.equilibrium(True)
     g0 = float(su.conductance(p_ctl))
     if not g0 > 0:
         raise ValueError("the control conductance is 0 with this agonist")
 
-    def phase_length(name: str, given, rel) -> float:
-        """The phase duration, checked to give a grid that resolves the relaxation."""
-        slow = _slowest_significant(rel)
-        if given is None:
-            return min(8 * slow, 1e6)
-        h = given / (n_samples - 1)
+    carriers: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def phase_grid(name: str, given, rel) -> tuple[float, int]:
+        """Phase duration and samples: a grid that resolves the carriers of the relaxation."""
+        ct, ca = carriers[name] = _carriers(rel, su.g / g0)
+        fast, slow = float(ct.min()), float(ct.max())
+        length = min(8 * slow, 1e6) if given is None else given
+        n = n_samples
+        if n is None:
+            need = math.ceil(length * _STEPS_PER_TAU / fast) + 1
+            if need > _AUTO_MAX_PHASE_SAMPLES:
+                span = (f"a {fast:.3g} s component" if fast == slow else
+                        f"components from {fast:.3g} s to {slow:.3g} s")
+                raise ValueError(
+                    f"{name}: the exact relaxation is carried by {span}; with "
+                    f"{name}={length:.3g} s, a grid step {name}/(n_samples - 1) resolving "
+                    f"{fast:.3g} s needs n_samples >= {need:.6g} (> {_AUTO_MAX_PHASE_SAMPLES} "
+                    f"automatic); pass {name} <= "
+                    f"{(_AUTO_MAX_PHASE_SAMPLES - 1) * fast / _STEPS_PER_TAU:.3g} s for the "
+                    "fast part, or n_samples for the slow part")
+            n = max(_DEFAULT_PHASE_SAMPLES, need)
+        h = length / (n - 1)
         if not h > 0:
             raise ValueError(f"{name}={given:g} s is too short: its grid step {name}/"
                              f"(n_samples - 1) underflows to 0")
         if h > slow:
-            raise ValueError(f"{name}={given:g} s with n_samples={n_samples} gives a grid step "
-                             f"of {h:.3g} s, longer than the slowest exact time constant of the "
-                             f"phase ({slow:.3g} s): the fit cannot resolve the relaxation; "
-                             f"shorten {name} (default 8x that time constant) or raise "
-                             "n_samples")
-        return given
+            raise ValueError(f"{name}={length:g} s with n_samples={n} gives a grid step "
+                             f"of {h:.3g} s, longer than the slowest exact time constant "
+                             f"carrying the relaxation of the phase ({slow:.3g} s): the fit "
+                             f"cannot resolve the relaxation; shorten {name} (default 8x that "
+                             "time constant) or raise n_samples")
+        return length, n
 
     rel_on = relaxation(su.scheme, initial=p_ctl, V=su.V, **su.cond(True, c))
-    t_on = phase_length("t_on", t_on, rel_on)
+    t_on, n_on = phase_grid("t_on", t_on, rel_on)
     _, occ_on_exact = su.exact(Protocol([su.step(t_on, True, c)]), t_on, p_ctl)
     p_end = occ_on_exact[-1]
     rel_off = relaxation(su.scheme, initial=p_end, V=su.V, **su.cond(True))
-    t_off = phase_length("t_off", t_off, rel_off)
+    t_off, n_off = phase_grid("t_off", t_off, rel_off)
+    if max(n_on, n_off) > (n_samples or _DEFAULT_PHASE_SAMPLES):
+        su.check_run("block_kinetics", max(n_on, n_off))
 
-    tt_on, occ_on = su.run(Protocol([su.step(t_on, True, c)]), t_on / (n_samples - 1), p_ctl)
-    tt_off, occ_off = su.run(Protocol([su.step(t_off, True)]), t_off / (n_samples - 1), p_end)
+    tt_on, occ_on = su.run(Protocol([su.step(t_on, True, c)]), t_on / (n_on - 1), p_ctl)
+    tt_off, occ_off = su.run(Protocol([su.step(t_off, True)]), t_off / (n_off - 1), p_end)
     f_on = (occ_on @ su.g) / g0
     f_off = (occ_off @ su.g) / g0
 
-    def fit(tt, ff, name, length):
+    def fit(tt, ff, name, length, n):
+        phase = "onset" if name == "t_on" else "recovery"
         out = []
         for tr in ff:
             try:
-                taus, amps, _, se = _fit_exponentials(tt, tr, n_exponentials)
+                taus, amps, _, _, se = _fit_exponentials(tt, tr, n_exponentials,
+                                                         weighted_se=True)
             except ValueError as exc:
-                raise ValueError(f"{'onset' if name == 't_on' else 'recovery'} phase "
-                                 f"({name}={length:g} s): {exc}; lengthen {name}") from None
+                raise ValueError(f"{phase} phase ({name}={length:g} s): {exc}; "
+                                 f"lengthen {name}") from None
             w = np.abs(amps) / np.abs(amps).sum()
-            out.append((float(np.sum(w * taus)), taus, w, float(se[0]) if taus.size == 1
-                        else float("nan")))
+            out.append((float(np.sum(w * taus)), taus, w, se))
         if len(out) == 1:
-            return out[0]
-        m, se = _mean_se(np.array([o[0] for o in out]))
-        return (float(m), np.mean([o[1] for o in out], axis=0),
-                np.mean([o[2] for o in out], axis=0), float(se))
-    tau_on, taus_on, w_on, se_on = fit(tt_on, f_on, "t_on", t_on)
-    tau_off, taus_off, w_off, se_off = fit(tt_off, f_off, "t_off", t_off)
+            res = out[0]
+        else:
+            m, se = _mean_se(np.array([o[0] for o in out]))
+            res = (float(m), np.mean([o[1] for o in out], axis=0),
+                   np.mean([o[2] for o in out], axis=0), float(se))
+        # a time constant of a few grid steps only says "faster than the grid": refuse it
+        h = float(tt[1] - tt[0])
+        short = [res[0]] + [float(x) for x, wx in zip(res[1], res[2]) if wx >= 0.1]
+        if min(short) < _MIN_FIT_STEPS * h:
+            ct, ca = carriers[name]
+            fast = float(ct.min())
+            comps = ", ".join(f"{x:.3g} s ({abs(a) / np.abs(ca).sum():.0%})"
+                              for x, a in zip(ct, ca))
+            raise ValueError(
+                f"{phase} phase: fitted tau {min(short):.3g} s is only "
+                f"{min(short) / h:.2g} grid steps (dt = {name}/(n_samples - 1) = {h:.3g} s "
+                f"with {name}={length:.3g} s, n_samples={n}); a fit needs tau >= "
+                f"{_MIN_FIT_STEPS} dt: the relaxation is faster than the grid (exact "
+                f"components carrying it: {comps}); to resolve {fast:.3g} s use dt <= "
+                f"{fast / _STEPS_PER_TAU:.3g} s, i.e. {name} <= "
+                f"{(n - 1) * fast / _STEPS_PER_TAU:.3g} s or n_samples >= "
+                f"{math.ceil(length * _STEPS_PER_TAU / fast) + 1}")
+        return res
+    tau_on, taus_on, w_on, se_on = fit(tt_on, f_on, "t_on", t_on, n_on)
+    tau_off, taus_off, w_off, se_off = fit(tt_off, f_off, "t_off", t_off, n_off)
     d_on, taus_th_on, amps_th_on = _dominant(rel_on)
     d_off, taus_th_off, amps_th_off = _dominant(rel_off)
     return BlockKineticsResult(

@@ -39,11 +39,26 @@ _MC = "#1f5fa8"
 _DET = "#111111"
 
 
+#: the one message for a missing matplotlib (every ``plot()`` method and ketacore.plot)
+_NO_MATPLOTLIB = "{what} needs matplotlib: pip install matplotlib (or 'ketacore[plot]')"
+
+
+def require_pyplot(what: str = "plot()"):
+    """``matplotlib.pyplot`` (current backend untouched), or ``ImportError("plot() needs
+    matplotlib: …")`` when matplotlib is missing or broken: the shared check of every
+    ``plot()`` method (experiments, analysis) -- no raw ModuleNotFoundError."""
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError(_NO_MATPLOTLIB.format(what=what)) from None
+    return plt
+
+
 def _plt():
     try:
         import matplotlib
-    except ImportError:  # pragma: no cover - optional dependency
-        raise ImportError("ketacore.plot needs matplotlib: pip install 'ketacore[plot]'") from None
+    except ImportError:
+        raise ImportError(_NO_MATPLOTLIB.format(what="ketacore.plot")) from None
     if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
         try:
             matplotlib.use("Agg", force=False)

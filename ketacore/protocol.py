@@ -151,6 +151,13 @@ class Protocol:
     ----------
     steps : iterable of Step (or Protocol)
         Segments in time order; nested protocols are flattened.
+    rest : Step, optional
+        Conditions (its ``V``, ``temperature`` and concentrations; its duration is not used)
+        under which the channels sit before the protocol starts: ``solve``/``simulate`` with
+        ``initial=None`` or ``"equilibrium"`` start from the equilibrium under them.  Default:
+        the ``rest`` of a leading nested protocol (so ``train + step`` keeps the train's), else
+        the first step's conditions.  :func:`pulse_train` sets it to the between-pulse
+        conditions, so a train starts from rest, not from the steady state of its first pulse.
 
     Raises
     ------
@@ -158,14 +165,18 @@ class Protocol:
         If there are no steps, more than :data:`MAX_STEPS` steps, or the total duration is not
         finite.
     TypeError
-        If ``steps`` is not an iterable of Step/Protocol objects.
+        If ``steps`` is not an iterable of Step/Protocol objects, or ``rest`` is not a Step.
     """
 
-    __slots__ = ("_steps", "_compile_cache", "_bounds", "_hash")
+    __slots__ = ("_steps", "_compile_cache", "_bounds", "_hash", "_rest")
 
-    def __init__(self, steps: Iterable["Step | Protocol"]) -> None:
+    def __init__(self, steps: Iterable["Step | Protocol"], rest: "Step | None" = None) -> None:
         flat: list[Step] = []
         tp = type(steps)
+        if rest is not None and type(rest) is not Step:
+            raise TypeError(f"Protocol(rest=): rest must be a Step (the conditions before the "
+                            f"protocol starts), got {type(rest).__name__}")
+        self._rest = rest
         if (tp is list or tp is tuple) and len(steps) <= 64 and all(type(st) is Step for st in steps):
             # fast path (hot: solve/simulate wrap every Step): plain Steps, finite durations
             if not steps:
@@ -188,6 +199,8 @@ class Protocol:
             _too_many_steps("Protocol(steps)", len(steps))
         for st in steps:
             if isinstance(st, Protocol):
+                if not flat and self._rest is None:  # a leading protocol's rest
+                    self._rest = st._rest
                 if len(flat) + len(st._steps) > MAX_STEPS:
                     _too_many_steps("Protocol(steps)", len(flat) + len(st._steps))
                 flat.extend(st._steps)
@@ -259,35 +272,50 @@ class Protocol:
         if not self.duration * n < _INF:
             raise ValueError(f"protocol * {n}: the total duration {self.duration:g} s × {n} is "
                              f"not finite")
-        return Protocol(list(self._steps) * n)
+        return Protocol(list(self._steps) * n, rest=self._rest)
 
     __rmul__ = __mul__
+
+    @property
+    def rest(self) -> "Step | None":
+        """The conditions before the protocol starts (see the class docs), or None: then the
+        first step's conditions serve."""
+        return self._rest
+
+    @property
+    def rest_conditions(self) -> dict[str, Any]:
+        """``{"V", "temperature", ligand: M}`` under which ``initial="equilibrium"`` is taken:
+        :attr:`rest`'s, else the first step's."""
+        st = self._rest if self._rest is not None else self._steps[0]
+        return {"V": st.V, "temperature": st.temperature, **st.concentrations}
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Protocol):
             return NotImplemented
-        return self._steps == other._steps
+        return self._steps == other._steps and self._rest == other._rest
 
     def __hash__(self) -> int:
         h = self._hash
         if h is None:  # steps are immutable: hash once
-            h = self._hash = hash(self._steps)
+            h = self._hash = hash(self._steps) if self._rest is None else hash((self._steps, self._rest))
         return h
 
     def __reduce__(self):
         # rebuild from the steps: the cached hash depends on the process's string-hash seed
-        return (Protocol, (self._steps,))
+        return (Protocol, (self._steps, self._rest))
 
     def __repr__(self) -> str:
         return f"Protocol({len(self._steps)} steps, {self.duration:g} s)"
 
     def to_list(self) -> list[dict[str, Any]]:
+        """One mapping ``{duration, V, temperature, ligand: M}`` per step (:attr:`rest` is not
+        included; pass it to :meth:`from_list`)."""
         return [st.to_dict() for st in self._steps]
 
     @classmethod
-    def from_list(cls, items: Sequence[Mapping[str, Any]]) -> "Protocol":
+    def from_list(cls, items: Sequence[Mapping[str, Any]], rest: "Step | None" = None) -> "Protocol":
         """Inverse of :meth:`to_list`: one mapping ``{duration, V, temperature, ligand: M}`` per
-        step."""
+        step; ``rest`` as in :class:`Protocol`."""
         if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
             raise TypeError(f"Protocol.from_list: items must be a list of step mappings "
                             f"({{'duration': s, 'V': V, ...}}), got {type(items).__name__} ({items!r})")
@@ -304,7 +332,7 @@ class Protocol:
                 steps.append(Step(**dict(d)))
             except (TypeError, ValueError) as e:
                 raise type(e)(f"protocol step {i}: {e}") from None
-        return cls(steps)
+        return cls(steps, rest=rest)
 
     # ------------------------------------------------------------------ builders
     @classmethod
@@ -507,6 +535,14 @@ def pulse_train(n_pulses: int, frequency: float, width: float, *, V: float = DEF
     tail : float, default 0
         Extra time (s) after the last inter-pulse interval with the ``between`` conditions.
 
+    Returns
+    -------
+    Protocol
+        ``[pulse, interval] * n_pulses`` (+ tail), with :attr:`Protocol.rest` set to the
+        between-pulse conditions: by default (``initial=None``) ``solve``/``simulate`` start the
+        channels at rest under ``between`` (drug in the bath, no agonist), not at the steady
+        state of the first pulse.
+
     Raises
     ------
     ValueError
@@ -535,7 +571,8 @@ def pulse_train(n_pulses: int, frequency: float, width: float, *, V: float = DEF
     steps: list[Step] = [on, off] * n
     if tail > 0:
         steps.append(Step(tail, V=V, temperature=temperature, **between))
-    return Protocol(steps)
+    # the channels rest under the between-pulse conditions before the first pulse
+    return Protocol(steps, rest=off)
 
 
 __all__ = ["Step", "Protocol", "pulse_train", "DEFAULT_V", "MAX_STEPS", "MAX_GRID_POINTS", "MIN_DT"]

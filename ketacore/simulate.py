@@ -375,9 +375,22 @@ class SimulationResult:
                     "current": ("time", self.current)}
         data["V"] = ("time", self.V)
         ds = xr.Dataset(data, coords=coords, attrs=attrs)
-        ds["time"].attrs["units"] = "s"
-        ds["current"].attrs["units"] = "A"
-        ds["V"].attrs["units"] = "V"
+        N = self.n_channels
+        per = "in each trial" if self.counts is not None else "mean over trials"
+        docs = {"time": ("s", "time since the start of the protocol"),
+                "state": ("1", "kinetic state"),
+                "trial": ("1", "trial index (trial i draws from PCG64(SeedSequence(entropy, "
+                               "spawn_key=(i,))))"),
+                "counts": ("1", f"number of the {N} channels in each state, in each trial"),
+                "mean": ("1", f"number of the {N} channels in each state, mean over trials"),
+                "var": ("1", f"variance over trials of the number of the {N} channels in each state "
+                             "(unbiased; NaN with one trial)"),
+                "open_probability": ("1", f"fraction of the {N} channels in open states, {per}"),
+                "current": ("A", f"current of the {N} channels, {per}"),
+                "V": ("V", "membrane voltage")}
+        for name, (units, long_name) in docs.items():
+            if name in ds.variables:
+                ds[name].attrs.update(units=units, long_name=long_name)
         return ds
 
     def __repr__(self) -> str:
@@ -410,15 +423,20 @@ def simulate(scheme: Scheme, protocol: Protocol | Step, dt: float, n_channels: i
         ``P = expm(Q·dt)``, cost independent of ``n_channels``; ``"auto"``: the cheaper one.
     rng : None, int, numpy.random.SeedSequence or numpy.random.Generator
         Root of the random streams (SPEC 7; see :mod:`ketacore._rng`).  The root entropy is
-        stored in the result.
+        stored in the result (``result.entropy``; ``rng=result.entropy`` reproduces the run).
+        ``None``: fresh OS entropy; int / SeedSequence: that entropy (same result every call).
+        A Generator is a source of randomness: a 128-bit root entropy is drawn from it
+        (advancing it), so repeated calls with one Generator give different replicates and
+        re-creating it from the same seed reproduces them.
     n_threads : int, optional
         Worker threads (default: all cores available to the process).  Results do not depend on it.
     record : {"counts", "summary"}
         ``"counts"`` keeps ``(n_trials, n_samples, n_states)`` counts; ``"summary"`` keeps only
         exact per-sample sums and sums of squares (memory independent of ``n_trials``).
     initial : None, str, mapping or array, optional
-        Initial state distribution (each channel drawn independently from it); default:
-        equilibrium under the first step's conditions.  See :func:`ketacore.solve`.
+        Initial state distribution (each channel drawn independently from it); default: at
+        rest under the protocol's ``rest_conditions`` (a pulse train's between-pulse
+        conditions, else the first step's).  See :func:`ketacore.solve.initial_distribution`.
     trials : range or sequence of int, optional
         Absolute trial indices to simulate (trial ``i`` always has the same stream), e.g.
         ``range(50, 100)``; results of several calls concatenate to the one-call result.
@@ -720,9 +738,12 @@ def simulate_events(scheme: Scheme, protocol: Protocol | Step, n_trials: int | N
     n_trials : int, optional
         Number of trials (one channel each); default 1 or ``len(trials)``.
     rng : None, int, SeedSequence or Generator
-        SPEC 7 root; trial ``i`` uses the same stream as in :func:`simulate` (single channel).
+        SPEC 7 root, as in :func:`simulate` (a Generator is drawn from, so repeated calls with
+        it differ; the entropy is stored in the log); trial ``i`` uses the same stream as in
+        :func:`simulate` (single channel).
     initial : optional
-        Initial distribution (see :func:`ketacore.solve`); default equilibrium of the first step.
+        Initial distribution (see :func:`ketacore.solve`); default: at rest under the protocol's
+        ``rest_conditions``.
     trials, trial_offset : optional
         Absolute trial indices, as in :func:`simulate`.
     n_threads : int, optional

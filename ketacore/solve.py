@@ -28,12 +28,22 @@ def initial_distribution(scheme: Scheme, initial: Any, protocol: Protocol | None
     ----------
     scheme : Scheme
     initial : None, str, mapping or array
-        ``None`` or ``"equilibrium"``: equilibrium under the first step's conditions;
+        ``None`` or ``"equilibrium"``: channels at rest under the protocol's
+        :attr:`~ketacore.Protocol.rest_conditions` (its ``rest`` -- for a
+        :func:`~ketacore.pulse_train` the between-pulse conditions -- else the first step's);
         a state name: all channels in that state; a mapping of conditions
-        (``{"V": -0.07, "glutamate": 1e-6}``): equilibrium under those conditions;
+        (``{"V": -0.07, "glutamate": 1e-6}``): at rest under those conditions;
         an array of length ``n_states``: occupancy probabilities (≥ 0, summing to 1).
     protocol : Protocol, optional
         Needed for ``None``/``"equilibrium"``.
+
+    Notes
+    -----
+    "At rest under conditions" is their equilibrium (:func:`ketacore.theory.equilibrium`) when
+    it is unique.  With a trapping blocker present and no agonist it is not (unblocked and
+    trapped closed states are separate absorbing classes); then it is the state reached from
+    drug-free rest when the conditions are held indefinitely
+    (:func:`ketacore.theory.rest_state`): channels that never opened hold no drug.
     """
     K = scheme.n_states
     if type(initial) is np.ndarray and initial.shape == (K,) and initial.dtype == np.float64:
@@ -49,9 +59,9 @@ def initial_distribution(scheme: Scheme, initial: Any, protocol: Protocol | None
     if initial is None or (isinstance(initial, str) and initial == "equilibrium"):
         if protocol is None:
             raise ValueError("initial='equilibrium' needs a protocol (its first step's conditions)")
-        st = protocol.steps[0]
-        cond = {"V": st.V, "temperature": st.temperature, **st.concentrations}
-        return _equilibrium(scheme, cond, "initial (equilibrium under the first step)")
+        where = ("initial (rest under protocol.rest)" if protocol.rest is not None
+                 else "initial (equilibrium under the first step)")
+        return _equilibrium(scheme, protocol.rest_conditions, where)
     if isinstance(initial, str):
         p = np.zeros(K)
         try:
@@ -92,11 +102,13 @@ def initial_distribution(scheme: Scheme, initial: Any, protocol: Protocol | None
 
 
 def _equilibrium(scheme: Scheme, cond: dict, where: str) -> np.ndarray:
-    from .theory import equilibrium
+    """Channels at rest under ``cond`` (:func:`ketacore.theory.rest_state`)."""
+    from .theory import rest_state
     try:
-        return equilibrium(scheme, **cond)
+        return rest_state(scheme, **cond)
     except ValueError as e:
-        raise ValueError(f"{where}: {e}") from None
+        raise ValueError(f"{where}: {e}; start from a state name (initial='R'), a vector, or "
+                         "theory.equilibrium(scheme, initial=..., **conditions)") from None
 
 
 class Result:
@@ -172,9 +184,14 @@ class Result:
             coords={"time": self.time, "state": list(self.states)},
             attrs={"method": "master equation (exact)", "scheme": self.scheme.name,
                    "dt": self.dt})
-        ds["time"].attrs["units"] = "s"
-        ds["current"].attrs["units"] = "A (per channel)"
-        ds["V"].attrs["units"] = "V"
+        docs = {"time": ("s", "time since the start of the protocol"),
+                "state": ("1", "kinetic state"),
+                "occupancy": ("1", "state occupancy (probability), master equation"),
+                "open_probability": ("1", "open probability (probability of a conducting state)"),
+                "current": ("A", "expected single-channel current (per channel)"),
+                "V": ("V", "membrane voltage")}
+        for name, (units, long_name) in docs.items():
+            ds[name].attrs.update(units=units, long_name=long_name)
         return ds
 
     def __repr__(self) -> str:
@@ -195,8 +212,9 @@ def solve(scheme: Scheme, protocol: Protocol | Step, dt: float, initial: Any = N
         Output grid step (s), > 0.  It does not affect accuracy: the solution is exact at every
         grid point whatever ``dt``.
     initial : None, str, mapping or array, optional
-        Initial occupancy; see :func:`initial_distribution`.  Default: equilibrium under the
-        first step's conditions.
+        Initial occupancy; see :func:`initial_distribution`.  Default: at rest under the
+        protocol's ``rest_conditions`` (a pulse train's between-pulse conditions, else the
+        first step's).
 
     Returns
     -------

@@ -46,6 +46,38 @@ range already on disk (any chunking) and produces the same final bytes.  A folde
 ``study.toml`` differs from the requested study is refused with :class:`StudyConflictError`
 and nothing in it is touched.
 
+Results Dataset
+---------------
+One ``xarray.Dataset`` per protocol; every data variable and coordinate has ``units`` (SI, ``"1"``
+for fractions, counts and labels) and ``long_name``.  Sweep axes are dimensions named after the
+parameter (``ketamine``, ``frequency``, ``model``), except a parameter whose name the Dataset
+already uses (:data:`DATASET_NAMES`: ``V`` -- the voltage trace --, ``time``, ``state``,
+``n_samples``, ...): its dimension is ``sweep_<name>`` (a voltage sweep gives ``sweep_V``, so
+``ds.sel(sweep_V=-0.03)``), see :func:`sweep_dimensions`.  Each sweep coordinate's ``parameter``
+attribute, and the Dataset's ``sweep_dims`` attribute (JSON), map study names to dimensions.
+
+Analyses (``analysis = {kind = ...}``), master equation (``*_det``), Monte Carlo mean trace
+(``*_mc``), each trial (``*_trials``) and the SEM over trials (``*_mc_sem``):
+
+``trapping``
+    ``block`` = 1 - mean current over the last ``window`` of ``block`` / same of ``control``;
+    ``trapped`` = (1 - I_rec/I_ctl) / block with I_rec, I_ctl the *mean* currents over the first
+    ``early`` of ``recovery`` and of ``control`` (window means: blocker escaping during that
+    window counts as untrapped: ketamine 10 uM on erreger2005_2a gives 80.3 % with the default
+    study's ``early = 0.1 s``, about 86 % as ``early`` tends to 0); ``trapped_occupancy`` =
+    blocked occupancy at the end of ``wash`` / at the end of ``block``.
+    :func:`ketacore.experiments.trapping` reports the *peak-current* definition
+    (``trapped_current``: the peak of the first re-application response, drug vs an identical
+    drug-free run; 84.7 % for ketamine, the value on the validation page) and the same occupancy
+    definition (``trapped_occupancy``).  The variables' ``definition`` attribute
+    states the definition with the study's windows.
+``use_dependence``
+    ``block_last``, ``block_total`` and ``block_by_pulse``: block of the charge per pulse vs the
+    drug-free control.
+``dose_response``
+    ``response`` (mean current vs the drug-free control) and a Hill fit (``ic50``, ``hill``)
+    over the ``concentration`` sweep axis.
+
 Why NetCDF (and not Zarr)
 -------------------------
 A study result is written once, at the end, by one process, and is small next to the
@@ -321,7 +353,9 @@ class StudyPart:
     parameters : mapping
         Parameter defaults local to this protocol (override the study's).
     analysis : str or mapping, optional
-        ``"trapping"`` (labels control/block/wash/recovery; options ``window``, ``early``),
+        ``"trapping"`` (labels control/block/wash/recovery; options ``window``, ``early``:
+        ``trapped`` uses mean currents over the first ``early`` of recovery and control, not the
+        peak-current definition of :func:`ketacore.experiments.trapping`; see the module notes),
         ``"use_dependence"`` (a train; options ``train`` = its label), ``"dose_response"``
         (options ``concentration`` = sweep axis, ``window``).
     initial : str or mapping
@@ -676,6 +710,15 @@ class Study:
             a = p.analysis
             if not isinstance(a, dict) or a.get("kind") not in ANALYSES:
                 raise e(f"{pw}.analysis", f"kind must be one of {list(ANALYSES)}, got {a!r}")
+            if a["kind"] == "dose_response":   # (checked here: the fit runs after all the compute)
+                conc = a.get("concentration")
+                numeric = [k for k in p.sweep if k != "model"]
+                if conc is None and not numeric:
+                    raise e(f"{pw}.analysis.concentration", "dose_response needs a concentration "
+                            f"sweep axis; add one to {sw} (e.g. ketamine = [\"1 uM\", \"10 uM\"])")
+                if conc is not None and (not isinstance(conc, str) or conc not in numeric):
+                    raise e(f"{pw}.analysis.concentration", f"must name a sweep axis of {sw} "
+                            f"(sweep axes: {numeric}), got {conc!r}")
         if p.initial is not None and not isinstance(p.initial, (str, dict)):
             raise e(f"{pw}.initial", "must be 'equilibrium', a state name or a conditions table")
         for key in ("dt",):
@@ -1236,6 +1279,7 @@ class _Analysis:
         opt = lambda k, d: _evaluate(a.get(k, d), env, f"{where}.{k}")
         if self.kind == "trapping":
             window, early = opt("window", 1.0), opt("early", 0.5)
+            self.window, self.early = window, early
             c, b, w, r = (_labelled(pt, lab, where) for lab in ("control", "block", "wash", "recovery"))
             self.ctl_ss = _window(pt, c.t1 - window, c.t1, f"{where}.window")
             self.blk_ss = _window(pt, b.t1 - window, b.t1, f"{where}.window")
@@ -1296,15 +1340,77 @@ class _Analysis:
 
 _ANALYSIS_DOC = {
     "block": ("1", "steady-state block: 1 - <I> over the last `window` of 'block' / same of 'control'"),
-    "trapped": ("1", "trapped fraction (Mealing 1999): (1 - <I> over the first `early` of 'recovery' / "
-                     "same of 'control') / block"),
+    "trapped": ("1", "trapped fraction, study definition (early-window means): (1 - <I> over the first "
+                     "`early` of 'recovery' / <I> over the first `early` of 'control') / block"),
     "blocked_end_block": ("1", "fraction of channels carrying a blocker at the end of 'block'"),
     "blocked_end_wash": ("1", "fraction of channels carrying a blocker at the end of 'wash'"),
-    "trapped_occupancy": ("1", "blocked_end_wash / blocked_end_block"),
+    "trapped_occupancy": ("1", "trapped fraction, occupancy definition: blocked_end_wash / blocked_end_block"),
     "block_last": ("1", "use-dependent block of the charge of the last pulse (vs the drug-free control)"),
     "block_total": ("1", "block of the total charge of the train (vs the drug-free control)"),
     "response": ("1", "mean current relative to the drug-free control"),
 }
+
+
+def _trapped_definition(window: str, early: str) -> str:
+    """The ``definition`` attribute of the study's ``trapped_*`` variables (and the CLI footnote).
+
+    Parameters
+    ----------
+    window, early : str
+        The trapping analysis options as text (e.g. ``"1 s"``, ``"0.1 s"``).
+    """
+    return (f"trapped = (1 - I_rec/I_ctl) / block, where I_rec and I_ctl are the mean currents over "
+            f"the first {early} of the 'recovery' and of the 'control' segments of this protocol "
+            f"(analysis option early) and block = 1 - (mean current over the last {window} of 'block') / "
+            f"(same over the last {window} of 'control') (option window).  Window means, not peaks: "
+            "blocker that escapes during the early window counts as not trapped, so this is usually "
+            "lower than the peak-current definition of ketacore.experiments.trapping(...).trapped_current "
+            "((1 - I_first/I_ctl)/block at the peak of the first re-application response, drug vs "
+            "an identical drug-free run; the value on the validation page).  The occupancy "
+            "definition is trapped_occupancy (experiments.trapping(...).trapped_occupancy).")
+
+
+#: Names the assembled Dataset of a protocol uses for its own data variables, coordinates and
+#: dimensions (any analysis).  A sweep axis with one of these names gets the dimension
+#: ``sweep_<name>`` instead (see :func:`sweep_dimensions`).
+DATASET_NAMES = frozenset(
+    {"sum_counts", "sum_sq_counts", "open_probability_mc", "current_mc_mean", "current_mc_sd",
+     "current_trials", "V", "n_samples", "occupancy_det", "open_probability_det", "current_det",
+     "counts", "time", "state", "trial", "kept_trial", "pulse", "block_by_pulse_det",
+     "block_by_pulse_mc", "ic50_det", "ic50_mc", "hill_det", "hill_mc"}
+    | {m + suf for m in _ANALYSIS_DOC for suf in ("_det", "_mc", "_trials", "_mc_sem")})
+
+
+def sweep_dimensions(axes: list[str]) -> dict[str, str]:
+    """Dimension (and coordinate) name of each sweep axis in the results Dataset.
+
+    An axis keeps its name unless the Dataset already uses that name (:data:`DATASET_NAMES`:
+    e.g. ``V``, the voltage trace, or ``time``); such an axis becomes ``sweep_<name>``
+    (``sweep_V``), prefixed again if that is taken too.  The coordinate's ``parameter``
+    attribute holds the study's name in either case.
+
+    Parameters
+    ----------
+    axes : list of str
+        Sweep axis names of one protocol, in order (parameter names or ``"model"``).
+
+    Returns
+    -------
+    dict of str to str
+        Axis name → dimension name.
+    """
+    taken = set(DATASET_NAMES) | set(axes)
+    out = {}
+    for a in axes:
+        if a in DATASET_NAMES:
+            d = f"sweep_{a}"
+            while d in taken:
+                d = f"sweep_{d}"
+            taken.add(d)
+            out[a] = d
+        else:
+            out[a] = a
+    return out
 
 
 # ------------------------------------------------------------------------------------------
@@ -1547,7 +1653,10 @@ def run_study(study: "Study | str | os.PathLike", executor: cf.Executor | None =
     -------
     xarray.DataTree
         ``tree[name]`` is the ``xarray.Dataset`` of protocol ``name``; attributes hold the
-        study TOML, root entropy, ketacore version and the scheme of each protocol.
+        study TOML, root entropy, ketacore version and the scheme of each protocol.  Its sweep
+        axes are dimensions named after the parameters, or ``sweep_<name>`` for a name the
+        Dataset uses itself (``V``, ``time``, ...: :func:`sweep_dimensions`); every variable
+        has ``units`` and ``long_name``.
 
     Raises
     ------
@@ -1873,7 +1982,8 @@ def _assemble_part(ctx: _Context, part: str, out: Path | None, memory: dict):
     from .solve import solve
     study = ctx.study
     axes = study.axes(part)
-    dims = [a for a, _ in axes]
+    dim_of = sweep_dimensions([a for a, _ in axes])   # V -> sweep_V (the Dataset's own names)
+    dims = [dim_of[a] for a, _ in axes]
     shape = tuple(len(v) for _, v in axes)
     pts = ctx.sweep(part)
     built = [ctx.point(part, i) for i in range(len(pts))]
@@ -2014,7 +2124,7 @@ def _assemble_part(ctx: _Context, part: str, out: Path | None, memory: dict):
         data["block_by_pulse_mc"] = (sd + ["pulse"], rs(by_pulse_mc))
     coords: dict[str, Any] = {"time": time_, "state": states}
     for (a, vals) in axes:
-        coords[a] = list(vals) if a == "model" else np.asarray(vals, dtype=float)
+        coords[dim_of[a]] = list(vals) if a == "model" else np.asarray(vals, dtype=float)
     if "trial" in {d for v in data.values() for d in v[0]}:
         coords["trial"] = np.arange(n_trials)
     if keep:
@@ -2022,28 +2132,48 @@ def _assemble_part(ctx: _Context, part: str, out: Path | None, memory: dict):
     if by_pulse_det is not None:
         coords["pulse"] = np.arange(1, n_pulses_max + 1)
     ds = xr.Dataset(data, coords=coords)
-    # units and descriptions
+    # units and descriptions: every data variable and coordinate gets units and long_name
     p = study.parts[part]
+    n_ch = int(pt0.n_channels)
     for a, _ in axes:
-        if a != "model":
-            u = next((_unit_of(v) for v in p.sweep[a] if _unit_of(v)), "") or \
-                _unit_of(p.parameters.get(a, study.parameters.get(a)))
-            if u:
-                ds[a].attrs["units"] = u
-    ds["time"].attrs["units"] = "s"
-    for v in ("current_mc_mean", "current_mc_sd", "current_trials", "current_det"):
-        if v in ds:
-            ds[v].attrs["units"] = "A"
-            ds[v].attrs["long_name"] = f"current of {int(built[0][0].n_channels)} channels"
-    ds["V"].attrs["units"] = "V"
-    ds["sum_counts"].attrs["long_name"] = "exact sum over trials of the channel counts per state"
-    ds["sum_sq_counts"].attrs["long_name"] = "exact sum over trials of squared channel counts"
-    for k in list(metric_det) + list(metric_mc):
-        for suf in ("_det", "_mc"):
-            if k + suf in ds and k in _ANALYSIS_DOC:
-                ds[k + suf].attrs["units"] = _ANALYSIS_DOC[k][0]
-                ds[k + suf].attrs["long_name"] = _ANALYSIS_DOC[k][1] + \
-                    (" (master equation)" if suf == "_det" else " (Monte Carlo mean trace)")
+        d = dim_of[a]
+        ds[d].attrs["parameter"] = a
+        if a == "model":
+            ds[d].attrs.update(units="1", long_name="gating model (swept)")
+            continue
+        u = next((_unit_of(v) for v in p.sweep[a] if _unit_of(v)), "") or \
+            _unit_of(p.parameters.get(a, study.parameters.get(a))) or _unit_by_use(p, a)
+        ds[d].attrs.update(units=u or "1", long_name=f"swept parameter {a}")
+        if not u:
+            ds[d].attrs["comment"] = (f"the study gives no unit for {a}; values are as written "
+                                      "(SI when they are quantities)")
+    ds.attrs["sweep_dims"] = json.dumps({a: dim_of[a] for a, _ in axes})
+    trap = [an for _, an in built if an.kind == "trapping"]
+    docs = _variable_docs(n_ch, keep)
+    for k in metric_det:
+        docs[f"{k}_det"] = (_ANALYSIS_DOC[k][0], _ANALYSIS_DOC[k][1] + " (master equation)")
+    for k in metric_mc:
+        docs[f"{k}_mc"] = (_ANALYSIS_DOC[k][0], _ANALYSIS_DOC[k][1] + " (of the Monte Carlo mean trace)")
+    for k in metric_tr:
+        docs[f"{k}_trials"] = (_ANALYSIS_DOC[k][0], _ANALYSIS_DOC[k][1] + " (of each trial alone)")
+        docs[f"{k}_mc_sem"] = (_ANALYSIS_DOC[k][0], f"standard error of the mean of {k}_trials over "
+                               "the trials where it is finite (NaN with fewer than 2)")
+    for name, (u, ln) in docs.items():
+        if name in ds.variables:
+            ds[name].attrs.update(units=u, long_name=ln)
+    if trap:
+        fmt = lambda xs: (_axis_label(xs.pop(), "s") if len(xs) == 1 else "`early`/`window` (varies "
+                          "with the sweep point)")
+        definition = _trapped_definition(fmt({an.window for an in trap}), fmt({an.early for an in trap}))
+        for suf in ("_det", "_mc", "_trials", "_mc_sem"):
+            if "trapped" + suf in ds:
+                ds["trapped" + suf].attrs["definition"] = definition
+        for suf in ("_det", "_mc", "_trials", "_mc_sem"):
+            if "trapped_occupancy" + suf in ds:
+                ds["trapped_occupancy" + suf].attrs["definition"] = (
+                    "blocked occupancy (fraction of channels carrying a blocker) at the end of 'wash' "
+                    "/ at the end of 'block'; the occupancy definition of "
+                    "ketacore.experiments.trapping(...).trapped_occupancy")
     if n_pulses_max:
         ds.attrs["n_pulses"] = json.dumps([an.n_pulses for _, an in built])
     if any(an.kind == "dose_response" for _, an in built):
@@ -2053,12 +2183,71 @@ def _assemble_part(ctx: _Context, part: str, out: Path | None, memory: dict):
         "analysis": (p.analysis or {}).get("kind", ""),
         "n_trials": int(n_trials), "n_channels": int(pt0.n_channels), "dt": float(dt),
         "method": json.dumps(methods) if len(set(methods)) > 1 else methods[0],
-        "scheme": pt0.scheme.name,
+        # every composed scheme of a model sweep, in sweep order (scheme_toml: the first one)
+        "scheme": ", ".join(dict.fromkeys(pt.scheme.name for pt, _ in built)),
         "scheme_toml": pt0.scheme.to_toml(),
         "blockers": json.dumps([_blocker_dict(b) for b in pt0.blockers]),
         "segments": json.dumps([{"label": s.label or "", "t0": s.t0, "t1": s.t1} for s in pt0.segments]),
     })
     return ds
+
+
+def _variable_docs(n_channels: int, keep: int) -> dict[str, tuple[str, str]]:
+    """``name -> (units, long_name)`` of the fixed data variables and coordinates of a protocol's
+    Dataset (the analysis metrics are added from :data:`_ANALYSIS_DOC`)."""
+    cur = f"current of {n_channels} channels"
+    return {
+        "time": ("s", "time since the start of the protocol"),
+        "state": ("1", "kinetic state of the composed scheme"),
+        "trial": ("1", "trial index (trial i draws from PCG64(SeedSequence(entropy, spawn_key=(i,))))"),
+        "kept_trial": ("1", f"index of a kept trial (trials 0 to {max(keep - 1, 0)})"),
+        "pulse": ("1", "pulse number in the train (from 1)"),
+        "sum_counts": ("1", "exact sum over trials of the channel counts per state"),
+        "sum_sq_counts": ("1", "exact sum over trials of the squared channel counts per state"),
+        "open_probability_mc": ("1", "open probability (fraction of channels in open states), "
+                                     "Monte Carlo mean over trials"),
+        "current_mc_mean": ("A", f"{cur}, Monte Carlo mean over trials"),
+        "current_mc_sd": ("A", f"{cur}, standard deviation over trials (exact sums)"),
+        "current_trials": ("A", f"{cur} in each kept trial"),
+        "V": ("V", "membrane voltage"),
+        "n_samples": ("1", "number of time samples of the sweep point (later samples are padding)"),
+        "occupancy_det": ("1", "state occupancy (probability), master equation"),
+        "open_probability_det": ("1", "open probability, master equation"),
+        "current_det": ("A", f"expected {cur}, master equation"),
+        "counts": ("1", "channel count per state in each trial"),
+        "block_by_pulse_det": ("1", "use-dependent block of the charge of each pulse vs the "
+                                    "drug-free control (master equation)"),
+        "block_by_pulse_mc": ("1", "use-dependent block of the charge of each pulse vs the "
+                                   "drug-free control (of the Monte Carlo mean trace)"),
+    }
+
+
+def _unit_by_use(p: StudyPart, name: str) -> str:
+    """SI unit of parameter ``name`` from where a segment uses it alone (``V = "$V"`` → ``"V"``,
+    a ligand → ``"M"``, ``duration`` → ``"s"``, a train's ``frequency`` → ``"Hz"``), else ``""``."""
+    refs = {f"${name}", f"${{{name}}}", name}
+    found = set()
+
+    def look(table: Mapping, ligand_keys: bool) -> None:
+        for k, v in table.items():
+            if isinstance(v, str) and v.strip() in refs:
+                found.add({"V": "V", "duration": "s", "width": "s", "tail": "s", "frequency": "Hz",
+                           "temperature": "K"}.get(k, "M" if ligand_keys and k not in
+                                                   ("label", "n_pulses") else ""))
+
+    for seg in p.segments:
+        if not isinstance(seg, Mapping):
+            continue
+        tr = seg.get("train")
+        if isinstance(tr, Mapping):
+            look(tr, False)
+            for key in ("during", "between"):
+                if isinstance(tr.get(key), Mapping):
+                    look(tr[key], True)
+        else:
+            look(seg, True)
+    found.discard("")
+    return found.pop() if len(found) == 1 else ""
 
 
 def _blocker_dict(b) -> dict:
@@ -2076,7 +2265,8 @@ def _hill(c, ic50, nh):
 def _fit_dose_response(ds, study: Study, part: str) -> None:
     from scipy.optimize import curve_fit
     p = study.parts[part]
-    axis = (p.analysis or {}).get("concentration") or (next(iter(p.sweep), None))
+    axis = (p.analysis or {}).get("concentration") or next((k for k in p.sweep if k != "model"), None)
+    axis = sweep_dimensions(list(p.sweep)).get(axis, axis)
     if axis is None or axis not in ds.dims:
         raise StudyError(f"{study._source}: {study._pw(part)}.analysis.concentration: dose_response "
                          "needs a concentration sweep axis")
@@ -2142,7 +2332,9 @@ def summary_table(tree) -> str:
         ds = node.to_dataset()
         kind = ds.attrs.get("analysis", "")
         axes = [d for d in ds["n_samples"].dims]
-        head = f"[{name}] {kind or 'protocol'}: {ds.attrs.get('scheme')}, {ds.attrs['n_trials']} trials x " \
+        swept = any(ds[a].attrs.get("parameter", a) == "model" for a in axes)
+        head = f"[{name}] {kind or 'protocol'}: {ds.attrs.get('scheme')}" + \
+               (" (model swept)" if swept else "") + f", {ds.attrs['n_trials']} trials x " \
                f"{ds.attrs['n_channels']} channels, method {ds.attrs['method']}"
         lines.append(head)
         metrics = {"trapping": ["block", "trapped", "trapped_occupancy"],
@@ -2167,6 +2359,8 @@ def summary_table(tree) -> str:
                 sem = ds[f"{m}_mc_sem"].isel(sel).item() if f"{m}_mc_sem" in ds else np.nan
                 row += f"{_fmt(det):>{wid[m]}}{_fmt(mc) + ' ± ' + _fmt(sem).strip():>{wid[m] + 6}}"
             lines.append(row)
+        if kind == "trapping":
+            lines.extend(_wrap("  trapped: " + _trapping_note(ds)))
         if kind == "dose_response":
             for src in ("det", "mc"):
                 if f"ic50_{src}" in ds and ds[f"ic50_{src}"].ndim == 0:
@@ -2175,6 +2369,23 @@ def summary_table(tree) -> str:
                                  f"nH {float(ds[f'hill_{src}']):.2f}")
     lines.append("  (ME = master equation, exact; MC = Monte Carlo mean ± SEM over trials)")
     return "\n".join(lines)
+
+
+def _trapping_note(ds) -> str:
+    """The CLI footnote defining the ``trapped`` and ``trapped_occupancy`` columns."""
+    d = ds["trapped_mc"].attrs.get("definition", "") if "trapped_mc" in ds else ""
+    m = re.search(r"over the first (.+?) of the 'recovery'", d)
+    early = m.group(1) if m else "`early`"
+    return (f"(1 - I_rec/I_ctl)/block, I_rec and I_ctl = mean currents over the first {early} of "
+            "recovery and of control (study definition, window means; "
+            "kc.experiments.trapping(...).trapped_current, on the validation page, uses the "
+            "first-response peak instead and is usually higher).  trapped_occupancy = blocked "
+            "occupancy after wash / at the end of block.")
+
+
+def _wrap(text: str, width: int = 100) -> list[str]:
+    import textwrap
+    return textwrap.wrap(text, width, subsequent_indent="    ")
 
 
 def _axis_label(v: Any, unit: str) -> str:

@@ -86,6 +86,8 @@ __all__ = [
     "Bursts",
     "ConcentrationResponse",
     "equilibrium",
+    "rest_state",
+    "NoUniqueEquilibrium",
     "open_probability",
     "relaxation",
     "dwell_times",
@@ -779,29 +781,105 @@ def _gth(Q: np.ndarray) -> Optional[np.ndarray]:
     return p / p.sum()
 
 
-def _equilibrium_q(Q: np.ndarray) -> np.ndarray:
-    """Equilibrium of a generator: GTH on its single closed class, 0 on transient states."""
+class NoUniqueEquilibrium(ValueError):
+    """A generator with several closed (absorbing) classes: the long-run state depends on the
+    start (e.g. channels holding a trapped blocker at rest, with no agonist to open them)."""
+
+
+def _closed_classes(Q: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(labels of the strongly connected components, member arrays of the closed ones)."""
     k = Q.shape[0]
     adj = (Q > 0) & ~np.eye(k, dtype=bool)
     n_comp, labels = csgraph.connected_components(sparse.csr_matrix(adj), directed=True,
                                                   connection="strong")
-    if n_comp == 1:
-        p = _gth(Q)
-        if p is None:  # pragma: no cover - impossible for an irreducible chain
-            raise ValueError("GTH failed on an irreducible chain")
-        return p
     # closed classes: strongly connected components with no transition leaving them
     leaves = np.zeros(n_comp, dtype=bool)
     src, dst = np.nonzero(adj)
     leaves[labels[src][labels[src] != labels[dst]]] = True
-    closed = np.flatnonzero(~leaves)
-    if closed.size != 1:
-        raise ValueError(f"Q has no unique equilibrium: it has {closed.size} closed "
-                         "(absorbing) classes of states")
-    members = np.flatnonzero(labels == closed[0])
-    p = np.zeros(k)
-    p[members] = _gth(Q[np.ix_(members, members)])
+    return labels, [np.flatnonzero(labels == c) for c in np.flatnonzero(~leaves)]
+
+
+def _class_equilibrium(Q: np.ndarray, members: np.ndarray) -> np.ndarray:
+    p = _gth(Q[np.ix_(members, members)])
+    if p is None:  # pragma: no cover - impossible for an irreducible class
+        raise ValueError("GTH failed on an irreducible class")
     return p
+
+
+def _equilibrium_q(Q: np.ndarray) -> np.ndarray:
+    """Equilibrium of a generator: GTH on its single closed class, 0 on transient states."""
+    k = Q.shape[0]
+    _, closed = _closed_classes(Q)
+    if len(closed) != 1:
+        raise NoUniqueEquilibrium(f"Q has no unique equilibrium: it has {len(closed)} closed "
+                                  "(absorbing) classes of states")
+    p = np.zeros(k)
+    p[closed[0]] = _class_equilibrium(Q, closed[0])
+    return p
+
+
+def _limit_q(Q: np.ndarray, p0: np.ndarray) -> np.ndarray:
+    """lim_{t->inf} p0 exp(Q t): each closed class r keeps its own mass plus what the transient
+    states send it (absorption probabilities h_r = (-Q_TT)^-1 Q_TC_r 1), spread by its
+    equilibrium ([CH95] Q-matrix cookbook; Norris 1997, Markov Chains, sec. 3.3)."""
+    k = Q.shape[0]
+    _, closed = _closed_classes(Q)
+    in_closed = np.zeros(k, dtype=bool)
+    for m in closed:
+        in_closed[m] = True
+    T = np.flatnonzero(~in_closed)
+    mass = np.array([p0[m].sum() for m in closed])
+    if T.size and np.any(p0[T] > 0):
+        rates = np.stack([Q[np.ix_(T, m)].sum(axis=1) for m in closed], axis=1)  # (T, classes)
+        H = np.linalg.solve(-Q[np.ix_(T, T)], rates)  # absorption probabilities
+        mass = mass + p0[T] @ H
+    p = np.zeros(k)
+    for m, w in zip(closed, mass):
+        if w > 0:
+            p[m] = w * _class_equilibrium(Q, m)
+    return p / p.sum()
+
+
+def rest_state(scheme, **conditions) -> np.ndarray:
+    """Occupancy of channels resting under ``conditions`` (V in V, temperature in K,
+    concentrations in M): the equilibrium when it is unique, else the state reached from
+    drug-free rest when the conditions are held indefinitely.
+
+    The second case arises with a trapping blocker present at rest: with no agonist, blocked
+    closed states cannot reopen, so unblocked and trapped states form separate closed classes
+    and "the equilibrium" is undefined.  Channels that have not opened hold no drug, so the
+    start is the equilibrium of the unblocked states (names without ``·``, as built by
+    :func:`ketacore.block`) on their own, and the limit of ``p(t)`` from there under the full
+    conditions (:func:`equilibrium` with ``initial=``) -- what an experiment that applies the
+    drug at rest before stimulating produces.
+
+    Raises
+    ------
+    ValueError
+        No unique equilibrium and the scheme has no blocked (``·``) states, or the unblocked
+        states alone have no unique equilibrium either.
+    """
+    if not _is_scheme(scheme):
+        raise TypeError(f"rest_state needs a Scheme (its state names mark the blocked states), "
+                        f"got {type(scheme).__name__}")
+    m = _resolve(scheme, conditions)
+    try:
+        return _equilibrium_q(m.Q)
+    except NoUniqueEquilibrium as e:
+        names = m.states
+        free = np.array(["·" not in n for n in names])
+        if free.all() or not free.any():
+            raise
+        Qf = m.Q[np.ix_(free, free)].copy()  # the unblocked states' own transitions
+        np.fill_diagonal(Qf, 0.0)
+        np.fill_diagonal(Qf, -Qf.sum(axis=1))
+        try:
+            pf = _equilibrium_q(Qf)
+        except NoUniqueEquilibrium:
+            raise e from None
+        p0 = np.zeros(len(names))
+        p0[free] = pf
+        return _limit_q(m.Q, p0)
 
 
 def _merge(lams: np.ndarray, mats: np.ndarray):
@@ -916,7 +994,7 @@ def _mixture_from(M: np.ndarray, start: np.ndarray, end: np.ndarray, d=None,
 # ---------------------------------------------------------------------------
 
 
-def equilibrium(model, *, open=None, names=None, **conditions) -> np.ndarray:
+def equilibrium(model, *, open=None, names=None, initial=None, **conditions) -> np.ndarray:
     """Equilibrium occupancy of every state.
 
     Parameters
@@ -926,6 +1004,11 @@ def equilibrium(model, *, open=None, names=None, **conditions) -> np.ndarray:
         (M) -- go to ``q_matrix``) or a generator Q in s^-1.
     open, names
         For a raw Q only: open states (indices or boolean mask) and state names.
+    initial : str or array_like, optional
+        A start (a state name, or occupancies of length K, ≥ 0, summing to 1): return
+        ``lim p(t)`` for ``t -> inf`` from it instead.  It equals the equilibrium when that is
+        unique, and is defined also when Q has several closed classes (each keeps the mass the
+        start sends it).  See also :func:`rest_state`.
 
     Returns
     -------
@@ -936,10 +1019,30 @@ def equilibrium(model, *, open=None, names=None, **conditions) -> np.ndarray:
     Raises
     ------
     ValueError
-        Invalid Q, or no unique equilibrium (several closed classes).
+        Invalid Q or ``initial``, or (without ``initial``) no unique equilibrium (several
+        closed classes; :class:`NoUniqueEquilibrium`).
     """
     m = _resolve(model, conditions, open, names)
-    return _equilibrium_q(m.Q)
+    if initial is None:
+        return _equilibrium_q(m.Q)
+    k = m.Q.shape[0]
+    if isinstance(initial, str):
+        p0 = np.zeros(k)
+        p0[_resolve_indices(initial, k, m.states, "initial")] = 1.0
+    else:
+        try:
+            raw = np.asarray(initial)
+        except (TypeError, ValueError):
+            raw = np.asarray(None)
+        if raw.dtype.kind not in "iuf":
+            raise TypeError(f"initial must be a state name or a real occupancy vector, got "
+                            f"{type(initial).__name__}")
+        p0 = raw.astype(float)
+        if p0.shape != (k,) or not np.all(np.isfinite(p0)) or np.any(p0 < 0) \
+                or abs(p0.sum() - 1.0) > 1e-9:
+            raise ValueError(f"initial must be a state name or {k} finite occupancies >= 0 "
+                             f"summing to 1, got {initial!r:.80}")
+    return _limit_q(m.Q, p0)
 
 
 def open_probability(model, *, open=None, names=None, **conditions) -> float:

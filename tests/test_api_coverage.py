@@ -666,7 +666,7 @@ def _engine_calls():
                                               duration=0.1, **kw),
         # (large relaxation so that a noisy 400-channel trace is never flat)
         "block_kinetics": lambda **kw: EXP.block_kinetics(
-            g, b, 1e-5, t_on=1.0, t_off=2.0, n_samples=20,
+            g, b, 1e-5, t_on=1.0, t_off=2.0, n_samples=120,    # (dt resolves 36 ms)
             **({**kw, "n_channels": 400} if "n_channels" in kw else kw)),
         "trapping": lambda **kw: EXP.trapping(g, b, 1e-6, t_block=0.2, t_wash=0.2,
                                               t_recovery=0.2, peak_window=0.05, **kw),

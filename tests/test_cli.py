@@ -31,6 +31,11 @@ def test_run_quick_default(quick_run):
     for word in ("[trapping]", "[use_dependence]", "[dose_response]", "block ME", "block MC",
                  "trapped", "Hill fit", "results.nc", "trapping.png"):
         assert word in r.stdout, word
+    # the trapped column's definition (window means, not the peak of experiments.trapping)
+    flat = " ".join(r.stdout.split())
+    assert "trapped: (1 - I_rec/I_ctl)/block, I_rec and I_ctl = mean currents over the first 100 ms" \
+        in flat
+    assert "kc.experiments.trapping(...).trapped_current" in flat
     for name in ("results.nc", "study.toml", "trapping.png", "use_dependence.png", "dose_response.png",
                  "trapping_occupancy.png", "use_dependence_traces.png"):
         assert (out / name).stat().st_size > 0, name
@@ -119,6 +124,77 @@ def test_other_subcommands():
     assert "ketamine" in cli("blockers").stdout
     r = cli("run", "--help")
     assert r.returncode == 0 and "--scheduler" in r.stdout and "--quick" in r.stdout
+
+
+def test_python_dash_m_ketacore(tmp_path):
+    """``python -m ketacore`` is the ``ketacore`` console script (ketacore.cli:main)."""
+    r = subprocess.run([sys.executable, "-m", "ketacore", "--help"], capture_output=True, text=True,
+                       timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("usage: ketacore") and "run" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "ketacore", "--version"], capture_output=True,
+                       text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.strip() == f"ketacore {kc.__version__}"
+
+
+VOLTAGE_SWEEP = textwrap.dedent("""
+    name = "vsweep"
+    model = "erreger2005_2a"
+    blockers = ["memantine"]
+    n_channels = 20
+    n_trials = 2
+    dt = "10 ms"
+    rng = 3
+
+    [parameters]
+    V = "-70 mV"
+    memantine = "10 uM"
+
+    [protocols.train]
+    initial = "R"
+
+    [protocols.train.sweep]
+    V = ["-70 mV", "-30 mV"]
+
+    [[protocols.train.segments]]
+    duration = "0.2 s"
+    V = "$V"
+    glutamate = "1 mM"
+    memantine = "$memantine"
+
+    [outputs]
+    figures = ["traces", "occupancy"]
+""")
+
+
+def test_voltage_sweep_from_the_cli(tmp_path):
+    """The review's reproduction: a sweep axis named V used to exit 1 with a raw xarray error
+    after every chunk had run."""
+    spec = tmp_path / "my.toml"
+    spec.write_text(VOLTAGE_SWEEP)
+    out = tmp_path / "out"
+    r = cli("run", str(spec), "-o", str(out), "--workers", "1", "-q")
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    assert (out / "train_traces.png").stat().st_size > 0
+    assert (out / "train_occupancy.png").stat().st_size > 0
+    ds = kc.study.open_results(out / "results.nc")["train"].to_dataset()
+    assert ds["V"].dims == ("sweep_V", "time")
+    assert ds["sweep_V"].values.tolist() == pytest.approx([-0.070, -0.030])
+    before = (out / "results.nc").read_bytes()
+    r = cli("run", str(spec), "-o", str(out), "--workers", "1", "-q")   # re-run: resumes, same bytes
+    assert r.returncode == 0, r.stderr
+    assert (out / "results.nc").read_bytes() == before
+
+
+def test_header_shows_every_swept_model(tmp_path):
+    spec = tmp_path / "models.toml"
+    spec.write_text(VOLTAGE_SWEEP.replace('V = ["-70 mV", "-30 mV"]',
+                                          'model = ["erreger2005_2a", "erreger2005_2b"]')
+                    .replace('figures = ["traces", "occupancy"]', "figures = false"))
+    r = cli("run", str(spec), "-o", str(tmp_path / "o"), "--workers", "1", "-q")
+    assert r.returncode == 0, r.stderr
+    assert "[train] protocol: erreger2005_2a+mem, erreger2005_2b+mem (model swept)" in r.stdout
 
 
 @pytest.mark.slow

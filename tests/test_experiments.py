@@ -147,6 +147,108 @@ def test_block_kinetics_default_durations_and_two_exponentials():
     assert 0 < r.fraction_on[-1] < 0.2
 
 
+def _exact_block_relaxation(blocker, c, V=-70 * mV, agonist=None):
+    """(taus, I/I0 amplitudes, control equilibrium) of the onset of block by ``c`` of
+    ``blocker`` on erreger2005_2a with 1 mM glutamate, from ketacore.theory directly."""
+    from ketacore.blockers import block
+    g = kc.models.get("erreger2005_2a")
+    s = block(g, kc.blockers.get(blocker))
+    ag = agonist or {"glutamate": 1 * mM}
+    p0 = np.zeros(s.n_states)
+    p0[s.indices(g.states)] = theory.equilibrium(g, V=V, **ag)
+    gv = np.asarray(s.conductance, float)
+    rel = theory.relaxation(s, initial=p0, V=V, **ag, **{kc.blockers.get(blocker).ligand: c})
+    amps = np.real(np.asarray(rel.amplitudes)) @ gv / (p0 @ gv)
+    return np.real(np.asarray(rel.taus)), amps, rel
+
+
+def test_block_kinetics_mg_defaults_resolve_the_fast_block():
+    # Mg2+ block is carried (99 %) by a ~17 us component; the old defaults (8 x the slowest
+    # occupancy component, 1.1 s -> a 4.4 ms grid step) fitted 0.66 ms / 1.4 ms
+    taus, amps, rel = _exact_block_relaxation("mg", 1 * mM)
+    i = int(np.argmax(np.abs(amps)))
+    assert abs(amps[i]) > 0.9 * np.abs(amps).sum()
+    tau_fast = taus[i]
+    assert 15e-6 < tau_fast < 20e-6                       # literature ~17-31 us
+    r = E.block_kinetics("erreger2005_2a", "mg", 1 * mM)
+    assert r.tau_on == pytest.approx(tau_fast, rel=0.02)
+    assert r.time_on[1] <= tau_fast / 4                    # the grid resolves it
+    assert r.time_on[-1] == pytest.approx(8 * tau_fast, rel=1e-6)
+    # theory_tau_on is the largest-amplitude Po component (was 1.104 s: the largest |a tau|)
+    po = np.real(np.asarray(rel.popen_amplitudes))
+    assert r.theory_tau_on == pytest.approx(taus[int(np.argmax(np.abs(po)))], rel=1e-9)
+    assert r.theory_tau_on == pytest.approx(tau_fast, rel=1e-9)
+    assert "1.677e-05 s (99% of the amplitude)" in r.summary()
+    # recovery: within the exact components that carry it, on a resolving grid
+    big = r.theory_taus_off[np.abs(r.theory_amps_off) >= 0.1 * np.abs(r.theory_amps_off).max()]
+    assert big.min() <= r.tau_off <= big.max() and r.time_off[1] <= big.min() / 4
+    assert r.k_on_apparent == pytest.approx(5.7e7, rel=0.05)   # was 7.9e5
+    # user-given short windows agree (the 16.8 us of the review)
+    u = E.block_kinetics("erreger2005_2a", "mg", 1 * mM, t_on=0.2 * ms, t_off=0.5 * ms)
+    assert u.tau_on == pytest.approx(tau_fast, rel=0.02)
+
+
+def test_block_kinetics_mg_onset_is_monotone_in_voltage():
+    vs = [-100 * mV, -70 * mV, -40 * mV, -20 * mV]
+    taus = [E.block_kinetics("erreger2005_2a", "mg", 1 * mM, V=v).tau_on for v in vs]
+    assert np.all(np.diff(taus) > 0), taus                 # weaker, slower block on depolarising
+    for v, t in zip(vs, taus):
+        tt, aa, _ = _exact_block_relaxation("mg", 1 * mM, V=v)
+        assert t == pytest.approx(tt[np.argmax(np.abs(aa))], rel=0.1)
+
+
+def test_block_kinetics_ketamine_defaults_unchanged_and_match_exact_relaxation():
+    taus, amps, rel = _exact_block_relaxation("ketamine", 10 * uM)
+    carriers = taus[np.abs(amps) >= 0.1 * np.abs(amps).max()]
+    r = E.block_kinetics("erreger2005_2a", "ketamine", 10 * uM)
+    # same default grid as before (8 x 1.37 s, 2000 points) and the same fits
+    assert carriers.max() == pytest.approx(1.3665, rel=1e-3)
+    assert r.time_on.size == 2000 and r.time_on[-1] == pytest.approx(8 * carriers.max())
+    assert r.tau_on == pytest.approx(0.6083, rel=1e-3)
+    assert r.tau_off == pytest.approx(5.113, rel=1e-3)
+    # the trace is the exact relaxation, and the fitted tau lies within its carriers
+    exact = 1.0 + np.exp(-np.outer(r.time_on, 1 / taus)) @ amps - amps.sum()
+    np.testing.assert_allclose(r.fraction_on, exact, atol=1e-8)
+    assert carriers.min() < r.tau_on < carriers.max() and r.time_on[1] < carriers.min() / 4
+    assert r.theory_tau_on == pytest.approx(taus[np.argmax(np.abs(amps))], rel=1e-9)
+
+
+def test_block_kinetics_refuses_taus_of_a_few_grid_steps():
+    # 20 ms / 1999 = 10 us step: the 17 us Mg2+ block spans 1.7 steps
+    with pytest.raises(ValueError, match=r"onset phase: fitted tau .* grid steps \(dt = "
+                       r"t_on/\(n_samples - 1\).*t_on <= .* or n_samples >= 4\d\d\d"):
+        E.block_kinetics("erreger2005_2a", "mg", 1 * mM, t_on=20 * ms, n_samples=2000)
+    # ketamine on a 55 ms grid: the single exponential (94 ms) was 1.7 steps
+    with pytest.raises(ValueError, match="grid steps.*t_on"):
+        E.block_kinetics("erreger2005_2a", "ketamine", 10 * uM, n_samples=200)
+    # the old default window with automatic n_samples: refused, naming t_on and n_samples
+    with pytest.raises(ValueError, match="t_on.*n_samples >= .*t_on <= "):
+        E.block_kinetics("erreger2005_2a", "mg", 1 * mM, t_on=8.8 * s)
+    with pytest.raises(ValueError, match="t_off=8.8 s with n_samples=2000 gives a grid step"):
+        E.block_kinetics("erreger2005_2a", "mg", 1 * mM, t_off=8.8 * s, n_samples=2000)
+
+
+def test_block_kinetics_two_exponentials_have_standard_errors():
+    r = E.block_kinetics("erreger2005_2a", "ketamine", 10 * uM, n_exponentials=2)
+    for tau, se in ((r.tau_on, r.tau_on_se), (r.tau_off, r.tau_off_se)):
+        assert np.isfinite(se) and 0 < se < 0.05 * tau
+    assert r.tau_on == pytest.approx(np.sum(r.weights_on * r.taus_on))
+    # delta-method SE against a finite-difference propagation of the same fit covariance
+    from scipy import optimize
+    t, y = r.time_on, r.fraction_on
+
+    def f(tt, a1, t1, a2, t2, c):
+        return a1 * np.exp(-tt / t1) + a2 * np.exp(-tt / t2) + c
+    p0 = (r.weights_on[0], r.taus_on[0], r.weights_on[1], r.taus_on[1], y[-1])
+    popt, pcov = optimize.curve_fit(f, t, y, p0=p0, maxfev=20000)
+
+    def tw(p):
+        return (abs(p[0]) * p[1] + abs(p[2]) * p[3]) / (abs(p[0]) + abs(p[2]))
+    gr = np.array([(tw(popt + h) - tw(popt - h)) / (2 * h[k])
+                   for k, h in enumerate(np.diag(np.abs(popt) * 1e-6))])
+    assert r.tau_on_se == pytest.approx(math.sqrt(gr @ pcov @ gr), rel=0.05)
+
+
 # --------------------------------------------------------------------------- trapping
 def _trap_oracle(scheme, cond_block, cond_wash, p0, t_block, t_wash, blocked):
     Q1 = scheme.q_matrix(**cond_block)
@@ -316,6 +418,22 @@ def test_stochastic_is_reproducible():
     assert a.block == b.block and np.array_equal(a.blocked, b.blocked)
 
 
+def test_stochastic_generator_rng_gives_replicates_and_entropy_reproduces():
+    b = drug(mode="sequential", k_on=1e6, k_off=1.0)
+    kw = dict(t_on=4 * s, t_off=6 * s, n_samples=101, method="stochastic", n_channels=300,
+              n_trials=3)
+    g = np.random.default_rng(2024)
+    r1 = E.block_kinetics(two_state(), b, 2 * uM, rng=g, **kw)
+    r2 = E.block_kinetics(two_state(), b, 2 * uM, rng=g, **kw)
+    assert r1.meta["entropy"] != r2.meta["entropy"]
+    assert not np.array_equal(r1.fraction_on, r2.fraction_on)
+    g = np.random.default_rng(2024)
+    assert np.array_equal(E.block_kinetics(two_state(), b, 2 * uM, rng=g, **kw).fraction_on,
+                          r1.fraction_on)
+    again = E.block_kinetics(two_state(), b, 2 * uM, rng=r2.meta["entropy"], **kw)
+    assert np.array_equal(again.fraction_on, r2.fraction_on) and again.tau_on == r2.tau_on
+
+
 # --------------------------------------------------------------------------- result objects
 def test_result_objects_frozen_tables_summaries_plots():
     r = E.ic50("erreger2005_2a", "ketamine")
@@ -324,7 +442,9 @@ def test_result_objects_frozen_tables_summaries_plots():
     with pytest.raises(ValueError):
         r.fraction[0] = 0.0
     results = [r, E.woodhull("erreger2005_2a", "ketamine", [-80 * mV, -40 * mV, 0.0]),
-               E.block_kinetics("erreger2005_2a", "ketamine", 10 * uM, n_samples=200),
+               # (default grid: n_samples=200 is refused, its 55 ms step cannot resolve the
+               # 28/48 ms components and the fitted tau was 1.7 grid steps)
+               E.block_kinetics("erreger2005_2a", "ketamine", 10 * uM),
                E.trapping("erreger2005_2a", "memantine"),
                E.use_dependence("erreger2005_2a", "ketamine", 1 * uM, [0.0, 1.0],
                                 duration=5 * s, washout=5 * s, n_samples=20)]

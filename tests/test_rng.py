@@ -163,9 +163,14 @@ def test_root_entropy_spec7():
     assert isinstance(e, int) and e >= 0
     assert _rng.root_entropy(np.random.SeedSequence(123)) == 123
     assert _rng.root_entropy(np.random.SeedSequence([1, 2])) == (1, 2)
+    # a Generator is a source of randomness (SPEC 7): 128 bits are drawn from it, advancing it
     g = np.random.default_rng(99)
-    assert _rng.root_entropy(g) == 99
-    assert _rng.root_entropy(g) == 99  # not advanced
+    e1, e2 = _rng.root_entropy(g), _rng.root_entropy(g)
+    assert isinstance(e1, int) and 0 <= e1 < 2**128 and e1 != e2 and e1 != 99
+    w = np.random.default_rng(99).integers(0, 2**32, size=4, dtype=np.uint64)
+    assert e1 == sum(int(x) << (32 * i) for i, x in enumerate(w))      # documented draw
+    g2 = np.random.default_rng(99)
+    assert (_rng.root_entropy(g2), _rng.root_entropy(g2)) == (e1, e2)  # same seed reproduces
     child = np.random.SeedSequence(5).spawn(1)[0]
     gc = np.random.Generator(np.random.PCG64(child))
     e1 = _rng.root_entropy(gc)

@@ -488,3 +488,219 @@ def test_model_sweep(small):
     assert ds["response_det"].dims == ("model", "ketamine")
     assert list(ds["model"].values) == ["erreger2005_2a", "erreger2005_2b"]
     assert ds["ic50_det"].dims == ("model",)
+
+
+# ----------------------------------------------------------------------------- review fixes
+# A voltage sweep: [parameters] V, sweep V.  V (the voltage trace) and time are names of the
+# Dataset itself; the sweep dimensions become sweep_V and sweep_time.
+VSWEEP = textwrap.dedent("""
+    name = "vsweep"
+    model = "erreger2005_2a"
+    blockers = ["memantine"]
+    n_channels = 20
+    n_trials = 3
+    dt = "10 ms"
+    rng = 3
+    keep_trials = 2
+
+    [parameters]
+    V = "-70 mV"
+    time = "0.2 s"
+    memantine = "10 uM"
+
+    [protocols.dr]
+    initial = "R"
+    analysis = { kind = "dose_response", concentration = "memantine" }
+
+    [protocols.dr.sweep]
+    V = ["-70 mV", "-30 mV"]
+    memantine = ["1 uM", "10 uM"]
+
+    [[protocols.dr.segments]]
+    duration = "$time"
+    V = "$V"
+    glutamate = "1 mM"
+    memantine = "$memantine"
+
+    [protocols.dur]
+    initial = "R"
+
+    [protocols.dur.sweep]
+    time = ["0.1 s", "0.2 s"]
+    memantine = ["1 uM", "10 uM"]
+
+    [[protocols.dur.segments]]
+    duration = "$time"
+    V = "$V"
+    glutamate = "1 mM"
+    memantine = "$memantine"
+
+    [outputs]
+    figures = false
+""")
+
+
+def test_sweep_dimensions_never_collide():
+    assert S.sweep_dimensions(["ketamine", "model"]) == {"ketamine": "ketamine", "model": "model"}
+    assert S.sweep_dimensions(["V", "time"]) == {"V": "sweep_V", "time": "sweep_time"}
+    # the renamed dimension is itself a sweep axis: prefixed again
+    assert S.sweep_dimensions(["V", "sweep_V"]) == {"V": "sweep_sweep_V", "sweep_V": "sweep_V"}
+    for name in ("V", "time", "state", "n_samples", "trial", "kept_trial", "pulse", "block_mc",
+                 "trapped_mc_sem", "ic50_det"):
+        assert name in S.DATASET_NAMES
+
+
+def test_voltage_sweep_runs_and_resumes(tmp_path):
+    """A sweep axis named V (or time) is a sweep_V dimension; it used to run every chunk and then
+    crash in assembly ('variables {'V'} are found in both data_vars and coords')."""
+    st = kc.Study.from_toml(VSWEEP)
+    out = tmp_path / "v"
+    tree = kc.run_study(st, output=out, progress=False, workers=1)
+    ds = tree["dr"].to_dataset()
+    assert ds["V"].dims == ("sweep_V", "memantine", "time")
+    assert ds["sum_counts"].dims == ("sweep_V", "memantine", "time", "state")
+    np.testing.assert_allclose(ds["sweep_V"].values, [-0.070, -0.030])
+    assert ds["sweep_V"].attrs == {"parameter": "V", "units": "V", "long_name": "swept parameter V"}
+    assert S.json.loads(ds.attrs["sweep_dims"]) == {"V": "sweep_V", "memantine": "memantine"}
+    # each point ran at its own voltage (the trace and the driving force follow the sweep)
+    np.testing.assert_allclose(ds["V"].sel(sweep_V=-0.030).values, -0.030)
+    np.testing.assert_allclose(ds["V"].sel(sweep_V=-0.070).values, -0.070)
+    # memantine's block is voltage dependent: a Hill fit per voltage, weaker at -30 mV
+    assert ds["ic50_det"].dims == ("sweep_V",)
+    ic50 = ds["ic50_det"].values
+    assert np.all(np.isfinite(ic50)) and ic50[1] > 1.5 * ic50[0]
+    assert ds["ic50_det"].attrs["units"] == "M"
+    dur = tree["dur"].to_dataset()
+    assert dur["sum_counts"].dims == ("sweep_time", "memantine", "time", "state")
+    assert dur["sweep_time"].attrs["units"] == "s"
+    assert list(dur["n_samples"].values[:, 0]) == [11, 21]   # 0.1 s and 0.2 s at dt = 10 ms
+    # the summary table and the file work with the renamed dimensions
+    text = S.summary_table(tree)
+    assert "sweep_V" in text and "-30 mV" in text and "response ME" in text
+    ref = sha(out / "results.nc")
+    reopened = S.open_results(out / "results.nc")
+    xr.testing.assert_identical(reopened["dr"].to_dataset(), ds)
+    # re-running into the same folder: nothing is computed again, same bytes
+    calls = []
+
+    class Counting(cf.ThreadPoolExecutor):
+        def submit(self, fn, *a, **k):
+            calls.append(a)
+            return super().submit(fn, *a, **k)
+
+    with Counting(1) as ex:
+        kc.run_study(st, ex, output=out, progress=False)
+    assert calls == [] and sha(out / "results.nc") == ref
+
+
+def test_voltage_sweep_folder_of_a_failed_assembly_resumes(tmp_path, monkeypatch):
+    """A folder whose chunks are all on disk but whose assembly failed (what the old version left
+    after its crash) finishes without recomputing and gives the bytes of a fresh run."""
+    st = kc.Study.from_toml(VSWEEP)
+    fresh = tmp_path / "fresh"
+    kc.run_study(st, output=fresh, progress=False, workers=1)
+    out = tmp_path / "crashed"
+
+    def boom(*a, **k):
+        raise ValueError("variables {'V'} are found in both data_vars and coords")
+
+    with monkeypatch.context() as m:
+        m.setattr(S, "_assemble", boom)
+        with pytest.raises(ValueError, match="both data_vars and coords"):
+            kc.run_study(st, output=out, progress=False, workers=1)
+    assert list((out / "chunks").rglob("*.npz")) and not (out / "results.nc").exists()
+
+    def no_compute(*a, **k):
+        raise AssertionError("a finished chunk was computed again")
+
+    monkeypatch.setattr(S, "_run_chunk", no_compute)
+    kc.run_study(st, output=out, progress=False, workers=1)
+    assert sha(out / "results.nc") == sha(fresh / "results.nc")
+
+
+def test_dose_response_axis_checked_before_compute():
+    """The dose-response fit needs a concentration sweep axis: refused when the study is checked
+    (it used to fail after every chunk had run)."""
+    d = S._toml_loads(SMALL)
+    d["protocols"] = {"dr": d["protocols"]["dr"]}
+    d["protocols"]["dr"]["analysis"]["concentration"] = "glutamate"
+    with pytest.raises(S.StudyError, match=r"\[protocols.dr\].analysis.concentration: must name a "
+                                           r"sweep axis.*\['ketamine'\].*'glutamate'"):
+        kc.Study.from_dict(d)
+    d["protocols"]["dr"]["analysis"] = {"kind": "dose_response"}
+    d["protocols"]["dr"]["sweep"] = {}
+    with pytest.raises(S.StudyError, match=r"analysis.concentration: dose_response needs a "
+                                           "concentration sweep axis"):
+        kc.Study.from_dict(d)
+
+
+def _assert_all_documented(ds, where):
+    for name in list(ds.data_vars) + list(ds.coords):
+        attrs = ds[name].attrs
+        assert isinstance(attrs.get("units"), str) and attrs["units"], f"{where}: {name} has no units"
+        assert isinstance(attrs.get("long_name"), str) and attrs["long_name"], \
+            f"{where}: {name} has no long_name"
+
+
+def test_every_variable_has_units_and_long_name(reference, small):
+    tree, _ = reference
+    for part in ("trap", "train", "dr"):
+        ds = tree[part].to_dataset()
+        _assert_all_documented(ds, part)
+        # (and every name is one the sweep dimensions are kept clear of)
+        assert set(ds.variables) - set(S.sweep_dimensions(list(small.parts[part].sweep)).values()) \
+            <= S.DATASET_NAMES
+    trap = tree["trap"].to_dataset()
+    assert trap["open_probability_mc"].attrs["units"] == "1"
+    assert trap["block_trials"].attrs["units"] == "1"
+    assert trap["block_mc_sem"].attrs["long_name"].startswith("standard error of the mean")
+    assert trap["current_trials"].attrs["units"] == "A"
+    assert trap["time"].attrs["units"] == "s" and trap["ketamine"].attrs["units"] == "M"
+    train = tree["train"].to_dataset()
+    assert train["block_by_pulse_mc"].attrs["units"] == "1"
+    assert train["pulse"].attrs["long_name"].startswith("pulse number")
+    # the file keeps them
+    st = small.replace(record="counts", n_trials=2)
+    st.parts = {"trap": st.parts["trap"]}
+    _assert_all_documented(kc.run_study(st, progress=False, workers=1)["trap"].to_dataset(), "counts")
+
+
+def test_trapped_definition_is_stated(reference):
+    """The study's trapped fraction (early-window means) is not the peak-current definition of
+    experiments.trapping; the attributes and the summary say which one it is."""
+    tree, _ = reference
+    trap = tree["trap"].to_dataset()
+    for v in ("trapped_det", "trapped_mc", "trapped_trials", "trapped_mc_sem"):
+        d = trap[v].attrs["definition"]
+        assert "first 100 ms of the 'recovery'" in d and "last 200 ms of 'block'" in d, d
+        assert "experiments.trapping(...).trapped_current" in d and "peak" in d
+        assert trap[v].attrs["units"] == "1"
+    assert "study definition" in trap["trapped_mc"].attrs["long_name"]
+    assert "occupancy definition" in trap["trapped_occupancy_mc"].attrs["long_name"]
+    assert "experiments.trapping(...).trapped_occupancy" in trap["trapped_occupancy_det"].attrs["definition"]
+    text = S.summary_table(tree)
+    assert "mean currents over the first 100 ms of" in text
+    assert "kc.experiments.trapping(...).trapped_current" in text
+
+
+def test_to_xarray_units_and_long_names():
+    sch = kc.blockers.block(kc.models.get("erreger2005_2a"), kc.blockers.get("ketamine"))
+    prot = kc.Step(0.05, glutamate=1e-3, ketamine=1e-6)
+    _assert_all_documented(kc.solve(sch, prot, 0.01, initial="R").to_xarray(), "solve")
+    for record in ("counts", "summary"):
+        ds = kc.simulate(sch, prot, 0.01, 10, n_trials=2, rng=1, initial="R", record=record).to_xarray()
+        _assert_all_documented(ds, record)
+        assert ds["current"].attrs["units"] == "A" and ds["V"].attrs["units"] == "V"
+    assert set(ds.data_vars) == {"mean", "var", "open_probability", "current", "V"}
+
+
+def test_model_sweep_header_names_every_model(small):
+    st = small.replace(n_trials=2, n_channels=10)
+    st.parts = {"dr": st.parts["dr"]}
+    st.parts["dr"].sweep = {"model": ["erreger2005_2a", "erreger2005_2b"], "ketamine": ["1 uM", "3 uM"]}
+    tree = kc.run_study(st, progress=False, workers=1)
+    ds = tree["dr"].to_dataset()
+    assert ds.attrs["scheme"] == "erreger2005_2a+ket, erreger2005_2b+ket"
+    assert ds["model"].attrs["units"] == "1" and ds["model"].attrs["parameter"] == "model"
+    head = S.summary_table(tree).splitlines()[0]
+    assert "erreger2005_2a+ket, erreger2005_2b+ket (model swept)" in head, head

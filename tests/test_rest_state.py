@@ -1,0 +1,146 @@
+"""Rest states with trapping blockers: the long-run limit from a start
+(theory.equilibrium(initial=)), theory.rest_state, a protocol's rest conditions (pulse trains
+start from rest, not from the steady state of their first pulse), and the experiments that start
+from rest with a trapping background blocker (Mg2+)."""
+import pickle
+
+import numpy as np
+import pytest
+import scipy.linalg as sl
+
+import ketacore as kc
+from ketacore import experiments as E
+from ketacore import theory
+from ketacore.units import mM, ms, mV, uM
+
+V70 = -70 * mV
+
+
+@pytest.fixture(scope="module")
+def ket():
+    return kc.block(kc.models.get("erreger2005_2a"), "ketamine")
+
+
+def _blocked(scheme):
+    return np.array(["·" in s for s in scheme.states])
+
+
+@pytest.fixture(scope="module")
+def mg():
+    # the library Mg2+ traps (Clarke & Johnson 2008) and has no escape route
+    return kc.block(kc.models.get("erreger2005_2a"), "mg")
+
+
+def test_limit_from_a_start_matches_expm_when_trapping_splits_the_chain(mg):
+    # channels equilibrated in agonist + Mg2+, then both removed: the open-blocked ones either
+    # unblock (and rest unblocked) or close with the ion trapped, so the chain has two closed
+    # classes and the long-run state depends on the start.  Oracle: p0 expm(Q t) at a t long
+    # past every relaxation (checked converged between t and 2t).
+    p0 = theory.equilibrium(mg, V=V70, glutamate=1 * mM, mg=1 * mM)
+    with pytest.raises(theory.NoUniqueEquilibrium, match="2 closed"):
+        theory.equilibrium(mg, V=V70)
+    got = theory.equilibrium(mg, V=V70, initial=p0)
+    Q = mg.q_matrix(V=V70)
+    ref = p0 @ sl.expm(Q * 1e3)
+    assert np.abs(ref - p0 @ sl.expm(Q * 2e3)).max() < 1e-13
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+    trapped = got[_blocked(mg)].sum()
+    assert 0.05 < trapped < p0[_blocked(mg)].sum()  # some of the block stays trapped
+    assert got.sum() == pytest.approx(1.0, abs=1e-14)
+
+
+def test_limit_from_a_start_is_the_equilibrium_when_unique(ket):
+    cond = dict(V=V70, glutamate=1 * mM, ketamine=1 * uM)
+    start = np.zeros(ket.n_states)
+    start[ket.index("R")] = 1.0
+    np.testing.assert_allclose(theory.equilibrium(ket, initial=start, **cond),
+                               theory.equilibrium(ket, **cond), rtol=0, atol=1e-14)
+    np.testing.assert_allclose(theory.equilibrium(ket, initial="R", **cond),
+                               theory.equilibrium(ket, **cond), rtol=0, atol=1e-14)
+
+
+def test_limit_from_a_start_raw_q_and_bad_starts():
+    # raw Q: A <-> B, C absorbing fed from B, D absorbing fed from A
+    Q = np.array([[-3.0, 1.0, 0.0, 2.0], [4.0, -5.0, 1.0, 0.0], [0, 0, 0, 0], [0, 0, 0, 0]])
+    got = theory.equilibrium(Q, initial=[1, 0, 0, 0], names=["A", "B", "C", "D"])
+    # absorption from A: h_A(C) = (1/3) h_B(C), h_B(C) = 4/5 h_A(C) + 1/5  =>  h_A(C) = 1/11
+    np.testing.assert_allclose(got, [0, 0, 1 / 11, 10 / 11], atol=1e-15)
+    np.testing.assert_allclose(theory.equilibrium(Q, initial="B", names="ABCD"),
+                               [0, 0, 3 / 11, 8 / 11], atol=1e-15)
+    with pytest.raises(ValueError, match="initial"):
+        theory.equilibrium(Q, initial=[0.5, 0, 0, 0])
+    with pytest.raises(ValueError, match="initial"):
+        theory.equilibrium(Q, initial=[1, 0, 0])
+    with pytest.raises(TypeError, match="initial"):
+        theory.equilibrium(Q, initial=[1j, 0, 0, 0])
+
+
+def test_rest_state_is_drug_free_rest_with_a_trapping_drug_and_no_agonist(ket, mg):
+    g = kc.models.get("erreger2005_2a")
+    free = theory.equilibrium(g, V=V70)
+    for s, drug in ((mg, {"mg": 1 * mM}), (ket, {"ketamine": 1 * uM})):
+        p = theory.rest_state(s, V=V70, **drug)
+        np.testing.assert_array_equal(p[_blocked(s)], 0.0)
+        np.testing.assert_allclose(p[s.indices(g.states)], free, rtol=0, atol=1e-15)
+    # a unique equilibrium is returned as is (same bytes as theory.equilibrium)
+    cond = dict(V=V70, glutamate=1 * mM, ketamine=1 * uM)
+    assert theory.rest_state(ket, **cond).tobytes() == theory.equilibrium(ket, **cond).tobytes()
+    with pytest.raises(TypeError, match="Scheme"):
+        theory.rest_state(ket.q_matrix(V=V70))
+
+
+def test_rest_state_refuses_a_reducible_scheme_without_blocked_states():
+    s = kc.Scheme(["A", "B", "C"], [("A", "B", 1.0), ("A", "C", 2.0)], {"B": 1e-12})
+    with pytest.raises(theory.NoUniqueEquilibrium):
+        theory.rest_state(s)
+
+
+# ------------------------------------------------------------------ protocol rest conditions
+def test_pulse_train_rest_is_the_between_pulse_conditions():
+    tr = kc.pulse_train(3, 10.0, 1 * ms, V=-60 * mV, during={"glutamate": 1 * mM},
+                        between={"ketamine": 1 * uM})
+    assert tr.rest_conditions == {"V": -60 * mV, "temperature": None, "ketamine": 1 * uM}
+    assert tr.steps[0].concentrations["glutamate"] == 1 * mM
+    # kept by concatenation (a leading protocol's), repetition and pickling; part of equality
+    both = tr + kc.Step(0.1, glutamate=1 * mM)
+    assert both.rest == tr.rest and (tr * 2).rest == tr.rest
+    assert kc.Protocol([kc.Step(0.1), tr]).rest is None
+    assert pickle.loads(pickle.dumps(tr)) == tr
+    plain = kc.Protocol(list(tr.steps))
+    assert plain != tr and plain.rest is None
+    assert plain.rest_conditions["glutamate"] == 1 * mM  # first step's conditions
+    with pytest.raises(TypeError, match="rest must be a Step"):
+        kc.Protocol(list(tr.steps), rest={"glutamate": 0.0})
+
+
+def test_solve_and_simulate_start_a_train_at_rest(ket):
+    # before: a train started at the steady state of its first (agonist) pulse, i.e.
+    # desensitised and already blocked; now at rest in the bath drug: no channel holds ketamine
+    tr = kc.pulse_train(10, 1.0, 1 * ms, during={"glutamate": 1 * mM},
+                        between={"ketamine": 1 * uM})
+    r = kc.solve(ket, tr, 1 * ms)
+    np.testing.assert_array_equal(r.occupancy[0], theory.rest_state(ket, V=tr.steps[0].V,
+                                                                    ketamine=1 * uM))
+    assert r.occupancy[0][_blocked(ket)].sum() == 0.0
+    # use dependence, not facilitation: the 10th response is smaller than the first
+    po = r.open_probability
+    first, last = po[: 1000].max(), po[9000:].max()
+    assert last < 0.8 * first
+    # the stochastic engine starts from the same state: every channel in R at t = 0
+    mc = kc.simulate(ket, tr, 1 * ms, n_channels=50, rng=3, n_threads=1)
+    assert mc.counts[0, 0, ket.index("R")] == 50
+
+
+# ------------------------------------------------------------------ experiments from rest
+def test_use_dependence_and_peak_ic50_with_background_mg():
+    # both start from drug-free rest; with trapping Mg2+ in the bath that rest had two
+    # absorbing classes and raised ValueError("Q has no unique equilibrium")
+    kw = dict(also=["mg"], background={"mg": 1 * mM})
+    with_mg = E.use_dependence("erreger2005_2a", "ketamine", 1 * uM, [0, 1], **kw)
+    without = E.use_dependence("erreger2005_2a", "ketamine", 1 * uM, [0, 1])
+    assert with_mg.blocked[0] == 0.0
+    # Mg2+ occupies the pore at -70 mV and slows ketamine's use-dependent block
+    assert 0 < with_mg.blocked[1] < 0.5 * without.blocked[1]
+    r = E.ic50("erreger2005_2a", "ketamine", [1 * uM, 10 * uM, 100 * uM], kind="peak",
+               duration=0.1, **kw)
+    assert np.all(np.diff(r.fraction) < 0)
