@@ -125,7 +125,8 @@ def _label(ds, dim: str, v) -> str:
     from .study import _axis_label
     if dim == "model":
         return str(v)
-    return f"{dim} {_axis_label(v, ds[dim].attrs.get('units', ''))}".replace("uM", "µM")
+    name = ds[dim].attrs.get("parameter", dim)  # a renamed sweep axis (sweep_V) shows as V
+    return f"{name} {_axis_label(v, ds[dim].attrs.get('units', ''))}".replace("uM", "µM")
 
 
 def _plain_log(ax, axis: str = "x") -> None:
@@ -302,34 +303,47 @@ def _hill(c, ic50, nh):
 
 def dose_response(ds, path: str | os.PathLike | None = None, *, figsize=(6.5, 4.5), dpi: int = DPI):
     """Response (current relative to the drug-free control) vs concentration (µM, log axis):
-    Monte Carlo mean ± SEM, master equation, Hill fits with IC50 marked."""
+    Monte Carlo mean ± SEM, master equation, Hill fits with IC50 marked.  With further sweep
+    axes (e.g. V or model) one set of curves per point, in its own colour."""
     dpi, figsize = _check_output(path, dpi, figsize)
     plt = _plt()
     ds = _ds(ds)
     dims = _sweep_dims(ds)
     axis = next((d for d in dims if ds[d].attrs.get("units") == "M"), dims[0])
+    others = [d for d in dims if d != axis]
     c = ds[axis].values
     fig, ax = plt.subplots(figsize=figsize, constrained_layout=True)
     cc = np.geomspace(c[c > 0].min() / 3, c.max() * 3, 200)
-    if "response_det" in ds:
-        ax.plot(c * 1e6, ds["response_det"].values, "s", mfc="none", color=_DET, label="master equation")
-    if "response_mc" in ds:
-        sem = ds["response_mc_sem"].values if "response_mc_sem" in ds else None
-        ax.errorbar(c * 1e6, ds["response_mc"].values, yerr=sem, fmt="o", color=_MC, ms=5, capsize=3,
-                    label=f"Monte Carlo ({ds.attrs.get('n_trials')} trials × {ds.attrs.get('n_channels')} ch)")
-    for src, col, ls in (("det", _DET, "--"), ("mc", _MC, "-")):
-        if f"ic50_{src}" in ds and ds[f"ic50_{src}"].ndim == 0 and np.isfinite(float(ds[f"ic50_{src}"])):
-            ic, nh = float(ds[f"ic50_{src}"]), float(ds[f"hill_{src}"])
-            ax.plot(cc * 1e6, _hill(cc, ic, nh), color=col, ls=ls, lw=1,
-                    label=f"Hill fit ({'ME' if src == 'det' else 'MC'}): IC50 {ic * 1e6:.2f} µM, nH {nh:.2f}")
-            ax.axvline(ic * 1e6, color=col, ls=":", lw=0.8)
+    points = [dict(zip(others, idx)) for idx in np.ndindex(*[ds.sizes[d] for d in others])]
+    single = len(points) == 1
+    for k, pt in enumerate(points):
+        sub = ds.isel(pt) if pt else ds
+        tag = "" if single else ", ".join(_label(ds, d, ds[d].values[i]) for d, i in pt.items())
+        col_mc = _MC if single else f"C{k % 10}"
+        col_det = _DET if single else f"C{k % 10}"
+        pre = "" if single else f"{tag}: "
+        if "response_det" in sub:
+            ax.plot(c * 1e6, sub["response_det"].values, "s", mfc="none", color=col_det,
+                    label=f"{pre}master equation")
+        if "response_mc" in sub:
+            sem = sub["response_mc_sem"].values if "response_mc_sem" in sub else None
+            ax.errorbar(c * 1e6, sub["response_mc"].values, yerr=sem, fmt="o", color=col_mc, ms=5,
+                        capsize=3, label=f"{pre}Monte Carlo ({ds.attrs.get('n_trials')} trials × "
+                                         f"{ds.attrs.get('n_channels')} ch)")
+        for src, col, ls in (("det", col_det, "--"), ("mc", col_mc, "-")):
+            if f"ic50_{src}" in sub and sub[f"ic50_{src}"].ndim == 0 and np.isfinite(float(sub[f"ic50_{src}"])):
+                ic, nh = float(sub[f"ic50_{src}"]), float(sub[f"hill_{src}"])
+                ax.plot(cc * 1e6, _hill(cc, ic, nh), color=col, ls=ls, lw=1,
+                        label=f"{pre}Hill fit ({'ME' if src == 'det' else 'MC'}): IC50 {ic * 1e6:.2f} µM, "
+                              f"nH {nh:.2f}")
+                ax.axvline(ic * 1e6, color=col, ls=":", lw=0.8)
     ax.set_xscale("log")
     _plain_log(ax)
     ax.set_ylim(-0.02, 1.05)
-    ax.set_xlabel(f"{axis} (µM)")
+    ax.set_xlabel(f"{ds[axis].attrs.get('parameter', axis)} (µM)")
     ax.set_ylabel("current / drug-free current")
     ax.set_title(f"dose–response: {ds.attrs.get('scheme', '')}", fontsize=10)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8 if single else 6, loc="lower left")
     return _save(fig, path, dpi)
 
 

@@ -712,7 +712,7 @@ class Study:
                 raise e(f"{pw}.analysis", f"kind must be one of {list(ANALYSES)}, got {a!r}")
             if a["kind"] == "dose_response":   # (checked here: the fit runs after all the compute)
                 conc = a.get("concentration")
-                numeric = [k for k in p.sweep if k != "model"]
+                numeric = [k for k in (p.sweep or {}) if k != "model"]
                 if conc is None and not numeric:
                     raise e(f"{pw}.analysis.concentration", "dose_response needs a concentration "
                             f"sweep axis; add one to {sw} (e.g. ketamine = [\"1 uM\", \"10 uM\"])")
@@ -2262,10 +2262,28 @@ def _hill(c, ic50, nh):
     return 1.0 / (1.0 + (np.asarray(c) / ic50) ** nh)
 
 
+def _dose_axis(study: Study, p) -> str | None:
+    """The dose-response concentration axis: ``analysis.concentration`` if given, else the first
+    sweep axis that is a blocker's ligand (so a V x ketamine sweep fits over ketamine whatever
+    the order of the axes), else the first sweep axis other than ``model``."""
+    given = (p.analysis or {}).get("concentration")
+    if given:
+        return given
+    from . import blockers as _blockers
+    axes = [k for k in (p.sweep or {}) if k != "model"]
+    ligands = set()
+    for b in study.blockers:
+        try:
+            ligands.add(b.get("ligand") if isinstance(b, Mapping) else _blockers.get(b).ligand)
+        except (KeyError, ValueError, TypeError, AttributeError):
+            pass
+    return next((k for k in axes if k in ligands), axes[0] if axes else None)
+
+
 def _fit_dose_response(ds, study: Study, part: str) -> None:
     from scipy.optimize import curve_fit
     p = study.parts[part]
-    axis = (p.analysis or {}).get("concentration") or next((k for k in p.sweep if k != "model"), None)
+    axis = _dose_axis(study, p)
     axis = sweep_dimensions(list(p.sweep)).get(axis, axis)
     if axis is None or axis not in ds.dims:
         raise StudyError(f"{study._source}: {study._pw(part)}.analysis.concentration: dose_response "
@@ -2363,10 +2381,19 @@ def summary_table(tree) -> str:
             lines.extend(_wrap("  trapped: " + _trapping_note(ds)))
         if kind == "dose_response":
             for src in ("det", "mc"):
-                if f"ic50_{src}" in ds and ds[f"ic50_{src}"].ndim == 0:
-                    lines.append(f"  Hill fit ({'master equation' if src == 'det' else 'Monte Carlo'}): "
-                                 f"IC50 {_axis_label(float(ds[f'ic50_{src}']), 'M')}, "
-                                 f"nH {float(ds[f'hill_{src}']):.2f}")
+                if f"ic50_{src}" not in ds:
+                    continue
+                ic, nh = ds[f"ic50_{src}"], ds[f"hill_{src}"]
+                # one fit per point of the other sweep axes (e.g. per voltage)
+                for idx in np.ndindex(*ic.shape):
+                    sel = dict(zip(ic.dims, idx))
+                    at = ", ".join(f"{ds[d].attrs.get('parameter', d)} "
+                                   f"{_axis_label(ds[d].values[i].item(), ds[d].attrs.get('units', ''))}"
+                                   if d != "model" else str(ds[d].values[i]) for d, i in sel.items())
+                    lines.append(f"  Hill fit ({'master equation' if src == 'det' else 'Monte Carlo'})"
+                                 f"{' at ' + at if at else ''}: "
+                                 f"IC50 {_axis_label(float(ic.isel(sel)), 'M')}, "
+                                 f"nH {float(nh.isel(sel)):.2f}")
     lines.append("  (ME = master equation, exact; MC = Monte Carlo mean ± SEM over trials)")
     return "\n".join(lines)
 

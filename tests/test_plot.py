@@ -2,6 +2,7 @@
 datasets from a small study (trapping, use dependence, dose-response, plain protocol)."""
 import textwrap
 
+import numpy as np
 import pytest
 
 import ketacore as kc
@@ -127,3 +128,53 @@ def test_plot_accepts_datatree_node(tree, tmp_path):
     fig = plot.current_traces(t["trap"], point={"ketamine": 1}, path=tmp_path / "x.png")
     assert "µM" in fig.axes[0].get_title()
     assert "pA" in fig.axes[0].get_ylabel()
+
+
+VDOSE = textwrap.dedent("""
+    name = "vdose"
+    model = "erreger2005_2a"
+    blockers = ["ketamine"]
+    n_channels = 30
+    n_trials = 3
+    dt = "20 ms"
+    rng = 6
+
+    [parameters]
+    ketamine = "1 uM"
+    V = "-70 mV"
+
+    [protocols.dr]
+    analysis = "dose_response"
+    sweep = { V = ["-70 mV", "-30 mV"], ketamine = ["0.3 uM", "1 uM", "3 uM"] }
+
+    [[protocols.dr.segments]]
+    duration = "0.2 s"
+    V = "$V"
+    glutamate = "1 mM"
+    ketamine = "$ketamine"
+""")
+
+
+def test_dose_response_with_a_second_sweep_axis(tmp_path):
+    # a dose-response swept over V too (a Woodhull-style study) used to crash the figure step
+    # ('too many values to unpack') after results.nc was written; now one set of curves per
+    # voltage, labelled by the parameter name (V), not the dimension name (sweep_V)
+    out = tmp_path / "run"
+    t = kc.run_study(kc.Study.from_toml(VDOSE), output=out, progress=False, figures=True)
+    assert (out / "dr.png").stat().st_size > 10_000
+    ds = t["dr"].to_dataset()
+    # the Hill fit runs over the blocker axis whatever the order of the sweep axes
+    assert ds["ic50_det"].dims == ("sweep_V",) and ds["ic50_det"].attrs["units"] == "M"
+    ic = ds["ic50_det"].values
+    assert np.all(np.isfinite(ic)) and ic[1] > ic[0]  # ketamine: weaker block at -30 mV
+    from ketacore.study import summary_table
+    text = summary_table(t)
+    assert "Hill fit (master equation) at V -70 mV: IC50 755" in text
+    assert "Hill fit (master equation) at V -30 mV" in text
+    fig = plot.dose_response(ds)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    for v in ("V -70 mV", "V -30 mV"):
+        assert sum(lab.startswith(f"{v}: Hill fit") for lab in labels) == 2, labels
+    assert not any("sweep_V" in lab for lab in labels)
