@@ -485,6 +485,16 @@ def render(seconds: float) -> str:
         "(83 % of receptors) sets the slow phases, and with IC50 ~1 µM block of the active "
         "channels is ~9x faster than unblock, while Gilling's fast onset and offset are within "
         "1.5x of each other.",
+        "* Ketamine onset half-time at 10 µM (0.040 s vs 0.40 s): a recalibration study "
+        "(2026-11-27, k_on/k_off/k_escape, 120-point grid plus least squares) found no rate "
+        "set that fixes it without breaking met rows. Half-time 0.40 s needs k_on(−70 mV) ≲ "
+        "7e5 /M/s; holding the IC50 then slows k_off by the same factor and the offset becomes "
+        "~24 s (vs 4.5 s), the single-exponential onset fit ~1.9 s, and block is no longer "
+        "relieved within 50 s (14 misses instead of 10). The longest half-time that keeps every "
+        "met row met is 0.06 s. The onset is fast because erreger2005_2a's active ~17 % of "
+        "receptors (Po ~0.5) are blocked before they exchange with its desensitized state D2; "
+        "fixing the shape needs another gating model (less desensitization) or a blocker that "
+        "binds desensitized/closed receptors, not other rates.",
         "",
         "## References",
         "",
