@@ -87,16 +87,17 @@ def duration(name: str, value: Any) -> float:
     return real(name, value, positive=True)
 
 
-def check_memory(name: str, n_bytes: float, *, fraction: float = 0.8) -> None:
-    """Refuse an allocation of ``n_bytes`` that would not fit in available memory."""
+def check_memory(name: str, n_bytes: float, *, fraction: float = 0.8,
+                 advice: str = "reduce the number of samples/trials or keep summaries only") -> None:
+    """Refuse an allocation of ``n_bytes`` that would not fit in available memory; ``advice``
+    ends the message (what the caller can change)."""
     if n_bytes < 256 * 2**20:  # small requests always fit; skip the /proc read
         return
     avail = available_memory()
     if n_bytes > fraction * avail:
         raise ValueError(
             f"{name}: the requested output needs about {n_bytes / 2**30:.3g} GiB, more than "
-            f"{fraction:.0%} of the {avail / 2**30:.3g} GiB available; reduce the number of "
-            f"samples/trials or keep summaries only")
+            f"{fraction:.0%} of the {avail / 2**30:.3g} GiB available; {advice}")
 
 
 def available_memory() -> float:

@@ -96,37 +96,49 @@ def _check_scheme_protocol(scheme: Any, protocol: Any) -> Protocol:
 MAX_TRIAL = 2**32
 
 
-def _resolve_trials(n_trials: Any, trials: Any, trial_offset: Any) -> np.ndarray:
+def _resolve_trials(n_trials: Any, trials: Any, trial_offset: Any) -> "range | np.ndarray":
+    """The trial indices: a ``range`` (from n_trials/trial_offset or trials=range), built into
+    an array by :func:`_trial_array` only after the memory plan has accepted the request, or a
+    uint64 array for an explicit sequence."""
     if trials is not None:
         if isinstance(trials, (str, bytes)) or not isinstance(trials, (range, Sequence, np.ndarray)):
             raise TypeError(f"trials must be a range or a sequence of non-negative ints, got {type(trials).__name__}")
-        # the index array costs 8 bytes per trial: check before building it
-        V_.check_memory("trials", 8.0 * len(trials))
         if isinstance(trials, range):
-            if len(trials) and (min(trials[0], trials[-1]) < 0 or max(trials[0], trials[-1]) >= MAX_TRIAL):
+            if len(trials) == 0:
+                raise ValueError("trials must be a non-empty 1-D range or sequence of trial indices")
+            if min(trials[0], trials[-1]) < 0 or max(trials[0], trials[-1]) >= MAX_TRIAL:
                 raise ValueError(f"trials must be in [0, 2**32), got {trials}")
-            idx = np.arange(trials.start, trials.stop, trials.step, dtype=np.int64)
+            idx = trials  # distinct by construction
         else:
+            # the index array costs 8 bytes per trial: check before building it
+            V_.check_memory("trials", 8.0 * len(trials), advice="pass a range, or split the trials over calls")
             idx = np.asarray(list(trials) if not isinstance(trials, np.ndarray) else trials)
-        if idx.ndim != 1 or idx.size == 0:
-            raise ValueError("trials must be a non-empty 1-D range or sequence of trial indices")
-        if idx.dtype.kind not in "iu":
-            raise TypeError(f"trials must contain integers, got dtype {idx.dtype}")
-        if np.any(idx < 0) or np.any(idx >= MAX_TRIAL):
-            raise ValueError("trials must be in [0, 2**32) (trial i's random stream is keyed by "
-                             "(i, channel block); larger indices would repeat other streams)")
-        if len(np.unique(idx)) != idx.size:
-            raise ValueError("trials must not repeat an index (repeated trials are identical copies)")
-        if n_trials is not None and V_.integer("n_trials", n_trials, minimum=1) != idx.size:
-            raise ValueError(f"n_trials={n_trials} disagrees with len(trials)={idx.size}; give one of them")
+            if idx.ndim != 1 or idx.size == 0:
+                raise ValueError("trials must be a non-empty 1-D range or sequence of trial indices")
+            if idx.dtype.kind not in "iu":
+                raise TypeError(f"trials must contain integers, got dtype {idx.dtype}")
+            if np.any(idx < 0) or np.any(idx >= MAX_TRIAL):
+                raise ValueError("trials must be in [0, 2**32) (trial i's random stream is keyed by "
+                                 "(i, channel block); larger indices would repeat other streams)")
+            if len(np.unique(idx)) != idx.size:
+                raise ValueError("trials must not repeat an index (repeated trials are identical copies)")
+            idx = idx.astype(np.uint64)
+        if n_trials is not None and V_.integer("n_trials", n_trials, minimum=1) != len(idx):
+            raise ValueError(f"n_trials={n_trials} disagrees with len(trials)={len(idx)}; give one of them")
         if trial_offset not in (None, 0):
             raise ValueError("give either trials= or trial_offset=, not both")
-        return idx.astype(np.uint64)
+        return idx
     n = 1 if n_trials is None else V_.integer("n_trials", n_trials, minimum=1, maximum=MAX_TRIAL)
     off = 0 if trial_offset is None else V_.integer("trial_offset", trial_offset, minimum=0,
                                                     maximum=MAX_TRIAL - n)
-    V_.check_memory("n_trials", 8.0 * n)
-    return np.arange(off, off + n, dtype=np.uint64)
+    return range(off, off + n)
+
+
+def _trial_array(t: "range | np.ndarray") -> np.ndarray:
+    """uint64 trial indices (built from a range only once the request has been accepted)."""
+    if isinstance(t, range):
+        return np.arange(t.start, t.stop, t.step, dtype=np.int64).astype(np.uint64, copy=False)
+    return t
 
 
 def _resolve_threads(n_threads: Any) -> int:
@@ -166,23 +178,47 @@ def _rate_estimate(scheme: Scheme, compiled, conds: np.ndarray, p0: np.ndarray) 
     if hit is not None:
         return hit
     from . import _core
-    from .theory import equilibrium
     exit_rates = _core.ssa_exit_rates(compiled, conds)
-    out = np.empty(len(conds))
-    big = len(p0) > _DENSE_ESTIMATE_MAX_STATES
-    for c in range(len(conds)):
-        if big:  # a dense K x K equilibrium would cost more than the estimate is worth
-            peq = p0
-        else:
-            try:
-                peq = equilibrium(np.asarray(compiled.q_matrix(conds[c])))
-            except ValueError:  # reducible chain under this condition: fall back to the initial state
-                peq = p0
-        out[c] = 0.5 * (float(p0 @ exit_rates[c]) + float(np.clip(peq, 0, None) @ exit_rates[c]))
+    K, C = len(p0), len(conds)
+    if K > _DENSE_ESTIMATE_MAX_STATES:  # a dense K x K equilibrium would cost more than it is worth
+        peq = np.broadcast_to(p0, (C, K))
+    else:
+        peq = _rough_equilibria(compiled, conds, p0)
+    out = 0.5 * (exit_rates @ p0 + np.einsum("ck,ck->c", np.clip(peq, 0, None), exit_rates))
     if len(_RATE_CACHE) > 64:
         _RATE_CACHE.clear()
     _RATE_CACHE[key] = out
     return out
+
+
+def _rough_equilibria(compiled, conds: np.ndarray, p0: np.ndarray) -> np.ndarray:
+    """Equilibrium of every condition for the cost model, (C, K): one batched LU solve of
+    p Q = 0 with sum(p) = 1 (a rough estimate needs no GTH accuracy; a voltage ramp brings
+    thousands of conditions, and a per-condition solve cost ~1 ms each); p0 where the chain is
+    reducible or the solve is not a distribution."""
+    K, C = len(p0), len(conds)
+    A = np.empty((C, K, K))
+    for c in range(C):
+        A[c] = np.asarray(compiled.q_matrix(conds[c])).T
+    A[:, -1, :] = 1.0  # replace the last balance equation by the normalisation
+    b = np.zeros((C, K, 1))
+    b[:, -1, 0] = 1.0
+    peq = np.broadcast_to(p0, (C, K)).copy()
+    with np.errstate(all="ignore"):
+        try:
+            x = np.linalg.solve(A, b)[..., 0]
+            ok = np.all(np.isfinite(x), axis=1) & np.all(x > -1e-6, axis=1)
+        except np.linalg.LinAlgError:  # a singular (reducible) condition: one at a time
+            x = np.zeros((C, K))
+            ok = np.zeros(C, dtype=bool)
+            for c in range(C):
+                try:
+                    x[c] = np.linalg.solve(A[c], b[c])[:, 0]
+                    ok[c] = np.all(np.isfinite(x[c])) and np.all(x[c] > -1e-6)
+                except np.linalg.LinAlgError:
+                    pass
+    peq[ok] = x[ok]
+    return peq
 
 
 _EXPECT_CACHE: dict = {}
@@ -546,7 +582,7 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     if not isinstance(record, str) or record not in RECORDS:
         raise ValueError(f"record must be one of {RECORDS}, got {record!r}")
     trial_idx = _resolve_trials(n_trials, trials, trial_offset)
-    n_tr = int(trial_idx.size)
+    n_tr = len(trial_idx)
     threads = _resolve_threads(n_threads)
     entropy = _rng.root_entropy(rng)
 
@@ -601,12 +637,17 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     else:
         # plus Q and P(dt) per condition and expm's workspace, as in solve
         work += (n_cond + n_seg) * K * K * 60.0 + 8.0 * K * K * (2 * n_cond + 10)
-    need = out_bytes + work
+    # the trial index array and the result's copy of it (8 B each per trial)
+    need = out_bytes + work + (16.0 * n_tr if isinstance(trial_idx, range) else 8.0 * n_tr)
     try:
-        V_.check_memory("simulate", need)
+        V_.check_memory("simulate", need, advice=(
+            "keep summaries only (record='summary'), or split the trials over calls "
+            "(trials=/trial_offset=)" if record == "counts" else
+            "reduce the number of samples (a larger dt or a shorter protocol)"))
     except ValueError as e:
         raise ValueError(f"{e} (method={chosen!r}, record={record!r}, {n_tr} trials x {S} samples x {K} states; "
                          f"estimate {need / 2**30:.3g} GiB)") from None
+    trial_idx = _trial_array(trial_idx)
 
     est = ssa_cost if chosen == "ssa" else pop_cost
     from . import _core
@@ -771,15 +812,18 @@ def simulate_events(scheme: Scheme, protocol: Protocol | Step, n_trials: int | N
     max_rate = _core.ssa_exit_rates(compiled, conds).max(axis=1)
     expected = float(np.sum(durs * rate[idx]))          # per trial (rough)
     upper = float(np.sum(durs * max_rate[idx]))         # per trial, bound on the mean
-    n_tr = int(trial_idx.size)
+    n_tr = len(trial_idx)
     est_events = n_tr * min(upper, 1.5 * expected + 10 * math.sqrt(expected + 1) + 16)
     if max_events is not None and est_events > max_events:
         raise ValueError(f"simulate_events: about {est_events:.3g} transitions expected, more than "
                          f"max_events={max_events}")
     try:
-        V_.check_memory("simulate_events", est_events * 12.0 * 2)
+        V_.check_memory("simulate_events", est_events * 12.0 * 2 + 16.0 * n_tr,
+                        advice="reduce n_trials or the protocol duration, or split the trials over "
+                               "calls (trials=/trial_offset=)")
     except ValueError as e:
         raise ValueError(f"{e} (about {est_events:.3g} transitions expected over {n_tr} trials)") from None
+    trial_idx = _trial_array(trial_idx)
     est_cost = n_tr * expected * _COST_EVENT
     threads_used = threads if est_cost > _PARALLEL_ABOVE else 1
     background = est_cost / threads_used > _BACKGROUND_ABOVE

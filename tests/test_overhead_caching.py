@@ -177,7 +177,7 @@ def test_large_requests_are_not_cached(monkeypatch):
         run()
 
 
-def _strict_check_memory(name, n_bytes, *, fraction=0.8):
+def _strict_check_memory(name, n_bytes, *, fraction=0.8, advice=""):
     raise ValueError(f"{name}: the requested output needs about {n_bytes / 2**30:.3g} GiB")
 
 

@@ -414,7 +414,11 @@ _CANCEL_BOUND = 3.0
     lambda: kc.simulate(SCH, kc.Step(1.0, glutamate=1e-3), dt=1e-3, n_channels=100, n_trials=10**6,
                         method="population", rng=1, record="summary"),
     lambda: kc.simulate_events(SCH, kc.Step(3e6, glutamate=1e-3), n_trials=2, rng=1, n_threads=1),
-], ids=["ssa-1ch", "ssa-blocks", "population", "events"])
+    # a 384 MB counts output: the buffer is no longer zeroed under the GIL before the engine
+    # starts (the first ~0.9 s of a 1 GB request could not be interrupted)
+    lambda: kc.simulate(SCH, kc.Step(200.0, glutamate=1e-3), dt=1e-3, n_channels=2000, n_trials=80,
+                        method="ssa", rng=1, n_threads=1),
+], ids=["ssa-1ch", "ssa-blocks", "population", "events", "ssa-counts-384MB"])
 def test_keyboard_interrupt_stops_the_job(call):
     """Ctrl-C during a long job raises KeyboardInterrupt soon after the interrupt (measured from
     the moment it was sent, so the time spent setting up the job does not count)."""
@@ -428,3 +432,57 @@ def test_keyboard_interrupt_stops_the_job(call):
     assert returned - fired[0] < _CANCEL_BOUND
     # the engine is usable afterwards (nothing left running or locked)
     assert sim(n_trials=1).counts.shape[0] == 1
+
+
+# -------------------------------------------------------------------- refusals allocate nothing
+@pytest.mark.parametrize("call, match", [
+    (lambda: kc.simulate(SCH, kc.Step(1.0, glutamate=1e-3), dt=1e-3, n_channels=1000,
+                         n_trials=10**9, method="population", rng=1), "record='summary'"),
+    (lambda: kc.simulate(SCH, kc.Step(1.0, glutamate=1e-3), dt=1e-3, n_channels=10**4,
+                         n_trials=10**9, method="ssa", record="summary", rng=1), "transitions"),
+    (lambda: kc.simulate_events(SCH, kc.Step(1.0, glutamate=1e-3), n_trials=10**9, rng=1),
+     "split the trials"),
+    (lambda: kc.simulate(SCH, kc.Step(1.0, glutamate=1e-3), dt=1e-3, n_channels=1000,
+                         trials=range(2**32 - 10**9, 2**32), method="population", rng=1), "record='summary'"),
+], ids=["counts", "summary", "events", "trials-range"])
+def test_impossible_requests_are_refused_before_allocating(call, match):
+    """A request for 10**9 trials used to build its 8 GB trial-index array (and take ~30 s)
+    before the memory plan refused it.  Now the indices stay a range until the request is
+    accepted: the refusal allocates almost nothing (traced by tracemalloc, which numpy reports
+    to), and its advice fits the call (simulate_events has no summaries)."""
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=match) as e:
+            call()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20, peak
+    if "events" in str(e.value):
+        assert "summar" not in str(e.value)
+
+
+def test_cost_model_equilibria_match_theory_and_fall_back_on_reducible_chains():
+    """The cost model's per-condition equilibria are now one batched solve (a voltage ramp has
+    thousands of conditions; one GTH solve each made the first simulate call take seconds):
+    they must equal theory.equilibrium, and a reducible condition falls back to p0."""
+    import importlib
+    from ketacore import theory
+    SM = importlib.import_module("ketacore.simulate")
+    mg = kc.block(kc.models.get("erreger2005_2a"), "mg")
+    n = 200
+    ramp = kc.Protocol.from_waveform(np.arange(n) * 1e-3, n * 1e-3, V=np.linspace(-0.1, 0.04, n),
+                                     glutamate=1e-3, mg=1e-3)
+    _, _, conds = ramp.compile(mg)
+    comp = mg._compiled()
+    p0 = np.full(mg.n_states, 1.0 / mg.n_states)
+    got = SM._rough_equilibria(comp, conds, p0)
+    for c in range(0, n, 37):
+        ref = theory.equilibrium(np.asarray(comp.q_matrix(conds[c])))
+        np.testing.assert_allclose(got[c], ref, rtol=0, atol=1e-12)
+    rest = kc.Protocol([kc.Step(0.1, mg=1e-3), kc.Step(0.1, glutamate=1e-3, mg=1e-3)])
+    _, _, conds = rest.compile(mg)
+    got = SM._rough_equilibria(comp, conds, p0)
+    np.testing.assert_array_equal(got[0], p0)  # no agonist: trapped states absorbing
+    np.testing.assert_allclose(got[1], theory.equilibrium(mg, glutamate=1e-3, mg=1e-3), atol=1e-12)

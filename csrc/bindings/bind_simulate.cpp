@@ -5,8 +5,11 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "cancellable.hpp"
@@ -34,8 +37,31 @@ void run(Job&& job, ketacore::CancelToken& token, bool background) {
 // kMaxPooled buffers are kept, holding at most kMaxBytes together (the oldest are dropped to make
 // room for a newly freed one), so the memory kept after the arrays are gone stays bounded
 // (3 x 64 MiB).
+// Allocator whose value-less construct() leaves the element uninitialised, so resizing an
+// output buffer does not write (and page-fault) every byte under the GIL before the engine
+// runs: a 1 GB counts array took ~0.9 s to zero, during which Ctrl-C could not act.  The engine
+// writes every element it returns (each trial's rows are cleared or recorded in its cancellable
+// loop); a cancelled call's output is discarded.
+template <class T, class A = std::allocator<T>>
+struct DefaultInitAllocator : A {
+  using A::A;
+  template <class U>
+  struct rebind {
+    using other = DefaultInitAllocator<U, typename std::allocator_traits<A>::template rebind_alloc<U>>;
+  };
+  template <class U>
+  void construct(U* ptr) noexcept(std::is_nothrow_default_constructible<U>::value) {
+    ::new (static_cast<void*>(ptr)) U;
+  }
+  template <class U, class... Args>
+  void construct(U* ptr, Args&&... args) {
+    std::allocator_traits<A>::construct(static_cast<A&>(*this), ptr, std::forward<Args>(args)...);
+  }
+};
+
 template <class T>
 struct OutputPool {
+  using Buffer = std::vector<T, DefaultInitAllocator<T>>;
   static constexpr std::size_t kMaxPooled = 4;
   static constexpr std::size_t kMaxBytes = std::size_t(64) << 20;
   static std::size_t pooled_bytes() {
@@ -43,16 +69,16 @@ struct OutputPool {
     for (const auto& v : pool()) b += v.capacity() * sizeof(T);
     return b;
   }
-  static std::vector<std::vector<T>>& pool() {
+  static std::vector<Buffer>& pool() {
     // guarded by the GIL (only touched from bound code); never destroyed, so a capsule freed
     // during interpreter shutdown cannot outlive it
-    static auto* p = new std::vector<std::vector<T>>();
+    static auto* p = new std::vector<Buffer>();
     return *p;
   }
   static py::array_t<T> make(const std::vector<py::ssize_t>& shape) {
     std::size_t n = 1;
     for (auto d : shape) n *= static_cast<std::size_t>(d);
-    auto* v = new std::vector<T>();
+    auto* v = new Buffer();
     auto& p = pool();
     for (std::size_t i = 0; i < p.size(); ++i) {
       if (p[i].capacity() >= n && p[i].capacity() <= 2 * n + 4096) {
@@ -61,9 +87,9 @@ struct OutputPool {
         break;
       }
     }
-    v->resize(n);  // contents are overwritten by the engine
+    v->resize(n);  // uninitialised (DefaultInitAllocator): the engine writes every element
     py::capsule owner(v, [](void* ptr) {
-      auto* vec = static_cast<std::vector<T>*>(ptr);
+      auto* vec = static_cast<Buffer*>(ptr);
       auto& pl = pool();
       const std::size_t bytes = vec->capacity() * sizeof(T);
       if (bytes <= kMaxBytes) {  // keep the newest: evict the oldest until it fits
