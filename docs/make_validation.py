@@ -51,40 +51,91 @@ def pp(model, lit):
 
 
 # --------------------------------------------------------------------------- Mg2+
+MG_VOLTAGES = (-80, -60, -40, -20, 0)          # mV, the range of the Jahr-Stevens comparison
+MG_TOL = 0.20                                  # ±20 % relative: project choice (reference §8
+#                                                sets no tolerance for kinetic Mg2+ vs B(V))
+
+
+def mg_unblocked(scheme, V, mg=1 * mM, glutamate=1 * mM, blocked_open="O·mg", gating=None):
+    """Exact equilibrium unblocked fractions at 1 mM glutamate (ketacore.theory):
+
+    * open-channel ratio ``O/(O + O·Mg)`` -- open channels not blocked;
+    * whole-current ratio ``Po(Mg)/Po(0)`` -- steady-state I(Mg)/I(0) at the same V (same
+      conductance and driving force), the macroscopic quantity Jahr & Stevens' B(V) describes.
+
+    ``gating`` is the Mg2+-free scheme for Po(0) (default: ``scheme`` itself at mg = 0)."""
+    p = theory.equilibrium(scheme, V=V, glutamate=glutamate, mg=mg)
+    o, ob = p[scheme.index("O")], p[scheme.index(blocked_open)]
+    po_mg = theory.open_probability(scheme, V=V, glutamate=glutamate, mg=mg)
+    po_0 = (theory.open_probability(gating, V=V, glutamate=glutamate) if gating is not None
+            else theory.open_probability(scheme, V=V, glutamate=glutamate, mg=0.0))
+    return float(o / (o + ob)), float(po_mg / po_0)
+
+
 def mg_rows():
     table = {-80: 0.0244, -60: 0.0796, -40: 0.2302, -20: 0.5081, 0: 0.7812, 20: 0.9250,
              40: 0.9771}
     vs = np.array(list(table)) * mV
     js = kc.blockers.jahr_stevens(vs, 1 * mM)
     err = float(np.max(np.abs(js - np.array(list(table.values())))))
-    row("Mg2+", "Jahr-Stevens B(V), 1 mM Mg2+, -80..+40 mV (max abs. deviation from the "
-        "tabulated formula)", "formula (table in reference 2b)", f"max abs. dB = {err:.1e}",
-        f"{err:.1e}", "1e-4", err <= 1e-4, "Jahr & Stevens 1990")
-    # kinetic Mg2+ (Kampa / Ascher-Nowak open-channel rates, trapping with copied gating)
+    row("Mg2+", "Jahr-Stevens B(V) *formula implementation only* (`kc.blockers.jahr_stevens` "
+        "vs the tabulated formula), 1 mM Mg2+, -80..+40 mV, max abs. deviation; this does NOT "
+        "validate any kinetic Mg2+ block (see the rows below)", "formula (table in reference 2b)",
+        f"max abs. dB = {err:.1e}", f"{err:.1e}", "1e-4", err <= 1e-4, "Jahr & Stevens 1990")
+    # kinetic Mg2+ (Kampa / Ascher-Nowak open-channel rates, trapping with copied gating) vs
+    # Jahr-Stevens B(V) over -80..0 mV: exact steady state, whole-current ratio
     g = kc.models.get(GATING)
     rest = kc.theory.equilibrium(g, V=-60 * mV, glutamate=0.0)
     ctl = kc.solve(g, kc.Protocol([kc.Step(1 * ms, V=-60 * mV, glutamate=1 * mM),
                                    kc.Step(4.0, V=-60 * mV)]), 1e-4, initial=rest).current
+    tol = f"±{MG_TOL * 100:.0f} %"
+    src = {"mg_kampa2004": "Jahr & Stevens 1990; Kampa 2004",
+           "mg_ascher_nowak1988": "Jahr & Stevens 1990; Ascher & Nowak 1988"}
     for name in ("mg_kampa2004", "mg_ascher_nowak1988"):
         b = kc.blockers.get(name)
-        r = E.ic50(g, b, [0.1 * mM, 1 * mM, 10 * mM], V=-60 * mV)
-        # fraction of *open* channels unblocked at equilibrium = K_B/(K_B + [Mg])
-        kb = b.kd(-60 * mV, g.temperature)
-        unb = kb / (kb + 1 * mM)
-        jsv = float(kc.blockers.jahr_stevens(-60 * mV, 1 * mM))
-        # charge of a synaptic response (1 ms, 1 mM glutamate from rest), with / without Mg2+
         s_ = kc.block(g, b)
+        # Woodhull e-fold of K_B(V): z(delta_on + delta_off)/V_T, vs Jahr-Stevens 0.062 /mV
+        slope = b.z * (b.delta_on + b.delta_off) / (b.thermal_voltage / mV)
+        # charge of a synaptic response (1 ms, 1 mM glutamate from rest), with / without Mg2+
         p0 = np.zeros(s_.n_states)
         p0[s_.indices(g.states)] = rest
         cur = kc.solve(s_, kc.Protocol([kc.Step(1 * ms, V=-60 * mV, glutamate=1 * mM, mg=1 * mM),
                                         kc.Step(4.0, V=-60 * mV, mg=1 * mM)]), 1e-4,
                        initial=p0).current
-        row("Mg2+", f"open channels unblocked at -60 mV, 1 mM Mg2+, kinetic `{name}` vs "
-            "Jahr-Stevens", f"{jsv:.4f}", f"{unb:.4f}", rel(unb, jsv), "(comparison)",
-            None, "Jahr & Stevens 1990; Kampa 2004; Ascher & Nowak 1988",
-            f"trapping block, gating copied (Clarke & Johnson 2008); steady-state I/I0 at "
-            f"1 mM: {float(r.fraction[1]):.4f}; charge of a 1 ms glutamate response: "
-            f"{float(cur.sum() / ctl.sum()):.4f}")
+        label = f"`{name}`" + (" (= `\"mg\"`)" if name == "mg_kampa2004" else "")
+        for v in MG_VOLTAGES:
+            open_r, whole = mg_unblocked(s_, v * mV, gating=g)
+            jsv = float(kc.blockers.jahr_stevens(v * mV, 1 * mM))
+            note = ""
+            if v == MG_VOLTAGES[0]:
+                note = (f"exact equilibrium, {GATING}, 1 mM glutamate, trapping block with the "
+                        "gating copied (Clarke & Johnson 2008), so the open-channel ratio "
+                        "O/(O+O·mg) equals the whole-current ratio at every V; Woodhull "
+                        f"e-fold of K_B {slope:.3f} /mV vs Jahr-Stevens 0.062 /mV")
+            elif v == -60:
+                note = (f"open-channel ratio {open_r:.4f}; charge of a 1 ms glutamate "
+                        f"response: {float(cur.sum() / ctl.sum()):.4f}")
+            else:
+                note = f"open-channel ratio {open_r:.4f}"
+            row("Mg2+", f"kinetic {label}, 1 mM Mg2+, {v} mV: steady-state whole-current "
+                "unblocked fraction Po(Mg)/Po(0) vs Jahr-Stevens B(V)", f"{jsv:.4f}",
+                f"{whole:.4f}", rel(whole, jsv), tol, abs(whole / jsv - 1) <= MG_TOL,
+                src[name], note)
+    # the kampa2004 model: Mg2+ also binds closed states and changes gating, so the two ratios
+    # differ; Jahr-Stevens' macroscopic B(V) corresponds to the whole-current ratio
+    km = kc.models.get("kampa2004")
+    for v in MG_VOLTAGES:
+        open_r, whole = mg_unblocked(km, v * mV, blocked_open="OMg")
+        jsv = float(kc.blockers.jahr_stevens(v * mV, 1 * mM))
+        note = f"open-channel ratio O/(O+OMg) {open_r:.4f}"
+        if v == MG_VOLTAGES[0]:
+            note = ("exact equilibrium, 1 mM glutamate, Po(0) = the same model at 0 Mg2+; Mg2+ "
+                    "binds closed states and alters gating, so the whole-current ratio is below "
+                    "the open-channel ratio; " + note)
+        row("Mg2+", f"`kampa2004` model, 1 mM Mg2+, {v} mV: steady-state whole-current "
+            "unblocked fraction Po(Mg)/Po(0) vs Jahr-Stevens B(V)", f"{jsv:.4f}", f"{whole:.4f}",
+            rel(whole, jsv), tol, abs(whole / jsv - 1) <= MG_TOL,
+            "Jahr & Stevens 1990; Kampa 2004", note)
 
 
 def kampa_rows():
@@ -432,7 +483,9 @@ def render(seconds: float) -> str:
         f"runtime {seconds:.0f} s.",
         "",
         "Targets and tolerances are those of the project reference (`nmda-kinetics.md`, "
-        "section 8). All model values are exact (master equation, equilibrium theory); "
+        "section 8), except the kinetic-Mg2+-vs-Jahr–Stevens rows (-80..0 mV), whose ±20 % "
+        "relative tolerance is a project choice: section 8 sets none for them. All model "
+        "values are exact (master equation, equilibrium theory); "
         f"blocker experiments use the gating model `{GATING}` (GluN1/GluN2A, 22 °C), −70 mV, "
         "1 mM glutamate, no Mg2+, unless stated. The library blockers were *calibrated* on "
         "some of these targets (`docs/calibrate_blockers.py`): rows marked “fitted” are "
@@ -452,6 +505,16 @@ def render(seconds: float) -> str:
         "",
         "* **Block / I/I0**: ratio of mean channel conductance with and without blocker at "
         "the same voltage (= current ratio).",
+        "* **Mg2+ unblocked fraction** (exact equilibrium, `ketacore.theory`, 1 mM "
+        "glutamate): *open-channel ratio* O/(O + O·Mg) = open channels not blocked; "
+        "*whole-current ratio* Po(Mg)/Po(0) = steady-state I(Mg)/I(0) at the same V. "
+        "Jahr & Stevens' B(V) is a steady-state *macroscopic* conductance ratio (J Neurosci "
+        "10:3178, 'Voltage dependence of NMDA-activated macroscopic conductances'), so the "
+        "Mg2+ rows compare it with the whole-current ratio. For the library Mg2+ blockers "
+        "(trapping, gating copied into the blocked arm) the two ratios are identical at every "
+        "V, = K_B(V)/(K_B(V) + [Mg2+]); for the `kampa2004` model (Mg2+ also binds closed "
+        "states and alters gating) the whole-current ratio is lower (0.030 vs 0.079 at "
+        "-60 mV).",
         "* **Trapped fraction** (`kc.experiments.trapping`): *occupancy* definition = blocked "
         "occupancy at the end of the agonist-free wash / at the end of co-application (used "
         "for calibration); *current* definition = (1 − I_first/I_ctl)/block with I_first and "
@@ -475,6 +538,16 @@ def render(seconds: float) -> str:
         "question 1). The `ketamine_closed_route` variant moves Po at 1 µM from 0.43 to 0.30 "
         "but not the 0.1 µM point (Orser's two points imply a Hill slope ~0.55) nor the mean "
         "open time.",
+        "* Mg2+ voltage dependence vs Jahr–Stevens: the Kampa and Ascher–Nowak rates give a "
+        "Woodhull K_B(V) that e-folds every 12.5 mV (0.080 /mV: 2·(0.8 + 0.2)/25 mV; "
+        "1/17 + 1/47 mV^-1), steeper than Jahr–Stevens' 0.062 /mV. `\"mg\"` (Kampa) "
+        "crosses B(V) near -60 mV (-0.7 %), so it blocks too much below (-30 % unblocked at "
+        "-80 mV) and too little above (+30 % at -40 mV, +34 % at -20 mV, +17 % at 0 mV); "
+        "Ascher–Nowak crosses near -50 mV (-41 % at -80 mV, +26 % at -20 mV). The rates are "
+        "the published ones, so these are properties of the published sets; the -60 mV "
+        "agreement alone does not validate the I-V. The `kampa2004` model's whole-current "
+        "ratio is further reduced by Mg2+ binding to closed states and the altered gating of "
+        "Mg2+-bound receptors (0.030 at -60 mV, -62 %; its open-channel ratio is 0.079).",
         "* Kampa slow Mg2+ unblock component (300 ms): the published model's dominant slow "
         "Po component is ~123 ms.",
         "* Amantadine relaxations (calibrated): the slow 153 ms component comes out ~82 ms and "

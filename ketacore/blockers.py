@@ -512,10 +512,15 @@ def block(scheme: Scheme, *blockers: Blocker | str, name: str | None = None) -> 
 def jahr_stevens(V: float | np.ndarray, mg: float | np.ndarray = 1 * mM) -> float | np.ndarray:
     """Instantaneous Mg2+ unblock factor B(V) of Jahr & Stevens (1990) -- an APPROXIMATION.
 
-    ``B(V) = 1 / (1 + exp(−0.062 V/mV) · [Mg2+]/3.57 mM)``, the fraction of open channels not
-    blocked at equilibrium, assuming Mg2+ block equilibrates instantly.  Use it to scale the
-    conductance of a gating model without Mg2+; for Mg2+ kinetics compose with the ``"mg"``
-    blocker (:func:`block`) or use the ``kampa2004`` model.
+    ``B(V) = 1 / (1 + exp(−0.062 V/mV) · [Mg2+]/3.57 mM)``, the steady-state ratio of the
+    macroscopic NMDA conductance with and without Mg2+ (derived from open-channel block that
+    leaves gating unchanged, so it is also the fraction of open channels not blocked), assuming
+    Mg2+ block equilibrates instantly.  Use it to scale the conductance of a gating model without
+    Mg2+; for Mg2+ kinetics compose with the ``"mg"`` blocker (:func:`block`) or use the
+    ``kampa2004`` model -- neither reproduces B(V) over the whole range: the kinetic rates give a
+    steeper voltage dependence (K_B e-folds at 0.080 /mV vs 0.062 /mV), ``"mg"`` matches only
+    near -60 mV, and ``kampa2004`` also lets Mg2+ bind closed channels, so its steady-state
+    current ratio is lower still (0.030 at -60 mV, 1 mM; see docs/validation.md).
 
     Parameters
     ----------
@@ -735,11 +740,13 @@ _CLARKE_JOHNSON = ("Clarke RJ, Johnson JW (2008) Voltage-dependent gating of NR1
 # lets a Mg2+-blocked channel close.  Sequential ("foot in the door") block instead holds each
 # blocked channel open, so at -60 mV, 1 mM Mg2+ every burst lasts ~12x longer with its open time
 # unchanged: a synaptic NMDA current keeps ~97-99 % of its charge and decays ~8x more slowly,
-# against the ~8 % (Jahr-Stevens B(-60 mV)) that every kinetic model and experiment give.
+# against the ~8 % that open-channel block with these rates (and Jahr-Stevens B(-60 mV) =
+# 0.0796) give; the 'kampa2004' model, whose Mg2+ also binds closed states, keeps ~1.4 %.
 _MG_MODE = ("Trapping mode with the gating copied into the blocked arm, the symmetric trapping of "
             "Clarke & Johnson 2008 (reference 1e): a Mg2+-blocked channel closes and loses "
             "glutamate with the normal rates and Mg2+ leaves only from the open state, so a "
-            "synaptic current at -60 mV keeps ~8 % of its charge.  Whether Mg2+ is really "
+            "synaptic current at -60 mV keeps about K_B/(K_B+[Mg]) of its charge (~8 % Kampa, "
+            "~7 % Ascher-Nowak rates, 1 mM).  Whether Mg2+ is really "
             "trapped is not demonstrated (reference 2c); with its microsecond unblock the "
             "choice matters little once channels reopen.  For Vargas-Caballero & Robinson's "
             "asymmetric form use .replace(closing_factor=3); for foot-in-the-door block "
@@ -754,8 +761,14 @@ _register("mg_kampa2004", Blocker(
     notes=("Open-state Mg2+ rates of Kampa 2004 exactly as in the .mod: k_on 5e4 /M/s and "
            "k_off 12800 /s at +40 mV, exp(-/+ 2*{0.8,0.2}*(V - 40 mV)/25 mV) with a fixed 25 mV.  "
            + _MG_MODE + "  Kampa's Mg2+ binding to closed states and modified blocked gating "
-           "are in the 'kampa2004' model, not here.  Unblocked open fraction at 1 mM, -60 mV: "
-           "0.0791 (Jahr-Stevens 0.0796).  DOI not verified.")))
+           "are in the 'kampa2004' model, not here.  Steady-state unblocked fraction at 1 mM "
+           "Mg2+ (exact equilibrium; with the gating copied the open-channel ratio O/(O+O·mg) "
+           "equals the whole-current ratio Po(Mg)/Po(0), K_B/(K_B+[Mg])): -80 mV 0.0170, -60 mV "
+           "0.0791, -40 mV 0.298, -20 mV 0.678, 0 mV 0.913, vs Jahr-Stevens B(V) (a "
+           "macroscopic current ratio) 0.0244, 0.0796, 0.230, 0.508, 0.781.  K_B(V) e-folds at "
+           "0.080 /mV vs Jahr-Stevens' 0.062 /mV, so the match holds only near -60 mV (-0.7 %): "
+           "-30 % at -80 mV, +30 % at -40 mV, +34 % at -20 mV, +17 % at 0 mV "
+           "(docs/validation.md).  DOI not verified.")))
 
 _register("mg_ascher_nowak1988", Blocker(
     name="mg", ligand="mg", z=2.0, delta_on=25.0 / (2 * 17.0), delta_off=25.0 / (2 * 47.0),
@@ -766,10 +779,15 @@ _register("mg_ascher_nowak1988", Blocker(
     notes=("k_on = 6.1e5 /M/s * exp(-V/17 mV), k_off = 5400 /s * exp(V/47 mV) (22 C), written "
            "as z = 2 with delta_on = 25/34, delta_off = 25/94 and V_T = 25 mV (the same "
            "exponentials).  The 610 /mM/ms on-rate of one NEURON file is a unit slip (reference "
-           "open question 6).  " + _MG_MODE + "  Unblocked open fraction at 1 mM, -60 mV: "
-           "0.0675.  DOI not verified.")))
+           "open question 6).  " + _MG_MODE + "  Steady-state unblocked fraction at 1 mM Mg2+ "
+           "(open-channel ratio = whole-current ratio Po(Mg)/Po(0) here, K_B/(K_B+[Mg])): "
+           "-80 mV 0.0144, -60 mV 0.0675, -40 mV 0.264, -20 mV 0.641, 0 mV 0.899, vs "
+           "Jahr-Stevens B(V) 0.0244, 0.0796, 0.230, 0.508, 0.781: K_B(V) e-folds at 0.080 /mV "
+           "vs 0.062 /mV (crossing near -50 mV), -41 % at -80 mV, -15 % at -60 mV, +26 % at "
+           "-20 mV (docs/validation.md).  DOI not verified.")))
 
-#: Aliases: ``"mg"`` is the Kampa 2004 set (closest to Jahr-Stevens at -60 mV).
+#: Aliases: ``"mg"`` is the Kampa 2004 set (closest to Jahr-Stevens at -60 mV only; its
+#: voltage dependence is steeper, see its notes).
 _ALIASES = {"mg": "mg_kampa2004"}
 
 

@@ -226,8 +226,11 @@ def kampa2004() -> Scheme:
              "Ligands: 'glutamate', 'mg' (M).  Glycine saturating.  E_rev +5 mV as in the file; "
              "single-channel conductance 50 pS (library convention; file gmax 500 pS per "
              "synapse); Mg2+-bound states do not conduct.  Temperature 23 C (demo), no Q10.  "
-             "Open-channel Mg2+ unblocked fraction at equilibrium, 1 mM, -60 mV: 0.0791 "
-             "(Jahr-Stevens 0.0796).")
+             "Mg2+ at equilibrium, 1 mM, -60 mV: open-channel unblocked fraction O/(O+OMg) "
+             "0.0791, but the whole-current ratio Po(Mg)/Po(0) -- what Jahr-Stevens B(V) "
+             "(0.0796) describes -- is 0.030, because Mg2+ also binds closed states and changes "
+             "gating; over -80..0 mV the current ratio is 0.0063, 0.030, 0.132, 0.424, 0.780 vs "
+             "B(V) 0.0244, 0.0796, 0.230, 0.508, 0.781 (docs/validation.md).")
     return Scheme(["U", "Cl", "O", "D1", "D2", "UMg", "ClMg", "OMg", "D1Mg", "D2Mg"], T,
                   conductance={"O": G_NMDA}, e_rev=5 * mV, ligands=[G, M], name="kampa2004",
                   citation=("Kampa BM, Clements J, Jonas P, Stuart GJ (2004) Kinetics of Mg2+ "
