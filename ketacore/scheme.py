@@ -22,7 +22,14 @@ parameters are bounded so that every rate is finite over every condition ketacor
 :data:`Q10_RANGE` (1e-3 to 1e3), and the largest value of the rate over those conditions (the
 corners V = ±1 V, T = 200 or 400 K, [L] = 10 M) must not exceed :data:`MAX_RATE` (1e300 s⁻¹,
 finite with room for the row sums of Q).  Real channel models are many orders of magnitude
-inside these bounds (NMDA block zδ ≤ 2; the steepest gating steps zδ ≈ 6).  Ligand names must
+inside these bounds (NMDA block zδ ≤ 2; the steepest gating steps zδ ≈ 6).
+
+Unit slips are refused where a value in the wrong unit leaves the physical range: voltages (e_rev,
+v0) beyond ±1 V, temperatures outside 200–400 K, |vk| > :data:`MAX_ABS_VK` (5 V: ``vk = 25``
+meant as 25 mV), and a state conductance above :data:`MAX_CONDUCTANCE` (1 nS = 1000 pS; the
+largest single channels, BK, are ~300 pS: ``conductance = 50`` meant as 50 pS).  Every value is
+a plain number in SI units (S, V, K, s⁻¹, M⁻¹ s⁻¹); a scheme TOML file has no ``[units]`` table
+and no unit strings, and unknown keys are refused.  Ligand names must
 not be one of :data:`RESERVED_NAMES` (parameters of Step, conditions, waveforms and the theory
 functions).  A scheme
 whose transition graph (ignoring direction) is not connected raises ``ValueError``: its
@@ -49,6 +56,16 @@ DEFAULT_TEMPERATURE = celsius(22.0)
 MAX_ABS_Z_DELTA = 10.0
 #: Smallest |vk| of a rate (V): an e-fold change per 2 mV (≈ zδ = 12.7 at 22 °C).
 MIN_ABS_VK = 2e-3
+#: Largest |vk| of a rate (V): an e-fold change per 5 V changes a rate by 2 % over ±100 mV.
+#: Larger values almost always mean millivolts written as volts (``vk = 25`` for 25 mV); a
+#: voltage-independent rate is written without ``vk``.  (5 V, not 1 V, so that a Blocker with a
+#: fixed thermal voltage and a weak electrical distance -- vk = V_T/(z delta), 2.5 V for z delta
+#: = 0.01 at 25 mV -- stays valid.)
+MAX_ABS_VK = 5.0
+#: Largest single-channel conductance of a state (S): 1 nS = 1000 pS.  The largest known single
+#: channels (BK, ~300 pS) are well below it; larger values almost always mean picosiemens written
+#: as siemens (``conductance = 50`` for 50 pS).
+MAX_CONDUCTANCE = 1e-9
 #: Accepted range of q10 (dimensionless).
 Q10_RANGE = (1e-3, 1e3)
 #: Largest value (s⁻¹) a rate may reach anywhere in the accepted conditions (|V| ≤ 1 V,
@@ -95,7 +112,8 @@ class Rate:
         Woodhull zδ (valence × fractional electrical distance; dimensionless), |zδ| ≤ 10.
         Positive values make the rate grow with depolarisation.
     vk : float, optional
-        Slope (V) of an extra factor ``exp((V − v0)/vk)``, |vk| ≥ 2 mV; ``None`` for none.
+        Slope (V) of an extra factor ``exp((V − v0)/vk)``, 2 mV ≤ |vk| ≤ 5 V
+        (:data:`MIN_ABS_VK`, :data:`MAX_ABS_VK`); ``None`` for none.
     v0 : float, default 0
         Reference voltage (V) of both voltage factors.
     q10 : float, default 1
@@ -130,6 +148,12 @@ class Rate:
                 raise ValueError(f"Rate.vk={vk} V is steeper than an e-fold per "
                                  f"{MIN_ABS_VK * 1e3:g} mV (|vk| must be >= {MIN_ABS_VK} V); vk is "
                                  f"in volts (write 10 * ketacore.units.mV)")
+            if not abs(vk) <= MAX_ABS_VK:
+                raise ValueError(f"Rate.vk={vk} V is shallower than an e-fold per "
+                                 f"{MAX_ABS_VK:g} V (|vk| must be <= {MAX_ABS_VK} V); vk is in "
+                                 f"volts: for {vk:g} mV write {vk * 1e-3:g} (or {vk:g} * "
+                                 f"ketacore.units.mV); for a nearly voltage-independent rate use "
+                                 f"a small z_delta or no vk")
             set_("vk", vk)
         set_("v0", V_.voltage("Rate.v0", self.v0))
         q10 = V_.real("Rate.q10", self.q10, positive=True)
@@ -266,6 +290,33 @@ class Transition:
     rate: Rate
 
 
+#: Top-level keys of a scheme's data (:meth:`Scheme.from_dict`, TOML files).
+_TOP_KEYS = ("scheme", "states", "transitions")
+
+
+def _looks_like_path(text: str) -> bool:
+    """True if a string given to :meth:`Scheme.from_toml` is meant as a file path: one line
+    ending in .toml or .tml, or one line with a path separator and no ``=`` (a one-line TOML
+    text always has a ``key = value`` or a ``[table]`` header)."""
+    if "\n" in text or "\r" in text:
+        return False
+    t = text.strip()
+    if t.lower().endswith((".toml", ".tml")):
+        return True
+    seps = {"/", "\\", os.sep} | ({os.altsep} if os.altsep else set())
+    return any(c in t for c in seps) and "=" not in t
+
+
+def _conductance(where: str, value: Any) -> float:
+    """A single-channel conductance (S): a real number in [0, :data:`MAX_CONDUCTANCE`]."""
+    g = V_.real(where, value, nonnegative=True)
+    if g > MAX_CONDUCTANCE:
+        raise ValueError(f"{where}={g} S exceeds {MAX_CONDUCTANCE:g} S ({MAX_CONDUCTANCE * 1e12:g} "
+                         f"pS; the largest single channels, BK, are ~300 pS); conductances are in "
+                         f"siemens: for {g:g} pS write {g * 1e-12:g} (or {g:g} * ketacore.units.pS)")
+    return g
+
+
 def _as_rate(r: Any, where: str) -> Rate:
     if isinstance(r, Rate):
         return r
@@ -288,7 +339,8 @@ class Scheme:
         ``(src, dst, rate)`` triples or :class:`Transition` objects; ``rate`` is a
         :class:`Rate`, a mapping of its fields, or a number (a constant rate, s⁻¹).
     conductance : mapping or sequence of float, optional
-        Single-channel conductance (S) of each state; a mapping may omit shut states (0 S).
+        Single-channel conductance (S) of each state, 0 to :data:`MAX_CONDUCTANCE` (1e-9 S =
+        1000 pS); a mapping may omit shut states (0 S).
     e_rev : float, default 0
         Reversal potential (V) used for currents ``I = Σ n_i g_i (V − e_rev)``.
     ligands : str or sequence of str, optional
@@ -384,7 +436,7 @@ class Scheme:
                 for s, val in conductance.items():
                     if not isinstance(s, str) or s not in index:
                         raise ValueError(f"conductance: unknown state {s!r}; states are {list(states)}")
-                    g[index[s]] = V_.real(f"conductance[{s!r}]", val, nonnegative=True)
+                    g[index[s]] = _conductance(f"conductance[{s!r}]", val)
             else:
                 try:
                     arr = list(conductance)
@@ -394,7 +446,7 @@ class Scheme:
                 if len(arr) != len(states):
                     raise ValueError(f"conductance has {len(arr)} values for {len(states)} states")
                 for i, val in enumerate(arr):
-                    g[i] = V_.real(f"conductance[{states[i]!r}]", val, nonnegative=True)
+                    g[i] = _conductance(f"conductance[{states[i]!r}]", val)
         g.setflags(write=False)
 
         self._states = states
@@ -732,12 +784,26 @@ class Scheme:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Scheme":
-        """Inverse of :meth:`to_dict`; errors name the offending key."""
+        """Inverse of :meth:`to_dict`; errors name the offending key.
+
+        Raises
+        ------
+        ValueError
+            An unknown key (at the top level: anything but ``scheme``, ``states`` and
+            ``transitions`` -- there is no ``units`` table, every value is a number in SI units),
+            or an invalid value (see :class:`Scheme` and :class:`Rate`).
+        TypeError
+            A table or value of the wrong type.
+        """
         if not isinstance(d, Mapping):
             raise TypeError("scheme data must be a mapping")
-        unknown = set(d) - {"scheme", "states", "transitions", "units"}
+        unknown = set(d) - set(_TOP_KEYS)
         if unknown:
-            raise ValueError(f"unknown top-level key(s) {sorted(unknown)}")
+            raise ValueError(
+                f"unknown top-level key(s) {sorted(map(str, unknown))}; allowed: {list(_TOP_KEYS)}.  "
+                "A scheme has no [units] table and takes no unit strings: every value is a number "
+                "in SI units (conductance in S, e.g. 50e-12 for 50 pS; e_rev, v0 and vk in V; "
+                "temperature and t_ref in K; k0 in 1/s, or 1/(M s) with a ligand)")
         meta = d.get("scheme", {})
         if not isinstance(meta, Mapping):
             raise TypeError(f"[scheme] must be a table (mapping of name, citation, doi, notes, "
@@ -817,7 +883,24 @@ class Scheme:
 
     @classmethod
     def from_toml(cls, source: str | os.PathLike) -> "Scheme":
-        """Read a scheme from a TOML file path or a TOML string."""
+        """Read a scheme from a TOML file path or a TOML string.
+
+        Parameters
+        ----------
+        source : str or os.PathLike
+            A path, or TOML text.  A string is read as a path when it names an existing file or
+            looks like a path: a single line ending in ``.toml`` or ``.tml``, or a single line
+            with a path separator (``/`` or ``\\``) and no ``=``.  Anything else is TOML text.
+
+        Raises
+        ------
+        FileNotFoundError
+            ``source`` is a path (or looks like one) and does not exist; the message names it.
+        tomllib.TOMLDecodeError
+            The text (or the file) is not valid TOML.
+        ValueError, TypeError
+            Invalid scheme data (see :meth:`from_dict`).
+        """
         try:
             import tomllib
         except ImportError:  # pragma: no cover - Python < 3.11
@@ -827,8 +910,10 @@ class Scheme:
             with open(source, "rb") as fh:
                 data = tomllib.load(fh)
         elif isinstance(source, str):
-            if "\n" not in source and source.endswith(".toml"):
-                raise FileNotFoundError(f"scheme file {source!r} not found")
+            if _looks_like_path(source):
+                raise FileNotFoundError(f"scheme file {source!r} not found (a string without a "
+                                        f"newline ending in .toml/.tml or holding a path "
+                                        f"separator is read as a file path)")
             data = tomllib.loads(source)
         else:
             raise TypeError("source must be a path or a TOML string")
@@ -866,4 +951,4 @@ class Scheme:
 
 
 __all__ = ["Rate", "rate", "Transition", "Scheme", "DEFAULT_TEMPERATURE", "MAX_ABS_Z_DELTA",
-           "MIN_ABS_VK", "Q10_RANGE", "MAX_RATE", "RESERVED_NAMES"]
+           "MIN_ABS_VK", "MAX_ABS_VK", "MAX_CONDUCTANCE", "Q10_RANGE", "MAX_RATE", "RESERVED_NAMES"]

@@ -34,17 +34,25 @@ mpi4py
     mpi4py.futures script.py`` with ``kc.run_study(study, executor=MPIPoolExecutor())`` in the
     script (rank 0 runs the study, 16 workers compute chunks).  Not tested here (no MPI).
 
-Workers receive only the resolved study TOML (a few kB) and the chunk coordinates, and return
-the reduced arrays; the calling process writes every file.
+Workers receive only the resolved study TOML (a few kB), the content of its scheme files (read
+once by the calling process, so every worker uses the same model) and the chunk coordinates,
+and return the reduced arrays; the calling process writes every file.
 
 Resuming
 --------
 The output folder holds ``study.toml`` (the resolved spec, including the root entropy),
+``inputs.json`` for a study that loads scheme files (``model = "mine.toml"`` or a ``model``
+sweep axis naming files: their content, as read when the folder was created),
 ``chunks/<protocol>/p<point>_t<first>-<stop>.npz`` (written atomically as chunks finish), the
 results file and the figures.  Running the same study into the same folder skips every trial
-range already on disk (any chunking) and produces the same final bytes.  A folder whose
-``study.toml`` differs from the requested study is refused with :class:`StudyConflictError`
-and nothing in it is touched.
+range already on disk (any chunking) and produces the same final bytes.  ``study.toml`` and
+``inputs.json`` are the folder's identity: a folder whose ``study.toml`` differs from the
+requested study, or whose scheme files' content differs from the files now on disk (compared
+as parsed TOML: comments and layout do not count; the message names the file and the changed
+keys, e.g. ``transitions[0].k0``), is refused with :class:`StudyConflictError` and nothing in
+it is touched.  A folder written before ``inputs.json`` existed (ketacore without it) cannot be
+checked and is refused for a study that loads scheme files.  Blockers are library names and
+read no files.
 
 Results Dataset
 ---------------
@@ -1115,18 +1123,63 @@ _BYTES_PER_PULSE = 1500
 _SCHEMES: dict = {}
 
 
-def _resolve_model(model: str, base_dir: str):
+def _model_file(model: Any, base_dir: str) -> Path | None:
+    """The scheme TOML file a model name stands for, or None (a built-in model, or no such file).
+    Built-in names win over files of the same name, as in :func:`_resolve_model`."""
+    from . import models
+    if not isinstance(model, str) or model in models.available():
+        return None
+    path = Path(model)
+    if not path.is_absolute():
+        path = Path(base_dir) / path
+    return path if path.suffix == ".toml" and path.exists() else None
+
+
+def _resolve_model(model: str, base_dir: str, text: str | None = None):
+    """The gating scheme of a model name: a built-in model, or the scheme file it names (parsed
+    from ``text``, the file's content read once by the caller, when given)."""
     from . import models
     from .scheme import Scheme
     if model in models.available():
         return models.get(model)
-    path = Path(model)
-    if not path.is_absolute():
-        path = Path(base_dir) / path
-    if path.suffix == ".toml" and path.exists():
+    if text is not None:
+        return Scheme.from_dict(_toml_loads(text))
+    path = _model_file(model, base_dir)
+    if path is not None:
         return Scheme.from_toml(path)
     raise ValueError(f"unknown model {model!r}: not a built-in model ({list(models.available())}) "
                      "nor an existing scheme .toml file")
+
+
+def _read_inputs(study: Study) -> dict[str, str]:
+    """The content of every file the study loads by path: ``{model name: scheme TOML text}`` for
+    the ``model`` and the values of every ``model`` sweep axis that name a scheme file (blockers
+    are library names; nothing else is read from files).  Read once per run: the workers build
+    their schemes from these texts, and the output folder records them (its identity covers the
+    files' content, not only their names).
+
+    Raises
+    ------
+    StudyError
+        A scheme file that cannot be read or is not UTF-8 text.
+    """
+    names = [study.model]
+    for p in study.parts.values():
+        axis = p.sweep.get("model")
+        if isinstance(axis, list):
+            names.extend(axis)
+    out: dict[str, str] = {}
+    for m in dict.fromkeys(n for n in names if isinstance(n, str)):
+        path = _model_file(m, study._base_dir)
+        if path is None:
+            continue
+        try:
+            out[m] = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise StudyError(f"{study._source}: model: {m}: not a UTF-8 text (TOML) file") from None
+        except OSError as e:
+            raise StudyError(f"{study._source}: model: {e}") from None
+    return out
 
 
 def _resolve_blockers(study: Study, env: Mapping[str, Any]):
@@ -1157,14 +1210,17 @@ def _resolve_blockers(study: Study, env: Mapping[str, Any]):
 
 
 def _scheme_for(study: Study, model: str, env: Mapping[str, Any]):
-    key = (model, study._base_dir, json.dumps(study.blockers, sort_keys=True, default=str),
+    # a scheme file's model is built from the text read at the start of the run (the study's
+    # ``_inputs``, set by _Context), and cached by that text: an edited file is a new scheme
+    text = getattr(study, "_inputs", {}).get(model)
+    key = (model, study._base_dir, text, json.dumps(study.blockers, sort_keys=True, default=str),
            tuple(sorted((k, v) for k, v in env.items() if not isinstance(v, str))))
     hit = _SCHEMES.get(key)
     if hit is not None:
         return hit
     from .blockers import block
     try:
-        gating = _resolve_model(model, study._base_dir)
+        gating = _resolve_model(model, study._base_dir, text)
     except (TypeError, ValueError, OSError) as e:   # OSError: an unreadable scheme file
         raise StudyError(f"{study._source}: model: {e}") from None
     bl = _resolve_blockers(study, env)
@@ -1421,10 +1477,16 @@ _CTX_LOCK = threading.Lock()
 
 
 class _Context:
-    """A parsed study in a worker (cached per process by spec text)."""
+    """A parsed study in a worker (cached per process by spec text and input files' content).
 
-    def __init__(self, spec_text: str, base_dir: str, source: str) -> None:
+    ``inputs``: the content of the files the study loads (:func:`_read_inputs`) as read by the
+    calling process, so that every worker builds the same schemes; None reads them here."""
+
+    def __init__(self, spec_text: str, base_dir: str, source: str,
+                 inputs: Mapping[str, str] | None = None) -> None:
         self.study = Study.from_dict(_toml_loads(spec_text), source=source, base_dir=base_dir)
+        self.inputs = dict(_read_inputs(self.study) if inputs is None else inputs)
+        self.study._inputs = self.inputs   # read by _scheme_for
         self.entropy = self.study._entropy()
         self._sweeps: dict = {}     # part -> list of sweep points (built once, not per point)
         self._bare: dict = {}       # (part, index) -> _Point
@@ -1467,14 +1529,22 @@ def _control_initial(pt: _Point):
     return pt.initial
 
 
-def _context(spec_text: str, base_dir: str, source: str) -> _Context:
-    key = (spec_text, base_dir)
+def _inputs_key(inputs: Mapping[str, str] | None) -> tuple | None:
+    """``inputs`` as a hashable, picklable value (what run_study sends to the workers)."""
+    return None if inputs is None else tuple(sorted(dict(inputs).items()))
+
+
+def _context(spec_text: str, base_dir: str, source: str,
+             inputs: "Mapping[str, str] | tuple | None" = None) -> _Context:
+    inputs = _inputs_key(dict(inputs) if inputs is not None else None)
+    key = (spec_text, base_dir, inputs)
     with _CTX_LOCK:
         ctx = _CTX.get(key)
         if ctx is None:
             if len(_CTX) > 4:
                 _CTX.clear()
-            ctx = _CTX[key] = _Context(spec_text, base_dir, source)
+            ctx = _CTX[key] = _Context(spec_text, base_dir, source,
+                                       None if inputs is None else dict(inputs))
     return ctx
 
 
@@ -1485,15 +1555,16 @@ def _levels(scheme) -> tuple[np.ndarray, list[np.ndarray]]:
 
 
 def _run_chunk(spec_text: str, base_dir: str, source: str, part: str, point: int, start: int,
-               stop: int, n_threads: int = 1) -> dict:
+               stop: int, n_threads: int = 1, inputs: tuple | None = None) -> dict:
     """Simulate trials ``[start, stop)`` of one sweep point and reduce them exactly.
 
     Returns integer sums over the trials (``sum``, ``sumsq``: (S, K); ``cross``: (S, L, L) over
     conductance levels), the per-trial analysis values, the kept trials' currents and (with
-    ``record="counts"``) the counts.  Depends only on (spec, point, start, stop).
+    ``record="counts"``) the counts.  Depends only on (spec, inputs, point, start, stop);
+    ``inputs`` holds the scheme files' content as read by run_study (None: read them here).
     """
     from .simulate import simulate
-    ctx = _context(spec_text, base_dir, source)
+    ctx = _context(spec_text, base_dir, source, inputs)
     study = ctx.study
     pt, analysis = ctx.point(part, point)
     res = simulate(pt.scheme, pt.protocol, pt.dt, pt.n_channels, method=pt.method, rng=ctx.entropy,
@@ -1585,31 +1656,127 @@ def _gaps(n: int, done: list[tuple[int, int]], size: int) -> list[tuple[int, int
     return out
 
 
-def _prepare_output(out: Path, spec_text: str, user_rng_given: bool) -> str:
+#: File of an output folder recording the content of the files the study loads by path
+#: (:func:`_read_inputs`); with ``study.toml`` it is the folder's identity.  Written only for
+#: studies that load files.
+INPUTS_FILE = "inputs.json"
+
+
+def _inputs_text(inputs: Mapping[str, str], base_dir: str) -> str:
+    """The ``inputs.json`` record of ``inputs`` (deterministic text)."""
+    rec = {"about": "Content of the scheme files this study loads (model, model sweep axis), as "
+                    "read when the folder was created.  Part of the folder's identity: resuming "
+                    "with a file whose content differs is refused.",
+           "models": {m: {"path": str(_model_file(m, base_dir) or m), "text": t}
+                      for m, t in sorted(inputs.items())}}
+    return json.dumps(rec, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def _toml_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Key paths (``transitions[0].k0``) at which two parsed TOML documents differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for k in sorted(set(a) | set(b), key=str):
+            if k not in a or k not in b or a[k] != b[k]:
+                sub = f"{prefix}.{k}" if prefix else str(k)
+                out += _toml_diff(a[k], b[k], sub) if k in a and k in b else [sub]
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b)) if x != y
+                for d in _toml_diff(x, y, f"{prefix}[{i}]")]
+    return [prefix or "(the whole file)"]
+
+
+def _inputs_diff(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+    """What differs between two :func:`_read_inputs` records, one entry per file.  Files are
+    compared by their parsed TOML content (comments and layout do not matter)."""
+    out = []
+    for m in sorted(set(old) | set(new)):
+        if m not in old or m not in new:
+            out.append(f"model file {m!r} ({'not used before' if m not in old else 'no longer a file'})")
+            continue
+        if old[m] == new[m]:
+            continue
+        try:
+            a, b = _toml_loads(old[m]), _toml_loads(new[m])
+        except ValueError:
+            out.append(f"model file {m!r} (content changed)")
+            continue
+        if a != b:
+            keys = _toml_diff(a, b)
+            more = f", ... ({len(keys)} values)" if len(keys) > 5 else ""
+            out.append(f"model file {m!r} (content changed: {', '.join(keys[:5])}{more})")
+    return out
+
+
+def _prepare_output(out: Path, spec_text: str, user_rng_given: bool,
+                    inputs: Mapping[str, str] | None = None, base_dir: str = ".") -> str:
     """Create/check the output folder.  Returns the spec text to use (the one on disk when the
-    user gave no rng and the folder already holds this study)."""
+    user gave no rng and the folder already holds this study).
+
+    The folder's identity is ``study.toml`` and, for a study that loads scheme files,
+    ``inputs.json`` (the files' content, :func:`_read_inputs`): a folder whose study or whose
+    files differ is refused with :class:`StudyConflictError` before anything in it is touched.
+    """
+    inputs = dict(inputs or {})
     spec_file = out / "study.toml"
     if spec_file.exists():
         disk = spec_file.read_text(encoding="utf-8")
-        if disk == spec_text:
-            return disk
-        a, b = _toml_loads(disk), _toml_loads(spec_text)
-        if not user_rng_given and "rng" in a:
-            b["rng"] = a["rng"]
-            if _dump_study(b) == disk or a == b:
-                return disk
-        diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-        raise StudyConflictError(
-            f"{out} already holds a different study (differs in: {', '.join(diff)}); nothing was "
-            f"overwritten.  Use another output folder, or delete {out} to start again.")
+        same = disk == spec_text
+        if not same:
+            a, b = _toml_loads(disk), _toml_loads(spec_text)
+            if not user_rng_given and "rng" in a:
+                b["rng"] = a["rng"]
+                same = _dump_study(b) == disk or a == b
+            if not same:
+                diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+                raise StudyConflictError(
+                    f"{out} already holds a different study (differs in: {', '.join(diff)}); "
+                    f"nothing was overwritten.  Use another output folder, or delete {out} to "
+                    "start again.")
+        _check_inputs(out, inputs)
+        return disk
     if out.exists() and any(out.iterdir()):
         raise StudyConflictError(f"{out} exists and is not a ketacore study folder (no study.toml); "
                                  "nothing was overwritten.  Choose an empty or new folder.")
     out.mkdir(parents=True, exist_ok=True)
+    if inputs:   # before study.toml, which marks a study folder
+        tmp = out / (INPUTS_FILE + ".tmp")
+        tmp.write_text(_inputs_text(inputs, base_dir), encoding="utf-8")
+        os.replace(tmp, out / INPUTS_FILE)
     tmp = spec_file.with_name("study.toml.tmp")
     tmp.write_text(spec_text, encoding="utf-8")
     os.replace(tmp, spec_file)
     return spec_text
+
+
+def _check_inputs(out: Path, inputs: Mapping[str, str]) -> None:
+    """Refuse a folder whose recorded input files differ from ``inputs`` (or that has no record
+    while the study loads files: it cannot be checked)."""
+    rec_file = out / INPUTS_FILE
+    if rec_file.exists():
+        try:
+            rec = json.loads(rec_file.read_text(encoding="utf-8"))
+            old = {m: v["text"] for m, v in rec["models"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise StudyConflictError(f"{out}: {INPUTS_FILE} is unreadable, so the scheme files of "
+                                     "the study in it cannot be checked; nothing was overwritten.  "
+                                     f"Use another output folder, or delete {out} to start "
+                                     "again.") from None
+    elif inputs:
+        raise StudyConflictError(
+            f"{out} holds this study but no record of its scheme files' content ({INPUTS_FILE}: "
+            f"written by an older ketacore), so a changed {', '.join(map(repr, sorted(inputs)))} "
+            "cannot be detected; nothing was overwritten.  Use another output folder, or delete "
+            f"{out} to start again.")
+    else:
+        return
+    diff = _inputs_diff(old, inputs)
+    if diff:
+        raise StudyConflictError(
+            f"{out} already holds a different study (differs in: {'; '.join(diff)}); nothing was "
+            f"overwritten.  Use another output folder (or restore the file), or delete {out} to "
+            "start again.")
 
 
 # ------------------------------------------------------------------------------------------
@@ -1635,8 +1802,10 @@ def run_study(study: "Study | str | os.PathLike", executor: cf.Executor | None =
         Where chunks run (see the module docstring for dask, loky, process pools, MPI).
         ``None``: local threads.
     output : path, optional
-        Output folder: ``study.toml``, ``chunks/``, the results file, figures.  Re-running into
-        the same folder resumes (skips finished chunks); a different study there is refused.
+        Output folder: ``study.toml``, ``inputs.json`` (the content of the study's scheme
+        files, if any), ``chunks/``, the results file, figures.  Re-running into the same folder
+        resumes (skips finished chunks); a different study there, or the same study with a
+        scheme file whose content changed, is refused.
         ``None``: run in memory, write nothing (not resumable).
     progress : bool
         tqdm progress bar with ETA on stderr (needs tqdm; silently off without it).
@@ -1665,7 +1834,8 @@ def run_study(study: "Study | str | os.PathLike", executor: cf.Executor | None =
         result arrays would not fit in memory (refused with an estimate before anything is
         built or written).
     StudyConflictError
-        ``output`` holds a different study.
+        ``output`` holds a different study, or this study run with scheme files of different
+        content (the message names the file and the keys that changed).
     TypeError, ValueError
         An invalid argument of this function (``workers``, ``chunk_trials``, ``figures``,
         ``executor``, ``output``), named in the message.
@@ -1705,7 +1875,11 @@ def run_study(study: "Study | str | os.PathLike", executor: cf.Executor | None =
     resolved = study.replace(rng=entropy if entropy < 2**63 else hex(entropy))
     resolved._source, resolved._base_dir = study._source, study._base_dir
     spec_text = resolved.to_toml()
-    ctx = _context(spec_text, study._base_dir, study._source)
+    # the scheme files, read once: every worker builds its schemes from this content, and the
+    # output folder records it (a resumed folder must have been run with the same files)
+    inputs = _read_inputs(resolved)
+    inputs_key = _inputs_key(inputs)
+    ctx = _context(spec_text, study._base_dir, study._source, inputs_key)
     study = ctx.study
     # ---- sizes: refuse a run that cannot fit in memory before building the sweep or any array
     for part in study.parts:                    # every point assumed the size of the first one
@@ -1717,9 +1891,9 @@ def run_study(study: "Study | str | os.PathLike", executor: cf.Executor | None =
                               for part in study.parts], workers, chunk_trials, output is None)
 
     if out is not None:
-        new_text = _prepare_output(out, spec_text, user_rng)
+        new_text = _prepare_output(out, spec_text, user_rng, inputs, study._base_dir)
         if new_text != spec_text:   # the folder's study (same but for rng): reuse the built points
-            ctx2 = _context(new_text, study._base_dir, study._source)
+            ctx2 = _context(new_text, study._base_dir, study._source, inputs_key)
             with ctx._lock, ctx2._lock:
                 ctx2._sweeps.update(ctx._sweeps)
                 ctx2._bare.update(ctx._bare)
@@ -1772,7 +1946,8 @@ def run_study(study: "Study | str | os.PathLike", executor: cf.Executor | None =
     try:
         while True:
             for part, i, a, b in itertools.islice(todo, max(0, window - len(pending))):
-                f = executor.submit(_run_chunk, spec_text, study._base_dir, study._source, part, i, a, b, 1)
+                f = executor.submit(_run_chunk, spec_text, study._base_dir, study._source, part, i, a, b, 1,
+                                    inputs_key)
                 pending[f] = (part, i)
             if not pending:
                 break
