@@ -119,7 +119,9 @@ class Rate:
     q10 : float, default 1
         Temperature coefficient (dimensionless), within 1e-3–1e3.
     t_ref : float, default 295.15
-        Reference temperature (K) for ``q10``.
+        Reference temperature (K) for ``q10``: ``k0`` is the rate at ``t_ref``.  It is the
+        Rate's own (22 °C unless given), not the temperature of the Scheme that uses it: rates
+        measured at 30 °C need ``t_ref=303.15`` even in a Scheme with ``temperature=303.15``.
     """
 
     k0: float
@@ -351,6 +353,9 @@ class Scheme:
         Provenance.  Built-in models always cite their source.
     temperature : float, default 295.15
         Temperature (K) assumed when a protocol does not set one (the source's temperature).
+        It does not change any Rate's Q10 reference: a rate with ``q10`` is ``k0`` at its own
+        ``t_ref`` (22 °C by default), so at a Scheme temperature of 30 °C it is scaled by
+        ``q10**0.8`` unless the Rate says ``t_ref=303.15``.
 
     Raises
     ------
