@@ -198,6 +198,16 @@ class Blocker:
                                  f"is 0.017-0.034 V over 200-400 K); it is in volts (write "
                                  f"25 * ketacore.units.mV)")
             set_("thermal_voltage", vt)
+            from .scheme import MAX_ABS_VK
+            for key in ("delta_on", "delta_off"):
+                zd = abs(self.z * getattr(self, key))
+                if zd > 0 and not vt / zd <= MAX_ABS_VK:
+                    raise ValueError(
+                        f"Blocker.{key}={getattr(self, key)!r} with z={self.z!r} and a fixed "
+                        f"thermal_voltage={vt} V is a voltage dependence weaker than an e-fold per "
+                        f"{MAX_ABS_VK:g} V (under 2 % over ±100 mV; the rate's vk would be "
+                        f"{vt / zd:.3g} V): set {key}=0 for a voltage-independent rate, or "
+                        "thermal_voltage=None (then z·delta acts through RT/F)")
         if not isinstance(self.arm_scaling, Mapping):
             raise TypeError("Blocker.arm_scaling must be a mapping {'SRC->DST': factor}")
         set_("arm_scaling", types.MappingProxyType(

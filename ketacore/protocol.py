@@ -289,15 +289,21 @@ class Protocol:
         st = self._rest if self._rest is not None else self._steps[0]
         return {"V": st.V, "temperature": st.temperature, **st.concentrations}
 
+    def _rest_key(self):
+        """The rest's conditions (its duration is not used, so it does not count)."""
+        r = self._rest
+        return None if r is None else (r.V, r.temperature, tuple(sorted(r.concentrations.items())))
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Protocol):
             return NotImplemented
-        return self._steps == other._steps and self._rest == other._rest
+        return self._steps == other._steps and self._rest_key() == other._rest_key()
 
     def __hash__(self) -> int:
         h = self._hash
         if h is None:  # steps are immutable: hash once
-            h = self._hash = hash(self._steps) if self._rest is None else hash((self._steps, self._rest))
+            h = self._hash = (hash(self._steps) if self._rest is None
+                              else hash((self._steps, self._rest_key())))
         return h
 
     def __reduce__(self):

@@ -191,33 +191,42 @@ def _rate_estimate(scheme: Scheme, compiled, conds: np.ndarray, p0: np.ndarray) 
     return out
 
 
+#: Memory (bytes) of one chunk of stacked Q matrices in :func:`_rough_equilibria`.
+_EQ_CHUNK_BYTES = 32 << 20
+
+
 def _rough_equilibria(compiled, conds: np.ndarray, p0: np.ndarray) -> np.ndarray:
     """Equilibrium of every condition for the cost model, (C, K): one batched LU solve of
     p Q = 0 with sum(p) = 1 (a rough estimate needs no GTH accuracy; a voltage ramp brings
     thousands of conditions, and a per-condition solve cost ~1 ms each); p0 where the chain is
     reducible or the solve is not a distribution."""
     K, C = len(p0), len(conds)
-    A = np.empty((C, K, K))
-    for c in range(C):
-        A[c] = np.asarray(compiled.q_matrix(conds[c])).T
-    A[:, -1, :] = 1.0  # replace the last balance equation by the normalisation
-    b = np.zeros((C, K, 1))
-    b[:, -1, 0] = 1.0
     peq = np.broadcast_to(p0, (C, K)).copy()
-    with np.errstate(all="ignore"):
-        try:
-            x = np.linalg.solve(A, b)[..., 0]
-            ok = np.all(np.isfinite(x), axis=1) & np.all(x > -1e-6, axis=1)
-        except np.linalg.LinAlgError:  # a singular (reducible) condition: one at a time
-            x = np.zeros((C, K))
-            ok = np.zeros(C, dtype=bool)
-            for c in range(C):
-                try:
-                    x[c] = np.linalg.solve(A[c], b[c])[:, 0]
-                    ok[c] = np.all(np.isfinite(x[c])) and np.all(x[c] > -1e-6)
-                except np.linalg.LinAlgError:
-                    pass
-    peq[ok] = x[ok]
+    # in chunks of conditions whose matrices take at most ~32 MB (this runs before the memory
+    # plan; a 400-state scheme on a 5000-point ramp would otherwise stack 6.4 GB)
+    step = max(1, _EQ_CHUNK_BYTES // (8 * K * K))
+    for c0 in range(0, C, step):
+        c1 = min(C, c0 + step)
+        A = np.empty((c1 - c0, K, K))
+        for c in range(c0, c1):
+            A[c - c0] = np.asarray(compiled.q_matrix(conds[c])).T
+        A[:, -1, :] = 1.0  # replace the last balance equation by the normalisation
+        b = np.zeros((c1 - c0, K, 1))
+        b[:, -1, 0] = 1.0
+        with np.errstate(all="ignore"):
+            try:
+                x = np.linalg.solve(A, b)[..., 0]
+                ok = np.all(np.isfinite(x), axis=1) & np.all(x > -1e-6, axis=1)
+            except np.linalg.LinAlgError:  # a singular (reducible) condition: one at a time
+                x = np.zeros((c1 - c0, K))
+                ok = np.zeros(c1 - c0, dtype=bool)
+                for i in range(c1 - c0):
+                    try:
+                        x[i] = np.linalg.solve(A[i], b[i])[:, 0]
+                        ok[i] = np.all(np.isfinite(x[i])) and np.all(x[i] > -1e-6)
+                    except np.linalg.LinAlgError:
+                        pass
+        peq[c0:c1][ok] = x[ok]
     return peq
 
 
@@ -584,7 +593,6 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     trial_idx = _resolve_trials(n_trials, trials, trial_offset)
     n_tr = len(trial_idx)
     threads = _resolve_threads(n_threads)
-    entropy = _rng.root_entropy(rng)
 
     S = protocol.n_samples(dt)
     K = scheme.n_states
@@ -648,6 +656,8 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
         raise ValueError(f"{e} (method={chosen!r}, record={record!r}, {n_tr} trials x {S} samples x {K} states; "
                          f"estimate {need / 2**30:.3g} GiB)") from None
     trial_idx = _trial_array(trial_idx)
+    # last: a numpy Generator is drawn from, so a refused call must not have advanced it
+    entropy = _rng.root_entropy(rng)
 
     est = ssa_cost if chosen == "ssa" else pop_cost
     from . import _core
@@ -802,8 +812,6 @@ def simulate_events(scheme: Scheme, protocol: Protocol | Step, n_trials: int | N
     threads = _resolve_threads(n_threads)
     if max_events is not None:
         max_events = V_.integer("max_events", max_events, minimum=1)
-    entropy = _rng.root_entropy(rng)
-    words = _rng.entropy_words(entropy)
     durs, idx, conds = protocol.compile(scheme)
     p0 = _initial(scheme, initial, protocol)
     compiled = scheme._compiled()
@@ -824,6 +832,9 @@ def simulate_events(scheme: Scheme, protocol: Protocol | Step, n_trials: int | N
     except ValueError as e:
         raise ValueError(f"{e} (about {est_events:.3g} transitions expected over {n_tr} trials)") from None
     trial_idx = _trial_array(trial_idx)
+    # last: a numpy Generator is drawn from, so a refused call must not have advanced it
+    entropy = _rng.root_entropy(rng)
+    words = _rng.entropy_words(entropy)
     est_cost = n_tr * expected * _COST_EVENT
     threads_used = threads if est_cost > _PARALLEL_ABOVE else 1
     background = est_cost / threads_used > _BACKGROUND_ABOVE

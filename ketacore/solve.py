@@ -103,12 +103,14 @@ def initial_distribution(scheme: Scheme, initial: Any, protocol: Protocol | None
 
 def _equilibrium(scheme: Scheme, cond: dict, where: str) -> np.ndarray:
     """Channels at rest under ``cond`` (:func:`ketacore.theory.rest_state`)."""
-    from .theory import rest_state
+    from .theory import NoUniqueEquilibrium, rest_state
     try:
         return rest_state(scheme, **cond)
-    except ValueError as e:
+    except NoUniqueEquilibrium as e:
         raise ValueError(f"{where}: {e}; start from a state name (initial='R'), a vector, or "
                          "theory.equilibrium(scheme, initial=..., **conditions)") from None
+    except ValueError as e:  # e.g. a ligand the scheme does not know
+        raise ValueError(f"{where}: {e}") from None
 
 
 class Result:

@@ -144,3 +144,30 @@ def test_use_dependence_and_peak_ic50_with_background_mg():
     r = E.ic50("erreger2005_2a", "ketamine", [1 * uM, 10 * uM, 100 * uM], kind="peak",
                duration=0.1, **kw)
     assert np.all(np.diff(r.fraction) < 0)
+
+
+def test_rest_duration_does_not_count_and_errors_name_the_cause():
+    a = kc.Protocol([kc.Step(1.0)], rest=kc.Step(5.0, ketamine=1 * uM))
+    b = kc.Protocol([kc.Step(1.0)], rest=kc.Step(0.1, ketamine=1 * uM))
+    assert a == b and hash(a) == hash(b)
+    assert a != kc.Protocol([kc.Step(1.0)], rest=kc.Step(5.0, ketamine=2 * uM))
+    # an unknown ligand in the rest conditions: the message is about the ligand, without the
+    # advice for trapped (non-unique) rest states
+    g = kc.models.get("erreger2005_2a")
+    with pytest.raises(ValueError) as e:
+        kc.solve(g, kc.Protocol([kc.Step(0.01, glutamate=1 * mM)], rest=kc.Step(1.0, foo=1e-6)), 1e-3)
+    assert "foo" in str(e.value) and "initial='R'" not in str(e.value)
+
+
+def test_refused_calls_do_not_advance_a_generator():
+    g = kc.models.get("erreger2005_2a")
+    rng = np.random.default_rng(5)
+    before = rng.bit_generator.state
+    with pytest.raises(ValueError):
+        kc.simulate(g, kc.Step(1.0, glutamate=1 * mM), 1e-3, n_channels=10, n_trials=10**9,
+                    method="population", rng=rng)
+    with pytest.raises(ValueError):
+        kc.simulate_events(g, kc.Step(1.0, glutamate=1 * mM), n_trials=2, max_events=1, rng=rng)
+    assert rng.bit_generator.state == before
+    kc.simulate(g, kc.Step(0.01, glutamate=1 * mM), 1e-3, n_channels=10, rng=rng)
+    assert rng.bit_generator.state != before

@@ -162,3 +162,12 @@ def test_weakly_voltage_dependent_blocker_with_fixed_thermal_voltage_is_valid():
                    thermal_voltage=25 * mV, mode="trapping", k_on=1e6, k_off=1.0)
     s = kc.block(kc.models.get("erreger2005_2a"), b)
     assert np.all(np.isfinite(s.q_matrix(V=-0.07, glutamate=1e-3, w=1e-6)))
+
+
+def test_negligibly_voltage_dependent_blocker_gets_a_blocker_message():
+    # z*delta_off = 0.004 at a fixed 25 mV: vk = 6.25 V.  The message is about the blocker's
+    # delta (set it to 0), not about vk written in millivolts
+    with pytest.raises(ValueError, match=r"Blocker.delta_off=0.002 with z=2.0 and a fixed "
+                                         r"thermal_voltage=0.025 V .*set delta_off=0"):
+        blockers.Blocker(name="w", ligand="w", z=2.0, delta_on=0.5, delta_off=0.002,
+                         thermal_voltage=25 * mV, mode="trapping", k_on=1e6, k_off=1.0)
