@@ -1028,9 +1028,17 @@ def log_histogram(durations, *, bins_per_decade: float = 10, t_min: Optional[flo
         bins, and its edges must be finite, distinct floats (else ValueError).
     t_min, t_max : float (s), optional
         Range; default ``t_res`` (if set) or the smallest duration, and the largest duration.
-        Edges are ``t_min * 10**(k / bins_per_decade)``; bins are ``[lower, upper)``, except
-        that with the default ``t_max`` the largest duration is counted in the last bin even
-        when it falls on its upper edge.
+        ``t_max`` must exceed ``t_min`` (ValueError otherwise, e.g. a ``t_max`` below the
+        data's default ``t_min``, or a ``t_min`` above every duration); only when both are
+        defaults and equal (all durations equal) is the histogram a single bin.
+        Edges are ``t_min * 10**(k / bins_per_decade)``, ``k = 0..n_bins``, where the top
+        edge is the first one at or above ``t_max`` (a whole number of bins); bins are
+        ``[lower, upper)`` against these returned edges exactly, except that with the
+        default ``t_max`` the largest duration is counted in the last bin even when it falls
+        on its upper edge.  Durations outside ``[edges[0], edges[-1])`` -- below ``t_min``, or
+        at or above the top edge -- are in no bin: they are left out of ``counts`` but
+        included in ``n`` (``n - counts.sum()`` of them); durations in
+        ``[t_max, edges[-1])`` fall in the last bin.
     t_res : float (s)
         Resolution the data were cut at; stored for theory overlays.
 
@@ -1048,6 +1056,13 @@ def log_histogram(durations, *, bins_per_decade: float = 10, t_min: Optional[flo
     lo = _real("t_min", t_min, positive=True) if t_min is not None else \
         (t_res if t_res > 0 else float(d.min()))
     hi = _real("t_max", t_max, positive=True) if t_max is not None else float(d.max())
+    if hi < lo or (hi == lo and (t_min is not None or t_max is not None)):
+        src_lo = "t_min" if t_min is not None else ("t_res" if t_res > 0 else
+                                                    "the smallest duration (default t_min)")
+        src_hi = "t_max" if t_max is not None else "the largest duration (default t_max)"
+        raise ValueError(f"t_max must exceed t_min: {src_hi} is {hi:g} s and {src_lo} is "
+                         f"{lo:g} s, but the durations range from {float(d.min()):g} to "
+                         f"{float(d.max()):g} s; choose t_min < t_max")
     # everything in log10 (finite for every positive float, subnormals included): hi / lo and
     # 10 ** (1 / bpd) can overflow
     llo, lhi = math.log10(lo), math.log10(hi)
@@ -1074,12 +1089,10 @@ def log_histogram(durations, *, bins_per_decade: float = 10, t_min: Optional[flo
         raise ValueError(f"bin edges near {at:g} s coincide in floating point (t_min={lo:g} s, "
                          f"bins_per_decade={bpd:g}): lower bins_per_decade, or raise t_min "
                          "(below ~1e-300 s, subnormal floats cannot be binned)")
-    with np.errstate(over="ignore", under="ignore", divide="ignore"):
-        x = np.log10(d / lo) * bpd
-    bad = ~np.isfinite(x)
-    if bad.any():  # d / lo over- or underflowed
-        x[bad] = (np.log10(d[bad]) - llo) * bpd
-    idx = np.floor(np.clip(x, -1.0, nb)).astype(np.int64)
+    # bin index against the returned edges exactly ([lower, upper)): floor(log10(d / lo) * bpd)
+    # misplaces durations on or within rounding of an edge.  -1: below edges[0]; nb: at or
+    # above edges[nb]
+    idx = np.searchsorted(edges, d, side="right").astype(np.int64) - 1
     if t_max is None:  # every duration is <= the top edge: the largest lands in the last bin
         idx = np.minimum(idx, nb - 1)
     ok = (idx >= 0) & (idx < nb)
@@ -1246,11 +1259,16 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
         return tau, a / a.sum()
 
     def nll(x):
-        tau, a = unpack(x)
-        ll, gt, ga = _mix_loglik(ts, tau, a, trs)
-        # chain rule: d/dlog tau = tau d/dtau; softmax: d/dz_m = a_m (g_m - sum a g)
-        gz = a * (ga - np.dot(a, ga))
-        return -ll / n, -np.concatenate([gt * tau, gz[:-1]]) / n
+        # BFGS line searches try long steps in log tau: exp overflows to tau = inf there and
+        # the likelihood / gradient come out inf or nan, which the line search rejects (it
+        # backtracks); the accepted iterates and the optimum are finite (checked below), so
+        # the floating-point warnings of those trial points are expected, and silenced here only
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            tau, a = unpack(x)
+            ll, gt, ga = _mix_loglik(ts, tau, a, trs)
+            # chain rule: d/dlog tau = tau d/dtau; softmax: d/dz_m = a_m (g_m - sum a g)
+            gz = a * (ga - np.dot(a, ga))
+            return -ll / n, -np.concatenate([gt * tau, gz[:-1]]) / n
 
     best = None
     for s0 in starts:
@@ -1262,7 +1280,7 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
             continue
         if best is None or r.fun < best.fun:
             best = r
-    if best is None or not np.isfinite(best.fun):
+    if best is None or not np.isfinite(best.fun) or not np.all(np.isfinite(best.x)):
         raise RuntimeError("fit_mixture: the likelihood could not be maximised")
     tau, a = unpack(best.x)
     order = np.argsort(tau)
@@ -1326,13 +1344,15 @@ class NoiseAnalysis:
     mean, var : ndarray
         Ensemble mean current (A) and its unbiased variance (A^2) over trials, per sample.
     i, se_i : float
-        Single-channel current (A) and its standard error.
+        Single-channel current (A) and its standard error (jackknife; NaN for a
+        ``record="summary"`` input, which has no per-trial data).
     N, se_N : float
-        Number of channels and its standard error.  ``N`` is ``inf`` when the fitted
+        Number of channels and its standard error (NaN for ``record="summary"`` input).  ``N`` is ``inf`` when the fitted
         curvature ``1/N`` is <= 0 (the data show no saturation: open probability too low, or
         too few trials to measure it).
     var_baseline, se_var_baseline : float
-        Background variance (A^2) when fitted, else 0.
+        Background variance (A^2) when fitted, else 0 (``se_var_baseline`` NaN for
+        ``record="summary"`` input).
     used : ndarray of bool
         Samples entering the fit.
     n_trials : int
@@ -1390,6 +1410,11 @@ def _parabola_fit(mean, var, baseline):
     return i, (1.0 / invN if invN > 0 else math.inf), (coef[2] if baseline else 0.0)
 
 
+# Level of the chi^2 test in noise_analysis that the mean current varies: a constant mean
+# (independent samples) passes it, and is fitted, with this probability.
+_NOISE_CONSTANT_MEAN_ALPHA = 1e-3
+
+
 def noise_analysis(data, *, time=None, window=None, baseline: bool = False,
                    n_groups: int = 20) -> NoiseAnalysis:
     """Non-stationary noise analysis of repeated current responses [S80].
@@ -1423,8 +1448,21 @@ def noise_analysis(data, *, time=None, window=None, baseline: bool = False,
     ------
     ValueError
         Fewer than 3 trials or samples, a variance of 0 at every sample of the window (no
-        fluctuations, e.g. identical trials), or a mean current with too few distinct values
-        in the window to determine the parabola.
+        fluctuations, e.g. identical trials), a mean current with too few distinct values
+        in the window to determine the parabola, or a mean current that does not vary
+        significantly over the window (stationary: the scatter of the mean is noise).  The
+        last test: with ``m`` samples in the window, ``n`` trials and the pooled squared
+        standard error ``se^2 = mean(var) / n`` of one sample's mean, it requires
+        ``sum((I_j - mean(I))**2) / se^2 > chi2.isf(alpha, m - 1)``, ``alpha = 1e-3``: the RMS spread of the mean must exceed
+        ``sqrt(chi2.isf(alpha, m - 1) / (m - 1))`` standard errors (about 1.5 for m = 20,
+        1.15 for m = 200).  A constant mean with independent samples passes with probability
+        ``alpha``; a relaxation after a step, whose mean changes by many standard errors,
+        essentially never fails it.
+
+    Notes
+    -----
+    ``se_i``, ``se_N`` and ``se_var_baseline`` are NaN for ``record="summary"`` input: it
+    keeps only the mean and variance per sample, not the trials the jackknife resamples.
     """
     from .simulate import SimulationResult
     groups_data = None
@@ -1483,6 +1521,27 @@ def noise_analysis(data, *, time=None, window=None, baseline: bool = False,
         raise ValueError(f"data: the mean current takes too few distinct values in the fit "
                          f"window to determine the parabola ({n_par} parameters); fit over a "
                          "window where the mean current changes")
+    # noise alone gives a mean with distinct values at every sample (the rank test passes), and
+    # the parabola through pure scatter is meaningless (i of the wrong sign, N = inf): require
+    # the mean to vary significantly.  With the pooled squared standard error of one sample's
+    # mean, se^2 = mean(var) / n_trials, a constant mean gives sum((I_j - mean I)^2) / se^2 ~
+    # chi^2 with m - 1 degrees of freedom (m samples, independent); refuse unless it exceeds
+    # the upper 1e-3 quantile, i.e. unless the RMS spread of the mean exceeds
+    # sqrt(chi2.isf(1e-3, m - 1) / (m - 1)) standard errors (1.5 for m = 20).
+    from scipy.stats import chi2 as _chi2
+    mu = mean[used]
+    m_used = int(used.sum())
+    se2 = float(np.mean(var[used])) / n_tr
+    stat = float(np.sum((mu - mu.mean()) ** 2)) / se2
+    crit = float(_chi2.isf(_NOISE_CONSTANT_MEAN_ALPHA, m_used - 1))
+    if not stat > crit:
+        raise ValueError(
+            f"data: the mean current does not vary significantly over the fit window (RMS "
+            f"spread {math.sqrt(stat / (m_used - 1)):.3g} standard errors of the mean across "
+            f"{m_used} samples and {n_tr} trials; at least "
+            f"{math.sqrt(crit / (m_used - 1)):.3g} needed, a chi^2 test at level "
+            f"{_NOISE_CONSTANT_MEAN_ALPHA:g}): a stationary current cannot separate i from N; "
+            "fit a window where the mean current changes, e.g. a relaxation after a step")
     i, N, vb = _parabola_fit(mean[used], var[used], baseline)
     se_i = se_N = se_b = math.nan
     if cur is not None:

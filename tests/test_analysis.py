@@ -675,7 +675,10 @@ def test_plots_smoke(ccob_record, tmp_path):
     fit.plot(theory=th)
     ka.log_histogram(sh).plot(theory=th, fit=fit)
     rec.bursts(5 * ms).plot(theory=kc.theory.bursts(g, within=["OB"], blocker=B_CONC))
-    na = ka.noise_analysis(np.random.default_rng(0).binomial(50, 0.3, (20, 40)) * -1e-12)
+    # a relaxation (the open probability decays over the 40 samples): a stationary record is
+    # refused (the mean must vary significantly)
+    na = ka.noise_analysis(np.random.default_rng(0).binomial(
+        50, 0.6 * np.exp(-np.arange(40) / 10), (20, 40)) * -1e-12)
     na.plot()
     plt.savefig(tmp_path / "x.png")
     assert len(plt.get_fignums()) >= 4  # one figure per plot call above

@@ -38,7 +38,8 @@ def _objects():
         "LogHistogram.plot": ka.log_histogram(d).plot,
         "MixtureFit.plot": ka.fit_mixture(d, 1).plot,
         "BurstResult.plot": rec.bursts(1e-2).plot,
-        "NoiseAnalysis.plot": ka.noise_analysis(rng.binomial(50, 0.3, (20, 40)) * -1e-12).plot,
+        "NoiseAnalysis.plot": ka.noise_analysis(
+            rng.binomial(50, 0.6 * np.exp(-np.arange(40) / 10), (20, 40)) * -1e-12).plot,
         "BlockKineticsResult.plot": kc.experiments.block_kinetics(
             scheme, blocker, 2e-6, t_on=4.0, t_off=6.0, n_samples=201).plot,
     }
