@@ -309,7 +309,11 @@ def dose_response(ds, path: str | os.PathLike | None = None, *, figsize=(6.5, 4.
     plt = _plt()
     ds = _ds(ds)
     dims = _sweep_dims(ds)
-    axis = next((d for d in dims if ds[d].attrs.get("units") == "M"), dims[0])
+    # the concentration dimension the study fitted over (files before it was recorded: the
+    # first sweep axis in M, else the first)
+    axis = ds.attrs.get("dose_axis")
+    if axis not in dims:
+        axis = next((d for d in dims if ds[d].attrs.get("units") == "M"), dims[0])
     others = [d for d in dims if d != axis]
     c = ds[axis].values
     fig, ax = plt.subplots(figsize=figsize, constrained_layout=True)

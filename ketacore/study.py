@@ -367,8 +367,10 @@ class StudyPart:
         ``"use_dependence"`` (a train; options ``train`` = its label), ``"dose_response"``
         (options ``concentration`` = sweep axis, ``window``).
     initial : str or mapping
-        ``"equilibrium"`` (first step), a state name, or a conditions table (keys ``V``,
-        ``temperature`` and ligand names of the blocked scheme, e.g. ``{"glutamate": 0}``).
+        ``"equilibrium"`` (the equilibrium at rest: under the protocol's rest conditions -- a
+        leading train's between-pulse conditions, else the first step's), a state name, or a
+        conditions table (keys ``V``, ``temperature`` and ligand names of the blocked scheme, e.g.
+        ``{"glutamate": 0}``).
     dt, n_trials, n_channels, method : optional
         Per-protocol overrides of the study values.
 
@@ -414,9 +416,9 @@ def _normalize_part(p: StudyPart) -> None:
         raise _PartError("segments", "must be a list of segments (tables, Steps or Protocols), a "
                          f"Step or a Protocol, got {type(segs_in).__name__} ({segs_in!r:.80})")
     segs = []
-    for s in segs_in:
+    for i, s in enumerate(segs_in):
         if isinstance(s, Protocol):
-            segs.extend(st.to_dict() for st in s.steps)
+            segs.extend(_protocol_segments(s, first=i == 0))
         elif isinstance(s, Step):
             segs.append(s.to_dict())
         else:
@@ -442,6 +444,70 @@ def _normalize_part(p: StudyPart) -> None:
     elif p.initial is not None and not isinstance(p.initial, str):
         raise _PartError("initial", "must be 'equilibrium', a state name or a conditions table, "
                          f"got {type(p.initial).__name__} ({p.initial!r:.80})")
+
+
+def _conditions(st) -> tuple:
+    return st.V, st.temperature, dict(st.concentrations)
+
+
+def _protocol_segments(prot, first: bool) -> list:
+    """A Protocol given as study segments: its steps as tables, except that a leading pulse train
+    whose :attr:`~ketacore.Protocol.rest` matters (``first``: the part's protocol starts with it)
+    becomes the equivalent ``{train = {...}}`` table, so that the part starts at rest as the TOML
+    train does (and the use_dependence analysis sees a train).  Any other rest that differs from
+    the first step's conditions cannot be written as segments: refused."""
+    steps = list(prot.steps)
+    plain = [st.to_dict() for st in steps]
+    rest = prot.rest
+    if not first or rest is None or _conditions(rest) == _conditions(steps[0]):
+        return plain   # no rest, or one that is the first step's conditions: nothing is lost
+    hit = _as_train(steps, rest)
+    if hit is None:
+        raise _PartError("segments", "the first segment is a Protocol with rest conditions "
+                         f"({rest!r}) that differ from its first step's, and it is not a "
+                         "kc.pulse_train (whose rest a {train = ...} segment keeps); a study's "
+                         "segments cannot carry another rest -- give the part initial = {conditions} "
+                         "(e.g. initial = {\"glutamate\": 0}) and the protocol's steps instead")
+    table, used = hit
+    return [{"train": table}] + plain[used:]
+
+
+def _as_train(steps: list, rest) -> "tuple[dict, int] | None":
+    """``(train table, number of steps it covers)`` if ``steps`` start with a
+    :func:`ketacore.pulse_train` whose rest is ``rest``, else None."""
+    from .protocol import pulse_train
+    if len(steps) < 2:
+        return None
+    on, off = steps[0], steps[1]
+    if (on.V, on.temperature) != (off.V, off.temperature) or _conditions(off) != _conditions(rest):
+        return None
+    n = 0
+    while 2 * n + 1 < len(steps) and steps[2 * n] == on and steps[2 * n + 1] == off:
+        n += 1
+    used, tail = 2 * n, 0.0
+    if used < len(steps) and _conditions(steps[used]) == _conditions(off):
+        tail, used = steps[used].duration, used + 1
+    between = dict(off.concentrations)
+    during = {k: v for k, v in on.concentrations.items() if between.get(k) != v}
+    during.update({k: 0.0 for k in between if k not in on.concentrations})
+    table: dict[str, Any] = {"n_pulses": n, "frequency": 1.0 / (on.duration + off.duration),
+                             "width": on.duration, "V": on.V}
+    if on.temperature is not None:
+        table["temperature"] = on.temperature
+    table["during"], table["between"] = during, between
+    if tail > 0:
+        table["tail"] = tail
+    try:
+        again = pulse_train(n, table["frequency"], table["width"], V=on.V, temperature=on.temperature,
+                            during=during, between=between, tail=tail)
+    except (TypeError, ValueError):
+        return None
+    # the same steps (durations to rounding: the frequency is recomputed from the period)
+    if len(again.steps) != used or any(
+            _conditions(a) != _conditions(b) or not math.isclose(a.duration, b.duration, rel_tol=1e-9)
+            for a, b in zip(again.steps, steps)):
+        return None
+    return table, used
 
 
 def _make_part(value: Any, source: str, where: Callable[[str], str]) -> StudyPart:
@@ -724,6 +790,12 @@ class Study:
                 if conc is None and not numeric:
                     raise e(f"{pw}.analysis.concentration", "dose_response needs a concentration "
                             f"sweep axis; add one to {sw} (e.g. ketamine = [\"1 uM\", \"10 uM\"])")
+                if conc is None and _dose_axis(self, p) is None:
+                    raise e(f"{pw}.analysis.concentration", "dose_response cannot tell which sweep "
+                            f"axis is the concentration (sweep axes: {numeric}; none is a blocker "
+                            "ligand or used as a ligand concentration in the segments); give it, "
+                            f"e.g. analysis = {{kind = \"dose_response\", concentration = "
+                            f"\"{numeric[0]}\"}}")
                 if conc is not None and (not isinstance(conc, str) or conc not in numeric):
                     raise e(f"{pw}.analysis.concentration", f"must name a sweep axis of {sw} "
                             f"(sweep axes: {numeric}), got {conc!r}")
@@ -1296,9 +1368,14 @@ def _control_protocol(pt: _Point):
     """The same protocol with every blocker ligand at 0 (the drug-free control)."""
     from .protocol import Protocol, Step
     ligs = {b.ligand for b in pt.blockers}
-    return Protocol([Step(st.duration, V=st.V, temperature=st.temperature,
-                          **{k: v for k, v in st.concentrations.items() if k not in ligs})
-                     for st in pt.protocol.steps])
+
+    def strip(st):
+        return Step(st.duration, V=st.V, temperature=st.temperature,
+                    **{k: v for k, v in st.concentrations.items() if k not in ligs})
+    rest = pt.protocol.rest
+    # the control keeps the rest conditions (e.g. a train's between-pulse conditions), drug-free
+    return Protocol([strip(st) for st in pt.protocol.steps],
+                    rest=None if rest is None else strip(rest))
 
 
 # ------------------------------------------------------------------------------------------
@@ -1525,7 +1602,9 @@ class _Context:
 
 def _control_initial(pt: _Point):
     if pt.initial is None or pt.initial == "equilibrium":
-        return None  # equilibrium under the control protocol's first step
+        return None  # equilibrium at rest: the control protocol's rest conditions (its
+        # drug-free rest if it has one, e.g. a leading train's between-pulse conditions, else
+        # its first step)
     return pt.initial
 
 
@@ -2316,8 +2395,7 @@ def _assemble_part(ctx: _Context, part: str, out: Path | None, memory: dict):
         if a == "model":
             ds[d].attrs.update(units="1", long_name="gating model (swept)")
             continue
-        u = next((_unit_of(v) for v in p.sweep[a] if _unit_of(v)), "") or \
-            _unit_of(p.parameters.get(a, study.parameters.get(a))) or _unit_by_use(p, a)
+        u = _axis_unit(study, p, a)
         ds[d].attrs.update(units=u or "1", long_name=f"swept parameter {a}")
         if not u:
             ds[d].attrs["comment"] = (f"the study gives no unit for {a}; values are as written "
@@ -2397,6 +2475,13 @@ def _variable_docs(n_channels: int, keep: int) -> dict[str, tuple[str, str]]:
     }
 
 
+def _axis_unit(study: Study, p: StudyPart, a: str) -> str:
+    """SI unit of sweep axis ``a`` (what its Dataset coordinate records): the unit of its values,
+    else of its parameter default, else from how the segments use it (:func:`_unit_by_use`)."""
+    return next((_unit_of(v) for v in p.sweep[a] if _unit_of(v)), "") or \
+        _unit_of(p.parameters.get(a, study.parameters.get(a))) or _unit_by_use(p, a)
+
+
 def _unit_by_use(p: StudyPart, name: str) -> str:
     """SI unit of parameter ``name`` from where a segment uses it alone (``V = "$V"`` → ``"V"``,
     a ligand → ``"M"``, ``duration`` → ``"s"``, a train's ``frequency`` → ``"Hz"``), else ``""``."""
@@ -2437,22 +2522,40 @@ def _hill(c, ic50, nh):
     return 1.0 / (1.0 + (np.asarray(c) / ic50) ** nh)
 
 
+def _blocker_ligands(study: Study) -> set:
+    """The ligand names of the study's blockers (a table blocker without ``ligand`` has its
+    library blocker's, as :func:`_resolve_blockers` builds it); unknown blockers are skipped."""
+    from . import blockers as _blockers
+    out = set()
+    for b in study.blockers or []:
+        try:
+            if isinstance(b, str):
+                out.add(_blockers.get(b).ligand)
+            elif isinstance(b, Mapping):
+                lig = b.get("ligand")
+                out.add(lig if isinstance(lig, str) else _blockers.get(b["name"]).ligand)
+        except (KeyError, ValueError, TypeError, AttributeError):
+            pass
+    return out
+
+
 def _dose_axis(study: Study, p) -> str | None:
-    """The dose-response concentration axis: ``analysis.concentration`` if given, else the first
-    sweep axis that is a blocker's ligand (so a V x ketamine sweep fits over ketamine whatever
-    the order of the axes), else the first sweep axis other than ``model``."""
+    """The dose-response concentration axis (the one rule, used by the check, the fit and,
+    through the Dataset's ``dose_axis`` attribute, :func:`ketacore.plot.dose_response`):
+    ``analysis.concentration`` if given; else the first sweep axis named as a blocker's ligand
+    (so a V x ketamine sweep fits over ketamine whatever the order of the axes); else the first
+    sweep axis that is a concentration (unit M: from its values, its parameter default, or its
+    use as a ligand concentration in the segments, e.g. ``ketamine = "$c"``); else None (the
+    study check then asks for ``analysis.concentration``)."""
     given = (p.analysis or {}).get("concentration")
     if given:
         return given
-    from . import blockers as _blockers
     axes = [k for k in (p.sweep or {}) if k != "model"]
-    ligands = set()
-    for b in study.blockers:
-        try:
-            ligands.add(b.get("ligand") if isinstance(b, Mapping) else _blockers.get(b).ligand)
-        except (KeyError, ValueError, TypeError, AttributeError):
-            pass
-    return next((k for k in axes if k in ligands), axes[0] if axes else None)
+    ligands = _blocker_ligands(study)
+    hit = next((k for k in axes if k in ligands), None)
+    if hit is not None:
+        return hit
+    return next((k for k in axes if _axis_unit(study, p, k) == "M"), None)
 
 
 def _fit_dose_response(ds, study: Study, part: str) -> None:
@@ -2489,6 +2592,7 @@ def _fit_dose_response(ds, study: Study, part: str) -> None:
         ds[f"ic50_{src}"] = (odims, ic, {"units": ds[axis].attrs.get("units", ""),
                                          "long_name": f"IC50 from a Hill fit 1/(1+(c/IC50)^nH) of response_{src}"})
         ds[f"hill_{src}"] = (odims, nh, {"units": "1", "long_name": f"Hill slope nH of the fit of response_{src}"})
+    ds.attrs["dose_axis"] = axis   # the concentration dimension (read by plot.dose_response)
 
 
 def _write_netcdf(tree, path: Path) -> None:
@@ -2536,7 +2640,7 @@ def summary_table(tree) -> str:
         if not metrics:
             continue
         wid = {m: max(14, len(m) + 4) for m in metrics}
-        hdr = "  " + "".join(f"{a:>12}" for a in axes) + "".join(
+        hdr = "  " + "".join(f"{ds[a].attrs.get('parameter', a):>12}" for a in axes) + "".join(
             f"{m + ' ME':>{wid[m]}}{m + ' MC':>{wid[m] + 6}}" for m in metrics)
         lines.append(hdr)
         for idx in np.ndindex(*ds["n_samples"].shape):

@@ -178,3 +178,48 @@ def test_dose_response_with_a_second_sweep_axis(tmp_path):
     for v in ("V -70 mV", "V -30 mV"):
         assert sum(lab.startswith(f"{v}: Hill fit") for lab in labels) == 2, labels
     assert not any("sweep_V" in lab for lab in labels)
+
+
+GLU_DOSE = textwrap.dedent("""
+    name = "gdose"
+    model = "erreger2005_2a"
+    blockers = ["ketamine"]
+    n_channels = 10
+    n_trials = 2
+    dt = "20 ms"
+    rng = 6
+
+    [parameters]
+    ketamine = "1 uM"
+    glutamate = "1 mM"
+
+    [protocols.dr]
+    analysis = { kind = "dose_response", concentration = "ketamine" }
+    sweep = { glutamate = ["0.1 mM", "1 mM"], ketamine = ["0.3 uM", "1 uM", "3 uM"] }
+
+    [[protocols.dr.segments]]
+    duration = "0.2 s"
+    glutamate = "$glutamate"
+    ketamine = "$ketamine"
+""")
+
+
+def test_dose_response_plot_uses_the_fitted_axis():
+    """Two concentration axes (glutamate x ketamine, fitted over ketamine): the figure plots over
+    the axis the study fitted (Dataset attrs dose_axis), not the first axis in M (glutamate)."""
+    t = kc.run_study(kc.Study.from_toml(GLU_DOSE), progress=False, workers=1)
+    ds = t["dr"].to_dataset()
+    assert list(ds["n_samples"].dims) == ["glutamate", "ketamine"] and ds.attrs["dose_axis"] == "ketamine"
+    fig = plot.dose_response(ds)
+    import matplotlib.pyplot as plt
+    ax = fig.axes[0]
+    xlab = ax.get_xlabel()
+    xs = {tuple(np.round(line.get_xdata(), 6)) for line in ax.lines if len(line.get_xdata()) == 3}
+    plt.close(fig)
+    assert xlab.startswith("ketamine"), xlab
+    assert tuple(np.round(ds["ketamine"].values * 1e6, 6)) in xs, xs
+    # a file without the attribute (written before it was recorded): the first axis in M
+    del ds.attrs["dose_axis"]
+    fig = plot.dose_response(ds)
+    assert fig.axes[0].get_xlabel().startswith("glutamate")
+    plt.close(fig)

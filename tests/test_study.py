@@ -576,7 +576,10 @@ def test_voltage_sweep_runs_and_resumes(tmp_path):
     assert list(dur["n_samples"].values[:, 0]) == [11, 21]   # 0.1 s and 0.2 s at dt = 10 ms
     # the summary table and the file work with the renamed dimensions
     text = S.summary_table(tree)
-    assert "sweep_V" in text and "-30 mV" in text and "response ME" in text
+    assert "-30 mV" in text and "response ME" in text
+    # the header names the swept voltage by its parameter (V), not its dimension (sweep_V)
+    hdr = next(line for line in text.splitlines() if "response ME" in line)
+    assert hdr.split()[:2] == ["V", "memantine"] and "sweep_V" not in text, text
     ref = sha(out / "results.nc")
     reopened = S.open_results(out / "results.nc")
     xr.testing.assert_identical(reopened["dr"].to_dataset(), ds)
