@@ -172,6 +172,51 @@ def _conc_map(name: str, m: Any, allowed: Sequence[str]) -> dict[str, float]:
     return out
 
 
+class _DeferredSeed:
+    """woodhull's seed of voltage ``j``: the root entropy is resolved (a Generator drawn
+    from) on first use by any voltage, then shared."""
+
+    def __init__(self, holder: dict, j: int):
+        self.holder, self.j = holder, j
+
+    def __call__(self) -> np.random.SeedSequence:
+        h = self.holder
+        if "root" not in h:
+            from . import _rng
+            h["root"] = _rng.root_entropy(h.pop("rng"))
+        root = h["root"]
+        words = root if isinstance(root, tuple) else (root,)
+        return np.random.SeedSequence(tuple(int(w) for w in words) + (0x5744, self.j))
+
+
+def _never_binds(b) -> bool:
+    """True when blocker ``b`` has no binding route at all (every on-rate 0)."""
+    return b.k_on == 0 and b.k_on_closed == 0 and b.superficial_k_on == 0
+
+
+def _never_leaves(b) -> bool:
+    """True when blocker ``b`` can enter the deep site but has no route out of it."""
+    return (b.k_on > 0 or b.k_on_closed > 0) and b.k_off == 0 and b.k_escape == 0
+
+
+def _check_blocker(b, what: str, *, steady: bool = True, undefined: str = "no IC50",
+                   unbound: str | None = None,
+                   advice: str = "use kind='peak' (block during a finite application) or "
+                                 "trapping(), or give k_off > 0") -> None:
+    """ValueError naming blocker.k_on / blocker.k_off when ``what`` is undefined for ``b``:
+    it never binds, or (``steady``) it never leaves the deep site."""
+    if _never_binds(b):
+        raise ValueError(
+            f"{what}: blocker {b.name!r} has blocker.k_on = 0 (and no closed-channel or "
+            f"superficial binding): it never binds, so there is no block at any concentration "
+            f"and {unbound or undefined}; give k_on > 0")
+    if steady and _never_leaves(b):
+        raise ValueError(
+            f"{what}: blocker {b.name!r} has blocker.k_off = 0 (and k_escape = 0): it never "
+            f"leaves the channel, so the steady-state block is complete at any concentration "
+            f"> 0 and there is {undefined}; {advice}")
+
+
 class _Setup:
     """Validated common inputs: composed scheme, blocker, conditions, stochastic options."""
 
@@ -215,18 +260,37 @@ class _Setup:
                 if v is not None:
                     raise ValueError(f"{k} is only used with method='stochastic'")
             self.n_channels = self.n_trials = None
-            self.entropy = None
         else:
             self.n_channels = V_.integer("n_channels", 1000 if n_channels is None
                                          else n_channels, minimum=1)
             self.n_trials = V_.integer("n_trials", 20 if n_trials is None else n_trials,
                                        minimum=2)
-            from . import _rng
-            self.entropy = _rng.root_entropy(rng)
+            # a numpy Generator (or woodhull's per-voltage seed) is drawn from only when the
+            # entropy is first needed -- after every argument has been validated -- so that a
+            # refused call does not advance the caller's Generator
+            if isinstance(rng, (np.random.Generator, _DeferredSeed)):
+                self._pending = rng
+            else:
+                from . import _rng
+                self._entropy = _rng.root_entropy(rng)   # no caller state is consumed
         if not isinstance(engine, str) or engine not in ("auto", "ssa", "population"):
             raise ValueError(f"engine must be 'auto', 'ssa' or 'population', got {engine!r}")
         self.engine = engine
         self._calls = 0
+
+    _pending: Any = None
+    _entropy: Any = None
+
+    @property
+    def entropy(self):
+        """Root entropy of the stochastic runs (None for method='exact'), drawn from a numpy
+        Generator on first use."""
+        if self._pending is not None:
+            from . import _rng
+            pend, self._pending = self._pending, None
+            self._entropy = _rng.root_entropy(pend() if isinstance(pend, _DeferredSeed)
+                                              else pend)
+        return self._entropy
 
     # ---------------------------------------------------------------- conditions
     def cond(self, agonist: bool, c: float = 0.0) -> dict[str, float]:
@@ -592,21 +656,35 @@ def _control_peak(su: _Setup, preincubation: float, dur: float, dt: float | None
 
 
 def _peak_centre(su: _Setup, guess: float, g0: float, preincubation: float, dur: float,
-                 dt: float | None) -> float:
-    """Concentration (M) near the exact peak IC50: decade scan up from ``guess`` (coarse grid);
-    ``g0`` is the control peak from :func:`_control_peak` on the same grid."""
+                 dt: float | None) -> float | None:
+    """Concentration (M) near the exact peak IC50: decade scan up from ``guess`` (coarse grid)
+    to the 10 M limit (included); ``g0`` is the control peak from :func:`_control_peak` on the
+    same grid.  None when the peak is not half-blocked at 10 M."""
     h = dur / 1000 if dt is None else dt
-    prev_c, prev_f = guess / 10, 1.0
-    c = guess
-    while c <= V_.MAX_CONCENTRATION:
+    top = V_.MAX_CONCENTRATION
+    c = min(guess, top)
+    prev_c, prev_f = c / 10, 1.0
+    while True:
         f = _peak_exact(su, c, preincubation, dur, h) / g0
         if f <= 0.5:
             # log-linear interpolation between the bracketing decades
             w = (prev_f - 0.5) / (prev_f - f) if prev_f != f else 0.5
             return float(prev_c * (c / prev_c) ** w)
+        if c >= top:
+            return None
         prev_c, prev_f = c, f
-        c *= 10
-    return float(prev_c)
+        c = min(c * 10, top)
+
+
+def _negligible_block(su: _Setup, kind: str, frac_top: float) -> ValueError:
+    """The refusal of a default concentration grid when the IC50 lies beyond 10 M."""
+    return ValueError(
+        f"ic50: block by {su.blocker.name!r} is negligible at V = {su.V / mV:g} mV: the exact "
+        f"{'steady-state' if kind == 'steady' else 'peak'} I/I0 at {V_.MAX_CONCENTRATION:g} M "
+        f"(the largest concentration ketacore accepts) is {frac_top:.3g} > 0.5, so the IC50 "
+        f"is > {V_.MAX_CONCENTRATION:g} M and no default concentration grid can bracket it; "
+        "choose a voltage where the blocker blocks, or pass concentrations (<= 10 M) for the "
+        "partial curve")
 
 
 def _steady_fraction(su: _Setup, c: float, g0: float) -> float:
@@ -697,6 +775,8 @@ def ic50(gating: Scheme | str, blocker: Any, concentrations: Any = None, *,
                 method=method, n_channels=n_channels, n_trials=n_trials, rng=rng, engine=engine)
     if kind not in ("steady", "peak"):
         raise ValueError(f"kind must be 'steady' or 'peak', got {kind!r}")
+    _check_blocker(su.blocker, "ic50", steady=kind == "steady",
+                   undefined="no IC50" if kind == "peak" else "no steady-state IC50")
     preincubation = V_.real("preincubation", preincubation, nonnegative=True)
     if duration is not None:
         duration = V_.duration("duration", duration)
@@ -725,12 +805,32 @@ def ic50(gating: Scheme | str, blocker: Any, concentrations: Any = None, *,
         raise ValueError("the control (drug-free) steady-state conductance is 0 with this "
                          "agonist; inhibition is undefined")
     g0_peak = _control_peak(su, preincubation, dur_run, dt) if kind == "peak" else None
-    root = _exact_ic50_root(su, g0_eq) if (kind == "steady" or concentrations is None) else None
+    irreversible = _never_leaves(su.blocker)   # only with kind="peak" (refused above)
+    root = (_exact_ic50_root(su, g0_eq)
+            if (kind == "steady" or concentrations is None) and not irreversible else None)
     if concentrations is None:
-        centre = root if root is not None else su.blocker.kd(su.V, su.T)
-        if kind == "peak":
-            centre = _peak_centre(su, centre, g0_peak, preincubation, dur_run, dt)
-        cs = np.geomspace(centre / 100, centre * 100, 17)
+        top = V_.MAX_CONCENTRATION
+        if kind == "steady":
+            if root is None:
+                raise _negligible_block(su, kind, _steady_fraction(su, top, g0_eq))
+            centre = root
+        else:
+            if irreversible:
+                # no equilibrium guess: block accumulates as k_on [B] t; start low
+                rate = (su.blocker.k_on_at(su.V, su.T) * dur_run
+                        + su.blocker.k_on_closed * (preincubation + dur_run))
+                guess = 1e-2 / rate if rate > 0 else top
+            else:
+                kd = su.blocker.kd(su.V, su.T)
+                guess = root if root is not None else (kd if math.isfinite(kd) else top)
+            centre = _peak_centre(su, guess, g0_peak, preincubation, dur_run, dt)
+            if centre is None:
+                h = dur_run / 1000 if dt is None else dt
+                raise _negligible_block(
+                    su, kind, _peak_exact(su, top, preincubation, dur_run, h) / g0_peak)
+        # 17 points over 4 decades around the IC50, clipped to the 10 M limit
+        hi = min(centre * 100, top)
+        cs = np.geomspace(hi / 1e4, hi, 17)
 
     frac = np.empty(cs.size)
     fse = np.zeros(cs.size)
@@ -896,18 +996,20 @@ def woodhull(gating: Scheme | str, blocker: Any, voltages: Any, *,
     if np.unique(vs).size < 2:
         raise ValueError("voltages must be a 1-D array with at least two distinct values (V)")
     vs = np.sort(vs)
+    seeds: dict = {}
     if method == "stochastic":
-        from . import _rng
-        root = _rng.root_entropy(rng)
-        words = root if isinstance(root, tuple) else (root,)
+        if isinstance(rng, np.random.Generator):
+            seeds["rng"] = rng        # drawn from on first use, after ic50 validated it all
+        else:
+            from . import _rng
+            seeds["root"] = _rng.root_entropy(rng)   # validates; consumes no caller state
     ics, ses = [], []
     meta = None
     for j, v in enumerate(vs):
         r = ic50(gating, blocker, concentrations, V=float(v), agonist=agonist, kind=kind,
                  also=also, background=background, method=method, n_channels=n_channels,
                  n_trials=n_trials,
-                 rng=(np.random.SeedSequence(tuple(int(w) for w in words) + (0x5744, j))
-                      if method == "stochastic" else rng),
+                 rng=_DeferredSeed(seeds, j) if method == "stochastic" else rng,
                  engine=engine, **ic50_options)
         ics.append(r.ic50_exact if r.ic50_exact is not None else r.ic50)
         ses.append(0.0 if r.ic50_exact is not None else r.ic50_se)
@@ -936,7 +1038,7 @@ def woodhull(gating: Scheme | str, blocker: Any, voltages: Any, *,
         se_b = np.full(2, np.nan)
     kd0 = float(math.exp(beta[0]))
     if method == "stochastic":
-        meta["entropy"] = root
+        meta["entropy"] = seeds["root"]
     meta["V"] = float("nan")
     meta["voltages"] = vs.tolist()
     return WoodhullResult(voltages=_frozen(vs), ic50=_frozen(ics), ic50_se=_frozen(ses),
@@ -975,6 +1077,12 @@ class BlockKineticsResult(_ResultBase):
     steady_fraction : float
         Exact equilibrium I/I0 at ``concentration``.
     meta : dict
+    unresolved : tuple of str
+        Phases (``"onset"``, ``"recovery"``) whose fitted τ (or a fitted component with
+        ≥ 10 % of the amplitude) spans fewer than 3 grid steps although the grid resolves
+        every exact carrier: the fitted model does not describe that relaxation (e.g. carriers
+        of opposite sign, an overshoot), so the τ is not a time constant of it; a
+        RuntimeWarning says so.  Empty when every fit is resolved.
     """
 
     concentration: float
@@ -998,6 +1106,7 @@ class BlockKineticsResult(_ResultBase):
     theory_amps_off: np.ndarray
     steady_fraction: float
     meta: dict = field(default_factory=dict)
+    unresolved: tuple = ()
 
     @property
     def k_on_apparent(self) -> float:
@@ -1033,8 +1142,11 @@ class BlockKineticsResult(_ResultBase):
             f"  recovery tau = {_pm(self.tau_off, self.tau_off_se, fmt='.4g')} s "
             f"({theory(self.theory_taus_off, self.theory_amps_off)})",
             f"  apparent k_on = {self.k_on_apparent:.4g} /M/s, k_off = "
-            f"{self.k_off_apparent:.4g} /s",
-            "  " + _method_line(m)])
+            f"{self.k_off_apparent:.4g} /s"]
+            + ([f"  UNRESOLVED fit ({', '.join(self.unresolved)}): the fitted tau spans < 3 "
+                "grid steps on a grid that resolves the exact components; use the exact "
+                "theory components"] if self.unresolved else [])
+            + ["  " + _method_line(m)])
 
     def __repr__(self) -> str:
         return f"BlockKineticsResult(tau_on={self.tau_on:.4g} s, tau_off={self.tau_off:.4g} s)"
@@ -1107,11 +1219,22 @@ def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
     Raises
     ------
     ValueError
-        Invalid inputs; a grid that cannot resolve the relaxation (above); or a fitted time
-        constant (the reported τ, or a fitted component with ≥ 10 % of the amplitude)
-        shorter than 3 grid steps ``dt = t_on/(n_samples - 1)`` (or ``t_off/…``): such a τ
-        only says that the relaxation is faster than the grid, and the message gives the
-        ``t_on``/``t_off`` or ``n_samples`` that resolves the exact carriers.
+        Invalid inputs; a blocker with ``k_on = 0`` (never binds) or ``k_off = 0`` and
+        ``k_escape = 0`` (never leaves: no recovery; use :func:`trapping`); a grid that cannot
+        resolve the relaxation (above); or a fitted time constant (the reported τ, or a
+        fitted component with ≥ 10 % of the amplitude) shorter than 3 grid steps
+        ``dt = t_on/(n_samples - 1)`` (or ``t_off/…``) on a grid whose step is also longer
+        than 1/3 of the fastest exact carrier: the message gives the ``t_on``/``t_off`` or
+        ``n_samples`` (each putting ≥ 4 steps in that carrier) that resolve it.  The default
+        grids always resolve the carriers.
+
+    Warns
+    -----
+    RuntimeWarning
+        A fitted τ shorter than 3 grid steps on a grid that resolves every carrier: the
+        fitted model does not describe the relaxation (e.g. carriers of opposite sign, an
+        overshoot) and a finer grid would not change it.  The phase is listed in
+        ``result.unresolved``; the message says whether ``n_exponentials=2`` resolves it.
 
     Notes
     -----
@@ -1124,6 +1247,9 @@ def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
     """
     su = _Setup(gating, blocker, V=V, agonist=agonist, also=also, background=background,
                 method=method, n_channels=n_channels, n_trials=n_trials, rng=rng, engine=engine)
+    _check_blocker(su.blocker, "block_kinetics", undefined="no recovery (tau_off is infinite)",
+                   unbound="no onset or recovery to fit",
+                   advice="use trapping() for an irreversible blocker, or give k_off > 0")
     c = V_.concentration("concentration", concentration)
     if not c > 0:
         raise ValueError("concentration must be > 0 (M)")
@@ -1206,24 +1332,60 @@ def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
             m, se = _mean_se(np.array([o[0] for o in out]))
             res = (float(m), np.mean([o[1] for o in out], axis=0),
                    np.mean([o[2] for o in out], axis=0), float(se))
-        # a time constant of a few grid steps only says "faster than the grid": refuse it
+        # a fitted time constant of a few grid steps says nothing about the relaxation
         h = float(tt[1] - tt[0])
         short = [res[0]] + [float(x) for x, wx in zip(res[1], res[2]) if wx >= 0.1]
-        if min(short) < _MIN_FIT_STEPS * h:
-            ct, ca = carriers[name]
-            fast = float(ct.min())
-            comps = ", ".join(f"{x:.3g} s ({abs(a) / np.abs(ca).sum():.0%})"
-                              for x, a in zip(ct, ca))
+        if min(short) >= _MIN_FIT_STEPS * h:
+            return res
+        ct, ca = carriers[name]
+        fast = float(ct.min())
+        comps = ", ".join(f"{x:.3g} s ({abs(a) / np.abs(ca).sum():.0%})"
+                          for x, a in zip(ct, ca))
+        head = (f"{phase} phase: fitted tau {min(short):.3g} s is only {min(short) / h:.2g} "
+                f"grid steps (dt = {name}/(n_samples - 1) = {h:.3g} s with {name}="
+                f"{length:.3g} s, n_samples={n}); exact components carrying the relaxation: "
+                f"{comps}")
+        if fast < _MIN_FIT_STEPS * h:
+            # the grid does not resolve a carrier: refuse, with grids that do (each of them
+            # puts >= _STEPS_PER_TAU steps in the fastest carrier, so this branch cannot recur)
+            need = math.ceil(length * _STEPS_PER_TAU / fast) + 1
+            ways = [f"{name} <= {(n - 1) * fast / _STEPS_PER_TAU:.4g} s"]
+            if need <= MAX_PHASE_SAMPLES:
+                ways.append(f"n_samples >= {need}")
+            if need <= _AUTO_MAX_PHASE_SAMPLES:
+                ways.append("n_samples=None (the default grid resolves it)")
             raise ValueError(
-                f"{phase} phase: fitted tau {min(short):.3g} s is only "
-                f"{min(short) / h:.2g} grid steps (dt = {name}/(n_samples - 1) = {h:.3g} s "
-                f"with {name}={length:.3g} s, n_samples={n}); a fit needs tau >= "
-                f"{_MIN_FIT_STEPS} dt: the relaxation is faster than the grid (exact "
-                f"components carrying it: {comps}); to resolve {fast:.3g} s use dt <= "
-                f"{fast / _STEPS_PER_TAU:.3g} s, i.e. {name} <= "
-                f"{(n - 1) * fast / _STEPS_PER_TAU:.3g} s or n_samples >= "
-                f"{math.ceil(length * _STEPS_PER_TAU / fast) + 1}")
+                f"{head}: the grid does not resolve the fastest carrier ({fast:.3g} s is "
+                f"{fast / h:.2g} grid steps; a fit needs >= {_MIN_FIT_STEPS}); use dt <= "
+                f"{fast / _STEPS_PER_TAU:.3g} s, i.e. {' or '.join(ways)}")
+        # every carrier is resolved: the fitted model, not the grid, is at fault (a finer
+        # grid does not help).  Keep the result, flag it and say why.
+        signs = np.sign(ca[np.abs(ca) > 0])
+        why = ("its carriers have opposite signs (I/I0 moves one way, then back), which no "
+               f"sum of {n_exponentials} exponential(s) of one sign follows"
+               if signs.size and signs.min() != signs.max() else
+               f"{n_exponentials} exponential(s) do not describe a relaxation with "
+               f"{ct.size} carriers")
+        hint = f"; theory_taus_{name[2:]}/theory_amps_{name[2:]} hold the exact components"
+        if n_exponentials == 1:
+            try:
+                t2, a2, _, _, _ = _fit_exponentials(tt, ff.mean(axis=0), 2, weighted_se=True)
+                w2 = np.abs(a2) / np.abs(a2).sum()
+                ok = (min([float(np.sum(w2 * t2))] + [float(x) for x, wx in zip(t2, w2)
+                                                       if wx >= 0.1]) >= _MIN_FIT_STEPS * h)
+            except (ValueError, RuntimeError):
+                ok = False
+            if ok:
+                hint += (f"; n_exponentials=2 describes it on this grid (taus "
+                         f"{', '.join(f'{x:.3g}' for x in t2)} s)")
+        warnings.warn(f"{head}: the grid resolves every carrier (fastest {fast:.3g} s = "
+                      f"{fast / h:.2g} grid steps) but {why}, so this tau is not a time "
+                      f"constant of the relaxation and a finer grid will not change it; the "
+                      f"result lists the phase in .unresolved{hint}", RuntimeWarning,
+                      stacklevel=3)
+        unresolved.append(phase)
         return res
+    unresolved: list[str] = []
     tau_on, taus_on, w_on, se_on = fit(tt_on, f_on, "t_on", t_on, n_on)
     tau_off, taus_off, w_off, se_off = fit(tt_off, f_off, "t_off", t_off, n_off)
     d_on, taus_th_on, amps_th_on = _dominant(rel_on)
@@ -1236,7 +1398,8 @@ def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
         weights_off=_frozen(w_off), theory_tau_on=d_on, theory_tau_off=d_off,
         theory_taus_on=_frozen(taus_th_on), theory_amps_on=_frozen(amps_th_on),
         theory_taus_off=_frozen(taus_th_off), theory_amps_off=_frozen(amps_th_off),
-        steady_fraction=float(su.conductance(su.equilibrium(True, c)) / g0), meta=su.meta())
+        steady_fraction=float(su.conductance(su.equilibrium(True, c)) / g0), meta=su.meta(),
+        unresolved=tuple(unresolved))
 
 
 # =========================================================================== trapping
@@ -1416,6 +1579,8 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
     """
     su = _Setup(gating, blocker, V=V, agonist=agonist, also=also, background=background,
                 method=method, n_channels=n_channels, n_trials=n_trials, rng=rng, engine=engine)
+    _check_blocker(su.blocker, "trapping", steady=False,
+                   unbound="no trapped fraction (it is 0/0)")
     c = V_.concentration("concentration", concentration)
     if not c > 0:
         raise ValueError("concentration must be > 0 (M)")

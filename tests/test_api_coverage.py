@@ -929,3 +929,25 @@ def test_plot_max_trials(plot_mod, max_trials, n_drawn):
         for k, ln in enumerate(lines):
             np.testing.assert_allclose(ln.get_ydata(), tr[j, k, :n] * 1e12, rtol=1e-14)
     assert _trial_lines(fig.axes[2]) == []             # bottom panel: blocked fraction only
+
+
+@pytest.mark.parametrize("fn", ["ic50", "woodhull", "block_kinetics", "trapping",
+                                "use_dependence"])
+def test_refused_experiment_does_not_advance_the_callers_generator(fn):
+    """A numpy Generator passed as ``rng`` is drawn from only after every argument is
+    validated: a refused call (here a bad ``engine``, checked last) leaves it untouched, a
+    successful call advances it."""
+    calls, st = _engine_calls()
+    st = {**st}
+    g = np.random.default_rng(2024)
+    state = json.dumps(g.bit_generator.state, default=int)
+    st["rng"] = g
+    with pytest.raises(ValueError, match="engine"):
+        calls[fn](engine="gillespie", **st)
+    assert json.dumps(g.bit_generator.state, default=int) == state
+    r = calls[fn](engine="auto", **st)
+    assert json.dumps(g.bit_generator.state, default=int) != state
+    # the stored entropy reproduces the run
+    again = calls[fn](engine="auto", **{**st, "rng": r.meta["entropy"]})
+    assert json.dumps(again.meta["entropy"], default=int) == json.dumps(r.meta["entropy"],
+                                                                        default=int)

@@ -532,3 +532,141 @@ def test_stochastic_peak_ic50_and_woodhull_agree_with_exact():
                     n_channels=4000, n_trials=24, rng=18)
     assert ws.z_delta_se > 0
     _within(ws.z_delta, ws.z_delta_se, wx.z_delta)
+
+
+# ------------------------------------------------------------ review: defaults at the 10 M limit
+@pytest.mark.parametrize("V", [30 * mV, 40 * mV])
+def test_ic50_default_grid_is_clipped_to_the_concentration_limit(V):
+    # the IC50 of Mg2+ at +30/+40 mV is 0.115/0.256 M: the old +-2-decade grid reached 11.5 M
+    # and was refused with a units message ("write 10 * ketacore.units.uM")
+    r = E.ic50("erreger2005_2a", "mg", V=V)
+    assert r.ic50_exact is not None and 0.1 < r.ic50_exact < 1.0
+    assert r.concentrations.size == 17
+    assert r.concentrations.max() == 10.0                   # clipped to MAX_CONCENTRATION
+    assert r.concentrations.min() == pytest.approx(10.0 / 1e4)
+    assert r.concentrations.min() < r.ic50_exact < r.concentrations.max()
+    assert r.ic50 == pytest.approx(r.ic50_exact, rel=1e-3)  # the Hill fit agrees
+    assert r.hill == pytest.approx(1.0, rel=1e-3)
+    # peak kind uses the same clipped grid
+    p = E.ic50("erreger2005_2a", "mg", V=V, kind="peak")
+    assert p.concentrations.size == 17 and p.concentrations.max() <= 10.0
+
+
+def test_woodhull_depolarised_voltages_use_exact_ic50s():
+    vs = [30 * mV, 40 * mV]
+    w = E.woodhull("erreger2005_2a", "mg", vs)
+    exact = [E.ic50("erreger2005_2a", "mg", V=v).ic50_exact for v in vs]
+    np.testing.assert_allclose(w.ic50, exact, rtol=1e-12)
+    # the review's second repro (its default grid at +60 mV reached 14.4 M)
+    d = E.woodhull("destexhe1994", "mg", [0.04, 0.06])
+    exact = [E.ic50("destexhe1994", "mg", V=v).ic50_exact for v in (0.04, 0.06)]
+    np.testing.assert_allclose(d.ic50, exact, rtol=1e-12)
+    assert d.ic50.max() < 10.0
+
+
+def test_ic50_beyond_the_concentration_limit_is_refused_as_negligible_block():
+    for kw in ({}, {"kind": "peak"}):
+        with pytest.raises(ValueError, match=r"negligible at V = 100 mV.*IC50 is > 10 M") as ei:
+            E.ic50("erreger2005_2a", "mg", V=100 * mV, **kw)
+        assert "units" not in str(ei.value) and "molar" not in str(ei.value)
+    with pytest.raises(ValueError, match=r"negligible at V = 100 mV.*IC50 is > 10 M"):
+        E.woodhull("erreger2005_2a", "mg", [40 * mV, 100 * mV])
+    # explicit concentrations (<= 10 M) still give the partial curve
+    r = E.ic50("erreger2005_2a", "mg", [0.01, 0.1, 1.0, 10.0], V=100 * mV)
+    assert r.ic50_exact is None and r.fraction[-1] > 0.5
+
+
+# ------------------------------------------------------------ review: block_kinetics advice
+def _sq_drug():
+    return Blocker("sq", "drugx", 1e7, 10.0, delta_on=0.5, mode="sequential")
+
+
+def test_block_kinetics_default_call_with_an_overshooting_relaxation_is_not_refused():
+    # kampa2004 + a sequential blocker: I/I0 falls with 3.1 ms, then partly recovers (carriers
+    # of opposite sign); the single exponential lands at 0.5 ms on a grid that resolves every
+    # carrier.  It was refused with advice restating the grid in use (following it failed).
+    import re
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = E.block_kinetics("kampa2004", _sq_drug(), 1e-6)
+    msgs = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(msgs) == 2, msgs
+    for phase, m in zip(("onset", "recovery"), msgs):
+        assert re.search(rf"{phase} phase: fitted tau .*resolves every carrier.*opposite "
+                         r"signs.*finer grid will not change it.*n_exponentials=2 describes "
+                         "it", m), m
+    assert r.unresolved == ("onset", "recovery")
+    assert "UNRESOLVED" in r.summary()
+    big = np.abs(r.theory_amps_on) >= 0.1 * np.abs(r.theory_amps_on).max()
+    carriers = r.theory_taus_on[big]
+    assert carriers.min() == pytest.approx(3.1e-3, rel=0.01)
+    assert r.time_on[1] <= carriers.min() / 4                  # the grid resolves them
+    # the suggested fix works: two exponentials, no warning, first component ~ 3.1 ms
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r2 = E.block_kinetics("kampa2004", _sq_drug(), 1e-6, n_exponentials=2)
+    assert r2.unresolved == ()
+    assert r2.taus_on[0] == pytest.approx(carriers.min(), rel=0.02)
+
+
+@pytest.mark.parametrize("gating, blocker, c, kw", [
+    ("erreger2005_2a", "mg", 1 * mM, dict(t_on=20 * ms, n_samples=2000)),
+    ("erreger2005_2a", "ketamine", 10 * uM, dict(n_samples=200)),
+])
+def test_block_kinetics_refusal_advice_works_when_followed(gating, blocker, c, kw):
+    import re
+    import warnings
+    with pytest.raises(ValueError, match="does not resolve the fastest carrier") as ei:
+        E.block_kinetics(gating, blocker, c, **kw)
+    msg = str(ei.value)
+    m = re.search(r"i\.e\. (t_on|t_off) <= ([0-9.e+-]+) s or n_samples >= (\d+) or "
+                  r"n_samples=None", msg)
+    assert m, msg
+    name, t_max, n_min = m.group(1), float(m.group(2)), int(m.group(3))
+    # every advice differs from the values in use, and each one succeeds
+    assert n_min > kw["n_samples"] and t_max < kw.get(name, math.inf)
+    for fix in ({name: t_max}, {"n_samples": n_min}, {"n_samples": None}):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            r = E.block_kinetics(gating, blocker, c, **{**kw, **fix})
+        assert r.unresolved == () and r.tau_on >= 3 * r.time_on[1]
+
+
+# ------------------------------------------------------------ review: blockers with k_on/k_off 0
+NEVER_BINDS = Blocker("z", "x", 0.0, 1.0)
+NEVER_LEAVES = Blocker("z", "x", 1e6, 0.0)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: E.ic50("destexhe1994", NEVER_BINDS), r"blocker.k_on = 0.*never binds.*no block "
+     "at any concentration"),
+    (lambda: E.ic50("destexhe1994", NEVER_BINDS, [1e-6, 1e-5, 1e-4]), "blocker.k_on = 0"),
+    (lambda: E.ic50("destexhe1994", NEVER_BINDS, kind="peak"), "blocker.k_on = 0"),
+    (lambda: E.woodhull("destexhe1994", NEVER_BINDS, [-0.08, -0.04]), "blocker.k_on = 0"),
+    (lambda: E.block_kinetics("destexhe1994", NEVER_BINDS, 1e-5), "blocker.k_on = 0"),
+    (lambda: E.trapping("destexhe1994", NEVER_BINDS, 1e-5), "blocker.k_on = 0"),
+    (lambda: E.ic50("destexhe1994", NEVER_LEAVES), r"blocker.k_off = 0.*never leaves.*"
+     "complete at any concentration.*kind='peak'.*trapping\\(\\)"),
+    (lambda: E.ic50("destexhe1994", NEVER_LEAVES, [1e-6, 1e-5, 1e-4]), "blocker.k_off = 0"),
+    (lambda: E.woodhull("destexhe1994", NEVER_LEAVES, [-0.08, -0.04]), "blocker.k_off = 0"),
+    (lambda: E.block_kinetics("destexhe1994", NEVER_LEAVES, 1e-5), r"blocker.k_off = 0.*"
+     "no recovery"),
+])
+def test_blockers_that_never_bind_or_never_leave_are_refused_before_any_solve(
+        monkeypatch, call, match):
+    def boom(*a, **kw):
+        raise AssertionError("solved before refusing the blocker")
+    monkeypatch.setattr(E, "solve", boom)
+    monkeypatch.setattr(theory, "rest_state", boom)
+    monkeypatch.setattr(theory, "relaxation", boom)
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_never_leaving_blocker_still_has_a_peak_ic50_and_trapping():
+    r = E.ic50("destexhe1994", NEVER_LEAVES, kind="peak")
+    assert np.isfinite(r.ic50) and r.concentrations.max() <= 10.0
+    assert r.concentrations.min() < r.ic50 < r.concentrations.max()
+    t = E.trapping("destexhe1994", NEVER_LEAVES, 1e-5)
+    assert t.trapped_occupancy == pytest.approx(1.0)
