@@ -319,3 +319,12 @@ def test_kampa_unblock_relaxation_spectrum():
     slow = taus[2:][np.argmax(amps[2:])]
     assert slow == pytest.approx(0.123, rel=0.01)
     assert abs(slow / 0.300 - 1) > 0.30          # the miss, asserted so a change is noticed
+
+
+@pytest.mark.parametrize("name", ["destexhe1994", "destexhe1994_sf"])
+def test_destexhe_models_cite_the_source_of_their_fit(name):
+    # the 5-state rates come from the 1998 chapter (ModelDB 18198 nmda5.mod), not from the
+    # 1994 J Comput Neurosci paper whose DOI the model carries (its NMDA model has 2 states)
+    s = kc.models.get(name)
+    assert "Methods in Neuronal Modeling" in s.citation and "ModelDB 18198" in s.citation
+    assert "not this scheme" in s.citation

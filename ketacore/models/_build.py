@@ -59,11 +59,16 @@ def ch82() -> Scheme:
 
 # Destexhe, Mainen & Sejnowski rate set "DMS 1996" of ModelDB 18198 nmda5.mod (default row).
 _DMS = dict(Rb=5e6, Ru=12.9, Rd=8.4, Rr=6.8, Ro=46.5, Rc=73.8)
-_DMS_CITATION = ("Destexhe A, Mainen ZF, Sejnowski TJ (1994) Synthesis of models for excitable "
-                 "membranes, synaptic transmission and neuromodulation using a common kinetic "
-                 "formalism. J Comput Neurosci 1:195-230; rate set 'Destexhe, Mainen & "
-                 "Sejnowski 1996' of ModelDB 18198 nmda5.mod (Destexhe & Mainen 1995), fit to "
-                 "Hessler et al. 1993 hippocampal NMDA EPSCs")
+_DMS_CITATION = ("Destexhe A, Mainen ZF, Sejnowski TJ (1998) Kinetic models of synaptic "
+                 "transmission. In: Koch C, Segev I (eds) Methods in Neuronal Modeling, 2nd ed., "
+                 "MIT Press (no DOI) -- the source of this 5-state fit: ModelDB 18198 nmda5.mod, "
+                 "default rate row 'Destexhe, Mainen & Sejnowski 1996', the model of the "
+                 "chapter's Fig. 2B, fit to Hessler et al. 1993 hippocampal NMDA EPSCs.  The DOI "
+                 "given is that of the kinetic formalism, Destexhe A, Mainen ZF, Sejnowski TJ "
+                 "(1994) Synthesis of models for excitable membranes, synaptic transmission and "
+                 "neuromodulation using a common kinetic formalism. J Comput Neurosci "
+                 "1:195-230, whose NMDA model is the 2-state nmda.mod, not this scheme (the "
+                 "name 'destexhe1994' is historical)")
 
 
 def _destexhe(statistical_factors: bool) -> Scheme:
