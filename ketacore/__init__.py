@@ -33,6 +33,7 @@ _LAZY_MODULES = {"models", "theory", "blockers", "analysis", "experiments",
 _LAZY_ATTRS = {
     "block": ("ketacore.blockers", "block"),
     "Study": ("ketacore.study", "Study"),
+    "StudyPart": ("ketacore.study", "StudyPart"),
     "run_study": ("ketacore.study", "run_study"),
 }
 
@@ -48,4 +49,4 @@ def __getattr__(name: str) -> Any:
 
 __all__ = ["__version__", "units", "Scheme", "Rate", "rate", "Transition", "Step", "Protocol",
            "pulse_train", "solve", "Result", "simulate", "simulate_events", "SimulationResult", "EventLog", "block", "models",
-           "theory", "blockers", "analysis", "experiments", "Study", "run_study"]
+           "theory", "blockers", "analysis", "experiments", "Study", "StudyPart", "run_study"]
