@@ -68,7 +68,9 @@ Analyses (``analysis = {kind = ...}``), master equation (``*_det``), Monte Carlo
 (``*_mc``), each trial (``*_trials``) and the SEM over trials (``*_mc_sem``):
 
 ``trapping``
-    ``block`` = 1 - mean current over the last ``window`` of ``block`` / same of ``control``;
+    ``block`` = 1 - mean current over the last ``window`` of ``block`` / same of ``control``
+    (options: ``window``, default 1 s; ``early``, default 0.5 s; each must fit inside the
+    segments it measures, else the study is refused);
     ``trapped`` = (1 - I_rec/I_ctl) / block with I_rec, I_ctl the *mean* currents over the first
     ``early`` of ``recovery`` and of ``control`` (window means: blocker escaping during that
     window counts as untrapped: ketamine 10 uM on erreger2005_2a gives 80.3 % with the default
@@ -158,6 +160,8 @@ _QTY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-zµ
 #: Longest expression or quantity string accepted (characters); longer text is refused before
 #: it is parsed (the parser and the quantity regex are not linear-time on pathological input).
 MAX_EXPRESSION_LENGTH = 1000
+# Internal name prefixes: "$V" -> parameter V, "1 V" -> unit V (the two never mix up)
+_P_MARK, _U_MARK = "__kc_param_", "__kc_unit_"
 
 
 class _ExprError(Exception):
@@ -230,6 +234,9 @@ def _evaluate(value: Any, env: Mapping[str, Any], where: str) -> float:
 
     Notes
     -----
+    ``$name`` / ``${name}`` is always the parameter ``name``; a unit name right after a number
+    (``0.04 V``, ``2 s``) is always the unit; a bare name that is both a parameter and a unit
+    (a parameter ``V``, written ``V`` rather than ``$V``) is refused as ambiguous.
     Expressions are evaluated in floating point throughout (integer literals become floats), so
     ``**`` cannot build unbounded exact integers (``9**9**9``) and overflow is reported instead of
     hanging or exhausting memory.
@@ -256,10 +263,16 @@ def _evaluate(value: Any, env: Mapping[str, Any], where: str) -> float:
         if not math.isfinite(out):
             raise StudyError(f"{where}: {value!r} is not a finite number (about 1.8e308 at most)")
         return out
-    text = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda mm: mm.group(1) or mm.group(2), value)
-    # "1 s * f" -> "(1*s) * f": a number followed by a unit name is a quantity
+    if _P_MARK in value or _U_MARK in value:
+        raise StudyError(f"{where}: names starting with {_P_MARK!r} or {_U_MARK!r} are reserved; "
+                         f"got {value!r}")
+    # "$V" / "${V}" is always the parameter V, even where V is also a unit name
+    text = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda mm: _P_MARK + (mm.group(1) or mm.group(2)), value)
+    # "1 s * f" -> "(1*s) * f": a number followed by a unit name is a quantity (the unit, even
+    # where a parameter has the same name)
     text = re.sub(r"(?<![\w.])((?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-zµμ]+)\b",
-                  lambda mm: f"({mm.group(1)}*{mm.group(2)})" if mm.group(2) in _UNITS else mm.group(0), text)
+                  lambda mm: f"({mm.group(1)}*{_U_MARK}{mm.group(2)})" if mm.group(2) in _UNITS
+                  else mm.group(0), text)
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -277,10 +290,24 @@ def _evaluate(value: Any, env: Mapping[str, Any], where: str) -> float:
                 and not isinstance(node.value, bool):
             return _finite(node.value)
         if isinstance(node, ast.Name):
-            if node.id in env:
-                v = env[node.id]
+            if node.id.startswith(_U_MARK):
+                return _UNITS[node.id[len(_U_MARK):]]
+            if node.id.startswith(_P_MARK):
+                name = node.id[len(_P_MARK):]
+                if name not in env:
+                    raise StudyError(f"{where}: unknown name {name!r} (${name} marks a parameter) in "
+                                     f"{value!r}; parameters: "
+                                     f"{sorted(k for k in env if not k.startswith('_'))}")
+            elif node.id in env and node.id in _UNITS:
+                raise StudyError(f"{where}: {node.id!r} in {value!r} is both a parameter and a unit; "
+                                 f"write ${node.id} for the parameter, or a number before the unit "
+                                 f"(1 {node.id})")
+            else:
+                name = node.id
+            if name in env:
+                v = env[name]
                 if isinstance(v, str):
-                    raise StudyError(f"{where}: parameter {node.id!r} is text ({v!r}), not a number")
+                    raise StudyError(f"{where}: parameter {name!r} is text ({v!r}), not a number")
                 return _finite(v)
             if node.id in _UNITS:
                 return _UNITS[node.id]
@@ -361,16 +388,23 @@ class StudyPart:
     parameters : mapping
         Parameter defaults local to this protocol (override the study's).
     analysis : str or mapping, optional
-        ``"trapping"`` (labels control/block/wash/recovery; options ``window``, ``early``:
-        ``trapped`` uses mean currents over the first ``early`` of recovery and control, not the
-        peak-current definition of :func:`ketacore.experiments.trapping`; see the module notes),
-        ``"use_dependence"`` (a train; options ``train`` = its label), ``"dose_response"``
-        (options ``concentration`` = sweep axis, ``window``).
+        ``"trapping"`` (labels control/block/wash/recovery; options ``window`` (default 1 s:
+        the last ``window`` of control and of block) and ``early`` (default 0.5 s: the first
+        ``early`` of control and of recovery); ``trapped`` uses mean currents over the first
+        ``early`` of recovery and control, not the peak-current definition of
+        :func:`ketacore.experiments.trapping`; see the module notes),
+        ``"use_dependence"`` (a train; options ``train`` = its label, default the first train),
+        ``"dose_response"`` (options ``concentration`` = sweep axis, ``window`` = the end of the
+        protocol averaged, default the whole protocol).  Each window must fit inside the segment
+        (or protocol) it measures, and a key the kind does not take is refused (StudyError at
+        check time).
     initial : str or mapping
         ``"equilibrium"`` (the equilibrium at rest: under the protocol's rest conditions -- a
         leading train's between-pulse conditions, else the first step's), a state name, or a
         conditions table (keys ``V``, ``temperature`` and ligand names of the blocked scheme, e.g.
-        ``{"glutamate": 0}``).
+        ``{"glutamate": 0}``).  The drug-free control of use_dependence and dose_response
+        starts from ``initial`` without its blocker ligands (a conditions table) or from the
+        unblocked state (a blocked state such as ``"O·ket"`` starts the control in ``"O"``).
     dt, n_trials, n_channels, method : optional
         Per-protocol overrides of the study values.
 
@@ -804,6 +838,7 @@ class Study:
         for key in ("dt",):
             if getattr(p, key) is not None:
                 self._evaluate_field(f"{pw}.{key}", getattr(p, key), env0, positive=True)
+        self._check_dt_fixed(name, p, env0)
         for key in ("n_trials", "n_channels"):
             v = getattr(p, key)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
@@ -818,8 +853,39 @@ class Study:
                 _evaluate(v, env0, f"{self._source}: {pw}.initial.{k}")
         if p.method is not None and p.method not in _METHODS:
             raise e(f"{pw}.method", f"must be one of {list(_METHODS)}, got {p.method!r}")
-        # every segment evaluates at the first sweep point
-        _build_protocol(self, name, self._env(overrides, p, self._pw(name, "parameters")))
+        # every segment evaluates at the first sweep point, and the analysis fits its segments
+        env1 = self._env(overrides, p, self._pw(name, "parameters"))
+        _, segs = _build_protocol(self, name, env1)
+        _check_analysis(self, name, p.analysis, segs, env1, need_segments=False)
+
+    def _check_dt_fixed(self, name: str, p: StudyPart, env0: dict) -> None:
+        """dt must be one value over the sweep: the results share one ``time`` axis."""
+        expr = p.dt if p.dt is not None else self.dt
+        axes = [a for a in p.sweep if a != "model"]
+        if not isinstance(expr, str) or not axes or _QTY.match(expr):
+            return
+        key = f"{self._pw(name)}.dt" if p.dt is not None else "dt"
+        vals = {a: [_evaluate(v, env0, f"{self._source}: {self._pw(name, 'sweep')}.{a}[{i}]")
+                    for i, v in enumerate(p.sweep[a])] for a in axes}
+        first = {a: vals[a][0] for a in axes}
+        # every point of small sweeps; one axis at a time (the others at their first value) beyond
+        combos: Any = itertools.product(*(vals[a] for a in axes))
+        if math.prod(len(v) for v in vals.values()) > 4096:
+            combos = (tuple(x if b == a else first[b] for b in axes) for a in axes for x in vals[a])
+        dt0 = None
+        for combo in combos:
+            point = dict(zip(axes, combo))
+            dt = _evaluate(expr, self._env(point, p, self._pw(name, "parameters")),
+                           f"{self._source}: {key}")
+            if dt0 is None:
+                dt0, point0 = dt, point
+            elif not math.isclose(dt, dt0, rel_tol=1e-12, abs_tol=0.0):
+                fmt = lambda pt: ", ".join(f"{a} = {v:g}" for a, v in pt.items())
+                raise StudyError(
+                    f"{self._source}: {key}: {expr!r} changes over the sweep of {self._pw(name)} "
+                    f"({dt0:g} s at {fmt(point0)}, {dt:g} s at {fmt(point)}); all sweep points share "
+                    "one time axis, so dt must not depend on a swept parameter (use a fixed dt, or "
+                    "one protocol per dt)")
 
     # ------------------------------------------------------------------ sweep points
     def axes(self, part: str) -> list[tuple[str, list]]:
@@ -1398,6 +1464,69 @@ def _labelled(pt: _Point, label: str, where: str) -> _Segment:
                      f"{[s.label for s in pt.segments if s.label]}")
 
 
+#: Keys each analysis kind takes (``analysis = {kind = ..., ...}``); defaults: trapping
+#: ``window = 1 s``, ``early = 0.5 s``; dose_response ``window`` = the whole protocol.
+_ANALYSIS_KEYS = {"trapping": ("kind", "window", "early"),
+                  "use_dependence": ("kind", "train"),
+                  "dose_response": ("kind", "concentration", "window")}
+_TRAPPING_DEFAULTS = {"window": 1.0, "early": 0.5}
+
+
+def _check_analysis(study: Study, part: str, a: Any, segs: list, env: Mapping[str, Any],
+                    need_segments: bool = True) -> None:
+    """Check a protocol's analysis against its segments at one sweep point, without solving:
+    its keys, the segments it needs (labels, the train) and that every window fits inside the
+    segment (or protocol) it measures.  ``need_segments=False`` (a Study being built, which may
+    still be incomplete): a missing label or train is left to run_study, which refuses it
+    before it writes anything."""
+    if not isinstance(a, dict) or a.get("kind") not in ANALYSES:
+        return   # (no analysis; a wrong kind is reported by Study._check_part)
+    kind = a["kind"]
+    where = f"{study._source}: {study._pw(part)}.analysis"
+    bad = set(a) - set(_ANALYSIS_KEYS[kind])
+    if bad:
+        raise StudyError(f"{where}.{sorted(map(str, bad))[0]}: unknown key for kind = {kind!r}; "
+                         f"allowed: {list(_ANALYSIS_KEYS[kind])}")
+
+    def seg(label: str) -> "_Segment | None":
+        for s in segs:
+            if s.label == label:
+                return s
+        if not need_segments:
+            return None
+        raise StudyError(f"{where}: this analysis needs a segment with label = {label!r}; labels: "
+                         f"{[s.label for s in segs if s.label]}")
+
+    def fits(key: str, value: float, t0: float, t1: float, what: str) -> None:
+        if not value > 0:
+            raise StudyError(f"{where}.{key}: must be > 0, got {a.get(key)!r}")
+        if value > (t1 - t0) * (1 + 1e-9):
+            given = f"{a[key]!r}" if key in a else f"the default {value:g} s"
+            raise StudyError(f"{where}.{key}: {given} does not fit in {what}, which lasts "
+                             f"{t1 - t0:g} s; give a shorter {key} (or a longer segment)")
+
+    if kind == "trapping":
+        c, b, r = seg("control"), seg("block"), seg("recovery")
+        seg("wash")
+        vals = {k: _evaluate(a.get(k, d), env, f"{where}.{k}") for k, d in _TRAPPING_DEFAULTS.items()}
+        for key, s in (("window", c), ("window", b), ("early", c), ("early", r)):
+            if s is not None:
+                fits(key, vals[key], s.t0, s.t1, f"segment {s.label!r}")
+    elif kind == "use_dependence":
+        lab = a.get("train")
+        if lab is not None and not isinstance(lab, str):
+            raise StudyError(f"{where}.train: must be the label of a train segment, got {lab!r}")
+        if need_segments and not any(s.train is not None and (lab is None or s.label == lab)
+                                     for s in segs):
+            trains = [s.label for s in segs if s.train is not None]
+            raise StudyError(f"{where}: needs a train segment" + (f" labelled {lab!r}" if lab else "")
+                             + f"; train segments: {trains}")
+    elif kind == "dose_response" and a.get("window") is not None:
+        T = segs[-1].t1 if segs else 0.0
+        fits("window", _evaluate(a["window"], env, f"{where}.window"), 0.0, T,
+             f"the protocol {part!r}")
+
+
 class _Analysis:
     """Precomputed windows for one sweep point; ``__call__(occ)`` → dict of scalars."""
 
@@ -1409,6 +1538,7 @@ class _Analysis:
         where = f"{study._source}: {study._pw(part)}.analysis"
         self.blocked = np.array([any(f"·{b.name}" in s for b in pt.blockers) for s in pt.scheme.states])
         env = pt.env
+        _check_analysis(study, part, pt.analysis, pt.segments, env)
         opt = lambda k, d: _evaluate(a.get(k, d), env, f"{where}.{k}")
         if self.kind == "trapping":
             window, early = opt("window", 1.0), opt("early", 0.5)
@@ -1430,7 +1560,8 @@ class _Analysis:
             self.pulses = [_window(pt, s.t0 + k * period, s.t0 + (k + 1) * period - 0.5 * pt.dt,
                                    f"{where} (pulse {k})") for k in range(n)]
             self.n_pulses = n
-            self.q_ctl = self._charges(det_control)
+            # (det_control None: windows and checks only, as run_study does before any output)
+            self.q_ctl = self._charges(det_control) if det_control is not None else None
         elif self.kind == "dose_response":
             win = a.get("window")
             if win is None:
@@ -1438,7 +1569,8 @@ class _Analysis:
             else:
                 T = pt.protocol.duration
                 self.win = _window(pt, T - opt("window", 0), T, f"{where}.window")
-            self.ctl = float(np.mean(det_control[self.win] @ self.g)) / self.gmax
+            self.ctl = (float(np.mean(det_control[self.win] @ self.g)) / self.gmax
+                        if det_control is not None else math.nan)
 
     def _x(self, occ: np.ndarray) -> np.ndarray:
         return occ @ self.g / self.gmax     # fraction of maximal conductance (= Po, one level)
@@ -1605,6 +1737,15 @@ def _control_initial(pt: _Point):
         return None  # equilibrium at rest: the control protocol's rest conditions (its
         # drug-free rest if it has one, e.g. a leading train's between-pulse conditions, else
         # its first step)
+    # the control is drug-free from the start: a conditions table loses its blocker ligands
+    # (as the control's steps and rest do), a blocked state becomes its unblocked state
+    if isinstance(pt.initial, dict):
+        ligs = {b.ligand for b in pt.blockers}
+        return {k: v for k, v in pt.initial.items() if k not in ligs}
+    if isinstance(pt.initial, str) and any(f"·{b.name}" in pt.initial for b in pt.blockers):
+        free = pt.initial.split("·", 1)[0]
+        if free in pt.scheme.states:
+            return free
     return pt.initial
 
 
@@ -1968,6 +2109,13 @@ def run_study(study: "Study | str | os.PathLike", executor: cf.Executor | None =
                           output is None)
     _check_run_memory(study, [(part, [(ctx.bare_point(part, i), 1) for i in range(len(ctx.sweep(part)))])
                               for part in study.parts], workers, chunk_trials, output is None)
+    # ---- the analyses' segments and windows at every sweep point (no solve), before the output
+    # folder is created or written: a mistake here must not leave a study.toml behind
+    for part in study.parts:
+        for i in range(len(ctx.sweep(part))):
+            pt = ctx.bare_point(part, i)
+            if pt.analysis:
+                _Analysis(study, part, pt, None)
 
     if out is not None:
         new_text = _prepare_output(out, spec_text, user_rng, inputs, study._base_dir)
@@ -2671,7 +2819,7 @@ def summary_table(tree) -> str:
                                    if d != "model" else str(ds[d].values[i]) for d, i in sel.items())
                     lines.append(f"  Hill fit ({'master equation' if src == 'det' else 'Monte Carlo'})"
                                  f"{' at ' + at if at else ''}: "
-                                 f"IC50 {_axis_label(float(ic.isel(sel)), 'M')}, "
+                                 f"IC50 {_ic50_label(float(ic.isel(sel)), ic.attrs.get('units', ''), ds)}, "
                                  f"nH {float(nh.isel(sel)):.2f}")
     lines.append("  (ME = master equation, exact; MC = Monte Carlo mean ± SEM over trials)")
     return "\n".join(lines)
@@ -2692,6 +2840,15 @@ def _trapping_note(ds) -> str:
 def _wrap(text: str, width: int = 100) -> list[str]:
     import textwrap
     return textwrap.wrap(text, width, subsequent_indent="    ")
+
+
+def _ic50_label(v: float, unit: str, ds) -> str:
+    """An IC50 in its own units (those of the concentration axis it was fitted over)."""
+    if unit in ("M", "s", "V", "Hz"):
+        return _axis_label(v, unit)
+    axis = ds.attrs.get("dose_axis", "")
+    name = ds[axis].attrs.get("parameter", axis) if axis in ds.coords else axis
+    return f"{v:g}" + (f" (in the units of the {name} axis)" if name else "")
 
 
 def _axis_label(v: Any, unit: str) -> str:
@@ -2741,10 +2898,18 @@ def main_run(args) -> int:
             print("ketacore run: --scheduler needs dask.distributed: pip install 'ketacore[dask]'",
                   file=sys.stderr)
             return 2
+        failed = None
         try:
             client = Client(args.scheduler)
         except (OSError, ValueError) as e:   # unreachable address / unknown address scheme
-            print(f"ketacore run: --scheduler {args.scheduler}: cannot connect: {e}", file=sys.stderr)
+            failed = str(e)
+        if failed is not None:
+            # the half-built Client set dask's global scheduler to "dask.distributed" before it
+            # failed, and restores it only when collected (its traceback is gone now): collect it,
+            # or later xarray/dask work in this process tries to reach the unreachable scheduler
+            import gc
+            gc.collect()
+            print(f"ketacore run: --scheduler {args.scheduler}: cannot connect: {failed}", file=sys.stderr)
             return 2
         executor = client.get_executor(pure=False)
     quiet = getattr(args, "quiet", False)
