@@ -22,7 +22,7 @@ from typing import Iterable
 import numpy as np
 
 __all__ = ["current_traces", "occupancy", "dose_response", "trapping", "use_dependence",
-           "study_figures", "FIGSIZE", "DPI", "MAX_DPI", "MAX_PIXELS", "FIGURES"]
+           "study_figures", "figures_for", "FIGSIZE", "DPI", "MAX_DPI", "MAX_PIXELS", "FIGURES"]
 
 #: Default figure size (inches) and resolution of saved PNGs.
 FIGSIZE = (8.0, 5.0)
@@ -467,6 +467,18 @@ def use_dependence(ds, path: str | os.PathLike | None = None, *, figsize=(10.0, 
 
 
 # ------------------------------------------------------------------------------------------
+def figures_for(kind: str | None) -> tuple[str, ...]:
+    """The figure names :func:`study_figures` draws for a protocol whose analysis is ``kind``
+    (``""`` or ``None``: no analysis)."""
+    if kind == "trapping":
+        return ("trapping", "occupancy")
+    if kind == "use_dependence":
+        return ("use_dependence", "traces")
+    if kind == "dose_response":
+        return ("dose_response",)
+    return ("traces", "occupancy")
+
+
 def study_figures(tree, folder: str | os.PathLike, which: Iterable[str] | None = None,
                   dpi: int = DPI) -> list[Path]:
     """Write the figures that fit each protocol of a study result to ``folder``; returns paths.
@@ -505,18 +517,17 @@ def study_figures(tree, folder: str | os.PathLike, which: Iterable[str] | None =
     for part, node in tree.children.items():
         ds = node.to_dataset()
         kind = ds.attrs.get("analysis", "")
-        if kind == "trapping":
-            emit("trapping", f"{part}.png", trapping, ds)
-        elif kind == "use_dependence":
-            emit("use_dependence", f"{part}.png", use_dependence, ds)
-            pts = _points(ds)
-            p = pts[min(len(pts) - 1, len(pts) // 2)]
-            emit("traces", f"{part}_traces.png", current_traces, ds, p, t_range=(0, 2.0))
-            continue
-        elif kind == "dose_response":
-            emit("dose_response", f"{part}.png", dose_response, ds)
-            continue
-        else:
-            emit("traces", f"{part}_traces.png", current_traces, ds)
-        emit("occupancy", f"{part}_occupancy.png", occupancy, ds)
+        names = figures_for(kind)        # (the one mapping of analysis kind -> figures)
+        if kind in ("trapping", "use_dependence", "dose_response"):
+            emit(kind, f"{part}.png", {"trapping": trapping, "use_dependence": use_dependence,
+                                       "dose_response": dose_response}[kind], ds)
+        if "traces" in names:
+            if kind == "use_dependence":
+                pts = _points(ds)
+                p = pts[min(len(pts) - 1, len(pts) // 2)]
+                emit("traces", f"{part}_traces.png", current_traces, ds, p, t_range=(0, 2.0))
+            else:
+                emit("traces", f"{part}_traces.png", current_traces, ds)
+        if "occupancy" in names:
+            emit("occupancy", f"{part}_occupancy.png", occupancy, ds)
     return out

@@ -52,7 +52,9 @@ as parsed TOML: comments and layout do not count; the message names the file and
 keys, e.g. ``transitions[0].k0``), is refused with :class:`StudyConflictError` and nothing in
 it is touched.  A folder written before ``inputs.json`` existed (ketacore without it) cannot be
 checked and is refused for a study that loads scheme files.  Blockers are library names and
-read no files.
+read no files.  ``description`` and ``[outputs]`` are not part of the identity (they cannot
+change the results): resuming with them changed updates the folder's ``study.toml`` and writes
+the requested results file name and figures without recomputing.
 
 Results Dataset
 ---------------
@@ -106,6 +108,7 @@ import ast
 import concurrent.futures as cf
 import copy
 import dataclasses
+import decimal
 import itertools
 import json
 import math
@@ -153,6 +156,9 @@ _UNITS: dict[str, float] = {
     "nS": _units.nS, "pS": _units.pS, "A": _units.A, "nA": _units.nA, "pA": _units.pA,
     "K": _units.K, "Hz": 1.0, "kHz": 1e3,
 }
+#: The unit factors as exact decimals (the SI value of one unit; "" = no unit).
+_UNIT_DECIMAL = {u: decimal.Decimal(repr(v)) for u, v in _UNITS.items()}
+_UNIT_DECIMAL[""] = decimal.Decimal(1)
 _SI_OF = {"s": "s", "ms": "s", "us": "s", "µs": "s", "min": "s", "minute": "s", "V": "V", "mV": "V",
           "M": "M", "mM": "M", "uM": "M", "µM": "M", "μM": "M", "nM": "M", "S": "S", "nS": "S",
           "pS": "S", "A": "A", "nA": "A", "pA": "A", "K": "K", "Hz": "Hz", "kHz": "Hz"}
@@ -259,7 +265,13 @@ def _evaluate(value: Any, env: Mapping[str, Any], where: str) -> float:
         unit = m.group(2)
         if unit is not None and unit not in _UNITS:
             raise StudyError(f"{where}: unknown unit {unit!r} in {value!r}; units: {sorted(_UNITS)}")
-        out = float(m.group(1)) * (1.0 if unit is None else _UNITS[unit])
+        # the product in decimal, rounded once: "10 uM" is the double nearest 1e-5 (the float
+        # product 10 * 1e-6 is 9.999999999999999e-06, so ds.sel(ketamine=1e-5) missed it and
+        # "1 uM" / "1000 nM" counted as distinct values)
+        try:
+            out = float(decimal.Decimal(m.group(1)) * _UNIT_DECIMAL[unit or ""])
+        except decimal.InvalidOperation:  # pragma: no cover - the regex admits only numbers
+            out = float(m.group(1)) * (1.0 if unit is None else _UNITS[unit])
         if not math.isfinite(out):
             raise StudyError(f"{where}: {value!r} is not a finite number (about 1.8e308 at most)")
         return out
@@ -593,8 +605,8 @@ class Study:
     dt : float or quantity
         Sampling interval (s).
     rng : None, int or str
-        Root entropy (int, or a decimal/hex string for > 64-bit values); ``None`` draws fresh
-        entropy, which is stored with the results.
+        Root entropy (int, or a decimal/hex string for > 64-bit values, stored as the int it
+        reads as); ``None`` draws fresh entropy, which is stored with the results.
     record : {"summary", "counts"}
         ``"summary"`` keeps exact sums/sums of squares per sample (and ``keep_trials`` whole
         trials for plotting); ``"counts"`` also keeps every trial's counts.
@@ -674,6 +686,8 @@ class Study:
         self.protocol = self.sweep = self.analysis = self.initial = None
         self.parts = parts
         self._check_structure()
+        if self.rng is not None:   # one form (int) for equality and the stored entropy
+            self.rng = self._entropy()
 
     # ------------------------------------------------------------------ key paths for errors
     def _single(self) -> bool:
@@ -740,6 +754,20 @@ class Study:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
                 raise e(f"[protocols.{name}]", "protocol names must be identifiers (letters, digits, _)")
             self._check_part(name, p)
+        if isinstance(figs, list):
+            self._check_figures(figs)
+
+    def _check_figures(self, figs: list) -> None:
+        """Refuse a figure name in ``[outputs].figures`` that no protocol of the study draws
+        (the figures each analysis kind draws: :func:`ketacore.plot.figures_for`)."""
+        from .plot import figures_for
+        draws = {name: figures_for((p.analysis or {}).get("kind")) for name, p in self.parts.items()}
+        for f in figs:
+            if any(f in d for d in draws.values()):
+                continue
+            kinds = "; ".join(f"{self._pw(n)} ({(self.parts[n].analysis or {}).get('kind') or 'no analysis'}) "
+                              f"draws {list(d)}" for n, d in draws.items())
+            raise self._err("[outputs].figures", f"no protocol of this study draws figure {f!r}: {kinds}")
 
     def _entropy(self) -> int:
         r = self.rng
@@ -931,8 +959,8 @@ class Study:
         d["blockers"] = copy.deepcopy(self.blockers)
         d.update(method=self.method, n_channels=int(self.n_channels), n_trials=int(self.n_trials),
                  dt=self.dt)
-        if self.rng is not None:
-            d["rng"] = self.rng
+        if self.rng is not None:   # (TOML integers are int64: a larger seed is written in hex)
+            d["rng"] = self.rng if self.rng < 2**63 else hex(self.rng)
         d.update(record=self.record, keep_trials=int(self.keep_trials), deterministic=self.deterministic)
         if self.parameters:
             d["parameters"] = dict(self.parameters)
@@ -1929,6 +1957,11 @@ def _inputs_diff(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
     return out
 
 
+#: Top-level study keys that are not part of a folder's identity: they cannot change the computed
+#: results, so resuming with them changed is allowed (the folder's study.toml is updated).
+_NOT_IDENTITY = ("description", "outputs")
+
+
 def _prepare_output(out: Path, spec_text: str, user_rng_given: bool,
                     inputs: Mapping[str, str] | None = None, base_dir: str = ".") -> str:
     """Create/check the output folder.  Returns the spec text to use (the one on disk when the
@@ -1942,20 +1975,29 @@ def _prepare_output(out: Path, spec_text: str, user_rng_given: bool,
     spec_file = out / "study.toml"
     if spec_file.exists():
         disk = spec_file.read_text(encoding="utf-8")
-        same = disk == spec_text
-        if not same:
-            a, b = _toml_loads(disk), _toml_loads(spec_text)
-            if not user_rng_given and "rng" in a:
-                b["rng"] = a["rng"]
-                same = _dump_study(b) == disk or a == b
-            if not same:
-                diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-                raise StudyConflictError(
-                    f"{out} already holds a different study (differs in: {', '.join(diff)}); "
-                    f"nothing was overwritten.  Use another output folder, or delete {out} to "
-                    "start again.")
+        if disk == spec_text:
+            _check_inputs(out, inputs)
+            return disk
+        a, b = _toml_loads(disk), _toml_loads(spec_text)
+        if not user_rng_given and "rng" in a:
+            b["rng"] = a["rng"]
+        # the identity: everything but the keys that cannot change the computed results
+        diff = sorted(k for k in set(a) | set(b)
+                      if k not in _NOT_IDENTITY and a.get(k) != b.get(k))
+        if diff:
+            raise StudyConflictError(
+                f"{out} already holds a different study (differs in: {', '.join(diff)}); "
+                f"nothing was overwritten.  Use another output folder, or delete {out} to "
+                "start again.")
         _check_inputs(out, inputs)
-        return disk
+        if a == b or _dump_study(b) == disk:
+            return disk
+        # only description / [outputs] changed: the folder's study.toml takes the new ones
+        new_text = _dump_study(b)
+        tmp = spec_file.with_name("study.toml.tmp")
+        tmp.write_text(new_text, encoding="utf-8")
+        os.replace(tmp, spec_file)
+        return new_text
     if out.exists() and any(out.iterdir()):
         raise StudyConflictError(f"{out} exists and is not a ketacore study folder (no study.toml); "
                                  "nothing was overwritten.  Choose an empty or new folder.")

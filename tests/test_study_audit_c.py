@@ -1,0 +1,213 @@
+"""Study audit C: figures a protocol never draws, resuming with a changed description/[outputs],
+and rng strings normalised to int.  Each test here failed on the code before the fix."""
+import concurrent.futures as cf
+import textwrap
+
+import pytest
+
+import ketacore as kc
+from ketacore import plot
+from ketacore import study as S
+
+# ---------------------------------------------------------------------------------------------
+# 1. [outputs].figures naming a figure no protocol draws
+TRAP = textwrap.dedent("""
+    name = "trap"
+    model = "erreger2005_2a"
+    blockers = ["ketamine"]
+    n_channels = 10
+    n_trials = 2
+    dt = "20 ms"
+    rng = 1
+
+    [protocols.trap]
+    initial = "R"
+    analysis = { kind = "trapping", window = "0.2 s", early = "0.1 s" }
+
+    [[protocols.trap.segments]]
+    label = "control"
+    duration = "1 s"
+    glutamate = "1 mM"
+
+    [[protocols.trap.segments]]
+    label = "block"
+    duration = "2 s"
+    glutamate = "1 mM"
+    ketamine = "10 uM"
+
+    [[protocols.trap.segments]]
+    label = "wash"
+    duration = "2 s"
+
+    [[protocols.trap.segments]]
+    label = "recovery"
+    duration = "1 s"
+    glutamate = "1 mM"
+""")
+
+TRAIN = textwrap.dedent("""
+    [protocols.train]
+    initial = "R"
+    dt = "2 ms"
+    analysis = { kind = "use_dependence" }
+
+    [[protocols.train.segments]]
+    train = { n_pulses = 5, frequency = "5 Hz", width = "2 ms", during = { glutamate = "1 mM" }, between = { ketamine = "3 uM" } }
+""")
+
+
+def _with_figures(text, figures):
+    return text + f"\n[outputs]\nfigures = {figures}\n"
+
+
+@pytest.mark.parametrize("text, fig, kind, draws", [
+    (TRAP, "traces", "trapping", "['trapping', 'occupancy']"),
+    (TRAP, "use_dependence", "trapping", "['trapping', 'occupancy']"),
+    (TRAP.replace("[protocols.trap]", "[protocols.x]").split("[protocols.x]")[0] + TRAIN,
+     "occupancy", "use_dependence", "['use_dependence', 'traces']"),
+], ids=["trap-traces", "trap-use_dependence", "train-occupancy"])
+def test_figure_the_protocol_never_draws_is_refused(text, fig, kind, draws):
+    with pytest.raises(S.StudyError, match=r"\[outputs\]\.figures: no protocol of this study "
+                                           rf"draws figure '{fig}'") as ei:
+        kc.Study.from_toml(_with_figures(text, f'["{fig}"]'))
+    msg = str(ei.value)
+    assert kind in msg and draws in msg and ("[protocols.trap]" in msg or "[protocols.train]" in msg)
+
+
+def test_figure_drawn_by_some_protocol_is_accepted():
+    # traces: drawn by the train (use_dependence), not by the trapping protocol -> fine
+    st = kc.Study.from_toml(_with_figures(TRAP + TRAIN, '["traces", "occupancy", "trapping"]'))
+    assert st.outputs["figures"] == ["traces", "occupancy", "trapping"]
+    # but a figure neither draws is refused
+    with pytest.raises(S.StudyError, match=r"draws figure 'dose_response'"):
+        kc.Study.from_toml(_with_figures(TRAP + TRAIN, '["traces", "dose_response"]'))
+    # (the Python API too)
+    with pytest.raises(S.StudyError, match=r"\[outputs\]\.figures"):
+        st.replace(outputs={"figures": ["dose_response"]})
+
+
+def test_figures_for_is_the_mapping_study_figures_uses():
+    assert plot.figures_for("trapping") == ("trapping", "occupancy")
+    assert plot.figures_for("use_dependence") == ("use_dependence", "traces")
+    assert plot.figures_for("dose_response") == ("dose_response",)
+    assert plot.figures_for("") == plot.figures_for(None) == ("traces", "occupancy")
+    assert all(set(plot.figures_for(k)) <= set(plot.FIGURES) for k in (*S.ANALYSES, ""))
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. resuming with a changed description / [outputs]
+MINE = textwrap.dedent("""
+    [scheme]
+    name = "mine"
+
+    [[states]]
+    name = "C"
+
+    [[states]]
+    name = "O"
+    conductance = 5e-11
+
+    [[transitions]]
+    from = "C"
+    to = "O"
+    k0 = 200.0
+
+    [[transitions]]
+    from = "O"
+    to = "C"
+    k0 = 100.0
+""")
+
+STUDY = textwrap.dedent("""
+    name = "resume_outputs"
+    DESCRIPTION
+    model = "mine.toml"
+    n_channels = 20
+    n_trials = 4
+    dt = "10 ms"
+    RNG
+    keep_trials = 1
+
+    [parameters]
+    V = "-70 mV"
+
+    [protocol]
+
+    [sweep]
+    V = ["-70 mV", "-30 mV"]
+
+    [[protocol.segments]]
+    duration = "0.1 s"
+    V = "$V"
+
+    [outputs]
+    OUTPUTS
+""")
+
+
+class Counting(cf.ThreadPoolExecutor):
+    def __init__(self):
+        super().__init__(1)
+        self.calls = []
+
+    def submit(self, fn, *a, **k):
+        self.calls.append(a[3:7])
+        return super().submit(fn, *a, **k)
+
+
+def _spec(tmp_path, description="", outputs="figures = false", rng="rng = 3", n_trials=4):
+    (tmp_path / "mine.toml").write_text(MINE)
+    text = (STUDY.replace("DESCRIPTION", description).replace("OUTPUTS", outputs)
+            .replace("RNG", rng).replace("n_trials = 4", f"n_trials = {n_trials}"))
+    spec = tmp_path / "study.toml"
+    spec.write_text(text)
+    return spec
+
+
+@pytest.mark.parametrize("rng", ["rng = 3", ""])
+def test_resume_with_new_description_and_figures_writes_them_without_recomputing(tmp_path, rng):
+    pytest.importorskip("xarray")
+    pytest.importorskip("netCDF4")
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "out"
+    spec = _spec(tmp_path, rng=rng)
+    ex = Counting()
+    with ex:
+        t1 = kc.run_study(spec, ex, output=out, progress=False)
+    assert ex.calls and not list(out.glob("*.png"))
+    spec = _spec(tmp_path, description='description = "now described"',
+                 outputs='figures = true\nresults = "renamed.nc"', rng=rng)
+    ex = Counting()
+    with ex:
+        t2 = kc.run_study(spec, ex, output=out, progress=False)
+    assert ex.calls == []                                   # nothing recomputed
+    assert (out / "main_traces.png").exists() and (out / "main_occupancy.png").exists()
+    assert (out / "renamed.nc").exists()
+    for v in t1["main"].data_vars:
+        assert (t1["main"][v] == t2["main"][v]).all()
+    assert t2.attrs["description"] == "now described"
+    disk = kc.Study.from_toml(out / "study.toml")            # the folder's study is updated
+    assert disk.description == "now described"
+    assert disk.outputs == {"results": "renamed.nc", "figures": True}
+    assert disk.rng == kc.Study.from_toml(out / "study.toml").rng == int(t1.attrs["entropy"])
+    # and a changed result-affecting key is still refused, naming only that key
+    spec = _spec(tmp_path, description='description = "again"', rng=rng, n_trials=5)
+    with pytest.raises(S.StudyConflictError, match=r"differs in: n_trials\)"):
+        kc.run_study(spec, output=out, progress=False, workers=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. rng strings normalised to int
+@pytest.mark.parametrize("rng", [2**70, "1180591620717411303424", hex(2**70), 2**63, 5, "7"])
+def test_rng_round_trips_and_is_an_int(rng):
+    st = kc.Study.from_toml(TRAP).replace(rng=rng)
+    assert st.rng == int(rng, 0) if isinstance(rng, str) else rng
+    assert type(st.rng) is int
+    back = kc.Study.from_toml(st.to_toml())
+    assert back == st and back.rng == st.rng
+    assert st == kc.Study.from_toml(TRAP).replace(rng=st.rng)
+
+
+def test_big_rng_written_as_hex_as_run_study_stores_it():
+    st = kc.Study.from_toml(TRAP).replace(rng=2**70)
+    assert f'rng = "{hex(2**70)}"' in st.to_toml()
