@@ -5,10 +5,14 @@ simulated sweep, a Q-matrix per voltage), so their validation must stay cheap.  
 in issue notes (``Protocol([step])`` ~1.2 us with its fast path, ``q_matrix`` without a per-call
 finiteness check) come from here.
 """
-import ketacore as kc
-from ketacore.units import mM, ms, mV
+import importlib
 
-from ._models import bench6
+import numpy as np
+
+import ketacore as kc
+from ketacore.units import mM, ms, mV, uM
+
+from ._models import bench6, nmda_ket_mg
 
 
 class Construction:
@@ -36,3 +40,44 @@ class Construction:
 
     def time_q_matrix(self):
         self.g.q_matrix(V=-60 * mV, glutamate=1 * mM)
+
+
+class FirstCall:
+    """First simulate call on a protocol with many distinct conditions (a 5000-point voltage
+    ramp on the 17-state NMDA+ketamine+Mg scheme, 100 channels x 2 trials, ssa): the cost model
+    needs one equilibrium per condition.  The caches that make repeated calls cheap are cleared
+    inside the timed call, so every sample is a first call."""
+
+    def setup(self):
+        self.sim = importlib.import_module("ketacore.simulate")
+        self.g = nmda_ket_mg()
+        n = 5000
+        self.ramp = kc.Protocol.from_waveform(np.arange(n) * 1 * ms, n * 1 * ms,
+                                              V=np.linspace(-100, 40, n) * mV, glutamate=1 * mM,
+                                              ketamine=1 * uM, mg=1 * mM)
+
+    def time_simulate_voltage_ramp_first_call(self):
+        for cache in (self.sim._RATE_CACHE, self.sim._EXPECT_CACHE, self.sim._PLANS, self.sim._P0_CACHE):
+            cache.clear()
+        kc.simulate(self.g, self.ramp, 1 * ms, n_channels=100, n_trials=2, method="ssa", rng=1,
+                    n_threads=1)
+
+    def time_same_with_per_condition_gth_baseline(self):
+        """Baseline: the cost model as it was before 2026-11-27 (one GTH equilibrium per
+        condition, ~1 ms each), patched in for this call only."""
+        from ketacore.theory import equilibrium
+        real = self.sim._rough_equilibria
+
+        def per_condition(compiled, conds, p0):
+            out = np.empty((len(conds), len(p0)))
+            for c in range(len(conds)):
+                try:
+                    out[c] = equilibrium(np.asarray(compiled.q_matrix(conds[c])))
+                except ValueError:
+                    out[c] = p0
+            return out
+        self.sim._rough_equilibria = per_condition
+        try:
+            self.time_simulate_voltage_ramp_first_call()
+        finally:
+            self.sim._rough_equilibria = real

@@ -469,7 +469,10 @@ def use_dependence(ds, path: str | os.PathLike | None = None, *, figsize=(10.0, 
 # ------------------------------------------------------------------------------------------
 def figures_for(kind: str | None) -> tuple[str, ...]:
     """The figure names :func:`study_figures` draws for a protocol whose analysis is ``kind``
-    (``""`` or ``None``: no analysis)."""
+    (``""`` or ``None``: no analysis); ValueError for any other kind."""
+    if kind not in (None, "", "trapping", "use_dependence", "dose_response"):
+        raise ValueError(f"figures_for: unknown analysis kind {kind!r}; kinds are 'trapping', "
+                         "'use_dependence', 'dose_response' or None (no analysis)")
     if kind == "trapping":
         return ("trapping", "occupancy")
     if kind == "use_dependence":

@@ -92,6 +92,8 @@ def test_figures_for_is_the_mapping_study_figures_uses():
     assert plot.figures_for("dose_response") == ("dose_response",)
     assert plot.figures_for("") == plot.figures_for(None) == ("traces", "occupancy")
     assert all(set(plot.figures_for(k)) <= set(plot.FIGURES) for k in (*S.ANALYSES, ""))
+    with pytest.raises(ValueError, match="unknown analysis kind 'trappng'"):
+        plot.figures_for("trappng")
 
 
 # ---------------------------------------------------------------------------------------------
