@@ -970,7 +970,9 @@ def woodhull(gating: Scheme | str, blocker: Any, voltages: Any, *,
         At least two distinct holding voltages (V).
     method, n_channels, n_trials, rng, engine
         As for :func:`ic50`; with ``method="stochastic"`` each voltage uses an independent
-        stream and the fit is weighted by 1/SE(ln IC50)².
+        stream and the fit is weighted by 1/SE(ln IC50)².  A numpy Generator is drawn from once
+        (the root entropy) and only by a call that returns: if any voltage is refused (for
+        example negligible block there), its state is put back.
     **ic50_options
         Passed to :func:`ic50` (``duration``, ``preincubation``, ``dt``).
 
@@ -1005,15 +1007,24 @@ def woodhull(gating: Scheme | str, blocker: Any, voltages: Any, *,
             seeds["root"] = _rng.root_entropy(rng)   # validates; consumes no caller state
     ics, ses = [], []
     meta = None
-    for j, v in enumerate(vs):
-        r = ic50(gating, blocker, concentrations, V=float(v), agonist=agonist, kind=kind,
-                 also=also, background=background, method=method, n_channels=n_channels,
-                 n_trials=n_trials,
-                 rng=_DeferredSeed(seeds, j) if method == "stochastic" else rng,
-                 engine=engine, **ic50_options)
-        ics.append(r.ic50_exact if r.ic50_exact is not None else r.ic50)
-        ses.append(0.0 if r.ic50_exact is not None else r.ic50_se)
-        meta = dict(r.meta)
+    # A voltage can be refused only once it is reached (negligible block there is known from
+    # its own equilibrium), after an earlier voltage drew the root entropy from a Generator: a
+    # refused call puts the Generator back, so it advances only when a result is returned.
+    saved = rng.bit_generator.state if isinstance(seeds.get("rng"), np.random.Generator) else None
+    try:
+        for j, v in enumerate(vs):
+            r = ic50(gating, blocker, concentrations, V=float(v), agonist=agonist, kind=kind,
+                     also=also, background=background, method=method, n_channels=n_channels,
+                     n_trials=n_trials,
+                     rng=_DeferredSeed(seeds, j) if method == "stochastic" else rng,
+                     engine=engine, **ic50_options)
+            ics.append(r.ic50_exact if r.ic50_exact is not None else r.ic50)
+            ses.append(0.0 if r.ic50_exact is not None else r.ic50_se)
+            meta = dict(r.meta)
+    except BaseException:
+        if saved is not None:
+            rng.bit_generator.state = saved
+        raise
     ics = np.asarray(ics)
     ses = np.asarray(ses)
     T = _gating(gating).temperature
