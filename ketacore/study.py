@@ -6,6 +6,58 @@ on local threads or on any :class:`concurrent.futures.Executor`, writes each fin
 the output folder, and assembles an :class:`xarray.DataTree` (one group per protocol, each an
 ``xarray.Dataset``) saved to NetCDF, with PNG figures beside it.
 
+Units and dimensions
+--------------------
+Every value of a study is a number (SI), a quantity string (``"30 s"``, ``"10 uM"``,
+``"-70 mV"``, ``"2 kHz"``) or an expression over parameters and units
+(``"round($t_train * $frequency)"``), and every key that takes a physical quantity checks its
+*dimension* when the :class:`Study` is built (so before :func:`run_study` simulates anything or
+writes the output folder).  A value whose dimension is known and wrong is refused with a
+:class:`StudyError` naming the key path, the value, its dimension and the one the key takes::
+
+    study.toml: [protocol].dt: '10 uM' is a concentration (M); dt takes a time (s)
+
+The keys and the dimension each takes:
+
+a time (s)
+    ``dt`` (study and protocol), a step's ``duration``, a train's ``width`` and ``tail``, the
+    analysis options ``window`` and ``early``.
+a voltage (V)
+    ``V`` (step, train, ``initial`` conditions table); a blocker table's ``v_ref`` and
+    ``thermal_voltage``.
+a temperature (K)
+    ``temperature`` (step, train, ``initial`` conditions table).
+a concentration (M)
+    every other key of a step and of an ``initial`` conditions table (ligands), and the
+    entries of a train's ``during`` and ``between`` tables.
+a frequency (1/s; ``Hz`` is 1/s)
+    a train's ``frequency``; a blocker table's ``k_off``, ``k_escape``, ``superficial_k_off``.
+a dimensionless number
+    a train's ``n_pulses``; a blocker table's ``z``, ``delta_on``, ``delta_off``,
+    ``closing_factor``, ``opening_factor``.
+a rate constant (1/(M*s), e.g. ``"1e5 / M / s"``)
+    a blocker table's ``k_on``, ``k_on_closed``, ``superficial_k_on``.
+
+A sweep value takes the dimension of its parameter.
+
+Dimensions propagate through expressions: a unit, or a number written with its unit
+(``"2 s"``), carries its dimension; a parameter carries the dimension of its defining value
+(itself possibly an expression over other parameters), and a swept parameter that of its sweep
+values (which must agree with each other and with the parameter's definition); ``*``, ``/`` and
+``//`` combine dimensions (``"$n / $t_train"`` is a frequency when ``n`` is a count such as
+``"round($t_train * 5 Hz)"`` and ``t_train`` a time); ``+``, ``-``, ``%``, ``min`` and ``max``
+need equal dimensions (``"1 s + 1 uM"`` is refused wherever it appears, parameters included);
+``round``, ``int``, ``abs``, ``float`` and unary ``-`` keep the dimension; ``**`` needs a
+dimensionless exponent, and a constant exponent scales the dimension of the base
+(``"($t) ** 2"`` is s^2) while an exponent that uses a parameter needs a dimensionless base.
+
+A **bare number** -- ``30``, ``1e-5``, ``"30"``, a number without a unit in an expression, or a
+parameter defined by one -- is SI with its dimension unspecified: it is accepted wherever a
+quantity is expected, unifies with the other side of ``+ - % min max`` (``"$t + 0.5"`` is a time
+when ``t`` is) and makes a product or quotient unknown (in ``"round($frequency * 10)"`` the 10
+may be 10 s; ``"2 * 10 uM"`` is therefore not checked), so a study written in bare SI numbers is
+never refused for its units.
+
 Reproducibility
 ---------------
 Trial ``i`` of every sweep point draws from ``PCG64(SeedSequence(entropy, spawn_key=(i,)))``
@@ -214,6 +266,34 @@ def _finite(x: Any) -> float:
     return f
 
 
+def _parse_expression(value: str, where: str) -> ast.Expression:
+    """The syntax tree of an expression string (not a plain quantity), with ``$name`` marked as
+    a parameter and a unit right after a number marked as that unit.
+
+    Raises
+    ------
+    StudyError
+        A reserved name, or text that is not an expression.
+    """
+    if _P_MARK in value or _U_MARK in value:
+        raise StudyError(f"{where}: names starting with {_P_MARK!r} or {_U_MARK!r} are reserved; "
+                         f"got {value!r}")
+    # "$V" / "${V}" is always the parameter V, even where V is also a unit name
+    text = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda mm: _P_MARK + (mm.group(1) or mm.group(2)), value)
+    # "1 s * f" -> "(1*s) * f": a number followed by a unit name is a quantity (the unit, even
+    # where a parameter has the same name)
+    text = re.sub(r"(?<![\w.])((?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-zµμ]+)\b",
+                  lambda mm: f"({mm.group(1)}*{_U_MARK}{mm.group(2)})" if mm.group(2) in _UNITS
+                  else mm.group(0), text)
+    try:
+        return ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        # ValueError: integer literal beyond the int-string limit; RecursionError/MemoryError:
+        # nesting too deep for the parser (the input is short, MAX_EXPRESSION_LENGTH)
+        raise StudyError(f"{where}: cannot read {value!r} as a quantity ('10 uM') or an "
+                         "expression ('$t_train * $frequency')") from None
+
+
 def _evaluate(value: Any, env: Mapping[str, Any], where: str) -> float:
     """A number, a quantity string or an expression over parameters and units → float (SI).
 
@@ -275,23 +355,7 @@ def _evaluate(value: Any, env: Mapping[str, Any], where: str) -> float:
         if not math.isfinite(out):
             raise StudyError(f"{where}: {value!r} is not a finite number (about 1.8e308 at most)")
         return out
-    if _P_MARK in value or _U_MARK in value:
-        raise StudyError(f"{where}: names starting with {_P_MARK!r} or {_U_MARK!r} are reserved; "
-                         f"got {value!r}")
-    # "$V" / "${V}" is always the parameter V, even where V is also a unit name
-    text = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda mm: _P_MARK + (mm.group(1) or mm.group(2)), value)
-    # "1 s * f" -> "(1*s) * f": a number followed by a unit name is a quantity (the unit, even
-    # where a parameter has the same name)
-    text = re.sub(r"(?<![\w.])((?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-zµμ]+)\b",
-                  lambda mm: f"({mm.group(1)}*{_U_MARK}{mm.group(2)})" if mm.group(2) in _UNITS
-                  else mm.group(0), text)
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        # ValueError: integer literal beyond the int-string limit; RecursionError/MemoryError:
-        # nesting too deep for the parser (the input is short, MAX_EXPRESSION_LENGTH)
-        raise StudyError(f"{where}: cannot read {value!r} as a quantity ('10 uM') or an "
-                         "expression ('$t_train * $frequency')") from None
+    tree = _parse_expression(value, where)
     allowed = (f"only numbers, units, parameters, + - * / // % ** and "
                f"{sorted(_FUNCS)} are allowed in expressions")
 
@@ -366,6 +430,250 @@ def _evaluate(value: Any, env: Mapping[str, Any], where: str) -> float:
 
 
 # ------------------------------------------------------------------------------------------
+# Dimensions: each quantity a study key takes is checked against the dimension it expects
+# ------------------------------------------------------------------------------------------
+#: Base dimensions, in the order of a dimension tuple's exponents: time, voltage, temperature,
+#: concentration, current (a conductance is A/V, a frequency 1/s).
+_BASE = ("s", "V", "K", "M", "A")
+
+
+def _dim(**exponents: int) -> tuple[int, ...]:
+    return tuple(exponents.get(b, 0) for b in _BASE)
+
+
+_DIMENSIONLESS = _dim()
+_TIME, _VOLTAGE, _TEMPERATURE = _dim(s=1), _dim(V=1), _dim(K=1)
+_CONCENTRATION, _CURRENT, _FREQUENCY = _dim(M=1), _dim(A=1), _dim(s=-1)
+_CONDUCTANCE, _RATE_PER_M = _dim(A=1, V=-1), _dim(s=-1, M=-1)
+#: Dimension of every unit name (through its SI unit, :data:`_SI_OF`).
+_UNIT_DIM = {u: {"s": _TIME, "V": _VOLTAGE, "K": _TEMPERATURE, "M": _CONCENTRATION, "A": _CURRENT,
+                 "S": _CONDUCTANCE, "Hz": _FREQUENCY}[si] for u, si in _SI_OF.items()}
+assert set(_UNIT_DIM) == set(_UNITS), "every unit needs a dimension"
+_DIM_NAMES = {_TIME: ("a time", "s"), _VOLTAGE: ("a voltage", "V"),
+              _TEMPERATURE: ("a temperature", "K"), _CONCENTRATION: ("a concentration", "M"),
+              _CURRENT: ("a current", "A"), _FREQUENCY: ("a frequency", "1/s"),
+              _CONDUCTANCE: ("a conductance", "S"), _RATE_PER_M: ("a rate constant", "1/(M*s)")}
+
+#: What each study key takes.  A step's other keys (ligands), a train's ``during`` and
+#: ``between`` tables and a conditions table's other keys are concentrations.
+_STEP_DIMS = {"duration": _TIME, "V": _VOLTAGE, "temperature": _TEMPERATURE}
+_TRAIN_DIMS = {"n_pulses": _DIMENSIONLESS, "frequency": _FREQUENCY, "width": _TIME,
+               "V": _VOLTAGE, "temperature": _TEMPERATURE, "tail": _TIME}
+_CONDITION_DIMS = {"V": _VOLTAGE, "temperature": _TEMPERATURE}
+_ANALYSIS_DIMS = {"window": _TIME, "early": _TIME}
+_BLOCKER_DIMS = {"k_on": _RATE_PER_M, "k_off": _FREQUENCY, "z": _DIMENSIONLESS,
+                 "delta_on": _DIMENSIONLESS, "delta_off": _DIMENSIONLESS, "v_ref": _VOLTAGE,
+                 "thermal_voltage": _VOLTAGE, "closing_factor": _DIMENSIONLESS,
+                 "opening_factor": _DIMENSIONLESS, "k_escape": _FREQUENCY,
+                 "k_on_closed": _RATE_PER_M, "superficial_k_on": _RATE_PER_M,
+                 "superficial_k_off": _FREQUENCY}
+
+
+def _dim_unit(d: tuple[int, ...]) -> str:
+    """SI unit text of a dimension: ``"s"``, ``"1/s"``, ``"1/(M*s)"``, ``"V^2"``."""
+    if d in _DIM_NAMES:
+        return _DIM_NAMES[d][1]
+    order = ("M", "A", "V", "K", "s")
+    e = dict(zip(_BASE, d))
+    fmt = lambda b, x: b if x == 1 else f"{b}^{x}"
+    num = "*".join(fmt(b, e[b]) for b in order if e[b] > 0) or "1"
+    den = [fmt(b, -e[b]) for b in order if e[b] < 0]
+    if not den:
+        return num
+    return f"{num}/{den[0]}" if len(den) == 1 else f"{num}/({'*'.join(den)})"
+
+
+def _dim_text(d: tuple[int, ...]) -> str:
+    """``"a time (s)"``, ``"a dimensionless number"``, ``"a quantity in V*s"``."""
+    if d == _DIMENSIONLESS:
+        return "a dimensionless number"
+    name = _DIM_NAMES.get(d, ("a quantity in",))[0]
+    return f"{name} ({_dim_unit(d)})" if d in _DIM_NAMES else f"{name} {_dim_unit(d)}"
+
+
+#: A parameter's dimension (None: unknown -- a bare number) and where it was defined.
+_ParamDims = Mapping[str, "tuple[tuple[int, ...] | None, str]"]
+
+
+def _dimension(value: Any, dims: _ParamDims, where: str,
+               refs: list | None = None) -> "tuple[int, ...] | None":
+    """The dimension of a study value, or None where it is not known.
+
+    Parameters
+    ----------
+    value : int, float or str
+        As :func:`_evaluate` takes it.
+    dims : mapping of str to (dimension or None, str)
+        Each parameter's dimension and where it was defined.
+    where : str
+        ``"source: key"`` prefix of error messages.
+    refs : list, optional
+        Receives the names of the parameters the value uses.
+
+    Returns
+    -------
+    tuple of int or None
+        Exponents of (s, V, K, M, A); None for a bare number (SI, dimension unspecified) and
+        for anything whose dimension follows from a bare number (``"2 * $t"`` with ``t = 30``).
+
+    Raises
+    ------
+    StudyError
+        An expression that combines quantities of different dimensions (``"1 s + 1 uM"``,
+        ``"min($V, 1 s)"``) or raises a quantity to a power that is not a constant whole
+        power of its units (``"(1 s) ** $n"``).
+
+    Notes
+    -----
+    A bare number is a wildcard: it unifies with anything in ``+ - % min max`` (``"$t + 0.5"``
+    is a time when ``t`` is) and makes a product or quotient unknown (``"$n / 30"``: 30 may be
+    30 s).  Units, and numbers written with their unit (``"2 s"`` in ``"2 s * $f"``), carry
+    their dimension; a parameter carries the dimension of its defining
+    value (or of its sweep values); ``* / //`` combine dimensions; ``+ - % min max`` need equal
+    ones; ``round int abs float`` and unary ``-`` keep them; ``**`` needs a dimensionless
+    exponent and scales the base's dimension by a constant exponent (``"($t) ** 2"``), else
+    needs a dimensionless base.  Text that is not a valid value is left to :func:`_evaluate`
+    (None here).
+    """
+    if isinstance(value, bool) or not isinstance(value, str) or len(value) > MAX_EXPRESSION_LENGTH:
+        return None
+    m = _QTY.match(value)
+    if m:
+        return _UNIT_DIM.get(m.group(2)) if m.group(2) else None
+    try:
+        tree = _parse_expression(value, where)
+    except StudyError:
+        return None   # (reported where the value is evaluated)
+    refs = [] if refs is None else refs
+
+    def mismatch(what: str, a: tuple, b: tuple) -> StudyError:
+        return StudyError(f"{where}: {value!r} combines {_dim_text(a)} and {_dim_text(b)} in "
+                          f"{what}; + - % min max need quantities of one dimension")
+
+    def same(what: str, a: Any, b: Any) -> Any:
+        if a is None or b is None:
+            return b if a is None else a
+        if a != b:
+            raise mismatch(what, a, b)
+        return a
+
+    def const(fn: Callable, *args: Any) -> float | None:
+        if any(x is None for x in args):
+            return None
+        try:
+            return _finite(fn(*args))
+        except (ArithmeticError, ValueError, TypeError, _ExprError):
+            return None
+
+    def walk(node: ast.AST) -> tuple[Any, float | None]:
+        """(dimension or None, the value if it uses no parameter, else None)"""
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) \
+                and not isinstance(node.value, bool):
+            return None, const(float, node.value)
+        if isinstance(node, ast.Name):
+            if node.id.startswith(_U_MARK):
+                u = node.id[len(_U_MARK):]
+                return _UNIT_DIM[u], _UNITS[u]
+            name = node.id[len(_P_MARK):] if node.id.startswith(_P_MARK) else node.id
+            if name in dims and (node.id.startswith(_P_MARK) or node.id not in _UNITS):
+                refs.append(name)
+                return dims[name][0], None
+            if name not in dims and node.id in _UNITS:
+                return _UNIT_DIM[node.id], _UNITS[node.id]
+            return None, None   # (an unknown or ambiguous name: refused by _evaluate)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult) \
+                and isinstance(node.left, ast.Constant) and isinstance(node.right, ast.Name) \
+                and node.right.id.startswith(_U_MARK):
+            # a number and its unit ("10 uM", marked by _parse_expression): a quantity, not a
+            # bare number times a unit
+            u = node.right.id[len(_U_MARK):]
+            return _UNIT_DIM[u], const(lambda p, q: p * q, walk(node.left)[1], _UNITS[u])
+        if isinstance(node, ast.BinOp):
+            (a, x), (b, y) = walk(node.left), walk(node.right)
+            op = type(node.op)
+            if op in (ast.Add, ast.Sub, ast.Mod):
+                sym = {ast.Add: "+", ast.Sub: "-", ast.Mod: "%"}[op]
+                fn = {ast.Add: lambda p, q: p + q, ast.Sub: lambda p, q: p - q,
+                      ast.Mod: lambda p, q: p % q}[op]
+                return same(f"'{sym}'", a, b), const(fn, x, y)
+            if op is ast.Mult:
+                d = None if a is None or b is None else tuple(i + j for i, j in zip(a, b))
+                return d, const(lambda p, q: p * q, x, y)
+            if op in (ast.Div, ast.FloorDiv):
+                d = None if a is None or b is None else tuple(i - j for i, j in zip(a, b))
+                fn = (lambda p, q: p / q) if op is ast.Div else (lambda p, q: p // q)
+                return d, const(fn, x, y)
+            if op is ast.Pow:
+                if b is not None and b != _DIMENSIONLESS:
+                    raise StudyError(f"{where}: {value!r} has an exponent that is {_dim_text(b)}; "
+                                     "the exponent of ** must be dimensionless")
+                v = const(lambda p, q: p ** q, x, y)
+                if a is None or a == _DIMENSIONLESS:
+                    return a, v
+                uses_param = any(isinstance(n, ast.Name) and n.id.removeprefix(_P_MARK) in dims
+                                 for n in ast.walk(node.right))
+                if y is None and not uses_param:
+                    return None, None   # (a non-finite constant or an unknown name: _evaluate says)
+                scaled = [i * y for i in a] if y is not None else None
+                if scaled is None or any(abs(s - round(s)) > 1e-9 for s in scaled):
+                    power = "a power that depends on a parameter" if y is None else f"the power {y:g}"
+                    raise StudyError(f"{where}: {value!r} raises {_dim_text(a)} to {power}; only a "
+                                     "constant whole power of its units is allowed (or make the "
+                                     "base dimensionless, e.g. '($t / 1 s) ** $n')")
+                return tuple(int(round(s)) for s in scaled), v
+            return None, None
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            a, x = walk(node.operand)
+            return a, (None if x is None else (-x if isinstance(node.op, ast.USub) else x))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                and node.func.id in _FUNCS and node.args and not node.keywords \
+                and not any(isinstance(a, ast.Starred) for a in node.args):
+            name = node.func.id
+            args = [walk(a) for a in node.args]
+            if name in ("min", "max"):
+                d = None
+                for a, _ in args:
+                    d = same(f"{name}()", d, a)
+            else:
+                d = args[0][0]
+                if name == "round" and len(args) > 1 and args[1][0] not in (None, _DIMENSIONLESS):
+                    raise StudyError(f"{where}: {value!r}: the digits of round() are "
+                                     f"{_dim_text(args[1][0])}; they must be a dimensionless number")
+            fn = _FUNCS[name][0]
+            return d, const(lambda *v: fn(*v), *[x for _, x in args])
+        return None, None
+
+    try:
+        return walk(tree)[0]
+    except RecursionError:
+        return None   # (reported by _evaluate)
+
+
+def _check_dimension(value: Any, dims: _ParamDims, where: str, key: str,
+                     expected: tuple[int, ...]) -> None:
+    """StudyError if ``value`` has a known dimension other than ``expected``.
+
+    The message names the key path (``where``), the value given, its dimension and the one
+    ``key`` takes, and the definition of every parameter of known dimension the value uses:
+    ``"study: [protocol].segments[1].duration: '-70 mV' is a voltage (V); duration takes a time
+    (s)"``.
+    """
+    refs: list = []
+    d = _dimension(value, dims, where, refs)
+    if d is None or d == expected:
+        return
+    msg = f"{where}: {value!r} is {_dim_text(d)}; {key} takes {_dim_text(expected)}"
+    for n in dict.fromkeys(refs):
+        if dims[n][0] is not None:
+            msg += f"; ${n} is {_dim_text(dims[n][0])}, from {dims[n][1]}"
+    if tuple(-i for i in d) == expected:
+        msg += f"; if you meant the inverse, write '1 / ({value})'"
+    raise StudyError(msg)
+
+
+# ------------------------------------------------------------------------------------------
 # Specification
 # ------------------------------------------------------------------------------------------
 _PART_KEYS = ("segments", "sweep", "parameters", "analysis", "initial", "dt", "n_trials",
@@ -393,7 +701,10 @@ class StudyPart:
         ligand concentration).  A pulse train: ``{"train": {"n_pulses": ..., "frequency": ...,
         "width": ..., "V": ..., "during": {...}, "between": {...}, "tail": ...}, "label": ...}``
         (see :func:`ketacore.pulse_train`).  Values are numbers (SI), quantities (``"10 uM"``),
-        or expressions over parameters and units (``"$t_train * $frequency"``).
+        or expressions over parameters and units (``"$t_train * $frequency"``); each must have
+        the dimension of its key (``duration``, ``width``, ``tail``: time; ``V``: voltage;
+        ``temperature``: K; ligands, ``during``/``between`` entries: concentration;
+        ``frequency``: 1/s; ``n_pulses``: dimensionless) or be a bare number; see Notes.
     sweep : mapping of str to list
         Sweep axes (outer product, in order): a parameter name → values, or ``"model"`` → gating
         model names (their states must match).
@@ -424,6 +735,18 @@ class StudyPart:
     ------
     StudyError
         A field of the wrong type (the message names it: ``StudyPart: sweep: ...``).
+
+    Notes
+    -----
+    Units are checked when the part is put into a :class:`Study` (which knows the parameters):
+    a value whose dimension is known and is not the one its key takes -- ``dt = "10 uM"``,
+    ``duration = "-70 mV"``, a ligand at ``"1 ms"``, ``frequency = "100 ms"``, an analysis
+    ``window`` in mV, an ``initial`` ``V`` in uM, ``n_pulses = "$t_train / $frequency"`` (s^2,
+    not a count), a sweep value whose dimension differs from its parameter's -- is refused with
+    a :class:`StudyError` naming the key path, the value, its dimension and the one expected.
+    A bare number (``30``, or a parameter defined as one) has no dimension to check and is
+    accepted anywhere.  The rules for expressions are in the module notes
+    (:mod:`ketacore.study`, *Units and dimensions*).
     """
 
     segments: list = field(default_factory=list)
@@ -603,7 +926,7 @@ class Study:
     n_channels, n_trials : int
         Channels per trial and trials per sweep point.
     dt : float or quantity
-        Sampling interval (s).
+        Sampling interval (s): a time (``"10 ms"``), or a bare number in s.
     rng : None, int or str
         Root entropy (int, or a decimal/hex string for > 64-bit values, stored as the int it
         reads as); ``None`` draws fresh entropy, which is stored with the results.
@@ -623,10 +946,27 @@ class Study:
     StudyError
         An invalid specification; the message starts with ``source: key:`` (``Study`` for a
         study built in Python, the file name for one read with :meth:`from_toml`).  Checked at
-        construction: types, allowed values, every expression (evaluated in floating point), and
-        every segment at the first sweep point.  Checks that need the gating model (ligand
-        names, initial conditions) or the size of the whole run (memory) are made by
+        construction: types, allowed values, every expression (evaluated in floating point),
+        the dimension of every value that feeds a physical quantity (see Notes), and every
+        segment at the first sweep point.  Checks that need the gating model (ligand names,
+        initial conditions) or the size of the whole run (memory) are made by
         :func:`run_study` before any simulation.
+
+    Notes
+    -----
+    Every value that feeds a physical quantity -- ``dt``, segment and train keys, analysis
+    windows, ``initial`` conditions, blocker table rates, and through them the parameters and
+    sweep values they use -- must have the dimension its key takes, or no known dimension (a
+    bare number: SI, accepted anywhere).  A known wrong dimension is refused with the key path,
+    the value, both dimensions and, for a value that uses parameters, where each parameter's
+    dimension comes from::
+
+        Study: [protocol].segments[1].ketamine: '$k' is a time (s); ketamine (a ligand) takes a
+        concentration (M); $k is a time (s), from [parameters].k = '10 ms'
+
+    Dimensions follow expressions (``*`` ``/`` combine, ``+`` ``-`` ``min`` ``max`` need equal
+    dimensions, so ``"1 s + 1 uM"`` is refused anywhere, parameters included); the full table of
+    keys and rules is in the module notes (:mod:`ketacore.study`, *Units and dimensions*).
     """
 
     model: str = "erreger2005_2a"
@@ -749,6 +1089,7 @@ class Study:
         if not self.parts:
             raise e("[protocol]", "the study needs a protocol ([protocol] or [protocols.NAME])")
         env = self._env({}, None, "[parameters]")
+        _check_dimension(self.dt, self._dims(None, "[parameters]"), f"{self._source}: dt", "dt", _TIME)
         self._evaluate_field("dt", self.dt, env, positive=True)
         for name, p in self.parts.items():
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
@@ -817,6 +1158,96 @@ class Study:
             env.setdefault(k, v)
         return env
 
+    def _dims(self, part: StudyPart | None, where: str,
+              sweep: Mapping[str, tuple] | None = None) -> dict[str, tuple]:
+        """The dimension of every parameter, as :meth:`_env` evaluates them (study, then
+        protocol; ``sweep`` -- axis → (dimension, origin) -- overriding), each with where it was
+        defined: name → (dimension or None, origin)."""
+        out: dict[str, tuple] = {}
+        layers = [(self.parameters, "[parameters]")]
+        if part is not None:
+            layers.append((part.parameters, where))
+        sweep = sweep or {}
+        for params, w in layers:
+            for k, v in params.items():
+                d = _dimension(v, out, f"{self._source}: {w}.{k}")  # (refuses 1 s + 1 uM)
+                out[k] = sweep[k] if k in sweep else (d, f"{w}.{k} = {v!r}")
+        for k, v in sweep.items():
+            out.setdefault(k, v)
+        return out
+
+    def _check_units(self, name: str, p: StudyPart) -> None:
+        """Refuse any value of a protocol whose dimension is known and not the one its key takes
+        (``dt = "10 uM"``, ``duration = "-70 mV"``, ``frequency = "100 ms"``), including values
+        reached through parameters and sweep values, and sweep values whose dimension differs
+        from their parameter's or from each other's.  Bare numbers (dimension unspecified) pass.
+        """
+        src = self._source
+        pw, sw, pp = self._pw(name), self._pw(name, "sweep"), self._pw(name, "parameters")
+        d0 = self._dims(p, pp)
+        sweep: dict[str, tuple] = {}
+        for axis, values in p.sweep.items():
+            if axis == "model" or not isinstance(values, list):
+                continue
+            pdim, origin = d0.get(axis, (None, ""))
+            cur = first = None
+            for i, v in enumerate(values):
+                w = f"{src}: {sw}.{axis}[{i}]"
+                d = _dimension(v, d0, w)
+                if d is None:
+                    continue
+                if pdim is not None and d != pdim:
+                    raise StudyError(f"{w}: {v!r} is {_dim_text(d)}; the parameter {axis} is "
+                                     f"{_dim_text(pdim)} ({origin}), and its sweep values must be too")
+                if cur is None:
+                    cur, first = d, v
+                elif d != cur:
+                    raise StudyError(f"{w}: {v!r} is {_dim_text(d)}, but {first!r} on the same axis "
+                                     f"is {_dim_text(cur)}; the values of a sweep axis must share "
+                                     "one dimension")
+            if pdim is None and cur is not None:
+                sweep[axis] = (cur, f"the sweep values of {sw}.{axis} (e.g. {first!r})")
+        dims = self._dims(p, pp, sweep)
+        if p.dt is not None:
+            _check_dimension(p.dt, dims, f"{src}: {pw}.dt", "dt", _TIME)
+        else:
+            _check_dimension(self.dt, dims, f"{src}: dt", "dt", _TIME)
+        for i, seg in enumerate(p.segments):
+            if not isinstance(seg, Mapping):
+                continue    # (refused by _build_protocol)
+            w = f"{src}: {pw}.segments[{i}]"
+            if "train" in seg:
+                tr = seg["train"]
+                for k, v in (tr.items() if isinstance(tr, Mapping) else ()):
+                    if k in _TRAIN_DIMS:
+                        _check_dimension(v, dims, f"{w}.train.{k}", k, _TRAIN_DIMS[k])
+                    elif k in ("during", "between") and isinstance(v, Mapping):
+                        for lig, c in v.items():
+                            _check_dimension(c, dims, f"{w}.train.{k}.{lig}", f"{lig} (a ligand)",
+                                             _CONCENTRATION)
+                continue
+            for k, v in seg.items():
+                if k != "label":
+                    _check_dimension(v, dims, f"{w}.{k}", k if k in _STEP_DIMS else f"{k} (a ligand)",
+                                     _STEP_DIMS.get(k, _CONCENTRATION))
+        a = p.analysis
+        if isinstance(a, dict) and a.get("kind") in _ANALYSIS_KEYS:
+            for k in _ANALYSIS_KEYS[a["kind"]]:
+                if k in _ANALYSIS_DIMS and a.get(k) is not None:
+                    _check_dimension(a[k], dims, f"{src}: {pw}.analysis.{k}", k, _ANALYSIS_DIMS[k])
+        if isinstance(p.initial, dict):
+            for k, v in p.initial.items():
+                if isinstance(k, str) and (k not in RESERVED_NAMES or k in _CONDITION_DIMS):
+                    _check_dimension(v, dims, f"{src}: {pw}.initial.{k}",
+                                     k if k in _CONDITION_DIMS else f"{k} (a ligand)",
+                                     _CONDITION_DIMS.get(k, _CONCENTRATION))
+        for i, b in enumerate(self.blockers):   # (evaluated with each protocol's parameters)
+            if isinstance(b, dict):
+                for k, v in b.items():
+                    if k in _BLOCKER_DIMS and v is not None and not isinstance(v, (dict, bool)):
+                        _check_dimension(v, dims, f"{src}: blockers[{i}].{k}", f"the blocker's {k}",
+                                         _BLOCKER_DIMS[k])
+
     def _check_part(self, name: str, p: StudyPart) -> None:
         pw = self._pw(name)
         sw = self._pw(name, "sweep")
@@ -842,6 +1273,7 @@ class Study:
             if len(set(vals)) != len(vals):
                 raise e(f"{sw}.{axis}", f"values must be distinct, got {values!r}")
             overrides[axis] = vals[0]
+        self._check_units(name, p)
         if p.analysis is not None:
             a = p.analysis
             if not isinstance(a, dict) or a.get("kind") not in ANALYSES:
