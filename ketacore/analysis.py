@@ -10,6 +10,7 @@ put them next to the exact Colquhoun–Hawkes theory in :mod:`ketacore.theory`.
   :meth:`Record.from_levels` or :meth:`Record.from_dwells`.
 * :meth:`Record.open_times`, :meth:`Record.shut_times`, :meth:`Record.dwells` -- dwell-time
   arrays; :meth:`Record.first_latency` -- first latency after a step.
+* :meth:`Record.open_probability` -- fraction of the recorded time spent open.
 * :meth:`Record.resolve` -- impose a time resolution (dead time) ``t_res``.
 * :meth:`Record.bursts` -> :class:`BurstResult` -- bursts from a critical shut time;
   :func:`critical_time` picks ``t_crit`` between two shut-time components.
@@ -29,6 +30,9 @@ References
 .. [CS95] Colquhoun D, Sigworth FJ (1995) Fitting and statistical analysis of single-channel
    records. In: Sakmann B, Neher E (eds) Single-Channel Recording, 2nd edn. Plenum, New York,
    pp 483-587.
+.. [CH82] Colquhoun D, Hawkes AG (1982) On the stochastic properties of bursts of single ion
+   channel openings and of clusters of bursts. Phil Trans R Soc Lond B 300:1-59.
+   doi:10.1098/rstb.1982.0156
 .. [CHS96] Colquhoun D, Hawkes AG, Srodzinski K (1996) Joint distributions of apparent open and
    shut times of single-ion channels and maximum likelihood fitting of mechanisms. Phil Trans
    R Soc Lond A 354:2555-2590. doi:10.1098/rsta.1996.0115
@@ -156,6 +160,58 @@ def _class_names(class_names: Any, n_classes: int) -> tuple:
     return names
 
 
+def _check_dwell_sequence(start, duration, cls, offsets) -> None:
+    """Within each sweep, dwells must follow each other (``start[i+1] == start[i] +
+    duration[i]``, to rounding) and change class (the documented invariants of a Record:
+    burst lengths, periods and latencies are computed from ``start``)."""
+    n = cls.size
+    if n < 2:
+        return
+    inner = np.ones(n - 1, bool)          # pairs (i, i+1) inside one sweep
+    b = offsets[1:-1]
+    b = b[(b > 0) & (b < n)]
+    inner[b - 1] = False
+    same = inner & (cls[:-1] == cls[1:])
+    if same.any():
+        i = int(np.argmax(same))
+        sw = int(np.searchsorted(offsets, i, side="right") - 1)
+        raise ValueError(f"cls: dwells {i} and {i + 1} (sweep {sw}) are consecutive and both in "
+                         f"class {int(cls[i])}; consecutive dwells of a sweep must change class "
+                         "(merge them into one dwell; Record.from_dwells does this)")
+    end = start[:-1] + duration[:-1]
+    # starts built by a cumulative sum of durations carry rounding of order eps x the largest
+    # time of the record (not of the time at hand: t_start = -1000 s puts starts near 0 that
+    # carry 1e-13 s of rounding)
+    tol = 1e-9 * float(max(np.max(np.abs(start)), np.max(np.abs(start + duration))))
+    bad = inner & (np.abs(start[1:] - end) > tol)
+    if bad.any():
+        i = int(np.argmax(bad))
+        sw = int(np.searchsorted(offsets, i, side="right") - 1)
+        raise ValueError(f"start: dwell {i + 1} (sweep {sw}) starts at {start[i + 1]:.9g} s but "
+                         f"dwell {i} ends at {end[i]:.9g} s; the dwells of a sweep must be "
+                         "contiguous (start[i+1] == start[i] + duration[i]); put records "
+                         "separated by a gap in different sweeps")
+
+
+def _check_rounding(before, after, decimals: int) -> None:
+    """Refuse a ``decimals`` that rounds a substantial amplitude (>= 10 % of the largest) to 0:
+    amplitudes are SI (A or S), and ``decimals`` meant for pA would silently shut the record."""
+    a = np.concatenate(before) if before else np.zeros(0)
+    r = np.concatenate(after) if after else np.zeros(0)
+    if a.size == 0:
+        return
+    big = float(np.max(np.abs(a)))
+    lost = (r == 0) & (np.abs(a) >= 0.1 * big) & (a != 0)
+    if lost.any():
+        x = float(a[np.argmax(lost)])
+        # round(x, d) != 0 for |x| >= 0.1 big once 0.5 * 10**-d < 0.1 big
+        need = math.floor(-math.log10(0.2 * big)) + 1
+        raise ValueError(f"decimals={decimals} rounds the amplitude {x:.4g} to 0 (the largest "
+                         f"|amplitude| is {big:.4g}): amplitudes are in SI units (A or S), "
+                         f"so decimals counts decimal places of amperes or siemens; use "
+                         f"decimals >= {need} here (13 rounds to 0.1 pA)")
+
+
 def _u8(mask) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(mask, dtype=bool).astype(np.uint8))
 
@@ -229,6 +285,7 @@ class Record:
             if (offsets.size < 1 or offsets[0] != 0 or offsets[-1] != cls.size
                     or np.any(np.diff(offsets) < 0)):
                 raise ValueError("offsets must be non-decreasing from 0 to the number of dwells")
+            _check_dwell_sequence(start, duration, cls, offsets)
         self.start = start
         self.duration = duration
         self.cls = cls
@@ -338,7 +395,11 @@ class Record:
         t_end : float or sequence (s)
         decimals : int, optional
             Round amplitudes to this many decimals before identifying levels (for measured
-            amplitudes that should coincide).
+            amplitudes that should coincide).  Amplitudes are in SI units, so the decimals
+            are of amperes (or siemens): ``decimals=13`` rounds a current to 0.1 pA.
+            Rounding may send baseline scatter to 0, but ValueError if it sends to 0 an
+            amplitude of at least 10 % of the largest ``|amplitude|`` (e.g. ``decimals=1``
+            on currents in A, which would make the whole record shut).
         """
         ts = _as_sweeps("times", times)
         ls = [_float_array("levels", x) for x in _as_sweeps("levels", levels)]
@@ -346,7 +407,10 @@ class Record:
             raise ValueError(f"times and levels must have the same number of sweeps "
                              f"({len(ts)} vs {len(ls)})")
         if decimals is not None:
-            ls = [np.round(x, _int("decimals", decimals)) for x in ls]
+            dec = _int("decimals", decimals)
+            rounded = [np.round(x, dec) for x in ls]
+            _check_rounding(ls, rounded, dec)
+            ls = rounded
         allv = np.unique(np.concatenate(ls)) if ls else np.zeros(0)
         nz = allv[allv != 0]
         nz = nz[np.argsort(-np.abs(nz), kind="stable")]
@@ -541,12 +605,44 @@ class Record:
 
         0 where the sweep is already in ``target`` at ``t0``; NaN where ``target`` is never
         reached before the sweep ends.  Compare with :func:`ketacore.theory.first_latency`
-        (conditional on reaching the target: drop the NaNs and condition on ``t <= t_end``).
+        (conditional on reaching the target: drop the NaNs and condition the theory on a
+        latency ``<= t_end - t0``, with ``t_end`` the end of the sweep: latencies are measured
+        from ``t0``, not from the sweep start).
         """
         t0 = _real("t0", t0)
         mask = self._class_mask(target, "target")
         return _analysis.first_entry(self.start, self.duration, self.cls, self.offsets,
                                      _u8(mask), t0)
+
+    def open_probability(self, *, per_sweep: bool = False):
+        """Fraction of the recorded time spent open (in any open class).
+
+        ``sum(open dwell durations) / sum(all durations)`` over every dwell, the censored
+        first and last ones included (they are recorded time; only their *durations* as
+        dwell-time samples are biased).  For an equilibrium record this estimates
+        :func:`ketacore.theory.open_probability`; on a resolved record it is the apparent
+        open probability (time is conserved by :meth:`resolve`, but unresolved openings are
+        counted as shut and unresolved shuttings as open).
+
+        Parameters
+        ----------
+        per_sweep : bool
+            Return one value per sweep (NaN for an empty sweep) instead of the pooled value.
+
+        Returns
+        -------
+        float or ndarray
+            Dimensionless, in [0, 1]; NaN when the record holds no time.
+        """
+        open_d = np.where(self.is_open[self.cls], self.duration, 0.0)
+        if per_sweep:
+            sw = self.sweep
+            tot = np.bincount(sw, self.duration, minlength=self.n_sweeps)
+            op = np.bincount(sw, open_d, minlength=self.n_sweeps)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(tot > 0, op / np.where(tot > 0, tot, 1.0), np.nan)
+        tot = float(self.duration.sum())
+        return float(open_d.sum() / tot) if tot > 0 else math.nan
 
     # ------------------------------------------------------------------ resolution
     def resolve(self, t_res: float) -> "Record":
@@ -574,6 +670,16 @@ class Record:
         t_res = _real("t_res", t_res, nonnegative=True)
         if t_res <= self.t_res:
             return self
+        # a t_res longer than every dwell that follows a transition leaves no transition at
+        # all (each sweep becomes its first dwell): nothing is resolved, and almost always the
+        # value was meant in other units (t_res = 50 meaning 50 us)
+        later = np.ones(self.n_dwells, bool)
+        later[self.offsets[:-1][self.offsets[:-1] < self.n_dwells]] = False
+        if later.any() and not np.any(self.duration[later] >= t_res):
+            raise ValueError(f"t_res={t_res:g} s is longer than every dwell of the record (the "
+                             f"longest after a transition is {self.duration[later].max():g} s): "
+                             "no transition would be resolved.  t_res is in seconds (write "
+                             "50 * ketacore.units.us)")
         s, d, c, off = _analysis.impose_resolution(self.start, self.duration, self.cls,
                                                    self.offsets, t_res)
         return Record(s, d, c, off, self.levels, open_classes=np.flatnonzero(self.is_open),
@@ -635,6 +741,8 @@ def _classes_for_states(states, g, classes, levels):
             lv = _float_array("levels", levels)
             if lv.size != nz.size + 1:
                 raise ValueError(f"levels must have {nz.size + 1} entries (one per class)")
+            _check_levels_match(lv, [np.flatnonzero(sc == k) for k in range(lv.size)], g,
+                                states)
         names = ("shut",) + tuple("open" if k == 1 else f"open{k}" for k in range(1, lv.size))
         return sc, lv, names
     if isinstance(classes, Mapping):
@@ -653,21 +761,38 @@ def _classes_for_states(states, g, classes, levels):
         raise ValueError("classes must be non-negative")
     n_cls = int(sc.max()) + 1
     _check_class_range(n_cls)
+    for k in range(n_cls):            # with or without levels: a class is open or shut
+        gk = g[sc == k]
+        if gk.size and np.any(gk != 0) and np.any(gk == 0):
+            bad = [states[i] for i in np.flatnonzero(sc == k)]
+            raise ValueError(f"classes: class {k} mixes open and shut states {bad}")
     if levels is None:
         lv = np.zeros(n_cls)
         for k in range(n_cls):
             gk = g[sc == k]
-            if gk.size and np.any(gk != 0) and np.any(gk == 0):
-                bad = [states[i] for i in np.flatnonzero(sc == k)]
-                raise ValueError(f"classes: class {k} mixes open and shut states {bad}")
             lv[k] = gk.mean() if gk.size else 0.0
     else:
         lv = _float_array("levels", levels)
         if lv.size != n_cls:
             raise ValueError(f"levels must have {n_cls} entries (one per class)")
+        _check_levels_match(lv, [np.flatnonzero(sc == k) for k in range(n_cls)], g, states)
     names = tuple(("open" if lv[k] != 0 else "shut") + (str(k) if k else "")
                   for k in range(n_cls))
     return sc, lv, names
+
+
+def _check_levels_match(lv, members, g, states) -> None:
+    """A class's level is 0 exactly when its states are shut (a level decides is_open)."""
+    for k, idx in enumerate(members):
+        if idx.size == 0:
+            continue
+        conducts = bool(np.any(g[idx] != 0))
+        if conducts != bool(lv[k] != 0):
+            names = [states[i] for i in idx]
+            what = "open" if conducts else "shut"
+            raise ValueError(f"levels[{k}] = {lv[k]:g} but class {k} holds {what} states "
+                             f"{names}: the level of a class of open states must be non-zero "
+                             "and that of shut states 0 (a level of 0 makes a class shut)")
 
 
 # ---------------------------------------------------------------------------
@@ -761,7 +886,19 @@ class BurstResult:
 
         Keys as in :meth:`summary` (``mean_openings``, ``mean_length``, ``mean_open_time``,
         ``mean_shut_time``, ``mean_gap``).
+
+        The theory is that of the ideal record [CH82].  Bursts of a resolved record
+        (``t_res > 0``) differ from it by the missed events themselves (for CH82 at 0.1 uM,
+        100 us: 1.48 apparent openings per burst against 3.82), so a RuntimeWarning says that
+        the z-scores then measure the resolution as well as any disagreement.
         """
+        if self.t_res > 0:
+            import warnings
+            warnings.warn(f"compare: these bursts come from a record resolved at t_res="
+                          f"{self.t_res:g} s, and ketacore.theory.bursts is the ideal-record "
+                          "theory (no missed events); the z-scores include the effect of the "
+                          "resolution (apparent openings per burst fall as t_res grows)",
+                          RuntimeWarning, stacklevel=2)
         s = self.summary()
         out = {}
         for key in ("mean_openings", "mean_length", "mean_open_time", "mean_shut_time",
@@ -831,17 +968,39 @@ class Misclassification:
     total: float
 
 
-def _split_mixture(mixture, split):
+#: Negative areas of a mixture no larger than this fraction of ``sum(|areas|)`` are rounding
+#: (eigen-decomposition of near-degenerate rates) and are clipped to 0 by critical_time.
+_AREA_ROUNDING = 1e-8
+
+
+def _as_mixture(mixture, name: str = "mixture") -> ExponentialMixture:
+    """An ExponentialMixture, or the fitted mixture of a MixtureFit."""
+    if isinstance(mixture, MixtureFit):
+        return mixture.mixture
     if not isinstance(mixture, ExponentialMixture):
-        raise TypeError(f"mixture must be a ketacore.theory.ExponentialMixture, got "
-                        f"{type(mixture).__name__}")
-    if np.iscomplexobj(mixture.taus) or np.any(np.real(mixture.areas) < 0):
-        raise ValueError("mixture must have real time constants and non-negative areas")
-    if not float(np.sum(mixture.areas)) > 0:
+        raise TypeError(f"{name} must be a ketacore.theory.ExponentialMixture or a "
+                        f"MixtureFit, got {type(mixture).__name__}")
+    return mixture
+
+
+def _split_mixture(mixture, split):
+    mixture = _as_mixture(mixture)
+    if np.iscomplexobj(mixture.taus) or np.iscomplexobj(mixture.areas):
+        raise ValueError("mixture must have real time constants and areas")
+    raw = np.asarray(mixture.areas, float)
+    # theory mixtures of large schemes carry rounding-level negative areas on near-degenerate
+    # eigenvalue pairs (kampa2004 + ketamine shut times: -3.5e-10 beside +9.1e-7 at tau
+    # 16.8 ms): clip those to 0; a genuinely negative area (a rising phase) is refused
+    neg_tol = _AREA_ROUNDING * float(np.sum(np.abs(raw)))
+    if np.any(raw < -neg_tol):
+        raise ValueError(f"mixture must have non-negative areas (got {raw.min():.3g}; areas "
+                         f"above -{_AREA_ROUNDING:g} x sum|areas| are treated as rounding)")
+    raw = np.maximum(raw, 0.0)
+    if not float(np.sum(raw)) > 0:
         raise ValueError("mixture: the areas sum to 0 (no shut periods)")
     order = np.argsort(mixture.taus)
     taus = np.asarray(mixture.taus, float)[order]
-    areas = np.asarray(mixture.areas, float)[order] / float(np.sum(mixture.areas))
+    areas = raw[order] / float(np.sum(raw))
     k = taus.size
     if k < 2:
         raise ValueError("mixture needs at least 2 components to place a critical time")
@@ -856,7 +1015,11 @@ def _split_mixture(mixture, split):
 
 
 def misclassification(mixture, t_crit: float, split: Optional[int] = None) -> Misclassification:
-    """Fractions of shut periods misclassified by ``t_crit`` (s) (see :func:`critical_time`)."""
+    """Fractions of shut periods misclassified by ``t_crit`` (s) (see :func:`critical_time`).
+
+    ``mixture`` is an :class:`~ketacore.theory.ExponentialMixture` or a :class:`MixtureFit`
+    (its fitted mixture); ``split`` as in :func:`critical_time`.
+    """
     t_crit = _real("t_crit", t_crit, positive=True)
     tf, af, ts, as_ = _split_mixture(mixture, split)
     nf = float(np.sum(af * np.exp(-t_crit / tf)))
@@ -881,9 +1044,9 @@ def critical_time(mixture, criterion: str = "proportions", split: Optional[int] 
 
     Parameters
     ----------
-    mixture : ExponentialMixture
-        Shut-time distribution (from :func:`ketacore.theory.dwell_times` or a
-        :class:`MixtureFit`).
+    mixture : ExponentialMixture or MixtureFit
+        Shut-time distribution: from :func:`ketacore.theory.dwell_times`, or a
+        :class:`MixtureFit` of observed shut times (its fitted, untruncated mixture).
     criterion : {"proportions", "numbers", "total"}
     split : int, optional
         Number of fast components (default 1; give it for mixtures of 3 or more).
@@ -969,33 +1132,49 @@ class LogHistogram:
     def expected(self, mixture, n: Optional[int] = None) -> np.ndarray:
         """Expected counts per bin for ``n`` (default ``self.n``) durations from ``mixture``.
 
-        ``n (F(t2) - F(t1)) / S(t_res)``: exact bin integrals, conditioned on ``t >= t_res``
-        when a resolution is set (an ideal-record pdf shown above t_res; the exact HJC
-        distribution of apparent dwells with missed events is not the same, see [HJC90]).
+        ``n (F(t2') - F(t1')) / S(t_res)`` with ``t' = max(t, t_res)``: exact bin integrals
+        of the pdf truncated below ``t_res`` (0 for bins below ``t_res`` when ``t_min <
+        t_res``).  ``mixture``: an :class:`~ketacore.theory.ExponentialMixture` or a
+        :class:`MixtureFit`.  With a resolution this is the ideal-record pdf shown above
+        ``t_res`` -- the model of a :func:`fit_mixture` fit, but *not* the exact distribution
+        of apparent dwells with missed events (HJC, [HJC90]), which e.g. for CH82 at 0.1 uM
+        and 100 us has an apparent slow open tau of 6.1 ms against the ideal 2.0 ms.
         """
-        n = self.n if n is None else _int("n", n, minimum=0)
-        cdf = mixture.cdf(self.edges)
-        norm = float(mixture.survival(self.t_res)) if self.t_res > 0 else float(mixture.total)
+        return self._expected(_as_mixture(mixture), self.n if n is None else
+                              _int("n", n, minimum=0), self.t_res)
+
+    def _expected(self, mixture, n, t_res) -> np.ndarray:
+        cdf = mixture.cdf(np.maximum(self.edges, t_res))
+        norm = float(mixture.survival(t_res)) if t_res > 0 else float(mixture.total)
         return n * np.diff(cdf) / norm
 
     def curve(self, mixture, n: Optional[int] = None, points: int = 512):
         """Smooth theory curve in the units of the histogram: ``(t, expected count per bin)``.
 
         The density in log10(t) is ``ln(10) t f(t)``; times the bin width in log10 and ``n``
-        it is comparable with ``counts`` (take ``sqrt`` for the [SS87] display).
+        it is comparable with ``counts`` (take ``sqrt`` for the [SS87] display).  With a
+        resolution the pdf is truncated below ``t_res`` (0 there) and renormalised, as in
+        :meth:`expected` (the same caveat about missed events applies).
         """
         n = self.n if n is None else _real("n", n, nonnegative=True)
         points = _V.integer("points", points, minimum=2, maximum=10**6)
+        return self._curve(_as_mixture(mixture), n, points, self.t_res)
+
+    def _curve(self, mixture, n, points, t_res):
         t = np.logspace(np.log10(self.edges[0]), np.log10(self.edges[-1]), points)
-        norm = float(mixture.survival(self.t_res)) if self.t_res > 0 else float(mixture.total)
-        return t, n * math.log(10.0) * t * mixture.pdf(t) / self.bins_per_decade / norm
+        norm = float(mixture.survival(t_res)) if t_res > 0 else float(mixture.total)
+        y = n * math.log(10.0) * t * mixture.pdf(t) / self.bins_per_decade / norm
+        return t, np.where(t >= t_res, y, 0.0)
 
     def plot(self, theory=None, *, fit=None, ax=None, sqrt: bool = True):
         """Plot the histogram (sqrt counts on a log time axis) with optional overlays.
 
-        ``theory``: an ExponentialMixture (e.g. from :func:`ketacore.theory.dwell_times`);
-        ``fit``: a :class:`MixtureFit`.  Returns the matplotlib axes.  ImportError ("plot()
-        needs matplotlib…") without matplotlib.
+        ``theory``: an ExponentialMixture (e.g. from :func:`ketacore.theory.dwell_times`),
+        drawn truncated at the histogram's ``t_res`` (an ideal-record pdf: with missed events
+        the apparent distribution differs, see :meth:`expected`); ``fit``: a
+        :class:`MixtureFit`, drawn truncated at its own ``t_res`` (the likelihood it
+        maximised), or at the histogram's if that is larger.  Returns the matplotlib axes.  ImportError ("plot() needs matplotlib…")
+        without matplotlib.
         """
         from .plot import require_pyplot
         plt = require_pyplot()
@@ -1004,11 +1183,15 @@ class LogHistogram:
         y = self.sqrt_counts if sqrt else self.counts
         ax.stairs(y, self.edges, fill=True, color="0.8", label=f"data (n={self.n})")
         tr = (lambda v: np.sqrt(v)) if sqrt else (lambda v: v)
-        for mix, style, lab in ((theory, "r-", "theory"),
-                                (None if fit is None else fit.mixture, "b--", "ML fit")):
-            if mix is not None:
-                t, e = self.curve(mix)
-                ax.plot(t, tr(e), style, label=lab)
+        if theory is not None:
+            t, e = self.curve(theory)
+            ax.plot(t, tr(e), "r-", label="theory")
+        if fit is not None:
+            if not isinstance(fit, MixtureFit):
+                raise TypeError(f"fit must be a MixtureFit, got {type(fit).__name__}")
+            # the histogram's durations are >= both resolutions: condition on the larger
+            t, e = self._curve(fit.mixture, self.n, 512, max(fit.t_res, self.t_res))
+            ax.plot(t, tr(e), "b--", label="ML fit")
         ax.set_xscale("log")
         ax.set_xlabel("duration (s)")
         ax.set_ylabel("sqrt(count per bin)" if sqrt else "count per bin")
@@ -1040,7 +1223,8 @@ def log_histogram(durations, *, bins_per_decade: float = 10, t_min: Optional[flo
         included in ``n`` (``n - counts.sum()`` of them); durations in
         ``[t_max, edges[-1])`` fall in the last bin.
     t_res : float (s)
-        Resolution the data were cut at; stored for theory overlays.
+        Resolution the data were cut at (every duration must be ``>= t_res``, else
+        ValueError); stored for theory overlays, which are truncated there.
 
     Returns
     -------
@@ -1063,6 +1247,11 @@ def log_histogram(durations, *, bins_per_decade: float = 10, t_min: Optional[flo
         raise ValueError(f"t_max must exceed t_min: {src_hi} is {hi:g} s and {src_lo} is "
                          f"{lo:g} s, but the durations range from {float(d.min()):g} to "
                          f"{float(d.max()):g} s; choose t_min < t_max")
+    if np.any(d < t_res):
+        # n would count them while the theory overlays (expected, curve) are normalised to
+        # durations >= t_res: every expected count would be too large by n / n(>= t_res)
+        raise ValueError(f"durations has {int(np.sum(d < t_res))} values below t_res={t_res:g} "
+                         "s; impose the resolution first (Record.resolve) or drop them")
     # everything in log10 (finite for every positive float, subnormals included): hi / lo and
     # 10 ** (1 / bpd) can overflow
     llo, lhi = math.log10(lo), math.log10(hi)
@@ -1162,6 +1351,11 @@ class MixtureFit:
         return h.plot(theory=theory, fit=self, ax=ax)
 
 
+#: fit_mixture warns about a starting tau longer than this multiple of the longest duration: a
+#: component that long would put most of its area above every observation.
+_GUESS_TOO_LONG = 10.0
+
+
 def _mix_loglik(t, taus, areas, t_res):
     """Log-likelihood of durations ``t >= t_res`` under the mixture truncated at ``t_res``, and
     its gradient w.r.t. ``taus`` and the (unconstrained) ``areas``."""
@@ -1185,7 +1379,7 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
     likelihood of each duration is ``f(t) / S(t_res)``, ``S(t) = sum a_i exp(-t / tau_i)``
     (the pdf truncated below ``t_res`` and renormalised, as in EKDIST).  The optimiser works in
     ``log tau`` and softmax area logits (BFGS with the analytic gradient), from ``n_starts``
-    starting points; standard errors come from the observed information (the Hessian of
+    data-driven starting points or from the guesses ``taus``; standard errors come from the observed information (the Hessian of
     ``-loglik`` in ``tau_1..tau_k, a_1..a_{k-1}``, by central differences of the analytic
     gradient).
 
@@ -1195,11 +1389,16 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
     n_components : int, optional
         Number of exponentials (default ``len(taus)``, or 1).
     taus, areas : sequence, optional
-        Starting guesses (s; areas normalised).  Default: spread over the data's quantiles.
+        Starting guesses (s; areas normalised): one optimisation starts there.  If it does not
+        converge, or ends with a component of area below ``0.1 / n`` (a degenerate optimum),
+        the ``n_starts`` data-driven starts are tried as well and the largest likelihood
+        kept.  RuntimeWarning for a guess more than 10 times the longest duration
+        (almost always a guess in ms for durations in s).
     t_res : float (s)
         Truncation point (the imposed resolution); 0 for ideal data.
     n_starts : int
-        Number of starting points tried when ``taus`` is not given (1 to 1000).
+        Number of data-driven starting points (spread over the data's quantiles), tried when
+        ``taus`` is not given, or as the fallback described above (1 to 1000).
 
     Returns
     -------
@@ -1215,6 +1414,10 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
     if np.any(t < t_res):
         raise ValueError(f"durations has {int(np.sum(t < t_res))} values below t_res={t_res:g} s; "
                          "impose the resolution first (Record.resolve) or drop them")
+    if t_res > 0 and np.all(t == t_res):
+        raise ValueError(f"every duration equals t_res={t_res:g} s: the excess over t_res is 0, "
+                         "so the likelihood increases without bound as tau -> 0 and no time "
+                         "constant can be estimated")
     if taus is not None:
         taus0 = _float_array("taus", taus)
         if np.any(taus0 <= 0):
@@ -1222,21 +1425,31 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
         k = taus0.size if n_components is None else _int("n_components", n_components, minimum=1)
         if k != taus0.size:
             raise ValueError(f"n_components ({k}) != len(taus) ({taus0.size})")
-        starts = [taus0]
+        guesses = [taus0]
+        if np.any(taus0 > _GUESS_TOO_LONG * t.max()):
+            import warnings
+            warnings.warn(f"fit_mixture: a starting guess in taus={taus0.tolist()} s is more than "
+                          f"{_GUESS_TOO_LONG:g} times the longest duration ({t.max():.3g} s); "
+                          "durations and taus are both in seconds (a guess in ms?)",
+                          RuntimeWarning, stacklevel=2)
     else:
         k = 1 if n_components is None else _int("n_components", n_components, minimum=1)
-        n_starts = _V.integer("n_starts", n_starts, minimum=1, maximum=1000)
-        excess = t - t_res
-        q = np.quantile(excess, [0.02, 0.5, 0.98]) + 1e-300
-        lo = max(q[0], t.mean() * 1e-4, 1e-15)
-        hi = max(q[2], lo * 10)
-        starts = []
-        for j in range(n_starts):
-            shift = (j - (n_starts - 1) / 2) / max(n_starts, 1) * 0.5
-            if k == 1:
-                starts.append(np.array([excess.mean() + 1e-300]) * 10 ** shift)
-            else:
-                starts.append(np.logspace(np.log10(lo) + shift, np.log10(hi) + shift, k))
+        guesses = None
+    n_starts = _V.integer("n_starts", n_starts, minimum=1, maximum=1000)
+    # data-driven starting points: used when no guesses are given, and as a fallback when the
+    # optimisation from the guesses does not converge (taus=[0.1, 5] meant as ms for data in
+    # s ended in 'the likelihood could not be maximised')
+    excess = t - t_res
+    q = np.quantile(excess, [0.02, 0.5, 0.98]) + 1e-300
+    lo = max(q[0], t.mean() * 1e-4, 1e-15)
+    hi = max(q[2], lo * 10)
+    spread = []
+    for j in range(n_starts):
+        shift = (j - (n_starts - 1) / 2) / max(n_starts, 1) * 0.5
+        if k == 1:
+            spread.append(np.array([excess.mean() + 1e-300]) * 10 ** shift)
+        else:
+            spread.append(np.logspace(np.log10(lo) + shift, np.log10(hi) + shift, k))
     if areas is not None:
         a0 = _float_array("areas", areas)
         if a0.size != k or np.any(a0 <= 0):
@@ -1259,29 +1472,50 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
         return tau, a / a.sum()
 
     def nll(x):
-        # BFGS line searches try long steps in log tau: exp overflows to tau = inf there and
-        # the likelihood / gradient come out inf or nan, which the line search rejects (it
-        # backtracks); the accepted iterates and the optimum are finite (checked below), so
-        # the floating-point warnings of those trial points are expected, and silenced here only
+        # BFGS line searches try long steps in log tau: exp overflows to tau = inf (or
+        # underflows to 0) there and the likelihood / gradient come out inf or nan.  Such a
+        # trial point is returned as +inf, which the line search rejects (it backtracks): a
+        # NaN could be accepted and end the search at NaN.  The floating-point warnings of
+        # those trial points are expected, and silenced here only
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             tau, a = unpack(x)
             ll, gt, ga = _mix_loglik(ts, tau, a, trs)
             # chain rule: d/dlog tau = tau d/dtau; softmax: d/dz_m = a_m (g_m - sum a g)
             gz = a * (ga - np.dot(a, ga))
-            return -ll / n, -np.concatenate([gt * tau, gz[:-1]]) / n
+            f, g = -ll / n, -np.concatenate([gt * tau, gz[:-1]]) / n
+        if not (math.isfinite(f) and np.all(np.isfinite(g))):
+            return math.inf, np.zeros_like(x)
+        return f, g
 
-    best = None
-    for s0 in starts:
-        x0 = np.concatenate([np.log(np.asarray(s0, float) / scale),
-                             np.log(a0[:-1]) - np.log(a0[-1])])
-        try:
-            r = minimize(nll, x0, jac=True, method="BFGS", options={"gtol": 1e-7, "maxiter": 2000})
-        except (FloatingPointError, ValueError):  # pragma: no cover - defensive
-            continue
-        if best is None or r.fun < best.fun:
-            best = r
+    def converged(r) -> bool:
+        return bool(np.isfinite(r.fun) and np.all(np.isfinite(r.x))
+                    and (r.success or np.max(np.abs(r.jac)) < 1e-6))
+
+    def run(starts, best):
+        for s0 in starts:
+            x0 = np.concatenate([np.log(np.asarray(s0, float) / scale),
+                                 np.log(a0[:-1]) - np.log(a0[-1])])
+            try:
+                r = minimize(nll, x0, jac=True, method="BFGS",
+                             options={"gtol": 1e-7, "maxiter": 2000})
+            except (FloatingPointError, ValueError):  # pragma: no cover - defensive
+                continue
+            if best is None or r.fun < best.fun or not np.isfinite(best.fun):
+                best = r
+        return best
+
+    best = run(spread if guesses is None else guesses, None)
+    n_tried = len(spread if guesses is None else guesses)
+    # fall back also when a component got an area below 0.1 events out of n: a degenerate
+    # optimum (taus=[100, 1000] s for ms data ended with a 330 s component of area 7e-13)
+    if guesses is not None and (best is None or not converged(best)
+                                or float(np.min(unpack(best.x)[1])) * n < 0.1):
+        best = run(spread, best)
+        n_tried += len(spread)
     if best is None or not np.isfinite(best.fun) or not np.all(np.isfinite(best.x)):
-        raise RuntimeError("fit_mixture: the likelihood could not be maximised")
+        raise RuntimeError(f"fit_mixture: the likelihood could not be maximised from any of "
+                           f"{n_tried} starting points (durations {t.min():.3g} to "
+                           f"{t.max():.3g} s, t_res {t_res:g} s); try fewer components")
     tau, a = unpack(best.x)
     order = np.argsort(tau)
     tau, a = tau[order], a[order]
@@ -1323,7 +1557,7 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
     ll = -best.fun * n - n * math.log(scale)
     return MixtureFit(taus=taus_s, areas=a, se_taus=se_t, se_areas=se_a, cov=cov, loglik=ll,
                       n=int(n), t_res=t_res, n_total=n / S,
-                      converged=bool(best.success or np.max(np.abs(best.jac)) < 1e-6),
+                      converged=converged(best),
                       data=t)
 
 
