@@ -34,6 +34,7 @@ _LAZY_ATTRS = {
     "block": ("ketacore.blockers", "block"),
     "Study": ("ketacore.study", "Study"),
     "StudyPart": ("ketacore.study", "StudyPart"),
+    "StudyError": ("ketacore.study", "StudyError"),
     "run_study": ("ketacore.study", "run_study"),
 }
 
@@ -49,4 +50,4 @@ def __getattr__(name: str) -> Any:
 
 __all__ = ["__version__", "units", "Scheme", "Rate", "rate", "Transition", "Step", "Protocol",
            "pulse_train", "solve", "Result", "simulate", "simulate_events", "SimulationResult", "EventLog", "block", "models",
-           "theory", "blockers", "analysis", "experiments", "Study", "StudyPart", "run_study"]
+           "theory", "blockers", "analysis", "experiments", "Study", "StudyPart", "StudyError", "run_study"]

@@ -58,6 +58,24 @@ when ``t`` is) and makes a product or quotient unknown (in ``"round($frequency *
 may be 10 s; ``"2 * 10 uM"`` is therefore not checked), so a study written in bare SI numbers is
 never refused for its units.
 
+Parameters
+----------
+``[parameters]`` (the study's) and a protocol's ``parameters`` define named values that every
+other value can use as ``$name``.  A protocol sees the study's parameters with its own
+replacing those of the same name, and each sweep point fixes its swept parameters to their
+values; the parameters are then evaluated as one dependency graph, each after the parameters it
+uses, whatever the order in which they are written.  So an override or a sweep value reaches
+every parameter defined from it: with ``t = "10 s"`` and ``n = "round($t * 5 Hz)"`` in
+``[parameters]``, a protocol that sets ``t = "20 s"`` (or sweeps ``t``) gets ``n = 100``.  The
+dimension of each parameter (*Units and dimensions*) follows the same graph.  A parameter that
+uses itself, directly or through others (``a = "$b"``, ``b = "$a"``; also a protocol's
+``t = "$t * 2"``, since the protocol's ``t`` replaces the study's rather than building on it),
+is refused naming the cycle, and a name that is no parameter is refused naming the key that
+uses it.  Sweep values themselves are evaluated with the parameters' defaults (no sweep value
+fixed).  Relative scheme file paths (``model = "mine.toml"``) are resolved against the study
+file's folder, or the ``base`` given to :class:`Study` / :meth:`Study.from_toml` (a study read
+from TOML text has no folder of its own).
+
 Reproducibility
 ---------------
 Trial ``i`` of every sweep point draws from ``PCG64(SeedSequence(entropy, spawn_key=(i,)))``
@@ -116,7 +134,19 @@ parameter (``ketamine``, ``frequency``, ``model``), except a parameter whose nam
 already uses (:data:`DATASET_NAMES`: ``V`` -- the voltage trace --, ``time``, ``state``,
 ``n_samples``, ...): its dimension is ``sweep_<name>`` (a voltage sweep gives ``sweep_V``, so
 ``ds.sel(sweep_V=-0.03)``), see :func:`sweep_dimensions`.  Each sweep coordinate's ``parameter``
-attribute, and the Dataset's ``sweep_dims`` attribute (JSON), map study names to dimensions.
+attribute, and the Dataset's ``sweep_dims`` attribute (JSON), map study names to dimensions.  A
+sweep coordinate's ``units`` is the SI unit of its parameter's dimension (*Units and
+dimensions*: from its definition or sweep values, else from the key that uses the parameter
+alone, e.g. ``ketamine = "$c"``; ``"Hz"`` for a frequency); a parameter of unknown dimension
+gets ``"1"`` and a ``comment`` saying so.
+
+The Dataset's attributes describe the run: ``scheme`` (the composed scheme's name, each
+distinct name of a model sweep), ``scheme_toml`` (the first sweep point's composed scheme as
+TOML), ``blockers``, ``segments``, ``dt``, ``method``.  When the sweep points simulate
+different schemes -- a ``model`` sweep (scheme files included) or a swept blocker parameter --
+``scheme_tomls`` holds each distinct composed scheme (a JSON list of TOML texts) and the data
+variable ``scheme_index`` (over the sweep dimensions) says which one each point simulated:
+``json.loads(ds.attrs["scheme_tomls"])[int(ds["scheme_index"].sel(model="mine.toml"))]``.
 
 Analyses (``analysis = {kind = ...}``), master equation (``*_det``), Monte Carlo mean trace
 (``*_mc``), each trial (``*_trials``) and the SEM over trials (``*_mc_sem``):
@@ -161,6 +191,7 @@ import concurrent.futures as cf
 import copy
 import dataclasses
 import decimal
+import functools
 import itertools
 import json
 import math
@@ -242,15 +273,6 @@ def _f_int(x: float) -> float:
 _FUNCS: dict[str, tuple[Callable, int, int]] = {
     "round": (_f_round, 1, 2), "int": (_f_int, 1, 1), "min": (min, 2, 1 << 30),
     "max": (max, 2, 1 << 30), "abs": (abs, 1, 1), "float": (float, 1, 1)}
-
-
-def _unit_of(value: Any) -> str:
-    """SI unit implied by a quantity string ("10 uM" → "M"), else ""."""
-    if isinstance(value, str) and len(value) <= MAX_EXPRESSION_LENGTH:
-        m = _QTY.match(value)
-        if m and m.group(2):
-            return _SI_OF.get(m.group(2), "")
-    return ""
 
 
 def _finite(x: Any) -> float:
@@ -674,6 +696,107 @@ def _check_dimension(value: Any, dims: _ParamDims, where: str, key: str,
 
 
 # ------------------------------------------------------------------------------------------
+# Parameters: one dependency graph over the merged definitions
+# ------------------------------------------------------------------------------------------
+#: A parameter's definition and the key path that defines it: name -> (value, "[parameters].t").
+_Definitions = Mapping[str, "tuple[Any, str]"]
+
+
+@functools.lru_cache(maxsize=4096)
+def _names_in(value: str) -> "tuple[tuple[str, bool], ...] | None":
+    """The names an expression string uses, in order, as ``(name, marked)`` (``marked``: written
+    ``$name``), leaving out units after a number and called function names; None for text that
+    does not parse (reported where the value is evaluated)."""
+    try:
+        tree = _parse_expression(value, "")
+    except StudyError:
+        return None
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    out = []
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Name) and id(n) not in called and not n.id.startswith(_U_MARK):
+            marked = n.id.startswith(_P_MARK)
+            out.append((n.id[len(_P_MARK):] if marked else n.id, marked))
+    return tuple(out)
+
+
+def _references(value: Any, known: "Mapping[str, Any] | set", where: str) -> list[str]:
+    """The parameters a value uses (``$name``, and a bare name that is a parameter), as
+    :func:`_evaluate` resolves them.
+
+    Raises
+    ------
+    StudyError
+        A name that is neither a known parameter nor a unit (``where: unknown name 'x' ...``,
+        listing every parameter).
+    """
+    if isinstance(value, bool) or not isinstance(value, str) or len(value) > MAX_EXPRESSION_LENGTH \
+            or _QTY.match(value):
+        return []
+    names = _names_in(value)
+    out: list[str] = []
+    for name, marked in names or ():
+        if name in known:
+            out.append(name)
+        elif marked or name not in _UNITS:
+            mark = f" (${name} marks a parameter)" if marked else ""
+            raise StudyError(f"{where}: unknown name {name!r}{mark} in {value!r}; parameters: "
+                             f"{sorted(k for k in known if not k.startswith('_'))}")
+    return list(dict.fromkeys(out))
+
+
+def _parameter_order(defs: _Definitions, fixed: "Mapping[str, Any]", source: str) -> list[str]:
+    """The names of ``defs`` not in ``fixed`` in an order where each comes after every parameter
+    its definition uses (a topological order of the dependency graph; among independent
+    parameters, the order of definition).  ``fixed`` holds parameters whose values are given
+    (sweep values): they depend on nothing.
+
+    Raises
+    ------
+    StudyError
+        A definition uses an unknown name (naming its key), or parameters depend on each other
+        in a cycle (naming the cycle and each definition in it).
+    """
+    known = set(defs) | set(fixed)
+    deps = {k: [r for r in _references(v, known, f"{source}: {origin}") if r in defs and r not in fixed]
+            for k, (v, origin) in defs.items() if k not in fixed}
+    order: list[str] = []
+    state: dict[str, int] = {}       # 1: on the current path, 2: done
+    for root in deps:
+        if root in state:
+            continue
+        path, stack = [root], [iter(deps[root])]
+        state[root] = 1
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                node = path.pop()
+                stack.pop()
+                state[node] = 2
+                order.append(node)
+            elif state.get(nxt) == 1:
+                cycle = path[path.index(nxt):]
+                first = min(cycle, key=list(defs).index)       # start at the earliest definition
+                i = cycle.index(first)
+                cycle = cycle[i:] + cycle[:i] + [first]
+                chain = " -> ".join(f"${c}" for c in cycle)
+                what = "; ".join(f"{defs[c][1]} = {defs[c][0]!r}" for c in cycle[:-1])
+                hint = ""
+                if len(cycle) == 2 and not defs[first][1].startswith("[parameters]."):
+                    hint = (f"; a protocol's parameter replaces the study's parameter of the same "
+                            f"name (it does not build on it): give its value without ${first}, or "
+                            "use another name")
+                raise StudyError(f"{source}: {defs[first][1]}: parameters depend on each other in a "
+                                 f"cycle, {chain} ({what}); no parameter can depend on itself, "
+                                 f"directly or through others{hint}")
+            elif nxt not in state:
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(deps[nxt]))
+    return order
+
+
+# ------------------------------------------------------------------------------------------
 # Specification
 # ------------------------------------------------------------------------------------------
 _PART_KEYS = ("segments", "sweep", "parameters", "analysis", "initial", "dt", "n_trials",
@@ -709,7 +832,9 @@ class StudyPart:
         Sweep axes (outer product, in order): a parameter name → values, or ``"model"`` → gating
         model names (their states must match).
     parameters : mapping
-        Parameter defaults local to this protocol (override the study's).
+        Parameter defaults local to this protocol: they replace the study's of the same name,
+        and every parameter defined from one (in the study or here, in any order) follows it
+        (see the module notes, *Parameters*).
     analysis : str or mapping, optional
         ``"trapping"`` (labels control/block/wash/recovery; options ``window`` (default 1 s:
         the last ``window`` of control and of block) and ``early`` (default 0.5 s: the first
@@ -905,8 +1030,8 @@ class Study:
     Parameters
     ----------
     model : str
-        Built-in gating model name (``kc.models.available()``) or a scheme TOML path (relative
-        paths are relative to the study file).
+        Built-in gating model name (``kc.models.available()``) or a scheme TOML path; a relative
+        path is resolved against ``base``.
     blockers : str, mapping, or list of str or mapping
         Library blocker names, or tables ``{"name": "ketamine", "k_escape": 0}`` overriding
         fields of a library blocker (:meth:`ketacore.blockers.Blocker.replace`).  A single name
@@ -919,7 +1044,10 @@ class Study:
     parts : mapping of str to StudyPart
         Named protocols, each with its own sweep (TOML ``[protocols.NAME]``).
     parameters : mapping
-        Parameter defaults shared by all protocols (numbers, quantities or expressions).
+        Parameter defaults shared by all protocols (numbers, quantities or expressions over
+        other parameters, in any order: they are evaluated in dependency order, with each
+        protocol's own parameters and each sweep point's values replacing theirs; module notes,
+        *Parameters*).
     name, description : str
     method : {"auto", "ssa", "population"}
         Monte Carlo method (:func:`ketacore.simulate`).
@@ -940,6 +1068,11 @@ class Study:
     outputs : mapping
         ``results`` (file name, default ``"results.nc"``) and ``figures`` (bool or list of
         ``"trapping", "use_dependence", "dose_response", "traces", "occupancy"``).
+    base : str or os.PathLike, optional
+        The folder against which relative scheme file paths (``model``, a ``model`` sweep axis)
+        are resolved; made absolute when the Study is built.  Default: the study file's folder
+        for :meth:`from_toml` with a file, else the current folder when the study is run.  Not
+        part of the study's TOML (a copy made with :meth:`replace` keeps it).
 
     Raises
     ------
@@ -990,9 +1123,18 @@ class Study:
     outputs: dict = field(default_factory=lambda: {"results": "results.nc", "figures": True})
     _source: str = field(default="Study", repr=False, compare=False)
     _base_dir: str = field(default=".", repr=False, compare=False)
+    base: dataclasses.InitVar[Any] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, base: Any) -> None:
         e = self._err
+        if base is not None:
+            if not isinstance(base, (str, os.PathLike)):
+                raise e("base", "must be a folder path (str or os.PathLike), got "
+                        f"{type(base).__name__} ({base!r:.80})")
+            folder = Path(base).expanduser().resolve()
+            if not folder.is_dir():
+                raise e("base", f"{str(base)!r} ({str(folder)!r}) is not an existing folder")
+            self._base_dir = str(folder)
         if isinstance(self.blockers, (str, Mapping)):
             self.blockers = [self.blockers]        # one blocker
         elif not isinstance(self.blockers, (list, tuple)):
@@ -1088,9 +1230,7 @@ class Study:
                 raise e("[outputs].figures", f"must be true/false or a list of {list(_FIGURES)}, got {figs!r}")
         if not self.parts:
             raise e("[protocol]", "the study needs a protocol ([protocol] or [protocols.NAME])")
-        env = self._env({}, None, "[parameters]")
-        _check_dimension(self.dt, self._dims(None, "[parameters]"), f"{self._source}: dt", "dt", _TIME)
-        self._evaluate_field("dt", self.dt, env, positive=True)
+        self._check_replaced_parameters()
         for name, p in self.parts.items():
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
                 raise e(f"[protocols.{name}]", "protocol names must be identifiers (letters, digits, _)")
@@ -1138,9 +1278,11 @@ class Study:
             return int(v)
         return v
 
-    def _env(self, overrides: Mapping[str, Any], part: StudyPart | None, where: str) -> dict:
-        """Evaluate parameters in order (study, then protocol), sweep values overriding."""
-        env: dict[str, Any] = {}
+    def _definitions(self, part: StudyPart | None, where: str) -> dict[str, tuple[Any, str]]:
+        """The parameter definitions that hold in protocol ``part`` (None: the study's alone):
+        the study's ``[parameters]`` with the protocol's ``parameters`` replacing those of the
+        same name, each as name -> (value, key path that defines it)."""
+        out: dict[str, tuple[Any, str]] = {}
         layers = [(self.parameters, "[parameters]")]
         if part is not None:
             layers.append((part.parameters, where))
@@ -1150,40 +1292,71 @@ class Study:
                     raise StudyError(f"{self._source}: {w}.{k}: parameter names must be identifiers")
                 if k in _FUNCS or k == "model":
                     raise StudyError(f"{self._source}: {w}.{k}: {k!r} is reserved (a function name or 'model')")
-                if k in overrides:
-                    env[k] = overrides[k]
-                else:
-                    env[k] = _evaluate(v, env, f"{self._source}: {w}.{k}")
-        for k, v in overrides.items():
-            env.setdefault(k, v)
-        return env
+                out[k] = (v, f"{w}.{k}")
+        return out
+
+    def _env(self, overrides: Mapping[str, Any], part: StudyPart | None, where: str) -> dict:
+        """The value (SI) of every parameter of protocol ``part`` (None: the study's alone).
+
+        One dependency graph over the merged definitions (:meth:`_definitions`) with the
+        ``overrides`` (a sweep point's values) fixed: each parameter is evaluated after those it
+        uses, whatever the order in which they are written, so an override or a sweep value
+        reaches every parameter defined from it.  A cycle or an unknown name is refused."""
+        defs = self._definitions(part, where)
+        env: dict[str, Any] = dict(overrides)
+        for k in _parameter_order(defs, overrides, self._source):
+            env[k] = _evaluate(defs[k][0], env, f"{self._source}: {defs[k][1]}")
+        return {**{k: env[k] for k in defs}, **env}
 
     def _dims(self, part: StudyPart | None, where: str,
               sweep: Mapping[str, tuple] | None = None) -> dict[str, tuple]:
-        """The dimension of every parameter, as :meth:`_env` evaluates them (study, then
-        protocol; ``sweep`` -- axis → (dimension, origin) -- overriding), each with where it was
-        defined: name → (dimension or None, origin)."""
-        out: dict[str, tuple] = {}
-        layers = [(self.parameters, "[parameters]")]
-        if part is not None:
-            layers.append((part.parameters, where))
+        """The dimension of every parameter, by the rule of :meth:`_env` (the merged
+        definitions in dependency order; ``sweep`` -- axis -> (dimension, origin) -- replacing
+        a swept parameter's own), each with where it comes from: name -> (dimension or None,
+        origin).  Every definition's own dimension is worked out, a swept one's included (so
+        ``"1 s + 1 uM"`` is refused wherever it is written)."""
+        defs = self._definitions(part, where)
         sweep = sweep or {}
-        for params, w in layers:
-            for k, v in params.items():
-                d = _dimension(v, out, f"{self._source}: {w}.{k}")  # (refuses 1 s + 1 uM)
-                out[k] = sweep[k] if k in sweep else (d, f"{w}.{k} = {v!r}")
+        out: dict[str, tuple] = {}
+        for k in _parameter_order(defs, {}, self._source):
+            v, origin = defs[k]
+            d = _dimension(v, out, f"{self._source}: {origin}")  # (refuses 1 s + 1 uM)
+            out[k] = sweep[k] if k in sweep else (d, f"{origin} = {v!r}")
         for k, v in sweep.items():
             out.setdefault(k, v)
-        return out
+        return {**{k: out[k] for k in defs}, **out}
 
-    def _check_units(self, name: str, p: StudyPart) -> None:
-        """Refuse any value of a protocol whose dimension is known and not the one its key takes
-        (``dt = "10 uM"``, ``duration = "-70 mV"``, ``frequency = "100 ms"``), including values
-        reached through parameters and sweep values, and sweep values whose dimension differs
-        from their parameter's or from each other's.  Bare numbers (dimension unspecified) pass.
-        """
-        src = self._source
-        pw, sw, pp = self._pw(name), self._pw(name, "sweep"), self._pw(name, "parameters")
+    def _check_replaced_parameters(self) -> None:
+        """A study parameter that every protocol replaces is never evaluated (each protocol
+        checks its own merged parameters): check it as written all the same -- its syntax, that
+        every name it uses is a parameter somewhere in the study, and that it does not combine
+        quantities of different dimensions."""
+        everywhere = set(self.parameters).union(*(p.parameters for p in self.parts.values()))
+        for k, (v, origin) in self._definitions(None, "[parameters]").items():
+            if not all(k in p.parameters for p in self.parts.values()):
+                continue
+            where = f"{self._source}: {origin}"
+            if isinstance(v, str) and len(v) <= MAX_EXPRESSION_LENGTH and not _QTY.match(v):
+                _parse_expression(v, where)
+            _references(v, everywhere, where)
+            _dimension(v, {}, where)
+
+    def _top_dt_unused(self) -> bool:
+        """Whether every protocol has its own dt.  The study's dt, each protocol's dt where it
+        has none, is then checked with every protocol's parameters all the same (a valid time),
+        as it would be used."""
+        return all(p.dt is not None for p in self.parts.values())
+
+    def _part_name(self, p: StudyPart) -> str:
+        """The name of protocol ``p`` (one of :attr:`parts`)."""
+        return next(n for n, q in self.parts.items() if q is p)
+
+    def _part_dims(self, name: str, p: StudyPart) -> dict[str, tuple]:
+        """The dimension of every parameter of protocol ``name`` with its sweep (:meth:`_dims`):
+        a swept parameter whose definition has no dimension (a bare number) takes that of its
+        sweep values.  Refuses sweep values whose dimension differs from their parameter's or
+        from each other's."""
+        src, sw, pp = self._source, self._pw(name, "sweep"), self._pw(name, "parameters")
         d0 = self._dims(p, pp)
         sweep: dict[str, tuple] = {}
         for axis, values in p.sweep.items():
@@ -1207,11 +1380,19 @@ class Study:
                                      "one dimension")
             if pdim is None and cur is not None:
                 sweep[axis] = (cur, f"the sweep values of {sw}.{axis} (e.g. {first!r})")
-        dims = self._dims(p, pp, sweep)
+        return self._dims(p, pp, sweep)
+
+    def _dimension_sites(self, name: str, p: StudyPart):
+        """Every value of protocol ``name`` that feeds a physical quantity, with the dimension
+        its key takes: yields ``(where, value, key, expected dimension)`` -- ``dt``, step and
+        train keys (ligands are concentrations), analysis windows, ``initial`` conditions and
+        blocker table fields.  The one table of what each key takes (:meth:`_check_units`
+        checks it; :func:`_axis_unit` reads a bare parameter's dimension from its use)."""
+        src, pw = self._source, self._pw(name)
         if p.dt is not None:
-            _check_dimension(p.dt, dims, f"{src}: {pw}.dt", "dt", _TIME)
-        else:
-            _check_dimension(self.dt, dims, f"{src}: dt", "dt", _TIME)
+            yield f"{src}: {pw}.dt", p.dt, "dt", _TIME
+        if p.dt is None or self._top_dt_unused():
+            yield f"{src}: dt", self.dt, "dt", _TIME
         for i, seg in enumerate(p.segments):
             if not isinstance(seg, Mapping):
                 continue    # (refused by _build_protocol)
@@ -1220,33 +1401,40 @@ class Study:
                 tr = seg["train"]
                 for k, v in (tr.items() if isinstance(tr, Mapping) else ()):
                     if k in _TRAIN_DIMS:
-                        _check_dimension(v, dims, f"{w}.train.{k}", k, _TRAIN_DIMS[k])
+                        yield f"{w}.train.{k}", v, k, _TRAIN_DIMS[k]
                     elif k in ("during", "between") and isinstance(v, Mapping):
                         for lig, c in v.items():
-                            _check_dimension(c, dims, f"{w}.train.{k}.{lig}", f"{lig} (a ligand)",
-                                             _CONCENTRATION)
+                            yield f"{w}.train.{k}.{lig}", c, f"{lig} (a ligand)", _CONCENTRATION
                 continue
             for k, v in seg.items():
                 if k != "label":
-                    _check_dimension(v, dims, f"{w}.{k}", k if k in _STEP_DIMS else f"{k} (a ligand)",
-                                     _STEP_DIMS.get(k, _CONCENTRATION))
+                    yield (f"{w}.{k}", v, k if k in _STEP_DIMS else f"{k} (a ligand)",
+                           _STEP_DIMS.get(k, _CONCENTRATION))
         a = p.analysis
         if isinstance(a, dict) and a.get("kind") in _ANALYSIS_KEYS:
             for k in _ANALYSIS_KEYS[a["kind"]]:
                 if k in _ANALYSIS_DIMS and a.get(k) is not None:
-                    _check_dimension(a[k], dims, f"{src}: {pw}.analysis.{k}", k, _ANALYSIS_DIMS[k])
-        if isinstance(p.initial, dict):
+                    yield f"{src}: {pw}.analysis.{k}", a[k], k, _ANALYSIS_DIMS[k]
+        if isinstance(p.initial, dict):   # (its keys: _check_initial_keys)
             for k, v in p.initial.items():
-                if isinstance(k, str) and (k not in RESERVED_NAMES or k in _CONDITION_DIMS):
-                    _check_dimension(v, dims, f"{src}: {pw}.initial.{k}",
-                                     k if k in _CONDITION_DIMS else f"{k} (a ligand)",
-                                     _CONDITION_DIMS.get(k, _CONCENTRATION))
+                yield (f"{src}: {pw}.initial.{k}", v, k if k in _CONDITION_DIMS else f"{k} (a ligand)",
+                       _CONDITION_DIMS.get(k, _CONCENTRATION))
         for i, b in enumerate(self.blockers):   # (evaluated with each protocol's parameters)
             if isinstance(b, dict):
                 for k, v in b.items():
                     if k in _BLOCKER_DIMS and v is not None and not isinstance(v, (dict, bool)):
-                        _check_dimension(v, dims, f"{src}: blockers[{i}].{k}", f"the blocker's {k}",
-                                         _BLOCKER_DIMS[k])
+                        yield f"{src}: blockers[{i}].{k}", v, f"the blocker's {k}", _BLOCKER_DIMS[k]
+
+    def _check_units(self, name: str, p: StudyPart) -> None:
+        """Refuse any value of a protocol whose dimension is known and not the one its key takes
+        (``dt = "10 uM"``, ``duration = "-70 mV"``, ``frequency = "100 ms"``), including values
+        reached through parameters and sweep values, and sweep values whose dimension differs
+        from their parameter's or from each other's.  Bare numbers (dimension unspecified) pass.
+        Parameters follow the rule of :meth:`_env` (merged definitions, dependency order).
+        """
+        dims = self._part_dims(name, p)
+        for where, value, key, expected in self._dimension_sites(name, p):
+            _check_dimension(value, dims, where, key, expected)
 
     def _check_part(self, name: str, p: StudyPart) -> None:
         pw = self._pw(name)
@@ -1273,6 +1461,8 @@ class Study:
             if len(set(vals)) != len(vals):
                 raise e(f"{sw}.{axis}", f"values must be distinct, got {values!r}")
             overrides[axis] = vals[0]
+        if isinstance(p.initial, dict):    # (its keys before the dimensions of its values)
+            _check_initial_keys(self, name, p.initial)
         self._check_units(name, p)
         if p.analysis is not None:
             a = p.analysis
@@ -1293,24 +1483,17 @@ class Study:
                 if conc is not None and (not isinstance(conc, str) or conc not in numeric):
                     raise e(f"{pw}.analysis.concentration", f"must name a sweep axis of {sw} "
                             f"(sweep axes: {numeric}), got {conc!r}")
-        if p.initial is not None and not isinstance(p.initial, (str, dict)):
-            raise e(f"{pw}.initial", "must be 'equilibrium', a state name or a conditions table")
-        for key in ("dt",):
-            if getattr(p, key) is not None:
-                self._evaluate_field(f"{pw}.{key}", getattr(p, key), env0, positive=True)
+        if p.dt is not None:
+            self._evaluate_field(f"{pw}.dt", p.dt, env0, positive=True)
+        if p.dt is None or self._top_dt_unused():
+            self._evaluate_field("dt", self.dt, env0, positive=True)
         self._check_dt_fixed(name, p, env0)
         for key in ("n_trials", "n_channels"):
             v = getattr(p, key)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
                 raise e(f"{pw}.{key}", f"must be an integer >= 1, got {v!r}")
         if isinstance(p.initial, dict):
-            for k, v in p.initial.items():
-                # (the model, hence its ligands, may be a sweep axis: here only names that can
-                # never be a condition -- the reserved ones other than V and temperature)
-                if not isinstance(k, str) or (k in RESERVED_NAMES and k not in ("V", "temperature")):
-                    raise e(f"{pw}.initial", f"{k!r} is not a condition; use V, temperature or "
-                            "ligand concentrations (e.g. {glutamate = 0})")
-                _evaluate(v, env0, f"{self._source}: {pw}.initial.{k}")
+            _initial_values(self, name, env0)
         if p.method is not None and p.method not in _METHODS:
             raise e(f"{pw}.method", f"must be one of {list(_METHODS)}, got {p.method!r}")
         # every segment evaluates at the first sweep point, and the analysis fits its segments
@@ -1423,8 +1606,11 @@ class Study:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], source: str = "study", base_dir: str = ".") -> "Study":
-        """Inverse of :meth:`to_dict`; errors name the offending key (``source: key: ...``)."""
+    def from_dict(cls, d: Mapping[str, Any], source: str = "study", base_dir: str = ".", *,
+                  base: str | os.PathLike | None = None) -> "Study":
+        """Inverse of :meth:`to_dict`; errors name the offending key (``source: key: ...``).
+        ``base`` (or ``base_dir``, taken as given) is the folder of relative scheme paths, as
+        in :class:`Study`."""
         if not isinstance(d, Mapping):
             raise StudyError(f"{source}: a study must be a table")
         bad = set(d) - set(_TOP_KEYS)
@@ -1471,7 +1657,7 @@ class Study:
             kw["parts"] = {k: part(v, f"[protocols.{k}]") for k, v in d["protocols"].items()}
         elif "sweep" in d:
             raise StudyError(f"{source}: [sweep]: a sweep needs a [protocol]")
-        return cls(**kw, _source=source, _base_dir=base_dir)
+        return cls(**kw, _source=source, _base_dir=base_dir, base=base)
 
     def to_toml(self, path: str | os.PathLike | None = None) -> str:
         """TOML text of the study (written to ``path`` if given); :meth:`from_toml` reads it back
@@ -1482,14 +1668,26 @@ class Study:
         return text
 
     @classmethod
-    def from_toml(cls, source: str | os.PathLike) -> "Study":
+    def from_toml(cls, source: str | os.PathLike, *, base: str | os.PathLike | None = None) -> "Study":
         """Read a study from a TOML file path or a TOML string.  Errors start with
         ``FILE: key:`` (e.g. ``study.toml: [sweep].ketamine: ...``).
+
+        Parameters
+        ----------
+        source : str or os.PathLike
+            A path (any ``os.PathLike``, or a one-line string naming an existing file or ending
+            in ``.toml``), else TOML text.
+        base : str or os.PathLike, optional
+            The folder against which relative scheme paths (``model = "mine.toml"``, a
+            ``model`` sweep axis) are resolved.  Default: the folder of the study file; for
+            TOML text, the current folder when the study is run -- give ``base`` for a study
+            read from text whose scheme files sit elsewhere (e.g. next to where the text came
+            from).
 
         Raises
         ------
         StudyError
-            Invalid TOML or an invalid study.
+            Invalid TOML, an invalid study, or a ``base`` that is not an existing folder.
         FileNotFoundError, IsADirectoryError, PermissionError
             The file cannot be read.
         """
@@ -1508,9 +1706,9 @@ class Study:
                 text = p.read_text(encoding="utf-8")
             except UnicodeDecodeError:
                 raise StudyError(f"{p.name}: not a UTF-8 text (TOML) file") from None
-            name, base = p.name, str(p.resolve().parent)
+            name, folder = p.name, str(p.resolve().parent)
         elif isinstance(source, str):
-            text, name, base = source, "study", "."
+            text, name, folder = source, "study", "."
         else:
             raise TypeError("source must be a path or a TOML string")
         try:
@@ -1519,7 +1717,7 @@ class Study:
             raise StudyError(f"{name}: not valid TOML: {e}") from None
         except RecursionError:
             raise StudyError(f"{name}: not valid TOML: arrays or tables nested too deeply") from None
-        return cls.from_dict(data, source=name, base_dir=base)
+        return cls.from_dict(data, source=name, base_dir=folder, base=base)
 
     def replace(self, **changes: Any) -> "Study":
         """A copy with top-level fields changed (validated again)."""
@@ -1749,6 +1947,24 @@ def _resolve_model(model: str, base_dir: str, text: str | None = None):
                      "nor an existing scheme .toml file")
 
 
+def _check_model_name(study: Study, model: str, key: str) -> None:
+    """Refuse a model name that reads as a scheme file path (``.toml``) but names no file,
+    with the path looked for and the folder relative paths are resolved against."""
+    from . import models
+    if model in models.available() or not model.endswith(".toml"):
+        return   # (a built-in model, or a name _resolve_model reports as unknown)
+    base = study._base_dir
+    path = Path(model) if Path(model).is_absolute() else Path(base) / model
+    where = (f"the study's base folder {str(Path(base).resolve())!r} (the study file's folder, "
+             "or base=)") if base != "." else (
+        f"the current folder {str(Path.cwd())!r}: this study was built in Python or read from "
+        "TOML text, so it has no folder of its own; give the folder of its files as base= "
+        "(kc.Study.from_toml(text, base=FOLDER) or kc.Study(..., base=FOLDER))")
+    raise StudyError(f"{study._source}: {key}: scheme file {model!r} not found: "
+                     f"{str(path.absolute())!r} does not exist" +
+                     ("" if Path(model).is_absolute() else f"; a relative path is resolved against {where}"))
+
+
 def _read_inputs(study: Study) -> dict[str, str]:
     """The content of every file the study loads by path: ``{model name: scheme TOML text}`` for
     the ``model`` and the values of every ``model`` sweep axis that name a scheme file (blockers
@@ -1761,15 +1977,19 @@ def _read_inputs(study: Study) -> dict[str, str]:
     StudyError
         A scheme file that cannot be read or is not UTF-8 text.
     """
-    names = [study.model]
-    for p in study.parts.values():
+    names = {study.model: "model"}
+    for part, p in study.parts.items():
         axis = p.sweep.get("model")
         if isinstance(axis, list):
-            names.extend(axis)
+            for i, m in enumerate(axis):
+                names.setdefault(m, f"{study._pw(part, 'sweep')}.model[{i}]")
     out: dict[str, str] = {}
-    for m in dict.fromkeys(n for n in names if isinstance(n, str)):
+    for m, key in names.items():
+        if not isinstance(m, str):
+            continue
         path = _model_file(m, study._base_dir)
         if path is None:
+            _check_model_name(study, m, key)
             continue
         try:
             out[m] = path.read_bytes().decode("utf-8")
@@ -1848,6 +2068,30 @@ class _Point:
     env: dict
 
 
+def _check_initial_keys(study: Study, part: str, table: Mapping, scheme=None) -> None:
+    """The one check of the keys of an ``initial`` conditions table: each is a condition -- V,
+    temperature or a ligand concentration.  With ``scheme`` (a sweep point being built), a
+    ligand of that scheme; without (a Study being built, whose model may still be a sweep
+    axis), any name but the reserved ones (:data:`ketacore.scheme.RESERVED_NAMES`), which are
+    never ligands.  (:func:`ketacore.solve.initial_distribution` then finds nothing to refuse.)"""
+    where = f"{study._source}: {study._pw(part)}.initial"
+    allowed = None if scheme is None else ["V", "temperature", *scheme.ligands]
+    for k in table:
+        if allowed is not None and k not in allowed:
+            raise StudyError(f"{where}.{k}: not a condition of {scheme.name}; the conditions table "
+                             f"takes {allowed}")
+        if not isinstance(k, str) or (k in RESERVED_NAMES and k not in _CONDITION_DIMS):
+            raise StudyError(f"{where}: {k!r} is not a condition; use V, temperature or ligand "
+                             "concentrations (e.g. {glutamate = 0})")
+
+
+def _initial_values(study: Study, part: str, env: Mapping[str, Any]) -> dict:
+    """A protocol's ``initial`` conditions table with its values evaluated with ``env`` (SI);
+    its keys are checked by :func:`_check_initial_keys`."""
+    where = f"{study._source}: {study._pw(part)}.initial"
+    return {k: _evaluate(v, env, f"{where}.{k}") for k, v in study.parts[part].initial.items()}
+
+
 def _point(study: Study, part: str, values: Mapping[str, Any]) -> _Point:
     p = study.parts[part]
     pw = study._pw(part)
@@ -1863,12 +2107,8 @@ def _point(study: Study, part: str, values: Mapping[str, Any]) -> _Point:
                    else f"{study._source}: dt")
     initial = p.initial
     if isinstance(initial, dict):
-        allowed = ["V", "temperature", *scheme.ligands]
-        for k in initial:
-            if k not in allowed:
-                raise StudyError(f"{study._source}: {pw}.initial.{k}: not a condition of {scheme.name}; "
-                                 f"the conditions table takes {allowed}")
-        initial = {k: _evaluate(v, env, f"{study._source}: {pw}.initial.{k}") for k, v in initial.items()}
+        _check_initial_keys(study, part, initial, scheme)
+        initial = _initial_values(study, part, env)
     elif initial is not None and initial != "equilibrium" and initial not in scheme.states:
         raise StudyError(f"{study._source}: {pw}.initial: unknown state {initial!r}; states: {list(scheme.states)}")
     if isinstance(initial, dict) or initial in (None, "equilibrium"):
@@ -1916,14 +2156,6 @@ def _window(pt: _Point, t0: float, t1: float, where: str) -> slice:
     return slice(i0, i1)
 
 
-def _labelled(pt: _Point, label: str, where: str) -> _Segment:
-    for s in pt.segments:
-        if s.label == label:
-            return s
-    raise StudyError(f"{where}: this analysis needs a segment with label = {label!r}; labels: "
-                     f"{[s.label for s in pt.segments if s.label]}")
-
-
 #: Keys each analysis kind takes (``analysis = {kind = ..., ...}``); defaults: trapping
 #: ``window = 1 s``, ``early = 0.5 s``; dose_response ``window`` = the whole protocol.
 _ANALYSIS_KEYS = {"trapping": ("kind", "window", "early"),
@@ -1933,14 +2165,25 @@ _TRAPPING_DEFAULTS = {"window": 1.0, "early": 0.5}
 
 
 def _check_analysis(study: Study, part: str, a: Any, segs: list, env: Mapping[str, Any],
-                    need_segments: bool = True) -> None:
+                    need_segments: bool = True) -> dict[str, Any]:
     """Check a protocol's analysis against its segments at one sweep point, without solving:
     its keys, the segments it needs (labels, the train) and that every window fits inside the
-    segment (or protocol) it measures.  ``need_segments=False`` (a Study being built, which may
-    still be incomplete): a missing label or train is left to run_study, which refuses it
-    before it writes anything."""
+    segment (or protocol) it measures.  The one place these rules live: :class:`_Analysis`
+    builds its windows from what this returns.
+
+    ``need_segments=False`` (a Study being built, which may still be incomplete): a missing
+    label or train is left to run_study, which refuses it before it writes anything.
+
+    Returns
+    -------
+    dict
+        What the analysis measures: trapping ``{"window", "early"}`` (s) and the segments
+        ``"control", "block", "wash", "recovery"``; use_dependence ``{"train"}`` (the train
+        segment); dose_response ``{"window"}`` (s, or None: the whole protocol).  A segment not
+        found with ``need_segments=False`` is None.  Empty without an analysis.
+    """
     if not isinstance(a, dict) or a.get("kind") not in ANALYSES:
-        return   # (no analysis; a wrong kind is reported by Study._check_part)
+        return {}   # (no analysis; a wrong kind is reported by Study._check_part)
     kind = a["kind"]
     where = f"{study._source}: {study._pw(part)}.analysis"
     bad = set(a) - set(_ANALYSIS_KEYS[kind])
@@ -1966,29 +2209,36 @@ def _check_analysis(study: Study, part: str, a: Any, segs: list, env: Mapping[st
                              f"{t1 - t0:g} s; give a shorter {key} (or a longer segment)")
 
     if kind == "trapping":
-        c, b, r = seg("control"), seg("block"), seg("recovery")
-        seg("wash")
+        found: dict[str, Any] = {lab: seg(lab) for lab in ("control", "block", "wash", "recovery")}
         vals = {k: _evaluate(a.get(k, d), env, f"{where}.{k}") for k, d in _TRAPPING_DEFAULTS.items()}
-        for key, s in (("window", c), ("window", b), ("early", c), ("early", r)):
+        for key, lab in (("window", "control"), ("window", "block"), ("early", "control"),
+                         ("early", "recovery")):
+            s = found[lab]
             if s is not None:
                 fits(key, vals[key], s.t0, s.t1, f"segment {s.label!r}")
-    elif kind == "use_dependence":
+        return {**found, **vals}
+    if kind == "use_dependence":
         lab = a.get("train")
         if lab is not None and not isinstance(lab, str):
             raise StudyError(f"{where}.train: must be the label of a train segment, got {lab!r}")
-        if need_segments and not any(s.train is not None and (lab is None or s.label == lab)
-                                     for s in segs):
+        train = next((s for s in segs if s.train is not None and (lab is None or s.label == lab)), None)
+        if need_segments and train is None:
             trains = [s.label for s in segs if s.train is not None]
             raise StudyError(f"{where}: needs a train segment" + (f" labelled {lab!r}" if lab else "")
                              + f"; train segments: {trains}")
-    elif kind == "dose_response" and a.get("window") is not None:
+        return {"train": train}
+    window = None
+    if a.get("window") is not None:   # dose_response
         T = segs[-1].t1 if segs else 0.0
-        fits("window", _evaluate(a["window"], env, f"{where}.window"), 0.0, T,
-             f"the protocol {part!r}")
+        window = _evaluate(a["window"], env, f"{where}.window")
+        fits("window", window, 0.0, T, f"the protocol {part!r}")
+    return {"window": window}
 
 
 class _Analysis:
-    """Precomputed windows for one sweep point; ``__call__(occ)`` → dict of scalars."""
+    """Precomputed windows for one sweep point; ``__call__(occ)`` → dict of scalars.  The
+    segments and option values come from :func:`_check_analysis` (which refuses what does not
+    fit)."""
 
     def __init__(self, study: Study, part: str, pt: _Point, det_control: np.ndarray | None) -> None:
         a = pt.analysis or {}
@@ -1997,13 +2247,11 @@ class _Analysis:
         self.gmax = float(self.g.max()) if self.g.max() > 0 else 1.0
         where = f"{study._source}: {study._pw(part)}.analysis"
         self.blocked = np.array([any(f"·{b.name}" in s for b in pt.blockers) for s in pt.scheme.states])
-        env = pt.env
-        _check_analysis(study, part, pt.analysis, pt.segments, env)
-        opt = lambda k, d: _evaluate(a.get(k, d), env, f"{where}.{k}")
+        found = _check_analysis(study, part, pt.analysis, pt.segments, pt.env)
         if self.kind == "trapping":
-            window, early = opt("window", 1.0), opt("early", 0.5)
+            window, early = found["window"], found["early"]
             self.window, self.early = window, early
-            c, b, w, r = (_labelled(pt, lab, where) for lab in ("control", "block", "wash", "recovery"))
+            c, b, w, r = (found[lab] for lab in ("control", "block", "wash", "recovery"))
             self.ctl_ss = _window(pt, c.t1 - window, c.t1, f"{where}.window")
             self.blk_ss = _window(pt, b.t1 - window, b.t1, f"{where}.window")
             self.ctl_early = _window(pt, c.t0, c.t0 + early, f"{where}.early")
@@ -2011,11 +2259,7 @@ class _Analysis:
             self.i_block_end = min(int(round(b.t1 / pt.dt)), pt.n_samples - 1)
             self.i_wash_end = min(int(round(w.t1 / pt.dt)), pt.n_samples - 1)
         elif self.kind == "use_dependence":
-            lab = a.get("train")
-            trains = [s for s in pt.segments if s.train is not None and (lab is None or s.label == lab)]
-            if not trains:
-                raise StudyError(f"{where}: needs a train segment" + (f" labelled {lab!r}" if lab else ""))
-            s = trains[0]
+            s = found["train"]
             n, period, _ = s.train
             self.pulses = [_window(pt, s.t0 + k * period, s.t0 + (k + 1) * period - 0.5 * pt.dt,
                                    f"{where} (pulse {k})") for k in range(n)]
@@ -2023,12 +2267,11 @@ class _Analysis:
             # (det_control None: windows and checks only, as run_study does before any output)
             self.q_ctl = self._charges(det_control) if det_control is not None else None
         elif self.kind == "dose_response":
-            win = a.get("window")
-            if win is None:
+            if found["window"] is None:
                 self.win = slice(0, pt.n_samples)
             else:
                 T = pt.protocol.duration
-                self.win = _window(pt, T - opt("window", 0), T, f"{where}.window")
+                self.win = _window(pt, T - found["window"], T, f"{where}.window")
             self.ctl = (float(np.mean(det_control[self.win] @ self.g)) / self.gmax
                         if det_control is not None else math.nan)
 
@@ -2101,7 +2344,7 @@ def _trapped_definition(window: str, early: str) -> str:
 DATASET_NAMES = frozenset(
     {"sum_counts", "sum_sq_counts", "open_probability_mc", "current_mc_mean", "current_mc_sd",
      "current_trials", "V", "n_samples", "occupancy_det", "open_probability_det", "current_det",
-     "counts", "time", "state", "trial", "kept_trial", "pulse", "block_by_pulse_det",
+     "counts", "time", "state", "trial", "kept_trial", "pulse", "block_by_pulse_det", "scheme_index",
      "block_by_pulse_mc", "ic50_det", "ic50_mc", "hill_det", "hill_mc"}
     | {m + suf for m in _ANALYSIS_DOC for suf in ("_det", "_mc", "_trials", "_mc_sem")})
 
@@ -2516,7 +2759,8 @@ def run_study(study: "Study | str | os.PathLike", executor: cf.Executor | None =
     -------
     xarray.DataTree
         ``tree[name]`` is the ``xarray.Dataset`` of protocol ``name``; attributes hold the
-        study TOML, root entropy, ketacore version and the scheme of each protocol.  Its sweep
+        study TOML, root entropy, ketacore version and the composed scheme of each protocol
+        (of each sweep point, where they differ: module notes, *Results Dataset*).  Its sweep
         axes are dimensions named after the parameters, or ``sweep_<name>`` for a name the
         Dataset uses itself (``V``, ``time``, ...: :func:`sweep_dimensions`); every variable
         has ``units`` and ``long_name``.
@@ -3049,6 +3293,18 @@ def _assemble_part(ctx: _Context, part: str, out: Path | None, memory: dict):
                     "blocked occupancy (fraction of channels carrying a blocker) at the end of 'wash' "
                     "/ at the end of 'block'; the occupancy definition of "
                     "ketacore.experiments.trapping(...).trapped_occupancy")
+    # the composed scheme simulated at each point: a model sweep (scheme files included) or a
+    # swept blocker parameter gives each point its own, and the results file keeps every one
+    toml_of: dict[int, str] = {}     # (points share scheme objects: each written once)
+    for pt, _ in built:
+        if id(pt.scheme) not in toml_of:
+            toml_of[id(pt.scheme)] = pt.scheme.to_toml()
+    tomls = [toml_of[id(pt.scheme)] for pt, _ in built]
+    distinct = list(dict.fromkeys(tomls))
+    if len(distinct) > 1:
+        ds["scheme_index"] = (sd, rs(np.array([distinct.index(t) for t in tomls], np.int64)),
+                              dict(zip(("units", "long_name"), docs["scheme_index"])))
+        ds.attrs["scheme_tomls"] = json.dumps(distinct)
     if n_pulses_max:
         ds.attrs["n_pulses"] = json.dumps([an.n_pulses for _, an in built])
     if any(an.kind == "dose_response" for _, an in built):
@@ -3058,9 +3314,10 @@ def _assemble_part(ctx: _Context, part: str, out: Path | None, memory: dict):
         "analysis": (p.analysis or {}).get("kind", ""),
         "n_trials": int(n_trials), "n_channels": int(pt0.n_channels), "dt": float(dt),
         "method": json.dumps(methods) if len(set(methods)) > 1 else methods[0],
-        # every composed scheme of a model sweep, in sweep order (scheme_toml: the first one)
+        # the names of the composed schemes, in sweep order; scheme_toml: the first point's
+        # (each point's: scheme_tomls[scheme_index], when they differ)
         "scheme": ", ".join(dict.fromkeys(pt.scheme.name for pt, _ in built)),
-        "scheme_toml": pt0.scheme.to_toml(),
+        "scheme_toml": tomls[0],
         "blockers": json.dumps([_blocker_dict(b) for b in pt0.blockers]),
         "segments": json.dumps([{"label": s.label or "", "t0": s.t0, "t1": s.t1} for s in pt0.segments]),
     })
@@ -3090,6 +3347,8 @@ def _variable_docs(n_channels: int, keep: int) -> dict[str, tuple[str, str]]:
         "open_probability_det": ("1", "open probability, master equation"),
         "current_det": ("A", f"expected {cur}, master equation"),
         "counts": ("1", "channel count per state in each trial"),
+        "scheme_index": ("1", "the composed scheme simulated at this sweep point: an index into "
+                              "the JSON list in the Dataset's scheme_tomls attribute"),
         "block_by_pulse_det": ("1", "use-dependent block of the charge of each pulse vs the "
                                     "drug-free control (master equation)"),
         "block_by_pulse_mc": ("1", "use-dependent block of the charge of each pulse vs the "
@@ -3098,38 +3357,29 @@ def _variable_docs(n_channels: int, keep: int) -> dict[str, tuple[str, str]]:
 
 
 def _axis_unit(study: Study, p: StudyPart, a: str) -> str:
-    """SI unit of sweep axis ``a`` (what its Dataset coordinate records): the unit of its values,
-    else of its parameter default, else from how the segments use it (:func:`_unit_by_use`)."""
-    return next((_unit_of(v) for v in p.sweep[a] if _unit_of(v)), "") or \
-        _unit_of(p.parameters.get(a, study.parameters.get(a))) or _unit_by_use(p, a)
+    """SI unit of sweep axis ``a`` (what its Dataset coordinate records), from the dimension
+    machinery: the dimension of its parameter (:meth:`Study._part_dims`: its definition, else
+    its sweep values), else -- a parameter that is a bare number -- the dimension of the key that
+    uses it alone (``V = "$V"``, a ligand ``ketamine = "$c"``, ``duration``, a train's
+    ``frequency``: :func:`_dimension_by_use`).  ``"Hz"`` for a frequency, ``"1"`` for a
+    dimensionless number, ``""`` when unknown."""
+    name = study._part_name(p)
+    d = study._part_dims(name, p).get(a, (None, ""))[0]
+    if d is None:
+        d = _dimension_by_use(study, name, p, a)
+    if d is None:
+        return ""
+    return "Hz" if d == _FREQUENCY else _dim_unit(d)
 
 
-def _unit_by_use(p: StudyPart, name: str) -> str:
-    """SI unit of parameter ``name`` from where a segment uses it alone (``V = "$V"`` → ``"V"``,
-    a ligand → ``"M"``, ``duration`` → ``"s"``, a train's ``frequency`` → ``"Hz"``), else ``""``."""
-    refs = {f"${name}", f"${{{name}}}", name}
-    found = set()
-
-    def look(table: Mapping, ligand_keys: bool) -> None:
-        for k, v in table.items():
-            if isinstance(v, str) and v.strip() in refs:
-                found.add({"V": "V", "duration": "s", "width": "s", "tail": "s", "frequency": "Hz",
-                           "temperature": "K"}.get(k, "M" if ligand_keys and k not in
-                                                   ("label", "n_pulses") else ""))
-
-    for seg in p.segments:
-        if not isinstance(seg, Mapping):
-            continue
-        tr = seg.get("train")
-        if isinstance(tr, Mapping):
-            look(tr, False)
-            for key in ("during", "between"):
-                if isinstance(tr.get(key), Mapping):
-                    look(tr[key], True)
-        else:
-            look(seg, True)
-    found.discard("")
-    return found.pop() if len(found) == 1 else ""
+def _dimension_by_use(study: Study, name: str, p: StudyPart, param: str) -> "tuple[int, ...] | None":
+    """The dimension of the keys of protocol ``name`` whose value is parameter ``param`` alone
+    (``"$param"``, ``"${param}"`` or the bare name), if they agree (the table of
+    :meth:`Study._dimension_sites`); else None."""
+    refs = {f"${param}", f"${{{param}}}", param}
+    found = {want for _, v, _, want in study._dimension_sites(name, p)
+             if isinstance(v, str) and v.strip() in refs}
+    return found.pop() if len(found) == 1 else None
 
 
 def _blocker_dict(b) -> dict:

@@ -10,6 +10,7 @@ import ketacore as kc
 pytest.importorskip("xarray")
 mpl = pytest.importorskip("matplotlib")
 from ketacore import plot  # noqa: E402
+from _study_fixtures import trapping_toml  # noqa: E402
 
 STUDY = textwrap.dedent("""
     name = "figs"
@@ -28,25 +29,7 @@ STUDY = textwrap.dedent("""
     analysis = { kind = "trapping", window = "0.2 s", early = "0.1 s" }
     sweep = { ketamine = ["1 uM", "10 uM"] }
 
-    [[protocols.trap.segments]]
-    label = "control"
-    duration = "1 s"
-    glutamate = "1 mM"
-
-    [[protocols.trap.segments]]
-    label = "block"
-    duration = "1 s"
-    glutamate = "1 mM"
-    ketamine = "$ketamine"
-
-    [[protocols.trap.segments]]
-    label = "wash"
-    duration = "1 s"
-
-    [[protocols.trap.segments]]
-    label = "recovery"
-    duration = "1 s"
-    glutamate = "1 mM"
+""") + trapping_toml("protocols.trap", block="1 s", wash="1 s", ketamine="$ketamine") + textwrap.dedent("""
 
     [protocols.ud]
     initial = "R"

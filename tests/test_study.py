@@ -16,6 +16,7 @@ import pytest
 
 import ketacore as kc
 from ketacore import study as S
+from _study_fixtures import trapping_toml
 
 xr = pytest.importorskip("xarray")
 pytest.importorskip("netCDF4")
@@ -41,25 +42,7 @@ SMALL = textwrap.dedent("""
     [protocols.trap.sweep]
     ketamine = ["1 uM", "10 uM"]
 
-    [[protocols.trap.segments]]
-    label = "control"
-    duration = "1 s"
-    glutamate = "$glutamate"
-
-    [[protocols.trap.segments]]
-    label = "block"
-    duration = "2 s"
-    glutamate = "$glutamate"
-    ketamine = "$ketamine"
-
-    [[protocols.trap.segments]]
-    label = "wash"
-    duration = "2 s"
-
-    [[protocols.trap.segments]]
-    label = "recovery"
-    duration = "1 s"
-    glutamate = "$glutamate"
+""") + trapping_toml("protocols.trap", glutamate="$glutamate", ketamine="$ketamine") + textwrap.dedent("""
 
     [protocols.train]
     initial = "R"

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ketacore.study import Study, StudyError, run_study
+from _study_fixtures import trapping_toml
 
 xr = pytest.importorskip("xarray")
 pytest.importorskip("netCDF4")
@@ -97,25 +98,7 @@ TRAP = textwrap.dedent("""
     [protocols.trap.sweep]
     SWEEP
 
-    [[protocols.trap.segments]]
-    label = "control"
-    duration = "$t_control"
-    glutamate = "1 mM"
-
-    [[protocols.trap.segments]]
-    label = "block"
-    duration = "2 s"
-    glutamate = "1 mM"
-    ketamine = "$ketamine"
-
-    [[protocols.trap.segments]]
-    label = "wash"
-    duration = "2 s"
-
-    [[protocols.trap.segments]]
-    label = "recovery"
-    duration = "1 s"
-    glutamate = "1 mM"
+""") + trapping_toml("protocols.trap", control="$t_control", ketamine="$ketamine") + textwrap.dedent("""
 
     [outputs]
     figures = false

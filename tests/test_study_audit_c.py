@@ -8,6 +8,7 @@ import pytest
 import ketacore as kc
 from ketacore import plot
 from ketacore import study as S
+from _study_fixtures import trapping_toml
 
 # ---------------------------------------------------------------------------------------------
 # 1. [outputs].figures naming a figure no protocol draws
@@ -24,26 +25,7 @@ TRAP = textwrap.dedent("""
     initial = "R"
     analysis = { kind = "trapping", window = "0.2 s", early = "0.1 s" }
 
-    [[protocols.trap.segments]]
-    label = "control"
-    duration = "1 s"
-    glutamate = "1 mM"
-
-    [[protocols.trap.segments]]
-    label = "block"
-    duration = "2 s"
-    glutamate = "1 mM"
-    ketamine = "10 uM"
-
-    [[protocols.trap.segments]]
-    label = "wash"
-    duration = "2 s"
-
-    [[protocols.trap.segments]]
-    label = "recovery"
-    duration = "1 s"
-    glutamate = "1 mM"
-""")
+""") + trapping_toml("protocols.trap") + "\n"
 
 TRAIN = textwrap.dedent("""
     [protocols.train]

@@ -11,6 +11,7 @@ import pytest
 
 import ketacore as kc
 from ketacore import study as S
+from _study_fixtures import trapping_segments
 
 T, V, K, M, HZ, ONE = (S._TIME, S._VOLTAGE, S._TEMPERATURE, S._CONCENTRATION, S._FREQUENCY,
                        S._DIMENSIONLESS)
@@ -39,10 +40,7 @@ def _refused(match, **kw):
 
 
 # ------------------------------------------------------------------ each key kind, plain quantity
-TRAP = [{"duration": "1 s", "glutamate": "1 mM", "label": "control"},
-        {"duration": "1 s", "glutamate": "1 mM", "ketamine": "10 uM", "label": "block"},
-        {"duration": "1 s", "label": "wash"},
-        {"duration": "1 s", "glutamate": "1 mM", "label": "recovery"}]
+TRAP = trapping_segments(block="1 s", wash="1 s")
 
 WRONG = [
     # (study keywords, key path, value, its dimension, key, expected dimension)

@@ -1,0 +1,43 @@
+"""Study pieces shared by the study and plot tests.
+
+The Mealing trapping protocol -- control (agonist), block (agonist + blocker), wash (nothing),
+recovery (agonist), labelled as the ``trapping`` analysis needs them -- written once, with the
+durations and concentrations each test varies given as arguments (quantities or ``$name``
+expressions, as in a study file).
+"""
+import json
+
+
+def trapping_segments(*, control="1 s", block="2 s", wash="2 s", recovery="1 s",
+                      glutamate="1 mM", ketamine="10 uM"):
+    """The four segments of the trapping protocol as study tables (a list of dicts).
+
+    Parameters
+    ----------
+    control, block, wash, recovery : str or float
+        Each segment's duration.
+    glutamate : str or float
+        The agonist concentration of control, block and recovery.
+    ketamine : str or float
+        The blocker concentration of block.
+    """
+    return [{"label": "control", "duration": control, "glutamate": glutamate},
+            {"label": "block", "duration": block, "glutamate": glutamate, "ketamine": ketamine},
+            {"label": "wash", "duration": wash},
+            {"label": "recovery", "duration": recovery, "glutamate": glutamate}]
+
+
+def trapping_toml(table="protocols.trap", **kw):
+    """The same segments as TOML ``[[TABLE.segments]]`` tables (keys in the order label,
+    duration, glutamate, ketamine; one blank line between tables; no trailing newline).
+
+    Parameters
+    ----------
+    table : str
+        The protocol's table (``"protocol"`` or ``"protocols.NAME"``).
+    **kw
+        As :func:`trapping_segments`.
+    """
+    return "\n\n".join(f"[[{table}.segments]]\n" + "\n".join(f"{k} = {json.dumps(v)}"
+                                                             for k, v in seg.items())
+                       for seg in trapping_segments(**kw))
