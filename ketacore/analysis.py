@@ -11,7 +11,10 @@ put them next to the exact Colquhoun–Hawkes theory in :mod:`ketacore.theory`.
 * :meth:`Record.open_times`, :meth:`Record.shut_times`, :meth:`Record.dwells` -- dwell-time
   arrays; :meth:`Record.first_latency` -- first latency after a step.
 * :meth:`Record.open_probability` -- fraction of the recorded time spent open.
-* :meth:`Record.resolve` -- impose a time resolution (dead time) ``t_res``.
+* :meth:`Record.resolve` -- impose a time resolution (dead time) ``t_res``; the dwells of the
+  resolved record follow the missed-events (HJC) distributions of
+  :func:`ketacore.theory.apparent_dwell_times` at that ``t_res``, not the ideal
+  :func:`ketacore.theory.dwell_times`.
 * :meth:`Record.bursts` -> :class:`BurstResult` -- bursts from a critical shut time;
   :func:`critical_time` picks ``t_crit`` between two shut-time components.
 * :func:`log_histogram` -> :class:`LogHistogram` -- log-binned histogram with the
@@ -62,7 +65,7 @@ import numpy as np
 
 from . import _analysis
 from . import _validate as _V
-from .theory import ExponentialMixture
+from .theory import ApparentDwellTimes, ExponentialMixture
 
 __all__ = ["Record", "BurstResult", "LogHistogram", "MixtureFit", "NoiseAnalysis",
            "Misclassification", "log_histogram", "fit_mixture", "critical_time",
@@ -890,7 +893,9 @@ class BurstResult:
         The theory is that of the ideal record [CH82].  Bursts of a resolved record
         (``t_res > 0``) differ from it by the missed events themselves (for CH82 at 0.1 uM,
         100 us: 1.48 apparent openings per burst against 3.82), so a RuntimeWarning says that
-        the z-scores then measure the resolution as well as any disagreement.
+        the z-scores then measure the resolution as well as any disagreement.  (Missed-events
+        theory exists in ketacore for apparent open and shut times,
+        :func:`ketacore.theory.apparent_dwell_times`, not yet for bursts.)
         """
         if self.t_res > 0:
             import warnings
@@ -980,6 +985,18 @@ def _as_mixture(mixture, name: str = "mixture") -> ExponentialMixture:
     if not isinstance(mixture, ExponentialMixture):
         raise TypeError(f"{name} must be a ketacore.theory.ExponentialMixture or a "
                         f"MixtureFit, got {type(mixture).__name__}")
+    return mixture
+
+
+def _as_theory(mixture, name: str = "mixture"):
+    """An ApparentDwellTimes as it is, else :func:`_as_mixture`."""
+    if isinstance(mixture, ApparentDwellTimes):
+        return mixture
+    if isinstance(mixture, MixtureFit):
+        return mixture.mixture
+    if not isinstance(mixture, ExponentialMixture):
+        raise TypeError(f"{name} must be a ketacore.theory.ApparentDwellTimes, an "
+                        f"ExponentialMixture or a MixtureFit, got {type(mixture).__name__}")
     return mixture
 
 
@@ -1132,16 +1149,42 @@ class LogHistogram:
     def expected(self, mixture, n: Optional[int] = None) -> np.ndarray:
         """Expected counts per bin for ``n`` (default ``self.n``) durations from ``mixture``.
 
-        ``n (F(t2') - F(t1')) / S(t_res)`` with ``t' = max(t, t_res)``: exact bin integrals
-        of the pdf truncated below ``t_res`` (0 for bins below ``t_res`` when ``t_min <
-        t_res``).  ``mixture``: an :class:`~ketacore.theory.ExponentialMixture` or a
-        :class:`MixtureFit`.  With a resolution this is the ideal-record pdf shown above
-        ``t_res`` -- the model of a :func:`fit_mixture` fit, but *not* the exact distribution
-        of apparent dwells with missed events (HJC, [HJC90]), which e.g. for CH82 at 0.1 uM
-        and 100 us has an apparent slow open tau of 6.1 ms against the ideal 2.0 ms.
+        ``mixture`` is one of:
+
+        * an :class:`~ketacore.theory.ApparentDwellTimes` (from
+          :func:`ketacore.theory.apparent_dwell_times`): the exact distribution of apparent
+          dwells with missed events [HJC90] -- the theory to compare a record resolved at
+          ``t_res`` (:meth:`Record.resolve`) with.  Counts are ``n (F(t2) - F(t1))`` with its
+          cdf (0 below its ``t_res``).  Its ``t_res`` must equal the histogram's when the
+          histogram has one (ValueError otherwise: the apparent distribution is not the one at
+          another resolution truncated);
+        * an :class:`~ketacore.theory.ExponentialMixture` or a :class:`MixtureFit`:
+          ``n (F(t2') - F(t1')) / S(t_res)`` with ``t' = max(t, t_res)``, exact bin integrals
+          of the pdf truncated below ``t_res`` (0 for bins below ``t_res``).  With a resolution
+          this is the model of a :func:`fit_mixture` fit, but for a theoretical mixture from
+          :func:`ketacore.theory.dwell_times` it is the *ideal*-record pdf cut at ``t_res``,
+          not what a resolved record shows: for CH82 at 0.1 uM and 100 us the apparent slow
+          open tau is 6.1 ms against the ideal 2.0 ms (use ``apparent_dwell_times``).
         """
-        return self._expected(_as_mixture(mixture), self.n if n is None else
-                              _int("n", n, minimum=0), self.t_res)
+        n = self.n if n is None else _int("n", n, minimum=0)
+        theory = _as_theory(mixture)
+        if isinstance(theory, ApparentDwellTimes):
+            return n * np.diff(self._apparent(theory).cdf(self.edges))
+        return self._expected(theory, n, self.t_res)
+
+    def _apparent(self, dist: "ApparentDwellTimes") -> "ApparentDwellTimes":
+        """``dist`` after checking that its resolution is the histogram's (if it has one)."""
+        if self.t_res > 0 and abs(dist.t_res - self.t_res) > 1e-9 * self.t_res:
+            raise ValueError(f"the missed-events distribution was computed for t_res="
+                             f"{dist.t_res:g} s but this histogram's durations were resolved at "
+                             f"t_res={self.t_res:g} s; compute it at the histogram's t_res "
+                             "(ketacore.theory.apparent_dwell_times(..., t_res=h.t_res))")
+        below = int(self.counts[self.edges[1:] <= dist.t_res].sum())
+        if below:
+            raise ValueError(f"this histogram has {below} durations below t_res="
+                             f"{dist.t_res:g} s, where the missed-events distribution is 0: "
+                             "resolve the record at that t_res first (Record.resolve)")
+        return dist
 
     def _expected(self, mixture, n, t_res) -> np.ndarray:
         cdf = mixture.cdf(np.maximum(self.edges, t_res))
@@ -1152,13 +1195,20 @@ class LogHistogram:
         """Smooth theory curve in the units of the histogram: ``(t, expected count per bin)``.
 
         The density in log10(t) is ``ln(10) t f(t)``; times the bin width in log10 and ``n``
-        it is comparable with ``counts`` (take ``sqrt`` for the [SS87] display).  With a
-        resolution the pdf is truncated below ``t_res`` (0 there) and renormalised, as in
-        :meth:`expected` (the same caveat about missed events applies).
+        it is comparable with ``counts`` (take ``sqrt`` for the [SS87] display).  ``mixture``
+        as in :meth:`expected`: an :class:`~ketacore.theory.ApparentDwellTimes` is drawn as it
+        is (its pdf, 0 below its ``t_res``; divided by its ``total``, which differs from 1 only
+        by the error of the asymptotic form); an ExponentialMixture or MixtureFit is truncated
+        below the histogram's ``t_res`` (0 there) and renormalised.
         """
         n = self.n if n is None else _real("n", n, nonnegative=True)
         points = _V.integer("points", points, minimum=2, maximum=10**6)
-        return self._curve(_as_mixture(mixture), n, points, self.t_res)
+        theory = _as_theory(mixture)
+        if isinstance(theory, ApparentDwellTimes):
+            d = self._apparent(theory)
+            t = np.logspace(np.log10(self.edges[0]), np.log10(self.edges[-1]), points)
+            return t, n * math.log(10.0) * t * d.pdf(t) / self.bins_per_decade / d.total
+        return self._curve(theory, n, points, self.t_res)
 
     def _curve(self, mixture, n, points, t_res):
         t = np.logspace(np.log10(self.edges[0]), np.log10(self.edges[-1]), points)
@@ -1169,9 +1219,13 @@ class LogHistogram:
     def plot(self, theory=None, *, fit=None, ax=None, sqrt: bool = True):
         """Plot the histogram (sqrt counts on a log time axis) with optional overlays.
 
-        ``theory``: an ExponentialMixture (e.g. from :func:`ketacore.theory.dwell_times`),
-        drawn truncated at the histogram's ``t_res`` (an ideal-record pdf: with missed events
-        the apparent distribution differs, see :meth:`expected`); ``fit``: a
+        ``theory``: for a resolved record (``t_res > 0``) an
+        :class:`~ketacore.theory.ApparentDwellTimes` from
+        :func:`ketacore.theory.apparent_dwell_times` at the same ``t_res`` (the exact
+        missed-events distribution); or an ExponentialMixture (e.g. from
+        :func:`ketacore.theory.dwell_times`), drawn truncated at the histogram's ``t_res`` (an
+        ideal-record pdf, which differs from what a resolved record shows, see
+        :meth:`expected`); ``fit``: a
         :class:`MixtureFit`, drawn truncated at its own ``t_res`` (the likelihood it
         maximised), or at the histogram's if that is larger.  Returns the matplotlib axes.  ImportError ("plot() needs matplotlib…")
         without matplotlib.
@@ -1185,7 +1239,8 @@ class LogHistogram:
         tr = (lambda v: np.sqrt(v)) if sqrt else (lambda v: v)
         if theory is not None:
             t, e = self.curve(theory)
-            ax.plot(t, tr(e), "r-", label="theory")
+            hjc = isinstance(_as_theory(theory), ApparentDwellTimes)
+            ax.plot(t, tr(e), "r-", label="theory (missed events)" if hjc else "theory")
         if fit is not None:
             if not isinstance(fit, MixtureFit):
                 raise TypeError(f"fit must be a MixtureFit, got {type(fit).__name__}")
@@ -1224,7 +1279,9 @@ def log_histogram(durations, *, bins_per_decade: float = 10, t_min: Optional[flo
         ``[t_max, edges[-1])`` fall in the last bin.
     t_res : float (s)
         Resolution the data were cut at (every duration must be ``>= t_res``, else
-        ValueError); stored for theory overlays, which are truncated there.
+        ValueError); stored for theory overlays: an
+        :func:`ketacore.theory.apparent_dwell_times` distribution must have this ``t_res``,
+        an ideal or fitted mixture is truncated there (see :meth:`LogHistogram.expected`).
 
     Returns
     -------
@@ -1395,7 +1452,10 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
         kept.  RuntimeWarning for a guess more than 10 times the longest duration
         (almost always a guess in ms for durations in s).
     t_res : float (s)
-        Truncation point (the imposed resolution); 0 for ideal data.
+        Truncation point (the imposed resolution); 0 for ideal data.  The fitted mixture is
+        empirical: with missed events, compare its time constants with the asymptotic ones
+        of :func:`ketacore.theory.apparent_dwell_times` at the same ``t_res`` (not with the
+        ideal :func:`ketacore.theory.dwell_times`).
     n_starts : int
         Number of data-driven starting points (spread over the data's quantiles), tried when
         ``taus`` is not given, or as the fallback described above (1 to 1000).

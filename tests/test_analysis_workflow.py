@@ -281,71 +281,46 @@ def test_burst_compare_on_a_resolved_record_warns():
 
 # ---------------------------------------------------------------------------- missed events
 
-def _hjc(Q, k_a, t_res, open_):
-    """HJC (1990, 1992) apparent open- or shut-time pdf and cdf of a Q with the open states
-    first, from SCALCS: exact for t_res <= t < 3 t_res, asymptotic beyond (as HJCFIT)."""
-    scl = pytest.importorskip("scalcs.scalcslib")
-    qml = pytest.importorskip("scalcs.qmatlib")
-    from scipy.integrate import quad
-
-    class Mec:
-        pass
-    m = Mec()
-    m.Q, m.k, m.kA = Q, Q.shape[0], k_a
-    m.kI = m.k - k_a
-    m.QAA, m.QII, m.QAI, m.QIA = Q[:k_a, :k_a], Q[k_a:, k_a:], Q[:k_a, k_a:], Q[k_a:, :k_a]
-    gaf, gfa = qml.iGs(Q, m.kA, m.kI)
-    if open_:
-        args, G = (m.QAA, m.QII, m.QAI, m.QIA, m.kA, m.kI), (gaf, gfa)
-    else:
-        args, G = (m.QII, m.QAA, m.QIA, m.QAI, m.kI, m.kA), (gfa, gaf)
-    roots = scl.asymptotic_roots(t_res, *args)
-    areas = scl.asymptotic_areas(t_res, roots, *args, *G)
-    eig, g00, g10, g11 = scl.exact_GAMAxx(m, t_res, open_)
-
-    def pdf(t):
-        if t < 2 * t_res:
-            return float(qml.f0(t - t_res, eig, g00))
-        return float(qml.f0(t - t_res, eig, g00) - qml.f1(t - 2 * t_res, eig, g10, g11))
-
-    head = quad(pdf, t_res, 2 * t_res, epsabs=1e-14)[0] + quad(pdf, 2 * t_res, 3 * t_res,
-                                                                  epsabs=1e-14)[0]
-
-    def cdf(t):
-        if t <= 3 * t_res:
-            return (quad(pdf, t_res, min(t, 2 * t_res), epsabs=1e-14)[0]
-                    + (quad(pdf, 2 * t_res, t, epsabs=1e-14)[0] if t > 2 * t_res else 0.0))
-        return head + float(np.sum(areas * (np.exp(roots * 2 * t_res)
-                                            - np.exp(roots * (t - t_res)))))
-    # the apparent intervals form a Markov renewal process with embedded open->open matrix
-    # eG_AF eG_FA (HJC90): its second eigenvalue sets the correlation of successive intervals
-    eaf = qml.eGs(gaf, gfa, m.kA, m.kI, qml.expQt(m.QII, t_res))
-    efa = qml.eGs(gfa, gaf, m.kI, m.kA, qml.expQt(m.QAA, t_res))
+def _correlation_eigenvalue(Q, t_res, open_):
+    """|lambda_2| of the embedded matrix eG_AF eG_FA (eG_FA eG_AF for shut times) of the
+    apparent intervals, a Markov renewal process [HJC90]: it sets the correlation of
+    successive intervals.  CH82 order: open states AR*, A2R* first."""
+    from ketacore import theory as th
+    p = th.equilibrium(Q)
+    o, f = np.array([0, 1]), np.array([2, 3, 4])
+    A = th._HJCClass(Q, p, o, f, t_res, True)
+    F = th._HJCClass(Q, p, f, o, t_res, True)
+    eaf = th._e_G(A.QAA, A.QAF, A.QFA, A.QFF, A.EF)
+    efa = th._e_G(F.QAA, F.QAF, F.QFA, F.QFF, F.EF)
     lam = np.sort(np.abs(np.linalg.eigvals(eaf @ efa if open_ else efa @ eaf)))[::-1]
-    return cdf, -1.0 / roots, (lam[1] if lam.size > 1 else 0.0)
+    return lam[1] if lam.size > 1 else 0.0
 
 
 @pytest.mark.parametrize("t_res", [25 * us, 100 * us])
 def test_resolved_distributions_match_hjc(t_res):
     """The resolved CH82 record (0.1 uM) has the HJC distributions of apparent open and shut
     times, not only their means (tests/test_analysis.py): chi-square over log bins (5 per
-    decade, expected > 5) against the exact/asymptotic HJC cdf from SCALCS, on durations
-    thinned to every m-th, m the smallest with |lambda_2(eG_AF eG_FA)|**m < 1e-3 (correlation
-    between kept intervals < 1e-3, so the counts are multinomial to that order): p > 1e-3
-    fails with probability 0.1 % per comparison.  The ideal pdf truncated at t_res (what
-    LogHistogram.expected draws) fails the same test badly for the openings."""
+    decade, expected > 5) against ``LogHistogram.expected`` of
+    ``kc.theory.apparent_dwell_times`` (exact to 3 t_res, asymptotic beyond, as HJCFIT; checked
+    against SCALCS and HJCFIT in tests/test_theory_hjc.py), on durations thinned to every m-th,
+    m the smallest with |lambda_2(eG_AF eG_FA)|**m < 1e-3 (correlation between kept intervals
+    < 1e-3, so the counts are multinomial to that order): p > 1e-3 fails with probability
+    0.1 % per comparison.  The ideal pdf truncated at t_res (what LogHistogram.expected draws
+    for a dwell_times mixture) fails the same test badly for the openings."""
     g = kc.models.get("ch82")
     c = 0.1 * uM
     Q = g.q_matrix(agonist=c)
     rec = ka.Record.from_events(kc.simulate_events(g, kc.Step(20000 * s, agonist=c),
                                                    n_trials=4, rng=42)).resolve(t_res)
     for open_ in (True, False):
-        cdf, _, lam2 = _hjc(Q, 2, t_res, open_)
+        lam2 = _correlation_eigenvalue(Q, t_res, open_)
         m = 1 if lam2 < 1e-12 else max(1, math.ceil(math.log(1e-3) / math.log(lam2)))
         x = (rec.open_times() if open_ else rec.shut_times())[::m]
         assert x.size > 5000
         h = ka.log_histogram(x, bins_per_decade=5, t_res=t_res, t_max=1e3)
-        e = h.n * np.diff([cdf(v) for v in h.edges])
+        hjc = kc.theory.apparent_dwell_times(g, "open" if open_ else "shut", t_res=t_res,
+                                             agonist=c)
+        e = h.expected(hjc)
         keep = e > 5
         chi2 = float(np.sum((h.counts[keep] - e[keep]) ** 2 / e[keep]))
         assert stats.chi2.sf(chi2, keep.sum() - 1) > 1e-3, (open_, m, chi2, keep.sum())
