@@ -1,0 +1,62 @@
+"""asv: exact dwell-time theory, ideal (Colquhoun–Hawkes) and with missed events (HJC).
+
+``ApparentDwellTimes`` builds the HJC apparent open-time distribution of CH82 at 0.1 uM and
+t_res = 50 us (asymptotic roots, areas, start vector, exact mean, exact pieces); the baseline in
+the same run is SCALCS (DCPROGS' Python library) computing the same roots, areas, start vector
+and exact mean from the same Q (skipped when scalcs is not installed).  ``ComposedScheme`` times
+the ideal and HJC shut-time distributions of a 22-state blocked NMDA scheme.
+"""
+import numpy as np
+
+import ketacore as kc
+from ketacore.units import mM, uM, us
+
+T_RES = 50 * us
+
+
+class ApparentDwellTimes:
+    def setup(self):
+        self.ch82 = kc.models.get("ch82")
+        self.Q = self.ch82.q_matrix(agonist=0.1 * uM)
+        kc.theory.apparent_dwell_times(self.ch82, "open", t_res=T_RES, agonist=0.1 * uM)  # warm
+
+    def time_ideal_open_times(self):
+        kc.theory.dwell_times(self.ch82, "open", agonist=0.1 * uM)
+
+    def time_apparent_open_times(self):
+        kc.theory.apparent_dwell_times(self.ch82, "open", t_res=T_RES, agonist=0.1 * uM)
+
+    def time_apparent_open_times_pdf_1000_points(self):
+        d = kc.theory.apparent_dwell_times(self.ch82, "open", t_res=T_RES, agonist=0.1 * uM)
+        d.pdf(np.geomspace(T_RES, 1.0, 1000))
+
+    def time_scalcs_baseline(self):
+        try:
+            from scalcs import qmatlib as qml
+            from scalcs import scalcslib as scl
+        except ImportError:  # pragma: no cover - optional peer
+            raise NotImplementedError("scalcs not installed")
+        Q, kA, kF = self.Q, 2, 3
+        QAA, QFF, QAF, QFA = Q[:kA, :kA], Q[kA:, kA:], Q[:kA, kA:], Q[kA:, :kA]
+        gaf, gfa = qml.iGs(Q, kA, kF)
+        eaf = qml.eGs(gaf, gfa, kA, kF, qml.expQt(QFF, T_RES))
+        efa = qml.eGs(gfa, gaf, kF, kA, qml.expQt(QAA, T_RES))
+        qml.phiHJC(eaf, efa, kA)
+        roots = scl.asymptotic_roots(T_RES, QAA, QFF, QAF, QFA, kA, kF)
+        scl.asymptotic_areas(T_RES, roots, QAA, QFF, QAF, QFA, kA, kF, gaf, gfa)
+        scl.exact_mean_time(T_RES, QAA, QFF, QAF, kA, kF, gaf, gfa)
+
+
+class ComposedScheme:
+    """22 states: erreger2005_2a with trapped ketamine and Mg2+ (kc.block)."""
+
+    def setup(self):
+        self.s = kc.block(kc.models.get("erreger2005_2a"), "ketamine", "mg")
+        self.cond = dict(glutamate=1 * mM, ketamine=1 * uM, mg=1 * mM, V=-0.07)
+        kc.theory.dwell_times(self.s, "shut", **self.cond)
+
+    def time_ideal_shut_times(self):
+        kc.theory.dwell_times(self.s, "shut", **self.cond)
+
+    def time_apparent_shut_times(self):
+        kc.theory.apparent_dwell_times(self.s, "shut", t_res=T_RES, **self.cond)
