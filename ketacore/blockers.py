@@ -12,7 +12,8 @@ Modes (DESIGN.md §1; reference/nmda-kinetics.md §4)
     binds and leaves only at open states (``O → O·b`` at k_on(V)·[B], ``O·b → O`` at k_off(V)),
     so a blocked channel can close and lose its agonist with the blocker trapped inside.
     Optional extras: a slow escape ``X·b → X`` from shut blocked states (``k_escape``) and a
-    closed-channel / membrane route ``X → X·b`` onto shut states (``k_on_closed``).
+    closed-channel / membrane route ``X → X·b`` onto shut states (``k_on_closed``), both
+    voltage-independent unless ``delta_escape`` / ``delta_on_closed`` are set.
 ``"sequential"`` ("foot in the door")
     Only ``O ⇌ O·b`` for each open state O; a blocked channel cannot close or change state.
 ``"partial_trapping"`` (memantine; Kotermanski, Wood & Johnson 2009,
@@ -36,13 +37,27 @@ blocker of valence z whose site lies at electrical distance δ = δ_on + δ_off:
     k_off(V) = k_off · exp(+z·δ_off·(V − v_ref)/V_T)
     K_B(V)   = k_off(V)/k_on(V) = K_B(v_ref) · exp(z·δ·(V − v_ref)/V_T)
 
-with V_T = RT/F at the scheme's temperature (``thermal_voltage=None``) or a fixed value (e.g.
-the 25 mV of Kampa et al.'s .mod file).  Closed-route, escape and superficial-site rates are
-voltage-independent.
+with V_T = RT/F at the temperature of each condition (``thermal_voltage=None``: the scheme's
+temperature unless a protocol step or a theory call sets one) or a fixed value (e.g. the 25 mV
+of Kampa et al.'s .mod file).  Superficial-site rates are voltage-independent; the closed-route
+and escape rates are too unless given their own electrical distances (``delta_on_closed``,
+``delta_escape``: the same formula with the same z, v_ref and V_T).  A blocked state is the
+same state whichever route led to it, so a closed route in detailed balance with the
+open-channel site at every voltage needs ``delta_on_closed + delta_escape = δ`` (see
+:class:`Blocker`).
 
-Exact identities a composed scheme obeys at equilibrium (tested in tests/test_blockers.py):
-a trapping blocker whose blocked arm copies gating gives IC50 = K_B independent of agonist; a
-sequential blocker gives IC50 = K_B/Po0.
+Temperature: the open-channel, closed-route, escape and superficial-site rates are given at
+``t_ref`` (22 °C by default) and scaled by ``q10_on`` (association: k_on, k_on_closed,
+superficial_k_on) and ``q10_off`` (dissociation: k_off, k_escape, superficial_k_off),
+``q10**((T − t_ref)/10)``; both default to 1 (temperature-independent apart from RT/F in the
+Woodhull factor).  Gating transitions copied into a blocked arm keep their own Q10.
+
+Exact identities a composed scheme obeys at equilibrium (tested in tests/test_blockers.py and
+tests/test_blockers_review.py): a trapping blocker whose blocked arm copies gating, with no
+escape and no closed route (``k_escape = k_on_closed = 0``), gives p(X·b)/p(X) = [B]/K_B in
+every gating state X, so IC50 = K_B independent of agonist (several such blockers on one site:
+p(X·b_i)/p(X) = [B_i]/K_i); a sequential blocker gives IC50 = K_B/Po0.  The library ketamine
+and memantine have a small k_escape, so for them these hold only approximately.
 
 The library (:func:`get`, :func:`available`) holds calibrated parameter sets for ketamine,
 memantine, MK-801, amantadine and Mg2+ (Kampa 2004 and Ascher & Nowak 1988 forms).  Ketamine,
@@ -55,6 +70,7 @@ same state tag as their parent (``ket``/``mem``), so compose one of them at a ti
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import math
@@ -65,7 +81,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from . import _validate as V_
-from .scheme import RESERVED_NAMES, Rate, Scheme
+from .scheme import DEFAULT_TEMPERATURE, Q10_RANGE, RESERVED_NAMES, Rate, Scheme
 from .units import FARADAY, GAS_CONSTANT, mM, mV
 
 #: Allowed blocker modes.
@@ -99,22 +115,25 @@ class Blocker:
     ligand : str
         Ligand (condition) name of the blocker concentration, in M (``"ketamine"``).
     k_on : float
-        Open-channel association rate constant at ``v_ref`` (M⁻¹ s⁻¹).  0 is allowed (the
+        Open-channel association rate constant at ``v_ref`` and ``t_ref`` (M⁻¹ s⁻¹; a value
+        quoted as 0.15 µM⁻¹ s⁻¹ is ``0.15 / ketacore.units.uM`` = 1.5e5).  0 is allowed (the
         blocker never binds open channels; :meth:`kd` is then ``inf``).
     k_off : float
-        Open-channel dissociation rate constant at ``v_ref`` (s⁻¹).
+        Open-channel dissociation rate constant at ``v_ref`` and ``t_ref`` (s⁻¹).
     z : float, default 1
-        Valence of the blocking ion, |z| ≤ 6.
+        Valence of the blocking ion, |z| ≤ 6 (negative for an anion).
     delta_on, delta_off : float, default 0
         Parts of the Woodhull electrical distance carried by the on- and off-rate
-        (δ = δ_on + δ_off; dimensionless), each within ±2.  The open-channel rates must be
-        valid :class:`~ketacore.Rate` laws (|zδ| ≤ 10, finite ≤ 1e300 s⁻¹ over |V| ≤ 1 V and
+        (δ = δ_on + δ_off; dimensionless, measured from the outside), each within ±2.  Give
+        each its *part*: a published δ = 0.79 split evenly is ``delta_on = delta_off = 0.395``
+        (:meth:`describe` prints the total).  The open-channel rates must be valid
+        :class:`~ketacore.Rate` laws (|zδ| ≤ 10, finite ≤ 1e300 s⁻¹ over |V| ≤ 1 V and
         200–400 K).
     v_ref : float, default 0
-        Voltage (V) at which ``k_on`` and ``k_off`` are given.
+        Voltage (V) at which ``k_on`` and ``k_off`` (and the closed-route rates) are given.
     thermal_voltage : float, optional
-        Fixed V_T (V) in the exponentials, within 5–100 mV; ``None`` uses RT/F at the scheme
-        temperature.
+        Fixed V_T (V) in the exponentials, within 5–100 mV; ``None`` uses RT/F at the
+        temperature of each condition.
     mode : {"trapping", "sequential", "partial_trapping"}, default "trapping"
     site : str, default "pore"
         Blockers sharing a site exclude each other.
@@ -123,17 +142,38 @@ class Blocker:
         (trapping modes only), e.g. 3 for the 3× faster closure of Mg2+-blocked channels of
         Vargas-Caballero & Robinson 2004.
     arm_scaling : mapping, optional
-        Extra per-transition scaling in the blocked arm, keys ``"SRC->DST"`` of the gating
-        scheme (checked when composing).
+        Extra per-transition scaling (> 0) in the blocked arm, keys ``"SRC->DST"`` of the
+        gating scheme (checked when composing).  :func:`block` refuses factors that change the
+        equilibrium constants around a cycle of the gating scheme, or between open states,
+        by a net factor other than 1 (microscopic reversibility, Colquhoun et al. 2004,
+        doi:10.1529/biophysj.103.038679; scale both directions of a transition alike, or
+        compensate inside the cycle).
     k_escape : float, default 0
-        Escape rate (s⁻¹) from shut blocked states ``X·b → X`` (trapping modes).
+        Escape rate (s⁻¹) at ``v_ref`` from shut blocked states ``X·b → X`` (trapping modes).
     k_on_closed : float, default 0
-        Closed-channel / membrane-route association (M⁻¹ s⁻¹) onto shut states ``X → X·b``
-        (trapping modes).  With ``k_escape`` this is a second route to the deep site;
-        microscopic reversibility then requires ``k_escape/k_on_closed = K_B`` (not enforced).
+        Closed-channel / membrane-route association (M⁻¹ s⁻¹) at ``v_ref`` onto shut states
+        ``X → X·b`` (trapping modes).  With ``k_escape`` this is a second route to the deep
+        site.  It is in detailed balance with the open-channel route (by Kolmogorov's
+        criterion around ``X → O → O·b → X·b → X``) only if k_escape(V)/k_on_closed(V) =
+        K_B(V)·opening_factor/closing_factor (with ``arm_scaling`` empty) -- at *every*
+        voltage only if also ``delta_on_closed + delta_escape = delta_on + delta_off``; with
+        the default voltage-independent closed route it can hold at one voltage at most.  Not
+        enforced (the library variant ``ketamine_closed_route`` is deliberately not in
+        balance); check a composition with :func:`ketacore.theory.is_reversible`.
+    delta_on_closed, delta_escape : float, default 0
+        Electrical distances (dimensionless, each within ±2) of the closed-route association
+        and of the escape: ``k_on_closed·exp(−z·delta_on_closed·(V − v_ref)/V_T)`` and
+        ``k_escape·exp(z·delta_escape·(V − v_ref)/V_T)``.
     superficial_k_on, superficial_k_off : float, default 0
-        Superficial-site rates (M⁻¹ s⁻¹, s⁻¹), required > 0 for ``"partial_trapping"`` and
-        forbidden otherwise.
+        Superficial-site rates (M⁻¹ s⁻¹, s⁻¹), voltage-independent, required > 0 for
+        ``"partial_trapping"`` and forbidden otherwise.
+    q10_on, q10_off : float, default 1
+        Temperature coefficients (dimensionless, 1e-3–1e3) of the association rates (k_on,
+        k_on_closed, superficial_k_on) and of the dissociation rates (k_off, k_escape,
+        superficial_k_off): each is ``k·q10**((T − t_ref)/10)``.
+    t_ref : float, default 295.15
+        Temperature (K) at which the rate constants are given (22 °C).  It matters only with
+        ``q10_on`` or ``q10_off`` ≠ 1.
     citation, doi, notes : str
         Sources and the calibration this parameter set was given.
 
@@ -141,6 +181,11 @@ class Blocker:
     ------
     ValueError, TypeError
         Bad mode, non-finite or negative rates, empty names, misplaced superficial rates.
+
+    Notes
+    -----
+    A Blocker pickles and deep-copies (``arm_scaling`` is stored read-only), so it can be sent
+    to worker processes.
     """
 
     name: str
@@ -159,8 +204,13 @@ class Blocker:
     arm_scaling: Mapping[str, float] = field(default_factory=dict, hash=False)
     k_escape: float = 0.0
     k_on_closed: float = 0.0
+    delta_on_closed: float = 0.0
+    delta_escape: float = 0.0
     superficial_k_on: float = 0.0
     superficial_k_off: float = 0.0
+    q10_on: float = 1.0
+    q10_off: float = 1.0
+    t_ref: float = DEFAULT_TEMPERATURE
     citation: str = ""
     doi: str = ""
     notes: str = ""
@@ -182,13 +232,21 @@ class Blocker:
                     "superficial_k_off"):
             set_(key, V_.real(f"Blocker.{key}", getattr(self, key), nonnegative=True))
         for key, bound in (("z", MAX_ABS_VALENCE), ("delta_on", MAX_ABS_DELTA),
-                           ("delta_off", MAX_ABS_DELTA)):
+                           ("delta_off", MAX_ABS_DELTA), ("delta_on_closed", MAX_ABS_DELTA),
+                           ("delta_escape", MAX_ABS_DELTA)):
             v = V_.real(f"Blocker.{key}", getattr(self, key))
             if not abs(v) <= bound:
                 raise ValueError(f"Blocker.{key}={v} is outside ±{bound:g}")
             set_(key, v)
         for key in ("closing_factor", "opening_factor"):
             set_(key, V_.real(f"Blocker.{key}", getattr(self, key), positive=True))
+        for key in ("q10_on", "q10_off"):
+            q = V_.real(f"Blocker.{key}", getattr(self, key), positive=True)
+            if not Q10_RANGE[0] <= q <= Q10_RANGE[1]:
+                raise ValueError(f"Blocker.{key}={q} is outside [{Q10_RANGE[0]:g}, "
+                                 f"{Q10_RANGE[1]:g}]")
+            set_(key, q)
+        set_("t_ref", V_.temperature("Blocker.t_ref", self.t_ref))
         set_("v_ref", V_.voltage("Blocker.v_ref", self.v_ref))
         if self.thermal_voltage is not None:
             vt = V_.real("Blocker.thermal_voltage", self.thermal_voltage, positive=True)
@@ -199,7 +257,7 @@ class Blocker:
                                  f"25 * ketacore.units.mV)")
             set_("thermal_voltage", vt)
             from .scheme import MAX_ABS_VK
-            for key in ("delta_on", "delta_off"):
+            for key in ("delta_on", "delta_off", "delta_on_closed", "delta_escape"):
                 zd = abs(self.z * getattr(self, key))
                 if zd > 0 and not vt / zd <= MAX_ABS_VK:
                     raise ValueError(
@@ -221,30 +279,42 @@ class Blocker:
             raise ValueError(f"superficial-site rates are only for mode 'partial_trapping', "
                              f"not {self.mode!r}")
         if self.mode == "sequential" and (self.k_escape or self.k_on_closed
+                                          or self.delta_on_closed or self.delta_escape
                                           or self.closing_factor != 1 or self.opening_factor != 1
                                           or self.arm_scaling):
             raise ValueError("mode 'sequential' has no blocked gating arm: k_escape, "
-                             "k_on_closed, closing/opening_factor and arm_scaling must be unset")
+                             "k_on_closed, delta_on_closed, delta_escape, closing/opening_factor "
+                             "and arm_scaling must be unset")
         for key in ("citation", "doi", "notes"):
             if not isinstance(getattr(self, key), str):
                 raise TypeError(f"Blocker.{key} must be a string")
-        # the open-channel rates must be valid rate laws (finite over every accepted condition)
-        for what, make in (("on-rate k_on·exp(-z·delta_on·(V - v_ref)/V_T)", self.on_rate),
-                           ("off-rate k_off·exp(z·delta_off·(V - v_ref)/V_T)", self.off_rate)):
+        # every rate must be a valid rate law (finite over every accepted condition)
+        for what, make in (("open-channel on-rate k_on·exp(-z·delta_on·(V - v_ref)/V_T)",
+                            self.on_rate),
+                           ("open-channel off-rate k_off·exp(z·delta_off·(V - v_ref)/V_T)",
+                            self.off_rate)):
             try:
                 make()
             except ValueError as e:
-                raise ValueError(f"Blocker {self.name!r}: open-channel {what} (k_on={self.k_on!r}, "
+                raise ValueError(f"Blocker {self.name!r}: {what} (k_on={self.k_on!r}, "
                                  f"k_off={self.k_off!r}, z={self.z!r}, delta_on={self.delta_on!r}, "
                                  f"delta_off={self.delta_off!r}, thermal_voltage="
-                                 f"{self.thermal_voltage!r}) is not accepted: {e}") from None
-        for key, r in (("k_escape", self.k_escape), ("k_on_closed", self.k_on_closed),
-                       ("superficial_k_on", self.superficial_k_on),
-                       ("superficial_k_off", self.superficial_k_off)):
+                                 f"{self.thermal_voltage!r}, q10_on={self.q10_on!r}, q10_off="
+                                 f"{self.q10_off!r}) is not accepted: {e}") from None
+        for key, make in (("k_escape", self.escape_rate), ("k_on_closed", self.closed_on_rate),
+                          ("superficial_k_on", self.superficial_on_rate),
+                          ("superficial_k_off", self.superficial_off_rate)):
             try:
-                Rate(r, self.ligand if key in ("k_on_closed", "superficial_k_on") else None)
+                make()
             except ValueError as e:
-                raise ValueError(f"Blocker.{key}={r!r}: {e}") from None
+                raise ValueError(f"Blocker.{key}={getattr(self, key)!r}: {e}") from None
+
+    def __reduce__(self):
+        # pickle / copy.deepcopy: the read-only arm_scaling (a mappingproxy) cannot be pickled
+        # as such, so rebuild from plain fields (and validate again on loading)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["arm_scaling"] = dict(self.arm_scaling)
+        return (_rebuild_blocker, (d,))
 
     # ------------------------------------------------------------------ rates
     @property
@@ -257,36 +327,60 @@ class Blocker:
             return self.thermal_voltage
         return GAS_CONSTANT * temperature / FARADAY
 
-    def _rate(self, k0: float, ligand: str | None, zd: float) -> Rate:
-        """Rate k0·exp(zd·(V − v_ref)/V_T) in the scheme's own rate-law terms."""
+    def _rate(self, k0: float, ligand: str | None, zd: float, q10: float = 1.0) -> Rate:
+        """Rate k0·exp(zd·(V − v_ref)/V_T)·q10**((T − t_ref)/10) in the scheme's rate-law
+        terms."""
+        kw: dict[str, Any] = {}
+        if q10 != 1.0:
+            kw.update(q10=q10, t_ref=self.t_ref)
         if zd == 0.0:
-            return Rate(k0, ligand)
+            return Rate(k0, ligand, **kw)
         if self.thermal_voltage is None:
-            return Rate(k0, ligand, z_delta=zd, v0=self.v_ref)
-        return Rate(k0, ligand, vk=self.thermal_voltage / zd, v0=self.v_ref)
+            return Rate(k0, ligand, z_delta=zd, v0=self.v_ref, **kw)
+        return Rate(k0, ligand, vk=self.thermal_voltage / zd, v0=self.v_ref, **kw)
 
     def on_rate(self) -> Rate:
         """Open-channel blocking :class:`~ketacore.Rate` (M⁻¹ s⁻¹ × [ligand])."""
-        return self._rate(self.k_on, self.ligand, -self.z * self.delta_on)
+        return self._rate(self.k_on, self.ligand, -self.z * self.delta_on, self.q10_on)
 
     def off_rate(self) -> Rate:
         """Open-channel unblocking :class:`~ketacore.Rate` (s⁻¹)."""
-        return self._rate(self.k_off, None, self.z * self.delta_off)
+        return self._rate(self.k_off, None, self.z * self.delta_off, self.q10_off)
 
-    def k_on_at(self, V: float, temperature: float = 295.15) -> float:
+    def closed_on_rate(self) -> Rate:
+        """Closed-route association :class:`~ketacore.Rate` onto shut states (M⁻¹ s⁻¹ ×
+        [ligand])."""
+        return self._rate(self.k_on_closed, self.ligand, -self.z * self.delta_on_closed,
+                          self.q10_on)
+
+    def escape_rate(self) -> Rate:
+        """Escape :class:`~ketacore.Rate` from shut blocked states (s⁻¹)."""
+        return self._rate(self.k_escape, None, self.z * self.delta_escape, self.q10_off)
+
+    def superficial_on_rate(self) -> Rate:
+        """Superficial-site association :class:`~ketacore.Rate` (M⁻¹ s⁻¹ × [ligand])."""
+        return self._rate(self.superficial_k_on, self.ligand, 0.0, self.q10_on)
+
+    def superficial_off_rate(self) -> Rate:
+        """Superficial-site dissociation :class:`~ketacore.Rate` (s⁻¹)."""
+        return self._rate(self.superficial_k_off, None, 0.0, self.q10_off)
+
+    def k_on_at(self, V: float, temperature: float = DEFAULT_TEMPERATURE) -> float:
         """Open-channel k_on (M⁻¹ s⁻¹) at voltage ``V`` (V) and ``temperature`` (K)."""
         return self.on_rate()(V, temperature, **{self.ligand: 1.0})
 
-    def k_off_at(self, V: float, temperature: float = 295.15) -> float:
+    def k_off_at(self, V: float, temperature: float = DEFAULT_TEMPERATURE) -> float:
         """Open-channel k_off (s⁻¹) at voltage ``V`` (V) and ``temperature`` (K)."""
         return self.off_rate()(V, temperature)
 
-    def kd(self, V: float, temperature: float = 295.15) -> float:
+    def kd(self, V: float, temperature: float = DEFAULT_TEMPERATURE) -> float:
         """Open-channel dissociation constant K_B(V) = k_off(V)/k_on(V) (M).
 
-        ``V`` in volts (|V| ≤ 1 V), ``temperature`` in kelvin (200–400 K).  Returns ``inf``
-        when the blocker cannot bind open channels (``k_on = 0``, or k_on(V) underflowing to 0)
-        and ``0.0`` when it never leaves (``k_off = 0``, ``k_on > 0``)."""
+        ``V`` in volts (|V| ≤ 1 V), ``temperature`` in kelvin (200–400 K; the default is 22 °C,
+        not the temperature of a scheme: pass ``scheme.temperature`` to compare with a
+        composed scheme).  Returns ``inf`` when the blocker cannot bind open channels
+        (``k_on = 0``, or k_on(V) underflowing to 0) and ``0.0`` when it never leaves
+        (``k_off = 0``, ``k_on > 0``)."""
         V = V_.voltage("V", V)
         temperature = V_.temperature("temperature", temperature)
         k_on = self.k_on_at(V, temperature)
@@ -300,25 +394,49 @@ class Blocker:
 
     def describe(self) -> str:
         """Human-readable summary with units."""
+        zd = self.z * self.delta
+        vt22 = GAS_CONSTANT * DEFAULT_TEMPERATURE / FARADAY
+        vt = self.thermal_voltage if self.thermal_voltage is not None else vt22
         out = [f"{self.name} (ligand {self.ligand!r}): mode {self.mode}, site {self.site!r}",
                f"  k_on = {self.k_on:.4g} /M/s, k_off = {self.k_off:.4g} /s at "
                f"{self.v_ref / mV:g} mV; z = {self.z:g}, delta_on = {self.delta_on:g}, "
                f"delta_off = {self.delta_off:g}"
                + ("" if self.thermal_voltage is None else
                   f", V_T = {self.thermal_voltage / mV:g} mV"),
+               f"  delta = delta_on + delta_off = {self.delta:g}, z*delta = {zd:g}: "
+               + ("K_B independent of voltage" if zd == 0 else
+                  f"K_B rises e-fold per {abs(vt / zd) / mV:.3g} mV of "
+                  + ("depolarisation" if zd > 0 else "hyperpolarisation")
+                  + ("" if self.thermal_voltage is not None else " at 22 C")
+                  + (" (block grows with hyperpolarisation)" if zd > 0 else
+                     " (block grows with depolarisation)")),
                ("  K_B(-70 mV, 22 C) = inf (k_on = 0: never binds open channels)"
                 if self.k_on == 0 else f"  K_B(-70 mV, 22 C) = {self.kd(-70 * mV) * 1e6:.4g} uM")]
         if self.k_escape or self.k_on_closed:
             out.append(f"  k_escape = {self.k_escape:.4g} /s, "
-                       f"k_on_closed = {self.k_on_closed:.4g} /M/s")
+                       f"k_on_closed = {self.k_on_closed:.4g} /M/s"
+                       + (f"; delta_escape = {self.delta_escape:g}, delta_on_closed = "
+                          f"{self.delta_on_closed:g}"
+                          if self.delta_escape or self.delta_on_closed else
+                          " (voltage-independent)"))
         if self.mode == "partial_trapping":
             out.append(f"  superficial site: k_on = {self.superficial_k_on:.4g} /M/s, "
-                       f"k_off = {self.superficial_k_off:.4g} /s")
+                       f"k_off = {self.superficial_k_off:.4g} /s, K_s = "
+                       f"{self.superficial_k_off / self.superficial_k_on * 1e6:.4g} uM "
+                       f"(voltage-independent)")
+        if self.q10_on != 1 or self.q10_off != 1:
+            out.append(f"  q10_on = {self.q10_on:g}, q10_off = {self.q10_off:g} from "
+                       f"t_ref = {self.t_ref - 273.15:g} C")
         if self.citation:
             out.append(f"  source: {self.citation}" + (f" (doi:{self.doi})" if self.doi else ""))
         if self.notes:
             out.append(f"  notes: {self.notes}")
         return "\n".join(out)
+
+
+def _rebuild_blocker(fields: dict) -> Blocker:
+    """Unpickle a :class:`Blocker` (see ``Blocker.__reduce__``)."""
+    return Blocker(**fields)
 
 
 # --------------------------------------------------------------------------- composition
@@ -327,11 +445,119 @@ def _resolve_blockers(blockers: Iterable[Any]) -> list[Blocker]:
     for b in blockers:
         if isinstance(b, str):
             b = get(b)
+        if isinstance(b, (list, tuple)):
+            raise TypeError(f"blockers are separate arguments: block(gating, b1, b2) or "
+                            f"block(gating, *blockers), not a {type(b).__name__} of them")
         if not isinstance(b, Blocker):
             raise TypeError(f"blockers must be Blocker objects or library names, got "
                             f"{type(b).__name__}")
         out.append(b)
     return out
+
+
+def _arm_factors(scheme: Scheme, b: Blocker, is_open: Mapping[str, bool]
+                 ) -> dict[tuple[str, str], float]:
+    """Factor of every gating transition (src, dst) inside ``b``'s blocked arm."""
+    out = {}
+    for t in scheme.transitions:
+        f = b.arm_scaling.get(f"{t.src}->{t.dst}", 1.0)
+        if is_open[t.src] and not is_open[t.dst]:
+            f *= b.closing_factor
+        elif is_open[t.dst] and not is_open[t.src]:
+            f *= b.opening_factor
+        out[(t.src, t.dst)] = f
+    return out
+
+
+def _check_arm_balance(scheme: Scheme, b: Blocker, f: Mapping[tuple[str, str], float],
+                       is_open: Mapping[str, bool]) -> None:
+    """Refuse arm scaling that breaks microscopic reversibility (Kolmogorov's criterion).
+
+    The blocked arm multiplies the equilibrium constant of each reversible gating step
+    src⇌dst by f(src→dst)/f(dst→src).  Cycle products are unchanged iff these ratios derive
+    from a potential φ over the states, ln(f_ij/f_ji) = φ_j − φ_i; and the cycles through the
+    binding steps are unchanged iff φ is equal on every state the blocker binds with the same
+    constant: the open states (k_on, k_off > 0), and the shut states when the closed route is
+    two-way (k_on_closed, k_escape > 0).  closing_factor/opening_factor always satisfy this
+    (φ = ln(closing/opening) on shut states, 0 on open ones); only ``arm_scaling`` can break it.
+    The potential is propagated along a spanning tree and every other pair closes one
+    independent cycle (the spanning-tree method of Colquhoun D, Dowsland KA, Beato M, Plested
+    AJR (2004) How to impose microscopic reversibility in complex reaction mechanisms. Biophys J
+    86:3510-3518, doi:10.1529/biophysj.103.038679).
+    """
+    lg = {k: math.log(v) for k, v in f.items()}
+    adj: dict[str, list[tuple[str, float]]] = {s: [] for s in scheme.states}
+    for (a, c), x in lg.items():
+        if (c, a) in lg:
+            adj[a].append((c, x - lg[(c, a)]))
+    phi: dict[str, float] = {}
+    parent: dict[str, str | None] = {}
+    tol = 1e-9
+    for root in scheme.states:
+        if root in phi:
+            continue
+        phi[root], parent[root] = 0.0, None
+        comp, queue = [root], collections.deque([root])
+        while queue:
+            a = queue.popleft()
+            for c, r in adj[a]:
+                if c not in phi:
+                    phi[c], parent[c] = phi[a] + r, a
+                    comp.append(c)
+                    queue.append(c)
+                elif abs(phi[a] + r - phi[c]) > tol:
+                    def up(x: str) -> list[str]:
+                        path = [x]
+                        while parent[path[-1]] is not None:
+                            path.append(parent[path[-1]])
+                        return path
+                    pa, pc = up(a), up(c)
+                    lca = next(x for x in pa if x in pc)
+                    cyc = pa[:pa.index(lca) + 1][::-1] + pc[:pc.index(lca) + 1]
+                    raise ValueError(
+                        f"blocker {b.name!r}: arm_scaling {dict(b.arm_scaling)} changes the "
+                        f"product of equilibrium constants around the cycle "
+                        f"{' -> '.join(cyc)} of the blocked arm by a factor "
+                        f"{math.exp(phi[a] + r - phi[c]):.6g} (it must stay 1: microscopic "
+                        f"reversibility; the unblocked gating around it is unchanged).  Scale "
+                        f"both directions of a transition alike, or compensate inside the "
+                        f"cycle; a deliberately non-equilibrium arm can be written with "
+                        f"Scheme.with_rates on the composed scheme")
+        groups = []
+        if b.k_on > 0 and b.k_off > 0:
+            groups.append(("open", [s for s in comp if is_open[s]], "k_on/k_off"))
+        if b.k_on_closed > 0 and b.k_escape > 0:
+            groups.append(("shut", [s for s in comp if not is_open[s]],
+                           "k_on_closed/k_escape"))
+        for kind, states, how in groups:
+            for s in states[1:]:
+                if abs(phi[s] - phi[states[0]]) > tol:
+                    x, y = states[0], s
+                    raise ValueError(
+                        f"blocker {b.name!r}: arm_scaling {dict(b.arm_scaling)} changes the "
+                        f"equilibrium between the {kind} states {x!r} and {y!r} in the "
+                        f"blocked arm by a factor {math.exp(phi[y] - phi[x]):.6g}, while the "
+                        f"blocker binds both with the same {how}: microscopic reversibility "
+                        f"is broken around {x} -> {x}{SEP}{b.name} -> ... -> {y}{SEP}{b.name} "
+                        f"-> {y} -> ... -> {x}.  Scale the transitions between them so that "
+                        f"their equilibrium is unchanged")
+
+
+def _collision_message(scheme: Scheme, nm: str, n1: tuple, n2: tuple, none_occ: tuple) -> str:
+    def what(n: tuple) -> str:
+        g, occ = n
+        bound = [(f"blocker {o[0].name!r}" if o[1] == "deep" else
+                  f"blocker {o[0].name!r} (superficial site)") for o in occ if o is not None]
+        return (f"gating state {g!r}" + (f" with {' and '.join(bound)} bound" if bound else
+                                         " (unblocked)"))
+    already = any(occ == none_occ and SEP in g for g, occ in (n1, n2))
+    hint = ("the gating scheme already has blocked states (was it composed by block()?): "
+            "compose all blockers in one call, block(gating, b1, b2), or rename the blocker "
+            "with .replace(name=...)" if already else
+            "rename the blocker with .replace(name=...) or the gating state")
+    return (f"block(): composing {repr(scheme.name) if scheme.name else 'the gating scheme'}, the "
+            f"state name {nm!r} "
+            f"would be given to both {what(n1)} and {what(n2)}; {hint}")
 
 
 def block(scheme: Scheme, *blockers: Blocker | str, name: str | None = None) -> Scheme:
@@ -357,17 +583,29 @@ def block(scheme: Scheme, *blockers: Blocker | str, name: str | None = None) -> 
     Raises
     ------
     ValueError
-        No blockers; two blockers with the same name or ligand; a blocker ligand that is
-        also a gating ligand; ``arm_scaling`` keys that are not transitions of ``scheme``;
-        a gating scheme without open states; a composition of more than
-        :data:`MAX_COMPOSED_STATES` states (counted before unreachable states are dropped).
+        No blockers; two blockers with the same name (state tag) or ligand, or a blocker
+        named like another's superficial-site tag (``"x_s"``); a blocker ligand that is also
+        a gating ligand; ``arm_scaling`` keys that are not transitions of ``scheme``, or
+        factors that break microscopic reversibility (a net change of the equilibrium
+        constants around a cycle of the blocked arm, or between open states -- or, with a
+        two-way closed route, between shut states -- that the blocker binds with the same
+        K_B); a composed state name that is already a gating state name (e.g. blocking an
+        already composed scheme again with the same tag); a gating scheme without open
+        states; a composition of more than :data:`MAX_COMPOSED_STATES` states (counted
+        before unreachable states are dropped).
     TypeError
-        ``scheme`` is not a Scheme, or a blocker is neither a Blocker nor a library name.
+        ``scheme`` is not a Scheme, or a blocker is neither a Blocker nor a library name
+        (a list of blockers must be unpacked: ``block(g, *blockers)``).
 
     Notes
     -----
     Compose all blockers in one call: ``block(block(g, a), b)`` treats ``a``'s blocked states
-    as ordinary shut gating states and so cannot know that ``a`` and ``b`` share a site.
+    as ordinary shut gating states and so cannot know that ``a`` and ``b`` share a site.  For
+    the same reason a gating scheme that already has blocker-bound states (``kampa2004``,
+    whose Mg2+-bound states are part of its gating) gets blocked twins of those too: composing
+    an open-channel blocker of the pore onto ``kampa2004`` gives states such as ``OMg·ket``
+    with Mg2+ and the blocker in one pore, and copies Mg2+ binding into the blocked arm.
+    Compose pore blockers with a gating scheme without Mg2+ and the ``"mg"`` blocker instead.
 
     Examples
     --------
@@ -381,17 +619,36 @@ def block(scheme: Scheme, *blockers: Blocker | str, name: str | None = None) -> 
     bl = _resolve_blockers(blockers)
     if not bl:
         raise ValueError("block() needs at least one blocker")
-    seen_names, seen_lig = set(), set()
+    seen_names, seen_lig = set(), {}
     for b in bl:
         if b.name in seen_names:
-            raise ValueError(f"two blockers named {b.name!r}")
+            raise ValueError(f"two blockers named {b.name!r} (the name is the state tag, "
+                             f"'O{SEP}{b.name}'): give one another name with "
+                             f".replace(name=...); library variants share their parent's tag, "
+                             f"so compose one of them at a time")
         if b.ligand in seen_lig:
-            raise ValueError(f"two blockers use the ligand {b.ligand!r}")
+            raise ValueError(f"two blockers use the ligand {b.ligand!r} ({seen_lig[b.ligand]!r} "
+                             f"and {b.name!r}): each ligand is one drug with one Blocker; a "
+                             f"second binding route of the same drug is a field of that "
+                             f"Blocker (k_on_closed/k_escape for a closed-channel route, mode "
+                             f"'partial_trapping' for a superficial site), and two different "
+                             f"drugs need two ligand names")
         if b.ligand in scheme.ligands:
             raise ValueError(f"blocker {b.name!r}: ligand {b.ligand!r} clashes with a ligand of "
                              f"the gating scheme {list(scheme.ligands)}")
         seen_names.add(b.name)
-        seen_lig.add(b.ligand)
+        seen_lig[b.ligand] = b.name
+    tags: dict[str, str] = {}
+    for b in bl:
+        for t, what in ((b.name, f"blocker {b.name!r}"),
+                        (f"{b.name}_s", f"the superficial site of blocker {b.name!r}")):
+            if t == f"{b.name}_s" and b.mode != "partial_trapping":
+                continue
+            if t in tags:
+                raise ValueError(f"{tags[t]} and {what} would both tag their states "
+                                 f"'{SEP}{t}' (a partial-trapping blocker 'x' tags its "
+                                 f"superficial site 'x_s'): rename one with .replace(name=...)")
+            tags[t] = what
     keys = {f"{t.src}->{t.dst}" for t in scheme.transitions}
     for b in bl:
         bad = set(b.arm_scaling) - keys
@@ -401,6 +658,11 @@ def block(scheme: Scheme, *blockers: Blocker | str, name: str | None = None) -> 
     is_open = {s: bool(g > 0) for s, g in zip(scheme.states, scheme.conductance)}
     if not any(is_open.values()):
         raise ValueError("the gating scheme has no open state (conductance > 0)")
+    # scaling of each gating transition inside each blocker's deep (blocked) arm
+    arm_f = {b.name: _arm_factors(scheme, b, is_open) for b in bl if b.mode != "sequential"}
+    for b in bl:
+        if b.arm_scaling:
+            _check_arm_balance(scheme, b, arm_f[b.name], is_open)
 
     # sites in order of first appearance; options per site: None or (blocker, "deep"|"sup")
     sites: dict[str, list] = {}
@@ -452,15 +714,20 @@ def block(scheme: Scheme, *blockers: Blocker | str, name: str | None = None) -> 
                 continue
             f = 1.0
             for o in bound:
-                if o[1] != "deep":
-                    continue
-                blk = o[0]
-                f *= blk.arm_scaling.get(f"{t.src}->{t.dst}", 1.0)
-                if is_open[t.src] and not is_open[t.dst]:
-                    f *= blk.closing_factor
-                elif is_open[t.dst] and not is_open[t.src]:
-                    f *= blk.opening_factor
-            edges.append((a, b_, t.rate if f == 1.0 else t.rate.scaled(f)))
+                if o[1] == "deep":
+                    f *= arm_f[o[0].name][(t.src, t.dst)]
+            if f == 1.0:
+                r = t.rate
+            else:
+                try:
+                    r = t.rate.scaled(f)
+                except ValueError as e:
+                    raise ValueError(
+                        f"block(): gating transition {t.src!r}->{t.dst!r} scaled by {f:g} in the "
+                        f"arm of {[o[0].name for o in bound if o[1] == 'deep']} "
+                        f"(closing_factor, opening_factor, arm_scaling) is not a valid rate: "
+                        f"{e}") from None
+            edges.append((a, b_, r))
 
     # binding / unbinding
     for g, occ in nodes:
@@ -474,13 +741,12 @@ def block(scheme: Scheme, *blockers: Blocker | str, name: str | None = None) -> 
                     continue
                 blk, kind = o
                 if kind == "sup":
-                    on = Rate(blk.superficial_k_on, blk.ligand)
-                    off = Rate(blk.superficial_k_off)
+                    on, off = blk.superficial_on_rate(), blk.superficial_off_rate()
                 elif is_open[g]:
                     on, off = blk.on_rate(), blk.off_rate()
                 else:
-                    on = Rate(blk.k_on_closed, blk.ligand) if blk.k_on_closed > 0 else None
-                    off = Rate(blk.k_escape) if blk.k_escape > 0 else None
+                    on = blk.closed_on_rate() if blk.k_on_closed > 0 else None
+                    off = blk.escape_rate() if blk.k_escape > 0 else None
                 if on is not None and on.k0 > 0:
                     edges.append(((g, occ), tgt, on))
                 if off is not None and off.k0 > 0:
@@ -501,6 +767,11 @@ def block(scheme: Scheme, *blockers: Blocker | str, name: str | None = None) -> 
                 stack.append(y)
     nodes = [n for n in nodes if n in reach]
     names = [sname(*n) for n in nodes]
+    first: dict[str, tuple] = {}
+    for n, nm in zip(nodes, names):
+        if nm in first:
+            raise ValueError(_collision_message(scheme, nm, first[nm], n, none_occ))
+        first[nm] = n
     trans = [(sname(*a), sname(*b_), r) for a, b_, r in edges if a in reach and b_ in reach]
     g_of = dict(zip(scheme.states, scheme.conductance))
     cond = {sname(g, occ): float(g_of[g]) for g, occ in nodes if occ == none_occ}
@@ -514,7 +785,8 @@ def block(scheme: Scheme, *blockers: Blocker | str, name: str | None = None) -> 
     return Scheme(names, trans, cond, scheme.e_rev,
                   list(scheme.ligands) + [b.ligand for b in bl],
                   name=name if name is not None else f"{scheme.name or 'scheme'}+{bnames}",
-                  citation=scheme.citation + (f"; blockers -- {cites}" if cites else ""),
+                  citation="; ".join(x for x in (scheme.citation,
+                                                 f"blockers -- {cites}" if cites else "") if x),
                   doi=scheme.doi, notes=notes, temperature=scheme.temperature)
 
 

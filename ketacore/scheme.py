@@ -856,7 +856,8 @@ class Scheme:
         Floats are written with ``repr`` so :meth:`from_toml` round-trips exactly.
         """
         d = self.to_dict()
-        q = lambda s: json.dumps(s, ensure_ascii=False)  # TOML basic strings accept JSON escapes
+        # TOML basic strings accept JSON escapes; JSON leaves DEL (U+007F) raw, TOML forbids it
+        q = lambda s: json.dumps(s, ensure_ascii=False).replace("\x7f", "\\u007f")
         f = lambda x: repr(float(x))
         lines = [
             "# ketacore kinetic scheme.",

@@ -235,7 +235,16 @@ def kampa2004() -> Scheme:
              "0.0791, but the whole-current ratio Po(Mg)/Po(0) -- what Jahr-Stevens B(V) "
              "(0.0796) describes -- is 0.030, because Mg2+ also binds closed states and changes "
              "gating; over -80..0 mV the current ratio is 0.0063, 0.030, 0.132, 0.424, 0.780 vs "
-             "B(V) 0.0244, 0.0796, 0.230, 0.508, 0.781 (docs/validation.md).")
+             "B(V) 0.0244, 0.0796, 0.230, 0.508, 0.781 (docs/validation.md).  NOT in detailed "
+             "balance, as in the file: around each Mg2+ square the product of the rates "
+             "X -> Y -> YMg -> XMg -> X over that of the reverse path is 1.48 (U, Cl), 0.791 "
+             "(Cl, O), 0.961 (Cl, D1) and 1.41 (D1, D2) at every voltage and concentration, so "
+             "the steady state carries cycle fluxes (ketacore.theory.is_reversible is False); "
+             "the published parameter set is kept unchanged.  Mg2+ is part of this model's "
+             "gating: composing a pore blocker onto it with kc.block copies Mg2+ binding into "
+             "the blocked arm (states such as OMg·ket hold Mg2+ and the blocker in one pore); "
+             "for ketamine with kinetic Mg2+, compose a Mg2+-free model with both blockers, "
+             "kc.block(gating, 'ketamine', 'mg').")
     return Scheme(["U", "Cl", "O", "D1", "D2", "UMg", "ClMg", "OMg", "D1Mg", "D2Mg"], T,
                   conductance={"O": G_NMDA}, e_rev=5 * mV, ligands=[G, M], name="kampa2004",
                   citation=("Kampa BM, Clements J, Jonas P, Stuart GJ (2004) Kinetics of Mg2+ "
