@@ -488,7 +488,9 @@ _BLOCKER_DIMS = {"k_on": _RATE_PER_M, "k_off": _FREQUENCY, "z": _DIMENSIONLESS,
                  "thermal_voltage": _VOLTAGE, "closing_factor": _DIMENSIONLESS,
                  "opening_factor": _DIMENSIONLESS, "k_escape": _FREQUENCY,
                  "k_on_closed": _RATE_PER_M, "superficial_k_on": _RATE_PER_M,
-                 "superficial_k_off": _FREQUENCY}
+                 "superficial_k_off": _FREQUENCY, "delta_on_closed": _DIMENSIONLESS,
+                 "delta_escape": _DIMENSIONLESS, "q10_on": _DIMENSIONLESS,
+                 "q10_off": _DIMENSIONLESS, "t_ref": _TEMPERATURE}
 
 
 def _dim_unit(d: tuple[int, ...]) -> str:

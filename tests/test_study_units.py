@@ -379,3 +379,33 @@ def test_run_study_refuses_a_study_edited_after_construction(tmp_path):
     with pytest.raises(S.StudyError, match=r"glutamate: '1 ms' is a time \(s\)"):
         kc.run_study(st, output=out, workers=1, progress=False)
     assert not out.exists()
+
+
+# ------------------------------------------------------------------ every Blocker field
+def test_every_numeric_blocker_field_has_a_dimension():
+    """A blocker table in a study may set any numeric Blocker field; each must have a known
+    dimension, or a unit slip in it passes unchecked (delta_escape = "0.2 mV" ran as 2e-4 when
+    the closed-route and Q10 fields were added to Blocker but not here)."""
+    import dataclasses
+
+    from ketacore.blockers import Blocker
+    text = {"name", "ligand", "mode", "site", "citation", "doi", "notes", "arm_scaling"}
+    numeric = {f.name for f in dataclasses.fields(Blocker)} - text
+    assert numeric <= set(S._BLOCKER_DIMS), sorted(numeric - set(S._BLOCKER_DIMS))
+
+
+@pytest.mark.parametrize("key, value, got, want", [
+    ("delta_escape", "0.2 mV", "a voltage (V)", "a dimensionless number"),
+    ("delta_on_closed", "1 s", "a time (s)", "a dimensionless number"),
+    ("q10_on", "3 Hz", "a frequency (1/s)", "a dimensionless number"),
+    ("q10_off", "3 mM", "a concentration (M)", "a dimensionless number"),
+    ("t_ref", "22 mV", "a voltage (V)", "a temperature (K)"),
+])
+def test_new_blocker_fields_refuse_a_wrong_unit(key, value, got, want):
+    _refused(rf"blockers\[0\]\.{key}: '{_esc(value)}' is {_esc(got)}; the blocker's {key} takes "
+             rf"{_esc(want)}", blockers=[{"name": "ketamine", key: value}])
+
+
+def test_new_blocker_fields_accept_right_units():
+    _study(blockers=[{"name": "ketamine", "t_ref": "295.15 K", "q10_on": 2, "q10_off": "3",
+                      "delta_escape": 0.1, "delta_on_closed": "0.1"}])
