@@ -560,13 +560,14 @@ def _collision_message(scheme: Scheme, nm: str, n1: tuple, n2: tuple, none_occ: 
             f"would be given to both {what(n1)} and {what(n2)}; {hint}")
 
 
-def block(scheme: Scheme, *blockers: Blocker | str, name: str | None = None) -> Scheme:
+def block(scheme: Scheme | str, *blockers: Blocker | str, name: str | None = None) -> Scheme:
     """Compose a gating scheme with open-channel blockers into a new :class:`~ketacore.Scheme`.
 
     Parameters
     ----------
-    scheme : Scheme
-        Gating scheme; its states with conductance > 0 are the open states.
+    scheme : Scheme or str
+        Gating scheme, or the name of a library model (:func:`ketacore.models.get`); its
+        states with conductance > 0 are the open states.
     *blockers : Blocker or str
         Blocker definitions, or names from the library (:func:`available`).  Blockers sharing
         a ``site`` exclude each other; different sites combine as a product.
@@ -614,8 +615,12 @@ def block(scheme: Scheme, *blockers: Blocker | str, name: str | None = None) -> 
     >>> [x for x in s.states if x.startswith("O")]
     ['O', 'O·ket', 'O·mg']
     """
+    if isinstance(scheme, str):  # a library model name, as the experiments accept
+        from . import models
+        scheme = models.get(scheme)
     if not isinstance(scheme, Scheme):
-        raise TypeError(f"scheme must be a ketacore.Scheme, got {type(scheme).__name__}")
+        raise TypeError(f"scheme must be a ketacore.Scheme or a model name "
+                        f"(ketacore.models.available()), got {type(scheme).__name__}")
     bl = _resolve_blockers(blockers)
     if not bl:
         raise ValueError("block() needs at least one blocker")

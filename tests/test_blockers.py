@@ -238,8 +238,8 @@ def test_validation_errors():
         kc.block(g, make_blocker(), make_blocker(name="y"))
     with pytest.raises(ValueError, match="at least one blocker"):
         kc.block(g)
-    with pytest.raises(TypeError):
-        kc.block("destexhe1994", "ketamine")
+    with pytest.raises(TypeError):  # (a model name is accepted: test_blockers_review.py)
+        kc.block(["destexhe1994"], "ketamine")
     with pytest.raises(TypeError):
         kc.block(g, 3)
     with pytest.raises(ValueError, match="superficial"):

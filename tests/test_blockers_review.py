@@ -404,3 +404,15 @@ def test_woodhull_sign_convention_cation_and_anion():
     anion = drug(z=-1.0)
     kda = [anion.kd(V) for V in (-100 * mV, 0.0, 50 * mV)]
     assert kda == sorted(kda, reverse=True)               # more block when depolarised
+
+
+def test_block_takes_a_library_model_name_like_the_experiments():
+    """kc.block("erreger2005_2a", ...) raised TypeError while every experiment takes a model
+    name; a name now gives the same composed scheme as the Scheme, an unknown name is refused."""
+    by_name = kc.block("erreger2005_2a", "ketamine", "mg")
+    by_scheme = kc.block(kc.models.get("erreger2005_2a"), "ketamine", "mg")
+    assert by_name.to_toml() == by_scheme.to_toml()
+    with pytest.raises(ValueError, match="unknown model 'nosuch'"):
+        kc.block("nosuch", "ketamine")
+    with pytest.raises(TypeError, match="a ketacore.Scheme or a model name"):
+        kc.block(3, "ketamine")
