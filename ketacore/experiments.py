@@ -1500,7 +1500,9 @@ class TrappingResult(_ResultBase):
             f"{_pm(self.trapped_current, self.trapped_current_se, 100, '.4g')} %"
             f"  [reported: {self.definition}]",
             f"  recovery tau {_pm(self.tau_recovery, self.tau_recovery_se, fmt='.4g')} s; "
-            f"block < 5 % of trapped after {self.t_recovered:.4g} s",
+            + (f"block < 5 % of trapped after {self.t_recovered:.4g} s"
+             if math.isfinite(self.t_recovered) else
+             f"block still >= 5 % of trapped at the end of the {tr - tw:g} s re-application"),
             "  " + _method_line(m)])
 
     def __repr__(self) -> str:

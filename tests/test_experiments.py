@@ -670,3 +670,13 @@ def test_never_leaving_blocker_still_has_a_peak_ic50_and_trapping():
     assert r.concentrations.min() < r.ic50 < r.concentrations.max()
     t = E.trapping("destexhe1994", NEVER_LEAVES, 1e-5)
     assert t.trapped_occupancy == pytest.approx(1.0)
+
+
+def test_trapping_summary_when_recovery_is_incomplete():
+    """A re-application too short for block to fall below 5 % of trapped printed
+    'block < 5 % of trapped after nan s'; it now says recovery was not reached."""
+    r = E.trapping("erreger2005_2a", "ketamine", 10 * uM, t_recovery=0.5)
+    assert np.isnan(r.t_recovered)
+    text = r.summary()
+    assert "nan" not in text
+    assert "block still >= 5 % of trapped at the end of the 0.5 s re-application" in text
