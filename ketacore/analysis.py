@@ -144,7 +144,26 @@ def _check_class_range(n_cls: int) -> None:
                          f"{n_cls - 1}")
 
 
-def _class_names(class_names: Any, n_classes: int) -> tuple:
+#: Selectors understood by every Record method that takes classes: "open" is every open class,
+#: "shut" and "closed" every shut class.
+_CLASS_KEYWORDS = ("open", "shut", "closed")
+
+
+def _default_class_names(is_open) -> tuple:
+    """Default class names: ``"open{k}"`` / ``"shut{k}"`` for class ``k``, except that class 0
+    is ``"shut"`` when it is the only shut class (the keyword "shut" selects exactly it).
+    Every default name selects its own class and no name collides with a keyword."""
+    is_open = np.asarray(is_open, bool)
+    only_shut = int(np.sum(~is_open)) == 1
+    return tuple("shut" if (k == 0 and not o and only_shut)
+                 else ("open" if o else "shut") + str(k) for k, o in enumerate(is_open))
+
+
+def _class_names(class_names: Any, is_open) -> tuple:
+    is_open = np.asarray(is_open, bool)
+    n_classes = is_open.size
+    if class_names is None:
+        return _default_class_names(is_open)
     if isinstance(class_names, (str, bytes)):
         raise TypeError("class_names must be a sequence of names (one per class), "
                         f"not a single string ({class_names!r})")
@@ -160,6 +179,18 @@ def _class_names(class_names: Any, n_classes: int) -> tuple:
         raise TypeError(f"class_names must all be str, got {names!r}")
     if len(set(names)) != len(names):
         raise ValueError(f"class_names must be distinct, got {names!r}")
+    # a keyword as a class name is allowed only where it selects that class alone
+    for k, nm in enumerate(names):
+        if nm in _CLASS_KEYWORDS:
+            kind = nm == "open"
+            same = np.flatnonzero(is_open == kind)
+            if is_open[k] != kind or same.size != 1:
+                what = "open" if kind else "shut"
+                raise ValueError(
+                    f"class_names: {nm!r} names class {k}, but {nm!r} selects every {what} "
+                    f"class ({same.tolist()}), so class {k} could not be selected by its "
+                    f"name; choose another name (the default would be "
+                    f"{_default_class_names(is_open)[k]!r})")
     return names
 
 
@@ -254,7 +285,16 @@ class Record:
     t_res : float
         Time resolution (s) imposed so far (0 for the ideal record); finite, >= 0.
     class_names : tuple of str
-        One distinct name per class (``len(levels)``).
+        One distinct name per class (``len(levels)``).  Default, whatever the constructor:
+        ``"open{k}"`` for an open class ``k`` and ``"shut{k}"`` for a shut one, except that
+        class 0 is ``"shut"`` when it is the only shut class -- e.g. ``("shut", "open1",
+        "open2")``, or ``("shut0", "open1", "shut2")`` with a second shut class.  Methods that
+        take classes accept a class name, a class index, or the keywords ``"open"`` (every
+        open class) and ``"shut"`` / ``"closed"`` (every shut class); so that every class can
+        be selected by its name, a keyword is refused as the name of a class unless it is the
+        only class of that kind.  (:meth:`from_events` used to name class 1 ``"open"``, a name
+        that selected every open class, not class 1; it is ``"open1"``, as in
+        :meth:`from_levels` and :meth:`from_dwells`.)
     """
 
     __slots__ = ("start", "duration", "cls", "offsets", "levels", "is_open", "t_res",
@@ -296,10 +336,7 @@ class Record:
         self.levels = levels
         self.is_open = is_open
         self.t_res = _real("t_res", t_res, nonnegative=True)
-        if class_names is None:
-            class_names = tuple(("shut" if not o else "open") + (f"{k}" if k else "")
-                                for k, o in enumerate(is_open))
-        self.class_names = _class_names(class_names, levels.size)
+        self.class_names = _class_names(class_names, is_open)
 
     # ------------------------------------------------------------------ builders
     @classmethod
@@ -320,6 +357,10 @@ class Record:
             Every class must be all-open or all-shut.
         trials : sequence of int, optional
             Positions in the log to include (default all).
+
+        Class names are the defaults of :class:`Record` (``"shut"``, ``"open1"``, ...).
+        There is no ``decimals``: the levels are the scheme's conductances, exact, not
+        measured amplitudes to identify.
         """
         from .simulate import EventLog
         if not isinstance(log, EventLog):
@@ -327,7 +368,7 @@ class Record:
                             f"{type(log).__name__}")
         scheme = log.scheme
         g = np.asarray(scheme.conductance, float)
-        sc, lv, names = _classes_for_states(scheme.states, g, classes, levels)
+        sc, lv = _classes_for_states(scheme.states, g, classes, levels)
         sel = range(len(log)) if trials is None else \
             [_int("trials[i]", i, minimum=0) for i in trials]
         ts, ss = [], []
@@ -337,7 +378,7 @@ class Record:
             ts.append(log.times[i])
             ss.append(log.states[i])
         t_end = np.full(len(ts), float(log.t_end))
-        return cls._from_state_arrays(ts, ss, t_end, sc, lv, names, check=False)
+        return cls._from_state_arrays(ts, ss, t_end, sc, lv, None, check=False)
 
     @classmethod
     def from_states(cls, times, states, t_end, classes, *, levels=None,
@@ -358,7 +399,9 @@ class Record:
             Amplitude of each class; default 0 for class 0 and 1 for the others (class 0 shut,
             every other class open).
         class_names : sequence of str, optional
-            One distinct name per class (``len(levels)``).
+            One distinct name per class (``len(levels)``); default as in :class:`Record`.
+            ``"open"``, ``"shut"`` or ``"closed"`` only for the one class of that kind
+            (ValueError otherwise: the keyword selects every open / shut class).
 
         Class indices must be < :data:`MAX_CLASSES`.
         """
@@ -387,7 +430,8 @@ class Record:
         """Idealised record from entry times and the amplitude entered at each time.
 
         Distinct amplitudes become classes: 0 is class 0 (shut), non-zero amplitudes classes 1,
-        2, ... in decreasing order of ``|amplitude|`` (class 1 = main level, others sublevels).
+        2, ... in decreasing order of ``|amplitude|`` (class 1 = main level, others sublevels),
+        named ``"shut"``, ``"open1"``, ``"open2"``, ... (as in :class:`Record`).
 
         Parameters
         ----------
@@ -427,7 +471,8 @@ class Record:
         return cls._from_state_arrays(ts, states, t_end, sc, lv, None, check=True)
 
     @classmethod
-    def from_dwells(cls, durations, amplitudes, *, t_start: float = 0.0) -> "Record":
+    def from_dwells(cls, durations, amplitudes, *, t_start: float = 0.0,
+                    decimals: Optional[int] = None) -> "Record":
         """Idealised record from a list of intervals (e.g. an SCN file): one sweep.
 
         Parameters
@@ -435,9 +480,14 @@ class Record:
         durations : array (s)
             Length of each interval, > 0.
         amplitudes : array
-            Amplitude of each interval (A or S); 0 = shut.  Classes as in :meth:`from_levels`.
+            Amplitude of each interval (A or S); 0 = shut.  Classes and their names as in
+            :meth:`from_levels` (``"shut"``, ``"open1"``, ...).
         t_start : float
             Start time (s) of the first interval.
+        decimals : int, optional
+            Round amplitudes to this many decimals of A (or S) before identifying levels,
+            with the same check as :meth:`from_levels` (``decimals=13`` rounds to 0.1 pA).
+            Consecutive intervals that become equal are merged.
         """
         d = _float_array("durations", durations)
         a = _float_array("amplitudes", amplitudes)
@@ -447,6 +497,11 @@ class Record:
         if np.any(d <= 0):
             raise ValueError("durations must be > 0")
         t0 = _real("t_start", t_start)
+        if decimals is not None:
+            dec = _int("decimals", decimals)
+            r = np.round(a, dec)
+            _check_rounding([a], [r], dec)
+            a = r
         # classes as in from_levels; durations are kept exactly (consecutive intervals at one
         # level are merged by summation, left to right)
         nz = np.unique(a[a != 0])
@@ -731,7 +786,8 @@ class Record:
 
 
 def _classes_for_states(states, g, classes, levels):
-    """state -> class mapping, class levels and names for a scheme's states."""
+    """state -> class mapping and class levels for a scheme's states (the class names are
+    the defaults of :class:`Record`)."""
     n = len(states)
     if classes is None:
         nz = np.unique(g[g != 0])
@@ -746,8 +802,7 @@ def _classes_for_states(states, g, classes, levels):
                 raise ValueError(f"levels must have {nz.size + 1} entries (one per class)")
             _check_levels_match(lv, [np.flatnonzero(sc == k) for k in range(lv.size)], g,
                                 states)
-        names = ("shut",) + tuple("open" if k == 1 else f"open{k}" for k in range(1, lv.size))
-        return sc, lv, names
+        return sc, lv
     if isinstance(classes, Mapping):
         missing = [s for s in states if s not in classes]
         extra = [s for s in classes if s not in states]
@@ -779,9 +834,7 @@ def _classes_for_states(states, g, classes, levels):
         if lv.size != n_cls:
             raise ValueError(f"levels must have {n_cls} entries (one per class)")
         _check_levels_match(lv, [np.flatnonzero(sc == k) for k in range(n_cls)], g, states)
-    names = tuple(("open" if lv[k] != 0 else "shut") + (str(k) if k else "")
-                  for k in range(n_cls))
-    return sc, lv, names
+    return sc, lv
 
 
 def _check_levels_match(lv, members, g, states) -> None:
@@ -1362,7 +1415,8 @@ class MixtureFit:
     se_taus, se_areas : ndarray
         Standard errors from the observed information (inverse Hessian of the negative
         log-likelihood at the maximum, in the parameters ``tau_1..tau_k, a_1..a_{k-1}``;
-        ``se`` of the last area from ``a_k = 1 - sum``).
+        ``se`` of the last area from ``a_k = 1 - sum``).  NaN only when that information
+        matrix is singular or not finite (a degenerate optimum; ``message`` says so).
     cov : ndarray (2k-1, 2k-1)
         That covariance matrix.
     loglik : float
@@ -1373,8 +1427,14 @@ class MixtureFit:
     n_total : float
         Estimated number of events including those shorter than t_res, ``n / S(t_res)``.
     converged : bool
+        True for a clean fit: the optimiser converged, to a maximum that is not degenerate
+        (see "Degenerate fits" in :func:`fit_mixture`).  False otherwise, with the reason
+        in ``message`` (and a RuntimeWarning from :func:`fit_mixture`).
     data : ndarray
         The durations (s), for plots.
+    message : str
+        ``""`` for a clean fit; otherwise why ``converged`` is False, or (with ``converged``
+        True) a note that a degenerate optimum of higher likelihood was set aside.
     """
 
     taus: np.ndarray
@@ -1388,6 +1448,7 @@ class MixtureFit:
     n_total: float
     converged: bool
     data: np.ndarray = field(repr=False)
+    message: str = ""
 
     @property
     def mixture(self) -> ExponentialMixture:
@@ -1411,6 +1472,14 @@ class MixtureFit:
 #: fit_mixture warns about a starting tau longer than this multiple of the longest duration: a
 #: component that long would put most of its area above every observation.
 _GUESS_TOO_LONG = 10.0
+#: A fitted component with tau < t_res / RES_RATIO is below resolution: only
+#: exp(-t_res/tau) < exp(-5) = 0.67 % of its durations exceed t_res, so its untruncated area is
+#: an extrapolation by more than 148x from the few it leaves above t_res (and the truncated
+#: likelihood grows without bound as tau -> 0 next to durations just above t_res).
+_RES_RATIO = 5.0
+#: A fitted component expected to account for fewer than this many of the n observed
+#: durations (n * a_i exp(-t_res/tau_i) / S(t_res)) has an area that went to 0.
+_MIN_EVENTS = 1.0
 
 
 def _mix_loglik(t, taus, areas, t_res):
@@ -1428,6 +1497,15 @@ def _mix_loglik(t, taus, areas, t_res):
     return ll, g_tau, g_area
 
 
+def _fmt_s(x: float) -> str:
+    """A duration (s) in the unit a reader expects (us, ms or s)."""
+    if x < 1e-3:
+        return f"{x * 1e6:.3g} us"
+    if x < 1.0:
+        return f"{x * 1e3:.3g} ms"
+    return f"{x:.3g} s"
+
+
 def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, areas=None,
                 t_res: float = 0.0, n_starts: int = 4) -> MixtureFit:
     """Maximum-likelihood fit of a mixture of exponentials to durations [CS95].
@@ -1436,9 +1514,9 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
     likelihood of each duration is ``f(t) / S(t_res)``, ``S(t) = sum a_i exp(-t / tau_i)``
     (the pdf truncated below ``t_res`` and renormalised, as in EKDIST).  The optimiser works in
     ``log tau`` and softmax area logits (BFGS with the analytic gradient), from ``n_starts``
-    data-driven starting points or from the guesses ``taus``; standard errors come from the observed information (the Hessian of
-    ``-loglik`` in ``tau_1..tau_k, a_1..a_{k-1}``, by central differences of the analytic
-    gradient).
+    data-driven starting points or from the guesses ``taus``; standard errors come from the
+    observed information (the Hessian of ``-loglik`` in ``tau_1..tau_k, a_1..a_{k-1}``, by
+    central differences of the analytic gradient).
 
     Parameters
     ----------
@@ -1447,10 +1525,9 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
         Number of exponentials (default ``len(taus)``, or 1).
     taus, areas : sequence, optional
         Starting guesses (s; areas normalised): one optimisation starts there.  If it does not
-        converge, or ends with a component of area below ``0.1 / n`` (a degenerate optimum),
-        the ``n_starts`` data-driven starts are tried as well and the largest likelihood
-        kept.  RuntimeWarning for a guess more than 10 times the longest duration
-        (almost always a guess in ms for durations in s).
+        converge, or ends at a degenerate optimum (below), the ``n_starts`` data-driven starts
+        are tried as well and the largest likelihood kept.  RuntimeWarning for a guess more
+        than 10 times the longest duration (almost always a guess in ms for durations in s).
     t_res : float (s)
         Truncation point (the imposed resolution); 0 for ideal data.  The fitted mixture is
         empirical: with missed events, compare its time constants with the asymptotic ones
@@ -1463,6 +1540,43 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
     Returns
     -------
     MixtureFit
+        ``converged`` is True only for a clean fit; otherwise ``message`` says why.
+
+    Warns
+    -----
+    RuntimeWarning
+        When the returned fit is not converged or is degenerate (the message says which
+        component and suggests fewer components).
+
+    Notes
+    -----
+    **Degenerate fits.**  An optimum is degenerate when
+
+    * (two or more components) a component has ``tau < t_res / 5``: only
+      ``exp(-t_res / tau) < 0.67 %`` of its durations exceed ``t_res``, so its area (and,
+      through ``sum a_i = 1``, every other area) is an extrapolation from the few it leaves
+      above ``t_res``; the truncated likelihood even grows without bound as ``tau -> 0``
+      next to durations just above ``t_res``, so such a component typically fits a handful
+      of those durations (a 1 us component "carrying" all the area of CH82 openings
+      resolved at 50 us).  A single component is exempt: its area is 1 and the excess
+      over ``t_res`` is exponential with the same tau;
+    * a component is expected to account for fewer than one of the ``n`` durations
+      (``n a_i exp(-t_res/tau_i) / S(t_res) < 1``: its area went to 0);
+    * the information matrix is singular or not finite (standard errors NaN).
+
+    These are spurious maxima of a mixture likelihood [MP00]_.  When the best optimum found
+    is degenerate, further starts are tried (with ``t_res > 0``, a fit bounded to
+    ``tau >= t_res / 5``, whose optimum is accepted only if it lies inside the bound, i.e.
+    is a maximum of the unbounded likelihood); the best non-degenerate maximum is returned
+    (``message`` notes the degenerate one of higher likelihood that was set aside).  If
+    there is none, the best degenerate optimum is returned with ``converged=False`` and a
+    RuntimeWarning: the data do not identify that many components above ``t_res``; fit
+    fewer components.
+
+    References
+    ----------
+    .. [MP00] McLachlan G, Peel D (2000) Finite Mixture Models. Wiley, New York (spurious
+       local maximisers of mixture likelihoods). doi:10.1002/0471721182
     """
     from scipy.optimize import minimize
     t = _float_array("durations", durations)
@@ -1523,6 +1637,7 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
     ts = t / scale
     trs = t_res / scale
     n = t.size
+    tau_floor = t_res / _RES_RATIO          # s; 0 for ideal data
 
     def unpack(x):
         tau = np.exp(x[:k])
@@ -1551,34 +1666,39 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
         return bool(np.isfinite(r.fun) and np.all(np.isfinite(r.x))
                     and (r.success or np.max(np.abs(r.jac)) < 1e-6))
 
-    def run(starts, best):
+    def x_start(s0):
+        return np.concatenate([np.log(np.asarray(s0, float) / scale),
+                               np.log(a0[:-1]) - np.log(a0[-1])])
+
+    def run(starts):
+        out = []
         for s0 in starts:
-            x0 = np.concatenate([np.log(np.asarray(s0, float) / scale),
-                                 np.log(a0[:-1]) - np.log(a0[-1])])
             try:
-                r = minimize(nll, x0, jac=True, method="BFGS",
+                r = minimize(nll, x_start(s0), jac=True, method="BFGS",
                              options={"gtol": 1e-7, "maxiter": 2000})
             except (FloatingPointError, ValueError):  # pragma: no cover - defensive
                 continue
-            if best is None or r.fun < best.fun or not np.isfinite(best.fun):
-                best = r
-        return best
+            if np.isfinite(r.fun) and np.all(np.isfinite(r.x)):
+                out.append(r)
+        return out
 
-    best = run(spread if guesses is None else guesses, None)
-    n_tried = len(spread if guesses is None else guesses)
-    # fall back also when a component got an area below 0.1 events out of n: a degenerate
-    # optimum (taus=[100, 1000] s for ms data ended with a 330 s component of area 7e-13)
-    if guesses is not None and (best is None or not converged(best)
-                                or float(np.min(unpack(best.x)[1])) * n < 0.1):
-        best = run(spread, best)
-        n_tried += len(spread)
-    if best is None or not np.isfinite(best.fun) or not np.all(np.isfinite(best.x)):
-        raise RuntimeError(f"fit_mixture: the likelihood could not be maximised from any of "
-                           f"{n_tried} starting points (durations {t.min():.3g} to "
-                           f"{t.max():.3g} s, t_res {t_res:g} s); try fewer components")
-    tau, a = unpack(best.x)
-    order = np.argsort(tau)
-    tau, a = tau[order], a[order]
+    def run_bounded(starts):
+        """Optima of the likelihood with every tau >= tau_floor; only those strictly inside
+        the bound are maxima of the unbounded likelihood, and only they are returned."""
+        lb = math.log(tau_floor / scale)
+        bounds = [(lb, None)] * k + [(None, None)] * (k - 1)
+        out = []
+        for s0 in starts:
+            s0 = np.maximum(np.asarray(s0, float), 2.0 * tau_floor)
+            try:
+                r = minimize(nll, x_start(s0), jac=True, method="L-BFGS-B", bounds=bounds,
+                             options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-9})
+            except (FloatingPointError, ValueError):  # pragma: no cover - defensive
+                continue
+            if (np.isfinite(r.fun) and np.all(np.isfinite(r.x))
+                    and np.all(r.x[:k] > lb + 1e-3) and np.max(np.abs(r.jac)) < 1e-6):
+                out.append(r)
+        return out
 
     # observed information in natural parameters p = (tau_1..tau_k, a_1..a_{k-1}) (scaled units)
     def grad_nat(p):
@@ -1587,19 +1707,112 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
         _, gt, ga = _mix_loglik(ts, tt, aa, trs)
         return np.concatenate([gt, ga[:-1] - ga[-1]])
 
-    p = np.concatenate([tau, a[:-1]])
-    m = p.size
-    H = np.empty((m, m))
-    for j in range(m):
-        h = 1e-5 * max(abs(p[j]), 1e-3)
-        e = np.zeros(m)
-        e[j] = h
-        H[:, j] = -(grad_nat(p + e) - grad_nat(p - e)) / (2 * h)
-    H = 0.5 * (H + H.T)
-    try:
-        cov = np.linalg.inv(H)
-    except np.linalg.LinAlgError:
-        cov = np.full((m, m), np.nan)
+    def information(tau, a):
+        """(covariance in scaled units, reason) -- reason '' when the observed information
+        is finite and positive definite."""
+        p = np.concatenate([tau, a[:-1]])
+        m = p.size
+        H = np.empty((m, m))
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            for j in range(m):
+                h = 1e-5 * max(abs(p[j]), 1e-3)
+                if j >= k:  # an area step must keep every area positive
+                    h = min(h, 0.5 * p[j], 0.5 * a[-1])
+                e = np.zeros(m)
+                e[j] = h
+                H[:, j] = -(grad_nat(p + e) - grad_nat(p - e)) / (2 * h)
+        nan = np.full((m, m), np.nan)
+        if not np.all(np.isfinite(H)):
+            return nan, "the information matrix is not finite"
+        H = 0.5 * (H + H.T)
+        # positive definiteness judged scale-free: in log tau and log area
+        d = np.concatenate([tau, a[:-1]])
+        Hs = H * np.outer(d, d)
+        w = np.linalg.eigvalsh(Hs)
+        if not (w[0] > 1e-12 * abs(w[-1])):
+            return nan, "the information matrix is singular"
+        try:
+            return np.linalg.inv(H), ""
+        except np.linalg.LinAlgError:  # pragma: no cover - excluded by the eigenvalues
+            return nan, "the information matrix is singular"
+
+    def assess(r):
+        """The optimum of ``r`` (sorted by tau) and the list of its degeneracies."""
+        tau, a = unpack(r.x)
+        order = np.argsort(tau)
+        tau, a = tau[order], a[order]
+        tau_s = tau * scale
+        problems = []
+        with np.errstate(under="ignore", over="ignore", invalid="ignore", divide="ignore"):
+            w = a * np.exp(-t_res / tau_s)
+            seen = n * w / w.sum() if w.sum() > 0 else np.zeros(k)
+        for i in range(k):
+            # one component: its area is 1 whatever tau, and the excess over t_res is
+            # exponential with the same tau (memoryless), so a short tau is identifiable
+            if k > 1 and t_res > 0 and tau_s[i] < tau_floor:
+                problems.append(
+                    f"component {i + 1} has tau = {_fmt_s(tau_s[i])} < t_res/{_RES_RATIO:g} = "
+                    f"{_fmt_s(tau_floor)}: only exp(-{t_res / tau_s[i]:.3g}) of its durations "
+                    f"would exceed t_res = {_fmt_s(t_res)}, so its area (and with it every "
+                    "area) is not identifiable from data truncated at t_res")
+            elif seen[i] < _MIN_EVENTS:
+                problems.append(
+                    f"component {i + 1} (tau = {_fmt_s(tau_s[i])}) accounts for "
+                    f"{seen[i]:.2g} of the {n} durations (its area went to 0)")
+        cov, why = information(tau, a)
+        if why:
+            problems.append(why + " (standard errors NaN)")
+        return dict(r=r, tau=tau, a=a, cov=cov, problems=problems,
+                    clean=converged(r) and not problems)
+
+    primary = spread if guesses is None else guesses
+    results = run(primary)
+    n_tried = len(primary)
+    cands = [assess(r) for r in results]
+
+    def best_of(cs):
+        return min(cs, key=lambda c: c["r"].fun) if cs else None
+
+    # fall back on the data-driven starts when the guesses did not reach a clean maximum
+    # (taus=[100, 1000] s for ms data ended with a 330 s component of area 7e-13)
+    if guesses is not None and not any(c["clean"] for c in cands):
+        cands += [assess(r) for r in run(spread)]
+        n_tried += len(spread)
+    if not cands:
+        raise RuntimeError(f"fit_mixture: the likelihood could not be maximised from any of "
+                           f"{n_tried} starting points (durations {t.min():.3g} to "
+                           f"{t.max():.3g} s, t_res {t_res:g} s); try fewer components")
+    top = best_of(cands)
+    if not top["clean"] and k > 1 and t_res > 0 and np.any(top["tau"] * scale < tau_floor):
+        # a spurious maximum below resolution: look for a maximum with every tau above it
+        extra = list(spread) + [np.logspace(math.log10(t_res), math.log10(hi), k)]
+        extra.append(top["tau"] * scale)
+        found = [assess(r) for r in run_bounded(extra)]
+        cands += found
+        n_tried += len(extra)
+    clean = [c for c in cands if c["clean"]]
+    message = ""
+    if clean:
+        chosen = best_of(clean)
+        if top["r"].fun < chosen["r"].fun and not top["clean"]:
+            message = (f"a degenerate optimum with log-likelihood "
+                       f"{(chosen['r'].fun - top['r'].fun) * n:.3g} higher was set aside ("
+                       + "; ".join(top["problems"] or ["not converged"]) + ")")
+    else:
+        chosen = top
+        why = list(chosen["problems"])
+        if not converged(chosen["r"]):
+            why.insert(0, f"the optimiser did not converge ({chosen['r'].message})")
+        message = (f"the {k}-component fit is not a clean maximum: " + "; ".join(why)
+                   + f" [best of {n_tried} starts]")
+        if chosen["problems"]:
+            where = " above t_res" if t_res > 0 else ""
+            message += (f"; the data do not identify {k} components{where}: fit fewer "
+                        f"components (n_components={k - 1})" if k > 1 else "")
+        import warnings
+        warnings.warn("fit_mixture: " + message, RuntimeWarning, stacklevel=2)
+    tau, a, cov = chosen["tau"], chosen["a"], chosen["cov"]
+    m = 2 * k - 1
     # back to seconds
     sc = np.concatenate([np.full(k, scale), np.ones(m - k)])
     cov = cov * np.outer(sc, sc)
@@ -1613,12 +1826,12 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
     else:
         se_a = np.zeros(1)
     taus_s = tau * scale
-    S = float(np.sum(a * np.exp(-t_res / taus_s)))
-    ll = -best.fun * n - n * math.log(scale)
+    with np.errstate(under="ignore"):
+        S = float(np.sum(a * np.exp(-t_res / taus_s)))
+    ll = -chosen["r"].fun * n - n * math.log(scale)
     return MixtureFit(taus=taus_s, areas=a, se_taus=se_t, se_areas=se_a, cov=cov, loglik=ll,
-                      n=int(n), t_res=t_res, n_total=n / S,
-                      converged=converged(best),
-                      data=t)
+                      n=int(n), t_res=t_res, n_total=n / S if S > 0 else math.inf,
+                      converged=bool(chosen["clean"]), data=t, message=message)
 
 
 # ---------------------------------------------------------------------------
