@@ -53,10 +53,13 @@ dimensionless exponent, and a constant exponent scales the dimension of the base
 
 A **bare number** -- ``30``, ``1e-5``, ``"30"``, a number without a unit in an expression, or a
 parameter defined by one -- is SI with its dimension unspecified: it is accepted wherever a
-quantity is expected, unifies with the other side of ``+ - % min max`` (``"$t + 0.5"`` is a time
-when ``t`` is) and makes a product or quotient unknown (in ``"round($frequency * 10)"`` the 10
-may be 10 s; ``"2 * 10 uM"`` is therefore not checked), so a study written in bare SI numbers is
-never refused for its units.
+quantity is expected and unifies with the other side of ``+ - % min max`` (``"$t + 0.5"`` is a
+time when ``t`` is), so a study written in bare SI numbers is never refused for its units.  In a
+product or quotient, a plain number next to a quantity is a dimensionless factor: ``"2 * $c"``
+is a concentration when ``c = "1 uM"``, ``"-70 * ms"`` is a time (refused as a ``V``),
+``"2e7 / M / s"`` is a rate constant, and ``"round($frequency * 10)"`` with ``frequency =
+"10 Hz"`` is a frequency (write ``10 s``); a bare-number parameter still makes a product
+unknown (``"$x * 1 s"`` with ``x = 30``).
 
 Parameters
 ----------
@@ -68,10 +71,10 @@ uses, whatever the order in which they are written.  So an override or a sweep v
 every parameter defined from it: with ``t = "10 s"`` and ``n = "round($t * 5 Hz)"`` in
 ``[parameters]``, a protocol that sets ``t = "20 s"`` (or sweeps ``t``) gets ``n = 100``.  The
 dimension of each parameter (*Units and dimensions*) follows the same graph.  A parameter that
-uses itself, directly or through others (``a = "$b"``, ``b = "$a"``; also a protocol's
-``t = "$t * 2"``, since the protocol's ``t`` replaces the study's rather than building on it),
-is refused naming the cycle, and a name that is no parameter is refused naming the key that
-uses it.  Sweep values themselves are evaluated with the parameters' defaults (no sweep value
+uses itself, directly or through others (``a = "$b"``, ``b = "$a"``), is refused naming the
+cycle, and a name that is no parameter is refused naming the key that uses it.  A protocol's
+parameter that uses its own name builds on the study's: ``t = "$t * 2"`` in a protocol is twice
+the study's ``t`` (and what depends on ``t`` follows the doubled value).  Sweep values themselves are evaluated with the parameters' defaults (no sweep value
 fixed).  Relative scheme file paths (``model = "mine.toml"``) are resolved against the study
 file's folder, or the ``base`` given to :class:`Study` / :meth:`Study.from_toml` (a study read
 from TOML text has no folder of its own).
@@ -519,8 +522,8 @@ def _dim_text(d: tuple[int, ...]) -> str:
 _ParamDims = Mapping[str, "tuple[tuple[int, ...] | None, str]"]
 
 
-def _dimension(value: Any, dims: _ParamDims, where: str,
-               refs: list | None = None) -> "tuple[int, ...] | None":
+def _dimension(value: Any, dims: _ParamDims, where: str, refs: list | None = None,
+               factors: list | None = None) -> "tuple[int, ...] | None":
     """The dimension of a study value, or None where it is not known.
 
     Parameters
@@ -533,12 +536,16 @@ def _dimension(value: Any, dims: _ParamDims, where: str,
         ``"source: key"`` prefix of error messages.
     refs : list, optional
         Receives the names of the parameters the value uses.
+    factors : list, optional
+        Receives the products/quotients in which a plain number was taken as a dimensionless
+        factor of a quantity.
 
     Returns
     -------
     tuple of int or None
         Exponents of (s, V, K, M, A); None for a bare number (SI, dimension unspecified) and
-        for anything whose dimension follows from a bare number (``"2 * $t"`` with ``t = 30``).
+        for anything whose dimension follows from a bare-number parameter (``"2 * $t"`` with
+        ``t = 30``) or from plain numbers alone (``"2 * 3"``).
 
     Raises
     ------
@@ -550,8 +557,10 @@ def _dimension(value: Any, dims: _ParamDims, where: str,
     Notes
     -----
     A bare number is a wildcard: it unifies with anything in ``+ - % min max`` (``"$t + 0.5"``
-    is a time when ``t`` is) and makes a product or quotient unknown (``"$n / 30"``: 30 may be
-    30 s).  Units, and numbers written with their unit (``"2 s"`` in ``"2 s * $f"``), carry
+    is a time when ``t`` is).  In a product or quotient, a plain number written in the value
+    next to a quantity is a dimensionless factor (``"2 * $c"`` is a concentration when ``c``
+    is, ``"-70 * ms"`` a time), while a bare-number *parameter* makes it unknown (``"$x * 1 s"``
+    with ``x = 30``).  Units, and numbers written with their unit (``"2 s"`` in ``"2 s * $f"``), carry
     their dimension; a parameter carries the dimension of its defining
     value (or of its sweep values); ``* / //`` combine dimensions; ``+ - % min max`` need equal
     ones; ``round int abs float`` and unary ``-`` keep them; ``**`` needs a dimensionless
@@ -569,6 +578,7 @@ def _dimension(value: Any, dims: _ParamDims, where: str,
     except StudyError:
         return None   # (reported where the value is evaluated)
     refs = [] if refs is None else refs
+    factors = [] if factors is None else factors
 
     def mismatch(what: str, a: tuple, b: tuple) -> StudyError:
         return StudyError(f"{where}: {value!r} combines {_dim_text(a)} and {_dim_text(b)} in "
@@ -622,6 +632,16 @@ def _dimension(value: Any, dims: _ParamDims, where: str,
                 fn = {ast.Add: lambda p, q: p + q, ast.Sub: lambda p, q: p - q,
                       ast.Mod: lambda p, q: p % q}[op]
                 return same(f"'{sym}'", a, b), const(fn, x, y)
+            if op in (ast.Mult, ast.Div, ast.FloorDiv):
+                # a plain number (no unit, no parameter) next to a quantity is a dimensionless
+                # factor ("2 * $c", "-70 * ms", "2e7 / M / s"); only a product of plain numbers
+                # or of a bare-number parameter stays unknown ("$x * 1 s" with x = 30)
+                if a is None and x is not None and b is not None:
+                    a = _DIMENSIONLESS
+                    factors.append(node)
+                elif b is None and y is not None and a is not None:
+                    b = _DIMENSIONLESS
+                    factors.append(node)
             if op is ast.Mult:
                 d = None if a is None or b is None else tuple(i + j for i, j in zip(a, b))
                 return d, const(lambda p, q: p * q, x, y)
@@ -685,7 +705,8 @@ def _check_dimension(value: Any, dims: _ParamDims, where: str, key: str,
     (s)"``.
     """
     refs: list = []
-    d = _dimension(value, dims, where, refs)
+    factors: list = []
+    d = _dimension(value, dims, where, refs, factors)
     if d is None or d == expected:
         return
     msg = f"{where}: {value!r} is {_dim_text(d)}; {key} takes {_dim_text(expected)}"
@@ -694,6 +715,9 @@ def _check_dimension(value: Any, dims: _ParamDims, where: str, key: str,
             msg += f"; ${n} is {_dim_text(dims[n][0])}, from {dims[n][1]}"
     if tuple(-i for i in d) == expected:
         msg += f"; if you meant the inverse, write '1 / ({value})'"
+    if factors:
+        msg += ("; a number without a unit multiplying a quantity is a dimensionless factor "
+                "(write its unit, e.g. '10 s', if it stands for a quantity)")
     raise StudyError(msg)
 
 
@@ -747,6 +771,22 @@ def _references(value: Any, known: "Mapping[str, Any] | set", where: str) -> lis
     return list(dict.fromkeys(out))
 
 
+def _uses_name(value: Any, name: str) -> bool:
+    """Whether an expression string uses the parameter ``name`` (``$name``, ``${name}`` or a
+    bare ``name`` that is not a unit)."""
+    if not isinstance(value, str) or len(value) > MAX_EXPRESSION_LENGTH or _QTY.match(value):
+        return False
+    return any(n == name and (marked or n not in _UNITS) for n, marked in _names_in(value) or ())
+
+
+def _rename_parameter(value: str, name: str, new: str) -> str:
+    """``value`` with every use of the parameter ``name`` written ``$new``."""
+    text = re.sub(r"\$\{" + name + r"\}|\$" + name + r"\b", "$" + new, value)
+    if name not in _UNITS:   # a bare name that is not a unit is the parameter too
+        text = re.sub(r"(?<![\w.$])" + name + r"\b(?!\s*\()", "$" + new, text)
+    return text
+
+
 def _parameter_order(defs: _Definitions, fixed: "Mapping[str, Any]", source: str) -> list[str]:
     """The names of ``defs`` not in ``fixed`` in an order where each comes after every parameter
     its definition uses (a topological order of the dependency graph; among independent
@@ -785,9 +825,8 @@ def _parameter_order(defs: _Definitions, fixed: "Mapping[str, Any]", source: str
                 what = "; ".join(f"{defs[c][1]} = {defs[c][0]!r}" for c in cycle[:-1])
                 hint = ""
                 if len(cycle) == 2 and not defs[first][1].startswith("[parameters]."):
-                    hint = (f"; a protocol's parameter replaces the study's parameter of the same "
-                            f"name (it does not build on it): give its value without ${first}, or "
-                            "use another name")
+                    hint = (f"; a protocol's ${first} in its own definition means the study's "
+                            f"{first}, and the study defines none")
                 raise StudyError(f"{source}: {defs[first][1]}: parameters depend on each other in a "
                                  f"cycle, {chain} ({what}); no parameter can depend on itself, "
                                  f"directly or through others{hint}")
@@ -1294,6 +1333,12 @@ class Study:
                     raise StudyError(f"{self._source}: {w}.{k}: parameter names must be identifiers")
                 if k in _FUNCS or k == "model":
                     raise StudyError(f"{self._source}: {w}.{k}: {k!r} is reserved (a function name or 'model')")
+                if k in out and _uses_name(v, k):
+                    # a protocol's "t = $t * 2" builds on the study's t: that definition stays
+                    # under a hidden name (names starting with "_" are not listed to users)
+                    hidden = f"_study_{k}"
+                    out[hidden] = out[k]
+                    v = _rename_parameter(v, k, hidden)
                 out[k] = (v, f"{w}.{k}")
         return out
 

@@ -124,11 +124,27 @@ def test_cycle_is_refused_naming_it(params, first, chain):
             assert f"[parameters].{k} = {v!r}" in msg
 
 
-def test_protocol_parameter_using_its_own_name_is_a_cycle_with_a_hint():
+def test_protocol_parameter_using_its_own_name_builds_on_the_study_s():
+    """A protocol's t = "$t * 2" is twice the study's t (the old code gave that too; the first
+    version of the dependency graph refused it as a cycle), and what depends on t follows."""
+    st = kc.Study(**BASE, parameters={"t": "1 s", "n": "round($t * 5 Hz)"},
+                  parts={"p": {"segments": [{"duration": "$t"}],
+                               "parameters": {"t": "$t * 2", "u": "${t} + t"}}})
+    env = st._env({}, st.parts["p"], "x")
+    assert env["t"] == 2.0 and env["n"] == 10.0 and env["u"] == 4.0
+    assert st._dims(st.parts["p"], "x")["t"][0] == S._TIME
+    # the hidden name of the study's definition is never listed to users
+    with pytest.raises(S.StudyError, match=r"parameters: \['n', 't', 'u'\]$"):
+        kc.Study(**BASE, parameters={"t": "1 s", "n": "round($t * 5 Hz)"},
+                 parts={"p": {"segments": [{"duration": "$t"}],
+                              "parameters": {"t": "$t * 2", "u": "$zz"}}})
+
+
+def test_protocol_parameter_using_its_own_name_without_a_study_one_is_a_cycle():
     with pytest.raises(S.StudyError, match=r"^Study: \[protocols\.p\.parameters\]\.t: parameters depend "
-                                           r"on each other in a cycle, \$t -> \$t .*replaces the "
-                                           r"study's parameter of the same name"):
-        kc.Study(**BASE, parameters={"t": "1 s"},
+                                           r"on each other in a cycle, \$t -> \$t .*means the "
+                                           r"study's t, and the study defines none"):
+        kc.Study(**BASE, parameters={"a": "1 s"},
                  parts={"p": {"segments": [{"duration": "$t"}], "parameters": {"t": "$t * 2"}}})
 
 

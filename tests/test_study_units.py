@@ -284,9 +284,9 @@ def test_right_units_in_every_spelling(key, want, text):
 
 @pytest.mark.parametrize("key, text, want", [
     ("frequency", "10 Hz", HZ), ("frequency", "0.01 kHz", HZ), ("frequency", "(100 ms) ** -1", HZ),
-    ("frequency", "(1 s) / (1 s) / $period", HZ), ("frequency", "1 / ms / 100", None),
-    # a number without a unit makes a product unknown (it may stand for an SI quantity)
-    ("frequency", "1 / (100 ms)", None), ("frequency", "1 / $period", None), ("width", "2 ms", T),
+    ("frequency", "(1 s) / (1 s) / $period", HZ), ("frequency", "1 / ms / 100", HZ),
+    # a plain number next to a quantity is a dimensionless factor
+    ("frequency", "1 / (100 ms)", HZ), ("frequency", "1 / $period", HZ), ("width", "2 ms", T),
     ("n_pulses", "round(1 s * 3 Hz)", ONE), ("n_pulses", "3 s / 1 s", ONE),
     ("tail", "$period", T), ("V", "-70 mV", V), ("temperature", "300 K", K),
 ])
@@ -303,7 +303,7 @@ def test_right_units_elsewhere():
                                                                    "temperature": "300 K"},
                         "analysis": {"kind": "trapping", "window": "0.5 s", "early": "100 ms"}}})
     assert S._dimension("0.5 Hz / 1 uM", {}, "x") == S._RATE_PER_M
-    assert S._dimension("5e5 / M / s", {}, "x") is None     # (5e5 is a bare number)
+    assert S._dimension("5e5 / M / s", {}, "x") == S._RATE_PER_M   # (5e5: a plain factor)
     _study(blockers=[{"name": "ketamine", "k_on": "0.5 Hz / 1 uM", "k_on_closed": "0 Hz / 1 M",
                       "superficial_k_off": "0 Hz", "delta_off": "0.5 mV / 1 V"}])
     _study(parameters={"k": "1 uM"}, sweep={"k": ["1 uM", "1000 nM * 3", 5e-6]}, protocol=SWEPT)
@@ -329,7 +329,8 @@ def test_bare_numbers_are_accepted_anywhere():
 
 def test_bare_number_parameters_combine_with_anything():
     # a parameter defined as a bare number has no dimension: it unifies in + and makes a
-    # product unknown, so the old spellings keep working
+    # product unknown, so the old spellings keep working; a plain number written next to a
+    # quantity is a dimensionless factor
     p = {"t_train": 10, "f": "1 Hz", "x": 30, "zero": 0}
     st = _study(parameters=p, dt="$x / 30000", protocol=[
         {"duration": "$x", "V": "$zero", "glutamate": "$zero", "ketamine": "$x * 1e-7"},
@@ -339,7 +340,7 @@ def test_bare_number_parameters_combine_with_anything():
     assert dims["x"][0] is None
     assert S._dimension("$x + 1 s", dims, "x") == T                # unifies with the time
     assert S._dimension("$x * 1 s", dims, "x") is None             # 30 may be anything
-    assert S._dimension("round($f * 10)", dims, "x") is None       # (the 10 may be 10 s)
+    assert S._dimension("round($f * 10)", dims, "x") == HZ         # write 10 s for a time
     assert S._dimension("$x + 0.5", dims, "x") is None
 
 
@@ -409,3 +410,24 @@ def test_new_blocker_fields_refuse_a_wrong_unit(key, value, got, want):
 def test_new_blocker_fields_accept_right_units():
     _study(blockers=[{"name": "ketamine", "t_ref": "295.15 K", "q10_on": 2, "q10_off": "3",
                       "delta_escape": 0.1, "delta_on_closed": "0.1"}])
+
+
+# ------------------------------------------------------------------ plain numbers as factors
+@pytest.mark.parametrize("kw, match", [
+    # (each was accepted when a plain number made any product unknown)
+    (dict(parameters={"c": "1 uM"}, protocol=[{"duration": "2 * $c", "glutamate": "1 mM"}]),
+     r"duration: '2 \* \$c' is a concentration \(M\); duration takes a time \(s\); \$c is"),
+    (dict(parameters={"c": "1 uM"}, protocol=[{"duration": "$c * 2", "glutamate": "1 mM"}]),
+     r"'\$c \* 2' is a concentration"),
+    (dict(protocol=[{"duration": "1 s", "V": "-70 * ms"}]), r"V: '-70 \* ms' is a time \(s\)"),
+    (dict(protocol=[{"duration": "1 s", "glutamate": "2 * 1 ms"}]), r"'2 \* 1 ms' is a time"),
+    (dict(parameters={"f": "10 Hz"}, protocol=_train(n_pulses="round($f * 10)")),
+     r"is a frequency \(1/s\); n_pulses takes a dimensionless number.*write its unit"),
+])
+def test_a_plain_number_next_to_a_quantity_is_a_dimensionless_factor(kw, match):
+    _refused(match, **kw)
+
+
+def test_plain_number_products_and_bare_parameters_stay_unchecked():
+    _study(parameters={"x": 30}, protocol=[{"duration": "$x * 1 s / 30", "glutamate": "2 * 3e-4"}])
+    _study(blockers=[{"name": "ketamine", "k_on": "2e7 / M / s", "k_off": "0.5 / s"}])
