@@ -1,10 +1,12 @@
 """asv: exact dwell-time theory, ideal (Colquhoun–Hawkes) and with missed events (HJC).
 
 ``ApparentDwellTimes`` builds the HJC apparent open-time distribution of CH82 at 0.1 uM and
-t_res = 50 us (asymptotic roots, areas, start vector, exact mean, exact pieces); the baseline in
-the same run is SCALCS (DCPROGS' Python library) computing the same roots, areas, start vector
-and exact mean from the same Q (skipped when scalcs is not installed).  ``ComposedScheme`` times
-the ideal and HJC shut-time distributions of a 22-state blocked NMDA scheme.
+t_res = 50 us (asymptotic roots, areas, start vector, exact mean, the exact pieces and their
+matrix-exponential cross-check); the baseline in the same run is SCALCS (DCPROGS' Python
+library) computing the same roots, areas, start vector, exact mean and exact-piece matrices
+(``exact_GAMAxx``) from the same Q -- everything but the cross-check (skipped when scalcs is not
+installed).  ``ComposedScheme`` times the ideal and HJC shut-time distributions of the 24-state
+erreger2005_2a + ketamine + Mg2+ scheme.
 """
 import numpy as np
 
@@ -12,6 +14,18 @@ import ketacore as kc
 from ketacore.units import mM, uM, us
 
 T_RES = 50 * us
+
+
+class _ScalcsMechanism:
+    """The attributes of a scalcs Mechanism that its building blocks read, for a given Q
+    (open states first)."""
+
+    def __init__(self, Q, k_a):
+        self.Q, self.k, self.kA = Q, Q.shape[0], k_a
+        self.kI = self.kF = self.k - k_a
+        self.QAA, self.QII = Q[:k_a, :k_a], Q[k_a:, k_a:]
+        self.QAI, self.QIA = Q[:k_a, k_a:], Q[k_a:, :k_a]
+        self.QFF, self.QAF, self.QFA = self.QII, self.QAI, self.QIA
 
 
 class ApparentDwellTimes:
@@ -45,10 +59,11 @@ class ApparentDwellTimes:
         roots = scl.asymptotic_roots(T_RES, QAA, QFF, QAF, QFA, kA, kF)
         scl.asymptotic_areas(T_RES, roots, QAA, QFF, QAF, QFA, kA, kF, gaf, gfa)
         scl.exact_mean_time(T_RES, QAA, QFF, QAF, kA, kF, gaf, gfa)
+        scl.exact_GAMAxx(_ScalcsMechanism(Q, kA), T_RES, True)
 
 
 class ComposedScheme:
-    """22 states: erreger2005_2a with trapped ketamine and Mg2+ (kc.block)."""
+    """24 states: erreger2005_2a with trapped ketamine and Mg2+ (kc.block)."""
 
     def setup(self):
         self.s = kc.block(kc.models.get("erreger2005_2a"), "ketamine", "mg")
