@@ -419,6 +419,16 @@ class Blocker:
                           f"{self.delta_on_closed:g}"
                           if self.delta_escape or self.delta_on_closed else
                           " (voltage-independent)"))
+            if self.k_escape and self.k_on_closed:
+                kc_, kb0 = self.k_escape / self.k_on_closed, self.kd(self.v_ref)
+                out.append(f"  closed route K = k_escape/k_on_closed = {kc_ * 1e6:.4g} uM vs open "
+                           f"K_B(v_ref, 22 C) = {kb0 * 1e6:.4g} uM"
+                           + ("" if math.isclose(kc_, kb0, rel_tol=1e-6) else
+                              ": the closed/open cycle is NOT in detailed balance (a "
+                              "non-equilibrium steady state; theory.is_reversible is False)"))
+            elif self.k_escape:
+                out.append("  escape from shut blocked states has no reverse route (k_on_closed = 0):"
+                           " not in detailed balance")
         if self.mode == "partial_trapping":
             out.append(f"  superficial site: k_on = {self.superficial_k_on:.4g} /M/s, "
                        f"k_off = {self.superficial_k_off:.4g} /s, K_s = "

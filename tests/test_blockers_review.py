@@ -416,3 +416,18 @@ def test_block_takes_a_library_model_name_like_the_experiments():
         kc.block("nosuch", "ketamine")
     with pytest.raises(TypeError, match="a ketacore.Scheme or a model name"):
         kc.block(3, "ketamine")
+
+
+def test_describe_says_when_the_closed_route_is_out_of_balance():
+    """The library's ketamine_closed_route is a deliberate non-equilibrium variant
+    (k_escape/k_on_closed = 5.2 nM vs K_B 6.6 uM at v_ref); describe() now says so, and says
+    nothing of the kind for a closed route matched to K_B, or for the one-way escape of the
+    default ketamine."""
+    text = kc.blockers.get("ketamine_closed_route").describe()
+    assert "closed route K = k_escape/k_on_closed = 0.005225 uM" in text
+    assert "NOT in detailed balance" in text
+    ket = kc.blockers.get("ketamine")
+    assert "no reverse route (k_on_closed = 0)" in ket.describe()
+    matched = ket.replace(k_escape=ket.k_off / 10, k_on_closed=ket.k_on / 10)
+    text = matched.describe()
+    assert "closed route K" in text and "NOT in detailed balance" not in text
