@@ -1472,14 +1472,19 @@ class MixtureFit:
 #: fit_mixture warns about a starting tau longer than this multiple of the longest duration: a
 #: component that long would put most of its area above every observation.
 _GUESS_TOO_LONG = 10.0
-#: A fitted component with tau < t_res / RES_RATIO is below resolution: only
-#: exp(-t_res/tau) < exp(-5) = 0.67 % of its durations exceed t_res, so its untruncated area is
-#: an extrapolation by more than 148x from the few it leaves above t_res (and the truncated
-#: likelihood grows without bound as tau -> 0 next to durations just above t_res).
+#: Search bound only (not a criterion of degeneracy): when the best optimum found is degenerate,
+#: fit_mixture looks for maxima with every tau >= t_res / _RES_RATIO, away from the spikes of
+#: the truncated likelihood (which grows without bound as tau -> 0 next to durations just
+#: above t_res).  Such a maximum is accepted only if it lies strictly inside the bound.
 _RES_RATIO = 5.0
-#: A fitted component expected to account for fewer than this many of the n observed
-#: durations (n * a_i exp(-t_res/tau_i) / S(t_res)) has an area that went to 0.
-_MIN_EVENTS = 1.0
+#: A fitted component (of two or more) expected to account for fewer than this many of the n
+#: observed durations, n * a_i exp(-t_res/tau_i) / S(t_res), is not identifiable: its tau
+#: rests on fewer than _MIN_EVENTS excesses over t_res and its (untruncated) area is
+#: extrapolated from them by exp(t_res/tau_i).
+_MIN_EVENTS = 10.0
+#: A fitted parameter (tau or area) whose standard error exceeds this multiple of its value is
+#: not identified: its 1-SE interval includes 0 (badly conditioned information).
+_MAX_REL_SE = 1.0
 
 
 def _mix_loglik(t, taus, areas, t_res):
@@ -1528,6 +1533,11 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
         converge, or ends at a degenerate optimum (below), the ``n_starts`` data-driven starts
         are tried as well and the largest likelihood kept.  RuntimeWarning for a guess more
         than 10 times the longest duration (almost always a guess in ms for durations in s).
+        ``areas`` (normalised) start every optimisation; without them, and in a last
+        fallback when no start reached a clean maximum with them, the starting areas put
+        every component equally above ``t_res``: ``a_i`` proportional to
+        ``exp(t_res / tau_i)``.  (Equal areas would hide a starting tau much shorter than
+        ``t_res``, whose gradient then underflows to 0, so that it never moves.)
     t_res : float (s)
         Truncation point (the imposed resolution); 0 for ideal data.  The fitted mixture is
         empirical: with missed events, compare its time constants with the asymptotic ones
@@ -1550,28 +1560,39 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
 
     Notes
     -----
-    **Degenerate fits.**  An optimum is degenerate when
+    **Degenerate fits.**  Whether a component is identified depends on the data, not on
+    ``tau / t_res`` alone (a 8 us component of 8 us / 2 ms areas 0.99 / 0.01 at ``t_res`` =
+    50 us, 20 000 durations, is estimated to 2 %).  With two or more components, an optimum
+    is degenerate when
 
-    * (two or more components) a component has ``tau < t_res / 5``: only
-      ``exp(-t_res / tau) < 0.67 %`` of its durations exceed ``t_res``, so its area (and,
-      through ``sum a_i = 1``, every other area) is an extrapolation from the few it leaves
-      above ``t_res``; the truncated likelihood even grows without bound as ``tau -> 0``
-      next to durations just above ``t_res``, so such a component typically fits a handful
-      of those durations (a 1 us component "carrying" all the area of CH82 openings
-      resolved at 50 us).  A single component is exempt: its area is 1 and the excess
-      over ``t_res`` is exponential with the same tau;
-    * a component is expected to account for fewer than one of the ``n`` durations
-      (``n a_i exp(-t_res/tau_i) / S(t_res) < 1``: its area went to 0);
-    * the information matrix is singular or not finite (standard errors NaN).
+    * a component is expected to account for fewer than 10 of the ``n`` observed durations,
+      ``n a_i exp(-t_res/tau_i) / S(t_res) < 10``: its tau rests on fewer than 10 excesses
+      over ``t_res`` and its area is extrapolated from them by ``exp(t_res / tau_i)`` (a
+      1 us component "carrying" all the area of CH82 openings resolved at 50 us accounts
+      for ~5 of them; an area that went to 0 accounts for < 1);
+    * the information matrix is singular or not finite (standard errors NaN), e.g. two
+      equal taus;
+    * the information matrix is badly conditioned: the standard error of some tau or area
+      exceeds its value (its 1-SE interval includes 0; a 9 us component fitted to ~14
+      openings just above ``t_res`` has SEs of 1.2 times its tau and 4 times its area).
 
-    These are spurious maxima of a mixture likelihood [MP00]_.  When the best optimum found
-    is degenerate, further starts are tried (with ``t_res > 0``, a fit bounded to
-    ``tau >= t_res / 5``, whose optimum is accepted only if it lies inside the bound, i.e.
-    is a maximum of the unbounded likelihood); the best non-degenerate maximum is returned
-    (``message`` notes the degenerate one of higher likelihood that was set aside).  If
-    there is none, the best degenerate optimum is returned with ``converged=False`` and a
-    RuntimeWarning: the data do not identify that many components above ``t_res``; fit
-    fewer components.
+    A single component is never degenerate: its area is 1 and the excess over ``t_res`` is
+    exponential with the same tau (memoryless), so any tau is identified.  Degenerate
+    optima are spurious maxima of a mixture likelihood [MP00]_ (the truncated likelihood
+    grows without bound as ``tau -> 0`` next to durations just above ``t_res``).  When the
+    best optimum found is degenerate, further starts are tried (with ``t_res > 0``, a fit
+    bounded to ``tau >= t_res / 5`` -- a search bound only, away from those spikes -- whose
+    optimum is accepted only if it lies inside the bound, i.e. is a maximum of the
+    unbounded likelihood); the best non-degenerate maximum is returned (``message`` notes
+    the degenerate one of higher likelihood that was set aside).  If there is none, the
+    best degenerate optimum is returned with ``converged=False`` and a RuntimeWarning: the
+    data do not identify that many components above ``t_res``; fit fewer components.
+
+    A start whose parameters partly never moved (an optimiser stopped by a flat likelihood
+    or an iteration limit) is not an optimum: it is ranked after every point that moved,
+    never reported as a set-aside optimum, and, if no start moved, returned with
+    ``converged=False`` and a message saying that the optimiser did not improve on its
+    start (not that the data do not identify the components).
 
     References
     ----------
@@ -1630,7 +1651,7 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
             raise ValueError(f"areas must be {k} positive numbers")
         a0 = a0 / a0.sum()
     else:
-        a0 = np.full(k, 1.0 / k)
+        a0 = None
     if t.size < 2 * k:
         raise ValueError(f"need at least {2 * k} durations to fit {k} components")
     scale = float(np.median(t))
@@ -1666,19 +1687,30 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
         return bool(np.isfinite(r.fun) and np.all(np.isfinite(r.x))
                     and (r.success or np.max(np.abs(r.jac)) < 1e-6))
 
-    def x_start(s0):
-        return np.concatenate([np.log(np.asarray(s0, float) / scale),
-                               np.log(a0[:-1]) - np.log(a0[-1])])
+    def x_start(s0, user_areas=False):
+        lt = np.log(np.asarray(s0, float) / scale)
+        if user_areas and a0 is not None:
+            z = np.log(a0)
+        else:
+            # no areas given: start with every component equally represented ABOVE t_res,
+            # a_i proportional to exp(t_res / tau_i) (in logits, no overflow).  Equal
+            # untruncated areas would hide a start with tau << t_res completely (a fraction
+            # exp(-t_res/tau) of it is seen): its gradient underflows to 0 and the optimiser
+            # never moves it (8 us / 2 ms at t_res = 50 us stayed at areas [0.5, 0.5])
+            z = trs / np.exp(lt)
+        return np.concatenate([lt, z[:-1] - z[-1]])
 
-    def run(starts):
+    def run(starts, user_areas=False):
         out = []
         for s0 in starts:
+            x0 = x_start(s0, user_areas)
             try:
-                r = minimize(nll, x_start(s0), jac=True, method="BFGS",
+                r = minimize(nll, x0, jac=True, method="BFGS",
                              options={"gtol": 1e-7, "maxiter": 2000})
             except (FloatingPointError, ValueError):  # pragma: no cover - defensive
                 continue
             if np.isfinite(r.fun) and np.all(np.isfinite(r.x)):
+                r.x_start = x0
                 out.append(r)
         return out
 
@@ -1690,13 +1722,15 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
         out = []
         for s0 in starts:
             s0 = np.maximum(np.asarray(s0, float), 2.0 * tau_floor)
+            x0 = x_start(s0)
             try:
-                r = minimize(nll, x_start(s0), jac=True, method="L-BFGS-B", bounds=bounds,
+                r = minimize(nll, x0, jac=True, method="L-BFGS-B", bounds=bounds,
                              options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-9})
             except (FloatingPointError, ValueError):  # pragma: no cover - defensive
                 continue
             if (np.isfinite(r.fun) and np.all(np.isfinite(r.x))
                     and np.all(r.x[:k] > lb + 1e-3) and np.max(np.abs(r.jac)) < 1e-6):
+                r.x_start = x0
                 out.append(r)
         return out
 
@@ -1737,36 +1771,61 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
             return nan, "the information matrix is singular"
 
     def assess(r):
-        """The optimum of ``r`` (sorted by tau) and the list of its degeneracies."""
+        """The optimum of ``r`` (sorted by tau), the list of its degeneracies (judged from
+        the data: expected number of observed durations per component, and the observed
+        information), and whether some parameter never moved from its start."""
         tau, a = unpack(r.x)
         order = np.argsort(tau)
         tau, a = tau[order], a[order]
         tau_s = tau * scale
         problems = []
         with np.errstate(under="ignore", over="ignore", invalid="ignore", divide="ignore"):
-            w = a * np.exp(-t_res / tau_s)
-            seen = n * w / w.sum() if w.sum() > 0 else np.zeros(k)
-        for i in range(k):
-            # one component: its area is 1 whatever tau, and the excess over t_res is
-            # exponential with the same tau (memoryless), so a short tau is identifiable
-            if k > 1 and t_res > 0 and tau_s[i] < tau_floor:
+            # expected number of the n observed durations from each component,
+            # n a_i exp(-t_res/tau_i) / S(t_res), in logs (no underflow)
+            lw = np.log(a) - t_res / tau_s
+            if np.any(np.isfinite(lw)):
+                mx = np.max(lw)
+                seen = n * np.exp(lw - mx) / np.sum(np.exp(lw - mx))
+            else:  # pragma: no cover - defensive (softmax areas are never all 0)
+                seen = np.zeros(k)
+        above = " above t_res" if t_res > 0 else ""
+        for i in range(k if k > 1 else 0):
+            # one component accounts for all n durations: its area is 1 and the excess over
+            # t_res is exponential with the same tau (memoryless), so any tau is identifiable
+            if seen[i] < _MIN_EVENTS:
+                frac = (f" (only exp(-{t_res / tau_s[i]:.3g}) of its durations exceed t_res = "
+                        f"{_fmt_s(t_res)})" if t_res > 0 else "")
                 problems.append(
-                    f"component {i + 1} has tau = {_fmt_s(tau_s[i])} < t_res/{_RES_RATIO:g} = "
-                    f"{_fmt_s(tau_floor)}: only exp(-{t_res / tau_s[i]:.3g}) of its durations "
-                    f"would exceed t_res = {_fmt_s(t_res)}, so its area (and with it every "
-                    "area) is not identifiable from data truncated at t_res")
-            elif seen[i] < _MIN_EVENTS:
-                problems.append(
-                    f"component {i + 1} (tau = {_fmt_s(tau_s[i])}) accounts for "
-                    f"{seen[i]:.2g} of the {n} durations (its area went to 0)")
+                    f"component {i + 1} has tau = {_fmt_s(tau_s[i])} and area {a[i]:.3g}, and "
+                    f"accounts for only {seen[i]:.3g} of the {n} durations{above}{frac}, "
+                    f"fewer than {_MIN_EVENTS:g}: its tau and area are not identifiable"
+                    + (" (its area went to 0)" if seen[i] < 1 else ""))
         cov, why = information(tau, a)
         if why:
             problems.append(why + " (standard errors NaN)")
-        return dict(r=r, tau=tau, a=a, cov=cov, problems=problems,
-                    clean=converged(r) and not problems)
+        elif k > 1:
+            # a finite but badly conditioned information: a parameter whose SE exceeds it
+            var = np.diag(cov)
+            se_tau = np.sqrt(np.abs(var[:k])) / tau
+            se_area = np.sqrt(np.abs(np.append(var[k:], np.sum(cov[k:, k:])))) / a
+            for i in range(k):
+                for name, rel in (("tau", se_tau[i]), ("area", se_area[i])):
+                    if not rel <= _MAX_REL_SE:
+                        problems.append(
+                            f"the {name} of component {i + 1} (tau = {_fmt_s(tau_s[i])}) has "
+                            f"a standard error {rel:.3g} times its value (> {_MAX_REL_SE:g}): "
+                            "it is not identifiable")
+        # a parameter exactly at its start value never moved: its gradient was 0 there (a
+        # flat likelihood, e.g. a component too short to be seen above t_res)
+        x0 = getattr(r, "x_start", None)
+        frozen = (0 if x0 is None else
+                  int(np.sum(np.abs(r.x - x0) <= 1e-12 * (1.0 + np.abs(x0)))))
+        clean = converged(r) and not problems
+        return dict(r=r, tau=tau, a=a, cov=cov, problems=problems, clean=clean,
+                    stuck=frozen > 0 and not clean, frozen=frozen)
 
     primary = spread if guesses is None else guesses
-    results = run(primary)
+    results = run(primary, user_areas=True)
     n_tried = len(primary)
     cands = [assess(r) for r in results]
 
@@ -1776,15 +1835,24 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
     # fall back on the data-driven starts when the guesses did not reach a clean maximum
     # (taus=[100, 1000] s for ms data ended with a 330 s component of area 7e-13)
     if guesses is not None and not any(c["clean"] for c in cands):
+        cands += [assess(r) for r in run(spread, user_areas=True)]
+        n_tried += len(spread)
+    # ... and on them with their own areas when the given areas did not reach one either
+    # (areas [0.5, 0.5] hide a component of tau << t_res at every start)
+    if a0 is not None and not any(c["clean"] for c in cands):
         cands += [assess(r) for r in run(spread)]
         n_tried += len(spread)
     if not cands:
         raise RuntimeError(f"fit_mixture: the likelihood could not be maximised from any of "
                            f"{n_tried} starting points (durations {t.min():.3g} to "
                            f"{t.max():.3g} s, t_res {t_res:g} s); try fewer components")
-    top = best_of(cands)
-    if not top["clean"] and k > 1 and t_res > 0 and np.any(top["tau"] * scale < tau_floor):
-        # a spurious maximum below resolution: look for a maximum with every tau above it
+    # a start whose parameters partly never moved is not an optimum: it is ranked last
+    # (never reported as "the best degenerate optimum" while a point that moved exists)
+    top = best_of([c for c in cands if not c["stuck"]]) or best_of(cands)
+    if not top["clean"] and k > 1 and t_res > 0 and (
+            top["stuck"] or np.any(top["tau"] * scale < tau_floor)):
+        # a spurious maximum near tau -> 0 (or none found): look for maxima with every tau
+        # >= t_res / _RES_RATIO (a search bound, accepted only strictly inside)
         extra = list(spread) + [np.logspace(math.log10(t_res), math.log10(hi), k)]
         extra.append(top["tau"] * scale)
         found = [assess(r) for r in run_bounded(extra)]
@@ -1794,10 +1862,22 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
     message = ""
     if clean:
         chosen = best_of(clean)
-        if top["r"].fun < chosen["r"].fun and not top["clean"]:
+        if top["r"].fun < chosen["r"].fun and not top["clean"] and not top["stuck"]:
             message = (f"a degenerate optimum with log-likelihood "
                        f"{(chosen['r'].fun - top['r'].fun) * n:.3g} higher was set aside ("
                        + "; ".join(top["problems"] or ["not converged"]) + ")")
+    elif top["stuck"]:
+        # no start moved in every parameter: say so, and do not blame the data
+        chosen = top
+        cause = ("the gradient is 0 in them there: a flat likelihood, e.g. a component too "
+                 "short to be seen above t_res" if converged(chosen["r"]) else
+                 f"the optimiser stopped: {chosen['r'].message}")
+        message = (f"the {k}-component fit is not a maximum: the optimiser did not improve on "
+                   f"its start ({chosen['frozen']} of {2 * k - 1} parameters never moved; "
+                   f"{cause}) [best of {n_tried} starts]; try other starting values "
+                   "(taus, areas)")
+        import warnings
+        warnings.warn("fit_mixture: " + message, RuntimeWarning, stacklevel=2)
     else:
         chosen = top
         why = list(chosen["problems"])
