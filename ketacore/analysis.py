@@ -1045,12 +1045,10 @@ def _as_theory(mixture, name: str = "mixture"):
     """An ApparentDwellTimes as it is, else :func:`_as_mixture`."""
     if isinstance(mixture, ApparentDwellTimes):
         return mixture
-    if isinstance(mixture, MixtureFit):
-        return mixture.mixture
-    if not isinstance(mixture, ExponentialMixture):
+    if not isinstance(mixture, (MixtureFit, ExponentialMixture)):
         raise TypeError(f"{name} must be a ketacore.theory.ApparentDwellTimes, an "
                         f"ExponentialMixture or a MixtureFit, got {type(mixture).__name__}")
-    return mixture
+    return _as_mixture(mixture, name)
 
 
 def _split_mixture(mixture, split):
