@@ -1888,8 +1888,10 @@ class ApparentDwellTimes:
     @property
     def total(self) -> float:
         """Integral of :meth:`pdf` over [t_res, inf): 1 up to the error of the asymptotic
-        form beyond ``exact_until`` (|1 - total| < 2e-8 for CH82 at 0.1 uM, 25-100 us, and
-        < 1e-11 with ``exact_intervals=6``)."""
+        form beyond ``exact_until``, which depends on the mechanism and t_res: |1 - total| <
+        2e-8 for CH82 at 0.1 uM, 25-100 us (< 1e-11 with ``exact_intervals=6``), but up to
+        ~8e-6 for C-O-OB shut times or a 5-state scheme at 100 us with the default 2 pieces;
+        raise ``exact_intervals`` where that matters)."""
         return float(self._head + self._asymptotic_tail(self.exact_until))
 
     # -- pieces --------------------------------------------------------------
