@@ -55,6 +55,14 @@ def integer(name: str, value: Any, *, minimum: int | None = None, maximum: int |
     return v
 
 
+def flag(name: str, value: Any) -> bool:
+    """Return ``value`` as a bool after checking it is one (True/False or a numpy bool): a
+    string such as ``"no"`` would otherwise count as True."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {type(value).__name__} ({value!r})")
+
+
 def voltage(name: str, value: Any) -> float:
     v = real(name, value)
     if abs(v) > MAX_ABS_VOLTAGE:

@@ -692,6 +692,7 @@ class Record:
         float or ndarray
             Dimensionless, in [0, 1]; NaN when the record holds no time.
         """
+        per_sweep = _V.flag("per_sweep", per_sweep)
         open_d = np.where(self.is_open[self.cls], self.duration, 0.0)
         if per_sweep:
             sw = self.sweep

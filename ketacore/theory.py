@@ -383,6 +383,7 @@ class ExponentialMixture:
         -------
         ExponentialMixture, or (ExponentialMixture, float) with ``return_bound``
         """
+        return_bound = _V.flag("return_bound", return_bound)
         rtol = _V.real("rtol", rtol, nonnegative=True)
         atol = _V.real("atol", atol, nonnegative=True)
         if not rtol < 1:

@@ -41,3 +41,26 @@ def trapping_toml(table="protocols.trap", **kw):
     return "\n\n".join(f"[[{table}.segments]]\n" + "\n".join(f"{k} = {json.dumps(v)}"
                                                              for k, v in seg.items())
                        for seg in trapping_segments(**kw))
+
+
+def two_state_toml(*, name="mine", k0=200.0, conductance=5e-11, header="", extra_opening=""):
+    """A scheme file for a two-state channel C <-> O (C -> O at ``k0`` /s, O -> C at 100 /s):
+    the smallest model a study can load from a ``.toml`` file.
+
+    Parameters
+    ----------
+    name : str
+        ``[scheme] name``.
+    k0 : float or str
+        The opening rate constant (/s), as written in the file.
+    conductance : float or str
+        The open state's conductance (S), as written in the file.
+    header : str
+        Text before ``[scheme]`` (e.g. a stray top-level table).
+    extra_opening : str
+        Extra lines of the C -> O transition table (e.g. ``vk = ...``).
+    """
+    return (f"{header}\n[scheme]\nname = \"{name}\"\n\n[[states]]\nname = \"C\"\n\n"
+            f"[[states]]\nname = \"O\"\nconductance = {conductance}\n\n"
+            f"[[transitions]]\nfrom = \"C\"\nto = \"O\"\nk0 = {k0}\n{extra_opening}\n\n"
+            "[[transitions]]\nfrom = \"O\"\nto = \"C\"\nk0 = 100.0\n")

@@ -328,3 +328,17 @@ def test_resolved_distributions_match_hjc(t_res):
             ideal = h.expected(kc.theory.dwell_times(g, "open", agonist=c))
             chi2_ideal = float(np.sum((h.counts[keep] - ideal[keep]) ** 2 / ideal[keep]))
             assert stats.chi2.sf(chi2_ideal, keep.sum() - 1) < 1e-12
+
+
+def test_new_flags_refuse_non_booleans():
+    """Record.open_probability(per_sweep=) and ExponentialMixture.simplify(return_bound=) took
+    any truthy value ("no" meant True); they now want True or False."""
+    log = kc.simulate_events(kc.models.get("ch82"), kc.Step(1.0, agonist=1e-7), n_trials=2, rng=1)
+    rec = kc.analysis.Record.from_events(log)
+    with pytest.raises(TypeError, match="per_sweep must be True or False, got str"):
+        rec.open_probability(per_sweep="no")
+    assert rec.open_probability(per_sweep=np.bool_(True)).shape == (2,)
+    mix = kc.theory.dwell_times(kc.models.get("ch82"), "shut", agonist=1e-7)
+    with pytest.raises(TypeError, match="return_bound must be True or False, got int"):
+        mix.simplify(return_bound=1)
+    assert isinstance(mix.simplify(return_bound=False), kc.theory.ExponentialMixture)

@@ -4,7 +4,6 @@ pS) are refused with a message saying what the SI value would be.  Each test fai
 fix (the file name gave a TOMLDecodeError at line 1; the unit slips were accepted silently)."""
 from __future__ import annotations
 
-import textwrap
 
 import numpy as np
 import pytest
@@ -13,34 +12,11 @@ import ketacore as kc
 from ketacore import blockers, models
 from ketacore import scheme as S
 from ketacore.units import mV, pS
-
-TWO_STATE = textwrap.dedent("""
-    {units}
-    [scheme]
-    name = "mine"
-
-    [[states]]
-    name = "C"
-
-    [[states]]
-    name = "O"
-    conductance = {g}
-
-    [[transitions]]
-    from = "C"
-    to = "O"
-    k0 = 200.0
-    {vk}
-
-    [[transitions]]
-    from = "O"
-    to = "C"
-    k0 = 100.0
-""")
+from _study_fixtures import two_state_toml
 
 
 def toml(units="", g="50e-12", vk=""):
-    return TWO_STATE.format(units=units, g=g, vk=vk)
+    return two_state_toml(header=units, conductance=g, extra_opening=vk)
 
 
 # --------------------------------------------------------------------------- file names

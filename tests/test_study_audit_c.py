@@ -8,7 +8,7 @@ import pytest
 import ketacore as kc
 from ketacore import plot
 from ketacore import study as S
-from _study_fixtures import trapping_toml
+from _study_fixtures import trapping_toml, two_state_toml
 
 # ---------------------------------------------------------------------------------------------
 # 1. [outputs].figures naming a figure no protocol draws
@@ -80,28 +80,6 @@ def test_figures_for_is_the_mapping_study_figures_uses():
 
 # ---------------------------------------------------------------------------------------------
 # 2. resuming with a changed description / [outputs]
-MINE = textwrap.dedent("""
-    [scheme]
-    name = "mine"
-
-    [[states]]
-    name = "C"
-
-    [[states]]
-    name = "O"
-    conductance = 5e-11
-
-    [[transitions]]
-    from = "C"
-    to = "O"
-    k0 = 200.0
-
-    [[transitions]]
-    from = "O"
-    to = "C"
-    k0 = 100.0
-""")
-
 STUDY = textwrap.dedent("""
     name = "resume_outputs"
     DESCRIPTION
@@ -140,7 +118,7 @@ class Counting(cf.ThreadPoolExecutor):
 
 
 def _spec(tmp_path, description="", outputs="figures = false", rng="rng = 3", n_trials=4):
-    (tmp_path / "mine.toml").write_text(MINE)
+    (tmp_path / "mine.toml").write_text(two_state_toml())
     text = (STUDY.replace("DESCRIPTION", description).replace("OUTPUTS", outputs)
             .replace("RNG", rng).replace("n_trials = 4", f"n_trials = {n_trials}"))
     spec = tmp_path / "study.toml"

@@ -18,31 +18,10 @@ import pytest
 
 import ketacore as kc
 from ketacore import study as S
+from _study_fixtures import two_state_toml
 
 xr = pytest.importorskip("xarray")
 pytest.importorskip("netCDF4")
-
-MINE = textwrap.dedent("""
-    [scheme]
-    name = "{name}"
-
-    [[states]]
-    name = "C"
-
-    [[states]]
-    name = "O"
-    conductance = 5e-11
-
-    [[transitions]]
-    from = "C"
-    to = "O"
-    k0 = {k0}
-
-    [[transitions]]
-    from = "O"
-    to = "C"
-    k0 = 100.0
-""")
 
 TEXT = textwrap.dedent("""
     name = "base"
@@ -68,8 +47,8 @@ TEXT = textwrap.dedent("""
 def folder(tmp_path):
     d = tmp_path / "project"
     (d / "schemes").mkdir(parents=True)
-    (d / "schemes" / "mine.toml").write_text(MINE.format(name="mine", k0=50.0), encoding="utf-8")
-    (d / "schemes" / "fast.toml").write_text(MINE.format(name="fast", k0=500.0), encoding="utf-8")
+    (d / "schemes" / "mine.toml").write_text(two_state_toml(name="mine", k0=50.0), encoding="utf-8")
+    (d / "schemes" / "fast.toml").write_text(two_state_toml(name="fast", k0=500.0), encoding="utf-8")
     return d
 
 
@@ -174,7 +153,7 @@ def test_resume_with_base_keeps_the_folder_identity(folder, tmp_path):
     # the same text with another base, whose file differs: a different study
     other = tmp_path / "other"
     (other / "schemes").mkdir(parents=True)
-    (other / "schemes" / "mine.toml").write_text(MINE.format(name="mine", k0=7.0), encoding="utf-8")
+    (other / "schemes" / "mine.toml").write_text(two_state_toml(name="mine", k0=7.0), encoding="utf-8")
     with pytest.raises(S.StudyConflictError, match=r"schemes/mine.toml.*transitions\[0\]\.k0"):
         kc.run_study(kc.Study.from_toml(text, base=other), output=out, progress=False, workers=1)
 

@@ -16,31 +16,10 @@ import pytest
 
 import ketacore as kc
 from ketacore import study as S
+from _study_fixtures import two_state_toml
 
 xr = pytest.importorskip("xarray")
 pytest.importorskip("netCDF4")
-
-MINE = textwrap.dedent("""
-    [scheme]
-    name = "mine"
-
-    [[states]]
-    name = "C"
-
-    [[states]]
-    name = "O"
-    conductance = 5e-11
-
-    [[transitions]]
-    from = "C"
-    to = "O"
-    k0 = {k0}
-
-    [[transitions]]
-    from = "O"
-    to = "C"
-    k0 = 100.0
-""")
 
 STUDY = textwrap.dedent("""
     name = "resume_file"
@@ -83,7 +62,7 @@ def files(folder):
 
 
 def write(tmp_path, k0=200.0, study=STUDY, name="mine.toml"):
-    (tmp_path / name).write_text(MINE.format(k0=repr(k0)))
+    (tmp_path / name).write_text(two_state_toml(k0=repr(k0)))
     spec = tmp_path / "study.toml"
     spec.write_text(study)
     return spec
