@@ -493,3 +493,29 @@ def test_cost_model_equilibria_match_theory_and_fall_back_on_reducible_chains():
     got = SM._rough_equilibria(comp, conds, p0)
     np.testing.assert_array_equal(got[0], p0)  # no agonist: trapped states absorbing
     np.testing.assert_allclose(got[1], theory.equilibrium(mg, glutamate=1e-3, mg=1e-3), atol=1e-12)
+
+
+@pytest.mark.parametrize("K", [2, 3, 5, 8, 9, 13, 17])
+def test_grid_counts_for_any_number_of_states(K):
+    """The prefix sum over samples has a register-resident form per state count (1-8) and a
+    blocked one for larger schemes: every form must turn the difference array into the event
+    record sampled at the grid points, and conserve the channels at every sample."""
+    states = [f"S{j}" for j in range(K)]
+    trans = []
+    for j in range(K if K > 2 else 1):  # a ring (K > 2) with unequal rates: every state is visited
+        trans.append((states[j], states[(j + 1) % K], 400.0 + 37.0 * j))
+        trans.append((states[(j + 1) % K], states[j], 150.0 + 11.0 * j))
+    sch = kc.Scheme(states, trans, conductance={"S0": 1e-12}, name=f"ring{K}")
+    prot = kc.Step(0.2)
+    r = kc.simulate(sch, prot, dt=1e-3, n_channels=1, n_trials=2, method="ssa", rng=5)
+    log = kc.simulate_events(sch, prot, n_trials=2, rng=5)
+    for i in range(2):
+        times, st = log[i]
+        assert len(np.unique(st)) == K  # the record visits every state
+        k = np.searchsorted(times, r.time, side="right") - 1
+        expected = np.zeros((r.time.size, K), dtype=np.int32)
+        expected[np.arange(r.time.size), st[k]] = 1
+        np.testing.assert_array_equal(r.counts[i], expected)
+    many = kc.simulate(sch, prot, dt=1e-4, n_channels=300, n_trials=1, method="ssa", rng=5)
+    assert (many.counts.sum(axis=-1) == 300).all()
+    assert (many.counts >= 0).all() and (many.counts[0, -1] > 0).sum() >= min(K, 5)

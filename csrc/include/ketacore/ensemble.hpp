@@ -194,19 +194,51 @@ struct Scratch {
   }
 };
 
-// In-place prefix sum over samples of an S x K row-major block.
+// In-place prefix sum over samples of an S x K row-major block.  The running sums stay in
+// registers (one per state), so each row costs K loads, adds and stores with no dependency on
+// the row just stored; the plain form `a[x] += a[x - K]` reloads each sum from the store before
+// it and ran at store-forwarding latency (~0.25 ms for 1e5 x 6, most of a fine grid's fixed cost).
+template <int KC, class T>
+inline void prefix_sum_rows_k(T* __restrict a, std::size_t S) {
+  T acc[KC];
+  for (int j = 0; j < KC; ++j) acc[j] = a[j];
+  for (std::size_t k = 1; k < S; ++k) {
+    T* __restrict cur = a + k * KC;
+    for (int j = 0; j < KC; ++j) {
+      acc[j] += cur[j];
+      cur[j] = acc[j];
+    }
+  }
+}
+
 template <class T>
 inline void prefix_sum_rows(T* a, std::int64_t S, int K) {
-  // a[x] += a[x - K] over the flat array, in chunks of K so the compiler can vectorise
-  const std::size_t n = static_cast<std::size_t>(S) * K;
-  if (K == 1) {
-    for (std::size_t x = 1; x < n; ++x) a[x] += a[x - 1];
-    return;
+  if (S <= 1 || K <= 0) return;
+  const std::size_t s = static_cast<std::size_t>(S);
+  switch (K) {
+    case 1: return prefix_sum_rows_k<1>(a, s);
+    case 2: return prefix_sum_rows_k<2>(a, s);
+    case 3: return prefix_sum_rows_k<3>(a, s);
+    case 4: return prefix_sum_rows_k<4>(a, s);
+    case 5: return prefix_sum_rows_k<5>(a, s);
+    case 6: return prefix_sum_rows_k<6>(a, s);
+    case 7: return prefix_sum_rows_k<7>(a, s);
+    case 8: return prefix_sum_rows_k<8>(a, s);
+    default: break;
   }
-  for (std::size_t x = K; x < n; x += K) {
-    T* __restrict cur = a + x;
-    const T* __restrict prev = a + x - K;
-    for (int j = 0; j < K; ++j) cur[j] += prev[j];
+  // larger schemes: blocks of 8 states, each summed down the samples with its sums in registers
+  const std::size_t k_all = static_cast<std::size_t>(K);
+  for (std::size_t j0 = 0; j0 < k_all; j0 += 8) {
+    const std::size_t w = std::min<std::size_t>(8, k_all - j0);
+    T acc[8];
+    for (std::size_t j = 0; j < w; ++j) acc[j] = a[j0 + j];
+    for (std::size_t k = 1; k < s; ++k) {
+      T* __restrict cur = a + k * k_all + j0;
+      for (std::size_t j = 0; j < w; ++j) {
+        acc[j] += cur[j];
+        cur[j] = acc[j];
+      }
+    }
   }
 }
 
