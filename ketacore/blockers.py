@@ -29,6 +29,8 @@ Several blockers: those with the same ``site`` exclude each other (Mg2+ and keta
 pore: no state carries both); blockers on different sites combine as a product.  States that
 cannot be reached from the unblocked gating states are dropped.  Blocked states have
 conductance 0.  State names read ``O``, ``O·ket``, ``C2·ket``, ``O·mg``, ``C1·mem_s``.
+Blockers may be added one call at a time: a composed scheme remembers its gating scheme and
+blockers, and ``block(block(g, a), b)`` is ``block(g, a, b)`` (see :func:`block`).
 
 Voltage dependence (Woodhull 1973, doi:10.1085/jgp.61.6.687) of the open-channel rates of a
 blocker of valence z whose site lies at electrical distance δ = δ_on + δ_off::
@@ -561,13 +563,74 @@ def _collision_message(scheme: Scheme, nm: str, n1: tuple, n2: tuple, none_occ: 
         return (f"gating state {g!r}" + (f" with {' and '.join(bound)} bound" if bound else
                                          " (unblocked)"))
     already = any(occ == none_occ and SEP in g for g, occ in (n1, n2))
-    hint = ("the gating scheme already has blocked states (was it composed by block()?): "
-            "compose all blockers in one call, block(gating, b1, b2), or rename the blocker "
-            "with .replace(name=...)" if already else
+    hint = ("the gating scheme already has blocked states but no record of the block() call "
+            "that composed them (was it read from TOML, or changed after composing?): compose "
+            "all blockers in one call on the gating scheme, block(gating, b1, b2); if "
+            f"{SEP!r} is part of your own gating state names, rename those states"
+            if already else
             "rename the blocker with .replace(name=...) or the gating state")
     return (f"block(): composing {repr(scheme.name) if scheme.name else 'the gating scheme'}, the "
             f"state name {nm!r} "
             f"would be given to both {what(n1)} and {what(n2)}; {hint}")
+
+
+# --------------------------------------------------------------------------- composition memory
+#: Attribute of a Scheme returned by :func:`block` recording how it was composed
+#: (a :class:`_Composition`); read by :func:`block` to recompose rather than block blocked states.
+_COMPOSITION_ATTR = "_blocker_composition"
+
+
+@dataclass(frozen=True, eq=False)
+class _Composition:
+    """How :func:`block` composed a scheme.
+
+    ``gating`` is a private copy of the gating scheme (never compiled, so it pickles),
+    ``blockers`` the resolved blockers in composition order, and ``fingerprint`` the kinetic
+    content of the composed scheme when it was made (:func:`_fingerprint`): a scheme whose
+    content differs from it (changed after composing) is not taken for that composition."""
+
+    gating: Scheme
+    blockers: tuple[Blocker, ...]
+    fingerprint: tuple
+
+
+def _fingerprint(s: Scheme) -> tuple:
+    """Everything that defines a scheme's kinetics: states, transitions and their rate laws,
+    ligands, conductances, E_rev and temperature (not the name, citation, doi or notes)."""
+    return (s.states, s.transitions, s.ligands, tuple(float(g) for g in s.conductance),
+            float(s.e_rev), float(s.temperature))
+
+
+def _composition_of(s: Scheme) -> _Composition | None:
+    """The composition memory of ``s`` if it still describes ``s``, else None."""
+    memo = getattr(s, _COMPOSITION_ATTR, None)
+    if isinstance(memo, _Composition) and memo.fingerprint == _fingerprint(s):
+        return memo
+    return None
+
+
+def _detached(g: Scheme) -> Scheme:
+    """A private copy of ``g`` without its cached compiled form (which does not pickle) or
+    any composition memory of its own."""
+    return Scheme(g.states, g.transitions, g.conductance, g.e_rev, g.ligands, name=g.name,
+                  citation=g.citation, doi=g.doi, notes=g.notes, temperature=g.temperature)
+
+
+def _unrecorded_blocked_states(scheme: Scheme, blocked: list[str], bl: list[Blocker]) -> str:
+    more = f" and {len(blocked) - 3} more" if len(blocked) > 3 else ""
+    return (f"block(): {repr(scheme.name) if scheme.name else 'the gating scheme'} already has "
+            f"blocked states ({', '.join(map(repr, blocked[:3]))}{more}: {SEP!r} in a state "
+            f"name marks a blocker tag) but no record of the block() call that composed them "
+            f"(it was read from TOML, rebuilt, or changed after composing, e.g. by "
+            f"Scheme.with_rates), so block() would take them for shut gating states and "
+            f"compose states such as {blocked[0] + SEP + bl[0].name!r} (two blockers in one "
+            f"channel even if they share a site, the earlier blocker's binding copied into the "
+            f"new one's arm, and the new one binding a blocked open channel as if it were "
+            f"shut).  Compose all blockers in one call on the gating "
+            f"scheme, block(gating, b1, b2) (a scheme returned by block() may also be blocked "
+            f"again: it remembers its gating scheme and blockers), then apply any rate changes "
+            f"with Scheme.with_rates on the result; if {SEP!r} is part of your own gating state "
+            f"names, rename those states")
 
 
 def block(scheme: Scheme | str, *blockers: Blocker | str, name: str | None = None) -> Scheme:
@@ -577,7 +640,8 @@ def block(scheme: Scheme | str, *blockers: Blocker | str, name: str | None = Non
     ----------
     scheme : Scheme or str
         Gating scheme, or the name of a library model (:func:`ketacore.models.get`); its
-        states with conductance > 0 are the open states.
+        states with conductance > 0 are the open states.  A scheme returned by
+        :func:`block` is recomposed from its own gating scheme (see Notes).
     *blockers : Blocker or str
         Blocker definitions, or names from the library (:func:`available`).  Blockers sharing
         a ``site`` exclude each other; different sites combine as a product.
@@ -589,7 +653,8 @@ def block(scheme: Scheme | str, *blockers: Blocker | str, name: str | None = Non
     Scheme
         States: the gating states, then blocked states ``X·b`` (blocker tags in argument order
         of their sites).  Ligands: the gating ligands then the blockers' ligands.  Blocked
-        states have conductance 0.  E_rev and temperature are the gating scheme's.
+        states have conductance 0.  E_rev and temperature are the gating scheme's.  The
+        scheme remembers its gating scheme and blockers, so that it can be blocked again.
 
     Raises
     ------
@@ -600,23 +665,44 @@ def block(scheme: Scheme | str, *blockers: Blocker | str, name: str | None = Non
         factors that break microscopic reversibility (a net change of the equilibrium
         constants around a cycle of the blocked arm, or between open states -- or, with a
         two-way closed route, between shut states -- that the blocker binds with the same
-        K_B); a composed state name that is already a gating state name (e.g. blocking an
-        already composed scheme again with the same tag); a gating scheme without open
-        states; a composition of more than :data:`MAX_COMPOSED_STATES` states (counted
-        before unreachable states are dropped).
+        K_B); a composed state name that is already a gating state name; a gating scheme
+        without open states; a composition of more than :data:`MAX_COMPOSED_STATES` states
+        (counted before unreachable states are dropped).  When ``scheme`` was returned by
+        :func:`block`, all of these are checked on the recomposition (blockers of the earlier
+        and this call together; the message says so).  Also a ``scheme`` with blocked states
+        (a ``·`` in a state name) that :func:`block` has no record of composing: see Notes.
     TypeError
         ``scheme`` is not a Scheme, or a blocker is neither a Blocker nor a library name
         (a list of blockers must be unpacked: ``block(g, *blockers)``).
 
     Notes
     -----
-    Compose all blockers in one call: ``block(block(g, a), b)`` treats ``a``'s blocked states
-    as ordinary shut gating states and so cannot know that ``a`` and ``b`` share a site.  For
-    the same reason a gating scheme that already has blocker-bound states (``kampa2004``,
-    whose Mg2+-bound states are part of its gating) gets blocked twins of those too: composing
-    an open-channel blocker of the pore onto ``kampa2004`` gives states such as ``OMg·ket``
-    with Mg2+ and the blocker in one pore, and copies Mg2+ binding into the blocked arm.
-    Compose pore blockers with a gating scheme without Mg2+ and the ``"mg"`` blocker instead.
+    Blockers may be added one call at a time: a scheme returned by :func:`block` remembers
+    its gating scheme and blockers, and ``block(block(g, a), b)`` recomposes
+    ``block(g, a, b)`` -- the same states, transitions, rates and TOML text as the one call:
+    ``a`` and ``b`` exclude each other if they have the same ``site``, and the checks above
+    (same tag, same ligand, ...) apply across the calls.  The memory is private: it is
+    kept by pickling and :func:`copy.deepcopy`, not by :meth:`~ketacore.Scheme.to_toml` /
+    :meth:`~ketacore.Scheme.to_dict`, and it is valid only while the scheme's kinetics are
+    those composed (a scheme from :meth:`~ketacore.Scheme.with_rates`,
+    :meth:`~ketacore.Scheme.from_toml` or :meth:`~ketacore.Scheme.from_dict` has none).  A
+    changed name, citation or notes does not matter: the recomposition takes them from the
+    gating scheme, as the one call does.
+
+    A ``scheme`` whose state names carry blocker tags (``O·ket``) but no such memory is
+    refused (``ValueError``): composing onto it would treat its blocked states as ordinary
+    shut gating states, build a second blocker into an already blocked channel
+    (``O·ket·mem``, even on one site) and copy the first blocker's binding into the second
+    one's arm.  Compose all blockers in one call on the gating scheme, then apply any rate
+    changes with :meth:`~ketacore.Scheme.with_rates` on the result.  (A scheme whose state
+    names contain ``·`` for another reason is refused too: rename those states.)
+
+    A gating scheme whose blocker-bound states are part of its gating, without tags
+    (``kampa2004``, whose Mg2+-bound states are ``UMg`` ... ``OMg``), is composed as it is:
+    its Mg2+-bound states get blocked twins too, so composing an open-channel blocker of the
+    pore onto ``kampa2004`` gives states such as ``OMg·ket`` with Mg2+ and the blocker in
+    one pore, and copies Mg2+ binding into the blocked arm.  Compose pore blockers with a
+    gating scheme without Mg2+ and the ``"mg"`` blocker instead.
 
     Examples
     --------
@@ -634,6 +720,28 @@ def block(scheme: Scheme | str, *blockers: Blocker | str, name: str | None = Non
     bl = _resolve_blockers(blockers)
     if not bl:
         raise ValueError("block() needs at least one blocker")
+    memo = _composition_of(scheme)
+    if memo is None:
+        return _compose(scheme, bl, name)
+    # a scheme block() composed: recompose from its gating scheme with all blockers, exactly
+    # as one call would (sites, tags and ligands are then checked across the calls)
+    allb = list(memo.blockers) + bl
+    try:
+        return _compose(memo.gating, allb, name, gating_copy=memo.gating)
+    except ValueError as e:
+        gname = memo.gating.name or "the gating scheme"
+        raise ValueError(
+            f"block(): {repr(scheme.name) if scheme.name else 'this scheme'} was composed by "
+            f"block() from {gname!r} and blockers {[b.name for b in memo.blockers]}, so "
+            f"blocking it with {[b.name for b in bl]} composes block({gname!r}, "
+            f"{', '.join(repr(b.name) for b in allb)}) in one call: {e}") from None
+
+
+def _compose(scheme: Scheme, bl: list[Blocker], name: str | None, *,
+             gating_copy: Scheme | None = None) -> Scheme:
+    """The composition of :func:`block` (``scheme``: a gating scheme, ``bl``: resolved
+    blockers); the result remembers ``gating_copy`` (default a detached copy of ``scheme``)
+    and ``bl``."""
     seen_names, seen_lig = set(), {}
     for b in bl:
         if b.name in seen_names:
@@ -787,6 +895,11 @@ def block(scheme: Scheme | str, *blockers: Blocker | str, name: str | None = Non
         if nm in first:
             raise ValueError(_collision_message(scheme, nm, first[nm], n, none_occ))
         first[nm] = n
+    # blocked states without a record of their composition (a scheme from block() would have
+    # been recomposed by block(); a gating scheme it recorded has no such states)
+    blocked = [s for s in scheme.states if SEP in s]
+    if blocked:
+        raise ValueError(_unrecorded_blocked_states(scheme, blocked, bl))
     trans = [(sname(*a), sname(*b_), r) for a, b_, r in edges if a in reach and b_ in reach]
     g_of = dict(zip(scheme.states, scheme.conductance))
     cond = {sname(g, occ): float(g_of[g]) for g, occ in nodes if occ == none_occ}
@@ -797,12 +910,16 @@ def block(scheme: Scheme | str, *blockers: Blocker | str, name: str | None = Non
     notes = (f"Composed by ketacore.blockers.block from gating scheme {scheme.name!r} and "
              f"blockers {[b.name for b in bl]} (modes {[b.mode for b in bl]}, sites "
              f"{[b.site for b in bl]}).  Blocked states do not conduct.")
-    return Scheme(names, trans, cond, scheme.e_rev,
-                  list(scheme.ligands) + [b.ligand for b in bl],
-                  name=name if name is not None else f"{scheme.name or 'scheme'}+{bnames}",
-                  citation="; ".join(x for x in (scheme.citation,
-                                                 f"blockers -- {cites}" if cites else "") if x),
-                  doi=scheme.doi, notes=notes, temperature=scheme.temperature)
+    out = Scheme(names, trans, cond, scheme.e_rev,
+                 list(scheme.ligands) + [b.ligand for b in bl],
+                 name=name if name is not None else f"{scheme.name or 'scheme'}+{bnames}",
+                 citation="; ".join(x for x in (scheme.citation,
+                                                f"blockers -- {cites}" if cites else "") if x),
+                 doi=scheme.doi, notes=notes, temperature=scheme.temperature)
+    setattr(out, _COMPOSITION_ATTR, _Composition(
+        gating_copy if gating_copy is not None else _detached(scheme), tuple(bl),
+        _fingerprint(out)))
+    return out
 
 
 # --------------------------------------------------------------------------- Jahr-Stevens

@@ -468,6 +468,14 @@ class Scheme:
         self._check_connected()
         self._compiled_cache = None
 
+    def __getstate__(self) -> dict:
+        """Pickle/copy state without the caches: the compiled C++ form cannot be pickled (a
+        scheme used once could not be sent to a worker process) and is rebuilt on first use."""
+        d = self.__dict__.copy()
+        d["_compiled_cache"] = None
+        d.pop("_rate_arrays_cache", None)
+        return d
+
     # ----------------------------------------------------------------- properties
     @property
     def states(self) -> tuple[str, ...]:

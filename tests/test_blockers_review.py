@@ -77,7 +77,7 @@ def test_composed_state_name_collisions_are_explained():
     blocker nor the cause."""
     g = kc.models.get("destexhe1994_sf")
     ket = kc.blockers.get("ketamine")
-    once = kc.block(g, ket)
+    once = kc.Scheme.from_toml(kc.block(g, ket).to_toml())  # no composition memory: block() cannot recompose it
     with pytest.raises(ValueError, match=r"'C0·ket' would be given to both gating state "
                                          r"'C0·ket' \(unblocked\) and gating state 'C0' with "
                                          r"blocker 'ket' bound.*one call"):
