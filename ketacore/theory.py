@@ -150,6 +150,10 @@ MERGE_RTOL = 1e-9
 AREA_RTOL = 1e-13
 #: Relative tolerance for microscopic reversibility when choosing the symmetric path.
 REVERSIBILITY_RTOL = 1e-9
+#: :meth:`ExponentialMixture.sample` uses exact rejection sampling for a real mixture with
+#: negative areas when at least this fraction of candidates is accepted (total / sum of the
+#: positive areas), and numerical inversion of the cdf otherwise.
+_REJECTION_MIN_ACCEPTANCE = 0.05
 
 _NONLIGAND_CONDITIONS = ("V", "temperature")
 
@@ -425,12 +429,59 @@ class ExponentialMixture:
     def sample(self, n: int, rng=None) -> np.ndarray:
         """Draw ``n`` durations (s); ``inf`` where the event never happens.
 
-        ``n`` is an integer >= 0. The mixture must be a distribution: ``total`` in [0, 1]
-        (the probability that the event happens) and a pdf >= 0 for all t >= 0 (negative
-        areas are allowed when they keep it so, e.g. a latency with a rising phase);
-        otherwise ValueError. Uses the mixture directly when all components are real with
-        areas >= 0, otherwise inverts the cdf numerically (bisection to ~1e-12 relative).
-        ``rng`` is anything accepted by ``numpy.random.default_rng``.
+        Parameters
+        ----------
+        n : int
+            Number of draws, >= 0.
+        rng : optional
+            Anything accepted by ``numpy.random.default_rng``; the same seed gives the same
+            draws.
+
+        Returns
+        -------
+        ndarray, shape (n,)
+            Durations (s); ``inf`` for the ``1 - total`` chance that the event never happens.
+
+        Raises
+        ------
+        ValueError
+            Unless the mixture is a distribution: ``total`` in [0, 1] (the probability that
+            the event happens) and a pdf >= 0 for all t >= 0 (negative areas are allowed when
+            they keep it so, e.g. a first latency with a rising phase).
+
+        Notes
+        -----
+        Three exact-or-accurate methods, chosen from the areas:
+
+        1. All components real with areas >= -1e-14 max(1, max |area|): the mixture
+           directly -- a component (or "never", with probability ``1 - total``) drawn with
+           probabilities ``areas``, then an exponential draw with its time constant.
+        2. Real components, some areas negative, and acceptance ``total / P >= 0.05`` with
+           ``P`` the sum of the positive areas: exact rejection sampling [Dev86]_ (ch. II.3).
+           The event happens with probability ``total`` (else ``inf``); given that it
+           happens, t has pdf ``f(t) / total`` with ``f`` the mixture pdf, and
+           ``f <= g``, ``g(t) = sum over a_i > 0 of (a_i / tau_i) exp(-t / tau_i)`` (the
+           negative terms only subtract).  Candidates are drawn from ``g / P`` (a mixture
+           with non-negative areas, method 1) and each is accepted with probability
+           ``f(t) / g(t)``, so that a fraction ``total / P`` is accepted on average and the
+           accepted draws have pdf exactly ``f / total`` (to floating-point rounding of the
+           ratio; no truncation or tolerance).  The ratio is evaluated scaled by
+           the slowest positive component, so it neither under- nor overflows at long times.
+           Candidates are drawn in vectorised batches (only the shortfall is redrawn), in an
+           order fixed by ``rng``, so the output is reproducible.  First latencies of the
+           bundled models (from rest, 0.1 uM to 1 mM agonist) accept 0.3 to 1.
+        3. Otherwise (complex time constants, or acceptance < 0.05, e.g. a long sequential
+           chain of nearly equal rates): the cdf is inverted numerically, by bisection to
+           ~1e-12 relative.  This costs about 50 cdf evaluations per draw whatever the
+           areas, rejection ``P / total`` candidates per draw: measured, rejection is 20-50x
+           faster at the acceptances above and breaks even near 0.006; the 0.05 threshold
+           keeps it at least ~5x faster.  (A batch holds ``1.1 x shortfall / acceptance``
+           candidates, at most ``max(shortfall, 65536)``, so memory stays O(n).)
+
+        References
+        ----------
+        .. [Dev86] Devroye L (1986). Non-Uniform Random Variate Generation. Springer, New
+           York. Ch. II.3, The rejection method.
         """
         n = _V.integer("n", n, minimum=0)
         # out, u and the bisection arrays, plus (n, k) temporaries of the cdf
@@ -451,6 +502,61 @@ class ExponentialMixture:
             fin = comp < a.size
             out[fin] = rng.exponential(taus[comp[fin]])
             return out
+        if real:
+            total = min(max(self.total, 0.0), 1.0)
+            positive = float(areas[areas > 0].sum())
+            if positive > 0 and total / positive >= _REJECTION_MIN_ACCEPTANCE:
+                return self._sample_rejection(n, rng, total, positive)
+        return self._sample_inversion(n, rng)
+
+    def _sample_rejection(self, n: int, rng, total: float, positive: float) -> np.ndarray:
+        """Exact rejection sampling of a real mixture with some negative areas (see
+        :meth:`sample`, method 2)."""
+        areas = np.real(self.areas)
+        rates = 1.0 / np.real(self.taus)
+        pos = areas > 0
+        tau_pos = np.real(self.taus)[pos]
+        cum = np.cumsum(areas[pos] / positive)
+        cum[-1] = 1.0
+        r0 = rates[pos].min()                  # slowest positive component: scale of g
+        shift = rates - r0                     # >= 0 for positive components
+        amp = np.abs(areas) * rates            # |a_i| / tau_i
+        order = np.argsort(shift)              # slow components first (summation order)
+        out = np.full(n, np.inf)
+        happen = np.ones(n, bool) if total >= 1.0 else rng.random(n) < total
+        m = int(happen.sum())
+        acc = total / positive
+        draws = np.empty(m)
+        filled = 0
+        for _ in range(100000):  # each batch accepts ~1.1 x the shortfall on average
+            if filled >= m:
+                break
+            need = m - filled
+            size = min(int(math.ceil(1.1 * need / acc)) + 64, max(need, 1 << 16))
+            comp = np.minimum(np.searchsorted(cum, rng.random(size), side="right"),
+                              cum.size - 1)
+            t = rng.standard_exponential(size) * tau_pos[comp]
+            v = rng.random(size)
+            g = np.zeros(size)
+            h = np.zeros(size)
+            with np.errstate(over="ignore", invalid="ignore"):
+                for i in order:                # g, h scaled by exp(r0 t): g >= its slowest term
+                    term = amp[i] * np.exp(-shift[i] * t)
+                    if pos[i]:
+                        g += term
+                    elif areas[i] < 0:
+                        h += term
+                keep = v * g <= g - h          # probability f(t) / g(t), f = g - h
+            got = t[keep][:need]
+            draws[filled:filled + got.size] = got
+            filled += got.size
+        else:  # pragma: no cover - acceptance >= _REJECTION_MIN_ACCEPTANCE
+            raise RuntimeError("sample: rejection sampling accepts (almost) no candidates")
+        out[happen] = draws
+        return out
+
+    def _sample_inversion(self, n: int, rng) -> np.ndarray:
+        """Numerical inversion of the cdf by bisection (see :meth:`sample`, method 3)."""
         u = rng.random(n)
         target = u  # find t with cdf(t) = u; u >= total => inf
         out = np.full(n, np.inf)

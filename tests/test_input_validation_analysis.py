@@ -98,7 +98,7 @@ def test_sample_needs_a_distribution(G):
         EM([1.0, 2.0], [2.0, -1.0]).sample(3, rng=1)  # slowest area negative
     with pytest.raises(ValueError, match="negative pdf"):
         EM([1.0, 3.0], [1.5, -0.5]).sample(3, rng=1)
-    # negative areas that keep the pdf >= 0 (a rising phase) still sample, by inversion
+    # negative areas that keep the pdf >= 0 (a rising phase) still sample (exact rejection)
     lat = th.first_latency(G, glutamate=1e-3)
     assert np.any(lat.areas < 0)
     x = lat.sample(2000, rng=3)
