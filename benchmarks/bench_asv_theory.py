@@ -75,3 +75,21 @@ class ComposedScheme:
 
     def time_apparent_shut_times(self):
         kc.theory.apparent_dwell_times(self.s, "shut", t_res=T_RES, **self.cond)
+
+
+class MixtureSampling:
+    """Drawing 2e4 first latencies of erreger2005_2a at 1 mM glutamate (a mixture with negative
+    areas: the rising phase).  ``sample`` uses exact rejection from the positive part; the
+    baseline in the same run is the cdf bisection it replaced (``_sample_inversion``, still used
+    for complex time constants and low acceptance)."""
+
+    def setup(self):
+        self.lat = kc.theory.first_latency(kc.models.get("erreger2005_2a"), glutamate=1 * mM)
+        if not np.any(self.lat.areas < 0):  # pragma: no cover - the benchmark's premise
+            raise NotImplementedError("no negative area: the rejection path is not exercised")
+
+    def time_sample_rejection(self):
+        self.lat.sample(20_000, rng=1)
+
+    def time_sample_bisection_baseline(self):
+        self.lat._sample_inversion(20_000, np.random.default_rng(1))
