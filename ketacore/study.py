@@ -54,12 +54,35 @@ dimensionless exponent, and a constant exponent scales the dimension of the base
 A **bare number** -- ``30``, ``1e-5``, ``"30"``, a number without a unit in an expression, or a
 parameter defined by one -- is SI with its dimension unspecified: it is accepted wherever a
 quantity is expected and unifies with the other side of ``+ - % min max`` (``"$t + 0.5"`` is a
-time when ``t`` is), so a study written in bare SI numbers is never refused for its units.  In a
-product or quotient, a plain number next to a quantity is a dimensionless factor: ``"2 * $c"``
-is a concentration when ``c = "1 uM"``, ``"-70 * ms"`` is a time (refused as a ``V``),
-``"2e7 / M / s"`` is a rate constant, and ``"round($frequency * 10)"`` with ``frequency =
-"10 Hz"`` is a frequency (write ``10 s``); a bare-number parameter still makes a product
-unknown (``"$x * 1 s"`` with ``x = 30``).
+time when ``t`` is), so a study written in bare SI numbers is not refused for its units (but see
+*one bare-number parameter, one dimension* below).  In a product or quotient, a plain number
+next to a quantity is a dimensionless factor: ``"2 * $c"`` is a concentration when ``c = "1
+uM"``, ``"-70 * ms"`` is a time (refused as a ``V``), ``"2e7 / M / s"`` is a rate constant, and
+``"round($frequency * 10)"`` with ``frequency = "10 Hz"`` is a frequency (write ``10 s``); a
+bare-number parameter still makes a product unknown (``"$x * 1 s"`` with ``x = 30``).
+
+**One bare-number parameter, one dimension.**  A parameter of unknown dimension (defined by a
+bare number, or from bare-number parameters alone, and not swept with quantities) is used
+*directly* by a value that holds it as the whole value, a term of ``+ - %``, an argument of
+``min max round int abs float`` or under unary ``-`` -- and through every parameter of unknown
+dimension defined from it so (``y = "$x + 1"``; not through a swept one, whose sweep values
+replace its definition).  A direct use is a use as the dimension that value must have: that of
+its key (``duration = "$x"``: a time), of a parameter's definition of known dimension (``t =
+"$x + 1 s"``: a time) or of a swept parameter's sweep values.  A parameter used directly as two
+different dimensions -- ``x = 1e-3`` with ``dt = "$x"`` and ``glutamate = "$x"``, 1 ms and 1 mM
+-- is refused, in one protocol or across the protocols of a study (a protocol's own definition
+is another parameter), with a :class:`StudyError` naming the second key, the parameter and its
+definition, and the first key with its dimension::
+
+    Study: [protocol].segments[0].glutamate: '$x' uses the bare-number parameter x
+    ([parameters].x = 0.001) as a concentration (M), which glutamate (a ligand) takes, but dt =
+    '$x' uses it as a time (s); ...: give x its unit ('0.001 s' or '0.001 M'), or use one
+    parameter per quantity
+
+Uses inside ``* / // **`` do not count (``dt = "$x * 1"`` with ``glutamate = "$x * 1"``, or
+``"$x * 1 s"`` with ``"$x * 1 uM"``, stay accepted), and a parameter that is 0
+everywhere -- defined as the bare number 0 and, if swept, swept over zeros only -- is exempt
+(``zero = 0`` may set 0 V and 0 M).
 
 Parameters
 ----------
@@ -150,6 +173,12 @@ different schemes -- a ``model`` sweep (scheme files included) or a swept blocke
 ``scheme_tomls`` holds each distinct composed scheme (a JSON list of TOML texts) and the data
 variable ``scheme_index`` (over the sweep dimensions) says which one each point simulated:
 ``json.loads(ds.attrs["scheme_tomls"])[int(ds["scheme_index"].sel(model="mine.toml"))]``.
+``blockers`` (a JSON list of the blockers' fields) is likewise the first sweep point's: when a
+blocker field is swept (a sweep axis used in a blocker table, ``k_off = "$koff"``, directly or
+through other parameters), ``blockers_list`` holds each distinct value of ``blockers`` (a JSON
+list of them) and the data variable ``blockers_index`` says which one each point used:
+``json.loads(ds.attrs["blockers_list"])[int(ds["blockers_index"].sel(koff=2.0))][0]["k_off"]``.
+Neither is written when every point simulates the same scheme or uses the same blockers.
 
 Analyses (``analysis = {kind = ...}``), master equation (``*_det``), Monte Carlo mean trace
 (``*_mc``), each trial (``*_trials``) and the SEM over trials (``*_mc_sem``):
@@ -230,6 +259,32 @@ class StudyError(ValueError):
 
 class StudyConflictError(RuntimeError):
     """The output folder holds a different study; nothing was overwritten."""
+
+
+def _study_flag(source: str, key: str, value: Any, *, also: str = "") -> bool:
+    """``value`` as a bool by the one rule of :func:`ketacore._validate.flag` (True/False or a
+    numpy bool; ``"no"``, ``1`` or None are not flags).
+
+    Parameters
+    ----------
+    source, key : str
+        The study's source and the key path, which start the message (``"study.toml:
+        deterministic: ..."``).
+    value : Any
+        The value given.
+    also : str
+        What else the key takes, added to the message (``" or a list of [...]"``).
+
+    Raises
+    ------
+    StudyError
+        ``value`` is not a flag.
+    """
+    try:
+        return _V.flag(key, value)
+    except TypeError:
+        raise StudyError(f"{source}: {key}: must be true or false{also}, got "
+                         f"{type(value).__name__} ({value!r:.80})") from None
 
 
 # ------------------------------------------------------------------------------------------
@@ -721,6 +776,49 @@ def _check_dimension(value: Any, dims: _ParamDims, where: str, key: str,
     raise StudyError(msg)
 
 
+def _is_zero(value: Any) -> bool:
+    """Whether a parameter's definition is the number 0 written as a bare number (``0``,
+    ``0.0``, ``"0"``, ``"-0.0"``; not ``"0 s"`` nor an expression)."""
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return value == 0
+    m = _QTY.match(value) if isinstance(value, str) and len(value) <= MAX_EXPRESSION_LENGTH else None
+    return bool(m) and m.group(2) is None and float(m.group(1)) == 0
+
+
+#: The unit to suggest for a bare number used as a dimension (``"30 s"``).
+_WRITE_UNIT = {_TIME: "s", _VOLTAGE: "V", _TEMPERATURE: "K", _CONCENTRATION: "M", _FREQUENCY: "Hz"}
+
+
+def _bare_conflict(source: str, origin: str, swept: bool, definition: Any,
+                   first: tuple, second: tuple) -> StudyError:
+    """The StudyError for a bare-number parameter used as two dimensions
+    (:meth:`Study._check_bare_parameters`): ``first`` and ``second`` are ``(dimension, (where,
+    value, key, via))`` of its first use as each; ``origin`` the key path of its definition."""
+    name = origin.rsplit(".", 1)[-1]
+    (d1, (w1, v1, _, via1)), (d2, (w2, v2, k2, via2)) = first, second
+
+    def through(via: tuple) -> str:
+        return f" (through {', '.join('$' + x.removeprefix('_study_') for x in via)})" if via else ""
+
+    key1 = w1[len(source) + 2:] if w1.startswith(f"{source}: ") else w1
+    defined = f"{origin} = {definition!r}" + (", swept" if swept else "")
+    msg = (f"{w2}: {v2!r} uses the bare-number parameter {name} ({defined}){through(via2)} as "
+           f"{_dim_text(d2)}, which {k2} takes, but {key1} = {v1!r} uses it{through(via1)} as "
+           f"{_dim_text(d1)}; a bare number takes the dimension of the key that uses it, and one "
+           "number cannot be both")
+    try:
+        x = None if swept else _evaluate(definition, {}, "")
+    except StudyError:   # (a definition over other parameters)
+        x = None
+    if x is not None and d1 in _WRITE_UNIT and d2 in _WRITE_UNIT:
+        hint = f"give {name} its unit ('{x:g} {_WRITE_UNIT[d1]}' or '{x:g} {_WRITE_UNIT[d2]}')"
+    elif swept:
+        hint = f"write the sweep values of {name} with their unit"
+    else:
+        hint = f"give {name} its unit"
+    return StudyError(f"{msg}: {hint}, or use one parameter per quantity")
+
+
 # ------------------------------------------------------------------------------------------
 # Parameters: one dependency graph over the merged definitions
 # ------------------------------------------------------------------------------------------
@@ -769,6 +867,37 @@ def _references(value: Any, known: "Mapping[str, Any] | set", where: str) -> lis
             raise StudyError(f"{where}: unknown name {name!r}{mark} in {value!r}; parameters: "
                              f"{sorted(k for k in known if not k.startswith('_'))}")
     return list(dict.fromkeys(out))
+
+
+@functools.lru_cache(maxsize=4096)
+def _additive_names(value: str) -> "tuple[tuple[str, bool], ...]":
+    """The names an expression string uses where a bare number takes the dimension of the whole
+    value, in order, as ``(name, marked)`` (as :func:`_names_in`): the whole value, a term of
+    ``+ - %``, an argument of ``min``/``max``, the first argument of ``round int abs float``,
+    under unary ``-``/``+``; not inside ``* / // **`` (there a bare number is a factor whose
+    dimension is not determined).  ``()`` for a plain quantity or text that does not parse."""
+    if _QTY.match(value):
+        return ()
+    try:
+        tree = _parse_expression(value, "")
+    except StudyError:
+        return ()
+    out: list[tuple[str, bool]] = []
+    todo: list[ast.AST] = [tree.body]
+    while todo:
+        n = todo.pop()
+        if isinstance(n, ast.Name):
+            if not n.id.startswith(_U_MARK):
+                marked = n.id.startswith(_P_MARK)
+                out.append((n.id[len(_P_MARK):] if marked else n.id, marked))
+        elif isinstance(n, ast.BinOp) and isinstance(n.op, (ast.Add, ast.Sub, ast.Mod)):
+            todo += [n.right, n.left]
+        elif isinstance(n, ast.UnaryOp) and isinstance(n.op, (ast.USub, ast.UAdd)):
+            todo.append(n.operand)
+        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in _FUNCS \
+                and n.args and not n.keywords:
+            todo += reversed(n.args if n.func.id in ("min", "max") else n.args[:1])
+    return tuple(out)
 
 
 def _uses_name(value: Any, name: str) -> bool:
@@ -911,8 +1040,10 @@ class StudyPart:
     not a count), a sweep value whose dimension differs from its parameter's -- is refused with
     a :class:`StudyError` naming the key path, the value, its dimension and the one expected.
     A bare number (``30``, or a parameter defined as one) has no dimension to check and is
-    accepted anywhere.  The rules for expressions are in the module notes
-    (:mod:`ketacore.study`, *Units and dimensions*).
+    accepted anywhere, except that one bare-number parameter used directly (alone, or as a term
+    of a sum) as two different dimensions -- ``duration = "$x"`` and ``glutamate = "$x"`` -- is
+    refused.  The rules for expressions are in the module notes (:mod:`ketacore.study`, *Units
+    and dimensions*).
     """
 
     segments: list = field(default_factory=list)
@@ -1106,9 +1237,12 @@ class Study:
         Trials ``0 .. keep_trials-1`` kept as individual current traces.
     deterministic : bool
         Also solve the master equation at every sweep point (side by side with Monte Carlo).
+        True or False (a numpy bool is stored as a bool); ``"no"``, ``1`` or None are refused
+        (:func:`ketacore._validate.flag`, the one rule of every flag).
     outputs : mapping
-        ``results`` (file name, default ``"results.nc"``) and ``figures`` (bool or list of
-        ``"trapping", "use_dependence", "dose_response", "traces", "occupancy"``).
+        ``results`` (file name, default ``"results.nc"``) and ``figures`` (bool -- a numpy bool
+        is stored as a bool -- or list of ``"trapping", "use_dependence", "dose_response",
+        "traces", "occupancy"``).
     base : str or os.PathLike, optional
         The folder against which relative scheme file paths (``model``, a ``model`` sweep axis)
         are resolved; made absolute when the Study is built.  Default: the study file's folder
@@ -1131,9 +1265,10 @@ class Study:
     Every value that feeds a physical quantity -- ``dt``, segment and train keys, analysis
     windows, ``initial`` conditions, blocker table rates, and through them the parameters and
     sweep values they use -- must have the dimension its key takes, or no known dimension (a
-    bare number: SI, accepted anywhere).  A known wrong dimension is refused with the key path,
-    the value, both dimensions and, for a value that uses parameters, where each parameter's
-    dimension comes from::
+    bare number: SI, accepted anywhere; but a bare-number parameter used directly as two
+    dimensions, ``duration = "$x"`` and ``glutamate = "$x"``, is refused naming both keys).  A
+    known wrong dimension is refused with the key path, the value, both dimensions and, for a
+    value that uses parameters, where each parameter's dimension comes from::
 
         Study: [protocol].segments[1].ketamine: '$k' is a time (s); ketamine (a ligand) takes a
         concentration (M); $k is a time (s), from [parameters].k = '10 ms'
@@ -1255,8 +1390,7 @@ class Study:
             if n_tr * n_ch * n_ch >= 2**63:
                 raise e("n_trials", f"n_trials * n_channels**2 = {n_tr * n_ch * n_ch} overflows the exact "
                         "int64 sums of squares; split the trials into several studies")
-        if not isinstance(self.deterministic, bool):
-            raise e("deterministic", f"must be true or false, got {self.deterministic!r}")
+        self.deterministic = _study_flag(self._source, "deterministic", self.deterministic)
         if self.rng is not None:
             self._entropy()
         bad = set(self.outputs) - set(_OUTPUT_KEYS)
@@ -1266,16 +1400,21 @@ class Study:
         if not isinstance(res, str) or not res.endswith(".nc") or "/" in res or "\\" in res:
             raise e("[outputs].results", f"must be a file name ending in .nc, got {res!r}")
         figs = self.outputs["figures"]
-        if not isinstance(figs, bool):
-            if not isinstance(figs, list) or any(f not in _FIGURES for f in figs):
-                raise e("[outputs].figures", f"must be true/false or a list of {list(_FIGURES)}, got {figs!r}")
+        if isinstance(figs, list):
+            if any(f not in _FIGURES for f in figs):
+                raise e("[outputs].figures", f"must be true or false or a list of {list(_FIGURES)}, "
+                        f"got {figs!r}")
+        else:
+            figs = self.outputs["figures"] = _study_flag(
+                self._source, "[outputs].figures", figs, also=f" or a list of {list(_FIGURES)}")
         if not self.parts:
             raise e("[protocol]", "the study needs a protocol ([protocol] or [protocols.NAME])")
         self._check_replaced_parameters()
+        bare_uses: dict = {}    # (the uses of bare-number parameters, over all protocols)
         for name, p in self.parts.items():
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
                 raise e(f"[protocols.{name}]", "protocol names must be identifiers (letters, digits, _)")
-            self._check_part(name, p)
+            self._check_part(name, p, bare_uses)
         if isinstance(figs, list):
             self._check_figures(figs)
 
@@ -1472,18 +1611,103 @@ class Study:
                     if k in _BLOCKER_DIMS and v is not None and not isinstance(v, (dict, bool)):
                         yield f"{src}: blockers[{i}].{k}", v, f"the blocker's {k}", _BLOCKER_DIMS[k]
 
-    def _check_units(self, name: str, p: StudyPart) -> None:
+    def _check_units(self, name: str, p: StudyPart, bare_uses: dict | None = None) -> None:
         """Refuse any value of a protocol whose dimension is known and not the one its key takes
         (``dt = "10 uM"``, ``duration = "-70 mV"``, ``frequency = "100 ms"``), including values
         reached through parameters and sweep values, and sweep values whose dimension differs
         from their parameter's or from each other's.  Bare numbers (dimension unspecified) pass.
         Parameters follow the rule of :meth:`_env` (merged definitions, dependency order).
+        A bare-number parameter used directly as two different dimensions is refused
+        (:meth:`_check_bare_parameters`; ``bare_uses`` carries the uses of the protocols
+        checked before).
         """
         dims = self._part_dims(name, p)
         for where, value, key, expected in self._dimension_sites(name, p):
             _check_dimension(value, dims, where, key, expected)
+        self._check_bare_parameters(name, p, dims, {} if bare_uses is None else bare_uses)
 
-    def _check_part(self, name: str, p: StudyPart) -> None:
+    def _check_bare_parameters(self, name: str, p: StudyPart, dims: Mapping[str, tuple],
+                               uses: dict) -> None:
+        """Refuse a parameter of unknown dimension (a bare number) that protocol ``name`` -- or,
+        for a study parameter, another protocol -- uses as two different dimensions.
+
+        A value uses a parameter *directly* where a bare number takes the dimension of the
+        value (:func:`_additive_names`: the whole value, a term of ``+ - %``, an argument of
+        ``min max round int abs float``), and through every parameter of unknown dimension that
+        uses it so (``y = "$x + 1"``; not through a swept one, whose sweep values replace its
+        definition).  Such a use is a use *as* the dimension the key takes (:meth:`_dimension_sites`),
+        the dimension of a parameter's definition (``t = "$x + 1 s"``: a time) or of a swept
+        parameter (its sweep values).  Uses inside ``* / // **`` are not counted.
+
+        Parameters
+        ----------
+        name : str
+            The protocol.
+        p : StudyPart
+            Its part.
+        dims : mapping
+            Its parameters' dimensions (:meth:`_part_dims`).
+        uses : dict
+            Filled in: a definition's key path (``"[parameters].x"``) -> {dimension: the first
+            use as it}; shared by the protocols of the study, so that a study parameter used as
+            a time in one protocol and as a concentration in another is refused too.
+
+        Raises
+        ------
+        StudyError
+            A second use as another dimension, naming the parameter, both keys and both
+            dimensions.
+        """
+        src, sw = self._source, self._pw(name, "sweep")
+        defs = self._definitions(p, self._pw(name, "parameters"))
+        swept = {a for a in p.sweep if a != "model" and a in defs}
+
+        def bare(value: Any) -> list:
+            """[(parameter, via)]: the parameters of unknown dimension ``value`` uses directly,
+            itself or through the parameters ``via`` (in order)."""
+            out: list = []
+            seen: set = set()
+            todo = [(value, ())]
+            while todo:
+                v, via = todo.pop(0)
+                if not isinstance(v, str) or len(v) > MAX_EXPRESSION_LENGTH:
+                    continue
+                for n, marked in _additive_names(v):
+                    if n in seen or n not in dims or not (marked or n not in _UNITS) \
+                            or dims[n][0] is not None:
+                        continue
+                    seen.add(n)
+                    if n in defs and _is_zero(defs[n][0]) and (
+                            n not in swept or (isinstance(p.sweep[n], list)
+                                               and all(_is_zero(x) for x in p.sweep[n]))):
+                        continue   # 0 is 0 in every unit ("zero = 0" for 0 V and 0 M)
+                    out.append((n, via))
+                    if n in defs and n not in swept:
+                        todo.append((defs[n][0], via + (n,)))
+            return out
+
+        sites = list(self._dimension_sites(name, p))
+        for k, (v, origin) in defs.items():   # a definition of known dimension
+            d = None if k in swept else _dimension(v, dims, f"{src}: {origin}")
+            if d is not None:
+                sites.append((f"{src}: {origin}", v, f"the parameter {origin.rsplit('.', 1)[-1]}", d))
+        for axis in swept:                      # sweep values of a swept parameter of known dimension
+            d = dims[axis][0]
+            if d is not None and isinstance(p.sweep[axis], list):
+                sites += [(f"{src}: {sw}.{axis}[{i}]", v, f"the parameter {axis}", d)
+                          for i, v in enumerate(p.sweep[axis])]
+        for where, value, key, want in sites:
+            for n, via in bare(value):
+                origin = defs[n][1] if n in defs else n
+                seen = uses.setdefault(origin, {})
+                if want in seen:
+                    continue
+                seen[want] = (where, value, key, via)
+                if len(seen) > 1:
+                    raise _bare_conflict(src, origin, n in swept, defs.get(n, (None,))[0],
+                                         *seen.items())
+
+    def _check_part(self, name: str, p: StudyPart, bare_uses: dict | None = None) -> None:
         pw = self._pw(name)
         sw = self._pw(name, "sweep")
         e = lambda key, msg: StudyError(f"{self._source}: {key}: {msg}")
@@ -1510,7 +1734,7 @@ class Study:
             overrides[axis] = vals[0]
         if isinstance(p.initial, dict):    # (its keys before the dimensions of its values)
             _check_initial_keys(self, name, p.initial)
-        self._check_units(name, p)
+        self._check_units(name, p, bare_uses)
         if p.analysis is not None:
             a = p.analysis
             if not isinstance(a, dict) or a.get("kind") not in ANALYSES:
@@ -2392,7 +2616,7 @@ DATASET_NAMES = frozenset(
     {"sum_counts", "sum_sq_counts", "open_probability_mc", "current_mc_mean", "current_mc_sd",
      "current_trials", "V", "n_samples", "occupancy_det", "open_probability_det", "current_det",
      "counts", "time", "state", "trial", "kept_trial", "pulse", "block_by_pulse_det", "scheme_index",
-     "block_by_pulse_mc", "ic50_det", "ic50_mc", "hill_det", "hill_mc"}
+     "blockers_index", "block_by_pulse_mc", "ic50_det", "ic50_mc", "hill_det", "hill_mc"}
     | {m + suf for m in _ANALYSIS_DOC for suf in ("_det", "_mc", "_trials", "_mc_sem")})
 
 
@@ -2792,7 +3016,8 @@ def run_study(study: "Study | str | os.PathLike", executor: cf.Executor | None =
         scheme file whose content changed, is refused.
         ``None``: run in memory, write nothing (not resumable).
     progress : bool
-        tqdm progress bar with ETA on stderr (needs tqdm; silently off without it).
+        tqdm progress bar with ETA on stderr (needs tqdm; silently off without it).  True or
+        False (a numpy bool too); ``"no"``, ``0`` or None are refused.
     workers : int, optional
         Local threads when ``executor`` is None (default: all cores); an integer >= 1.
     chunk_trials : int, optional
@@ -2800,7 +3025,8 @@ def run_study(study: "Study | str | os.PathLike", executor: cf.Executor | None =
         most 64 trials and ~64 MB of counts).  Does not change the results.
     figures : bool or list of str, optional
         Write the PNG figures (default: the study's ``[outputs].figures``; needs ``output``):
-        ``True``, ``False`` or a list of figure names as in ``[outputs].figures``.
+        ``True``, ``False`` (a numpy bool too) or a list of figure names as in
+        ``[outputs].figures``.
 
     Returns
     -------
@@ -2822,8 +3048,8 @@ def run_study(study: "Study | str | os.PathLike", executor: cf.Executor | None =
         ``output`` holds a different study, or this study run with scheme files of different
         content (the message names the file and the keys that changed).
     TypeError, ValueError
-        An invalid argument of this function (``workers``, ``chunk_trials``, ``figures``,
-        ``executor``, ``output``), named in the message.
+        An invalid argument of this function (``progress``, ``workers``, ``chunk_trials``,
+        ``figures``, ``executor``, ``output``), named in the message.
     NotADirectoryError, PermissionError
         ``output`` (or a parent) is a file, or the folder cannot be created or written.
     """
@@ -2842,8 +3068,15 @@ def run_study(study: "Study | str | os.PathLike", executor: cf.Executor | None =
     workers = _default_workers() if workers is None else _V.integer("workers", workers, minimum=1)
     if chunk_trials is not None:
         chunk_trials = _V.integer("chunk_trials", chunk_trials, minimum=1)
-    if figures is not None and not isinstance(figures, bool):
-        if not (isinstance(figures, (list, tuple)) and all(isinstance(f, str) for f in figures)):
+    progress = _V.flag("progress", progress)
+    if figures is not None and not isinstance(figures, (list, tuple)):
+        try:
+            figures = _V.flag("figures", figures)
+        except TypeError:
+            raise TypeError(f"figures must be None, True, False or a list of {list(_FIGURES)}, got "
+                            f"{type(figures).__name__} ({figures!r:.80})") from None
+    elif figures is not None:
+        if not all(isinstance(f, str) for f in figures):
             raise TypeError(f"figures must be None, True, False or a list of {list(_FIGURES)}, got {figures!r}")
         unknown = [f for f in figures if f not in _FIGURES]
         if unknown:  # (a ValueError, as plot.study_figures raises for unknown names)
@@ -3352,6 +3585,18 @@ def _assemble_part(ctx: _Context, part: str, out: Path | None, memory: dict):
         ds["scheme_index"] = (sd, rs(np.array([distinct.index(t) for t in tomls], np.int64)),
                               dict(zip(("units", "long_name"), docs["scheme_index"])))
         ds.attrs["scheme_tomls"] = json.dumps(distinct)
+    # the blockers of each point, likewise: a swept blocker field (a sweep axis or a parameter
+    # used in a blocker table) gives each point its own; blockers_list keeps every distinct one
+    bl_of: dict[int, str] = {}       # (points share blocker lists: each written once)
+    for pt, _ in built:
+        if id(pt.blockers) not in bl_of:
+            bl_of[id(pt.blockers)] = json.dumps([_blocker_dict(b) for b in pt.blockers])
+    bls = [bl_of[id(pt.blockers)] for pt, _ in built]
+    distinct_bl = list(dict.fromkeys(bls))
+    if len(distinct_bl) > 1:
+        ds["blockers_index"] = (sd, rs(np.array([distinct_bl.index(t) for t in bls], np.int64)),
+                                dict(zip(("units", "long_name"), docs["blockers_index"])))
+        ds.attrs["blockers_list"] = json.dumps([json.loads(t) for t in distinct_bl])
     if n_pulses_max:
         ds.attrs["n_pulses"] = json.dumps([an.n_pulses for _, an in built])
     if any(an.kind == "dose_response" for _, an in built):
@@ -3361,11 +3606,12 @@ def _assemble_part(ctx: _Context, part: str, out: Path | None, memory: dict):
         "analysis": (p.analysis or {}).get("kind", ""),
         "n_trials": int(n_trials), "n_channels": int(pt0.n_channels), "dt": float(dt),
         "method": json.dumps(methods) if len(set(methods)) > 1 else methods[0],
-        # the names of the composed schemes, in sweep order; scheme_toml: the first point's
-        # (each point's: scheme_tomls[scheme_index], when they differ)
+        # the names of the composed schemes, in sweep order; scheme_toml and blockers: the first
+        # point's (each point's: scheme_tomls[scheme_index], blockers_list[blockers_index], when
+        # they differ)
         "scheme": ", ".join(dict.fromkeys(pt.scheme.name for pt, _ in built)),
         "scheme_toml": tomls[0],
-        "blockers": json.dumps([_blocker_dict(b) for b in pt0.blockers]),
+        "blockers": bls[0],
         "segments": json.dumps([{"label": s.label or "", "t0": s.t0, "t1": s.t1} for s in pt0.segments]),
     })
     return ds
@@ -3396,6 +3642,8 @@ def _variable_docs(n_channels: int, keep: int) -> dict[str, tuple[str, str]]:
         "counts": ("1", "channel count per state in each trial"),
         "scheme_index": ("1", "the composed scheme simulated at this sweep point: an index into "
                               "the JSON list in the Dataset's scheme_tomls attribute"),
+        "blockers_index": ("1", "the blockers used at this sweep point: an index into the JSON list "
+                                "in the Dataset's blockers_list attribute"),
         "block_by_pulse_det": ("1", "use-dependent block of the charge of each pulse vs the "
                                     "drug-free control (master equation)"),
         "block_by_pulse_mc": ("1", "use-dependent block of the charge of each pulse vs the "

@@ -55,9 +55,13 @@ def test_swept_pulse_count_is_dimensionless_not_unknown():
 
 def test_documented_cases_keep_their_units():
     # a frequency is written Hz; a bare parameter takes the dimension of the key using it alone;
-    # one of unknown dimension has no unit; conflicting uses leave it unknown
+    # one of unknown dimension has no unit.  (Uses as two dimensions, "glutamate": "$x" and
+    # "V": "$x", left it unknown until they were refused: tests/test_study_leftovers.py.)
     st = kc.Study(**BASE, parameters={"f": "5 Hz", "v": 0, "c": 1, "x": 0},
                   sweep={"f": ["5 Hz", "10 Hz"], "v": [-0.07, -0.03], "c": [1, 2], "x": [0, 1e-6]},
                   protocol=[{"train": {**TRAIN, "frequency": "$f", "V": "$v"}},
-                            {"duration": "0.1 s", "ketamine": "$c * uM", "glutamate": "$x", "V": "$x"}])
+                            {"duration": "0.1 s", "ketamine": "$c * uM", "glutamate": "$x * 1"}])
     assert [_unit(st, a) for a in ("f", "v", "c", "x")] == ["Hz", "V", "", ""]
+    with pytest.raises(kc.StudyError, match=r"bare-number parameter x .* as a concentration"):
+        kc.Study(**BASE, parameters={"x": 0}, sweep={"x": [0, 1e-6]},
+                 protocol=[{"duration": "0.1 s", "glutamate": "$x", "V": "$x"}])
