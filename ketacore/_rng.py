@@ -9,9 +9,14 @@ root entropy is stored in every result, so any trial can be regenerated alone.
 
 * ``None`` -- fresh OS entropy (``numpy.random.SeedSequence().entropy``);
 * an ``int`` >= 0 -- used as the root entropy directly (``SeedSequence(int)``);
-* a ``numpy.random.SeedSequence`` -- its ``entropy`` (it must have an empty ``spawn_key``
-  and the default pool size, otherwise the derived streams could not be reproduced from the
-  entropy alone; a ``TypeError``/``ValueError`` says so);
+* a ``numpy.random.SeedSequence`` -- a root sequence (empty ``spawn_key``, default pool
+  size) gives its ``entropy``, so ``SeedSequence(42)`` is ``42``; a spawned one
+  (``SeedSequence(...).spawn(n)[k]``, the numpy pattern for parallel jobs) or one with another
+  pool size gives the 128-bit integer of its first four state words,
+  ``ss.generate_state(4, numpy.uint32)`` (word ``i`` the bits ``32*i .. 32*i + 31``).  That
+  is a pure function of the sequence: the same child always gives the same root entropy and
+  results, different children give independent ones, and the root entropy stored in the
+  result (``rng=result.entropy``) reproduces the run;
 * a ``numpy.random.Generator`` -- used as a source of randomness (SPEC 7): a fresh 128-bit
   root entropy is drawn from it (four 32-bit words, ``rng.integers(0, 2**32, size=4)``,
   word ``i`` the bits ``32*i .. 32*i + 31``), which advances it.  Two calls with the same
@@ -50,8 +55,13 @@ def entropy_words(entropy) -> list[int]:
 
 
 def _from_seed_sequence(ss: np.random.SeedSequence):
+    """The root entropy of a SeedSequence: its entropy for a root sequence, else the 128-bit
+    integer of its first four state words (a pure function of the sequence)."""
     if tuple(ss.spawn_key) or ss.pool_size != 4:
-        return None
+        words = ss.generate_state(4, np.uint32)
+        return sum(int(w) << (32 * i) for i, w in enumerate(words))
+    if ss.entropy is None:  # (numpy always fills it; guard a hand-made subclass)
+        raise ValueError("rng: a SeedSequence without entropy cannot be used")
     return ss.entropy
 
 
@@ -67,11 +77,6 @@ def root_entropy(rng):
         return int(rng)
     if isinstance(rng, np.random.SeedSequence):
         e = _from_seed_sequence(rng)
-        if e is None:
-            raise ValueError(
-                "rng: a SeedSequence with a spawn_key or a non-default pool_size cannot be used as a root; "
-                "pass SeedSequence(entropy) or an int"
-            )
         return e if isinstance(e, (int, np.integer)) else tuple(int(x) for x in e)
     if isinstance(rng, np.random.Generator):
         words = rng.integers(0, 2**32, size=4, dtype=np.uint64)

@@ -50,6 +50,9 @@ _COST_EVENT = 6e-9       # one ssa transition
 _COST_CHANNEL = 4e-8     # one ssa channel beyond its transitions (initial state, first dwell, loop entry/exit)
 _COST_BINOMIAL = 2.5e-8  # one binomial draw in a population step
 _COST_SAMPLE = 1e-9      # writing / summing one (sample, state) cell
+_COST_CROSSING = 8e-9    # one ssa channel crossing a segment boundary (its pending dwell redrawn)
+_COST_TABLE = 2.2e-9     # one entry of the ssa jump tables (K x 512 per condition)
+_COST_EXPM_K3 = 3e-9     # one population transition matrix, per K**3 (expm of a condition, or a straddle's product)
 _BACKGROUND_ABOVE = 0.01  # run on a worker thread polling Ctrl-C when the job is longer than this
 _PARALLEL_ABOVE = 0.0005  # use several threads only when the job is longer than this
 #: Largest expected number of ssa transitions one call may carry out (about a week of one core).
@@ -233,6 +236,30 @@ def _rough_equilibria(compiled, conds: np.ndarray, p0: np.ndarray) -> np.ndarray
 _EXPECT_CACHE: dict = {}
 #: Above this many states the cost model uses the initial distribution only (no dense solve).
 _DENSE_ESTIMATE_MAX_STATES = 400
+
+
+def _boundaries(durs, idx, horizon: float, dt: float) -> tuple[int, int]:
+    """For the cost model: the segment boundaries inside ``(0, horizon)`` (each one a crossing
+    for every ssa channel: its pending dwell is redrawn) and how many distinct grid intervals
+    they make straddle -- boundaries off the grid, told apart by the conditions on both sides
+    and the offset within the interval (each is one more population matrix: a product of
+    ``expm`` over its pieces; a periodic train repeats a few)."""
+    d = np.asarray(durs, dtype=float)
+    if d.size < 2:
+        return 0, 0
+    b = np.cumsum(d)[:-1]
+    inside = b < horizon
+    n_cross = int(np.count_nonzero(inside))
+    if n_cross == 0:
+        return 0, 0
+    y = b[inside] / dt
+    frac = y - np.floor(y)
+    off = (frac > 1e-9) & (frac < 1.0 - 1e-9)
+    if not np.any(off):
+        return n_cross, 0
+    ix = np.asarray(idx)
+    sig = np.stack([ix[:-1][inside][off], ix[1:][inside][off], np.round(frac[off] * 1e9)], axis=1)
+    return n_cross, int(np.unique(sig, axis=0).shape[0])
 
 
 def _expected_transitions(compiled, durs, idx, conds, p0, horizon):
@@ -469,8 +496,9 @@ def simulate(scheme: Scheme, protocol: Protocol | Step, dt: float, n_channels: i
     rng : None, int, numpy.random.SeedSequence or numpy.random.Generator
         Root of the random streams (SPEC 7; see :mod:`ketacore._rng`).  The root entropy is
         stored in the result (``result.entropy``; ``rng=result.entropy`` reproduces the run).
-        ``None``: fresh OS entropy; int / SeedSequence: that entropy (same result every call).
-        A Generator is a source of randomness: a 128-bit root entropy is drawn from it
+        ``None``: fresh OS entropy; int / SeedSequence: that entropy (same result every call;
+        a spawned SeedSequence, ``SeedSequence(s).spawn(n)[k]``, gives a root entropy of its
+        own, so the children of one spawn give independent runs).  A Generator is a source of randomness: a 128-bit root entropy is drawn from it
         (advancing it), so repeated calls with one Generator give different replicates and
         re-creating it from the same seed reproduces them.
     n_threads : int, optional
@@ -605,8 +633,15 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
 
     # ----- cost model and method choice
     per_channel = _expected_transitions(compiled, durs, idx, conds, p0, (S - 1) * dt)
-    ssa_cost = n_tr * (N * (per_channel * _COST_EVENT + _COST_CHANNEL) + S * K * _COST_SAMPLE)
-    pop_cost = n_tr * ((S - 1) * K * (K - 1) * _COST_BINOMIAL + S * K * _COST_SAMPLE)
+    n_cross, n_straddle = _boundaries(durs, idx, (S - 1) * dt, dt)
+    # (per trial: transitions, segment crossings, samples; per call: ssa jump tables, population
+    # matrices -- for protocols of many short segments, e.g. a voltage ramp from_waveform, these
+    # decide; calibrated on erreger2005_2a + Mg2+, 16 states, on the development machine)
+    ssa_cost = (n_tr * (N * (per_channel * _COST_EVENT + _COST_CHANNEL + n_cross * _COST_CROSSING)
+                        + S * K * _COST_SAMPLE)
+                + len(conds) * K * 512 * _COST_TABLE)
+    pop_cost = (n_tr * ((S - 1) * K * (K - 1) * _COST_BINOMIAL + S * K * _COST_SAMPLE)
+                + (len(conds) + n_straddle) * K**3 * _COST_EXPM_K3)
     if method == "auto":
         chosen = "ssa" if ssa_cost <= pop_cost else "population"
     else:

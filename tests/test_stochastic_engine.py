@@ -519,3 +519,33 @@ def test_grid_counts_for_any_number_of_states(K):
     many = kc.simulate(sch, prot, dt=1e-4, n_channels=300, n_trials=1, method="ssa", rng=5)
     assert (many.counts.sum(axis=-1) == 300).all()
     assert (many.counts >= 0).all() and (many.counts[0, -1] > 0).sum() >= min(K, 5)
+
+
+def test_auto_counts_segment_crossings_and_matrices():
+    """A voltage ramp given as a waveform is thousands of short segments: every ssa channel
+    crosses each boundary (its pending dwell is redrawn), ssa builds jump tables for every
+    condition, and the population method builds one matrix per condition and straddled grid
+    interval.  The cost model used to count none of these, and picked ssa for 1000 channels
+    (measured on the development VM, 2 trials of this ramp: ssa ~0.68 s, population ~0.41 s;
+    at 10x the ramp's length 10.6 s against 6.0 s); for one channel ssa stays cheaper."""
+    from ketacore.simulate import _make_plan
+    g = kc.block("erreger2005_2a", "mg")  # 16 states, the calibration case
+    t = np.arange(20000) * 1e-5
+    ramp = kc.Protocol.from_waveform(t, 0.2, V=-0.08 + 0.12 * t / t[-1], glutamate=1e-3, mg=1e-3)
+
+    def pick(n):  # the method auto would run (planned, not run)
+        plan, _ = _make_plan(g, ramp, 1e-4, n, 2, "auto", "summary", None, None, 0, 1, 1)
+        return plan.chosen
+    assert pick(1) == "ssa" and pick(1000) == "population"
+    assert kc.simulate(g, ramp, dt=1e-4, n_channels=1000, n_trials=2, rng=1,
+                       record="summary").method == "population"
+    from ketacore.simulate import _boundaries
+    durs, idx, _ = ramp.compile(g)
+    n_cross, n_straddle = _boundaries(durs, idx, 0.2, 1e-4)
+    assert n_cross == 19999 and n_straddle == 19999 - 1999  # 1 boundary in 10 is on the grid
+    # a pulse train on the grid: crossings, no straddles; off the grid: a few distinct straddles
+    on = kc.pulse_train(10, 50.0, 2e-3, during={"glutamate": 1e-3}, between={"mg": 1e-3})
+    durs, idx, _ = on.compile(g)
+    assert _boundaries(durs, idx, on.duration, 1e-4)[1] == 0
+    durs, idx, _ = on.compile(g)
+    assert 0 < _boundaries(durs, idx, on.duration, 3e-4)[1] <= 20
