@@ -744,6 +744,84 @@ class Record:
         return Record(s, d, c, off, self.levels, open_classes=np.flatnonzero(self.is_open),
                       t_res=t_res, class_names=self.class_names, _trusted=True)
 
+    def hjc_groups(self, t_crit: Optional[float] = None) -> list:
+        """Groups of resolved open and shut times for :func:`ketacore.theory.hjc_loglik`.
+
+        Each group is a float array ``[open, shut, open, ..., open]`` (s): a stretch of one
+        sweep that starts and ends with a complete opening.  In each sweep the censored first
+        and last dwells are dropped, then any shut time before the first complete opening and
+        after the last one; the rest is one group, or, with ``t_crit``, is split at every
+        shut time longer than ``t_crit`` (strictly, as :meth:`bursts`), which is dropped.  A
+        sweep without a complete opening gives no group.  Pass the same ``t_crit`` to
+        ``hjc_loglik`` to use the CHS96 start and end vectors, and ``t_res=self.t_res``.
+
+        Parameters
+        ----------
+        t_crit : float, optional
+            Critical shut time (s), ``> t_res``.
+
+        Returns
+        -------
+        list of ndarray
+            One float64 array of odd length per group, in sweep and time order; every
+            interval ``>= t_res``.
+
+        Raises
+        ------
+        ValueError
+            The record is not resolved (``t_res == 0``: the HJC likelihood needs the
+            resolution, so call :meth:`resolve` first); ``t_crit`` not > ``t_res``; or the
+            dwells use more than one open or more than one shut class (a sublevel, or a
+            separate class of shut states).  The HJC theory has two classes, and
+            :meth:`resolve` treats each class separately (a brief sublevel between a shut
+            time and a main-level opening lengthens the shut time), which is not the
+            open/shut resolution the theory assumes: build the record with one open and one
+            shut class (``Record.from_events(log, classes=...)`` mapping every open state to
+            1 and every shut state to 0) before resolving it.
+        """
+        if not self.t_res > 0:
+            raise ValueError("hjc_groups: the record is not resolved (t_res = 0); the HJC "
+                             "likelihood needs the time resolution: call .resolve(t_res) "
+                             "first (t_res in s, e.g. 50 * ketacore.units.us)")
+        if t_crit is not None:
+            t_crit = _real("t_crit", t_crit, positive=True)
+            if not t_crit > self.t_res:
+                raise ValueError(f"t_crit must be > t_res={self.t_res:g} s, got {t_crit!r}")
+        used = np.unique(self.cls)
+        n_open = int(np.count_nonzero(self.is_open[used]))
+        if n_open > 1 or used.size - n_open > 1:
+            names = [self.class_names[int(k)] for k in used]
+            raise ValueError(f"hjc_groups: the dwells use classes {names}; the HJC likelihood "
+                             "has one open and one shut class, and resolving each class "
+                             "separately differs from resolving open/shut.  Build the record "
+                             "with one open and one shut class (e.g. Record.from_events(log, "
+                             "classes=...) mapping open states to 1 and shut states to 0), "
+                             "then resolve it")
+        n = self.n_dwells
+        if n == 0:
+            return []
+        is_open = self.is_open[self.cls]
+        sweep = self.sweep
+        idx = np.arange(n)
+        inner = np.ones(n, bool)
+        nonempty = self.offsets[:-1] < self.offsets[1:]
+        inner[self.offsets[:-1][nonempty]] = False          # censored first dwells
+        inner[self.offsets[1:][nonempty] - 1] = False       # censored last dwells
+        cand = inner & is_open
+        lo = np.full(self.n_sweeps, n, np.int64)
+        hi = np.full(self.n_sweeps, -1, np.int64)
+        np.minimum.at(lo, sweep[cand], idx[cand])
+        np.maximum.at(hi, sweep[cand], idx[cand])
+        keep = (idx >= lo[sweep]) & (idx <= hi[sweep])
+        if t_crit is not None:
+            keep &= is_open | (self.duration <= t_crit)
+        # kept dwells never neighbour across sweeps (each sweep's first and last are dropped)
+        k = np.flatnonzero(keep)
+        if k.size == 0:
+            return []
+        starts = np.flatnonzero(np.diff(k) > 1) + 1
+        return [np.array(g, dtype=np.float64) for g in np.split(self.duration[k], starts)]
+
     # ------------------------------------------------------------------ bursts
     def bursts(self, t_crit: float = math.inf, *, between=None,
                complete_only: bool = True) -> "BurstResult":

@@ -59,9 +59,10 @@ Hawkes-Jalali-Colquhoun distributions [HJC90, HJC92]: an exact piecewise
 polynomial-exponential form on [t_res, (n + 1) t_res] (n = 2 by default, as in HJCFIT) and
 an asymptotic mixture beyond, whose time constants are the roots of det W(s) = 0 [HJC92;
 JH92], with the exact mean [HJC92; CHS96].  These, not :func:`dwell_times`, describe a
-record resolved with :meth:`ketacore.analysis.Record.resolve`.  The exact pieces come from
-HJC's spectral closed form, checked at construction against block matrix exponentials [VL78]
-that replace it where it would lose accuracy.
+record resolved with :meth:`ketacore.analysis.Record.resolve`; :func:`hjc_loglik` is the
+HJC likelihood of such a record (HJCFIT's, with the CHS96 start and end vectors).  The exact
+pieces come from HJC's spectral closed form, checked at construction against block matrix
+exponentials [VL78] that replace it where it would lose accuracy.
 
 References
 ----------
@@ -124,6 +125,7 @@ __all__ = [
     "dwell_times",
     "apparent_dwell_times",
     "ApparentDwellTimes",
+    "hjc_loglik",
     "bursts",
     "concentration_response",
     "first_latency",
@@ -1692,13 +1694,19 @@ class _HJCClass:
         repeated roots merged: roots within 1e-8 (relative) of each other are taken as one of
         multiplicity g (their separate null vectors would be ill-conditioned, while merging
         moves the component by at most 1e-8 of its rate)."""
+        svals, Rms = self.projectors(roots)
+        return svals, np.array([float(phi @ Rm @ self.end) for Rm in Rms])
+
+    def projectors(self, roots: np.ndarray):
+        """(merged roots s_j, matrices R_j (g, kA, kA)) of ``AR(u) ~ sum_j R_j exp(s_j u)``
+        [HJC92 eqs. 56-58]; roots merged as described in :meth:`asymptotic`."""
         groups = []
         for s in roots:
             if groups and abs(s - groups[-1][-1]) <= 1e-8 * abs(s):
                 groups[-1].append(s)
             else:
                 groups.append([s])
-        svals, amps = [], []
+        svals, mats = [], []
         for grp in groups:
             g = len(grp)
             s = float(np.mean(grp))
@@ -1719,10 +1727,9 @@ class _HJCClass:
             if abs(np.linalg.det(M)) <= 1e-12 * np.abs(M).max() ** g:
                 raise ValueError("apparent_dwell_times: singular r W'(s) c at the asymptotic "
                                  f"root s = {s:.6g} s^-1")
-            Rm = C @ np.linalg.solve(M, Rt)
             svals.append(s)
-            amps.append(float(phi @ Rm @ self.end))
-        return np.array(svals), np.array(amps)
+            mats.append(C @ np.linalg.solve(M, Rt))
+        return np.array(svals), np.array(mats)
 
     def mean(self, phi: np.ndarray) -> float:
         """Exact mean apparent duration [HJC92; CHS96 eq. 3.6]: the transform of the density
@@ -1780,6 +1787,38 @@ class _HJCClass:
         return gam, C
 
 
+def _chain_generators(hc: "_HJCClass", n_pieces: int) -> list:
+    """Block-bidiagonal generators X_m, m < n_pieces, of the exact HJC pieces [VL78]: blocks
+    0..m with Q on the diagonal and ``B`` (``exp(Q_FF tau) Q_FA`` in its F x A block) above
+    it, then an integral block coupled by I; ``expm(X_m x)`` holds ``S_m(x)`` in its block
+    (0, m) (restricted to A x A) and ``int_0^x S_m`` in its block (0, m + 1)."""
+    k = hc.Q.shape[0]
+    B = np.zeros((k, k))
+    B[np.ix_(hc.f, hc.a)] = hc.EF @ hc.QFA
+    out = []
+    for m in range(n_pieces):  # chain blocks 0..m, then the integral block
+        X = np.zeros(((m + 2) * k, (m + 2) * k))
+        for b in range(m + 1):
+            X[b * k:(b + 1) * k, b * k:(b + 1) * k] = hc.Q
+            if b < m:
+                X[b * k:(b + 1) * k, (b + 1) * k:(b + 2) * k] = B
+        X[m * k:(m + 1) * k, (m + 1) * k:] = np.eye(k)
+        out.append(X)
+    return out
+
+
+def _exact_spectrum(hc: "_HJCClass"):
+    """(lam, A): eigenvalues and spectral matrices of -Q for the spectral exact form, the
+    zero eigenvalue set to exactly 0 and negligible imaginary parts dropped."""
+    p = hc.p
+    lam, A = _spectral(-hc.Q, p if hc.reversible and np.all(p > 0) else None)
+    scale = max(float(np.abs(lam).max()), 1e-300)
+    lam = np.where(np.abs(lam) <= 1e-12 * scale, 0.0, lam)  # the zero eigenvalue
+    if np.iscomplexobj(lam) and np.all(np.imag(lam) == 0):
+        lam = np.real(lam)
+    return lam, A
+
+
 class _ExactPart:
     """The exact HJC density on its first ``n`` pieces, ``f(tau + u)`` and ``int_0^u f`` for
     ``0 <= u <= n tau`` [HJC90, HJC92].
@@ -1809,27 +1848,10 @@ class _ExactPart:
         self.tau, self.n = hc.tau, n_pieces
         self.a, self.k = hc.a, hc.Q.shape[0]
         self.phi, self.end = phi, hc.end
-        B = np.zeros((self.k, self.k))
-        B[np.ix_(hc.f, hc.a)] = hc.EF @ hc.QFA
-        self._X = []
-        k = self.k
-        for m in range(n_pieces):  # chain blocks 0..m, then the integral block
-            X = np.zeros(((m + 2) * k, (m + 2) * k))
-            for b in range(m + 1):
-                X[b * k:(b + 1) * k, b * k:(b + 1) * k] = hc.Q
-                if b < m:
-                    X[b * k:(b + 1) * k, (b + 1) * k:(b + 2) * k] = B
-            X[m * k:(m + 1) * k, (m + 1) * k:] = np.eye(k)
-            self._X.append(X)
+        self._X = _chain_generators(hc, n_pieces)
         self.mode = "expm"
         try:
-            p = hc.p
-            rev = hc.reversible
-            lam, A = _spectral(-hc.Q, p if rev and np.all(p > 0) else None)
-            scale = max(float(np.abs(lam).max()), 1e-300)
-            lam = np.where(np.abs(lam) <= 1e-12 * scale, 0.0, lam)  # the zero eigenvalue
-            if np.iscomplexobj(lam) and np.all(np.imag(lam) == 0):
-                lam = np.real(lam)
+            lam, A = _exact_spectrum(hc)
             self.lam = lam
             self.gam, _ = hc.exact_coefficients(lam, A, phi, n_pieces)
             ok = np.all(np.isfinite(self.gam))
@@ -2199,6 +2221,432 @@ def apparent_dwell_times(model, states="open", *, t_res, open=None, names=None,
                          "this mechanism (t_res times its fastest rates is too large); t_res "
                          "is in seconds")
     return res
+
+
+# ---------------------------------------------------------------------------
+# HJC likelihood of a resolved record [HJC90, HJC92, CHS96]
+# ---------------------------------------------------------------------------
+
+#: Intervals evaluated per block by :func:`hjc_loglik` (bounds the memory of the (n, kA, kF)
+#: stacks of transition-density matrices).
+_HJC_CHUNK = 65536
+
+
+class _EGMatrices:
+    """The matrix-valued HJC transition density of one class A (complement F),
+    ``eG_AF(t) = AR(t - tau) Q_AF exp(Q_FF tau)`` (kA x kF) for ``t >= tau`` [HJC90, HJC92]:
+    entry (i, j) is the density of an apparent sojourn in A that starts in state i, lasts t
+    and ends with entry to state j of F at the start of a resolved sojourn there.
+
+    * exact for ``tau <= t < (n + 1) tau``: ``AR(u) = sum_m (-1)^m S_m(u - m tau)`` with the
+      coefficient matrices ``C[m][r]`` of :meth:`_HJCClass.exact_coefficients`
+      post-multiplied by ``Q_AF exp(Q_FF tau)`` (SCALCS' Z00, Z10, Z11 for n = 2), or, when
+      that spectral form disagrees with it by more than 1e-9 of the largest entry at
+      ``4 n + 1`` points, the block matrix exponentials of :func:`_chain_generators` [VL78];
+    * asymptotic beyond: ``sum_j R_j exp(s_j u) Q_AF exp(Q_FF tau)``
+      (:meth:`_HJCClass.projectors`), returned as ``exp(s_top u)`` (its log) times a matrix,
+      ``s_top`` the slowest root, so that long intervals neither underflow nor overflow.
+    """
+
+    def __init__(self, hc: "_HJCClass", n_pieces: int):
+        self.tau, self.n = hc.tau, n_pieces
+        self.exact_until = (n_pieces + 1) * hc.tau
+        self.a, self.k = hc.a, hc.Q.shape[0]
+        self.kA, self.kF = hc.a.size, hc.f.size
+        self.M = hc.QAF @ hc.EF                      # Q_AF exp(Q_FF tau)
+        s, R = hc.projectors(hc.roots())
+        self.s = s
+        self.s_top = float(s.max())
+        self.RZ = np.matmul(R, self.M)               # (g, kA, kF)
+        self._X = _chain_generators(hc, n_pieces)
+        self.mode = "expm"
+        try:
+            lam, A = _exact_spectrum(hc)
+            _, C = hc.exact_coefficients(lam, A, np.full(self.kA, 1.0 / self.kA), n_pieces)
+            self.lam = lam
+            self.Z = [[np.matmul(C[m][r], self.M) for r in range(m + 1)]
+                      for m in range(n_pieces)]
+            ok = all(np.all(np.isfinite(z)) for zm in self.Z for z in zm)
+        except (ValueError, np.linalg.LinAlgError):
+            ok = False
+        if ok:
+            u = np.linspace(0.0, n_pieces * self.tau, 4 * n_pieces + 1)
+            f_e, i_e = self._expm_eval(u)
+            f_s, i_s = self._spectral_eval(u, False), self._spectral_eval(u, True)
+            ok = (np.abs(f_s - f_e).max() <= 1e-9 * np.abs(f_e).max()
+                  and np.abs(i_s - i_e).max() <= 1e-9 * np.abs(i_e).max() + 1e-300)
+        if ok:
+            self.mode = "spectral"
+
+    def _spectral_eval(self, u, integral: bool) -> np.ndarray:
+        """Exact matrices (or their integrals from 0) at ``0 <= u <= n tau``, (N, kA, kF)."""
+        u = np.asarray(u, float).reshape(-1)
+        lam = self.lam
+        K = lam.size
+        out = np.zeros((u.size, self.kA * self.kF), dtype=np.result_type(lam, float))
+        for m in range(self.n):
+            x = u - m * self.tau
+            on = x >= 0
+            if not np.any(on):
+                break
+            xo = x[on]
+            acc = 0.0
+            for r in range(m + 1):
+                if integral:
+                    w = _integral_xr_exp(r, lam, xo)
+                else:
+                    w = np.exp(-xo[:, None] * lam)
+                    if r:
+                        w = w * xo[:, None] ** r
+                acc = acc + w @ self.Z[m][r].reshape(K, -1)
+            out[on] += acc if m % 2 == 0 else -acc
+        return np.real(out).reshape(u.size, self.kA, self.kF)
+
+    def _expm_eval(self, u):
+        """Exact matrices and their integrals from 0 by block matrix exponentials."""
+        u = np.asarray(u, float).reshape(-1)
+        a, k = self.a, self.k
+        f = np.zeros((u.size, self.kA, self.kA))
+        g = np.zeros((u.size, self.kA, self.kA))
+        for i, ui in enumerate(u):
+            for m in range(self.n):
+                x = float(ui) - m * self.tau
+                if x < 0:
+                    break
+                E = linalg.expm(self._X[m] * x)[a]
+                sign = 1.0 if m % 2 == 0 else -1.0
+                f[i] += sign * E[:, m * k:(m + 1) * k][:, a]
+                g[i] += sign * E[:, (m + 1) * k:][:, a]
+        return f @ self.M, g @ self.M
+
+    def _exact(self, u, integral: bool = False) -> np.ndarray:
+        if self.mode == "spectral":
+            return self._spectral_eval(u, integral)
+        return self._expm_eval(u)[1 if integral else 0]
+
+    def eval(self, t):
+        """(mats, logs): ``eG_AF(t_i) = exp(logs[i]) mats[i]`` for t_i >= tau, (N, kA, kF)."""
+        t = np.asarray(t, float).reshape(-1)
+        out = np.empty((t.size, self.kA, self.kF))
+        logs = np.zeros(t.size)
+        ex = t < self.exact_until
+        if np.any(ex):
+            out[ex] = self._exact(t[ex] - self.tau)
+        asy = ~ex
+        if np.any(asy):
+            u = t[asy] - self.tau
+            E = np.exp(u[:, None] * (self.s - self.s_top))
+            out[asy] = (E @ self.RZ.reshape(self.s.size, -1)).reshape(-1, self.kA, self.kF)
+            logs[asy] = self.s_top * u
+        return out, logs
+
+    def tail(self, t: float):
+        """(H, log_scale): ``int_t^inf eG_AF(t') dt' = exp(log_scale) H`` (kA x kF), the
+        asymptotic form integrated beyond ``max(t, exact_until)`` plus the exact pieces
+        between t and ``exact_until`` when t is below it."""
+        u0 = max(t, self.exact_until) - self.tau
+        w = -np.exp((self.s - self.s_top) * u0) / self.s
+        H = np.tensordot(w, self.RZ, axes=1)
+        log_scale = self.s_top * u0
+        if t < self.exact_until:
+            H = H * math.exp(log_scale)
+            log_scale = 0.0
+            ints = self._exact(np.array([self.n * self.tau, t - self.tau]), True)
+            H = H + ints[0] - ints[1]
+        return H, log_scale
+
+
+def _normalise_stack(M: np.ndarray, logs: np.ndarray):
+    """Divide each matrix (or vector) of a stack by its largest |entry|, adding the log of
+    that factor to logs (-inf for an all-zero entry)."""
+    axes = tuple(range(1, M.ndim))
+    sc = np.abs(M).max(axis=axes)
+    safe = np.where(sc > 0, sc, 1.0)
+    M = M / safe.reshape((-1,) + (1,) * len(axes))
+    with np.errstate(divide="ignore"):
+        return M, logs + np.log(sc)
+
+
+def _segmented_product(P: np.ndarray, logs: np.ndarray, counts: np.ndarray):
+    """Ordered products of consecutive runs of matrices: P (N, k, k), runs of ``counts``
+    (summing to N) -> (G, k, k) products (identity for an empty run) and their log scales.
+
+    Pairwise (tree) reduction, vectorised over all runs: each pass multiplies neighbours
+    (0, 1), (2, 3), ... within each run and renormalises, so a run of n matrices takes
+    ceil(log2 n) passes.  The matrices are products of transition densities (entrywise
+    non-negative), so the order of multiplication does not affect the accuracy."""
+    counts = np.asarray(counts, np.int64).copy()
+    G, k = counts.size, P.shape[1]
+    P, logs = P.copy(), logs.copy()
+    while P.shape[0] and counts.max() > 1:
+        seg = np.repeat(np.arange(G), counts)
+        pos = np.arange(P.shape[0]) - (np.cumsum(counts) - counts)[seg]
+        left = pos % 2 == 0
+        il = np.flatnonzero(left & (pos + 1 < counts[seg]))
+        prod, pl = _normalise_stack(np.matmul(P[il], P[il + 1]), logs[il] + logs[il + 1])
+        P[il], logs[il] = prod, pl
+        P, logs = P[left], logs[left]
+        counts = (counts + 1) // 2
+    out = np.broadcast_to(np.eye(k), (G, k, k)).copy()
+    lo = np.zeros(G)
+    has = counts == 1
+    out[has], lo[has] = P, logs
+    return out, lo
+
+
+class _HJCLikelihood:
+    """Everything :func:`hjc_loglik` precomputes for one Q, t_res and t_crit."""
+
+    def __init__(self, Q: np.ndarray, a: np.ndarray, f: np.ndarray, tau: float,
+                 t_crit: Optional[float], n_exact: int):
+        p = _equilibrium_q(Q)
+        _entry_vector(Q, p, a, f)  # ValueError if openings never happen
+        _entry_vector(Q, p, f, a)
+        rev = _is_reversible_q(Q, p)
+        A = _HJCClass(Q, p, a, f, tau, rev)
+        F = _HJCClass(Q, p, f, a, tau, rev)
+        if not (np.all(np.isfinite(A.EF)) and np.all(np.isfinite(F.EF))):  # pragma: no cover
+            raise ValueError(f"t_res={tau:g} s: exp(Q t_res) is not finite")
+        e_af = _e_G(A.QAA, A.QAF, A.QFA, A.QFF, A.EF)
+        e_fa = _e_G(F.QAA, F.QAF, F.QFA, F.QFF, F.EF)
+        self.phi_open = _e_start(e_af, e_fa)
+        self.phi_shut = _e_start(e_fa, e_af)
+        self.open = _EGMatrices(A, n_exact)
+        self.shut = _EGMatrices(F, n_exact)
+        if t_crit is None:
+            self.start, self.end, self.end_log = self.phi_open, np.ones(f.size), 0.0
+        else:
+            # CHS96: H_FA = int_tcrit^inf eG_FA(t) dt; start phi_F H_FA / (phi_F H_FA u_A),
+            # end H_FA u_A
+            H, lg = self.shut.tail(t_crit)
+            x = self.phi_shut @ H
+            if not x.sum() > 0:
+                raise ValueError(f"hjc_loglik: t_crit={t_crit:g} s: the mechanism gives no "
+                                 "apparent shut time longer than t_crit (to double "
+                                 "precision), so no group can be preceded or followed by one")
+            self.start = x / x.sum()
+            self.end, self.end_log = H.sum(axis=1), lg
+        if not (np.all(np.isfinite(self.start)) and np.all(np.isfinite(self.end))):
+            raise ValueError(f"hjc_loglik: t_res={tau:g} s: the start/end vectors are not "
+                             "finite for this mechanism")
+
+    def group_logliks(self, groups: list) -> np.ndarray:
+        """Natural log of the likelihood of each group (validated 1-D arrays, odd lengths)."""
+        lens = np.array([g.size for g in groups], np.int64)
+        n_pairs = (lens - 1) // 2
+        allt = np.concatenate(groups)
+        pos = np.arange(allt.size) - np.repeat(np.cumsum(lens) - lens, lens)
+        is_open = pos % 2 == 0
+        t_open, t_shut = allt[is_open], allt[~is_open]
+        last = np.cumsum(n_pairs + 1) - 1               # the last opening of each group
+        inner = np.ones(t_open.size, bool)
+        inner[last] = False
+        t_inner = t_open[inner]                          # pairs with t_shut, in order
+        kA = self.open.kA
+        P = np.empty((t_shut.size, kA, kA))
+        lp = np.empty(t_shut.size)
+        for i in range(0, t_shut.size, _HJC_CHUNK):
+            sl = slice(i, i + _HJC_CHUNK)
+            O, lo = self.open.eval(t_inner[sl])
+            S, ls = self.shut.eval(t_shut[sl])
+            P[sl], lp[sl] = _normalise_stack(np.matmul(O, S), lo + ls)
+        O, lo = self.open.eval(t_open[last])
+        w, lw = _normalise_stack(O @ self.end, lo + self.end_log)
+        prod, lg = _segmented_product(P, lp, n_pairs)
+        val = np.einsum("gj,gj->g", np.einsum("i,gij->gj", self.start, prod), w)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.log(np.where(val > 0, val, 0.0)) + lg + lw
+        return np.where(np.isnan(out), -np.inf, out)
+
+
+def _check_t_crit(t_crit, tau: float) -> Optional[float]:
+    if t_crit is None:
+        return None
+    if isinstance(t_crit, bool) or not isinstance(t_crit, (numbers.Real, np.floating,
+                                                           np.integer)):
+        raise TypeError(f"t_crit must be None or a real number (critical shut time in s), got "
+                        f"{type(t_crit).__name__} ({t_crit!r})")
+    v = float(t_crit)
+    if not math.isfinite(v) or not v > tau:
+        raise ValueError(f"t_crit must be a finite critical shut time > t_res={tau:g} s (in "
+                         f"s), got {t_crit!r}")
+    return v
+
+
+def _check_hjc_groups(groups, tau: float) -> list:
+    """Validate the groups of :func:`hjc_loglik` -> list of float arrays."""
+    hint = "groups must be a sequence of 1-D arrays of interval durations (s)"
+    if groups is None or isinstance(groups, (str, bytes, numbers.Number, np.generic)):
+        raise TypeError(f"{hint}, got {type(groups).__name__}")
+    if isinstance(groups, np.ndarray) and groups.ndim == 1 and groups.dtype != object:
+        raise TypeError(f"{hint}, got one 1-D array of numbers: pass [durations] for a single "
+                        "group")
+    try:
+        items = list(groups)
+    except TypeError:
+        raise TypeError(f"{hint}, got {type(groups).__name__}") from None
+    if not items:
+        raise ValueError("groups is empty: give at least one group of intervals")
+    out = []
+    for i, g in enumerate(items):
+        if type(g) is np.ndarray and g.dtype == np.float64 and g.ndim == 1:
+            arr = g                                  # fast path (Record.hjc_groups)
+        else:
+            arr = _hjc_group_array(i, g, hint)
+        if arr.size == 0:
+            raise ValueError(f"groups[{i}] is empty: a group holds at least one opening")
+        if arr.size % 2 == 0:
+            raise ValueError(f"groups[{i}] has {arr.size} intervals, an even number: a group "
+                             "alternates open and shut times and starts and ends with an "
+                             "opening (odd length); drop its trailing shut time")
+        out.append(arr)
+    allt = np.concatenate(out)
+    if np.all(np.isfinite(allt)) and allt.min() >= tau:
+        return out
+    for i, arr in enumerate(out):                   # locate the first bad interval
+        bad = np.flatnonzero(~np.isfinite(arr))
+        if bad.size:
+            j = int(bad[0])
+            raise ValueError(f"groups[{i}][{j}] = {float(arr[j])!r} is not a finite duration "
+                             "(s)")
+        below = np.flatnonzero(arr < tau)
+        if below.size:
+            j = int(below[0])
+            what = "an open" if j % 2 == 0 else "a shut"
+            raise ValueError(f"groups[{i}][{j}] ({what} time) = {arr[j]:.6g} s is shorter "
+                             f"than t_res={tau:g} s ({below.size} such intervals in this "
+                             "group): every interval of a record resolved at t_res is >= t_res "
+                             "(Record.resolve(t_res), then Record.hjc_groups; t_res is in s)")
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _hjc_group_array(i: int, g, hint: str) -> np.ndarray:
+    """One group of :func:`hjc_loglik` as a 1-D float array (type, dtype and shape checked)."""
+    if g is None or isinstance(g, (str, bytes, numbers.Number, np.generic)):
+        raise TypeError(f"groups[{i}] must be a 1-D array of interval durations (s), got "
+                        f"{type(g).__name__} ({g!r}); {hint} (pass [durations] for a "
+                        "single group)")
+    try:
+        arr = np.asarray(g)
+    except (TypeError, ValueError) as exc:   # e.g. a ragged nested list
+        raise ValueError(f"groups[{i}] must be a 1-D array of durations (s): {exc}") \
+            from None
+    if arr.dtype == bool or arr.dtype.kind not in "iuf":
+        raise TypeError(f"groups[{i}] must hold real numbers (durations in s), got dtype "
+                        f"{arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"groups[{i}] must be 1-D, got shape {arr.shape}")
+    return arr.astype(float)
+
+
+def hjc_loglik(model, groups, *, t_res, t_crit=None, open=None, names=None,
+               exact_intervals: int = 2, **conditions) -> float:
+    """Log-likelihood of a resolved single-channel record with missed events: the HJC
+    likelihood maximised by HJCFIT [HJC90, HJC92, CHS96].
+
+    Each group of apparent intervals ``t1, t2, ..., tn`` (open, shut, open, ..., open; every
+    one ``>= t_res``) has likelihood
+
+    ``L = phi_start eG_AF(t1) eG_FA(t2) eG_AF(t3) ... eG_FA(t_(n-1)) eG_AF(tn) end``
+
+    with ``eG_AF(t) = AR(t - t_res) Q_AF exp(Q_FF t_res)`` (A the open states, F the shut
+    ones) the matrix of HJC transition densities of :func:`apparent_dwell_times` (whose pdf
+    is ``phi_A eG_AF(t) u_F``), ``eG_FA`` the same with the classes exchanged; the result is
+    ``sum over groups of ln L``.  Start and end vectors:
+
+    * ``t_crit=None``: ``phi_start`` the equilibrium start vector of apparent openings (the
+      stationary vector of ``eG_AF eG_FA`` [HJC92 eq. 10]) and ``end = u_F`` (ones): groups
+      taken as stretches of an equilibrium record, e.g. one per sweep;
+    * ``t_crit`` given: the CHS vectors [CHS96 section 5; as SCALCS ``qmatlib.CHSvec``
+      computes them, citing CHS96 eqs. 5.5/5.7 (start) and 5.8 (end)] for groups separated
+      by shut times longer than ``t_crit`` (whose durations are not used, e.g. because the
+      channel number is unknown):
+      ``H_FA = int_t_crit^inf eG_FA(t) dt``, ``phi_start = phi_F H_FA / (phi_F H_FA u_A)``
+      (phi_F the equilibrium start vector of apparent shut times) and ``end = H_FA u_A``.
+
+    Parameters
+    ----------
+    model : Scheme or (K, K) array_like
+        As for :func:`apparent_dwell_times`; the two classes are the open and the shut states.
+    groups : sequence of 1-D array_like
+        Interval durations (s) of each group, alternating open and shut, starting and ending
+        with an opening (odd length), all ``>= t_res``; e.g.
+        ``Record.resolve(t_res).hjc_groups(t_crit)``
+        (:meth:`ketacore.analysis.Record.hjc_groups`).
+    t_res : float
+        Time resolution (dead time) the record was resolved at (s), ``0 < t_res < 1``.
+    t_crit : float, optional
+        Critical shut time (s), ``> t_res``: use the CHS start and end vectors.  The shut
+        times inside the groups are not checked against it.
+    open, names : for a raw Q, as for :func:`dwell_times`.
+    exact_intervals : int
+        Number of ``t_res``-long pieces (1 to 10) on which the exact ``eG`` is used, as for
+        :func:`apparent_dwell_times`; default 2 (``t < 3 t_res``), as HJCFIT and SCALCS.
+    **conditions : V (V), temperature, concentrations (M), for a scheme.
+
+    Returns
+    -------
+    float
+        Natural log of the likelihood, summed over the groups (durations in s).  ``-inf``
+        when a group has likelihood 0 to double precision (or a negative value from the
+        asymptotic approximation).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad ``t_res`` (as for :func:`apparent_dwell_times`), ``t_crit`` (not > t_res or not
+        finite), ``groups`` (empty, a group empty, not 1-D, of even length, with a non-finite
+        duration or one below ``t_res`` -- the message names the group and interval), model
+        or conditions (as for :func:`apparent_dwell_times`; also a mechanism never open at
+        equilibrium).
+
+    Notes
+    -----
+    *Numerical method.*  Precomputed once per call for both classes: the exact-piece
+    coefficient matrices (HJC's spectral closed form, checked at construction against block
+    matrix exponentials [VL78], which replace it when they disagree by > 1e-9), the
+    asymptotic roots and the matrices ``R_j Q_AF exp(Q_FF t_res)``.  Every interval's
+    ``eG`` matrix is then evaluated at once as a stack (exact below ``(exact_intervals + 1)
+    t_res``, asymptotic beyond, the slowest exponential factored out as a log), each
+    opening's matrix is multiplied by the following shut time's, and the ordered product of
+    each group is formed by pairwise (tree) reduction vectorised over all groups, each
+    product divided by its largest entry with the log of the factor accumulated.  So groups of
+    any length neither underflow nor overflow (SCALCS' ``HJClik`` multiplies its running
+    vector by 1e-100 when it exceeds 1e50 without adding the factor back to the log
+    likelihood, so its values for long groups are too low by multiples of 100 ln 10).
+
+    *Conventions.*  SCALCS' ``HJClik`` returns ``-ln L`` (for minimisation); some HJCFIT /
+    DCPROGS outputs print log-likelihoods in log10 (divide ``ln L`` by ln 10 = 2.302585 to
+    compare).  Without ``t_crit`` each group's first opening starts from the equilibrium
+    vector and nothing is said about what follows its last opening; with ``t_crit`` the
+    start is conditional on a preceding shut time > ``t_crit``, and ``end`` is the
+    probability (per starting shut state) that the following shut time exceeds ``t_crit``.
+    A group's likelihood is a density in s^-n (n its intervals), so ``ln L`` depends on the
+    time unit: it is for durations in seconds.
+
+    References
+    ----------
+    [HJC90] Hawkes, Jalali & Colquhoun (1990) Phil Trans R Soc Lond A 332:511-538,
+    doi:10.1098/rsta.1990.0129; [HJC92] (1992) Phil Trans R Soc Lond B 337:383-404,
+    doi:10.1098/rstb.1992.0116; [CHS96] Colquhoun, Hawkes & Srodzinski (1996) Phil Trans R
+    Soc Lond A 354:2555-2590, doi:10.1098/rsta.1996.0115.
+    """
+    tau = _check_t_res(t_res)
+    tc = _check_t_crit(t_crit, tau)
+    n_exact = _V.integer("exact_intervals", exact_intervals, minimum=1,
+                         maximum=MAX_EXACT_INTERVALS)
+    gs = _check_hjc_groups(groups, tau)
+    m = _resolve(model, conditions, open, names)
+    a = _class_indices("open", m, "open states")
+    f = np.setdiff1d(np.arange(m.k), a)
+    try:
+        lik = _HJCLikelihood(m.Q, a, f, tau, tc, n_exact)
+    except ValueError as exc:
+        msg = str(exc)
+        if msg.startswith("apparent_dwell_times:"):
+            raise ValueError("hjc_loglik:" + msg[len("apparent_dwell_times:"):]) from None
+        raise
+    return float(lik.group_logliks(gs).sum())
 
 
 def first_latency(model, target="open", initial=None, *, open=None, names=None,
