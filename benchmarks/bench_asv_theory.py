@@ -5,7 +5,9 @@ t_res = 50 us (asymptotic roots, areas, start vector, exact mean, the exact piec
 matrix-exponential cross-check); the baseline in the same run is SCALCS (DCPROGS' Python
 library) computing the same roots, areas, start vector, exact mean and exact-piece matrices
 (``exact_GAMAxx``) from the same Q -- everything but the cross-check (skipped when scalcs is not
-installed).  ``ComposedScheme`` times the ideal and HJC shut-time distributions of the 24-state
+installed).  ``HJCLikelihood`` times the HJC log-likelihood of a resolved CH82 record (bursts
+at t_crit = 3.5 ms, CHS vectors) against SCALCS' ``HJClik`` on the same groups and Q in the same
+run.  ``ComposedScheme`` times the ideal and HJC shut-time distributions of the 24-state
 erreger2005_2a + ketamine + Mg2+ scheme.
 """
 import numpy as np
@@ -93,3 +95,34 @@ class MixtureSampling:
 
     def time_sample_bisection_baseline(self):
         self.lat._sample_inversion(20_000, np.random.default_rng(1))
+
+
+class HJCLikelihood:
+    """ln L of a resolved CH82 record (1 uM, 50 us, 2 x 20 s: ~500 bursts at t_crit = 3.5 ms,
+    CHS vectors) by ``theory.hjc_loglik``; the same-run baseline is SCALCS' ``HJClik`` (its
+    per-interval Python loop) on the same groups and Q (skipped without scalcs)."""
+
+    def setup(self):
+        from ketacore import analysis as ka
+        self.ch82, self.c, self.t_crit = kc.models.get("ch82"), 1 * uM, 3.5e-3
+        log = kc.simulate_events(self.ch82, kc.Step(20.0, agonist=self.c), n_trials=2, rng=1,
+                                 initial=kc.theory.equilibrium(self.ch82, agonist=self.c))
+        self.groups = ka.Record.from_events(log).resolve(T_RES).hjc_groups(self.t_crit)
+        self.Q = self.ch82.q_matrix(agonist=self.c)
+        kc.theory.hjc_loglik(self.ch82, self.groups[:2], t_res=T_RES, t_crit=self.t_crit,
+                             agonist=self.c)  # warm
+
+    def time_hjc_loglik(self):
+        kc.theory.hjc_loglik(self.ch82, self.groups, t_res=T_RES, t_crit=self.t_crit, agonist=self.c)
+
+    def time_scalcs_hjclik_baseline(self):
+        try:
+            from scalcs import scalcslib as scl
+        except ImportError:  # pragma: no cover - optional peer
+            raise NotImplementedError("scalcs not installed")
+        mec = _ScalcsMechanism(self.Q, 2)
+        mec.theta_unsqueeze = mec.set_eff = lambda *a: None
+        mec.theta = lambda: np.ones(1)
+        opts = dict(mec=mec, conc=self.c, tres=T_RES, tcrit=self.t_crit, isCHS=True,
+                    data=[list(g) for g in self.groups])
+        scl.HJClik(np.zeros(1), opts)
