@@ -1354,18 +1354,29 @@ def relaxation(model, initial=None, *, open=None, names=None, **conditions) -> R
     Returns
     -------
     Relaxation
-        Time constants (s), amplitudes per state and for Po.
+        Time constants (s), amplitudes per state and for Po.  ``equilibrium`` is the
+        limit of p(t): the equilibrium when the conditions after the step have a unique
+        one, else -- several closed classes of states, e.g. trapped and unblocked channels
+        during the wash of a trapping blocker -- the limit from ``initial``, as
+        :func:`equilibrium` with ``initial=`` gives it.
     """
     m = _resolve(model, conditions, open, names)
     p0 = _initial_vector(initial, m, conditions)
-    pinf = _equilibrium_q(m.Q)
-    lam, A = _spectral(m.Q, pinf)
+    try:
+        pinf = _equilibrium_q(m.Q)
+        lam, A = _spectral(m.Q, pinf)
+    except NoUniqueEquilibrium:
+        # several closed classes (e.g. the wash of a trapping blocker: trapped and unblocked
+        # channels never meet without agonist): p(t) still tends to a limit, which depends on
+        # p(0) -- the mass each class keeps or absorbs (as equilibrium(..., initial=))
+        pinf = _limit_q(m.Q, p0)
+        lam, A = _spectral(m.Q)
     amps = np.einsum("i,mij->mj", p0, A)
-    # the zero eigenvalue carries p_inf
+    # the zero eigenvalue (merged over the closed classes) carries p_inf
     tiny = 1e-12 * max(np.abs(lam).max(), 1e-300)
     nz = np.abs(lam) > tiny
     if np.count_nonzero(~nz) != 1:
-        raise ValueError("Q must have exactly one zero eigenvalue (unique equilibrium)")
+        raise ValueError("Q must have a zero eigenvalue (a generator's rows sum to 0)")
     lam, amps = lam[nz], amps[nz]
     taus = -1.0 / lam
     order = np.argsort(np.real(taus), kind="stable")

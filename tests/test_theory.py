@@ -860,3 +860,28 @@ def test_relaxation_washout_reducible_q():
     b = th.bursts(ch82_q(1e-6), WITHIN, open=OPEN)
     assert b.openings.cdf(10 ** 5) == pytest.approx(1.0, abs=1e-12)
     assert b.openings.cdf(1) == pytest.approx(b.openings.pmf(1), rel=1e-12)
+
+
+def test_relaxation_of_a_trapping_wash_has_a_limit_from_its_start():
+    """Wash of a trapping blocker: without agonist, trapped and unblocked channels form separate
+    closed classes, so there is no unique equilibrium -- but p(t) from a given start has a limit.
+    relaxation() raised NoUniqueEquilibrium; it now expands p(t) around that limit, checked
+    against scipy's expm, and its equilibrium is equilibrium(..., initial=)'s limit."""
+    import scipy.linalg
+
+    import ketacore as kc
+    b = kc.blockers.Blocker(name="x", ligand="drug", k_on=1e6, k_off=10.0)
+    d = kc.block(kc.models.get("erreger2005_2a"), b)
+    p = th.equilibrium(d, glutamate=1e-3, drug=1e-5)
+    r = th.relaxation(d, initial=p, glutamate=0.0, drug=0.0)
+    Q = d.q_matrix(glutamate=0.0, drug=0.0)
+    for t in (0.0, 1e-3, 0.1, 10.0, 1e4):
+        want = p @ scipy.linalg.expm(Q * t)
+        got = r.equilibrium + np.real(np.exp(-t / r.taus) @ r.amplitudes)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(r.equilibrium, th.equilibrium(d, initial=p, glutamate=0.0, drug=0.0),
+                               rtol=0, atol=1e-14)
+    trapped = np.array(["·x" in s for s in d.states])
+    assert r.equilibrium[trapped].sum() > 0.4   # the drug stays trapped (0.447)
+    with pytest.raises(th.NoUniqueEquilibrium):  # no start, no limit: still refused
+        th.equilibrium(d, glutamate=0.0, drug=0.0)
