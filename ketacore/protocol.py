@@ -134,6 +134,18 @@ class Step:
         d.update(self.concentrations)
         return d
 
+    def __add__(self, other: "Step | Protocol") -> "Protocol":
+        """``step + step_or_protocol``: the protocol of the two in order (as ``Protocol + ...``)."""
+        if isinstance(other, (Protocol, Step)):
+            return Protocol([self, other])
+        return NotImplemented
+
+    def __mul__(self, n: int) -> "Protocol":
+        """``step * n``: the protocol of ``n`` copies (as ``Protocol * n``)."""
+        return Protocol([self]) * n
+
+    __rmul__ = __mul__
+
 
 _set_duration = Step.duration.__set__
 _set_V = Step.V.__set__

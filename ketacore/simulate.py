@@ -78,9 +78,16 @@ def _cached_default_threads() -> int:
 _STEP_PROTOCOLS: dict = {}
 
 
+def _model_named(name: str) -> Scheme:
+    """The library model ``name`` (:func:`ketacore.models.get`; ValueError listing the names)."""
+    from . import models
+    return models.get(name)
+
+
 def _check_scheme_protocol(scheme: Any, protocol: Any) -> Protocol:
     if not isinstance(scheme, Scheme):
-        raise TypeError(f"scheme must be a ketacore.Scheme, got {type(scheme).__name__}")
+        raise TypeError(f"scheme must be a ketacore.Scheme or a model name "
+                        f"(ketacore.models.available()), got {type(scheme).__name__}")
     if isinstance(protocol, Step):
         hit = _STEP_PROTOCOLS.get(protocol)
         if hit is None:
@@ -478,8 +485,9 @@ def simulate(scheme: Scheme, protocol: Protocol | Step, dt: float, n_channels: i
 
     Parameters
     ----------
-    scheme : Scheme
-        Kinetic scheme (rates in s⁻¹, conductances in S).
+    scheme : Scheme or str
+        Kinetic scheme (rates in s⁻¹, conductances in S), or the name of a library model
+        (:func:`ketacore.models.get`), as the experiments and :func:`ketacore.block` take.
     protocol : Protocol or Step
         Piecewise-constant conditions (durations in s).
     dt : float
@@ -498,9 +506,10 @@ def simulate(scheme: Scheme, protocol: Protocol | Step, dt: float, n_channels: i
         stored in the result (``result.entropy``; ``rng=result.entropy`` reproduces the run).
         ``None``: fresh OS entropy; int / SeedSequence: that entropy (same result every call;
         a spawned SeedSequence, ``SeedSequence(s).spawn(n)[k]``, gives a root entropy of its
-        own, so the children of one spawn give independent runs).  A Generator is a source of randomness: a 128-bit root entropy is drawn from it
-        (advancing it), so repeated calls with one Generator give different replicates and
-        re-creating it from the same seed reproduces them.
+        own, so the children of one spawn give independent runs).  A Generator is a source
+        of randomness: a 128-bit root entropy is drawn from it (advancing it), so repeated
+        calls with one Generator give different replicates and re-creating it from the same
+        seed reproduces them.
     n_threads : int, optional
         Worker threads (default: all cores available to the process).  Results do not depend on it.
     record : {"counts", "summary"}
@@ -534,6 +543,8 @@ def simulate(scheme: Scheme, protocol: Protocol | Step, dt: float, n_channels: i
     Ctrl-C is honoured for jobs estimated to take longer than ~10 ms (they run on a worker thread
     while the calling thread polls for signals); shorter jobs run inline with the GIL released.
     """
+    if type(scheme) is str:  # a library model name (a fresh Scheme: no plan reuse)
+        scheme = _model_named(scheme)
     key = None
     if (trials is None and (type(dt) is float or type(dt) is int) and type(n_channels) is int
             and type(method) is str and type(record) is str
@@ -818,7 +829,8 @@ def simulate_events(scheme: Scheme, protocol: Protocol | Step, n_trials: int | N
 
     Parameters
     ----------
-    scheme : Scheme
+    scheme : Scheme or str
+        Kinetic scheme, or a library model name (as for :func:`simulate`).
     protocol : Protocol or Step
         Piecewise-constant conditions (s).
     n_trials : int, optional
@@ -842,6 +854,8 @@ def simulate_events(scheme: Scheme, protocol: Protocol | Step, n_trials: int | N
     -------
     EventLog
     """
+    if isinstance(scheme, str):
+        scheme = _model_named(scheme)
     protocol = _check_scheme_protocol(scheme, protocol)
     trial_idx = _resolve_trials(n_trials, trials, trial_offset)
     threads = _resolve_threads(n_threads)

@@ -206,8 +206,8 @@ def solve(scheme: Scheme, protocol: Protocol | Step, dt: float, initial: Any = N
 
     Parameters
     ----------
-    scheme : Scheme
-        The kinetic scheme.
+    scheme : Scheme or str
+        The kinetic scheme, or the name of a library model (:func:`ketacore.models.get`).
     protocol : Protocol or Step
         Piecewise-constant conditions.
     dt : float
@@ -222,8 +222,12 @@ def solve(scheme: Scheme, protocol: Protocol | Step, dt: float, initial: Any = N
     -------
     Result
     """
+    if isinstance(scheme, str):  # a library model name, as the experiments and block() take
+        from . import models
+        scheme = models.get(scheme)
     if not isinstance(scheme, Scheme):
-        raise TypeError(f"scheme must be a ketacore.Scheme, got {type(scheme).__name__}")
+        raise TypeError(f"scheme must be a ketacore.Scheme or a model name "
+                        f"(ketacore.models.available()), got {type(scheme).__name__}")
     if type(protocol) is not Protocol:
         if isinstance(protocol, Step):
             protocol = Protocol([protocol])

@@ -44,8 +44,34 @@ BOLTZMANN = 1.380649e-23  # J/K
 
 
 def celsius(t: float) -> float:
-    """Convert a temperature in degrees Celsius to kelvin."""
-    return float(t) + ZERO_CELSIUS
+    """Convert a temperature in degrees Celsius to kelvin.
+
+    Parameters
+    ----------
+    t : float
+        Temperature (°C), a finite real number >= -273.15.
+
+    Returns
+    -------
+    float
+        The temperature in kelvin (K), ``t + 273.15``.
+
+    Raises
+    ------
+    TypeError
+        ``t`` is not a real number (a string such as ``"22"`` or a bool was converted silently
+        before).
+    ValueError
+        ``t`` is not finite or is below absolute zero.
+    """
+    import numbers
+    if isinstance(t, bool) or type(t).__name__ == "bool_" or not isinstance(t, numbers.Real):
+        raise TypeError(f"celsius: t must be a real number of degrees Celsius, got "
+                        f"{type(t).__name__} ({t!r:.40})")
+    x = float(t)
+    if not (x >= -ZERO_CELSIUS and x < float("inf")):
+        raise ValueError(f"celsius: t must be finite and >= -273.15 °C, got {x!r}")
+    return x + ZERO_CELSIUS
 
 
 __all__ = [

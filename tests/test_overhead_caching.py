@@ -145,7 +145,7 @@ def test_results_do_not_share_mutable_arrays():
     ({"n_threads": 2.0}, TypeError, "n_threads"),
     ({"trial_offset": -1}, ValueError, "trial_offset"), ({"trial_offset": True}, TypeError, "trial_offset"),
     ({"initial": "nope"}, ValueError, "nope"),
-    ({"protocol": [STEP]}, TypeError, "protocol"), ({"scheme": "x"}, TypeError, "scheme"),
+    ({"protocol": [STEP]}, TypeError, "protocol"), ({"scheme": "x"}, ValueError, "unknown model"), ({"scheme": 5}, TypeError, "scheme"),
 ])
 def test_bad_inputs_raise_even_after_good_calls_are_cached(bad, exc, name):
     run(), run(), run(protocol=STEP), run(n_trials=1, trial_offset=0)  # populate the cache

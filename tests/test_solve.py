@@ -125,8 +125,10 @@ def test_input_validation():
     for dt in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="dt"):
             kc.solve(g, p, dt=dt)
-    with pytest.raises(TypeError, match="scheme"):
+    with pytest.raises(ValueError, match="unknown model 'five'"):  # a string is a model name
         kc.solve("five", p, dt=1e-3)
+    with pytest.raises(TypeError, match="scheme"):
+        kc.solve(5, p, dt=1e-3)
     with pytest.raises(TypeError, match="protocol"):
         kc.solve(g, [p], dt=1e-3)
     with pytest.raises(ValueError, match="GiB"):

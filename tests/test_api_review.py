@@ -1,0 +1,50 @@
+"""API consistency found in a user review (each test fails on the code before the fix)."""
+import numpy as np
+import pytest
+
+import ketacore as kc
+from ketacore.units import celsius
+
+PROT = kc.Step(0.02, agonist=1e-7)
+
+
+def test_solve_and_simulate_take_a_model_name_like_the_experiments():
+    """kc.block and kc.experiments.* took 'ch82'; solve/simulate/simulate_events raised TypeError."""
+    ch82 = kc.models.get("ch82")
+    np.testing.assert_array_equal(kc.solve("ch82", PROT, dt=1e-3).occupancy,
+                                  kc.solve(ch82, PROT, dt=1e-3).occupancy)
+    np.testing.assert_array_equal(kc.simulate("ch82", PROT, dt=1e-3, n_channels=30, rng=4).counts,
+                                  kc.simulate(ch82, PROT, dt=1e-3, n_channels=30, rng=4).counts)
+    a, b = (kc.simulate_events(m, PROT, n_trials=2, rng=4) for m in ("ch82", ch82))
+    for i in range(2):
+        np.testing.assert_array_equal(a[i][0], b[i][0])
+    for fn in (lambda m: kc.solve(m, PROT, dt=1e-3), lambda m: kc.simulate(m, PROT, dt=1e-3),
+               lambda m: kc.simulate_events(m, PROT)):
+        with pytest.raises(ValueError, match="unknown model 'nope'"):
+            fn("nope")
+        with pytest.raises(TypeError, match="Scheme or a model name"):
+            fn(3)
+
+
+def test_steps_add_and_repeat_like_protocols():
+    """Protocol + Step and Protocol * n worked; Step + Step, Step + Protocol and Step * n
+    raised TypeError."""
+    a, b = kc.Step(0.1, glutamate=1e-3), kc.Step(0.2)
+    assert a + b == kc.Protocol([a, b])
+    assert a + kc.Protocol([b, a]) == kc.Protocol([a, b, a])
+    assert a * 3 == 3 * a == kc.Protocol([a, a, a])
+    with pytest.raises(TypeError):
+        a + 1.0
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        a * 0
+
+
+def test_celsius_refuses_what_is_not_a_temperature():
+    """celsius('22') returned 295.15 and celsius(True) 274.15."""
+    assert celsius(22) == pytest.approx(295.15) and celsius(np.float64(-5.5)) == pytest.approx(267.65)
+    for bad in ("22", True, None, [22]):
+        with pytest.raises(TypeError, match="celsius"):
+            celsius(bad)
+    for bad in (float("nan"), float("inf"), -274.0):
+        with pytest.raises(ValueError, match="celsius"):
+            celsius(bad)
