@@ -107,8 +107,9 @@ def _equilibrium(scheme: Scheme, cond: dict, where: str) -> np.ndarray:
     try:
         return rest_state(scheme, **cond)
     except NoUniqueEquilibrium as e:
-        raise ValueError(f"{where}: {e}; start from a state name (initial='R'), a vector, or "
-                         "theory.equilibrium(scheme, initial=..., **conditions)") from None
+        raise ValueError(f"{where}: {e}; start from a state name (initial={scheme.states[0]!r}; "
+                         f"states: {list(scheme.states)[:8]}{' ...' if scheme.n_states > 8 else ''}), "
+                         "a vector, or theory.equilibrium(scheme, initial=..., **conditions)") from None
     except ValueError as e:  # e.g. a ligand the scheme does not know
         raise ValueError(f"{where}: {e}") from None
 

@@ -48,3 +48,11 @@ def test_celsius_refuses_what_is_not_a_temperature():
     for bad in (float("nan"), float("inf"), -274.0):
         with pytest.raises(ValueError, match="celsius"):
             celsius(bad)
+
+
+def test_no_rest_state_message_names_a_state_of_the_scheme():
+    """The advice said initial='R' whatever the scheme's states were."""
+    s = kc.Scheme(["A", "B", "C"], [("A", "B", 1.0), ("A", "C", 2.0)], conductance={"B": 1e-12})
+    with pytest.raises(ValueError, match=r"initial='A'; states: \['A', 'B', 'C'\]") as e:
+        kc.solve(s, kc.Step(0.1), dt=1e-2)
+    assert "'R'" not in str(e.value)
