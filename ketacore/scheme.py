@@ -782,6 +782,33 @@ class Scheme:
                       name=self.name, citation=self.citation, doi=self.doi, notes=self.notes,
                       temperature=self._temperature)
 
+    def with_temperature(self, temperature: float) -> "Scheme":
+        """A copy whose default temperature is ``temperature`` (K).
+
+        Every function that takes a scheme (``solve``, ``simulate``, ``theory.*``,
+        ``experiments.*``, studies) evaluates its rates at the scheme's temperature unless a
+        condition gives another, so this is how to run an experiment at, e.g., 35 °C:
+        ``kc.experiments.trapping(g.with_temperature(kc.units.celsius(35)), ...)``.  Rates with
+        a ``q10`` change by ``q10 ** ((T - t_ref) / 10 K)``; others do not change.
+
+        Parameters
+        ----------
+        temperature : float
+            Temperature (K), as for :class:`Scheme` (use :func:`ketacore.units.celsius`).
+
+        Returns
+        -------
+        Scheme
+            The same states, transitions, conductances, E_rev, ligands, name and citation.  (A
+            scheme composed by :func:`ketacore.block` loses its composition memory, as after
+            :meth:`with_rates`: compose onto ``gating.with_temperature(T)`` to add blockers
+            later.)
+        """
+        return Scheme(self._states, [(t.src, t.dst, t.rate) for t in self._transitions],
+                      self._conductance, self._e_rev, self._ligands, name=self.name,
+                      citation=self.citation, doi=self.doi, notes=self.notes,
+                      temperature=temperature)
+
     # ----------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (what :meth:`to_toml` writes)."""

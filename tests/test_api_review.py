@@ -56,3 +56,21 @@ def test_no_rest_state_message_names_a_state_of_the_scheme():
     with pytest.raises(ValueError, match=r"initial='A'; states: \['A', 'B', 'C'\]") as e:
         kc.solve(s, kc.Step(0.1), dt=1e-2)
     assert "'R'" not in str(e.value)
+
+
+def test_with_temperature_runs_everything_at_another_temperature():
+    """Experiments take no temperature argument and a Scheme had no way to change its own."""
+    g = kc.models.get("kampa2004")  # Q10 rates
+    h = g.with_temperature(celsius(35))
+    assert h.temperature == pytest.approx(308.15) and g.temperature == pytest.approx(celsius(23))
+    np.testing.assert_array_equal(h.q_matrix(glutamate=1e-3, V=-0.03),
+                                  g.q_matrix(glutamate=1e-3, V=-0.03, temperature=celsius(35)))
+    assert not np.array_equal(h.q_matrix(glutamate=1e-3), g.q_matrix(glutamate=1e-3))
+    assert h.states == g.states and h.transitions == g.transitions and h.name == g.name
+    step = kc.Step(0.05, glutamate=1e-3, V=-0.03)
+    np.testing.assert_allclose(kc.solve(h, step, dt=1e-3).occupancy,
+                               kc.solve(g, kc.Step(0.05, glutamate=1e-3, V=-0.03,
+                                                   temperature=celsius(35)), dt=1e-3).occupancy,
+                               rtol=0, atol=1e-13)
+    with pytest.raises(ValueError, match="kelvin"):
+        g.with_temperature(35)
