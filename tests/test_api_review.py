@@ -60,9 +60,11 @@ def test_no_rest_state_message_names_a_state_of_the_scheme():
 
 def test_with_temperature_runs_everything_at_another_temperature():
     """Experiments take no temperature argument and a Scheme had no way to change its own."""
-    g = kc.models.get("kampa2004")  # Q10 rates
+    g = kc.Scheme(["C", "O"], [("C", "O", kc.Rate(1e7, "glutamate", q10=2.5)),
+                               ("O", "C", kc.Rate(200.0, q10=3.0, z_delta=0.3))],
+                  conductance={"O": 5e-11}, name="q10 pair")
     h = g.with_temperature(celsius(35))
-    assert h.temperature == pytest.approx(308.15) and g.temperature == pytest.approx(celsius(23))
+    assert h.temperature == pytest.approx(308.15) and g.temperature == pytest.approx(celsius(22))
     np.testing.assert_array_equal(h.q_matrix(glutamate=1e-3, V=-0.03),
                                   g.q_matrix(glutamate=1e-3, V=-0.03, temperature=celsius(35)))
     assert not np.array_equal(h.q_matrix(glutamate=1e-3), g.q_matrix(glutamate=1e-3))
