@@ -257,8 +257,8 @@ def ketamine_rows():
         "definition)", "86 ± 1 %", f"{tr.trapped_occupancy * 100:.1f} %",
         pp(tr.trapped_occupancy, 0.86), "±5 pp", abs(tr.trapped_occupancy - 0.86) <= 0.05,
         "Mealing et al. 1999", "fitted (k_escape); includes release during deactivation")
-    row("ketamine", "same, current definition (1 − I_first/I_ctl)/block at the first "
-        "response peak", "86 ± 1 %", f"{tr.trapped_current * 100:.1f} %",
+    row("ketamine", "same, current definition (1 − I_first/I_ctl)/block, each first "
+        "re-application response at its own peak", "86 ± 1 %", f"{tr.trapped_current * 100:.1f} %",
         pp(tr.trapped_current, 0.86), "±5 pp", abs(tr.trapped_current - 0.86) <= 0.05,
         "Mealing et al. 1999")
     row("ketamine", "Mealing: block relieved within 50 s of agonist re-application "
@@ -518,8 +518,8 @@ def render(seconds: float) -> str:
         "* **Trapped fraction** (`kc.experiments.trapping`): *occupancy* definition = blocked "
         "occupancy at the end of the agonist-free wash / at the end of co-application (used "
         "for calibration); *current* definition = (1 − I_first/I_ctl)/block with I_first and "
-        "I_ctl at the peak of the first re-application response of the drug and an identical "
-        "drug-free protocol (desensitization cancels). Both include the blocker released "
+        "I_ctl the peaks of the first re-application responses (each at its own first peak) "
+        "of the drug and an identical drug-free protocol (desensitization cancels). Both include the blocker released "
         "while channels deactivate at the start of the wash (reference open question 7).",
         "* **Kinetics**: single-exponential `curve_fit` of I/I0 with continuous agonist, as "
         "Gilling et al. 2009; macroscopic k_on = (1/τ_on − 1/τ_off)/[B], k_off = 1/τ_off. "

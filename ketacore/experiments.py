@@ -120,8 +120,8 @@ def _grid_points(what: str, duration: float, dt: float) -> int:
     """Grid points of a run of ``duration`` (s) sampled every ``dt`` (s); ValueError naming
     ``what`` beyond :data:`MAX_PHASE_SAMPLES`."""
     if not dt > 0:
-        raise ValueError(f"{what}: the grid step is {dt!r} s (the duration is too short for "
-                         "its grid)")
+        raise ValueError(f"{what}: the grid step is {float(dt):g} s (the duration is too short "
+                         "for its grid)")
     n = duration / dt + 1.0
     if not n <= MAX_PHASE_SAMPLES:
         raise ValueError(f"{what}: {duration:g} s on a grid of {dt:g} s is about {n:.3g} "
@@ -134,6 +134,20 @@ def _frozen(a: Any, dtype=float) -> np.ndarray:
     out = np.array(a, dtype=dtype)
     out.setflags(write=False)
     return out
+
+
+def _plain(v: Any) -> str:
+    """``repr`` of ``v`` for an error message with numpy scalars and arrays shown as plain
+    numbers (``1.5``, ``[1.5, 2.0]``), not ``np.float64(1.5)`` or ``array([...])``."""
+    def conv(x):
+        if isinstance(x, np.generic):
+            return x.item()
+        if isinstance(x, np.ndarray):
+            return x.tolist()
+        if isinstance(x, (tuple, list)):
+            return type(x)(conv(y) for y in x)
+        return x
+    return repr(conv(v))
 
 
 def _blocker(b: Any, name: str = "blocker"):
@@ -156,7 +170,9 @@ def _gating(g: Any) -> Scheme:
     return g
 
 
-def _conc_map(name: str, m: Any, allowed: Sequence[str]) -> dict[str, float]:
+def _conc_map(name: str, m: Any, allowed: Sequence[str], hint=None) -> dict[str, float]:
+    """``m`` as {ligand: concentration (M)}; TypeError/ValueError naming ``name``.  ``hint``
+    (optional) maps an unknown ligand name to advice appended to the ValueError."""
     if m is None:
         return {}
     if not isinstance(m, Mapping):
@@ -165,9 +181,10 @@ def _conc_map(name: str, m: Any, allowed: Sequence[str]) -> dict[str, float]:
     out = {}
     for k, v in m.items():
         if not isinstance(k, str):
-            raise TypeError(f"{name}: ligand names must be strings, got {k!r}")
+            raise TypeError(f"{name}: ligand names must be strings, got {_plain(k)}")
         if k not in allowed:
-            raise ValueError(f"{name}: unknown ligand {k!r}; allowed ligands are {list(allowed)}")
+            raise ValueError(f"{name}: unknown ligand {k!r}; allowed ligands are {list(allowed)}"
+                             + (hint(k) if hint is not None else ""))
         out[k] = V_.concentration(f"{name}[{k!r}]", v)
     return out
 
@@ -241,7 +258,8 @@ class _Setup:
         if not self.agonist or not any(v > 0 for v in self.agonist.values()):
             raise ValueError("agonist must give at least one ligand a concentration > 0")
         bg_allowed = tuple(l for l in self.scheme.ligands if l != self.blocker.ligand)
-        self.background = _conc_map("background", background, bg_allowed)
+        self.background = _conc_map("background", background, bg_allowed,
+                                    hint=self._background_hint)
         clash = set(self.background) & set(self.agonist)
         if clash:
             raise ValueError(f"ligands {sorted(clash)} are in both agonist and background")
@@ -280,6 +298,24 @@ class _Setup:
 
     _pending: Any = None
     _entropy: Any = None
+
+    def _background_hint(self, ligand: str) -> str:
+        """Advice for a ``background`` ligand the composed scheme does not have: the studied
+        blocker's own ligand, or the ligand of a library blocker not composed with ``also``."""
+        from . import blockers as B
+        if ligand == self.blocker.ligand:
+            return (f"; {ligand!r} is the ligand of the studied blocker {self.blocker.name!r}: "
+                    "its concentration is the experiment's (concentrations / concentration), "
+                    "not a background")
+        names = sorted((n for n in B.available() if B.get(n).ligand == ligand),
+                       key=lambda n: n != ligand)    # the library name equal to it first
+        if not names:
+            return ""
+        first = names[0]
+        more = (f" (also {', '.join(repr(n) for n in names[1:])})" if len(names) > 1 else "")
+        return (f"; {ligand!r} is the ligand of the library blocker {first!r}{more}, which is "
+                f"not composed with the scheme: pass also=[{first!r}] together with "
+                f"background={{{ligand!r}: ...}} to hold it in the background")
 
     @property
     def entropy(self):
@@ -457,7 +493,8 @@ def _common_grid(target: float, *lengths: float, names: Sequence[str] = ()) -> f
         num = math.gcd(num, f.numerator * (den // f.denominator))
     g = num / den
     if not g > 0 or any(abs(x / g - round(x / g)) > 1e-6 for x in lengths):
-        raise ValueError(f"phase lengths {lengths} have no common grid; pass dt")
+        raise ValueError(f"phase lengths {', '.join(f'{float(x):g}' for x in lengths)} s have "
+                         "no common grid; pass dt")
     return g / max(math.ceil(g / target - 1e-9), 1)
 
 
@@ -560,6 +597,14 @@ class IC50Result(_ResultBase):
     kind : {"steady", "peak"}
     meta : dict
         Gating model, blocker, V (V), agonist, method and stochastic settings.
+    extrapolated : bool
+        True when the Hill-fit ``ic50`` is not determined by the data: the inhibition
+        ``1 − I/I0`` never crosses 50 % over the tested concentrations, or the fitted IC50 lies
+        outside ``[concentrations.min(), concentrations.max()]``.  ``ic50``, ``ic50_se`` and
+        ``hill`` are then an extrapolation of the Hill equation (their SEs, from the fit
+        covariance, do not measure that uncertainty); :func:`ic50` warns, and ``summary()``,
+        ``repr`` and ``plot()`` give a bound instead (e.g. ``IC50 > 10 uM``).  ``ic50_exact``
+        (exact root) is unaffected.
     """
 
     concentrations: np.ndarray
@@ -572,11 +617,20 @@ class IC50Result(_ResultBase):
     ic50_exact: float | None
     kind: str
     meta: dict = field(default_factory=dict)
+    extrapolated: bool = False
 
     @property
     def inhibition(self) -> np.ndarray:
         """1 − I/I0."""
         return 1.0 - self.fraction
+
+    def bound(self) -> str:
+        """The IC50 as text (µM written ``uM``): ``"IC50 = 0.71 uM"`` when the data determine
+        it, else the bound the data give, e.g. ``"IC50 > 10 uM (extrapolated: largest
+        inhibition 12 %, ...)"`` (bounds in nM, uM, mM or M)."""
+        if not self.extrapolated:
+            return f"IC50 = {_pm(self.ic50, self.ic50_se, 1e6)} uM"
+        return _ic50_bound(self.concentrations, self.fraction, self.ic50)
 
     def _columns(self):
         return {"concentration_M": self.concentrations, "fraction_of_control": self.fraction,
@@ -585,16 +639,27 @@ class IC50Result(_ResultBase):
 
     def summary(self) -> str:
         m = self.meta
-        lines = [f"{self.kind} IC50 of {m['blocker']} on {m['gating']} at {m['V'] / mV:g} mV",
-                 f"  IC50 = {_pm(self.ic50, self.ic50_se, 1e6)} uM, nH = "
-                 f"{_pm(self.hill, self.hill_se)} (Hill fit, {len(self.concentrations)} points)"]
+        n = len(self.concentrations)
+        lines = [f"{self.kind} IC50 of {m['blocker']} on {m['gating']} at {m['V'] / mV:g} mV"]
+        if self.extrapolated:
+            lines += [f"  {self.bound()}",
+                      f"  Hill fit (extrapolated, not determined by the data): IC50 "
+                      f"{_pm(self.ic50, self.ic50_se, 1e6)} uM, nH = "
+                      f"{_pm(self.hill, self.hill_se)} ({n} points, "
+                      f"{self.concentrations.min() / uM:.3g} to "
+                      f"{self.concentrations.max() / uM:.3g} uM)"]
+        else:
+            lines.append(f"  IC50 = {_pm(self.ic50, self.ic50_se, 1e6)} uM, nH = "
+                         f"{_pm(self.hill, self.hill_se)} (Hill fit, {n} points)")
         if self.ic50_exact is not None:
             lines.append(f"  exact equilibrium IC50 = {self.ic50_exact / uM:.6g} uM")
         lines.append("  " + _method_line(m))
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return f"IC50Result(kind={self.kind!r}, ic50={self.ic50:.4g} M, hill={self.hill:.3g})"
+        ext = ", extrapolated=True" if self.extrapolated else ""
+        return (f"IC50Result(kind={self.kind!r}, ic50={self.ic50:.4g} M, hill={self.hill:.3g}"
+                f"{ext})")
 
     def plot(self, ax=None):
         """Concentration-inhibition curve (log x axis, µM) with the Hill fit."""
@@ -605,8 +670,11 @@ class IC50Result(_ResultBase):
         else:
             ax.plot(c, self.fraction, "o", label="model")
         cc = np.geomspace(c.min(), c.max(), 200)
-        ax.plot(cc, hill(cc * uM, self.ic50, self.hill), "-",
-                label=f"Hill: IC50 {self.ic50 / uM:.3g} µM, nH {self.hill:.2f}")
+        label = (f"Hill: IC50 {self.ic50 / uM:.3g} µM, nH {self.hill:.2f}"
+                 if not self.extrapolated else
+                 f"Hill fit: {self.bound().replace('uM', 'µM')}")
+        ax.plot(cc, hill(cc * uM, self.ic50, self.hill), "-" if not self.extrapolated else "--",
+                label=label)
         ax.set_xscale("log")
         ax.set_xlabel(f"[{self.meta['blocker']}] (µM)")
         ax.set_ylabel("I / I0 (fraction of control)")
@@ -632,6 +700,38 @@ def _fit_hill(c: np.ndarray, y: np.ndarray, se: np.ndarray, guess: float):
         else np.full(2, np.nan)
     ic = 10.0 ** popt[0]
     return ic, ic * math.log(10) * perr[0], float(popt[1]), float(perr[1])
+
+
+def _is_extrapolated(c: np.ndarray, frac: np.ndarray, ic: float) -> bool:
+    """Whether a Hill-fit IC50 ``ic`` (M) is an extrapolation of the data (``frac`` = I/I0 at
+    concentrations ``c``): the data never reach 50 % inhibition from both sides, or ``ic`` lies
+    outside the tested range."""
+    f = np.asarray(frac, float)
+    crosses = bool(np.nanmin(f) <= 0.5 <= np.nanmax(f))
+    inside = bool(np.min(c) <= ic <= np.max(c)) if math.isfinite(ic) else False
+    return not (crosses and inside)
+
+
+def _conc_text(c: float) -> str:
+    """A concentration (M) as text in nM, uM, mM or M."""
+    for unit, scale in (("nM", 1e-9), ("uM", 1e-6), ("mM", 1e-3)):
+        if abs(c) < 1000 * scale:
+            return f"{c / scale:.3g} {unit}"
+    return f"{c:.3g} M"
+
+
+def _ic50_bound(c: np.ndarray, frac: np.ndarray, ic: float) -> str:
+    """The IC50 bound the data give when the Hill-fit ``ic`` (M) is extrapolated (text)."""
+    inh = 1.0 - np.asarray(frac, float)
+    lo, hi = float(np.min(c)), float(np.max(c))
+    if np.nanmax(inh) < 0.5:
+        return (f"IC50 > {_conc_text(hi)} (extrapolated: largest inhibition "
+                f"{np.nanmax(inh) * 100:.3g} %, below 50 % at every concentration)")
+    if np.nanmin(inh) > 0.5:
+        return (f"IC50 < {_conc_text(lo)} (extrapolated: smallest inhibition "
+                f"{np.nanmin(inh) * 100:.3g} %, above 50 % at every concentration)")
+    return (f"IC50 ~ {_conc_text(ic)} (extrapolated: the Hill fit puts it outside the tested "
+            f"{_conc_text(lo)} to {_conc_text(hi)} although the data cross 50 % inhibition)")
 
 
 def _peak_exact(su: _Setup, c: float, preincubation: float, dur: float, h: float) -> float:
@@ -760,7 +860,17 @@ def ic50(gating: Scheme | str, blocker: Any, concentrations: Any = None, *,
     Raises
     ------
     ValueError, TypeError
-        Invalid inputs (the message names the parameter).
+        Invalid inputs (the message names the parameter); with ``kind="peak"``, a ``dt``
+        longer than the agonist application ``duration``.
+
+    Warns
+    -----
+    RuntimeWarning
+        The Hill-fit IC50 is an extrapolation: the given ``concentrations`` never reach 50 %
+        inhibition (or never fall below it), or the fitted IC50 lies outside the tested range.
+        The result is returned with ``extrapolated=True`` and its text gives the bound the data
+        support (e.g. ``IC50 > 10 uM (extrapolated: largest inhibition 12 %)``).  The default
+        concentration grid (centred on the IC50) never warns.
 
     Notes
     -----
@@ -771,6 +881,23 @@ def ic50(gating: Scheme | str, blocker: Any, concentrations: Any = None, *,
     IC50 = K_B/Po0 (reference section 5).  Gilling et al. 2009 (doi:10.1016/
     j.neuropharm.2009.01.012) report ketamine IC50 0.71 µM, nH 0.84 at −70 mV on GluN1/2A.
     """
+    r = _ic50(gating, blocker, concentrations, V=V, agonist=agonist, kind=kind, also=also,
+              background=background, duration=duration, preincubation=preincubation, dt=dt,
+              method=method, n_channels=n_channels, n_trials=n_trials, rng=rng, engine=engine)
+    if r.extrapolated:
+        warnings.warn(f"ic50: {r.bound()}; the Hill-fit IC50 {_conc_text(r.ic50)} is an "
+                      "extrapolation of the Hill equation beyond the data (its SE does not "
+                      "measure that), flagged result.extrapolated; use concentrations that "
+                      "bracket 50 % inhibition (or the default grid)"
+                      + ("; the exact equilibrium IC50 result.ic50_exact = "
+                         f"{r.ic50_exact / uM:.6g} uM is unaffected"
+                         if r.ic50_exact is not None else ""), RuntimeWarning, stacklevel=2)
+    return r
+
+
+def _ic50(gating, blocker, concentrations, *, V, agonist, kind, also, background, duration,
+          preincubation, dt, method, n_channels, n_trials, rng, engine) -> IC50Result:
+    """:func:`ic50` without the extrapolation warning (woodhull issues its own)."""
     su = _Setup(gating, blocker, V=V, agonist=agonist, also=also, background=background,
                 method=method, n_channels=n_channels, n_trials=n_trials, rng=rng, engine=engine)
     if kind not in ("steady", "peak"):
@@ -792,6 +919,11 @@ def ic50(gating: Scheme | str, blocker: Any, concentrations: Any = None, *,
     # grid of the protocol runs, refused before any work when too long or too large
     if kind == "peak":
         dur_run = 0.5 if duration is None else duration
+        if dt is not None and dt > dur_run:
+            raise ValueError(f"dt={dt:g} s is longer than the agonist application duration="
+                             f"{dur_run:g} s{' (default)' if duration is None else ''}: the "
+                             "peak would be read from the first sample only; pass dt <= "
+                             "duration (default duration/5000)")
         n_run = _grid_points("ic50 (kind='peak', duration / dt)", dur_run,
                              dur_run / 5000 if dt is None else dt)
         su.check_run("ic50", n_run)
@@ -879,7 +1011,8 @@ def ic50(gating: Scheme | str, blocker: Any, concentrations: Any = None, *,
                       fraction_se=_frozen(fse), ic50=float(ic), ic50_se=float(ic_se),
                       hill=nh, hill_se=nh_se,
                       ic50_exact=root if (kind == "steady" and su.method == "exact") else None,
-                      kind=kind, meta=su.meta())
+                      kind=kind, meta=su.meta(),
+                      extrapolated=_is_extrapolated(cs, frac, float(ic)))
 
 
 # =========================================================================== Woodhull
@@ -902,6 +1035,10 @@ class WoodhullResult(_ResultBase):
     temperature : float
         Temperature (K) used for RT/F.
     meta : dict
+    extrapolated : ndarray of bool
+        Per voltage: the IC50 there is an extrapolated Hill fit (see
+        :attr:`IC50Result.extrapolated`; never for an exact equilibrium root).  Empty for a
+        result built without it.  :func:`woodhull` warns when any is True.
     """
 
     voltages: np.ndarray
@@ -913,28 +1050,41 @@ class WoodhullResult(_ResultBase):
     kd0_se: float
     temperature: float
     meta: dict = field(default_factory=dict)
+    extrapolated: np.ndarray = field(default_factory=lambda: _frozen([], dtype=bool))
 
     def predicted(self, V: Any) -> np.ndarray:
         """Fitted IC50 (M) at voltage(s) V (V)."""
         vt = GAS_CONSTANT * self.temperature / FARADAY
         return self.kd0 * np.exp(self.z_delta * np.asarray(V, float) / vt)
 
+    def _ext(self) -> np.ndarray:
+        e = np.asarray(self.extrapolated, dtype=bool)
+        return e if e.shape == self.voltages.shape else np.zeros(self.voltages.shape, bool)
+
     def _columns(self):
         return {"V_mV": self.voltages / mV, "ic50_M": self.ic50, "ic50_se_M": self.ic50_se,
+                "ic50_extrapolated": self._ext(),
                 "woodhull_fit_M": self.predicted(self.voltages)}
 
     def summary(self) -> str:
         m = self.meta
-        return "\n".join([
+        ext = self._ext()
+        lines = [
             f"Woodhull fit for {m['blocker']} on {m['gating']} ({len(self.voltages)} voltages, "
             f"{self.voltages.min() / mV:g} to {self.voltages.max() / mV:g} mV, "
             f"{self.temperature:.2f} K)",
             f"  z*delta = {_pm(self.z_delta, self.z_delta_se, fmt='.4g')}, Kd(0 mV) = "
-            f"{_pm(self.kd0, self.kd0_se, 1e6, '.4g')} uM",
-            "  " + _method_line(m)])
+            f"{_pm(self.kd0, self.kd0_se, 1e6, '.4g')} uM"]
+        if ext.any():
+            lines.append(f"  EXTRAPOLATED IC50 (Hill fit beyond the tested concentrations) at "
+                         f"{', '.join(f'{v / mV:g}' for v in self.voltages[ext])} mV: the fit "
+                         "rests on values the data do not determine")
+        return "\n".join(lines + ["  " + _method_line(m)])
 
     def __repr__(self) -> str:
-        return f"WoodhullResult(z_delta={self.z_delta:.4g}, kd0={self.kd0:.4g} M)"
+        n = int(self._ext().sum())
+        ext = f", extrapolated at {n} voltage{'s' if n > 1 else ''}" if n else ""
+        return f"WoodhullResult(z_delta={self.z_delta:.4g}, kd0={self.kd0:.4g} M{ext})"
 
     def plot(self, ax=None):
         """IC50 (µM, log axis) against voltage (mV) with the fitted Woodhull line."""
@@ -944,6 +1094,10 @@ class WoodhullResult(_ResultBase):
             ax.errorbar(v, self.ic50 / uM, yerr=self.ic50_se / uM, fmt="o", label="model")
         else:
             ax.plot(v, self.ic50 / uM, "o", label="model")
+        ext = self._ext()
+        if ext.any():
+            ax.plot(v[ext], self.ic50[ext] / uM, "x", color="red", ms=9,
+                    label="extrapolated IC50 (beyond the tested concentrations)")
         vv = np.linspace(v.min(), v.max(), 100)
         ax.plot(vv, self.predicted(vv * mV) / uM, "-",
                 label=f"Woodhull: zδ {self.z_delta:.3g}, Kd(0) {self.kd0 / uM:.3g} µM")
@@ -974,11 +1128,19 @@ def woodhull(gating: Scheme | str, blocker: Any, voltages: Any, *,
         (the root entropy) and only by a call that returns: if any voltage is refused (for
         example negligible block there), its state is put back.
     **ic50_options
-        Passed to :func:`ic50` (``duration``, ``preincubation``, ``dt``).
+        Passed to :func:`ic50`: ``duration``, ``preincubation``, ``dt`` (TypeError for any
+        other name).
 
     Returns
     -------
     WoodhullResult
+
+    Warns
+    -----
+    RuntimeWarning
+        One warning, naming the voltages, when the Hill-fit IC50 at some voltage is an
+        extrapolation (the given ``concentrations`` do not bracket 50 % inhibition there; see
+        :func:`ic50`); those voltages are flagged in ``result.extrapolated``.
 
     Notes
     -----
@@ -998,6 +1160,10 @@ def woodhull(gating: Scheme | str, blocker: Any, voltages: Any, *,
     if np.unique(vs).size < 2:
         raise ValueError("voltages must be a 1-D array with at least two distinct values (V)")
     vs = np.sort(vs)
+    bad = sorted(set(ic50_options) - {"duration", "preincubation", "dt"})
+    if bad:
+        raise TypeError(f"woodhull: unexpected keyword argument(s) {bad}; **ic50_options "
+                        "takes duration, preincubation and dt")
     seeds: dict = {}
     if method == "stochastic":
         if isinstance(rng, np.random.Generator):
@@ -1006,6 +1172,8 @@ def woodhull(gating: Scheme | str, blocker: Any, voltages: Any, *,
             from . import _rng
             seeds["root"] = _rng.root_entropy(rng)   # validates; consumes no caller state
     ics, ses = [], []
+    ext: list[bool] = []
+    bounds: list[str] = []
     meta = None
     # A voltage can be refused only once it is reached (negligible block there is known from
     # its own equilibrium), after an earlier voltage drew the root entropy from a Generator: a
@@ -1013,13 +1181,17 @@ def woodhull(gating: Scheme | str, blocker: Any, voltages: Any, *,
     saved = rng.bit_generator.state if isinstance(seeds.get("rng"), np.random.Generator) else None
     try:
         for j, v in enumerate(vs):
-            r = ic50(gating, blocker, concentrations, V=float(v), agonist=agonist, kind=kind,
-                     also=also, background=background, method=method, n_channels=n_channels,
-                     n_trials=n_trials,
-                     rng=_DeferredSeed(seeds, j) if method == "stochastic" else rng,
-                     engine=engine, **ic50_options)
+            r = _ic50(gating, blocker, concentrations, V=float(v), agonist=agonist, kind=kind,
+                      also=also, background=background, method=method, n_channels=n_channels,
+                      n_trials=n_trials,
+                      rng=_DeferredSeed(seeds, j) if method == "stochastic" else rng,
+                      engine=engine, duration=ic50_options.get("duration"),
+                      preincubation=ic50_options.get("preincubation", 10 * s),
+                      dt=ic50_options.get("dt"))
             ics.append(r.ic50_exact if r.ic50_exact is not None else r.ic50)
             ses.append(0.0 if r.ic50_exact is not None else r.ic50_se)
+            ext.append(bool(r.extrapolated and r.ic50_exact is None))
+            bounds.append(r.bound())
             meta = dict(r.meta)
     except BaseException:
         if saved is not None:
@@ -1052,9 +1224,17 @@ def woodhull(gating: Scheme | str, blocker: Any, voltages: Any, *,
         meta["entropy"] = seeds["root"]
     meta["V"] = float("nan")
     meta["voltages"] = vs.tolist()
+    if any(ext):
+        where = "; ".join(f"{v / mV:g} mV: {b}" for v, b, e in zip(vs, bounds, ext) if e)
+        warnings.warn(f"woodhull: the IC50 at {sum(ext)} of {vs.size} voltages is an "
+                      f"extrapolation of its Hill fit ({where}), so the Woodhull fit rests on "
+                      "extrapolated values (flagged result.extrapolated); use concentrations "
+                      "that bracket 50 % inhibition at every voltage (or the default grid)",
+                      RuntimeWarning, stacklevel=2)
     return WoodhullResult(voltages=_frozen(vs), ic50=_frozen(ics), ic50_se=_frozen(ses),
                           z_delta=float(beta[1]), z_delta_se=float(se_b[1]), kd0=kd0,
-                          kd0_se=float(kd0 * se_b[0]), temperature=float(T), meta=meta)
+                          kd0_se=float(kd0 * se_b[0]), temperature=float(T), meta=meta,
+                          extrapolated=_frozen(ext, dtype=bool))
 
 
 # =========================================================================== kinetics
@@ -1430,8 +1610,12 @@ class TrappingResult(_ResultBase):
         co-application (fraction of the block that stays trapped; model-internal).
     trapped_current, trapped_current_se : float
         Mealing-style current definition: (1 − I_initial/I_ctl)/block, where I_initial and
-        I_ctl are the conductances at the peak of the first re-application response with and
-        without the blocker (identical protocol otherwise), so desensitization cancels.
+        I_ctl are the peak amplitudes of the first re-application response with and without
+        the blocker (identical protocol otherwise), each measured at its own peak as in a
+        recording (peak-to-peak ratio; the drug response usually peaks later, e.g. 20.7 ms
+        against 10.6 ms for ketamine 10 µM on ``erreger2005_2a``), so desensitization cancels.
+        The peak times are in ``meta["first_peak_time_drug"]`` and
+        ``meta["first_peak_time_control"]`` (s from re-application).
     trapped_fraction : float
         The value selected by ``definition`` (see :func:`trapping`).
     definition : {"occupancy", "current"}
@@ -1496,7 +1680,7 @@ class TrappingResult(_ResultBase):
             f"  block {_pm(self.block, self.block_se, 100, '.4g')} %",
             "  trapped (occupancy) "
             f"{_pm(self.trapped_occupancy, self.trapped_occupancy_se, 100, '.4g')} %"
-            f", trapped (current, at first response peak) "
+            f", trapped (current, first-response peaks) "
             f"{_pm(self.trapped_current, self.trapped_current_se, 100, '.4g')} %"
             f"  [reported: {self.definition}]",
             f"  recovery tau {_pm(self.tau_recovery, self.tau_recovery_se, fmt='.4g')} s; "
@@ -1556,21 +1740,29 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
         Which trapped fraction ``trapped_fraction`` reports (both are always computed):
         ``"occupancy"`` = blocked occupancy after the wash / at the end of co-application
         (the definition the library blockers were calibrated with); ``"current"`` = the
-        reference section 4 formula (1 − I_initial/I_ctl)/block with I_initial and I_ctl at
-        the peak of the first re-application response, drug vs drug-free protocol.  Both
-        include the blocker released while channels deactivate at the start of the wash
-        (reference open question 7: a perfect trapping blocker still loses a few per cent).
+        reference section 4 formula (1 − I_initial/I_ctl)/block with I_initial and I_ctl the
+        peak amplitudes of the first re-application response of the drug and of the
+        drug-free protocol, each at its own peak (peak-to-peak, as measured in Mealing et
+        al. 1999).  Both include the blocker released while channels deactivate at the start
+        of the wash (reference open question 7: a perfect trapping blocker still loses a few
+        per cent).
     dt : float, optional
         Coarse output grid (s); default (t_block + t_wash + t_recovery)/2000.
     peak_window : float, default 0.5 s
-        Length (s) of the fine-grid (peak_window/5000) run at the start of re-application used
-        to find the first response peak.
+        Length (s) of the fine-grid (peak_window/5000) exact runs at the start of
+        re-application in which each first response peak is found: the first local maximum
+        after which the response falls by at least 1e-6 of its largest value (so a later
+        slow rise as trapped blocker leaves, e.g. on ``destexhe1994``, is not taken for the
+        peak).  A response without such a maximum is read at its largest value in the window
+        (its plateau); if it is still rising at the end of the window (> 0.1 % over the last
+        10 %), a RuntimeWarning says that ``trapped_current`` depends on ``peak_window``.
     method, n_channels, n_trials, rng, engine
         As for :func:`ic50`.  Stochastic: one simulation of all phases per trial, metrics per
         trial, mean ± SE (the occupancy trapped fraction is the ratio of the trial means,
         with a delta-method SE, when some trial has no blocked channel at the end of
         co-application); the first-response peak uses a separate fine-grid simulation started
-        from the exact distribution at the end of the wash.
+        from the exact distribution at the end of the wash, read (each trial) at the peak time
+        of the exact drug response (a maximum of noisy traces would be biased upward).
 
     Returns
     -------
@@ -1583,6 +1775,12 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
         current block <= 1e-9), when both trapped fractions would be 0/0; or, with
         ``method="stochastic"``, no blocked channel in any trial.  (A stochastic current
         block estimate of exactly 0 gives ``trapped_current`` NaN.)
+
+    Warns
+    -----
+    RuntimeWarning
+        A first re-application response (drug or control) has no peak within
+        ``peak_window`` and still rises at its end (see ``peak_window``).
 
     Notes
     -----
@@ -1611,7 +1809,8 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
         dt = V_.real("dt", dt, positive=True)
         for name, x in (("t_block", t_block), ("t_block + t_wash", t_block + t_wash)):
             if abs(x / dt - round(x / dt)) > 1e-6 or x < dt:
-                raise ValueError(f"dt={dt} s must divide {name}={x} s (phase ends on the grid)")
+                raise ValueError(f"dt={dt:g} s must divide {name}={x:g} s (phase ends on the "
+                                 "grid)")
     for name, x in (("t_block", t_block), ("t_wash", t_wash), ("t_recovery", t_recovery)):
         if x < dt * (1 - 1e-9):
             raise ValueError(f"{name}={x:g} s is shorter than the grid step dt={dt:g} s: every "
@@ -1689,11 +1888,15 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
     fine = Protocol([su.step(peak_window, True)])
     _, oc = su.exact(fine, h, p_wash_c)
     gcf = oc @ su.g
-    k = int(np.argmax(gcf))
+    k_c = _first_peak(gcf, "drug-free control", peak_window)
+    # each response at its own peak (peak-to-peak): the drug response's peak time from its
+    # exact trace, where the stochastic trials are read
     _, od = su.run(fine, h, p_wash)
-    gdf = (od @ su.g)[:, k]
+    gdx = od[0] @ su.g if su.method == "exact" else su.exact(fine, h, p_wash)[1] @ su.g
+    k_d = _first_peak(gdx, "drug", peak_window)
+    gdf = (od @ su.g)[:, k_d]
     gd_m, gd_s = _mean_se(gdf)
-    init_m, init_s = _ratio_se(float(gd_m), float(gd_s), float(gcf[k]), 0.0)
+    init_m, init_s = _ratio_se(float(gd_m), float(gd_s), float(gcf[k_c]), 0.0)
     if abs(blk_m) > 1e-12:
         trc = (1.0 - init_m) / blk_m
         trc_s = math.hypot(init_s / blk_m, (1.0 - init_m) * blk_s / blk_m ** 2)
@@ -1701,7 +1904,8 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
         trc = trc_s = float("nan")
     meta = su.meta()
     meta.update(concentration=c, wash_blocker=wash_blocker, t_block=t_block, t_wash=t_wash,
-                t_recovery=t_recovery, first_peak_time=float(k * h))
+                t_recovery=t_recovery, first_peak_time_control=float(k_c * h),
+                first_peak_time_drug=float(k_d * h))
     return TrappingResult(
         block=float(blk_m), block_se=float(blk_s), trapped_occupancy=float(trp_m),
         trapped_occupancy_se=float(trp_s), trapped_current=float(trc),
@@ -1710,6 +1914,40 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
         fraction=_frozen(gt.mean(axis=0)), blocked=_frozen(bmean),
         relative_recovery=_frozen(rel),
         phase_ends=(t_block, t_block + t_wash, total), meta=meta)
+
+
+#: trapping: a local maximum of a first re-application response is its peak when the response
+#: then falls by at least this fraction of its largest value (round-off plateaus do not count).
+_PEAK_DROP = 1e-6
+#: trapping: a response without such a peak "still rises" at the end of peak_window when it
+#: grows by more than this fraction over the last 10 % of the window.
+_STILL_RISING = 1e-3
+
+
+def _first_peak(g: np.ndarray, which: str, window: float) -> int:
+    """Index of the first peak of a response ``g`` (exact, from re-application): after any
+    initial fall, the first local maximum from which ``g`` falls by >= ``_PEAK_DROP`` of its
+    largest value before exceeding it; without one, the largest value (a plateau), with a
+    RuntimeWarning naming ``which`` response if ``g`` still rises at the end of ``window``."""
+    g = np.asarray(g, dtype=float)
+    tol = _PEAK_DROP * float(np.max(np.abs(g))) if g.size else 0.0
+    # skip an initial fall (channels still deactivating when the agonist returns)
+    rise = np.nonzero(g - np.minimum.accumulate(g) > tol)[0]
+    i0 = int(np.argmin(g[:rise[0] + 1])) if rise.size else 0
+    tail = g[i0:]
+    fall = np.nonzero(np.maximum.accumulate(tail) - tail > tol)[0]
+    if fall.size:
+        return i0 + int(np.argmax(tail[:fall[0] + 1]))
+    k = i0 + int(np.argmax(tail))
+    j = int(0.9 * (g.size - 1))
+    if k == g.size - 1 and g[-1] - g[j] > _STILL_RISING * abs(g[-1]):
+        warnings.warn(
+            f"trapping: the first re-application response of the {which} run has no peak "
+            f"within peak_window={window:g} s and still rises at its end (by "
+            f"{(g[-1] - g[j]) / abs(g[-1]):.2%} over the last 10 % of the window), so "
+            "trapped_current reads it at the end of the window and depends on peak_window; "
+            "lengthen peak_window or use definition='occupancy'", RuntimeWarning, stacklevel=3)
+    return k
 
 
 # =========================================================================== use dependence
@@ -1730,12 +1968,16 @@ class UseDependenceResult(_ResultBase):
         present) relative to the same test pulse after the identical drug-free train (exact).
     remaining_stim, remaining_stim_se : ndarray
         Blocked occupancy at the end of the washout with continued stimulation at the same
-        frequency, relative to its value at drug removal.
+        frequency, relative to its value at drug removal.  NaN where there is no block at
+        drug removal (nothing to wash out: e.g. 0 Hz for a blocker that binds only open
+        channels, whose agonist-free drug phase opens none); ``summary()`` then says
+        "no block at drug removal".
     remaining_quiet, remaining_quiet_se : ndarray
         The same with no stimulation during washout.
     t_half_stim, t_half_quiet : ndarray
         Time (s) for the blocked occupancy to fall to half its value at drug removal
-        (linear interpolation on the grid; inf if it does not within the washout).
+        (linear interpolation on the grid; inf if it does not within the washout; NaN where
+        there is no block at drug removal).
     time_drug, blocked_drug : ndarray
         Grid (s) and blocked occupancy during the drug phase, shape (n_freq, n_samples).
     time_wash, blocked_wash_stim, blocked_wash_quiet : ndarray
@@ -1781,11 +2023,15 @@ class UseDependenceResult(_ResultBase):
                  f"phase {m['duration']:g} s, washout {m['washout']:g} s",
                  "  f (Hz)  pulses  blocked %   test EPSC %   left after washout: stim / quiet"]
         for i, f in enumerate(self.frequencies):
+            if np.isnan(self.remaining_stim[i]) and np.isnan(self.remaining_quiet[i]):
+                left = "no block at drug removal" + (" (no stimulation at 0 Hz)" if f == 0
+                                                     else "")
+            else:
+                left = (f"{self.remaining_stim[i] * 100:.3g} % / "
+                        f"{self.remaining_quiet[i] * 100:.3g} %")
             lines.append(f"  {f:6g}  {self.n_pulses[i]:6d}  "
                          f"{_pm(self.blocked[i], self.blocked_se[i], 100, '.3g'):>9}   "
-                         f"{self.epsc_fraction[i] * 100:9.3g}   "
-                         f"{self.remaining_stim[i] * 100:.3g} % / "
-                         f"{self.remaining_quiet[i] * 100:.3g} %")
+                         f"{self.epsc_fraction[i] * 100:9.3g}   {left}")
         lines.append(f"  block monotone in frequency: {self.is_monotone()}")
         lines.append("  " + _method_line(m))
         return "\n".join(lines)
@@ -1811,9 +2057,13 @@ class UseDependenceResult(_ResultBase):
 
 
 def _t_half(t: np.ndarray, b: np.ndarray) -> float:
+    """Time (s) for ``b`` to fall to half of ``b[0]``: inf if it does not on ``t``, NaN when
+    ``b[0]`` is 0 (nothing to halve)."""
     target = 0.5 * b[0]
+    if not b[0] > 0:
+        return float("nan")
     idx = np.nonzero(b <= target)[0]
-    if b[0] <= 0 or not idx.size:
+    if not idx.size:
         return float("inf")
     j = int(idx[0])
     if j == 0:
@@ -1847,7 +2097,9 @@ def use_dependence(gating: Scheme | str, blocker: Any, concentration: float,
     concentration : float
         Blocker concentration (M) during the drug phase, > 0.
     frequencies : array_like of float
-        Stimulation frequencies (Hz), ≥ 0; 0 means no stimulation.
+        Stimulation frequencies (Hz), ≥ 0; 0 means no stimulation (a quiet cell: the drug
+        phase has no agonist, so a blocker that binds only open channels blocks nothing and
+        its washout figures are NaN, "no block at drug removal").
     duration : float or None, default 60 s
         Length of the drug phase (s); the train has ``floor(duration·f)`` pulses.
     n_pulses : int, optional

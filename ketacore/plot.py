@@ -1,9 +1,18 @@
 """Figures for simulation and study results (matplotlib, Agg backend; optional extra ``plot``).
 
-Every function takes an ``xarray.Dataset`` of one study protocol (``tree["trapping"]`` from
-:func:`ketacore.run_study`, or ``open_results(path)["trapping"]``), draws on a new figure and,
-if ``path`` is given, saves a PNG (``dpi`` 110 by default).  Axes carry units; currents are in
-pA, times in s, concentrations in µM.
+Every function draws on a new figure and, if ``path`` is given, saves a PNG (``dpi`` 110 by
+default).  Axes carry units; currents are in pA, times in s, concentrations in µM.  The input
+is an ``xarray.Dataset``:
+
+* a study protocol's Dataset (``tree["trapping"]`` from :func:`ketacore.run_study`, or
+  ``open_results(path)["trapping"]``; a DataTree node is accepted): every function;
+* a single run's Dataset, ``kc.solve(...).to_xarray()`` (master equation) or
+  ``kc.simulate(...).to_xarray()`` (Monte Carlo, ``record="counts"`` or ``"summary"``), or
+  that :class:`~ketacore.solve.Result` / :class:`~ketacore.simulate.SimulationResult`
+  itself: :func:`current_traces` and :func:`occupancy`.  The study figures
+  (:func:`dose_response`, :func:`trapping`, :func:`use_dependence`) need a study's analysis
+  and refuse a single run's Dataset with a TypeError naming what to call instead (for a
+  single experiment, the ``plot()`` of the :mod:`ketacore.experiments` result).
 
 ``current_traces``   mean ± SD band, individual trials and the master-equation curve
 ``occupancy``        stacked state occupancy (blocked states of each blocker pooled)
@@ -76,12 +85,26 @@ def _check_dpi(dpi) -> float:
     return d
 
 
+def _plain(v) -> str:
+    """``repr`` of ``v`` for a message, numpy scalars/arrays shown as plain numbers (``1.5``,
+    ``[1.0, 2.0]``), not ``np.float64(1.5)`` or ``array([...])``."""
+    def conv(x):
+        if isinstance(x, np.generic):
+            return x.item()
+        if isinstance(x, np.ndarray):
+            return x.tolist()
+        if isinstance(x, (tuple, list)):
+            return type(x)(conv(y) for y in x)
+        return x
+    return repr(conv(v))
+
+
 def _check_figsize(figsize):
     from ._validate import real
     if figsize is None:
         return None
     if isinstance(figsize, (str, bytes)) or not hasattr(figsize, "__len__") or len(figsize) != 2:
-        raise TypeError(f"figsize must be a pair (width, height) in inches, got {figsize!r}")
+        raise TypeError(f"figsize must be a pair (width, height) in inches, got {_plain(figsize)}")
     return (real("figsize[0]", figsize[0], positive=True),
             real("figsize[1]", figsize[1], positive=True))
 
@@ -104,9 +127,88 @@ def _check_output(path, dpi, figsize=None):
     return dpi, figsize
 
 
-def _ds(obj):
-    """Accept a Dataset or a DataTree node."""
-    return obj.to_dataset() if hasattr(obj, "to_dataset") and not hasattr(obj, "data_vars") else obj
+#: What the plot functions accept (the text of their TypeError).
+_EXPECTED = ("an xarray.Dataset of a study protocol (tree[name] of kc.run_study or "
+             "kc.open_results), or of a single run (kc.solve(...).to_xarray(), "
+             "kc.simulate(...).to_xarray())")
+
+
+def _ds(obj, what: str = "ds"):
+    """A Dataset from a Dataset, a DataTree node, or a solve/simulate result (its
+    ``to_xarray()``); TypeError naming ``what`` otherwise."""
+    if hasattr(obj, "data_vars") and hasattr(obj, "attrs"):
+        return obj
+    if hasattr(obj, "to_dataset"):               # a DataTree node
+        return obj.to_dataset()
+    from .simulate import SimulationResult
+    from .solve import Result
+    if isinstance(obj, (Result, SimulationResult)):
+        return obj.to_xarray()
+    raise TypeError(f"{what} must be {_EXPECTED}, got {type(obj).__name__}")
+
+
+def _kind(ds) -> str:
+    """``"study"`` (a study protocol's Dataset), ``"solve"`` (Result.to_xarray()),
+    ``"counts"`` / ``"summary"`` (SimulationResult.to_xarray() with that record); TypeError
+    for any other Dataset."""
+    names = set(ds.variables)
+    if "n_samples" in names and "time" in names:
+        return "study"
+    if "occupancy" in names and tuple(ds["occupancy"].dims) == ("time", "state"):
+        return "solve"
+    if "counts" in names and tuple(ds["counts"].dims) == ("trial", "time", "state"):
+        return "counts"
+    if {"mean", "var"} <= names and tuple(ds["mean"].dims) == ("time", "state"):
+        return "summary"
+    raise TypeError(f"ds must be {_EXPECTED}; this Dataset has variables "
+                    f"{sorted(str(n) for n in ds.data_vars)} and none of the layouts "
+                    "(a study's 'n_samples', a solve result's 'occupancy', a simulation's "
+                    "'counts' or 'mean'/'var')")
+
+
+def _study_only(ds, fig: str, instead: str) -> None:
+    """TypeError for a single run's Dataset given to a study figure."""
+    kind = _kind(ds)
+    if kind != "study":
+        src = ("kc.solve(...).to_xarray()" if kind == "solve"
+               else "kc.simulate(...).to_xarray()")
+        raise TypeError(f"plot.{fig} draws a study protocol's analysis and needs its Dataset "
+                        f"(tree[name] of kc.run_study with analysis '{fig}', or "
+                        f"kc.open_results(path)[name]); this is a single run ({src}): use "
+                        f"plot.current_traces / plot.occupancy for it, or {instead}")
+
+
+def _check_point(ds, point, what: str = "point") -> None:
+    """ValueError/TypeError naming ``point`` unless it maps sweep dimensions of the study
+    Dataset ``ds`` to valid indices."""
+    if not isinstance(point, dict):
+        raise TypeError(f"{what} must be a dict {{sweep dimension: index}}, got "
+                        f"{type(point).__name__}")
+    dims = _sweep_dims(ds)
+    for d, i in point.items():
+        if d not in dims:
+            raise ValueError(f"{what}: {d!r} is not a sweep dimension of this Dataset; its sweep "
+                             f"dimensions are {dims}")
+        n = ds.sizes[d]
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not -n <= int(i) < n:
+            raise ValueError(f"{what}[{d!r}] must be an integer index in [0, {n}), got "
+                             f"{_plain(i)}")
+    missing = [d for d in dims if d not in point]
+    if missing:
+        raise ValueError(f"{what} must give an index for every sweep dimension {dims}; "
+                         f"missing {missing}")
+
+
+def _no_point(point, kind: str, what: str = "point") -> None:
+    if point not in (None, {}):
+        raise ValueError(f"{what}: a single run's Dataset ({kind}) has no sweep points; pass "
+                         f"{what}=None, got {_plain(point)}")
+
+
+def _t_mask(t: np.ndarray, t_range):
+    if t_range is None:
+        return slice(None)
+    return (t >= t_range[0]) & (t <= t_range[1])
 
 
 def _save(fig, path, dpi):
@@ -183,28 +285,66 @@ def _shade(ax, ds, *, text: bool = True) -> None:
 def current_traces(ds, point: dict | None = None, path: str | os.PathLike | None = None, *,
                    t_range: tuple[float, float] | None = None, max_trials: int = 5,
                    figsize=FIGSIZE, dpi: int = DPI):
-    """Current (pA) vs time (s) at one sweep point: Monte Carlo mean ± SD band, up to
-    ``max_trials`` individual trials, and the master-equation curve.
+    """Current (pA) against time (s).
 
-    ``point`` maps sweep dimensions to indices (default: the middle point).  ``dpi`` is at
-    most :data:`MAX_DPI`, and a saved image at most :data:`MAX_PIXELS` pixels."""
+    Parameters
+    ----------
+    ds : xarray.Dataset, DataTree node, Result or SimulationResult
+        A study protocol's Dataset: at one sweep point, the Monte Carlo mean ± SD band, up to
+        ``max_trials`` kept trials and the master-equation curve, phases shaded.
+        ``kc.solve(...).to_xarray()``: the master-equation expected current of one channel.
+        ``kc.simulate(...).to_xarray()``: the current of ``n_channels`` channels, trials, and
+        their mean ± SD over trials (``record="counts"``) or the mean only
+        (``record="summary"``, which keeps no per-trial current).
+    point : dict, optional
+        Study Datasets only: sweep dimension -> index, for every sweep dimension (default:
+        the middle point).  A single run has no sweep points (``None``).
+    path : str or PathLike, optional
+        Where to save the PNG.
+    t_range : (float, float), optional
+        Time window (s) drawn.
+    max_trials : int, default 5
+        Individual trials drawn (≥ 0).
+    figsize : (float, float)
+        Figure size (inches).
+    dpi : int, default :data:`DPI`
+        At most :data:`MAX_DPI`; a saved image has at most :data:`MAX_PIXELS` pixels.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    TypeError
+        ``ds`` is none of the Datasets above; ``figsize``, ``t_range`` or ``point`` of the wrong
+        type.
+    ValueError
+        ``dpi``/image size out of range; ``point`` not a sweep point (or given for a single run).
+    """
     from ._validate import integer
     dpi, figsize = _check_output(path, dpi, figsize)
     max_trials = integer("max_trials", max_trials, minimum=0)
     if t_range is not None and (isinstance(t_range, (str, bytes))
                                 or not hasattr(t_range, "__len__") or len(t_range) != 2):
-        raise TypeError(f"t_range must be a pair (t0, t1) in s, got {t_range!r}")
-    plt = _plt()
+        raise TypeError(f"t_range must be a pair (t0, t1) in s, got {_plain(t_range)}")
     ds = _ds(ds)
+    kind = _kind(ds)
+    if kind != "study":
+        _no_point(point, {"solve": "kc.solve(...).to_xarray()"}.get(
+            kind, "kc.simulate(...).to_xarray()"))
+        return _run_traces(ds, kind, path, t_range=t_range, max_trials=max_trials,
+                           figsize=figsize, dpi=dpi)
     if point is None:
         pts = _points(ds)
         point = pts[len(pts) // 2]
+    else:
+        _check_point(ds, point)
+    plt = _plt()
     d = ds.isel(point)
     n = int(d["n_samples"])
     t = d["time"].values[:n]
-    sl = slice(None)
-    if t_range is not None:
-        sl = (t >= t_range[0]) & (t <= t_range[1])
+    sl = _t_mask(t, t_range)
     fig, ax = plt.subplots(figsize=figsize, constrained_layout=True)
     _shade(ax, ds)
     pA = 1e12
@@ -226,6 +366,43 @@ def current_traces(ds, point: dict | None = None, path: str | os.PathLike | None
     if point:
         title += f" — {_point_label(ds, point)}"
     ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path, dpi)
+
+
+def _run_traces(ds, kind: str, path, *, t_range, max_trials: int, figsize, dpi):
+    """current_traces of a single run's Dataset (solve or simulate)."""
+    plt = _plt()
+    t = ds["time"].values
+    sl = _t_mask(t, t_range)
+    pA = 1e12
+    cur = ds["current"].values
+    fig, ax = plt.subplots(figsize=figsize, constrained_layout=True)
+    scheme = ds.attrs.get("scheme", "")
+    if kind == "solve":
+        ax.plot(t[sl], cur[sl] * pA, color=_DET, lw=1.2, label="master equation (expected)")
+        ax.set_ylabel("expected current of one channel (pA)")
+        ax.set_title(f"{scheme}: master equation", fontsize=10)
+    else:
+        n_ch = ds.attrs.get("n_channels", "?")
+        if kind == "counts":
+            n_tr = cur.shape[0]
+            for k in range(min(max_trials, n_tr)):
+                ax.plot(t[sl], cur[k][sl] * pA, lw=0.5, color="#8aa9cf", alpha=0.7,
+                        label="single trials" if k == 0 else None)
+            m = cur.mean(axis=0) * pA
+            if n_tr > 1:
+                sd = cur.std(axis=0, ddof=1) * pA
+                ax.fill_between(t[sl], (m - sd)[sl], (m + sd)[sl], color=_MC, alpha=0.25, lw=0,
+                                label="Monte Carlo ± SD")
+            label = f"Monte Carlo mean ({n_tr} trial{'s' if n_tr > 1 else ''})"
+        else:
+            m = cur * pA
+            label = "Monte Carlo mean over trials"
+        ax.plot(t[sl], m[sl], color=_MC, lw=1.2, label=label)
+        ax.set_ylabel(f"current of {n_ch} channels (pA)")
+        ax.set_title(f"{scheme}: Monte Carlo ({ds.attrs.get('method', '')})", fontsize=10)
+    ax.set_xlabel("time (s)")
     ax.legend(fontsize=8, loc="lower right")
     return _save(fig, path, dpi)
 
@@ -252,45 +429,104 @@ def _state_groups(states: list[str]) -> tuple[list[str], list[np.ndarray]]:
 
 def occupancy(ds, point: dict | None = None, path: str | os.PathLike | None = None, *,
               source: str = "auto", figsize=FIGSIZE, dpi: int = DPI):
-    """Stacked occupancy (fraction of channels) vs time (s) at one sweep point.
+    """Stacked occupancy (fraction of channels) against time (s); blocked states are pooled
+    per blocker.
 
-    ``source``: ``"det"`` (master equation), ``"mc"`` (Monte Carlo mean) or ``"auto"`` (the
-    master equation when present, with the Monte Carlo blocked fraction overlaid)."""
+    Parameters
+    ----------
+    ds : xarray.Dataset, DataTree node, Result or SimulationResult
+        A study protocol's Dataset (one sweep point), ``kc.solve(...).to_xarray()`` (master
+        equation) or ``kc.simulate(...).to_xarray()`` (Monte Carlo: mean over trials of the
+        fraction of channels in each state).
+    point : dict, optional
+        Study Datasets only: sweep dimension -> index, for every sweep dimension (default:
+        the last point).  A single run has no sweep points (``None``).
+    path : str or PathLike, optional
+        Where to save the PNG.
+    source : {"auto", "det", "mc"}
+        ``"det"`` (master equation), ``"mc"`` (Monte Carlo mean) or ``"auto"``: for a study,
+        the master equation when present, with the Monte Carlo unblocked/blocked boundary
+        overlaid; for a single run, what it holds (``"det"`` for a solve result, ``"mc"`` for
+        a simulation; asking for the other is a ValueError).
+    figsize : (float, float)
+        Figure size (inches).
+    dpi : int, default :data:`DPI`
+        At most :data:`MAX_DPI`; a saved image has at most :data:`MAX_PIXELS` pixels.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    TypeError
+        ``ds`` is none of the Datasets above.
+    ValueError
+        Unknown ``source``, or one the Dataset does not hold; ``point`` not a sweep point (or
+        given for a single run); ``dpi``/image size out of range.
+    """
     dpi, figsize = _check_output(path, dpi, figsize)
     if source not in ("auto", "det", "mc"):
         raise ValueError(f"source must be 'auto', 'det' or 'mc', got {source!r}")
-    plt = _plt()
     ds = _ds(ds)
-    if point is None:
-        pts = _points(ds)
-        point = pts[-1]
-    d = ds.isel(point)
-    n = int(d["n_samples"])
-    t = d["time"].values[:n]
+    kind = _kind(ds)
     states = [str(s) for s in ds["state"].values]
-    mc = d["sum_counts"].values[:n] / (ds.attrs["n_trials"] * ds.attrs["n_channels"])
-    use_det = source == "det" or (source == "auto" and "occupancy_det" in d)
-    occ = d["occupancy_det"].values[:n] if use_det else mc
+    if kind != "study":
+        src = {"solve": "kc.solve(...).to_xarray()"}.get(kind, "kc.simulate(...).to_xarray()")
+        _no_point(point, src)
+        have = "det" if kind == "solve" else "mc"
+        if source not in ("auto", have):
+            raise ValueError(
+                f"source={source!r}: this Dataset ({src}) holds only the "
+                f"{'master equation' if have == 'det' else 'Monte Carlo'} occupancy; use "
+                f"source={have!r} or 'auto'")
+        t = ds["time"].values
+        if kind == "solve":
+            occ = ds["occupancy"].values
+        else:
+            cnt = np.asarray(ds["counts" if kind == "counts" else "mean"].values, float)
+            if kind == "counts":
+                cnt = cnt.mean(axis=0)
+            tot = cnt.sum(axis=-1, keepdims=True)          # n_channels at every sample
+            with np.errstate(invalid="ignore", divide="ignore"):
+                occ = np.where(tot > 0, cnt / tot, 0.0)
+        use_det, mc, point = have == "det", None, {}
+    else:
+        if point is None:
+            pts = _points(ds)
+            point = pts[-1]
+        else:
+            _check_point(ds, point)
+        d = ds.isel(point)
+        n = int(d["n_samples"])
+        t = d["time"].values[:n]
+        mc = d["sum_counts"].values[:n] / (ds.attrs["n_trials"] * ds.attrs["n_channels"])
+        use_det = source == "det" or (source == "auto" and "occupancy_det" in d)
+        if use_det and "occupancy_det" not in d:
+            raise ValueError("source='det': this study Dataset has no master-equation occupancy "
+                             "(occupancy_det); use source='mc' or 'auto'")
+        occ = d["occupancy_det"].values[:n] if use_det else mc
+    plt = _plt()
     names, masks = _state_groups(states)
     ys = np.array([occ[:, m].sum(axis=1) for m in masks])
     fig, ax = plt.subplots(figsize=figsize, constrained_layout=True)
     cmap = plt.get_cmap("tab20")
     colors = [cmap(i % 20) for i in range(len(names))]
     ax.stackplot(t, ys, labels=names, colors=colors, lw=0)
-    if use_det and any("blocked" in nm for nm in names):
-        unb = sum(ys[i] for i, nm in enumerate(names) if not nm.startswith("blocked"))
+    if mc is not None and use_det and any("blocked" in nm for nm in names):
         mc_unb = sum(mc[:, m].sum(axis=1) for nm, m in zip(names, masks) if not nm.startswith("blocked"))
         ax.plot(t, mc_unb, color="k", lw=0.8, ls=":", label="Monte Carlo (unblocked/blocked boundary)")
-        del unb
-    _shade(ax, ds, text=False)
-    for seg in _segments(ds):
-        if seg.get("label"):
-            ax.axvline(seg["t0"], color="w", lw=0.8)
+    if kind == "study":
+        _shade(ax, ds, text=False)
+        for seg in _segments(ds):
+            if seg.get("label"):
+                ax.axvline(seg["t0"], color="w", lw=0.8)
     ax.set_xlim(t[0], t[-1])
     ax.set_ylim(0, 1)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("occupancy (fraction of channels)")
-    ax.set_title(f"{ds.attrs.get('protocol', '')}: state occupancy "
+    head = ds.attrs.get("protocol", "") if kind == "study" else ds.attrs.get("scheme", "")
+    ax.set_title(f"{head}: state occupancy "
                  f"({'master equation' if use_det else 'Monte Carlo mean'})"
                  + (f" — {_point_label(ds, point)}" if point else ""), fontsize=10)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
@@ -304,11 +540,43 @@ def _hill(c, ic50, nh):
 def dose_response(ds, path: str | os.PathLike | None = None, *, figsize=(6.5, 4.5), dpi: int = DPI):
     """Response (current relative to the drug-free control) vs concentration (µM, log axis):
     Monte Carlo mean ± SEM, master equation, Hill fits with IC50 marked.  With further sweep
-    axes (e.g. V or model) one set of curves per point, in its own colour."""
+    axes (e.g. V or model) one set of curves per point, in its own colour.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset or DataTree node
+        A study protocol's Dataset with a ``dose_response`` analysis.
+    path : str or PathLike, optional
+        Where to save the PNG.
+    figsize : (float, float)
+        Figure size (inches).
+    dpi : int, default :data:`DPI`
+        At most :data:`MAX_DPI`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    TypeError
+        ``ds`` is a single run's Dataset (``kc.solve``/``kc.simulate(...).to_xarray()``; for
+        one inhibition curve use ``kc.experiments.ic50(...).plot()``) or not a Dataset.
+    ValueError
+        A study Dataset without a dose-response analysis (no ``response_*`` variables or no
+        sweep axis).
+    """
     dpi, figsize = _check_output(path, dpi, figsize)
-    plt = _plt()
     ds = _ds(ds)
+    _study_only(ds, "dose_response", "kc.experiments.ic50(...).plot() for an inhibition curve")
     dims = _sweep_dims(ds)
+    if not dims or not any(v in ds for v in ("response_det", "response_mc")):
+        raise ValueError(
+            f"plot.dose_response needs a study protocol with analysis 'dose_response' (a "
+            f"concentration sweep and its response_* variables); protocol "
+            f"{ds.attrs.get('protocol', '?')!r} has analysis "
+            f"{ds.attrs.get('analysis', '') or 'none'!r} and sweep dimensions {dims}")
+    plt = _plt()
     # the concentration dimension the study fitted over (files before it was recorded: the
     # first sweep axis in M, else the first)
     axis = ds.attrs.get("dose_axis")
@@ -355,12 +623,39 @@ def trapping(ds, path: str | os.PathLike | None = None, *, figsize=None, dpi: in
              max_trials: int = 3):
     """Trapping protocol time course: for each sweep point a panel of current (pA) vs time (s)
     with the phases shaded (Monte Carlo mean ± SD, trials, master equation), and a bottom
-    panel with the blocked fraction of channels."""
+    panel with the blocked fraction of channels.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset or DataTree node
+        A study protocol's Dataset (with a ``trapping`` analysis the panels also give block and
+        trapped fractions).
+    path : str or PathLike, optional
+        Where to save the PNG.
+    figsize : (float, float), optional
+        Figure size (inches); default grows with the number of sweep points.
+    dpi : int, default :data:`DPI`
+        At most :data:`MAX_DPI`.
+    max_trials : int, default 3
+        Individual trials drawn per panel (≥ 0).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    TypeError
+        ``ds`` is a single run's Dataset (``kc.solve``/``kc.simulate(...).to_xarray()``: use
+        :func:`current_traces` and :func:`occupancy`, or
+        ``kc.experiments.trapping(...).plot()``) or not a Dataset.
+    """
     from ._validate import integer
     dpi, figsize = _check_output(path, dpi, figsize)
     max_trials = integer("max_trials", max_trials, minimum=0)
-    plt = _plt()
     ds = _ds(ds)
+    _study_only(ds, "trapping", "kc.experiments.trapping(...).plot() for the trapping protocol")
+    plt = _plt()
     pts = _points(ds)
     nrow = len(pts) + 1
     fig, axes = plt.subplots(nrow, 1, figsize=figsize or (8.5, 2.3 * nrow + 0.6), sharex=True,
@@ -417,10 +712,42 @@ def trapping(ds, path: str | os.PathLike | None = None, *, figsize=None, dpi: in
 
 def use_dependence(ds, path: str | os.PathLike | None = None, *, figsize=(10.0, 4.2), dpi: int = DPI):
     """Use-dependent block vs stimulation frequency (Hz, log axis; Monte Carlo ± SEM and master
-    equation), and block of each pulse's charge vs pulse number."""
+    equation), and block of each pulse's charge vs pulse number.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset or DataTree node
+        A study protocol's Dataset with a ``use_dependence`` analysis.
+    path : str or PathLike, optional
+        Where to save the PNG.
+    figsize : (float, float)
+        Figure size (inches).
+    dpi : int, default :data:`DPI`
+        At most :data:`MAX_DPI`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    TypeError
+        ``ds`` is a single run's Dataset (``kc.solve``/``kc.simulate(...).to_xarray()``; for
+        one experiment use ``kc.experiments.use_dependence(...).plot()``) or not a Dataset.
+    ValueError
+        A study Dataset without a use-dependence analysis (no ``block_*`` variables).
+    """
     dpi, figsize = _check_output(path, dpi, figsize)
-    plt = _plt()
     ds = _ds(ds)
+    _study_only(ds, "use_dependence",
+                "kc.experiments.use_dependence(...).plot() for block against frequency")
+    if not any(v in ds for v in ("block_last_det", "block_last_mc", "block_total_det",
+                                 "block_total_mc", "block_by_pulse_mc")):
+        raise ValueError(
+            f"plot.use_dependence needs a study protocol with analysis 'use_dependence' (its "
+            f"block_* variables); protocol {ds.attrs.get('protocol', '?')!r} has analysis "
+            f"{ds.attrs.get('analysis', '') or 'none'!r}")
+    plt = _plt()
     dims = _sweep_dims(ds)
     axis = next((d for d in dims if ds[d].attrs.get("units") == "Hz"), dims[0] if dims else None)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=figsize, constrained_layout=True)
@@ -490,6 +817,11 @@ def study_figures(tree, folder: str | os.PathLike, which: Iterable[str] | None =
     "dose_response", "traces", "occupancy"`` (default: all that apply); unknown names raise
     ValueError."""
     dpi = _check_dpi(dpi)
+    if not hasattr(tree, "children"):
+        hint = (" (a single protocol's Dataset: call the figure functions on it)"
+                if hasattr(tree, "data_vars") or hasattr(tree, "to_xarray") else "")
+        raise TypeError(f"tree must be a study result (the DataTree of kc.run_study or "
+                        f"kc.open_results), got {type(tree).__name__}{hint}")
     if which is None:
         want = None
     else:

@@ -193,9 +193,9 @@ Analyses (``analysis = {kind = ...}``), master equation (``*_det``), Monte Carlo
     study's ``early = 0.1 s``, about 86 % as ``early`` tends to 0); ``trapped_occupancy`` =
     blocked occupancy at the end of ``wash`` / at the end of ``block``.
     :func:`ketacore.experiments.trapping` reports the *peak-current* definition
-    (``trapped_current``: the peak of the first re-application response, drug vs an identical
-    drug-free run; 84.7 % for ketamine, the value on the validation page) and the same occupancy
-    definition (``trapped_occupancy``).  The variables' ``definition`` attribute
+    (``trapped_current``: the first re-application responses, drug vs an identical drug-free
+    run, each at its own peak; 84.4 % for ketamine, the value on the validation page) and the
+    same occupancy definition (``trapped_occupancy``).  The variables' ``definition`` attribute
     states the definition with the study's windows.
 ``use_dependence``
     ``block_last``, ``block_total`` and ``block_by_pulse``: block of the charge per pulse vs the
@@ -2604,7 +2604,7 @@ def _trapped_definition(window: str, early: str) -> str:
             f"(same over the last {window} of 'control') (option window).  Window means, not peaks: "
             "blocker that escapes during the early window counts as not trapped, so this is usually "
             "lower than the peak-current definition of ketacore.experiments.trapping(...).trapped_current "
-            "((1 - I_first/I_ctl)/block at the peak of the first re-application response, drug vs "
+            "((1 - I_first/I_ctl)/block, each first re-application response at its own peak, drug vs "
             "an identical drug-free run; the value on the validation page).  The occupancy "
             "definition is trapped_occupancy (experiments.trapping(...).trapped_occupancy).")
 

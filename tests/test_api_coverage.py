@@ -15,6 +15,7 @@ import dataclasses
 import json
 import math
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -678,6 +679,7 @@ def _engine_calls():
 
 @pytest.mark.parametrize("fn", ["ic50", "woodhull", "block_kinetics", "trapping",
                                 "use_dependence"])
+@pytest.mark.filterwarnings("ignore:(ic50|trapping).*(extrapolat|no peak within):RuntimeWarning")  # a fast protocol: the extrapolated-IC50 / unpeaked-response warnings are expected here
 def test_experiment_engine_is_the_simulate_method(monkeypatch, fn):
     """``engine`` is documented as the :func:`ketacore.simulate` method of the stochastic
     runs: every simulation uses it; with method='exact' nothing is simulated; a bad value is
@@ -707,9 +709,8 @@ def trap_oracle(c, t_block, t_wash, wash_blocker, peak_window=0.5):
     p_wc = p_ctl @ scipy.linalg.expm(co_q(GLU) * t_block) @ scipy.linalg.expm(co_q() * t_wash)
     h = peak_window / 5000
     gc = propagate(p_wc, co_q(GLU), h, 5001) @ CO_G
-    k = int(np.argmax(gc))
-    gd = (p_w @ np.linalg.matrix_power(scipy.linalg.expm(co_q(GLU) * h), k)) @ CO_G
-    trapped_cur = (1.0 - gd / gc[k]) / block
+    gd = propagate(p_w, co_q(GLU), h, 5001) @ CO_G   # each response at its own peak (both
+    trapped_cur = (1.0 - gd.max() / gc.max()) / block  # rise or have one maximum here)
     return block, trapped_occ, trapped_cur, p_b, p_w
 
 
@@ -720,9 +721,11 @@ TRAP = dict(t_block=1.0, t_wash=2.0, t_recovery=1.0)
 @pytest.fixture(scope="module")
 def exact_trapping():
     """Exact trapping runs at 1 uM for each wash_blocker, both definitions."""
-    return {(w, d): EXP.trapping(co_gating(), co_blocker(), 1e-6, wash_blocker=w, definition=d,
-                                 **TRAP)
-            for w in WASH for d in ("occupancy", "current")}
+    with warnings.catch_warnings():  # the responses still rise at the end of peak_window
+        warnings.filterwarnings("ignore", "trapping: the first re-application", RuntimeWarning)
+        return {(w, d): EXP.trapping(co_gating(), co_blocker(), 1e-6, wash_blocker=w, definition=d,
+                                     **TRAP)
+                for w in WASH for d in ("occupancy", "current")}
 
 
 @pytest.mark.parametrize("wash_blocker", WASH)
@@ -762,6 +765,7 @@ T_BOUND = 5.0           # P(|t_19| > 5) = 8.0e-5 per statistic
 SD_LO, SD_HI = 0.5, 1.6  # P(s/sigma < 0.5) = 3.9e-4, P(s/sigma > 1.6) = 2.1e-4
 
 
+@pytest.mark.filterwarnings("ignore:(ic50|trapping).*(extrapolat|no peak within):RuntimeWarning")  # a fast protocol: the extrapolated-IC50 / unpeaked-response warnings are expected here
 @pytest.mark.parametrize("engine", ["population", "ssa"])
 def test_trapping_stochastic_trapped_fraction_se(engine):
     """With method='stochastic' the SE of the trapped fraction is positive, covers the exact
@@ -793,6 +797,7 @@ def test_trapping_stochastic_trapped_fraction_se(engine):
     assert SD_LO < ratio < SD_HI
 
 
+@pytest.mark.filterwarnings("ignore:(ic50|trapping).*(extrapolat|no peak within):RuntimeWarning")  # a fast protocol: the extrapolated-IC50 / unpeaked-response warnings are expected here
 @pytest.mark.parametrize("pre", [0.0, 0.5, 2.0])
 def test_ic50_peak_preincubation_matches_expm_oracle(pre):
     """kind='peak': from drug-free rest, ``preincubation`` s with blocker alone (here it blocks
@@ -812,6 +817,7 @@ def test_ic50_peak_preincubation_matches_expm_oracle(pre):
     np.testing.assert_array_equal(r.fraction_se, 0.0)
 
 
+@pytest.mark.filterwarnings("ignore:(ic50|trapping).*(extrapolat|no peak within):RuntimeWarning")  # a fast protocol: the extrapolated-IC50 / unpeaked-response warnings are expected here
 def test_ic50_peak_preincubation_increases_block():
     cs = [3e-7, 1e-6, 3e-6]
     f = [EXP.ic50(co_gating(), co_blocker(), cs, kind="peak", preincubation=p, duration=0.2,
@@ -933,6 +939,7 @@ def test_plot_max_trials(plot_mod, max_trials, n_drawn):
 
 @pytest.mark.parametrize("fn", ["ic50", "woodhull", "block_kinetics", "trapping",
                                 "use_dependence"])
+@pytest.mark.filterwarnings("ignore:(ic50|trapping).*(extrapolat|no peak within):RuntimeWarning")  # a fast protocol: the extrapolated-IC50 / unpeaked-response warnings are expected here
 def test_refused_experiment_does_not_advance_the_callers_generator(fn):
     """A numpy Generator passed as ``rng`` is drawn from only after every argument is
     validated: a refused call (here a bad ``engine``, checked last) leaves it untouched, a

@@ -369,6 +369,8 @@ def test_validation_errors_name_the_parameter(kw, exc, match):
 
 def test_scheme_and_protocol_types():
     with pytest.raises(TypeError, match="scheme"):
+        kc.simulate(1.5, PROT, dt=1e-3)
+    with pytest.raises(ValueError, match="unknown model 'x'"):  # a string is a model name
         kc.simulate("x", PROT, dt=1e-3)
     with pytest.raises(TypeError, match="protocol"):
         kc.simulate(SCH, [1], dt=1e-3)

@@ -1,0 +1,162 @@
+"""ketacore.plot, review item A5: current_traces and occupancy draw the Datasets of a single run
+(kc.solve(...).to_xarray(), kc.simulate(...).to_xarray()); the study figures refuse them with a
+TypeError naming what to call; study Datasets without the analysis, bad points and unknown
+inputs give clear errors (no raw KeyError/IndexError)."""
+import textwrap
+
+import numpy as np
+import pytest
+
+import ketacore as kc
+
+pytest.importorskip("xarray")
+mpl = pytest.importorskip("matplotlib")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ketacore import plot  # noqa: E402
+
+SCHEME = kc.block(kc.models.get("erreger2005_2a"), kc.blockers.get("ketamine"))
+PROT = kc.Protocol([kc.Step(0.05, glutamate=1 * kc.units.mM, ketamine=10 * kc.units.uM),
+                    kc.Step(0.05)])
+
+
+@pytest.fixture(scope="module")
+def solved():
+    return kc.solve(SCHEME, PROT, dt=1e-3, initial="R")
+
+
+@pytest.fixture(scope="module", params=["counts", "summary"])
+def simulated(request):
+    return kc.simulate(SCHEME, PROT, 1e-3, n_channels=40, n_trials=4, rng=3, initial="R",
+                       record=request.param)
+
+
+@pytest.fixture(autouse=True)
+def _close():
+    yield
+    plt.close("all")
+
+
+def _stack_top(ax) -> np.ndarray:
+    """Upper edge of the last band of a stackplot (the total occupancy)."""
+    v = ax.collections[-1].get_paths()[0].vertices   # start, lower edge, upper edge reversed
+    n = (len(v) - 3) // 2
+    return v[n + 2:2 * n + 2, 1]
+
+
+def test_occupancy_and_traces_of_a_solve_result(solved, tmp_path):
+    ds = solved.to_xarray()
+    fig = plot.occupancy(ds, path=tmp_path / "occ.png")
+    ax = fig.axes[0]
+    assert "master equation" in ax.get_title()
+    assert (tmp_path / "occ.png").stat().st_size > 5000
+    top = _stack_top(ax)
+    assert top.size == ds.sizes["time"]
+    np.testing.assert_allclose(top, 1.0, atol=1e-9)           # occupancies sum to 1
+    fig = plot.current_traces(ds, path=tmp_path / "cur.png")
+    ax = fig.axes[0]
+    assert "pA" in ax.get_ylabel() and ax.get_xlabel() == "time (s)"
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label().startswith("master equation")]
+    np.testing.assert_allclose(line.get_ydata(), ds["current"].values * 1e12)
+    # the Result itself is accepted (its to_xarray())
+    fig = plot.occupancy(solved)
+    assert "master equation" in fig.axes[0].get_title()
+    # the blocked states are pooled into one band
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert sum(lab.startswith("blocked") for lab in labels) >= 1
+
+
+def test_occupancy_and_traces_of_a_simulation(simulated):
+    ds = simulated.to_xarray()
+    fig = plot.occupancy(ds)
+    ax = fig.axes[0]
+    assert "Monte Carlo" in ax.get_title()
+    np.testing.assert_allclose(_stack_top(ax), 1.0, atol=1e-9)
+    fig = plot.current_traces(ds, max_trials=2)
+    ax = fig.axes[0]
+    assert "current of 40 channels (pA)" == ax.get_ylabel()
+    mean = [ln for ln in ax.get_lines() if ln.get_label().startswith("Monte Carlo mean")]
+    cur = ds["current"].values
+    want = cur.mean(axis=0) if cur.ndim == 2 else cur
+    np.testing.assert_allclose(mean[0].get_ydata(), want * 1e12)
+    trials = [ln for ln in ax.get_lines() if ln.get_color() == "#8aa9cf"]
+    assert len(trials) == (2 if cur.ndim == 2 else 0)
+
+
+def test_single_run_refusals(solved):
+    ds = solved.to_xarray()
+    with pytest.raises(ValueError, match=r"source='mc'.*master equation"):
+        plot.occupancy(ds, source="mc")
+    with pytest.raises(ValueError, match=r"point: a single run"):
+        plot.current_traces(ds, point={"ketamine": 0})
+    for fn, alt in ((plot.dose_response, "ic50"), (plot.trapping, "trapping"),
+                    (plot.use_dependence, "use_dependence")):
+        with pytest.raises(TypeError, match=rf"current_traces.*experiments\.{alt}\(\.\.\.\)\.plot"):
+            fn(ds)
+
+
+def test_unknown_inputs_raise_typeerror():
+    import xarray as xr
+    with pytest.raises(TypeError, match="ds must be an xarray.Dataset.*got dict"):
+        plot.occupancy({"occupancy": 1})
+    with pytest.raises(TypeError, match=r"variables \['a'\]"):
+        plot.current_traces(xr.Dataset({"a": ("x", [1.0, 2.0])}))
+    with pytest.raises(TypeError, match="tree must be a study result"):
+        plot.study_figures(xr.Dataset(), "unused")
+
+
+def test_messages_print_plain_numbers(solved):
+    with pytest.raises(TypeError, match="figsize") as e:
+        plot.current_traces(solved, figsize=(np.float64(8.0),))
+    assert "np.float64" not in str(e.value) and "(8.0,)" in str(e.value)
+    with pytest.raises(TypeError, match="t_range") as e:
+        plot.current_traces(solved, t_range=np.array([0.0, 0.01, 0.02]))
+    assert "array(" not in str(e.value)
+
+
+STUDY = textwrap.dedent("""
+    name = "review"
+    model = "erreger2005_2a"
+    blockers = ["ketamine"]
+    n_channels = 10
+    n_trials = 2
+    dt = "20 ms"
+    rng = 5
+
+    [parameters]
+    ketamine = "1 uM"
+
+    [protocols.plain]
+    initial = "R"
+    sweep = { ketamine = ["1 uM", "3 uM"] }
+
+    [[protocols.plain.segments]]
+    duration = "0.1 s"
+    glutamate = "1 mM"
+    ketamine = "$ketamine"
+""")
+
+
+@pytest.fixture(scope="module")
+def plain():
+    return kc.run_study(kc.Study.from_toml(STUDY), progress=False, workers=1)["plain"].to_dataset()
+
+
+def test_study_dataset_without_the_analysis(plain):
+    with pytest.raises(ValueError, match="analysis 'dose_response'"):
+        plot.dose_response(plain)
+    with pytest.raises(ValueError, match="analysis 'use_dependence'"):
+        plot.use_dependence(plain)
+    fig = plot.trapping(plain)                     # a time course without analysis still draws
+    assert len(fig.axes) == 3
+
+
+def test_study_point_is_checked(plain):
+    fig = plot.current_traces(plain, point={"ketamine": 1})
+    assert "3 µM" in fig.axes[0].get_title()
+    with pytest.raises(ValueError, match=r"point: 'V' is not a sweep dimension"):
+        plot.occupancy(plain, point={"V": 0})
+    with pytest.raises(ValueError, match=r"point\['ketamine'\] must be an integer index in \[0, 2\)"):
+        plot.current_traces(plain, point={"ketamine": 5})
+    with pytest.raises(TypeError, match="point must be a dict"):
+        plot.current_traces(plain, point=[1])
