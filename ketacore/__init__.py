@@ -29,7 +29,7 @@ from .simulate import EventLog, SimulationResult, simulate, simulate_events  # n
 
 # Submodules and functions imported on first use (keeps `import ketacore` fast).
 _LAZY_MODULES = {"models", "theory", "blockers", "analysis", "experiments",
-                 "study", "plot", "cli"}
+                 "study", "plot", "cli", "fitting"}
 _LAZY_ATTRS = {
     "block": ("ketacore.blockers", "block"),
     "Study": ("ketacore.study", "Study"),
@@ -50,4 +50,4 @@ def __getattr__(name: str) -> Any:
 
 __all__ = ["__version__", "units", "Scheme", "Rate", "rate", "Transition", "Step", "Protocol",
            "pulse_train", "solve", "Result", "simulate", "simulate_events", "SimulationResult", "EventLog", "block", "models",
-           "theory", "blockers", "analysis", "experiments", "Study", "StudyPart", "StudyError", "run_study"]
+           "theory", "blockers", "analysis", "experiments", "fitting", "Study", "StudyPart", "StudyError", "run_study"]

@@ -1,0 +1,973 @@
+"""Maximum-likelihood fitting of rate constants to resolved single-channel records (HJC).
+
+:func:`fit_hjc` maximises the HJC missed-events likelihood
+(:func:`ketacore.theory.hjc_loglik`; Hawkes, Jalali & Colquhoun 1990, 1992; CHS vectors of
+Colquhoun, Hawkes & Srodzinski 1996) over the rate constants of a :class:`~ketacore.Scheme`,
+jointly over records taken at several concentrations, as HJCFIT (DCPROGS) does
+[CHH03]_.  Rates can be free, fixed, constrained to another rate times a constant, or set by
+microscopic reversibility (MR); the result, :class:`HJCFit`, carries approximate standard
+errors and correlations from the observed information.
+
+Quick tour::
+
+    import ketacore as kc
+    from ketacore.units import us, ms, uM
+
+    ch82 = kc.models.get("ch82")
+    fit = kc.fitting.fit_hjc(
+        ch82, [(groups_01, {"agonist": 0.1 * uM}), (groups_1, {"agonist": 1 * uM})],
+        t_res=25 * us, t_crit=3.5 * ms,
+        fixed=["AR->R", "R->AR", "AR->A2R", "AR*->A2R*"])   # MR sets A2R*->AR*
+    print(fit.summary())
+
+References
+----------
+.. [CHH03] Colquhoun D, Hatton CJ, Hawkes AG (2003) The quality of maximum likelihood
+   estimates of ion channel rate constants.  J Physiol 547:699-728,
+   doi:10.1113/jphysiol.2002.034165.
+.. [HJC90] Hawkes, Jalali & Colquhoun (1990) Phil Trans R Soc Lond A 332:511-538,
+   doi:10.1098/rsta.1990.0129; [HJC92] (1992) Phil Trans R Soc Lond B 337:383-404,
+   doi:10.1098/rstb.1992.0116.
+.. [CHS96] Colquhoun, Hawkes & Srodzinski (1996) Phil Trans R Soc Lond A 354:2555-2590,
+   doi:10.1098/rsta.1996.0115.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import time
+import warnings
+from dataclasses import dataclass, replace
+from typing import Mapping
+
+import numpy as np
+from scipy import optimize
+
+from . import theory as _th
+from .scheme import Scheme
+
+__all__ = ["fit_hjc", "HJCFit"]
+
+#: Relative step of the log-rates for the numerical Hessian (and the final gradient).
+HESSIAN_STEP = 1e-3
+#: Step of the log-rates for the central-difference gradient of the polishing stage.
+GRADIENT_STEP = 1e-5
+#: Eigenvalues of the Hessian of -ln L (in ln k0) at most this fraction of the largest one
+#: count as zero (the fit does not determine that combination of rates) ...
+SINGULAR_RTOL = 1e-7
+#: ... as do eigenvalues below ``SINGULAR_NOISE * |ln L| / hessian_step**2``, the rounding
+#: level of the second differences (ln L is accurate to ~1e-13 relative): a combination of
+#: ln k0 with an SE above ~1 / sqrt(that) is not determined by the data.
+SINGULAR_NOISE = 1e-12
+
+
+def _key(t) -> str:
+    return f"{t.src}->{t.dst}"
+
+
+def _units(t) -> str:
+    return "M^-1 s^-1" if t.rate.ligand is not None else "s^-1"
+
+
+# ------------------------------------------------------------------------- result
+
+
+@dataclass(frozen=True)
+class HJCFit:
+    """Result of :func:`fit_hjc`.
+
+    Rates are the ``Rate.k0`` of each transition ("SRC->DST" keys): s^-1, or M^-1 s^-1 for
+    a ligand-bound transition (per-site microscopic constants; statistical factors such as
+    the 2 of ``2 k+1`` stay in ``Rate.factor``).
+
+    Attributes
+    ----------
+    scheme : Scheme
+        The input scheme with every transition's ``k0`` replaced by its fitted value
+        (constrained and MR-set rates computed from the fitted ones; fixed ones unchanged).
+    rates : dict
+        ``k0`` of every transition, in ``scheme.transitions`` order.
+    kinds : dict
+        How each transition's ``k0`` was obtained: ``"free"``, ``"fixed"``,
+        ``"constrained"`` or ``"mr"``.
+    free : tuple of str
+        The free transitions, in parameter order (rows of ``covariance``).
+    loglik : float
+        ``sum over data sets of hjc_loglik(scheme, groups, ...)`` (natural log, durations
+        in s) at the fitted rates, evaluated through the public function on ``scheme``.
+    n_free : int
+        Number of free parameters.
+    se : dict
+        Approximate standard error of ``k0`` for every free, constrained and MR-set
+        transition (not for fixed ones): from the inverse observed information in ln k0,
+        ``SE(k0) = k0 sqrt(var(ln k0))`` (delta method; derived rates are linear in the
+        free ln k0, so their variances are exact functions of the covariance).  NaN when
+        the Hessian is not positive definite (a ``RuntimeWarning`` was issued).
+    covariance, correlation : ndarray, (n_free, n_free)
+        Approximate covariance of the free ``k0`` (units of the rates squared) and their
+        correlation matrix (the same in ln k0).  NaN when the Hessian is not positive
+        definite.
+    cov_log : ndarray, (n_free, n_free)
+        Inverse of ``hessian``: approximate covariance of the free ln k0.
+    hessian : ndarray, (n_free, n_free)
+        Numerical Hessian of ``-ln L`` with respect to the free ln k0 at the optimum.
+    converged : bool
+        The optimiser reported success *and* the Newton decrement ``g H^-1 g / 2`` at the
+        optimum (g the central-difference gradient of ``-ln L``) is below 0.01, i.e. a
+        quadratic model predicts less than 0.01 more ln L (or, without a positive-definite
+        Hessian, only the optimiser's success).
+    message : str
+        What the optimiser stages said, and the Newton decrement.
+    n_evaluations : int
+        Number of likelihood evaluations (each over all data sets), Hessian included.
+    mr_cycles : dict
+        For each transition set by microscopic reversibility, the states of its cycle,
+        starting ``src, dst`` of that transition.
+    constraints : dict
+        ``{transition: (other, factor)}``: ``k0 = factor * k0[other]``.
+    units : dict
+        Unit of each ``k0``.
+    t_res : float
+        Resolution (s).
+    t_crit : tuple
+        Critical shut time (s) of each data set, ``None`` where none was used.
+    conditions : tuple of dict
+        Conditions of each data set.
+    method : str
+        The optimiser used (see :func:`fit_hjc`).
+    elapsed : float
+        Wall-clock time of the fit (s).
+    """
+
+    scheme: Scheme
+    rates: dict
+    kinds: dict
+    free: tuple
+    loglik: float
+    n_free: int
+    se: dict
+    covariance: np.ndarray
+    correlation: np.ndarray
+    cov_log: np.ndarray
+    hessian: np.ndarray
+    converged: bool
+    message: str
+    n_evaluations: int
+    mr_cycles: dict
+    constraints: dict
+    units: dict
+    t_res: float
+    t_crit: tuple
+    conditions: tuple
+    method: str
+    elapsed: float
+
+    def summary(self) -> str:
+        """Table of the rates (value, SE, CV, kind, unit) and the fit statistics."""
+        rows = [f"HJC fit of {self.scheme.name or '(unnamed scheme)'}: ln L = "
+                f"{self.loglik:.6f} (natural log, durations in s), {self.n_free} free "
+                f"parameter(s), {len(self.conditions)} data set(s), t_res = "
+                f"{self.t_res * 1e6:g} us",
+                f"converged: {self.converged} ({self.n_evaluations} likelihood evaluations, "
+                f"{self.elapsed:.1f} s, {self.method})",
+                f"{'transition':<16} {'k0':>13} {'SE':>11} {'CV %':>7}  {'unit':<10} how"]
+        for t in self.scheme.transitions:
+            k = _key(t)
+            kind = self.kinds[k]
+            how = kind
+            if kind == "constrained":
+                other, c = self.constraints[k]
+                how = f"= {c:g} x {other}"
+            elif kind == "mr":
+                how = "MR (" + "-".join(self.mr_cycles[k]) + ")"
+            if k in self.se:
+                s = self.se[k]
+                cv = 100.0 * s / self.rates[k] if self.rates[k] > 0 else math.nan
+                se_txt, cv_txt = f"{s:11.4g}", f"{cv:7.1f}"
+            else:
+                se_txt, cv_txt = f"{'-':>11}", f"{'-':>7}"
+            rows.append(f"{k:<16} {self.rates[k]:13.6g} {se_txt} {cv_txt}  "
+                        f"{self.units[k]:<10} {how}")
+        if self.n_free > 1 and np.all(np.isfinite(self.correlation)):
+            off = np.abs(self.correlation - np.eye(self.n_free))
+            i, j = np.unravel_index(int(np.argmax(off)), off.shape)
+            rows.append(f"largest |correlation|: {self.correlation[i, j]:+.3f} "
+                        f"({self.free[i]}, {self.free[j]})")
+        return "\n".join(rows)
+
+
+# ------------------------------------------------------------------------- set-up
+
+
+def _check_key(what: str, key, keys) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"{what}: transitions are named 'SRC->DST' strings, got "
+                        f"{type(key).__name__} ({key!r})")
+    if key not in keys:
+        raise ValueError(f"{what}: unknown transition {key!r}; transitions are {list(keys)}")
+    return key
+
+
+def _key_list(what: str, spec, keys) -> list:
+    if isinstance(spec, str):
+        spec = [spec]
+    try:
+        items = list(spec)
+    except TypeError:
+        raise TypeError(f"{what} must be a sequence of 'SRC->DST' transition names, got "
+                        f"{type(spec).__name__}") from None
+    out = []
+    for k in items:
+        _check_key(what, k, keys)
+        if k in out:
+            raise ValueError(f"{what}: transition {k!r} is listed twice")
+        out.append(k)
+    return out
+
+
+def _positive(what: str, v) -> float:
+    if isinstance(v, bool) or not isinstance(v, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{what} must be a positive real number, got {type(v).__name__} "
+                        f"({v!r})")
+    x = float(v)
+    if not (math.isfinite(x) and x > 0):
+        raise ValueError(f"{what} must be a finite number > 0, got {v!r}")
+    return x
+
+
+def _edges(scheme: Scheme):
+    """Undirected connections in order of first appearance: list of (frozenset, [keys])."""
+    order: dict = {}
+    for t in scheme.transitions:
+        order.setdefault(frozenset((t.src, t.dst)), []).append(_key(t))
+    return list(order.items())
+
+
+def _tree_path(adj: dict, a: str, b: str) -> list:
+    """States of the unique path a -> b in a tree (adjacency dict)."""
+    prev = {a: None}
+    stack = [a]
+    while stack:
+        x = stack.pop()
+        for y in adj[x]:
+            if y not in prev:
+                prev[y] = x
+                stack.append(y)
+    path = [b]
+    while path[-1] != a:
+        path.append(prev[path[-1]])
+    return path[::-1]
+
+
+def _mr_plan(scheme: Scheme, mr) -> dict:
+    """``{set_key: cycle states [src, dst, ..., back to src excluded]}`` for every independent
+    cycle of the state graph (see fit_hjc, ``mr``)."""
+    edges = _edges(scheme)
+    states = list(scheme.states)
+    n_cycles = len(edges) - len(states) + 1      # the graph is connected (Scheme checks it)
+    keys = [_key(t) for t in scheme.transitions]
+    by_key = {_key(t): t for t in scheme.transitions}
+    if n_cycles == 0:
+        if mr is not True:
+            raise ValueError(f"mr: the scheme has no cycle, so no rate can be set by "
+                             f"microscopic reversibility; got {mr!r} (use mr=False)")
+        return {}
+    if mr is True:
+        # spanning tree from the last-listed connection backwards: each remaining (chord)
+        # connection is the earliest-listed one of its cycle; MR sets its later-listed
+        # direction
+        parent = {s: s for s in states}
+
+        def find(s):
+            while parent[s] != s:
+                parent[s] = parent[parent[s]]
+                s = parent[s]
+            return s
+        chords = []
+        for pair, ks in reversed(edges):
+            a, b = tuple(pair)
+            ra, rb = find(a), find(b)
+            if ra == rb:
+                chords.append((pair, ks))
+            else:
+                parent[ra] = rb
+        chosen = []
+        for pair, ks in reversed(chords):
+            if len(ks) != 2:
+                raise ValueError(f"mr=True: transition {ks[0]!r} lies on a cycle but has no "
+                                 "reverse transition, so microscopic reversibility cannot "
+                                 "hold (use mr=False)")
+            chosen.append(ks[1])
+    else:
+        chosen = _key_list("mr", mr, keys)
+        if len(chosen) != n_cycles:
+            raise ValueError(f"mr: the scheme has {n_cycles} independent cycle(s), so give "
+                             f"exactly {n_cycles} transition(s) to set by microscopic "
+                             f"reversibility, one per cycle; got {len(chosen)}: {chosen}")
+    chord_pairs = {}
+    for k in chosen:
+        t = by_key[k]
+        pair = frozenset((t.src, t.dst))
+        if pair in chord_pairs:
+            raise ValueError(f"mr: {k!r} and {chord_pairs[pair]!r} are the two directions of "
+                             "one connection; choose one rate per independent cycle")
+        chord_pairs[pair] = k
+    adj = {s: [] for s in states}
+    for pair, _ in edges:
+        if pair not in chord_pairs:
+            a, b = tuple(pair)
+            adj[a].append(b)
+            adj[b].append(a)
+    seen, stack = {states[0]}, [states[0]]
+    while stack:
+        x = stack.pop()
+        for y in adj[x]:
+            if y not in seen:
+                seen.add(y)
+                stack.append(y)
+    if len(seen) != len(states):
+        raise ValueError(f"mr: the transitions {chosen} do not set one rate per independent "
+                         "cycle (removing their connections disconnects the states): each "
+                         "must close a different cycle")
+    plan = {}
+    for k in chosen:
+        t = by_key[k]
+        cyc = _tree_path(adj, t.dst, t.src)          # dst ... src through the tree
+        cycle = [t.src] + cyc[:-1]                   # src, dst, ..., (back to src)
+        n = len(cycle)
+        for i in range(n):
+            u, v = cycle[i], cycle[(i + 1) % n]
+            for kk in (f"{u}->{v}", f"{v}->{u}"):
+                if kk not in by_key:
+                    raise ValueError(f"mr: the cycle {'-'.join(cycle)} closed by {k!r} has "
+                                     f"no transition {kk!r}, so microscopic reversibility "
+                                     "cannot hold on it (use mr=False or another choice)")
+                r = by_key[kk].rate
+                if r.is_voltage_dependent or r.q10 != 1.0:
+                    raise ValueError(f"mr: transition {kk!r} on the cycle "
+                                     f"{'-'.join(cycle)} is voltage- or temperature-"
+                                     "dependent; fit_hjc imposes MR on k0 x factor, which "
+                                     "holds at every condition only for rates without such "
+                                     "factors (use mr=False and constrain)")
+        lig_f = [by_key[f"{cycle[i]}->{cycle[(i + 1) % n]}"].rate.ligand for i in range(n)]
+        lig_b = [by_key[f"{cycle[(i + 1) % n]}->{cycle[i]}"].rate.ligand for i in range(n)]
+        if sorted(x for x in lig_f if x) != sorted(x for x in lig_b if x):
+            raise ValueError(f"mr: the cycle {'-'.join(cycle)} (set by {k!r}) binds "
+                             "different ligands in its two directions, so microscopic "
+                             "reversibility cannot hold at every concentration")
+        plan[k] = tuple(cycle)
+    return plan
+
+
+class _Params:
+    """ln k0 of every transition as ``const + A @ theta`` (theta: ln k0 of the free ones)."""
+
+    def __init__(self, scheme: Scheme, free, fixed, constrain, mr, start):
+        trans = scheme.transitions
+        keys = [_key(t) for t in trans]
+        self.keys = keys
+        by_key = {_key(t): t for t in trans}
+        k0 = {k: by_key[k].rate.k0 for k in keys}
+
+        # --- fixed
+        fixed_vals: dict = {}
+        if fixed is not None:
+            if isinstance(fixed, Mapping):
+                for k, v in fixed.items():
+                    _check_key("fixed", k, keys)
+                    fixed_vals[k] = _positive(f"fixed[{k!r}]", v)
+            else:
+                for k in _key_list("fixed", fixed, keys):
+                    fixed_vals[k] = k0[k]
+        # --- constraints
+        cons: dict = {}
+        if constrain is not None:
+            if not isinstance(constrain, Mapping):
+                raise TypeError("constrain must be a mapping {'SRC->DST': ('OTHER->X', factor)} "
+                                f"(or a transition name for factor 1), got "
+                                f"{type(constrain).__name__}")
+            for k, spec in constrain.items():
+                _check_key("constrain", k, keys)
+                if isinstance(spec, str):
+                    other, c = spec, 1.0
+                else:
+                    try:
+                        other, c = spec
+                    except (TypeError, ValueError):
+                        raise TypeError(f"constrain[{k!r}] must be ('OTHER->X', factor) or "
+                                        f"'OTHER->X', got {spec!r}") from None
+                _check_key(f"constrain[{k!r}]", other, keys)
+                if other == k:
+                    raise ValueError(f"constrain[{k!r}]: a transition cannot be constrained "
+                                     "to itself")
+                cons[k] = (other, _positive(f"constrain[{k!r}] factor", c))
+        # --- MR
+        if mr is False or mr is None:
+            mr_plan: dict = {}
+        else:
+            mr_plan = _mr_plan(scheme, mr)
+        # --- conflicts
+        for k in cons:
+            if k in fixed_vals:
+                raise ValueError(f"transition {k!r} is both fixed and constrained")
+        for k in mr_plan:
+            hint = (" (choose which rate each cycle sets with mr=[...], or mr=False)")
+            if k in fixed_vals:
+                raise ValueError(f"transition {k!r} is set by microscopic reversibility and "
+                                 f"also fixed{hint}")
+            if k in cons:
+                raise ValueError(f"transition {k!r} is set by microscopic reversibility and "
+                                 f"also constrained{hint}")
+        derived = set(cons) | set(mr_plan)
+        if free is None:
+            free_l = [k for k in keys if k not in fixed_vals and k not in derived]
+        else:
+            free_l = _key_list("free", free, keys)
+            for k in free_l:
+                if k in fixed_vals:
+                    raise ValueError(f"transition {k!r} is both free and fixed")
+                if k in cons:
+                    raise ValueError(f"transition {k!r} is both free and constrained")
+                if k in mr_plan:
+                    raise ValueError(f"transition {k!r} is free but set by microscopic "
+                                     "reversibility (choose which rate each cycle sets with "
+                                     "mr=[...], or mr=False)")
+            free_l = [k for k in keys if k in free_l]          # scheme order
+            for k in keys:                                     # the rest held fixed
+                if k not in free_l and k not in derived and k not in fixed_vals:
+                    fixed_vals[k] = k0[k]
+        if not free_l:
+            raise ValueError("no free parameter: every rate is fixed, constrained or set by "
+                             "microscopic reversibility")
+        # --- start values
+        start_vals = {k: k0[k] for k in free_l}
+        if start is not None:
+            if not isinstance(start, Mapping):
+                raise TypeError(f"start must be a mapping {{'SRC->DST': k0}}, got "
+                                f"{type(start).__name__}")
+            for k, v in start.items():
+                _check_key("start", k, keys)
+                if k not in free_l:
+                    raise ValueError(f"start[{k!r}]: transition {k!r} is not free "
+                                     f"(free: {free_l})")
+                start_vals[k] = _positive(f"start[{k!r}]", v)
+        for k in free_l:
+            if not start_vals[k] > 0:
+                raise ValueError(f"free transition {k!r} has k0 = 0 in the scheme: rates are "
+                                 "fitted on a log scale, so give a positive start value "
+                                 f"(start={{{k!r}: ...}}) or fix it")
+        # --- affine map, in dependency order
+        p = len(free_l)
+        const: dict = {}
+        A: dict = {}
+        for j, k in enumerate(free_l):
+            const[k] = 0.0
+            A[k] = np.zeros(p)
+            A[k][j] = 1.0
+        for k, v in fixed_vals.items():
+            const[k] = math.log(v) if v > 0 else -math.inf
+            A[k] = np.zeros(p)
+        deps: dict = {k: [o] for k, (o, _) in cons.items()}
+        for k, cyc in mr_plan.items():
+            n = len(cyc)
+            fwd = [f"{cyc[i]}->{cyc[(i + 1) % n]}" for i in range(n)]
+            bwd = [f"{cyc[(i + 1) % n]}->{cyc[i]}" for i in range(n)]
+            deps[k] = fwd[1:] + bwd
+        state: dict = {}
+
+        def visit(k, chain):
+            if k in const:
+                return
+            if state.get(k) == "busy":
+                loop = chain[chain.index(k):] + [k]
+                raise ValueError("constraints form a loop: " + " -> ".join(loop) +
+                                 " (each rate would be defined by itself)")
+            state[k] = "busy"
+            for d in deps[k]:
+                visit(d, chain + [k])
+            if k in cons:
+                o, c = cons[k]
+                const[k] = math.log(c) + const[o]
+                A[k] = A[o].copy()
+            else:
+                cyc = mr_plan[k]
+                n = len(cyc)
+                lf = lambda kk: math.log(by_key[kk].rate.factor)  # noqa: E731
+                # k * prod(forward rest) = prod(backward), rates k0 x factor
+                c = -lf(k)
+                a = np.zeros(p)
+                for kk in deps[k][:n - 1]:
+                    c -= const[kk] + lf(kk)
+                    a -= A[kk]
+                for kk in deps[k][n - 1:]:
+                    c += const[kk] + lf(kk)
+                    a += A[kk]
+                if not math.isfinite(c):
+                    raise ValueError(f"mr: a rate on the cycle {'-'.join(cyc)} of {k!r} is "
+                                     "fixed at 0, so microscopic reversibility cannot set it")
+                const[k], A[k] = c, a
+            state[k] = "done"
+            order.append(k)
+
+        order: list = []
+        for k in keys:
+            visit(k, [])
+        self.free = tuple(free_l)
+        self.fixed = fixed_vals
+        self.cons = cons
+        self.mr = mr_plan
+        self.const = np.array([const[k] for k in keys])
+        self.A = np.array([A[k] for k in keys]).reshape(len(keys), p)
+        self.theta0 = np.log([start_vals[k] for k in free_l])
+        self.kinds = {k: ("free" if k in free_l else "fixed" if k in fixed_vals else
+                          "constrained" if k in cons else "mr") for k in keys}
+        # direct evaluation, so that fixed values are exact, constrained ones are exactly
+        # factor x other, and MR-set ones the product formula
+        idx = {k: i for i, k in enumerate(keys)}
+        self._free_idx = np.array([idx[k] for k in free_l], int)
+        self._fixed = [(idx[k], v) for k, v in fixed_vals.items()]
+        self._derived = []
+        for k in order:
+            if k in cons:
+                o, c = cons[k]
+                self._derived.append((idx[k], "c", idx[o], c))
+            elif k in mr_plan:
+                n = len(mr_plan[k])
+                fac = lambda kk: by_key[kk].rate.factor  # noqa: E731
+                num = [(idx[kk], fac(kk)) for kk in deps[k][n - 1:]]
+                den = [(idx[kk], fac(kk)) for kk in deps[k][:n - 1]]
+                self._derived.append((idx[k], "mr", (num, den), fac(k)))
+
+    def k0(self, theta) -> np.ndarray:
+        out = np.empty(len(self.keys))
+        with np.errstate(over="ignore"):
+            out[self._free_idx] = np.exp(np.asarray(theta, float))
+        for i, v in self._fixed:
+            out[i] = v
+        for i, kind, a, b in self._derived:
+            if kind == "c":
+                out[i] = b * out[a]
+            else:
+                num, den = a
+                x = 1.0 / b
+                for j, f in num:
+                    x *= out[j] * f
+                for j, f in den:
+                    x /= out[j] * f
+                out[i] = x
+        return out
+
+
+def _data_sets(data, t_crit) -> list:
+    """[(groups, conditions, t_crit)] from fit_hjc's ``data``."""
+    def is_item(x):
+        return isinstance(x, tuple) and len(x) in (2, 3) and isinstance(x[1], Mapping)
+    if is_item(data):
+        items = [data]
+    else:
+        if data is None or isinstance(data, (str, bytes, Mapping)):
+            raise TypeError("data must be a (groups, conditions) pair or a list of them, got "
+                            f"{type(data).__name__}")
+        try:
+            items = list(data)
+        except TypeError:
+            raise TypeError("data must be a (groups, conditions) pair or a list of them, got "
+                            f"{type(data).__name__}") from None
+    if not items:
+        raise ValueError("data is empty: give at least one (groups, conditions) pair")
+    out = []
+    for i, it in enumerate(items):
+        if not (isinstance(it, (tuple, list)) and len(it) in (2, 3)
+                and isinstance(it[1], Mapping)):
+            raise TypeError(f"data[{i}] must be (groups, conditions) or (groups, conditions, "
+                            f"t_crit) with conditions a dict such as {{'agonist': 1e-6}}, got "
+                            f"{type(it).__name__}")
+        tc = it[2] if len(it) == 3 else t_crit
+        out.append((it[0], dict(it[1]), tc))
+    return out
+
+
+# ------------------------------------------------------------------------- objective
+
+
+class _Objective:
+    """-sum ln L over the data sets as a function of theta, Q built directly from k0."""
+
+    def __init__(self, scheme: Scheme, params: _Params, sets: list, t_res: float,
+                 exact_intervals: int):
+        self.params, self.t_res, self.n_exact = params, t_res, exact_intervals
+        trans = scheme.transitions
+        unit = scheme.with_rates(**{_key(t): replace(t.rate, k0=1.0) for t in trans})
+        self.src = np.array([scheme.index(t.src) for t in trans])
+        self.dst = np.array([scheme.index(t.dst) for t in trans])
+        self.n = scheme.n_states
+        self.open = np.asarray(scheme.conductance, float) > 0
+        self.sets = []
+        for groups, cond, tc in sets:
+            mult = unit.rates(**cond)       # rate per unit k0 at these conditions
+            self.sets.append((groups, mult, tc))
+        self.n_eval = 0
+
+    def q(self, k0: np.ndarray, mult: np.ndarray) -> np.ndarray:
+        Q = np.zeros((self.n, self.n))
+        Q[self.src, self.dst] = k0 * mult
+        Q[np.arange(self.n), np.arange(self.n)] = -Q.sum(axis=1)
+        return Q
+
+    def __call__(self, theta) -> float:
+        self.n_eval += 1
+        k0 = self.params.k0(theta)
+        if not np.all(np.isfinite(k0)) or np.any(k0 > 1e15):
+            return math.inf
+        total = 0.0
+        try:
+            with np.errstate(all="ignore"):
+                for groups, mult, tc in self.sets:
+                    total += _th.hjc_loglik(self.q(k0, mult), groups, t_res=self.t_res,
+                                            t_crit=tc, open=self.open,
+                                            exact_intervals=self.n_exact)
+        except (ValueError, np.linalg.LinAlgError, ArithmeticError, RuntimeWarning):
+            return math.inf         # (RuntimeWarning: raised when warnings are errors)
+        return -total if math.isfinite(total) else math.inf
+
+    def grad(self, theta, h=GRADIENT_STEP):
+        """Central-difference gradient (2 p evaluations)."""
+        theta = np.asarray(theta, float)
+        g = np.empty(theta.size)
+        for j in range(theta.size):
+            e = np.zeros(theta.size)
+            e[j] = h
+            fp, fm = self(theta + e), self(theta - e)
+            g[j] = (fp - fm) / (2 * h)
+        return g
+
+    def hessian(self, theta, f0, h=HESSIAN_STEP):
+        """Central-difference Hessian and gradient (2 p^2 evaluations)."""
+        theta = np.asarray(theta, float)
+        p = theta.size
+        E = np.eye(p) * h
+        H = np.empty((p, p))
+        g = np.empty(p)
+        fp = np.array([self(theta + E[j]) for j in range(p)])
+        fm = np.array([self(theta - E[j]) for j in range(p)])
+        for j in range(p):
+            H[j, j] = (fp[j] - 2 * f0 + fm[j]) / h ** 2
+            g[j] = (fp[j] - fm[j]) / (2 * h)
+        for i in range(p):
+            for j in range(i + 1, p):
+                fpp = self(theta + E[i] + E[j])
+                fpm = self(theta + E[i] - E[j])
+                fmp = self(theta - E[i] + E[j])
+                fmm = self(theta - E[i] - E[j])
+                H[i, j] = H[j, i] = (fpp - fpm - fmp + fmm) / (4 * h ** 2)
+        return H, g
+
+
+# ------------------------------------------------------------------------- driver
+
+
+_METHODS = ("nelder-mead+bfgs", "bfgs", "nelder-mead")
+
+
+def fit_hjc(scheme: Scheme, data, *, t_res, t_crit=None, free=None, fixed=None,
+            constrain=None, mr=True, start=None, method: str = "nelder-mead+bfgs",
+            max_evaluations: int = 20000, gtol: float = 1e-3, box: float = 1e6,
+            exact_intervals: int = 2, hessian_step: float = HESSIAN_STEP) -> HJCFit:
+    """Maximum-likelihood rate constants from resolved single-channel records (HJCFIT).
+
+    Maximises ``sum over data sets of hjc_loglik(scheme(k0), groups, t_res, t_crit,
+    **conditions)``, the HJC missed-events likelihood [HJC90, HJC92] with the CHS96 start
+    and end vectors when a ``t_crit`` is given, over the ``Rate.k0`` of the free
+    transitions, as HJCFIT does for CH82-like mechanisms fitted to records at several
+    agonist concentrations [CHH03].
+
+    Parameters
+    ----------
+    scheme : Scheme
+        The mechanism; its ``k0`` are the starting values (free), the held values (fixed)
+        and its ``Rate.factor``, ligands and other rate-law factors are kept.  Open states
+        are those with conductance > 0 (two classes, as hjc_loglik).
+    data : (groups, conditions) or list of (groups, conditions[, t_crit])
+        One pair per record (or set of records) at one condition: ``groups`` as for
+        :func:`ketacore.theory.hjc_loglik` (e.g. ``Record.resolve(t_res).hjc_groups(tc)``)
+        and ``conditions`` a dict of keyword conditions for the scheme, e.g.
+        ``{"agonist": 1e-6}`` (M; also ``V``, ``temperature``).  A third element gives that
+        set's own critical shut time (s, or ``None`` for no CHS vectors), overriding
+        ``t_crit``.
+    t_res : float
+        Resolution (s) every record was resolved at.
+    t_crit : float, optional
+        Critical shut time (s) of the sets that do not give their own.
+    free : sequence of str, optional
+        Transitions ("SRC->DST") whose k0 are fitted.  Default: every transition not fixed,
+        constrained or set by MR.  When given, every other transition that is not
+        constrained or MR-set is held at the scheme's value.
+    fixed : sequence of str or mapping, optional
+        Transitions held at the scheme's ``k0`` (a mapping gives the held values).
+    constrain : mapping, optional
+        ``{"SRC->DST": ("OTHER->X", c)}`` sets ``k0[SRC->DST] = c * k0[OTHER->X]`` (c > 0;
+        a bare ``"OTHER->X"`` means c = 1), e.g. HJCFIT's "k-2 = k-1" is
+        ``{"A2R->AR": "AR->R"}`` for CH82 (statistical factors stay in ``Rate.factor``).
+        The other rate may be free, fixed, MR-set or itself constrained (no loops).
+    mr : bool or sequence of str, default True
+        Impose microscopic reversibility on every cycle of the state graph by computing one
+        rate per independent cycle from the others (on ``k0 x factor``, so that
+        ``prod forward = prod backward`` holds for the Q at every concentration).
+        ``True``: build a spanning tree of the connections from the *last*-listed one
+        backwards (in ``scheme.transitions`` order of first appearance); each remaining
+        connection (chord) is then the earliest-listed connection of exactly one cycle, and
+        MR sets the *later-listed* of its two directions.  For CH82 (one cycle
+        AR*-A2R*-A2R-AR) that is ``"A2R*->AR*"`` (k*-2, as DCPROGS' CH82 example).  A
+        sequence names the rates to set instead (one per independent cycle; each must
+        close a different cycle).  ``False``: no MR (a scheme with cycles is then fitted
+        without detailed balance).  ``HJCFit.mr_cycles`` lists each set rate's cycle.
+    start : mapping, optional
+        Starting ``k0`` of some free transitions (default the scheme's).
+    method : {"nelder-mead+bfgs", "bfgs", "nelder-mead"}
+        Optimiser, on ``-sum ln L`` over theta = ln k0 of the free rates:
+
+        * ``"nelder-mead+bfgs"`` (default): scipy Nelder-Mead (adaptive parameters) until
+          the simplex spans < 1e-3 in every ln k0 and < 1e-3 in ln L (``xatol``,
+          ``fatol``), then L-BFGS-B with central-difference gradients (step 1e-5 in ln k0)
+          until the projected gradient is < ``gtol``;
+        * ``"bfgs"``: the L-BFGS-B stage alone from the start;
+        * ``"nelder-mead"``: the Nelder-Mead stage alone.
+
+        Every stage is bounded to ``start / box <= k0 <= start * box`` (evaluations outside
+        return +inf for Nelder-Mead) and to ``max_evaluations`` in all.
+    max_evaluations : int
+        Cap on likelihood evaluations of the optimisation (the Hessian is extra).
+    gtol : float
+        Gradient tolerance of L-BFGS-B (ln L per unit ln k0); default 1e-3.
+    box : float
+        Search box factor (> 1), see ``method``.
+    exact_intervals : int
+        As for :func:`ketacore.theory.hjc_loglik`.
+    hessian_step : float
+        Step in ln k0 of the central-difference Hessian (default 1e-3: the truncation error
+        is ~1e-6 relative, the rounding error of ln L (~1e-9 absolute) contributes
+        ~1e-3 absolute to curvatures that are typically 1e2 to 1e5).
+
+    Returns
+    -------
+    HJCFit
+        Fitted scheme and rates, ln L, standard errors, correlations, convergence.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Unknown transition names, a rate both fixed and free (or constrained, or MR-set),
+        constraints forming a loop, MR that cannot hold (a cycle with an irreversible
+        step, voltage-dependent rates, unbalanced ligands), no free parameter, a free
+        rate that cannot affect the likelihood (its ligand is absent from every data set),
+        fewer intervals than free parameters, a free rate with k0 = 0 and no start, and
+        every error of :func:`ketacore.theory.hjc_loglik` at the starting rates (bad
+        groups, t_res, t_crit, conditions).  Messages name the transition.
+
+    Warns
+    -----
+    RuntimeWarning
+        The Hessian of ``-ln L`` at the optimum is singular or not positive definite: some
+        combination of rates is not determined by the data (the warning names the free rate
+        that dominates it); SEs and correlations are then NaN.  An eigenvalue counts as zero
+        below ``SINGULAR_RTOL`` (1e-7) times the largest or below the rounding level of the
+        second differences, ``SINGULAR_NOISE * |ln L| / hessian_step**2`` (1e-12 |ln L| /
+        h^2), i.e. when some combination of ln k0 has an SE above ~1 / sqrt(that).
+
+    Notes
+    -----
+    *Parameterisation.*  Each free rate is fitted as ``theta = ln k0`` (so it stays
+    positive; HJCFIT also works on log rates).  Constrained and MR-set rates are affine in
+    theta (``ln k0 = const + a . theta``), so the MR-set rates satisfy MR exactly and their
+    variance ``a C a'`` (C the covariance of theta) involves no further approximation.
+    Each evaluation builds Q directly from ``k0 x (rate per unit k0 at the data set's
+    conditions)``, computed once per set, and calls :func:`ketacore.theory.hjc_loglik` on
+    that raw Q; ``HJCFit.loglik`` is evaluated afterwards on the fitted Scheme.
+
+    *Errors.*  The covariance is the inverse of the observed information, the numerical
+    Hessian of ``-ln L`` in theta [CHH03 discuss its use and its limits: for CH82-like
+    mechanisms the asymptotic SEs are good approximations when the rates are well
+    determined, poor when a rate is nearly unidentifiable].  ``SE(k0) = k0 SE(theta)``.
+
+    References
+    ----------
+    [CHH03] Colquhoun, Hatton & Hawkes (2003) J Physiol 547:699-728,
+    doi:10.1113/jphysiol.2002.034165; [HJC90] Hawkes, Jalali & Colquhoun (1990) Phil Trans R
+    Soc Lond A 332:511-538, doi:10.1098/rsta.1990.0129; [HJC92] (1992) Phil Trans R Soc
+    Lond B 337:383-404, doi:10.1098/rstb.1992.0116; [CHS96] Colquhoun, Hawkes & Srodzinski
+    (1996) Phil Trans R Soc Lond A 354:2555-2590, doi:10.1098/rsta.1996.0115.
+    """
+    t_begin = time.perf_counter()
+    if not isinstance(scheme, Scheme):
+        raise TypeError(f"scheme must be a ketacore Scheme, got {type(scheme).__name__}")
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    if isinstance(mr, (str, bytes)):
+        mr = [mr]
+    if not (mr is True or mr is False or mr is None):
+        try:
+            mr = list(mr)
+        except TypeError:
+            raise TypeError(f"mr must be True, False or a sequence of transitions, got "
+                            f"{type(mr).__name__}") from None
+    if isinstance(max_evaluations, bool) or not isinstance(max_evaluations, numbers.Integral) \
+            or max_evaluations < 1:
+        raise ValueError(f"max_evaluations must be a positive integer, got {max_evaluations!r}")
+    gtol = _positive("gtol", gtol)
+    box = _positive("box", box)
+    if not box > 1:
+        raise ValueError(f"box must be > 1, got {box!r}")
+    hessian_step = _positive("hessian_step", hessian_step)
+    sets = _data_sets(data, t_crit)
+    params = _Params(scheme, free, fixed, constrain, mr, start)
+    # validate every data set through the public function at the starting rates
+    k_start = params.k0(params.theta0)
+    trial = scheme.with_rates(**{k: replace(t.rate, k0=float(v))
+                                 for k, t, v in zip(params.keys, scheme.transitions,
+                                                    k_start)})
+    n_intervals = 0
+    checked = []
+    for i, (groups, cond, tc) in enumerate(sets):
+        if not hasattr(groups, "__len__"):
+            groups = list(groups)                   # an iterator: read it once
+        try:
+            _th.hjc_loglik(trial, groups, t_res=t_res, t_crit=tc,
+                           exact_intervals=exact_intervals, **cond)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"data[{i}]: {exc}") from None
+        gs = [np.asarray(g, float) for g in groups]
+        n_intervals += sum(g.size for g in gs)
+        checked.append((gs, cond, tc))
+    t_res = float(t_res)
+    obj = _Objective(scheme, params, checked, t_res, exact_intervals)
+    # cheap identifiability: a free rate must reach some Q entry in some data set
+    mults = np.array([m for _, m, _ in obj.sets])            # (n_sets, n_trans)
+    reach = (mults > 0).any(axis=0)
+    for j, k in enumerate(params.free):
+        if not np.any(reach & (params.A[:, j] != 0)):
+            raise ValueError(f"free transition {k!r} does not enter the Q matrix of any data "
+                             "set (its ligand concentration is 0 in every one), so the data "
+                             "cannot determine it: fix it or add data")
+    if n_intervals < len(params.free):
+        raise ValueError(f"{len(params.free)} free parameters but only {n_intervals} "
+                         "intervals in the data")
+
+    theta0 = params.theta0.copy()
+    lo, hi = theta0 - math.log(box), theta0 + math.log(box)
+
+    def bounded(theta):
+        if np.any(theta < lo) or np.any(theta > hi):
+            return math.inf
+        return obj(theta)
+
+    f0 = obj(theta0)
+    if not math.isfinite(f0):
+        raise ValueError("the likelihood is zero (or could not be computed) at the starting "
+                         "rates; start closer to plausible values")
+    messages = []
+    success = True
+    theta, fbest = theta0, f0
+    p = theta0.size
+    if method in ("nelder-mead+bfgs", "nelder-mead"):
+        simplex = np.vstack([theta0] + [theta0 + 0.2 * np.eye(p)[j] for j in range(p)])
+        r = optimize.minimize(bounded, theta0, method="Nelder-Mead",
+                              options={"xatol": 1e-3, "fatol": 1e-3, "adaptive": True,
+                                       "maxfev": max_evaluations, "initial_simplex": simplex})
+        messages.append(f"Nelder-Mead: {r.message} ({obj.n_eval - 1} evaluations)")
+        if r.fun < fbest:
+            theta, fbest = np.asarray(r.x, float), float(r.fun)
+        success = bool(r.success)
+    if method in ("nelder-mead+bfgs", "bfgs"):
+        left = max_evaluations - obj.n_eval
+        n0 = obj.n_eval
+        if left > 2 * p + 1:
+            # L-BFGS-B counts its own iterations; each costs 1 + 2 p evaluations
+            big = fbest + 1e6
+
+            def fg(x):
+                fx = obj(x)
+                if not math.isfinite(fx):          # let the line search backtrack
+                    return big, np.zeros(p)
+                return fx, obj.grad(x)
+            r = optimize.minimize(fg, theta, jac=True,
+                                  method="L-BFGS-B", bounds=list(zip(lo, hi)),
+                                  options={"gtol": gtol, "ftol": 1e-15,
+                                           "maxfun": max(1, left // (2 * p + 1)),
+                                           "maxls": 30})
+            messages.append(f"L-BFGS-B: {r.message} ({obj.n_eval - n0} evaluations)")
+            if r.fun <= fbest:
+                theta, fbest = np.asarray(r.x, float), float(r.fun)
+            gmax = float(np.max(np.abs(r.jac))) if r.jac is not None else math.inf
+            success = bool(r.success) or gmax < gtol
+        else:
+            messages.append("L-BFGS-B: not run (max_evaluations reached)")
+            success = False
+
+    # ----- observed information
+    H, g = obj.hessian(theta, fbest, hessian_step)
+    H = 0.5 * (H + H.T)
+    nan = np.full((p, p), math.nan)
+    cov_log = nan.copy()
+    pd = False
+    if np.all(np.isfinite(H)):
+        w, V = np.linalg.eigh(H)
+        floor = max(SINGULAR_RTOL * abs(w[-1]),
+                    SINGULAR_NOISE * max(1.0, abs(fbest)) / hessian_step ** 2, 1e-300)
+        if w[0] > floor:
+            pd = True
+            cov_log = (V / w) @ V.T
+        else:
+            j = int(np.argmax(np.abs(V[:, 0])))
+            what = "not positive definite" if w[0] < -floor else "singular"
+            warnings.warn(
+                f"fit_hjc: the Hessian of -ln L is {what} "
+                f"(smallest eigenvalue {w[0]:.3g}, largest {w[-1]:.3g}): the data do not "
+                f"determine some combination of rates, dominated by {params.free[j]!r}; "
+                "standard errors and correlations are not reported (NaN). Fix or constrain "
+                "that rate, or add data (e.g. another concentration)", RuntimeWarning,
+                stacklevel=2)
+    else:
+        warnings.warn("fit_hjc: the Hessian could not be evaluated (the likelihood is not "
+                      "finite near the optimum); standard errors are not reported",
+                      RuntimeWarning, stacklevel=2)
+    if pd:
+        decrement = 0.5 * float(g @ cov_log @ g)
+        messages.append(f"Newton decrement at the optimum {decrement:.3g} (ln L units)")
+        converged = success and decrement < 1e-2
+    else:
+        converged = success
+    k_fit = params.k0(theta)
+    keys = params.keys
+    trans = scheme.transitions
+    fitted = scheme.with_rates(**{k: replace(t.rate, k0=float(v))
+                                  for k, t, v in zip(keys, trans, k_fit)})
+    loglik = 0.0
+    for gs, cond, tc in checked:
+        loglik += _th.hjc_loglik(fitted, gs, t_res=t_res, t_crit=tc,
+                                 exact_intervals=exact_intervals, **cond)
+    rates = {k: float(t.rate.k0) for k, t in zip(keys, fitted.transitions)}
+    se = {}
+    var_all = np.einsum("ij,jk,ik->i", params.A, cov_log, params.A) if pd else None
+    for i, k in enumerate(keys):
+        if params.kinds[k] == "fixed":
+            continue
+        se[k] = float(rates[k] * math.sqrt(var_all[i])) if pd else math.nan
+    if pd:
+        sd = np.sqrt(np.diag(cov_log))
+        corr = cov_log / np.outer(sd, sd)
+        kf = np.array([rates[k] for k in params.free])
+        cov = cov_log * np.outer(kf, kf)
+    else:
+        corr, cov = nan.copy(), nan.copy()
+    for a in (cov, corr, cov_log, H):
+        a.setflags(write=False)
+    return HJCFit(
+        scheme=fitted, rates=rates, kinds=dict(params.kinds), free=params.free,
+        loglik=float(loglik), n_free=p, se=se, covariance=cov, correlation=corr,
+        cov_log=cov_log, hessian=H, converged=bool(converged),
+        message="; ".join(messages), n_evaluations=int(obj.n_eval),
+        mr_cycles=dict(params.mr), constraints=dict(params.cons),
+        units={_key(t): _units(t) for t in trans}, t_res=t_res,
+        t_crit=tuple(tc for _, _, tc in checked),
+        conditions=tuple(dict(c) for _, c, _ in checked), method=method,
+        elapsed=time.perf_counter() - t_begin)

@@ -1,0 +1,260 @@
+"""HJC maximum-likelihood fitting: ``ketacore.fitting.fit_hjc`` (as HJCFIT; Colquhoun, Hatton &
+Hawkes 2003, J Physiol 547:699-728).
+
+Oracles and failure probabilities (fixed seeds, so a run is reproducible; the probabilities
+are those of a fresh seed failing for a correct implementation, under the asymptotic
+normality of the ML estimates that Colquhoun et al. 2003 examine for CH82-like mechanisms):
+
+* recovery: each fitted rate within 4 SE of the truth: P(|z| > 4) = 6.3e-5 per rate, so
+  <= 6 x 6.3e-5 = 3.8e-4 for the 6 rates of the fast test (union bound), 9 x 6.3e-5 = 5.7e-4
+  for the slow one;
+* the likelihood-ratio statistic 2 (ln L_max - ln L_true) ~ chi2_p: asserted below
+  chi2_p(0.9999) (failure probability 1e-4), and ln L_max >= ln L_true (certain at a true
+  maximum; a failure means the optimiser stopped early);
+* the reported ln L is ``hjc_loglik`` of the fitted scheme (the public function), MR holds
+  on the fitted Q, fixed and constrained rates are exact: deterministic.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import ketacore as kc
+from ketacore import analysis as ka
+from ketacore import fitting
+from ketacore import theory as th
+from ketacore.units import ms, uM, us
+
+CH82 = kc.models.get("ch82")
+TRUE = {f"{t.src}->{t.dst}": t.rate.k0 for t in CH82.transitions}
+T_RES, T_CRIT = 25 * us, 3.5 * ms
+CYCLE = ("AR*", "A2R*", "A2R", "AR")
+# alpha2, beta2, k-2, alpha1, beta1 free; MR sets k*-2 (A2R*->AR*); the association rates
+# and k-1 fixed (as HJCFIT users do when two concentrations do not determine them)
+FREE5 = ["A2R*->A2R", "A2R->A2R*", "A2R->AR", "AR*->AR", "AR->AR*"]
+START5 = dict(zip(FREE5, [2.5, 0.4, 3.0, 0.5, 2.0]))
+
+
+def _groups(c, t_end, seed, t_crit=T_CRIT):
+    log = kc.simulate_events(CH82, kc.Step(t_end, agonist=c), rng=seed,
+                             initial=th.equilibrium(CH82, agonist=c))
+    return ka.Record.from_events(log).resolve(T_RES).hjc_groups(t_crit)
+
+
+@pytest.fixture(scope="module")
+def data2():
+    # 0.1 uM, 300 s (~70 bursts, 300 intervals) and 1 uM, 30 s (~400 bursts, 3300 intervals)
+    return [(_groups(0.1 * uM, 300.0, 11), {"agonist": 0.1 * uM}),
+            (_groups(1 * uM, 30.0, 12), {"agonist": 1 * uM})]
+
+
+@pytest.fixture(scope="module")
+def fit5(data2):
+    start = {k: TRUE[k] * f for k, f in START5.items()}
+    return fitting.fit_hjc(CH82, data2, t_res=T_RES, t_crit=T_CRIT, free=FREE5, start=start)
+
+
+def _loglik(scheme, data, t_crit=T_CRIT):
+    return sum(th.hjc_loglik(scheme, g, t_res=T_RES, t_crit=t_crit, **c) for g, c in data)
+
+
+def _cycle_products(Q, idx, cycle):
+    n = len(cycle)
+    fwd = math.prod(Q[idx[cycle[i]], idx[cycle[(i + 1) % n]]] for i in range(n))
+    bwd = math.prod(Q[idx[cycle[(i + 1) % n]], idx[cycle[i]]] for i in range(n))
+    return fwd, bwd
+
+
+def _assert_recovered(fit, true_scheme, data, names):
+    for k in names:
+        z = (fit.rates[k] - TRUE[k]) / fit.se[k]
+        assert abs(z) < 4, (k, fit.rates[k], TRUE[k], fit.se[k])
+    l_true = _loglik(true_scheme, data)
+    assert fit.loglik >= l_true - 1e-6
+    assert 2 * (fit.loglik - l_true) < stats.chi2.ppf(0.9999, fit.n_free)
+
+
+# ------------------------------------------------------------------ 1. recovery
+
+def test_recovery_ch82_two_concentrations(fit5, data2):
+    assert fit5.converged, fit5.message
+    assert fit5.free == tuple(k for k in TRUE if k in FREE5) and fit5.n_free == 5
+    assert fit5.kinds["A2R*->AR*"] == "mr"
+    assert fit5.mr_cycles == {"A2R*->AR*": ("A2R*", "AR*", "AR", "A2R")}
+    _assert_recovered(fit5, CH82, data2, FREE5 + ["A2R*->AR*"])
+    # SEs: positive, finite, a correlation matrix, delta-method SE of the MR-set rate
+    assert set(fit5.se) == set(FREE5) | {"A2R*->AR*"}
+    assert all(0 < s < math.inf for s in fit5.se.values())
+    C = fit5.correlation
+    assert np.allclose(np.diag(C), 1) and np.allclose(C, C.T) and np.all(np.abs(C) <= 1)
+    assert np.all(np.linalg.eigvalsh(fit5.hessian) > 0)
+    # MR on the cycle: k*-2 alpha1 k+2 beta2 = k*+2 beta1 k-2 alpha2 (statistical factors
+    # cancel in ln), so d ln k*-2 / d theta is +1 for alpha2, k-2, beta1 and -1 for beta2,
+    # alpha1, and var(ln k*-2) = a C a
+    a = {"A2R*->A2R": 1, "A2R->AR": 1, "AR->AR*": 1, "A2R->A2R*": -1, "AR*->AR": -1}
+    av = np.array([a[k] for k in fit5.free], float)
+    se_mr = fit5.rates["A2R*->AR*"] * math.sqrt(av @ fit5.cov_log @ av)
+    assert fit5.se["A2R*->AR*"] == pytest.approx(se_mr, rel=1e-12)
+    text = fit5.summary()
+    for k in TRUE:
+        assert k in text
+    assert "M^-1 s^-1" in text and "MR (A2R*-AR*-AR-A2R)" in text and "fixed" in text
+
+
+# ------------------------------------------------------------------ 2. exact objective and MR
+
+def test_reported_loglik_and_mr_are_exact(fit5, data2):
+    assert fit5.loglik == pytest.approx(_loglik(fit5.scheme, data2), rel=1e-12, abs=0)
+    # the fast path's raw Q equals the fitted scheme's Q
+    obj_ll = sum(th.hjc_loglik(fit5.scheme.q_matrix(**c), g, t_res=T_RES, t_crit=T_CRIT,
+                               open=[0, 1]) for g, c in data2)
+    assert fit5.loglik == pytest.approx(obj_ll, rel=1e-12, abs=0)
+    idx = {s: i for i, s in enumerate(CH82.states)}
+    for c in (0.1 * uM, 1 * uM, 1e-3):
+        fwd, bwd = _cycle_products(fit5.scheme.q_matrix(agonist=c), idx, CYCLE)
+        assert fwd == pytest.approx(bwd, rel=1e-10, abs=0)
+        assert th.is_reversible(fit5.scheme, agonist=c)
+    # a maximum: moving any free rate by +-2 % lowers ln L
+    for k in FREE5:
+        for f in (0.98, 1.02):
+            moved = fit5.scheme.with_rates(**{k: kc.Rate(fit5.rates[k] * f)})
+            assert _loglik(moved, data2) < fit5.loglik, (k, f)
+    # fixed rates untouched
+    for k in TRUE:
+        if fit5.kinds[k] == "fixed":
+            assert fit5.rates[k] == TRUE[k]
+
+
+# ------------------------------------------------------------------ 3. constraints and fixed
+
+def test_constraints_and_fixed_values_are_exact(data2):
+    fit = fitting.fit_hjc(
+        CH82, data2, t_res=T_RES, t_crit=T_CRIT,
+        free=["A2R*->A2R", "A2R->A2R*", "AR->R"],
+        fixed={"AR->A2R": 4e8, "AR*->AR": 3000.0},
+        constrain={"A2R->AR": "AR->R",                      # k-2 = k-1 (HJCFIT style)
+                   "AR*->A2R*": ("AR->A2R", 0.5)},          # k*+2 = 0.5 k+2
+        start={"A2R*->A2R": 1000.0, "A2R->A2R*": 8000.0, "AR->R": 4000.0})
+    r = fit.rates
+    assert fit.n_free == 3
+    assert r["A2R->AR"] == r["AR->R"]
+    assert r["AR*->A2R*"] == 0.5 * 4e8 and r["AR->A2R"] == 4e8 and r["AR*->AR"] == 3000.0
+    assert r["AR->AR*"] == TRUE["AR->AR*"] and r["R->AR"] == TRUE["R->AR"]   # held
+    assert fit.kinds["A2R->AR"] == "constrained" and fit.kinds["AR->AR*"] == "fixed"
+    assert fit.constraints == {"A2R->AR": ("AR->R", 1.0), "AR*->A2R*": ("AR->A2R", 0.5)}
+    # the fitted scheme carries exactly those k0 and keeps the statistical factors
+    by = {f"{t.src}->{t.dst}": t.rate for t in fit.scheme.transitions}
+    assert by["A2R->AR"].k0 == r["AR->R"] and by["A2R->AR"].factor == 2
+    assert by["R->AR"].factor == 2 and by["R->AR"].ligand == "agonist"
+    idx = {s: i for i, s in enumerate(CH82.states)}
+    fwd, bwd = _cycle_products(fit.scheme.q_matrix(agonist=1 * uM), idx, CYCLE)
+    assert fwd == pytest.approx(bwd, rel=1e-10, abs=0)
+    # a constrained rate's SE is its target's (same ln k0), the fixed ones have none
+    assert fit.se["A2R->AR"] == pytest.approx(fit.se["AR->R"], rel=1e-12)
+    assert "AR->AR*" not in fit.se
+    assert fit.loglik == pytest.approx(_loglik(fit.scheme, data2), rel=1e-12, abs=0)
+    assert fit.converged, fit.message
+    # per-set t_crit (third element) overrides t_crit; mr=[...] chooses the MR-set rate
+    fit2 = fitting.fit_hjc(CH82, [data2[1] + (T_CRIT,)], t_res=T_RES, free=["A2R*->A2R"],
+                           mr=["AR->AR*"], max_evaluations=60)
+    assert fit2.t_crit == (T_CRIT,) and fit2.kinds["AR->AR*"] == "mr"
+    fwd, bwd = _cycle_products(fit2.scheme.q_matrix(agonist=1 * uM), idx, CYCLE)
+    assert fwd == pytest.approx(bwd, rel=1e-10, abs=0)
+
+
+def test_singular_hessian_warns():
+    # two shut states with identical exit rates: the likelihood depends only on the sum of
+    # the two shutting rates, so the Hessian has a zero eigenvalue
+    S = kc.Scheme(["O", "C1", "C2"], [("O", "C1", 300.0), ("O", "C2", 200.0),
+                                      ("C1", "O", 1000.0), ("C2", "O", 1000.0)],
+                  conductance={"O": 50e-12}, name="parallel")
+    log = kc.simulate_events(S, kc.Step(5.0), rng=3, initial=th.equilibrium(S))
+    g = ka.Record.from_events(log).resolve(50 * us).hjc_groups()
+    with pytest.warns(RuntimeWarning, match="singular"):
+        fit = fitting.fit_hjc(S, (g, {}), t_res=50 * us, free=["O->C1", "O->C2"])
+    assert math.isnan(fit.se["O->C1"]) and np.all(np.isnan(fit.correlation))
+    assert fit.rates["O->C1"] + fit.rates["O->C2"] == pytest.approx(500, rel=0.1)
+
+
+# ------------------------------------------------------------------ 4. validation
+
+def test_validation_errors():
+    g = [np.array([1e-3, 2e-3, 1e-3]), np.array([2e-3])]
+    d = (g, {"agonist": 1 * uM})
+    fit = fitting.fit_hjc
+
+    def bad(match, exc=ValueError, data=d, scheme=CH82, **kw):
+        with pytest.raises(exc, match=match):
+            fit(scheme, data, t_res=T_RES, **kw)
+
+    bad("unknown transition 'A->B'", free=["A->B"])
+    bad("unknown transition 'A->B'", fixed=["A->B"])
+    bad("unknown transition 'A->B'", fixed={"A->B": 1.0})
+    bad("unknown transition 'A->B'", constrain={"A->B": "AR->R"})
+    bad("unknown transition 'X->Y'", constrain={"AR->R": ("X->Y", 1.0)})
+    bad("unknown transition 'A->B'", start={"A->B": 1.0})
+    bad("unknown transition 'A->B'", mr=["A->B"])
+    bad("'AR->R' is both free and fixed", free=["AR->R"], fixed=["AR->R"])
+    bad("'AR->R' is both free and constrained", free=["AR->R"],
+        constrain={"AR->R": "A2R->AR"})
+    bad("'AR->R' is both fixed and constrained", fixed=["AR->R"],
+        constrain={"AR->R": "A2R->AR"})
+    bad("listed twice", free=["AR->R", "AR->R"])
+    bad("loop: A2R->AR -> AR->R -> A2R->AR",
+        constrain={"A2R->AR": "AR->R", "AR->R": "A2R->AR"})
+    bad("loop", constrain={"A2R*->AR*": "AR->AR*"}, mr=["AR->AR*"])  # MR-set via its cycle
+    bad("constrained to itself", constrain={"AR->R": "AR->R"})
+    bad("factor must be a finite number > 0", constrain={"AR->R": ("A2R->AR", -1.0)})
+    bad("'A2R\\*->AR\\*' is set by microscopic reversibility and also fixed",
+        fixed=["A2R*->AR*"])
+    bad("'A2R\\*->AR\\*' is free but set by microscopic reversibility", free=["A2R*->AR*"])
+    bad("set by microscopic reversibility and also constrained",
+        constrain={"A2R*->AR*": "AR->R"})
+    bad("1 independent cycle", mr=["AR->AR*", "A2R->AR"])
+    bad("disconnects|different cycle", mr=["AR->R"])        # a bridge closes no cycle
+    bad("no free parameter", fixed=[k for k in TRUE if k != "A2R*->AR*"])
+    bad("not free", free=["AR->R"], start={"A2R->AR": 10.0})
+    bad("start\\['AR->R'\\] must be a finite number > 0", free=["AR->R"],
+        start={"AR->R": 0.0})
+    bad("method must be one of", method="newton")
+    bad("data is empty", data=[])
+    bad("data\\[0\\] must be", TypeError, data=[(g, 1e-6)])
+    bad("data\\[0\\]: .*unknown ligand", data=[(g, {"glutamate": 1e-6})])
+    bad("data\\[0\\]: .*shorter than t_res", data=[([np.array([1e-6])], {"agonist": 1e-6})])
+    bad("must be a ketacore Scheme", TypeError, scheme=CH82.q_matrix(agonist=1e-6))
+    # a rate whose ligand is absent from every data set cannot be fitted
+    S = kc.Scheme(["C", "O", "CB"], [("C", "O", kc.rate(1e7, "a")), ("O", "C", 100.0),
+                                     ("C", "CB", kc.rate(1e6, "b")), ("CB", "C", 10.0)],
+                  conductance={"O": 50e-12}, name="two ligands")
+    bad("'C->CB' does not enter the Q matrix", scheme=S, data=(g, {"a": 1e-6}),
+        free=["O->C", "C->CB"])
+    # MR impossible: a cycle with an irreversible step
+    S2 = kc.Scheme(["A", "B", "C"], [("A", "B", 1.0), ("B", "A", 1.0), ("B", "C", 1.0),
+                                     ("C", "B", 1.0), ("C", "A", 1.0)],
+                   conductance={"A": 50e-12})
+    bad("'A->C'", scheme=S2, data=(g, {}))
+    bad("no cycle", scheme=kc.Scheme(["C", "O"], [("C", "O", 1.0), ("O", "C", 1.0)],
+                                     conductance={"O": 5e-11}), data=(g, {}), mr=["C->O"])
+
+
+# ------------------------------------------------------------------ 5. slow: more data, more rates
+
+@pytest.mark.slow
+def test_recovery_ch82_three_concentrations_eight_rates():
+    # 0.1, 1 and 10 uM; every rate free except k*+2 (fixed) and k*-2 (MR)
+    data = [(_groups(0.1 * uM, 1000.0, 21), {"agonist": 0.1 * uM}),
+            (_groups(1 * uM, 100.0, 22), {"agonist": 1 * uM}),
+            (_groups(10 * uM, 20.0, 23), {"agonist": 10 * uM})]
+    free = [k for k in TRUE if k not in ("AR*->A2R*", "A2R*->AR*")]
+    rng = np.random.default_rng(5)
+    start = {k: TRUE[k] * float(rng.choice([0.4, 0.5, 2.0, 2.5])) for k in free}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        fit = fitting.fit_hjc(CH82, data, t_res=T_RES, t_crit=T_CRIT, free=free, start=start)
+    assert fit.converged, fit.message
+    assert fit.n_free == 8
+    _assert_recovered(fit, CH82, data, free + ["A2R*->AR*"])
