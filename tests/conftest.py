@@ -26,3 +26,20 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def sigint_raises():
+    """Python's own SIGINT handler (KeyboardInterrupt) for the duration of a test.
+
+    A process started in the background by a non-interactive shell (``cmd &``, ``nohup``, some CI
+    runners) inherits SIGINT as *ignored*; Python then installs no handler, Ctrl-C does nothing
+    and ``_thread.interrupt_main()`` is a no-op -- so an interrupt test would see its job run to
+    the end (hours) instead of being stopped.  The interrupt tests install the handler a user at
+    a terminal has, and restore what was there."""
+    import signal
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)

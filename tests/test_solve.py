@@ -146,7 +146,7 @@ def test_to_xarray():
     np.testing.assert_array_equal(r["O"], r.occupancy[:, 3])
 
 
-def test_keyboard_interrupt_stops_a_long_solve():
+def test_keyboard_interrupt_stops_a_long_solve(sigint_raises):
     """A long master-equation solve honours Ctrl-C (the rule: within ~0.1 s; asserted within
     1.5 s of the interrupt, to leave room for a loaded machine or a sanitizer build, while the
     solve itself takes several seconds) and the engine is usable afterwards."""

@@ -422,7 +422,7 @@ _CANCEL_BOUND = 3.0
     lambda: kc.simulate(SCH, kc.Step(200.0, glutamate=1e-3), dt=1e-3, n_channels=2000, n_trials=80,
                         method="ssa", rng=1, n_threads=1),
 ], ids=["ssa-1ch", "ssa-blocks", "population", "events", "ssa-counts-384MB"])
-def test_keyboard_interrupt_stops_the_job(call):
+def test_keyboard_interrupt_stops_the_job(call, sigint_raises):
     """Ctrl-C during a long job raises KeyboardInterrupt soon after the interrupt (measured from
     the moment it was sent, so the time spent setting up the job does not count)."""
     fired = []
