@@ -19,6 +19,20 @@ MAX_CONCENTRATION = 10.0
 TEMPERATURE_RANGE = (200.0, 400.0)
 
 
+def plain(v: Any) -> str:
+    """``repr`` of ``v`` for an error message with numpy scalars and arrays shown as plain
+    numbers (``1.5``, ``[1.5, 2.0]``), not ``np.float64(1.5)`` or ``array([...])``."""
+    def conv(x):
+        if isinstance(x, np.generic):
+            return x.item()
+        if isinstance(x, np.ndarray):
+            return x.tolist()
+        if isinstance(x, (tuple, list)):
+            return type(x)(conv(y) for y in x)
+        return x
+    return repr(conv(v))
+
+
 def real(name: str, value: Any, *, positive: bool = False, nonnegative: bool = False,
          finite: bool = True) -> float:
     """Return ``value`` as a float after checking it is a real number with the stated sign."""

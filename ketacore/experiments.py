@@ -136,18 +136,7 @@ def _frozen(a: Any, dtype=float) -> np.ndarray:
     return out
 
 
-def _plain(v: Any) -> str:
-    """``repr`` of ``v`` for an error message with numpy scalars and arrays shown as plain
-    numbers (``1.5``, ``[1.5, 2.0]``), not ``np.float64(1.5)`` or ``array([...])``."""
-    def conv(x):
-        if isinstance(x, np.generic):
-            return x.item()
-        if isinstance(x, np.ndarray):
-            return x.tolist()
-        if isinstance(x, (tuple, list)):
-            return type(x)(conv(y) for y in x)
-        return x
-    return repr(conv(v))
+from ._validate import plain as _plain  # noqa: E402  (one rule for numbers in messages)
 
 
 def _blocker(b: Any, name: str = "blocker"):
@@ -1615,7 +1604,8 @@ class TrappingResult(_ResultBase):
         recording (peak-to-peak ratio; the drug response usually peaks later, e.g. 20.7 ms
         against 10.6 ms for ketamine 10 µM on ``erreger2005_2a``), so desensitization cancels.
         The peak times are in ``meta["first_peak_time_drug"]`` and
-        ``meta["first_peak_time_control"]`` (s from re-application).
+        ``meta["first_peak_time_control"]`` (s from re-application); ``meta["first_peak_time"]``,
+        the one peak time recorded before, stays the control's.
     trapped_fraction : float
         The value selected by ``definition`` (see :func:`trapping`).
     definition : {"occupancy", "current"}
@@ -1905,7 +1895,8 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
     meta = su.meta()
     meta.update(concentration=c, wash_blocker=wash_blocker, t_block=t_block, t_wash=t_wash,
                 t_recovery=t_recovery, first_peak_time_control=float(k_c * h),
-                first_peak_time_drug=float(k_d * h))
+                first_peak_time_drug=float(k_d * h),
+                first_peak_time=float(k_c * h))  # (the name before both were kept: the control's)
     return TrappingResult(
         block=float(blk_m), block_se=float(blk_s), trapped_occupancy=float(trp_m),
         trapped_occupancy_se=float(trp_s), trapped_current=float(trc),

@@ -100,9 +100,11 @@ class HJCFit:
     se : dict
         Approximate standard error of ``k0`` for every free, constrained and MR-set
         transition (not for fixed ones): from the inverse observed information in ln k0,
-        ``SE(k0) = k0 sqrt(var(ln k0))`` (delta method; derived rates are linear in the
-        free ln k0, so their variances are exact functions of the covariance).  NaN when
-        the Hessian is not positive definite (a ``RuntimeWarning`` was issued).
+        ``SE(k0) = k0 sqrt(var(ln k0))`` (delta method, first order; derived ln k0 are
+        affine in the free ln k0, so their variances on the log scale are exact functions of
+        the covariance, and only the step to the linear scale is approximate).  Not given
+        for a derived rate that depends on fixed rates only.  NaN when the Hessian is not
+        positive definite (a ``RuntimeWarning`` was issued).
     covariance, correlation : ndarray, (n_free, n_free)
         Approximate covariance of the free ``k0`` (units of the rates squared) and their
         correlation matrix (the same in ln k0).  NaN when the Hessian is not positive
@@ -683,7 +685,7 @@ def fit_hjc(scheme: Scheme, data, *, t_res, t_crit=None, free=None, fixed=None,
 
     Parameters
     ----------
-    scheme : Scheme
+    scheme : Scheme or str
         The mechanism; its ``k0`` are the starting values (free), the held values (fixed)
         and its ``Rate.factor``, ligands and other rate-law factors are kept.  Open states
         are those with conductance > 0 (two classes, as hjc_loglik).
@@ -695,7 +697,8 @@ def fit_hjc(scheme: Scheme, data, *, t_res, t_crit=None, free=None, fixed=None,
         set's own critical shut time (s, or ``None`` for no CHS vectors), overriding
         ``t_crit``.
     t_res : float
-        Resolution (s) every record was resolved at.
+        Resolution (s) every record was resolved at (one for all data sets; HJCFIT allows
+        one per set -- resolve every record at the largest of them).
     t_crit : float, optional
         Critical shut time (s) of the sets that do not give their own.
     free : sequence of str, optional
@@ -717,7 +720,7 @@ def fit_hjc(scheme: Scheme, data, *, t_res, t_crit=None, free=None, fixed=None,
         backwards (in ``scheme.transitions`` order of first appearance); each remaining
         connection (chord) is then the earliest-listed connection of exactly one cycle, and
         MR sets the *later-listed* of its two directions.  For CH82 (one cycle
-        AR*-A2R*-A2R-AR) that is ``"A2R*->AR*"`` (k*-2, as DCPROGS' CH82 example).  A
+        AR*-A2R*-A2R-AR) that is ``"A2R*->AR*"`` (k*-2, the rate the bundled ``ch82`` model sets by MR).  A
         sequence names the rates to set instead (one per independent cycle; each must
         close a different cycle).  ``False``: no MR (a scheme with cycles is then fitted
         without detailed balance).  ``HJCFit.mr_cycles`` lists each set rate's cycle.
@@ -745,8 +748,10 @@ def fit_hjc(scheme: Scheme, data, *, t_res, t_crit=None, free=None, fixed=None,
         As for :func:`ketacore.theory.hjc_loglik`.
     hessian_step : float
         Step in ln k0 of the central-difference Hessian (default 1e-3: the truncation error
-        is ~1e-6 relative, the rounding error of ln L (~1e-9 absolute) contributes
-        ~1e-3 absolute to curvatures that are typically 1e2 to 1e5).
+        is ~1e-6 relative; the rounding error of ln L, ~1e-13 |ln L|, contributes
+        ~1e-7 |ln L| to the curvatures -- the noise level :data:`SINGULAR_NOISE` allows ten
+        times that).  ``|ln L|`` depends on the time unit and the record size, so the
+        singularity test is relative to it, not an absolute SE.
 
     Returns
     -------
@@ -798,8 +803,12 @@ def fit_hjc(scheme: Scheme, data, *, t_res, t_crit=None, free=None, fixed=None,
     (1996) Phil Trans R Soc Lond A 354:2555-2590, doi:10.1098/rsta.1996.0115.
     """
     t_begin = time.perf_counter()
+    if isinstance(scheme, str):  # a library model name, as solve/simulate/theory take
+        from . import models
+        scheme = models.get(scheme)
     if not isinstance(scheme, Scheme):
-        raise TypeError(f"scheme must be a ketacore Scheme, got {type(scheme).__name__}")
+        raise TypeError(f"scheme must be a ketacore Scheme or a model name, got "
+                        f"{type(scheme).__name__}")
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     if isinstance(mr, (str, bytes)):
@@ -930,6 +939,15 @@ def fit_hjc(scheme: Scheme, data, *, t_res, t_crit=None, free=None, fixed=None,
         warnings.warn("fit_hjc: the Hessian could not be evaluated (the likelihood is not "
                       "finite near the optimum); standard errors are not reported",
                       RuntimeWarning, stacklevel=2)
+    at_bound = [params.free[j] for j in range(p)
+                if theta[j] - lo[j] < 1e-6 or hi[j] - theta[j] < 1e-6]
+    if at_bound:
+        warnings.warn(f"fit_hjc: {at_bound} ended on the search box (start x/÷ box={box:g}): "
+                      "the data do not bound them there; the fit is not converged and its "
+                      "standard errors do not apply. Fix or constrain those rates, or add data",
+                      RuntimeWarning, stacklevel=2)
+        messages.append(f"rates on the search box: {at_bound}")
+        success = False
     if pd:
         decrement = 0.5 * float(g @ cov_log @ g)
         messages.append(f"Newton decrement at the optimum {decrement:.3g} (ln L units)")
@@ -949,8 +967,8 @@ def fit_hjc(scheme: Scheme, data, *, t_res, t_crit=None, free=None, fixed=None,
     se = {}
     var_all = np.einsum("ij,jk,ik->i", params.A, cov_log, params.A) if pd else None
     for i, k in enumerate(keys):
-        if params.kinds[k] == "fixed":
-            continue
+        if params.kinds[k] == "fixed" or not np.any(params.A[i]):
+            continue   # fixed, or set (by a constraint or MR) from fixed rates only: no SE
         se[k] = float(rates[k] * math.sqrt(var_all[i])) if pd else math.nan
     if pd:
         sd = np.sqrt(np.diag(cov_log))

@@ -85,18 +85,7 @@ def _check_dpi(dpi) -> float:
     return d
 
 
-def _plain(v) -> str:
-    """``repr`` of ``v`` for a message, numpy scalars/arrays shown as plain numbers (``1.5``,
-    ``[1.0, 2.0]``), not ``np.float64(1.5)`` or ``array([...])``."""
-    def conv(x):
-        if isinstance(x, np.generic):
-            return x.item()
-        if isinstance(x, np.ndarray):
-            return x.tolist()
-        if isinstance(x, (tuple, list)):
-            return type(x)(conv(y) for y in x)
-        return x
-    return repr(conv(v))
+from ._validate import plain as _plain  # noqa: E402  (one rule for numbers in messages)
 
 
 def _check_figsize(figsize):
@@ -190,7 +179,10 @@ def _check_point(ds, point, what: str = "point") -> None:
             raise ValueError(f"{what}: {d!r} is not a sweep dimension of this Dataset; its sweep "
                              f"dimensions are {dims}")
         n = ds.sizes[d]
-        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not -n <= int(i) < n:
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"{what}[{d!r}] must be an integer index in [0, {n}), got "
+                            f"{type(i).__name__} {_plain(i)}")
+        if not -n <= int(i) < n:
             raise ValueError(f"{what}[{d!r}] must be an integer index in [0, {n}), got "
                              f"{_plain(i)}")
     missing = [d for d in dims if d not in point]

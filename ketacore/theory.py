@@ -471,7 +471,9 @@ class ExponentialMixture:
            the slowest positive component, so it neither under- nor overflows at long times.
            Candidates are drawn in vectorised batches (only the shortfall is redrawn), in an
            order fixed by ``rng``, so the output is reproducible.  First latencies of the
-           bundled models (from rest, 0.1 uM to 1 mM agonist) accept 0.3 to 1.
+           bundled models (from rest, 0.1 uM to 1 mM agonist) accept 0.3 to 1.  (Before
+           ketacore's 2026-11-27 changes these mixtures used method 3, so the same seed now
+           gives other -- equally distributed -- draws.)
         3. Otherwise (complex time constants, or acceptance < 0.05, e.g. a long sequential
            chain of nearly equal rates): the cdf is inverted numerically, by bisection to
            ~1e-12 relative.  This costs about 50 cdf evaluations per draw whatever the
@@ -882,8 +884,19 @@ def _open_mask(open_, k: int, states) -> np.ndarray:
     return mask
 
 
+def _model_or_name(model):
+    """``model``, or the library model it names (:func:`ketacore.models.get`), as
+    solve/simulate/block take."""
+    if isinstance(model, str):
+        from . import models
+        return models.get(model)
+    return model
+
+
 def _resolve(model, conditions: Mapping[str, Any], open=None, names=None) -> _Model:
-    """The one dispatcher: (scheme, **conditions) or (Q, open=..., names=...)."""
+    """The one dispatcher: (scheme, **conditions) or (Q, open=..., names=...); a string is a
+    library model name."""
+    model = _model_or_name(model)
     if _is_scheme(model):
         if names is not None:
             raise TypeError("names= is only for a raw Q matrix; a scheme names its own states")
@@ -1081,6 +1094,7 @@ def rest_state(scheme, **conditions) -> np.ndarray:
         No unique equilibrium and the scheme has no blocked (``·``) states, or the unblocked
         states alone have no unique equilibrium either.
     """
+    scheme = _model_or_name(scheme)
     if not _is_scheme(scheme):
         raise TypeError(f"rest_state needs a Scheme (its state names mark the blocked states), "
                         f"got {type(scheme).__name__}")
@@ -2384,8 +2398,10 @@ def _segmented_product(P: np.ndarray, logs: np.ndarray, counts: np.ndarray):
 
     Pairwise (tree) reduction, vectorised over all runs: each pass multiplies neighbours
     (0, 1), (2, 3), ... within each run and renormalises, so a run of n matrices takes
-    ceil(log2 n) passes.  The matrices are products of transition densities (entrywise
-    non-negative), so the order of multiplication does not affect the accuracy."""
+    ceil(log2 n) passes.  The matrices are products of transition densities, non-negative
+    up to the asymptotic form's small error (which can leave tiny negative entries), so
+    there is no cancellation to speak of and the order of multiplication changes the
+    result only at rounding level (checked against SCALCS' sequential products to 1e-13)."""
     counts = np.asarray(counts, np.int64).copy()
     G, k = counts.size, P.shape[1]
     P, logs = P.copy(), logs.copy()
@@ -2870,6 +2886,7 @@ def concentration_response(scheme, ligand: str, concentrations=None, *, open=Non
     derivative in ln c by a 5-point central difference (h = 1e-3), error
     about 1e-10 relative.
     """
+    scheme = _model_or_name(scheme)
     if not _is_scheme(scheme):
         raise TypeError("concentration_response needs a Scheme (with q_matrix), not a raw Q")
     if not isinstance(ligand, str):

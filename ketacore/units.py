@@ -49,7 +49,7 @@ def celsius(t: float) -> float:
     Parameters
     ----------
     t : float
-        Temperature (°C), a finite real number >= -273.15.
+        Temperature (°C), a finite real number above -273.15.
 
     Returns
     -------
@@ -62,15 +62,19 @@ def celsius(t: float) -> float:
         ``t`` is not a real number (a string such as ``"22"`` or a bool was converted silently
         before).
     ValueError
-        ``t`` is not finite or is below absolute zero.
+        ``t`` is not finite (or beyond the float range) or is not above absolute zero.
     """
     import numbers
     if isinstance(t, bool) or type(t).__name__ == "bool_" or not isinstance(t, numbers.Real):
         raise TypeError(f"celsius: t must be a real number of degrees Celsius, got "
                         f"{type(t).__name__} ({t!r:.40})")
-    x = float(t)
-    if not (x >= -ZERO_CELSIUS and x < float("inf")):
-        raise ValueError(f"celsius: t must be finite and >= -273.15 °C, got {x!r}")
+    try:
+        x = float(t)
+    except OverflowError:  # an int beyond the float range
+        x = float("inf")
+    if not (x > -ZERO_CELSIUS and x < float("inf")):
+        raise ValueError(f"celsius: t must be finite and above absolute zero (-273.15 °C), "
+                         f"got {x!r}")
     return x + ZERO_CELSIUS
 
 

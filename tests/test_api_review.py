@@ -45,7 +45,7 @@ def test_celsius_refuses_what_is_not_a_temperature():
     for bad in ("22", True, None, [22]):
         with pytest.raises(TypeError, match="celsius"):
             celsius(bad)
-    for bad in (float("nan"), float("inf"), -274.0):
+    for bad in (float("nan"), float("inf"), -274.0, -273.15, 10**400):
         with pytest.raises(ValueError, match="celsius"):
             celsius(bad)
 
@@ -76,3 +76,18 @@ def test_with_temperature_runs_everything_at_another_temperature():
                                rtol=0, atol=1e-13)
     with pytest.raises(ValueError, match="kelvin"):
         g.with_temperature(35)
+
+
+def test_theory_and_fitting_take_a_model_name_too():
+    """After solve/simulate took names (review), theory.* and fit_hjc still raised TypeError."""
+    ch82 = kc.models.get("ch82")
+    np.testing.assert_array_equal(kc.theory.equilibrium("ch82", agonist=1e-7),
+                                  kc.theory.equilibrium(ch82, agonist=1e-7))
+    assert kc.theory.concentration_response("ch82", "agonist").ec50 == \
+        kc.theory.concentration_response(ch82, "agonist").ec50
+    np.testing.assert_array_equal(kc.theory.rest_state("ch82", agonist=1e-7),
+                                  kc.theory.rest_state(ch82, agonist=1e-7))
+    with pytest.raises(ValueError, match="unknown model"):
+        kc.theory.dwell_times("nope", "open")
+    with pytest.raises(ValueError, match="unknown model"):
+        kc.fitting.fit_hjc("nope", ([np.array([1e-3])], {"agonist": 1e-7}), t_res=5e-5)

@@ -480,7 +480,7 @@ def test_calibrated_memantine_vs_literature():
     block, trapped = _mealing(s_, b)
     assert abs(trapped - 0.71) <= 0.05                     # Mealing 71 %: model 71.0 %
     assert block == pytest.approx(0.903, abs=0.003)        # Mealing 81 %: MISSED (90.3 %)
-    tr = E.trapping(GATING, b)                             # current definition: model 70.5 %
+    tr = E.trapping(GATING, b)                             # current definition: model 70.4 %
     assert abs(tr.trapped_current - 0.71) <= 0.05
     # Blanpied 1997: 1/6 of blocked channels release memantine (short wash, 5 s)
     _, trapped5 = _mealing(s_, b, wash=5 * s)

@@ -180,6 +180,28 @@ def test_singular_hessian_warns():
     assert fit.rates["O->C1"] + fit.rates["O->C2"] == pytest.approx(500, rel=0.1)
 
 
+def test_derived_from_fixed_rates_has_no_se_and_a_box_bound_is_reported():
+    """Review: a constrained rate whose partner is fixed was given SE 0 (its row of the
+    parameter map is zero); a rate the data do not bound ran to the search box and L-BFGS-B
+    reported success there."""
+    S = kc.Scheme(["O", "C1", "C2"], [("O", "C1", 300.0), ("C1", "O", 1000.0),
+                                      ("O", "C2", 20.0), ("C2", "O", 2.0)],
+                  conductance={"O": 50e-12}, name="two shut")
+    log = kc.simulate_events(S, kc.Step(20.0), rng=5, initial=th.equilibrium(S))
+    g = ka.Record.from_events(log).resolve(50 * us).hjc_groups()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fit = fitting.fit_hjc(S, (g, {}), t_res=50 * us, free=["O->C1", "C1->O"],
+                              fixed=["O->C2"], constrain={"C2->O": ("O->C2", 0.1)}, mr=False)
+    assert fit.kinds["C2->O"] != "free" and fit.rates["C2->O"] == pytest.approx(2.0, rel=1e-12)
+    assert "C2->O" not in fit.se and "O->C1" in fit.se  # derived from a fixed rate: no SE
+    # a rate with nothing to bound it within a tiny box: warned, not converged
+    with pytest.warns(RuntimeWarning, match="search box"):
+        fit = fitting.fit_hjc(S, (g, {}), t_res=50 * us, free=["O->C1", "C1->O"], mr=False,
+                              start={"O->C1": 30.0}, box=1.5)
+    assert not fit.converged and "search box" in fit.message
+
+
 # ------------------------------------------------------------------ 4. validation
 
 def test_validation_errors():

@@ -160,3 +160,6 @@ def test_study_point_is_checked(plain):
         plot.current_traces(plain, point={"ketamine": 5})
     with pytest.raises(TypeError, match="point must be a dict"):
         plot.current_traces(plain, point=[1])
+    for wrong in (True, 1.0, "1"):  # not an index: TypeError, as the rest of the API
+        with pytest.raises(TypeError, match=r"point\['ketamine'\] must be an integer index"):
+            plot.current_traces(plain, point={"ketamine": wrong})

@@ -730,8 +730,10 @@ def test_validation_errors():
         th.equilibrium(np.array([[-np.inf, np.inf], [1.0, -1.0]]))
     with pytest.raises(TypeError):
         th.equilibrium(np.array([["a", "b"], ["c", "d"]]))
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="unknown model 'CH82'"):  # a string is a model name
         th.equilibrium("CH82")
+    with pytest.raises((TypeError, ValueError), match="Q must be"):
+        th.equilibrium(3.0)
     with pytest.raises(TypeError, match="conditions"):
         th.equilibrium(Q, agonist=1e-6)
     with pytest.raises(ValueError, match="open states unknown"):
