@@ -34,6 +34,7 @@ import ketacore as kc
 from ketacore import analysis as ka
 from ketacore import theory as th
 from ketacore.units import s, uM, us
+from _scalcs_shim import ScalcsMechanism
 
 CH82 = kc.models.get("ch82")
 OPEN, SHUT = np.array([0, 1]), np.array([2, 3, 4])   # AR*, A2R* | AR, A2R, R
@@ -132,15 +133,7 @@ def test_published_ideal_start_vector_is_the_t_res_to_zero_limit():
 
 # ------------------------------------------------------------------ SCALCS on the same Q
 
-class _Mec:
-    """The attributes of a scalcs Mechanism that its building blocks read, for a given Q."""
-
-    def __init__(self, Q, k_a):
-        self.Q, self.k, self.kA = Q, Q.shape[0], k_a
-        self.kI = self.kF = self.k - k_a
-        self.QAA, self.QII = Q[:k_a, :k_a], Q[k_a:, k_a:]
-        self.QAI, self.QIA = Q[:k_a, k_a:], Q[k_a:, :k_a]
-        self.QFF, self.QAF, self.QFA = self.QII, self.QAI, self.QIA
+_Mec = ScalcsMechanism
 
 
 @pytest.mark.parametrize("c", [0.01 * uM, 0.1 * uM, 1 * uM, 10 * uM])

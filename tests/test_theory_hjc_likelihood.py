@@ -35,6 +35,7 @@ import ketacore as kc
 from ketacore import analysis as ka
 from ketacore import theory as th
 from ketacore.units import s, uM, us
+from _scalcs_shim import ScalcsMechanism
 
 CH82 = kc.models.get("ch82")
 OPEN, SHUT = np.array([0, 1]), np.array([2, 3, 4])   # AR*, A2R* | AR, A2R, R
@@ -61,24 +62,7 @@ def _hand_groups(t_res):
 
 # ------------------------------------------------------------------ SCALCS
 
-class _Mec:
-    """The attributes of a scalcs Mechanism that HJClik and its building blocks read."""
-
-    def __init__(self, Q, k_a):
-        self.Q, self.k, self.kA = Q, Q.shape[0], k_a
-        self.kI = self.kF = self.k - k_a
-        self.QAA, self.QII = Q[:k_a, :k_a], Q[k_a:, k_a:]
-        self.QAI, self.QIA = Q[:k_a, k_a:], Q[k_a:, :k_a]
-        self.QFF, self.QAF, self.QFA = self.QII, self.QAI, self.QIA
-
-    def theta_unsqueeze(self, theta):   # HJClik sets the rates from theta: Q is fixed here
-        pass
-
-    def set_eff(self, name, value):
-        pass
-
-    def theta(self):
-        return np.ones(1)
+_Mec = ScalcsMechanism
 
 
 def _scalcs_hjclik(Q, groups, t_res, t_crit):
