@@ -711,9 +711,8 @@ def block(scheme: Scheme | str, *blockers: Blocker | str, name: str | None = Non
     >>> [x for x in s.states if x.startswith("O")]
     ['O', 'O·ket', 'O·mg']
     """
-    if isinstance(scheme, str):  # a library model name, as the experiments accept
-        from . import models
-        scheme = models.get(scheme)
+    from .models import as_scheme
+    scheme = as_scheme(scheme)  # a library model name, as everywhere
     if not isinstance(scheme, Scheme):
         raise TypeError(f"scheme must be a ketacore.Scheme or a model name "
                         f"(ketacore.models.available()), got {type(scheme).__name__}")

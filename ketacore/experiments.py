@@ -150,9 +150,8 @@ def _blocker(b: Any, name: str = "blocker"):
 
 
 def _gating(g: Any) -> Scheme:
-    if isinstance(g, str):
-        from . import models
-        return models.get(g)
+    from .models import as_scheme
+    g = as_scheme(g)
     if not isinstance(g, Scheme):
         raise TypeError(f"gating must be a ketacore.Scheme or a model name, got "
                         f"{type(g).__name__}")

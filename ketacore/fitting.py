@@ -44,6 +44,7 @@ import numpy as np
 from scipy import optimize
 
 from . import theory as _th
+from . import _validate as _V
 from .scheme import Scheme
 
 __all__ = ["fit_hjc", "HJCFit"]
@@ -228,13 +229,8 @@ def _key_list(what: str, spec, keys) -> list:
 
 
 def _positive(what: str, v) -> float:
-    if isinstance(v, bool) or not isinstance(v, (numbers.Real, np.floating, np.integer)):
-        raise TypeError(f"{what} must be a positive real number, got {type(v).__name__} "
-                        f"({v!r})")
-    x = float(v)
-    if not (math.isfinite(x) and x > 0):
-        raise ValueError(f"{what} must be a finite number > 0, got {v!r}")
-    return x
+    """A finite real number > 0 (:func:`ketacore._validate.real`)."""
+    return _V.real(what, v, positive=True)
 
 
 def _edges(scheme: Scheme):
@@ -803,9 +799,8 @@ def fit_hjc(scheme: Scheme, data, *, t_res, t_crit=None, free=None, fixed=None,
     (1996) Phil Trans R Soc Lond A 354:2555-2590, doi:10.1098/rsta.1996.0115.
     """
     t_begin = time.perf_counter()
-    if isinstance(scheme, str):  # a library model name, as solve/simulate/theory take
-        from . import models
-        scheme = models.get(scheme)
+    from .models import as_scheme
+    scheme = as_scheme(scheme)  # a library model name, as everywhere
     if not isinstance(scheme, Scheme):
         raise TypeError(f"scheme must be a ketacore Scheme or a model name, got "
                         f"{type(scheme).__name__}")

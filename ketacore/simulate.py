@@ -32,6 +32,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from . import _rng
+from . import models as _models
 from . import _validate as V_
 from ._version import __version__
 from .protocol import Protocol, Step
@@ -76,12 +77,6 @@ def _cached_default_threads() -> int:
 
 
 _STEP_PROTOCOLS: dict = {}
-
-
-def _model_named(name: str) -> Scheme:
-    """The library model ``name`` (:func:`ketacore.models.get`; ValueError listing the names)."""
-    from . import models
-    return models.get(name)
 
 
 def _check_scheme_protocol(scheme: Any, protocol: Any) -> Protocol:
@@ -544,7 +539,7 @@ def simulate(scheme: Scheme, protocol: Protocol | Step, dt: float, n_channels: i
     while the calling thread polls for signals); shorter jobs run inline with the GIL released.
     """
     if type(scheme) is str:  # a library model name (a fresh Scheme: no plan reuse)
-        scheme = _model_named(scheme)
+        scheme = _models.as_scheme(scheme)
     key = None
     if (trials is None and (type(dt) is float or type(dt) is int) and type(n_channels) is int
             and type(method) is str and type(record) is str
@@ -854,8 +849,7 @@ def simulate_events(scheme: Scheme, protocol: Protocol | Step, n_trials: int | N
     -------
     EventLog
     """
-    if isinstance(scheme, str):
-        scheme = _model_named(scheme)
+    scheme = _models.as_scheme(scheme)
     protocol = _check_scheme_protocol(scheme, protocol)
     trial_idx = _resolve_trials(n_trials, trials, trial_offset)
     threads = _resolve_threads(n_threads)

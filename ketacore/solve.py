@@ -223,9 +223,8 @@ def solve(scheme: Scheme, protocol: Protocol | Step, dt: float, initial: Any = N
     -------
     Result
     """
-    if isinstance(scheme, str):  # a library model name, as the experiments and block() take
-        from . import models
-        scheme = models.get(scheme)
+    from .models import as_scheme
+    scheme = as_scheme(scheme)  # a library model name, as everywhere
     if not isinstance(scheme, Scheme):
         raise TypeError(f"scheme must be a ketacore.Scheme or a model name "
                         f"(ketacore.models.available()), got {type(scheme).__name__}")

@@ -885,12 +885,8 @@ def _open_mask(open_, k: int, states) -> np.ndarray:
 
 
 def _model_or_name(model):
-    """``model``, or the library model it names (:func:`ketacore.models.get`), as
-    solve/simulate/block take."""
-    if isinstance(model, str):
-        from . import models
-        return models.get(model)
-    return model
+    from .models import as_scheme  # (deferred: models imports scheme, not theory)
+    return as_scheme(model)
 
 
 def _resolve(model, conditions: Mapping[str, Any], open=None, names=None) -> _Model:

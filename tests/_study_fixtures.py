@@ -64,3 +64,14 @@ def two_state_toml(*, name="mine", k0=200.0, conductance=5e-11, header="", extra
             f"[[states]]\nname = \"O\"\nconductance = {conductance}\n\n"
             f"[[transitions]]\nfrom = \"C\"\nto = \"O\"\nk0 = {k0}\n{extra_opening}\n\n"
             "[[transitions]]\nfrom = \"O\"\nto = \"C\"\nk0 = 100.0\n")
+
+
+def minimal_study(**kw):
+    """The smallest study that reaches validation (nothing is simulated): erreger2005_2a with
+    ketamine, one 1 s protocol at 1 mM glutamate unless ``parts`` is given; ``kw`` overrides."""
+    import ketacore as kc
+    base = dict(model="erreger2005_2a", blockers=["ketamine"], n_channels=10, n_trials=2, rng=1)
+    if "parts" not in kw:
+        base["protocol"] = [{"duration": "1 s", "glutamate": "1 mM", "label": "a"}]
+    base.update(kw)
+    return kc.Study(**base)

@@ -230,7 +230,7 @@ def test_validation_errors():
         constrain={"A2R->AR": "AR->R", "AR->R": "A2R->AR"})
     bad("loop", constrain={"A2R*->AR*": "AR->AR*"}, mr=["AR->AR*"])  # MR-set via its cycle
     bad("constrained to itself", constrain={"AR->R": "AR->R"})
-    bad("factor must be a finite number > 0", constrain={"AR->R": ("A2R->AR", -1.0)})
+    bad("factor must be > 0", constrain={"AR->R": ("A2R->AR", -1.0)})
     bad("'A2R\\*->AR\\*' is set by microscopic reversibility and also fixed",
         fixed=["A2R*->AR*"])
     bad("'A2R\\*->AR\\*' is free but set by microscopic reversibility", free=["A2R*->AR*"])
@@ -240,7 +240,7 @@ def test_validation_errors():
     bad("disconnects|different cycle", mr=["AR->R"])        # a bridge closes no cycle
     bad("no free parameter", fixed=[k for k in TRUE if k != "A2R*->AR*"])
     bad("not free", free=["AR->R"], start={"A2R->AR": 10.0})
-    bad("start\\['AR->R'\\] must be a finite number > 0", free=["AR->R"],
+    bad("start\\['AR->R'\\] must be > 0", free=["AR->R"],
         start={"AR->R": 0.0})
     bad("method must be one of", method="newton")
     bad("data is empty", data=[])

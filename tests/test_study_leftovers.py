@@ -21,7 +21,7 @@ import pytest
 
 import ketacore as kc
 from ketacore import study as S
-from _study_fixtures import trapping_segments, trapping_toml
+from _study_fixtures import minimal_study, trapping_segments, trapping_toml
 
 BASE = dict(model="erreger2005_2a", blockers=["ketamine"], n_channels=5, n_trials=1, rng=1,
             dt="10 ms", initial="R")
@@ -94,13 +94,7 @@ def test_blockers_index_is_a_dataset_name():
 
 
 # ------------------------------------------------------------------ 2. one bare parameter, one dimension
-def _study(**kw):
-    """A study that reaches validation (nothing is simulated)."""
-    base = dict(model="erreger2005_2a", blockers=["ketamine"], n_channels=10, n_trials=2, rng=1)
-    if "parts" not in kw:
-        base["protocol"] = [{"duration": "1 s", "glutamate": "1 mM", "label": "a"}]
-    base.update(kw)
-    return kc.Study(**base)
+_study = minimal_study
 
 
 def test_bare_parameter_as_time_and_concentration_refused():

@@ -11,7 +11,7 @@ import pytest
 
 import ketacore as kc
 from ketacore import study as S
-from _study_fixtures import trapping_segments
+from _study_fixtures import minimal_study, trapping_segments
 
 T, V, K, M, HZ, ONE = (S._TIME, S._VOLTAGE, S._TEMPERATURE, S._CONCENTRATION, S._FREQUENCY,
                        S._DIMENSIONLESS)
@@ -19,13 +19,7 @@ TRAIN = {"n_pulses": 3, "frequency": "10 Hz", "width": "2 ms", "V": "-70 mV",
          "during": {"glutamate": "1 mM"}, "between": {"ketamine": "1 uM"}}
 
 
-def _study(**kw):
-    """The smallest study that reaches validation (nothing is simulated)."""
-    base = dict(model="erreger2005_2a", blockers=["ketamine"], n_channels=10, n_trials=2, rng=1)
-    if "parts" not in kw:
-        base["protocol"] = [{"duration": "1 s", "glutamate": "1 mM", "label": "a"}]
-    base.update(kw)
-    return kc.Study(**base)
+_study = minimal_study
 
 
 def _train(**changes):

@@ -102,10 +102,18 @@ def get(name: str) -> Scheme:
     return Scheme.from_dict(_data(path(name).stem))
 
 
+def as_scheme(model):
+    """``model`` itself, or -- when it is a string -- the library model of that name
+    (:func:`get`; ValueError listing the names).  The one rule by which every function that
+    takes a scheme (``solve``, ``simulate``, ``block``, ``theory.*``, ``experiments.*``,
+    ``fitting.fit_hjc``) also takes a model name; type checks stay with the caller."""
+    return get(model) if isinstance(model, str) else model
+
+
 def describe(name: str) -> str:
     """Human-readable description of model ``name``: source, DOI, conventions, states and
     rate laws with units (:meth:`Scheme.describe`)."""
     return get(name).describe()
 
 
-__all__ = ["available", "get", "describe", "path"]
+__all__ = ["as_scheme", "available", "get", "describe", "path"]
