@@ -667,16 +667,19 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     # ----- memory plan (refuse before running)
     wide = N > _INT32_MAX
     item = 8 if wide else 4
+    # an ssa thread's difference-array grid per sample: K counts, or on fine grids with at most 8
+    # states and 32767 channels one packed 16-byte row (ensemble.hpp, PackedGridSink)
+    grid = max(K * item, 16.0) if K <= 8 and N <= 32767 else K * item
     if record == "summary":
         if n_tr * N >= 2**63:
             raise ValueError(f"n_trials*n_channels={n_tr * N} overflows the int64 sums; split the trials")
         out_bytes = S * K * 24.0
         # thread 0 sums straight into the output; each other thread keeps its own sums (24 B per
         # entry); ssa threads also need a difference-array scratch grid
-        work = (threads - 1) * S * K * 24.0 + (threads * S * K * 2.0 * item if chosen == "ssa" else 0.0)
+        work = (threads - 1) * S * K * 24.0 + (threads * S * (K * item + grid) if chosen == "ssa" else 0.0)
     else:
         out_bytes = float(n_tr) * S * K * item
-        work = threads * (S + 1) * K * item if chosen == "ssa" else 0.0
+        work = threads * (S + 1) * grid if chosen == "ssa" else 0.0
     # per-condition tables built before the run: ssa keeps a 512-entry next-state table per state
     # (~1.1 kB per state and condition); population keeps one K x K matrix with its multinomial
     # tables (~60 B per entry) per condition and per grid interval that straddles a boundary

@@ -551,3 +551,121 @@ def test_auto_counts_segment_crossings_and_matrices():
     assert _boundaries(durs, idx, on.duration, 1e-4)[1] == 0
     durs, idx, _ = on.compile(g)
     assert 0 < _boundaries(durs, idx, on.duration, 3e-4)[1] <= 20
+
+
+# ------------------------------------------------- fine grids (difference arrays above 256 KiB)
+# A grid whose S x K int32 difference array is larger than 256 KiB is accumulated behind
+# prefetches; with at most 8 states and at most 32767 channels per trial it is packed as 16-bit
+# lanes (one 16-byte row per sample, added modulo 2^16, exact because every final lane value lies
+# in -N..N).  Channel blocks hold 256 channels drawn in order from one stream per (trial, block),
+# so the first 32767 channels of a 32768-channel trial are the 32767 channels of a 32767-channel
+# trial: the packed run (N = 32767) and the int32 run (N = 32768) differ by exactly one channel's
+# occupancy, one-hot at every sample.
+def _one_channel_apart(small, big, K):
+    d = big.astype(np.int64) - small.astype(np.int64)
+    assert d.shape[-1] == K
+    assert ((d == 0) | (d == 1)).all() and (d.sum(axis=-1) == 1).all()
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_packed_fine_grid_equals_int32_grid(n_threads, monkeypatch):
+    seen = _spy_core_threads(monkeypatch)
+    long = kc.Step(0.2, glutamate=1e-3)  # 20001 samples x 6 states x 4 B = 480 KB: fine grid
+    kw = dict(dt=1e-5, method="ssa", rng=3, n_threads=n_threads)
+    small = kc.simulate(SCH, long, n_channels=32767, **kw)
+    big = kc.simulate(SCH, long, n_channels=32768, **kw)
+    assert seen == [n_threads, n_threads]  # the block-parallel path (thread merge) with 2
+    _one_channel_apart(small.counts[0], big.counts[0], 6)
+    assert (small.counts.sum(-1) == 32767).all() and small.counts.dtype == np.int32
+    # summaries go through the same accumulation
+    summ = kc.simulate(SCH, long, n_channels=32767, record="summary", n_trials=2, **kw)
+    both = kc.simulate(SCH, long, n_channels=32767, n_trials=2, **kw)
+    assert (summ.sum_counts == both.counts.sum(axis=0)).all()
+
+
+@pytest.mark.parametrize("K", [6, 9])
+def test_fine_grid_single_channel_equals_event_log(K):
+    """One channel on a fine grid (20001 samples): packed rows for 6 states, prefetched int32
+    rows for 9 (more than 8 lanes); both must be the event record sampled at the grid points."""
+    states = [f"S{j}" for j in range(K)]
+    trans = [(states[j], states[(j + 1) % K], 900.0 + 37.0 * j) for j in range(K)]
+    trans += [(states[(j + 1) % K], states[j], 350.0 + 11.0 * j) for j in range(K)]
+    sch = kc.Scheme(states, trans, conductance={"S0": 1e-12}, name=f"ring{K}")
+    prot = kc.Step(0.2)
+    r = kc.simulate(sch, prot, dt=1e-5, n_channels=1, n_trials=2, method="ssa", rng=4)
+    log = kc.simulate_events(sch, prot, n_trials=2, rng=4)
+    for i in range(2):
+        times, st = log[i]
+        assert times.size > 200
+        k = np.searchsorted(times, r.time, side="right") - 1
+        expected = np.zeros((r.time.size, K), dtype=np.int32)
+        expected[np.arange(r.time.size), st[k]] = 1
+        np.testing.assert_array_equal(r.counts[i], expected)
+
+
+def test_packed_lanes_at_the_ends_of_their_range():
+    """All 32767 channels start in A and leave it within the first 10 us (rate 1e7/s; a channel is
+    still in A at sample 1 with probability e^-100): lane A holds +32767 in row 0 and -32767 in row
+    1, lane B +32767, the extremes of int16.  The int32 path (32768 channels) agrees channel for
+    channel."""
+    sch = kc.Scheme(["A", "B"], [("A", "B", 1e7), ("B", "A", 2.0)], conductance={"B": 1e-12})
+    prot = kc.Step(0.4)  # 40001 samples x 2 states x 4 B = 320 KB: the fine-grid paths
+    kw = dict(dt=1e-5, method="ssa", rng=8, initial="A")
+    small = kc.simulate(sch, prot, n_channels=32767, **kw)
+    big = kc.simulate(sch, prot, n_channels=32768, **kw)
+    assert small.counts[0, 0].tolist() == [32767, 0] and small.counts[0, 1].tolist() == [0, 32767]
+    _one_channel_apart(small.counts[0], big.counts[0], 2)
+    # B -> A at 2/s: ~26000 returns over 0.4 s, each followed by an immediate exit
+    assert 0 < small.counts[0, 1:, 0].max() <= 3
+
+
+def test_fine_grid_bit_identical_across_threads_and_splits(monkeypatch):
+    seen = _spy_core_threads(monkeypatch)
+    prot = kc.Step(0.3, glutamate=1e-3)
+    kw = dict(dt=1e-5, method="ssa", rng=9, n_channels=3000)
+    runs = [kc.simulate(SCH, prot, n_threads=t, **kw) for t in (1, 2, 4)]
+    assert seen == [1, 2, 4]
+    assert runs[0].counts.tobytes() == runs[1].counts.tobytes() == runs[2].counts.tobytes()
+    two = kc.simulate(SCH, prot, n_trials=2, n_threads=2, **kw)
+    second = kc.simulate(SCH, prot, n_trials=1, trial_offset=1, **kw)
+    assert two.counts[0].tobytes() == runs[0].counts[0].tobytes()
+    assert two.counts[1].tobytes() == second.counts[0].tobytes()
+
+
+def test_memory_estimate_covers_the_packed_grid(monkeypatch):
+    """Two states on 4e6 samples: the int32 output is 8 B per sample, the packed difference rows
+    16 B per sample.  The plan's estimate must cover what the core call really adds to the
+    process's peak resident memory (VmHWM, reset before the call; Linux only)."""
+    import os
+    import sys
+    if not os.path.exists("/proc/self/clear_refs"):
+        pytest.skip("needs Linux /proc to reset the peak resident size")
+    from ketacore import _core
+    module = sys.modules["ketacore.simulate"]
+    estimates, peaks = [], []
+
+    def hwm():
+        with open("/proc/self/status") as f:
+            return next(int(x.split()[1]) * 1024 for x in f if x.startswith("VmHWM"))
+    real_check, real_core = module.V_.check_memory, _core.simulate
+
+    def check(name, n_bytes, **kw):
+        estimates.append(n_bytes)
+        return real_check(name, n_bytes, **kw)
+
+    def core(*args):
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        before = hwm()
+        out = real_core(*args)
+        peaks.append(hwm() - before)
+        return out
+    monkeypatch.setattr(module.V_, "check_memory", check)
+    monkeypatch.setattr(_core, "simulate", core)
+    monkeypatch.setattr(module, "_PLANS", {})
+    sch = kc.Scheme(["A", "B"], [("A", "B", 3.0), ("B", "A", 2.0)], conductance={"B": 1e-12})
+    r = kc.simulate(sch, kc.Step(4.0), dt=1e-6, n_channels=3, method="ssa", rng=1, n_threads=1)
+    assert r.counts.shape == (1, 4_000_001, 2)
+    assert len(estimates) == len(peaks) == 1
+    assert peaks[0] > 80e6  # 32 MB of output and 64 MB of packed rows (most of them touched)
+    assert estimates[0] >= peaks[0]
