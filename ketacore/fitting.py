@@ -340,13 +340,13 @@ def _mr_plan(scheme: Scheme, mr) -> dict:
                     raise ValueError(f"mr: the cycle {'-'.join(cycle)} closed by {k!r} has "
                                      f"no transition {kk!r}, so microscopic reversibility "
                                      "cannot hold on it (use mr=False or another choice)")
-                r = by_key[kk].rate
-                if r.is_voltage_dependent or r.q10 != 1.0:
-                    raise ValueError(f"mr: transition {kk!r} on the cycle "
-                                     f"{'-'.join(cycle)} is voltage- or temperature-"
-                                     "dependent; fit_hjc imposes MR on k0 x factor, which "
-                                     "holds at every condition only for rates without such "
-                                     "factors (use mr=False and constrain)")
+        bad = _cycle_factor_imbalance(cycle, by_key)
+        if bad:
+            raise ValueError(f"mr: the cycle {'-'.join(cycle)} (set by {k!r}) has {bad} that "
+                             "differ between its two directions; fit_hjc imposes MR on "
+                             "k0 x factor, which then holds at every voltage and temperature only "
+                             "when those factors cancel around the cycle (use mr=False and "
+                             "constrain)")
         lig_f = [by_key[f"{cycle[i]}->{cycle[(i + 1) % n]}"].rate.ligand for i in range(n)]
         lig_b = [by_key[f"{cycle[(i + 1) % n]}->{cycle[i]}"].rate.ligand for i in range(n)]
         if sorted(x for x in lig_f if x) != sorted(x for x in lig_b if x):
@@ -355,6 +355,38 @@ def _mr_plan(scheme: Scheme, mr) -> dict:
                              "reversibility cannot hold at every concentration")
         plan[k] = tuple(cycle)
     return plan
+
+
+def _cycle_factor_imbalance(cycle, by_key) -> str:
+    """Which voltage or temperature factors do not cancel around ``cycle`` ('' if all do).
+
+    The cycle's product of forward over backward rates is k0·factor's product times
+    exp(V·a + b/T·(...) + ...) times prod q10**((T - t_ref)/10); it is independent of V and T
+    exactly when, summed over the forward steps minus the backward ones, z_delta, z_delta·v0, 1/vk,
+    v0/vk, ln q10 and t_ref·ln q10 all vanish.  Then MR imposed on k0·factor holds at every
+    condition.  The sums are compared to a relative 1e-9 of the terms' scale.
+    """
+    n = len(cycle)
+    sums = {"z_delta": [], "z_delta*v0": [], "1/vk": [], "v0/vk": [], "ln q10": [],
+            "t_ref*ln q10": []}
+    for i in range(n):
+        for sign, kk in ((1.0, f"{cycle[i]}->{cycle[(i + 1) % n]}"),
+                         (-1.0, f"{cycle[(i + 1) % n]}->{cycle[i]}")):
+            r = by_key[kk].rate
+            inv_vk = 1.0 / r.vk if r.vk else 0.0
+            lq = math.log(r.q10)
+            sums["z_delta"].append(sign * r.z_delta)
+            sums["z_delta*v0"].append(sign * r.z_delta * r.v0)
+            sums["1/vk"].append(sign * inv_vk)
+            sums["v0/vk"].append(sign * r.v0 * inv_vk)
+            sums["ln q10"].append(sign * lq)
+            sums["t_ref*ln q10"].append(sign * r.t_ref * lq)
+    bad = [name for name, terms in sums.items()
+           if abs(math.fsum(terms)) > 1e-9 * max(1e-300, max(abs(x) for x in terms))]
+    names = {"z_delta": "voltage dependences (z_delta)", "z_delta*v0": "voltage offsets (v0)",
+             "1/vk": "extra voltage slopes (vk)", "v0/vk": "voltage offsets (v0 of vk)",
+             "ln q10": "Q10s", "t_ref*ln q10": "Q10 reference temperatures (t_ref)"}
+    return ", ".join(names[b] for b in bad)
 
 
 class _Params:
@@ -720,6 +752,11 @@ def fit_hjc(scheme: Scheme, data, *, t_res, t_crit=None, free=None, fixed=None,
         sequence names the rates to set instead (one per independent cycle; each must
         close a different cycle).  ``False``: no MR (a scheme with cycles is then fitted
         without detailed balance).  ``HJCFit.mr_cycles`` lists each set rate's cycle.
+        MR is imposed on ``k0 x factor``; it then holds at every voltage and temperature
+        because each cycle must have voltage and temperature factors that cancel around it
+        (equal sums of ``z_delta``, ``z_delta·v0``, ``1/vk``, ``v0/vk``, ``ln q10`` and
+        ``t_ref·ln q10`` in its two directions -- e.g. the same Q10 on a step and its reverse);
+        a cycle whose factors do not cancel is refused.
     start : mapping, optional
         Starting ``k0`` of some free transitions (default the scheme's).
     method : {"nelder-mead+bfgs", "bfgs", "nelder-mead"}
@@ -759,7 +796,8 @@ def fit_hjc(scheme: Scheme, data, *, t_res, t_crit=None, free=None, fixed=None,
     ValueError, TypeError
         Unknown transition names, a rate both fixed and free (or constrained, or MR-set),
         constraints forming a loop, MR that cannot hold (a cycle with an irreversible
-        step, voltage-dependent rates, unbalanced ligands), no free parameter, a free
+        step, voltage or temperature factors that do not cancel around it, unbalanced
+        ligands), no free parameter, a free
         rate that cannot affect the likelihood (its ligand is absent from every data set),
         fewer intervals than free parameters, a free rate with k0 = 0 and no start, and
         every error of :func:`ketacore.theory.hjc_loglik` at the starting rates (bad

@@ -1,5 +1,6 @@
 """The benchmark scripts the performance notes quote: the paired C++ comparison
-(benchmarks/paired_cpp.py) and the issue-4 script (benchmarks/bench_stochastic.py).
+(benchmarks/paired_cpp.py), the issue-4 script (benchmarks/bench_stochastic.py) and the check of
+method="auto"'s choices (benchmarks/bench_auto.py).
 
 Speed is never asserted here; these tests check that the tool runs and reports what it claims:
 comparing the working tree with itself must give identical checksums for every workload.
@@ -82,3 +83,35 @@ def test_bench_stochastic_gillespy2_comparison_runs():
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr
     assert "GillesPy2 SSACSolver N=1000" in r.stdout and "ketacore" in r.stdout
+
+
+AUTO = ROOT / "benchmarks" / "bench_auto.py"
+
+
+@pytest.mark.slow
+def test_bench_auto_reports_every_workload():
+    """The auto-method check runs (quick, one pair per workload) and prints a row per workload
+    with both timings, the planned method and the faster one, then its verdict."""
+    r = subprocess.run([sys.executable, str(AUTO), "--quick", "--rounds", "1"], capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = [ln for ln in r.stdout.splitlines() if " ms " in ln]
+    assert [ln.split(",")[0] for ln in rows] == ["ramp", "ramp", "step", "step"]
+    for ln in rows:
+        words = ln.split()
+        assert words[-1] in ("ssa", "population") or "slower method" in ln
+        assert words.count("ms") == 2
+    assert "auto picked" in r.stdout.splitlines()[-1]
+
+
+def test_bench_auto_plans_without_running():
+    """bench_auto.planned asks the plan, as simulate(method="auto") would, without simulating."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_auto", AUTO)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    import ketacore as kc
+    sch = kc.models.as_scheme("ch82")
+    assert mod.planned(sch, kc.Step(1.0, agonist=1e-7), 1e-3, 1, 1) == "ssa"
+    assert mod.planned(sch, kc.Step(1.0, agonist=1e-7), 1e-3, 10**9, 1) == "population"
+

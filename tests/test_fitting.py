@@ -263,6 +263,49 @@ def test_validation_errors():
                                      conductance={"O": 5e-11}), data=(g, {}), mr=["C->O"])
 
 
+def _ch82_with(**by_key):
+    """CH82 with some rates' voltage/temperature factors replaced: {"A->B": {"q10": 3.0}}."""
+    from dataclasses import replace
+    trans = [(t.src, t.dst, replace(t.rate, **by_key.get(f"{t.src}->{t.dst}", {})))
+             for t in CH82.transitions]
+    return kc.Scheme(CH82.states, trans, conductance=dict(zip(CH82.states, CH82.conductance)),
+                     name="ch82 variant")
+
+
+# the gating steps of both liganded levels, as they lie on CH82's one cycle
+_OPEN = ("AR->AR*", "A2R->A2R*")
+_SHUT = ("AR*->AR", "A2R*->A2R")
+
+
+def test_mr_holds_where_voltage_and_temperature_factors_cancel(data2):
+    """MR is imposed on k0 x factor.  With the same voltage dependence and Q10 on both liganded
+    levels' opening (z_delta +0.3, Q10 3) and shutting (z_delta -0.3, Q10 2) the factors cancel
+    around the cycle, so MR must hold at every V and T; fit_hjc used to refuse any voltage- or
+    temperature-dependent rate on an MR cycle.  Factors that do not cancel are refused."""
+    f = {k: {"z_delta": 0.3, "q10": 3.0} for k in _OPEN}
+    f.update({k: {"z_delta": -0.3, "q10": 2.0} for k in _SHUT})
+    S = _ch82_with(**f)
+    # (the records come from plain CH82: the fit only has to run; what is checked is MR at other
+    # voltages and temperatures than the records')
+    fit = fitting.fit_hjc(S, data2, t_res=T_RES, t_crit=T_CRIT, free=["A2R->AR", "AR*->AR"],
+                          max_evaluations=80)
+    assert fit.kinds["A2R*->AR*"] == "mr"
+    for cond in ({"V": -0.1, "temperature": 280.0}, {"V": 0.06, "temperature": 310.0}):
+        assert th.is_reversible(fit.scheme, rtol=1e-9, agonist=1 * uM, **cond)
+        assert not th.is_reversible(_ch82_with(**{"AR->AR*": {"z_delta": 0.3, "q10": 3.0}}),
+                                    agonist=1 * uM, **cond)
+
+    def refused(match, **by_key):
+        with pytest.raises(ValueError, match=match):
+            fitting.fit_hjc(_ch82_with(**by_key), data2, t_res=T_RES, free=["A2R->AR"])
+    refused(r"has Q10s, Q10 reference temperatures", **{"AR->AR*": {"q10": 3.0}})
+    refused(r"voltage dependences \(z_delta\)", **{"A2R->A2R*": {"z_delta": 0.3}})
+    refused(r"Q10 reference temperatures", **{"AR->AR*": {"q10": 3.0},
+                                              "A2R->A2R*": {"q10": 3.0, "t_ref": 303.15},
+                                              "AR*->AR": {"q10": 3.0}, "A2R*->A2R": {"q10": 3.0}})
+    refused(r"extra voltage slopes \(vk\)", **{"AR->AR*": {"vk": 0.05}})
+
+
 # ------------------------------------------------------------------ 5. slow: more data, more rates
 
 @pytest.mark.slow

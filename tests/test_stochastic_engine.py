@@ -668,4 +668,6 @@ def test_memory_estimate_covers_the_packed_grid(monkeypatch):
     assert r.counts.shape == (1, 4_000_001, 2)
     assert len(estimates) == len(peaks) == 1
     assert peaks[0] > 80e6  # 32 MB of output and 64 MB of packed rows (most of them touched)
-    assert estimates[0] >= peaks[0]
+    # (under AddressSanitizer (.ci/run stage 2) each touched byte also costs 1/8 byte of shadow)
+    shadow = 1.0 + 1.0 / 8.0 if os.environ.get("KETACORE_SANITIZED") else 1.0
+    assert estimates[0] * shadow >= peaks[0]
