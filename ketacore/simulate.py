@@ -196,6 +196,20 @@ def _rate_estimate(scheme: Scheme, compiled, conds: np.ndarray, p0: np.ndarray) 
     return out
 
 
+def _ssa_tables(compiled, durs: np.ndarray, idx: np.ndarray, conds: np.ndarray, channels: float) -> int:
+    """How many conditions the ssa core builds a jump table for (ssa.hpp, SsaTables): those whose
+    expected jumps -- ``channels`` x the condition's total duration x its largest exit rate --
+    reach the core's per-state threshold x K.  Tables change speed, never results."""
+    from . import _core
+    if len(conds) == 0:
+        return 0
+    rates = _core.ssa_exit_rates(compiled, conds)
+    time_in = np.bincount(idx, weights=durs, minlength=len(conds))
+    with np.errstate(invalid="ignore", over="ignore"):
+        jumps = channels * time_in * rates.max(axis=1)
+    return int(np.count_nonzero(jumps >= _core._ssa_table_jumps_per_state() * rates.shape[1]))
+
+
 #: Memory (bytes) of one chunk of stacked Q matrices in :func:`_rough_equilibria`.
 _EQ_CHUNK_BYTES = 32 << 20
 
@@ -578,7 +592,7 @@ class _Plan:
 
     __slots__ = ("scheme", "protocol", "dt", "S", "N", "chosen", "record", "trial_idx", "durs", "idx",
                  "conds", "p0", "compiled", "threads_used", "summary", "wide", "background", "cacheable",
-                 "core", "template")
+                 "core", "template", "need")
 
     def run(self, protocol_arg: Any, entropy: Any, words: list) -> "SimulationResult":
         out = self.core(self.chosen, self.compiled, self.durs, self.idx, self.conds, self.dt, self.S,
@@ -643,9 +657,10 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     # (per trial: transitions, segment crossings, samples; per call: ssa jump tables, population
     # matrices -- for protocols of many short segments, e.g. a voltage ramp from_waveform, these
     # decide; calibrated on erreger2005_2a + Mg2+, 16 states, on the development machine)
+    n_tables = _ssa_tables(compiled, durs, idx, conds, float(N) * n_tr)
     ssa_cost = (n_tr * (N * (per_channel * _COST_EVENT + _COST_CHANNEL + n_cross * _COST_CROSSING)
                         + S * K * _COST_SAMPLE)
-                + len(conds) * K * 512 * _COST_TABLE)
+                + n_tables * K * 512 * _COST_TABLE)
     pop_cost = (n_tr * ((S - 1) * K * (K - 1) * _COST_BINOMIAL + S * K * _COST_SAMPLE)
                 + (len(conds) + n_straddle) * K**3 * _COST_EXPM_K3)
     if method == "auto":
@@ -680,12 +695,13 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     else:
         out_bytes = float(n_tr) * S * K * item
         work = threads * (S + 1) * grid if chosen == "ssa" else 0.0
-    # per-condition tables built before the run: ssa keeps a 512-entry next-state table per state
-    # (~1.1 kB per state and condition); population keeps one K x K matrix with its multinomial
-    # tables (~60 B per entry) per condition and per grid interval that straddles a boundary
+    # per-condition tables built before the run: ssa keeps its exits (~60 B per state) and, where
+    # they pay, a 512-entry next-state table per state (~1.05 kB); population keeps one K x K
+    # matrix with its multinomial tables (~60 B per entry) per condition and per grid interval that
+    # straddles a boundary
     n_cond, n_seg = len(conds), len(durs)
     if chosen == "ssa":
-        work += n_cond * K * 1100.0
+        work += n_cond * K * 60.0 + n_tables * K * 1050.0
     else:
         # plus Q and P(dt) per condition and expm's workspace, as in solve
         work += (n_cond + n_seg) * K * K * 60.0 + 8.0 * K * K * (2 * n_cond + 10)
@@ -725,6 +741,7 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     # Reusable only when nothing depended on the moment: large requests re-read the available
     # memory every call; p0 must be the memoised (read-only) one.
     plan.cacheable = need < _MEMORY_RECHECK_ABOVE and not p0.flags.writeable
+    plan.need = need
     plan.trial_idx = trial_idx
     plan.template = {"scheme": scheme, "protocol": protocol, "dt": dt, "n_samples": S, "method": chosen,
                      "record": record, "entropy": None, "trials": None, "n_channels": N, "initial": p0,

@@ -671,3 +671,54 @@ def test_memory_estimate_covers_the_packed_grid(monkeypatch):
     # (under AddressSanitizer (.ci/run stage 2) each touched byte also costs 1/8 byte of shadow)
     shadow = 1.0 + 1.0 / 8.0 if os.environ.get("KETACORE_SANITIZED") else 1.0
     assert estimates[0] * shadow >= peaks[0]
+
+
+# ------------------------------------------- ssa jump tables only where they pay (ramps)
+@pytest.fixture
+def table_rule():
+    """Set ssa's jump-table rule (expected jumps per state a condition needs for a table) for one
+    test and restore it."""
+    from ketacore import _core
+    old = _core._ssa_table_jumps_per_state()
+    yield lambda v: _core._ssa_table_jumps_per_state(v)
+    _core._ssa_table_jumps_per_state(old)
+
+
+@pytest.mark.parametrize("K", [3, 6])
+def test_jump_tables_change_speed_never_results(table_rule, K):
+    """A condition without a table resolves each jump's bucket by two threshold searches; that must
+    be exactly the table's answer, ambiguous buckets (the extra stream draw) included.  Counts and
+    event logs with every table, with none, and with the default rule (a 2000-segment ramp: the
+    ramp's conditions get none, the long step after it does) are the same bytes."""
+    states = [f"S{j}" for j in range(K)]
+    trans = [(states[j], states[(j + 1) % K], kc.rate(300.0 + 40.0 * j, z_delta=0.8))
+             for j in range(K)]
+    trans += [(states[(j + 1) % K], states[j], kc.rate(800.0 + 13.0 * j, z_delta=-0.5))
+              for j in range(K)]
+    sch = kc.Scheme(states, trans, conductance={"S0": 1e-12}, name=f"vring{K}")
+    t = np.arange(2000) * 2e-5
+    ramp = kc.Protocol.from_waveform(t, 0.04, V=-0.1 + 0.15 * t / t[-1])
+    prot = ramp + kc.Step(0.05, V=-0.02)
+    outs = []
+    for rule in (0.0, np.inf, 32.0):
+        table_rule(rule)
+        r = kc.simulate(sch, prot, dt=1e-4, n_channels=40, n_trials=3, method="ssa", rng=6)
+        ev = kc.simulate_events(sch, prot, n_trials=2, rng=6)
+        outs.append((r.counts.tobytes(), [ev[i][0].tobytes() + ev[i][1].tobytes() for i in range(2)]))
+    assert outs[0] == outs[1] == outs[2]
+    assert ev.n_events.min() > 100
+
+
+def test_ramp_builds_tables_only_where_they_pay():
+    """A single channel on a 20000-segment ramp of a 16-state scheme used to build 20000 x 16
+    512-entry tables (~330 MB, ~0.35 s); now the ramp's conditions get none.  The planned memory
+    shrinks accordingly (it bounds the tables by the expected jumps)."""
+    import sys
+    module = sys.modules["ketacore.simulate"]
+    g = kc.block("erreger2005_2a", "mg")
+    t = np.arange(20000) * 1e-5
+    ramp = kc.Protocol.from_waveform(t, 0.2, V=-0.08 + 0.12 * t / t[-1], glutamate=1e-3, mg=1e-3)
+    plan, _ = module._make_plan(g, ramp, 1e-4, 1, 1, "ssa", "counts", None, None, 0, 1, 1)
+    assert plan.need < 50e6
+    r = kc.simulate(g, ramp, dt=1e-4, n_channels=1, method="ssa", rng=2)
+    assert (r.counts.sum(-1) == 1).all()

@@ -218,6 +218,21 @@ void bind_simulate(py::module_& m) {
       },
       py::arg("scheme"), py::arg("conditions"), "Total exit rate (1/s) per condition and state.");
   m.def(
+      "_ssa_table_jumps_per_state",
+      [](py::object value) {
+        auto& v = ketacore::ssa_table_jumps_per_state();
+        const double old = v.load();
+        if (!value.is_none()) {
+          const double x = value.cast<double>();
+          if (!(x >= 0.0)) throw py::value_error("_ssa_table_jumps_per_state: value must be >= 0 (inf: no tables)");
+          v.store(x);
+        }
+        return old;
+      },
+      py::arg("value") = py::none(),
+      "Expected jumps per state a condition needs for an ssa jump table (default 32); sets it when "
+      "value is given and returns the previous value.  For tests: tables change speed, never results.");
+  m.def(
       "_output_pool_bytes",
       [] {
         return py::make_tuple(OutputPool<std::int32_t>::pooled_bytes(), OutputPool<std::int64_t>::pooled_bytes(),

@@ -432,7 +432,8 @@ inline void unpack_prefix(const u16x8* rows, T* out, std::int64_t S, int K) {
 
 template <class T>
 void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
-  const SsaTables tab(*spec.scheme, *spec.plan);
+  const SsaTables tab(*spec.scheme, *spec.plan,
+                      static_cast<double>(spec.n_channels) * static_cast<double>(spec.trials.size()));
   const Timeline tl(*spec.plan);
   const Categorical init(spec.p0);
   const int K = tab.K;
@@ -647,7 +648,7 @@ struct EventLogOut {
 
 // One channel per trial, from t = 0 to the end of the protocol.  Entry 0 is (0, initial state).
 inline void run_event_log(const EnsembleSpec& spec, EventLogOut& out, std::size_t reserve_hint) {
-  const SsaTables tab(*spec.scheme, *spec.plan);
+  const SsaTables tab(*spec.scheme, *spec.plan, static_cast<double>(spec.trials.size()));
   const Timeline tl(*spec.plan);
   const Categorical init(spec.p0);
   const std::size_t n_trials = spec.trials.size();
@@ -679,7 +680,7 @@ inline void run_event_log(const EnsembleSpec& spec, EventLogOut& out, std::size_
 
 // Expected-transition estimate helper: total exit rate per (condition, state).
 inline std::vector<double> ssa_exit_rates(const CompiledScheme& scheme, const SegmentPlan& plan) {
-  return SsaTables(scheme, plan).exit_rate;
+  return SsaTables(scheme, plan, 0.0).exit_rate;  // (no jump tables needed)
 }
 
 }  // namespace ketacore

@@ -14,11 +14,13 @@
 // and state.  Cost is proportional to the number of transitions, independent of dt.
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "ketacore/cancel.hpp"
@@ -124,24 +126,42 @@ struct Categorical {
 // bucket of r lies inside one exit's interval; only buckets that contain a threshold (at most
 // n_exit - 1 of 512) need the rest of r, and fall back to the comparisons.  Both paths give
 // exactly the threshold rule above.
+//
+// A condition the channels spend little time in (a voltage ramp given as thousands of short
+// segments, each its own condition) does not pay for its K x 512 table: only conditions whose
+// expected jumps reach ssa_table_jumps_per_state() (default 32) x K get one (expected jumps:
+// channels x the condition's total duration x its largest exit rate).  The others resolve the bucket by two
+// threshold searches, at the bucket's lowest and highest r (`bucket_exit`): the same exit when the
+// bucket lies inside one interval, else ambiguous, exactly what the table would hold -- so which
+// conditions have tables never changes a result, only the speed.
+inline std::atomic<double>& ssa_table_jumps_per_state() {  // process-wide; settable for tests
+  static std::atomic<double> v{32.0};
+  return v;
+}
+
 struct SsaTables {
   static constexpr std::uint16_t kAmbiguous = 0xFFFF;
   static constexpr int kBucketBits = 9;
   static constexpr int kBuckets = 1 << kBucketBits;
   int K = 0;
   std::vector<double> mean_dwell;      // n_cond x K (s); +inf when absorbing
-  std::vector<std::uint16_t> next;     // n_cond x K x kBuckets
+  std::vector<std::uint16_t> next;     // (conditions with a table) x K x kBuckets
+  std::vector<std::int64_t> table_at;  // n_cond: offset of the condition's table in next, or -1
   std::vector<int> first, n_exit;      // n_cond x K: slice of target/thresh
   std::vector<int> target;             // flattened exits
   std::vector<std::uint64_t> thresh;   // cumulative thresholds, parallel to target
   std::vector<double> exit_rate;       // n_cond x K (1/s)
 
-  SsaTables(const CompiledScheme& scheme, const SegmentPlan& plan) : K(scheme.n_states) {
+  // channels: how many channel runs will use the tables (n_channels x n_trials); +inf builds
+  // every condition's table.
+  SsaTables(const CompiledScheme& scheme, const SegmentPlan& plan,
+            double channels = std::numeric_limits<double>::infinity())
+      : K(scheme.n_states) {
     const std::size_t nc = plan.n_conditions();
     std::vector<double> r(scheme.n_transitions());
     std::vector<double> to(K);
     mean_dwell.assign(nc * K, 0.0);
-    next.assign(nc * K * kBuckets, kAmbiguous);
+    table_at.assign(nc, -1);
     first.assign(nc * K, 0);
     n_exit.assign(nc * K, 0);
     exit_rate.assign(nc * K, 0.0);
@@ -173,14 +193,49 @@ struct SsaTables {
           thresh.push_back(prob_threshold(cum / total));
         }
         if (n) thresh.back() = std::numeric_limits<std::uint64_t>::max();
-        std::uint16_t* tb = next.data() + cs * kBuckets;
-        if (!n) {
-          for (int bk = 0; bk < kBuckets; ++bk) tb[bk] = static_cast<std::uint16_t>(s);
-          continue;
-        }
-        fill_bucket_table<kBucketBits>(tb, thresh.data() + first[cs], target.data() + first[cs], n, kAmbiguous);
       }
     }
+    // which conditions get a table
+    std::vector<double> time_in(nc, 0.0);
+    for (std::size_t seg = 0; seg < plan.n_segments(); ++seg)
+      time_in[static_cast<std::size_t>(plan.cond[seg])] += plan.duration[seg];
+    const double need = ssa_table_jumps_per_state().load() * K;
+    std::size_t n_tables = 0;
+    for (std::size_t c = 0; c < nc; ++c) {
+      double top = 0.0;
+      for (int st = 0; st < K; ++st) top = std::max(top, exit_rate[c * K + st]);
+      const double jumps = channels * time_in[c] * top;  // (inf * 0 is NaN: no table)
+      if (jumps >= need) table_at[c] = static_cast<std::int64_t>(n_tables++) * K * kBuckets;
+    }
+    next.assign(n_tables * K * kBuckets, kAmbiguous);
+    for (std::size_t c = 0; c < nc; ++c) {
+      if (table_at[c] < 0) continue;
+      for (int st = 0; st < K; ++st) {
+        const std::size_t cs = c * K + st;
+        std::uint16_t* tb = next.data() + table_at[c] + static_cast<std::size_t>(st) * kBuckets;
+        if (!n_exit[cs]) {
+          for (int bk = 0; bk < kBuckets; ++bk) tb[bk] = static_cast<std::uint16_t>(st);
+          continue;
+        }
+        fill_bucket_table<kBucketBits>(tb, thresh.data() + first[cs], target.data() + first[cs], n_exit[cs],
+                                       kAmbiguous);
+      }
+    }
+  }
+
+  // The table of condition c (K x kBuckets), or nullptr when it has none.
+  inline const std::uint16_t* table(std::size_t c) const {
+    return table_at[c] < 0 ? nullptr : next.data() + table_at[c];
+  }
+
+  // What condition-state cs's table would hold for `bucket`: the exit when the bucket's whole
+  // range of r lies in one exit's interval, else kAmbiguous.
+  inline std::size_t bucket_exit(std::size_t cs, std::uint64_t bucket, std::size_t s) const {
+    constexpr int kLow = 64 - kBucketBits;
+    if (!n_exit[cs]) return s;
+    const std::uint64_t lo = bucket << kLow, hi = lo | ((std::uint64_t(1) << kLow) - 1);
+    const int a = slow_next(cs, lo), b = slow_next(cs, hi);
+    return a == b ? static_cast<std::size_t>(a) : kAmbiguous;
   }
 
   // Exit chosen by r for state-condition cs (the threshold rule).
@@ -275,43 +330,56 @@ inline void ssa_advance(const SsaTables& tab, const Timeline& tl, double t_stop,
     // reaches lim (the segment end, t_stop or the window end)
     const std::size_t cK = static_cast<std::size_t>(tl.cond[seg]) * K;
     const double* md = tab.mean_dwell.data() + cK;
-    const std::uint16_t* nx = tab.next.data() + cK * SsaTables::kBuckets;
+    const std::uint16_t* nx = tab.table(static_cast<std::size_t>(tl.cond[seg]));  // nullptr: no table
     const double tend = std::min(tl.end[seg], t_stop);
     const double lim = std::min(tend, w_end);
     double tn, x = 0.0;
     std::uint64_t w = 0;
     int why;
-    for (;;) {
-      st = Pcg64::advance(st, inc);
-      w = Pcg64::output_of(st);
-      const std::uint64_t bucket = w >> kLow;
-      std::size_t ns = nx[(s << SsaTables::kBucketBits) + bucket];
-      if (__builtin_expect(ns == SsaTables::kAmbiguous, 0)) {  // the rest of r from the next output
+    // The jump loop, compiled twice (both inlined, so the state stays in registers): with the
+    // condition's table, and for a condition without one (bucket_exit) -- the choice is made once
+    // per segment, not per jump.
+    auto jumps = [&](auto tabled) __attribute__((always_inline)) {
+      for (;;) {
         st = Pcg64::advance(st, inc);
-        ns = static_cast<std::size_t>(
-            tab.slow_next(cK + s, (bucket << kLow) | (Pcg64::output_of(st) >> SsaTables::kBucketBits)));
-      }
-      sk.jump(t, static_cast<int>(s), static_cast<int>(ns));
-      s = ns;
-      // exponential_low55(w, g), its slow path out of line
-      if (__builtin_expect(!exponential_low55_fast(w, x), 0)) {
-        why = kSlowExp;
-        break;
-      }
-      tn = t + x * md[s];
-      if (__builtin_expect(--ev <= 0, 0)) {
-        ev = kCancelPollInterval;
-        if (token.cancelled()) {
-          why = kCancelled;
+        w = Pcg64::output_of(st);
+        const std::uint64_t bucket = w >> kLow;
+        std::size_t ns;
+        if constexpr (decltype(tabled)::value)
+          ns = nx[(s << SsaTables::kBucketBits) + bucket];
+        else
+          ns = tab.bucket_exit(cK + s, bucket, s);
+        if (__builtin_expect(ns == SsaTables::kAmbiguous, 0)) {  // the rest of r from the next output
+          st = Pcg64::advance(st, inc);
+          ns = static_cast<std::size_t>(
+              tab.slow_next(cK + s, (bucket << kLow) | (Pcg64::output_of(st) >> SsaTables::kBucketBits)));
+        }
+        sk.jump(t, static_cast<int>(s), static_cast<int>(ns));
+        s = ns;
+        // exponential_low55(w, g), its slow path out of line
+        if (__builtin_expect(!exponential_low55_fast(w, x), 0)) {
+          why = kSlowExp;
           break;
         }
+        tn = t + x * md[s];
+        if (__builtin_expect(--ev <= 0, 0)) {
+          ev = kCancelPollInterval;
+          if (token.cancelled()) {
+            why = kCancelled;
+            break;
+          }
+        }
+        if (!(tn < lim)) {
+          why = kLimit;
+          break;
+        }
+        t = tn;
       }
-      if (!(tn < lim)) {
-        why = kLimit;
-        break;
-      }
-      t = tn;
-    }
+    };
+    if (__builtin_expect(nx != nullptr, 1))
+      jumps(std::true_type{});
+    else
+      jumps(std::false_type{});
     if (why == kSlowExp) {
       g.set_state(st);
       const double e = exponential_low55_slow(w, x, g);
