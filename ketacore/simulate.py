@@ -196,18 +196,21 @@ def _rate_estimate(scheme: Scheme, compiled, conds: np.ndarray, p0: np.ndarray) 
     return out
 
 
-def _ssa_tables(compiled, durs: np.ndarray, idx: np.ndarray, conds: np.ndarray, channels: float) -> int:
-    """How many conditions the ssa core builds a jump table for (ssa.hpp, SsaTables): those whose
-    expected jumps -- ``channels`` x the condition's total duration x its largest exit rate --
-    reach the core's per-state threshold x K.  Tables change speed, never results."""
-    from . import _core
-    if len(conds) == 0:
-        return 0
-    rates = _core.ssa_exit_rates(compiled, conds)
-    time_in = np.bincount(idx, weights=durs, minlength=len(conds))
+#: A condition gets an ssa jump table (K x 512 entries, ~1.2 us per state to build) when its
+#: expected jumps reach this many per state: a jump without a table costs two threshold searches
+#: instead of one lookup (~5-10 ns more).  Tables change speed, never results (ssa.hpp).
+_SSA_TABLE_JUMPS_PER_STATE = 128.0
+
+
+def _ssa_table_mask(rate: np.ndarray, durs: np.ndarray, idx: np.ndarray, channels: float, K: int) -> np.ndarray:
+    """Which conditions the ssa core builds a jump table for (uint8 flags, one per condition):
+    those whose expected jumps -- ``channels`` x the time spent in the condition x its estimated
+    transition rate per channel (:func:`_rate_estimate`) -- reach
+    :data:`_SSA_TABLE_JUMPS_PER_STATE` x K."""
+    time_in = np.bincount(idx, weights=durs, minlength=len(rate))
     with np.errstate(invalid="ignore", over="ignore"):
-        jumps = channels * time_in * rates.max(axis=1)
-    return int(np.count_nonzero(jumps >= _core._ssa_table_jumps_per_state() * rates.shape[1]))
+        jumps = channels * time_in * rate
+    return (jumps >= _SSA_TABLE_JUMPS_PER_STATE * K).astype(np.uint8)
 
 
 #: Memory (bytes) of one chunk of stacked Q matrices in :func:`_rough_equilibria`.
@@ -592,12 +595,12 @@ class _Plan:
 
     __slots__ = ("scheme", "protocol", "dt", "S", "N", "chosen", "record", "trial_idx", "durs", "idx",
                  "conds", "p0", "compiled", "threads_used", "summary", "wide", "background", "cacheable",
-                 "core", "template", "need")
+                 "core", "template", "need", "tables")
 
     def run(self, protocol_arg: Any, entropy: Any, words: list) -> "SimulationResult":
         out = self.core(self.chosen, self.compiled, self.durs, self.idx, self.conds, self.dt, self.S,
                         self.p0, self.N, words, self.trial_idx, self.threads_used, self.summary,
-                        self.wide, self.background)
+                        self.wide, self.background, self.tables)
         # the caller's own Protocol object (an equal one may have built the plan); a Step is
         # wrapped in the plan's one-step Protocol
         protocol = protocol_arg if type(protocol_arg) is Protocol else self.protocol
@@ -657,7 +660,8 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     # (per trial: transitions, segment crossings, samples; per call: ssa jump tables, population
     # matrices -- for protocols of many short segments, e.g. a voltage ramp from_waveform, these
     # decide; calibrated on erreger2005_2a + Mg2+, 16 states, on the development machine)
-    n_tables = _ssa_tables(compiled, durs, idx, conds, float(N) * n_tr)
+    tables = _ssa_table_mask(_rate_estimate(None, compiled, conds, p0), durs, idx, float(N) * n_tr, K)
+    n_tables = int(np.count_nonzero(tables))
     ssa_cost = (n_tr * (N * (per_channel * _COST_EVENT + _COST_CHANNEL + n_cross * _COST_CROSSING)
                         + S * K * _COST_SAMPLE)
                 + n_tables * K * 512 * _COST_TABLE)
@@ -742,6 +746,7 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     # memory every call; p0 must be the memoised (read-only) one.
     plan.cacheable = need < _MEMORY_RECHECK_ABOVE and not p0.flags.writeable
     plan.need = need
+    plan.tables = tables if chosen == "ssa" else None
     plan.trial_idx = trial_idx
     plan.template = {"scheme": scheme, "protocol": protocol, "dt": dt, "n_samples": S, "method": chosen,
                      "record": record, "entropy": None, "trials": None, "n_channels": N, "initial": p0,
@@ -902,7 +907,8 @@ def simulate_events(scheme: Scheme, protocol: Protocol | Step, n_trials: int | N
     threads_used = threads if est_cost > _PARALLEL_ABOVE else 1
     background = est_cost / threads_used > _BACKGROUND_ABOVE
     reserve = int(min(1.2 * expected + 16, 1e7))
+    tables = _ssa_table_mask(rate, durs, idx, float(n_tr), len(p0))
     pairs = _core.simulate_events(compiled, durs, idx, conds, p0, words, trial_idx, threads_used, reserve,
-                                  background)
+                                  background, tables)
     return EventLog([p[0] for p in pairs], [p[1] for p in pairs], float(protocol.duration), entropy,
                     trial_idx, scheme)

@@ -525,11 +525,11 @@ def test_grid_counts_for_any_number_of_states(K):
 
 def test_auto_counts_segment_crossings_and_matrices():
     """A voltage ramp given as a waveform is thousands of short segments: every ssa channel
-    crosses each boundary (its pending dwell is redrawn), ssa builds jump tables for every
-    condition, and the population method builds one matrix per condition and straddled grid
-    interval.  The cost model used to count none of these, and picked ssa for 1000 channels
-    (measured on the development VM, 2 trials of this ramp: ssa ~0.68 s, population ~0.41 s;
-    at 10x the ramp's length 10.6 s against 6.0 s); for one channel ssa stays cheaper."""
+    crosses each boundary (its pending dwell is redrawn) and the population method builds one
+    matrix per condition and straddled grid interval.  The cost model used to count neither.
+    On the development VM, 2 trials of this ramp: population ~0.42 s whatever the number of
+    channels; ssa ~45 ms for one channel, ~0.5 s for 1000 (4e7 crossings; a toss-up), several
+    seconds for 10000 (benchmarks/bench_auto.py times the first two)."""
     from ketacore.simulate import _make_plan
     g = kc.block("erreger2005_2a", "mg")  # 16 states, the calibration case
     t = np.arange(20000) * 1e-5
@@ -538,8 +538,8 @@ def test_auto_counts_segment_crossings_and_matrices():
     def pick(n):  # the method auto would run (planned, not run)
         plan, _ = _make_plan(g, ramp, 1e-4, n, 2, "auto", "summary", None, None, 0, 1, 1)
         return plan.chosen
-    assert pick(1) == "ssa" and pick(1000) == "population"
-    assert kc.simulate(g, ramp, dt=1e-4, n_channels=1000, n_trials=2, rng=1,
+    assert pick(1) == "ssa" and pick(10000) == "population"
+    assert kc.simulate(g, ramp, dt=1e-4, n_channels=10000, n_trials=2, rng=1,
                        record="summary").method == "population"
     from ketacore.simulate import _boundaries
     durs, idx, _ = ramp.compile(g)
@@ -675,13 +675,16 @@ def test_memory_estimate_covers_the_packed_grid(monkeypatch):
 
 # ------------------------------------------- ssa jump tables only where they pay (ramps)
 @pytest.fixture
-def table_rule():
-    """Set ssa's jump-table rule (expected jumps per state a condition needs for a table) for one
-    test and restore it."""
-    from ketacore import _core
-    old = _core._ssa_table_jumps_per_state()
-    yield lambda v: _core._ssa_table_jumps_per_state(v)
-    _core._ssa_table_jumps_per_state(old)
+def table_rule(monkeypatch):
+    """Set the plan's ssa jump-table rule (expected jumps per state a condition needs for a
+    table) for one test; cached plans are dropped so every call plans afresh."""
+    import sys
+    module = sys.modules["ketacore.simulate"]
+
+    def set_rule(v):
+        monkeypatch.setattr(module, "_SSA_TABLE_JUMPS_PER_STATE", v)
+        monkeypatch.setattr(module, "_PLANS", {})
+    return set_rule
 
 
 @pytest.mark.parametrize("K", [3, 6])
@@ -690,6 +693,8 @@ def test_jump_tables_change_speed_never_results(table_rule, K):
     be exactly the table's answer, ambiguous buckets (the extra stream draw) included.  Counts and
     event logs with every table, with none, and with the default rule (a 2000-segment ramp: the
     ramp's conditions get none, the long step after it does) are the same bytes."""
+    import sys
+    module = sys.modules["ketacore.simulate"]
     states = [f"S{j}" for j in range(K)]
     trans = [(states[j], states[(j + 1) % K], kc.rate(300.0 + 40.0 * j, z_delta=0.8))
              for j in range(K)]
@@ -700,7 +705,12 @@ def test_jump_tables_change_speed_never_results(table_rule, K):
     ramp = kc.Protocol.from_waveform(t, 0.04, V=-0.1 + 0.15 * t / t[-1])
     prot = ramp + kc.Step(0.05, V=-0.02)
     outs = []
-    for rule in (0.0, np.inf, 32.0):
+    durs, idx, conds = prot.compile(sch)
+    p0 = module._initial(sch, None, prot)
+    rate = module._rate_estimate(sch, sch._compiled(), conds, p0)
+    default = module._ssa_table_mask(rate, durs, idx, 40.0 * 3, K)
+    assert default[idx[-1]] and not default[idx[:2000]].any()  # the step's condition only
+    for rule in (0.0, np.inf, module._SSA_TABLE_JUMPS_PER_STATE):
         table_rule(rule)
         r = kc.simulate(sch, prot, dt=1e-4, n_channels=40, n_trials=3, method="ssa", rng=6)
         ev = kc.simulate_events(sch, prot, n_trials=2, rng=6)
@@ -711,14 +721,23 @@ def test_jump_tables_change_speed_never_results(table_rule, K):
 
 def test_ramp_builds_tables_only_where_they_pay():
     """A single channel on a 20000-segment ramp of a 16-state scheme used to build 20000 x 16
-    512-entry tables (~330 MB, ~0.35 s); now the ramp's conditions get none.  The planned memory
-    shrinks accordingly (it bounds the tables by the expected jumps)."""
+    512-entry tables (~330 MB, ~0.35 s); now the ramp's conditions get none (so also with 1000
+    channels: ~10 expected jumps per 10 us condition).  The planned memory counts only the tables
+    built."""
     import sys
     module = sys.modules["ketacore.simulate"]
     g = kc.block("erreger2005_2a", "mg")
     t = np.arange(20000) * 1e-5
     ramp = kc.Protocol.from_waveform(t, 0.2, V=-0.08 + 0.12 * t / t[-1], glutamate=1e-3, mg=1e-3)
     plan, _ = module._make_plan(g, ramp, 1e-4, 1, 1, "ssa", "counts", None, None, 0, 1, 1)
-    assert plan.need < 50e6
+    assert plan.need < 50e6 and not plan.tables.any()
+    plan, _ = module._make_plan(g, ramp, 1e-4, 1000, 2, "ssa", "summary", None, None, 0, 1, 1)
+    assert not plan.tables.any()
+    # a step: ~90 expected jumps for one channel in 0.2 s do not pay for a 16 x 512 table, the
+    # ~90000 of 1000 channels do
+    step = kc.Step(0.2, V=-0.06, glutamate=1e-3, mg=1e-3)
+    for n, want in ((1, [0]), (1000, [1])):
+        plan, _ = module._make_plan(g, step, 1e-4, n, 1, "ssa", "counts", None, None, 0, 1, 1)
+        assert plan.tables.tolist() == want
     r = kc.simulate(g, ramp, dt=1e-4, n_channels=1, method="ssa", rng=2)
     assert (r.counts.sum(-1) == 1).all()

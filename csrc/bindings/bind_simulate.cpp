@@ -158,6 +158,14 @@ ketacore::EnsembleSpec make_spec(const ketacore::CompiledScheme& scheme, const k
   return spec;
 }
 
+// jump_tables argument: None -> empty (every condition), else one flag per condition.
+std::vector<std::uint8_t> table_mask(const py::object& obj) {
+  if (obj.is_none()) return {};
+  auto a = py::array_t<std::uint8_t, py::array::c_style | py::array::forcecast>::ensure(obj);
+  if (!a || a.ndim() != 1) throw std::invalid_argument("jump_tables must be a 1-d array of flags");
+  return std::vector<std::uint8_t>(a.data(), a.data() + a.size());
+}
+
 }  // namespace
 
 void bind_simulate(py::module_& m) {
@@ -166,11 +174,12 @@ void bind_simulate(py::module_& m) {
       [](const std::string& method, const ketacore::CompiledScheme& scheme, const darray& durations,
          const iarray& cond_index, const darray& conditions, double dt, std::int64_t n_samples, const darray& p0,
          std::int64_t n_channels, const u32vec& entropy, const u64arr& trials, int n_threads, bool summary,
-         bool wide, bool background) -> py::object {
+         bool wide, bool background, const py::object& jump_tables) -> py::object {
         ketacore::SegmentPlan plan = make_plan(durations, cond_index, conditions);
         ketacore::CancelToken token;
         ketacore::EnsembleSpec spec =
             make_spec(scheme, plan, p0, n_channels, entropy, trials, n_threads, summary, token);
+        spec.jump_tables = table_mask(jump_tables);
         spec.grid = ketacore::Grid{dt, n_samples};
         if (wide) return simulate_t<std::int64_t>(method, spec, background, token);
         return simulate_t<std::int32_t>(method, spec, background, token);
@@ -178,16 +187,20 @@ void bind_simulate(py::module_& m) {
       py::arg("method"), py::arg("scheme"), py::arg("durations"), py::arg("cond_index"), py::arg("conditions"),
       py::arg("dt"), py::arg("n_samples"), py::arg("p0"), py::arg("n_channels"), py::arg("entropy_words"),
       py::arg("trials"), py::arg("n_threads"), py::arg("summary"), py::arg("wide"), py::arg("background"),
+      py::arg("jump_tables") = py::none(),
       "Run 'ssa' or 'population'.  Returns counts (trials x samples x states, int32 or int64 if wide)\n"
-      "or, with summary=True, (sum int64, sumsq_lo uint64, sumsq_hi uint64), each samples x states.");
+      "or, with summary=True, (sum int64, sumsq_lo uint64, sumsq_hi uint64), each samples x states.\n"
+      "jump_tables: ssa only, per condition whether to build its jump table (None: all); it changes\n"
+      "speed, never results.");
   m.def(
       "simulate_events",
       [](const ketacore::CompiledScheme& scheme, const darray& durations, const iarray& cond_index,
          const darray& conditions, const darray& p0, const u32vec& entropy, const u64arr& trials, int n_threads,
-         std::int64_t reserve_hint, bool background) {
+         std::int64_t reserve_hint, bool background, const py::object& jump_tables) {
         ketacore::SegmentPlan plan = make_plan(durations, cond_index, conditions);
         ketacore::CancelToken token;
         ketacore::EnsembleSpec spec = make_spec(scheme, plan, p0, 1, entropy, trials, n_threads, false, token);
+        spec.jump_tables = table_mask(jump_tables);
         ketacore::EventLogOut out;
         run([&] { ketacore::run_event_log(spec, out, static_cast<std::size_t>(reserve_hint)); }, token, background);
         py::list res;
@@ -203,7 +216,7 @@ void bind_simulate(py::module_& m) {
       },
       py::arg("scheme"), py::arg("durations"), py::arg("cond_index"), py::arg("conditions"), py::arg("p0"),
       py::arg("entropy_words"), py::arg("trials"), py::arg("n_threads"), py::arg("reserve_hint"),
-      py::arg("background"),
+      py::arg("background"), py::arg("jump_tables") = py::none(),
       "Single-channel event logs: list of (times float64, states int32) per trial; entry 0 = (0, initial).");
   m.def(
       "ssa_exit_rates",
@@ -217,21 +230,6 @@ void bind_simulate(py::module_& m) {
         return out;
       },
       py::arg("scheme"), py::arg("conditions"), "Total exit rate (1/s) per condition and state.");
-  m.def(
-      "_ssa_table_jumps_per_state",
-      [](py::object value) {
-        auto& v = ketacore::ssa_table_jumps_per_state();
-        const double old = v.load();
-        if (!value.is_none()) {
-          const double x = value.cast<double>();
-          if (!(x >= 0.0)) throw py::value_error("_ssa_table_jumps_per_state: value must be >= 0 (inf: no tables)");
-          v.store(x);
-        }
-        return old;
-      },
-      py::arg("value") = py::none(),
-      "Expected jumps per state a condition needs for an ssa jump table (default 32); sets it when "
-      "value is given and returns the previous value.  For tests: tables change speed, never results.");
   m.def(
       "_output_pool_bytes",
       [] {

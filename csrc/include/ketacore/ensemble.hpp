@@ -41,6 +41,7 @@ struct EnsembleSpec {
   int n_threads = 1;
   bool summary = false;
   const CancelToken* token = nullptr;
+  std::vector<std::uint8_t> jump_tables;  // ssa: per condition, build its jump table; empty: all
 };
 
 // Outputs.  counts: n_trials x n_samples x K (record="counts").  Summary: per sample and state
@@ -432,8 +433,7 @@ inline void unpack_prefix(const u16x8* rows, T* out, std::int64_t S, int K) {
 
 template <class T>
 void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
-  const SsaTables tab(*spec.scheme, *spec.plan,
-                      static_cast<double>(spec.n_channels) * static_cast<double>(spec.trials.size()));
+  const SsaTables tab(*spec.scheme, *spec.plan, &spec.jump_tables);
   const Timeline tl(*spec.plan);
   const Categorical init(spec.p0);
   const int K = tab.K;
@@ -648,7 +648,7 @@ struct EventLogOut {
 
 // One channel per trial, from t = 0 to the end of the protocol.  Entry 0 is (0, initial state).
 inline void run_event_log(const EnsembleSpec& spec, EventLogOut& out, std::size_t reserve_hint) {
-  const SsaTables tab(*spec.scheme, *spec.plan, static_cast<double>(spec.trials.size()));
+  const SsaTables tab(*spec.scheme, *spec.plan, &spec.jump_tables);
   const Timeline tl(*spec.plan);
   const Categorical init(spec.p0);
   const std::size_t n_trials = spec.trials.size();
@@ -680,7 +680,8 @@ inline void run_event_log(const EnsembleSpec& spec, EventLogOut& out, std::size_
 
 // Expected-transition estimate helper: total exit rate per (condition, state).
 inline std::vector<double> ssa_exit_rates(const CompiledScheme& scheme, const SegmentPlan& plan) {
-  return SsaTables(scheme, plan, 0.0).exit_rate;  // (no jump tables needed)
+  const std::vector<std::uint8_t> none(plan.n_conditions(), 0);  // (no jump tables needed)
+  return SsaTables(scheme, plan, &none).exit_rate;
 }
 
 }  // namespace ketacore

@@ -14,7 +14,6 @@
 // and state.  Cost is proportional to the number of transitions, independent of dt.
 #pragma once
 #include <algorithm>
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -128,17 +127,11 @@ struct Categorical {
 // exactly the threshold rule above.
 //
 // A condition the channels spend little time in (a voltage ramp given as thousands of short
-// segments, each its own condition) does not pay for its K x 512 table: only conditions whose
-// expected jumps reach ssa_table_jumps_per_state() (default 32) x K get one (expected jumps:
-// channels x the condition's total duration x its largest exit rate).  The others resolve the bucket by two
-// threshold searches, at the bucket's lowest and highest r (`bucket_exit`): the same exit when the
-// bucket lies inside one interval, else ambiguous, exactly what the table would hold -- so which
-// conditions have tables never changes a result, only the speed.
-inline std::atomic<double>& ssa_table_jumps_per_state() {  // process-wide; settable for tests
-  static std::atomic<double> v{32.0};
-  return v;
-}
-
+// segments, each its own condition) does not pay for its K x 512 table, so the caller says which
+// conditions get one (the Python plan decides from the expected jumps).  The others resolve the
+// bucket by two threshold searches, at the bucket's lowest and highest r (`bucket_exit`): the
+// same exit when the bucket lies inside one interval, else ambiguous, exactly what the table
+// would hold -- so which conditions have tables never changes a result, only the speed.
 struct SsaTables {
   static constexpr std::uint16_t kAmbiguous = 0xFFFF;
   static constexpr int kBucketBits = 9;
@@ -152,10 +145,9 @@ struct SsaTables {
   std::vector<std::uint64_t> thresh;   // cumulative thresholds, parallel to target
   std::vector<double> exit_rate;       // n_cond x K (1/s)
 
-  // channels: how many channel runs will use the tables (n_channels x n_trials); +inf builds
-  // every condition's table.
+  // tables: per condition, nonzero = build its jump table; nullptr or empty = every condition.
   SsaTables(const CompiledScheme& scheme, const SegmentPlan& plan,
-            double channels = std::numeric_limits<double>::infinity())
+            const std::vector<std::uint8_t>* tables = nullptr)
       : K(scheme.n_states) {
     const std::size_t nc = plan.n_conditions();
     std::vector<double> r(scheme.n_transitions());
@@ -196,17 +188,13 @@ struct SsaTables {
       }
     }
     // which conditions get a table
-    std::vector<double> time_in(nc, 0.0);
-    for (std::size_t seg = 0; seg < plan.n_segments(); ++seg)
-      time_in[static_cast<std::size_t>(plan.cond[seg])] += plan.duration[seg];
-    const double need = ssa_table_jumps_per_state().load() * K;
+    const bool all = tables == nullptr || tables->empty();
+    if (!all && tables->size() != nc)
+      throw std::invalid_argument("ssa: jump_tables has " + std::to_string(tables->size()) +
+                                  " entries for " + std::to_string(nc) + " conditions");
     std::size_t n_tables = 0;
-    for (std::size_t c = 0; c < nc; ++c) {
-      double top = 0.0;
-      for (int st = 0; st < K; ++st) top = std::max(top, exit_rate[c * K + st]);
-      const double jumps = channels * time_in[c] * top;  // (inf * 0 is NaN: no table)
-      if (jumps >= need) table_at[c] = static_cast<std::int64_t>(n_tables++) * K * kBuckets;
-    }
+    for (std::size_t c = 0; c < nc; ++c)
+      if (all || (*tables)[c]) table_at[c] = static_cast<std::int64_t>(n_tables++) * K * kBuckets;
     next.assign(n_tables * K * kBuckets, kAmbiguous);
     for (std::size_t c = 0; c < nc; ++c) {
       if (table_at[c] < 0) continue;
