@@ -70,7 +70,8 @@ def root_entropy(rng):
     if rng is None:
         return int(np.random.SeedSequence().entropy)
     if isinstance(rng, bool):
-        raise TypeError("rng must be None, an int >= 0, a numpy SeedSequence or a numpy Generator; got bool")
+        raise TypeError("rng must be None, an int >= 0, a numpy SeedSequence, a numpy Generator or a result's "
+                        "entropy (a tuple of ints >= 0); got bool")
     if isinstance(rng, (numbers.Integral, np.integer)):
         if int(rng) < 0:
             raise ValueError(f"rng must be a non-negative integer; got {int(rng)}")
@@ -81,8 +82,16 @@ def root_entropy(rng):
     if isinstance(rng, np.random.Generator):
         words = rng.integers(0, 2**32, size=4, dtype=np.uint64)
         return sum(int(w) << (32 * i) for i, w in enumerate(words))
+    if isinstance(rng, tuple):
+        # a result's entropy (rng=result.entropy reproduces the run); a SeedSequence built from a
+        # sequence of ints keeps that tuple as its entropy
+        if not rng or not all(isinstance(x, (numbers.Integral, np.integer)) and not isinstance(x, bool)
+                              and int(x) >= 0 for x in rng):
+            raise ValueError(f"rng given as a tuple (a result's entropy) must hold integers >= 0; got {rng!r}")
+        return tuple(int(x) for x in rng)
     raise TypeError(
-        f"rng must be None, an int >= 0, a numpy SeedSequence or a numpy Generator; got {type(rng).__name__}"
+        "rng must be None, an int >= 0, a numpy SeedSequence, a numpy Generator or a result's entropy "
+        f"(a tuple of ints >= 0); got {type(rng).__name__}"
     )
 
 

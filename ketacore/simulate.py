@@ -26,6 +26,7 @@ accumulated exactly, so results are bit-identical for any
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from typing import Any, Iterable, Sequence
 
@@ -51,7 +52,7 @@ _COST_EVENT = 6e-9       # one ssa transition
 _COST_CHANNEL = 4e-8     # one ssa channel beyond its transitions (initial state, first dwell, loop entry/exit)
 _COST_BINOMIAL = 2.5e-8  # one binomial draw in a population step
 _COST_SAMPLE = 1e-9      # writing / summing one (sample, state) cell
-_COST_CROSSING = 8e-9    # one ssa channel crossing a segment boundary (its pending dwell redrawn)
+_COST_CROSSING = 1.4e-8  # one ssa channel crossing a segment boundary (its pending dwell redrawn; ramps, 16 states)
 _COST_TABLE = 2.2e-9     # one entry of the ssa jump tables (K x 512 per condition)
 _COST_EXPM_K3 = 3e-9     # one population transition matrix, per K**3 (expm of a condition, or a straddle's product)
 _BACKGROUND_ABOVE = 0.01  # run on a worker thread polling Ctrl-C when the job is longer than this
@@ -120,6 +121,11 @@ def _resolve_trials(n_trials: Any, trials: Any, trial_offset: Any) -> "range | n
             idx = np.asarray(list(trials) if not isinstance(trials, np.ndarray) else trials)
             if idx.ndim != 1 or idx.size == 0:
                 raise ValueError("trials must be a non-empty 1-D range or sequence of trial indices")
+            vals = idx.tolist() if idx.dtype == object else None
+            if vals and all(isinstance(x, numbers.Integral) and not isinstance(x, bool) for x in vals):
+                bad = next((x for x in vals if not 0 <= x < MAX_TRIAL), vals[0])  # (beyond int64)
+                raise ValueError("trials must be in [0, 2**32) (trial i's random stream is keyed by "
+                                 f"(i, channel block)), got {bad}")
             if idx.dtype.kind not in "iu":
                 raise TypeError(f"trials must contain integers, got dtype {idx.dtype}")
             if np.any(idx < 0) or np.any(idx >= MAX_TRIAL):
@@ -312,7 +318,8 @@ class SimulationResult:
         Channels in each state at each sample (``record="counts"``); int32, or int64 when
         ``n_channels`` exceeds 2**31 − 1.  ``None`` with ``record="summary"``.
     sum_counts : ndarray, shape (n_samples, n_states), int64
-        Exact sum of the counts over trials.
+        Exact sum of the counts over trials (an object array of Python ints when
+        n_trials × n_channels ≥ 2**63 with ``record="counts"``, where int64 would wrap).
     sum_sq_counts : ndarray, shape (n_samples, n_states)
         Exact sum of squared counts over trials: uint64 when it fits, otherwise an object array
         of Python ints.
@@ -387,7 +394,10 @@ class SimulationResult:
     def _exact_sums(self):
         if self._sums is None:
             c = self.counts.astype(np.int64)
-            s = c.sum(axis=0)
+            if self.n_trials * self.n_channels >= 2**63:  # the int64 sum would wrap: Python ints
+                s = c.astype(object).sum(axis=0)
+            else:
+                s = c.sum(axis=0)
             if self.n_trials * self.n_channels**2 >= 2**63:  # exact in Python ints
                 q = (c.astype(object) ** 2).sum(axis=0)
             else:
@@ -408,7 +418,8 @@ class SimulationResult:
 
     @property
     def mean(self) -> np.ndarray:
-        return self.sum_counts / self.n_trials
+        # (sums beyond int64 are Python ints: their quotients are correctly rounded floats)
+        return np.asarray(self.sum_counts / self.n_trials, dtype=float)
 
     @property
     def var(self) -> np.ndarray:
@@ -710,12 +721,17 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
         # plus Q and P(dt) per condition and expm's workspace, as in solve
         work += (n_cond + n_seg) * K * K * 60.0 + 8.0 * K * K * (2 * n_cond + 10)
     # the trial index array and the result's copy of it (8 B each per trial)
-    need = out_bytes + work + (16.0 * n_tr if isinstance(trial_idx, range) else 8.0 * n_tr)
+    index_bytes = 16.0 * n_tr if isinstance(trial_idx, range) else 8.0 * n_tr
+    need = out_bytes + work + index_bytes
+    if record == "counts":
+        advice = "keep summaries only (record='summary'), or split the trials over calls (trials=/trial_offset=)"
+    elif index_bytes > out_bytes + work:  # the summaries are small; the per-trial indices are not
+        advice = ("split the trials over calls (trials=/trial_offset=): the trial indices alone take "
+                  f"{index_bytes / 2**30:.3g} GiB (16 B per trial), and summaries of separate calls add up")
+    else:
+        advice = "reduce the number of samples (a larger dt or a shorter protocol)"
     try:
-        V_.check_memory("simulate", need, advice=(
-            "keep summaries only (record='summary'), or split the trials over calls "
-            "(trials=/trial_offset=)" if record == "counts" else
-            "reduce the number of samples (a larger dt or a shorter protocol)"))
+        V_.check_memory("simulate", need, advice=advice)
     except ValueError as e:
         raise ValueError(f"{e} (method={chosen!r}, record={record!r}, {n_tr} trials x {S} samples x {K} states; "
                          f"estimate {need / 2**30:.3g} GiB)") from None
@@ -867,8 +883,10 @@ def simulate_events(scheme: Scheme, protocol: Protocol | Step, n_trials: int | N
     n_threads : int, optional
         Worker threads (results do not depend on it).
     max_events : int, optional
-        Refuse the request if the expected number of transitions over all trials exceeds this
-        (default: whatever fits in 80% of available memory, 12 bytes per event).
+        Refuse the request if a rough upper estimate of the transitions over all trials (the
+        estimated mean per trial plus a margin for its error and the trials' spread, at most the
+        bound from the largest exit rates) exceeds this (default: whatever fits in 80% of
+        available memory, 12 bytes per event).
 
     Returns
     -------
@@ -891,8 +909,9 @@ def simulate_events(scheme: Scheme, protocol: Protocol | Step, n_trials: int | N
     n_tr = len(trial_idx)
     est_events = n_tr * min(upper, 1.5 * expected + 10 * math.sqrt(expected + 1) + 16)
     if max_events is not None and est_events > max_events:
-        raise ValueError(f"simulate_events: about {est_events:.3g} transitions expected, more than "
-                         f"max_events={max_events}")
+        raise ValueError(f"simulate_events: up to about {est_events:.3g} transitions (a rough mean "
+                         f"{n_tr * expected:.3g} plus a margin for its error and the trials' spread), "
+                         f"more than max_events={max_events}")
     try:
         V_.check_memory("simulate_events", est_events * 12.0 * 2 + 16.0 * n_tr,
                         advice="reduce n_trials or the protocol duration, or split the trials over "
@@ -903,7 +922,10 @@ def simulate_events(scheme: Scheme, protocol: Protocol | Step, n_trials: int | N
     # last: a numpy Generator is drawn from, so a refused call must not have advanced it
     entropy = _rng.root_entropy(rng)
     words = _rng.entropy_words(entropy)
-    est_cost = n_tr * expected * _COST_EVENT
+    # transitions and segment crossings (a pending dwell is redrawn at every boundary: a long
+    # voltage ramp is mostly crossings) -- as simulate's cost model counts them
+    n_cross, _ = _boundaries(durs, idx, float(protocol.duration), float(protocol.duration))
+    est_cost = n_tr * (expected * _COST_EVENT + _COST_CHANNEL + n_cross * _COST_CROSSING)
     threads_used = threads if est_cost > _PARALLEL_ABOVE else 1
     background = est_cost / threads_used > _BACKGROUND_ABOVE
     reserve = int(min(1.2 * expected + 16, 1e7))

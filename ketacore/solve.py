@@ -53,6 +53,10 @@ def initial_distribution(scheme: Scheme, initial: Any, protocol: Protocol | None
         # (finite and >= 0 first: fsum raises its own error on inf - inf)
         tot = math.fsum(vals) if lo >= 0.0 and max(vals) < math.inf else math.nan
         if not (abs(tot - 1.0) <= 1e-9 and lo >= 0.0):
+            if math.isnan(tot):  # (not summed above: a negative or non-finite entry)
+                bad = next(v for v in vals if not (0.0 <= v < math.inf))
+                raise ValueError("initial vector must be finite, non-negative and sum to 1, "
+                                 f"got an entry {bad!r}")
             raise ValueError("initial vector must be finite, non-negative and sum to 1, "
                              f"got sum {tot!r}, min {lo!r}")
         return initial if tot == 1.0 else initial / tot

@@ -741,3 +741,78 @@ def test_ramp_builds_tables_only_where_they_pay():
         assert plan.tables.tolist() == want
     r = kc.simulate(g, ramp, dt=1e-4, n_channels=1, method="ssa", rng=2)
     assert (r.counts.sum(-1) == 1).all()
+
+
+# ------------------------------------------------------- review (eighth session): API edges
+def test_counts_sums_beyond_int64_are_exact():
+    """record="counts" with n_trials x n_channels >= 2**63: the int64 sum over trials wrapped
+    (mean -0.33 N); the sums are now Python ints, the mean and variance exact floats."""
+    r = kc.simulate(SCH, kc.Step(5e-3, glutamate=1e-3), dt=1e-3, n_channels=2**62, n_trials=3,
+                    method="population", rng=1)
+    exact = r.counts.astype(object).sum(axis=0)
+    assert (r.sum_counts == exact).all()
+    np.testing.assert_allclose(r.mean.sum(-1), 2**62, rtol=1e-15)
+    assert r.mean.dtype == float and (r.mean >= 0).all()
+    c = r.counts.astype(object)  # the exact variance in Python ints (float64 numpy loses ~1e-6 here)
+    exact_var = (3 * (c * c).sum(axis=0) - exact * exact) / 6
+    np.testing.assert_allclose(r.var, exact_var.astype(float), rtol=1e-12)
+
+
+def test_rng_accepts_a_results_tuple_entropy():
+    """The docs say rng=result.entropy reproduces a run; a SeedSequence of several ints gives a
+    tuple entropy, which rng= refused with a TypeError."""
+    r = sim(rng=np.random.SeedSequence([1, 2, 3]), n_trials=2)
+    assert r.entropy == (1, 2, 3)
+    again = sim(rng=r.entropy, n_trials=2)
+    assert again.counts.tobytes() == r.counts.tobytes() and again.entropy == (1, 2, 3)
+    log = kc.simulate_events(SCH, PROT, n_trials=1, rng=np.random.SeedSequence([4, 5]))
+    log2 = kc.simulate_events(SCH, PROT, n_trials=1, rng=log.entropy)
+    assert log2[0][0].tobytes() == log[0][0].tobytes()
+    for bad in [(), (1, -2), (1.5,), (True,)]:
+        with pytest.raises(ValueError, match="rng given as a tuple"):
+            sim(rng=bad)
+
+
+def test_simulate_events_counts_crossings_for_threads_and_ctrl_c(monkeypatch):
+    """simulate_events estimated its cost from transitions only: on a long ramp (mostly segment
+    crossings) it ran inline on one thread, ignoring n_threads and Ctrl-C (the worker thread is
+    what lets Ctrl-C through).  The core call now gets the threads and the worker thread."""
+    import sys
+    from ketacore import _core
+    seen = []
+    real = _core.simulate_events
+    monkeypatch.setattr(_core, "simulate_events", lambda *a: seen.append((a[7], a[9])) or real(*a))
+    g = kc.block("erreger2005_2a", "mg")
+    n = 100000
+    t = np.arange(n) * 2e-6
+    ramp = kc.Protocol.from_waveform(t, n * 2e-6, V=np.linspace(-0.1, 0.04, n), glutamate=1e-3, mg=1e-3)
+    module = sys.modules["ketacore.simulate"]
+    # (thresholds lowered to 1 ms so that 4 trials do: 4 x 1e5 crossings ~ 6 ms estimated; counting
+    # transitions alone, ~17 per trial, gave ~0.6 us)
+    monkeypatch.setattr(module, "_PARALLEL_ABOVE", 1e-3)
+    monkeypatch.setattr(module, "_BACKGROUND_ABOVE", 1e-3)
+    log = kc.simulate_events(g, ramp, n_trials=4, rng=1, n_threads=2)
+    assert seen == [(2, True)] and len(log) == 4
+
+
+def test_max_events_message_is_a_bound_not_the_mean():
+    with pytest.raises(ValueError, match=r"up to about .*rough mean .*max_events=54"):
+        kc.simulate_events(ch82(), kc.Step(1.0, A=1e-7), n_trials=2, rng=1, max_events=54)
+
+
+def test_summary_refusal_names_the_trial_indices():
+    with pytest.raises(ValueError, match=r"trial indices alone take"):
+        kc.simulate(SCH, kc.Step(1e-3, glutamate=1e-3), dt=1e-4, n_channels=1, n_trials=2**31,
+                    record="summary", rng=1)
+
+
+@pytest.mark.parametrize("trials, match", [([2**64], "got 18446744073709551616"),
+                                           ([-2**64, 3], "got -18446744073709551616")])
+def test_huge_trial_indices_are_a_range_error(trials, match):
+    with pytest.raises(ValueError, match=match):
+        sim(n_trials=None, trials=trials)
+
+
+def test_initial_vector_error_names_the_bad_entry():
+    with pytest.raises(ValueError, match=r"got an entry -1.0"):
+        sim(initial=np.array([2.0, -1.0, 0, 0, 0, 0]))
