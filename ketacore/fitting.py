@@ -510,8 +510,13 @@ class _Params:
                 return
             if state.get(k) == "busy":
                 loop = chain[chain.index(k):] + [k]
+                via_mr = [x for x in loop[:-1] if x in mr_plan]
+                why = (f"; {', '.join(map(repr, via_mr))} {'is' if len(via_mr) == 1 else 'are'} set "
+                       "by microscopic reversibility from the rates of its cycle -- let MR set "
+                       "another rate of the cycle (mr=[...]) or do not constrain this one"
+                       if via_mr else "")
                 raise ValueError("constraints form a loop: " + " -> ".join(loop) +
-                                 " (each rate would be defined by itself)")
+                                 " (each rate would be defined by itself)" + why)
             state[k] = "busy"
             for d in deps[k]:
                 visit(d, chain + [k])
@@ -772,7 +777,9 @@ def fit_hjc(scheme: Scheme, data, *, t_res, t_crit=None, free=None, fixed=None,
         Every stage is bounded to ``start / box <= k0 <= start * box`` (evaluations outside
         return +inf for Nelder-Mead) and to ``max_evaluations`` in all.
     max_evaluations : int
-        Cap on likelihood evaluations of the optimisation (the Hessian is extra).
+        Cap on likelihood evaluations of the optimisation (the Hessian is extra).  L-BFGS-B
+        checks its cap between iterations, so a line search may overrun it by a few
+        evaluations.
     gtol : float
         Gradient tolerance of L-BFGS-B (ln L per unit ln k0); default 1e-3.
     box : float
@@ -812,6 +819,10 @@ def fit_hjc(scheme: Scheme, data, *, t_res, t_crit=None, free=None, fixed=None,
         below ``SINGULAR_RTOL`` (1e-7) times the largest or below the rounding level of the
         second differences, ``SINGULAR_NOISE * |ln L| / hessian_step**2`` (1e-12 |ln L| /
         h^2), i.e. when some combination of ln k0 has an SE above ~1 / sqrt(that).
+    RuntimeWarning
+        A free rate ended on the search box (``box``), or the fit did not converge (an
+        optimiser stopped at ``max_evaluations`` or failed, or the Newton decrement at the end
+        is >= 1e-2): ``HJCFit.converged`` is False and ``HJCFit.message`` says why.
 
     Notes
     -----
@@ -846,6 +857,8 @@ def fit_hjc(scheme: Scheme, data, *, t_res, t_crit=None, free=None, fixed=None,
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     if isinstance(mr, (str, bytes)):
         mr = [mr]
+    if isinstance(mr, np.bool_):
+        mr = bool(mr)
     if not (mr is True or mr is False or mr is None):
         try:
             mr = list(mr)
@@ -987,6 +1000,11 @@ def fit_hjc(scheme: Scheme, data, *, t_res, t_crit=None, free=None, fixed=None,
         converged = success and decrement < 1e-2
     else:
         converged = success
+    if not converged and not at_bound:  # (the search-box warning above already said so)
+        warnings.warn("fit_hjc: the fit did not converge (" + "; ".join(messages) + "); the rates "
+                      "are the best point found, not the maximum-likelihood estimate. Raise "
+                      "max_evaluations, start closer, or fix/constrain rates (HJCFit.converged, "
+                      ".message)", RuntimeWarning, stacklevel=2)
     k_fit = params.k0(theta)
     keys = params.keys
     trans = scheme.transitions

@@ -856,6 +856,15 @@ class _Model:
     open_mask: Optional[np.ndarray]
     states: Optional[Tuple[str, ...]]
     scheme: Any = None
+    zero_ligands: Tuple[str, ...] = ()  # the scheme's ligands at 0 or not given
+
+    def never_entered_hint(self) -> str:
+        """For a class never entered: the ligands left at 0, the usual cause."""
+        if not self.zero_ligands:
+            return ""
+        z = self.zero_ligands
+        return (f"; the scheme's ligand{'s' if len(z) > 1 else ''} {', '.join(map(repr, z))} "
+                f"{'are' if len(z) > 1 else 'is'} 0 or not given (e.g. {z[0]}=1e-6, in M)")
 
     @property
     def k(self) -> int:
@@ -908,7 +917,8 @@ def _resolve(model, conditions: Mapping[str, Any], open=None, names=None) -> _Mo
                 raise ValueError(f"scheme.conductance has shape {g.shape}, "
                                  f"expected ({Q.shape[0]},)")
             mask = g > 0
-        return _Model(Q, mask, names, model)
+        zero = tuple(str(l) for l in getattr(model, "ligands", ()) if not conditions.get(l))
+        return _Model(Q, mask, names, model, zero)
     if isinstance(model, (str, bytes)) or model is None:
         raise TypeError("expected a Scheme (with q_matrix) or a (K, K) Q matrix, "
                         f"got {type(model).__name__}")
@@ -1399,12 +1409,12 @@ def relaxation(model, initial=None, *, open=None, names=None, **conditions) -> R
                       open_mask=None if m.open_mask is None else _frozen_array(m.open_mask))
 
 
-def _entry_vector(Q, p, a_idx, f_idx) -> np.ndarray:
+def _entry_vector(Q, p, a_idx, f_idx, hint: str = "") -> np.ndarray:
     """phi_A = p_F Q_FA / (p_F Q_FA u_A), entry into A at equilibrium [CH81]."""
     flux = p[f_idx] @ Q[np.ix_(f_idx, a_idx)]
     tot = flux.sum()
     if not tot > 0:
-        raise ValueError("the class is never entered at equilibrium (zero entry flux)")
+        raise ValueError("the class is never entered at equilibrium (zero entry flux)" + hint)
     return flux / tot
 
 
@@ -1453,7 +1463,7 @@ def dwell_times(model, states="open", *, open=None, names=None,
     a = _class_indices(states, m, "states")
     f = np.setdiff1d(np.arange(m.k), a)
     p = _equilibrium_q(m.Q)
-    phi = _entry_vector(m.Q, p, a, f)
+    phi = _entry_vector(m.Q, p, a, f, m.never_entered_hint())
     QAA = m.Q[np.ix_(a, a)]
     end = -QAA @ np.ones(a.size)  # total exit rate to F from each state of A
     return _mixture_from(-QAA, phi, end, d=p[a])
@@ -2212,7 +2222,7 @@ def apparent_dwell_times(model, states="open", *, t_res, open=None, names=None,
     f = np.setdiff1d(np.arange(m.k), a)
     Q = m.Q
     p = _equilibrium_q(Q)
-    ideal_phi = _entry_vector(Q, p, a, f)  # ValueError if the class is never entered
+    ideal_phi = _entry_vector(Q, p, a, f, m.never_entered_hint())  # ValueError if never entered
     QAA = Q[np.ix_(a, a)]
     ideal = _mixture_from(-QAA, ideal_phi, -QAA @ np.ones(a.size), d=p[a])
     rev = _is_reversible_q(Q, p)
@@ -2668,6 +2678,8 @@ def hjc_loglik(model, groups, *, t_res, t_crit=None, open=None, names=None,
         msg = str(exc)
         if msg.startswith("apparent_dwell_times:"):
             raise ValueError("hjc_loglik:" + msg[len("apparent_dwell_times:"):]) from None
+        if "never entered" in msg and m.never_entered_hint() not in msg:
+            raise ValueError(msg + m.never_entered_hint()) from None
         raise
     return float(lik.group_logliks(gs).sum())
 

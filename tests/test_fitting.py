@@ -323,3 +323,32 @@ def test_recovery_ch82_three_concentrations_eight_rates():
     assert fit.converged, fit.message
     assert fit.n_free == 8
     _assert_recovered(fit, CH82, data, free + ["A2R*->AR*"])
+
+
+# ------------------------------------------------------ review (eighth session): reporting
+def test_unconverged_fit_warns(data2):
+    """A fit stopped by max_evaluations returned converged=False without a word (fit_mixture
+    warns); it now warns with the optimiser's message."""
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        fit = fitting.fit_hjc(CH82, data2[:1], t_res=T_RES, t_crit=T_CRIT, free=["A2R*->A2R"],
+                              start={"A2R*->A2R": 2000.0}, max_evaluations=5)
+    assert not fit.converged and "evaluations" in fit.message
+
+
+def test_reporting_of_mr_flags_loops_and_missing_ligands(data2):
+    g = data2[0][0]
+    # numpy's bool is a bool (it read "got bool")
+    fit = fitting.fit_hjc(CH82, data2, t_res=T_RES, t_crit=T_CRIT, free=["A2R->AR"], mr=np.True_,
+                          max_evaluations=200)
+    assert fit.kinds["A2R*->AR*"] == "mr"
+    # a constraint that runs into the MR-set rate says so
+    with pytest.raises(ValueError, match=r"loop.*'A2R\*->AR\*' is set by microscopic reversibility"):
+        fitting.fit_hjc(CH82, data2, t_res=T_RES, free=["A2R*->A2R"],
+                        constrain={"A2R->AR": "A2R*->AR*"})
+    # the agonist left out: the message names it (it said only "zero entry flux")
+    with pytest.raises(ValueError, match=r"ligand 'agonist' is 0 or not given"):
+        th.hjc_loglik(CH82, g, t_res=T_RES)
+    with pytest.raises(ValueError, match=r"data\[0\].*ligand 'agonist' is 0 or not given"):
+        fitting.fit_hjc(CH82, [(g, {})], t_res=T_RES, free=["A2R->AR"])
+    with pytest.raises(ValueError, match=r"ligand 'agonist' is 0 or not given"):
+        th.dwell_times(CH82, "open")
