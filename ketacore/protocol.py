@@ -425,17 +425,16 @@ class Protocol:
         ligs = scheme.ligands
         lidx = {l: i for i, l in enumerate(ligs)}
         table: dict[tuple, int] = {}
-        rows: list[np.ndarray] = []
+        rows: list[list] = []  # (plain lists: one numpy array at the end; a ramp has a row per step)
         durs: list[float] = []
         idx: list[int] = []
         run: list[float] = []
+        zeros = [0.0] * len(ligs)
         for i, st in enumerate(self._steps):
             ck = st.conditions_key()
             j = table.get(ck)
             if j is None:
-                row = np.zeros(2 + len(ligs))
-                row[0] = st.V
-                row[1] = scheme.temperature if st.temperature is None else st.temperature
+                row = [st.V, scheme.temperature if st.temperature is None else st.temperature, *zeros]
                 for name, c in st.concentrations.items():
                     if name not in lidx:
                         raise ValueError(
@@ -455,7 +454,8 @@ class Protocol:
         # merged steps: correctly rounded sums (math.fsum), so that the engines' boundaries
         # agree with Protocol.boundaries (a naive += drifted 2e-9 s over 10^6 steps of 0.1 ms)
         durs.append(run[0] if len(run) == 1 else math.fsum(run))
-        out = (np.asarray(durs, dtype=float), np.asarray(idx, dtype=np.int64), np.vstack(rows))
+        out = (np.asarray(durs, dtype=float), np.asarray(idx, dtype=np.int64),
+               np.array(rows, dtype=float).reshape(len(rows), 2 + len(ligs)))
         # (not made read-only: pybind11 would copy read-only arrays on every call; the tuple
         # is private to the engines, which never write to it)
         if len(self._compile_cache) > 8:
