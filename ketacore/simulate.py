@@ -235,9 +235,7 @@ def _rough_equilibria(compiled, conds: np.ndarray, p0: np.ndarray) -> np.ndarray
     step = max(1, _EQ_CHUNK_BYTES // (8 * K * K))
     for c0 in range(0, C, step):
         c1 = min(C, c0 + step)
-        A = np.empty((c1 - c0, K, K))
-        for c in range(c0, c1):
-            A[c - c0] = np.asarray(compiled.q_matrix(conds[c])).T
+        A = np.ascontiguousarray(compiled.q_matrices(conds[c0:c1]).transpose(0, 2, 1))
         A[:, -1, :] = 1.0  # replace the last balance equation by the normalisation
         b = np.zeros((c1 - c0, K, 1))
         b[:, -1, 0] = 1.0

@@ -141,3 +141,19 @@ def test_properties_and_describe():
     assert "C0" in txt and "/M/s" in txt and "pS" in txt
     g2 = g.with_rates(**{"O->C2": 100.0})
     assert g2.q_matrix()[3, 2] == 100.0 and g.q_matrix()[3, 2] == 73.8
+
+
+def test_compiled_q_matrices_equal_one_at_a_time():
+    """The batched Q matrices (the cost model's equilibria for a ramp's thousands of conditions)
+    are the per-condition ones, bit for bit."""
+    g = kc.block("erreger2005_2a", "mg")
+    t = np.arange(50) * 1e-4
+    ramp = kc.Protocol.from_waveform(t, 5e-3, V=-0.08 + 0.12 * t / t[-1], glutamate=1e-3, mg=1e-3)
+    _, _, conds = ramp.compile(g)
+    c = g._compiled()
+    Q = c.q_matrices(conds)
+    assert Q.shape == (50, g.n_states, g.n_states)
+    for k in range(50):
+        assert np.array_equal(Q[k], c.q_matrix(conds[k]))
+    with pytest.raises(ValueError, match="conditions must be"):
+        c.q_matrices(conds[:, :2])
