@@ -956,7 +956,8 @@ def fit_hjc(scheme: Scheme, data, *, t_res, t_crit=None, free=None, fixed=None,
             success = bool(r.success) or gmax < gtol
         else:
             messages.append("L-BFGS-B: not run (max_evaluations reached)")
-            success = False
+            # a converged Nelder-Mead stage still counts (the Newton decrement below decides)
+            success = success and method == "nelder-mead+bfgs"
 
     # ----- observed information
     H, g = obj.hessian(theta, fbest, hessian_step)

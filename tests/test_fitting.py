@@ -333,6 +333,13 @@ def test_unconverged_fit_warns(data2):
         fit = fitting.fit_hjc(CH82, data2[:1], t_res=T_RES, t_crit=T_CRIT, free=["A2R*->A2R"],
                               start={"A2R*->A2R": 2000.0}, max_evaluations=5)
     assert not fit.converged and "evaluations" in fit.message
+    # with 20 evaluations Nelder-Mead converges and no evaluations are left for L-BFGS-B: that fit
+    # is converged (it was reported as not, only because the second stage did not run)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        fit = fitting.fit_hjc(CH82, data2[:1], t_res=T_RES, t_crit=T_CRIT, free=["A2R*->A2R"],
+                              start={"A2R*->A2R": 2000.0}, max_evaluations=20)
+    assert "L-BFGS-B: not run" in fit.message and fit.converged
 
 
 def test_reporting_of_mr_flags_loops_and_missing_ligands(data2):
