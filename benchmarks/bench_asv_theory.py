@@ -18,16 +18,10 @@ from ketacore.units import mM, uM, us
 T_RES = 50 * us
 
 
-class _ScalcsMechanism:
-    """The attributes of a scalcs Mechanism that its building blocks read, for a given Q
-    (open states first)."""
-
-    def __init__(self, Q, k_a):
-        self.Q, self.k, self.kA = Q, Q.shape[0], k_a
-        self.kI = self.kF = self.k - k_a
-        self.QAA, self.QII = Q[:k_a, :k_a], Q[k_a:, k_a:]
-        self.QAI, self.QIA = Q[:k_a, k_a:], Q[k_a:, :k_a]
-        self.QFF, self.QAF, self.QFA = self.QII, self.QAI, self.QIA
+def _mechanism(Q, k_a):
+    """SCALCS Mechanism stand-in for Q (open states first): benchmarks/_scalcs.py."""
+    from ._scalcs import ScalcsMechanism
+    return ScalcsMechanism(Q, k_a)
 
 
 class ApparentDwellTimes:
@@ -61,7 +55,7 @@ class ApparentDwellTimes:
         roots = scl.asymptotic_roots(T_RES, QAA, QFF, QAF, QFA, kA, kF)
         scl.asymptotic_areas(T_RES, roots, QAA, QFF, QAF, QFA, kA, kF, gaf, gfa)
         scl.exact_mean_time(T_RES, QAA, QFF, QAF, kA, kF, gaf, gfa)
-        scl.exact_GAMAxx(_ScalcsMechanism(Q, kA), T_RES, True)
+        scl.exact_GAMAxx(_mechanism(Q, kA), T_RES, True)
 
 
 class ComposedScheme:
@@ -120,7 +114,7 @@ class HJCLikelihood:
             from scalcs import scalcslib as scl
         except ImportError:  # pragma: no cover - optional peer
             raise NotImplementedError("scalcs not installed")
-        mec = _ScalcsMechanism(self.Q, 2)
+        mec = _mechanism(self.Q, 2)
         mec.theta_unsqueeze = mec.set_eff = lambda *a: None
         mec.theta = lambda: np.ones(1)
         opts = dict(mec=mec, conc=self.c, tres=T_RES, tcrit=self.t_crit, isCHS=True,

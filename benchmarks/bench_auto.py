@@ -65,6 +65,8 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="fewer rounds, no 1e6-channel workload")
     ap.add_argument("--rounds", type=int, default=None, help="alternated ssa/population pairs")
     a = ap.parse_args(argv)
+    if a.rounds is not None and a.rounds < 1:
+        ap.error(f"--rounds must be >= 1, got {a.rounds}")
     rounds = a.rounds or (3 if a.quick else 5)
     print(f"ketacore {kc.__version__}; medians of {rounds} alternated pairs, one thread, record='summary'")
     print(f"{'workload':24s} {'ssa':>10s} {'population':>12s}  auto picks   faster")

@@ -1,24 +1,10 @@
-"""A stand-in for a SCALCS ``Mechanism`` built from a given Q (open states first), shared by the
-tests that compare ketacore's HJC theory and likelihood with SCALCS on the same matrix.  (The
-asv benchmark keeps its own copy: benchmarks/ cannot import tests/.)"""
-import numpy as np
+"""The SCALCS ``Mechanism`` stand-in of benchmarks/_scalcs.py (one copy, shared with the asv
+theory benchmarks), loaded by path: tests/ does not import the benchmarks package."""
+import importlib.util
+from pathlib import Path
 
-
-class ScalcsMechanism:
-    """The attributes of a scalcs Mechanism that HJClik and its building blocks read."""
-
-    def __init__(self, Q, k_a):
-        self.Q, self.k, self.kA = Q, Q.shape[0], k_a
-        self.kI = self.kF = self.k - k_a
-        self.QAA, self.QII = Q[:k_a, :k_a], Q[k_a:, k_a:]
-        self.QAI, self.QIA = Q[:k_a, k_a:], Q[k_a:, :k_a]
-        self.QFF, self.QAF, self.QFA = self.QII, self.QAI, self.QIA
-
-    def theta_unsqueeze(self, theta):   # HJClik sets the rates from theta: Q is fixed here
-        pass
-
-    def set_eff(self, name, value):
-        pass
-
-    def theta(self):
-        return np.ones(1)
+_spec = importlib.util.spec_from_file_location(
+    "_ketacore_bench_scalcs", Path(__file__).resolve().parent.parent / "benchmarks" / "_scalcs.py")
+_mod = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_mod)
+ScalcsMechanism = _mod.ScalcsMechanism

@@ -115,3 +115,8 @@ def test_bench_auto_plans_without_running():
     assert mod.planned(sch, kc.Step(1.0, agonist=1e-7), 1e-3, 1, 1) == "ssa"
     assert mod.planned(sch, kc.Step(1.0, agonist=1e-7), 1e-3, 10**9, 1) == "population"
 
+
+def test_bench_auto_rejects_zero_rounds():
+    r = subprocess.run([sys.executable, str(AUTO), "--rounds", "0"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--rounds must be >= 1" in r.stderr
+
