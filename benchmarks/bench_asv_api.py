@@ -63,21 +63,24 @@ class FirstCall:
                     n_threads=1)
 
     def time_same_with_per_condition_gth_baseline(self):
-        """Baseline: the cost model as it was before 2026-11-27 (one GTH equilibrium per
+        """Baseline: the cost model as it was before 2026-11-27 (one Python GTH equilibrium per
         condition, ~1 ms each), patched in for this call only."""
         from ketacore.theory import equilibrium
-        real = self.sim._rough_equilibria
+        real = self.sim._condition_rates
 
         def per_condition(compiled, conds, p0):
-            out = np.empty((len(conds), len(p0)))
+            rate, top = np.empty(len(conds)), np.empty(len(conds))
             for c in range(len(conds)):
+                Q = np.asarray(compiled.q_matrix(conds[c]))
+                exits = -np.diag(Q)
                 try:
-                    out[c] = equilibrium(np.asarray(compiled.q_matrix(conds[c])))
+                    peq = equilibrium(Q)
                 except ValueError:
-                    out[c] = p0
-            return out
-        self.sim._rough_equilibria = per_condition
+                    peq = p0
+                rate[c], top[c] = 0.5 * (exits @ p0 + exits @ peq), exits.max()
+            return rate, top
+        self.sim._condition_rates = per_condition
         try:
             self.time_simulate_voltage_ramp_first_call()
         finally:
-            self.sim._rough_equilibria = real
+            self.sim._condition_rates = real

@@ -184,18 +184,41 @@ def _initial(scheme: Scheme, initial: Any, protocol: Protocol) -> np.ndarray:
 def _rate_estimate(scheme: Scheme, compiled, conds: np.ndarray, p0: np.ndarray) -> np.ndarray:
     """Expected transitions per second per channel under each condition (rough: the mean of
     the exit rate at the initial distribution and at that condition's equilibrium)."""
+    return _condition_rates(compiled, conds, p0)[0]
+
+
+#: Work (~K**3 operations for GTH, K**2 without) per call of the core in :func:`_condition_rates`:
+#: ~10-30 ms, so Ctrl-C is honoured between calls and the (chunk, K) arrays stay small.
+_RATES_CHUNK_WORK = 2e7
+
+
+def _condition_rates(compiled, conds: np.ndarray, p0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The cost model's view of each condition: (expected transitions per second per channel,
+    the mean of the exit rate at ``p0`` and at the condition's equilibrium; the largest exit rate
+    (1/s)).  One pass of the core per chunk of conditions (``CompiledScheme.exits_equilibria``:
+    Q, its exit rates and GTH, ~1 us per condition of 16 states; a voltage ramp brings one
+    condition per sample).  Where GTH breaks down (a reducible chain, e.g. a trapped blocker
+    with no agonist) and above :data:`_DENSE_ESTIMATE_MAX_STATES` states, ``p0`` stands in for
+    the equilibrium."""
     key = (id(compiled), conds.tobytes(), p0.tobytes())
     hit = _RATE_CACHE.get(key)
     if hit is not None:
         return hit
-    from . import _core
-    exit_rates = _core.ssa_exit_rates(compiled, conds)
     K, C = len(p0), len(conds)
-    if K > _DENSE_ESTIMATE_MAX_STATES:  # a dense K x K equilibrium would cost more than it is worth
-        peq = np.broadcast_to(p0, (C, K))
-    else:
-        peq = _rough_equilibria(compiled, conds, p0)
-    out = 0.5 * (exit_rates @ p0 + np.einsum("ck,ck->c", np.clip(peq, 0, None), exit_rates))
+    dense = K <= _DENSE_ESTIMATE_MAX_STATES  # else a dense K x K equilibrium costs more than it is worth
+    rate, top = np.empty(C), np.zeros(C)
+    step = max(1, int(_RATES_CHUNK_WORK // (K**3 if dense else K * K)))
+    for c0 in range(0, C, step):
+        c1 = min(C, c0 + step)
+        exits, peq = compiled.exits_equilibria(conds[c0:c1], dense)
+        if dense:
+            peq[~np.isfinite(peq[:, 0])] = p0
+        else:
+            peq = p0[None, :]
+        rate[c0:c1] = 0.5 * (exits @ p0 + np.einsum("ck,ck->c", np.broadcast_to(peq, exits.shape), exits))
+        if K:
+            top[c0:c1] = exits.max(axis=1)
+    out = (rate, top)
     if len(_RATE_CACHE) > 64:
         _RATE_CACHE.clear()
     _RATE_CACHE[key] = out
@@ -217,43 +240,6 @@ def _ssa_table_mask(rate: np.ndarray, durs: np.ndarray, idx: np.ndarray, channel
     with np.errstate(invalid="ignore", over="ignore"):
         jumps = channels * time_in * rate
     return (jumps >= _SSA_TABLE_JUMPS_PER_STATE * K).astype(np.uint8)
-
-
-#: Memory (bytes) of one chunk of stacked Q matrices in :func:`_rough_equilibria`.
-_EQ_CHUNK_BYTES = 32 << 20
-
-
-def _rough_equilibria(compiled, conds: np.ndarray, p0: np.ndarray) -> np.ndarray:
-    """Equilibrium of every condition for the cost model, (C, K): one batched LU solve of
-    p Q = 0 with sum(p) = 1 (a rough estimate needs no GTH accuracy; a voltage ramp brings
-    thousands of conditions, and a per-condition solve cost ~1 ms each); p0 where the chain is
-    reducible or the solve is not a distribution."""
-    K, C = len(p0), len(conds)
-    peq = np.broadcast_to(p0, (C, K)).copy()
-    # in chunks of conditions whose matrices take at most ~32 MB (this runs before the memory
-    # plan; a 400-state scheme on a 5000-point ramp would otherwise stack 6.4 GB)
-    step = max(1, _EQ_CHUNK_BYTES // (8 * K * K))
-    for c0 in range(0, C, step):
-        c1 = min(C, c0 + step)
-        A = np.ascontiguousarray(compiled.q_matrices(conds[c0:c1]).transpose(0, 2, 1))
-        A[:, -1, :] = 1.0  # replace the last balance equation by the normalisation
-        b = np.zeros((c1 - c0, K, 1))
-        b[:, -1, 0] = 1.0
-        with np.errstate(all="ignore"):
-            try:
-                x = np.linalg.solve(A, b)[..., 0]
-                ok = np.all(np.isfinite(x), axis=1) & np.all(x > -1e-6, axis=1)
-            except np.linalg.LinAlgError:  # a singular (reducible) condition: one at a time
-                x = np.zeros((c1 - c0, K))
-                ok = np.zeros(c1 - c0, dtype=bool)
-                for i in range(c1 - c0):
-                    try:
-                        x[i] = np.linalg.solve(A[i], b[i])[:, 0]
-                        ok[i] = np.all(np.isfinite(x[i])) and np.all(x[i] > -1e-6)
-                    except np.linalg.LinAlgError:
-                        pass
-        peq[c0:c1][ok] = x[ok]
-    return peq
 
 
 _EXPECT_CACHE: dict = {}
@@ -292,13 +278,9 @@ def _expected_transitions(compiled, durs, idx, conds, p0, horizon):
     if hit is not None and hit[0] is durs and hit[1] is p0:
         return hit[2]
     rate = _rate_estimate(None, compiled, conds, p0)
-    t = 0.0
-    total = 0.0
-    for d, c in zip(durs.tolist(), idx.tolist()):
-        e = min(t + d, horizon)
-        if e > t:
-            total += (e - t) * float(rate[c])
-        t += d
+    ends = np.cumsum(durs)
+    starts = np.concatenate(([0.0], ends[:-1]))
+    total = float(np.dot(np.clip(np.minimum(ends, horizon) - starts, 0.0, None), rate[idx]))
     if len(_EXPECT_CACHE) > 64:
         _EXPECT_CACHE.clear()
     _EXPECT_CACHE[key] = (durs, p0, total)  # keeps durs/p0 alive so their ids stay unique
@@ -664,16 +646,19 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     compiled = scheme._compiled()
 
     # ----- cost model and method choice
-    per_channel = _expected_transitions(compiled, durs, idx, conds, p0, (S - 1) * dt)
     n_cross, n_straddle = _boundaries(durs, idx, (S - 1) * dt, dt)
     # (per trial: transitions, segment crossings, samples; per call: ssa jump tables, population
     # matrices -- for protocols of many short segments, e.g. a voltage ramp from_waveform, these
-    # decide; calibrated on erreger2005_2a + Mg2+, 16 states, on the development machine)
-    tables = _ssa_table_mask(_rate_estimate(None, compiled, conds, p0), durs, idx, float(N) * n_tr, K)
-    n_tables = int(np.count_nonzero(tables))
-    ssa_cost = (n_tr * (N * (per_channel * _COST_EVENT + _COST_CHANNEL + n_cross * _COST_CROSSING)
-                        + S * K * _COST_SAMPLE)
-                + n_tables * K * 512 * _COST_TABLE)
+    # decide; calibrated on erreger2005_2a + Mg2+, 16 states, on the development machine).  A
+    # forced population run needs none of ssa's estimates (the per-condition rates and
+    # equilibria are most of the planning on a long waveform).
+    if method != "population":
+        per_channel = _expected_transitions(compiled, durs, idx, conds, p0, (S - 1) * dt)
+        tables = _ssa_table_mask(_rate_estimate(None, compiled, conds, p0), durs, idx, float(N) * n_tr, K)
+        n_tables = int(np.count_nonzero(tables))
+        ssa_cost = (n_tr * (N * (per_channel * _COST_EVENT + _COST_CHANNEL + n_cross * _COST_CROSSING)
+                            + S * K * _COST_SAMPLE)
+                    + n_tables * K * 512 * _COST_TABLE)
     pop_cost = (n_tr * ((S - 1) * K * (K - 1) * _COST_BINOMIAL + S * K * _COST_SAMPLE)
                 + (len(conds) + n_straddle) * K**3 * _COST_EXPM_K3)
     if method == "auto":
@@ -899,9 +884,8 @@ def simulate_events(scheme: Scheme, protocol: Protocol | Step, n_trials: int | N
     durs, idx, conds = protocol.compile(scheme)
     p0 = _initial(scheme, initial, protocol)
     compiled = scheme._compiled()
-    rate = _rate_estimate(scheme, compiled, conds, p0)
+    rate, max_rate = _condition_rates(compiled, conds, p0)
     from . import _core
-    max_rate = _core.ssa_exit_rates(compiled, conds).max(axis=1)
     expected = float(np.sum(durs * rate[idx]))          # per trial (rough)
     upper = float(np.sum(durs * max_rate[idx]))         # per trial, bound on the mean
     n_tr = len(trial_idx)

@@ -1003,23 +1003,11 @@ def _class_indices(spec, m: _Model, what: str = "states") -> np.ndarray:
 
 
 def _gth(Q: np.ndarray) -> Optional[np.ndarray]:
-    """Stationary distribution by GTH state reduction; None if it breaks down."""
-    k = Q.shape[0]
-    if k == 1:
-        return np.ones(1)
-    A = Q.copy()
-    np.fill_diagonal(A, 0.0)
-    for n in range(k - 1, 0, -1):
-        s = A[n, :n].sum()
-        if not s > 0:
-            return None
-        A[:n, n] /= s
-        A[:n, :n] += np.outer(A[:n, n], A[n, :n])
-    p = np.zeros(k)
-    p[0] = 1.0
-    for n in range(1, k):
-        p[n] = p[:n] @ A[:n, n]
-    return p / p.sum()
+    """Stationary distribution by GTH state reduction (Grassmann, Taksar & Heyman 1985, Oper.
+    Res. 33:1107, doi:10.1287/opre.33.5.1107), in the C++ core (``linalg::gth``, the kernel the
+    simulation cost model runs on every condition of a protocol); None if it breaks down."""
+    from . import _core
+    return _core.gth(np.ascontiguousarray(Q, dtype=float))
 
 
 class NoUniqueEquilibrium(ValueError):

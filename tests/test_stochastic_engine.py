@@ -466,10 +466,11 @@ def test_impossible_requests_are_refused_before_allocating(call, match):
         assert "summar" not in str(e.value)
 
 
-def test_cost_model_equilibria_match_theory_and_fall_back_on_reducible_chains():
-    """The cost model's per-condition equilibria are now one batched solve (a voltage ramp has
-    thousands of conditions; one GTH solve each made the first simulate call take seconds):
-    they must equal theory.equilibrium, and a reducible condition falls back to p0."""
+def test_cost_model_rates_match_theory_and_fall_back_on_reducible_chains():
+    """The cost model's per-condition inputs come from one C++ pass per chunk of conditions
+    (exit rates and GTH equilibria; a voltage ramp has one condition per sample): they must
+    equal the exit rates and theory.equilibrium of each condition, not depend on the chunking,
+    and a reducible condition (GTH breaks down) falls back to p0."""
     import importlib
     from ketacore import theory
     SM = importlib.import_module("ketacore.simulate")
@@ -480,21 +481,76 @@ def test_cost_model_equilibria_match_theory_and_fall_back_on_reducible_chains():
     _, _, conds = ramp.compile(mg)
     comp = mg._compiled()
     p0 = np.full(mg.n_states, 1.0 / mg.n_states)
-    got = SM._rough_equilibria(comp, conds, p0)
+    SM._RATE_CACHE.clear()
+    rate, top = SM._condition_rates(comp, conds, p0)
     for c in range(0, n, 37):
-        ref = theory.equilibrium(np.asarray(comp.q_matrix(conds[c])))
-        np.testing.assert_allclose(got[c], ref, rtol=0, atol=1e-12)
-    # in chunks (bounded memory before the memory plan): same result, chunk edges included
-    whole = got.copy()
-    import pytest as _pt
-    with _pt.MonkeyPatch.context() as mp:
-        mp.setattr(SM, "_EQ_CHUNK_BYTES", 8 * mg.n_states ** 2 * 7)  # 7 conditions per chunk
-        np.testing.assert_array_equal(SM._rough_equilibria(comp, conds, p0), whole)
+        Q = np.asarray(comp.q_matrix(conds[c]))
+        exits = -np.diag(Q)
+        ref = theory.equilibrium(Q)
+        assert rate[c] == pytest.approx(0.5 * (exits @ p0 + exits @ ref), rel=1e-12)
+        assert top[c] == exits.max()
+        e, peq = comp.exits_equilibria(conds[c:c + 1])
+        np.testing.assert_allclose(peq[0], ref, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(e[0], exits)
+    # in chunks (bounded memory, Ctrl-C between core calls): the same result, chunk edges included
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(SM, "_RATES_CHUNK_WORK", mg.n_states ** 3 * 7)  # 7 conditions per call
+        SM._RATE_CACHE.clear()
+        r7, t7 = SM._condition_rates(comp, conds, p0)
+    np.testing.assert_allclose(r7, rate, rtol=1e-14)  # (BLAS may sum a chunk in another order)
+    np.testing.assert_array_equal(t7, top)
+    # above the dense limit p0 stands in for the equilibrium
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(SM, "_DENSE_ESTIMATE_MAX_STATES", 3)
+        SM._RATE_CACHE.clear()
+        r_p0, _ = SM._condition_rates(comp, conds[:5], p0)
+    e, _ = comp.exits_equilibria(conds[:5], False)
+    np.testing.assert_allclose(r_p0, e @ p0, rtol=1e-15)
+    SM._RATE_CACHE.clear()
     rest = kc.Protocol([kc.Step(0.1, mg=1e-3), kc.Step(0.1, glutamate=1e-3, mg=1e-3)])
     _, _, conds = rest.compile(mg)
-    got = SM._rough_equilibria(comp, conds, p0)
-    np.testing.assert_array_equal(got[0], p0)  # no agonist: trapped states absorbing
-    np.testing.assert_allclose(got[1], theory.equilibrium(mg, glutamate=1e-3, mg=1e-3), atol=1e-12)
+    e, peq = comp.exits_equilibria(conds)
+    assert np.all(np.isnan(peq[0]))  # no agonist: trapped states absorbing, GTH breaks down
+    np.testing.assert_allclose(peq[1], theory.equilibrium(mg, glutamate=1e-3, mg=1e-3), atol=1e-12)
+    rate, _ = SM._condition_rates(comp, conds, p0)
+    assert rate[0] == pytest.approx(e[0] @ p0, rel=1e-12)  # the fallback
+
+
+def test_gth_kernel_matches_the_reference_reduction():
+    """theory._gth is the C++ linalg::gth (shared with the cost model): checked against GTH
+    written out in numpy (Grassmann, Taksar & Heyman 1985) on random stiff generators, the
+    breakdown on reducible chains, and one state."""
+    from ketacore import theory
+
+    def reference(Q):
+        k = Q.shape[0]
+        A = Q.copy()
+        np.fill_diagonal(A, 0.0)
+        for m in range(k - 1, 0, -1):
+            s = A[m, :m].sum()
+            if not s > 0:
+                return None
+            A[:m, m] /= s
+            A[:m, :m] += np.outer(A[:m, m], A[m, :m])
+        p = np.zeros(k)
+        p[0] = 1.0
+        for m in range(1, k):
+            p[m] = p[:m] @ A[:m, m]
+        return p / p.sum()
+
+    rng = np.random.default_rng(7)
+    for k in (2, 3, 6, 17, 40):
+        Q = rng.random((k, k)) * 10.0 ** rng.uniform(-4, 7, (k, k))
+        np.fill_diagonal(Q, 0.0)
+        np.fill_diagonal(Q, -Q.sum(axis=1))
+        p = theory._gth(Q)
+        np.testing.assert_allclose(p, reference(Q), rtol=1e-13)
+        assert np.abs(p @ Q).max() <= 1e-12 * np.abs(Q).max()
+    assert theory._gth(np.array([[0.0, 1.0], [0.0, 0.0]])) is None  # state 1 absorbing
+    np.testing.assert_array_equal(theory._gth(np.zeros((1, 1))), [1.0])
+    # one closed class holding state 0, with transient states: that class's equilibrium
+    Q = np.array([[-1.0, 1.0, 0.0], [2.0, -2.0, 0.0], [0.5, 0.5, -1.0]])
+    np.testing.assert_allclose(theory._gth(Q), [2 / 3, 1 / 3, 0.0], atol=1e-15)
 
 
 def _ring(K, up, down):

@@ -1,6 +1,11 @@
 // Binding of ketacore::CompiledScheme.
 #include "common.hpp"
 
+#include <cmath>
+#include <vector>
+
+#include "ketacore/linalg.hpp"
+
 using ketacore::CompiledScheme;
 
 static CompiledScheme make_scheme(int n_states, int n_ligands, const iarray& src, const iarray& dst,
@@ -75,6 +80,34 @@ void bind_scheme(py::module_& m) {
                 return Q;
             },
             py::arg("conds"), "Q matrices of C conditions at once, (C, K, K).")
+        .def(
+            "exits_equilibria",
+            [](const CompiledScheme& s, const darray& conds, bool equilibria) {
+                if (conds.ndim() != 2 || conds.shape(1) != static_cast<py::ssize_t>(s.condition_size()))
+                    throw std::invalid_argument("conditions must be (C, condition size)");
+                const py::ssize_t C = conds.shape(0), K = s.n_states;
+                darray E({C, K});
+                darray P(equilibria ? std::vector<py::ssize_t>{C, K} : std::vector<py::ssize_t>{0, K});
+                const double* c = conds.data();
+                double* e = E.mutable_data();
+                double* p = P.mutable_data();
+                {
+                    py::gil_scoped_release nogil;
+                    std::vector<double> Q(static_cast<std::size_t>(K * K)), A(Q.size());
+                    for (py::ssize_t i = 0; i < C; ++i) {
+                        s.q_matrix(c + i * s.condition_size(), Q.data());
+                        for (py::ssize_t k = 0; k < K; ++k) e[i * K + k] = -Q[k * K + k];
+                        if (equilibria &&
+                            !ketacore::linalg::gth(Q.data(), A.data(), p + i * K, static_cast<int>(K)))
+                            for (py::ssize_t k = 0; k < K; ++k) p[i * K + k] = std::nan("");
+                    }
+                }
+                return py::make_tuple(E, P);
+            },
+            py::arg("conds"), py::arg("equilibria") = true,
+            "(exit rates (C, K), stationary distributions (C, K) by GTH, or (0, K) without "
+            "equilibria) of C conditions: the cost model's inputs in one pass.  A row of NaN where "
+            "the reduction breaks down (reducible chain).")
         .def(
             "rates",
             [](const CompiledScheme& s, const darray& cond) {

@@ -219,18 +219,6 @@ void bind_simulate(py::module_& m) {
       py::arg("background"), py::arg("jump_tables") = py::none(),
       "Single-channel event logs: list of (times float64, states int32) per trial; entry 0 = (0, initial).");
   m.def(
-      "ssa_exit_rates",
-      [](const ketacore::CompiledScheme& scheme, const darray& conditions) {
-        ketacore::SegmentPlan plan;
-        plan.conditions.assign(conditions.data(), conditions.data() + conditions.size());
-        plan.cond_size = static_cast<int>(conditions.shape(1));
-        auto r = ketacore::ssa_exit_rates(scheme, plan);
-        py::array_t<double> out({static_cast<py::ssize_t>(plan.n_conditions()), static_cast<py::ssize_t>(scheme.n_states)});
-        std::copy(r.begin(), r.end(), out.mutable_data());
-        return out;
-      },
-      py::arg("scheme"), py::arg("conditions"), "Total exit rate (1/s) per condition and state.");
-  m.def(
       "_output_pool_bytes",
       [] {
         return py::make_tuple(OutputPool<std::int32_t>::pooled_bytes(), OutputPool<std::int64_t>::pooled_bytes(),

@@ -678,10 +678,4 @@ inline void run_event_log(const EnsembleSpec& spec, EventLogOut& out, std::size_
   });
 }
 
-// Expected-transition estimate helper: total exit rate per (condition, state).
-inline std::vector<double> ssa_exit_rates(const CompiledScheme& scheme, const SegmentPlan& plan) {
-  const std::vector<std::uint8_t> none(plan.n_conditions(), 0);  // (no jump tables needed)
-  return SsaTables(scheme, plan, &none).exit_rate;
-}
-
 }  // namespace ketacore

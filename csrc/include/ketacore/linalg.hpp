@@ -135,5 +135,46 @@ inline bool solve_inplace(double* A, double* B, int n, int nrhs) {
     return true;
 }
 
+
+// Stationary distribution p (p Q = 0, sum p = 1) of the generator Q (n x n, row-major; only its
+// off-diagonal entries are read) by GTH state reduction (Grassmann, Taksar & Heyman 1985,
+// "Regenerative analysis and steady state distributions for Markov chains", Oper. Res.
+// 33:1107-1116, doi:10.1287/opre.33.5.1107): subtraction-free, so accurate for stiff schemes.
+// A is n x n scratch.  Returns false (p unspecified) where the reduction breaks down: a state
+// that, after the states above it are eliminated, has no transition to a lower-numbered one (the
+// chain is reducible).  The same algorithm as ketacore.theory._gth.
+inline bool gth(const double* Q, double* A, double* p, int n) {
+    if (n == 1) {
+        p[0] = 1.0;
+        return true;
+    }
+    for (int i = 0; i < n * n; ++i) A[i] = Q[i];
+    for (int i = 0; i < n; ++i) A[static_cast<std::size_t>(i) * n + i] = 0.0;
+    for (int k = n - 1; k > 0; --k) {
+        const double* rk = A + static_cast<std::size_t>(k) * n;
+        double s = 0.0;
+        for (int j = 0; j < k; ++j) s += rk[j];
+        if (!(s > 0.0)) return false;
+        for (int i = 0; i < k; ++i) {
+            double* ri = A + static_cast<std::size_t>(i) * n;
+            const double f = ri[k] / s;
+            ri[k] = f;
+            if (f == 0.0) continue;
+            for (int j = 0; j < k; ++j) ri[j] += f * rk[j];
+        }
+    }
+    p[0] = 1.0;
+    double total = 1.0;
+    for (int k = 1; k < n; ++k) {
+        double v = 0.0;
+        for (int i = 0; i < k; ++i) v += p[i] * A[static_cast<std::size_t>(i) * n + k];
+        p[k] = v;
+        total += v;
+    }
+    if (!(total > 0.0 && total < HUGE_VAL)) return false;
+    for (int k = 0; k < n; ++k) p[k] /= total;
+    return true;
+}
+
 }  // namespace linalg
 }  // namespace ketacore
