@@ -1,4 +1,6 @@
 """Protocols: steps, builders, compilation, validation."""
+import math
+
 import numpy as np
 import pytest
 
@@ -117,3 +119,125 @@ def test_grid_helpers_reject_bad_dt(dt, exc):
 def test_grid_helpers_reject_bad_times(times, exc):
     with pytest.raises(exc, match="times"):
         kc.Protocol([kc.Step(0.01)]).voltage_at(times, 1e-3)
+
+
+def _steps_from_samples(t, t_end, V, temperature=None, **conc):
+    """from_waveform's steps built one checked Step at a time (the reference for its fast path)."""
+    ends = np.append(t[1:], t_end)
+    cols = {k: np.broadcast_to(np.asarray(v, dtype=float), t.shape) for k, v in conc.items()}
+    Vs = np.broadcast_to(np.asarray(V, dtype=float), t.shape)
+    return [kc.Step(float(ends[i] - t[i]), V=float(Vs[i]), temperature=temperature,
+                    **{k: float(a[i]) for k, a in cols.items()}) for i in range(t.size)]
+
+
+@pytest.mark.parametrize("case", ["constant", "varying", "temperature", "no ligands"])
+def test_waveform_fast_path_builds_the_checked_steps(case):
+    """from_waveform checks all samples at once and builds the steps without re-checking each:
+    every step must equal, hash and read like the Step the checked constructor makes (zero
+    concentrations dropped, ligands sorted, -0.0 V kept), and the protocol compile alike."""
+    rng = np.random.default_rng(3)
+    n = 300
+    t = np.cumsum(np.r_[0.0, rng.uniform(1e-5, 1e-3, n - 1)])
+    V = rng.uniform(-0.1, 0.05, n)
+    V[7] = -0.0
+    kw: dict = {}
+    if case == "constant":
+        kw = {"mg": 1e-3, "glutamate": 1e-3, "ketamine": 0.0}
+    elif case == "varying":
+        kw = {"mg": 1e-3, "glutamate": np.where(rng.random(n) < 0.5, 0.0, 1e-3),
+              "ketamine": rng.choice([0.0, 1e-6, 3e-6], n)}
+    elif case == "temperature":
+        kw = {"temperature": 300.0, "glutamate": 1e-3}
+    got = kc.Protocol.from_waveform(t, t[-1] + 1e-3, V=V, **kw)
+    ref = _steps_from_samples(t, t[-1] + 1e-3, V, **kw)
+    assert len(got) == n and got.steps == tuple(ref)
+    for a, b in zip(got.steps, ref):
+        assert hash(a) == hash(b) and repr(a) == repr(b)
+        assert dict(a.concentrations) == dict(b.concentrations)
+        assert list(a.concentrations) == list(b.concentrations)
+        assert a.conditions_key() == b.conditions_key()
+        assert math.copysign(1.0, a.V) == math.copysign(1.0, b.V)
+    assert got == kc.Protocol(ref) and hash(got) == hash(kc.Protocol(ref))
+    sch = kc.Scheme(["C", "O"], [("C", "O", kc.rate(1e6, "glutamate")), ("O", "C", 100.0)],
+                    {"O": 50e-12}, ligands=["glutamate", "ketamine", "mg"])
+    for a, b in zip(got.compile(sch), kc.Protocol(ref).compile(sch)):
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def test_waveform_fast_path_leaves_the_garbage_collector_as_it_was():
+    import gc
+    t = np.arange(10) * 1e-3
+    assert gc.isenabled()
+    kc.Protocol.from_waveform(t, 0.1, V=np.linspace(-0.1, 0.0, 10), glutamate=1e-3)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        kc.Protocol.from_waveform(t, 0.1, V=np.linspace(-0.1, 0.0, 10), glutamate=1e-3)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"V": [-0.07, np.nan, 0.0]}, r"sample 1 \(t = 0.1 s\).*V"),
+    ({"V": [-0.07, 0.0, 50.0]}, r"sample 2 \(t = 0.25 s\)"),
+    ({"glutamate": [0.0, -1e-3, 0.0]}, r"sample 1 .*glutamate"),
+    ({"glutamate": [0.0, 1e-3, np.inf]}, r"sample 2 .*glutamate"),
+])
+def test_waveform_bad_sample_is_named(bad, match):
+    """A value Step would refuse sends from_waveform to the per-sample path, which names it."""
+    with pytest.raises(ValueError, match=match):
+        kc.Protocol.from_waveform(np.array([0.0, 0.1, 0.25]), 0.4, **bad)
+
+
+def _compile_reference(protocol, scheme):
+    """Protocol.compile as a plain loop over the steps (the algorithm before it was split in a
+    numbering pass and a row pass): one row per new condition key, adjacent equal conditions
+    merged with math.fsum."""
+    ligs = scheme.ligands
+    table, rows, durs, idx, run = {}, [], [], [], []
+    for i, st in enumerate(protocol.steps):
+        ck = st.conditions_key()
+        j = table.get(ck)
+        if j is None:
+            row = [st.V, scheme.temperature if st.temperature is None else st.temperature] + [0.0] * len(ligs)
+            for name, c in st.concentrations.items():
+                if name not in ligs:
+                    raise ValueError(f"protocol step {i} sets ligand {name!r}")
+                row[2 + ligs.index(name)] = c
+            j = table[ck] = len(rows)
+            rows.append(row)
+        if idx and idx[-1] == j:
+            run.append(st.duration)
+        else:
+            if idx:
+                durs.append(math.fsum(run))
+            run = [st.duration]
+            idx.append(j)
+    durs.append(math.fsum(run))
+    return (np.asarray(durs, dtype=float), np.asarray(idx, dtype=np.int64),
+            np.array(rows, dtype=float).reshape(len(rows), 2 + len(ligs)))
+
+
+def test_compile_matches_the_reference_loop_on_random_protocols(scheme):
+    """Byte-identical to the reference on 300 random protocols: repeated and adjacent equal
+    conditions, explicit and default temperatures (different conditions even when equal in
+    value), zero concentrations, -0.0 V; and an unknown ligand names the first step setting it."""
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        steps = []
+        for _ in range(int(rng.integers(1, 40))):
+            kw = {}
+            if rng.random() < 0.6:
+                kw["glutamate"] = float(rng.choice([0.0, 1e-3, 1e-4]))
+            if rng.random() < 0.3:
+                kw["ketamine"] = float(rng.choice([0.0, 1e-6]))
+            T = None if rng.random() < 0.7 else float(rng.choice([scheme.temperature, 300.0]))
+            steps.append(kc.Step(float(rng.choice([1e-3, 0.1, 0.3])), V=float(rng.choice([-0.07, -0.0, 0.0, 0.02])),
+                                 temperature=T, **kw))
+        p = kc.Protocol(steps)
+        for a, b in zip(p.compile(scheme), _compile_reference(p, scheme)):
+            assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    p = kc.Protocol([kc.Step(0.1, glutamate=1e-3), kc.Step(0.1, V=-0.03, mg=1e-3), kc.Step(0.1, mg=2e-3)])
+    with pytest.raises(ValueError, match=r"protocol step 1 sets ligand 'mg'.*ligands are \['glutamate', 'ketamine'\]"):
+        p.compile(scheme)
