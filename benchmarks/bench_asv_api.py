@@ -84,3 +84,46 @@ class FirstCall:
             self.time_simulate_voltage_ramp_first_call()
         finally:
             self.sim._condition_rates = real
+
+
+class LongWaveform:
+    """A recorded command waveform as a protocol: 200000 samples (2 s at 10 us), one step and
+    one condition per sample, on the 17-state NMDA+ketamine+Mg scheme.  ``from_waveform`` checks
+    all samples at once; the baseline builds the same steps one checked ``Step`` at a time (how
+    it worked before 2026-11-27).  The first simulate call (caches cleared) is mostly planning
+    here: 1 channel, ssa, or population (which builds one matrix per condition)."""
+
+    timeout = 300
+
+    def setup(self):
+        self.sim = importlib.import_module("ketacore.simulate")
+        self.g = nmda_ket_mg()
+        n = 200000
+        self.t = np.arange(n) * 10e-6
+        self.V = -80 * mV + 120 * mV * self.t / self.t[-1]
+        self.t_end = n * 10e-6
+        self.prot = kc.Protocol.from_waveform(self.t, self.t_end, V=self.V, glutamate=1 * mM, mg=1 * mM)
+        self.prot.compile(self.g)
+
+    def time_from_waveform(self):
+        kc.Protocol.from_waveform(self.t, self.t_end, V=self.V, glutamate=1 * mM, mg=1 * mM)
+
+    def time_from_waveform_baseline_checked_steps(self):
+        ends = np.append(self.t[1:], self.t_end)
+        kc.Protocol([kc.Step(float(e - s), V=float(v), glutamate=1 * mM, mg=1 * mM)
+                     for s, e, v in zip(self.t, ends, self.V)])
+
+    def time_compile(self):
+        self.prot._compile_cache.clear()
+        self.prot.compile(self.g)
+
+    def _first_call(self, method):
+        for cache in (self.sim._RATE_CACHE, self.sim._EXPECT_CACHE, self.sim._PLANS, self.sim._P0_CACHE):
+            cache.clear()
+        kc.simulate(self.g, self.prot, 1 * ms, n_channels=1, method=method, rng=1, n_threads=1)
+
+    def time_simulate_first_call_ssa(self):
+        self._first_call("ssa")
+
+    def time_simulate_first_call_auto(self):
+        self._first_call("auto")

@@ -267,8 +267,10 @@ def _boundaries(durs, idx, horizon: float, dt: float) -> tuple[int, int]:
     if not np.any(off):
         return n_cross, 0
     ix = np.asarray(idx)
-    sig = np.stack([ix[:-1][inside][off], ix[1:][inside][off], np.round(frac[off] * 1e9)], axis=1)
-    return n_cross, int(np.unique(sig, axis=0).shape[0])
+    a, b, f = ix[:-1][inside][off], ix[1:][inside][off], np.round(frac[off] * 1e9)
+    order = np.lexsort((f, b, a))  # distinct (a, b, f) triples (np.unique(axis=0) is ~3x slower)
+    a, b, f = a[order], b[order], f[order]
+    return n_cross, 1 + int(np.count_nonzero((a[1:] != a[:-1]) | (b[1:] != b[:-1]) | (f[1:] != f[:-1])))
 
 
 def _expected_transitions(compiled, durs, idx, conds, p0, horizon):

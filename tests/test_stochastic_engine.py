@@ -620,6 +620,16 @@ def test_auto_counts_segment_crossings_and_matrices():
     assert _boundaries(durs, idx, on.duration, 1e-4)[1] == 0
     durs, idx, _ = on.compile(g)
     assert 0 < _boundaries(durs, idx, on.duration, 3e-4)[1] <= 20
+    # the straddle count is the number of distinct (condition before, after, offset) triples
+    rng = np.random.default_rng(5)
+    durs = rng.choice([1e-4, 1.5e-4, 2.5e-4], 3000)
+    idx = rng.integers(0, 4, 3000)
+    n_cross, n_straddle = _boundaries(durs, idx, durs.sum(), 1e-4)
+    b = np.cumsum(durs)[:-1] / 1e-4
+    frac = b - np.floor(b)
+    off = (frac > 1e-9) & (frac < 1 - 1e-9)
+    sig = np.stack([idx[:-1][off], idx[1:][off], np.round(frac[off] * 1e9)], axis=1)
+    assert n_cross == 2999 and n_straddle == len(np.unique(sig, axis=0)) > 10
 
 
 # ------------------------------------------------- fine grids (difference arrays above 256 KiB)

@@ -157,13 +157,18 @@ struct SsaTables {
     first.assign(nc * K, 0);
     n_exit.assign(nc * K, 0);
     exit_rate.assign(nc * K, 0.0);
+    // each state's outgoing transitions, in transition order (a ramp has a condition per sample:
+    // one pass over each state's own exits instead of all transitions per state)
+    std::vector<std::vector<std::size_t>> out(K);
+    for (std::size_t t = 0; t < scheme.n_transitions(); ++t)
+      if (scheme.dst[t] != scheme.src[t]) out[scheme.src[t]].push_back(t);
     for (std::size_t c = 0; c < nc; ++c) {
       scheme.rates(plan.condition(c), r.data());
       for (int s = 0; s < K; ++s) {
         const std::size_t cs = c * K + s;
         std::fill(to.begin(), to.end(), 0.0);
-        for (std::size_t t = 0; t < scheme.n_transitions(); ++t)
-          if (scheme.src[t] == s && scheme.dst[t] != s && r[t] > 0.0) to[scheme.dst[t]] += r[t];
+        for (const std::size_t t : out[s])
+          if (r[t] > 0.0) to[scheme.dst[t]] += r[t];
         double total = 0.0;
         int n = 0;
         for (int j = 0; j < K; ++j)
