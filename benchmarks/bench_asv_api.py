@@ -104,6 +104,8 @@ class LongWaveform:
         self.t_end = n * 10e-6
         self.prot = kc.Protocol.from_waveform(self.t, self.t_end, V=self.V, glutamate=1 * mM, mg=1 * mM)
         self.prot.compile(self.g)
+        # imports (theory, scipy) and the compiled scheme, so the first call times the planning
+        kc.simulate(self.g, kc.Step(1 * ms, glutamate=1 * mM, mg=1 * mM), 1 * ms, rng=1)
 
     def time_from_waveform(self):
         kc.Protocol.from_waveform(self.t, self.t_end, V=self.V, glutamate=1 * mM, mg=1 * mM)
