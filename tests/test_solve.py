@@ -171,3 +171,27 @@ def test_keyboard_interrupt_stops_a_long_solve(sigint_raises):
     timer.join()
     assert fired and returned - fired[0] < 1.5
     assert kc.solve(g, kc.Step(1 * ms), dt=1e-4, initial="C0").occupancy.shape == (11, 5)
+
+
+def test_sampled_waveform_pieces_by_uniformization_match_expm():
+    """A sampled waveform (a condition per sample, samples off the grid) propagates each piece
+    of a once-used condition as a vector by uniformization when tau x max exit rate <= 32, and
+    by the matrix exponential above: both must match scipy's expm piece by piece (the oracle
+    above) on the 16-state NMDA + Mg2+ scheme, whose fast Mg2+ rates put pieces on both sides."""
+    g = kc.block("erreger2005_2a", "mg")
+    rng = np.random.default_rng(2)
+    n = 400
+    t = np.cumsum(np.r_[0.0, rng.uniform(2e-6, 3e-4, n - 1)])
+    V = rng.uniform(-0.1, 0.04, n)
+    glu = np.where(rng.random(n) < 0.3, 0.0, rng.uniform(1e-6, 1e-3, n))
+    prot = kc.Protocol.from_waveform(t, t[-1] + 1e-4, V=V, glutamate=glu, mg=1e-3)
+    durs, idx, conds = prot.compile(g)
+    exits, _ = g._compiled().exits_equilibria(conds, False)
+    q = durs * exits.max(axis=1)[idx]
+    assert q.min() < 1.0 and q.max() > 32.0 and np.mean(q <= 32.0) > 0.5  # both paths taken
+    p0 = kc.theory.equilibrium(g, glutamate=1e-3, mg=1e-3)
+    for dt in (1.3e-4, 1e-3):
+        r = kc.solve(g, prot, dt=dt, initial=p0)
+        ref = reference(g, prot, dt, p0)
+        np.testing.assert_allclose(r.occupancy, ref, rtol=1e-11, atol=1e-13)
+        np.testing.assert_allclose(r.occupancy.sum(axis=1), 1.0, atol=1e-13)

@@ -4,9 +4,13 @@
 // Within a segment p(t + tau) = p(t) expm(Q tau) exactly.  P(dt) = expm(Q dt) is computed once
 // per unique condition and reused for every full grid step of every segment with that
 // condition; partial steps (segment boundaries between grid points) use expm(Q tau) for the
-// exact remaining interval, cached by (condition, tau).  Boundaries within 1e-7 dt of a grid
-// point are treated as lying on it.
+// exact remaining interval, cached by (condition, tau) -- except for a condition of a single
+// segment (a sampled waveform), whose pieces are applied to p directly by uniformization
+// (expmv_uniformized) when that is cheap.  Boundaries within 1e-7 dt of a grid point are
+// treated as lying on it.
 #pragma once
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -71,6 +75,50 @@ class TransitionMatrixCache {
     std::vector<double> scratch_;
 };
 
+// p <- p expm(Q tau) without forming the matrix, by uniformization (Jensen 1953; Grassmann
+// 1977, "Transient solutions in Markovian queueing systems", Comput. Oper. Res. 4:47-53,
+// doi:10.1016/0305-0548(77)90007-7): with q = tau max_i |Q_ii| and the stochastic matrix
+// B = I + Q tau / q,  p expm(Q tau) = sum_k Poisson(k; q) p B^k.  Every term is non-negative, so
+// each component is summed without cancellation (relative rounding error ~ k K u); the series is
+// cut when the Poisson tail, bounded by w_{k+1} / (1 - q / (k + 2)), is below 2^-60 of the total
+// mass.  Cost ~(q + 6 sqrt(q) + 15) vector-matrix products against ~10 K^3 flops for expm, so it
+// pays for a piece used once (a voltage ramp: a condition per sample) while q is small; returns
+// false (p untouched) when q > kMaxUniformQ, and the caller forms the matrix.
+constexpr double kMaxUniformQ = 32.0;
+
+inline bool expmv_uniformized(const double* Q, int K, double tau, double* p, std::vector<double>& B,
+                              std::vector<double>& v, std::vector<double>& w, std::vector<double>& acc) {
+    double q = 0.0;
+    for (int i = 0; i < K; ++i) q = std::max(q, -Q[static_cast<std::size_t>(i) * K + i] * tau);
+    if (!(q <= kMaxUniformQ)) return false;
+    if (q == 0.0) return true;  // no transitions: p unchanged
+    const std::size_t kk = static_cast<std::size_t>(K) * K;
+    B.resize(kk);
+    v.assign(p, p + K);
+    w.resize(K);
+    acc.resize(K);
+    const double inv_q = 1.0 / q;
+    for (int i = 0; i < K; ++i)
+        for (int j = 0; j < K; ++j) {
+            const std::size_t ij = static_cast<std::size_t>(i) * K + j;
+            // (the diagonal q + Q_ii tau >= 0 exactly: q is the largest of the -Q_ii tau)
+            B[ij] = i == j ? (q + Q[ij] * tau) * inv_q : Q[ij] * tau * inv_q;
+        }
+    double wk = std::exp(-q);
+    for (int j = 0; j < K; ++j) acc[j] = wk * v[j];
+    constexpr double kTail = 8.673617379884035e-19;  // 2^-60
+    for (int k = 1; k < 4096; ++k) {
+        linalg::vecmat_small(v.data(), B.data(), w.data(), K);
+        v.swap(w);
+        wk *= q / k;
+        for (int j = 0; j < K; ++j) acc[j] += wk * v[j];
+        const double next = wk * q / (k + 1);
+        if (k + 2 > q && next <= kTail * (1.0 - q / (k + 2))) break;
+    }
+    for (int j = 0; j < K; ++j) p[j] = acc[j];
+    return true;
+}
+
 // Propagate p0 over the plan; write occupancy (n_samples x K, row-major) to `out`.
 // If `cancel` is given it is polled every kCancelPollInterval samples or segments; a cancelled
 // solve returns early with the rest of `out` unspecified (the caller discards it).
@@ -82,6 +130,21 @@ inline void solve_master(const CompiledScheme& scheme, const SegmentPlan& plan, 
     // this only guards against misuse) are filled with the final occupancy.
     TransitionMatrixCache cache(scheme, plan);
     std::vector<double> p(p0, p0 + K), tmp(K);
+    // a condition of one segment (a sampled waveform has one per sample) gets its partial pieces
+    // by uniformization, as vectors; conditions that recur (pulse trains) keep cached matrices
+    std::vector<std::uint8_t> once(plan.n_conditions(), 0);
+    {
+        std::vector<std::int64_t> uses(plan.n_conditions(), 0);
+        for (const auto c : plan.cond) ++uses[static_cast<std::size_t>(c)];
+        for (std::size_t c = 0; c < once.size(); ++c) once[c] = uses[c] == 1;
+    }
+    std::vector<double> uB, uv, uw, uacc;
+    auto piece = [&](std::size_t c, double tau) {
+        if (once[c] && expmv_uniformized(cache.q(c).data(), K, tau, p.data(), uB, uv, uw, uacc)) return;
+        const std::vector<double>& P = cache.get(c, tau);
+        linalg::vecmat_small(p.data(), P.data(), tmp.data(), K);
+        p.swap(tmp);
+    };
     for (int j = 0; j < K; ++j) out[j] = p[j];
     std::int64_t k = 1;
     const double dt = grid.dt, tol = grid.tolerance();
@@ -102,10 +165,13 @@ inline void solve_master(const CompiledScheme& scheme, const SegmentPlan& plan, 
             const double tau = tk - tcur;
             const double eps = grid.negligible(tk);
             if (tau > eps) {
-                const bool full = std::fabs(tau - dt) <= eps;
-                const std::vector<double>& P = full ? cache.step(c, dt) : cache.get(c, tau);
-                linalg::vecmat_small(p.data(), P.data(), tmp.data(), K);
-                p.swap(tmp);
+                if (std::fabs(tau - dt) <= eps) {
+                    const std::vector<double>& P = cache.step(c, dt);
+                    linalg::vecmat_small(p.data(), P.data(), tmp.data(), K);
+                    p.swap(tmp);
+                } else {
+                    piece(c, tau);
+                }
             }
             double* o = out + static_cast<std::size_t>(k) * K;
             for (int j = 0; j < K; ++j) o[j] = p[j];
@@ -114,11 +180,7 @@ inline void solve_master(const CompiledScheme& scheme, const SegmentPlan& plan, 
         }
         if (k >= grid.n_samples) return;  // every sample written: nothing left to propagate
         const double rem = tcur == seg_start ? y : seg_end - tcur;  // a whole segment: its own duration
-        if (rem > grid.negligible(seg_end)) {
-            const std::vector<double>& P = cache.get(c, rem);
-            linalg::vecmat_small(p.data(), P.data(), tmp.data(), K);
-            p.swap(tmp);
-        }
+        if (rem > grid.negligible(seg_end)) piece(c, rem);
         seg_start = seg_end;
     }
     for (; k < grid.n_samples; ++k)
