@@ -197,9 +197,9 @@ def _condition_rates(compiled, conds: np.ndarray, p0: np.ndarray) -> tuple[np.nd
     the mean of the exit rate at ``p0`` and at the condition's equilibrium; the largest exit rate
     (1/s)).  One pass of the core per chunk of conditions (``CompiledScheme.exits_equilibria``:
     Q, its exit rates and GTH, ~1 us per condition of 16 states; a voltage ramp brings one
-    condition per sample).  Where GTH breaks down (a reducible chain, e.g. a trapped blocker
-    with no agonist) and above :data:`_DENSE_ESTIMATE_MAX_STATES` states, ``p0`` stands in for
-    the equilibrium."""
+    condition per sample; a reducible chain gets its one closed class's equilibrium).  Where
+    there is no unique equilibrium (several closed classes, e.g. a trapped blocker with no
+    agonist) and above :data:`_DENSE_ESTIMATE_MAX_STATES` states, ``p0`` stands in for it."""
     key = (id(compiled), conds.tobytes(), p0.tobytes())
     hit = _RATE_CACHE.get(key)
     if hit is not None:

@@ -1030,8 +1030,9 @@ def _closed_classes(Q: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
 
 def _class_equilibrium(Q: np.ndarray, members: np.ndarray) -> np.ndarray:
     p = _gth(Q[np.ix_(members, members)])
-    if p is None:  # pragma: no cover - impossible for an irreducible class
-        raise ValueError("GTH failed on an irreducible class")
+    if p is None:  # an irreducible class: only an overflow stops GTH
+        raise ValueError("no equilibrium in double precision: GTH overflowed (the rates within one "
+                         "closed class of states span more than ~1e300)")
     return p
 
 

@@ -164,18 +164,37 @@ def test_waveform_fast_path_builds_the_checked_steps(case):
         assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
 
 
-def test_waveform_fast_path_leaves_the_garbage_collector_as_it_was():
-    import gc
-    t = np.arange(10) * 1e-3
-    assert gc.isenabled()
-    kc.Protocol.from_waveform(t, 0.1, V=np.linspace(-0.1, 0.0, 10), glutamate=1e-3)
-    assert gc.isenabled()
-    gc.disable()
-    try:
-        kc.Protocol.from_waveform(t, 0.1, V=np.linspace(-0.1, 0.0, 10), glutamate=1e-3)
-        assert not gc.isenabled()
-    finally:
-        gc.enable()
+def test_waveform_fast_path_is_taken_and_refused_where_step_would_refuse(monkeypatch):
+    """Valid samples build their steps through Step._trusted (one call per sample); a ligand
+    named like a Step argument, a bad temperature or a bad value goes the per-sample path with
+    Step's own error, prefixed by the sample; a Protocol subclass gets its own __init__."""
+    calls = []
+    real = kc.Step._trusted.__func__
+
+    def counting(cls, *a):
+        calls.append(1)
+        return real(cls, *a)
+    monkeypatch.setattr(kc.Step, "_trusted", classmethod(counting))
+    t = np.array([0.0, 0.1, 0.25])
+    kc.Protocol.from_waveform(t, 0.4, V=[-0.07, -0.03, 0.02], glutamate=[0, 1e-3, 0])
+    assert len(calls) == 3
+    calls.clear()
+    for name in ("duration", "self"):
+        with pytest.raises(TypeError, match=r"from_waveform sample 0 \(t = 0 s\).*multiple values"):
+            kc.Protocol.from_waveform(t, 0.4, **{name: 1e-3})
+    for bad in (1000.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match=r"from_waveform sample 0 \(t = 0 s\): .*temperature"):
+            kc.Protocol.from_waveform(t, 0.4, temperature=bad)
+    assert calls == []
+
+    class Tagged(kc.Protocol):
+        __slots__ = ("tag",)
+
+        def __init__(self, steps, rest=None):
+            super().__init__(steps, rest)
+            self.tag = "mine"
+    p = Tagged.from_waveform(t, 0.4, V=[-0.07, -0.03, 0.02])
+    assert type(p) is Tagged and p.tag == "mine" and len(p) == 3
 
 
 @pytest.mark.parametrize("bad, match", [

@@ -514,6 +514,23 @@ def test_cost_model_rates_match_theory_and_fall_back_on_reducible_chains():
     np.testing.assert_allclose(peq[1], theory.equilibrium(mg, glutamate=1e-3, mg=1e-3), atol=1e-12)
     rate, _ = SM._condition_rates(comp, conds, p0)
     assert rate[0] == pytest.approx(e[0] @ p0, rel=1e-12)  # the fallback
+    # one closed class without state 0 (ch82 with no agonist: R, the last state, absorbs): GTH
+    # on the whole chain breaks down, the class's equilibrium is found from reachability
+    ch = kc.models.as_scheme("ch82")
+    conds = np.array([[-0.07, ch.temperature, 0.0], [-0.07, ch.temperature, 1e-7]])
+    e, peq = ch._compiled().exits_equilibria(conds)
+    np.testing.assert_array_equal(peq[0], [0, 0, 0, 0, 1])
+    np.testing.assert_allclose(peq[1], theory.equilibrium(ch, agonist=1e-7), rtol=1e-13)
+    # a chain whose closed class sits between transient states, and one with two closed classes
+    Q = np.array([[-1.0, 1.0, 0.0, 0.0], [0.0, -2.0, 2.0, 0.0], [0.0, 3.0, -3.0, 0.0], [0.0, 0.0, 5.0, -5.0]])
+    sch = kc.Scheme(["A", "B", "C", "D"], [("A", "B", 1.0), ("B", "C", 2.0), ("C", "B", 3.0), ("D", "C", 5.0)],
+                    {"B": 1e-12})
+    np.testing.assert_array_equal(sch.q_matrix(), Q)
+    e, peq = sch._compiled().exits_equilibria(np.array([[-0.07, sch.temperature]]))
+    np.testing.assert_allclose(peq[0], [0, 0.6, 0.4, 0], rtol=1e-15)
+    two = kc.Scheme(["A", "B", "C"], [("A", "B", 1.0), ("A", "C", 2.0)], {"B": 1e-12})
+    e, peq = two._compiled().exits_equilibria(np.array([[-0.07, two.temperature]]))
+    assert np.all(np.isnan(peq[0]))
 
 
 def test_gth_kernel_matches_the_reference_reduction():
@@ -547,6 +564,10 @@ def test_gth_kernel_matches_the_reference_reduction():
         np.testing.assert_allclose(p, reference(Q), rtol=1e-13)
         assert np.abs(p @ Q).max() <= 1e-12 * np.abs(Q).max()
     assert theory._gth(np.array([[0.0, 1.0], [0.0, 0.0]])) is None  # state 1 absorbing
+    # an overflow (rates spanning 1e400) is not a reducible chain: theory says which it is
+    assert theory._gth(np.array([[-1e200, 1e200], [1e-200, -1e-200]])) is None
+    with pytest.raises(ValueError, match="GTH overflowed"):
+        theory.equilibrium(np.array([[-1e200, 1e200], [1e-200, -1e-200]]))
     np.testing.assert_array_equal(theory._gth(np.zeros((1, 1))), [1.0])
     # one closed class holding state 0, with transient states: that class's equilibrium
     Q = np.array([[-1.0, 1.0, 0.0], [2.0, -2.0, 0.0], [0.5, 0.5, -1.0]])
@@ -889,3 +910,31 @@ def test_huge_trial_indices_are_a_range_error(trials, match):
 def test_initial_vector_error_names_the_bad_entry():
     with pytest.raises(ValueError, match=r"got an entry -1.0"):
         sim(initial=np.array([2.0, -1.0, 0, 0, 0, 0]))
+
+
+def test_forced_population_plans_without_ssa_estimates(monkeypatch):
+    """method='population' needs none of ssa's per-condition rates (most of the planning on a
+    long waveform): the plan must not compute them; auto and ssa must."""
+    import importlib
+    SM = importlib.import_module("ketacore.simulate")
+    calls = []
+    real = SM._condition_rates
+
+    def counting(*a):
+        calls.append(1)
+        return real(*a)
+    monkeypatch.setattr(SM, "_condition_rates", counting)
+    t = np.arange(50) * 1e-4
+    ramp = kc.Protocol.from_waveform(t, 5e-3, V=np.linspace(-0.08, 0.0, 50), glutamate=1e-3)
+    g = kc.models.get("destexhe1994_sf")
+    SM._RATE_CACHE.clear()
+    SM._PLANS.clear()
+    assert kc.simulate(g, ramp, 1e-4, n_channels=10, method="population", rng=1).method == "population"
+    assert calls == []
+    for method in ("auto", "ssa"):
+        SM._RATE_CACHE.clear()
+        SM._PLANS.clear()
+        SM._EXPECT_CACHE.clear()
+        kc.simulate(g, ramp, 1e-4, n_channels=10, method=method, rng=1)
+        assert calls, method
+        calls.clear()

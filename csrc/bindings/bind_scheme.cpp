@@ -98,7 +98,7 @@ void bind_scheme(py::module_& m) {
                         s.q_matrix(c + i * s.condition_size(), Q.data());
                         for (py::ssize_t k = 0; k < K; ++k) e[i * K + k] = -Q[k * K + k];
                         if (equilibria &&
-                            !ketacore::linalg::gth(Q.data(), A.data(), p + i * K, static_cast<int>(K)))
+                            !ketacore::linalg::stationary(Q.data(), A.data(), p + i * K, static_cast<int>(K)))
                             for (py::ssize_t k = 0; k < K; ++k) p[i * K + k] = std::nan("");
                     }
                 }
@@ -107,7 +107,7 @@ void bind_scheme(py::module_& m) {
             py::arg("conds"), py::arg("equilibria") = true,
             "(exit rates (C, K), stationary distributions (C, K) by GTH, or (0, K) without "
             "equilibria) of C conditions: the cost model's inputs in one pass.  A row of NaN where "
-            "the reduction breaks down (reducible chain).")
+            "there is no unique one (several closed classes) or GTH overflows.")
         .def(
             "rates",
             [](const CompiledScheme& s, const darray& cond) {

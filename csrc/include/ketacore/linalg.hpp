@@ -142,7 +142,8 @@ inline bool solve_inplace(double* A, double* B, int n, int nrhs) {
 // 33:1107-1116, doi:10.1287/opre.33.5.1107): subtraction-free, so accurate for stiff schemes.
 // A is n x n scratch.  Returns false (p unspecified) where the reduction breaks down: a state
 // that, after the states above it are eliminated, has no transition to a lower-numbered one (the
-// chain is reducible).  The same algorithm as ketacore.theory._gth.
+// chain is reducible and state 0 is not in its only closed class), or p overflows (rates within
+// the chain spanning more than ~1e300).  ketacore.theory._gth calls this.
 inline bool gth(const double* Q, double* A, double* p, int n) {
     if (n == 1) {
         p[0] = 1.0;
@@ -173,6 +174,53 @@ inline bool gth(const double* Q, double* A, double* p, int n) {
     }
     if (!(total > 0.0 && total < HUGE_VAL)) return false;
     for (int k = 0; k < n; ++k) p[k] /= total;
+    return true;
+}
+
+// Stationary distribution of a chain with exactly one closed class (the transient states get 0):
+// GTH on the whole chain, and where that breaks down, on the closed class found from the
+// reachability of every state (a state is recurrent when every state it reaches reaches it back;
+// O(n^3), the cost of GTH itself).  Returns false when there are several closed classes (the
+// long-run state depends on the start) or GTH fails on the class.  A is n x n scratch.
+inline bool stationary(const double* Q, double* A, double* p, int n) {
+    if (gth(Q, A, p, n)) return true;
+    const std::size_t N = static_cast<std::size_t>(n);
+    std::vector<char> R(N * N, 0);  // R[i n + j]: j reachable from i (i itself included)
+    std::vector<int> stack;
+    for (int i = 0; i < n; ++i) {
+        char* r = R.data() + static_cast<std::size_t>(i) * N;
+        r[i] = 1;
+        stack.assign(1, i);
+        while (!stack.empty()) {
+            const int a = stack.back();
+            stack.pop_back();
+            const double* qa = Q + static_cast<std::size_t>(a) * N;
+            for (int b = 0; b < n; ++b)
+                if (b != a && qa[b] > 0.0 && !r[b]) r[b] = 1, stack.push_back(b);
+        }
+    }
+    std::vector<int> members;
+    for (int i = 0; i < n; ++i) {
+        bool recurrent = true;
+        for (int j = 0; j < n && recurrent; ++j)
+            if (R[static_cast<std::size_t>(i) * N + j] && !R[static_cast<std::size_t>(j) * N + i]) recurrent = false;
+        if (!recurrent) continue;
+        if (members.empty()) {
+            for (int j = 0; j < n; ++j)
+                if (R[static_cast<std::size_t>(i) * N + j]) members.push_back(j);
+        } else if (!R[static_cast<std::size_t>(members[0]) * N + i]) {
+            return false;  // a second closed class
+        }
+    }
+    const int m = static_cast<int>(members.size());
+    if (m == 0 || m == n) return false;  // (m == n: irreducible, GTH itself failed)
+    std::vector<double> Qs(static_cast<std::size_t>(m) * m), ps(m);
+    for (int a = 0; a < m; ++a)
+        for (int b = 0; b < m; ++b)
+            Qs[static_cast<std::size_t>(a) * m + b] = Q[static_cast<std::size_t>(members[a]) * N + members[b]];
+    if (!gth(Qs.data(), A, ps.data(), m)) return false;
+    for (int i = 0; i < n; ++i) p[i] = 0.0;
+    for (int a = 0; a < m; ++a) p[members[a]] = ps[a];
     return true;
 }
 
