@@ -359,3 +359,89 @@ def test_reporting_of_mr_flags_loops_and_missing_ligands(data2):
         fitting.fit_hjc(CH82, [(g, {})], t_res=T_RES, free=["A2R->AR"])
     with pytest.raises(ValueError, match=r"ligand 'agonist' is 0 or not given"):
         th.dwell_times(CH82, "open")
+
+
+# ------------------------------------------------------------- likelihood intervals
+# Oracles: the public hjc_loglik at each end (deterministic: the end is where ln L has fallen by
+# m, maximised over the other free rates by an independent 1-D optimiser), nesting and the
+# profile-versus-slice inequality (a profile lies above any slice, so its interval contains the
+# slice's); the quadratic comparison is asymptotic (checked loosely, 25 % of the half-width,
+# on a fixed record of 247 intervals where the two agree to ~1 %).
+
+@pytest.fixture(scope="module")
+def data_small():
+    return [(_groups(1 * uM, 3.0, 21), {"agonist": 1 * uM})]
+
+
+def _with(scheme, **k0):
+    """scheme with the k0 of some transitions ("SRC->DST") replaced."""
+    from dataclasses import replace
+    by = {f"{t.src}->{t.dst}": t for t in scheme.transitions}
+    return scheme.with_rates(**{k: replace(by[k].rate, k0=v) for k, v in k0.items()})
+
+
+def test_likelihood_interval_of_one_rate_is_where_lnl_falls_by_m(data_small):
+    """k-1 (AR->R, outside the MR cycle) alone free: the profile is ln L itself, so each end
+    is where the public hjc_loglik of the fitted scheme with that k-1 is ln L_max - m."""
+    k = "AR->R"
+    fit = fitting.fit_hjc(CH82, data_small, t_res=T_RES, t_crit=T_CRIT, free=[k])
+    lo, hi = fit.likelihood_intervals(m=2.0, xtol=1e-7)[k]
+    assert lo < fit.rates[k] < hi
+    for end in (lo, hi):
+        assert _loglik(_with(fit.scheme, **{k: end}), data_small) == pytest.approx(fit.loglik - 2.0, abs=1e-5)
+    lo5, hi5 = fit.likelihood_intervals(m=0.5, which=k)[k]
+    assert lo < lo5 < fit.rates[k] < hi5 < hi
+    z = fit.se[k] / fit.rates[k]
+    for mm, (a, b) in ((2.0, (lo, hi)), (0.5, (lo5, hi5))):
+        half = math.sqrt(2 * mm) * z
+        assert abs(math.log(fit.rates[k] / a) - half) < 0.25 * half
+        assert abs(math.log(b / fit.rates[k]) - half) < 0.25 * half
+
+
+def test_profile_interval_maximises_over_the_other_rate_and_contains_the_slice(data_small):
+    """Two free rates (k-1 and alpha2, MR setting k*-2): at each end of k-1's interval, a fit
+    of alpha2 alone with k-1 held there (fit_hjc, fixed=) reaches ln L_max - m; and the slice
+    interval (alpha2 held at its estimate, ends found on the public hjc_loglik) lies inside."""
+    from scipy import optimize as opt
+    k, other = "AR->R", "A2R*->A2R"
+    fit = fitting.fit_hjc(CH82, data_small, t_res=T_RES, t_crit=T_CRIT, free=[k, other])
+    iv = fit.likelihood_intervals(m=2.0)
+    assert set(iv) == {k, other}
+    lo, hi = iv[k]
+    for end in (lo, hi):
+        held = fitting.fit_hjc(fit.scheme, data_small, t_res=T_RES, t_crit=T_CRIT, free=[other],
+                               fixed={k: end})
+        assert held.loglik == pytest.approx(fit.loglik - 2.0, abs=2e-3)
+    f = lambda x: _loglik(_with(fit.scheme, **{k: math.exp(x)}), data_small) - (fit.loglik - 2.0)
+    x0 = math.log(fit.rates[k])
+    s_lo = math.exp(opt.brentq(f, x0 - 2.0, x0, xtol=1e-6))
+    s_hi = math.exp(opt.brentq(f, x0, x0 + 2.0, xtol=1e-6))
+    assert lo <= s_lo * (1 + 1e-3) and s_hi <= hi * (1 + 1e-3)
+    for a, b in iv.values():
+        assert 0 < a < b
+
+
+def test_likelihood_interval_open_end_not_at_maximum_and_validation(data_small):
+    k = "AR->R"
+    mle = fitting.fit_hjc(CH82, data_small, t_res=T_RES, t_crit=T_CRIT, free=[k]).rates[k]
+    fit = fitting.fit_hjc(CH82, data_small, t_res=T_RES, t_crit=T_CRIT, free=[k], start={k: mle},
+                          box=1.05)  # ln L falls by far less than 50 at the box edges
+    with pytest.warns(RuntimeWarning, match="end of 'AR->R' is open"):
+        lo, hi = fit.likelihood_intervals(m=50.0)[k]
+    assert math.isnan(lo) and math.isnan(hi)
+    with pytest.warns(RuntimeWarning):  # stopped after 2 evaluations: not at the maximum
+        early = fitting.fit_hjc(CH82, data_small, t_res=T_RES, t_crit=T_CRIT, free=[k],
+                                start={k: TRUE[k] * 3}, max_evaluations=2, method="nelder-mead")
+    with pytest.warns(RuntimeWarning, match="not at the maximum"):
+        early.likelihood_intervals(m=2.0)
+    with pytest.raises(ValueError, match="m must be"):
+        fit.likelihood_intervals(m=0.0)
+    with pytest.raises(ValueError, match="'R->AR' is fixed, not free"):
+        fit.likelihood_intervals(which="R->AR")
+    with pytest.raises(ValueError, match="unknown transition 'X->Y'"):
+        fit.likelihood_intervals(which=["X->Y"])
+    with pytest.raises(ValueError, match="max_evaluations"):
+        fit.likelihood_intervals(max_evaluations=0)
+    from dataclasses import replace
+    with pytest.raises(ValueError, match="carries no likelihood"):
+        replace(fit, _profile=None).likelihood_intervals()
