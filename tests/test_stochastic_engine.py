@@ -761,7 +761,9 @@ def test_memory_estimate_covers_the_packed_grid(monkeypatch):
     r = kc.simulate(sch, kc.Step(4.0), dt=1e-6, n_channels=3, method="ssa", rng=1, n_threads=1)
     assert r.counts.shape == (1, 4_000_001, 2)
     assert len(estimates) == len(peaks) == 1
-    assert peaks[0] > 80e6  # 32 MB of output and 64 MB of packed rows (most of them touched)
+    # 64 MB of packed rows (scratch, touched) and 32 MB of output -- which may be a recycled
+    # buffer from the output pool, already resident (it was, in a full run)
+    assert peaks[0] > 60e6
     # (under AddressSanitizer (.ci/run stage 2) each touched byte also costs 1/8 byte of shadow)
     shadow = 1.0 + 1.0 / 8.0 if os.environ.get("KETACORE_SANITIZED") else 1.0
     assert estimates[0] * shadow >= peaks[0]
