@@ -29,6 +29,7 @@ import pytest
 
 import ketacore as kc
 from ketacore import analysis as ka
+from ketacore import fitting
 from ketacore import theory as th
 from ketacore.theory import ExponentialMixture
 from ketacore.units import uM, us
@@ -136,3 +137,87 @@ def test_units_rule_needs_every_condition():
         x_100 = x_ms / 10                                     # median < 0.1 s ...
         assert np.median(x_100) < 0.1 and _gap(x_100, T_RES) > 20     # ... but a large gap
         ka.log_histogram(x_100, t_res=T_RES)
+
+
+# =========================================================================== 2. hjc t_res
+LIMIT = 52 * math.log(2.0)
+R_MAX = 19000.0                      # CH82's fastest rate of leaving a state (A2R), 0.1-1 uM
+
+
+def _groups(r):
+    return [np.array([3 * r]), np.array([r, 1.5 * r, 2 * r, 2.5 * r, 3 * r]),
+            np.array([1.2 * r, 5 * r, 4 * r])]
+
+
+def _refusal(fn, t_res):
+    return (rf"^{fn}: t_res={t_res:g} s is too long for this mechanism: t_res x its fastest "
+            rf"rate of leaving a state \(max \|q_ii\| = 1\.9e\+04 s\^-1 at these conditions\) "
+            rf"is {t_res * R_MAX:.4g}, above the limit 36\.04 = ln\(1/eps\) of the "
+            r"missed-events \(HJC\) computation in double precision .*: here t_res must be <= "
+            r"0\.001897 s\.  t_res is in seconds")
+
+
+@pytest.mark.parametrize("c", [0.1 * uM, 1 * uM])
+def test_hjc_loglik_over_t_res_is_a_value_or_one_clear_error(c):
+    """1e-5 to 0.1 s: a finite value up to t_res = 36.04 / 19000 s, one ValueError beyond
+    (the old code raised 'could not bracket', 'H(0) has an eigenvalue >= 0' or
+    NoUniqueEquilibrium, or returned values, depending on t_res)."""
+    assert np.max(-np.diag(CH82.q_matrix(agonist=c))) == R_MAX
+    for t_res in np.geomspace(1e-5, 0.1, 25):
+        t_res = float(t_res)
+        if t_res * R_MAX <= LIMIT:
+            assert math.isfinite(th.hjc_loglik(CH82, _groups(t_res), t_res=t_res, agonist=c))
+        else:
+            with pytest.raises(ValueError, match=_refusal("hjc_loglik", t_res)):
+                th.hjc_loglik(CH82, _groups(t_res), t_res=t_res, agonist=c)
+            with pytest.raises(ValueError, match=_refusal("apparent_dwell_times", t_res)):
+                th.apparent_dwell_times(CH82, "shut", t_res=t_res, agonist=c)
+
+
+def test_the_limit_is_sharp_and_checked_before_any_hjc_work(monkeypatch):
+    at = LIMIT / R_MAX
+    ok = th.hjc_loglik(CH82, _groups(0.999 * at), t_res=0.999 * at, agonist=0.1 * uM)
+    assert math.isfinite(ok)
+    assert math.isfinite(th.apparent_dwell_times(CH82, "open", t_res=0.999 * at,
+                                                 agonist=0.1 * uM).mean)
+
+    def boom(*a, **k):
+        raise AssertionError("HJC machinery reached")
+    monkeypatch.setattr(th, "_HJCLikelihood", boom)
+    monkeypatch.setattr(th, "_HJCClass", boom)
+    for t_res in (1.001 * at, 0.01, 0.5):
+        with pytest.raises(ValueError, match=_refusal("hjc_loglik", t_res)):
+            th.hjc_loglik(CH82, _groups(t_res), t_res=t_res, agonist=0.1 * uM)
+        with pytest.raises(ValueError, match=_refusal("apparent_dwell_times", t_res)):
+            th.apparent_dwell_times(CH82, "open", t_res=t_res, agonist=0.1 * uM)
+
+
+@pytest.mark.parametrize("t_res", [1e-3, 1.8e-3])
+def test_valid_long_t_res_still_matches_scalcs(t_res):
+    """Below the limit (t_res x 19000 = 19 and 34.2) the likelihood is SCALCS' HJClik (same
+    oracle and tolerance as tests/test_theory_hjc_likelihood.py)."""
+    from test_theory_hjc_likelihood import _scalcs_hjclik
+    c = 1 * uM
+    Q = CH82.q_matrix(agonist=c)
+    # intervals at t_res, in both exact pieces and in the asymptotic range (short groups:
+    # HJClik's 1e50 rescaling is never reached)
+    groups = _groups(t_res) + [np.array([1.1 * t_res, 8 * t_res, 20 * t_res, 2.9 * t_res,
+                                         3.1 * t_res])]
+    for t_crit in (None, 10 * t_res):
+        ref = _scalcs_hjclik(Q, groups, t_res, t_crit)
+        got = th.hjc_loglik(CH82, groups, t_res=t_res, t_crit=t_crit, agonist=c)
+        assert got == pytest.approx(ref, rel=1e-11, abs=1e-9)
+
+
+def test_fit_hjc_refuses_at_the_start_and_treats_the_limit_as_infinite_objective():
+    c = 0.1 * uM
+    with pytest.raises(ValueError, match=r"^data\[0\]: hjc_loglik: t_res=0\.01 s is too long"):
+        fitting.fit_hjc(CH82, (_groups(0.01), {"agonist": c}), t_res=0.01, free=["A2R->A2R*"])
+    data = ([np.array([3e-3, 2e-3, 4e-3]), np.array([2.5e-3])], {"agonist": c})
+    t_res = 1.5e-3                                    # 28.5 x 19000 s^-1 at the true rates
+    params = fitting._Params(CH82, ["A2R->A2R*"], None, None, True, None)
+    obj = fitting._Objective(CH82, params, [(data[0], data[1], None)], t_res, 2)
+    beta2 = params.theta0.copy()
+    assert math.isfinite(obj(beta2))
+    # beta2 = 30000 s^-1: A2R leaves at 34000 s^-1, 51 > 36.04 at this t_res
+    assert obj(beta2 + math.log(2.0)) == math.inf
