@@ -29,10 +29,11 @@ import pytest
 
 import ketacore as kc
 from ketacore import analysis as ka
+from ketacore import experiments as E
 from ketacore import fitting
 from ketacore import theory as th
 from ketacore.theory import ExponentialMixture
-from ketacore.units import uM, us
+from ketacore.units import mV, uM, us
 
 CH82 = kc.models.get("ch82")
 T_RES = 50 * us
@@ -221,3 +222,49 @@ def test_fit_hjc_refuses_at_the_start_and_treats_the_limit_as_infinite_objective
     assert math.isfinite(obj(beta2))
     # beta2 = 30000 s^-1: A2R leaves at 34000 s^-1, 51 > 36.04 at this t_res
     assert obj(beta2 + math.log(2.0)) == math.inf
+
+
+# =========================================================================== 3. IC50 rule
+def test_ic50_with_an_exact_root_never_warns_of_extrapolation():
+    # 10 uM - 1 mM all block ketamine > 50 % at -70 mV: the Hill fit is outside the data, the
+    # reported IC50 (exact equilibrium root) is not (the old code warned)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = E.ic50("erreger2005_2a", "ketamine", [1e-5, 1e-4, 1e-3])
+    assert r.ic50_exact is not None and not r.extrapolated
+    assert r._hill_outside()
+    assert "exact equilibrium root" in r.bound() and "extrapolated=True" not in repr(r)
+
+
+def test_the_one_rule():
+    c, below = np.array([1e-6, 1e-5]), np.array([0.8, 0.6])     # never 50 % inhibition
+    assert E._reported_is_extrapolation(None, c, below, 3e-5)
+    assert not E._reported_is_extrapolation(2e-5, c, below, 3e-5)   # exact: never
+    crossing = np.array([0.8, 0.3])
+    assert not E._reported_is_extrapolation(None, c, crossing, 3e-6)
+    assert E._reported_is_extrapolation(None, c, crossing, 3e-5)    # fit outside the range
+
+
+@pytest.mark.parametrize("kind, concentrations", [
+    ("steady", [1e-5, 1e-4, 1e-3]),           # exact roots, data above 50 % inhibition
+    ("peak", [1e-7, 1e-6, 1e-5]),             # Hill fits, data below 50 %: extrapolated
+    ("steady", [1e-7, 1e-6, 1e-5]),           # exact roots, data bracketing
+])
+def test_ic50_and_woodhull_flag_and_warn_by_the_same_rule(kind, concentrations):
+    vs = [-70 * mV, -30 * mV]
+    flags, warned = [], []
+    for v in vs:
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            r = E.ic50("erreger2005_2a", "ketamine", concentrations, V=v, kind=kind)
+        flags.append(r.extrapolated)
+        warned.append(any("extrapolation" in str(w.message) for w in rec))
+        assert r.extrapolated == (r.ic50_exact is None and r._hill_outside())
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        w = E.woodhull("erreger2005_2a", "ketamine", vs, kind=kind,
+                       concentrations=concentrations)
+    assert w.extrapolated.tolist() == flags
+    assert warned == flags
+    assert any("woodhull: the IC50 at" in str(x.message) for x in rec) == any(flags)
+    assert any(flags) == (kind == "peak")
