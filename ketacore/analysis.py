@@ -725,6 +725,11 @@ class Record:
         rule to the already-resolved dwells (for exact comparison with a single imposition,
         resolve the ideal record once).  ``tests/test_analysis.py`` holds a pure-Python
         statement of the rule that this kernel must match exactly.
+
+        ``t_res`` is in seconds, like the record's durations: a ``t_res`` longer than every
+        dwell after a transition is refused (ValueError), and a UserWarning is given when the
+        resolved dwells (after the first of each sweep) look like milliseconds, by the rule
+        of :func:`fit_mixture` (Warns section there).
         """
         t_res = _real("t_res", t_res, nonnegative=True)
         if t_res <= self.t_res:
@@ -741,8 +746,14 @@ class Record:
                              "50 * ketacore.units.us)")
         s, d, c, off = _analysis.impose_resolution(self.start, self.duration, self.cls,
                                                    self.offsets, t_res)
-        return Record(s, d, c, off, self.levels, open_classes=np.flatnonzero(self.is_open),
-                      t_res=t_res, class_names=self.class_names, _trusted=True)
+        out = Record(s, d, c, off, self.levels, open_classes=np.flatnonzero(self.is_open),
+                     t_res=t_res, class_names=self.class_names, _trusted=True)
+        # a record in ms resolved at a t_res in s (its dwells after the first of each sweep,
+        # all >= t_res, are what fit_mixture and hjc_loglik would get)
+        keep = np.ones(out.n_dwells, bool)
+        keep[out.offsets[:-1][out.offsets[:-1] < out.n_dwells]] = False
+        _warn_if_units_mixed("Record.resolve", out.duration[keep], t_res, stacklevel=2)
+        return out
 
     def hjc_groups(self, t_crit: Optional[float] = None) -> list:
         """Groups of resolved open and shut times for :func:`ketacore.theory.hjc_loglik`.
@@ -1284,6 +1295,70 @@ def critical_time(mixture, criterion: str = "proportions", split: Optional[int] 
 
 
 # ---------------------------------------------------------------------------
+# durations in ms with t_res in s
+# ---------------------------------------------------------------------------
+
+#: _warn_if_units_mixed: the rule needs at least this many durations (see its docstring for
+#: why this number bounds the false-warning probability).
+_UNITS_MIN_N = 400
+#: ... a median duration above this (s): typical single-channel dwells are us to ms.
+_UNITS_MEDIAN = 0.1
+#: ... a shortest duration at least this multiple of t_res (ms numbers give ~1000).
+_UNITS_MIN_RATIO = 10.0
+#: ... and a gap statistic n p (min - t_res) / (X_(ceil(r n)) - t_res) above _UNITS_GAP, with
+#: p = _UNITS_P and r = _UNITS_R.
+_UNITS_P = 0.05
+_UNITS_R = 0.2
+_UNITS_GAP = 20.0
+
+
+def _warn_if_units_mixed(fn: str, d: np.ndarray, t_res: float, stacklevel: int) -> None:
+    """UserWarning when durations ``d`` (validated, all ``>= t_res``) look like milliseconds
+    given with ``t_res`` in seconds.  Shared by :func:`fit_mixture`, :func:`log_histogram` and
+    :meth:`Record.resolve` (the entry points that take durations and a resolution).
+
+    Rule: ``t_res > 0``, ``n >= 400`` durations, median > 0.1 s, shortest ``>= 10 t_res``, and
+    ``G = n p (min - t_res) / (X_(k) - t_res) > 20`` with ``p = 0.05`` and ``X_(k)`` the
+    ``k = ceil(0.2 n)``-th smallest duration.
+
+    Why: in a record in seconds with a resolution imposed, the shortest of many durations lies
+    just above ``t_res`` unless every component is slow, and ``G`` measures how far above it
+    lies against the spread of the shortest fifth of the data.  For durations drawn from any
+    distribution whose density does not increase above ``t_res`` (every mixture of
+    exponentials truncated there, which is what :func:`fit_mixture` fits), the cdf F above
+    ``t_res`` is concave, so ``F(t_res + g) >= p g / (q_p - t_res)`` for ``g <= q_p - t_res``
+    (``q_p`` the true 5 % quantile).  Hence, whatever the time constants,
+    ``P(G > 20) <= exp(-20) + (1 - p)^n + P(Binomial(n, p) >= k) < 1e-8`` for ``n >= 400``
+    (the last two terms bound ``min >= q_p`` and ``X_(k) < q_p``).  A slow-only record in
+    seconds (all taus ~1 s) has ``G`` of order 1; the same CH82-like record in ms (shortest
+    ~1000 ``t_res``, a fifth of the data within ~3 times that) has ``G`` ~ n / 30 to n / 80,
+    so it is flagged from a few thousand durations.  The median and ``min >= 10 t_res``
+    conditions keep the warning to what a unit slip produces (a resolution merely understated
+    by a factor 2 also separates ``min`` from ``t_res``, but not by 10 and not with a median
+    of 0.1 s).
+    """
+    n = d.size
+    if not t_res > 0 or n < _UNITS_MIN_N:
+        return
+    lo = float(d.min())
+    if lo < _UNITS_MIN_RATIO * t_res:
+        return
+    k = math.ceil(_UNITS_R * n)
+    med = float(np.median(d))
+    xk = float(np.partition(d, k - 1)[k - 1])       # X_(k) >= min > t_res
+    gap = n * _UNITS_P * (lo - t_res) / (xk - t_res)
+    if med > _UNITS_MEDIAN and gap > _UNITS_GAP:
+        import warnings
+        warnings.warn(
+            f"{fn}: the durations look like milliseconds given with t_res in seconds: their "
+            f"median is {med:.3g} s and the shortest of {n} is {lo:.3g} s, "
+            f"{lo / t_res:.3g} times t_res={t_res:g} s (in a record in seconds most shortest "
+            "durations lie just above t_res).  durations and t_res are both in seconds: "
+            "multiply durations in ms by 1e-3 (ketacore.units.ms); the fitted time constants "
+            "would otherwise be 1000 times too long", UserWarning, stacklevel=stacklevel + 1)
+
+
+# ---------------------------------------------------------------------------
 # log-binned histograms
 # ---------------------------------------------------------------------------
 
@@ -1460,7 +1535,27 @@ def log_histogram(durations, *, bins_per_decade: float = 10, t_min: Optional[flo
     Returns
     -------
     LogHistogram
+
+    Warns
+    -----
+    UserWarning
+        When the durations look like milliseconds given with ``t_res`` in seconds (at least
+        400 durations, median > 0.1 s, and the shortest far above ``t_res`` against the spread
+        of the shortest fifth; the rule, shared with :func:`fit_mixture`, and why it almost
+        never fires on durations in seconds are given there).  Durations and ``t_res`` are
+        both in seconds.
     """
+    h = _log_histogram(durations, bins_per_decade=bins_per_decade, t_min=t_min, t_max=t_max,
+                       t_res=t_res)
+    # durations were validated (finite, > 0, >= t_res) by _log_histogram
+    _warn_if_units_mixed("log_histogram", np.asarray(durations, dtype=np.float64).ravel(),
+                         h.t_res, stacklevel=2)
+    return h
+
+
+def _log_histogram(durations, *, bins_per_decade: float = 10, t_min: Optional[float] = None,
+                   t_max: Optional[float] = None, t_res: float = 0.0) -> LogHistogram:
+    """:func:`log_histogram` without the units warning (for plots of data already checked)."""
     d = _float_array("durations", durations)
     if d.size == 0:
         raise ValueError("durations is empty")
@@ -1586,7 +1681,7 @@ class MixtureFit:
         (ImportError "plot() needs matplotlib…" without matplotlib)."""
         from .plot import require_pyplot
         require_pyplot()                     # before the histogram work
-        h = log_histogram(self.data, bins_per_decade=bins_per_decade, t_res=self.t_res)
+        h = _log_histogram(self.data, bins_per_decade=bins_per_decade, t_res=self.t_res)
         return h.plot(theory=theory, fit=self, ax=ax)
 
 
@@ -1678,6 +1773,23 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
     RuntimeWarning
         When the returned fit is not converged or is degenerate (the message says which
         component and suggests fewer components).
+    UserWarning
+        When the durations look like milliseconds given with ``t_res`` in seconds (``t_res``
+        is in seconds, so a fit of such numbers has time constants 1000 times too long and
+        nothing else would hint at it).  Rule (shared with :func:`log_histogram` and
+        :meth:`Record.resolve`): ``t_res > 0``, ``n >= 400`` durations, median > 0.1 s,
+        shortest duration ``>= 10 t_res``, and ``G = 0.05 n (min - t_res) / (X_(k) - t_res)
+        > 20``, ``X_(k)`` the ``ceil(0.2 n)``-th smallest duration.  Reasoning: with a
+        resolution imposed on a record in seconds, the shortest of many durations lies just
+        above ``t_res`` unless every component is slow, and then the shortest fifth of the
+        data is spread over a comparable range, so ``G`` stays of order 1.  For any
+        distribution whose density does not increase above ``t_res`` (every mixture of
+        exponentials truncated at ``t_res``) the cdf above ``t_res`` is concave, which bounds
+        the probability of a false warning by ``exp(-20) + 0.95^n + P(Bin(n, 0.05) >=
+        ceil(0.2 n)) < 1e-8`` for ``n >= 400``, whatever the time constants (a record of
+        only slow, ~1 s, components in seconds does not warn).  Durations in ms of a
+        CH82-like record resolved at 50 us (shortest ~1000 ``t_res``) give ``G`` ~ n / 30 to
+        n / 80: a few thousand of them are flagged.
 
     Notes
     -----
@@ -1734,6 +1846,8 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
         raise ValueError(f"every duration equals t_res={t_res:g} s: the excess over t_res is 0, "
                          "so the likelihood increases without bound as tau -> 0 and no time "
                          "constant can be estimated")
+    # durations in ms with t_res in s: a confident fit with taus 1000x too long otherwise
+    _warn_if_units_mixed("fit_mixture", t, t_res, stacklevel=2)
     if taus is not None:
         taus0 = _float_array("taus", taus)
         if np.any(taus0 <= 0):

@@ -576,7 +576,9 @@ class IC50Result(_ResultBase):
     fraction, fraction_se : ndarray
         Current as a fraction of control, I/I0, and its SE (0 for ``method="exact"``).
     ic50, ic50_se : float
-        Hill-fit IC50 (M) and its standard error (from the fit covariance).
+        Hill-fit IC50 (M) and its standard error (from the fit covariance).  The IC50 the
+        result *reports* (:meth:`bound`, :func:`woodhull`) is ``ic50_exact`` when the model
+        gives it, else this fit.
     hill, hill_se : float
         Hill coefficient and its standard error.
     ic50_exact : float or None
@@ -586,13 +588,17 @@ class IC50Result(_ResultBase):
     meta : dict
         Gating model, blocker, V (V), agonist, method and stochastic settings.
     extrapolated : bool
-        True when the Hill-fit ``ic50`` is not determined by the data: the inhibition
+        True when the reported IC50 is an extrapolation of a fit -- the one rule that
+        :func:`ic50` and :func:`woodhull` share: there is no exact IC50 (``ic50_exact`` is
+        None) and the Hill-fit ``ic50`` is not determined by the data (the inhibition
         ``1 − I/I0`` never crosses 50 % over the tested concentrations, or the fitted IC50 lies
-        outside ``[concentrations.min(), concentrations.max()]``.  ``ic50``, ``ic50_se`` and
+        outside ``[concentrations.min(), concentrations.max()]``).  ``ic50``, ``ic50_se`` and
         ``hill`` are then an extrapolation of the Hill equation (their SEs, from the fit
         covariance, do not measure that uncertainty); :func:`ic50` warns, and ``summary()``,
-        ``repr`` and ``plot()`` give a bound instead (e.g. ``IC50 > 10 uM``).  ``ic50_exact``
-        (exact root) is unaffected.
+        ``repr`` and ``plot()`` give a bound instead (e.g. ``IC50 > 10 uM``).  With an exact
+        root the reported IC50 is exact, so this is False and nothing warns, even when the
+        Hill fit to the given concentrations is itself outside them (``summary()`` and
+        ``plot()`` still say so of the Hill fit).
     """
 
     concentrations: np.ndarray
@@ -613,10 +619,22 @@ class IC50Result(_ResultBase):
         return 1.0 - self.fraction
 
     def bound(self) -> str:
-        """The IC50 as text (µM written ``uM``): ``"IC50 = 0.71 uM"`` when the data determine
-        it, else the bound the data give, e.g. ``"IC50 > 10 uM (extrapolated: largest
-        inhibition 12 %, ...)"`` (bounds in nM, uM, mM or M)."""
-        if not self.extrapolated:
+        """The reported IC50 as text (µM written ``uM``): the exact root when there is one,
+        ``"IC50 = 0.710003 uM (exact equilibrium root)"``; else the Hill fit,
+        ``"IC50 = 0.71 ± 0.02 uM"`` when the data determine it, or the bound the data give,
+        e.g. ``"IC50 > 10 uM (extrapolated: largest inhibition 12 %, ...)"`` (bounds in nM,
+        uM, mM or M)."""
+        if self.ic50_exact is not None:
+            return f"IC50 = {self.ic50_exact / uM:.6g} uM (exact equilibrium root)"
+        return self._hill_text()
+
+    def _hill_outside(self) -> bool:
+        """Whether the Hill fit itself is not determined by the data (with or without an
+        exact root)."""
+        return _is_extrapolated(self.concentrations, self.fraction, self.ic50)
+
+    def _hill_text(self) -> str:
+        if not self._hill_outside():
             return f"IC50 = {_pm(self.ic50, self.ic50_se, 1e6)} uM"
         return _ic50_bound(self.concentrations, self.fraction, self.ic50)
 
@@ -634,6 +652,14 @@ class IC50Result(_ResultBase):
                       f"  Hill fit (extrapolated, not determined by the data): IC50 "
                       f"{_pm(self.ic50, self.ic50_se, 1e6)} uM, nH = "
                       f"{_pm(self.hill, self.hill_se)} ({n} points, "
+                      f"{self.concentrations.min() / uM:.3g} to "
+                      f"{self.concentrations.max() / uM:.3g} uM)"]
+        elif self._hill_outside():
+            # the reported IC50 is the exact root; the Hill fit to these points is not
+            # determined by them, and is labelled so
+            lines += [f"  Hill fit not determined by these concentrations "
+                      f"({self._hill_text()}): IC50 {_pm(self.ic50, self.ic50_se, 1e6)} uM, "
+                      f"nH = {_pm(self.hill, self.hill_se)} ({n} points, "
                       f"{self.concentrations.min() / uM:.3g} to "
                       f"{self.concentrations.max() / uM:.3g} uM)"]
         else:
@@ -658,10 +684,11 @@ class IC50Result(_ResultBase):
         else:
             ax.plot(c, self.fraction, "o", label="model")
         cc = np.geomspace(c.min(), c.max(), 200)
+        outside = self._hill_outside()        # the Hill line itself, whatever is reported
         label = (f"Hill: IC50 {self.ic50 / uM:.3g} µM, nH {self.hill:.2f}"
-                 if not self.extrapolated else
-                 f"Hill fit: {self.bound().replace('uM', 'µM')}")
-        ax.plot(cc, hill(cc * uM, self.ic50, self.hill), "-" if not self.extrapolated else "--",
+                 if not outside else
+                 f"Hill fit: {self._hill_text().replace('uM', 'µM')}")
+        ax.plot(cc, hill(cc * uM, self.ic50, self.hill), "-" if not outside else "--",
                 label=label)
         ax.set_xscale("log")
         ax.set_xlabel(f"[{self.meta['blocker']}] (µM)")
@@ -698,6 +725,15 @@ def _is_extrapolated(c: np.ndarray, frac: np.ndarray, ic: float) -> bool:
     crosses = bool(np.nanmin(f) <= 0.5 <= np.nanmax(f))
     inside = bool(np.min(c) <= ic <= np.max(c)) if math.isfinite(ic) else False
     return not (crosses and inside)
+
+
+def _reported_is_extrapolation(exact: float | None, c: np.ndarray, frac: np.ndarray,
+                               ic: float) -> bool:
+    """The one rule of :func:`ic50` and :func:`woodhull` (``IC50Result.extrapolated``): the
+    reported IC50 is an extrapolation only when it is a fit beyond the data -- never when the
+    model gives it exactly (``exact``, the equilibrium root, not None), else when the
+    Hill-fit ``ic`` is not determined by the data (:func:`_is_extrapolated`)."""
+    return exact is None and _is_extrapolated(c, frac, ic)
 
 
 def _conc_text(c: float) -> str:
@@ -854,11 +890,14 @@ def ic50(gating: Scheme | str, blocker: Any, concentrations: Any = None, *,
     Warns
     -----
     RuntimeWarning
-        The Hill-fit IC50 is an extrapolation: the given ``concentrations`` never reach 50 %
-        inhibition (or never fall below it), or the fitted IC50 lies outside the tested range.
-        The result is returned with ``extrapolated=True`` and its text gives the bound the data
-        support (e.g. ``IC50 > 10 uM (extrapolated: largest inhibition 12 %)``).  The default
-        concentration grid (centred on the IC50) never warns.
+        The reported IC50 is an extrapolation of the Hill fit: there is no exact IC50 (it is
+        exact, ``ic50_exact``, for ``kind="steady"`` with ``method="exact"``, and then never
+        warned about) and the given ``concentrations`` never reach 50 % inhibition (or never
+        fall below it), or the fitted IC50 lies outside the tested range.  The result is
+        returned with ``extrapolated=True`` and its text gives the bound the data support (e.g.
+        ``IC50 > 10 uM (extrapolated: largest inhibition 12 %)``).  The same rule flags and
+        warns in :func:`woodhull`.  The default concentration grid (centred on the IC50)
+        never warns.
 
     Notes
     -----
@@ -872,14 +911,12 @@ def ic50(gating: Scheme | str, blocker: Any, concentrations: Any = None, *,
     r = _ic50(gating, blocker, concentrations, V=V, agonist=agonist, kind=kind, also=also,
               background=background, duration=duration, preincubation=preincubation, dt=dt,
               method=method, n_channels=n_channels, n_trials=n_trials, rng=rng, engine=engine)
-    if r.extrapolated:
+    if r.extrapolated:      # the shared rule: a fitted IC50 beyond the data, never an exact one
         warnings.warn(f"ic50: {r.bound()}; the Hill-fit IC50 {_conc_text(r.ic50)} is an "
                       "extrapolation of the Hill equation beyond the data (its SE does not "
                       "measure that), flagged result.extrapolated; use concentrations that "
-                      "bracket 50 % inhibition (or the default grid)"
-                      + ("; the exact equilibrium IC50 result.ic50_exact = "
-                         f"{r.ic50_exact / uM:.6g} uM is unaffected"
-                         if r.ic50_exact is not None else ""), RuntimeWarning, stacklevel=2)
+                      "bracket 50 % inhibition (or the default grid)", RuntimeWarning,
+                      stacklevel=2)
     return r
 
 
@@ -995,12 +1032,11 @@ def _ic50(gating, blocker, concentrations, *, V, agonist, kind, also, background
 
     guess = root if root is not None else float(np.interp(0.5, frac[::-1], cs[::-1]))
     ic, ic_se, nh, nh_se = _fit_hill(cs, frac, fse, guess)
+    exact = root if (kind == "steady" and su.method == "exact") else None
     return IC50Result(concentrations=_frozen(cs), fraction=_frozen(frac),
                       fraction_se=_frozen(fse), ic50=float(ic), ic50_se=float(ic_se),
-                      hill=nh, hill_se=nh_se,
-                      ic50_exact=root if (kind == "steady" and su.method == "exact") else None,
-                      kind=kind, meta=su.meta(),
-                      extrapolated=_is_extrapolated(cs, frac, float(ic)))
+                      hill=nh, hill_se=nh_se, ic50_exact=exact, kind=kind, meta=su.meta(),
+                      extrapolated=_reported_is_extrapolation(exact, cs, frac, float(ic)))
 
 
 # =========================================================================== Woodhull
@@ -1024,9 +1060,10 @@ class WoodhullResult(_ResultBase):
         Temperature (K) used for RT/F.
     meta : dict
     extrapolated : ndarray of bool
-        Per voltage: the IC50 there is an extrapolated Hill fit (see
-        :attr:`IC50Result.extrapolated`; never for an exact equilibrium root).  Empty for a
-        result built without it.  :func:`woodhull` warns when any is True.
+        Per voltage: the IC50 used there is an extrapolated Hill fit -- the
+        :attr:`IC50Result.extrapolated` of that voltage's :func:`ic50`, the one rule both
+        share (never for an exact equilibrium root).  Empty for a result built without it.
+        :func:`woodhull` warns when any is True.
     """
 
     voltages: np.ndarray
@@ -1126,9 +1163,11 @@ def woodhull(gating: Scheme | str, blocker: Any, voltages: Any, *,
     Warns
     -----
     RuntimeWarning
-        One warning, naming the voltages, when the Hill-fit IC50 at some voltage is an
-        extrapolation (the given ``concentrations`` do not bracket 50 % inhibition there; see
-        :func:`ic50`); those voltages are flagged in ``result.extrapolated``.
+        One warning, naming the voltages, when the IC50 used at some voltage is an
+        extrapolation of its Hill fit, by the rule of :func:`ic50` (no exact IC50 there, and
+        the given ``concentrations`` do not bracket 50 % inhibition); those voltages are
+        flagged in ``result.extrapolated``.  An exact equilibrium IC50 (``kind="steady"``,
+        ``method="exact"``) is never an extrapolation, whatever the concentrations.
 
     Notes
     -----
@@ -1178,7 +1217,7 @@ def woodhull(gating: Scheme | str, blocker: Any, voltages: Any, *,
                       dt=ic50_options.get("dt"))
             ics.append(r.ic50_exact if r.ic50_exact is not None else r.ic50)
             ses.append(0.0 if r.ic50_exact is not None else r.ic50_se)
-            ext.append(bool(r.extrapolated and r.ic50_exact is None))
+            ext.append(bool(r.extrapolated))        # the rule of ic50 (IC50Result)
             bounds.append(r.bound())
             meta = dict(r.meta)
     except BaseException:

@@ -1476,6 +1476,24 @@ def dwell_times(model, states="open", *, open=None, names=None,
 MAX_T_RES = 1.0
 #: Largest number of t_res-long pieces on which the exact HJC pdf may be used.
 MAX_EXACT_INTERVALS = 10
+#: Largest ``t_res * r_max`` (``r_max = max_i |q_ii|``, the fastest rate of leaving a state)
+#: for which :func:`apparent_dwell_times` and :func:`hjc_loglik` compute: ``ln(1/eps) =
+#: 52 ln 2 = 36.04`` (eps the double-precision unit roundoff 2^-52).  Why this product: the
+#: missed-events machinery needs (i) the fraction of sojourns in a class that last
+#: ``>= t_res`` -- as small as ``exp(-r_max t_res)`` -- against 1 (the start vector's
+#: ``I - G_AF (I - exp(Q_FF t_res)) G_FA`` and the root of H(0) nearest 0), and (ii) in the
+#: asymptotic root search, ``H_AA(s) = Q_AA + Q_AF [int_0^t_res e^(-s t) e^(Q_FF t) dt] Q_FA``
+#: down to ``s ~ lambda_min(Q_AA) ~ -r_max``, whose entries grow like ``exp(r_max t_res)``
+#: while its eigenvalues must be found to the scale of Q_AA.  Beyond ``exp(x) = 1/eps`` both
+#: are lost in rounding: the root bracket fails, H(0) loses its negative eigenvalue, or the
+#: start vector's chain falls apart (CH82 failed so from ``x`` ~ 53 at 100 uM agonist, t_res
+#: 1 ms, to ~ 500 at 0.1 uM, t_res 25 ms, with a different error each time, and its fastest
+#: root loses digits before that: 5e-8 relative at ``x`` = 50); below it, CH82's likelihood
+#: agrees with a 50-digit evaluation of the exact HJC formula to 2e-11 and its roots with
+#: 50-digit roots of det W(s) to 1e-12.  Recorded data (t_res 10-500 us) stay below it for the
+#: built-in NMDA models (``x`` <= 32 at 500 us); CH82 at 1 mM agonist (fastest rate 5e5 s^-1)
+#: is limited to t_res <= 72 us.
+MAX_T_RES_RATE = 52 * math.log(2.0)
 
 
 def _phi1(z):
@@ -2131,6 +2149,22 @@ def _check_t_res(t_res) -> float:
     return v
 
 
+def _check_t_res_rates(fn: str, tau: float, Q: np.ndarray) -> None:
+    """ValueError (before any HJC work) when ``t_res * max|q_ii| > MAX_T_RES_RATE``: the
+    missed-events computation is then beyond double precision (see :data:`MAX_T_RES_RATE`)."""
+    r_max = float(np.max(-np.diag(Q))) if Q.size else 0.0
+    x = tau * r_max
+    if not x <= MAX_T_RES_RATE:
+        raise ValueError(
+            f"{fn}: t_res={tau:g} s is too long for this mechanism: t_res x its fastest rate "
+            f"of leaving a state (max |q_ii| = {r_max:.4g} s^-1 at these conditions) is "
+            f"{x:.4g}, above the limit {MAX_T_RES_RATE:.4g} = ln(1/eps) of the missed-events "
+            "(HJC) computation in double precision (beyond it, resolvable sojourns can be "
+            f"rarer than rounding and the asymptotic root search overflows): here t_res must "
+            f"be <= {MAX_T_RES_RATE / r_max:.4g} s.  t_res is in seconds (write "
+            "50 * ketacore.units.us)")
+
+
 def apparent_dwell_times(model, states="open", *, t_res, open=None, names=None,
                          exact_intervals: int = 2, **conditions) -> ApparentDwellTimes:
     """Distribution of apparent sojourns in a class when events shorter than ``t_res`` are
@@ -2169,7 +2203,11 @@ def apparent_dwell_times(model, states="open", *, t_res, open=None, names=None,
         The class A (as for :func:`dwell_times`); F is every other state.
     t_res : float
         Time resolution (dead time) (s), ``0 < t_res < 1`` (write ``50 * us``: a value of 1 or
-        more is taken for microseconds passed as seconds and refused).
+        more is taken for microseconds passed as seconds and refused), and at most
+        ``MAX_T_RES_RATE / max|q_ii|`` (``t_res`` times the fastest rate of leaving a state at
+        most ln(1/eps) = 36.04, see :data:`MAX_T_RES_RATE`; 1.9 ms for CH82, whose fastest
+        rate is 1.9e4 s^-1): beyond it the missed-events computation is not reliable in
+        double precision and is refused before it starts.
     open, names : for a raw Q, as for :func:`dwell_times`.
     exact_intervals : int
         Number of ``t_res``-long pieces (1 to 10) on which the exact pdf is used: the exact form
@@ -2194,6 +2232,10 @@ def apparent_dwell_times(model, states="open", *, t_res, open=None, names=None,
         (e.g. a scheme without open or without shut states), conditions as for
         :func:`dwell_times`, a class never entered at equilibrium, or a mechanism whose
         ``det W(s) = 0`` has complex roots (possible only without microscopic reversibility).
+        A ``t_res`` too long for the mechanism's rates (``t_res * max|q_ii| >``
+        :data:`MAX_T_RES_RATE`) gets one ValueError, "apparent_dwell_times: t_res=... s is
+        too long for this mechanism: ...", giving the product, the limit and the largest
+        ``t_res`` allowed at these conditions.
 
     Notes
     -----
@@ -2218,6 +2260,7 @@ def apparent_dwell_times(model, states="open", *, t_res, open=None, names=None,
     a = _class_indices(states, m, "states")
     f = np.setdiff1d(np.arange(m.k), a)
     Q = m.Q
+    _check_t_res_rates("apparent_dwell_times", tau, Q)
     p = _equilibrium_q(Q)
     ideal_phi = _entry_vector(Q, p, a, f, m.never_entered_hint())  # ValueError if never entered
     QAA = Q[np.ix_(a, a)]
@@ -2604,7 +2647,9 @@ def hjc_loglik(model, groups, *, t_res, t_crit=None, open=None, names=None,
         ``Record.resolve(t_res).hjc_groups(t_crit)``
         (:meth:`ketacore.analysis.Record.hjc_groups`).
     t_res : float
-        Time resolution (dead time) the record was resolved at (s), ``0 < t_res < 1``.
+        Time resolution (dead time) the record was resolved at (s), ``0 < t_res < 1`` and
+        ``t_res * max|q_ii| <=`` :data:`MAX_T_RES_RATE` (= ln(1/eps) = 36.04), as for
+        :func:`apparent_dwell_times`.
     t_crit : float, optional
         Critical shut time (s), ``> t_res``: use the CHS start and end vectors.  The shut
         times inside the groups are not checked against it.
@@ -2628,7 +2673,14 @@ def hjc_loglik(model, groups, *, t_res, t_crit=None, open=None, names=None,
         finite), ``groups`` (empty, a group empty, not 1-D, of even length, with a non-finite
         duration or one below ``t_res`` -- the message names the group and interval), model
         or conditions (as for :func:`apparent_dwell_times`; also a mechanism never open at
-        equilibrium).
+        equilibrium).  A ``t_res`` too long for the mechanism (``t_res`` times its fastest
+        rate of leaving a state above :data:`MAX_T_RES_RATE`) is refused before any HJC
+        computation with one ValueError, "hjc_loglik: t_res=... s is too long for this
+        mechanism: ...", whatever the value (for CH82 at 0.01-10 uM agonist, fastest rate
+        1.9e4 s^-1: every ``t_res`` above 1.897 ms); below that limit the value is finite (or
+        ``-inf`` as above).  :func:`ketacore.fitting.fit_hjc` takes a ValueError at trial rates as an
+        infinite objective, so rates that push ``t_res * max|q_ii|`` over the limit are
+        simply avoided by the fit (a ``t_res`` over it at the starting rates is refused).
 
     Notes
     -----
@@ -2669,8 +2721,12 @@ def hjc_loglik(model, groups, *, t_res, t_crit=None, open=None, names=None,
     m = _resolve(model, conditions, open, names)
     a = _class_indices("open", m, "open states")
     f = np.setdiff1d(np.arange(m.k), a)
+    _check_t_res_rates("hjc_loglik", tau, m.Q)
     try:
         lik = _HJCLikelihood(m.Q, a, f, tau, tc, n_exact)
+    except np.linalg.LinAlgError as exc:   # not seen below the limit; never a raw numpy error
+        raise ValueError(f"hjc_loglik: t_res={tau:g} s: the missed-events computation failed "
+                         f"for this mechanism ({exc})") from None
     except ValueError as exc:
         msg = str(exc)
         if msg.startswith("apparent_dwell_times:"):

@@ -135,11 +135,18 @@ def test_ic50_beyond_the_tested_range_is_flagged_and_warned():
     assert r.bound().startswith("IC50 > 10 uM")
 
 
-def test_ic50_below_the_tested_range_and_exact_root_unaffected():
-    with pytest.warns(RuntimeWarning, match=r"IC50 < 10 uM .*ic50_exact"):
+def test_ic50_below_the_tested_range_with_an_exact_root_is_not_extrapolated():
+    # the reported IC50 is the exact equilibrium root, not an extrapolation: no warning (the
+    # rule shared with woodhull; tests/test_leftovers_fit.py), while the summary still says
+    # that the Hill fit to these concentrations is not determined by them
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         r = E.ic50("erreger2005_2a", "ketamine", [1e-5, 1e-4, 1e-3])
-    assert r.extrapolated and "IC50 < 10 uM (extrapolated: smallest inhibition" in r.summary()
+    assert not r.extrapolated
     assert r.ic50_exact is not None and r.ic50_exact < 1e-5
+    assert r.bound() == f"IC50 = {r.ic50_exact / uM:.6g} uM (exact equilibrium root)"
+    assert ("Hill fit not determined by these concentrations (IC50 < 10 uM (extrapolated: "
+            "smallest inhibition") in r.summary()
     assert "exact equilibrium IC50" in r.summary()
 
 

@@ -363,9 +363,10 @@ def test_t_res_refusals():
             _hjc("open", bad)
     with pytest.raises(TypeError, match="t_res"):
         th.apparent_dwell_times(CH82, "open", agonist=0.1 * uM)    # t_res is required
-    # a resolution far beyond every open time: resolvable openings (>= 0.1 s) are so rare
-    # that apparent shut times never end to rounding
-    with pytest.raises(ValueError, match="t_res=0.1 s.*too rare"):
+    # a resolution far beyond every open time (t_res x fastest rate = 1900 > ln(1/eps)):
+    # refused before any HJC work, with the largest t_res allowed (tests/test_leftovers_fit.py)
+    with pytest.raises(ValueError, match=r"t_res=0.1 s is too long for this mechanism.*"
+                                         r"t_res must be <= 0.001897 s"):
         _hjc("shut", 0.1)
     for bad in (0, 11, -1):
         with pytest.raises(ValueError, match="exact_intervals"):

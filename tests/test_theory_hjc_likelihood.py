@@ -579,5 +579,6 @@ def test_validation_errors():
         th.hjc_loglik(CH82, good, t_res=t_res, agonist=0.0)
     with pytest.raises(ValueError, match="there are no open states"):
         th.hjc_loglik(Q, good, t_res=t_res, open=[])
-    with pytest.raises(ValueError, match="hjc_loglik: with t_res=0.1 s.*too rare"):
+    with pytest.raises(ValueError, match=r"hjc_loglik: t_res=0.1 s is too long for this "
+                                         r"mechanism.*t_res must be <= 0.001897 s"):
         th.hjc_loglik(CH82, [[0.2]], t_res=0.1, agonist=0.1 * uM)
