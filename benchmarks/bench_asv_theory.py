@@ -109,6 +109,18 @@ class HJCLikelihood:
     def time_hjc_loglik(self):
         kc.theory.hjc_loglik(self.ch82, self.groups, t_res=T_RES, t_crit=self.t_crit, agonist=self.c)
 
+    def time_hjc_loglik_scipy_expm_baseline(self):
+        """Baseline: the same call with scipy.linalg.expm for the exact-interval matrix
+        exponentials (as before 2026-11-27; its threaded BLAS is what a busy machine slows)."""
+        import scipy.linalg
+        th = kc.theory
+        real = th._expm
+        th._expm = scipy.linalg.expm
+        try:
+            self.time_hjc_loglik()
+        finally:
+            th._expm = real
+
     def time_scalcs_hjclik_baseline(self):
         try:
             from scalcs import scalcslib as scl
@@ -120,3 +132,31 @@ class HJCLikelihood:
         opts = dict(mec=mec, conc=self.c, tres=T_RES, tcrit=self.t_crit, isCHS=True,
                     data=[list(g) for g in self.groups])
         scl.HJClik(np.zeros(1), opts)
+
+
+class FitHJC:
+    """``fit_hjc`` of two CH82 rates (k-1 and alpha2; MR sets k*-2) to a resolved record at 1 uM
+    (3 s, ~250 intervals), and the m = 2 profile likelihood intervals of both."""
+
+    timeout = 300
+
+    def setup(self):
+        from ketacore import analysis as ka
+        from ketacore import fitting
+        self.fitting = fitting
+        self.ch82 = kc.models.get("ch82")
+        c = 1 * uM
+        log = kc.simulate_events(self.ch82, kc.Step(3.0, agonist=c), rng=21,
+                                 initial=kc.theory.equilibrium(self.ch82, agonist=c))
+        self.data = [(ka.Record.from_events(log).resolve(25e-6).hjc_groups(3.5e-3), {"agonist": c})]
+        self.free = ["AR->R", "A2R*->A2R"]
+        self.fit = self.fit_once()
+
+    def fit_once(self):
+        return self.fitting.fit_hjc(self.ch82, self.data, t_res=25e-6, t_crit=3.5e-3, free=self.free)
+
+    def time_fit_hjc(self):
+        self.fit_once()
+
+    def time_likelihood_intervals(self):
+        self.fit.likelihood_intervals(m=2.0)
