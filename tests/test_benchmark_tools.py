@@ -120,3 +120,33 @@ def test_bench_auto_rejects_zero_rounds():
     r = subprocess.run([sys.executable, str(AUTO), "--rounds", "0"], capture_output=True, text=True)
     assert r.returncode == 2 and "--rounds must be >= 1" in r.stderr
 
+
+
+PAIRED_API = ROOT / "benchmarks" / "paired_api.py"
+
+
+def test_paired_api_refuses_bad_arguments(tmp_path):
+    r = subprocess.run([sys.executable, str(PAIRED_API), "--old", str(tmp_path), "--bench", "bench_asv_api:Construction"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "no ketacore package there" in r.stderr
+    r = subprocess.run([sys.executable, str(PAIRED_API), "--old", str(tmp_path), "--bench", "x:Y", "--rounds", "0"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "--rounds and --repeat must be >= 1" in r.stderr
+
+
+def test_paired_api_times_both_versions(tmp_path):
+    """The installed ketacore serves as the 'old' tree (a copy of its package directory), so both
+    sides run the same code: the table has both versions of each method and the old side really
+    imported from the given tree."""
+    import ketacore
+    old = tmp_path / "old"
+    shutil.copytree(Path(ketacore.__file__).parent, old / "ketacore",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    r = subprocess.run([sys.executable, str(PAIRED_API), "--old", str(old), "--bench", "bench_asv_api:Construction",
+                        "--methods", "time_step,time_protocol_one_step", "--rounds", "1", "--repeat", "1"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert f"old: {old}" in r.stdout
+    for m in ("time_step", "time_protocol_one_step"):
+        line = next(x for x in r.stdout.splitlines() if m + " " in x)
+        assert "old" in line and "new" in line and "old/new" in line
