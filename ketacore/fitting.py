@@ -186,17 +186,21 @@ class HJCFit:
         which : str or sequence of str, optional
             Free transitions ("SRC->DST") to compute; default all of ``free``.
         xtol : float, default 1e-3
-            Tolerance of each end in ln k0 (1e-3: 0.1 % of the rate).
+            Tolerance of each end in ln k0 (1e-3: 0.1 % of the rate; at most 1 % of the
+            quadratic half-width ``sqrt(2 m var)`` is used for small ``m``).
         max_evaluations : int, default 20000
-            Likelihood evaluations allowed per end.
+            Likelihood evaluations allowed per end (checked between evaluations; one inner
+            Nelder-Mead step may overrun it by a few).
 
         Returns
         -------
         dict
             ``{transition: (lower, upper)}``, ``k0`` in the rate's units (``units``).  An end
-            is NaN where ``ln L`` does not fall by ``m`` inside the fit's search box (start
-            x/÷ ``box``): the data do not bound the rate on that side (a ``RuntimeWarning``
-            names it).
+            is NaN (with a ``RuntimeWarning`` naming it) where ``ln L`` does not fall by ``m``
+            inside the fit's search box (start x/÷ ``box``: the data do not bound the rate on
+            that side), where the likelihood cannot be evaluated before it falls by ``m``
+            (e.g. ``hjc_loglik`` refuses the rates: t_res x the fastest rate above
+            :data:`ketacore.theory.MAX_T_RES_RATE`), or when ``max_evaluations`` runs out.
 
         Warns
         -----
@@ -234,7 +238,10 @@ class HJCFit:
                                      f"the intervals are of the free rates {list(self.free)}")
         names = list(self.free) if which is None else _key_list("likelihood_intervals(which)", which,
                                                                  list(self.free))
-        return {k: prof.interval(self.free.index(k), m, xtol, int(max_evaluations)) for k in names}
+        out = {}
+        for k in names:  # (a loop, not a comprehension: the warnings' stacklevel is the caller)
+            out[k] = prof.interval(self.free.index(k), m, xtol, int(max_evaluations))
+        return out
 
     def summary(self) -> str:
         """Table of the rates (value, SE, CV, kind, unit) and the fit statistics."""
@@ -775,6 +782,10 @@ class _Objective:
 _METHODS = ("nelder-mead+bfgs", "bfgs", "nelder-mead")
 
 
+class _OpenEnd(Exception):
+    """An interval end that cannot be found (the reason is the message)."""
+
+
 class _Profile:
     """The fitted objective, for :meth:`HJCFit.likelihood_intervals`."""
 
@@ -792,76 +803,85 @@ class _Profile:
             th[j] = x
             th[others] = y
             return th
+        if budget[0] <= 0:
+            raise _OpenEnd("max_evaluations was reached before ln L fell by m")
         if p == 1:
             budget[0] -= 1
-            return obj(full(np.empty(0))), np.empty(0)
-        lo, hi = self.lo[others], self.hi[others]
+            fx, y = obj(full(np.empty(0))), np.empty(0)
+        else:
+            lo, hi = self.lo[others], self.hi[others]
 
-        def f(y):
-            if np.any(y < lo) or np.any(y > hi):
-                return math.inf
-            return obj(full(y))
-        n0 = obj.n_eval
-        simplex = np.vstack([start] + [start + 0.05 * np.eye(p - 1)[i] for i in range(p - 1)])
-        r = optimize.minimize(f, start, method="Nelder-Mead",
-                              options={"xatol": 1e-4, "fatol": 1e-4, "adaptive": True,
-                                       "maxfev": max(1, budget[0]), "initial_simplex": simplex})
-        budget[0] -= obj.n_eval - n0
-        if not r.success:
-            budget[1] = True
-        return float(r.fun), np.asarray(r.x, float)
+            def f(y):
+                if np.any(y < lo) or np.any(y > hi):
+                    return math.inf
+                return obj(full(y))
+            n0 = obj.n_eval
+            simplex = np.vstack([start] + [start + 0.05 * np.eye(p - 1)[i] for i in range(p - 1)])
+            with np.errstate(all="ignore"):  # (Nelder-Mead's arithmetic on +inf vertices)
+                r = optimize.minimize(f, start, method="Nelder-Mead",
+                                      options={"xatol": 1e-4, "fatol": 1e-4, "adaptive": True,
+                                               "maxfev": max(1, budget[0]), "initial_simplex": simplex})
+            budget[0] -= obj.n_eval - n0
+            if not r.success:
+                budget[1] = True
+            fx, y = float(r.fun), np.asarray(r.x, float)
+        if not math.isfinite(fx):
+            # (not a fall of ln L: hjc_loglik refused or failed at these rates)
+            raise _OpenEnd(f"the likelihood cannot be evaluated at k0 = {math.exp(x):.6g} "
+                           "(hjc_loglik refuses or fails there, e.g. t_res x the fastest rate "
+                           "above theory.MAX_T_RES_RATE) before ln L falls by m")
+        return fx, y
 
     def interval(self, j: int, m: float, xtol: float, max_evaluations: int) -> tuple:
         name = self.free[j]
         target = self.fbest + m
         var = self.cov_log[j, j]
         d0 = math.sqrt(2.0 * m * var) if math.isfinite(var) and var > 0 else 0.5
+        xtol = min(xtol, 0.01 * d0)
         others = [i for i in range(self.theta.size) if i != j]
         ends = []
         for side, bound in ((-1.0, self.lo[j]), (1.0, self.hi[j])):
             budget = [max_evaluations, False]
             start = self.theta[others].copy()
             x_in, d = self.theta[j], min(d0, 5.0)
-            best = (self.fbest, self.theta[j])
+            best = [self.fbest, self.theta[j]]
             x_out = None
-            while budget[0] > 0:
-                x = self.theta[j] + side * d
-                if side * (x - bound) >= 0:
-                    x = bound
-                fx, y = self.profile(j, x, start, budget)
-                if fx < best[0]:
-                    best = (fx, x)
-                if fx >= target:
-                    x_out = x
-                    break
-                if x == bound:
-                    break
-                x_in, start = x, (y if y.size else start)
-                d *= 2.0
+            what = "lower" if side < 0 else "upper"
+            try:
+                while True:
+                    x = self.theta[j] + side * d
+                    if side * (x - bound) >= 0:
+                        x = bound
+                    fx, y = self.profile(j, x, start, budget)
+                    if fx < best[0]:
+                        best = [fx, x]
+                    if fx >= target:
+                        x_out = x
+                        break
+                    if x == bound:
+                        raise _OpenEnd(f"ln L does not fall by m={m:g} within the search box on "
+                                       "that side: the data do not bound this rate there")
+                    x_in, start = x, (y if y.size else start)
+                    d *= 2.0
+                warm = {"start": start}
+
+                def h(x):
+                    fx, y = self.profile(j, x, warm["start"], budget)
+                    if fx < best[0]:
+                        best[:] = [fx, x]
+                    if y.size:
+                        warm["start"] = y
+                    return fx - target
+                ends.append(math.exp(optimize.brentq(h, x_in, x_out, xtol=xtol)))
+            except _OpenEnd as why:
+                warnings.warn(f"likelihood_intervals: the {what} end of {name!r} is open (NaN): "
+                              f"{why}", RuntimeWarning, stacklevel=3)
+                ends.append(math.nan)
             if best[0] < self.fbest - 1e-3:
                 warnings.warn(f"likelihood_intervals: the profile of {name!r} reaches ln L "
                               f"{self.fbest - best[0]:.3g} above the fit's at k0 = "
                               f"{math.exp(best[1]):.6g}: the fit was not at the maximum; refit "
                               "starting from there", RuntimeWarning, stacklevel=3)
-            if x_out is None:
-                if budget[0] <= 0:
-                    why = "max_evaluations was reached before ln L fell by m"
-                else:
-                    why = f"ln L does not fall by m={m:g} within the search box on that side"
-                warnings.warn(f"likelihood_intervals: the {'lower' if side < 0 else 'upper'} end of "
-                              f"{name!r} is open (NaN): {why}; the data do not bound this rate "
-                              "there", RuntimeWarning, stacklevel=3)
-                ends.append(math.nan)
-                continue
-            warm = {"start": start}
-
-            def h(x):
-                fx, y = self.profile(j, x, warm["start"], budget)
-                if y.size and math.isfinite(fx):
-                    warm["start"] = y
-                return fx - target
-            root = optimize.brentq(h, x_in, x_out, xtol=xtol)
-            ends.append(math.exp(root))
             if budget[1]:
                 warnings.warn(f"likelihood_intervals: an inner maximisation for {name!r} stopped "
                               "at max_evaluations; that end is approximate", RuntimeWarning,

@@ -1489,10 +1489,11 @@ MAX_EXACT_INTERVALS = 10
 #: start vector's chain falls apart (CH82 failed so from ``x`` ~ 53 at 100 uM agonist, t_res
 #: 1 ms, to ~ 500 at 0.1 uM, t_res 25 ms, with a different error each time, and its fastest
 #: root loses digits before that: 5e-8 relative at ``x`` = 50); below it, CH82's likelihood
-#: agrees with a 50-digit evaluation of the exact HJC formula to 2e-11 and its roots with
-#: 50-digit roots of det W(s) to 1e-12.  Recorded data (t_res 10-500 us) stay below it for the
-#: built-in NMDA models (``x`` <= 32 at 500 us); CH82 at 1 mM agonist (fastest rate 5e5 s^-1)
-#: is limited to t_res <= 72 us.
+#: agreed with a 50-digit (mpmath) evaluation of the exact HJC formula to 2e-11 and its roots
+#: with 50-digit roots of det W(s) to 1e-12 (checked once during development, not a test).
+#: Where the limit falls (36.04 / max|q_ii|): erreger2005_2a at 1 mM glutamate 570 us;
+#: with 1 mM Mg2+ block (kampa2004, block(erreger2005_2a, "mg")) 92 us at -100 mV and 26 us
+#: at -120 mV, where the Mg2+ rates are fastest; CH82 at 1 mM agonist (5e5 s^-1) 72 us.
 MAX_T_RES_RATE = 52 * math.log(2.0)
 
 

@@ -445,3 +445,28 @@ def test_likelihood_interval_open_end_not_at_maximum_and_validation(data_small):
     from dataclasses import replace
     with pytest.raises(ValueError, match="carries no likelihood"):
         replace(fit, _profile=None).likelihood_intervals()
+
+
+def test_likelihood_interval_end_where_the_likelihood_cannot_be_evaluated():
+    """CH82 at t_res = 1.8 ms: raising beta2 soon makes t_res x the fastest rate exceed
+    theory.MAX_T_RES_RATE, where hjc_loglik refuses -- before ln L has fallen by m.  That end
+    is open (NaN, warned as unevaluable), not taken as a fall of ln L (it was: a finite end at
+    the refusal boundary, where ln L had fallen by 0.31).  Also: max_evaluations running out
+    gives its own reason, and the warnings point at the caller."""
+    c = 1 * uM
+    log = kc.simulate_events(CH82, kc.Step(10.0, agonist=c), rng=3, initial=th.equilibrium(CH82, agonist=c))
+    t_res = 1.8e-3
+    groups = ka.Record.from_events(log).resolve(t_res).hjc_groups(10e-3)
+    k = "A2R->A2R*"
+    fit = fitting.fit_hjc(CH82, [(groups, {"agonist": c})], t_res=t_res, t_crit=10e-3, free=[k])
+    with pytest.warns(RuntimeWarning, match="upper end of 'A2R->A2R\\*' is open.*cannot be evaluated") as rec:
+        lo, hi = fit.likelihood_intervals(m=2.0)[k]
+    assert all(w.filename == __file__ for w in rec)
+    assert math.isnan(hi) and 0 < lo < fit.rates[k]
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        lo, hi = fit.likelihood_intervals(m=2.0, max_evaluations=2)[k]
+    assert math.isnan(lo) and math.isnan(hi)
+    msgs = [str(w.message) for w in rec]
+    assert any("lower end" in x and "max_evaluations was reached" in x for x in msgs), msgs
+    assert not any("do not bound" in x for x in msgs)

@@ -1,6 +1,6 @@
 """Three user-facing leftovers of the fitting and experiment layers.
 
-1. ``analysis.fit_mixture`` / ``log_histogram`` / ``Record.resolve``: durations in ms with
+1. ``analysis.fit_mixture`` / ``Record.resolve``: durations in ms with
    ``t_res`` in s give a UserWarning (one shared rule, ``analysis._warn_if_units_mixed``);
    durations in seconds do not.  The rule's false-warning probability for durations from any
    distribution with a non-increasing density above ``t_res`` (every truncated mixture of
@@ -73,16 +73,22 @@ def test_fit_mixture_warns_for_durations_in_ms_with_t_res_in_s():
     assert fit.taus.max() > 1.0                               # the 1000x too long fit it flags
 
 
-def test_log_histogram_and_resolve_share_the_units_rule():
+def test_resolve_shares_the_units_rule_and_log_histogram_does_not_check():
+    """Record.resolve warns like fit_mixture; log_histogram does not (it also takes latencies
+    and paced intervals, on which the rule fires in seconds: a review found 1e5 Gamma(2, 0.2 s)
+    latencies and 1000 identical 0.5 s durations flagged)."""
     x = _resolved_sample(CH82_LIKE, 3000, seed=2)
-    with pytest.warns(UserWarning, match="log_histogram: the durations " + UNITS_MSG):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
         ka.log_histogram(x * 1e3, t_res=T_RES)
+        ka.log_histogram(np.full(1000, 0.5), t_res=T_RES)
+        ka.log_histogram(T_RES + np.random.default_rng(0).gamma(2.0, 0.2, 100000), t_res=T_RES)
     # a record built from dwells in ms, resolved at a t_res in s
     amps = np.where(np.arange(x.size) % 2 == 0, 1e-12, 0.0)
     rec_ms = ka.Record.from_dwells(x * 1e3, amps)
     with pytest.warns(UserWarning, match="Record.resolve: the durations " + UNITS_MSG):
         rec_ms.resolve(T_RES)
-    # the same durations in seconds: none of the three warns
+    # the same durations in seconds: none warns
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -125,19 +131,21 @@ def test_units_rule_worst_case_density_does_not_warn():
 
 
 def test_units_rule_needs_every_condition():
+    def _check(d, t_res=0.0):
+        ka._warn_if_units_mixed("check", np.asarray(d, dtype=float), t_res, stacklevel=1)
     x_ms = _resolved_sample(CH82_LIKE, 3000, seed=1) * 1e3
     assert _gap(x_ms, T_RES) > 40
     with pytest.warns(UserWarning, match=UNITS_MSG):          # all conditions hold: warns
-        ka.log_histogram(x_ms, t_res=T_RES)
+        _check(x_ms, t_res=T_RES)
     with warnings.catch_warnings():                           # drop any one: does not
         warnings.simplefilter("error", UserWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
-        ka.log_histogram(x_ms[:399], t_res=T_RES)             # n < 400
-        ka.log_histogram(x_ms)                                # no resolution stated
-        ka.log_histogram(np.append(x_ms, 5 * T_RES), t_res=T_RES)   # shortest < 10 t_res
+        _check(x_ms[:399], t_res=T_RES)             # n < 400
+        _check(x_ms)                                # no resolution stated
+        _check(np.append(x_ms, 5 * T_RES), t_res=T_RES)   # shortest < 10 t_res
         x_100 = x_ms / 10                                     # median < 0.1 s ...
         assert np.median(x_100) < 0.1 and _gap(x_100, T_RES) > 20     # ... but a large gap
-        ka.log_histogram(x_100, t_res=T_RES)
+        _check(x_100, t_res=T_RES)
 
 
 # =========================================================================== 2. hjc t_res

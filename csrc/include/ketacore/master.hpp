@@ -79,11 +79,13 @@ class TransitionMatrixCache {
 // 1977, "Transient solutions in Markovian queueing systems", Comput. Oper. Res. 4:47-53,
 // doi:10.1016/0305-0548(77)90007-7): with q = tau max_i |Q_ii| and the stochastic matrix
 // B = I + Q tau / q,  p expm(Q tau) = sum_k Poisson(k; q) p B^k.  Every term is non-negative, so
-// each component is summed without cancellation (relative rounding error ~ k K u); the series is
-// cut when the Poisson tail, bounded by w_{k+1} / (1 - q / (k + 2)), is below 2^-60 of the total
-// mass.  Cost ~(q + 6 sqrt(q) + 15) vector-matrix products against ~10 K^3 flops for expm, so it
-// pays for a piece used once (a voltage ramp: a condition per sample) while q is small; returns
-// false (p untouched) when q > kMaxUniformQ, and the caller forms the matrix.
+// the components are summed without cancellation (rounding ~ k K u relative).  The series runs
+// at least K terms (every state reachable from p then has its paths in the sum) and until the
+// Poisson tail, bounded by w_{k+1} / (1 - q / (k + 2)), is below 2^-100 of the total mass: an
+// absolute truncation error, so a component below 2^-56 (relative error up to 2^-44) sends the
+// piece back to the caller, as does q > kMaxUniformQ; false = p untouched, and the caller forms
+// the matrix.  Cost ~(q + 8 sqrt(q) + 25) vector-matrix products against ~10 K^3 flops for
+// expm, so it pays for a piece used once (a sampled waveform: a condition per sample).
 constexpr double kMaxUniformQ = 32.0;
 
 inline bool expmv_uniformized(const double* Q, int K, double tau, double* p, std::vector<double>& B,
@@ -106,15 +108,18 @@ inline bool expmv_uniformized(const double* Q, int K, double tau, double* p, std
         }
     double wk = std::exp(-q);
     for (int j = 0; j < K; ++j) acc[j] = wk * v[j];
-    constexpr double kTail = 8.673617379884035e-19;  // 2^-60
+    constexpr double kTail = 7.888609052210118e-31;  // 2^-100
     for (int k = 1; k < 4096; ++k) {
         linalg::vecmat_small(v.data(), B.data(), w.data(), K);
         v.swap(w);
         wk *= q / k;
         for (int j = 0; j < K; ++j) acc[j] += wk * v[j];
         const double next = wk * q / (k + 1);
-        if (k + 2 > q && next <= kTail * (1.0 - q / (k + 2))) break;
+        if (k >= K && k + 2 > q && next <= kTail * (1.0 - q / (k + 2))) break;
     }
+    constexpr double kSmall = 1.3877787807814457e-17;  // 2^-56
+    for (int j = 0; j < K; ++j)
+        if (acc[j] > 0.0 && acc[j] < kSmall) return false;
     for (int j = 0; j < K; ++j) p[j] = acc[j];
     return true;
 }
