@@ -143,17 +143,21 @@ def test_properties_and_describe():
     assert g2.q_matrix()[3, 2] == 100.0 and g.q_matrix()[3, 2] == 73.8
 
 
-def test_compiled_q_matrices_equal_one_at_a_time():
-    """The batched Q matrices (the cost model's equilibria for a ramp's thousands of conditions)
-    are the per-condition ones, bit for bit."""
+def test_compiled_exits_equilibria_equal_one_at_a_time():
+    """The batched exit rates (the cost model's, for a ramp's thousands of conditions) are the
+    per-condition ones, bit for bit, and the equilibria solve p Q = 0; a wrong shape is refused."""
     g = kc.block("erreger2005_2a", "mg")
     t = np.arange(50) * 1e-4
     ramp = kc.Protocol.from_waveform(t, 5e-3, V=-0.08 + 0.12 * t / t[-1], glutamate=1e-3, mg=1e-3)
     _, _, conds = ramp.compile(g)
     c = g._compiled()
-    Q = c.q_matrices(conds)
-    assert Q.shape == (50, g.n_states, g.n_states)
+    E, P = c.exits_equilibria(conds)
+    assert E.shape == P.shape == (50, g.n_states)
     for k in range(50):
-        assert np.array_equal(Q[k], c.q_matrix(conds[k]))
+        Q = c.q_matrix(conds[k])
+        assert np.array_equal(E[k], -np.diag(Q))
+        assert abs(P[k].sum() - 1.0) < 1e-14 and np.abs(P[k] @ Q).max() < 1e-12 * np.abs(Q).max()
+    E2, P2 = c.exits_equilibria(conds, False)
+    assert np.array_equal(E2, E) and P2.shape == (0, g.n_states)
     with pytest.raises(ValueError, match="conditions must be"):
-        c.q_matrices(conds[:, :2])
+        c.exits_equilibria(conds[:, :2])

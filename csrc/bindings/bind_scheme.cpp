@@ -67,20 +67,6 @@ void bind_scheme(py::module_& m) {
             },
             py::arg("cond"))
         .def(
-            "q_matrices",
-            [](const CompiledScheme& s, const darray& conds) {
-                if (conds.ndim() != 2 || conds.shape(1) != static_cast<py::ssize_t>(s.condition_size()))
-                    throw std::invalid_argument("conditions must be (C, condition size)");
-                const py::ssize_t C = conds.shape(0), K = s.n_states;
-                darray Q({C, K, K});
-                const double* c = conds.data();
-                double* q = Q.mutable_data();
-                for (py::ssize_t i = 0; i < C; ++i)
-                    s.q_matrix(c + i * s.condition_size(), q + i * K * K);
-                return Q;
-            },
-            py::arg("conds"), "Q matrices of C conditions at once, (C, K, K).")
-        .def(
             "exits_equilibria",
             [](const CompiledScheme& s, const darray& conds, bool equilibria) {
                 if (conds.ndim() != 2 || conds.shape(1) != static_cast<py::ssize_t>(s.condition_size()))
