@@ -1539,16 +1539,8 @@ def log_histogram(durations, *, bins_per_decade: float = 10, t_min: Optional[flo
     -------
     LogHistogram
     """
-    h = _log_histogram(durations, bins_per_decade=bins_per_decade, t_min=t_min, t_max=t_max,
-                       t_res=t_res)
     # (no units check here: histograms also take latencies and paced intervals, whose density
     # rises above t_res, which the rule of _warn_if_units_mixed would flag)
-    return h
-
-
-def _log_histogram(durations, *, bins_per_decade: float = 10, t_min: Optional[float] = None,
-                   t_max: Optional[float] = None, t_res: float = 0.0) -> LogHistogram:
-    """The body of :func:`log_histogram` (also called by ``MixtureFit`` on its own data)."""
     d = _float_array("durations", durations)
     if d.size == 0:
         raise ValueError("durations is empty")
@@ -1674,7 +1666,7 @@ class MixtureFit:
         (ImportError "plot() needs matplotlib…" without matplotlib)."""
         from .plot import require_pyplot
         require_pyplot()                     # before the histogram work
-        h = _log_histogram(self.data, bins_per_decade=bins_per_decade, t_res=self.t_res)
+        h = log_histogram(self.data, bins_per_decade=bins_per_decade, t_res=self.t_res)
         return h.plot(theory=theory, fit=self, ax=ax)
 
 

@@ -85,14 +85,8 @@ class Step:
             items = tuple(conc)
         else:
             items = ()
-        key = (V, temperature, items)
-        # slot descriptors' setters: bypass the immutability guard, cheaper than object.__setattr__
-        _set_duration(self, duration)
-        _set_V(self, V)
-        _set_temperature(self, temperature)
-        _set_concentrations(self, MappingProxyType(dict(items)) if items else _NO_CONCENTRATIONS)
-        _set_key(self, key)
-        _set_hash(self, hash((duration, key)))
+        _fill_step(self, duration, V, temperature, items,
+                   MappingProxyType(dict(items)) if items else _NO_CONCENTRATIONS)
 
     @classmethod
     def _trusted(cls, duration: float, V: float, temperature: "float | None", items: tuple,
@@ -101,16 +95,10 @@ class Step:
         the sorted ``(ligand, M)`` pairs with non-zero concentrations); ``shared`` maps items to
         one read-only concentrations mapping, reused by the steps that have the same."""
         st = object.__new__(cls)
-        key = (V, temperature, items)
         conc = shared.get(items)
         if conc is None:
             conc = shared[items] = MappingProxyType(dict(items)) if items else _NO_CONCENTRATIONS
-        _set_duration(st, duration)
-        _set_V(st, V)
-        _set_temperature(st, temperature)
-        _set_concentrations(st, conc)
-        _set_key(st, key)
-        _set_hash(st, hash((duration, key)))
+        _fill_step(st, duration, V, temperature, items, conc)
         return st
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -177,6 +165,19 @@ _set_hash = Step._hash.__set__
 _NO_CONCENTRATIONS = MappingProxyType({})
 
 
+def _fill_step(st: Step, duration: float, V: float, temperature: "float | None", items: tuple,
+               conc: Mapping) -> None:
+    """Set a new Step's slots from checked values (the one place both constructors do it):
+    slot descriptors' setters bypass the immutability guard, cheaper than object.__setattr__."""
+    key = (V, temperature, items)
+    _set_duration(st, duration)
+    _set_V(st, V)
+    _set_temperature(st, temperature)
+    _set_concentrations(st, conc)
+    _set_key(st, key)
+    _set_hash(st, hash((duration, key)))
+
+
 class Protocol:
     """A sequence of :class:`Step` segments (piecewise-constant conditions).
 
@@ -218,10 +219,7 @@ class Protocol:
             for st in steps:
                 total += st.duration
             if total < _INF:
-                self._steps = tuple(steps)
-                self._compile_cache = {}
-                self._bounds = None
-                self._hash = None
+                self._set_steps(tuple(steps))
                 return
         if isinstance(steps, (Step, Protocol)):
             steps = [steps]
@@ -251,7 +249,11 @@ class Protocol:
                 f"Protocol: the total duration of the {len(flat)} steps is not finite (sum of "
                 f"durations overflows, largest step {max(st.duration for st in flat):g} s); "
                 f"durations are in seconds")
-        self._steps = tuple(flat)
+        self._set_steps(tuple(flat))
+
+    def _set_steps(self, steps: tuple) -> None:
+        """The steps (checked) and empty caches: the one place the constructors set them."""
+        self._steps = steps
         self._compile_cache: dict = {}
         self._bounds = None
         self._hash = None
@@ -262,10 +264,7 @@ class Protocol:
         duration is finite (the caller knows; nothing is checked)."""
         self = object.__new__(cls)
         self._rest = rest
-        self._steps = steps
-        self._compile_cache = {}
-        self._bounds = None
-        self._hash = None
+        self._set_steps(steps)
         return self
 
     @property
