@@ -65,13 +65,17 @@ def main(argv=None) -> int:
     module, _, cls = a.bench.partition(":")
     if not cls:
         ap.error("--bench must be module:Class")
-    if a.methods:
-        methods = a.methods.split(",")
-    else:
-        sys.path.insert(0, str(ROOT))
-        import importlib
+    sys.path.insert(0, str(ROOT))
+    import importlib
+    try:
         obj = getattr(importlib.import_module("benchmarks." + module), cls)
-        methods = [m for m in dir(obj) if m.startswith("time_")]
+    except (ImportError, AttributeError) as e:
+        ap.error(f"--bench {a.bench}: {e}")
+    methods = [m for m in a.methods.split(",") if m] if a.methods else \
+        [m for m in dir(obj) if m.startswith("time_")]
+    unknown = [m for m in methods if not callable(getattr(obj, m, None))]
+    if not methods or unknown:
+        ap.error(f"--methods: {unknown or 'none given'}; {cls} has {[m for m in dir(obj) if m.startswith('time_')]}")
     runs: dict[str, list] = {"old": [], "new": []}
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     for _ in range(a.rounds):

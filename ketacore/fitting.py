@@ -226,6 +226,13 @@ class HJCFit:
         prof = self._profile
         if prof is None:
             raise ValueError("this HJCFit carries no likelihood (it was not returned by fit_hjc)")
+        if not np.allclose(np.exp(prof.theta), [self.rates[k] for k in self.free], rtol=1e-12, atol=0):
+            raise ValueError("this HJCFit's rates are not those of the fit its likelihood belongs to "
+                             "(a dataclasses.replace copy?): call likelihood_intervals on the "
+                             "HJCFit that fit_hjc returned")
+        if isinstance(which, (bytes, bytearray)):
+            raise TypeError(f"likelihood_intervals(which): transitions are named 'SRC->DST' "
+                            f"strings, got {type(which).__name__}")
         m = _positive("m", m)
         xtol = _positive("xtol", xtol)
         if isinstance(max_evaluations, bool) or not isinstance(max_evaluations, numbers.Integral) \
@@ -782,6 +789,24 @@ class _Objective:
 _METHODS = ("nelder-mead+bfgs", "bfgs", "nelder-mead")
 
 
+def _nelder_mead(f, x0, lo, hi, *, step: float, tol: float, maxfev: int):
+    """scipy's adaptive Nelder-Mead on ``f`` from ``x0`` with an initial simplex of ``step``
+    along each axis, ``+inf`` outside the box ``lo <= x <= hi`` and ``xatol = fatol = tol``
+    (the fit's first stage and the profile's inner maximisation)."""
+    x0 = np.asarray(x0, float)
+    p = x0.size
+
+    def bounded(x):
+        if np.any(x < lo) or np.any(x > hi):
+            return math.inf
+        return f(x)
+    simplex = np.vstack([x0] + [x0 + step * np.eye(p)[j] for j in range(p)])
+    with np.errstate(all="ignore"):  # (its arithmetic on +inf vertices)
+        return optimize.minimize(bounded, x0, method="Nelder-Mead",
+                                 options={"xatol": tol, "fatol": tol, "adaptive": True,
+                                          "maxfev": maxfev, "initial_simplex": simplex})
+
+
 class _OpenEnd(Exception):
     """An interval end that cannot be found (the reason is the message)."""
 
@@ -809,18 +834,9 @@ class _Profile:
             budget[0] -= 1
             fx, y = obj(full(np.empty(0))), np.empty(0)
         else:
-            lo, hi = self.lo[others], self.hi[others]
-
-            def f(y):
-                if np.any(y < lo) or np.any(y > hi):
-                    return math.inf
-                return obj(full(y))
             n0 = obj.n_eval
-            simplex = np.vstack([start] + [start + 0.05 * np.eye(p - 1)[i] for i in range(p - 1)])
-            with np.errstate(all="ignore"):  # (Nelder-Mead's arithmetic on +inf vertices)
-                r = optimize.minimize(f, start, method="Nelder-Mead",
-                                      options={"xatol": 1e-4, "fatol": 1e-4, "adaptive": True,
-                                               "maxfev": max(1, budget[0]), "initial_simplex": simplex})
+            r = _nelder_mead(lambda y: obj(full(y)), start, self.lo[others], self.hi[others],
+                             step=0.05, tol=1e-4, maxfev=max(1, budget[0]))
             budget[0] -= obj.n_eval - n0
             if not r.success:
                 budget[1] = True
@@ -1098,11 +1114,6 @@ def fit_hjc(scheme: Scheme, data, *, t_res, t_crit=None, free=None, fixed=None,
     theta0 = params.theta0.copy()
     lo, hi = theta0 - math.log(box), theta0 + math.log(box)
 
-    def bounded(theta):
-        if np.any(theta < lo) or np.any(theta > hi):
-            return math.inf
-        return obj(theta)
-
     f0 = obj(theta0)
     if not math.isfinite(f0):
         raise ValueError("the likelihood is zero (or could not be computed) at the starting "
@@ -1112,10 +1123,7 @@ def fit_hjc(scheme: Scheme, data, *, t_res, t_crit=None, free=None, fixed=None,
     theta, fbest = theta0, f0
     p = theta0.size
     if method in ("nelder-mead+bfgs", "nelder-mead"):
-        simplex = np.vstack([theta0] + [theta0 + 0.2 * np.eye(p)[j] for j in range(p)])
-        r = optimize.minimize(bounded, theta0, method="Nelder-Mead",
-                              options={"xatol": 1e-3, "fatol": 1e-3, "adaptive": True,
-                                       "maxfev": max_evaluations, "initial_simplex": simplex})
+        r = _nelder_mead(obj, theta0, lo, hi, step=0.2, tol=1e-3, maxfev=max_evaluations)
         messages.append(f"Nelder-Mead: {r.message} ({obj.n_eval - 1} evaluations)")
         if r.fun < fbest:
             theta, fbest = np.asarray(r.x, float), float(r.fun)

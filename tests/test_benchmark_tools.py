@@ -132,6 +132,14 @@ def test_paired_api_refuses_bad_arguments(tmp_path):
     r = subprocess.run([sys.executable, str(PAIRED_API), "--old", str(tmp_path), "--bench", "x:Y", "--rounds", "0"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "--rounds and --repeat must be >= 1" in r.stderr
+    import ketacore
+    tree = str(Path(ketacore.__file__).parent.parent)
+    r = subprocess.run([sys.executable, str(PAIRED_API), "--old", tree, "--bench", "nosuch:X"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "--bench nosuch:X" in r.stderr
+    r = subprocess.run([sys.executable, str(PAIRED_API), "--old", tree, "--bench", "bench_asv_api:Construction",
+                        "--methods", "time_nope"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--methods: ['time_nope']" in r.stderr
 
 
 def test_paired_api_times_both_versions(tmp_path):

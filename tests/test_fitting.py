@@ -445,6 +445,10 @@ def test_likelihood_interval_open_end_not_at_maximum_and_validation(data_small):
     from dataclasses import replace
     with pytest.raises(ValueError, match="carries no likelihood"):
         replace(fit, _profile=None).likelihood_intervals()
+    with pytest.raises(ValueError, match="not those of the fit"):
+        replace(fit, rates={**fit.rates, k: 2 * fit.rates[k]}).likelihood_intervals()
+    with pytest.raises(TypeError, match="got bytes"):
+        fit.likelihood_intervals(which=b"AR->R")
 
 
 def test_likelihood_interval_end_where_the_likelihood_cannot_be_evaluated():
