@@ -65,8 +65,15 @@ def main(argv=None) -> int:
     module, _, cls = a.bench.partition(":")
     if not cls:
         ap.error("--bench must be module:Class")
-    sys.path.insert(0, str(ROOT))
+    # (the benchmarks package from this tree, without putting the tree on sys.path: ketacore
+    # must come from the environment, which in a clean clone is the installed build)
     import importlib
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("benchmarks", ROOT / "benchmarks" / "__init__.py",
+                                                  submodule_search_locations=[str(ROOT / "benchmarks")])
+    pkg = importlib.util.module_from_spec(spec)
+    sys.modules["benchmarks"] = pkg
+    spec.loader.exec_module(pkg)
     try:
         obj = getattr(importlib.import_module("benchmarks." + module), cls)
     except (ImportError, AttributeError) as e:
