@@ -131,8 +131,9 @@ class HJCFit:
         ``{transition: (other, factor)}``: ``k0 = factor * k0[other]``.
     units : dict
         Unit of each ``k0``.
-    t_res : float
-        Resolution (s).
+    t_res : float or tuple of float
+        Resolution (s): a float when one was given for every data set, else a tuple with
+        each data set's.
     t_crit : tuple
         Critical shut time (s) of each data set, ``None`` where none was used.
     conditions : tuple of dict
@@ -160,7 +161,7 @@ class HJCFit:
     mr_cycles: dict
     constraints: dict
     units: dict
-    t_res: float
+    t_res: float | tuple
     t_crit: tuple
     conditions: tuple
     method: str
@@ -255,7 +256,8 @@ class HJCFit:
         rows = [f"HJC fit of {self.scheme.name or '(unnamed scheme)'}: ln L = "
                 f"{self.loglik:.6f} (natural log, durations in s), {self.n_free} free "
                 f"parameter(s), {len(self.conditions)} data set(s), t_res = "
-                f"{self.t_res * 1e6:g} us",
+                + (f"{self.t_res * 1e6:g} us" if isinstance(self.t_res, float) else
+                   ", ".join(f"{t * 1e6:g}" for t in self.t_res) + " us (per data set)"),
                 f"converged: {self.converged} ({self.n_evaluations} likelihood evaluations, "
                 f"{self.elapsed:.1f} s, {self.method})",
                 f"{'transition':<16} {'k0':>13} {'SE':>11} {'CV %':>7}  {'unit':<10} how"]
@@ -707,15 +709,37 @@ def _data_sets(data, t_crit) -> list:
     return out
 
 
+def _is_sequence(x) -> bool:
+    return not isinstance(x, (str, bytes, Mapping)) and (
+        isinstance(x, (list, tuple)) or (isinstance(x, np.ndarray) and x.ndim > 0))
+
+
+def _t_res_per_set(t_res, n_sets: int) -> list:
+    """fit_hjc's ``t_res`` as one value per data set (each checked by hjc_loglik later)."""
+    if isinstance(t_res, (str, bytes, Mapping)) or t_res is None:
+        raise TypeError(f"t_res must be a resolution in s or a sequence of one per data set, "
+                        f"got {type(t_res).__name__}")
+    if not _is_sequence(t_res):
+        return [t_res] * n_sets
+    vals = list(t_res)
+    if len(vals) != n_sets:
+        raise ValueError(f"t_res gives {len(vals)} resolution(s) for {n_sets} data set(s): give "
+                         "one value for all, or one per data set in the order of data")
+    for i, v in enumerate(vals):
+        if _is_sequence(v) or isinstance(v, (str, bytes, Mapping)) or v is None:
+            raise TypeError(f"t_res[{i}] must be a resolution in s, got {type(v).__name__}")
+    return vals
+
+
 # ------------------------------------------------------------------------- objective
 
 
 class _Objective:
     """-sum ln L over the data sets as a function of theta, Q built directly from k0."""
 
-    def __init__(self, scheme: Scheme, params: _Params, sets: list, t_res: float,
+    def __init__(self, scheme: Scheme, params: _Params, sets: list, t_res: list,
                  exact_intervals: int):
-        self.params, self.t_res, self.n_exact = params, t_res, exact_intervals
+        self.params, self.n_exact = params, exact_intervals
         trans = scheme.transitions
         unit = scheme.with_rates(**{_key(t): replace(t.rate, k0=1.0) for t in trans})
         self.src = np.array([scheme.index(t.src) for t in trans])
@@ -723,9 +747,9 @@ class _Objective:
         self.n = scheme.n_states
         self.open = np.asarray(scheme.conductance, float) > 0
         self.sets = []
-        for groups, cond, tc in sets:
+        for (groups, cond, tc), tr in zip(sets, t_res):
             mult = unit.rates(**cond)       # rate per unit k0 at these conditions
-            self.sets.append((groups, mult, tc))
+            self.sets.append((groups, mult, tc, tr))
         self.n_eval = 0
 
     def q(self, k0: np.ndarray, mult: np.ndarray) -> np.ndarray:
@@ -742,8 +766,8 @@ class _Objective:
         total = 0.0
         try:
             with np.errstate(all="ignore"):
-                for groups, mult, tc in self.sets:
-                    total += _th.hjc_loglik(self.q(k0, mult), groups, t_res=self.t_res,
+                for groups, mult, tc, tr in self.sets:
+                    total += _th.hjc_loglik(self.q(k0, mult), groups, t_res=tr,
                                             t_crit=tc, open=self.open,
                                             exact_intervals=self.n_exact)
         except (ValueError, np.linalg.LinAlgError, ArithmeticError, RuntimeWarning):
@@ -930,9 +954,10 @@ def fit_hjc(scheme: Scheme, data, *, t_res, t_crit=None, free=None, fixed=None,
         ``{"agonist": 1e-6}`` (M; also ``V``, ``temperature``).  A third element gives that
         set's own critical shut time (s, or ``None`` for no CHS vectors), overriding
         ``t_crit``.
-    t_res : float
-        Resolution (s) every record was resolved at (one for all data sets; HJCFIT allows
-        one per set -- resolve every record at the largest of them).
+    t_res : float or sequence of float
+        Resolution (s) the records were resolved at: one value for every data set, or one
+        per data set in the order of ``data`` (as HJCFIT allows; each set's likelihood then
+        uses its own, so records need not all be resolved at the largest).
     t_crit : float, optional
         Critical shut time (s) of the sets that do not give their own.
     free : sequence of str, optional
@@ -1078,6 +1103,8 @@ def fit_hjc(scheme: Scheme, data, *, t_res, t_crit=None, free=None, fixed=None,
         raise ValueError(f"box must be > 1, got {box!r}")
     hessian_step = _positive("hessian_step", hessian_step)
     sets = _data_sets(data, t_crit)
+    scalar_t_res = not _is_sequence(t_res)
+    t_res_sets = _t_res_per_set(t_res, len(sets))
     params = _Params(scheme, free, fixed, constrain, mr, start)
     # validate every data set through the public function at the starting rates
     k_start = params.k0(params.theta0)
@@ -1086,21 +1113,21 @@ def fit_hjc(scheme: Scheme, data, *, t_res, t_crit=None, free=None, fixed=None,
                                                     k_start)})
     n_intervals = 0
     checked = []
-    for i, (groups, cond, tc) in enumerate(sets):
+    for i, ((groups, cond, tc), tr) in enumerate(zip(sets, t_res_sets)):
         if not hasattr(groups, "__len__"):
             groups = list(groups)                   # an iterator: read it once
         try:
-            _th.hjc_loglik(trial, groups, t_res=t_res, t_crit=tc,
+            _th.hjc_loglik(trial, groups, t_res=tr, t_crit=tc,
                            exact_intervals=exact_intervals, **cond)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"data[{i}]: {exc}") from None
         gs = [np.asarray(g, float) for g in groups]
         n_intervals += sum(g.size for g in gs)
         checked.append((gs, cond, tc))
-    t_res = float(t_res)
-    obj = _Objective(scheme, params, checked, t_res, exact_intervals)
+    t_res_sets = [float(tr) for tr in t_res_sets]
+    obj = _Objective(scheme, params, checked, t_res_sets, exact_intervals)
     # cheap identifiability: a free rate must reach some Q entry in some data set
-    mults = np.array([m for _, m, _ in obj.sets])            # (n_sets, n_trans)
+    mults = np.array([m for _, m, _, _ in obj.sets])         # (n_sets, n_trans)
     reach = (mults > 0).any(axis=0)
     for j, k in enumerate(params.free):
         if not np.any(reach & (params.A[:, j] != 0)):
@@ -1208,8 +1235,8 @@ def fit_hjc(scheme: Scheme, data, *, t_res, t_crit=None, free=None, fixed=None,
     fitted = scheme.with_rates(**{k: replace(t.rate, k0=float(v))
                                   for k, t, v in zip(keys, trans, k_fit)})
     loglik = 0.0
-    for gs, cond, tc in checked:
-        loglik += _th.hjc_loglik(fitted, gs, t_res=t_res, t_crit=tc,
+    for (gs, cond, tc), tr in zip(checked, t_res_sets):
+        loglik += _th.hjc_loglik(fitted, gs, t_res=tr, t_crit=tc,
                                  exact_intervals=exact_intervals, **cond)
     rates = {k: float(t.rate.k0) for k, t in zip(keys, fitted.transitions)}
     se = {}
@@ -1233,7 +1260,8 @@ def fit_hjc(scheme: Scheme, data, *, t_res, t_crit=None, free=None, fixed=None,
         cov_log=cov_log, hessian=H, converged=bool(converged),
         message="; ".join(messages), n_evaluations=int(obj.n_eval),
         mr_cycles=dict(params.mr), constraints=dict(params.cons),
-        units={_key(t): _units(t) for t in trans}, t_res=t_res,
+        units={_key(t): _units(t) for t in trans},
+        t_res=t_res_sets[0] if scalar_t_res else tuple(t_res_sets),
         t_crit=tuple(tc for _, _, tc in checked),
         conditions=tuple(dict(c) for _, c, _ in checked), method=method,
         elapsed=time.perf_counter() - t_begin,

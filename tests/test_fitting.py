@@ -474,3 +474,83 @@ def test_likelihood_interval_end_where_the_likelihood_cannot_be_evaluated():
     msgs = [str(w.message) for w in rec]
     assert any("lower end" in x and "max_evaluations was reached" in x for x in msgs), msgs
     assert not any("do not bound" in x for x in msgs)
+
+
+# ------------------------------------------------------------------ 6. one resolution per data set
+# Oracles: the public hjc_loglik of each set at its own t_res (deterministic); the fitted point
+# maximises that sum (deterministic, given convergence to gtol 1e-3 per unit ln k0, far below
+# the O(1e-2) fall a 1 % step in ln k0 causes); the likelihood-ratio statistic against the true
+# rates below chi2_2(0.9999) (failure probability 1e-4 for a fresh seed).
+
+FREE2 = ["AR->R", "A2R*->A2R"]   # k-1 and alpha2 (MR sets k*-2)
+RES2 = (40 * us, 20 * us)
+
+
+def _groups_at(c, t_end, seed, t_res, t_crit=T_CRIT):
+    log = kc.simulate_events(CH82, kc.Step(t_end, agonist=c), rng=seed,
+                             initial=th.equilibrium(CH82, agonist=c))
+    return ka.Record.from_events(log).resolve(t_res).hjc_groups(t_crit)
+
+
+@pytest.fixture(scope="module")
+def data_two_res():
+    """1 uM resolved at 40 us and 0.3 uM at 20 us (as records from two patches)."""
+    return [(_groups_at(1 * uM, 3.0, 41, RES2[0]), {"agonist": 1 * uM}),
+            (_groups_at(0.3 * uM, 10.0, 42, RES2[1]), {"agonist": 0.3 * uM})]
+
+
+def _loglik_res(scheme, data, t_res, t_crit=T_CRIT):
+    return sum(th.hjc_loglik(scheme, g, t_res=r, t_crit=t_crit, **c) for (g, c), r in zip(data, t_res))
+
+
+def test_each_data_set_is_fitted_at_its_own_resolution(data_two_res):
+    d = data_two_res
+    # one resolution for both would be the coarser one, which the 20 us record cannot be
+    # analysed at (it has resolved intervals shorter than 40 us)
+    with pytest.raises(ValueError, match="data\\[1\\]: .*shorter than t_res"):
+        fitting.fit_hjc(CH82, d, t_res=RES2[0], t_crit=T_CRIT, free=FREE2)
+    fit = fitting.fit_hjc(CH82, d, t_res=list(RES2), t_crit=T_CRIT, free=FREE2)
+    assert fit.converged, fit.message
+    assert fit.t_res == RES2 and isinstance(fit.t_res, tuple)
+    assert fit.loglik == pytest.approx(_loglik_res(fit.scheme, d, RES2), rel=1e-12, abs=1e-9)
+    for k in FREE2:   # a maximum of the per-set sum: a 1 % step either way lowers it
+        for f in (0.99, 1.01):
+            assert _loglik_res(_with(fit.scheme, **{k: fit.rates[k] * f}), d, RES2) < fit.loglik
+    l_true = _loglik_res(CH82, d, RES2)
+    assert l_true <= fit.loglik + 1e-6
+    assert 2 * (fit.loglik - l_true) < stats.chi2.ppf(0.9999, 2)
+    assert "40, 20 us (per data set)" in fit.summary()
+    # the profile interval of k-1 (alone free) ends where the per-set sum has fallen by m
+    k = "AR->R"
+    one = fitting.fit_hjc(CH82, d, t_res=np.array(RES2), t_crit=T_CRIT, free=[k])
+    lo, hi = one.likelihood_intervals(m=2.0, xtol=1e-7)[k]
+    for end in (lo, hi):
+        assert _loglik_res(_with(one.scheme, **{k: end}), d, RES2) == pytest.approx(one.loglik - 2.0, abs=1e-5)
+
+
+def test_one_resolution_given_per_set_or_for_all_is_the_same_fit(data_small):
+    a = fitting.fit_hjc(CH82, data_small, t_res=T_RES, t_crit=T_CRIT, free=["AR->R"])
+    b = fitting.fit_hjc(CH82, data_small, t_res=(T_RES,), t_crit=T_CRIT, free=["AR->R"])
+    assert a.rates == b.rates and a.loglik == b.loglik and a.n_evaluations == b.n_evaluations
+    assert isinstance(a.t_res, float) and a.t_res == T_RES and b.t_res == (T_RES,)
+    assert "t_res = 25 us\n" in a.summary() and "t_res = 25 us (per data set)\n" in b.summary()
+
+
+def test_per_set_resolution_validation():
+    g = [np.array([1e-3, 2e-3, 1e-3]), np.array([2e-3])]
+    d = [(g, {"agonist": 1 * uM}), (g, {"agonist": 2 * uM})]
+    fit = fitting.fit_hjc
+    with pytest.raises(ValueError, match="t_res gives 3 resolution\\(s\\) for 2 data set\\(s\\)"):
+        fit(CH82, d, t_res=[T_RES] * 3)
+    with pytest.raises(ValueError, match="t_res gives 0"):
+        fit(CH82, d, t_res=[])
+    with pytest.raises(TypeError, match="t_res\\[1\\] must be a resolution in s, got list"):
+        fit(CH82, d, t_res=[T_RES, [T_RES]])
+    with pytest.raises(TypeError, match="t_res must be a resolution in s or a sequence"):
+        fit(CH82, d, t_res="25us")
+    with pytest.raises(TypeError, match="t_res must be"):
+        fit(CH82, d, t_res=None)
+    with pytest.raises(ValueError, match="data\\[1\\]: .*t_res"):
+        fit(CH82, d, t_res=[T_RES, -1.0])
+    with pytest.raises(ValueError, match="data\\[0\\]: .*t_res"):
+        fit(CH82, d, t_res=[math.nan, T_RES])
