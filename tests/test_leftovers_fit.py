@@ -225,7 +225,7 @@ def test_fit_hjc_refuses_at_the_start_and_treats_the_limit_as_infinite_objective
     data = ([np.array([3e-3, 2e-3, 4e-3]), np.array([2.5e-3])], {"agonist": c})
     t_res = 1.5e-3                                    # 28.5 x 19000 s^-1 at the true rates
     params = fitting._Params(CH82, ["A2R->A2R*"], None, None, True, None)
-    obj = fitting._Objective(CH82, params, [(data[0], data[1], None)], t_res, 2)
+    obj = fitting._Objective(CH82, params, [(data[0], data[1], None)], [t_res], 2)
     beta2 = params.theta0.copy()
     assert math.isfinite(obj(beta2))
     # beta2 = 30000 s^-1: A2R leaves at 34000 s^-1, 51 > 36.04 at this t_res
