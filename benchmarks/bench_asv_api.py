@@ -135,3 +135,20 @@ class LongWaveform:
 
     def time_simulate_first_call_auto(self):
         self._first_call("auto")
+
+    def _population(self, dt):
+        for cache in (self.sim._RATE_CACHE, self.sim._EXPECT_CACHE, self.sim._PLANS, self.sim._P0_CACHE):
+            cache.clear()
+        kc.simulate(self.g, self.prot, dt, n_channels=10**6, method="population", rng=1, n_threads=1)
+
+    def time_simulate_population_1ms(self):
+        """Population, 1 ms grid: each interval is the product of its 100 samples' matrices."""
+        self._population(1 * ms)
+
+    def time_simulate_population_fine_grid(self):
+        """Population on the waveform's own 10 us grid: one matrix per interval, 200000 in all,
+        whose tables are built a bounded number at a time (before 2026-11-27: all kept, ~3.5 GB)."""
+        self._population(10e-6)
+
+    def peakmem_simulate_population_fine_grid(self):
+        self._population(10e-6)

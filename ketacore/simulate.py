@@ -588,12 +588,12 @@ class _Plan:
 
     __slots__ = ("scheme", "protocol", "dt", "S", "N", "chosen", "record", "trial_idx", "durs", "idx",
                  "conds", "p0", "compiled", "threads_used", "summary", "wide", "background", "cacheable",
-                 "core", "template", "need", "tables")
+                 "core", "template", "need", "tables", "pop_budgets")
 
     def run(self, protocol_arg: Any, entropy: Any, words: list) -> "SimulationResult":
         out = self.core(self.chosen, self.compiled, self.durs, self.idx, self.conds, self.dt, self.S,
                         self.p0, self.N, words, self.trial_idx, self.threads_used, self.summary,
-                        self.wide, self.background, self.tables)
+                        self.wide, self.background, self.tables, *self.pop_budgets)
         # the caller's own Protocol object (an equal one may have built the plan); a Step is
         # wrapped in the plan's one-step Protocol
         protocol = protocol_arg if type(protocol_arg) is Protocol else self.protocol
@@ -642,8 +642,7 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     K = scheme.n_states
     durs, idx, conds = protocol.compile(scheme)
     if method == "population":  # its dense K x K matrices, before anything builds them
-        V_.check_memory(f"simulate ({K} states, dense K x K matrices)",
-                        8.0 * K * K * (2 * len(conds) + 10))
+        V_.check_memory(f"simulate ({K} states, dense K x K matrices)", _population_dense_bytes(K, threads))
     p0 = _initial(scheme, initial, protocol)
     compiled = scheme._compiled()
 
@@ -703,8 +702,7 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     if chosen == "ssa":
         work += n_cond * K * 60.0 + n_tables * K * 1050.0
     else:
-        # plus Q and P(dt) per condition and expm's workspace, as in solve
-        work += (n_cond + n_seg) * K * K * 60.0 + 8.0 * K * K * (2 * n_cond + 10)
+        work += _population_plan_bytes(K, n_cond, n_seg, n_straddle, S, n_tr, threads)
     # the trial index array and the result's copy of it (8 B each per trial)
     index_bytes = 16.0 * n_tr if isinstance(trial_idx, range) else 8.0 * n_tr
     need = out_bytes + work + index_bytes
@@ -748,11 +746,50 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     plan.cacheable = need < _MEMORY_RECHECK_ABOVE and not p0.flags.writeable
     plan.need = need
     plan.tables = tables if chosen == "ssa" else None
+    plan.pop_budgets = _pop_budgets()
     plan.trial_idx = trial_idx
     plan.template = {"scheme": scheme, "protocol": protocol, "dt": dt, "n_samples": S, "method": chosen,
                      "record": record, "entropy": None, "trials": None, "n_channels": N, "initial": p0,
                      "counts": None, "version": __version__, "_sums": None, "_time": None, "_V": None}
     return plan, entropy
+
+
+#: Population runs: bytes of transition-matrix tables held at once, and of trial states kept
+#: between chunks of them (None: the C++ defaults, ``_core.POP_TABLE_BYTES`` / ``POP_STATE_BYTES``).
+#: They change speed and memory, never results; tests lower them to exercise the chunked path.
+_POP_TABLE_BYTES = None
+_POP_STATE_BYTES = None
+
+
+def _pop_budgets() -> tuple[int, int]:
+    from . import _core
+    return (_core.POP_TABLE_BYTES if _POP_TABLE_BYTES is None else int(_POP_TABLE_BYTES),
+            _core.POP_STATE_BYTES if _POP_STATE_BYTES is None else int(_POP_STATE_BYTES))
+
+
+def _population_dense_bytes(K: int, threads: int) -> float:
+    """Dense K x K work of a population run whatever the protocol: one table slot and, per
+    building thread, expm's matrices (population.hpp, PopulationTables)."""
+    from . import _core
+    return float(_core.population_slot_bytes(K)) + 8.0 * K * K * 10 * max(1, threads)
+
+
+def _population_plan_bytes(K: int, n_cond: int, n_seg: int, n_straddle: int, S: int, n_tr: int,
+                           threads: int) -> float:
+    """Upper bound on a population run's planning memory (population.hpp): the schedule (pieces
+    of straddling intervals, runs, per-key bookkeeping), the tables of at most the table budget,
+    and, when not every key's tables fit at once, the trial states kept between chunks."""
+    from . import _core
+    table_budget, state_budget = _pop_budgets()
+    slot = _core.population_slot_bytes(K)
+    n_keys = n_cond + n_straddle + 1
+    fit = max(1, table_budget // slot)
+    # pieces of straddles (16 B, kept twice: the list and the map's keys), runs (28 B), keys
+    # (44 B), a map node per straddle key (~80 B), a key index per condition (4 B)
+    schedule = 32.0 * (n_seg + S) + 28.0 * S + 44.0 * n_keys + 80.0 * n_straddle + 4.0 * n_cond
+    tables = float(min(n_keys, fit)) * slot
+    states = 0.0 if n_keys <= fit else float(min(n_tr * _core.population_state_bytes(K), state_budget))
+    return schedule + tables + states + _population_dense_bytes(K, threads)
 
 
 #: Requests at least this large are re-checked against available memory on every call

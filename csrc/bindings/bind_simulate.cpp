@@ -174,12 +174,15 @@ void bind_simulate(py::module_& m) {
       [](const std::string& method, const ketacore::CompiledScheme& scheme, const darray& durations,
          const iarray& cond_index, const darray& conditions, double dt, std::int64_t n_samples, const darray& p0,
          std::int64_t n_channels, const u32vec& entropy, const u64arr& trials, int n_threads, bool summary,
-         bool wide, bool background, const py::object& jump_tables) -> py::object {
+         bool wide, bool background, const py::object& jump_tables, std::size_t pop_table_bytes,
+         std::size_t pop_state_bytes) -> py::object {
         ketacore::SegmentPlan plan = make_plan(durations, cond_index, conditions);
         ketacore::CancelToken token;
         ketacore::EnsembleSpec spec =
             make_spec(scheme, plan, p0, n_channels, entropy, trials, n_threads, summary, token);
         spec.jump_tables = table_mask(jump_tables);
+        spec.pop_table_bytes = pop_table_bytes;
+        spec.pop_state_bytes = pop_state_bytes;
         spec.grid = ketacore::Grid{dt, n_samples};
         if (wide) return simulate_t<std::int64_t>(method, spec, background, token);
         return simulate_t<std::int32_t>(method, spec, background, token);
@@ -187,11 +190,22 @@ void bind_simulate(py::module_& m) {
       py::arg("method"), py::arg("scheme"), py::arg("durations"), py::arg("cond_index"), py::arg("conditions"),
       py::arg("dt"), py::arg("n_samples"), py::arg("p0"), py::arg("n_channels"), py::arg("entropy_words"),
       py::arg("trials"), py::arg("n_threads"), py::arg("summary"), py::arg("wide"), py::arg("background"),
-      py::arg("jump_tables") = py::none(),
+      py::arg("jump_tables") = py::none(), py::arg("pop_table_bytes") = ketacore::EnsembleSpec::kPopTableBytes,
+      py::arg("pop_state_bytes") = ketacore::EnsembleSpec::kPopStateBytes,
       "Run 'ssa' or 'population'.  Returns counts (trials x samples x states, int32 or int64 if wide)\n"
       "or, with summary=True, (sum int64, sumsq_lo uint64, sumsq_hi uint64), each samples x states.\n"
       "jump_tables: ssa only, per condition whether to build its jump table (None: all); it changes\n"
-      "speed, never results.");
+      "speed, never results.  pop_table_bytes / pop_state_bytes: population only, the memory for\n"
+      "transition tables held at once and for trial states kept between chunks of them; they\n"
+      "change speed and memory, never results.");
+  m.attr("POP_TABLE_BYTES") = ketacore::EnsembleSpec::kPopTableBytes;
+  m.attr("POP_STATE_BYTES") = ketacore::EnsembleSpec::kPopStateBytes;
+  m.def("population_slot_bytes", &ketacore::PopulationTables::slot_bytes, py::arg("n_states"),
+        "Bytes of one transition matrix's multinomial tables in a population run.");
+  m.def(
+      "population_state_bytes",
+      [](int K) { return static_cast<std::size_t>(K) * sizeof(std::int64_t) + sizeof(ketacore::Pcg64); },
+      py::arg("n_states"), "Bytes of one trial's counts and stream kept between chunks of a population run.");
   m.def(
       "simulate_events",
       [](const ketacore::CompiledScheme& scheme, const darray& durations, const iarray& cond_index,

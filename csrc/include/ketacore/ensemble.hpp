@@ -9,6 +9,7 @@
 // for any n_threads and for any split of the trials into calls.
 #pragma once
 #include <algorithm>
+#include <functional>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -42,6 +43,12 @@ struct EnsembleSpec {
   bool summary = false;
   const CancelToken* token = nullptr;
   std::vector<std::uint8_t> jump_tables;  // ssa: per condition, build its jump table; empty: all
+  // population: bytes for the transition-matrix tables held at once (PopulationTables), and for
+  // the trial states kept between chunks when they do not all fit (see run_population_ensemble)
+  std::size_t pop_table_bytes = kPopTableBytes;
+  std::size_t pop_state_bytes = kPopStateBytes;
+  static constexpr std::size_t kPopTableBytes = std::size_t(32) << 20;
+  static constexpr std::size_t kPopStateBytes = std::size_t(64) << 20;
 };
 
 // Outputs.  counts: n_trials x n_samples x K (record="counts").  Summary: per sample and state
@@ -592,51 +599,84 @@ void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
 }
 
 // ---------------------------------------------------------------- population
+// When every key's tables fit in spec.pop_table_bytes (all protocols but long sampled waveforms),
+// the tables are built once (on the worker threads) and each trial runs from start to end.
+// Otherwise the run goes chunk by chunk (PopulationTables::prepare), every trial of a batch
+// advancing through a chunk before the next is built; a trial's counts and stream wait in
+// between (batches of at most spec.pop_state_bytes of such states; each batch rebuilds the
+// tables).  A trial consumes its stream in the same order either way, so results are identical.
 template <class T>
 void run_population_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
-  const PopulationPlan pp(*spec.scheme, *spec.plan, spec.grid);
-  const int K = pp.K;
+  const PopulationSchedule sch(*spec.scheme, *spec.plan, spec.grid);
+  PopulationTables tabs(*spec.scheme, *spec.plan, spec.grid, sch, spec.pop_table_bytes);
+  const int K = sch.K;
   const std::int64_t S = spec.grid.n_samples;
   const std::size_t row = static_cast<std::size_t>(S) * K;
   const std::size_t n_trials = spec.trials.size();
   const int nt = std::max(1, std::min<int>(spec.n_threads, static_cast<int>(std::max<std::size_t>(1, n_trials))));
   const CancelToken& token = *spec.token;
+  const bool one_chunk = tabs.all_resident();
+  const std::size_t state_bytes = static_cast<std::size_t>(K) * sizeof(std::int64_t) + sizeof(Pcg64);
+  const std::size_t batch =
+      one_chunk ? std::max<std::size_t>(1, n_trials)
+                : std::max<std::size_t>(1, std::min(n_trials, spec.pop_state_bytes / state_bytes));
+  std::vector<std::int64_t> saved_n(one_chunk ? 0 : batch * K);
+  std::vector<Pcg64> saved_g(one_chunk ? 0 : batch);
   std::vector<detail::SummaryAcc> accs(nt);
-  std::atomic<std::size_t> next{0};
-  detail::parallel(nt, [&](int ti) {
-    if (spec.summary) {
-      if (ti == 0)
-        accs[0].init_external(out.sum, out.sumsq_lo, out.sumsq_hi, row);
-      else
-        accs[ti].init(row);
-    }
-    std::vector<std::int64_t> n(K), m(K);
-    std::vector<T> cur(K);
-    for (;;) {
-      const std::size_t i = next.fetch_add(1);
-      if (i >= n_trials || token.cancelled()) break;
-      Pcg64 g = make_stream(spec.entropy, spec.trials[i], 0);
-      multinomial(g, spec.n_channels, spec.p0, n.data());
-      auto record = [&](std::int64_t k) {
-        for (int j = 0; j < K; ++j) cur[j] = static_cast<T>(n[j]);
-        if (spec.summary)
-          accs[ti].add_row(static_cast<std::size_t>(k) * K, cur.data(), K);
-        else
-          std::memcpy(out.counts + i * row + static_cast<std::size_t>(k) * K, cur.data(), sizeof(T) * K);
-      };
-      record(0);
-      std::int64_t k = 0;
-      for (std::size_t r = 0; r < pp.run_len.size(); ++r) {
-        const int mat = pp.run_mat[r];
-        for (std::int64_t s = 0; s < pp.run_len[r]; ++s) {
-          pp.step(mat, n.data(), m.data(), g);
-          n.swap(m);
-          record(++k);
-          if ((k & (kCancelPollInterval - 1)) == 0 && token.cancelled()) return;
+  auto par = [](int n, const std::function<void(int)>& f) { detail::parallel(n, f); };
+  if (spec.summary) {
+    accs[0].init_external(out.sum, out.sumsq_lo, out.sumsq_hi, row);
+    for (int ti = 1; ti < nt; ++ti) accs[ti].init(row);
+  }
+  for (std::size_t b0 = 0; b0 < n_trials && !token.cancelled(); b0 += batch) {
+    const std::size_t b1 = std::min(n_trials, b0 + batch);
+    tabs.reset();
+    for (std::size_t r = 0; r < sch.n_runs() || r == 0;) {
+      const std::size_t r_end = sch.n_runs() ? tabs.prepare(r, spec.n_threads, token, par) : 0;
+      if (token.cancelled()) return;
+      std::atomic<std::size_t> next{b0};
+      detail::parallel(std::min<int>(nt, static_cast<int>(b1 - b0)), [&](int ti) {
+        std::vector<std::int64_t> n(K), m(K);
+        std::vector<T> cur(K);
+        for (;;) {
+          const std::size_t i = next.fetch_add(1);
+          if (i >= b1 || token.cancelled()) break;
+          auto record = [&](std::int64_t k) {
+            for (int j = 0; j < K; ++j) cur[j] = static_cast<T>(n[j]);
+            if (spec.summary)
+              accs[ti].add_row(static_cast<std::size_t>(k) * K, cur.data(), K);
+            else
+              std::memcpy(out.counts + i * row + static_cast<std::size_t>(k) * K, cur.data(), sizeof(T) * K);
+          };
+          Pcg64 g;
+          if (r == 0) {
+            g = make_stream(spec.entropy, spec.trials[i], 0);
+            multinomial(g, spec.n_channels, spec.p0, n.data());
+            record(0);
+          } else {
+            g = saved_g[i - b0];
+            std::memcpy(n.data(), saved_n.data() + (i - b0) * K, sizeof(std::int64_t) * K);
+          }
+          for (std::size_t q = r; q < r_end; ++q) {
+            const int key = sch.run_key[q];
+            std::int64_t k = sch.run_step[q];
+            for (std::int64_t s = 0; s < sch.run_len[q]; ++s) {
+              tabs.step(key, n.data(), m.data(), g);
+              n.swap(m);
+              record(++k);
+              if ((k & (kCancelPollInterval - 1)) == 0 && token.cancelled()) return;
+            }
+          }
+          if (!one_chunk) {
+            saved_g[i - b0] = g;
+            std::memcpy(saved_n.data() + (i - b0) * K, n.data(), sizeof(std::int64_t) * K);
+          }
         }
-      }
+      });
+      if (r_end <= r) break;  // no steps (a single-sample grid)
+      r = r_end;
     }
-  });
+  }
   if (spec.summary && !token.cancelled()) detail::merge_summary(accs, row);
 }
 

@@ -10,6 +10,7 @@
 // n·min(p, 1 - p) < 10).
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -17,7 +18,9 @@
 #include <utility>
 #include <vector>
 
-#include "ketacore/master.hpp"
+#include "ketacore/cancel.hpp"
+#include "ketacore/expm.hpp"
+#include "ketacore/linalg.hpp"
 #include "ketacore/protocol.hpp"
 #include "ketacore/rng.hpp"
 #include "ketacore/scheme.hpp"
@@ -176,74 +179,77 @@ inline std::int64_t binomial_fast(G& g, std::int64_t n, const BinomialP& b) {
   return b.flip ? n - x : x;
 }
 
-// Multinomial step tables: for matrix m and row i, the visiting order of targets (the largest
-// entry last, as the remainder) and the conditional probabilities.
-struct PopulationPlan {
+// The grid intervals of a population run as a sequence of transition-matrix *keys*, without
+// building any matrix (cheap: O(samples + segments)).  A key is the full-dt step of one condition,
+// or an interval straddling segment boundaries (one matrix per distinct sequence of pieces, so a
+// pulse train whose period is a multiple of dt repeats the same few straddles), or the identity.
+// Consecutive intervals with the same key form a run.  The matrices themselves are built by
+// PopulationTables, a bounded number at a time: a sampled waveform (one condition per sample)
+// has as many keys as samples, and keeping all their tables (~14 kB each at 17 states) would take
+// gigabytes.
+struct PopulationSchedule {
+  struct Key {
+    std::int64_t cond = -2;       // >= 0: expm(Q_cond dt); -1: straddle; -2: identity
+    std::size_t p_begin = 0, p_end = 0;  // straddle: its pieces [p_begin, p_end)
+  };
   int K = 0;
-  std::int64_t n_steps = 0;                  // n_samples - 1
-  std::vector<std::int64_t> run_len;         // steps in each run
-  std::vector<int> run_mat;                  // matrix of each run
-  std::vector<std::vector<double>> matrices;  // K x K row-major transition matrices
-  // per matrix, per row: K entries order, K-1 conditional probabilities and their log q
-  std::vector<int> order;
-  std::vector<BinomialP> cprob;
+  std::int64_t n_steps = 0;                            // n_samples - 1
+  std::vector<Key> keys;
+  std::vector<std::pair<std::size_t, double>> pieces;  // (condition, duration) of straddles
+  std::vector<std::int64_t> run_len;                   // steps in each run
+  std::vector<int> run_key;                            // key of each run
+  std::vector<std::int64_t> run_step;                  // sample index before each run's first step
+  std::vector<std::int64_t> next_run;                  // next run with the same key (n_runs: none)
 
-  PopulationPlan(const CompiledScheme& scheme, const SegmentPlan& plan, const Grid& grid)
+  PopulationSchedule(const CompiledScheme& scheme, const SegmentPlan& plan, const Grid& grid)
       : K(scheme.n_states) {
     n_steps = grid.n_samples > 0 ? grid.n_samples - 1 : 0;
-    TransitionMatrixCache cache(scheme, plan);
-    const std::size_t kk = static_cast<std::size_t>(K) * K;
     std::vector<int> full_id(plan.n_conditions(), -1);
+    int identity_id = -1;
     const double dt = grid.dt, tol = grid.tolerance();
     // walk segments exactly like solve_master: pieces of each grid interval
-    std::vector<double> acc(kk), tmp(kk);
-    bool acc_set = false, acc_simple = true;
-    int acc_cond = -1;
-    // intervals that straddle boundaries: one matrix per distinct sequence of pieces (a pulse
-    // train whose period is a multiple of dt repeats the same few straddles)
-    std::vector<std::pair<std::size_t, double>> pieces;
+    std::vector<std::pair<std::size_t, double>> cur;
+    bool full_only = true;  // the interval so far is one piece of a full dt
     std::map<std::vector<std::pair<std::size_t, double>>, int> straddle_id;
-    auto acc_mul = [&](std::size_t c, double tau, double t) {
+    auto add_piece = [&](std::size_t c, double tau, double t) {
       const bool full = std::fabs(tau - dt) <= grid.negligible(t);
-      pieces.emplace_back(c, full ? dt : tau);
-      const std::vector<double>& P = cache.get(c, full ? dt : tau);
-      if (!acc_set) {
-        acc = P;
-        acc_set = true;
-        acc_simple = full;
-        acc_cond = static_cast<int>(c);
-      } else {
-        linalg::matmul(acc.data(), P.data(), tmp.data(), K);
-        acc.swap(tmp);
-        acc_simple = false;
-      }
+      full_only = cur.empty() && full;
+      cur.emplace_back(c, full ? dt : tau);
     };
     auto emit = [&]() {
       int id;
-      if (!acc_set) {  // empty interval cannot happen for dt > 0; identity for safety
-        std::vector<double> I(kk, 0.0);
-        for (int i = 0; i < K; ++i) I[i * K + i] = 1.0;
-        id = add_matrix(I);
-      } else if (acc_simple) {
-        if (full_id[acc_cond] < 0) full_id[acc_cond] = add_matrix(acc);
-        id = full_id[acc_cond];
+      if (cur.empty()) {  // empty interval cannot happen for dt > 0; identity for safety
+        if (identity_id < 0) {
+          identity_id = static_cast<int>(keys.size());
+          keys.push_back(Key{});
+        }
+        id = identity_id;
+      } else if (full_only) {
+        const std::size_t c = cur[0].first;
+        if (full_id[c] < 0) {
+          full_id[c] = static_cast<int>(keys.size());
+          keys.push_back(Key{static_cast<std::int64_t>(c), 0, 0});
+        }
+        id = full_id[c];
       } else {
-        auto it = straddle_id.find(pieces);
+        auto it = straddle_id.find(cur);
         if (it != straddle_id.end()) {
           id = it->second;
         } else {
-          id = add_matrix(acc);
-          straddle_id.emplace(pieces, id);
+          id = static_cast<int>(keys.size());
+          keys.push_back(Key{-1, pieces.size(), pieces.size() + cur.size()});
+          pieces.insert(pieces.end(), cur.begin(), cur.end());
+          straddle_id.emplace(cur, id);
         }
       }
-      pieces.clear();
-      if (!run_mat.empty() && run_mat.back() == id) {
+      cur.clear();
+      full_only = true;
+      if (!run_key.empty() && run_key.back() == id) {
         ++run_len.back();
       } else {
-        run_mat.push_back(id);
+        run_key.push_back(id);
         run_len.push_back(1);
       }
-      acc_set = false;
     };
     std::int64_t k = 1;
     double seg_start = 0.0, comp = 0.0;
@@ -257,58 +263,141 @@ struct PopulationPlan {
         const double tk = static_cast<double>(k) * dt;
         if (tk > seg_end + tol) break;
         const double tau = tk - tcur;
-        if (tau > grid.negligible(tk)) acc_mul(c, tau, tk);
+        if (tau > grid.negligible(tk)) add_piece(c, tau, tk);
         emit();
         tcur = tk;
         ++k;
       }
       const double rem = tcur == seg_start ? y : seg_end - tcur;  // a whole segment: its own duration
-      if (rem > grid.negligible(seg_end) && k < grid.n_samples) acc_mul(c, rem, seg_end);
+      if (rem > grid.negligible(seg_end) && k < grid.n_samples) add_piece(c, rem, seg_end);
       seg_start = seg_end;
     }
     while (k < grid.n_samples) {  // grid beyond the protocol (rounding): hold
       emit();
       ++k;
     }
-  }
-
-  int add_matrix(const std::vector<double>& P) {
-    const int id = static_cast<int>(matrices.size());
-    matrices.push_back(P);
-    for (int i = 0; i < K; ++i) {
-      std::vector<double> row(P.begin() + i * K, P.begin() + (i + 1) * K);
-      for (auto& v : row) v = v > 0.0 ? v : 0.0;  // clip rounding negatives
-      std::vector<int> idx(K);
-      for (int j = 0; j < K; ++j) idx[j] = j;
-      // largest last (stable: ties keep index order)
-      const int big = static_cast<int>(std::max_element(row.begin(), row.end()) - row.begin());
-      idx.erase(idx.begin() + big);
-      idx.push_back(big);
-      double remaining = 0.0;
-      for (double v : row) remaining += v;
-      for (int j = 0; j < K; ++j) order.push_back(idx[j]);
-      for (int j = 0; j < K - 1; ++j) {
-        const double v = row[idx[j]];
-        double cp = remaining > 0.0 ? v / remaining : 0.0;
-        cp = std::min(1.0, std::max(0.0, cp));
-        cprob.emplace_back(cp);
-        remaining -= v;
-      }
+    const std::size_t n_runs = run_key.size();
+    run_step.resize(n_runs);
+    next_run.assign(n_runs, static_cast<std::int64_t>(n_runs));
+    std::int64_t step = 0;
+    for (std::size_t r = 0; r < n_runs; ++r) {
+      run_step[r] = step;
+      step += run_len[r];
     }
-    return id;
+    std::vector<std::int64_t> later(keys.size(), static_cast<std::int64_t>(n_runs));
+    for (std::size_t r = n_runs; r-- > 0;) {
+      next_run[r] = later[static_cast<std::size_t>(run_key[r])];
+      later[static_cast<std::size_t>(run_key[r])] = static_cast<std::int64_t>(r);
+    }
+  }
+  std::size_t n_runs() const { return run_key.size(); }
+};
+
+// Multinomial step tables of the keys, in a bounded number of slots.  prepare(r) makes the keys
+// of runs r, r+1, ... resident (building the missing ones on n_threads threads) for as many runs
+// as the slots allow and returns the end of that chunk; keys no later run needs are dropped first,
+// then, if fewer than half the slots are free, those needed furthest ahead.  A chunk holds at
+// least one run.  For matrix slot s and row i: the visiting order of targets (the largest entry
+// last, as the remainder) and the conditional probabilities.  Every table is a function of its
+// key alone, so the results of a run never depend on the number of slots or threads.
+class PopulationTables {
+ public:
+  static std::size_t slot_bytes(int K) {
+    return static_cast<std::size_t>(K) * K * sizeof(int) + static_cast<std::size_t>(K) * (K - 1) * sizeof(BinomialP);
   }
 
-  // One step: counts n -> out (both length K).
+  PopulationTables(const CompiledScheme& scheme, const SegmentPlan& plan, const Grid& grid,
+                   const PopulationSchedule& sch, std::size_t budget_bytes)
+      : scheme_(scheme), plan_(plan), dt_(grid.dt), sch_(sch), K_(sch.K) {
+    const std::size_t fit = std::max<std::size_t>(1, budget_bytes / slot_bytes(K_));
+    capacity_ = std::max<std::size_t>(1, std::min(fit, sch.keys.size()));
+    const std::size_t KK = static_cast<std::size_t>(K_) * K_, KC = static_cast<std::size_t>(K_) * (K_ - 1);
+    order_.resize(capacity_ * KK);
+    cprob_.resize(capacity_ * KC);
+    reset();
+  }
+  bool all_resident() const { return capacity_ >= sch_.keys.size(); }
+  void reset() {
+    slot_of_.assign(sch_.keys.size(), -1);
+    next_use_.assign(sch_.keys.size(), static_cast<std::int64_t>(sch_.n_runs()));
+    for (std::size_t r = sch_.n_runs(); r-- > 0;) next_use_[static_cast<std::size_t>(sch_.run_key[r])] = static_cast<std::int64_t>(r);
+    free_.clear();
+    for (std::size_t s = capacity_; s-- > 0;) free_.push_back(static_cast<int>(s));
+    resident_.clear();
+  }
+
+  // Returns the end of the chunk starting at run r (> r).  parallel(n, f) runs f(0..n-1) on n
+  // threads (ensemble.hpp's detail::parallel); a cancelled token stops the building early (the
+  // caller then discards the run).
+  template <class Par>
+  std::size_t prepare(std::size_t r, int n_threads, const CancelToken& token, Par&& parallel) {
+    const std::int64_t none = static_cast<std::int64_t>(sch_.n_runs());
+    auto drop = [&](std::size_t idx) {
+      const int key = resident_[idx];
+      free_.push_back(slot_of_[static_cast<std::size_t>(key)]);
+      slot_of_[static_cast<std::size_t>(key)] = -1;
+      resident_[idx] = resident_.back();
+      resident_.pop_back();
+    };
+    for (std::size_t i = resident_.size(); i-- > 0;)
+      if (next_use_[static_cast<std::size_t>(resident_[i])] >= none) drop(i);
+    while (2 * free_.size() < capacity_ && !resident_.empty()) {
+      std::size_t far = 0;
+      for (std::size_t i = 1; i < resident_.size(); ++i)
+        if (next_use_[static_cast<std::size_t>(resident_[i])] > next_use_[static_cast<std::size_t>(resident_[far])]) far = i;
+      drop(far);
+    }
+    std::vector<int> build;
+    std::size_t e = r;
+    for (; e < sch_.n_runs(); ++e) {
+      const int key = sch_.run_key[e];
+      if (slot_of_[static_cast<std::size_t>(key)] < 0) {
+        if (free_.empty()) break;
+        slot_of_[static_cast<std::size_t>(key)] = free_.back();
+        free_.pop_back();
+        resident_.push_back(key);
+        build.push_back(key);
+      }
+      next_use_[static_cast<std::size_t>(key)] = sch_.next_run[e];
+    }
+    // build on up to n_threads threads (each key is independent; a few keys run inline)
+    const int nt = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(std::max(1, n_threads)),
+                                                          (build.size() + 7) / 8));
+    std::atomic<std::size_t> next{0};
+    auto work = [&](int) {
+      Work w;
+      for (;;) {
+        const std::size_t i = next.fetch_add(1);
+        if (i >= build.size() || token.cancelled()) break;
+        build_key(build[i], w);
+      }
+    };
+    if (nt <= 1)
+      work(0);
+    else
+      parallel(nt, work);
+    return e;
+  }
+
+  const int* order(int key) const {
+    return order_.data() + static_cast<std::size_t>(slot_of_[static_cast<std::size_t>(key)]) * K_ * K_;
+  }
+  const BinomialP* cprob(int key) const {
+    return cprob_.data() + static_cast<std::size_t>(slot_of_[static_cast<std::size_t>(key)]) * K_ * (K_ - 1);
+  }
+
+  // One step: counts n -> out (both length K), with the tables of a resident key.
   template <class G>
-  inline void step(int m, const std::int64_t* n, std::int64_t* out, G& g) const {
+  inline void step(int key, const std::int64_t* n, std::int64_t* out, G& g) const {
+    const int K = K_;
     for (int j = 0; j < K; ++j) out[j] = 0;
-    const std::size_t base_o = static_cast<std::size_t>(m) * K * K;
-    const std::size_t base_c = static_cast<std::size_t>(m) * K * (K - 1);
+    const int* ord0 = order(key);
+    const BinomialP* cp0 = cprob(key);
     for (int i = 0; i < K; ++i) {
       std::int64_t rem = n[i];
       if (rem == 0) continue;
-      const int* ord = order.data() + base_o + static_cast<std::size_t>(i) * K;
-      const BinomialP* cp = cprob.data() + base_c + static_cast<std::size_t>(i) * (K - 1);
+      const int* ord = ord0 + static_cast<std::size_t>(i) * K;
+      const BinomialP* cp = cp0 + static_cast<std::size_t>(i) * (K - 1);
       for (int j = 0; j < K - 1 && rem > 0; ++j) {
         const std::int64_t x = binomial_fast(g, rem, cp[j]);
         out[ord[j]] += x;
@@ -317,6 +406,86 @@ struct PopulationPlan {
       out[ord[K - 1]] += rem;
     }
   }
+
+ private:
+  struct Work {
+    std::vector<double> Q, A, P, acc, tmp;
+  };
+
+  // expm(Q_c tau) into w.P (Q computed from the condition: nothing per condition is kept)
+  void transition(std::size_t c, double tau, Work& w) const {
+    const std::size_t kk = static_cast<std::size_t>(K_) * K_;
+    w.Q.assign(kk, 0.0);
+    scheme_.q_matrix(plan_.condition(c), w.Q.data());
+    w.A = w.Q;
+    for (std::size_t i = 0; i < kk; ++i) w.A[i] *= tau;
+    w.P.resize(kk);
+    expm(w.A.data(), K_, w.P.data(), /*generator=*/true);
+  }
+
+  void build_key(int key, Work& w) {
+    const PopulationSchedule::Key& kd = sch_.keys[static_cast<std::size_t>(key)];
+    const std::size_t kk = static_cast<std::size_t>(K_) * K_;
+    if (kd.cond == -2) {
+      w.acc.assign(kk, 0.0);
+      for (int i = 0; i < K_; ++i) w.acc[static_cast<std::size_t>(i) * K_ + i] = 1.0;
+    } else if (kd.cond >= 0) {
+      transition(static_cast<std::size_t>(kd.cond), dt_, w);
+      w.acc.swap(w.P);
+    } else {
+      for (std::size_t p = kd.p_begin; p < kd.p_end; ++p) {
+        transition(sch_.pieces[p].first, sch_.pieces[p].second, w);
+        if (p == kd.p_begin) {
+          w.acc.swap(w.P);
+        } else {
+          w.tmp.resize(kk);
+          linalg::matmul(w.acc.data(), w.P.data(), w.tmp.data(), K_);
+          w.acc.swap(w.tmp);
+        }
+      }
+    }
+    fill_slot(slot_of_[static_cast<std::size_t>(key)], w.acc);
+  }
+
+  void fill_slot(int slot, const std::vector<double>& P) {
+    const int K = K_;
+    int* ord_out = order_.data() + static_cast<std::size_t>(slot) * K * K;
+    BinomialP* cp_out = cprob_.data() + static_cast<std::size_t>(slot) * K * (K - 1);
+    std::vector<double> row(K);
+    std::vector<int> idx(K);
+    for (int i = 0; i < K; ++i) {
+      for (int j = 0; j < K; ++j) {
+        const double v = P[static_cast<std::size_t>(i) * K + j];
+        row[j] = v > 0.0 ? v : 0.0;  // clip rounding negatives
+      }
+      for (int j = 0; j < K; ++j) idx[j] = j;
+      // largest last (stable: ties keep index order)
+      const int big = static_cast<int>(std::max_element(row.begin(), row.end()) - row.begin());
+      idx.erase(idx.begin() + big);
+      idx.push_back(big);
+      double remaining = 0.0;
+      for (double v : row) remaining += v;
+      for (int j = 0; j < K; ++j) ord_out[static_cast<std::size_t>(i) * K + j] = idx[j];
+      for (int j = 0; j < K - 1; ++j) {
+        const double v = row[idx[j]];
+        double cp = remaining > 0.0 ? v / remaining : 0.0;
+        cp = std::min(1.0, std::max(0.0, cp));
+        cp_out[static_cast<std::size_t>(i) * (K - 1) + j] = BinomialP(cp);
+        remaining -= v;
+      }
+    }
+  }
+
+  const CompiledScheme& scheme_;
+  const SegmentPlan& plan_;
+  double dt_;
+  const PopulationSchedule& sch_;
+  int K_;
+  std::size_t capacity_ = 1;
+  std::vector<int> order_;
+  std::vector<BinomialP> cprob_;
+  std::vector<int> slot_of_, free_, resident_;
+  std::vector<std::int64_t> next_use_;
 };
 
 // Multinomial(N, p) by sequential binomials (initial counts).

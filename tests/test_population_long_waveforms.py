@@ -1,0 +1,156 @@
+"""The population method on protocols with many conditions (sampled waveforms).
+
+A waveform from ``Protocol.from_waveform`` has one condition per sample, so one transition
+matrix per grid interval.  The engine builds their multinomial tables a bounded number at a time
+(``csrc/include/ketacore/population.hpp``, PopulationSchedule / PopulationTables) instead of all
+before the run (which took ~14 kB per condition at 17 states: 3.5 GB for 200000 samples).
+
+Oracles: the one-chunk run (every table resident, the path every short protocol takes, itself
+checked against the master equation and scipy in tests/test_stochastic_*.py) -- a chunked run
+must give the same bytes, because each trial consumes its stream in the same order; the
+process's peak memory, measured in a subprocess; Ctrl-C timing as in
+tests/test_stochastic_engine.py.  Deterministic: no statistical tolerance.
+"""
+from __future__ import annotations
+
+import _thread
+import importlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import ketacore as kc
+from ketacore import _core
+from ketacore.units import ms, uM
+
+sim = importlib.import_module("ketacore.simulate")
+CH82 = kc.models.get("ch82")
+
+
+def _waveform(n, dt=10e-6):
+    t = np.arange(n) * dt
+    return kc.Protocol.from_waveform(t, n * dt, agonist=1 * uM * (1 + np.sin(t * 2000.0)))
+
+
+def _pulses():
+    """Boundaries off the 0.1 ms grid: intervals that straddle them (several pieces each)."""
+    return kc.Protocol([kc.Step(0.33 * ms, agonist=0.0), kc.Step(1.07 * ms, agonist=1 * uM),
+                        kc.Step(2.2 * ms, agonist=0.0)] * 20)
+
+
+def _run(monkeypatch, protocol, dt, record, n_threads, table_bytes=None, state_bytes=None):
+    monkeypatch.setattr(sim, "_PLANS", {})
+    monkeypatch.setattr(sim, "_POP_TABLE_BYTES", table_bytes)
+    monkeypatch.setattr(sim, "_POP_STATE_BYTES", state_bytes)
+    r = kc.simulate(CH82, protocol, dt, n_channels=10**6, method="population", rng=7, n_trials=5,
+                    n_threads=n_threads, record=record)
+    if record == "counts":
+        return (r.counts.copy(),)
+    return np.asarray(r.sum_counts).copy(), np.asarray(r.sum_sq_counts).copy()
+
+
+SLOT = _core.population_slot_bytes(CH82.n_states)
+STATE = _core.population_state_bytes(CH82.n_states)
+
+
+@pytest.mark.parametrize("protocol, dt", [(_waveform(3000), 10e-6), (_waveform(3000), 0.37 * ms),
+                                          (_pulses(), 0.1 * ms)],
+                         ids=["waveform-on-grid", "waveform-coarse-grid", "pulses-straddling"])
+@pytest.mark.parametrize("record", ["counts", "summary"])
+def test_chunked_tables_give_the_same_bytes(monkeypatch, protocol, dt, record):
+    """Tables for 3 keys at a time, for 1 key (rebuilt as runs need them), and trial states for
+    2 trials at a time (5 trials: 3 batches, each rebuilding the tables), on 1 and 2 threads:
+    the same counts (or exact sums) as the run that holds every table at once."""
+    ref = _run(monkeypatch, protocol, dt, record, 2)
+    for table_bytes, state_bytes in ((3 * SLOT, None), (1, 1), (2 * SLOT, 2 * STATE)):
+        for n_threads in (1, 2):
+            got = _run(monkeypatch, protocol, dt, record, n_threads, table_bytes, state_bytes)
+            for a, b in zip(ref, got):
+                assert np.array_equal(a, b), (table_bytes, state_bytes, n_threads)
+
+
+def test_memory_estimate_of_a_long_waveform_is_bounded():
+    """The plan estimate no longer grows by a K x K table per condition (17 states, 200000
+    conditions: 3.5 GB before) -- only by the schedule (tens of bytes per sample) and the
+    bounded tables."""
+    K, n = 17, 200_000
+    est = sim._population_plan_bytes(K, n, n, 0, n + 1, 1, 2)
+    assert est < 100 * 2**20
+    assert est > _core.POP_TABLE_BYTES * 0.9  # the tables' budget is counted (they fill it here)
+    # a short protocol: a few tables, not the whole budget
+    assert sim._population_plan_bytes(K, 3, 3, 2, 1001, 1, 2) < 2**20
+
+
+_PEAK_SCRIPT = textwrap.dedent("""
+    import json, resource, sys
+    import numpy as np
+    import ketacore as kc
+    from ketacore.units import mM, mV
+    import importlib
+    sim = importlib.import_module("ketacore.simulate")
+    g = kc.block(kc.models.get("erreger2005_2a"), "ketamine", kc.blockers.get("mg").replace(mode="sequential"))
+    n = 100_000
+    t = np.arange(n) * 10e-6
+    prot = kc.Protocol.from_waveform(t, n * 10e-6, V=-80 * mV + 120 * mV * t / t[-1], glutamate=1 * mM, mg=1 * mM)
+    prot.compile(g)
+    kc.simulate(g, kc.Step(1e-3, glutamate=1 * mM, mg=1 * mM), 1e-3, n_channels=10, method="population", rng=1)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    r = kc.simulate(g, prot, 10e-6, n_channels=10**6, method="population", rng=1, n_threads=2)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"growth": after - before, "samples": r.n_samples}))
+""")
+
+
+def test_peak_memory_of_a_long_waveform_run_is_bounded():
+    """100000 conditions at 17 states, population on the waveform's own 10 us grid (one matrix
+    per interval): the process grows by well under 200 MB (the tables' budget is 32 MiB, the
+    schedule and the counts a few MB each; 54 MB measured).  Before, every condition's Q, P and
+    tables were kept: 2.08 GB measured."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(kc.__file__)),
+                                         env.get("PYTHONPATH", "")])
+    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["samples"] == 100_001
+    assert res["growth"] < 200 * 2**20, res
+
+
+@pytest.fixture(scope="module")
+def long_waveform_17():
+    from ketacore.units import mM, mV
+    g = kc.block(kc.models.get("erreger2005_2a"), "ketamine", kc.blockers.get("mg").replace(mode="sequential"))
+    n = 400_000
+    t = np.arange(n) * 10e-6
+    prot = kc.Protocol.from_waveform(t, n * 10e-6, V=-80 * mV + 120 * mV * t / t[-1], glutamate=1 * mM,
+                                     mg=1 * mM)
+    prot.compile(g)
+    return g, prot
+
+
+def test_ctrl_c_stops_a_long_waveform_run_while_it_builds_tables(long_waveform_17, sigint_raises):
+    """400000 conditions at 17 states: building the tables takes seconds (before, all of them
+    were built before the run polled for Ctrl-C: ~9 s here).  Ctrl-C now stops the build between
+    two matrices."""
+    g, prot = long_waveform_17
+    fired = []
+
+    def fire():
+        fired.append(time.perf_counter())
+        _thread.interrupt_main()
+    timer = threading.Timer(0.3, fire)
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        kc.simulate(g, prot, 10e-6, n_channels=1000, method="population", rng=1, n_threads=1)
+    returned = time.perf_counter()
+    timer.join()
+    assert len(fired) == 1
+    assert returned - fired[0] < 3.0   # the bound of tests/test_stochastic_engine.py
