@@ -136,6 +136,12 @@ class LongWaveform:
     def time_simulate_first_call_auto(self):
         self._first_call("auto")
 
+    def time_simulate_again_ssa(self):
+        """A later call (new seed): the plan is reused (since 2026-11-27 also for estimates above
+        256 MB, re-checking memory), so this is the C++ call: exit tables for 200000 conditions,
+        then one channel."""
+        kc.simulate(self.g, self.prot, 1 * ms, n_channels=1, method="ssa", rng=2, n_threads=1)
+
     def _population(self, dt):
         for cache in (self.sim._RATE_CACHE, self.sim._EXPECT_CACHE, self.sim._PLANS, self.sim._P0_CACHE):
             cache.clear()

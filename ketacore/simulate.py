@@ -54,6 +54,8 @@ _COST_BINOMIAL = 2.5e-8  # one binomial draw in a population step
 _COST_SAMPLE = 1e-9      # writing / summing one (sample, state) cell
 _COST_CROSSING = 1.4e-8  # one ssa channel crossing a segment boundary (its pending dwell redrawn; ramps, 16 states)
 _COST_TABLE = 2.2e-9     # one entry of the ssa jump tables (K x 512 per condition)
+_COST_COND_STATE = 1e-7  # one (condition, state) of the ssa exit tables, built on one thread (ssa.hpp SsaTables;
+                         # 0.72 s for a 400000-sample waveform at 17 states, page faults included)
 _COST_EXPM_K3 = 3e-9     # one population transition matrix, per K**3 (expm of a condition, or a straddle's product)
 _BACKGROUND_ABOVE = 0.01  # run on a worker thread polling Ctrl-C when the job is longer than this
 _PARALLEL_ABOVE = 0.0005  # use several threads only when the job is longer than this
@@ -566,9 +568,9 @@ def simulate(scheme: Scheme, protocol: Protocol | Step, dt: float, n_channels: i
         plan = _PLANS.get(key)
         if plan is not None and plan.scheme is scheme:
             if type(rng) is int and 0 <= rng < 4294967296:  # fast path of _rng.root_entropy/entropy_words
-                return plan.run(protocol, rng, [rng])
+                return plan.run(protocol, rng, [rng], True)
             entropy = _rng.root_entropy(rng)
-            return plan.run(protocol, entropy, _rng.entropy_words(entropy))
+            return plan.run(protocol, entropy, _rng.entropy_words(entropy), True)
     plan, entropy = _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initial, trials,
                                trial_offset, n_threads, rng)
     if key is not None and plan.cacheable:
@@ -588,9 +590,11 @@ class _Plan:
 
     __slots__ = ("scheme", "protocol", "dt", "S", "N", "chosen", "record", "trial_idx", "durs", "idx",
                  "conds", "p0", "compiled", "threads_used", "summary", "wide", "background", "cacheable",
-                 "core", "template", "need", "tables", "pop_budgets")
+                 "core", "template", "need", "tables", "pop_budgets", "memory_check")
 
-    def run(self, protocol_arg: Any, entropy: Any, words: list) -> "SimulationResult":
+    def run(self, protocol_arg: Any, entropy: Any, words: list, reused: bool = False) -> "SimulationResult":
+        if reused and self.need >= _MEMORY_RECHECK_ABOVE:
+            _check_plan_memory(self.memory_check)
         out = self.core(self.chosen, self.compiled, self.durs, self.idx, self.conds, self.dt, self.S,
                         self.p0, self.N, words, self.trial_idx, self.threads_used, self.summary,
                         self.wide, self.background, self.tables, *self.pop_budgets)
@@ -659,7 +663,7 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
         n_tables = int(np.count_nonzero(tables))
         ssa_cost = (n_tr * (N * (per_channel * _COST_EVENT + _COST_CHANNEL + n_cross * _COST_CROSSING)
                             + S * K * _COST_SAMPLE)
-                    + n_tables * K * 512 * _COST_TABLE)
+                    + n_tables * K * 512 * _COST_TABLE + len(conds) * K * _COST_COND_STATE)
     pop_cost = (n_tr * ((S - 1) * K * (K - 1) * _COST_BINOMIAL + S * K * _COST_SAMPLE)
                 + (len(conds) + n_straddle) * K**3 * _COST_EXPM_K3)
     if method == "auto":
@@ -713,11 +717,9 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
                   f"{index_bytes / 2**30:.3g} GiB (16 B per trial), and summaries of separate calls add up")
     else:
         advice = "reduce the number of samples (a larger dt or a shorter protocol)"
-    try:
-        V_.check_memory("simulate", need, advice=advice)
-    except ValueError as e:
-        raise ValueError(f"{e} (method={chosen!r}, record={record!r}, {n_tr} trials x {S} samples x {K} states; "
-                         f"estimate {need / 2**30:.3g} GiB)") from None
+    memory_check = (need, advice, f"(method={chosen!r}, record={record!r}, {n_tr} trials x {S} samples x "
+                                  f"{K} states; estimate {need / 2**30:.3g} GiB)")
+    _check_plan_memory(memory_check)
     trial_idx = _trial_array(trial_idx)
     # last: a numpy Generator is drawn from, so a refused call must not have advanced it
     entropy = _rng.root_entropy(rng)
@@ -741,10 +743,11 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     # (a cost that is not a finite number, say from an unusual rate estimate, runs cancellable)
     plan.background = not est / plan.threads_used <= _BACKGROUND_ABOVE
     plan.core = _core.simulate
-    # Reusable only when nothing depended on the moment: large requests re-read the available
-    # memory every call; p0 must be the memoised (read-only) one.
-    plan.cacheable = need < _MEMORY_RECHECK_ABOVE and not p0.flags.writeable
+    # Reusable when nothing depended on the moment: p0 must be the memoised (read-only) one;
+    # large requests re-read the available memory on every reuse (Plan.run).
+    plan.cacheable = not p0.flags.writeable
     plan.need = need
+    plan.memory_check = memory_check
     plan.tables = tables if chosen == "ssa" else None
     plan.pop_budgets = _pop_budgets()
     plan.trial_idx = trial_idx
@@ -792,9 +795,17 @@ def _population_plan_bytes(K: int, n_cond: int, n_seg: int, n_straddle: int, S: 
     return schedule + tables + states + _population_dense_bytes(K, threads)
 
 
-#: Requests at least this large are re-checked against available memory on every call
-#: (V_.check_memory skips its /proc read below this size).
+#: Requests at least this large are re-checked against available memory on every call, a
+#: reused plan's too (V_.check_memory skips its /proc read below this size).
 _MEMORY_RECHECK_ABOVE = 256 * 2**20
+
+
+def _check_plan_memory(memory_check: tuple) -> None:
+    need, advice, detail = memory_check
+    try:
+        V_.check_memory("simulate", need, advice=advice)
+    except ValueError as e:
+        raise ValueError(f"{e} {detail}") from None
 
 
 class EventLog:
@@ -933,8 +944,14 @@ def simulate_events(scheme: Scheme, protocol: Protocol | Step, n_trials: int | N
         raise ValueError(f"simulate_events: up to about {est_events:.3g} transitions (a rough mean "
                          f"{n_tr * expected:.3g} plus a margin for its error and the trials' spread), "
                          f"more than max_events={max_events}")
+    K = len(p0)
+    tables = _ssa_table_mask(rate, durs, idx, float(n_tr), K)
+    n_tables = int(np.count_nonzero(tables))
+    # the events (12 B each, twice while they are copied out), the trial indices, and the ssa
+    # tables as simulate counts them (per condition ~60 B per state; a jump table ~1.05 kB per state)
+    tables_bytes = len(conds) * K * 60.0 + n_tables * K * 1050.0
     try:
-        V_.check_memory("simulate_events", est_events * 12.0 * 2 + 16.0 * n_tr,
+        V_.check_memory("simulate_events", est_events * 12.0 * 2 + 16.0 * n_tr + tables_bytes,
                         advice="reduce n_trials or the protocol duration, or split the trials over "
                                "calls (trials=/trial_offset=)")
     except ValueError as e:
@@ -948,9 +965,10 @@ def simulate_events(scheme: Scheme, protocol: Protocol | Step, n_trials: int | N
     n_cross, _ = _boundaries(durs, idx, float(protocol.duration), float(protocol.duration))
     est_cost = n_tr * (expected * _COST_EVENT + _COST_CHANNEL + n_cross * _COST_CROSSING)
     threads_used = threads if est_cost > _PARALLEL_ABOVE else 1
-    background = est_cost / threads_used > _BACKGROUND_ABOVE
+    # (the tables are built on one thread before the trials run)
+    build = n_tables * K * 512 * _COST_TABLE + len(conds) * K * _COST_COND_STATE
+    background = est_cost / threads_used + build > _BACKGROUND_ABOVE
     reserve = int(min(1.2 * expected + 16, 1e7))
-    tables = _ssa_table_mask(rate, durs, idx, float(n_tr), len(p0))
     pairs = _core.simulate_events(compiled, durs, idx, conds, p0, words, trial_idx, threads_used, reserve,
                                   background, tables)
     return EventLog([p[0] for p in pairs], [p[1] for p in pairs], float(protocol.duration), entropy,

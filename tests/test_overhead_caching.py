@@ -165,16 +165,20 @@ def test_rng_is_validated_before_the_engine_on_a_cached_plan(monkeypatch):
     assert not calls
 
 
-def test_large_requests_are_not_cached(monkeypatch):
-    # requests above the memory re-check size re-read available memory on every call
+def test_large_requests_recheck_memory_when_their_plan_is_reused(monkeypatch):
+    # requests above the memory re-check size re-read available memory on every call, also when
+    # their plan is reused (it is: planning a long sampled waveform takes ~1 s)
     monkeypatch.setattr(simmod, "_MEMORY_RECHECK_ABOVE", 0)
     simmod._PLANS.clear()
     run(), run()
-    assert not simmod._PLANS
-    monkeypatch.setattr(simmod.V_, "available_memory", lambda: 1.0)
+    assert len(simmod._PLANS) == 1
+    plan = next(iter(simmod._PLANS.values()))
+    calls = []
+    monkeypatch.setattr(plan, "core", lambda *a: calls.append(a))
     monkeypatch.setattr(simmod.V_, "check_memory", _strict_check_memory)
-    with pytest.raises(ValueError, match="GiB"):
+    with pytest.raises(ValueError, match="GiB.*method='ssa', record='counts'"):
         run()
+    assert not calls  # refused before the engine ran
 
 
 def _strict_check_memory(name, n_bytes, *, fraction=0.8, advice=""):

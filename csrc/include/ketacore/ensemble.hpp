@@ -440,7 +440,8 @@ inline void unpack_prefix(const u16x8* rows, T* out, std::int64_t S, int K) {
 
 template <class T>
 void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
-  const SsaTables tab(*spec.scheme, *spec.plan, &spec.jump_tables);
+  const SsaTables tab(*spec.scheme, *spec.plan, &spec.jump_tables, spec.token);
+  if (spec.token->cancelled()) return;  // (the tables may be incomplete)
   const Timeline tl(*spec.plan);
   const Categorical init(spec.p0);
   const int K = tab.K;
@@ -688,7 +689,8 @@ struct EventLogOut {
 
 // One channel per trial, from t = 0 to the end of the protocol.  Entry 0 is (0, initial state).
 inline void run_event_log(const EnsembleSpec& spec, EventLogOut& out, std::size_t reserve_hint) {
-  const SsaTables tab(*spec.scheme, *spec.plan, &spec.jump_tables);
+  const SsaTables tab(*spec.scheme, *spec.plan, &spec.jump_tables, spec.token);
+  if (spec.token->cancelled()) return;  // (the tables may be incomplete)
   const Timeline tl(*spec.plan);
   const Categorical init(spec.p0);
   const std::size_t n_trials = spec.trials.size();

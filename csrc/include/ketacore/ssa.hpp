@@ -146,33 +146,55 @@ struct SsaTables {
   std::vector<double> exit_rate;       // n_cond x K (1/s)
 
   // tables: per condition, nonzero = build its jump table; nullptr or empty = every condition.
+  // token: polled every 1024 conditions (a sampled waveform has one per sample); when it is
+  // cancelled the tables are left incomplete and the caller must not run.
   SsaTables(const CompiledScheme& scheme, const SegmentPlan& plan,
-            const std::vector<std::uint8_t>* tables = nullptr)
+            const std::vector<std::uint8_t>* tables = nullptr, const CancelToken* token = nullptr)
       : K(scheme.n_states) {
+    auto stop = [token](std::size_t c) { return (c & 1023) == 0 && token && token->cancelled(); };
     const std::size_t nc = plan.n_conditions();
     std::vector<double> r(scheme.n_transitions());
-    std::vector<double> to(K);
     mean_dwell.assign(nc * K, 0.0);
     table_at.assign(nc, -1);
     first.assign(nc * K, 0);
     n_exit.assign(nc * K, 0);
     exit_rate.assign(nc * K, 0.0);
-    // each state's outgoing transitions, in transition order (a ramp has a condition per sample:
-    // one pass over each state's own exits instead of all transitions per state)
-    std::vector<std::vector<std::size_t>> out(K);
-    for (std::size_t t = 0; t < scheme.n_transitions(); ++t)
-      if (scheme.dst[t] != scheme.src[t]) out[scheme.src[t]].push_back(t);
+    // each state's distinct destinations in ascending order, each with its transitions in
+    // transition order (a ramp has a condition per sample: one pass over each state's own exits
+    // instead of all K destinations per state); sums in the same order as a scan over j = 0..K-1
+    std::vector<std::vector<int>> dsts(K);
+    std::vector<std::vector<std::vector<std::size_t>>> via(K);
+    {
+      std::vector<std::vector<std::size_t>> by(static_cast<std::size_t>(K) * K);
+      for (std::size_t t = 0; t < scheme.n_transitions(); ++t)
+        if (scheme.dst[t] != scheme.src[t]) by[static_cast<std::size_t>(scheme.src[t]) * K + scheme.dst[t]].push_back(t);
+      for (int s0 = 0; s0 < K; ++s0)
+        for (int j = 0; j < K; ++j)
+          if (!by[static_cast<std::size_t>(s0) * K + j].empty()) {
+            dsts[s0].push_back(j);
+            via[s0].push_back(std::move(by[static_cast<std::size_t>(s0) * K + j]));
+          }
+    }
+    std::size_t max_exits = 0;
+    for (int s0 = 0; s0 < K; ++s0) max_exits += dsts[s0].size();
+    target.reserve(nc * max_exits);
+    thresh.reserve(nc * max_exits);
+    std::vector<double> to(K);
     for (std::size_t c = 0; c < nc; ++c) {
+      if (stop(c)) return;
       scheme.rates(plan.condition(c), r.data());
       for (int s = 0; s < K; ++s) {
         const std::size_t cs = c * K + s;
-        std::fill(to.begin(), to.end(), 0.0);
-        for (const std::size_t t : out[s])
-          if (r[t] > 0.0) to[scheme.dst[t]] += r[t];
+        const std::size_t nd = dsts[s].size();
         double total = 0.0;
         int n = 0;
-        for (int j = 0; j < K; ++j)
-          if (to[j] > 0.0) total += to[j], ++n;
+        for (std::size_t d = 0; d < nd; ++d) {
+          double v = 0.0;
+          for (const std::size_t t : via[s][d])
+            if (r[t] > 0.0) v += r[t];
+          to[d] = v;
+          if (v > 0.0) total += v, ++n;
+        }
         // (the Python layer refuses non-finite rates with a named error; this guards the core:
         // an infinite or NaN exit rate would give a zero dwell and a loop that never ends)
         if (!(total < std::numeric_limits<double>::infinity()))
@@ -183,10 +205,10 @@ struct SsaTables {
         n_exit[cs] = n;
         first[cs] = static_cast<int>(target.size());
         double cum = 0.0;
-        for (int j = 0; j < K; ++j) {
-          if (!(to[j] > 0.0)) continue;
-          cum += to[j];
-          target.push_back(j);
+        for (std::size_t d = 0; d < nd; ++d) {
+          if (!(to[d] > 0.0)) continue;
+          cum += to[d];
+          target.push_back(dsts[s][d]);
           thresh.push_back(prob_threshold(cum / total));
         }
         if (n) thresh.back() = std::numeric_limits<std::uint64_t>::max();
@@ -202,6 +224,7 @@ struct SsaTables {
       if (all || (*tables)[c]) table_at[c] = static_cast<std::int64_t>(n_tables++) * K * kBuckets;
     next.assign(n_tables * K * kBuckets, kAmbiguous);
     for (std::size_t c = 0; c < nc; ++c) {
+      if (stop(c)) return;
       if (table_at[c] < 0) continue;
       for (int st = 0; st < K; ++st) {
         const std::size_t cs = c * K + st;

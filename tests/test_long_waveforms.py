@@ -1,9 +1,11 @@
-"""The population method on protocols with many conditions (sampled waveforms).
+"""The stochastic engines on protocols with many conditions (sampled waveforms).
 
-A waveform from ``Protocol.from_waveform`` has one condition per sample, so one transition
-matrix per grid interval.  The engine builds their multinomial tables a bounded number at a time
-(``csrc/include/ketacore/population.hpp``, PopulationSchedule / PopulationTables) instead of all
-before the run (which took ~14 kB per condition at 17 states: 3.5 GB for 200000 samples).
+A waveform from ``Protocol.from_waveform`` has one condition per sample.  The population method
+has one transition matrix per grid interval; it builds their multinomial tables a bounded number
+at a time (``csrc/include/ketacore/population.hpp``, PopulationSchedule / PopulationTables)
+instead of all before the run (which took ~14 kB per condition at 17 states: 3.5 GB for 200000
+samples).  The ssa builds its per-condition exit tables (``ssa.hpp``, SsaTables) before the run,
+polling for Ctrl-C, and its plan (cost model, memory estimate) is reused by later calls.
 
 Oracles: the one-chunk run (every table resident, the path every short protocol takes, itself
 checked against the master equation and scipy in tests/test_stochastic_*.py) -- a chunked run
@@ -154,3 +156,30 @@ def test_ctrl_c_stops_a_long_waveform_run_while_it_builds_tables(long_waveform_1
     timer.join()
     assert len(fired) == 1
     assert returned - fired[0] < 3.0   # the bound of tests/test_stochastic_engine.py
+
+
+def test_ctrl_c_stops_the_ssa_table_build_of_a_long_waveform(long_waveform_17, sigint_raises):
+    """The second call reuses the plan, so the C++ call starts at once with the per-condition
+    exit tables (400000 conditions, ~0.7 s; it ran inline and uncancellable before: the cost
+    model did not count it, so the job was not sent to the cancellable worker).  Ctrl-C 0.1 s
+    in stops it within a few ms of the worker seeing it (polled every 1024 conditions); the bound
+    leaves room for a loaded machine and still fails a build that runs to its end here."""
+    g, prot = long_waveform_17
+    plans = len(sim._PLANS)
+    kc.simulate(g, prot, 1e-3, n_channels=1, method="ssa", rng=1, n_threads=1)
+    assert len(sim._PLANS) == plans + 1      # the plan is cached (it was not: > 256 MB estimate)
+    t0 = time.perf_counter()
+    kc.simulate(g, prot, 1e-3, n_channels=1, method="ssa", rng=2, n_threads=1)
+    whole = time.perf_counter() - t0
+    fired = []
+
+    def fire():
+        fired.append(time.perf_counter())
+        _thread.interrupt_main()
+    timer = threading.Timer(0.1, fire)
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        kc.simulate(g, prot, 1e-3, n_channels=1, method="ssa", rng=3, n_threads=1)
+    returned = time.perf_counter()
+    timer.join()
+    assert returned - fired[0] < max(0.25, 0.3 * whole), whole
