@@ -202,7 +202,7 @@ class Protocol:
         If ``steps`` is not an iterable of Step/Protocol objects, or ``rest`` is not a Step.
     """
 
-    __slots__ = ("_steps", "_compile_cache", "_bounds", "_hash", "_rest")
+    __slots__ = ("_steps", "_compile_cache", "_bounds", "_hash", "_rest", "_columns")
 
     def __init__(self, steps: Iterable["Step | Protocol"], rest: "Step | None" = None) -> None:
         flat: list[Step] = []
@@ -257,6 +257,9 @@ class Protocol:
         self._compile_cache: dict = {}
         self._bounds = None
         self._hash = None
+        # from_waveform: the sampled columns the steps were built from, (durations, V,
+        # temperature, {ligand: M}) -- compile numbers their conditions with numpy
+        self._columns = None
 
     @classmethod
     def _trusted(cls, steps: tuple, rest: "Step | None" = None) -> "Protocol":
@@ -461,7 +464,11 @@ class Protocol:
             if cls is not Protocol:  # a subclass gets its own __init__
                 return cls(steps)
             # (at most MAX_STEPS samples, checked above; the durations sum to ~t_end, finite)
-            return cls._trusted(tuple(steps))
+            out = cls._trusted(tuple(steps))
+            # (copies: V and the concentrations may be the caller's arrays, changed later)
+            out._columns = (durs, np.array(Vs), temperature,
+                            {k: np.array(a) for k, a in cs.items() if np.any(a != 0.0)})
+            return out
         steps = []
         for i in range(t.size):
             try:
@@ -487,6 +494,51 @@ class Protocol:
         hit = self._compile_cache.get(key)
         if hit is not None:
             return hit
+        out = self._compile_columns(scheme) if self._columns is not None else self._compile_steps(scheme)
+        # (not made read-only: pybind11 would copy read-only arrays on every call; the tuple
+        # is private to the engines, which never write to it)
+        if len(self._compile_cache) > 8:
+            self._compile_cache.clear()
+        self._compile_cache[key] = out
+        return out
+
+    def _compile_columns(self, scheme) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """compile() of a from_waveform protocol from its sample columns: the same result as
+        _compile_steps (conditions numbered in order of first appearance, adjacent equal samples
+        merged with correctly rounded sums), by numpy instead of a pass over the Steps."""
+        durs, Vs, temperature, cs = self._columns
+        ligs = scheme.ligands
+        lidx = {l: i for i, l in enumerate(ligs)}
+        for name in sorted(cs):
+            if name not in lidx:
+                self._unknown_ligand(scheme, name)
+        n, L = durs.size, len(ligs)
+        M = np.zeros((n, 1 + L))
+        M[:, 0] = Vs
+        for name, a in cs.items():
+            M[:, 1 + lidx[name]] = a
+        keyed = M + 0.0  # -0.0 -> 0.0: rows are compared as bytes, Step keys as numbers
+        rows_as_bytes = keyed.view(np.dtype((np.void, keyed.itemsize * keyed.shape[1]))).ravel()
+        _, first, inverse = np.unique(rows_as_bytes, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")           # conditions in order of first appearance
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        ids = rank[inverse.ravel()]
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+        idx = ids[starts].astype(np.int64)
+        lengths = np.diff(np.r_[starts, n])
+        merged = durs[starts].copy()
+        for j in np.flatnonzero(lengths > 1).tolist():    # runs of equal samples: correctly rounded sums
+            a = int(starts[j])
+            merged[j] = math.fsum(durs[a:a + int(lengths[j])].tolist())
+        T = scheme.temperature if temperature is None else temperature
+        conds = np.empty((order.size, 2 + L))
+        conds[:, 0] = M[first[order], 0]      # (the first sample's values, -0.0 kept, as Steps)
+        conds[:, 1] = T
+        conds[:, 2:] = M[first[order], 1:]
+        return merged, idx, conds
+
+    def _compile_steps(self, scheme) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ligs = scheme.ligands
         lidx = {l: i for i, l in enumerate(ligs)}
         # one pass over the steps numbers the distinct conditions (Step._key, in order of first
@@ -525,14 +577,8 @@ class Protocol:
                     self._unknown_ligand(scheme, name)
                 row[2 + col] = c
             rows.append(row)
-        out = (np.asarray(durs, dtype=float), np.asarray(idx, dtype=np.int64),
-               np.array(rows, dtype=float).reshape(len(rows), 2 + len(ligs)))
-        # (not made read-only: pybind11 would copy read-only arrays on every call; the tuple
-        # is private to the engines, which never write to it)
-        if len(self._compile_cache) > 8:
-            self._compile_cache.clear()
-        self._compile_cache[key] = out
-        return out
+        return (np.asarray(durs, dtype=float), np.asarray(idx, dtype=np.int64),
+                np.array(rows, dtype=float).reshape(len(rows), 2 + len(ligs)))
 
     def _unknown_ligand(self, scheme, name: str) -> None:
         """Raise the ValueError for the first step that sets ligand ``name``, which ``scheme``

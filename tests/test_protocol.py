@@ -260,3 +260,47 @@ def test_compile_matches_the_reference_loop_on_random_protocols(scheme):
     p = kc.Protocol([kc.Step(0.1, glutamate=1e-3), kc.Step(0.1, V=-0.03, mg=1e-3), kc.Step(0.1, mg=2e-3)])
     with pytest.raises(ValueError, match=r"protocol step 1 sets ligand 'mg'.*ligands are \['glutamate', 'ketamine'\]"):
         p.compile(scheme)
+
+
+def test_waveform_compile_from_columns_matches_its_steps():
+    """A from_waveform protocol compiles from its sample columns (numpy) instead of its Steps:
+    byte-identical to compiling the same Steps (Protocol(list(steps)) has no columns) on 200
+    random waveforms with repeated, adjacent-equal and re-appearing conditions, -0.0 and 0.0 V
+    (one condition; the first sample's value kept), zero and constant concentrations, explicit
+    and default temperatures; and an unknown ligand is named as the steps path names it."""
+    rng = np.random.default_rng(5)
+    sch = kc.Scheme(["C", "O"], [("C", "O", kc.rate(1e6, "glutamate")), ("O", "C", 100.0)],
+                    {"O": 50e-12}, ligands=["glutamate", "ketamine", "mg"])
+    for _ in range(200):
+        n = int(rng.integers(1, 60))
+        t = np.cumsum(np.r_[0.0, rng.choice([1e-4, 2.5e-4, 1e-3], n - 1)])
+        V = rng.choice([-0.07, -0.0, 0.0, 0.02], n)
+        kw = {}
+        if rng.random() < 0.7:
+            kw["glutamate"] = rng.choice([0.0, 1e-3, 1e-4], n) if rng.random() < 0.7 else 1e-3
+        if rng.random() < 0.4:
+            kw["ketamine"] = rng.choice([0.0, 1e-6], n)
+        if rng.random() < 0.2:
+            kw["mg"] = 0.0
+        if rng.random() < 0.3:
+            kw["temperature"] = float(rng.choice([sch.temperature, 300.0]))
+        p = kc.Protocol.from_waveform(t, t[-1] + float(rng.choice([1e-4, 0.3])), V=V, **kw)
+        assert p._columns is not None
+        ref = kc.Protocol(list(p.steps))
+        assert ref._columns is None
+        for a, b in zip(p.compile(sch), ref.compile(sch)):
+            assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    # the caller's arrays changed afterwards do not change the protocol
+    t = np.arange(5) * 1e-3
+    V, glu = np.full(5, -0.07), np.full(5, 1e-3)
+    p = kc.Protocol.from_waveform(t, 5e-3, V=V, glutamate=glu)
+    V[:] = 0.01
+    glu[:] = 0.0
+    for a, b in zip(p.compile(sch), kc.Protocol(list(p.steps)).compile(sch)):
+        assert a.tobytes() == b.tobytes()
+    t = np.arange(4) * 1e-3
+    p = kc.Protocol.from_waveform(t, 4e-3, glutamate=1e-3, bogus=[0.0, 0.0, 1e-6, 0.0], none=0.0)
+    with pytest.raises(ValueError, match=r"protocol step 2 sets ligand 'bogus'"):
+        p.compile(sch)
+    with pytest.raises(ValueError, match=r"protocol step 2 sets ligand 'bogus'"):
+        kc.Protocol(list(p.steps)).compile(sch)
