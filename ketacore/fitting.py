@@ -34,6 +34,7 @@ References
 """
 from __future__ import annotations
 
+import collections.abc as _abc
 import math
 import numbers
 import time
@@ -710,8 +711,12 @@ def _data_sets(data, t_crit) -> list:
 
 
 def _is_sequence(x) -> bool:
-    return not isinstance(x, (str, bytes, Mapping)) and (
-        isinstance(x, (list, tuple)) or (isinstance(x, np.ndarray) and x.ndim > 0))
+    """A collection of values (list, tuple, array, generator, pandas Series, ...), not a scalar."""
+    if isinstance(x, (str, bytes, Mapping)):
+        return False
+    if isinstance(x, np.ndarray):
+        return x.ndim > 0
+    return isinstance(x, _abc.Iterable)
 
 
 def _t_res_per_set(t_res, n_sets: int) -> list:

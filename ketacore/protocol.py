@@ -509,9 +509,9 @@ class Protocol:
         durs, Vs, temperature, cs = self._columns
         ligs = scheme.ligands
         lidx = {l: i for i, l in enumerate(ligs)}
-        for name in sorted(cs):
-            if name not in lidx:
-                self._unknown_ligand(scheme, name)
+        unknown = [name for name in cs if name not in lidx]
+        if unknown:  # the one set first in time, as the pass over the Steps finds it
+            self._unknown_ligand(scheme, min(unknown, key=lambda name: (int(np.argmax(cs[name] != 0.0)), name)))
         n, L = durs.size, len(ligs)
         M = np.zeros((n, 1 + L))
         M[:, 0] = Vs
@@ -533,9 +533,9 @@ class Protocol:
             merged[j] = math.fsum(durs[a:a + int(lengths[j])].tolist())
         T = scheme.temperature if temperature is None else temperature
         conds = np.empty((order.size, 2 + L))
-        conds[:, 0] = M[first[order], 0]      # (the first sample's values, -0.0 kept, as Steps)
+        conds[:, 0] = M[first[order], 0]      # (the first sample's V, -0.0 kept, as Steps keep it)
         conds[:, 1] = T
-        conds[:, 2:] = M[first[order], 1:]
+        conds[:, 2:] = keyed[first[order], 1:]  # (a -0.0 concentration is 0.0, as Steps drop it)
         return merged, idx, conds
 
     def _compile_steps(self, scheme) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -567,21 +567,30 @@ def simulate(scheme: Scheme, protocol: Protocol | Step, dt: float, n_channels: i
                n_threads)
         plan = _PLANS.get(key)
         if plan is not None and plan.scheme is scheme:
+            if plan.need >= _MEMORY_RECHECK_ABOVE:  # (before rng: a refusal must not advance a Generator)
+                _check_plan_memory(plan.memory_check)
             if type(rng) is int and 0 <= rng < 4294967296:  # fast path of _rng.root_entropy/entropy_words
-                return plan.run(protocol, rng, [rng], True)
+                return plan.run(protocol, rng, [rng])
             entropy = _rng.root_entropy(rng)
-            return plan.run(protocol, entropy, _rng.entropy_words(entropy), True)
+            return plan.run(protocol, entropy, _rng.entropy_words(entropy))
     plan, entropy = _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initial, trials,
                                trial_offset, n_threads, rng)
     if key is not None and plan.cacheable:
         if len(_PLANS) >= _MAX_PLANS:
             _PLANS.clear()
+        if plan.need >= _MEMORY_RECHECK_ABOVE:
+            # a large request's plan holds its protocol (a long waveform: a Step per sample) and
+            # compiled arrays: keep only the newest few of them
+            big = [k for k, p in _PLANS.items() if p.need >= _MEMORY_RECHECK_ABOVE]
+            for k in big[:max(0, len(big) - _MAX_LARGE_PLANS + 1)]:
+                del _PLANS[k]
         _PLANS[key] = plan
     return plan.run(protocol, entropy, _rng.entropy_words(entropy))
 
 
 _PLANS: dict = {}
 _MAX_PLANS = 256
+_MAX_LARGE_PLANS = 4  # of them, plans of requests above _MEMORY_RECHECK_ABOVE
 
 
 class _Plan:
@@ -592,9 +601,7 @@ class _Plan:
                  "conds", "p0", "compiled", "threads_used", "summary", "wide", "background", "cacheable",
                  "core", "template", "need", "tables", "pop_budgets", "memory_check")
 
-    def run(self, protocol_arg: Any, entropy: Any, words: list, reused: bool = False) -> "SimulationResult":
-        if reused and self.need >= _MEMORY_RECHECK_ABOVE:
-            _check_plan_memory(self.memory_check)
+    def run(self, protocol_arg: Any, entropy: Any, words: list) -> "SimulationResult":
         out = self.core(self.chosen, self.compiled, self.durs, self.idx, self.conds, self.dt, self.S,
                         self.p0, self.N, words, self.trial_idx, self.threads_used, self.summary,
                         self.wide, self.background, self.tables, *self.pop_budgets)
@@ -661,11 +668,21 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
         per_channel = _expected_transitions(compiled, durs, idx, conds, p0, (S - 1) * dt)
         tables = _ssa_table_mask(_rate_estimate(None, compiled, conds, p0), durs, idx, float(N) * n_tr, K)
         n_tables = int(np.count_nonzero(tables))
+        ssa_build = n_tables * K * 512 * _COST_TABLE + len(conds) * K * _COST_COND_STATE  # one thread
         ssa_cost = (n_tr * (N * (per_channel * _COST_EVENT + _COST_CHANNEL + n_cross * _COST_CROSSING)
-                            + S * K * _COST_SAMPLE)
-                    + n_tables * K * 512 * _COST_TABLE + len(conds) * K * _COST_COND_STATE)
+                            + S * K * _COST_SAMPLE) + ssa_build)
+    # population matrices: counted exactly (the C++ schedule: one per distinct sequence of
+    # pieces of a straddled interval, which boundary triples undercount when a waveform is
+    # sampled off the grid) unless the grid is too long to walk here
+    from . import _core
+    if method == "ssa":
+        n_keys = 0  # (not needed)
+    elif S <= _EXACT_KEYS_BELOW:
+        n_keys = _core.population_keys(compiled, durs, idx, conds, dt, S)[0]
+    else:
+        n_keys = len(conds) + n_straddle + 1
     pop_cost = (n_tr * ((S - 1) * K * (K - 1) * _COST_BINOMIAL + S * K * _COST_SAMPLE)
-                + (len(conds) + n_straddle) * K**3 * _COST_EXPM_K3)
+                + n_keys * K**3 * _COST_EXPM_K3)
     if method == "auto":
         chosen = "ssa" if ssa_cost <= pop_cost else "population"
     else:
@@ -698,15 +715,13 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     else:
         out_bytes = float(n_tr) * S * K * item
         work = threads * (S + 1) * grid if chosen == "ssa" else 0.0
-    # per-condition tables built before the run: ssa keeps its exits (~60 B per state) and, where
-    # they pay, a 512-entry next-state table per state (~1.05 kB); population keeps one K x K
-    # matrix with its multinomial tables (~60 B per entry) per condition and per grid interval that
-    # straddles a boundary
+    # tables built before the run: ssa's per condition (_ssa_tables_bytes); population's
+    # schedule and bounded tables (_population_plan_bytes)
     n_cond, n_seg = len(conds), len(durs)
     if chosen == "ssa":
-        work += n_cond * K * 60.0 + n_tables * K * 1050.0
+        work += _ssa_tables_bytes(compiled, K, n_cond, n_tables)
     else:
-        work += _population_plan_bytes(K, n_cond, n_seg, n_straddle, S, n_tr, threads)
+        work += _population_plan_bytes(K, n_cond, n_seg, S, n_tr, threads)
     # the trial index array and the result's copy of it (8 B each per trial)
     index_bytes = 16.0 * n_tr if isinstance(trial_idx, range) else 8.0 * n_tr
     need = out_bytes + work + index_bytes
@@ -725,7 +740,6 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     entropy = _rng.root_entropy(rng)
 
     est = ssa_cost if chosen == "ssa" else pop_cost
-    from . import _core
     plan = _Plan()
     plan.scheme = scheme
     plan.protocol = protocol
@@ -740,8 +754,10 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     plan.threads_used = threads if est > _PARALLEL_ABOVE else 1
     plan.summary = record == "summary"
     plan.wide = wide
-    # (a cost that is not a finite number, say from an unusual rate estimate, runs cancellable)
-    plan.background = not est / plan.threads_used <= _BACKGROUND_ABOVE
+    # (a cost that is not a finite number, say from an unusual rate estimate, runs cancellable;
+    # ssa's tables are built on one thread before the trials run in parallel)
+    serial = ssa_build if chosen == "ssa" else 0.0
+    plan.background = not (est - serial) / plan.threads_used + serial <= _BACKGROUND_ABOVE
     plan.core = _core.simulate
     # Reusable when nothing depended on the moment: p0 must be the memoised (read-only) one;
     # large requests re-read the available memory on every reuse (Plan.run).
@@ -749,7 +765,7 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     plan.need = need
     plan.memory_check = memory_check
     plan.tables = tables if chosen == "ssa" else None
-    plan.pop_budgets = _pop_budgets()
+    plan.pop_budgets = _pop_budgets()  # (read when the plan is made; a reused plan keeps them)
     plan.trial_idx = trial_idx
     plan.template = {"scheme": scheme, "protocol": protocol, "dt": dt, "n_samples": S, "method": chosen,
                      "record": record, "entropy": None, "trials": None, "n_channels": N, "initial": p0,
@@ -777,14 +793,28 @@ def _population_dense_bytes(K: int, threads: int) -> float:
     return float(_core.population_slot_bytes(K)) + 8.0 * K * K * 10 * max(1, threads)
 
 
-def _population_plan_bytes(K: int, n_cond: int, n_seg: int, n_straddle: int, S: int, n_tr: int,
-                           threads: int) -> float:
+def _ssa_tables_bytes(compiled, K: int, n_cond: int, n_tables: int) -> float:
+    """ssa.hpp SsaTables: per condition 24 B per state and 12 B per exit (reserved for every
+    transition of the scheme), and a 512-entry next-state table per state (~1.05 kB) for the
+    n_tables conditions that get one."""
+    return n_cond * (24.0 * K + 12.0 * compiled.n_transitions) + n_tables * K * 1050.0
+
+
+#: Grids up to this many samples have their population matrices counted exactly for the cost
+#: model (a walk over the grid in C++, ~0.1 s at the limit); longer ones are estimated.
+_EXACT_KEYS_BELOW = 10**7
+
+
+def _population_plan_bytes(K: int, n_cond: int, n_seg: int, S: int, n_tr: int, threads: int) -> float:
     """Upper bound on a population run's planning memory (population.hpp): the schedule (pieces
     of straddling intervals, runs, per-key bookkeeping), the tables of at most the table budget,
-    and, when not every key's tables fit at once, the trial states kept between chunks."""
+    and, when not every key's tables might fit at once, the trial states kept between chunks.
+    A boundary lies in at most one grid interval, so at most min(segments, samples) intervals
+    straddle: the keys are at most n_cond + that + 1 (the identity)."""
     from . import _core
     table_budget, state_budget = _pop_budgets()
     slot = _core.population_slot_bytes(K)
+    n_straddle = min(n_seg, S)
     n_keys = n_cond + n_straddle + 1
     fit = max(1, table_budget // slot)
     # pieces of straddles (16 B, kept twice: the list and the map's keys), runs (28 B), keys

@@ -544,6 +544,8 @@ def test_per_set_resolution_validation():
         fit(CH82, d, t_res=[T_RES] * 3)
     with pytest.raises(ValueError, match="t_res gives 0"):
         fit(CH82, d, t_res=[])
+    with pytest.raises(ValueError, match="t_res gives 3 resolution"):  # any iterable is per set
+        fit(CH82, d, t_res=(r for r in [T_RES] * 3))
     with pytest.raises(TypeError, match="t_res\\[1\\] must be a resolution in s, got list"):
         fit(CH82, d, t_res=[T_RES, [T_RES]])
     with pytest.raises(TypeError, match="t_res must be a resolution in s or a sequence"):

@@ -47,6 +47,15 @@ def _pulses():
                         kc.Step(2.2 * ms, agonist=0.0)] * 20)
 
 
+def _levels():
+    """8 voltage levels sampled every 0.25 ms: on a 1 ms grid almost every interval is its own
+    sequence of 4 pieces (~900 straddle matrices for 4000 samples, far more than the boundary
+    triples the cost model used to count)."""
+    v = np.random.default_rng(0).choice(np.linspace(-0.09, 0.03, 8), 4000)
+    t = np.arange(4000) * 0.25e-3
+    return kc.Protocol.from_waveform(t, 4000 * 0.25e-3, V=v, agonist=1 * uM)
+
+
 def _run(monkeypatch, protocol, dt, record, n_threads, table_bytes=None, state_bytes=None):
     monkeypatch.setattr(sim, "_PLANS", {})
     monkeypatch.setattr(sim, "_POP_TABLE_BYTES", table_bytes)
@@ -63,8 +72,9 @@ STATE = _core.population_state_bytes(CH82.n_states)
 
 
 @pytest.mark.parametrize("protocol, dt", [(_waveform(3000), 10e-6), (_waveform(3000), 0.37 * ms),
-                                          (_pulses(), 0.1 * ms)],
-                         ids=["waveform-on-grid", "waveform-coarse-grid", "pulses-straddling"])
+                                          (_pulses(), 0.1 * ms), (_levels(), 1 * ms)],
+                         ids=["waveform-on-grid", "waveform-coarse-grid", "pulses-straddling",
+                              "levels-straddling"])
 @pytest.mark.parametrize("record", ["counts", "summary"])
 def test_chunked_tables_give_the_same_bytes(monkeypatch, protocol, dt, record):
     """Tables for 3 keys at a time, for 1 key (rebuilt as runs need them), and trial states for
@@ -83,11 +93,61 @@ def test_memory_estimate_of_a_long_waveform_is_bounded():
     conditions: 3.5 GB before) -- only by the schedule (tens of bytes per sample) and the
     bounded tables."""
     K, n = 17, 200_000
-    est = sim._population_plan_bytes(K, n, n, 0, n + 1, 1, 2)
+    est = sim._population_plan_bytes(K, n, n, n + 1, 1, 2)
     assert est < 100 * 2**20
     assert est > _core.POP_TABLE_BYTES * 0.9  # the tables' budget is counted (they fill it here)
     # a short protocol: a few tables, not the whole budget
-    assert sim._population_plan_bytes(K, 3, 3, 2, 1001, 1, 2) < 2**20
+    assert sim._population_plan_bytes(K, 3, 3, 1001, 1, 2) < 2**20
+
+
+@pytest.mark.parametrize("protocol, dt", [(_waveform(3000), 10e-6), (_waveform(3000), 0.37 * ms),
+                                          (_pulses(), 0.1 * ms), (_levels(), 1 * ms),
+                                          (kc.Step(1.0, agonist=1 * uM), 1 * ms)],
+                         ids=["waveform-on-grid", "waveform-coarse-grid", "pulses", "levels", "step"])
+def test_population_matrix_count_and_the_memory_bound(protocol, dt):
+    """The C++ schedule's matrix count (what the cost model now uses) stays within the bound the
+    memory estimate assumes (conditions + straddling intervals + identity; a boundary lies in
+    at most one interval), and when that many tables would not fit in the budget the estimate
+    counts the full budget and the waiting trial states."""
+    prot = protocol if isinstance(protocol, kc.Protocol) else kc.Protocol([protocol])
+    durs, idx, conds = prot.compile(CH82)
+    S = prot.n_samples(dt)
+    n_keys, n_straddles = _core.population_keys(CH82._compiled(), durs, idx, conds, dt, S)
+    assert 1 <= n_keys <= len(conds) + min(len(durs), S) + 1 and n_straddles <= n_keys
+    K = CH82.n_states
+    for budget in (None, 3 * SLOT):
+        sim._POP_TABLE_BYTES = budget
+        try:
+            est = sim._population_plan_bytes(K, len(conds), len(durs), S, 7, 1)
+            held = min(n_keys, (budget or _core.POP_TABLE_BYTES) // SLOT)
+            assert est >= held * SLOT + (7 * STATE if n_keys * SLOT > (budget or _core.POP_TABLE_BYTES) else 0)
+        finally:
+            sim._POP_TABLE_BYTES = None
+    if prot == _levels():
+        n_cross, n_triples = sim._boundaries(durs, idx, (S - 1) * dt, dt)
+        assert n_straddles > 5 * n_triples   # what the old count (boundary triples) missed
+
+
+#: counts of a population run from the build before the tables were chunked (486806b), sha256 of
+#: the int64 counts (2 trials, rng=2026): the change is bit-identical.  A deliberate change to the
+#: population sampler or the stream use changes these; then update them and say so.
+_GOLDEN = {("pulses", 1000): "c38a267285eda178", ("pulses", 10**9): "6daa91955669f9ac",
+           ("waveform-10us", 1000): "ed701efbd59f4874", ("waveform-10us", 10**9): "b35561144566d3c3",
+           ("waveform-0.37ms", 1000): "50f298d0396a883a", ("waveform-0.37ms", 10**9): "0dae4ea21f238660",
+           ("levels-1ms", 1000): "5a88f5de40d5d8ef", ("levels-1ms", 10**9): "12066fffd2039058"}
+
+
+def test_population_counts_are_those_of_the_build_before_chunking(monkeypatch):
+    import hashlib
+    cases = {"pulses": (_pulses(), 0.1 * ms), "waveform-10us": (_waveform(3000), 10e-6),
+             "waveform-0.37ms": (_waveform(3000), 0.37 * ms), "levels-1ms": (_levels(), 1 * ms)}
+    monkeypatch.setattr(sim, "_PLANS", {})
+    monkeypatch.setattr(sim, "_POP_TABLE_BYTES", 5 * SLOT)   # chunked, with eviction
+    for name, (p, dt) in cases.items():
+        for N in (1000, 10**9):
+            r = kc.simulate(CH82, p, dt, n_channels=N, method="population", rng=2026, n_trials=2, n_threads=2)
+            got = hashlib.sha256(np.ascontiguousarray(r.counts, dtype=np.int64).tobytes()).hexdigest()[:16]
+            assert got == _GOLDEN[(name, N)], (name, N)
 
 
 _PEAK_SCRIPT = textwrap.dedent("""

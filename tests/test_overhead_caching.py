@@ -179,6 +179,22 @@ def test_large_requests_recheck_memory_when_their_plan_is_reused(monkeypatch):
     with pytest.raises(ValueError, match="GiB.*method='ssa', record='counts'"):
         run()
     assert not calls  # refused before the engine ran
+    # ... and before rng: a refused call leaves a Generator where it was, as a fresh plan does
+    g = np.random.default_rng(0)
+    state = g.bit_generator.state
+    with pytest.raises(ValueError, match="GiB"):
+        run(rng=g)
+    assert g.bit_generator.state == state
+
+
+def test_only_a_few_large_plans_are_kept(monkeypatch):
+    monkeypatch.setattr(simmod, "_MEMORY_RECHECK_ABOVE", 0)
+    simmod._PLANS.clear()
+    for k in range(simmod._MAX_LARGE_PLANS + 3):
+        run(n_channels=1 + k)
+    assert len(simmod._PLANS) == simmod._MAX_LARGE_PLANS
+    # the newest are kept
+    assert sorted(p.N for p in simmod._PLANS.values()) == list(range(4, 4 + simmod._MAX_LARGE_PLANS))
 
 
 def _strict_check_memory(name, n_bytes, *, fraction=0.8, advice=""):

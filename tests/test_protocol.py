@@ -282,6 +282,8 @@ def test_waveform_compile_from_columns_matches_its_steps():
             kw["ketamine"] = rng.choice([0.0, 1e-6], n)
         if rng.random() < 0.2:
             kw["mg"] = 0.0
+        elif rng.random() < 0.3:
+            kw["mg"] = rng.choice([-0.0, 0.0, 1e-3], n)
         if rng.random() < 0.3:
             kw["temperature"] = float(rng.choice([sch.temperature, 300.0]))
         p = kc.Protocol.from_waveform(t, t[-1] + float(rng.choice([1e-4, 0.3])), V=V, **kw)
@@ -304,3 +306,8 @@ def test_waveform_compile_from_columns_matches_its_steps():
         p.compile(sch)
     with pytest.raises(ValueError, match=r"protocol step 2 sets ligand 'bogus'"):
         kc.Protocol(list(p.steps)).compile(sch)
+    # two unknown ligands: the one set first in time is named, by both paths
+    p = kc.Protocol.from_waveform(t, 4e-3, zz=[1e-6, 0.0, 0.0, 0.0], aa=[0.0, 0.0, 0.0, 1e-6])
+    for q in (p, kc.Protocol(list(p.steps))):
+        with pytest.raises(ValueError, match=r"protocol step 0 sets ligand 'zz'"):
+            q.compile(sch)

@@ -200,6 +200,24 @@ void bind_simulate(py::module_& m) {
       "change speed and memory, never results.");
   m.attr("POP_TABLE_BYTES") = ketacore::EnsembleSpec::kPopTableBytes;
   m.attr("POP_STATE_BYTES") = ketacore::EnsembleSpec::kPopStateBytes;
+  m.def(
+      "population_keys",
+      [](const ketacore::CompiledScheme& scheme, const darray& durations, const iarray& cond_index,
+         const darray& conditions, double dt, std::int64_t n_samples) {
+        ketacore::SegmentPlan plan = make_plan(durations, cond_index, conditions);
+        if (plan.cond_size != scheme.condition_size())
+          throw std::invalid_argument("conditions have the wrong width for this scheme");
+        py::gil_scoped_release nogil;
+        const ketacore::PopulationSchedule sch(scheme, plan, ketacore::Grid{dt, n_samples});
+        std::size_t straddles = 0;
+        for (const auto& k : sch.keys) straddles += k.cond == -1;
+        return std::make_pair(sch.keys.size(), straddles);
+      },
+      py::arg("scheme"), py::arg("durations"), py::arg("cond_index"), py::arg("conditions"), py::arg("dt"),
+      py::arg("n_samples"),
+      "(matrices, of which straddles) a population run on this grid needs: one per condition used for a\n"
+      "whole grid step, per distinct sequence of pieces of an interval straddling boundaries, and the\n"
+      "identity if any interval is empty.");
   m.def("population_slot_bytes", &ketacore::PopulationTables::slot_bytes, py::arg("n_states"),
         "Bytes of one transition matrix's multinomial tables in a population run.");
   m.def(

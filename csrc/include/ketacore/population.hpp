@@ -341,11 +341,19 @@ class PopulationTables {
     };
     for (std::size_t i = resident_.size(); i-- > 0;)
       if (next_use_[static_cast<std::size_t>(resident_[i])] >= none) drop(i);
-    while (2 * free_.size() < capacity_ && !resident_.empty()) {
-      std::size_t far = 0;
-      for (std::size_t i = 1; i < resident_.size(); ++i)
-        if (next_use_[static_cast<std::size_t>(resident_[i])] > next_use_[static_cast<std::size_t>(resident_[far])]) far = i;
-      drop(far);
+    // then, to free half the slots, those needed furthest ahead (one partial sort: O(capacity))
+    const std::size_t want_free = (capacity_ + 1) / 2;
+    if (free_.size() < want_free && !resident_.empty()) {
+      const std::size_t n_drop = std::min(resident_.size(), want_free - free_.size());
+      std::nth_element(resident_.begin(), resident_.begin() + static_cast<std::ptrdiff_t>(n_drop - 1),
+                       resident_.end(), [&](int a, int b) {
+                         return next_use_[static_cast<std::size_t>(a)] > next_use_[static_cast<std::size_t>(b)];
+                       });
+      for (std::size_t i = 0; i < n_drop; ++i) {
+        free_.push_back(slot_of_[static_cast<std::size_t>(resident_[i])]);
+        slot_of_[static_cast<std::size_t>(resident_[i])] = -1;
+      }
+      resident_.erase(resident_.begin(), resident_.begin() + static_cast<std::ptrdiff_t>(n_drop));
     }
     std::vector<int> build;
     std::size_t e = r;
