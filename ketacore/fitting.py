@@ -75,9 +75,12 @@ def _units(t) -> str:
 # ------------------------------------------------------------------------- result
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class HJCFit:
     """Result of :func:`fit_hjc`.
+
+    Compared by identity (``==`` is ``is``; field-wise equality of its arrays has no single
+    truth value) and hashable.
 
     Rates are the ``Rate.k0`` of each transition ("SRC->DST" keys): s^-1, or M^-1 s^-1 for
     a ligand-bound transition (per-site microscopic constants; statistical factors such as

@@ -99,6 +99,10 @@ def test_recovery_ch82_two_concentrations(fit5, data2):
     av = np.array([a[k] for k in fit5.free], float)
     se_mr = fit5.rates["A2R*->AR*"] * math.sqrt(av @ fit5.cov_log @ av)
     assert fit5.se["A2R*->AR*"] == pytest.approx(se_mr, rel=1e-12)
+    # compared by identity (a field-wise == raised: its arrays have no single truth value)
+    import copy
+    assert fit5 == fit5 and not (fit5 == copy.copy(fit5)) and fit5 != copy.copy(fit5)
+    assert len({fit5, fit5}) == 1
     text = fit5.summary()
     for k in TRUE:
         assert k in text
