@@ -174,11 +174,14 @@ class HJCFit:
 
     def likelihood_intervals(self, m: float = 2.0, which=None, *, xtol: float = 1e-3,
                              max_evaluations: int = 20000) -> dict:
-        """m-unit profile likelihood intervals of the free rates.
+        """m-unit profile likelihood intervals of the free rates (and, on request, of MR-set
+        and constrained ones).
 
-        For each free rate, the range of its ``k0`` over which the *profile* log-likelihood --
-        ``ln L`` maximised over all other free rates with this one held -- lies within ``m``
-        of ``loglik`` [CS95, CHH03].  Unlike ``se``, which assumes a quadratic ``ln L`` in
+        For each rate, the range of its ``k0`` over which the *profile* log-likelihood --
+        ``ln L`` maximised over the free rates with this one held -- lies within ``m`` of
+        ``loglik`` [CS95, CHH03].  For an MR-set or constrained rate, "held" means held
+        together with the constraint that sets it: its ln k0 is a fixed combination of the
+        free ln k0, and the maximisation runs over the directions that keep that combination.  Unlike ``se``, which assumes a quadratic ``ln L`` in
         ln k0, the interval follows the likelihood: it is asymmetric where the data bound a
         rate better on one side, and open where they do not bound it at all.  For a
         well-determined rate, ``m = 0.5`` gives about ±1 SE and ``m = 2`` (default; as HJCFIT
@@ -189,7 +192,8 @@ class HJCFit:
         m : float, default 2.0
             Drop in natural-log likelihood units (> 0).
         which : str or sequence of str, optional
-            Free transitions ("SRC->DST") to compute; default all of ``free``.
+            Transitions ("SRC->DST") to compute: free ones, or MR-set or constrained ones that
+            follow at least one free rate; default all of ``free``.
         xtol : float, default 1e-3
             Tolerance of each end in ln k0 (1e-3: 0.1 % of the rate; at most 1 % of the
             quadratic half-width ``sqrt(2 m var)`` is used for small ``m``).
@@ -243,16 +247,21 @@ class HJCFit:
         if isinstance(max_evaluations, bool) or not isinstance(max_evaluations, numbers.Integral) \
                 or max_evaluations < 1:
             raise ValueError(f"max_evaluations must be a positive integer, got {max_evaluations!r}")
+        # free rates, and MR-set or constrained ones that follow some free rate
+        allowed = [k for k in self.kinds if k in self.free or
+                   (self.kinds[k] in ("mr", "constrained") and prof.A is not None
+                    and np.any(prof.A[prof.keys.index(k)] != 0))]
         if which is not None:
             for k in [which] if isinstance(which, str) else (which if isinstance(which, (list, tuple)) else []):
-                if isinstance(k, str) and k in self.kinds and k not in self.free:
-                    raise ValueError(f"likelihood_intervals(which): {k!r} is {self.kinds[k]}, not free; "
-                                     f"the intervals are of the free rates {list(self.free)}")
-        names = list(self.free) if which is None else _key_list("likelihood_intervals(which)", which,
-                                                                 list(self.free))
+                if isinstance(k, str) and k in self.kinds and k not in allowed:
+                    why = ("fixed" if self.kinds[k] == "fixed" else
+                           f"{self.kinds[k]} but set from fixed rates only")
+                    raise ValueError(f"likelihood_intervals(which): {k!r} is {why}: it has no interval; "
+                                     f"the rates that have one are {allowed}")
+        names = list(self.free) if which is None else _key_list("likelihood_intervals(which)", which, allowed)
         out = {}
         for k in names:  # (a loop, not a comprehension: the warnings' stacklevel is the caller)
-            out[k] = prof.interval(self.free.index(k), m, xtol, int(max_evaluations))
+            out[k] = prof.interval(k, m, xtol, int(max_evaluations))
         return out
 
     def summary(self) -> str:
@@ -844,63 +853,106 @@ class _OpenEnd(Exception):
 
 
 class _Profile:
-    """The fitted objective, for :meth:`HJCFit.likelihood_intervals`."""
+    """The fitted objective, for :meth:`HJCFit.likelihood_intervals`.
 
-    def __init__(self, obj: "_Objective", theta, fbest: float, lo, hi, cov_log, free):
+    A rate's ln k0 is ``const + a . theta`` (theta the free ln k0; ``a`` a unit vector for a
+    free rate, a combination for an MR-set or constrained one).  Its profile at ``x = a . theta``
+    minimises -ln L over ``theta = theta_hat + u (x - a . theta_hat) + N y`` (``u = a / |a|^2``,
+    ``N`` an orthonormal basis of the directions that keep ``a . theta``), i.e. over the other
+    free rates for a free rate, as before."""
+
+    def __init__(self, obj: "_Objective", theta, fbest: float, lo, hi, cov_log, free, keys=(),
+                 const=None, A=None):
         self.obj, self.theta, self.fbest = obj, np.asarray(theta, float), float(fbest)
         self.lo, self.hi, self.cov_log, self.free = lo, hi, cov_log, free
+        self.keys, self.const, self.A = tuple(keys), const, A
 
-    def profile(self, j: int, x: float, start, budget: list) -> tuple[float, np.ndarray]:
-        """(min of -ln L over the other free ln k0 with theta_j = x, the minimiser)."""
+    def direction(self, name: str) -> tuple:
+        """(a, const, N, axis) of a rate: axis = j for the free rate theta_j (N its other unit
+        vectors), else None."""
+        p = self.theta.size
+        if name in self.free:
+            j = self.free.index(name)
+            return np.eye(p)[j], 0.0, np.eye(p)[:, [i for i in range(p) if i != j]], j
+        i = self.keys.index(name)
+        a = np.asarray(self.A[i], float)
+        _, _, vt = np.linalg.svd(a[None, :])
+        return a, float(self.const[i]), vt[1:].T, None
+
+    def profile(self, d: tuple, x: float, start, budget: list) -> tuple[float, np.ndarray]:
+        """(min of -ln L with a . theta = x, the minimiser y)."""
         obj, p = self.obj, self.theta.size
-        others = [i for i in range(p) if i != j]
+        a, c, N, axis = d
+        if axis is not None:
+            others = [i for i in range(p) if i != axis]
 
-        def full(y):
-            th = np.empty(p)
-            th[j] = x
-            th[others] = y
-            return th
+            def full(y):
+                th = np.empty(p)
+                th[axis] = x
+                th[others] = y
+                return th
+            f, lo, hi = (lambda y: obj(full(y))), self.lo[others], self.hi[others]
+        else:
+            base = self.theta + a * ((x - a @ self.theta) / (a @ a))
+
+            def f(y):
+                th = base + N @ y
+                if np.any(th < self.lo) or np.any(th > self.hi):
+                    return math.inf
+                return obj(th)
+            lo, hi = np.full(p - 1, -np.inf), np.full(p - 1, np.inf)
         if budget[0] <= 0:
             raise _OpenEnd("max_evaluations was reached before ln L fell by m")
         if p == 1:
             budget[0] -= 1
-            fx, y = obj(full(np.empty(0))), np.empty(0)
+            fx, y = f(np.empty(0)), np.empty(0)
         else:
             n0 = obj.n_eval
-            r = _nelder_mead(lambda y: obj(full(y)), start, self.lo[others], self.hi[others],
-                             step=0.05, tol=1e-4, maxfev=max(1, budget[0]))
+            r = _nelder_mead(f, start, lo, hi, step=0.05, tol=1e-4, maxfev=max(1, budget[0]))
             budget[0] -= obj.n_eval - n0
             if not r.success:
                 budget[1] = True
             fx, y = float(r.fun), np.asarray(r.x, float)
         if not math.isfinite(fx):
             # (not a fall of ln L: hjc_loglik refused or failed at these rates)
-            raise _OpenEnd(f"the likelihood cannot be evaluated at k0 = {math.exp(x):.6g} "
+            raise _OpenEnd(f"the likelihood cannot be evaluated at k0 = {math.exp(c + x):.6g} "
                            "(hjc_loglik refuses or fails there, e.g. t_res x the fastest rate "
                            "above theory.MAX_T_RES_RATE) before ln L falls by m")
         return fx, y
 
-    def interval(self, j: int, m: float, xtol: float, max_evaluations: int) -> tuple:
-        name = self.free[j]
+    def interval(self, name: str, m: float, xtol: float, max_evaluations: int) -> tuple:
+        d = self.direction(name)
+        a, c, N, axis = d
         target = self.fbest + m
-        var = self.cov_log[j, j]
+        var = float(a @ self.cov_log @ a)
         d0 = math.sqrt(2.0 * m * var) if math.isfinite(var) and var > 0 else 0.5
         xtol = min(xtol, 0.01 * d0)
-        others = [i for i in range(self.theta.size) if i != j]
+        x_hat = float(a @ self.theta)
+        # the range of a . theta over the search box
+        box_lo = float(np.sum(np.where(a > 0, a * self.lo, a * self.hi)))
+        box_hi = float(np.sum(np.where(a > 0, a * self.hi, a * self.lo)))
+        y0 = self.theta[[i for i in range(self.theta.size) if i != axis]] if axis is not None \
+            else np.zeros(self.theta.size - 1)
         ends = []
-        for side, bound in ((-1.0, self.lo[j]), (1.0, self.hi[j])):
+        for side, bound in ((-1.0, box_lo), (1.0, box_hi)):
             budget = [max_evaluations, False]
-            start = self.theta[others].copy()
-            x_in, d = self.theta[j], min(d0, 5.0)
-            best = [self.fbest, self.theta[j]]
+            start = y0.copy()
+            x_in, step = x_hat, min(d0, 5.0)
+            best = [self.fbest, x_hat]
             x_out = None
             what = "lower" if side < 0 else "upper"
             try:
                 while True:
-                    x = self.theta[j] + side * d
+                    x = x_hat + side * step
                     if side * (x - bound) >= 0:
                         x = bound
-                    fx, y = self.profile(j, x, start, budget)
+                    try:
+                        fx, y = self.profile(d, x, start, budget)
+                    except _OpenEnd:
+                        if x == bound and axis is None:  # (only the box corner is left there)
+                            raise _OpenEnd(f"ln L does not fall by m={m:g} within the search box "
+                                           "on that side: the data do not bound this rate there")
+                        raise
                     if fx < best[0]:
                         best = [fx, x]
                     if fx >= target:
@@ -910,17 +962,17 @@ class _Profile:
                         raise _OpenEnd(f"ln L does not fall by m={m:g} within the search box on "
                                        "that side: the data do not bound this rate there")
                     x_in, start = x, (y if y.size else start)
-                    d *= 2.0
+                    step *= 2.0
                 warm = {"start": start}
 
                 def h(x):
-                    fx, y = self.profile(j, x, warm["start"], budget)
+                    fx, y = self.profile(d, x, warm["start"], budget)
                     if fx < best[0]:
                         best[:] = [fx, x]
                     if y.size:
                         warm["start"] = y
                     return fx - target
-                ends.append(math.exp(optimize.brentq(h, x_in, x_out, xtol=xtol)))
+                ends.append(math.exp(c + optimize.brentq(h, x_in, x_out, xtol=xtol)))
             except _OpenEnd as why:
                 warnings.warn(f"likelihood_intervals: the {what} end of {name!r} is open (NaN): "
                               f"{why}", RuntimeWarning, stacklevel=3)
@@ -928,7 +980,7 @@ class _Profile:
             if best[0] < self.fbest - 1e-3:
                 warnings.warn(f"likelihood_intervals: the profile of {name!r} reaches ln L "
                               f"{self.fbest - best[0]:.3g} above the fit's at k0 = "
-                              f"{math.exp(best[1]):.6g}: the fit was not at the maximum; refit "
+                              f"{math.exp(c + best[1]):.6g}: the fit was not at the maximum; refit "
                               "starting from there", RuntimeWarning, stacklevel=3)
             if budget[1]:
                 warnings.warn(f"likelihood_intervals: an inner maximisation for {name!r} stopped "
@@ -1273,4 +1325,5 @@ def fit_hjc(scheme: Scheme, data, *, t_res, t_crit=None, free=None, fixed=None,
         t_crit=tuple(tc for _, _, tc in checked),
         conditions=tuple(dict(c) for _, c, _ in checked), method=method,
         elapsed=time.perf_counter() - t_begin,
-        _profile=_Profile(obj, theta, fbest, lo, hi, cov_log, params.free))
+        _profile=_Profile(obj, theta, fbest, lo, hi, cov_log, params.free, keys, params.const,
+                          params.A))

@@ -440,8 +440,10 @@ def test_likelihood_interval_open_end_not_at_maximum_and_validation(data_small):
         early.likelihood_intervals(m=2.0)
     with pytest.raises(ValueError, match="m must be"):
         fit.likelihood_intervals(m=0.0)
-    with pytest.raises(ValueError, match="'R->AR' is fixed, not free"):
+    with pytest.raises(ValueError, match="'R->AR' is fixed: it has no interval"):
         fit.likelihood_intervals(which="R->AR")
+    with pytest.raises(ValueError, match="'A2R\\*->AR\\*' is mr but set from fixed rates only"):
+        fit.likelihood_intervals(which="A2R*->AR*")   # (its cycle holds no free rate here)
     with pytest.raises(ValueError, match="unknown transition 'X->Y'"):
         fit.likelihood_intervals(which=["X->Y"])
     with pytest.raises(ValueError, match="max_evaluations"):
@@ -453,6 +455,26 @@ def test_likelihood_interval_open_end_not_at_maximum_and_validation(data_small):
         replace(fit, rates={**fit.rates, k: 2 * fit.rates[k]}).likelihood_intervals()
     with pytest.raises(TypeError, match="got bytes"):
         fit.likelihood_intervals(which=b"AR->R")
+
+
+def test_likelihood_interval_of_an_mr_set_rate(data_small):
+    """k*-2 (A2R*->AR*), set by MR from alpha2 and beta2 (both free, with k-1): its profile holds
+    k*-2 and maximises over the free directions that keep it.  Oracle: the same constraint
+    surface with MR setting alpha2 instead, k*-2 fixed at each end and beta2, k-1 fitted
+    (fit_hjc, an independent optimisation) reaches ln L_max - m; the interval contains the
+    fitted value and its width agrees with the delta-method SE to 25 % of the half-width."""
+    k, free = "A2R*->AR*", ["A2R*->A2R", "A2R->A2R*", "AR->R"]
+    fit = fitting.fit_hjc(CH82, data_small, t_res=T_RES, t_crit=T_CRIT, free=free)
+    assert fit.kinds[k] == "mr"
+    lo, hi = fit.likelihood_intervals(m=2.0, which=k)[k]
+    assert lo < fit.rates[k] < hi
+    for end in (lo, hi):
+        held = fitting.fit_hjc(fit.scheme, data_small, t_res=T_RES, t_crit=T_CRIT, free=free[1:],
+                               fixed={k: end}, mr=["A2R*->A2R"])
+        assert held.loglik == pytest.approx(fit.loglik - 2.0, abs=2e-3)
+    half = 2.0 * fit.se[k] / fit.rates[k]
+    assert abs(math.log(fit.rates[k] / lo) - half) < 0.25 * half
+    assert abs(math.log(hi / fit.rates[k]) - half) < 0.25 * half
 
 
 def test_likelihood_interval_end_where_the_likelihood_cannot_be_evaluated():
