@@ -801,8 +801,9 @@ def _ssa_tables_bytes(compiled, K: int, n_cond: int, n_tables: int) -> float:
 
 
 #: Grids up to this many samples have their population matrices counted exactly for the cost
-#: model (a walk over the grid in C++, ~0.1 s at the limit); longer ones are estimated.
-_EXACT_KEYS_BELOW = 10**7
+#: model (a walk over the grid in C++, ~20 ms and at most ~60 MB of schedule at the limit, before
+#: the memory check); longer ones are estimated.
+_EXACT_KEYS_BELOW = 2 * 10**6
 
 
 def _population_plan_bytes(K: int, n_cond: int, n_seg: int, S: int, n_tr: int, threads: int) -> float:
