@@ -181,11 +181,12 @@ class HJCFit:
         ``ln L`` maximised over the free rates with this one held -- lies within ``m`` of
         ``loglik`` [CS95, CHH03].  For an MR-set or constrained rate, "held" means held
         together with the constraint that sets it: its ln k0 is a fixed combination of the
-        free ln k0, and the maximisation runs over the directions that keep that combination.  Unlike ``se``, which assumes a quadratic ``ln L`` in
-        ln k0, the interval follows the likelihood: it is asymmetric where the data bound a
-        rate better on one side, and open where they do not bound it at all.  For a
-        well-determined rate, ``m = 0.5`` gives about ±1 SE and ``m = 2`` (default; as HJCFIT
-        reports) about ±2 SE, ~95 % coverage (``2 m`` is the chi-square(1) quantile).
+        free ln k0, and the maximisation runs over the directions that keep that combination.
+        Unlike ``se``, which assumes a quadratic ``ln L`` in ln k0, the interval follows the
+        likelihood: it is asymmetric where the data bound a rate better on one side, and open
+        where they do not bound it at all.  For a well-determined rate, ``m = 0.5`` gives about
+        ±1 SE and ``m = 2`` (default; as HJCFIT reports) about ±2 SE, ~95 % coverage (``2 m``
+        is the chi-square(1) quantile).
 
         Parameters
         ----------
