@@ -760,7 +760,7 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     plan.background = not (est - serial) / plan.threads_used + serial <= _BACKGROUND_ABOVE
     plan.core = _core.simulate
     # Reusable when nothing depended on the moment: p0 must be the memoised (read-only) one;
-    # large requests re-read the available memory on every reuse (Plan.run).
+    # large requests re-read the available memory on every reuse (in simulate, before rng).
     plan.cacheable = not p0.flags.writeable
     plan.need = need
     plan.memory_check = memory_check
@@ -979,8 +979,8 @@ def simulate_events(scheme: Scheme, protocol: Protocol | Step, n_trials: int | N
     tables = _ssa_table_mask(rate, durs, idx, float(n_tr), K)
     n_tables = int(np.count_nonzero(tables))
     # the events (12 B each, twice while they are copied out), the trial indices, and the ssa
-    # tables as simulate counts them (per condition ~60 B per state; a jump table ~1.05 kB per state)
-    tables_bytes = len(conds) * K * 60.0 + n_tables * K * 1050.0
+    # tables as simulate counts them
+    tables_bytes = _ssa_tables_bytes(compiled, K, len(conds), n_tables)
     try:
         V_.check_memory("simulate_events", est_events * 12.0 * 2 + 16.0 * n_tr + tables_bytes,
                         advice="reduce n_trials or the protocol duration, or split the trials over "
