@@ -197,6 +197,26 @@ def test_sampled_waveform_pieces_by_uniformization_match_expm():
         np.testing.assert_allclose(r.occupancy.sum(axis=1), 1.0, atol=1e-13)
 
 
+def test_brief_once_used_conditions_take_full_steps_by_uniformization():
+    """A waveform sampled on the grid itself (one condition per grid step, as a recorded trace at
+    its own rate): a condition of one segment spanning at most 4 steps takes its full steps by
+    uniformization too and keeps no matrix (the memory of a long trace no longer grows by K x K
+    per sample); the others keep theirs.  Both must match scipy's expm step by step, with
+    segments of 1, 3, 4 (brief) and 5, 8 (kept) grid steps."""
+    g = kc.block("erreger2005_2a", "mg")
+    rng = np.random.default_rng(5)
+    dt = 2e-5
+    steps = rng.choice([1, 1, 1, 3, 4, 5, 8], 300)
+    t = np.r_[0.0, np.cumsum(steps[:-1])] * dt
+    V = rng.uniform(-0.1, 0.04, t.size)
+    prot = kc.Protocol.from_waveform(t, (steps.sum()) * dt, V=V, glutamate=1e-3, mg=1e-3)
+    p0 = kc.theory.equilibrium(g, glutamate=1e-3, mg=1e-3)
+    r = kc.solve(g, prot, dt=dt, initial=p0)
+    ref = reference(g, prot, dt, p0)
+    np.testing.assert_allclose(r.occupancy, ref, rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(r.occupancy.sum(axis=1), 1.0, atol=1e-13)
+
+
 def test_uniformization_hands_tiny_components_back_to_the_matrix():
     """Uniformization's truncation error is absolute (2^-100 of the mass), so a piece whose
     result has a component below 2^-56 is computed with the matrix exponential instead, as

@@ -6,7 +6,8 @@
 // condition; partial steps (segment boundaries between grid points) use expm(Q tau) for the
 // exact remaining interval, cached by (condition, tau) -- except for a condition of a single
 // segment (a sampled waveform), whose pieces are applied to p directly by uniformization
-// (expmv_uniformized) when that is cheap.  Boundaries within 1e-7 dt of a grid point are
+// (expmv_uniformized) when that is cheap -- and, when that segment spans at most 4 grid steps,
+// its full steps too, keeping no matrix for it.  Boundaries within 1e-7 dt of a grid point are
 // treated as lying on it.
 #pragma once
 #include <algorithm>
@@ -25,28 +26,43 @@
 
 namespace ketacore {
 
+// Q, expm(Q dt) and expm(Q tau) of the conditions of a plan.  Q is computed when first needed.
+// A condition marked in `once` (used by a single segment: a sampled waveform has one per sample)
+// keeps nothing: its Q and its matrices are computed into scratch space, valid until the next
+// call, so the memory does not grow with the number of conditions.  Other conditions keep their
+// Q, their full grid step and (up to kMaxEntries) their partial steps.
 class TransitionMatrixCache {
   public:
-    TransitionMatrixCache(const CompiledScheme& scheme, const SegmentPlan& plan)
-        : K_(scheme.n_states), Q_(plan.n_conditions()) {
-        const std::size_t kk = static_cast<std::size_t>(K_) * K_;
-        for (std::size_t c = 0; c < plan.n_conditions(); ++c) {
-            Q_[c].assign(kk, 0.0);
-            scheme.q_matrix(plan.condition(c), Q_[c].data());
-        }
-    }
+    TransitionMatrixCache(const CompiledScheme& scheme, const SegmentPlan& plan,
+                          const std::vector<std::uint8_t>* once = nullptr)
+        : scheme_(scheme), plan_(plan), K_(scheme.n_states), Q_(plan.n_conditions()), once_(once) {}
     int n_states() const { return K_; }
-    const std::vector<double>& q(std::size_t c) const { return Q_[c]; }
 
-    // expm(Q_c dt) for the grid step (one slot per condition, no lookup cost).
+    const std::vector<double>& q(std::size_t c) {
+        if (!Q_[c].empty()) return Q_[c];
+        std::vector<double>& dst = kept(c) ? Q_[c] : scratch_q_;
+        dst.assign(static_cast<std::size_t>(K_) * K_, 0.0);
+        scheme_.q_matrix(plan_.condition(c), dst.data());
+        return dst;
+    }
+
+    // expm(Q_c dt) for the grid step (one slot per kept condition, no lookup cost).
     const std::vector<double>& step(std::size_t c, double dt) {
+        if (!kept(c)) {
+            scratch_ = compute(c, dt);
+            return scratch_;
+        }
         if (step_.empty()) step_.resize(Q_.size());
         if (step_[c].empty()) step_[c] = compute(c, dt);
         return step_[c];
     }
 
-    // expm(Q_c tau), cached.
+    // expm(Q_c tau), cached for kept conditions.
     const std::vector<double>& get(std::size_t c, double tau) {
+        if (!kept(c)) {
+            scratch_ = compute(c, tau);
+            return scratch_;
+        }
         auto key = std::make_pair(c, tau);
         auto it = cache_.find(key);
         if (it != cache_.end()) return it->second;
@@ -59,9 +75,10 @@ class TransitionMatrixCache {
     }
 
   private:
-    std::vector<double> compute(std::size_t c, double tau) const {
+    bool kept(std::size_t c) const { return !(once_ && (*once_)[c]); }
+    std::vector<double> compute(std::size_t c, double tau) {
         const std::size_t kk = static_cast<std::size_t>(K_) * K_;
-        std::vector<double> A(Q_[c]);
+        std::vector<double> A(q(c));
         for (std::size_t i = 0; i < kk; ++i) A[i] *= tau;
         std::vector<double> P(kk);
         expm(A.data(), K_, P.data(), /*generator=*/true);
@@ -69,10 +86,13 @@ class TransitionMatrixCache {
     }
     std::vector<std::vector<double>> step_;
     static constexpr std::size_t kMaxEntries = 4096;
+    const CompiledScheme& scheme_;
+    const SegmentPlan& plan_;
     int K_;
     std::vector<std::vector<double>> Q_;
+    const std::vector<std::uint8_t>* once_;
     std::map<std::pair<std::size_t, double>, std::vector<double>> cache_;
-    std::vector<double> scratch_;
+    std::vector<double> scratch_, scratch_q_;
 };
 
 // p <- p expm(Q tau) without forming the matrix, by uniformization (Jensen 1953; Grassmann
@@ -133,16 +153,25 @@ inline void solve_master(const CompiledScheme& scheme, const SegmentPlan& plan, 
     if (grid.n_samples <= 0) return;
     // Samples past the end of the protocol (callers size the grid from the protocol, so
     // this only guards against misuse) are filled with the final occupancy.
-    TransitionMatrixCache cache(scheme, plan);
-    std::vector<double> p(p0, p0 + K), tmp(K);
-    // a condition of one segment (a sampled waveform has one per sample) gets its partial pieces
-    // by uniformization, as vectors; conditions that recur (pulse trains) keep cached matrices
-    std::vector<std::uint8_t> once(plan.n_conditions(), 0);
+    // a condition of one segment (a sampled waveform has one per sample) gets its steps and
+    // pieces by uniformization, as vectors, and keeps nothing; conditions that recur (pulse
+    // trains) keep cached matrices
+    // (a condition of one segment of at most 4 grid steps: its full steps too, and it keeps nothing)
+    std::vector<std::uint8_t> once(plan.n_conditions(), 0), brief(plan.n_conditions(), 0);
     {
         std::vector<std::int64_t> uses(plan.n_conditions(), 0);
-        for (const auto c : plan.cond) ++uses[static_cast<std::size_t>(c)];
-        for (std::size_t c = 0; c < once.size(); ++c) once[c] = uses[c] == 1;
+        std::vector<double> span(plan.n_conditions(), 0.0);
+        for (std::size_t s = 0; s < plan.n_segments(); ++s) {
+            ++uses[static_cast<std::size_t>(plan.cond[s])];
+            span[static_cast<std::size_t>(plan.cond[s])] += plan.duration[s];
+        }
+        for (std::size_t c = 0; c < once.size(); ++c) {
+            once[c] = uses[c] == 1;
+            brief[c] = once[c] && span[c] <= 4.0 * grid.dt;
+        }
     }
+    TransitionMatrixCache cache(scheme, plan, &brief);
+    std::vector<double> p(p0, p0 + K), tmp(K);
     std::vector<double> uB, uv, uw, uacc;
     auto piece = [&](std::size_t c, double tau) {
         if (once[c] && expmv_uniformized(cache.q(c).data(), K, tau, p.data(), uB, uv, uw, uacc)) return;
@@ -171,9 +200,11 @@ inline void solve_master(const CompiledScheme& scheme, const SegmentPlan& plan, 
             const double eps = grid.negligible(tk);
             if (tau > eps) {
                 if (std::fabs(tau - dt) <= eps) {
-                    const std::vector<double>& P = cache.step(c, dt);
-                    linalg::vecmat_small(p.data(), P.data(), tmp.data(), K);
-                    p.swap(tmp);
+                    if (!(brief[c] && expmv_uniformized(cache.q(c).data(), K, dt, p.data(), uB, uv, uw, uacc))) {
+                        const std::vector<double>& P = cache.step(c, dt);
+                        linalg::vecmat_small(p.data(), P.data(), tmp.data(), K);
+                        p.swap(tmp);
+                    }
                 } else {
                     piece(c, tau);
                 }
