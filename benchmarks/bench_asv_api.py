@@ -125,6 +125,14 @@ class LongWaveform:
         """The master equation on a 1 ms grid: each sample's piece by uniformization (master.hpp)."""
         kc.solve(self.g, self.prot, 1 * ms)
 
+    def time_solve_fine_grid(self):
+        """The master equation on the waveform's own 10 us grid: each sample's full step by
+        uniformization, no matrix kept (before 2026-11-27: Q and expm(Q dt) per sample)."""
+        kc.solve(self.g, self.prot, 10e-6)
+
+    def peakmem_solve_fine_grid(self):
+        kc.solve(self.g, self.prot, 10e-6)
+
     def _first_call(self, method):
         for cache in (self.sim._RATE_CACHE, self.sim._EXPECT_CACHE, self.sim._PLANS, self.sim._P0_CACHE):
             cache.clear()
