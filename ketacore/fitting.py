@@ -223,9 +223,10 @@ class HJCFit:
         -----
         Each end is found by bracketing from the quadratic guess ``theta +- sqrt(2 m
         var(theta))`` (doubling outwards) and Brent's method on ``profile(x) - (ln L - m)``;
-        each profile value maximises over the other free ln k0 by Nelder-Mead (to 1e-4 in
-        ln k0 and ln L), warm-started from the neighbouring point.  Constrained and MR-set rates follow
-        their free rates, as in the fit.
+        each profile value maximises over the other free ln k0 (for an MR-set or constrained
+        rate, over the directions that keep its combination, from a start inside the box) by
+        Nelder-Mead (to 1e-4 in ln k0 and ln L), warm-started from the neighbouring point.
+        Constrained and MR-set rates follow their free rates, as in the fit.
 
         References
         ----------
@@ -895,12 +896,18 @@ class _Profile:
             f, lo, hi = (lambda y: obj(full(y))), self.lo[others], self.hi[others]
         else:
             base = self.theta + a * ((x - a @ self.theta) / (a @ a))
+            # start from the warm point moved into the box on the plane a . theta = x (the plane
+            # slides along a as x grows, so the warm point can leave the box)
+            start = N.T @ (self._feasible(a, x, base + N @ np.asarray(start, float)) - base)
+
+            slack = 1e-9 * (1.0 + np.abs(self.lo) + np.abs(self.hi))  # (rounding at a box face)
 
             def f(y):
                 th = base + N @ y
-                if np.any(th < self.lo) or np.any(th > self.hi):
+                if np.any(th < self.lo - slack) or np.any(th > self.hi + slack):
+                    budget[0] -= 1  # (charged like an evaluation: Nelder-Mead counts it too)
                     return math.inf
-                return obj(th)
+                return obj(np.clip(th, self.lo, self.hi))
             lo, hi = np.full(p - 1, -np.inf), np.full(p - 1, np.inf)
         if budget[0] <= 0:
             raise _OpenEnd("max_evaluations was reached before ln L fell by m")
@@ -910,7 +917,7 @@ class _Profile:
         else:
             n0 = obj.n_eval
             r = _nelder_mead(f, start, lo, hi, step=0.05, tol=1e-4, maxfev=max(1, budget[0]))
-            budget[0] -= obj.n_eval - n0
+            budget[0] -= obj.n_eval - n0   # (evaluations; infeasible points were charged in f)
             if not r.success:
                 budget[1] = True
             fx, y = float(r.fun), np.asarray(r.x, float)
@@ -920,6 +927,20 @@ class _Profile:
                            "(hjc_loglik refuses or fails there, e.g. t_res x the fastest rate "
                            "above theory.MAX_T_RES_RATE) before ln L falls by m")
         return fx, y
+
+    def _feasible(self, a, x: float, th) -> np.ndarray:
+        """A point of {lo <= theta <= hi, a . theta = x} near ``th``: alternating projections
+        onto the box and the plane (both convex; x lies within the box's range of a . theta),
+        ending inside the box with a . theta = x to rounding."""
+        u = a / (a @ a)
+        th = np.asarray(th, float)
+        for _ in range(200):
+            th = np.clip(th, self.lo, self.hi)
+            gap = x - a @ th
+            if abs(gap) <= 1e-12 * (1.0 + abs(x)):
+                break
+            th = th + u * gap
+        return np.clip(th, self.lo, self.hi)
 
     def interval(self, name: str, m: float, xtol: float, max_evaluations: int) -> tuple:
         d = self.direction(name)
@@ -947,13 +968,7 @@ class _Profile:
                     x = x_hat + side * step
                     if side * (x - bound) >= 0:
                         x = bound
-                    try:
-                        fx, y = self.profile(d, x, start, budget)
-                    except _OpenEnd:
-                        if x == bound and axis is None:  # (only the box corner is left there)
-                            raise _OpenEnd(f"ln L does not fall by m={m:g} within the search box "
-                                           "on that side: the data do not bound this rate there")
-                        raise
+                    fx, y = self.profile(d, x, start, budget)
                     if fx < best[0]:
                         best = [fx, x]
                     if fx >= target:

@@ -243,14 +243,14 @@ def solve(scheme: Scheme, protocol: Protocol | Step, dt: float, initial: Any = N
     if n * scheme.n_states > 2**25:
         V_.check_memory("solve", float(n) * scheme.n_states * _FLOAT_BYTES)
     durs, idx, conds = protocol.compile(scheme)
-    # dense K x K work (master.hpp): Q and P(dt) per kept condition -- not for a condition of
-    # one segment of at most 4 grid steps (a trace sampled at the grid's rate: it keeps nothing)
-    # --, the cached partial steps (at most 4096), expm's Pade workspace
+    # dense K x K work (master.hpp TransitionMatrixCache): Q, P(dt) and the partial steps (at
+    # most 4096 in all) of the conditions used by several segments -- one used by a single
+    # segment (a sampled trace: one per sample) keeps nothing --, scratch and expm's workspace
     K = scheme.n_states
     uses = np.bincount(idx, minlength=len(conds))
-    span = np.bincount(idx, weights=durs, minlength=len(conds))
-    kept = len(conds) - int(np.count_nonzero((uses == 1) & (span <= 4.0 * dt)))
-    dense = 8.0 * K * K * (2 * kept + min(4096, 2 * len(durs)) + 10)
+    kept = int(np.count_nonzero(uses > 1))
+    kept_segments = int(uses[uses > 1].sum())
+    dense = 8.0 * K * K * (2 * kept + min(4096, 2 * kept_segments) + 12)
     if dense > 2**28:  # (check_memory ignores smaller requests; skip building its message)
         V_.check_memory(f"solve ({K} states, dense K x K matrices)", dense)
     p0 = initial_distribution(scheme, initial, protocol)

@@ -477,6 +477,50 @@ def test_likelihood_interval_of_an_mr_set_rate(data_small):
     assert abs(math.log(hi / fit.rates[k]) - half) < 0.25 * half
 
 
+def test_profile_of_a_combination_near_the_search_box():
+    """The profile of a derived rate (ln k0 = theta1 + theta2) on a toy objective, with the
+    search box binding: the plane theta1 + theta2 = x slides out of the warm start's reach as x
+    grows, and the start must be moved into the box (it was not: both ends came out open, NaN,
+    "cannot be evaluated").  Oracles: a brute-force profile over the box (1.6896 for the second
+    case, found by bisection on a 20001-point grid of theta1) and, for a quadratic in the sum
+    alone, the exact ends +-4."""
+    class Obj:
+        n_eval = 0
+
+        def __init__(self, f):
+            self.f = f
+
+        def __call__(self, th):
+            self.n_eval += 1
+            return self.f(np.asarray(th, float))
+
+    def interval(f, theta, lo, hi, var):
+        prof = fitting._Profile(Obj(f), theta, f(np.asarray(theta, float)), np.array(lo, float),
+                                np.array(hi, float), np.eye(2) * var, ("f1", "f2"), ("f1", "f2", "d"),
+                                np.zeros(3), np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            return [math.log(v) for v in prof.interval("d", 2.0, 1e-6, 20000)]
+
+    quad = lambda th: 0.5 * ((th[0] + th[1]) / 2) ** 2
+    for var in (2.0, 0.02):
+        np.testing.assert_allclose(interval(quad, [0.0, 0.0], [-1, -10], [1, 10], var), [-4, 4], atol=1e-5)
+    g = lambda th: 0.5 * ((th[0] + th[1]) / 0.9) ** 2 + 0.5 * (th[0] - th[1] - 1) ** 2
+    t1 = np.linspace(-1, 1, 20001)
+
+    def brute(x):  # min over the box of g on theta1 + theta2 = x, minus g at the optimum
+        t2 = x - t1
+        ok = (t2 >= -1) & (t2 <= 1)
+        return g((t1[ok], t2[ok])).min() - g((0.5, -0.5))
+    a, b = 1.5, 2.0
+    for _ in range(40):
+        c = 0.5 * (a + b)
+        a, b = (c, b) if brute(c) < 2.0 else (a, c)
+    for var in (0.02, 0.125):
+        lo, hi = interval(g, [0.5, -0.5], [-1, -1], [1, 1], var)
+        assert hi == pytest.approx(a, abs=2e-4) and lo == pytest.approx(-a, abs=2e-4)
+
+
 def test_likelihood_interval_end_where_the_likelihood_cannot_be_evaluated():
     """CH82 at t_res = 1.8 ms: raising beta2 soon makes t_res x the fastest rate exceed
     theory.MAX_T_RES_RATE, where hjc_loglik refuses -- before ln L has fallen by m.  That end

@@ -249,3 +249,21 @@ def test_ctrl_c_stops_the_ssa_table_build_of_a_long_waveform(long_waveform_17, s
     latency = _latency_of_ctrl_c(
         lambda: kc.simulate(g, prot, 1e-3, n_channels=1, method="ssa", rng=3, n_threads=1), 0.1)
     assert latency < max(0.25, 0.3 * whole), whole
+
+
+def test_solve_memory_estimate_counts_only_conditions_that_keep_matrices(long_waveform_17, monkeypatch):
+    """400000 once-used conditions at 17 states keep no matrix in solve (master.hpp), so with
+    1 GiB available the call runs; the old estimate (Q and P(dt) for every condition, 1.85 GB)
+    refused it.  A pulse train's recurring conditions are still counted."""
+    from ketacore import _validate
+    g, prot = long_waveform_17
+    monkeypatch.setattr(_validate, "available_memory", lambda: float(2**30))
+    r = kc.solve(g, prot, 10e-6)
+    assert r.occupancy.shape == (400_001, g.n_states)
+    np.testing.assert_allclose(r.occupancy.sum(axis=1), 1.0, atol=1e-12)
+    # a huge scheme's dense work is still refused before C++ (the 20000-state case of earlier)
+    monkeypatch.setattr(_validate, "available_memory", lambda: float(2**28))
+    big = kc.Scheme([f"S{i}" for i in range(6000)],
+                    [(f"S{i}", f"S{i + 1}", 1.0) for i in range(5999)], {"S5999": 1e-12})
+    with pytest.raises(ValueError, match="dense K x K"):
+        kc.solve(big, kc.Protocol([kc.Step(1e-3)] * 2), 1e-3)

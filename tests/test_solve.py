@@ -198,18 +198,24 @@ def test_sampled_waveform_pieces_by_uniformization_match_expm():
 
 
 def test_brief_once_used_conditions_take_full_steps_by_uniformization():
-    """A waveform sampled on the grid itself (one condition per grid step, as a recorded trace at
-    its own rate): a condition of one segment spanning at most 4 steps takes its full steps by
-    uniformization too and keeps no matrix (the memory of a long trace no longer grows by K x K
-    per sample); the others keep theirs.  Both must match scipy's expm step by step, with
-    segments of 1, 3, 4 (brief) and 5, 8 (kept) grid steps."""
+    """A trace sampled near the grid's rate (a condition per sample): a condition of one segment
+    keeps no matrix, and when that segment spans at most 4 grid steps its full steps go by
+    uniformization too, falling back to the matrix (computed once for the segment, in scratch)
+    when tau x max exit rate > 32.  Segments of 1, 2.5 (off the grid), 3, 4 (brief) and 5, 8
+    (one matrix per segment) steps of dt = 2^-13 s, on the 16-state NMDA + Mg2+ scheme whose
+    exit rates put brief steps on both sides of 32; all against scipy's expm step by step."""
     g = kc.block("erreger2005_2a", "mg")
     rng = np.random.default_rng(5)
-    dt = 2e-5
-    steps = rng.choice([1, 1, 1, 3, 4, 5, 8], 300)
-    t = np.r_[0.0, np.cumsum(steps[:-1])] * dt
+    dt = 2.0 ** -13
+    steps = rng.choice([1.0, 1.0, 2.5, 3.0, 4.0, 5.0, 8.0], 300)
+    t = np.r_[0.0, np.cumsum(steps[:-1])] * dt        # (exact: multiples of 2^-14)
     V = rng.uniform(-0.1, 0.04, t.size)
-    prot = kc.Protocol.from_waveform(t, (steps.sum()) * dt, V=V, glutamate=1e-3, mg=1e-3)
+    prot = kc.Protocol.from_waveform(t, steps.sum() * dt, V=V, glutamate=1e-3, mg=1e-3)
+    durs, idx, conds = prot.compile(g)
+    exits, _ = g._compiled().exits_equilibria(conds, False)
+    q = dt * exits.max(axis=1)[idx]
+    brief = durs <= 4 * dt
+    assert brief.sum() > 100 and np.any(q[brief] > 32) and np.any(q[brief] <= 32)
     p0 = kc.theory.equilibrium(g, glutamate=1e-3, mg=1e-3)
     r = kc.solve(g, prot, dt=dt, initial=p0)
     ref = reference(g, prot, dt, p0)

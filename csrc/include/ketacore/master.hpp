@@ -7,7 +7,7 @@
 // exact remaining interval, cached by (condition, tau) -- except for a condition of a single
 // segment (a sampled waveform), whose pieces are applied to p directly by uniformization
 // (expmv_uniformized) when that is cheap -- and, when that segment spans at most 4 grid steps,
-// its full steps too, keeping no matrix for it.  Boundaries within 1e-7 dt of a grid point are
+// its full steps too; such a condition keeps no matrix (TransitionMatrixCache scratch).  Boundaries within 1e-7 dt of a grid point are
 // treated as lying on it.
 #pragma once
 #include <algorithm>
@@ -28,9 +28,10 @@ namespace ketacore {
 
 // Q, expm(Q dt) and expm(Q tau) of the conditions of a plan.  Q is computed when first needed.
 // A condition marked in `once` (used by a single segment: a sampled waveform has one per sample)
-// keeps nothing: its Q and its matrices are computed into scratch space, valid until the next
-// call, so the memory does not grow with the number of conditions.  Other conditions keep their
-// Q, their full grid step and (up to kMaxEntries) their partial steps.
+// keeps nothing: its Q and its latest matrix live in scratch space tagged with (condition, tau),
+// reused while the tag matches (the full steps of its one segment) and valid until the next call
+// for another one, so the memory does not grow with the number of conditions.  Other conditions
+// keep their Q, their full grid step and (up to kMaxEntries) their partial steps.
 class TransitionMatrixCache {
   public:
     TransitionMatrixCache(const CompiledScheme& scheme, const SegmentPlan& plan,
@@ -40,18 +41,17 @@ class TransitionMatrixCache {
 
     const std::vector<double>& q(std::size_t c) {
         if (!Q_[c].empty()) return Q_[c];
+        if (!kept(c) && scratch_q_c_ == c) return scratch_q_;
         std::vector<double>& dst = kept(c) ? Q_[c] : scratch_q_;
         dst.assign(static_cast<std::size_t>(K_) * K_, 0.0);
         scheme_.q_matrix(plan_.condition(c), dst.data());
+        if (!kept(c)) scratch_q_c_ = c;
         return dst;
     }
 
     // expm(Q_c dt) for the grid step (one slot per kept condition, no lookup cost).
     const std::vector<double>& step(std::size_t c, double dt) {
-        if (!kept(c)) {
-            scratch_ = compute(c, dt);
-            return scratch_;
-        }
+        if (!kept(c)) return scratch(c, dt);
         if (step_.empty()) step_.resize(Q_.size());
         if (step_[c].empty()) step_[c] = compute(c, dt);
         return step_[c];
@@ -59,23 +59,30 @@ class TransitionMatrixCache {
 
     // expm(Q_c tau), cached for kept conditions.
     const std::vector<double>& get(std::size_t c, double tau) {
-        if (!kept(c)) {
-            scratch_ = compute(c, tau);
-            return scratch_;
-        }
+        if (!kept(c)) return scratch(c, tau);
         auto key = std::make_pair(c, tau);
         auto it = cache_.find(key);
         if (it != cache_.end()) return it->second;
         std::vector<double> P = compute(c, tau);
         if (cache_.size() >= kMaxEntries) {
             scratch_ = std::move(P);
+            scratch_c_ = kNone;
             return scratch_;
         }
         return cache_.emplace(key, std::move(P)).first->second;
     }
 
   private:
+    static constexpr std::size_t kNone = static_cast<std::size_t>(-1);
     bool kept(std::size_t c) const { return !(once_ && (*once_)[c]); }
+    const std::vector<double>& scratch(std::size_t c, double tau) {
+        if (scratch_c_ != c || scratch_tau_ != tau) {
+            scratch_ = compute(c, tau);
+            scratch_c_ = c;
+            scratch_tau_ = tau;
+        }
+        return scratch_;
+    }
     std::vector<double> compute(std::size_t c, double tau) {
         const std::size_t kk = static_cast<std::size_t>(K_) * K_;
         std::vector<double> A(q(c));
@@ -93,6 +100,8 @@ class TransitionMatrixCache {
     const std::vector<std::uint8_t>* once_;
     std::map<std::pair<std::size_t, double>, std::vector<double>> cache_;
     std::vector<double> scratch_, scratch_q_;
+    std::size_t scratch_c_ = kNone, scratch_q_c_ = kNone;
+    double scratch_tau_ = 0.0;
 };
 
 // p <- p expm(Q tau) without forming the matrix, by uniformization (Jensen 1953; Grassmann
@@ -156,7 +165,8 @@ inline void solve_master(const CompiledScheme& scheme, const SegmentPlan& plan, 
     // a condition of one segment (a sampled waveform has one per sample) gets its steps and
     // pieces by uniformization, as vectors, and keeps nothing; conditions that recur (pulse
     // trains) keep cached matrices
-    // (a condition of one segment of at most 4 grid steps: its full steps too, and it keeps nothing)
+    // (a condition of one segment keeps no matrix; of at most 4 grid steps, its full steps go by
+    // uniformization too)
     std::vector<std::uint8_t> once(plan.n_conditions(), 0), brief(plan.n_conditions(), 0);
     {
         std::vector<std::int64_t> uses(plan.n_conditions(), 0);
@@ -167,10 +177,10 @@ inline void solve_master(const CompiledScheme& scheme, const SegmentPlan& plan, 
         }
         for (std::size_t c = 0; c < once.size(); ++c) {
             once[c] = uses[c] == 1;
-            brief[c] = once[c] && span[c] <= 4.0 * grid.dt;
+            brief[c] = once[c] && span[c] <= 4.0 * grid.dt + grid.tolerance();  // (ulps of diff(t))
         }
     }
-    TransitionMatrixCache cache(scheme, plan, &brief);
+    TransitionMatrixCache cache(scheme, plan, &once);
     std::vector<double> p(p0, p0 + K), tmp(K);
     std::vector<double> uB, uv, uw, uacc;
     auto piece = [&](std::size_t c, double tau) {
