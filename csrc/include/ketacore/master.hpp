@@ -162,11 +162,10 @@ inline void solve_master(const CompiledScheme& scheme, const SegmentPlan& plan, 
     if (grid.n_samples <= 0) return;
     // Samples past the end of the protocol (callers size the grid from the protocol, so
     // this only guards against misuse) are filled with the final occupancy.
-    // a condition of one segment (a sampled waveform has one per sample) gets its steps and
-    // pieces by uniformization, as vectors, and keeps nothing; conditions that recur (pulse
-    // trains) keep cached matrices
-    // (a condition of one segment keeps no matrix; of at most 4 grid steps, its full steps go by
-    // uniformization too)
+    // A condition of one segment (a sampled waveform has one per sample) keeps no matrix (the
+    // cache's tagged scratch) and gets its partial pieces by uniformization, as vectors; when
+    // its segment spans at most 4 grid steps, its full steps too.  Conditions that recur (pulse
+    // trains) keep cached matrices.
     std::vector<std::uint8_t> once(plan.n_conditions(), 0), brief(plan.n_conditions(), 0);
     {
         std::vector<std::int64_t> uses(plan.n_conditions(), 0);
