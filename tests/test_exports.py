@@ -18,3 +18,16 @@ def test_study_error_is_public():
     from ketacore.study import StudyError
     assert kc.StudyError is StudyError and "StudyError" in kc.__all__
     assert issubclass(kc.StudyError, ValueError)
+
+
+def test_core_stub_names_every_binding():
+    """ketacore/_core.pyi (the typed view of the C++ module) lists exactly the module's public
+    functions, classes and constants: a binding added without its stub (population_keys & co.
+    were) or a stub left after its binding went fails here."""
+    import re
+    from pathlib import Path
+    from ketacore import _core
+    src = (Path(_core.__file__).parent / "_core.pyi").read_text()
+    stubbed = set(re.findall(r"^(?:def|class) (\w+)", src, re.M)) | set(re.findall(r"^(\w+)\s*:", src, re.M))
+    public = {n for n in dir(_core) if not n.startswith("_")}
+    assert public - stubbed == set() and stubbed - public == set()
