@@ -91,8 +91,9 @@ class FirstCall:
 class LongWaveform:
     """A recorded command waveform as a protocol: 200000 samples (2 s at 10 us), one step and
     one condition per sample, on the 17-state NMDA+ketamine+Mg scheme.  ``from_waveform`` checks
-    all samples at once; the baseline builds the same steps one checked ``Step`` at a time (how
-    it worked before 2026-11-27).  The first simulate call (caches cleared) is mostly planning
+    all samples at once and keeps them as columns (since 2026-11-28; before, it built a Step per
+    sample, which ``time_from_waveform_and_steps`` still times); the baseline builds the same
+    steps one checked ``Step`` at a time (how it worked before 2026-11-27).  The first simulate call (caches cleared) is mostly planning
     here: 1 channel, ssa, or population (which builds one matrix per condition)."""
 
     timeout = 300
@@ -110,6 +111,12 @@ class LongWaveform:
         kc.simulate(self.g, kc.Step(1 * ms, glutamate=1 * mM, mg=1 * mM), 1 * ms, rng=1)
 
     def time_from_waveform(self):
+        kc.Protocol.from_waveform(self.t, self.t_end, V=self.V, glutamate=1 * mM, mg=1 * mM)
+
+    def time_from_waveform_and_steps(self):
+        kc.Protocol.from_waveform(self.t, self.t_end, V=self.V, glutamate=1 * mM, mg=1 * mM).steps
+
+    def peakmem_from_waveform(self):
         kc.Protocol.from_waveform(self.t, self.t_end, V=self.V, glutamate=1 * mM, mg=1 * mM)
 
     def time_from_waveform_baseline_checked_steps(self):

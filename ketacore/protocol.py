@@ -22,8 +22,10 @@ from . import _validate as V_
 
 #: Holding potential (V) used when a step does not give one: −70 mV.
 DEFAULT_V = -0.070
-#: Largest number of steps a protocol may have (each costs ~0.1–1 µs and ~100 bytes in Python;
-#: 10 million steps is ~1 GB).  Repeat long experiments as separate runs instead.
+#: Largest number of steps (or from_waveform samples) a protocol may have.  A Step costs ~1–3 µs
+#: and ~300–700 bytes in Python, so 10 million Steps take ~5 GB; a from_waveform protocol keeps
+#: its samples as arrays (8 bytes per sample and column) and builds Steps only when asked for
+#: them.  Repeat long experiments as separate runs instead.
 MAX_STEPS = 10_000_000
 #: Largest number of grid points ``Protocol.n_samples`` accepts: 2**53, beyond which the grid
 #: index ``k`` of ``t_k = k·dt`` is no longer exact in a double.
@@ -202,7 +204,7 @@ class Protocol:
         If ``steps`` is not an iterable of Step/Protocol objects, or ``rest`` is not a Step.
     """
 
-    __slots__ = ("_steps", "_compile_cache", "_bounds", "_hash", "_rest", "_columns")
+    __slots__ = ("_built", "_compile_cache", "_bounds", "_hash", "_rest", "_columns")
 
     def __init__(self, steps: Iterable["Step | Protocol"], rest: "Step | None" = None) -> None:
         flat: list[Step] = []
@@ -251,15 +253,27 @@ class Protocol:
                 f"durations are in seconds")
         self._set_steps(tuple(flat))
 
-    def _set_steps(self, steps: tuple) -> None:
-        """The steps (checked) and empty caches: the one place the constructors set them."""
-        self._steps = steps
+    def _set_steps(self, steps: "tuple | None", columns: "tuple | None" = None) -> None:
+        """The steps (checked) and empty caches: the one place the constructors set them.
+        ``steps`` is None for a from_waveform protocol, whose Steps are built from ``columns``
+        when first needed (:attr:`_steps`)."""
+        self._built = steps
         self._compile_cache: dict = {}
         self._bounds = None
         self._hash = None
-        # from_waveform: the sampled columns the steps were built from, (durations, V,
-        # temperature, {ligand: M}) -- compile numbers their conditions with numpy
-        self._columns = None
+        # from_waveform: the sampled columns, (durations, V, temperature, {ligand: M} of the
+        # ligands not zero throughout), checked as Step checks them -- compile, boundaries,
+        # len, ligands, voltage_at, == and pickling work from them without building a Step per
+        # sample (~3 us and ~700 bytes each)
+        self._columns = columns
+
+    @property
+    def _steps(self) -> tuple:
+        """The Steps (a from_waveform protocol builds them from its columns on first use)."""
+        st = self._built
+        if st is None:
+            st = self._built = _steps_from_columns(*self._columns)
+        return st
 
     @classmethod
     def _trusted(cls, steps: tuple, rest: "Step | None" = None) -> "Protocol":
@@ -282,6 +296,11 @@ class Protocol:
     @property
     def boundaries(self) -> np.ndarray:
         """Segment boundaries (s), length ``n_steps + 1``, starting at 0 (compensated sums)."""
+        if self._bounds is None and self._built is None:  # from_waveform: the same Kahan sum in C++
+            from . import _core
+            b = _core.segment_boundaries(self._columns[0])
+            b.setflags(write=False)
+            self._bounds = b
         if self._bounds is None:
             b = np.empty(len(self._steps) + 1)
             b[0] = 0.0
@@ -299,10 +318,13 @@ class Protocol:
     @property
     def ligands(self) -> tuple[str, ...]:
         """All ligand names used by any step (sorted)."""
+        if self._built is None:
+            return tuple(sorted(self._columns[3]))
         return tuple(sorted({k for st in self._steps for k in st.concentrations}))
 
     def __len__(self) -> int:
-        return len(self._steps)
+        st = self._built
+        return len(st) if st is not None else int(self._columns[0].size)
 
     def __iter__(self):
         return iter(self._steps)
@@ -333,8 +355,14 @@ class Protocol:
     def rest_conditions(self) -> dict[str, Any]:
         """``{"V", "temperature", ligand: M}`` under which ``initial="equilibrium"`` is taken:
         :attr:`rest`'s, else the first step's."""
-        st = self._rest if self._rest is not None else self._steps[0]
+        st = self._rest if self._rest is not None else self._first_step()
         return {"V": st.V, "temperature": st.temperature, **st.concentrations}
+
+    def _first_step(self) -> Step:
+        if self._built is None:  # (without building the others)
+            durs, Vs, temperature, cs = self._columns
+            return _steps_from_columns(durs[:1], Vs[:1], temperature, {k: a[:1] for k, a in cs.items()})[0]
+        return self._built[0]
 
     def _rest_key(self):
         """The rest's conditions (its duration is not used, so it does not count)."""
@@ -344,7 +372,23 @@ class Protocol:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Protocol):
             return NotImplemented
-        return self._steps == other._steps and self._rest_key() == other._rest_key()
+        if self is other:
+            return True
+        if self._rest_key() != other._rest_key():
+            return False
+        a, b = self._columns, other._columns
+        if a is not None and b is not None:  # two from_waveform protocols: equal samples
+            # (== on numbers, as Step compares them: -0.0 == 0.0; all values are finite)
+            return (a[0].shape == b[0].shape and a[2] == b[2] and a[3].keys() == b[3].keys()
+                    and bool(np.array_equal(a[0], b[0])) and bool(np.array_equal(a[1], b[1]))
+                    and all(bool(np.array_equal(a[3][k], b[3][k])) for k in a[3]))
+        return len(self) == len(other) and self._steps == other._steps
+
+    def _cache_key(self) -> "Protocol | _ByIdentity":
+        """A key for the engines' plan caches: the protocol itself (equal protocols share a
+        plan), or, for a from_waveform protocol whose Steps are not built, an identity key (its
+        hash would build a Step per sample)."""
+        return self if self._built is not None else _ByIdentity(self)
 
     def __hash__(self) -> int:
         h = self._hash
@@ -355,6 +399,8 @@ class Protocol:
 
     def __reduce__(self):
         # rebuild from the steps: the cached hash depends on the process's string-hash seed
+        if self._columns is not None and type(self) is Protocol:  # from_waveform: the columns
+            return (_protocol_from_columns, (*self._columns, self._rest))
         return (Protocol, (self._steps, self._rest))
 
     def __repr__(self) -> str:
@@ -405,6 +451,15 @@ class Protocol:
             Temperature (K), constant.
         **concentrations : float or array of shape (n,)
             Ligand concentrations (M) at each sample.
+
+        Notes
+        -----
+        The protocol keeps copies of the sample arrays.  ``solve``, ``simulate``,
+        ``simulate_events``, ``len``, ``duration``, ``boundaries``, ``ligands``,
+        ``voltage_at``, ``==`` between two such protocols and pickling work from them; a
+        :class:`Step` per sample is built (once, ~1–3 µs and ~500 bytes each) only by what needs
+        the Steps: ``steps``, iteration, ``hash``, ``+``/``*`` and ``to_list``.  The result
+        equals, and hashes like, ``Protocol`` of the same Steps.
         """
         t = V_.real_array("times", times, "s")
         if t.ndim != 1 or t.size == 0:
@@ -443,31 +498,17 @@ class Protocol:
             except (TypeError, ValueError):
                 trusted = False  # the per-sample path names it
         if trusted:
-            # every value passes Step's checks (the same bounds, all samples at once): build the
-            # steps without re-checking each (a waveform has a step per sample; ~3x faster)
-            names = sorted(cs)
-            fixed = tuple((k, float(cs[k][0])) for k in names if np.all(cs[k] == cs[k][0]) and cs[k][0] != 0.0)
-            varying = [(k, cs[k].tolist()) for k in names if not np.all(cs[k] == cs[k][0])]
-            shared: dict = {}
-            steps = []
-            append = steps.append
-            trusted_step = Step._trusted
-            if not varying:
-                for d, v in zip(durs.tolist(), Vs.tolist()):
-                    append(trusted_step(d, v, temperature, fixed, shared))
-            else:
-                for i, (d, v) in enumerate(zip(durs.tolist(), Vs.tolist())):
-                    items = fixed + tuple([(k, c[i]) for k, c in varying if c[i] != 0.0])
-                    if len(items) > 1:
-                        items = tuple(sorted(items))
-                    append(trusted_step(d, v, temperature, items, shared))
+            # every value passes Step's checks (the same bounds, all samples at once): keep the
+            # sample columns; the Steps are built from them, without re-checking each, only if
+            # something needs them (copies: V and the concentrations may be the caller's arrays)
+            columns = (durs, np.array(Vs, dtype=float), temperature,
+                       {k: np.array(cs[k], dtype=float) for k in sorted(cs) if np.any(cs[k] != 0.0)})
             if cls is not Protocol:  # a subclass gets its own __init__
-                return cls(steps)
+                return cls(_steps_from_columns(*columns))
             # (at most MAX_STEPS samples, checked above; the durations sum to ~t_end, finite)
-            out = cls._trusted(tuple(steps))
-            # (copies: V and the concentrations may be the caller's arrays, changed later)
-            out._columns = (durs, np.array(Vs), temperature,
-                            {k: np.array(a) for k, a in cs.items() if np.any(a != 0.0)})
+            out = object.__new__(cls)
+            out._rest = None
+            out._set_steps(None, columns)
             return out
         steps = []
         for i in range(t.size):
@@ -511,13 +552,16 @@ class Protocol:
         lidx = {l: i for i, l in enumerate(ligs)}
         unknown = [name for name in cs if name not in lidx]
         if unknown:  # the one set first in time, as the pass over the Steps finds it
-            self._unknown_ligand(scheme, min(unknown, key=lambda name: (int(np.argmax(cs[name] != 0.0)), name)))
+            first_set = {name: int(np.argmax(cs[name] != 0.0)) for name in unknown}
+            name = min(unknown, key=lambda name: (first_set[name], name))
+            self._unknown_ligand(scheme, name, first_set[name])
         n, L = durs.size, len(ligs)
         M = np.zeros((n, 1 + L))
         M[:, 0] = Vs
         for name, a in cs.items():
             M[:, 1 + lidx[name]] = a
-        keyed = M + 0.0  # -0.0 -> 0.0: rows are compared as bytes, Step keys as numbers
+        M += 0.0  # -0.0 -> 0.0: rows are compared as bytes, Step keys as numbers
+        keyed = M
         rows_as_bytes = keyed.view(np.dtype((np.void, keyed.itemsize * keyed.shape[1]))).ravel()
         _, first, inverse = np.unique(rows_as_bytes, return_index=True, return_inverse=True)
         order = np.argsort(first, kind="stable")           # conditions in order of first appearance
@@ -533,7 +577,7 @@ class Protocol:
             merged[j] = math.fsum(durs[a:a + int(lengths[j])].tolist())
         T = scheme.temperature if temperature is None else temperature
         conds = np.empty((order.size, 2 + L))
-        conds[:, 0] = M[first[order], 0]      # (the first sample's V, -0.0 kept, as Steps keep it)
+        conds[:, 0] = Vs[first[order]]        # (the first sample's V, -0.0 kept, as Steps keep it)
         conds[:, 1] = T
         conds[:, 2:] = keyed[first[order], 1:]  # (a -0.0 concentration is 0.0, as Steps drop it)
         return merged, idx, conds
@@ -580,10 +624,11 @@ class Protocol:
         return (np.asarray(durs, dtype=float), np.asarray(idx, dtype=np.int64),
                 np.array(rows, dtype=float).reshape(len(rows), 2 + len(ligs)))
 
-    def _unknown_ligand(self, scheme, name: str) -> None:
-        """Raise the ValueError for the first step that sets ligand ``name``, which ``scheme``
-        does not have."""
-        i = next(i for i, st in enumerate(self._steps) if name in st.concentrations)
+    def _unknown_ligand(self, scheme, name: str, i: "int | None" = None) -> None:
+        """Raise the ValueError for the first step (``i``, if known) that sets ligand ``name``,
+        which ``scheme`` does not have."""
+        if i is None:
+            i = next(i for i, st in enumerate(self._steps) if name in st.concentrations)
         raise ValueError(f"protocol step {i} sets ligand {name!r}, which scheme "
                          f"{scheme.name or '(unnamed)'} does not have; its ligands are {list(scheme.ligands)}")
 
@@ -606,7 +651,8 @@ class Protocol:
     def voltage_at(self, times: np.ndarray, dt: float) -> np.ndarray:
         """Voltage (V) in force at each time (s) on a grid of step ``dt`` (s), with the boundary
         rule of :meth:`step_index_at`; the one place engines' results get their ``V`` from."""
-        return np.array([st.V for st in self._steps])[self.step_index_at(times, dt)]
+        Vs = self._columns[1] if self._columns is not None else np.array([st.V for st in self._steps])
+        return Vs[self.step_index_at(times, dt)]
 
     def step_index_at(self, times: np.ndarray, dt: float) -> np.ndarray:
         """Index of the step in force at each time (s) (right-continuous; a time within 1e-7·dt
@@ -620,7 +666,65 @@ class Protocol:
             raise ValueError("times must be finite (s)")
         b = self.boundaries
         i = np.searchsorted(b, times + 1e-7 * dt, side="right") - 1
-        return np.clip(i, 0, len(self._steps) - 1)
+        return np.clip(i, 0, len(self) - 1)
+
+
+def _steps_from_columns(durs: np.ndarray, Vs: np.ndarray, temperature: "float | None",
+                        cs: "dict[str, np.ndarray]") -> tuple:
+    """The Steps of checked sample columns (from_waveform's): ``Step._trusted`` per sample, with
+    zero concentrations dropped and ligands sorted as ``Step`` does, and the concentration
+    mappings shared between samples with the same.  The garbage collector is paused meanwhile:
+    its passes over the growing number of new objects would double the time."""
+    import gc
+    names = sorted(cs)
+    fixed = tuple((k, float(cs[k][0])) for k in names if np.all(cs[k] == cs[k][0]) and cs[k][0] != 0.0)
+    varying = [(k, cs[k].tolist()) for k in names if not np.all(cs[k] == cs[k][0])]
+    shared: dict = {}
+    steps: list = []
+    append = steps.append
+    trusted_step = Step._trusted
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        if not varying:
+            for d, v in zip(durs.tolist(), Vs.tolist()):
+                append(trusted_step(d, v, temperature, fixed, shared))
+        else:
+            for i, (d, v) in enumerate(zip(durs.tolist(), Vs.tolist())):
+                items = fixed + tuple([(k, c[i]) for k, c in varying if c[i] != 0.0])
+                if len(items) > 1:
+                    items = tuple(sorted(items))
+                append(trusted_step(d, v, temperature, items, shared))
+    finally:
+        if enabled:
+            gc.enable()
+    return tuple(steps)
+
+
+def _protocol_from_columns(durs: np.ndarray, Vs: np.ndarray, temperature: "float | None",
+                           cs: "dict[str, np.ndarray]", rest: "Step | None") -> Protocol:
+    """Unpickle a from_waveform protocol (its columns, as :meth:`Protocol.__reduce__` gives
+    them): a protocol equal to the one pickled, still without its Steps built."""
+    out = object.__new__(Protocol)
+    out._rest = rest
+    out._set_steps(None, (np.asarray(durs, dtype=float), np.asarray(Vs, dtype=float), temperature,
+                          {k: np.asarray(a, dtype=float) for k, a in cs.items()}))
+    return out
+
+
+class _ByIdentity:
+    """A cache key equal only to itself's target: see :meth:`Protocol._cache_key`."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ByIdentity) and other.obj is self.obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
 
 
 def _too_many_steps(where: str, n: int) -> None:

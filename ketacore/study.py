@@ -3280,7 +3280,7 @@ def _check_run_memory(study: Study, parts: list, workers: int, chunk_trials: int
             if in_memory:
                 part_bytes += m * nc * res
             peak_chunk = max(peak_chunk, res + c * pt.n_samples * (K * 12.0 + L * 8.0))
-            part_bytes += m * (_BYTES_PER_POINT + len(pt.protocol.steps) * _BYTES_PER_STEP)
+            part_bytes += m * (_BYTES_PER_POINT + len(pt.protocol) * _BYTES_PER_STEP)
         n_chunks_all += n_chunks
         total += part_bytes
         if worst is None or part_bytes > worst[0]:

@@ -78,8 +78,7 @@ References
 .. [JH92] Jalali A, Hawkes AG (1992). Generalised eigenproblems arising in aggregated Markov
    processes allowing for time interval omission. Adv Appl Probab 24:302-321.
 .. [VL78] Van Loan CF (1978). Computing integrals involving the matrix exponential. IEEE Trans
-   Automat Control 23:395-404. doi:10.1109/TAC.1978.1101743 (DOI not independently
-   verified)
+   Automat Control 23:395-404. doi:10.1109/TAC.1978.1101743
 .. [CH77] Colquhoun D, Hawkes AG (1977). Relaxation and fluctuations of
    membrane currents that flow through drug-operated channels.
    Proc R Soc Lond B 199:231-262. doi:10.1098/rspb.1977.0086 (DOI not

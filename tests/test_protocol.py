@@ -1,5 +1,6 @@
 """Protocols: steps, builders, compilation, validation."""
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -165,9 +166,10 @@ def test_waveform_fast_path_builds_the_checked_steps(case):
 
 
 def test_waveform_fast_path_is_taken_and_refused_where_step_would_refuse(monkeypatch):
-    """Valid samples build their steps through Step._trusted (one call per sample); a ligand
-    named like a Step argument, a bad temperature or a bad value goes the per-sample path with
-    Step's own error, prefixed by the sample; a Protocol subclass gets its own __init__."""
+    """Valid samples are kept as columns, and their steps built through Step._trusted (one
+    call per sample) only when first needed; a ligand named like a Step argument, a bad
+    temperature or a bad value goes the per-sample path with Step's own error, prefixed by the
+    sample; a Protocol subclass gets its own __init__."""
     calls = []
     real = kc.Step._trusted.__func__
 
@@ -176,8 +178,11 @@ def test_waveform_fast_path_is_taken_and_refused_where_step_would_refuse(monkeyp
         return real(cls, *a)
     monkeypatch.setattr(kc.Step, "_trusted", classmethod(counting))
     t = np.array([0.0, 0.1, 0.25])
-    kc.Protocol.from_waveform(t, 0.4, V=[-0.07, -0.03, 0.02], glutamate=[0, 1e-3, 0])
-    assert len(calls) == 3
+    p = kc.Protocol.from_waveform(t, 0.4, V=[-0.07, -0.03, 0.02], glutamate=[0, 1e-3, 0])
+    assert calls == [] and p._built is None
+    assert len(p.steps) == 3 and len(calls) == 3
+    p.steps
+    assert len(calls) == 3  # built once
     calls.clear()
     for name in ("duration", "self"):
         with pytest.raises(TypeError, match=r"from_waveform sample 0 \(t = 0 s\).*multiple values"):
@@ -311,3 +316,98 @@ def test_waveform_compile_from_columns_matches_its_steps():
     for q in (p, kc.Protocol(list(p.steps))):
         with pytest.raises(ValueError, match=r"protocol step 0 sets ligand 'zz'"):
             q.compile(sch)
+
+
+def _waveform_args(rng, n):
+    t = np.cumsum(np.r_[0.0, rng.choice([1e-4, 2.5e-4, 1e-3], n - 1)])
+    kw = {"V": rng.choice([-0.07, -0.0, 0.0, 0.02], n),
+          "glutamate": rng.choice([0.0, 1e-3, 1e-4], n), "ketamine": rng.choice([0.0, 1e-6], n),
+          "mg": float(rng.choice([0.0, 1e-3]))}
+    if rng.random() < 0.3:
+        kw["temperature"] = 300.0
+    return t, t[-1] + 1e-3, kw
+
+
+def test_waveform_protocol_works_from_its_columns_without_building_steps():
+    """A from_waveform protocol answers len, duration, boundaries (bit for bit the Python Kahan
+    sum over its Steps), ligands, rest_conditions, voltage_at, step_index_at, == and pickling
+    from its columns, identically to Protocol(Steps); it builds no Step until asked, then
+    equals and hashes like Protocol of the same Steps."""
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        n = int(rng.integers(1, 80))
+        t, t_end, kw = _waveform_args(rng, n)
+        lazy = kc.Protocol.from_waveform(t, t_end, **kw)
+        ref = kc.Protocol(list(kc.Protocol.from_waveform(t, t_end, **kw).steps))
+        assert ref._columns is None
+        assert len(lazy) == len(ref) == n
+        assert lazy.boundaries.tobytes() == ref.boundaries.tobytes() and not lazy.boundaries.flags.writeable
+        assert lazy.duration == ref.duration and lazy.ligands == ref.ligands
+        assert lazy.rest_conditions == ref.rest_conditions
+        assert list(lazy.rest_conditions) == list(ref.rest_conditions)
+        times = np.sort(rng.uniform(0, t_end, 50))
+        assert lazy.voltage_at(times, 1e-4).tobytes() == ref.voltage_at(times, 1e-4).tobytes()
+        assert np.array_equal(lazy.step_index_at(times, 1e-4), ref.step_index_at(times, 1e-4))
+        twin = kc.Protocol.from_waveform(t, t_end, **kw)
+        assert lazy == twin and not (lazy != twin)
+        back = pickle.loads(pickle.dumps(lazy))
+        assert type(back) is kc.Protocol and back == lazy
+        assert lazy._built is None and twin._built is None and back._built is None
+        # one sample changed: unequal, by the columns and by the Steps alike
+        i = int(rng.integers(n))
+        for change in ("V", "glutamate", "t_end", "temperature"):
+            kw2 = {k: (np.array(v) if isinstance(v, np.ndarray) else v) for k, v in kw.items()}
+            t_end2 = t_end
+            if change == "t_end":
+                t_end2 = t_end + 1e-3
+            elif change == "temperature":
+                kw2["temperature"] = 301.0
+            else:
+                kw2[change][i] = 0.01 if change == "V" else 5e-4
+            other = kc.Protocol.from_waveform(t, t_end2, **kw2)
+            assert lazy != other and other != lazy
+            assert kc.Protocol(list(other.steps)) != ref
+        # mixed comparisons build the Steps; then equality and hash match Protocol(Steps)
+        assert lazy == ref and ref == lazy and hash(lazy) == hash(ref) and lazy.steps == ref.steps
+        assert lazy._built is not None
+    # -0.0 and 0.0 are equal samples (Steps compare numbers), in both representations
+    t = np.arange(3) * 1e-3
+    a = kc.Protocol.from_waveform(t, 3e-3, V=[-0.0, -0.07, 0.0], glutamate=[0.0, 1e-3, -0.0])
+    b = kc.Protocol.from_waveform(t, 3e-3, V=[0.0, -0.07, -0.0], glutamate=[-0.0, 1e-3, 0.0])
+    assert a == b and a._built is None
+    assert kc.Protocol(list(a.steps)) == kc.Protocol(list(b.steps))
+    # a ligand that is zero throughout is not one of the protocol's ligands, either way
+    c = kc.Protocol.from_waveform(t, 3e-3, glutamate=1e-3, ketamine=[0.0, -0.0, 0.0])
+    assert c.ligands == ("glutamate",) == kc.Protocol(list(c.steps)).ligands
+    assert c == kc.Protocol.from_waveform(t, 3e-3, glutamate=1e-3)
+
+
+def test_waveform_protocol_engines_and_pickle_do_not_build_steps():
+    """solve, simulate (ssa, population, auto; plans reused), simulate_events, the results'
+    voltages and a pickle round trip use the columns: no Step is built, results equal those of
+    Protocol(Steps) to the byte, and the pickle holds the sample columns."""
+    sch = kc.Scheme(["C", "O", "B"], [("C", "O", kc.rate(1e6, "glutamate")), ("O", "C", 200.0),
+                                      ("O", "B", kc.rate(1e5, "ketamine")), ("B", "O", 5.0)],
+                    {"O": 50e-12}, ligands=["glutamate", "ketamine"])
+    rng = np.random.default_rng(2)
+    n = 4000
+    t = np.arange(n) * 1e-4
+    kw = {"V": np.linspace(-0.08, 0.02, n), "glutamate": rng.choice([0.0, 1e-4], n), "ketamine": 1e-6}
+    lazy = kc.Protocol.from_waveform(t, n * 1e-4, **kw)
+    ref = kc.Protocol(list(kc.Protocol.from_waveform(t, n * 1e-4, **kw).steps))
+    r1, r2 = kc.solve(sch, lazy, dt=1e-4), kc.solve(sch, ref, dt=1e-4)
+    assert r1.occupancy.tobytes() == r2.occupancy.tobytes() and r1.V.tobytes() == r2.V.tobytes()
+    for method, N in (("ssa", 3), ("population", 1000), ("auto", 10)):
+        for seed in (1, 2):  # (the second call of each reuses the plan)
+            a = kc.simulate(sch, lazy, dt=2e-4, n_channels=N, method=method, rng=seed, n_threads=1)
+            b = kc.simulate(sch, ref, dt=2e-4, n_channels=N, method=method, rng=seed, n_threads=1)
+            assert a.counts.tobytes() == b.counts.tobytes() and a.V.tobytes() == b.V.tobytes()
+    ea, eb = kc.simulate_events(sch, lazy, n_trials=2, rng=4), kc.simulate_events(sch, ref, n_trials=2, rng=4)
+    for x, y in zip(ea, eb):
+        assert x[0].tobytes() == y[0].tobytes() and x[1].tobytes() == y[1].tobytes()
+    blob = pickle.dumps(lazy)
+    back = pickle.loads(blob)
+    assert kc.simulate(sch, back, dt=2e-4, n_channels=3, rng=9).counts.tobytes() == \
+        kc.simulate(sch, ref, dt=2e-4, n_channels=3, rng=9).counts.tobytes()
+    assert lazy._built is None and back._built is None
+    assert len(blob) < 8 * 4 * n + 2000  # the four sample columns (durations, V, two ligands)

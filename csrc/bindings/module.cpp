@@ -10,6 +10,7 @@ void bind_expm(py::module_& m);
 void bind_master(py::module_& m);
 void bind_rng(py::module_& m);
 void bind_simulate(py::module_& m);
+void bind_protocol(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "ketacore C++ core (private; use the ketacore package API).";
@@ -18,4 +19,5 @@ PYBIND11_MODULE(_core, m) {
     bind_master(m);
     bind_rng(m);
     bind_simulate(m);
+    bind_protocol(m);
 }

@@ -30,6 +30,21 @@ struct SegmentPlan {
     }
 };
 
+// Segment boundaries out[0..n] = 0, d0, d0 + d1, ... by the Kahan sum the engines use (total()
+// above, and the segment walks of solve_master and the samplers), so that
+// ketacore.Protocol.boundaries agrees with them to the bit.
+inline void segment_boundaries(const double* duration, std::size_t n, double* out) {
+    double s = 0.0, comp = 0.0;
+    out[0] = 0.0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const double y = duration[i] - comp;
+        const double t = s + y;
+        comp = (t - s) - y;
+        s = t;
+        out[i + 1] = s;
+    }
+}
+
 // Output grid: samples at t_k = k dt, k = 0 .. n_samples - 1.
 struct Grid {
     double dt = 0.0;
