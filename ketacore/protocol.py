@@ -230,6 +230,23 @@ class Protocol:
                             f"objects, got {type(steps).__name__} ({steps!r})")
         elif isinstance(steps, (list, tuple)) and len(steps) > MAX_STEPS:
             _too_many_steps("Protocol(steps)", len(steps))
+        if not isinstance(steps, (list, tuple)):
+            steps = list(steps)  # (iterated twice below)
+        if any(isinstance(st, Protocol) and st._built is None for st in steps):
+            # a from_waveform protocol among the parts: the result keeps columns too
+            columns = _concat_columns(steps)
+            if columns is not None:
+                n = columns[0].size
+                if n > MAX_STEPS:
+                    _too_many_steps("Protocol(steps)", n)
+                total = float(columns[0].sum())
+                if not total < _INF:
+                    raise ValueError(f"Protocol: the total duration of the {n} steps is not finite (sum "
+                                     f"of durations overflows); durations are in seconds")
+                if self._rest is None and isinstance(steps[0], Protocol):  # a leading protocol's rest
+                    self._rest = steps[0]._rest
+                self._set_steps(None, columns)
+                return
         for st in steps:
             if isinstance(st, Protocol):
                 if not flat and self._rest is None:  # a leading protocol's rest
@@ -336,11 +353,13 @@ class Protocol:
 
     def __mul__(self, n: int) -> "Protocol":
         n = V_.integer("n", n, minimum=1)
-        if len(self._steps) * n > MAX_STEPS:
-            _too_many_steps(f"protocol * {n}", len(self._steps) * n)
+        if len(self) * n > MAX_STEPS:
+            _too_many_steps(f"protocol * {n}", len(self) * n)
         if not self.duration * n < _INF:
             raise ValueError(f"protocol * {n}: the total duration {self.duration:g} s × {n} is "
                              f"not finite")
+        if self._built is None:  # from_waveform: the columns repeated
+            return Protocol([self] * n, rest=self._rest)
         return Protocol(list(self._steps) * n, rest=self._rest)
 
     __rmul__ = __mul__
@@ -456,10 +475,12 @@ class Protocol:
         -----
         The protocol keeps copies of the sample arrays.  ``solve``, ``simulate``,
         ``simulate_events``, ``len``, ``duration``, ``boundaries``, ``ligands``,
-        ``voltage_at``, ``==`` between two such protocols and pickling work from them; a
-        :class:`Step` per sample is built (once, ~1–3 µs and ~500 bytes each) only by what needs
-        the Steps: ``steps``, iteration, ``hash``, ``+``/``*`` and ``to_list``.  The result
-        equals, and hashes like, ``Protocol`` of the same Steps.
+        ``voltage_at``, ``==`` between two such protocols and pickling work from them, and
+        ``step + protocol``, ``protocol * n`` and ``Protocol([...], rest=...)`` keep columns
+        (when all parts share one temperature).  A :class:`Step` per sample is built (once,
+        ~1–3 µs and ~500 bytes each) only by what needs the Steps: ``steps``, iteration,
+        ``hash``, ``to_list`` and ``==`` with a protocol of Steps.  The result equals, and hashes
+        like, ``Protocol`` of the same Steps.
         """
         t = V_.real_array("times", times, "s")
         if t.ndim != 1 or t.size == 0:
@@ -699,6 +720,40 @@ def _steps_from_columns(durs: np.ndarray, Vs: np.ndarray, temperature: "float | 
         if enabled:
             gc.enable()
     return tuple(steps)
+
+
+def _concat_columns(parts: Sequence[Any]) -> "tuple | None":
+    """The columns (as from_waveform keeps them) of the protocol whose steps are ``parts`` (Steps
+    and Protocols) in order, or None when they cannot be columns -- parts of different
+    temperatures (a column protocol has one) or a part that is neither Step nor Protocol (the
+    caller then raises)."""
+    pieces = []
+    temps = set()
+    for st in parts:
+        if isinstance(st, Protocol) and st._columns is not None:
+            d, v, T, cs = st._columns
+            pieces.append((d, v, cs))
+            temps.add(T)
+        elif isinstance(st, (Step, Protocol)):
+            sts = (st,) if isinstance(st, Step) else st._steps
+            temps.update({x.temperature for x in sts})
+            cs: dict = {}
+            for i, x in enumerate(sts):
+                for k, c in x.concentrations.items():
+                    if k not in cs:
+                        cs[k] = np.zeros(len(sts))
+                    cs[k][i] = c
+            pieces.append((np.array([x.duration for x in sts], dtype=float),
+                           np.array([x.V for x in sts], dtype=float), cs))
+        else:
+            return None
+        if len(temps) > 1:
+            return None
+    (temperature,) = temps
+    names = sorted({k for _, _, cs in pieces for k in cs})
+    cols = {k: np.concatenate([cs[k] if k in cs else np.zeros(d.size) for d, _, cs in pieces]) for k in names}
+    return (np.concatenate([d for d, _, _ in pieces]), np.concatenate([v for _, v, _ in pieces]),
+            temperature, cols)
 
 
 def _protocol_from_columns(durs: np.ndarray, Vs: np.ndarray, temperature: "float | None",

@@ -411,3 +411,71 @@ def test_waveform_protocol_engines_and_pickle_do_not_build_steps():
         kc.simulate(sch, ref, dt=2e-4, n_channels=3, rng=9).counts.tobytes()
     assert lazy._built is None and back._built is None
     assert len(blob) < 8 * 4 * n + 2000  # the four sample columns (durations, V, two ligands)
+
+
+def test_compositions_with_waveform_protocols_keep_columns():
+    """step + waveform, waveform + protocol, waveform * n and Protocol([...], rest=) with a
+    from_waveform part keep columns (no Step built) when all parts share one temperature, and
+    equal, hash and compile like Protocol of the flattened Steps; the leading part's rest is
+    kept as Protocol keeps it.  Parts of different temperatures fall back to Steps."""
+    rng = np.random.default_rng(21)
+    sch = kc.Scheme(["C", "O"], [("C", "O", kc.rate(1e6, "glutamate")), ("O", "C", 100.0)],
+                    {"O": 50e-12}, ligands=["glutamate", "ketamine", "mg"])
+
+    def waveform():
+        n = int(rng.integers(1, 30))
+        t, t_end, kw = _waveform_args(rng, n)
+        kw.pop("temperature", None)
+        return t, t_end, kw
+
+    def part(kind):
+        if kind == "step":
+            return kc.Step(float(rng.choice([1e-3, 0.2])), V=float(rng.choice([-0.07, -0.0])),
+                           **({"ketamine": 1e-6} if rng.random() < 0.5 else {}))
+        if kind == "train":
+            return kc.pulse_train(2, 100.0, 1e-3, during={"glutamate": 1e-3}, between={"mg": 1e-3})
+        return ("wave", waveform())
+
+    for _ in range(40):
+        kinds = list(rng.choice(["step", "train", "wave"], int(rng.integers(1, 5))))
+        if "wave" not in kinds:
+            kinds.append("wave")
+        specs = [part(k) for k in kinds]
+
+        def build(lazy):
+            out = []
+            for sp in specs:
+                if isinstance(sp, tuple):
+                    t, t_end, kw = sp[1]
+                    w = kc.Protocol.from_waveform(t, t_end, **kw)
+                    out.append(w if lazy else kc.Protocol(list(w.steps)))
+                else:
+                    out.append(sp)
+            return out
+        rest = kc.Step(1.0, glutamate=1e-4) if rng.random() < 0.3 else None
+        got = kc.Protocol(build(True), rest=rest)
+        ref = kc.Protocol(build(False), rest=rest)
+        assert got._built is None and ref._columns is None
+        assert got.rest == ref.rest and got.rest_conditions == ref.rest_conditions
+        assert len(got) == len(ref) and got.boundaries.tobytes() == ref.boundaries.tobytes()
+        assert got.ligands == ref.ligands
+        for a, b in zip(got.compile(sch), ref.compile(sch)):
+            assert a.tobytes() == b.tobytes()
+        n = int(rng.integers(1, 4))
+        rep = got * n
+        assert rep._built is None and rep == ref * n and rep.rest == (ref * n).rest
+        first = build(True)
+        chained = first[0]
+        for x in first[1:]:
+            chained = chained + x
+        assert chained == kc.Protocol(build(False)) and hash(chained) == hash(kc.Protocol(build(False)))
+        assert got == ref and hash(got) == hash(ref) and got.steps == ref.steps
+    t = np.arange(3) * 1e-3
+    w = kc.Protocol.from_waveform(t, 3e-3, glutamate=[0.0, 1e-3, 0.0])
+    warm = kc.Step(0.1, temperature=310.0) + w  # two temperatures (310 K and the scheme's)
+    assert warm._built is not None
+    assert warm.steps == (kc.Step(0.1, temperature=310.0),) + kc.Protocol(list(w.steps)).steps
+    with pytest.raises(TypeError, match="Step or Protocol"):
+        kc.Protocol([w, "not a step"])
+    with pytest.raises(ValueError, match="MAX_STEPS"):
+        kc.Protocol([w] * (kc.protocol.MAX_STEPS // 3 + 1))
