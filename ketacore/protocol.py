@@ -231,24 +231,11 @@ class Protocol:
         elif isinstance(steps, (list, tuple)) and len(steps) > MAX_STEPS:
             _too_many_steps("Protocol(steps)", len(steps))
         if not isinstance(steps, (list, tuple)):
-            steps = list(steps)  # (iterated twice below)
-        if any(isinstance(st, Protocol) and st._built is None for st in steps):
-            # a from_waveform protocol among the parts: the result keeps columns too
-            columns = _concat_columns(steps)
-            if columns is not None:
-                n = columns[0].size
-                if n > MAX_STEPS:
-                    _too_many_steps("Protocol(steps)", n)
-                total = float(columns[0].sum())
-                if not total < _INF:
-                    raise ValueError(f"Protocol: the total duration of the {n} steps is not finite (sum "
-                                     f"of durations overflows); durations are in seconds")
-                if self._rest is None and isinstance(steps[0], Protocol):  # a leading protocol's rest
-                    self._rest = steps[0]._rest
-                self._set_steps(None, columns)
-                return
+            steps = list(steps)  # (may be iterated again below)
         for st in steps:
             if isinstance(st, Protocol):
+                if st._built is None and self._init_columns(steps):
+                    return  # a from_waveform part: the result keeps columns too
                 if not flat and self._rest is None:  # a leading protocol's rest
                     self._rest = st._rest
                 if len(flat) + len(st._steps) > MAX_STEPS:
@@ -269,6 +256,23 @@ class Protocol:
                 f"durations overflows, largest step {max(st.duration for st in flat):g} s); "
                 f"durations are in seconds")
         self._set_steps(tuple(flat))
+
+    def _init_columns(self, parts: "list | tuple") -> bool:
+        """Set up a protocol of ``parts`` (one of them a from_waveform protocol) as columns;
+        False (nothing set) when they cannot be (see _concat_columns)."""
+        columns = _concat_columns(parts)
+        if columns is None:
+            return False
+        n = columns[0].size
+        if n > MAX_STEPS:
+            _too_many_steps("Protocol(steps)", n)
+        if not float(columns[0].sum()) < _INF:
+            raise ValueError(f"Protocol: the total duration of the {n} steps is not finite (sum of "
+                             f"durations overflows); durations are in seconds")
+        if self._rest is None and isinstance(parts[0], Protocol):  # a leading protocol's rest
+            self._rest = parts[0]._rest
+        self._set_steps(None, columns)
+        return True
 
     def _set_steps(self, steps: "tuple | None", columns: "tuple | None" = None) -> None:
         """The steps (checked) and empty caches: the one place the constructors set them.
