@@ -7,7 +7,8 @@ put them next to the exact Colquhoun–Hawkes theory in :mod:`ketacore.theory`.
 * :class:`Record` -- an idealised record: dwells in conductance *classes* (0 = shut, and one
   class per open conductance level, so sublevels are kept apart), in one or more sweeps.
   Built with :meth:`Record.from_events`, :meth:`Record.from_states`,
-  :meth:`Record.from_levels` or :meth:`Record.from_dwells`.
+  :meth:`Record.from_levels`, :meth:`Record.from_dwells` (intervals; unusable ones cut the
+  record into sweeps) or :meth:`Record.from_scn` (a SCAN ``.scn`` file, read with ``dcio``).
 * :meth:`Record.open_times`, :meth:`Record.shut_times`, :meth:`Record.dwells` -- dwell-time
   arrays; :meth:`Record.first_latency` -- first latency after a step.
 * :meth:`Record.open_probability` -- fraction of the recorded time spent open.
@@ -472,8 +473,8 @@ class Record:
 
     @classmethod
     def from_dwells(cls, durations, amplitudes, *, t_start: float = 0.0,
-                    decimals: Optional[int] = None) -> "Record":
-        """Idealised record from a list of intervals (e.g. an SCN file): one sweep.
+                    decimals: Optional[int] = None, usable=None) -> "Record":
+        """Idealised record from a list of intervals (e.g. an SCN file, :meth:`from_scn`).
 
         Parameters
         ----------
@@ -488,15 +489,40 @@ class Record:
             Round amplitudes to this many decimals of A (or S) before identifying levels,
             with the same check as :meth:`from_levels` (``decimals=13`` rounds to 0.1 pA).
             Consecutive intervals that become equal are merged.
+        usable : array of bool, optional
+            False for an interval whose duration cannot be used (SCAN's "unusable" flag: a
+            noisy or otherwise uninterpretable stretch).  Unusable intervals are left out and
+            cut the record into sweeps: each run of usable intervals is one sweep, so its
+            first and last dwells are censored like a sweep's ends -- dwell-time methods drop
+            them, :meth:`resolve` does not merge across the gap and :meth:`hjc_groups` and
+            :meth:`bursts` never span it.  (This is conservative: HJCFIT also ends a group at
+            an unusable interval, but keeps the opening before it.)  Dwell start times stay
+            in the record's clock.  Default: every interval usable, one sweep.
+
+        Returns
+        -------
+        Record
         """
         d = _float_array("durations", durations)
         a = _float_array("amplitudes", amplitudes)
         if d.shape != a.shape:
             raise ValueError(f"durations and amplitudes must have the same length "
                              f"({d.size} vs {a.size})")
+        t0 = _real("t_start", t_start)
+        if usable is not None:
+            u = np.asarray(usable)
+            if u.dtype != bool:
+                raise TypeError(f"usable must be an array of bool (True = usable interval), got "
+                                f"dtype {u.dtype}")
+            if u.shape != d.shape:
+                raise ValueError(f"usable must have one value per interval ({d.size}), got shape "
+                                 f"{u.shape}")
+            if not u.all():
+                if np.any(d[u] <= 0):
+                    raise ValueError("durations of usable intervals must be > 0")
+                return cls._from_usable_runs(d, a, u, t0, decimals)
         if np.any(d <= 0):
             raise ValueError("durations must be > 0")
-        t0 = _real("t_start", t_start)
         if decimals is not None:
             dec = _int("decimals", decimals)
             r = np.round(a, dec)
@@ -519,6 +545,89 @@ class Record:
             dd, cc = d.copy(), c
         st = t0 + np.concatenate(([0.0], np.cumsum(dd)[:-1])) if dd.size else dd.copy()
         return cls(st, dd, cc, np.array([0, dd.size], np.int64), lv)
+
+    @classmethod
+    def _from_usable_runs(cls, d, a, u, t0: float, decimals) -> "Record":
+        """from_dwells with unusable intervals: one sweep per run of usable intervals, classes
+        numbered over the whole record (as one from_dwells call would)."""
+        whole = cls.from_dwells(d[u], a[u], decimals=decimals)  # classes of the usable intervals
+        ends = np.cumsum(np.maximum(d, 0.0))  # (an unusable length <= 0, SCAN's -1: none)
+        starts_abs = t0 + np.concatenate(([0.0], ends[:-1]))
+        idx = np.flatnonzero(u)
+        run_id = np.cumsum(np.concatenate(([True], idx[1:] != idx[:-1] + 1)))  # 1, 1, 2, ...
+        # classes of the usable intervals, in order, from the merged record's levels
+        lv = whole.levels
+        aa = np.round(a[u], decimals) if decimals is not None else a[u]
+        c = np.zeros(aa.size, np.int64)
+        for k in range(1, lv.size):
+            c[aa == lv[k]] = k
+        # merge consecutive intervals of one class within a run (not across a gap)
+        new = np.concatenate(([True], (c[1:] != c[:-1]) | (run_id[1:] != run_id[:-1]))) if c.size else c.astype(bool)
+        first = np.flatnonzero(new)
+        dd = np.add.reduceat(d[u], first) if first.size else d[u].copy()
+        cc, ss, rr = c[first], starts_abs[idx[first]], run_id[first]
+        offsets = np.concatenate(([0], np.flatnonzero(np.diff(rr)) + 1, [cc.size])).astype(np.int64)
+        return cls(ss, dd, cc, offsets, lv, class_names=whole.class_names)
+
+    @classmethod
+    def from_scn(cls, path, *, classes: str = "open/shut", decimals: Optional[int] = None) -> "Record":
+        """Idealised record from a SCAN ``.scn`` file (DCPROGS), read with the ``dcio`` package.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The ``.scn`` file.
+        classes : {"open/shut", "amplitudes"}
+            ``"open/shut"`` (default): one open class, whose level is the duration-weighted
+            mean amplitude of the usable openings (A), and one shut class; consecutive
+            openings (sublevel changes) form one open dwell -- the two classes of the HJC
+            likelihood (:meth:`hjc_groups`).  ``"amplitudes"``: one class per distinct
+            amplitude, as :meth:`from_dwells` (``decimals`` groups them).
+        decimals : int, optional
+            With ``classes="amplitudes"``: as in :meth:`from_dwells` (decimals of A).
+
+        Returns
+        -------
+        Record
+            Intervals in s, amplitudes in A (SCAN stores ms and calibrated pA; ``dcio``
+            converts); intervals flagged unusable (flag bit 8) cut the record into sweeps as
+            ``from_dwells(usable=...)`` does.
+
+        Raises
+        ------
+        ImportError
+            ``dcio`` is not installed (``pip install 'ketacore[scn]'``).
+        ValueError
+            The file holds concentration-jump sweeps (flag bits 32/64: read each sweep with
+            :meth:`from_dwells`), or an interval of zero or negative length.
+        """
+        if classes not in ("open/shut", "amplitudes"):
+            raise ValueError(f"classes must be 'open/shut' or 'amplitudes', got {classes!r}")
+        if decimals is not None and classes != "amplitudes":
+            raise ValueError("decimals applies to classes='amplitudes' only")
+        try:
+            from dcio.formats import scn as _scn
+        except ImportError:  # pragma: no cover - depends on the environment
+            raise ImportError("Record.from_scn reads SCAN files with the dcio package: "
+                              "pip install 'ketacore[scn]' (or pip install dcio)") from None
+        rec = _scn.read(path)
+        flags = np.asarray(rec.flags).astype(np.int64) & 0xFF
+        if np.any(flags & (_scn.FLAG_SWEEP_FIRST | _scn.FLAG_SWEEP_LAST)):
+            raise ValueError(f"{path}: concentration-jump sweeps (flag bits 32/64) are not read "
+                             "by from_scn; build one Record per sweep with Record.from_dwells")
+        d = np.asarray(rec.intervals, dtype=np.float64)
+        a = np.asarray(rec.amplitudes, dtype=np.float64) * 1e-12  # pA -> A
+        usable = (flags & _scn.FLAG_UNUSABLE) == 0
+        bad = np.flatnonzero(~(d > 0) & usable)
+        if bad.size:
+            raise ValueError(f"{path}: interval {int(bad[0])} has length {d[bad[0]]!r} s; "
+                             "usable intervals must be > 0")
+        if classes == "open/shut":
+            op = (a != 0) & usable
+            level = float(np.sum(a[op] * d[op]) / np.sum(d[op])) if op.any() else 0.0
+            a = np.where(a != 0, level if op.any() else 1.0, 0.0)
+        # (an unusable interval may carry SCAN's -1 length: it is left out, as any unusable one)
+        return cls.from_dwells(d, a, usable=usable, decimals=decimals)
 
     @classmethod
     def _from_state_arrays(cls, ts, ss, t_end, sc, lv, names, *, check: bool) -> "Record":
