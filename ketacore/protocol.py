@@ -204,7 +204,7 @@ class Protocol:
         If ``steps`` is not an iterable of Step/Protocol objects, or ``rest`` is not a Step.
     """
 
-    __slots__ = ("_built", "_compile_cache", "_bounds", "_hash", "_rest", "_columns")
+    __slots__ = ("_built", "_compile_cache", "_bounds", "_hash", "_rest", "_columns", "_digest")
 
     def __init__(self, steps: Iterable["Step | Protocol"], rest: "Step | None" = None) -> None:
         flat: list[Step] = []
@@ -232,10 +232,13 @@ class Protocol:
             _too_many_steps("Protocol(steps)", len(steps))
         if not isinstance(steps, (list, tuple)):
             steps = list(steps)  # (may be iterated again below)
+        tried = False
         for st in steps:
             if isinstance(st, Protocol):
-                if st._built is None and self._init_columns(steps):
-                    return  # a from_waveform part: the result keeps columns too
+                if st._built is None and not tried:
+                    tried = True
+                    if self._init_columns(steps):
+                        return  # from_waveform parts: the result keeps columns too
                 if not flat and self._rest is None:  # a leading protocol's rest
                     self._rest = st._rest
                 if len(flat) + len(st._steps) > MAX_STEPS:
@@ -258,17 +261,37 @@ class Protocol:
         self._set_steps(tuple(flat))
 
     def _init_columns(self, parts: "list | tuple") -> bool:
-        """Set up a protocol of ``parts`` (one of them a from_waveform protocol) as columns;
-        False (nothing set) when they cannot be (see _concat_columns)."""
+        """Set up a protocol of ``parts`` (a from_waveform protocol among them) as columns, with
+        the checks and messages of the Steps path; False (nothing set) when the Steps path
+        serves better: a part of another temperature (a column protocol has one), or Steps
+        holding most of the samples (their Steps are then shared, not rebuilt)."""
+        n = lazy = 0
+        for st in parts:
+            if isinstance(st, Protocol):
+                k = len(st)
+                if n + k > MAX_STEPS:  # (where and as the Steps path counts)
+                    _too_many_steps("Protocol(steps)", n + k)
+                n += k
+                if st._built is None:
+                    lazy += k
+            elif isinstance(st, Step):
+                n += 1
+            else:
+                raise TypeError(f"protocol steps must be Step or Protocol objects, got {type(st).__name__}")
+        if n > MAX_STEPS:
+            _too_many_steps("Protocol(steps)", n)
+        if 2 * lazy < n:
+            return False
         columns = _concat_columns(parts)
         if columns is None:
             return False
-        n = columns[0].size
-        if n > MAX_STEPS:
-            _too_many_steps("Protocol(steps)", n)
-        if not float(columns[0].sum()) < _INF:
-            raise ValueError(f"Protocol: the total duration of the {n} steps is not finite (sum of "
-                             f"durations overflows); durations are in seconds")
+        with np.errstate(over="ignore"):
+            total = float(np.sum(columns[0]))
+        if not total < _INF:  # all > 0: overflows to inf iff the sum does
+            raise ValueError(
+                f"Protocol: the total duration of the {n} steps is not finite (sum of "
+                f"durations overflows, largest step {float(columns[0].max()):g} s); "
+                f"durations are in seconds")
         if self._rest is None and isinstance(parts[0], Protocol):  # a leading protocol's rest
             self._rest = parts[0]._rest
         self._set_steps(None, columns)
@@ -286,7 +309,11 @@ class Protocol:
         # ligands not zero throughout), checked as Step checks them -- compile, boundaries,
         # len, ligands, voltage_at, == and pickling work from them without building a Step per
         # sample (~3 us and ~700 bytes each)
+        if columns is not None:  # (private arrays: read-only, so no copy can change another's)
+            for a in (columns[0], columns[1], *columns[3].values()):
+                a.setflags(write=False)
         self._columns = columns
+        self._digest = None
 
     @property
     def _steps(self) -> tuple:
@@ -407,11 +434,24 @@ class Protocol:
                     and all(bool(np.array_equal(a[3][k], b[3][k])) for k in a[3]))
         return len(self) == len(other) and self._steps == other._steps
 
-    def _cache_key(self) -> "Protocol | _ByIdentity":
-        """A key for the engines' plan caches: the protocol itself (equal protocols share a
-        plan), or, for a from_waveform protocol whose Steps are not built, an identity key (its
-        hash would build a Step per sample)."""
-        return self if self._built is not None else _ByIdentity(self)
+    def _cache_key(self) -> "Protocol | _ByColumns":
+        """A key for the engines' plan caches under which equal protocols share a plan: the
+        protocol itself, or for a column protocol (from_waveform) a key hashing a digest of its
+        columns (its own hash would build a Step per sample)."""
+        return self if self._columns is None else _ByColumns(self)
+
+    def _columns_digest(self) -> bytes:
+        """BLAKE2b of the columns (-0.0 as 0.0, as == compares them), temperature and rest."""
+        d = self._digest
+        if d is None:
+            import hashlib
+            durs, Vs, T, cs = self._columns
+            h = hashlib.blake2b(digest_size=16)
+            h.update(repr((durs.size, T, sorted(cs), self._rest_key())).encode())
+            for a in (durs, Vs, *(cs[k] for k in sorted(cs))):
+                h.update(np.ascontiguousarray(a + 0.0).data)
+            d = self._digest = h.digest()
+        return d
 
     def __hash__(self) -> int:
         h = self._hash
@@ -427,7 +467,7 @@ class Protocol:
         return (Protocol, (self._steps, self._rest))
 
     def __repr__(self) -> str:
-        return f"Protocol({len(self._steps)} steps, {self.duration:g} s)"
+        return f"Protocol({len(self)} steps, {self.duration:g} s)"
 
     def to_list(self) -> list[dict[str, Any]]:
         """One mapping ``{duration, V, temperature, ligand: M}`` per step (:attr:`rest` is not
@@ -481,7 +521,8 @@ class Protocol:
         ``simulate_events``, ``len``, ``duration``, ``boundaries``, ``ligands``,
         ``voltage_at``, ``==`` between two such protocols and pickling work from them, and
         ``step + protocol``, ``protocol * n`` and ``Protocol([...], rest=...)`` keep columns
-        (when all parts share one temperature).  A :class:`Step` per sample is built (once,
+        (when all parts share one temperature and column parts hold at least half the
+        samples; otherwise the result is made of Steps).  A :class:`Step` per sample is built (once,
         ~1–3 µs and ~500 bytes each) only by what needs the Steps: ``steps``, iteration,
         ``hash``, ``to_list`` and ``==`` with a protocol of Steps.  The result equals, and hashes
         like, ``Protocol`` of the same Steps.
@@ -529,7 +570,7 @@ class Protocol:
             columns = (durs, np.array(Vs, dtype=float), temperature,
                        {k: np.array(cs[k], dtype=float) for k in sorted(cs) if np.any(cs[k] != 0.0)})
             if cls is not Protocol:  # a subclass gets its own __init__
-                return cls(_steps_from_columns(*columns))
+                return cls(list(_steps_from_columns(*columns)))
             # (at most MAX_STEPS samples, checked above; the durations sum to ~t_end, finite)
             out = object.__new__(cls)
             out._rest = None
@@ -698,9 +739,7 @@ def _steps_from_columns(durs: np.ndarray, Vs: np.ndarray, temperature: "float | 
                         cs: "dict[str, np.ndarray]") -> tuple:
     """The Steps of checked sample columns (from_waveform's): ``Step._trusted`` per sample, with
     zero concentrations dropped and ligands sorted as ``Step`` does, and the concentration
-    mappings shared between samples with the same.  The garbage collector is paused meanwhile:
-    its passes over the growing number of new objects would double the time."""
-    import gc
+    mappings shared between samples with the same."""
     names = sorted(cs)
     fixed = tuple((k, float(cs[k][0])) for k in names if np.all(cs[k] == cs[k][0]) and cs[k][0] != 0.0)
     varying = [(k, cs[k].tolist()) for k in names if not np.all(cs[k] == cs[k][0])]
@@ -708,21 +747,15 @@ def _steps_from_columns(durs: np.ndarray, Vs: np.ndarray, temperature: "float | 
     steps: list = []
     append = steps.append
     trusted_step = Step._trusted
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        if not varying:
-            for d, v in zip(durs.tolist(), Vs.tolist()):
-                append(trusted_step(d, v, temperature, fixed, shared))
-        else:
-            for i, (d, v) in enumerate(zip(durs.tolist(), Vs.tolist())):
-                items = fixed + tuple([(k, c[i]) for k, c in varying if c[i] != 0.0])
-                if len(items) > 1:
-                    items = tuple(sorted(items))
-                append(trusted_step(d, v, temperature, items, shared))
-    finally:
-        if enabled:
-            gc.enable()
+    if not varying:
+        for d, v in zip(durs.tolist(), Vs.tolist()):
+            append(trusted_step(d, v, temperature, fixed, shared))
+    else:
+        for i, (d, v) in enumerate(zip(durs.tolist(), Vs.tolist())):
+            items = fixed + tuple([(k, c[i]) for k, c in varying if c[i] != 0.0])
+            if len(items) > 1:
+                items = tuple(sorted(items))
+            append(trusted_step(d, v, temperature, items, shared))
     return tuple(steps)
 
 
@@ -771,19 +804,22 @@ def _protocol_from_columns(durs: np.ndarray, Vs: np.ndarray, temperature: "float
     return out
 
 
-class _ByIdentity:
-    """A cache key equal only to itself's target: see :meth:`Protocol._cache_key`."""
+class _ByColumns:
+    """The plan-cache key of a column protocol: see :meth:`Protocol._cache_key`."""
 
-    __slots__ = ("obj",)
+    __slots__ = ("protocol",)
 
-    def __init__(self, obj: Any) -> None:
-        self.obj = obj
+    def __init__(self, protocol: Protocol) -> None:
+        self.protocol = protocol
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, _ByIdentity) and other.obj is self.obj
+        if not isinstance(other, _ByColumns):
+            return NotImplemented
+        a, b = self.protocol, other.protocol
+        return a is b or (a._columns_digest() == b._columns_digest() and a == b)
 
     def __hash__(self) -> int:
-        return id(self.obj)
+        return hash(self.protocol._columns_digest())
 
 
 def _too_many_steps(where: str, n: int) -> None:

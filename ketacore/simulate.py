@@ -578,10 +578,10 @@ def simulate(scheme: Scheme, protocol: Protocol | Step, dt: float, n_channels: i
     if key is not None and plan.cacheable:
         if len(_PLANS) >= _MAX_PLANS:
             _PLANS.clear()
-        if plan.need >= _MEMORY_RECHECK_ABOVE:
-            # a large request's plan holds its protocol (a long waveform's samples) and
-            # compiled arrays: keep only the newest few of them
-            big = [k for k, p in _PLANS.items() if p.need >= _MEMORY_RECHECK_ABOVE]
+        if _large_plan(plan):
+            # a large request's plan, or one of a long protocol (a waveform's samples and their
+            # compiled arrays: ~30 bytes per sample), holds much memory: keep only the newest few
+            big = [k for k, p in _PLANS.items() if _large_plan(p)]
             for k in big[:max(0, len(big) - _MAX_LARGE_PLANS + 1)]:
                 del _PLANS[k]
         _PLANS[key] = plan
@@ -590,7 +590,12 @@ def simulate(scheme: Scheme, protocol: Protocol | Step, dt: float, n_channels: i
 
 _PLANS: dict = {}
 _MAX_PLANS = 256
-_MAX_LARGE_PLANS = 4  # of them, plans of requests above _MEMORY_RECHECK_ABOVE
+_MAX_LARGE_PLANS = 4  # of them, plans of requests above _MEMORY_RECHECK_ABOVE or of long protocols
+_LONG_PROTOCOL = 100_000  # segments
+
+
+def _large_plan(plan: "_Plan") -> bool:
+    return plan.need >= _MEMORY_RECHECK_ABOVE or plan.durs.size > _LONG_PROTOCOL
 
 
 class _Plan:

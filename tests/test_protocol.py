@@ -1,4 +1,5 @@
 """Protocols: steps, builders, compilation, validation."""
+import importlib
 import math
 import pickle
 
@@ -436,6 +437,7 @@ def test_compositions_with_waveform_protocols_keep_columns():
             return kc.pulse_train(2, 100.0, 1e-3, during={"glutamate": 1e-3}, between={"mg": 1e-3})
         return ("wave", waveform())
 
+    kinds_seen = set()
     for _ in range(40):
         kinds = list(rng.choice(["step", "train", "wave"], int(rng.integers(1, 5))))
         if "wave" not in kinds:
@@ -455,7 +457,9 @@ def test_compositions_with_waveform_protocols_keep_columns():
         rest = kc.Step(1.0, glutamate=1e-4) if rng.random() < 0.3 else None
         got = kc.Protocol(build(True), rest=rest)
         ref = kc.Protocol(build(False), rest=rest)
-        assert got._built is None and ref._columns is None
+        waves = sum(len(p) for p, sp in zip(build(True), specs) if isinstance(sp, tuple))
+        assert (got._built is None) == (2 * waves >= len(ref)) and ref._columns is None
+        kinds_seen.add(got._built is None)
         assert got.rest == ref.rest and got.rest_conditions == ref.rest_conditions
         assert len(got) == len(ref) and got.boundaries.tobytes() == ref.boundaries.tobytes()
         assert got.ligands == ref.ligands
@@ -463,19 +467,122 @@ def test_compositions_with_waveform_protocols_keep_columns():
             assert a.tobytes() == b.tobytes()
         n = int(rng.integers(1, 4))
         rep = got * n
-        assert rep._built is None and rep == ref * n and rep.rest == (ref * n).rest
+        assert (rep._built is None) == (got._built is None) and rep == ref * n and rep.rest == (ref * n).rest
         first = build(True)
         chained = first[0]
         for x in first[1:]:
             chained = chained + x
         assert chained == kc.Protocol(build(False)) and hash(chained) == hash(kc.Protocol(build(False)))
         assert got == ref and hash(got) == hash(ref) and got.steps == ref.steps
+    assert kinds_seen == {True, False}  # both columns and the Steps path were taken
     t = np.arange(3) * 1e-3
     w = kc.Protocol.from_waveform(t, 3e-3, glutamate=[0.0, 1e-3, 0.0])
     warm = kc.Step(0.1, temperature=310.0) + w  # two temperatures (310 K and the scheme's)
     assert warm._built is not None
     assert warm.steps == (kc.Step(0.1, temperature=310.0),) + kc.Protocol(list(w.steps)).steps
-    with pytest.raises(TypeError, match="Step or Protocol"):
+
+
+def _fresh_waveform(n=3, t_end=None, **kw):
+    t = np.arange(n) * 1e-3
+    return kc.Protocol.from_waveform(t, t_end or n * 1e-3, **(kw or {"glutamate": np.r_[0.0, 1e-3, np.zeros(n - 2)]}))
+
+
+def test_compositions_with_waveform_parts_check_like_steps(monkeypatch):
+    """With a column part, Protocol([...]) refuses a bad part, too many steps and an infinite
+    total duration before concatenating anything, with the Steps path's messages and no numpy
+    warning; Steps holding most of the samples keep the Steps path (shared, not rebuilt)."""
+    import warnings
+    w = _fresh_waveform()
+    with pytest.raises(TypeError, match="Step or Protocol objects, got str"):
         kc.Protocol([w, "not a step"])
-    with pytest.raises(ValueError, match="MAX_STEPS"):
-        kc.Protocol([w] * (kc.protocol.MAX_STEPS // 3 + 1))
+    assert w._built is None  # (refused before any Step was built)
+    monkeypatch.setattr(kc.protocol, "MAX_STEPS", 10)
+    for parts in ([w, w, w, w], [w, kc.Step(1.0), w, w, w], [kc.Step(1.0)] * 8 + [w]):
+        got_msg = ref_msg = None
+        with pytest.raises(ValueError, match="MAX_STEPS") as got:
+            kc.Protocol([p if p is not w else _fresh_waveform() for p in parts])
+        with pytest.raises(ValueError, match="MAX_STEPS") as ref:
+            kc.Protocol([p if p is not w else kc.Protocol(list(_fresh_waveform().steps)) for p in parts])
+        got_msg, ref_msg = str(got.value), str(ref.value)
+        assert got_msg == ref_msg
+    monkeypatch.undo()
+    huge = dict(t_end=1.5e308, glutamate=[0.0, 1e-3])
+    t = np.array([0.0, 1e308])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="not finite") as got:
+            kc.Protocol([kc.Protocol.from_waveform(t, **huge)] * 2)
+    with pytest.raises(ValueError, match="not finite") as ref:
+        kc.Protocol([kc.Protocol(list(kc.Protocol.from_waveform(t, **huge).steps))] * 2)
+    assert str(got.value) == str(ref.value) and "largest step 1e+308 s" in str(got.value)
+    # Steps holding most of the samples: the Steps path, sharing the train's Steps
+    train = kc.pulse_train(50, 100.0, 1e-3, during={"glutamate": 1e-3})
+    mixed = train + _fresh_waveform()
+    assert mixed._built is not None and mixed.steps[0] is train.steps[0]
+    assert mixed.steps == train.steps + _fresh_waveform().steps and mixed.rest == train.rest
+    mostly_waveform = kc.Step(0.1) + _fresh_waveform(n=50)
+    assert mostly_waveform._built is None
+
+
+def test_waveform_protocol_repr_columns_and_subclass():
+    """repr builds no Step; the private columns are read-only (copies and pickles cannot change
+    one another); a Protocol subclass's __init__ gets a list of Steps, as from other builders."""
+    w = _fresh_waveform(n=1000)
+    assert repr(w) == "Protocol(1000 steps, 1 s)" and w._built is None
+    for a in (w._columns[0], w._columns[1], *w._columns[3].values()):
+        assert not a.flags.writeable
+    back = pickle.loads(pickle.dumps(w))
+    assert all(not a.flags.writeable for a in (back._columns[0], back._columns[1]))
+    got = []
+
+    class Tagged(kc.Protocol):
+        __slots__ = ()
+
+        def __init__(self, steps, rest=None):
+            got.append(type(steps))
+            super().__init__(steps + [], rest)
+    assert len(Tagged.from_waveform(np.arange(3) * 1e-3, 3e-3, glutamate=1e-3)) == 3 and got == [list]
+
+
+def test_equal_waveform_protocols_share_a_simulate_plan():
+    """simulate's plan cache keys a column protocol by a digest of its columns: equal
+    protocols built separately (and one whose Steps were since built) share one plan; a
+    protocol differing in one sample, or in its rest, gets its own."""
+    sim = importlib.import_module("ketacore.simulate")
+    sch = kc.Scheme(["C", "O"], [("C", "O", kc.rate(1e6, "glutamate")), ("O", "C", 100.0)],
+                    {"O": 50e-12}, ligands=["glutamate"])
+    n = 500
+    glu = np.where(np.arange(n) % 7 == 0, 1e-4, -0.0)
+
+    def make(g=glu, rest=None):
+        p = kc.Protocol.from_waveform(np.arange(n) * 1e-4, n * 1e-4, glutamate=g)
+        return p if rest is None else kc.Protocol(p, rest=rest)
+    sim._PLANS.clear()
+    first = kc.simulate(sch, make(), dt=1e-4, n_channels=5, rng=1)
+    assert len(sim._PLANS) == 1
+    p = make(np.where(glu == 0, 0.0, glu))  # -0.0 and 0.0: equal samples
+    p.steps
+    again = kc.simulate(sch, p, dt=1e-4, n_channels=5, rng=1)
+    assert len(sim._PLANS) == 1 and again.counts.tobytes() == first.counts.tobytes()
+    other = glu.copy()
+    other[3] = 2e-4
+    kc.simulate(sch, make(other), dt=1e-4, n_channels=5, rng=1)
+    kc.simulate(sch, make(rest=kc.Step(1.0, glutamate=1e-3)), dt=1e-4, n_channels=5, rng=1)
+    assert len(sim._PLANS) == 3
+
+
+def test_plans_of_long_protocols_are_few(monkeypatch):
+    """Plans of long protocols (above _LONG_PROTOCOL segments: their compiled arrays are held)
+    count as large: only the newest _MAX_LARGE_PLANS of them are kept."""
+    sim = importlib.import_module("ketacore.simulate")
+    monkeypatch.setattr(sim, "_LONG_PROTOCOL", 50)  # (each waveform below: >= 75 segments)
+    sch = kc.Scheme(["C", "O"], [("C", "O", kc.rate(1e6, "glutamate")), ("O", "C", 100.0)],
+                    {"O": 50e-12}, ligands=["glutamate"])
+    sim._PLANS.clear()
+    kc.simulate(sch, kc.Step(0.01, glutamate=1e-4), dt=1e-4, n_channels=5, rng=1)  # short: kept
+    for i in range(7):
+        glu = np.where(np.arange(300) % (i + 2) == 0, 1e-4, 0.0)
+        kc.simulate(sch, kc.Protocol.from_waveform(np.arange(300) * 1e-4, 0.03, glutamate=glu),
+                    dt=1e-4, n_channels=5, rng=1)
+    assert sum(sim._large_plan(p) for p in sim._PLANS.values()) == sim._MAX_LARGE_PLANS
+    assert len(sim._PLANS) == sim._MAX_LARGE_PLANS + 1
