@@ -204,7 +204,7 @@ class Protocol:
         If ``steps`` is not an iterable of Step/Protocol objects, or ``rest`` is not a Step.
     """
 
-    __slots__ = ("_built", "_compile_cache", "_bounds", "_hash", "_rest", "_columns", "_digest")
+    __slots__ = ("_built", "_compile_cache", "_bounds", "_hash", "_rest", "_columns")
 
     def __init__(self, steps: Iterable["Step | Protocol"], rest: "Step | None" = None) -> None:
         flat: list[Step] = []
@@ -313,7 +313,6 @@ class Protocol:
             for a in (columns[0], columns[1], *columns[3].values()):
                 a.setflags(write=False)
         self._columns = columns
-        self._digest = None
 
     @property
     def _steps(self) -> tuple:
@@ -405,14 +404,16 @@ class Protocol:
     def rest_conditions(self) -> dict[str, Any]:
         """``{"V", "temperature", ligand: M}`` under which ``initial="equilibrium"`` is taken:
         :attr:`rest`'s, else the first step's."""
-        st = self._rest if self._rest is not None else self._first_step()
+        st = self._rest if self._rest is not None else self._step_at(0)
         return {"V": st.V, "temperature": st.temperature, **st.concentrations}
 
-    def _first_step(self) -> Step:
-        if self._built is None:  # (without building the others)
+    def _step_at(self, i: int) -> Step:
+        """Step ``i`` (a column protocol builds only that one if its Steps are not built)."""
+        if self._built is None:
             durs, Vs, temperature, cs = self._columns
-            return _steps_from_columns(durs[:1], Vs[:1], temperature, {k: a[:1] for k, a in cs.items()})[0]
-        return self._built[0]
+            s = slice(i, i + 1)
+            return _steps_from_columns(durs[s], Vs[s], temperature, {k: a[s] for k, a in cs.items()})[0]
+        return self._built[i]
 
     def _rest_key(self):
         """The rest's conditions (its duration is not used, so it does not count)."""
@@ -427,37 +428,27 @@ class Protocol:
         if self._rest_key() != other._rest_key():
             return False
         a, b = self._columns, other._columns
-        if a is not None and b is not None:  # two from_waveform protocols: equal samples
-            # (== on numbers, as Step compares them: -0.0 == 0.0; all values are finite)
+        if a is not None or b is not None:  # a column protocol: compare columns (== on numbers,
+            # as Step compares them: -0.0 == 0.0; all values finite), a Steps one's made from them
+            if len(self) != len(other):
+                return False
+            a = a if a is not None else _concat_columns([self])
+            b = b if b is not None else _concat_columns([other])
+            if a is None or b is None:  # Steps of several temperatures: not a column protocol's
+                return False
             return (a[0].shape == b[0].shape and a[2] == b[2] and a[3].keys() == b[3].keys()
                     and bool(np.array_equal(a[0], b[0])) and bool(np.array_equal(a[1], b[1]))
                     and all(bool(np.array_equal(a[3][k], b[3][k])) for k in a[3]))
         return len(self) == len(other) and self._steps == other._steps
 
-    def _cache_key(self) -> "Protocol | _ByColumns":
-        """A key for the engines' plan caches under which equal protocols share a plan: the
-        protocol itself, or for a column protocol (from_waveform) a key hashing a digest of its
-        columns (its own hash would build a Step per sample)."""
-        return self if self._columns is None else _ByColumns(self)
-
-    def _columns_digest(self) -> bytes:
-        """BLAKE2b of the columns (-0.0 as 0.0, as == compares them), temperature and rest."""
-        d = self._digest
-        if d is None:
-            import hashlib
-            durs, Vs, T, cs = self._columns
-            h = hashlib.blake2b(digest_size=16)
-            h.update(repr((durs.size, T, sorted(cs), self._rest_key())).encode())
-            for a in (durs, Vs, *(cs[k] for k in sorted(cs))):
-                h.update(np.ascontiguousarray(a + 0.0).data)
-            d = self._digest = h.digest()
-        return d
-
     def __hash__(self) -> int:
+        # from the length, three Steps (first, middle, last) and the rest: equal protocols hash
+        # alike, and a column protocol is hashed without building a Step per sample
         h = self._hash
-        if h is None:  # steps are immutable: hash once
-            h = self._hash = (hash(self._steps) if self._rest is None
-                              else hash((self._steps, self._rest_key())))
+        if h is None:
+            n = len(self)
+            h = self._hash = hash((n, self._step_at(0), self._step_at(n // 2), self._step_at(n - 1),
+                                   self._rest_key()))
         return h
 
     def __reduce__(self):
@@ -519,13 +510,13 @@ class Protocol:
         -----
         The protocol keeps copies of the sample arrays.  ``solve``, ``simulate``,
         ``simulate_events``, ``len``, ``duration``, ``boundaries``, ``ligands``,
-        ``voltage_at``, ``==`` between two such protocols and pickling work from them, and
-        ``step + protocol``, ``protocol * n`` and ``Protocol([...], rest=...)`` keep columns
-        (when all parts share one temperature and column parts hold at least half the
-        samples; otherwise the result is made of Steps).  A :class:`Step` per sample is built (once,
-        ~1–3 µs and ~500 bytes each) only by what needs the Steps: ``steps``, iteration,
-        ``hash``, ``to_list`` and ``==`` with a protocol of Steps.  The result equals, and hashes
-        like, ``Protocol`` of the same Steps.
+        ``voltage_at``, ``hash``, ``==`` between two such protocols and pickling work from
+        them, and ``step + protocol``, ``protocol * n`` and ``Protocol([...], rest=...)`` keep
+        columns (when all parts share one temperature and column parts hold at least half the
+        samples; otherwise the result is made of Steps).  A :class:`Step` per sample is built
+        (once, ~1–3 µs and ~500 bytes each) only by what needs the Steps: ``steps``,
+        iteration, ``to_list`` and ``==`` with a protocol of Steps.  The result equals, and
+        hashes like, ``Protocol`` of the same Steps.
         """
         t = V_.real_array("times", times, "s")
         if t.ndim != 1 or t.size == 0:
@@ -802,24 +793,6 @@ def _protocol_from_columns(durs: np.ndarray, Vs: np.ndarray, temperature: "float
     out._set_steps(None, (np.asarray(durs, dtype=float), np.asarray(Vs, dtype=float), temperature,
                           {k: np.asarray(a, dtype=float) for k, a in cs.items()}))
     return out
-
-
-class _ByColumns:
-    """The plan-cache key of a column protocol: see :meth:`Protocol._cache_key`."""
-
-    __slots__ = ("protocol",)
-
-    def __init__(self, protocol: Protocol) -> None:
-        self.protocol = protocol
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, _ByColumns):
-            return NotImplemented
-        a, b = self.protocol, other.protocol
-        return a is b or (a._columns_digest() == b._columns_digest() and a == b)
-
-    def __hash__(self) -> int:
-        return hash(self.protocol._columns_digest())
 
 
 def _too_many_steps(where: str, n: int) -> None:

@@ -563,8 +563,8 @@ def simulate(scheme: Scheme, protocol: Protocol | Step, dt: float, n_channels: i
         # Exact builtin types only: a cached plan is reused only for arguments equal *and* of
         # the same kind as ones that already passed every check (True == 1 and 1.0 == 1 hash
         # alike, but bool/float never get here).  Steps and Protocols are immutable.
-        key = (id(scheme), protocol if type(protocol) is Step else protocol._cache_key(), dt, n_channels,
-               n_trials, method, record, initial, trial_offset, n_threads)
+        key = (id(scheme), protocol, dt, n_channels, n_trials, method, record, initial, trial_offset,
+               n_threads)
         plan = _PLANS.get(key)
         if plan is not None and plan.scheme is scheme:
             if plan.need >= _MEMORY_RECHECK_ABOVE:  # (before rng: a refusal must not advance a Generator)

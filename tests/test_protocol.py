@@ -351,6 +351,8 @@ def test_waveform_protocol_works_from_its_columns_without_building_steps():
         assert np.array_equal(lazy.step_index_at(times, 1e-4), ref.step_index_at(times, 1e-4))
         twin = kc.Protocol.from_waveform(t, t_end, **kw)
         assert lazy == twin and not (lazy != twin)
+        assert hash(lazy) == hash(twin) == hash(ref) and twin in {lazy: 1} and lazy in {ref}
+        assert ref == lazy and lazy == ref  # (a Steps protocol compared by its columns)
         back = pickle.loads(pickle.dumps(lazy))
         assert type(back) is kc.Protocol and back == lazy
         assert lazy._built is None and twin._built is None and back._built is None
@@ -368,8 +370,8 @@ def test_waveform_protocol_works_from_its_columns_without_building_steps():
             other = kc.Protocol.from_waveform(t, t_end2, **kw2)
             assert lazy != other and other != lazy
             assert kc.Protocol(list(other.steps)) != ref
-        # mixed comparisons build the Steps; then equality and hash match Protocol(Steps)
-        assert lazy == ref and ref == lazy and hash(lazy) == hash(ref) and lazy.steps == ref.steps
+        # once built, equality and hash still match Protocol(Steps)
+        assert lazy.steps == ref.steps and lazy == ref and ref == lazy and hash(lazy) == hash(ref)
         assert lazy._built is not None
     # -0.0 and 0.0 are equal samples (Steps compare numbers), in both representations
     t = np.arange(3) * 1e-3
@@ -545,9 +547,9 @@ def test_waveform_protocol_repr_columns_and_subclass():
 
 
 def test_equal_waveform_protocols_share_a_simulate_plan():
-    """simulate's plan cache keys a column protocol by a digest of its columns: equal
-    protocols built separately (and one whose Steps were since built) share one plan; a
-    protocol differing in one sample, or in its rest, gets its own."""
+    """simulate's plan cache keys on the protocol (hash from three Steps, == on the columns):
+    equal column protocols built separately (and one whose Steps were since built) share one
+    plan; a protocol differing in one sample, or in its rest, gets its own."""
     sim = importlib.import_module("ketacore.simulate")
     sch = kc.Scheme(["C", "O"], [("C", "O", kc.rate(1e6, "glutamate")), ("O", "C", 100.0)],
                     {"O": 50e-12}, ligands=["glutamate"])
@@ -586,3 +588,38 @@ def test_plans_of_long_protocols_are_few(monkeypatch):
                     dt=1e-4, n_channels=5, rng=1)
     assert sum(sim._large_plan(p) for p in sim._PLANS.values()) == sim._MAX_LARGE_PLANS
     assert len(sim._PLANS) == sim._MAX_LARGE_PLANS + 1
+
+
+def test_column_and_steps_equality_agree_on_small_variants():
+    """== between any two of {column protocol, Protocol of its Steps} agrees with == between
+    the Steps protocols, and equal ones hash alike, over small waveforms whose samples differ in
+    -0.0/0.0/non-zero V and concentrations, ligands zero throughout, temperature, length, and
+    Steps protocols of several temperatures (which no column protocol equals)."""
+    rng = np.random.default_rng(8)
+    cols, steps = [], []
+    for _ in range(60):
+        n = int(rng.integers(1, 4))
+        t = np.arange(n) * 1e-3
+        kw = {"V": rng.choice([-0.0, 0.0, -0.07], n), "glutamate": rng.choice([-0.0, 0.0, 1e-3], n)}
+        if rng.random() < 0.3:
+            kw["mg"] = 0.0
+        if rng.random() < 0.3:
+            kw["temperature"] = 300.0
+        w = kc.Protocol.from_waveform(t, n * 1e-3, **kw)
+        cols.append(w)
+        steps.append(kc.Protocol(_steps_from_samples(t, n * 1e-3, **kw)))
+    mixed = kc.Protocol([kc.Step(1e-3, temperature=300.0), kc.Step(1e-3)])
+    steps.append(mixed)
+    cols.append(kc.Protocol(list(mixed.steps)))  # (no column form: its Steps again)
+    n_equal = 0
+    for i in range(len(cols)):
+        for j in range(len(cols)):
+            truth = steps[i] == steps[j]
+            n_equal += truth
+            for a in (cols[i], steps[i]):
+                for b in (cols[j], steps[j]):
+                    assert (a == b) == truth and (a != b) == (not truth), (i, j)
+                    if truth:
+                        assert hash(a) == hash(b)
+    assert all(c._built is None for c in cols[:-1])
+    assert n_equal > len(cols) + 20  # (distinct objects that are equal were compared too)
