@@ -495,9 +495,11 @@ class Record:
             cut the record into sweeps: each run of usable intervals is one sweep, so its
             first and last dwells are censored like a sweep's ends -- dwell-time methods drop
             them, :meth:`resolve` does not merge across the gap and :meth:`hjc_groups` and
-            :meth:`bursts` never span it.  (This is conservative: HJCFIT also ends a group at
-            an unusable interval, but keeps the opening before it.)  Dwell start times stay
-            in the record's clock.  Default: every interval usable, one sweep.
+            :meth:`bursts` never span it.  (DCPROGS differs in two ways: HJCFIT/DCPYPS end a
+            group at an unusable shut time but keep the opening before it, and drop a whole
+            group that contains an unusable opening, where here its usable parts either side
+            remain.)  Dwell start times stay in the record's clock.  Default: every interval
+            usable, one sweep.
 
         Returns
         -------
