@@ -127,3 +127,32 @@ def test_from_scn_and_usable_refuse_bad_input(tmp_path):
     r = Record.from_dwells(np.array([0.01, -1.0, 0.002]), a * 1e-12, usable=np.array([True, False, True]))
     assert r.n_sweeps == 2 and list(r.duration) == [0.01, 0.002] and list(r.start) == [0.0, 0.01]
     assert Record.from_dwells(d, a * 1e-12, usable=np.zeros(3, bool)).n_dwells == 0
+
+
+def test_resolution_and_groups_equal_dcprogs():
+    """Record.resolve + hjc_groups against DCPROGS's own pipeline as dcio implements it
+    (impose_resolution, set_periods, burst segmentation at t_crit): on simulated CH82 records
+    that start and end shut (where the two conventions for a record's ends coincide), the
+    groups are identical to the bit, for 4 resolutions and 3 critical times (the largest: one
+    group per record)."""
+    from dcio.analysis.bursts import extract_burst_intervals
+    from dcio.analysis.record import impose_resolution, set_periods
+    ch82 = kc.models.get("ch82")
+    n_groups = 0
+    for seed in range(1, 5):
+        c = 10 ** -np.random.default_rng(seed).uniform(5, 7)
+        log = kc.simulate_events(ch82, kc.Step(5.0, agonist=c), rng=seed)
+        rec = Record.from_events(log, classes={s: int(s.endswith("*")) for s in ch82.states})
+        d, a = rec.duration, np.where(rec.is_open[rec.cls], -5.0, 0.0)
+        d, a = np.r_[0.02, d, 0.02], np.r_[0.0, a, 0.0]  # shut at both ends
+        r = Record.from_dwells(d, a * 1e-12)
+        for t_res in (10e-6, 25e-6, 100e-6, 300e-6):
+            ri, ra, rf = impose_resolution(d, a, np.zeros(d.size, np.int8), t_res, record_type="simulated")
+            per = set_periods(ri, ra, rf)
+            for t_crit in (1e-3, 3.5e-3, 1e9):
+                ours = r.resolve(t_res).hjc_groups(t_crit)
+                theirs = extract_burst_intervals(per.intervals, per.amplitudes, t_crit, per.flags)
+                assert len(ours) == len(theirs) > 0
+                assert all(np.array_equal(x, y) for x, y in zip(ours, theirs)), (seed, t_res, t_crit)
+                n_groups += len(ours)
+    assert n_groups > 1000
