@@ -498,14 +498,18 @@ class Record:
             :meth:`bursts` never span it.  (DCPROGS differs in two ways: HJCFIT/DCPYPS end a
             group at an unusable shut time but keep the opening before it, and drop a whole
             group that contains an unusable opening, where here its usable parts either side
-            remain.)  Dwell start times stay in the record's clock.  Default: every interval
-            usable, one sweep.
+            remain.)  An unusable interval's length may be anything (SCAN writes -1 for an
+            unknown one); it is not used, except that a finite positive length advances the
+            clock.  Dwell start times stay in the record's clock (not each sweep's own, so
+            :meth:`first_latency` does not apply; after a gap of unknown length they are lower
+            bounds).  All intervals unusable: one empty sweep.  Default: every interval usable,
+            one sweep.
 
         Returns
         -------
         Record
         """
-        d = _float_array("durations", durations)
+        d = _float_array("durations", durations, finite=usable is None)
         a = _float_array("amplitudes", amplitudes)
         if d.shape != a.shape:
             raise ValueError(f"durations and amplitudes must have the same length "
@@ -519,9 +523,11 @@ class Record:
             if u.shape != d.shape:
                 raise ValueError(f"usable must have one value per interval ({d.size}), got shape "
                                  f"{u.shape}")
+            bad = np.flatnonzero(u & ~(np.isfinite(d) & (d > 0)))
+            if bad.size:
+                raise ValueError(f"durations of usable intervals must be finite and > 0; interval "
+                                 f"{int(bad[0])} has {float(d[bad[0]])!r} s")
             if not u.all():
-                if np.any(d[u] <= 0):
-                    raise ValueError("durations of usable intervals must be > 0")
                 return cls._from_usable_runs(d, a, u, t0, decimals)
         if np.any(d <= 0):
             raise ValueError("durations must be > 0")
@@ -553,7 +559,8 @@ class Record:
         """from_dwells with unusable intervals: one sweep per run of usable intervals, classes
         numbered over the whole record (as one from_dwells call would)."""
         whole = cls.from_dwells(d[u], a[u], decimals=decimals)  # classes of the usable intervals
-        ends = np.cumsum(np.maximum(d, 0.0))  # (an unusable length <= 0, SCAN's -1: none)
+        # (an unusable length that is not finite and > 0, e.g. SCAN's -1: no clock time)
+        ends = np.cumsum(np.where(np.isfinite(d) & (d > 0), d, 0.0))
         starts_abs = t0 + np.concatenate(([0.0], ends[:-1]))
         idx = np.flatnonzero(u)
         run_id = np.cumsum(np.concatenate(([True], idx[1:] != idx[:-1] + 1)))  # 1, 1, 2, ...
@@ -622,10 +629,14 @@ class Record:
         usable = (flags & _scn.FLAG_UNUSABLE) == 0
         bad = np.flatnonzero(~(d > 0) & usable)
         if bad.size:
-            raise ValueError(f"{path}: interval {int(bad[0])} has length {d[bad[0]]!r} s; "
+            raise ValueError(f"{path}: interval {int(bad[0])} has length {float(d[bad[0]])!r} s; "
                              "usable intervals must be > 0")
         if classes == "open/shut":
             op = (a != 0) & usable
+            if np.any(a[op] > 0) and np.any(a[op] < 0):
+                raise ValueError(f"{path}: usable openings have amplitudes of both signs; one open "
+                                 "class (classes='open/shut') needs one sign: use "
+                                 "classes='amplitudes' (one class per amplitude)")
             level = float(np.sum(a[op] * d[op]) / np.sum(d[op])) if op.any() else 0.0
             a = np.where(a != 0, level if op.any() else 1.0, 0.0)
         # (an unusable interval may carry SCAN's -1 length: it is left out, as any unusable one)

@@ -20,6 +20,8 @@ import numpy as np
 
 from . import _validate as V_
 
+#: Protocols of at most this many steps hash all their Steps (see Protocol.__hash__).
+_HASH_ALL_STEPS = 64
 #: Holding potential (V) used when a step does not give one: −70 mV.
 DEFAULT_V = -0.070
 #: Largest number of steps (or from_waveform samples) a protocol may have.  A Step costs ~1–3 µs
@@ -432,8 +434,8 @@ class Protocol:
             # as Step compares them: -0.0 == 0.0; all values finite), a Steps one's made from them
             if len(self) != len(other):
                 return False
-            a = a if a is not None else _concat_columns([self])
-            b = b if b is not None else _concat_columns([other])
+            a = a if a is not None else self._columns_from_steps()
+            b = b if b is not None else other._columns_from_steps()
             if a is None or b is None:  # Steps of several temperatures: not a column protocol's
                 return False
             return (a[0].shape == b[0].shape and a[2] == b[2] and a[3].keys() == b[3].keys()
@@ -442,14 +444,42 @@ class Protocol:
         return len(self) == len(other) and self._steps == other._steps
 
     def __hash__(self) -> int:
-        # from the length, three Steps (first, middle, last) and the rest: equal protocols hash
-        # alike, and a column protocol is hashed without building a Step per sample
+        # Up to _HASH_ALL_STEPS steps: all of them (and the rest).  Longer: the length, a BLAKE2b
+        # digest of the columns (-0.0 as 0.0, as == compares numbers; a Steps protocol's columns
+        # made from its Steps) and the rest -- the same from Steps or columns, so equal protocols
+        # hash alike, a column protocol is hashed without building a Step per sample, and
+        # protocols differing anywhere hash apart.
         h = self._hash
         if h is None:
             n = len(self)
-            h = self._hash = hash((n, self._step_at(0), self._step_at(n // 2), self._step_at(n - 1),
-                                   self._rest_key()))
+            if n <= _HASH_ALL_STEPS:  # (a column protocol's few Steps built for this only)
+                st = self._built if self._built is not None else _steps_from_columns(*self._columns)
+                h = hash(st) if self._rest is None else hash((st, self._rest_key()))
+            else:
+                cols = self._columns if self._columns is not None else self._columns_from_steps()
+                if cols is None:  # Steps of several temperatures (never equal to a column protocol)
+                    h = hash((self._steps, self._rest_key()))
+                else:
+                    import hashlib
+                    durs, Vs, T, cs = cols
+                    d = hashlib.blake2b(repr((n, T, sorted(cs))).encode(), digest_size=16)
+                    for a in (durs, Vs, *(cs[k] for k in sorted(cs))):
+                        d.update(np.ascontiguousarray(a + 0.0).data)
+                    h = hash((n, d.digest(), self._rest_key()))
+            self._hash = h
         return h
+
+    def _columns_from_steps(self) -> "tuple | None":
+        """The columns of a Steps protocol (None if its steps have several temperatures), kept:
+        compile, ==, voltage_at and pickling then use them too (the same results, tested)."""
+        cols = self._columns
+        if cols is None:
+            cols = _concat_columns([self])
+            if cols is not None:
+                for a in (cols[0], cols[1], *cols[3].values()):
+                    a.setflags(write=False)
+                self._columns = cols
+        return cols
 
     def __reduce__(self):
         # rebuild from the steps: the cached hash depends on the process's string-hash seed

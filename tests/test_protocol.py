@@ -623,3 +623,40 @@ def test_column_and_steps_equality_agree_on_small_variants():
                         assert hash(a) == hash(b)
     assert all(c._built is None for c in cols[:-1])
     assert n_equal > len(cols) + 20  # (distinct objects that are equal were compared too)
+
+
+def test_long_protocols_hash_alike_when_equal_and_apart_when_not():
+    """Above 64 steps the hash is a digest of the columns (a Steps protocol's made from its
+    Steps): a column protocol and the Protocol of its Steps (with -0.0 for 0.0, with a rest)
+    hash alike without building Steps; families that differ in one step or sample only (a
+    pulse moved by one sample: same sums, same sampled Steps) hash apart."""
+    rng = np.random.default_rng(4)
+    for n in (65, 100, 1000):
+        t = np.arange(n) * 1e-4
+        V = rng.choice([-0.07, -0.0, 0.0, 0.02], n)
+        glu = rng.choice([0.0, -0.0, 1e-3], n)
+        w = kc.Protocol.from_waveform(t, n * 1e-4, V=V, glutamate=glu, mg=1e-3)
+        ref = kc.Protocol(_steps_from_samples(t, n * 1e-4, V, glutamate=glu, mg=1e-3))
+        flipped = kc.Protocol.from_waveform(t, n * 1e-4, V=np.where(V == 0, -V, V),
+                                            glutamate=np.where(glu == 0, -glu, glu), mg=1e-3)
+        assert hash(w) == hash(ref) == hash(flipped) and w == ref == flipped
+        rest = kc.Step(1.0, glutamate=1e-4)
+        assert hash(kc.Protocol(w, rest=rest)) == hash(kc.Protocol(ref, rest=rest))
+        assert hash(kc.Protocol(w, rest=rest)) != hash(w)
+        assert w._built is None and flipped._built is None
+    # one family: 100-step pulse trains differing only in step 10's voltage
+    base = list(kc.pulse_train(50, 100.0, 1e-3, during={"glutamate": 1e-3}).steps)
+    family = []
+    for k in range(300):
+        steps = list(base)
+        steps[10] = steps[10].replace(V=-0.07 + 1e-4 * k)
+        family.append(kc.Protocol(steps))
+    assert len({hash(p) for p in family}) == 300 and len(set(family)) == 300
+    # and waveforms of 10^4 samples differing in one sample
+    t = np.arange(10_000) * 1e-4
+    waves = []
+    for k in range(100):
+        glu = np.zeros(t.size)
+        glu[5001 + k] = 1e-3
+        waves.append(kc.Protocol.from_waveform(t, 1.0, glutamate=glu))
+    assert len({hash(p) for p in waves}) == 100 and all(p._built is None for p in waves)

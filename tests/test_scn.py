@@ -121,12 +121,52 @@ def test_from_scn_and_usable_refuse_bad_input(tmp_path):
         Record.from_dwells(d, a * 1e-12, usable=[1, 0, 1])
     with pytest.raises(ValueError, match="one value per interval"):
         Record.from_dwells(d, a * 1e-12, usable=np.ones(2, bool))
-    with pytest.raises(ValueError, match="usable intervals must be > 0"):
+    with pytest.raises(ValueError, match="usable intervals must be finite and > 0"):
         Record.from_dwells(np.array([0.01, -1.0, 0.002]), a * 1e-12, usable=np.array([True, True, False]))
-    # an unusable interval may have any length: it is left out
-    r = Record.from_dwells(np.array([0.01, -1.0, 0.002]), a * 1e-12, usable=np.array([True, False, True]))
-    assert r.n_sweeps == 2 and list(r.duration) == [0.01, 0.002] and list(r.start) == [0.0, 0.01]
-    assert Record.from_dwells(d, a * 1e-12, usable=np.zeros(3, bool)).n_dwells == 0
+    # an unusable interval may have any length (it adds clock time only if finite and > 0)
+    for bad in (-1.0, 0.0, np.nan, np.inf):
+        r = Record.from_dwells(np.array([0.01, bad, 0.002]), a * 1e-12, usable=np.array([True, False, True]))
+        assert r.n_sweeps == 2 and list(r.duration) == [0.01, 0.002] and list(r.start) == [0.0, 0.01]
+        with pytest.raises(ValueError, match=r"usable intervals must be finite and > 0; interval 1 has"):
+            Record.from_dwells(np.array([0.01, bad, 0.002]), a * 1e-12, usable=np.ones(3, bool))
+    r = Record.from_dwells(d, a * 1e-12, usable=np.array([True, False, True]))
+    assert list(r.start) == [0.0, 0.012] and list(r.offsets) == [0, 1, 2]
+    empty = Record.from_dwells(d, a * 1e-12, usable=np.zeros(3, bool))
+    assert empty.n_dwells == 0 and empty.n_sweeps == 1
+    # openings of both signs cannot be one open class
+    path = tmp_path / "signs.scn"
+    scn.write(path, np.array([0.01, 0.002, 0.003, 0.002, 0.01]), np.array([0.0, -5.0, 0.0, 5.0, 0.0]),
+              np.zeros(5, np.int8))
+    with pytest.raises(ValueError, match="both signs.*classes='amplitudes'"):
+        Record.from_scn(path)
+    assert Record.from_scn(path, classes="amplitudes").class_names == ("shut", "open1", "open2")
+
+
+def test_unusable_first_and_last_intervals(tmp_path):
+    """Unusable intervals at the ends of the list just shorten it (no empty sweep); the ends
+    of a usable run are censored as any sweep's are."""
+    d, a = _ch82_intervals(5, t_end=2.0)
+    u = np.ones(d.size, bool)
+    u[[0, 1, d.size // 2, d.size - 1]] = False
+    rec = Record.from_dwells(d, a * 1e-12, usable=u)
+    runs = _runs(u)
+    assert rec.n_sweeps == len(runs) == 2
+    for s, (i, j) in enumerate(runs):
+        p = Record.from_dwells(d[i:j], a[i:j] * 1e-12)
+        lo, hi = rec.offsets[s], rec.offsets[s + 1]
+        assert np.array_equal(rec.duration[lo:hi], p.duration) and np.array_equal(rec.cls[lo:hi], p.cls)
+    assert np.array_equal(rec.open_times(), np.concatenate([Record.from_dwells(d[i:j], a[i:j] * 1e-12).open_times()
+                                                            for i, j in runs]))
+
+
+def test_from_scn_calibration(tmp_path):
+    """A file with a calibration factor other than 1 pA per ADC unit (amplitudes stored as -45
+    ADC units at 0.1 pA each: dcio's writer stores the integers it is given) reads back in A."""
+    path = tmp_path / "cal.scn"
+    scn.write(path, np.array([0.01, 0.002, 0.01]), np.array([0.0, -45.0, 0.0]), np.zeros(3, np.int8), calfac=0.1)
+    assert scn.read(path).amplitudes[1] == pytest.approx(-4.5, rel=1e-6)
+    r = Record.from_scn(path)
+    np.testing.assert_allclose(r.levels, [0.0, -4.5e-12], rtol=1e-6)
 
 
 def test_resolution_and_groups_equal_dcprogs():
@@ -152,7 +192,7 @@ def test_resolution_and_groups_equal_dcprogs():
             for t_crit in (1e-3, 3.5e-3, 1e9):
                 ours = r.resolve(t_res).hjc_groups(t_crit)
                 theirs = extract_burst_intervals(per.intervals, per.amplitudes, t_crit, per.flags)
-                assert len(ours) == len(theirs) > 0
+                assert len(ours) == len(theirs) > 0 and (len(ours) == 1) == (t_crit == 1e9)
                 assert all(np.array_equal(x, y) for x, y in zip(ours, theirs)), (seed, t_res, t_crit)
                 n_groups += len(ours)
     assert n_groups > 1000
