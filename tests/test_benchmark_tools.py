@@ -158,3 +158,15 @@ def test_paired_api_times_both_versions(tmp_path):
     for m in ("time_step", "time_protocol_one_step"):
         line = next(x for x in r.stdout.splitlines() if m + " " in x)
         assert "old" in line and "new" in line and "old/new" in line
+        assert " µs" in line or " ns" in line  # (microsecond calls, timed in loops, in readable units)
+
+
+def test_paired_api_formats_durations():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("paired_api", PAIRED_API)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.fmt_seconds(4.74).split() == ["4.74", "s"]
+    assert mod.fmt_seconds(0.0039).split() == ["3.9", "ms"]
+    assert mod.fmt_seconds(3.7e-6).split() == ["3.7", "µs"]
+    assert mod.fmt_seconds(3.63e-7).split() == ["363", "ns"]
