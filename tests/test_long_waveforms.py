@@ -193,9 +193,8 @@ def test_peak_memory_of_a_long_waveform_run_is_bounded(what, bound, samples):
     ~20 MB measured); before, every condition's Q and P(dt) were kept: ~460 MB.
     Waveform: a 2e6-sample from_waveform protocol, compiled, with its boundaries, ligands and
     rest conditions, keeps its samples as columns and builds no Step: under 700 MB (the input
-    arrays and columns ~130 MB, compile's result 100 MB and its np.unique temporaries ~300 MB;
-    ~530 MB measured); with a Step per sample from_waveform alone grew by ~1.5 GB (and took
-    ~20 s)."""
+    arrays and columns ~130 MB, compile's result 100 MB and its sort temporaries; ~490 MB
+    measured); with a Step per sample from_waveform alone grew by ~1.5 GB (and took ~20 s)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(kc.__file__)),
                                          env.get("PYTHONPATH", "")])
