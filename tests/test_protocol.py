@@ -298,6 +298,14 @@ def test_waveform_compile_from_columns_matches_its_steps():
         assert ref._columns is None
         for a, b in zip(p.compile(sch), ref.compile(sch)):
             assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    # one long waveform of few distinct values (re-appearing far apart, adjacent runs, -0.0)
+    n = 20000
+    t = np.arange(n) * 1e-4
+    p = kc.Protocol.from_waveform(t, n * 1e-4, V=rng.choice([-0.07, -0.0, 0.0, 0.02, -0.05], n),
+                                  glutamate=np.repeat(rng.choice([0.0, -0.0, 1e-3, 1e-4], n // 50), 50),
+                                  ketamine=rng.choice([0.0, 1e-6], n))
+    for a, b in zip(p.compile(sch), kc.Protocol(list(p.steps)).compile(sch)):
+        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
     # the caller's arrays changed afterwards do not change the protocol
     t = np.arange(5) * 1e-3
     V, glu = np.full(5, -0.07), np.full(5, 1e-3)
