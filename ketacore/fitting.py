@@ -1005,7 +1005,7 @@ class _Profile:
         return ends[0], ends[1]
 
 
-def fit_hjc(scheme: Scheme, data, *, t_res, t_crit=None, free=None, fixed=None,
+def fit_hjc(scheme: Scheme, data, *, t_res=None, t_crit=None, free=None, fixed=None,
             constrain=None, mr=True, start=None, method: str = "nelder-mead+bfgs",
             max_evaluations: int = 20000, gtol: float = 1e-3, box: float = 1e6,
             exact_intervals: int = 2, hessian_step: float = HESSIAN_STEP) -> HJCFit:
@@ -1025,15 +1025,18 @@ def fit_hjc(scheme: Scheme, data, *, t_res, t_crit=None, free=None, fixed=None,
         are those with conductance > 0 (two classes, as hjc_loglik).
     data : (groups, conditions) or list of (groups, conditions[, t_crit])
         One pair per record (or set of records) at one condition: ``groups`` as for
-        :func:`ketacore.theory.hjc_loglik` (e.g. ``Record.resolve(t_res).hjc_groups(tc)``)
-        and ``conditions`` a dict of keyword conditions for the scheme, e.g.
-        ``{"agonist": 1e-6}`` (M; also ``V``, ``temperature``).  A third element gives that
-        set's own critical shut time (s, or ``None`` for no CHS vectors), overriding
-        ``t_crit``.
-    t_res : float or sequence of float
+        :func:`ketacore.theory.hjc_loglik` (e.g. ``Record.resolve(t_res).hjc_groups(tc)``),
+        or a resolved :class:`ketacore.analysis.Record` (its ``hjc_groups`` at the set's
+        ``t_crit`` are used, and its ``t_res`` is the set's resolution), and ``conditions`` a
+        dict of keyword conditions for the scheme, e.g. ``{"agonist": 1e-6}`` (M; also ``V``,
+        ``temperature``).  A third element gives that set's own critical shut time (s, or
+        ``None`` for no CHS vectors), overriding ``t_crit``.
+    t_res : float or sequence of float, optional
         Resolution (s) the records were resolved at: one value for every data set, or one
         per data set in the order of ``data`` (as HJCFIT allows; each set's likelihood then
-        uses its own, so records need not all be resolved at the largest).
+        uses its own, so records need not all be resolved at the largest).  May be omitted
+        when every set is a Record (each set then uses its record's); for a Record set a
+        given value must equal the record's (a ValueError names both).
     t_crit : float, optional
         Critical shut time (s) of the sets that do not give their own.
     free : sequence of str, optional
@@ -1179,8 +1182,31 @@ def fit_hjc(scheme: Scheme, data, *, t_res, t_crit=None, free=None, fixed=None,
         raise ValueError(f"box must be > 1, got {box!r}")
     hessian_step = _positive("hessian_step", hessian_step)
     sets = _data_sets(data, t_crit)
-    scalar_t_res = not _is_sequence(t_res)
-    t_res_sets = _t_res_per_set(t_res, len(sets))
+    from .analysis import Record
+    if t_res is None:
+        not_rec = [i for i, (g, _, _) in enumerate(sets) if not isinstance(g, Record)]
+        if not_rec:
+            raise TypeError(f"t_res is required (the resolution in s the records were resolved at): "
+                            f"data[{not_rec[0]}] gives groups, not a resolved Record that carries it")
+        rs = [float(g.t_res) for g, _, _ in sets]
+        scalar_t_res = len(set(rs)) == 1
+        t_res_sets = rs
+    else:
+        scalar_t_res = not _is_sequence(t_res)
+        t_res_sets = _t_res_per_set(t_res, len(sets))
+    for i, ((g, cond, tc), tr) in enumerate(zip(sets, t_res_sets)):
+        if isinstance(g, Record):  # its groups at this set's t_crit, at its own resolution
+            if not g.t_res > 0:
+                raise ValueError(f"data[{i}]: the Record is not resolved (t_res = 0): call "
+                                 ".resolve(t_res) first (t_res in s)")
+            if isinstance(tr, numbers.Real) and not isinstance(tr, bool) and float(tr) != g.t_res:
+                raise ValueError(f"data[{i}]: the Record was resolved at t_res={g.t_res:g} s but "
+                                 f"fit_hjc was given t_res={float(tr):g} s; they must be equal "
+                                 "(omit t_res to use the records')")
+            try:
+                sets[i] = (g.hjc_groups(tc), cond, tc)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"data[{i}]: {exc}") from None
     params = _Params(scheme, free, fixed, constrain, mr, start)
     # validate every data set through the public function at the starting rates
     k_start = params.k0(params.theta0)

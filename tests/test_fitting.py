@@ -620,9 +620,43 @@ def test_per_set_resolution_validation():
         fit(CH82, d, t_res=[T_RES, [T_RES]])
     with pytest.raises(TypeError, match="t_res must be a resolution in s or a sequence"):
         fit(CH82, d, t_res="25us")
-    with pytest.raises(TypeError, match="t_res must be"):
+    with pytest.raises(TypeError, match=r"t_res is required .*data\[0\] gives groups"):
         fit(CH82, d, t_res=None)
     with pytest.raises(ValueError, match="data\\[1\\]: .*t_res"):
         fit(CH82, d, t_res=[T_RES, -1.0])
     with pytest.raises(ValueError, match="data\\[0\\]: .*t_res"):
         fit(CH82, d, t_res=[math.nan, T_RES])
+
+
+def test_records_as_data_carry_their_resolution():
+    """A resolved Record may stand for its groups: fit_hjc takes its hjc_groups at the set's
+    t_crit and its t_res (t_res may then be omitted), giving the same fit as the groups with
+    the same t_res; a t_res that differs from the record's, an unresolved record, or groups
+    without a t_res are refused."""
+    log = kc.simulate_events(CH82, kc.Step(3.0, agonist=1 * uM), rng=21,
+                             initial=th.equilibrium(CH82, agonist=1 * uM))
+    raw = ka.Record.from_events(log)
+    rec = raw.resolve(T_RES)
+    k = "A2R*->A2R"
+    by_groups = fitting.fit_hjc(CH82, [(rec.hjc_groups(T_CRIT), {"agonist": 1 * uM})], t_res=T_RES,
+                                t_crit=T_CRIT, free=[k])
+    by_record = fitting.fit_hjc(CH82, [(rec, {"agonist": 1 * uM})], t_crit=T_CRIT, free=[k])
+    same_t_res = fitting.fit_hjc(CH82, (rec, {"agonist": 1 * uM}), t_res=T_RES, t_crit=T_CRIT, free=[k])
+    for f in (by_record, same_t_res):
+        assert f.rates[k] == by_groups.rates[k] and f.loglik == by_groups.loglik and f.t_res == T_RES
+    # a per-set t_crit reaches the record's groups
+    own = fitting.fit_hjc(CH82, [(rec, {"agonist": 1 * uM}, 10 * ms)], free=[k])
+    ref = fitting.fit_hjc(CH82, [(rec.hjc_groups(10 * ms), {"agonist": 1 * uM}, 10 * ms)], t_res=T_RES, free=[k])
+    assert own.loglik == ref.loglik
+    # two records at their own resolutions
+    rec2 = raw.resolve(40 * us)
+    two = fitting.fit_hjc(CH82, [(rec, {"agonist": 1 * uM}), (rec2, {"agonist": 1 * uM})], t_crit=T_CRIT, free=[k])
+    assert two.t_res == (T_RES, 40 * us)
+    with pytest.raises(ValueError, match=r"data\[0\]: the Record was resolved at t_res=2.5e-05 s but "
+                                         r"fit_hjc was given t_res=2e-05 s"):
+        fitting.fit_hjc(CH82, [(rec, {"agonist": 1 * uM})], t_res=20 * us, free=[k])
+    with pytest.raises(ValueError, match=r"data\[0\]: the Record is not resolved"):
+        fitting.fit_hjc(CH82, [(raw, {"agonist": 1 * uM})], free=[k])
+    with pytest.raises(TypeError, match=r"t_res is required .* data\[1\] gives groups"):
+        fitting.fit_hjc(CH82, [(rec, {"agonist": 1 * uM}), (rec.hjc_groups(), {"agonist": 1 * uM})],
+                        free=[k])
