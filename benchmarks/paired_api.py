@@ -11,8 +11,9 @@ The benchmark class always comes from *this* tree's ``benchmarks/`` (so a benchm
 the old version can time it); ``ketacore`` comes from ``<tree>`` for the old runs and, for the new
 ones, from this interpreter's environment (this tree when it is installed in development mode).  Each round runs every method in a fresh process per version, old then
 new, alternating (the shared VM's speed drifts by up to 1.5x within minutes); a process calls
-``setup()`` once and reports, per method, the median of ``--repeat`` timings, each of enough
-calls for ~20 ms (one call for slower methods).  The table gives the
+``setup()`` once and reports, per method, the median of ``--repeat`` timings (after one
+untimed warm-up call), each of a loop of calls doubled until it takes >= 20 ms (one call for
+slower methods), per call.  The table gives the
 median over rounds per version and their ratio (old / new: > 1 means this tree is faster).
 """
 from __future__ import annotations
@@ -41,13 +42,20 @@ bench.setup()
 out = {"ketacore": ketacore.__file__}
 for m in methods:
     f = getattr(bench, m)
-    t0 = time.perf_counter()
-    f()
-    first = time.perf_counter() - t0
-    # calls per timing: enough for ~20 ms, so microsecond methods are not timer noise
-    number = 1 if first >= 0.02 else min(1_000_000, int(0.02 / max(first, 1e-7)) + 1)
-    ts = []
-    for _ in range(repeat):
+    f()  # warm-up (caches, lazy imports), not timed
+    # calls per timing: doubled until a loop takes >= 20 ms (as timeit's autorange), so
+    # microsecond methods are not timer noise; a method of >= 20 ms is timed one call at a time
+    number = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(number):
+            f()
+        elapsed = time.perf_counter() - t0
+        if elapsed >= 0.02 or number >= 1 << 20:
+            break
+        number *= 2
+    ts = [elapsed / number]  # (the calibrating loop is the first timing)
+    for _ in range(repeat - 1):
         t0 = time.perf_counter()
         for _ in range(number):
             f()
@@ -59,6 +67,7 @@ print(json.dumps(out))
 
 def fmt_seconds(t: float) -> str:
     """A duration with a unit that keeps four significant digits readable (s, ms, µs, ns)."""
+    t = float(f"{t:.4g}")  # (rounded first: 999.99e-6 is 1 ms, not 1000 µs)
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
         if t >= scale:
             return f"{t / scale:8.4g} {unit:2s}"
@@ -115,7 +124,8 @@ def main(argv=None) -> int:
                 print(f"the old run imported {res['ketacore']}, not from {old}", file=sys.stderr)
                 return 1
             runs[tag].append(res)
-    print(f"{a.bench}: medians of {a.rounds} alternated rounds (each the median of {a.repeat} calls); "
+    print(f"{a.bench}: medians of {a.rounds} alternated rounds (each the median of {a.repeat} timings of "
+          f">= 20 ms loops, per call); "
           f"old: {runs['old'][0]['ketacore']}, new: {runs['new'][0]['ketacore']}")
     for m in methods:
         t_old = statistics.median(r[m] for r in runs["old"])

@@ -136,8 +136,8 @@ class HJCFit:
     units : dict
         Unit of each ``k0``.
     t_res : float or tuple of float
-        Resolution (s): a float when one was given for every data set, else a tuple with
-        each data set's.
+        Resolution (s): a float when one was given for every data set (or, with ``t_res``
+        omitted, when every record had the same), else a tuple with each data set's.
     t_crit : tuple
         Critical shut time (s) of each data set, ``None`` where none was used.
     conditions : tuple of dict
@@ -733,8 +733,10 @@ def _is_sequence(x) -> bool:
     return isinstance(x, _abc.Iterable)
 
 
-def _t_res_per_set(t_res, n_sets: int) -> list:
-    """fit_hjc's ``t_res`` as one value per data set (each checked by hjc_loglik later)."""
+def _t_res_per_set(t_res, n_sets: int, records=()) -> list:
+    """fit_hjc's ``t_res`` as one value per data set (each checked by hjc_loglik later); in a
+    sequence, ``None`` may stand for the resolution of a data set given as a Record (indices
+    ``records``)."""
     if isinstance(t_res, (str, bytes, Mapping)) or t_res is None:
         raise TypeError(f"t_res must be a resolution in s or a sequence of one per data set, "
                         f"got {type(t_res).__name__}")
@@ -745,8 +747,9 @@ def _t_res_per_set(t_res, n_sets: int) -> list:
         raise ValueError(f"t_res gives {len(vals)} resolution(s) for {n_sets} data set(s): give "
                          "one value for all, or one per data set in the order of data")
     for i, v in enumerate(vals):
-        if _is_sequence(v) or isinstance(v, (str, bytes, Mapping)) or v is None:
-            raise TypeError(f"t_res[{i}] must be a resolution in s, got {type(v).__name__}")
+        if _is_sequence(v) or isinstance(v, (str, bytes, Mapping)) or (v is None and i not in records):
+            raise TypeError(f"t_res[{i}] must be a resolution in s, got {type(v).__name__}"
+                            + (" (None stands only for a data set given as a Record)" if v is None else ""))
     return vals
 
 
@@ -1193,20 +1196,29 @@ def fit_hjc(scheme: Scheme, data, *, t_res=None, t_crit=None, free=None, fixed=N
         t_res_sets = rs
     else:
         scalar_t_res = not _is_sequence(t_res)
-        t_res_sets = _t_res_per_set(t_res, len(sets))
+        t_res_sets = _t_res_per_set(t_res, len(sets),
+                                    records={i for i, (g, _, _) in enumerate(sets) if isinstance(g, Record)})
     for i, ((g, cond, tc), tr) in enumerate(zip(sets, t_res_sets)):
         if isinstance(g, Record):  # its groups at this set's t_crit, at its own resolution
             if not g.t_res > 0:
                 raise ValueError(f"data[{i}]: the Record is not resolved (t_res = 0): call "
                                  ".resolve(t_res) first (t_res in s)")
-            if isinstance(tr, numbers.Real) and not isinstance(tr, bool) and float(tr) != g.t_res:
-                raise ValueError(f"data[{i}]: the Record was resolved at t_res={g.t_res:g} s but "
-                                 f"fit_hjc was given t_res={float(tr):g} s; they must be equal "
-                                 "(omit t_res to use the records')")
+            if isinstance(tr, numbers.Real) and not isinstance(tr, bool):
+                # (equal to rounding: 25 * units.us and 25e-6 differ in the last bit)
+                if not math.isclose(float(tr), g.t_res, rel_tol=1e-9):
+                    raise ValueError(f"data[{i}]: the Record was resolved at t_res={g.t_res:.10g} s but "
+                                     f"fit_hjc was given t_res={float(tr):.10g} s; they must be equal "
+                                     "(omit t_res to use the records')")
+            if tr is None or isinstance(tr, numbers.Real) and not isinstance(tr, bool):
+                t_res_sets[i] = g.t_res
             try:
-                sets[i] = (g.hjc_groups(tc), cond, tc)
+                groups = g.hjc_groups(tc)
             except (TypeError, ValueError) as exc:
                 raise type(exc)(f"data[{i}]: {exc}") from None
+            if not groups:
+                raise ValueError(f"data[{i}]: the Record gives no group (no opening with both "
+                                 "ends observed)")
+            sets[i] = (groups, cond, tc)
     params = _Params(scheme, free, fixed, constrain, mr, start)
     # validate every data set through the public function at the starting rates
     k_start = params.k0(params.theta0)

@@ -170,3 +170,4 @@ def test_paired_api_formats_durations():
     assert mod.fmt_seconds(0.0039).split() == ["3.9", "ms"]
     assert mod.fmt_seconds(3.7e-6).split() == ["3.7", "µs"]
     assert mod.fmt_seconds(3.63e-7).split() == ["363", "ns"]
+    assert mod.fmt_seconds(999.99e-6).split() == ["1", "ms"] and mod.fmt_seconds(0.99996).split() == ["1", "s"]

@@ -652,9 +652,24 @@ def test_records_as_data_carry_their_resolution():
     rec2 = raw.resolve(40 * us)
     two = fitting.fit_hjc(CH82, [(rec, {"agonist": 1 * uM}), (rec2, {"agonist": 1 * uM})], t_crit=T_CRIT, free=[k])
     assert two.t_res == (T_RES, 40 * us)
-    with pytest.raises(ValueError, match=r"data\[0\]: the Record was resolved at t_res=2.5e-05 s but "
-                                         r"fit_hjc was given t_res=2e-05 s"):
+    # equal to rounding (25 * us is 2.4999999999999998e-05): accepted, the record's value used
+    rec_lit = raw.resolve(25e-6)
+    lit = fitting.fit_hjc(CH82, [(rec_lit, {"agonist": 1 * uM})], t_res=25 * us, t_crit=T_CRIT, free=[k])
+    assert lit.t_res == 25e-6 and lit.loglik == fitting.fit_hjc(CH82, [(rec_lit, {"agonist": 1 * uM})],
+                                                                t_crit=T_CRIT, free=[k]).loglik
+    # None stands for a Record's resolution in a per-set sequence
+    mixed = fitting.fit_hjc(CH82, [(rec, {"agonist": 1 * uM}), (rec2.hjc_groups(T_CRIT), {"agonist": 1 * uM})],
+                            t_res=[None, 40 * us], t_crit=T_CRIT, free=[k])
+    assert mixed.t_res == (T_RES, 40 * us) and mixed.loglik == two.loglik
+    with pytest.raises(TypeError, match=r"t_res\[1\] must be a resolution in s, got NoneType \(None stands"):
+        fitting.fit_hjc(CH82, [(rec, {"agonist": 1 * uM}), (rec2.hjc_groups(T_CRIT), {"agonist": 1 * uM})],
+                        t_res=[None, None], t_crit=T_CRIT, free=[k])
+    with pytest.raises(ValueError, match=r"data\[0\]: the Record was resolved at t_res=2.5e-05 s "
+                                         r"but fit_hjc was given t_res=2e-05 s"):
         fitting.fit_hjc(CH82, [(rec, {"agonist": 1 * uM})], t_res=20 * us, free=[k])
+    short = ka.Record.from_events(kc.simulate_events(CH82, kc.Step(1e-4, agonist=1 * uM), rng=3)).resolve(T_RES)
+    with pytest.raises(ValueError, match=r"data\[1\]: the Record gives no group"):
+        fitting.fit_hjc(CH82, [(rec, {"agonist": 1 * uM}), (short, {"agonist": 1 * uM})], free=[k])
     with pytest.raises(ValueError, match=r"data\[0\]: the Record is not resolved"):
         fitting.fit_hjc(CH82, [(raw, {"agonist": 1 * uM})], free=[k])
     with pytest.raises(TypeError, match=r"t_res is required .* data\[1\] gives groups"):
