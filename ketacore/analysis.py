@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
@@ -580,17 +581,19 @@ class Record:
 
     @classmethod
     def from_scn(cls, path, *, classes: str = "open/shut", decimals: Optional[int] = None) -> "Record":
-        """Idealised record from a SCAN ``.scn`` file (DCPROGS), read with the ``dcio`` package.
+        """Idealised record from SCAN ``.scn`` files (DCPROGS), read with the ``dcio`` package.
 
         Parameters
         ----------
-        path : str or path-like
-            The ``.scn`` file.
+        path : str or path-like, or a sequence of them
+            The ``.scn`` file, or several (e.g. the patches of one concentration, pooled as
+            HJCFIT pools them): they follow one another, each cut from the next as by an
+            unusable interval (its ends censored; start times continue in one clock).
         classes : {"open/shut", "amplitudes"}
             ``"open/shut"`` (default): one open class, whose level is the duration-weighted
-            mean amplitude of the usable openings (A), and one shut class; consecutive
-            openings (sublevel changes) form one open dwell -- the two classes of the HJC
-            likelihood (:meth:`hjc_groups`).  ``"amplitudes"``: one class per distinct
+            mean amplitude of the usable openings of all files (A), and one shut class;
+            consecutive openings (sublevel changes) form one open dwell -- the two classes of
+            the HJC likelihood (:meth:`hjc_groups`).  ``"amplitudes"``: one class per distinct
             amplitude, as :meth:`from_dwells` (``decimals`` groups them).
         decimals : int, optional
             With ``classes="amplitudes"``: as in :meth:`from_dwells` (decimals of A).
@@ -607,8 +610,9 @@ class Record:
         ImportError
             ``dcio`` is not installed (``pip install 'ketacore[scn]'``).
         ValueError
-            The file holds concentration-jump sweeps (flag bits 32/64: read each sweep with
-            :meth:`from_dwells`), or an interval of zero or negative length.
+            A file holds concentration-jump sweeps (flag bits 32/64: read each sweep with
+            :meth:`from_dwells`), a usable interval of zero or negative length, or (with
+            ``"open/shut"``) usable openings of both signs.
         """
         if classes not in ("open/shut", "amplitudes"):
             raise ValueError(f"classes must be 'open/shut' or 'amplitudes', got {classes!r}")
@@ -619,24 +623,37 @@ class Record:
         except ImportError:  # pragma: no cover - depends on the environment
             raise ImportError("Record.from_scn reads SCAN files with the dcio package: "
                               "pip install 'ketacore[scn]' (or pip install dcio)") from None
-        rec = _scn.read(path)
-        flags = np.asarray(rec.flags).astype(np.int64) & 0xFF
-        if np.any(flags & (_scn.FLAG_SWEEP_FIRST | _scn.FLAG_SWEEP_LAST)):
-            raise ValueError(f"{path}: concentration-jump sweeps (flag bits 32/64) are not read "
-                             "by from_scn; build one Record per sweep with Record.from_dwells")
-        d = np.asarray(rec.intervals, dtype=np.float64)
-        a = np.asarray(rec.amplitudes, dtype=np.float64) * 1e-12  # pA -> A
-        usable = (flags & _scn.FLAG_UNUSABLE) == 0
-        bad = np.flatnonzero(~(d > 0) & usable)
-        if bad.size:
-            raise ValueError(f"{path}: interval {int(bad[0])} has length {float(d[bad[0]])!r} s; "
-                             "usable intervals must be > 0")
+        paths = [path] if isinstance(path, (str, bytes, os.PathLike)) else list(path)
+        if not paths:
+            raise ValueError("path: give at least one .scn file")
+        ds, as_, us = [], [], []
+        for k, pth in enumerate(paths):
+            if k:  # a file boundary: an unusable interval of no length
+                ds.append(np.zeros(1))
+                as_.append(np.zeros(1))
+                us.append(np.zeros(1, bool))
+            rec = _scn.read(pth)
+            flags = np.asarray(rec.flags).astype(np.int64) & 0xFF
+            if np.any(flags & (_scn.FLAG_SWEEP_FIRST | _scn.FLAG_SWEEP_LAST)):
+                raise ValueError(f"{pth}: concentration-jump sweeps (flag bits 32/64) are not read "
+                                 "by from_scn; build one Record per sweep with Record.from_dwells")
+            d = np.asarray(rec.intervals, dtype=np.float64)
+            usable = (flags & _scn.FLAG_UNUSABLE) == 0
+            bad = np.flatnonzero(~(d > 0) & usable)
+            if bad.size:
+                raise ValueError(f"{pth}: interval {int(bad[0])} has length {float(d[bad[0]])!r} s; "
+                                 "usable intervals must be > 0")
+            ds.append(d)
+            as_.append(np.asarray(rec.amplitudes, dtype=np.float64) * 1e-12)  # pA -> A
+            us.append(usable)
+        d, a, usable = np.concatenate(ds), np.concatenate(as_), np.concatenate(us)
         if classes == "open/shut":
             op = (a != 0) & usable
             if np.any(a[op] > 0) and np.any(a[op] < 0):
-                raise ValueError(f"{path}: usable openings have amplitudes of both signs; one open "
-                                 "class (classes='open/shut') needs one sign: use "
-                                 "classes='amplitudes' (one class per amplitude)")
+                raise ValueError(f"{paths[0] if len(paths) == 1 else 'the files'}: usable openings "
+                                 "have amplitudes of both signs; one open class "
+                                 "(classes='open/shut') needs one sign: use classes='amplitudes' "
+                                 "(one class per amplitude)")
             level = float(np.sum(a[op] * d[op]) / np.sum(d[op])) if op.any() else 0.0
             a = np.where(a != 0, level if op.any() else 1.0, 0.0)
         # (an unusable interval may carry SCAN's -1 length: it is left out, as any unusable one)

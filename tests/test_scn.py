@@ -196,3 +196,36 @@ def test_resolution_and_groups_equal_dcprogs():
                 assert all(np.array_equal(x, y) for x, y in zip(ours, theirs)), (seed, t_res, t_crit)
                 n_groups += len(ours)
     assert n_groups > 1000
+
+
+def test_from_scn_pools_several_files(tmp_path):
+    """Several files (the patches of one concentration, pooled as HJCFIT pools them) follow one
+    another, cut apart as by an unusable interval: the pooled record's sweeps, resolved dwells
+    and HJC groups are those of the files read one by one, in order; the open level is the
+    duration-weighted mean over all files' usable openings."""
+    paths, singles = [], []
+    for seed, amp in ((31, -5.0), (32, -4.0)):
+        d, a = _ch82_intervals(seed, t_end=3.0)
+        flags = np.zeros(d.size, np.int8)
+        flags[d.size // 3] = 8
+        path = tmp_path / f"patch{seed}.scn"
+        scn.write(path, d, np.where(a != 0, amp, 0.0), flags)
+        paths.append(path)
+        singles.append(Record.from_scn(path))
+    pooled = Record.from_scn(paths)
+    assert pooled.n_sweeps == sum(r.n_sweeps for r in singles) == 4
+    assert np.array_equal(pooled.duration, np.concatenate([r.duration for r in singles]))
+    assert np.array_equal(pooled.cls, np.concatenate([r.cls for r in singles]))
+    for t_res, t_crit in ((25e-6, 3.5e-3), (100e-6, None)):
+        got = pooled.resolve(t_res).hjc_groups(t_crit)
+        ref = [g for r in singles for g in r.resolve(t_res).hjc_groups(t_crit)]
+        assert len(got) == len(ref) >= (10 if t_crit else 4) and all(np.array_equal(x, y) for x, y in zip(got, ref))
+    raws = [scn.read(p) for p in paths]
+    op = [(r.amplitudes != 0) & ((r.flags & 8) == 0) for r in raws]
+    level = sum(float(np.sum(r.amplitudes[o] * r.intervals[o])) for r, o in zip(raws, op)) / \
+        sum(float(np.sum(r.intervals[o])) for r, o in zip(raws, op)) * 1e-12
+    assert pooled.levels[1] == pytest.approx(level, rel=1e-12)
+    assert -5e-12 < level < -4e-12 and singles[0].levels[1] == pytest.approx(-5e-12)
+    assert Record.from_scn(tuple(str(p) for p in paths)).n_dwells == pooled.n_dwells
+    with pytest.raises(ValueError, match="at least one .scn file"):
+        Record.from_scn([])
