@@ -634,12 +634,14 @@ def test_column_and_steps_equality_agree_on_small_variants():
 
 
 def test_long_protocols_hash_alike_when_equal_and_apart_when_not():
-    """Above 64 steps the hash is a digest of the columns (a Steps protocol's made from its
-    Steps): a column protocol and the Protocol of its Steps (with -0.0 for 0.0, with a rest)
-    hash alike without building Steps; families that differ in one step or sample only (a
-    pulse moved by one sample: same sums, same sampled Steps) hash apart."""
+    """Up to _HASH_ALL_STEPS steps the hash is that of all Steps (a column protocol's built for
+    it, not kept), above it a digest of the columns (a Steps protocol's made from its Steps):
+    either way a column protocol and the Protocol of its Steps (with -0.0 for 0.0, with a rest)
+    hash alike, the column one without keeping Steps; families that differ in one step or
+    sample only (a pulse moved by one sample) hash apart."""
     rng = np.random.default_rng(4)
-    for n in (65, 100, 1000):
+    limit = kc.protocol._HASH_ALL_STEPS
+    for n in (65, limit, limit + 1, limit + 1000):
         t = np.arange(n) * 1e-4
         V = rng.choice([-0.07, -0.0, 0.0, 0.02], n)
         glu = rng.choice([0.0, -0.0, 1e-3], n)
