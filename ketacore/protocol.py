@@ -542,8 +542,8 @@ class Protocol:
         -----
         The protocol keeps copies of the sample arrays.  ``solve``, ``simulate``,
         ``simulate_events``, ``len``, ``duration``, ``boundaries``, ``ligands``,
-        ``voltage_at``, ``hash``, ``==`` between two such protocols and pickling work from
-        them, and ``step + protocol``, ``protocol * n`` and ``Protocol([...], rest=...)`` keep
+        ``voltage_at``, ``hash`` (up to 4096 samples from Steps built for it and dropped),
+        ``==`` between two such protocols and pickling work from them, and ``step + protocol``, ``protocol * n`` and ``Protocol([...], rest=...)`` keep
         columns (when all parts share one temperature and column parts hold at least half the
         samples; otherwise the result is made of Steps).  A :class:`Step` per sample is built
         (once, ~1–3 µs and ~500 bytes each) only by what needs the Steps: ``steps``,
