@@ -57,6 +57,7 @@ References
 """
 from __future__ import annotations
 
+import collections.abc as _abc
 import math
 import numbers
 import os
@@ -516,6 +517,7 @@ class Record:
             raise ValueError(f"durations and amplitudes must have the same length "
                              f"({d.size} vs {a.size})")
         t0 = _real("t_start", t_start)
+        u = None
         if usable is not None:
             u = np.asarray(usable)
             if u.dtype != bool:
@@ -528,56 +530,48 @@ class Record:
             if bad.size:
                 raise ValueError(f"durations of usable intervals must be finite and > 0; interval "
                                  f"{int(bad[0])} has {float(d[bad[0]])!r} s")
-            if not u.all():
-                return cls._from_usable_runs(d, a, u, t0, decimals)
-        if np.any(d <= 0):
+            if u.all():
+                u = None
+        elif np.any(d <= 0):
             raise ValueError("durations must be > 0")
+        du, au = (d, a) if u is None else (d[u], a[u])
         if decimals is not None:
             dec = _int("decimals", decimals)
-            r = np.round(a, dec)
-            _check_rounding([a], [r], dec)
-            a = r
+            r = np.round(au, dec)
+            _check_rounding([au], [r], dec)
+            au = r
         # classes as in from_levels; durations are kept exactly (consecutive intervals at one
-        # level are merged by summation, left to right)
-        nz = np.unique(a[a != 0])
+        # level are merged by summation, left to right, never across an unusable interval)
+        nz = np.unique(au[au != 0])
         nz = nz[np.argsort(-np.abs(nz), kind="stable")]
         lv = np.concatenate(([0.0], nz))
-        c = np.zeros(a.size, np.int64)
+        c = np.zeros(au.size, np.int64)
         for k, v in enumerate(nz, start=1):
-            c[a == v] = k
-        if d.size:
-            first = np.concatenate(([True], c[1:] != c[:-1]))
-            idx = np.flatnonzero(first)
-            dd = np.add.reduceat(d, idx) if idx.size < d.size else d.copy()
-            cc = c[idx]
-        else:
-            dd, cc = d.copy(), c
-        st = t0 + np.concatenate(([0.0], np.cumsum(dd)[:-1])) if dd.size else dd.copy()
-        return cls(st, dd, cc, np.array([0, dd.size], np.int64), lv)
-
-    @classmethod
-    def _from_usable_runs(cls, d, a, u, t0: float, decimals) -> "Record":
-        """from_dwells with unusable intervals: one sweep per run of usable intervals, classes
-        numbered over the whole record (as one from_dwells call would)."""
-        whole = cls.from_dwells(d[u], a[u], decimals=decimals)  # classes of the usable intervals
+            c[au == v] = k
+        # one sweep per run of usable intervals, each starting at its time in the record's clock
         # (an unusable length that is not finite and > 0, e.g. SCAN's -1: no clock time)
-        ends = np.cumsum(np.where(np.isfinite(d) & (d > 0), d, 0.0))
-        starts_abs = t0 + np.concatenate(([0.0], ends[:-1]))
-        idx = np.flatnonzero(u)
-        run_id = np.cumsum(np.concatenate(([True], idx[1:] != idx[:-1] + 1)))  # 1, 1, 2, ...
-        # classes of the usable intervals, in order, from the merged record's levels
-        lv = whole.levels
-        aa = np.round(a[u], decimals) if decimals is not None else a[u]
-        c = np.zeros(aa.size, np.int64)
-        for k in range(1, lv.size):
-            c[aa == lv[k]] = k
-        # merge consecutive intervals of one class within a run (not across a gap)
-        new = np.concatenate(([True], (c[1:] != c[:-1]) | (run_id[1:] != run_id[:-1]))) if c.size else c.astype(bool)
-        first = np.flatnonzero(new)
-        dd = np.add.reduceat(d[u], first) if first.size else d[u].copy()
-        cc, ss, rr = c[first], starts_abs[idx[first]], run_id[first]
+        if u is None:
+            run = np.zeros(du.size, np.int64)
+            run_t0 = np.array([t0])
+        else:
+            idx = np.flatnonzero(u)
+            run_first = np.concatenate(([True], idx[1:] != idx[:-1] + 1)) if idx.size else idx.astype(bool)
+            run = np.cumsum(run_first) - 1
+            clock = t0 + np.concatenate(([0.0], np.cumsum(np.where(np.isfinite(d) & (d > 0), d, 0.0))[:-1]))
+            run_t0 = clock[idx[run_first]]
+        if du.size:
+            first = np.flatnonzero(np.concatenate(([True], (c[1:] != c[:-1]) | (run[1:] != run[:-1]))))
+            dd = np.add.reduceat(du, first) if first.size < du.size else du.copy()
+            cc, rr = c[first], run[first]
+        else:
+            dd, cc, rr = du.copy(), c, run
         offsets = np.concatenate(([0], np.flatnonzero(np.diff(rr)) + 1, [cc.size])).astype(np.int64)
-        return cls(ss, dd, cc, offsets, lv, class_names=whole.class_names)
+        st = np.empty(dd.size)
+        for k in range(offsets.size - 1):
+            lo, hi = int(offsets[k]), int(offsets[k + 1])
+            if hi > lo:
+                st[lo:hi] = run_t0[rr[lo]] + np.concatenate(([0.0], np.cumsum(dd[lo:hi])[:-1]))
+        return cls(st, dd, cc, offsets, lv)
 
     @classmethod
     def from_scn(cls, path, *, classes: str = "open/shut", decimals: Optional[int] = None) -> "Record":
@@ -623,9 +617,17 @@ class Record:
         except ImportError:  # pragma: no cover - depends on the environment
             raise ImportError("Record.from_scn reads SCAN files with the dcio package: "
                               "pip install 'ketacore[scn]' (or pip install dcio)") from None
-        paths = [path] if isinstance(path, (str, bytes, os.PathLike)) else list(path)
+        paths = [path] if isinstance(path, (str, bytes, os.PathLike)) else path
+        if not isinstance(paths, _abc.Iterable) or isinstance(paths, _abc.Mapping):
+            raise TypeError(f"path must be a file path (str or path-like) or a sequence of them, "
+                            f"got {type(path).__name__}")
+        paths = list(paths)
         if not paths:
             raise ValueError("path: give at least one .scn file")
+        for pth in paths:
+            if not isinstance(pth, (str, bytes, os.PathLike)):
+                raise TypeError(f"path: each file must be a str or path-like, got {type(pth).__name__} "
+                                f"({pth!r})")
         ds, as_, us = [], [], []
         for k, pth in enumerate(paths):
             if k:  # a file boundary: an unusable interval of no length

@@ -117,6 +117,9 @@ def test_from_scn_and_usable_refuse_bad_input(tmp_path):
         Record.from_scn(path, decimals=13)
     with pytest.raises(FileNotFoundError):
         Record.from_scn(tmp_path / "missing.scn")
+    for bad, what in ((3, "got int"), ({"a": 1}, "got dict"), ([path, 3], "each file must be a str or path-like, got int")):
+        with pytest.raises(TypeError, match=what):
+            Record.from_scn(bad)
     with pytest.raises(TypeError, match="usable must be an array of bool"):
         Record.from_dwells(d, a * 1e-12, usable=[1, 0, 1])
     with pytest.raises(ValueError, match="one value per interval"):
