@@ -1361,7 +1361,10 @@ def fit_hjc(scheme: Scheme, data, *, t_res=None, t_crit=None, free=None, fixed=N
         se[k] = float(rates[k] * math.sqrt(var_all[i])) if pd else math.nan
     if pd:
         sd = np.sqrt(np.diag(cov_log))
-        corr = cov_log / np.outer(sd, sd)
+        # a correlation matrix exactly: unit diagonal, entries in [-1, 1] (the division
+        # leaves 1 +- 1 ulp on the diagonal)
+        corr = np.clip(cov_log / np.outer(sd, sd), -1.0, 1.0)
+        np.fill_diagonal(corr, 1.0)
         kf = np.array([rates[k] for k in params.free])
         cov = cov_log * np.outer(kf, kf)
     else:

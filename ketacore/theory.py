@@ -1044,7 +1044,15 @@ def _class_equilibrium(Q: np.ndarray, members: np.ndarray) -> np.ndarray:
 
 
 def _equilibrium_q(Q: np.ndarray) -> np.ndarray:
-    """Equilibrium of a generator: GTH on its single closed class, 0 on transient states."""
+    """Equilibrium of a generator: GTH on its single closed class, 0 on transient states.
+
+    GTH on the whole of Q is tried first (one C++ call): it succeeds exactly when Q has one
+    closed class and state 0 is in it, and then gives the same bytes as GTH on the class
+    (the transient states' zero rows and columns add exact zeros; tests/test_hjc_core.py);
+    otherwise the classes are found and checked as below."""
+    p = _gth(Q)
+    if p is not None:
+        return p
     k = Q.shape[0]
     _, closed = _closed_classes(Q)
     if len(closed) != 1:
@@ -1557,6 +1565,33 @@ def _is_reversible_q(Q: np.ndarray, p: np.ndarray) -> bool:
     return bool(np.all(np.abs(F - F.T) <= REVERSIBILITY_RTOL * np.maximum(F, F.T) + 1e-300))
 
 
+# failure codes of ketacore::hjc::Status (csrc/include/ketacore/hjc.hpp)
+_H0_NOT_NEGATIVE, _NO_BRACKET, _NOT_CONVERGED, _SINGULAR, _EIGEN_FAILED = 1, 2, 3, 4, 5
+
+
+def _hjc_status(what: str, status: int, where: float, tau: float = 0.0) -> None:
+    """Raise the ValueError of a failed asymptotic root search or projector computation."""
+    if status == 0:
+        return
+    if status == _H0_NOT_NEGATIVE:
+        raise ValueError(f"apparent_dwell_times: with t_res={tau:g} s, H(0) has an "
+                         "eigenvalue >= 0 (to rounding): resolvable sojourns (>= t_res) "
+                         "outside the class are too rare to end the apparent sojourns in "
+                         "it, or never happen.  t_res is in seconds (50 * "
+                         "ketacore.units.us)")
+    if status == _NO_BRACKET:  # pragma: no cover - excluded by H(s) >= Q_AA
+        raise ValueError("apparent_dwell_times: could not bracket the asymptotic roots of "
+                         "det W(s) = 0")
+    if status == _NOT_CONVERGED:
+        raise ValueError(f"apparent_dwell_times: {what} did not converge at s = {where:.6g} "
+                         "s^-1")
+    if status == _SINGULAR:
+        raise ValueError("apparent_dwell_times: singular r W'(s) c at the asymptotic "
+                         f"root s = {where:.6g} s^-1")
+    raise ValueError(f"apparent_dwell_times: {what}: the symmetric eigenvalue "  # pragma: no cover
+                     "iteration did not converge")
+
+
 class _HJCClass:
     """HJC quantities for the apparent sojourns in a class A (complement F) at dead time tau.
 
@@ -1576,6 +1611,10 @@ class _HJCClass:
             # K(s) from the spectral expansion of -Q_FF (symmetrisable: eigh, orthogonal):
             # K(s) = sum_k B_k tau phi1(-(nu_k + s) tau)
             self.nu, self.B = _spectral(-self.QFF, p[f])
+            if np.iscomplexobj(self.nu) or np.iscomplexobj(self.B):  # pragma: no cover
+                # reversible to REVERSIBILITY_RTOL but Q_FF's own check failed by rounding:
+                # take the general path
+                self.reversible = False
         self.EF = _expm(self.QFF * tau)                 # exp(Q_FF tau)
         self.end = self.QAF @ self.EF @ np.ones(f.size)       # Q_AF exp(Q_FF tau) u_F
         if self.reversible:
@@ -1620,17 +1659,12 @@ class _HJCClass:
         """W'(s) = I - H'(s) [HJC92 eq. 56]."""
         return np.eye(self.kA) - self.QAF @ self.dK(s) @ self.QFA
 
-    def _sym(self, M: np.ndarray) -> np.ndarray:
-        S = (self.r[:, None] * M) / self.r[None, :]
-        return 0.5 * (S + S.T)
-
     def eigenvalues(self, s: float) -> np.ndarray:
-        """Eigenvalues of H(s), ascending (+inf where H(s) overflows)."""
+        """Real eigenvalues of H(s) of a class without reversibility, ascending (+inf where
+        H(s) overflows); the C++ core evaluates the symmetrised H(s) of reversible classes."""
         h = self.H(s)
         if not np.all(np.isfinite(h)):
             return np.full(self.kA, np.inf)
-        if self.reversible:
-            return np.linalg.eigvalsh(self._sym(h))
         mu = np.linalg.eigvals(h)
         scale = max(float(np.abs(mu).max()), 1e-300)
         # near-degenerate real eigenvalues of a non-normal matrix come out as complex pairs
@@ -1653,24 +1687,37 @@ class _HJCClass:
         ``[lambda_min(Q_AA), 0)``: each is bracketed and then found by Brent's method to
         full precision (the root-count bisection of HJCFIT/SCALCS, Frank Ball's method, needs
         no counting here because the j-th root is the zero of the j-th eigenvalue curve).
-        Without reversibility see :meth:`_roots_scan`.
+        This search runs in the C++ core (``ketacore::hjc::roots``: Jacobi eigenvalues and
+        scipy's ``brentq`` steps; tests/test_hjc_core.py checks it against a numpy/scipy
+        version of the same algorithm).  Without reversibility see :meth:`_roots_scan`.
         """
+        if self.reversible:
+            from . import _core
+            status, out, where = _core.hjc_roots(*self._core_args())
+            _hjc_status("root search for det W(s) = 0", status, where, self.tau)
+            return out
         mu0 = self.eigenvalues(0.0)
         if not mu0.max() < 0:
-            raise ValueError(f"apparent_dwell_times: with t_res={self.tau:g} s, H(0) has an "
-                             "eigenvalue >= 0 (to rounding): resolvable sojourns (>= t_res) "
-                             "outside the class are too rare to end the apparent sojourns in "
-                             "it, or never happen.  t_res is in seconds (50 * "
-                             "ketacore.units.us)")
-        out = self._roots_sorted() if self.reversible else self._roots_scan(mu0)
+            _hjc_status("", _H0_NOT_NEGATIVE, 0.0, self.tau)
+        out = self._roots_scan(mu0)
         out.sort()
         # every root must be an eigenvalue of H at itself
         for s in out:
             mu = self.eigenvalues(s)
             if np.min(np.abs(mu - s)) > 1e-8 * max(abs(s), float(np.abs(mu).max())):
-                raise ValueError("apparent_dwell_times: root search for det W(s) = 0 did not "
-                                 f"converge at s = {s:.6g} s^-1")
+                _hjc_status("root search for det W(s) = 0", _NOT_CONVERGED, s)
         return out
+
+    def _core_args(self) -> tuple:
+        """Arguments of ``_core.hjc_roots`` / ``hjc_projectors`` (reversible classes)."""
+        c = self.__dict__.get("_core_tuple")
+        if c is None:
+            c = (np.ascontiguousarray(self.QAA), np.ascontiguousarray(self.QAF),
+                 np.ascontiguousarray(self.QFA), np.ascontiguousarray(self.nu, dtype=float),
+                 np.ascontiguousarray(self.B, dtype=float), np.ascontiguousarray(self.r),
+                 float(self.tau))
+            self._core_tuple = c
+        return c
 
     def _brent(self, j: int, lo: float, hi: float) -> float:
         """Zero of ``mu_j(s) - s`` in [lo, hi] with g(lo) > 0 > g(hi); an overflowing H(lo)
@@ -1689,15 +1736,6 @@ class _HJCClass:
                 hi = mid
         return optimize.brentq(g, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps,
                                maxiter=500)
-
-    def _roots_sorted(self) -> np.ndarray:
-        lmin = float(np.linalg.eigvalsh(self._sym(self.QAA)).min())
-        lo = 1.01 * lmin - 1.0
-        g_lo = self.eigenvalues(lo) - lo
-        if not np.all(g_lo > 0):  # pragma: no cover - excluded by H(s) >= Q_AA
-            raise ValueError("apparent_dwell_times: could not bracket the asymptotic roots of "
-                             "det W(s) = 0")
-        return np.array([self._brent(j, lo, 0.0) for j in range(self.kA)])
 
     def _roots_scan(self, mu0: np.ndarray) -> np.ndarray:
         """Roots without microscopic reversibility.  H(s) is then not symmetrisable, but it
@@ -1746,6 +1784,12 @@ class _HJCClass:
     def projectors(self, roots: np.ndarray):
         """(merged roots s_j, matrices R_j (g, kA, kA)) of ``AR(u) ~ sum_j R_j exp(s_j u)``
         [HJC92 eqs. 56-58]; roots merged as described in :meth:`asymptotic`."""
+        if self.reversible:
+            from . import _core
+            status, svals, mats, where = _core.hjc_projectors(
+                *self._core_args(), np.ascontiguousarray(roots, dtype=float))
+            _hjc_status("projectors", status, where)
+            return svals, mats
         groups = []
         for s in roots:
             if groups and abs(s - groups[-1][-1]) <= 1e-8 * abs(s):
@@ -1758,21 +1802,13 @@ class _HJCClass:
             s = float(np.mean(grp))
             h = self.H(s)
             dw = self.dW(s)
-            if self.reversible:
-                mu, V = np.linalg.eigh(self._sym(h))
-                idx = np.argsort(np.abs(mu - s))[:g]
-                Vg = V[:, idx]
-                C = Vg / self.r[:, None]            # right null vectors of W(s)
-                Rt = (Vg * self.r[:, None]).T       # left null vectors (rows)
-            else:
-                mu, X = np.linalg.eig(h)
-                mul, Y = np.linalg.eig(h.T)
-                C = np.real(X[:, np.argsort(np.abs(mu - s))[:g]])
-                Rt = np.real(Y[:, np.argsort(np.abs(mul - s))[:g]]).T
+            mu, X = np.linalg.eig(h)
+            mul, Y = np.linalg.eig(h.T)
+            C = np.real(X[:, np.argsort(np.abs(mu - s))[:g]])
+            Rt = np.real(Y[:, np.argsort(np.abs(mul - s))[:g]]).T
             M = Rt @ dw @ C
             if abs(np.linalg.det(M)) <= 1e-12 * np.abs(M).max() ** g:
-                raise ValueError("apparent_dwell_times: singular r W'(s) c at the asymptotic "
-                                 f"root s = {s:.6g} s^-1")
+                _hjc_status("", _SINGULAR, s)
             svals.append(s)
             mats.append(C @ np.linalg.solve(M, Rt))
         return np.array(svals), np.array(mats)

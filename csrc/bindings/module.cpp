@@ -11,6 +11,7 @@ void bind_master(py::module_& m);
 void bind_rng(py::module_& m);
 void bind_simulate(py::module_& m);
 void bind_protocol(py::module_& m);
+void bind_hjc(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "ketacore C++ core (private; use the ketacore package API).";
@@ -20,4 +21,5 @@ PYBIND11_MODULE(_core, m) {
     bind_rng(m);
     bind_simulate(m);
     bind_protocol(m);
+    bind_hjc(m);
 }

@@ -1,0 +1,93 @@
+// Bindings of the asymptotic HJC root search and projectors (ketacore/hjc.hpp) that
+// ketacore.theory._HJCClass calls for reversible mechanisms, and of the symmetric Jacobi
+// eigensolver they use (for its tests).  The Python layer validates everything first; the
+// shape checks here only keep a wrong call from reading out of bounds.
+#include "common.hpp"
+
+#include <tuple>
+#include <vector>
+
+#include "ketacore/hjc.hpp"
+
+namespace {
+
+ketacore::hjc::ReversibleClass make_class(const darray& QAA, const darray& QAF, const darray& QFA,
+                                          const darray& nu, const darray& B, const darray& r, double tau) {
+    if (QAA.ndim() != 2 || QAA.shape(0) != QAA.shape(1) || QAA.shape(0) < 1)
+        throw std::invalid_argument("QAA must be a non-empty square 2-D array");
+    const py::ssize_t kA = QAA.shape(0);
+    if (QAF.ndim() != 2 || QAF.shape(0) != kA || QAF.shape(1) < 1)
+        throw std::invalid_argument("QAF must be kA x kF");
+    const py::ssize_t kF = QAF.shape(1);
+    if (QFA.ndim() != 2 || QFA.shape(0) != kF || QFA.shape(1) != kA)
+        throw std::invalid_argument("QFA must be kF x kA");
+    if (nu.ndim() != 1 || B.ndim() != 3 || B.shape(0) != nu.shape(0) || B.shape(1) != kF || B.shape(2) != kF)
+        throw std::invalid_argument("nu must be (nS,) and B (nS, kF, kF)");
+    if (r.ndim() != 1 || r.shape(0) != kA) throw std::invalid_argument("r must be (kA,)");
+    return {static_cast<int>(kA), static_cast<int>(kF), static_cast<int>(nu.shape(0)), QAA.data(), QAF.data(),
+            QFA.data(), nu.data(), B.data(), r.data(), tau};
+}
+
+}  // namespace
+
+void bind_hjc(py::module_& m) {
+    m.def(
+        "hjc_roots",
+        [](const darray& QAA, const darray& QAF, const darray& QFA, const darray& nu, const darray& B,
+           const darray& r, double tau) {
+            const auto c = make_class(QAA, QAF, QFA, nu, B, r, tau);
+            darray roots(c.kA);
+            double where = 0.0;
+            int status;
+            {
+                py::gil_scoped_release release;
+                status = ketacore::hjc::roots(c, roots.mutable_data(), &where);
+            }
+            return std::make_tuple(status, roots, where);
+        },
+        py::arg("QAA"), py::arg("QAF"), py::arg("QFA"), py::arg("nu"), py::arg("B"), py::arg("r"), py::arg("tau"),
+        "(status, roots, where): the ascending roots of det W(s) = 0 of a reversible class "
+        "(status 0) or a failure code of ketacore::hjc::Status and the s it concerns.");
+    m.def(
+        "hjc_projectors",
+        [](const darray& QAA, const darray& QAF, const darray& QFA, const darray& nu, const darray& B,
+           const darray& r, double tau, const darray& roots) {
+            const auto c = make_class(QAA, QAF, QFA, nu, B, r, tau);
+            if (roots.ndim() != 1 || roots.shape(0) != c.kA) throw std::invalid_argument("roots must be (kA,)");
+            std::vector<double> sv(static_cast<std::size_t>(c.kA));
+            std::vector<double> mats(static_cast<std::size_t>(c.kA) * c.kA * c.kA);
+            double where = 0.0;
+            int n = 0, status;
+            {
+                py::gil_scoped_release release;
+                status = ketacore::hjc::projectors(c, roots.data(), sv.data(), mats.data(), &n, &where);
+            }
+            if (status != ketacore::hjc::OK) n = 0;
+            darray svals(n), R({n, c.kA, c.kA});
+            std::copy(sv.begin(), sv.begin() + n, svals.mutable_data());
+            std::copy(mats.begin(), mats.begin() + static_cast<std::ptrdiff_t>(n) * c.kA * c.kA, R.mutable_data());
+            return std::make_tuple(status, svals, R, where);
+        },
+        py::arg("QAA"), py::arg("QAF"), py::arg("QFA"), py::arg("nu"), py::arg("B"), py::arg("r"), py::arg("tau"),
+        py::arg("roots"),
+        "(status, s, R, where): merged roots and projectors R_j (g, kA, kA) of AR(u) ~ sum R_j exp(s_j u).");
+    m.def(
+        "symmetric_eigh",
+        [](const darray& A) -> py::object {
+            if (A.ndim() != 2 || A.shape(0) != A.shape(1) || A.shape(0) < 1)
+                throw std::invalid_argument("A must be a non-empty square 2-D array");
+            const int n = static_cast<int>(A.shape(0));
+            std::vector<double> a(A.data(), A.data() + A.size());
+            darray w(n), V({n, n});
+            bool ok;
+            {
+                py::gil_scoped_release release;
+                ok = ketacore::hjc::jacobi_eigh(a.data(), n, w.mutable_data(), V.mutable_data());
+            }
+            if (!ok) return py::none();
+            return py::make_tuple(w, V);
+        },
+        py::arg("A"),
+        "(w, V) of a symmetric matrix (upper triangle read) by cyclic Jacobi: ascending eigenvalues and "
+        "eigenvectors as columns; None if it does not converge.");
+}

@@ -1,0 +1,251 @@
+"""The C++ HJC kernels (csrc/include/ketacore/hjc.hpp) against numpy/scipy oracles.
+
+* ``_core.symmetric_eigh`` (cyclic Jacobi) against ``numpy.linalg.eigh`` (LAPACK): both are
+  backward stable, so eigenvalues agree to a small multiple of ``n eps ||A||``; eigenvectors
+  are checked by their own residual and orthonormality (their signs are arbitrary).
+* ``_HJCClass.roots`` / ``projectors`` of reversible classes (the C++ search) against the same
+  algorithm written with numpy and scipy (``eigvalsh`` of the symmetrised ``H(s)``,
+  ``scipy.optimize.brentq`` with the same tolerances, ``eigh`` for the null vectors; this was
+  ketacore's own implementation until 2026-11-28).  Both find the zero of ``mu_j(s) - s``,
+  whose slope is <= -1, from values with absolute error ~ k eps ||H(s)||; so the roots agree to
+  a few ``k eps max|q_ii|`` (observed <= 0.7 of that over 400 random mechanisms; the tests allow
+  20).  A projector's error is that of its null vectors, ~ eps / (relative gap to the nearest
+  other root) (observed <= 10 eps / gap; allowed 1000).
+* ``_equilibrium_q``'s GTH-first path against GTH on the closed class (bytes) on random
+  reducible generators.
+No randomness in the outcomes: the mechanisms come from fixed seeds and the comparisons are
+deterministic.
+"""
+import math
+
+import numpy as np
+import pytest
+from scipy import optimize
+
+import ketacore as kc
+from ketacore import _core
+from ketacore import theory as th
+from ketacore.units import uM, us
+
+EPS = np.finfo(float).eps
+
+
+# --- oracle: the numpy/scipy version of the root search and projectors ----------------------
+def _sym(hc, M):
+    S = (hc.r[:, None] * M) / hc.r[None, :]
+    return 0.5 * (S + S.T)
+
+
+def _eig(hc, s):
+    h = hc.H(s)
+    if not np.all(np.isfinite(h)):
+        return np.full(hc.kA, np.inf)
+    return np.linalg.eigvalsh(_sym(hc, h))
+
+
+def oracle_roots(hc):
+    if not _eig(hc, 0.0).max() < 0:
+        raise ValueError("H(0) has an eigenvalue >= 0")
+    lo0 = 1.01 * float(np.linalg.eigvalsh(_sym(hc, hc.QAA)).min()) - 1.0
+    assert np.all(_eig(hc, lo0) - lo0 > 0)
+    out = []
+    for j in range(hc.kA):
+        def g(s):
+            return float(_eig(hc, s)[j] - s)
+        lo, hi, glo = lo0, 0.0, g(lo0)
+        for _ in range(200):
+            if math.isfinite(glo):
+                break
+            mid = 0.5 * (lo + hi)
+            gm = g(mid)
+            if gm > 0:
+                lo, glo = mid, gm
+            else:
+                hi = mid
+        out.append(optimize.brentq(g, lo, hi, xtol=1e-300, rtol=4 * EPS, maxiter=500))
+    return np.sort(out)
+
+
+def oracle_projectors(hc, roots):
+    groups = []
+    for s in roots:
+        if groups and abs(s - groups[-1][-1]) <= 1e-8 * abs(s):
+            groups[-1].append(s)
+        else:
+            groups.append([s])
+    svals, mats = [], []
+    for grp in groups:
+        g, s = len(grp), float(np.mean(grp))
+        mu, V = np.linalg.eigh(_sym(hc, hc.H(s)))
+        Vg = V[:, np.argsort(np.abs(mu - s))[:g]]
+        C, Rt = Vg / hc.r[:, None], (Vg * hc.r[:, None]).T
+        svals.append(s)
+        mats.append(C @ np.linalg.solve(Rt @ hc.dW(s) @ C, Rt))
+    return np.array(svals), np.array(mats)
+
+
+def random_reversible(rng, k):
+    """A connected reversible generator: equilibrium p (1e-3..1, normalised) and symmetric
+    fluxes c_ij (0.1..100) on a random spanning tree plus extra edges; q_ij = c_ij / p_i."""
+    p = 10 ** rng.uniform(-3, 0, k)
+    p /= p.sum()
+    C = np.zeros((k, k))
+    order = rng.permutation(k)
+    for i in range(1, k):
+        a, b = order[i], order[rng.integers(i)]
+        C[a, b] = C[b, a] = 10 ** rng.uniform(-1, 2)
+    for _ in range(int(rng.integers(0, k))):
+        a, b = rng.choice(k, 2, replace=False)
+        C[a, b] = C[b, a] = 10 ** rng.uniform(-1, 2)
+    Q = C / p[:, None]
+    np.fill_diagonal(Q, 0.0)
+    np.fill_diagonal(Q, -Q.sum(axis=1))
+    return Q
+
+
+def _cases(seed, n):
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        k = int(rng.integers(2, 10))
+        Q = random_reversible(rng, k)
+        a = np.sort(rng.choice(k, int(rng.integers(1, k)), replace=False))
+        f = np.setdiff1d(np.arange(k), a)
+        tau = float(10 ** rng.uniform(-2, math.log10(5)) / np.abs(np.diag(Q)).max())
+        yield Q, a, f, tau
+
+
+def _check_class(Q, a, f, tau):
+    hc = th._HJCClass(Q, th._equilibrium_q(Q), a, f, tau, True)
+    assert hc.reversible
+    ro, rc = oracle_roots(hc), hc.roots()
+    scale = np.abs(np.diag(Q)).max()
+    assert rc.shape == ro.shape and np.all(np.diff(rc) >= 0)
+    np.testing.assert_allclose(rc, ro, rtol=0, atol=20 * Q.shape[0] * EPS * scale)
+    so, Ro = oracle_projectors(hc, ro)
+    sc, Rc = hc.projectors(rc)
+    assert sc.shape == so.shape and Rc.shape == Ro.shape
+    gaps = np.diff(ro)
+    rel_gap = float((gaps / scale).min()) if gaps.size else 1.0
+    assert np.abs(Rc - Ro).max() <= 1e3 * EPS / rel_gap * np.abs(Ro).max()
+    return hc
+
+
+# --- symmetric eigensolver ---------------------------------------------------------------------
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 13, 20])
+def test_jacobi_eigh_matches_lapack(n):
+    rng = np.random.default_rng(n)
+    for scale_exp in (-3, 0, 4):
+        X = rng.normal(size=(n, n)) * 10.0 ** scale_exp
+        A = X + X.T
+        w, V = _core.symmetric_eigh(A)
+        wl = np.linalg.eigvalsh(A)
+        norm = np.abs(wl).max()
+        np.testing.assert_allclose(w, wl, rtol=0, atol=50 * n * EPS * norm)
+        assert np.all(np.diff(w) >= 0)
+        np.testing.assert_allclose(V.T @ V, np.eye(n), rtol=0, atol=50 * n * EPS)
+        np.testing.assert_allclose(A @ V, V * w, rtol=0, atol=50 * n * EPS * norm)
+
+
+def test_jacobi_eigh_graded_degenerate_and_diagonal():
+    # a graded matrix (entries spanning 1e-8..1e4), a matrix with a repeated eigenvalue, and a
+    # diagonal one (returned sorted, with a permutation for V)
+    D = np.diag(10.0 ** np.arange(-8, 5, 2.0))
+    rng = np.random.default_rng(3)
+    Qo, _ = np.linalg.qr(rng.normal(size=(7, 7)))
+    for A in (Qo @ D @ Qo.T, Qo @ np.diag([1.0, 1.0, 1.0, 2.0, 3.0, 3.0, 5.0]) @ Qo.T,
+              np.diag([3.0, -1.0, 2.0, 0.0])):
+        A = 0.5 * (A + A.T)
+        w, V = _core.symmetric_eigh(A)
+        norm = np.abs(np.linalg.eigvalsh(A)).max()
+        np.testing.assert_allclose(w, np.linalg.eigvalsh(A), rtol=0, atol=100 * EPS * norm)
+        np.testing.assert_allclose(A @ V, V * w, rtol=0, atol=100 * EPS * norm)
+    w, V = _core.symmetric_eigh(np.diag([3.0, -1.0, 2.0, 0.0]))
+    assert list(w) == [-1.0, 0.0, 2.0, 3.0]
+    assert np.array_equal(np.abs(V), np.eye(4)[:, [1, 3, 2, 0]])
+
+
+def test_jacobi_eigh_reads_the_upper_triangle_only():
+    A = np.array([[2.0, 1.0, 0.5], [99.0, 3.0, 1.0], [-7.0, 99.0, 4.0]])
+    U = np.triu(A) + np.triu(A, 1).T
+    np.testing.assert_allclose(_core.symmetric_eigh(A)[0], np.linalg.eigvalsh(U),
+                               rtol=0, atol=20 * EPS * 5)
+
+
+# --- roots and projectors ----------------------------------------------------------------------
+def test_roots_and_projectors_match_the_scipy_oracle_on_random_mechanisms():
+    n = 0
+    for case in _cases(5, 120):
+        _check_class(*case)
+        n += 1
+    assert n == 120
+
+
+@pytest.mark.parametrize("c", [0.01 * uM, 0.1 * uM, 1 * uM, 10 * uM])
+@pytest.mark.parametrize("t_res", [25 * us, 100 * us])
+def test_roots_and_projectors_match_the_oracle_on_ch82(c, t_res):
+    m = kc.models.get("ch82")
+    Q = m.q_matrix(agonist=c)
+    a, f = np.array([0, 1]), np.array([2, 3, 4])
+    for A, F in ((a, f), (f, a)):
+        _check_class(Q, A, F, t_res)
+
+
+def test_repeated_roots_are_merged_as_in_the_oracle():
+    # two identical, uncoupled copies of a two-state open/shut pair: every root is double
+    q = np.array([[-3.0e3, 3.0e3], [1.0e3, -1.0e3]])
+    Q = np.zeros((4, 4))
+    Q[:2, :2] = Q[2:, 2:] = q
+    Q[0, 2] = Q[2, 0] = Q[1, 3] = Q[3, 1] = 0.0
+    # couple the copies weakly and symmetrically so there is one closed class
+    Q[1, 3] = Q[3, 1] = 1e-9
+    np.fill_diagonal(Q, 0.0)
+    np.fill_diagonal(Q, -Q.sum(axis=1))
+    a, f = np.array([0, 2]), np.array([1, 3])
+    hc = th._HJCClass(Q, th._equilibrium_q(Q), a, f, 50e-6, True)
+    r = hc.roots()
+    assert abs(r[1] - r[0]) <= 1e-8 * abs(r[1])
+    s, R = hc.projectors(r)
+    so, Ro = oracle_projectors(hc, oracle_roots(hc))
+    assert s.shape == so.shape == (1,) and R.shape == (1, 2, 2)
+    np.testing.assert_allclose(s, so, rtol=1e-14)
+    np.testing.assert_allclose(R, Ro, rtol=0, atol=1e-10 * np.abs(Ro).max())
+
+
+def test_core_statuses_and_their_messages():
+    # a class never left (Q_AF = 0): H(0) = Q_AA is singular, status 1
+    QAA = np.array([[-2.0, 2.0], [2.0, -2.0]])
+    QAF, QFA = np.zeros((2, 1)), np.array([[1.0, 1.0]])
+    nu, B, r = np.array([2.0]), np.ones((1, 1, 1)), np.ones(2)
+    status, _, _ = _core.hjc_roots(QAA, QAF, QFA, nu, B, r, 1e-4)
+    assert status == th._H0_NOT_NEGATIVE
+    with pytest.raises(ValueError, match=r"with t_res=0\.0001 s, H\(0\) has an eigenvalue >= 0"):
+        th._hjc_status("x", status, 0.0, 1e-4)
+    with pytest.raises(ValueError, match=r"root search did not converge at s = -12\.5 s\^-1"):
+        th._hjc_status("root search", th._NOT_CONVERGED, -12.5)
+    with pytest.raises(ValueError, match=r"singular r W'\(s\) c at the asymptotic root s = -3 "):
+        th._hjc_status("projectors", th._SINGULAR, -3.0)
+    th._hjc_status("anything", 0, 0.0)   # success: no error
+    with pytest.raises(ValueError, match="QAF must be kA x kF"):
+        _core.hjc_roots(QAA, np.zeros((3, 1)), QFA, nu, B, r, 1e-4)
+
+
+# --- equilibrium: GTH on the whole generator first --------------------------------------------
+def test_equilibrium_gth_first_equals_gth_on_the_closed_class():
+    rng = np.random.default_rng(11)
+    n_red = 0
+    for _ in range(300):
+        k = int(rng.integers(2, 9))
+        Q = np.where(rng.random((k, k)) < 0.4, 10 ** rng.uniform(-2, 4, (k, k)), 0.0)
+        np.fill_diagonal(Q, 0.0)
+        np.fill_diagonal(Q, -Q.sum(axis=1))
+        _, closed = th._closed_classes(Q)
+        if len(closed) != 1:
+            with pytest.raises(th.NoUniqueEquilibrium):
+                th._equilibrium_q(Q)
+            continue
+        ref = np.zeros(k)
+        ref[closed[0]] = th._class_equilibrium(Q, closed[0])
+        got = th._equilibrium_q(Q)
+        assert got.tobytes() == ref.tobytes()
+        n_red += closed[0].size < k
+    assert n_red >= 20   # reducible chains with transient states were covered
