@@ -2447,6 +2447,21 @@ class _EGMatrices:
             logs[asy] = self.s_top * u
         return out, logs
 
+    def core_form(self):
+        """The spectral form as ``_core.hjc_group_logliks`` takes it, ``(tau, s_top, lam, Z,
+        s, RZ)`` with Z (n, n, K, kA, kF) (zero for r > m), or None when the exact pieces are
+        evaluated by matrix exponentials or have complex exponents (the numpy path)."""
+        if self.mode != "spectral" or np.iscomplexobj(self.lam) or \
+                any(np.iscomplexobj(z) for zm in self.Z for z in zm):
+            return None
+        K = self.lam.size
+        Z = np.zeros((self.n, self.n, K, self.kA, self.kF))
+        for m in range(self.n):
+            for r in range(m + 1):
+                Z[m, r] = self.Z[m][r]
+        return (float(self.tau), self.s_top, np.ascontiguousarray(self.lam, dtype=float), Z,
+                np.ascontiguousarray(self.s, dtype=float), np.ascontiguousarray(self.RZ))
+
     def tail(self, t: float):
         """(H, log_scale): ``int_t^inf eG_AF(t') dt' = exp(log_scale) H`` (kA x kF), the
         asymptotic form integrated beyond ``max(t, exact_until)`` plus the exact pieces
@@ -2540,7 +2555,25 @@ class _HJCLikelihood:
                              "finite for this mechanism")
 
     def group_logliks(self, groups: list) -> np.ndarray:
-        """Natural log of the likelihood of each group (validated 1-D arrays, odd lengths)."""
+        """Natural log of the likelihood of each group (validated 1-D arrays, odd lengths).
+
+        In the C++ core (``ketacore::hjc::group_logliks``: each group's row vector carried
+        from left to right, renormalised after every open-shut pair) when both classes have a
+        real spectral form; otherwise :meth:`_group_logliks_numpy` (tested equal to rounding,
+        tests/test_hjc_core.py)."""
+        fo, fs = self.open.core_form(), self.shut.core_form()
+        if fo is None or fs is None:
+            return self._group_logliks_numpy(groups)
+        from . import _core
+        lens = np.array([g.size for g in groups], np.int64)
+        return _core.hjc_group_logliks(fo, fs, np.ascontiguousarray(self.start, dtype=float),
+                                       np.ascontiguousarray(self.end, dtype=float),
+                                       float(self.end_log), np.concatenate(groups), lens)
+
+    def _group_logliks_numpy(self, groups: list) -> np.ndarray:
+        """:meth:`group_logliks` by numpy: every interval's eG matrix evaluated as a stack,
+        each opening's multiplied by the following shut time's, and each group's ordered
+        product by pairwise (tree) reduction vectorised over all groups."""
         lens = np.array([g.size for g in groups], np.int64)
         n_pairs = (lens - 1) // 2
         allt = np.concatenate(groups)

@@ -26,6 +26,7 @@ import ketacore as kc
 from ketacore import _core
 from ketacore import theory as th
 from ketacore.units import uM, us
+from test_theory_hjc import _four_state
 
 EPS = np.finfo(float).eps
 
@@ -249,3 +250,89 @@ def test_equilibrium_gth_first_equals_gth_on_the_closed_class():
         assert got.tobytes() == ref.tobytes()
         n_red += closed[0].size < k
     assert n_red >= 20   # reducible chains with transient states were covered
+
+
+# --- group likelihoods: C++ kernel against the numpy stack/tree version --------------------------
+def _record_groups(c, t_res, t_crit, seconds=4.0, seed=2):
+    from ketacore import analysis as ka
+    ch82 = kc.models.get("ch82")
+    log = kc.simulate_events(ch82, kc.Step(seconds, agonist=c), rng=seed,
+                             initial=th.equilibrium(ch82, agonist=c))
+    return ka.Record.from_events(log).resolve(t_res).hjc_groups(t_crit)
+
+
+def _assert_same_logliks(lik, groups):
+    gs = th._check_hjc_groups(groups, lik.open.tau)
+    assert lik.open.core_form() is not None and lik.shut.core_form() is not None
+    got, ref = lik.group_logliks(gs), lik._group_logliks_numpy(gs)
+    lens = np.array([g.size for g in gs])
+    # each product adds ~k eps relative error per interval, each exp/log ~eps |argument|:
+    # 1e-12 per interval and per unit of |ln L| is a wide margin (observed <= 6e-14 in all)
+    assert np.all(np.abs(got - ref) <= 1e-12 * (lens + np.abs(ref))), np.abs(got - ref).max()
+    return got
+
+
+@pytest.mark.parametrize("c", [0.1 * uM, 1 * uM, 10 * uM])
+@pytest.mark.parametrize("t_res", [25 * us, 100 * us])
+@pytest.mark.parametrize("t_crit", [None, 3.5e-3])
+def test_core_group_logliks_match_the_numpy_version_on_ch82(c, t_res, t_crit):
+    ch82 = kc.models.get("ch82")
+    groups = _record_groups(c, t_res, 3.5e-3, seconds=200.0 if c < 1 * uM else 4.0)
+    Q = ch82.q_matrix(agonist=c)
+    lik = th._HJCLikelihood(Q, np.array([0, 1]), np.array([2, 3, 4]), t_res, t_crit, 2)
+    got = _assert_same_logliks(lik, groups)
+    assert np.all(np.isfinite(got)) and len(groups) >= 15 and sum(map(len, groups)) >= 90
+    # and hjc_loglik is their sum
+    assert th.hjc_loglik(ch82, groups, t_res=t_res, t_crit=t_crit, agonist=c) == \
+        pytest.approx(float(got.sum()), rel=1e-15, abs=0)
+
+
+@pytest.mark.parametrize("n_exact", [1, 3])
+def test_core_group_logliks_long_groups_and_more_exact_pieces(n_exact):
+    """Groups of 1 to 4001 intervals (renormalisation over thousands of products; no
+    underflow), intervals on both sides of (n + 1) t_res, and other exact-piece counts."""
+    ch82 = kc.models.get("ch82")
+    Q = ch82.q_matrix(agonist=1 * uM)
+    t_res = 50 * us
+    rng = np.random.default_rng(4)
+    groups = []
+    for n in (1, 3, 41, 4001):
+        t = t_res * (1.0 + rng.exponential(2.0, n))
+        t[rng.random(n) < 0.1] = (n_exact + 1) * t_res    # exactly at the boundary
+        groups.append(t)
+    lik = th._HJCLikelihood(Q, np.array([0, 1]), np.array([2, 3, 4]), t_res, 3.5e-3, n_exact)
+    got = _assert_same_logliks(lik, groups)
+    assert np.all(np.isfinite(got)) and abs(got[-1]) > 1e4   # a product far outside 1e+-308
+
+
+def test_core_group_logliks_give_minus_inf_for_zero_likelihood():
+    # an eG form that is exactly zero beyond its exact range: a group with a long interval
+    # has likelihood 0 (-inf); the others are finite
+    kA = kF = 1
+    zero_tail = (1e-4, -10.0, np.array([100.0]), np.ones((1, 1, 1, kA, kF)),
+                 np.array([-10.0]), np.zeros((1, kA, kF)))
+    out = _core.hjc_group_logliks(zero_tail, zero_tail, np.ones(1), np.ones(1), 0.0,
+                                  np.array([1.5e-4, 1.5e-4, 1e-3, 1.5e-4, 1.5e-4]),
+                                  np.array([1, 3, 1], np.int64))
+    # one opening of 150 us: exact piece m = 0, x = 50 us, eG = exp(-100 x)
+    assert out[0] == pytest.approx(-100 * 0.5e-4, rel=1e-12) and out[2] == out[0]
+    assert out[1] == -np.inf
+    with pytest.raises(ValueError, match="odd"):
+        _core.hjc_group_logliks(zero_tail, zero_tail, np.ones(1), np.ones(1), 0.0,
+                                np.ones(2), np.array([2], np.int64))
+    with pytest.raises(ValueError, match="sum"):
+        _core.hjc_group_logliks(zero_tail, zero_tail, np.ones(1), np.ones(1), 0.0,
+                                np.ones(2), np.array([1], np.int64))
+
+
+def test_group_logliks_take_the_numpy_path_for_the_expm_form():
+    """Where the exact pieces are evaluated by matrix exponentials (the spectral form
+    disagreed), there is no core form and the numpy version is used."""
+    Q = _four_state()   # with 8 exact pieces the spectral form fails its check (expm)
+    a, f = np.array([0]), np.array([1, 2, 3])
+    lik = th._HJCLikelihood(Q, a, f, 100e-6, None, 8)
+    assert "expm" in (lik.open.mode, lik.shut.mode)
+    assert lik.open.core_form() is None or lik.shut.core_form() is None
+    groups = [np.array([1e-4, 2e-4, 3e-4]), np.array([7e-4]), np.array([2e-3, 5e-4, 1e-2])]
+    gs = th._check_hjc_groups(groups, 100e-6)
+    assert lik.group_logliks(gs).tobytes() == lik._group_logliks_numpy(gs).tobytes()

@@ -385,12 +385,12 @@ def test_long_groups_neither_underflow_nor_overflow_and_groups_are_independent(
     def sequential(g):
         O, lo = lik.open.eval(g[0::2])
         S, ls = lik.shut.eval(g[1::2])
-        v, lg = lik.start.copy(), 0.0
+        v, logs = lik.start.copy(), []
         for i in range(g.size):
             v = v @ (O[i // 2] if i % 2 == 0 else S[i // 2])
-            lg += (lo[i // 2] if i % 2 == 0 else ls[i // 2]) + math.log(v.max())
+            logs += [lo[i // 2] if i % 2 == 0 else ls[i // 2], math.log(v.max())]
             v = v / v.max()
-        return math.log(v @ lik.end) + lg
+        return math.fsum(logs + [math.log(v @ lik.end)])   # (exact sum of the logs)
     big = t_res + rng.exponential(1e-3, 40001)
     long_shuts = big[:20001].copy()
     long_shuts[1::2] = 0.5

@@ -28,6 +28,29 @@ ketacore::hjc::ReversibleClass make_class(const darray& QAA, const darray& QAF, 
             QFA.data(), nu.data(), B.data(), r.data(), tau};
 }
 
+
+// (tau, s_top, lam (K,), Z (n, n, K, kA, kF), s (G,), RZ (G, kA, kF)) -> EGClass over arrays kept
+// alive by the caller's tuple.
+struct EGArrays {
+    darray lam, Z, s, RZ;
+    ketacore::hjc::EGClass c;
+};
+
+EGArrays make_eg(const py::tuple& t) {
+    if (t.size() != 6) throw std::invalid_argument("an eG class is (tau, s_top, lam, Z, s, RZ)");
+    EGArrays e{t[2].cast<darray>(), t[3].cast<darray>(), t[4].cast<darray>(), t[5].cast<darray>(), {}};
+    if (e.lam.ndim() != 1 || e.Z.ndim() != 5 || e.s.ndim() != 1 || e.RZ.ndim() != 3)
+        throw std::invalid_argument("lam (K,), Z (n, n, K, kA, kF), s (G,), RZ (G, kA, kF)");
+    const py::ssize_t K = e.lam.shape(0), n = e.Z.shape(0), kA = e.Z.shape(3), kF = e.Z.shape(4);
+    if (e.Z.shape(1) != n || e.Z.shape(2) != K || n < 1 || e.RZ.shape(0) != e.s.shape(0) ||
+        e.RZ.shape(1) != kA || e.RZ.shape(2) != kF)
+        throw std::invalid_argument("inconsistent eG class shapes");
+    e.c = {static_cast<int>(kA), static_cast<int>(kF), static_cast<int>(K), static_cast<int>(n),
+           static_cast<int>(e.s.shape(0)), t[0].cast<double>(), t[1].cast<double>(),
+           e.lam.data(), e.Z.data(), e.s.data(), e.RZ.data()};
+    return e;
+}
+
 }  // namespace
 
 void bind_hjc(py::module_& m) {
@@ -71,6 +94,33 @@ void bind_hjc(py::module_& m) {
         py::arg("QAA"), py::arg("QAF"), py::arg("QFA"), py::arg("nu"), py::arg("B"), py::arg("r"), py::arg("tau"),
         py::arg("roots"),
         "(status, s, R, where): merged roots and projectors R_j (g, kA, kA) of AR(u) ~ sum R_j exp(s_j u).");
+    m.def(
+        "hjc_group_logliks",
+        [](const py::tuple& open, const py::tuple& shut, const darray& start, const darray& end, double end_log,
+           const darray& t, const iarray& lens) {
+            const EGArrays o = make_eg(open), f = make_eg(shut);
+            if (o.c.kA != f.c.kF || o.c.kF != f.c.kA) throw std::invalid_argument("open and shut classes do not match");
+            if (start.ndim() != 1 || start.shape(0) != o.c.kA || end.ndim() != 1 || end.shape(0) != o.c.kF)
+                throw std::invalid_argument("start must be (kA,) and end (kF,)");
+            if (t.ndim() != 1 || lens.ndim() != 1) throw std::invalid_argument("t and lens must be 1-D");
+            std::int64_t total = 0;
+            for (py::ssize_t g = 0; g < lens.shape(0); ++g) {
+                const std::int64_t L = lens.data()[g];
+                if (L < 1 || L % 2 == 0) throw std::invalid_argument("group lengths must be odd and >= 1");
+                total += L;
+            }
+            if (total != t.shape(0)) throw std::invalid_argument("lens do not sum to len(t)");
+            darray out(lens.shape(0));
+            {
+                py::gil_scoped_release release;
+                ketacore::hjc::group_logliks(o.c, f.c, start.data(), end.data(), end_log, t.data(), lens.data(),
+                                             static_cast<std::size_t>(lens.shape(0)), out.mutable_data());
+            }
+            return out;
+        },
+        py::arg("open"), py::arg("shut"), py::arg("start"), py::arg("end"), py::arg("end_log"), py::arg("t"),
+        py::arg("lens"),
+        "ln L of each HJC group (open, shut, ..., open) from the spectral eG forms of both classes.");
     m.def(
         "symmetric_eigh",
         [](const darray& A) -> py::object {
