@@ -761,17 +761,23 @@ class _Objective:
 
     def __init__(self, scheme: Scheme, params: _Params, sets: list, t_res: list,
                  exact_intervals: int):
-        self.params, self.n_exact = params, exact_intervals
+        self.params = params
+        self.n_exact = _th._V.integer("exact_intervals", exact_intervals, minimum=1,
+                                      maximum=_th.MAX_EXACT_INTERVALS)
         trans = scheme.transitions
         unit = scheme.with_rates(**{_key(t): replace(t.rate, k0=1.0) for t in trans})
         self.src = np.array([scheme.index(t.src) for t in trans])
         self.dst = np.array([scheme.index(t.dst) for t in trans])
         self.n = scheme.n_states
         self.open = np.asarray(scheme.conductance, float) > 0
+        # hjc_loglik's class indices; the groups, t_res and t_crit were checked by a call of
+        # hjc_loglik at the starting rates, so each evaluation skips those checks
+        self.a = np.flatnonzero(self.open)
+        self.f = np.flatnonzero(~self.open)
         self.sets = []
         for (groups, cond, tc), tr in zip(sets, t_res):
             mult = unit.rates(**cond)       # rate per unit k0 at these conditions
-            self.sets.append((groups, mult, tc, tr))
+            self.sets.append((groups, mult, _th._check_t_crit(tc, tr), tr))
         self.n_eval = 0
 
     def q(self, k0: np.ndarray, mult: np.ndarray) -> np.ndarray:
@@ -789,9 +795,8 @@ class _Objective:
         try:
             with np.errstate(all="ignore"):
                 for groups, mult, tc, tr in self.sets:
-                    total += _th.hjc_loglik(self.q(k0, mult), groups, t_res=tr,
-                                            t_crit=tc, open=self.open,
-                                            exact_intervals=self.n_exact)
+                    total += _th._hjc_loglik_checked(self.q(k0, mult), self.a, self.f, tr,
+                                                     tc, self.n_exact, groups)
         except (ValueError, np.linalg.LinAlgError, ArithmeticError, RuntimeWarning):
             return math.inf         # (RuntimeWarning: raised when warnings are errors)
         return -total if math.isfinite(total) else math.inf

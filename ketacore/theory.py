@@ -102,7 +102,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Callable, Mapping, Optional, Tuple
 
 import numpy as np
 from scipy import optimize, sparse, special
@@ -2790,9 +2790,18 @@ def hjc_loglik(model, groups, *, t_res, t_crit=None, open=None, names=None,
     m = _resolve(model, conditions, open, names)
     a = _class_indices("open", m, "open states")
     f = np.setdiff1d(np.arange(m.k), a)
-    _check_t_res_rates("hjc_loglik", tau, m.Q)
+    return _hjc_loglik_checked(m.Q, a, f, tau, tc, n_exact, gs, m.never_entered_hint)
+
+
+def _hjc_loglik_checked(Q: np.ndarray, a: np.ndarray, f: np.ndarray, tau: float,
+                        tc: Optional[float], n_exact: int, gs: list,
+                        hint: Callable[[], str] = lambda: "") -> float:
+    """:func:`hjc_loglik` after its argument checks (Q a valid generator, a/f the open and
+    shut states, tau/tc/n_exact checked, gs from :func:`_check_hjc_groups`); fit_hjc's
+    objective calls it directly with groups it checked once."""
+    _check_t_res_rates("hjc_loglik", tau, Q)
     try:
-        lik = _HJCLikelihood(m.Q, a, f, tau, tc, n_exact)
+        lik = _HJCLikelihood(Q, a, f, tau, tc, n_exact)
     except np.linalg.LinAlgError as exc:   # not seen below the limit; never a raw numpy error
         raise ValueError(f"hjc_loglik: t_res={tau:g} s: the missed-events computation failed "
                          f"for this mechanism ({exc})") from None
@@ -2800,8 +2809,8 @@ def hjc_loglik(model, groups, *, t_res, t_crit=None, open=None, names=None,
         msg = str(exc)
         if msg.startswith("apparent_dwell_times:"):
             raise ValueError("hjc_loglik:" + msg[len("apparent_dwell_times:"):]) from None
-        if "never entered" in msg and m.never_entered_hint() not in msg:
-            raise ValueError(msg + m.never_entered_hint()) from None
+        if "never entered" in msg and hint() not in msg:
+            raise ValueError(msg + hint()) from None
         raise
     return float(lik.group_logliks(gs).sum())
 

@@ -384,6 +384,33 @@ def _with(scheme, **k0):
     return scheme.with_rates(**{k: replace(by[k].rate, k0=v) for k, v in k0.items()})
 
 
+def test_every_objective_evaluation_equals_the_public_hjc_loglik(monkeypatch, data_small):
+    """fit_hjc's objective skips hjc_loglik's argument checks (done once at the starting
+    rates): at every rate vector a fit visits, its ln L equals the public function's on the
+    same Q, bit for bit (CHS vectors, and equilibrium start vectors with exact_intervals=3)."""
+    real = th._hjc_loglik_checked
+    seen, inside = [], [False]
+
+    def checked(Q, a, f, tau, tc, n_exact, gs, hint=lambda: ""):
+        v = real(Q, a, f, tau, tc, n_exact, gs, hint)
+        if not inside[0]:
+            inside[0] = True
+            try:
+                pub = th.hjc_loglik(Q, gs, t_res=tau, t_crit=tc, open=[0, 1],
+                                    exact_intervals=n_exact)
+            finally:
+                inside[0] = False
+            seen.append((v, pub, n_exact, tc))
+        return v
+    monkeypatch.setattr(th, "_hjc_loglik_checked", checked)
+    fitting.fit_hjc(CH82, data_small, t_res=T_RES, t_crit=T_CRIT, free=["AR->R"])
+    with warnings.catch_warnings():   # (without t_crit this one rate is poorly determined)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fitting.fit_hjc(CH82, data_small, t_res=T_RES, free=["AR->R"], exact_intervals=3)
+    assert len(seen) > 20 and {(n, tc) for _, _, n, tc in seen} == {(2, T_CRIT), (3, None)}
+    assert all(v == pub for v, pub, _, _ in seen)
+
+
 def test_likelihood_interval_of_one_rate_is_where_lnl_falls_by_m(data_small):
     """k-1 (AR->R, outside the MR cycle) alone free: the profile is ln L itself, so each end
     is where the public hjc_loglik of the fitted scheme with that k-1 is ln L_max - m."""
