@@ -109,6 +109,12 @@ class HJCLikelihood:
     def time_hjc_loglik(self):
         kc.theory.hjc_loglik(self.ch82, self.groups, t_res=T_RES, t_crit=self.t_crit, agonist=self.c)
 
+    def time_hjc_loglik_100k_intervals(self):
+        """The same groups 42 times over (~1e5 intervals): the per-interval cost."""
+        if not hasattr(self, "long"):
+            self.long = list(self.groups) * 42
+        kc.theory.hjc_loglik(self.ch82, self.long, t_res=T_RES, t_crit=self.t_crit, agonist=self.c)
+
     def time_hjc_loglik_scipy_expm_baseline(self):
         """Baseline: the same call with scipy.linalg.expm for the exact-interval matrix
         exponentials (as before 2026-11-27; its threaded BLAS is what a busy machine slows)."""

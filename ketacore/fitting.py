@@ -1240,8 +1240,8 @@ def fit_hjc(scheme: Scheme, data, *, t_res=None, t_crit=None, free=None, fixed=N
                            exact_intervals=exact_intervals, **cond)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"data[{i}]: {exc}") from None
-        gs = [np.asarray(g, float) for g in groups]
-        n_intervals += sum(g.size for g in gs)
+        gs = _th._check_hjc_groups(groups, float(tr))   # (packed once for every evaluation)
+        n_intervals += int(gs.lens.sum())
         checked.append((gs, cond, tc))
     t_res_sets = [float(tr) for tr in t_res_sets]
     obj = _Objective(scheme, params, checked, t_res_sets, exact_intervals)

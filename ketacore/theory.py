@@ -2565,10 +2565,13 @@ class _HJCLikelihood:
         if fo is None or fs is None:
             return self._group_logliks_numpy(groups)
         from . import _core
-        lens = np.array([g.size for g in groups], np.int64)
+        if isinstance(groups, _HJCGroups):
+            lens, allt = groups.lens, groups.allt
+        else:
+            lens, allt = np.array([g.size for g in groups], np.int64), np.concatenate(groups)
         return _core.hjc_group_logliks(fo, fs, np.ascontiguousarray(self.start, dtype=float),
                                        np.ascontiguousarray(self.end, dtype=float),
-                                       float(self.end_log), np.concatenate(groups), lens)
+                                       float(self.end_log), allt, lens)
 
     def _group_logliks_numpy(self, groups: list) -> np.ndarray:
         """:meth:`group_logliks` by numpy: every interval's eG matrix evaluated as a stack,
@@ -2615,8 +2618,19 @@ def _check_t_crit(t_crit, tau: float) -> Optional[float]:
     return v
 
 
-def _check_hjc_groups(groups, tau: float) -> list:
-    """Validate the groups of :func:`hjc_loglik` -> list of float arrays."""
+class _HJCGroups(list):
+    """Checked groups of :func:`hjc_loglik` (a list of 1-D float64 arrays) that also carry
+    their lengths (int64) and their concatenation, so that each evaluation of the likelihood
+    (e.g. every step of fit_hjc) does not rebuild them."""
+    lens: np.ndarray
+    allt: np.ndarray
+
+
+_F8 = np.dtype(np.float64)
+
+
+def _check_hjc_groups(groups, tau: float) -> _HJCGroups:
+    """Validate the groups of :func:`hjc_loglik` -> :class:`_HJCGroups` of float arrays."""
     hint = "groups must be a sequence of 1-D arrays of interval durations (s)"
     if groups is None or isinstance(groups, (str, bytes, numbers.Number, np.generic)):
         raise TypeError(f"{hint}, got {type(groups).__name__}")
@@ -2629,23 +2643,25 @@ def _check_hjc_groups(groups, tau: float) -> list:
         raise TypeError(f"{hint}, got {type(groups).__name__}") from None
     if not items:
         raise ValueError("groups is empty: give at least one group of intervals")
-    out = []
-    for i, g in enumerate(items):
-        if type(g) is np.ndarray and g.dtype == np.float64 and g.ndim == 1:
-            arr = g                                  # fast path (Record.hjc_groups)
-        else:
-            arr = _hjc_group_array(i, g, hint)
-        if arr.size == 0:
+    # fast path (Record.hjc_groups): every group already a 1-D float64 array
+    if not all([type(g) is np.ndarray and g.dtype is _F8 and g.ndim == 1 for g in items]):
+        items = [g if type(g) is np.ndarray and g.dtype is _F8 and g.ndim == 1
+                 else _hjc_group_array(i, g, hint) for i, g in enumerate(items)]
+    out = _HJCGroups(items)
+    lens = np.fromiter(map(len, items), np.int64, count=len(items))
+    bad = np.flatnonzero((lens == 0) | (lens % 2 == 0))
+    if bad.size:
+        i = int(bad[0])
+        if lens[i] == 0:
             raise ValueError(f"groups[{i}] is empty: a group holds at least one opening")
-        if arr.size % 2 == 0:
-            raise ValueError(f"groups[{i}] has {arr.size} intervals, an even number: a group "
-                             "alternates open and shut times and starts and ends with an "
-                             "opening (odd length); drop its trailing shut time")
-        out.append(arr)
-    allt = np.concatenate(out)
+        raise ValueError(f"groups[{i}] has {lens[i]} intervals, an even number: a group "
+                         "alternates open and shut times and starts and ends with an "
+                         "opening (odd length); drop its trailing shut time")
+    allt = np.concatenate(items)
     if np.all(np.isfinite(allt)) and allt.min() >= tau:
+        out.lens, out.allt = lens, allt
         return out
-    for i, arr in enumerate(out):                   # locate the first bad interval
+    for i, arr in enumerate(items):                 # locate the first bad interval
         bad = np.flatnonzero(~np.isfinite(arr))
         if bad.size:
             j = int(bad[0])
