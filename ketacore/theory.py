@@ -1889,6 +1889,15 @@ def _chain_generators(hc: "_HJCClass", n_pieces: int) -> list:
     return out
 
 
+def _chain_blocks(X: list, k: int, a: np.ndarray, tau: float, u) -> tuple:
+    """(F, G) (N, kA, kA) for the points u (flattened): ``sum_m (-1)^m`` of the blocks
+    (0, m) and (0, m + 1) of ``expm(X_m (u - m tau))`` restricted to A x A, over the pieces
+    with ``u - m tau >= 0`` (:func:`_chain_generators`; C++ ``ketacore::hjc::chain_blocks``)."""
+    from . import _core
+    return _core.hjc_chain_blocks(X, int(k), np.asarray(a, np.int64), float(tau),
+                                  np.ascontiguousarray(np.asarray(u, float).reshape(-1)))
+
+
 def _exact_spectrum(hc: "_HJCClass"):
     """(lam, A): eigenvalues and spectral matrices of -Q for the spectral exact form, the
     zero eigenvalue set to exactly 0 and negligible imaginary parts dropped."""
@@ -1969,21 +1978,9 @@ class _ExactPart:
 
     def _expm_eval(self, u):
         u = np.asarray(u, float)
-        f = np.zeros(u.shape)
-        g = np.zeros(u.shape)
-        a, k = self.a, self.k
-        for idx in np.ndindex(u.shape):
-            for m in range(self.n):
-                x = float(u[idx]) - m * self.tau
-                if x < 0:
-                    break
-                X = self._X[m]
-                row = np.zeros(X.shape[0])
-                row[a] = self.phi
-                r = row @ _expm(X * x)
-                sign = (-1) ** m
-                f[idx] += sign * (r[m * k:(m + 1) * k][a] @ self.end)
-                g[idx] += sign * (r[(m + 1) * k:][a] @ self.end)
+        F, G = _chain_blocks(self._X, self.k, self.a, self.tau, u)
+        f = np.einsum("i,nij,j->n", self.phi, F, self.end).reshape(u.shape)
+        g = np.einsum("i,nij,j->n", self.phi, G, self.end).reshape(u.shape)
         return f, g
 
     def pdf(self, u) -> np.ndarray:
@@ -2410,20 +2407,9 @@ class _EGMatrices:
         return np.real(out).reshape(u.size, self.kA, self.kF)
 
     def _expm_eval(self, u):
-        """Exact matrices and their integrals from 0 by block matrix exponentials."""
-        u = np.asarray(u, float).reshape(-1)
-        a, k = self.a, self.k
-        f = np.zeros((u.size, self.kA, self.kA))
-        g = np.zeros((u.size, self.kA, self.kA))
-        for i, ui in enumerate(u):
-            for m in range(self.n):
-                x = float(ui) - m * self.tau
-                if x < 0:
-                    break
-                E = _expm(self._X[m] * x)[a]
-                sign = 1.0 if m % 2 == 0 else -1.0
-                f[i] += sign * E[:, m * k:(m + 1) * k][:, a]
-                g[i] += sign * E[:, (m + 1) * k:][:, a]
+        """Exact matrices and their integrals from 0 by block matrix exponentials (the C++
+        core's ``hjc_chain_blocks``), (N, kA, kF) each."""
+        f, g = _chain_blocks(self._X, self.k, self.a, self.tau, u)
         return f @ self.M, g @ self.M
 
     def _exact(self, u, integral: bool = False) -> np.ndarray:

@@ -336,3 +336,52 @@ def test_group_logliks_take_the_numpy_path_for_the_expm_form():
     groups = [np.array([1e-4, 2e-4, 3e-4]), np.array([7e-4]), np.array([2e-3, 5e-4, 1e-2])]
     gs = th._check_hjc_groups(groups, 100e-6)
     assert lik.group_logliks(gs).tobytes() == lik._group_logliks_numpy(gs).tobytes()
+
+
+# --- exact pieces by block matrix exponentials -------------------------------------------------
+def _chain_loop(X, k, a, tau, u):
+    """The Python loop that _EGMatrices._expm_eval ran until 2026-11-28 (the oracle)."""
+    u = np.asarray(u, float).reshape(-1)
+    f = np.zeros((u.size, a.size, a.size))
+    g = np.zeros((u.size, a.size, a.size))
+    for i, ui in enumerate(u):
+        for m in range(len(X)):
+            x = float(ui) - m * tau
+            if x < 0:
+                break
+            E = th._expm(X[m] * x)[a]
+            sign = 1.0 if m % 2 == 0 else -1.0
+            f[i] += sign * E[:, m * k:(m + 1) * k][:, a]
+            g[i] += sign * E[:, (m + 1) * k:][:, a]
+    return f, g
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 8])
+def test_chain_blocks_equal_the_python_loop_bytes(n):
+    """Same expm, same order of the sums: the C++ blocks are the loop's bytes (CH82 both
+    classes, the 4-state scheme whose spectral form fails at 8 pieces, points inside, at and
+    between the piece boundaries, and beyond n t_res)."""
+    cases = [(kc.models.get("ch82").q_matrix(agonist=1 * uM), np.array([0, 1]), 50 * us),
+             (_four_state(), np.array([0]), 100 * us)]
+    for Q, a, tau in cases:
+        k = Q.shape[0]
+        f = np.setdiff1d(np.arange(k), a)
+        for A, F in ((a, f), (f, a)):
+            hc = th._HJCClass(Q, th._equilibrium_q(Q), A, F, tau, True)
+            X = th._chain_generators(hc, n)
+            u = np.concatenate([np.linspace(0.0, n * tau, 4 * n + 1), [0.37 * tau, (n + 2) * tau]])
+            got = th._chain_blocks(X, k, A, tau, u)
+            ref = _chain_loop(X, k, A, tau, u)
+            assert got[0].tobytes() == ref[0].tobytes() and got[1].tobytes() == ref[1].tobytes()
+
+
+def test_chain_blocks_refuse_wrong_shapes():
+    X = [np.zeros((4, 4))]
+    with pytest.raises(ValueError, match="square"):
+        _core.hjc_chain_blocks([np.zeros((3, 3))], 2, np.array([0]), 1e-4, np.zeros(2))
+    with pytest.raises(ValueError, match="range"):
+        _core.hjc_chain_blocks(X, 2, np.array([2]), 1e-4, np.zeros(2))
+    F, G = _core.hjc_chain_blocks(X, 2, np.array([0, 1]), 1e-4, np.array([-1.0, 0.0]))
+    # u < 0: no piece; u = 0: expm(0) = I, block (0, 0) is I and the integral block 0
+    assert np.array_equal(F[0], np.zeros((2, 2))) and np.array_equal(F[1], np.eye(2))
+    assert np.array_equal(G, np.zeros((2, 2, 2)))

@@ -122,6 +122,35 @@ void bind_hjc(py::module_& m) {
         py::arg("lens"),
         "ln L of each HJC group (open, shut, ..., open) from the spectral eG forms of both classes.");
     m.def(
+        "hjc_chain_blocks",
+        [](const py::list& Xs, int k, const iarray& a, double tau, const darray& u) {
+            std::vector<darray> keep;
+            std::vector<const double*> X;
+            for (std::size_t m = 0; m < Xs.size(); ++m) {
+                keep.push_back(Xs[m].cast<darray>());
+                const darray& x = keep.back();
+                const py::ssize_t sz = (static_cast<py::ssize_t>(m) + 2) * k;
+                if (x.ndim() != 2 || x.shape(0) != sz || x.shape(1) != sz)
+                    throw std::invalid_argument("X[m] must be (m + 2) k square");
+                X.push_back(x.data());
+            }
+            if (a.ndim() != 1 || u.ndim() != 1) throw std::invalid_argument("a and u must be 1-D");
+            for (py::ssize_t p = 0; p < a.shape(0); ++p)
+                if (a.data()[p] < 0 || a.data()[p] >= k) throw std::invalid_argument("a out of range");
+            const py::ssize_t kA = a.shape(0), N = u.shape(0);
+            std::vector<int> ai(a.data(), a.data() + kA);
+            darray F({N, kA, kA}), G({N, kA, kA});
+            {
+                py::gil_scoped_release release;
+                ketacore::hjc::chain_blocks(X, k, ai.data(), static_cast<int>(kA), tau, u.data(),
+                                            static_cast<std::size_t>(N), F.mutable_data(), G.mutable_data());
+            }
+            return std::make_pair(F, G);
+        },
+        py::arg("X"), py::arg("k"), py::arg("a"), py::arg("tau"), py::arg("u"),
+        "(F, G): the exact HJC pieces [expm(X_m x)] restricted to A x A and their integrals, summed "
+        "with alternating signs, at each u (N, kA, kA each).");
+    m.def(
         "symmetric_eigh",
         [](const darray& A) -> py::object {
             if (A.ndim() != 2 || A.shape(0) != A.shape(1) || A.shape(0) < 1)

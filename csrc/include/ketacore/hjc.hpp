@@ -26,6 +26,7 @@
 #include <numeric>
 #include <vector>
 
+#include "ketacore/expm.hpp"
 #include "ketacore/linalg.hpp"
 
 namespace ketacore {
@@ -550,6 +551,44 @@ inline void group_logliks(const EGClass& open, const EGClass& shut, const double
         const double r = val > 0.0 ? (std::log(val) + lg_c) + lg : -HUGE_VAL;
         out[g] = std::isnan(r) ? -HUGE_VAL : r;
         pos += len;
+    }
+}
+
+
+// The exact HJC pieces by block matrix exponentials [Van Loan 1978, IEEE Trans Autom Control
+// 23:395, doi:10.1109/TAC.1978.1101743], as ketacore.theory._EGMatrices._expm_eval: X[m]
+// ((m + 2) k square, m < n) is the block-bidiagonal generator of ketacore.theory.
+// _chain_generators; for each u_i, F_i = sum_{m: x_m >= 0} (-1)^m [expm(X_m x_m)]_{a, m k + a}
+// and G_i the same with the block (m + 1) k + a (the integral), x_m = u_i - m tau; F and G are
+// N x kA x kA.  The sums run in the order of the Python loop it replaces, with the same expm,
+// so the bytes are those of that loop.
+inline void chain_blocks(const std::vector<const double*>& X, int k, const int* a, int kA, double tau,
+                         const double* u, std::size_t N, double* F, double* G) {
+    const int n = static_cast<int>(X.size());
+    const std::size_t A = static_cast<std::size_t>(kA);
+    std::vector<double> Ax, E;
+    for (std::size_t i = 0; i < N * A * A; ++i) F[i] = G[i] = 0.0;
+    for (std::size_t i = 0; i < N; ++i) {
+        double* Fi = F + i * A * A;
+        double* Gi = G + i * A * A;
+        for (int m = 0; m < n; ++m) {
+            const double x = u[i] - m * tau;
+            if (x < 0.0) break;
+            const int sz = (m + 2) * k;
+            const std::size_t S = static_cast<std::size_t>(sz);
+            Ax.resize(S * S);
+            E.resize(S * S);
+            for (std::size_t q = 0; q < S * S; ++q) Ax[q] = X[m][q] * x;
+            expm(Ax.data(), sz, E.data());
+            const double sign = m % 2 == 0 ? 1.0 : -1.0;
+            for (std::size_t p = 0; p < A; ++p) {
+                const double* row = E.data() + static_cast<std::size_t>(a[p]) * S;
+                for (std::size_t q = 0; q < A; ++q) {
+                    Fi[p * A + q] += sign * row[static_cast<std::size_t>(m) * k + a[q]];
+                    Gi[p * A + q] += sign * row[static_cast<std::size_t>(m + 1) * k + a[q]];
+                }
+            }
+        }
     }
 }
 
