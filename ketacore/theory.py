@@ -1579,7 +1579,7 @@ def _hjc_status(what: str, status: int, where: float, tau: float = 0.0) -> None:
                          "outside the class are too rare to end the apparent sojourns in "
                          "it, or never happen.  t_res is in seconds (50 * "
                          "ketacore.units.us)")
-    if status == _NO_BRACKET:  # pragma: no cover - excluded by H(s) >= Q_AA
+    if status == _NO_BRACKET:  # pragma: no cover - excluded (ketacore::hjc::Eigenvalues)
         raise ValueError("apparent_dwell_times: could not bracket the asymptotic roots of "
                          "det W(s) = 0")
     if status == _NOT_CONVERGED:
@@ -2629,20 +2629,25 @@ def _check_hjc_groups(groups, tau: float) -> _HJCGroups:
         raise TypeError(f"{hint}, got {type(groups).__name__}") from None
     if not items:
         raise ValueError("groups is empty: give at least one group of intervals")
-    # fast path (Record.hjc_groups): every group already a 1-D float64 array
-    if not all([type(g) is np.ndarray and g.dtype is _F8 and g.ndim == 1 for g in items]):
-        items = [g if type(g) is np.ndarray and g.dtype is _F8 and g.ndim == 1
-                 else _hjc_group_array(i, g, hint) for i, g in enumerate(items)]
+    # fast path (Record.hjc_groups): every group already a 1-D float64 array, lengths
+    # checked at once; otherwise each group in turn (converted, then its length checked),
+    # so the first bad group is the one reported
+    if all([type(g) is np.ndarray and (g.dtype is _F8 or g.dtype == _F8) and g.ndim == 1
+            for g in items]):
+        lens = np.fromiter(map(len, items), np.int64, count=len(items))
+        bad = np.flatnonzero((lens == 0) | (lens % 2 == 0))
+        if bad.size:
+            _check_group_length(int(bad[0]), int(lens[bad[0]]))
+    else:
+        conv = []
+        for i, g in enumerate(items):
+            if not (type(g) is np.ndarray and g.dtype == _F8 and g.ndim == 1):
+                g = _hjc_group_array(i, g, hint)
+            _check_group_length(i, g.size)
+            conv.append(g)
+        items = conv
+        lens = np.fromiter(map(len, items), np.int64, count=len(items))
     out = _HJCGroups(items)
-    lens = np.fromiter(map(len, items), np.int64, count=len(items))
-    bad = np.flatnonzero((lens == 0) | (lens % 2 == 0))
-    if bad.size:
-        i = int(bad[0])
-        if lens[i] == 0:
-            raise ValueError(f"groups[{i}] is empty: a group holds at least one opening")
-        raise ValueError(f"groups[{i}] has {lens[i]} intervals, an even number: a group "
-                         "alternates open and shut times and starts and ends with an "
-                         "opening (odd length); drop its trailing shut time")
     allt = np.concatenate(items)
     if np.all(np.isfinite(allt)) and allt.min() >= tau:
         out.lens, out.allt = lens, allt
@@ -2662,6 +2667,15 @@ def _check_hjc_groups(groups, tau: float) -> _HJCGroups:
                              "group): every interval of a record resolved at t_res is >= t_res "
                              "(Record.resolve(t_res), then Record.hjc_groups; t_res is in s)")
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _check_group_length(i: int, n: int) -> None:
+    if n == 0:
+        raise ValueError(f"groups[{i}] is empty: a group holds at least one opening")
+    if n % 2 == 0:
+        raise ValueError(f"groups[{i}] has {n} intervals, an even number: a group "
+                         "alternates open and shut times and starts and ends with an "
+                         "opening (odd length); drop its trailing shut time")
 
 
 def _hjc_group_array(i: int, g, hint: str) -> np.ndarray:

@@ -193,7 +193,7 @@ inline double psi1(double z) {
 enum Status : int {
     OK = 0,
     H0_NOT_NEGATIVE = 1,   // an eigenvalue of H(0) >= 0: the apparent sojourns need not end
-    NO_BRACKET = 2,        // mu_j(lo) - lo not > 0 at the lower end (excluded by H(s) >= Q_AA)
+    NO_BRACKET = 2,        // mu_j(lo) - lo not > 0 at the lower end (excluded by the floor of Eigenvalues)
     NOT_CONVERGED = 3,     // Brent did not converge, or a root is not an eigenvalue of H there
     SINGULAR = 4,          // r W'(s) c singular at a root
     EIGEN_FAILED = 5,      // Jacobi did not converge
@@ -268,11 +268,16 @@ struct ReversibleClass {
     }
 };
 
-// Workspace-owning evaluator of the ordered eigenvalues mu(s) of S(s) (+inf where H overflows).
+// Workspace-owning evaluator of the ordered eigenvalues mu(s) of S(s) (+inf where H overflows),
+// each floored at the matching eigenvalue of the symmetrised Q_AA (floor, ascending).  The floor
+// is exact theory: S(s) - S(Q_AA) = M P M^T with M = D_A^(1/2) Q_AF D_F^(-1/2) and P the
+// symmetrised K(s), positive definite, so mu_j(s) >= lambda_j(S(Q_AA)) (Weyl).  It only undoes
+// rounding: near the t_res limit (t_res max|q_ii| ~ 30-36) H at the lower bracket has entries
+// ~1e20 and its computed eigenvalues could fall below the floor, so that the bracket failed.
 class Eigenvalues {
   public:
-    explicit Eigenvalues(const ReversibleClass& c)
-        : c_(c), h_(static_cast<std::size_t>(c.kA) * c.kA), s_(h_.size()) {}
+    Eigenvalues(const ReversibleClass& c, const double* floor)
+        : c_(c), floor_(floor), h_(static_cast<std::size_t>(c.kA) * c.kA), s_(h_.size()) {}
 
     // false only if Jacobi fails
     bool operator()(double s, double* mu) {
@@ -281,11 +286,14 @@ class Eigenvalues {
             return true;
         }
         c_.sym(h_.data(), s_.data());
-        return jacobi_eigh(s_.data(), c_.kA, mu, nullptr);
+        if (!jacobi_eigh(s_.data(), c_.kA, mu, nullptr)) return false;
+        for (int i = 0; i < c_.kA; ++i) mu[i] = std::max(mu[i], floor_[i]);
+        return true;
     }
 
   private:
     const ReversibleClass& c_;
+    const double* floor_;
     std::vector<double> h_, s_, M_, T_;
 };
 
@@ -294,13 +302,13 @@ class Eigenvalues {
 inline Status roots(const ReversibleClass& c, double* roots, double* where) {
     const int kA = c.kA;
     const std::size_t A = static_cast<std::size_t>(kA);
-    Eigenvalues eig(c);
     std::vector<double> mu(A), S(A * A), w(A);
-    if (!eig(0.0, mu.data())) return EIGEN_FAILED;
-    if (!(*std::max_element(mu.begin(), mu.end()) < 0.0)) return H0_NOT_NEGATIVE;
     c.sym(c.QAA, S.data());
     if (!jacobi_eigh(S.data(), kA, w.data(), nullptr)) return EIGEN_FAILED;
-    const double lo0 = 1.01 * w[0] - 1.0;
+    Eigenvalues eig(c, w.data());
+    if (!eig(0.0, mu.data())) return EIGEN_FAILED;
+    if (!(*std::max_element(mu.begin(), mu.end()) < 0.0)) return H0_NOT_NEGATIVE;
+    const double lo0 = 1.01 * w[0] - 1.0;  // mu_j(lo0) - lo0 >= w_j - lo0 > 0 by the floor
     if (!eig(lo0, mu.data())) return EIGEN_FAILED;
     for (int j = 0; j < kA; ++j)
         if (!(mu[j] - lo0 > 0.0)) return NO_BRACKET;
