@@ -17,6 +17,7 @@ No randomness in the outcomes: the mechanisms come from fixed seeds and the comp
 deterministic.
 """
 import math
+import re
 
 import numpy as np
 import pytest
@@ -448,3 +449,55 @@ def test_checked_groups_carry_lengths_and_concatenation():
     out = th._check_hjc_groups(g, 1e-4)
     assert list(out.lens) == [3, 1, 1] and out.allt.tolist() == [1e-3, 2e-3, 3e-3, 4e-3, 5e-3]
     assert out[0] is g[0] and out[2] is g[2]      # float64 arrays are not copied
+
+
+# --- mechanisms without microscopic reversibility: the batched scan -----------------------------
+def test_scan_grid_equals_eigenvalues_one_by_one():
+    """_eigenvalues_grid (the root scan's 201 points in one batch) gives the bytes of
+    eigenvalues(s) called point by point, on 60 random non-reversible mechanisms (a reversible
+    one with its rates scattered by exp(N(0, 0.3)); tree-shaped ones stay reversible and are
+    skipped), both classes; complex eigenvalues raise
+    the same message at the same s."""
+    rng = np.random.default_rng(1)
+    n_cmp = n_err = 0
+    grid = -np.geomspace(1e5, 1e-1, 50)
+    for _ in range(60):
+        k = int(rng.integers(3, 8))
+        q = random_reversible(rng, k) * np.exp(rng.normal(0.0, 0.3, (k, k)))
+        np.fill_diagonal(q, 0.0)
+        np.fill_diagonal(q, -q.sum(axis=1))
+        a = np.sort(rng.choice(k, int(rng.integers(1, k)), replace=False))
+        tau = float(rng.uniform(0.05, 5) / np.abs(np.diag(q)).max())
+        p = th._equilibrium_q(q)
+        f = np.setdiff1d(np.arange(k), a)
+        for A, F in ((a, f), (f, a)):
+            hc = th._HJCClass(q, p, A, F, tau, th._is_reversible_q(q, p))
+            if hc.reversible:     # (a tree-shaped graph is reversible whatever its rates)
+                continue
+            try:
+                ref = np.array([hc.eigenvalues(s) for s in grid])
+            except ValueError as exc:
+                with pytest.raises(ValueError, match=re.escape(str(exc))):
+                    hc._eigenvalues_grid(grid)
+                n_err += 1
+                continue
+            assert hc._eigenvalues_grid(grid).tobytes() == ref.tobytes()
+            n_cmp += 1
+    assert n_cmp >= 40, (n_cmp, n_err)
+
+
+def test_scan_grid_refuses_complex_eigenvalues_as_one_by_one():
+    """A driven 3-cycle of open states (1000 s^-1 one way, 1 s^-1 back): H(s) has complex
+    eigenvalues; the batch raises the one-by-one message at the first such s of the grid."""
+    Q = np.zeros((4, 4))
+    Q[0, 1] = Q[1, 2] = Q[2, 0] = 1000.0
+    Q[1, 0] = Q[2, 1] = Q[0, 2] = 1.0
+    Q[:3, 3], Q[3, :3] = 100.0, 300.0
+    np.fill_diagonal(Q, -Q.sum(axis=1))
+    p = th._equilibrium_q(Q)
+    hc = th._HJCClass(Q, p, np.arange(3), np.array([3]), 50e-6, th._is_reversible_q(Q, p))
+    grid = np.array([-1.0, -1e4, -1e3])
+    with pytest.raises(ValueError, match=r"H\(s\) has complex eigenvalues at real s = -1 s"):
+        [hc.eigenvalues(s) for s in grid]
+    with pytest.raises(ValueError, match=r"H\(s\) has complex eigenvalues at real s = -1 s"):
+        hc._eigenvalues_grid(grid)
