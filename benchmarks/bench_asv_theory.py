@@ -109,6 +109,17 @@ class HJCLikelihood:
     def time_hjc_loglik(self):
         kc.theory.hjc_loglik(self.ch82, self.groups, t_res=T_RES, t_crit=self.t_crit, agonist=self.c)
 
+    def time_hjc_loglik_without_reversibility(self):
+        """The same groups, with CH82's A2R* -> AR* rate x 1.5 (no microscopic reversibility:
+        the root scan of 201 grid points instead of the symmetric root search)."""
+        if not hasattr(self, "Q_nr"):
+            Q = self.Q.copy()
+            Q[1, 3] *= 1.5
+            np.fill_diagonal(Q, 0.0)
+            np.fill_diagonal(Q, -Q.sum(axis=1))
+            self.Q_nr = Q
+        kc.theory.hjc_loglik(self.Q_nr, self.groups, t_res=T_RES, t_crit=self.t_crit, open=[0, 1])
+
     def time_hjc_loglik_100k_intervals(self):
         """The same groups 42 times over (~1e5 intervals): the per-interval cost."""
         if not hasattr(self, "long"):
