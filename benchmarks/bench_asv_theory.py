@@ -110,7 +110,7 @@ class HJCLikelihood:
         kc.theory.hjc_loglik(self.ch82, self.groups, t_res=T_RES, t_crit=self.t_crit, agonist=self.c)
 
     def time_hjc_loglik_without_reversibility(self):
-        """The same groups, with CH82's A2R* -> AR* rate x 1.5 (no microscopic reversibility:
+        """The same groups, with CH82's alpha2 (A2R* -> A2R) x 1.5 (no microscopic reversibility:
         the root scan of 201 grid points instead of the symmetric root search)."""
         if not hasattr(self, "Q_nr"):
             Q = self.Q.copy()
