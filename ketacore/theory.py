@@ -1710,14 +1710,10 @@ class _HJCClass:
 
     def _core_args(self) -> tuple:
         """Arguments of ``_core.hjc_roots`` / ``hjc_projectors`` (reversible classes)."""
-        c = self.__dict__.get("_core_tuple")
-        if c is None:
-            c = (np.ascontiguousarray(self.QAA), np.ascontiguousarray(self.QAF),
-                 np.ascontiguousarray(self.QFA), np.ascontiguousarray(self.nu, dtype=float),
-                 np.ascontiguousarray(self.B, dtype=float), np.ascontiguousarray(self.r),
-                 float(self.tau))
-            self._core_tuple = c
-        return c
+        return (np.ascontiguousarray(self.QAA), np.ascontiguousarray(self.QAF),
+                np.ascontiguousarray(self.QFA), np.ascontiguousarray(self.nu, dtype=float),
+                np.ascontiguousarray(self.B, dtype=float), np.ascontiguousarray(self.r),
+                float(self.tau))
 
     def _brent(self, j: int, lo: float, hi: float) -> float:
         """Zero of ``mu_j(s) - s`` in [lo, hi] with g(lo) > 0 > g(hi); an overflowing H(lo)

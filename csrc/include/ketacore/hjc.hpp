@@ -403,28 +403,8 @@ inline Status projectors(const ReversibleClass& c, const double* roots, double* 
             }
         double gmax = 0.0;
         for (double x : G) gmax = std::max(gmax, std::fabs(x));
-        // det(G) by LU with partial pivoting on a copy, then solve G X = Rt
         std::vector<double> LU(G);
-        double det = 1.0;
-        {
-            std::vector<double> tmp(LU);
-            for (std::size_t k = 0; k < Gs; ++k) {
-                std::size_t piv = k;
-                for (std::size_t i = k + 1; i < Gs; ++i)
-                    if (std::fabs(tmp[i * Gs + k]) > std::fabs(tmp[piv * Gs + k])) piv = i;
-                if (piv != k) {
-                    for (std::size_t j = 0; j < Gs; ++j) std::swap(tmp[k * Gs + j], tmp[piv * Gs + j]);
-                    det = -det;
-                }
-                const double d = tmp[k * Gs + k];
-                det *= d;
-                if (d == 0.0) break;
-                for (std::size_t i = k + 1; i < Gs; ++i) {
-                    const double f = tmp[i * Gs + k] / d;
-                    for (std::size_t j = k; j < Gs; ++j) tmp[i * Gs + j] -= f * tmp[k * Gs + j];
-                }
-            }
-        }
+        const double det = linalg::determinant(G.data(), g);
         if (!(std::fabs(det) > 1e-12 * std::pow(gmax, g))) {
             *where = s;
             return SINGULAR;

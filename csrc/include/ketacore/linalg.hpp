@@ -95,6 +95,30 @@ inline double norm1(const double* A, int n) {
     return best;
 }
 
+// Determinant of A (n x n, row-major, not modified) by LU with partial pivoting.
+inline double determinant(const double* A, int n) {
+    const std::size_t N = static_cast<std::size_t>(n);
+    std::vector<double> a(A, A + N * N);
+    double det = 1.0;
+    for (std::size_t k = 0; k < N; ++k) {
+        std::size_t p = k;
+        for (std::size_t i = k + 1; i < N; ++i)
+            if (std::fabs(a[i * N + k]) > std::fabs(a[p * N + k])) p = i;
+        if (p != k) {
+            for (std::size_t j = 0; j < N; ++j) std::swap(a[k * N + j], a[p * N + j]);
+            det = -det;
+        }
+        const double d = a[k * N + k];
+        det *= d;
+        if (d == 0.0) return det;
+        for (std::size_t i = k + 1; i < N; ++i) {
+            const double f = a[i * N + k] / d;
+            for (std::size_t j = k; j < N; ++j) a[i * N + j] -= f * a[k * N + j];
+        }
+    }
+    return det;
+}
+
 // Solve A X = B in place (B becomes X); A (n x n) is overwritten by its LU factors.
 // Partial pivoting.  Returns false if A is numerically singular.
 inline bool solve_inplace(double* A, double* B, int n, int nrhs) {
