@@ -113,19 +113,26 @@ def dwell_sequence_multi(const double[::1] times, const index_t[::1] states,
 
 
 def impose_resolution(const double[::1] start, const double[::1] dur,
-                      const cnp.int64_t[::1] cls, const cnp.int64_t[::1] offsets, double t_res):
+                      const cnp.int64_t[::1] cls, const cnp.int64_t[::1] offsets,
+                      const cnp.int64_t[::1] key, double t_res):
     """Impose a dead time ``t_res`` (s) on every sweep.
 
-    Rule (Colquhoun & Sigworth 1995; HJCFIT/EKDIST): within a sweep the first dwell is kept
-    as it is (its start is the sweep start); each later dwell with ``duration < t_res`` is
-    unresolved and its duration is added to the current (last kept) dwell; a resolved dwell
-    (``duration >= t_res``) of the same class as the current dwell is merged into it; any other
-    resolved dwell starts a new dwell.  Total time per sweep is preserved exactly up to
-    floating-point summation order (durations are summed left to right).
+    Rule (Colquhoun & Sigworth 1995; HJCFIT/EKDIST), applied to *observed dwells*: maximal
+    runs of consecutive dwells whose classes share an observation key (``key[cls]``: classes
+    of equal level are indistinguishable to a detector, e.g. two shut classes).  Within a
+    sweep the first run is kept as it is (its start is the sweep start); each later run
+    whose total duration is ``< t_res`` is unresolved and its dwells' durations are added,
+    one by one, to the current (last kept) dwell; a resolved run (total ``>= t_res``) with
+    the key of the current run is appended to it, and any other resolved run starts a new
+    run.  A run's dwells keep their classes (a dwell that follows one of the same class is
+    merged into it), so consecutive output dwells are in different classes.  With one class
+    per key (e.g. open/shut) every run is one dwell and this is the dwell-by-dwell rule.
+    Total time per sweep is preserved exactly up to floating-point summation order
+    (durations are summed left to right).
     """
     cdef Py_ssize_t n_sw = offsets.shape[0] - 1
     cdef Py_ssize_t n = dur.shape[0]
-    cdef Py_ssize_t s, i, lo, hi, m = 0
+    cdef Py_ssize_t s, i, j, q, lo, hi, m = 0
     out_start_a = np.empty(n, dtype=np.float64)
     out_dur_a = np.empty(n, dtype=np.float64)
     out_cls_a = np.empty(n, dtype=np.int64)
@@ -134,32 +141,53 @@ def impose_resolution(const double[::1] start, const double[::1] dur,
     cdef double[::1] od = out_dur_a
     cdef cnp.int64_t[::1] oc = out_cls_a
     cdef cnp.int64_t[::1] off = off_a
-    cdef double cur_d, d
-    cdef cnp.int64_t cur_c
+    cdef double run
+    cdef cnp.int64_t k, cur_k
     with nogil:
         for s in range(n_sw):
             lo = offsets[s]
             hi = offsets[s + 1]
-            if hi > lo:
-                os[m] = start[lo]
-                cur_d = dur[lo]
-                cur_c = cls[lo]
-                for i in range(lo + 1, hi):
-                    d = dur[i]
-                    if d < t_res or cls[i] == cur_c:
-                        cur_d = cur_d + d
-                    else:
-                        od[m] = cur_d
-                        oc[m] = cur_c
-                        m += 1
-                        os[m] = start[i]
-                        cur_d = d
-                        cur_c = cls[i]
-                od[m] = cur_d
-                oc[m] = cur_c
-                m += 1
+            i = lo
+            cur_k = -1
+            while i < hi:
+                k = key[cls[i]]
+                run = dur[i]
+                j = i + 1
+                while j < hi and key[cls[j]] == k:
+                    run = run + dur[j]
+                    j += 1
+                if i > lo and run < t_res:
+                    for q in range(i, j):
+                        od[m - 1] = od[m - 1] + dur[q]
+                else:
+                    for q in range(i, j):
+                        if i > lo and k == cur_k and cls[q] == oc[m - 1]:
+                            od[m - 1] = od[m - 1] + dur[q]
+                        else:
+                            os[m] = start[q]
+                            od[m] = dur[q]
+                            oc[m] = cls[q]
+                            m += 1
+                    cur_k = k
+                i = j
             off[s + 1] = m
     return _trim(out_start_a, m), _trim(out_dur_a, m), _trim(out_cls_a, m), off_a
+
+
+def sum_runs(const double[::1] dur, const cnp.int64_t[::1] first):
+    """Sum of ``dur[first[r]:first[r + 1]]`` (the last run to the end), left to right."""
+    cdef Py_ssize_t r, q, nr = first.shape[0], n = dur.shape[0], hi
+    out_a = np.empty(nr, dtype=np.float64)
+    cdef double[::1] out = out_a
+    cdef double acc
+    with nogil:
+        for r in range(nr):
+            hi = first[r + 1] if r + 1 < nr else n
+            acc = dur[first[r]]
+            for q in range(first[r] + 1, hi):
+                acc = acc + dur[q]
+            out[r] = acc
+    return out_a
 
 
 def periods(const double[::1] start, const double[::1] dur, const cnp.int64_t[::1] cls,

@@ -849,17 +849,27 @@ class Record:
         """The record as seen with time resolution (dead time) ``t_res`` (s).
 
         Rule (the HJCFIT/EKDIST convention assumed by the missed-events theory of [HJC90] and
-        [CHS96]; see also [CS95]): in each sweep, the
-        first dwell is kept as it is; every later dwell shorter than ``t_res`` (strictly) is
-        unresolved, and its duration is added to the preceding resolved dwell (the current
-        one: a series of consecutive unresolved dwells all go to it); a resolved dwell
-        (``>= t_res``) of the same class as the current dwell is concatenated with it (the
-        brief excursion between them was missed); a resolved dwell of another class starts a
-        new dwell.  So every dwell after the first is ``>= t_res``, time is conserved, and
-        consecutive dwells are in different classes.  Classes are compared by identity (a
-        sublevel is a distinct class); a 2-class record reduces to the open/shut rule.  An
-        unresolved opening thus lengthens the shut period around it, and an unresolved shutting
-        joins the openings on either side into one apparent opening.
+        [CHS96]; see also [CS95]), applied to *observed dwells*: maximal runs of consecutive
+        dwells in classes of the same level (and open/shut kind), which no detector can tell
+        apart -- e.g. a separate class of long-lived shut states next to the other shut
+        class is one shut period.  In each sweep the first observed dwell is kept as it is;
+        every later one shorter than ``t_res`` (strictly; its total duration) is unresolved,
+        and its duration is added to the preceding resolved dwell (the current one: a series
+        of consecutive unresolved dwells all go to it); a resolved observed dwell
+        (``>= t_res``) at the level of the current one is concatenated with it (the brief
+        excursion between them was missed); a resolved one at another level starts a new
+        dwell.  So every observed dwell after the first is ``>= t_res``, time is conserved,
+        and consecutive observed dwells are at different levels.  Classes of different levels
+        are resolved separately (a sublevel is distinct from the main level); a 2-class
+        record reduces to the open/shut rule, which is also what HJCFIT/DCPROGS do with the
+        amplitudes of a recorded idealisation.  An unresolved opening thus lengthens the shut
+        period around it, and an unresolved shutting joins the openings on either side into
+        one apparent opening.
+
+        Within an observed dwell the classes are kept (so that :meth:`bursts` can still tell
+        a ``between`` class), with the unresolved time added to its last dwell: such a
+        resolved record's individual :meth:`dwells` may be shorter than ``t_res``, while its
+        :meth:`periods` (open and shut times) are the observed durations.
 
         A record that is already resolved is resolved again as it stands: a ``t_res`` not
         larger than the current one returns the record unchanged, a larger one applies the
@@ -868,9 +878,9 @@ class Record:
         statement of the rule that this kernel must match exactly.
 
         ``t_res`` is in seconds, like the record's durations: a ``t_res`` longer than every
-        dwell after a transition is refused (ValueError), and a UserWarning is given when the
-        resolved dwells (after the first of each sweep) look like milliseconds, by the rule
-        of :func:`fit_mixture` (Warns section there).
+        observed dwell after a transition is refused (ValueError), and a UserWarning is given
+        when the resolved observed dwells (after the first of each sweep) look like
+        milliseconds, by the rule of :func:`fit_mixture` (Warns section there).
         """
         t_res = _real("t_res", t_res, nonnegative=True)
         if t_res <= self.t_res:
@@ -878,23 +888,49 @@ class Record:
         # a t_res longer than every dwell that follows a transition leaves no transition at
         # all (each sweep becomes its first dwell): nothing is resolved, and almost always the
         # value was meant in other units (t_res = 50 meaning 50 us)
-        later = np.ones(self.n_dwells, bool)
-        later[self.offsets[:-1][self.offsets[:-1] < self.n_dwells]] = False
-        if later.any() and not np.any(self.duration[later] >= t_res):
+        obs = self._observed()
+        if obs[1].any() and not np.any(obs[0][obs[1]] >= t_res):
             raise ValueError(f"t_res={t_res:g} s is longer than every dwell of the record (the "
-                             f"longest after a transition is {self.duration[later].max():g} s): "
+                             f"longest after a transition is {obs[0][obs[1]].max():g} s): "
                              "no transition would be resolved.  t_res is in seconds (write "
                              "50 * ketacore.units.us)")
         s, d, c, off = _analysis.impose_resolution(self.start, self.duration, self.cls,
-                                                   self.offsets, t_res)
+                                                   self.offsets, self._observation_key(), t_res)
         out = Record(s, d, c, off, self.levels, open_classes=np.flatnonzero(self.is_open),
                      t_res=t_res, class_names=self.class_names, _trusted=True)
-        # a record in ms resolved at a t_res in s (its dwells after the first of each sweep,
-        # all >= t_res, are what fit_mixture and hjc_loglik would get)
-        keep = np.ones(out.n_dwells, bool)
-        keep[out.offsets[:-1][out.offsets[:-1] < out.n_dwells]] = False
-        _warn_if_units_mixed("Record.resolve", out.duration[keep], t_res, stacklevel=2)
+        # a record in ms resolved at a t_res in s (its observed dwells after the first of
+        # each sweep, all >= t_res, are what fit_mixture and hjc_loglik would get)
+        d_obs, later = out._observed()[:2]
+        _warn_if_units_mixed("Record.resolve", d_obs[later], t_res, stacklevel=2)
         return out
+
+    def _observation_key(self) -> np.ndarray:
+        """int64 key per class: classes with the same open/shut kind and level share a key
+        (a detector cannot tell them apart; :meth:`resolve`)."""
+        lv = self.levels + 0.0                      # -0.0 -> 0.0
+        pairs = np.stack((self.is_open.astype(float), lv), axis=1)
+        _, key = np.unique(pairs, axis=0, return_inverse=True)
+        return np.ascontiguousarray(key.reshape(-1), dtype=np.int64)
+
+    def _observed(self) -> tuple:
+        """(durations, later, is_open, sweep) of the observed dwells: maximal runs of
+        consecutive dwells of one sweep with the same observation key, summed left to right;
+        ``later`` is False for the first observed dwell of each sweep."""
+        n = self.n_dwells
+        if n == 0:
+            e = np.zeros(0)
+            return e, np.zeros(0, bool), np.zeros(0, bool), np.zeros(0, np.int64)
+        k = self._observation_key()[self.cls]
+        sweep = self.sweep
+        new = np.ones(n, bool)
+        new[1:] = (k[1:] != k[:-1]) | (sweep[1:] != sweep[:-1])
+        first = np.flatnonzero(new)
+        d = self.duration.copy() if first.size == n else \
+            _analysis.sum_runs(self.duration, np.ascontiguousarray(first, dtype=np.int64))
+        later = np.ones(first.size, bool)
+        later[1:] = sweep[first[1:]] == sweep[first[:-1]]
+        later[0] = False
+        return d, later, self.is_open[self.cls[first]], sweep[first]
 
     def hjc_groups(self, t_crit: Optional[float] = None) -> list:
         """Groups of resolved open and shut times for :func:`ketacore.theory.hjc_loglik`.
@@ -923,13 +959,14 @@ class Record:
         ValueError
             The record is not resolved (``t_res == 0``: the HJC likelihood needs the
             resolution, so call :meth:`resolve` first); ``t_crit`` not > ``t_res``; or the
-            dwells use more than one open or more than one shut class (a sublevel, or a
-            separate class of shut states).  The HJC theory has two classes, and
-            :meth:`resolve` treats each class separately (a brief sublevel between a shut
-            time and a main-level opening lengthens the shut time), which is not the
-            open/shut resolution the theory assumes: build the record with one open and one
-            shut class (``Record.from_events(log, classes=...)`` mapping every open state to
-            1 and every shut state to 0) before resolving it.
+            dwells use more than one open or more than one shut *level* (a sublevel).  The
+            HJC theory has two classes, and :meth:`resolve` treats each level separately (a
+            brief sublevel between a shut time and a main-level opening lengthens the shut
+            time), which is not the open/shut resolution the theory assumes: build the record
+            with one open level (``Record.from_events(log, classes=...)`` mapping every open
+            state to 1) before resolving it.  Several classes at one level (e.g. a class of
+            long-lived shut states, level 0, beside the other shut class) are fine: their
+            consecutive dwells form one observed interval, as in :meth:`resolve`.
         """
         if not self.t_res > 0:
             raise ValueError("hjc_groups: the record is not resolved (t_res = 0); the HJC "
@@ -940,25 +977,25 @@ class Record:
             if not t_crit > self.t_res:
                 raise ValueError(f"t_crit must be > t_res={self.t_res:g} s, got {t_crit!r}")
         used = np.unique(self.cls)
-        n_open = int(np.count_nonzero(self.is_open[used]))
-        if n_open > 1 or used.size - n_open > 1:
-            names = [self.class_names[int(k)] for k in used]
-            raise ValueError(f"hjc_groups: the dwells use classes {names}; the HJC likelihood "
-                             "has one open and one shut class, and resolving each class "
-                             "separately differs from resolving open/shut.  Build the record "
-                             "with one open and one shut class (e.g. Record.from_events(log, "
-                             "classes=...) mapping open states to 1 and shut states to 0), "
-                             "then resolve it")
-        n = self.n_dwells
+        key = self._observation_key()
+        n_open = np.unique(key[used[self.is_open[used]]]).size
+        n_shut = np.unique(key[used[~self.is_open[used]]]).size
+        if n_open > 1 or n_shut > 1:
+            names = [f"{self.class_names[int(k)]} ({self.levels[int(k)]:g})" for k in used]
+            raise ValueError(f"hjc_groups: the dwells use classes (levels) {names}: more than "
+                             "one open or shut level.  The HJC likelihood has one open and one "
+                             "shut class, and resolving each level separately differs from "
+                             "resolving open/shut.  Build the record with one open level "
+                             "(e.g. Record.from_events(log, classes=...) mapping every open "
+                             "state to 1), then resolve it")
+        d, later, is_open, sweep = self._observed()
+        n = d.size
         if n == 0:
             return []
-        is_open = self.is_open[self.cls]
-        sweep = self.sweep
         idx = np.arange(n)
-        inner = np.ones(n, bool)
-        nonempty = self.offsets[:-1] < self.offsets[1:]
-        inner[self.offsets[:-1][nonempty]] = False          # censored first dwells
-        inner[self.offsets[1:][nonempty] - 1] = False       # censored last dwells
+        inner = later.copy()                                # censored first dwells out
+        inner[:-1] &= later[1:]                             # censored last dwells out
+        inner[-1] = False
         cand = inner & is_open
         lo = np.full(self.n_sweeps, n, np.int64)
         hi = np.full(self.n_sweeps, -1, np.int64)
@@ -966,13 +1003,13 @@ class Record:
         np.maximum.at(hi, sweep[cand], idx[cand])
         keep = (idx >= lo[sweep]) & (idx <= hi[sweep])
         if t_crit is not None:
-            keep &= is_open | (self.duration <= t_crit)
+            keep &= is_open | (d <= t_crit)
         # kept dwells never neighbour across sweeps (each sweep's first and last are dropped)
         k = np.flatnonzero(keep)
         if k.size == 0:
             return []
         starts = np.flatnonzero(np.diff(k) > 1) + 1
-        return [np.array(g, dtype=np.float64) for g in np.split(self.duration[k], starts)]
+        return [np.array(g, dtype=np.float64) for g in np.split(d[k], starts)]
 
     # ------------------------------------------------------------------ bursts
     def bursts(self, t_crit: float = math.inf, *, between=None,
@@ -989,7 +1026,8 @@ class Record:
         Parameters
         ----------
         t_crit : float
-            Critical shut time (s), > 0 (``inf``: only ``between`` classes separate).
+            Critical shut time (s), > 0 and > the record's ``t_res`` (``inf``: only
+            ``between`` classes separate).
         between : class name(s)/index(es), optional
             Shut classes whose presence in a shut period makes it a between-burst gap.
         complete_only : bool
@@ -1042,6 +1080,10 @@ class Record:
         censored bursts, whose lengths are lower bounds.
         """
         t_crit = _real("t_crit", t_crit, positive=True, finite=False)
+        if not t_crit > self.t_res:
+            # every resolved shut period is >= t_res, so each would end a burst
+            raise ValueError(f"t_crit must be > the record's t_res={self.t_res:g} s (every "
+                             f"resolved shut time is >= t_res), got {t_crit!r}")
         bmask = np.zeros(self.n_classes, bool) if between is None else \
             self._class_mask(between, "between")
         if np.any(bmask & self.is_open):
