@@ -204,8 +204,8 @@ def _condition_rates(compiled, conds: np.ndarray, p0: np.ndarray) -> tuple[np.nd
     agonist) and above :data:`_DENSE_ESTIMATE_MAX_STATES` states, ``p0`` stands in for it."""
     key = (id(compiled), conds.tobytes(), p0.tobytes())
     hit = _RATE_CACHE.get(key)
-    if hit is not None:
-        return hit
+    if hit is not None and hit[0] is compiled:   # (an id is reused once its object is freed)
+        return hit[1]
     K, C = len(p0), len(conds)
     dense = K <= _DENSE_ESTIMATE_MAX_STATES  # else a dense K x K equilibrium costs more than it is worth
     rate, top = np.empty(C), np.zeros(C)
@@ -223,7 +223,7 @@ def _condition_rates(compiled, conds: np.ndarray, p0: np.ndarray) -> tuple[np.nd
     out = (rate, top)
     if len(_RATE_CACHE) > 64:
         _RATE_CACHE.clear()
-    _RATE_CACHE[key] = out
+    _RATE_CACHE[key] = (compiled, out)   # the reference keeps the id unique while cached
     return out
 
 
@@ -279,7 +279,7 @@ def _expected_transitions(compiled, durs, idx, conds, p0, horizon):
     """Rough expected number of transitions of one channel over [0, horizon] (cost model)."""
     key = (id(compiled), id(durs), id(p0), horizon)
     hit = _EXPECT_CACHE.get(key)
-    if hit is not None and hit[0] is durs and hit[1] is p0:
+    if hit is not None and hit[0] is durs and hit[1] is p0 and hit[3] is compiled:
         return hit[2]
     rate = _rate_estimate(None, compiled, conds, p0)
     ends = np.cumsum(durs)
@@ -287,7 +287,7 @@ def _expected_transitions(compiled, durs, idx, conds, p0, horizon):
     total = float(np.dot(np.clip(np.minimum(ends, horizon) - starts, 0.0, None), rate[idx]))
     if len(_EXPECT_CACHE) > 64:
         _EXPECT_CACHE.clear()
-    _EXPECT_CACHE[key] = (durs, p0, total)  # keeps durs/p0 alive so their ids stay unique
+    _EXPECT_CACHE[key] = (durs, p0, total, compiled)  # keeps them alive so their ids stay unique
     return total
 
 
@@ -507,7 +507,11 @@ def simulate(scheme: Scheme, protocol: Protocol | Step, dt: float, n_channels: i
     method : {"auto", "ssa", "population"}
         ``"ssa"``: per-channel event-driven simulation (Gillespie 1977,
         doi:10.1021/j100540a008); ``"population"``: multinomial update of the state counts with
-        ``P = expm(Q·dt)``, cost independent of ``n_channels``; ``"auto"``: the cheaper one.
+        ``P = expm(Q·dt)``, cost independent of ``n_channels``; ``"auto"``: the one with
+        the lower estimated cost for one trial, set-up included.  The choice depends on the
+        scheme, protocol, ``dt``, ``n_channels`` and ``initial`` only -- never on
+        ``n_trials``, ``trials``, ``n_threads`` or ``record`` -- so trials split over calls
+        get the bytes of one call (``result.method`` says which ran).
     rng : None, int, numpy.random.SeedSequence or numpy.random.Generator
         Root of the random streams (SPEC 7; see :mod:`ketacore._rng`).  The root entropy is
         stored in the result (``result.entropy``; ``rng=result.entropy`` reproduces the run).
@@ -671,11 +675,13 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     # equilibria are most of the planning on a long waveform).
     if method != "population":
         per_channel = _expected_transitions(compiled, durs, idx, conds, p0, (S - 1) * dt)
-        tables = _ssa_table_mask(_rate_estimate(None, compiled, conds, p0), durs, idx, float(N) * n_tr, K)
+        rates = _rate_estimate(None, compiled, conds, p0)
+        tables = _ssa_table_mask(rates, durs, idx, float(N) * n_tr, K)
         n_tables = int(np.count_nonzero(tables))
-        ssa_build = n_tables * K * 512 * _COST_TABLE + len(conds) * K * _COST_COND_STATE  # one thread
-        ssa_cost = (n_tr * (N * (per_channel * _COST_EVENT + _COST_CHANNEL + n_cross * _COST_CROSSING)
-                            + S * K * _COST_SAMPLE) + ssa_build)
+        ssa_trial = N * (per_channel * _COST_EVENT + _COST_CHANNEL + n_cross * _COST_CROSSING) + S * K * _COST_SAMPLE
+        ssa_cond = len(conds) * K * _COST_COND_STATE        # exit tables, one thread
+        ssa_build = n_tables * K * 512 * _COST_TABLE + ssa_cond   # one thread
+        ssa_cost = n_tr * ssa_trial + ssa_build
     # population matrices: counted exactly (the C++ schedule: one per distinct sequence of
     # pieces of a straddled interval, which boundary triples undercount when a waveform is
     # sampled off the grid) unless the grid is too long to walk here
@@ -686,10 +692,17 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
         n_keys = _core.population_keys(compiled, durs, idx, conds, dt, S)[0]
     else:
         n_keys = len(conds) + n_straddle + 1
-    pop_cost = (n_tr * ((S - 1) * K * (K - 1) * _COST_BINOMIAL + S * K * _COST_SAMPLE)
-                + n_keys * K**3 * _COST_EXPM_K3)
+    pop_trial = (S - 1) * K * (K - 1) * _COST_BINOMIAL + S * K * _COST_SAMPLE
+    pop_cost = n_tr * pop_trial + n_keys * K**3 * _COST_EXPM_K3
     if method == "auto":
-        chosen = "ssa" if ssa_cost <= pop_cost else "population"
+        # the choice decides the bytes, so it is made for ONE trial (its set-up included) and
+        # never depends on n_trials: trials split over calls, chunks or workers get the method
+        # (and so the bytes) of one call.  (The jump tables change speed, not results; here
+        # counted as one trial would build them.)
+        tables_1 = int(np.count_nonzero(_ssa_table_mask(rates, durs, idx, float(N), K)))
+        ssa_1 = ssa_trial + tables_1 * K * 512 * _COST_TABLE + ssa_cond
+        pop_1 = pop_trial + n_keys * K**3 * _COST_EXPM_K3
+        chosen = "ssa" if ssa_1 <= pop_1 else "population"
     else:
         chosen = method
     if chosen == "ssa" and N > 2**40:
