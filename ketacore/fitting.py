@@ -248,7 +248,8 @@ class HJCFit:
         xtol = _positive("xtol", xtol)
         if isinstance(max_evaluations, bool) or not isinstance(max_evaluations, numbers.Integral) \
                 or max_evaluations < 1:
-            raise ValueError(f"max_evaluations must be a positive integer, got {max_evaluations!r}")
+            raise ValueError("max_evaluations must be a positive integer, got "
+                             f"{_V.plain(max_evaluations)}")
         # free rates, and MR-set or constrained ones that follow some free rate
         allowed = [k for k in self.kinds if k in self.free or
                    (self.kinds[k] in ("mr", "constrained") and prof.A is not None
@@ -307,7 +308,7 @@ class HJCFit:
 def _check_key(what: str, key, keys) -> str:
     if not isinstance(key, str):
         raise TypeError(f"{what}: transitions are named 'SRC->DST' strings, got "
-                        f"{type(key).__name__} ({key!r})")
+                        f"{type(key).__name__} ({_V.plain(key)})")
     if key not in keys:
         raise ValueError(f"{what}: unknown transition {key!r}; transitions are {list(keys)}")
     return key
@@ -370,7 +371,7 @@ def _mr_plan(scheme: Scheme, mr) -> dict:
     if n_cycles == 0:
         if mr is not True:
             raise ValueError(f"mr: the scheme has no cycle, so no rate can be set by "
-                             f"microscopic reversibility; got {mr!r} (use mr=False)")
+                             f"microscopic reversibility; got {_V.plain(mr)} (use mr=False)")
         return {}
     if mr is True:
         # spanning tree from the last-listed connection backwards: each remaining (chord)
@@ -712,13 +713,18 @@ def _data_sets(data, t_crit) -> list:
                             f"{type(data).__name__}") from None
     if not items:
         raise ValueError("data is empty: give at least one (groups, conditions) pair")
+    # a list [groups, conditions(, t_crit)] is read as a list of data sets: say so
+    pair_hint = ("; a single (groups, conditions) pair must be a tuple, "
+                 "data=(groups, {...}), not a list: a list is read as a list of data sets"
+                 if isinstance(data, list) and len(data) in (2, 3)
+                 and isinstance(data[1], Mapping) else "")
     out = []
     for i, it in enumerate(items):
         if not (isinstance(it, (tuple, list)) and len(it) in (2, 3)
                 and isinstance(it[1], Mapping)):
             raise TypeError(f"data[{i}] must be (groups, conditions) or (groups, conditions, "
                             f"t_crit) with conditions a dict such as {{'agonist': 1e-6}}, got "
-                            f"{type(it).__name__}")
+                            f"{type(it).__name__}" + (pair_hint if i == 0 else ""))
         tc = it[2] if len(it) == 3 else t_crit
         out.append((it[0], dict(it[1]), tc))
     return out
@@ -1038,7 +1044,8 @@ def fit_hjc(scheme: Scheme, data, *, t_res=None, t_crit=None, free=None, fixed=N
         ``t_crit`` are used, and its ``t_res`` is the set's resolution), and ``conditions`` a
         dict of keyword conditions for the scheme, e.g. ``{"agonist": 1e-6}`` (M; also ``V``,
         ``temperature``).  A third element gives that set's own critical shut time (s, or
-        ``None`` for no CHS vectors), overriding ``t_crit``.
+        ``None`` for no CHS vectors), overriding ``t_crit``.  A single pair must be a
+        tuple: a list is read as a list of data sets (the TypeError then says so).
     t_res : float or sequence of float, optional
         Resolution (s) the records were resolved at: one value for every data set, or one
         per data set in the order of ``data`` (as HJCFIT allows; each set's likelihood then
@@ -1139,6 +1146,11 @@ def fit_hjc(scheme: Scheme, data, *, t_res=None, t_crit=None, free=None, fixed=N
         A free rate ended on the search box (``box``), or the fit did not converge (an
         optimiser stopped at ``max_evaluations`` or failed, or the Newton decrement at the end
         is >= 1e-2): ``HJCFit.converged`` is False and ``HJCFit.message`` says why.
+    UserWarning
+        Once per data set, before the fit (never per evaluation): the warnings of
+        :func:`ketacore.theory.hjc_loglik` on its groups, "fit_hjc: data[i]: ...": durations
+        that look like milliseconds given with ``t_res`` in seconds, or shut times inside
+        the groups longer than the set's ``t_crit`` (groups not split at ``t_crit``).
 
     Notes
     -----
@@ -1170,7 +1182,7 @@ def fit_hjc(scheme: Scheme, data, *, t_res=None, t_crit=None, free=None, fixed=N
         raise TypeError(f"scheme must be a ketacore Scheme or a model name, got "
                         f"{type(scheme).__name__}")
     if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+        raise ValueError(f"method must be one of {_METHODS}, got {_V.plain(method)}")
     if isinstance(mr, (str, bytes)):
         mr = [mr]
     if isinstance(mr, np.bool_):
@@ -1183,7 +1195,8 @@ def fit_hjc(scheme: Scheme, data, *, t_res=None, t_crit=None, free=None, fixed=N
                             f"{type(mr).__name__}") from None
     if isinstance(max_evaluations, bool) or not isinstance(max_evaluations, numbers.Integral) \
             or max_evaluations < 1:
-        raise ValueError(f"max_evaluations must be a positive integer, got {max_evaluations!r}")
+        raise ValueError("max_evaluations must be a positive integer, got "
+                         f"{_V.plain(max_evaluations)}")
     gtol = _positive("gtol", gtol)
     box = _positive("box", box)
     if not box > 1:
@@ -1236,11 +1249,15 @@ def fit_hjc(scheme: Scheme, data, *, t_res=None, t_crit=None, free=None, fixed=N
         if not hasattr(groups, "__len__"):
             groups = list(groups)                   # an iterator: read it once
         try:
-            _th.hjc_loglik(trial, groups, t_res=tr, t_crit=tc,
-                           exact_intervals=exact_intervals, **cond)
+            # hjc_loglik's checks and value (without its warnings, given once below)
+            args = _th._hjc_loglik_args(trial, groups, tr, tc, None, None, exact_intervals,
+                                        cond)
+            _th._hjc_loglik_checked(*args)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"data[{i}]: {exc}") from None
-        gs = _th._check_hjc_groups(groups, float(tr))   # (packed once for every evaluation)
+        gs = args[6]                                # (packed once for every evaluation)
+        # hjc_loglik's warnings (units, groups not split at t_crit), once per data set here
+        _th._warn_hjc_groups(f"fit_hjc: data[{i}]", gs, args[3], args[4], stacklevel=2)
         n_intervals += int(gs.lens.sum())
         checked.append((gs, cond, tc))
     t_res_sets = [float(tr) for tr in t_res_sets]
@@ -1354,9 +1371,9 @@ def fit_hjc(scheme: Scheme, data, *, t_res=None, t_crit=None, free=None, fixed=N
     fitted = scheme.with_rates(**{k: replace(t.rate, k0=float(v))
                                   for k, t, v in zip(keys, trans, k_fit)})
     loglik = 0.0
-    for (gs, cond, tc), tr in zip(checked, t_res_sets):
-        loglik += _th.hjc_loglik(fitted, gs, t_res=tr, t_crit=tc,
-                                 exact_intervals=exact_intervals, **cond)
+    for (gs, cond, tc), tr in zip(checked, t_res_sets):   # (hjc_loglik without its warnings)
+        loglik += _th._hjc_loglik_checked(*_th._hjc_loglik_args(
+            fitted, gs, tr, tc, None, None, exact_intervals, cond))
     rates = {k: float(t.rate.k0) for k, t in zip(keys, fitted.transitions)}
     se = {}
     var_all = np.einsum("ij,jk,ik->i", params.A, cov_log, params.A) if pd else None

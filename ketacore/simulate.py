@@ -305,8 +305,9 @@ class SimulationResult:
         Exact sum of the counts over trials (an object array of Python ints when
         n_trials × n_channels ≥ 2**63 with ``record="counts"``, where int64 would wrap).
     sum_sq_counts : ndarray, shape (n_samples, n_states)
-        Exact sum of squared counts over trials: uint64 when it fits, otherwise an object array
-        of Python ints.
+        Exact sum of squared counts over trials: uint64 when ``n_trials × n_channels² < 2**64``
+        (so that it always fits), otherwise an object array of Python ints -- the same for
+        ``record="counts"`` and ``"summary"``.
     mean, var : ndarray, shape (n_samples, n_states)
         Mean and unbiased variance (ddof=1; NaN for one trial) of the counts over trials,
         computed from the exact integer sums.
@@ -371,21 +372,29 @@ class SimulationResult:
     @property
     def metadata(self) -> dict:
         return {"method": self.method, "record": self.record, "entropy": self.entropy,
-                "trials": self.trials, "n_channels": self.n_channels, "dt": self.dt,
-                "scheme": self.scheme.name, "version": self.version}
+                "trials": self.trials, "n_trials": self.n_trials, "n_channels": self.n_channels,
+                "dt": self.dt, "scheme": self.scheme.name, "version": self.version}
 
     # ----------------------------------------------------------------- summaries
     def _exact_sums(self):
         if self._sums is None:
-            c = self.counts.astype(np.int64)
-            if self.n_trials * self.n_channels >= 2**63:  # the int64 sum would wrap: Python ints
+            c = self.counts
+            n, N = self.n_trials, self.n_channels
+            if n * N >= 2**63 or _sq_object(n, N):   # int64/uint64 would wrap: Python ints
                 s = c.astype(object).sum(axis=0)
-            else:
-                s = c.sum(axis=0)
-            if self.n_trials * self.n_channels**2 >= 2**63:  # exact in Python ints
                 q = (c.astype(object) ** 2).sum(axis=0)
             else:
-                q = (c * c).sum(axis=0)
+                # exact in int64 (sums) and uint64 (squares: n N^2 < 2^64), trial blocks of
+                # <= ~2**21 cells so that the temporaries stay small beside the counts
+                sq = np.uint64 if n * N * N >= 2**63 else np.int64
+                s = np.zeros(c.shape[1:], np.int64)
+                q = np.zeros(c.shape[1:], sq)
+                step = max(1, (1 << 21) // max(1, c[0].size))
+                for i in range(0, n, step):
+                    b = c[i:i + step].astype(sq)
+                    s += b.sum(axis=0, dtype=np.int64)
+                    b *= b
+                    q += b.sum(axis=0, dtype=sq)
             self._sums = (s, q)
         return self._sums
 
@@ -449,6 +458,14 @@ class SimulationResult:
         except ImportError:  # pragma: no cover - optional dependency
             raise ImportError("to_xarray() needs xarray: pip install 'ketacore[xarray]'") from None
         attrs = {k: (str(v) if k in ("entropy",) else v) for k, v in self.metadata.items() if k != "trials"}
+        if self.counts is None:
+            # summaries keep no per-trial axis: say which trials they cover (a range when the
+            # indices are consecutive, as from n_trials/trial_offset)
+            t = self.trials
+            if t.size and int(t[-1]) - int(t[0]) == t.size - 1 and np.all(np.diff(t.astype(np.int64)) == 1):
+                attrs["trials"] = f"range({int(t[0])}, {int(t[-1]) + 1})"
+            elif t.size <= 4096:
+                attrs["trials"] = " ".join(str(int(x)) for x in t)
         coords = {"time": self.time, "state": list(self.states)}
         if self.counts is not None:
             coords["trial"] = self.trials
@@ -608,7 +625,7 @@ class _Plan:
 
     __slots__ = ("scheme", "protocol", "dt", "S", "N", "chosen", "record", "trial_idx", "durs", "idx",
                  "conds", "p0", "compiled", "threads_used", "summary", "wide", "background", "cacheable",
-                 "core", "template", "need", "tables", "pop_budgets", "memory_check")
+                 "core", "template", "need", "tables", "pop_budgets", "memory_check", "sq_object")
 
     def run(self, protocol_arg: Any, entropy: Any, words: list) -> "SimulationResult":
         out = self.core(self.chosen, self.compiled, self.durs, self.idx, self.conds, self.dt, self.S,
@@ -628,7 +645,8 @@ class _Plan:
         d["trials"] = self.trial_idx.copy() if self.cacheable else self.trial_idx
         if self.summary:
             s, lo, hi = out
-            if _count_nonzero(hi):  # (much cheaper than hi.any() on small arrays)
+            # object exactly when record="counts" gives object (the bound n*N**2, not the data)
+            if self.sq_object:
                 q = hi.astype(object) * (1 << 64) + lo.astype(object)
             else:
                 q = lo
@@ -638,8 +656,13 @@ class _Plan:
         return r
 
 
+def _sq_object(n_trials: int, n_channels: int) -> bool:
+    """Whether the exact sums of squared counts can exceed uint64 (n N^2 >= 2^64): then they
+    are Python ints, for ``record="counts"`` and ``"summary"`` alike."""
+    return n_trials * n_channels * n_channels >= 2**64
+
+
 _new_result = object.__new__
-_count_nonzero = np.count_nonzero
 
 
 def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initial, trials, trial_offset,
@@ -714,8 +737,10 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
             raise ValueError(
                 f"method='ssa' would carry out about {events:.3g} transitions (n_trials={n_tr} x "
                 f"n_channels={N} x {per_channel:.3g} per channel), more than {MAX_SSA_EVENTS:.0e} "
-                f"(~{MAX_SSA_EVENTS * _COST_EVENT / 86400:.0f} days on one core); split the trials "
-                "over calls (trials=/trial_offset=) or use method='population'")
+                f"(~{MAX_SSA_EVENTS * _COST_EVENT / 86400:.0f} days on one core); "
+                + ("split the trials over calls (trials=/trial_offset=) or use method='population'"
+                   if n_tr > 1 else "use method='population' (its cost does not grow with the "
+                   "channels' transitions), a shorter protocol or fewer channels"))
 
     # ----- memory plan (refuse before running)
     wide = N > _INT32_MAX
@@ -772,6 +797,7 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     plan.threads_used = threads if est > _PARALLEL_ABOVE else 1
     plan.summary = record == "summary"
     plan.wide = wide
+    plan.sq_object = _sq_object(n_tr, N)
     # (a cost that is not a finite number, say from an unusual rate estimate, runs cancellable;
     # ssa's tables are built on one thread before the trials run in parallel)
     serial = ssa_build if chosen == "ssa" else 0.0
@@ -860,10 +886,12 @@ def _check_plan_memory(memory_check: tuple) -> None:
 class EventLog:
     """Single-channel event records from :func:`simulate_events`.
 
-    ``log[i]`` is ``(times, states)`` of trial ``log.trials[i]``: ``times`` (float64, s) are the
-    instants the channel entered ``states`` (int32 indices into ``log.state_names``); entry 0 is
-    ``(0.0, initial state)``.  The record ends at ``log.t_end`` (the protocol duration), so the
-    last dwell is censored.
+    ``log[i]`` is ``(times, states)`` of the trial at *position* ``i`` of the log, whose trial
+    index is ``log.trials[i]``: ``times`` (float64, s) are the instants the channel entered
+    ``states`` (int32 indices into ``log.state_names``); entry 0 is ``(0.0, initial state)``.
+    The record ends at ``log.t_end`` (the protocol duration), so the last dwell is censored.
+    ``log[a:b]`` (a slice, or a sequence of positions) is an EventLog of those trials.  The
+    ``i`` of :meth:`dwells`, :meth:`open_dwells` and :meth:`shut_dwells` is a position too.
 
     Attributes
     ----------
@@ -890,8 +918,27 @@ class EventLog:
     def __len__(self) -> int:
         return len(self.times)
 
-    def __getitem__(self, i: int):
-        return self.times[i], self.states[i]
+    def _pos(self, i) -> int:
+        """Position ``i`` (an int, negative from the end) checked against the log's length."""
+        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (numbers.Integral, np.integer)):
+            raise TypeError(f"EventLog: a trial position must be an integer in [0, {len(self)}) "
+                            f"(or a slice), got {type(i).__name__}")
+        n = len(self)
+        if not -n <= int(i) < n:
+            raise IndexError(f"EventLog: position {int(i)} is out of range for {n} trial(s): "
+                             "positions are 0 .. len(log) - 1; the trial indices are "
+                             f"log.trials ({V_.plain(self.trials[:8])}{' ...' if n > 8 else ''})")
+        return int(i)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice) or (not isinstance(i, (numbers.Integral, np.integer))
+                                    and isinstance(i, (Sequence, np.ndarray))):
+            pos = range(len(self))[i] if isinstance(i, slice) else [self._pos(x) for x in i]
+            return EventLog([self.times[k] for k in pos], [self.states[k] for k in pos], self.t_end,
+                            self.entropy, self.trials[np.asarray(list(pos), dtype=np.int64)],
+                            self.scheme)
+        k = self._pos(i)
+        return self.times[k], self.states[k]
 
     def __iter__(self):
         return iter(zip(self.times, self.states))
@@ -902,8 +949,10 @@ class EventLog:
         return np.array([len(t) - 1 for t in self.times])
 
     def dwells(self, i: int = 0, *, include_last: bool = False):
-        """Dwell durations (s) and the state of each dwell for trial ``i``.  The final, censored
-        dwell is dropped unless ``include_last``."""
+        """Dwell durations (s) and the state of each dwell for the trial at position ``i`` of
+        the log (trial index ``log.trials[i]``).  The final, censored dwell is dropped unless
+        ``include_last``."""
+        i = self._pos(i)
         t, s = self.times[i], self.states[i]
         ends = np.append(t[1:], self.t_end)
         d, st = ends - t, s
@@ -912,7 +961,8 @@ class EventLog:
         return d, st
 
     def open_dwells(self, i: int = 0, *, include_first: bool = False, include_last: bool = False):
-        """Durations (s) of sojourns in the open (conducting) subset of trial ``i``; consecutive
+        """Durations (s) of sojourns in the open (conducting) subset of the trial at position
+        ``i`` (trial index ``log.trials[i]``); consecutive
         dwells in different open states are merged into one opening.  The first sojourn (begun
         before t = 0) and the last (censored at ``t_end``) are dropped unless asked for."""
         return self._sojourns(i, self.scheme.open_mask, include_first, include_last)
@@ -922,6 +972,7 @@ class EventLog:
         return self._sojourns(i, ~self.scheme.open_mask, include_first, include_last)
 
     def _sojourns(self, i, mask, include_first, include_last):
+        i = self._pos(i)
         t, s = self.times[i], self.states[i]
         inside = mask[s]
         change = np.flatnonzero(np.diff(inside.astype(np.int8)) != 0) + 1
@@ -976,6 +1027,11 @@ def simulate_events(scheme: Scheme, protocol: Protocol | Step, n_trials: int | N
     """
     scheme = _models.as_scheme(scheme)
     protocol = _check_scheme_protocol(scheme, protocol)
+    if isinstance(n_trials, (float, np.floating)):
+        # simulate(scheme, protocol, dt, ...) takes dt third; simulate_events takes n_trials
+        raise TypeError(f"simulate_events: n_trials must be an integer, got float ({n_trials!r}); "
+                        "its third argument is n_trials, not dt as in simulate() -- event logs "
+                        "have no sampling grid")
     trial_idx = _resolve_trials(n_trials, trials, trial_offset)
     threads = _resolve_threads(n_threads)
     if max_events is not None:

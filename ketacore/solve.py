@@ -98,11 +98,20 @@ def initial_distribution(scheme: Scheme, initial: Any, protocol: Protocol | None
                         f"or an occupancy vector of length {K}, got {initial!r}")
     if p.shape != (K,):
         raise ValueError(f"initial vector must have shape ({K},), got {p.shape}")
-    if not np.all(np.isfinite(p)) or np.any(p < 0):
-        raise ValueError("initial vector must be finite and non-negative")
-    if abs(p.sum() - 1.0) > 1e-9:
-        raise ValueError(f"initial vector must sum to 1, sums to {p.sum()!r}")
-    return p / p.sum()
+    vals = p.tolist()
+    bad = next((v for v in vals if not (0.0 <= v < math.inf)), None)
+    if bad is not None:
+        raise ValueError("initial vector must be finite, non-negative and sum to 1, "
+                         f"got an entry {V_.plain(bad)}")
+    tot = math.fsum(vals)
+    # a vector normalised in its own precision (e.g. float32) sums to 1 within ~K eps of it
+    eps = float(np.finfo(raw.dtype).eps) if raw.dtype.kind == "f" else 0.0
+    tol = max(1e-9, 4.0 * K * eps)
+    if not abs(tot - 1.0) <= tol:
+        raise ValueError("initial vector must be finite, non-negative and sum to 1, "
+                         f"got sum {V_.plain(tot)}, min {V_.plain(min(vals))}"
+                         + (f" (tolerance {tol:.3g} for dtype {raw.dtype})" if tol > 1e-9 else ""))
+    return p / tot
 
 
 def _equilibrium(scheme: Scheme, cond: dict, where: str) -> np.ndarray:

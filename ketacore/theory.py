@@ -837,13 +837,14 @@ def validate_q(Q, name: str = "Q") -> np.ndarray:
     off = arr - np.diag(np.diag(arr))
     if np.any(off < 0):
         i, j = np.argwhere(off < 0)[0]
-        raise ValueError(f"{name}[{i}, {j}] = {arr[i, j]!r}: off-diagonal rates must be >= 0")
+        raise ValueError(f"{name}[{i}, {j}] = {_V.plain(arr[i, j])}: off-diagonal rates must "
+                         "be >= 0")
     rowsum = arr.sum(axis=1)
     scale = np.abs(arr).sum(axis=1)
     bad = np.abs(rowsum) > ROW_SUM_RTOL * scale
     if np.any(bad):
         i = int(np.argmax(bad))
-        raise ValueError(f"row {i} of {name} sums to {rowsum[i]!r}, not 0 "
+        raise ValueError(f"row {i} of {name} sums to {_V.plain(rowsum[i])}, not 0 "
                          f"(tolerance {ROW_SUM_RTOL:g} x {scale[i]:g}); q_ii must be "
                          f"-sum of the other rates in the row")
     return arr
@@ -944,7 +945,7 @@ def _resolve_indices(spec, k: int, states, what: str = "states") -> np.ndarray:
     except TypeError:
         raise TypeError(f"{what} must be a state name (str), an index (int), a list of them or "
                         f"a boolean mask of length {k}, got {type(spec).__name__} "
-                        f"({spec!r})") from None
+                        f"({_V.plain(spec)})") from None
     out = []
     for item in items:
         if isinstance(item, (bool, np.bool_)):
@@ -957,16 +958,17 @@ def _resolve_indices(spec, k: int, states, what: str = "states") -> np.ndarray:
             out.append(i % k)
         elif isinstance(item, str):
             if states is None:
-                raise ValueError(f"{what}: state name {item!r} given but the states are "
+                raise ValueError(f"{what}: state name {_V.plain(item)} given but the states are "
                                  "unnamed (pass names=[...] with a raw Q)")
             if item not in states:
-                raise ValueError(f"{what}: unknown state {item!r}; states are {list(states)}")
+                raise ValueError(f"{what}: unknown state {_V.plain(item)}; states are "
+                                 f"{list(states)}")
             out.append(states.index(item))
         else:
             raise TypeError(f"{what}: states must be given by name (str) or index (int), "
                             f"got {type(item).__name__}")
     if len(set(out)) != len(out):
-        raise ValueError(f"{what}: duplicate states in {items!r}")
+        raise ValueError(f"{what}: duplicate states in {_V.plain(items)}")
     return np.array(sorted(out), dtype=int)
 
 
@@ -2193,11 +2195,12 @@ class ApparentDwellTimes:
 def _check_t_res(t_res) -> float:
     if isinstance(t_res, bool) or not isinstance(t_res, (numbers.Real, np.floating, np.integer)):
         raise TypeError(f"t_res must be a real number (time resolution in s), got "
-                        f"{type(t_res).__name__} ({t_res!r})")
+                        f"{type(t_res).__name__} ({_V.plain(t_res)})")
     v = float(t_res)
     if not math.isfinite(v) or not v > 0:
-        raise ValueError(f"t_res must be a finite time resolution > 0 (s), got {t_res!r}; for "
-                         "the ideal record (no missed events) use dwell_times")
+        raise ValueError("t_res must be a finite time resolution > 0 (s), got "
+                         f"{_V.plain(t_res)}; for the ideal record (no missed events) use "
+                         "dwell_times")
     if v >= MAX_T_RES:
         raise ValueError(f"t_res={v:g} s is not a recording resolution (they are 10-500 us; "
                          f"t_res must be < {MAX_T_RES:g} s): t_res is in seconds, write e.g. "
@@ -2261,9 +2264,11 @@ def apparent_dwell_times(model, states="open", *, t_res, open=None, names=None,
         Time resolution (dead time) (s), ``0 < t_res < 1`` (write ``50 * us``: a value of 1 or
         more is taken for microseconds passed as seconds and refused), and at most
         ``MAX_T_RES_RATE / max|q_ii|`` (``t_res`` times the fastest rate of leaving a state at
-        most ln(1/eps) = 36.04, see :data:`MAX_T_RES_RATE`; 1.9 ms for CH82, whose fastest
-        rate is 1.9e4 s^-1): beyond it the missed-events computation is not reliable in
-        double precision and is refused before it starts.
+        most ln(1/eps) = 36.04, see :data:`MAX_T_RES_RATE`; for CH82 at 0.01-10 uM agonist,
+        whose fastest rate there is 1.9e4 s^-1, 1.9 ms -- the same up to about 30 uM, then
+        shorter as the agonist binding rates take over: 0.68 ms at 100 uM, 72 us at 1 mM
+        agonist, fastest rate 5.0e5 s^-1): beyond it the missed-events computation is not
+        reliable in double precision and is refused before it starts.
     open, names : for a raw Q, as for :func:`dwell_times`.
     exact_intervals : int
         Number of ``t_res``-long pieces (1 to 10) on which the exact pdf is used: the exact form
@@ -2619,11 +2624,11 @@ def _check_t_crit(t_crit, tau: float) -> Optional[float]:
     if isinstance(t_crit, bool) or not isinstance(t_crit, (numbers.Real, np.floating,
                                                            np.integer)):
         raise TypeError(f"t_crit must be None or a real number (critical shut time in s), got "
-                        f"{type(t_crit).__name__} ({t_crit!r})")
+                        f"{type(t_crit).__name__} ({_V.plain(t_crit)})")
     v = float(t_crit)
     if not math.isfinite(v) or not v > tau:
         raise ValueError(f"t_crit must be a finite critical shut time > t_res={tau:g} s (in "
-                         f"s), got {t_crit!r}")
+                         f"s), got {_V.plain(t_crit)}")
     return v
 
 
@@ -2705,7 +2710,7 @@ def _hjc_group_array(i: int, g, hint: str) -> np.ndarray:
     """One group of :func:`hjc_loglik` as a 1-D float array (type, dtype and shape checked)."""
     if g is None or isinstance(g, (str, bytes, numbers.Number, np.generic)):
         raise TypeError(f"groups[{i}] must be a 1-D array of interval durations (s), got "
-                        f"{type(g).__name__} ({g!r}); {hint} (pass [durations] for a "
+                        f"{type(g).__name__} ({_V.plain(g)}); {hint} (pass [durations] for a "
                         "single group)")
     try:
         arr = np.asarray(g)
@@ -2720,7 +2725,7 @@ def _hjc_group_array(i: int, g, hint: str) -> np.ndarray:
     return arr.astype(float)
 
 
-def hjc_loglik(model, groups, *, t_res, t_crit=None, open=None, names=None,
+def hjc_loglik(model, groups, *, t_res=None, t_crit=None, open=None, names=None,
                exact_intervals: int = 2, **conditions) -> float:
     """Log-likelihood of a resolved single-channel record with missed events: the HJC
     likelihood maximised by HJCFIT [HJC90, HJC92, CHS96].
@@ -2749,18 +2754,26 @@ def hjc_loglik(model, groups, *, t_res, t_crit=None, open=None, names=None,
     ----------
     model : Scheme or (K, K) array_like
         As for :func:`apparent_dwell_times`; the two classes are the open and the shut states.
-    groups : sequence of 1-D array_like
+    groups : sequence of 1-D array_like, or Record
         Interval durations (s) of each group, alternating open and shut, starting and ending
         with an opening (odd length), all ``>= t_res``; e.g.
         ``Record.resolve(t_res).hjc_groups(t_crit)``
-        (:meth:`ketacore.analysis.Record.hjc_groups`).
-    t_res : float
+        (:meth:`ketacore.analysis.Record.hjc_groups`).  Or a resolved
+        :class:`ketacore.analysis.Record`, as :func:`ketacore.fitting.fit_hjc` takes one:
+        its ``hjc_groups(t_crit)`` are used at its own resolution ``rec.t_res``, so
+        ``hjc_loglik(m, rec, t_crit=tc)`` equals
+        ``hjc_loglik(m, rec.hjc_groups(tc), t_res=rec.t_res, t_crit=tc)`` exactly.
+    t_res : float, optional
         Time resolution (dead time) the record was resolved at (s), ``0 < t_res < 1`` and
         ``t_res * max|q_ii| <=`` :data:`MAX_T_RES_RATE` (= ln(1/eps) = 36.04), as for
-        :func:`apparent_dwell_times`.
+        :func:`apparent_dwell_times`.  Required with groups; with a Record it may be
+        omitted (the record's is used), and a value given must equal the record's (to a
+        relative 1e-9; a ValueError names both, as in fit_hjc).
     t_crit : float, optional
-        Critical shut time (s), ``> t_res``: use the CHS start and end vectors.  The shut
-        times inside the groups are not checked against it.
+        Critical shut time (s), ``> t_res``: use the CHS start and end vectors.  The groups
+        should be separated by shut times longer than ``t_crit`` and hold none (as
+        ``Record.hjc_groups(t_crit)`` splits them); a shut time inside the groups longer
+        than ``t_crit`` gets a UserWarning (see Warns).
     open, names : for a raw Q, as for :func:`dwell_times`.
     exact_intervals : int
         Number of ``t_res``-long pieces (1 to 10) on which the exact ``eG`` is used, as for
@@ -2789,6 +2802,21 @@ def hjc_loglik(model, groups, *, t_res, t_crit=None, open=None, names=None,
         ``-inf`` as above).  :func:`ketacore.fitting.fit_hjc` takes a ValueError at trial rates as an
         infinite objective, so rates that push ``t_res * max|q_ii|`` over the limit are
         simply avoided by the fit (a ``t_res`` over it at the starting rates is refused).
+        ``t_res`` missing with groups (TypeError).  With a Record: not resolved
+        (``t_res = 0``), ``t_res`` given but not the record's ("the Record was resolved at
+        t_res=... s but hjc_loglik was given t_res=... s; they must be equal"), no group
+        (no opening with both ends observed), or the errors of
+        :meth:`ketacore.analysis.Record.hjc_groups` (e.g. more than one open level).
+
+    Warns
+    -----
+    UserWarning
+        Once per call, not per group: when the pooled durations look like milliseconds given
+        with ``t_res`` in seconds (the rule of :func:`ketacore.analysis.fit_mixture` and
+        :meth:`ketacore.analysis.Record.resolve`); and when ``t_crit`` is given and shut
+        times inside the groups (odd positions) are longer than it (the message gives their
+        number and the longest, in s): the groups were not split at ``t_crit``, which the
+        CHS vectors assume (pass ``Record.hjc_groups(t_crit)`` with the same ``t_crit``).
 
     Notes
     -----
@@ -2821,6 +2849,50 @@ def hjc_loglik(model, groups, *, t_res, t_crit=None, open=None, names=None,
     doi:10.1098/rstb.1992.0116; [CHS96] Colquhoun, Hawkes & Srodzinski (1996) Phil Trans R
     Soc Lond A 354:2555-2590, doi:10.1098/rsta.1996.0115.
     """
+    from .analysis import Record
+    if isinstance(groups, Record):
+        groups, t_res, t_crit = _hjc_record_groups(groups, t_res, t_crit)
+    elif t_res is None:
+        raise TypeError("hjc_loglik: t_res is required (the resolution in s the groups were "
+                        "resolved at); it may be omitted only when groups is a resolved Record")
+    args = _hjc_loglik_args(model, groups, t_res, t_crit, open, names, exact_intervals,
+                            conditions)
+    _warn_hjc_groups("hjc_loglik", args[6], args[3], args[4], stacklevel=2)
+    return _hjc_loglik_checked(*args)
+
+
+def _hjc_record_groups(rec, t_res, t_crit) -> tuple:
+    """``(groups, t_res, t_crit)`` for :func:`hjc_loglik` from a Record, by the rules of
+    :func:`ketacore.fitting.fit_hjc` for a data set given as a Record: it must be resolved; a
+    real ``t_res`` must equal ``rec.t_res`` (relative 1e-9) and is replaced by it, ``None``
+    means ``rec.t_res`` (any other ``t_res`` is left for :func:`_check_t_res` to refuse);
+    the groups are ``rec.hjc_groups(t_crit)`` and there must be at least one."""
+    if not rec.t_res > 0:
+        raise ValueError("hjc_loglik: the Record is not resolved (t_res = 0): call "
+                         ".resolve(t_res) first (t_res in s)")
+    real = isinstance(t_res, numbers.Real) and not isinstance(t_res, bool)
+    if real and not math.isclose(float(t_res), rec.t_res, rel_tol=1e-9):
+        # (equal to rounding: 25 * units.us and 25e-6 differ in the last bit)
+        raise ValueError(f"hjc_loglik: the Record was resolved at t_res={rec.t_res:.10g} s but "
+                         f"hjc_loglik was given t_res={float(t_res):.10g} s; they must be equal "
+                         "(omit t_res to use the record's)")
+    if t_res is None or real:
+        t_res = rec.t_res
+    else:
+        return rec, t_res, t_crit        # (refused by _check_t_res before the groups are used)
+    tc = _check_t_crit(t_crit, _check_t_res(t_res))
+    groups = rec.hjc_groups(tc)
+    if not groups:
+        raise ValueError("hjc_loglik: the Record gives no group (no opening with both ends "
+                         "observed)")
+    return groups, t_res, tc
+
+
+def _hjc_loglik_args(model, groups, t_res, t_crit, open, names, exact_intervals,
+                     conditions: Mapping) -> tuple:
+    """:func:`hjc_loglik`'s argument checks -> the arguments of :func:`_hjc_loglik_checked`
+    ``(Q, a, f, tau, tc, n_exact, gs, hint)``, without its warnings (``groups`` not a
+    Record; fit_hjc validates each data set through this at its starting rates)."""
     tau = _check_t_res(t_res)
     tc = _check_t_crit(t_crit, tau)
     n_exact = _V.integer("exact_intervals", exact_intervals, minimum=1,
@@ -2829,7 +2901,43 @@ def hjc_loglik(model, groups, *, t_res, t_crit=None, open=None, names=None,
     m = _resolve(model, conditions, open, names)
     a = _class_indices("open", m, "open states")
     f = np.setdiff1d(np.arange(m.k), a)
-    return _hjc_loglik_checked(m.Q, a, f, tau, tc, n_exact, gs, m.never_entered_hint)
+    return m.Q, a, f, tau, tc, n_exact, gs, m.never_entered_hint
+
+
+def _long_inner_shut_times(gs: "_HJCGroups", tc: float) -> np.ndarray:
+    """The shut times inside checked groups (odd positions of each group) longer than
+    ``tc`` (s), vectorised over the packed intervals."""
+    allt, lens = gs.allt, gs.lens
+    idx = np.flatnonzero(allt > tc)                 # long intervals, open or shut (few)
+    if not idx.size or allt.size == lens.size:
+        return allt[:0]
+    ends = np.cumsum(lens)
+    grp = np.searchsorted(ends, idx, side="right")  # the group of each
+    pos = idx - (ends[grp] - lens[grp])             # its position in its group
+    return allt[idx[(pos & 1) == 1]]
+
+
+def _warn_hjc_groups(fn: str, gs: "_HJCGroups", tau: float, tc: Optional[float],
+                     stacklevel: int) -> None:
+    """The UserWarnings of :func:`hjc_loglik` on checked groups ``gs`` (once per call, and
+    once per data set at the start of fit_hjc, never in its objective): the pooled durations
+    look like ms with ``t_res`` in s (``ketacore.analysis._warn_if_units_mixed``), or shut
+    times inside the groups are longer than ``tc`` (groups not split at ``t_crit``).
+    ``fn`` starts the messages; ``stacklevel`` as for ``warnings.warn`` in the caller."""
+    from .analysis import _warn_if_units_mixed
+    _warn_if_units_mixed(fn, gs.allt, tau, stacklevel=stacklevel + 1)
+    if tc is None:
+        return
+    long_ = _long_inner_shut_times(gs, tc)
+    if long_.size:
+        import warnings
+        warnings.warn(
+            f"{fn}: {long_.size} shut time(s) inside the groups are longer than "
+            f"t_crit={tc:g} s (the longest {float(long_.max()):.6g} s): the groups were not "
+            "split at t_crit, but the CHS start and end vectors used with t_crit assume that "
+            "shut times longer than t_crit separate groups and are not in them; pass "
+            "Record.hjc_groups(t_crit) with the same t_crit (durations in s)",
+            UserWarning, stacklevel=stacklevel + 1)
 
 
 def _hjc_loglik_checked(Q: np.ndarray, a: np.ndarray, f: np.ndarray, tau: float,
@@ -2940,7 +3048,7 @@ def bursts(model, within, *, open=None, names=None, **conditions) -> Bursts:
         within = list(within)
     except TypeError:
         raise TypeError("within must be a list of the short shut states (names or indices; "
-                        f"[] for none), got {type(within).__name__} ({within!r})") from None
+                        f"[] for none), got {type(within).__name__} ({_V.plain(within)})") from None
     B = _resolve_indices(within, m.k, m.states, "within") if within else np.zeros(0, int)
     if B.size and np.any(mask[B]):
         bad = [m.states[i] if m.states else int(i) for i in B[mask[B]]]
@@ -3038,7 +3146,8 @@ def concentration_response(scheme, ligand: str, concentrations=None, *, open=Non
     ligand : str
         Name of the ligand varied.
     concentrations : array_like, optional
-        Concentrations (M), 1-d, each in [0, 10] M, at which to report Po
+        Concentrations (M), 1-d (a scalar is refused: pass ``[c]``), each in
+        [0, 10] M, at which to report Po
         (checked before any work); default 61 points log-spaced from 1e-10 to
         1e-1 M. EC50, Hill slope and the extremes do not depend
         on this grid.
@@ -3071,9 +3180,10 @@ def concentration_response(scheme, ligand: str, concentrations=None, *, open=Non
         raise TypeError(f"ligand must be a str, got {type(ligand).__name__}")
     ligs = getattr(scheme, "ligands", None)
     if ligs is not None and ligand not in tuple(ligs):
-        raise ValueError(f"unknown ligand {ligand!r}; scheme ligands are {list(ligs)}")
+        raise ValueError(f"unknown ligand {_V.plain(ligand)}; scheme ligands are {list(ligs)}")
     if ligand in other_conditions:
-        raise TypeError(f"{ligand!r} is the varied ligand; do not also pass it as a condition")
+        raise TypeError(f"{_V.plain(ligand)} is the varied ligand; do not also pass it as a "
+                        "condition")
 
     if concentrations is None:
         concentrations = np.logspace(-10, -1, 61)
@@ -3081,6 +3191,9 @@ def concentration_response(scheme, ligand: str, concentrations=None, *, open=Non
     if np.iscomplexobj(conc):
         raise TypeError("concentrations must be real (M)")
     conc = conc.astype(float)
+    if conc.ndim == 0:
+        raise ValueError(f"concentrations must be a 1-d array of concentrations (M), got a "
+                         f"scalar ({_V.plain(conc[()])}): pass [c] for a single concentration")
     if (conc.ndim != 1 or np.any(np.isnan(conc)) or np.any(conc < 0)
             or np.any(conc > _C_CAP)):
         raise ValueError(f"concentrations must be a 1-d array of values in [0, {_C_CAP:g}] M "

@@ -131,3 +131,102 @@ def test_rate_cache_checks_the_compiled_scheme():
     again = kc.simulate(slow, p, 1e-3, 50, 4, rng=1, initial=x0)
     assert again.method == fresh.method
     assert np.array_equal(again.counts, fresh.counts)
+
+
+def test_sum_sq_counts_dtype_is_the_same_for_counts_and_summary():
+    """uint64 exactly when n_trials * n_channels**2 < 2**64, whatever ``record`` is (the
+    review's case, N = 2**31 - 1 and 3 trials, gave object with counts, uint64 with summary);
+    the values are equal."""
+    g = kc.models.get("destexhe1994_sf")
+    p = kc.Protocol([kc.Step(0.005), kc.Step(0.02, glutamate=1e-3)])
+    for N, n, dtype in ((2**31 - 1, 3, np.uint64), (2**32, 1, object), (2**32 + 1, 2, object),
+                        (1000, 4, np.uint64)):
+        kw = dict(rng=1, method="population")
+        a = kc.simulate(g, p, 1e-3, N, n, **kw)
+        b = kc.simulate(g, p, 1e-3, N, n, record="summary", **kw)
+        assert a.sum_sq_counts.dtype == b.sum_sq_counts.dtype == np.dtype(dtype), (N, n)
+        assert np.array_equal(a.sum_sq_counts, b.sum_sq_counts)
+        assert np.array_equal(a.sum_counts, b.sum_counts)
+        exact = [[sum(int(x) ** 2 for x in a.counts[:, i, j]) for j in range(a.counts.shape[2])]
+                 for i in range(a.counts.shape[1])]
+        assert a.sum_sq_counts.tolist() == exact
+
+
+def test_sums_of_many_trials_are_exact_in_blocks():
+    """The counts' sums are reduced in trial blocks (bounded temporaries): equal to Python
+    ints, also across block edges and with uint64 squares (n N^2 >= 2**63)."""
+    g = kc.models.get("destexhe1994_sf")
+    p = kc.Protocol([kc.Step(0.01, glutamate=1e-3)])
+    rng = np.random.default_rng(3)
+    for N, n, dtype in ((1000, 7, np.int32), (2**31 + 11, 3, np.int64)):
+        S, K = 2**19 // 3, g.n_states           # (2**21 // (S*K) = 1: one trial per block)
+        counts = rng.integers(0, N + 1, size=(n, S, K)).astype(dtype)
+        counts[:, 0, :] = N                      # the largest squares
+        r = SM.SimulationResult(scheme=g, protocol=p, dt=1e-3, n_samples=S, method="ssa",
+                                record="counts", entropy=0, trials=np.arange(n, dtype=np.uint64),
+                                n_channels=N, initial=np.eye(K)[0], counts=counts)
+        cols = [(0, 0), (1, 3), (S - 1, K - 1)]
+        for i, j in cols:
+            assert int(r.sum_counts[i, j]) == sum(int(x) for x in counts[:, i, j])
+            assert int(r.sum_sq_counts[i, j]) == sum(int(x) ** 2 for x in counts[:, i, j])
+        assert r.sum_sq_counts.dtype == np.uint64
+
+
+def test_initial_vector_tolerance_follows_its_dtype():
+    """A float32 vector normalised in float32 is accepted (its sum is 1 only to ~1e-7); the
+    message is the same for every input kind and shows plain numbers."""
+    g = kc.models.get("destexhe1994_sf")
+    p = kc.Step(0.01, glutamate=1e-3)
+    x32 = np.full(g.n_states, 1 / g.n_states, np.float32)
+    assert abs(float(x32.astype(np.float64).sum()) - 1) > 1e-9
+    r = kc.simulate(g, p, 1e-3, 10, rng=1, initial=x32)
+    assert r.counts.sum(axis=-1).tolist() == [[10] * r.n_samples]
+    for bad in (np.full(g.n_states, 0.25, np.float32), [0.3] * g.n_states,
+                np.full(g.n_states, 0.3)):
+        with pytest.raises(ValueError, match=r"^initial vector must be finite, non-negative and "
+                                             r"sum to 1, got sum [0-9.]+, min 0\.[0-9]+"):
+            kc.simulate(g, p, 1e-3, 10, rng=1, initial=bad)
+    for bad in ([-0.1, 1.1, 0, 0, 0, 0][:g.n_states], np.array([np.nan] + [0.2] * (g.n_states - 1))):
+        with pytest.raises(ValueError, match=r"^initial vector must be finite, non-negative and "
+                                             r"sum to 1, got an entry (-0\.1|nan)$"):
+            kc.simulate(g, p, 1e-3, 10, rng=1, initial=bad)
+
+
+def test_eventlog_slices_and_positions():
+    """log[a:b] is an EventLog; a position out of range names positions and trial indices;
+    simulate_events with a float third argument (dt, as for simulate) says so."""
+    g = kc.models.get("ch82")
+    log = kc.simulate_events(g, kc.Step(0.05, agonist=1e-6), trials=[5, 9, 2], rng=3)
+    sub = log[1:]
+    assert isinstance(sub, SM.EventLog) and len(sub) == 2
+    assert sub.trials.tolist() == [9, 2]
+    assert all(np.array_equal(a, b) for a, b in zip(sub.times, log.times[1:]))
+    pick = log[[2, 0]]
+    assert pick.trials.tolist() == [2, 5] and np.array_equal(pick.states[0], log.states[2])
+    t, s = log[-1]
+    assert np.array_equal(t, log.times[2]) and np.array_equal(s, log.states[2])
+    assert np.array_equal(log.dwells(1)[0], sub.dwells(0)[0])
+    with pytest.raises(IndexError, match=r"position 5 is out of range for 3 trial\(s\).*"
+                                         r"log\.trials \(\[5, 9, 2\]\)"):
+        log.dwells(5)
+    with pytest.raises(IndexError, match="position 3"):
+        log[3]
+    with pytest.raises(TypeError, match="trial position must be an integer"):
+        log.open_dwells(1.0)
+    with pytest.raises(TypeError, match=r"third argument is n_trials, not dt"):
+        kc.simulate_events(g, kc.Step(0.05, agonist=1e-6), 1e-3)
+
+
+def test_summary_metadata_and_xarray_carry_the_trials():
+    xr = pytest.importorskip("xarray")
+    g = kc.models.get("destexhe1994_sf")
+    p = kc.Step(0.01, glutamate=1e-3)
+    r = kc.simulate(g, p, 1e-3, 100, 6, rng=1, record="summary", trial_offset=10)
+    assert r.metadata["n_trials"] == 6
+    ds = r.to_xarray()
+    assert isinstance(ds, xr.Dataset)
+    assert ds.attrs["n_trials"] == 6 and ds.attrs["trials"] == "range(10, 16)"
+    r2 = kc.simulate(g, p, 1e-3, 100, rng=1, record="summary", trials=[7, 3])
+    assert r2.to_xarray().attrs["trials"] == "7 3"
+    c = kc.simulate(g, p, 1e-3, 100, 2, rng=1)
+    assert "trials" not in c.to_xarray().attrs and c.to_xarray().attrs["n_trials"] == 2
