@@ -43,6 +43,9 @@ References
 .. [HJC90] Hawkes AG, Jalali A, Colquhoun D (1990) The distributions of the apparent open times
    and shut times in a single channel record when brief events cannot be detected. Phil Trans
    R Soc Lond A 332:511-538. doi:10.1098/rsta.1990.0129
+.. [HJC92] Hawkes AG, Jalali A, Colquhoun D (1992) Asymptotic distributions of apparent open
+   times and shut times in a single channel record allowing for the omission of brief events.
+   Phil Trans R Soc Lond B 337:383-404. doi:10.1098/rstb.1992.0116
 .. [SS87] Sigworth FJ, Sine SM (1987) Data transformations for improved display and fitting of
    single-channel dwell time histograms. Biophys J 52:1047-1054.
    doi:10.1016/S0006-3495(87)83298-8
@@ -1369,7 +1372,17 @@ def _as_theory(mixture, name: str = "mixture"):
 
 
 def _split_mixture(mixture, split):
-    mixture = _as_mixture(mixture)
+    """``(tau_fast, area_fast, tau_slow, area_slow, t0)``: the components of ``mixture``
+    sorted by tau and split after the ``split`` shortest (areas normalised to the whole
+    mixture), and the time origin ``t0`` (s) of their exponentials: 0 for an
+    ExponentialMixture or a MixtureFit, ``t_res`` for an ApparentDwellTimes, whose
+    asymptotic components decay from ``t_res`` (``exp(-(t - t_res)/tau)``)."""
+    t0 = 0.0
+    mixture = _as_theory(mixture)
+    if isinstance(mixture, ApparentDwellTimes):
+        # its asymptotic mixture [HJC92], as a mixture of the excess t - t_res
+        t0 = float(mixture.t_res)
+        mixture = ExponentialMixture(mixture.taus, mixture.areas)
     if np.iscomplexobj(mixture.taus) or np.iscomplexobj(mixture.areas):
         raise ValueError("mixture must have real time constants and areas")
     raw = np.asarray(mixture.areas, float)
@@ -1396,19 +1409,45 @@ def _split_mixture(mixture, split):
         if not a.sum() > 0:
             raise ValueError(f"mixture: the {what} components have zero total area, so no "
                              "critical time separates them")
-    return taus[:split], areas[:split], taus[split:], areas[split:]
+    return taus[:split], areas[:split], taus[split:], areas[split:], t0
 
 
 def misclassification(mixture, t_crit: float, split: Optional[int] = None) -> Misclassification:
-    """Fractions of shut periods misclassified by ``t_crit`` (s) (see :func:`critical_time`).
+    """Fractions of shut periods misclassified by a critical time (see :func:`critical_time`).
 
-    ``mixture`` is an :class:`~ketacore.theory.ExponentialMixture` or a :class:`MixtureFit`
-    (its fitted mixture); ``split`` as in :func:`critical_time`.
+    Parameters
+    ----------
+    mixture : ExponentialMixture, MixtureFit or ApparentDwellTimes
+        Shut-time distribution, as for :func:`critical_time`.
+    t_crit : float
+        Critical shut time (s), ``> 0``; for an ApparentDwellTimes, ``> t_res`` (every
+        apparent shut time is ``>= t_res``, so a smaller ``t_crit`` separates nothing).
+    split : int, optional
+        Number of fast components, as in :func:`critical_time`.
+
+    Returns
+    -------
+    Misclassification
+        ``n_fast = sum a_f S_f(t_crit)`` and ``n_slow = sum a_s (1 - S_s(t_crit))`` with
+        ``S_i(t) = exp(-t / tau_i)`` (``exp(-(t - t_res) / tau_i)`` for an
+        ApparentDwellTimes; Notes), areas normalised to the whole mixture.
+
+    Notes
+    -----
+    For an ApparentDwellTimes its asymptotic mixture ``taus``, ``areas`` [HJC92] is used,
+    with the exponentials decaying from ``t_res`` (``exp(-(t - t_res) / tau)``, areas
+    normalised to their sum), for the reasons given in the Notes of :func:`critical_time`:
+    ``misclassification(d, t) == misclassification(ExponentialMixture(d.taus, d.areas),
+    t - d.t_res)`` except for the reported ``t_crit``.
     """
     t_crit = _real("t_crit", t_crit, positive=True)
-    tf, af, ts, as_ = _split_mixture(mixture, split)
-    nf = float(np.sum(af * np.exp(-t_crit / tf)))
-    ns = float(np.sum(as_ * -np.expm1(-t_crit / ts)))
+    tf, af, ts, as_, t0 = _split_mixture(mixture, split)
+    if not t_crit > t0:
+        raise ValueError(f"t_crit={t_crit:g} s must be > t_res={t0:g} s of the missed-events "
+                         "distribution (every apparent shut time is >= t_res)")
+    u = t_crit - t0
+    nf = float(np.sum(af * np.exp(-u / tf)))
+    ns = float(np.sum(as_ * -np.expm1(-u / ts)))
     return Misclassification(t_crit, nf, ns, float(nf / af.sum()), float(ns / as_.sum()),
                              nf + ns)
 
@@ -1427,11 +1466,16 @@ def critical_time(mixture, criterion: str = "proportions", split: Optional[int] 
       ``sum (a_f/tau_f) e^(-t/tau_f) = sum (a_s/tau_s) e^(-t/tau_s)``; for two components
       ``t = ln(a_f tau_s / (a_s tau_f)) / (1/tau_f - 1/tau_s)``.
 
+    (For an ApparentDwellTimes, ``t`` in these equations is the excess ``t - t_res``; see
+    the Notes.)
+
     Parameters
     ----------
-    mixture : ExponentialMixture or MixtureFit
-        Shut-time distribution: from :func:`ketacore.theory.dwell_times`, or a
-        :class:`MixtureFit` of observed shut times (its fitted, untruncated mixture).
+    mixture : ExponentialMixture, MixtureFit or ApparentDwellTimes
+        Shut-time distribution: from :func:`ketacore.theory.dwell_times` (ideal record), a
+        :class:`MixtureFit` of observed shut times (its fitted, untruncated mixture), or
+        the missed-events distribution :func:`ketacore.theory.apparent_dwell_times` at the
+        record's ``t_res`` (its asymptotic mixture; Notes).
     criterion : {"proportions", "numbers", "total"}
     split : int, optional
         Number of fast components (default 1; give it for mixtures of 3 or more).
@@ -1440,11 +1484,38 @@ def critical_time(mixture, criterion: str = "proportions", split: Optional[int] 
     -------
     float
         ``t_crit`` (s).  Use :func:`misclassification` for the resulting error rates.
+
+    Notes
+    -----
+    With an :class:`~ketacore.theory.ApparentDwellTimes` (the missed-events shut-time
+    distribution of :func:`ketacore.theory.apparent_dwell_times`, for a record resolved at
+    its ``t_res``), what is used is its *asymptotic* mixture [HJC92]: the time constants
+    ``taus`` (the roots of ``det W(s) = 0``) and ``areas``, of the pdf
+    ``sum (areas / taus) exp(-(t - t_res) / taus)`` for ``t >= t_res`` -- every apparent
+    duration is ``>= t_res`` and the components decay from ``t_res``, not from 0.  The
+    criteria are therefore applied to the excess ``t - t_res`` (with the areas normalised to
+    their sum, which is 1 only approximately) and ``t_res`` is added back:
+    ``critical_time(d) == d.t_res + critical_time(ExponentialMixture(d.taus, d.areas))``,
+    and the fraction of fast shut periods longer than ``t_crit`` is
+    ``sum a_f exp(-(t_crit - t_res) / tau_f) / sum a``.  This is appropriate because a
+    critical time lies in the gap between well-separated components, far above ``t_res``
+    (``t_crit >> t_res``), where the asymptotic form is accurate (its pdf agrees with the
+    exact HJC density from ``exact_until``, 3 ``t_res`` by default, on; [HJC92] and
+    :class:`~ketacore.theory.ApparentDwellTimes`); only the few shut periods shorter than
+    ``exact_until`` are weighted by the asymptotic rather than the exact density.  These
+    are the shut-time components a record resolved at ``t_res`` (:meth:`Record.resolve`)
+    actually shows, so its bursts should be cut at this ``t_crit``, not at that of the
+    ideal :func:`ketacore.theory.dwell_times` (which ignores the missed openings that
+    concatenate short shuttings).
+
+    References
+    ----------
+    [CS85], [MP83], [J83], [HJC92] (module references).
     """
     if not isinstance(criterion, str) or criterion not in _CRITERIA:
         raise ValueError(f"criterion must be one of {list(_CRITERIA)}, got {criterion!r}")
     from scipy.optimize import brentq
-    tf, af, ts, as_ = _split_mixture(mixture, split)
+    tf, af, ts, as_, t0 = _split_mixture(mixture, split)
 
     if criterion == "proportions":
         def h(t):
@@ -1461,7 +1532,7 @@ def critical_time(mixture, criterion: str = "proportions", split: Optional[int] 
             if not t > 0:
                 raise ValueError("criterion 'total': the total misclassified has no minimum at "
                                  "t > 0 for this mixture")
-            return float(t)
+            return t0 + float(t)
 
         def h(t):  # derivative of the total misclassified (negative before the minimum)
             return np.sum(as_ / ts * np.exp(-t / ts)) - np.sum(af / tf * np.exp(-t / tf))
@@ -1474,7 +1545,8 @@ def critical_time(mixture, criterion: str = "proportions", split: Optional[int] 
                              "components")
     x = brentq(lambda u: h(math.exp(u)), math.log(lo), math.log(hi), xtol=1e-14, rtol=1e-14,
                maxiter=500)
-    return float(math.exp(x))
+    return t0 + float(math.exp(x))
+
 
 
 # ---------------------------------------------------------------------------
@@ -1843,6 +1915,63 @@ class MixtureFit:
     def mean(self) -> float:
         """Mean (s) of the untruncated fitted pdf."""
         return float(np.sum(self.areas * self.taus))
+
+    @property
+    def se_mean(self) -> float:
+        """Standard error (s) of :attr:`mean`, by the delta method [CS95].
+
+        ``mean = sum_i a_i tau_i`` with ``a_k = 1 - sum_{i<k} a_i``, so in the parameters
+        of ``cov`` (``tau_1..tau_k, a_1..a_{k-1}``) its gradient is
+        ``g = (a_1, ..., a_k, tau_1 - tau_k, ..., tau_{k-1} - tau_k)`` and
+        ``se_mean = sqrt(g' cov g)`` (first order; exact in ``g`` because the mean is
+        bilinear in taus and areas).  For one component it is ``se_taus[0]``, which is
+        ``tau / sqrt(n)`` to the accuracy of the numerical information (the excess over
+        ``t_res`` is exponential, information ``n / tau**2``).  NaN when ``cov`` is NaN
+        (degenerate optimum; see ``message``).
+        """
+        k = int(self.taus.size)
+        taus = np.asarray(self.taus, float)
+        g = np.concatenate([np.asarray(self.areas, float), taus[:k - 1] - taus[k - 1]])
+        var = float(g @ np.asarray(self.cov, float) @ g)
+        return math.sqrt(var) if var >= 0 else math.nan
+
+    def summary(self) -> str:
+        """Table of the fit: each component's tau (ms) and area with standard errors, the
+        number of durations fitted, ``t_res``, ln L, and the mean with its SE.
+
+        Time constants are given in ms (``tau (ms)``, ``SE (ms)``), as in EKDIST;
+        ``t_res`` in us; ln L is the natural-log likelihood with durations in s (as
+        ``loglik``).  The SEs are those of ``se_taus``/``se_areas`` (observed information)
+        and :attr:`se_mean` (delta method) [CS95].  ``n_total`` is the estimated number of
+        events including those shorter than ``t_res``; a fit that is not clean
+        (``converged`` False, or a note in ``message``) says so on its last line.
+
+        Returns
+        -------
+        str
+            E.g. (3605 durations above 50 us from areas 0.7 / 0.3 at 0.1 / 10 ms)::
+
+                Mixture fit: 2 exponential component(s) to n = 3605 durations, t_res = 50 us
+                ln L = 20597.043962 (natural log, durations in s), converged: True
+                component     tau (ms)     SE (ms)        area          SE
+                1               0.1031     0.00256      0.6989    0.007647
+                2                9.853      0.2639      0.3011    0.007647
+                mean = 3.038 ms ± 0.107 ms (SE, delta method); n_total = 4939.7
+        """
+        k = int(self.taus.size)
+        rows = [f"Mixture fit: {k} exponential component(s) to n = {self.n} durations, "
+                f"t_res = {self.t_res * 1e6:g} us",
+                f"ln L = {self.loglik:.6f} (natural log, durations in s), "
+                f"converged: {self.converged}",
+                f"{'component':<10} {'tau (ms)':>11} {'SE (ms)':>11} {'area':>11} {'SE':>11}"]
+        for i in range(k):
+            rows.append(f"{i + 1:<10} {self.taus[i] * 1e3:11.4g} {self.se_taus[i] * 1e3:11.4g} "
+                        f"{self.areas[i]:11.4g} {self.se_areas[i]:11.4g}")
+        rows.append(f"mean = {self.mean * 1e3:.4g} ms ± {self.se_mean * 1e3:.3g} ms (SE, delta "
+                    f"method); n_total = {self.n_total:.1f}")
+        if self.message:
+            rows.append(f"note: {self.message}")
+        return "\n".join(rows)
 
     def plot(self, theory=None, *, ax=None, bins_per_decade: float = 10):
         """Log histogram of the data with the fit (and optional theory) overlaid

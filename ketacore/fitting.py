@@ -146,6 +146,12 @@ class HJCFit:
         The optimiser used (see :func:`fit_hjc`).
     elapsed : float
         Wall-clock time of the fit (s).
+    n_groups : tuple of int
+        Number of groups (bursts, or stretches between unusable intervals) of each data
+        set, as fitted (``()`` for an HJCFit not built by :func:`fit_hjc`).
+    n_intervals : tuple of int
+        Number of intervals (apparent open and shut times, s) in the groups of each data
+        set (``()`` likewise).
     """
 
     scheme: Scheme
@@ -170,6 +176,8 @@ class HJCFit:
     conditions: tuple
     method: str
     elapsed: float
+    n_groups: tuple = ()
+    n_intervals: tuple = ()
     _profile: object = field(default=None, repr=False, compare=False)
 
     def likelihood_intervals(self, m: float = 2.0, which=None, *, xtol: float = 1e-3,
@@ -268,15 +276,38 @@ class HJCFit:
         return out
 
     def summary(self) -> str:
-        """Table of the rates (value, SE, CV, kind, unit) and the fit statistics."""
+        """Table of the rates (value, SE, CV, kind, unit) and the fit statistics.
+
+        After the header (ln L, number of free parameters and data sets, ``t_res``) and the
+        convergence line, one row per data set gives its conditions (as given, SI), its
+        number of groups and of intervals, and its ``t_res`` (us) and ``t_crit`` (ms; ``-``
+        where none was used, i.e. no CHS vectors) [CHH03]; then one row per transition.
+
+        Returns
+        -------
+        str
+        """
         rows = [f"HJC fit of {self.scheme.name or '(unnamed scheme)'}: ln L = "
                 f"{self.loglik:.6f} (natural log, durations in s), {self.n_free} free "
                 f"parameter(s), {len(self.conditions)} data set(s), t_res = "
                 + (f"{self.t_res * 1e6:g} us" if isinstance(self.t_res, float) else
                    ", ".join(f"{t * 1e6:g}" for t in self.t_res) + " us (per data set)"),
                 f"converged: {self.converged} ({self.n_evaluations} likelihood evaluations, "
-                f"{self.elapsed:.1f} s, {self.method})",
-                f"{'transition':<16} {'k0':>13} {'SE':>11} {'CV %':>7}  {'unit':<10} how"]
+                f"{self.elapsed:.1f} s, {self.method})"]
+        n_sets = len(self.conditions)
+        t_res = (self.t_res if isinstance(self.t_res, tuple) else (self.t_res,) * n_sets)
+        rows.append(f"{'data set':<9} {'groups':>7} {'intervals':>10} {'t_res (us)':>11} "
+                    f"{'t_crit (ms)':>12}  conditions")
+        for i in range(n_sets):
+            ng = f"{self.n_groups[i]:7d}" if i < len(self.n_groups) else f"{'-':>7}"
+            ni = f"{self.n_intervals[i]:10d}" if i < len(self.n_intervals) else f"{'-':>10}"
+            tc = self.t_crit[i] if i < len(self.t_crit) else None
+            tc_txt = f"{'-':>12}" if tc is None else f"{tc * 1e3:12.6g}"
+            cond = ", ".join(f"{k}={v:g}" if isinstance(v, numbers.Real) and not isinstance(v, bool)
+                             else f"{k}={_V.plain(v)}" for k, v in self.conditions[i].items())
+            rows.append(f"{i + 1:<9} {ng} {ni} {t_res[i] * 1e6:11.6g} {tc_txt}  "
+                        f"{cond or '(none)'}")
+        rows.append(f"{'transition':<16} {'k0':>13} {'SE':>11} {'CV %':>7}  {'unit':<10} how")
         for t in self.scheme.transitions:
             k = _key(t)
             kind = self.kinds[k]
@@ -1404,5 +1435,7 @@ def fit_hjc(scheme: Scheme, data, *, t_res=None, t_crit=None, free=None, fixed=N
         t_crit=tuple(tc for _, _, tc in checked),
         conditions=tuple(dict(c) for _, c, _ in checked), method=method,
         elapsed=time.perf_counter() - t_begin,
+        n_groups=tuple(len(gs) for gs, _, _ in checked),
+        n_intervals=tuple(int(gs.lens.sum()) for gs, _, _ in checked),
         _profile=_Profile(obj, theta, fbest, lo, hi, cov_log, params.free, keys, params.const,
                           params.A))

@@ -800,6 +800,62 @@ class ConcentrationResponse:
     ec50: float
     hill: float
 
+    def _far_end(self) -> Tuple[float, str]:
+        """Po at the far end of the curve and where it is (c -> inf, or the peak)."""
+        p = self.popen_max if self.increasing else self.popen_min
+        where = ("c -> inf" if math.isinf(self.c_extreme) else
+                 f"c = {_fmt_molar(self.c_extreme)}, {'peak' if self.increasing else 'trough'}")
+        return p, where
+
+    def __repr__(self) -> str:
+        """One line: ligand, EC50 (with units), Hill slope, Po at the two ends of the curve
+        and the number of concentrations in ``popen`` -- not the arrays themselves."""
+        p_end, where = self._far_end()
+        return (f"ConcentrationResponse(ligand={self.ligand!r}, EC50={_fmt_molar(self.ec50)}, "
+                f"hill={self.hill:.4g}, Po(0)={self.popen_zero:.4g}, Po({where})={p_end:.4g}, "
+                f"{self.concentrations.size} points)")
+
+    def summary(self) -> str:
+        """A few lines: EC50 (M, with a unit prefix) and Hill slope at EC50, Po with no
+        ligand and at the far end of the curve, the Po range, and the concentrations at
+        which ``popen`` is given.
+
+        Returns
+        -------
+        str
+            E.g. for CH82 (``concentration_response(kc.models.get("ch82"), "agonist")``)::
+
+                Equilibrium concentration-response to agonist (rising)
+                  EC50 = 2.404 uM, Hill slope nH = 1.892 (at EC50)
+                  Po(c = 0) = 0, Po(c -> inf) = 0.9677
+                  Po range [0, 0.9677]
+                  popen at 61 concentrations from 100 pM to 100 mM
+        """
+        p_end, where = self._far_end()
+        c = self.concentrations
+        span = (f"from {_fmt_molar(float(c.min()))} to {_fmt_molar(float(c.max()))}"
+                if c.size else "(none)")
+        return "\n".join([
+            f"Equilibrium concentration-response to {self.ligand} "
+            f"({'rising' if self.increasing else 'falling'})",
+            f"  EC50 = {_fmt_molar(self.ec50)}, Hill slope nH = {self.hill:.4g} (at EC50)",
+            f"  Po(c = 0) = {self.popen_zero:.4g}, Po({where}) = {p_end:.4g}",
+            f"  Po range [{self.popen_min:.4g}, {self.popen_max:.4g}]",
+            f"  popen at {c.size} concentrations {span}"])
+
+
+def _fmt_molar(c: float) -> str:
+    """A concentration (M) with the prefix a reader expects: ``2.404 uM``, ``100 pM``, ``0 M``
+    (4 significant digits; ``nan`` for an undefined EC50)."""
+    if not math.isfinite(c):
+        return "nan" if math.isnan(c) else f"{c} M"
+    if c == 0:
+        return "0 M"
+    for unit, f in (("M", 1.0), ("mM", 1e-3), ("uM", 1e-6), ("nM", 1e-9), ("pM", 1e-12)):
+        if abs(c) >= f * (1 - 5e-5):      # (so 0.99999e-6 M reads 1 uM, not 1000 nM)
+            return f"{c / f:.4g} {unit}"
+    return f"{c / 1e-15:.4g} fM"
+
 
 # ---------------------------------------------------------------------------
 # validation and dispatch
