@@ -65,7 +65,8 @@ def simulate(method: str, scheme: CompiledScheme, durations: _F, cond_index: _I,
              dt: float, n_samples: int, p0: _F, n_channels: int, entropy_words: list[int],
              trials: npt.NDArray[np.uint64], n_threads: int, summary: bool, wide: bool,
              background: bool, jump_tables: npt.NDArray[np.uint8] | None = None,
-             pop_table_bytes: int = ..., pop_state_bytes: int = ...) -> Any: ...
+             pop_table_bytes: int = ..., pop_state_bytes: int = ...,
+             summary_groups: npt.NDArray[np.uint8] | None = None) -> Any: ...
 def simulate_events(scheme: CompiledScheme, durations: _F, cond_index: _I, conditions: _F, p0: _F,
                     entropy_words: list[int], trials: npt.NDArray[np.uint64], n_threads: int,
                     reserve_hint: int, background: bool,

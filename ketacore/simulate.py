@@ -316,6 +316,12 @@ class SimulationResult:
         trial mean) with summaries.
     current : ndarray
         ``Σ_i n_i g_i (V − E_rev)`` (A), shapes as ``open_probability``.
+    open_probability_var, current_var : ndarray, shape (n_samples,)
+        Variance over trials (ddof=1) of the open fraction and of the current (A²), from exact
+        integer sums of the open count and of the count at each conductance level (and pair of
+        levels) -- available with ``record="summary"`` too, for nonstationary noise analysis
+        (:func:`ketacore.analysis.noise_analysis`) of runs whose memory does not grow with
+        trials; equal to the bit for the two records.
     V : ndarray, shape (n_samples,)
         Membrane voltage at each sample (V).
     method, record : str
@@ -331,7 +337,8 @@ class SimulationResult:
 
     def __init__(self, *, scheme: Scheme, protocol: Protocol, dt: float, n_samples: int, method: str,
                  record: str, entropy: Any, trials: np.ndarray, n_channels: int, initial: np.ndarray,
-                 counts: np.ndarray | None = None, sums: tuple | None = None) -> None:
+                 counts: np.ndarray | None = None, sums: tuple | None = None,
+                 group_sums: tuple | None = None) -> None:
         self.scheme = scheme
         self.protocol = protocol
         self.dt = dt
@@ -345,6 +352,7 @@ class SimulationResult:
         self.counts = counts
         self.version = __version__
         self._sums = sums
+        self._gsums = group_sums
         self._time = None
         self._V = None
 
@@ -446,6 +454,88 @@ class SimulationResult:
             return (self.counts @ g) * drive
         return (self.mean @ g) * drive
 
+    # ------------------------------------------------- variances of the open count and current
+    def _group_sums(self) -> tuple:
+        """Exact (sum, sum of squares) over trials of each summary group's count, (S, G): the
+        C++ sums of ``record="summary"``, or the same integers from the counts."""
+        if self._gsums is None:
+            flags = _summary_groups(self.scheme)[0]
+            n, N = self.n_trials, self.n_channels
+            c = self.counts
+            big = n * N >= 2**63 or _sq_object(n, N)
+            sq = np.uint64 if n * N * N >= 2**63 else np.int64
+            s = np.zeros((c.shape[1], len(flags)), object if big else np.int64)
+            q = np.zeros(s.shape, object if big else sq)
+            step = max(1, (1 << 21) // max(1, c.shape[1] * c.shape[2]))
+            for i in range(0, n, step):
+                o = np.einsum("tsk,gk->tsg", c[i:i + step].astype(np.int64), flags.astype(np.int64))
+                if big:
+                    o = o.astype(object)
+                    s += o.sum(axis=0)
+                    q += (o * o).sum(axis=0)
+                else:
+                    o = o.astype(sq)
+                    s += o.sum(axis=0, dtype=np.int64)
+                    o *= o
+                    q += o.sum(axis=0, dtype=sq)
+            self._gsums = (s, q)
+        return self._gsums
+
+    def _group_moments(self):
+        """(levels, var(open count), cov(level a, level b) for every a, b): unbiased (ddof=1)
+        variances and covariances over trials of the channel counts, (S,) each, from exact
+        integer numerators ``n sum x y - sum x sum y``."""
+        n = self.n_trials
+        flags, (levels, pairs) = _summary_groups(self.scheme)
+        S = self.n_samples
+        if n < 2:
+            nan = np.full(S, np.nan)
+            L = len(levels)
+            return levels, nan, [[nan] * L for _ in range(L)]
+        s, q = self._group_sums()
+        big = (n * self.n_channels) ** 2 >= 2**63 or s.dtype == object or q.dtype == object
+        if big:
+            s, q = s.astype(object), q.astype(object)
+        else:
+            s, q = s.astype(np.int64), q.astype(np.int64)
+
+        def var_num(i):
+            return n * q[:, i] - s[:, i] * s[:, i]
+        den = float(n * (n - 1))
+        v_open = np.asarray(var_num(0), dtype=float) / den
+        L = len(levels)
+        cov = [[None] * L for _ in range(L)]
+        for a, (_, ia) in enumerate(levels):
+            cov[a][a] = np.asarray(var_num(ia), dtype=float) / den
+        for (a, b), iab in pairs.items():
+            ia, ib = levels[a][1], levels[b][1]
+            # sum m_a m_b = (sum (m_a + m_b)^2 - sum m_a^2 - sum m_b^2) / 2, exactly
+            cross = (q[:, iab] - q[:, ia] - q[:, ib]) // 2
+            cov[a][b] = cov[b][a] = np.asarray(n * cross - s[:, ia] * s[:, ib], dtype=float) / den
+        return levels, v_open, cov
+
+    @property
+    def open_probability_var(self) -> np.ndarray:
+        """Variance over trials (unbiased, ddof=1; NaN for one trial) of the open fraction at
+        each sample, shape (n_samples,): ``var(sum_open n_i) / n_channels**2``, from exact
+        integer sums of the open count (kept by ``record="summary"`` too, whose per-state sums
+        of squares alone would miss the covariances between open states)."""
+        return self._group_moments()[1] / float(self.n_channels) ** 2
+
+    @property
+    def current_var(self) -> np.ndarray:
+        """Variance over trials (unbiased, ddof=1; NaN for one trial) of the current at each
+        sample (A^2), shape (n_samples,): ``(V - E_rev)^2 var(sum_i g_i n_i)``, from exact
+        integer sums of the count at each conductance level and of each pair of levels (the
+        covariances by polarisation), with ``record="counts"`` and ``"summary"`` alike."""
+        levels, _, cov = self._group_moments()
+        drive = self.V - self.scheme.e_rev
+        var = np.zeros(self.n_samples)
+        for a, (ga, _) in enumerate(levels):
+            for b, (gb, _) in enumerate(levels):
+                var = var + ga * gb * cov[a][b]
+        return var * drive * drive
+
     def __getitem__(self, state: str) -> np.ndarray:
         """Counts of one state: (n_trials, n_samples) with counts, else the mean (n_samples,)."""
         j = self.scheme.index(state)
@@ -475,7 +565,8 @@ class SimulationResult:
         else:
             data = {"mean": (("time", "state"), self.mean), "var": (("time", "state"), self.var),
                     "open_probability": ("time", self.open_probability),
-                    "current": ("time", self.current)}
+                    "open_probability_var": ("time", self.open_probability_var),
+                    "current": ("time", self.current), "current_var": ("time", self.current_var)}
         data["V"] = ("time", self.V)
         ds = xr.Dataset(data, coords=coords, attrs=attrs)
         N = self.n_channels
@@ -490,6 +581,10 @@ class SimulationResult:
                              "(unbiased; NaN with one trial)"),
                 "open_probability": ("1", f"fraction of the {N} channels in open states, {per}"),
                 "current": ("A", f"current of the {N} channels, {per}"),
+                "open_probability_var": ("1", f"variance over trials of the fraction of the {N} "
+                                              "channels in open states (unbiased; NaN with one trial)"),
+                "current_var": ("A2", f"variance over trials of the current of the {N} channels "
+                                      "(unbiased; NaN with one trial)"),
                 "V": ("V", "membrane voltage")}
         for name, (units, long_name) in docs.items():
             if name in ds.variables:
@@ -625,12 +720,13 @@ class _Plan:
 
     __slots__ = ("scheme", "protocol", "dt", "S", "N", "chosen", "record", "trial_idx", "durs", "idx",
                  "conds", "p0", "compiled", "threads_used", "summary", "wide", "background", "cacheable",
-                 "core", "template", "need", "tables", "pop_budgets", "memory_check", "sq_object")
+                 "core", "template", "need", "tables", "pop_budgets", "memory_check", "sq_object",
+                 "groups")
 
     def run(self, protocol_arg: Any, entropy: Any, words: list) -> "SimulationResult":
         out = self.core(self.chosen, self.compiled, self.durs, self.idx, self.conds, self.dt, self.S,
                         self.p0, self.N, words, self.trial_idx, self.threads_used, self.summary,
-                        self.wide, self.background, self.tables, *self.pop_budgets)
+                        self.wide, self.background, self.tables, *self.pop_budgets, self.groups)
         # the caller's own Protocol object (an equal one may have built the plan); a Step is
         # wrapped in the plan's one-step Protocol
         protocol = protocol_arg if type(protocol_arg) is Protocol else self.protocol
@@ -650,10 +746,48 @@ class _Plan:
                 q = hi.astype(object) * (1 << 64) + lo.astype(object)
             else:
                 q = lo
-            d["_sums"] = (s, q)
+            K = self.p0.size       # states, then the summary groups (_summary_groups)
+            d["_sums"] = (s[:, :K], q[:, :K])
+            d["_gsums"] = (s[:, K:], q[:, K:])
         else:
             d["counts"] = out
         return r
+
+
+_GROUPS_CACHE: dict = {}
+
+
+def _summary_groups(scheme: Scheme) -> tuple:
+    """The groups of states whose count ``record="summary"`` also sums (with its square), as
+    (G, K) uint8 flags, and ``(levels, pairs)``: group 0 is every open (conducting) state;
+    with two or more conductance levels, one group per level and one per pair of levels (the
+    pair's squares give the levels' covariance).  ``levels`` lists ``(conductance (S), group)``
+    (a single level is group 0); ``pairs`` maps level indices ``(a, b), a < b`` to groups."""
+    hit = _GROUPS_CACHE.get(id(scheme))
+    if hit is not None and hit[0] is scheme:
+        return hit[1]
+    g = np.asarray(scheme.conductance, dtype=float)
+    om = g > 0
+    rows = [om]
+    lv = np.unique(g[om])
+    levels, pairs = [], {}
+    if lv.size == 1:
+        levels = [(float(lv[0]), 0)]
+    elif lv.size > 1:
+        for x in lv:
+            levels.append((float(x), len(rows)))
+            rows.append(g == x)
+        for a in range(lv.size):
+            for b in range(a + 1, lv.size):
+                pairs[(a, b)] = len(rows)
+                rows.append((g == lv[a]) | (g == lv[b]))
+    flags = np.array(rows, dtype=np.uint8).reshape(len(rows), g.size)
+    flags.setflags(write=False)
+    out = (flags, (levels, pairs))
+    if len(_GROUPS_CACHE) > 64:
+        _GROUPS_CACHE.clear()
+    _GROUPS_CACHE[id(scheme)] = (scheme, out)   # the reference keeps the id unique
+    return out
 
 
 def _sq_object(n_trials: int, n_channels: int) -> bool:
@@ -751,10 +885,11 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     if record == "summary":
         if n_tr * N >= 2**63:
             raise ValueError(f"n_trials*n_channels={n_tr * N} overflows the int64 sums; split the trials")
-        out_bytes = S * K * 24.0
+        Kw = K + len(_summary_groups(scheme)[0])     # states, then the summary groups
+        out_bytes = S * Kw * 24.0
         # thread 0 sums straight into the output; each other thread keeps its own sums (24 B per
         # entry); ssa threads also need a difference-array scratch grid
-        work = (threads - 1) * S * K * 24.0 + (threads * S * (K * item + grid) if chosen == "ssa" else 0.0)
+        work = (threads - 1) * S * Kw * 24.0 + (threads * S * (K * item + grid) if chosen == "ssa" else 0.0)
     else:
         out_bytes = float(n_tr) * S * K * item
         work = threads * (S + 1) * grid if chosen == "ssa" else 0.0
@@ -798,6 +933,7 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     plan.summary = record == "summary"
     plan.wide = wide
     plan.sq_object = _sq_object(n_tr, N)
+    plan.groups = _summary_groups(scheme)[0] if record == "summary" else None
     # (a cost that is not a finite number, say from an unusual rate estimate, runs cancellable;
     # ssa's tables are built on one thread before the trials run in parallel)
     serial = ssa_build if chosen == "ssa" else 0.0
@@ -813,7 +949,8 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     plan.trial_idx = trial_idx
     plan.template = {"scheme": scheme, "protocol": protocol, "dt": dt, "n_samples": S, "method": chosen,
                      "record": record, "entropy": None, "trials": None, "n_channels": N, "initial": p0,
-                     "counts": None, "version": __version__, "_sums": None, "_time": None, "_V": None}
+                     "counts": None, "version": __version__, "_sums": None, "_gsums": None, "_time": None,
+                     "_V": None}
     return plan, entropy
 
 

@@ -230,3 +230,56 @@ def test_summary_metadata_and_xarray_carry_the_trials():
     assert r2.to_xarray().attrs["trials"] == "7 3"
     c = kc.simulate(g, p, 1e-3, 100, 2, rng=1)
     assert "trials" not in c.to_xarray().attrs and c.to_xarray().attrs["n_trials"] == 2
+
+
+def _two_level_scheme():
+    """C <-> O1 (50 pS) <-> O2 (20 pS, a sublevel), O1 <-> B: two conductance levels."""
+    return kc.Scheme(["C", "O1", "O2", "B"],
+                     [("C", "O1", kc.rate(2e6, "glu")), ("O1", "C", 300.0),
+                      ("O1", "O2", 800.0), ("O2", "O1", 500.0),
+                      ("O1", "B", 400.0), ("B", "O1", 250.0)],
+                     conductance={"O1": 50e-12, "O2": 20e-12}, name="two levels")
+
+
+@pytest.mark.parametrize("scheme", ["ch82", "two", "destexhe1994_sf"])
+@pytest.mark.parametrize("method", ["ssa", "population"])
+def test_summary_gives_the_variance_of_the_open_fraction_and_current(scheme, method):
+    """record="summary" keeps exact sums of the open count and of each conductance level (and
+    pair of levels), so the variance over trials of the open fraction and of the current equal
+    those of record="counts" to the bit, for 1 and 2 threads, and numpy's variance of the
+    per-trial traces to rounding.  (ch82: two open states of one conductance; "two": two
+    levels, whose covariance matters.)"""
+    g = _two_level_scheme() if scheme == "two" else kc.models.get(scheme)
+    lig = {"ch82": "agonist", "two": "glu", "destexhe1994_sf": "glutamate"}[scheme]
+    p = kc.Protocol([kc.Step(0.005, V=-0.06), kc.Step(0.02, V=-0.06, **{lig: 1e-5})])
+    a = kc.simulate(g, p, 2e-4, 40, 12, rng=5, method=method)
+    ref_po = a.open_probability.var(axis=0, ddof=1)
+    ref_i = a.current.var(axis=0, ddof=1)
+    assert np.max(ref_i) > 0
+    np.testing.assert_allclose(a.open_probability_var, ref_po, rtol=1e-12, atol=1e-18)
+    np.testing.assert_allclose(a.current_var, ref_i, rtol=1e-10, atol=1e-16 * np.max(ref_i))
+    for threads in (1, 2):
+        b = kc.simulate(g, p, 2e-4, 40, 12, rng=5, method=method, record="summary", n_threads=threads)
+        assert np.array_equal(b.open_probability_var, a.open_probability_var)
+        assert np.array_equal(b.current_var, a.current_var)
+        assert np.array_equal(b.sum_counts, a.sum_counts)
+        assert b.sum_counts.shape == (a.n_samples, g.n_states)
+    if scheme == "two":
+        # the levels' covariance is not negligible here: without it the variance is wrong
+        o1, o2 = a["O1"].astype(float), a["O2"].astype(float)
+        drive = a.V - g.e_rev
+        no_cov = (50e-12 ** 2 * o1.var(axis=0, ddof=1) + 20e-12 ** 2 * o2.var(axis=0, ddof=1)) * drive ** 2
+        assert np.max(np.abs(no_cov - ref_i)) > 0.05 * np.max(ref_i)
+
+
+def test_summary_variances_of_one_trial_are_nan_and_in_xarray():
+    xr = pytest.importorskip("xarray")
+    g = kc.models.get("ch82")
+    p = kc.Step(0.01, agonist=1e-5)
+    one = kc.simulate(g, p, 1e-3, 30, 1, rng=1, record="summary")
+    assert np.all(np.isnan(one.open_probability_var)) and np.all(np.isnan(one.current_var))
+    r = kc.simulate(g, p, 1e-3, 30, 5, rng=1, record="summary")
+    ds = r.to_xarray()
+    assert isinstance(ds, xr.Dataset)
+    assert np.array_equal(ds["open_probability_var"].values, r.open_probability_var)
+    assert ds["current_var"].attrs["units"] == "A2"

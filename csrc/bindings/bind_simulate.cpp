@@ -112,15 +112,16 @@ template <class T>
 py::object simulate_t(const std::string& method, const ketacore::EnsembleSpec& spec, bool background,
                       ketacore::CancelToken& token) {
   const py::ssize_t S = spec.grid.n_samples, K = spec.scheme->n_states;
+  const py::ssize_t Kw = K + (spec.summary ? spec.n_groups : 0);  // summaries: states, then groups
   const py::ssize_t n = static_cast<py::ssize_t>(spec.trials.size());
   ketacore::EnsembleOut<T> out;
   py::array_t<T> counts;
   py::array_t<std::int64_t> sum;
   py::array_t<std::uint64_t> lo, hi;
   if (spec.summary) {
-    sum = OutputPool<std::int64_t>::make({S, K});
-    lo = OutputPool<std::uint64_t>::make({S, K});
-    hi = OutputPool<std::uint64_t>::make({S, K});
+    sum = OutputPool<std::int64_t>::make({S, Kw});
+    lo = OutputPool<std::uint64_t>::make({S, Kw});
+    hi = OutputPool<std::uint64_t>::make({S, Kw});
     out.sum = sum.mutable_data();
     out.sumsq_lo = lo.mutable_data();
     out.sumsq_hi = hi.mutable_data();
@@ -158,6 +159,17 @@ ketacore::EnsembleSpec make_spec(const ketacore::CompiledScheme& scheme, const k
   return spec;
 }
 
+// summary_groups argument: None -> no groups, else a (G, K) array of 0/1 flags.
+void set_groups(ketacore::EnsembleSpec& spec, const py::object& obj) {
+  if (obj.is_none()) return;
+  auto a = py::array_t<std::uint8_t, py::array::c_style | py::array::forcecast>::ensure(obj);
+  const auto K = static_cast<py::ssize_t>(spec.scheme->n_states);
+  if (!a || a.ndim() != 2 || a.shape(1) != K || a.shape(0) > 4096)
+    throw std::invalid_argument("summary_groups must be a (G, n_states) array of flags, G <= 4096");
+  spec.groups.assign(a.data(), a.data() + a.size());
+  spec.n_groups = static_cast<int>(a.shape(0));
+}
+
 // jump_tables argument: None -> empty (every condition), else one flag per condition.
 std::vector<std::uint8_t> table_mask(const py::object& obj) {
   if (obj.is_none()) return {};
@@ -175,12 +187,13 @@ void bind_simulate(py::module_& m) {
          const iarray& cond_index, const darray& conditions, double dt, std::int64_t n_samples, const darray& p0,
          std::int64_t n_channels, const u32vec& entropy, const u64arr& trials, int n_threads, bool summary,
          bool wide, bool background, const py::object& jump_tables, std::size_t pop_table_bytes,
-         std::size_t pop_state_bytes) -> py::object {
+         std::size_t pop_state_bytes, const py::object& summary_groups) -> py::object {
         ketacore::SegmentPlan plan = make_plan(durations, cond_index, conditions);
         ketacore::CancelToken token;
         ketacore::EnsembleSpec spec =
             make_spec(scheme, plan, p0, n_channels, entropy, trials, n_threads, summary, token);
         spec.jump_tables = table_mask(jump_tables);
+        set_groups(spec, summary_groups);
         spec.pop_table_bytes = pop_table_bytes;
         spec.pop_state_bytes = pop_state_bytes;
         spec.grid = ketacore::Grid{dt, n_samples};
@@ -191,9 +204,10 @@ void bind_simulate(py::module_& m) {
       py::arg("dt"), py::arg("n_samples"), py::arg("p0"), py::arg("n_channels"), py::arg("entropy_words"),
       py::arg("trials"), py::arg("n_threads"), py::arg("summary"), py::arg("wide"), py::arg("background"),
       py::arg("jump_tables") = py::none(), py::arg("pop_table_bytes") = ketacore::EnsembleSpec::kPopTableBytes,
-      py::arg("pop_state_bytes") = ketacore::EnsembleSpec::kPopStateBytes,
+      py::arg("pop_state_bytes") = ketacore::EnsembleSpec::kPopStateBytes, py::arg("summary_groups") = py::none(),
       "Run 'ssa' or 'population'.  Returns counts (trials x samples x states, int32 or int64 if wide)\n"
-      "or, with summary=True, (sum int64, sumsq_lo uint64, sumsq_hi uint64), each samples x states.\n"
+      "or, with summary=True, (sum int64, sumsq_lo uint64, sumsq_hi uint64), each samples x (states + G),\n"
+      "the last G columns for the groups of summary_groups ((G, states) flags; None: G = 0).\n"
       "jump_tables: ssa only, per condition whether to build its jump table (None: all); it changes\n"
       "speed, never results.  pop_table_bytes / pop_state_bytes: population only, the memory for\n"
       "transition tables held at once and for trial states kept between chunks of them; they\n"

@@ -41,6 +41,12 @@ struct EnsembleSpec {
   std::vector<std::uint64_t> trials;  // absolute trial indices, one per output row
   int n_threads = 1;
   bool summary = false;
+  // summary only: G groups of states (G x K flags, row-major) whose count sum_{j in g} n_j is
+  // summarised like a state's (sum and sum of squares per sample), after the K states: the
+  // variance of a group's count (e.g. all open states) needs the states' covariances, which
+  // per-state sums of squares do not give
+  std::vector<std::uint8_t> groups;
+  int n_groups = 0;
   const CancelToken* token = nullptr;
   std::vector<std::uint8_t> jump_tables;  // ssa: per condition, build its jump table; empty: all
   // population: bytes for the transition-matrix tables held at once (PopulationTables), and for
@@ -51,8 +57,9 @@ struct EnsembleSpec {
   static constexpr std::size_t kPopStateBytes = std::size_t(64) << 20;
 };
 
-// Outputs.  counts: n_trials x n_samples x K (record="counts").  Summary: per sample and state
-// the exact sum (int64) and sum of squares (128-bit, split into lo/hi uint64) over trials.
+// Outputs.  counts: n_trials x n_samples x K (record="counts").  Summary: per sample and state,
+// then per group (EnsembleSpec::groups; n_samples x (K + G) entries), the exact sum (int64) and
+// sum of squares (128-bit, split into lo/hi uint64) over trials.
 template <class T>
 struct EnsembleOut {
   T* counts = nullptr;
@@ -134,13 +141,22 @@ struct SummaryAcc {
     h += static_cast<std::uint64_t>(x >> 64) + (nl < xl ? 1u : 0u);
     l = nl;
   }
+  inline void add_value(std::size_t at, std::int64_t v) {
+    sum[at] += v;
+    const std::uint64_t a = static_cast<std::uint64_t>(v);
+    add128(lo[at], hi[at], static_cast<u128>(a) * a);
+  }
+  // one sample: the K state counts c at off .. off + K - 1, then the G group counts (groups:
+  // G x K flags) at off + K .. off + K + G - 1
   template <class T>
-  inline void add_row(std::size_t off, const T* c, int K) {
-    for (int j = 0; j < K; ++j) {
-      const std::int64_t v = static_cast<std::int64_t>(c[j]);
-      sum[off + j] += v;
-      const std::uint64_t a = static_cast<std::uint64_t>(v);
-      add128(lo[off + j], hi[off + j], static_cast<u128>(a) * a);
+  inline void add_row(std::size_t off, const T* c, int K, const std::uint8_t* groups, int G) {
+    for (int j = 0; j < K; ++j) add_value(off + j, static_cast<std::int64_t>(c[j]));
+    for (int g = 0; g < G; ++g) {
+      const std::uint8_t* f = groups + static_cast<std::size_t>(g) * K;
+      std::int64_t v = 0;
+      for (int j = 0; j < K; ++j)
+        if (f[j]) v += static_cast<std::int64_t>(c[j]);
+      add_value(off + K + g, v);
     }
   }
 };
@@ -502,6 +518,10 @@ void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
   const std::size_t n_packed = packed ? static_cast<std::size_t>(S) : 0;
 
   std::vector<detail::SummaryAcc> accs(nt);
+  const int G = spec.summary ? spec.n_groups : 0;
+  const std::uint8_t* grp = spec.groups.data();
+  const std::size_t Kw = static_cast<std::size_t>(K) + G;           // summary entries per sample
+  const std::size_t srow = static_cast<std::size_t>(S) * Kw;
   const bool by_trial = n_blocks == 1 || static_cast<std::int64_t>(n_trials) >= nt;
   if (by_trial) {
     std::atomic<std::size_t> next{0};
@@ -512,9 +532,9 @@ void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
       bool pk_zero = true;
       if (spec.summary) {
         if (ti == 0)
-          accs[0].init_external(out.sum, out.sumsq_lo, out.sumsq_hi, row);
+          accs[0].init_external(out.sum, out.sumsq_lo, out.sumsq_hi, srow);
         else
-          accs[ti].init(row);
+          accs[ti].init(srow);
       }
       long events = kCancelPollInterval;
       for (;;) {
@@ -533,7 +553,7 @@ void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
           detail::prefix_sum_rows(dst, S, K);
         }
         if (spec.summary)
-          for (std::int64_t k = 0; k < S; ++k) accs[ti].add_row(k * K, dst + k * K, K);
+          for (std::int64_t k = 0; k < S; ++k) accs[ti].add_row(k * Kw, dst + k * K, K, grp, G);
       }
     });
   } else {
@@ -544,7 +564,7 @@ void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
     std::vector<std::unique_ptr<detail::Scratch<u16x8>>> pks(ntb);  // packed: every thread's own rows
     detail::Scratch<T> tmp_s(spec.summary ? row : 0);
     T* tmp = tmp_s.data();
-    if (spec.summary) accs[0].init_external(out.sum, out.sumsq_lo, out.sumsq_hi, row);
+    if (spec.summary) accs[0].init_external(out.sum, out.sumsq_lo, out.sumsq_hi, srow);
     for (std::size_t i = 0; i < n_trials && !token.cancelled(); ++i) {
       T* dst = spec.summary ? tmp : out.counts + i * row;
       if (!packed) std::fill(dst, dst + row, T(0));
@@ -593,10 +613,10 @@ void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
         detail::prefix_sum_rows(dst, S, K);
       }
       if (spec.summary)
-        for (std::int64_t k = 0; k < S; ++k) accs[0].add_row(k * K, dst + k * K, K);
+        for (std::int64_t k = 0; k < S; ++k) accs[0].add_row(k * Kw, dst + k * K, K, grp, G);
     }
   }
-  if (spec.summary && !token.cancelled()) detail::merge_summary(accs, row);
+  if (spec.summary && !token.cancelled()) detail::merge_summary(accs, srow);
 }
 
 // ---------------------------------------------------------------- population
@@ -624,10 +644,14 @@ void run_population_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
   std::vector<std::int64_t> saved_n(one_chunk ? 0 : batch * K);
   std::vector<Pcg64> saved_g(one_chunk ? 0 : batch);
   std::vector<detail::SummaryAcc> accs(nt);
+  const int G = spec.summary ? spec.n_groups : 0;
+  const std::uint8_t* grp = spec.groups.data();
+  const std::size_t Kw = static_cast<std::size_t>(K) + G;           // summary entries per sample
+  const std::size_t srow = static_cast<std::size_t>(S) * Kw;
   auto par = [](int n, const std::function<void(int)>& f) { detail::parallel(n, f); };
   if (spec.summary) {
-    accs[0].init_external(out.sum, out.sumsq_lo, out.sumsq_hi, row);
-    for (int ti = 1; ti < nt; ++ti) accs[ti].init(row);
+    accs[0].init_external(out.sum, out.sumsq_lo, out.sumsq_hi, srow);
+    for (int ti = 1; ti < nt; ++ti) accs[ti].init(srow);
   }
   for (std::size_t b0 = 0; b0 < n_trials && !token.cancelled(); b0 += batch) {
     const std::size_t b1 = std::min(n_trials, b0 + batch);
@@ -645,7 +669,7 @@ void run_population_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
           auto record = [&](std::int64_t k) {
             for (int j = 0; j < K; ++j) cur[j] = static_cast<T>(n[j]);
             if (spec.summary)
-              accs[ti].add_row(static_cast<std::size_t>(k) * K, cur.data(), K);
+              accs[ti].add_row(static_cast<std::size_t>(k) * Kw, cur.data(), K, grp, G);
             else
               std::memcpy(out.counts + i * row + static_cast<std::size_t>(k) * K, cur.data(), sizeof(T) * K);
           };
@@ -678,7 +702,7 @@ void run_population_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
       r = r_end;
     }
   }
-  if (spec.summary && !token.cancelled()) detail::merge_summary(accs, row);
+  if (spec.summary && !token.cancelled()) detail::merge_summary(accs, srow);
 }
 
 // ----------------------------------------------------------------- event log
