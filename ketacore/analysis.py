@@ -2549,7 +2549,8 @@ def noise_analysis(data, *, time=None, window=None, baseline: bool = False,
     ----------
     data : SimulationResult or array (n_trials, n_samples)
         ``ketacore.simulate`` output with ``record="counts"`` (currents from ``result.current``)
-        or ``record="summary"`` for a scheme with a single conducting state; or currents (A).
+        or ``record="summary"`` (mean and variance over trials of the current:
+        ``result.current`` and ``result.current_var``, any scheme); or currents (A).
     time : array (s), optional
         Sample times for an array input (default ``arange(n_samples)``).
     window : (t0, t1) in s, optional
@@ -2590,16 +2591,10 @@ def noise_analysis(data, *, time=None, window=None, baseline: bool = False,
         if data.counts is not None:
             cur = np.asarray(data.current, float)
         else:
-            g = np.asarray(data.scheme.conductance, float)
-            cond = np.flatnonzero(g != 0)
-            if cond.size != 1:
-                raise ValueError("data: a record='summary' result keeps no covariances between "
-                                 "states; noise analysis needs record='counts' unless exactly "
-                                 "one state conducts")
-            j = int(cond[0])
-            drive = (data.V - data.scheme.e_rev) * g[j]
-            mean = data.mean[:, j] * drive
-            var = data.var[:, j] * drive ** 2
+            # the summary's exact sums of the count at each conductance level (and pair of
+            # levels) give the current's variance for any scheme (SimulationResult.current_var)
+            mean = np.asarray(data.current, float)
+            var = np.asarray(data.current_var, float)
             cur = None
             groups_data = (mean, var, data.n_trials)
     else:

@@ -714,6 +714,21 @@ def test_noise_analysis_summary_record_equals_counts():
     assert abs(na.i - i_true) < Z * na.se_i
 
 
+def test_noise_analysis_of_a_summary_with_two_open_states():
+    """CH82 has two open states (one conductance): a record='summary' run now carries the
+    current's variance (exact sums of the open count), so noise analysis needs no counts and
+    gives the counts' mean, variance and fit to rounding."""
+    g = kc.models.get("ch82")
+    V = -100 * mV
+    p = kc.Protocol([kc.Step(2 * ms, V=V, agonist=10 * uM), kc.Step(20 * ms, V=V)])
+    kw = dict(dt=0.1 * ms, n_channels=200, n_trials=60, rng=8, initial="R", method="population")
+    na = ka.noise_analysis(kc.simulate(g, p, **kw))
+    na2 = ka.noise_analysis(kc.simulate(g, p, record="summary", **kw))
+    np.testing.assert_allclose(na2.mean, na.mean, rtol=1e-9, atol=1e-30)
+    np.testing.assert_allclose(na2.var, na.var, rtol=1e-9, atol=1e-40)
+    assert na2.i == pytest.approx(na.i, rel=1e-9) and na2.N == pytest.approx(na.N, rel=1e-9)
+
+
 # ---------------------------------------------------------------------------
 # input validation
 # ---------------------------------------------------------------------------
