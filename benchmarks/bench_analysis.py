@@ -133,6 +133,11 @@ def main(argv=None):
     n_ev = int(times.size)
 
     rec = ka.Record.from_events(log, list(sc))
+    # each class at its own level, so that every class is observable and every transition a
+    # dwell boundary (Record.resolve compares levels since 2026-11-28)
+    rec = ka.Record(rec.start, rec.duration, rec.cls, rec.offsets, np.arange(1.0, 6.0) * 1e-12,
+                    open_classes=np.flatnonzero(is_open))
+    key = rec._observation_key()
     s_, d_, c_, off = rec.start, rec.duration, rec.cls, rec.offsets
     n_dw = int(d_.size)
     one = slice(0, int(off[1]))                        # numpy baselines run per sweep
@@ -170,7 +175,7 @@ def main(argv=None):
                          lambda: [numpy_open_periods(d_[a:b], c_[a:b], is_open)
                                   for a, b in sweeps]),
         "resolution": (n_dw,
-                       lambda: _analysis.impose_resolution(s_, d_, c_, off, T_RES),
+                       lambda: _analysis.impose_resolution(s_, d_, c_, off, key, T_RES),
                        lambda: [numpy_resolve(s_[a:b], d_[a:b], c_[a:b], T_RES)
                                 for a, b in sweeps]),
         "bursts": (n_dw,

@@ -42,8 +42,15 @@ class AnalysisKernels:
         self.ev_off = np.concatenate(([0], np.cumsum(lens))).astype(np.int64)
         self.t_ends = np.full(len(log), log.t_end)
         self.sc = np.arange(5, dtype=np.int64)
-        self.rec = ka.Record.from_events(log, list(self.sc))
         self.is_open = np.array([1, 1, 0, 0, 0], np.uint8)
+        r = ka.Record.from_events(log, list(self.sc))
+        # one class per state, each at its own level, so that every class is observable and
+        # every transition a dwell boundary (resolution compares levels since 2026-11-28)
+        self.rec = ka.Record(r.start, r.duration, r.cls, r.offsets, np.arange(1.0, 6.0) * 1e-12,
+                             open_classes=[0, 1])
+        # the kernel takes each class's observation key since 2026-11-28; None for older builds
+        key = getattr(self.rec, "_observation_key", None)
+        self.key = None if key is None else key()
         self.none = np.zeros(5, np.uint8)
         self.n_ev = int(self.times.size)
         self.n_dw = int(self.rec.n_dwells)
@@ -58,7 +65,10 @@ class AnalysisKernels:
 
     def _resolve(self):
         r = self.rec
-        self.A.impose_resolution(r.start, r.duration, r.cls, r.offsets, T_RES)
+        if self.key is None:
+            self.A.impose_resolution(r.start, r.duration, r.cls, r.offsets, T_RES)
+        else:
+            self.A.impose_resolution(r.start, r.duration, r.cls, r.offsets, self.key, T_RES)
 
     def _bursts(self):
         r = self.rec

@@ -486,32 +486,35 @@ class SimulationResult:
         variances and covariances over trials of the channel counts, (S,) each, from exact
         integer numerators ``n sum x y - sum x sum y``."""
         n = self.n_trials
-        flags, (levels, pairs) = _summary_groups(self.scheme)
-        S = self.n_samples
+        flags, (open_col, levels, pairs) = _summary_groups(self.scheme)
+        S, K = self.n_samples, len(self.scheme.states)
         if n < 2:
             nan = np.full(S, np.nan)
             L = len(levels)
             return levels, nan, [[nan] * L for _ in range(L)]
-        s, q = self._group_sums()
-        big = (n * self.n_channels) ** 2 >= 2**63 or s.dtype == object or q.dtype == object
-        if big:
-            s, q = s.astype(object), q.astype(object)
-        else:
-            s, q = s.astype(np.int64), q.astype(np.int64)
+        ss, sq = self._exact_sums()
+        gs, gq = self._group_sums() if len(flags) else (None, None)
+        big = ((n * self.n_channels) ** 2 >= 2**63 or ss.dtype == object or sq.dtype == object
+               or (gs is not None and (gs.dtype == object or gq.dtype == object)))
+        conv = (lambda a: a.astype(object)) if big else (lambda a: a.astype(np.int64))
 
-        def var_num(i):
-            return n * q[:, i] - s[:, i] * s[:, i]
+        def col(c: int) -> tuple:
+            return (conv(ss[:, c]), conv(sq[:, c])) if c < K else (conv(gs[:, c - K]), conv(gq[:, c - K]))
+
+        def var_num(c: int):
+            s_, q_ = col(c)
+            return n * q_ - s_ * s_
         den = float(n * (n - 1))
-        v_open = np.asarray(var_num(0), dtype=float) / den
+        v_open = np.asarray(var_num(open_col), dtype=float) / den
         L = len(levels)
         cov = [[None] * L for _ in range(L)]
-        for a, (_, ia) in enumerate(levels):
-            cov[a][a] = np.asarray(var_num(ia), dtype=float) / den
-        for (a, b), iab in pairs.items():
-            ia, ib = levels[a][1], levels[b][1]
+        for a, (_, ca) in enumerate(levels):
+            cov[a][a] = np.asarray(var_num(ca), dtype=float) / den
+        for (a, b), cab in pairs.items():
+            (sa, qa), (sb, qb), (_, qab) = col(levels[a][1]), col(levels[b][1]), col(cab)
             # sum m_a m_b = (sum (m_a + m_b)^2 - sum m_a^2 - sum m_b^2) / 2, exactly
-            cross = (q[:, iab] - q[:, ia] - q[:, ib]) // 2
-            cov[a][b] = cov[b][a] = np.asarray(n * cross - s[:, ia] * s[:, ib], dtype=float) / den
+            cross = (qab - qa - qb) // 2
+            cov[a][b] = cov[b][a] = np.asarray(n * cross - sa * sb, dtype=float) / den
         return levels, v_open, cov
 
     @property
@@ -746,9 +749,11 @@ class _Plan:
                 q = hi.astype(object) * (1 << 64) + lo.astype(object)
             else:
                 q = lo
-            K = self.p0.size       # states, then the summary groups (_summary_groups)
-            d["_sums"] = (s[:, :K], q[:, :K])
-            d["_gsums"] = (s[:, K:], q[:, K:])
+            # flat: S x K state entries, then S x G group entries (_summary_groups)
+            n_st = self.S * self.p0.size
+            d["_sums"] = (s[:n_st].reshape(self.S, -1), q[:n_st].reshape(self.S, -1))
+            G = 0 if self.groups is None else self.groups.shape[0]
+            d["_gsums"] = (s[n_st:].reshape(self.S, G), q[n_st:].reshape(self.S, G)) if G else None
         else:
             d["counts"] = out
         return r
@@ -758,32 +763,47 @@ _GROUPS_CACHE: dict = {}
 
 
 def _summary_groups(scheme: Scheme) -> tuple:
-    """The groups of states whose count ``record="summary"`` also sums (with its square), as
-    (G, K) uint8 flags, and ``(levels, pairs)``: group 0 is every open (conducting) state;
-    with two or more conductance levels, one group per level and one per pair of levels (the
-    pair's squares give the levels' covariance).  ``levels`` lists ``(conductance (S), group)``
-    (a single level is group 0); ``pairs`` maps level indices ``(a, b), a < b`` to groups."""
+    """The groups of states whose count ``record="summary"`` also sums (with its square), and
+    where to find each count the variances need.
+
+    Returns ``(flags, (open_col, levels, pairs))``: ``flags`` (G, K) uint8 are the groups the
+    C++ core sums; a *column* ``c`` is state ``c`` for ``c < K`` and group ``c - K`` otherwise.
+    ``open_col`` is the column of the open count (every conducting state); ``levels`` lists
+    ``(conductance (S), column)`` of the count at each distinct conductance; ``pairs`` maps
+    level indices ``(a, b), a < b`` to the column of the count at the two levels together (its
+    square gives their covariance by polarisation).  A count of a single state is that state's
+    column, so a scheme with one conducting state (most NMDA schemes) needs no group at all."""
     hit = _GROUPS_CACHE.get(id(scheme))
     if hit is not None and hit[0] is scheme:
         return hit[1]
     g = np.asarray(scheme.conductance, dtype=float)
+    K = g.size
+    rows: list = []
+
+    def column(mask: np.ndarray) -> int:
+        members = np.flatnonzero(mask)
+        if members.size == 1:
+            return int(members[0])
+        for r, m in enumerate(rows):             # (no group twice)
+            if np.array_equal(m, mask):
+                return K + r
+        rows.append(mask)
+        return K + len(rows) - 1
+
     om = g > 0
-    rows = [om]
+    open_col = column(om)
     lv = np.unique(g[om])
     levels, pairs = [], {}
     if lv.size == 1:
-        levels = [(float(lv[0]), 0)]
+        levels = [(float(lv[0]), open_col)]
     elif lv.size > 1:
-        for x in lv:
-            levels.append((float(x), len(rows)))
-            rows.append(g == x)
+        levels = [(float(x), column(g == x)) for x in lv]
         for a in range(lv.size):
             for b in range(a + 1, lv.size):
-                pairs[(a, b)] = len(rows)
-                rows.append((g == lv[a]) | (g == lv[b]))
-    flags = np.array(rows, dtype=np.uint8).reshape(len(rows), g.size)
+                pairs[(a, b)] = column((g == lv[a]) | (g == lv[b]))
+    flags = np.array(rows, dtype=np.uint8).reshape(len(rows), K)
     flags.setflags(write=False)
-    out = (flags, (levels, pairs))
+    out = (flags, (open_col, levels, pairs))
     if len(_GROUPS_CACHE) > 64:
         _GROUPS_CACHE.clear()
     _GROUPS_CACHE[id(scheme)] = (scheme, out)   # the reference keeps the id unique
@@ -933,7 +953,8 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     plan.summary = record == "summary"
     plan.wide = wide
     plan.sq_object = _sq_object(n_tr, N)
-    plan.groups = _summary_groups(scheme)[0] if record == "summary" else None
+    groups = _summary_groups(scheme)[0]
+    plan.groups = groups if record == "summary" and len(groups) else None
     # (a cost that is not a finite number, say from an unusual rate estimate, runs cancellable;
     # ssa's tables are built on one thread before the trials run in parallel)
     serial = ssa_build if chosen == "ssa" else 0.0

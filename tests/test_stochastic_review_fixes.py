@@ -139,8 +139,10 @@ def test_sum_sq_counts_dtype_is_the_same_for_counts_and_summary():
     the values are equal."""
     g = kc.models.get("destexhe1994_sf")
     p = kc.Protocol([kc.Step(0.005), kc.Step(0.02, glutamate=1e-3)])
+    # (3.5e9 channels, 3 trials: each square is below 2**64, their sum is not -- the low
+    # word's carry into the high word of the C++ 128-bit sums)
     for N, n, dtype in ((2**31 - 1, 3, np.uint64), (2**32, 1, object), (2**32 + 1, 2, object),
-                        (1000, 4, np.uint64)):
+                        (1000, 4, np.uint64), (3_500_000_000, 3, object)):
         kw = dict(rng=1, method="population")
         a = kc.simulate(g, p, 1e-3, N, n, **kw)
         b = kc.simulate(g, p, 1e-3, N, n, record="summary", **kw)
@@ -150,6 +152,8 @@ def test_sum_sq_counts_dtype_is_the_same_for_counts_and_summary():
         exact = [[sum(int(x) ** 2 for x in a.counts[:, i, j]) for j in range(a.counts.shape[2])]
                  for i in range(a.counts.shape[1])]
         assert a.sum_sq_counts.tolist() == exact
+        if N == 3_500_000_000:
+            assert max(max(r) for r in exact) >= 2**64 > N * N
 
 
 def test_sums_of_many_trials_are_exact_in_blocks():

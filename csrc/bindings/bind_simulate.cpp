@@ -112,16 +112,17 @@ template <class T>
 py::object simulate_t(const std::string& method, const ketacore::EnsembleSpec& spec, bool background,
                       ketacore::CancelToken& token) {
   const py::ssize_t S = spec.grid.n_samples, K = spec.scheme->n_states;
-  const py::ssize_t Kw = K + (spec.summary ? spec.n_groups : 0);  // summaries: states, then groups
+  // summaries: S x K state entries, then S x G group entries (flat; split in Python)
+  const py::ssize_t n_sum = S * (K + (spec.summary ? spec.n_groups : 0));
   const py::ssize_t n = static_cast<py::ssize_t>(spec.trials.size());
   ketacore::EnsembleOut<T> out;
   py::array_t<T> counts;
   py::array_t<std::int64_t> sum;
   py::array_t<std::uint64_t> lo, hi;
   if (spec.summary) {
-    sum = OutputPool<std::int64_t>::make({S, Kw});
-    lo = OutputPool<std::uint64_t>::make({S, Kw});
-    hi = OutputPool<std::uint64_t>::make({S, Kw});
+    sum = OutputPool<std::int64_t>::make({n_sum});
+    lo = OutputPool<std::uint64_t>::make({n_sum});
+    hi = OutputPool<std::uint64_t>::make({n_sum});
     out.sum = sum.mutable_data();
     out.sumsq_lo = lo.mutable_data();
     out.sumsq_hi = hi.mutable_data();
@@ -206,8 +207,8 @@ void bind_simulate(py::module_& m) {
       py::arg("jump_tables") = py::none(), py::arg("pop_table_bytes") = ketacore::EnsembleSpec::kPopTableBytes,
       py::arg("pop_state_bytes") = ketacore::EnsembleSpec::kPopStateBytes, py::arg("summary_groups") = py::none(),
       "Run 'ssa' or 'population'.  Returns counts (trials x samples x states, int32 or int64 if wide)\n"
-      "or, with summary=True, (sum int64, sumsq_lo uint64, sumsq_hi uint64), each samples x (states + G),\n"
-      "the last G columns for the groups of summary_groups ((G, states) flags; None: G = 0).\n"
+      "or, with summary=True, (sum int64, sumsq_lo uint64, sumsq_hi uint64), each flat: samples x states\n"
+      "entries, then samples x G for the groups of summary_groups ((G, states) flags; None: G = 0).\n"
       "jump_tables: ssa only, per condition whether to build its jump table (None: all); it changes\n"
       "speed, never results.  pop_table_bytes / pop_state_bytes: population only, the memory for\n"
       "transition tables held at once and for trial states kept between chunks of them; they\n"

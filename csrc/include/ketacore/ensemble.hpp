@@ -57,9 +57,10 @@ struct EnsembleSpec {
   static constexpr std::size_t kPopStateBytes = std::size_t(64) << 20;
 };
 
-// Outputs.  counts: n_trials x n_samples x K (record="counts").  Summary: per sample and state,
-// then per group (EnsembleSpec::groups; n_samples x (K + G) entries), the exact sum (int64) and
-// sum of squares (128-bit, split into lo/hi uint64) over trials.
+// Outputs.  counts: n_trials x n_samples x K (record="counts").  Summary: the exact sum (int64)
+// and sum of squares (128-bit, split into lo/hi uint64) over trials per sample and state
+// (n_samples x K entries), followed by those per sample and group (EnsembleSpec::groups;
+// n_samples x G entries): the state block keeps the layout and loop it had without groups.
 template <class T>
 struct EnsembleOut {
   T* counts = nullptr;
@@ -106,6 +107,22 @@ void parallel(int n, F&& f) {
   if (err) std::rethrow_exception(err);
 }
 
+// Summary groups as lists of member states: group g is member[start[g] .. start[g + 1]).
+struct GroupList {
+  std::vector<std::int32_t> start{0};
+  std::vector<std::int32_t> member;
+  int size() const { return static_cast<int>(start.size()) - 1; }
+  static GroupList from_flags(const std::vector<std::uint8_t>& flags, int G, int K) {
+    GroupList out;
+    for (int g = 0; g < G; ++g) {
+      for (int j = 0; j < K; ++j)
+        if (flags[static_cast<std::size_t>(g) * K + j]) out.member.push_back(j);
+      out.start.push_back(static_cast<std::int32_t>(out.member.size()));
+    }
+    return out;
+  }
+};
+
 // Exact summaries per sample and state: the sum of the counts (int64) and the sum of their
 // squares (128-bit, kept as lo/hi uint64 words like the output).  The accumulator of thread 0
 // writes straight into the output arrays (init_external); other threads accumulate into their
@@ -134,29 +151,35 @@ struct SummaryAcc {
     hi = own_hi.data();
   }
   bool active() const { return sum != nullptr; }
-  // (lo, hi) += x, a 128-bit addition
+  // (lo, hi) += x, a 128-bit addition.  The high word is read and written only when x has
+  // high bits or the low word carries -- rarely for counts below 2^32 (squares below 2^64) --
+  // so a sample's summary update touches two arrays, not three (it is bound by memory traffic
+  // on fine grids: 1e5 samples x K entries x 8 bytes per array, swept once per trial).
   static inline void add128(std::uint64_t& l, std::uint64_t& h, u128 x) {
     const std::uint64_t xl = static_cast<std::uint64_t>(x);
+    const std::uint64_t xh = static_cast<std::uint64_t>(x >> 64);
     const std::uint64_t nl = l + xl;
-    h += static_cast<std::uint64_t>(x >> 64) + (nl < xl ? 1u : 0u);
     l = nl;
+    if (__builtin_expect(xh != 0 || nl < xl, 0)) h += xh + (nl < xl ? 1u : 0u);
   }
   inline void add_value(std::size_t at, std::int64_t v) {
     sum[at] += v;
     const std::uint64_t a = static_cast<std::uint64_t>(v);
     add128(lo[at], hi[at], static_cast<u128>(a) * a);
   }
-  // one sample: the K state counts c at off .. off + K - 1, then the G group counts (groups:
-  // G x K flags) at off + K .. off + K + G - 1
   template <class T>
-  inline void add_row(std::size_t off, const T* c, int K, const std::uint8_t* groups, int G) {
+  inline void add_row(std::size_t off, const T* c, int K) {
     for (int j = 0; j < K; ++j) add_value(off + j, static_cast<std::int64_t>(c[j]));
+  }
+  // one sample's group counts (group g: sum of c over member[start[g] .. start[g + 1])) at
+  // at .. at + G - 1
+  template <class T>
+  inline void add_groups(std::size_t at, const T* c, const std::int32_t* start,
+                         const std::int32_t* member, int G) {
     for (int g = 0; g < G; ++g) {
-      const std::uint8_t* f = groups + static_cast<std::size_t>(g) * K;
       std::int64_t v = 0;
-      for (int j = 0; j < K; ++j)
-        if (f[j]) v += static_cast<std::int64_t>(c[j]);
-      add_value(off + K + g, v);
+      for (std::int32_t m = start[g]; m < start[g + 1]; ++m) v += static_cast<std::int64_t>(c[member[m]]);
+      add_value(at + g, v);
     }
   }
 };
@@ -519,9 +542,10 @@ void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
 
   std::vector<detail::SummaryAcc> accs(nt);
   const int G = spec.summary ? spec.n_groups : 0;
-  const std::uint8_t* grp = spec.groups.data();
-  const std::size_t Kw = static_cast<std::size_t>(K) + G;           // summary entries per sample
-  const std::size_t srow = static_cast<std::size_t>(S) * Kw;
+  const detail::GroupList grp = detail::GroupList::from_flags(spec.groups, G, K);
+  const std::int32_t* g_start = grp.start.data();
+  const std::int32_t* g_member = grp.member.data();
+  const std::size_t srow = static_cast<std::size_t>(S) * (static_cast<std::size_t>(K) + G);  // summary entries
   const bool by_trial = n_blocks == 1 || static_cast<std::int64_t>(n_trials) >= nt;
   if (by_trial) {
     std::atomic<std::size_t> next{0};
@@ -552,8 +576,11 @@ void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
           for (std::int64_t b = 0; b < n_blocks && !token.cancelled(); ++b) run_block(spec.trials[i], b, dst, events);
           detail::prefix_sum_rows(dst, S, K);
         }
-        if (spec.summary)
-          for (std::int64_t k = 0; k < S; ++k) accs[ti].add_row(k * Kw, dst + k * K, K, grp, G);
+        if (spec.summary) {
+          for (std::int64_t k = 0; k < S; ++k) accs[ti].add_row(k * K, dst + k * K, K);
+          for (std::int64_t k = 0; G && k < S; ++k)
+            accs[ti].add_groups(row + static_cast<std::size_t>(k) * G, dst + k * K, g_start, g_member, G);
+        }
       }
     });
   } else {
@@ -612,8 +639,11 @@ void run_ssa_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
         }
         detail::prefix_sum_rows(dst, S, K);
       }
-      if (spec.summary)
-        for (std::int64_t k = 0; k < S; ++k) accs[0].add_row(k * Kw, dst + k * K, K, grp, G);
+      if (spec.summary) {
+        for (std::int64_t k = 0; k < S; ++k) accs[0].add_row(k * K, dst + k * K, K);
+        for (std::int64_t k = 0; G && k < S; ++k)
+          accs[0].add_groups(row + static_cast<std::size_t>(k) * G, dst + k * K, g_start, g_member, G);
+      }
     }
   }
   if (spec.summary && !token.cancelled()) detail::merge_summary(accs, srow);
@@ -645,9 +675,10 @@ void run_population_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
   std::vector<Pcg64> saved_g(one_chunk ? 0 : batch);
   std::vector<detail::SummaryAcc> accs(nt);
   const int G = spec.summary ? spec.n_groups : 0;
-  const std::uint8_t* grp = spec.groups.data();
-  const std::size_t Kw = static_cast<std::size_t>(K) + G;           // summary entries per sample
-  const std::size_t srow = static_cast<std::size_t>(S) * Kw;
+  const detail::GroupList grp = detail::GroupList::from_flags(spec.groups, G, K);
+  const std::int32_t* g_start = grp.start.data();
+  const std::int32_t* g_member = grp.member.data();
+  const std::size_t srow = static_cast<std::size_t>(S) * (static_cast<std::size_t>(K) + G);  // summary entries
   auto par = [](int n, const std::function<void(int)>& f) { detail::parallel(n, f); };
   if (spec.summary) {
     accs[0].init_external(out.sum, out.sumsq_lo, out.sumsq_hi, srow);
@@ -668,9 +699,10 @@ void run_population_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
           if (i >= b1 || token.cancelled()) break;
           auto record = [&](std::int64_t k) {
             for (int j = 0; j < K; ++j) cur[j] = static_cast<T>(n[j]);
-            if (spec.summary)
-              accs[ti].add_row(static_cast<std::size_t>(k) * Kw, cur.data(), K, grp, G);
-            else
+            if (spec.summary) {
+              accs[ti].add_row(static_cast<std::size_t>(k) * K, cur.data(), K);
+              if (G) accs[ti].add_groups(row + static_cast<std::size_t>(k) * G, cur.data(), g_start, g_member, G);
+            } else
               std::memcpy(out.counts + i * row + static_cast<std::size_t>(k) * K, cur.data(), sizeof(T) * K);
           };
           Pcg64 g;
