@@ -141,8 +141,41 @@ def impose_resolution(const double[::1] start, const double[::1] dur,
     cdef double[::1] od = out_dur_a
     cdef cnp.int64_t[::1] oc = out_cls_a
     cdef cnp.int64_t[::1] off = off_a
-    cdef double run
-    cdef cnp.int64_t k, cur_k
+    cdef double run, cur_d, d
+    cdef cnp.int64_t k, cur_k, cur_c
+    cdef Py_ssize_t nk = key.shape[0], a, b
+    cdef bint distinct = True
+    for a in range(nk):
+        for b in range(a + 1, nk):
+            if key[a] == key[b]:
+                distinct = False
+    if distinct:
+        # every class its own key (e.g. open/shut): each run is one dwell -- the dwell-by-dwell
+        # loop, same results
+        with nogil:
+            for s in range(n_sw):
+                lo = offsets[s]
+                hi = offsets[s + 1]
+                if hi > lo:
+                    os[m] = start[lo]
+                    cur_d = dur[lo]
+                    cur_c = cls[lo]
+                    for i in range(lo + 1, hi):
+                        d = dur[i]
+                        if d < t_res or cls[i] == cur_c:
+                            cur_d = cur_d + d
+                        else:
+                            od[m] = cur_d
+                            oc[m] = cur_c
+                            m += 1
+                            os[m] = start[i]
+                            cur_d = d
+                            cur_c = cls[i]
+                    od[m] = cur_d
+                    oc[m] = cur_c
+                    m += 1
+                off[s + 1] = m
+        return _trim(out_start_a, m), _trim(out_dur_a, m), _trim(out_cls_a, m), off_a
     with nogil:
         for s in range(n_sw):
             lo = offsets[s]

@@ -891,7 +891,7 @@ class Record:
         # a t_res longer than every dwell that follows a transition leaves no transition at
         # all (each sweep becomes its first dwell): nothing is resolved, and almost always the
         # value was meant in other units (t_res = 50 meaning 50 us)
-        obs = self._observed()
+        obs = self._observed(full=False)
         if obs[1].any() and not np.any(obs[0][obs[1]] >= t_res):
             raise ValueError(f"t_res={t_res:g} s is longer than every dwell of the record (the "
                              f"longest after a transition is {obs[0][obs[1]].max():g} s): "
@@ -903,36 +903,47 @@ class Record:
                      t_res=t_res, class_names=self.class_names, _trusted=True)
         # a record in ms resolved at a t_res in s (its observed dwells after the first of
         # each sweep, all >= t_res, are what fit_mixture and hjc_loglik would get)
-        d_obs, later = out._observed()[:2]
+        d_obs, later = out._observed(full=False)
         _warn_if_units_mixed("Record.resolve", d_obs[later], t_res, stacklevel=2)
         return out
 
     def _observation_key(self) -> np.ndarray:
         """int64 key per class: classes with the same open/shut kind and level share a key
         (a detector cannot tell them apart; :meth:`resolve`)."""
-        lv = self.levels + 0.0                      # -0.0 -> 0.0
-        pairs = np.stack((self.is_open.astype(float), lv), axis=1)
-        _, key = np.unique(pairs, axis=0, return_inverse=True)
-        return np.ascontiguousarray(key.reshape(-1), dtype=np.int64)
+        seen: dict = {}
+        key = [seen.setdefault((bool(o), float(v) + 0.0), len(seen))     # -0.0 -> 0.0
+               for o, v in zip(self.is_open.tolist(), self.levels.tolist())]
+        return np.array(key, dtype=np.int64)
 
-    def _observed(self) -> tuple:
+    def _observed(self, full: bool = True) -> tuple:
         """(durations, later, is_open, sweep) of the observed dwells: maximal runs of
         consecutive dwells of one sweep with the same observation key, summed left to right;
-        ``later`` is False for the first observed dwell of each sweep."""
+        ``later`` is False for the first observed dwell of each sweep.  ``full=False``: only
+        (durations, later)."""
         n = self.n_dwells
         if n == 0:
             e = np.zeros(0)
-            return e, np.zeros(0, bool), np.zeros(0, bool), np.zeros(0, np.int64)
-        k = self._observation_key()[self.cls]
+            return (e, np.zeros(0, bool), np.zeros(0, bool), np.zeros(0, np.int64))[:4 if full else 2]
+        key = self._observation_key()
+        if int(key.max()) + 1 == key.size:         # (keys are numbered as first seen)
+            # every class observable on its own (e.g. open/shut): the observed dwells are the
+            # dwells (consecutive dwells are in different classes)
+            later = np.ones(n, bool)
+            later[self.offsets[:-1][self.offsets[:-1] < n]] = False
+            if not full:
+                return self.duration, later
+            return self.duration, later, self.is_open[self.cls], self.sweep
+        k = key[self.cls]
         sweep = self.sweep
         new = np.ones(n, bool)
         new[1:] = (k[1:] != k[:-1]) | (sweep[1:] != sweep[:-1])
         first = np.flatnonzero(new)
-        d = self.duration.copy() if first.size == n else \
-            _analysis.sum_runs(self.duration, np.ascontiguousarray(first, dtype=np.int64))
+        d = _analysis.sum_runs(self.duration, np.ascontiguousarray(first, dtype=np.int64))
         later = np.ones(first.size, bool)
         later[1:] = sweep[first[1:]] == sweep[first[:-1]]
         later[0] = False
+        if not full:
+            return d, later
         return d, later, self.is_open[self.cls[first]], sweep[first]
 
     def hjc_groups(self, t_crit: Optional[float] = None) -> list:
