@@ -389,7 +389,10 @@ class SimulationResult:
             c = self.counts
             n, N = self.n_trials, self.n_channels
             if n * N >= 2**63 or _sq_object(n, N):   # int64/uint64 would wrap: Python ints
+                # (the sums are int64 unless n N >= 2^63 -- as record="summary" gives them)
                 s = c.astype(object).sum(axis=0)
+                if n * N < 2**63:
+                    s = s.astype(np.int64)
                 q = (c.astype(object) ** 2).sum(axis=0)
             else:
                 # exact in int64 (sums) and uint64 (squares: n N^2 < 2^64), trial blocks of
@@ -458,10 +461,15 @@ class SimulationResult:
     def _group_sums(self) -> tuple:
         """Exact (sum, sum of squares) over trials of each summary group's count, (S, G): the
         C++ sums of ``record="summary"``, or the same integers from the counts."""
-        if self._gsums is None:
+        if getattr(self, "_gsums", None) is None:
             flags = _summary_groups(self.scheme)[0]
             n, N = self.n_trials, self.n_channels
             c = self.counts
+            if c is None:
+                # (a summary built without them: by hand, or pickled before 2026-11-28)
+                raise ValueError("this record='summary' result has no sums of the open and level "
+                                 "counts, which the variances of the open fraction and current "
+                                 "need; simulate it again with this ketacore version")
             big = n * N >= 2**63 or _sq_object(n, N)
             sq = np.uint64 if n * N * N >= 2**63 else np.int64
             s = np.zeros((c.shape[1], len(flags)), object if big else np.int64)
@@ -481,13 +489,22 @@ class SimulationResult:
             self._gsums = (s, q)
         return self._gsums
 
-    def _group_moments(self):
+    def _group_moments(self, need_levels: bool = False):
         """(levels, var(open count), cov(level a, level b) for every a, b): unbiased (ddof=1)
         variances and covariances over trials of the channel counts, (S,) each, from exact
         integer numerators ``n sum x y - sum x sum y``."""
         n = self.n_trials
         flags, (open_col, levels, pairs) = _summary_groups(self.scheme)
         S, K = self.n_samples, len(self.scheme.states)
+        if levels is None:
+            if need_levels:
+                raise ValueError(f"current_var of a record='summary' result: the scheme has more than "
+                                 f"{MAX_SUMMARY_LEVELS} distinct conductance levels, whose pairwise "
+                                 "covariances summaries do not keep; use record='counts'")
+            levels = []
+        if open_col is None:                         # no conducting state: nothing fluctuates
+            z = np.zeros(S) if n >= 2 else np.full(S, np.nan)
+            return levels, z, []
         if n < 2:
             nan = np.full(S, np.nan)
             L = len(levels)
@@ -531,7 +548,11 @@ class SimulationResult:
         sample (A^2), shape (n_samples,): ``(V - E_rev)^2 var(sum_i g_i n_i)``, from exact
         integer sums of the count at each conductance level and of each pair of levels (the
         covariances by polarisation), with ``record="counts"`` and ``"summary"`` alike."""
-        levels, _, cov = self._group_moments()
+        if self.counts is not None and _summary_groups(self.scheme)[1][1] is None:
+            # (many levels: straight from the counts' currents, float)
+            cur = self.current
+            return cur.var(axis=0, ddof=1) if self.n_trials > 1 else np.full(self.n_samples, np.nan)
+        levels, _, cov = self._group_moments(need_levels=True)
         drive = self.V - self.scheme.e_rev
         var = np.zeros(self.n_samples)
         for a, (ga, _) in enumerate(levels):
@@ -568,8 +589,12 @@ class SimulationResult:
         else:
             data = {"mean": (("time", "state"), self.mean), "var": (("time", "state"), self.var),
                     "open_probability": ("time", self.open_probability),
-                    "open_probability_var": ("time", self.open_probability_var),
-                    "current": ("time", self.current), "current_var": ("time", self.current_var)}
+                    "current": ("time", self.current)}
+            for name in ("open_probability_var", "current_var"):
+                try:    # (not for a summary without group sums, nor current_var beyond
+                    data[name] = ("time", getattr(self, name))   # MAX_SUMMARY_LEVELS levels)
+                except ValueError:
+                    pass
         data["V"] = ("time", self.V)
         ds = xr.Dataset(data, coords=coords, attrs=attrs)
         N = self.n_channels
@@ -760,6 +785,10 @@ class _Plan:
 
 
 _GROUPS_CACHE: dict = {}
+#: record="summary" sums the count at each conductance level and each pair of levels (for
+#: current_var) up to this many distinct levels (1 + L + L(L-1)/2 groups: 137 at 16); beyond
+#: it only the open count is summed, and current_var of a summary is refused.
+MAX_SUMMARY_LEVELS = 16
 
 
 def _summary_groups(scheme: Scheme) -> tuple:
@@ -772,7 +801,9 @@ def _summary_groups(scheme: Scheme) -> tuple:
     ``(conductance (S), column)`` of the count at each distinct conductance; ``pairs`` maps
     level indices ``(a, b), a < b`` to the column of the count at the two levels together (its
     square gives their covariance by polarisation).  A count of a single state is that state's
-    column, so a scheme with one conducting state (most NMDA schemes) needs no group at all."""
+    column, so a scheme with one conducting state (most NMDA schemes) needs no group at all.
+    ``open_col`` is None without a conducting state, and ``levels`` is None beyond
+    :data:`MAX_SUMMARY_LEVELS` distinct levels (only the open count is summed then)."""
     hit = _GROUPS_CACHE.get(id(scheme))
     if hit is not None and hit[0] is scheme:
         return hit[1]
@@ -791,11 +822,13 @@ def _summary_groups(scheme: Scheme) -> tuple:
         return K + len(rows) - 1
 
     om = g > 0
-    open_col = column(om)
     lv = np.unique(g[om])
+    open_col = column(om) if om.any() else None     # (no conducting state: no count to sum)
     levels, pairs = [], {}
     if lv.size == 1:
         levels = [(float(lv[0]), open_col)]
+    elif lv.size > MAX_SUMMARY_LEVELS:
+        levels = None    # current_var needs counts: 1 + L + L(L-1)/2 groups would be too many
     elif lv.size > 1:
         levels = [(float(x), column(g == x)) for x in lv]
         for a in range(lv.size):

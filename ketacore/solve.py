@@ -106,7 +106,7 @@ def initial_distribution(scheme: Scheme, initial: Any, protocol: Protocol | None
     tot = math.fsum(vals)
     # a vector normalised in its own precision (e.g. float32) sums to 1 within ~K eps of it
     eps = float(np.finfo(raw.dtype).eps) if raw.dtype.kind == "f" else 0.0
-    tol = max(1e-9, 4.0 * K * eps)
+    tol = min(1e-4, max(1e-9, 4.0 * K * eps))      # (float16 is too coarse for occupancies)
     if not abs(tot - 1.0) <= tol:
         raise ValueError("initial vector must be finite, non-negative and sum to 1, "
                          f"got sum {V_.plain(tot)}, min {V_.plain(min(vals))}"

@@ -149,6 +149,7 @@ def test_sum_sq_counts_dtype_is_the_same_for_counts_and_summary():
         assert a.sum_sq_counts.dtype == b.sum_sq_counts.dtype == np.dtype(dtype), (N, n)
         assert np.array_equal(a.sum_sq_counts, b.sum_sq_counts)
         assert np.array_equal(a.sum_counts, b.sum_counts)
+        assert a.sum_counts.dtype == b.sum_counts.dtype == np.int64    # (n N < 2**63 here)
         exact = [[sum(int(x) ** 2 for x in a.counts[:, i, j]) for j in range(a.counts.shape[2])]
                  for i in range(a.counts.shape[1])]
         assert a.sum_sq_counts.tolist() == exact
@@ -287,3 +288,68 @@ def test_summary_variances_of_one_trial_are_nan_and_in_xarray():
     assert isinstance(ds, xr.Dataset)
     assert np.array_equal(ds["open_probability_var"].values, r.open_probability_var)
     assert ds["current_var"].attrs["units"] == "A2"
+
+
+def _chain(levels_pS):
+    """C0 <-> O1 <-> O2 <-> ... with one state per conductance (pS) given."""
+    names = ["C0"] + [f"O{i + 1}" for i in range(len(levels_pS))]
+    tr = [("C0", "O1", kc.rate(1e6, "glu")), ("O1", "C0", 200.0)]
+    for a, b in zip(names[1:-1], names[2:]):
+        tr += [(a, b, 300.0), (b, a, 300.0)]
+    return kc.Scheme(names, tr, conductance={n: x * 1e-12 for n, x in zip(names[1:], levels_pS)},
+                     name="chain")
+
+
+def test_summary_groups_are_capped_and_current_var_says_why():
+    """Beyond MAX_SUMMARY_LEVELS distinct conductances the level and pair groups (1 + L +
+    L(L-1)/2) are not summed: the open fraction's variance is still given (equal to counts'),
+    current_var of the summary is refused with the reason, and counts still give it."""
+    L = SM.MAX_SUMMARY_LEVELS + 4
+    g = _chain(list(range(1, L + 1)))
+    p = kc.Step(0.01, glu=1e-5)
+    flags, (open_col, levels, pairs) = SM._summary_groups(g)
+    assert levels is None and len(flags) == 1 and not pairs
+    a = kc.simulate(g, p, 1e-3, 30, 6, rng=2, method="population")
+    b = kc.simulate(g, p, 1e-3, 30, 6, rng=2, method="population", record="summary")
+    assert np.array_equal(a.open_probability_var, b.open_probability_var)
+    with pytest.raises(ValueError, match=r"current_var of a record='summary' result: the scheme "
+                                         r"has more than 16 distinct conductance levels.*record='counts'"):
+        b.current_var
+    np.testing.assert_allclose(a.current_var, a.current.var(axis=0, ddof=1), rtol=1e-12)
+    pytest.importorskip("xarray")
+    ds = b.to_xarray()
+    assert "open_probability_var" in ds and "current_var" not in ds
+    # at the cap itself everything is summed: the open count and the 120 pairs (each level is
+    # a single state here, so the levels are state columns)
+    g16 = _chain(list(range(1, SM.MAX_SUMMARY_LEVELS + 1)))
+    flags16, (_, lv16, pairs16) = SM._summary_groups(g16)
+    assert len(flags16) == 1 + 16 * 15 // 2 and len(lv16) == 16 and len(pairs16) == 120
+
+
+def test_summary_without_conducting_states_and_without_group_sums():
+    """No conducting state: no group, variances 0.  A summary result built without the group
+    sums (by hand, or pickled by an older version) refuses the variances with a clear message
+    and to_xarray leaves them out."""
+    g = kc.Scheme(["A", "B"], [("A", "B", 100.0), ("B", "A", 50.0)], name="silent")
+    assert len(SM._summary_groups(g)[0]) == 0 and SM._summary_groups(g)[1][0] is None
+    r = kc.simulate(g, kc.Step(0.01), 1e-3, 20, 3, rng=1, record="summary")
+    assert np.all(r.open_probability_var == 0) and np.all(r.current_var == 0)
+    ch = kc.models.get("ch82")
+    ok = kc.simulate(ch, kc.Step(0.005, agonist=1e-5), 1e-3, 20, 3, rng=1, record="summary")
+    bare = SM.SimulationResult(scheme=ch, protocol=ok.protocol, dt=ok.dt, n_samples=ok.n_samples,
+                               method=ok.method, record="summary", entropy=ok.entropy,
+                               trials=ok.trials, n_channels=20, initial=ok.initial,
+                               sums=ok._sums)
+    with pytest.raises(ValueError, match="has no sums of the open and level counts"):
+        bare.open_probability_var
+    pytest.importorskip("xarray")
+    ds = bare.to_xarray()
+    assert "mean" in ds and "open_probability_var" not in ds and "current_var" not in ds
+
+
+def test_float16_initial_vectors_are_too_coarse():
+    g = kc.models.get("destexhe1994_sf")
+    x = np.full(g.n_states, 1 / g.n_states, np.float16)
+    x[0] += np.float16(0.01)
+    with pytest.raises(ValueError, match=r"tolerance 0\.0001 for dtype float16"):
+        kc.simulate(g, kc.Step(0.01, glutamate=1e-3), 1e-3, 10, rng=1, initial=x)
