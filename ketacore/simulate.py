@@ -386,27 +386,7 @@ class SimulationResult:
     # ----------------------------------------------------------------- summaries
     def _exact_sums(self):
         if self._sums is None:
-            c = self.counts
-            n, N = self.n_trials, self.n_channels
-            if n * N >= 2**63 or _sq_object(n, N):   # int64/uint64 would wrap: Python ints
-                # (the sums are int64 unless n N >= 2^63 -- as record="summary" gives them)
-                s = c.astype(object).sum(axis=0)
-                if n * N < 2**63:
-                    s = s.astype(np.int64)
-                q = (c.astype(object) ** 2).sum(axis=0)
-            else:
-                # exact in int64 (sums) and uint64 (squares: n N^2 < 2^64), trial blocks of
-                # <= ~2**21 cells so that the temporaries stay small beside the counts
-                sq = np.uint64 if n * N * N >= 2**63 else np.int64
-                s = np.zeros(c.shape[1:], np.int64)
-                q = np.zeros(c.shape[1:], sq)
-                step = max(1, (1 << 21) // max(1, c[0].size))
-                for i in range(0, n, step):
-                    b = c[i:i + step].astype(sq)
-                    s += b.sum(axis=0, dtype=np.int64)
-                    b *= b
-                    q += b.sum(axis=0, dtype=sq)
-            self._sums = (s, q)
+            self._sums = _trial_sums(self.counts, self.n_channels)
         return self._sums
 
     @property
@@ -430,17 +410,8 @@ class SimulationResult:
         n = self.n_trials
         if n < 2:
             return np.full(self.sum_counts.shape, np.nan)
-        s = self.sum_counts
-        q = self._exact_sums()[1]
-        if isinstance(q, np.ndarray) and q.dtype == object:
-            num = np.array(n * q - s.astype(object) ** 2, dtype=float)
-        else:
-            # n*q - s^2 (exact), in int64 when n^2 N^2 < 2^63, else in Python ints
-            if (n * self.n_channels) ** 2 < 2**63:
-                num = (n * q.astype(np.int64) - s * s).astype(float)
-            else:
-                num = np.array(n * q.astype(object) - s.astype(object) ** 2, dtype=float)
-        return num / (n * (n - 1))
+        s, q = _exact_ints(n, self.n_channels, *self._exact_sums())
+        return np.asarray(n * q - s * s, dtype=float) / (n * (n - 1))
 
     @property
     def open_probability(self) -> np.ndarray:
@@ -462,30 +433,12 @@ class SimulationResult:
         """Exact (sum, sum of squares) over trials of each summary group's count, (S, G): the
         C++ sums of ``record="summary"``, or the same integers from the counts."""
         if getattr(self, "_gsums", None) is None:
-            flags = _summary_groups(self.scheme)[0]
-            n, N = self.n_trials, self.n_channels
-            c = self.counts
-            if c is None:
+            if self.counts is None:
                 # (a summary built without them: by hand, or pickled before 2026-11-28)
                 raise ValueError("this record='summary' result has no sums of the open and level "
                                  "counts, which the variances of the open fraction and current "
                                  "need; simulate it again with this ketacore version")
-            big = n * N >= 2**63 or _sq_object(n, N)
-            sq = np.uint64 if n * N * N >= 2**63 else np.int64
-            s = np.zeros((c.shape[1], len(flags)), object if big else np.int64)
-            q = np.zeros(s.shape, object if big else sq)
-            step = max(1, (1 << 21) // max(1, c.shape[1] * c.shape[2]))
-            for i in range(0, n, step):
-                o = np.einsum("tsk,gk->tsg", c[i:i + step].astype(np.int64), flags.astype(np.int64))
-                if big:
-                    o = o.astype(object)
-                    s += o.sum(axis=0)
-                    q += (o * o).sum(axis=0)
-                else:
-                    o = o.astype(sq)
-                    s += o.sum(axis=0, dtype=np.int64)
-                    o *= o
-                    q += o.sum(axis=0, dtype=sq)
+            s, q = _trial_sums(self.counts, self.n_channels, _summary_groups(self.scheme)[0])
             self._gsums = (s, q)
         return self._gsums
 
@@ -509,14 +462,11 @@ class SimulationResult:
             nan = np.full(S, np.nan)
             L = len(levels)
             return levels, nan, [[nan] * L for _ in range(L)]
-        ss, sq = self._exact_sums()
-        gs, gq = self._group_sums() if len(flags) else (None, None)
-        big = ((n * self.n_channels) ** 2 >= 2**63 or ss.dtype == object or sq.dtype == object
-               or (gs is not None and (gs.dtype == object or gq.dtype == object)))
-        conv = (lambda a: a.astype(object)) if big else (lambda a: a.astype(np.int64))
+        sums = self._exact_sums() + (self._group_sums() if len(flags) else ())
+        ss, sq, *g = _exact_ints(n, self.n_channels, *sums)
 
         def col(c: int) -> tuple:
-            return (conv(ss[:, c]), conv(sq[:, c])) if c < K else (conv(gs[:, c - K]), conv(gq[:, c - K]))
+            return (ss[:, c], sq[:, c]) if c < K else (g[0][:, c - K], g[1][:, c - K])
 
         def var_num(c: int):
             s_, q_ = col(c)
@@ -782,6 +732,40 @@ class _Plan:
         else:
             d["counts"] = out
         return r
+
+
+def _trial_sums(c: np.ndarray, n_channels: int, flags: np.ndarray | None = None) -> tuple:
+    """Exact (sum over trials, sum over trials of squares), (S, K), of the counts ``c``
+    (n, S, K) -- or, with ``flags`` (G, K), of the group counts ``c @ flags.T`` (S, G) -- as
+    ``record="summary"`` gives them: sums int64 (object beyond n N >= 2^63), squares int64 /
+    uint64 below n N^2 < 2^64, else Python ints.  Reduced in trial blocks of <= ~2**21 cells,
+    so the temporaries stay small beside the counts."""
+    n, S, K = c.shape
+    N = n_channels
+    obj = _sq_object(n, N) or n * N >= 2**63
+    sq = object if obj else (np.uint64 if n * N * N >= 2**63 else np.int64)
+    width = K if flags is None else len(flags)
+    s = np.zeros((S, width), object if obj else np.int64)
+    q = np.zeros((S, width), sq)
+    step = max(1, (1 << 21) // max(1, S * K))
+    for i in range(0, n, step):
+        b = c[i:i + step].astype(np.int64)
+        if flags is not None:
+            b = np.einsum("tsk,gk->tsg", b, flags.astype(np.int64))
+        b = b.astype(sq)
+        s += b.sum(axis=0, dtype=s.dtype)
+        b *= b
+        q += b.sum(axis=0, dtype=sq)
+    if obj and n * N < 2**63:
+        s = s.astype(np.int64)
+    return s, q
+
+
+def _exact_ints(n_trials: int, n_channels: int, *sums: np.ndarray) -> list:
+    """The exact sums as int64 when every ``n sum x y - sum x sum y`` fits
+    ((n N)^2 < 2^63) and none is already Python ints, else all as Python ints."""
+    small = (n_trials * n_channels) ** 2 < 2**63 and all(a.dtype != object for a in sums)
+    return [a.astype(np.int64 if small else object) for a in sums]
 
 
 _GROUPS_CACHE: dict = {}
