@@ -24,7 +24,7 @@ from ._version import __version__
 from .protocol import Protocol, Step, pulse_train
 from .scheme import Rate, Scheme, Transition, rate
 from .solve import Result, solve
-from .simulate import EventLog, SimulationResult, simulate, simulate_events  # noqa: E402  (after
+from .simulate import EventLog, SimulationResult, concatenate, simulate, simulate_events  # noqa: E402  (after
 # the submodule import, so the names are the functions, not the ketacore.simulate module)
 
 # Submodules and functions imported on first use (keeps `import ketacore` fast).
@@ -49,5 +49,5 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["__version__", "units", "Scheme", "Rate", "rate", "Transition", "Step", "Protocol",
-           "pulse_train", "solve", "Result", "simulate", "simulate_events", "SimulationResult", "EventLog", "block", "models",
+           "pulse_train", "solve", "Result", "simulate", "simulate_events", "SimulationResult", "EventLog", "concatenate", "block", "models",
            "theory", "blockers", "analysis", "experiments", "fitting", "Study", "StudyPart", "StudyError", "run_study"]

@@ -39,7 +39,7 @@ from ._version import __version__
 from .protocol import Protocol, Step
 from .scheme import Scheme
 
-__all__ = ["simulate", "simulate_events", "SimulationResult", "EventLog"]
+__all__ = ["simulate", "simulate_events", "SimulationResult", "EventLog", "concatenate"]
 
 METHODS = ("auto", "ssa", "population")
 RECORDS = ("counts", "summary")
@@ -1077,7 +1077,7 @@ class EventLog:
     state_names : tuple of str
     """
 
-    def __init__(self, times, states, t_end, entropy, trials, scheme) -> None:
+    def __init__(self, times, states, t_end, entropy, trials, scheme, protocol=None, initial=None) -> None:
         self.times = times
         self.states = states
         self.t_end = t_end
@@ -1085,6 +1085,9 @@ class EventLog:
         self.trials = trials
         self.scheme = scheme
         self.version = __version__
+        # (what the trials were simulated under, for concatenate(); None in hand-built logs)
+        self.protocol = protocol
+        self.initial = initial
 
     @property
     def state_names(self) -> tuple[str, ...]:
@@ -1111,7 +1114,7 @@ class EventLog:
             pos = range(len(self))[i] if isinstance(i, slice) else [self._pos(x) for x in i]
             return EventLog([self.times[k] for k in pos], [self.states[k] for k in pos], self.t_end,
                             self.entropy, self.trials[np.asarray(list(pos), dtype=np.int64)],
-                            self.scheme)
+                            self.scheme, getattr(self, "protocol", None), getattr(self, "initial", None))
         k = self._pos(i)
         return self.times[k], self.states[k]
 
@@ -1252,4 +1255,139 @@ def simulate_events(scheme: Scheme, protocol: Protocol | Step, n_trials: int | N
     pairs = _core.simulate_events(compiled, durs, idx, conds, p0, words, trial_idx, threads_used, reserve,
                                   background, tables)
     return EventLog([p[0] for p in pairs], [p[1] for p in pairs], float(protocol.duration), entropy,
-                    trial_idx, scheme)
+                    trial_idx, scheme, protocol, p0)
+
+
+def concatenate(parts: Sequence[Any]) -> "SimulationResult | EventLog":
+    """Join results of the same simulation run as several calls, e.g. on several machines.
+
+    Trial ``i`` draws from a stream that depends only on the root entropy and ``i``, so the
+    trials of one experiment can be split over calls, processes or machines
+    (``trials=range(a, b)`` or ``trial_offset=``) and joined here: the result is the one a single
+    call over all the trials gives, to the bit -- counts row for row (in the order of ``parts``),
+    exact integer sums for ``record="summary"`` (whose memory does not grow with trials, so
+    summaries of many machines join at the cost of one).
+
+    Parameters
+    ----------
+    parts : sequence of SimulationResult, or sequence of EventLog
+        Results of :func:`simulate` (or logs of :func:`simulate_events`) with the same scheme,
+        protocol, ``dt`` (s), ``n_channels``, method, initial distribution, root entropy
+        (``rng``) and ketacore version, and disjoint trials.
+
+    Returns
+    -------
+    SimulationResult or EventLog
+        Its trials are those of ``parts`` in order.  A :class:`SimulationResult` keeps the
+        per-trial counts when every part has them and is a summary (``record="summary"``,
+        exact sums and sums of squares, and the sums behind ``open_probability_var`` and
+        ``current_var``) when any part is one; with only counts ``concatenate`` joins them
+        row for row.
+
+    Raises
+    ------
+    TypeError
+        ``parts`` is not a non-empty sequence of results of one kind.
+    ValueError
+        The parts are not trials of one simulation (the first difference is named), or a
+        trial occurs twice.
+
+    Examples
+    --------
+    >>> import ketacore as kc
+    >>> from ketacore.units import ms, mM
+    >>> p = kc.Protocol([kc.Step(5 * ms, glutamate=1 * mM)])
+    >>> a = kc.simulate("destexhe1994", p, 0.1 * ms, 100, rng=7, trials=range(0, 3))
+    >>> b = kc.simulate("destexhe1994", p, 0.1 * ms, 100, rng=7, trials=range(3, 5))
+    >>> whole = kc.simulate("destexhe1994", p, 0.1 * ms, 100, 5, rng=7)
+    >>> bool((kc.concatenate([a, b]).counts == whole.counts).all())
+    True
+    """
+    if isinstance(parts, (SimulationResult, EventLog)) or not isinstance(parts, (Sequence, np.ndarray)) \
+            or isinstance(parts, (str, bytes)):
+        raise TypeError("concatenate: parts must be a sequence (list or tuple) of SimulationResult "
+                        f"or of EventLog, got {type(parts).__name__}")
+    parts = list(parts)
+    if not parts:
+        raise ValueError("concatenate: parts is empty; give at least one SimulationResult or EventLog")
+    kind = type(parts[0])
+    if kind not in (SimulationResult, EventLog) or any(type(p) is not kind for p in parts):
+        names = sorted({type(p).__name__ for p in parts})
+        raise TypeError("concatenate: parts must all be SimulationResult or all EventLog, got "
+                        + ", ".join(names))
+    first = parts[0]
+
+    def same(what: str, get, eq=lambda a, b: a == b, show=V_.plain) -> None:
+        ref = get(first)
+        for k, p in enumerate(parts[1:], 1):
+            v = get(p)
+            if not eq(ref, v):
+                raise ValueError(f"concatenate: parts[0] and parts[{k}] differ in {what} "
+                                 f"({show(ref)} and {show(v)}): they are not trials of one "
+                                 "simulation, whose streams depend only on the root entropy and "
+                                 "the trial index")
+
+    def arrays_equal(a, b) -> bool:
+        if a is None or b is None:
+            return a is b
+        return np.array_equal(np.asarray(a), np.asarray(b))
+
+    same("ketacore version", lambda p: getattr(p, "version", None))
+    same("root entropy (rng)", lambda p: p.entropy)
+    same("scheme", lambda p: p.scheme, show=lambda s: repr(getattr(s, "name", s)))
+    if kind is SimulationResult:
+        same("protocol", lambda p: p.protocol, show=lambda p: "a protocol")
+        same("dt (s)", lambda p: p.dt)
+        same("n_samples", lambda p: p.n_samples)
+        same("n_channels", lambda p: p.n_channels)
+        same("method", lambda p: p.method)
+        same("initial distribution", lambda p: p.initial, arrays_equal,
+             show=lambda v: V_.plain(np.asarray(v)))
+    else:
+        same("t_end (s)", lambda p: p.t_end)
+        same("protocol", lambda p: getattr(p, "protocol", None), show=lambda p: "a protocol")
+        same("initial distribution", lambda p: getattr(p, "initial", None), arrays_equal,
+             show=lambda v: V_.plain(None if v is None else np.asarray(v)))
+    trials = np.concatenate([np.asarray(p.trials, dtype=np.uint64) for p in parts])
+    uniq, cnt = np.unique(trials, return_counts=True)
+    if uniq.size != trials.size:
+        dup = uniq[cnt > 1]
+        raise ValueError(f"concatenate: trial(s) {V_.plain(dup[:8])}{' ...' if dup.size > 8 else ''} "
+                         "occur in more than one part; each trial must be counted once")
+    if kind is EventLog:
+        log = EventLog([t for p in parts for t in p.times], [s for p in parts for s in p.states],
+                       first.t_end, first.entropy, trials, first.scheme,
+                       getattr(first, "protocol", None), getattr(first, "initial", None))
+        log.version = first.version
+        return log
+    common = dict(scheme=first.scheme, protocol=first.protocol, dt=first.dt, n_samples=first.n_samples,
+                  method=first.method, entropy=first.entropy, trials=trials, n_channels=first.n_channels,
+                  initial=first.initial)
+    if all(p.counts is not None for p in parts):
+        counts = np.concatenate([p.counts for p in parts], axis=0)
+        out = SimulationResult(record="counts", counts=counts, **common)
+    else:
+        n, N = int(trials.size), int(first.n_channels)
+        obj_s, obj_q = n * N >= 2**63, _sq_object(n, N)
+
+        def add(arrays: list, obj: bool, dtype) -> np.ndarray:
+            # exact: Python ints when the total may not fit, else the total fits the dtype
+            # (every part's sum is at most the total)
+            acc = np.zeros(arrays[0].shape, object if obj else dtype)
+            for a in arrays:
+                acc += np.asarray(a).astype(object if obj else dtype)
+            return acc
+        sums = [p._exact_sums() for p in parts]
+        s = add([x[0] for x in sums], obj_s, np.int64)
+        q = add([x[1] for x in sums], obj_q, np.uint64)
+        gsums = None
+        if len(_summary_groups(first.scheme)[0]):
+            try:
+                g = [p._group_sums() for p in parts]
+            except ValueError:          # a summary without group sums: the joined one has none
+                g = None
+            if g is not None:
+                gsums = (add([x[0] for x in g], obj_s, np.int64), add([x[1] for x in g], obj_q, np.uint64))
+        out = SimulationResult(record="summary", sums=(s, q), group_sums=gsums, **common)
+    out.version = first.version
+    return out
