@@ -417,7 +417,7 @@ class SimulationResult:
     def open_probability(self) -> np.ndarray:
         m = self.scheme.open_mask
         if self.counts is not None:
-            return self.counts[..., m].sum(axis=-1) / self.n_channels
+            return _weighted_counts(self.counts, m.astype(float)) / self.n_channels
         return self.mean[:, m].sum(axis=-1) / self.n_channels
 
     @property
@@ -425,7 +425,9 @@ class SimulationResult:
         g = self.scheme.conductance
         drive = self.V - self.scheme.e_rev
         if self.counts is not None:
-            return (self.counts @ g) * drive
+            out = _weighted_counts(self.counts, np.asarray(g, dtype=float))
+            out *= drive
+            return out
         return (self.mean @ g) * drive
 
     # ------------------------------------------------- variances of the open count and current
@@ -732,6 +734,21 @@ class _Plan:
         else:
             d["counts"] = out
         return r
+
+
+def _weighted_counts(c: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``sum_j c[..., j] * w[j]`` (n, S) float64 over the states with ``w[j] != 0``, in state
+    order, a few trials at a time: the temporaries stay ~16 MB instead of a float copy of all
+    the counts (``c @ w`` would make one, twice the size of int32 counts)."""
+    n, S, K = c.shape
+    out = np.zeros((n, S))
+    nz = np.flatnonzero(w)
+    step = max(1, (1 << 21) // max(1, S))
+    for i in range(0, n, step):
+        o = out[i:i + step]
+        for j in nz:
+            o += c[i:i + step, :, j] * w[j]
+    return out
 
 
 def _trial_sums(c: np.ndarray, n_channels: int, flags: np.ndarray | None = None) -> tuple:
