@@ -107,10 +107,50 @@ def test_hjc_loglik_record_refusals():
         th.hjc_loglik(CH82, [[1e-3, 2e-4, 1e-3]], agonist=C)
 
 
-def test_hjc_loglik_docstring_documents_the_record():
-    doc = th.hjc_loglik.__doc__
-    assert "groups : sequence of 1-D array_like, or Record" in doc
-    assert "hjc_loglik(m, rec.hjc_groups(tc), t_res=rec.t_res, t_crit=tc)" in doc
+def test_hjc_loglik_of_a_hand_built_record_uses_its_groups_and_resolution():
+    """What the docstring promises for a Record, against groups written out by hand (not
+    through ``hjc_groups``): the censored first and last shut times are dropped, the record is
+    split at the shut time longer than ``t_crit`` (dropped too), and ``t_res`` is the
+    record's.  A Record whose openings have two levels gets ``hjc_groups``' refusal."""
+    d = [1e-3, 2e-3, 1e-3, 3e-3, 5e-3, 2e-3, 1e-3]      # shut, open, shut, ..., shut (s)
+    one = ka.Record.from_dwells(d, [0, 5e-12, 0, 5e-12, 0, 5e-12, 0]).resolve(T_RES)
+    by_hand = {T_CRIT: [[2e-3, 1e-3, 3e-3], [2e-3]],      # split at the 5 ms shut time
+               None: [[2e-3, 1e-3, 3e-3, 5e-3, 2e-3]]}     # one group
+    for t_crit, groups in by_hand.items():
+        ref = th.hjc_loglik(CH82, groups, t_res=T_RES, t_crit=t_crit, agonist=C)
+        assert math.isfinite(ref)
+        # (the record's durations are differences of cumulative times: rounding-level apart)
+        assert th.hjc_loglik(CH82, one, t_crit=t_crit, agonist=C) == pytest.approx(ref, rel=1e-12)
+        # the other split, or another resolution, gives another value: the comparison can tell
+        with warnings.catch_warnings():     # (the unsplit groups with t_crit: a UserWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            other = th.hjc_loglik(CH82, by_hand[None if t_crit else T_CRIT], t_res=T_RES,
+                                  t_crit=t_crit, agonist=C)
+        assert not other == pytest.approx(ref, rel=1e-6)
+        assert not th.hjc_loglik(CH82, groups, t_res=2 * T_RES, t_crit=t_crit,
+                                 agonist=C) == pytest.approx(ref, rel=1e-6)
+    with pytest.raises(ValueError, match=re.escape(
+            "hjc_groups: the dwells use classes (levels) ['shut (0)', 'open1 (5e-12)', "
+            "'open2 (2e-12)']: more than one open or shut level")):
+        th.hjc_loglik(CH82, ka.Record.from_dwells(d, [0, 5e-12, 0, 2e-12, 0, 5e-12, 0])
+                      .resolve(T_RES), agonist=C)
+
+
+def test_hjc_loglik_of_a_record_t_res_within_1e_9_is_replaced_by_the_records(rec):
+    """The docstring's tolerance: a ``t_res`` within a relative 1e-9 of the record's is
+    accepted and the record's own value is used (the same groups at the given value give
+    another ln L); beyond it, either side, the ValueError naming both."""
+    groups = rec.hjc_groups(T_CRIT)
+    ref = th.hjc_loglik(CH82, groups, t_res=rec.t_res, t_crit=T_CRIT, agonist=C)
+    for rel in (4e-10, -4e-10):
+        near = rec.t_res * (1 + rel)
+        assert near != rec.t_res
+        assert th.hjc_loglik(CH82, rec, t_res=near, t_crit=T_CRIT, agonist=C) == ref
+        assert th.hjc_loglik(CH82, groups, t_res=near, t_crit=T_CRIT, agonist=C) != ref
+    for rel in (2e-9, -2e-9):
+        with pytest.raises(ValueError, match=r"^hjc_loglik: the Record was resolved at "
+                                             r"t_res=2\.5e-05 s but .* they must be equal"):
+            th.hjc_loglik(CH82, rec, t_res=rec.t_res * (1 + rel), t_crit=T_CRIT, agonist=C)
 
 
 # ------------------------------------------------------------------ #3 units warning
