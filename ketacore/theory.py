@@ -739,6 +739,21 @@ class Bursts:
         identity ``(1 - rate * mean_length) / rate``.
     open_states, within_states, between_states : tuple of int
         Indices of A, B and C.
+    between : ExponentialMixture
+        Distribution of the shut time between bursts (s): the shut times (sojourns in
+        F = B + C, from the end of one opening to the start of the next) that visit C at
+        least once, including the sojourns in B before and after C.  Its mean is
+        ``mean_between`` and its areas sum to 1; areas can be negative (it is a difference of
+        two mixtures, see :func:`bursts`).  With no B states it is the distribution of all
+        shut times (:func:`dwell_times` of the shut class).
+    shut_time : ExponentialMixture or None
+        Distribution of the total shut time per burst (s), the sum of the gaps within it,
+        *for bursts with at least two openings* (its areas sum to 1; CH82 eq. 3.40); its mean
+        times ``p_multiple`` is ``mean_shut_time``.  None when a burst can contain only one
+        opening (as ``gaps``).
+    p_multiple : float
+        Probability that a burst has at least two openings, ``phi_b G_AB G_BA u_A``
+        (1 - P(1 opening), CH82 eq. 3.5); 0 when there are no B states.
     """
 
     openings: GeometricMixture
@@ -756,6 +771,9 @@ class Bursts:
     open_states: Tuple[int, ...]
     within_states: Tuple[int, ...]
     between_states: Tuple[int, ...]
+    between: Optional[ExponentialMixture] = None
+    shut_time: Optional[ExponentialMixture] = None
+    p_multiple: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -1903,6 +1921,40 @@ class _HJCClass:
         y = self.dW(0.0) @ np.ones(self.kA)
         return float(self.tau + phi @ np.linalg.solve(W0, y))
 
+    def K2(self) -> np.ndarray:
+        """``K''(0) = int_0^tau t^2 exp(Q_FF t) dt``: from the spectral expansion of -Q_FF
+        with the regularised incomplete gamma function (reversible), else from one matrix
+        exponential [VL78]: for ``X`` with ``Q_FF`` and identities chained as in
+        :meth:`_van_loan` but one block longer, ``expm(X tau)`` holds
+        ``E_j = int_0^tau (tau - t)^(j-1) / (j-1)! exp(Q_FF t) dt`` (j = 1, 2, 3) in its first
+        block row, and ``t^2 = tau^2 - 2 tau (tau - t) + (tau - t)^2`` gives
+        ``tau^2 E_1 - 2 tau E_2 + 2 E_3``."""
+        if self.reversible:
+            nu = np.real(self.nu)
+            w = _integral_xr_exp(2, np.maximum(nu, 0.0), np.array(self.tau))
+            return np.real(np.einsum("m,mij->ij", w, self.B))
+        kF = self.f.size
+        X = np.zeros((4 * kF, 4 * kF))
+        X[:kF, :kF] = self.QFF
+        for j in range(3):
+            X[j * kF:(j + 1) * kF, (j + 1) * kF:(j + 2) * kF] = np.eye(kF)
+        E = _expm(X * self.tau)
+        E1, E2, E3 = (E[:kF, j * kF:(j + 1) * kF] for j in (1, 2, 3))
+        return self.tau ** 2 * E1 - 2.0 * self.tau * E2 + 2.0 * E3
+
+    def second_moment(self, phi: np.ndarray) -> float:
+        """Exact ``E[U^2]`` of the excess ``U = T - tau`` of the apparent duration T over the
+        dead time: the second derivative at s = 0 of its Laplace transform
+        ``phi W(s)^-1 v`` (``v = Q_AF exp(Q_FF tau) u_F``, ``W(0)^-1 v = u_A``, see
+        :meth:`mean`), i.e. ``2 phi W(0)^-1 W'(0) W(0)^-1 W'(0) u_A - phi W(0)^-1 W''(0) u_A``
+        with ``W''(0) = -Q_AF [int_0^tau t^2 exp(Q_FF t) dt] Q_FA`` (:meth:`K2`)."""
+        W0 = -self.H(0.0)
+        W1 = self.dW(0.0)
+        u = np.ones(self.kA)
+        y = np.linalg.solve(W0, W1 @ u)                     # W(0)^-1 W'(0) u_A
+        z = 2.0 * (W1 @ y) + self.QAF @ (self.K2() @ (self.QFA @ u))
+        return float(phi @ np.linalg.solve(W0, z))
+
     def exact_coefficients(self, lam, A, phi, n_pieces):
         """gamma[m, i, r] with ``f(tau + u) = sum_{m <= u/tau} (-1)^m sum_{i,r}
         gamma[m,i,r] (u - m tau)^r exp(-lam_i (u - m tau))`` for u < n_pieces tau [HJC90
@@ -2143,8 +2195,8 @@ class ApparentDwellTimes:
     ideal : ExponentialMixture
         The ideal distribution (``t_res -> 0``), as :func:`dwell_times` returns it.
 
-    See also :attr:`roots`, :attr:`total`, :attr:`exact_method`, :meth:`exact_pdf`,
-    :meth:`asymptotic_pdf`.
+    See also :attr:`roots`, :attr:`total`, :attr:`var` and :attr:`sd` (exact, like ``mean``),
+    :meth:`sample`, :attr:`exact_method`, :meth:`exact_pdf`, :meth:`asymptotic_pdf`.
     """
 
     t_res: float
@@ -2157,12 +2209,35 @@ class ApparentDwellTimes:
     ideal: ExponentialMixture
     _exact_part: Any = field(repr=False, default=None, compare=False)
     _head: float = field(repr=False, default=0.0)
+    _u2: float = field(repr=False, default=math.nan)
 
     # -- summaries ---------------------------------------------------------
     @property
     def n_components(self) -> int:
         """Number of asymptotic components."""
         return int(self.taus.size)
+
+    @property
+    def var(self) -> float:
+        """Exact variance of the apparent duration (s^2), like :attr:`mean` from the HJC
+        Laplace transform (not from the piecewise pdf).
+
+        With ``U = T - t_res`` and its transform ``phi W(s)^-1 v`` (``v = Q_AF
+        exp(Q_FF t_res) u_F``, ``W(0)^-1 v = u_A``), ``E[U^2]`` is the second derivative at
+        0: ``2 phi W(0)^-1 W'(0) W(0)^-1 W'(0) u_A + phi W(0)^-1 Q_AF [int_0^t_res t^2
+        exp(Q_FF t) dt] Q_FA u_A``, and ``var = E[U^2] - (mean - t_res)^2``.  It tends to the
+        ideal variance as ``t_res -> 0``.  The distribution of :meth:`pdf`, :meth:`cdf` and
+        :meth:`sample` (exact pieces, then the asymptotic form, normalised by :attr:`total`)
+        has the same mean and variance up to the error of the asymptotic form beyond
+        ``exact_until`` (a few times ``|1 - total|`` relative; raise ``exact_intervals`` to
+        shrink it).  NaN for an instance built without it."""
+        m1 = self.mean - self.t_res
+        return max(self._u2 - m1 * m1, 0.0)
+
+    @property
+    def sd(self) -> float:
+        """Standard deviation of the apparent duration (s), ``sqrt(var)`` (see :attr:`var`)."""
+        return math.sqrt(self.var)
 
     @property
     def roots(self) -> np.ndarray:
@@ -2246,6 +2321,142 @@ class ApparentDwellTimes:
     def cdf(self, t):
         """P(T <= t) for time(s) t (s): ``1 - survival(t)``."""
         return 1.0 - self.survival(t)
+
+    def sample(self, n: int, rng=None) -> np.ndarray:
+        """Draw ``n`` apparent durations (s) from this distribution, by inverting :meth:`cdf`.
+
+        Parameters
+        ----------
+        n : int
+            Number of draws, >= 0.
+        rng : optional
+            Anything accepted by ``numpy.random.default_rng`` (SPEC 7: None, an int seed, a
+            ``SeedSequence`` or a ``Generator``, which is drawn from); the same seed gives the
+            same draws.
+
+        Returns
+        -------
+        ndarray, shape (n,)
+            Apparent durations (s), each >= ``t_res``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            ``n`` not an integer, or negative.
+
+        Notes
+        -----
+        Each draw is ``t = cdf^-1(u)`` for ``u`` uniform on [0, 1), solved as
+        ``survival(t) = 1 - u`` (which keeps the tail's resolution): on
+        ``[t_res, exact_until]`` from the exact integral of :meth:`pdf`, bracketed on a grid of
+        64 points per ``t_res``-long piece; beyond, from the asymptotic mixture, bracketed by
+        doubling.  Each bracket is refined by Newton steps on the integral with the pdf as
+        derivative, falling back to bisection whenever a step would leave the bracket, until
+        a Newton step or the bracket is at most ``1e-12 * max(t, exact_until)`` (s): every
+        draw is the inverse of :meth:`cdf` to that absolute precision (in practice to
+        rounding: ``survival(t)`` equals ``1 - u`` to ~1e-16).  The distribution is the one
+        of :meth:`cdf` (normalised by :attr:`total`; see :attr:`var` for how its moments
+        relate to the exact ones).  About 0.1 s for 20000 draws with the spectral exact form.
+        """
+        n = _V.integer("n", n, minimum=0)
+        # out, u and the bracket/Newton arrays, plus (n, k) temporaries of the asymptotic form
+        _V.check_memory("ApparentDwellTimes.sample", n * 8.0 * (12 + 3 * self.n_components))
+        rng = np.random.default_rng(rng)
+        if n == 0:
+            return np.zeros(0)
+        v = 1.0 - rng.random(n)                  # survival levels in (0, 1]
+        total = self.total
+        tail_e = float(self._asymptotic_tail(self.exact_until))
+        out = np.empty(n)
+        on_exact = v * total >= tail_e
+        if np.any(on_exact):
+            out[on_exact] = self._invert_exact(self._head + tail_e - v[on_exact] * total)
+        if not np.all(on_exact):
+            out[~on_exact] = self._invert_tail(v[~on_exact] * total)
+        return out
+
+    def _exact_with_pdf(self, t: np.ndarray):
+        """(int_t_res^t pdf, pdf(t)) on the exact range, in one evaluation where possible."""
+        ex = self._exact_part
+        u = t - self.t_res
+        if ex.mode == "expm":
+            f, g = ex._expm_eval(u)
+            return g, f
+        return ex.integral(u), ex.pdf(u)
+
+    def _invert_exact(self, y: np.ndarray) -> np.ndarray:
+        """t in [t_res, exact_until] with ``int_t_res^t pdf = y`` (0 <= y <= head)."""
+        per_piece = 64
+        pieces = round((self.exact_until - self.t_res) / self.t_res)
+        grid = np.linspace(self.t_res, self.exact_until, per_piece * pieces + 1)
+        g = np.maximum.accumulate(np.asarray(self._exact(grid, True), float))
+        g[0] = 0.0
+        y = np.clip(y, 0.0, g[-1])
+        j = np.clip(np.searchsorted(g, y, side="right") - 1, 0, grid.size - 2)
+        lo, hi = grid[j].copy(), grid[j + 1].copy()
+        glo, ghi = g[j], g[j + 1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = np.where(ghi > glo, (y - glo) / (ghi - glo), 0.5)
+        x0 = lo + np.clip(frac, 0.0, 1.0) * (hi - lo)        # secant start
+
+        def fun(x, sel):
+            gx, fx = self._exact_with_pdf(x)
+            return gx - y[sel], fx
+
+        return _newton_bisect(fun, x0, lo, hi, 1e-12 * self.exact_until)
+
+    def _invert_tail(self, target: np.ndarray) -> np.ndarray:
+        """t > exact_until with ``int_t^inf`` of the asymptotic pdf ``= target``
+        (0 < target <= that integral at exact_until)."""
+        lo = np.full(target.size, self.exact_until)
+        span = float(np.max(np.real(self.taus)))
+        hi = self.exact_until + np.full(target.size, span)
+        for _ in range(2100):
+            bad = self._asymptotic_tail(hi) > target
+            if not np.any(bad):
+                break
+            lo[bad] = hi[bad]
+            hi[bad] = self.exact_until + 2.0 * (hi[bad] - self.exact_until)
+        else:  # pragma: no cover - the tail tends to 0
+            raise RuntimeError("sample: could not bracket the inverse cdf")
+        amps = self.amplitudes
+        return _newton_bisect(
+            lambda x, sel: (target[sel] - self._asymptotic_tail(x),
+                            (amps * _decay(x - self.t_res, self.taus)).sum(axis=-1)),
+            0.5 * (lo + hi), lo, hi, 1e-12 * lo)
+
+
+def _newton_bisect(fun, x, lo, hi, xtol, max_iter: int = 200) -> np.ndarray:
+    """Vectorised safeguarded Newton for an increasing function: ``fun(x, sel)`` returns
+    (g(x) - target, g'(x)) for the entries ``sel``; ``lo <= x <= hi`` brackets the root
+    (``g(lo) <= target <= g(hi)``).  A Newton step that would leave the bracket (or a
+    g' <= 0) becomes a bisection.  An entry stops after a Newton step of at most ``xtol``
+    (its error is then of the order of the step squared over the scale of g, or rounding) or
+    when its bracket is at most ``xtol`` wide, so every result is within ``xtol`` of the root
+    (to the rounding of g)."""
+    x, lo, hi = (np.array(a, float) for a in (x, lo, hi))
+    xtol = np.broadcast_to(np.asarray(xtol, float), x.shape).copy()
+    act = np.arange(x.size)
+    for _ in range(max_iter):
+        if act.size == 0:
+            break
+        xa = x[act]
+        g, d = fun(xa, act)
+        below = g < 0
+        lo_a = np.where(below, xa, lo[act])
+        hi_a = np.where(below, hi[act], xa)
+        lo[act], hi[act] = lo_a, hi_a
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            step = np.where(d > 0, g / d, np.inf)
+        xn = xa - step
+        newton = np.isfinite(xn) & (xn >= lo_a) & (xn <= hi_a)
+        xn = np.where(newton, xn, 0.5 * (lo_a + hi_a))
+        xn = np.where(g == 0, xa, xn)
+        x[act] = xn
+        done = ((newton & (np.abs(step) <= xtol[act])) | (g == 0)
+                | (hi_a - lo_a <= xtol[act]))
+        act = act[~done]
+    return x
 
 
 def _check_t_res(t_res) -> float:
@@ -2397,13 +2608,14 @@ def apparent_dwell_times(model, states="open", *, t_res, open=None, names=None,
     taus, areas = taus[order], areas[order]
     exact_until = (n_exact + 1) * tau
     mean = A.mean(phi)
+    u2 = A.second_moment(phi)
     res = ApparentDwellTimes(
         t_res=tau, taus=_frozen_array(taus), areas=_frozen_array(areas), mean=mean,
         start=_frozen_array(phi), exact_until=exact_until, states=tuple(int(i) for i in a),
-        ideal=ideal, _exact_part=_ExactPart(A, phi, n_exact))
+        ideal=ideal, _exact_part=_ExactPart(A, phi, n_exact), _u2=u2)
     head = float(res._exact(np.array(exact_until), True))
     object.__setattr__(res, "_head", head)
-    vals = np.concatenate(([res.mean], res.taus, res.areas, [head]))
+    vals = np.concatenate(([res.mean, u2], res.taus, res.areas, [head]))
     if not np.all(np.isfinite(vals)):
         raise ValueError(f"t_res={tau:g} s: the missed-events distribution overflowed for "
                          "this mechanism (t_res times its fastest rates is too large); t_res "
@@ -3077,8 +3289,20 @@ def bursts(model, within, *, open=None, names=None, **conditions) -> Bursts:
       (3.19);
     * total open time per burst: rates from ``-(Q_AA + Q_AB G_BA)`` (3.23),
       mean ``phi_b (-(Q_AA + Q_AB G_BA))^-1 u_A`` (3.26);
-    * total shut time per burst, mean ``phi_b G_AB (-(Q_BB + Q_BA G_AB))^-1 G_BA u_A`` (3.41);
-    * gaps within bursts (3.75), mean = mean shut time / (mean openings - 1).
+    * total shut time per burst, mean ``phi_b G_AB (-W_BB)^-1 G_BA u_A`` over all bursts
+      (3.41), ``W_BB = Q_BB + Q_BA G_AB`` the generator of the process watched only while in
+      B (open sojourns cut out); its distribution for the bursts with at least two openings
+      (probability ``p_multiple = phi_b G_AB G_BA u_A``) is
+      ``f(t) = phi_b G_AB expm(W_BB t) Q_BA e_b / p_multiple`` (3.40): a gap counts only when
+      an opening follows it (``Q_BA``), and the burst then ends from that opening (``e_b``);
+      a sojourn in B that leads to C is not part of the burst;
+    * gaps within bursts (3.75), mean = mean shut time / (mean openings - 1);
+    * shut time between bursts: every shut time starts at the end of an opening (entry
+      rates ``p_A Q_AF``); the ones that never reach C stay in B and end in A, so
+      ``f(t) = [p_A Q_AF expm(Q_FF t) Q_FA u_A - p_A Q_AB expm(Q_BB t) Q_BA u_A] / rate``
+      (F = B + C; ``rate = p_A Q_AF u_F P(visit C)`` is the burst rate, the flux that ends
+      bursts), a mixture of the rates of ``-Q_FF`` and ``-Q_BB`` (components whose rates
+      coincide merged) whose areas may be negative; its mean is ``mean_between`` (3.86).
 
     Parameters
     ----------
@@ -3092,6 +3316,8 @@ def bursts(model, within, *, open=None, names=None, **conditions) -> Bursts:
     Returns
     -------
     Bursts
+        All times in s, rates in s^-1.  With no B states, ``between`` is the distribution of
+        all shut times, ``shut_time`` is None and ``p_multiple`` 0.
     """
     m = _resolve(model, conditions, open, names)
     mask = m.require_open()
@@ -3161,6 +3387,7 @@ def bursts(model, within, *, open=None, names=None, **conditions) -> Bursts:
     open_time = _mixture_from(-VAA, phi, -VAA @ uA, d=p[A])
     mean_open = float(phi @ np.linalg.inv(-VAA) @ uA)
     # shut time per burst and gaps
+    p_multiple = float(phi @ GG @ uA) if B.size else 0.0
     if B.size and mean_openings - 1.0 > 1e-14:
         WBB = QBB + QBA @ GAB
         mean_shut = float(phi @ GAB @ np.linalg.inv(-WBB) @ GBA @ uA)
@@ -3168,10 +3395,14 @@ def bursts(model, within, *, open=None, names=None, **conditions) -> Bursts:
         gstart = phi @ inv_IGG @ GAB / (mean_openings - 1.0)
         gaps = _mixture_from(-QBB, gstart, -QBB @ GBA @ uA, d=p[B])
         mean_gap = mean_shut / (mean_openings - 1.0)
+        # total shut time, bursts of >= 2 openings (3.40): phi G_AB expm(W t) Q_BA e_b / P(>=2)
+        shut_time = _mixture_from(-WBB, phi @ GAB / p_multiple, QBA @ eb, d=p[B])
     else:
         mean_shut = 0.0
         gaps = None
         mean_gap = float("nan")
+        shut_time = None
+    between = _between_bursts(Q, p, A, B, float(tot))
     return Bursts(openings=openings, mean_openings=mean_openings, length=length,
                   mean_length=mean_length, open_time=open_time, mean_open_time=mean_open,
                   mean_shut_time=mean_shut, gaps=gaps, mean_gap=mean_gap,
@@ -3179,7 +3410,31 @@ def bursts(model, within, *, open=None, names=None, **conditions) -> Bursts:
                   mean_between=float((1.0 - tot * mean_length) / tot),
                   open_states=tuple(int(i) for i in A),
                   within_states=tuple(int(i) for i in B),
-                  between_states=tuple(int(i) for i in C))
+                  between_states=tuple(int(i) for i in C),
+                  between=between, shut_time=shut_time, p_multiple=p_multiple)
+
+
+def _between_bursts(Q: np.ndarray, p: np.ndarray, A: np.ndarray, B: np.ndarray,
+                    rate: float) -> ExponentialMixture:
+    """Shut time between bursts (see :func:`bursts`): the shut times that visit C,
+    ``[p_A Q_AF expm(Q_FF t) Q_FA u_A - p_A Q_AB expm(Q_BB t) Q_BA u_A] / rate``.
+
+    ``rate`` (the burst rate, ``p_C (Q_CA + Q_CB G_BA) u_A``) is the flux of shut times that
+    visit C, ``p_A Q_AF u_F - p_A Q_AB (-Q_BB)^-1 Q_BA u_A`` at equilibrium, computed without
+    that subtraction.  Rates of the two terms that coincide (MERGE_RTOL) are one component
+    with the summed area; rounding-level areas are then dropped (AREA_RTOL)."""
+    F = np.setdiff1d(np.arange(Q.shape[0]), A)
+    blk = lambda r, c: Q[np.ix_(r, c)]  # noqa: E731
+    lams, areas = [], []
+    for S, sign in ((F, 1.0), (B, -1.0)):
+        if S.size == 0:
+            continue
+        lam, Am = _spectral(-blk(S, S), p[S])
+        w = np.einsum("i,mij,j->m", p[A] @ blk(A, S), Am, blk(S, A).sum(axis=1))
+        lams.append(lam)
+        areas.append(sign * w / lam / rate)
+    lam, area = _merge(np.concatenate(lams), np.concatenate(areas))
+    return _sorted_mixture(1.0 / lam, area)
 
 
 def _sorted_mixture(taus, areas) -> ExponentialMixture:
