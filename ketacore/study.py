@@ -168,7 +168,8 @@ gets ``"1"`` and a ``comment`` saying so.
 
 The Dataset's attributes describe the run: ``scheme`` (the composed scheme's name, each
 distinct name of a model sweep), ``scheme_toml`` (the first sweep point's composed scheme as
-TOML), ``blockers``, ``segments``, ``dt``, ``method``.  When the sweep points simulate
+TOML), ``blockers``, ``segments``, ``dt``, ``method`` (and, for use_dependence and dose_response,
+``control_removes``: the ligands the drug-free control removed).  When the sweep points simulate
 different schemes -- a ``model`` sweep (scheme files included) or a swept blocker parameter --
 ``scheme_tomls`` holds each distinct composed scheme (a JSON list of TOML texts) and the data
 variable ``scheme_index`` (over the sweep dimensions) says which one each point simulated:
@@ -202,7 +203,42 @@ Analyses (``analysis = {kind = ...}``), master equation (``*_det``), Monte Carlo
     drug-free control.
 ``dose_response``
     ``response`` (mean current vs the drug-free control) and a Hill fit (``ic50``, ``hill``)
-    over the ``concentration`` sweep axis.
+    over the ``concentration`` sweep axis, which needs at least 2 concentrations > 0 (the fit
+    has 2 parameters; a single one is refused when the study is checked).
+
+The drug-free control
+---------------------
+use_dependence and dose_response compare each sweep point with its drug-free control: the same
+protocol (steps, trains, their rest) and the same ``initial`` with the *drug* removed -- the
+analysis option ``drug``, a blocker ligand or a list of them -- and every other ligand kept at
+its value: the agonist, and a background blocker.  Ketamine studied in 1 mM Mg2+, ``blockers =
+["ketamine", "mg"]`` with ``mg = "1 mM"`` and ``ketamine = "$ketamine"`` in every step: the
+control keeps the 1 mM Mg2+, so ``response`` is ketamine's block on top of the Mg2+ block
+(0.995, 0.953, 0.670, 0.169 at 0.1, 1, 10, 100 uM ketamine on erreger2005_2a at -70 mV; IC50
+about K_B(1 + [Mg]/K_Mg) = 20 uM), and use_dependence at ketamine = 0 blocks nothing.  A control
+without the Mg2+ would count the Mg2+ block as ketamine's.  An ``initial`` conditions table loses
+the drug's ligands; an ``initial`` state blocked by the drug (``"O·ket"``) starts the control
+unbound (``"O"``), one blocked by a background blocker (``"O·mg"``) is kept.
+
+When ``drug`` is not given it is read from the protocol as written, not from the values at a
+sweep point, so it is the same at every point (a ketamine = 0 point included).  A blocker
+ligand is *applied* by a protocol that writes it -- a step's key, a train's ``during`` or
+``between`` entry, or a key of the ``initial`` conditions table, even at 0 -- or whose
+``initial`` state carries its blocked tag (``"O·ket"``): a ligand set only by ``initial`` counts
+(the control starts drug-free, as with a single blocker), so with a second blocker there the
+study asks for ``drug``.
+
+* dose_response: the applied blocker ligands whose value uses the concentration axis (``"$c"``,
+  ``"2 * $c"``, or a parameter defined from it) or that are named like it; if none, the one
+  blocker ligand the protocol applies; otherwise (several, or none) the study is refused asking
+  for ``drug``.
+* use_dependence: the one blocker ligand the protocol applies (the usual case); with several,
+  the study is refused naming them and asking for ``drug = "ketamine"``; with none, nothing is
+  removed (the control is the protocol).
+
+A given ``drug`` must be blocker ligands the protocol applies (a gating ligand such as glutamate,
+or a blocker the protocol never applies, is refused).  The Dataset records the ligands removed
+as the attribute ``control_removes`` (JSON list).
 
 Why NetCDF (and not Zarr)
 -------------------------
@@ -1011,18 +1047,30 @@ class StudyPart:
         ``early`` of control and of recovery); ``trapped`` uses mean currents over the first
         ``early`` of recovery and control, not the peak-current definition of
         :func:`ketacore.experiments.trapping`; see the module notes),
-        ``"use_dependence"`` (a train; options ``train`` = its label, default the first train),
-        ``"dose_response"`` (options ``concentration`` = sweep axis, ``window`` = the end of the
-        protocol averaged, default the whole protocol).  Each window must fit inside the segment
-        (or protocol) it measures, and a key the kind does not take is refused (StudyError at
-        check time).
+        ``"use_dependence"`` (a train; options ``train`` = its label, default the first train;
+        ``drug``), ``"dose_response"`` (options ``concentration`` = sweep axis with at least 2
+        concentrations > 0, ``window`` = the end of the protocol averaged, default the whole
+        protocol; ``drug``).  Each window must fit inside the segment (or protocol) it
+        measures, and a key the kind does not take is refused (StudyError at check time).
+        use_dependence and dose_response compare with a *drug-free control*: the same protocol
+        (and ``initial``) without the ``drug`` -- a blocker ligand or a list of them -- and with
+        every other ligand at its value, a background blocker included.  So ketamine studied in
+        1 mM Mg2+ (``blockers = ["ketamine", "mg"]``, ``mg = "1 mM"`` in every step) measures
+        ketamine's block on top of the Mg2+ block (IC50 = K_B(1 + [Mg]/K_Mg)), not the two
+        together.  Default ``drug``: for dose_response, the blocker ligands whose value uses
+        the concentration axis (``ketamine = "$ketamine"``, ``"2 * $c"``, in a step, a train's
+        ``during``/``between`` or the ``initial`` table) or that are named like it, else the one
+        blocker ligand the protocol applies; for use_dependence, the one blocker ligand the
+        protocol applies.  A protocol that applies several blockers where this rule cannot tell
+        is refused, asking for ``drug`` (module notes, *The drug-free control*).
     initial : str or mapping
         ``"equilibrium"`` (the equilibrium at rest: under the protocol's rest conditions -- a
         leading train's between-pulse conditions, else the first step's), a state name, or a
         conditions table (keys ``V``, ``temperature`` and ligand names of the blocked scheme, e.g.
         ``{"glutamate": 0}``).  The drug-free control of use_dependence and dose_response
-        starts from ``initial`` without its blocker ligands (a conditions table) or from the
-        unblocked state (a blocked state such as ``"O·ket"`` starts the control in ``"O"``).
+        starts from ``initial`` without the drug's ligands (a conditions table) or with the
+        drug unbound (a state blocked by the drug such as ``"O·ket"`` starts the control in
+        ``"O"``; a state blocked by a background blocker, ``"O·mg"``, is kept).
     dt, n_trials, n_channels, method : optional
         Per-protocol overrides of the study values.
 
@@ -1102,6 +1150,8 @@ def _normalize_part(p: StudyPart) -> None:
         p.analysis = {"kind": p.analysis}
     elif isinstance(p.analysis, Mapping):
         p.analysis = dict(p.analysis)
+        if isinstance(p.analysis.get("drug"), tuple):   # (as TOML reads it back)
+            p.analysis["drug"] = list(p.analysis["drug"])
     elif p.analysis is not None:
         raise _PartError("analysis", f"must be one of {list(ANALYSES)} or a table with a 'kind' key, "
                          f"got {type(p.analysis).__name__} ({p.analysis!r:.80})")
@@ -1716,7 +1766,7 @@ class Study:
         env0 = self._env({}, p, self._pw(name, "parameters"))
         if not isinstance(p.sweep, dict):
             raise e(sw, "must be a table of axis = [values]")
-        overrides = {}
+        overrides, swept = {}, {}
         for axis, values in p.sweep.items():
             if not isinstance(values, list) or not values:
                 raise e(f"{sw}.{axis}", f"must be a non-empty list of values, got {values!r}")
@@ -1731,7 +1781,7 @@ class Study:
                 vals = [_evaluate(v, env0, f"{self._source}: {sw}.{axis}[{i}]") for i, v in enumerate(values)]
             if len(set(vals)) != len(vals):
                 raise e(f"{sw}.{axis}", f"values must be distinct, got {values!r}")
-            overrides[axis] = vals[0]
+            overrides[axis], swept[axis] = vals[0], vals
         if isinstance(p.initial, dict):    # (its keys before the dimensions of its values)
             _check_initial_keys(self, name, p.initial)
         self._check_units(name, p, bare_uses)
@@ -1754,6 +1804,12 @@ class Study:
                 if conc is not None and (not isinstance(conc, str) or conc not in numeric):
                     raise e(f"{pw}.analysis.concentration", f"must name a sweep axis of {sw} "
                             f"(sweep axes: {numeric}), got {conc!r}")
+                axis = _dose_axis(self, p)
+                if sum(x > 0 for x in swept[axis]) < 2:
+                    # (a single concentration left the IC50 NaN without a word)
+                    raise e(f"{sw}.{axis}", "dose_response fits a Hill curve (IC50 and nH) over "
+                            "this concentration axis, which needs at least 2 concentrations > 0 "
+                            f"(3 or more to over-determine the fit), got {p.sweep[axis]!r}")
         if p.dt is not None:
             self._evaluate_field(f"{pw}.dt", p.dt, env0, positive=True)
         if p.dt is None or self._top_dt_unused():
@@ -1771,6 +1827,7 @@ class Study:
         env1 = self._env(overrides, p, self._pw(name, "parameters"))
         _, segs = _build_protocol(self, name, env1)
         _check_analysis(self, name, p.analysis, segs, env1, need_segments=False)
+        _drug_ligands(self, p)   # (what the drug-free control removes: refuses what it cannot tell)
 
     def _check_dt_fixed(self, name: str, p: StudyPart, env0: dict) -> None:
         """dt must be one value over the sweep: the results share one ``time`` axis."""
@@ -2337,6 +2394,7 @@ class _Point:
     initial: Any
     analysis: dict | None
     env: dict
+    drug: tuple = ()    # the ligands the drug-free control removes (_drug_ligands)
 
 
 def _check_initial_keys(study: Study, part: str, table: Mapping, scheme=None) -> None:
@@ -2398,13 +2456,16 @@ def _point(study: Study, part: str, values: Mapping[str, Any]) -> _Point:
                   n_channels=int(p.n_channels if p.n_channels is not None else study.n_channels),
                   n_trials=int(p.n_trials if p.n_trials is not None else study.n_trials),
                   method=p.method or study.method, initial=initial,
-                  analysis=dict(p.analysis) if p.analysis else None, env=env)
+                  analysis=dict(p.analysis) if p.analysis else None, env=env,
+                  drug=_drug_ligands(study, p))
 
 
 def _control_protocol(pt: _Point):
-    """The same protocol with every blocker ligand at 0 (the drug-free control)."""
+    """The drug-free control of use_dependence and dose_response: the same protocol with the
+    drug's ligands (``pt.drug``, :func:`_drug_ligands`) removed; every other ligand -- a
+    background blocker such as Mg2+, the agonist -- keeps its value."""
     from .protocol import Protocol, Step
-    ligs = {b.ligand for b in pt.blockers}
+    ligs = set(pt.drug)
 
     def strip(st):
         return Step(st.duration, V=st.V, temperature=st.temperature,
@@ -2430,8 +2491,8 @@ def _window(pt: _Point, t0: float, t1: float, where: str) -> slice:
 #: Keys each analysis kind takes (``analysis = {kind = ..., ...}``); defaults: trapping
 #: ``window = 1 s``, ``early = 0.5 s``; dose_response ``window`` = the whole protocol.
 _ANALYSIS_KEYS = {"trapping": ("kind", "window", "early"),
-                  "use_dependence": ("kind", "train"),
-                  "dose_response": ("kind", "concentration", "window")}
+                  "use_dependence": ("kind", "train", "drug"),
+                  "dose_response": ("kind", "concentration", "window", "drug")}
 _TRAPPING_DEFAULTS = {"window": 1.0, "early": 0.5}
 
 
@@ -2707,18 +2768,21 @@ class _Context:
 
 
 def _control_initial(pt: _Point):
+    """The initial condition of the drug-free control (:func:`_control_protocol`)."""
     if pt.initial is None or pt.initial == "equilibrium":
         return None  # equilibrium at rest: the control protocol's rest conditions (its
         # drug-free rest if it has one, e.g. a leading train's between-pulse conditions, else
         # its first step)
-    # the control is drug-free from the start: a conditions table loses its blocker ligands
-    # (as the control's steps and rest do), a blocked state becomes its unblocked state
+    # the control is drug-free from the start: a conditions table loses the drug's ligands
+    # (as the control's steps and rest do), a state blocked by the drug loses the drug's tags
+    # ("O·ket" -> "O"; a background blocker's "O·mg" stays, as Mg2+ stays in the control)
     if isinstance(pt.initial, dict):
-        ligs = {b.ligand for b in pt.blockers}
-        return {k: v for k, v in pt.initial.items() if k not in ligs}
-    if isinstance(pt.initial, str) and any(f"·{b.name}" in pt.initial for b in pt.blockers):
-        free = pt.initial.split("·", 1)[0]
-        if free in pt.scheme.states:
+        return {k: v for k, v in pt.initial.items() if k not in pt.drug}
+    if isinstance(pt.initial, str):
+        tags = {t for b in pt.blockers if b.ligand in pt.drug for t in (b.name, f"{b.name}_s")}
+        parts = pt.initial.split("·")
+        free = "·".join(parts[:1] + [t for t in parts[1:] if t not in tags])
+        if free != pt.initial and free in pt.scheme.states:
             return free
     return pt.initial
 
@@ -3614,6 +3678,9 @@ def _assemble_part(ctx: _Context, part: str, out: Path | None, memory: dict):
         "blockers": bls[0],
         "segments": json.dumps([{"label": s.label or "", "t0": s.t0, "t1": s.t1} for s in pt0.segments]),
     })
+    if (p.analysis or {}).get("kind") in ("use_dependence", "dose_response"):
+        # the ligands the drug-free control removed (the same at every point: _drug_ligands)
+        ds.attrs["control_removes"] = json.dumps(list(pt0.drug))
     return ds
 
 
@@ -3689,21 +3756,164 @@ def _hill(c, ic50, nh):
     return 1.0 / (1.0 + (np.asarray(c) / ic50) ** nh)
 
 
-def _blocker_ligands(study: Study) -> set:
-    """The ligand names of the study's blockers (a table blocker without ``ligand`` has its
-    library blocker's, as :func:`_resolve_blockers` builds it); unknown blockers are skipped."""
+def _blocker_tags(study: Study) -> dict[str, str]:
+    """``ligand -> state tag`` of the study's blockers, in the study's order (``{"ketamine":
+    "ket", "mg": "mg"}``: states ``O·ket``, ``O·mg``), as :func:`_resolve_blockers` builds them:
+    a table blocker has its library blocker's tag and, without ``ligand``, its ligand.  Unknown
+    blockers are skipped (run_study refuses them before it simulates anything)."""
     from . import blockers as _blockers
-    out = set()
+    out: dict[str, str] = {}
     for b in study.blockers or []:
         try:
             if isinstance(b, str):
-                out.add(_blockers.get(b).ligand)
+                lib = _blockers.get(b)
+                out.setdefault(lib.ligand, lib.name)
             elif isinstance(b, Mapping):
+                lib = _blockers.get(b["name"])
                 lig = b.get("ligand")
-                out.add(lig if isinstance(lig, str) else _blockers.get(b["name"]).ligand)
+                out.setdefault(lig if isinstance(lig, str) else lib.ligand, lib.name)
         except (KeyError, ValueError, TypeError, AttributeError):
             pass
     return out
+
+
+def _blocker_ligands(study: Study) -> list[str]:
+    """The ligand names of the study's blockers, in the study's order (:func:`_blocker_tags`)."""
+    return list(_blocker_tags(study))
+
+
+def _ligand_values(p: StudyPart):
+    """Every ligand concentration protocol ``p`` writes, as ``(ligand, value as written)``: the
+    ligand keys of its steps, the entries of its trains' ``during`` and ``between`` tables (which
+    also make the protocol's rest) and of its ``initial`` conditions table."""
+    for seg in p.segments:
+        if not isinstance(seg, Mapping):
+            continue    # (refused by _build_protocol)
+        if "train" in seg:
+            tr = seg["train"]
+            for key in ("during", "between"):
+                table = tr.get(key) if isinstance(tr, Mapping) else None
+                if isinstance(table, Mapping):
+                    yield from table.items()
+            continue
+        yield from ((k, v) for k, v in seg.items() if k not in _STEP_KEYS)
+    if isinstance(p.initial, Mapping):
+        yield from ((k, v) for k, v in p.initial.items() if k not in _CONDITION_DIMS)
+
+
+def _applied_blockers(study: Study, p: StudyPart) -> list[str]:
+    """The blocker ligands protocol ``p`` applies, in the study's order of its blockers: those it
+    writes (:func:`_ligand_values`: steps, trains, the ``initial`` table) and those whose blocked
+    states an ``initial`` state name carries (``"O·ket"``: ketamine).  Read from the
+    specification, not from values: ``ketamine = "$c"`` counts at a sweep point where c = 0, so
+    the rule of :func:`_drug_ligands` is the same at every sweep point."""
+    tags = _blocker_tags(study)
+    written = {k for k, _ in _ligand_values(p)}
+    if isinstance(p.initial, str):
+        carried = set(p.initial.split("·")[1:])
+        written |= {lig for lig, t in tags.items() if t in carried or f"{t}_s" in carried}
+    return [lig for lig in tags if lig in written]
+
+
+def _uses_axis(value: Any, axis: str, defs: Mapping[str, tuple], swept: set) -> bool:
+    """Whether a value as written uses the parameter ``axis``: directly (``"$c"``, ``"2 * $c"``)
+    or through parameters defined from it (``"$conc"`` with ``conc = "$c * 1 uM"``; not
+    through another swept parameter, whose sweep values replace its definition)."""
+    todo, seen = [value], set()
+    while todo:
+        v = todo.pop()
+        if not isinstance(v, str) or len(v) > MAX_EXPRESSION_LENGTH or _QTY.match(v):
+            continue
+        for n, marked in _names_in(v) or ():
+            if not marked and n in _UNITS:
+                continue    # a unit ("1 uM")
+            if n == axis:
+                return True
+            if n in defs and n not in swept and n not in seen:
+                seen.add(n)
+                todo.append(defs[n][0])
+    return False
+
+
+def _drug_ligands(study: Study, p: StudyPart) -> tuple[str, ...]:
+    """The drug of a use_dependence or dose_response analysis: the blocker ligands its drug-free
+    control removes (:func:`_control_protocol`, :func:`_control_initial`); every other ligand
+    -- a background blocker such as Mg2+, the agonist -- stays in the control at its value in
+    the protocol.  The one rule (checked when the Study is built, applied at every sweep point,
+    recorded as the Dataset's ``control_removes``):
+
+    * ``analysis.drug`` if given: a blocker ligand the protocol applies
+      (:func:`_applied_blockers`), or a list of them;
+    * dose_response: the applied blocker ligands whose value uses the concentration axis
+      (:func:`_dose_axis`; ``"$ketamine"``, ``"2 * $c"``, in a step, a train's during/between
+      table or the initial table) or that are named like it; if none, the one blocker ligand
+      the protocol applies;
+    * use_dependence: the one blocker ligand the protocol applies (none: nothing is removed,
+      the control is the protocol).
+
+    ``()`` for other analyses, and when a blocker of the study is unknown (run_study refuses it).
+
+    Raises
+    ------
+    StudyError
+        ``<part>.analysis.drug``: a drug that is not a blocker ligand the protocol applies; or
+        no drug given and the rule finds several (use_dependence), or none or several
+        (dose_response).
+    """
+    a = p.analysis if isinstance(p.analysis, dict) else {}
+    kind = a.get("kind")
+    if kind not in ("use_dependence", "dose_response"):
+        return ()
+    tags = _blocker_tags(study)
+    if len(tags) < len(study.blockers):
+        return ()   # an unknown blocker (or a repeated one): run_study refuses the blockers
+    name = study._part_name(p)
+    where = f"{study._source}: {study._pw(name)}.analysis.drug"
+    ligands = list(tags)
+    applied = _applied_blockers(study, p)
+    kept = "the control keeps the others (e.g. a Mg2+ background) at their values in the protocol"
+    if "drug" in a:
+        d = a["drug"]
+        names = [d] if isinstance(d, str) else list(d) if isinstance(d, (list, tuple)) else None
+        if not names or not all(isinstance(x, str) for x in names):
+            raise StudyError(f"{where}: must be a blocker ligand or a non-empty list of them (the "
+                             f"blocker ligands of this study: {ligands}), got {d!r}")
+        for x in names:
+            if x not in tags:
+                raise StudyError(f"{where}: {x!r} is not the ligand of a blocker of this study; the "
+                                 f"drug is among the blocker ligands {ligands} (every other ligand, "
+                                 "the agonist included, stays in the drug-free control)")
+            if x not in applied:
+                raise StudyError(f"{where}: {x!r} is not applied by this protocol (no segment, train "
+                                 "or initial condition sets it), so removing it would change nothing; "
+                                 f"the blocker ligands it applies: {applied}")
+        return tuple(dict.fromkeys(names))
+    hint = f"analysis = {{kind = \"{kind}\", drug = \"{applied[0]}\"}}" if applied else ""
+    if kind == "dose_response":
+        axis = _dose_axis(study, p)
+        defs = study._definitions(p, study._pw(name, "parameters"))
+        swept = {k for k in p.sweep if k != "model"}
+        hits = {lig for lig, v in _ligand_values(p) if _uses_axis(v, axis, defs, swept)}
+        hits.add(axis)   # (the ligand named like the axis)
+        found = [lig for lig in applied if lig in hits]
+        if found:
+            return tuple(found)
+        if len(applied) == 1:
+            return tuple(applied)
+        if not applied:
+            has = f"this protocol applies none of the blocker ligands {ligands}" if ligands \
+                else "this study has no blockers (give it its blockers)"
+            raise StudyError(f"{where}: dose_response measures the current relative to a "
+                             f"drug-free control, but {has}; apply the drug in the protocol's "
+                             "segments")
+        raise StudyError(f"{where}: this protocol applies several blockers ({applied}) and none "
+                         f"of them uses the concentration axis {axis!r}: say which the drug-free "
+                         f"control removes, e.g. {hint}; {kept}")
+    if len(applied) > 1:
+        raise StudyError(f"{where}: this protocol applies several blockers ({applied}); say which "
+                         f"is the drug whose use-dependent block is measured, e.g. {hint}: the "
+                         f"drug-free control removes it, and {kept}")
+    return tuple(applied)
 
 
 def _dose_axis(study: Study, p) -> str | None:

@@ -149,7 +149,7 @@ def test_dose_response_window_longer_than_protocol_is_refused():
      "['kind', 'window', 'early']"),
     (DOSE.replace("INITIAL", '"equilibrium"').replace('concentration = "ketamine" }',
                                                       'concentration = "ketamine", early = "1 s" }'),
-     "early", "['kind', 'concentration', 'window']"),
+     "early", "['kind', 'concentration', 'window', 'drug']"),
 ], ids=["trapping-windw", "trapping-concentration", "dose_response-early"])
 def test_unknown_analysis_keys_are_refused(text, key, allowed):
     with pytest.raises(StudyError, match=rf"analysis\.{key}: unknown key .*allowed: "
@@ -182,7 +182,7 @@ USE = textwrap.dedent("""
 
 def test_unknown_use_dependence_key_is_refused():
     with pytest.raises(StudyError, match=r"analysis\.trian: unknown key for kind = "
-                                         r"'use_dependence'; allowed: \['kind', 'train'\]"):
+                                         r"'use_dependence'; allowed: \['kind', 'train', 'drug'\]"):
         Study.from_toml(USE.replace("ANALYSIS", '{ kind = "use_dependence", trian = "stim" }'))
 
 
