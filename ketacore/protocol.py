@@ -739,10 +739,15 @@ class Protocol:
         > 0); a final boundary within 1e-7·dt of a grid point counts as on it.  Every engine
         sizes its output with this.
 
-        Raises ``ValueError`` for a subnormal ``dt`` (< :data:`MIN_DT`, 1/dt not finite) or more
-        than :data:`MAX_GRID_POINTS` (2**53) grid points."""
+        Raises ``ValueError`` for a subnormal ``dt`` (< :data:`MIN_DT`, 1/dt not finite), for a
+        ``dt`` longer than the protocol (the grid would hold t = 0 alone: almost always ms
+        written as s), or for more than :data:`MAX_GRID_POINTS` (2**53) grid points."""
         dt = _grid_dt(dt)
         ratio = self.duration / dt
+        if ratio + 1e-7 < 1.0:
+            raise ValueError(
+                f"dt={dt!r} s is longer than the {self.duration:g} s protocol, so the grid would "
+                f"hold t = 0 alone; dt is in seconds (write 1 * ketacore.units.ms, not 1)")
         if not ratio + 1.0 <= MAX_GRID_POINTS:
             raise ValueError(
                 f"dt={dt!r} s gives duration/dt = {ratio:.4g} grid points over the "

@@ -38,7 +38,7 @@ def fresh(**kw):
 @pytest.mark.parametrize("kw", [
     {}, {"rng": 4}, {"rng": 2**40}, {"rng": np.random.SeedSequence(5)}, {"n_trials": 3},
     {"trials": range(2, 5)}, {"trial_offset": 7, "n_trials": 2}, {"initial": "C0"},
-    {"initial": "equilibrium"}, {"initial": np.eye(6)[2]}, {"dt": 2e-3}, {"dt": 1},
+    {"initial": "equilibrium"}, {"initial": np.eye(6)[2]}, {"dt": 2e-3}, {"dt": 0.03},
     {"n_channels": 21}, {"method": "population"}, {"method": "auto"}, {"record": "summary", "n_trials": 3},
     {"n_threads": 2}, {"n_threads": None}, {"protocol": STEP},
 ])

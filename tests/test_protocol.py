@@ -99,7 +99,11 @@ def test_grid_size_and_voltage_on_the_grid():
     assert p.n_samples(1e-3) == 31
     assert p.n_samples(0.007) == 5          # 0, 7, 14, 21, 28 ms
     assert p.n_samples(0.03 / 7) == 8       # 0.03 / (0.03/7) is 7 up to rounding: on the grid
-    assert p.n_samples(1) == 1 and p.n_samples(0.05) == 1
+    assert p.n_samples(0.03) == 2 and p.n_samples(0.03 * (1 + 5e-8)) == 2   # 0 and the end
+    # a dt longer than the protocol would leave t = 0 alone: refused (ms written as s)
+    for dt in (0.05, 1, 0.03 * (1 + 2e-7)):
+        with pytest.raises(ValueError, match=r"is longer than the 0.03 s protocol.*dt is in seconds"):
+            p.n_samples(dt)
     t = np.array([0.0, 0.005, 0.01 - 1e-12, 0.01, 0.02, 0.03])
     np.testing.assert_array_equal(p.voltage_at(t, 1e-3), [-0.07, -0.07, -0.04, -0.04, -0.04, -0.04])
     np.testing.assert_array_equal(p.voltage_at(np.arange(31) * 1e-3, 1e-3)[9:12], [-0.07, -0.04, -0.04])
