@@ -697,7 +697,9 @@ def trapping(ds, path: str | os.PathLike | None = None, *, figsize=None, dpi: in
     axb.set_ylabel("blocked fraction")
     axb.set_xlabel("time (s)")
     axb.legend(fontsize=7, loc="upper left")
-    fig.suptitle(f"Trapping block: {ds.attrs.get('scheme', '')}, {ds.attrs.get('n_trials')} trials × "
+    # (any study Dataset draws as a time course; only a trapping analysis is "trapping block")
+    head = "Trapping block" if ds.attrs.get("analysis") == "trapping" else "Time course"
+    fig.suptitle(f"{head}: {ds.attrs.get('scheme', '')}, {ds.attrs.get('n_trials')} trials × "
                  f"{ds.attrs.get('n_channels')} channels", fontsize=10)
     return _save(fig, path, dpi)
 

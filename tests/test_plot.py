@@ -104,6 +104,8 @@ def test_each_figure_pixel_size(tree, tmp_path, fn, part, size):
             assert ax.get_xlabel() or fn is plot.trapping
     xl = [ax.get_xlabel() for ax in axes if ax.get_xlabel()]
     assert any("(" in x for x in xl)    # units in parentheses
+    if fn is plot.trapping:             # a trapping analysis keeps its title
+        assert fig._suptitle.get_text().startswith("Trapping block: ")
 
 
 def test_plot_accepts_datatree_node(tree, tmp_path):

@@ -149,6 +149,8 @@ def test_study_dataset_without_the_analysis(plain):
         plot.use_dependence(plain)
     fig = plot.trapping(plain)                     # a time course without analysis still draws
     assert len(fig.axes) == 3
+    # ... under its own title: only a trapping analysis is a "trapping block" (user audit)
+    assert fig._suptitle.get_text().startswith("Time course: ")
 
 
 def test_study_point_is_checked(plain):
