@@ -1,7 +1,7 @@
 """The ``ketacore`` command line.
 
 ``ketacore run [STUDY.toml] [-o DIR] [--workers N] [--scheduler ADDRESS]``,
-``ketacore models``, ``ketacore blockers``, ``ketacore show MODEL``, ``ketacore --version``.
+``ketacore models``, ``ketacore blockers``, ``ketacore show MODEL|BLOCKER``, ``ketacore --version``.
 """
 from __future__ import annotations
 
@@ -29,11 +29,14 @@ def _cmd_blockers(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from . import models
+    from . import blockers, models
+    if args.model in blockers.available() and args.model not in models.available():
+        print(blockers.get(args.model).describe())
+        return 0
     try:
         s = models.get(args.model)
     except (KeyError, ValueError) as e:
-        print(f"ketacore show: {e}", file=sys.stderr)
+        print(f"ketacore show: {e}; blockers: {', '.join(blockers.available())}", file=sys.stderr)
         return 2
     print(s.describe())
     return 0
@@ -74,8 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_cmd_run)
     sub.add_parser("models", help="list built-in gating models").set_defaults(func=_cmd_models)
     sub.add_parser("blockers", help="list built-in blockers").set_defaults(func=_cmd_blockers)
-    sh = sub.add_parser("show", help="states, transitions and rates of a model")
-    sh.add_argument("model")
+    sh = sub.add_parser("show", help="states, transitions and rates of a model, or a blocker's "
+                                     "rates, voltage dependence and K_B")
+    sh.add_argument("model", metavar="NAME", help="a model (ketacore models) or a blocker "
+                                                  "(ketacore blockers)")
     sh.set_defaults(func=_cmd_show)
     return p
 

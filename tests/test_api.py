@@ -57,4 +57,8 @@ def test_cli_version_models_show():
     r = _cli("show", "destexhe1994_sf")
     assert r.returncode == 0 and "C0" in r.stdout and "/M/s" in r.stdout
     r = _cli("show", "nope")
-    assert r.returncode != 0 and "nope" in r.stderr
+    assert r.returncode != 0 and "nope" in r.stderr and "ketamine" in r.stderr   # (blockers listed)
+    # a blocker: its own description (rates, Woodhull voltage dependence, K_B at -70 mV)
+    r = _cli("show", "ketamine")
+    assert r.returncode == 0 and r.stdout.strip() == kc.blockers.get("ketamine").describe().strip()
+    assert "K_B(-70 mV" in r.stdout
