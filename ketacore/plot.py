@@ -167,28 +167,53 @@ def _study_only(ds, fig: str, instead: str) -> None:
                         f"plot.current_traces / plot.occupancy for it, or {instead}")
 
 
-def _check_point(ds, point, what: str = "point") -> None:
-    """ValueError/TypeError naming ``point`` unless it maps sweep dimensions of the study
-    Dataset ``ds`` to valid indices."""
+def _check_point(ds, point, what: str = "point") -> dict:
+    """``point`` as {sweep dimension: index} of the study Dataset ``ds``, for every sweep
+    dimension; ValueError/TypeError naming ``point`` otherwise.  A value is an integer index
+    (negative from the end), or a coordinate value: a float in SI units (``1e-6`` for 1 µM), a
+    quantity string (``"1 uM"``, ``"-30 mV"``) or, on a model axis, the model's name; a float
+    value matches a coordinate to 1e-9 relative."""
     if not isinstance(point, dict):
-        raise TypeError(f"{what} must be a dict {{sweep dimension: index}}, got "
+        raise TypeError(f"{what} must be a dict {{sweep dimension: index or value}}, got "
                         f"{type(point).__name__}")
     dims = _sweep_dims(ds)
+    out = {}
     for d, i in point.items():
         if d not in dims:
             raise ValueError(f"{what}: {d!r} is not a sweep dimension of this Dataset; its sweep "
                              f"dimensions are {dims}")
         n = ds.sizes[d]
-        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
-            raise TypeError(f"{what}[{d!r}] must be an integer index in [0, {n}), got "
-                            f"{type(i).__name__} {_plain(i)}")
-        if not -n <= int(i) < n:
-            raise ValueError(f"{what}[{d!r}] must be an integer index in [0, {n}), got "
-                             f"{_plain(i)}")
-    missing = [d for d in dims if d not in point]
+        coords = ds[d].values if d in ds.coords else np.arange(n)
+        if isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_)):
+            if not -n <= int(i) < n:
+                raise ValueError(f"{what}[{d!r}] must be an integer index in [0, {n}) or one of "
+                                 f"its values {_plain(coords)}, got {_plain(i)}")
+            out[d] = int(i) % n
+            continue
+        value = i
+        if isinstance(i, str) and coords.dtype.kind not in "OUS":
+            from .study import StudyError, _evaluate
+            try:
+                value = _evaluate(i, {}, f"{what}[{d!r}]")
+            except StudyError as e:
+                raise ValueError(f"{e} (or give an integer index in [0, {n}))") from None
+        if coords.dtype.kind in "OUS":                         # (model names)
+            hit = [k for k, c in enumerate(coords) if str(c) == str(value)]
+        elif isinstance(value, (float, np.floating)) and not isinstance(value, bool):
+            tol = 1e-9 * np.maximum(np.abs(coords.astype(float)), abs(float(value)))
+            hit = list(np.flatnonzero(np.abs(coords.astype(float) - float(value)) <= tol))
+        else:
+            raise TypeError(f"{what}[{d!r}] must be an integer index in [0, {n}) or one of its "
+                            f"values {_plain(coords)}, got {type(i).__name__} {_plain(i)}")
+        if len(hit) != 1:
+            raise ValueError(f"{what}[{d!r}] = {_plain(i)} is not one of its values "
+                             f"{_plain(coords)} (SI units; or give an integer index in [0, {n}))")
+        out[d] = int(hit[0])
+    missing = [d for d in dims if d not in out]
     if missing:
-        raise ValueError(f"{what} must give an index for every sweep dimension {dims}; "
+        raise ValueError(f"{what} must give an index or value for every sweep dimension {dims}; "
                          f"missing {missing}")
+    return out
 
 
 def _no_point(point, kind: str, what: str = "point") -> None:
@@ -289,8 +314,9 @@ def current_traces(ds, point: dict | None = None, path: str | os.PathLike | None
         their mean ± SD over trials (``record="counts"``) or the mean only
         (``record="summary"``, which keeps no per-trial current).
     point : dict, optional
-        Study Datasets only: sweep dimension -> index, for every sweep dimension (default:
-        the middle point).  A single run has no sweep points (``None``).
+        Study Datasets only: sweep dimension -> integer index or coordinate value (a float in
+        SI units, a quantity string such as ``"1 uM"``, a model name), for every sweep
+        dimension (default: the middle point).  A single run has no sweep points (``None``).
     path : str or PathLike, optional
         Where to save the PNG.
     t_range : (float, float), optional
@@ -331,7 +357,7 @@ def current_traces(ds, point: dict | None = None, path: str | os.PathLike | None
         pts = _points(ds)
         point = pts[len(pts) // 2]
     else:
-        _check_point(ds, point)
+        point = _check_point(ds, point)
     plt = _plt()
     d = ds.isel(point)
     n = int(d["n_samples"])
@@ -431,8 +457,9 @@ def occupancy(ds, point: dict | None = None, path: str | os.PathLike | None = No
         equation) or ``kc.simulate(...).to_xarray()`` (Monte Carlo: mean over trials of the
         fraction of channels in each state).
     point : dict, optional
-        Study Datasets only: sweep dimension -> index, for every sweep dimension (default:
-        the last point).  A single run has no sweep points (``None``).
+        Study Datasets only: sweep dimension -> integer index or coordinate value (a float in
+        SI units, a quantity string such as ``"1 uM"``, a model name), for every sweep
+        dimension (default: the last point).  A single run has no sweep points (``None``).
     path : str or PathLike, optional
         Where to save the PNG.
     source : {"auto", "det", "mc"}
@@ -488,7 +515,7 @@ def occupancy(ds, point: dict | None = None, path: str | os.PathLike | None = No
             pts = _points(ds)
             point = pts[-1]
         else:
-            _check_point(ds, point)
+            point = _check_point(ds, point)
         d = ds.isel(point)
         n = int(d["n_samples"])
         t = d["time"].values[:n]
