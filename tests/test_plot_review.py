@@ -175,3 +175,19 @@ def test_study_point_is_checked(plain):
             plot.current_traces(plain, point={"ketamine": wrong})
     with pytest.raises(ValueError, match=r"= 1.0 is not one of its values \[1e-06, 3e-06\]"):
         plot.current_traces(plain, point={"ketamine": 1.0})
+
+
+def test_study_point_by_model_name():
+    """On a model sweep axis a point may name the model (the coordinate value)."""
+    st = kc.Study(model="destexhe1994", blockers=["ketamine"],
+                  protocol=[{"duration": "20 ms", "V": "-70 mV", "glutamate": "1 mM", "ketamine": "1 uM"}],
+                  sweep={"model": ["destexhe1994", "destexhe1994_sf"]}, n_trials=1, n_channels=5,
+                  rng=1, dt="1 ms")
+    ds = kc.run_study(st, progress=False, workers=1)["main"].to_dataset()
+    by_name = plot.occupancy(ds, point={"model": "destexhe1994_sf"})
+    by_index = plot.occupancy(ds, point={"model": 1})
+    assert by_name.axes[0].get_title() == by_index.axes[0].get_title()
+    assert by_name.axes[0].get_title() != plot.occupancy(ds, point={"model": 0}).axes[0].get_title()
+    with pytest.raises(ValueError, match=r"point\['model'\] = 'erreger2005_2a' is not one of its values"):
+        plot.occupancy(ds, point={"model": "erreger2005_2a"})
+    plt.close("all")
