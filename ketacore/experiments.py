@@ -19,7 +19,9 @@ Deterministic by default (``method="exact"``): the master equation is solved exa
 (:func:`ketacore.solve`) and equilibria come from :mod:`ketacore.theory`.  With
 ``method="stochastic"`` the same protocols are run with :func:`ketacore.simulate`
 (``n_channels`` independent channels, ``n_trials`` trials, ``rng`` as in SPEC 7) and every
-figure is reported as the mean over trials ± its standard error (SE = sample SD/√n_trials).
+figure is reported as the mean over trials ± its standard error (SE = sample SD/√n_trials),
+except fitted time constants: an exponential is fitted to the trial-mean trace and its SE is
+the jackknife SE over trials (see :func:`block_kinetics`).
 Where an experiment has several phases that are simulated separately, each stochastic phase
 starts from the exact occupancy distribution at the start of that phase; for independent
 channels this is the same distribution a continued simulation would have, but trial-to-trial
@@ -88,6 +90,11 @@ MAX_PHASE_SAMPLES = 10_000_000
 #: (about 10 µs each for the exact solver; the protocol holds two steps per pulse).
 MAX_PULSES = 2_000_000
 
+#: Longest experiment phase (s) taken without a warning: a phase given longer than this (1 h)
+#: is far beyond the protocols of the cited papers (seconds to minutes) and is most often a
+#: duration written in milliseconds (``t_block=30000`` for 30 s): a UserWarning names it.
+LONG_PHASE = 3600.0
+
 _DEFAULT_AGONIST = {"glutamate": 1 * mM}
 
 
@@ -128,6 +135,30 @@ def _grid_points(what: str, duration: float, dt: float) -> int:
                          f"samples, more than {MAX_PHASE_SAMPLES:.0e}; use a coarser grid or a "
                          "shorter duration")
     return int(n)
+
+
+def _warn_long(fn: str, **durations: Any) -> None:
+    """One UserWarning for the call of experiment ``fn`` when any of its own duration
+    parameters (s) exceeds :data:`LONG_PHASE`, naming each; values that are not finite real
+    numbers are left to the validation that refuses them."""
+    long = []
+    for name, x in durations.items():
+        try:
+            v = float(x)
+        except (TypeError, ValueError, OverflowError):
+            continue
+        if isinstance(x, bool) or not math.isfinite(v) or not v > LONG_PHASE:
+            continue
+        long.append((name, v))
+    if not long:
+        return
+    what = ", ".join(f"{name}={v:g} s ({v / 3600:.3g} h)" for name, v in long)
+    first, v = long[0]
+    warnings.warn(
+        f"{fn}: {what} {'is' if len(long) == 1 else 'are'} longer than "
+        f"{LONG_PHASE / 3600:g} h; durations are in seconds -- if milliseconds were meant, "
+        f"write them with ketacore.units.ms (e.g. {first}={v:g} * ms = {v * ms:g} s)",
+        UserWarning, stacklevel=3)
 
 
 def _frozen(a: Any, dtype=float) -> np.ndarray:
@@ -403,36 +434,93 @@ def _ratio_se(a: float, sa: float, b: float, sb: float) -> tuple[float, float]:
     return r, abs(r) * math.hypot(sa / a if a else 0.0, sb / b)
 
 
+#: Noisy (trial-mean) traces: the trace is "flat" -- no relaxation to fit -- when the means of
+#: its first and last 5 % differ by less than this many standard errors of that difference
+#: (a trace of pure white noise passes with probability 0.27 %, a Gaussian tail).
+_NOISY_SPAN_SE = 3.0
+#: Noisy traces: a fitted single-exponential amplitude within this many of its SEs of 0 is
+#: not resolved above the noise (the fit followed the noise, not a relaxation).
+_NOISY_AMP_SE = 2.0
+
+
 def _fit_exponentials(t: np.ndarray, y: np.ndarray, n_exp: int = 1, *,
-                      weighted_se: bool = False):
+                      weighted_se: bool = False, noisy: bool = False, start=None):
     """Fit y = c + Σ a_i exp(-t/τ_i); returns (taus, amps, c, tau_se) sorted by τ.
 
     With ``weighted_se`` a fifth item is returned: the delta-method SE (fit covariance) of
-    the amplitude-weighted mean τ = Σ|a_i|τ_i / Σ|a_i| (the SE of τ itself when n_exp=1)."""
+    the amplitude-weighted mean τ = Σ|a_i|τ_i / Σ|a_i| (the SE of τ itself when n_exp=1).
+
+    ``noisy`` (a simulated trace): flatness is judged from the trend against the noise, not
+    from the end points (two noisy samples are often equal although the trace relaxes): the
+    means of the first and last ``m = max(2, n/20)`` samples must differ by more than
+    :data:`_NOISY_SPAN_SE` SEs, the per-sample noise taken from successive differences
+    (SD/√2); the initial guesses come from those means and a running mean; and a fitted
+    single-exponential amplitude within :data:`_NOISY_AMP_SE` SEs of 0, or a fit that does not
+    converge, is refused.  ValueError for a flat (or unfittable) trace.
+
+    ``start`` (with ``noisy``): the fitted parameters of a fit to nearly the same data (the
+    jackknife's leave-one-out means start from the fit to the mean of all trials): used as
+    the initial guess, with no flatness or amplitude test -- whether there is a relaxation was
+    decided on all the data; only a fit that does not converge is refused."""
     from scipy import optimize
     t = np.asarray(t, float)
     y = np.asarray(y, float)
-    span = y[0] - y[-1]
-    if not np.isfinite(span) or abs(span) < 1e-12 * max(1.0, abs(y[0])):
-        raise ValueError("no relaxation to fit (the trace is flat)")
-    half = y[-1] + span / 2
-    i = int(np.argmax((y - half) * np.sign(span) <= 0))
+    if start is not None:
+        span, y_last, i = 0.0, 0.0, 0
+    elif noisy:
+        m = max(2, y.size // 20)
+        y_first, y_last = float(np.mean(y[:m])), float(np.mean(y[-m:]))
+        span = y_first - y_last
+        noise = float(np.std(np.diff(y))) / math.sqrt(2.0) if y.size > 2 else 0.0
+        span_se = noise * math.sqrt(2.0 / m)
+        if (not np.isfinite(span) or abs(span) <= _NOISY_SPAN_SE * span_se
+                or abs(span) < 1e-12 * max(1.0, abs(y_first))):
+            raise ValueError(
+                f"no relaxation above the noise (the means of the first and last {m} samples "
+                f"differ by {span:.3g}, within {_NOISY_SPAN_SE:g} x the SE of that difference, "
+                f"{span_se:.3g})")
+        k = max(1, y.size // 50)     # running mean for the half-relaxation guess
+        ys = np.convolve(y, np.ones(k) / k, mode="valid")
+        half = y_last + span / 2
+        j = int(np.argmax((ys - half) * np.sign(span) <= 0))
+        i = j + (k - 1) // 2 if j > 0 else 0
+    else:
+        span = y[0] - y[-1]
+        if not np.isfinite(span) or abs(span) < 1e-12 * max(1.0, abs(y[0])):
+            raise ValueError("no relaxation to fit (the trace is flat)")
+        y_last = y[-1]
+        half = y[-1] + span / 2
+        i = int(np.argmax((y - half) * np.sign(span) <= 0))
     tau0 = max(t[i] / math.log(2), (t[1] - t[0]) * 2) if i > 0 else (t[-1] - t[0]) / 5
     if n_exp == 1:
         def f(tt, a, tau, c):
             return a * np.exp(-tt / tau) + c
-        p0 = (span, tau0, y[-1])
+        p0 = (span, tau0, y_last)
         bounds = ([-np.inf, 1e-12, -np.inf], [np.inf, np.inf, np.inf])
     else:
         def f(tt, a1, tau1, a2, tau2, c):
             return a1 * np.exp(-tt / tau1) + a2 * np.exp(-tt / tau2) + c
-        p0 = (span / 2, tau0 / 4, span / 2, tau0 * 2, y[-1])
+        p0 = (span / 2, tau0 / 4, span / 2, tau0 * 2, y_last)
         bounds = ([-np.inf, 1e-12, -np.inf, 1e-12, -np.inf], [np.inf] * 5)
+    if start is not None:
+        p0 = tuple(float(x) for x in start)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        popt, pcov = optimize.curve_fit(f, t - t[0], y, p0=p0, bounds=bounds, maxfev=20000)
+        try:
+            popt, pcov = optimize.curve_fit(f, t - t[0], y, p0=p0, bounds=bounds,
+                                            maxfev=20000)
+        except RuntimeError as exc:
+            if not noisy:
+                raise
+            raise ValueError(f"the exponential fit did not converge ({exc})") from None
     perr = np.sqrt(np.clip(np.diag(pcov), 0, None)) if np.all(np.isfinite(pcov)) \
         else np.full(len(popt), np.nan)
+    if noisy and start is None:
+        if not (np.all(np.isfinite(popt)) and np.all(np.isfinite(perr))):
+            raise ValueError("the exponential fit is undetermined (infinite covariance)")
+        if n_exp == 1 and not abs(popt[0]) > _NOISY_AMP_SE * perr[0]:
+            raise ValueError(f"the fitted amplitude {popt[0]:.3g} ± {perr[0]:.3g} is not "
+                             f"resolved above the noise (within {_NOISY_AMP_SE:g} SE of 0)")
     if n_exp == 1:
         out = (np.array([popt[1]]), np.array([popt[0]]), float(popt[2]),
                np.array([perr[1]]))
@@ -451,6 +539,42 @@ def _fit_exponentials(t: np.ndarray, y: np.ndarray, n_exp: int = 1, *,
                      np.sign(popt[2]) * (popt[3] - tau_w) / tot, abs(popt[2]) / tot, 0.0])
     var = float(grad @ pcov @ grad) if np.all(np.isfinite(pcov)) else float("nan")
     return out + (math.sqrt(var) if var >= 0 else float("nan"),)
+
+
+class _TooNoisy(ValueError):
+    """A stochastic trace (trial mean, or a jackknife leave-one-out mean) too noisy to fit."""
+
+
+def _fit_trials(t: np.ndarray, traces: np.ndarray, n_exp: int) -> tuple:
+    """Exponential fit of stochastic ``traces`` (n_trials, n_samples): ``(tau, taus, weights,
+    se)``, τ the amplitude-weighted mean time constant (s) of the fit to the *trial mean*, its
+    SE the jackknife SE over trials (Efron & Stein 1981: the n leave-one-out fits θ_(i),
+    SE² = (n-1)/n Σ (θ_(i) - mean θ_(·))²).
+
+    The trial mean, not each trial, is fitted: the mean trace converges to the exact one as
+    trials are added, so the fit converges to the exact fit (a mean of per-trial fits does not:
+    each noisy fit is biased and some wander off -- ketamine 10 µM with 1 mM Mg2+, 16 trials x
+    1000 channels, ~3 channels open per trial: per-trial fits averaged 207 s for a 3.6 s
+    onset); the jackknife keeps the SE honest (it is the spread of the same estimator over
+    subsets of the trials).  :class:`_TooNoisy` when the mean or a leave-one-out mean is too
+    noisy to fit (:func:`_fit_exponentials` with ``noisy=True``)."""
+    traces = np.asarray(traces, float)
+    n = traces.shape[0]
+
+    def one(y, what, start=None):
+        try:
+            taus, amps, c, _ = _fit_exponentials(t, y, n_exp, noisy=True, start=start)
+        except ValueError as exc:
+            raise _TooNoisy(f"{what}: {exc}") from None
+        w = np.abs(amps) / np.abs(amps).sum()
+        params = [x for pair in zip(amps, taus) for x in pair] + [c]
+        return float(np.sum(w * taus)), taus, w, params
+    tau, taus, w, params = one(traces.mean(axis=0), f"the mean of the {n} trials")
+    total = traces.sum(axis=0)
+    jk = np.array([one((total - traces[i]) / (n - 1), f"the mean without trial {i} "
+                       "(jackknife)", params)[0] for i in range(n)])
+    se = math.sqrt((n - 1) / n * float(np.sum((jk - jk.mean()) ** 2)))
+    return tau, taus, w, se
 
 
 def _dominant(rel) -> tuple[float, np.ndarray, np.ndarray]:
@@ -557,6 +681,48 @@ def _pm(x: float, se: float, scale: float = 1.0, fmt: str = ".3g") -> str:
     return f"{x * scale:{fmt}}"
 
 
+#: Units of concentrations in text, with the smallest concentration (M) written in each: µM
+#: (written ``uM``) from 0.1 µM up to 1 mM -- the range channel blockers are quoted in
+#: (ketamine IC50 0.71 µM, memantine 1 µM, MK-801 trapping at 1 µM) -- nM below, mM and M above.
+_CONC_UNITS = (("nM", 1e-9, 0.0), ("uM", 1e-6, 1e-7), ("mM", 1e-3, 1e-3), ("M", 1.0, 1.0))
+
+
+def _conc_unit(c: float, fmt: str = ".3g") -> tuple[str, float]:
+    """(unit, scale) :func:`_conc_text` writes the concentration ``c`` (M) in: by
+    :data:`_CONC_UNITS`, moving up a unit when rounding to ``fmt`` reaches 1000 (999.99 uM is
+    ``1 mM``, not ``1e+03 uM``)."""
+    a = abs(float(c))
+    k = 0
+    for j, (_, _, lo) in enumerate(_CONC_UNITS):
+        if a >= lo:
+            k = j
+    if k + 1 < len(_CONC_UNITS) and math.isfinite(a):
+        scale = _CONC_UNITS[k][1]
+        if abs(float(format(a / scale, fmt))) >= 1000:
+            k += 1
+    return _CONC_UNITS[k][0], _CONC_UNITS[k][1]
+
+
+def _conc_text(c: float, fmt: str = ".3g") -> str:
+    """A concentration (M) as text in nM, uM, mM or M (:data:`_CONC_UNITS`): ``1 mM``, not
+    ``1000 uM``; ``0.71 uM``; ``50 nM``.  ``fmt`` formats the number."""
+    c = float(c)
+    if c == 0 or not math.isfinite(c):
+        return f"{c:g} M"
+    unit, scale = _conc_unit(c, fmt)
+    return f"{c / scale:{fmt}} {unit}"
+
+
+def _conc_pm(x: float, se: float, fmt: str = ".3g") -> str:
+    """A concentration (M) and its SE as text in the unit of ``x`` (:func:`_conc_text`):
+    ``0.755 ± 0.0123 uM``; without ``±`` when ``se`` is 0, NaN or None (exact values)."""
+    x = float(x)
+    if x == 0 or not math.isfinite(x):
+        return _conc_text(x, fmt)
+    unit, scale = _conc_unit(x, fmt)
+    return f"{_pm(x, se if se is not None else 0.0, 1.0 / scale, fmt)} {unit}"
+
+
 def _method_line(meta: Mapping[str, Any]) -> str:
     if meta["method"] == "exact":
         return "method: exact (master equation / equilibrium theory)"
@@ -578,9 +744,12 @@ class IC50Result(_ResultBase):
     ic50, ic50_se : float
         Hill-fit IC50 (M) and its standard error (from the fit covariance).  The IC50 the
         result *reports* (:meth:`bound`, :func:`woodhull`) is ``ic50_exact`` when the model
-        gives it, else this fit.
+        gives it, else this fit.  With ``method="exact"`` the points carry no noise and the
+        covariance only measures how far the Hill equation misses them (e.g. 1.9e-16 M), not an
+        uncertainty: ``summary()`` and :meth:`bound` then print the fit without ``±``.
     hill, hill_se : float
-        Hill coefficient and its standard error.
+        Hill coefficient (dimensionless) and its standard error (printed for stochastic
+        points only, as ``ic50_se``).
     ic50_exact : float or None
         For ``kind="steady"`` with ``method="exact"``: the concentration (M) at which the exact
         equilibrium I/I0 = 1/2 (root finding, no curve fit); otherwise None.
@@ -619,14 +788,33 @@ class IC50Result(_ResultBase):
         return 1.0 - self.fraction
 
     def bound(self) -> str:
-        """The reported IC50 as text (µM written ``uM``): the exact root when there is one,
-        ``"IC50 = 0.710003 uM (exact equilibrium root)"``; else the Hill fit,
-        ``"IC50 = 0.71 ± 0.02 uM"`` when the data determine it, or the bound the data give,
-        e.g. ``"IC50 > 10 uM (extrapolated: largest inhibition 12 %, ...)"`` (bounds in nM,
-        uM, mM or M)."""
+        """The reported IC50 as text (in nM, µM written ``uM``, mM or M): the exact root when
+        there is one, ``"IC50 = 0.710003 uM (exact equilibrium root)"``; else the Hill fit,
+        ``"IC50 = 0.71 ± 0.02 uM"`` when the data determine it (no ``±`` for a fit to exact
+        points), or the bound the data give, e.g.
+        ``"IC50 > 10 uM (extrapolated: largest inhibition 12 %, ...)"``."""
         if self.ic50_exact is not None:
-            return f"IC50 = {self.ic50_exact / uM:.6g} uM (exact equilibrium root)"
+            return f"IC50 = {_conc_text(self.ic50_exact, '.6g')} (exact equilibrium root)"
         return self._hill_text()
+
+    def _fit_se(self) -> tuple[float, float]:
+        """(ic50_se, hill_se) as printed: 0 (no ``±``) for a fit to exact points, whose
+        covariance measures how far the Hill equation misses them, not an uncertainty."""
+        if self.meta.get("method") == "exact":
+            return 0.0, 0.0
+        return self.ic50_se, self.hill_se
+
+    def _fit_text(self, sep: str = " ") -> str:
+        """Hill IC50 and nH as text, ``IC50 0.755 uM, nH = 0.84`` (``sep`` after ``IC50``;
+        with ``± SE`` when the points are stochastic)."""
+        s_ic, s_h = self._fit_se()
+        return f"IC50{sep}{_conc_pm(self.ic50, s_ic)}, nH = {_pm(self.hill, s_h)}"
+
+    def _points_text(self) -> str:
+        n = len(self.concentrations)
+        exact = " exact" if self.meta.get("method") == "exact" else ""
+        return (f"{n}{exact} points, {_conc_text(self.concentrations.min())} to "
+                f"{_conc_text(self.concentrations.max())}")
 
     def _hill_outside(self) -> bool:
         """Whether the Hill fit itself is not determined by the data (with or without an
@@ -635,7 +823,7 @@ class IC50Result(_ResultBase):
 
     def _hill_text(self) -> str:
         if not self._hill_outside():
-            return f"IC50 = {_pm(self.ic50, self.ic50_se, 1e6)} uM"
+            return f"IC50 = {_conc_pm(self.ic50, self._fit_se()[0])}"
         return _ic50_bound(self.concentrations, self.fraction, self.ic50)
 
     def _columns(self):
@@ -649,24 +837,18 @@ class IC50Result(_ResultBase):
         lines = [f"{self.kind} IC50 of {m['blocker']} on {m['gating']} at {m['V'] / mV:g} mV"]
         if self.extrapolated:
             lines += [f"  {self.bound()}",
-                      f"  Hill fit (extrapolated, not determined by the data): IC50 "
-                      f"{_pm(self.ic50, self.ic50_se, 1e6)} uM, nH = "
-                      f"{_pm(self.hill, self.hill_se)} ({n} points, "
-                      f"{self.concentrations.min() / uM:.3g} to "
-                      f"{self.concentrations.max() / uM:.3g} uM)"]
+                      f"  Hill fit (extrapolated, not determined by the data): "
+                      f"{self._fit_text()} ({self._points_text()})"]
         elif self._hill_outside():
             # the reported IC50 is the exact root; the Hill fit to these points is not
             # determined by them, and is labelled so
             lines += [f"  Hill fit not determined by these concentrations "
-                      f"({self._hill_text()}): IC50 {_pm(self.ic50, self.ic50_se, 1e6)} uM, "
-                      f"nH = {_pm(self.hill, self.hill_se)} ({n} points, "
-                      f"{self.concentrations.min() / uM:.3g} to "
-                      f"{self.concentrations.max() / uM:.3g} uM)"]
+                      f"({self._hill_text()}): {self._fit_text()} ({self._points_text()})"]
         else:
-            lines.append(f"  IC50 = {_pm(self.ic50, self.ic50_se, 1e6)} uM, nH = "
-                         f"{_pm(self.hill, self.hill_se)} (Hill fit, {n} points)")
+            exact = " exact" if m.get("method") == "exact" else ""
+            lines.append(f"  {self._fit_text(' = ')} (Hill fit, {n}{exact} points)")
         if self.ic50_exact is not None:
-            lines.append(f"  exact equilibrium IC50 = {self.ic50_exact / uM:.6g} uM")
+            lines.append(f"  exact equilibrium IC50 = {_conc_text(self.ic50_exact, '.6g')}")
         lines.append("  " + _method_line(m))
         return "\n".join(lines)
 
@@ -685,7 +867,7 @@ class IC50Result(_ResultBase):
             ax.plot(c, self.fraction, "o", label="model")
         cc = np.geomspace(c.min(), c.max(), 200)
         outside = self._hill_outside()        # the Hill line itself, whatever is reported
-        label = (f"Hill: IC50 {self.ic50 / uM:.3g} µM, nH {self.hill:.2f}"
+        label = (f"Hill: IC50 {_conc_text(self.ic50).replace('uM', 'µM')}, nH {self.hill:.2f}"
                  if not outside else
                  f"Hill fit: {self._hill_text().replace('uM', 'µM')}")
         ax.plot(cc, hill(cc * uM, self.ic50, self.hill), "-" if not outside else "--",
@@ -736,14 +918,6 @@ def _reported_is_extrapolation(exact: float | None, c: np.ndarray, frac: np.ndar
     return exact is None and _is_extrapolated(c, frac, ic)
 
 
-def _conc_text(c: float) -> str:
-    """A concentration (M) as text in nM, uM, mM or M."""
-    for unit, scale in (("nM", 1e-9), ("uM", 1e-6), ("mM", 1e-3)):
-        if abs(c) < 1000 * scale:
-            return f"{c / scale:.3g} {unit}"
-    return f"{c:.3g} M"
-
-
 def _ic50_bound(c: np.ndarray, frac: np.ndarray, ic: float) -> str:
     """The IC50 bound the data give when the Hill-fit ``ic`` (M) is extrapolated (text)."""
     inh = 1.0 - np.asarray(frac, float)
@@ -782,8 +956,9 @@ def _control_peak(su: _Setup, preincubation: float, dur: float, dt: float | None
 def _peak_centre(su: _Setup, guess: float, g0: float, preincubation: float, dur: float,
                  dt: float | None) -> float | None:
     """Concentration (M) near the exact peak IC50: decade scan up from ``guess`` (coarse grid)
-    to the 10 M limit (included); ``g0`` is the control peak from :func:`_control_peak` on the
-    same grid.  None when the peak is not half-blocked at 10 M."""
+    to the concentration limit ``_validate.MAX_CONCENTRATION`` (included); ``g0`` is the
+    control peak from :func:`_control_peak` on the same grid.  None when the peak is not
+    half-blocked at that limit."""
     h = dur / 1000 if dt is None else dt
     top = V_.MAX_CONCENTRATION
     c = min(guess, top)
@@ -801,14 +976,15 @@ def _peak_centre(su: _Setup, guess: float, g0: float, preincubation: float, dur:
 
 
 def _negligible_block(su: _Setup, kind: str, frac_top: float) -> ValueError:
-    """The refusal of a default concentration grid when the IC50 lies beyond 10 M."""
+    """The refusal of a default concentration grid when the IC50 lies beyond the
+    concentration limit (``_validate.MAX_CONCENTRATION``)."""
     return ValueError(
         f"ic50: block by {su.blocker.name!r} is negligible at V = {su.V / mV:g} mV: the exact "
         f"{'steady-state' if kind == 'steady' else 'peak'} I/I0 at {V_.MAX_CONCENTRATION:g} M "
         f"(the largest concentration ketacore accepts) is {frac_top:.3g} > 0.5, so the IC50 "
         f"is > {V_.MAX_CONCENTRATION:g} M and no default concentration grid can bracket it; "
-        "choose a voltage where the blocker blocks, or pass concentrations (<= 10 M) for the "
-        "partial curve")
+        f"choose a voltage where the blocker blocks, or pass concentrations "
+        f"(<= {V_.MAX_CONCENTRATION:g} M) for the partial curve")
 
 
 def _steady_fraction(su: _Setup, c: float, g0: float) -> float:
@@ -816,13 +992,18 @@ def _steady_fraction(su: _Setup, c: float, g0: float) -> float:
 
 
 def _exact_ic50_root(su: _Setup, g0: float) -> float | None:
+    """The exact steady-state IC50 (M): root of I/I0 = 1/2 in log10 concentration from 1e-15 M
+    to the largest concentration ketacore accepts (``_validate.MAX_CONCENTRATION``); None when
+    the channel is not half-blocked there."""
     from scipy import optimize
+    top = V_.MAX_CONCENTRATION
+    l_top = math.log10(top)
 
     def f(lc):
-        return _steady_fraction(su, 10.0 ** lc, g0) - 0.5
-    if f(1.0) > 0:  # not half-blocked at 10 M
+        return _steady_fraction(su, min(10.0 ** lc, top), g0) - 0.5
+    if f(l_top) > 0:  # not half-blocked at the concentration limit
         return None
-    return 10.0 ** optimize.brentq(f, -15.0, 1.0, xtol=1e-14, rtol=1e-14)
+    return min(10.0 ** optimize.brentq(f, -15.0, l_top, xtol=1e-14, rtol=1e-14), top)
 
 
 def ic50(gating: Scheme | str, blocker: Any, concentrations: Any = None, *,
@@ -898,6 +1079,9 @@ def ic50(gating: Scheme | str, blocker: Any, concentrations: Any = None, *,
         ``IC50 > 10 uM (extrapolated: largest inhibition 12 %)``).  The same rule flags and
         warns in :func:`woodhull`.  The default concentration grid (centred on the IC50)
         never warns.
+    UserWarning
+        ``duration`` or ``preincubation`` longer than :data:`LONG_PHASE` (1 h): durations are
+        in seconds (``ketacore.units.ms`` for milliseconds).
 
     Notes
     -----
@@ -908,6 +1092,7 @@ def ic50(gating: Scheme | str, blocker: Any, concentrations: Any = None, *,
     IC50 = K_B/Po0 (reference section 5).  Gilling et al. 2009 (doi:10.1016/
     j.neuropharm.2009.01.012) report ketamine IC50 0.71 µM, nH 0.84 at −70 mV on GluN1/2A.
     """
+    _warn_long("ic50", duration=duration, preincubation=preincubation)
     r = _ic50(gating, blocker, concentrations, V=V, agonist=agonist, kind=kind, also=also,
               background=background, duration=duration, preincubation=preincubation, dt=dt,
               method=method, n_channels=n_channels, n_trials=n_trials, rng=rng, engine=engine)
@@ -939,7 +1124,8 @@ def _ic50(gating, blocker, concentrations, *, V, agonist, kind, also, background
         if cs.ndim != 1 or cs.size < 3:
             raise ValueError("concentrations must be a 1-D array of at least 3 values (M)")
         if not np.all(np.isfinite(cs)) or np.any(cs <= 0) or np.any(cs > V_.MAX_CONCENTRATION):
-            raise ValueError("concentrations must be finite, > 0 and <= 10 M (use units.uM)")
+            raise ValueError(f"concentrations must be finite, > 0 and <= "
+                             f"{V_.MAX_CONCENTRATION:g} M (use units.uM)")
         cs = np.sort(cs)
     # grid of the protocol runs, refused before any work when too long or too large
     if kind == "peak":
@@ -985,7 +1171,7 @@ def _ic50(gating, blocker, concentrations, *, V, agonist, kind, also, background
                 h = dur_run / 1000 if dt is None else dt
                 raise _negligible_block(
                     su, kind, _peak_exact(su, top, preincubation, dur_run, h) / g0_peak)
-        # 17 points over 4 decades around the IC50, clipped to the 10 M limit
+        # 17 points over 4 decades around the IC50, clipped to the concentration limit
         hi = min(centre * 100, top)
         cs = np.geomspace(hi / 1e4, hi, 17)
 
@@ -1099,7 +1285,7 @@ class WoodhullResult(_ResultBase):
             f"{self.voltages.min() / mV:g} to {self.voltages.max() / mV:g} mV, "
             f"{self.temperature:.2f} K)",
             f"  z*delta = {_pm(self.z_delta, self.z_delta_se, fmt='.4g')}, Kd(0 mV) = "
-            f"{_pm(self.kd0, self.kd0_se, 1e6, '.4g')} uM"]
+            f"{_conc_pm(self.kd0, self.kd0_se, '.4g')}"]
         if ext.any():
             lines.append(f"  EXTRAPOLATED IC50 (Hill fit beyond the tested concentrations) at "
                          f"{', '.join(f'{v / mV:g}' for v in self.voltages[ext])} mV: the fit "
@@ -1125,7 +1311,8 @@ class WoodhullResult(_ResultBase):
                     label="extrapolated IC50 (beyond the tested concentrations)")
         vv = np.linspace(v.min(), v.max(), 100)
         ax.plot(vv, self.predicted(vv * mV) / uM, "-",
-                label=f"Woodhull: zδ {self.z_delta:.3g}, Kd(0) {self.kd0 / uM:.3g} µM")
+                label=f"Woodhull: zδ {self.z_delta:.3g}, Kd(0) "
+                      f"{_conc_text(self.kd0).replace('uM', 'µM')}")
         ax.set_yscale("log")
         ax.set_xlabel("V (mV)")
         ax.set_ylabel("IC50 (µM)")
@@ -1168,6 +1355,9 @@ def woodhull(gating: Scheme | str, blocker: Any, voltages: Any, *,
         the given ``concentrations`` do not bracket 50 % inhibition); those voltages are
         flagged in ``result.extrapolated``.  An exact equilibrium IC50 (``kind="steady"``,
         ``method="exact"``) is never an extrapolation, whatever the concentrations.
+    UserWarning
+        Once per call (not per voltage), ``duration`` or ``preincubation`` longer than
+        :data:`LONG_PHASE` (1 h), as in :func:`ic50`.
 
     Notes
     -----
@@ -1191,6 +1381,8 @@ def woodhull(gating: Scheme | str, blocker: Any, voltages: Any, *,
     if bad:
         raise TypeError(f"woodhull: unexpected keyword argument(s) {bad}; **ic50_options "
                         "takes duration, preincubation and dt")
+    _warn_long("woodhull", **{k: ic50_options[k] for k in ("duration", "preincubation")
+                              if k in ic50_options})
     seeds: dict = {}
     if method == "stochastic":
         if isinstance(rng, np.random.Generator):
@@ -1278,9 +1470,11 @@ class BlockKineticsResult(_ResultBase):
     time_off, fraction_off : ndarray
         Recovery phase (agonist continues, blocker removed): time (s) and I/I0.
     tau_on, tau_on_se, tau_off, tau_off_se : float
-        Fitted time constants (s) and SEs (fit covariance for exact; across trials for
-        stochastic); with two exponentials, the amplitude-weighted mean and its
-        delta-method SE (exact) or SE across trials (stochastic).
+        Fitted time constants (s) and SEs: for ``method="exact"`` the fit to the exact trace
+        and its fit-covariance SE; for ``method="stochastic"`` the fit to the trial-mean trace
+        and its jackknife SE over trials (see :func:`block_kinetics`).  With two
+        exponentials, the amplitude-weighted mean and its delta-method SE (exact) or jackknife
+        SE (stochastic).
     taus_on, weights_on, taus_off, weights_off : ndarray
         Fitted components (s) and their fractional amplitudes.
     theory_tau_on, theory_tau_off : float
@@ -1352,7 +1546,7 @@ class BlockKineticsResult(_ResultBase):
                  f"({a.max() / a.sum():.0%} of the amplitude)")
             return s + (f"; components >= 10 %: {', '.join(big)} s" if len(big) > 1 else "")
         return "\n".join([
-            f"block kinetics of {m['blocker']} ({self.concentration / uM:g} uM) on "
+            f"block kinetics of {m['blocker']} ({_conc_text(self.concentration, '.4g')}) on "
             f"{m['gating']} at {m['V'] / mV:g} mV",
             f"  onset   tau = {_pm(self.tau_on, self.tau_on_se, fmt='.4g')} s "
             f"({theory(self.theory_taus_on, self.theory_amps_on)}); "
@@ -1378,7 +1572,8 @@ class BlockKineticsResult(_ResultBase):
         ax.axvline(self.time_on[-1], color="0.6", lw=0.8)
         ax.set_xlabel("time (s)")
         ax.set_ylabel("I / I0 (fraction of control)")
-        ax.set_title(f"{self.meta['blocker']} {self.concentration / uM:g} µM")
+        ax.set_title(f"{self.meta['blocker']} "
+                     f"{_conc_text(self.concentration, '.4g').replace('uM', 'µM')}")
         ax.legend()
         return ax
 
@@ -1424,11 +1619,19 @@ def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
         the delta-method SE of that mean (fit covariance; exact) or the SE across trials
         (stochastic).  ``taus_on``/``taus_off`` give the components, without SEs.
     method, n_channels, n_trials, rng, engine
-        As for :func:`ic50`; stochastic fits are done per trial, reported as mean ± SE.
-        When the exact relaxation is multi-exponential (e.g. ketamine on ``erreger2005_2a``:
-        fast block of already-open channels, then slower block as others open), a
-        single-exponential τ depends on the grid and window, and per-trial fits of noisy
-        traces can be biased; compare stochastic and exact values on the same grid.
+        As for :func:`ic50`.  Stochastic: the exponentials are fitted to the *trial-mean*
+        I/I0 of each phase and the SE is the jackknife SE over trials (the n fits with one
+        trial left out; Efron & Stein 1981, Ann Stat 9:586, doi:10.1214/aos/1176345462).  The
+        fit to the mean converges to the exact fit as trials are added; a mean of per-trial
+        fits does not (each noisy fit is biased, and with few open channels some wander off:
+        ketamine 10 µM with 1 mM Mg2+, 1000 channels, ~3 open per trial, gave per-trial means
+        of 207 s for a 3.6 s onset).  Flatness of a noisy trace is judged from its trend
+        against its noise (:func:`_fit_exponentials`), not from its end points.  A trial mean
+        too noisy to show a relaxation is refused (ValueError: raise ``n_channels`` or
+        ``n_trials``).  When the exact relaxation is multi-exponential (e.g. ketamine on
+        ``erreger2005_2a``: fast block of already-open channels, then slower block as others
+        open), a single-exponential τ depends on the grid and window; compare stochastic and
+        exact values on the same grid.
 
     Returns
     -------
@@ -1444,10 +1647,16 @@ def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
         ``dt = t_on/(n_samples - 1)`` (or ``t_off/…``) on a grid whose step is also longer
         than 1/3 of the fastest exact carrier: the message gives the ``t_on``/``t_off`` or
         ``n_samples`` (each putting ≥ 4 steps in that carrier) that resolve it.  The default
-        grids always resolve the carriers.
+        grids always resolve the carriers.  With ``method="stochastic"``, a phase whose
+        trial-mean I/I0 shows no relaxation above its noise: too few open channels (the
+        message gives how many conduct per trial at control; raise ``n_channels`` or
+        ``n_trials`` -- a longer phase does not help).
 
     Warns
     -----
+    UserWarning
+        ``t_on`` or ``t_off`` longer than :data:`LONG_PHASE` (1 h): durations are in
+        seconds (``ketacore.units.ms`` for milliseconds).
     RuntimeWarning
         A fitted τ shorter than 3 grid steps on a grid that resolves every carrier: the
         fitted model does not describe the relaxation (e.g. carriers of opposite sign, an
@@ -1478,6 +1687,7 @@ def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
         t_on = V_.duration("t_on", t_on)
     if t_off is not None:
         t_off = V_.duration("t_off", t_off)
+    _warn_long("block_kinetics", t_on=t_on, t_off=t_off)
     su.check_run("block_kinetics", n_samples or _DEFAULT_PHASE_SAMPLES)
     from .theory import relaxation
     p_ctl = su.equilibrium(True)
@@ -1527,6 +1737,9 @@ def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
     if max(n_on, n_off) > (n_samples or _DEFAULT_PHASE_SAMPLES):
         su.check_run("block_kinetics", max(n_on, n_off))
 
+    # conducting channels per trial at control (for the advice when a stochastic trace is
+    # too noisy to fit)
+    n_open = (su.n_channels or 0) * float(p_ctl[su.g > 0].sum())
     tt_on, occ_on = su.run(Protocol([su.step(t_on, True, c)]), t_on / (n_on - 1), p_ctl)
     tt_off, occ_off = su.run(Protocol([su.step(t_off, True)]), t_off / (n_off - 1), p_end)
     f_on = (occ_on @ su.g) / g0
@@ -1534,22 +1747,26 @@ def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
 
     def fit(tt, ff, name, length, n):
         phase = "onset" if name == "t_on" else "recovery"
-        out = []
-        for tr in ff:
+        if su.method == "exact":
             try:
-                taus, amps, _, _, se = _fit_exponentials(tt, tr, n_exponentials,
+                taus, amps, _, _, se = _fit_exponentials(tt, ff[0], n_exponentials,
                                                          weighted_se=True)
             except ValueError as exc:
                 raise ValueError(f"{phase} phase ({name}={length:g} s): {exc}; "
                                  f"lengthen {name}") from None
             w = np.abs(amps) / np.abs(amps).sum()
-            out.append((float(np.sum(w * taus)), taus, w, se))
-        if len(out) == 1:
-            res = out[0]
+            res = (float(np.sum(w * taus)), taus, w, se)
         else:
-            m, se = _mean_se(np.array([o[0] for o in out]))
-            res = (float(m), np.mean([o[1] for o in out], axis=0),
-                   np.mean([o[2] for o in out], axis=0), float(se))
+            try:
+                res = _fit_trials(tt, ff, n_exponentials)
+            except _TooNoisy as exc:
+                raise ValueError(
+                    f"{phase} phase ({name}={length:g} s): the simulated I/I0 is too noisy to "
+                    f"fit ({exc}): too few open channels per trial -- about "
+                    f"{n_open:.3g} of the {su.n_channels} channels conduct at control; raise "
+                    f"n_channels (now {su.n_channels}) or n_trials (now {su.n_trials}): the "
+                    "noise of the trial mean falls as 1/sqrt(n_channels x n_trials) (a longer "
+                    f"{name} does not help)") from None
         # a fitted time constant of a few grid steps says nothing about the relaxation
         h = float(tt[1] - tt[0])
         short = [res[0]] + [float(x) for x, wx in zip(res[1], res[2]) if wx >= 0.1]
@@ -1587,7 +1804,8 @@ def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
         hint = f"; theory_taus_{name[2:]}/theory_amps_{name[2:]} hold the exact components"
         if n_exponentials == 1:
             try:
-                t2, a2, _, _, _ = _fit_exponentials(tt, ff.mean(axis=0), 2, weighted_se=True)
+                t2, a2, _, _, _ = _fit_exponentials(tt, ff.mean(axis=0), 2, weighted_se=True,
+                                                    noisy=su.method != "exact")
                 w2 = np.abs(a2) / np.abs(a2).sum()
                 ok = (min([float(np.sum(w2 * t2))] + [float(x) for x, wx in zip(t2, w2)
                                                        if wx >= 0.1]) >= _MIN_FIT_STEPS * h)
@@ -1631,7 +1849,8 @@ class TrappingResult(_ResultBase):
     Attributes
     ----------
     block, block_se : float
-        1 − I/I_ctl at the end of co-application.
+        1 − I/I_ctl at the end of co-application (stochastic: estimated from the mean over
+        the last ``window`` of it; see :func:`trapping`).
     trapped_occupancy, trapped_occupancy_se : float
         Blocked occupancy at the end of the wash / blocked occupancy at the end of
         co-application (fraction of the block that stays trapped; model-internal).
@@ -1649,7 +1868,28 @@ class TrappingResult(_ResultBase):
     definition : {"occupancy", "current"}
     tau_recovery, tau_recovery_se : float
         Single-exponential time constant (s) of the loss of blocked occupancy during
-        re-application.
+        re-application, fitted over the ``t_recovery`` window, and its SE (fit covariance for
+        ``method="exact"``; jackknife over trials of the fit to the trial mean for
+        ``"stochastic"``).  NaN when there is nothing to fit (no blocked channel left) or a
+        stochastic trial mean too noisy to fit (``meta["tau_recovery_note"]`` says why).
+    tau_recovery_extrapolated : bool
+        True when ``t_recovery`` is shorter than 1/3 of the recovery time constant (the larger
+        of ``tau_recovery`` and ``theory_tau_recovery``): the fit then sees less than
+        1 − e^(−1/3) = 28 % of the decay, τ rests on the small curvature of a nearly straight
+        trace and is biased by any component the single exponential leaves out (MK-801 1 µM on
+        ``erreger2005_2a``: 4200 s from the default 60 s window against 5400 s exact), and the
+        SE, which assumes the model, does not measure that bias.  :func:`trapping` warns and
+        ``summary()`` says so, as :func:`ic50` does for an extrapolated IC50.
+    theory_tau_recovery : float
+        Exact dominant time constant (s) of the blocked occupancy during re-application: the
+        component of :func:`ketacore.theory.relaxation` (from the exact end-of-wash state,
+        agonist conditions) with the largest |amplitude| in the blocked occupancy.  Not the
+        same quantity as ``tau_recovery`` when other components carry amplitude (ketamine
+        10 µM: 5.27 s, beside a 0.15 s component of 1/6 of the amplitude, while single
+        exponentials fitted over 10-600 s give 4.5-5.1 s); the limit of the fit over a long
+        window when one component dominates (MK-801: 5400 s).  NaN if not computable.
+    theory_taus_recovery, theory_amps_recovery : ndarray
+        All exact time constants (s) and their blocked-occupancy amplitudes.
     t_recovered : float
         Time (s) after re-application at which the blocked occupancy first falls below 5 % of
         its value at re-application (NaN if not within ``t_recovery``).
@@ -1682,6 +1922,10 @@ class TrappingResult(_ResultBase):
     relative_recovery: np.ndarray
     phase_ends: tuple
     meta: dict = field(default_factory=dict)
+    tau_recovery_extrapolated: bool = False
+    theory_tau_recovery: float = float("nan")
+    theory_taus_recovery: np.ndarray = field(default_factory=lambda: _frozen([]))
+    theory_amps_recovery: np.ndarray = field(default_factory=lambda: _frozen([]))
 
     @property
     def trapped_fraction(self) -> float:
@@ -1698,20 +1942,39 @@ class TrappingResult(_ResultBase):
                 "blocked_occupancy": self.blocked,
                 "recovery_vs_same_protocol_control": self.relative_recovery}
 
+    def _tau_text(self) -> str:
+        """The recovery-τ line: the fit, flagged when extrapolated, or why it is NaN."""
+        tb, tw, tr = self.phase_ends
+        if not math.isfinite(self.tau_recovery):
+            why = self.meta.get("tau_recovery_note") or "nothing to fit"
+            return f"recovery tau not determined ({why})"
+        text = f"recovery tau {_pm(self.tau_recovery, self.tau_recovery_se, fmt='.4g')} s"
+        if self.tau_recovery_extrapolated:
+            ref = _tau_reference(self.tau_recovery, self.theory_tau_recovery)
+            text += (f" EXTRAPOLATED: the {tr - tw:g} s re-application is shorter than tau/3, so "
+                     "the fit sees < 28 % of the decay and its SE does not measure the bias"
+                     + (f"; largest exact component {self.theory_tau_recovery:.4g} s"
+                        if math.isfinite(self.theory_tau_recovery) else "")
+                     + f"; use t_recovery >= {_tau_advice(ref):g} s")
+        return text
+
     def summary(self) -> str:
         m = self.meta
         tb, tw, tr = self.phase_ends
+        win = m.get("window")
+        how = (f" (mean over the last {min(win, tb):g} s of co-application, corrected to its "
+               f"end)" if m["method"] == "stochastic" and win is not None else "")
         return "\n".join([
-            f"trapping protocol: {m['blocker']} {m['concentration'] / uM:g} uM on {m['gating']} "
-            f"at {m['V'] / mV:g} mV; {tb:g} s co-application, {tw - tb:g} s wash, "
-            f"{tr - tw:g} s re-application",
-            f"  block {_pm(self.block, self.block_se, 100, '.4g')} %",
+            f"trapping protocol: {m['blocker']} {_conc_text(m['concentration'], '.4g')} on "
+            f"{m['gating']} at {m['V'] / mV:g} mV; {tb:g} s co-application, {tw - tb:g} s "
+            f"wash, {tr - tw:g} s re-application",
+            f"  block {_pm(self.block, self.block_se, 100, '.4g')} %{how}",
             "  trapped (occupancy) "
             f"{_pm(self.trapped_occupancy, self.trapped_occupancy_se, 100, '.4g')} %"
             f", trapped (current, first-response peaks) "
             f"{_pm(self.trapped_current, self.trapped_current_se, 100, '.4g')} %"
             f"  [reported: {self.definition}]",
-            f"  recovery tau {_pm(self.tau_recovery, self.tau_recovery_se, fmt='.4g')} s; "
+            f"  {self._tau_text()}; "
             + (f"block < 5 % of trapped after {self.t_recovered:.4g} s"
              if math.isfinite(self.t_recovered) else
              f"block still >= 5 % of trapped at the end of the {tr - tw:g} s re-application"),
@@ -1731,7 +1994,8 @@ class TrappingResult(_ResultBase):
         ax.axvspan(tb, tw, color="0.97", label="wash (neither)")
         ax.set_xlabel("time from co-application (s)")
         ax.set_ylabel("fraction")
-        ax.set_title(f"trapping: {self.meta['blocker']} {self.meta['concentration'] / uM:g} µM")
+        ax.set_title(f"trapping: {self.meta['blocker']} "
+                     f"{_conc_text(self.meta['concentration'], '.4g').replace('uM', 'µM')}")
         ax.legend()
         return ax
 
@@ -1740,10 +2004,10 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
              t_block: float = 30 * s, t_wash: float = 120 * s, t_recovery: float = 60 * s,
              V: float = -70 * mV, agonist: Mapping[str, float] | None = None,
              wash_blocker: float = 0.0, definition: str = "occupancy",
-             dt: float | None = None, peak_window: float = 0.5 * s, also: Sequence[Any] = (),
-             background: Mapping[str, float] | None = None, method: str = "exact",
-             n_channels: int | None = None, n_trials: int | None = None, rng: Any = None,
-             engine: str = "auto") -> TrappingResult:
+             dt: float | None = None, peak_window: float = 0.5 * s, window: float = 1 * s,
+             also: Sequence[Any] = (), background: Mapping[str, float] | None = None,
+             method: str = "exact", n_channels: int | None = None, n_trials: int | None = None,
+             rng: Any = None, engine: str = "auto") -> TrappingResult:
     """The classic trapping protocol (Blanpied 1997; Mealing 1999; reference section 4).
 
     1. agonist alone to equilibrium (control I_ctl);
@@ -1761,7 +2025,10 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
     t_block, t_wash, t_recovery : float
         Phase durations (s); defaults 30, 120, 60 s as in Mealing et al. 1999.  Each phase
         needs at least one grid step, and the whole protocol at most
-        :data:`MAX_PHASE_SAMPLES` samples.
+        :data:`MAX_PHASE_SAMPLES` samples.  ``tau_recovery`` is fitted over ``t_recovery``:
+        a window shorter than 1/3 of the recovery time constant flags it
+        (``tau_recovery_extrapolated``, a UserWarning; slow blockers such as MK-801, τ ≈ 90
+        min, need ``t_recovery`` of the order of an hour).
     wash_blocker : float, default 0
         Blocker concentration (M) during the agonist-free wash.
     definition : {"occupancy", "current"}
@@ -1784,13 +2051,38 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
         peak).  A response without such a maximum is read at its largest value in the window
         (its plateau); if it is still rising at the end of the window (> 0.1 % over the last
         10 %), a RuntimeWarning says that ``trapped_current`` depends on ``peak_window``.
+    window : float, default 1 s
+        Stochastic ``block`` only: the last ``min(window, t_block)`` (s) of co-application,
+        over which each trial's I/I_ctl is averaged (as the ``window`` option of the
+        :class:`ketacore.Study` trapping analysis, default 1 s).  Unused by
+        ``method="exact"``, which reports the exact value at the end of co-application.
     method, n_channels, n_trials, rng, engine
         As for :func:`ic50`.  Stochastic: one simulation of all phases per trial, metrics per
-        trial, mean ± SE (the occupancy trapped fraction is the ratio of the trial means,
-        with a delta-method SE, when some trial has no blocked channel at the end of
-        co-application); the first-response peak uses a separate fine-grid simulation started
-        from the exact distribution at the end of the wash, read (each trial) at the peak time
-        of the exact drug response (a maximum of noisy traces would be biased upward).
+        trial, mean ± SE over trials (SE = SD/√n_trials), except:
+
+        * ``block``: a separate simulation of the last ``window`` of co-application (1000
+          grid steps, started from the exact distribution at its start): per trial, the mean
+          of I/I_ctl over the window, plus the exact trend over it (exact end value minus
+          exact window mean, 0 once block is at steady state), so that it estimates the
+          end-of-co-application value ``method="exact"`` reports, with the channel noise
+          averaged over the window rather than read from one sample (ketamine 10 µM with
+          1 mM Mg2+, 200 channels x 4 trials: one sample gave block −58 ± 91 % against
+          33.0 % exact, since fewer than one channel per trial conducts at control);
+        * ``trapped_occupancy``: single samples at the ends of co-application and wash (its
+          noise is which blocked channels stay trapped, binomial thinning of those blocked
+          at the end of co-application; a window mean would not average it, and would
+          unpair numerator and denominator); the ratio of the trial means, with a
+          delta-method SE, when some trial has no blocked channel at the end of
+          co-application;
+        * the first-response peak (``trapped_current``): a separate fine-grid simulation
+          started from the exact distribution at the end of the wash; each trial is averaged
+          over the samples around the peak of the exact drug response where that stays within
+          5 % of its peak, plus the exact peak minus the exact mean over those samples (an
+          estimate of the exact peak; a maximum of noisy traces would be biased upward, and
+          one sample carries all the channel noise: with 1 mM Mg2+, 200 channels x 4 trials,
+          the SE of ``trapped_current`` fell from about 49 % to 10 %);
+        * ``tau_recovery``: fitted to the trial-mean blocked occupancy, jackknife SE over
+          trials (as in :func:`block_kinetics`).
 
     Returns
     -------
@@ -1809,6 +2101,13 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
     RuntimeWarning
         A first re-application response (drug or control) has no peak within
         ``peak_window`` and still rises at its end (see ``peak_window``).
+    UserWarning
+        ``tau_recovery`` is extrapolated (``t_recovery`` shorter than τ/3; see
+        ``TrappingResult.tau_recovery_extrapolated``): the message gives the exact dominant
+        time constant and the ``t_recovery`` (≥ τ/2, a margin over the threshold) that
+        determines the fit.  Also, once per call, a phase duration (``t_block``, ``t_wash``,
+        ``t_recovery``, ``peak_window``, ``window``) longer than :data:`LONG_PHASE` (1 h):
+        durations are in seconds (``ketacore.units.ms`` for milliseconds).
 
     Notes
     -----
@@ -1828,6 +2127,9 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
     t_recovery = V_.duration("t_recovery", t_recovery)
     wash_blocker = V_.concentration("wash_blocker", wash_blocker)
     peak_window = V_.duration("peak_window", peak_window)
+    window = V_.duration("window", window)
+    _warn_long("trapping", t_block=t_block, t_wash=t_wash, t_recovery=t_recovery,
+               peak_window=peak_window, window=window)
     if definition not in ("occupancy", "current"):
         raise ValueError(f"definition must be 'occupancy' or 'current', got {definition!r}")
     total = t_block + t_wash + t_recovery
@@ -1867,7 +2169,8 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
     bt = occ[..., su.blocked].sum(axis=-1)       # (trials, n)
     i_b = int(round(t_block / dt))
     i_w = int(round((t_block + t_wash) / dt))
-    blk_m, blk_s = _mean_se(1.0 - gt[:, i_b])
+    if su.method == "exact":
+        blk_m, blk_s = _mean_se(1.0 - gt[:, i_b])
     b_end, b_wash = bt[:, i_b], bt[:, i_w]
     if np.all(b_end > 0):
         trp_m, trp_s = _mean_se(b_wash / b_end)
@@ -1880,20 +2183,38 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
                          f"{b_end.size} trials (exact blocked occupancy {b_exact:.3g}), so the "
                          "trapped fraction is undefined; raise n_channels")
 
+    # exact state at the end of the wash (one grid step spanning co-application + wash, so
+    # any t_wash ends on the grid): start of the first-response runs and of the relaxation
+    _, occ_x = su.exact(Protocol([su.step(t_block, True, c), su.step(t_wash, False,
+                                                                       wash_blocker)]),
+                        t_block + t_wash, p_ctl)
+    p_wash = occ_x[-1]
+
     # recovery time constant from the blocked occupancy during re-application
     tr = t[i_w:] - t[i_w]
-    taus = []
-    for row in bt[:, i_w:]:
-        try:
-            taus.append(_fit_exponentials(tr, row, 1)[0][0])
-        except (ValueError, RuntimeError):
-            taus.append(float("nan"))
-    tau_m, tau_s = _mean_se(np.array(taus))
+    tau_note = None
     if su.method == "exact":
         try:
-            tau_s = float(_fit_exponentials(tr, bt[0, i_w:], 1)[3][0])
+            fitted = _fit_exponentials(tr, bt[0, i_w:], 1)
+            tau_m, tau_s = float(fitted[0][0]), float(fitted[3][0])
         except (ValueError, RuntimeError):
-            tau_s = float("nan")
+            tau_m = tau_s = float("nan")
+    elif not np.any(bt[:, i_w] > 0):
+        tau_m = tau_s = float("nan")
+        tau_note = "no blocked channel left at re-application in any trial"
+    else:
+        try:
+            tau_m, _, _, tau_s = _fit_trials(tr, bt[:, i_w:], 1)
+        except _TooNoisy as exc:
+            tau_m = tau_s = float("nan")
+            n_b = float(p_wash[su.blocked].sum()) * su.n_channels
+            tau_note = (f"the simulated blocked occupancy is too noisy to fit ({exc}): about "
+                        f"{n_b:.3g} channels per trial are blocked at re-application; raise "
+                        f"n_channels (now {su.n_channels}) or n_trials (now {su.n_trials})")
+    th_tau, th_taus, th_amps = _blocked_relaxation(su, p_wash)
+    ref = _tau_reference(tau_m, th_tau)
+    extrapolated = bool(math.isfinite(tau_m) and math.isfinite(ref)
+                        and t_recovery < _TAU_WINDOW * ref)
     bmean = bt.mean(axis=0)
     below = np.nonzero(bmean[i_w:] <= 0.05 * bmean[i_w])[0]
     t_rec = float(tr[below[0]]) if below.size else float("nan")
@@ -1905,12 +2226,7 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
     rel = np.full(t.size, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         rel[i_w:] = gt.mean(axis=0)[i_w:] / gc[i_w:]
-    # first response peak (fine grid), drug vs control, from the exact end-of-wash state (one
-    # grid step spanning co-application + wash, so any t_wash ends on the grid)
-    _, occ_x = su.exact(Protocol([su.step(t_block, True, c), su.step(t_wash, False,
-                                                                       wash_blocker)]),
-                        t_block + t_wash, p_ctl)
-    p_wash = occ_x[-1]
+    # first response peak (fine grid), drug vs control, from the exact end-of-wash states
     p_wash_c = occ_c[i_w]
     h = peak_window / 5000
     fine = Protocol([su.step(peak_window, True)])
@@ -1922,9 +2238,19 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
     _, od = su.run(fine, h, p_wash)
     gdx = od[0] @ su.g if su.method == "exact" else su.exact(fine, h, p_wash)[1] @ su.g
     k_d = _first_peak(gdx, "drug", peak_window)
-    gdf = (od @ su.g)[:, k_d]
+    if su.method == "exact":
+        gdf = (od @ su.g)[:, k_d]
+    else:
+        # each trial averaged over the exact response's peak region (within _PEAK_REGION of
+        # its peak), plus the exact peak minus the exact region mean: an estimate of the
+        # exact peak with the channel noise averaged over the region
+        lo, hi = _peak_region(gdx, k_d)
+        gdf = ((od[:, lo:hi] @ su.g).mean(axis=1)
+               + float(gdx[k_d] - gdx[lo:hi].mean()))
     gd_m, gd_s = _mean_se(gdf)
     init_m, init_s = _ratio_se(float(gd_m), float(gd_s), float(gcf[k_c]), 0.0)
+    if su.method == "stochastic":
+        blk_m, blk_s = _window_block(su, c, t_block, window, p_ctl, g0)
     if abs(blk_m) > 1e-12:
         trc = (1.0 - init_m) / blk_m
         trc_s = math.hypot(init_s / blk_m, (1.0 - init_m) * blk_s / blk_m ** 2)
@@ -1934,7 +2260,19 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
     meta.update(concentration=c, wash_blocker=wash_blocker, t_block=t_block, t_wash=t_wash,
                 t_recovery=t_recovery, first_peak_time_control=float(k_c * h),
                 first_peak_time_drug=float(k_d * h),
-                first_peak_time=float(k_c * h))  # (the name before both were kept: the control's)
+                first_peak_time=float(k_c * h),  # (the name before both were kept: the control's)
+                window=window if su.method == "stochastic" else None,
+                tau_recovery_note=tau_note)
+    if extrapolated:
+        warnings.warn(
+            f"trapping: tau_recovery = {tau_m:.4g} s is extrapolated: the t_recovery="
+            f"{t_recovery:g} s re-application over which it is fitted is shorter than tau/3 "
+            f"(tau = {ref:.4g} s"
+            + (", the largest-amplitude exact time constant of the blocked occupancy"
+               if ref == th_tau else "") + "), so the fit sees < 28 % of the decay and its SE "
+            f"({tau_s:.3g} s) does not measure the bias (flagged "
+            f"result.tau_recovery_extrapolated); use t_recovery >= {_tau_advice(ref):g} s",
+            UserWarning, stacklevel=2)
     return TrappingResult(
         block=float(blk_m), block_se=float(blk_s), trapped_occupancy=float(trp_m),
         trapped_occupancy_se=float(trp_s), trapped_current=float(trc),
@@ -1942,7 +2280,98 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
         tau_recovery_se=float(tau_s), t_recovered=t_rec, time=_frozen(t),
         fraction=_frozen(gt.mean(axis=0)), blocked=_frozen(bmean),
         relative_recovery=_frozen(rel),
-        phase_ends=(t_block, t_block + t_wash, total), meta=meta)
+        phase_ends=(t_block, t_block + t_wash, total), meta=meta,
+        tau_recovery_extrapolated=extrapolated, theory_tau_recovery=th_tau,
+        theory_taus_recovery=_frozen(th_taus), theory_amps_recovery=_frozen(th_amps))
+
+
+#: trapping: ``tau_recovery`` is flagged as extrapolated when ``t_recovery`` is shorter than
+#: this fraction of the recovery time constant.  Over a window T = τ/3 a single exponential
+#: falls by 1 - e^(-1/3) = 28 % of its amplitude and its curvature term (T/τ)²/2 is 5.6 % of
+#: it: below that τ rests on the curvature of a nearly straight trace, nearly collinear with the
+#: plateau, and any component the model leaves out biases it.  Measured (exact, MK-801 1 µM on
+#: erreger2005_2a, exact dominant τ 5400 s): a 10 s window (τ/540) fits 102 s, 60 s (τ/90)
+#: 4200 s, 600 s (τ/9) 5397 s -- the bias grows steeply below ~τ/10; τ/3 leaves a margin.
+_TAU_WINDOW = 1.0 / 3.0
+#: trapping: stochastic block: grid steps of the separate run over the averaging window.
+_WINDOW_STEPS = 1000
+
+
+#: trapping: stochastic first-response peak: the trials are averaged over the samples around
+#: the exact drug response's peak where it stays within this fraction of the peak value.
+_PEAK_REGION = 0.05
+
+
+def _peak_region(g: np.ndarray, k: int) -> tuple[int, int]:
+    """[lo, hi) of the contiguous samples around the peak ``k`` of the exact response ``g``
+    within :data:`_PEAK_REGION` of ``g[k]``."""
+    g = np.asarray(g, float)
+    ok = g >= (1.0 - _PEAK_REGION) * g[k]
+    lo = k
+    while lo > 0 and ok[lo - 1]:
+        lo -= 1
+    hi = k + 1
+    while hi < g.size and ok[hi]:
+        hi += 1
+    return lo, hi
+
+
+def _tau_reference(fitted: float, theory: float) -> float:
+    """The recovery time constant (s) a ``t_recovery`` window is judged against: the larger of
+    the fitted and the exact dominant τ (a fit over too short a window is biased low), either
+    when the other is NaN."""
+    vals = [x for x in (fitted, theory) if math.isfinite(x)]
+    return max(vals) if vals else float("nan")
+
+
+def _tau_advice(tau: float) -> float:
+    """The ``t_recovery`` (s) advised against a recovery time constant ``tau`` (s): τ/2, a
+    margin of 1.5 over the :data:`_TAU_WINDOW` threshold (the fit grows as the window
+    lengthens)."""
+    x = tau / 2.0
+    if not (math.isfinite(x) and x > 0):
+        return x
+    step = 10.0 ** (math.floor(math.log10(x)) - 1)      # rounded up to 2 significant digits
+    return math.ceil(x / step - 1e-9) * step
+
+
+def _blocked_relaxation(su: _Setup, p0: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """(dominant τ, all τ, blocked-occupancy amplitudes) of the exact relaxation
+    (:func:`ketacore.theory.relaxation`) from ``p0`` under agonist: the dominant component has
+    the largest |amplitude| in the blocked occupancy.  NaN and empty arrays when the
+    relaxation cannot be computed (e.g. a blocker that never leaves: no unique equilibrium)."""
+    from . import theory
+    try:
+        rel = theory.relaxation(su.scheme, initial=p0, V=su.V, **su.cond(True))
+        taus = np.real(np.asarray(rel.taus, dtype=complex))
+        amps = np.real(np.asarray(rel.amplitudes, dtype=complex)) @ su.blocked.astype(float)
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError):
+        return float("nan"), np.array([]), np.array([])
+    if not amps.size or not np.abs(amps).max() > 0:
+        return float("nan"), taus, amps
+    return float(taus[int(np.argmax(np.abs(amps)))]), taus, amps
+
+
+def _window_block(su: _Setup, c: float, t_block: float, window: float, p_ctl: np.ndarray,
+                  g0: float) -> tuple[float, float]:
+    """Stochastic trapping block (mean, SE over trials): a run of the last
+    ``w = min(window, t_block)`` of co-application (:data:`_WINDOW_STEPS` steps) from the exact
+    distribution at its start; per trial ``1 - (mean I/I_ctl over the window + exact trend)``,
+    the trend being the exact end value minus the exact window mean on the same grid, so the
+    estimate targets the exact end-of-co-application block."""
+    w = min(window, t_block)
+    p_start = p_ctl
+    if t_block - w > 1e-9 * t_block:
+        _, o = su.exact(Protocol([su.step(t_block - w, True, c)]), t_block - w, p_ctl)
+        p_start = o[-1]
+    prot = Protocol([su.step(w, True, c)])
+    _, ox = su.exact(prot, w / _WINDOW_STEPS, p_start)
+    gx = (ox @ su.g) / g0
+    trend = float(gx[-1] - gx.mean())
+    _, ow = su.run(prot, w / _WINDOW_STEPS, p_start)
+    gw = (ow @ su.g) / g0                          # (trials, samples)
+    m, se = _mean_se(1.0 - (gw.mean(axis=1) + trend))
+    return float(m), float(se)
 
 
 #: trapping: a local maximum of a first re-application response is its peak when the response
@@ -2012,6 +2441,9 @@ class UseDependenceResult(_ResultBase):
     time_wash, blocked_wash_stim, blocked_wash_quiet : ndarray
         Grid (s) and blocked occupancy during the washout.
     meta : dict
+        Also ``duration`` (s; NaN when ``n_pulses`` was given), ``n_pulses_requested`` and
+        ``drug_durations`` (s, the drug phase at each frequency: ``duration``, or
+        ``n_pulses/f``).
     """
 
     frequencies: np.ndarray
@@ -2047,9 +2479,18 @@ class UseDependenceResult(_ResultBase):
 
     def summary(self) -> str:
         m = self.meta
-        lines = [f"use dependence: {m['blocker']} {m['concentration'] / uM:g} uM on "
-                 f"{m['gating']} at {m['V'] / mV:g} mV, {m['width'] / ms:g} ms pulses, drug "
-                 f"phase {m['duration']:g} s, washout {m['washout']:g} s",
+        if m.get("n_pulses_requested") is not None:
+            # a fixed pulse count: the drug phase lasts n_pulses/f at each frequency
+            durs = m.get("drug_durations") or [m["n_pulses_requested"] / f
+                                               for f in self.frequencies]
+            phase = (f"drug phase {m['n_pulses_requested']} pulses ("
+                     + ", ".join(f"{d:.4g} s at {f:g} Hz"
+                                 for d, f in zip(durs, self.frequencies)) + ")")
+        else:
+            phase = f"drug phase {m['duration']:g} s"
+        lines = [f"use dependence: {m['blocker']} {_conc_text(m['concentration'], '.4g')} on "
+                 f"{m['gating']} at {m['V'] / mV:g} mV, {m['width'] / ms:g} ms pulses, "
+                 f"{phase}, washout {m['washout']:g} s",
                  "  f (Hz)  pulses  blocked %   test EPSC %   left after washout: stim / quiet"]
         for i, f in enumerate(self.frequencies):
             if np.isnan(self.remaining_stim[i]) and np.isnan(self.remaining_quiet[i]):
@@ -2080,7 +2521,7 @@ class UseDependenceResult(_ResultBase):
         ax.set_xlabel("stimulation frequency (Hz)")
         ax.set_ylabel("blocked occupancy")
         ax.set_title(f"use dependence: {self.meta['blocker']} "
-                     f"{self.meta['concentration'] / uM:g} µM")
+                     f"{_conc_text(self.meta['concentration'], '.4g').replace('uM', 'µM')}")
         ax.legend()
         return ax
 
@@ -2151,6 +2592,12 @@ def use_dependence(gating: Scheme | str, blocker: Any, concentration: float,
     -------
     UseDependenceResult
 
+    Warns
+    -----
+    UserWarning
+        Once per call, ``duration``, ``width`` or ``washout`` longer than :data:`LONG_PHASE`
+        (1 h): durations are in seconds (``ketacore.units.ms`` for milliseconds).
+
     Notes
     -----
     With a fully trapping blocker whose arm copies gating and no escape, block after a long
@@ -2173,6 +2620,7 @@ def use_dependence(gating: Scheme | str, blocker: Any, concentration: float,
     if (duration is None) == (n_pulses is None):
         raise ValueError("give exactly one of duration (s) and n_pulses (pass duration=None "
                          "with n_pulses)")
+    _warn_long("use_dependence", duration=duration, width=width, washout=washout)
     if n_pulses is not None:
         n_pulses = V_.integer("n_pulses", n_pulses, minimum=1)
         if np.any(fs <= 0):
@@ -2256,7 +2704,9 @@ def use_dependence(gating: Scheme | str, blocker: Any, concentration: float,
     meta = su.meta()
     meta.update(concentration=c, width=width, washout=washout,
                 duration=duration if duration is not None else float("nan"),
-                n_pulses_requested=n_pulses)
+                n_pulses_requested=n_pulses,
+                drug_durations=[float(duration if n_pulses is None else n_pulses / f)
+                                for f in fs])
     return UseDependenceResult(
         frequencies=_frozen(fs), n_pulses=_frozen(rows["npul"], dtype=np.int64),
         blocked=_frozen(rows["b"]), blocked_se=_frozen(rows["bs"]),
