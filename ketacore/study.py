@@ -192,7 +192,10 @@ Analyses (``analysis = {kind = ...}``), master equation (``*_det``), Monte Carlo
     ``early`` of ``recovery`` and of ``control`` (window means: blocker escaping during that
     window counts as untrapped: ketamine 10 uM on erreger2005_2a gives 80.3 % with the default
     study's ``early = 0.1 s``, about 86 % as ``early`` tends to 0); ``trapped_occupancy`` =
-    blocked occupancy at the end of ``wash`` / at the end of ``block``.
+    blocked occupancy at the end of ``wash`` / at the end of ``block`` (``blocked_end_wash`` /
+    ``blocked_end_block``): the occupancy of the states carrying the *drug* (option ``drug``,
+    defaulting as for use_dependence: *The drug-free control*), so a Mg2+ background is not
+    counted as the drug's block.
     :func:`ketacore.experiments.trapping` reports the *peak-current* definition
     (``trapped_current``: the first re-application responses, drug vs an identical drug-free
     run, each at its own peak; 84.4 % for ketamine, the value on the validation page) and the
@@ -239,6 +242,24 @@ study asks for ``drug``.
 A given ``drug`` must be blocker ligands the protocol applies (a gating ligand such as glutamate,
 or a blocker the protocol never applies, is refused).  The Dataset records the ligands removed
 as the attribute ``control_removes`` (JSON list).
+
+The trapping analysis has no drug-free control, but takes the same ``drug`` option with the
+use_dependence default (the one blocker ligand the protocol applies; several: refused, asking for
+``drug``).  Its occupancy quantities -- ``blocked_end_block``, ``blocked_end_wash`` and
+``trapped_occupancy`` -- count the channels in a state carrying a drug blocker's tag (``O·ket``,
+``D1·ket``, or its superficial-site tag ``ket_s``), whatever else is bound; a channel bound only
+by a background blocker (``O·mg``) is not counted.  With ketamine in 1 mM Mg2+ they are
+ketamine's bound and trapped fractions (``blocked_end_*`` exactly 0 at ketamine = 0, and
+``trapped_occupancy`` NaN).  With a single blocker nothing changes (every blocked state carries
+it).  When another blocker is in the study, the variables' ``long_name``
+(``blocked_end_*``) and ``definition`` (``trapped_occupancy``) name the drug.  The current-based
+``block`` and ``trapped`` compare the protocol's own segments (``block`` with ``control``,
+``recovery`` with ``control``), so they measure the drug alone when the background is in every
+segment they compare (as ``mg = "1 mM"`` in each step): then ``block`` is the drug's block on top
+of the Mg2+ block.  A background applied only with the drug (in ``block``) would count as the
+drug's there.  (``trapped`` divides by ``block``: at a point where the drug blocks nothing, such
+as ketamine = 0, it is a ratio of residues -- NaN only when ``block`` is exactly 0 -- and means
+nothing, with or without a background.)
 
 Why NetCDF (and not Zarr)
 -------------------------
@@ -1046,7 +1067,11 @@ class StudyPart:
         the last ``window`` of control and of block) and ``early`` (default 0.5 s: the first
         ``early`` of control and of recovery); ``trapped`` uses mean currents over the first
         ``early`` of recovery and control, not the peak-current definition of
-        :func:`ketacore.experiments.trapping`; see the module notes),
+        :func:`ketacore.experiments.trapping`; see the module notes; and ``drug``, defaulting as
+        for use_dependence: ``blocked_end_block``, ``blocked_end_wash`` and
+        ``trapped_occupancy`` count the channels carrying the drug -- a state with its tag,
+        ``"O·ket"``, whatever else is bound -- not those bound only by a background blocker
+        such as Mg2+, ``"O·mg"``),
         ``"use_dependence"`` (a train; options ``train`` = its label, default the first train;
         ``drug``), ``"dose_response"`` (options ``concentration`` = sweep axis with at least 2
         concentrations > 0, ``window`` = the end of the protocol averaged, default the whole
@@ -1060,9 +1085,9 @@ class StudyPart:
         together.  Default ``drug``: for dose_response, the blocker ligands whose value uses
         the concentration axis (``ketamine = "$ketamine"``, ``"2 * $c"``, in a step, a train's
         ``during``/``between`` or the ``initial`` table) or that are named like it, else the one
-        blocker ligand the protocol applies; for use_dependence, the one blocker ligand the
-        protocol applies.  A protocol that applies several blockers where this rule cannot tell
-        is refused, asking for ``drug`` (module notes, *The drug-free control*).
+        blocker ligand the protocol applies; for use_dependence and trapping, the one blocker
+        ligand the protocol applies.  A protocol that applies several blockers where this rule
+        cannot tell is refused, asking for ``drug`` (module notes, *The drug-free control*).
     initial : str or mapping
         ``"equilibrium"`` (the equilibrium at rest: under the protocol's rest conditions -- a
         leading train's between-pulse conditions, else the first step's), a state name, or a
@@ -2394,7 +2419,8 @@ class _Point:
     initial: Any
     analysis: dict | None
     env: dict
-    drug: tuple = ()    # the ligands the drug-free control removes (_drug_ligands)
+    drug: tuple = ()    # the drug's ligands (_drug_ligands): what the drug-free control of
+    #                     use_dependence/dose_response removes; what trapping's occupancies count
 
 
 def _check_initial_keys(study: Study, part: str, table: Mapping, scheme=None) -> None:
@@ -2490,7 +2516,7 @@ def _window(pt: _Point, t0: float, t1: float, where: str) -> slice:
 
 #: Keys each analysis kind takes (``analysis = {kind = ..., ...}``); defaults: trapping
 #: ``window = 1 s``, ``early = 0.5 s``; dose_response ``window`` = the whole protocol.
-_ANALYSIS_KEYS = {"trapping": ("kind", "window", "early"),
+_ANALYSIS_KEYS = {"trapping": ("kind", "window", "early", "drug"),
                   "use_dependence": ("kind", "train", "drug"),
                   "dose_response": ("kind", "concentration", "window", "drug")}
 _TRAPPING_DEFAULTS = {"window": 1.0, "early": 0.5}
@@ -2578,7 +2604,17 @@ class _Analysis:
         self.g = np.asarray(pt.scheme.conductance, dtype=float)
         self.gmax = float(self.g.max()) if self.g.max() > 0 else 1.0
         where = f"{study._source}: {study._pw(part)}.analysis"
+        # the blocked states: those carrying a blocker; trapping counts only the drug's (a state
+        # carrying a drug tag, whatever else is bound: a Mg2+ background is not the drug)
         self.blocked = np.array([any(f"·{b.name}" in s for b in pt.blockers) for s in pt.scheme.states])
+        self.drug_only: tuple | None = None   # (drug ligands, other blocker ligands) if it differs
+        if self.kind == "trapping" and pt.drug:
+            tags = {t for b in pt.blockers if b.ligand in pt.drug for t in (b.name, f"{b.name}_s")}
+            drug = np.array([bool(tags.intersection(s.split("·")[1:])) for s in pt.scheme.states])
+            if not np.array_equal(drug, self.blocked):
+                self.blocked = drug
+                self.drug_only = (tuple(pt.drug),
+                                  tuple(b.ligand for b in pt.blockers if b.ligand not in pt.drug))
         found = _check_analysis(study, part, pt.analysis, pt.segments, pt.env)
         if self.kind == "trapping":
             window, early = found["window"], found["early"]
@@ -3631,10 +3667,21 @@ def _assemble_part(ctx: _Context, part: str, out: Path | None, memory: dict):
         for suf in ("_det", "_mc", "_trials", "_mc_sem"):
             if "trapped" + suf in ds:
                 ds["trapped" + suf].attrs["definition"] = definition
+        only = next((an.drug_only for an in trap if an.drug_only), None)
+        carrying = "carrying a blocker"
+        if only:   # a background blocker (Mg2+): the occupancies count the drug's channels only
+            drug, others = (", ".join(x) for x in only)
+            carrying = (f"carrying the drug {drug}, whatever else is bound; not those bound only "
+                        f"by {others} (analysis option drug)")
+            for suf in ("_det", "_mc", "_trials", "_mc_sem"):
+                for v in ("blocked_end_block", "blocked_end_wash"):
+                    if v + suf in ds:
+                        ds[v + suf].attrs["long_name"] = ds[v + suf].attrs["long_name"].replace(
+                            "carrying a blocker", f"carrying the drug ({drug})")
         for suf in ("_det", "_mc", "_trials", "_mc_sem"):
             if "trapped_occupancy" + suf in ds:
                 ds["trapped_occupancy" + suf].attrs["definition"] = (
-                    "blocked occupancy (fraction of channels carrying a blocker) at the end of 'wash' "
+                    f"blocked occupancy (fraction of channels {carrying}) at the end of 'wash' "
                     "/ at the end of 'block'; the occupancy definition of "
                     "ketacore.experiments.trapping(...).trapped_occupancy")
     # the composed scheme simulated at each point: a model sweep (scheme files included) or a
@@ -3836,11 +3883,15 @@ def _uses_axis(value: Any, axis: str, defs: Mapping[str, tuple], swept: set) -> 
 
 
 def _drug_ligands(study: Study, p: StudyPart) -> tuple[str, ...]:
-    """The drug of a use_dependence or dose_response analysis: the blocker ligands its drug-free
-    control removes (:func:`_control_protocol`, :func:`_control_initial`); every other ligand
-    -- a background blocker such as Mg2+, the agonist -- stays in the control at its value in
-    the protocol.  The one rule (checked when the Study is built, applied at every sweep point,
-    recorded as the Dataset's ``control_removes``):
+    """The drug of a use_dependence, dose_response or trapping analysis.  For use_dependence
+    and dose_response: the blocker ligands its drug-free control removes
+    (:func:`_control_protocol`, :func:`_control_initial`); every other ligand -- a background
+    blocker such as Mg2+, the agonist -- stays in the control at its value in the protocol.  For
+    trapping: the blocker ligands whose bound channels the occupancy quantities count
+    (``blocked_end_block``, ``blocked_end_wash``, ``trapped_occupancy``: a state carrying a
+    drug blocker's tag, whatever else is bound; a channel bound only by a background blocker is
+    not counted).  The one rule (checked when the Study is built, applied at every sweep point,
+    recorded as the Dataset's ``control_removes`` for use_dependence and dose_response):
 
     * ``analysis.drug`` if given: a blocker ligand the protocol applies
       (:func:`_applied_blockers`), or a list of them;
@@ -3848,8 +3899,9 @@ def _drug_ligands(study: Study, p: StudyPart) -> tuple[str, ...]:
       (:func:`_dose_axis`; ``"$ketamine"``, ``"2 * $c"``, in a step, a train's during/between
       table or the initial table) or that are named like it; if none, the one blocker ligand
       the protocol applies;
-    * use_dependence: the one blocker ligand the protocol applies (none: nothing is removed,
-      the control is the protocol).
+    * use_dependence and trapping: the one blocker ligand the protocol applies (none: nothing
+      is removed, the control is the protocol; a trapping analysis then counts every blocker,
+      as with no background).
 
     ``()`` for other analyses, and when a blocker of the study is unknown (run_study refuses it).
 
@@ -3857,12 +3909,12 @@ def _drug_ligands(study: Study, p: StudyPart) -> tuple[str, ...]:
     ------
     StudyError
         ``<part>.analysis.drug``: a drug that is not a blocker ligand the protocol applies; or
-        no drug given and the rule finds several (use_dependence), or none or several
+        no drug given and the rule finds several (use_dependence, trapping), or none or several
         (dose_response).
     """
     a = p.analysis if isinstance(p.analysis, dict) else {}
     kind = a.get("kind")
-    if kind not in ("use_dependence", "dose_response"):
+    if kind not in ("use_dependence", "dose_response", "trapping"):
         return ()
     tags = _blocker_tags(study)
     if len(tags) < len(study.blockers):
@@ -3871,7 +3923,9 @@ def _drug_ligands(study: Study, p: StudyPart) -> tuple[str, ...]:
     where = f"{study._source}: {study._pw(name)}.analysis.drug"
     ligands = list(tags)
     applied = _applied_blockers(study, p)
-    kept = "the control keeps the others (e.g. a Mg2+ background) at their values in the protocol"
+    kept = ("the channels bound only by the others (e.g. a Mg2+ background) are not counted"
+            if kind == "trapping" else
+            "the control keeps the others (e.g. a Mg2+ background) at their values in the protocol")
     if "drug" in a:
         d = a["drug"]
         names = [d] if isinstance(d, str) else list(d) if isinstance(d, (list, tuple)) else None
@@ -3881,11 +3935,15 @@ def _drug_ligands(study: Study, p: StudyPart) -> tuple[str, ...]:
         for x in names:
             if x not in tags:
                 raise StudyError(f"{where}: {x!r} is not the ligand of a blocker of this study; the "
-                                 f"drug is among the blocker ligands {ligands} (every other ligand, "
-                                 "the agonist included, stays in the drug-free control)")
+                                 f"drug is among the blocker ligands {ligands}" + (
+                                     " (the trapping occupancies count the channels it binds)"
+                                     if kind == "trapping" else " (every other ligand, the agonist "
+                                     "included, stays in the drug-free control)"))
             if x not in applied:
+                why = ("no channel can carry it" if kind == "trapping"
+                       else "removing it would change nothing")
                 raise StudyError(f"{where}: {x!r} is not applied by this protocol (no segment, train "
-                                 "or initial condition sets it), so removing it would change nothing; "
+                                 f"or initial condition sets it), so {why}; "
                                  f"the blocker ligands it applies: {applied}")
         return tuple(dict.fromkeys(names))
     hint = f"analysis = {{kind = \"{kind}\", drug = \"{applied[0]}\"}}" if applied else ""
@@ -3909,6 +3967,11 @@ def _drug_ligands(study: Study, p: StudyPart) -> tuple[str, ...]:
         raise StudyError(f"{where}: this protocol applies several blockers ({applied}) and none "
                          f"of them uses the concentration axis {axis!r}: say which the drug-free "
                          f"control removes, e.g. {hint}; {kept}")
+    if len(applied) > 1 and kind == "trapping":
+        raise StudyError(f"{where}: this protocol applies several blockers ({applied}); say which "
+                         f"is the drug whose block and trapping are measured, e.g. {hint}: "
+                         f"blocked_end_block, blocked_end_wash and trapped_occupancy count the "
+                         f"channels carrying it (whatever else is bound), and {kept}")
     if len(applied) > 1:
         raise StudyError(f"{where}: this protocol applies several blockers ({applied}); say which "
                          f"is the drug whose use-dependent block is measured, e.g. {hint}: the "

@@ -144,9 +144,9 @@ def test_dose_response_window_longer_than_protocol_is_refused():
 
 # ---------------------------------------------------------------- 3. unknown analysis keys
 @pytest.mark.parametrize("text, key, allowed", [
-    (_trap('{ kind = "trapping", windw = "0.2 s" }'), "windw", "['kind', 'window', 'early']"),
+    (_trap('{ kind = "trapping", windw = "0.2 s" }'), "windw", "['kind', 'window', 'early', 'drug']"),
     (_trap('{ kind = "trapping", concentration = "ketamine" }'), "concentration",
-     "['kind', 'window', 'early']"),
+     "['kind', 'window', 'early', 'drug']"),
     (DOSE.replace("INITIAL", '"equilibrium"').replace('concentration = "ketamine" }',
                                                       'concentration = "ketamine", early = "1 s" }'),
      "early", "['kind', 'concentration', 'window', 'drug']"),

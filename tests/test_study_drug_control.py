@@ -214,13 +214,6 @@ def test_drug_not_applied_by_the_protocol_is_refused():
         _train_study({"kind": "use_dependence", "drug": "memantine"}, blockers=["ketamine", "mg", "memantine"])
 
 
-def test_drug_is_not_a_trapping_option():
-    from _study_fixtures import trapping_segments
-    with pytest.raises(StudyError, match=r"analysis\.drug: unknown key for kind = 'trapping'"):
-        kc.Study(model="erreger2005_2a", blockers=["ketamine"], protocol=trapping_segments(),
-                 analysis={"kind": "trapping", "drug": "ketamine"}, initial="R")
-
-
 def _dose(segment, sweep, analysis=None, parameters=None, blockers=("ketamine", "mg"), **kw):
     return kc.Study(model="erreger2005_2a", blockers=list(blockers), protocol=[{"duration": "1 s", **segment}],
                     parameters={"ketamine": "1 uM", "c": "1 uM", **(parameters or {})}, sweep=sweep,
