@@ -257,9 +257,9 @@ it).  When another blocker is in the study, the variables' ``long_name``
 ``recovery`` with ``control``), so they measure the drug alone when the background is in every
 segment they compare (as ``mg = "1 mM"`` in each step): then ``block`` is the drug's block on top
 of the Mg2+ block.  A background applied only with the drug (in ``block``) would count as the
-drug's there.  (``trapped`` divides by ``block``: at a point where the drug blocks nothing, such
-as ketamine = 0, it is a ratio of residues -- NaN only when ``block`` is exactly 0 -- and means
-nothing, with or without a background.)
+drug's there.  (``trapped`` divides by ``block``: at a point where no channel carries the drug
+at the end of ``block``, such as ketamine = 0, that would be a ratio of residues -- 1e4 or -1e16
+in a Mg2+ background -- so ``trapped`` is NaN there, as ``trapped_occupancy`` is.)
 
 Why NetCDF (and not Zarr)
 -------------------------
@@ -2659,7 +2659,10 @@ class _Analysis:
             b_end = float(occ[self.i_block_end, self.blocked].sum())
             b_wash = float(occ[self.i_wash_end, self.blocked].sum())
             return {"block": block,
-                    "trapped": (1.0 - r_e / c_e) / block if c_e > 0 and block > 0 else math.nan,
+                    # (no channel carrying the drug at the end of block -- ketamine = 0 in a Mg2+
+                    # background -- leaves a ratio of residues: NaN)
+                    "trapped": ((1.0 - r_e / c_e) / block if c_e > 0 and block > 0 and b_end > 0
+                                else math.nan),
                     "blocked_end_block": b_end, "blocked_end_wash": b_wash,
                     "trapped_occupancy": b_wash / b_end if b_end > 0 else math.nan}
         if self.kind == "use_dependence":

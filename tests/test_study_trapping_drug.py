@@ -91,10 +91,14 @@ def test_ketamine_in_mg_counts_only_ketamine_bound_channels():
                 assert float(ds[f"blocked_end_block_{src}"].values[i]) == 0.0
                 assert float(ds[f"blocked_end_wash_{src}"].values[i]) == 0.0
                 assert np.isnan(float(ds[f"trapped_occupancy_{src}"].values[i]))
+                # nor the current ratio, whose "block" is a residue here (it was 1e4 / -1e16)
+                assert np.isnan(float(ds[f"trapped_{src}"].values[i]))
             assert (ds["blocked_end_block_trials"].values[i] == 0).all()
+            assert np.isnan(ds["trapped_trials"].values[i]).all()
         else:
             assert b_end > 0.05 and b_wash > 0.05
             assert float(ds["trapped_occupancy_det"].values[i]) == pytest.approx(b_wash / b_end, rel=1e-9)
+            assert 0 < float(ds["trapped_det"].values[i]) < 1.5     # (a trapped fraction)
             # the old count (every blocked state) would add the Mg2+-blocked channels
             assert b_end + mg < 1 and float(ds["trapped_occupancy_det"].values[i]) < 1
     # the Monte Carlo quantities: the same mask applied to the trial-mean occupancy
