@@ -7,7 +7,8 @@ library) computing the same roots, areas, start vector, exact mean and exact-pie
 (``exact_GAMAxx``) from the same Q -- everything but the cross-check (skipped when scalcs is not
 installed).  ``HJCLikelihood`` times the HJC log-likelihood of a resolved CH82 record (bursts
 at t_crit = 3.5 ms, CHS vectors) against SCALCS' ``HJClik`` on the same groups and Q in the same
-run.  ``ComposedScheme`` times the ideal and HJC shut-time distributions of the 24-state
+run.  ``ApparentDwellTimes`` also times 20000 draws from the HJC distribution (cdf inversion) and
+its exact variance.  ``ComposedScheme`` times the ideal and HJC shut-time distributions of the 24-state
 erreger2005_2a + ketamine + Mg2+ scheme.
 """
 import numpy as np
@@ -28,7 +29,7 @@ class ApparentDwellTimes:
     def setup(self):
         self.ch82 = kc.models.get("ch82")
         self.Q = self.ch82.q_matrix(agonist=0.1 * uM)
-        kc.theory.apparent_dwell_times(self.ch82, "open", t_res=T_RES, agonist=0.1 * uM)  # warm
+        self.app = kc.theory.apparent_dwell_times(self.ch82, "open", t_res=T_RES, agonist=0.1 * uM)  # warm
 
     def time_ideal_open_times(self):
         kc.theory.dwell_times(self.ch82, "open", agonist=0.1 * uM)
@@ -39,6 +40,14 @@ class ApparentDwellTimes:
     def time_apparent_open_times_pdf_1000_points(self):
         d = kc.theory.apparent_dwell_times(self.ch82, "open", t_res=T_RES, agonist=0.1 * uM)
         d.pdf(np.geomspace(T_RES, 1.0, 1000))
+
+    def time_apparent_open_times_sample_20000(self):
+        # cdf inversion (Newton with bisection safeguard) of the HJC distribution; the baseline
+        # in the same class is the 1000-point pdf above
+        self.app.sample(20000, rng=1)
+
+    def time_apparent_open_times_var(self):
+        kc.theory.apparent_dwell_times(self.ch82, "open", t_res=T_RES, agonist=0.1 * uM).var
 
     def time_scalcs_baseline(self):
         try:
