@@ -13,6 +13,10 @@ text ``summary()`` and a ``plot(ax=None)`` (matplotlib, optional, imported on us
 :func:`trapping`       agonist → agonist + blocker → wash with neither → agonist again
 :func:`use_dependence` block accumulated under glutamate pulse trains at several frequencies,
                        and its persistence after the drug is gone
+:func:`iv_curve`       current- and conductance-voltage relation with and without a blocker,
+                       fractional block, Woodhull fit of K(V), Jahr-Stevens B(V) for Mg2+
+:func:`voltage_jump`   relaxation of the current after a voltage jump in continued agonist and
+                       blocker (Mg2+ unblock): exact Q-matrix components and an exponential fit
 =====================  ===================================================================
 
 Deterministic by default (``method="exact"``): the master equation is solved exactly
@@ -58,6 +62,18 @@ Mealing GAR, Lanthorn TH, Murray CL, Small DL, Morley P (1999) Differences in de
 trapping of low-affinity uncompetitive N-methyl-D-aspartic acid receptor antagonists with
 similar kinetics of block. J Pharmacol Exp Ther 288:204-210 (PMID 9862772).
 
+Jahr CE, Stevens CF (1990) Voltage dependence of NMDA-activated macroscopic conductances
+predicted by single-channel kinetics. J Neurosci 10:3178-3182,
+doi:10.1523/JNEUROSCI.10-09-03178.1990.
+
+Kampa BM, Clements J, Jonas P, Stuart GJ (2004) Kinetics of Mg2+ unblock of NMDA receptors:
+implications for spike-timing dependent synaptic plasticity. J Physiol 556:337-345,
+doi:10.1113/jphysiol.2003.058842.
+
+Blanpied TA, Clarke RJ, Johnson JW (2005) Amantadine inhibits NMDA receptors by accelerating
+channel closure during channel block. J Neurosci 25:3312-3322,
+doi:10.1523/JNEUROSCI.4262-04.2005.
+
 Gilling KE, Jatzke C, Hechenberger M, Parsons CG (2009) Potency, voltage-dependency, agonist
 concentration-dependency, blocking kinetics and partial untrapping of the uncompetitive NMDA
 receptor channel blocker memantine at human NMDA (GluN1/GluN2A) receptors.
@@ -78,9 +94,10 @@ from .scheme import Scheme
 from .solve import solve
 from .units import FARADAY, GAS_CONSTANT, mM, mV, ms, s, uM
 
-__all__ = ["ic50", "woodhull", "block_kinetics", "trapping", "use_dependence",
-           "IC50Result", "WoodhullResult", "BlockKineticsResult", "TrappingResult",
-           "UseDependenceResult", "hill", "METHODS"]
+__all__ = ["ic50", "woodhull", "block_kinetics", "trapping", "use_dependence", "iv_curve",
+           "voltage_jump", "IC50Result", "WoodhullResult", "BlockKineticsResult",
+           "TrappingResult", "UseDependenceResult", "IVResult", "VoltageJumpResult", "hill",
+           "METHODS"]
 
 #: Allowed values of ``method``.
 METHODS = ("exact", "stochastic")
@@ -257,15 +274,18 @@ class _Setup:
     """Validated common inputs: composed scheme, blocker, conditions, stochastic options."""
 
     def __init__(self, gating, blocker, *, V, agonist, also, background, method, n_channels,
-                 n_trials, rng, engine):
+                 n_trials, rng, engine, optional_blocker: bool = False):
         self.gating = _gating(gating)
-        self.blocker = _blocker(blocker)
+        # optional_blocker (iv_curve, voltage_jump): blocker=None studies the drug-free scheme
+        # (gating + also), with no blocked states of a studied blocker
+        self.blocker = None if (blocker is None and optional_blocker) else _blocker(blocker)
         if isinstance(also, (str, bytes)) or not isinstance(also, Iterable):
             raise TypeError("also must be a sequence of blockers or library names, e.g. ['mg']")
         self.also = tuple(_blocker(b, "also[...]") for b in also)
         from .blockers import block
-        self.scheme = block(self.gating, self.blocker, *self.also)
         self.base = block(self.gating, *self.also) if self.also else self.gating
+        self.scheme = (block(self.gating, self.blocker, *self.also) if self.blocker is not None
+                       else self.base)
         self.V = V_.voltage("V", V)
         gl = tuple(self.gating.ligands)
         if agonist is None:
@@ -276,14 +296,15 @@ class _Setup:
         self.agonist = _conc_map("agonist", agonist, gl)
         if not self.agonist or not any(v > 0 for v in self.agonist.values()):
             raise ValueError("agonist must give at least one ligand a concentration > 0")
-        bg_allowed = tuple(l for l in self.scheme.ligands if l != self.blocker.ligand)
+        self.ligand = self.blocker.ligand if self.blocker is not None else None
+        bg_allowed = tuple(l for l in self.scheme.ligands if l != self.ligand)
         self.background = _conc_map("background", background, bg_allowed,
                                     hint=self._background_hint)
         clash = set(self.background) & set(self.agonist)
         if clash:
             raise ValueError(f"ligands {sorted(clash)} are in both agonist and background")
-        self.ligand = self.blocker.ligand
-        tags = {self.blocker.name, self.blocker.name + "_s"}
+        tags = ({self.blocker.name, self.blocker.name + "_s"} if self.blocker is not None
+                else set())
         self.blocked = np.array([bool(tags & set(st.split("·")[1:]))
                                  for st in self.scheme.states])
         self.g = np.asarray(self.scheme.conductance, dtype=float)
@@ -322,7 +343,7 @@ class _Setup:
         """Advice for a ``background`` ligand the composed scheme does not have: the studied
         blocker's own ligand, or the ligand of a library blocker not composed with ``also``."""
         from . import blockers as B
-        if ligand == self.blocker.ligand:
+        if self.blocker is not None and ligand == self.blocker.ligand:
             return (f"; {ligand!r} is the ligand of the studied blocker {self.blocker.name!r}: "
                     "its concentration is the experiment's (concentrations / concentration), "
                     "not a background")
@@ -405,7 +426,8 @@ class _Setup:
         return r.time, r.occupancy
 
     def meta(self) -> dict[str, Any]:
-        return dict(gating=self.gating.name, blocker=self.blocker.name, V=self.V,
+        return dict(gating=self.gating.name,
+                    blocker=self.blocker.name if self.blocker is not None else None, V=self.V,
                     agonist=dict(self.agonist), background=dict(self.background),
                     method=self.method, n_channels=self.n_channels, n_trials=self.n_trials,
                     entropy=self.entropy)
@@ -1419,26 +1441,9 @@ def woodhull(gating: Scheme | str, blocker: Any, voltages: Any, *,
     ics = np.asarray(ics)
     ses = np.asarray(ses)
     T = _gating(gating).temperature
-    vt = GAS_CONSTANT * T / FARADAY
-    X = np.column_stack([np.ones_like(vs), vs / vt])
-    y = np.log(ics)
-    if method == "stochastic" and np.all(ses > 0):
-        w = ics / ses  # 1 / SE(ln IC50)
-    else:
-        w = np.ones_like(y)
-    beta, *_ = np.linalg.lstsq(X * w[:, None], y * w, rcond=None)
-    n = vs.size
-    XtX_inv = np.linalg.inv((X * w[:, None]).T @ (X * w[:, None]))
-    if n > 2:
-        rss = float(np.sum((w * (y - X @ beta)) ** 2))
-        s2 = rss / (n - 2)
-        if method == "stochastic" and np.all(ses > 0):
-            s2 = max(s2, 1.0)  # absolute SEs: never report less than the propagated error
-        cov = s2 * XtX_inv
-        se_b = np.sqrt(np.clip(np.diag(cov), 0, None))
-    else:
-        se_b = np.full(2, np.nan)
-    kd0 = float(math.exp(beta[0]))
+    weighted = method == "stochastic" and bool(np.all(ses > 0))
+    kd0, kd0_se, z_delta, z_delta_se = _woodhull_fit(
+        vs, np.log(ics), ics / ses if weighted else None, T)   # weights 1 / SE(ln IC50)
     if method == "stochastic":
         meta["entropy"] = seeds["root"]
     meta["V"] = float("nan")
@@ -1451,9 +1456,38 @@ def woodhull(gating: Scheme | str, blocker: Any, voltages: Any, *,
                       "that bracket 50 % inhibition at every voltage (or the default grid)",
                       RuntimeWarning, stacklevel=2)
     return WoodhullResult(voltages=_frozen(vs), ic50=_frozen(ics), ic50_se=_frozen(ses),
-                          z_delta=float(beta[1]), z_delta_se=float(se_b[1]), kd0=kd0,
-                          kd0_se=float(kd0 * se_b[0]), temperature=float(T), meta=meta,
+                          z_delta=z_delta, z_delta_se=z_delta_se, kd0=kd0,
+                          kd0_se=kd0_se, temperature=float(T), meta=meta,
                           extrapolated=_frozen(ext, dtype=bool))
+
+
+def _woodhull_fit(vs: np.ndarray, ln_k: np.ndarray, w: np.ndarray | None,
+                  T: float) -> tuple[float, float, float, float]:
+    """Woodhull fit ``ln K(V) = ln K(0) + zδ·V/V_T`` (V_T = RT/F at ``T`` K) by linear least
+    squares: ``(K(0) (M), its SE, zδ, its SE)``; SEs NaN with two points.  ``w`` (optional)
+    are weights 1/SE(ln K) of stochastic points: the fit is then weighted and its residual
+    variance is never taken below 1 (absolute SEs: never less than the propagated error).
+    Shared by :func:`woodhull` (K = IC50) and :func:`iv_curve` (K = the apparent K(V))."""
+    vt = GAS_CONSTANT * T / FARADAY
+    X = np.column_stack([np.ones_like(vs), vs / vt])
+    y = np.asarray(ln_k, float)
+    weighted = w is not None
+    if not weighted:
+        w = np.ones_like(y)
+    beta, *_ = np.linalg.lstsq(X * w[:, None], y * w, rcond=None)
+    n = vs.size
+    XtX_inv = np.linalg.inv((X * w[:, None]).T @ (X * w[:, None]))
+    if n > 2:
+        rss = float(np.sum((w * (y - X @ beta)) ** 2))
+        s2 = rss / (n - 2)
+        if weighted:
+            s2 = max(s2, 1.0)  # absolute SEs: never report less than the propagated error
+        cov = s2 * XtX_inv
+        se_b = np.sqrt(np.clip(np.diag(cov), 0, None))
+    else:
+        se_b = np.full(2, np.nan)
+    kd0 = float(math.exp(beta[0]))
+    return kd0, float(kd0 * se_b[0]), float(beta[1]), float(se_b[1])
 
 
 # =========================================================================== kinetics
@@ -2718,3 +2752,960 @@ def use_dependence(gating: Scheme | str, blocker: Any, concentration: float,
         blocked_drug=_frozen(rows["bd"]), time_wash=_frozen(rows["tw"][0]),
         blocked_wash_stim=_frozen(rows["bws"]), blocked_wash_quiet=_frozen(rows["bwq"]),
         meta=meta)
+
+
+# =========================================================================== I-V curve
+#: Default voltages of :func:`iv_curve` (V): −100 to +60 mV in 10 mV steps.
+_IV_VOLTAGES = np.arange(-100, 61, 10) * mV
+#: iv_curve: a voltage enters the Woodhull fit of the apparent K(V) = [B]·f/(1 − f)
+#: (f = I/I0) when neither f nor 1 − f is below this.  Both are known to ~1e-16 absolute
+#: (exact), so K(V) is then known to ~1e-10 relative; a stochastic point this close to 0 or 1
+#: is dominated by its noise (and one outside (0, 1) has no K at all).
+_IV_FIT_MIN = 1e-6
+#: Jahr & Stevens (1990, doi:10.1523/JNEUROSCI.10-09-03178.1990) Mg2+ block:
+#: B(V) = 1/(1 + [Mg]/K_JS(V)), K_JS(V) = 3.57 mM · exp(0.062 V/mV).
+_JS_K0 = 3.57 * mM
+_JS_EFOLD = 0.062 / mV          # e-fold of K_JS(V) per volt
+
+
+def _time_text(t: float, fmt: str = ".4g", se: float = 0.0) -> str:
+    """A time (s) as text in us, ms or s (with ``± se`` in the same unit when ``se`` > 0)."""
+    t = float(t)
+    a = abs(t)
+    if not math.isfinite(t) or a == 0 or a >= 1.0:
+        unit, scale = "s", 1.0
+    elif a >= 1e-3:
+        unit, scale = "ms", 1e-3
+    else:
+        unit, scale = "us", 1e-6
+    return f"{_pm(t, se, 1.0 / scale, fmt)} {unit}"
+
+
+def _pa(x: float, se: float = 0.0, fmt: str = ".4g") -> str:
+    """A current (A) as text in pA (with ``± SE`` when ``se`` > 0)."""
+    return f"{_pm(x, se, 1e12, fmt)} pA"
+
+
+@dataclass(frozen=True, repr=False)
+class IVResult(_ResultBase):
+    """Current-voltage and conductance-voltage relation (:func:`iv_curve`).
+
+    All currents and conductances are *per channel* (the mean over channels, as
+    :attr:`ketacore.solve` ``.current``): multiply by the number of channels N for a
+    whole-cell current, ``I(V) = N·Σ_i g_i p_i(V)·(V − E_rev)``.
+
+    Attributes
+    ----------
+    voltages : ndarray
+        Membrane voltages (V), ascending.
+    current, current_se : ndarray
+        Current per channel (A) with the blocker, ``Σ g_i p_i (V − E_rev)``, and its SE (0 for
+        ``method="exact"``).  Without a blocker, the drug-free current (= ``current_control``).
+    current_control, current_control_se : ndarray
+        Drug-free current per channel (A): the scheme without the studied blocker (``also``
+        blockers and ``background`` concentrations kept).
+    conductance, conductance_se, conductance_control, conductance_control_se : ndarray
+        Chord conductance per channel (S), ``Σ g_i p_i`` = I/(V − E_rev) (defined at E_rev
+        too), with and without the blocker: the G-V relation.
+    fraction, fraction_se : ndarray
+        I/I0 = ``conductance/conductance_control`` at each voltage (the module convention:
+        the driving force cancels); NaN where the control conductance is 0.
+    concentration : float
+        Blocker concentration (M); 0 without a blocker.
+    e_rev : float
+        Reversal potential (V) of the scheme.
+    kind : {"steady", "peak"}
+    kd0, kd0_se, z_delta, z_delta_se : float
+        Woodhull fit (Woodhull 1973, doi:10.1085/jgp.61.6.687) of the apparent dissociation
+        constant ``K(V) = [B]·(I/I0)/(1 − I/I0)`` (M), the K of ``I/I0 = 1/(1 + [B]/K(V))``:
+        ``ln K(V) = ln K(0) + zδ·V/V_T``, V_T = RT/F at ``temperature``, over the voltages
+        flagged in ``fitted`` -- the linear least squares of :func:`woodhull`.  K(0) in M, zδ
+        dimensionless; SEs NaN with two fitted voltages (stochastic: weighted by
+        1/SE(ln K)).  NaN without a blocker or with fewer than two usable voltages
+        (``meta["woodhull_note"]`` says why).  For a trapping blocker whose blocked arm copies
+        gating (no escape, no closed route) K(V) is the blocker's K_B(V) exactly; for a
+        sequential blocker on voltage-independent gating K_B(V)/Po0.
+    fitted : ndarray of bool
+        Voltages entering the Woodhull fit: I/I0 and 1 − I/I0 both ≥ 1e-6.
+    jahr_stevens : ndarray or None
+        When the studied blocker is Mg2+ (its ligand is ``"mg"``): Jahr & Stevens' (1990)
+        steady-state unblocked fraction ``B(V) = 1/(1 + [Mg]/3.57 mM · exp(−0.062 V/mV))`` at
+        ``concentration`` (:func:`ketacore.blockers.jahr_stevens`), to compare with
+        ``fraction``; else None.
+    temperature : float
+        Scheme temperature (K), for V_T of the Woodhull fit.
+    meta : dict
+        Gating model, blocker, ``voltages``, agonist, background, method and stochastic
+        settings; ``V`` is NaN (see ``voltages``).
+    """
+
+    voltages: np.ndarray
+    current: np.ndarray
+    current_se: np.ndarray
+    current_control: np.ndarray
+    current_control_se: np.ndarray
+    conductance: np.ndarray
+    conductance_se: np.ndarray
+    conductance_control: np.ndarray
+    conductance_control_se: np.ndarray
+    fraction: np.ndarray
+    fraction_se: np.ndarray
+    concentration: float
+    e_rev: float
+    kind: str
+    kd0: float
+    kd0_se: float
+    z_delta: float
+    z_delta_se: float
+    fitted: np.ndarray
+    jahr_stevens: np.ndarray | None
+    temperature: float
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def block(self) -> np.ndarray:
+        """Fractional block 1 − I/I0 at each voltage."""
+        return 1.0 - self.fraction
+
+    @property
+    def apparent_kd(self) -> np.ndarray:
+        """Apparent dissociation constant K(V) = [B]·(I/I0)/(1 − I/I0) (M) at each voltage;
+        NaN where I/I0 is not within (0, 1) or without a blocker."""
+        f = np.asarray(self.fraction, float)
+        out = np.full(f.shape, np.nan)
+        ok = np.isfinite(f) & (f > 0) & (f < 1)
+        if self.concentration > 0:
+            out[ok] = self.concentration * f[ok] / (1.0 - f[ok])
+        return out
+
+    @property
+    def thermal_voltage(self) -> float:
+        """V_T = RT/F (V) at :attr:`temperature`."""
+        return GAS_CONSTANT * self.temperature / FARADAY
+
+    @property
+    def efold(self) -> float:
+        """e-fold of the fitted K(V) per volt, zδ/V_T (V⁻¹; ×1e-3 for per mV).
+        Jahr-Stevens: 62 V⁻¹ (0.062 /mV)."""
+        return self.z_delta / self.thermal_voltage
+
+    def predicted(self, V: Any) -> np.ndarray:
+        """Woodhull-fit K(V) (M) at voltage(s) V (V)."""
+        return self.kd0 * np.exp(self.z_delta * np.asarray(V, float) / self.thermal_voltage)
+
+    def predicted_fraction(self, V: Any) -> np.ndarray:
+        """I/I0 = 1/(1 + [B]/K(V)) of the Woodhull fit at voltage(s) V (V)."""
+        return 1.0 / (1.0 + self.concentration / self.predicted(V))
+
+    @property
+    def jahr_stevens_deviation(self) -> np.ndarray | None:
+        """Relative deviation of the model's I/I0 from Jahr-Stevens B(V), I/I0 / B − 1 (None
+        when the blocker is not Mg2+)."""
+        if self.jahr_stevens is None:
+            return None
+        return self.fraction / self.jahr_stevens - 1.0
+
+    @property
+    def reversal_bracket(self) -> tuple[float, float]:
+        """(V_lo, V_hi) (V): the tabulated voltages between which the current with the
+        blocker changes sign -- ``(V, V)`` at a tabulated voltage where it is exactly 0 --, as
+        read off a recorded I-V; (NaN, NaN) if it does not change sign.  The model's current
+        reverses at :attr:`e_rev` (every conductance ≥ 0)."""
+        i = np.asarray(self.current, float)
+        v = self.voltages
+        zero = np.flatnonzero(i == 0)
+        if zero.size:
+            return float(v[zero[0]]), float(v[zero[0]])
+        sg = np.sign(i)
+        k = np.flatnonzero(sg[:-1] * sg[1:] < 0)
+        if not k.size:
+            return float("nan"), float("nan")
+        return float(v[k[0]]), float(v[k[0] + 1])
+
+    @property
+    def peak_inward(self) -> tuple[float, float]:
+        """(V (V), I (A)) of the most negative current with the blocker on the grid: for
+        Mg2+ the bottom of the region of negative slope conductance."""
+        k = int(np.nanargmin(self.current))
+        return float(self.voltages[k]), float(self.current[k])
+
+    def _columns(self):
+        cols = {"V_mV": self.voltages / mV, "current_A": self.current,
+                "current_se_A": self.current_se, "current_control_A": self.current_control,
+                "conductance_S": self.conductance,
+                "conductance_control_S": self.conductance_control,
+                "fraction_of_control": self.fraction, "fraction_se": self.fraction_se,
+                "block": self.block, "apparent_kd_M": self.apparent_kd,
+                "woodhull_fitted": np.asarray(self.fitted, bool)}
+        if self.jahr_stevens is not None:
+            cols["jahr_stevens_B"] = self.jahr_stevens
+        return cols
+
+    def _fit_text(self) -> str:
+        if not math.isfinite(self.z_delta):
+            return f"Woodhull fit: not determined ({self.meta.get('woodhull_note', '')})"
+        n = int(np.sum(self.fitted))
+        exact = self.meta.get("method") == "exact"
+        return (f"Woodhull fit of the apparent K(V) = [B](I/I0)/(1 - I/I0), {n} voltages: "
+                f"K(0 mV) = {_conc_pm(self.kd0, 0.0 if exact else self.kd0_se, '.4g')}, "
+                f"z*delta = {_pm(self.z_delta, 0.0 if exact else self.z_delta_se, fmt='.4g')} "
+                f"(K e-folds every {1 / self.efold / mV:.3g} mV, "
+                f"{self.efold * mV:.3g} /mV)")
+
+    def summary(self) -> str:
+        m = self.meta
+        v = self.voltages
+        what = (f"{m['blocker']} ({_conc_text(self.concentration, '.4g')})"
+                if m.get("blocker") else "no blocker")
+        lines = [f"{self.kind} I-V of {m['gating']}, {what}, {v.min() / mV:g} to "
+                 f"{v.max() / mV:g} mV ({v.size} voltages), E_rev {self.e_rev / mV:g} mV; "
+                 "currents per channel"]
+        js = self.jahr_stevens
+        head = "    V (mV)     I0 (pA)      I (pA)       I/I0"
+        if js is not None:
+            head += "   B(V) J-S   I/I0 / B - 1"
+        lines.append(head)
+        dev = self.jahr_stevens_deviation
+        for i in range(v.size):
+            row = (f"  {v[i] / mV:8.4g}  {self.current_control[i] * 1e12:10.4g}  "
+                   f"{self.current[i] * 1e12:10.4g}  "
+                   f"{_pm(self.fraction[i], self.fraction_se[i], fmt='.4g'):>9}")
+            if js is not None:
+                row += f"   {js[i]:8.4g}   {dev[i] * 100:+10.3g} %"
+            lines.append(row)
+        vp, ip = self.peak_inward
+        lo, hi = self.reversal_bracket
+        rev = ("no reversal in the tabulated range" if not math.isfinite(lo) else
+               f"I = 0 at {lo / mV:g} mV" if lo == hi else
+               f"I changes sign between {lo / mV:g} and {hi / mV:g} mV")
+        lines.append(f"  {rev} (E_rev {self.e_rev / mV:g} mV); largest inward current "
+                     f"{ip * 1e12:.4g} pA at {vp / mV:g} mV")
+        if m.get("blocker"):
+            lines.append("  " + self._fit_text())
+        if js is not None:
+            zd_js = _JS_EFOLD * self.thermal_voltage
+            lines.append(f"  Jahr & Stevens 1990: K(0 mV) = {_conc_text(_JS_K0)}, "
+                         f"e-fold {_JS_EFOLD * mV:.3g} /mV (z*delta = {zd_js:.4g} at "
+                         f"{self.temperature:.2f} K); the model's I/I0 is within 20 % of B(V) "
+                         f"at {int(np.sum(np.abs(dev) <= 0.2))} of {v.size} voltages")
+        lines.append("  " + _method_line(m))
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        b = self.meta.get("blocker")
+        return (f"IVResult({self.kind}, {self.voltages.size} voltages, blocker={b!r}"
+                + (f", z_delta={self.z_delta:.4g}" if math.isfinite(self.z_delta) else "")
+                + ")")
+
+    def plot(self, ax=None):
+        """I-V (pA per channel against mV) with and without the blocker; for Mg2+, also the
+        control scaled by Jahr-Stevens B(V)."""
+        ax = self._axes(ax)
+        v = self.voltages / mV
+        ax.plot(v, self.current_control * 1e12, "o-", label="control")
+        if self.meta.get("blocker"):
+            lab = (f"{self.meta['blocker']} "
+                   f"{_conc_text(self.concentration, '.4g').replace('uM', 'µM')}")
+            if np.any(self.current_se > 0):
+                ax.errorbar(v, self.current * 1e12, yerr=self.current_se * 1e12, fmt="s-",
+                            label=lab)
+            else:
+                ax.plot(v, self.current * 1e12, "s-", label=lab)
+        if self.jahr_stevens is not None:
+            ax.plot(v, self.current_control * self.jahr_stevens * 1e12, "--",
+                    label="control × Jahr–Stevens B(V)")
+        ax.axhline(0.0, color="0.6", lw=0.8)
+        ax.axvline(self.e_rev / mV, color="0.6", lw=0.8, ls=":")
+        ax.set_xlabel("V (mV)")
+        ax.set_ylabel("current per channel (pA)")
+        ax.set_title(f"{self.kind} I–V, {self.meta['gating']}")
+        ax.legend()
+        return ax
+
+
+def _voltage_list(name: str, voltages: Any) -> np.ndarray:
+    """``voltages`` as an ascending 1-D array of distinct voltages (V); ValueError/TypeError
+    naming ``name`` (empty, not 1-D, NaN/inf, |V| > 1 V with the hint, duplicates)."""
+    vs = np.atleast_1d(V_.real_array(name, voltages, "V"))
+    if vs.ndim != 1 or vs.size < 1:
+        raise ValueError(f"{name} must be a 1-D array of at least one voltage (V), got shape "
+                         f"{vs.shape}")
+    for v in vs:
+        V_.voltage(f"{name}[...]", float(v))
+    vs = np.sort(vs)
+    if np.unique(vs).size != vs.size:
+        raise ValueError(f"{name} must be distinct voltages (V); got a repeated value")
+    return vs
+
+
+def _blocker_concentration(su: _Setup, concentration: Any, fn: str) -> float:
+    """The experiment concentration (M): > 0 with a blocker, 0 without one."""
+    c = V_.concentration("concentration", concentration)
+    if su.blocker is None:
+        if c != 0:
+            raise ValueError(f"{fn}: concentration={c:g} M is given but blocker is None; pass "
+                             "a blocker, or concentration=0 for the drug-free experiment")
+    elif not c > 0:
+        raise ValueError(f"{fn}: concentration must be > 0 (M) with blocker "
+                         f"{su.blocker.name!r}; pass blocker=None for the drug-free experiment")
+    return c
+
+
+def iv_curve(gating: Scheme | str, blocker: Any = None, concentration: float = 0.0,
+             voltages: Any = None, *, agonist: Mapping[str, float] | None = None,
+             kind: str = "steady", also: Sequence[Any] = (),
+             background: Mapping[str, float] | None = None, duration: float | None = None,
+             preincubation: float = 10 * s, dt: float | None = None, method: str = "exact",
+             n_channels: int | None = None, n_trials: int | None = None, rng: Any = None,
+             engine: str = "auto") -> IVResult:
+    """Current-voltage (and conductance-voltage) relation with and without a blocker.
+
+    At each voltage: the current per channel ``I(V) = Σ_i g_i p_i(V)·(V − E_rev)`` (A; ×N
+    channels for a cell) with the blocker and without it (the control I0: the same scheme,
+    agonist, ``also`` blockers and ``background``, without the studied blocker), the chord
+    conductance ``Σ g_i p_i`` (S), the fraction I/I0 and the block 1 − I/I0; a Woodhull fit
+    of the apparent K(V) behind I/I0; and, for Mg2+, Jahr & Stevens' B(V) beside the model.
+
+    Parameters
+    ----------
+    gating : Scheme or str
+        Gating scheme or model name (``kc.models.available()``).
+    blocker : Blocker, str or None
+        The blocker (``kc.blockers.available()``); None for the drug-free I-V alone (then
+        ``concentration`` must be 0; a scheme with its own Mg2+, such as ``"kampa2004"``,
+        takes it in ``background``).
+    concentration : float, default 0
+        Blocker concentration (M), > 0 with a blocker.
+    voltages : array_like, optional
+        Distinct membrane voltages (V), |V| ≤ 1 V (``np.arange(-100, 61, 10) * mV`` by
+        default); sorted ascending in the result.
+    agonist, also, background
+        As for :func:`ic50` (default agonist ``{"glutamate": 1e-3}`` M, held throughout).
+    kind : {"steady", "peak"}
+        ``"steady"`` (default): the equilibrium under continuous agonist + blocker at each
+        voltage (exact equilibrium theory, :func:`ketacore.theory.rest_state`).  ``"peak"``:
+        the peak of the :func:`ic50` ``kind="peak"`` protocol at each voltage -- from
+        drug-free rest, ``preincubation`` (s) with the blocker alone, then agonist + blocker
+        for ``duration`` (s); the control is the identical protocol without the blocker, and
+        ``current`` is the peak conductance × (V − E_rev).
+    duration, preincubation, dt
+        As for :func:`ic50`: ``duration`` the agonist application of ``kind="peak"``
+        (default 0.5 s) or the stochastic steady-state averaging window (default 1 s); ``dt``
+        the grid (s; default duration/5000 for peak, duration/100 for the stochastic window).
+    method : {"exact", "stochastic"}
+        ``"stochastic"``: each voltage is simulated (:func:`ketacore.simulate`) with and
+        without the blocker from the exact state at the start of the window (steady: the
+        equilibrium; peak: the end of the preincubation); figures are trial means ± SE and
+        I/I0 its delta-method ratio.
+    n_channels, n_trials, rng, engine
+        As for :func:`ic50` (stochastic only).
+
+    Returns
+    -------
+    IVResult
+
+    Raises
+    ------
+    ValueError, TypeError
+        Invalid inputs, before any computation (the message names the parameter): voltages
+        empty, not finite, repeated or beyond ±1 V (they are in volts: ``-70 * mV``);
+        ``concentration`` negative, NaN, > 10 M, 0 with a blocker or > 0 without one; a
+        blocker that never binds, or (``kind="steady"``) never leaves; a control conductance
+        that is 0 at every voltage.
+
+    Warns
+    -----
+    UserWarning
+        ``duration`` or ``preincubation`` longer than :data:`LONG_PHASE` (1 h).
+
+    Notes
+    -----
+    The apparent ``K(V) = [B]·(I/I0)/(1 − I/I0)`` is fitted with the Woodhull line of
+    :func:`woodhull` (``ln K = ln K(0) + zδ·V/V_T``) over the voltages where neither I/I0 nor
+    1 − I/I0 is below 1e-6.  With a trapping blocker whose blocked arm copies gating (no
+    escape, no closed route) the steady I/I0 is exactly ``1/(1 + [B]/K_B(V))`` at every
+    voltage, so the fit returns the blocker's own zδ and K_B(0) (with a fixed
+    ``thermal_voltage``, such as Kampa's 25 mV, the zδ scaled by (RT/F)/thermal_voltage).
+
+    Jahr & Stevens (1990) J Neurosci 10:3178-3182, doi:10.1523/JNEUROSCI.10-09-03178.1990:
+    ``B(V) = 1/(1 + [Mg]/3.57 mM · exp(−0.062 V/mV))``, a steady-state ratio of macroscopic
+    conductances, i.e. ``fraction`` here.  The library ``"mg"`` (Kampa et al. 2004 open-channel
+    rates, doi:10.1113/jphysiol.2003.058842) gives a K_B(V) that e-folds at 0.080 /mV against
+    Jahr-Stevens' 0.062 /mV: at 1 mM Mg2+ it agrees with B(V) near −60 mV only (0.0791 vs
+    0.0796) and blocks more below, less above (0.0170 vs 0.0244 at −80 mV, 0.298 vs 0.230 at
+    −40 mV; docs/validation.md).
+    """
+    _warn_long("iv_curve", duration=duration, preincubation=preincubation)
+    vs = _IV_VOLTAGES.copy() if voltages is None else _voltage_list("voltages", voltages)
+    su = _Setup(gating, blocker, V=float(vs[0]), agonist=agonist, also=also,
+                background=background, method=method, n_channels=n_channels,
+                n_trials=n_trials, rng=rng, engine=engine, optional_blocker=True)
+    if not isinstance(kind, str) or kind not in ("steady", "peak"):
+        raise ValueError(f"kind must be 'steady' or 'peak', got {kind!r}")
+    c = _blocker_concentration(su, concentration, "iv_curve")
+    if su.blocker is not None:
+        _check_blocker(su.blocker, "iv_curve", steady=kind == "steady",
+                       undefined="no steady-state I-V with it (the current would be 0 at every "
+                                 "voltage)",
+                       unbound="nothing to compare with the control")
+    preincubation = V_.real("preincubation", preincubation, nonnegative=True)
+    if duration is not None:
+        duration = V_.duration("duration", duration)
+    if dt is not None:
+        dt = V_.real("dt", dt, positive=True)
+    dur = None
+    h = None
+    if kind == "peak":
+        dur = 0.5 if duration is None else duration
+        if dt is not None and dt > dur:
+            raise ValueError(f"dt={dt:g} s is longer than the agonist application duration="
+                             f"{dur:g} s: the peak would be read from the first sample only; "
+                             "pass dt <= duration (default duration/5000)")
+        h = dur / 5000 if dt is None else dt
+        n_run = _grid_points("iv_curve (kind='peak', duration / dt)", dur, h)
+        su.check_run("iv_curve", n_run, n_runs=2)
+    elif su.method == "stochastic":
+        dur = 1.0 if duration is None else duration
+        h = dur / 100 if dt is None else dt
+        if h > dur:
+            raise ValueError(f"dt={h:g} s is longer than the averaging window duration="
+                             f"{dur:g} s")
+        n_run = _grid_points("iv_curve (stochastic steady state, duration / dt)", dur, h)
+        su.check_run("iv_curve", n_run, n_runs=2)
+    has_b = su.blocker is not None
+
+    def steady_exact(cc: float) -> tuple[float, float]:
+        return float(su.conductance(su.equilibrium(True, cc))), 0.0
+
+    def steady_stoch(cc: float) -> tuple[float, float]:
+        p0 = su.equilibrium(True, cc)
+        _, occ = su.run(Protocol([su.step(dur, True, cc)]), h, p0)
+        m_, s_ = _mean_se((occ @ su.g).mean(axis=1))
+        return float(m_), float(s_)
+
+    def peak(cc: float) -> tuple[float, float]:
+        if su.method == "exact":
+            return _peak_exact(su, cc, preincubation, dur, h), 0.0
+        rest = su.equilibrium(False)
+        p_start = rest
+        if preincubation > 0 and cc > 0:
+            _, occ = su.exact(Protocol([su.step(preincubation, False, cc)]), preincubation,
+                              rest)
+            p_start = occ[-1]
+        _, occ = su.run(Protocol([su.step(dur, True, cc)]), h, p_start)
+        gt = occ @ su.g
+        k = int(np.argmax(gt.mean(axis=0)))
+        m_, s_ = _mean_se(gt[:, k])
+        return float(m_), float(s_)
+
+    one = (peak if kind == "peak" else steady_exact if su.method == "exact"
+           else steady_stoch)
+    n = vs.size
+    gc, gcs, gd, gds = (np.zeros(n) for _ in range(4))
+    frac = np.full(n, np.nan)
+    fse = np.zeros(n)
+    for i, v in enumerate(vs):
+        su.V = float(v)
+        gc[i], gcs[i] = one(0.0)
+        if has_b:
+            gd[i], gds[i] = one(c)
+        else:
+            gd[i], gds[i] = gc[i], gcs[i]
+        if gc[i] > 0:
+            frac[i], fse[i] = _ratio_se(gd[i], gds[i], gc[i], gcs[i])
+            if not has_b:
+                frac[i], fse[i] = 1.0, 0.0
+    if not np.any(gc > 0):
+        raise ValueError("iv_curve: the control (drug-free) conductance is 0 at every voltage "
+                         "with this agonist: no channel opens, so there is no I-V; check "
+                         "agonist (and duration for kind='peak')")
+    e = float(su.scheme.e_rev)
+    drive = vs - e
+    T = float(su.T)
+    # Woodhull fit of the apparent K(V) = [B] f/(1 - f)
+    kd0 = kd0_se = zd = zd_se = float("nan")
+    fitted = np.zeros(n, dtype=bool)
+    note = None
+    if has_b:
+        ok = np.isfinite(frac) & (frac >= _IV_FIT_MIN) & (1.0 - frac >= _IV_FIT_MIN)
+        if su.method == "stochastic":
+            ok &= fse > 0
+        fitted = ok
+        if np.count_nonzero(ok) >= 2:
+            f = frac[ok]
+            ln_k = math.log(c) + np.log(f) - np.log1p(-f)
+            w = f * (1.0 - f) / fse[ok] if su.method == "stochastic" else None
+            kd0, kd0_se, zd, zd_se = _woodhull_fit(vs[ok], ln_k, w, T)
+        else:
+            note = (f"{int(np.count_nonzero(ok))} voltage(s) with I/I0 and 1 - I/I0 both >= "
+                    f"{_IV_FIT_MIN:g}; the fit needs 2")
+    else:
+        note = "no blocker"
+    js = None
+    if has_b and su.ligand == "mg":
+        from .blockers import jahr_stevens
+        js = _frozen(jahr_stevens(vs, c))
+    meta = su.meta()
+    meta.update(V=float("nan"), voltages=vs.tolist(), concentration=c, kind=kind,
+                duration=dur, preincubation=preincubation if kind == "peak" else None,
+                woodhull_note=note)
+    return IVResult(
+        voltages=_frozen(vs), current=_frozen(gd * drive), current_se=_frozen(gds * np.abs(drive)),
+        current_control=_frozen(gc * drive), current_control_se=_frozen(gcs * np.abs(drive)),
+        conductance=_frozen(gd), conductance_se=_frozen(gds), conductance_control=_frozen(gc),
+        conductance_control_se=_frozen(gcs), fraction=_frozen(frac), fraction_se=_frozen(fse),
+        concentration=c, e_rev=e, kind=kind, kd0=kd0, kd0_se=kd0_se, z_delta=zd,
+        z_delta_se=zd_se, fitted=_frozen(fitted, dtype=bool), jahr_stevens=js, temperature=T,
+        meta=meta)
+
+
+# =========================================================================== voltage jump
+#: voltage_jump: exact components whose |current amplitude| is below this fraction of the
+#: summed |amplitudes| are left out of ``summary()`` (all are kept in ``taus``/``amplitudes``).
+_JUMP_SHOWN = 0.01
+#: voltage_jump: the default trace lasts 8 x the slowest component carrying the relaxation,
+#: shortened (down to this many times it) when a grid resolving the fastest one would need
+#: more than 200 000 samples.
+_JUMP_MIN_SLOW = 3.0
+
+
+def _nice_down(x: float) -> float:
+    """The largest of 1, 2, 5 × 10^k (s) that is <= ``x`` (> 0)."""
+    k = math.floor(math.log10(x))
+    for m in (5.0, 2.0, 1.0):
+        v = m * 10.0 ** k
+        if v <= x * (1 + 1e-12):
+            return float(f"{v:.12g}")
+    return float(f"{10.0 ** (k - 1) * 5:.12g}")  # pragma: no cover - unreachable
+
+
+def _nice_up(x: float) -> float:
+    """The smallest of 1, 2, 5 × 10^k (s) that is >= ``x`` (> 0): a default duration that
+    shares a grid with its tenth."""
+    k = math.floor(math.log10(x))
+    for m in (1.0, 2.0, 5.0, 10.0):
+        v = m * 10.0 ** k
+        if v >= x * (1 - 1e-12):
+            return float(f"{v:.12g}")
+    return float(f"{10.0 ** (k + 1):.12g}")  # pragma: no cover - unreachable
+
+
+@dataclass(frozen=True, repr=False)
+class VoltageJumpResult(_ResultBase):
+    """Relaxation of the current after a voltage jump (:func:`voltage_jump`).
+
+    Channels sit at the equilibrium of agonist + blocker at ``V_hold``; at t = 0 the voltage
+    steps to ``V_step`` (agonist and blocker continue).  Currents are per channel (A).
+
+    Attributes
+    ----------
+    time : ndarray
+        Time (s) from the jump: ``-t_hold`` … 0 holding, 0 … ``t_step`` after the jump.  The
+        sample at t = 0 is the first at ``V_step`` (the instantaneous current).
+    current, current_se : ndarray
+        Current per channel (A) on ``time`` (trial mean for ``method="stochastic"``) and its
+        SE (0 for ``"exact"``).
+    V_hold, V_step : float
+        Holding and step voltages (V).
+    concentration : float
+        Blocker concentration (M) throughout (0 without a blocker).
+    holding_current, instantaneous_current, steady_current : float
+        Exact currents (A; from equilibrium theory in both methods): at equilibrium at
+        ``V_hold``; just after the jump, the holding occupancies at ``V_step``
+        (``Σ g_i p_i(V_hold)·(V_step − E_rev)``: occupancies cannot jump, the driving force
+        does); and at the new equilibrium at ``V_step``.
+    holding_fraction, steady_fraction : float
+        Exact equilibrium I/I0 (conductance with the blocker over without it) at ``V_hold``
+        and at ``V_step``; NaN where the control conductance is 0.
+    taus : ndarray
+        Exact relaxation time constants (s), ascending: −1/λ of the non-zero eigenvalues of the
+        Q matrix of the step conditions (:func:`ketacore.theory.relaxation` from the holding
+        equilibrium; degenerate eigenvalues merged).
+    amplitudes : ndarray
+        Current amplitude (A) of each component:
+        ``I(t) = steady_current + Σ_m amplitudes[m]·exp(−t/taus[m])`` for t ≥ 0, so
+        ``Σ amplitudes = instantaneous_current − steady_current``.
+    relaxation : ketacore.theory.Relaxation
+        The occupancy relaxation itself (per-state amplitudes, equilibrium, start).
+    fit_taus, fit_amplitudes : ndarray
+        Exponentials (s; A) fitted to the trace after the jump, ``c + Σ a_i exp(−t/τ_i)``
+        (``scipy.optimize.curve_fit``), for comparison with the exact components.  NaN when
+        there is no relaxation to fit (``meta["fit_note"]`` says why).
+    fit_tau, fit_tau_se : float
+        Fitted τ (s) (with two exponentials the amplitude-weighted mean) and its SE: the
+        fit covariance for ``"exact"``, the jackknife over trials for ``"stochastic"`` (as
+        :func:`block_kinetics`).
+    n_exponentials : int
+    meta : dict
+        Gating model, blocker, agonist, background, ``t_hold``, ``t_step``, ``dt`` (s),
+        method and stochastic settings, ``fit_note``; ``V`` is NaN (see V_hold/V_step).
+    """
+
+    time: np.ndarray
+    current: np.ndarray
+    current_se: np.ndarray
+    V_hold: float
+    V_step: float
+    concentration: float
+    holding_current: float
+    instantaneous_current: float
+    steady_current: float
+    holding_fraction: float
+    steady_fraction: float
+    taus: np.ndarray
+    amplitudes: np.ndarray
+    relaxation: Any
+    fit_taus: np.ndarray
+    fit_amplitudes: np.ndarray
+    fit_tau: float
+    fit_tau_se: float
+    n_exponentials: int
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def dominant_tau(self) -> float:
+        """Exact time constant (s) of the component with the largest |current amplitude|
+        (NaN when nothing relaxes)."""
+        a = np.abs(self.amplitudes)
+        if not a.size or not a.max() > 0:
+            return float("nan")
+        return float(self.taus[int(np.argmax(a))])
+
+    @property
+    def weights(self) -> np.ndarray:
+        """|amplitudes| / Σ|amplitudes| of the exact components (fractions of the summed
+        amplitude)."""
+        a = np.abs(self.amplitudes)
+        tot = a.sum()
+        return a / tot if tot > 0 else np.zeros_like(a)
+
+    def exact_current(self, t: Any) -> np.ndarray:
+        """Exact current (A) at time(s) ``t`` ≥ 0 (s) after the jump, from the relaxation
+        components."""
+        tt = np.asarray(t, float)
+        if np.any(~np.isfinite(tt)) or np.any(tt < 0):
+            raise ValueError("t must be finite times >= 0 s after the jump")
+        e = np.exp(-tt[..., None] / self.taus) if self.taus.size else np.zeros(tt.shape + (0,))
+        return self.steady_current + e @ self.amplitudes
+
+    def _columns(self):
+        cols = {"time_s": self.time, "V_mV": np.where(self.time < 0, self.V_hold,
+                                                       self.V_step) / mV,
+                "current_A": self.current, "current_se_A": self.current_se}
+        after = self.time >= 0
+        ex = np.full(self.time.shape, self.holding_current)
+        ex[after] = self.exact_current(self.time[after])
+        cols["exact_A"] = ex
+        return cols
+
+    def summary(self) -> str:
+        m = self.meta
+        what = (f"{m['blocker']} ({_conc_text(self.concentration, '.4g')})"
+                if m.get("blocker") else "no blocker")
+        ii, iss = self.instantaneous_current, self.steady_current
+        ratio = (f" (steady/instantaneous {iss / ii:.4g})" if ii != 0 and math.isfinite(ii)
+                 else "")
+        lines = [f"voltage jump {self.V_hold / mV:g} -> {self.V_step / mV:g} mV on "
+                 f"{m['gating']}, {what}, continued agonist; currents per channel",
+                 f"  holding {_pa(self.holding_current)}; instantaneous {_pa(ii)}; steady "
+                 f"state {_pa(iss)}{ratio}",
+                 f"  equilibrium I/I0 {self.holding_fraction:.4g} at {self.V_hold / mV:g} mV, "
+                 f"{self.steady_fraction:.4g} at {self.V_step / mV:g} mV"]
+        w = self.weights
+        scale = max(abs(ii), abs(iss))
+        relaxes = float(np.abs(self.amplitudes).sum()) > 1e-9 * scale
+        shown = [i for i in range(self.taus.size) if w[i] >= _JUMP_SHOWN] if relaxes else []
+        if shown:
+            comps = ", ".join(f"{_time_text(self.taus[i])} ({_pa(self.amplitudes[i])}, "
+                              f"{w[i]:.0%})" for i in shown)
+            lines.append(f"  exact relaxation (Q-matrix eigenvalues at {self.V_step / mV:g} "
+                         f"mV, from the holding equilibrium): {comps}"
+                         + (f"; {self.taus.size - len(shown)} more below "
+                            f"{_JUMP_SHOWN:.0%} each" if len(shown) < self.taus.size else ""))
+        else:
+            lines.append("  exact relaxation: no current relaxes (amplitudes at round-off or "
+                         "none)")
+        if math.isfinite(self.fit_tau):
+            se = self.fit_tau_se if m.get("method") != "exact" else 0.0
+            fit = f"tau = {_time_text(self.fit_tau, se=se)}"
+            if self.n_exponentials > 1:
+                fit += (" (amplitude-weighted; components "
+                        + ", ".join(_time_text(x) for x in self.fit_taus) + ")")
+            lines.append(f"  fit of {self.n_exponentials} exponential(s) to the trace after "
+                         f"the jump: {fit}; exact dominant component "
+                         f"{_time_text(self.dominant_tau)}")
+        else:
+            lines.append(f"  no exponential fit ({m.get('fit_note')})")
+        lines.append("  " + _method_line(m))
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"VoltageJumpResult({self.V_hold / mV:g} -> {self.V_step / mV:g} mV, "
+                f"{self.taus.size} components, dominant tau {self.dominant_tau:.4g} s)")
+
+    def plot(self, ax=None):
+        """Current (pA per channel) against time (ms) from the jump, with the fitted
+        exponential(s) after it."""
+        ax = self._axes(ax)
+        t = self.time / ms
+        ax.plot(t, self.current * 1e12, "-", label="model" + (
+            " (trial mean)" if self.meta.get("method") == "stochastic" else ""))
+        if math.isfinite(self.fit_tau):
+            after = self.time >= 0
+            ta = self.time[after]
+            c = float(self.meta.get("fit_offset", self.steady_current))
+            y = c + np.exp(-ta[:, None] / self.fit_taus) @ self.fit_amplitudes
+            ax.plot(ta / ms, y * 1e12, "--",
+                    label=f"fit, τ {_time_text(self.fit_tau, '.3g').replace('us', 'µs')}")
+        ax.axvline(0.0, color="0.6", lw=0.8)
+        ax.axhline(0.0, color="0.8", lw=0.6)
+        ax.set_xlabel("time from the jump (ms)")
+        ax.set_ylabel("current per channel (pA)")
+        ax.set_title(f"{self.V_hold / mV:g} → {self.V_step / mV:g} mV")
+        ax.legend()
+        return ax
+
+
+def voltage_jump(gating: Scheme | str, blocker: Any, concentration: float, V_hold: float,
+                 V_step: float, *, agonist: Mapping[str, float] | None = None,
+                 t_hold: float | None = None, t_step: float | None = None,
+                 dt: float | None = None, n_exponentials: int = 1, also: Sequence[Any] = (),
+                 background: Mapping[str, float] | None = None, method: str = "exact",
+                 n_channels: int | None = None, n_trials: int | None = None, rng: Any = None,
+                 engine: str = "auto") -> VoltageJumpResult:
+    """Relaxation of the current after a voltage jump in the continued presence of agonist
+    and blocker.
+
+    Channels are at the equilibrium of agonist + blocker at ``V_hold`` (exact,
+    :func:`ketacore.theory.rest_state`); the trace holds ``t_hold`` there, then the voltage
+    steps to ``V_step`` for ``t_step`` (agonist and blocker unchanged).  This is the protocol
+    of Mg2+ unblock on depolarisation (Kampa et al. 2004, J Physiol 556:337,
+    doi:10.1113/jphysiol.2003.058842) and of the amantadine relaxations of Blanpied, Clarke &
+    Johnson 2005 (J Neurosci 25:3312, doi:10.1523/JNEUROSCI.4262-04.2005; −67 → +40 mV).
+
+    Parameters
+    ----------
+    gating : Scheme or str
+        Gating scheme or model name.
+    blocker : Blocker, str or None
+        The blocker; None (with ``concentration=0``) for the drug-free jump, e.g. a scheme
+        with voltage-dependent gating or its own Mg2+ (``"kampa2004"`` with
+        ``background={"mg": 1e-3}``).
+    concentration : float
+        Blocker concentration (M), > 0 with a blocker.
+    V_hold, V_step : float
+        Holding and step voltages (V), |V| ≤ 1 V, different.
+    agonist, also, background
+        As for :func:`ic50` (default agonist ``{"glutamate": 1e-3}`` M).
+    t_hold : float, optional
+        Holding baseline shown before the jump (s), ≥ 0; default ``t_step/10``.
+    t_step : float, optional
+        Trace after the jump (s); default 8 × the slowest exact component carrying ≥ 10 % of
+        the largest current amplitude, rounded up to 1, 2 or 5 × 10^k s -- or shorter (not
+        below 3 × that component) where a grid resolving the fastest such component would
+        need more than 200 000 samples (amantadine 100 µM on ``erreger2005_2b``, −67 → +40 mV:
+        components 0.21 ms … 1.35 s, 10 s).
+    dt : float, optional
+        Grid step (s); it must divide ``t_hold`` and ``t_step``.  Default: ``t_step/2000`` or
+        finer, to put ≥ 4 steps in the fastest such component (ValueError if that needs more
+        than 200 000 samples: pass ``t_step`` and ``dt`` for the time scale you want), on a
+        grid that divides ``t_hold`` and ``t_step``.
+    n_exponentials : {1, 2}
+        Exponentials fitted to the trace after the jump.
+    method : {"exact", "stochastic"}
+        ``"exact"``: the trace is :func:`ketacore.solve` of the two-step protocol from the
+        holding equilibrium.  ``"stochastic"``: :func:`ketacore.simulate` of the same protocol
+        from channels drawn from that equilibrium; ``current`` is the trial mean ± SE, and the
+        fit is to the trial mean with a jackknife SE (as :func:`block_kinetics`).
+    n_channels, n_trials, rng, engine
+        As for :func:`ic50` (stochastic only).
+
+    Returns
+    -------
+    VoltageJumpResult
+
+    Raises
+    ------
+    ValueError, TypeError
+        Invalid inputs, before any computation (the message names the parameter): voltages
+        beyond ±1 V (in volts: ``40 * mV``) or equal; ``concentration`` negative, NaN, 0 with
+        a blocker or > 0 without one; ``t_hold`` < 0; ``dt`` not dividing ``t_hold`` and
+        ``t_step`` or longer than the slowest component carrying the relaxation; a blocker
+        that never binds or never leaves (every channel blocked at the holding equilibrium);
+        a scheme with no conducting state.  Stochastic: a trial mean too noisy to fit (raise
+        ``n_channels`` or ``n_trials``).
+
+    Warns
+    -----
+    UserWarning
+        ``t_hold`` or ``t_step`` longer than :data:`LONG_PHASE` (1 h).
+    RuntimeWarning
+        Complex eigenvalues (a scheme out of detailed balance): the real parts of the time
+        constants and amplitudes are reported.
+
+    Notes
+    -----
+    ``I(t) = I_∞ + Σ_m a_m exp(−t/τ_m)`` exactly, with τ_m = −1/λ_m of the step Q matrix and
+    a_m = (V_step − E_rev)·Σ_i g_i (p_hold A_m)_i, A_m its spectral matrices (Colquhoun &
+    Hawkes 1977, Proc R Soc Lond B 199:231-262; :func:`ketacore.theory.relaxation`).  The time
+    constants are properties of the step conditions alone; the holding state sets the
+    amplitudes.  With the library ``"mg"`` on ``erreger2005_2a`` (1 mM glutamate and Mg2+),
+    −70 → +40 mV, one 75 µs component carries 96 % of the current relaxation (0.31 ms and
+    4.1 ms components 2 % and 1 %).  Kampa et al. 2004 also report slower components (≈ 4 ms
+    and ≈ 300 ms); the ``"kampa2004"`` model, whose Mg2+ also binds closed states and alters
+    gating, has 3.5 ms and 123 ms components after a glutamate pulse (docs/validation.md).
+    """
+    Vh = V_.voltage("V_hold", V_hold)
+    Vs = V_.voltage("V_step", V_step)
+    if Vh == Vs:
+        raise ValueError(f"V_step equals V_hold ({Vh / mV:g} mV): there is no voltage jump")
+    _warn_long("voltage_jump", t_hold=t_hold, t_step=t_step)
+    su = _Setup(gating, blocker, V=Vh, agonist=agonist, also=also, background=background,
+                method=method, n_channels=n_channels, n_trials=n_trials, rng=rng,
+                engine=engine, optional_blocker=True)
+    c = _blocker_concentration(su, concentration, "voltage_jump")
+    if su.blocker is not None:
+        _check_blocker(su.blocker, "voltage_jump",
+                       undefined="no relaxation (every channel is blocked at the holding "
+                                 "equilibrium)",
+                       unbound="nothing relaxes with it",
+                       advice="use trapping() for an irreversible blocker, or give k_off > 0")
+    if t_hold is not None:
+        t_hold = V_.real("t_hold", t_hold, nonnegative=True)
+    if t_step is not None:
+        t_step = V_.duration("t_step", t_step)
+    if dt is not None:
+        dt = V_.real("dt", dt, positive=True)
+    n_exponentials = V_.integer("n_exponentials", n_exponentials, minimum=1, maximum=2)
+    if not np.any(su.g > 0):
+        raise ValueError("voltage_jump: the scheme has no conducting state (every conductance "
+                         "is 0): there is no current")
+    from .theory import relaxation
+    e = float(su.scheme.e_rev)
+    g_ref = float(su.g.max())
+    # exact: holding equilibrium, step equilibrium, relaxation
+    su.V = Vh
+    p_hold = su.equilibrium(True, c)
+    g0_hold = float(su.conductance(su.equilibrium(True)))
+    su.V = Vs
+    g0_step = float(su.conductance(su.equilibrium(True)))
+    rel = relaxation(su.scheme, initial=p_hold, V=Vs, **su.cond(True, c))
+    taus_c = np.asarray(rel.taus)
+    amps_occ = np.asarray(rel.amplitudes)
+    if np.iscomplexobj(taus_c) or np.iscomplexobj(amps_occ):
+        im = np.abs(np.imag(taus_c)).max(initial=0.0)
+        if im > 1e-9 * np.abs(taus_c).max(initial=0.0):
+            warnings.warn("voltage_jump: the step Q matrix has complex eigenvalues (a scheme "
+                          "out of detailed balance; damped oscillating components): the real "
+                          "parts of the time constants and amplitudes are reported",
+                          RuntimeWarning, stacklevel=2)
+    taus = np.real(taus_c)
+    amps_I = np.real(amps_occ) @ su.g * (Vs - e)
+    g_hold = float(su.conductance(p_hold))
+    g_ss = float(su.conductance(np.real(np.asarray(rel.equilibrium))))
+    # grid
+    ct, _ = (_carriers(rel, su.g / g_ref) if taus.size
+             else (np.array([1e-3]), np.array([0.0])))
+    fast, slow = float(np.min(ct)), float(np.max(ct))
+    if t_step is None:
+        t_step = _nice_up(min(8.0 * slow, 1e6))
+        # a grid resolving the fastest carrier would be too long: shorten the trace, down to
+        # _JUMP_MIN_SLOW x the slowest carrier (below that, refused after this)
+        longest = _nice_down(_AUTO_MAX_PHASE_SAMPLES * fast / _STEPS_PER_TAU)
+        if t_step > longest and longest >= _JUMP_MIN_SLOW * slow:
+            t_step = longest
+    hold_default = t_hold is None
+    if hold_default:
+        t_hold = t_step / 10.0
+    if dt is None:
+        n = max(_DEFAULT_PHASE_SAMPLES, math.ceil(t_step * _STEPS_PER_TAU / fast))
+        if hold_default:
+            n = 10 * math.ceil(n / 10)         # t_hold = t_step/10 on the same grid
+        if n > _AUTO_MAX_PHASE_SAMPLES:
+            raise ValueError(
+                f"voltage_jump: the exact relaxation is carried by components from "
+                f"{_time_text(fast)} to {_time_text(slow)}; with t_step={t_step:.3g} s a grid "
+                f"resolving {_time_text(fast)} needs {n:.6g} samples (> "
+                f"{_AUTO_MAX_PHASE_SAMPLES} automatic); pass t_step <= "
+                f"{(_AUTO_MAX_PHASE_SAMPLES - 1) * fast / _STEPS_PER_TAU:.3g} s for the fast "
+                "part, or t_step and dt for the slow part")
+        h = t_step / n
+        if not hold_default and t_hold > 0 and abs(t_hold / h - round(t_hold / h)) > 1e-6:
+            h = _common_grid(h, t_hold, t_step, names=("t_hold", "t_step"))
+    else:
+        h = dt
+        for name, x in (("t_step", t_step), ("t_hold", t_hold)):
+            if abs(x / h - round(x / h)) > 1e-6:
+                raise ValueError(f"dt={h:g} s does not divide {name}={x:g} s: the jump must "
+                                 "fall on the grid; choose dt = t_hold/k and t_step/m")
+        if h > t_step:
+            raise ValueError(f"dt={h:g} s is longer than t_step={t_step:g} s")
+        if h > slow:
+            raise ValueError(f"dt={h:g} s is longer than the slowest exact component carrying "
+                             f"the relaxation ({_time_text(slow)}): the trace cannot resolve "
+                             "it; pass a smaller dt (default: >= 4 steps in the fastest)")
+    n_hold = int(round(t_hold / h))
+    n_step = int(round(t_step / h))
+    n_tot = _grid_points("voltage_jump (t_hold + t_step) / dt", t_hold + t_step, h)
+    su.check_run("voltage_jump", n_tot)
+    cond = su.cond(True, c)
+    steps = ([Step(t_hold, V=Vh, **cond)] if n_hold > 0 else []) + [Step(t_step, V=Vs, **cond)]
+    protocol = Protocol(steps)
+    time, occ = su.run(protocol, h, p_hold)
+    Vt = protocol.voltage_at(time, h)
+    cur = (occ @ su.g) * (Vt - e)                   # (trials, samples), A
+    cur_m, cur_s = _mean_se(cur)
+    if su.method == "exact":
+        cur_s = np.zeros_like(cur_m)
+    t_rel = time - time[n_hold]
+    # fit after the jump (scaled to O(1): the flatness tests of the fit are absolute)
+    after = slice(n_hold, None)
+    tt = t_rel[after]
+    scale = max(abs(g_hold * (Vs - e)), abs(g_ss * (Vs - e)), float(np.abs(cur_m).max()))
+    fit_taus = fit_amps = np.full(n_exponentials, np.nan)
+    fit_tau = fit_se = float("nan")
+    fit_offset = float("nan")
+    note = None
+    total = float(np.abs(amps_I).sum())
+    if not scale > 0 or not total > 1e-9 * scale:
+        note = ("no relaxation of the current after the jump"
+                + (" (V_step is the reversal potential)" if Vs == e else ""))
+    elif su.method == "exact":
+        try:
+            ft, fa, fc, _, fit_se = _fit_exponentials(tt, cur_m[after] / scale,
+                                                      n_exponentials, weighted_se=True)
+            fit_taus, fit_amps, fit_offset = ft, fa * scale, fc * scale
+            w = np.abs(fa) / np.abs(fa).sum()
+            fit_tau = float(np.sum(w * ft))
+        except (ValueError, RuntimeError) as exc:
+            note = f"the exponential fit failed: {exc}"
+    else:
+        n_open = su.n_channels * g_hold / g_ref
+        try:
+            fit_tau, _, _, fit_se = _fit_trials(tt, cur[:, after] / scale, n_exponentials)
+            ft, fa, fc, _ = _fit_exponentials(tt, cur_m[after] / scale, n_exponentials,
+                                              noisy=True)
+            fit_taus, fit_amps, fit_offset = ft, fa * scale, fc * scale
+        except _TooNoisy as exc:
+            raise ValueError(
+                f"voltage_jump: the simulated current after the jump is too noisy to fit "
+                f"({exc}): about {n_open:.3g} of the {su.n_channels} channels conduct at the "
+                f"holding equilibrium; raise n_channels (now {su.n_channels}) or n_trials "
+                f"(now {su.n_trials})") from None
+    if math.isfinite(fit_tau) and fit_tau < _MIN_FIT_STEPS * h:
+        note = (f"the fitted tau {_time_text(fit_tau)} spans fewer than {_MIN_FIT_STEPS} grid "
+                f"steps (dt = {h:.3g} s): it does not resolve the relaxation; use the exact "
+                "components or a finer dt")
+        warnings.warn(f"voltage_jump: {note}", RuntimeWarning, stacklevel=2)
+    meta = su.meta()
+    meta.update(V=float("nan"), V_hold=Vh, V_step=Vs, concentration=c, t_hold=float(n_hold * h),
+                t_step=float(n_step * h), dt=float(h), fit_note=note, fit_offset=fit_offset)
+    return VoltageJumpResult(
+        time=_frozen(t_rel), current=_frozen(cur_m), current_se=_frozen(cur_s), V_hold=Vh,
+        V_step=Vs, concentration=c, holding_current=g_hold * (Vh - e),
+        instantaneous_current=g_hold * (Vs - e), steady_current=g_ss * (Vs - e),
+        holding_fraction=g_hold / g0_hold if g0_hold > 0 else float("nan"),
+        steady_fraction=g_ss / g0_step if g0_step > 0 else float("nan"),
+        taus=_frozen(taus), amplitudes=_frozen(amps_I), relaxation=rel,
+        fit_taus=_frozen(fit_taus), fit_amplitudes=_frozen(fit_amps), fit_tau=float(fit_tau),
+        fit_tau_se=float(fit_se), n_exponentials=n_exponentials, meta=meta)
