@@ -1302,12 +1302,17 @@ class WoodhullResult(_ResultBase):
     def summary(self) -> str:
         m = self.meta
         ext = self._ext()
+        exact = m.get("method") == "exact"
         lines = [
             f"Woodhull fit for {m['blocker']} on {m['gating']} ({len(self.voltages)} voltages, "
             f"{self.voltages.min() / mV:g} to {self.voltages.max() / mV:g} mV, "
             f"{self.temperature:.2f} K)",
-            f"  z*delta = {_pm(self.z_delta, self.z_delta_se, fmt='.4g')}, Kd(0 mV) = "
-            f"{_conc_pm(self.kd0, self.kd0_se, '.4g')}"]
+            # (no ± for a fit to exact points: the covariance then measures how far the Woodhull
+            # law misses them -- printed as such -- not an uncertainty; as IC50Result)
+            f"  z*delta = {_pm(self.z_delta, 0.0 if exact else self.z_delta_se, fmt='.4g')}, "
+            f"Kd(0 mV) = {_conc_pm(self.kd0, 0.0 if exact else self.kd0_se, '.4g')}"
+            + (f" (fit to exact IC50s; its residual SE {self.z_delta_se:.2g} for z*delta is "
+               "the Woodhull law's misfit, not an uncertainty)" if exact else "")]
         if ext.any():
             lines.append(f"  EXTRAPOLATED IC50 (Hill fit beyond the tested concentrations) at "
                          f"{', '.join(f'{v / mV:g}' for v in self.voltages[ext])} mV: the fit "
@@ -1573,6 +1578,7 @@ class BlockKineticsResult(_ResultBase):
 
     def summary(self) -> str:
         m = self.meta
+        exact = m.get("method") == "exact"
         def theory(taus, amps) -> str:
             a = np.abs(amps)
             big = [f"{x:.3g}" for x, y in zip(taus, a) if y >= 0.1 * a.max()]
@@ -1582,10 +1588,11 @@ class BlockKineticsResult(_ResultBase):
         return "\n".join([
             f"block kinetics of {m['blocker']} ({_conc_text(self.concentration, '.4g')}) on "
             f"{m['gating']} at {m['V'] / mV:g} mV",
-            f"  onset   tau = {_pm(self.tau_on, self.tau_on_se, fmt='.4g')} s "
+            # (no ± for a fit to an exact trace: see IC50Result._fit_se)
+            f"  onset   tau = {_pm(self.tau_on, 0.0 if exact else self.tau_on_se, fmt='.4g')} s "
             f"({theory(self.theory_taus_on, self.theory_amps_on)}); "
             f"steady I/I0 = {self.steady_fraction:.4g}",
-            f"  recovery tau = {_pm(self.tau_off, self.tau_off_se, fmt='.4g')} s "
+            f"  recovery tau = {_pm(self.tau_off, 0.0 if exact else self.tau_off_se, fmt='.4g')} s "
             f"({theory(self.theory_taus_off, self.theory_amps_off)})",
             f"  apparent k_on = {self.k_on_apparent:.4g} /M/s, k_off = "
             f"{self.k_off_apparent:.4g} /s"]

@@ -287,6 +287,26 @@ def test_exact_hill_fits_print_no_standard_error():
     assert "±" in st.bound() and "±" in st.summary().splitlines()[1]
 
 
+def test_exact_woodhull_and_block_kinetics_fits_print_no_standard_error():
+    """The same rule for the Woodhull law (whose misfit to exact IC50s is printed as such) and
+    for the exponential fits of block_kinetics; stochastic fits keep their ± SE."""
+    V = np.array([-100, -80, -60, -40]) * mV
+    w = E.woodhull(G, "ketamine", V)
+    assert w.meta["method"] == "exact" and w.z_delta_se > 0       # (a misfit, stored)
+    line = w.summary().splitlines()[1]
+    assert "±" not in line and "misfit, not an uncertainty" in line
+    assert f"{w.z_delta_se:.2g}" in line
+    k = E.block_kinetics(G, "ketamine", 10 * uM)
+    assert k.tau_on_se > 0 and k.tau_off_se > 0
+    text = k.summary().splitlines()
+    assert text[1].startswith("  onset   tau = ") and "±" not in text[1]
+    assert text[2].startswith("  recovery tau = ") and "±" not in text[2]
+    ks = E.block_kinetics(G, "ketamine", 10 * uM, method="stochastic", n_trials=4,
+                          n_channels=10000, rng=1)
+    text = ks.summary().splitlines()
+    assert "±" in text[1] and "±" in text[2]
+
+
 # =========================================================================== C5
 @pytest.mark.parametrize("c, text", [
     (1e-3, "1 mM"), (7.10003e-7, "0.71 uM"), (5e-8, "50 nM"), (1e-7, "0.1 uM"),
