@@ -1310,9 +1310,10 @@ class WoodhullResult(_ResultBase):
             # (no ± for a fit to exact points: the covariance then measures how far the Woodhull
             # law misses them -- printed as such -- not an uncertainty; as IC50Result)
             f"  z*delta = {_pm(self.z_delta, 0.0 if exact else self.z_delta_se, fmt='.4g')}, "
-            f"Kd(0 mV) = {_conc_pm(self.kd0, 0.0 if exact else self.kd0_se, '.4g')}"
-            + (f" (fit to exact IC50s; its residual SE {self.z_delta_se:.2g} for z*delta is "
-               "the Woodhull law's misfit, not an uncertainty)" if exact else "")]
+            f"Kd(0 mV) = {_conc_pm(self.kd0, 0.0 if exact else self.kd0_se, '.4g')}"]
+        if exact and math.isfinite(self.z_delta_se) and self.z_delta_se > 0:
+            lines.append(f"  (a fit to exact IC50s: its residual SE {self.z_delta_se:.2g} for z*delta "
+                         "is the Woodhull law's misfit, not an uncertainty)")
         if ext.any():
             lines.append(f"  EXTRAPOLATED IC50 (Hill fit beyond the tested concentrations) at "
                          f"{', '.join(f'{v / mV:g}' for v in self.voltages[ext])} mV: the fit "

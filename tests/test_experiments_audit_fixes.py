@@ -293,9 +293,9 @@ def test_exact_woodhull_and_block_kinetics_fits_print_no_standard_error():
     V = np.array([-100, -80, -60, -40]) * mV
     w = E.woodhull(G, "ketamine", V)
     assert w.meta["method"] == "exact" and w.z_delta_se > 0       # (a misfit, stored)
-    line = w.summary().splitlines()[1]
-    assert "±" not in line and "misfit, not an uncertainty" in line
-    assert f"{w.z_delta_se:.2g}" in line
+    line, note = w.summary().splitlines()[1:3]
+    assert "±" not in line and "misfit, not an uncertainty" in note
+    assert f"{w.z_delta_se:.2g}" in note
     k = E.block_kinetics(G, "ketamine", 10 * uM)
     assert k.tau_on_se > 0 and k.tau_off_se > 0
     text = k.summary().splitlines()
