@@ -674,11 +674,15 @@ def _engine_calls():
         "use_dependence": lambda **kw: EXP.use_dependence(g, b, 1e-6, [0.0, 10.0],
                                                           duration=0.3, washout=0.2,
                                                           n_samples=10, **kw),
+        "iv_curve": lambda **kw: EXP.iv_curve(g, b, 1e-6, [-0.08, -0.04], **kw),
+        "voltage_jump": lambda **kw: EXP.voltage_jump(
+            g, b, 1e-5, -0.08, 0.04, **({**kw, "n_channels": 400} if "n_channels" in kw else kw)),
     }, st
 
 
 @pytest.mark.parametrize("fn", ["ic50", "woodhull", "block_kinetics", "trapping",
-                                "use_dependence"])
+                                "use_dependence", "iv_curve", "voltage_jump"])
+@pytest.mark.filterwarnings("ignore:trapping. tau_recovery.*extrapolated:UserWarning")  # (0.2 s recovery)
 @pytest.mark.filterwarnings("ignore:(ic50|trapping).*(extrapolat|no peak within):RuntimeWarning")  # a fast protocol: the extrapolated-IC50 / unpeaked-response warnings are expected here
 def test_experiment_engine_is_the_simulate_method(monkeypatch, fn):
     """``engine`` is documented as the :func:`ketacore.simulate` method of the stochastic
@@ -938,7 +942,8 @@ def test_plot_max_trials(plot_mod, max_trials, n_drawn):
 
 
 @pytest.mark.parametrize("fn", ["ic50", "woodhull", "block_kinetics", "trapping",
-                                "use_dependence"])
+                                "use_dependence", "iv_curve", "voltage_jump"])
+@pytest.mark.filterwarnings("ignore:trapping. tau_recovery.*extrapolated:UserWarning")  # (0.2 s recovery)
 @pytest.mark.filterwarnings("ignore:(ic50|trapping).*(extrapolat|no peak within):RuntimeWarning")  # a fast protocol: the extrapolated-IC50 / unpeaked-response warnings are expected here
 def test_refused_experiment_does_not_advance_the_callers_generator(fn):
     """A numpy Generator passed as ``rng`` is drawn from only after every argument is

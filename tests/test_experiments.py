@@ -683,8 +683,9 @@ def test_never_leaving_blocker_still_has_a_peak_ic50_and_trapping():
 def test_trapping_summary_when_recovery_is_incomplete():
     """A re-application too short for block to fall below 5 % of trapped printed
     'block < 5 % of trapped after nan s'; it now says recovery was not reached."""
-    r = E.trapping("erreger2005_2a", "ketamine", 10 * uM, t_recovery=0.5)
-    assert np.isnan(r.t_recovered)
+    with pytest.warns(UserWarning, match=r"tau_recovery = .* is extrapolated"):
+        r = E.trapping("erreger2005_2a", "ketamine", 10 * uM, t_recovery=0.5)
+    assert np.isnan(r.t_recovered) and r.tau_recovery_extrapolated
     text = r.summary()
     assert "nan" not in text
     assert "block still >= 5 % of trapped at the end of the 0.5 s re-application" in text
