@@ -99,3 +99,19 @@ def stream(entropy, trial: int, block: int = 0) -> np.random.Generator:
     """numpy Generator with the same stream ketacore uses for ``trial`` (and channel ``block``)."""
     key = (int(trial),) if block == 0 else (int(trial), int(block))
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy, spawn_key=key)))
+
+
+def generator(rng, name: str = "rng") -> np.random.Generator:
+    """A numpy Generator for a SPEC 7 ``rng`` argument of a sampling method, exactly
+    ``numpy.random.default_rng(rng)`` (so a seed gives numpy's stream), after a check that
+    names ``rng``: None, an int >= 0, a SeedSequence, a BitGenerator or a Generator (used as is,
+    and advanced)."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, bool) or not (rng is None or isinstance(rng, (numbers.Integral, np.integer))
+                                     or isinstance(rng, (np.random.SeedSequence, np.random.BitGenerator))):
+        raise TypeError(f"{name} must be None, an int >= 0, a numpy SeedSequence, BitGenerator or "
+                        f"Generator; got {type(rng).__name__}")
+    if isinstance(rng, (numbers.Integral, np.integer)) and int(rng) < 0:
+        raise ValueError(f"{name} must be a non-negative integer seed; got {int(rng)}")
+    return np.random.default_rng(rng)

@@ -1349,11 +1349,16 @@ def concatenate(parts: Sequence[Any]) -> "SimulationResult | EventLog":
             return a is b
         return np.array_equal(np.asarray(a), np.asarray(b))
 
+    def show_protocol(pr) -> str:
+        if pr is None:
+            return "none stored (a log made before protocols were kept, or built by hand)"
+        return f"{len(pr.steps)} step(s), {pr.duration:g} s"
+
     same("ketacore version", lambda p: getattr(p, "version", None))
     same("root entropy (rng)", lambda p: p.entropy)
     same("scheme", lambda p: p.scheme, show=lambda s: repr(getattr(s, "name", s)))
     if kind is SimulationResult:
-        same("protocol", lambda p: p.protocol, show=lambda p: "a protocol")
+        same("protocol", lambda p: p.protocol, show=show_protocol)
         same("dt (s)", lambda p: p.dt)
         same("n_samples", lambda p: p.n_samples)
         same("n_channels", lambda p: p.n_channels)
@@ -1362,7 +1367,7 @@ def concatenate(parts: Sequence[Any]) -> "SimulationResult | EventLog":
              show=lambda v: V_.plain(np.asarray(v)))
     else:
         same("t_end (s)", lambda p: p.t_end)
-        same("protocol", lambda p: getattr(p, "protocol", None), show=lambda p: "a protocol")
+        same("protocol", lambda p: getattr(p, "protocol", None), show=show_protocol)
         same("initial distribution", lambda p: getattr(p, "initial", None), arrays_equal,
              show=lambda v: V_.plain(None if v is None else np.asarray(v)))
     trials = np.concatenate([np.asarray(p.trials, dtype=np.uint64) for p in parts])

@@ -245,8 +245,12 @@ def test_event_logs_of_different_simulations_are_refused():
     a = kc.simulate_events(scheme, p, rng=1, trials=range(0, 2))
     other_p = kc.Protocol([kc.Step(10 * ms, V=-50 * mV, A=1e-6)])     # same duration
     assert other_p.duration == p.duration
-    with pytest.raises(ValueError, match="protocol"):
+    with pytest.raises(ValueError, match=r"protocol \(2 step\(s\), 0.01 s and 1 step\(s\), 0.01 s\)"):
         kc.concatenate([a, kc.simulate_events(scheme, other_p, rng=1, trials=range(2, 3))])
+    old = kc.simulate_events(scheme, p, rng=1, trials=range(2, 3))
+    old.protocol = None                                  # (as a log pickled before protocols were kept)
+    with pytest.raises(ValueError, match="none stored"):
+        kc.concatenate([a, old])
     with pytest.raises(ValueError, match="initial distribution"):
         kc.concatenate([a, kc.simulate_events(scheme, p, rng=1, trials=range(2, 3),
                                               initial=[0, 0, 1, 0, 0])])   # (rest: all in R)

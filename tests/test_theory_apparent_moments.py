@@ -267,3 +267,18 @@ def test_sample_n_validation():
     for bad in (2.5, "3", True, None):
         with pytest.raises(TypeError, match=r"\bn\b"):
             a.sample(bad)
+
+
+@pytest.mark.parametrize("bad, exc", [(1.5, TypeError), (True, TypeError), ("1", TypeError),
+                                      (-1, ValueError)])
+def test_sample_rng_is_checked_by_name(bad, exc):
+    """rng of both samplers (HJC apparent and ideal mixtures) is checked and named; a seed
+    gives numpy's default_rng stream, so values are those numpy's Generator gives."""
+    ch82 = kc.models.get("ch82")
+    app = kc.theory.apparent_dwell_times(ch82, "open", t_res=50e-6, agonist=1e-7)
+    for sampler in (app.sample, app.ideal.sample):
+        with pytest.raises(exc, match="rng must be"):
+            sampler(3, rng=bad)
+    a = app.ideal.sample(5, rng=np.random.default_rng(7))
+    np.testing.assert_array_equal(app.ideal.sample(5, rng=7), a)
+    np.testing.assert_array_equal(app.sample(4, rng=np.random.SeedSequence(3)), app.sample(4, rng=3))
