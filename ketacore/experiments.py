@@ -3190,6 +3190,13 @@ def iv_curve(gating: Scheme | str, blocker: Any = None, concentration: float = 0
                              f"{dur:g} s")
         n_run = _grid_points("iv_curve (stochastic steady state, duration / dt)", dur, h)
         su.check_run("iv_curve", n_run, n_runs=2)
+    else:
+        # the exact steady state is the equilibrium: no protocol, so nothing would use them
+        unused = [k for k, v in (("duration", duration), ("dt", dt)) if v is not None]
+        if unused:
+            raise ValueError(f"iv_curve: {' and '.join(unused)} would be unused: the exact steady "
+                             "I-V is the equilibrium under each voltage, with no protocol; they "
+                             "set kind='peak' or method='stochastic' runs")
     has_b = su.blocker is not None
 
     def steady_exact(cc: float) -> tuple[float, float]:

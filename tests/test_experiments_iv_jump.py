@@ -469,8 +469,9 @@ def test_engine_is_the_simulate_method_and_exact_simulates_nothing(monkeypatch, 
         return orig(*a, **kw)
     monkeypatch.setattr(mod, "simulate", spy)
     calls = {
+        # (duration only for the stochastic run: the exact steady I-V refuses an unused one)
         "iv_curve": lambda **kw: E.iv_curve(two_state(), seq(), 10 * uM, [-0.08, 0.0],
-                                            duration=0.05, **kw),
+                                            **({"duration": 0.05} if "method" in kw else {}), **kw),
         "voltage_jump": lambda **kw: E.voltage_jump(two_state(), seq(), 10 * uM, -0.08, 0.03,
                                                     t_hold=1e-3, t_step=5e-3, dt=1e-5, **kw),
     }
@@ -522,3 +523,14 @@ def test_stochastic_peak_ic50_uses_the_exact_peak_time(monkeypatch):
     E.ic50("destexhe1994", "ketamine", [1e-5, 1e-4, 1e-3], kind="peak", method="stochastic",
            n_channels=50, n_trials=4, rng=1)
     assert len(calls) == 4          # the control and the three concentrations
+
+
+def test_exact_steady_iv_refuses_unused_duration_and_dt():
+    """As rng and n_channels: the exact steady I-V (an equilibrium) has no protocol, so a
+    duration or dt given to it would be silently ignored."""
+    with pytest.raises(ValueError, match="duration would be unused"):
+        E.iv_curve("destexhe1994", "ketamine", 1 * uM, [-60 * mV], duration=1.0)
+    with pytest.raises(ValueError, match="duration and dt would be unused"):
+        E.iv_curve("destexhe1994", "ketamine", 1 * uM, [-60 * mV], duration=1.0, dt=1e-3)
+    # (used by the peak and stochastic kinds)
+    E.iv_curve("destexhe1994", "ketamine", 1 * uM, [-60 * mV], kind="peak", duration=0.1, dt=1e-4)
