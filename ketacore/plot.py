@@ -172,7 +172,7 @@ def _check_point(ds, point, what: str = "point") -> dict:
     dimension; ValueError/TypeError naming ``point`` otherwise.  A value is an integer index
     (negative from the end), or a coordinate value: a float in SI units (``1e-6`` for 1 µM), a
     quantity string (``"1 uM"``, ``"-30 mV"``) or, on a model axis, the model's name; a float
-    value matches a coordinate to 1e-9 relative."""
+    value matches a coordinate to 1e-6 relative (a float32 value included)."""
     if not isinstance(point, dict):
         raise TypeError(f"{what} must be a dict {{sweep dimension: index or value}}, got "
                         f"{type(point).__name__}")
@@ -200,7 +200,7 @@ def _check_point(ds, point, what: str = "point") -> dict:
         if coords.dtype.kind in "OUS":                         # (model names)
             hit = [k for k, c in enumerate(coords) if str(c) == str(value)]
         elif isinstance(value, (float, np.floating)) and not isinstance(value, bool):
-            tol = 1e-9 * np.maximum(np.abs(coords.astype(float)), abs(float(value)))
+            tol = 1e-6 * np.maximum(np.abs(coords.astype(float)), abs(float(value)))
             hit = list(np.flatnonzero(np.abs(coords.astype(float) - float(value)) <= tol))
         else:
             raise TypeError(f"{what}[{d!r}] must be an integer index in [0, {n}) or one of its "
@@ -315,7 +315,7 @@ def current_traces(ds, point: dict | None = None, path: str | os.PathLike | None
         (``record="summary"``, which keeps no per-trial current).
     point : dict, optional
         Study Datasets only: sweep dimension -> integer index or coordinate value (a float in
-        SI units, a quantity string such as ``"1 uM"``, a model name), for every sweep
+        SI units, matched to 1e-6; a quantity string such as ``"1 uM"``; a model name), for every sweep
         dimension (default: the middle point).  A single run has no sweep points (``None``).
     path : str or PathLike, optional
         Where to save the PNG.
@@ -458,7 +458,7 @@ def occupancy(ds, point: dict | None = None, path: str | os.PathLike | None = No
         fraction of channels in each state).
     point : dict, optional
         Study Datasets only: sweep dimension -> integer index or coordinate value (a float in
-        SI units, a quantity string such as ``"1 uM"``, a model name), for every sweep
+        SI units, matched to 1e-6; a quantity string such as ``"1 uM"``; a model name), for every sweep
         dimension (default: the last point).  A single run has no sweep points (``None``).
     path : str or PathLike, optional
         Where to save the PNG.

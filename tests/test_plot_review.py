@@ -167,10 +167,10 @@ def test_study_point_is_checked(plain):
             plot.current_traces(plain, point={"ketamine": wrong})
     # a coordinate value (user audit: the README selects by value): SI float or quantity string
     ref = fig.axes[0].get_title()
-    for by_value in (3e-6, 3e-6 * (1 + 1e-12), "3 uM", "3e-6", np.float64(3e-6), -1):
+    for by_value in (3e-6, 3e-6 * (1 + 1e-12), "3 uM", "3e-6", np.float64(3e-6), np.float32(3e-6), -1):
         f2 = plot.current_traces(plain, point={"ketamine": by_value})
         assert f2.axes[0].get_title() == ref, by_value
-    for wrong in (1.0, "1", "3 mM", 3.1e-6, "3 uM + "):
+    for wrong in (1.0, "1", "3 mM", 3.1e-6, 3e-6 * (1 + 3e-6), "3 uM + "):
         with pytest.raises(ValueError, match=r"point\['ketamine'\]"):
             plot.current_traces(plain, point={"ketamine": wrong})
     with pytest.raises(ValueError, match=r"= 1.0 is not one of its values \[1e-06, 3e-06\]"):
