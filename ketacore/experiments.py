@@ -206,6 +206,30 @@ def _gating(g: Any) -> Scheme:
     return g
 
 
+def _temperature(value: Any) -> float | None:
+    """The experiment ``temperature`` (K), or None (the gating scheme's own temperature):
+    :func:`ketacore._validate.temperature` (a real number in 200-400 K; TypeError for a bool
+    or a non-number, ValueError for NaN), with the advice for a value in degrees Celsius
+    (``35`` -> ``ketacore.units.celsius(35)``)."""
+    if value is None:
+        return None
+    try:
+        return V_.temperature("temperature", value)
+    except ValueError as exc:
+        t = float(value)
+        if math.isfinite(t) and -100.0 <= t <= 100.0:
+            raise ValueError(
+                f"temperature={_plain(value)} K is outside [{V_.TEMPERATURE_RANGE[0]:g}, "
+                f"{V_.TEMPERATURE_RANGE[1]:g}] K: temperatures are in kelvin -- for "
+                f"{t:g} °C write ketacore.units.celsius({t:g}) (= {t + 273.15:g} K)") from None
+        raise exc from None
+
+
+def _temperature_text(T: float) -> str:
+    """A temperature (K) as text in °C, ``35.0 °C`` (the unit experimentalists quote)."""
+    return f"{T - 273.15:.1f} °C"
+
+
 def _conc_map(name: str, m: Any, allowed: Sequence[str], hint=None) -> dict[str, float]:
     """``m`` as {ligand: concentration (M)}; TypeError/ValueError naming ``name``.  ``hint``
     (optional) maps an unknown ligand name to advice appended to the ValueError."""
@@ -274,7 +298,7 @@ class _Setup:
     """Validated common inputs: composed scheme, blocker, conditions, stochastic options."""
 
     def __init__(self, gating, blocker, *, V, agonist, also, background, method, n_channels,
-                 n_trials, rng, engine, optional_blocker: bool = False):
+                 n_trials, rng, engine, optional_blocker: bool = False, temperature=None):
         self.gating = _gating(gating)
         # optional_blocker (iv_curve, voltage_jump): blocker=None studies the drug-free scheme
         # (gating + also), with no blocked states of a studied blocker
@@ -308,7 +332,12 @@ class _Setup:
         self.blocked = np.array([bool(tags & set(st.split("·")[1:]))
                                  for st in self.scheme.states])
         self.g = np.asarray(self.scheme.conductance, dtype=float)
-        self.T = self.scheme.temperature
+        # temperature (K) of every step, equilibrium and relaxation of the experiment: None
+        # leaves every condition at the scheme's own temperature (the calls are then exactly
+        # those made without the option); ``tkw`` is splatted into the theory calls
+        self.temperature = _temperature(temperature)
+        self.tkw = {} if self.temperature is None else {"temperature": self.temperature}
+        self.T = self.scheme.temperature if self.temperature is None else self.temperature
         # stochastic options
         if not isinstance(method, str) or method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -377,8 +406,11 @@ class _Setup:
             d[self.ligand] = c
         return d
 
-    def step(self, duration: float, agonist: bool, c: float = 0.0) -> Step:
-        return Step(duration, V=self.V, **self.cond(agonist, c))
+    def step(self, duration: float, agonist: bool, c: float = 0.0,
+             V: float | None = None) -> Step:
+        """One protocol step at the experiment's voltage (or ``V``) and temperature."""
+        return Step(duration, V=self.V if V is None else V, temperature=self.temperature,
+                    **self.cond(agonist, c))
 
     def equilibrium(self, agonist: bool, c: float = 0.0) -> np.ndarray:
         """Equilibrium occupancy of the composed scheme.  Without blocker it is the
@@ -388,8 +420,8 @@ class _Setup:
         state reached from drug-free rest (:func:`ketacore.theory.rest_state`)."""
         from .theory import rest_state
         if c > 0:
-            return rest_state(self.scheme, V=self.V, **self.cond(agonist, c))
-        pb = rest_state(self.base, V=self.V, **self.cond(agonist))
+            return rest_state(self.scheme, V=self.V, **self.tkw, **self.cond(agonist, c))
+        pb = rest_state(self.base, V=self.V, **self.tkw, **self.cond(agonist))
         p = np.zeros(self.scheme.n_states)
         p[self.scheme.indices(self.base.states)] = pb
         return p
@@ -425,9 +457,19 @@ class _Setup:
         r = solve(self.scheme, protocol, dt, initial=_normalised(initial))
         return r.time, r.occupancy
 
+    def relaxation(self, initial: np.ndarray, agonist: bool, c: float = 0.0,
+                   V: float | None = None):
+        """:func:`ketacore.theory.relaxation` of the composed scheme from ``initial`` under
+        the experiment's conditions (voltage ``V``, default the experiment's, and
+        temperature)."""
+        from .theory import relaxation
+        return relaxation(self.scheme, initial=initial, V=self.V if V is None else V,
+                          **self.tkw, **self.cond(agonist, c))
+
     def meta(self) -> dict[str, Any]:
         return dict(gating=self.gating.name,
                     blocker=self.blocker.name if self.blocker is not None else None, V=self.V,
+                    temperature=float(self.T),
                     agonist=dict(self.agonist), background=dict(self.background),
                     method=self.method, n_channels=self.n_channels, n_trials=self.n_trials,
                     entropy=self.entropy)
@@ -758,6 +800,14 @@ def _conc_pm(x: float, se: float, fmt: str = ".3g") -> str:
     return f"{_pm(x, se if se is not None else 0.0, 1.0 / scale, fmt)} {unit}"
 
 
+def _temperature_suffix(meta: Mapping[str, Any]) -> str:
+    """``", 35.0 °C"``: the experiment temperature (``meta["temperature"]``, K) printed after
+    the voltage in every ``summary()`` (always, the scheme's own temperature too); empty for
+    a result whose meta does not record it."""
+    T = meta.get("temperature")
+    return f", {_temperature_text(T)}" if T is not None else ""
+
+
 def _method_line(meta: Mapping[str, Any]) -> str:
     if meta["method"] == "exact":
         return "method: exact (master equation / equilibrium theory)"
@@ -790,7 +840,8 @@ class IC50Result(_ResultBase):
         equilibrium I/I0 = 1/2 (root finding, no curve fit); otherwise None.
     kind : {"steady", "peak"}
     meta : dict
-        Gating model, blocker, V (V), agonist, method and stochastic settings.
+        Gating model, blocker, V (V), temperature (K), agonist, method and stochastic
+        settings.
     extrapolated : bool
         True when the reported IC50 is an extrapolation of a fit -- the one rule that
         :func:`ic50` and :func:`woodhull` share: there is no exact IC50 (``ic50_exact`` is
@@ -869,7 +920,8 @@ class IC50Result(_ResultBase):
     def summary(self) -> str:
         m = self.meta
         n = len(self.concentrations)
-        lines = [f"{self.kind} IC50 of {m['blocker']} on {m['gating']} at {m['V'] / mV:g} mV"]
+        lines = [f"{self.kind} IC50 of {m['blocker']} on {m['gating']} at {m['V'] / mV:g} mV"
+                 + _temperature_suffix(m)]
         if self.extrapolated:
             lines += [f"  {self.bound()}",
                       f"  Hill fit (extrapolated, not determined by the data): "
@@ -1047,7 +1099,7 @@ def ic50(gating: Scheme | str, blocker: Any, concentrations: Any = None, *,
          background: Mapping[str, float] | None = None,
          duration: float | None = None, preincubation: float = 10 * s, dt: float | None = None,
          method: str = "exact", n_channels: int | None = None, n_trials: int | None = None,
-         rng: Any = None, engine: str = "auto") -> IC50Result:
+         rng: Any = None, engine: str = "auto", temperature: float | None = None) -> IC50Result:
     """Inhibition curve (I/I0 against blocker concentration) with a Hill fit.
 
     Parameters
@@ -1092,6 +1144,14 @@ def ic50(gating: Scheme | str, blocker: Any, concentrations: Any = None, *,
         root entropy; a numpy Generator is drawn from (advancing it: repeated calls give
         independent replicates).  The entropy is stored in ``result.meta["entropy"]`` and
         ``rng=result.meta["entropy"]`` reproduces the run.
+    temperature : float, optional
+        K; default the gating scheme's temperature (``gating.temperature``, e.g. 295.15 K =
+        22 °C for ``erreger2005_2a``).  Every step, equilibrium and relaxation of the
+        experiment (control and drug, exact and stochastic) is taken at it: rates with a
+        ``q10`` (gating and blocker) and the Woodhull factor exp(zδFV/RT) of the blocker's
+        K_B(V, T).  In kelvin: 35 °C is ``ketacore.units.celsius(35)`` (a value such as 35 is
+        refused).  Recorded in ``result.meta["temperature"]`` (K, also when defaulted) and
+        printed by ``summary()`` in °C.
 
     Returns
     -------
@@ -1130,7 +1190,8 @@ def ic50(gating: Scheme | str, blocker: Any, concentrations: Any = None, *,
     _warn_long("ic50", duration=duration, preincubation=preincubation)
     r = _ic50(gating, blocker, concentrations, V=V, agonist=agonist, kind=kind, also=also,
               background=background, duration=duration, preincubation=preincubation, dt=dt,
-              method=method, n_channels=n_channels, n_trials=n_trials, rng=rng, engine=engine)
+              method=method, n_channels=n_channels, n_trials=n_trials, rng=rng, engine=engine,
+              temperature=temperature)
     if r.extrapolated:      # the shared rule: a fitted IC50 beyond the data, never an exact one
         warnings.warn(f"ic50: {r.bound()}; the Hill-fit IC50 {_conc_text(r.ic50)} is an "
                       "extrapolation of the Hill equation beyond the data (its SE does not "
@@ -1141,10 +1202,12 @@ def ic50(gating: Scheme | str, blocker: Any, concentrations: Any = None, *,
 
 
 def _ic50(gating, blocker, concentrations, *, V, agonist, kind, also, background, duration,
-          preincubation, dt, method, n_channels, n_trials, rng, engine) -> IC50Result:
+          preincubation, dt, method, n_channels, n_trials, rng, engine,
+          temperature=None) -> IC50Result:
     """:func:`ic50` without the extrapolation warning (woodhull issues its own)."""
     su = _Setup(gating, blocker, V=V, agonist=agonist, also=also, background=background,
-                method=method, n_channels=n_channels, n_trials=n_trials, rng=rng, engine=engine)
+                method=method, n_channels=n_channels, n_trials=n_trials, rng=rng, engine=engine,
+                temperature=temperature)
     if kind not in ("steady", "peak"):
         raise ValueError(f"kind must be 'steady' or 'peak', got {kind!r}")
     _check_blocker(su.blocker, "ic50", steady=kind == "steady",
@@ -1275,7 +1338,8 @@ class WoodhullResult(_ResultBase):
     kd0, kd0_se : float
         Fitted apparent dissociation constant at 0 mV (M) and its SE.
     temperature : float
-        Temperature (K) used for RT/F.
+        Temperature (K) of the experiment (the ``temperature`` of :func:`woodhull`, by default
+        the gating scheme's), used for every IC50 and for RT/F.
     meta : dict
     extrapolated : ndarray of bool
         Per voltage: the IC50 used there is an extrapolated Hill fit -- the
@@ -1316,7 +1380,7 @@ class WoodhullResult(_ResultBase):
         lines = [
             f"Woodhull fit for {m['blocker']} on {m['gating']} ({len(self.voltages)} voltages, "
             f"{self.voltages.min() / mV:g} to {self.voltages.max() / mV:g} mV, "
-            f"{self.temperature:.2f} K)",
+            f"{self.temperature:.2f} K = {_temperature_text(self.temperature)})",
             # (no ± for a fit to exact points: the covariance then measures how far the Woodhull
             # law misses them -- printed as such -- not an uncertainty; as IC50Result)
             f"  z*delta = {_pm(self.z_delta, 0.0 if exact else self.z_delta_se, fmt='.4g')}, "
@@ -1363,7 +1427,8 @@ def woodhull(gating: Scheme | str, blocker: Any, voltages: Any, *,
              concentrations: Any = None, also: Sequence[Any] = (),
              background: Mapping[str, float] | None = None, method: str = "exact",
              n_channels: int | None = None, n_trials: int | None = None, rng: Any = None,
-             engine: str = "auto", **ic50_options: Any) -> WoodhullResult:
+             engine: str = "auto", temperature: float | None = None,
+             **ic50_options: Any) -> WoodhullResult:
     """IC50 against membrane voltage and the fitted Woodhull zδ and K_d(0).
 
     Parameters
@@ -1377,6 +1442,13 @@ def woodhull(gating: Scheme | str, blocker: Any, voltages: Any, *,
         stream and the fit is weighted by 1/SE(ln IC50)².  A numpy Generator is drawn from once
         (the root entropy) and only by a call that returns: if any voltage is refused (for
         example negligible block there), its state is put back.
+    temperature : float, optional
+        K; default the gating scheme's temperature (``gating.temperature``).  As for
+        :func:`ic50`, at every voltage, and V_T = RT/F of the fit is taken at it
+        (``result.temperature``, ``result.meta["temperature"]``).  For a trapping blocker
+        whose arm copies gating (IC50 = K_B(V, T)) the fitted zδ does not depend on it and
+        K_d(0) scales as ``(q10_off/q10_on)**((T - t_ref)/10)``.  In kelvin
+        (``ketacore.units.celsius(35)`` for 35 °C).
     **ic50_options
         Passed to :func:`ic50`: ``duration``, ``preincubation``, ``dt`` (TypeError for any
         other name).
@@ -1399,7 +1471,7 @@ def woodhull(gating: Scheme | str, blocker: Any, voltages: Any, *,
 
     Notes
     -----
-    ``ln IC50 = ln K_d(0) + zδ V/V_T`` with ``V_T = RT/F`` at the scheme temperature, fitted by
+    ``ln IC50 = ln K_d(0) + zδ V/V_T`` with ``V_T = RT/F`` at ``temperature``, fitted by
     (weighted) linear least squares.  With ``method="exact"`` and ``kind="steady"`` the IC50 at
     each voltage is the exact equilibrium root, not a curve fit.  For a trapping blocker with
     copied gating (or a sequential blocker on voltage-independent gating) this recovers the
@@ -1421,6 +1493,7 @@ def woodhull(gating: Scheme | str, blocker: Any, voltages: Any, *,
                         "takes duration, preincubation and dt")
     _warn_long("woodhull", **{k: ic50_options[k] for k in ("duration", "preincubation")
                               if k in ic50_options})
+    temperature = _temperature(temperature)
     seeds: dict = {}
     if method == "stochastic":
         if isinstance(rng, np.random.Generator):
@@ -1444,7 +1517,7 @@ def woodhull(gating: Scheme | str, blocker: Any, voltages: Any, *,
                       rng=_DeferredSeed(seeds, j) if method == "stochastic" else rng,
                       engine=engine, duration=ic50_options.get("duration"),
                       preincubation=ic50_options.get("preincubation", 10 * s),
-                      dt=ic50_options.get("dt"))
+                      dt=ic50_options.get("dt"), temperature=temperature)
             ics.append(r.ic50_exact if r.ic50_exact is not None else r.ic50)
             ses.append(0.0 if r.ic50_exact is not None else r.ic50_se)
             ext.append(bool(r.extrapolated))        # the rule of ic50 (IC50Result)
@@ -1456,7 +1529,7 @@ def woodhull(gating: Scheme | str, blocker: Any, voltages: Any, *,
         raise
     ics = np.asarray(ics)
     ses = np.asarray(ses)
-    T = _gating(gating).temperature
+    T = _gating(gating).temperature if temperature is None else temperature
     weighted = method == "stochastic" and bool(np.all(ses > 0))
     kd0, kd0_se, z_delta, z_delta_se = _woodhull_fit(
         vs, np.log(ics), ics / ses if weighted else None, T)   # weights 1 / SE(ln IC50)
@@ -1598,7 +1671,7 @@ class BlockKineticsResult(_ResultBase):
             return s + (f"; components >= 10 %: {', '.join(big)} s" if len(big) > 1 else "")
         return "\n".join([
             f"block kinetics of {m['blocker']} ({_conc_text(self.concentration, '.4g')}) on "
-            f"{m['gating']} at {m['V'] / mV:g} mV",
+            f"{m['gating']} at {m['V'] / mV:g} mV{_temperature_suffix(m)}",
             # (no ± for a fit to an exact trace: see IC50Result._fit_se)
             f"  onset   tau = {_pm(self.tau_on, 0.0 if exact else self.tau_on_se, fmt='.4g')} s "
             f"({theory(self.theory_taus_on, self.theory_amps_on)}); "
@@ -1637,7 +1710,8 @@ def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
                    also: Sequence[Any] = (),
                    background: Mapping[str, float] | None = None, method: str = "exact",
                    n_channels: int | None = None, n_trials: int | None = None, rng: Any = None,
-                   engine: str = "auto") -> BlockKineticsResult:
+                   engine: str = "auto",
+                   temperature: float | None = None) -> BlockKineticsResult:
     """Onset and recovery time constants of block with continuous agonist.
 
     Protocol (as in Gilling et al. 2009): from the drug-free equilibrium with agonist, apply
@@ -1684,6 +1758,11 @@ def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
         ``erreger2005_2a``: fast block of already-open channels, then slower block as others
         open), a single-exponential τ depends on the grid and window; compare stochastic and
         exact values on the same grid.
+    temperature : float, optional
+        K; default the gating scheme's temperature (``gating.temperature``).  As for
+        :func:`ic50`: both phases, their exact relaxations (``theory_taus_*``: the
+        eigenvalues of the Q matrix at this temperature) and the stochastic runs are taken
+        at it.  In kelvin (``ketacore.units.celsius(35)`` for 35 °C).
 
     Returns
     -------
@@ -1725,7 +1804,8 @@ def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
     τ_off ≈ 4.5 s.
     """
     su = _Setup(gating, blocker, V=V, agonist=agonist, also=also, background=background,
-                method=method, n_channels=n_channels, n_trials=n_trials, rng=rng, engine=engine)
+                method=method, n_channels=n_channels, n_trials=n_trials, rng=rng, engine=engine,
+                temperature=temperature)
     _check_blocker(su.blocker, "block_kinetics", undefined="no recovery (tau_off is infinite)",
                    unbound="no onset or recovery to fit",
                    advice="use trapping() for an irreversible blocker, or give k_off > 0")
@@ -1741,7 +1821,6 @@ def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
         t_off = V_.duration("t_off", t_off)
     _warn_long("block_kinetics", t_on=t_on, t_off=t_off)
     su.check_run("block_kinetics", n_samples or _DEFAULT_PHASE_SAMPLES)
-    from .theory import relaxation
     p_ctl = su.equilibrium(True)
     g0 = float(su.conductance(p_ctl))
     if not g0 > 0:
@@ -1780,11 +1859,11 @@ def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
                              "time constant) or raise n_samples")
         return length, n
 
-    rel_on = relaxation(su.scheme, initial=p_ctl, V=su.V, **su.cond(True, c))
+    rel_on = su.relaxation(p_ctl, True, c)
     t_on, n_on = phase_grid("t_on", t_on, rel_on)
     _, occ_on_exact = su.exact(Protocol([su.step(t_on, True, c)]), t_on, p_ctl)
     p_end = occ_on_exact[-1]
-    rel_off = relaxation(su.scheme, initial=p_end, V=su.V, **su.cond(True))
+    rel_off = su.relaxation(p_end, True)
     t_off, n_off = phase_grid("t_off", t_off, rel_off)
     if max(n_on, n_off) > (n_samples or _DEFAULT_PHASE_SAMPLES):
         su.check_run("block_kinetics", max(n_on, n_off))
@@ -2018,7 +2097,8 @@ class TrappingResult(_ResultBase):
                f"end)" if m["method"] == "stochastic" and win is not None else "")
         return "\n".join([
             f"trapping protocol: {m['blocker']} {_conc_text(m['concentration'], '.4g')} on "
-            f"{m['gating']} at {m['V'] / mV:g} mV; {tb:g} s co-application, {tw - tb:g} s "
+            f"{m['gating']} at {m['V'] / mV:g} mV{_temperature_suffix(m)}; {tb:g} s "
+            f"co-application, {tw - tb:g} s "
             f"wash, {tr - tw:g} s re-application",
             f"  block {_pm(self.block, self.block_se, 100, '.4g')} %{how}",
             "  trapped (occupancy) "
@@ -2059,7 +2139,8 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
              dt: float | None = None, peak_window: float = 0.5 * s, window: float = 1 * s,
              also: Sequence[Any] = (), background: Mapping[str, float] | None = None,
              method: str = "exact", n_channels: int | None = None, n_trials: int | None = None,
-             rng: Any = None, engine: str = "auto") -> TrappingResult:
+             rng: Any = None, engine: str = "auto",
+             temperature: float | None = None) -> TrappingResult:
     """The classic trapping protocol (Blanpied 1997; Mealing 1999; reference section 4).
 
     1. agonist alone to equilibrium (control I_ctl);
@@ -2135,6 +2216,11 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
           the SE of ``trapped_current`` fell from about 49 % to 10 %);
         * ``tau_recovery``: fitted to the trial-mean blocked occupancy, jackknife SE over
           trials (as in :func:`block_kinetics`).
+    temperature : float, optional
+        K; default the gating scheme's temperature (``gating.temperature``).  As for
+        :func:`ic50`: every phase (co-application, wash, re-application, the drug-free
+        control and the first-response runs), the exact relaxation and the stochastic runs
+        are taken at it.  In kelvin (``ketacore.units.celsius(35)`` for 35 °C).
 
     Returns
     -------
@@ -2168,7 +2254,8 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
     71 ± 4 %; block fully relieved within 50 s of NMDA re-application.
     """
     su = _Setup(gating, blocker, V=V, agonist=agonist, also=also, background=background,
-                method=method, n_channels=n_channels, n_trials=n_trials, rng=rng, engine=engine)
+                method=method, n_channels=n_channels, n_trials=n_trials, rng=rng, engine=engine,
+                temperature=temperature)
     _check_blocker(su.blocker, "trapping", steady=False,
                    unbound="no trapped fraction (it is 0/0)")
     c = V_.concentration("concentration", concentration)
@@ -2392,9 +2479,8 @@ def _blocked_relaxation(su: _Setup, p0: np.ndarray) -> tuple[float, np.ndarray, 
     (:func:`ketacore.theory.relaxation`) from ``p0`` under agonist: the dominant component has
     the largest |amplitude| in the blocked occupancy.  NaN and empty arrays when the
     relaxation cannot be computed (e.g. a blocker that never leaves: no unique equilibrium)."""
-    from . import theory
     try:
-        rel = theory.relaxation(su.scheme, initial=p0, V=su.V, **su.cond(True))
+        rel = su.relaxation(p0, True)
         taus = np.real(np.asarray(rel.taus, dtype=complex))
         amps = np.real(np.asarray(rel.amplitudes, dtype=complex)) @ su.blocked.astype(float)
     except (ValueError, ArithmeticError, np.linalg.LinAlgError):
@@ -2541,7 +2627,8 @@ class UseDependenceResult(_ResultBase):
         else:
             phase = f"drug phase {m['duration']:g} s"
         lines = [f"use dependence: {m['blocker']} {_conc_text(m['concentration'], '.4g')} on "
-                 f"{m['gating']} at {m['V'] / mV:g} mV, {m['width'] / ms:g} ms pulses, "
+                 f"{m['gating']} at {m['V'] / mV:g} mV{_temperature_suffix(m)}, "
+                 f"{m['width'] / ms:g} ms pulses, "
                  f"{phase}, washout {m['washout']:g} s",
                  "  f (Hz)  pulses  blocked %   test EPSC %   left after washout: stim / quiet"]
         for i, f in enumerate(self.frequencies):
@@ -2601,7 +2688,8 @@ def use_dependence(gating: Scheme | str, blocker: Any, concentration: float,
                    n_samples: int = 400, also: Sequence[Any] = (),
                    background: Mapping[str, float] | None = None, method: str = "exact",
                    n_channels: int | None = None, n_trials: int | None = None, rng: Any = None,
-                   engine: str = "auto") -> UseDependenceResult:
+                   engine: str = "auto",
+                   temperature: float | None = None) -> UseDependenceResult:
     """Block accumulated under synaptic-like glutamate pulse trains at several frequencies.
 
     For each frequency: from drug-free rest (no agonist), the blocker is present in the bath
@@ -2639,6 +2727,11 @@ def use_dependence(gating: Scheme | str, blocker: Any, concentration: float,
     method, n_channels, n_trials, rng, engine
         As for :func:`ic50`; stochastic phases start from the exact distribution at the phase
         start; ``epsc_fraction`` and ``t_half_*`` are computed from the trial means.
+    temperature : float, optional
+        K; default the gating scheme's temperature (``gating.temperature``).  As for
+        :func:`ic50`: every train, test pulse and washout (drug and drug-free, exact and
+        stochastic) and the rest state are taken at it.  In kelvin
+        (``ketacore.units.celsius(35)`` for 35 °C).
 
     Returns
     -------
@@ -2659,7 +2752,8 @@ def use_dependence(gating: Scheme | str, blocker: Any, concentration: float,
     persists after washout only while channels stay shut (quiet washout).
     """
     su = _Setup(gating, blocker, V=V, agonist=agonist, also=also, background=background,
-                method=method, n_channels=n_channels, n_trials=n_trials, rng=rng, engine=engine)
+                method=method, n_channels=n_channels, n_trials=n_trials, rng=rng, engine=engine,
+                temperature=temperature)
     c = V_.concentration("concentration", concentration)
     if not c > 0:
         raise ValueError("concentration must be > 0 (M)")
@@ -2706,15 +2800,17 @@ def use_dependence(gating: Scheme | str, blocker: Any, concentration: float,
         dur_ = during_d if drug else su.cond(True)
         n = int(math.floor(dur * f + 1e-9)) if f > 0 else 0
         if n == 0:
-            return Protocol([Step(dur, V=su.V, **btw)])
+            return Protocol([Step(dur, V=su.V, temperature=su.temperature, **btw)])
         tail = dur - n / f
-        return pulse_train(n, f, width, V=su.V, during=dur_, between=btw,
-                           tail=tail if tail > 1e-12 * dur else 0.0)
+        return pulse_train(n, f, width, V=su.V, temperature=su.temperature, during=dur_,
+                           between=btw, tail=tail if tail > 1e-12 * dur else 0.0)
 
     def test_peak(p: np.ndarray, drug: bool) -> float:
         h = width / 20
-        pr = Protocol([Step(width, V=su.V, **(during_d if drug else su.cond(True))),
-                       Step(50 * ms, V=su.V, **(between_d if drug else su.cond(False)))])
+        pr = Protocol([Step(width, V=su.V, temperature=su.temperature,
+                            **(during_d if drug else su.cond(True))),
+                       Step(50 * ms, V=su.V, temperature=su.temperature,
+                            **(between_d if drug else su.cond(False)))])
         _, o = su.exact(pr, h, p)
         return float((o @ su.g).max())
 
@@ -2735,7 +2831,7 @@ def use_dependence(gating: Scheme | str, blocker: Any, concentration: float,
         epsc = test_peak(p_end, True) / pk_c if pk_c > 0 else float("nan")
         hw = washout / (n_samples - 1)
         tw, ows = su.run(train(f, washout, False), hw, p_end)
-        _, owq = su.run(Protocol([Step(washout, V=su.V, **su.cond(False))]), hw, p_end)
+        _, owq = su.run(Protocol([su.step(washout, False)]), hw, p_end)
         bws = ows[..., su.blocked].sum(axis=-1)
         bwq = owq[..., su.blocked].sum(axis=-1)
         b0 = float(p_end[su.blocked].sum())
@@ -2851,10 +2947,11 @@ class IVResult(_ResultBase):
         ``concentration`` (:func:`ketacore.blockers.jahr_stevens`), to compare with
         ``fraction``; else None.
     temperature : float
-        Scheme temperature (K), for V_T of the Woodhull fit.
+        Temperature (K) of the experiment (the ``temperature`` of :func:`iv_curve`, by
+        default the gating scheme's), for V_T of the Woodhull fit.
     meta : dict
-        Gating model, blocker, ``voltages``, agonist, background, method and stochastic
-        settings; ``V`` is NaN (see ``voltages``).
+        Gating model, blocker, ``voltages``, temperature (K), agonist, background, method
+        and stochastic settings; ``V`` is NaN (see ``voltages``).
     """
 
     voltages: np.ndarray
@@ -2976,7 +3073,8 @@ class IVResult(_ResultBase):
         what = (f"{m['blocker']} ({_conc_text(self.concentration, '.4g')})"
                 if m.get("blocker") else "no blocker")
         lines = [f"{self.kind} I-V of {m['gating']}, {what}, {v.min() / mV:g} to "
-                 f"{v.max() / mV:g} mV ({v.size} voltages), E_rev {self.e_rev / mV:g} mV; "
+                 f"{v.max() / mV:g} mV ({v.size} voltages), "
+                 f"{_temperature_text(self.temperature)}, E_rev {self.e_rev / mV:g} mV; "
                  "currents per channel"]
         js = self.jahr_stevens
         head = "    V (mV)     I0 (pA)      I (pA)       I/I0"
@@ -3075,7 +3173,7 @@ def iv_curve(gating: Scheme | str, blocker: Any = None, concentration: float = 0
              background: Mapping[str, float] | None = None, duration: float | None = None,
              preincubation: float = 10 * s, dt: float | None = None, method: str = "exact",
              n_channels: int | None = None, n_trials: int | None = None, rng: Any = None,
-             engine: str = "auto") -> IVResult:
+             engine: str = "auto", temperature: float | None = None) -> IVResult:
     """Current-voltage (and conductance-voltage) relation with and without a blocker.
 
     At each voltage: the current per channel ``I(V) = Σ_i g_i p_i(V)·(V − E_rev)`` (A; ×N
@@ -3117,6 +3215,11 @@ def iv_curve(gating: Scheme | str, blocker: Any = None, concentration: float = 0
         I/I0 its delta-method ratio.
     n_channels, n_trials, rng, engine
         As for :func:`ic50` (stochastic only).
+    temperature : float, optional
+        K; default the gating scheme's temperature (``gating.temperature``).  As for
+        :func:`ic50`, at every voltage (with and without the blocker), and V_T = RT/F of the
+        Woodhull fit and of ``result.thermal_voltage`` is taken at it (``result.temperature``).
+        In kelvin (``ketacore.units.celsius(35)`` for 35 °C).
 
     Returns
     -------
@@ -3157,7 +3260,8 @@ def iv_curve(gating: Scheme | str, blocker: Any = None, concentration: float = 0
     vs = _IV_VOLTAGES.copy() if voltages is None else _voltage_list("voltages", voltages)
     su = _Setup(gating, blocker, V=float(vs[0]), agonist=agonist, also=also,
                 background=background, method=method, n_channels=n_channels,
-                n_trials=n_trials, rng=rng, engine=engine, optional_blocker=True)
+                n_trials=n_trials, rng=rng, engine=engine, optional_blocker=True,
+                temperature=temperature)
     if not isinstance(kind, str) or kind not in ("steady", "peak"):
         raise ValueError(f"kind must be 'steady' or 'peak', got {kind!r}")
     c = _blocker_concentration(su, concentration, "iv_curve")
@@ -3358,7 +3462,8 @@ class VoltageJumpResult(_ResultBase):
         :func:`block_kinetics`).
     n_exponentials : int
     meta : dict
-        Gating model, blocker, agonist, background, ``t_hold``, ``t_step``, ``dt`` (s),
+        Gating model, blocker, temperature (K), agonist, background, ``t_hold``, ``t_step``,
+        ``dt`` (s),
         method and stochastic settings, ``fit_note``; ``V`` is NaN (see V_hold/V_step).
     """
 
@@ -3426,8 +3531,9 @@ class VoltageJumpResult(_ResultBase):
         ii, iss = self.instantaneous_current, self.steady_current
         ratio = (f" (steady/instantaneous {iss / ii:.4g})" if ii != 0 and math.isfinite(ii)
                  else "")
-        lines = [f"voltage jump {self.V_hold / mV:g} -> {self.V_step / mV:g} mV on "
-                 f"{m['gating']}, {what}, continued agonist; currents per channel",
+        lines = [f"voltage jump {self.V_hold / mV:g} -> {self.V_step / mV:g} mV"
+                 f"{_temperature_suffix(m)} on {m['gating']}, {what}, continued agonist; "
+                 "currents per channel",
                  f"  holding {_pa(self.holding_current)}; instantaneous {_pa(ii)}; steady "
                  f"state {_pa(iss)}{ratio}",
                  f"  equilibrium I/I0 {self.holding_fraction:.4g} at {self.V_hold / mV:g} mV, "
@@ -3493,7 +3599,8 @@ def voltage_jump(gating: Scheme | str, blocker: Any, concentration: float, V_hol
                  dt: float | None = None, n_exponentials: int = 1, also: Sequence[Any] = (),
                  background: Mapping[str, float] | None = None, method: str = "exact",
                  n_channels: int | None = None, n_trials: int | None = None, rng: Any = None,
-                 engine: str = "auto") -> VoltageJumpResult:
+                 engine: str = "auto",
+                 temperature: float | None = None) -> VoltageJumpResult:
     """Relaxation of the current after a voltage jump in the continued presence of agonist
     and blocker.
 
@@ -3540,6 +3647,11 @@ def voltage_jump(gating: Scheme | str, blocker: Any, concentration: float, V_hol
         fit is to the trial mean with a jackknife SE (as :func:`block_kinetics`).
     n_channels, n_trials, rng, engine
         As for :func:`ic50` (stochastic only).
+    temperature : float, optional
+        K; default the gating scheme's temperature (``gating.temperature``).  As for
+        :func:`ic50`: both equilibria, the exact relaxation (``taus``: the eigenvalues of the
+        step Q matrix at this temperature) and the traces are taken at it.  In kelvin
+        (``ketacore.units.celsius(35)`` for 35 °C).
 
     Returns
     -------
@@ -3583,7 +3695,7 @@ def voltage_jump(gating: Scheme | str, blocker: Any, concentration: float, V_hol
     _warn_long("voltage_jump", t_hold=t_hold, t_step=t_step)
     su = _Setup(gating, blocker, V=Vh, agonist=agonist, also=also, background=background,
                 method=method, n_channels=n_channels, n_trials=n_trials, rng=rng,
-                engine=engine, optional_blocker=True)
+                engine=engine, optional_blocker=True, temperature=temperature)
     c = _blocker_concentration(su, concentration, "voltage_jump")
     if su.blocker is not None:
         _check_blocker(su.blocker, "voltage_jump",
@@ -3601,7 +3713,6 @@ def voltage_jump(gating: Scheme | str, blocker: Any, concentration: float, V_hol
     if not np.any(su.g > 0):
         raise ValueError("voltage_jump: the scheme has no conducting state (every conductance "
                          "is 0): there is no current")
-    from .theory import relaxation
     e = float(su.scheme.e_rev)
     g_ref = float(su.g.max())
     # exact: holding equilibrium, step equilibrium, relaxation
@@ -3610,7 +3721,7 @@ def voltage_jump(gating: Scheme | str, blocker: Any, concentration: float, V_hol
     g0_hold = float(su.conductance(su.equilibrium(True)))
     su.V = Vs
     g0_step = float(su.conductance(su.equilibrium(True)))
-    rel = relaxation(su.scheme, initial=p_hold, V=Vs, **su.cond(True, c))
+    rel = su.relaxation(p_hold, True, c, V=Vs)
     taus_c = np.asarray(rel.taus)
     amps_occ = np.asarray(rel.amplitudes)
     if np.iscomplexobj(taus_c) or np.iscomplexobj(amps_occ):
@@ -3669,8 +3780,8 @@ def voltage_jump(gating: Scheme | str, blocker: Any, concentration: float, V_hol
     n_step = int(round(t_step / h))
     n_tot = _grid_points("voltage_jump (t_hold + t_step) / dt", t_hold + t_step, h)
     su.check_run("voltage_jump", n_tot)
-    cond = su.cond(True, c)
-    steps = ([Step(t_hold, V=Vh, **cond)] if n_hold > 0 else []) + [Step(t_step, V=Vs, **cond)]
+    steps = (([su.step(t_hold, True, c, V=Vh)] if n_hold > 0 else [])
+             + [su.step(t_step, True, c, V=Vs)])
     protocol = Protocol(steps)
     time, occ = su.run(protocol, h, p_hold)
     Vt = protocol.voltage_at(time, h)
