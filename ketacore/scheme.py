@@ -787,8 +787,9 @@ class Scheme:
 
         Every function that takes a scheme (``solve``, ``simulate``, ``theory.*``,
         ``experiments.*``, studies) evaluates its rates at the scheme's temperature unless a
-        condition gives another, so this is how to run an experiment at, e.g., 35 °C:
-        ``kc.experiments.trapping(g.with_temperature(kc.units.celsius(35)), ...)``.  Rates with
+        condition gives another, so this is one way to run an experiment at, e.g., 35 °C:
+        ``kc.experiments.trapping(g.with_temperature(kc.units.celsius(35)), ...)``, the same
+        as ``kc.experiments.trapping(g, ..., temperature=kc.units.celsius(35))``.  Rates with
         a ``q10`` change by ``q10 ** ((T - t_ref) / 10 K)``; others do not change.
 
         Parameters
