@@ -753,8 +753,16 @@ class _ResultBase:
 
 
 def _pm(x: float, se: float, scale: float = 1.0, fmt: str = ".3g") -> str:
-    if se and np.isfinite(se) and se > 0:
-        return f"{x * scale:{fmt}} ± {se * scale:{fmt}}"
+    """``x ± se`` (both times ``scale``) as text: the SE to 2 significant figures and the value
+    to the same decimal place (``86.30 ± 0.75``, not ``86.3 ± 0.7549``), the usual convention
+    for a measured value; ``x`` alone in ``fmt`` when there is no SE (0, NaN or None)."""
+    if se and np.isfinite(se) and se > 0 and np.isfinite(x):
+        xs, ss = x * scale, se * scale
+        d = 1 - int(math.floor(math.log10(ss)))        # decimals of the SE's 2nd figure
+        big = max(abs(xs), ss)
+        if 0 <= d <= 6 and big < 1e6:
+            return f"{xs:.{d}f} ± {ss:.{d}f}"
+        return f"{xs:.{max(2, int(math.floor(math.log10(big))) + d)}g} ± {ss:.2g}"
     return f"{x * scale:{fmt}}"
 
 

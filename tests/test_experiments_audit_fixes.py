@@ -342,3 +342,17 @@ def test_the_exact_ic50_follows_the_concentration_limit(monkeypatch):
     with pytest.raises(ValueError, match=rf"negligible at V = 100 mV.*IC50 is > {hi / 2:g} M.*"
                                          rf"concentrations \(<= {hi / 2:g} M\)"):
         E.ic50(G, "ketamine", V=100 * mV, agonist=glu)
+
+
+@pytest.mark.parametrize("x, se, text", [
+    (86.3, 0.7549, "86.30 ± 0.75"),            # the audit's "86.3 ± 0.7549 %"
+    (0.7551, 0.0123, "0.755 ± 0.012"),
+    (5113.0, 98.1, "5113 ± 98"),
+    (-58.31, 91.4, "-58 ± 91"),
+    (1.234e-4, 5.6e-6, "0.000123 ± 5.6e-06"),  # beyond 6 decimals: significant figures
+    (1.0, 0.0, "1"), (1.0, float("nan"), "1"),  # no SE: the value alone
+])
+def test_value_and_se_share_their_last_decimal(x, se, text):
+    """A value and its SE print the SE to 2 significant figures and the value to the same
+    decimal place."""
+    assert E._pm(x, se) == text
