@@ -4125,11 +4125,15 @@ def _trapping_note(ds) -> str:
     d = ds["trapped_mc"].attrs.get("definition", "") if "trapped_mc" in ds else ""
     m = re.search(r"over the first (.+?) of the 'recovery'", d)
     early = m.group(1) if m else "`early`"
+    # (with a background blocker only the channels carrying the drug count: say which)
+    ln = ds["blocked_end_block_mc"].attrs.get("long_name", "") if "blocked_end_block_mc" in ds else ""
+    m = re.search(r"carrying the drug \((.+?)\)", ln)
+    drug = f" (channels carrying {m.group(1)})" if m else ""
     return (f"(1 - I_rec/I_ctl)/block, I_rec and I_ctl = mean currents over the first {early} of "
             "recovery and of control (study definition, window means; "
             "kc.experiments.trapping(...).trapped_current, on the validation page, uses the "
             "first-response peak instead and is usually higher).  trapped_occupancy = blocked "
-            "occupancy after wash / at the end of block.")
+            f"occupancy{drug} after wash / at the end of block.")
 
 
 def _wrap(text: str, width: int = 100) -> list[str]:

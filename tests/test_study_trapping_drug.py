@@ -180,3 +180,14 @@ def test_drug_not_applied_is_refused():
     with pytest.raises(StudyError, match=r"analysis\.drug: 'mg' is not applied by this protocol.*"
                                          r"no channel can carry it"):
         _study({"kind": "trapping", "drug": "mg"}, segments=_segments(mg_in=()))
+
+
+def test_cli_footnote_names_the_drug_only_with_a_background():
+    """`ketacore run`'s trapping footnote says whose channels trapped_occupancy counts when a
+    background blocker is in the study (the default single-blocker study reads as before)."""
+    ds = _run(_study({"kind": "trapping", "window": "0.5 s", "early": "0.1 s", "drug": "ketamine"}))
+    note = S._trapping_note(ds)
+    assert "trapped_occupancy = blocked occupancy (channels carrying ketamine) after wash" in note
+    one = _run(_study({"kind": "trapping", "window": "0.5 s", "early": "0.1 s"}, blockers=("ketamine",),
+                      segments=_segments(mg_in=())))
+    assert "trapped_occupancy = blocked occupancy after wash / at the end of block." in S._trapping_note(one)
