@@ -28,6 +28,7 @@ import pytest
 from scipy import integrate, linalg, stats
 
 from ketacore import theory as th
+from _ch82 import ch82_q
 
 try:  # optional oracle
     from scalcs import popen as sc_popen
@@ -48,27 +49,6 @@ CH82_STATES = ("AR*", "A2R*", "AR", "A2R", "R")
 OPEN = [0, 1]
 WITHIN = [2, 3]  # AR, A2R: short shut states within bursts
 CONCS = [1e-7, 1e-6, 1e-5, 1e-4]  # M
-
-
-def ch82_q(c: float, two_kstar_m2: float = 2.0 / 3.0) -> np.ndarray:
-    """CH82 Q (s^-1) built from its rate constants at agonist concentration c (M)."""
-    beta1, beta2, alpha1, alpha2 = 15.0, 15000.0, 3000.0, 500.0
-    km1, two_km2 = 2000.0, 4000.0
-    two_kp1, kp2, kstar_p2 = 1e8, 5e8, 5e8  # M^-1 s^-1
-    Q = np.zeros((5, 5))
-    AO, A2O, AR, A2R, R = range(5)
-    Q[AO, A2O] = kstar_p2 * c
-    Q[AO, AR] = alpha1
-    Q[A2O, AO] = two_kstar_m2
-    Q[A2O, A2R] = alpha2
-    Q[AR, AO] = beta1
-    Q[AR, A2R] = kp2 * c
-    Q[AR, R] = km1
-    Q[A2R, A2O] = beta2
-    Q[A2R, AR] = two_km2
-    Q[R, AR] = two_kp1 * c
-    np.fill_diagonal(Q, -Q.sum(axis=1))
-    return Q
 
 
 class FakeScheme:

@@ -35,6 +35,7 @@ from scipy import integrate, linalg, stats
 
 import ketacore as kc
 from ketacore import theory as th
+from _ch82 import ch82_q
 
 try:  # optional oracle
     from scalcs import scburst as sc_burst
@@ -50,28 +51,6 @@ OPEN, WITHIN = [0, 1], [2, 3]             # CH82: AR*, A2R* open; AR, A2R within
 NMDA_WITHIN = ["RA2f", "RA2s", "O·ket"]   # pre-open states and the blocked open state
 NMDA_CONDS = [dict(glutamate=1e-5, ketamine=1e-6, V=-0.07),
               dict(glutamate=1e-3, ketamine=1e-5, V=-0.1)]
-
-
-def ch82_q(c: float, two_kstar_m2: float = 2.0 / 3.0) -> np.ndarray:
-    """CH82 Q (s^-1) at agonist concentration c (M); states AR*, A2R*, AR, A2R, R (as in
-    tests/test_theory.py)."""
-    beta1, beta2, alpha1, alpha2 = 15.0, 15000.0, 3000.0, 500.0
-    km1, two_km2 = 2000.0, 4000.0
-    two_kp1, kp2, kstar_p2 = 1e8, 5e8, 5e8
-    Q = np.zeros((5, 5))
-    AO, A2O, AR, A2R, R = range(5)
-    Q[AO, A2O] = kstar_p2 * c
-    Q[AO, AR] = alpha1
-    Q[A2O, AO] = two_kstar_m2
-    Q[A2O, A2R] = alpha2
-    Q[AR, AO] = beta1
-    Q[AR, A2R] = kp2 * c
-    Q[AR, R] = km1
-    Q[A2R, A2O] = beta2
-    Q[A2R, AR] = two_km2
-    Q[R, AR] = two_kp1 * c
-    np.fill_diagonal(Q, -Q.sum(axis=1))
-    return Q
 
 
 def nmda():
