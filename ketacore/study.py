@@ -244,8 +244,10 @@ or a blocker the protocol never applies, is refused).  The Dataset records the l
 as the attribute ``control_removes`` (JSON list).
 
 The trapping analysis has no drug-free control, but takes the same ``drug`` option with the
-use_dependence default (the one blocker ligand the protocol applies; several: refused, asking for
-``drug``).  Its occupancy quantities -- ``blocked_end_block``, ``blocked_end_wash`` and
+use_dependence default (the one blocker ligand the protocol applies); with several, the drug is
+what the protocol itself applies with ``block`` and not in ``control`` (a Mg2+ background is in
+both; a literal 0 in ``control`` counts as not applied), and only when that finds none is the
+study refused, asking for ``drug``.  Its occupancy quantities -- ``blocked_end_block``, ``blocked_end_wash`` and
 ``trapped_occupancy`` -- count the channels in a state carrying a drug blocker's tag (``O·ket``,
 ``D1·ket``, or its superficial-site tag ``ket_s``), whatever else is bound; a channel bound only
 by a background blocker (``O·mg``) is not counted.  With ketamine in 1 mM Mg2+ they are
@@ -1086,7 +1088,8 @@ class StudyPart:
         the concentration axis (``ketamine = "$ketamine"``, ``"2 * $c"``, in a step, a train's
         ``during``/``between`` or the ``initial`` table) or that are named like it, else the one
         blocker ligand the protocol applies; for use_dependence and trapping, the one blocker
-        ligand the protocol applies.  A protocol that applies several blockers where this rule
+        ligand the protocol applies (trapping with several: those its ``block`` step applies
+        and its ``control`` step does not).  A protocol that applies several blockers where this rule
         cannot tell is refused, asking for ``drug`` (module notes, *The drug-free control*).
     initial : str or mapping
         ``"equilibrium"`` (the equilibrium at rest: under the protocol's rest conditions -- a
@@ -3851,6 +3854,25 @@ def _ligand_values(p: StudyPart):
         yield from ((k, v) for k, v in p.initial.items() if k not in _CONDITION_DIMS)
 
 
+def _written_in(p: StudyPart, label: str) -> set:
+    """The ligands the steps labelled ``label`` of protocol ``p`` write with a value that is not
+    a literal zero (``0``, ``"0 uM"``; an expression such as ``"$ketamine"`` counts, whatever
+    its value at a sweep point): read from the specification, as :func:`_applied_blockers`."""
+    out = set()
+    for seg in p.segments:
+        if not isinstance(seg, Mapping) or "train" in seg or seg.get("label") != label:
+            continue
+        for k, v in seg.items():
+            if k in _STEP_KEYS:
+                continue
+            m = _QTY.match(v) if isinstance(v, str) else None
+            zero = (isinstance(v, (int, float)) and not isinstance(v, bool) and v == 0) or \
+                   (m is not None and float(m.group(1)) == 0.0)
+            if not zero:
+                out.add(k)
+    return out
+
+
 def _applied_blockers(study: Study, p: StudyPart) -> list[str]:
     """The blocker ligands protocol ``p`` applies, in the study's order of its blockers: those it
     writes (:func:`_ligand_values`: steps, trains, the ``initial`` table) and those whose blocked
@@ -3904,7 +3926,9 @@ def _drug_ligands(study: Study, p: StudyPart) -> tuple[str, ...]:
       the protocol applies;
     * use_dependence and trapping: the one blocker ligand the protocol applies (none: nothing
       is removed, the control is the protocol; a trapping analysis then counts every blocker,
-      as with no background).
+      as with no background);
+    * trapping with several applied: the blocker ligands its ``block`` step(s) write and its
+      ``control`` step(s) do not (or write as a literal 0) -- a Mg2+ background is in both.
 
     ``()`` for other analyses, and when a blocker of the study is unknown (run_study refuses it).
 
@@ -3971,6 +3995,12 @@ def _drug_ligands(study: Study, p: StudyPart) -> tuple[str, ...]:
                          f"of them uses the concentration axis {axis!r}: say which the drug-free "
                          f"control removes, e.g. {hint}; {kept}")
     if len(applied) > 1 and kind == "trapping":
+        # the trapping protocol names its drug itself: the blocker applied in 'block' and not in
+        # 'control' (a background such as Mg2+ is in both)
+        drug = [lig for lig in applied
+                if lig in _written_in(p, "block") and lig not in _written_in(p, "control")]
+        if drug:
+            return tuple(drug)
         raise StudyError(f"{where}: this protocol applies several blockers ({applied}); say which "
                          f"is the drug whose block and trapping are measured, e.g. {hint}: "
                          f"blocked_end_block, blocked_end_wash and trapped_occupancy count the "

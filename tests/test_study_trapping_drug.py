@@ -154,14 +154,37 @@ def test_drug_list_and_default():
     assert kc.Study.from_toml(st.to_toml()) == st
 
 
+def test_the_drug_of_a_trapping_protocol_is_the_blocker_in_block_and_not_in_control():
+    """Without ``drug``, a trapping protocol names its drug itself: the blocker applied in
+    'block' and not in 'control' (Mg2+ is in every segment): the same study, the same bytes as
+    with drug = "ketamine"."""
+    st = _study({"kind": "trapping", "window": "0.5 s", "early": "0.1 s"})
+    assert S._drug_ligands(st, st.parts["main"]) == ("ketamine",)
+    given = _run(_study({"kind": "trapping", "window": "0.5 s", "early": "0.1 s", "drug": "ketamine"}))
+    ds = _run(st)
+    for v in ("blocked_end_block_det", "trapped_occupancy_mc", "trapped_det", "block_mc"):
+        np.testing.assert_array_equal(ds[v].values, given[v].values)
+    # ketamine written as a literal 0 in control is still not applied there
+    segs = _segments()
+    segs[0]["ketamine"] = "0 uM"
+    st0 = _study({"kind": "trapping"}, segments=segs)
+    assert S._drug_ligands(st0, st0.parts["main"]) == ("ketamine",)
+
+
 def test_two_applied_blockers_without_drug_are_refused():
+    # both in control and in block: the protocol does not tell which is the drug
+    segs = _segments()
+    segs[0]["ketamine"] = "1 uM"
     with pytest.raises(StudyError, match=r"\[protocol\]\.analysis\.drug: this protocol applies several "
                                          r"blockers \(\['ketamine', 'mg'\]\).*trapping.*"
                                          r"kind = \"trapping\", drug = \"ketamine\""):
-        _study({"kind": "trapping"})
-    # Mg2+ only in the initial conditions table counts as applied, too
-    with pytest.raises(StudyError, match=r"analysis\.drug: this protocol applies several blockers"):
-        _study({"kind": "trapping"}, segments=_segments(mg_in=()), initial={"mg": "1 mM", "glutamate": 0})
+        _study({"kind": "trapping"}, segments=segs)
+    # both applied only with block: both are the drug (co-applied), by the same rule
+    st = _study({"kind": "trapping"}, segments=_segments(mg_in=("block",)))
+    assert S._drug_ligands(st, st.parts["main"]) == ("ketamine", "mg")
+    # Mg2+ only in the initial conditions table: not in block, so ketamine is the drug
+    st = _study({"kind": "trapping"}, segments=_segments(mg_in=()), initial={"mg": "1 mM", "glutamate": 0})
+    assert S._drug_ligands(st, st.parts["main"]) == ("ketamine",)
 
 
 @pytest.mark.parametrize("drug, match", [
