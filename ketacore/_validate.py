@@ -99,9 +99,11 @@ def temperature(name: str, value: Any) -> float:
     t = real(name, value)
     lo, hi = TEMPERATURE_RANGE
     if not lo <= t <= hi:
+        # (a value in the range of degrees Celsius gets its own conversion as the advice)
+        c = t if math.isfinite(t) and -100.0 <= t <= 100.0 else 22.0
         raise ValueError(
-            f"{name}={t} K is outside [{lo}, {hi}] K; temperatures are in kelvin "
-            f"(use ketacore.units.celsius(22) for 22 °C)")
+            f"{name}={t} K is outside [{lo:g}, {hi:g}] K: temperatures are in kelvin -- "
+            f"for {c:g} °C write ketacore.units.celsius({c:g}) (= {c + 273.15:g} K)")
     return t
 
 

@@ -207,22 +207,10 @@ def _gating(g: Any) -> Scheme:
 
 
 def _temperature(value: Any) -> float | None:
-    """The experiment ``temperature`` (K), or None (the gating scheme's own temperature):
-    :func:`ketacore._validate.temperature` (a real number in 200-400 K; TypeError for a bool
-    or a non-number, ValueError for NaN), with the advice for a value in degrees Celsius
-    (``35`` -> ``ketacore.units.celsius(35)``)."""
-    if value is None:
-        return None
-    try:
-        return V_.temperature("temperature", value)
-    except ValueError as exc:
-        t = float(value)
-        if math.isfinite(t) and -100.0 <= t <= 100.0:
-            raise ValueError(
-                f"temperature={_plain(value)} K is outside [{V_.TEMPERATURE_RANGE[0]:g}, "
-                f"{V_.TEMPERATURE_RANGE[1]:g}] K: temperatures are in kelvin -- for "
-                f"{t:g} °C write ketacore.units.celsius({t:g}) (= {t + 273.15:g} K)") from None
-        raise exc from None
+    """The experiment ``temperature`` (K), or None (the gating scheme's own temperature),
+    checked by :func:`ketacore._validate.temperature` (which gives the Celsius conversion as
+    advice for a value such as 35)."""
+    return None if value is None else V_.temperature("temperature", value)
 
 
 def _temperature_text(T: float) -> str:

@@ -674,3 +674,15 @@ def test_long_protocols_hash_alike_when_equal_and_apart_when_not():
         glu[5001 + k] = 1e-3
         waves.append(kc.Protocol.from_waveform(t, 1.0, glutamate=glu))
     assert len({hash(p) for p in waves}) == 100 and all(p._built is None for p in waves)
+
+
+def test_temperature_in_celsius_by_mistake_gets_its_conversion_everywhere():
+    """One rule (_validate.temperature) for every API taking a temperature: a value in the
+    Celsius range is answered with its own conversion."""
+    with pytest.raises(ValueError, match=r"temperature=35.0 K .*celsius\(35\) \(= 308.15 K\)"):
+        kc.Step(1.0, temperature=35)
+    g = kc.models.get("destexhe1994")
+    with pytest.raises(ValueError, match=r"celsius\(37.5\) \(= 310.65 K\)"):
+        g.q_matrix(glutamate=1e-3, temperature=37.5)
+    with pytest.raises(ValueError, match=r"temperature=500.0 K .*celsius\(22\)"):   # (not Celsius)
+        kc.Step(1.0, temperature=500.0)
