@@ -22,6 +22,12 @@ Choices (documented in the blocker notes):
   blocked occupancy after the wash / blocked occupancy at the end of co-application.
 * Residuals are scaled by the literature tolerance (reference section 8): log-ratio / log(1+tol)
   for IC50 and time constants, difference / 5 pp for fractions.
+* Ketamine, memantine and their Mealing variants have ``closed_route="balanced"``: the slow
+  escape from shut blocked states (k_escape, fitted) comes with the reverse closed-channel
+  route it implies, k_on_closed = k_escape/K_B (voltage dependence delta, Q10 of k_on), so every
+  composition is in detailed balance and the equilibrium IC50 is exactly K_B (memantine:
+  1/(1/K_B + 1/K_s)) at any agonist concentration.  Every fit below is run with that route in
+  place (``Blocker.replace`` of k_escape, k_on, k_off re-derives it).
 
 Memantine (``partial_trapping``: deep trapping site + superficial non-trapping site,
 Kotermanski, Wood & Johnson 2009, doi:10.1113/jphysiol.2009.176297):
@@ -560,17 +566,19 @@ def orser_figures(b, gating=GATING, glu=ORSER_GLU, V=V_CAL) -> dict:
 def fit_closed_route(base):
     """k_on_closed (closed-channel / membrane route onto shut states; every other parameter
     of the default ketamine kept, including the slow k_escape, so the route is NOT in detailed
-    balance with the open-channel site: a phenomenological, non-equilibrium steady state) fitted
+    balance with the open-channel site: a phenomenological, non-equilibrium steady state; the
+    default's balanced closed route, ``closed_route="balanced"``, is replaced by this explicit
+    one, ``closed_route=None``) fitted
     to Orser's Po ratios at 1 and 0.1 uM and opening frequency at 1 uM (+-20 %, log scale).
     The mean open time cannot move with k_on_closed (it is set by the open-channel k_on)."""
 
     def resid(x):
-        f = orser_figures(base.replace(k_on_closed=math.exp(x[0])))
+        f = orser_figures(base.replace(closed_route=None, k_on_closed=math.exp(x[0])))
         return [math.log(f[k] / ORSER[k]) / math.log(1.2) for k in ("po_1", "po_01", "freq_1")]
 
     sol = optimize.least_squares(resid, [math.log(1e6)], diff_step=1e-4, xtol=1e-12,
                                  ftol=1e-12)
-    b = base.replace(k_on_closed=float(math.exp(sol.x[0])))
+    b = base.replace(closed_route=None, k_on_closed=float(math.exp(sol.x[0])))
     return b, orser_figures(b)
 
 
@@ -582,7 +590,8 @@ def closed_route_with_fast_open_block(base):
 
     def make(x):
         sc, kcl = np.exp(x)
-        return base.replace(k_on=base.k_on * sc, k_off=base.k_off * sc, k_on_closed=kcl)
+        return base.replace(k_on=base.k_on * sc, k_off=base.k_off * sc, closed_route=None,
+                            k_on_closed=kcl)
 
     def resid(x):
         f = orser_figures(make(x))

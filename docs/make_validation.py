@@ -246,7 +246,8 @@ def ketamine_rows():
     row("ketamine", "Woodhull delta (z = +1), fitted to IC50(V), -100..-40 mV", "0.79",
         f"{w.z_delta:.3f}", f"{w.z_delta - 0.79:+.3f}", "±0.04 (SE)",
         abs(w.z_delta - 0.79) <= 0.04, src,
-        "built in as delta_on = delta_off = 0.395; the slow escape makes IC50 != K_B exactly")
+        "built in as delta_on = delta_off = 0.395; the slow escape is balanced by its closed "
+        "route (closed_route='balanced'), so IC50 = K_B exactly and the fit returns delta")
     tr = E.trapping(g, ket)
     row("ketamine", "Mealing protocol: block after 30 s of 10 µM", "80 ± 2 %",
         f"{tr.block * 100:.1f} %", pp(tr.block, 0.80), "±5 pp", abs(tr.block - 0.80) <= 0.05,
@@ -274,7 +275,8 @@ def ketamine_rows():
         row("ketamine", f"single channel: Po with {c / uM:g} µM / control", f"{lit:.2f}",
             f"{po / po0:.2f}", rel(po / po0, lit), "±20 %", abs(po / po0 / lit - 1) <= 0.2,
             "Orser et al. 1997 (cell-attached)",
-            "model has no closed-channel/membrane route (reference open question 1); "
+            "model has no fitted closed-channel/membrane route (reference open question 1; only "
+            "the slow balanced route that mirrors k_escape); "
             "cell-attached patches on neurons, not GluN1/2A at 1 mM glutamate")
     mo = theory.dwell_times(s_, "open", V=V70, glutamate=1 * mM, ketamine=1 * uM).mean
     row("ketamine", "single channel: mean open time with 1 µM / control", "0.68",
@@ -441,7 +443,7 @@ def variant_rows():
             f"{f[k]:.2f} (default {f0[k]:.2f})", rel(f[k], CB.ORSER[k]), "±20 %",
             abs(f[k] / CB.ORSER[k] - 1) <= 0.2, "Orser et al. 1997",
             "k_on_closed fitted to the first three; not in detailed balance with the open-"
-            "channel site; mean open time is set by the open-channel k_on (~57x Gilling's "
+            "channel site; mean open time is set by the open-channel k_on (~58x Gilling's "
             "Po-corrected value would be needed, breaking Gilling's kinetics; "
             "docs/calibrate_blockers.out)" if k == "po_1" else "")
 

@@ -13,7 +13,9 @@ Modes (DESIGN.md §1; reference/nmda-kinetics.md §4)
     so a blocked channel can close and lose its agonist with the blocker trapped inside.
     Optional extras: a slow escape ``X·b → X`` from shut blocked states (``k_escape``) and a
     closed-channel / membrane route ``X → X·b`` onto shut states (``k_on_closed``), both
-    voltage-independent unless ``delta_escape`` / ``delta_on_closed`` are set.
+    voltage-independent unless ``delta_escape`` / ``delta_on_closed`` are set.  With
+    ``closed_route="balanced"`` the closed-route association is derived from ``k_escape`` so
+    that the two routes are in detailed balance at every voltage and temperature.
 ``"sequential"`` ("foot in the door")
     Only ``O ⇌ O·b`` for each open state O; a blocked channel cannot close or change state.
 ``"partial_trapping"`` (memantine; Kotermanski, Wood & Johnson 2009,
@@ -46,7 +48,7 @@ and escape rates are too unless given their own electrical distances (``delta_on
 ``delta_escape``: the same formula with the same z, v_ref and V_T).  A blocked state is the
 same state whichever route led to it, so a closed route in detailed balance with the
 open-channel site at every voltage needs ``delta_on_closed + delta_escape = δ`` (see
-:class:`Blocker`).
+:class:`Blocker`; ``closed_route="balanced"`` sets it so).
 
 Temperature: the open-channel, closed-route, escape and superficial-site rates are given at
 ``t_ref`` (22 °C by default) and scaled by ``q10_on`` (association: k_on, k_on_closed,
@@ -54,12 +56,18 @@ superficial_k_on) and ``q10_off`` (dissociation: k_off, k_escape, superficial_k_
 ``q10**((T − t_ref)/10)``; both default to 1 (temperature-independent apart from RT/F in the
 Woodhull factor).  Gating transitions copied into a blocked arm keep their own Q10.
 
-Exact identities a composed scheme obeys at equilibrium (tested in tests/test_blockers.py and
-tests/test_blockers_review.py): a trapping blocker whose blocked arm copies gating, with no
-escape and no closed route (``k_escape = k_on_closed = 0``), gives p(X·b)/p(X) = [B]/K_B in
-every gating state X, so IC50 = K_B independent of agonist (several such blockers on one site:
-p(X·b_i)/p(X) = [B_i]/K_i); a sequential blocker gives IC50 = K_B/Po0.  The library ketamine
-and memantine have a small k_escape, so for them these hold only approximately.
+Exact identities a composed scheme obeys at equilibrium (tested in tests/test_blockers.py,
+tests/test_blockers_review.py and tests/test_blockers_balance.py): a trapping blocker whose
+blocked arm copies gating, with no escape and no closed route (``k_escape = k_on_closed = 0``)
+or with an escape balanced by its closed route (``closed_route="balanced"``), gives
+p(X·b)/p(X) = [B]/K_B in every gating state X, so IC50 = K_B independent of agonist (several
+such blockers on one site: p(X·b_i)/p(X) = [B_i]/K_i); a partial-trapping blocker adds
+p(X·b_s)/p(X) = [B]/K_s, so IC50 = 1/(1/K_B + 1/K_s), also independent of agonist; a
+sequential blocker gives IC50 = K_B/Po0.  The library ketamine and memantine (and their
+``_mealing1999`` variants) have a slow escape from shut blocked states balanced by its closed
+route (``closed_route="balanced"``), so these identities hold exactly for them (to rounding).
+A one-way escape (``k_escape > 0`` with ``k_on_closed = 0``) breaks them: equilibrium block
+then depends on agonist, most at low agonist where channels are mostly shut.
 
 The library (:func:`get`, :func:`available`) holds calibrated parameter sets for ketamine,
 memantine, MK-801, amantadine and Mg2+ (Kampa 2004 and Ascher & Nowak 1988 forms).  Ketamine,
@@ -67,8 +75,8 @@ memantine and MK-801 were calibrated by ``docs/calibrate_blockers.py`` on the
 ``erreger2005_2a`` gating model at −70 mV, amantadine on ``erreger2005_2b`` (Blanpied 2005
 relaxations); the numbers below are its output.  Variants (not defaults):
 ``ketamine_mealing1999`` and ``memantine_mealing1999`` (native cortical neurons, Mealing 1999)
-and ``ketamine_closed_route`` (closed-channel / membrane route, Orser 1997).  Variants use the
-same state tag as their parent (``ket``/``mem``), so compose one of them at a time.
+and ``ketamine_closed_route`` (closed-channel / membrane route, Orser 1997, deliberately not in
+detailed balance).  Variants use the same state tag as their parent (``ket``/``mem``), so compose one of them at a time.
 """
 from __future__ import annotations
 
@@ -151,21 +159,25 @@ class Blocker:
         doi:10.1529/biophysj.103.038679; scale both directions of a transition alike, or
         compensate inside the cycle).
     k_escape : float, default 0
-        Escape rate (s⁻¹) at ``v_ref`` from shut blocked states ``X·b → X`` (trapping modes).
+        Escape rate (s⁻¹) at ``v_ref`` and ``t_ref`` from shut blocked states ``X·b → X``
+        (trapping modes).
     k_on_closed : float, default 0
-        Closed-channel / membrane-route association (M⁻¹ s⁻¹) at ``v_ref`` onto shut states
-        ``X → X·b`` (trapping modes).  With ``k_escape`` this is a second route to the deep
-        site.  It is in detailed balance with the open-channel route (by Kolmogorov's
+        Closed-channel / membrane-route association (M⁻¹ s⁻¹) at ``v_ref`` and ``t_ref`` onto
+        shut states ``X → X·b`` (trapping modes).  With ``k_escape`` this is a second route to
+        the deep site.  It is in detailed balance with the open-channel route (by Kolmogorov's
         criterion around ``X → O → O·b → X·b → X``) only if k_escape(V)/k_on_closed(V) =
         K_B(V)·opening_factor/closing_factor (with ``arm_scaling`` empty) -- at *every*
         voltage only if also ``delta_on_closed + delta_escape = delta_on + delta_off``; with
         the default voltage-independent closed route it can hold at one voltage at most.  Not
-        enforced (the library variant ``ketamine_closed_route`` is deliberately not in
-        balance); check a composition with :func:`ketacore.theory.is_reversible`.
+        enforced for a value given here (the library variant ``ketamine_closed_route`` is
+        deliberately not in balance); check a composition with
+        :func:`ketacore.theory.is_reversible`, or let ``closed_route="balanced"`` derive it.
+        Must be left 0 with ``closed_route="balanced"``.
     delta_on_closed, delta_escape : float, default 0
         Electrical distances (dimensionless, each within ±2) of the closed-route association
         and of the escape: ``k_on_closed·exp(−z·delta_on_closed·(V − v_ref)/V_T)`` and
-        ``k_escape·exp(z·delta_escape·(V − v_ref)/V_T)``.
+        ``k_escape·exp(z·delta_escape·(V − v_ref)/V_T)``.  ``delta_on_closed`` must be left 0
+        with ``closed_route="balanced"`` (it is derived).
     superficial_k_on, superficial_k_off : float, default 0
         Superficial-site rates (M⁻¹ s⁻¹, s⁻¹), voltage-independent, required > 0 for
         ``"partial_trapping"`` and forbidden otherwise.
@@ -178,11 +190,37 @@ class Blocker:
         ``q10_on`` or ``q10_off`` ≠ 1.
     citation, doi, notes : str
         Sources and the calibration this parameter set was given.
+    closed_route : {None, "balanced"}, default None
+        ``None``: the closed-channel route is exactly ``k_on_closed`` / ``delta_on_closed`` as
+        given (none by default).  ``"balanced"``: the closed-route association is derived from
+        the escape so that the cycle ``X → O → O·b → X·b → X`` is in detailed balance with the
+        open-channel site at every voltage and temperature (microscopic reversibility):
+
+            k_on_closed     = k_escape · k_on · closing_factor / (k_off · opening_factor)
+                              (M⁻¹ s⁻¹, at ``v_ref`` and ``t_ref``)
+            delta_on_closed = delta_on + delta_off − delta_escape
+
+        i.e. k_escape(V, T)/k_on_closed(V, T) = K_B(V, T)·opening_factor/closing_factor at
+        every V and T: k_on_closed scales with ``q10_on`` and k_escape with ``q10_off``, as
+        k_on and k_off, from the same ``t_ref``, and uses the same z, v_ref and V_T.  A
+        blocker that can leave a shut blocked channel can enter a shut channel by the same
+        route, so equilibrium block is then independent of agonist (IC50 = K_B for a
+        full-trapping blocker with copied gating).  The derived values are
+        :attr:`effective_k_on_closed` and :attr:`effective_delta_on_closed` (the fields
+        ``k_on_closed`` and ``delta_on_closed`` stay 0: they are inputs, and
+        :meth:`replace` of ``k_escape``, ``k_on``, ... re-derives the route).  With
+        ``k_escape = 0`` there is no closed route (pure trapping, balanced).  Trapping modes
+        only; with ``k_escape > 0`` needs ``k_on > 0`` and ``k_off > 0``.  With ``arm_scaling``,
+        :func:`block` checks that the blocked arm favours shut over open states by exactly
+        closing_factor/opening_factor (otherwise the derived route would not balance).
 
     Raises
     ------
     ValueError, TypeError
-        Bad mode, non-finite or negative rates, empty names, misplaced superficial rates.
+        Bad mode, non-finite or negative rates, empty names, misplaced superficial rates;
+        ``closed_route`` other than None or ``"balanced"``, or ``"balanced"`` together with an
+        explicit ``k_on_closed`` or ``delta_on_closed``, with mode ``"sequential"``, or with
+        ``k_escape > 0`` but ``k_on = 0`` or ``k_off = 0``.
 
     Notes
     -----
@@ -216,6 +254,7 @@ class Blocker:
     citation: str = ""
     doi: str = ""
     notes: str = ""
+    closed_route: str | None = None
 
     def __post_init__(self) -> None:
         for key in ("name", "ligand", "site"):
@@ -260,7 +299,10 @@ class Blocker:
             set_("thermal_voltage", vt)
             from .scheme import MAX_ABS_VK
             for key in ("delta_on", "delta_off", "delta_on_closed", "delta_escape"):
-                zd = abs(self.z * getattr(self, key))
+                zd = abs(self.z * (getattr(self, key) if key != "delta_on_closed" else
+                                   self.effective_delta_on_closed
+                                   if self.closed_route == "balanced" and self.k_escape > 0
+                                   else self.delta_on_closed))
                 if zd > 0 and not vt / zd <= MAX_ABS_VK:
                     raise ValueError(
                         f"Blocker.{key}={getattr(self, key)!r} with z={self.z!r} and a fixed "
@@ -290,6 +332,7 @@ class Blocker:
         for key in ("citation", "doi", "notes"):
             if not isinstance(getattr(self, key), str):
                 raise TypeError(f"Blocker.{key} must be a string")
+        self._check_closed_route()
         # every rate must be a valid rate law (finite over every accepted condition)
         for what, make in (("open-channel on-rate k_on·exp(-z·delta_on·(V - v_ref)/V_T)",
                             self.on_rate),
@@ -303,13 +346,51 @@ class Blocker:
                                  f"delta_off={self.delta_off!r}, thermal_voltage="
                                  f"{self.thermal_voltage!r}, q10_on={self.q10_on!r}, q10_off="
                                  f"{self.q10_off!r}) is not accepted: {e}") from None
-        for key, make in (("k_escape", self.escape_rate), ("k_on_closed", self.closed_on_rate),
+        for key, make in (("k_escape", self.escape_rate),
+                          ("k_on_closed" if self.closed_route is None else
+                           "k_on_closed derived by closed_route='balanced'", self.closed_on_rate),
                           ("superficial_k_on", self.superficial_on_rate),
                           ("superficial_k_off", self.superficial_off_rate)):
             try:
                 make()
             except ValueError as e:
-                raise ValueError(f"Blocker.{key}={getattr(self, key)!r}: {e}") from None
+                val = (getattr(self, key) if hasattr(self, key) else
+                       self.effective_k_on_closed)
+                raise ValueError(f"Blocker.{key}={val!r}: {e}") from None
+
+    def _check_closed_route(self) -> None:
+        """Validate ``closed_route`` against the other closed-route fields."""
+        cr = self.closed_route
+        if cr is None:
+            return
+        if not isinstance(cr, str) or cr != "balanced":
+            raise ValueError(f"Blocker.closed_route must be None (the closed route as given by "
+                             f"k_on_closed/delta_on_closed) or 'balanced' (derived from "
+                             f"k_escape in detailed balance), got {cr!r}")
+        if self.mode == "sequential":
+            raise ValueError("Blocker.closed_route='balanced' is for the trapping modes: mode "
+                             "'sequential' has no blocked gating arm and no closed route")
+        for key in ("k_on_closed", "delta_on_closed"):
+            if getattr(self, key) != 0:
+                raise ValueError(
+                    f"Blocker.closed_route='balanced' derives {key} from k_escape (k_on_closed "
+                    f"= k_escape·k_on·closing_factor/(k_off·opening_factor), delta_on_closed = "
+                    f"delta_on + delta_off - delta_escape), so {key}={getattr(self, key)!r} "
+                    f"contradicts it: leave {key} unset (0), or set closed_route=None for an "
+                    f"explicit closed route")
+        if self.k_escape > 0 and not (self.k_on > 0 and self.k_off > 0):
+            raise ValueError(
+                f"Blocker.closed_route='balanced' with k_escape={self.k_escape!r} needs k_on > 0 "
+                f"and k_off > 0 (got k_on={self.k_on!r}, k_off={self.k_off!r}): the closed route "
+                f"balances the escape against K_B = k_off/k_on, which must be finite and > 0; "
+                f"set k_escape=0 or closed_route=None")
+        d = self.effective_delta_on_closed
+        if not abs(d) <= MAX_ABS_DELTA:
+            raise ValueError(
+                f"Blocker.closed_route='balanced': the derived delta_on_closed = delta_on + "
+                f"delta_off - delta_escape = {d:g} is outside ±{MAX_ABS_DELTA:g} (delta_on="
+                f"{self.delta_on!r}, delta_off={self.delta_off!r}, delta_escape="
+                f"{self.delta_escape!r})")
 
     def __reduce__(self):
         # pickle / copy.deepcopy: the read-only arm_scaling (a mappingproxy) cannot be pickled
@@ -349,11 +430,30 @@ class Blocker:
         """Open-channel unblocking :class:`~ketacore.Rate` (s⁻¹)."""
         return self._rate(self.k_off, None, self.z * self.delta_off, self.q10_off)
 
+    @property
+    def effective_k_on_closed(self) -> float:
+        """Closed-route association (M⁻¹ s⁻¹ at ``v_ref`` and ``t_ref``) that :func:`block`
+        composes: ``k_on_closed`` as given, or with ``closed_route="balanced"``
+        k_escape·k_on·closing_factor/(k_off·opening_factor) (0 when ``k_escape = 0``)."""
+        if self.closed_route != "balanced" or self.k_escape == 0:
+            return self.k_on_closed
+        return (self.k_escape * self.k_on * self.closing_factor
+                / (self.k_off * self.opening_factor))
+
+    @property
+    def effective_delta_on_closed(self) -> float:
+        """Electrical distance of the composed closed-route association: ``delta_on_closed``
+        as given, or with ``closed_route="balanced"`` delta_on + delta_off − delta_escape."""
+        if self.closed_route != "balanced":
+            return self.delta_on_closed
+        return self.delta_on + self.delta_off - self.delta_escape
+
     def closed_on_rate(self) -> Rate:
         """Closed-route association :class:`~ketacore.Rate` onto shut states (M⁻¹ s⁻¹ ×
-        [ligand])."""
-        return self._rate(self.k_on_closed, self.ligand, -self.z * self.delta_on_closed,
-                          self.q10_on)
+        [ligand]); with ``closed_route="balanced"`` the derived one
+        (:attr:`effective_k_on_closed`, :attr:`effective_delta_on_closed`)."""
+        return self._rate(self.effective_k_on_closed, self.ligand,
+                          -self.z * self.effective_delta_on_closed, self.q10_on)
 
     def escape_rate(self) -> Rate:
         """Escape :class:`~ketacore.Rate` from shut blocked states (s⁻¹)."""
@@ -414,23 +514,57 @@ class Blocker:
                      " (block grows with depolarisation)")),
                ("  K_B(-70 mV, 22 C) = inf (k_on = 0: never binds open channels)"
                 if self.k_on == 0 else f"  K_B(-70 mV, 22 C) = {self.kd(-70 * mV) * 1e6:.4g} uM")]
-        if self.k_escape or self.k_on_closed:
+        kon_c, d_c = self.effective_k_on_closed, self.effective_delta_on_closed
+        balanced = self.closed_route == "balanced"
+        if balanced and not self.k_escape:
+            out.append("  closed_route = 'balanced' with k_escape = 0: no escape and no closed "
+                       "route (pure trapping; in detailed balance)")
+        elif self.k_escape or kon_c:
             out.append(f"  k_escape = {self.k_escape:.4g} /s, "
-                       f"k_on_closed = {self.k_on_closed:.4g} /M/s"
+                       f"k_on_closed = {kon_c:.4g} /M/s"
+                       + (" (derived: closed_route = 'balanced', k_on_closed = "
+                          "k_escape*k_on*closing_factor/(k_off*opening_factor))" if balanced
+                          else "")
                        + (f"; delta_escape = {self.delta_escape:g}, delta_on_closed = "
-                          f"{self.delta_on_closed:g}"
-                          if self.delta_escape or self.delta_on_closed else
+                          f"{d_c:g}" + (" (= delta - delta_escape)" if balanced else "")
+                          if self.delta_escape or d_c else
                           " (voltage-independent)"))
-            if self.k_escape and self.k_on_closed:
-                kc_, kb0 = self.k_escape / self.k_on_closed, self.kd(self.v_ref)
-                out.append(f"  closed route K = k_escape/k_on_closed = {kc_ * 1e6:.4g} uM vs open "
-                           f"K_B(v_ref, 22 C) = {kb0 * 1e6:.4g} uM"
-                           + ("" if math.isclose(kc_, kb0, rel_tol=1e-6) else
-                              ": the closed/open cycle is NOT in detailed balance (a "
-                              "non-equilibrium steady state; theory.is_reversible is False)"))
+            if self.k_escape and kon_c:
+                # like with like: both at v_ref and t_ref.  k_escape and k_off share q10_off,
+                # k_on_closed and k_on share q10_on, so the ratio of the two sides does not
+                # change with temperature; with equal electrical distances it does not change
+                # with voltage either.
+                kc_ = self.k_escape / kon_c
+                kb0 = self.kd(self.v_ref, self.t_ref) * self.opening_factor / self.closing_factor
+                t_c = self.t_ref - 273.15
+                scale = ("" if self.opening_factor == self.closing_factor else
+                         "*opening_factor/closing_factor")
+                line = (f"  closed route K = k_escape/k_on_closed = {kc_ * 1e6:.4g} uM vs open "
+                        f"K_B{scale} = {kb0 * 1e6:.4g} uM (both at v_ref = "
+                        f"{self.v_ref / mV:g} mV, t_ref = {t_c:g} C)")
+                same_k = math.isclose(kc_, kb0, rel_tol=1e-6)
+                same_d = math.isclose(d_c + self.delta_escape, self.delta, rel_tol=0.0,
+                                      abs_tol=1e-9)
+                if same_k and same_d:
+                    line += (": in detailed balance with the open-channel site at every voltage "
+                             "and temperature" + (" (closed_route = 'balanced')" if balanced
+                                                  else ""))
+                elif same_k:
+                    line += (f": in detailed balance at v_ref only -- delta_on_closed + "
+                             f"delta_escape = {d_c + self.delta_escape:g} differs from delta = "
+                             f"{self.delta:g}, so at other voltages the closed/open cycle is NOT "
+                             f"in detailed balance (theory.is_reversible is False there)")
+                else:
+                    line += (": the closed/open cycle is NOT in detailed balance (a "
+                             "non-equilibrium steady state; theory.is_reversible is False)")
+                out.append(line)
             elif self.k_escape:
                 out.append("  escape from shut blocked states has no reverse route (k_on_closed = 0):"
-                           " not in detailed balance")
+                           " not in detailed balance (closed_route='balanced' adds the reverse "
+                           "route)")
+            else:
+                out.append("  closed-channel entry has no reverse route (k_escape = 0): not in "
+                           "detailed balance")
         if self.mode == "partial_trapping":
             out.append(f"  superficial site: k_on = {self.superficial_k_on:.4g} /M/s, "
                        f"k_off = {self.superficial_k_off:.4g} /s, K_s = "
@@ -538,7 +672,7 @@ def _check_arm_balance(scheme: Scheme, b: Blocker, f: Mapping[tuple[str, str], f
         groups = []
         if b.k_on > 0 and b.k_off > 0:
             groups.append(("open", [s for s in comp if is_open[s]], "k_on/k_off"))
-        if b.k_on_closed > 0 and b.k_escape > 0:
+        if b.effective_k_on_closed > 0 and b.k_escape > 0:
             groups.append(("shut", [s for s in comp if not is_open[s]],
                            "k_on_closed/k_escape"))
         for kind, states, how in groups:
@@ -553,6 +687,23 @@ def _check_arm_balance(scheme: Scheme, b: Blocker, f: Mapping[tuple[str, str], f
                         f"is broken around {x} -> {x}{SEP}{b.name} -> ... -> {y}{SEP}{b.name} "
                         f"-> {y} -> ... -> {x}.  Scale the transitions between them so that "
                         f"their equilibrium is unchanged")
+        if b.closed_route == "balanced" and b.k_escape > 0:
+            # the derived closed route balances the escape against K_B·opening/closing: the arm
+            # must favour its shut states over its open ones by exactly closing/opening
+            op = [x for x in comp if is_open[x]]
+            sh = [x for x in comp if not is_open[x]]
+            want = math.log(b.closing_factor / b.opening_factor)
+            if op and sh and abs(phi[sh[0]] - phi[op[0]] - want) > tol:
+                x, y = sh[0], op[0]
+                raise ValueError(
+                    f"blocker {b.name!r}: closed_route='balanced' derives k_on_closed from "
+                    f"k_escape with the factor closing_factor/opening_factor = "
+                    f"{b.closing_factor / b.opening_factor:.6g}, but arm_scaling "
+                    f"{dict(b.arm_scaling)} makes the blocked arm favour the shut state {x!r} "
+                    f"over the open state {y!r} by {math.exp(phi[x] - phi[y]):.6g}: the "
+                    f"closed route would not be in detailed balance.  Scale both directions "
+                    f"of the open<->shut transitions alike, or use closing_factor/"
+                    f"opening_factor, or closed_route=None with an explicit k_on_closed")
 
 
 def _collision_message(scheme: Scheme, nm: str, n1: tuple, n2: tuple, none_occ: tuple) -> str:
@@ -867,7 +1018,7 @@ def _compose(scheme: Scheme, bl: list[Blocker], name: str | None, *,
                 elif is_open[g]:
                     on, off = blk.on_rate(), blk.off_rate()
                 else:
-                    on = blk.closed_on_rate() if blk.k_on_closed > 0 else None
+                    on = blk.closed_on_rate() if blk.effective_k_on_closed > 0 else None
                     off = blk.escape_rate() if blk.k_escape > 0 else None
                 if on is not None and on.k0 > 0:
                     edges.append(((g, occ), tgt, on))
@@ -980,16 +1131,16 @@ _MEALING = ("Mealing GAR, Lanthorn TH, Murray CL, Small DL, Morley P (1999) Diff
 
 # --- calibrated by docs/calibrate_blockers.py (output pasted here; rerun it to reproduce) ---
 # BEGIN CALIBRATED
-_KET = dict(k_on=1214500.0, k_off=8.03532, k_escape=0.000975395)
-_MEM = dict(k_on=244741.0, k_off=4.72882, delta_on=0.4991, delta_off=0.4991,
-            superficial_k_on=178697.0, superficial_k_off=1.32161,
-            k_escape=0.00140759)
+_KET = dict(k_on=1193180.0, k_off=7.96719, k_escape=0.00097329)
+_MEM = dict(k_on=243737.0, k_off=4.70679, delta_on=0.49645, delta_off=0.49645,
+            superficial_k_on=180443.0, superficial_k_off=1.32258,
+            k_escape=0.00140589)
 _MK801 = dict(k_on=25000000.0, k_off=0.0314519)
 _AMAN = dict(k_on=3240500.0, k_off=2043.82, closing_factor=1.53605,
              opening_factor=0.772747)
-_KET_MEALING = dict(k_on=1214500.0, k_off=26.6925, k_escape=0.000407166)
-_MEM_MEALING = dict(k_on=244741.0, k_off=11.5208, k_escape=1.31366e-17)
-_KET_CLOSED = dict(k_on_closed=186683.0)
+_KET_MEALING = dict(k_on=1193180.0, k_off=26.2369, k_escape=0.000419866)
+_MEM_MEALING = dict(k_on=243737.0, k_off=11.2806, k_escape=1.31366e-17)
+_KET_CLOSED = dict(k_on_closed=187407.0)
 # END CALIBRATED
 
 _LIBRARY: dict[str, Blocker] = {}
@@ -1001,7 +1152,7 @@ def _register(key: str, b: Blocker) -> None:
 
 _register("ketamine", Blocker(
     name="ket", ligand="ketamine", z=1.0, delta_on=0.395, delta_off=0.395, mode="trapping",
-    **_KET,
+    **_KET, closed_route="balanced",
     citation=_GILLING + "; " + _MEALING,
     doi="10.1016/j.neuropharm.2009.01.012",
     notes=("Full trapping open-channel blocker (blocked arm copies gating).  Open-channel "
@@ -1015,7 +1166,13 @@ _register("ketamine", Blocker(
            "implies IC50 ~2.5 uM, 3.5x Gilling's, in a different preparation (rat cortical "
            "neurons, NMDA): the variant 'ketamine_mealing1999' meets it.  Open-channel rates are Po-corrected macroscopic rates, so on a "
            "gating model with a different steady-state Po the kinetics (not the IC50) differ.  "
-           "No closed-channel/membrane route by default (reference open question 1; variant "
+           "The slow escape from shut blocked states comes with its reverse, a closed-channel "
+           "route k_on_closed = k_escape/K_B (closed_route='balanced'; ~1.3e3 /M/s at -70 mV), "
+           "so every composition is in detailed balance and the equilibrium IC50 is exactly "
+           "K_B at any agonist concentration (with a one-way escape it rose to ~2.4x K_B at "
+           "0.1 uM glutamate); the calibration was run with it in place.  It also blocks resting "
+           "channels slowly (1 uM: tau ~7 min at -70 mV).  No fitted closed-channel/membrane "
+           "route by default (reference open question 1; variant "
            "'ketamine_closed_route').  Limitation: tau_on matches Gilling's only as a "
            "single-exponential fit.  On erreger2005_2a, ~83 % of receptors sit in the slow "
            "desensitized state at steady state, so the onset at 10 uM is biphasic (half the "
@@ -1024,6 +1181,7 @@ _register("ketamine", Blocker(
 
 _register("memantine", Blocker(
     name="mem", ligand="memantine", z=1.0, mode="partial_trapping", **_MEM,
+    closed_route="balanced",
     citation=(_GILLING + "; Blanpied TA, Boeckman FA, Aizenman E, Johnson JW (1997) Trapping "
               "channel block of NMDA-activated responses by amantadine and memantine. "
               "J Neurophysiol 77:309-323 (doi:10.1152/jn.1997.77.1.309); Kotermanski SE, Wood "
@@ -1038,7 +1196,7 @@ _register("memantine", Blocker(
            "conduction, an assumption of this implementation).  Fitted by "
            "docs/calibrate_blockers.py (fit_memantine) on erreger2005_2a (GluN1/GluN2A, as "
            "Gilling 2009), 1 mM glutamate, -70 mV, 22 C: deep-site k_on/k_off, superficial "
-           "K_s (~7.4 uM) and k_off (~1.32 /s) and k_escape, to IC50 ~1 uM (Gilling 2009, "
+           "K_s (~7.3 uM) and k_off (~1.32 /s) and k_escape, to IC50 ~1 uM (Gilling 2009, "
            "doi:10.1016/j.neuropharm.2009.01.012; model ~1.07 uM), untrapped fraction 1/6 after "
            "a 5 s agonist-free wash (Blanpied 1997, doi:10.1152/jn.1997.77.1.309), 71 % still "
            "trapped after 120 s (Mealing 1999), escape tau 0.79 s after agonist removal "
@@ -1057,7 +1215,10 @@ _register("memantine", Blocker(
            "ketamine (the voltage-independent superficial site dilutes the deep delta).  "
            "Mealing's 81 % block at 10 uM is not met (~90 %: IC50 ~1 uM; variant "
            "'memantine_mealing1999').  Open-channel rates are Po-corrected, so on another "
-           "gating model the kinetics (not the IC50) differ.")))
+           "gating model the kinetics (not the IC50) differ.  The deep-site escape is balanced "
+           "by its closed route (closed_route='balanced', k_on_closed = k_escape/K_B), so the "
+           "equilibrium IC50 = 1/(1/K_B + 1/K_s) at any agonist concentration; the "
+           "calibration was run with it in place.")))
 
 _register("mk801", Blocker(
     name="mk801", ligand="mk801", z=1.0, delta_on=0.0, delta_off=0.97, mode="trapping",
@@ -1102,28 +1263,30 @@ _register("amantadine", Blocker(
 
 _register("ketamine_mealing1999", Blocker(
     name="ket", ligand="ketamine", z=1.0, delta_on=0.395, delta_off=0.395, mode="trapping",
-    **_KET_MEALING,
+    **_KET_MEALING, closed_route="balanced",
     citation=_MEALING, doi="",
     notes=("Preparation-specific VARIANT for native receptors (cultured rat cortical neurons, "
            "NMDA; Mealing 1999) -- not the default, which is Gilling's human GluN1/GluN2A.  "
            "delta and the open-channel k_on of the default kept; k_off and k_escape fitted by "
            "docs/calibrate_blockers.py (fit_mealing_variant) on erreger2005_2a, 1 mM "
            "glutamate, -70 mV, to 80 % block after 30 s of 10 uM and 86 % still trapped after "
-           "a 120 s agonist-free wash.  Implied IC50 (= K_B) 2.5 uM at -70 mV, 3.5x Gilling's "
-           "0.71 uM; tau_on/tau_off at 10 uM ~0.41 s / ~2.0 s.")))
+           "a 120 s agonist-free wash (escape balanced by its closed route, "
+           "closed_route='balanced', as the default).  Implied IC50 (= K_B) 2.5 uM at -70 mV, "
+           "3.5x Gilling's 0.71 uM; tau_on/tau_off at 10 uM ~0.43 s / ~2.0 s.")))
 
 _register("memantine_mealing1999", Blocker(
     name="mem", ligand="memantine", z=1.0, delta_on=_MEM["delta_on"],
     delta_off=_MEM["delta_off"], mode="partial_trapping",
     superficial_k_on=_MEM["superficial_k_on"],
-    superficial_k_off=_MEM["superficial_k_off"], **_MEM_MEALING,
+    superficial_k_off=_MEM["superficial_k_off"], **_MEM_MEALING, closed_route="balanced",
     citation=_MEALING, doi="",
     notes=("Preparation-specific VARIANT for native receptors (Mealing 1999), not the default.  "
            "delta, deep-site k_on and the superficial site of the default kept; deep-site k_off "
            "and k_escape fitted by docs/calibrate_blockers.py (fit_mealing_variant) to 81 % "
-           "block after 30 s of 10 uM and 71 % trapped after 120 s: lands ~82.3 % and ~68.5 % "
+           "block after 30 s of 10 uM and 71 % trapped after 120 s: lands ~82.4 % and ~68.4 % "
            "(both within +-5 pp; k_escape runs to ~0, the superficial site alone releasing "
-           "enough).  Implied IC50 ~2.1 uM at -70 mV.")))
+           "enough; closed_route='balanced' as the default, so its closed route is ~0 too).  "
+           "Implied IC50 ~2.1 uM at -70 mV.")))
 
 _register("ketamine_closed_route", Blocker(
     name="ket", ligand="ketamine", z=1.0, delta_on=0.395, delta_off=0.395, mode="trapping",
@@ -1136,12 +1299,13 @@ _register("ketamine_closed_route", Blocker(
            "docs/calibrate_blockers.py (fit_closed_route) to the Orser 1997 cell-attached "
            "ratios (Po 24 % at 1 uM, 53 % at 0.1 uM, opening frequency 44 % at 1 uM) on "
            "erreger2005_2a at -70 mV and 3 uM glutamate (control Po 0.057 ~ Orser's 0.058).  "
-           "k_escape is the default's, so the closed route is NOT in detailed balance with "
-           "the open-channel site (k_escape/k_on_closed << K_B): a phenomenological "
-           "non-equilibrium steady state, and IC50 < K_B.  Improves Po at 1 uM (0.43 -> ~0.30) "
+           "k_escape is the default's but this explicit k_on_closed replaces the default's "
+           "balanced closed route (closed_route=None), so the closed route is NOT in detailed "
+           "balance with the open-channel site (k_escape/k_on_closed << K_B): a "
+           "phenomenological non-equilibrium steady state, and IC50 < K_B.  Improves Po at 1 uM (0.43 -> ~0.30) "
            "but not the 0.1 uM point (~0.80 vs 0.53; Orser's data imply a Hill slope ~0.55) "
            "nor the mean open time (0.99 vs 0.68, set by the open-channel k_on, which would "
-           "need ~57x Gilling's Po-corrected value, which breaks Gilling's tau_on/tau_off; "
+           "need ~58x Gilling's Po-corrected value, which breaks Gilling's tau_on/tau_off; "
            "see docs/calibrate_blockers.out).  Orser volume/pages from memory, unverified; "
            "DOI not recorded.")))
 

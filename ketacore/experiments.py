@@ -2705,7 +2705,11 @@ def use_dependence(gating: Scheme | str, blocker: Any, concentration: float,
     frequencies : array_like of float
         Stimulation frequencies (Hz), ≥ 0; 0 means no stimulation (a quiet cell: the drug
         phase has no agonist, so a blocker that binds only open channels blocks nothing and
-        its washout figures are NaN, "no block at drug removal").
+        its washout figures are NaN, "no block at drug removal").  A blocker with a route onto
+        shut channels blocks quiet cells slowly: the library ketamine and memantine carry the
+        closed route that balances their escape (``closed_route="balanced"``), which blocks
+        resting channels as [B]/(K_B + [B])·(1 − e^(−λt)), λ = k_on_closed(V)·[B] + k_escape
+        (ketamine 1 µM at −70 mV: 2.5 % after 20 s, 7.2 % after 60 s).
     duration : float or None, default 60 s
         Length of the drug phase (s); the train has ``floor(duration·f)`` pulses.
     n_pulses : int, optional

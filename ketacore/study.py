@@ -1286,7 +1286,10 @@ class Study:
         Library blocker names, or tables ``{"name": "ketamine", "k_escape": 0}`` overriding
         fields of a library blocker (:meth:`ketacore.blockers.Blocker.replace`).  A single name
         or table is one blocker (``blockers="ketamine"`` is ``blockers=["ketamine"]``); it is
-        stored as a list.
+        stored as a list.  ``closed_route = "none"`` (TOML has no null) is ``closed_route=None``:
+        ``{"name": "ketamine", "closed_route": "none"}`` is the library ketamine without the
+        closed route that balances its escape (escape-only trapping), and an explicit
+        ``k_on_closed`` on a library blocker with ``closed_route="balanced"`` needs it.
     protocol, sweep, analysis, initial : optional
         Shorthand for a single protocol (stored as ``parts["main"]``): ``protocol`` is the list
         of segments (see :class:`StudyPart`), ``sweep`` a table of axes, ``initial`` as in
@@ -2369,7 +2372,9 @@ def _resolve_blockers(study: Study, env: Mapping[str, Any]):
                 for k, v in b.items():
                     if k == "name":
                         continue
-                    if k in ("mode", "site", "ligand", "citation", "doi", "notes") or isinstance(v, (dict, bool)):
+                    if k == "closed_route":   # (TOML has no null: "none" is Python's None)
+                        changes[k] = None if v == "none" else v
+                    elif k in ("mode", "site", "ligand", "citation", "doi", "notes") or isinstance(v, (dict, bool)):
                         changes[k] = v
                     elif k == "thermal_voltage" and v is None:
                         changes[k] = None
@@ -2379,7 +2384,9 @@ def _resolve_blockers(study: Study, env: Mapping[str, Any]):
         except StudyError:
             raise
         except (TypeError, ValueError) as e:
-            raise StudyError(f"{where}: {e}") from None
+            hint = (' (in a study table: closed_route = "none")'
+                    if "closed_route=None" in str(e) else "")
+            raise StudyError(f"{where}: {e}{hint}") from None
     return out
 
 

@@ -424,10 +424,16 @@ def test_describe_says_when_the_closed_route_is_out_of_balance():
     nothing of the kind for a closed route matched to K_B, or for the one-way escape of the
     default ketamine."""
     text = kc.blockers.get("ketamine_closed_route").describe()
-    assert "closed route K = k_escape/k_on_closed = 0.005225 uM" in text
+    assert "closed route K = k_escape/k_on_closed = 0.005193 uM" in text
     assert "NOT in detailed balance" in text
     ket = kc.blockers.get("ketamine")
-    assert "no reverse route (k_on_closed = 0)" in ket.describe()
+    # the library ketamine balances its escape (closed_route='balanced'); without it, one-way
+    assert "no reverse route (k_on_closed = 0)" in ket.replace(closed_route=None).describe()
+    assert "NOT in detailed balance" not in ket.describe()
+    ket = ket.replace(closed_route=None)
     matched = ket.replace(k_escape=ket.k_off / 10, k_on_closed=ket.k_on / 10)
     text = matched.describe()
-    assert "closed route K" in text and "NOT in detailed balance" not in text
+    # matched at v_ref only (voltage-independent closed route, delta = 0.79): said so
+    assert "closed route K" in text and "in detailed balance at v_ref only" in text
+    text = matched.replace(delta_on_closed=ket.delta).describe()
+    assert "NOT in detailed balance" not in text and "every voltage and temperature" in text

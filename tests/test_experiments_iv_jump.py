@@ -94,15 +94,19 @@ def test_iv_trapping_block_is_one_over_one_plus_kb_over_b():
 
 def test_iv_library_ketamine_is_ic50s_steady_fraction_and_escape_only_unblocks():
     g = kc.models.get("erreger2005_2a")
-    ket = kc.blockers.get("ketamine")             # k_escape > 0: the identity is approximate
+    ket = kc.blockers.get("ketamine")             # k_escape > 0, balanced: the identity holds
     c = 1 * uM
     vs = np.array([-90, -70, -30]) * mV
     r = E.iv_curve(g, ket, c, vs)
     for v, f in zip(vs, r.fraction):
         ic = E.ic50(g, ket, [c, 2 * c, 3 * c], V=v)
         assert f == pytest.approx(ic.fraction[0], rel=1e-12)
-        # the escape route X·ket -> X only removes drug: more current than the identity
-        assert f > 1 / (1 + c / ket.kd(v, g.temperature))
+        # the escape X·ket -> X is balanced by its closed route: the identity is exact
+        assert f == pytest.approx(1 / (1 + c / ket.kd(v, g.temperature)), rel=1e-9)
+    # a one-way escape only removes drug: more current than the identity
+    one_way = ket.replace(closed_route=None)
+    for v, f in zip(vs, E.iv_curve(g, one_way, c, vs).fraction):
+        assert f > 1 / (1 + c / one_way.kd(v, g.temperature))
 
 
 MG_DOC = {-80: (0.0170, 0.0244), -60: (0.0791, 0.0796), -40: (0.2984, 0.2302),

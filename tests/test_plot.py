@@ -154,7 +154,8 @@ def test_dose_response_with_a_second_sweep_axis(tmp_path):
     assert np.all(np.isfinite(ic)) and ic[1] > ic[0]  # ketamine: weaker block at -30 mV
     from ketacore.study import summary_table
     text = summary_table(t)
-    assert "Hill fit (master equation) at V -70 mV: IC50 755" in text
+    assert "Hill fit (master equation) at V -70 mV: IC50 759" in text   # K_B (755 before the
+    # balanced closed route and recalibration of the library ketamine)
     assert "Hill fit (master equation) at V -30 mV" in text
     fig = plot.dose_response(ds)
     labels = fig.axes[0].get_legend_handles_labels()[1]

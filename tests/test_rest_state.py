@@ -18,6 +18,16 @@ V70 = -70 * mV
 
 @pytest.fixture(scope="module")
 def ket():
+    # escape-only trapping ketamine (no route onto shut states): at rest without agonist its
+    # trapped states are a second absorbing class, the case rest_state resolves
+    b = kc.blockers.get("ketamine").replace(closed_route=None)
+    return kc.block(kc.models.get("erreger2005_2a"), b)
+
+
+@pytest.fixture(scope="module")
+def ket_balanced():
+    # the library ketamine: its escape is balanced by a closed route (detailed balance), so
+    # the equilibrium without agonist is unique and partly blocked (an indefinite soak)
     return kc.block(kc.models.get("erreger2005_2a"), "ketamine")
 
 
@@ -89,6 +99,19 @@ def test_rest_state_is_drug_free_rest_with_a_trapping_drug_and_no_agonist(ket, m
         theory.rest_state(ket.q_matrix(V=V70))
 
 
+def test_rest_in_a_drug_with_a_balanced_closed_route_is_the_soak_equilibrium(ket_balanced):
+    """With the escape balanced by a closed route the rest state in drug is the unique
+    equilibrium: every unliganded channel blocked with odds [B]/K_B(V) (detailed balance), i.e.
+    an indefinite soak in the drug (~7 min to settle at 1 uM, -70 mV)."""
+    s, b = ket_balanced, kc.blockers.get("ketamine")
+    for c in (0.3 * uM, 1 * uM, 10 * uM):
+        p = theory.rest_state(s, V=V70, ketamine=c)
+        assert p.tobytes() == theory.equilibrium(s, V=V70, ketamine=c).tobytes()
+        kb = b.kd(V70)
+        assert p[_blocked(s)].sum() == pytest.approx(c / (kb + c), rel=1e-9)
+        assert p[s.index("R·ket")] / p[s.index("R")] == pytest.approx(c / kb, rel=1e-9)
+
+
 def test_rest_state_refuses_a_reducible_scheme_without_blocked_states():
     s = kc.Scheme(["A", "B", "C"], [("A", "B", 1.0), ("A", "C", 2.0)], {"B": 1e-12})
     with pytest.raises(theory.NoUniqueEquilibrium):
@@ -131,6 +154,22 @@ def test_solve_and_simulate_start_a_train_at_rest(ket):
     assert mc.counts[0, 0, ket.index("R")] == 50
 
 
+def test_a_train_in_a_drug_with_a_closed_route_starts_from_the_soak(ket_balanced):
+    # the library ketamine reaches shut channels slowly (balanced closed route): a train whose
+    # rest has the drug starts from the soak equilibrium, and from drug-free rest when the
+    # start is given so (initial= the drug-free rest conditions)
+    s = ket_balanced
+    tr = kc.pulse_train(10, 1.0, 1 * ms, during={"glutamate": 1 * mM},
+                        between={"ketamine": 1 * uM})
+    r = kc.solve(s, tr, 1 * ms)
+    np.testing.assert_array_equal(r.occupancy[0], theory.rest_state(s, V=tr.steps[0].V,
+                                                                  ketamine=1 * uM))
+    kb = kc.blockers.get("ketamine").kd(tr.steps[0].V)
+    assert r.occupancy[0][_blocked(s)].sum() == pytest.approx(1 * uM / (kb + 1 * uM), rel=1e-9)
+    naive = kc.solve(s, tr, 1 * ms, initial={"V": tr.steps[0].V})
+    assert naive.occupancy[0][_blocked(s)].sum() == 0.0
+
+
 # ------------------------------------------------------------------ experiments from rest
 @pytest.mark.filterwarnings("ignore:(ic50|trapping).*(extrapolat|no peak within):RuntimeWarning")  # a fast protocol: the extrapolated-IC50 / unpeaked-response warnings are expected here
 def test_use_dependence_and_peak_ic50_with_background_mg():
@@ -139,7 +178,14 @@ def test_use_dependence_and_peak_ic50_with_background_mg():
     kw = dict(also=["mg"], background={"mg": 1 * mM})
     with_mg = E.use_dependence("erreger2005_2a", "ketamine", 1 * uM, [0, 1], **kw)
     without = E.use_dependence("erreger2005_2a", "ketamine", 1 * uM, [0, 1])
-    assert with_mg.blocked[0] == 0.0
+    # a quiet cell (0 Hz): only the library ketamine's closed route (the one balancing its
+    # escape) blocks it, R -> R·ket at k_on_closed(V)[B], back at k_escape -- Mg2+ at rest
+    # holds no channel (drug-free rest; it traps but has no route onto shut states)
+    b = kc.blockers.get("ketamine")
+    on, off = b.closed_on_rate()(V70, ketamine=1 * uM), b.escape_rate()(V70)
+    quiet = on / (on + off) * -np.expm1(-(on + off) * 60.0)       # the 60 s drug phase
+    assert with_mg.blocked[0] == pytest.approx(quiet, rel=1e-9)
+    assert without.blocked[0] == pytest.approx(quiet, rel=1e-9)
     # Mg2+ occupies the pore at -70 mV and slows ketamine's use-dependent block
     assert 0 < with_mg.blocked[1] < 0.5 * without.blocked[1]
     r = E.ic50("erreger2005_2a", "ketamine", [1 * uM, 10 * uM, 100 * uM], kind="peak",

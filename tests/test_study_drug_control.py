@@ -57,7 +57,8 @@ def test_dose_response_in_mg_background_matches_the_solve_oracle():
     oracle = np.array([_mean_conductance(scheme, step(c), dt) / ctl for c in DOSES])
     np.testing.assert_allclose(ds["response_det"].values, oracle, rtol=1e-9)
     # the figures of the audit (it used to report 0.037, 0.035, 0.025, 0.006)
-    np.testing.assert_allclose(oracle, [0.995, 0.953, 0.670, 0.169], atol=1e-3)
+    # (0.670 before the library ketamine's balanced closed route and recalibration)
+    np.testing.assert_allclose(oracle, [0.995, 0.953, 0.671, 0.170], atol=1e-3)
     assert json.loads(ds.attrs["control_removes"]) == ["ketamine"]
     # IC50 ~ K_B (1 + [Mg]/K_Mg) (~20.2 uM; the library ketamine's slow escape from shut blocked
     # states shifts the steady state by 0.4 %), not the sub-nM value of a Mg2+-free control
@@ -101,7 +102,10 @@ N_PULSES, FREQ, WIDTH, DT = 5, 10.0, 2e-3, 1e-3
 
 
 def _train_study(analysis, sweep=None, **kw):
-    args = dict(model="erreger2005_2a", blockers=["ketamine", "mg"], parameters={"ketamine": "10 uM"},
+    # (escape-only ketamine: the rest in the drug holds no drug, so the block builds up with
+    # use; the library ketamine's closed route would start the drug run from the soak)
+    args = dict(model="erreger2005_2a", blockers=[{"name": "ketamine", "closed_route": "none"}, "mg"],
+                parameters={"ketamine": "10 uM"},
                 protocol=[{"train": {"n_pulses": N_PULSES, "frequency": "10 Hz", "width": "2 ms",
                                      "V": "-70 mV", "during": {"glutamate": "1 mM"},
                                      "between": {"mg": "1 mM", "ketamine": "$ketamine"}}}],
@@ -131,7 +135,7 @@ def test_use_dependence_in_mg_background_with_drug():
     np.testing.assert_allclose(at0["block_by_pulse_det"].values, 0.0, atol=1e-12)
     assert abs(float(at0["block_last_det"])) <= 1e-12 and abs(float(at0["block_total_det"])) <= 1e-12
     # 10 uM: the block of each pulse's charge vs the same train in Mg2+ without ketamine
-    scheme = kc.blockers.block("erreger2005_2a", "ketamine", "mg")
+    scheme = kc.blockers.block("erreger2005_2a", kc.blockers.get("ketamine").replace(closed_route=None), "mg")
     q_ctl, q = _pulse_charges(scheme, 0.0), _pulse_charges(scheme, 1e-5)
     oracle = 1 - q / q_ctl
     got = ds.sel(ketamine=1e-5)

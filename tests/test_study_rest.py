@@ -12,11 +12,13 @@ from ketacore import study as S
 pytest.importorskip("xarray")
 
 # a 1 Hz train of 1 ms glutamate pulses in 1 uM ketamine, no initial: the part starts at rest
-# (between-pulse conditions: ketamine, no glutamate)
+# (between-pulse conditions: ketamine, no glutamate).  Ketamine without the closed route that
+# balances its escape, so that the rest in the drug holds no drug (the library ketamine's rest
+# in the drug is the soak equilibrium, [B]/(K_B + [B]) blocked: tests/test_rest_state.py)
 TRAIN = textwrap.dedent("""
     name = "rest"
     model = "erreger2005_2a"
-    blockers = ["ketamine"]
+    blockers = [{ name = "ketamine", closed_route = "none" }]
     n_channels = 10
     n_trials = 2
     dt = "1 ms"
@@ -144,7 +146,7 @@ def test_dose_axis_undecidable_is_refused_at_check_time():
 
 # ----------------------------------------------------------------------------- 3. Python trains
 def _python_train_study(segments):
-    return kc.Study(model="erreger2005_2a", blockers=["ketamine"], n_trials=2, n_channels=10,
+    return kc.Study(model="erreger2005_2a", blockers=[{"name": "ketamine", "closed_route": "none"}], n_trials=2, n_channels=10,
                     rng=5, keep_trials=1, dt=1e-3, outputs={"figures": False},
                     parameters={"glutamate": 1e-3, "ketamine": 1e-6},
                     protocol=segments, analysis="use_dependence")

@@ -384,7 +384,8 @@ def test_every_numeric_blocker_field_has_a_dimension():
     import dataclasses
 
     from ketacore.blockers import Blocker
-    text = {"name", "ligand", "mode", "site", "citation", "doi", "notes", "arm_scaling"}
+    text = {"name", "ligand", "mode", "site", "citation", "doi", "notes", "arm_scaling",
+            "closed_route"}
     numeric = {f.name for f in dataclasses.fields(Blocker)} - text
     assert numeric <= set(S._BLOCKER_DIMS), sorted(numeric - set(S._BLOCKER_DIMS))
 

@@ -185,11 +185,17 @@ def _mp_dwell(Q, a, f, dps):
 @pytest.mark.parametrize("spec", [("kampa2004", "ketamine"),
                                   ("erreger2005_2a", "ketamine", "mg")])
 def test_composed_scheme_components_are_exact(spec):
-    """Every component dwell_times returns is a component of the 50-digit mixture (taus to
+    """One-way escape of ketamine (closed_route=None): the library ketamine balances it since
+    the closed_route option, which leaves no negative areas to check.  Every component dwell_times returns is a component of the 50-digit mixture (taus to
     1e-10, areas to 1e-13 of sum |areas|); the exact ones it lacks are merged (rates within
     MERGE_RTOL) or rounding-level (AREA_RTOL).  So the near-equal pairs and negative areas
     are real (guard: apart from the new constant AREA_RTOL this holds on the old code too;
     the erreger scheme now lacks one component of exact area 3.6e-16, the drop rule)."""
+    # (with the rates of the library ketamine this test was written for, calibrated before the
+    # balanced route: its near-equal eigenvalue pair is what the 1e-15 area check is about)
+    spec = tuple(kc.blockers.get(x).replace(closed_route=None, k_on=1214500.0, k_off=8.03532,
+                                            k_escape=0.000975395) if x == "ketamine" else x
+                 for x in spec)
     s = kc.block(kc.models.get(spec[0]), *spec[1:])
     cond = {k: v for k, v in COND.items() if k == "V" or k in s.ligands}
     Q = s.q_matrix(**cond)
@@ -285,7 +291,9 @@ def test_composed_erreger_ketamine_mg_irreversibility_is_real():
     that must leave R through RA (flux balance at R), and without the escape the composed
     scheme is reversible to 1e-15.  (Guard: passes on the old code too.)"""
     g = kc.models.get("erreger2005_2a")
-    ket = kc.blockers.get("ketamine")
+    # one-way escape: the library ketamine before closed_route='balanced' (now balanced)
+    ket = kc.blockers.get("ketamine").replace(closed_route=None)
+    assert th.is_reversible(kc.block(g, "ketamine", "mg"), rtol=1e-12, **COND)
     s = kc.block(g, ket, "mg")
     Q = s.q_matrix(**COND)
     p = th.equilibrium(Q)

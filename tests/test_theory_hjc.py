@@ -337,7 +337,10 @@ def test_a_composed_blocker_scheme():
     components (a near-double root merged), the scanned root search, and a distribution that
     integrates to 1 (to 1e-9, the asymptotic-form error at 3 t_res) with a positive pdf."""
     from ketacore.units import mM, mV
-    g = kc.block(kc.models.get("erreger2005_2a"), "ketamine", "mg")
+    # one-way escape (closed_route=None; the library ketamine balances it since the
+    # closed_route option): the irreversible composition this test is about
+    one_way = kc.blockers.get("ketamine").replace(closed_route=None)
+    g = kc.block(kc.models.get("erreger2005_2a"), one_way, "mg")
     cond = dict(V=-70 * mV, glutamate=1 * mM, ketamine=1 * uM, mg=1 * mM)
     assert not th.is_reversible(g, **cond)
     d = th.apparent_dwell_times(g, "shut", t_res=20 * us, **cond)
