@@ -449,10 +449,18 @@ class _Setup:
                    V: float | None = None):
         """:func:`ketacore.theory.relaxation` of the composed scheme from ``initial`` under
         the experiment's conditions (voltage ``V``, default the experiment's, and
-        temperature)."""
+        temperature).  ValueError when the generator is defective (no spectral expansion:
+        the Relaxation then has no amplitudes, and the experiments need them)."""
         from .theory import relaxation
-        return relaxation(self.scheme, initial=initial, V=self.V if V is None else V,
-                          **self.tkw, **self.cond(agonist, c))
+        rel = relaxation(self.scheme, initial=initial, V=self.V if V is None else V,
+                         **self.tkw, **self.cond(agonist, c))
+        if rel.amplitudes is None:
+            raise ValueError(
+                "the exact relaxation of this mechanism has no expansion in exponentials (a "
+                "defective generator: equal rates along a one-way path), so it has no time "
+                "constants and amplitudes to report; kc.theory.relaxation(...).occupancy(t) "
+                "gives its exact time course")
+        return rel
 
     def meta(self) -> dict[str, Any]:
         return dict(gating=self.gating.name,

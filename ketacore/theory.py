@@ -113,6 +113,7 @@ from . import _validate as _V
 
 __all__ = [
     "ExponentialMixture",
+    "PhaseType",
     "GeometricMixture",
     "Relaxation",
     "Bursts",
@@ -227,6 +228,18 @@ class ExponentialMixture:
         happens; areas may be negative (e.g. latencies from a non-equilibrium
         start, a rising phase), the pdf is still >= 0. :meth:`sample` checks
         that the mixture is a distribution.
+
+    See Also
+    --------
+    PhaseType : the exact matrix form returned when a sub-generator has no accurate spectral
+        expansion (a repeated rate without microscopic reversibility).
+
+    References
+    ----------
+    Colquhoun D, Hawkes AG (1981). On the stochastic properties of single ion channels. Proc R
+    Soc Lond B 211:205-235. doi:10.1098/rspb.1981.0003 (dwell-time mixtures, the spectral
+    expansion); Colquhoun D, Hawkes AG (1995). A Q-matrix cookbook. In: Sakmann B, Neher E
+    (eds) Single-Channel Recording, 2nd ed. Plenum, New York, ch. 20.
     """
 
     taus: np.ndarray
@@ -590,17 +603,225 @@ class ExponentialMixture:
 
 
 @dataclass(frozen=True)
+class PhaseType:
+    """A duration distribution in matrix form, for sub-generators with no accurate spectral
+    expansion: ``pdf(t) = start expm(generator t) exit`` for t >= 0.
+
+    :func:`first_latency`, :func:`dwell_times` and the :func:`bursts` distributions return
+    an :class:`ExponentialMixture` when the sub-generator of the states passed through has an
+    accurate eigendecomposition -- always for a mechanism with microscopic reversibility -- and
+    this class when it does not: a *defective* sub-generator (e.g. an irreversible chain of
+    equal rates, C0 -> C1 -> O with both rates k, whose first latency is Erlang(2, k),
+    ``k^2 t exp(-k t)``, not a mixture of exponentials) or a nearly defective one (rates equal
+    to ~1e-8, where the eigenvectors are so ill-conditioned that a mixture's areas lose
+    ~1e-7).  The matrix form is exact whatever the spectrum: the pdf and survival function are
+    evaluated with matrix exponentials (Higham 2005, in the C++ core) and the moments by
+    linear solves, ``E[T^n] = n! start (-generator)^-(n+1) exit / total`` [Neu81]; it is a
+    phase-type distribution [Neu81] (``start >= 0``, ``exit >= 0``), so :meth:`sample`
+    simulates the Markov chain exactly.  The same duck interface as
+    :class:`ExponentialMixture`: ``total``, ``mean``, ``second_moment``, ``sd``, ``pdf``,
+    ``survival``, ``cdf``, ``sample``; ``taus`` are the time constants of the eigenvalues
+    (repeated ones included; the pdf has ``t^j exp(-t / tau)`` terms, so there are no areas).
+
+    Attributes
+    ----------
+    start : ndarray, shape (k,)
+        Probability of starting in each transient state (>= 0); its sum is ``total``, the
+        probability that the event happens (the states that can never reach the exit have
+        been removed, their start mass is the chance it never does).
+    generator : ndarray, shape (k, k)
+        Sub-generator among those states (s^-1): ``Q_SS`` for the states S passed through,
+        off-diagonal rates >= 0, rows summing to <= 0 (non-singular).
+    exit : ndarray, shape (k,)
+        Rate of the event from each state (s^-1, >= 0), e.g. ``Q_ST u_T`` for a first latency
+        to the class T.
+
+    References
+    ----------
+    .. [Neu81] Neuts MF (1981). Matrix-Geometric Solutions in Stochastic Models: An
+       Algorithmic Approach. Johns Hopkins University Press, Baltimore. Ch. 2.
+    .. [CH95] Colquhoun D, Hawkes AG (1995). A Q-matrix cookbook. In: Sakmann B, Neher E
+       (eds) Single-Channel Recording, 2nd ed. Plenum, New York, ch. 20 (first latencies and
+       dwell times as ``p0 expm(Q_SS t) Q_ST u_T``).
+    """
+
+    start: np.ndarray
+    generator: np.ndarray
+    exit: np.ndarray
+
+    def __post_init__(self):
+        a = _numeric_array("start", self.start).astype(float)
+        S = _numeric_array("generator", self.generator).astype(float)
+        e = _numeric_array("exit", self.exit).astype(float)
+        k = a.size
+        if a.shape != (k,) or S.shape != (k, k) or e.shape != (k,) or k == 0:
+            raise ValueError(f"start (k,), generator (k, k) and exit (k,) must agree, got "
+                             f"shapes {a.shape}, {S.shape}, {e.shape}")
+        if not (np.all(np.isfinite(a)) and np.all(np.isfinite(S)) and np.all(np.isfinite(e))):
+            raise ValueError("start, generator and exit must be finite")
+        try:
+            w1 = np.linalg.solve(-S, e)
+        except np.linalg.LinAlgError:
+            raise ValueError("generator is singular: some states can never leave (remove "
+                             "the states that cannot reach the exit)") from None
+        for name, arr in (("start", a), ("generator", S), ("exit", e)):
+            object.__setattr__(self, name, _frozen_array(arr))
+        object.__setattr__(self, "_w1", _frozen_array(w1))  # (-S)^-1 exit
+
+    @property
+    def n_phases(self) -> int:
+        """Number of transient states k."""
+        return int(self.start.size)
+
+    @property
+    def taus(self) -> np.ndarray:
+        """Time constants (s), 1/eigenvalue of ``-generator`` with multiplicity, ascending
+        (a repeated eigenvalue of a defective generator is computed only to ~sqrt(eps))."""
+        lam = np.linalg.eigvals(-self.generator)
+        if np.all(np.abs(np.imag(lam)) <= 1e-6 * np.abs(lam).max()):
+            lam = np.real(lam)
+        taus = 1.0 / lam
+        return taus[np.argsort(np.real(taus), kind="stable")]
+
+    def _moment_vector(self, n: int) -> np.ndarray:
+        v = self._w1
+        for _ in range(n):
+            v = np.linalg.solve(-self.generator, v)
+        return v
+
+    @property
+    def total(self) -> float:
+        """Probability that the event happens, ``start (-generator)^-1 exit``."""
+        return float(self.start @ self._w1)
+
+    def _conditional(self, moment: float) -> float:
+        total = self.total
+        scale = float(np.abs(self.start) @ np.abs(self._w1))
+        if not abs(total) > 1e-12 * max(scale, 1e-300):
+            return math.nan
+        return moment / total
+
+    @property
+    def mean(self) -> float:
+        """Mean duration (s), conditional on the event happening (NaN when ``total`` is 0)."""
+        return self._conditional(float(self.start @ self._moment_vector(1)))
+
+    @property
+    def second_moment(self) -> float:
+        """E[T^2] (s^2), conditional on the event happening (NaN when ``total`` is 0)."""
+        return self._conditional(2.0 * float(self.start @ self._moment_vector(2)))
+
+    @property
+    def sd(self) -> float:
+        """Standard deviation (s), conditional on the event happening."""
+        m2, m = self.second_moment, self.mean
+        if math.isnan(m2) or math.isnan(m):
+            return math.nan
+        return math.sqrt(max(m2 - m ** 2, 0.0))
+
+    def _at(self, t, vec) -> np.ndarray:
+        """``start expm(generator t) vec`` for each t >= 0 (0 at t = inf)."""
+        t = _times(t)
+        out = np.zeros(t.shape)
+        flat_t, flat_o = t.reshape(-1), out.reshape(-1)
+        for ti in np.unique(flat_t[np.isfinite(flat_t) & (flat_t >= 0)]):
+            val = float(self.start @ _expm(self.generator * ti) @ vec)
+            flat_o[flat_t == ti] = val
+        return out
+
+    def pdf(self, t):
+        """Probability density (s^-1) at time(s) t (s); 0 for t < 0. NaN t: ValueError."""
+        t = _times(t)
+        return np.where(t >= 0, self._at(t, self.exit), 0.0)
+
+    def survival(self, t):
+        """P(T > t) for time(s) t (s), ``1 - total + start expm(generator t) (-generator)^-1
+        exit``; 1 for t < 0 (the chance ``1 - total`` of never happening never ends)."""
+        t = _times(t)
+        val = (1.0 - self.total) + self._at(t, self._w1)
+        return np.where(t >= 0, val, 1.0)
+
+    def cdf(self, t):
+        """P(T <= t) for time(s) t (s)."""
+        return 1.0 - self.survival(t)
+
+    def sample(self, n: int, rng=None) -> np.ndarray:
+        """Draw ``n`` durations (s); ``inf`` where the event never happens.
+
+        Exact: the Markov chain is simulated (a start state drawn from ``start``, then
+        exponential sojourns and jumps with the rates of ``generator`` and ``exit`` until the
+        exit, or ``inf`` when it leaks to a state that never exits) [Neu81].
+
+        Parameters
+        ----------
+        n : int
+            Number of draws, >= 0.
+        rng : optional
+            Anything accepted by ``numpy.random.default_rng``.
+
+        Raises
+        ------
+        ValueError
+            Unless it is a phase-type distribution: ``start >= 0`` summing to <= 1,
+            ``exit >= 0`` and ``generator`` a sub-generator.
+        """
+        n = _V.integer("n", n, minimum=0)
+        _V.check_memory("PhaseType.sample", n * 8.0 * (8 + self.n_phases))
+        a, S, e = self.start, self.generator, self.exit
+        k = a.size
+        off = S - np.diag(np.diag(S))
+        rate = -np.diag(S)
+        leak = rate - off.sum(axis=1) - e
+        tol = 1e-12 * np.maximum(rate, 1e-300)
+        if (np.any(a < -1e-14) or a.sum() > 1.0 + 1e-9 or np.any(e < 0) or np.any(off < 0)
+                or np.any(leak < -tol) or not np.all(rate > 0)):
+            raise ValueError("sample needs a phase-type distribution: start >= 0 summing to "
+                             "<= 1, exit rates >= 0 and a sub-generator (off-diagonal rates "
+                             ">= 0, rows summing to <= 0)")
+        rng = _rng.generator(rng)
+        out = np.full(n, np.inf)
+        if n == 0:
+            return out
+        p0 = np.append(np.clip(a, 0.0, None), max(1.0 - a.sum(), 0.0))
+        state = rng.choice(k + 1, size=n, p=p0 / p0.sum())     # k: never
+        # jump probabilities from each state: to the k states, to the exit (k), to never
+        P = np.concatenate([off, e[:, None], np.clip(leak, 0.0, None)[:, None]], axis=1)
+        cum = np.cumsum(P / P.sum(axis=1, keepdims=True), axis=1)
+        cum[:, -1] = 1.0
+        t = np.zeros(n)
+        active = np.flatnonzero(state < k)
+        while active.size:
+            s = state[active]
+            t[active] += rng.standard_exponential(active.size) / rate[s]
+            u = rng.random(active.size)
+            nxt = (u[:, None] >= cum[s]).sum(axis=1)
+            nxt = np.minimum(nxt, k + 1)
+            done = nxt == k
+            out[active[done]] = t[active[done]]
+            state[active] = nxt
+            active = active[nxt < k]
+        return out
+
+
+@dataclass(frozen=True)
 class GeometricMixture:
     """A distribution on r = 1, 2, ... written as a mixture of geometrics.
 
-    ``pmf(r) = sum_i weights[i] * rhos[i] ** (r - 1)``  (CH82 eq. 3.9).
+    ``pmf(r) = sum_i weights[i] * rhos[i] ** (r - 1)``  (CH82 eq. 3.9), e.g. the number of
+    openings per burst (:attr:`Bursts.openings`).  r is a count (dimensionless).
 
     Attributes
     ----------
     rhos : ndarray
-        Eigenvalues of G_AB G_BA (0 <= rho < 1 for a proper distribution).
+        Eigenvalues of G_AB G_BA (dimensionless; 0 <= rho < 1 for a proper distribution).
     weights : ndarray
-        Coefficient of each component.
+        Coefficient of each component (dimensionless probabilities).
+
+    References
+    ----------
+    Colquhoun D, Hawkes AG (1982). On the stochastic properties of bursts of single ion
+    channel openings and of clusters of bursts. Phil Trans R Soc Lond B 300:1-59.
+    doi:10.1098/rstb.1982.0156 (eqs. 3.5-3.9).
     """
 
     rhos: np.ndarray
@@ -642,35 +863,54 @@ class GeometricMixture:
 
 @dataclass(frozen=True)
 class Relaxation:
-    """Relaxation of occupancies towards equilibrium after a step.
+    """Relaxation of occupancies towards equilibrium after a step [CH77].
 
     ``p(t) = equilibrium + sum_m amplitudes[m] * exp(-t / taus[m])`` and
     ``Po(t) = popen_equilibrium + sum_m popen_amplitudes[m] * exp(-t / taus[m])``.
 
+    When Q has no accurate spectral expansion -- it is defective or nearly so, which needs a
+    repeated rate of a mechanism without microscopic reversibility, e.g. an irreversible chain
+    of equal rates -- ``p(t)`` has ``t^j exp(-t / tau)`` terms and is not a sum of
+    exponentials: then ``amplitudes`` and ``popen_amplitudes`` are None, ``generator`` holds Q
+    and :meth:`occupancy` / :meth:`open_probability` evaluate ``p(0) expm(Q t)`` exactly
+    (matrix exponential, Higham 2005) [CH95].
+
     Attributes
     ----------
-    taus : ndarray, shape (K-1,)
+    taus : ndarray, shape (n,)
         Time constants (s) = -1/lambda for the non-zero eigenvalues of Q,
-        ascending (degenerate eigenvalues merged, so possibly fewer than K-1).
-    amplitudes : ndarray, shape (n, K)
-        Occupancy amplitude of each component in each state.
+        ascending (degenerate eigenvalues merged, so possibly fewer than K-1; for a
+        non-diagonalisable Q the distinct ones, to ~1e-6 relative).
+    amplitudes : ndarray, shape (n, K), or None
+        Occupancy amplitude (dimensionless) of each component in each state; None when Q is
+        not diagonalisable (see above).
     popen_amplitudes : ndarray or None
         Open-probability amplitude of each component (None when open states
-        are unknown).
+        are unknown, or Q is not diagonalisable).
     equilibrium : ndarray, shape (K,)
         Occupancies at t = inf.
     initial : ndarray, shape (K,)
         Occupancies at t = 0.
     states : tuple of str or None
+    generator : ndarray, shape (K, K), or None
+        Q (s^-1) when it is not diagonalisable (the exact matrix form is used), else None.
+
+    References
+    ----------
+    Colquhoun D, Hawkes AG (1977). Relaxation and fluctuations of membrane currents that flow
+    through drug-operated channels. Proc R Soc Lond B 199:231-262. doi:10.1098/rspb.1977.0086
+    [CH77]; Colquhoun D, Hawkes AG (1995). A Q-matrix cookbook. In: Sakmann B, Neher E (eds)
+    Single-Channel Recording, 2nd ed. Plenum, New York, ch. 20 [CH95].
     """
 
     taus: np.ndarray
-    amplitudes: np.ndarray
+    amplitudes: Optional[np.ndarray]
     popen_amplitudes: Optional[np.ndarray]
     equilibrium: np.ndarray
     initial: np.ndarray
     states: Optional[Tuple[str, ...]] = None
     open_mask: Optional[np.ndarray] = field(default=None, repr=False)
+    generator: Optional[np.ndarray] = field(default=None, repr=False)
 
     @property
     def rates(self) -> np.ndarray:
@@ -679,6 +919,9 @@ class Relaxation:
 
     @property
     def popen_equilibrium(self) -> Optional[float]:
+        """Equilibrium open probability (dimensionless), the sum of ``equilibrium`` over the
+        open states: the limit of :meth:`open_probability` as t -> inf.  None when the open
+        states are unknown (a raw Q without ``open=``)."""
         if self.open_mask is None:
             return None
         return float(self.equilibrium[self.open_mask].sum())
@@ -692,11 +935,18 @@ class Relaxation:
         t = _times(t)
         if np.any(t < 0):
             raise ValueError(f"t must be >= 0 s (time after the step), got {float(t.min())!r}")
+        if self.generator is not None:
+            out = np.empty(t.shape + (self.initial.size,))
+            flat_t, flat_o = t.reshape(-1), out.reshape(-1, self.initial.size)
+            for ti in np.unique(flat_t):
+                flat_o[flat_t == ti] = (self.equilibrium if np.isinf(ti) else
+                                        self.initial @ _expm(self.generator * ti))
+            return out
         e = _decay(t, self.taus)  # (..., n)
         return self.equilibrium + np.real(e @ self.amplitudes)
 
     def open_probability(self, t) -> np.ndarray:
-        """Open probability at time(s) t (s)."""
+        """Open probability (dimensionless) at time(s) t (s)."""
         if self.open_mask is None:
             raise ValueError("open states unknown: pass open= (raw Q) or use a scheme")
         return self.occupancy(t)[..., self.open_mask].sum(axis=-1)
@@ -811,6 +1061,15 @@ class ConcentrationResponse:
         Hill slope at EC50, d ln((P - P0)/(Pext - P)) / d ln c (equal to
         d ln(P/(Pmax - P))/d ln c when P0 = 0), from a 5-point central
         difference in ln c on the exact curve (error ~1e-10).
+
+    References
+    ----------
+    Colquhoun D, Hawkes AG (1995). A Q-matrix cookbook. In: Sakmann B, Neher E (eds)
+    Single-Channel Recording, 2nd ed. Plenum, New York, ch. 20 (equilibrium occupancies);
+    Colquhoun D (1998). Binding, gating, affinity and efficacy: the interpretation of
+    structure-activity relationships for agonists and of the effects of mutating receptors.
+    Br J Pharmacol 125:924-947. doi:10.1038/sj.bjp.0702164 (EC50 and Hill slope of a
+    mechanism; DOI not independently verified).
     """
 
     ligand: str
@@ -889,6 +1148,22 @@ def _fmt_molar(c: float) -> str:
 def validate_q(Q, name: str = "Q") -> np.ndarray:
     """Check a generator matrix and return it as a float ndarray.
 
+    Q is the transition-rate matrix of a continuous-time Markov chain [CH95]: ``q_ij`` (s^-1)
+    the rate i -> j for i != j, ``q_ij >= 0``, and ``q_ii = -sum_{j != i} q_ij`` (rows sum to
+    zero).
+
+    Parameters
+    ----------
+    Q : (K, K) array_like
+        Rates (s^-1).
+    name : str
+        How the messages name it.
+
+    Returns
+    -------
+    ndarray, shape (K, K)
+        Q as float (s^-1).
+
     Raises
     ------
     TypeError
@@ -897,6 +1172,11 @@ def validate_q(Q, name: str = "Q") -> np.ndarray:
         Not square 2-d, non-finite, negative off-diagonal rate, or a row that
         does not sum to zero within ``ROW_SUM_RTOL`` times the sum of the
         absolute values in that row.
+
+    References
+    ----------
+    Colquhoun D, Hawkes AG (1995). A Q-matrix cookbook. In: Sakmann B, Neher E (eds)
+    Single-Channel Recording, 2nd ed. Plenum, New York, ch. 20 [CH95].
     """
     try:
         arr = np.asarray(Q)
@@ -1180,11 +1460,31 @@ def rest_state(scheme, **conditions) -> np.ndarray:
     conditions (:func:`equilibrium` with ``initial=``) -- what an experiment that applies the
     drug at rest before stimulating produces.
 
+    Parameters
+    ----------
+    scheme : Scheme or str
+        A scheme (or a library model name).
+    **conditions
+        V (V), temperature (K), concentrations (M).
+
+    Returns
+    -------
+    ndarray, shape (K,)
+        Occupancies (dimensionless, summing to 1).
+
     Raises
     ------
     ValueError
         No unique equilibrium and the scheme has no blocked (``·``) states, or the unblocked
         states alone have no unique equilibrium either.
+
+    References
+    ----------
+    Colquhoun D, Hawkes AG (1995). A Q-matrix cookbook. In: Sakmann B, Neher E (eds)
+    Single-Channel Recording, 2nd ed. Plenum, New York, ch. 20 [CH95] (equilibrium
+    occupancies); Norris JR (1997). Markov Chains. Cambridge University Press, sec. 3.3
+    (absorption probabilities, for the limit from drug-free rest).
+    doi:10.1017/CBO9780511810633 (DOI not independently verified)
     """
     scheme = _model_or_name(scheme)
     if not _is_scheme(scheme):
@@ -1210,8 +1510,16 @@ def rest_state(scheme, **conditions) -> np.ndarray:
         return _limit_q(m.Q, p0)
 
 
+class _Defective(ValueError):
+    """The sub-generator has no (accurate) eigendecomposition: it is defective or nearly so
+    (a repeated rate of a mechanism without microscopic reversibility, e.g. an irreversible
+    chain of equal rates), so its matrix exponential has ``t^j exp(-lam t)`` terms."""
+
+
 def _merge(lams: np.ndarray, mats: np.ndarray):
-    """Merge components with equal eigenvalues (relative MERGE_RTOL)."""
+    """Merge components with equal eigenvalues (relative MERGE_RTOL) of *one* matrix: the
+    spectral matrices of a degenerate eigenvalue are summed.  (Never used across two matrices,
+    e.g. the two terms of :func:`_between_bursts`: see :func:`_merge_lossless`.)"""
     order = np.lexsort((np.imag(lams), np.real(lams)))
     lams, mats = lams[order], mats[order]
     out_l, out_m = [], []
@@ -1224,12 +1532,45 @@ def _merge(lams: np.ndarray, mats: np.ndarray):
     return np.array(out_l), np.array(out_m)
 
 
-def _spectral(M: np.ndarray, d: Optional[np.ndarray] = None):
+def _merge_lossless(lams: np.ndarray, areas: np.ndarray):
+    """Merge mixture components (rates ``lams``, areas) only where merging is lossless to
+    rounding: a component joins its neighbour when the rates coincide (MERGE_RTOL) and
+    ``|lam_j - lam_i| / lam_i * min(|a_i|, |a_j|) <= AREA_RTOL * sum |a|``, which bounds the change of the survival function (by ``|a_j|
+    |dlam| / (e lam)``) and of the pdf (by ``|a_j| |dlam|``, relative to ``lam sum |a|``).
+
+    This is the merge for components of *different* spectra, e.g. the two terms of the
+    between-burst pdf, whose near-equal rates (19001.18 s^-1 for CH82 at 10 nM, 1e-9 apart)
+    carry large areas of opposite sign: summing the areas at a common rate (:func:`_merge`'s
+    rule) destroys their exact cancellation at t = 0 (an error of ``|a| |dlam|``, up to 6e-4
+    of the peak pdf).  Exactly shared rates (a mode of both terms) are still merged, and
+    their cancelled area then dropped (AREA_RTOL)."""
+    lams, areas = np.asarray(lams), np.asarray(areas)
+    order = np.lexsort((np.imag(lams), np.real(lams)))
+    lams, areas = lams[order], areas[order]
+    tol = AREA_RTOL * float(np.abs(areas).sum())
+    out_l, out_a = [], []
+    for lam, a in zip(lams, areas):
+        if out_l:
+            rel = abs(lam - out_l[-1]) / max(abs(lam), abs(out_l[-1]), 1e-300)
+            if rel <= MERGE_RTOL and rel * min(abs(a), abs(out_a[-1])) <= tol:
+                if abs(a) > abs(out_a[-1]):  # keep the rate of the larger area
+                    out_l[-1] = lam
+                out_a[-1] = out_a[-1] + a
+                continue
+        out_l.append(lam)
+        out_a.append(a)
+    return np.array(out_l), np.array(out_a)
+
+
+def _spectral(M: np.ndarray, d: Optional[np.ndarray] = None, *, path: bool = False):
     """Spectral expansion M = sum_m lam_m A_m.
 
     Returns (lam, A) with lam shape (n,), A shape (n, k, k), degenerate
     eigenvalues merged. ``d`` are positive weights such that diag(d) M is
-    symmetric when the mechanism is reversible; then eigh is used.
+    symmetric when the mechanism is reversible; then eigh is used.  With ``path`` also
+    return whether it was (True: symmetric, always accurate; False: general ``eig``, whose
+    results the callers check against expm where a (nearly) defective M would spoil them).
+    Raises :class:`_Defective` (a ValueError) when no accurate expansion exists.
     """
     k = M.shape[0]
     if d is not None and d.shape == (k,) and np.all(d > 0):
@@ -1241,24 +1582,26 @@ def _spectral(M: np.ndarray, d: Optional[np.ndarray] = None):
             X = V / r[:, None]          # right eigenvectors of M
             Y = V * r[:, None]          # left eigenvectors of M (columns)
             A = np.einsum("im,jm->mij", X, Y)
-            return _merge(lam, A)
+            lam, A = _merge(lam, A)
+            return (lam, A, True) if path else (lam, A)
     lam, X = np.linalg.eig(M)
     try:
         Yt = np.linalg.inv(X)
     except np.linalg.LinAlgError:
-        raise ValueError("matrix is defective (eigenvectors not independent): no spectral "
+        raise _Defective("matrix is defective (eigenvectors not independent): no spectral "
                          "expansion as a sum of exponentials exists") from None
     recon = (X * lam) @ Yt
     scale = max(np.abs(M).max(), 1e-300)
-    if np.abs(recon - M).max() > 1e-8 * scale:
-        raise ValueError("matrix is (nearly) defective: its eigen-decomposition does not "
+    if not np.abs(recon - M).max() <= 1e-8 * scale:
+        raise _Defective("matrix is (nearly) defective: its eigen-decomposition does not "
                          "reconstruct it to 1e-8, so no accurate spectral expansion exists")
     A = np.einsum("im,mj->mij", X, Yt)
     # drop negligible imaginary parts
     if np.all(np.abs(np.imag(lam)) <= 1e-12 * max(np.abs(lam).max(), 1e-300)):
         lam = np.real(lam)
         A = np.real(A)
-    return _merge(lam, A)
+    lam, A = _merge(lam, A)
+    return (lam, A, False) if path else (lam, A)
 
 
 def partition(Q, A) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -1275,6 +1618,15 @@ def partition(Q, A) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     Returns
     -------
     Q_AA, Q_AF, Q_FA, Q_FF : ndarray
+        The blocks (s^-1).
+
+    References
+    ----------
+    Colquhoun D, Hawkes AG (1982). On the stochastic properties of bursts of single ion
+    channel openings and of clusters of bursts. Phil Trans R Soc Lond B 300:1-59.
+    doi:10.1098/rstb.1982.0156 (the partitioned Q); Colquhoun D, Hawkes AG (1995). A Q-matrix
+    cookbook. In: Sakmann B, Neher E (eds) Single-Channel Recording, 2nd ed. Plenum, New
+    York, ch. 20.
     """
     Q = validate_q(Q)
     k = Q.shape[0]
@@ -1293,13 +1645,65 @@ def partition(Q, A) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return Q[np.ix_(a, a)], Q[np.ix_(a, f)], Q[np.ix_(f, a)], Q[np.ix_(f, f)]
 
 
+#: The eig-path (no microscopic reversibility) mixtures and relaxations are checked against
+#: matrix exponentials at a few times (:func:`_check_times`); an error above this (relative to
+#: the largest value, plus the expm's own rounding, ``_EXPM_ERR * ||M||_1 t``) means a nearly
+#: defective sub-generator, and the exact matrix form is used instead.  (An irreversible chain
+#: of rates 100 and 100 (1 + 1e-6) gives a mixture 5e-10 wrong: matrix form; with 1e-3, 2e-14:
+#: mixture.)
+SPECTRAL_CHECK_RTOL = 1e-10
+#: Rounding of expm(M t) relative to its size, per unit of ``||M||_1 t`` (scaling and squaring
+#: accumulates ~eps per squaring; measured ~2e-17 for a 26-state composed scheme at
+#: ``||M t|| = 1e7``, where it reached 2.6e-10): a generous 64 eps.
+_EXPM_ERR = 64 * np.finfo(float).eps
+#: :func:`relaxation`'s check of its eig-path expansion (absolute, on occupancies): looser,
+#: because that expansion is accurate only to a few 1e-9 for some composed schemes with
+#: several closed classes (e.g. erreger2005_2a + MK-801 at rest, 3.5e-9), whose amplitudes the
+#: experiments use; an error above it (a nearly defective Q) gives the exact matrix form.
+RELAXATION_CHECK_ATOL = 1e-7
+
+
+def _check_times(lam: np.ndarray) -> np.ndarray:
+    """t = 0 and 7 times from 0.3 x the shortest to 3 x the longest time constant (s)."""
+    rates = np.abs(lam[np.abs(lam) > 0])
+    if rates.size == 0:
+        return np.zeros(1)
+    return np.concatenate(([0.0], np.geomspace(0.3 / rates.max(), 3.0 / rates.min(), 7)))
+
+
+def _reachable(M: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Mask of the states of the sub-generator ``-M`` from which ``end`` (> 0) is reachable."""
+    k = M.shape[0]
+    adj = (-M > 0) & ~np.eye(k, dtype=bool)   # i -> j within the class
+    ok = end > 0
+    while True:
+        new = ok | (adj & ok[None, :]).any(axis=1)
+        if np.array_equal(new, ok):
+            return ok
+        ok = new
+
+
+def _phase_type(M: np.ndarray, start: np.ndarray, end: np.ndarray) -> PhaseType:
+    """:class:`PhaseType` for ``f(t) = start expm(-M t) end``, restricted to the states that
+    can reach ``end`` (the others never contribute; their start mass never finishes)."""
+    keep = _reachable(M, end)
+    if not keep.any():
+        raise ValueError("the event never happens: no state reaches it")
+    return PhaseType(start[keep], -M[np.ix_(keep, keep)], end[keep])
+
+
 def _mixture_from(M: np.ndarray, start: np.ndarray, end: np.ndarray, d=None,
-                  allow_zero: bool = False) -> ExponentialMixture:
+                  allow_zero: bool = False):
     """Mixture for f(t) = start expm(-M t) end (end already includes the exit rates).
 
-    area_m = start A_m end / lam_m, tau_m = 1/lam_m.
+    area_m = start A_m end / lam_m, tau_m = 1/lam_m.  When M has no accurate spectral
+    expansion (defective, or nearly so: checked against expm on the general-``eig`` path,
+    :data:`SPECTRAL_CHECK_RTOL`), the exact :class:`PhaseType` form instead.
     """
-    lam, A = _spectral(M, d)
+    try:
+        lam, A, sym = _spectral(M, d, path=True)
+    except _Defective:
+        return _phase_type(M, start, end)
     w = np.einsum("i,mij,j->m", start, A, end)
     keep = np.ones(lam.size, dtype=bool)
     if allow_zero:
@@ -1311,7 +1715,15 @@ def _mixture_from(M: np.ndarray, start: np.ndarray, end: np.ndarray, d=None,
     elif np.any(np.abs(lam) == 0):
         raise ValueError("singular sub-generator: some states in the class can never leave it")
     lam, w = lam[keep], w[keep]
-    return _sorted_mixture(1.0 / lam, w / lam)
+    mix = _sorted_mixture(1.0 / lam, w / lam)
+    if not sym:
+        t = _check_times(lam)
+        exact = np.array([float(start @ _expm(-M * ti) @ end) for ti in t])
+        scale = max(np.abs(exact).max(), 1e-300)
+        tol = (SPECTRAL_CHECK_RTOL + _EXPM_ERR * np.abs(M).sum(axis=0).max() * t) * scale
+        if not np.all(np.abs(mix.pdf(t) - exact) <= tol):
+            return _phase_type(M, start, end)
+    return mix
 
 
 def _rounding_level(areas) -> np.ndarray:
@@ -1383,41 +1795,144 @@ def equilibrium(model, *, open=None, names=None, initial=None, **conditions) -> 
 def open_probability(model, *, open=None, names=None, **conditions) -> float:
     """Equilibrium open probability, sum of p_inf over open states.
 
-    Parameters as for :func:`equilibrium`; a raw Q needs ``open=``.
+    Parameters
+    ----------
+    model : Scheme or (K, K) array_like
+        A scheme with its ``**conditions`` (V in V, temperature in K, concentrations in M),
+        or a generator Q (s^-1).
+    open, names
+        For a raw Q: the open states (required) and optional state names.
+
+    Returns
+    -------
+    float
+        Po (dimensionless, in [0, 1]).
+
+    Raises
+    ------
+    ValueError
+        No unique equilibrium (:class:`NoUniqueEquilibrium`), or a raw Q without ``open=``.
+
+    References
+    ----------
+    Colquhoun D, Hawkes AG (1995). A Q-matrix cookbook. In: Sakmann B, Neher E (eds)
+    Single-Channel Recording, 2nd ed. Plenum, New York, ch. 20 [CH95].
     """
     m = _resolve(model, conditions, open, names)
     mask = m.require_open()
     return float(_equilibrium_q(m.Q)[mask].sum())
 
 
+def _kolmogorov(Q: np.ndarray, rtol: float) -> bool:
+    """Microscopic reversibility of the mechanism with generator Q (see :func:`is_reversible`):
+    every transition has its reverse, and potentials built along a breadth-first spanning tree
+    of each connected component (``pi_j = pi_i q_ij / q_ji`` on tree edges) satisfy
+    ``|pi_i q_ij - pi_j q_ji| <= rtol max(pi_i q_ij, pi_j q_ji)`` on every other edge -- which
+    is Kolmogorov's criterion on the cycle basis that the non-tree edges close, hence on every
+    cycle.  Potentials are carried as (mantissa, binary exponent) pairs, so chains whose
+    equilibrium ratios exceed the double range neither overflow nor underflow."""
+    k = Q.shape[0]
+    off = np.array(Q, dtype=float)
+    np.fill_diagonal(off, 0.0)
+    pos = off > 0
+    if np.any(pos != pos.T):
+        return False
+    qm, qe = np.frexp(off)
+    pm = np.zeros(k)
+    pe = np.zeros(k, dtype=np.int64)
+    seen = np.zeros(k, dtype=bool)
+    nbrs = [np.flatnonzero(pos[i]) for i in range(k)]
+    for root in range(k):
+        if seen[root]:
+            continue
+        seen[root] = True
+        pm[root], pe[root] = 0.5, 1
+        queue = [root]
+        while queue:
+            nxt = []
+            for u in queue:
+                for v in nbrs[u]:
+                    if seen[v]:
+                        continue
+                    m, e = math.frexp(pm[u] * qm[u, v] / qm[v, u])
+                    pm[v], pe[v] = m, int(pe[u] + qe[u, v] - qe[v, u] + e)
+                    seen[v] = True
+                    nxt.append(v)
+            queue = nxt
+    i, j = np.nonzero(np.triu(pos, 1))
+    if i.size == 0:
+        return True
+    # x = pi_i q_ij, y = pi_j q_ji; r = x / y
+    mx, ex = pm[i] * qm[i, j], pe[i] + qe[i, j]
+    my, ey = pm[j] * qm[j, i], pe[j] + qe[j, i]
+    de = np.clip(ex - ey, -2000, 2000)
+    with np.errstate(over="ignore", under="ignore"):
+        r = np.ldexp(mx / my, de)
+    return bool(np.all(np.abs(r - 1.0) <= rtol * np.maximum(r, 1.0)))
+
+
 def is_reversible(model, *, rtol: float = 1e-8, open=None, names=None, **conditions) -> bool:
-    """Whether the mechanism obeys microscopic reversibility (detailed balance).
+    """Whether the mechanism obeys microscopic reversibility, at the given conditions.
 
-    True when p_i q_ij = p_j q_ji for every pair, to ``rtol`` (a finite number >= 0)
-    relative to the larger side, with p the equilibrium occupancies.
+    True when (i) every transition has its reverse (``q_ij > 0`` exactly when ``q_ji > 0``)
+    and (ii) Kolmogorov's criterion holds around every cycle of the state graph: the product
+    of the rates one way round equals the product the other way, to ``rtol`` (a finite number
+    >= 0) [Kol36; CHS04].  Equivalently, there are potentials ``pi`` with ``pi_i q_ij =
+    pi_j q_ji`` for every pair (detailed balance): ``pi`` is built along a breadth-first
+    spanning tree of each connected component and every other edge is checked,
+    ``|pi_i q_ij - pi_j q_ji| <= rtol * max(pi_i q_ij, pi_j q_ji)``.
 
-    A one-way transition (q_ij > 0, q_ji = 0) breaks detailed balance whatever ``rtol``: e.g.
-    the escape ``X·b -> X`` of a trapping blocker with ``k_escape > 0`` and no closed-channel
-    entry (ketamine, memantine).  Composed with erreger2005_2a and Mg2+ at 1 mM glutamate,
-    1 uM ketamine, -70 mV, that escape carries a steady cycle flux (4.2e-5 s^-1 in all,
-    0.39 % of the O <-> O·ket flux); at R <-> RA it shows as a 2.0e-8 relative imbalance,
-    exactly the escape flux R·ket -> R -- a real violation, not rounding (rounding leaves
-    ~1e-16 on the reversible compositions).
+    This is a property of the *mechanism* (the graph and its rates), not of its equilibrium:
+    it needs no equilibrium, so transient states (an absorbing state at zero agonist) and
+    chains with several closed classes (a trapped blocker at rest) are answered too, and
+    their unvisited parts count.  For an irreducible Q it is the same as detailed balance of
+    the equilibrium occupancies, ``p_i q_ij = p_j q_ji`` [CH95].
+
+    A one-way transition (q_ij > 0, q_ji = 0) breaks microscopic reversibility whatever
+    ``rtol``: e.g. the escape ``X·b -> X`` of a trapping blocker with ``k_escape > 0`` and no
+    closed-channel entry (ketamine, memantine).  Composed with erreger2005_2a and Mg2+ at 1 mM
+    glutamate, 1 uM ketamine, -70 mV, that escape carries a steady cycle flux (4.2e-5 s^-1 in
+    all, 0.39 % of the O <-> O·ket flux).  So does a ligand at zero concentration: its binding
+    steps have rate 0 while their unbinding steps do not, and the answer is False -- to test a
+    scheme's cycles, give every ligand a non-zero concentration (cycles that bind and unbind
+    the same ligands have concentration-independent rate products).
+
+    Parameters
+    ----------
+    model : Scheme or (K, K) array_like
+        A scheme with its ``**conditions`` (V in V, concentrations in M) or a generator Q
+        (s^-1).
+    rtol : float
+        Relative tolerance on each cycle's balance, finite and >= 0.
+    open, names
+        For a raw Q (not used by the test; accepted as by the other functions).
+
+    Returns
+    -------
+    bool
+
+    References
+    ----------
+    .. [Kol36] Kolmogoroff A (1936). Zur Theorie der Markoffschen Ketten. Math Ann
+       112:155-160. doi:10.1007/BF01565412 (DOI not independently verified)
+    .. [CHS04] Colquhoun D, Dowsland KA, Beato M, Plested AJR (2004). How to impose
+       microscopic reversibility in complex reaction mechanisms. Biophys J 86:3510-3518.
+       doi:10.1529/biophysj.103.038679
     """
     rtol = _V.real("rtol", rtol, nonnegative=True)
     m = _resolve(model, conditions, open, names)
-    p = _equilibrium_q(m.Q)
-    F = p[:, None] * m.Q
-    np.fill_diagonal(F, 0.0)
-    return bool(np.all(np.abs(F - F.T) <= rtol * np.maximum(F, F.T)))
+    return _kolmogorov(m.Q, rtol)
 
 
 def _initial_vector(initial, m: _Model, conditions) -> np.ndarray:
     k = m.k
     if initial is None:
         if m.scheme is None:
-            raise ValueError("initial= is required with a raw Q: a state (name/index), "
-                             "an occupancy vector, or ...")
+            raise ValueError("initial= is required with a raw Q: a state (a name given with "
+                             "names=, or an index), or an occupancy vector of length "
+                             f"{k} (>= 0, summing to 1); the other starts -- a dict of "
+                             "conditions whose equilibrium is the start, or None for a jump "
+                             "from no ligand -- need a scheme")
         keep = {c: v for c, v in conditions.items() if c in _NONLIGAND_CONDITIONS}
         return _equilibrium_q(validate_q(m.scheme.q_matrix(**keep)))
     if isinstance(initial, Mapping):
@@ -1470,13 +1985,17 @@ def relaxation(model, initial=None, *, open=None, names=None, **conditions) -> R
     p0 = _initial_vector(initial, m, conditions)
     try:
         pinf = _equilibrium_q(m.Q)
-        lam, A = _spectral(m.Q, pinf)
+        d = pinf
     except NoUniqueEquilibrium:
         # several closed classes (e.g. the wash of a trapping blocker: trapped and unblocked
         # channels never meet without agonist): p(t) still tends to a limit, which depends on
         # p(0) -- the mass each class keeps or absorbs (as equilibrium(..., initial=))
         pinf = _limit_q(m.Q, p0)
-        lam, A = _spectral(m.Q)
+        d = None
+    try:
+        lam, A, sym = _spectral(m.Q, d, path=True)
+    except _Defective:
+        return _exact_relaxation(m, p0, pinf)
     amps = np.einsum("i,mij->mj", p0, A)
     # the zero eigenvalue (merged over the closed classes) carries p_inf
     tiny = 1e-12 * max(np.abs(lam).max(), 1e-300)
@@ -1487,12 +2006,44 @@ def relaxation(model, initial=None, *, open=None, names=None, **conditions) -> R
     taus = -1.0 / lam
     order = np.argsort(np.real(taus), kind="stable")
     taus, amps = taus[order], amps[order]
+    if not sym:  # general eig: a nearly defective Q gives inaccurate amplitudes
+        t = _check_times(lam)
+        spec = pinf + np.real(_decay(t, taus) @ amps)
+        exact = np.stack([p0 @ _expm(m.Q * ti) for ti in t])
+        tol = RELAXATION_CHECK_ATOL + _EXPM_ERR * np.abs(m.Q).sum(axis=0).max() * t
+        if not np.all(np.abs(spec - exact).max(axis=1) <= tol):
+            return _exact_relaxation(m, p0, pinf)
     po_amps = None if m.open_mask is None else amps[:, m.open_mask].sum(axis=1)
     return Relaxation(taus=_frozen_array(taus), amplitudes=_frozen_array(amps),
                       popen_amplitudes=None if po_amps is None else _frozen_array(po_amps),
                       equilibrium=_frozen_array(pinf), initial=_frozen_array(p0),
                       states=m.states,
                       open_mask=None if m.open_mask is None else _frozen_array(m.open_mask))
+
+
+def _exact_relaxation(m: _Model, p0: np.ndarray, pinf: np.ndarray) -> Relaxation:
+    """Relaxation of a Q with no accurate spectral expansion: matrix form (see
+    :class:`Relaxation`); ``taus`` the distinct non-zero eigenvalues (clustered at 1e-6,
+    the accuracy of a repeated eigenvalue of a defective matrix is ~sqrt(eps))."""
+    lam = np.linalg.eigvals(m.Q)
+    scale = max(float(np.abs(lam).max()), 1e-300)
+    lam = lam[np.abs(lam) > 1e-9 * scale]
+    if lam.size and np.all(np.abs(np.imag(lam)) <= 1e-6 * scale):
+        lam = np.real(lam)
+    lam = lam[np.lexsort((np.imag(lam), np.real(lam)))]
+    groups: list = []
+    for x in lam:
+        if groups and abs(x - groups[-1][-1]) <= 1e-6 * max(abs(x), 1e-300):
+            groups[-1].append(x)
+        else:
+            groups.append([x])
+    taus = np.array([-1.0 / np.mean(g) for g in groups])
+    taus = taus[np.argsort(np.real(taus), kind="stable")]
+    return Relaxation(taus=_frozen_array(taus), amplitudes=None, popen_amplitudes=None,
+                      equilibrium=_frozen_array(pinf), initial=_frozen_array(p0),
+                      states=m.states,
+                      open_mask=None if m.open_mask is None else _frozen_array(m.open_mask),
+                      generator=_frozen_array(m.Q))
 
 
 def _entry_vector(Q, p, a_idx, f_idx, hint: str = "") -> np.ndarray:
@@ -1525,8 +2076,11 @@ def dwell_times(model, states="open", *, open=None, names=None,
 
     Returns
     -------
-    ExponentialMixture
-        taus (s), areas, mean (s), pdf/cdf/survival/sample.
+    ExponentialMixture or PhaseType
+        taus (s), areas, mean (s), pdf/cdf/survival/sample; a :class:`PhaseType` (exact
+        matrix form, the same methods) in the rare case that ``Q_AA`` has no accurate
+        spectral expansion (defective or nearly so: a repeated rate without microscopic
+        reversibility).
 
     Notes
     -----
@@ -1642,6 +2196,11 @@ def _integral_xr_exp(r: int, lam, x):
 
 
 def _is_reversible_q(Q: np.ndarray, p: np.ndarray) -> bool:
+    """Detailed balance of the equilibrium ``p`` (to REVERSIBILITY_RTOL): what the HJC code
+    needs to symmetrise with ``D^(1/2)``, ``D = diag(p)`` -- which :class:`_HJCClass` uses
+    only when also ``p > 0`` (then Q is irreducible and this equals microscopic
+    reversibility of the mechanism, :func:`is_reversible`).  With transient states (p = 0) it
+    is not a test of the mechanism: their one-way transitions carry no equilibrium flux."""
     F = p[:, None] * Q
     np.fill_diagonal(F, 0.0)
     return bool(np.all(np.abs(F - F.T) <= REVERSIBILITY_RTOL * np.maximum(F, F.T) + 1e-300))
@@ -3246,19 +3805,24 @@ def first_latency(model, target="open", initial=None, *, open=None, names=None,
     Parameters
     ----------
     model : Scheme or (K, K) array_like
-        Conditions after the step.
+        Conditions after the step (V in V, temperature in K, concentrations in M), or a
+        generator Q (s^-1).
     target : "open", "shut", or names/indices
         The class T whose first entry is timed.
     initial : as for :func:`relaxation`
-        Start distribution; it must have no occupancy in T.
+        Start distribution; it must have no occupancy in T.  Required with a raw Q.
 
     Returns
     -------
-    ExponentialMixture
-        ``areas.sum()`` (``total``) is the probability that T is ever reached
-        (< 1 when some start states can be trapped away from T, e.g. by
-        desensitisation or an absorbing state); ``mean`` is conditional on
-        reaching T. Areas can be negative (a rising phase).
+    ExponentialMixture or PhaseType
+        Time constants in s, pdf in s^-1, mean and sd in s.  ``areas.sum()`` (``total``) is
+        the probability that T is ever reached (< 1 when some start states can be trapped
+        away from T, e.g. by desensitisation or an absorbing state); ``mean`` is conditional
+        on reaching T. Areas can be negative (a rising phase).  A :class:`PhaseType` (the
+        exact matrix form, same ``pdf``/``cdf``/``survival``/``mean``/``sd``/``total``/
+        ``sample``) when ``Q_SS`` has no accurate spectral expansion: a defective or nearly
+        defective ``Q_SS``, e.g. two sequential steps of equal rate k with no way back
+        (Erlang(2, k), ``k^2 t exp(-k t)``, is no mixture of exponentials).
 
     Raises
     ------
@@ -3307,8 +3871,10 @@ def bursts(model, within, *, open=None, names=None, **conditions) -> Bursts:
       rates ``p_A Q_AF``); the ones that never reach C stay in B and end in A, so
       ``f(t) = [p_A Q_AF expm(Q_FF t) Q_FA u_A - p_A Q_AB expm(Q_BB t) Q_BA u_A] / rate``
       (F = B + C; ``rate = p_A Q_AF u_F P(visit C)`` is the burst rate, the flux that ends
-      bursts), a mixture of the rates of ``-Q_FF`` and ``-Q_BB`` (components whose rates
-      coincide merged) whose areas may be negative; its mean is ``mean_between`` (3.86).
+      bursts), a mixture of the rates of ``-Q_FF`` and ``-Q_BB`` whose areas may be negative
+      (the two terms' components are not merged unless that is lossless to rounding: nearly
+      equal rates with large opposite areas must keep their exact rates for the difference to
+      be right); its mean is ``mean_between`` (3.86).
 
     Parameters
     ----------
@@ -3323,7 +3889,9 @@ def bursts(model, within, *, open=None, names=None, **conditions) -> Bursts:
     -------
     Bursts
         All times in s, rates in s^-1.  With no B states, ``between`` is the distribution of
-        all shut times, ``shut_time`` is None and ``p_multiple`` 0.
+        all shut times, ``shut_time`` is None and ``p_multiple`` 0.  ``open_time``, ``gaps``
+        and ``shut_time`` are :class:`PhaseType` (exact matrix form) where their
+        sub-generator has no accurate spectral expansion (see :func:`first_latency`).
     """
     m = _resolve(model, conditions, open, names)
     mask = m.require_open()
@@ -3427,8 +3995,16 @@ def _between_bursts(Q: np.ndarray, p: np.ndarray, A: np.ndarray, B: np.ndarray,
 
     ``rate`` (the burst rate, ``p_C (Q_CA + Q_CB G_BA) u_A``) is the flux of shut times that
     visit C, ``p_A Q_AF u_F - p_A Q_AB (-Q_BB)^-1 Q_BA u_A`` at equilibrium, computed without
-    that subtraction.  Rates of the two terms that coincide (MERGE_RTOL) are one component
-    with the summed area; rounding-level areas are then dropped (AREA_RTOL)."""
+    that subtraction.
+
+    The two terms are kept as separate components even where their rates nearly coincide:
+    their areas can be large and of opposite sign, and only the exact rates reproduce the
+    cancellation (the pdf is 0 at t = 0 when no C state is adjacent to A).  Summing the areas
+    at a common rate (the MERGE_RTOL rule for one matrix's degenerate eigenvalues) gave errors
+    up to 6e-4 of the peak pdf and a negative pdf for CH82 at 10 nM (rates 19001.18 s^-1 of
+    ``-Q_FF`` and ``-Q_BB`` 1e-9 apart); only rates whose merge is lossless to rounding are
+    merged (:func:`_merge_lossless`, e.g. an exactly shared mode, whose area then cancels), and
+    rounding-level areas are dropped (AREA_RTOL)."""
     F = np.setdiff1d(np.arange(Q.shape[0]), A)
     blk = lambda r, c: Q[np.ix_(r, c)]  # noqa: E731
     lams, areas = [], []
@@ -3439,7 +4015,7 @@ def _between_bursts(Q: np.ndarray, p: np.ndarray, A: np.ndarray, B: np.ndarray,
         w = np.einsum("i,mij,j->m", p[A] @ blk(A, S), Am, blk(S, A).sum(axis=1))
         lams.append(lam)
         areas.append(sign * w / lam / rate)
-    lam, area = _merge(np.concatenate(lams), np.concatenate(areas))
+    lam, area = _merge_lossless(np.concatenate(lams), np.concatenate(areas))
     return _sorted_mixture(1.0 / lam, area)
 
 
@@ -3489,6 +4065,14 @@ def concentration_response(scheme, ligand: str, concentrations=None, *, open=Non
     The Hill slope at EC50 is ``4 c dPo/dc / (Pext - P0)``, with the
     derivative in ln c by a 5-point central difference (h = 1e-3), error
     about 1e-10 relative.
+
+    References
+    ----------
+    Colquhoun D, Hawkes AG (1995). A Q-matrix cookbook. In: Sakmann B, Neher E (eds)
+    Single-Channel Recording, 2nd ed. Plenum, New York, ch. 20 [CH95] (Po from the
+    equilibrium occupancies); Colquhoun D (1998). Binding, gating, affinity and efficacy.
+    Br J Pharmacol 125:924-947. doi:10.1038/sj.bjp.0702164 (EC50 and Hill slope of a
+    mechanism; DOI not independently verified).
     """
     scheme = _model_or_name(scheme)
     if not _is_scheme(scheme):

@@ -232,3 +232,19 @@ def test_ic50_peak_refuses_dt_longer_than_the_application():
     with pytest.raises(ValueError, match=r"dt=1 s is longer than the agonist application "
                                          r"duration=0\.5 s"):
         E.ic50("erreger2005_2a", "ketamine", [1e-7, 1e-6, 1e-5], kind="peak", dt=1.0)
+
+
+def test_a_relaxation_without_amplitudes_is_refused_not_nan(monkeypatch):
+    """A defective generator's Relaxation has no amplitudes (theory returns its exact time
+    course by expm instead); the experiments that report time constants and amplitudes refuse
+    it with a message, rather than reading None as NaN amplitudes."""
+    import dataclasses
+
+    from ketacore import theory
+    real = theory.relaxation
+
+    def defective(*a, **kw):
+        return dataclasses.replace(real(*a, **kw), amplitudes=None, popen_amplitudes=None)
+    monkeypatch.setattr(theory, "relaxation", defective)
+    with pytest.raises(ValueError, match="no expansion in exponentials"):
+        E.voltage_jump("erreger2005_2a", "mg", 1e-3, -0.07, 0.04)

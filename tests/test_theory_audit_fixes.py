@@ -1,0 +1,427 @@
+"""Fixes from the audit of ketacore/theory.py, each checked against an exact oracle.
+
+1. ``bursts(...).between``: the two spectra of the defining formula (``-Q_FF`` and ``-Q_BB``)
+   share near-equal rates with large opposite areas; merging them summed the areas at one
+   rate and lost the cancellation (CH82 at 10 nM: -5.5e-6 where 1.2e-8 is right, 6e-4 of the
+   peak).  Oracle: the defining formula with ``scipy.linalg.expm``.
+2. A defective (or nearly defective) sub-generator: ``first_latency``/``dwell_times`` return
+   the exact :class:`~ketacore.theory.PhaseType`, ``relaxation`` an exact matrix-form
+   :class:`~ketacore.theory.Relaxation`.  Oracles: closed-form Erlang, 50-digit mpmath.
+3. ``is_reversible`` tests the mechanism (one-way transitions, Kolmogorov's criterion on every
+   cycle), not detailed balance of the equilibrium.  Oracle: brute-force enumeration of every
+   simple cycle.
+4. The message for a raw Q without ``initial``.
+5. Docstrings: citations and units.
+
+Stochastic tests state their failure probability under a correct implementation.
+"""
+
+import itertools
+import math
+
+import mpmath
+import numpy as np
+import pytest
+import scipy.linalg as sl
+from scipy import stats
+
+import ketacore as kc
+from ketacore import theory as th
+
+CH82 = kc.models.get("ch82")
+
+
+# ------------------------------------------------------------------ 1. between bursts
+
+def _between_oracle(Q, p, A, B, rate, t):
+    """[p_A Q_AF e^{Q_FF t} Q_FA u - p_A Q_AB e^{Q_BB t} Q_BA u] / rate, scipy expm."""
+    F = np.setdiff1d(np.arange(Q.shape[0]), A)
+    blk = lambda r, c: Q[np.ix_(r, c)]  # noqa: E731
+    out = []
+    for x in t:
+        v = p[A] @ blk(A, F) @ sl.expm(blk(F, F) * x) @ blk(F, A).sum(axis=1)
+        if B.size:
+            v -= p[A] @ blk(A, B) @ sl.expm(blk(B, B) * x) @ blk(B, A).sum(axis=1)
+        out.append(v / rate)
+    return np.array(out)
+
+
+def _between_case(scheme, within, **cond):
+    b = th.bursts(scheme, within, **cond)
+    Q = scheme.q_matrix(**cond)
+    p = th.equilibrium(Q)
+    A, B = np.array(b.open_states), np.array(b.within_states)
+    taus = np.real(b.between.taus)
+    t = np.concatenate(([0.0, 1e-12, 1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5],
+                        np.geomspace(0.05 * taus.min(), 20 * taus.max(), 40)))
+    return b, t, _between_oracle(Q, p, A, B, b.rate, t)
+
+
+@pytest.mark.parametrize("c", [1e-9, 3e-9, 1e-8, 3e-8, 1e-7])
+def test_ch82_between_pdf_matches_expm_oracle(c):
+    """Before: error up to 6.1e-4 of the peak at 10 nM (9e-6 at 1 nM, 7.5e-5 at 3 nM) and
+    pdf(0) = -5.8e-6 (exact 0).  After: <= 1.3e-9 of the peak, the conditioning of the
+    difference itself (scipy's oracle differs from a 40-digit evaluation by 5e-10)."""
+    b, t, ref = _between_case(CH82, ["AR", "A2R"], agonist=c)
+    got = b.between.pdf(t)
+    peak = ref.max()
+    assert np.abs(got - ref).max() <= 5e-9 * peak
+    assert got[:8].min() >= -5e-9 * peak          # t near 0: no negative pdf
+    assert abs(got[0]) <= 5e-9 * peak             # exactly 0 at t = 0 (no C adjacent to A)
+    assert b.between.total == pytest.approx(1.0, abs=1e-9)
+    assert b.between.mean == pytest.approx(b.mean_between, rel=1e-8)
+
+
+def test_ch82_between_pdf_the_audited_points():
+    b = th.bursts(CH82, ["AR", "A2R"], agonist=1e-8)
+    got = b.between.pdf([1e-6, 1e-5])
+    np.testing.assert_allclose(got, [1.2e-8, 1.22e-6], rtol=0.02)
+
+
+def test_ch82_between_sample():
+    """sample() no longer raises "negative pdf"; the draws follow the cdf.  KS test at
+    p > 1e-3: fails with probability 1e-3 for a correct sampler (fixed seed: deterministic)."""
+    b = th.bursts(CH82, ["AR", "A2R"], agonist=1e-8)
+    y = b.between.sample(10, rng=1)
+    assert y.shape == (10,) and np.all(np.isfinite(y)) and np.all(y >= 0)
+    y = b.between.sample(3000, rng=2)
+    assert stats.kstest(y, b.between.cdf).pvalue > 1e-3
+
+
+def test_kampa2004_between_is_not_negative_near_zero():
+    """kampa2004 (10 uM glutamate, 1 mM Mg2+, -70 mV), C = {U}: the same cause (before:
+    pdf(0) = -1.2e-6 with a 2.0 peak, error 5.8e-7 of the peak; MERGE_RTOL = 0 gave 1.2e-10).
+    After: the expm oracle to 1e-9 of the peak, and pdf(0) = 0 to that level."""
+    k = kc.models.get("kampa2004")
+    within = [s for s, g in zip(k.states, k.conductance) if g == 0 and s != "U"]
+    b, t, ref = _between_case(k, within, glutamate=1e-5, mg=1e-3, V=-0.07)
+    got = b.between.pdf(t)
+    assert np.abs(got - ref).max() <= 1e-9 * ref.max()
+    assert got.min() >= -1e-9 * ref.max()
+
+
+def test_exactly_shared_mode_is_still_merged_and_cancels():
+    """A mode of both terms (B = {OB} not coupled to C): one component, Exp(1/beta)."""
+    alpha, beta, kon, koff, Bc = 400.0, 2000.0, 1e7, 5e3, 2e-4
+    Q = np.array([[-beta, beta, 0.0], [alpha, -(alpha + kon * Bc), kon * Bc],
+                  [0.0, koff, -koff]])
+    b = th.bursts(Q, [2], open=[1])
+    assert b.between.n_components == 1
+    assert b.between.taus[0] == pytest.approx(1 / beta, rel=1e-13)
+
+
+# ------------------------------------------------------------------ 2. defective sub-generators
+
+def _erlang_scheme():
+    return kc.Scheme(["C0", "C1", "O"],
+                     [("C0", "C1", kc.rate(1e8, "agonist")), ("C1", "O", kc.rate(1e8, "agonist")),
+                      ("O", "C0", 10.0)], conductance={"O": 50e-12})
+
+
+def _erlang2(k, t):
+    t = np.asarray(t, float)
+    return k * k * t * np.exp(-k * t), 1.0 - np.exp(-k * t) * (1.0 + k * t)
+
+
+def test_first_latency_defective_is_erlang():
+    """Before: ValueError "(nearly) defective".  After: Erlang(2, 100 s^-1) exactly."""
+    d = th.first_latency(_erlang_scheme(), "open", "C0", agonist=1e-6)
+    assert isinstance(d, th.PhaseType)
+    t = np.array([0.0, 1e-4, 1e-3, 0.01, 0.02, 0.05, 0.2, 1.0])
+    pdf, cdf = _erlang2(100.0, t)
+    np.testing.assert_allclose(d.pdf(t), pdf, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(d.cdf(t), cdf, rtol=1e-12, atol=1e-15)
+    assert d.total == pytest.approx(1.0, rel=1e-14)
+    assert d.mean == pytest.approx(0.02, rel=1e-13)
+    assert d.sd == pytest.approx(math.sqrt(2) / 100, rel=1e-12)
+    assert d.second_moment == pytest.approx(6 / 100 ** 2, rel=1e-12)
+    assert d.pdf(-1.0) == 0.0 and d.survival(-1.0) == 1.0 and d.survival(np.inf) == 0.0
+    np.testing.assert_allclose(d.taus, [0.01, 0.01], rtol=1e-6)
+
+
+def test_phase_type_sample_is_erlang():
+    """KS test against the Erlang cdf, p > 1e-3 (fails with probability 1e-3 if correct);
+    the mean within 5 standard errors (fails with probability 6e-7)."""
+    d = th.first_latency(_erlang_scheme(), "open", "C0", agonist=1e-6)
+    y = d.sample(4000, rng=7)
+    assert stats.kstest(y, lambda x: _erlang2(100.0, x)[1]).pvalue > 1e-3
+    assert abs(y.mean() - 0.02) < 5 * (math.sqrt(2) / 100) / math.sqrt(y.size)
+    np.testing.assert_array_equal(d.sample(50, rng=3), d.sample(50, rng=3))
+    assert d.sample(0).shape == (0,)
+
+
+def test_phase_type_with_a_chance_of_never():
+    """C0 -> C1 (60), C0 -> D (40, absorbing), C1 -> O (100): defective (both leave at 100);
+    latency to O = 0.6 x Erlang(2, 100), never with probability 0.4."""
+    Q = np.array([[-100.0, 60, 40, 0], [0, -100, 0, 100], [0, 0, 0, 0], [0, 0, 0, 0]])
+    d = th.first_latency(Q, [3], 0, open=[3])
+    assert isinstance(d, th.PhaseType)
+    assert d.total == pytest.approx(0.6, rel=1e-14)
+    t = np.array([0.0, 0.005, 0.02, 0.1])
+    pdf, cdf = _erlang2(100.0, t)
+    np.testing.assert_allclose(d.pdf(t), 0.6 * pdf, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(d.cdf(t), 0.6 * cdf, rtol=1e-12, atol=1e-15)
+    assert d.mean == pytest.approx(0.02, rel=1e-13)
+    # never: binomial(n, 0.4); |count - 0.4 n| < 5 sd fails with probability 6e-7
+    n = 5000
+    y = d.sample(n, rng=11)
+    assert abs(np.isinf(y).sum() - 0.4 * n) < 5 * math.sqrt(n * 0.24)
+
+
+def test_dwell_times_defective_shut_class():
+    """Shut sojourns of the Erlang scheme: enter C0 from O, leave via C1: Erlang(2, 100)."""
+    d = th.dwell_times(_erlang_scheme(), "shut", agonist=1e-6)
+    assert isinstance(d, th.PhaseType)
+    t = np.array([0.0, 0.003, 0.01, 0.04])
+    np.testing.assert_allclose(d.pdf(t), _erlang2(100.0, t)[0], rtol=1e-12, atol=1e-13)
+    assert d.mean == pytest.approx(0.02, rel=1e-13)
+
+
+def _hypo_pdf_mp(k1, k2, t):
+    """Hypoexponential(k1, k2) pdf in 50-digit arithmetic (exact for the float inputs)."""
+    with mpmath.workdps(50):
+        k1, k2, t = mpmath.mpf(k1), mpmath.mpf(k2), mpmath.mpf(t)
+        return float(k1 * k2 / (k2 - k1) * (mpmath.exp(-k1 * t) - mpmath.exp(-k2 * t)))
+
+
+@pytest.mark.parametrize("eps", [1e-8, 1e-6, 1e-3])
+def test_first_latency_nearly_equal_rates(eps):
+    """Before: eps = 1e-8 gave a mixture 4e-7 (relative) wrong.  After: to 1e-11 of the peak
+    against 50-digit arithmetic (PhaseType when the mixture would be inaccurate; the mixture
+    otherwise)."""
+    k1, k2 = 100.0, 100.0 * (1 + eps)
+    Q = np.array([[-k1, k1, 0.0], [0.0, -k2, k2], [10.0, 0.0, -10.0]])
+    d = th.first_latency(Q, [2], 0, open=[2])
+    t = np.array([1e-4, 1e-3, 0.005, 0.01, 0.02, 0.05, 0.1])
+    ref = np.array([_hypo_pdf_mp(k1, k2, x) for x in t])
+    np.testing.assert_allclose(d.pdf(t), ref, rtol=0, atol=1e-11 * ref.max())
+    assert d.mean == pytest.approx(1 / k1 + 1 / k2, rel=1e-11)
+    if eps == 1e-8:
+        assert isinstance(d, th.PhaseType)
+    if eps == 1e-3:
+        assert isinstance(d, th.ExponentialMixture)
+
+
+def test_fast_path_unchanged_for_diagonalisable_mechanisms():
+    """Reversible CH82 and a diagonalisable non-reversible scheme still give mixtures."""
+    assert isinstance(th.first_latency(CH82, "open", "R", agonist=1e-6), th.ExponentialMixture)
+    assert isinstance(th.dwell_times(CH82, "shut", agonist=1e-6), th.ExponentialMixture)
+    r = th.relaxation(CH82, agonist=1e-6)
+    assert r.generator is None and r.amplitudes is not None
+
+
+def _mp_expm_row(Q, t, i=0):
+    with mpmath.workdps(40):
+        E = mpmath.expm(mpmath.matrix(Q.tolist()) * t)
+        return np.array([float(E[i, j]) for j in range(Q.shape[0])])
+
+
+def test_relaxation_nearly_defective_chain():
+    """Rates 100 and 100 (1 + 1e-8): diagonalisable, so a spectral Relaxation (amplitudes are
+    needed by the experiments), accurate to 1e-8 against a 40-digit expm (7.7e-9 measured)."""
+    Q = np.array([[-100.0, 100.0, 0.0], [0.0, -100.0 * (1 + 1e-8), 100.0 * (1 + 1e-8)],
+                  [0.0, 0.0, 0.0]])
+    r = th.relaxation(Q, 0, open=[2])
+    t = [0.0, 0.001, 0.01, 0.03, 0.1]
+    ref = np.array([_mp_expm_row(Q, x) for x in t])
+    np.testing.assert_allclose(r.occupancy(t), ref, rtol=0, atol=2e-8)
+
+
+@pytest.mark.parametrize("eps", [0.0])
+def test_relaxation_defective_chain(eps):
+    """Irreversible chain 0 -> 1 -> 2 with equal rates 100 s^-1.  Before: ValueError "(nearly)
+    defective".  After: the exact matrix form, equal to a 40-digit expm to 1e-14 and to the
+    closed form k t e^-kt."""
+    k1, k2 = 100.0, 100.0 * (1 + eps)
+    Q = np.array([[-k1, k1, 0.0], [0.0, -k2, k2], [0.0, 0.0, 0.0]])
+    r = th.relaxation(Q, 0, open=[2])
+    assert r.generator is not None and r.amplitudes is None and r.popen_amplitudes is None
+    np.testing.assert_allclose(r.taus, [0.01], rtol=1e-6)
+    t = [0.0, 0.001, 0.01, 0.03, 0.1]
+    ref = np.array([_mp_expm_row(Q, x) for x in t])
+    np.testing.assert_allclose(r.occupancy(t), ref, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(r.open_probability(t), ref[:, 2], rtol=0, atol=1e-14)
+    np.testing.assert_allclose(r.occupancy(np.inf), [0, 0, 1], atol=0)
+    if eps == 0:
+        x = np.array(t)
+        np.testing.assert_allclose(r.occupancy(t)[:, 1], 100 * x * np.exp(-100 * x),
+                                   rtol=1e-13, atol=1e-16)
+    assert r.popen_equilibrium == 1.0
+    with pytest.raises(ValueError, match="t must be >= 0"):
+        r.occupancy(-1.0)
+
+
+# ------------------------------------------------------------------ 3. is_reversible
+
+def _simple_cycles(adj):
+    """Every simple cycle (length >= 3) of an undirected graph, each once (brute force)."""
+    k = len(adj)
+    out = []
+    for L in range(3, k + 1):
+        for nodes in itertools.combinations(range(k), L):
+            first = nodes[0]
+            for perm in itertools.permutations(nodes[1:]):
+                if perm[0] > perm[-1]:
+                    continue  # each direction once
+                cyc = (first,) + perm
+                if all(adj[cyc[i]][cyc[(i + 1) % L]] for i in range(L)):
+                    out.append(cyc)
+    return out
+
+
+def _brute_force(Q, rtol):
+    off = Q - np.diag(np.diag(Q))
+    pos = off > 0
+    if np.any(pos != pos.T):
+        return False
+    for cyc in _simple_cycles(pos.tolist()):
+        fwd = math.prod(off[cyc[i], cyc[(i + 1) % len(cyc)]] for i in range(len(cyc)))
+        bwd = math.prod(off[cyc[(i + 1) % len(cyc)], cyc[i]] for i in range(len(cyc)))
+        if abs(fwd - bwd) > rtol * max(fwd, bwd):
+            return False
+    return True
+
+
+def _from_potentials(rng, k, p_edge):
+    """A reversible Q: random symmetric 'conductances' w_ij and potentials pi, q_ij = w_ij/pi_i."""
+    pi = 10.0 ** rng.uniform(-4, 4, k)
+    W = np.triu((rng.random((k, k)) < p_edge) * 10.0 ** rng.uniform(0, 4, (k, k)), 1)
+    W = W + W.T
+    Q = W / pi[:, None]
+    np.fill_diagonal(Q, -Q.sum(axis=1))
+    return Q
+
+
+def test_is_reversible_random_graphs_against_brute_force():
+    """200 random graphs of 3-6 states (several components, reducible when disconnected):
+    from potentials (True), then one edge of a cycle perturbed by 1e-3 (False when the edge
+    is on a cycle), and one direction removed (False); always equal to the brute force."""
+    rng = np.random.default_rng(12345)
+    n_true = n_false = 0
+    for _ in range(200):
+        k = int(rng.integers(3, 7))
+        Q = _from_potentials(rng, k, 0.6)
+        ours, brute = th.is_reversible(Q), _brute_force(Q, 1e-8)
+        assert ours == brute is True
+        off = Q - np.diag(np.diag(Q))
+        i, j = np.nonzero(np.triu(off > 0, 1))
+        if i.size == 0:
+            continue
+        e = int(rng.integers(i.size))
+        P = off.copy()
+        P[i[e], j[e]] *= 1.001
+        np.fill_diagonal(P, -P.sum(axis=1))
+        ours, brute = th.is_reversible(P), _brute_force(P, 1e-8)
+        assert ours == brute
+        n_true += ours
+        n_false += not ours
+        O = off.copy()
+        O[j[e], i[e]] = 0.0
+        np.fill_diagonal(O, -O.sum(axis=1))
+        assert th.is_reversible(O) is False is _brute_force(O, 1e-8)
+    assert n_true > 10 and n_false > 10   # both kinds of perturbed edge (tree-like, on a cycle)
+
+
+def test_is_reversible_matches_detailed_balance_when_irreducible():
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        Q = _from_potentials(rng, 6, 1.0)   # complete graph: irreducible
+        p = th.equilibrium(Q)
+        assert th.is_reversible(Q) == th._is_reversible_q(Q, p) is True
+
+
+def test_is_reversible_audited_cases():
+    # one-way 0 -> 1: not reversible (before: True, as state 0 is transient)
+    assert th.is_reversible([[-1, 1, 0], [0, -1, 1], [0, 1, -1]]) is False
+    # kampa2004: the same answer with and without glutamate (before: False at 1 mM, True at 0)
+    k = kc.models.get("kampa2004")
+    assert th.is_reversible(k, glutamate=1e-3, mg=1e-3, V=-0.07) is False
+    assert th.is_reversible(k, glutamate=0.0, mg=1e-3, V=-0.07) is False
+    # several closed classes: answered, not NoUniqueEquilibrium (glutamate binding one-way)
+    s = kc.block("erreger2005_2a", "ketamine", "mg")
+    assert th.is_reversible(s, glutamate=0, ketamine=1e-6, mg=1e-3, V=-0.07) is False
+    # CH82 at a non-zero concentration: reversible; at zero agonist its unbinding is one-way
+    assert th.is_reversible(CH82, agonist=1e-6) is True
+    assert th.is_reversible(CH82, agonist=0.0) is False
+
+
+def test_is_reversible_reducible_and_extreme():
+    # two disconnected reversible components (two closed classes): True
+    Q = np.zeros((4, 4))
+    Q[0, 1], Q[1, 0], Q[2, 3], Q[3, 2] = 1.0, 2.0, 3.0, 4.0
+    np.fill_diagonal(Q, -Q.sum(axis=1))
+    assert th.is_reversible(Q) is True
+    # an isolated state and an empty graph
+    assert th.is_reversible(np.zeros((3, 3))) is True
+    # a 61-state ring: 30 steps with equilibrium ratio 1e12 up, 30 down, and a ring edge of
+    # rate 1 both ways: balanced (every rate product is 1), though the potentials reach
+    # 1e360 (beyond the double range); the ring edge 1e-6 off balance: False
+    k = 61
+    Q = np.zeros((k, k))
+    for i in range(k - 1):
+        up = i < 30
+        Q[i, i + 1], Q[i + 1, i] = (1e6, 1e-6) if up else (1e-6, 1e6)
+    Q[k - 1, 0] = Q[0, k - 1] = 1.0
+    np.fill_diagonal(Q, -Q.sum(axis=1))
+    assert th.is_reversible(Q) is True
+    Q[k - 1, 0] *= 1 + 1e-6
+    np.fill_diagonal(Q, 0.0)
+    np.fill_diagonal(Q, -Q.sum(axis=1))
+    assert th.is_reversible(Q) is False
+    # one-way ring edge
+    Q[k - 1, 0] = 0.0
+    np.fill_diagonal(Q, 0.0)
+    np.fill_diagonal(Q, -Q.sum(axis=1))
+    assert th.is_reversible(Q) is False
+
+
+def test_is_reversible_rtol_is_on_cycle_balance():
+    Q = np.array([[0, 1.0, 1.0], [1.0, 0, 1.0], [1.0, 1.0 + 1e-6, 0]])
+    np.fill_diagonal(Q, -Q.sum(axis=1))
+    assert th.is_reversible(Q, rtol=1e-8) is False
+    assert th.is_reversible(Q, rtol=1e-5) is True
+    assert _brute_force(Q, 1e-8) is False and _brute_force(Q, 1e-5) is True
+    with pytest.raises(ValueError, match="rtol"):
+        th.is_reversible(Q, rtol=-1.0)
+
+
+def test_hjc_reversibility_flag_keeps_its_semantics():
+    """HJC symmetrises only with detailed balance of p and p > 0 (unchanged)."""
+    Q = np.array([[-1.0, 1, 0], [0, -1, 1], [0, 1, -1]])
+    p = th.equilibrium(Q)
+    hc = th._HJCClass(Q, p, np.array([2]), np.array([0, 1]), 1e-4, th._is_reversible_q(Q, p))
+    assert hc.reversible is False
+
+
+# ------------------------------------------------------------------ 4. message
+
+def test_raw_q_without_initial_message_is_complete():
+    Q = np.array([[-1.0, 1.0], [1.0, -1.0]])
+    for call in (lambda: th.relaxation(Q), lambda: th.first_latency(Q, open=[1])):
+        with pytest.raises(ValueError) as e:
+            call()
+        msg = str(e.value)
+        assert "..." not in msg
+        for word in ("initial=", "state", "index", "occupancy vector", "dict of conditions",
+                     "scheme"):
+            assert word in msg
+
+
+# ------------------------------------------------------------------ 5. documentation
+
+@pytest.mark.parametrize("obj", [th.open_probability, th.rest_state, th.concentration_response,
+                                 th.partition, th.validate_q, th.GeometricMixture,
+                                 th.ConcentrationResponse, th.Relaxation, th.ExponentialMixture,
+                                 th.PhaseType, th.is_reversible])
+def test_docstrings_cite(obj):
+    doc = obj.__doc__
+    assert "References" in doc and ("Colquhoun" in doc or "Neuts" in doc)
+    assert "doi:" in doc or "Single-Channel Recording" in doc
+
+
+def test_docstrings_units():
+    assert "s^-1" in th.first_latency.__doc__ and " in s" in th.first_latency.__doc__
+    assert "dimensionless" in th.open_probability.__doc__
+    assert "dimensionless" in th.GeometricMixture.__doc__
+    assert th.Relaxation.popen_equilibrium.__doc__
+    assert "doi:10.1529/biophysj.103.038679" in th.is_reversible.__doc__
