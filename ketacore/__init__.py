@@ -20,6 +20,7 @@ import importlib
 from typing import Any
 
 from . import units
+from ._validate import UnitsWarning
 from ._version import __version__
 from .protocol import Protocol, Step, pulse_train
 from .scheme import Rate, Scheme, Transition, rate
@@ -48,6 +49,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'ketacore' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "units", "Scheme", "Rate", "rate", "Transition", "Step", "Protocol",
+__all__ = ["__version__", "units", "UnitsWarning", "Scheme", "Rate", "rate", "Transition", "Step", "Protocol",
            "pulse_train", "solve", "Result", "simulate", "simulate_events", "SimulationResult", "EventLog", "concatenate", "block", "models",
            "theory", "blockers", "analysis", "experiments", "fitting", "Study", "StudyPart", "StudyError", "run_study"]

@@ -5,9 +5,12 @@ received and what is allowed.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import numbers
-from typing import Any
+import warnings
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -15,6 +18,10 @@ import numpy as np
 MAX_ABS_VOLTAGE = 1.0
 #: Largest concentration accepted (M).  Larger values almost always mean µM passed as M.
 MAX_CONCENTRATION = 10.0
+#: Largest concentration accepted without a :class:`UnitsWarning` (M): 100 mM is above anything
+#: applied to NMDA receptors (saturating glutamate 1-10 mM, Mg2+ up to ~10-20 mM, blockers
+#: µM-mM), so a larger value almost always means µM or mM written as M (``ketamine=10``).
+PLAUSIBLE_CONCENTRATION = 0.1
 #: Accepted temperature range (K).
 TEMPERATURE_RANGE = (200.0, 400.0)
 
@@ -86,12 +93,44 @@ def voltage(name: str, value: Any) -> float:
     return v
 
 
+class UnitsWarning(UserWarning):
+    """A value accepted but implausible in SI units: most likely µM, mM or ms written as a
+    bare number (``ketamine=10`` is 10 M).  Filter it with
+    ``warnings.filterwarnings("ignore", category=ketacore.UnitsWarning)`` when the value is
+    meant."""
+
+
+_UNITS_QUIET = contextvars.ContextVar("ketacore_units_quiet", default=False)
+
+
+@contextlib.contextmanager
+def quiet_units() -> Iterator[None]:
+    """Within the block, :func:`concentration` does not warn about implausible values: for
+    ketacore's own evaluations at concentrations it chose (root searches up to
+    ``MAX_CONCENTRATION``, per-molar rates), whose user inputs were checked on entry.  A
+    context variable, so other threads keep warning."""
+    token = _UNITS_QUIET.set(True)
+    try:
+        yield
+    finally:
+        _UNITS_QUIET.reset(token)
+
+
 def concentration(name: str, value: Any) -> float:
+    """Return a concentration (M) after checking it is a real number in
+    [0, ``MAX_CONCENTRATION``]; above ``PLAUSIBLE_CONCENTRATION`` (100 mM) it is accepted with
+    a :class:`UnitsWarning` naming the parameter and the units advice."""
     c = real(name, value, nonnegative=True)
     if c > MAX_CONCENTRATION:
         raise ValueError(
             f"concentration {name}={c} M exceeds {MAX_CONCENTRATION} M; ketacore uses molar "
             f"(write 10 * ketacore.units.uM, not 10)")
+    if c > PLAUSIBLE_CONCENTRATION and not _UNITS_QUIET.get():
+        warnings.warn(
+            f"concentration {name}={c:g} M is above {PLAUSIBLE_CONCENTRATION * 1e3:g} mM, more "
+            f"than is ever applied to NMDA receptors; ketacore uses molar units: for {c:g} µM "
+            f"write {c:g} * ketacore.units.uM, for {c:g} mM {c:g} * ketacore.units.mM "
+            f"(filter ketacore.UnitsWarning if {c:g} M is meant)", UnitsWarning, stacklevel=3)
     return c
 
 
@@ -103,7 +142,8 @@ def temperature(name: str, value: Any) -> float:
         c = t if math.isfinite(t) and -100.0 <= t <= 100.0 else 22.0
         raise ValueError(
             f"{name}={t} K is outside [{lo:g}, {hi:g}] K: temperatures are in kelvin -- "
-            f"for {c:g} °C write ketacore.units.celsius({c:g}) (= {c + 273.15:g} K)")
+            f"{c:g} °C is {c + 273.15:g} K: write ketacore.units.celsius({c:g}) in Python, "
+            f"\"{c + 273.15:g} K\" in a study file")
     return t
 
 

@@ -396,9 +396,12 @@ class _Setup:
 
     def step(self, duration: float, agonist: bool, c: float = 0.0,
              V: float | None = None) -> Step:
-        """One protocol step at the experiment's voltage (or ``V``) and temperature."""
-        return Step(duration, V=self.V if V is None else V, temperature=self.temperature,
-                    **self.cond(agonist, c))
+        """One protocol step at the experiment's voltage (or ``V``) and temperature (no
+        :class:`~ketacore.UnitsWarning`: the user's concentrations were checked on entry, and
+        the rest are ketacore's own, e.g. an IC50 search up to ``MAX_CONCENTRATION``)."""
+        with V_.quiet_units():
+            return Step(duration, V=self.V if V is None else V, temperature=self.temperature,
+                        **self.cond(agonist, c))
 
     def equilibrium(self, agonist: bool, c: float = 0.0) -> np.ndarray:
         """Equilibrium occupancy of the composed scheme.  Without blocker it is the
@@ -408,7 +411,8 @@ class _Setup:
         state reached from drug-free rest (:func:`ketacore.theory.rest_state`)."""
         from .theory import rest_state
         if c > 0:
-            return rest_state(self.scheme, V=self.V, **self.tkw, **self.cond(agonist, c))
+            with V_.quiet_units():  # (ketacore's own concentrations, as in step())
+                return rest_state(self.scheme, V=self.V, **self.tkw, **self.cond(agonist, c))
         pb = rest_state(self.base, V=self.V, **self.tkw, **self.cond(agonist))
         p = np.zeros(self.scheme.n_states)
         p[self.scheme.indices(self.base.states)] = pb
@@ -1228,6 +1232,7 @@ def _ic50(gating, blocker, concentrations, *, V, agonist, kind, also, background
         if not np.all(np.isfinite(cs)) or np.any(cs <= 0) or np.any(cs > V_.MAX_CONCENTRATION):
             raise ValueError(f"concentrations must be finite, > 0 and <= "
                              f"{V_.MAX_CONCENTRATION:g} M (use units.uM)")
+        V_.concentration("concentrations (largest)", float(cs.max()))  # UnitsWarning > 100 mM
         cs = np.sort(cs)
     # grid of the protocol runs, refused before any work when too long or too large
     if kind == "peak":

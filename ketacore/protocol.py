@@ -41,6 +41,7 @@ _STEP_PARAMS = ("duration", "V", "temperature")
 _INF = math.inf
 _MAX_V = V_.MAX_ABS_VOLTAGE
 _MAX_C = V_.MAX_CONCENTRATION
+_PLAUSIBLE_C = V_.PLAUSIBLE_CONCENTRATION  # Step's fast path: larger values take V_.concentration (UnitsWarning)
 
 
 def _step_from_dict(d: dict) -> "Step":
@@ -82,7 +83,7 @@ class Step:
         if concentrations:
             conc = []
             for k, c in concentrations.items():
-                if not (type(c) is float and 0.0 <= c <= _MAX_C):
+                if not (type(c) is float and 0.0 <= c <= _PLAUSIBLE_C):
                     c = V_.concentration(k, c)
                 if c != 0.0:
                     conc.append((k, c))
@@ -585,6 +586,10 @@ class Protocol:
             trusted = (not _STEP_ARGS.intersection(cs)  # (Step(**) refuses these names itself)
                        and bool(np.all((durs > 0.0) & (durs < _INF))) and bool(np.all(np.abs(Vs) <= _MAX_V))
                        and all(bool(np.all((a >= 0.0) & (a <= _MAX_C))) for a in cs.values()))
+        if trusted:
+            for k, a in cs.items():  # one UnitsWarning per column, not one per sample
+                if a.size and float(a.max()) > _PLAUSIBLE_C:
+                    V_.concentration(f"{k} (largest sample)", float(a.max()))
         if trusted and temperature is not None:
             try:
                 temperature = V_.temperature("temperature", temperature)

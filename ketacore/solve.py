@@ -59,7 +59,8 @@ def initial_distribution(scheme: Scheme, initial: Any, protocol: Protocol | None
                                  f"got an entry {bad!r}")
             raise ValueError("initial vector must be finite, non-negative and sum to 1, "
                              f"got sum {tot!r}, min {lo!r}")
-        return initial if tot == 1.0 else initial / tot
+        # (a copy: results keep it, and the caller may reuse the array for another run)
+        return initial.copy() if tot == 1.0 else initial / tot
     if initial is None or (isinstance(initial, str) and initial == "equilibrium"):
         if protocol is None:
             raise ValueError("initial='equilibrium' needs a protocol (its first step's conditions)")

@@ -2225,8 +2225,12 @@ def _build_protocol(study: Study, part: str, env: Mapping[str, Any]):
                 if not isinstance(c, Mapping):
                     raise StudyError(f"{where}.train.{key}: must be a table of ligand = concentration")
                 kw[key] = {k: _evaluate(v, env, f"{where}.train.{key}.{k}") for k, v in c.items()}
+            for key in ("during", "between"):
+                for k, c in kw[key].items():
+                    _warn_implausible(f"{where}.train.{key}.{k}", c)
             try:
-                prot = pulse_train(int(round(n)), **kw)
+                with _V.quiet_units():
+                    prot = pulse_train(int(round(n)), **kw)
             except (TypeError, ValueError) as e:
                 raise StudyError(f"{where}.train: {e}") from None
             steps.append(prot)
@@ -2240,14 +2244,32 @@ def _build_protocol(study: Study, part: str, env: Mapping[str, Any]):
             if k == "label":
                 continue
             kw[k] = _evaluate(v, env, f"{where}.{k}")
+        for k, c in kw.items():
+            if k not in _STEP_DIMS:
+                _warn_implausible(f"{where}.{k}", c)
         try:
-            st = Step(**kw)
+            with _V.quiet_units():
+                st = Step(**kw)
         except (TypeError, ValueError) as e:
             raise StudyError(f"{where}: {e}") from None
         steps.append(st)
         segs.append(_Segment(label, t, t + st.duration))
         t += st.duration
     return Protocol(steps), segs
+
+
+def _warn_implausible(where: str, c: Any) -> None:
+    """A :class:`~ketacore.UnitsWarning` for a ligand concentration above
+    ``_validate.PLAUSIBLE_CONCENTRATION`` (100 mM), naming the study key and the TOML way to
+    write µM or mM (the Step itself is then built without the Python-worded warning)."""
+    if isinstance(c, (int, float)) and not isinstance(c, bool) \
+            and _V.PLAUSIBLE_CONCENTRATION < c <= _V.MAX_CONCENTRATION \
+            and not _V._UNITS_QUIET.get():
+        warnings.warn(
+            f"{where} = {c:g} M is above {_V.PLAUSIBLE_CONCENTRATION * 1e3:g} mM, more than is "
+            f"ever applied to NMDA receptors; a bare number is molar: for {c:g} µM write "
+            f"\"{c:g} uM\", for {c:g} mM \"{c:g} mM\" (filter ketacore.UnitsWarning if "
+            f"{c:g} M is meant)", _V.UnitsWarning, stacklevel=2)
 
 
 def _check_memory(key: str, n_bytes: float, what: str, advice: str) -> None:
@@ -2869,7 +2891,16 @@ def _run_chunk(spec_text: str, base_dir: str, source: str, part: str, point: int
     conductance levels), the per-trial analysis values, the kept trials' currents and (with
     ``record="counts"``) the counts.  Depends only on (spec, inputs, point, start, stop);
     ``inputs`` holds the scheme files' content as read by run_study (None: read them here).
+    No :class:`~ketacore.UnitsWarning` (run_study warned when it read the study; a worker
+    thread or process would repeat it once per chunk).
     """
+    with _V.quiet_units():
+        return _run_chunk_quiet(spec_text, base_dir, source, part, point, start, stop, n_threads,
+                                inputs)
+
+
+def _run_chunk_quiet(spec_text: str, base_dir: str, source: str, part: str, point: int,
+                     start: int, stop: int, n_threads: int, inputs: tuple | None) -> dict:
     from .simulate import simulate
     ctx = _context(spec_text, base_dir, source, inputs)
     study = ctx.study
@@ -3171,9 +3202,17 @@ def run_study(study: "Study | str | os.PathLike", executor: cf.Executor | None =
     except ImportError:  # pragma: no cover - optional dependency
         raise ImportError("run_study needs xarray and netCDF4: pip install 'ketacore[xarray]'") from None
     if isinstance(study, (str, os.PathLike)):
-        study = Study.from_toml(study)
+        study = Study.from_toml(study)   # (implausible concentrations warned about here, by key)
     if not isinstance(study, Study):
         raise TypeError(f"study must be a Study or a path to a study TOML file, got {type(study).__name__}")
+    with _V.quiet_units():  # (the re-reads and evaluations below would repeat them unkeyed)
+        return _run_study(study, executor, output=output, progress=progress, workers=workers,
+                          chunk_trials=chunk_trials, figures=figures)
+
+
+def _run_study(study: "Study", executor: cf.Executor | None, *, output, progress, workers,
+               chunk_trials, figures):
+    """:func:`run_study` after the study is read (its arguments unchecked yet)."""
     # ---- arguments (before any work)
     if executor is not None and not callable(getattr(executor, "submit", None)):
         raise TypeError("executor must be a concurrent.futures.Executor (something with .submit) or "

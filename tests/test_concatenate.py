@@ -256,3 +256,21 @@ def test_event_logs_of_different_simulations_are_refused():
                                               initial=[0, 0, 1, 0, 0])])   # (rest: all in R)
     with pytest.raises(ValueError, match=r"trial\(s\) \[0\]"):
         kc.concatenate([a, kc.simulate_events(scheme, p, rng=1, trials=[0])])
+
+
+def test_an_initial_vector_reused_by_the_caller_does_not_rewrite_earlier_results():
+    """Results keep their own copy of ``initial=`` (audit: the caller's array was kept, so
+    changing it in place for a second run changed the first result's record, and
+    ``concatenate`` joined runs that started from different states)."""
+    g = ch82()
+    st = kc.Step(5 * ms, A=1e-6)
+    v = np.array([0, 0, 0, 0, 1.0])
+    a = kc.simulate(g, st, 0.1 * ms, 100, rng=5, initial=v, trials=range(0, 2))
+    ev = kc.simulate_events(g, st, 2, rng=5, initial=v)
+    sol = kc.solve(g, st, 0.1 * ms, initial=v)
+    v[:] = [1.0, 0, 0, 0, 0]
+    for r in (a, ev, sol):
+        np.testing.assert_array_equal(r.initial, [0, 0, 0, 0, 1.0])
+    b = kc.simulate(g, st, 0.1 * ms, 100, rng=5, initial=v, trials=range(2, 4))
+    with pytest.raises(ValueError, match="initial"):
+        kc.concatenate([a, b])
