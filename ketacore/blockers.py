@@ -469,7 +469,8 @@ class Blocker:
 
     def k_on_at(self, V: float, temperature: float = DEFAULT_TEMPERATURE) -> float:
         """Open-channel k_on (M⁻¹ s⁻¹) at voltage ``V`` (V) and ``temperature`` (K)."""
-        return self.on_rate()(V, temperature, **{self.ligand: 1.0})
+        with V_.quiet_units():  # (1 M: the per-molar rate, not a concentration applied)
+            return self.on_rate()(V, temperature, **{self.ligand: 1.0})
 
     def k_off_at(self, V: float, temperature: float = DEFAULT_TEMPERATURE) -> float:
         """Open-channel k_off (s⁻¹) at voltage ``V`` (V) and ``temperature`` (K)."""
@@ -1115,6 +1116,8 @@ def jahr_stevens(V: float | np.ndarray, mg: float | np.ndarray = 1 * mM) -> floa
     if np.any(~np.isfinite(mga)) or np.any(mga < 0) or np.any(mga > V_.MAX_CONCENTRATION):
         raise ValueError(f"mg must be a finite concentration in [0, {V_.MAX_CONCENTRATION:g}] M "
                          f"(write 1 * ketacore.units.mM)")
+    if mga.size and float(mga.max()) > V_.PLAUSIBLE_CONCENTRATION:
+        V_.concentration("mg (largest)", float(mga.max()))   # UnitsWarning above 100 mM
     out = 1.0 / (1.0 + np.exp(-0.062 * (Va / mV)) * (mga / (3.57 * mM)))
     return float(out) if out.ndim == 0 else out
 

@@ -4099,10 +4099,18 @@ def concentration_response(scheme, ligand: str, concentrations=None, *, open=Non
             or np.any(conc > _C_CAP)):
         raise ValueError(f"concentrations must be a 1-d array of values in [0, {_C_CAP:g}] M "
                          "(ketacore uses molar: 10 * ketacore.units.uM, not 10)")
+    # the user's concentrations warn here (UnitsWarning above 100 mM); the scan up to the
+    # concentration limit below is ketacore's own, and quiet
+    if conc.size and float(conc.max()) > _V.PLAUSIBLE_CONCENTRATION:
+        _V.concentration("concentrations (largest)", float(conc.max()))
+    for k, v in other_conditions.items():
+        if k not in ("V", "temperature") and isinstance(v, (int, float, np.number)):
+            _V.concentration(k, v)
 
     def po(c: float) -> float:
         c = min(float(c), float(_C_CAP))  # exp(log(c)) may round just above the cap
-        return open_probability(scheme, open=open, **{ligand: c}, **other_conditions)
+        with _V.quiet_units():
+            return open_probability(scheme, open=open, **{ligand: c}, **other_conditions)
 
     p0 = po(0.0)
     # scan upwards in half-decade steps up to the largest concentration ketacore accepts

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from scipy import optimize
 
+from ketacore._validate import quiet_units
+
 import ketacore as kc
 from ketacore import theory
 from ketacore.blockers import Blocker
@@ -46,7 +48,8 @@ def current_ratio(scheme, b_ligand, conc, **cond) -> float:
 
 def ic50(scheme, b_ligand, **cond) -> float:
     f = lambda lc: current_ratio(scheme, b_ligand, 10.0 ** lc, **cond) - 0.5  # noqa: E731
-    return 10.0 ** optimize.brentq(f, -13, 0, xtol=1e-14, rtol=1e-14)
+    with quiet_units():   # (a root search up to 1 M: its own concentrations, not the user's)
+        return 10.0 ** optimize.brentq(f, -13, 0, xtol=1e-14, rtol=1e-14)
 
 
 def detailed_balance_residual(scheme, **cond) -> float:
@@ -541,7 +544,8 @@ def test_calibrated_mk801_recovery():
     s_ = kc.block(kc.models.get(GATING), b)
     blk = np.array(["·mk801" in x for x in s_.states])
     for V, target in ((-70 * mV, 90 * 60.0), (30 * mV, 2 * 60.0)):
-        p0 = theory.equilibrium(s_, V=V, glutamate=GLU, mk801=1.0)
+        with quiet_units():   # (1 M: every channel blocked at the start, on purpose)
+            p0 = theory.equilibrium(s_, V=V, glutamate=GLU, mk801=1.0)
         r = kc.solve(s_, kc.Step(6 * target, V=V, glutamate=GLU), dt=target / 50, initial=p0)
         tau = _tau_fit(r.time, r.occupancy[:, blk].sum(axis=1))
         assert 0.5 <= tau / target <= 2.0, (V, tau / 60)     # Huettner & Bean: factor 2

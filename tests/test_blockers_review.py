@@ -109,6 +109,7 @@ def test_blocker_list_and_shared_ligand_messages():
 
 
 # =========================================================================== closed route
+@pytest.mark.filterwarnings("ignore::ketacore.UnitsWarning")  # per-molar Q entries at 1 M
 @pytest.mark.parametrize("thermal_voltage", [None, 25 * mV])
 def test_closed_route_voltage_dependence_q_entries(thermal_voltage):
     """delta_on_closed / delta_escape: k_on_closed·[B]·exp(−zδ_c(V − v_ref)/V_T) onto every

@@ -588,7 +588,8 @@ def test_ic50_beyond_the_concentration_limit_is_refused_as_negligible_block():
     with pytest.raises(ValueError, match=r"negligible at V = 100 mV.*IC50 is > 10 M"):
         E.woodhull("erreger2005_2a", "mg", [40 * mV, 100 * mV])
     # explicit concentrations (<= 10 M) still give the partial curve
-    r = E.ic50("erreger2005_2a", "mg", [0.01, 0.1, 1.0, 10.0], V=100 * mV)
+    with pytest.warns(kc.UnitsWarning, match=r"concentrations \(largest\)=10 M"):
+        r = E.ic50("erreger2005_2a", "mg", [0.01, 0.1, 1.0, 10.0], V=100 * mV)
     assert r.ic50_exact is None and r.fraction[-1] > 0.5
 
 

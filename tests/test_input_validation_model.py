@@ -77,6 +77,7 @@ def test_audit_example_scheme_is_refused_at_construction():
         kc.rate(1e299).scaled(1e10)
 
 
+@pytest.mark.filterwarnings("ignore::ketacore.UnitsWarning")  # the extremes up to the 10 M limit, on purpose
 def test_rate_bounds_accept_real_models_and_extremes_stay_finite():
     # the steepest accepted rate laws are finite at every corner of the accepted conditions
     r = kc.rate(1e6, "glu", z_delta=9.0, q10=5.0)
@@ -94,6 +95,7 @@ def test_rate_bounds_accept_real_models_and_extremes_stay_finite():
         r(1.0, 200.0, glu=20.0)
 
 
+@pytest.mark.filterwarnings("ignore::ketacore.UnitsWarning")  # the extremes up to the 10 M limit, on purpose
 def test_check_rates_vectorised_over_protocol_conditions():
     g = kc.models.get("kampa2004")
     p = kc.Protocol([kc.Step(1e-3, V=-0.07, glutamate=1e-3, mg=1e-3), kc.Step(1e-3, V=0.04),
@@ -133,6 +135,7 @@ def test_check_rates_and_q_matrix_name_a_non_finite_transition():
         g2.check_rates(g2.condition())
 
 
+@pytest.mark.filterwarnings("ignore::ketacore.UnitsWarning")  # the extremes up to the 10 M limit, on purpose
 def test_rate_call_validates_its_arguments():
     r = kc.rate(1.0, "glu")
     with pytest.raises(ValueError, match="temperature=0.0 K"):

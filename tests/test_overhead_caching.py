@@ -223,6 +223,7 @@ def test_step_is_immutable_and_hash_stable():
     assert s.replace(V=-0.06).V == -0.06 and s.V == -0.05
 
 
+@pytest.mark.filterwarnings("ignore::ketacore.UnitsWarning")  # values above 100 mM on purpose (fast path vs full checks)
 def test_step_fast_path_matches_full_validation():
     a = kc.Step(1e-3, V=-0.05, ketamine=1e-5, glutamate=1e-3, mg=0.0)
     b = kc.Step(np.float64(1e-3), V=np.float64(-0.05), glutamate=np.float64(1e-3), ketamine=1e-5)

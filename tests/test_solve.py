@@ -1,4 +1,6 @@
 """Exact master equation: kc.solve against scipy.linalg.expm and closed forms."""
+import warnings
+
 import numpy as np
 import pytest
 import scipy.linalg as sl
@@ -66,7 +68,9 @@ def _pulse_scheme():
 
 
 # a 50 ns pulse (rate 1e7/s: half a time constant) halfway between two samples
-PULSE = kc.Protocol([kc.Step(0.5), kc.Step(5e-8, glu=1.0), kc.Step(0.5 - 5e-8)])
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", kc.UnitsWarning)   # (a toy 1 M pulse, on purpose)
+    PULSE = kc.Protocol([kc.Step(0.5), kc.Step(5e-8, glu=1.0), kc.Step(0.5 - 5e-8)])
 # closed form: C -> O during the pulse, then O -> C at 1/s (mpmath, 30 digits)
 PULSE_PO = 0.238651225002602345543049667562
 
@@ -223,6 +227,7 @@ def test_brief_once_used_conditions_take_full_steps_by_uniformization():
     np.testing.assert_allclose(r.occupancy.sum(axis=1), 1.0, atol=1e-13)
 
 
+@pytest.mark.filterwarnings("ignore::ketacore.UnitsWarning")  # toy rates at a 1 M-scale concentration
 def test_uniformization_hands_tiny_components_back_to_the_matrix():
     """Uniformization's truncation error is absolute (2^-100 of the mass), so a piece whose
     result has a component below 2^-56 is computed with the matrix exponential instead, as

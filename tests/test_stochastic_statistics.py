@@ -53,6 +53,7 @@ def test_means_match_master_equation_any_dt(method, dt):
     assert_means_match_master(res, det)
 
 
+@pytest.mark.filterwarnings("ignore::ketacore.UnitsWarning")  # toy scheme at 1 M concentrations
 @pytest.mark.parametrize("method", ["ssa", "population"])
 @pytest.mark.parametrize("dt", [0.25, 1.0])
 def test_short_segment_between_samples_acts(method, dt):
