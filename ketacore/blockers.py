@@ -1241,10 +1241,11 @@ _register("amantadine", Blocker(
     name="aman", ligand="amantadine", z=1.0, delta_on=0.4, delta_off=0.4, mode="trapping",
     **_AMAN,
     citation=("Blanpied TA, Boeckman FA, Aizenman E, Johnson JW (1997) J Neurophysiol "
-              "77:309-323; Blanpied TA, Clarke RJ, Johnson JW (2005) Amantadine inhibits NMDA "
-              "receptors by accelerating channel closure during channel block. J Neurosci "
-              "25:3312-3322"),
-    doi="10.1152/jn.1997.77.1.309",
+              "77:309-323 (doi:10.1152/jn.1997.77.1.309); Blanpied TA, Clarke RJ, Johnson JW "
+              "(2005) Amantadine inhibits NMDA receptors by accelerating channel closure during "
+              "channel block. J Neurosci 25:3312-3322 (doi:10.1523/JNEUROSCI.4262-04.2005, "
+              "PMID 15800186)"),
+    doi="10.1523/JNEUROSCI.4262-04.2005",   # the calibration's source (Blanpied 2005)
     notes=("Trapping mode (the drug leaves only from open states) with a modified blocked arm.  "
            "With amantadine's fast unblock, blocked channels that reopen during the slow "
            "GluN2B deactivation release it, so after an agonist-free wash only ~17 % of the "
