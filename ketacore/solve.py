@@ -43,7 +43,11 @@ def initial_distribution(scheme: Scheme, initial: Any, protocol: Protocol | None
     it is unique.  With a trapping blocker present and no agonist it is not (unblocked and
     trapped closed states are separate absorbing classes); then it is the state reached from
     drug-free rest when the conditions are held indefinitely
-    (:func:`ketacore.theory.rest_state`): channels that never opened hold no drug.
+    (:func:`ketacore.theory.rest_state`): channels that never opened hold no drug.  A blocker
+    with a route onto shut channels -- the library ketamine and memantine, whose slow escape is
+    balanced by one -- makes the equilibrium unique: the rest in drug is then an indefinite
+    soak, [B]/(K_B + [B]) blocked (ketamine 1 µM, −70 mV: 57 %); for a drug-naive start pass
+    the drug-free conditions, e.g. ``initial={"V": -0.07}``, or a state name.
     """
     K = scheme.n_states
     if type(initial) is np.ndarray and initial.shape == (K,) and initial.dtype == np.float64:

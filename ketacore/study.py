@@ -1098,7 +1098,11 @@ class StudyPart:
         ``{"glutamate": 0}``).  The drug-free control of use_dependence and dose_response
         starts from ``initial`` without the drug's ligands (a conditions table) or with the
         drug unbound (a state blocked by the drug such as ``"O·ket"`` starts the control in
-        ``"O"``; a state blocked by a background blocker, ``"O·mg"``, is kept).
+        ``"O"``; a state blocked by a background blocker, ``"O·mg"``, is kept).  With the
+        drug in the rest conditions, the library ketamine and memantine (whose slow escape is
+        balanced by a closed route) rest partly blocked, [B]/(K_B + [B]) (an indefinite soak;
+        ketamine 1 µM at −70 mV: 57 %); ``initial = "R"`` or a drug-free conditions table
+        starts drug-naive (the default study does so).
     dt, n_trials, n_channels, method : optional
         Per-protocol overrides of the study values.
 

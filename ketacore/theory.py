@@ -1460,6 +1460,15 @@ def rest_state(scheme, **conditions) -> np.ndarray:
     conditions (:func:`equilibrium` with ``initial=``) -- what an experiment that applies the
     drug at rest before stimulating produces.
 
+    A blocker with a route onto shut channels makes the equilibrium unique again, and the rest
+    state is then that of an indefinite soak: the library ketamine and memantine carry the slow
+    closed route that balances their escape (``closed_route="balanced"``), so at rest in drug,
+    without agonist, a fraction [B]/(K_B + [B]) of the channels is blocked (ketamine 1 µM at
+    −70 mV: 57 %, reached with τ ≈ 7 min).  For a drug-naive start give the drug-free
+    conditions (or a state) as the ``initial`` of :func:`ketacore.solve` /
+    :func:`ketacore.simulate`, or use the escape-only blocker
+    (``kc.blockers.get("ketamine").replace(closed_route=None)``).
+
     Parameters
     ----------
     scheme : Scheme or str
