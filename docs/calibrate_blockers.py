@@ -48,8 +48,10 @@ Kotermanski, Wood & Johnson 2009, doi:10.1113/jphysiol.2009.176297):
   desensitized state D2 (left at 1.01 /s), which sets the slow phases, and with IC50 ~1 uM the
   block of the active minority is ~9x faster than its unblock, while Gilling's fast onset and
   offset are within 1.5x of each other.  The fit is the tolerance-scaled least-squares
-  compromise; the misses are printed (and a kinetics-only refit shows they are not caused by
-  the trapping targets).
+  compromise; the misses are printed.  A kinetics-only refit (IC50 kept, trapping and escape
+  dropped; local fits from the calibrated point and three other starts, the calibrated point
+  itself a candidate, so its objective is at most the calibrated blocker's by construction)
+  shows they are not caused by the trapping targets: it still misses all four components.
 
 Further sections (each writes its numbers into the CALIBRATED block):
 
@@ -85,6 +87,7 @@ sys.path.insert(0, str(ROOT))
 
 import ketacore as kc  # noqa: E402
 from ketacore import theory  # noqa: E402
+from ketacore._validate import quiet_units  # noqa: E402
 from ketacore.units import FARADAY, GAS_CONSTANT, mM, mV, s, uM  # noqa: E402
 
 GATING = "erreger2005_2a"
@@ -358,10 +361,32 @@ def fit_memantine():
     return b, f
 
 
+#: starts of the kinetics-only check besides the calibrated point: (label, factors on the
+#: calibrated deep-site k_on(-70 mV), k_off(-70 mV), superficial K_s, superficial k_off,
+#: k_escape) -- a slower and a faster deep site (same K_B), a weaker superficial site
+MEM_KINONLY_STARTS = (("deep site x1/3", (1 / 3, 1 / 3, 1, 1, 1)),
+                      ("deep site x3", (3, 3, 1, 1, 1)),
+                      ("superficial K_s x3", (1, 1, 3, 1, 1)))
+
+
+def memantine_kinetics_only_cost(r) -> tuple[float, float]:
+    """(objective of the kinetics-only check, its kinetic part) for memantine_residuals ``r``:
+    0.5 * sum of squares of the IC50 residual (weighted as in the calibration) and the eight
+    kinetic residuals; the trapping and escape residuals (r[1:4]) are dropped."""
+    kin = 0.5 * float(np.sum(np.asarray(r)[4:] ** 2))
+    return 0.5 * float(r[0]) ** 2 + kin, kin
+
+
 def memantine_kinetics_only(mem):
-    """Not registered: the same 5-parameter fit with the trapping and escape targets dropped
-    (IC50 kept), started from the calibrated blocker -- shows that the kinetic misses come from
-    the gating model and the IC50, not from the trapping constraints."""
+    """Not registered: the same 5-parameter fit (-70 mV rates; delta of ``mem``) with the
+    trapping and escape targets dropped (IC50 kept), to show that the kinetic misses come from
+    the gating model and the IC50, not from the trapping constraints.
+
+    Local least squares from the calibrated point and from MEM_KINONLY_STARTS; the lowest
+    objective wins, and the calibrated point itself is a candidate, so the result's objective
+    is <= the calibrated blocker's by construction (both are evaluated on the same objective,
+    memantine_kinetics_only_cost).  Returns (blocker, figures, {"cost", "kinetic",
+    "cost_calibrated", "kinetic_calibrated", "starts": [(label, cost), ...], "best": label})."""
     base = mem
     T = kc.models.get(GATING).temperature
 
@@ -373,12 +398,24 @@ def memantine_kinetics_only(mem):
         r[1:4] = 0.0
         return r
 
-    x0 = np.log([mem.k_on_at(V_CAL, T), mem.k_off_at(V_CAL, T),
+    xc = np.log([mem.k_on_at(V_CAL, T), mem.k_off_at(V_CAL, T),
                  mem.superficial_k_off / mem.superficial_k_on, mem.superficial_k_off,
                  mem.k_escape])
-    sol = optimize.least_squares(resid, x0, diff_step=2e-3, xtol=1e-8, ftol=1e-8, max_nfev=200)
-    b = memantine_blocker(sol.x, base)
-    return b, memantine_figures(b), float(sol.cost)
+    fc = memantine_figures(memantine_blocker(xc, base))
+    cost_c, kin_c = memantine_kinetics_only_cost(memantine_residuals(fc))
+    best = ("calibrated point (not moved)", xc, cost_c)
+    starts = []
+    for label, fac in (("calibrated point", (1, 1, 1, 1, 1)),) + MEM_KINONLY_STARTS:
+        sol = optimize.least_squares(resid, xc + np.log(fac), diff_step=2e-3, xtol=1e-8,
+                                     ftol=1e-8, max_nfev=200)
+        starts.append((label, float(sol.cost)))
+        if sol.cost < best[2]:
+            best = (label, sol.x, float(sol.cost))
+    b = memantine_blocker(best[1], base)
+    f = memantine_figures(b)
+    cost, kin = memantine_kinetics_only_cost(memantine_residuals(f))
+    return b, f, dict(cost=cost, kinetic=kin, cost_calibrated=cost_c, kinetic_calibrated=kin_c,
+                      starts=starts, best=best[0])
 
 
 # --------------------------------------------------------------------------- MK-801
@@ -390,7 +427,8 @@ def mk801_recovery_tau(b, V=V_CAL, gating=GATING) -> float:
     blk = blocked_mask(s_, b)
     # start fully blocked (equilibrium of the blocked arm with agonist), wash blocker, agonist on
     p0 = np.zeros(s_.n_states)
-    Q = s_.q_matrix(V=V, glutamate=GLU, **{b.ligand: 1.0})  # saturating blocker
+    with quiet_units():   # 1 M: a deliberate saturating concentration, not a units slip
+        Q = s_.q_matrix(V=V, glutamate=GLU, **{b.ligand: 1.0})  # saturating blocker
     p0 = theory.equilibrium(Q)
     prot = kc.Protocol([kc.Step(6 * MK_TAU_REC, V=V, glutamate=GLU)])
     r = kc.solve(s_, prot, dt=60.0, initial=p0)
@@ -626,15 +664,23 @@ _BLOCK_FIELDS = ("k_on", "k_off", "delta_on", "delta_off", "superficial_k_on",
 def keep_stored(new, stored):
     """``new`` with every field of _BLOCK_FIELDS that lies within KEEP_RTOL of ``stored``
     (the registered blocker), or is below KEEP_ZERO in both, replaced by the stored value;
-    also the names of the kept fields whose refitted value differs at the written precision."""
+    also the kept fields whose refitted value differs at the written precision, as
+    (name, refitted, stored, why) with why "rtol" (within KEEP_RTOL) or "zero" (both below
+    KEEP_ZERO, however far apart relatively)."""
     keep, noisy = {}, []
     for k in _BLOCK_FIELDS:
         a, b = getattr(new, k), getattr(stored, k)
-        if a != b and (abs(a - b) <= KEEP_RTOL * max(abs(a), abs(b))
-                       or max(abs(a), abs(b)) < KEEP_ZERO):
-            keep[k] = b
-            if _g(a) != _g(b):
-                noisy.append(k)
+        if a == b:
+            continue
+        if abs(a - b) <= KEEP_RTOL * max(abs(a), abs(b)):
+            why = "rtol"
+        elif max(abs(a), abs(b)) < KEEP_ZERO:
+            why = "zero"
+        else:
+            continue
+        keep[k] = b
+        if _g(a) != _g(b):
+            noisy.append((k, a, b, why))
     return (new.replace(**keep) if keep else new), noisy
 
 
@@ -709,12 +755,19 @@ def main() -> None:
           f"{mem.superficial_k_off:.4g} /s (tau {1 / mem.superficial_k_off:.3g} s); k_escape "
           f"{mem.k_escape:.3g} /s")
     bx, fxk, cx = memantine_kinetics_only(mem)
-    print("  not registered -- kinetics with only the IC50 kept (trapping and escape dropped): "
-          "onset " + ", ".join(f"{t * 1e3:.0f} ms ({w:.0%})" for t, w in fxk["on"])
+    n_miss = sum(not (abs(tau / lt - 1) <= MEM_TOL["tau"] and abs(w - lw) <= MEM_TOL["weight"])
+                 for ph, lit in (("on", MEM_ONSET), ("off", MEM_OFFSET))
+                 for (tau, w), (lt, lw) in zip(fxk[ph], lit))
+    print("  not registered -- kinetics with only the IC50 kept (trapping and escape dropped; "
+          f"best of {len(cx['starts'])} local fits: " + ", ".join(
+              f"{lab} {c:.3f}" for lab, c in cx["starts"]) + f"; kept: {cx['best']}): onset "
+          + ", ".join(f"{t * 1e3:.0f} ms ({w:.0%})" for t, w in fxk["on"])
           + "; offset " + ", ".join(f"{t * 1e3:.0f} ms ({w:.0%})" for t, w in fxk["off"])
-          + f"; kinetic cost {cx:.3f} vs {0.5 * float(np.sum(memantine_residuals(fm)[4:] ** 2)):.3f}"
-          f" calibrated (IC50 {fxk['ic50'] / uM:.3g} uM, untrapped after 5 s "
-          f"{fxk['untrapped_short']:.0%}, trapped after 120 s {fxk['trapped']:.0%})")
+          + f"; {n_miss} of 4 components still MISS; cost (IC50 + kinetics) {cx['cost']:.3f} vs "
+          f"{cx['cost_calibrated']:.3f} at the calibrated point, kinetic part "
+          f"{cx['kinetic']:.3f} vs {cx['kinetic_calibrated']:.3f} (IC50 {fxk['ic50'] / uM:.3g} "
+          f"uM, untrapped after 5 s {fxk['untrapped_short']:.0%}, trapped after 120 s "
+          f"{fxk['trapped']:.0%})")
     g = kc.models.get(GATING)
     peq = theory.equilibrium(g, V=V_CAL, glutamate=GLU)
     print(f"  why the kinetics miss: {GATING} holds {peq[g.index('D2')]:.1%} of receptors in D2 "
@@ -765,8 +818,9 @@ def main() -> None:
               f"{f['tau_on']:.3g} s, tau_off {f['tau_off']:.3g} s")
     print(f"  ketamine_mealing1999: k_off(-70 mV) {ketm.k_off_at(V_CAL):.4g} /s vs default "
           f"{ket.k_off_at(V_CAL):.4g} /s; k_escape {ketm.k_escape:.3g} /s vs {ket.k_escape:.3g}")
-    print(f"  memantine_mealing1999: k_escape {memm.k_escape:.3g} /s (at its lower bound: the "
-          "superficial site alone releases enough)")
+    print(f"  memantine_mealing1999: k_escape refit {memm.k_escape:.3g} /s, stored "
+          f"{kc.blockers.get('memantine_mealing1999').k_escape:.3g} /s (both ~0, driven to zero by "
+          "the fit: the superficial site alone releases enough)")
 
     ketc, fo = fit_closed_route(ket)
     f0 = orser_figures(ket)
@@ -792,9 +846,14 @@ def main() -> None:
                   ketamine_closed_route=ketc)
     for name in fitted:
         fitted[name], noisy = keep_stored(fitted[name], kc.blockers.get(name))
-        if noisy:
+        near = [k for k, _, _, why in noisy if why == "rtol"]
+        if near:
             print(f"{name}: refit within {KEEP_RTOL:g} (relative) of the stored "
-                  f"{', '.join(noisy)}; stored value(s) kept")
+                  f"{', '.join(near)}; stored value(s) kept")
+        for k, a, b, why in noisy:
+            if why == "zero":
+                print(f"{name}: refit {k} {a:.3g} and stored {b:.3g} are both below "
+                      f"{KEEP_ZERO:g} (zero for every purpose); stored value kept")
     text = calibrated_block(*fitted.values())
     print("\n" + text)
     if args.write:

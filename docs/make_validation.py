@@ -315,7 +315,9 @@ def memantine_rows():
                 f"1 + [B]/K_B = {1 + 10 * uM / kb:.1f}x faster than its unblock, whereas "
                 "Gilling's fast onset and offset are within 1.5x; a slower deep site slows the "
                 "onset but stretches the slow offset. Dropping the trapping and escape targets "
-                "does not rescue the kinetics (docs/calibrate_blockers.out)"
+                "does not rescue the kinetics: a refit to IC50 and kinetics alone (four starts, "
+                "one the calibrated point) lowers the kinetic cost only marginally and still "
+                "misses all four components (docs/calibrate_blockers.out)"
                 if (phase, j) == ("onset", 0) else "")
     vs = CB.MEM_WOODHULL_V
     zd_m = E.woodhull(g, mem, vs).z_delta

@@ -298,18 +298,34 @@ class Blocker:
                                  f"25 * ketacore.units.mV)")
             set_("thermal_voltage", vt)
             from .scheme import MAX_ABS_VK
+            # with closed_route="balanced" the composed closed route carries the derived delta
+            # (also at k_escape = 0, where its rate law is still built, with k = 0)
+            derived = self.closed_route == "balanced"
             for key in ("delta_on", "delta_off", "delta_on_closed", "delta_escape"):
                 zd = abs(self.z * (getattr(self, key) if key != "delta_on_closed" else
-                                   self.effective_delta_on_closed
-                                   if self.closed_route == "balanced" and self.k_escape > 0
+                                   self.effective_delta_on_closed if derived
                                    else self.delta_on_closed))
                 if zd > 0 and not vt / zd <= MAX_ABS_VK:
+                    weak = (f"with z={self.z!r} and a fixed thermal_voltage={vt} V is a voltage "
+                            f"dependence weaker than an e-fold per {MAX_ABS_VK:g} V (under 2 % "
+                            f"over ±100 mV; the rate's vk would be {vt / zd:.3g} V)")
+                    if key == "delta_on_closed" and derived:
+                        d = self.effective_delta_on_closed
+                        raise ValueError(
+                            f"Blocker.effective_delta_on_closed={d:.6g}, derived by "
+                            f"closed_route='balanced' as delta_on + delta_off - delta_escape = "
+                            f"{self.delta_on!r} + {self.delta_off!r} - {self.delta_escape!r}, "
+                            f"{weak}: set delta_escape = delta_on + delta_off "
+                            f"(= {self.delta_on + self.delta_off:.6g}) for a voltage-independent "
+                            f"closed route, or move delta_on/delta_off/delta_escape so that "
+                            f"|z·(delta_on + delta_off - delta_escape)| >= "
+                            f"{vt / MAX_ABS_VK:.3g}, or thermal_voltage=None (then z·delta acts "
+                            f"through RT/F), or closed_route=None with an explicit closed route "
+                            f"(delta_on_closed itself is not used and must stay 0)")
                     raise ValueError(
-                        f"Blocker.{key}={getattr(self, key)!r} with z={self.z!r} and a fixed "
-                        f"thermal_voltage={vt} V is a voltage dependence weaker than an e-fold per "
-                        f"{MAX_ABS_VK:g} V (under 2 % over ±100 mV; the rate's vk would be "
-                        f"{vt / zd:.3g} V): set {key}=0 for a voltage-independent rate, or "
-                        "thermal_voltage=None (then z·delta acts through RT/F)")
+                        f"Blocker.{key}={getattr(self, key)!r} {weak}: set {key}=0 for a "
+                        "voltage-independent rate, or thermal_voltage=None (then z·delta acts "
+                        "through RT/F)")
         if not isinstance(self.arm_scaling, Mapping):
             raise TypeError("Blocker.arm_scaling must be a mapping {'SRC->DST': factor}")
         set_("arm_scaling", types.MappingProxyType(
@@ -366,7 +382,9 @@ class Blocker:
         if not isinstance(cr, str) or cr != "balanced":
             raise ValueError(f"Blocker.closed_route must be None (the closed route as given by "
                              f"k_on_closed/delta_on_closed) or 'balanced' (derived from "
-                             f"k_escape in detailed balance), got {cr!r}")
+                             f"k_escape in detailed balance), got {cr!r}; a study file (TOML, "
+                             f"which has no null) writes None as closed_route = \"none\" "
+                             f"(lowercase), 'balanced' as closed_route = \"balanced\"")
         if self.mode == "sequential":
             raise ValueError("Blocker.closed_route='balanced' is for the trapping modes: mode "
                              "'sequential' has no blocked gating arm and no closed route")
@@ -1116,8 +1134,7 @@ def jahr_stevens(V: float | np.ndarray, mg: float | np.ndarray = 1 * mM) -> floa
     if np.any(~np.isfinite(mga)) or np.any(mga < 0) or np.any(mga > V_.MAX_CONCENTRATION):
         raise ValueError(f"mg must be a finite concentration in [0, {V_.MAX_CONCENTRATION:g}] M "
                          f"(write 1 * ketacore.units.mM)")
-    if mga.size and float(mga.max()) > V_.PLAUSIBLE_CONCENTRATION:
-        V_.concentration("mg (largest)", float(mga.max()))   # UnitsWarning above 100 mM
+    V_.implausible_concentrations("mg", mga)   # UnitsWarning above 100 mM
     out = 1.0 / (1.0 + np.exp(-0.062 * (Va / mV)) * (mga / (3.57 * mM)))
     return float(out) if out.ndim == 0 else out
 

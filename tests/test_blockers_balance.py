@@ -292,3 +292,108 @@ def test_a_study_table_sets_the_closed_route():
     assert S._resolve_blockers(st, {})[0].k_on_closed == 1e5
     with pytest.raises(kc.StudyError, match=r'blockers\[0\].*closed_route = "none"'):
         S._resolve_blockers(kc.Study(blockers=[{"name": "ketamine", "k_on_closed": 1e5}], **base), {})
+
+
+# =========================================================================== review fixes
+def test_weak_derived_closed_route_delta_names_the_derived_value():
+    """The too-weak voltage dependence is the *derived* delta_on + delta_off - delta_escape:
+    the message names effective_delta_on_closed, its formula, its inputs and what to change,
+    not the (unused, 0) delta_on_closed input."""
+    kw = dict(name="x", ligand="d", k_on=1e6, k_off=1.0, delta_on=.3, delta_off=.3,
+              delta_escape=.5999, thermal_voltage=0.025, closed_route="balanced")
+    with pytest.raises(ValueError) as ei:
+        Blocker(k_escape=.01, **kw)
+    msg = str(ei.value)
+    assert msg.startswith("Blocker.effective_delta_on_closed=0.0001,")
+    assert "delta_on + delta_off - delta_escape = 0.3 + 0.3 - 0.5999" in msg
+    assert "set delta_escape = delta_on + delta_off (= 0.6)" in msg
+    assert "thermal_voltage=None" in msg and "closed_route=None" in msg
+    assert "Blocker.delta_on_closed=0.0" not in msg and "set delta_on_closed=0" not in msg
+    # the suggested fixes are accepted
+    assert Blocker(k_escape=.01, **{**kw, "delta_escape": .6}).effective_delta_on_closed == \
+        pytest.approx(0.0, abs=1e-15)
+    assert Blocker(k_escape=.01, **{**kw, "thermal_voltage": None}).closed_route == "balanced"
+    # no escape (a zero route, but its rate law is still composed): the same message, not
+    # one about "k_on_closed derived by closed_route='balanced'=0.0"
+    with pytest.raises(ValueError, match=r"^Blocker\.effective_delta_on_closed=0\.0001, "):
+        Blocker(k_escape=0.0, **kw)
+    # an explicit (closed_route=None) delta_on_closed keeps its own message
+    with pytest.raises(ValueError, match=r"^Blocker\.delta_on_closed=0\.0001 .*set "
+                                         r"delta_on_closed=0"):
+        Blocker(name="x", ligand="d", k_on=1e6, k_off=1.0, k_on_closed=10.0,
+                delta_on_closed=1e-4, thermal_voltage=0.025)
+
+
+@pytest.mark.parametrize("bad", ["None", "NONE", "null", "Balanced"])
+def test_bad_closed_route_message_gives_the_study_spelling(bad):
+    with pytest.raises(ValueError) as ei:
+        drug(closed_route=bad)
+    msg = str(ei.value)
+    assert f"got {bad!r}" in msg
+    assert 'closed_route = "none"' in msg and "lowercase" in msg
+    assert 'closed_route = "balanced"' in msg
+
+
+def test_study_table_with_capital_none_points_to_lowercase():
+    pytest.importorskip("xarray")
+    from ketacore import study as S
+    base = dict(model="erreger2005_2a", n_trials=1, n_channels=5, dt=1e-3,
+                protocol=[{"duration": 0.01, "glutamate": 1e-3, "ketamine": 1e-6}])
+    st = kc.Study(blockers=[{"name": "ketamine", "closed_route": "None"}], **base)
+    with pytest.raises(kc.StudyError, match=r'blockers\[0\].*got \'None\'.*closed_route = "none"'):
+        S._resolve_blockers(st, {})
+
+
+@pytest.fixture(scope="module")
+def calibrate_script():
+    """docs/calibrate_blockers.py imported as a module (sys.path restored afterwards)."""
+    import importlib.util
+    import pathlib
+    import sys
+    path = pathlib.Path(__file__).resolve().parents[1] / "docs" / "calibrate_blockers.py"
+    if not path.exists():
+        pytest.skip("docs/calibrate_blockers.py not in this tree")
+    saved = list(sys.path)
+    try:
+        spec = importlib.util.spec_from_file_location("_calibrate_blockers_under_test", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path[:] = saved
+    return mod
+
+
+def test_calibration_functions_run_clean_under_warnings_as_errors(calibrate_script):
+    """The calibration's own evaluations at concentrations it chose (MK-801 at a saturating
+    1 M, IC50 root searches up to 100 mM) must not raise ketacore.UnitsWarning: the script is
+    run as ``python -W error::UserWarning docs/calibrate_blockers.py``.  (The full script
+    takes ~45 s; these are its quick pieces that touch such concentrations.)"""
+    import warnings
+    CB = calibrate_script
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        mk, fx = CB.fit_mk801()
+        assert fx["tau_rec_m70"] == pytest.approx(CB.MK_TAU_REC, rel=1e-6)
+        assert mk.k_off == pytest.approx(kc.blockers.get("mk801").k_off, rel=1e-4)
+        ket = kc.blockers.get("ketamine")
+        s_ = kc.block(kc.models.get(CB.GATING), ket)
+        assert CB.ic50(s_, ket) == pytest.approx(ket.kd(CB.V_CAL), rel=1e-6)
+        f = CB.memantine_figures(kc.blockers.get("memantine"))
+        cost, kin = CB.memantine_kinetics_only_cost(CB.memantine_residuals(f))
+        assert cost > kin > 0
+
+
+def test_calibration_keep_stored_says_why(calibrate_script):
+    """A refitted value is kept as stored either within KEEP_RTOL (relative) or because both
+    are below KEEP_ZERO (however far apart relatively); the script's message says which."""
+    CB = calibrate_script
+    stored = kc.blockers.get("memantine_mealing1999")
+    new, noisy = CB.keep_stored(stored.replace(k_escape=stored.k_escape * 0.7), stored)
+    assert new.k_escape == stored.k_escape
+    assert [(k, why) for k, _, _, why in noisy] == [("k_escape", "zero")]
+    stored = kc.blockers.get("ketamine")
+    new, noisy = CB.keep_stored(stored.replace(k_off=stored.k_off * (1 + 5e-5)), stored)
+    assert new.k_off == stored.k_off
+    assert [(k, why) for k, _, _, why in noisy] == [("k_off", "rtol")]
+    new, noisy = CB.keep_stored(stored.replace(k_off=stored.k_off * 1.01), stored)
+    assert new.k_off == stored.k_off * 1.01 and noisy == []
