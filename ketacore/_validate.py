@@ -104,16 +104,54 @@ _UNITS_QUIET = contextvars.ContextVar("ketacore_units_quiet", default=False)
 
 
 @contextlib.contextmanager
+def units_warnings(on: bool = True) -> Iterator[None]:
+    """Within the block, :func:`implausible_concentration` warns (``on``) or not, whatever
+    the enclosing block set (a study checks every sweep point's values with warnings on, then
+    runs them quietly)."""
+    token = _UNITS_QUIET.set(not on)
+    try:
+        yield
+    finally:
+        _UNITS_QUIET.reset(token)
+
+
+@contextlib.contextmanager
 def quiet_units() -> Iterator[None]:
     """Within the block, :func:`concentration` does not warn about implausible values: for
     ketacore's own evaluations at concentrations it chose (root searches up to
     ``MAX_CONCENTRATION``, per-molar rates), whose user inputs were checked on entry.  A
     context variable, so other threads keep warning."""
-    token = _UNITS_QUIET.set(True)
-    try:
+    with units_warnings(False):
         yield
-    finally:
-        _UNITS_QUIET.reset(token)
+
+
+def implausible_concentration(name: str, c: float, *, study: bool = False,
+                              stacklevel: int = 3) -> None:
+    """Emit a :class:`UnitsWarning` when ``c`` (M) is above ``PLAUSIBLE_CONCENTRATION``
+    (100 mM) and the caller is not inside :func:`quiet_units`.  ``name`` is the parameter (or,
+    with ``study=True``, the study key path, and the advice is spelt as a study file writes
+    quantities: ``"10 uM"``)."""
+    if not c > PLAUSIBLE_CONCENTRATION or _UNITS_QUIET.get():
+        return
+    if study:
+        head = f"{name} = {c:g} M"
+        advice = (f"a bare number is molar: for {c:g} µM write \"{c:g} uM\", for {c:g} mM "
+                  f"\"{c:g} mM\"")
+    else:
+        head = f"concentration {name}={c:g} M"
+        advice = (f"ketacore uses molar units: for {c:g} µM write {c:g} * ketacore.units.uM, "
+                  f"for {c:g} mM {c:g} * ketacore.units.mM")
+    warnings.warn(f"{head} is above {PLAUSIBLE_CONCENTRATION * 1e3:g} mM, more than is ever "
+                  f"applied to NMDA receptors; {advice} (filter ketacore.UnitsWarning if "
+                  f"{c:g} M is meant)", UnitsWarning, stacklevel=stacklevel)
+
+
+def implausible_concentrations(name: str, values: Any) -> None:
+    """:func:`implausible_concentration` for an array of concentrations (M), already checked
+    finite and >= 0: one warning, for the largest (``"<name> (largest)"``)."""
+    a = np.asarray(values, dtype=float)
+    if a.size:
+        implausible_concentration(f"{name} (largest)", float(a.max()), stacklevel=4)
 
 
 def concentration(name: str, value: Any) -> float:
@@ -125,12 +163,7 @@ def concentration(name: str, value: Any) -> float:
         raise ValueError(
             f"concentration {name}={c} M exceeds {MAX_CONCENTRATION} M; ketacore uses molar "
             f"(write 10 * ketacore.units.uM, not 10)")
-    if c > PLAUSIBLE_CONCENTRATION and not _UNITS_QUIET.get():
-        warnings.warn(
-            f"concentration {name}={c:g} M is above {PLAUSIBLE_CONCENTRATION * 1e3:g} mM, more "
-            f"than is ever applied to NMDA receptors; ketacore uses molar units: for {c:g} µM "
-            f"write {c:g} * ketacore.units.uM, for {c:g} mM {c:g} * ketacore.units.mM "
-            f"(filter ketacore.UnitsWarning if {c:g} M is meant)", UnitsWarning, stacklevel=3)
+    implausible_concentration(name, c, stacklevel=4)
     return c
 
 

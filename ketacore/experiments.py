@@ -1232,7 +1232,7 @@ def _ic50(gating, blocker, concentrations, *, V, agonist, kind, also, background
         if not np.all(np.isfinite(cs)) or np.any(cs <= 0) or np.any(cs > V_.MAX_CONCENTRATION):
             raise ValueError(f"concentrations must be finite, > 0 and <= "
                              f"{V_.MAX_CONCENTRATION:g} M (use units.uM)")
-        V_.concentration("concentrations (largest)", float(cs.max()))  # UnitsWarning > 100 mM
+        V_.implausible_concentrations("concentrations", cs)   # UnitsWarning above 100 mM
         cs = np.sort(cs)
     # grid of the protocol runs, refused before any work when too long or too large
     if kind == "peak":

@@ -588,8 +588,7 @@ class Protocol:
                        and all(bool(np.all((a >= 0.0) & (a <= _MAX_C))) for a in cs.values()))
         if trusted:
             for k, a in cs.items():  # one UnitsWarning per column, not one per sample
-                if a.size and float(a.max()) > _PLAUSIBLE_C:
-                    V_.concentration(f"{k} (largest sample)", float(a.max()))
+                V_.implausible_concentrations(f"{k} sample", a)
         if trusted and temperature is not None:
             try:
                 temperature = V_.temperature("temperature", temperature)

@@ -70,7 +70,10 @@ def initial_distribution(scheme: Scheme, initial: Any, protocol: Protocol | None
             raise ValueError("initial='equilibrium' needs a protocol (its first step's conditions)")
         where = ("initial (rest under protocol.rest)" if protocol.rest is not None
                  else "initial (equilibrium under the first step)")
-        return _equilibrium(scheme, protocol.rest_conditions, where)
+        p = _equilibrium(scheme, protocol.rest_conditions, where)
+        if initial is None:
+            _warn_soak(scheme, protocol.rest_conditions, p)
+        return p
     if isinstance(initial, str):
         p = np.zeros(K)
         try:
@@ -130,6 +133,50 @@ def _equilibrium(scheme: Scheme, cond: dict, where: str) -> np.ndarray:
                          "a vector, or theory.equilibrium(scheme, initial=..., **conditions)") from None
     except ValueError as e:  # e.g. a ligand the scheme does not know
         raise ValueError(f"{where}: {e}") from None
+
+
+#: The default start warns when a drug with a route onto shut channels holds more than this
+#: fraction of channels at rest without agonist activity (:func:`_warn_soak`).
+SOAK_WARN_FRACTION = 0.01
+
+
+def _warn_soak(scheme: Scheme, cond: dict, p: np.ndarray) -> None:
+    """UserWarning when the default start (rest under the protocol's rest conditions) holds a
+    blocker that reached the channels only through its slow route onto shut channels: a drug in
+    the rest conditions with no agonist activity (drug-free gating Po < 1e-6) and a closed
+    route (the library ketamine's and memantine's balance their escape), blocking more than
+    :data:`SOAK_WARN_FRACTION` -- an indefinite soak, which a protocol whose first step applies
+    the drug rarely means.  ``initial="equilibrium"`` keeps this start without the warning."""
+    comp = getattr(scheme, "_blocker_composition", None)
+    if comp is None:
+        return
+    slow = [b for b in comp.blockers
+            if cond.get(b.ligand, 0.0) > 0 and b.mode != "sequential"
+            and b.effective_k_on_closed > 0]
+    if not slow:
+        return
+    from .theory import equilibrium
+    gating = comp.gating
+    try:
+        pg = equilibrium(gating, **{k: v for k, v in cond.items()
+                                    if k in ("V", "temperature") or k in gating.ligands})
+    except ValueError:
+        return
+    if float(pg[gating.open_mask].sum()) >= 1e-6:
+        return                      # agonist activity at rest: the open-channel route acts too
+    import warnings
+    for b in slow:
+        tag = "·" + b.name
+        m = float(sum(p[i] for i, st in enumerate(scheme.states) if st.endswith(tag)))
+        if m > SOAK_WARN_FRACTION:
+            warnings.warn(
+                f"initial: the default start is the rest under the protocol's rest conditions "
+                f"({b.ligand} = {cond[b.ligand]:g} M, no agonist), where {m:.1%} of the channels "
+                f"hold {b.ligand}: reached through its slow route onto shut channels (an "
+                f"indefinite soak; closed_route={b.closed_route!r}).  For a drug-naive start "
+                f"pass the drug-free conditions, e.g. initial={{'V': {cond.get('V', -0.07):g}}}; "
+                f"initial='equilibrium' keeps this start without this warning", UserWarning,
+                stacklevel=4)
 
 
 class Result:

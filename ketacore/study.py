@@ -2263,17 +2263,11 @@ def _build_protocol(study: Study, part: str, env: Mapping[str, Any]):
 
 
 def _warn_implausible(where: str, c: Any) -> None:
-    """A :class:`~ketacore.UnitsWarning` for a ligand concentration above
-    ``_validate.PLAUSIBLE_CONCENTRATION`` (100 mM), naming the study key and the TOML way to
-    write µM or mM (the Step itself is then built without the Python-worded warning)."""
-    if isinstance(c, (int, float)) and not isinstance(c, bool) \
-            and _V.PLAUSIBLE_CONCENTRATION < c <= _V.MAX_CONCENTRATION \
-            and not _V._UNITS_QUIET.get():
-        warnings.warn(
-            f"{where} = {c:g} M is above {_V.PLAUSIBLE_CONCENTRATION * 1e3:g} mM, more than is "
-            f"ever applied to NMDA receptors; a bare number is molar: for {c:g} µM write "
-            f"\"{c:g} uM\", for {c:g} mM \"{c:g} mM\" (filter ketacore.UnitsWarning if "
-            f"{c:g} M is meant)", _V.UnitsWarning, stacklevel=2)
+    """A :class:`~ketacore.UnitsWarning` for a ligand concentration above 100 mM, naming the
+    study key and the study-file way to write µM or mM (the Step itself is built quietly, so
+    the Python-worded warning does not repeat it)."""
+    if isinstance(c, (int, float)) and not isinstance(c, bool) and c <= _V.MAX_CONCENTRATION:
+        _V.implausible_concentration(where, c, study=True)
 
 
 def _check_memory(key: str, n_bytes: float, what: str, advice: str) -> None:
@@ -2480,7 +2474,11 @@ def _initial_values(study: Study, part: str, env: Mapping[str, Any]) -> dict:
     """A protocol's ``initial`` conditions table with its values evaluated with ``env`` (SI);
     its keys are checked by :func:`_check_initial_keys`."""
     where = f"{study._source}: {study._pw(part)}.initial"
-    return {k: _evaluate(v, env, f"{where}.{k}") for k, v in study.parts[part].initial.items()}
+    out = {k: _evaluate(v, env, f"{where}.{k}") for k, v in study.parts[part].initial.items()}
+    for k, v in out.items():
+        if k not in _CONDITION_DIMS:
+            _warn_implausible(f"{where}.{k}", v)
+    return out
 
 
 def _point(study: Study, part: str, values: Mapping[str, Any]) -> _Point:
@@ -2505,7 +2503,8 @@ def _point(study: Study, part: str, values: Mapping[str, Any]) -> _Point:
     if isinstance(initial, dict) or initial in (None, "equilibrium"):
         from .solve import initial_distribution
         try:   # the equilibrium under these conditions must exist (as simulate will need it)
-            initial_distribution(scheme, initial, prot)
+            with _V.quiet_units():   # (warned above, by key)
+                initial_distribution(scheme, initial, prot)
         except (TypeError, ValueError) as e:
             raise StudyError(f"{study._source}: {pw}.initial: {e}") from None
     try:  # the grid must be representable (Protocol.n_samples holds the one rule)
@@ -3261,8 +3260,9 @@ def _run_study(study: "Study", executor: cf.Executor | None, *, output, progress
         ctx._bare.setdefault((part, 0), pt0)   # the first sweep point
         _check_run_memory(study, [(part, [(pt0, study.n_points(part))])], workers, chunk_trials,
                           output is None)
-    _check_run_memory(study, [(part, [(ctx.bare_point(part, i), 1) for i in range(len(ctx.sweep(part)))])
-                              for part in study.parts], workers, chunk_trials, output is None)
+    with _V.units_warnings():   # (every sweep point's values, by key: the run itself is quiet)
+        _check_run_memory(study, [(part, [(ctx.bare_point(part, i), 1) for i in range(len(ctx.sweep(part)))])
+                                  for part in study.parts], workers, chunk_trials, output is None)
     # ---- the analyses' segments and windows at every sweep point (no solve), before the output
     # folder is created or written: a mistake here must not leave a study.toml behind
     for part in study.parts:

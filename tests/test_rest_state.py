@@ -161,7 +161,8 @@ def test_a_train_in_a_drug_with_a_closed_route_starts_from_the_soak(ket_balanced
     s = ket_balanced
     tr = kc.pulse_train(10, 1.0, 1 * ms, during={"glutamate": 1 * mM},
                         between={"ketamine": 1 * uM})
-    r = kc.solve(s, tr, 1 * ms)
+    with pytest.warns(UserWarning, match="indefinite soak"):
+        r = kc.solve(s, tr, 1 * ms)
     np.testing.assert_array_equal(r.occupancy[0], theory.rest_state(s, V=tr.steps[0].V,
                                                                   ketamine=1 * uM))
     kb = kc.blockers.get("ketamine").kd(tr.steps[0].V)
@@ -218,3 +219,23 @@ def test_refused_calls_do_not_advance_a_generator():
     assert rng.bit_generator.state == before
     kc.simulate(g, kc.Step(0.01, glutamate=1 * mM), 1e-3, n_channels=10, rng=rng)
     assert rng.bit_generator.state != before
+
+
+def test_the_default_start_warns_of_a_soak_and_equilibrium_keeps_it_quietly(ket_balanced, ket):
+    """A first step that applies a drug with a route onto shut channels, no agonist: the
+    default start is the indefinite soak (57 % blocked for ketamine 1 uM), which a
+    pre-application protocol rarely means -- warned, naming the drug-naive spelling;
+    initial='equilibrium' is the same start without the warning; no warning with agonist
+    activity at rest, or for an escape-only blocker (whose rest holds no drug)."""
+    import warnings
+    prot = kc.Protocol([kc.Step(10.0, ketamine=1 * uM), kc.Step(1.0, glutamate=1 * mM, ketamine=1 * uM)])
+    with pytest.warns(UserWarning, match=r"56\.8% of the channels hold ketamine.*initial=\{'V': -0\.07\}"):
+        r = kc.solve(ket_balanced, prot, 0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        q = kc.solve(ket_balanced, prot, 0.01, initial="equilibrium")
+        kc.solve(ket_balanced, kc.Step(1.0, glutamate=1 * mM, ketamine=1 * uM), 0.01)
+        kc.solve(ket, prot, 0.01)
+        naive = kc.solve(ket_balanced, prot, 0.01, initial={"V": V70})
+    assert r.occupancy.tobytes() == q.occupancy.tobytes()
+    assert naive.occupancy[0][_blocked(ket_balanced)].sum() == 0.0

@@ -61,7 +61,7 @@ def test_a_waveform_warns_once_per_column():
     t = np.arange(100) * 1e-3
     c = np.linspace(0, 2.0, 100)
     p, w = _units_warnings(kc.Protocol.from_waveform, t, t_end=0.1, V=-70 * mV, glutamate=c)
-    assert len(w) == 1 and "glutamate (largest sample)=2 M" in str(w[0].message)
+    assert len(w) == 1 and "glutamate sample (largest)=2 M" in str(w[0].message)
     assert len(p.steps) == 100
 
 
@@ -152,3 +152,42 @@ temperature = 35
 """
     with pytest.raises((ValueError, kc.StudyError), match=r'segments\[0\].*35 °C is 308.15 K.*"308.15 K" in a study file'):
         _study_from_file(tmp_path, text)
+
+
+def test_every_sweep_value_and_initial_table_warns_by_key(tmp_path):
+    """The review: only the first sweep point was checked (the run is quiet), so
+    ``ketamine = [0, 1, 10]`` (molar) ran at 1 M and 10 M without a word, and so did
+    ``initial = {glutamate = 1}``."""
+    text = """
+name = "t"
+model = "erreger2005_2a"
+blockers = ["ketamine"]
+n_channels = 5
+n_trials = 1
+dt = "10 ms"
+rng = 1
+[parameters]
+ketamine = 0
+[protocols.p]
+initial = { glutamate = 0.5 }
+[protocols.p.sweep]
+ketamine = [0, 1e-6, 2]
+[[protocols.p.segments]]
+duration = "20 ms"
+glutamate = "1 mM"
+ketamine = "$ketamine"
+"""
+    st, w0 = _units_warnings(_study_from_file, tmp_path, text)
+    _, w1 = _units_warnings(kc.run_study, st, progress=False, figures=False)
+    msgs = [str(x.message) for x in w0 + w1]
+    assert any("[protocols.p].initial.glutamate = 0.5 M" in m for m in msgs), msgs
+    assert any("[protocols.p].segments[0].ketamine = 2 M" in m for m in msgs), msgs
+    assert not any("1e-06" in m for m in msgs)
+    assert all("ketacore.units" not in m for m in msgs)          # study spelling only
+
+
+def test_jahr_stevens_warns_once_for_the_largest_mg():
+    _, w = _units_warnings(kc.blockers.jahr_stevens, -70 * mV, np.array([1 * mM, 0.5, 2.0]))
+    assert len(w) == 1 and "mg (largest)=2 M" in str(w[0].message)
+    _, w = _units_warnings(kc.blockers.jahr_stevens, -70 * mV, 1 * mM)
+    assert not w
