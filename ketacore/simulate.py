@@ -417,7 +417,9 @@ class SimulationResult:
     def open_probability(self) -> np.ndarray:
         m = self.scheme.open_mask
         if self.counts is not None:
-            return _weighted_counts(self.counts, m.astype(float)) / self.n_channels
+            out = _weighted_counts(self.counts, m.astype(float))
+            out /= self.n_channels   # (in place: numpy's temporary elision is not guaranteed)
+            return out
         return self.mean[:, m].sum(axis=-1) / self.n_channels
 
     @property
