@@ -71,7 +71,7 @@ import numpy as np
 
 from . import _analysis
 from . import _validate as _V
-from .theory import ApparentDwellTimes, ExponentialMixture
+from .theory import ApparentDwellTimes, ExponentialMixture, PhaseType
 
 __all__ = ["Record", "BurstResult", "LogHistogram", "MixtureFit", "NoiseAnalysis",
            "Misclassification", "log_histogram", "fit_mixture", "critical_time",
@@ -1372,24 +1372,36 @@ def _as_mixture(mixture, name: str = "mixture") -> ExponentialMixture:
     return mixture
 
 
-def _as_theory(mixture, name: str = "mixture"):
-    """An ApparentDwellTimes as it is, else :func:`_as_mixture`."""
-    if isinstance(mixture, ApparentDwellTimes):
+def _as_theory(mixture, name: str = "mixture", phase_type: bool = True):
+    """An ApparentDwellTimes as it is, a PhaseType too with ``phase_type`` (both have
+    ``pdf``, ``cdf``, ``survival`` and ``total``), else :func:`_as_mixture`."""
+    if isinstance(mixture, ApparentDwellTimes) or (phase_type and isinstance(mixture, PhaseType)):
         return mixture
     if not isinstance(mixture, (MixtureFit, ExponentialMixture)):
+        also = " (or a ketacore.theory.PhaseType)" if phase_type else ""
         raise TypeError(f"{name} must be a ketacore.theory.ApparentDwellTimes, an "
-                        f"ExponentialMixture or a MixtureFit, got {type(mixture).__name__}")
+                        f"ExponentialMixture or a MixtureFit, got {type(mixture).__name__}"
+                        + also)
     return _as_mixture(mixture, name)
 
 
-def _split_mixture(mixture, split):
+def _split_mixture(mixture, split, fn: str = "critical_time"):
     """``(tau_fast, area_fast, tau_slow, area_slow, t0)``: the components of ``mixture``
     sorted by tau and split after the ``split`` shortest (areas normalised to the whole
     mixture), and the time origin ``t0`` (s) of their exponentials: 0 for an
     ExponentialMixture or a MixtureFit, ``t_res`` for an ApparentDwellTimes, whose
-    asymptotic components decay from ``t_res`` (``exp(-(t - t_res)/tau)``)."""
+    asymptotic components decay from ``t_res`` (``exp(-(t - t_res)/tau)``).  A PhaseType has
+    no components to split: TypeError."""
     t0 = 0.0
-    mixture = _as_theory(mixture)
+    if isinstance(mixture, PhaseType):
+        raise TypeError(
+            f"{fn}: mixture is a ketacore.theory.PhaseType (the exact matrix form that "
+            "dwell_times/first_latency return when the sub-generator has no accurate spectral "
+            "expansion, e.g. a repeated rate without microscopic reversibility); its pdf has "
+            "t^j exp(-t/tau) terms, not separate exponential components with areas, and "
+            f"{fn} needs those components to split them into fast and slow.  Fit a mixture "
+            "to the durations (fit_mixture) or pass an ExponentialMixture")
+    mixture = _as_theory(mixture, phase_type=False)
     if isinstance(mixture, ApparentDwellTimes):
         # its asymptotic mixture [HJC92], as a mixture of the excess t - t_res
         t0 = float(mixture.t_res)
@@ -1429,7 +1441,8 @@ def misclassification(mixture, t_crit: float, split: Optional[int] = None) -> Mi
     Parameters
     ----------
     mixture : ExponentialMixture, MixtureFit or ApparentDwellTimes
-        Shut-time distribution, as for :func:`critical_time`.
+        Shut-time distribution, as for :func:`critical_time` (a
+        :class:`~ketacore.theory.PhaseType` is refused, TypeError: no components to split).
     t_crit : float
         Critical shut time (s), ``> 0``; for an ApparentDwellTimes, ``> t_res`` (every
         apparent shut time is ``>= t_res``, so a smaller ``t_crit`` separates nothing).
@@ -1452,7 +1465,7 @@ def misclassification(mixture, t_crit: float, split: Optional[int] = None) -> Mi
     t - d.t_res)`` except for the reported ``t_crit``.
     """
     t_crit = _real("t_crit", t_crit, positive=True)
-    tf, af, ts, as_, t0 = _split_mixture(mixture, split)
+    tf, af, ts, as_, t0 = _split_mixture(mixture, split, "misclassification")
     if not t_crit > t0:
         raise ValueError(f"t_crit={t_crit:g} s must be > t_res={t0:g} s of the missed-events "
                          "distribution (every apparent shut time is >= t_res)")
@@ -1486,7 +1499,12 @@ def critical_time(mixture, criterion: str = "proportions", split: Optional[int] 
         Shut-time distribution: from :func:`ketacore.theory.dwell_times` (ideal record), a
         :class:`MixtureFit` of observed shut times (its fitted, untruncated mixture), or
         the missed-events distribution :func:`ketacore.theory.apparent_dwell_times` at the
-        record's ``t_res`` (its asymptotic mixture; Notes).
+        record's ``t_res`` (its asymptotic mixture; Notes).  A
+        :class:`~ketacore.theory.PhaseType` (the exact matrix form that
+        :func:`ketacore.theory.dwell_times` returns for a sub-generator with no accurate
+        spectral expansion) is refused with a TypeError: its pdf has ``t^j exp(-t/tau)``
+        terms, not exponential components with areas, so there are no fast and slow
+        components to separate.
     criterion : {"proportions", "numbers", "total"}
     split : int, optional
         Number of fast components (default 1; give it for mixtures of 3 or more).
@@ -1676,7 +1694,10 @@ class LogHistogram:
           cdf (0 below its ``t_res``).  Its ``t_res`` must equal the histogram's when the
           histogram has one (ValueError otherwise: the apparent distribution is not the one at
           another resolution truncated);
-        * an :class:`~ketacore.theory.ExponentialMixture` or a :class:`MixtureFit`:
+        * an :class:`~ketacore.theory.ExponentialMixture`, a
+          :class:`~ketacore.theory.PhaseType` (the exact matrix form of
+          :func:`ketacore.theory.dwell_times`, same ``cdf``/``survival``) or a
+          :class:`MixtureFit`:
           ``n (F(t2') - F(t1')) / S(t_res)`` with ``t' = max(t, t_res)``, exact bin integrals
           of the pdf truncated below ``t_res`` (0 for bins below ``t_res``).  With a resolution
           this is the model of a :func:`fit_mixture` fit, but for a theoretical mixture from

@@ -40,10 +40,15 @@ equilibrium occupancies of the block) is symmetric and is diagonalised with
 ``numpy.linalg.eigh``: eigenvalues are real, eigenvectors orthonormal, and
 repeated (degenerate) eigenvalues -- which occur e.g. with identical
 independent subunits -- cause no loss of accuracy. Otherwise the general
-``numpy.linalg.eig`` is used and the reconstruction ``V diag(lambda) V^-1``
-is checked; a (nearly) defective matrix, for which no spectral expansion
-exists, raises ValueError. In both cases components whose rates agree to
-1e-9 (relative) are merged, so a degenerate rate appears once with the
+``numpy.linalg.eig`` is used, its reconstruction ``V diag(lambda) V^-1`` is
+checked, and the expansion is compared with matrix exponentials (one check and
+one tolerance for every such expansion: ``SPECTRAL_CHECK_RTOL``, 1e-7 of the
+peak pdf or of the total probability); a (nearly) defective matrix, for which no
+accurate spectral expansion exists, gives the exact matrix form instead
+(:class:`PhaseType`, or a :class:`Relaxation` without amplitudes). (First
+latencies use the equilibrium after the step as D.) In both cases components
+whose rates agree to 1e-9 (relative) are merged, so a degenerate rate appears
+once with the
 summed area, and components whose area is rounding noise (at most 1e-13 of
 sum |areas|, ``AREA_RTOL``; e.g. modes the entry and exit vectors cannot
 reach) are dropped from dwell-time, burst and latency mixtures. Nothing else
@@ -607,21 +612,22 @@ class PhaseType:
     """A duration distribution in matrix form, for sub-generators with no accurate spectral
     expansion: ``pdf(t) = start expm(generator t) exit`` for t >= 0.
 
-    :func:`first_latency`, :func:`dwell_times` and the :func:`bursts` distributions return
-    an :class:`ExponentialMixture` when the sub-generator of the states passed through has an
+    :func:`first_latency`, :func:`dwell_times` and the :func:`bursts` distributions return an
+    :class:`ExponentialMixture` when the sub-generator of the states passed through has an
     accurate eigendecomposition -- always for a mechanism with microscopic reversibility -- and
     this class when it does not: a *defective* sub-generator (e.g. an irreversible chain of
-    equal rates, C0 -> C1 -> O with both rates k, whose first latency is Erlang(2, k),
-    ``k^2 t exp(-k t)``, not a mixture of exponentials) or a nearly defective one (rates equal
-    to ~1e-8, where the eigenvectors are so ill-conditioned that a mixture's areas lose
-    ~1e-7).  The matrix form is exact whatever the spectrum: the pdf and survival function are
-    evaluated with matrix exponentials (Higham 2005, in the C++ core) and the moments by
-    linear solves, ``E[T^n] = n! start (-generator)^-(n+1) exit / total`` [Neu81]; it is a
-    phase-type distribution [Neu81] (``start >= 0``, ``exit >= 0``), so :meth:`sample`
-    simulates the Markov chain exactly.  The same duck interface as
-    :class:`ExponentialMixture`: ``total``, ``mean``, ``second_moment``, ``sd``, ``pdf``,
-    ``survival``, ``cdf``, ``sample``; ``taus`` are the time constants of the eigenvalues
-    (repeated ones included; the pdf has ``t^j exp(-t / tau)`` terms, so there are no areas).
+    equal rates, C0 -> C1 -> O with both rates k, whose first latency is Erlang(2, k), ``k^2 t
+    exp(-k t)``, not a mixture of exponentials) or a nearly defective one (rates equal to ~3e-9
+    or closer, where the eigenvectors are so ill-conditioned that a mixture's pdf misses the
+    exact one by more than :data:`SPECTRAL_CHECK_RTOL`, 1e-7 of its peak).  The matrix form is
+    exact whatever the spectrum: the pdf and survival function are evaluated with matrix
+    exponentials (Higham 2005, in the C++ core) and the moments by linear solves, ``E[T^n] = n!
+    start (-generator)^-(n+1) exit / total`` [Neu81]; it is a phase-type distribution [Neu81]
+    (``start >= 0``, ``exit >= 0``), so :meth:`sample` simulates the Markov chain exactly.  The
+    same duck interface as :class:`ExponentialMixture`: ``total``, ``mean``, ``second_moment``,
+    ``sd``, ``pdf``, ``survival``, ``cdf``, ``sample``; ``taus`` are the time constants of the
+    eigenvalues (repeated ones included; the pdf has ``t^j exp(-t / tau)`` terms, so there are
+    no areas).
 
     Attributes
     ----------
@@ -1578,7 +1584,8 @@ def _spectral(M: np.ndarray, d: Optional[np.ndarray] = None, *, path: bool = Fal
     eigenvalues merged. ``d`` are positive weights such that diag(d) M is
     symmetric when the mechanism is reversible; then eigh is used.  With ``path`` also
     return whether it was (True: symmetric, always accurate; False: general ``eig``, whose
-    results the callers check against expm where a (nearly) defective M would spoil them).
+    results the callers check, :func:`_expansion_accurate`, where a (nearly) defective M
+    would spoil them).
     Raises :class:`_Defective` (a ValueError) when no accurate expansion exists.
     """
     k = M.shape[0]
@@ -1654,30 +1661,68 @@ def partition(Q, A) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return Q[np.ix_(a, a)], Q[np.ix_(a, f)], Q[np.ix_(f, a)], Q[np.ix_(f, f)]
 
 
-#: The eig-path (no microscopic reversibility) mixtures and relaxations are checked against
-#: matrix exponentials at a few times (:func:`_check_times`); an error above this (relative to
-#: the largest value, plus the expm's own rounding, ``_EXPM_ERR * ||M||_1 t``) means a nearly
-#: defective sub-generator, and the exact matrix form is used instead.  (An irreversible chain
-#: of rates 100 and 100 (1 + 1e-6) gives a mixture 5e-10 wrong: matrix form; with 1e-3, 2e-14:
-#: mixture.)
-SPECTRAL_CHECK_RTOL = 1e-10
+#: Tolerance policy of the check of every general-``eig`` (no microscopic reversibility)
+#: spectral expansion against matrix exponentials, shared by :func:`dwell_times`,
+#: :func:`first_latency`, the :func:`bursts` distributions and :func:`relaxation`
+#: (:func:`_expansion_accurate`): the expansion is kept when it agrees with the exact matrix
+#: form at every check time to this fraction of the size of the quantity -- the largest
+#: ``|pdf|`` at the check times for a duration distribution, the total probability (1) for
+#: occupancies -- plus the expm's own rounding (:data:`_EXPM_ERR`); otherwise the exact matrix
+#: form (:class:`PhaseType`, a matrix-form :class:`Relaxation`) is returned.  1e-7 is far above
+#: what an accurate eigendecomposition of the composed schemes leaves (up to a few 1e-10 of
+#: the peak for erreger2005_2a/2b + ketamine/memantine first latencies, which a tighter 1e-10
+#: wrongly sent to the matrix form, and 3.5e-9 for the erreger2005_2a + MK-801 relaxation at
+#: rest) and is what a nearly defective sub-generator exceeds: the first latency of an
+#: irreversible chain of rates 100 and 100 (1 + eps) s^-1 is a mixture accurate to 5e-10 of
+#: the peak at eps = 1e-6, to 1.1e-7 at eps = 1e-8 (the boundary), and the exact matrix form
+#: from eps = 3e-9 down to 0 (Erlang).
+SPECTRAL_CHECK_RTOL = 1e-7
 #: Rounding of expm(M t) relative to its size, per unit of ``||M||_1 t`` (scaling and squaring
 #: accumulates ~eps per squaring; measured ~2e-17 for a 26-state composed scheme at
 #: ``||M t|| = 1e7``, where it reached 2.6e-10): a generous 64 eps.
 _EXPM_ERR = 64 * np.finfo(float).eps
-#: :func:`relaxation`'s check of its eig-path expansion (absolute, on occupancies): looser,
-#: because that expansion is accurate only to a few 1e-9 for some composed schemes with
-#: several closed classes (e.g. erreger2005_2a + MK-801 at rest, 3.5e-9), whose amplitudes the
-#: experiments use; an error above it (a nearly defective Q) gives the exact matrix form.
-RELAXATION_CHECK_ATOL = 1e-7
 
+def _expansion_accurate(G: np.ndarray, start: np.ndarray, end: Optional[np.ndarray], approx,
+                        lam: np.ndarray, scale: Optional[float] = None) -> bool:
+    """Whether a spectral expansion of ``start expm(G t) end`` (``end`` None: the row vector
+    ``start expm(G t)``) is accurate: the one check of every eig-path expansion
+    (:data:`SPECTRAL_CHECK_RTOL`).
 
-def _check_times(lam: np.ndarray) -> np.ndarray:
-    """t = 0 and 7 times from 0.3 x the shortest to 3 x the longest time constant (s)."""
+    ``approx(t)`` evaluates the expansion at the times ``t`` (shape (n,), or (n, k) without
+    ``end``); ``lam`` are its rates (s^-1, any sign), which place the check times: t = 0 and
+    ``t_j = 2^j t_1`` from ``t_1 = 0.3 / max|lam|`` to at least ``3 / min|lam|`` -- every
+    factor of 2 over the range of the time constants, so no component escapes the check.  The
+    exact values come from *one* matrix exponential, ``expm(G t_1)``, squared repeatedly
+    (``expm(G 2t) = expm(G t)^2``, which is how scaling and squaring reaches ``expm(G t_j)``
+    anyway, so the rounding is that of one expm; :data:`_EXPM_ERR`), instead of one expm per
+    check time.  ``scale`` is the size of the quantity (default: the largest ``|exact|``).
+    """
     rates = np.abs(lam[np.abs(lam) > 0])
-    if rates.size == 0:
-        return np.zeros(1)
-    return np.concatenate(([0.0], np.geomspace(0.3 / rates.max(), 3.0 / rates.min(), 7)))
+    norm = float(np.abs(G).sum(axis=0).max())
+    rows = [start]                          # start expm(G t) at t = 0, t_1, 2 t_1, ...
+    t = np.zeros(1)
+    if rates.size:
+        t1 = 0.3 / float(rates.max())
+        # n <= ~2100 doublings even for rates spanning the whole double range
+        n = max(int(math.ceil(math.log2(10.0) + math.log2(float(rates.max()))
+                              - math.log2(float(rates.min())))), 0)
+        E = _expm(G * t1)
+        rows.append(start @ E)
+        for _ in range(n):
+            E = E @ E
+            rows.append(start @ E)
+        t = np.concatenate((t, t1 * np.exp2(np.arange(n + 1.0))))
+    exact = np.array(rows)
+    if end is not None:
+        exact = exact @ end
+    spec = np.asarray(approx(t))
+    if scale is None:
+        scale = max(float(np.abs(exact).max()), 1e-300)
+    err = np.abs(spec - exact)
+    if err.ndim > 1:
+        err = err.max(axis=1)
+    tol = (SPECTRAL_CHECK_RTOL + _EXPM_ERR * norm * t) * scale
+    return bool(np.all(err <= tol))
 
 
 def _reachable(M: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -1705,9 +1750,12 @@ def _mixture_from(M: np.ndarray, start: np.ndarray, end: np.ndarray, d=None,
                   allow_zero: bool = False):
     """Mixture for f(t) = start expm(-M t) end (end already includes the exit rates).
 
-    area_m = start A_m end / lam_m, tau_m = 1/lam_m.  When M has no accurate spectral
-    expansion (defective, or nearly so: checked against expm on the general-``eig`` path,
-    :data:`SPECTRAL_CHECK_RTOL`), the exact :class:`PhaseType` form instead.
+    area_m = start A_m end / lam_m, tau_m = 1/lam_m.  ``d`` (> 0, e.g. equilibrium
+    occupancies) symmetrises ``M`` when the mechanism is reversible: then ``eigh``, always
+    accurate, unchecked.  Otherwise the general-``eig`` expansion is checked
+    (:func:`_expansion_accurate`, :data:`SPECTRAL_CHECK_RTOL` of the peak pdf); when M has no
+    accurate spectral expansion (defective, or nearly so) the exact :class:`PhaseType` form is
+    returned instead.
     """
     try:
         lam, A, sym = _spectral(M, d, path=True)
@@ -1725,13 +1773,8 @@ def _mixture_from(M: np.ndarray, start: np.ndarray, end: np.ndarray, d=None,
         raise ValueError("singular sub-generator: some states in the class can never leave it")
     lam, w = lam[keep], w[keep]
     mix = _sorted_mixture(1.0 / lam, w / lam)
-    if not sym:
-        t = _check_times(lam)
-        exact = np.array([float(start @ _expm(-M * ti) @ end) for ti in t])
-        scale = max(np.abs(exact).max(), 1e-300)
-        tol = (SPECTRAL_CHECK_RTOL + _EXPM_ERR * np.abs(M).sum(axis=0).max() * t) * scale
-        if not np.all(np.abs(mix.pdf(t) - exact) <= tol):
-            return _phase_type(M, start, end)
+    if not sym and not _expansion_accurate(-M, start, end, mix.pdf, lam):
+        return _phase_type(M, start, end)
     return mix
 
 
@@ -1832,6 +1875,12 @@ def open_probability(model, *, open=None, names=None, **conditions) -> float:
     return float(_equilibrium_q(m.Q)[mask].sum())
 
 
+#: Concentration (M) at which :func:`is_reversible` evaluates a Scheme's ligands given as 0 or
+#: not given (reversibility of a mass-action mechanism does not depend on concentrations; at
+#: 0 the binding steps would vanish and read as one-way transitions).
+REVERSIBILITY_NOMINAL_CONCENTRATION = 1e-6
+
+
 def _kolmogorov(Q: np.ndarray, rtol: float) -> bool:
     """Microscopic reversibility of the mechanism with generator Q (see :func:`is_reversible`):
     every transition has its reverse, and potentials built along a breadth-first spanning tree
@@ -1839,45 +1888,60 @@ def _kolmogorov(Q: np.ndarray, rtol: float) -> bool:
     ``|pi_i q_ij - pi_j q_ji| <= rtol max(pi_i q_ij, pi_j q_ji)`` on every other edge -- which
     is Kolmogorov's criterion on the cycle basis that the non-tree edges close, hence on every
     cycle.  Potentials are carried as (mantissa, binary exponent) pairs, so chains whose
-    equilibrium ratios exceed the double range neither overflow nor underflow."""
+    equilibrium ratios exceed the double range neither overflow nor underflow, and each
+    non-tree edge's ratio ``r = pi_i q_ij / (pi_j q_ji)`` is compared through ``s = |log2 r|``
+    (finite whatever the rates, e.g. a cycle of rates 1e300 one way and 1e-300 the other):
+    ``|r - 1| <= rtol max(r, 1)`` is exactly ``1 - 2^-s <= rtol``.  (Plain Python over the
+    edges: a few hundred at most, where per-call numpy overhead would dominate.)"""
     k = Q.shape[0]
     off = np.array(Q, dtype=float)
     np.fill_diagonal(off, 0.0)
-    pos = off > 0
-    if np.any(pos != pos.T):
-        return False
-    qm, qe = np.frexp(off)
-    pm = np.zeros(k)
-    pe = np.zeros(k, dtype=np.int64)
-    seen = np.zeros(k, dtype=bool)
-    nbrs = [np.flatnonzero(pos[i]) for i in range(k)]
+    ii, jj = np.nonzero(off > 0)
+    if ii.size == 0:
+        return True
+    eidx = np.full((k, k), -1)
+    eidx[ii, jj] = np.arange(ii.size)
+    rev_a = eidx[jj, ii]                    # index of the reverse of each edge
+    if np.any(rev_a < 0):
+        return False                        # a one-way transition
+    qm, qe = np.frexp(off[ii, jj])
+    ii_l, jj_l, rev = ii.tolist(), jj.tolist(), rev_a.tolist()
+    qm_l, qe_l = qm.tolist(), qe.tolist()
+    nbrs: list = [[] for _ in range(k)]
+    for n, a in enumerate(ii_l):
+        nbrs[a].append(n)
+    pm = [0.0] * k
+    pe = [0] * k
+    seen = [False] * k
+    tree = [False] * len(ii_l)
+    frexp = math.frexp
     for root in range(k):
         if seen[root]:
             continue
         seen[root] = True
         pm[root], pe[root] = 0.5, 1
         queue = [root]
-        while queue:
-            nxt = []
-            for u in queue:
-                for v in nbrs[u]:
-                    if seen[v]:
-                        continue
-                    m, e = math.frexp(pm[u] * qm[u, v] / qm[v, u])
-                    pm[v], pe[v] = m, int(pe[u] + qe[u, v] - qe[v, u] + e)
-                    seen[v] = True
-                    nxt.append(v)
-            queue = nxt
-    i, j = np.nonzero(np.triu(pos, 1))
-    if i.size == 0:
-        return True
-    # x = pi_i q_ij, y = pi_j q_ji; r = x / y
-    mx, ex = pm[i] * qm[i, j], pe[i] + qe[i, j]
-    my, ey = pm[j] * qm[j, i], pe[j] + qe[j, i]
-    de = np.clip(ex - ey, -2000, 2000)
-    with np.errstate(over="ignore", under="ignore"):
-        r = np.ldexp(mx / my, de)
-    return bool(np.all(np.abs(r - 1.0) <= rtol * np.maximum(r, 1.0)))
+        for u in queue:                     # grows while iterating: breadth-first
+            for n in nbrs[u]:
+                v = jj_l[n]
+                if seen[v]:
+                    continue
+                r = rev[n]
+                m, e = frexp(pm[u] * qm_l[n] / qm_l[r])
+                pm[v], pe[v] = m, pe[u] + qe_l[n] - qe_l[r] + e
+                seen[v] = True
+                tree[n] = tree[r] = True
+                queue.append(v)
+    # every other edge (i < j): x = pi_i q_ij, y = pi_j q_ji, r = x / y, s = |log2 r|
+    log2, ln2 = math.log2, math.log(2.0)
+    for n, (i, j) in enumerate(zip(ii_l, jj_l)):
+        if i < j and not tree[n]:
+            r = rev[n]
+            s = abs(log2((pm[i] * qm_l[n]) / (pm[j] * qm_l[r]))
+                    + ((pe[i] + qe_l[n]) - (pe[j] + qe_l[r])))
+            if not -math.expm1(-s * ln2) <= rtol:
+                return False
+    return True
 
 
 def is_reversible(model, *, rtol: float = 1e-8, open=None, names=None, **conditions) -> bool:
@@ -1892,25 +1956,33 @@ def is_reversible(model, *, rtol: float = 1e-8, open=None, names=None, **conditi
     ``|pi_i q_ij - pi_j q_ji| <= rtol * max(pi_i q_ij, pi_j q_ji)``.
 
     This is a property of the *mechanism* (the graph and its rates), not of its equilibrium:
-    it needs no equilibrium, so transient states (an absorbing state at zero agonist) and
-    chains with several closed classes (a trapped blocker at rest) are answered too, and
-    their unvisited parts count.  For an irreducible Q it is the same as detailed balance of
-    the equilibrium occupancies, ``p_i q_ij = p_j q_ji`` [CH95].
+    it needs no equilibrium, so transient states (an absorbing state of a raw Q) and chains
+    with several closed classes (a trapped blocker at rest) are answered too, and their
+    unvisited parts count.  For an irreducible Q it is the same as detailed balance of the
+    equilibrium occupancies, ``p_i q_ij = p_j q_ji`` [CH95].
 
     A one-way transition (q_ij > 0, q_ji = 0) breaks microscopic reversibility whatever
     ``rtol``: e.g. the escape ``X·b -> X`` of a trapping blocker with ``k_escape > 0`` and no
     closed-channel entry (ketamine, memantine).  Composed with erreger2005_2a and Mg2+ at 1 mM
     glutamate, 1 uM ketamine, -70 mV, that escape carries a steady cycle flux (4.2e-5 s^-1 in
-    all, 0.39 % of the O <-> O·ket flux).  So does a ligand at zero concentration: its binding
-    steps have rate 0 while their unbinding steps do not, and the answer is False -- to test a
-    scheme's cycles, give every ligand a non-zero concentration (cycles that bind and unbind
-    the same ligands have concentration-independent rate products).
+    all, 0.39 % of the O <-> O·ket flux).
+
+    Ligand concentrations (Scheme only): reversibility of a mass-action mechanism does not
+    depend on them -- a cycle binds each ligand as often as it unbinds it, so every ``[A]``
+    cancels from the ratio of its two rate products.  At zero concentration, though, the
+    binding steps vanish while their unbinding steps do not, which would read as one-way
+    transitions; so for a Scheme every ligand given as 0 or not given is evaluated at the
+    nominal :data:`REVERSIBILITY_NOMINAL_CONCENTRATION` (1 uM) instead, and
+    ``is_reversible("ch82")`` is True like ``is_reversible("ch82", agonist=1e-6)``.  (The
+    other conditions -- V, temperature, non-zero concentrations -- are used as given: a
+    voltage- or temperature-dependent rate may well unbalance a cycle.)  A raw Q is taken as
+    it is: a zero entry is a missing transition.
 
     Parameters
     ----------
     model : Scheme or (K, K) array_like
-        A scheme with its ``**conditions`` (V in V, concentrations in M) or a generator Q
-        (s^-1).
+        A scheme with its ``**conditions`` (V in V, temperature in K, concentrations in M;
+        ligands at 0 or not given are evaluated at 1 uM, above) or a generator Q (s^-1).
     rtol : float
         Relative tolerance on each cycle's balance, finite and >= 0.
     open, names
@@ -1929,8 +2001,25 @@ def is_reversible(model, *, rtol: float = 1e-8, open=None, names=None, **conditi
        doi:10.1529/biophysj.103.038679
     """
     rtol = _V.real("rtol", rtol, nonnegative=True)
+    model = _model_or_name(model)
+    if _is_scheme(model):
+        conditions = dict(conditions)
+        for lig in getattr(model, "ligands", ()):
+            if _is_zero_concentration(conditions.get(lig)):
+                conditions[lig] = REVERSIBILITY_NOMINAL_CONCENTRATION
     m = _resolve(model, conditions, open, names)
     return _kolmogorov(m.Q, rtol)
+
+
+def _is_zero_concentration(c) -> bool:
+    """A ligand concentration given as 0 or not given (None); anything else (including what
+    ``q_matrix`` will refuse) is passed on as it is."""
+    if c is None:
+        return True
+    try:
+        return float(c) == 0.0
+    except (TypeError, ValueError):
+        return False
 
 
 def _initial_vector(initial, m: _Model, conditions) -> np.ndarray:
@@ -2015,13 +2104,11 @@ def relaxation(model, initial=None, *, open=None, names=None, **conditions) -> R
     taus = -1.0 / lam
     order = np.argsort(np.real(taus), kind="stable")
     taus, amps = taus[order], amps[order]
-    if not sym:  # general eig: a nearly defective Q gives inaccurate amplitudes
-        t = _check_times(lam)
-        spec = pinf + np.real(_decay(t, taus) @ amps)
-        exact = np.stack([p0 @ _expm(m.Q * ti) for ti in t])
-        tol = RELAXATION_CHECK_ATOL + _EXPM_ERR * np.abs(m.Q).sum(axis=0).max() * t
-        if not np.all(np.abs(spec - exact).max(axis=1) <= tol):
-            return _exact_relaxation(m, p0, pinf)
+    # general eig: a nearly defective Q gives inaccurate amplitudes; checked as every
+    # eig-path expansion (_expansion_accurate), on occupancies (scale 1, total probability)
+    if not sym and not _expansion_accurate(
+            m.Q, p0, None, lambda t: pinf + np.real(_decay(t, taus) @ amps), lam, scale=1.0):
+        return _exact_relaxation(m, p0, pinf)
     po_amps = None if m.open_mask is None else amps[:, m.open_mask].sum(axis=1)
     return Relaxation(taus=_frozen_array(taus), amplitudes=_frozen_array(amps),
                       popen_amplitudes=None if po_amps is None else _frozen_array(po_amps),
@@ -3831,7 +3918,12 @@ def first_latency(model, target="open", initial=None, *, open=None, names=None,
         exact matrix form, same ``pdf``/``cdf``/``survival``/``mean``/``sd``/``total``/
         ``sample``) when ``Q_SS`` has no accurate spectral expansion: a defective or nearly
         defective ``Q_SS``, e.g. two sequential steps of equal rate k with no way back
-        (Erlang(2, k), ``k^2 t exp(-k t)``, is no mixture of exponentials).
+        (Erlang(2, k), ``k^2 t exp(-k t)``, is no mixture of exponentials).  Never for a
+        mechanism with microscopic reversibility whose equilibrium after the step is unique
+        and positive (``Q_SS`` is then symmetrised by it and diagonalised exactly); otherwise the
+        general eigendecomposition is kept when it matches the matrix exponential to
+        :data:`SPECTRAL_CHECK_RTOL` (1e-7) of the peak pdf, as in :func:`dwell_times`,
+        :func:`bursts` and :func:`relaxation`.
 
     Raises
     ------
@@ -3847,7 +3939,14 @@ def first_latency(model, target="open", initial=None, *, open=None, names=None,
                          "target class; the first latency is defined from outside it")
     QSS = m.Q[np.ix_(s_idx, s_idx)]
     end = m.Q[np.ix_(s_idx, t_idx)].sum(axis=1)
-    return _mixture_from(-QSS, p0[s_idx], end, d=None, allow_zero=True)
+    # a reversible mechanism: Q_SS is symmetrised by the equilibrium occupancies (detailed
+    # balance, p_i q_ij = p_j q_ji), so the exact eigh path applies; otherwise (no unique
+    # equilibrium, a zero occupancy, or no detailed balance) the checked eig path
+    try:
+        d = _equilibrium_q(m.Q)[s_idx]
+    except NoUniqueEquilibrium:
+        d = None
+    return _mixture_from(-QSS, p0[s_idx], end, d=d, allow_zero=True)
 
 
 def bursts(model, within, *, open=None, names=None, **conditions) -> Bursts:
@@ -4110,8 +4209,7 @@ def concentration_response(scheme, ligand: str, concentrations=None, *, open=Non
                          "(ketacore uses molar: 10 * ketacore.units.uM, not 10)")
     # the user's concentrations warn here (UnitsWarning above 100 mM); the scan up to the
     # concentration limit below is ketacore's own, and quiet
-    if conc.size and float(conc.max()) > _V.PLAUSIBLE_CONCENTRATION:
-        _V.concentration("concentrations (largest)", float(conc.max()))
+    _V.implausible_concentrations("concentrations", conc)
     for k, v in other_conditions.items():
         if k not in ("V", "temperature") and isinstance(v, (int, float, np.number)):
             _V.concentration(k, v)

@@ -191,3 +191,9 @@ def test_jahr_stevens_warns_once_for_the_largest_mg():
     assert len(w) == 1 and "mg (largest)=2 M" in str(w[0].message)
     _, w = _units_warnings(kc.blockers.jahr_stevens, -70 * mV, 1 * mM)
     assert not w
+
+
+def test_concentration_response_warns_for_the_user_s_values_only():
+    _, w = _units_warnings(kc.theory.concentration_response, "erreger2005_2a", "glutamate",
+                           [1e-6, 1e-3, 0.5], V=-70 * mV)
+    assert len(w) == 1 and "concentrations (largest)=0.5 M" in str(w[0].message)
