@@ -47,7 +47,9 @@ def initial_distribution(scheme: Scheme, initial: Any, protocol: Protocol | None
     with a route onto shut channels -- the library ketamine and memantine, whose slow escape is
     balanced by one -- makes the equilibrium unique: the rest in drug is then an indefinite
     soak, [B]/(K_B + [B]) blocked (ketamine 1 µM, −70 mV: 57 %); for a drug-naive start pass
-    the drug-free conditions, e.g. ``initial={"V": -0.07}``, or a state name.
+    the drug-free conditions, e.g. ``initial={"V": -0.07}``, or a state name.  The default
+    (``None``) warns when it is such a soak (> 1 % blocked, no agonist activity at rest);
+    ``"equilibrium"`` is the same start without the warning.
     """
     K = scheme.n_states
     if type(initial) is np.ndarray and initial.shape == (K,) and initial.dtype == np.float64:
@@ -166,8 +168,8 @@ def _warn_soak(scheme: Scheme, cond: dict, p: np.ndarray) -> None:
         return                      # agonist activity at rest: the open-channel route acts too
     import warnings
     for b in slow:
-        tag = "·" + b.name
-        m = float(sum(p[i] for i, st in enumerate(scheme.states) if st.endswith(tag)))
+        m = float(sum(p[i] for i, st in enumerate(scheme.states)
+                      if b.name in st.split("·")[1:]))   # (X·b, or X·b·c on several sites)
         if m > SOAK_WARN_FRACTION:
             warnings.warn(
                 f"initial: the default start is the rest under the protocol's rest conditions "

@@ -239,3 +239,13 @@ def test_the_default_start_warns_of_a_soak_and_equilibrium_keeps_it_quietly(ket_
         naive = kc.solve(ket_balanced, prot, 0.01, initial={"V": V70})
     assert r.occupancy.tobytes() == q.occupancy.tobytes()
     assert naive.occupancy[0][_blocked(ket_balanced)].sum() == 0.0
+
+
+def test_the_soak_warning_names_the_drug_beside_a_background_blocker():
+    s = kc.block(kc.models.get("erreger2005_2a"), "ketamine", "mg")
+    prot = kc.Protocol([kc.Step(1.0, ketamine=1 * uM, mg=1 * mM)])
+    with pytest.warns(UserWarning, match=r"of the channels hold ketamine") as rec:
+        r = kc.solve(s, prot, 0.01)
+    assert not any("hold mg" in str(w.message) for w in rec)    # Mg2+ has no closed route
+    blocked = [i for i, st in enumerate(s.states) if "ket" in st.split("·")[1:]]
+    assert r.occupancy[0][blocked].sum() > 0.01
