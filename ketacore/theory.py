@@ -107,7 +107,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Tuple
+from typing import Any, Callable, Mapping, Optional, Tuple, Union
 
 import numpy as np
 from scipy import optimize, sparse, special
@@ -971,8 +971,9 @@ class Bursts:
         Distribution of the number of openings per burst (CH82 eq. 3.5, 3.9).
     mean_openings : float
         Mean number of openings per burst (CH82 eq. 3.7).
-    length : ExponentialMixture
-        Burst length (s) distribution (CH82 eq. 3.17).
+    length : ExponentialMixture or PhaseType
+        Burst length (s) distribution (CH82 eq. 3.17); the exact :class:`PhaseType` when
+        ``Q_EE`` (E = A + B) has no accurate spectral expansion (see :func:`bursts`).
     mean_length : float
         Mean burst length (s) (CH82 eq. 3.19).
     open_time : ExponentialMixture
@@ -996,7 +997,7 @@ class Bursts:
         identity ``(1 - rate * mean_length) / rate``.
     open_states, within_states, between_states : tuple of int
         Indices of A, B and C.
-    between : ExponentialMixture
+    between : ExponentialMixture or PhaseType
         Distribution of the shut time between bursts (s): the shut times (sojourns in
         F = B + C, from the end of one opening to the start of the next) that visit C at
         least once, including the sojourns in B before and after C.  Its mean is
@@ -1007,7 +1008,10 @@ class Bursts:
         difference loses digits for extreme mechanisms -- pdf errors ~1e-11 for CH82 and the
         NMDA library models (up to ~1e4 openings per burst), but percent-level for a gateway
         into C entered at ~1e-4 /s (a review's augmented-chain check); ``mean_between`` (a
-        renewal difference) cancels the same way there.
+        renewal difference) cancels the same way there.  The exact :class:`PhaseType` (no
+        difference of two terms) when ``-Q_FF`` or ``-Q_BB`` has no accurate spectral
+        expansion, or when a general-``eig`` mixture fails the shared check (see
+        :func:`bursts`).
     shut_time : ExponentialMixture or None
         Distribution of the total shut time per burst (s), the sum of the gaps within it,
         *for bursts with at least two openings* (its areas sum to 1; CH82 eq. 3.40); its mean
@@ -1020,7 +1024,7 @@ class Bursts:
 
     openings: GeometricMixture
     mean_openings: float
-    length: ExponentialMixture
+    length: Union[ExponentialMixture, PhaseType]
     mean_length: float
     open_time: ExponentialMixture
     mean_open_time: float
@@ -1033,7 +1037,7 @@ class Bursts:
     open_states: Tuple[int, ...]
     within_states: Tuple[int, ...]
     between_states: Tuple[int, ...]
-    between: Optional[ExponentialMixture] = None
+    between: Optional[Union[ExponentialMixture, PhaseType]] = None
     shut_time: Optional[ExponentialMixture] = None
     p_multiple: float = 0.0
 
@@ -3997,9 +4001,23 @@ def bursts(model, within, *, open=None, names=None, **conditions) -> Bursts:
     -------
     Bursts
         All times in s, rates in s^-1.  With no B states, ``between`` is the distribution of
-        all shut times, ``shut_time`` is None and ``p_multiple`` 0.  ``open_time``, ``gaps``
-        and ``shut_time`` are :class:`PhaseType` (exact matrix form) where their
-        sub-generator has no accurate spectral expansion (see :func:`first_latency`).
+        all shut times, ``shut_time`` is None and ``p_multiple`` 0.  ``length``,
+        ``open_time``, ``gaps``, ``shut_time`` and ``between`` are :class:`PhaseType` (exact
+        matrix form) where their sub-generator has no accurate spectral expansion (see
+        :func:`first_latency`): defective or nearly so, or a general-``eig`` expansion (a
+        mechanism without microscopic reversibility) off the exact ``expm`` value by more than
+        :data:`SPECTRAL_CHECK_RTOL` of the peak pdf at the check times
+        (:func:`_expansion_accurate`, the one check shared with :func:`dwell_times`,
+        :func:`first_latency` and :func:`relaxation`); a reversible mechanism takes the
+        symmetric path, always accurate and unchecked, so its results are unchanged.  The
+        burst length and the shut time between bursts are phase-type too, and their
+        PhaseType is a *proper* one (``sample`` simulates it), not the defining formulas
+        transcribed: ``length`` is the chain in A + B conditioned on returning to A from B
+        (Doob's h-transform, exit rate ``Q_AC u + Q_AB P(C before A from B)``), ``between``
+        the chain on B (C not yet visited, conditioned on reaching C) then B + C, ending on
+        entry to A -- the difference of the two ``expm`` terms above is never formed, so it
+        loses no digits to their cancellation.  ``mean_length`` and ``mean_between`` are the
+        closed-form means whatever the form.
     """
     m = _resolve(model, conditions, open, names)
     mask = m.require_open()
@@ -4056,13 +4074,23 @@ def bursts(model, within, *, open=None, names=None, **conditions) -> Bursts:
         carried = wts / (1.0 - rho)                 # the probability each component carries
     keep = ~_rounding_level(carried) if np.all(np.isfinite(carried)) else np.ones(rho.size, bool)
     openings = GeometricMixture(rho[keep], wts[keep])
-    # burst length
+    # burst length: the spectral expansion of -Q_EE when it is accurate (always on the
+    # symmetric path of a reversible mechanism; otherwise checked against expm, as
+    # _mixture_from), else the exact phase-type form (_burst_length_exact)
     E = np.concatenate([A, B])
     QEE = blk(E, E)
-    lam, AE = _spectral(-QEE, p[E])
     endv = -QAA @ eb
-    w = np.einsum("i,mij,j->m", phi, AE[:, :kA, :kA], endv)
-    length = _sorted_mixture(1.0 / lam, w / lam)
+    try:
+        lam, AE, sym = _spectral(-QEE, p[E], path=True)
+    except _Defective:
+        length = _burst_length_exact(Q, A, B, C, phi)
+    else:
+        w = np.einsum("i,mij,j->m", phi, AE[:, :kA, :kA], endv)
+        length = _sorted_mixture(1.0 / lam, w / lam)
+        if not sym:
+            pt = _burst_length_exact(Q, A, B, C, phi)
+            if not _expansion_accurate(pt.generator, pt.start, pt.exit, length.pdf, lam):
+                length = pt
     mean_length = float(phi @ inv_IGG @ nQAA_inv @ (I + QAB @ nQBB_inv @ GBA) @ uA)
     # total open time per burst
     VAA = QAA + QAB @ GBA
@@ -4096,8 +4124,81 @@ def bursts(model, within, *, open=None, names=None, **conditions) -> Bursts:
                   between=between, shut_time=shut_time, p_multiple=p_multiple)
 
 
+def _hit_first(Q: np.ndarray, B: np.ndarray, target: np.ndarray):
+    """For the states B (a transient class), the ones from which ``target`` (a set of states
+    outside B) can be reached through B, and for those ``h_b = P(the first state outside B
+    visited is in target)``, ``(-Q_BB)^-1 Q_B,target u`` restricted to them (the others have
+    h = 0 exactly), by a solve on sums of non-negative rates: no ``1 - x`` cancellation."""
+    if B.size == 0:
+        return B, np.zeros(0)
+    QBB = Q[np.ix_(B, B)]
+    into = Q[np.ix_(B, target)].sum(axis=1)
+    keep = _reachable(-QBB, into)
+    Bk = B[keep]
+    if Bk.size == 0:
+        return Bk, np.zeros(0)
+    h = np.linalg.solve(-Q[np.ix_(Bk, Bk)], into[keep])
+    ok = h > 0                      # > 0 in exact arithmetic; should rounding (or underflow)
+    return Bk[ok], h[ok]            # make it <= 0, the state (never entered) is dropped
+
+
+def _burst_length_exact(Q: np.ndarray, A: np.ndarray, B: np.ndarray, C: np.ndarray,
+                        phi: np.ndarray) -> PhaseType:
+    """Burst length (CH82 3.17, ``phi [expm(Q_EE t)]_AA (-Q_AA) e_b``) as an exact, proper
+    :class:`PhaseType`: the Markov chain in the burst states E = A + B *conditioned* on the
+    burst going on (Doob's h-transform).  From an open state the channel enters a B state b
+    that leads back to A before C (probability ``h_b``, :func:`_hit_first`) at rate
+    ``q_ab h_b``, and the burst ends (the exit) at rate ``Q_AC u + Q_AB (1 - h)``, which is
+    ``(-Q_AA) e_b`` without its cancellation; inside B the rates are ``q_bb' h_b' / h_b`` and
+    ``q_ba / h_b`` (rows summing to 0).  ``start expm(G t) exit`` is the CH82 pdf exactly
+    (``G = D^-1 Q_EE D``, ``D = diag(1_A, h)``, and the B states with h = 0 never return to A),
+    and the chain is a genuine phase-type one, so ``sample`` simulates it."""
+    Bk, h = _hit_first(Q, B, A)
+    xB = np.zeros(B.size)               # P(C before A) from each B state
+    if B.size:
+        Bc, xc = _hit_first(Q, B, C)
+        xB[np.searchsorted(B, Bc)] = xc
+    uC = np.ones(C.size)
+    exit_a = Q[np.ix_(A, C)] @ uC + Q[np.ix_(A, B)] @ xB
+    kA, kb = A.size, Bk.size
+    G = np.zeros((kA + kb, kA + kb))
+    G[:kA, :kA] = Q[np.ix_(A, A)]
+    G[:kA, kA:] = Q[np.ix_(A, Bk)] * h[None, :]
+    G[kA:, :kA] = Q[np.ix_(Bk, A)] / h[:, None]
+    G[kA:, kA:] = Q[np.ix_(Bk, Bk)] * h[None, :] / h[:, None]
+    start = np.concatenate([phi, np.zeros(kb)])
+    return _phase_type(-G, start, np.concatenate([exit_a, np.zeros(kb)]))
+
+
+def _between_bursts_exact(Q: np.ndarray, p: np.ndarray, A: np.ndarray, B: np.ndarray,
+                          rate: float) -> PhaseType:
+    """Shut time between bursts as an exact, proper :class:`PhaseType`, with no difference of
+    two terms: the chain on B0 (in B, C not yet visited) followed by F = B + C (C visited),
+    *conditioned* on visiting C (Doob's h-transform on B0, ``h_b = P(C before A)`` from b,
+    :func:`_hit_first`).  Entry from the end of an opening: ``p_A Q_AB0 h / rate`` into B0 and
+    ``p_A Q_AC / rate`` into C (summing to 1: ``rate`` is the flux of shut times that visit C);
+    in B0 the rates are ``q_bb' h_b' / h_b`` and ``q_bc / h_b`` (rows summing to 0: the returns
+    to A that make a gap within a burst are conditioned away); from F the channel moves with
+    ``Q_FF`` and the shut time ends at rate ``Q_FA u_A``.  Its pdf is exactly
+    ``[p_A Q_AF expm(Q_FF t) Q_FA u_A - p_A Q_AB expm(Q_BB t) Q_BA u_A] / rate``."""
+    F = np.setdiff1d(np.arange(Q.shape[0]), A)
+    C = np.setdiff1d(F, B)
+    B0, h = _hit_first(Q, B, C)
+    k0, kF = B0.size, F.size
+    posC = k0 + np.searchsorted(F, C)
+    G = np.zeros((k0 + kF, k0 + kF))
+    G[:k0, :k0] = Q[np.ix_(B0, B0)] * h[None, :] / h[:, None]
+    G[:k0, posC] = Q[np.ix_(B0, C)] / h[:, None]
+    G[k0:, k0:] = Q[np.ix_(F, F)]
+    start = np.zeros(k0 + kF)
+    start[:k0] = (p[A] @ Q[np.ix_(A, B0)]) * h / rate
+    start[posC] = p[A] @ Q[np.ix_(A, C)] / rate
+    exit_ = np.concatenate([np.zeros(k0), Q[np.ix_(F, A)].sum(axis=1)])
+    return _phase_type(-G, start, exit_)
+
+
 def _between_bursts(Q: np.ndarray, p: np.ndarray, A: np.ndarray, B: np.ndarray,
-                    rate: float) -> ExponentialMixture:
+                    rate: float):
     """Shut time between bursts (see :func:`bursts`): the shut times that visit C,
     ``[p_A Q_AF expm(Q_FF t) Q_FA u_A - p_A Q_AB expm(Q_BB t) Q_BA u_A] / rate``.
 
@@ -4112,19 +4213,38 @@ def _between_bursts(Q: np.ndarray, p: np.ndarray, A: np.ndarray, B: np.ndarray,
     up to 6e-4 of the peak pdf and a negative pdf for CH82 at 10 nM (rates 19001.18 s^-1 of
     ``-Q_FF`` and ``-Q_BB`` 1e-9 apart); only rates whose merge is lossless to rounding are
     merged (:func:`_merge_lossless`, e.g. an exactly shared mode, whose area then cancels), and
-    rounding-level areas are dropped (AREA_RTOL)."""
+    rounding-level areas are dropped (AREA_RTOL).
+
+    The mixture is returned when it is accurate; otherwise the exact
+    :class:`PhaseType` of :func:`_between_bursts_exact`: when ``-Q_FF`` or ``-Q_BB`` has no
+    accurate spectral expansion (defective or nearly so), or when an expansion from the
+    general ``eig`` (a mechanism without microscopic reversibility) fails the shared check
+    (:func:`_expansion_accurate`, :data:`SPECTRAL_CHECK_RTOL` of the peak pdf) against the
+    exact chain.  With both blocks on the symmetric path (a reversible mechanism) the
+    expansion is kept unchecked, as everywhere else."""
     F = np.setdiff1d(np.arange(Q.shape[0]), A)
     blk = lambda r, c: Q[np.ix_(r, c)]  # noqa: E731
     lams, areas = [], []
+    all_sym = True
     for S, sign in ((F, 1.0), (B, -1.0)):
         if S.size == 0:
             continue
-        lam, Am = _spectral(-blk(S, S), p[S])
+        try:
+            lam, Am, sym = _spectral(-blk(S, S), p[S], path=True)
+        except _Defective:
+            return _between_bursts_exact(Q, p, A, B, rate)
+        all_sym = all_sym and sym
         w = np.einsum("i,mij,j->m", p[A] @ blk(A, S), Am, blk(S, A).sum(axis=1))
         lams.append(lam)
         areas.append(sign * w / lam / rate)
     lam, area = _merge_lossless(np.concatenate(lams), np.concatenate(areas))
-    return _sorted_mixture(1.0 / lam, area)
+    mix = _sorted_mixture(1.0 / lam, area)
+    if not all_sym:
+        pt = _between_bursts_exact(Q, p, A, B, rate)
+        if not _expansion_accurate(pt.generator, pt.start, pt.exit, mix.pdf,
+                                   np.concatenate(lams)):
+            return pt
+    return mix
 
 
 def _sorted_mixture(taus, areas) -> ExponentialMixture:

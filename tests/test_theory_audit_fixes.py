@@ -777,3 +777,229 @@ def test_is_reversible_nominal_concentration_is_one_micromolar():
     assert th.is_reversible(s, agonist=0) is True        # 0: 1 uM
     assert th.is_reversible(s, agonist=2e-6) is False    # given: used as it is
     assert "1 uM" in th.is_reversible.__doc__ and "raw Q" in th.is_reversible.__doc__
+
+
+# ------------------------------------------------------------------ 6. bursts: length, between
+# ``bursts(...).length`` and ``.between`` used the spectral expansion unchecked: a defective
+# block raised ValueError ("matrix is (nearly) defective ...").  Now the same rule as the other
+# distributions: the expansion when it is accurate (reversible: symmetric path, unchecked),
+# else the exact PhaseType -- a proper one (an h-transformed chain), so ``sample`` works.
+
+from scipy import integrate  # noqa: E402
+
+
+def _defective_bursts_q(eps=0.0):
+    """O1, O2 (open), B1 (within), C; one-way.  ``-Q_EE`` (E = O1, O2, B1) has the double
+    eigenvalue 50 s^-1 (the {O1, B1} block has 50 and 150, O2 leaves at 50) coupled by
+    B1 -> O2: a Jordan block.  ``-Q_FF`` (F = B1, C) is [[100, -30], [0, 100]]: another.  The
+    openings matrix G_AB G_BA = [[0.25, 0.45], [0, 0]] is diagonalisable.  ``eps`` splits the
+    repeated rates by a relative eps."""
+    k, c, a, b, m, r = 100.0, 25.0, 45.0, 30.0, 50.0 * (1 + eps), 100.0 * (1 + eps)
+    Q = np.zeros((4, 4))
+    Q[0, 2], Q[2, 0], Q[2, 1], Q[2, 3], Q[1, 3], Q[3, 0] = k, c, a, b, m, r
+    np.fill_diagonal(Q, -Q.sum(axis=1))
+    return Q
+
+
+def _length_oracle(Q, A, B, t):
+    """CH82 3.17 transcribed, ``phi [expm(Q_EE t)]_AA (-Q_AA) e_b`` with scipy's expm, phi
+    from the null space of Q^T (scipy), not from ketacore."""
+    C = np.setdiff1d(np.setdiff1d(np.arange(Q.shape[0]), A), B)
+    blk = lambda r, c: Q[np.ix_(r, c)]  # noqa: E731
+    p = sl.null_space(Q.T)[:, 0]
+    p = p / p.sum()
+    GAB = np.linalg.solve(-blk(A, A), blk(A, B))
+    GBA = np.linalg.solve(-blk(B, B), blk(B, A))
+    phi = p[C] @ (blk(C, A) + blk(C, B) @ GBA)
+    phi = phi / phi.sum()
+    eb = np.ones(A.size) - GAB @ GBA @ np.ones(A.size)
+    E = np.concatenate([A, B])
+    end = -blk(A, A) @ eb
+    kA = A.size
+    return np.array([phi @ sl.expm(blk(E, E) * x)[:kA, :kA] @ end for x in np.atleast_1d(t)])
+
+
+def _quad_mean(f):
+    """int_0^inf t f(t) dt / int_0^inf f(t) dt by adaptive quadrature of the oracle pdf."""
+    m0 = integrate.quad(lambda x: f(x)[0], 0, np.inf, epsabs=0, epsrel=1e-11, limit=200)[0]
+    m1 = integrate.quad(lambda x: x * f(x)[0], 0, np.inf, epsabs=0, epsrel=1e-11,
+                        limit=200)[0]
+    return m0, m1 / m0
+
+
+def test_defective_burst_length_and_between_are_exact():
+    """Before: ValueError "matrix is (nearly) defective".  After: PhaseType for both, equal to
+    the scipy-expm transcriptions of CH82 3.17 and of the between-burst formula (to 1e-12 of
+    the peak), total 1 and mean by quadrature of the oracle (and the closed-form means)."""
+    Q = _defective_bursts_q()
+    A, B = np.array([0, 1]), np.array([2])
+    b = th.bursts(Q, [2], open=[0, 1])
+    assert isinstance(b.length, th.PhaseType) and isinstance(b.between, th.PhaseType)
+    t = np.concatenate(([0.0], np.geomspace(1e-5, 0.5, 40)))
+    ref = _length_oracle(Q, A, B, t)
+    np.testing.assert_allclose(b.length.pdf(t), ref, rtol=0, atol=1e-12 * ref.max())
+    p = th.equilibrium(Q)
+    ref_b = _between_oracle(Q, p, A, B, b.rate, t)
+    np.testing.assert_allclose(b.between.pdf(t), ref_b, rtol=0, atol=1e-12 * ref_b.max())
+    tot, mean = _quad_mean(lambda x: _length_oracle(Q, A, B, x))
+    assert tot == pytest.approx(1.0, abs=1e-9)
+    assert b.length.total == pytest.approx(1.0, abs=1e-12)
+    assert b.length.mean == pytest.approx(mean, rel=1e-9)
+    assert b.length.mean == pytest.approx(b.mean_length, rel=1e-12)
+    tot, mean = _quad_mean(lambda x: _between_oracle(Q, p, A, B, b.rate, np.atleast_1d(x)))
+    assert tot == pytest.approx(1.0, abs=1e-9)
+    assert b.between.total == pytest.approx(1.0, abs=1e-12)
+    assert b.between.mean == pytest.approx(mean, rel=1e-9)
+    assert b.between.mean == pytest.approx(b.mean_between, rel=1e-12)
+    # survival / cdf consistent with the pdf: S(t) = int_t^inf f
+    s_ref = integrate.quad(lambda x: _length_oracle(Q, A, B, x)[0], 0.01, np.inf,
+                           epsabs=0, epsrel=1e-11)[0]
+    assert float(b.length.survival(0.01)) == pytest.approx(s_ref, rel=1e-9)
+
+
+def test_defective_burst_length_and_between_sample():
+    """The PhaseTypes are proper (h-transformed chains): sample() simulates them, and the
+    draws follow the cdf.  KS at p > 1e-3 (a correct sampler fails with probability 1e-3 per
+    test; fixed seeds: deterministic)."""
+    b = th.bursts(_defective_bursts_q(), [2], open=[0, 1])
+    for d, seed in ((b.length, 3), (b.between, 4)):
+        assert d.start.sum() == pytest.approx(1.0, abs=1e-12)
+        y = d.sample(3000, rng=seed)
+        assert np.all(np.isfinite(y)) and np.all(y >= 0)
+        assert stats.kstest(y, d.cdf).pvalue > 1e-3
+
+
+def _bursts_oracle_mp(Q, A, B, t, dps=40):
+    """Burst-length (CH82 3.17) and between-burst pdfs transcribed in ``dps``-digit mpmath
+    (phi from the equilibrium by mpmath lu_solve, expm and inverses by mpmath): no cancellation issue at
+    40 digits, and no trouble with nearly defective blocks (scipy's expm of
+    [[-100, 30], [0, -100 (1 + 1e-13)]] t is off in the third digit at t = 0.05 s)."""
+    A, B = [int(i) for i in A], [int(i) for i in B]
+    with mpmath.workdps(dps):
+        K = Q.shape[0]
+        C = [i for i in range(K) if i not in set(A) | set(B)]
+        F = list(B) + C
+        M = mpmath.matrix(Q.tolist())
+        sub = lambda r, c: mpmath.matrix([[M[i, j] for j in c] for i in r])  # noqa: E731
+        # equilibrium: p Q = 0, sum p = 1 (replace the last equation)
+        Mt = M.T
+        for j in range(K):
+            Mt[K - 1, j] = 1
+        rhs = mpmath.matrix([0] * (K - 1) + [1])
+        pe = mpmath.lu_solve(Mt, rhs)
+        row = lambda idx: mpmath.matrix([[pe[i] for i in idx]])  # noqa: E731
+        ones = lambda n: mpmath.matrix([1] * n)  # noqa: E731
+        GBA = (-sub(B, B)) ** -1 * sub(B, A)
+        GAB = (-sub(A, A)) ** -1 * sub(A, B)
+        phi = row(C) * (sub(C, A) + sub(C, B) * GBA)
+        rate = (phi * ones(len(A)))[0]
+        phi = phi / rate
+        eb = ones(len(A)) - GAB * GBA * ones(len(A))
+        end = -sub(A, A) * eb
+        E = A + B
+        pa = row(A)
+        fl, fb = [], []
+        for x in t:
+            X = mpmath.expm(sub(E, E) * x)
+            XAA = mpmath.matrix([[X[i, j] for j in range(len(A))] for i in range(len(A))])
+            fl.append(float((phi * XAA * end)[0]))
+            v = (pa * sub(A, F) * mpmath.expm(sub(F, F) * x) * sub(F, A) * ones(len(A)))[0]
+            v -= (pa * sub(A, B) * mpmath.expm(sub(B, B) * x) * sub(B, A) * ones(len(A)))[0]
+            fb.append(float(v / rate))
+        return np.array(fl), np.array(fb)
+
+
+@pytest.mark.parametrize("eps", [0.0, 1e-13, 1e-11, 1e-10, 3e-9, 1e-9, 1e-8, 1e-6, 1e-3])
+def test_nearly_defective_bursts_are_accurate_whatever_the_form(eps):
+    """Split repeated rates: the mixture where it passes the shared check, the PhaseType
+    otherwise (before: ValueError for eps <= 1e-8 or so) -- either way the pdf equals a
+    40-digit oracle to SPECTRAL_CHECK_RTOL of the peak, and the PhaseType to 1e-12."""
+    Q = _defective_bursts_q(eps)
+    A, B = np.array([0, 1]), np.array([2])
+    b = th.bursts(Q, [2], open=[0, 1])
+    t = np.concatenate(([0.0], np.geomspace(1e-5, 0.5, 12)))
+    ref_l, ref_b = _bursts_oracle_mp(Q, A, B, t)
+    for d, ref in ((b.length, ref_l), (b.between, ref_b)):
+        tol = 1e-12 if isinstance(d, th.PhaseType) else th.SPECTRAL_CHECK_RTOL
+        assert np.abs(d.pdf(t) - ref).max() <= tol * ref.max()
+    assert b.length.mean == pytest.approx(b.mean_length, rel=1e-7)
+    assert b.between.mean == pytest.approx(b.mean_between, rel=1e-7)
+
+
+def test_defective_between_without_b_states_is_the_shut_time():
+    """No B states: between is every shut time, here Erlang(2, 100 s^-1) (C0 -> C1 -> O at
+    equal rates): the PhaseType of dwell_times' shut class, exactly."""
+    Q = np.array([[-100.0, 100.0, 0.0], [0.0, -100.0, 100.0], [10.0, 0.0, -10.0]])
+    b = th.bursts(Q, [], open=[2])
+    assert isinstance(b.between, th.PhaseType)
+    t = np.array([0.0, 0.005, 0.02, 0.1])
+    np.testing.assert_allclose(b.between.pdf(t), _erlang2(100.0, t)[0], rtol=1e-12,
+                               atol=1e-13)
+    assert b.between.mean == pytest.approx(0.02, rel=1e-13)
+    assert b.length.mean == pytest.approx(0.1, rel=1e-13)     # single openings
+
+
+def test_kampa_bursts_exact_form_agrees_with_the_checked_mixture(monkeypatch):
+    """kampa2004 (not reversible, 3 open and 7 shut states, B = {Cl, D1}): length and between
+    pass the check and stay mixtures; with the check made to fail they are the exact
+    PhaseTypes, which agree with those mixtures to 1e-9 of the peak (a realistic test of the
+    h-transformed chains) and with the closed-form means."""
+    k = kc.models.get("kampa2004")
+    cond = dict(glutamate=1e-4, mg=1e-3, V=-0.07)
+    b = th.bursts(k, ["Cl", "D1"], **cond)
+    assert isinstance(b.length, th.ExponentialMixture)
+    assert isinstance(b.between, th.ExponentialMixture)
+    monkeypatch.setattr(th, "_expansion_accurate", lambda *a, **kw: False)
+    e = th.bursts(k, ["Cl", "D1"], **cond)
+    for mix, pt, mean in ((b.length, e.length, b.mean_length),
+                          (b.between, e.between, b.mean_between)):
+        assert isinstance(pt, th.PhaseType)
+        t = np.concatenate(([0.0], np.geomspace(0.05 * np.real(mix.taus).min(),
+                                                20 * np.real(mix.taus).max(), 40)))
+        ref = mix.pdf(t)
+        assert np.abs(pt.pdf(t) - ref).max() <= 1e-9 * np.abs(ref).max()
+        assert pt.total == pytest.approx(1.0, abs=1e-10)
+        assert pt.mean == pytest.approx(mean, rel=1e-9)
+
+
+# CH82 (agonist, within AR + A2R) burst length and between-burst mixtures before the change
+_CH82_BURSTS_BEFORE = {
+    1e-8: dict(
+        length=([5.1551621729634323e-05, 0.0003280092146896715, 0.00050622703963319,
+                 0.009657940078092023],
+                [2.2634817794458038e-05, 0.7404461058306734, 0.0479361337350658,
+                 0.21159512561646426]),
+        between=([5.262831659583374e-05, 5.262831661605358e-05, 0.000495095377763097,
+                  0.0004953383152921842, 106.60784116830628],
+                 [0.7881762875402799, -0.7881762911256736, 0.009939216309150031,
+                  -0.009948708874308642, 1.0000094961796622]),
+        means=(0.00231071392364748, 106.60885352218511)),
+    1e-6: dict(
+        length=([5.1250014013639355e-05, 0.00028254721356689753, 0.00042042401293329536,
+                 0.011669391528264812],
+                [8.551176530061508e-05, 0.025274449550474924, 0.0002953359954514386,
+                 0.974344702688743]),
+        between=([5.229983776003663e-05, 5.230004499910843e-05, 0.0004035428844709318,
+                  0.0004176136822041241, 0.06086271861367052],
+                 [4.29213895367369, -4.292213267942077, 0.2502680816217069,
+                  -0.26550349506369586, 1.0153097277103553]),
+        means=(0.011377279593284885, 0.06178462149855829)),
+}
+
+
+@pytest.mark.parametrize("c", sorted(_CH82_BURSTS_BEFORE))
+@pytest.mark.parametrize("check_fails", [False, True])
+def test_ch82_bursts_length_and_between_unchanged(c, check_fails, monkeypatch):
+    """A reversible mechanism keeps the (symmetric-path) mixtures, unchecked: the values from
+    before the change to 1e-14, even with the check made to fail."""
+    if check_fails:
+        monkeypatch.setattr(th, "_expansion_accurate", lambda *a, **kw: False)
+    b = th.bursts(CH82, ["AR", "A2R"], agonist=c)
+    ref = _CH82_BURSTS_BEFORE[c]
+    for name in ("length", "between"):
+        d = getattr(b, name)
+        assert isinstance(d, th.ExponentialMixture)
+        np.testing.assert_allclose(d.taus, ref[name][0], rtol=1e-14, atol=0)
+        np.testing.assert_allclose(d.areas, ref[name][1], rtol=1e-14, atol=0)
+    assert b.mean_length == pytest.approx(ref["means"][0], rel=1e-14)
+    assert b.mean_between == pytest.approx(ref["means"][1], rel=1e-14)
