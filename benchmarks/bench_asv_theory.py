@@ -9,7 +9,9 @@ installed).  ``HJCLikelihood`` times the HJC log-likelihood of a resolved CH82 r
 at t_crit = 3.5 ms, CHS vectors) against SCALCS' ``HJClik`` on the same groups and Q in the same
 run.  ``ApparentDwellTimes`` also times 20000 draws from the HJC distribution (cdf inversion) and
 its exact variance.  ``ComposedScheme`` times the ideal and HJC shut-time distributions of the 24-state
-erreger2005_2a + ketamine + Mg2+ scheme.
+erreger2005_2a + ketamine + Mg2+ scheme.  ``NonReversible`` times the paths that check their
+spectral expansion against a matrix exponential (kampa2004, and erreger2005_2a with an
+escape-only ketamine and Mg2+: dwell times, first latency, relaxation) and ``is_reversible``.
 """
 import numpy as np
 
@@ -186,3 +188,34 @@ class FitHJC:
 
     def time_likelihood_intervals(self):
         self.fit.likelihood_intervals(m=2.0)
+
+
+class NonReversible:
+    """Theory calls whose spectral expansion is checked against expm (mechanisms out of detailed
+    balance), and the Kolmogorov reversibility test."""
+
+    def setup(self):
+        self.kampa = kc.models.get("kampa2004")
+        self.kcond = dict(glutamate=1 * mM, mg=1 * mM, V=-0.07)
+        esc = kc.blockers.get("ketamine").replace(closed_route=None)    # one-way escape
+        self.s = kc.block(kc.models.get("erreger2005_2a"), esc, "mg")
+        self.cond = dict(glutamate=1 * mM, ketamine=1 * uM, mg=1 * mM, V=-0.07)
+        self.ch82 = kc.models.get("ch82")
+
+    def time_dwell_times_kampa(self):
+        kc.theory.dwell_times(self.kampa, "shut", **self.kcond)
+
+    def time_relaxation_kampa(self):
+        kc.theory.relaxation(self.kampa, initial="U", **self.kcond)
+
+    def time_first_latency_composed(self):
+        kc.theory.first_latency(self.s, "open", initial="R", **self.cond)
+
+    def time_dwell_times_composed(self):
+        kc.theory.dwell_times(self.s, "shut", **self.cond)
+
+    def time_is_reversible_ch82(self):
+        kc.theory.is_reversible(self.ch82)
+
+    def time_is_reversible_kampa(self):
+        kc.theory.is_reversible(self.kampa, **self.kcond)

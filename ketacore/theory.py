@@ -642,6 +642,14 @@ class PhaseType:
         Rate of the event from each state (s^-1, >= 0), e.g. ``Q_ST u_T`` for a first latency
         to the class T.
 
+    Notes
+    -----
+    The constructor checks shapes, finiteness and that ``generator`` is non-singular; it
+    accepts any representation ``start expm(generator t) exit`` of the distribution (ketacore
+    builds some, e.g. burst gaps, with the normalisation split between ``start`` and ``exit``),
+    so only :meth:`sample`, which simulates the chain, requires the phase-type form and refuses
+    others with a ValueError.
+
     References
     ----------
     .. [Neu81] Neuts MF (1981). Matrix-Geometric Solutions in Stochastic Models: An

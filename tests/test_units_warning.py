@@ -120,8 +120,7 @@ duration = "1 s"
 glutamate = "1 mM"
 ketamine = "$ketamine"
 """
-    study, w = _units_warnings(kc.Study.from_toml_text, text) if hasattr(kc.Study, "from_toml_text") \
-        else _units_warnings(_study_from_file, tmp_path, text)
+    study, w = _units_warnings(_study_from_file, tmp_path, text)
     assert len(w) >= 1
     msg = str(w[0].message)
     assert "[protocols.p].segments[0].ketamine = 1 M" in msg and '"1 uM"' in msg
