@@ -14,10 +14,7 @@ Quick tour::
 
 All quantities are SI (s, V, M, S, A, K); see :mod:`ketacore.units`.
 """
-from __future__ import annotations
-
-import importlib
-from typing import Any
+import importlib as _importlib
 
 from . import units
 from ._validate import UnitsWarning
@@ -40,13 +37,19 @@ _LAZY_ATTRS = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in _LAZY_ATTRS:
         mod, attr = _LAZY_ATTRS[name]
-        return getattr(importlib.import_module(mod), attr)
+        return getattr(_importlib.import_module(mod), attr)
     if name in _LAZY_MODULES:
-        return importlib.import_module(f"ketacore.{name}")
+        return _importlib.import_module(f"ketacore.{name}")
     raise AttributeError(f"module 'ketacore' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names, the lazy ones included (tab completion lists ``kc.theory`` before its
+    first use)."""
+    return sorted(set(globals()) | set(__all__))
 
 
 __all__ = ["__version__", "units", "UnitsWarning", "Scheme", "Rate", "rate", "Transition", "Step", "Protocol",

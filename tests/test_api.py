@@ -25,6 +25,21 @@ def test_public_names_are_functions_not_modules():
         kc.does_not_exist
 
 
+def test_namespace_has_no_implementation_leftovers():
+    # `from typing import Any` and friends used to show up as kc.Any, kc.importlib, kc.annotations
+    public = {n for n in dir(kc) if not n.startswith("_")}
+    assert not public & {"Any", "importlib", "annotations"}
+    # every name in __all__ is listed (the lazy ones too) and resolves
+    assert set(kc.__all__) <= set(dir(kc))
+    for name in kc.__all__:
+        assert getattr(kc, name) is not None
+    # what else is listed is one of the package's own submodules
+    import types
+    extra = public - set(kc.__all__)
+    assert all(isinstance(getattr(kc, n), types.ModuleType) and getattr(kc, n).__name__ == f"ketacore.{n}"
+               for n in extra), extra
+
+
 def _readme_blocks():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
