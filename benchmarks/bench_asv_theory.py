@@ -12,6 +12,7 @@ its exact variance.  ``ComposedScheme`` times the ideal and HJC shut-time distri
 erreger2005_2a + ketamine + Mg2+ scheme.  ``NonReversible`` times the paths that check their
 spectral expansion against a matrix exponential (kampa2004, and erreger2005_2a with an
 escape-only ketamine and Mg2+: dwell times, first latency, relaxation) and ``is_reversible``.
+``Bursts`` times CH82 burst statistics and a blocker with ~1e4 openings per burst.
 """
 import numpy as np
 
@@ -219,3 +220,22 @@ class NonReversible:
 
     def time_is_reversible_kampa(self):
         kc.theory.is_reversible(self.kampa, **self.kcond)
+
+
+class Bursts:
+    """CH82 burst statistics (openings per burst checked against exact matrix powers, length,
+    between) for CH82 at 0.1 uM, and for an open-channel blocker C <-> O <-> OB with ~1e4
+    openings per burst, where the openings check walks every r to 4096 and then windows at
+    each doubling out to r ~ 4e5."""
+
+    def setup(self):
+        self.ch82 = kc.models.get("ch82")
+        alpha, beta, kon, koff, conc = 400.0, 2000.0, 1e7, 5e3, 0.4
+        self.Q = np.array([[-beta, beta, 0.0], [alpha, -(alpha + kon * conc), kon * conc],
+                           [0.0, koff, -koff]])
+
+    def time_bursts_ch82(self):
+        kc.theory.bursts(self.ch82, ["AR", "A2R"], agonist=0.1 * uM)
+
+    def time_bursts_1e4_openings(self):
+        kc.theory.bursts(self.Q, [2], open=[1])
