@@ -650,9 +650,10 @@ class PhaseType:
     -----
     The constructor checks shapes, finiteness and that ``generator`` is non-singular; it
     accepts any representation ``start expm(generator t) exit`` of the distribution (ketacore
-    builds some, e.g. burst gaps, with the normalisation split between ``start`` and ``exit``),
-    so only :meth:`sample`, which simulates the chain, requires the phase-type form and refuses
-    others with a ValueError.
+    builds some, e.g. burst gaps, with the normalisation split between ``start`` and ``exit``).
+    :meth:`sample`, which simulates the chain, needs non-negative ``start`` and ``exit`` and a
+    sub-generator; a ``start`` summing to more than 1 (a leaking chain) it first conditions on
+    reaching the exit, and it refuses other forms with a ValueError.
 
     References
     ----------
@@ -768,7 +769,13 @@ class PhaseType:
 
         Exact: the Markov chain is simulated (a start state drawn from ``start``, then
         exponential sojourns and jumps with the rates of ``generator`` and ``exit`` until the
-        exit, or ``inf`` when it leaks to a state that never exits) [Neu81].
+        exit, or ``inf`` when it leaks to a state that never exits) [Neu81].  A representation
+        whose ``start`` sums to more than 1 because the chain also leaks (ketacore builds the
+        fallback forms of :attr:`Bursts.gaps` and :attr:`Bursts.shut_time` this way: entries
+        into B counted whether or not they return to A) is first rewritten as the chain
+        conditioned on reaching the exit (Doob's h-transform, ``h = (-generator)^-1 exit``:
+        ``start h``, ``D^-1 generator D`` and ``exit / h`` with ``D = diag(h)``), which has
+        the same pdf and is a proper phase-type chain.
 
         Parameters
         ----------
@@ -780,22 +787,36 @@ class PhaseType:
         Raises
         ------
         ValueError
-            Unless it is a phase-type distribution: ``start >= 0`` summing to <= 1,
-            ``exit >= 0`` and ``generator`` a sub-generator.
+            Unless it is a phase-type distribution: ``start >= 0``, ``exit >= 0``,
+            ``generator`` a sub-generator and the probability of the event, ``total``, <= 1
+            (``start`` summing to <= 1, or to more when the chain leaks: see above).
         """
         n = _V.integer("n", n, minimum=0)
         _V.check_memory("PhaseType.sample", n * 8.0 * (8 + self.n_phases))
         a, S, e = self.start, self.generator, self.exit
-        k = a.size
         off = S - np.diag(np.diag(S))
         rate = -np.diag(S)
         leak = rate - off.sum(axis=1) - e
         tol = 1e-12 * np.maximum(rate, 1e-300)
-        if (np.any(a < -1e-14) or a.sum() > 1.0 + 1e-9 or np.any(e < 0) or np.any(off < 0)
-                or np.any(leak < -tol) or not np.all(rate > 0)):
-            raise ValueError("sample needs a phase-type distribution: start >= 0 summing to "
-                             "<= 1, exit rates >= 0 and a sub-generator (off-diagonal rates "
-                             ">= 0, rows summing to <= 0)")
+        if (np.any(a < -1e-14) or np.any(e < -tol) or np.any(off < 0) or np.any(leak < -tol)
+                or not np.all(rate > 0) or (a.sum() > 1.0 + 1e-9 and self.total > 1.0 + 1e-9)):
+            raise ValueError("sample needs a phase-type distribution: start >= 0, exit rates "
+                             ">= 0, a sub-generator (off-diagonal rates >= 0, rows summing to "
+                             "<= 0) and a total probability start (-generator)^-1 exit <= 1, "
+                             f"got start summing to {a.sum():.6g}, total {self.total:.6g}")
+        e = np.clip(e, 0.0, None)      # (a rounding-level negative exit rate is 0)
+        if a.sum() > 1.0 + 1e-9:
+            # condition on reaching the exit: h = P(exit | state) = (-S)^-1 e (self._w1)
+            h = np.clip(self._w1, 0.0, 1.0)
+            keep = h > 0.0
+            hk = h[keep]
+            a = np.clip(a[keep], 0.0, None) * hk
+            S = S[np.ix_(keep, keep)] * hk[None, :] / hk[:, None]
+            e = e[keep] / hk
+            off = S - np.diag(np.diag(S))
+            rate = -np.diag(S)
+            leak = np.zeros(a.size)    # rows of the conditioned chain sum to 0 (h harmonic)
+        k = a.size
         rng = _rng.generator(rng)
         out = np.full(n, np.inf)
         if n == 0:

@@ -1003,3 +1003,49 @@ def test_ch82_bursts_length_and_between_unchanged(c, check_fails, monkeypatch):
         np.testing.assert_allclose(d.areas, ref[name][1], rtol=1e-14, atol=0)
     assert b.mean_length == pytest.approx(ref["means"][0], rel=1e-14)
     assert b.mean_between == pytest.approx(ref["means"][1], rel=1e-14)
+
+
+# ------------------------------------------------------- 7. PhaseType.sample of leaking forms
+# ``bursts(...).gaps`` falls back to a PhaseType when -Q_BB has no accurate expansion; that
+# form counts every entry into B (``start`` sums to more than 1) and lets the chain leak to C,
+# and sample() refused it.  It now conditions the chain on reaching the exit (h-transform).
+
+
+def _jordan_gaps_q():
+    """O (open), B1, B2 (within), C.  O -> B1 200, O -> C 20; B1 -> B2 60, B1 -> C 40 (B1
+    leaves at 100 /s); B2 -> O 100; C -> O 10.  -Q_BB = [[100, -60], [0, 100]]: a Jordan
+    block, so the gaps are the PhaseType fallback, with start (1/0.6, 0) summing to 5/3."""
+    Q = np.zeros((4, 4))
+    Q[0, 1], Q[0, 3], Q[1, 2], Q[1, 3], Q[2, 0], Q[3, 0] = 200, 20, 60, 40, 100, 10
+    np.fill_diagonal(Q, -Q.sum(axis=1))
+    return Q
+
+
+def test_leaking_gap_phase_type_samples():
+    """Before: ValueError "sample needs a phase-type distribution".  The gap within a burst
+    here is exactly Erlang(2, 100 /s) (B1 -> B2 -> O, conditioned on not leaving to C): the
+    pdf says so to 1e-12 and the draws pass a KS test against it (p > 1e-3: a correct sampler
+    fails with probability 1e-3; fixed seed: deterministic).  Same seed, same draws."""
+    b = th.bursts(_jordan_gaps_q(), [1, 2], open=[0])
+    g = b.gaps
+    assert isinstance(g, th.PhaseType) and g.start.sum() == pytest.approx(5.0 / 3.0)
+    t = np.linspace(0.0, 0.1, 11)
+    np.testing.assert_allclose(g.pdf(t), 100.0 ** 2 * t * np.exp(-100.0 * t), rtol=0,
+                               atol=1e-12 * 100.0 / np.e)
+    erlang_cdf = stats.gamma(a=2, scale=0.01).cdf
+    y = g.sample(4000, rng=12)
+    assert np.all(np.isfinite(y)) and np.all(y > 0)
+    assert stats.kstest(y, erlang_cdf).pvalue > 1e-3
+    assert y.mean() == pytest.approx(0.02, rel=5 * np.sqrt(2) / 2 / np.sqrt(4000))  # 5 SE
+    np.testing.assert_array_equal(g.sample(30, rng=4), g.sample(30, rng=4))
+
+
+def test_phase_type_sample_still_refuses_more_than_certainty():
+    """A start summing to 2 on a chain that cannot leak has total 2: not a distribution."""
+    d = th.PhaseType(np.array([2.0]), np.array([[-1.0]]), np.array([1.0]))
+    with pytest.raises(ValueError, match="total probability"):
+        d.sample(3, rng=0)
+    # and a proper defective form (never happens with probability 1/2) still samples inf
+    d = th.PhaseType(np.array([1.0]), np.array([[-2.0]]), np.array([1.0]))
+    y = d.sample(2000, rng=1)
+    assert 0.4 < np.mean(np.isinf(y)) < 0.6     # binomial(2000, 1/2): > 8 SE margin
