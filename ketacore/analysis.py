@@ -275,6 +275,30 @@ class Record:
     sweep began before the sweep started (left-censored) and the last one is cut by its end
     (right-censored); dwell-time methods drop both unless asked.
 
+    The constructor takes the arrays as stored; :meth:`from_events`, :meth:`from_states`,
+    :meth:`from_levels` and :meth:`from_dwells` build them from other forms.
+
+    Parameters
+    ----------
+    start, duration : array_like of float, shape (m,)
+        Start time (s, in the sweep's clock) and length (s, > 0) of each dwell; within a sweep
+        each dwell starts where the previous one ends.
+    cls : array_like of int, shape (m,)
+        Class of each dwell, in ``[0, len(levels))``; consecutive dwells of a sweep must be in
+        different classes.
+    offsets : array_like of int, shape (n_sweeps + 1,)
+        Non-decreasing from 0 to m: dwells ``offsets[s]:offsets[s+1]`` belong to sweep ``s``.
+    levels : array_like of float, shape (n_classes,)
+        Amplitude of each class (S, or A for a current record); at least one class.
+    open_classes : sequence of int, optional
+        Indices of the open classes, each in ``[0, len(levels))``; every other class is shut,
+        whatever its level.  Default: the classes whose level is non-zero.
+    t_res : float, default 0.0
+        Time resolution (s) already imposed on the record (0 for an ideal record); finite,
+        >= 0.
+    class_names : sequence of str, optional
+        One distinct name per class; default as described under ``class_names`` below.
+
     Attributes
     ----------
     start : ndarray, float64 (m,)
@@ -364,6 +388,13 @@ class Record:
         trials : sequence of int, optional
             Positions in the log to include (default all).
 
+        Returns
+        -------
+        Record
+            One sweep per selected trial, each ending at the log's ``t_end`` (s).
+
+        Notes
+        -----
         Class names are the defaults of :class:`Record` (``"shut"``, ``"open1"``, ...).
         There is no ``decimals``: the levels are the scheme's conductances, exact, not
         measured amplitudes to identify.
@@ -409,6 +440,12 @@ class Record:
             ``"open"``, ``"shut"`` or ``"closed"`` only for the one class of that kind
             (ValueError otherwise: the keyword selects every open / shut class).
 
+        Returns
+        -------
+        Record
+
+        Notes
+        -----
         Class indices must be < :data:`MAX_CLASSES`.
         """
         ts = _as_sweeps("times", times)
@@ -880,10 +917,30 @@ class Record:
         resolve the ideal record once).  ``tests/test_analysis.py`` holds a pure-Python
         statement of the rule that this kernel must match exactly.
 
-        ``t_res`` is in seconds, like the record's durations: a ``t_res`` longer than every
-        observed dwell after a transition is refused (ValueError), and a UserWarning is given
-        when the resolved observed dwells (after the first of each sweep) look like
-        milliseconds, by the rule of :func:`fit_mixture` (Warns section there).
+        Parameters
+        ----------
+        t_res : float
+            Time resolution (dead time) to impose (s, like the record's durations); finite,
+            >= 0.
+
+        Returns
+        -------
+        Record
+            The resolved record, with ``t_res`` set to the value given; ``self`` itself when
+            ``t_res`` is not larger than the record's current ``t_res``.
+
+        Raises
+        ------
+        ValueError
+            If ``t_res`` is negative or not finite, or longer than every observed dwell after
+            a transition (no transition would be resolved: almost always a value in other
+            units than seconds).
+
+        Warns
+        -----
+        UserWarning
+            When the resolved observed dwells (after the first of each sweep) look like
+            milliseconds, by the rule of :func:`fit_mixture` (Warns section there).
         """
         t_res = _real("t_res", t_res, nonnegative=True)
         if t_res <= self.t_res:

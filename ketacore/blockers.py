@@ -1397,8 +1397,21 @@ def available() -> tuple[str, ...]:
 def get(name: str) -> Blocker:
     """A library :class:`Blocker` (immutable; use :meth:`Blocker.replace` to vary it).
 
+    Parameters
+    ----------
+    name : str
+        Name of a library blocker or an alias (``"mg"`` is ``"mg_kampa2004"``); see
+        :func:`available`.
+
+    Returns
+    -------
+    Blocker
+        The library instance (shared: it is immutable).
+
     Raises
     ------
+    TypeError
+        If ``name`` is not a string.
     ValueError
         Unknown name (the message lists the available ones).
     """

@@ -1,7 +1,10 @@
 """The ``ketacore`` command line.
 
-``ketacore run [STUDY.toml] [-o DIR] [--workers N] [--scheduler ADDRESS]``,
+``ketacore run [STUDY.toml] [-o DIR] [--workers N] [--scheduler ADDRESS] [--quick] [-q]``,
 ``ketacore models``, ``ketacore blockers``, ``ketacore show MODEL|BLOCKER``, ``ketacore --version``.
+
+``run`` options: ``--quick`` runs a reduced study (4 trials x 100 channels, first and last
+value of each sweep; a smoke test); ``-q``/``--quiet`` turns the progress bar off.
 """
 from __future__ import annotations
 

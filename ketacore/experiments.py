@@ -122,14 +122,23 @@ def hill(c: Any, ic50: float, n_h: float) -> np.ndarray:
     Parameters
     ----------
     c : array_like
-        Blocker concentration (M).
+        Blocker concentration (M), >= 0 (``inf`` gives 0).
     ic50 : float
-        Half-inhibitory concentration (M).
+        Half-inhibitory concentration (M), finite and > 0.
     n_h : float
-        Hill coefficient (dimensionless).
+        Hill coefficient (dimensionless), finite and > 0.
 
-    ``c`` must hold concentrations >= 0 (``inf`` gives 0); ``ic50`` and ``n_h`` must be
-    finite and > 0 (ValueError/TypeError otherwise).
+    Returns
+    -------
+    ndarray
+        Fraction of the current left, ``I/I0`` (dimensionless, in [0, 1]), with the shape
+        of ``c``.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If ``c`` holds a negative or NaN concentration, or ``ic50`` or ``n_h`` is not a
+        finite real number > 0.
     """
     ic50 = V_.real("ic50", ic50, positive=True)
     n_h = V_.real("n_h", n_h, positive=True)
@@ -1442,10 +1451,12 @@ def woodhull(gating: Scheme | str, blocker: Any, voltages: Any, *,
 
     Parameters
     ----------
-    gating, blocker, agonist, kind, concentrations, also, background
+    gating, blocker
         As for :func:`ic50`, applied at each voltage.
     voltages : array_like
         At least two distinct holding voltages (V).
+    agonist, kind, concentrations, also, background
+        As for :func:`ic50`, applied at each voltage.
     method, n_channels, n_trials, rng, engine
         As for :func:`ic50`; with ``method="stochastic"`` each voltage uses an independent
         stream and the fit is weighted by 1/SE(ln IC50)².  A numpy Generator is drawn from once
@@ -1729,10 +1740,12 @@ def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
 
     Parameters
     ----------
-    gating, blocker, V, agonist, also, background
+    gating, blocker
         As for :func:`ic50`.
     concentration : float
         Blocker concentration (M) during onset, > 0.
+    V, agonist
+        As for :func:`ic50`.
     t_on, t_off : float, optional
         Phase durations (s).  The grid of each phase is uniform, step
         ``dt = t/(n_samples - 1)``.  The *carriers* of a phase are the components of its
@@ -1753,6 +1766,8 @@ def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
         amplitude-weighted mean (memantine in Gilling 2009 is biexponential), and its SE is
         the delta-method SE of that mean (fit covariance; exact) or the SE across trials
         (stochastic).  ``taus_on``/``taus_off`` give the components, without SEs.
+    also, background
+        As for :func:`ic50`.
     method, n_channels, n_trials, rng, engine
         As for :func:`ic50`.  Stochastic: the exponentials are fitted to the *trial-mean*
         I/I0 of each phase and the SE is the jackknife SE over trials (the n fits with one
@@ -2160,7 +2175,7 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
 
     Parameters
     ----------
-    gating, blocker, V, agonist, also, background
+    gating, blocker
         As for :func:`ic50`.
     concentration : float, default 10 µM
         Blocker concentration (M) during co-application.
@@ -2171,6 +2186,8 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
         a window shorter than 1/3 of the recovery time constant flags it
         (``tau_recovery_extrapolated``, a UserWarning; slow blockers such as MK-801, τ ≈ 90
         min, need ``t_recovery`` of the order of an hour).
+    V, agonist
+        As for :func:`ic50`.
     wash_blocker : float, default 0
         Blocker concentration (M) during the agonist-free wash.
     definition : {"occupancy", "current"}
@@ -2198,6 +2215,8 @@ def trapping(gating: Scheme | str, blocker: Any, concentration: float = 10 * uM,
         over which each trial's I/I_ctl is averaged (as the ``window`` option of the
         :class:`ketacore.Study` trapping analysis, default 1 s).  Unused by
         ``method="exact"``, which reports the exact value at the end of co-application.
+    also, background
+        As for :func:`ic50`.
     method, n_channels, n_trials, rng, engine
         As for :func:`ic50`.  Stochastic: one simulation of all phases per trial, metrics per
         trial, mean ± SE over trials (SE = SD/√n_trials), except:
@@ -2710,9 +2729,8 @@ def use_dependence(gating: Scheme | str, blocker: Any, concentration: float,
 
     Parameters
     ----------
-    gating, blocker, V, agonist, also, background
-        As for :func:`ic50`; ``agonist`` is the concentration during each pulse (default
-        glutamate 1 mM, a synaptic transient).
+    gating, blocker
+        As for :func:`ic50`.
     concentration : float
         Blocker concentration (M) during the drug phase, > 0.
     frequencies : array_like of float
@@ -2731,12 +2749,17 @@ def use_dependence(gating: Scheme | str, blocker: Any, concentration: float,
         ``duration=None`` with it.
     width : float, default 1 ms
         Pulse width (s); 1/f must exceed it.
+    V, agonist
+        As for :func:`ic50`; ``agonist`` is the concentration during each pulse (default
+        glutamate 1 mM, a synaptic transient).
     washout : float, default 300 s
         Washout length (s), > 0.  All trains together (drug phase, its drug-free control and
         the stimulated washout, at every frequency) may hold at most :data:`MAX_PULSES`
         pulses (ValueError before any run otherwise).
     n_samples : int, default 400
         Grid points per phase for the recorded time courses (≤ :data:`MAX_PHASE_SAMPLES`).
+    also, background
+        As for :func:`ic50`.
     method, n_channels, n_trials, rng, engine
         As for :func:`ic50`; stochastic phases start from the exact distribution at the phase
         start; ``epsc_fraction`` and ``t_half_*`` are computed from the trial means.
@@ -3208,8 +3231,8 @@ def iv_curve(gating: Scheme | str, blocker: Any = None, concentration: float = 0
     voltages : array_like, optional
         Distinct membrane voltages (V), |V| ≤ 1 V (``np.arange(-100, 61, 10) * mV`` by
         default); sorted ascending in the result.
-    agonist, also, background
-        As for :func:`ic50` (default agonist ``{"glutamate": 1e-3}`` M, held throughout).
+    agonist
+        As for :func:`ic50` (default ``{"glutamate": 1e-3}`` M, held throughout).
     kind : {"steady", "peak"}
         ``"steady"`` (default): the equilibrium under continuous agonist + blocker at each
         voltage (exact equilibrium theory, :func:`ketacore.theory.rest_state`).  ``"peak"``:
@@ -3217,6 +3240,8 @@ def iv_curve(gating: Scheme | str, blocker: Any = None, concentration: float = 0
         drug-free rest, ``preincubation`` (s) with the blocker alone, then agonist + blocker
         for ``duration`` (s); the control is the identical protocol without the blocker, and
         ``current`` is the peak conductance × (V − E_rev).
+    also, background
+        As for :func:`ic50`.
     duration, preincubation, dt
         As for :func:`ic50`: ``duration`` the agonist application of ``kind="peak"``
         (default 0.5 s) or the stochastic steady-state averaging window (default 1 s); ``dt``
@@ -3636,8 +3661,8 @@ def voltage_jump(gating: Scheme | str, blocker: Any, concentration: float, V_hol
         Blocker concentration (M), > 0 with a blocker.
     V_hold, V_step : float
         Holding and step voltages (V), |V| ≤ 1 V, different.
-    agonist, also, background
-        As for :func:`ic50` (default agonist ``{"glutamate": 1e-3}`` M).
+    agonist
+        As for :func:`ic50` (default ``{"glutamate": 1e-3}`` M).
     t_hold : float, optional
         Holding baseline shown before the jump (s), ≥ 0; default ``t_step/10``.
     t_step : float, optional
@@ -3653,6 +3678,8 @@ def voltage_jump(gating: Scheme | str, blocker: Any, concentration: float, V_hol
         grid that divides ``t_hold`` and ``t_step``.
     n_exponentials : {1, 2}
         Exponentials fitted to the trace after the jump.
+    also, background
+        As for :func:`ic50`.
     method : {"exact", "stochastic"}
         ``"exact"``: the trace is :func:`ketacore.solve` of the two-step protocol from the
         holding equilibrium.  ``"stochastic"``: :func:`ketacore.simulate` of the same protocol

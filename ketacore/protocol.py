@@ -536,12 +536,19 @@ class Protocol:
             Sample times (s), strictly increasing, starting at 0.
         t_end : float
             End of the protocol (s), > ``times[-1]``; the last value holds until then.
-        V : float or array of shape (n,)
-            Voltage (V) at each sample (held until the next).
+        V : float or array of shape (n,), default -0.07
+            Voltage (V) at each sample (held until the next); a scalar holds for every sample.
+            Default -0.07 V (-70 mV, :data:`DEFAULT_V`).
         temperature : float, optional
-            Temperature (K), constant.
+            Temperature (K), constant; ``None`` (default) uses the scheme's own temperature.
         **concentrations : float or array of shape (n,)
-            Ligand concentrations (M) at each sample.
+            Ligand concentrations (M) at each sample; ligands not named are 0 throughout.
+
+        Returns
+        -------
+        Protocol
+            One segment per sample, from ``times[i]`` to the next sample (the last to
+            ``t_end``).
 
         Notes
         -----

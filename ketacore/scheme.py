@@ -279,7 +279,31 @@ class Rate:
 
 
 def rate(k0: float, ligand: str | None = None, **kwargs: Any) -> Rate:
-    """Shorthand for :class:`Rate` (``kc.rate(5e6, "glutamate", factor=2)``)."""
+    """Shorthand for :class:`Rate` (``kc.rate(5e6, "glutamate", factor=2)``).
+
+    Parameters
+    ----------
+    k0 : float
+        Rate constant (at ``V = v0`` and ``T = t_ref``): s⁻¹, or M⁻¹ s⁻¹ when ``ligand`` is
+        set; finite and ≥ 0.
+    ligand : str, optional
+        Name of the ligand whose concentration (M) multiplies the rate (a binding step);
+        ``None`` for a first-order rate.
+    **kwargs
+        The other :class:`Rate` fields, by keyword: ``factor`` (dimensionless), ``z_delta``
+        (dimensionless), ``vk`` (V), ``v0`` (V), ``q10`` (dimensionless) and ``t_ref`` (K);
+        see :class:`Rate` for their meaning, defaults and ranges.
+
+    Returns
+    -------
+    Rate
+        ``Rate(k0, ligand, **kwargs)``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :class:`Rate`: an unknown keyword, or a value out of its range.
+    """
     return Rate(k0, ligand, **kwargs)
 
 

@@ -1211,7 +1211,8 @@ def simulate_events(scheme: Scheme, protocol: Protocol | Step, n_trials: int | N
     trials, trial_offset : optional
         Absolute trial indices, as in :func:`simulate`.
     n_threads : int, optional
-        Worker threads (results do not depend on it).
+        Worker threads (default: all cores available to the process).  Results do not depend
+        on it.
     max_events : int, optional
         Refuse the request if a rough upper estimate of the transitions over all trials (the
         estimated mean per trial plus a margin for its error and the trials' spread, at most the

@@ -4131,7 +4131,30 @@ def _write_netcdf(tree, path: Path) -> None:
 
 
 def open_results(path: str | os.PathLike):
-    """Read a results file written by :func:`run_study` (an ``xarray.DataTree``)."""
+    """Read a results file written by :func:`run_study` (an ``xarray.DataTree``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The NetCDF-4 results file in :func:`run_study`'s ``output`` folder
+        (``[outputs].results``, default ``results.nc``).
+
+    Returns
+    -------
+    xarray.DataTree
+        As :func:`run_study` returns it: ``tree[name]`` is the ``xarray.Dataset`` of protocol
+        ``name``, every variable with ``units`` and ``long_name``.  Opened lazily (the file
+        stays open until the tree is closed).
+
+    Raises
+    ------
+    ImportError
+        If xarray or netCDF4 is not installed (``pip install ketacore[xarray]``).
+    FileNotFoundError
+        If ``path`` does not exist.
+    OSError
+        If ``path`` is not a NetCDF-4 file.
+    """
     import xarray as xr
     return xr.open_datatree(path, engine="netcdf4")
 

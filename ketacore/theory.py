@@ -1,8 +1,12 @@
 """Q-matrix theory: exact equilibrium, relaxation, dwell-time and burst results.
 
-Pure numpy/scipy. Every public function takes *either* a scheme plus its
-conditions, ``f(scheme, V=-0.07, glutamate=1e-6)``, *or* a raw generator,
-``f(Q, open=[0, 1])``:
+Built on numpy/scipy plus a few C++ kernels from :mod:`ketacore._core`: the matrix
+exponential (``_core.expm``), the GTH equilibrium (``_core.gth``) and the HJC
+missed-event computations (``hjc_roots``, ``hjc_projectors`` and the likelihood
+kernels ``hjc_chain_blocks`` and ``hjc_group_logliks``).
+
+Every public function takes *either* a scheme plus its conditions,
+``f(scheme, V=-0.07, glutamate=1e-6)``, *or* a raw generator, ``f(Q, open=[0, 1])``:
 
 * a **scheme** is anything with ``states`` (state names), ``conductance``
   (S; a state is open when its conductance is > 0) and
@@ -1307,16 +1311,19 @@ class Bursts:
         ``Q_EE`` (E = A + B) has no accurate spectral expansion (see :func:`bursts`).
     mean_length : float
         Mean burst length (s) (CH82 eq. 3.19).
-    open_time : ExponentialMixture
-        Distribution of the total open time per burst (s) (CH82 eq. 3.23).
+    open_time : ExponentialMixture or PhaseType
+        Distribution of the total open time per burst (s) (CH82 eq. 3.23); the exact
+        :class:`PhaseType` when ``-(Q_AA + Q_AB G_BA)`` has no accurate spectral expansion
+        (see :func:`bursts`).
     mean_open_time : float
         Mean total open time per burst (s) (CH82 eq. 3.26).
     mean_shut_time : float
         Mean total shut time per burst (s) (CH82 eq. 3.41), over all bursts
         (zero for single-opening bursts).
-    gaps : ExponentialMixture or None
-        Distribution of the individual gaps within bursts (s) (CH82 eq. 3.75);
-        None when a burst can contain only one opening.
+    gaps : ExponentialMixture or PhaseType or None
+        Distribution of the individual gaps within bursts (s) (CH82 eq. 3.75); the exact
+        :class:`PhaseType` when ``-Q_BB`` has no accurate spectral expansion (see
+        :func:`bursts`); None when a burst can contain only one opening.
     mean_gap : float
         Mean gap within bursts (s) (nan when there are no gaps).
     start : ndarray
@@ -1343,11 +1350,12 @@ class Bursts:
         difference of two terms) when ``-Q_FF`` or ``-Q_BB`` has no accurate spectral
         expansion, or when a general-``eig`` mixture fails the shared check (see
         :func:`bursts`).
-    shut_time : ExponentialMixture or None
+    shut_time : ExponentialMixture or PhaseType or None
         Distribution of the total shut time per burst (s), the sum of the gaps within it,
         *for bursts with at least two openings* (its areas sum to 1; CH82 eq. 3.40); its mean
-        times ``p_multiple`` is ``mean_shut_time``.  None when a burst can contain only one
-        opening (as ``gaps``).
+        times ``p_multiple`` is ``mean_shut_time``.  The exact :class:`PhaseType` when
+        ``-W_BB`` (``W_BB = Q_BB + Q_BA G_AB``) has no accurate spectral expansion (see
+        :func:`bursts`).  None when a burst can contain only one opening (as ``gaps``).
     p_multiple : float
         Probability that a burst has at least two openings, ``phi_b G_AB G_BA u_A``
         (1 - P(1 opening), CH82 eq. 3.5); 0 when there are no B states.
@@ -1357,10 +1365,10 @@ class Bursts:
     mean_openings: float
     length: Union[ExponentialMixture, PhaseType]
     mean_length: float
-    open_time: ExponentialMixture
+    open_time: Union[ExponentialMixture, PhaseType]
     mean_open_time: float
     mean_shut_time: float
-    gaps: Optional[ExponentialMixture]
+    gaps: Optional[Union[ExponentialMixture, PhaseType]]
     mean_gap: float
     start: np.ndarray
     rate: float
@@ -1369,7 +1377,7 @@ class Bursts:
     within_states: Tuple[int, ...]
     between_states: Tuple[int, ...]
     between: Optional[Union[ExponentialMixture, PhaseType]] = None
-    shut_time: Optional[ExponentialMixture] = None
+    shut_time: Optional[Union[ExponentialMixture, PhaseType]] = None
     p_multiple: float = 0.0
 
 
@@ -2202,6 +2210,9 @@ def equilibrium(model, *, open=None, names=None, initial=None, **conditions) -> 
         ``lim p(t)`` for ``t -> inf`` from it instead.  It equals the equilibrium when that is
         unique, and is defined also when Q has several closed classes (each keeps the mass the
         start sends it).  See also :func:`rest_state`.
+    **conditions
+        For a scheme: V (V), temperature (K), ligand concentrations (M), passed to
+        ``q_matrix``.  Refused with a raw Q.
 
     Returns
     -------
@@ -2248,6 +2259,9 @@ def open_probability(model, *, open=None, names=None, **conditions) -> float:
         or a generator Q (s^-1).
     open, names
         For a raw Q: the open states (required) and optional state names.
+    **conditions
+        For a scheme: V (V), temperature (K), ligand concentrations (M), passed to
+        ``q_matrix``.  Refused with a raw Q.
 
     Returns
     -------
@@ -2381,6 +2395,9 @@ def is_reversible(model, *, rtol: float = 1e-8, open=None, names=None, **conditi
         Relative tolerance on each cycle's balance, finite and >= 0.
     open, names
         For a raw Q (not used by the test; accepted as by the other functions).
+    **conditions
+        For a scheme: V (V), temperature (K), ligand concentrations (M; 0 or not given is
+        evaluated at 1 uM, above), passed to ``q_matrix``.  Refused with a raw Q.
 
     Returns
     -------
@@ -2463,6 +2480,14 @@ def relaxation(model, initial=None, *, open=None, names=None, **conditions) -> R
         vector, or a dict of conditions (scheme only) whose equilibrium is the
         start. None (scheme only) means the equilibrium with every ligand at
         zero and the same V/temperature, i.e. a jump from no ligand.
+    open, names
+        For a raw Q: the open states (indices, names or boolean mask; needed for the Po
+        amplitudes) and optional state names (so that ``initial`` can be a name).  With a
+        scheme, ``open`` overrides the open states its conductance gives; ``names`` is
+        refused (a scheme names its own states).
+    **conditions
+        For a scheme: the conditions after the step, passed to ``q_matrix`` -- V (V),
+        temperature (K), ligand concentrations (M).  Refused with a raw Q.
 
     Returns
     -------
@@ -2546,7 +2571,7 @@ def _entry_vector(Q, p, a_idx, f_idx, hint: str = "") -> np.ndarray:
 
 
 def dwell_times(model, states="open", *, open=None, names=None,
-                **conditions) -> ExponentialMixture:
+                **conditions) -> Union[ExponentialMixture, PhaseType]:
     """Distribution of sojourns in a class of states, at equilibrium [CH81].
 
     ``f(t) = phi_A expm(Q_AA t) (-Q_AA) u_A`` with ``phi_A`` the equilibrium
@@ -2558,11 +2583,16 @@ def dwell_times(model, states="open", *, open=None, names=None,
     Parameters
     ----------
     model : Scheme or (K, K) array_like
+        A scheme (with its ``**conditions``) or a generator Q (s^-1).
     states : "open", "shut" (or "closed"), or names/indices, or boolean mask
         The class A. Any partition into A and its complement is allowed.
-    open : for a raw Q, the open states (needed for "open"/"shut").
-    names : for a raw Q, optional state names.
-    **conditions : V (V), temperature, concentrations (M), for a scheme.
+    open, names
+        For a raw Q: the open states (indices, names or boolean mask; needed for
+        "open"/"shut") and optional state names.  With a scheme, ``open`` overrides the open
+        states its conductance gives.
+    **conditions
+        For a scheme: V (V), temperature (K), ligand concentrations (M), passed to
+        ``q_matrix``.  Refused with a raw Q.
 
     Returns
     -------
@@ -3580,6 +3610,7 @@ def apparent_dwell_times(model, states="open", *, t_res, open=None, names=None,
     Parameters
     ----------
     model : Scheme or (K, K) array_like
+        A scheme (with its ``**conditions``) or a generator Q (s^-1).
     states : "open", "shut" (or "closed"), or names/indices, or boolean mask
         The class A (as for :func:`dwell_times`); F is every other state.
     t_res : float
@@ -3591,7 +3622,8 @@ def apparent_dwell_times(model, states="open", *, t_res, open=None, names=None,
         shorter as the agonist binding rates take over: 0.68 ms at 100 uM, 72 us at 1 mM
         agonist, fastest rate 5.0e5 s^-1): beyond it the missed-events computation is not
         reliable in double precision and is refused before it starts.
-    open, names : for a raw Q, as for :func:`dwell_times`.
+    open, names
+        For a raw Q, as for :func:`dwell_times`.
     exact_intervals : int
         Number of ``t_res``-long pieces (1 to 10) on which the exact pdf is used: the exact form
         covers ``t_res <= t <= (exact_intervals + 1) t_res``.  Default 2 (up to ``3 t_res``,
@@ -3600,7 +3632,9 @@ def apparent_dwell_times(model, states="open", *, t_res, open=None, names=None,
         spectral form of [HJC90] when that agrees with an independent evaluation by block
         matrix exponentials to 1e-9, else by the matrix exponentials (slower; see
         :attr:`ApparentDwellTimes.exact_method`).
-    **conditions : V (V), temperature, concentrations (M), for a scheme.
+    **conditions
+        For a scheme: V (V), temperature (K), ligand concentrations (M), as for
+        :func:`dwell_times`.
 
     Returns
     -------
@@ -4097,11 +4131,14 @@ def hjc_loglik(model, groups, *, t_res=None, t_crit=None, open=None, names=None,
         should be separated by shut times longer than ``t_crit`` and hold none (as
         ``Record.hjc_groups(t_crit)`` splits them); a shut time inside the groups longer
         than ``t_crit`` gets a UserWarning (see Warns).
-    open, names : for a raw Q, as for :func:`dwell_times`.
+    open, names
+        For a raw Q, as for :func:`dwell_times`.
     exact_intervals : int
         Number of ``t_res``-long pieces (1 to 10) on which the exact ``eG`` is used, as for
         :func:`apparent_dwell_times`; default 2 (``t < 3 t_res``), as HJCFIT and SCALCS.
-    **conditions : V (V), temperature, concentrations (M), for a scheme.
+    **conditions
+        For a scheme: V (V), temperature (K), ligand concentrations (M), as for
+        :func:`dwell_times`.
 
     Returns
     -------
@@ -4286,7 +4323,7 @@ def _hjc_loglik_checked(Q: np.ndarray, a: np.ndarray, f: np.ndarray, tau: float,
 
 
 def first_latency(model, target="open", initial=None, *, open=None, names=None,
-                  **conditions) -> ExponentialMixture:
+                  **conditions) -> Union[ExponentialMixture, PhaseType]:
     """Distribution of the time to first entry into a class after a step [CH95].
 
     With S the states outside the target class T and ``p0_S`` the initial
@@ -4301,6 +4338,14 @@ def first_latency(model, target="open", initial=None, *, open=None, names=None,
         The class T whose first entry is timed.
     initial : as for :func:`relaxation`
         Start distribution; it must have no occupancy in T.  Required with a raw Q.
+    open, names
+        For a raw Q: the open states (indices, names or boolean mask; needed when ``target``
+        is "open" or "shut") and optional state names (so that ``target`` and ``initial``
+        can be names).  With a scheme, ``open`` overrides the open states its conductance
+        gives; ``names`` is refused (a scheme names its own states).
+    **conditions
+        For a scheme: the conditions after the step, passed to ``q_matrix`` -- V (V),
+        temperature (K), ligand concentrations (M).  Refused with a raw Q.
 
     Returns
     -------
@@ -4383,11 +4428,15 @@ def bursts(model, within, *, open=None, names=None, **conditions) -> Bursts:
     Parameters
     ----------
     model : Scheme or (K, K) array_like
+        A scheme (with its ``**conditions``) or a generator Q (s^-1).
     within : names/indices
         The short shut states B (may be empty: bursts are then single openings).
         Must all be shut; at least one shut state must remain for C.
-    open, names : for a raw Q.
-    **conditions : V (V), temperature, concentrations (M), for a scheme.
+    open, names
+        For a raw Q, as for :func:`dwell_times`.
+    **conditions
+        For a scheme: V (V), temperature (K), ligand concentrations (M), as for
+        :func:`dwell_times`.
 
     Returns
     -------
@@ -4691,7 +4740,9 @@ def concentration_response(scheme, ligand: str, concentrations=None, *, open=Non
         (checked before any work); default 61 points log-spaced from 1e-10 to
         1e-1 M. EC50, Hill slope and the extremes do not depend
         on this grid.
-    open : optional override of the open states.
+    open : optional
+        Override of the open states given by the scheme's conductance (indices, names or
+        boolean mask).
     **other_conditions
         V (V), temperature, other ligand concentrations (M), held fixed.
 
