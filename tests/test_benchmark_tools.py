@@ -1,6 +1,6 @@
 """The benchmark scripts the performance notes quote: the paired C++ comparison
 (benchmarks/paired_cpp.py), the issue-4 script (benchmarks/bench_stochastic.py) and the check of
-method="auto"'s choices (benchmarks/bench_auto.py).
+method="auto"'s choices (benchmarks/bench_auto.py), and kc.solve's overhead (benchmarks/solve_overhead.py).
 
 Speed is never asserted here; these tests check that the tool runs and reports what it claims:
 comparing the working tree with itself must give identical checksums for every workload.
@@ -171,3 +171,17 @@ def test_paired_api_formats_durations():
     assert mod.fmt_seconds(3.7e-6).split() == ["3.7", "µs"]
     assert mod.fmt_seconds(3.63e-7).split() == ["363", "ns"]
     assert mod.fmt_seconds(999.99e-6).split() == ["1", "ms"] and mod.fmt_seconds(0.99996).split() == ["1", "s"]
+
+
+def test_solve_overhead_script_reports_its_figures():
+    """benchmarks/solve_overhead.py (docs/performance.md's kc.solve figures) runs and prints
+    the four figures it claims, with positive values (no speed is asserted)."""
+    import re
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "solve_overhead.py"),
+                        "--rounds", "2", "--calls", "3"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    m = re.search(r"kc\.solve ([\d.]+) us .*C\+\+ alone ([\d.]+) us .*Python overhead median "
+                  r"(-?[\d.]+) us .*numpy baseline ([\d.]+) us", r.stdout)
+    assert m, r.stdout
+    assert float(m.group(1)) > 0 and float(m.group(2)) > 0 and float(m.group(4)) > 0
