@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping, Sequence
@@ -795,13 +796,60 @@ class Scheme:
         return k
 
     # ----------------------------------------------------------------- derived schemes
-    def with_rates(self, **changes: Rate | float) -> "Scheme":
-        """A copy with some transitions' rates replaced; keys are ``"SRC->DST"``."""
+    def with_rates(self, changes: Mapping[str, Any] | None = None, /,
+                   **more: Rate | float) -> "Scheme":
+        """A copy with some transitions' rates changed.
+
+        Parameters
+        ----------
+        changes : mapping, optional
+            ``{"SRC->DST": value}`` (a mapping, since such keys are not Python names; they
+            may also be given as keywords, ``with_rates(**{"O->C": 80.0})``).  A value is
+            either
+              * a number: the new rate *constant* ``k0`` of that transition, in its own units
+                (s⁻¹, or M⁻¹ s⁻¹ for a binding step), keeping the rest of its rate law --
+                ligand, statistical factor, voltage dependence, Q10 and ``t_ref``; so
+                ``with_rates({"R->RA": 1e7})`` still needs glutamate to bind; or
+              * a :class:`Rate` (or a mapping of its fields): the whole rate law replaced,
+                e.g. ``kc.rate(80.0)`` for a constant 80 s⁻¹.
+        **more
+            More changes, as in ``changes``.
+
+        Returns
+        -------
+        Scheme
+            The same states, conductances, E_rev, ligands, name and citation.  (A scheme
+            composed by :func:`ketacore.block` loses its composition memory: change the gating
+            scheme or the blocker and compose again to add blockers later.)
+
+        Raises
+        ------
+        ValueError
+            An unknown transition key, or a number that is not finite and >= 0.
+        TypeError
+            A value that is neither a number, a Rate nor a mapping.
+        """
+        if changes is not None and not isinstance(changes, Mapping):
+            raise TypeError(f"with_rates: changes must be a mapping {{'SRC->DST': value}}, got "
+                            f"{type(changes).__name__}")
+        merged = {**(changes or {}), **more}
         d = {f"{t.src}->{t.dst}": t for t in self._transitions}
-        for key in changes:
+        for key in merged:
             if key not in d:
                 raise ValueError(f"unknown transition {key!r}; transitions are {list(d)}")
-        trans = [(t.src, t.dst, _as_rate(changes.get(k, t.rate), k)) for k, t in d.items()]
+
+        def new_rate(key: str, t: Transition) -> Rate:
+            if key not in merged:
+                return t.rate
+            v = merged[key]
+            if isinstance(v, (Rate, Mapping)):
+                return _as_rate(v, key)
+            if isinstance(v, bool) or not isinstance(v, (numbers.Real, np.floating, np.integer)):
+                raise TypeError(f"{key}: a rate must be a number (the new k0), a Rate or a "
+                                f"mapping, got {type(v).__name__}")
+            return replace(t.rate, k0=V_.real(f"with_rates: {key}", v, nonnegative=True))
+
+        trans = [(t.src, t.dst, new_rate(k, t)) for k, t in d.items()]
         return Scheme(self._states, trans, self._conductance, self._e_rev, self._ligands,
                       name=self.name, citation=self.citation, doi=self.doi, notes=self.notes,
                       temperature=self._temperature)

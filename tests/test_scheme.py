@@ -1,6 +1,8 @@
 """Schemes: construction, validation, rate laws, Q assembly, TOML round-trip."""
 import math
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -141,6 +143,46 @@ def test_properties_and_describe():
     assert "C0" in txt and "/M/s" in txt and "pS" in txt
     g2 = g.with_rates(**{"O->C2": 100.0})
     assert g2.q_matrix()[3, 2] == 100.0 and g.q_matrix()[3, 2] == 73.8
+
+
+def test_with_rates_number_changes_only_the_rate_constant():
+    """A plain number is the new k0 of that transition and keeps its rate law (ligand,
+    statistical factor, voltage dependence, Q10): binding still needs the ligand.  (Before, a
+    number replaced the whole law by a constant rate, so receptors activated with no
+    glutamate.)  A Rate replaces the whole law; the changes may be a positional mapping."""
+    g = kc.models.get("erreger2005_2a")
+    i, j = g.index("R"), g.index("RA")
+    old = next(t.rate for t in g.transitions if (t.src, t.dst) == ("R", "RA"))
+    assert old.ligand == "glutamate" and old.factor == 2.0
+    for g2 in (g.with_rates({"R->RA": 1e7}), g.with_rates(**{"R->RA": 1e7})):
+        assert g2.q_matrix(glutamate=0.0)[i, j] == 0.0
+        assert g2.q_matrix(glutamate=1e-6)[i, j] == pytest.approx(2 * 1e7 * 1e-6, rel=1e-15)
+        new = next(t.rate for t in g2.transitions if (t.src, t.dst) == ("R", "RA"))
+        assert new == replace(old, k0=1e7)
+    # a voltage- and temperature-dependent rate keeps both
+    m = kc.block("erreger2005_2a", "mg")
+    key, rt = next((f"{t.src}->{t.dst}", t.rate) for t in m.transitions if t.rate.vk is not None)
+    m2 = m.with_rates({key: 2 * rt.k0})
+    a, b = m.index(key.split("->")[0]), m.index(key.split("->")[1])
+    for V in (-0.08, 0.02):
+        assert m2.q_matrix(V=V, mg=1e-3)[a, b] == pytest.approx(2 * m.q_matrix(V=V, mg=1e-3)[a, b],
+                                                                 rel=1e-12)
+    # a Rate replaces the law: a constant 5 /s, glutamate or not
+    g3 = g.with_rates({"R->RA": kc.rate(5.0)})
+    assert g3.q_matrix(glutamate=0.0)[i, j] == 5.0
+    # keywords and the mapping merge; errors name the key
+    g4 = g.with_rates({"R->RA": 1e7}, **{"RA->R": 500.0})
+    assert g4.q_matrix()[j, i] == 500.0
+    with pytest.raises(TypeError, match="R->RA: a rate must be a number"):
+        g.with_rates({"R->RA": "fast"})
+    with pytest.raises(TypeError, match="R->RA"):
+        g.with_rates({"R->RA": True})
+    with pytest.raises(ValueError, match="NaN"):
+        g.with_rates({"R->RA": float("nan")})
+    with pytest.raises(ValueError, match="unknown transition"):
+        g.with_rates({"R->X": 1.0})
+    with pytest.raises(TypeError, match="must be a mapping"):
+        g.with_rates([("R->RA", 1.0)])
 
 
 def test_compiled_exits_equilibria_equal_one_at_a_time():
