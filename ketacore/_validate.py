@@ -185,9 +185,9 @@ def duration(name: str, value: Any) -> float:
 
 
 def check_memory(name: str, n_bytes: float, *, fraction: float = 0.8,
-                 advice: str = "reduce the number of samples/trials or keep summaries only") -> None:
+                 advice: str = "ask for less at a time") -> None:
     """Refuse an allocation of ``n_bytes`` that would not fit in available memory; ``advice``
-    ends the message (what the caller can change)."""
+    ends the message (what the caller can change: every caller passes its own)."""
     if n_bytes < 256 * 2**20:  # small requests always fit; skip the /proc read
         return
     avail = available_memory()

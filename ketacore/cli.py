@@ -9,6 +9,7 @@ value of each sweep; a smoke test); ``-q``/``--quiet`` turns the progress bar of
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
@@ -94,7 +95,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
-    return int(args.func(args) or 0)
+    try:
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()   # (inside the try: a closed pipe shows here, not at exit)
+        return code
+    except BrokenPipeError:
+        # the reader went away (`ketacore show X | head`): stop quietly, as the Python docs
+        # advise -- point stdout at devnull so the interpreter's final flush cannot fail again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

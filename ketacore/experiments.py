@@ -452,7 +452,8 @@ class _Setup:
         n_tr = 1 if self.method == "exact" else self.n_trials
         per_run = float(n_tr) * float(n_samples) * (self.scheme.n_states * 16.0 + 24.0)
         V_.check_memory(f"{what} (n_trials={n_tr}, {n_samples:.3g} samples per run)",
-                        per_run * n_runs)
+                        per_run * n_runs,
+                        advice="use a coarser dt, shorter phases or fewer trials")
 
     def exact(self, protocol: Protocol, dt: float, initial: np.ndarray):
         r = solve(self.scheme, protocol, dt, initial=_normalised(initial))

@@ -875,7 +875,8 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     K = scheme.n_states
     durs, idx, conds = protocol.compile(scheme)
     if method == "population":  # its dense K x K matrices, before anything builds them
-        V_.check_memory(f"simulate ({K} states, dense K x K matrices)", _population_dense_bytes(K, threads))
+        V_.check_memory(f"simulate ({K} states, dense K x K matrices)", _population_dense_bytes(K, threads),
+                        advice="use method='ssa', fewer threads or a scheme with fewer states")
     p0 = _initial(scheme, initial, protocol)
     compiled = scheme._compiled()
 

@@ -304,7 +304,9 @@ def solve(scheme: Scheme, protocol: Protocol | Step, dt: float, initial: Any = N
         dt = V_.real("dt", dt, positive=True)
     n = protocol.n_samples(dt)
     if n * scheme.n_states > 2**25:
-        V_.check_memory("solve", float(n) * scheme.n_states * _FLOAT_BYTES)
+        V_.check_memory("solve", float(n) * scheme.n_states * _FLOAT_BYTES,
+                        advice="use a coarser dt or a shorter protocol (the solution is exact at "
+                               "every grid point whatever dt), or solve the protocol in parts")
     durs, idx, conds = protocol.compile(scheme)
     # dense K x K work (master.hpp TransitionMatrixCache): Q, P(dt) and the partial steps (at
     # most 4096 in all) of the conditions used by several segments -- one used by a single
@@ -318,7 +320,8 @@ def solve(scheme: Scheme, protocol: Protocol | Step, dt: float, initial: Any = N
         kept_segments = int(uses[uses > 1].sum())
         dense = 8.0 * K * K * (2 * kept + min(4096, 2 * kept_segments) + 12)
         if dense > 2**28:
-            V_.check_memory(f"solve ({K} states, dense K x K matrices)", dense)
+            V_.check_memory(f"solve ({K} states, dense K x K matrices)", dense,
+                            advice="use a scheme with fewer states or fewer distinct conditions")
     p0 = initial_distribution(scheme, initial, protocol)
     occ = _core.solve_master(scheme._compiled(), durs, idx, conds, dt, n, p0)
     return Result(scheme, protocol, dt, occ, p0)

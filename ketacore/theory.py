@@ -515,7 +515,8 @@ class ExponentialMixture:
         """
         n = _V.integer("n", n, minimum=0)
         # out, u and the bisection arrays, plus (n, k) temporaries of the cdf
-        _V.check_memory("ExponentialMixture.sample", n * 8.0 * (6 + 3 * self.n_components))
+        _V.check_memory("ExponentialMixture.sample", n * 8.0 * (6 + 3 * self.n_components),
+                        advice="draw fewer at a time (n) and concatenate")
         self._check_distribution()
         rng = _rng.generator(rng)
         real = not np.iscomplexobj(self.taus)
@@ -796,7 +797,8 @@ class PhaseType:
             (``start`` summing to <= 1, or to more when the chain leaks: see above).
         """
         n = _V.integer("n", n, minimum=0)
-        _V.check_memory("PhaseType.sample", n * 8.0 * (8 + self.n_phases))
+        _V.check_memory("PhaseType.sample", n * 8.0 * (8 + self.n_phases),
+                        advice="draw fewer at a time (n) and concatenate")
         a, S, e = self.start, self.generator, self.exit
         off = S - np.diag(np.diag(S))
         rate = -np.diag(S)
@@ -1178,7 +1180,8 @@ class DiscretePhaseType:
             ``transition`` plus its ``exit`` summing to 1, to 1e-9.
         """
         n = _V.integer("n", n, minimum=0)
-        _V.check_memory("DiscretePhaseType.sample", n * 8.0 * 6)
+        _V.check_memory("DiscretePhaseType.sample", n * 8.0 * 6,
+                        advice="draw fewer at a time (n) and concatenate")
         a, T = self._chain()
         rng = _rng.generator(rng)
         out = np.zeros(n, np.int64)
@@ -3445,7 +3448,8 @@ class ApparentDwellTimes:
         """
         n = _V.integer("n", n, minimum=0)
         # out, u and the bracket/Newton arrays, plus (n, k) temporaries of the asymptotic form
-        _V.check_memory("ApparentDwellTimes.sample", n * 8.0 * (12 + 3 * self.n_components))
+        _V.check_memory("ApparentDwellTimes.sample", n * 8.0 * (12 + 3 * self.n_components),
+                        advice="draw fewer at a time (n) and concatenate")
         rng = _rng.generator(rng)
         if n == 0:
             return np.zeros(0)

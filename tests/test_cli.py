@@ -203,3 +203,19 @@ def test_run_default_full(tmp_path):
     r = cli("run", "-o", str(tmp_path / "full"))
     assert r.returncode == 0, r.stderr
     assert "64 trials x 1000 channels" in r.stdout
+
+
+def test_closed_pipe_is_quiet():
+    """`ketacore show erreger2005_2a | head` printed a BrokenPipeError traceback.  stdout here
+    is a pipe whose reading end is already closed, so every write fails (deterministic):
+    exit status 1 and nothing on stderr."""
+    import os
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = subprocess.run([sys.executable, "-m", "ketacore", "show", "erreger2005_2a"],
+                           stdout=w, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(w)
+    assert p.returncode == 1
+    assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr

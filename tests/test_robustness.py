@@ -195,6 +195,21 @@ def test_dense_matrices_that_cannot_fit_are_refused_before_cpp(monkeypatch):
                     rng=1)
 
 
+def test_memory_refusals_give_advice_the_caller_can_follow(monkeypatch):
+    """Each refusal ends with what *that* function can change: solve has no trials and no
+    summaries, so it no longer suggests them (user audit); theory samplers say to draw fewer
+    at a time (available memory pinned at 16 GiB)."""
+    import ketacore._validate as V_
+    monkeypatch.setattr(V_, "available_memory", lambda: 16.0 * 2**30)
+    g = kc.models.get("destexhe1994")
+    with pytest.raises(ValueError, match="coarser dt") as e:
+        kc.solve(g, kc.Step(1e5, glutamate=1e-3), dt=1e-6)
+    assert "trials" not in str(e.value) and "summar" not in str(e.value)
+    d = kc.theory.dwell_times(g, "open", glutamate=1e-3)
+    with pytest.raises(ValueError, match="draw fewer at a time"):
+        d.sample(10**11, rng=0)
+
+
 @pytest.mark.parametrize("value", [None, "1", [True, False], [1j], [[1], [1, 2]], object()])
 def test_real_array_helper_names_the_parameter(value):
     """One shared check (protocol waveforms, experiments' concentration/voltage/frequency lists,
