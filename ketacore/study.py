@@ -3266,10 +3266,15 @@ def _run_study(study: "Study", executor: cf.Executor | None, *, output, progress
     # ---- the analyses' segments and windows at every sweep point (no solve), before the output
     # folder is created or written: a mistake here must not leave a study.toml behind
     for part in study.parts:
+        states = None
         for i in range(len(ctx.sweep(part))):
             pt = ctx.bare_point(part, i)
             if pt.analysis:
                 _Analysis(study, part, pt, None)
+            if states is None:
+                states = list(pt.scheme.states)
+            elif list(pt.scheme.states) != states:   # (the results share one state axis)
+                _different_states(study, part, states, pt)
 
     if out is not None:
         new_text = _prepare_output(out, spec_text, user_rng, inputs, study._base_dir)
@@ -3533,6 +3538,16 @@ def _sorted_chunks(out: Path | None, part: str, i: int, memory: dict, n_trials: 
         yield d if d is not None else _load_chunk(_chunk_path(out, part, i, a, b))
 
 
+def _different_states(study: Study, part: str, states: list, pt) -> None:
+    """StudyError: the sweep points of one protocol share the results' state axis, so every
+    swept model (or blocker set) must give the same states."""
+    other = list(pt.scheme.states)
+    raise StudyError(f"{study._source}: {study._pw(part, 'sweep')}.model: swept models must have "
+                     f"the same states (the results have one state axis): {states} and {other}; "
+                     "sweep models with the same scheme (e.g. erreger2005_2a and erreger2005_2b), "
+                     "or run one study per scheme")
+
+
 def _assemble_part(ctx: _Context, part: str, out: Path | None, memory: dict):
     import xarray as xr
     from .solve import solve
@@ -3547,8 +3562,7 @@ def _assemble_part(ctx: _Context, part: str, out: Path | None, memory: dict):
     states = list(pt0.scheme.states)
     for pt, _ in built:
         if list(pt.scheme.states) != states:
-            raise StudyError(f"{study._source}: {study._pw(part, 'sweep')}.model: swept models must have "
-                             "the same states")
+            _different_states(study, part, states, pt)
     S = max(pt.n_samples for pt, _ in built)
     K = len(states)
     dt = pt0.dt

@@ -219,3 +219,22 @@ def test_closed_pipe_is_quiet():
         os.close(w)
     assert p.returncode == 1
     assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
+
+
+def test_swept_models_with_different_states_refused_before_the_folder(tmp_path):
+    """A model sweep over schemes with different states was refused only after the first
+    model had run, leaving out/study.toml behind, so the corrected study was then refused as
+    'a different study'.  It is now refused before anything runs or is written, naming both
+    state lists; the corrected study then runs into the same folder."""
+    spec = tmp_path / "bad.toml"
+    spec.write_text('model = "erreger2005_2a"\n[protocol]\ndt = "1 ms"\nn_trials = 2\n'
+                    'n_channels = 10\n[[protocol.segments]]\nduration = "20 ms"\n'
+                    'glutamate = "1 mM"\n[sweep]\nmodel = ["erreger2005_2a", "destexhe1994"]\n')
+    out = tmp_path / "o"
+    r = cli("run", str(spec), "-o", str(out), "-q")
+    assert r.returncode == 2
+    assert "swept models must have the same states" in r.stderr and "'C0'" in r.stderr
+    assert not out.exists()
+    spec.write_text(spec.read_text().replace('"destexhe1994"', '"erreger2005_2b"'))
+    r = cli("run", str(spec), "-o", str(out), "-q")
+    assert r.returncode == 0, r.stderr
