@@ -142,43 +142,56 @@ def _equilibrium(scheme: Scheme, cond: dict, where: str) -> np.ndarray:
 SOAK_WARN_FRACTION = 0.01
 
 
-def _warn_soak(scheme: Scheme, cond: dict, p: np.ndarray) -> None:
-    """UserWarning when the default start (rest under the protocol's rest conditions) holds a
-    blocker that reached the channels only through its slow route onto shut channels: a drug in
-    the rest conditions with no agonist activity (drug-free gating Po < 1e-6) and a closed
-    route (the library ketamine's and memantine's balance their escape), blocking more than
-    :data:`SOAK_WARN_FRACTION` -- an indefinite soak, which a protocol whose first step applies
-    the drug rarely means.  ``initial="equilibrium"`` keeps this start without the warning."""
+def _soaked(scheme: Scheme, cond: dict, p: np.ndarray) -> list:
+    """``[(blocker, fraction)]`` for each blocker that the start ``p`` (the rest under ``cond``)
+    holds on more than :data:`SOAK_WARN_FRACTION` of the channels having reached them only
+    through its slow route onto shut channels: a drug in ``cond`` with no agonist activity
+    (drug-free gating Po < 1e-6) and a closed route (the library ketamine's and memantine's
+    balance their escape) -- an indefinite soak.  Used by :func:`_warn_soak` and by studies."""
     comp = getattr(scheme, "_blocker_composition", None)
     if comp is None:
-        return
+        return []
     slow = [b for b in comp.blockers
             if cond.get(b.ligand, 0.0) > 0 and b.mode != "sequential"
             and b.effective_k_on_closed > 0]
     if not slow:
-        return
+        return []
     from .theory import equilibrium
     gating = comp.gating
     try:
         pg = equilibrium(gating, **{k: v for k, v in cond.items()
                                     if k in ("V", "temperature") or k in gating.ligands})
     except ValueError:
-        return
+        return []
     if float(pg[gating.open_mask].sum()) >= 1e-6:
-        return                      # agonist activity at rest: the open-channel route acts too
-    import warnings
+        return []                   # agonist activity at rest: the open-channel route acts too
+    out = []
     for b in slow:
         m = float(sum(p[i] for i, st in enumerate(scheme.states)
                       if b.name in st.split("·")[1:]))   # (X·b, or X·b·c on several sites)
         if m > SOAK_WARN_FRACTION:
-            warnings.warn(
-                f"initial: the default start is the rest under the protocol's rest conditions "
-                f"({b.ligand} = {cond[b.ligand]:g} M, no agonist), where {m:.1%} of the channels "
-                f"hold {b.ligand}: reached through its slow route onto shut channels (an "
-                f"indefinite soak; closed_route={b.closed_route!r}).  For a drug-naive start "
-                f"pass the drug-free conditions, e.g. initial={{'V': {cond.get('V', -0.07):g}}}; "
-                f"initial='equilibrium' keeps this start without this warning", UserWarning,
-                stacklevel=4)
+            out.append((b, m))
+    return out
+
+
+def _warn_soak(scheme: Scheme, cond: dict, p: np.ndarray) -> None:
+    """UserWarning when the default start (rest under the protocol's rest conditions) holds a
+    blocker that reached the channels only through its slow route onto shut channels
+    (:func:`_soaked`) -- an indefinite soak, which a protocol whose first step applies the drug
+    rarely means.  ``initial="equilibrium"`` keeps this start without the warning."""
+    soaked = _soaked(scheme, cond, p)
+    if not soaked:
+        return
+    import warnings
+    for b, m in soaked:
+        warnings.warn(
+            f"initial: the default start is the rest under the protocol's rest conditions "
+            f"({b.ligand} = {cond[b.ligand]:g} M, no agonist), where {m:.1%} of the channels "
+            f"hold {b.ligand}: reached through its slow route onto shut channels (an "
+            f"indefinite soak; closed_route={b.closed_route!r}).  For a drug-naive start "
+            f"pass the drug-free conditions, e.g. initial={{'V': {cond.get('V', -0.07):g}}}; "
+            f"initial='equilibrium' keeps this start without this warning", UserWarning,
+            stacklevel=4)
 
 
 class Result:

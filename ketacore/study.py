@@ -3273,6 +3273,7 @@ def _run_study(study: "Study", executor: cf.Executor | None, *, output, progress
                 _Analysis(study, part, pt, None)
             if states is None:
                 states = list(pt.scheme.states)
+                _warn_study_soak(study, part, pt)
             elif list(pt.scheme.states) != states:   # (the results share one state axis)
                 _different_states(study, part, states, pt)
 
@@ -3536,6 +3537,31 @@ def _sorted_chunks(out: Path | None, part: str, i: int, memory: dict, n_trials: 
                            "entries of this point and run again")
     for a, b, d in items:
         yield d if d is not None else _load_chunk(_chunk_path(out, part, i, a, b))
+
+
+def _warn_study_soak(study: Study, part: str, pt) -> None:
+    """UserWarning naming ``[protocol].initial`` when a protocol's start is the default
+    ``"equilibrium"`` and that rest is an indefinite soak in a drug reached only through its
+    slow route onto shut channels (:func:`ketacore.solve._soaked`: no agonist at rest, e.g. a
+    train whose ``between`` carries the drug).  Runs never pass the default to ``solve`` (they
+    pass "equilibrium"), so the check is made here, once per protocol (first sweep point).
+    An explicit conditions table keeps such a start without the warning."""
+    if pt.initial not in (None, "equilibrium"):
+        return
+    from .solve import _soaked, initial_distribution
+    cond = pt.protocol.rest_conditions
+    with _V.quiet_units():
+        p0 = initial_distribution(pt.scheme, "equilibrium", pt.protocol)
+    for b, m in _soaked(pt.scheme, cond, p0):
+        V = cond.get("V", -0.07)
+        warnings.warn(
+            f"{study._source}: {study._pw(part)}.initial: the default start ('equilibrium', the "
+            f"rest under the protocol's rest conditions: {b.ligand} = {cond[b.ligand]:g} M, no "
+            f"agonist) has {m:.1%} of the channels holding {b.ligand}, reached through its slow "
+            f"route onto shut channels: an indefinite soak, so every response starts pre-blocked. "
+            f"For a drug-naive start write initial = {{V = {V:g}}} (the drug-free rest); to keep "
+            f"this start without this warning give it as a conditions table, initial = "
+            f"{{V = {V:g}, {b.ligand} = {cond[b.ligand]:g}}}", UserWarning, stacklevel=4)
 
 
 def _different_states(study: Study, part: str, states: list, pt) -> None:

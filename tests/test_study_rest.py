@@ -2,6 +2,7 @@
 dose-response concentration axis, Python-API pulse trains keep their rest, the summary table
 names sweep axes by their parameter."""
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -190,3 +191,42 @@ def test_python_train_then_step_and_refused_rest():
     same = Protocol([Step(0.2, glutamate=1e-3)], rest=Step(1.0, glutamate=1e-3))
     assert _python_train_study([same]).parts["main"].segments == [
         {"duration": 0.2, "V": -0.070, "glutamate": 1e-3}]
+
+
+_SOAK_STUDY = """
+model = "erreger2005_2a"
+blockers = ["ketamine"]
+n_trials = 2
+n_channels = 10
+dt = "1 ms"
+deterministic = true
+[protocols.ud]
+{initial}
+analysis = {{ kind = "use_dependence", train = "stimulation" }}
+[[protocols.ud.segments]]
+label = "stimulation"
+train = {{ n_pulses = 3, frequency = "1 Hz", width = "1 ms", V = "-70 mV", during = {{ glutamate = "1 mM" }}, between = {{ ketamine = "1 uM" }} }}
+"""
+
+
+def test_study_default_start_in_a_drug_soak_warns_by_key():
+    """A train whose 'between' carries ketamine, with no initial: the default start is the
+    rest in drug without agonist, an indefinite soak (56.8 % blocked: [B]/(K_B + [B]) at 1 uM,
+    -70 mV), so every frequency starts pre-blocked.  solve/simulate warn for such a default;
+    studies pass 'equilibrium' and were silent (user audit).  They now warn, naming the key and
+    both spellings; the conditions table is the silent spelling of the same start, and the
+    drug-free table gives a drug-naive start."""
+    st = kc.Study.from_toml(_SOAK_STUDY.format(initial=""))
+    with pytest.warns(UserWarning, match=r"\[protocols\.ud\]\.initial: the default start") as rec:
+        r = kc.run_study(st, progress=False)
+    msg = str(next(w.message for w in rec if "default start" in str(w.message)))
+    assert "56.8%" in msg and "initial = {V = -0.07}" in msg and "ketamine = 1e-06}" in msg
+    soaked = float(r["ud"].ds["block_last_det"].values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        same = kc.run_study(kc.Study.from_toml(_SOAK_STUDY.format(
+            initial='initial = { V = "-70 mV", ketamine = "1 uM" }')), progress=False)
+        naive = kc.run_study(kc.Study.from_toml(_SOAK_STUDY.format(
+            initial='initial = { V = "-70 mV" }')), progress=False)
+    assert float(same["ud"].ds["block_last_det"].values) == pytest.approx(soaked, rel=1e-12)
+    assert float(naive["ud"].ds["block_last_det"].values) < 0.5 * soaked
