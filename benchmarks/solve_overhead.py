@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# the repo root *after* site-packages: `benchmarks` is imported from it, but an installed
+# ketacore (with its compiled core) must win over the source tree
+sys.path.append(str(Path(__file__).resolve().parent.parent))
 
 
 def main(argv=None) -> int:
