@@ -4121,6 +4121,13 @@ def _dose_axis(study: Study, p) -> str | None:
     return next((k for k in axes if _axis_unit(study, p, k) == "M"), None)
 
 
+#: dose_response: the fewest concentrations (with a finite response) a Hill fit is made from;
+#: two points determine the two parameters exactly, with no test of the curve and no
+#: uncertainty (a --quick study's 2-point Monte Carlo fit read "IC50 4.92 uM, nH 0.55" against
+#: 20.4 uM exact), so with fewer the fit is NaN and the summary says why.
+_MIN_HILL_POINTS = 3
+
+
 def _fit_dose_response(ds, study: Study, part: str) -> None:
     from scipy.optimize import curve_fit
     p = study.parts[part]
@@ -4141,7 +4148,7 @@ def _fit_dose_response(ds, study: Study, part: str) -> None:
         for idx in np.ndindex(*other):
             y = da.values[idx]
             ok = np.isfinite(y) & (c > 0)
-            if ok.sum() >= 2:
+            if ok.sum() >= _MIN_HILL_POINTS:
                 try:
                     guess = float(np.exp(np.interp(0.5, y[ok][::-1], np.log(c[ok])[::-1])))
                     with warnings.catch_warnings():
@@ -4255,8 +4262,15 @@ def summary_table(tree) -> str:
                     at = ", ".join(f"{ds[d].attrs.get('parameter', d)} "
                                    f"{_axis_label(ds[d].values[i].item(), ds[d].attrs.get('units', ''))}"
                                    if d != "model" else str(ds[d].values[i]) for d, i in sel.items())
-                    lines.append(f"  Hill fit ({'master equation' if src == 'det' else 'Monte Carlo'})"
-                                 f"{' at ' + at if at else ''}: "
+                    head = (f"  Hill fit ({'master equation' if src == 'det' else 'Monte Carlo'})"
+                            f"{' at ' + at if at else ''}: ")
+                    n_c = ds.sizes.get(ds.attrs.get("dose_axis", ""), 0)
+                    if not np.isfinite(float(ic.isel(sel))) and n_c < _MIN_HILL_POINTS:
+                        lines.append(head + f"not determined ({n_c} concentration"
+                                     f"{'s' if n_c != 1 else ''}; a Hill fit needs at least "
+                                     f"{_MIN_HILL_POINTS})")
+                        continue
+                    lines.append(head +
                                  f"IC50 {_ic50_label(float(ic.isel(sel)), ic.attrs.get('units', ''), ds)}, "
                                  f"nH {float(nh.isel(sel)):.2f}")
     lines.append("  (ME = master equation, exact; MC = Monte Carlo mean ± SEM over trials)")

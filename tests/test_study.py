@@ -4,6 +4,7 @@ chunking and executor (threads, dask LocalCluster); resumable output folders; co
 Bit identity is tested on the bytes of the NetCDF results file, the strongest form: any change
 in any number (or attribute) would change them.
 """
+import dataclasses
 import concurrent.futures as cf
 import hashlib
 import subprocess
@@ -497,7 +498,7 @@ VSWEEP = textwrap.dedent("""
 
     [protocols.dr.sweep]
     V = ["-70 mV", "-30 mV"]
-    memantine = ["1 uM", "10 uM"]
+    memantine = ["1 uM", "3 uM", "10 uM"]
 
     [[protocols.dr.segments]]
     duration = "$time"
@@ -691,3 +692,24 @@ def test_model_sweep_header_names_every_model(small):
     assert ds["model"].attrs["units"] == "1" and ds["model"].attrs["parameter"] == "model"
     head = S.summary_table(tree).splitlines()[0]
     assert "erreger2005_2a+ket, erreger2005_2b+ket (model swept)" in head, head
+
+
+def test_dose_response_needs_three_concentrations_for_a_hill_fit():
+    """Two concentrations determine a two-parameter Hill fit exactly, with no test of the
+    curve: `ketacore run --quick` printed such a Monte Carlo fit ("IC50 4.92 uM, nH 0.55"
+    against 20.4 uM exact) unflagged (user audit).  With < 3 concentrations the fit is NaN and
+    the summary says why; with 3 it is made."""
+    base = kc.study.default_study().quick()
+    two = kc.run_study(base.replace(parts={"dose_response": base.parts["dose_response"]}),
+                       progress=False)
+    ds = two["dose_response"].ds
+    assert ds.sizes[ds.attrs["dose_axis"]] == 2
+    assert np.isnan(float(ds["ic50_det"])) and np.isnan(float(ds["hill_mc"]))
+    text = kc.study.summary_table(two)
+    assert "Hill fit (master equation): not determined (2 concentrations; a Hill fit needs at " \
+           "least 3)" in text
+    p3 = base.parts["dose_response"]
+    p3 = dataclasses.replace(p3, sweep={"ketamine": ["0.1 uM", "1 uM", "30 uM"]})
+    three = kc.run_study(base.replace(parts={"dose_response": p3}), progress=False)
+    assert np.isfinite(float(three["dose_response"].ds["ic50_det"]))
+    assert "not determined" not in kc.study.summary_table(three)

@@ -107,7 +107,7 @@ TABLE_BLOCKER = '{ name = "ketamine", k_escape = 0.000975395 }'
 def test_dose_axis_table_blocker_uses_library_ligand():
     """A blocker given as a table without 'ligand' is the library blocker named by 'name': its
     ligand axis is the concentration (it used to fall back to the first axis, V)."""
-    st = kc.Study.from_toml(DOSE % (TABLE_BLOCKER, 'ketamine = ["1 uM", "10 uM"]', "$ketamine"))
+    st = kc.Study.from_toml(DOSE % (TABLE_BLOCKER, 'ketamine = ["1 uM", "3 uM", "10 uM"]', "$ketamine"))
     assert S._dose_axis(st, st.parts["dr"]) == "ketamine"
     ds = kc.run_study(st, progress=False, workers=1)["dr"].to_dataset()
     assert ds.attrs["dose_axis"] == "ketamine"
@@ -122,7 +122,7 @@ def test_dose_axis_table_blocker_uses_library_ligand():
 def test_dose_axis_parameter_used_as_a_concentration():
     """A concentration axis named after a parameter (segment ketamine = "$c"): fitted over c
     (it used to fit over V: all-NaN IC50 in units V, printed as 'IC50 nan nM')."""
-    st = kc.Study.from_toml(DOSE % ('"ketamine"', "c = [1e-6, 1e-5]", "$c"))
+    st = kc.Study.from_toml(DOSE % ('"ketamine"', "c = [1e-6, 3e-6, 1e-5]", "$c"))
     assert S._dose_axis(st, st.parts["dr"]) == "c"
     t = kc.run_study(st, progress=False, workers=1)
     ds = t["dr"].to_dataset()
