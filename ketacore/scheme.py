@@ -554,7 +554,17 @@ class Scheme:
         try:
             return self._index[state]
         except (KeyError, TypeError):
-            raise ValueError(f"unknown state {state!r}; states are {list(self._states)}") from None
+            raise ValueError(f"unknown state {state!r}{self._did_you_mean(state)}; states are "
+                             f"{list(self._states)}") from None
+
+    def _did_you_mean(self, state: Any) -> str:
+        """A hint for a state name typed with '.' (or '*') where a composed name has '·'."""
+        if isinstance(state, str):
+            alt = state.replace(".", "·").replace("*", "·")
+            if alt != state and alt in self._index:
+                return (f" (did you mean {alt!r}? composed names join the gating state and the "
+                        f"blocker with '·', U+00B7: copy it from scheme.states)")
+        return ""
 
     def indices(self, states: Iterable[str | int]) -> np.ndarray:
         """Array indices of several states (names or indices)."""

@@ -81,7 +81,8 @@ def initial_distribution(scheme: Scheme, initial: Any, protocol: Protocol | None
         try:
             p[scheme.index(initial)] = 1.0
         except ValueError:
-            raise ValueError(f"initial: unknown state {initial!r}; use a state name, 'equilibrium', "
+            raise ValueError(f"initial: unknown state {initial!r}{scheme._did_you_mean(initial)}; "
+                             f"use a state name, 'equilibrium', "
                              f"a conditions mapping or a vector; states are {list(scheme.states)}") from None
         return p
     if isinstance(initial, Mapping):

@@ -203,3 +203,17 @@ def test_compiled_exits_equilibria_equal_one_at_a_time():
     assert np.array_equal(E2, E) and P2.shape == (0, g.n_states)
     with pytest.raises(ValueError, match="conditions must be"):
         c.exits_equilibria(conds[:, :2])
+
+
+def test_unknown_composed_state_typed_with_a_dot_gets_a_hint():
+    """Composed names join with '·' (U+00B7), which is hard to type: 'O.ket' is refused, as
+    before, but the message now suggests 'O·ket' (in Scheme.index and in solve's initial=);
+    a name with no such match gets no hint."""
+    s = kc.block("erreger2005_2a", "ketamine")
+    with pytest.raises(ValueError, match="did you mean 'O·ket'"):
+        s.index("O.ket")
+    with pytest.raises(ValueError, match="initial: unknown state 'O.ket' \\(did you mean 'O·ket'"):
+        kc.solve(s, kc.Step(0.01, glutamate=1e-3), 1e-3, initial="O.ket")
+    with pytest.raises(ValueError) as e:
+        s.index("O.kat")
+    assert "did you mean" not in str(e.value)
