@@ -415,6 +415,10 @@ class SimulationResult:
 
     @property
     def open_probability(self) -> np.ndarray:
+        """Open fraction (dimensionless): shape (n_trials, n_samples) with ``record="counts"``
+        (each trial), but (n_samples,) -- the trial mean -- with ``record="summary"``.  Code that
+        must work with both can use the trial mean ``mean[:, scheme.open_mask].sum(-1) /
+        n_channels`` (``mean`` is (n_samples, n_states) either way)."""
         m = self.scheme.open_mask
         if self.counts is not None:
             out = _weighted_counts(self.counts, m.astype(float))
@@ -424,6 +428,9 @@ class SimulationResult:
 
     @property
     def current(self) -> np.ndarray:
+        """Current ``sum_i n_i g_i (V - E_rev)`` (A): shape (n_trials, n_samples) with
+        ``record="counts"``, (n_samples,) -- the trial mean -- with ``record="summary"``, as
+        :attr:`open_probability`."""
         g = self.scheme.conductance
         drive = self.V - self.scheme.e_rev
         if self.counts is not None:
