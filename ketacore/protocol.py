@@ -888,7 +888,8 @@ def _conditions_mapping(name: str, m: Any) -> dict:
 
 def pulse_train(n_pulses: int, frequency: float, width: float, *, V: float = DEFAULT_V,
                 temperature: float | None = None, during: Mapping[str, float] | None = None,
-                between: Mapping[str, float] | None = None, tail: float = 0.0) -> Protocol:
+                between: Mapping[str, float] | None = None, tail: float = 0.0,
+                rest: Mapping[str, float] | None = None) -> Protocol:
     """A train of ``n_pulses`` square concentration pulses at ``frequency``.
 
     Parameters
@@ -909,14 +910,19 @@ def pulse_train(n_pulses: int, frequency: float, width: float, *, V: float = DEF
         Concentrations (M) between pulses (and in the tail), e.g. a bath drug concentration.
     tail : float, default 0
         Extra time (s) after the last inter-pulse interval with the ``between`` conditions.
+    rest : mapping, optional
+        Concentrations (M) of the rest before the first pulse (at ``V`` and ``temperature``),
+        where the default start (``initial=None``) puts the channels.  Default: the
+        ``between`` conditions (drug in the bath: a pre-equilibrated start).  ``rest={}`` is a
+        drug-naive start with no ligand, so the train itself brings the drug on.
 
     Returns
     -------
     Protocol
         ``[pulse, interval] * n_pulses`` (+ tail), with :attr:`Protocol.rest` set to the
-        between-pulse conditions: by default (``initial=None``) ``solve``/``simulate`` start the
-        channels at rest under ``between`` (drug in the bath, no agonist), not at the steady
-        state of the first pulse.
+        ``rest`` conditions (default: the between-pulse ones): by default (``initial=None``)
+        ``solve``/``simulate`` start the channels at rest under them (e.g. drug in the bath,
+        no agonist), not at the steady state of the first pulse.
 
     Raises
     ------
@@ -946,8 +952,11 @@ def pulse_train(n_pulses: int, frequency: float, width: float, *, V: float = DEF
     steps: list[Step] = [on, off] * n
     if tail > 0:
         steps.append(Step(tail, V=V, temperature=temperature, **between))
-    # the channels rest under the between-pulse conditions before the first pulse
-    return Protocol(steps, rest=off)
+    # the channels rest under the between-pulse conditions (or rest=) before the first pulse
+    if rest is None:
+        return Protocol(steps, rest=off)
+    rest = _conditions_mapping("rest", rest)
+    return Protocol(steps, rest=Step(period - w, V=V, temperature=temperature, **rest))
 
 
 __all__ = ["Step", "Protocol", "pulse_train", "DEFAULT_V", "MAX_STEPS", "MAX_GRID_POINTS", "MIN_DT"]

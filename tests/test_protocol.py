@@ -686,3 +686,25 @@ def test_temperature_in_celsius_by_mistake_gets_its_conversion_everywhere():
         g.q_matrix(glutamate=1e-3, temperature=37.5)
     with pytest.raises(ValueError, match=r"temperature=500.0 K .*celsius\(22\)"):   # (not Celsius)
         kc.Step(1.0, temperature=500.0)
+
+
+def test_pulse_train_rest_gives_a_drug_naive_default_start():
+    """rest= sets the default start of a train: by default the between-pulse conditions (drug
+    in the bath, the channels pre-equilibrated in it); rest={} starts drug-free, the same as
+    passing initial={"V": V} to every solve (user audit: that was the only spelling)."""
+    s = kc.block("erreger2005_2a", "ketamine")
+    kw = dict(during={"glutamate": 1e-3}, between={"ketamine": 1e-6}, V=-0.07)
+    soaked = kc.pulse_train(3, 1.0, 1e-3, **kw)
+    naive = kc.pulse_train(3, 1.0, 1e-3, rest={}, **kw)
+    assert soaked.rest_conditions["ketamine"] == 1e-6
+    assert naive.rest_conditions.get("ketamine", 0.0) == 0.0 and naive.rest_conditions["V"] == -0.07
+    assert naive.steps == soaked.steps
+    r = kc.solve(s, naive, 1e-3)
+    ref = kc.solve(s, soaked, 1e-3, initial={"V": -0.07})
+    np.testing.assert_array_equal(r.occupancy, ref.occupancy)
+    blocked = [i for i, st in enumerate(s.states) if "·ket" in st]
+    assert r.occupancy[0, blocked].sum() == 0.0
+    with pytest.raises(ValueError, match="rest holds ligand concentrations only"):
+        kc.pulse_train(3, 1.0, 1e-3, rest={"V": -0.05})
+    with pytest.raises(TypeError, match="rest must be a mapping"):
+        kc.pulse_train(3, 1.0, 1e-3, rest=[("ketamine", 1e-6)])
