@@ -23,21 +23,12 @@ import pytest
 import ketacore as kc
 from ketacore import analysis as ka
 from ketacore.units import us
+from _mixture_oracle import truncated_mixture_loglik
 
 T_RES = 50 * us
 
 
-def _loglik(t, taus, areas, t_res):
-    """Independent truncated mixture log-likelihood (numpy, log-sum-exp)."""
-    taus, areas = np.asarray(taus, float), np.asarray(areas, float)
-    with np.errstate(divide="ignore"):
-        la = np.log(areas)
-    lf = la[None, :] - np.log(taus)[None, :] - t[:, None] / taus[None, :]
-    m = lf.max(axis=1, keepdims=True)
-    ll = float(np.sum(m[:, 0] + np.log(np.exp(lf - m).sum(axis=1))))
-    ls = la - t_res / taus
-    ms = ls.max()
-    return ll - t.size * (ms + math.log(np.exp(ls - ms).sum()))
+_loglik = truncated_mixture_loglik
 
 
 def _ch82_open_times(seed):
