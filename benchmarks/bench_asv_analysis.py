@@ -146,3 +146,20 @@ class MixtureFit:
 
     def time_fit_mixture(self, n):
         self.ka.fit_mixture(self.x, 2, t_res=1e-4)
+
+
+class MixtureFit4:
+    """ML fit of 4 exponentials (the default starts: lower-order ladder, insertions, wide and
+    quantile starts) to 20 000 durations above t_res = 50 us drawn from a mixture shaped like
+    erreger2005_2a's resolved shut times (0.3 ms, 4 ms, 36 ms, 1.1 s)."""
+
+    def setup(self):
+        import ketacore as kc
+        from ketacore import analysis as ka
+        self.ka = ka
+        mix = kc.theory.ExponentialMixture([3e-4, 4.1e-3, 3.7e-2, 1.1], [0.55, 0.3, 0.1, 0.05])
+        x = mix.sample(40_000, rng=3)
+        self.x = x[x >= 5e-5][:20_000]
+
+    def time_fit_mixture_4(self):
+        self.ka.fit_mixture(self.x, 4, t_res=5e-5)

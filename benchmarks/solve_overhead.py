@@ -28,6 +28,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=21)
     ap.add_argument("--calls", type=int, default=200)
     a = ap.parse_args(argv)
+    for name in ("rounds", "calls"):
+        if getattr(a, name) < 1:
+            ap.error(f"--{name} must be >= 1, got {getattr(a, name)}")
     b = MasterEquation()
     b.setup(1000)
     fs = {"solve": lambda: b.time_solve(1000), "core": lambda: b.time_core(1000),

@@ -616,6 +616,22 @@ class ExponentialMixture:
         return out
 
 
+def _matrix_form(start, matrix, exit_, name: str):
+    """``(start, matrix, exit)`` of a matrix-form distribution (:class:`PhaseType`,
+    :class:`DiscretePhaseType`) as float arrays of shapes (k,), (k, k), (k,), k >= 1, all
+    finite; ValueError/TypeError naming ``name`` (the matrix's attribute) otherwise."""
+    a = _numeric_array("start", start).astype(float)
+    M = _numeric_array(name, matrix).astype(float)
+    e = _numeric_array("exit", exit_).astype(float)
+    k = a.size
+    if a.shape != (k,) or M.shape != (k, k) or e.shape != (k,) or k == 0:
+        raise ValueError(f"start (k,), {name} (k, k) and exit (k,) must agree, got "
+                         f"shapes {a.shape}, {M.shape}, {e.shape}")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(M)) and np.all(np.isfinite(e))):
+        raise ValueError(f"start, {name} and exit must be finite")
+    return a, M, e
+
+
 @dataclass(frozen=True)
 class PhaseType:
     """A duration distribution in matrix form, for sub-generators with no accurate spectral
@@ -674,15 +690,7 @@ class PhaseType:
     exit: np.ndarray
 
     def __post_init__(self):
-        a = _numeric_array("start", self.start).astype(float)
-        S = _numeric_array("generator", self.generator).astype(float)
-        e = _numeric_array("exit", self.exit).astype(float)
-        k = a.size
-        if a.shape != (k,) or S.shape != (k, k) or e.shape != (k,) or k == 0:
-            raise ValueError(f"start (k,), generator (k, k) and exit (k,) must agree, got "
-                             f"shapes {a.shape}, {S.shape}, {e.shape}")
-        if not (np.all(np.isfinite(a)) and np.all(np.isfinite(S)) and np.all(np.isfinite(e))):
-            raise ValueError("start, generator and exit must be finite")
+        a, S, e = _matrix_form(self.start, self.generator, self.exit, "generator")
         try:
             w1 = np.linalg.solve(-S, e)
         except np.linalg.LinAlgError:
@@ -1001,15 +1009,8 @@ class DiscretePhaseType:
     exit: np.ndarray
 
     def __post_init__(self):
-        a = _numeric_array("start", self.start).astype(float)
-        T = _numeric_array("transition", self.transition).astype(float)
-        e = _numeric_array("exit", self.exit).astype(float)
+        a, T, e = _matrix_form(self.start, self.transition, self.exit, "transition")
         k = a.size
-        if a.shape != (k,) or T.shape != (k, k) or e.shape != (k,) or k == 0:
-            raise ValueError(f"start (k,), transition (k, k) and exit (k,) must agree, got "
-                             f"shapes {a.shape}, {T.shape}, {e.shape}")
-        if not (np.all(np.isfinite(a)) and np.all(np.isfinite(T)) and np.all(np.isfinite(e))):
-            raise ValueError("start, transition and exit must be finite")
         try:
             w1 = np.linalg.solve(np.eye(k) - T, e)
         except np.linalg.LinAlgError:

@@ -185,3 +185,9 @@ def test_solve_overhead_script_reports_its_figures():
                   r"(-?[\d.]+) us .*numpy baseline ([\d.]+) us", r.stdout)
     assert m, r.stdout
     assert float(m.group(1)) > 0 and float(m.group(2)) > 0 and float(m.group(4)) > 0
+
+
+def test_solve_overhead_script_rejects_zero_rounds():
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "solve_overhead.py"),
+                        "--rounds", "0"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "--rounds must be >= 1" in r.stderr
