@@ -17,7 +17,7 @@ All quantities are SI (s, V, M, S, A, K); see :mod:`ketacore.units`.
 import importlib as _importlib
 
 from . import units
-from ._validate import UnitsWarning
+from ._validate import PerformanceWarning, UnitsWarning
 from ._version import __version__
 from .protocol import Protocol, Step, pulse_train
 from .scheme import Rate, Scheme, Transition, rate
@@ -52,6 +52,6 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-__all__ = ["__version__", "units", "UnitsWarning", "Scheme", "Rate", "rate", "Transition", "Step", "Protocol",
+__all__ = ["__version__", "units", "UnitsWarning", "PerformanceWarning", "Scheme", "Rate", "rate", "Transition", "Step", "Protocol",
            "pulse_train", "solve", "Result", "simulate", "simulate_events", "SimulationResult", "EventLog", "concatenate", "block", "models",
            "theory", "blockers", "analysis", "experiments", "fitting", "Study", "StudyPart", "StudyError", "run_study"]

@@ -19,8 +19,9 @@ MAX_ABS_VOLTAGE = 1.0
 #: Largest concentration accepted (M).  Larger values almost always mean µM passed as M.
 MAX_CONCENTRATION = 10.0
 #: Largest concentration accepted without a :class:`UnitsWarning` (M): 100 mM is above anything
-#: applied to NMDA receptors (saturating glutamate 1-10 mM, Mg2+ up to ~10-20 mM, blockers
-#: µM-mM), so a larger value almost always means µM or mM written as M (``ketamine=10``).
+#: applied to ligand-gated channels in practice (saturating agonists ~1-10 mM, Mg2+ up to
+#: ~10-20 mM, blockers µM-mM), so a larger value almost always means µM or mM written as M
+#: (``ketamine=10``).
 PLAUSIBLE_CONCENTRATION = 0.1
 #: Accepted temperature range (K).
 TEMPERATURE_RANGE = (200.0, 400.0)
@@ -100,6 +101,13 @@ class UnitsWarning(UserWarning):
     meant."""
 
 
+class PerformanceWarning(UserWarning):
+    """A run that is valid but estimated to be much slower than an equally exact alternative
+    (for example a forced ``method="ssa"`` on a stiff scheme, where ``method="population"``
+    would take a small fraction of the time).  Filter it with
+    ``warnings.filterwarnings("ignore", category=ketacore.PerformanceWarning)``."""
+
+
 _UNITS_QUIET = contextvars.ContextVar("ketacore_units_quiet", default=False)
 
 
@@ -141,8 +149,8 @@ def implausible_concentration(name: str, c: float, *, study: bool = False,
         head = f"concentration {name}={c:g} M"
         advice = (f"ketacore uses molar units: for {c:g} µM write {c:g} * ketacore.units.uM, "
                   f"for {c:g} mM {c:g} * ketacore.units.mM")
-    warnings.warn(f"{head} is above {PLAUSIBLE_CONCENTRATION * 1e3:g} mM, more than is ever "
-                  f"applied to NMDA receptors; {advice} (filter ketacore.UnitsWarning if "
+    warnings.warn(f"{head} is above {PLAUSIBLE_CONCENTRATION * 1e3:g} mM, more than is "
+                  f"applied to ligand-gated channels in practice; {advice} (filter ketacore.UnitsWarning if "
                   f"{c:g} M is meant)", UnitsWarning, stacklevel=stacklevel)
 
 

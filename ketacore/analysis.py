@@ -73,6 +73,31 @@ from . import _analysis
 from . import _validate as _V
 from .theory import ApparentDwellTimes, ExponentialMixture, PhaseType
 
+def _compact_repr(obj, *, inline: int = 6) -> str:
+    """One-line repr of a result dataclass: scalars with 4 significant digits, arrays of at
+    most ``inline`` entries in full, larger ones as ``<shape dtype>`` (a result may hold every
+    burst or dwell of a record, and the generated repr would print them all)."""
+    import dataclasses
+    parts = []
+    for f in dataclasses.fields(obj):
+        if not f.repr:
+            continue
+        v = getattr(obj, f.name)
+        if isinstance(v, np.ndarray):
+            if v.size <= inline:
+                txt = np.array2string(v, precision=4, separator=", ", max_line_width=10**6)
+            else:
+                txt = f"<{'x'.join(map(str, v.shape))} {v.dtype}>"
+        elif isinstance(v, (float, np.floating)):
+            txt = f"{float(v):.4g}"
+        elif isinstance(v, (tuple, list)) and len(v) > inline:
+            txt = f"<{len(v)} {type(v).__name__}>"
+        else:
+            txt = repr(v)
+        parts.append(f"{f.name}={txt}")
+    return f"{type(obj).__name__}({', '.join(parts)})"
+
+
 __all__ = ["Record", "BurstResult", "LogHistogram", "MixtureFit", "NoiseAnalysis",
            "Misclassification", "log_histogram", "fit_mixture", "critical_time",
            "misclassification", "noise_analysis", "MAX_CLASSES", "MAX_BINS"]
@@ -1275,6 +1300,9 @@ class BurstResult:
     t_crit: float
     t_res: float = 0.0
 
+    def __repr__(self) -> str:
+        return _compact_repr(self)
+
     def __len__(self) -> int:
         return int(self.length.size)
 
@@ -1729,6 +1757,9 @@ class LogHistogram:
     t_res: float
     bins_per_decade: float
 
+    def __repr__(self) -> str:
+        return _compact_repr(self)
+
     @property
     def centers(self) -> np.ndarray:
         """Geometric bin centres (s)."""
@@ -1994,6 +2025,9 @@ class MixtureFit:
     converged: bool
     data: np.ndarray = field(repr=False)
     message: str = ""
+
+    def __repr__(self) -> str:
+        return _compact_repr(self)
 
     @property
     def mixture(self) -> ExponentialMixture:
@@ -2759,6 +2793,9 @@ class NoiseAnalysis:
     used: np.ndarray
     n_trials: int
 
+    def __repr__(self) -> str:
+        return _compact_repr(self)
+
     @property
     def open_probability_max(self) -> float:
         """Peak open probability ``max|I| / |i N|``."""
@@ -2795,8 +2832,8 @@ def _parabola_fit(mean, var, baseline):
     scale[scale == 0] = 1.0
     coef, *_ = np.linalg.lstsq(X / scale, var, rcond=None)
     coef = coef / scale
-    i, invN = coef[0], coef[1]
-    return i, (1.0 / invN if invN > 0 else math.inf), (coef[2] if baseline else 0.0)
+    # (i, 1/N, background): 1/N is the linear parameter, finite even when the curvature is <= 0
+    return coef[0], coef[1], (coef[2] if baseline else 0.0)
 
 
 # Level of the chi^2 test in noise_analysis that the mean current varies: a constant mean
@@ -2848,6 +2885,13 @@ def noise_analysis(data, *, time=None, window=None, baseline: bool = False,
         1.15 for m = 200).  A constant mean with independent samples passes with probability
         ``alpha``; a relaxation after a step, whose mean changes by many standard errors,
         essentially never fails it.
+
+    Warns
+    -----
+    RuntimeWarning
+        The fitted curvature ``1/N`` is <= 0 (``N = inf``) or not resolved by the jackknife
+        (``se_N`` not finite: some groups have ``1/N <= 0``).  The message gives ``1/N`` with its
+        jackknife SE and the lower bound on N the data support (``1 / (1/N + 2 SE)``).
 
     Notes
     -----
@@ -2926,8 +2970,9 @@ def noise_analysis(data, *, time=None, window=None, baseline: bool = False,
             f"{math.sqrt(crit / (m_used - 1)):.3g} needed, a chi^2 test at level "
             f"{_NOISE_CONSTANT_MEAN_ALPHA:g}): a stationary current cannot separate i from N; "
             "fit a window where the mean current changes, e.g. a relaxation after a step")
-    i, N, vb = _parabola_fit(mean[used], var[used], baseline)
-    se_i = se_N = se_b = math.nan
+    i, inv_n, vb = _parabola_fit(mean[used], var[used], baseline)
+    N = 1.0 / inv_n if inv_n > 0 else math.inf
+    se_i = se_N = se_b = se_inv = math.nan
     if cur is not None:
         G = min(_int("n_groups", n_groups, minimum=2), n_tr)
         labels = np.arange(n_tr) % G
@@ -2936,9 +2981,26 @@ def noise_analysis(data, *, time=None, window=None, baseline: bool = False,
             sub = cur[labels != gidx][:, used]
             est.append(_parabola_fit(sub.mean(axis=0), sub.var(axis=0, ddof=1), baseline))
         est = np.array(est, float)
+        inv = est[:, 1].copy()
+        est[:, 1] = np.where(inv > 0, 1.0 / np.where(inv > 0, inv, 1.0), math.inf)  # N per group
         with np.errstate(invalid="ignore"):
             jk = (G - 1) / G * np.sum((est - est.mean(axis=0)) ** 2, axis=0)
         se_i, se_N, se_b = (float(math.sqrt(v)) for v in jk)
+        se_inv = float(math.sqrt((G - 1) / G * np.sum((inv - inv.mean()) ** 2)))
+    if not math.isfinite(N) or (cur is not None and not math.isfinite(se_N)):
+        # the curvature 1/N is not resolved from 0: say what the data do support
+        import warnings
+        if math.isfinite(se_inv) and inv_n + 2.0 * se_inv > 0:
+            bound = (f"1/N = {inv_n:.3g} ± {se_inv:.3g} (jackknife), so only N > "
+                     f"{1.0 / (inv_n + 2.0 * se_inv):.3g} (1/N + 2 SE) is supported")
+        else:
+            bound = f"1/N = {inv_n:.3g}"
+        warnings.warn(
+            f"noise_analysis: the variance-mean parabola has no resolved curvature ({bound}); "
+            f"N = {N:g}, se_N = {se_N:g}.  The open probability reached is too low (the "
+            "variance is ~ i*I, a line) or there are too few trials; i is still estimated.  "
+            "Raise the open probability (more agonist) or the number of trials to determine N",
+            RuntimeWarning, stacklevel=2)
     return NoiseAnalysis(time=t, mean=mean, var=var, i=float(i), se_i=se_i, N=float(N),
                          se_N=se_N, var_baseline=float(vb), se_var_baseline=se_b, used=used,
                          n_trials=int(n_tr))

@@ -61,6 +61,12 @@ _BACKGROUND_ABOVE = 0.01  # run on a worker thread polling Ctrl-C when the job i
 _PARALLEL_ABOVE = 0.0005  # use several threads only when the job is longer than this
 #: Largest expected number of ssa transitions one call may carry out (about a week of one core).
 MAX_SSA_EVENTS = 1e14
+#: A forced ``method="ssa"`` estimated above this many CPU seconds and above
+#: ``_SLOW_FORCED_RATIO`` times the population method's estimate gets a
+#: :class:`~ketacore.PerformanceWarning`.
+_SLOW_FORCED_ABOVE = 2.0
+_SLOW_FORCED_RATIO = 20.0
+
 
 
 def _default_threads() -> int:
@@ -926,6 +932,18 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
         chosen = "ssa" if ssa_1 <= pop_1 else "population"
     else:
         chosen = method
+    if method == "ssa" and ssa_cost > _SLOW_FORCED_ABOVE:
+        # a forced ssa far costlier than the (equally exact) population method: say so before
+        # a run of minutes starts (helper-97's audit: a stiff scheme ran 50 s, auto takes 1 ms)
+        pop_forced = n_tr * pop_trial + (len(conds) + n_straddle + 1) * K**3 * _COST_EXPM_K3
+        if ssa_cost > _SLOW_FORCED_RATIO * pop_forced:
+            import warnings
+            warnings.warn(
+                f"simulate: method='ssa' is estimated at ~{ssa_cost:.3g} s of CPU for this run "
+                f"(~{n_tr * N * per_channel:.3g} transitions), method='population' at "
+                f"~{pop_forced:.3g} s; both are exact at the grid points.  Pass method='auto' (or "
+                "'population') unless you need every transition's effect on the grid from ssa's "
+                "streams", V_.PerformanceWarning, stacklevel=3)
     if chosen == "ssa" and N > 2**40:
         raise ValueError(f"n_channels={N} is too many for method='ssa' (one event stream per channel); "
                          "use method='population'")

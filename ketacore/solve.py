@@ -72,7 +72,8 @@ def initial_distribution(scheme: Scheme, initial: Any, protocol: Protocol | None
             raise ValueError("initial='equilibrium' needs a protocol (its first step's conditions)")
         where = ("initial (rest under protocol.rest)" if protocol.rest is not None
                  else "initial (equilibrium under the first step)")
-        p = _equilibrium(scheme, protocol.rest_conditions, where)
+        with V_.quiet_units():  # (the Step warned about its concentrations when it was made)
+            p = _equilibrium(scheme, protocol.rest_conditions, where)
         if initial is None:
             _warn_soak(scheme, protocol.rest_conditions, p)
         return p
@@ -94,7 +95,8 @@ def initial_distribution(scheme: Scheme, initial: Any, protocol: Protocol | None
         return _equilibrium(scheme, dict(initial), "initial")
     if isinstance(initial, Step):
         cond = {"V": initial.V, "temperature": initial.temperature, **initial.concentrations}
-        return _equilibrium(scheme, cond, "initial")
+        with V_.quiet_units():  # (warned when the Step was made)
+            return _equilibrium(scheme, cond, "initial")
     try:
         raw = np.asarray(initial)
     except (TypeError, ValueError):

@@ -2501,6 +2501,15 @@ def relaxation(model, initial=None, *, open=None, names=None, **conditions) -> R
         one, else -- several closed classes of states, e.g. trapped and unblocked channels
         during the wash of a trapping blocker -- the limit from ``initial``, as
         :func:`equilibrium` with ``initial=`` gives it.
+
+    Notes
+    -----
+    Accuracy on stiff schemes: the eigenvalues of Q carry an absolute error of about
+    ``eps * max|Q_ii|`` (eps = 2.2e-16), so a time constant far slower than the fastest rate
+    loses relative accuracy in proportion.  With rates spanning 1e-3 to 1e7 s^-1, a 1000 s
+    time constant and p(t) rebuilt from the expansion are good to ~1e-6 (relative), not to
+    rounding.  :func:`ketacore.solve` is exact to rounding at every sample and is the tool for
+    time courses of such schemes; :func:`equilibrium` (GTH elimination) stays accurate.
     """
     m = _resolve(model, conditions, open, names)
     p0 = _initial_vector(initial, m, conditions)

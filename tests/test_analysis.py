@@ -17,6 +17,7 @@ implementation, i.e. the probability that a fresh seed would fail).
   straightforward pure-Python references written here.
 """
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -727,6 +728,71 @@ def test_noise_analysis_of_a_summary_with_two_open_states():
     np.testing.assert_allclose(na2.mean, na.mean, rtol=1e-9, atol=1e-30)
     np.testing.assert_allclose(na2.var, na.var, rtol=1e-9, atol=1e-40)
     assert na2.i == pytest.approx(na.i, rel=1e-9) and na2.N == pytest.approx(na.N, rel=1e-9)
+
+
+def _trials_with(mean, var, n_trials=40):
+    """Currents (n_trials, n_samples) whose ensemble mean and ddof=1 variance are exactly
+    ``mean`` and ``var`` at every sample: a fixed standardised pattern, scaled."""
+    z = np.random.default_rng(5).standard_normal((n_trials, mean.size))
+    z = (z - z.mean(axis=0)) / z.std(axis=0, ddof=1)
+    return mean + np.sqrt(var) * z
+
+
+def test_noise_analysis_unresolved_curvature_warns_with_the_supported_bound():
+    """A variance-mean relation with no downward curvature (Po too low to see saturation) gives
+    N = inf; that is now said, with 1/N's jackknife SE and the lower bound on N it supports,
+    instead of a silent N=inf, se_N=nan (helper-97's audit: Po ~1 %)."""
+    i = -1e-12
+    mean = np.linspace(-1e-13, -5e-12, 60)
+    var = i * mean + mean ** 2 / 1e3            # curvature 1/N = -1e-3: convex, N = inf
+    with pytest.warns(RuntimeWarning, match="no resolved curvature") as rec:
+        na = ka.noise_analysis(_trials_with(mean, var))
+    assert na.N == math.inf and math.isnan(na.se_N)
+    assert na.i == pytest.approx(i, rel=0.05)
+    assert "1/N = -0.001" in str(rec[0].message)
+    # a line (1/N = 0) with noise: 1/N's SE gives a finite lower bound on N
+    cur = _trials_with(mean, i * mean) + np.random.default_rng(2).normal(0, 2e-13, (40, 60))
+    with pytest.warns(RuntimeWarning, match=r"only N > [0-9.e+]+ \(1/N \+ 2 SE\)"):
+        ka.noise_analysis(cur)
+
+
+def test_noise_analysis_resolved_fit_does_not_warn():
+    """A well-saturated relaxation (Po ~0.83, 200 trials: 1/N is ~5 jackknife SEs above 0, and
+    no group's estimate reaches 0 with probability well below 1e-6) fits without a warning."""
+    g = kc.Scheme(["C", "O"], [("C", "O", kc.rate(1e6, "glutamate")), ("O", "C", 200.0)],
+                  conductance={"O": 40 * pS}, name="co")
+    p = kc.Protocol([kc.Step(10 * ms, V=-60 * mV, glutamate=1 * mM), kc.Step(30 * ms, V=-60 * mV)])
+    res = kc.simulate(g, p, dt=0.1 * ms, n_channels=50, n_trials=200, rng=4, initial="C")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        na = ka.noise_analysis(res)
+    assert math.isfinite(na.N) and math.isfinite(na.se_N)
+
+
+def test_result_reprs_are_one_short_line():
+    """Analysis results show their scalars and the shapes of their per-sample / per-burst
+    arrays, not the arrays (the generated dataclass repr printed hundreds of lines)."""
+    mean = np.linspace(-1e-13, -5e-12, 500)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        na = ka.noise_analysis(_trials_with(mean, -1e-12 * mean - mean ** 2 / 100))
+    r = repr(na)
+    assert "\n" not in r and len(r) < 400, r
+    assert "mean=<500 float64>" in r and "N=100" in r and "n_trials=40" in r
+    x = np.random.default_rng(0).exponential(1e-3, 20000)
+    fit = ka.fit_mixture(x, 1)
+    r = repr(fit)
+    assert "\n" not in r and len(r) < 400 and r.startswith("MixtureFit(taus=[0.001")
+    h = repr(ka.log_histogram(x))
+    assert h.startswith("LogHistogram(edges=<") and "\n" not in h
+    g = kc.models.get("ch82")
+    log = kc.simulate_events(g, kc.Protocol([kc.Step(5 * s, agonist=1 * uM)]), n_trials=2, rng=1,
+                             initial="equilibrium")
+    rec = ka.Record.from_events(log, {"R": 0, "AR": 0, "A2R": 0, "AR*": 1, "A2R*": 1})
+    b = rec.bursts(2 * ms)
+    r = repr(b)
+    assert b.n_bursts > 6 and "\n" not in r and len(r) < 600, r
+    assert r.startswith(f"BurstResult(start=<{b.n_bursts} float64>")
 
 
 # ---------------------------------------------------------------------------

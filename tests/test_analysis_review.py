@@ -176,7 +176,9 @@ def test_noise_analysis_constant_mean_false_acceptance_rate():
     for _ in range(300):
         cur = rng.binomial(100, 0.3, (50, 20)) * -2.0
         try:
-            ka.noise_analysis(cur)
+            with warnings.catch_warnings():  # a false acceptance's parabola is usually flat
+                warnings.simplefilter("ignore", RuntimeWarning)  # (N = inf: warned about)
+                ka.noise_analysis(cur)
             passed += 1
         except ValueError:
             pass

@@ -353,3 +353,30 @@ def test_float16_initial_vectors_are_too_coarse():
     x[0] += np.float16(0.01)
     with pytest.raises(ValueError, match=r"tolerance 0\.0001 for dtype float16"):
         kc.simulate(g, kc.Step(0.01, glutamate=1e-3), 1e-3, 10, rng=1, initial=x)
+
+
+def _stiff():
+    """Fast A <-> B (1e6, 3e6 /s) and slow B <-> C (2, 1 /s): ~1.5e6 transitions per channel-s."""
+    return kc.Scheme(["A", "B", "C"], [("A", "B", 1e6), ("B", "A", 3e6), ("B", "C", 2.0), ("C", "B", 1.0)],
+                     conductance={"C": 1e-11})
+
+
+def test_a_forced_ssa_far_costlier_than_population_warns_before_running():
+    """helper-97's audit: method='ssa' on a stiff scheme ran 50 s with no word, where auto
+    (population) takes ~1 ms.  The warning comes from the plan, before any C++ runs: made an
+    error here, the 50 s run never starts."""
+    import warnings
+    args = (_stiff(), kc.Step(2.0))
+    kw = dict(dt=0.05, n_channels=20, n_trials=200, rng=4, initial="A")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", kc.PerformanceWarning)
+        with pytest.raises(kc.PerformanceWarning, match=r"method='ssa' is estimated at ~[0-9.]+ s .*"
+                                                         r"method='population' at"):
+            kc.simulate(*args, method="ssa", **kw)
+        # the same run by population, or chosen by auto, does not warn (and is quick)
+        assert kc.simulate(*args, method="population", **kw).method == "population"
+        assert kc.simulate(*args, **kw).method == "population"
+        # a forced ssa where ssa is the right engine (a slow scheme, few channels, fine grid)
+        slow = kc.Scheme(["C", "O"], [("C", "O", 10.0), ("O", "C", 20.0)], conductance={"O": 1e-11})
+        kc.simulate(slow, kc.Step(1.0), dt=1e-5, n_channels=10, method="ssa", rng=1)
+    assert issubclass(kc.PerformanceWarning, UserWarning) and "PerformanceWarning" in kc.__all__

@@ -196,3 +196,32 @@ def test_concentration_response_warns_for_the_user_s_values_only():
     _, w = _units_warnings(kc.theory.concentration_response, "erreger2005_2a", "glutamate",
                            [1e-6, 1e-3, 0.5], V=-70 * mV)
     assert len(w) == 1 and "concentrations (largest)=0.5 M" in str(w[0].message)
+
+
+def _two_state():
+    return kc.Scheme(["C", "O"], [("C", "O", kc.rate(1e7, "L")), ("O", "C", 100.0)],
+                     conductance={"O": 1e-11})
+
+
+@pytest.mark.parametrize("run", ["solve", "simulate", "initial_step"])
+def test_one_mistake_warns_once_not_again_in_the_run(run):
+    """The Step warns when it is made; the run's default start (equilibrium under the Step's
+    conditions) and an ``initial=Step`` evaluate the same, already-warned values and stay
+    quiet (helper-97's audit: one ``L=10`` warned twice)."""
+    sch = _two_state()
+    st, w = _units_warnings(kc.Step, 0.01 * s, L=10)
+    assert len(w) == 1 and "L=10 M" in str(w[0].message)
+    assert "NMDA" not in str(w[0].message)  # worded for any ligand-gated channel
+    if run == "solve":
+        _, w = _units_warnings(kc.solve, sch, st, dt=1e-3)
+    elif run == "simulate":
+        _, w = _units_warnings(kc.simulate, sch, st, dt=1e-3, n_channels=10, rng=1)
+    else:
+        _, w = _units_warnings(kc.solve, sch, kc.Step(0.01 * s), dt=1e-3, initial=st)
+    assert w == []
+
+
+def test_an_initial_conditions_mapping_still_warns():
+    """A conditions mapping was never checked, so its implausible value warns (once)."""
+    _, w = _units_warnings(kc.solve, _two_state(), kc.Step(0.01 * s), dt=1e-3, initial={"L": 10.0})
+    assert len(w) == 1 and "L=10 M" in str(w[0].message)
