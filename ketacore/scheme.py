@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import numbers
 import os
 from dataclasses import dataclass, replace
@@ -863,6 +864,70 @@ class Scheme:
         return Scheme(self._states, trans, self._conductance, self._e_rev, self._ligands,
                       name=self.name, citation=self.citation, doi=self.doi, notes=self.notes,
                       temperature=self._temperature)
+
+    def with_microscopic_reversibility(self, mr: "bool | Sequence[str]" = True) -> "Scheme":
+        """A copy whose rates obey microscopic reversibility around every cycle.
+
+        One rate per independent cycle of the state graph is recomputed so that the product of
+        the rate constants (``k0`` x statistical ``factor``) one way round the cycle equals
+        the product the other way (Kolmogorov's criterion; detailed balance at equilibrium)
+        [CHS04]; every other transition is unchanged.  Each recomputed rate closes its cycle
+        over a spanning tree of the other connections, so the result does not depend on the
+        order in which the cycles are visited.  The same rule as :func:`ketacore.fitting.fit_hjc`
+        with ``mr=``.
+
+        Parameters
+        ----------
+        mr : True or sequence of str
+            ``True``: for each cycle, the later-listed direction of its earliest-listed
+            connection outside a spanning tree built from the last-listed connections back
+            (the rule of ``fit_hjc``).  Or the transitions (``"SRC->DST"``) to recompute,
+            exactly one per independent cycle, each closing a different cycle.
+
+        Returns
+        -------
+        Scheme
+            The copy (units as before: s^-1, M^-1 s^-1 for binding steps).  A scheme without
+            cycles is returned unchanged with ``mr=True``.
+
+        Raises
+        ------
+        ValueError
+            A cycle with a one-way transition or with a rate of 0 on it; a cycle whose voltage or
+            temperature factors (``z_delta``, ``vk``/``v0``, ``q10``/``t_ref``) or bound ligands
+            differ between its two directions (MR could not hold at every V, T and
+            concentration); a ``mr`` list that is not one transition per independent cycle.
+
+        References
+        ----------
+        .. [CHS04] Colquhoun D, Dowsland KA, Beato M, Plested AJR (2004) How to impose
+           microscopic reversibility in complex reaction mechanisms. Biophys J 86:3510-3518.
+           doi:10.1529/biophysj.103.038679
+        """
+        from .fitting import _key, _mr_plan
+        try:
+            plan = _mr_plan(self, mr)
+        except ValueError as e:  # (fit_hjc's wording, without its mr=False advice)
+            msg = re.sub(r" ?\((?:choose [^)]*, )?(?:or )?use mr=False[^)]*\)", "", str(e))
+            msg = msg.replace("fit_hjc imposes MR", "MR is imposed")
+            raise ValueError(f"with_microscopic_reversibility: {msg}") from None
+        by_key = {_key(t): t for t in self._transitions}
+        kf = {k: t.rate.k0 * t.rate.factor for k, t in by_key.items()}
+        new: dict = {}
+        for k, cyc in plan.items():
+            n = len(cyc)
+            fwd = [f"{cyc[i]}->{cyc[(i + 1) % n]}" for i in range(n)]
+            bwd = [f"{cyc[(i + 1) % n]}->{cyc[i]}" for i in range(n)]
+            zero = [kk for kk in fwd[1:] + bwd if not kf[kk] > 0.0]
+            if zero:
+                raise ValueError(f"with_microscopic_reversibility: the cycle {'-'.join(cyc)} of "
+                                 f"{k!r} has a rate of 0 ({zero[0]!r}), so no finite, non-zero "
+                                 f"{k!r} balances it")
+            # k0(k) factor(k) * prod(forward rest) = prod(backward), in logs (no overflow)
+            log_k = (sum(math.log(kf[kk]) for kk in bwd) - sum(math.log(kf[kk]) for kk in fwd[1:])
+                     - math.log(by_key[k].rate.factor))
+            new[k] = math.exp(log_k)
+        return self.with_rates(new) if new else self
 
     def with_temperature(self, temperature: float) -> "Scheme":
         """A copy whose default temperature is ``temperature`` (K).

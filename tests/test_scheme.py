@@ -217,3 +217,67 @@ def test_unknown_composed_state_typed_with_a_dot_gets_a_hint():
     with pytest.raises(ValueError) as e:
         s.index("O.kat")
     assert "did you mean" not in str(e.value)
+
+
+def _cycle_scheme(**over):
+    """A-B-C triangle with a binding step each way round; the rates violate MR by 30/7."""
+    t = {"A->B": 10.0, "B->A": 5.0, "B->C": kc.rate(1e6, "L"), "C->B": 7.0, "C->A": 3.0,
+         "A->C": kc.rate(2e5, "L")}
+    t.update(over)
+    return kc.Scheme(["A", "B", "C"], [(*k.split("->"), v) for k, v in t.items()],
+                     conductance={"C": 1e-11})
+
+
+def test_with_microscopic_reversibility_balances_each_cycle_and_keeps_the_rest():
+    """helper-97's audit: MR could only be imposed inside fit_hjc.  Kolmogorov's criterion
+    around A->B->C->A: k_AB k_BC k_CA = k_AC k_CB k_BA (k0 x factor; the ligand cancels)."""
+    sch = _cycle_scheme()
+    assert not kc.theory.is_reversible(sch)
+    for mr, key in ((True, "B->A"), (["B->A"], "B->A"), (["A->C"], "A->C"), (["C->B"], "C->B")):
+        r = sch.with_microscopic_reversibility(mr)
+        k = {f"{t.src}->{t.dst}": t.rate.k0 * t.rate.factor for t in r.transitions}
+        assert kc.theory.is_reversible(r, rtol=1e-13)
+        assert k["A->B"] * k["B->C"] * k["C->A"] == pytest.approx(k["A->C"] * k["C->B"] * k["B->A"],
+                                                                   rel=1e-14)
+        old = {f"{t.src}->{t.dst}": t.rate for t in sch.transitions}
+        for t in r.transitions:  # every other rate law unchanged; the set one keeps its ligand
+            kk = f"{t.src}->{t.dst}"
+            if kk != key:
+                assert t.rate == old[kk]
+            else:
+                assert t.rate.ligand == old[kk].ligand and t.rate.k0 != old[kk].k0
+    # the closed form for the default choice: k_BA = k_AB k_BC k_CA / (k_AC k_CB)
+    r = sch.with_microscopic_reversibility()
+    assert r.transitions[1].rate.k0 == pytest.approx(10.0 * 1e6 * 3.0 / (2e5 * 7.0), rel=1e-14)
+    # its equilibrium then obeys detailed balance at any concentration
+    Q = r.q_matrix(L=3e-6)
+    p = kc.theory.equilibrium(r, L=3e-6)
+    F = p[:, None] * Q
+    np.testing.assert_allclose(F, F.T, rtol=1e-10, atol=1e-12 * np.abs(F).max())
+    # statistical factors count: a factor 2 on A->B doubles the balancing B->A
+    r2 = _cycle_scheme(**{"A->B": kc.rate(10.0, factor=2.0)}).with_microscopic_reversibility()
+    assert r2.transitions[1].rate.k0 == pytest.approx(2 * r.transitions[1].rate.k0, rel=1e-14)
+    # no cycle: unchanged (the same object)
+    lin = kc.Scheme(["A", "B"], [("A", "B", 1.0), ("B", "A", 2.0)])
+    assert lin.with_microscopic_reversibility() is lin
+
+
+@pytest.mark.parametrize("scheme, mr, match", [
+    (_cycle_scheme(), ["B->A", "A->B"], "exactly 1 transition"),
+    (_cycle_scheme(), ["X->Y"], "unknown transition 'X->Y'"),
+    (_cycle_scheme(**{"A->B": kc.rate(10.0, z_delta=0.5)}), True, "voltage dependences"),
+    (_cycle_scheme(**{"C->A": 0.0}), True, "rate of 0 \\('C->A'\\)"),
+    (kc.Scheme(["A", "B"], [("A", "B", 1.0), ("B", "A", 2.0)]), ["A->B"], "no cycle"),
+])
+def test_with_microscopic_reversibility_refusals(scheme, mr, match):
+    with pytest.raises(ValueError, match=match) as e:
+        scheme.with_microscopic_reversibility(mr)
+    assert str(e.value).startswith("with_microscopic_reversibility: ")
+    assert "mr=False" not in str(e.value)  # fit_hjc's advice does not apply here
+
+
+def test_with_microscopic_reversibility_one_way_transition_refused():
+    one_way = kc.Scheme(["A", "B", "C"], [("A", "B", 10.0), ("B", "C", 1.0), ("C", "B", 7.0),
+                                          ("C", "A", 3.0), ("A", "C", 2.0)])
+    with pytest.raises(ValueError, match="'A->B' lies on a cycle but has no reverse"):
+        one_way.with_microscopic_reversibility()
