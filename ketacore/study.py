@@ -3208,13 +3208,65 @@ def run_study(study: "Study | str | os.PathLike", executor: cf.Executor | None =
         study = Study.from_toml(study)   # (implausible concentrations warned about here, by key)
     if not isinstance(study, Study):
         raise TypeError(f"study must be a Study or a path to a study TOML file, got {type(study).__name__}")
-    with _V.quiet_units():  # (the re-reads and evaluations below would repeat them unkeyed)
-        return _run_study(study, executor, output=output, progress=progress, workers=workers,
-                          chunk_trials=chunk_trials, figures=figures)
+    held: list = []   # the output folder's lock (taken inside, once the study is checked)
+    try:
+        with _V.quiet_units():  # (the re-reads and evaluations below would repeat them unkeyed)
+            return _run_study(study, executor, output=output, progress=progress, workers=workers,
+                              chunk_trials=chunk_trials, figures=figures, _held=held)
+    finally:
+        for fd in held:
+            os.close(fd)   # (closing the descriptor releases the lock)
+
+
+def _lock_output(out: Path) -> "int | None":
+    """Create ``out`` if needed and take an exclusive, non-blocking lock on it (``flock`` on the
+    folder itself, so nothing is written for it); returns the descriptor that holds the lock
+    (close it to release), or None where ``fcntl`` is not available.  A folder locked by
+    another run -- the same study started twice, on a cluster or in two terminals -- is refused:
+    two runs writing one folder's chunks and results file at once corrupted ``results.nc`` while
+    the run that finished reported success (helper-98's audit).
+
+    Raises
+    ------
+    StudyConflictError
+        Another process (or another run in this one) holds the lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StudyConflictError(
+            f"{out} is in use by another ketacore run (it holds the folder's lock); nothing was "
+            "touched.  Wait for that run to finish (this study then resumes from its chunks), "
+            "or use another output folder.") from None
+    except OSError:  # pragma: no cover - a file system without locks: run unlocked
+        os.close(fd)
+        return None
+    return fd
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Delete the temporary files an interrupted run left in ``out`` (``*.tmp*`` beside the
+    chunks and results: written, then renamed into place; a killed run leaves them).  Only
+    called with the folder's lock held, so no other run is writing them."""
+    for d in (out, out / "chunks"):
+        if d.is_dir():
+            for f in d.glob("*.tmp*"):
+                if f.is_file():
+                    try:
+                        f.unlink()
+                    except OSError:  # pragma: no cover - best effort
+                        pass
 
 
 def _run_study(study: "Study", executor: cf.Executor | None, *, output, progress, workers,
-               chunk_trials, figures):
+               chunk_trials, figures, _held=None):
     """:func:`run_study` after the study is read (its arguments unchecked yet)."""
     # ---- arguments (before any work)
     if executor is not None and not callable(getattr(executor, "submit", None)):
@@ -3278,7 +3330,11 @@ def _run_study(study: "Study", executor: cf.Executor | None, *, output, progress
                 _different_states(study, part, states, pt)
 
     if out is not None:
+        fd = _lock_output(out)    # (held until run_study returns)
+        if fd is not None and _held is not None:
+            _held.append(fd)
         new_text = _prepare_output(out, spec_text, user_rng, inputs, study._base_dir)
+        _remove_stale_temporaries(out)
         if new_text != spec_text:   # the folder's study (same but for rng): reuse the built points
             ctx2 = _context(new_text, study._base_dir, study._source, inputs_key)
             with ctx._lock, ctx2._lock:
@@ -4172,9 +4228,13 @@ def _write_netcdf(tree, path: Path) -> None:
         ds = node.to_dataset()
         enc[node.path] = {v: {"zlib": True, "complevel": 4, "shuffle": True}
                           for v in ds.data_vars if ds[v].dtype.kind in "iuf"}
-    tmp = path.with_name(path.name + ".tmp")
-    tree.to_netcdf(tmp, engine="netcdf4", encoding=enc)
-    os.replace(tmp, path)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}_{threading.get_ident()}")
+    try:
+        tree.to_netcdf(tmp, engine="netcdf4", encoding=enc)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def open_results(path: str | os.PathLike):

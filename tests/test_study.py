@@ -7,6 +7,7 @@ in any number (or attribute) would change them.
 import dataclasses
 import concurrent.futures as cf
 import hashlib
+import os
 import subprocess
 import sys
 import textwrap
@@ -429,6 +430,74 @@ def test_conflicting_spec_refused(small, tmp_path):
     with pytest.raises(S.StudyConflictError, match="not a ketacore study folder"):
         kc.run_study(small, output=junk, progress=False)
     assert (junk / "notes.txt").read_text() == "mine"
+
+
+def test_a_folder_in_use_by_another_run_is_refused_untouched(small, reference, tmp_path):
+    """helper-98's audit: the same study started twice into one folder (two terminals, a
+    cluster job submitted twice) left a corrupt results.nc while the run that finished
+    reported success.  A run now holds an exclusive lock on its folder; another run (another
+    process, or another open of the folder in this one -- flock locks belong to the open file
+    description, as a second process's would) is refused before touching anything."""
+    out = tmp_path / "busy"
+    kc.run_study(small, output=out, progress=False, workers=1)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    fd = S._lock_output(out)                     # "another run" holds the folder
+    try:
+        with pytest.raises(S.StudyConflictError, match="in use by another ketacore run.*nothing was touched"):
+            kc.run_study(small, output=out, progress=False, workers=1)
+        assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+        fresh = tmp_path / "new"                 # a folder that does not exist yet: created, locked
+        fd2 = S._lock_output(fresh)
+        try:
+            with pytest.raises(S.StudyConflictError, match="in use"):
+                kc.run_study(small, output=fresh, progress=False, workers=1)
+            assert list(fresh.iterdir()) == []
+        finally:
+            os.close(fd2)
+    finally:
+        os.close(fd)
+    # released: the study resumes (nothing to do) and the lock is released when it returns
+    kc.run_study(small, output=out, progress=False, workers=1)
+    assert sha(out / "results.nc") == reference[1]
+    os.close(S._lock_output(out))
+
+
+def test_two_concurrent_cli_runs_one_refused_one_correct(small, reference, tmp_path):
+    """The audit's reproducer, as two processes: whichever run takes the folder first finishes
+    with the reference bytes, the other exits with the 'in use' refusal (status 1); with no
+    second run it never leaves a partial results file."""
+    spec = tmp_path / "small.toml"
+    spec.write_text(small.to_toml())
+    out = tmp_path / "race"
+    code = textwrap.dedent(f"""
+        import ketacore as kc, sys
+        from ketacore import study as S
+        try:
+            kc.run_study({str(spec)!r}, output={str(out)!r}, progress=False, workers=1, chunk_trials=2)
+        except S.StudyConflictError as e:
+            print(e); sys.exit(7)
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    res = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in procs]
+    codes = sorted(r[0] for r in res)
+    assert codes in ([0, 0], [0, 7]), res      # (both 0: the second started after the first ended)
+    if codes == [0, 7]:
+        assert "in use by another ketacore run" in next(r[1] for r in res if r[0] == 7)
+    assert sha(out / "results.nc") == reference[1]
+    assert not list(out.rglob("*.tmp*"))
+
+
+def test_stale_temporaries_of_a_killed_run_are_removed_on_resume(small, reference, tmp_path):
+    """helper-98's audit: a SIGINT/SIGTERM left *.tmp<pid>_<tid> files in chunks/ that
+    resuming never removed.  With the folder's lock held no other run can be writing them."""
+    out = tmp_path / "stale"
+    kc.run_study(small, output=out, progress=False, workers=1)
+    (out / "chunks" / "p0_0-2.npz.tmp123_456").write_bytes(b"partial")
+    (out / "results.nc.tmp123_456").write_bytes(b"partial")
+    kc.run_study(small, output=out, progress=False, workers=1)
+    assert not list(out.rglob("*.tmp*"))
+    assert sha(out / "results.nc") == reference[1]
 
 
 def test_fresh_entropy_is_stored_and_reused(small, tmp_path):
