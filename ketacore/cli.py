@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from typing import Sequence
 
 from ._version import __version__
@@ -95,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
+    shown = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()   # (inside the try: a closed pipe shows here, not at exit)
@@ -105,6 +108,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
+    finally:
+        warnings.showwarning = shown
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings at the command line: ``ketacore: UnitsWarning: ...`` on stderr, without the
+    ketacore source line Python would print under it (the message names the study key)."""
+    try:
+        print(f"ketacore: {category.__name__}: {message}", file=file or sys.stderr)
+    except (OSError, ValueError):  # pragma: no cover - stderr closed
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -700,7 +700,7 @@ def trapping(ds, path: str | os.PathLike | None = None, *, figsize=None, dpi: in
         txt = _point_label(ds, p)
         if "block_mc" in d:
             txt += (f"\nblock {100 * float(d['block_mc']):.0f}% (ME {100 * float(d.get('block_det', np.nan)):.0f}%)"
-                    f", trapped {100 * float(d['trapped_occupancy_mc']):.0f}% "
+                    f", trapped (occupancy) {100 * float(d['trapped_occupancy_mc']):.0f}% "
                     f"(ME {100 * float(d.get('trapped_occupancy_det', np.nan)):.0f}%)")
         ax.text(0.995, 0.04, txt, transform=ax.transAxes, ha="right", va="bottom", fontsize=8,
                 bbox=dict(fc="white", ec="none", alpha=0.8))

@@ -2751,7 +2751,8 @@ DATASET_NAMES = frozenset(
     {"sum_counts", "sum_sq_counts", "open_probability_mc", "current_mc_mean", "current_mc_sd",
      "current_trials", "V", "n_samples", "occupancy_det", "open_probability_det", "current_det",
      "counts", "time", "state", "trial", "kept_trial", "pulse", "block_by_pulse_det", "scheme_index",
-     "blockers_index", "block_by_pulse_mc", "ic50_det", "ic50_mc", "hill_det", "hill_mc"}
+     "blockers_index", "block_by_pulse_mc", "ic50_det", "ic50_mc", "hill_det", "hill_mc",
+     "ic50_extrapolated_det", "ic50_extrapolated_mc"}
     | {m + suf for m in _ANALYSIS_DOC for suf in ("_det", "_mc", "_trials", "_mc_sem")})
 
 
@@ -4200,6 +4201,7 @@ def _fit_dose_response(ds, study: Study, part: str) -> None:
         other = da.shape[:-1]
         ic = np.full(other, np.nan)
         nh = np.full(other, np.nan)
+        ext = np.zeros(other, bool)
         c = ds[axis].values
         for idx in np.ndindex(*other):
             y = da.values[idx]
@@ -4212,12 +4214,26 @@ def _fit_dose_response(ds, study: Study, part: str) -> None:
                         popt, _ = curve_fit(_hill, c[ok], y[ok], p0=(guess, 1.0),
                                             bounds=([c[ok].min() * 1e-3, 0.1], [c[ok].max() * 1e3, 5.0]))
                     ic[idx], nh[idx] = popt
+                    # the rule of experiments.ic50: the response never crosses 1/2 or the fitted
+                    # IC50 lies outside the tested concentrations (a fit bound, 1000x the top
+                    # one, read "IC50 10 uM" for 1-10 nM data with no flag: helper-98's audit)
+                    ext[idx] = _is_extrapolated(c[ok], y[ok], float(popt[0]))
                 except (RuntimeError, ValueError):
                     pass
         odims = [d for d in da.dims if d != axis]
         ds[f"ic50_{src}"] = (odims, ic, {"units": ds[axis].attrs.get("units", ""),
                                          "long_name": f"IC50 from a Hill fit 1/(1+(c/IC50)^nH) of response_{src}"})
         ds[f"hill_{src}"] = (odims, nh, {"units": "1", "long_name": f"Hill slope nH of the fit of response_{src}"})
+        ds[f"ic50_extrapolated_{src}"] = (odims, ext, {
+            "units": "1", "long_name": f"ic50_{src} is an extrapolation of the Hill fit (response_{src} "
+                                       "never crosses 1/2, or the IC50 lies outside the tested range)"})
+        if ext.any():
+            warnings.warn(
+                f"{study._source}: {study._pw(part)}.analysis: dose_response: the "
+                f"{'master-equation' if src == 'det' else 'Monte Carlo'} Hill fit's IC50 is an "
+                f"extrapolation beyond the tested concentrations at {int(ext.sum())} of {ext.size} "
+                f"fit(s) (ic50_extrapolated_{src}); test concentrations on both sides of the IC50",
+                RuntimeWarning, stacklevel=2)
     ds.attrs["dose_axis"] = axis   # the concentration dimension (read by plot.dose_response)
 
 
@@ -4293,16 +4309,19 @@ def summary_table(tree) -> str:
         if not metrics:
             continue
         wid = {m: max(14, len(m) + 4) for m in metrics}
-        hdr = "  " + "".join(f"{ds[a].attrs.get('parameter', a):>12}" for a in axes) + "".join(
+        # each sweep column as wide as its longest label plus a gap (a model name is longer
+        # than 12 characters: "-90 mVerreger2005_2a" ran together, helper-98's audit)
+        labels = {a: [_axis_label(v, ds[a].attrs.get("units", "")) for v in ds[a].values] for a in axes}
+        awid = {a: max([12, len(str(ds[a].attrs.get("parameter", a))) + 2]
+                       + [len(x) + 2 for x in labels[a]]) for a in axes}
+        hdr = "  " + "".join(f"{ds[a].attrs.get('parameter', a):>{awid[a]}}" for a in axes) + "".join(
             f"{m + ' ME':>{wid[m]}}{m + ' MC':>{wid[m] + 6}}" for m in metrics)
         lines.append(hdr)
         for idx in np.ndindex(*ds["n_samples"].shape):
             sel = {a: i for a, i in zip(axes, idx)}
             row = "  "
             for a in axes:
-                v = ds[a].values[sel[a]]
-                u = ds[a].attrs.get("units", "")
-                row += f"{_axis_label(v, u):>12}"
+                row += f"{labels[a][sel[a]]:>{awid[a]}}"
             for m in metrics:
                 det = ds[f"{m}_det"].isel(sel).item() if f"{m}_det" in ds else np.nan
                 mc = ds[f"{m}_mc"].isel(sel).item()
@@ -4330,9 +4349,12 @@ def summary_table(tree) -> str:
                                      f"{'s' if n_c != 1 else ''}; a Hill fit needs at least "
                                      f"{_MIN_HILL_POINTS})")
                         continue
-                    lines.append(head +
-                                 f"IC50 {_ic50_label(float(ic.isel(sel)), ic.attrs.get('units', ''), ds)}, "
-                                 f"nH {float(nh.isel(sel)):.2f}")
+                    line = (f"IC50 {_ic50_label(float(ic.isel(sel)), ic.attrs.get('units', ''), ds)}, "
+                            f"nH {float(nh.isel(sel)):.2f}")
+                    flag = f"ic50_extrapolated_{src}"
+                    if flag in ds and bool(ds[flag].isel(sel)):
+                        line += " -- " + _extrapolation_note(ds, src, sel, ic.attrs.get("units", ""))
+                    lines.append(head + line)
     lines.append("  (ME = master equation, exact; MC = Monte Carlo mean ± SEM over trials)")
     return "\n".join(lines)
 
@@ -4356,6 +4378,28 @@ def _trapping_note(ds) -> str:
 def _wrap(text: str, width: int = 100) -> list[str]:
     import textwrap
     return textwrap.wrap(text, width, subsequent_indent="    ")
+
+
+def _is_extrapolated(c, y, ic: float) -> bool:
+    from .experiments import _is_extrapolated as rule
+    return rule(np.asarray(c, float), np.asarray(y, float), ic)
+
+
+def _extrapolation_note(ds, src: str, sel: dict, unit: str) -> str:
+    """Why a flagged Hill-fit IC50 is not determined, with the bound the data give."""
+    axis = ds.attrs.get("dose_axis", "")
+    y = ds[f"response_{src}"].isel(sel).transpose(axis).values
+    c = ds[axis].values
+    ok = np.isfinite(y) & (c > 0)
+    lo, hi = _ic50_label(float(c[ok].min()), unit, ds), _ic50_label(float(c[ok].max()), unit, ds)
+    inh = 1.0 - y[ok]
+    if inh.max() < 0.5:
+        why = f"IC50 > {hi} (largest inhibition {inh.max() * 100:.3g} %)"
+    elif inh.min() > 0.5:
+        why = f"IC50 < {lo} (smallest inhibition {inh.min() * 100:.3g} %)"
+    else:
+        why = f"the fit puts it outside the tested {lo} to {hi}"
+    return f"EXTRAPOLATED, not determined by the data: {why}"
 
 
 def _ic50_label(v: float, unit: str, ds) -> str:

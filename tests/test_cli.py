@@ -238,3 +238,18 @@ def test_swept_models_with_different_states_refused_before_the_folder(tmp_path):
     spec.write_text(spec.read_text().replace('"destexhe1994"', '"erreger2005_2b"'))
     r = cli("run", str(spec), "-o", str(out), "-q")
     assert r.returncode == 0, r.stderr
+
+
+def test_warnings_print_as_one_keyed_line_without_source(tmp_path):
+    """helper-98's audit: a study's warnings showed ketacore's source line under them
+    (``_warn_implausible(...)``); at the command line they are now one line each."""
+    spec = tmp_path / "study.toml"
+    spec.write_text('model = "erreger2005_2a"\nblockers = ["ketamine"]\nn_channels = 10\nn_trials = 2\n'
+                    'dt = "10 ms"\nrng = 1\n[protocol]\n[[protocol.segments]]\nduration = "0.1 s"\n'
+                    'glutamate = "1 mM"\nketamine = 0.5\n')
+    r = cli("run", str(spec), "-o", str(tmp_path / "o"), "-q")
+    assert r.returncode == 0, r.stderr
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    warn = [x for x in lines if x.startswith("ketacore: UnitsWarning: ")]
+    assert warn and "ketamine = 0.5 M" in warn[0], r.stderr
+    assert not any(".py:" in x or "warnings.warn" in x or x.startswith("  ") for x in lines), r.stderr

@@ -140,6 +140,7 @@ VDOSE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.filterwarnings("ignore:.*Hill fit's IC50 is an extrapolation:RuntimeWarning")  # (small sweeps)
 def test_dose_response_with_a_second_sweep_axis(tmp_path):
     # a dose-response swept over V too (a Woodhull-style study) used to crash the figure step
     # ('too many values to unpack') after results.nc was written; now one set of curves per
@@ -190,6 +191,7 @@ GLU_DOSE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.filterwarnings("ignore:.*Hill fit's IC50 is an extrapolation:RuntimeWarning")  # (small sweeps)
 def test_dose_response_plot_uses_the_fitted_axis():
     """Two concentration axes (glutamate x ketamine, fitted over ketamine): the figure plots over
     the axis the study fitted (Dataset attrs dose_axis), not the first axis in M (glutamate)."""
@@ -209,3 +211,16 @@ def test_dose_response_plot_uses_the_fitted_axis():
     fig = plot.dose_response(ds)
     assert fig.axes[0].get_xlabel().startswith("glutamate")
     plt.close(fig)
+
+
+def test_trapping_panel_says_which_trapped_fraction_it_shows(tree):
+    """helper-98's audit: the CLI table's 'trapped' (current windows) and the figure's
+    'trapped 84% (ME 86%)' (blocked occupancy) read as two values of one quantity; the panel
+    now names its definition, as the table's 'trapped_occupancy' column does."""
+    import matplotlib.pyplot as plt
+    t, _ = tree
+    fig = plot.trapping(t["trap"])
+    texts = [x.get_text() for ax in fig.axes for x in ax.texts]
+    plt.close(fig)
+    assert sum("trapped (occupancy) " in x for x in texts) == 2, texts
+    assert not any("trapped " in x and "trapped (occupancy)" not in x for x in texts), texts

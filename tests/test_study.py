@@ -500,6 +500,7 @@ def test_stale_temporaries_of_a_killed_run_are_removed_on_resume(small, referenc
     assert sha(out / "results.nc") == reference[1]
 
 
+@pytest.mark.filterwarnings("ignore:.*Hill fit's IC50 is an extrapolation:RuntimeWarning")  # (small sweeps)
 def test_fresh_entropy_is_stored_and_reused(small, tmp_path):
     st = small.replace(rng=None, n_trials=2)
     st.parts = {"dr": st.parts["dr"]}
@@ -603,6 +604,7 @@ def test_sweep_dimensions_never_collide():
         assert name in S.DATASET_NAMES
 
 
+@pytest.mark.filterwarnings("ignore:.*Hill fit's IC50 is an extrapolation:RuntimeWarning")  # (small sweeps)
 def test_voltage_sweep_runs_and_resumes(tmp_path):
     """A sweep axis named V (or time) is a sweep_V dimension; it used to run every chunk and then
     crash in assembly ('variables {'V'} are found in both data_vars and coords')."""
@@ -649,6 +651,7 @@ def test_voltage_sweep_runs_and_resumes(tmp_path):
     assert calls == [] and sha(out / "results.nc") == ref
 
 
+@pytest.mark.filterwarnings("ignore:.*Hill fit's IC50 is an extrapolation:RuntimeWarning")  # (small sweeps)
 def test_voltage_sweep_folder_of_a_failed_assembly_resumes(tmp_path, monkeypatch):
     """A folder whose chunks are all on disk but whose assembly failed (what the old version left
     after its crash) finishes without recomputing and gives the bytes of a fresh run."""
@@ -782,3 +785,40 @@ def test_dose_response_needs_three_concentrations_for_a_hill_fit():
     three = kc.run_study(base.replace(parts={"dose_response": p3}), progress=False)
     assert np.isfinite(float(three["dose_response"].ds["ic50_det"]))
     assert "not determined" not in kc.study.summary_table(three)
+    assert not bool(three["dose_response"].ds["ic50_extrapolated_det"])
+
+
+def test_dose_response_extrapolated_hill_fit_is_flagged_warned_and_bounded():
+    """helper-98's audit: ketamine at 1-10 nM (IC50 0.76 uM) printed "Hill fit (Monte Carlo):
+    IC50 10 uM, nH 0.29" -- a fit bound, 1000x the top concentration -- with no flag.  The rule
+    of experiments.ic50 now applies: the fit is flagged in the dataset, warned about by key,
+    and the summary gives the bound the data support."""
+    st = kc.Study.from_toml(textwrap.dedent("""
+        name = "edge"
+        model = "erreger2005_2a"
+        blockers = ["ketamine"]
+        n_channels = 50
+        n_trials = 4
+        dt = "10 ms"
+        rng = 1
+        [parameters]
+        ketamine = "1 uM"
+        [protocol]
+        analysis = { kind = "dose_response", concentration = "ketamine" }
+        [[protocol.segments]]
+        duration = "0.2 s"
+        V = "-70 mV"
+        glutamate = "1 mM"
+        ketamine = "$ketamine"
+        [sweep]
+        ketamine = ["1 nM", "3 nM", "10 nM"]
+    """))
+    with pytest.warns(RuntimeWarning, match=r"\[protocol\]\.analysis: dose_response: the "
+                                            r"master-equation Hill fit's IC50 is an extrapolation"):
+        tree = kc.run_study(st, progress=False, workers=1)
+    ds = tree["main"].ds
+    assert bool(ds["ic50_extrapolated_det"]) and bool(ds["ic50_extrapolated_mc"])
+    assert ds["ic50_extrapolated_det"].attrs["long_name"].startswith("ic50_det is an extrapolation")
+    text = kc.study.summary_table(tree)
+    line = next(x for x in text.splitlines() if "Hill fit (master equation)" in x)
+    assert "EXTRAPOLATED, not determined by the data: IC50 > 10 nM (largest inhibition 1.3" in line

@@ -104,6 +104,7 @@ DOSE = textwrap.dedent("""
 TABLE_BLOCKER = '{ name = "ketamine", k_escape = 0.000975395 }'
 
 
+@pytest.mark.filterwarnings("ignore:.*Hill fit's IC50 is an extrapolation:RuntimeWarning")  # (small sweeps)
 def test_dose_axis_table_blocker_uses_library_ligand():
     """A blocker given as a table without 'ligand' is the library blocker named by 'name': its
     ligand axis is the concentration (it used to fall back to the first axis, V)."""
@@ -119,6 +120,7 @@ def test_dose_axis_table_blocker_uses_library_ligand():
     assert hdr.split()[:2] == ["V", "ketamine"] and "sweep_V" not in text, text
 
 
+@pytest.mark.filterwarnings("ignore:.*Hill fit's IC50 is an extrapolation:RuntimeWarning")  # (small sweeps)
 def test_dose_axis_parameter_used_as_a_concentration():
     """A concentration axis named after a parameter (segment ketamine = "$c"): fitted over c
     (it used to fit over V: all-NaN IC50 in units V, printed as 'IC50 nan nM')."""
