@@ -596,6 +596,17 @@ _DIM_NAMES = {_TIME: ("a time", "s"), _VOLTAGE: ("a voltage", "V"),
 #: What each study key takes.  A step's other keys (ligands), a train's ``during`` and
 #: ``between`` tables and a conditions table's other keys are concentrations.
 _STEP_DIMS = {"duration": _TIME, "V": _VOLTAGE, "temperature": _TEMPERATURE}
+
+
+def _ligand_label(key: str, keys) -> str:
+    """How an unknown key of a step (or ``initial`` table) is named in a units error: it is
+    read as a ligand, unless it is a near-miss of one of ``keys`` (``durration``), which the
+    message then suggests."""
+    import difflib
+    near = difflib.get_close_matches(key, list(keys), n=1, cutoff=0.75)
+    return f"{key} (a ligand; or did you mean {near[0]!r}?)" if near else f"{key} (a ligand)"
+
+
 _TRAIN_DIMS = {"n_pulses": _DIMENSIONLESS, "frequency": _FREQUENCY, "width": _TIME,
                "V": _VOLTAGE, "temperature": _TEMPERATURE, "tail": _TIME}
 _CONDITION_DIMS = {"V": _VOLTAGE, "temperature": _TEMPERATURE}
@@ -1679,7 +1690,7 @@ class Study:
                 continue
             for k, v in seg.items():
                 if k != "label":
-                    yield (f"{w}.{k}", v, k if k in _STEP_DIMS else f"{k} (a ligand)",
+                    yield (f"{w}.{k}", v, k if k in _STEP_DIMS else _ligand_label(k, (*_STEP_DIMS, "label")),
                            _STEP_DIMS.get(k, _CONCENTRATION))
         a = p.analysis
         if isinstance(a, dict) and a.get("kind") in _ANALYSIS_KEYS:
@@ -1688,7 +1699,7 @@ class Study:
                     yield f"{src}: {pw}.analysis.{k}", a[k], k, _ANALYSIS_DIMS[k]
         if isinstance(p.initial, dict):   # (its keys: _check_initial_keys)
             for k, v in p.initial.items():
-                yield (f"{src}: {pw}.initial.{k}", v, k if k in _CONDITION_DIMS else f"{k} (a ligand)",
+                yield (f"{src}: {pw}.initial.{k}", v, k if k in _CONDITION_DIMS else _ligand_label(k, _CONDITION_DIMS),
                        _CONDITION_DIMS.get(k, _CONCENTRATION))
         for i, b in enumerate(self.blockers):   # (evaluated with each protocol's parameters)
             if isinstance(b, dict):

@@ -426,3 +426,24 @@ def test_a_plain_number_next_to_a_quantity_is_a_dimensionless_factor(kw, match):
 def test_plain_number_products_and_bare_parameters_stay_unchecked():
     _study(parameters={"x": 30}, protocol=[{"duration": "$x * 1 s / 30", "glutamate": "2 * 3e-4"}])
     _study(blockers=[{"name": "ketamine", "k_on": "2e7 / M / s", "k_off": "0.5 / s"}])
+
+
+@pytest.mark.parametrize("key, value, hint", [
+    ("durration", "1 s", "durration (a ligand; or did you mean 'duration'?) takes a concentration"),
+    ("temprature", "300 K", "temprature (a ligand; or did you mean 'temperature'?) takes a concentration"),
+    ("gluta", "1 s", "gluta (a ligand) takes a concentration"),   # no near-miss: no hint
+])
+def test_a_misspelt_step_key_is_suggested(key, value, hint):
+    """helper-98's audit: ``durration = "1 s"`` read "durration (a ligand) takes a
+    concentration" -- refused, but with no word of the typo."""
+    with pytest.raises(S.StudyError, match=r"segments\[0\]\." + key) as e:
+        minimal_study(protocol=[{"duration": "1 s", key: value}])
+    assert hint in str(e.value)
+
+
+def test_a_misspelt_ligand_is_suggested():
+    g = kc.models.get("erreger2005_2a")
+    with pytest.raises(ValueError, match=r"sets ligand 'glutamte' \(did you mean 'glutamate'\?\), which"):
+        kc.solve(g, kc.Step(0.01, glutamte=1e-3), dt=1e-3)
+    with pytest.raises(ValueError, match=r"sets ligand 'nmda', which"):   # nothing near: no hint
+        kc.solve(g, kc.Step(0.01, nmda=1e-3), dt=1e-3)
