@@ -150,7 +150,11 @@ it is touched.  A folder written before ``inputs.json`` existed (ketacore withou
 checked and is refused for a study that loads scheme files.  Blockers are library names and
 read no files.  ``description`` and ``[outputs]`` are not part of the identity (they cannot
 change the results): resuming with them changed updates the folder's ``study.toml`` and writes
-the requested results file name and figures without recomputing.
+the requested results file name and figures without recomputing.  Nor is ``n_trials`` (trial i's
+stream depends on the entropy and i alone): raising it reuses the finished trials and runs only
+the new ones, lowering it uses the first ``n_trials``, and either way the results file equals a
+fresh run with that ``n_trials``, byte for byte.  A run holds an exclusive lock on its folder
+(``flock``); a second run into a folder in use is refused with :class:`StudyConflictError`.
 
 Results Dataset
 ---------------
@@ -2990,6 +2994,34 @@ def _load_chunk(path: Path) -> dict:
         return {k: z[k] for k in z.files}
 
 
+def _cover(n: int, done: list[tuple[int, int]]) -> tuple[list, list]:
+    """``(used, gaps)``: a partition of the trials ``[0, n)`` into finished chunk ranges
+    ``done`` (those within ``[0, n)``) and the ranges still to run, walking from 0: where a
+    finished chunk starts, the one reaching farthest is used; elsewhere a gap runs up to the next
+    chunk start.  The chunks of a folder whose ``n_trials`` was raised (or lowered, or both in
+    turn) may overlap; this picks a set that covers each trial once, and the assembly
+    (:func:`_sorted_chunks`) picks the same."""
+    import bisect
+    reach: dict[int, int] = {}
+    for a, b in done:
+        a, b = int(a), int(b)
+        if 0 <= a < b <= n:
+            reach[a] = max(reach.get(a, b), b)
+    starts = sorted(reach)
+    used, gaps = [], []
+    at = 0
+    while at < n:
+        if at in reach:
+            used.append((at, reach[at]))
+            at = reach[at]
+        else:
+            k = bisect.bisect_right(starts, at)
+            nxt = starts[k] if k < len(starts) else n
+            gaps.append((at, nxt))
+            at = nxt
+    return used, gaps
+
+
 def _gaps(n: int, done: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
     """Trial ranges of [0, n) not covered by ``done``, cut into pieces of at most ``size``
     (an integer >= 1).  Works on the ranges, not on a per-trial mask, so its memory does not grow
@@ -3062,9 +3094,12 @@ def _inputs_diff(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
     return out
 
 
-#: Top-level study keys that are not part of a folder's identity: they cannot change the computed
-#: results, so resuming with them changed is allowed (the folder's study.toml is updated).
-_NOT_IDENTITY = ("description", "outputs")
+#: Top-level study keys that are not part of a folder's identity: they cannot change any trial's
+#: result, so resuming with them changed is allowed (the folder's study.toml is updated).
+#: ``n_trials`` only says how many trials there are (trial i's stream depends on the entropy and
+#: i alone): raising it reuses the finished trials and runs the new ones, lowering it uses the
+#: first n_trials; the results equal a fresh run with that n_trials, byte for byte.
+_NOT_IDENTITY = ("description", "outputs", "n_trials")
 
 
 def _prepare_output(out: Path, spec_text: str, user_rng_given: bool,
@@ -3365,11 +3400,13 @@ def _run_study(study: "Study", executor: cf.Executor | None, *, output, progress
             pt, _ = ctx.point(part, i)
             results[(part, i)] = []
             size = chunk_trials or _auto_chunk(pt, workers)
-            rng_done = [(a, b) for a, b in done.get(i, []) if b <= pt.n_trials]
-            for a, b in rng_done:
+            # the finished chunks this run reuses and the trial ranges it still has to run: a
+            # partition of [0, n_trials) (n_trials may have changed since they were made)
+            used, _ = _cover(pt.n_trials, done.get(i, []))
+            for a, b in used:
                 results[(part, i)].append(None)  # placeholder: loaded at assembly
                 done_trials += b - a
-            for a, b in _gaps(pt.n_trials, rng_done, size):
+            for a, b in _gaps(pt.n_trials, used, size):
                 plan.append((part, i, a, b))
             total += pt.n_trials
 
@@ -3587,10 +3624,9 @@ def _sorted_chunks(out: Path | None, part: str, i: int, memory: dict, n_trials: 
     Chunk files are loaded one at a time as the result is iterated (not all at once)."""
     items: list[tuple[int, int, Any]] = [(int(d["start"]), int(d["stop"]), d)
                                          for d in memory.get((part, i), [])]
-    if out is not None:
-        for a, b in _done_ranges(out, part).get(i, []):
-            if b <= n_trials:
-                items.append((a, b, None))
+    if out is not None:   # (the chunks the plan chose: _cover; the files may overlap)
+        used, _ = _cover(n_trials, _done_ranges(out, part).get(i, []))
+        items.extend((a, b, None) for a, b in used)
     items.sort(key=lambda x: x[0])
     at = 0
     for a, b, _ in items:

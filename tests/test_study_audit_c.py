@@ -153,9 +153,63 @@ def test_resume_with_new_description_and_figures_writes_them_without_recomputing
     assert disk.outputs == {"results": "renamed.nc", "figures": True}
     assert disk.rng == kc.Study.from_toml(out / "study.toml").rng == int(t1.attrs["entropy"])
     # and a changed result-affecting key is still refused, naming only that key
-    spec = _spec(tmp_path, description='description = "again"', rng=rng, n_trials=5)
-    with pytest.raises(S.StudyConflictError, match=r"differs in: n_trials\)"):
+    spec = _spec(tmp_path, description='description = "again"', rng=rng)
+    spec.write_text(spec.read_text().replace("n_channels = 20", "n_channels = 30"))
+    with pytest.raises(S.StudyConflictError, match=r"differs in: n_channels\)"):
         kc.run_study(spec, output=out, progress=False, workers=1)
+
+
+@pytest.mark.parametrize("rng", ["rng = 3", ""])
+def test_raising_n_trials_reuses_the_finished_trials_and_equals_a_fresh_run(tmp_path, rng):
+    """helper-98's audit: a study could not be extended with more trials (a changed n_trials
+    was a different study), though trial i's stream depends on the entropy and i alone.  Now
+    4 -> 10 runs only trials 4..9, 10 -> 6 only trials 4..5 (the chunk 4..7 reaches past 6),
+    and back to 10 nothing; each result equals a fresh run with that n_trials, byte for
+    byte (for a folder without an rng, the one the folder stored)."""
+    pytest.importorskip("xarray")
+    pytest.importorskip("netCDF4")
+    out = tmp_path / "out"
+    ex = Counting()
+    with ex:
+        t4 = kc.run_study(_spec(tmp_path, rng=rng), ex, output=out, progress=False, chunk_trials=4)
+    assert sorted(c[2:] for c in ex.calls) == [(0, 4), (0, 4)]            # 2 sweep points
+    entropy = int(t4.attrs["entropy"])
+    seeded = f"rng = {entropy}"
+
+    def fresh(n):
+        d = tmp_path / f"fresh{n}"
+        kc.run_study(_spec(tmp_path, rng=seeded, n_trials=n), output=d, progress=False, chunk_trials=3)
+        return (d / "results.nc").read_bytes()
+
+    for n, runs in ((10, [(4, 8), (8, 10)]), (6, [(4, 6)]), (10, [])):
+        ex = Counting()
+        with ex:
+            t = kc.run_study(_spec(tmp_path, rng=rng, n_trials=n), ex, output=out, progress=False,
+                             chunk_trials=4)
+        assert sorted(set(c[2:] for c in ex.calls)) == runs, (n, ex.calls)
+        assert int(t.attrs["entropy"]) == entropy and t["main"].ds.attrs["n_trials"] == n
+        assert (out / "results.nc").read_bytes() == fresh(n), n
+        assert kc.Study.from_toml(out / "study.toml").n_trials == n     # the folder's study follows
+    # lowered below a chunk boundary: the first chunk is used, the needed part of the next run
+    ex = Counting()
+    with ex:
+        kc.run_study(_spec(tmp_path, rng=rng, n_trials=3), ex, output=out, progress=False, chunk_trials=4)
+    assert sorted(set(c[2:] for c in ex.calls)) == [(0, 3)]
+    assert (out / "results.nc").read_bytes() == fresh(3)
+
+
+def test_cover_partitions_the_trials_with_overlapping_chunks():
+    """_cover: the finished chunks a run reuses and the ranges it still runs partition [0, n)."""
+    assert S._cover(10, []) == ([], [(0, 10)])
+    assert S._cover(10, [(0, 4), (4, 8), (8, 10)]) == ([(0, 4), (4, 8), (8, 10)], [])
+    # overlapping chunk files of earlier n_trials (10 -> 6 -> 10): the farthest from each start
+    assert S._cover(10, [(0, 4), (4, 8), (4, 6), (8, 10)]) == ([(0, 4), (4, 8), (8, 10)], [])
+    assert S._cover(6, [(0, 4), (4, 8), (4, 6), (8, 10)]) == ([(0, 4), (4, 6)], [])
+    assert S._cover(7, [(0, 4), (4, 8), (4, 6)]) == ([(0, 4), (4, 6)], [(6, 7)])
+    # a chunk starting inside another is not usable once the walk is past its start
+    assert S._cover(10, [(0, 5), (3, 8)]) == ([(0, 5)], [(5, 10)])
+    # beyond n or empty: ignored
+    assert S._cover(5, [(2, 3), (5, 9), (4, 4)]) == ([(2, 3)], [(0, 2), (3, 5)])
 
 
 # ---------------------------------------------------------------------------------------------
