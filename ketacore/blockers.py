@@ -1419,9 +1419,28 @@ def get(name: str) -> Blocker:
         raise TypeError(f"blocker name must be a string, got {type(name).__name__}")
     key = _ALIASES.get(name, name)
     try:
-        return _LIBRARY[key]
+        b = _LIBRARY[key]
     except KeyError:
         raise ValueError(f"unknown blocker {name!r}; available: {list(available())}") from None
+    if key in _UNCALIBRATED and key not in _WARNED_UNCALIBRATED:
+        _WARNED_UNCALIBRATED.add(key)
+        import warnings
+        warnings.warn(f"blocker {key!r}: {_UNCALIBRATED[key]} (warned once per process)",
+                      UserWarning, stacklevel=2)
+    return b
+
+
+#: Library blockers with a rate constant not calibrated against data, and what that leaves
+#: uncalibrated: :func:`get` warns once per process, so that a number computed from it (an
+#: IC50, a block onset) is not read as a prediction.
+_UNCALIBRATED = {
+    "mk801": ("k_on (2.5e7 /M/s at 0 V) is an UNCALIBRATED order-of-magnitude placeholder, so "
+              "its potency (equilibrium K_B(-70 mV) = 0.087 nM) and block onset are not "
+              "calibrated; reported IC50s are ~10-40 nM (GluN1/GluN2A-D at -40 mV, Dravid 2007, "
+              "read from a secondary table, unverified).  Its recovery kinetics are calibrated "
+              "(tau 90 min at -70 mV, 2 min at +30 mV; Huettner & Bean 1988)"),
+}
+_WARNED_UNCALIBRATED: set = set()
 
 
 __all__ = ["Blocker", "block", "jahr_stevens", "get", "available", "MODES",

@@ -642,3 +642,19 @@ def test_closed_route_variant_orser1997():
     s_ = kc.block(kc.models.get(GATING), b)
     assert b.k_escape / b.k_on_closed < 0.01 * b.kd(V_CAL)
     assert ic50(s_, "ketamine", V=V_CAL, glutamate=GLU) == pytest.approx(0.50e-6, rel=0.02)
+
+
+def test_an_uncalibrated_library_blocker_warns_once_per_process(monkeypatch):
+    """helper-98's audit: ic50(..., 'mk801') reported 87 pM with no caveat, though its k_on is a
+    documented placeholder (literature IC50s are ~100x weaker).  Fetching it now says so, once."""
+    import warnings
+    from ketacore import blockers as B
+    monkeypatch.setattr(B, "_WARNED_UNCALIBRATED", set())
+    with pytest.warns(UserWarning, match=r"blocker 'mk801': k_on .* UNCALIBRATED .* recovery kinetics "
+                                         r"are calibrated"):
+        B.get("mk801")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        B.get("mk801")                      # once per process
+        B.get("ketamine")                   # calibrated blockers never warn
+    assert set(B._UNCALIBRATED) <= set(B.available())
