@@ -1399,6 +1399,9 @@ class Study:
     outputs: dict = field(default_factory=lambda: {"results": "results.nc", "figures": True})
     _source: str = field(default="Study", repr=False, compare=False)
     _base_dir: str = field(default=".", repr=False, compare=False)
+    #: A single protocol written as ``[protocols.main]`` (not ``[protocol]``): messages and
+    #: :meth:`to_toml` keep that spelling (the two are the same study).
+    _named_main: bool = field(default=False, repr=False, compare=False)
     base: dataclasses.InitVar[Any] = None
 
     def __post_init__(self, base: Any) -> None:
@@ -1449,7 +1452,7 @@ class Study:
 
     # ------------------------------------------------------------------ key paths for errors
     def _single(self) -> bool:
-        return list(self.parts) == ["main"]
+        return list(self.parts) == ["main"] and not self._named_main
 
     def _pw(self, part: str, sub: str | None = None) -> str:
         if self._single():
@@ -2035,7 +2038,8 @@ class Study:
             kw["parts"] = {k: part(v, f"[protocols.{k}]") for k, v in d["protocols"].items()}
         elif "sweep" in d:
             raise StudyError(f"{source}: [sweep]: a sweep needs a [protocol]")
-        return cls(**kw, _source=source, _base_dir=base_dir, base=base)
+        return cls(**kw, _source=source, _base_dir=base_dir, base=base,
+                   _named_main="protocols" in d and list(d["protocols"]) == ["main"])
 
     def to_toml(self, path: str | os.PathLike | None = None) -> str:
         """TOML text of the study (written to ``path`` if given); :meth:`from_toml` reads it back
@@ -3102,6 +3106,21 @@ def _inputs_diff(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
 _NOT_IDENTITY = ("description", "outputs", "n_trials")
 
 
+def _one_spelling(d: dict) -> dict:
+    """A study dict with a lone ``[protocols.main]`` written as ``[protocol]`` + ``[sweep]``
+    (the folder identity compares studies, not spellings)."""
+    pr = d.get("protocols")
+    if "protocol" in d or not isinstance(pr, dict) or list(pr) != ["main"] or not isinstance(pr["main"], dict):
+        return d
+    d = dict(d)
+    main = dict(d.pop("protocols")["main"])
+    sweep = main.pop("sweep", None)
+    d["protocol"] = main
+    if sweep:
+        d["sweep"] = sweep
+    return d
+
+
 def _prepare_output(out: Path, spec_text: str, user_rng_given: bool,
                     inputs: Mapping[str, str] | None = None, base_dir: str = ".") -> str:
     """Create/check the output folder.  Returns the spec text to use (the one on disk when the
@@ -3118,7 +3137,8 @@ def _prepare_output(out: Path, spec_text: str, user_rng_given: bool,
         if disk == spec_text:
             _check_inputs(out, inputs)
             return disk
-        a, b = _toml_loads(disk), _toml_loads(spec_text)
+        # ([protocol] + [sweep] and [protocols.main] with its sweep are one study)
+        a, b = _one_spelling(_toml_loads(disk)), _one_spelling(_toml_loads(spec_text))
         if not user_rng_given and "rng" in a:
             b["rng"] = a["rng"]
         # the identity: everything but the keys that cannot change the computed results

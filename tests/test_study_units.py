@@ -447,3 +447,41 @@ def test_a_misspelt_ligand_is_suggested():
         kc.solve(g, kc.Step(0.01, glutamte=1e-3), dt=1e-3)
     with pytest.raises(ValueError, match=r"sets ligand 'nmda', which"):   # nothing near: no hint
         kc.solve(g, kc.Step(0.01, nmda=1e-3), dt=1e-3)
+
+
+_NAMED_MAIN = """
+name = "named"
+model = "erreger2005_2a"
+n_channels = 10
+n_trials = 2
+dt = "10 ms"
+rng = 1
+[parameters]
+g = "1 mM"
+[protocols.main]
+[protocols.main.sweep]
+g = ["1 mM", "0.1 mM"]
+[[protocols.main.segments]]
+duration = "0.05 s"
+glutamate = "$g"
+"""
+
+
+def test_a_lone_protocols_main_keeps_its_spelling_in_messages_and_toml(tmp_path):
+    """helper-98's audit: a study written with [protocols.main] reported its errors as
+    [protocol]...; the spelling is now kept (messages and to_toml), and the two spellings are
+    still one study for an output folder."""
+    with pytest.raises(S.StudyError, match=r"\[protocols\.main\]\.segments\[0\]\.durration"):
+        kc.Study.from_toml(_NAMED_MAIN.replace('duration = "0.05 s"', 'durration = "0.05 s"'))
+    st = kc.Study.from_toml(_NAMED_MAIN)
+    assert "[protocols.main]" in st.to_toml() and "[protocol]\n" not in st.to_toml()
+    assert kc.Study.from_toml(st.to_toml()) == st
+    plain = kc.Study.from_toml(_NAMED_MAIN.replace("[protocols.main.sweep]", "[sweep]")
+                               .replace("[protocols.main]\n", "[protocol]\n")
+                               .replace("[[protocols.main.segments]]", "[[protocol.segments]]"))
+    assert plain == st and "[protocol]" in plain.to_toml()
+    pytest.importorskip("xarray")
+    out = tmp_path / "o"
+    t1 = kc.run_study(plain, output=out, progress=False, workers=1)
+    t2 = kc.run_study(st, output=out, progress=False, workers=1)      # same study: resumes
+    assert (t1["main"].ds["open_probability_mc"] == t2["main"].ds["open_probability_mc"]).all()
