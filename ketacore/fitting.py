@@ -49,7 +49,7 @@ from . import theory as _th
 from . import _validate as _V
 from .scheme import Scheme
 
-__all__ = ["fit_hjc", "HJCFit"]
+__all__ = ["fit_hjc", "HJCFit", "fit_macroscopic", "MacroscopicFit"]
 
 #: Relative step of the log-rates for the numerical Hessian (and the final gradient).
 HESSIAN_STEP = 1e-3
@@ -1439,3 +1439,785 @@ def fit_hjc(scheme: Scheme, data, *, t_res=None, t_crit=None, free=None, fixed=N
         n_intervals=tuple(int(gs.lens.sum()) for gs, _, _ in checked),
         _profile=_Profile(obj, theta, fbest, lo, hi, cov_log, params.free, keys, params.const,
                           params.A))
+
+
+# ===================================================================== macroscopic currents
+
+
+#: Singular values of the weighted Jacobian (in ln k0, ln N) at most this fraction of the
+#: largest count as zero in :func:`fit_macroscopic`: that combination of parameters is not
+#: determined by the data (its SE would exceed ~1e6 times the best-determined one's).  The
+#: central-difference Jacobian is accurate to ~1e-10 relative, far below this.
+MACRO_SINGULAR_RTOL = 1e-6
+#: Step in ln k0 (and ln N) of the central-difference Jacobian of :func:`fit_macroscopic`
+#: (truncation ~h^2 = 1e-10, rounding ~1e-16 / h = 1e-11, relative).
+MACRO_JACOBIAN_STEP = 1e-5
+#: Sample times within this fraction of the grid step ``dt`` of a grid point ``k dt`` count as
+#: on it (rounding of times given as ``i * h`` or by ``np.linspace``).
+MACRO_TIME_RTOL = 1e-6
+_OBSERVABLES = ("current", "open_probability")
+_RECORD_KEYS = ("protocol", "time", "y", "sigma", "initial", "dt")
+
+
+@dataclass(frozen=True, eq=False)
+class MacroscopicFit:
+    """Result of :func:`fit_macroscopic` (least-squares rates from macroscopic currents).
+
+    Compared by identity and hashable (as :class:`HJCFit`).  Rates are the ``Rate.k0`` of
+    each transition ("SRC->DST" keys): s^-1, or M^-1 s^-1 for a ligand-bound transition
+    (``units``).
+
+    Attributes
+    ----------
+    scheme : Scheme
+        The input scheme with every ``k0`` replaced by its fitted value (constrained and
+        MR-set rates computed from the fitted ones; fixed ones unchanged):
+        ``n_channels * kc.solve(scheme, protocol, dt, initial).current`` at the sample times is
+        the fitted curve (``fitted``).
+    rates : dict
+        ``k0`` of every transition, in ``scheme.transitions`` order.
+    kinds : dict
+        ``"free"``, ``"fixed"``, ``"constrained"`` or ``"mr"`` for each transition.
+    free : tuple of str
+        The free transitions, in parameter order.
+    parameters : tuple of str
+        Names of the fitted parameters, the rows of ``covariance``: ``free`` followed by
+        ``"n_channels"`` when the channel count was fitted.
+    se : dict
+        Delta-method standard error of ``k0`` (units of the rate) of every free,
+        constrained and MR-set transition (not of fixed ones, nor of a derived rate that
+        depends on fixed rates only): ``SE(k0) = k0 sqrt(var(ln k0))`` with ``var(ln k0) = a
+        C a'`` (``ln k0 = const + a . theta``).  NaN when the parameters are not identifiable
+        (``identifiable`` False).
+    n_channels : float or None
+        Number of channels N (dimensionless): fitted, or the value given; ``None`` for
+        ``observable="open_probability"``.
+    n_channels_se : float or None
+        SE of N (``N sqrt(var(ln N))``) when fitted (NaN if not identifiable), else ``None``.
+    covariance : ndarray, (n_par, n_par)
+        Approximate covariance of the fitted parameters **on the log scale** (ln k0 of the
+        free rates, then ln N), ``s^2 (J'J)^-1`` with J the Jacobian of the weighted
+        residuals at the optimum.  (Note: :attr:`HJCFit.covariance` is on the rate scale and
+        its log-scale covariance is ``HJCFit.cov_log``.)  NaN when not identifiable.
+    correlation : ndarray, (n_par, n_par)
+        Correlation matrix of the parameters (the same on the log and linear scale to first
+        order).  NaN when not identifiable.
+    identifiable : bool
+        False when ``J'J`` is (numerically) singular: its smallest singular value of J is at
+        most :data:`MACRO_SINGULAR_RTOL` times the largest (a ``RuntimeWarning`` said so).
+    unidentified : tuple of str
+        The parameters that dominate the undetermined combinations (empty if identifiable).
+    singular_values : ndarray
+        Singular values of the weighted Jacobian in the log parameters (descending).
+    rss : float
+        Residual sum of squares ``sum ((y - model) / sigma)^2`` (dimensionless) when ``sigma``
+        was given, else ``sum (y - model)^2`` (A^2 for currents; dimensionless for open
+        probabilities).
+    cost : float
+        ``rss / 2`` (scipy's least-squares cost).
+    chi2 : float
+        ``rss`` when ``sigma`` was given (chi-square with ``dof`` degrees of freedom if the
+        model and the noise model are right), else NaN.
+    p_value : float
+        ``P(chi2_dof > chi2)`` when ``sigma`` was given, else NaN.
+    residual_variance : float
+        ``s^2`` used for the covariance: ``rss / dof`` (units of y squared) without ``sigma``,
+        1 with it.
+    dof : int
+        Degrees of freedom: total number of samples minus ``len(parameters)``.
+    n_samples : tuple of int
+        Number of samples of each record.
+    residuals : tuple of ndarray
+        ``y - model`` of each record at its sample times (units of y: A, or dimensionless).
+    fitted : tuple of ndarray
+        The fitted model of each record at its sample times (units of y).
+    dt : tuple of float
+        Grid step (s) on which each record's model was solved.
+    observable : str
+        ``"current"`` or ``"open_probability"``.
+    weighted : bool
+        Whether ``sigma`` was given (then the SEs use it; else the residual variance).
+    converged : bool
+        scipy's ``least_squares`` stopped on a tolerance (not on ``max_evaluations`` or an
+        error) and no parameter ended on the search box.
+    message : str
+        What the optimiser said.
+    n_evaluations : int
+        Model evaluations (each one solve per record), Jacobians included.
+    elapsed : float
+        Wall-clock time of the fit (s).
+    mr_cycles, constraints, units : dict
+        As in :class:`HJCFit`.
+    """
+
+    scheme: Scheme
+    rates: dict
+    kinds: dict
+    free: tuple
+    parameters: tuple
+    se: dict
+    n_channels: float | None
+    n_channels_se: float | None
+    covariance: np.ndarray
+    correlation: np.ndarray
+    identifiable: bool
+    unidentified: tuple
+    singular_values: np.ndarray
+    rss: float
+    cost: float
+    chi2: float
+    p_value: float
+    residual_variance: float
+    dof: int
+    n_samples: tuple
+    residuals: tuple
+    fitted: tuple
+    dt: tuple
+    observable: str
+    weighted: bool
+    converged: bool
+    message: str
+    n_evaluations: int
+    elapsed: float
+    mr_cycles: dict
+    constraints: dict
+    units: dict
+
+    def __repr__(self) -> str:
+        n = "" if self.n_channels is None else f", N={self.n_channels:.6g}"
+        fit = (f"chi2={self.chi2:.6g}" if self.weighted else f"rss={self.rss:.6g}")
+        return (f"MacroscopicFit({self.scheme.name or '(unnamed scheme)'!r}, "
+                f"{len(self.free)} free rate(s){n}, {len(self.n_samples)} record(s), "
+                f"{sum(self.n_samples)} samples, {fit}, dof={self.dof}, "
+                f"converged={self.converged})")
+
+    def summary(self) -> str:
+        """Table of the rates (value, SE, CV, unit, kind), N and the fit statistics.
+
+        Returns
+        -------
+        str
+        """
+        what = "current" if self.observable == "current" else "open probability"
+        fit = (f"chi2 = {self.chi2:.6g} on {self.dof} dof (p = {self.p_value:.3g})"
+               if self.weighted else
+               f"RSS = {self.rss:.6g} {'A^2' if self.observable == 'current' else ''}".rstrip()
+               + f", s = {math.sqrt(self.residual_variance):.4g}"
+               + (" A" if self.observable == "current" else "") + f" on {self.dof} dof")
+        rows = [f"macroscopic {what} fit of {self.scheme.name or '(unnamed scheme)'}: "
+                f"{len(self.n_samples)} record(s), {sum(self.n_samples)} samples, "
+                f"{len(self.parameters)} parameter(s); {fit}",
+                f"converged: {self.converged} ({self.n_evaluations} model evaluations, "
+                f"{self.elapsed:.2f} s): {self.message}"]
+        if not self.identifiable:
+            rows.append(f"NOT IDENTIFIABLE: the data do not determine a combination dominated "
+                        f"by {list(self.unidentified)}; SEs are NaN")
+        rows.append(f"{'parameter':<16} {'value':>13} {'SE':>11} {'CV %':>7}  {'unit':<10} how")
+        for t in self.scheme.transitions:
+            k = _key(t)
+            kind = self.kinds[k]
+            how = kind
+            if kind == "constrained":
+                other, c = self.constraints[k]
+                how = f"= {c:g} x {other}"
+            elif kind == "mr":
+                how = "MR (" + "-".join(self.mr_cycles[k]) + ")"
+            rows.append(_macro_row(k, self.rates[k], self.se.get(k), self.units[k], how))
+        if self.n_channels is not None:
+            how = "free" if self.n_channels_se is not None else "fixed"
+            rows.append(_macro_row("N (channels)", self.n_channels, self.n_channels_se, "1", how))
+        p = len(self.parameters)
+        if p > 1 and np.all(np.isfinite(self.correlation)):
+            off = np.abs(self.correlation - np.eye(p))
+            i, j = np.unravel_index(int(np.argmax(off)), off.shape)
+            rows.append(f"largest |correlation|: {self.correlation[i, j]:+.3f} "
+                        f"({self.parameters[i]}, {self.parameters[j]})")
+        return "\n".join(rows)
+
+
+def _macro_row(name: str, value: float, se, unit: str, how: str) -> str:
+    if se is None:
+        se_txt, cv_txt = f"{'-':>11}", f"{'-':>7}"
+    else:
+        cv = 100.0 * se / value if value > 0 else math.nan
+        se_txt, cv_txt = f"{se:11.4g}", f"{cv:7.1f}"
+    return f"{name:<16} {value:13.6g} {se_txt} {cv_txt}  {unit:<10} {how}"
+
+
+@dataclass
+class _MacroRecord:
+    protocol: object
+    time: np.ndarray
+    y: np.ndarray
+    sigma: np.ndarray | None
+    initial: object
+    dt: float
+    idx: np.ndarray = None
+    drive: np.ndarray = None      # V - E_rev at the samples (V), for the current
+
+
+def _macro_items(data) -> list:
+    from .protocol import Protocol, Step
+
+    def single(x):
+        return isinstance(x, Mapping) or (isinstance(x, tuple) and len(x) in (3, 4)
+                                          and isinstance(x[0], (Protocol, Step)))
+    if single(data):
+        return [data]
+    if data is None or isinstance(data, (str, bytes)) or not _is_sequence(data):
+        raise TypeError("data must be a sequence of records, each a mapping {'protocol': ..., "
+                        "'time': ..., 'y': ...[, 'sigma', 'initial', 'dt']} or a tuple "
+                        f"(protocol, time, y[, sigma]), got {type(data).__name__}")
+    items = list(data)
+    if not items:
+        raise ValueError("data is empty: give at least one record {'protocol': ..., 'time': ..., "
+                         "'y': ...}")
+    return items
+
+
+def _macro_record(i: int, item, scheme: Scheme, observable: str) -> _MacroRecord:
+    from .protocol import Protocol, Step
+    w = f"data[{i}]"
+    if isinstance(item, Mapping):
+        bad = [k for k in item if k not in _RECORD_KEYS]
+        if bad:
+            raise ValueError(f"{w}: unknown key(s) {bad}; a record takes {list(_RECORD_KEYS)}")
+        missing = [k for k in ("protocol", "time", "y") if k not in item]
+        if missing:
+            raise ValueError(f"{w}: missing {missing}; a record needs 'protocol', 'time' (s) "
+                             "and 'y'")
+        rec = dict(item)
+    elif isinstance(item, tuple) and len(item) in (3, 4):
+        rec = dict(zip(("protocol", "time", "y", "sigma"), item))
+    else:
+        raise TypeError(f"{w} must be a mapping {{'protocol': ..., 'time': ..., 'y': ...}} or a "
+                        f"tuple (protocol, time, y[, sigma]), got {type(item).__name__}")
+    prot = rec["protocol"]
+    if isinstance(prot, Step):
+        prot = Protocol([prot])
+    elif not isinstance(prot, Protocol):
+        raise TypeError(f"{w}['protocol'] must be a ketacore Protocol or Step, got "
+                        f"{type(prot).__name__}")
+    try:
+        prot.compile(scheme)                  # (a ligand the scheme lacks, before any solve)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{w}['protocol']: {exc}") from None
+    t = _V.real_array(f"{w}['time']", rec["time"], "s")
+    if t.ndim != 1:
+        raise ValueError(f"{w}['time'] must be 1-D (s), got shape {t.shape}")
+    if t.size == 0:
+        raise ValueError(f"{w}['time'] is empty: give at least one sample time (s)")
+    if not np.all(np.isfinite(t)):
+        raise ValueError(f"{w}['time'] must be finite (s); entry {int(np.argmin(np.isfinite(t)))} "
+                         "is not")
+    if t[0] < 0:
+        raise ValueError(f"{w}['time'] must start at >= 0 s (time since the start of the "
+                         f"protocol), got {t[0]!r}")
+    if t.size > 1 and not np.all(np.diff(t) > 0):
+        j = int(np.argmin(np.diff(t) > 0))
+        raise ValueError(f"{w}['time'] must be strictly increasing (s): time[{j + 1}] = "
+                         f"{t[j + 1]!r} <= time[{j}] = {t[j]!r}")
+    if t[-1] > prot.duration * (1 + 1e-12):
+        raise ValueError(f"{w}['time'] ends at {t[-1]:g} s, after the {prot.duration:g} s "
+                         "protocol (times are in s from the protocol's start)")
+    y = _V.real_array(f"{w}['y']", rec["y"], "A" if observable == "current" else "")
+    if y.ndim != 1 or y.shape != t.shape:
+        raise ValueError(f"{w}['y'] must be 1-D with one value per time ({t.size}), got shape "
+                         f"{y.shape}")
+    if not np.all(np.isfinite(y)):
+        raise ValueError(f"{w}['y'] must be finite; entry {int(np.argmin(np.isfinite(y)))} is "
+                         f"{y[np.argmin(np.isfinite(y))]!r} (drop missing samples and their times)")
+    sigma = rec.get("sigma")
+    if sigma is not None:
+        s = _V.real_array(f"{w}['sigma']", sigma, "A" if observable == "current" else "")
+        if s.ndim == 0:
+            s = np.full(t.shape, float(s))
+        elif s.shape != t.shape:
+            raise ValueError(f"{w}['sigma'] must be a scalar or have one value per time "
+                             f"({t.size}), got shape {s.shape}")
+        if not np.all((s > 0) & np.isfinite(s)):
+            j = int(np.argmin((s > 0) & np.isfinite(s)))
+            raise ValueError(f"{w}['sigma'] must be finite and > 0 (standard deviation of y, in "
+                             f"y's units), got {s[j]!r}")
+        sigma = s
+    dt = rec.get("dt")
+    if dt is not None:
+        dt = _positive(f"{w}['dt']", dt)
+    else:
+        dt = _macro_default_dt(w, t, prot.duration)
+    k = np.rint(t / dt)
+    off = np.abs(t - k * dt)
+    if np.any(off > MACRO_TIME_RTOL * dt):
+        j = int(np.argmax(off))
+        raise ValueError(f"{w}: time[{j}] = {t[j]!r} s is not on the grid k*dt of dt = {dt!r} s "
+                         "(the model is evaluated exactly on that grid): give a 'dt' of which "
+                         "every sample time is a multiple")
+    try:
+        n = prot.n_samples(dt)
+    except ValueError as exc:
+        raise ValueError(f"{w}['dt']: {exc}") from None
+    if k[-1] > n - 1:
+        raise ValueError(f"{w}['time'] ends at {t[-1]:g} s, after the {prot.duration:g} s protocol")
+    idx = k.astype(np.int64)
+    r = _MacroRecord(prot, t, y, sigma, rec.get("initial"), float(dt), idx)
+    if observable == "current":
+        r.drive = prot.voltage_at(idx * dt, dt) - scheme.e_rev
+    return r
+
+
+def _macro_default_dt(w: str, t: np.ndarray, duration: float) -> float:
+    """A grid step of which every sample time is a multiple (to MACRO_TIME_RTOL): the spacing
+    of uniform samples, else the smallest spacing divided by the least common denominator
+    (<= 1000) that puts every time on the grid."""
+    from fractions import Fraction
+    if t.size == 1:
+        return float(t[0]) if t[0] > 0 else float(duration)
+    d = np.diff(t)
+    h = float(d.min())
+    if np.all(np.abs(d - h) <= MACRO_TIME_RTOL * h):
+        h = float(t[-1] - t[0]) / (t.size - 1)      # (the mean spacing: least rounding)
+    ratio = t / h
+    bad = np.abs(ratio - np.rint(ratio)) > MACRO_TIME_RTOL
+    den = 1
+    for x in np.unique(np.round(ratio[bad] % 1.0, 9)):
+        f = Fraction(float(x)).limit_denominator(1000)
+        den = den * f.denominator // math.gcd(den, f.denominator)
+        if den > 1000:
+            break
+    dt = h / den
+    r2 = t / dt
+    if den > 1000 or np.any(np.abs(r2 - np.rint(r2)) > MACRO_TIME_RTOL):
+        raise ValueError(f"{w}['time']: the sample times are not all multiples of a common step "
+                         f"(the smallest spacing is {h:g} s): give the record a 'dt' (s) of which "
+                         "every sample time is a multiple (the model is evaluated exactly on "
+                         "the grid k*dt, never interpolated)")
+    return float(dt)
+
+
+class _MacroModel:
+    """Weighted residuals ``(model - y) / w`` of all records as a function of theta."""
+
+    def __init__(self, scheme: Scheme, params: _Params, records: list, observable: str,
+                 n_fixed, fit_n: bool, scale: float):
+        from .solve import solve
+        self.solve = solve
+        self.scheme, self.params, self.records = scheme, params, records
+        self.current = observable == "current"
+        self.n_fixed, self.fit_n = n_fixed, fit_n
+        self.p = len(params.free)
+        self.g = np.asarray(scheme.conductance, float)
+        self.open = np.asarray(scheme.open_mask, bool)
+        self.w = [r.sigma if r.sigma is not None else scale for r in records]
+        self.size = sum(r.y.size for r in records)
+        self.n_eval = 0
+        self.failed = False
+        self.max_eval = math.inf
+        self.best = (math.inf, None)
+
+    def scheme_at(self, k0) -> Scheme:
+        return self.scheme.with_rates({k: float(v) for k, v in zip(self.params.keys, k0)})
+
+    def curves(self, theta, sch=None) -> list:
+        """Model of each record at its sample times (units of y)."""
+        if sch is None:
+            sch = self.scheme_at(self.params.k0(theta[:self.p]))
+        n = math.exp(theta[self.p]) if self.fit_n else self.n_fixed
+        out = []
+        for r in self.records:
+            res = self.solve(sch, r.protocol, r.dt, r.initial)
+            occ = res.occupancy[r.idx]
+            if self.current:
+                out.append(n * ((occ @ self.g) * r.drive))
+            else:
+                out.append(occ[:, self.open].sum(axis=1))
+        return out
+
+    def __call__(self, theta, track: bool = False) -> np.ndarray:
+        if self.n_eval >= self.max_eval:
+            raise _Budget
+        self.n_eval += 1
+        k0 = self.params.k0(theta[:self.p])
+        bad = np.full(self.size, 1e10)    # (a finite penalty: the trust region shrinks)
+        self.failed = True
+        if not np.all(np.isfinite(k0)) or np.any(k0 > 1e15):
+            return bad
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")     # (warned once at the start)
+                with np.errstate(all="ignore"):
+                    m = self.curves(theta)
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError, RuntimeError):
+            return bad
+        r = np.concatenate([(mi - rec.y) / w for mi, rec, w in zip(m, self.records, self.w)])
+        if not np.all(np.isfinite(r)):
+            return bad
+        self.failed = False
+        if track:              # (the optimiser's points, not the Jacobian's)
+            c = float(r @ r)
+            if c < self.best[0]:
+                self.best = (c, np.array(theta, float))
+        return r
+
+    def jac(self, theta, lo, hi, h=MACRO_JACOBIAN_STEP) -> np.ndarray:
+        """Central-difference Jacobian (one-sided at the box)."""
+        theta = np.asarray(theta, float)
+        J = np.empty((self.size, theta.size))
+        for j in range(theta.size):
+            up, dn = theta.copy(), theta.copy()
+            up[j] = min(theta[j] + h, hi[j])
+            dn[j] = max(theta[j] - h, lo[j])
+            J[:, j] = (self(up) - self(dn)) / (up[j] - dn[j])
+        return J
+
+
+class _Budget(Exception):
+    """max_evaluations reached inside least_squares."""
+
+
+def fit_macroscopic(scheme: Scheme, data, *, free=None, fixed=None, constrain=None, mr=True,
+                    start=None, n_channels="fit", observable: str = "current",
+                    box: float = 1e6, max_evaluations: int = 5000,
+                    tol: float = 1e-10) -> MacroscopicFit:
+    """Least-squares rate constants from macroscopic (ensemble) currents or open probabilities.
+
+    Fits the ``Rate.k0`` of the free transitions of ``scheme`` (and the number of channels N)
+    to one or several records -- relaxations after agonist jumps, voltage steps, pulse trains,
+    at one or several concentrations -- jointly, by minimising
+
+        ``sum over records and samples of ((y - N * kc.solve(scheme(k0), protocol, dt,
+        initial).current[at the sample times]) / sigma)^2``
+
+    (``observable="open_probability"``: ``.open_probability`` and no N) with scipy's
+    trust-region reflective least squares [BW88, NW06] over theta = (ln k0 of the free rates,
+    ln N).  The model is the exact master-equation solution (:func:`ketacore.solve`)
+    evaluated exactly at the sample times.  Rates can be free, fixed, constrained or set by
+    microscopic reversibility exactly as in :func:`fit_hjc`.
+
+    Parameters
+    ----------
+    scheme : Scheme or str
+        The mechanism (or a library model name); its ``k0`` are the starting values (free) and
+        held values (fixed); ligands, statistical factors, voltage and temperature dependence,
+        conductances (S) and ``e_rev`` (V) are kept.
+    data : sequence of records
+        Each record a mapping with keys
+
+        * ``"protocol"``: :class:`ketacore.Protocol` or :class:`ketacore.Step` (times,
+          concentrations in M, V in volts);
+        * ``"time"``: sample times (s) from the protocol's start, 1-D, strictly increasing,
+          >= 0 and within the protocol;
+        * ``"y"``: the measured current (A; e.g. inward currents negative, as
+          ``Result.current``) or open probability (dimensionless), one per time;
+        * ``"sigma"`` (optional): standard deviation of y (A, or dimensionless), a scalar or
+          one per sample; give it for every record or for none.  Without it all samples
+          weigh the same and the noise variance is estimated from the residuals;
+        * ``"initial"`` (optional): as ``kc.solve``'s ``initial`` (default: at rest under the
+          protocol's rest conditions, recomputed at each trial rate set);
+        * ``"dt"`` (optional): the grid step (s) the model is solved on.  **Every sample time
+          must be a multiple of it** (to 1e-6 dt): the model is evaluated exactly at the
+          sample times, never interpolated.  Default: the spacing of uniformly sampled times;
+          for non-uniform times, the smallest spacing divided by the smallest integer (<=
+          1000) that puts every time on the grid; a ValueError asks for ``dt`` otherwise.
+          (Exact whatever dt; a fine grid only costs time.)
+
+        or a tuple ``(protocol, time, y[, sigma])``.  A single record may be passed alone.
+    free, fixed, constrain, mr, start
+        Exactly as in :func:`fit_hjc` (same checks and messages): the free transitions
+        (default every one not fixed, constrained or MR-set), those held (at the scheme's or
+        the given ``k0``), ``{"SRC->DST": ("OTHER->X", factor)}`` constraints, microscopic
+        reversibility on every cycle (``mr=True``; or the rates to set, or False), starting
+        ``k0`` of free rates (s^-1 or M^-1 s^-1).
+    n_channels : "fit" or float, default "fit"
+        Number of channels N (dimensionless, > 0), shared by all records: ``"fit"`` fits it
+        (started at the least-squares N for the starting rates); a number holds it.  For
+        ``observable="open_probability"`` there is no N: leave the default (or pass None).
+    observable : {"current", "open_probability"}
+        What ``y`` is.
+    box : float, default 1e6
+        Search box factor (> 1): each free ``k0`` (and N) stays within its start x/÷ box.
+    max_evaluations : int, default 5000
+        Cap on model evaluations (each one ``kc.solve`` per record), Jacobians included.
+    tol : float, default 1e-10
+        ``ftol``, ``xtol`` and ``gtol`` of ``scipy.optimize.least_squares`` (relative change of
+        the cost, of theta, and scaled gradient).
+
+    Returns
+    -------
+    MacroscopicFit
+        Fitted scheme, rates and N, delta-method standard errors, covariance and
+        correlations (log scale), residuals, goodness of fit, convergence.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Before any solve: empty or malformed ``data`` (naming ``data[i]`` and the key: unknown
+        key, missing protocol/time/y, time not 1-D, empty, non-finite, negative, not strictly
+        increasing or beyond the protocol, y of another length or not finite, sigma not > 0 or
+        of the wrong length or given for some records only, times off the ``dt`` grid), a bad
+        ``observable``, ``n_channels`` (not "fit", not > 0, or given with open probabilities),
+        ``box``, ``max_evaluations`` or ``tol``; every error of :func:`fit_hjc`'s parameter
+        checks (unknown transitions, conflicts, MR that cannot hold, no free parameter); no
+        more samples than parameters.  Then, at the starting rates: any error of
+        ``kc.solve`` on a record (e.g. a protocol ligand the scheme lacks, a bad ``initial``),
+        prefixed ``data[i]``, and a model current that is zero or of the opposite sign to the
+        data when N is fitted.
+
+    Warns
+    -----
+    RuntimeWarning
+        The parameters are not identifiable (the weighted Jacobian's smallest singular value
+        is at most :data:`MACRO_SINGULAR_RTOL` times its largest: some combination of rates
+        does not change the model; the warning names the dominant parameters; SEs and
+        correlations are NaN); a parameter ended on the search box; the fit did not converge
+        (``max_evaluations`` reached or the optimiser failed).
+
+    Notes
+    -----
+    *Optimiser.*  ``scipy.optimize.least_squares(method="trf")`` with bounds ``ln(start) +-
+    ln(box)`` and a central-difference Jacobian (step :data:`MACRO_JACOBIAN_STEP` in theta,
+    2 p evaluations).  Residuals are internally divided by ``sigma``, or, unweighted, by the
+    RMS of all y (a constant, so that amperes of ~1e-10 do not trip the tolerances).
+
+    *Errors* [BW88, PTVF07 §15.6].  ``C = s^2 (J'J)^-1`` in theta, J the Jacobian of the
+    weighted residuals at the optimum, ``s^2 = RSS / dof`` without ``sigma`` and 1 with it
+    (then valid only if sigma is the true noise SD); ``SE(k0) = k0 SE(ln k0)`` (delta method,
+    first order).  Linearisation SEs assume independent Gaussian noise: the samples of a
+    filtered or correlated record are not independent, and the SEs are then too small;
+    a record's autocorrelation, e.g. from ``residuals``, tells.
+
+    *Speed.*  Each evaluation is one ``kc.solve`` per record (~30 us to ~1 ms), so a 3-6
+    parameter fit to a few records takes well under a second to a few seconds.
+
+    Examples
+    --------
+    >>> import numpy as np, ketacore as kc
+    >>> from ketacore.units import ms, uM, pS
+    >>> true = kc.Scheme(["R", "AR", "AR*"],
+    ...     [("R", "AR", kc.rate(1e7, "glu")), ("AR", "R", 100.0),
+    ...      ("AR", "AR*", 500.0), ("AR*", "AR", 200.0)], conductance={"AR*": 50 * pS})
+    >>> data = []
+    >>> for c in (3 * uM, 30 * uM):
+    ...     prot = kc.Protocol([kc.Step(5 * ms), kc.Step(20 * ms, glu=c), kc.Step(40 * ms)])
+    ...     t = np.arange(0, 65 * ms, 0.1 * ms)
+    ...     y = 200 * kc.solve(true, prot, 0.1 * ms).current[:t.size]
+    ...     data.append({"protocol": prot, "time": t, "y": y})
+    >>> start = true.with_rates({"R->AR": 3e7, "AR->R": 40.0, "AR->AR*": 1500.0,
+    ...                          "AR*->AR": 70.0})
+    >>> fit = kc.fitting.fit_macroscopic(start, data)
+    >>> round(fit.rates["AR->AR*"]), round(fit.n_channels)
+    (500, 200)
+
+    References
+    ----------
+    [BW88] Bates DM, Watts DG (1988) Nonlinear Regression Analysis and Its Applications.
+    Wiley, New York (ch. 2: linear approximation, standard errors).  [PTVF07] Press WH,
+    Teukolsky SA, Vetterling WT, Flannery BP (2007) Numerical Recipes, 3rd ed., Cambridge
+    University Press, §15.5-15.6.  [NW06] Nocedal J, Wright SJ (2006) Numerical
+    Optimization, 2nd ed., Springer (ch. 10, nonlinear least squares).  [CHS96] Colquhoun,
+    Hawkes & Srodzinski (1996) Phil Trans R Soc Lond A 354:2555-2590 (joint fitting of
+    mechanisms with constraints and microscopic reversibility, in the single-channel setting).
+    """
+    t_begin = time.perf_counter()
+    from .models import as_scheme
+    scheme = as_scheme(scheme)
+    if not isinstance(scheme, Scheme):
+        raise TypeError(f"scheme must be a ketacore Scheme or a model name, got "
+                        f"{type(scheme).__name__}")
+    if not isinstance(observable, str) or observable not in _OBSERVABLES:
+        raise ValueError(f"observable must be one of {_OBSERVABLES}, got {_V.plain(observable)}")
+    fit_n, n_fixed = False, None
+    if observable == "open_probability":
+        if not (n_channels is None or (isinstance(n_channels, str) and n_channels == "fit")):
+            raise ValueError("n_channels: observable='open_probability' has no channel count; "
+                             f"omit n_channels (got {_V.plain(n_channels)})")
+    elif isinstance(n_channels, str):
+        if n_channels != "fit":
+            raise ValueError(f"n_channels must be 'fit' or a number of channels > 0, got "
+                             f"{n_channels!r}")
+        fit_n = True
+    elif n_channels is None:
+        raise TypeError("n_channels must be 'fit' or a number of channels > 0, got None")
+    else:
+        n_fixed = _positive("n_channels", n_channels)
+    if isinstance(mr, (str, bytes)):
+        mr = [mr]
+    if isinstance(mr, np.bool_):
+        mr = bool(mr)
+    if not (mr is True or mr is False or mr is None):
+        try:
+            mr = list(mr)
+        except TypeError:
+            raise TypeError(f"mr must be True, False or a sequence of transitions, got "
+                            f"{type(mr).__name__}") from None
+    if isinstance(max_evaluations, bool) or not isinstance(max_evaluations, numbers.Integral) \
+            or max_evaluations < 1:
+        raise ValueError("max_evaluations must be a positive integer, got "
+                         f"{_V.plain(max_evaluations)}")
+    box = _positive("box", box)
+    if not box > 1:
+        raise ValueError(f"box must be > 1, got {box!r}")
+    tol = _positive("tol", tol)
+    if observable == "current" and not np.any(np.asarray(scheme.conductance, float) > 0):
+        raise ValueError("observable='current' but the scheme has no conducting state "
+                         "(every conductance is 0)")
+    records = [_macro_record(i, it, scheme, observable)
+               for i, it in enumerate(_macro_items(data))]
+    has_sigma = [r.sigma is not None for r in records]
+    if any(has_sigma) and not all(has_sigma):
+        raise ValueError(f"sigma: give it for every record or for none (records "
+                         f"{[i for i, h in enumerate(has_sigma) if not h]} have none)")
+    weighted = all(has_sigma)
+    params = _Params(scheme, free, fixed, constrain, mr, start)
+    p = len(params.free)
+    n_par = p + int(fit_n)
+    n_total = sum(r.y.size for r in records)
+    if n_total <= n_par:
+        raise ValueError(f"{n_par} parameter(s) but only {n_total} samples in the data: give "
+                         "more samples or fix parameters")
+    scale = 1.0
+    if not weighted:
+        rms = math.sqrt(sum(float(r.y @ r.y) for r in records) / n_total)
+        scale = rms if rms > 0 else 1.0
+
+    # ----- the starting rates: every record through kc.solve (its checks and warnings)
+    k_start = params.k0(params.theta0)
+    trial = scheme.with_rates({k: float(v) for k, v in zip(params.keys, k_start)})
+    model = _MacroModel(scheme, params, records, observable, 1.0, False, scale)  # (N = 1)
+    from .solve import solve
+    for i, r in enumerate(records):
+        try:
+            solve(trial, r.protocol, r.dt, r.initial)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"data[{i}]: {exc}") from None
+    theta0 = params.theta0.copy()
+    if fit_n:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")     # (kc.solve warned above)
+            m0 = model.curves(np.concatenate([params.theta0, [0.0]]), trial)
+        w2 = [r.sigma ** 2 if weighted else np.ones(r.y.size) for r in records]
+        num = sum(float(np.sum(m * r.y / w)) for m, r, w in zip(m0, records, w2))
+        den = sum(float(np.sum(m * m / w)) for m, r, w in zip(m0, records, w2))
+        n0 = num / den if den > 0 else math.nan
+        if not (math.isfinite(n0) and n0 > 0):
+            raise ValueError("n_channels='fit': the model current at the starting rates is "
+                             + ("zero at every sample" if not den > 0 else
+                                "of the opposite sign to the data")
+                             + ", so N cannot be started; check the protocol, the conductances "
+                             "and e_rev (V), start closer, or give n_channels")
+        theta0 = np.concatenate([theta0, [math.log(n0)]])
+    model = _MacroModel(scheme, params, records, observable, n_fixed, fit_n, scale)
+    lo, hi = theta0 - math.log(box), theta0 + math.log(box)
+    model.max_eval = max_evaluations
+    names = tuple(params.free) + (("n_channels",) if fit_n else ())
+
+    model(theta0, True)
+    if model.failed:
+        raise ValueError("the model cannot be evaluated at the starting rates; start closer "
+                         "to plausible values")
+    messages = []
+    success = True
+    try:
+        res = optimize.least_squares(lambda x: model(x, True), theta0,
+                                     jac=lambda x: model.jac(x, lo, hi),
+                                     bounds=(lo, hi), method="trf", ftol=tol, xtol=tol, gtol=tol,
+                                     max_nfev=max_evaluations)
+        theta = np.asarray(res.x, float)
+        messages.append(f"least_squares: {res.message}")
+        success = res.status > 0
+    except _Budget:
+        theta = model.best[1] if model.best[1] is not None else theta0
+        messages.append(f"max_evaluations={max_evaluations} reached")
+        success = False
+    # ----- linearised errors at the optimum (not counted against max_evaluations)
+    model.max_eval = math.inf
+    r_opt = model(theta)
+    if model.best[1] is not None and model.best[0] < float(r_opt @ r_opt):
+        theta = model.best[1]             # (the best point the optimiser saw)
+        r_opt = model(theta)
+    J = model.jac(theta, lo, hi)
+    rss_w = float(r_opt @ r_opt)              # in the internal weighted units
+    dof = n_total - n_par
+    s2_w = 1.0 if weighted else rss_w / dof
+    nan = np.full((n_par, n_par), math.nan)
+    sv = np.linalg.svd(J, compute_uv=False) if np.all(np.isfinite(J)) else np.full(n_par, math.nan)
+    identifiable = bool(np.all(np.isfinite(sv)) and sv[0] > 0
+                        and sv[-1] > MACRO_SINGULAR_RTOL * sv[0])
+    unidentified: tuple = ()
+    if identifiable:
+        _, s, vt = np.linalg.svd(J, full_matrices=False)
+        cov = s2_w * (vt.T / s ** 2) @ vt
+    else:
+        cov = nan.copy()
+        if np.all(np.isfinite(J)):
+            _, s, vt = np.linalg.svd(J, full_matrices=False)
+            null = vt[s <= MACRO_SINGULAR_RTOL * max(s[0], 1e-300)]
+            weight = np.max(np.abs(null), axis=0)
+            unidentified = tuple(names[j] for j in np.flatnonzero(weight > 0.1))
+        else:
+            unidentified = names
+        warnings.warn(
+            f"fit_macroscopic: the parameters are not identifiable from these data (smallest "
+            f"singular value of the Jacobian {sv[-1]:.3g} vs largest {sv[0]:.3g}): some "
+            f"combination of {list(unidentified)} does not change the model; standard errors "
+            "and correlations are not reported (NaN). Fix or constrain rates, or add "
+            "protocols (e.g. another concentration or voltage)", RuntimeWarning, stacklevel=2)
+    at_bound = [names[j] for j in range(n_par)
+                if theta[j] - lo[j] < 1e-6 or hi[j] - theta[j] < 1e-6]
+    if at_bound:
+        warnings.warn(f"fit_macroscopic: {at_bound} ended on the search box (start x/÷ "
+                      f"box={box:g}): the data do not bound them there; the fit is not "
+                      "converged and its standard errors do not apply", RuntimeWarning,
+                      stacklevel=2)
+        messages.append(f"on the search box: {at_bound}")
+        success = False
+    elif not success:
+        warnings.warn("fit_macroscopic: the fit did not converge (" + "; ".join(messages)
+                      + "); the rates are the best point found. Raise max_evaluations, start "
+                      "closer, or fix/constrain rates", RuntimeWarning, stacklevel=2)
+    # ----- the result, evaluated through the public kc.solve on the fitted scheme
+    k_fit = params.k0(theta[:p])
+    fitted = model.scheme_at(k_fit)
+    n_fit = math.exp(theta[p]) if fit_n else n_fixed
+    curves = []
+    for r in records:
+        res_ = solve(fitted, r.protocol, r.dt, r.initial)
+        obs = res_.current if observable == "current" else res_.open_probability
+        c = obs[r.idx]
+        curves.append(n_fit * c if observable == "current" else c)
+    resid = [r.y - c for r, c in zip(records, curves)]
+    rss = float(sum(float(np.sum((e / r.sigma) ** 2)) if weighted else float(e @ e)
+                    for e, r in zip(resid, records)))
+    rates = {k: float(t.rate.k0) for k, t in zip(params.keys, fitted.transitions)}
+    se = {}
+    A = params.A
+    var_all = np.einsum("ij,jk,ik->i", A, cov[:p, :p], A) if p else np.zeros(len(params.keys))
+    for i, k in enumerate(params.keys):
+        if params.kinds[k] == "fixed" or not np.any(A[i]):
+            continue
+        se[k] = float(rates[k] * math.sqrt(var_all[i])) if identifiable else math.nan
+    n_se = (float(n_fit * math.sqrt(cov[p, p])) if identifiable else math.nan) if fit_n else None
+    if identifiable:
+        sd = np.sqrt(np.diag(cov))
+        corr = np.clip(cov / np.outer(sd, sd), -1.0, 1.0)
+        np.fill_diagonal(corr, 1.0)
+    else:
+        corr = nan.copy()
+    for a in (cov, corr, sv):
+        a.setflags(write=False)
+    for a in resid + curves:
+        a.setflags(write=False)
+    from scipy import stats
+    chi2 = rss if weighted else math.nan
+    return MacroscopicFit(
+        scheme=fitted, rates=rates, kinds=dict(params.kinds), free=params.free,
+        parameters=names, se=se, n_channels=None if observable != "current" else float(n_fit),
+        n_channels_se=n_se, covariance=cov, correlation=corr, identifiable=identifiable,
+        unidentified=unidentified, singular_values=sv, rss=rss, cost=0.5 * rss, chi2=chi2,
+        p_value=float(stats.chi2.sf(chi2, dof)) if weighted else math.nan,
+        residual_variance=1.0 if weighted else rss / dof, dof=int(dof),
+        n_samples=tuple(r.y.size for r in records), residuals=tuple(resid),
+        fitted=tuple(curves), dt=tuple(r.dt for r in records), observable=observable,
+        weighted=weighted, converged=bool(success), message="; ".join(messages),
+        n_evaluations=int(model.n_eval), elapsed=time.perf_counter() - t_begin,
+        mr_cycles=dict(params.mr), constraints=dict(params.cons),
+        units={_key(t): _units(t) for t in scheme.transitions})
