@@ -3260,12 +3260,23 @@ def run_study(study: "Study | str | os.PathLike", executor: cf.Executor | None =
         built or written).
     StudyConflictError
         ``output`` holds a different study, or this study run with scheme files of different
-        content (the message names the file and the keys that changed).
+        content (the message names the file and the keys that changed), or is in use by
+        another run (each run holds a lock on its folder).
     TypeError, ValueError
         An invalid argument of this function (``progress``, ``workers``, ``chunk_trials``,
         ``figures``, ``executor``, ``output``), named in the message.
     NotADirectoryError, PermissionError
         ``output`` (or a parent) is a file, or the folder cannot be created or written.
+
+    Warns
+    -----
+    ketacore.PerformanceWarning
+        Once, when after 10 s the finished chunks put the rest of the run above an hour (the
+        estimate, and how to stop and resume).
+    RuntimeWarning
+        A dose_response Hill fit whose IC50 is an extrapolation (``ic50_extrapolated_*``).
+    UnitsWarning
+        A concentration above 100 mM, by study key.
     """
     try:
         import xarray  # noqa: F401
@@ -3444,6 +3455,7 @@ def _run_study(study: "Study", executor: cf.Executor | None, *, output, progress
     window = 2 * workers if internal else 1024
     todo = iter(plan)
     pending: dict = {}
+    eta = {"t0": time.perf_counter(), "ran": 0, "said": False}
 
     def handle(f) -> None:
         part, i = pending.pop(f)
@@ -3452,8 +3464,11 @@ def _run_study(study: "Study", executor: cf.Executor | None, *, output, progress
             _save_chunk(out, part, i, data)
         else:
             memory[(part, i)].append(data)
+        n = int(data["stop"] - data["start"])
         if bar is not None:
-            bar.update(int(data["stop"] - data["start"]))
+            bar.update(n)
+        eta["ran"] += n
+        _say_eta(eta, total - done_trials, study, workers, out)
 
     try:
         while True:
@@ -3602,6 +3617,38 @@ def _auto_chunk(pt: _Point, workers: int) -> int:
     by_mem = max(1, int(64e6 // max(per_trial, 1)))
     by_par = max(1, math.ceil(pt.n_trials / (4 * workers)))
     return int(max(1, min(64, by_mem, by_par)))
+
+
+#: A study still estimated (from its finished chunks) to need more than ``_ETA_WARN`` seconds
+#: after ``_ETA_AFTER`` seconds of running gets one :class:`~ketacore.PerformanceWarning` with
+#: the estimate -- also without a progress bar (``ketacore run -q``), where a run of days
+#: started silently (helper-98's audit).
+_ETA_AFTER = 10.0
+_ETA_WARN = 3600.0
+
+
+def _say_eta(eta: dict, todo: int, study: "Study", workers: int, out) -> None:
+    """Warn once when the finished chunks put the rest of the run above ``_ETA_WARN``."""
+    if eta["said"] or not eta["ran"] or eta["ran"] >= todo:
+        return
+    el = time.perf_counter() - eta["t0"]
+    if el < _ETA_AFTER:
+        return
+    if eta["ran"] > 0.2 * todo:   # (estimated early enough; no later warning)
+        eta["said"] = True
+    left = el / eta["ran"] * (todo - eta["ran"])
+    if left <= _ETA_WARN:
+        return
+    eta["said"] = True
+    h = left / 3600.0
+    when = f"{h:.3g} h" if h < 48 else f"{h / 24:.3g} days"
+    warnings.warn(
+        f"{study._source}: study {study.name!r} is estimated to need ~{when} more on {workers} "
+        f"worker(s) ({eta['ran']} of {todo} trials in {el:.0f} s).  Ctrl-C stops it"
+        + ("; running it again into the same folder resumes from the finished chunks"
+           if out is not None else " (with output= a rerun would resume from finished chunks)")
+        + "; fewer trials, channels or sweep points, or more workers, shorten it",
+        _V.PerformanceWarning, stacklevel=3)
 
 
 def _progress_bar(progress: bool, total: int, initial: int, name: str):

@@ -822,3 +822,28 @@ def test_dose_response_extrapolated_hill_fit_is_flagged_warned_and_bounded():
     text = kc.study.summary_table(tree)
     line = next(x for x in text.splitlines() if "Hill fit (master equation)" in x)
     assert "EXTRAPOLATED, not determined by the data: IC50 > 10 nM (largest inhibition 1.3" in line
+
+
+def test_a_long_study_says_its_estimate_once(small, tmp_path, monkeypatch):
+    """helper-98's audit: a study of 300000 trials x 1e6 channels started silently with -q (the
+    progress bar's ETA said 80-150 h).  Once the finished chunks put the rest above
+    _ETA_WARN (1 h) after _ETA_AFTER (10 s), one PerformanceWarning gives the estimate and how
+    to stop and resume.  (Thresholds lowered here so a small run crosses them.)"""
+    import warnings
+    monkeypatch.setattr(S, "_ETA_AFTER", 0.0)
+    monkeypatch.setattr(S, "_ETA_WARN", 0.0)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        kc.run_study(small, output=tmp_path / "o", progress=False, workers=1, chunk_trials=1)
+    w = [x for x in rec if issubclass(x.category, kc.PerformanceWarning)]
+    assert len(w) == 1, [str(x.message) for x in rec]
+    msg = str(w[0].message)
+    assert "is estimated to need ~" in msg and "more on 1 worker(s)" in msg
+    assert "resumes from the finished chunks" in msg
+    # at the real thresholds the same small study says nothing
+    monkeypatch.setattr(S, "_ETA_AFTER", 10.0)
+    monkeypatch.setattr(S, "_ETA_WARN", 3600.0)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        kc.run_study(small, output=tmp_path / "p", progress=False, workers=1, chunk_trials=1)
+    assert not [x for x in rec if issubclass(x.category, kc.PerformanceWarning)]
