@@ -532,6 +532,40 @@ class SimulationResult:
         j = self.scheme.index(state)
         return self.counts[..., j] if self.counts is not None else self.mean[:, j]
 
+    def to_frame(self):
+        """A wide ``pandas.DataFrame`` (requires pandas): with ``record="counts"`` one row per
+        (trial, time) -- index ``trial``, ``time`` (s) -- and one column per state (channel
+        counts), then ``open_probability`` (fraction), ``current`` (A) and ``V`` (V); with
+        ``record="summary"`` one row per time, columns ``mean_<state>`` and ``var_<state>``
+        (channels; variance over trials), ``open_probability``, ``current`` (means over trials),
+        their ``_var`` where available, and ``V``.  Rows in trial-major, then time order.
+        """
+        try:
+            import pandas as pd
+        except ImportError:  # pragma: no cover - optional dependency
+            raise ImportError("to_frame() needs pandas: pip install pandas") from None
+        states = list(self.states)
+        if self.counts is not None:
+            n_tr, n_s = self.counts.shape[:2]
+            idx = pd.MultiIndex.from_arrays([np.repeat(self.trials, n_s), np.tile(self.time, n_tr)],
+                                            names=["trial", "time"])
+            cols = {s_: self.counts[:, :, k].reshape(-1) for k, s_ in enumerate(states)}
+            cols["open_probability"] = np.asarray(self.open_probability).reshape(-1)
+            cols["current"] = np.asarray(self.current).reshape(-1)
+            cols["V"] = np.tile(self.V, n_tr)
+            return pd.DataFrame(cols, index=idx)
+        cols = {f"mean_{s_}": self.mean[:, k] for k, s_ in enumerate(states)}
+        cols.update({f"var_{s_}": self.var[:, k] for k, s_ in enumerate(states)})
+        cols["open_probability"] = self.open_probability
+        cols["current"] = self.current
+        for name in ("open_probability_var", "current_var"):
+            try:
+                cols[name] = getattr(self, name)
+            except ValueError:   # (as to_xarray: not available for every summary)
+                pass
+        cols["V"] = self.V
+        return pd.DataFrame(cols, index=pd.Index(self.time, name="time"))
+
     def to_xarray(self):
         """An ``xarray.Dataset`` (requires the optional dependency xarray)."""
         try:

@@ -448,3 +448,27 @@ def test_hjc_fit_summary_per_set_resolution():
     assert "t_res = 40, 20 us (per data set)" in lines[0]
     assert lines[3] == "1               2          8          40            -  agonist=1e-06"
     assert lines[4] == "2               1          3          20            -  agonist=2e-06"
+
+
+@pytest.mark.parametrize("record", ["counts", "summary"])
+def test_simulation_result_to_frame_matches_the_arrays(record):
+    """helper-98's audit: experiment results had to_frame() but SimulationResult had none."""
+    pd = pytest.importorskip("pandas")
+    g = kc.models.get("destexhe1994")
+    r = kc.simulate(g, kc.Step(0.01, glutamate=1e-3), dt=1e-3, n_channels=100, n_trials=3, rng=1,
+                    record=record)
+    df = r.to_frame()
+    assert isinstance(df, pd.DataFrame)
+    if record == "counts":
+        assert df.index.names == ["trial", "time"] and len(df) == 3 * r.time.size
+        assert list(df.columns) == [*g.states, "open_probability", "current", "V"]
+        for k, st in enumerate(g.states):
+            np.testing.assert_array_equal(df[st].to_numpy().reshape(3, -1), r.counts[:, :, k])
+        np.testing.assert_array_equal(df.loc[2]["current"].to_numpy(), r.current[2])
+        np.testing.assert_array_equal(df.loc[(1, r.time[4])][list(g.states)].to_numpy(), r.counts[1, 4])
+    else:
+        assert df.index.name == "time" and len(df) == r.time.size
+        assert [c for c in df.columns if c.startswith("mean_")] == [f"mean_{s}" for s in g.states]
+        np.testing.assert_array_equal(df[f"var_{g.states[-1]}"].to_numpy(), r.var[:, -1])
+        np.testing.assert_array_equal(df["open_probability_var"].to_numpy(), r.open_probability_var)
+        np.testing.assert_array_equal(df["current"].to_numpy(), r.current)
