@@ -200,10 +200,10 @@ def _rate_estimate(scheme: Scheme, compiled, conds: np.ndarray, p0: np.ndarray) 
 _RATES_CHUNK_WORK = 2e7
 
 
-def _condition_rates(compiled, conds: np.ndarray, p0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _condition_rates(compiled, conds: np.ndarray, p0: np.ndarray) -> tuple[np.ndarray, ...]:
     """The cost model's view of each condition: (expected transitions per second per channel,
     the mean of the exit rate at ``p0`` and at the condition's equilibrium; the largest exit rate
-    (1/s)).  One pass of the core per chunk of conditions (``CompiledScheme.exits_equilibria``:
+    (1/s); the exit rate at the equilibrium alone (1/s)).  One pass of the core per chunk of conditions (``CompiledScheme.exits_equilibria``:
     Q, its exit rates and GTH, ~1 us per condition of 16 states; a voltage ramp brings one
     condition per sample; a reducible chain gets its one closed class's equilibrium).  Where
     there is no unique equilibrium (several closed classes, e.g. a trapped blocker with no
@@ -214,7 +214,7 @@ def _condition_rates(compiled, conds: np.ndarray, p0: np.ndarray) -> tuple[np.nd
         return hit[1]
     K, C = len(p0), len(conds)
     dense = K <= _DENSE_ESTIMATE_MAX_STATES  # else a dense K x K equilibrium costs more than it is worth
-    rate, top = np.empty(C), np.zeros(C)
+    rate, top, at_eq = np.empty(C), np.zeros(C), np.empty(C)
     step = max(1, int(_RATES_CHUNK_WORK // (K**3 if dense else K * K)))
     for c0 in range(0, C, step):
         c1 = min(C, c0 + step)
@@ -223,10 +223,11 @@ def _condition_rates(compiled, conds: np.ndarray, p0: np.ndarray) -> tuple[np.nd
             peq[~np.isfinite(peq[:, 0])] = p0
         else:
             peq = p0[None, :]
-        rate[c0:c1] = 0.5 * (exits @ p0 + np.einsum("ck,ck->c", np.broadcast_to(peq, exits.shape), exits))
+        at_eq[c0:c1] = np.einsum("ck,ck->c", np.broadcast_to(peq, exits.shape), exits)
+        rate[c0:c1] = 0.5 * (exits @ p0 + at_eq[c0:c1])
         if K:
             top[c0:c1] = exits.max(axis=1)
-    out = (rate, top)
+    out = (rate, top, at_eq)
     if len(_RATE_CACHE) > 64:
         _RATE_CACHE.clear()
     _RATE_CACHE[key] = (compiled, out)   # the reference keeps the id unique while cached
@@ -968,13 +969,24 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
         chosen = method
     if method == "ssa" and ssa_cost > _SLOW_FORCED_ABOVE:
         # a forced ssa far costlier than the (equally exact) population method: say so before
-        # a run of minutes starts (helper-97's audit: a stiff scheme ran 50 s, auto takes 1 ms)
+        # a run of minutes starts (helper-97's audit: a stiff scheme ran 50 s, auto takes 1 ms).
+        # Judged on a LOW estimate, the exit rate at each condition's equilibrium only: the
+        # cost model's mean with the start's exit rate counts a start far from equilibrium for
+        # the whole segment (destexhe1994_sf from C0 in 1 mM glutamate: 63x too many
+        # transitions, a 0.28 s run warned about as 12 s; helper-100's audit)
+        at_eq = _condition_rates(compiled, conds, p0)[2]
+        ends = np.cumsum(durs)
+        starts = np.concatenate(([0.0], ends[:-1]))
+        horizon = (S - 1) * dt
+        low_channel = float(np.dot(np.clip(np.minimum(ends, horizon) - starts, 0.0, None), at_eq[idx]))
+        ssa_low = n_tr * (N * (low_channel * _COST_EVENT + _COST_CHANNEL + n_cross * _COST_CROSSING)
+                          + S * K * _COST_SAMPLE) + ssa_build
         pop_forced = n_tr * pop_trial + (len(conds) + n_straddle + 1) * K**3 * _COST_EXPM_K3
-        if ssa_cost > _SLOW_FORCED_RATIO * pop_forced:
+        if ssa_low > _SLOW_FORCED_ABOVE and ssa_low > _SLOW_FORCED_RATIO * pop_forced:
             import warnings
             warnings.warn(
-                f"simulate: method='ssa' is estimated at ~{ssa_cost:.3g} s of CPU for this run "
-                f"(~{n_tr * N * per_channel:.3g} transitions), method='population' at "
+                f"simulate: method='ssa' is estimated at >~{ssa_low:.3g} s of CPU for this run "
+                f"(>~{n_tr * N * low_channel:.3g} transitions), method='population' at "
                 f"~{pop_forced:.3g} s; both are exact at the grid points.  Pass method='auto' (or "
                 "'population') unless you need every transition's effect on the grid from ssa's "
                 "streams", V_.PerformanceWarning, stacklevel=3)
@@ -1297,7 +1309,7 @@ def simulate_events(scheme: Scheme, protocol: Protocol | Step, n_trials: int | N
     durs, idx, conds = protocol.compile(scheme)
     p0 = _initial(scheme, initial, protocol)
     compiled = scheme._compiled()
-    rate, max_rate = _condition_rates(compiled, conds, p0)
+    rate, max_rate, _ = _condition_rates(compiled, conds, p0)
     from . import _core
     expected = float(np.sum(durs * rate[idx]))          # per trial (rough)
     upper = float(np.sum(durs * max_rate[idx]))         # per trial, bound on the mean
