@@ -1447,7 +1447,7 @@ class ConcentrationResponse:
         """One line: ligand, EC50 (with units), Hill slope, Po at the two ends of the curve
         and the number of concentrations in ``popen`` -- not the arrays themselves."""
         p_end, where = self._far_end()
-        return (f"ConcentrationResponse(ligand={self.ligand!r}, EC50={_fmt_molar(self.ec50)}, "
+        return (f"ConcentrationResponse(ligand={self.ligand!r}, ec50={_fmt_molar(self.ec50)}, "
                 f"hill={self.hill:.4g}, Po(0)={self.popen_zero:.4g}, Po({where})={p_end:.4g}, "
                 f"{self.concentrations.size} points)")
 

@@ -209,9 +209,9 @@ def cr_ch82():
 def test_concentration_response_repr_is_short(cr_ch82):
     r = cr_ch82
     text = repr(r)
-    assert text == (f"ConcentrationResponse(ligand='agonist', EC50={r.ec50 * 1e6:.4g} uM, "
+    assert text == (f"ConcentrationResponse(ligand='agonist', ec50={r.ec50 * 1e6:.4g} uM, "
                     f"hill={r.hill:.4g}, Po(0)=0, Po(c -> inf)={r.popen_max:.4g}, 61 points)")
-    assert "EC50=2.404 uM" in text and "hill=1.892" in text and "Po(c -> inf)=0.9677" in text
+    assert "ec50=2.404 uM" in text and "hill=1.892" in text and "Po(c -> inf)=0.9677" in text
     assert "array" not in text and len(text) < 150
     # the fields are unchanged
     assert [f.name for f in dataclasses.fields(r)] == [
@@ -240,17 +240,17 @@ def _cr(**kw):
 
 
 def test_concentration_response_repr_units_and_shapes():
-    assert "EC50=500 pM" in repr(_cr(ec50=5e-10))
-    assert "EC50=1.5 mM" in repr(_cr(ec50=1.5e-3))
-    assert "EC50=1 uM" in repr(_cr(ec50=0.99999e-6))        # not "1000 nM"
-    assert "EC50=nan" in repr(_cr(ec50=math.nan, hill=math.nan))
+    assert "ec50=500 pM" in repr(_cr(ec50=5e-10))
+    assert "ec50=1.5 mM" in repr(_cr(ec50=1.5e-3))
+    assert "ec50=1 uM" in repr(_cr(ec50=0.99999e-6))        # not "1000 nM"
+    assert "ec50=nan" in repr(_cr(ec50=math.nan, hill=math.nan))
     # a bell-shaped curve: the far end is the peak at c_extreme
     bell = _cr(c_extreme=3e-5, popen_max=0.6)
     assert "Po(c = 30 uM, peak)=0.6" in repr(bell)
     assert "Po(c = 30 uM, peak) = 0.6" in bell.summary()
     # an inhibitor: falling, far end popen_min
     inh = _cr(increasing=False, popen_zero=0.5, popen_min=0.02, popen_max=0.5, ec50=2e-6)
-    assert repr(inh) == ("ConcentrationResponse(ligand='x', EC50=2 uM, hill=1, Po(0)=0.5, "
+    assert repr(inh) == ("ConcentrationResponse(ligand='x', ec50=2 uM, hill=1, Po(0)=0.5, "
                          "Po(c -> inf)=0.02, 2 points)")
     assert inh.summary().splitlines()[0].endswith("(falling)")
     assert "  popen at 2 concentrations from 1 nM to 1 uM" in inh.summary()
