@@ -101,6 +101,21 @@ class UnitsWarning(UserWarning):
     meant."""
 
 
+def user_stacklevel() -> int:
+    """The ``stacklevel`` for :func:`warnings.warn`, called right here, that points at the first
+    frame outside the ketacore package: the user's line, however deep the call (``solve`` and
+    ``simulate`` reach the same check through different depths)."""
+    import os
+    import sys
+    pkg = os.path.dirname(os.path.abspath(__file__))
+    f = sys._getframe(1)        # the caller of this function = the frame calling warnings.warn
+    level = 1
+    while f is not None and os.path.dirname(os.path.abspath(f.f_code.co_filename)) == pkg:
+        f = f.f_back
+        level += 1
+    return level
+
+
 class PerformanceWarning(UserWarning):
     """A run that is valid but estimated to be much slower than an equally exact alternative
     (for example a forced ``method="ssa"`` on a stiff scheme, where ``method="population"``

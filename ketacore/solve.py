@@ -49,7 +49,11 @@ def initial_distribution(scheme: Scheme, initial: Any, protocol: Protocol | None
     soak, [B]/(K_B + [B]) blocked (ketamine 1 µM, −70 mV: 57 %); for a drug-naive start pass
     the drug-free conditions, e.g. ``initial={"V": -0.07}``, or a state name.  The default
     (``None``) warns when it is such a soak (> 1 % blocked, no agonist activity at rest);
-    ``"equilibrium"`` is the same start without the warning.
+    ``"equilibrium"`` is the same start without the warning.  The default also warns when the
+    protocol has no ``rest`` and its first step applies a ligand that the second step changes
+    within less than the slowest relaxation under the first step's conditions -- a pulse then
+    a wash, which almost always means a response from rest, not from steady state in the pulse
+    (``Protocol([Step(1 ms, glutamate=1 mM), Step(0.5 s)])``: pass ``rest=`` or ``initial=``).
     """
     K = scheme.n_states
     if type(initial) is np.ndarray and initial.shape == (K,) and initial.dtype == np.float64:
@@ -76,6 +80,7 @@ def initial_distribution(scheme: Scheme, initial: Any, protocol: Protocol | None
             p = _equilibrium(scheme, protocol.rest_conditions, where)
         if initial is None:
             _warn_soak(scheme, protocol.rest_conditions, p)
+            _warn_pulse_from_steady_state(scheme, protocol)
         return p
     if isinstance(initial, str):
         p = np.zeros(K)
@@ -194,7 +199,50 @@ def _warn_soak(scheme: Scheme, cond: dict, p: np.ndarray) -> None:
             f"indefinite soak; closed_route={b.closed_route!r}).  For a drug-naive start "
             f"pass the drug-free conditions, e.g. initial={{'V': {cond.get('V', -0.07):g}}}; "
             f"initial='equilibrium' keeps this start without this warning", UserWarning,
-            stacklevel=4)
+            stacklevel=V_.user_stacklevel())
+
+
+def _warn_pulse_from_steady_state(scheme: Scheme, protocol) -> None:
+    """UserWarning when the default start is almost surely not the one meant: no ``rest``, a
+    first step that applies a ligand which the second step changes (a pulse, then a wash), and
+    a first step shorter than the slowest relaxation under its conditions -- the channels then
+    start at equilibrium *in* the pulse (desensitised, no rise), not at rest.  The first thing
+    a synaptic modeller writes, ``Protocol([Step(1 ms, glutamate=1 mM), Step(500 ms)])``, gave a
+    plausible-looking decay with no rise (helper-100's audit).  Stationary runs (one step, or
+    no ligand change), voltage jumps (the start is meant at the holding potential) and a first
+    step long enough to relax are not warned about; ``initial="equilibrium"`` keeps the start
+    without the warning, ``rest=`` or ``initial=`` give another."""
+    if protocol.rest is not None or len(protocol) < 2:
+        return
+    a, b = protocol._step_at(0), protocol._step_at(1)
+    changed = [k for k, c in a.concentrations.items()
+               if c > 0.0 and b.concentrations.get(k, 0.0) != c and k in scheme.ligands]
+    if not changed:
+        return
+    cond = {"V": a.V, "temperature": a.temperature, **a.concentrations}
+    try:
+        with V_.quiet_units():
+            lam = np.linalg.eigvals(scheme.q_matrix(**cond))
+    except (ValueError, np.linalg.LinAlgError):  # pragma: no cover - checked elsewhere
+        return
+    rates = np.sort(np.abs(lam.real))
+    nonzero = rates[rates > 1e-12 * max(rates[-1], 1e-300)]
+    if not nonzero.size:
+        return
+    tau = 1.0 / nonzero[0]
+    if not a.duration < tau:
+        return
+    import warnings
+    what = ", ".join(f"{k} = {a.concentrations[k]:g} M" for k in changed)
+    warnings.warn(
+        f"initial: the default start is the equilibrium under the first step's conditions "
+        f"({what}), which the second step changes after {a.duration:g} s -- less than the "
+        f"slowest relaxation ({tau:.3g} s) under them, so the run starts from steady state in "
+        f"the pulse (for a receptor: partly desensitised, no rise), not from rest.  For a "
+        f"response from rest pass rest=kc.Step(...) to the Protocol (as kc.pulse_train does) "
+        f"or initial= (a state name or conditions, e.g. initial={{'V': {a.V:g}}}); "
+        f"initial='equilibrium' keeps this start without this warning", UserWarning,
+        stacklevel=V_.user_stacklevel())
 
 
 class Result:

@@ -249,3 +249,48 @@ def test_the_soak_warning_names_the_drug_beside_a_background_blocker():
     assert not any("hold mg" in str(w.message) for w in rec)    # Mg2+ has no closed route
     blocked = [i for i, st in enumerate(s.states) if "ket" in st.split("·")[1:]]
     assert r.occupancy[0][blocked].sum() > 0.01
+
+
+def _pulse_warnings(fn, *a, **kw):
+    import warnings
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        out = fn(*a, **kw)
+    return out, [w for w in rec if "default start is the equilibrium under the first step" in str(w.message)]
+
+
+def test_a_short_pulse_from_the_default_start_warns_at_the_user_s_line():
+    """helper-100's audit: Protocol([Step(1 ms, glutamate=1 mM), Step(500 ms)]) starts at the
+    equilibrium IN glutamate (partly desensitised: Po(0) = peak = 0.2195 on destexhe1994_sf,
+    no rise), a plausible-looking trace.  Now warned, pointing at the caller's line."""
+    g = kc.models.get("destexhe1994_sf")
+    pulse = kc.Protocol([kc.Step(1 * ms, glutamate=1 * mM), kc.Step(500 * ms)])
+    r, w = _pulse_warnings(kc.solve, g, pulse, dt=1 * ms)
+    assert len(w) == 1 and w[0].filename == __file__
+    msg = str(w[0].message)
+    assert "glutamate = 0.001 M" in msg and "after 0.001 s" in msg and "rest=kc.Step" in msg
+    assert r.open_probability[0] == pytest.approx(r.open_probability.max())   # the trap: no rise
+    _, w = _pulse_warnings(kc.simulate, g, pulse, dt=1 * ms, n_channels=10, rng=1)
+    assert len(w) == 1 and w[0].filename == __file__
+    # the remedies, and the cases that are meant: no warning
+    fine = [
+        (kc.solve, (g, kc.Protocol([kc.Step(1 * ms, glutamate=1 * mM), kc.Step(500 * ms)],
+                                   rest=kc.Step(1 * ms))), {}),                      # rest given
+        (kc.solve, (g, pulse), {"initial": "C0"}),                                   # initial given
+        (kc.solve, (g, pulse), {"initial": "equilibrium"}),                          # meant
+        (kc.solve, (g, kc.Step(1.0, glutamate=1 * mM)), {}),                         # stationary
+        (kc.solve, (g, kc.Protocol([kc.Step(100.0, glutamate=1 * mM), kc.Step(0.5)])), {}),  # relaxed
+        (kc.solve, (g, kc.Protocol([kc.Step(1 * ms, glutamate=1 * mM, V=-70 * mV),
+                                    kc.Step(0.1, glutamate=1 * mM, V=40 * mV)])), {}),  # a V jump
+        (kc.solve, (g, kc.pulse_train(5, 10.0, 1 * ms, during={"glutamate": 1 * mM})), {}),       # train: rest
+    ]
+    for fn, a, kw in fine:
+        _, w = _pulse_warnings(fn, *a, dt=1 * ms, **kw)
+        assert w == [], (a[1], kw)
+    # the slowest relaxation decides: destexhe1994_sf's is 1/(smallest |eigenvalue|) in glutamate
+    lam = np.sort(np.abs(np.linalg.eigvals(g.q_matrix(glutamate=1e-3)).real))
+    tau = 1.0 / lam[lam > 1e-9][0]
+    for dur, warns in ((0.5 * tau, True), (2.0 * tau, False)):
+        _, w = _pulse_warnings(kc.solve, g, kc.Protocol([kc.Step(dur, glutamate=1 * mM), kc.Step(0.1)]),
+                               dt=1 * ms)
+        assert bool(w) == warns, (dur, tau)
