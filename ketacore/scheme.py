@@ -821,8 +821,10 @@ class Scheme:
                 (s⁻¹, or M⁻¹ s⁻¹ for a binding step), keeping the rest of its rate law --
                 ligand, statistical factor, voltage dependence, Q10 and ``t_ref``; so
                 ``with_rates({"R->RA": 1e7})`` still needs glutamate to bind; or
-              * a :class:`Rate` (or a mapping of its fields): the whole rate law replaced,
-                e.g. ``kc.rate(80.0)`` for a constant 80 s⁻¹.
+              * a :class:`Rate`: the whole rate law replaced, e.g. ``kc.rate(80.0)`` for a
+                constant 80 s⁻¹; or
+              * a mapping of some of its fields: those fields changed, the rest of the law
+                kept, e.g. ``{"O->C": {"q10": 3.0}}`` adds a Q10 (from the rate's ``t_ref``).
         **more
             More changes, as in ``changes``.
 
@@ -853,8 +855,12 @@ class Scheme:
             if key not in merged:
                 return t.rate
             v = merged[key]
-            if isinstance(v, (Rate, Mapping)):
+            if isinstance(v, Rate):
                 return _as_rate(v, key)
+            if isinstance(v, Mapping):   # the given fields of the law changed, the rest kept
+                import dataclasses as _dc
+                old = {f.name: getattr(t.rate, f.name) for f in _dc.fields(Rate)}
+                return _as_rate({**old, **dict(v)}, key)
             if isinstance(v, bool) or not isinstance(v, (numbers.Real, np.floating, np.integer)):
                 raise TypeError(f"{key}: a rate must be a number (the new k0), a Rate or a "
                                 f"mapping, got {type(v).__name__}")

@@ -328,3 +328,19 @@ def test_destexhe_models_cite_the_source_of_their_fit(name):
     s = kc.models.get(name)
     assert "Methods in Neuronal Modeling" in s.citation and "ModelDB 18198" in s.citation
     assert "not this scheme" in s.citation
+
+
+@pytest.mark.parametrize("name", kc.models.available())
+def test_library_rates_are_referenced_to_the_model_temperature(name):
+    """helper-100's audit: destexhe1994 (36 C) and kampa2004 (23 C) had every rate's t_ref at
+    the default 22 C, so a Q10 added by a user changed the rates at the model's own
+    temperature (x4.66 for q10=3 on destexhe1994).  Now a Q10 scales from the model's
+    temperature: Q is unchanged there and scales by q10**(dT/10) elsewhere."""
+    g = kc.models.get(name)
+    assert {t.rate.t_ref for t in g.transitions} == {g.temperature}
+    warm = g.with_rates({f"{t.src}->{t.dst}": {"q10": 3.0} for t in g.transitions})
+    cond = {lig: 1e-6 for lig in g.ligands}
+    np.testing.assert_allclose(warm.q_matrix(**cond), g.q_matrix(**cond), rtol=1e-14, atol=0)
+    T = g.temperature + 10.0
+    ratio = warm.rates(temperature=T, **cond) / g.rates(temperature=T, **cond)
+    np.testing.assert_allclose(ratio, 3.0, rtol=1e-12)

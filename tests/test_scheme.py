@@ -281,3 +281,21 @@ def test_with_microscopic_reversibility_one_way_transition_refused():
                                           ("C", "A", 3.0), ("A", "C", 2.0)])
     with pytest.raises(ValueError, match="'A->B' lies on a cycle but has no reverse"):
         one_way.with_microscopic_reversibility()
+
+
+def test_with_rates_mapping_changes_only_the_given_fields():
+    """helper-100's audit: with_rates({"O->C2": {"q10": 3}}) was refused ("missing required key
+    'k0'"); a mapping now changes the given fields of the law and keeps the rest, while a Rate
+    still replaces the whole law."""
+    g = kc.models.get("destexhe1994_sf")
+    old = {f"{t.src}->{t.dst}": t.rate for t in g.transitions}
+    h = g.with_rates({"O->C2": {"q10": 3.0}, "C0->C1": {"k0": 1e7}})
+    new = {f"{t.src}->{t.dst}": t.rate for t in h.transitions}
+    assert new["O->C2"] == replace(old["O->C2"], q10=3.0)
+    assert new["C0->C1"] == replace(old["C0->C1"], k0=1e7)          # ligand and factor 2 kept
+    assert new["C0->C1"].ligand == "glutamate" and new["C0->C1"].factor == 2.0
+    assert h.with_rates({"C0->C1": kc.rate(5.0)}).transitions[0].rate == kc.rate(5.0)  # replaced
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['q1'\]"):
+        g.with_rates({"O->C2": {"q1": 3.0}})
+    with pytest.raises(ValueError):
+        g.with_rates({"O->C2": {"k0": -1.0}})

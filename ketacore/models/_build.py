@@ -267,9 +267,20 @@ BUILDERS = {
 }
 
 
+def _rates_at_model_temperature(scheme: Scheme) -> Scheme:
+    """Every rate's reference temperature ``t_ref`` set to the model's temperature: the rates
+    are the model's at its own temperature, so a Q10 a user adds scales from there (with the
+    default 22 °C, adding q10=3 to destexhe1994 at its 36 °C multiplied every rate by 4.66;
+    helper-100's audit).  No rate has a Q10, so no value changes."""
+    from dataclasses import replace
+    T = scheme.temperature
+    return scheme.with_rates({f"{t.src}->{t.dst}": replace(t.rate, t_ref=T) for t in scheme.transitions
+                              if t.rate.t_ref != T})
+
+
 def toml_text(name: str) -> str:
     """The TOML text of built-in model ``name`` as this script writes it."""
-    return BUILDERS[name]().to_toml()
+    return _rates_at_model_temperature(BUILDERS[name]()).to_toml()
 
 
 def main() -> None:
