@@ -281,3 +281,25 @@ def test_solve_memory_estimate_counts_only_conditions_that_keep_matrices(long_wa
                     [(f"S{i}", f"S{i + 1}", 1.0) for i in range(5999)], {"S5999": 1e-12})
     with pytest.raises(ValueError, match="dense K x K"):
         kc.solve(big, kc.Protocol([kc.Step(1e-3)] * 2), 1e-3)
+
+
+def test_zero_order_hold_accuracy_claims_of_from_waveform():
+    """The from_waveform docstring's numbers (helper-100's audit, against Myokit/CVODE): for
+    1 mM exp(-t/1.2 ms) glutamate on destexhe1994_sf, left-point samples are first order
+    (7.8e-4 at 100 us, 1.6e-4 at 20 us), midpoint samples second order (3.2e-5, 1.3e-6).
+    Reference: midpoint samples at 0.5 us (its own error ~1e-6 * (0.5/20)^2, negligible)."""
+    g = kc.models.get("destexhe1994_sf")
+    T = 0.02
+
+    def run(h, mid):
+        t = np.arange(0, T, h)
+        c = 1e-3 * np.exp(-(t + (h / 2 if mid else 0.0)) / 1.2e-3)
+        return kc.solve(g, kc.Protocol.from_waveform(t, T, glutamate=c), dt=1e-4,
+                        initial="C0").open_probability
+
+    ref = run(0.5e-6, True)
+    err = {(h, mid): float(np.abs(run(h, mid) - ref).max()) for h in (100e-6, 20e-6) for mid in (False, True)}
+    assert err[(100e-6, False)] == pytest.approx(7.8e-4, rel=0.05)
+    assert err[(20e-6, False)] == pytest.approx(1.6e-4, rel=0.05)
+    assert err[(100e-6, True)] == pytest.approx(3.2e-5, rel=0.05)
+    assert err[(20e-6, True)] == pytest.approx(1.3e-6, rel=0.05)
