@@ -239,3 +239,28 @@ class Bursts:
 
     def time_bursts_1e4_openings(self):
         kc.theory.bursts(self.Q, [2], open=[1])
+
+
+class FitMacroscopic:
+    """``fit_macroscopic`` of four destexhe1994_sf rates (opening, closing, desensitisation and
+    recovery) and N to two exact 1 ms glutamate pulse responses (0.1 and 1 mM, 100 ms at
+    0.25 ms), started 2x off: the least-squares fitter's cost (one kc.solve per record per
+    evaluation)."""
+
+    timeout = 300
+
+    def setup(self):
+        from ketacore import fitting
+        self.fitting = fitting
+        g = kc.models.get("destexhe1994_sf")
+        self.data = []
+        for c in (1e-4, 1e-3):
+            prot = kc.Protocol([kc.Step(1e-3, glutamate=c), kc.Step(0.099)], rest=kc.Step(1e-3))
+            r = kc.solve(g, prot, dt=2.5e-4)
+            self.data.append({"protocol": prot, "time": r.time, "y": 200 * r.current})
+        self.free = ["C2->O", "O->C2", "C2->D", "D->C2"]
+        by = {f"{t.src}->{t.dst}": t.rate.k0 for t in g.transitions}
+        self.start = g.with_rates({k: by[k] * f for k, f in zip(self.free, (2.0, 0.5, 2.0, 0.5))})
+
+    def time_fit_macroscopic(self):
+        self.fitting.fit_macroscopic(self.start, self.data, free=self.free)
