@@ -50,8 +50,8 @@ def initial_distribution(scheme: Scheme, initial: Any, protocol: Protocol | None
     the drug-free conditions, e.g. ``initial={"V": -0.07}``, or a state name.  The default
     (``None``) warns when it is such a soak (> 1 % blocked, no agonist activity at rest);
     ``"equilibrium"`` is the same start without the warning.  The default also warns when the
-    protocol has no ``rest`` and its first step applies a ligand that the second step changes
-    within less than the slowest relaxation under the first step's conditions -- a pulse then
+    protocol has no ``rest`` and its first step applies a ligand that the second step lowers
+    below half within less than the slowest relaxation under the first step's conditions -- a pulse then
     a wash, which almost always means a response from rest, not from steady state in the pulse
     (``Protocol([Step(1 ms, glutamate=1 mM), Step(0.5 s)])``: pass ``rest=`` or ``initial=``).
     """
@@ -204,7 +204,8 @@ def _warn_soak(scheme: Scheme, cond: dict, p: np.ndarray) -> None:
 
 def _warn_pulse_from_steady_state(scheme: Scheme, protocol) -> None:
     """UserWarning when the default start is almost surely not the one meant: no ``rest``, a
-    first step that applies a ligand which the second step changes (a pulse, then a wash), and
+    first step that applies a ligand which the second step lowers below half (a pulse, then a
+    wash), and
     a first step shorter than the slowest relaxation under its conditions -- the channels then
     start at equilibrium *in* the pulse (desensitised, no rise), not at rest.  The first thing
     a synaptic modeller writes, ``Protocol([Step(1 ms, glutamate=1 mM), Step(500 ms)])``, gave a
@@ -215,8 +216,10 @@ def _warn_pulse_from_steady_state(scheme: Scheme, protocol) -> None:
     if protocol.rest is not None or len(protocol) < 2:
         return
     a, b = protocol._step_at(0), protocol._step_at(1)
+    # (a drop to below half: a pulse ending; a waveform drifting from its first sample, e.g.
+    # a sinusoidal or slowly decaying concentration, is not this pattern)
     changed = [k for k, c in a.concentrations.items()
-               if c > 0.0 and b.concentrations.get(k, 0.0) != c and k in scheme.ligands]
+               if c > 0.0 and b.concentrations.get(k, 0.0) < 0.5 * c and k in scheme.ligands]
     if not changed:
         return
     cond = {"V": a.V, "temperature": a.temperature, **a.concentrations}
@@ -236,7 +239,7 @@ def _warn_pulse_from_steady_state(scheme: Scheme, protocol) -> None:
     what = ", ".join(f"{k} = {a.concentrations[k]:g} M" for k in changed)
     warnings.warn(
         f"initial: the default start is the equilibrium under the first step's conditions "
-        f"({what}), which the second step changes after {a.duration:g} s -- less than the "
+        f"({what}), which the second step lowers after {a.duration:g} s -- less than the "
         f"slowest relaxation ({tau:.3g} s) under them, so the run starts from steady state in "
         f"the pulse (for a receptor: partly desensitised, no rise), not from rest.  For a "
         f"response from rest pass rest=kc.Step(...) to the Protocol (as kc.pulse_train does) "

@@ -482,12 +482,13 @@ def test_cost_model_rates_match_theory_and_fall_back_on_reducible_chains():
     comp = mg._compiled()
     p0 = np.full(mg.n_states, 1.0 / mg.n_states)
     SM._RATE_CACHE.clear()
-    rate, top = SM._condition_rates(comp, conds, p0)
+    rate, top, at_eq = SM._condition_rates(comp, conds, p0)
     for c in range(0, n, 37):
         Q = np.asarray(comp.q_matrix(conds[c]))
         exits = -np.diag(Q)
         ref = theory.equilibrium(Q)
         assert rate[c] == pytest.approx(0.5 * (exits @ p0 + exits @ ref), rel=1e-12)
+        assert at_eq[c] == pytest.approx(exits @ ref, rel=1e-12)   # (the forced-ssa warning's)
         assert top[c] == exits.max()
         e, peq = comp.exits_equilibria(conds[c:c + 1])
         np.testing.assert_allclose(peq[0], ref, rtol=0, atol=1e-12)
@@ -496,14 +497,14 @@ def test_cost_model_rates_match_theory_and_fall_back_on_reducible_chains():
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(SM, "_RATES_CHUNK_WORK", mg.n_states ** 3 * 7)  # 7 conditions per call
         SM._RATE_CACHE.clear()
-        r7, t7 = SM._condition_rates(comp, conds, p0)
+        r7, t7, _ = SM._condition_rates(comp, conds, p0)
     np.testing.assert_allclose(r7, rate, rtol=1e-14)  # (BLAS may sum a chunk in another order)
     np.testing.assert_array_equal(t7, top)
     # above the dense limit p0 stands in for the equilibrium
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(SM, "_DENSE_ESTIMATE_MAX_STATES", 3)
         SM._RATE_CACHE.clear()
-        r_p0, _ = SM._condition_rates(comp, conds[:5], p0)
+        r_p0, _, _ = SM._condition_rates(comp, conds[:5], p0)
     e, _ = comp.exits_equilibria(conds[:5], False)
     np.testing.assert_allclose(r_p0, e @ p0, rtol=1e-15)
     SM._RATE_CACHE.clear()
@@ -512,7 +513,7 @@ def test_cost_model_rates_match_theory_and_fall_back_on_reducible_chains():
     e, peq = comp.exits_equilibria(conds)
     assert np.all(np.isnan(peq[0]))  # no agonist: trapped states absorbing, GTH breaks down
     np.testing.assert_allclose(peq[1], theory.equilibrium(mg, glutamate=1e-3, mg=1e-3), atol=1e-12)
-    rate, _ = SM._condition_rates(comp, conds, p0)
+    rate, _, _ = SM._condition_rates(comp, conds, p0)
     assert rate[0] == pytest.approx(e[0] @ p0, rel=1e-12)  # the fallback
     # one closed class without state 0 (ch82 with no agonist: R, the last state, absorbs): GTH
     # on the whole chain breaks down, the class's equilibrium is found from reachability
