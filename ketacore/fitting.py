@@ -362,6 +362,30 @@ def _key_list(what: str, spec, keys) -> list:
     return out
 
 
+def _fit_options(mr, max_evaluations, box) -> tuple:
+    """``mr``, ``max_evaluations`` and ``box`` of fit_hjc and fit_macroscopic, checked and
+    normalised the same way: ``mr`` True/False/None or a list of transitions (one string is one
+    transition), ``max_evaluations`` an integer >= 1, ``box`` > 1."""
+    if isinstance(mr, (str, bytes)):
+        mr = [mr]
+    if isinstance(mr, np.bool_):
+        mr = bool(mr)
+    if not (mr is True or mr is False or mr is None):
+        try:
+            mr = list(mr)
+        except TypeError:
+            raise TypeError(f"mr must be True, False or a sequence of transitions, got "
+                            f"{type(mr).__name__}") from None
+    if isinstance(max_evaluations, bool) or not isinstance(max_evaluations, numbers.Integral) \
+            or max_evaluations < 1:
+        raise ValueError("max_evaluations must be a positive integer, got "
+                         f"{_V.plain(max_evaluations)}")
+    box = _positive("box", box)
+    if not box > 1:
+        raise ValueError(f"box must be > 1, got {box!r}")
+    return mr, max_evaluations, box
+
+
 def _positive(what: str, v) -> float:
     """A finite real number > 0 (:func:`ketacore._validate.real`)."""
     return _V.real(what, v, positive=True)
@@ -1214,24 +1238,8 @@ def fit_hjc(scheme: Scheme, data, *, t_res=None, t_crit=None, free=None, fixed=N
                         f"{type(scheme).__name__}")
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {_V.plain(method)}")
-    if isinstance(mr, (str, bytes)):
-        mr = [mr]
-    if isinstance(mr, np.bool_):
-        mr = bool(mr)
-    if not (mr is True or mr is False or mr is None):
-        try:
-            mr = list(mr)
-        except TypeError:
-            raise TypeError(f"mr must be True, False or a sequence of transitions, got "
-                            f"{type(mr).__name__}") from None
-    if isinstance(max_evaluations, bool) or not isinstance(max_evaluations, numbers.Integral) \
-            or max_evaluations < 1:
-        raise ValueError("max_evaluations must be a positive integer, got "
-                         f"{_V.plain(max_evaluations)}")
+    mr, max_evaluations, box = _fit_options(mr, max_evaluations, box)
     gtol = _positive("gtol", gtol)
-    box = _positive("box", box)
-    if not box > 1:
-        raise ValueError(f"box must be > 1, got {box!r}")
     hessian_step = _positive("hessian_step", hessian_step)
     sets = _data_sets(data, t_crit)
     from .analysis import Record
@@ -2039,23 +2047,7 @@ def fit_macroscopic(scheme: Scheme, data, *, free=None, fixed=None, constrain=No
         raise TypeError("n_channels must be 'fit' or a number of channels > 0, got None")
     else:
         n_fixed = _positive("n_channels", n_channels)
-    if isinstance(mr, (str, bytes)):
-        mr = [mr]
-    if isinstance(mr, np.bool_):
-        mr = bool(mr)
-    if not (mr is True or mr is False or mr is None):
-        try:
-            mr = list(mr)
-        except TypeError:
-            raise TypeError(f"mr must be True, False or a sequence of transitions, got "
-                            f"{type(mr).__name__}") from None
-    if isinstance(max_evaluations, bool) or not isinstance(max_evaluations, numbers.Integral) \
-            or max_evaluations < 1:
-        raise ValueError("max_evaluations must be a positive integer, got "
-                         f"{_V.plain(max_evaluations)}")
-    box = _positive("box", box)
-    if not box > 1:
-        raise ValueError(f"box must be > 1, got {box!r}")
+    mr, max_evaluations, box = _fit_options(mr, max_evaluations, box)
     tol = _positive("tol", tol)
     if observable == "current" and not np.any(np.asarray(scheme.conductance, float) > 0):
         raise ValueError("observable='current' but the scheme has no conducting state "
