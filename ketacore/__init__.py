@@ -15,6 +15,7 @@ Quick tour::
 All quantities are SI (s, V, M, S, A, K); see :mod:`ketacore.units`.
 """
 import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from . import units
 from ._validate import PerformanceWarning, UnitsWarning
@@ -25,6 +26,11 @@ from .solve import Result, solve
 from .simulate import EventLog, SimulationResult, concatenate, simulate, simulate_events  # noqa: E402  (after
 # the submodule import, so the names are the functions, not the ketacore.simulate module)
 
+if _TYPE_CHECKING:  # the lazy names below, typed for mypy/pyright and IDEs (never run)
+    from . import analysis, blockers, cli, experiments, fitting, models, plot, study, theory  # noqa: F401
+    from .blockers import block  # noqa: F401
+    from .study import Study, StudyConflictError, StudyError, StudyPart, run_study  # noqa: F401
+
 # Submodules and functions imported on first use (keeps `import ketacore` fast).
 _LAZY_MODULES = {"models", "theory", "blockers", "analysis", "experiments",
                  "study", "plot", "cli", "fitting"}
@@ -33,6 +39,7 @@ _LAZY_ATTRS = {
     "Study": ("ketacore.study", "Study"),
     "StudyPart": ("ketacore.study", "StudyPart"),
     "StudyError": ("ketacore.study", "StudyError"),
+    "StudyConflictError": ("ketacore.study", "StudyConflictError"),
     "run_study": ("ketacore.study", "run_study"),
 }
 
@@ -54,4 +61,5 @@ def __dir__() -> list[str]:
 
 __all__ = ["__version__", "units", "UnitsWarning", "PerformanceWarning", "Scheme", "Rate", "rate", "Transition", "Step", "Protocol",
            "pulse_train", "solve", "Result", "simulate", "simulate_events", "SimulationResult", "EventLog", "concatenate", "block", "models",
-           "theory", "blockers", "analysis", "experiments", "fitting", "Study", "StudyPart", "StudyError", "run_study"]
+           "theory", "blockers", "analysis", "experiments", "fitting", "study", "plot", "Study", "StudyPart",
+           "StudyError", "StudyConflictError", "run_study"]

@@ -92,6 +92,8 @@ def _compact_repr(obj, *, inline: int = 6) -> str:
             txt = f"{float(v):.4g}"
         elif isinstance(v, (tuple, list)) and len(v) > inline:
             txt = f"<{len(v)} {type(v).__name__}>"
+        elif isinstance(v, str) and len(v) > 60:   # (a fit's whole warning message)
+            txt = repr(v[:57] + "...")
         else:
             txt = repr(v)
         parts.append(f"{f.name}={txt}")

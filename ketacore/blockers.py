@@ -86,7 +86,7 @@ import itertools
 import math
 import types
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, overload
 
 import numpy as np
 
@@ -1092,6 +1092,18 @@ def _compose(scheme: Scheme, bl: list[Blocker], name: str | None, *,
 
 
 # --------------------------------------------------------------------------- Jahr-Stevens
+@overload
+def jahr_stevens(V: float, mg: float = ...) -> float: ...
+
+
+@overload
+def jahr_stevens(V: np.ndarray, mg: "float | np.ndarray" = ...) -> np.ndarray: ...
+
+
+@overload
+def jahr_stevens(V: "float | np.ndarray", mg: np.ndarray) -> np.ndarray: ...
+
+
 def jahr_stevens(V: float | np.ndarray, mg: float | np.ndarray = 1 * mM) -> float | np.ndarray:
     """Instantaneous Mg2+ unblock factor B(V) of Jahr & Stevens (1990) -- an APPROXIMATION.
 

@@ -1074,7 +1074,7 @@ class _Profile:
         return ends[0], ends[1]
 
 
-def fit_hjc(scheme: Scheme, data, *, t_res=None, t_crit=None, free=None, fixed=None,
+def fit_hjc(scheme: Scheme | str, data, *, t_res=None, t_crit=None, free=None, fixed=None,
             constrain=None, mr=True, start=None, method: str = "nelder-mead+bfgs",
             max_evaluations: int = 20000, gtol: float = 1e-3, box: float = 1e6,
             exact_intervals: int = 2, hessian_step: float = HESSIAN_STEP) -> HJCFit:
@@ -1882,7 +1882,7 @@ class _Budget(Exception):
     """max_evaluations reached inside least_squares."""
 
 
-def fit_macroscopic(scheme: Scheme, data, *, free=None, fixed=None, constrain=None, mr=True,
+def fit_macroscopic(scheme: Scheme | str, data, *, free=None, fixed=None, constrain=None, mr=True,
                     start=None, n_channels="fit", observable: str = "current",
                     box: float = 1e6, max_evaluations: int = 5000,
                     tol: float = 1e-10) -> MacroscopicFit:

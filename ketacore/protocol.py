@@ -526,7 +526,7 @@ class Protocol:
 
     # ------------------------------------------------------------------ builders
     @classmethod
-    def from_waveform(cls, times: Sequence[float], t_end: float, V: Any = DEFAULT_V,
+    def from_waveform(cls, times: "Sequence[float] | np.ndarray", t_end: float, V: Any = DEFAULT_V,
                       temperature: float | None = None, **concentrations: Any) -> "Protocol":
         """Piecewise-constant protocol from sampled waveforms (zero-order hold).
 

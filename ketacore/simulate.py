@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, overload
 
 import numpy as np
 
@@ -626,7 +626,7 @@ class SimulationResult:
                 f"n_channels={self.n_channels}, samples={self.n_samples}, states={len(self.states)})")
 
 
-def simulate(scheme: Scheme, protocol: Protocol | Step, dt: float, n_channels: int = 1,
+def simulate(scheme: Scheme | str, protocol: Protocol | Step, dt: float, n_channels: int = 1,
              n_trials: int | None = None, *, method: str = "auto", rng: Any = None,
              n_threads: int | None = None, record: str = "counts", initial: Any = None,
              trials: Iterable[int] | None = None, trial_offset: int | None = None) -> SimulationResult:
@@ -1259,7 +1259,7 @@ class EventLog:
         return f"EventLog({len(self)} trials, {int(self.n_events.sum())} transitions, t_end={self.t_end:g} s)"
 
 
-def simulate_events(scheme: Scheme, protocol: Protocol | Step, n_trials: int | None = None,
+def simulate_events(scheme: Scheme | str, protocol: Protocol | Step, n_trials: int | None = None,
                     rng: Any = None, *, initial: Any = None, trials: Iterable[int] | None = None,
                     trial_offset: int | None = None, n_threads: int | None = None,
                     max_events: int | None = None) -> EventLog:
@@ -1348,6 +1348,14 @@ def simulate_events(scheme: Scheme, protocol: Protocol | Step, n_trials: int | N
                                   background, tables)
     return EventLog([p[0] for p in pairs], [p[1] for p in pairs], float(protocol.duration), entropy,
                     trial_idx, scheme, protocol, p0)
+
+
+@overload
+def concatenate(parts: "Sequence[SimulationResult]") -> "SimulationResult": ...
+
+
+@overload
+def concatenate(parts: "Sequence[EventLog]") -> "EventLog": ...
 
 
 def concatenate(parts: Sequence[Any]) -> "SimulationResult | EventLog":

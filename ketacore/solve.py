@@ -336,7 +336,7 @@ class Result:
                 f"dt={self.dt:g} s, scheme={self.scheme.name!r})")
 
 
-def solve(scheme: Scheme, protocol: Protocol | Step, dt: float, initial: Any = None) -> Result:
+def solve(scheme: Scheme | str, protocol: Protocol | Step, dt: float, initial: Any = None) -> Result:
     """Solve the master equation exactly over ``protocol`` on the grid ``t_k = k·dt``.
 
     Parameters

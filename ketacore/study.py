@@ -298,7 +298,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -307,7 +307,7 @@ from . import units as _units
 from ._version import __version__
 
 __all__ = ["Study", "StudyPart", "StudyError", "StudyConflictError", "run_study", "default_study",
-           "DEFAULT_STUDY", "ANALYSES"]
+           "open_results", "summary_table", "sweep_dimensions", "DEFAULT_STUDY", "ANALYSES"]
 
 #: Analyses a protocol can declare (``analysis = {kind = ...}``).
 ANALYSES = ("trapping", "use_dependence", "dose_response")
@@ -1379,7 +1379,7 @@ class Study:
     """
 
     model: str = "erreger2005_2a"
-    blockers: list = field(default_factory=list)
+    blockers: "list[Any] | str | Mapping[str, Any]" = field(default_factory=list)
     protocol: Any = None
     sweep: Any = None
     analysis: Any = None
@@ -3214,7 +3214,7 @@ def _default_workers() -> int:
 def run_study(study: "Study | str | os.PathLike", executor: cf.Executor | None = None, *,
               output: str | os.PathLike | None = None, progress: bool = True,
               workers: int | None = None, chunk_trials: int | None = None,
-              figures: bool | None = None):
+              figures: "bool | Sequence[str] | None" = None) -> Any:
     """Run a study; return its results as an ``xarray.DataTree`` (one group per protocol).
 
     Parameters
