@@ -777,6 +777,7 @@ class Record:
 
     @property
     def n_classes(self) -> int:
+        """Number of amplitude classes."""
         return int(self.levels.size)
 
     @property
@@ -1310,6 +1311,7 @@ class BurstResult:
 
     @property
     def n_bursts(self) -> int:
+        """Number of bursts."""
         return int(self.length.size)
 
     def complete_bursts(self) -> "BurstResult":

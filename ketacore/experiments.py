@@ -986,6 +986,8 @@ class IC50Result(_ResultBase):
                 "hill_fit": hill(self.concentrations, self.ic50, self.hill)}
 
     def summary(self) -> str:
+        """Text report: IC50 (M) and Hill slope with SEs (or the bound an extrapolated fit
+        supports), the exact IC50 where the model gives it, and the conditions."""
         m = self.meta
         n = len(self.concentrations)
         lines = [f"{self.kind} IC50 of {m['blocker']} on {m['gating']} at {m['V'] / mV:g} mV"
@@ -1542,6 +1544,7 @@ class WoodhullResult(_ResultBase):
                 "woodhull_fit_M": self.predicted(self.voltages)}
 
     def summary(self) -> str:
+        """Text report: K_B(0 mV) (M), z*delta and the IC50 (M) at each voltage (mV), with SEs."""
         m = self.meta
         ext = self._ext()
         exact = m.get("method") == "exact"
@@ -1845,6 +1848,8 @@ class BlockKineticsResult(_ResultBase):
                 "fraction_of_control": np.concatenate([self.fraction_on, self.fraction_off])}
 
     def summary(self) -> str:
+        """Text report: onset and recovery time constants (s) with SEs, the exact relaxation
+        components and how the experiment was run."""
         m = self.meta
         exact = m.get("method") == "exact"
         def theory(taus, amps) -> str:
@@ -2253,6 +2258,7 @@ class TrappingResult(_ResultBase):
 
     @property
     def trapped_fraction_se(self) -> float:
+        """Standard error of :attr:`trapped_fraction` (dimensionless; NaN for exact results)."""
         return (self.trapped_occupancy_se if self.definition == "occupancy"
                 else self.trapped_current_se)
 
@@ -2278,6 +2284,8 @@ class TrappingResult(_ResultBase):
         return text
 
     def summary(self) -> str:
+        """Text report: block, trapped fractions (occupancy and current definitions) and recovery
+        time constants (s), with the protocol's phases."""
         m = self.meta
         tb, tw, tr = self.phase_ends
         win = m.get("window")
@@ -2808,6 +2816,8 @@ class UseDependenceResult(_ResultBase):
                 "t_half_stimulated_s": self.t_half_stim, "t_half_quiet_s": self.t_half_quiet}
 
     def summary(self) -> str:
+        """Text report: block per frequency (Hz) after the train and over it, with SEs, and the
+        train."""
         m = self.meta
         if m.get("n_pulses_requested") is not None:
             # a fixed pulse count: the drug phase lasts n_pulses/f at each frequency
@@ -3268,6 +3278,8 @@ class IVResult(_ResultBase):
                 f"{self.efold * mV:.3g} /mV)")
 
     def summary(self) -> str:
+        """Text report: the I-V table (V in mV, currents in A per channel) with and without the
+        blocker, and the conditions."""
         m = self.meta
         v = self.voltages
         what = (f"{m['blocker']} ({_conc_text(self.concentration, '.4g')})"
@@ -3727,6 +3739,8 @@ class VoltageJumpResult(_ResultBase):
         return cols
 
     def summary(self) -> str:
+        """Text report: holding, instantaneous and steady currents (pA per channel), the exact
+        relaxation components and the exponential fit (s)."""
         m = self.meta
         what = (f"{m['blocker']} ({_conc_text(self.concentration, '.4g')})"
                 if m.get("blocker") else "no blocker")

@@ -118,9 +118,13 @@ class Step:
         return (_step_from_dict, (self.to_dict(),))
 
     def conditions_key(self) -> tuple:
+        """Hashable key of the step's conditions (V in V, temperature in K, concentrations in M),
+        without its duration."""
         return self._key
 
     def replace(self, **kw: Any) -> "Step":
+        """A copy with some fields changed (``duration`` s, ``V`` V, ``temperature`` K,
+        concentrations M), validated again."""
         d = {"duration": self.duration, "V": self.V, "temperature": self.temperature,
              **self.concentrations}
         d.update(kw)
@@ -142,6 +146,7 @@ class Step:
         return f"Step({', '.join(parts)})"
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data of the step (SI numbers), the form a study segment table takes."""
         d: dict[str, Any] = {"duration": self.duration, "V": self.V}
         if self.temperature is not None:
             d["temperature"] = self.temperature
@@ -338,6 +343,7 @@ class Protocol:
 
     @property
     def steps(self) -> tuple[Step, ...]:
+        """The steps as :class:`Step` objects (built on first use for a waveform protocol)."""
         return self._steps
 
     @property

@@ -245,6 +245,7 @@ class Rate:
 
     @property
     def is_voltage_dependent(self) -> bool:
+        """True when the rate depends on the membrane voltage (``z_delta`` != 0 or ``vk`` set)."""
         return self.z_delta != 0.0 or self.vk is not None
 
     def to_dict(self) -> dict[str, Any]:
@@ -268,6 +269,8 @@ class Rate:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "rate") -> "Rate":
+        """A Rate from a mapping of its fields (``k0`` required; SI units as the constructor), e.g.
+        a TOML transition table."""
         allowed = {"k0", "ligand", "factor", "z_delta", "vk", "v0", "q10", "t_ref"}
         unknown = set(d) - allowed
         if unknown:
@@ -510,10 +513,12 @@ class Scheme:
 
     @property
     def n_states(self) -> int:
+        """Number of states."""
         return len(self._states)
 
     @property
     def transitions(self) -> tuple[Transition, ...]:
+        """The transitions (:class:`Transition`: ``src``, ``dst``, ``rate``), in definition order."""
         return self._transitions
 
     @property
@@ -548,6 +553,7 @@ class Scheme:
 
     @property
     def is_voltage_dependent(self) -> bool:
+        """True when any transition's rate depends on the membrane voltage."""
         return any(t.rate.is_voltage_dependent for t in self._transitions)
 
     def index(self, state: str) -> int:

@@ -366,26 +366,31 @@ class SimulationResult:
     # -------------------------------------------------------------- basic views
     @property
     def states(self) -> tuple[str, ...]:
+        """Names of the states (the last axis of ``counts``, ``mean``, ``var``)."""
         return self.scheme.states
 
     @property
     def n_trials(self) -> int:
+        """Number of trials simulated (or summed)."""
         return int(self.trials.size)
 
     @property
     def time(self) -> np.ndarray:
+        """Sample times ``k*dt`` (s)."""
         if self._time is None:
             self._time = np.arange(self.n_samples) * self.dt
         return self._time
 
     @property
     def V(self) -> np.ndarray:
+        """Membrane voltage at each sample (V)."""
         if self._V is None:
             self._V = self.protocol.voltage_at(self.time, self.dt)
         return self._V
 
     @property
     def metadata(self) -> dict:
+        """Method, record, root entropy, trials, channels, dt (s), scheme name and ketacore version."""
         return {"method": self.method, "record": self.record, "entropy": self.entropy,
                 "trials": self.trials, "n_trials": self.n_trials, "n_channels": self.n_channels,
                 "dt": self.dt, "scheme": self.scheme.name, "version": self.version}
@@ -398,10 +403,12 @@ class SimulationResult:
 
     @property
     def sum_counts(self) -> np.ndarray:
+        """Exact integer sum over trials of the counts, (n_samples, n_states)."""
         return self._exact_sums()[0]
 
     @property
     def sum_sq_counts(self) -> np.ndarray:
+        """Exact integer sum over trials of the squared counts, (n_samples, n_states)."""
         q = self._exact_sums()[1]
         if isinstance(q, np.ndarray) and q.dtype == object:
             return q
@@ -410,10 +417,13 @@ class SimulationResult:
     @property
     def mean(self) -> np.ndarray:
         # (sums beyond int64 are Python ints: their quotients are correctly rounded floats)
+        """Mean over trials of the counts per state, (n_samples, n_states) (channels)."""
         return np.asarray(self.sum_counts / self.n_trials, dtype=float)
 
     @property
     def var(self) -> np.ndarray:
+        """Unbiased variance over trials of the counts per state, (n_samples, n_states) (NaN with
+        one trial)."""
         n = self.n_trials
         if n < 2:
             return np.full(self.sum_counts.shape, np.nan)
@@ -1182,6 +1192,7 @@ class EventLog:
 
     @property
     def state_names(self) -> tuple[str, ...]:
+        """Names of the states, indexed by the state codes in ``states``."""
         return self.scheme.states
 
     def __len__(self) -> int:

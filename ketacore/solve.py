@@ -275,10 +275,12 @@ class Result:
 
     @property
     def states(self) -> tuple[str, ...]:
+        """Names of the states (the last axis of ``occupancy``)."""
         return self.scheme.states
 
     @property
     def time(self) -> np.ndarray:
+        """Sample times ``k*dt`` (s)."""
         if self._time is None:
             self._time = np.arange(self.occupancy.shape[0]) * self.dt
         return self._time
