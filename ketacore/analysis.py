@@ -73,6 +73,18 @@ from . import _analysis
 from . import _validate as _V
 from .theory import ApparentDwellTimes, ExponentialMixture, PhaseType
 
+def _axes_first(theory, ax):
+    """``(theory, ax)`` of an analysis ``plot(theory=None, *, ax=None)`` called the way the
+    experiment results' ``plot(ax=None)`` is, with matplotlib axes as the first argument
+    (``fit.plot(ax)`` raised "mixture must be ... got Axes"; helper-101's audit)."""
+    if ax is None and theory is not None and hasattr(theory, "figure") and hasattr(theory, "set_xlabel"):
+        return None, theory
+    if ax is None and isinstance(theory, np.ndarray) and theory.dtype == object and theory.size \
+            and all(hasattr(a, "set_xlabel") for a in theory.ravel()):
+        return None, theory            # (plt.subplots(1, 2)'s array of axes)
+    return theory, ax
+
+
 def _compact_repr(obj, *, inline: int = 6) -> str:
     """One-line repr of a result dataclass: scalars with 4 significant digits, arrays of at
     most ``inline`` entries in full, larger ones as ``<shape dtype>`` (a result may hold every
@@ -1389,9 +1401,11 @@ class BurstResult:
     def plot(self, theory=None, *, ax=None, bins_per_decade: int = 10):
         """Openings-per-burst pmf and burst-length log histogram (matplotlib).
 
-        ``theory``: a :class:`ketacore.theory.Bursts` to overlay.  Returns the axes pair.
+        ``theory``: a :class:`ketacore.theory.Bursts` to overlay; ``ax``: a pair of axes
+        (also accepted as the first argument).  Returns the axes pair.
         ImportError ("plot() needs matplotlib…") without matplotlib.
         """
+        theory, ax = _axes_first(theory, ax)
         from .plot import require_pyplot
         plt = require_pyplot()
         if ax is None:
@@ -1858,9 +1872,11 @@ class LogHistogram:
         ideal-record pdf, which differs from what a resolved record shows, see
         :meth:`expected`); ``fit``: a
         :class:`MixtureFit`, drawn truncated at its own ``t_res`` (the likelihood it
-        maximised), or at the histogram's if that is larger.  Returns the matplotlib axes.  ImportError ("plot() needs matplotlib…")
+        maximised), or at the histogram's if that is larger; ``ax`` (also accepted as the first
+        argument).  Returns the matplotlib axes.  ImportError ("plot() needs matplotlib…")
         without matplotlib.
         """
+        theory, ax = _axes_first(theory, ax)
         from .plot import require_pyplot
         plt = require_pyplot()
         if ax is None:
@@ -2101,8 +2117,10 @@ class MixtureFit:
         return "\n".join(rows)
 
     def plot(self, theory=None, *, ax=None, bins_per_decade: float = 10):
-        """Log histogram of the data with the fit (and optional theory) overlaid
+        """Log histogram of the data with the fit (and optional theory) overlaid, on ``ax``
+        (also accepted as the first argument) or new axes; returns the axes
         (ImportError "plot() needs matplotlib…" without matplotlib)."""
+        theory, ax = _axes_first(theory, ax)
         from .plot import require_pyplot
         require_pyplot()                     # before the histogram work
         h = log_histogram(self.data, bins_per_decade=bins_per_decade, t_res=self.t_res)

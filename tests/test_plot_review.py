@@ -191,3 +191,28 @@ def test_study_point_by_model_name():
     with pytest.raises(ValueError, match=r"point\['model'\] = 'erreger2005_2a' is not one of its values"):
         plot.occupancy(ds, point={"model": "erreger2005_2a"})
     plt.close("all")
+
+
+def test_analysis_plots_take_axes_first_like_the_experiment_results():
+    """helper-101's audit: experiment results plot(ax) but analysis results were
+    plot(theory=None, *, ax=None), so fit.plot(ax) raised "mixture must be ... got Axes"."""
+    from ketacore import analysis as ka
+    x = np.random.default_rng(0).exponential(1e-3, 2000)
+    fit = ka.fit_mixture(x, 1)
+    h = ka.log_histogram(x)
+    for obj in (fit, h):
+        fig, ax = plt.subplots()
+        assert obj.plot(ax) is ax and ax.has_data()
+        plt.close(fig)
+    g = kc.models.get("ch82")
+    log = kc.simulate_events(g, kc.Protocol([kc.Step(5.0, agonist=1e-6)]), n_trials=2, rng=1,
+                             initial="equilibrium")
+    b = ka.Record.from_events(log, {"R": 0, "AR": 0, "A2R": 0, "AR*": 1, "A2R*": 1}).bursts(2e-3)
+    fig, axes = plt.subplots(1, 2)
+    out = b.plot(axes)
+    assert out[0] is axes[0] and axes[1].has_data()
+    plt.close(fig)
+    # the theory argument still works positionally
+    fig, ax = plt.subplots()
+    assert fit.plot(kc.theory.dwell_times(g, "open", agonist=1e-6), ax=ax) is ax
+    plt.close(fig)
