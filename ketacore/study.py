@@ -3333,10 +3333,11 @@ def _remove_stale_temporaries(out: Path) -> None:
     """Delete the temporary files an interrupted run left in ``out`` (``*.tmp*`` beside the
     chunks and results: written, then renamed into place; a killed run leaves them).  Only
     called with the folder's lock held, so no other run is writing them."""
+    ours = re.compile(r"\.tmp(\d+_\d+)?$")     # (the names ketacore writes: x.tmp, x.tmp<pid>_<tid>)
     for d in (out, out / "chunks"):
         if d.is_dir():
-            for f in d.glob("*.tmp*"):
-                if f.is_file():
+            for f in d.rglob("*.tmp*") if d.name == "chunks" else d.glob("*.tmp*"):
+                if f.is_file() and ours.search(f.name):
                     try:
                         f.unlink()
                     except OSError:  # pragma: no cover - best effort

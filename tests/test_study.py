@@ -493,10 +493,13 @@ def test_stale_temporaries_of_a_killed_run_are_removed_on_resume(small, referenc
     resuming never removed.  With the folder's lock held no other run can be writing them."""
     out = tmp_path / "stale"
     kc.run_study(small, output=out, progress=False, workers=1)
-    (out / "chunks" / "p0_0-2.npz.tmp123_456").write_bytes(b"partial")
+    part = next(p for p in (out / "chunks").iterdir() if p.is_dir())     # chunks/<protocol>/
+    (part / "p00000_t000000000-000000002.npz.tmp123_456").write_bytes(b"partial")
     (out / "results.nc.tmp123_456").write_bytes(b"partial")
+    (out / "study.toml.tmp").write_bytes(b"partial")
+    (out / "my_notes.tmp.txt").write_text("a user's file: not ours, kept")
     kc.run_study(small, output=out, progress=False, workers=1)
-    assert not list(out.rglob("*.tmp*"))
+    assert [p.name for p in out.rglob("*.tmp*")] == ["my_notes.tmp.txt"]
     assert sha(out / "results.nc") == reference[1]
 
 
