@@ -110,7 +110,7 @@ def user_stacklevel() -> int:
     pkg = os.path.dirname(os.path.abspath(__file__))
     f = sys._getframe(1)        # the caller of this function = the frame calling warnings.warn
     level = 1
-    while f is not None and os.path.dirname(os.path.abspath(f.f_code.co_filename)) == pkg:
+    while f is not None and (os.path.abspath(f.f_code.co_filename) + os.sep).startswith(pkg + os.sep):
         f = f.f_back
         level += 1
     return level
