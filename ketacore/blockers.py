@@ -1438,7 +1438,7 @@ def get(name: str) -> Blocker:
         _WARNED_UNCALIBRATED.add(key)
         import warnings
         warnings.warn(f"blocker {key!r}: {_UNCALIBRATED[key]} (warned once per process)",
-                      UserWarning, stacklevel=2)
+                      UserWarning, stacklevel=V_.user_stacklevel())
     return b
 
 

@@ -2172,7 +2172,9 @@ def fit_macroscopic(scheme: Scheme | str, data, *, free=None, fixed=None, constr
     n_fit = math.exp(theta[p]) if fit_n else n_fixed
     curves = []
     for r in records:
-        res_ = solve(fitted, r.protocol, r.dt, r.initial)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # (kc.solve's start warnings came at the start)
+            res_ = solve(fitted, r.protocol, r.dt, r.initial)
         obs = res_.current if observable == "current" else res_.open_probability
         c = obs[r.idx]
         curves.append(n_fit * c if observable == "current" else c)

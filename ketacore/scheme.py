@@ -829,8 +829,10 @@ class Scheme:
                 ``with_rates({"R->RA": 1e7})`` still needs glutamate to bind; or
               * a :class:`Rate`: the whole rate law replaced, e.g. ``kc.rate(80.0)`` for a
                 constant 80 s⁻¹; or
-              * a mapping of some of its fields: those fields changed, the rest of the law
-                kept, e.g. ``{"O->C": {"q10": 3.0}}`` adds a Q10 (from the rate's ``t_ref``).
+              * a mapping *with* ``k0``: a whole rate law (as :meth:`Rate.from_dict` reads
+                it; ``Rate.to_dict()`` round-trips);
+              * a mapping *without* ``k0``: those fields changed, the rest of the law kept,
+                e.g. ``{"O->C": {"q10": 3.0}}`` adds a Q10 (from the rate's ``t_ref``).
         **more
             More changes, as in ``changes``.
 
@@ -863,10 +865,12 @@ class Scheme:
             v = merged[key]
             if isinstance(v, Rate):
                 return _as_rate(v, key)
-            if isinstance(v, Mapping):   # the given fields of the law changed, the rest kept
+            if isinstance(v, Mapping) and "k0" not in v:   # some fields changed, the rest kept
                 import dataclasses as _dc
                 old = {f.name: getattr(t.rate, f.name) for f in _dc.fields(Rate)}
                 return _as_rate({**old, **dict(v)}, key)
+            if isinstance(v, Mapping):   # with k0: a whole rate law, as Rate.from_dict reads it
+                return _as_rate(v, key)
             if isinstance(v, bool) or not isinstance(v, (numbers.Real, np.floating, np.integer)):
                 raise TypeError(f"{key}: a rate must be a number (the new k0), a Rate or a "
                                 f"mapping, got {type(v).__name__}")
@@ -900,7 +904,7 @@ class Scheme:
         -------
         Scheme
             The copy (units as before: s^-1, M^-1 s^-1 for binding steps).  A scheme without
-            cycles is returned unchanged with ``mr=True``.
+            cycles, or whose cycles already balance to 1e-12, is returned unchanged.
 
         Raises
         ------
@@ -938,7 +942,9 @@ class Scheme:
             # k0(k) factor(k) * prod(forward rest) = prod(backward), in logs (no overflow)
             log_k = (sum(math.log(kf[kk]) for kk in bwd) - sum(math.log(kf[kk]) for kk in fwd[1:])
                      - math.log(by_key[k].rate.factor))
-            new[k] = math.exp(log_k)
+            k_new = math.exp(log_k)
+            if not abs(k_new / by_key[k].rate.k0 - 1.0) <= 1e-12:   # (balanced to rounding: kept)
+                new[k] = k_new
         return self.with_rates(new) if new else self
 
     def with_temperature(self, temperature: float) -> "Scheme":

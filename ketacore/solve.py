@@ -223,10 +223,27 @@ def _warn_pulse_from_steady_state(scheme: Scheme, protocol) -> None:
     if not changed:
         return
     cond = {"V": a.V, "temperature": a.temperature, **a.concentrations}
+    from .theory import NoUniqueEquilibrium, equilibrium
     try:
         with V_.quiet_units():
             lam = np.linalg.eigvals(scheme.q_matrix(**cond))
+            # only agonists: a ligand whose removal lowers the open probability at equilibrium
+            # (or leaves no unique one: nothing gates the channels).  A blocker's washout --
+            # recovery from a steady-state block, Mg2+ or ketamine -- is meant to start there.
+            g = np.asarray(scheme.conductance, float) > 0
+            po = float(equilibrium(scheme, **cond)[g].sum())
+            agonists = []
+            for k in changed:
+                try:
+                    without = float(equilibrium(scheme, **{**cond, k: 0.0})[g].sum())
+                except NoUniqueEquilibrium:
+                    without = -1.0
+                if without < po:
+                    agonists.append(k)
     except (ValueError, np.linalg.LinAlgError):  # pragma: no cover - checked elsewhere
+        return
+    changed = agonists
+    if not changed:
         return
     rates = np.sort(np.abs(lam.real))
     nonzero = rates[rates > 1e-12 * max(rates[-1], 1e-300)]

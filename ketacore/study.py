@@ -2864,9 +2864,9 @@ class _Context:
 def _control_initial(pt: _Point):
     """The initial condition of the drug-free control (:func:`_control_protocol`)."""
     if pt.initial is None or pt.initial == "equilibrium":
-        return None  # equilibrium at rest: the control protocol's rest conditions (its
+        return "equilibrium"  # at rest under the control protocol's rest conditions (its
         # drug-free rest if it has one, e.g. a leading train's between-pulse conditions, else
-        # its first step)
+        # its first step) -- as the main run, without the default start's warnings
     # the control is drug-free from the start: a conditions table loses the drug's ligands
     # (as the control's steps and rest do), a state blocked by the drug loses the drug's tags
     # ("O·ket" -> "O"; a background blocker's "O·mg" stays, as Mg2+ stays in the control)
@@ -3106,6 +3106,18 @@ def _inputs_diff(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
 _NOT_IDENTITY = ("description", "outputs", "n_trials")
 
 
+def _without_part_trials(d: dict) -> dict:
+    """``d`` without the ``n_trials`` of its protocol tables (``[protocol]``,
+    ``[protocols.NAME]``), for the folder identity."""
+    d = dict(d)
+    if isinstance(d.get("protocol"), dict):
+        d["protocol"] = {k: v for k, v in d["protocol"].items() if k != "n_trials"}
+    if isinstance(d.get("protocols"), dict):
+        d["protocols"] = {name: ({k: v for k, v in t.items() if k != "n_trials"} if isinstance(t, dict) else t)
+                          for name, t in d["protocols"].items()}
+    return d
+
+
 def _one_spelling(d: dict) -> dict:
     """A study dict with a lone ``[protocols.main]`` written as ``[protocol]`` + ``[sweep]``
     (the folder identity compares studies, not spellings)."""
@@ -3141,9 +3153,11 @@ def _prepare_output(out: Path, spec_text: str, user_rng_given: bool,
         a, b = _one_spelling(_toml_loads(disk)), _one_spelling(_toml_loads(spec_text))
         if not user_rng_given and "rng" in a:
             b["rng"] = a["rng"]
+        # (a protocol's own n_trials is no more part of the identity than the top-level one)
+        a_id, b_id = _without_part_trials(a), _without_part_trials(b)
         # the identity: everything but the keys that cannot change the computed results
-        diff = sorted(k for k in set(a) | set(b)
-                      if k not in _NOT_IDENTITY and a.get(k) != b.get(k))
+        diff = sorted(k for k in set(a_id) | set(b_id)
+                      if k not in _NOT_IDENTITY and a_id.get(k) != b_id.get(k))
         if diff:
             raise StudyConflictError(
                 f"{out} already holds a different study (differs in: {', '.join(diff)}); "
@@ -3293,7 +3307,7 @@ def run_study(study: "Study | str | os.PathLike", executor: cf.Executor | None =
                               chunk_trials=chunk_trials, figures=figures, _held=held)
     finally:
         for fd in held:
-            os.close(fd)   # (closing the descriptor releases the lock)
+            _release_lock(fd)
 
 
 def _lock_output(out: Path) -> "int | None":
@@ -3314,7 +3328,10 @@ def _lock_output(out: Path) -> "int | None":
     except ImportError:  # pragma: no cover - not POSIX: no lock
         return None
     out.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out, os.O_RDONLY)
+    try:
+        fd = os.open(out, os.O_RDONLY)
+    except OSError:   # a folder that can be written but not read: run unlocked
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -3326,7 +3343,33 @@ def _lock_output(out: Path) -> "int | None":
     except OSError:  # pragma: no cover - a file system without locks: run unlocked
         os.close(fd)
         return None
+    _HELD_LOCKS.add(fd)
     return fd
+
+
+#: Descriptors of the output-folder locks this process holds.  A worker *forked* while one is
+#: open (a user's ProcessPoolExecutor) shares its open file description, and so the flock: the
+#: child closes its copies at once, or the folder stayed locked after run_study returned
+#: (helper-102's review).
+_HELD_LOCKS: set = set()
+
+
+def _close_held_locks_in_child() -> None:
+    for fd in list(_HELD_LOCKS):
+        try:
+            os.close(fd)
+        except OSError:  # pragma: no cover
+            pass
+    _HELD_LOCKS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_held_locks_in_child)
+
+
+def _release_lock(fd: int) -> None:
+    _HELD_LOCKS.discard(fd)
+    os.close(fd)   # (closing the descriptor releases the lock)
 
 
 def _remove_stale_temporaries(out: Path) -> None:
@@ -3334,14 +3377,14 @@ def _remove_stale_temporaries(out: Path) -> None:
     chunks and results: written, then renamed into place; a killed run leaves them).  Only
     called with the folder's lock held, so no other run is writing them."""
     ours = re.compile(r"\.tmp(\d+_\d+)?$")     # (the names ketacore writes: x.tmp, x.tmp<pid>_<tid>)
-    for d in (out, out / "chunks"):
-        if d.is_dir():
-            for f in d.rglob("*.tmp*") if d.name == "chunks" else d.glob("*.tmp*"):
-                if f.is_file() and ours.search(f.name):
-                    try:
-                        f.unlink()
-                    except OSError:  # pragma: no cover - best effort
-                        pass
+    chunks = out / "chunks"
+    found = list(out.glob("*.tmp*")) + (list(chunks.rglob("*.tmp*")) if chunks.is_dir() else [])
+    for f in found:
+        if f.is_file() and ours.search(f.name):
+            try:
+                f.unlink()
+            except OSError:  # pragma: no cover - best effort
+                pass
 
 
 def _run_study(study: "Study", executor: cf.Executor | None, *, output, progress, workers,
@@ -3413,7 +3456,8 @@ def _run_study(study: "Study", executor: cf.Executor | None, *, output, progress
         if fd is not None and _held is not None:
             _held.append(fd)
         new_text = _prepare_output(out, spec_text, user_rng, inputs, study._base_dir)
-        _remove_stale_temporaries(out)
+        if fd is not None:        # (unlocked, another run may be writing them)
+            _remove_stale_temporaries(out)
         if new_text != spec_text:   # the folder's study (same but for rng): reuse the built points
             ctx2 = _context(new_text, study._base_dir, study._source, inputs_key)
             with ctx._lock, ctx2._lock:

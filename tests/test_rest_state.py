@@ -283,6 +283,13 @@ def test_a_short_pulse_from_the_default_start_warns_at_the_user_s_line():
         (kc.solve, (g, kc.Protocol([kc.Step(1 * ms, glutamate=1 * mM, V=-70 * mV),
                                     kc.Step(0.1, glutamate=1 * mM, V=40 * mV)])), {}),  # a V jump
         (kc.solve, (g, kc.pulse_train(5, 10.0, 1 * ms, during={"glutamate": 1 * mM})), {}),       # train: rest
+        # a blocker's washout with the agonist kept: recovery from a steady-state block is meant
+        # to start there (helper-102's review: ketamine and Mg2+ washouts warned)
+        (kc.solve, (kc.block(kc.models.get("erreger2005_2a"), "ketamine"),
+                    kc.Protocol([kc.Step(1.0, glutamate=1 * mM, ketamine=10 * uM),
+                                 kc.Step(5.0, glutamate=1 * mM)])), {}),
+        (kc.solve, (kc.block(g, "mg"), kc.Protocol([kc.Step(1 * ms, glutamate=1 * mM, mg=1 * mM),
+                                                    kc.Step(0.1, glutamate=1 * mM)])), {}),
     ]
     for fn, a, kw in fine:
         _, w = _pulse_warnings(fn, *a, dt=1 * ms, **kw)

@@ -257,9 +257,13 @@ def test_with_microscopic_reversibility_balances_each_cycle_and_keeps_the_rest()
     # statistical factors count: a factor 2 on A->B doubles the balancing B->A
     r2 = _cycle_scheme(**{"A->B": kc.rate(10.0, factor=2.0)}).with_microscopic_reversibility()
     assert r2.transitions[1].rate.k0 == pytest.approx(2 * r.transitions[1].rate.k0, rel=1e-14)
-    # no cycle: unchanged (the same object)
+    # no cycle, or cycles that already balance to rounding: unchanged (the same object; ch82's
+    # k*-2 was moved by 1e-15 relative, helper-102's review)
     lin = kc.Scheme(["A", "B"], [("A", "B", 1.0), ("B", "A", 2.0)])
     assert lin.with_microscopic_reversibility() is lin
+    ch82 = kc.models.get("ch82")
+    assert ch82.with_microscopic_reversibility() is ch82
+    assert r.with_microscopic_reversibility() is r
 
 
 @pytest.mark.parametrize("scheme, mr, match", [
@@ -289,12 +293,16 @@ def test_with_rates_mapping_changes_only_the_given_fields():
     still replaces the whole law."""
     g = kc.models.get("destexhe1994_sf")
     old = {f"{t.src}->{t.dst}": t.rate for t in g.transitions}
-    h = g.with_rates({"O->C2": {"q10": 3.0}, "C0->C1": {"k0": 1e7}})
+    h = g.with_rates({"O->C2": {"q10": 3.0}, "C0->C1": {"factor": 1.0, "z_delta": 0.1}})
     new = {f"{t.src}->{t.dst}": t.rate for t in h.transitions}
     assert new["O->C2"] == replace(old["O->C2"], q10=3.0)
-    assert new["C0->C1"] == replace(old["C0->C1"], k0=1e7)          # ligand and factor 2 kept
-    assert new["C0->C1"].ligand == "glutamate" and new["C0->C1"].factor == 2.0
+    assert new["C0->C1"] == replace(old["C0->C1"], factor=1.0, z_delta=0.1)   # ligand kept
+    assert new["C0->C1"].ligand == "glutamate" and new["C0->C1"].k0 == old["C0->C1"].k0
     assert h.with_rates({"C0->C1": kc.rate(5.0)}).transitions[0].rate == kc.rate(5.0)  # replaced
+    # a mapping WITH k0 is a whole law, as Rate.from_dict reads it: Rate.to_dict round-trips
+    # (helper-102's review: {"k0": 80} had kept glutamate and the factor 2)
+    for r in (kc.rate(80.0), kc.rate(3e6, "glutamate", factor=2.0, q10=2.0)):
+        assert g.with_rates({"C0->C1": r.to_dict()}).transitions[0].rate == r
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['q1'\]"):
         g.with_rates({"O->C2": {"q1": 3.0}})
     with pytest.raises(ValueError):

@@ -7,7 +7,6 @@ in any number (or attribute) would change them.
 import dataclasses
 import concurrent.futures as cf
 import hashlib
-import os
 import subprocess
 import sys
 import textwrap
@@ -453,39 +452,80 @@ def test_a_folder_in_use_by_another_run_is_refused_untouched(small, reference, t
                 kc.run_study(small, output=fresh, progress=False, workers=1)
             assert list(fresh.iterdir()) == []
         finally:
-            os.close(fd2)
+            S._release_lock(fd2)
     finally:
-        os.close(fd)
+        S._release_lock(fd)
     # released: the study resumes (nothing to do) and the lock is released when it returns
     kc.run_study(small, output=out, progress=False, workers=1)
     assert sha(out / "results.nc") == reference[1]
-    os.close(S._lock_output(out))
+    S._release_lock(S._lock_output(out))
 
 
-def test_two_concurrent_cli_runs_one_refused_one_correct(small, reference, tmp_path):
-    """The audit's reproducer, as two processes: whichever run takes the folder first finishes
-    with the reference bytes, the other exits with the 'in use' refusal (status 1); with no
-    second run it never leaves a partial results file."""
+def test_a_folder_locked_by_another_process_is_refused_by_the_cli(small, reference, tmp_path):
+    """The audit's case across processes, made deterministic: another process holds the
+    folder (as a running study does); `ketacore run` into it exits 3 (a conflict) with the refusal and
+    writes nothing; once that process ends, the same command runs and gives the reference."""
     spec = tmp_path / "small.toml"
     spec.write_text(small.to_toml())
     out = tmp_path / "race"
-    code = textwrap.dedent(f"""
-        import ketacore as kc, sys
-        from ketacore import study as S
-        try:
-            kc.run_study({str(spec)!r}, output={str(out)!r}, progress=False, workers=1, chunk_trials=2)
-        except S.StudyConflictError as e:
-            print(e); sys.exit(7)
-    """)
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]
-    res = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in procs]
-    codes = sorted(r[0] for r in res)
-    assert codes in ([0, 0], [0, 7]), res      # (both 0: the second started after the first ended)
-    if codes == [0, 7]:
-        assert "in use by another ketacore run" in next(r[1] for r in res if r[0] == 7)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time, pathlib
+            from ketacore import study as S
+            S._lock_output(pathlib.Path({str(out)!r}))
+            print("locked", flush=True)
+            sys.stdin.readline()          # hold until told
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        r = subprocess.run([sys.executable, "-m", "ketacore.cli", "run", str(spec), "-o", str(out), "-q"],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 3 and "in use by another ketacore run" in r.stderr, r.stderr   # (a conflict)
+        assert list(out.iterdir()) == []
+    finally:
+        holder.communicate("go\n", timeout=60)
+    r = subprocess.run([sys.executable, "-m", "ketacore.cli", "run", str(spec), "-o", str(out), "-q"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
     assert sha(out / "results.nc") == reference[1]
-    assert not list(out.rglob("*.tmp*"))
+
+
+def test_the_lock_is_released_when_workers_were_forked_during_the_run(small, tmp_path):
+    """helper-102's review: workers of a user's fork-based ProcessPoolExecutor share the lock's
+    open file description, so the folder stayed locked after run_study returned and the next
+    run into it in the same session was refused until the pool shut down."""
+    import multiprocessing as mp
+    out = tmp_path / "forked"
+    with cf.ProcessPoolExecutor(2, mp_context=mp.get_context("fork")) as ex:
+        kc.run_study(small, ex, output=out, progress=False, figures=False)
+        kc.run_study(small.replace(description="again"), ex, output=out, progress=False, figures=False)
+    assert not S._HELD_LOCKS
+
+
+def test_a_protocol_s_own_n_trials_can_be_raised_too(tmp_path):
+    """helper-102's review: only the top-level n_trials could change; a [protocols.a] n_trials
+    3 -> 6 was 'a different study'."""
+    text = textwrap.dedent("""
+        name = "s"
+        model = "erreger2005_2a"
+        n_channels = 5
+        dt = "5 ms"
+        rng = 1
+        n_trials = 2
+        [protocols.a]
+        n_trials = NPART
+        [[protocols.a.segments]]
+        duration = "50 ms"
+        glutamate = "1 mM"
+    """)
+    out = tmp_path / "out dir with spaces"
+    kc.run_study(kc.Study.from_toml(text.replace("NPART", "3")), output=out, progress=False, workers=1)
+    t6 = kc.run_study(kc.Study.from_toml(text.replace("NPART", "6")), output=out, progress=False, workers=1)
+    fresh = kc.run_study(kc.Study.from_toml(text.replace("NPART", "6")), output=tmp_path / "fresh",
+                         progress=False, workers=1)
+    assert t6["a"].ds.attrs["n_trials"] == 6
+    assert (out / "results.nc").read_bytes() == (tmp_path / "fresh" / "results.nc").read_bytes()
+    assert fresh is not None
 
 
 def test_stale_temporaries_of_a_killed_run_are_removed_on_resume(small, reference, tmp_path):
