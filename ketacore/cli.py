@@ -113,10 +113,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings at the command line: ``ketacore: UnitsWarning: ...`` on stderr, without the
-    ketacore source line Python would print under it (the message names the study key)."""
+    """Warnings at the command line: ketacore's as ``ketacore: UnitsWarning: ...`` on stderr,
+    without the ketacore source line Python would print under it (the message names the study
+    key); other packages' warnings as Python prints them."""
+    pkg = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    ours = (category.__module__.startswith("ketacore")
+            or os.path.abspath(str(filename)).startswith(pkg))
     try:
-        print(f"ketacore: {category.__name__}: {message}", file=file or sys.stderr)
+        text = (f"ketacore: {category.__name__}: {message}\n" if ours
+                else warnings.formatwarning(message, category, filename, lineno, line))
+        (file or sys.stderr).write(text)
     except (OSError, ValueError):  # pragma: no cover - stderr closed
         pass
 

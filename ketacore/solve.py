@@ -227,6 +227,13 @@ def _warn_pulse_from_steady_state(scheme: Scheme, protocol) -> None:
     try:
         with V_.quiet_units():
             lam = np.linalg.eigvals(scheme.q_matrix(**cond))
+            rates = np.sort(np.abs(lam.real))
+            nonzero = rates[rates > 1e-12 * max(rates[-1], 1e-300)]
+            if not nonzero.size:
+                return
+            tau = 1.0 / nonzero[0]
+            if not a.duration < tau:     # (the first step relaxes: the start does not matter)
+                return
             # only agonists: a ligand whose removal lowers the open probability at equilibrium
             # (or leaves no unique one: nothing gates the channels).  A blocker's washout --
             # recovery from a steady-state block, Mg2+ or ketamine -- is meant to start there.
@@ -244,13 +251,6 @@ def _warn_pulse_from_steady_state(scheme: Scheme, protocol) -> None:
         return
     changed = agonists
     if not changed:
-        return
-    rates = np.sort(np.abs(lam.real))
-    nonzero = rates[rates > 1e-12 * max(rates[-1], 1e-300)]
-    if not nonzero.size:
-        return
-    tau = 1.0 / nonzero[0]
-    if not a.duration < tau:
         return
     import warnings
     what = ", ".join(f"{k} = {a.concentrations[k]:g} M" for k in changed)

@@ -253,3 +253,17 @@ def test_warnings_print_as_one_keyed_line_without_source(tmp_path):
     warn = [x for x in lines if x.startswith("ketacore: UnitsWarning: ")]
     assert warn and "ketamine = 0.5 M" in warn[0], r.stderr
     assert not any(".py:" in x or "warnings.warn" in x or x.startswith("  ") for x in lines), r.stderr
+
+
+def test_other_packages_warnings_keep_python_s_format():
+    """helper-102's review: the CLI labelled every warning 'ketacore: ...', a third-party
+    DeprecationWarning included."""
+    import io
+    from ketacore import cli as C
+    buf = io.StringIO()
+    C._show_warning(DeprecationWarning("old api"), DeprecationWarning, "/elsewhere/pkg/x.py", 3, file=buf)
+    C._show_warning(kc.UnitsWarning("ketamine = 1 M"), kc.UnitsWarning, "study.toml", 1, file=buf)
+    C._show_warning(RuntimeWarning("a fit"), RuntimeWarning, C.__file__, 1, file=buf)
+    assert buf.getvalue().splitlines() == ["/elsewhere/pkg/x.py:3: DeprecationWarning: old api",
+                                           "ketacore: UnitsWarning: ketamine = 1 M",
+                                           "ketacore: RuntimeWarning: a fit"]
