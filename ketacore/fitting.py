@@ -68,6 +68,17 @@ def _key(t) -> str:
     return f"{t.src}->{t.dst}"
 
 
+def _how_set(k: str, kind: str, constraints: Mapping, mr_cycles: Mapping) -> str:
+    """How a fit's summary says rate ``k`` was set: free, fixed, ``= c x OTHER``, or
+    ``MR (cycle)`` (fit_hjc's and fit_macroscopic's tables)."""
+    if kind == "constrained":
+        other, c = constraints[k]
+        return f"= {c:g} x {other}"
+    if kind == "mr":
+        return "MR (" + "-".join(mr_cycles[k]) + ")"
+    return kind
+
+
 def _units(t) -> str:
     return "M^-1 s^-1" if t.rate.ligand is not None else "s^-1"
 
@@ -310,13 +321,7 @@ class HJCFit:
         rows.append(f"{'transition':<16} {'k0':>13} {'SE':>11} {'CV %':>7}  {'unit':<10} how")
         for t in self.scheme.transitions:
             k = _key(t)
-            kind = self.kinds[k]
-            how = kind
-            if kind == "constrained":
-                other, c = self.constraints[k]
-                how = f"= {c:g} x {other}"
-            elif kind == "mr":
-                how = "MR (" + "-".join(self.mr_cycles[k]) + ")"
+            how = _how_set(k, self.kinds[k], self.constraints, self.mr_cycles)
             if k in self.se:
                 s = self.se[k]
                 cv = 100.0 * s / self.rates[k] if self.rates[k] > 0 else math.nan
@@ -1623,13 +1628,7 @@ class MacroscopicFit:
         rows.append(f"{'parameter':<16} {'value':>13} {'SE':>11} {'CV %':>7}  {'unit':<10} how")
         for t in self.scheme.transitions:
             k = _key(t)
-            kind = self.kinds[k]
-            how = kind
-            if kind == "constrained":
-                other, c = self.constraints[k]
-                how = f"= {c:g} x {other}"
-            elif kind == "mr":
-                how = "MR (" + "-".join(self.mr_cycles[k]) + ")"
+            how = _how_set(k, self.kinds[k], self.constraints, self.mr_cycles)
             rows.append(_macro_row(k, self.rates[k], self.se.get(k), self.units[k], how))
         if self.n_channels is not None:
             how = "free" if self.n_channels_se is not None else "fixed"
