@@ -101,6 +101,14 @@ class UnitsWarning(UserWarning):
     meant."""
 
 
+def near_miss(name: str, candidates) -> "str | None":
+    """The candidate ``name`` was probably meant to be (difflib ratio >= 0.75), or None: the
+    one rule of the "did you mean ...?" hints for misspelt keys and ligands."""
+    import difflib
+    near = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.75)
+    return near[0] if near else None
+
+
 def user_stacklevel() -> int:
     """The ``stacklevel`` for :func:`warnings.warn`, called right here, that points at the first
     frame outside the ketacore package: the user's line, however deep the call (``solve`` and

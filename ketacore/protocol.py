@@ -757,10 +757,8 @@ class Protocol:
         which ``scheme`` does not have."""
         if i is None:
             i = next(i for i, st in enumerate(self._steps) if name in st.concentrations)
-        import difflib
-        near = difflib.get_close_matches(name, [*scheme.ligands, "duration", "V", "temperature"], n=1,
-                                         cutoff=0.75)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        near = V_.near_miss(name, [*scheme.ligands, "duration", "V", "temperature"])
+        hint = f" (did you mean {near!r}?)" if near else ""
         raise ValueError(f"protocol step {i} sets ligand {name!r}{hint}, which scheme "
                          f"{scheme.name or '(unnamed)'} does not have; its ligands are {list(scheme.ligands)}")
 

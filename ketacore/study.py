@@ -606,9 +606,8 @@ def _ligand_label(key: str, keys) -> str:
     """How an unknown key of a step (or ``initial`` table) is named in a units error: it is
     read as a ligand, unless it is a near-miss of one of ``keys`` (``durration``), which the
     message then suggests."""
-    import difflib
-    near = difflib.get_close_matches(key, list(keys), n=1, cutoff=0.75)
-    return f"{key} (a ligand; or did you mean {near[0]!r}?)" if near else f"{key} (a ligand)"
+    near = _V.near_miss(key, keys)
+    return f"{key} (a ligand; or did you mean {near!r}?)" if near else f"{key} (a ligand)"
 
 
 _TRAIN_DIMS = {"n_pulses": _DIMENSIONLESS, "frequency": _FREQUENCY, "width": _TIME,
@@ -4376,6 +4375,7 @@ def _fit_dose_response(ds, study: Study, part: str) -> None:
                     # the rule of experiments.ic50: the response never crosses 1/2 or the fitted
                     # IC50 lies outside the tested concentrations (a fit bound, 1000x the top
                     # one, read "IC50 10 uM" for 1-10 nM data with no flag: helper-98's audit)
+                    from .experiments import _is_extrapolated
                     ext[idx] = _is_extrapolated(c[ok], y[ok], float(popt[0]))
                 except (RuntimeError, ValueError):
                     pass
@@ -4537,11 +4537,6 @@ def _trapping_note(ds) -> str:
 def _wrap(text: str, width: int = 100) -> list[str]:
     import textwrap
     return textwrap.wrap(text, width, subsequent_indent="    ")
-
-
-def _is_extrapolated(c, y, ic: float) -> bool:
-    from .experiments import _is_extrapolated as rule
-    return rule(np.asarray(c, float), np.asarray(y, float), ic)
 
 
 def _extrapolation_note(ds, src: str, sel: dict, unit: str) -> str:

@@ -757,8 +757,10 @@ def test_noise_analysis_unresolved_curvature_warns_with_the_supported_bound():
 
 
 def test_noise_analysis_resolved_fit_does_not_warn():
-    """A well-saturated relaxation (Po ~0.83, 200 trials: 1/N is ~5 jackknife SEs above 0, and
-    no group's estimate reaches 0 with probability well below 1e-6) fits without a warning."""
+    """A well-saturated relaxation (Po ~0.83, 200 trials x 50 channels) fits without a warning.
+    Measured over seeds 1-40 of this design: 1/N lies >= 7.1 of its SEs above 0 (median 11.8),
+    so an estimate (or a jackknife group's, 95 % of the trials) at or below 0 -- the warning's
+    trigger -- has probability ~Phi(-7) ~ 1e-12."""
     g = kc.Scheme(["C", "O"], [("C", "O", kc.rate(1e6, "glutamate")), ("O", "C", 200.0)],
                   conductance={"O": 40 * pS}, name="co")
     p = kc.Protocol([kc.Step(10 * ms, V=-60 * mV, glutamate=1 * mM), kc.Step(30 * ms, V=-60 * mV)])
