@@ -202,25 +202,56 @@ def _warn_soak(scheme: Scheme, cond: dict, p: np.ndarray) -> None:
             stacklevel=V_.user_stacklevel())
 
 
+def _pulse_end(protocol, ligand: str, c0: float, V: float) -> "float | None":
+    """Time (s) at which ``ligand`` first falls below ``c0 / 2`` in ``protocol`` with the
+    voltage still ``V`` throughout (a concentration pulse, however finely sampled: a
+    from_waveform transient is many steps); None when it does not within the first 65536
+    samples of a sampled protocol (one vectorised pass) or 128 Steps (a Python loop, so a
+    long protocol in a constant ligand costs ~30 us), or the voltage changes first (a
+    voltage protocol in the ligand: its start is meant)."""
+    cols = protocol._columns if protocol._built is None else None
+    if cols is not None:
+        durs, Vs, _, cs = cols
+        c = cs.get(ligand)
+        n = min(durs.size, 65536)
+        low = np.flatnonzero((c[:n] < 0.5 * c0) if c is not None else np.ones(n, bool))
+        moved = np.flatnonzero(Vs[:n] != V)
+        if not low.size or (moved.size and moved[0] <= low[0]):
+            return None
+        return float(np.sum(durs[:low[0]]))
+    t = 0.0
+    for i, st in enumerate(protocol._steps[:128]):
+        if st.V != V:
+            return None
+        if st.concentrations.get(ligand, 0.0) < 0.5 * c0:
+            return t if i > 0 else None
+        t += st.duration
+    return None
+
+
 def _warn_pulse_from_steady_state(scheme: Scheme, protocol) -> None:
     """UserWarning when the default start is almost surely not the one meant: no ``rest``, a
-    first step that applies a ligand which the second step lowers below half (a pulse, then a
-    wash), and
-    a first step shorter than the slowest relaxation under its conditions -- the channels then
-    start at equilibrium *in* the pulse (desensitised, no rise), not at rest.  The first thing
-    a synaptic modeller writes, ``Protocol([Step(1 ms, glutamate=1 mM), Step(500 ms)])``, gave a
+    first step that applies a ligand which the protocol then lowers below half (a pulse, then
+    a wash; a sampled transient counts from its first sample) at the same voltage, before the
+    slowest relaxation under the first step's conditions -- the channels then start at
+    equilibrium *in* the pulse (desensitised, no rise), not at rest.  The first thing a
+    synaptic modeller writes, ``Protocol([Step(1 ms, glutamate=1 mM), Step(500 ms)])``, gave a
     plausible-looking decay with no rise (helper-100's audit).  Stationary runs (one step, or
-    no ligand change), voltage jumps (the start is meant at the holding potential) and a first
-    step long enough to relax are not warned about; ``initial="equilibrium"`` keeps the start
+    no ligand drop), voltage jumps (the start is meant at the holding potential) and a pulse
+    long enough to relax are not warned about; ``initial="equilibrium"`` keeps the start
     without the warning, ``rest=`` or ``initial=`` give another."""
     if protocol.rest is not None or len(protocol) < 2:
         return
-    a, b = protocol._step_at(0), protocol._step_at(1)
+    a = protocol._step_at(0)
     # (a drop to below half: a pulse ending; a waveform drifting from its first sample, e.g.
-    # a sinusoidal or slowly decaying concentration, is not this pattern)
-    changed = [k for k, c in a.concentrations.items()
-               if c > 0.0 and b.concentrations.get(k, 0.0) < 0.5 * c and k in scheme.ligands]
-    if not changed:
+    # a sinusoidal or slowly decaying concentration, is not this pattern until it halves)
+    ends = {}
+    for k, c in a.concentrations.items():
+        if c > 0.0 and k in scheme.ligands:
+            t_end = _pulse_end(protocol, k, c, a.V)
+            if t_end is not None:
+                ends[k] = t_end
+    if not ends:
         return
     cond = {"V": a.V, "temperature": a.temperature, **a.concentrations}
     from .theory import NoUniqueEquilibrium, equilibrium
@@ -232,7 +263,8 @@ def _warn_pulse_from_steady_state(scheme: Scheme, protocol) -> None:
             if not nonzero.size:
                 return
             tau = 1.0 / nonzero[0]
-            if not a.duration < tau:     # (the first step relaxes: the start does not matter)
+            changed = [k for k, t_end in ends.items() if t_end < tau]
+            if not changed:      # (the pulse relaxes before it ends: the start does not matter)
                 return
             # only agonists: a ligand whose removal lowers the open probability at equilibrium
             # (or leaves no unique one: nothing gates the channels).  A blocker's washout --
@@ -254,9 +286,10 @@ def _warn_pulse_from_steady_state(scheme: Scheme, protocol) -> None:
         return
     import warnings
     what = ", ".join(f"{k} = {a.concentrations[k]:g} M" for k in changed)
+    t_end = min(ends[k] for k in changed)
     warnings.warn(
         f"initial: the default start is the equilibrium under the first step's conditions "
-        f"({what}), which the second step lowers after {a.duration:g} s -- less than the "
+        f"({what}), which the protocol lowers below half after {t_end:g} s -- less than the "
         f"slowest relaxation ({tau:.3g} s) under them, so the run starts from steady state in "
         f"the pulse (for a receptor: partly desensitised, no rise), not from rest.  For a "
         f"response from rest pass rest=kc.Step(...) to the Protocol (as kc.pulse_train does) "

@@ -2,6 +2,7 @@
 (theory.equilibrium(initial=)), theory.rest_state, a protocol's rest conditions (pulse trains
 start from rest, not from the steady state of their first pulse), and the experiments that start
 from rest with a trapping background blocker (Mg2+)."""
+import math
 import pickle
 
 import numpy as np
@@ -301,3 +302,33 @@ def test_a_short_pulse_from_the_default_start_warns_at_the_user_s_line():
         _, w = _pulse_warnings(kc.solve, g, kc.Protocol([kc.Step(dur, glutamate=1 * mM), kc.Step(0.1)]),
                                dt=1 * ms)
         assert bool(w) == warns, (dur, tau)
+
+
+def test_a_finely_sampled_pulse_is_recognised_as_a_pulse():
+    """A from_waveform transient starting in glutamate is one pulse over many samples (the
+    seventeenth session's note: only the first two samples were compared, so a sampled pulse
+    or an exponentially decaying concentration started in the pulse without a warning).  The
+    drop time is where the concentration first falls below half."""
+    g = kc.models.get("destexhe1994_sf")
+    t = np.arange(0.0, 0.5, 1e-5)
+    decay = kc.Protocol.from_waveform(t, 0.5, glutamate=1 * mM * np.exp(-t / (1 * ms)))
+    _, w = _pulse_warnings(kc.solve, g, decay, dt=0.1 * ms)
+    assert len(w) == 1 and w[0].filename == __file__
+    half = math.log(2.0) * 1 * ms                   # first sample below 0.5 mM: ceil(ln2 / 10 us)
+    assert f"after {math.ceil(half / 1e-5) * 1e-5:g} s" in str(w[0].message)
+    square = kc.Protocol.from_waveform(t, 0.5, glutamate=np.where(t < 1 * ms, 1 * mM, 0.0))
+    _, w = _pulse_warnings(kc.solve, g, square, dt=0.1 * ms)
+    assert len(w) == 1 and "after 0.001 s" in str(w[0].message)
+    # the same pulse as Steps, a slow drift that never halves, a pulse that starts at zero, a
+    # voltage step in glutamate before the wash, a built protocol: the earlier rules
+    steps = kc.Protocol([kc.Step(0.5 * ms, glutamate=1 * mM), kc.Step(0.5 * ms, glutamate=0.8 * mM),
+                         kc.Step(100 * ms)])
+    assert len(_pulse_warnings(kc.solve, g, steps, dt=0.1 * ms)[1]) == 1
+    fine = [kc.Protocol.from_waveform(t, 0.5, glutamate=1 * mM * (1 - 0.4 * t / 0.5)),
+            kc.Protocol.from_waveform(t, 0.5, glutamate=np.where((t > 1 * ms) & (t < 2 * ms), 1 * mM, 0.0)),
+            kc.Protocol.from_waveform(t, 0.5, glutamate=np.where(t < 1 * ms, 1 * mM, 0.0),
+                                      V=np.where(t < 0.5 * ms, -70 * mV, 40 * mV)),
+            kc.Protocol([kc.Step(0.5 * ms, glutamate=1 * mM), kc.Step(0.5 * ms, glutamate=1 * mM, V=40 * mV),
+                         kc.Step(100 * ms, V=40 * mV)])]
+    for p in fine:
+        assert _pulse_warnings(kc.solve, g, p, dt=0.1 * ms)[1] == [], p
