@@ -204,11 +204,12 @@ def _warn_soak(scheme: Scheme, cond: dict, p: np.ndarray) -> None:
 
 def _pulse_end(protocol, ligand: str, c0: float, V: float) -> "float | None":
     """Time (s) at which ``ligand`` first falls below ``c0 / 2`` in ``protocol`` with the
-    voltage still ``V`` throughout (a concentration pulse, however finely sampled: a
-    from_waveform transient is many steps); None when it does not within the first 65536
-    samples of a sampled protocol (one vectorised pass) or 128 Steps (a Python loop, so a
-    long protocol in a constant ligand costs ~30 us), or the voltage changes first (a
-    voltage protocol in the ligand: its start is meant)."""
+    voltage still ``V`` and the ligand never above ``c0`` until then (a concentration pulse
+    started at its peak, however finely sampled: a from_waveform transient is many steps; a
+    waveform that rises first, e.g. a sinusoid, is not one); None when it does not within the
+    first 65536 samples of a sampled protocol (one vectorised pass) or 128 Steps (a Python
+    loop, so a long protocol in a constant ligand costs ~30 us), or the voltage changes first
+    (a voltage protocol in the ligand: its start is meant)."""
     cols = protocol._columns if protocol._built is None else None
     if cols is not None:
         durs, Vs, _, cs = cols
@@ -218,12 +219,15 @@ def _pulse_end(protocol, ligand: str, c0: float, V: float) -> "float | None":
         moved = np.flatnonzero(Vs[:n] != V)
         if not low.size or (moved.size and moved[0] <= low[0]):
             return None
+        if c is not None and np.max(c[:low[0]]) > c0:    # (rises first: not a pulse's end)
+            return None
         return float(np.sum(durs[:low[0]]))
     t = 0.0
     for i, st in enumerate(protocol._steps[:128]):
-        if st.V != V:
+        c = st.concentrations.get(ligand, 0.0)
+        if st.V != V or c > c0:
             return None
-        if st.concentrations.get(ligand, 0.0) < 0.5 * c0:
+        if c < 0.5 * c0:
             return t if i > 0 else None
         t += st.duration
     return None

@@ -558,6 +558,7 @@ def test_waveform_protocol_repr_columns_and_subclass():
     assert len(Tagged.from_waveform(np.arange(3) * 1e-3, 3e-3, glutamate=1e-3)) == 3 and got == [list]
 
 
+@pytest.mark.filterwarnings("ignore:initial.*default start:UserWarning")  # (pulse trains from t = 0)
 def test_equal_waveform_protocols_share_a_simulate_plan():
     """simulate's plan cache keys on the protocol (hash from three Steps, == on the columns):
     equal column protocols built separately (and one whose Steps were since built) share one
@@ -585,6 +586,7 @@ def test_equal_waveform_protocols_share_a_simulate_plan():
     assert len(sim._PLANS) == 3
 
 
+@pytest.mark.filterwarnings("ignore:initial.*default start:UserWarning")  # (pulse trains from t = 0)
 def test_plans_of_long_protocols_are_few(monkeypatch):
     """Plans of long protocols (above _LONG_PROTOCOL segments: their compiled arrays are held)
     count as large: only the newest _MAX_LARGE_PLANS of them are kept."""

@@ -319,12 +319,16 @@ def test_a_finely_sampled_pulse_is_recognised_as_a_pulse():
     square = kc.Protocol.from_waveform(t, 0.5, glutamate=np.where(t < 1 * ms, 1 * mM, 0.0))
     _, w = _pulse_warnings(kc.solve, g, square, dt=0.1 * ms)
     assert len(w) == 1 and "after 0.001 s" in str(w[0].message)
-    # the same pulse as Steps, a slow drift that never halves, a pulse that starts at zero, a
-    # voltage step in glutamate before the wash, a built protocol: the earlier rules
+    # the same pulse as Steps; a slow drift that never halves, a sinusoid (it rises before it
+    # falls: not a pulse started at its peak), a pulse that starts at zero, a voltage step in
+    # glutamate before the wash: no warning
     steps = kc.Protocol([kc.Step(0.5 * ms, glutamate=1 * mM), kc.Step(0.5 * ms, glutamate=0.8 * mM),
                          kc.Step(100 * ms)])
     assert len(_pulse_warnings(kc.solve, g, steps, dt=0.1 * ms)[1]) == 1
     fine = [kc.Protocol.from_waveform(t, 0.5, glutamate=1 * mM * (1 - 0.4 * t / 0.5)),
+            kc.Protocol.from_waveform(t, 0.5, glutamate=1 * mM * (1 + np.sin(t * 2000.0))),  # rises first
+            kc.Protocol([kc.Step(0.5 * ms, glutamate=1 * mM), kc.Step(0.5 * ms, glutamate=2 * mM),
+                         kc.Step(100 * ms)]),
             kc.Protocol.from_waveform(t, 0.5, glutamate=np.where((t > 1 * ms) & (t < 2 * ms), 1 * mM, 0.0)),
             kc.Protocol.from_waveform(t, 0.5, glutamate=np.where(t < 1 * ms, 1 * mM, 0.0),
                                       V=np.where(t < 0.5 * ms, -70 * mV, 40 * mV)),
