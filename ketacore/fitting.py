@@ -2161,6 +2161,15 @@ def fit_macroscopic(scheme: Scheme | str, data, *, free=None, fixed=None, constr
                       stacklevel=2)
         messages.append(f"on the search box: {at_bound}")
         success = False
+    elif not success and not identifiable:
+        # (the usual reason: the optimiser drifts along the undetermined combination, where the
+        # fit does not change, until its budget runs out -- more evaluations will not help)
+        warnings.warn("fit_macroscopic: the fit did not converge (" + "; ".join(messages)
+                      + ") because the data do not determine the parameters (the warning "
+                      "above): the rates are one of many equally good points, not an "
+                      "estimate. Raising max_evaluations will not help; fix or constrain "
+                      f"rates among {list(unidentified)}, or add protocols", RuntimeWarning,
+                      stacklevel=2)
     elif not success:
         warnings.warn("fit_macroscopic: the fit did not converge (" + "; ".join(messages)
                       + "); the rates are the best point found. Raise max_evaluations, start "

@@ -361,6 +361,27 @@ def test_non_identifiable_rates_are_flagged():
         assert fit.rates[k] == pytest.approx(_k0(BG)[k], rel=1e-6)
 
 
+def test_non_identifiable_and_not_converged_says_why():
+    """The seventeenth session's note: an unidentifiable fit that ran out of evaluations said
+    only "did not converge ... raise max_evaluations", which cannot help there."""
+    drugged = kc.Scheme(["R", "AR", "AR*", "B"],
+                        [*[(t.src, t.dst, t.rate) for t in BG.transitions],
+                         ("AR*", "B", kc.rate(1e6, "drug")), ("B", "AR*", 1.0)],
+                        conductance={"AR*": 50 * pS})
+    data = [_record(BG, _agonist(3 * uM, pulse=20 * ms, wash=20 * ms))]
+    import warnings
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        fit = fitting.fit_macroscopic(drugged, data, start=_start(BG, [3, 0.3, 3, 0.3]),
+                                      max_evaluations=5)
+    msgs = [str(w.message) for w in rec if issubclass(w.category, RuntimeWarning)]
+    assert not fit.converged and not fit.identifiable
+    assert any("not identifiable" in m for m in msgs)
+    why = [m for m in msgs if "did not converge" in m]
+    assert len(why) == 1 and "will not help" in why[0] and "AR*->B" in why[0]
+    assert "Raise max_evaluations" not in why[0]
+
+
 def test_max_evaluations_stops_with_a_warning():
     data = [_good()]
     with pytest.warns(RuntimeWarning, match="did not converge"):
