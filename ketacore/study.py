@@ -2249,7 +2249,8 @@ def _build_protocol(study: Study, part: str, env: Mapping[str, Any]):
                 kw[key] = {k: _evaluate(v, env, f"{where}.train.{key}.{k}") for k, v in c.items()}
             for key in ("during", "between"):
                 for k, c in kw[key].items():
-                    _warn_implausible(f"{where}.train.{key}.{k}", c)
+                    _warn_implausible(f"{where}.train.{key}.{k}", c,
+                                      lambda raw=tr[key][k]: _set_by(study, part, raw, env))
             try:
                 with _V.quiet_units():
                     prot = pulse_train(int(round(n)), **kw)
@@ -2268,7 +2269,7 @@ def _build_protocol(study: Study, part: str, env: Mapping[str, Any]):
             kw[k] = _evaluate(v, env, f"{where}.{k}")
         for k, c in kw.items():
             if k not in _STEP_DIMS:
-                _warn_implausible(f"{where}.{k}", c)
+                _warn_implausible(f"{where}.{k}", c, lambda raw=seg[k]: _set_by(study, part, raw, env))
         try:
             with _V.quiet_units():
                 st = Step(**kw)
@@ -2280,12 +2281,36 @@ def _build_protocol(study: Study, part: str, env: Mapping[str, Any]):
     return Protocol(steps), segs
 
 
-def _warn_implausible(where: str, c: Any) -> None:
+def _warn_implausible(where: str, c: Any, origin: "Callable[[], str] | None" = None) -> None:
     """A :class:`~ketacore.UnitsWarning` for a ligand concentration above 100 mM, naming the
     study key and the study-file way to write µM or mM (the Step itself is built quietly, so
-    the Python-worded warning does not repeat it)."""
+    the Python-worded warning does not repeat it).  ``origin()`` (called only when warning)
+    says where a value written with parameters is set (:func:`_set_by`)."""
     if isinstance(c, (int, float)) and not isinstance(c, bool) and c <= _V.MAX_CONCENTRATION:
+        if origin is not None and c > _V.PLAUSIBLE_CONCENTRATION:
+            where += origin()
         _V.implausible_concentration(where, c, study=True)
+
+
+def _set_by(study: "Study", part: str, raw: Any, env: Mapping[str, Any]) -> str:
+    """``' (written "$ket", set by [sweep].ket[0])'`` for a value written with parameters --
+    the key to change is where the number is set, not where it is used; ``''`` otherwise."""
+    if not isinstance(raw, str):
+        return ""
+    names = list(dict.fromkeys(n for n, _ in (_names_in(raw) or ())))
+    p = study.parts[part]
+    defs = study._definitions(p, study._pw(part, "parameters"))
+    axes = dict(study.axes(part)) if any(n in p.sweep for n in names) else {}
+    where = []
+    for n in names:
+        if n in axes:
+            idx = [i for i, v in enumerate(axes[n]) if v == env.get(n)]
+            where.append(f"{study._pw(part, 'sweep')}.{n}" + (f"[{idx[0]}]" if idx else ""))
+        elif n in defs and not n.startswith("_"):
+            where.append(defs[n][1])
+    if not where:
+        return ""
+    return f" (written {raw!r}, set by {', '.join(where)})"
 
 
 def _check_memory(key: str, n_bytes: float, what: str, advice: str) -> None:
@@ -2492,10 +2517,11 @@ def _initial_values(study: Study, part: str, env: Mapping[str, Any]) -> dict:
     """A protocol's ``initial`` conditions table with its values evaluated with ``env`` (SI);
     its keys are checked by :func:`_check_initial_keys`."""
     where = f"{study._source}: {study._pw(part)}.initial"
-    out = {k: _evaluate(v, env, f"{where}.{k}") for k, v in study.parts[part].initial.items()}
+    raw = study.parts[part].initial
+    out = {k: _evaluate(v, env, f"{where}.{k}") for k, v in raw.items()}
     for k, v in out.items():
         if k not in _CONDITION_DIMS:
-            _warn_implausible(f"{where}.{k}", v)
+            _warn_implausible(f"{where}.{k}", v, lambda r=raw[k]: _set_by(study, part, r, env))
     return out
 
 

@@ -123,7 +123,9 @@ ketamine = "$ketamine"
     study, w = _units_warnings(_study_from_file, tmp_path, text)
     assert len(w) >= 1
     msg = str(w[0].message)
-    assert "[protocols.p].segments[0].ketamine = 1 M" in msg and '"1 uM"' in msg
+    # (where it is used, and where the number is set: the seventeenth session's note)
+    assert ("[protocols.p].segments[0].ketamine (written '$ketamine', set by "
+            "[parameters].ketamine) = 1 M") in msg and '"1 uM"' in msg
     assert "ketacore.units" not in msg        # TOML advice, not Python
     _, w = _units_warnings(kc.run_study, study, progress=False, figures=False)
     assert not w                              # warned once, when the study was read
@@ -180,7 +182,8 @@ ketamine = "$ketamine"
     _, w1 = _units_warnings(kc.run_study, st, progress=False, figures=False)
     msgs = [str(x.message) for x in w0 + w1]
     assert any("[protocols.p].initial.glutamate = 0.5 M" in m for m in msgs), msgs
-    assert any("[protocols.p].segments[0].ketamine = 2 M" in m for m in msgs), msgs
+    assert any("[protocols.p].segments[0].ketamine (written '$ketamine', set by "
+               "[protocols.p.sweep].ketamine[2]) = 2 M" in m for m in msgs), msgs
     assert not any("1e-06" in m for m in msgs)
     assert all("ketacore.units" not in m for m in msgs)          # study spelling only
 
