@@ -3317,10 +3317,7 @@ def run_study(study: "Study | str | os.PathLike", executor: cf.Executor | None =
     UnitsWarning
         A concentration above 100 mM, by study key.
     """
-    try:
-        import xarray  # noqa: F401
-    except ImportError:  # pragma: no cover - optional dependency
-        raise ImportError("run_study needs xarray and netCDF4: pip install 'ketacore[xarray]'") from None
+    _need_results_io()
     if isinstance(study, (str, os.PathLike)):
         study = Study.from_toml(study)   # (implausible concentrations warned about here, by key)
     if not isinstance(study, Study):
@@ -4420,6 +4417,18 @@ def _fit_dose_response(ds, study: Study, part: str) -> None:
                 f"fit(s) (ic50_extrapolated_{src}); test concentrations on both sides of the IC50",
                 RuntimeWarning, stacklevel=2)
     ds.attrs["dose_axis"] = axis   # the concentration dimension (read by plot.dose_response)
+
+
+def _need_results_io() -> None:
+    """ImportError before anything runs when the results file cannot be written: xarray and
+    netCDF4 are optional extras (``pip install "ketacore[run]"``), checked at the start so a
+    run does not compute for minutes and then fail at the write."""
+    import importlib.util
+    missing = [m for m in ("xarray", "netCDF4") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(f"run_study needs xarray and netCDF4 (missing: {', '.join(missing)}): "
+                          "pip install \"ketacore[run]\" (or, from a source tree, "
+                          "pip install \".[run]\")")
 
 
 def _write_netcdf(tree, path: Path) -> None:

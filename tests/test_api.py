@@ -102,3 +102,31 @@ def test_typed_names_follow_the_lazy_ones_and_exports_are_complete():
     assert "Sequence[str]" in str(inspect.signature(kc.run_study).parameters["figures"].annotation)
     assert len(typing.get_overloads(kc.concatenate)) == 2
     assert len(typing.get_overloads(kc.blockers.jahr_stevens)) == 3
+
+
+def _readme_commands():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"```bash\n(pip install [^\n]*)\n```", text)[:2]
+
+
+@pytest.mark.skipif(not (ROOT / ".ci" / "run").exists(), reason="source tree only")
+def test_the_two_readme_commands_are_the_ones_ci_runs():
+    """The README's main-job and test commands are run verbatim by .ci/run (the docs audit:
+    `pip install . && ketacore run` failed on a fresh machine for want of xarray)."""
+    main, test = _readme_commands()
+    assert main == 'pip install ".[run]" && ketacore run' and "[test]" in test
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert f"if ! {{ {main}; }}; then" in ci
+    assert f"if ! {{ {test} -p no:cacheprovider; }}; then" in ci
+
+
+def test_run_study_without_the_results_io_stops_before_running(monkeypatch, tmp_path):
+    import importlib.util
+    from ketacore import study as S
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda m, *a: None if m == "netCDF4" else real(m, *a))
+    ran = []
+    monkeypatch.setattr(S.Study, "from_toml", classmethod(lambda cls, *a, **k: ran.append(1)))
+    with pytest.raises(ImportError, match=r'missing: netCDF4.*pip install "ketacore\[run\]"'):
+        kc.run_study(tmp_path / "study.toml", output=tmp_path / "out")
+    assert ran == [] and not (tmp_path / "out").exists()
