@@ -189,6 +189,7 @@ def test_critical_time_accepts_a_mixture_fit():
                                   ka.log_histogram(x).expected(fit.mixture))
 
 
+@pytest.mark.filterwarnings("ignore:block.*own pore blocker:UserWarning")  # (kampa2004 + a pore blocker, meant)
 def test_critical_time_tolerates_rounding_level_negative_areas():
     """The shut-time mixture of kampa2004 + ketamine has areas like -3.5e-10 (next to +9.1e-7,
     on a pair of near-equal eigenvalues): critical_time refused it for every split ('mixture

@@ -205,6 +205,7 @@ def test_superficial_tag_across_calls_gets_the_one_call_message(g):
 UNRECORDED = r"already has blocked states .*no record of the block\(\) call.*one call on the gating"
 
 
+@pytest.mark.filterwarnings("ignore:block.*own pore blocker:UserWarning")  # (kampa2004 + a pore blocker, meant)
 def test_with_rates_changed_scheme_is_not_recomposed(g):
     """A composed scheme changed by with_rates is no longer the composition block() made: it
     is refused (old code composed O·ket·mem onto it), changed rates or not."""
@@ -216,6 +217,7 @@ def test_with_rates_changed_scheme_is_not_recomposed(g):
         assert "'R·ket·mem'" in str(e.value) and "with_rates" in str(e.value)
 
 
+@pytest.mark.filterwarnings("ignore:block.*own pore blocker:UserWarning")  # (kampa2004 + a pore blocker, meant)
 def test_toml_and_changed_temperature_are_not_recomposed(g):
     once = kc.block(g, "ketamine")
     back = kc.Scheme.from_toml(once.to_toml())
@@ -234,6 +236,7 @@ def test_toml_and_changed_temperature_are_not_recomposed(g):
     assert_same(kc.block(copy.copy(once), "mg"), kc.block(g, "ketamine", "mg"))
 
 
+@pytest.mark.filterwarnings("ignore:block.*own pore blocker:UserWarning")  # (kampa2004 + a pore blocker, meant)
 def test_unrecorded_same_tag_still_names_the_collision(g):
     """Blocking a TOML copy of a composed scheme with the same tag again: the state-name
     collision message, now pointing to one call on the gating scheme."""
@@ -254,6 +257,7 @@ def test_own_gating_states_with_the_separator_are_refused():
         kc.block(g2, drug(name="y"))
 
 
+@pytest.mark.filterwarnings("ignore:block.*own pore blocker:UserWarning")  # (kampa2004 + a pore blocker, meant)
 def test_kampa2004_still_composes(g):
     """kampa2004's Mg2+-bound states are its gating (no '·' tags): composed as before."""
     k = kc.block("kampa2004", "ketamine")

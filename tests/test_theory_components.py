@@ -184,6 +184,7 @@ def _mp_dwell(Q, a, f, dps):
 
 @pytest.mark.parametrize("spec", [("kampa2004", "ketamine"),
                                   ("erreger2005_2a", "ketamine", "mg")])
+@pytest.mark.filterwarnings("ignore:block.*own pore blocker:UserWarning")  # (kampa2004 + a pore blocker, meant)
 def test_composed_scheme_components_are_exact(spec):
     """One-way escape of ketamine (closed_route=None): the library ketamine balances it since
     the closed_route option, which leaves no negative areas to check.  Every component dwell_times returns is a component of the 50-digit mixture (taus to
@@ -224,6 +225,7 @@ def test_composed_scheme_components_are_exact(spec):
 
 @pytest.mark.parametrize("spec", [("kampa2004", "ketamine"),
                                   ("erreger2005_2a", "ketamine", "mg")])
+@pytest.mark.filterwarnings("ignore:block.*own pore blocker:UserWarning")  # (kampa2004 + a pore blocker, meant)
 def test_composed_scheme_pdf_matches_expm_and_the_raw_mixture(spec):
     """The survival function and pdf after merging and dropping equal the expm oracle and
     the raw mixture (every eigen-component) to rounding: 1e-13 absolute in S, 1e-12 of the
@@ -267,6 +269,7 @@ def test_simplify_exact_small_case():
             m.simplify(**bad)
 
 
+@pytest.mark.filterwarnings("ignore:block.*own pore blocker:UserWarning")  # (kampa2004 + a pore blocker, meant)
 def test_simplify_bound_holds_on_the_composed_scheme():
     """kampa2004 + ketamine shut times: 19 components -> 6 with the defaults (rtol 1e-3,
     atol 1e-6); the largest change of the survival function over a dense grid (and at every
