@@ -536,7 +536,8 @@ def render(seconds: float) -> str:
         "* Mealing block % (ketamine, memantine): with IC50 = K_B for a trapping blocker, "
         "Gilling's IC50 and Mealing's block at 10 µM cannot both hold in one model; the "
         "IC50 was preferred (same receptor, GluN1/2A). The native-neuron variants "
-        "`ketamine_mealing1999`/`memantine_mealing1999` meet Mealing at IC50 ≈ 2.5/2.2 µM.",
+        "`ketamine_mealing1999`/`memantine_mealing1999` meet Mealing at IC50 ≈ 2.5/2.13 µM "
+        "(-70 mV, erreger2005_2a; the variant rows).",
         "* Ketamine nH 0.84 and Orser single-channel figures: need mechanisms not in the "
         "library blocker (heterogeneity; closed-channel/membrane route, reference open "
         "question 1). The `ketamine_closed_route` variant moves Po at 1 µM from 0.43 to 0.30 "

@@ -472,8 +472,8 @@ class Record:
         classes : sequence of int
             Class of every state.
         levels : sequence of float, optional
-            Amplitude of each class; default 0 for class 0 and 1 for the others (class 0 shut,
-            every other class open).
+            Amplitude of each class (S, or A for a current record, as in :class:`Record`);
+            default 0 for class 0 and 1 for the others (class 0 shut, every other class open).
         class_names : sequence of str, optional
             One distinct name per class (``len(levels)``); default as in :class:`Record`.
             ``"open"``, ``"shut"`` or ``"closed"`` only for the one class of that kind

@@ -10,8 +10,14 @@ Two exact methods run in the C++ core (``csrc/include/ketacore/{ssa,population,e
     once, so the cost is proportional to the number of transitions, not to the number of samples.
 ``"population"``
     For N identical independent channels, the counts at consecutive grid points are related by
-    multinomial draws with ``P = expm(Q·dt)`` (Colquhoun & Hawkes; exact in distribution at the
-    grid points for any ``dt``).  The cost per step depends on the number of states only, not on N.
+    multinomial draws: the channels in state i at one grid point are spread over the states at
+    the next with the probabilities of row i of ``P = expm(Q·dt)`` (for a grid step that
+    straddles a change of conditions, the product of the pieces' ``expm``), the transition
+    matrix of the channel's continuous-time Markov chain (``p(t + dt) = p(t) P``; Colquhoun D,
+    Hawkes AG (1977) Relaxation and fluctuations of membrane currents that flow through
+    drug-operated channels, Proc R Soc Lond B 199:231-262; DOI not verified, so not given).  As
+    the channels are independent this is exact in distribution at the grid points for any
+    ``dt``.  The cost per step depends on the number of states only, not on N.
 ``"auto"``
     Picks the cheaper of the two from the expected number of transitions versus
     steps × states².
@@ -1398,10 +1404,12 @@ def concatenate(parts: Sequence[Any]) -> "SimulationResult | EventLog":
     Raises
     ------
     TypeError
-        ``parts`` is not a non-empty sequence of results of one kind.
+        ``parts`` is not a sequence (list, tuple or NumPy array; e.g. a single result, an
+        iterator, a dict or a str), or its items are not all :class:`SimulationResult` or
+        all :class:`EventLog`.
     ValueError
-        The parts are not trials of one simulation (the first difference is named), or a
-        trial occurs twice.
+        ``parts`` is empty (``kc.concatenate([])``); or the parts are not trials of one
+        simulation (the first difference is named), or a trial occurs twice.
 
     Examples
     --------

@@ -2375,9 +2375,14 @@ def is_reversible(model, *, rtol: float = 1e-8, open=None, names=None, **conditi
 
     A one-way transition (q_ij > 0, q_ji = 0) breaks microscopic reversibility whatever
     ``rtol``: e.g. the escape ``X·b -> X`` of a trapping blocker with ``k_escape > 0`` and no
-    closed-channel entry (ketamine, memantine).  Composed with erreger2005_2a and Mg2+ at 1 mM
-    glutamate, 1 uM ketamine, -70 mV, that escape carries a steady cycle flux (4.2e-5 s^-1 in
-    all, 0.39 % of the O <-> O·ket flux).
+    closed-channel entry.  The library ketamine and memantine (and their ``_mealing1999``
+    variants) balance their escape by a closed route (``closed_route="balanced"``), so
+    ``is_reversible(kc.block("erreger2005_2a", "ketamine", "mg"), glutamate=1e-3,
+    ketamine=1e-6, mg=1e-3)`` is True.  The escape-only variant
+    ``kc.blockers.get("ketamine").replace(closed_route=None)`` (same ``k_escape``,
+    ``k_on_closed = 0``) is not: composed the same way at 1 mM glutamate, 1 uM ketamine,
+    1 mM Mg2+, -70 mV, its escape carries a steady cycle flux (net X·ket -> X flux over the
+    shut states 4.1e-5 s^-1 in all, 0.39 % of the O -> O·ket flux).
 
     Ligand concentrations (Scheme only): reversibility of a mass-action mechanism does not
     depend on them -- a cycle binds each ligand as often as it unbinds it, so every ``[A]``
@@ -2626,11 +2631,16 @@ def dwell_times(model, states="open", *, open=None, names=None,
     Composed schemes (:func:`ketacore.block`) have many components, among them pairs of
     nearly equal time constants and tiny, even negative, areas.  These are real, not
     rounding: every gating state has a blocked twin whose sojourns relax at nearly the
-    rates of the unblocked arm (e.g. kampa2004 + ketamine shut times: 16.8247 and 16.8249 ms,
-    1.2e-5 apart, areas -3.5e-10 and +9.1e-7, both agreeing with 50-digit arithmetic to
-    3e-16), and without microscopic reversibility (a trapping blocker's one-way escape
-    ``X·b -> X``, see :func:`is_reversible`) areas need not be positive.  For a shorter
-    approximate mixture with a stated error bound, use :meth:`ExponentialMixture.simplify`.
+    rates of the unblocked arm (e.g. kampa2004 + the library ketamine, shut times at 1 mM
+    glutamate, 1 uM ketamine, 1 mM Mg2+, -70 mV: 16.8243 and 16.8250 ms, 3.9e-5 apart, areas
+    +5.6e-7 and +3.5e-7, both agreeing with 50-digit arithmetic to 1.3e-16 absolute).  Without
+    microscopic reversibility (see :func:`is_reversible`) areas need not be positive: with
+    the escape-only ketamine ``kc.blockers.get("ketamine").replace(closed_route=None)`` (a
+    one-way escape ``X·b -> X``) the same pair is 16.8247 and 16.8249 ms, 1.2e-5 apart,
+    areas -3.4e-10 and +9.1e-7; and kampa2004's own Mg2+ cycles are not in detailed balance,
+    so even with the library ketamine 8 of the 19 areas are negative at 1 uM glutamate
+    (down to -2.8e-6).  For a shorter approximate mixture with a stated error bound, use
+    :meth:`ExponentialMixture.simplify`.
     """
     m = _resolve(model, conditions, open, names)
     a = _class_indices(states, m, "states")

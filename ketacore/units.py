@@ -3,9 +3,14 @@
 ketacore works in SI throughout (seconds, volts, molar, siemens, amperes, kelvin).  Multiply by
 these constants to write other units readably, and divide to read results back::
 
-    from ketacore.units import ms, mV, uM, pS
-    kc.Step(30 * s, V=-70 * mV, ketamine=10 * uM)
-    result.current / pA
+    import ketacore as kc
+    from ketacore.units import s, ms, mV, mM, uM, pS, pA
+
+    gating = kc.models.get("erreger2005_2a")
+    gating.conductance.max() / pS            # single-channel conductance: 50.0 (pS)
+    step = kc.Step(30 * s, V=-70 * mV, glutamate=1 * mM, ketamine=10 * uM)
+    result = kc.simulate(kc.block(gating, "ketamine"), step, dt=10 * ms, n_channels=100, rng=1)
+    result.current / pA                      # current (pA), shape (n_trials, n_samples)
 
 Physical constants (CODATA 2018 exact values) are provided for Woodhull voltage dependence.
 """
