@@ -49,7 +49,7 @@ from . import theory as _th
 from . import _validate as _V
 from .scheme import Scheme
 
-__all__ = ["fit_hjc", "HJCFit", "fit_macroscopic", "MacroscopicFit"]
+__all__ = ["fit_hjc", "HJCFit", "fit_macroscopic", "MacroscopicFit", "arm_ties"]
 
 #: Relative step of the log-rates for the numerical Hessian (and the final gradient).
 HESSIAN_STEP = 1e-3
@@ -420,9 +420,87 @@ def _tree_path(adj: dict, a: str, b: str) -> list:
     return path[::-1]
 
 
-def _mr_plan(scheme: Scheme, mr) -> dict:
+def arm_ties(scheme: Scheme | str) -> dict:
+    """Constraints that keep the blocked arms of a :func:`ketacore.block` composition tied to
+    the gating they copy, for ``fit_hjc`` / ``fit_macroscopic``'s ``constrain``.
+
+    :func:`ketacore.block` copies each gating transition ``A->B`` into every blocked arm
+    (``A·ket->B·ket``, scaled by the blocker's ``closing_factor``/``opening_factor``/
+    ``arm_scaling``).  A fit that frees ``A->B`` moves only ``A->B`` unless its copies are
+    constrained to it; with these constraints a fitted gating rate carries its copies along at
+    the composition's ratio.
+
+    Parameters
+    ----------
+    scheme : Scheme or str
+        A scheme whose state names carry blocker tags (``O·ket``), e.g. from
+        :func:`ketacore.block` (or a library model name: no copies).
+
+    Returns
+    -------
+    dict
+        ``{"A·t->B·t": ("A->B", k0(A·t->B·t) / k0(A->B))}`` for every copy whose original is a
+        transition of ``scheme`` with ``k0 > 0`` (ratios from the scheme's current ``k0``;
+        dimensionless).  Empty for a scheme without copies.  Combine with your own:
+        ``constrain={**arm_ties(s), "X->Y": ...}``.
+
+    Examples
+    --------
+    >>> import ketacore as kc
+    >>> s = kc.block(kc.Scheme(["C", "O"], [("C", "O", 100.0), ("O", "C", 50.0)],
+    ...                        conductance={"O": 50e-12}), "ketamine")
+    >>> sorted(kc.fitting.arm_ties(s))
+    ['C·ket->O·ket', 'O·ket->C·ket']
+    """
+    from .models import as_scheme
+    from .blockers import SEP
+    scheme = as_scheme(scheme)
+    if not isinstance(scheme, Scheme):
+        raise TypeError(f"scheme must be a ketacore.Scheme or a model name, got {type(scheme).__name__}")
+    k0 = {_key(t): t.rate.k0 for t in scheme.transitions}
+    out = {}
+    for t in scheme.transitions:
+        a, *ta = t.src.split(SEP)
+        b, *tb = t.dst.split(SEP)
+        orig = f"{a}->{b}"
+        if ta and ta == tb and orig in k0 and k0[orig] > 0:
+            out[_key(t)] = (orig, t.rate.k0 / k0[orig])
+    return out
+
+
+def _warn_untied_arms(scheme: Scheme, free_l, cons, mr_plan, named=frozenset()) -> None:
+    """UserWarning when a fit frees a gating rate or its blocked-arm copy without tying the two
+    (helper-103's audit: fitting ``O->C`` on a composed scheme left ``O·d->C·d`` at its start,
+    and ``O->C`` converged 22 % off the truth to make up for it, with no word).  A copy the
+    user names in ``free`` (``named``) is fitted on its own as asked, without a warning."""
+    loose = []
+    for twin, (orig, _) in arm_ties(scheme).items():
+        if twin in cons or twin in mr_plan or cons.get(orig, (None,))[0] == twin or twin in named:
+            continue     # (tied either way, set by MR, or named free: fitted on its own, as asked)
+        if orig in free_l or twin in free_l:
+            loose.append((twin, orig, "free" if twin in free_l else "held"))
+    if loose:
+        shown = ", ".join(f"{tw!r} ({how}, copy of {o!r})" for tw, o, how in loose[:4])
+        more = f" and {len(loose) - 4} more" if len(loose) > 4 else ""
+        warnings.warn(
+            f"the blocked-arm copies {shown}{more} are not tied to the gating rates they copy, "
+            "so the fit moves them independently (or not at all, if held). To keep the "
+            "composition's arms following the gating, pass "
+            "constrain=kc.fitting.arm_ties(scheme) (merged with your own constraints); to "
+            "fit them independently, name them in free", UserWarning,
+            stacklevel=_V.user_stacklevel())
+
+
+def _mr_plan(scheme: Scheme, mr, avoid: "set | frozenset" = frozenset(),
+             closed: "list | None" = None, follow: "set | frozenset" = frozenset()) -> dict:
     """``{set_key: cycle states [src, dst, ..., back to src excluded]}`` for every independent
-    cycle of the state graph (see fit_hjc, ``mr``)."""
+    cycle of the state graph (see fit_hjc, ``mr``).  With ``mr=True``, a plan whose chord has
+    both directions in ``avoid`` (constrained or held) or both in ``follow`` (rates others are
+    constrained to) is rebuilt with such connections in the tree first, so that MR sets free
+    rates (the blocked-arm copies of :func:`arm_ties`); a cycle closed only by ``avoid`` rates
+    gets no MR rate (its rates are set by what they follow) and is appended to ``closed`` (its
+    states, as the plan's cycles) for the caller to check.  A single conflicting direction is
+    left to the caller's error (as without these sets)."""
     edges = _edges(scheme)
     states = list(scheme.states)
     n_cycles = len(edges) - len(states) + 1      # the graph is connected (Scheme checks it)
@@ -433,31 +511,48 @@ def _mr_plan(scheme: Scheme, mr) -> dict:
             raise ValueError(f"mr: the scheme has no cycle, so no rate can be set by "
                              f"microscopic reversibility; got {_V.plain(mr)} (use mr=False)")
         return {}
+    skipped: set = set()
     if mr is True:
         # spanning tree from the last-listed connection backwards: each remaining (chord)
         # connection is the earliest-listed one of its cycle; MR sets its later-listed
         # direction
-        parent = {s: s for s in states}
+        def chords_of(first):
+            parent = {s: s for s in states}
 
-        def find(s):
-            while parent[s] != s:
-                parent[s] = parent[parent[s]]
-                s = parent[s]
-            return s
-        chords = []
-        for pair, ks in reversed(edges):
-            a, b = tuple(pair)
-            ra, rb = find(a), find(b)
-            if ra == rb:
-                chords.append((pair, ks))
-            else:
-                parent[ra] = rb
+            def find(s):
+                while parent[s] != s:
+                    parent[s] = parent[parent[s]]
+                    s = parent[s]
+                return s
+            out = []
+            for pair, ks in first + [e for e in reversed(edges) if e not in first]:
+                a, b = tuple(pair)
+                ra, rb = find(a), find(b)
+                if ra == rb:
+                    out.append((pair, ks))
+                else:
+                    parent[ra] = rb
+            return out[::-1] if not first else sorted(out, key=lambda e: edges.index(e))
+
+        chords = chords_of([])
+        if any(all(k in avoid for k in ks) or all(k in follow for k in ks) for _, ks in chords):
+            # the plan would set a constrained or held rate (e.g. the blocked-arm copies tied
+            # by arm_ties): connections whose both directions are constrained or held join
+            # the tree first, then those whose both directions others are constrained to
+            # (the gating the copies follow: around a cycle through a copy and its original
+            # they cancel, so MR must set another rate of it), so MR sets free rates
+            first = [e for e in reversed(edges) if all(k in avoid for k in e[1])]
+            first += [e for e in reversed(edges) if e not in first and all(k in follow for k in e[1])]
+            chords = chords_of(first)
         chosen = []
-        for pair, ks in reversed(chords):
+        for pair, ks in chords:
             if len(ks) != 2:
                 raise ValueError(f"mr=True: transition {ks[0]!r} lies on a cycle but has no "
                                  "reverse transition, so microscopic reversibility cannot "
                                  "hold (use mr=False)")
+            if ks[0] in avoid and ks[1] in avoid:
+                skipped.add(pair)     # a cycle closed by constrained/held rates: set by them
+                continue
             chosen.append(ks[1])
     else:
         chosen = _key_list("mr", mr, keys)
@@ -475,7 +570,7 @@ def _mr_plan(scheme: Scheme, mr) -> dict:
         chord_pairs[pair] = k
     adj = {s: [] for s in states}
     for pair, _ in edges:
-        if pair not in chord_pairs:
+        if pair not in chord_pairs and pair not in skipped:
             a, b = tuple(pair)
             adj[a].append(b)
             adj[b].append(a)
@@ -517,6 +612,10 @@ def _mr_plan(scheme: Scheme, mr) -> dict:
                              "different ligands in its two directions, so microscopic "
                              "reversibility cannot hold at every concentration")
         plan[k] = tuple(cycle)
+    if closed is not None:
+        for pair in skipped:
+            a, b = sorted(pair, key=states.index)
+            closed.append(tuple([a] + _tree_path(adj, b, a)[:-1]))
     return plan
 
 
@@ -595,10 +694,12 @@ class _Params:
                                      "to itself")
                 cons[k] = (other, _positive(f"constrain[{k!r}] factor", c))
         # --- MR
+        closed: list = []       # cycles closed by constrained/held rates only (no MR rate)
         if mr is False or mr is None:
             mr_plan: dict = {}
         else:
-            mr_plan = _mr_plan(scheme, mr)
+            mr_plan = _mr_plan(scheme, mr, frozenset(cons) | frozenset(fixed_vals), closed,
+                               frozenset(o for o, _ in cons.values()))
         # --- conflicts
         for k in cons:
             if k in fixed_vals:
@@ -632,6 +733,7 @@ class _Params:
         if not free_l:
             raise ValueError("no free parameter: every rate is fixed, constrained or set by "
                              "microscopic reversibility")
+        _warn_untied_arms(scheme, free_l, cons, mr_plan, named=set(free_l) if free is not None else set())
         # --- start values
         start_vals = {k: k0[k] for k in free_l}
         if start is not None:
@@ -710,6 +812,22 @@ class _Params:
         order: list = []
         for k in keys:
             visit(k, [])
+        for cyc in closed:       # each must be balanced by what its rates follow, at any theta
+            n = len(cyc)
+            fwd = [f"{cyc[i]}->{cyc[(i + 1) % n]}" for i in range(n)]
+            bwd = [f"{cyc[(i + 1) % n]}->{cyc[i]}" for i in range(n)]
+            lf = lambda kk: math.log(by_key[kk].rate.factor)  # noqa: E731
+            c = sum(const[kk] + lf(kk) for kk in fwd) - sum(const[kk] + lf(kk) for kk in bwd)
+            a = sum(A[kk] for kk in fwd) - sum(A[kk] for kk in bwd)
+            scale = 1.0 + sum(abs(const[kk]) for kk in fwd + bwd if math.isfinite(const[kk]))
+            if not (math.isfinite(c) and abs(c) <= 1e-9 * scale and np.all(np.abs(a) <= 1e-9)):
+                raise ValueError(
+                    f"mr: the cycle {'-'.join(cyc)} has only constrained or held rates "
+                    f"({', '.join(fwd)} and back), which do not balance it"
+                    + (f" (forward/backward = {math.exp(c):.6g})" if math.isfinite(c) and
+                       not np.any(a) else " for every value of the free rates")
+                    + ", so microscopic reversibility cannot hold on it: free one of its "
+                    "rates, or mr=False")
         self.free = tuple(free_l)
         self.fixed = fixed_vals
         self.cons = cons
@@ -1124,7 +1242,13 @@ def fit_hjc(scheme: Scheme | str, data, *, t_res=None, t_crit=None, free=None, f
         ``{"SRC->DST": ("OTHER->X", c)}`` sets ``k0[SRC->DST] = c * k0[OTHER->X]`` (c > 0;
         a bare ``"OTHER->X"`` means c = 1), e.g. HJCFIT's "k-2 = k-1" is
         ``{"A2R->AR": "AR->R"}`` for CH82 (statistical factors stay in ``Rate.factor``).
-        The other rate may be free, fixed, MR-set or itself constrained (no loops).
+        The other rate may be free, fixed, MR-set or itself constrained (no loops).  On a
+        :func:`ketacore.block` composition, :func:`arm_ties` gives the constraints that keep
+        each blocked-arm copy of a gating rate on its original (``constrain=arm_ties(s)``);
+        a free rate whose copy is left untied, or a copy left free by default, is warned
+        about (a copy named in ``free`` is fitted on its own, as asked).  With ``mr=True`` the
+        ties and MR combine: MR then sets free rates, and a cycle made only of tied copies
+        must balance through what they follow (a ValueError otherwise).
     mr : bool or sequence of str, default True
         Impose microscopic reversibility on every cycle of the state graph by computing one
         rate per independent cycle from the others (on ``k0 x factor``, so that
