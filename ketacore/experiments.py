@@ -1792,7 +1792,7 @@ class BlockKineticsResult(_ResultBase):
         (:func:`ketacore.theory.relaxation`): the component with the largest |amplitude|
         (the one carrying most of the current change; not the largest area |a·τ|, which a
         slow component of negligible amplitude can have).  When several components carry
-        comparable amplitude (ketamine on ``erreger2005_2a``: 28 ms, 48 ms and 1.37 s) a
+        comparable amplitude (ketamine on ``erreger2005_2a``: 28 ms, 48 ms and 1.35 s) a
         single-exponential τ lies between them; see ``theory_taus_*``/``theory_amps_*``.
     theory_taus_on, theory_amps_on, theory_taus_off, theory_amps_off : ndarray
         All exact time constants (s) and their open-probability amplitudes.
@@ -1921,7 +1921,7 @@ def block_kinetics(gating: Scheme | str, blocker: Any, concentration: float, *,
         exact I/I0 relaxation (:func:`ketacore.theory.relaxation`) with an amplitude ≥ 10 %
         of the largest one.  Default duration: 8 × the slowest carrier (e.g. Mg2+ 1 mM on
         ``erreger2005_2a`` at −70 mV: onset carried by a 17 µs component, so t_on ≈ 0.13 ms;
-        ketamine 10 µM: carriers 28 ms … 1.37 s, so t_on ≈ 11 s).  A given duration must make
+        ketamine 10 µM: carriers 28 ms … 1.35 s, so t_on ≈ 11 s).  A given duration must make
         ``dt`` no longer than the slowest carrier (ValueError otherwise: the fit could not
         resolve the relaxation).
     n_samples : int, optional
@@ -2182,7 +2182,7 @@ class TrappingResult(_ResultBase):
         Mealing-style current definition: (1 − I_initial/I_ctl)/block, where I_initial and
         I_ctl are the peak amplitudes of the first re-application response with and without
         the blocker (identical protocol otherwise), each measured at its own peak as in a
-        recording (peak-to-peak ratio; the drug response usually peaks later, e.g. 20.7 ms
+        recording (peak-to-peak ratio; the drug response usually peaks later, e.g. 20.4 ms
         against 10.6 ms for ketamine 10 µM on ``erreger2005_2a``), so desensitization cancels.
         The peak times are in ``meta["first_peak_time_drug"]`` and
         ``meta["first_peak_time_control"]`` (s from re-application); ``meta["first_peak_time"]``,
@@ -2209,7 +2209,7 @@ class TrappingResult(_ResultBase):
         component of :func:`ketacore.theory.relaxation` (from the exact end-of-wash state,
         agonist conditions) with the largest |amplitude| in the blocked occupancy.  Not the
         same quantity as ``tau_recovery`` when other components carry amplitude (ketamine
-        10 µM: 5.27 s, beside a 0.15 s component of 1/6 of the amplitude, while single
+        10 µM: 5.31 s, beside a 0.15 s component of 1/6 of the amplitude, while single
         exponentials fitted over 10-600 s give 4.5-5.1 s); the limit of the fit over a long
         window when one component dominates (MK-801: 5400 s).  NaN if not computable.
     theory_taus_recovery, theory_amps_recovery : ndarray
@@ -3857,8 +3857,8 @@ def voltage_jump(gating: Scheme | str, blocker: Any, concentration: float, V_hol
     n_exponentials : {1, 2, 3}
         Exponentials fitted to the trace after the jump (3: started from the best set of
         three time constants on a log grid, amplitudes by linear least squares).  A relaxation with more
-        components than that (amantadine on ``erreger2005_2b``: six above 3 % between 0.2 ms
-        and 1.3 s) is only summarised by the fit; its exact components are ``taus`` and
+        components than that (amantadine on ``erreger2005_2b``: eight above 3 % between 0.2 ms
+        and 1.4 s, at the validation page's 30 µM glutamate, -67 -> +40 mV) is only summarised by the fit; its exact components are ``taus`` and
         ``amplitudes``.
     also, background
         As for :func:`ic50`.

@@ -194,7 +194,7 @@ Analyses (``analysis = {kind = ...}``), master equation (``*_det``), Monte Carlo
     segments it measures, else the study is refused);
     ``trapped`` = (1 - I_rec/I_ctl) / block with I_rec, I_ctl the *mean* currents over the first
     ``early`` of ``recovery`` and of ``control`` (window means: blocker escaping during that
-    window counts as untrapped: ketamine 10 uM on erreger2005_2a gives 80.3 % with the default
+    window counts as untrapped: ketamine 10 uM on erreger2005_2a gives 80.5 % with the default
     study's ``early = 0.1 s``, about 86 % as ``early`` tends to 0); ``trapped_occupancy`` =
     blocked occupancy at the end of ``wash`` / at the end of ``block`` (``blocked_end_wash`` /
     ``blocked_end_block``): the occupancy of the states carrying the *drug* (option ``drug``,
@@ -202,7 +202,7 @@ Analyses (``analysis = {kind = ...}``), master equation (``*_det``), Monte Carlo
     counted as the drug's block.
     :func:`ketacore.experiments.trapping` reports the *peak-current* definition
     (``trapped_current``: the first re-application responses, drug vs an identical drug-free
-    run, each at its own peak; 84.4 % for ketamine, the value on the validation page) and the
+    run, each at its own peak; 84.5 % for ketamine, the value on the validation page) and the
     same occupancy definition (``trapped_occupancy``).  The variables' ``definition`` attribute
     states the definition with the study's windows.
 ``use_dependence``
@@ -221,7 +221,7 @@ analysis option ``drug``, a blocker ligand or a list of them -- and every other 
 its value: the agonist, and a background blocker.  Ketamine studied in 1 mM Mg2+, ``blockers =
 ["ketamine", "mg"]`` with ``mg = "1 mM"`` and ``ketamine = "$ketamine"`` in every step: the
 control keeps the 1 mM Mg2+, so ``response`` is ketamine's block on top of the Mg2+ block
-(0.995, 0.953, 0.670, 0.169 at 0.1, 1, 10, 100 uM ketamine on erreger2005_2a at -70 mV; IC50
+(0.995, 0.953, 0.671, 0.170 at 0.1, 1, 10, 100 uM ketamine on erreger2005_2a at -70 mV; IC50
 about K_B(1 + [Mg]/K_Mg) = 20 uM), and use_dependence at ketamine = 0 blocks nothing.  A control
 without the Mg2+ would count the Mg2+ block as ketamine's.  An ``initial`` conditions table loses
 the drug's ligands; an ``initial`` state blocked by the drug (``"O·ket"``) starts the control
