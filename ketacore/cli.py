@@ -117,8 +117,13 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     without the ketacore source line Python would print under it (the message names the study
     key); other packages' warnings as Python prints them."""
     pkg = os.path.dirname(os.path.abspath(__file__)) + os.sep
-    ours = (category.__module__.startswith("ketacore")
-            or os.path.abspath(str(filename)).startswith(pkg))
+    where = os.path.abspath(str(filename))
+    # (a ketacore warning pointed at the user's line -- _validate.user_stacklevel -- names the
+    # first frame outside the package: at the command line, the `ketacore` script itself, or
+    # runpy's for `python -m ketacore`)
+    ours = (category.__module__.startswith("ketacore") or where.startswith(pkg)
+            or str(filename).startswith("<frozen runpy")
+            or (bool(sys.argv and sys.argv[0]) and where == os.path.abspath(sys.argv[0])))
     try:
         text = (f"ketacore: {category.__name__}: {message}\n" if ours
                 else warnings.formatwarning(message, category, filename, lineno, line))

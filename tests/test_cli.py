@@ -267,3 +267,15 @@ def test_other_packages_warnings_keep_python_s_format():
     assert buf.getvalue().splitlines() == ["/elsewhere/pkg/x.py:3: DeprecationWarning: old api",
                                            "ketacore: UnitsWarning: ketamine = 1 M",
                                            "ketacore: RuntimeWarning: a fit"]
+
+
+def test_a_warning_pointed_at_the_user_s_line_is_ketacore_s_at_the_command_line():
+    """helper-105's audit: `ketacore show mk801` printed the mk801 warning in Python's format,
+    naming the `ketacore` script (user_stacklevel points past the package: at the command line
+    the first frame outside it is the entry-point script)."""
+    r = cli("show", "mk801")
+    assert r.returncode == 0, r.stderr
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert lines and lines[0].startswith("ketacore: UserWarning: blocker 'mk801'"), r.stderr
+    assert not any("sys.exit" in x or ".py:" in x or ": UserWarning" in x.split("ketacore: ")[0]
+                   for x in lines), r.stderr
