@@ -1454,19 +1454,32 @@ def get(name: str) -> Blocker:
     ValueError
         Unknown name (the message lists the available ones).
     """
-    if not isinstance(name, str):
-        raise TypeError(f"blocker name must be a string, got {type(name).__name__}")
+    b = _peek(name)
     key = _ALIASES.get(name, name)
-    try:
-        b = _LIBRARY[key]
-    except KeyError:
-        raise ValueError(f"unknown blocker {name!r}; available: {list(available())}") from None
     if key in _UNCALIBRATED and key not in _WARNED_UNCALIBRATED:
         _WARNED_UNCALIBRATED.add(key)
         import warnings
         warnings.warn(f"blocker {key!r}: {_UNCALIBRATED[key]} (warned once per process)",
                       UserWarning, stacklevel=V_.user_stacklevel())
     return b
+
+
+def _peek(name: str) -> Blocker:
+    """The library blocker ``name`` (an alias too) without :func:`get`'s once-per-process
+    warning about uncalibrated rates: for ketacore's own scans of the library (which ligand is
+    whose, listings), where the user has not chosen the blocker."""
+    if not isinstance(name, str):
+        raise TypeError(f"blocker name must be a string, got {type(name).__name__}")
+    try:
+        return _LIBRARY[_ALIASES.get(name, name)]
+    except KeyError:
+        raise ValueError(f"unknown blocker {name!r}; available: {list(available())}") from None
+
+
+def uncalibrated(name: str) -> "str | None":
+    """What is not calibrated in library blocker ``name`` (text), or None when every rate is
+    (MK-801's k_on is an order-of-magnitude placeholder)."""
+    return _UNCALIBRATED.get(_ALIASES.get(name, name))
 
 
 #: Library blockers with a rate constant not calibrated against data, and what that leaves
@@ -1482,5 +1495,5 @@ _UNCALIBRATED = {
 _WARNED_UNCALIBRATED: set = set()
 
 
-__all__ = ["Blocker", "block", "jahr_stevens", "get", "available", "MODES",
+__all__ = ["Blocker", "block", "jahr_stevens", "get", "available", "uncalibrated", "MODES",
            "MAX_COMPOSED_STATES"]

@@ -28,8 +28,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _cmd_blockers(args: argparse.Namespace) -> int:
     from . import blockers
     for name in blockers.available():
-        b = blockers.get(name)
-        print(f"{name:<22} {getattr(b, 'mode', ''):<17} {getattr(b, 'citation', '')}")
+        b = blockers._peek(name)     # (a listing: each uncalibrated one is marked on its line)
+        mark = "  [UNCALIBRATED k_on: see ketacore show " + name + "]" if blockers.uncalibrated(name) else ""
+        print(f"{name:<22} {getattr(b, 'mode', ''):<17} {getattr(b, 'citation', '')}{mark}")
     return 0
 
 

@@ -375,7 +375,7 @@ class _Setup:
             return (f"; {ligand!r} is the ligand of the studied blocker {self.blocker.name!r}: "
                     "its concentration is the experiment's (concentrations / concentration), "
                     "not a background")
-        names = sorted((n for n in B.available() if B.get(n).ligand == ligand),
+        names = sorted((n for n in B.available() if B._peek(n).ligand == ligand),
                        key=lambda n: n != ligand)    # the library name equal to it first
         if not names:
             return ""
@@ -1548,14 +1548,21 @@ class WoodhullResult(_ResultBase):
         m = self.meta
         ext = self._ext()
         exact = m.get("method") == "exact"
+        kind = m.get("kind", "steady")
         lines = [
-            f"Woodhull fit for {m['blocker']} on {m['gating']} ({len(self.voltages)} voltages, "
+            f"Woodhull fit of {kind} IC50s for {m['blocker']} on {m['gating']} "
+            f"({len(self.voltages)} voltages, "
             f"{self.voltages.min() / mV:g} to {self.voltages.max() / mV:g} mV, "
             f"{self.temperature:.2f} K = {_temperature_text(self.temperature)})",
             # (no ± for a fit to exact points: the covariance then measures how far the Woodhull
             # law misses them -- printed as such -- not an uncertainty; as IC50Result)
             f"  z*delta = {_pm(self.z_delta, 0.0 if exact else self.z_delta_se, fmt='.4g')}, "
             f"Kd(0 mV) = {_conc_pm(self.kd0, 0.0 if exact else self.kd0_se, '.4g')}"]
+        if kind == "peak":
+            lines.append("  (peak IC50s: from the peak of the response to agonist + blocker "
+                         "after a preincubation, against the drug-free peak -- not the "
+                         "steady-state block -- so z*delta and Kd(0 mV) are apparent values of "
+                         "that protocol, not the blocker's K_B(V))")
         if exact and math.isfinite(self.z_delta_se) and self.z_delta_se > 0:
             lines.append(f"  (a fit to exact IC50s: its residual SE {self.z_delta_se:.2g} for z*delta "
                          "is the Woodhull law's misfit, not an uncertainty)")
@@ -1568,7 +1575,9 @@ class WoodhullResult(_ResultBase):
     def __repr__(self) -> str:
         n = int(self._ext().sum())
         ext = f", extrapolated at {n} voltage{'s' if n > 1 else ''}" if n else ""
-        return f"WoodhullResult(z_delta={self.z_delta:.4g}, kd0={self.kd0:.4g} M{ext})"
+        kind = self.meta.get("kind", "steady")
+        k = f", kind={kind!r}" if kind != "steady" else ""
+        return f"WoodhullResult(z_delta={self.z_delta:.4g}, kd0={self.kd0:.4g} M{k}{ext})"
 
     def plot(self, ax=None):
         """IC50 (µM, log axis) against voltage (mV) with the fitted Woodhull line."""
@@ -1724,6 +1733,7 @@ def woodhull(gating: Scheme | str, blocker: Any, voltages: Any, *,
         meta["entropy"] = seeds["root"]
     meta["V"] = float("nan")
     meta["voltages"] = vs.tolist()
+    meta["kind"] = kind
     if any(ext):
         where = "; ".join(f"{v / mV:g} mV: {b}" for v, b, e in zip(vs, bounds, ext) if e)
         warnings.warn(f"woodhull: the IC50 at {sum(ext)} of {vs.size} voltages is an "
@@ -1841,6 +1851,25 @@ class BlockKineticsResult(_ResultBase):
         """Macroscopic off-rate 1/τ_off (s⁻¹)."""
         return 1.0 / self.tau_off
 
+    @property
+    def kd_apparent(self) -> float:
+        """Dissociation constant (M) the apparent rates imply, ``k_off_apparent /
+        k_on_apparent`` (= [B] τ_on / (τ_off − τ_on)); NaN when τ_on ≥ τ_off."""
+        k_on = self.k_on_apparent
+        return self.k_off_apparent / k_on if k_on > 0 else math.nan
+
+    @property
+    def kd_equilibrium(self) -> float:
+        """Dissociation constant (M) of the one-step block ``B + O ⇌ OB`` that gives the exact
+        steady block at this concentration: ``[B] f / (1 − f)``, f = ``steady_fraction``.
+        When :attr:`kd_apparent` differs from it by more than 2x, the single-exponential rates
+        do not describe a one-step bimolecular block (several carriers, trapping, Po-dependent
+        access): ``summary()`` says so, and the rates are then time constants, not rate
+        constants (helper-103's audit: amantadine 100 µM on ``erreger2005_2a``, 4.9 µM vs
+        36.6 µM)."""
+        f = self.steady_fraction
+        return self.concentration * f / (1.0 - f) if 0.0 < f < 1.0 else math.nan
+
     def _columns(self):
         n_on, n_off = self.time_on.size, self.time_off.size
         t = np.concatenate([self.time_on, self.time_on[-1] + self.time_off])
@@ -1869,10 +1898,23 @@ class BlockKineticsResult(_ResultBase):
             f"({theory(self.theory_taus_off, self.theory_amps_off)})",
             f"  apparent k_on = {self.k_on_apparent:.4g} /M/s, k_off = "
             f"{self.k_off_apparent:.4g} /s"]
+            + self._kd_lines()
             + ([f"  UNRESOLVED fit ({', '.join(self.unresolved)}): the fitted tau spans < 3 "
                 "grid steps on a grid that resolves the exact components; use the exact "
                 "theory components"] if self.unresolved else [])
             + ["  " + _method_line(m)])
+
+    def _kd_lines(self) -> list:
+        ka, ke = self.kd_apparent, self.kd_equilibrium
+        if not (math.isfinite(ka) and math.isfinite(ke) and ka > 0 and ke > 0):
+            return []
+        line = (f"  apparent Kd = k_off/k_on = {_conc_text(ka, '.3g')}; the exact steady block "
+                f"is that of Kd = {_conc_text(ke, '.3g')} (one-step block)")
+        if max(ka / ke, ke / ka) <= 2.0:
+            return [line]
+        return [line + f": {max(ka / ke, ke / ka):.2g}x apart, so the fitted rates do not "
+                "describe a one-step bimolecular block here (several carriers, trapping or "
+                "Po-dependent access): read them as time constants, not rate constants"]
 
     def __repr__(self) -> str:
         return f"BlockKineticsResult(tau_on={self.tau_on:.4g} s, tau_off={self.tau_off:.4g} s)"

@@ -658,3 +658,21 @@ def test_an_uncalibrated_library_blocker_warns_once_per_process(monkeypatch):
         B.get("mk801")                      # once per process
         B.get("ketamine")                   # calibrated blockers never warn
     assert set(B._UNCALIBRATED) <= set(B.available())
+
+
+def test_library_scans_do_not_warn_about_a_blocker_the_user_did_not_choose(monkeypatch):
+    """helper-103's audit: ic50(g, "ketamine", background={"mg": 1e-3}) (without also=["mg"])
+    warned that MK-801 is uncalibrated before its ValueError -- the hint scanned the library
+    with get().  Scans use _peek; the listing marks MK-801 on its line instead."""
+    import warnings
+    from ketacore import blockers as B
+    from ketacore import experiments as E
+    monkeypatch.setattr(B, "_WARNED_UNCALIBRATED", set())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"pass also=\['mg'\]"):
+            E.ic50("erreger2005_2a", "ketamine", background={"mg": 1e-3})
+        assert B._peek("mg") is B._LIBRARY["mg_kampa2004"]
+    assert B.uncalibrated("mk801").startswith("k_on") and B.uncalibrated("ketamine") is None
+    with pytest.raises(ValueError, match="unknown blocker"):
+        B._peek("nope")

@@ -279,3 +279,11 @@ def test_a_warning_pointed_at_the_user_s_line_is_ketacore_s_at_the_command_line(
     assert lines and lines[0].startswith("ketacore: UserWarning: blocker 'mk801'"), r.stderr
     assert not any("sys.exit" in x or ".py:" in x or ": UserWarning" in x.split("ketacore: ")[0]
                    for x in lines), r.stderr
+
+
+def test_blockers_listing_marks_the_uncalibrated_one_without_a_warning():
+    r = cli("blockers")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    mk = [x for x in r.stdout.splitlines() if x.startswith("mk801")]
+    assert len(mk) == 1 and "[UNCALIBRATED k_on: see ketacore show mk801]" in mk[0]
+    assert not any("UNCALIBRATED" in x for x in r.stdout.splitlines() if not x.startswith("mk801"))
