@@ -248,3 +248,16 @@ def test_a_relaxation_without_amplitudes_is_refused_not_nan(monkeypatch):
     monkeypatch.setattr(theory, "relaxation", defective)
     with pytest.raises(ValueError, match="no expansion in exponentials"):
         E.voltage_jump("erreger2005_2a", "mg", 1e-3, -0.07, 0.04)
+
+
+def test_woodhull_says_which_ic50s_it_fitted():
+    """helper-103's audit: woodhull(kind="peak") gave z*delta 0.63 and Kd(0) 146 uM (steady:
+    0.79, 6.7 uM) with no mention of kind in summary, repr or meta."""
+    from ketacore import experiments as E
+    peak = E.woodhull("erreger2005_2a", "ketamine", [-0.08, -0.04, 0.0], kind="peak")
+    assert peak.meta["kind"] == "peak" and "kind='peak'" in repr(peak)
+    s = peak.summary()
+    assert s.startswith("Woodhull fit of peak IC50s") and "apparent values" in s
+    steady = E.woodhull("erreger2005_2a", "ketamine", [-0.08, -0.04, 0.0])
+    assert steady.meta["kind"] == "steady" and "kind=" not in repr(steady)
+    assert steady.summary().startswith("Woodhull fit of steady IC50s") and "apparent" not in steady.summary()
