@@ -2585,11 +2585,20 @@ def _control_protocol(pt: _Point):
 # Analyses: functions of an occupancy trace (fractions), applied alike to the master equation,
 # the Monte Carlo mean and every single trial
 # ------------------------------------------------------------------------------------------
-def _window(pt: _Point, t0: float, t1: float, where: str) -> slice:
+def _window(pt: _Point, t0: float, t1: float, where: str, after_start: bool = False) -> slice:
+    """The samples in [t0, t1].  ``after_start``: the window opens at a segment's start, whose
+    sample is the state *before* the step (e.g. the end of the wash, no current), so it must
+    also hold a later one -- a window of that sample alone measured nothing and left the
+    analysis NaN with no word (helper-103's audit: trapping ``early = 5 ms`` at ``dt = 20 ms``)."""
     i0 = int(math.ceil(t0 / pt.dt - 1e-7))
     i1 = min(int(math.floor(t1 / pt.dt - 1e-7)) + 1, pt.n_samples)
     if i1 <= i0:
         raise StudyError(f"{where}: window [{t0:g}, {t1:g}] s holds no sample at dt = {pt.dt:g} s")
+    if after_start and i1 == i0 + 1 and abs(i0 * pt.dt - t0) <= 1e-7 * pt.dt:
+        raise StudyError(f"{where}: window [{t0:g}, {t1:g}] s holds only the sample at the "
+                         f"segment's start, t = {t0:g} s (the state before the step) at dt = "
+                         f"{pt.dt:g} s, so it measures nothing; make it at least 2 dt = "
+                         f"{2 * pt.dt:g} s long, or dt smaller")
     return slice(i0, i1)
 
 
@@ -2701,8 +2710,8 @@ class _Analysis:
             c, b, w, r = (found[lab] for lab in ("control", "block", "wash", "recovery"))
             self.ctl_ss = _window(pt, c.t1 - window, c.t1, f"{where}.window")
             self.blk_ss = _window(pt, b.t1 - window, b.t1, f"{where}.window")
-            self.ctl_early = _window(pt, c.t0, c.t0 + early, f"{where}.early")
-            self.rec_early = _window(pt, r.t0, r.t0 + early, f"{where}.early")
+            self.ctl_early = _window(pt, c.t0, c.t0 + early, f"{where}.early", after_start=True)
+            self.rec_early = _window(pt, r.t0, r.t0 + early, f"{where}.early", after_start=True)
             self.i_block_end = min(int(round(b.t1 / pt.dt)), pt.n_samples - 1)
             self.i_wash_end = min(int(round(w.t1 / pt.dt)), pt.n_samples - 1)
         elif self.kind == "use_dependence":
@@ -2721,6 +2730,13 @@ class _Analysis:
                 self.win = _window(pt, T - found["window"], T, f"{where}.window")
             self.ctl = (float(np.mean(det_control[self.win] @ self.g)) / self.gmax
                         if det_control is not None else math.nan)
+            if det_control is not None and not self.ctl > 0:
+                # (the experiments API raises here; a sweep may hold such points on purpose,
+                # e.g. glutamate = 0, so a study warns once and leaves NaN there)
+                warnings.warn(f"{where}: dose_response: the drug-free control carries no "
+                              "current over the window at some sweep point(s) (no agonist, or "
+                              "every channel shut), so there is nothing to block and "
+                              "response/ic50 are NaN there", RuntimeWarning, stacklevel=2)
 
     def _x(self, occ: np.ndarray) -> np.ndarray:
         return occ @ self.g / self.gmax     # fraction of maximal conductance (= Po, one level)

@@ -234,3 +234,26 @@ def test_cli_failed_scheduler_connect_does_not_leave_dask_pointing_at_it(tmp_pat
     capsys.readouterr()
     assert rc == 2
     assert dask.config.get("scheduler", None) == before
+
+
+# ---------------------------------------------------------------- helper-103: silent NaNs
+def test_an_early_window_of_the_start_sample_alone_is_refused_before_running(tmp_path):
+    """early = 5 ms at dt = 10 ms holds only the sample at recovery's start (the end of the
+    wash: no current), so `trapped` was NaN with no word.  Refused before any output."""
+    with pytest.raises(StudyError, match=r"analysis\.early: window \[0, 0\.005\] s holds only "
+                                         r"the sample at the segment's start.*at least 2 dt = 0\.02 s"):
+        run_study(Study.from_toml(_trap('{ kind = "trapping", window = "1 s", early = "5 ms" }')),
+                  output=tmp_path / "o", progress=False, workers=1)
+    assert not (tmp_path / "o" / "results.nc").exists()
+    tree = run_study(Study.from_toml(_trap('{ kind = "trapping", window = "1 s", early = "20 ms" }')),
+                     progress=False, workers=1)
+    assert np.all(np.isfinite(tree["trap"].to_dataset()["trapped_det"].values))
+
+
+def test_a_dose_response_without_control_current_warns():
+    """glutamate = 0: the drug-free control carries no current, response and IC50 are NaN --
+    the experiments API raises; a study (whose sweep may hold such points) now warns."""
+    text = DOSE.replace("INITIAL", '"equilibrium"').replace('glutamate = "1 mM"', 'glutamate = "0 mM"')
+    with pytest.warns(RuntimeWarning, match=r"drug-free control carries no current.*NaN there"):
+        tree = run_study(Study.from_toml(text), progress=False, workers=1)
+    assert np.all(np.isnan(tree["dr"].to_dataset()["response_det"].values))
