@@ -342,9 +342,17 @@ def _conductance(where: str, value: Any) -> float:
     """A single-channel conductance (S): a real number in [0, :data:`MAX_CONDUCTANCE`]."""
     g = V_.real(where, value, nonnegative=True)
     if g > MAX_CONDUCTANCE:
-        raise ValueError(f"{where}={g} S exceeds {MAX_CONDUCTANCE:g} S ({MAX_CONDUCTANCE * 1e12:g} "
-                         f"pS; the largest single channels, BK, are ~300 pS); conductances are in "
-                         f"siemens: for {g:g} pS write {g * 1e-12:g} (or {g:g} * ketacore.units.pS)")
+        # the number as the user wrote it, in the prefix that reads naturally (50e-9 is "50 nS",
+        # 50 is "50 S"), and the same figure in pS: the slip is a unit, not the figure
+        # (helper-104's audit: 5e-08 was answered "for 5e-08 pS write 5e-20")
+        unit, scale = next(((u, f) for u, f in (("S", 1.0), ("mS", 1e-3), ("uS", 1e-6), ("nS", 1e-9))
+                            if g >= f), ("nS", 1e-9))
+        m = g / scale
+        seen = f" (= {m:g} {unit})" if unit != "S" else ""
+        raise ValueError(f"{where}={g} S{seen} exceeds {MAX_CONDUCTANCE:g} S "
+                         f"({MAX_CONDUCTANCE * 1e12:g} pS; the largest single channels, BK, are "
+                         f"~300 pS); conductances are in siemens: for {m:g} pS write "
+                         f"{m * 1e-12:g} (or {m:g} * ketacore.units.pS)")
     return g
 
 

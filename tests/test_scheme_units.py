@@ -6,6 +6,8 @@ from __future__ import annotations
 
 
 import numpy as np
+import re
+
 import pytest
 
 import ketacore as kc
@@ -90,9 +92,14 @@ def test_vk_within_bounds_accepted(vk):
 
 
 # --------------------------------------------------------------------------- conductance upper bound
-@pytest.mark.parametrize("g", [50.0, 1.0, 2e-9, 1e-9 * (1 + 1e-12)])
-def test_conductance_above_1_nS_refused(g):
-    msg = rf"conductance\['O'\]={g} S exceeds 1e-09 S \(1000 pS.*siemens: for {g:g} pS write"
+@pytest.mark.parametrize("g, seen, pS", [(50.0, "", "50"), (1.0, "", "1"), (2e-9, " (= 2 nS)", "2"),
+                                        (50e-9, " (= 50 nS)", "50"), (3e-6, " (= 3 uS)", "3"),
+                                        (1e-9 * (1 + 1e-12), " (= 1 nS)", "1")])
+def test_conductance_above_1_nS_refused(g, seen, pS):
+    # (the advice keeps the user's figure in pS: 50e-9 S, "50 nS", is "for 50 pS write 5e-11",
+    # not "for 5e-08 pS write 5e-20" -- helper-104's audit)
+    msg = (rf"conductance\['O'\]={g} S{re.escape(seen)} exceeds 1e-09 S \(1000 pS.*siemens: "
+           rf"for {pS} pS write {float(pS) * 1e-12:g} ")
     with pytest.raises(ValueError, match=msg):
         kc.Scheme(["C", "O"], [("C", "O", 1.0), ("O", "C", 1.0)], conductance={"O": g})
     with pytest.raises(ValueError, match=msg):
