@@ -4,10 +4,9 @@ pS) are refused with a message saying what the SI value would be.  Each test fai
 fix (the file name gave a TOMLDecodeError at line 1; the unit slips were accepted silently)."""
 from __future__ import annotations
 
-
-import numpy as np
 import re
 
+import numpy as np
 import pytest
 
 import ketacore as kc
