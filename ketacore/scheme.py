@@ -983,6 +983,60 @@ class Scheme:
                       citation=self.citation, doi=self.doi, notes=self.notes,
                       temperature=temperature)
 
+    def with_conductance(self, conductance: "Mapping[str, float] | Sequence[float] | None" = None,
+                         /, *, e_rev: float | None = None) -> "Scheme":
+        """A copy with other single-channel conductances and/or reversal potential.
+
+        The way to put a library model in other ionic conditions -- a GABA-A receptor's
+        E_Cl, a sublevel, a different unitary conductance -- without editing its dict form.
+
+        Parameters
+        ----------
+        conductance : mapping of str to float, or sequence of float, optional
+            Conductance (S) per state: a mapping changes the states it names and keeps the
+            others; a sequence gives every state's, in state order.  As for :class:`Scheme`
+            (0 to 1 nS; use ``ketacore.units.pS``).
+        e_rev : float, optional
+            Reversal potential (V) of the current (default: unchanged).
+
+        Returns
+        -------
+        Scheme
+            The same states, transitions, ligands, temperature, name and citation.  (A scheme
+            composed by :func:`ketacore.block` loses its composition memory, as after
+            :meth:`with_rates`.)
+
+        Raises
+        ------
+        ValueError
+            A state name the scheme does not have (with the nearest one), or a value
+            :class:`Scheme` refuses (negative, NaN, above 1 nS; e_rev not a finite voltage).
+
+        Examples
+        --------
+        >>> import ketacore as kc
+        >>> s = kc.Scheme(["C", "O"], [("C", "O", 10.0), ("O", "C", 100.0)],
+        ...               conductance={"O": 20e-12})
+        >>> t = s.with_conductance({"O": 30e-12}, e_rev=-0.065)
+        >>> float(t.conductance[1]), t.e_rev
+        (3e-11, -0.065)
+        """
+        if conductance is None:
+            g: Any = list(self._conductance)
+        elif isinstance(conductance, Mapping):
+            g = dict(zip(self._states, (float(x) for x in self._conductance)))
+            for k in conductance:
+                if k not in g:
+                    raise ValueError(f"conductance: unknown state {k!r}{self._did_you_mean(k)}; "
+                                     f"states are {list(self._states)}")
+            g.update(conductance)
+        else:
+            g = conductance
+        return Scheme(self._states, [(t.src, t.dst, t.rate) for t in self._transitions], g,
+                      self._e_rev if e_rev is None else e_rev, self._ligands, name=self.name,
+                      citation=self.citation, doi=self.doi, notes=self.notes,
+                      temperature=self._temperature)
+
     # ----------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (what :meth:`to_toml` writes)."""

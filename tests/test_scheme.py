@@ -307,3 +307,26 @@ def test_with_rates_mapping_changes_only_the_given_fields():
         g.with_rates({"O->C2": {"q1": 3.0}})
     with pytest.raises(ValueError):
         g.with_rates({"O->C2": {"k0": -1.0}})
+
+
+def test_with_conductance_changes_conductances_and_e_rev_only():
+    """helper-104's audit: setting a GABA-A E_Cl meant editing the dict form (and the obvious
+    key was refused).  with_conductance changes what it names; everything else is kept."""
+    g = kc.models.get("destexhe1994")
+    h = g.with_conductance({"O": 30e-12}, e_rev=-0.065)
+    assert h.e_rev == -0.065 and h.conductance[h.index("O")] == 30e-12
+    assert list(h.conductance[:-1]) == list(g.conductance[:-1])
+    assert h.states == g.states and h.ligands == g.ligands and h.temperature == g.temperature
+    assert h.name == g.name and h.citation == g.citation
+    np.testing.assert_array_equal(h.q_matrix(glutamate=1e-3), g.q_matrix(glutamate=1e-3))
+    assert g.with_conductance(e_rev=0.01).e_rev == 0.01
+    assert list(g.with_conductance([0, 0, 0, 0, 5e-12]).conductance) == [0, 0, 0, 0, 5e-12]
+    # the current follows: I = g (V - E_rev)
+    r = kc.solve(h, kc.Step(0.01, glutamate=1e-3, V=-0.07), dt=1e-3)
+    np.testing.assert_allclose(r.current, r.open_probability * 30e-12 * (-0.07 + 0.065), rtol=1e-12)
+    with pytest.raises(ValueError, match=r"conductance: unknown state 'X'"):
+        g.with_conductance({"X": 1e-12})
+    with pytest.raises(ValueError, match=r"conductance\['O'\] must be >= 0"):
+        g.with_conductance({"O": -1.0})
+    with pytest.raises(ValueError, match=r"e_rev=10.0 V is outside"):
+        g.with_conductance(e_rev=10.0)
