@@ -434,6 +434,15 @@ def variant_rows():
             f"{trp_t * 100:.0f} %", f"{tr.trapped_occupancy * 100:.1f} %",
             pp(tr.trapped_occupancy, trp_t), "±5 pp",
             abs(tr.trapped_occupancy - trp_t) <= 0.05, "Mealing et al. 1999", "fitted")
+        # (the quantity Mealing measured; the fit targeted the occupancy -- helper-103's audit:
+        # the page showed only the row the variant was fitted to)
+        row(group, f"variant `{name}`: still trapped, current definition (first "
+            "re-application response at its own peak, as Mealing measured it)",
+            f"{trp_t * 100:.0f} %", f"{tr.trapped_current * 100:.1f} %",
+            pp(tr.trapped_current, trp_t), "±5 pp",
+            abs(tr.trapped_current - trp_t) <= 0.05, "Mealing et al. 1999",
+            "not fitted (the variant was fitted to the occupancy definition): the gap is "
+            "what the two definitions differ by for this variant's kinetics")
     b = kc.blockers.get("ketamine_closed_route")
     f = CB.orser_figures(b)
     f0 = CB.orser_figures(kc.blockers.get("ketamine"))
