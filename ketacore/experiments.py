@@ -1005,7 +1005,12 @@ class IC50Result(_ResultBase):
             exact = " exact" if m.get("method") == "exact" else ""
             lines.append(f"  {self._fit_text(' = ')} (Hill fit, {n}{exact} points)")
         if self.ic50_exact is not None:
-            lines.append(f"  exact equilibrium IC50 = {_conc_text(self.ic50_exact, '.6g')}")
+            if m.get("detailed_balance", True):
+                lines.append(f"  exact equilibrium IC50 = {_conc_text(self.ic50_exact, '.6g')}")
+            else:
+                lines.append(f"  exact steady-state IC50 = {_conc_text(self.ic50_exact, '.6g')} "
+                             "(the scheme is not in detailed balance: a non-equilibrium "
+                             "steady state, exact all the same)")
         lines.append("  " + _method_line(m))
         return "\n".join(lines)
 
@@ -1480,9 +1485,17 @@ def _ic50(gating, blocker, concentrations, *, V, agonist, kind, also, background
         # every fraction shares the control: SEs from the delete-one jackknife over trials
         ic_se, nh_se = _hill_jackknife(cs, g0_tr, g_tr, fse, ic, nh)
     exact = root if (kind == "steady" and su.method == "exact") else None
+    meta = su.meta()
+    if exact is not None:
+        # (an exact root of a scheme out of detailed balance -- ketamine_closed_route -- is a
+        # non-equilibrium steady state; helper-103's audit: it was labelled "equilibrium")
+        from .theory import is_reversible
+        with V_.quiet_units():     # (the root may lie above 100 mM: Mg2+ at +40 mV)
+            meta["detailed_balance"] = bool(is_reversible(su.scheme, V=su.V, **su.tkw,
+                                                          **su.cond(True, exact)))
     return IC50Result(concentrations=_frozen(cs), fraction=_frozen(frac),
                       fraction_se=_frozen(fse), ic50=float(ic), ic50_se=float(ic_se),
-                      hill=nh, hill_se=nh_se, ic50_exact=exact, kind=kind, meta=su.meta(),
+                      hill=nh, hill_se=nh_se, ic50_exact=exact, kind=kind, meta=meta,
                       extrapolated=_reported_is_extrapolation(exact, cs, frac, float(ic)))
 
 

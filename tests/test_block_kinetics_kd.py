@@ -38,3 +38,13 @@ def test_a_one_step_blocker_on_fast_gating_has_equal_kds():
     r = E.block_kinetics(g, b, 10e-6, agonist={"glu": 1e-3})
     assert math.isclose(r.kd_apparent, r.kd_equilibrium, rel_tol=0.02)
     assert "apart" not in r.summary()
+
+
+def test_an_exact_ic50_out_of_detailed_balance_is_called_a_steady_state():
+    """ketamine_closed_route is not in detailed balance (its closed route is fitted to Orser's
+    single-channel data): its exact root is a non-equilibrium steady state (helper-103)."""
+    r = E.ic50("erreger2005_2a", "ketamine_closed_route")
+    assert r.meta["detailed_balance"] is False
+    assert "exact steady-state IC50 = 0.501073 uM" in r.summary() and "equilibrium IC50" not in r.summary()
+    r = E.ic50("erreger2005_2a", "ketamine")
+    assert r.meta["detailed_balance"] is True and "exact equilibrium IC50 = 0.759162 uM" in r.summary()

