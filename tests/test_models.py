@@ -43,8 +43,8 @@ def _null_vector(Q: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- generic checks
 def test_available_names():
-    assert NAMES == ("ch82", "destexhe1994", "destexhe1994_sf", "erreger2005_2a",
-                     "erreger2005_2b", "kampa2004")
+    assert NAMES == ("ch82", "destexhe1994", "destexhe1994_sf", "destexhe1998_ampa",
+                     "destexhe1998_gabaa", "erreger2005_2a", "erreger2005_2b", "kampa2004")
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -15,6 +15,10 @@ name                    model
                         doi:10.1007/BF00961734
 ``destexhe1994_sf``     the same rates WITH statistical factors (2·Rb·G, Ru; Rb·G, 2·Ru;
                         ModelDB 7988 / Moradi 2012 form)
+``destexhe1998_ampa``   Destexhe/Mainen/Sejnowski 6-state AMPA (ligand ``glutamate``),
+                        ModelDB 18198 ampa5.mod, no statistical factors, desensitizing
+``destexhe1998_gabaa``  Destexhe/Mainen/Sejnowski 5-state GABA-A (ligand ``gaba``, two open
+                        states, E_rev -80 mV), ModelDB 18198 gabaa5.mod
 ``erreger2005_2a``      Erreger et al. 2005 GluN1/GluN2A 8-state, doi:10.1113/jphysiol.2004.080028
 ``erreger2005_2b``      Erreger et al. 2005 GluN1/GluN2B 8-state
 ``kampa2004``           Kampa et al. 2004 10-state with kinetic Mg2+ (ligands ``glutamate``,
@@ -22,7 +26,10 @@ name                    model
 ======================  =================================================================
 
 NMDA models use the ligand name ``"glutamate"`` (M), assume saturating glycine and a
-single-channel conductance of 50 pS; E_rev follows each source (0 mV, Kampa +5 mV).
+single-channel conductance of 50 pS; E_rev follows each source (0 mV, Kampa +5 mV).  The
+synaptic AMPA and GABA-A models take their rates and E_rev from the ModelDB 18198 files; those
+files give only a per-synapse gmax (500 pS), so the single-channel conductances (AMPA 10 pS,
+GABA-A 27.2 pS) are library choices whose sources are in each model's ``notes``.
 
 Examples
 --------
@@ -42,8 +49,8 @@ from ..scheme import Scheme
 
 _HERE = pathlib.Path(__file__).resolve().parent
 
-_NAMES = ("ch82", "destexhe1994", "destexhe1994_sf", "erreger2005_2a", "erreger2005_2b",
-          "kampa2004")
+_NAMES = ("ch82", "destexhe1994", "destexhe1994_sf", "destexhe1998_ampa", "destexhe1998_gabaa",
+          "erreger2005_2a", "erreger2005_2b", "kampa2004")
 
 
 def available() -> tuple[str, ...]:

@@ -3,7 +3,9 @@
 The TOML files in this directory are the data; this script is how they were written, so every
 number can be traced to the source quoted next to it.  It is not imported at run time.  Values
 come from ``reference/nmda-kinetics.md`` (the project's reference notes) and the model files
-named there; all are converted to SI (s⁻¹, M⁻¹ s⁻¹, V, S, K).
+named there, and -- for the AMPA and GABA-A models -- from the ModelDB 18198 files ``ampa5.mod``
+and ``gabaa5.mod`` whose PARAMETER and KINETIC blocks are quoted below; all are converted to SI
+(s⁻¹, M⁻¹ s⁻¹, V, S, K).
 
 Re-running it rewrites the TOML files byte for byte (``tests/test_models.py`` checks this).
 """
@@ -116,6 +118,140 @@ def destexhe1994() -> Scheme:
 def destexhe1994_sf() -> Scheme:
     """Same rates with statistical factors (ModelDB 7988 / Moradi 2012 form)."""
     return _destexhe(True)
+
+
+# --------------------------------------------------------------------------- AMPA and GABA-A
+# Destexhe, Mainen & Sejnowski, ModelDB 18198 ("Kinetic models of synaptic transmission"),
+# the detailed receptor models ampa5.mod and gabaa5.mod.  Texts read from public copies:
+#   ampa5.mod  -- ctrl-z-9000-times/NEUWON neuwon/nmodl_library/Destexhe1994/ampa5.mod
+#                 (commit 2afb675c); same numbers in other copies of the file.
+#   gabaa5.mod -- bozelosp/ion-channel-genealogy-viz visualizer/static/ICG/stripped_comments/
+#                 18198_gabaa5.mod.mod (commit 7e85e8c2; the ModelDB 18198 file with comments
+#                 stripped) and a commented copy with the same numbers.
+# Both files give rates in ms units, gmax 500 pS PER SYNAPSE and no single-channel conductance.
+_DMS_CHAPTER = ("Destexhe A, Mainen ZF, Sejnowski TJ (1998) Kinetic models of synaptic "
+                "transmission. In: Koch C, Segev I (eds) Methods in Neuronal Modeling, 2nd ed., "
+                "MIT Press, pp 1-25 (no DOI)")
+_DMS_FORMALISM = ("The DOI given is that of the kinetic formalism, Destexhe A, Mainen ZF, "
+                  "Sejnowski TJ (1994) Synthesis of models for excitable membranes, synaptic "
+                  "transmission and neuromodulation using a common kinetic formalism. J Comput "
+                  "Neurosci 1:195-230, not the source of these rate values")
+
+#: Single-channel conductance used for the AMPA model (S): "about 10 pS" mean elementary
+#: conductance of AMPA receptor channels in outside-out patches from rat hippocampal CA3/CA1
+#: pyramidal-cell dendrites, non-stationary fluctuation analysis (Spruston, Jonas & Sakmann
+#: 1995, J Physiol 482:325-352, doi:10.1113/jphysiol.1995.sp020521, abstract point 5; the
+#: same preparation -- hippocampal slices -- as the EPSCs ampa5.mod was fitted to).
+G_AMPA = 10 * pS
+#: Single-channel conductance used for the GABA-A model (S): the main conductance state,
+#: 27.2 pS, of GABA-A channels of cultured mouse spinal cord neurones (Macdonald, Rogers &
+#: Twyman 1989, J Physiol, "Kinetic properties of the GABAA receptor main conductance state of
+#: mouse spinal cord neurones in culture", abstract point 3), given to both open states O1, O2
+#: as gabaa5.mod does (g = gmax*(O1+O2)).
+G_GABAA = 2.72e-11  # 27.2 pS (27.2 * pS would store 2.7199999999999997e-11)
+
+# ampa5.mod PARAMETER block, converted to SI:
+#   Rb  = 13 (/mM /ms)  -> 1.3e7 /M/s     Ru1 = 0.0059 (/ms) -> 5.9 /s
+#   Ru2 = 86 (/ms)      -> 8.6e4 /s       Rd  = 0.9 (/ms)    -> 900 /s
+#   Rr  = 0.064 (/ms)   -> 64 /s          Ro  = 2.7 (/ms)    -> 2700 /s
+#   Rc  = 0.2 (/ms)     -> 200 /s
+# Erev = 0 mV, gmax = 500 pS.  KINETIC kstates: rb = Rb*C;
+#   ~ C0 <-> C1 (rb,Ru1)   ~ C1 <-> C2 (rb,Ru2)   ~ C1 <-> D1 (Rd,Rr)
+#   ~ C2 <-> D2 (Rd,Rr)    ~ C2 <-> O (Ro,Rc)
+_AMPA5 = dict(Rb=1.3e7, Ru1=5.9, Ru2=8.6e4, Rd=900.0, Rr=64.0, Ro=2700.0, Rc=200.0)
+
+
+def destexhe1998_ampa() -> Scheme:
+    """Destexhe/Mainen/Sejnowski 6-state AMPA receptor (ModelDB 18198 ampa5.mod)."""
+    p, G = _AMPA5, "glutamate"
+    T = [
+        ("C0", "C1", Rate(p["Rb"], G)), ("C1", "C0", p["Ru1"]),
+        ("C1", "C2", Rate(p["Rb"], G)), ("C2", "C1", p["Ru2"]),
+        ("C1", "D1", p["Rd"]), ("D1", "C1", p["Rr"]),
+        ("C2", "D2", p["Rd"]), ("D2", "C2", p["Rr"]),
+        ("C2", "O", p["Ro"]), ("O", "C2", p["Rc"]),
+    ]
+    notes = ("6-state AMPA scheme of ModelDB 18198 ampa5.mod (Destexhe & Mainen 1995; topology "
+             "after Patneau & Mayer 1991): C0 <-> C1 <-> C2 <-> O with desensitized D1 (from the "
+             "singly bound C1) and D2 (from the doubly bound C2); D1 and D2 are not connected.  "
+             "Fit in the file's words to AMPA EPSCs of rat hippocampal slices (Xiang et al. "
+             "1994), rate row of 'Destexhe, Mainen and Sejnowski, 1996'.  Rates exactly as in the "
+             ".mod (SI): Rb 1.3e7 /M/s (13 /mM/ms, 'diffusion limited'), Ru1 5.9, Ru2 8.6e4, "
+             "Rd 900, Rr 64, Ro 2700, Rc 200 /s.  NO statistical factors: both binding steps are "
+             "Rb*[Glu] and the two unbinding rates Ru1 (C1->C0) and Ru2 (C2->C1) are separate "
+             "fitted values 14600-fold apart, not 1:2 -- a singly bound receptor keeps its "
+             "glutamate for ~170 ms, so after a pulse most receptors sit in C1/D1 and recover "
+             "slowly.  Rd and Rr are the same for D1 and D2 as in the file.  Ligand 'glutamate' "
+             "(M); the .mod reads the cleft concentration C (mM) through a POINTER and prescribes "
+             "no pulse -- the package's minimal synapse mechanisms (e.g. gabaa.mod, demo "
+             "gabaa.hoc) use Cmax 1 mM for Cdur 1 ms, the pulse used in this library's tests.  "
+             "INITIAL C0 = 1 (at rest without glutamate).  E_rev 0 mV as in the file.  Single-"
+             "channel conductance 10 pS is a library choice, not in the file: its gmax 500 pS is "
+             "per synapse (g = gmax*O), so the file's synaptic conductance is 500 pS * Po = 50 "
+             "channels of 10 pS; source of 10 pS: Spruston, Jonas & Sakmann 1995 J Physiol "
+             "482:325-352 (doi:10.1113/jphysiol.1995.sp020521), 'about 10 pS' by non-stationary "
+             "fluctuation analysis in hippocampal CA3/CA1 dendritic patches.  No voltage "
+             "dependence, no Q10; temperature 36 C from the package demos (celsius = 36 in "
+             "gabaa.hoc, nmda5.hoc).  " + _DMS_FORMALISM + ".")
+    return Scheme(["C0", "C1", "C2", "D1", "D2", "O"], T, conductance={"O": G_AMPA}, e_rev=0.0,
+                  ligands=[G], name="destexhe1998_ampa",
+                  citation=_DMS_CHAPTER + " -- the source of this 6-state fit: ModelDB 18198 "
+                           "ampa5.mod (A Destexhe, Z Mainen 1995)",
+                  doi="10.1007/BF00961734", notes=notes, temperature=celsius(36.0))
+
+
+# gabaa5.mod PARAMETER block ("from Destexhe, Mainen and Sejnowski, 1996"), converted to SI.
+# The file multiplies by 1e3 because C is in mM: f1 = kf1*(1e3)*C, f2 = kf2*(1e3)*C, so
+#   kf1 = 0.02 (/uM /ms) = 20 /mM/ms -> 2e7 /M/s    kf2 = 0.01 (/uM /ms) -> 1e7 /M/s
+#   kb1 = 4.6 (/ms) -> 4600 /s    kb2 = 9.2 (/ms) -> 9200 /s
+#   a1  = 3.3 (/ms) -> 3300 /s    b1  = 9.8 (/ms) -> 9800 /s
+#   a2  = 10.6 (/ms) -> 10600 /s  b2  = 0.41 (/ms) -> 410 /s
+# Erev = -80 mV, gmax = 500 pS.  KINETIC kstates:
+#   ~ C0 <-> C1 (f1,kb1)   ~ C1 <-> C2 (f2,kb2)   ~ C1 <-> O1 (a1,b1)   ~ C2 <-> O2 (a2,b2)
+# (A second rate row "from Busch and Sakmann" sits in a COMMENT block and is not used.)
+_GABAA5 = dict(kf1=2e7, kf2=1e7, kb1=4600.0, kb2=9200.0, a1=3300.0, b1=9800.0, a2=10600.0,
+               b2=410.0)
+
+
+def destexhe1998_gabaa() -> Scheme:
+    """Destexhe/Mainen/Sejnowski 5-state GABA-A receptor (ModelDB 18198 gabaa5.mod)."""
+    p, L = _GABAA5, "gaba"
+    T = [
+        ("C0", "C1", Rate(p["kf1"], L)), ("C1", "C0", p["kb1"]),
+        ("C1", "C2", Rate(p["kf2"], L)), ("C2", "C1", p["kb2"]),
+        ("C1", "O1", p["a1"]), ("O1", "C1", p["b1"]),
+        ("C2", "O2", p["a2"]), ("O2", "C2", p["b2"]),
+    ]
+    notes = ("5-state GABA-A scheme of ModelDB 18198 gabaa5.mod (topology of Busch & Sakmann "
+             "1990): C0 <-> C1 <-> C2 with an open state on each bound state, C1 <-> O1 and "
+             "C2 <-> O2; both open states conduct (the file's g = gmax*(O1+O2)).  No "
+             "desensitized state.  Fit in the file's words to GABA-A IPSCs of rat hippocampal "
+             "slices (Otis & Mody 1992); active rate row 'from Destexhe, Mainen and Sejnowski, "
+             "1996' (the 'Busch and Sakmann' row in the file's COMMENT block is not used).  Rates "
+             "exactly as in the .mod (SI): kf1 2e7, kf2 1e7 /M/s; kb1 4600, kb2 9200, a1 3300, "
+             "b1 9800, a2 10600, b2 410 /s.  UNITS TRAP: the file gives kf in /uM/ms and computes "
+             "f = kf*(1e3)*C with C in mM, i.e. 20 and 10 /mM/ms.  STATISTICAL FACTORS are "
+             "already inside the numbers: kf1 = 2*kf2 and kb2 = 2*kb1 are two identical "
+             "independent sites with k+ = 1e7 /M/s, k- = 4600 /s (C0->C1 2k+, C1->C2 k+, C1->C0 "
+             "k-, C2->C1 2k-); the values are stored as the file's kf1, kf2, kb1, kb2 with "
+             "factor 1, so no further factor must be applied.  Ligand 'gaba' (M; the file's "
+             "ASSIGNED comment calls its pointer C 'glutamate concentration', a copy-paste "
+             "leftover); the .mod takes C through a POINTER and prescribes no pulse -- the "
+             "package's minimal gabaa.mod and its demo gabaa.hoc use Cmax 1 mM for Cdur 1 ms, "
+             "the pulse used in this library's tests.  INITIAL C0 = 1.  E_rev -80 mV as in the "
+             "file (a Cl- reversal: set e_rev for other chloride gradients).  Single-channel "
+             "conductance 27.2 pS for both O1 and O2 is a library choice, not in the file: its "
+             "gmax 500 pS is per synapse (g = gmax*(O1+O2)); source: main conductance state "
+             "27.2 pS of Macdonald, Rogers & Twyman 1989 J Physiol ('Kinetic properties of the "
+             "GABAA receptor main conductance state of mouse spinal cord neurones in culture'; "
+             "cultured spinal neurones, not hippocampus; volume/pages/DOI not verified here).  "
+             "No voltage dependence, no Q10; temperature 36 C from the package demos (celsius = "
+             "36 in gabaa.hoc).  " + _DMS_FORMALISM + ".")
+    return Scheme(["C0", "C1", "C2", "O1", "O2"], T, conductance={"O1": G_GABAA, "O2": G_GABAA},
+                  e_rev=-80 * mV, ligands=[L], name="destexhe1998_gabaa",
+                  citation=_DMS_CHAPTER + " -- the source of this 5-state fit: ModelDB 18198 "
+                           "gabaa5.mod (A Destexhe 1995)",
+                  doi="10.1007/BF00961734", notes=notes, temperature=celsius(36.0))
 
 
 # Erreger et al. 2005 Table 2 values as found in the MATLAB Q-matrix files [ERR-M]
@@ -261,6 +397,8 @@ BUILDERS = {
     "ch82": ch82,
     "destexhe1994": destexhe1994,
     "destexhe1994_sf": destexhe1994_sf,
+    "destexhe1998_ampa": destexhe1998_ampa,
+    "destexhe1998_gabaa": destexhe1998_gabaa,
     "erreger2005_2a": erreger2005_2a,
     "erreger2005_2b": erreger2005_2b,
     "kampa2004": kampa2004,
