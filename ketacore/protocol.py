@@ -197,31 +197,37 @@ class Protocol:
     ----------
     steps : iterable of Step (or Protocol)
         Segments in time order; nested protocols are flattened.
-    rest : Step, optional
+    rest : Step or mapping, optional
         Conditions (its ``V``, ``temperature`` and concentrations; its duration is not used)
         under which the channels sit before the protocol starts: ``solve``/``simulate`` with
         ``initial=None`` or ``"equilibrium"`` start from the equilibrium under them.  Default:
         the ``rest`` of a leading nested protocol (so ``train + step`` keeps the train's), else
         the first step's conditions.  :func:`pulse_train` sets it to the between-pulse
         conditions, so a train starts from rest, not from the steady state of its first pulse.
+        A mapping ``{"V": V, "temperature": K, ligand: M}`` gives the same as the Step of those
+        keyword arguments (``V`` default -0.07 V, ``temperature`` the scheme's, ligands not
+        named 0), checked as :func:`pulse_train`'s ``rest``: ``Protocol(steps, rest={"V":
+        -0.07, "ketamine": 1e-6})`` equals (and hashes as) ``Protocol(steps,
+        rest=Step(1.0, V=-0.07, ketamine=1e-6))``; :attr:`rest` is then a Step of 1 s.
 
     Raises
     ------
     ValueError
         If there are no steps, more than :data:`MAX_STEPS` steps, or the total duration is not
-        finite.
+        finite; or a ``rest`` mapping has a ``duration`` key or a value out of range (named).
     TypeError
-        If ``steps`` is not an iterable of Step/Protocol objects, or ``rest`` is not a Step.
+        If ``steps`` is not an iterable of Step/Protocol objects, or ``rest`` is neither a Step
+        nor a mapping (or has a key that is not a non-empty string).
     """
 
     __slots__ = ("_built", "_compile_cache", "_bounds", "_hash", "_rest", "_columns")
 
-    def __init__(self, steps: Iterable["Step | Protocol"], rest: "Step | None" = None) -> None:
+    def __init__(self, steps: Iterable["Step | Protocol"],
+                 rest: "Step | Mapping[str, Any] | None" = None) -> None:
         flat: list[Step] = []
         tp = type(steps)
         if rest is not None and type(rest) is not Step:
-            raise TypeError(f"Protocol(rest=): rest must be a Step (the conditions before the "
-                            f"protocol starts), got {type(rest).__name__}")
+            rest = _rest_argument(rest)
         self._rest = rest
         if (tp is list or tp is tuple) and len(steps) <= 64 and all(type(st) is Step for st in steps):
             # fast path (hot: solve/simulate wrap every Step): plain Steps, finite durations
@@ -509,7 +515,8 @@ class Protocol:
         return [st.to_dict() for st in self._steps]
 
     @classmethod
-    def from_list(cls, items: Sequence[Mapping[str, Any]], rest: "Step | None" = None) -> "Protocol":
+    def from_list(cls, items: Sequence[Mapping[str, Any]],
+                  rest: "Step | Mapping[str, Any] | None" = None) -> "Protocol":
         """Inverse of :meth:`to_list`: one mapping ``{duration, V, temperature, ligand: M}`` per
         step; ``rest`` as in :class:`Protocol`."""
         if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
@@ -888,19 +895,60 @@ def _grid_dt(dt: Any) -> float:
     return dt
 
 
-def _conditions_mapping(name: str, m: Any) -> dict:
+def _conditions_mapping(name: str, m: Any, step_params: tuple = ()) -> dict:
+    """``m`` as a dict of ligand concentrations (M) -- and of the step parameters
+    ``step_params`` (``("V", "temperature")`` for :class:`Protocol`'s ``rest``) -- with
+    TypeError/ValueError naming ``name`` for anything else (values are checked by
+    :func:`_conditions_step`)."""
     if m is None:
         return {}
     if not isinstance(m, Mapping):
-        raise TypeError(f"{name} must be a mapping {{ligand: concentration (M)}}, e.g. "
+        what = ("{'V': V, 'temperature': K, ligand: concentration (M)}" if step_params
+                else "{ligand: concentration (M)}")
+        raise TypeError(f"{name} must be a mapping {what}, e.g. "
                         f"{{'glutamate': 1e-3}}, got {type(m).__name__} ({m!r})")
     for k in m:
         if not isinstance(k, str) or not k:
             raise TypeError(f"{name}: ligand names must be non-empty strings, got {k!r}")
+        if k in step_params:
+            continue
         if k in _STEP_PARAMS:
+            if step_params:
+                raise ValueError(f"{name} holds {', '.join(step_params)} and ligand concentrations "
+                                 f"(M) only; {k!r} is not a condition (the rest's duration is "
+                                 "not used)")
             raise ValueError(f"{name} holds ligand concentrations only; {k!r} is a step "
                              f"parameter (set V= and temperature= of pulse_train instead)")
+        if k in _STEP_ARGS:
+            raise ValueError(f"{name}: {k!r} cannot be a ligand name (it is an argument of Step)")
     return dict(m)
+
+
+def _conditions_step(name: str, conditions: Mapping[str, Any], duration: float, **fixed: Any) -> Step:
+    """The Step of ``conditions`` (a :func:`_conditions_mapping`; with ``fixed`` V/temperature)
+    lasting ``duration`` (s), its values checked as Step checks them, the errors naming
+    ``name``."""
+    try:
+        return Step(duration, **fixed, **conditions)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{name}: {e}") from None
+
+
+#: Duration (s) of the Step a ``Protocol(rest={...})`` mapping becomes (a rest's is not used).
+_REST_DURATION = 1.0
+
+
+def _rest_argument(rest: Any) -> "Step | None":
+    """``Protocol(rest=)``: None, a Step, or a mapping ``{V, temperature, ligand: M}`` made a
+    Step (checked as :func:`pulse_train`'s ``rest``); TypeError/ValueError naming ``rest``."""
+    if rest is None or type(rest) is Step:
+        return rest
+    if not isinstance(rest, Mapping):
+        raise TypeError(f"Protocol(rest=): rest must be a Step or a mapping {{'V': V, "
+                        f"'temperature': K, ligand: concentration (M)}} (the conditions before "
+                        f"the protocol starts), got {type(rest).__name__}")
+    cond = _conditions_mapping("rest", rest, step_params=("V", "temperature"))
+    return _conditions_step("rest", cond, _REST_DURATION)
 
 
 def pulse_train(n_pulses: int, frequency: float, width: float, *, V: float = DEFAULT_V,
@@ -944,10 +992,12 @@ def pulse_train(n_pulses: int, frequency: float, width: float, *, V: float = DEF
     Raises
     ------
     ValueError
-        More than :data:`MAX_STEPS` steps (2 per pulse), a non-finite total duration, or a
-        step parameter (``V``, ``temperature``, ``duration``) as a key of ``during``/``between``.
+        More than :data:`MAX_STEPS` steps (2 per pulse), a non-finite total duration, a
+        step parameter (``V``, ``temperature``, ``duration``) as a key of
+        ``during``/``between``/``rest``, or a ``rest`` concentration out of range (the message
+        starts ``rest:``; the checks are :class:`Protocol`'s for its ``rest`` mapping).
     TypeError
-        ``during``/``between`` not a mapping.
+        ``during``/``between``/``rest`` not a mapping.
     """
     n = V_.integer("n_pulses", n_pulses, minimum=1)
     f = V_.real("frequency", frequency, positive=True)
@@ -973,7 +1023,7 @@ def pulse_train(n_pulses: int, frequency: float, width: float, *, V: float = DEF
     if rest is None:
         return Protocol(steps, rest=off)
     rest = _conditions_mapping("rest", rest)
-    return Protocol(steps, rest=Step(period - w, V=V, temperature=temperature, **rest))
+    return Protocol(steps, rest=_conditions_step("rest", rest, period - w, V=V, temperature=temperature))
 
 
 __all__ = ["Step", "Protocol", "pulse_train", "DEFAULT_V", "MAX_STEPS", "MAX_GRID_POINTS", "MIN_DT"]

@@ -578,13 +578,53 @@ class SimulationResult:
         for name in ("open_probability_var", "current_var"):
             try:
                 cols[name] = getattr(self, name)
-            except ValueError:   # (as to_xarray: not available for every summary)
+            except ValueError:   # (as to_xarray: not available for every summary; said)
                 pass
+        note = self._unavailable()
+        if note:
+            _warn_unavailable("to_frame", note)
         cols["V"] = self.V
         return pd.DataFrame(cols, index=pd.Index(self.time, name="time"))
 
+    def _unavailable(self) -> str:
+        """Which of ``open_probability_var``, ``current_var`` this summary cannot give and why
+        ("" when it gives both, and for ``record="counts"``)."""
+        if self.counts is not None:
+            return ""
+        flags, (open_col, levels, _) = _summary_groups(self.scheme)
+        if len(flags) and getattr(self, "_gsums", None) is None:
+            return ("open_probability_var, current_var: this record='summary' result has no sums "
+                    "of the open and level counts (built by hand or by an older ketacore); "
+                    "simulate it again with this version")
+        if open_col is not None and levels is None:
+            return _many_levels_note(self.scheme)
+        return ""
+
     def to_xarray(self):
-        """An ``xarray.Dataset`` (requires the optional dependency xarray)."""
+        """An ``xarray.Dataset`` of the result (requires the optional dependency xarray).
+
+        Returns
+        -------
+        xarray.Dataset
+            Coordinates ``time`` (s), ``state`` (and ``trial`` with ``record="counts"``); every
+            variable has ``units`` and ``long_name`` attributes; the attributes hold
+            :attr:`metadata` (``entropy`` as a string; for a summary ``trials`` as
+            ``"range(a, b)"`` or the indices, left out beyond 4096 non-consecutive ones).
+            ``record="counts"``: ``counts`` (trial, time, state), ``open_probability`` and
+            ``current`` (A) per trial.  ``record="summary"``: ``mean``, ``var``,
+            ``open_probability``, ``current`` (A) and, where available,
+            ``open_probability_var`` and ``current_var`` (A²) -- what is not (more than
+            :data:`MAX_SUMMARY_LEVELS` conductance levels: ``current_var``; a summary without
+            the group sums: both) is named in ``attrs["unavailable"]`` and in a warning -- and
+            the exact integer sums behind them: ``sum_counts`` and ``sum_sq_counts`` (time,
+            state), and for schemes with summary groups ``group_states`` (group, state; 1 for
+            the group's states), ``sum_group_counts`` and ``sum_sq_group_counts`` (time,
+            group).  Sums are int64; one beyond int64 (``sum_sq_counts`` when n_trials ×
+            n_channels² ≥ 2**63) is stored as two int64 words, ``<name>_hi * 2**63 +
+            <name>_lo``.  Both records hold ``initial`` (state: the initial distribution) and
+            ``V`` (V).  :meth:`from_xarray` reads it back, so that summaries saved to netCDF
+            join exactly with :func:`concatenate`.
+        """
         try:
             import xarray as xr
         except ImportError:  # pragma: no cover - optional dependency
@@ -613,6 +653,23 @@ class SimulationResult:
                     data[name] = ("time", getattr(self, name))   # MAX_SUMMARY_LEVELS levels)
                 except ValueError:
                     pass
+            note = self._unavailable()
+            if note:   # (said, in the Dataset and now)
+                attrs["unavailable"] = note
+                _warn_unavailable("to_xarray", note)
+            # the exact integer sums the means and variances come from, so that summaries
+            # written to a file can be joined to the bit (SimulationResult.from_xarray)
+            s, q = self._exact_sums()
+            data.update(_int_variables("sum_counts", ("time", "state"), s))
+            data.update(_int_variables("sum_sq_counts", ("time", "state"), q))
+            flags = _summary_groups(self.scheme)[0]
+            if len(flags) and getattr(self, "_gsums", None) is not None:
+                gs, gq = self._gsums
+                coords["group"] = np.arange(len(flags))
+                data["group_states"] = (("group", "state"), flags.astype(np.int8))
+                data.update(_int_variables("sum_group_counts", ("time", "group"), gs))
+                data.update(_int_variables("sum_sq_group_counts", ("time", "group"), gq))
+        data["initial"] = ("state", np.asarray(self.initial, dtype=float))
         data["V"] = ("time", self.V)
         ds = xr.Dataset(data, coords=coords, attrs=attrs)
         N = self.n_channels
@@ -631,15 +688,220 @@ class SimulationResult:
                                               "channels in open states (unbiased; NaN with one trial)"),
                 "current_var": ("A2", f"variance over trials of the current of the {N} channels "
                                       "(unbiased; NaN with one trial)"),
+                "initial": ("1", "initial distribution: probability of each state at time 0, from "
+                                 "which each channel's state is drawn"),
+                "group": ("1", "summary group index"),
+                "group_states": ("1", "1 where the state belongs to the summary group (the open "
+                                      "states; the states of one conductance level; of two levels)"),
                 "V": ("V", "membrane voltage")}
+        sums = {"sum_counts": f"the number of the {N} channels in each state",
+                "sum_sq_counts": f"the squared number of the {N} channels in each state",
+                "sum_group_counts": f"the number of the {N} channels in each summary group "
+                                    "(group_states; behind open_probability_var and current_var)",
+                "sum_sq_group_counts": f"the squared number of the {N} channels in each summary group"}
+        for name, what in sums.items():
+            exact = f"exact sum over the {self.n_trials} trials of {what}"
+            docs[name] = ("1", exact)
+            for word in ("hi", "lo"):
+                docs[f"{name}_{word}"] = ("1", f"{exact}: {name} = {name}_hi * 2**63 + {name}_lo "
+                                               f"(both int64 >= 0), this the {word} word")
         for name, (units, long_name) in docs.items():
             if name in ds.variables:
                 ds[name].attrs.update(units=units, long_name=long_name)
         return ds
 
+    @classmethod
+    def from_xarray(cls, ds: Any, scheme: "Scheme | str", protocol: "Protocol | Step") -> "SimulationResult":
+        """The result a :meth:`to_xarray` Dataset was made from (e.g. read back with
+        ``xarray.open_dataset``), so that results saved to files join exactly with
+        :func:`concatenate`.
+
+        Parameters
+        ----------
+        ds : xarray.Dataset
+            ``result.to_xarray()`` of this ketacore version (older Datasets lack the initial
+            distribution, and summaries their exact sums): with ``record="counts"`` the counts,
+            with ``record="summary"`` the exact integer sums (``sum_counts``,
+            ``sum_sq_counts`` and the summary groups' sums; a sum beyond int64 is stored as two
+            int64 words, ``<name>_hi * 2**63 + <name>_lo``), read back bit for bit.
+        scheme : Scheme or str
+            The scheme simulated (a Dataset keeps only its name and states), or a library
+            model name.
+        protocol : Protocol or Step
+            The protocol simulated (durations in s): checked against the Dataset's grid and
+            voltage only, so pass the one the run used.
+
+        Returns
+        -------
+        SimulationResult
+
+        Raises
+        ------
+        TypeError
+            ``ds`` is not a Dataset, or ``scheme``/``protocol`` of the wrong type.
+        ValueError
+            ``ds`` is not a to_xarray Dataset of a simulation (the missing part is named); or
+            ``scheme`` or ``protocol`` disagrees with it; or a summary's trials are not listed
+            (more than 4096 non-consecutive trials: its ``trials`` attribute is left out).
+        """
+        return _from_xarray(cls, ds, scheme, protocol)
+
     def __repr__(self) -> str:
         return (f"SimulationResult(method={self.method!r}, record={self.record!r}, trials={self.n_trials}, "
                 f"n_channels={self.n_channels}, samples={self.n_samples}, states={len(self.states)})")
+
+
+def _many_levels_note(scheme: Scheme) -> str:
+    n = int(np.unique(np.asarray(scheme.conductance, dtype=float)[scheme.open_mask]).size)
+    return (f"current_var: the scheme has {n} distinct conductance levels, more than "
+            f"MAX_SUMMARY_LEVELS = {MAX_SUMMARY_LEVELS}, and record='summary' does not keep the "
+            "sums of their pairs that it needs (open_probability_var is kept); use "
+            "record='counts' for current_var")
+
+
+def _warn_unavailable(where: str, note: str) -> None:
+    import warnings
+    warnings.warn(f"SimulationResult.{where}(): left out {note}", UserWarning, stacklevel=3)
+
+
+#: Exact integers beyond int64 are stored in a Dataset as two int64 words of this base.
+_WORD = 2**63
+
+
+def _int_variables(name: str, dims: tuple, a: np.ndarray) -> dict:
+    """Exact non-negative integers ``a`` as Dataset variables: ``{name: int64}`` when every
+    value fits int64, else ``{name_hi, name_lo}``, int64 words with ``a = hi * 2**63 + lo``
+    (netCDF stores int64 -- not Python ints, and uint64 only in NETCDF4 files)."""
+    a = np.asarray(a)
+    if a.dtype.kind == "i" or a.size == 0 or int(a.max()) < _WORD:
+        return {name: (dims, a.astype(np.int64))}
+    o = a.astype(object)
+    return {f"{name}_hi": (dims, (o // _WORD).astype(np.int64)),
+            f"{name}_lo": (dims, (o % _WORD).astype(np.int64))}
+
+
+def _read_int_variables(ds: Any, name: str) -> np.ndarray:
+    """The integers :func:`_int_variables` stored: int64, or Python ints (object) when they
+    were split into words."""
+    if name in ds.variables:
+        a = np.asarray(ds[name].values)
+        if a.dtype.kind not in "iu":
+            raise ValueError(f"from_xarray: ds[{name!r}] holds {a.dtype}, not the exact integers "
+                             "to_xarray writes")
+        return a.astype(np.int64)
+    hi_name, lo_name = f"{name}_hi", f"{name}_lo"
+    if hi_name not in ds.variables or lo_name not in ds.variables:
+        raise KeyError(name)
+    hi, lo = np.asarray(ds[hi_name].values), np.asarray(ds[lo_name].values)
+    if hi.dtype.kind not in "iu" or lo.dtype.kind not in "iu":
+        raise ValueError(f"from_xarray: ds[{hi_name!r}] / ds[{lo_name!r}] must hold integers")
+    return hi.astype(object) * _WORD + lo.astype(object)
+
+
+def _parse_trials(text: Any) -> np.ndarray:
+    """The trial indices of a summary Dataset's ``trials`` attribute ("range(a, b)" or the
+    indices separated by spaces)."""
+    t = str(text).strip()
+    try:
+        if t.startswith("range(") and t.endswith(")"):
+            a, b = (int(x) for x in t[6:-1].split(","))
+            return np.arange(a, b, dtype=np.int64).astype(np.uint64)
+        return np.array([int(x) for x in t.split()], dtype=np.int64).astype(np.uint64)
+    except (ValueError, OverflowError):
+        raise ValueError(f"from_xarray: ds.attrs['trials'] = {t[:80]!r} is not a range(a, b) or "
+                         "a list of trial indices as to_xarray writes") from None
+
+
+def _from_xarray(cls, ds: Any, scheme: Any, protocol: Any) -> "SimulationResult":
+    """:meth:`SimulationResult.from_xarray`."""
+    import ast
+    if not (hasattr(ds, "attrs") and hasattr(ds, "variables") and hasattr(ds, "sizes")):
+        raise TypeError(f"from_xarray: ds must be an xarray.Dataset (SimulationResult.to_xarray()), "
+                        f"got {type(ds).__name__}")
+    scheme = _models.as_scheme(scheme)
+    protocol = _check_scheme_protocol(scheme, protocol)
+    at = ds.attrs
+    missing = [k for k in ("method", "record", "entropy", "n_trials", "n_channels", "dt", "version")
+               if k not in at]
+    if missing:
+        raise ValueError(f"from_xarray: ds has no attribute(s) {missing}: not a "
+                         "SimulationResult.to_xarray() Dataset")
+    record = str(at["record"])
+    if record not in RECORDS:
+        raise ValueError(f"from_xarray: ds.attrs['record'] = {record!r}, not one of {RECORDS}")
+    need = ["V", "initial"] + (["counts"] if record == "counts" else [])
+    lacking = [k for k in need if k not in ds.variables]
+    if lacking:
+        raise ValueError(f"from_xarray: ds has no {lacking}: a to_xarray Dataset of an older ketacore "
+                         "(or cut down); simulate again and save result.to_xarray() of this version")
+    states = [str(x) for x in np.asarray(ds["state"].values)]
+    if tuple(states) != tuple(scheme.states):
+        raise ValueError(f"from_xarray: scheme has states {list(scheme.states)}, the Dataset "
+                         f"{states}: pass the scheme that was simulated")
+    if "scheme" in at and str(at["scheme"]) != str(scheme.name):
+        raise ValueError(f"from_xarray: the Dataset is of scheme {str(at['scheme'])!r}, scheme is "
+                         f"{scheme.name!r}: pass the scheme that was simulated")
+    dt = float(at["dt"])
+    n_channels, n_trials = int(at["n_channels"]), int(at["n_trials"])
+    S = int(ds.sizes["time"])
+    time = np.arange(S) * dt
+    if protocol.n_samples(dt) != S or not np.array_equal(protocol.voltage_at(time, dt),
+                                                         np.asarray(ds["V"].values, dtype=float)):
+        raise ValueError(f"from_xarray: protocol ({len(protocol)} step(s), "
+                         f"{protocol.duration:g} s) does not give the Dataset's {S} samples at "
+                         f"dt = {dt:g} s and their voltage: pass the protocol that was simulated")
+    try:
+        entropy = ast.literal_eval(str(at["entropy"]))
+    except (ValueError, SyntaxError):
+        entropy = None
+    if not (isinstance(entropy, int) or (isinstance(entropy, tuple)
+                                         and all(isinstance(x, int) for x in entropy))):
+        raise ValueError(f"from_xarray: ds.attrs['entropy'] = {str(at['entropy'])[:80]!r} is not "
+                         "the root entropy to_xarray writes (an int or a tuple of ints)")
+    if record == "counts":
+        trials = np.asarray(ds["trial"].values).astype(np.uint64)
+    elif "trials" in at:
+        trials = _parse_trials(at["trials"])
+    else:
+        raise ValueError("from_xarray: this summary Dataset does not list its trials (more than "
+                         "4096 non-consecutive trials are left out of ds.attrs['trials']); "
+                         "concatenate() needs them to refuse overlapping parts")
+    if trials.size != n_trials:
+        raise ValueError(f"from_xarray: ds.attrs['n_trials'] = {n_trials} but the Dataset lists "
+                         f"{trials.size} trials")
+    common = dict(scheme=scheme, protocol=protocol, dt=dt, n_samples=S, method=str(at["method"]),
+                  entropy=entropy, trials=trials, n_channels=n_channels,
+                  initial=np.asarray(ds["initial"].values, dtype=float))
+    if record == "counts":
+        out = cls(record="counts", counts=np.asarray(ds["counts"].values), **common)
+    else:
+        n, N = n_trials, n_channels
+        obj_s, obj_q = n * N >= 2**63, _sq_object(n, N)
+
+        def exact(name: str, obj: bool, dtype) -> np.ndarray:
+            # the dtypes simulate(record="summary") gives for these n and N
+            try:
+                a = _read_int_variables(ds, name)
+            except KeyError:
+                raise ValueError(f"from_xarray: this summary Dataset has no exact sums ({name!r}): "
+                                 "a to_xarray Dataset of an older ketacore; simulate again") from None
+            return a.astype(object if obj else dtype)
+        sums = (exact("sum_counts", obj_s, np.int64), exact("sum_sq_counts", obj_q, np.uint64))
+        flags = _summary_groups(scheme)[0]
+        gsums = None
+        if len(flags) and "group_states" in ds.variables:
+            stored = np.asarray(ds["group_states"].values)
+            if stored.shape != flags.shape or not np.array_equal(stored, flags):
+                raise ValueError("from_xarray: the Dataset's summary groups (group_states) are not "
+                                 "those of scheme: pass the scheme that was simulated")
+            gsums = (exact("sum_group_counts", obj_s, np.int64),
+                     exact("sum_sq_group_counts", obj_q, np.uint64))
+        for a in sums + (gsums or ()):
+            if a.shape[0] != S:
+                raise ValueError("from_xarray: the Dataset's sums do not have one row per sample")
+        out = cls(record="summary", sums=sums, group_sums=gsums, **common)
+    out.version = str(at["version"])
+    return out
 
 
 def simulate(scheme: Scheme | str, protocol: Protocol | Step, dt: float, n_channels: int = 1,
@@ -1006,6 +1268,13 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
                 f"~{pop_forced:.3g} s; both are exact at the grid points.  Pass method='auto' (or "
                 "'population') unless you need every transition's effect on the grid from ssa's "
                 "streams", V_.PerformanceWarning, stacklevel=3)
+    if record == "summary":
+        _, (open_col, levels, _) = _summary_groups(scheme)
+        if open_col is not None and levels is None:
+            # said before the run, not only when result.current_var is asked for
+            import warnings
+            warnings.warn(f"simulate(record='summary'): {_many_levels_note(scheme)}", UserWarning,
+                          stacklevel=3)
     if chosen == "ssa" and N > 2**40:
         raise ValueError(f"n_channels={N} is too many for method='ssa' (one event stream per channel); "
                          "use method='population'")
@@ -1165,6 +1434,41 @@ def _check_plan_memory(memory_check: tuple) -> None:
         raise ValueError(f"{e} {detail}") from None
 
 
+#: Memory of a :func:`simulate_events` log (bytes), beside its transitions.  Measured on
+#: destexhe1994, 1 ms at 10 uM glutamate (~0.05 transitions per trial): the peak RSS (VmHWM,
+#: reset through /proc/self/clear_refs before the call) grew by 584 B per trial over 2e5 trials
+#: and 681 B over 1e6 (the audit: ~707 B over 2e6), where the plan counted 18 B; tracemalloc saw
+#: 325 B of it on the Python side (261 B kept), the rest is the core's.  Per trial:
+#: Python -- the log's two 1-D ndarrays (a ~112 B object, a ~32 B block of shape and strides
+#: and a data block of at least ~32 B each), the core's (times, states) tuple and its list slot
+#: (64 B, until the call returns), the log's two list slots (16 B), and the trial index in the
+#: log's array and the core's copy (16 B);
+_EVENTS_TRIAL_PY = 2 * (112 + 32 + 32) + 64 + 16 + 16
+#: C++ -- two vectors (24 B each, and a 16 B allocation header for each of their buffers) ...
+_EVENTS_TRIAL_CPP = 2 * (24 + 16)
+#: ... whose buffers hold 12 B per transition (a float64 time and an int32 state), reserved for
+#: the expected transitions (+ 16) of every trial; they are freed one trial at a time while the
+#: log's arrays (12 B per transition too) are made, but in the worker threads' heaps, which
+#: the arrays do not reuse: counted in full.
+_EVENT_BYTES = 12.0
+
+
+def _events_trial_bytes(reserve: int) -> float:
+    """Bytes of one trial of a :func:`simulate_events` log whatever its transitions: its Python
+    objects and the core's vectors reserved for ``reserve`` transitions."""
+    return _EVENTS_TRIAL_PY + _EVENTS_TRIAL_CPP + _EVENT_BYTES * reserve
+
+
+def _events_log_bytes(n_trials: int, events: float, reserve: int) -> float:
+    """Peak bytes of a :func:`simulate_events` log of ``n_trials`` trials and ``events``
+    transitions in all (an upper estimate, as ``events`` is): every trial's Python objects and
+    vectors, the core's buffers (each trial's reserve, or the transitions where they are more:
+    a vector that outgrows its reserve doubles, which the estimate's margin over the reserves
+    covers) and the log's arrays."""
+    fixed = float(n_trials) * (_EVENTS_TRIAL_PY + _EVENTS_TRIAL_CPP)
+    return fixed + _EVENT_BYTES * max(float(n_trials) * reserve, events) + _EVENT_BYTES * events
+
+
 class EventLog:
     """Single-channel event records from :func:`simulate_events`.
 
@@ -1306,11 +1610,21 @@ def simulate_events(scheme: Scheme | str, protocol: Protocol | Step, n_trials: i
         Refuse the request if a rough upper estimate of the transitions over all trials (the
         estimated mean per trial plus a margin for its error and the trials' spread, at most the
         bound from the largest exit rates) exceeds this (default: whatever fits in 80% of
-        available memory, 12 bytes per event).
+        available memory, as planned below).
 
     Returns
     -------
     EventLog
+
+    Raises
+    ------
+    TypeError, ValueError
+        Invalid arguments (named in the message); more transitions than ``max_events``; or a
+        log that would not fit in 80% of available memory, refused before anything runs with
+        the estimate in the message.  Memory is planned at ~0.7 kB per trial whatever its
+        length (two arrays and their Python objects, and the core's buffers reserved for the
+        expected transitions) plus 12-24 B per estimated transition, so many short trials
+        cost far more than their transitions: ``n_trials=10**9`` needs ~700 GB.
     """
     scheme = _models.as_scheme(scheme)
     protocol = _check_scheme_protocol(scheme, protocol)
@@ -1339,15 +1653,21 @@ def simulate_events(scheme: Scheme | str, protocol: Protocol | Step, n_trials: i
     K = len(p0)
     tables = _ssa_table_mask(rate, durs, idx, float(n_tr), K)
     n_tables = int(np.count_nonzero(tables))
-    # the events (12 B each, twice while they are copied out), the trial indices, and the ssa
-    # tables as simulate counts them
+    # the log (per trial and per transition, _events_log_bytes) and the ssa tables as simulate
+    # counts them
     tables_bytes = _ssa_tables_bytes(compiled, K, len(conds), n_tables)
+    # each trial's vectors in the core are reserved for this many transitions
+    reserve = int(min(1.2 * expected + 16, 1e7))
+    log_bytes = _events_log_bytes(n_tr, est_events, reserve)
     try:
-        V_.check_memory("simulate_events", est_events * 12.0 * 2 + 16.0 * n_tr + tables_bytes,
+        V_.check_memory(f"simulate_events (n_trials={n_tr})", log_bytes + tables_bytes,
                         advice="reduce n_trials or the protocol duration, or split the trials over "
                                "calls (trials=/trial_offset=)")
     except ValueError as e:
-        raise ValueError(f"{e} (about {est_events:.3g} transitions expected over {n_tr} trials)") from None
+        raise ValueError(
+            f"{e} (~{_events_trial_bytes(reserve):.0f} B per trial for its record whatever its "
+            f"length, plus up to about {est_events:.3g} transitions in all at "
+            f"{_EVENT_BYTES:.0f}-{2 * _EVENT_BYTES:.0f} B each)") from None
     trial_idx = _trial_array(trial_idx)
     # last: a numpy Generator is drawn from, so a refused call must not have advanced it
     entropy = _rng.root_entropy(rng)
@@ -1360,7 +1680,6 @@ def simulate_events(scheme: Scheme | str, protocol: Protocol | Step, n_trials: i
     # (the tables are built on one thread before the trials run)
     build = n_tables * K * 512 * _COST_TABLE + len(conds) * K * _COST_COND_STATE
     background = est_cost / threads_used + build > _BACKGROUND_ABOVE
-    reserve = int(min(1.2 * expected + 16, 1e7))
     pairs = _core.simulate_events(compiled, durs, idx, conds, p0, words, trial_idx, threads_used, reserve,
                                   background, tables)
     return EventLog([p[0] for p in pairs], [p[1] for p in pairs], float(protocol.duration), entropy,

@@ -133,8 +133,11 @@ def test_pulse_train_rest_is_the_between_pulse_conditions():
     plain = kc.Protocol(list(tr.steps))
     assert plain != tr and plain.rest is None
     assert plain.rest_conditions["glutamate"] == 1 * mM  # first step's conditions
-    with pytest.raises(TypeError, match="rest must be a Step"):
-        kc.Protocol(list(tr.steps), rest={"glutamate": 0.0})
+    # a conditions mapping is a rest too, as for pulse_train (helper-104's audit)
+    assert kc.Protocol(list(tr.steps), rest={"glutamate": 0.0}) == kc.Protocol(list(tr.steps),
+                                                                               rest=kc.Step(1.0))
+    with pytest.raises(TypeError, match="rest"):
+        kc.Protocol(list(tr.steps), rest=0.0)
 
 
 def test_solve_and_simulate_start_a_train_at_rest(ket):

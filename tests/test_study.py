@@ -793,8 +793,11 @@ def test_to_xarray_units_and_long_names():
         ds = kc.simulate(sch, prot, 0.01, 10, n_trials=2, rng=1, initial="R", record=record).to_xarray()
         _assert_all_documented(ds, record)
         assert ds["current"].attrs["units"] == "A" and ds["V"].attrs["units"] == "V"
+    # (the exact integer sums and the initial distribution too, so that saved summaries can
+    # be joined exactly: helper-104's audit)
     assert set(ds.data_vars) == {"mean", "var", "open_probability", "current", "V",
-                                 "open_probability_var", "current_var"}
+                                 "open_probability_var", "current_var", "sum_counts",
+                                 "sum_sq_counts", "initial"}
 
 
 def test_model_sweep_header_names_every_model(small):
