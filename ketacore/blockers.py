@@ -1478,7 +1478,14 @@ def _peek(name: str) -> Blocker:
 
 def uncalibrated(name: str) -> "str | None":
     """What is not calibrated in library blocker ``name`` (text), or None when every rate is
-    (MK-801's k_on is an order-of-magnitude placeholder)."""
+    (MK-801's k_on is an order-of-magnitude placeholder).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`get`: ``name`` not a string, or not a library blocker (a misspelt name is
+        not read as "calibrated")."""
+    _peek(name)
     return _UNCALIBRATED.get(_ALIASES.get(name, name))
 
 

@@ -472,7 +472,8 @@ def _warn_untied_arms(scheme: Scheme, free_l, cons, mr_plan, named=frozenset()) 
     """UserWarning when a fit frees a gating rate or its blocked-arm copy without tying the two
     (helper-103's audit: fitting ``O->C`` on a composed scheme left ``O·d->C·d`` at its start,
     and ``O->C`` converged 22 % off the truth to make up for it, with no word).  A copy the
-    user names in ``free`` (``named``) is fitted on its own as asked, without a warning."""
+    user names in ``free`` or ``fixed`` (``named``) is fitted on its own or held, as asked,
+    without a warning."""
     loose = []
     for twin, (orig, _) in arm_ties(scheme).items():
         if twin in cons or twin in mr_plan or cons.get(orig, (None,))[0] == twin or twin in named:
@@ -492,15 +493,17 @@ def _warn_untied_arms(scheme: Scheme, free_l, cons, mr_plan, named=frozenset()) 
 
 
 def _mr_plan(scheme: Scheme, mr, avoid: "set | frozenset" = frozenset(),
-             closed: "list | None" = None, follow: "set | frozenset" = frozenset()) -> dict:
+             closed: "list | None" = None, follow: "set | frozenset" = frozenset(),
+             rebuild: bool = False) -> dict:
     """``{set_key: cycle states [src, dst, ..., back to src excluded]}`` for every independent
-    cycle of the state graph (see fit_hjc, ``mr``).  With ``mr=True``, a plan whose chord has
-    both directions in ``avoid`` (constrained or held) or both in ``follow`` (rates others are
-    constrained to) is rebuilt with such connections in the tree first, so that MR sets free
-    rates (the blocked-arm copies of :func:`arm_ties`); a cycle closed only by ``avoid`` rates
-    gets no MR rate (its rates are set by what they follow) and is appended to ``closed`` (its
-    states, as the plan's cycles) for the caller to check.  A single conflicting direction is
-    left to the caller's error (as without these sets)."""
+    cycle of the state graph (see fit_hjc, ``mr``).  ``rebuild`` (``mr=True`` only; the caller
+    asks for it when the plain plan conflicts with its constraints): connections with both
+    directions in ``avoid`` (constrained or held), then those with both in ``follow`` (rates
+    others are constrained to), join the spanning tree first, so that MR sets free rates (the
+    blocked-arm copies of :func:`arm_ties`); a cycle closed only by ``avoid`` rates gets no MR
+    rate (its rates are set by what they follow), is checked like an MR cycle (reverse
+    transitions, voltage/temperature factors, ligands) and is appended to ``closed`` (its
+    states, as the plan's cycles) for the caller to check its balance."""
     edges = _edges(scheme)
     states = list(scheme.states)
     n_cycles = len(edges) - len(states) + 1      # the graph is connected (Scheme checks it)
@@ -534,13 +537,15 @@ def _mr_plan(scheme: Scheme, mr, avoid: "set | frozenset" = frozenset(),
                     parent[ra] = rb
             return out[::-1] if not first else sorted(out, key=lambda e: edges.index(e))
 
-        chords = chords_of([])
-        if any(all(k in avoid for k in ks) or all(k in follow for k in ks) for _, ks in chords):
-            # the plan would set a constrained or held rate (e.g. the blocked-arm copies tied
-            # by arm_ties): connections whose both directions are constrained or held join
-            # the tree first, then those whose both directions others are constrained to
-            # (the gating the copies follow: around a cycle through a copy and its original
-            # they cancel, so MR must set another rate of it), so MR sets free rates
+        if not rebuild:
+            chords = chords_of([])
+        else:
+            # (the plain plan failed with the caller's constraints -- e.g. the blocked-arm
+            # copies tied by arm_ties): connections whose both directions are constrained or
+            # held join the tree first, then those whose both directions others are
+            # constrained to (the gating the copies follow: around a cycle through a copy and
+            # its original they cancel, so MR must set another rate of it), so MR sets free
+            # rates; of a chord MR sets the later-listed direction unless it is in avoid
             first = [e for e in reversed(edges) if all(k in avoid for k in e[1])]
             first += [e for e in reversed(edges) if e not in first and all(k in follow for k in e[1])]
             chords = chords_of(first)
@@ -550,10 +555,10 @@ def _mr_plan(scheme: Scheme, mr, avoid: "set | frozenset" = frozenset(),
                 raise ValueError(f"mr=True: transition {ks[0]!r} lies on a cycle but has no "
                                  "reverse transition, so microscopic reversibility cannot "
                                  "hold (use mr=False)")
-            if ks[0] in avoid and ks[1] in avoid:
+            if rebuild and ks[0] in avoid and ks[1] in avoid:
                 skipped.add(pair)     # a cycle closed by constrained/held rates: set by them
                 continue
-            chosen.append(ks[1])
+            chosen.append(ks[1] if not (rebuild and ks[1] in avoid) else ks[0])
     else:
         chosen = _key_list("mr", mr, keys)
         if len(chosen) != n_cycles:
@@ -590,33 +595,45 @@ def _mr_plan(scheme: Scheme, mr, avoid: "set | frozenset" = frozenset(),
         t = by_key[k]
         cyc = _tree_path(adj, t.dst, t.src)          # dst ... src through the tree
         cycle = [t.src] + cyc[:-1]                   # src, dst, ..., (back to src)
-        n = len(cycle)
-        for i in range(n):
-            u, v = cycle[i], cycle[(i + 1) % n]
-            for kk in (f"{u}->{v}", f"{v}->{u}"):
-                if kk not in by_key:
-                    raise ValueError(f"mr: the cycle {'-'.join(cycle)} closed by {k!r} has "
-                                     f"no transition {kk!r}, so microscopic reversibility "
-                                     "cannot hold on it (use mr=False or another choice)")
-        bad = _cycle_factor_imbalance(cycle, by_key)
-        if bad:
-            raise ValueError(f"mr: the cycle {'-'.join(cycle)} (set by {k!r}) has {bad} that "
-                             "differ between its two directions; fit_hjc imposes MR on "
-                             "k0 x factor, which then holds at every voltage and temperature only "
-                             "when those factors cancel around the cycle (use mr=False and "
-                             "constrain)")
-        lig_f = [by_key[f"{cycle[i]}->{cycle[(i + 1) % n]}"].rate.ligand for i in range(n)]
-        lig_b = [by_key[f"{cycle[(i + 1) % n]}->{cycle[i]}"].rate.ligand for i in range(n)]
-        if sorted(x for x in lig_f if x) != sorted(x for x in lig_b if x):
-            raise ValueError(f"mr: the cycle {'-'.join(cycle)} (set by {k!r}) binds "
-                             "different ligands in its two directions, so microscopic "
-                             "reversibility cannot hold at every concentration")
+        _check_mr_cycle(cycle, by_key, f"closed by {k!r}", f"set by {k!r}")
         plan[k] = tuple(cycle)
-    if closed is not None:
-        for pair in skipped:
-            a, b = sorted(pair, key=states.index)
-            closed.append(tuple([a] + _tree_path(adj, b, a)[:-1]))
+    for pair in skipped:
+        a, b = sorted(pair, key=states.index)
+        cycle = [a] + _tree_path(adj, b, a)[:-1]
+        _check_mr_cycle(cycle, by_key, f"closed by the constrained/held {a}-{b}",
+                        "constrained or held throughout")
+        if closed is not None:
+            closed.append(tuple(cycle))
     return plan
+
+
+def _check_mr_cycle(cycle, by_key, closed_by: str, set_by: str) -> None:
+    """ValueError unless microscopic reversibility can hold on ``cycle`` at every condition:
+    both directions of every step exist, the voltage/temperature factors cancel around it
+    (:func:`_cycle_factor_imbalance`) and both directions bind the same ligands.  A cycle MR
+    sets (``set by 'X->Y'``) and one its constrained or held rates close alone get the same
+    checks."""
+    n = len(cycle)
+    name = "-".join(cycle)
+    for i in range(n):
+        u, v = cycle[i], cycle[(i + 1) % n]
+        for kk in (f"{u}->{v}", f"{v}->{u}"):
+            if kk not in by_key:
+                raise ValueError(f"mr: the cycle {name} {closed_by} has no transition {kk!r}, "
+                                 "so microscopic reversibility cannot hold on it (use mr=False "
+                                 "or another choice)")
+    bad = _cycle_factor_imbalance(cycle, by_key)
+    if bad:
+        raise ValueError(f"mr: the cycle {name} ({set_by}) has {bad} that differ between its "
+                         "two directions; fit_hjc imposes MR on k0 x factor, which then holds at "
+                         "every voltage and temperature only when those factors cancel around "
+                         "the cycle (use mr=False and constrain)")
+    lig_f = [by_key[f"{cycle[i]}->{cycle[(i + 1) % n]}"].rate.ligand for i in range(n)]
+    lig_b = [by_key[f"{cycle[(i + 1) % n]}->{cycle[i]}"].rate.ligand for i in range(n)]
+    if sorted(x for x in lig_f if x) != sorted(x for x in lig_b if x):
+        raise ValueError(f"mr: the cycle {name} ({set_by}) binds different ligands in its two "
+                         "directions, so microscopic reversibility cannot hold at every "
+                         "concentration")
 
 
 def _cycle_factor_imbalance(cycle, by_key) -> str:
@@ -655,6 +672,24 @@ class _Params:
     """ln k0 of every transition as ``const + A @ theta`` (theta: ln k0 of the free ones)."""
 
     def __init__(self, scheme: Scheme, free, fixed, constrain, mr, start):
+        try:
+            self._setup(scheme, free, fixed, constrain, mr, start, rebuild=False)
+        except ValueError:
+            # the plain MR plan conflicts with the constraints (MR would set a constrained
+            # rate, or a cycle's rate would be defined through itself -- the blocked-arm copies
+            # of arm_ties): a plan that keeps constrained/held connections and the rates they
+            # follow in the spanning tree, tried only then, so that every plan that worked
+            # before is kept as it was (the session-18 review).  If it fails too, its error
+            # says why no plan fits these constraints (an unbalanced cycle of constrained
+            # rates), which the first conflict does not.
+            if not (mr is True and constrain):
+                raise
+            self._setup(scheme, free, fixed, constrain, mr, start, rebuild=True)
+        held = set(fixed) if fixed is not None and not isinstance(fixed, str) else set()
+        named = (set(self.free) if free is not None else set()) | held
+        _warn_untied_arms(scheme, self.free, self.cons, self.mr, named=named)
+
+    def _setup(self, scheme: Scheme, free, fixed, constrain, mr, start, rebuild: bool) -> None:
         trans = scheme.transitions
         keys = [_key(t) for t in trans]
         self.keys = keys
@@ -699,7 +734,7 @@ class _Params:
             mr_plan: dict = {}
         else:
             mr_plan = _mr_plan(scheme, mr, frozenset(cons) | frozenset(fixed_vals), closed,
-                               frozenset(o for o, _ in cons.values()))
+                               frozenset(o for o, _ in cons.values()), rebuild=rebuild)
         # --- conflicts
         for k in cons:
             if k in fixed_vals:
@@ -733,7 +768,6 @@ class _Params:
         if not free_l:
             raise ValueError("no free parameter: every rate is fixed, constrained or set by "
                              "microscopic reversibility")
-        _warn_untied_arms(scheme, free_l, cons, mr_plan, named=set(free_l) if free is not None else set())
         # --- start values
         start_vals = {k: k0[k] for k in free_l}
         if start is not None:

@@ -204,7 +204,8 @@ def _warn_soak(scheme: Scheme, cond: dict, p: np.ndarray) -> None:
 
 def _pulse_end(protocol, ligand: str, c0: float, V: float) -> "float | None":
     """Time (s) at which ``ligand`` first falls below ``c0 / 2`` in ``protocol`` with the
-    voltage still ``V`` and the ligand never above ``c0`` until then (a concentration pulse
+    voltage still ``V`` (the drop itself may come with another voltage) and the ligand never
+    above ``c0`` until then (a concentration pulse
     started at its peak, however finely sampled: a from_waveform transient is many steps; a
     waveform that rises first, e.g. a sinusoid, is not one); None when it does not within the
     first 65536 samples of a sampled protocol (one vectorised pass) or 128 Steps (a Python
@@ -217,7 +218,7 @@ def _pulse_end(protocol, ligand: str, c0: float, V: float) -> "float | None":
         n = min(durs.size, 65536)
         low = np.flatnonzero((c[:n] < 0.5 * c0) if c is not None else np.ones(n, bool))
         moved = np.flatnonzero(Vs[:n] != V)
-        if not low.size or (moved.size and moved[0] <= low[0]):
+        if not low.size or (moved.size and moved[0] < low[0]):   # (a wash at another V: a pulse)
             return None
         if c is not None and np.max(c[:low[0]]) > c0:    # (rises first: not a pulse's end)
             return None
@@ -225,10 +226,10 @@ def _pulse_end(protocol, ligand: str, c0: float, V: float) -> "float | None":
     t = 0.0
     for i, st in enumerate(protocol._steps[:128]):
         c = st.concentrations.get(ligand, 0.0)
+        if c < 0.5 * c0:                 # (before the voltage: a wash at another V still ends it)
+            return t if i > 0 else None
         if st.V != V or c > c0:
             return None
-        if c < 0.5 * c0:
-            return t if i > 0 else None
         t += st.duration
     return None
 

@@ -3333,7 +3333,7 @@ def run_study(study: "Study | str | os.PathLike", executor: cf.Executor | None =
     UnitsWarning
         A concentration above 100 mM, by study key.
     """
-    _need_results_io()
+    _need_results_io(write=output is not None)
     if isinstance(study, (str, os.PathLike)):
         study = Study.from_toml(study)   # (implausible concentrations warned about here, by key)
     if not isinstance(study, Study):
@@ -4435,14 +4435,16 @@ def _fit_dose_response(ds, study: Study, part: str) -> None:
     ds.attrs["dose_axis"] = axis   # the concentration dimension (read by plot.dose_response)
 
 
-def _need_results_io() -> None:
-    """ImportError before anything runs when the results file cannot be written: xarray and
-    netCDF4 are optional extras (``pip install "ketacore[run]"``), checked at the start so a
-    run does not compute for minutes and then fail at the write."""
+def _need_results_io(write: bool = True) -> None:
+    """ImportError before anything runs when the results cannot be built (xarray) or written
+    (netCDF4, only when ``write``: an in-memory run writes nothing): optional extras
+    (``pip install "ketacore[run]"``), checked at the start so a run does not compute for
+    minutes and then fail at the write."""
     import importlib.util
-    missing = [m for m in ("xarray", "netCDF4") if importlib.util.find_spec(m) is None]
+    need = ("xarray", "netCDF4") if write else ("xarray",)
+    missing = [m for m in need if importlib.util.find_spec(m) is None]
     if missing:
-        raise ImportError(f"run_study needs xarray and netCDF4 (missing: {', '.join(missing)}): "
+        raise ImportError(f"run_study needs {' and '.join(need)} (missing: {', '.join(missing)}): "
                           "pip install \"ketacore[run]\" (or, from a source tree, "
                           "pip install \".[run]\")")
 

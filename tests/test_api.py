@@ -130,3 +130,8 @@ def test_run_study_without_the_results_io_stops_before_running(monkeypatch, tmp_
     with pytest.raises(ImportError, match=r'missing: netCDF4.*pip install "ketacore\[run\]"'):
         kc.run_study(tmp_path / "study.toml", output=tmp_path / "out")
     assert ran == [] and not (tmp_path / "out").exists()
+    # an in-memory run writes nothing, so it does not need netCDF4 (the session-18 review):
+    # it goes on to read the study (here a stub that returns nothing, refused as not a Study)
+    with pytest.raises(TypeError, match="study must be a Study"):
+        kc.run_study(tmp_path / "study.toml")
+    assert ran == [1]

@@ -676,3 +676,12 @@ def test_library_scans_do_not_warn_about_a_blocker_the_user_did_not_choose(monke
     assert B.uncalibrated("mk801").startswith("k_on") and B.uncalibrated("ketamine") is None
     with pytest.raises(ValueError, match="unknown blocker"):
         B._peek("nope")
+
+
+def test_uncalibrated_refuses_a_name_it_does_not_know():
+    from ketacore import blockers as B
+    with pytest.raises(ValueError, match="unknown blocker 'ketamin'"):
+        B.uncalibrated("ketamin")
+    with pytest.raises(TypeError, match="blocker name must be a string"):
+        B.uncalibrated(42)
+    assert B.uncalibrated("mg") is None

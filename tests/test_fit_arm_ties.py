@@ -99,3 +99,41 @@ def test_a_cycle_of_tied_copies_that_does_not_balance_is_refused():
     bad["C1·d->C2·d"] = ("C1->C2", 2.0)                      # the arm's copy of the cycle off 2x
     with pytest.raises(ValueError, match=r"cycle C1·d-C2·d-O·d.*do not balance it.*= 2\b"):
         _Params(s, None, None, bad, True, None)
+
+
+def test_plans_that_worked_before_the_ties_are_kept():
+    """The session-18 review: rebuilding the spanning tree whenever a chord's two directions
+    were constraint targets changed CH82 plans that worked (and broke some).  The plain plan is
+    now kept unless it fails; this one worked before and sets the same rate."""
+    s = kc.models.get("ch82")
+    k = {f"{t.src}->{t.dst}": t.rate.k0 for t in s.transitions}
+    cons = {"AR->AR*": ("AR*->A2R*", k["AR->AR*"] / k["AR*->A2R*"]),
+            "AR->R": ("A2R*->AR*", k["AR->R"] / k["A2R*->AR*"])}
+    p = _Params(s, None, None, cons, True, None)
+    assert list(p.mr) == ["A2R*->AR*"]
+    assert list(_Params(s, None, None, None, True, None).mr) == ["A2R*->AR*"]
+
+
+def test_a_cycle_closed_by_constrained_rates_gets_the_mr_checks():
+    """A cycle balanced at k0 but with z_delta on one step, all its rates constrained: it gets
+    no MR rate, and must still pass the checks an MR cycle gets (here: refused)."""
+    s = kc.Scheme(["C1", "C2", "O", "D"],
+                  [("C1", "C2", 10.0), ("C2", "C1", 20.0), ("C2", "O", kc.Rate(50.0, z_delta=1.0)),
+                   ("O", "C2", 100.0), ("C1", "O", 5.0), ("O", "C1", 20.0),
+                   ("O", "D", 3.0), ("D", "O", 7.0)], conductance={"O": 50e-12}, name="v")
+    k = {f"{t.src}->{t.dst}": t.rate.k0 for t in s.transitions}
+    cyc = ["C1->C2", "C2->C1", "C2->O", "O->C2", "C1->O", "O->C1"]
+    cons = {x: ("O->D", k[x] / k["O->D"]) for x in cyc}
+    with pytest.raises(ValueError, match=r"cycle C1-C2-O \(constrained or held throughout\) "
+                                         r"has voltage dependences \(z_delta\)"):
+        _Params(s, None, None, cons, True, None)
+    # without the z_delta the same constraints close a balanced cycle: accepted, no MR rate
+    s0 = s.with_rates({"C2->O": {"k0": 50.0}})           # (a whole law: no z_delta)
+    p = _Params(s0, None, None, cons, True, None)
+    assert p.mr == {} and p.free == ("O->D", "D->O")
+
+
+def test_a_copy_held_on_purpose_is_not_warned_about():
+    s = kc.block(CO, DRUG)
+    _, w = _user_warnings(_Params, s, ["O->C"], {"O·d->C·d": 100.0, "C·d->O·d": 1e6}, None, False, None)
+    assert w == []

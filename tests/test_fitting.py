@@ -238,8 +238,6 @@ def test_validation_errors():
     bad("'A2R\\*->AR\\*' is set by microscopic reversibility and also fixed",
         fixed=["A2R*->AR*"])
     bad("'A2R\\*->AR\\*' is free but set by microscopic reversibility", free=["A2R*->AR*"])
-    bad("set by microscopic reversibility and also constrained",
-        constrain={"A2R*->AR*": "AR->R"})
     bad("1 independent cycle", mr=["AR->AR*", "A2R->AR"])
     bad("disconnects|different cycle", mr=["AR->R"])        # a bridge closes no cycle
     bad("no free parameter", fixed=[k for k in TRUE if k != "A2R*->AR*"])
@@ -709,3 +707,18 @@ def test_records_as_data_carry_their_resolution():
     with pytest.raises(TypeError, match=r"t_res is required .* data\[1\] gives groups"):
         fitting.fit_hjc(CH82, [(rec, {"agonist": 1 * uM}), (rec.hjc_groups(), {"agonist": 1 * uM})],
                         free=[k])
+
+
+def test_constraining_the_default_mr_rate_lets_mr_set_another():
+    """constrain={"A2R*->AR*": "AR->R"} (the rate the default plan sets) was refused ("set by
+    microscopic reversibility and also constrained"); the plan is now rebuilt so that MR sets
+    the reverse of that connection, and the constraint and MR both hold exactly."""
+    from ketacore.fitting import _Params
+    p = _Params(CH82, None, None, {"A2R*->AR*": "AR->R"}, True, None)
+    assert list(p.mr) == ["AR*->A2R*"] and p.cons == {"A2R*->AR*": ("AR->R", 1.0)}
+    k = dict(zip(p.keys, p.k0(p.theta0 + 0.1)))
+    assert k["A2R*->AR*"] == k["AR->R"]
+    f = {f"{t.src}->{t.dst}": t.rate.factor for t in CH82.transitions}
+    fwd = ["AR*->A2R*", "A2R*->A2R", "A2R->AR", "AR->AR*"]
+    bwd = ["A2R*->AR*", "A2R->A2R*", "AR->A2R", "AR*->AR"]
+    assert np.prod([k[x] * f[x] for x in fwd]) == pytest.approx(np.prod([k[x] * f[x] for x in bwd]), rel=1e-12)

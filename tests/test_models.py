@@ -53,7 +53,7 @@ def test_loads_with_provenance(name):
     assert isinstance(s, kc.Scheme)
     assert s.name == name
     assert s.citation and s.notes
-    assert s.doi.startswith("10.")
+    assert s.doi.startswith("10.") or (s.doi == "" and "(no DOI)" in s.citation)
     assert len(s.open_states) >= 1
     assert "pS" in kc.models.describe(name)
 

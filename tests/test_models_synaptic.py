@@ -129,7 +129,9 @@ def test_listed_and_loadable():
         s = kc.models.get(name)
         assert s.name == name
         assert "ModelDB 18198" in s.citation and "Methods in Neuronal Modeling" in s.citation
-        assert s.doi == "10.1007/BF00961734"
+        # (the chapter has no DOI; the 1994 formalism paper's is in the notes, not in doi:
+        # citation and doi must not disagree -- the session-18 review)
+        assert s.doi == "" and "(no DOI)" in s.citation and "doi:10.1007/BF00961734" in s.notes
         # the shipped file is exactly what the generator writes
         from ketacore.models import _build
         assert kc.models.path(name).read_text(encoding="utf-8") == _build.toml_text(name)

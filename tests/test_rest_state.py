@@ -339,3 +339,15 @@ def test_a_finely_sampled_pulse_is_recognised_as_a_pulse():
                          kc.Step(100 * ms, V=40 * mV)])]
     for p in fine:
         assert _pulse_warnings(kc.solve, g, p, dt=0.1 * ms)[1] == [], p
+
+
+def test_a_pulse_whose_wash_also_changes_the_voltage_still_warns():
+    """The session-18 review: a voltage change at the drop's own sample was read as a voltage
+    protocol (no warning), which the two-step rule had warned about."""
+    g = kc.models.get("destexhe1994_sf")
+    p = kc.Protocol([kc.Step(1 * ms, glutamate=1 * mM, V=-70 * mV), kc.Step(100 * ms, V=40 * mV)])
+    assert len(_pulse_warnings(kc.solve, g, p, dt=0.1 * ms)[1]) == 1
+    t = np.arange(0.0, 0.1, 1e-5)
+    w = kc.Protocol.from_waveform(t, 0.1, glutamate=np.where(t < 1 * ms, 1 * mM, 0.0),
+                                  V=np.where(t < 1 * ms, -70 * mV, 40 * mV))
+    assert len(_pulse_warnings(kc.solve, g, w, dt=0.1 * ms)[1]) == 1

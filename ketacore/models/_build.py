@@ -132,10 +132,11 @@ def destexhe1994_sf() -> Scheme:
 _DMS_CHAPTER = ("Destexhe A, Mainen ZF, Sejnowski TJ (1998) Kinetic models of synaptic "
                 "transmission. In: Koch C, Segev I (eds) Methods in Neuronal Modeling, 2nd ed., "
                 "MIT Press, pp 1-25 (no DOI)")
-_DMS_FORMALISM = ("The DOI given is that of the kinetic formalism, Destexhe A, Mainen ZF, "
-                  "Sejnowski TJ (1994) Synthesis of models for excitable membranes, synaptic "
-                  "transmission and neuromodulation using a common kinetic formalism. J Comput "
-                  "Neurosci 1:195-230, not the source of these rate values")
+_DMS_FORMALISM = ("The kinetic formalism is Destexhe A, Mainen ZF, Sejnowski TJ (1994) "
+                  "Synthesis of models for excitable membranes, synaptic transmission and "
+                  "neuromodulation using a common kinetic formalism. J Comput Neurosci "
+                  "1:195-230 (doi:10.1007/BF00961734), not the source of these rate values (the "
+                  "chapter has no DOI, so none is given)")
 
 #: Single-channel conductance used for the AMPA model (S): "about 10 pS" mean elementary
 #: conductance of AMPA receptor channels in outside-out patches from rat hippocampal CA3/CA1
@@ -197,7 +198,7 @@ def destexhe1998_ampa() -> Scheme:
                   ligands=[G], name="destexhe1998_ampa",
                   citation=_DMS_CHAPTER + " -- the source of this 6-state fit: ModelDB 18198 "
                            "ampa5.mod (A Destexhe, Z Mainen 1995)",
-                  doi="10.1007/BF00961734", notes=notes, temperature=celsius(36.0))
+                  doi="", notes=notes, temperature=celsius(36.0))
 
 
 # gabaa5.mod PARAMETER block ("from Destexhe, Mainen and Sejnowski, 1996"), converted to SI.
@@ -251,7 +252,7 @@ def destexhe1998_gabaa() -> Scheme:
                   e_rev=-80 * mV, ligands=[L], name="destexhe1998_gabaa",
                   citation=_DMS_CHAPTER + " -- the source of this 5-state fit: ModelDB 18198 "
                            "gabaa5.mod (A Destexhe 1995)",
-                  doi="10.1007/BF00961734", notes=notes, temperature=celsius(36.0))
+                  doi="", notes=notes, temperature=celsius(36.0))
 
 
 # Erreger et al. 2005 Table 2 values as found in the MATLAB Q-matrix files [ERR-M]
