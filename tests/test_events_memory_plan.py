@@ -56,6 +56,9 @@ def _can_reset_peak() -> bool:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or not _can_reset_peak(),
                     reason="needs Linux's /proc/self/clear_refs and VmHWM")
+@pytest.mark.skipif(bool(os.environ.get("KETACORE_SANITIZED")),
+                    reason="AddressSanitizer's redzones and quarantine double the allocations "
+                           "(1515 B per trial measured in CI): not the memory a user's run takes")
 def test_estimate_of_many_short_trials_is_within_2x_of_the_measured_peak():
     """200 000 trials of 1 ms (~0.05 transitions each) in a fresh process: the plan's estimate
     (the bytes passed to the memory check) is within a factor 2 of the process's peak memory
