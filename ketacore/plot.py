@@ -556,10 +556,44 @@ def _hill(c, ic50, nh):
     return 1.0 / (1.0 + (np.asarray(c) / ic50) ** nh)
 
 
+def _woodhull_panel(ax, ds, vaxis: str) -> None:
+    """IC50 (log axis) vs V of a dose_response over a voltage axis, with its Woodhull fits
+    (``z_delta_*``, ``kd0_*``): one line per point of the remaining sweep axes."""
+    from .units import FARADAY, GAS_CONSTANT
+    v = ds[vaxis].values.astype(float)
+    vv = np.linspace(v.min(), v.max(), 50)
+    rest = [d for d in ds[next(f"z_delta_{s}" for s in ("det", "mc") if f"z_delta_{s}" in ds)].dims]
+    points = [dict(zip(rest, idx)) for idx in np.ndindex(*[ds.sizes[d] for d in rest])]
+    for k, pt in enumerate(points):
+        sub = ds.isel(pt) if pt else ds
+        tag = ", ".join(_label(ds, d, ds[d].values[i]) for d, i in pt.items())
+        pre = f"{tag}: " if tag else ""
+        for src, mk, ls in (("det", "s", "--"), ("mc", "o", "-")):
+            if f"z_delta_{src}" not in sub:
+                continue
+            col = (_DET if src == "det" else _MC) if not pt else f"C{k % 10}"
+            ic = sub[f"ic50_{src}"].transpose(vaxis).values
+            ax.plot(v * 1e3, ic * 1e6, mk, color=col, mfc="none" if src == "det" else col, ms=5)
+            z, kd0 = float(sub[f"z_delta_{src}"]), float(sub[f"kd0_{src}"])
+            if np.isfinite(z):
+                vt = GAS_CONSTANT * float(sub[f"woodhull_temperature_{src}"]) / FARADAY
+                ax.plot(vv * 1e3, kd0 * np.exp(z * vv / vt) * 1e6, color=col, ls=ls, lw=1,
+                        label=f"{pre}{'ME' if src == 'det' else 'MC'}: zδ {z:.2f}, "
+                              f"K_d(0) {kd0 * 1e6:.3g} µM")
+    ax.set_yscale("log")
+    _plain_log(ax, "y")
+    ax.set_xlabel(f"{ds[vaxis].attrs.get('parameter', vaxis)} (mV)")
+    ax.set_ylabel("IC50 (µM)")
+    ax.set_title("Woodhull fit of the IC50s", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left")
+
+
 def dose_response(ds, path: str | os.PathLike | None = None, *, figsize=(6.5, 4.5), dpi: int = DPI):
     """Response (current relative to the drug-free control) vs concentration (µM, log axis):
     Monte Carlo mean ± SEM, master equation, Hill fits with IC50 marked.  With further sweep
-    axes (e.g. V or model) one set of curves per point, in its own colour.
+    axes (e.g. V or model) one set of curves per point, in its own colour.  With a Woodhull fit
+    over a voltage axis (``z_delta_*``), a second panel: IC50 against V (log axis) with the fits
+    ``K_d(0)·exp(zδ·V·F/RT)``; the default ``figsize`` then widens to (11, 4.5).
 
     Parameters
     ----------
@@ -603,7 +637,16 @@ def dose_response(ds, path: str | os.PathLike | None = None, *, figsize=(6.5, 4.
         axis = next((d for d in dims if ds[d].attrs.get("units") == "M"), dims[0])
     others = [d for d in dims if d != axis]
     c = ds[axis].values
-    fig, ax = plt.subplots(figsize=figsize, constrained_layout=True)
+    vaxis = ds.attrs.get("woodhull_axis")
+    woodhull = vaxis in others and any(f"z_delta_{src}" in ds for src in ("det", "mc"))
+    if woodhull:
+        if figsize == (6.5, 4.5):   # (the default: room for the Woodhull panel beside it)
+            figsize = (11.0, 4.5)
+        fig, (ax, axw) = plt.subplots(1, 2, figsize=figsize, constrained_layout=True,
+                                      gridspec_kw={"width_ratios": [3, 2]})
+        _woodhull_panel(axw, ds, vaxis)
+    else:
+        fig, ax = plt.subplots(figsize=figsize, constrained_layout=True)
     cc = np.geomspace(c[c > 0].min() / 3, c.max() * 3, 200)
     points = [dict(zip(others, idx)) for idx in np.ndindex(*[ds.sizes[d] for d in others])]
     single = len(points) == 1

@@ -211,7 +211,15 @@ Analyses (``analysis = {kind = ...}``), master equation (``*_det``), Monte Carlo
 ``dose_response``
     ``response`` (mean current vs the drug-free control) and a Hill fit (``ic50``, ``hill``)
     over the ``concentration`` sweep axis, which needs at least 2 concentrations > 0 (the fit
-    has 2 parameters; a single one is refused when the study is checked).
+    has 2 parameters; a single one is refused when the study is checked).  With a voltage axis
+    among the other sweep axes (``analysis.voltage``, default the only other axis in volts) the
+    IC50s also get a Woodhull fit over it (Woodhull 1973, doi:10.1085/jgp.61.6.687): ``ln IC50 =
+    ln K_d(0) + zδ·V·F/(R·T)`` by unweighted least squares over the voltages whose IC50 is not an
+    extrapolation, at the temperature the points run at -- ``z_delta``, ``kd0`` (the IC50's
+    units), their SEs from the residual scatter (NaN with two voltages), ``woodhull_voltages``
+    and ``woodhull_temperature``, one fit per point of the remaining axes.  On ketamine /
+    erreger2005_2a over -100 ... +20 mV (1 mM glutamate, 22 °C) the master-equation fit gives zδ
+    0.790, K_d(0) 6.68 uM, the values of ``kc.experiments.woodhull(method="exact")``.
 
 The drug-free control
 ---------------------
@@ -1090,8 +1098,9 @@ class StudyPart:
         such as Mg2+, ``"O·mg"``),
         ``"use_dependence"`` (a train; options ``train`` = its label, default the first train;
         ``drug``), ``"dose_response"`` (options ``concentration`` = sweep axis with at least 2
-        concentrations > 0, ``window`` = the end of the protocol averaged, default the whole
-        protocol; ``drug``).  Each window must fit inside the segment (or protocol) it
+        concentrations > 0, ``voltage`` = the sweep axis in volts of a Woodhull fit of the IC50s,
+        default the only other axis in volts, ``window`` = the end of the protocol averaged,
+        default the whole protocol; ``drug``).  Each window must fit inside the segment (or protocol) it
         measures, and a key the kind does not take is refused (StudyError at check time).
         use_dependence and dose_response compare with a *drug-free control*: the same protocol
         (and ``initial``) without the ``drug`` -- a blocker ligand or a list of them -- and with
@@ -1856,6 +1865,14 @@ class Study:
                 if conc is not None and (not isinstance(conc, str) or conc not in numeric):
                     raise e(f"{pw}.analysis.concentration", f"must name a sweep axis of {sw} "
                             f"(sweep axes: {numeric}), got {conc!r}")
+                volt = a.get("voltage")
+                if volt is not None and (not isinstance(volt, str) or volt not in numeric
+                                         or volt == _dose_axis(self, p)
+                                         or _axis_unit(self, p, volt) != "V"):
+                    volts = [k for k in numeric if _axis_unit(self, p, k) == "V"]
+                    raise e(f"{pw}.analysis.voltage", "must name a voltage sweep axis of "
+                            f"{sw} other than the concentration axis, over which the IC50s get a "
+                            f"Woodhull fit (voltage axes: {volts}), got {volt!r}")
                 axis = _dose_axis(self, p)
                 if sum(x > 0 for x in swept[axis]) < 2:
                     # (a single concentration left the IC50 NaN without a word)
@@ -2606,7 +2623,7 @@ def _window(pt: _Point, t0: float, t1: float, where: str, after_start: bool = Fa
 #: ``window = 1 s``, ``early = 0.5 s``; dose_response ``window`` = the whole protocol.
 _ANALYSIS_KEYS = {"trapping": ("kind", "window", "early", "drug"),
                   "use_dependence": ("kind", "train", "drug"),
-                  "dose_response": ("kind", "concentration", "window", "drug")}
+                  "dose_response": ("kind", "concentration", "voltage", "window", "drug")}
 _TRAPPING_DEFAULTS = {"window": 1.0, "early": 0.5}
 
 
@@ -4061,7 +4078,7 @@ def _assemble_part(ctx: _Context, part: str, out: Path | None, memory: dict):
     if n_pulses_max:
         ds.attrs["n_pulses"] = json.dumps([an.n_pulses for _, an in built])
     if any(an.kind == "dose_response" for _, an in built):
-        _fit_dose_response(ds, study, part)
+        _fit_dose_response(ds, study, part, rs(np.array([_point_temperature(pt) for pt, _ in built])))
     ds.attrs.update({
         "protocol": part,
         "analysis": (p.analysis or {}).get("kind", ""),
@@ -4382,7 +4399,91 @@ def _dose_axis(study: Study, p) -> str | None:
 _MIN_HILL_POINTS = 3
 
 
-def _fit_dose_response(ds, study: Study, part: str) -> None:
+def _woodhull_axis(study: Study, p) -> str | None:
+    """The voltage axis of a dose_response's Woodhull fit (the one rule, used by the check and
+    the fit): ``analysis.voltage`` if given; else the only sweep axis other than the
+    concentration axis whose unit is V (:func:`_axis_unit`); else None (no Woodhull fit)."""
+    given = (p.analysis or {}).get("voltage")
+    if given:
+        return given
+    conc = _dose_axis(study, p)
+    volts = [k for k in (p.sweep or {}) if k not in ("model", conc) and _axis_unit(study, p, k) == "V"]
+    return volts[0] if len(volts) == 1 else None
+
+
+def _point_temperature(pt) -> float:
+    """The temperature (K) a sweep point runs at: the one its protocol's steps (and rest) set,
+    else its scheme's; NaN when the steps set more than one (no single V_T = RT/F)."""
+    rest = getattr(pt.protocol, "_rest", None)
+    steps = list(pt.protocol.steps) + ([rest] if rest is not None else [])
+    temps = {pt.scheme.temperature if st.temperature is None else st.temperature for st in steps}
+    return float(temps.pop()) if len(temps) == 1 else np.nan
+
+
+#: dose_response: the fewest voltages (with a Hill-fit IC50 that is not an extrapolation) the
+#: Woodhull fit is made from; two determine zδ and K_d(0) exactly (SEs NaN).
+_MIN_WOODHULL_POINTS = 2
+
+
+def _fit_woodhull(ds, study: Study, part: str, src: str, vaxis: str, temps) -> None:
+    """Woodhull fit over the voltage axis of the Hill-fit IC50s (Woodhull 1973,
+    doi:10.1085/jgp.61.6.687): ``ln IC50(V) = ln K_d(0) + zδ·V/V_T``, V_T = RT/F at the points'
+    temperature, by :func:`ketacore.experiments._woodhull_fit` (unweighted least squares, the
+    fit of ``kc.experiments.woodhull(method="exact")``: SEs from the residual scatter, NaN with
+    two voltages), for each point of the other sweep axes.  IC50s that are extrapolations
+    (``ic50_extrapolated_*``) or NaN are left out; a line with fewer than
+    :data:`_MIN_WOODHULL_POINTS` voltages left, or with more than one temperature, gets NaN."""
+    from .experiments import _woodhull_fit
+    ic = ds[f"ic50_{src}"].transpose(..., vaxis)
+    ext = ds[f"ic50_extrapolated_{src}"].transpose(..., vaxis).values
+    dose = ds.attrs.get("dose_axis")
+    # the temperature of each IC50 (the points of one Hill fit share it, or it is NaN)
+    tt = _sweep_array(ds, temps).transpose(*ic.dims, dose).values
+    with np.errstate(invalid="ignore"):
+        t_line = np.where(np.all(tt == tt[..., :1], axis=-1), tt[..., 0], np.nan)
+    v = ds[vaxis].values.astype(float)
+    other = ic.shape[:-1]
+    out = {k: np.full(other, np.nan) for k in ("kd0", "kd0_se", "z_delta", "z_delta_se", "T")}
+    n_used = np.zeros(other, np.int64)
+    for idx in np.ndindex(*other):
+        y = ic.values[idx]
+        ok = np.isfinite(y) & (y > 0) & ~ext[idx]
+        T = t_line[idx]
+        n_used[idx] = int(ok.sum())
+        if len(np.unique(T[ok])) != 1 or not np.isfinite(T[ok]).all() \
+                or len(np.unique(v[ok])) < _MIN_WOODHULL_POINTS:
+            continue
+        out["kd0"][idx], out["kd0_se"][idx], out["z_delta"][idx], out["z_delta_se"][idx] = \
+            _woodhull_fit(v[ok], np.log(y[ok]), None, float(T[ok][0]))
+        out["T"][idx] = T[ok][0]
+    odims = list(ic.dims[:-1])
+    unit = ic.attrs.get("units", "")
+    how = (f"Woodhull fit ln ic50_{src} = ln K_d(0) + z_delta V F/(R T) over {vaxis} "
+           "(Woodhull 1973), unweighted least squares over the voltages whose IC50 is not an "
+           "extrapolation")
+    ds[f"z_delta_{src}"] = (odims, out["z_delta"], {"units": "1", "long_name": "valence x "
+                                                    f"electrical distance z_delta of the {how}"})
+    ds[f"z_delta_{src}_se"] = (odims, out["z_delta_se"], {
+        "units": "1", "long_name": f"SE of z_delta_{src} from the fit's residual scatter (NaN with "
+                                   "two voltages)"})
+    ds[f"kd0_{src}"] = (odims, out["kd0"], {"units": unit, "long_name": f"K_d(0) (the IC50 at 0 V) "
+                                            f"of the {how}"})
+    ds[f"kd0_{src}_se"] = (odims, out["kd0_se"], {"units": unit, "long_name": f"SE of kd0_{src} "
+                                                  "(delta method, NaN with two voltages)"})
+    ds[f"woodhull_voltages_{src}"] = (odims, n_used, {
+        "units": "1", "long_name": f"number of voltages the z_delta_{src} fit used"})
+    ds[f"woodhull_temperature_{src}"] = (odims, out["T"], {
+        "units": "K", "long_name": f"temperature of V_T = RT/F in the z_delta_{src} fit"})
+
+
+def _sweep_array(ds, values):
+    """``values`` (shaped as the sweep) as a DataArray over the Dataset's sweep dimensions."""
+    import xarray as xr
+    dims = list(ds["n_samples"].dims)
+    return xr.DataArray(np.asarray(values, float), dims=dims, coords={d: ds[d] for d in dims})
+
+
+def _fit_dose_response(ds, study: Study, part: str, temps=None) -> None:
     from scipy.optimize import curve_fit
     p = study.parts[part]
     axis = _dose_axis(study, p)
@@ -4433,6 +4534,13 @@ def _fit_dose_response(ds, study: Study, part: str) -> None:
                 f"fit(s) (ic50_extrapolated_{src}); test concentrations on both sides of the IC50",
                 RuntimeWarning, stacklevel=2)
     ds.attrs["dose_axis"] = axis   # the concentration dimension (read by plot.dose_response)
+    vaxis = _woodhull_axis(study, p)
+    vaxis = sweep_dimensions(list(p.sweep)).get(vaxis, vaxis)
+    if vaxis is not None and vaxis in ds.dims and temps is not None:
+        for src in ("det", "mc"):
+            if f"ic50_{src}" in ds:
+                _fit_woodhull(ds, study, part, src, vaxis, temps)
+        ds.attrs["woodhull_axis"] = vaxis   # the voltage dimension of z_delta_* and kd0_*
 
 
 def _need_results_io(write: bool = True) -> None:
@@ -4567,8 +4675,43 @@ def summary_table(tree) -> str:
                     if flag in ds and bool(ds[flag].isel(sel)):
                         line += " -- " + _extrapolation_note(ds, src, sel, ic.attrs.get("units", ""))
                     lines.append(head + line)
+            for src in ("det", "mc"):
+                if f"z_delta_{src}" in ds:
+                    lines.extend(_woodhull_lines(ds, src))
     lines.append("  (ME = master equation, exact; MC = Monte Carlo mean ± SEM over trials)")
     return "\n".join(lines)
+
+
+def _woodhull_lines(ds, src: str) -> list[str]:
+    """The summary's Woodhull-fit lines of a dose_response over a voltage axis: one per point of
+    the other sweep axes (besides concentration and voltage)."""
+    vaxis = ds.attrs.get("woodhull_axis", "")
+    vname = ds[vaxis].attrs.get("parameter", vaxis)
+    zd, kd = ds[f"z_delta_{src}"], ds[f"kd0_{src}"]
+    lines = []
+    for idx in np.ndindex(*zd.shape):
+        sel = dict(zip(zd.dims, idx))
+        at = ", ".join(f"{ds[d].attrs.get('parameter', d)} "
+                       f"{_axis_label(ds[d].values[i].item(), ds[d].attrs.get('units', ''))}"
+                       if d != "model" else str(ds[d].values[i]) for d, i in sel.items())
+        head = (f"  Woodhull fit over {vname} ({'master equation' if src == 'det' else 'Monte Carlo'})"
+                f"{' at ' + at if at else ''}: ")
+        n = int(ds[f"woodhull_voltages_{src}"].isel(sel))
+        z = float(zd.isel(sel))
+        if not np.isfinite(z):
+            why = (f"{n} voltage{'s' if n != 1 else ''} with an IC50 that is not an "
+                   f"extrapolation; the fit needs {_MIN_WOODHULL_POINTS}" if n < _MIN_WOODHULL_POINTS
+                   else "the IC50s of this line are at more than one temperature")
+            lines.append(head + f"not determined ({why})")
+            continue
+        zse = float(ds[f"z_delta_{src}_se"].isel(sel))
+        k, kse = float(kd.isel(sel)), float(ds[f"kd0_{src}_se"].isel(sel))
+        unit = kd.attrs.get("units", "")
+        kd_txt = _ic50_label(k, unit, ds) + (f" ± {100 * kse / k:.2g}%" if np.isfinite(kse) and k > 0 else "")
+        T = float(ds[f"woodhull_temperature_{src}"].isel(sel))
+        lines.append(head + f"zδ {z:.3f}" + (f" ± {zse:.3f}" if np.isfinite(zse) else "")
+                     + f", K_d(0) {kd_txt} ({n} voltages, {T - 273.15:.1f} °C)")
+    return lines
 
 
 def _trapping_note(ds) -> str:

@@ -149,7 +149,7 @@ def test_dose_response_window_longer_than_protocol_is_refused():
      "['kind', 'window', 'early', 'drug']"),
     (DOSE.replace("INITIAL", '"equilibrium"').replace('concentration = "ketamine" }',
                                                       'concentration = "ketamine", early = "1 s" }'),
-     "early", "['kind', 'concentration', 'window', 'drug']"),
+     "early", "['kind', 'concentration', 'voltage', 'window', 'drug']"),
 ], ids=["trapping-windw", "trapping-concentration", "dose_response-early"])
 def test_unknown_analysis_keys_are_refused(text, key, allowed):
     with pytest.raises(StudyError, match=rf"analysis\.{key}: unknown key .*allowed: "

@@ -1,0 +1,203 @@
+"""dose_response over a voltage axis: the Woodhull fit of the Hill-fit IC50s (z_delta_*, kd0_*).
+
+Oracles: ``kc.experiments.woodhull(method="exact")`` (exact equilibrium IC50 roots, its own
+least squares) for the master-equation fit -- a study started at steady state (no ``initial``)
+measures equilibrium block, whose Hill fit is the exact IC50 -- and a direct numpy least squares
+of ln IC50 on V F/(R T) for the Monte Carlo fit (the same formula applied to the Dataset's own
+ic50_mc values, so the plumbing of which points count is what is tested)."""
+import dataclasses
+import textwrap
+
+import numpy as np
+import pytest
+
+import ketacore as kc
+from ketacore import study as S
+from ketacore.units import FARADAY, GAS_CONSTANT
+
+pytest.importorskip("xarray")
+
+VOLTS = [-100e-3, -70e-3, -40e-3, -10e-3, 20e-3]
+
+
+def _study(extra_sweep: str = "", analysis: str = "", volts: str = '["-100 mV", "-70 mV", "-40 mV", '
+           '"-10 mV", "20 mV"]', segment_extra: str = "", params_extra: str = "") -> kc.Study:
+    return kc.Study.from_toml(textwrap.dedent(f"""
+        name = "ketv"
+        model = "erreger2005_2a"
+        blockers = ["ketamine"]
+        method = "population"
+        n_channels = 200
+        n_trials = 4
+        dt = "10 ms"
+        rng = 7
+        record = "summary"
+        [parameters]
+        V = "-70 mV"
+        ketamine = "1 uM"
+        glutamate = "1 mM"
+        temperature = 295.15
+        {params_extra}
+        [protocol]
+        analysis = {{ kind = "dose_response", concentration = "ketamine"{analysis} }}
+        [[protocol.segments]]
+        duration = "0.5 s"
+        V = "$V"
+        glutamate = "$glutamate"
+        ketamine = "$ketamine"
+        {segment_extra}
+        [sweep]
+        ketamine = ["0.1 uM", "0.3 uM", "1 uM", "3 uM", "10 uM", "30 uM", "100 uM"]
+        V = {volts}
+        {extra_sweep}
+    """))
+
+
+@pytest.fixture(scope="module")
+def run():
+    return kc.run_study(_study(), progress=False, workers=1)
+
+
+def test_master_equation_fit_equals_experiments_woodhull(run):
+    ds = run["main"].ds
+    assert ds.attrs["woodhull_axis"] == "sweep_V"
+    ref = kc.experiments.woodhull("erreger2005_2a", "ketamine", VOLTS, agonist={"glutamate": 1e-3})
+    # (the Hill fit of an exact equilibrium response recovers the exact IC50 to curve_fit's
+    # tolerance, ~1e-7 relative here)
+    np.testing.assert_allclose(ds["ic50_det"].values, ref.ic50, rtol=1e-5)
+    assert float(ds["z_delta_det"]) == pytest.approx(ref.z_delta, abs=1e-5)
+    assert float(ds["kd0_det"]) == pytest.approx(ref.kd0, rel=1e-5)
+    assert int(ds["woodhull_voltages_det"]) == 5
+    assert float(ds["woodhull_temperature_det"]) == pytest.approx(295.15)
+    assert ds["kd0_det"].attrs["units"] == "M" and ds["z_delta_det"].attrs["units"] == "1"
+
+
+def test_monte_carlo_fit_is_the_least_squares_of_its_own_ic50s(run):
+    ds = run["main"].ds
+    ic = ds["ic50_mc"].values
+    ok = np.isfinite(ic) & ~ds["ic50_extrapolated_mc"].values
+    assert ok.sum() >= 2
+    x = np.array(VOLTS)[ok] * FARADAY / (GAS_CONSTANT * 295.15)
+    slope, intercept = np.polyfit(x, np.log(ic[ok]), 1)
+    assert float(ds["z_delta_mc"]) == pytest.approx(slope, rel=1e-10)
+    assert float(ds["kd0_mc"]) == pytest.approx(np.exp(intercept), rel=1e-10)
+    assert int(ds["woodhull_voltages_mc"]) == ok.sum()
+    # residual-scatter SE with 5 voltages: finite
+    assert np.isfinite(float(ds["z_delta_mc_se"])) and np.isfinite(float(ds["kd0_mc_se"]))
+
+
+def test_summary_states_the_fit(run):
+    text = S.summary_table(run)
+    me = next(x for x in text.splitlines() if "Woodhull fit over V (master equation)" in x)
+    assert "zδ 0.790" in me and "K_d(0) 6.6" in me and "(5 voltages, 22.0 °C)" in me
+    assert any("Woodhull fit over V (Monte Carlo)" in x for x in text.splitlines())
+
+
+def test_one_fit_per_point_of_the_other_axes_at_their_temperature():
+    """A temperature axis gives a fit per temperature, with V_T = RT/F at it (the oracle is
+    woodhull at that temperature)."""
+    tree = kc.run_study(_study(extra_sweep="temperature = [295.15, 308.15]",
+                               volts='["-100 mV", "-40 mV", "20 mV"]',
+                               segment_extra='temperature = "$temperature"'), progress=False, workers=1)
+    ds = tree["main"].ds
+    assert ds["z_delta_det"].dims == ("temperature",)
+    for i, T in enumerate((295.15, 308.15)):
+        ref = kc.experiments.woodhull("erreger2005_2a", "ketamine", [-0.1, -0.04, 0.02],
+                                      agonist={"glutamate": 1e-3}, temperature=T)
+        assert float(ds["z_delta_det"][i]) == pytest.approx(ref.z_delta, abs=1e-5)
+        assert float(ds["kd0_det"][i]) == pytest.approx(ref.kd0, rel=1e-5)
+        assert float(ds["woodhull_temperature_det"][i]) == T
+    lines = [x for x in S.summary_table(tree).splitlines() if "Woodhull fit" in x]
+    assert len(lines) == 4 and "at temperature 295.15" in lines[0]
+
+
+def test_a_single_voltage_is_not_fitted_and_the_summary_says_why():
+    tree = kc.run_study(_study(volts='["-70 mV"]'), progress=False, workers=1)
+    ds = tree["main"].ds
+    assert np.isnan(float(ds["z_delta_det"])) and int(ds["woodhull_voltages_det"]) == 1
+    line = next(x for x in S.summary_table(tree).splitlines() if "Woodhull fit over V (master" in x)
+    assert "not determined (1 voltage with an IC50 that is not an extrapolation; the fit needs 2)" in line
+
+
+def test_steps_at_two_temperatures_give_no_single_thermal_voltage():
+    st = _study(volts='["-100 mV", "20 mV"]', segment_extra=textwrap.dedent("""
+        temperature = 295.15
+        [[protocol.segments]]
+        duration = "0.5 s"
+        V = "$V"
+        glutamate = "$glutamate"
+        ketamine = "$ketamine"
+        temperature = 308.15"""))
+    tree = kc.run_study(st, progress=False, workers=1)
+    ds = tree["main"].ds
+    assert np.isnan(float(ds["z_delta_det"])) and np.isnan(float(ds["woodhull_temperature_det"]))
+    line = next(x for x in S.summary_table(tree).splitlines() if "Woodhull fit over V (master" in x)
+    assert "more than one temperature" in line
+
+
+def test_no_voltage_axis_means_no_fit():
+    st = kc.Study.from_toml(textwrap.dedent("""
+        name = "k"
+        model = "erreger2005_2a"
+        blockers = ["ketamine"]
+        n_channels = 50
+        n_trials = 2
+        dt = "10 ms"
+        rng = 1
+        [parameters]
+        ketamine = "1 uM"
+        [protocol]
+        analysis = { kind = "dose_response", concentration = "ketamine" }
+        [[protocol.segments]]
+        duration = "0.2 s"
+        V = "-70 mV"
+        glutamate = "1 mM"
+        ketamine = "$ketamine"
+        [sweep]
+        ketamine = ["0.3 uM", "1 uM", "3 uM"]
+    """))
+    ds = kc.run_study(st, progress=False, workers=1)["main"].ds
+    assert "z_delta_det" not in ds and "woodhull_axis" not in ds.attrs
+
+
+@pytest.mark.parametrize("voltage, match", [
+    ("ketamine", r"analysis\.voltage: must name a voltage sweep axis .* other than the "
+                 r"concentration axis, .*voltage axes: \['V'\]\), got 'ketamine'"),
+    ("glutamate", r"analysis\.voltage: must name a voltage sweep axis .*got 'glutamate'"),
+    ("W", r"analysis\.voltage: .*got 'W'"),
+])
+def test_a_wrong_voltage_axis_is_refused_by_key_before_running(voltage, match):
+    """Refused when the study is read (nothing runs)."""
+    with pytest.raises(S.StudyError, match=match):
+        _study(extra_sweep='glutamate = ["1 mM", "0.1 mM"]', analysis=f', voltage = "{voltage}"')
+
+
+def test_the_voltage_key_picks_one_of_two_voltage_axes():
+    """Two axes in volts (the holding V = $V + $V2): none is chosen by default; ``voltage``
+    names the one the fit runs over, and the other gets a fit per value."""
+    kw = dict(extra_sweep='V2 = ["0 mV", "30 mV"]', volts='["-100 mV", "-10 mV"]', params_extra='V2 = "0 mV"')
+    st = _study(**kw)
+    st = st.replace(parts={"main": dataclasses.replace(st.parts["main"], segments=[
+        {**st.parts["main"].segments[0], "V": "$V + $V2"}])})
+    assert "z_delta_det" not in kc.run_study(st, progress=False, workers=1)["main"].ds
+    st = st.replace(parts={"main": dataclasses.replace(st.parts["main"],
+        analysis={"kind": "dose_response", "concentration": "ketamine", "voltage": "V"})})
+    ds = kc.run_study(st, progress=False, workers=1)["main"].ds
+    assert ds["z_delta_det"].dims == ("V2",)
+    for i, v2 in enumerate((0.0, 0.03)):
+        ref = kc.experiments.woodhull("erreger2005_2a", "ketamine", [-0.1 + v2, -0.01 + v2],
+                                      agonist={"glutamate": 1e-3})
+        assert float(ds["z_delta_det"][i]) == pytest.approx(ref.z_delta, abs=1e-5)
+    assert np.isnan(ds["z_delta_det_se"].values).all()   # two voltages: no scatter to estimate from
+
+
+def test_the_dose_response_figure_gains_a_woodhull_panel(run, tmp_path):
+    pytest.importorskip("matplotlib")
+    from ketacore import plot
+    fig = plot.dose_response(run["main"].ds, tmp_path / "dr.png")
+    assert len(fig.axes) == 2 and (tmp_path / "dr.png").stat().st_size > 10_000
+    axw = fig.axes[1]
+    assert axw.get_ylabel() == "IC50 (µM)" and axw.get_yscale() == "log"
+    labels = [t.get_text() for t in axw.get_legend().get_texts()]
+    assert labels[0].startswith("ME: zδ 0.79, K_d(0) 6.68 µM") and labels[1].startswith("MC: zδ")
+    assert tuple(fig.get_size_inches()) == (11.0, 4.5)
