@@ -2986,9 +2986,9 @@ def _jackknife_se(full: np.ndarray, est: np.ndarray, sizes: np.ndarray) -> np.nd
     ``(G-1)/G sum (theta_(g) - mean)^2`` for equal groups.  NaN where a replicate is not
     finite."""
     G = est.shape[0]
-    h = (sizes.sum() / sizes)[:, None]
+    h = (sizes.sum() / sizes).reshape((G,) + (1,) * (est.ndim - 1))   # (any shape of estimate)
     with np.errstate(invalid="ignore"):
-        pseudo = h * full[None, :] - (h - 1.0) * est
+        pseudo = h * full[None, ...] - (h - 1.0) * est
         theta_j = G * full - np.sum((1.0 - 1.0 / h) * est, axis=0)
         var = np.sum((pseudo - theta_j) ** 2 / (h - 1.0), axis=0) / G
         return np.sqrt(var)

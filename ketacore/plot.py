@@ -556,10 +556,22 @@ def _hill(c, ic50, nh):
     return 1.0 / (1.0 + (np.asarray(c) / ic50) ** nh)
 
 
+def _conc_scale(ds, axis: str) -> tuple[float, str]:
+    """(factor, unit) to show concentrations of ``axis``: µM for an axis in M, else the axis's
+    own numbers (a dimensionless parameter's values are not molar)."""
+    u = ds[axis].attrs.get("units", "")
+    if u == "M":
+        return 1e6, "µM"
+    return 1.0, (u if u not in ("", "1") else "")
+
+
 def _woodhull_panel(ax, ds, vaxis: str) -> None:
     """IC50 (log axis) vs V of a dose_response over a voltage axis, with its Woodhull fits
-    (``z_delta_*``, ``kd0_*``): one line per point of the remaining sweep axes."""
+    (``z_delta_*``, ``kd0_*``): one line per point of the remaining sweep axes.  IC50s the fit
+    left out (extrapolations) are not drawn (one at a fit bound would set the axis); the
+    legend counts them."""
     from .units import FARADAY, GAS_CONSTANT
+    f, cu = _conc_scale(ds, ds.attrs.get("dose_axis", ""))
     v = ds[vaxis].values.astype(float)
     vv = np.linspace(v.min(), v.max(), 50)
     rest = [d for d in ds[next(f"z_delta_{s}" for s in ("det", "mc") if f"z_delta_{s}" in ds)].dims]
@@ -573,23 +585,29 @@ def _woodhull_panel(ax, ds, vaxis: str) -> None:
                 continue
             col = (_DET if src == "det" else _MC) if not pt else f"C{k % 10}"
             ic = sub[f"ic50_{src}"].transpose(vaxis).values
-            ax.plot(v * 1e3, ic * 1e6, mk, color=col, mfc="none" if src == "det" else col, ms=5)
+            used = np.isfinite(ic) & ~sub[f"ic50_extrapolated_{src}"].transpose(vaxis).values
+            ax.plot(v[used] * 1e3, ic[used] * f, mk, color=col, mfc="none" if src == "det" else col, ms=5)
+            left = int(np.isfinite(ic).sum() - used.sum())
             z, kd0 = float(sub[f"z_delta_{src}"]), float(sub[f"kd0_{src}"])
             if np.isfinite(z):
                 vt = GAS_CONSTANT * float(sub[f"woodhull_temperature_{src}"]) / FARADAY
-                ax.plot(vv * 1e3, kd0 * np.exp(z * vv / vt) * 1e6, color=col, ls=ls, lw=1,
+                ax.plot(vv * 1e3, kd0 * np.exp(z * vv / vt) * f, color=col, ls=ls, lw=1,
                         label=f"{pre}{'ME' if src == 'det' else 'MC'}: zδ {z:.2f}, "
-                              f"K_d(0) {kd0 * 1e6:.3g} µM")
+                              f"K_d(0) {kd0 * f:.3g}{' ' + cu if cu else ''}"
+                              + (f" ({left} extrapolated IC50{'s' if left > 1 else ''} left out)"
+                                 if left else ""))
     ax.set_yscale("log")
     _plain_log(ax, "y")
     ax.set_xlabel(f"{ds[vaxis].attrs.get('parameter', vaxis)} (mV)")
-    ax.set_ylabel("IC50 (µM)")
+    ax.set_ylabel(f"IC50 ({cu})" if cu else "IC50")
     ax.set_title("Woodhull fit of the IC50s", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left")
 
 
 def dose_response(ds, path: str | os.PathLike | None = None, *, figsize=(6.5, 4.5), dpi: int = DPI):
-    """Response (current relative to the drug-free control) vs concentration (µM, log axis):
+    """Response (current relative to the drug-free control) vs concentration (µM for an axis in
+    M, else the axis's own numbers; log axis):
     Monte Carlo mean ± SEM, master equation, Hill fits with IC50 marked.  With further sweep
     axes (e.g. V or model) one set of curves per point, in its own colour.  With a Woodhull fit
     over a voltage axis (``z_delta_*``), a second panel: IC50 against V (log axis) with the fits
@@ -637,8 +655,10 @@ def dose_response(ds, path: str | os.PathLike | None = None, *, figsize=(6.5, 4.
         axis = next((d for d in dims if ds[d].attrs.get("units") == "M"), dims[0])
     others = [d for d in dims if d != axis]
     c = ds[axis].values
+    f, cu = _conc_scale(ds, axis)
     vaxis = ds.attrs.get("woodhull_axis")
-    woodhull = vaxis in others and any(f"z_delta_{src}" in ds for src in ("det", "mc"))
+    woodhull = (vaxis in others and ds.sizes[vaxis] >= 2
+                and any(f"z_delta_{src}" in ds for src in ("det", "mc")))
     if woodhull:
         if figsize == (6.5, 4.5):   # (the default: room for the Woodhull panel beside it)
             figsize = (11.0, 4.5)
@@ -657,24 +677,24 @@ def dose_response(ds, path: str | os.PathLike | None = None, *, figsize=(6.5, 4.
         col_det = _DET if single else f"C{k % 10}"
         pre = "" if single else f"{tag}: "
         if "response_det" in sub:
-            ax.plot(c * 1e6, sub["response_det"].values, "s", mfc="none", color=col_det,
+            ax.plot(c * f, sub["response_det"].values, "s", mfc="none", color=col_det,
                     label=f"{pre}master equation")
         if "response_mc" in sub:
             sem = sub["response_mc_sem"].values if "response_mc_sem" in sub else None
-            ax.errorbar(c * 1e6, sub["response_mc"].values, yerr=sem, fmt="o", color=col_mc, ms=5,
+            ax.errorbar(c * f, sub["response_mc"].values, yerr=sem, fmt="o", color=col_mc, ms=5,
                         capsize=3, label=f"{pre}Monte Carlo ({ds.attrs.get('n_trials')} trials × "
                                          f"{ds.attrs.get('n_channels')} ch)")
         for src, col, ls in (("det", col_det, "--"), ("mc", col_mc, "-")):
             if f"ic50_{src}" in sub and sub[f"ic50_{src}"].ndim == 0 and np.isfinite(float(sub[f"ic50_{src}"])):
                 ic, nh = float(sub[f"ic50_{src}"]), float(sub[f"hill_{src}"])
-                ax.plot(cc * 1e6, _hill(cc, ic, nh), color=col, ls=ls, lw=1,
-                        label=f"{pre}Hill fit ({'ME' if src == 'det' else 'MC'}): IC50 {ic * 1e6:.2f} µM, "
+                ax.plot(cc * f, _hill(cc, ic, nh), color=col, ls=ls, lw=1,
+                        label=f"{pre}Hill fit ({'ME' if src == 'det' else 'MC'}): IC50 {ic * f:.3g}{' ' + cu if cu else ''}, "
                               f"nH {nh:.2f}")
-                ax.axvline(ic * 1e6, color=col, ls=":", lw=0.8)
+                ax.axvline(ic * f, color=col, ls=":", lw=0.8)
     ax.set_xscale("log")
     _plain_log(ax)
     ax.set_ylim(-0.02, 1.05)
-    ax.set_xlabel(f"{ds[axis].attrs.get('parameter', axis)} (µM)")
+    ax.set_xlabel(f"{ds[axis].attrs.get('parameter', axis)}" + (f" ({cu})" if cu else ""))
     ax.set_ylabel("current / drug-free current")
     ax.set_title(f"dose–response: {ds.attrs.get('scheme', '')}", fontsize=10)
     ax.legend(fontsize=8 if single else 6, loc="lower left")

@@ -215,11 +215,19 @@ Analyses (``analysis = {kind = ...}``), master equation (``*_det``), Monte Carlo
     among the other sweep axes (``analysis.voltage``, default the only other axis in volts) the
     IC50s also get a Woodhull fit over it (Woodhull 1973, doi:10.1085/jgp.61.6.687): ``ln IC50 =
     ln K_d(0) + zδ·V·F/(R·T)`` by unweighted least squares over the voltages whose IC50 is not an
-    extrapolation, at the temperature the points run at -- ``z_delta``, ``kd0`` (the IC50's
-    units), their SEs from the residual scatter (NaN with two voltages), ``woodhull_voltages``
-    and ``woodhull_temperature``, one fit per point of the remaining axes.  On ketamine /
-    erreger2005_2a over -100 ... +20 mV (1 mM glutamate, 22 °C) the master-equation fit gives zδ
-    0.790, K_d(0) 6.68 uM, the values of ``kc.experiments.woodhull(method="exact")``.
+    extrapolation, at the V and temperature each point runs at over its analysis window (not
+    the axis's values: ``V = "$V - 10 mV"`` is fitted at the shifted voltages; a V that changes
+    within the window, e.g. a prepulse the whole-protocol window includes, leaves that voltage
+    out) -- ``z_delta``, ``kd0`` (the IC50's units), ``woodhull_rms`` (rms departure of ln IC50
+    from the line: the Woodhull law's misfit, not a noise), ``woodhull_voltages``,
+    ``woodhull_vmin``/``woodhull_vmax``, ``woodhull_temperature`` and ``woodhull_why``, one fit
+    per point of the remaining axes.  Monte Carlo SEs (``ic50_mc_se``, ``hill_mc_se``,
+    ``z_delta_mc_se``, ``kd0_mc_se``) are delete-a-group jackknife SEs over trials (up to 20
+    groups) of the whole fit: every sweep point runs the same trial streams, so their errors
+    are correlated and a residual scatter would understate them (by 2.3x for K_d(0) in
+    helper-112's audit).  On ketamine / erreger2005_2a over -100 ... +20 mV (1 mM glutamate,
+    22 °C) the master-equation fit gives zδ 0.790, K_d(0) 6.68 uM, the values of
+    ``kc.experiments.woodhull(method="exact")``.
 
 The drug-free control
 ---------------------
@@ -2829,7 +2837,11 @@ DATASET_NAMES = frozenset(
      "current_trials", "V", "n_samples", "occupancy_det", "open_probability_det", "current_det",
      "counts", "time", "state", "trial", "kept_trial", "pulse", "block_by_pulse_det", "scheme_index",
      "blockers_index", "block_by_pulse_mc", "ic50_det", "ic50_mc", "hill_det", "hill_mc",
-     "ic50_extrapolated_det", "ic50_extrapolated_mc"}
+     "ic50_extrapolated_det", "ic50_extrapolated_mc", "ic50_mc_se", "hill_mc_se", "z_delta_mc_se",
+     "kd0_mc_se"}
+    | {f"{m}_{src}" for src in ("det", "mc") for m in (
+        "z_delta", "kd0", "woodhull_rms", "woodhull_voltages", "woodhull_vmin", "woodhull_vmax",
+        "woodhull_temperature", "woodhull_why")}
     | {m + suf for m in _ANALYSIS_DOC for suf in ("_det", "_mc", "_trials", "_mc_sem")})
 
 
@@ -4078,7 +4090,7 @@ def _assemble_part(ctx: _Context, part: str, out: Path | None, memory: dict):
     if n_pulses_max:
         ds.attrs["n_pulses"] = json.dumps([an.n_pulses for _, an in built])
     if any(an.kind == "dose_response" for _, an in built):
-        _fit_dose_response(ds, study, part, rs(np.array([_point_temperature(pt) for pt, _ in built])))
+        _fit_dose_response(ds, study, part, rs(np.array([_point_conditions(pt, an) for pt, an in built])))
     ds.attrs.update({
         "protocol": part,
         "analysis": (p.analysis or {}).get("kind", ""),
@@ -4399,81 +4411,171 @@ def _dose_axis(study: Study, p) -> str | None:
 _MIN_HILL_POINTS = 3
 
 
-def _woodhull_axis(study: Study, p) -> str | None:
-    """The voltage axis of a dose_response's Woodhull fit (the one rule, used by the check and
-    the fit): ``analysis.voltage`` if given; else the only sweep axis other than the
-    concentration axis whose unit is V (:func:`_axis_unit`); else None (no Woodhull fit)."""
-    given = (p.analysis or {}).get("voltage")
-    if given:
-        return given
-    conc = _dose_axis(study, p)
-    volts = [k for k in (p.sweep or {}) if k not in ("model", conc) and _axis_unit(study, p, k) == "V"]
-    return volts[0] if len(volts) == 1 else None
-
-
-def _point_temperature(pt) -> float:
-    """The temperature (K) a sweep point runs at: the one its protocol's steps (and rest) set,
-    else its scheme's; NaN when the steps set more than one (no single V_T = RT/F)."""
-    rest = getattr(pt.protocol, "_rest", None)
-    steps = list(pt.protocol.steps) + ([rest] if rest is not None else [])
-    temps = {pt.scheme.temperature if st.temperature is None else st.temperature for st in steps}
-    return float(temps.pop()) if len(temps) == 1 else np.nan
+def _point_conditions(pt, an) -> tuple[float, float]:
+    """(V (V), temperature (K)) in force over a dose_response point's analysis window -- the
+    samples its response averages, :attr:`_Analysis.win` -- with the boundary rule of
+    :meth:`Protocol.voltage_at`; NaN for one that changes within the window (a prepulse the
+    whole-protocol window includes, a ramp).  The Woodhull fit uses these, not the sweep axis's
+    values: ``V = "$V - 10 mV"`` (a junction-potential correction) is fitted at the voltages the
+    channels saw.  A step's temperature None is the scheme's."""
+    win = getattr(an, "win", None)
+    if win is None:
+        return math.nan, math.nan
+    t = (np.arange(pt.n_samples) * pt.dt)[win]
+    if t.size == 0:
+        return math.nan, math.nan
+    idx = np.unique(pt.protocol.step_index_at(t, pt.dt))
+    steps = pt.protocol.steps
+    vs = {float(steps[i].V) for i in idx}
+    ts = {float(pt.scheme.temperature if steps[i].temperature is None else steps[i].temperature) for i in idx}
+    return (vs.pop() if len(vs) == 1 else math.nan), (ts.pop() if len(ts) == 1 else math.nan)
 
 
 #: dose_response: the fewest voltages (with a Hill-fit IC50 that is not an extrapolation) the
-#: Woodhull fit is made from; two determine zδ and K_d(0) exactly (SEs NaN).
+#: Woodhull fit is made from; two determine zδ and K_d(0) exactly.
 _MIN_WOODHULL_POINTS = 2
 
+#: dose_response, Monte Carlo: the trials are split into at most this many groups for the
+#: delete-a-group jackknife SEs of the Hill and Woodhull fits (every sweep point runs the same
+#: trial streams, so their errors are correlated and only a resampling over trials sees it).
+_JACKKNIFE_GROUPS = 20
 
-def _fit_woodhull(ds, study: Study, part: str, src: str, vaxis: str, temps) -> None:
-    """Woodhull fit over the voltage axis of the Hill-fit IC50s (Woodhull 1973,
-    doi:10.1085/jgp.61.6.687): ``ln IC50(V) = ln K_d(0) + zδ·V/V_T``, V_T = RT/F at the points'
-    temperature, by :func:`ketacore.experiments._woodhull_fit` (unweighted least squares, the
-    fit of ``kc.experiments.woodhull(method="exact")``: SEs from the residual scatter, NaN with
-    two voltages), for each point of the other sweep axes.  IC50s that are extrapolations
-    (``ic50_extrapolated_*``) or NaN are left out; a line with fewer than
-    :data:`_MIN_WOODHULL_POINTS` voltages left, or with more than one temperature, gets NaN."""
-    from .experiments import _woodhull_fit
-    ic = ds[f"ic50_{src}"].transpose(..., vaxis)
-    ext = ds[f"ic50_extrapolated_{src}"].transpose(..., vaxis).values
-    dose = ds.attrs.get("dose_axis")
-    # the temperature of each IC50 (the points of one Hill fit share it, or it is NaN)
-    tt = _sweep_array(ds, temps).transpose(*ic.dims, dose).values
-    with np.errstate(invalid="ignore"):
-        t_line = np.where(np.all(tt == tt[..., :1], axis=-1), tt[..., 0], np.nan)
-    v = ds[vaxis].values.astype(float)
-    other = ic.shape[:-1]
-    out = {k: np.full(other, np.nan) for k in ("kd0", "kd0_se", "z_delta", "z_delta_se", "T")}
-    n_used = np.zeros(other, np.int64)
+
+def _hill_fit(c: np.ndarray, y: np.ndarray) -> tuple[float, float, bool]:
+    """(IC50, nH, extrapolated) of the Hill fit 1/(1+(c/IC50)^nH) of one dose-response line;
+    NaNs (and False) with fewer than :data:`_MIN_HILL_POINTS` usable points or no fit."""
+    from scipy.optimize import curve_fit
+    from .experiments import _is_extrapolated
+    ok = np.isfinite(y) & (c > 0)
+    if ok.sum() < _MIN_HILL_POINTS:
+        return math.nan, math.nan, False
+    try:
+        guess = float(np.exp(np.interp(0.5, y[ok][::-1], np.log(c[ok])[::-1])))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # covariance undefined with 2 points
+            popt, _ = curve_fit(_hill, c[ok], y[ok], p0=(guess, 1.0),
+                                bounds=([c[ok].min() * 1e-3, 0.1], [c[ok].max() * 1e3, 5.0]))
+    except (RuntimeError, ValueError):
+        return math.nan, math.nan, False
+    # the rule of experiments.ic50: the response never crosses 1/2 or the fitted IC50 lies
+    # outside the tested concentrations (a fit bound, 1000x the top one, read "IC50 10 uM" for
+    # 1-10 nM data with no flag: helper-98's audit)
+    return float(popt[0]), float(popt[1]), bool(_is_extrapolated(c[ok], y[ok], float(popt[0])))
+
+
+def _hill_fits(c: np.ndarray, resp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hill fits of every line of ``resp`` (..., concentration): IC50, nH, extrapolated."""
+    other = resp.shape[:-1]
+    ic, nh, ext = np.full(other, np.nan), np.full(other, np.nan), np.zeros(other, bool)
     for idx in np.ndindex(*other):
-        y = ic.values[idx]
-        ok = np.isfinite(y) & (y > 0) & ~ext[idx]
-        T = t_line[idx]
-        n_used[idx] = int(ok.sum())
-        if len(np.unique(T[ok])) != 1 or not np.isfinite(T[ok]).all() \
-                or len(np.unique(v[ok])) < _MIN_WOODHULL_POINTS:
+        ic[idx], nh[idx], ext[idx] = _hill_fit(c, resp[idx])
+    return ic, nh, ext
+
+
+def _jackknife_se(full: np.ndarray, reps: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Delete-a-group jackknife SE of ``full`` from its replicates ``reps`` (groups first, group
+    ``j`` of ``sizes[j]`` trials left out): :func:`ketacore.analysis._jackknife_se` (Busing,
+    Meijer & van der Leeden 1999, for unequal groups); NaN where a replicate is not finite."""
+    from .analysis import _jackknife_se as jk
+    full = np.asarray(full, float)
+    return np.asarray(jk(full, np.asarray(reps, float), np.asarray(sizes, float)), float).reshape(full.shape)
+
+
+def _woodhull_line(v: np.ndarray, ln_k: np.ndarray, T: float) -> tuple[float, float, float]:
+    """(ln K_d(0), zδ, rms residual of ln K) of the unweighted Woodhull fit of one line."""
+    from .units import FARADAY, GAS_CONSTANT
+    vt = GAS_CONSTANT * T / FARADAY
+    X = np.column_stack([np.ones_like(v), v / vt])
+    beta, *_ = np.linalg.lstsq(X, ln_k, rcond=None)
+    return float(beta[0]), float(beta[1]), float(np.sqrt(np.mean((ln_k - X @ beta) ** 2)))
+
+
+def _fit_woodhull(ds, src: str, vaxis: str, conds, ic: np.ndarray, ext: np.ndarray,
+                  reps: "tuple[np.ndarray, np.ndarray] | None") -> None:
+    """Woodhull fit over the voltage axis of the Hill-fit IC50s (Woodhull 1973,
+    doi:10.1085/jgp.61.6.687): ``ln IC50(V) = ln K_d(0) + zδ·V/V_T``, V_T = RT/F, by unweighted
+    least squares (the fit of ``kc.experiments.woodhull(method="exact")``), for each point of
+    the other sweep axes, at the V and temperature each point runs at over its analysis window
+    (:func:`_point_conditions`).  A voltage enters when its IC50 is finite and not an
+    extrapolation and its points (one per concentration) share one V and one temperature; a
+    line needs :data:`_MIN_WOODHULL_POINTS` such voltages, at one temperature.  Monte Carlo
+    SEs: the delete-a-group jackknife over trials of the whole Hill + Woodhull fit (``reps`` =
+    (replicate IC50s with the group axis first, group sizes)); the master equation has no
+    noise, so no SE, but the rms departure of ln IC50 from the line (``woodhull_rms_*``: the
+    Woodhull law's misfit, e.g. memantine's voltage-independent superficial site)."""
+    dose = ds.attrs["dose_axis"]
+    dims = list(ds[f"ic50_{src}"].dims)
+    order = [d for d in dims if d != vaxis] + [vaxis]
+    perm = [dims.index(d) for d in order]
+    icv, extv = np.transpose(ic, perm), np.transpose(ext, perm)
+    rep_ic = None if reps is None else np.transpose(reps[0], [0] + [p + 1 for p in perm])
+
+    def per_ic50(values):   # (sweep) -> (..., V): the one value of each IC50's points, or NaN
+        a = _sweep_array(ds, values).transpose(*order, dose).values
+        with np.errstate(invalid="ignore"):
+            return np.where(np.all(a == a[..., :1], axis=-1), a[..., 0], np.nan)
+    V, T = per_ic50(conds[..., 0]), per_ic50(conds[..., 1])
+    other = icv.shape[:-1]
+    keys = ("kd0", "z_delta", "rms", "kd0_se", "z_delta_se", "T", "vmin", "vmax")
+    out = {k: np.full(other, np.nan) for k in keys}
+    n_used = np.zeros(other, np.int64)
+    why = np.full(other, "", dtype=object)
+    for idx in np.ndindex(*other):
+        ok = np.isfinite(icv[idx]) & (icv[idx] > 0) & ~extv[idx]
+        n_ic = int(ok.sum())
+        ok &= np.isfinite(V[idx]) & np.isfinite(T[idx])
+        n_used[idx] = n_ok = int(ok.sum())
+        gone = (f"{n_ic - n_ok} voltage{'s' if n_ic - n_ok != 1 else ''} with an IC50 left out: V "
+                "or temperature changes within the analysis window" if n_ic > n_ok else "")
+        why[idx] = gone
+        if len(np.unique(V[idx][ok])) < _MIN_WOODHULL_POINTS:
+            why[idx] = (f"{n_ok} usable voltage{'s' if n_ok != 1 else ''} (an IC50 that is not an "
+                        "extrapolation, at one V and temperature over the analysis window); the "
+                        f"fit needs {_MIN_WOODHULL_POINTS}" + (f"; {gone}" if gone else ""))
             continue
-        out["kd0"][idx], out["kd0_se"][idx], out["z_delta"][idx], out["z_delta_se"][idx] = \
-            _woodhull_fit(v[ok], np.log(y[ok]), None, float(T[ok][0]))
-        out["T"][idx] = T[ok][0]
-    odims = list(ic.dims[:-1])
-    unit = ic.attrs.get("units", "")
-    how = (f"Woodhull fit ln ic50_{src} = ln K_d(0) + z_delta V F/(R T) over {vaxis} "
-           "(Woodhull 1973), unweighted least squares over the voltages whose IC50 is not an "
-           "extrapolation")
-    ds[f"z_delta_{src}"] = (odims, out["z_delta"], {"units": "1", "long_name": "valence x "
-                                                    f"electrical distance z_delta of the {how}"})
-    ds[f"z_delta_{src}_se"] = (odims, out["z_delta_se"], {
-        "units": "1", "long_name": f"SE of z_delta_{src} from the fit's residual scatter (NaN with "
-                                   "two voltages)"})
-    ds[f"kd0_{src}"] = (odims, out["kd0"], {"units": unit, "long_name": f"K_d(0) (the IC50 at 0 V) "
-                                            f"of the {how}"})
-    ds[f"kd0_{src}_se"] = (odims, out["kd0_se"], {"units": unit, "long_name": f"SE of kd0_{src} "
-                                                  "(delta method, NaN with two voltages)"})
-    ds[f"woodhull_voltages_{src}"] = (odims, n_used, {
-        "units": "1", "long_name": f"number of voltages the z_delta_{src} fit used"})
-    ds[f"woodhull_temperature_{src}"] = (odims, out["T"], {
+        if len(np.unique(T[idx][ok])) != 1:
+            why[idx] = "the voltages of this line run at different temperatures"
+            continue
+        v, t0 = V[idx][ok], float(T[idx][ok][0])
+        a, z, rms = _woodhull_line(v, np.log(icv[idx][ok]), t0)
+        out["kd0"][idx], out["z_delta"][idx], out["rms"][idx], out["T"][idx] = math.exp(a), z, rms, t0
+        out["vmin"][idx], out["vmax"][idx] = v.min(), v.max()
+        if rep_ic is not None:
+            G = rep_ic.shape[0]
+            ra, rz = np.full(G, np.nan), np.full(G, np.nan)
+            for g in range(G):
+                y = rep_ic[g][idx][ok]
+                if np.all(np.isfinite(y) & (y > 0)):
+                    ra[g], rz[g], _ = _woodhull_line(v, np.log(y), t0)
+            se = _jackknife_se(np.array([a, z]), np.stack([ra, rz], axis=1), reps[1])
+            out["kd0_se"][idx], out["z_delta_se"][idx] = math.exp(a) * se[0], se[1]
+    od = order[:-1]
+    unit = ds[f"ic50_{src}"].attrs.get("units", "")
+    how = (f"Woodhull fit ln ic50_{src} = ln K_d(0) + z_delta V F/(R T) over {vaxis} (Woodhull "
+           "1973), unweighted least squares over the voltages whose IC50 is not an extrapolation, "
+           "at the V each point runs at over its analysis window")
+    ds[f"z_delta_{src}"] = (od, out["z_delta"], {"units": "1", "long_name": "valence x electrical "
+                                                 f"distance z_delta of the {how}"})
+    ds[f"kd0_{src}"] = (od, out["kd0"], {"units": unit, "long_name": f"K_d(0) (the IC50 at 0 V) of the {how}"})
+    if src == "mc":
+        jk = (f"delete-a-group jackknife over trials ({len(reps[1]) if reps else 0} groups; the sweep "
+              "points share their trial streams, so their errors are correlated)")
+        ds["z_delta_mc_se"] = (od, out["z_delta_se"], {"units": "1", "long_name": f"SE of z_delta_mc, {jk}"})
+        ds["kd0_mc_se"] = (od, out["kd0_se"], {"units": unit, "long_name": f"SE of kd0_mc, {jk}"})
+    ds[f"woodhull_rms_{src}"] = (od, out["rms"], {
+        "units": "1", "long_name": f"rms departure of ln ic50_{src} from the Woodhull line (the "
+                                   "law's misfit, ~ the relative departure of the IC50s)"})
+    ds[f"woodhull_voltages_{src}"] = (od, n_used, {
+        "units": "1", "long_name": f"number of voltages with an IC50 that is not an extrapolation "
+                                   f"and one V and temperature over the analysis window (z_delta_{src} "
+                                   "uses them when there are at least 2 at one temperature)"})
+    ds[f"woodhull_vmin_{src}"] = (od, out["vmin"], {"units": "V", "long_name": f"lowest voltage of the z_delta_{src} fit"})
+    ds[f"woodhull_vmax_{src}"] = (od, out["vmax"], {"units": "V", "long_name": f"highest voltage of the z_delta_{src} fit"})
+    ds[f"woodhull_temperature_{src}"] = (od, out["T"], {
         "units": "K", "long_name": f"temperature of V_T = RT/F in the z_delta_{src} fit"})
+    ds[f"woodhull_why_{src}"] = (od, why.astype(str), {
+        "units": "", "long_name": f"why z_delta_{src} is NaN or left voltages out (empty: every "
+                                  "voltage with an IC50 was used)"})
 
 
 def _sweep_array(ds, values):
@@ -4483,49 +4585,78 @@ def _sweep_array(ds, values):
     return xr.DataArray(np.asarray(values, float), dims=dims, coords={d: ds[d] for d in dims})
 
 
-def _fit_dose_response(ds, study: Study, part: str, temps=None) -> None:
-    from scipy.optimize import curve_fit
+def _woodhull_axis(study: Study, p) -> str | None:
+    """The voltage axis of a dose_response's Woodhull fit (the one rule, used by the check and
+    the fit): ``analysis.voltage`` if given; else the only sweep axis other than the
+    concentration axis whose unit is V (:func:`_axis_unit`); else None (no Woodhull fit)."""
+    given = (p.analysis or {}).get("voltage")
+    if given:
+        return given
+    volts = _voltage_axes(study, p)
+    return volts[0] if len(volts) == 1 else None
+
+
+def _voltage_axes(study: Study, p) -> list[str]:
+    """The sweep axes of a dose_response, other than its concentration axis, in volts."""
+    conc = _dose_axis(study, p)
+    return [k for k in (p.sweep or {}) if k not in ("model", conc) and _axis_unit(study, p, k) == "V"]
+
+
+def _fit_dose_response(ds, study: Study, part: str, conds=None) -> None:
+    """The Hill fits of a dose_response over its concentration axis (``ic50_*``, ``hill_*``,
+    ``ic50_extrapolated_*``; Monte Carlo: ``ic50_mc_se``, ``hill_mc_se`` by the delete-a-group
+    jackknife over trials) and, with a voltage axis, the Woodhull fits (:func:`_fit_woodhull`).
+    ``conds``: (sweep..., 2) V and temperature of each point over its analysis window."""
     p = study.parts[part]
     axis = _dose_axis(study, p)
     axis = sweep_dimensions(list(p.sweep)).get(axis, axis)
     if axis is None or axis not in ds.dims:
         raise StudyError(f"{study._source}: {study._pw(part)}.analysis.concentration: dose_response "
                          "needs a concentration sweep axis")
+    ds.attrs["dose_axis"] = axis   # the concentration dimension (read by plot.dose_response)
+    vaxis = _woodhull_axis(study, p)
+    vaxis = sweep_dimensions(list(p.sweep)).get(vaxis, vaxis)
+    woodhull = vaxis is not None and vaxis in ds.dims and conds is not None
+    c = ds[axis].values
     for src in ("det", "mc"):
         v = f"response_{src}"
         if v not in ds:
             continue
         da = ds[v].transpose(..., axis)
-        other = da.shape[:-1]
-        ic = np.full(other, np.nan)
-        nh = np.full(other, np.nan)
-        ext = np.zeros(other, bool)
-        c = ds[axis].values
-        for idx in np.ndindex(*other):
-            y = da.values[idx]
-            ok = np.isfinite(y) & (c > 0)
-            if ok.sum() >= _MIN_HILL_POINTS:
-                try:
-                    guess = float(np.exp(np.interp(0.5, y[ok][::-1], np.log(c[ok])[::-1])))
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")   # covariance undefined with 2 points
-                        popt, _ = curve_fit(_hill, c[ok], y[ok], p0=(guess, 1.0),
-                                            bounds=([c[ok].min() * 1e-3, 0.1], [c[ok].max() * 1e3, 5.0]))
-                    ic[idx], nh[idx] = popt
-                    # the rule of experiments.ic50: the response never crosses 1/2 or the fitted
-                    # IC50 lies outside the tested concentrations (a fit bound, 1000x the top
-                    # one, read "IC50 10 uM" for 1-10 nM data with no flag: helper-98's audit)
-                    from .experiments import _is_extrapolated
-                    ext[idx] = _is_extrapolated(c[ok], y[ok], float(popt[0]))
-                except (RuntimeError, ValueError):
-                    pass
+        ic, nh, ext = _hill_fits(c, da.values)
         odims = [d for d in da.dims if d != axis]
-        ds[f"ic50_{src}"] = (odims, ic, {"units": ds[axis].attrs.get("units", ""),
-                                         "long_name": f"IC50 from a Hill fit 1/(1+(c/IC50)^nH) of response_{src}"})
+        cu = ds[axis].attrs.get("units", "")
+        ds[f"ic50_{src}"] = (odims, ic, {"units": cu, "long_name": f"IC50 from a Hill fit "
+                                         f"1/(1+(c/IC50)^nH) of response_{src}"})
         ds[f"hill_{src}"] = (odims, nh, {"units": "1", "long_name": f"Hill slope nH of the fit of response_{src}"})
         ds[f"ic50_extrapolated_{src}"] = (odims, ext, {
             "units": "1", "long_name": f"ic50_{src} is an extrapolation of the Hill fit (response_{src} "
                                        "never crosses 1/2, or the IC50 lies outside the tested range)"})
+        reps = None
+        if src == "mc" and "response_trials" in ds:
+            # delete-a-group jackknife over trials: response_mc is the trial mean of
+            # response_trials, so each replicate is the mean without one group of trials
+            tr = ds["response_trials"].transpose(*odims, axis, "trial").values
+            n = tr.shape[-1]
+            G = min(n, _JACKKNIFE_GROUPS)
+            if G >= 2:
+                bounds = np.linspace(0, n, G + 1).round().astype(int)
+                sizes = np.diff(bounds).astype(float)
+                total = tr.sum(axis=-1)
+                rep_ic, rep_nh = [], []
+                for g in range(G):
+                    r = (total - tr[..., bounds[g]:bounds[g + 1]].sum(axis=-1)) / (n - sizes[g])
+                    i_, h_, _ = _hill_fits(c, r)
+                    rep_ic.append(i_)
+                    rep_nh.append(h_)
+                rep_ic, rep_nh = np.array(rep_ic), np.array(rep_nh)
+                reps = (rep_ic, sizes)
+                jk = (f"delete-a-group jackknife over trials ({G} groups; the sweep points share "
+                      "their trial streams)")
+                ds["ic50_mc_se"] = (odims, _jackknife_se(ic, rep_ic, sizes),
+                                    {"units": cu, "long_name": f"SE of ic50_mc, {jk}"})
+                ds["hill_mc_se"] = (odims, _jackknife_se(nh, rep_nh, sizes),
+                                    {"units": "1", "long_name": f"SE of hill_mc, {jk}"})
         if ext.any():
             warnings.warn(
                 f"{study._source}: {study._pw(part)}.analysis: dose_response: the "
@@ -4533,14 +4664,16 @@ def _fit_dose_response(ds, study: Study, part: str, temps=None) -> None:
                 f"extrapolation beyond the tested concentrations at {int(ext.sum())} of {ext.size} "
                 f"fit(s) (ic50_extrapolated_{src}); test concentrations on both sides of the IC50",
                 RuntimeWarning, stacklevel=2)
-    ds.attrs["dose_axis"] = axis   # the concentration dimension (read by plot.dose_response)
-    vaxis = _woodhull_axis(study, p)
-    vaxis = sweep_dimensions(list(p.sweep)).get(vaxis, vaxis)
-    if vaxis is not None and vaxis in ds.dims and temps is not None:
-        for src in ("det", "mc"):
-            if f"ic50_{src}" in ds:
-                _fit_woodhull(ds, study, part, src, vaxis, temps)
+        if woodhull:
+            _fit_woodhull(ds, src, vaxis, conds, ic, ext, reps)
+    if woodhull:
         ds.attrs["woodhull_axis"] = vaxis   # the voltage dimension of z_delta_* and kd0_*
+    else:
+        volts = _voltage_axes(study, p)
+        if len(volts) > 1:
+            ds.attrs["woodhull_note"] = (
+                f"no Woodhull fit: {len(volts)} sweep axes are in volts ({', '.join(volts)}); name "
+                f"the one to fit over with analysis.voltage (e.g. voltage = \"{volts[0]}\")")
 
 
 def _need_results_io(write: bool = True) -> None:
@@ -4669,8 +4802,12 @@ def summary_table(tree) -> str:
                                      f"{'s' if n_c != 1 else ''}; a Hill fit needs at least "
                                      f"{_MIN_HILL_POINTS})")
                         continue
-                    line = (f"IC50 {_ic50_label(float(ic.isel(sel)), ic.attrs.get('units', ''), ds)}, "
-                            f"nH {float(nh.isel(sel)):.2f}")
+                    ic_v, nh_v = float(ic.isel(sel)), float(nh.isel(sel))
+                    ise = float(ds["ic50_mc_se"].isel(sel)) if src == "mc" and "ic50_mc_se" in ds else np.nan
+                    hse = float(ds["hill_mc_se"].isel(sel)) if src == "mc" and "hill_mc_se" in ds else np.nan
+                    line = (f"IC50 {_ic50_label(ic_v, ic.attrs.get('units', ''), ds)}"
+                            + (f" ± {100 * ise / ic_v:.2g}%" if np.isfinite(ise) and ic_v > 0 else "")
+                            + f", nH {nh_v:.2f}" + (f" ± {hse:.2f}" if np.isfinite(hse) else ""))
                     flag = f"ic50_extrapolated_{src}"
                     if flag in ds and bool(ds[flag].isel(sel)):
                         line += " -- " + _extrapolation_note(ds, src, sel, ic.attrs.get("units", ""))
@@ -4678,6 +4815,8 @@ def summary_table(tree) -> str:
             for src in ("det", "mc"):
                 if f"z_delta_{src}" in ds:
                     lines.extend(_woodhull_lines(ds, src))
+            if ds.attrs.get("woodhull_note"):
+                lines.extend(_wrap("  " + ds.attrs["woodhull_note"]))
     lines.append("  (ME = master equation, exact; MC = Monte Carlo mean ± SEM over trials)")
     return "\n".join(lines)
 
@@ -4688,6 +4827,7 @@ def _woodhull_lines(ds, src: str) -> list[str]:
     vaxis = ds.attrs.get("woodhull_axis", "")
     vname = ds[vaxis].attrs.get("parameter", vaxis)
     zd, kd = ds[f"z_delta_{src}"], ds[f"kd0_{src}"]
+    unit = kd.attrs.get("units", "")
     lines = []
     for idx in np.ndindex(*zd.shape):
         sel = dict(zip(zd.dims, idx))
@@ -4696,21 +4836,31 @@ def _woodhull_lines(ds, src: str) -> list[str]:
                        if d != "model" else str(ds[d].values[i]) for d, i in sel.items())
         head = (f"  Woodhull fit over {vname} ({'master equation' if src == 'det' else 'Monte Carlo'})"
                 f"{' at ' + at if at else ''}: ")
-        n = int(ds[f"woodhull_voltages_{src}"].isel(sel))
+        why = str(ds[f"woodhull_why_{src}"].isel(sel).values) if f"woodhull_why_{src}" in ds else ""
         z = float(zd.isel(sel))
         if not np.isfinite(z):
-            why = (f"{n} voltage{'s' if n != 1 else ''} with an IC50 that is not an "
-                   f"extrapolation; the fit needs {_MIN_WOODHULL_POINTS}" if n < _MIN_WOODHULL_POINTS
-                   else "the IC50s of this line are at more than one temperature")
-            lines.append(head + f"not determined ({why})")
+            lines.append(head + f"not determined ({why or 'no fit'})")
             continue
-        zse = float(ds[f"z_delta_{src}_se"].isel(sel))
-        k, kse = float(kd.isel(sel)), float(ds[f"kd0_{src}_se"].isel(sel))
-        unit = kd.attrs.get("units", "")
-        kd_txt = _ic50_label(k, unit, ds) + (f" ± {100 * kse / k:.2g}%" if np.isfinite(kse) and k > 0 else "")
+        k = float(kd.isel(sel))
+        n = int(ds[f"woodhull_voltages_{src}"].isel(sel))
+        lo, hi = (float(ds[f"woodhull_{e}_{src}"].isel(sel)) for e in ("vmin", "vmax"))
         T = float(ds[f"woodhull_temperature_{src}"].isel(sel))
-        lines.append(head + f"zδ {z:.3f}" + (f" ± {zse:.3f}" if np.isfinite(zse) else "")
-                     + f", K_d(0) {kd_txt} ({n} voltages, {T - 273.15:.1f} °C)")
+        if src == "mc":
+            zse, kse = float(ds["z_delta_mc_se"].isel(sel)), float(ds["kd0_mc_se"].isel(sel))
+            txt = (f"zδ {z:.3f}" + (f" ± {zse:.3f}" if np.isfinite(zse) else "")
+                   + f", K_d(0) {_ic50_label(k, unit, ds)}"
+                   + (f" ± {100 * kse / k:.2g}%" if np.isfinite(kse) and k > 0 else ""))
+        else:
+            txt = f"zδ {z:.3f}, K_d(0) {_ic50_label(k, unit, ds)}"
+        txt += (f" ({n} voltages, {lo * 1e3:g} to {hi * 1e3:g} mV, {T - 273.15:.1f} °C"
+                + (", jackknife SEs over trials" if src == "mc" else "") + ")")
+        rms = float(ds[f"woodhull_rms_{src}"].isel(sel))
+        if src == "det" and rms > 0.01:
+            txt += (f"; ln IC50 departs from the Woodhull line by {rms:.2g} rms (~{100 * rms:.2g}% "
+                    "in IC50): not a one-site Woodhull block over this range")
+        if why:
+            txt += f"; left out: {why}"
+        lines.append(head + txt)
     return lines
 
 
