@@ -4441,20 +4441,29 @@ _MIN_WOODHULL_POINTS = 2
 _JACKKNIFE_GROUPS = 20
 
 
-def _hill_fit(c: np.ndarray, y: np.ndarray) -> tuple[float, float, bool]:
+def _hill_fit(c: np.ndarray, y: np.ndarray, start: "tuple[float, float] | None" = None
+              ) -> tuple[float, float, bool]:
     """(IC50, nH, extrapolated) of the Hill fit 1/(1+(c/IC50)^nH) of one dose-response line;
-    NaNs (and False) with fewer than :data:`_MIN_HILL_POINTS` usable points or no fit."""
+    NaNs (and False) with fewer than :data:`_MIN_HILL_POINTS` usable points or no fit.
+    ``start``: (IC50, nH) to start from (a jackknife replicate starts at the full fit: ~3x
+    fewer evaluations), else from the interpolated half-response and nH 1."""
     from scipy.optimize import curve_fit
     from .experiments import _is_extrapolated
     ok = np.isfinite(y) & (c > 0)
     if ok.sum() < _MIN_HILL_POINTS:
         return math.nan, math.nan, False
     try:
-        guess = float(np.exp(np.interp(0.5, y[ok][::-1], np.log(c[ok])[::-1])))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")   # covariance undefined with 2 points
-            popt, _ = curve_fit(_hill, c[ok], y[ok], p0=(guess, 1.0),
-                                bounds=([c[ok].min() * 1e-3, 0.1], [c[ok].max() * 1e3, 5.0]))
+        if start is not None and np.all(np.isfinite(start)):
+            p0 = (float(np.clip(start[0], c[ok].min() * 1e-3, c[ok].max() * 1e3)),
+                  float(np.clip(start[1], 0.1, 5.0)))
+        else:
+            p0 = (float(np.exp(np.interp(0.5, y[ok][::-1], np.log(c[ok])[::-1]))), 1.0)
+        lo, hi = (c[ok].min() * 1e-3, 0.1), (c[ok].max() * 1e3, 5.0)
+        popt = _hill_lm(c[ok], y[ok], p0)
+        if popt is None or not (lo[0] <= popt[0] <= hi[0] and lo[1] <= popt[1] <= hi[1]):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")   # covariance undefined with 2 points
+                popt, _ = curve_fit(_hill, c[ok], y[ok], p0=p0, bounds=(lo, hi))
     except (RuntimeError, ValueError):
         return math.nan, math.nan, False
     # the rule of experiments.ic50: the response never crosses 1/2 or the fitted IC50 lies
@@ -4463,12 +4472,42 @@ def _hill_fit(c: np.ndarray, y: np.ndarray) -> tuple[float, float, bool]:
     return float(popt[0]), float(popt[1]), bool(_is_extrapolated(c[ok], y[ok], float(popt[0])))
 
 
-def _hill_fits(c: np.ndarray, resp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Hill fits of every line of ``resp`` (..., concentration): IC50, nH, extrapolated."""
+def _hill_lm(c: np.ndarray, y: np.ndarray, p0) -> "tuple[float, float] | None":
+    """Unbounded Levenberg-Marquardt Hill fit in (ln IC50, ln nH) with the analytic Jacobian
+    (MINPACK through ``scipy.optimize.least_squares(method="lm")``): ~4x faster than the
+    bounded ``curve_fit`` and converged to ~1e-12 (curve_fit's default tolerances left ~2e-5
+    relative in IC50); None when it does not converge (the caller then runs the bounded fit, as
+    it does for a result outside the bounds)."""
+    from scipy.optimize import least_squares
+    lc = np.log(c)
+
+    def res(q):
+        return 1.0 / (1.0 + np.exp(np.clip(np.exp(q[1]) * (lc - q[0]), -700, 700))) - y
+
+    def jac(q):
+        nh = np.exp(q[1])
+        u = np.clip(nh * (lc - q[0]), -700, 700)
+        e = np.exp(u)
+        d = -e / (1.0 + e) ** 2          # d f / d u
+        return np.column_stack([-d * nh, d * nh * (lc - q[0])])
+    try:
+        r = least_squares(res, [math.log(p0[0]), math.log(p0[1])], jac=jac, method="lm",
+                          xtol=1e-12, ftol=1e-12, gtol=1e-12)
+    except (ValueError, FloatingPointError):
+        return None
+    if not r.success or not np.all(np.isfinite(r.x)):
+        return None
+    return float(np.exp(r.x[0])), float(np.exp(r.x[1]))
+
+
+def _hill_fits(c: np.ndarray, resp: np.ndarray, start=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hill fits of every line of ``resp`` (..., concentration): IC50, nH, extrapolated;
+    ``start``: (IC50s, nHs) of the lines to start from (:func:`_hill_fit`)."""
     other = resp.shape[:-1]
     ic, nh, ext = np.full(other, np.nan), np.full(other, np.nan), np.zeros(other, bool)
     for idx in np.ndindex(*other):
-        ic[idx], nh[idx], ext[idx] = _hill_fit(c, resp[idx])
+        ic[idx], nh[idx], ext[idx] = _hill_fit(c, resp[idx], None if start is None
+                                               else (start[0][idx], start[1][idx]))
     return ic, nh, ext
 
 
@@ -4646,7 +4685,7 @@ def _fit_dose_response(ds, study: Study, part: str, conds=None) -> None:
                 rep_ic, rep_nh = [], []
                 for g in range(G):
                     r = (total - tr[..., bounds[g]:bounds[g + 1]].sum(axis=-1)) / (n - sizes[g])
-                    i_, h_, _ = _hill_fits(c, r)
+                    i_, h_, _ = _hill_fits(c, r, start=(ic, nh))
                     rep_ic.append(i_)
                     rep_nh.append(h_)
                 rep_ic, rep_nh = np.array(rep_ic), np.array(rep_nh)
