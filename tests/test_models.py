@@ -44,7 +44,8 @@ def _null_vector(Q: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- generic checks
 def test_available_names():
     assert NAMES == ("ch82", "destexhe1994", "destexhe1994_sf", "destexhe1998_ampa",
-                     "destexhe1998_gabaa", "erreger2005_2a", "erreger2005_2b", "kampa2004")
+                     "destexhe1998_gabaa", "erreger2005_2a", "erreger2005_2b", "kampa2004",
+                     "popescu2004_h", "popescu2004_m", "popescu2004_l")
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -23,6 +23,10 @@ name                    model
 ``erreger2005_2b``      Erreger et al. 2005 GluN1/GluN2B 8-state
 ``kampa2004``           Kampa et al. 2004 10-state with kinetic Mg2+ (ligands ``glutamate``,
                         ``mg``), ModelDB 50207
+``popescu2004_h``       Popescu et al. 2004 GluN1/GluN2A 7-state (no desensitization), high
+                        gating mode, doi:10.1038/nature02775
+``popescu2004_m``       the same scheme, medium (most common) mode
+``popescu2004_l``       the same scheme, low mode
 ======================  =================================================================
 
 NMDA models use the ligand name ``"glutamate"`` (M), assume saturating glycine and a
@@ -50,7 +54,8 @@ from ..scheme import Scheme
 _HERE = pathlib.Path(__file__).resolve().parent
 
 _NAMES = ("ch82", "destexhe1994", "destexhe1994_sf", "destexhe1998_ampa", "destexhe1998_gabaa",
-          "erreger2005_2a", "erreger2005_2b", "kampa2004")
+          "erreger2005_2a", "erreger2005_2b", "kampa2004", "popescu2004_h", "popescu2004_m",
+          "popescu2004_l")
 
 
 def available() -> tuple[str, ...]:
