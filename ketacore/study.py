@@ -4830,9 +4830,7 @@ def summary_table(tree) -> str:
                 # one fit per point of the other sweep axes (e.g. per voltage)
                 for idx in np.ndindex(*ic.shape):
                     sel = dict(zip(ic.dims, idx))
-                    at = ", ".join(f"{ds[d].attrs.get('parameter', d)} "
-                                   f"{_axis_label(ds[d].values[i].item(), ds[d].attrs.get('units', ''))}"
-                                   if d != "model" else str(ds[d].values[i]) for d, i in sel.items())
+                    at = _point_label(ds, sel)
                     head = (f"  Hill fit ({'master equation' if src == 'det' else 'Monte Carlo'})"
                             f"{' at ' + at if at else ''}: ")
                     n_c = ds.sizes.get(ds.attrs.get("dose_axis", ""), 0)
@@ -4860,6 +4858,13 @@ def summary_table(tree) -> str:
     return "\n".join(lines)
 
 
+def _point_label(ds, sel: dict) -> str:
+    """"V -70 mV, erreger2005_2b": the sweep values of a point (``sel``: dimension -> index)."""
+    return ", ".join(f"{ds[d].attrs.get('parameter', d)} "
+                     f"{_axis_label(ds[d].values[i].item(), ds[d].attrs.get('units', ''))}"
+                     if d != "model" else str(ds[d].values[i]) for d, i in sel.items())
+
+
 def _woodhull_lines(ds, src: str) -> list[str]:
     """The summary's Woodhull-fit lines of a dose_response over a voltage axis: one per point of
     the other sweep axes (besides concentration and voltage)."""
@@ -4870,9 +4875,7 @@ def _woodhull_lines(ds, src: str) -> list[str]:
     lines = []
     for idx in np.ndindex(*zd.shape):
         sel = dict(zip(zd.dims, idx))
-        at = ", ".join(f"{ds[d].attrs.get('parameter', d)} "
-                       f"{_axis_label(ds[d].values[i].item(), ds[d].attrs.get('units', ''))}"
-                       if d != "model" else str(ds[d].values[i]) for d, i in sel.items())
+        at = _point_label(ds, sel)
         head = (f"  Woodhull fit over {vname} ({'master equation' if src == 'det' else 'Monte Carlo'})"
                 f"{' at ' + at if at else ''}: ")
         why = str(ds[f"woodhull_why_{src}"].isel(sel).values) if f"woodhull_why_{src}" in ds else ""
