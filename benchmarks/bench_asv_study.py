@@ -107,9 +107,9 @@ VSPEC = textwrap.dedent("""
 
 
 class DoseResponseFits:
-    """The fits after a dose_response over concentration x voltage (5 Hill fits, their
-    20-group trial jackknife -- 105 Hill fits -- and the Woodhull fits), against the whole
-    in-memory study they end."""
+    """The fits after a dose_response over concentration x voltage (110 Hill fits: 5 master
+    equation, 5 Monte Carlo and their 20-group trial jackknife, 100; and the Woodhull fits),
+    against the whole in-memory study they end."""
 
     def setup(self):
         import ketacore as kc

@@ -571,9 +571,8 @@ def _woodhull_panel(ax, ds, vaxis: str) -> None:
     left out (extrapolations) are not drawn (one at a fit bound would set the axis); the
     legend counts them."""
     from .units import FARADAY, GAS_CONSTANT
-    f, cu = _conc_scale(ds, ds.attrs.get("dose_axis", ""))
-    v = ds[vaxis].values.astype(float)
-    vv = np.linspace(v.min(), v.max(), 50)
+    dose = ds.attrs.get("dose_axis", "")
+    f, cu = _conc_scale(ds, dose)
     rest = [d for d in ds[next(f"z_delta_{s}" for s in ("det", "mc") if f"z_delta_{s}" in ds)].dims]
     points = [dict(zip(rest, idx)) for idx in np.ndindex(*[ds.sizes[d] for d in rest])]
     for k, pt in enumerate(points):
@@ -585,17 +584,26 @@ def _woodhull_panel(ax, ds, vaxis: str) -> None:
                 continue
             col = (_DET if src == "det" else _MC) if not pt else f"C{k % 10}"
             ic = sub[f"ic50_{src}"].transpose(vaxis).values
-            used = np.isfinite(ic) & ~sub[f"ic50_extrapolated_{src}"].transpose(vaxis).values
+            # the V the channels saw (the fit's x: V_window, one value over the concentrations),
+            # not the axis values (a "$V - 10 mV" offset drew the points off their line)
+            if "V_window" in sub:
+                vw = sub["V_window"].transpose(vaxis, dose).values
+                with np.errstate(invalid="ignore"):
+                    v = np.where(np.all(vw == vw[:, :1], axis=1), vw[:, 0], np.nan)
+            else:
+                v = sub[vaxis].values.astype(float)
+            used = np.isfinite(ic) & ~sub[f"ic50_extrapolated_{src}"].transpose(vaxis).values & np.isfinite(v)
             ax.plot(v[used] * 1e3, ic[used] * f, mk, color=col, mfc="none" if src == "det" else col, ms=5)
             left = int(np.isfinite(ic).sum() - used.sum())
             z, kd0 = float(sub[f"z_delta_{src}"]), float(sub[f"kd0_{src}"])
             if np.isfinite(z):
+                vv = np.linspace(float(sub[f"woodhull_vmin_{src}"]), float(sub[f"woodhull_vmax_{src}"]), 50)
                 vt = GAS_CONSTANT * float(sub[f"woodhull_temperature_{src}"]) / FARADAY
                 ax.plot(vv * 1e3, kd0 * np.exp(z * vv / vt) * f, color=col, ls=ls, lw=1,
                         label=f"{pre}{'ME' if src == 'det' else 'MC'}: zδ {z:.2f}, "
                               f"K_d(0) {kd0 * f:.3g}{' ' + cu if cu else ''}"
-                              + (f" ({left} extrapolated IC50{'s' if left > 1 else ''} left out)"
-                                 if left else ""))
+                              + (f" ({left} IC50{'s' if left > 1 else ''} left out: extrapolated, "
+                                 "or V not constant in the window)" if left else ""))
     ax.set_yscale("log")
     _plain_log(ax, "y")
     ax.set_xlabel(f"{ds[vaxis].attrs.get('parameter', vaxis)} (mV)")
@@ -658,7 +666,8 @@ def dose_response(ds, path: str | os.PathLike | None = None, *, figsize=(6.5, 4.
     f, cu = _conc_scale(ds, axis)
     vaxis = ds.attrs.get("woodhull_axis")
     woodhull = (vaxis in others and ds.sizes[vaxis] >= 2
-                and any(f"z_delta_{src}" in ds for src in ("det", "mc")))
+                and any(f"z_delta_{src}" in ds and np.isfinite(ds[f"z_delta_{src}"].values).any()
+                        for src in ("det", "mc")))
     if woodhull:
         if figsize == (6.5, 4.5):   # (the default: room for the Woodhull panel beside it)
             figsize = (11.0, 4.5)

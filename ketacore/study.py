@@ -2838,7 +2838,7 @@ DATASET_NAMES = frozenset(
      "counts", "time", "state", "trial", "kept_trial", "pulse", "block_by_pulse_det", "scheme_index",
      "blockers_index", "block_by_pulse_mc", "ic50_det", "ic50_mc", "hill_det", "hill_mc",
      "ic50_extrapolated_det", "ic50_extrapolated_mc", "ic50_mc_se", "hill_mc_se", "z_delta_mc_se",
-     "kd0_mc_se"}
+     "kd0_mc_se", "V_window", "temperature_window"}
     | {f"{m}_{src}" for src in ("det", "mc") for m in (
         "z_delta", "kd0", "woodhull_rms", "woodhull_voltages", "woodhull_vmin", "woodhull_vmax",
         "woodhull_temperature", "woodhull_why")}
@@ -4487,8 +4487,7 @@ def _hill_lm(c: np.ndarray, y: np.ndarray, p0) -> "tuple[float, float] | None":
     def jac(q):
         nh = np.exp(q[1])
         u = np.clip(nh * (lc - q[0]), -700, 700)
-        e = np.exp(u)
-        d = -e / (1.0 + e) ** 2          # d f / d u
+        d = -0.25 / np.cosh(0.5 * u) ** 2   # d f / d u = -e^u / (1 + e^u)^2, without overflow
         return np.column_stack([-d * nh, d * nh * (lc - q[0])])
     try:
         r = least_squares(res, [math.log(p0[0]), math.log(p0[1])], jac=jac, method="lm",
@@ -4567,10 +4566,12 @@ def _fit_woodhull(ds, src: str, vaxis: str, conds, ic: np.ndarray, ext: np.ndarr
         gone = (f"{n_ic - n_ok} voltage{'s' if n_ic - n_ok != 1 else ''} with an IC50 left out: V "
                 "or temperature changes within the analysis window" if n_ic > n_ok else "")
         why[idx] = gone
-        if len(np.unique(V[idx][ok])) < _MIN_WOODHULL_POINTS:
-            why[idx] = (f"{n_ok} usable voltage{'s' if n_ok != 1 else ''} (an IC50 that is not an "
-                        "extrapolation, at one V and temperature over the analysis window); the "
-                        f"fit needs {_MIN_WOODHULL_POINTS}" + (f"; {gone}" if gone else ""))
+        n_v = len(np.unique(V[idx][ok]))
+        if n_v < _MIN_WOODHULL_POINTS:
+            why[idx] = (f"{n_v} distinct voltage{'s' if n_v != 1 else ''} among the {n_ok} usable "
+                        f"point{'s' if n_ok != 1 else ''} (an IC50 that is not an extrapolation, at one "
+                        "V and temperature over the analysis window); the fit needs "
+                        f"{_MIN_WOODHULL_POINTS}" + (f"; {gone}" if gone else ""))
             continue
         if len(np.unique(T[idx][ok])) != 1:
             why[idx] = "the voltages of this line run at different temperatures"
@@ -4672,6 +4673,10 @@ def _fit_dose_response(ds, study: Study, part: str, conds=None) -> None:
             "units": "1", "long_name": f"ic50_{src} is an extrapolation of the Hill fit (response_{src} "
                                        "never crosses 1/2, or the IC50 lies outside the tested range)"})
         reps = None
+        if src == "mc":
+            jk = "not computed: fewer than 2 trials"
+            ds["ic50_mc_se"] = (odims, np.full(ic.shape, np.nan), {"units": cu, "long_name": f"SE of ic50_mc, {jk}"})
+            ds["hill_mc_se"] = (odims, np.full(ic.shape, np.nan), {"units": "1", "long_name": f"SE of hill_mc, {jk}"})
         if src == "mc" and "response_trials" in ds:
             # delete-a-group jackknife over trials: response_mc is the trial mean of
             # response_trials, so each replicate is the mean without one group of trials
@@ -4691,10 +4696,11 @@ def _fit_dose_response(ds, study: Study, part: str, conds=None) -> None:
                 rep_ic, rep_nh = np.array(rep_ic), np.array(rep_nh)
                 reps = (rep_ic, sizes)
                 jk = (f"delete-a-group jackknife over trials ({G} groups; the sweep points share "
-                      "their trial streams)")
-                ds["ic50_mc_se"] = (odims, _jackknife_se(ic, rep_ic, sizes),
+                      "their trial streams); NaN for an extrapolated IC50 (a fit at or beyond the "
+                      "data's range has no meaningful SE)")
+                ds["ic50_mc_se"] = (odims, np.where(ext, np.nan, _jackknife_se(ic, rep_ic, sizes)),
                                     {"units": cu, "long_name": f"SE of ic50_mc, {jk}"})
-                ds["hill_mc_se"] = (odims, _jackknife_se(nh, rep_nh, sizes),
+                ds["hill_mc_se"] = (odims, np.where(ext, np.nan, _jackknife_se(nh, rep_nh, sizes)),
                                     {"units": "1", "long_name": f"SE of hill_mc, {jk}"})
         if ext.any():
             warnings.warn(
@@ -4707,6 +4713,13 @@ def _fit_dose_response(ds, study: Study, part: str, conds=None) -> None:
             _fit_woodhull(ds, src, vaxis, conds, ic, ext, reps)
     if woodhull:
         ds.attrs["woodhull_axis"] = vaxis   # the voltage dimension of z_delta_* and kd0_*
+        sd = list(ds["n_samples"].dims)
+        ds["V_window"] = (sd, np.asarray(conds[..., 0], float), {
+            "units": "V", "long_name": "membrane voltage over the point's analysis window, the x of "
+                                       "the Woodhull fit (NaN: it changes within the window)"})
+        ds["temperature_window"] = (sd, np.asarray(conds[..., 1], float), {
+            "units": "K", "long_name": "temperature over the point's analysis window, of V_T in the "
+                                       "Woodhull fit (NaN: it changes within the window)"})
     else:
         volts = _voltage_axes(study, p)
         if len(volts) > 1:
@@ -4895,7 +4908,8 @@ def _woodhull_lines(ds, src: str) -> list[str]:
         else:
             txt = f"zδ {z:.3f}, K_d(0) {_ic50_label(k, unit, ds)}"
         txt += (f" ({n} voltages, {lo * 1e3:g} to {hi * 1e3:g} mV, {T - 273.15:.1f} °C"
-                + (", jackknife SEs over trials" if src == "mc" else "") + ")")
+                + ((", jackknife SEs over trials" if np.isfinite(zse) else ", no SE: fewer than 2 trials")
+                   if src == "mc" else "") + ")")
         rms = float(ds[f"woodhull_rms_{src}"].isel(sel))
         if src == "det" and rms > 0.01:
             txt += (f"; ln IC50 departs from the Woodhull line by {rms:.2g} rms (~{100 * rms:.2g}% "

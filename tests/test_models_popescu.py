@@ -48,10 +48,8 @@ NAMES = tuple(f"popescu2004_{m}" for m in MODES)
 
 
 def _load(name: str) -> kc.Scheme:
-    """The shipped model: through kc.models when registered, else from its TOML file."""
-    if name in kc.models.available():
-        return kc.models.get(name)
-    return kc.Scheme.from_toml((_build.HERE / f"{name}.toml").read_text(encoding="utf-8"))
+    """The shipped model (kc.models)."""
+    return kc.models.get(name)
 
 
 def _hand_q(mode: str, G_uM: float) -> np.ndarray:

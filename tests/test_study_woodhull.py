@@ -119,8 +119,8 @@ def test_a_single_voltage_is_not_fitted_and_the_summary_says_why():
     ds = tree["main"].ds
     assert np.isnan(float(ds["z_delta_det"])) and int(ds["woodhull_voltages_det"]) == 1
     line = next(x for x in S.summary_table(tree).splitlines() if "Woodhull fit over V (master" in x)
-    assert "not determined (1 usable voltage (an IC50 that is not an extrapolation, at one V and " \
-           "temperature over the analysis window); the fit needs 2)" in line
+    assert "not determined (1 distinct voltage among the 1 usable point (an IC50 that is not an " \
+           "extrapolation, at one V and temperature over the analysis window); the fit needs 2)" in line
 
 
 def test_steps_at_two_temperatures_give_no_single_thermal_voltage():
@@ -137,7 +137,7 @@ def test_steps_at_two_temperatures_give_no_single_thermal_voltage():
     assert np.isnan(float(ds["z_delta_det"])) and np.isnan(float(ds["woodhull_temperature_det"]))
     assert int(ds["woodhull_voltages_det"]) == 0
     line = next(x for x in S.summary_table(tree).splitlines() if "Woodhull fit over V (master" in x)
-    assert "0 usable voltages" in line and "2 voltages with an IC50 left out: V or temperature " \
+    assert "0 distinct voltages among the 0 usable points" in line and "2 voltages with an IC50 left out: V or temperature " \
            "changes within the analysis window" in line
 
 
@@ -307,11 +307,14 @@ def test_extrapolated_ic50s_are_not_drawn_and_the_legend_counts_them(tmp_path):
     with pytest.warns(RuntimeWarning, match="extrapolation"):
         ds = kc.run_study(st, progress=False, workers=1)["main"].ds
     assert bool(ds["ic50_extrapolated_det"].sel(sweep_V=0.04))
+    # an extrapolated IC50 (here at +40 mV) has no SE
+    assert np.isnan(float(ds["ic50_mc_se"].sel(sweep_V=0.04))) == bool(ds["ic50_extrapolated_mc"].sel(sweep_V=0.04))
     assert int(ds["woodhull_voltages_det"]) == 3
     fig = plot.dose_response(ds, tmp_path / "d.png")
     axw = fig.axes[1]
     assert all(len(line.get_xdata()) in (3, 50) for line in axw.get_lines())
-    assert "(1 extrapolated IC50 left out)" in axw.get_legend().get_texts()[0].get_text()
+    assert "(1 IC50 left out: extrapolated, or V not constant in the window)" in \
+        axw.get_legend().get_texts()[0].get_text()
 
 
 @pytest.mark.slow
@@ -336,3 +339,74 @@ def test_monte_carlo_standard_errors_are_calibrated():
         zz.append((float(ds["z_delta_mc"]) - ref.z_delta) / float(ds["z_delta_mc_se"]))
     for z in (np.array(zk), np.array(zz)):
         assert 0.4 < np.mean(z ** 2) < 2.2, z
+
+
+def test_the_panel_draws_the_points_at_the_voltage_the_channels_saw(tmp_path):
+    """helper-114's review: with V = "$V - 10 mV" the fit used the shifted voltages but the panel
+    drew the points at the axis values, 0.73x off their own (exact) line."""
+    pytest.importorskip("matplotlib")
+    from ketacore import plot
+    st = _study(volts='["-100 mV", "-40 mV", "20 mV"]')
+    st = st.replace(parts={"main": dataclasses.replace(st.parts["main"], segments=[
+        {**st.parts["main"].segments[0], "V": "$V - 10 mV"}])})
+    ds = kc.run_study(st, progress=False, workers=1)["main"].ds
+    np.testing.assert_allclose(ds["V_window"].isel(ketamine=0).values, [-0.11, -0.05, 0.01])
+    axw = plot.dose_response(ds, tmp_path / "d.png").axes[1]
+    pts, line = axw.get_lines()[0], axw.get_lines()[1]     # ME points, then the ME fit line
+    np.testing.assert_allclose(pts.get_xdata(), [-110, -50, 10])
+    on_line = np.interp(pts.get_xdata(), line.get_xdata(), np.log(line.get_ydata()))
+    np.testing.assert_allclose(np.log(pts.get_ydata()), on_line, atol=1e-6)
+
+
+def test_hill_fit_converges_to_the_exact_ic50():
+    """The Levenberg-Marquardt Hill fit on an exactly hyperbolic response (ketamine's equilibrium
+    block: 1/(1 + c/K_B)) returns K_B to ~1e-14 (xtol 1e-12); the bounded curve_fit it replaced
+    stops 4e-9 short here with its default tolerances, so 1e-10 fails without it."""
+    c = np.array([0.1, 0.3, 1, 3, 10, 30, 100]) * 1e-6
+    K = 7.59162040e-7
+    ic, nh, ext = S._hill_fit(c, 1 / (1 + c / K))
+    assert ic == pytest.approx(K, rel=1e-10) and nh == pytest.approx(1.0, abs=1e-10) and not ext
+
+
+def test_hill_fit_of_a_step_like_response_raises_no_overflow_warning():
+    """helper-114's review: the Jacobian's (1 + e^u)^2 overflowed for a step-like response
+    (u up to 700) and warned -- an error under this suite's RuntimeWarning filter."""
+    c = np.array([0.1, 0.3, 1, 3, 10, 30, 100]) * 1e-6
+    y = np.array([1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0])
+    ic, nh, ext = S._hill_fit(c, y)
+    assert 1e-6 < ic < 3e-6 and nh == pytest.approx(5.0, abs=1e-3)   # the steepest slope allowed
+
+
+def test_monte_carlo_standard_errors_equal_a_delete_one_jackknife():
+    """With 4 trials the groups are single trials: the SEs must equal the delete-one jackknife
+    sqrt((n-1)/n sum (theta_k - mean)^2) of fits made here independently (least squares with a
+    numerical Jacobian at tight tolerances on the trial means without trial k; np.polyfit for
+    Woodhull).  The replicates differ by ~SE/sqrt(n), so a fit converged to 1e-5 would move the
+    SE by ~1e-3: the tolerance 1e-5 needs both fits converged to ~1e-8."""
+    from scipy.optimize import least_squares
+    ds = kc.run_study(_study(volts='["-100 mV", "-40 mV", "20 mV"]'), progress=False, workers=1)["main"].ds
+    tr = ds["response_trials"].transpose("sweep_V", "ketamine", "trial").values
+    c = ds["ketamine"].values
+    n = tr.shape[-1]
+    assert n == 4
+    vt = GAS_CONSTANT * 295.15 / FARADAY
+    ic_k, z_k = [], []
+    for k in range(n):
+        r = np.delete(tr, k, axis=-1).mean(axis=-1)
+        ics = [np.exp(least_squares(lambda q: 1 / (1 + (c / np.exp(q[0])) ** np.exp(q[1])) - r[j],
+                                    [np.log(1e-6), 0.0], method="lm", xtol=1e-15, ftol=1e-15,
+                                    gtol=1e-15).x[0]) for j in range(3)]
+        ic_k.append(ics)
+        z_k.append(np.polyfit(np.array([-0.1, -0.04, 0.02]) / vt, np.log(ics), 1)[0])
+    ic_k, z_k = np.array(ic_k), np.array(z_k)
+    jk = lambda t: np.sqrt((n - 1) / n * np.sum((t - t.mean(axis=0)) ** 2, axis=0))
+    np.testing.assert_allclose(ds["ic50_mc_se"].transpose("sweep_V").values, jk(ic_k), rtol=1e-5)
+    assert float(ds["z_delta_mc_se"]) == pytest.approx(float(jk(z_k)), rel=1e-5)
+
+
+def test_one_trial_has_no_standard_errors_and_says_so():
+    tree = kc.run_study(_study(volts='["-100 mV", "20 mV"]').replace(n_trials=1), progress=False, workers=1)
+    ds = tree["main"].ds
+    assert np.isnan(ds["ic50_mc_se"].values).all() and np.isnan(float(ds["z_delta_mc_se"]))
+    line = next(x for x in S.summary_table(tree).splitlines() if "Woodhull fit over V (Monte" in x)
+    assert "no SE: fewer than 2 trials" in line and "±" not in line
