@@ -215,8 +215,8 @@ Analyses (``analysis = {kind = ...}``), master equation (``*_det``), Monte Carlo
     among the other sweep axes (``analysis.voltage``, default the only other axis in volts) the
     IC50s also get a Woodhull fit over it (Woodhull 1973, doi:10.1085/jgp.61.6.687): ``ln IC50 =
     ln K_d(0) + zδ·V·F/(R·T)`` by unweighted least squares over the voltages whose IC50 is not an
-    extrapolation, at the V and temperature each point runs at over its analysis window (not
-    the axis's values: ``V = "$V - 10 mV"`` is fitted at the shifted voltages; a V that changes
+    extrapolation, at the V and temperature each point runs at over its analysis window
+    (``V_window``, ``temperature_window``; not the axis's values: ``V = "$V - 10 mV"`` is fitted at the shifted voltages; a V that changes
     within the window, e.g. a prepulse the whole-protocol window includes, leaves that voltage
     out) -- ``z_delta``, ``kd0`` (the IC50's units), ``woodhull_rms`` (rms departure of ln IC50
     from the line: the Woodhull law's misfit, not a noise), ``woodhull_voltages``,
