@@ -2706,6 +2706,25 @@ def _check_analysis(study: Study, part: str, a: Any, segs: list, env: Mapping[st
     return {"window": window}
 
 
+def _drug_in_wash(study: Study, part: str, pt: _Point) -> set:
+    """The drug ligands a trapping protocol's 'wash' segment applies (> 0) at sweep point
+    ``pt`` and its 'control' does not (a ligand in every segment is a background, e.g. Mg2+
+    named as the drug to count its occupancy: not warned about); empty for other analyses or
+    a drug-free wash.  The drug is ``pt.drug`` (else every blocker ligand)."""
+    if (pt.analysis or {}).get("kind") != "trapping":
+        return set()
+
+    def applied(label: str) -> set:
+        sg = next((x for x in pt.segments if x.label == label), None)
+        if sg is None:
+            return set()
+        idx = np.unique(pt.protocol.step_index_at(np.linspace(sg.t0, sg.t1, 64, endpoint=False), pt.dt))
+        steps = pt.protocol.steps
+        return {lig for i in idx for lig, v in steps[i].concentrations.items() if v > 0}
+    drug = set(pt.drug or tuple(bl.ligand for bl in pt.blockers))
+    return (applied("wash") - applied("control")) & drug
+
+
 class _Analysis:
     """Precomputed windows for one sweep point; ``__call__(occ)`` → dict of scalars.  The
     segments and option values come from :func:`_check_analysis` (which refuses what does not
@@ -3508,15 +3527,25 @@ def _run_study(study: "Study", executor: cf.Executor | None, *, output, progress
     # folder is created or written: a mistake here must not leave a study.toml behind
     for part in study.parts:
         states = None
+        in_wash: set = set()
         for i in range(len(ctx.sweep(part))):
             pt = ctx.bare_point(part, i)
             if pt.analysis:
                 _Analysis(study, part, pt, None)
+                in_wash |= _drug_in_wash(study, part, pt)
             if states is None:
                 states = list(pt.scheme.states)
                 _warn_study_soak(study, part, pt)
             elif list(pt.scheme.states) != states:   # (the results share one state axis)
                 _different_states(study, part, states, pt)
+        if in_wash:
+            # (once per protocol, before anything runs: drug applied in the wash binds during it)
+            warnings.warn(f"{study._source}: {study._pw(part)}.analysis: trapping: the 'wash' "
+                          f"segment applies the drug ({', '.join(sorted(in_wash))}) at some sweep "
+                          "point(s), so 'trapped' and 'trapped_occupancy' also count drug that binds "
+                          "during the wash, not only drug trapped by the block (memantine 10 uM in "
+                          "the wash read 100.1 %); wash without it to measure trapping",
+                          RuntimeWarning, stacklevel=2)
 
     if out is not None:
         fd = _lock_output(out)    # (held until run_study returns)
