@@ -567,9 +567,10 @@ def _conc_scale(ds, axis: str) -> tuple[float, str]:
 
 def _woodhull_panel(ax, ds, vaxis: str) -> None:
     """IC50 (log axis) vs V of a dose_response over a voltage axis, with its Woodhull fits
-    (``z_delta_*``, ``kd0_*``): one line per point of the remaining sweep axes.  IC50s the fit
-    left out (extrapolations) are not drawn (one at a fit bound would set the axis); the
-    legend counts them."""
+    (``z_delta_*``, ``kd0_*``): one line per point of the remaining sweep axes, the points at
+    the V the channels saw (``V_window``).  IC50s the fit left out (extrapolations, or V not
+    constant over the analysis window) are not drawn (one at a fit bound would set the axis);
+    the legend counts them."""
     from .units import FARADAY, GAS_CONSTANT
     dose = ds.attrs.get("dose_axis", "")
     f, cu = _conc_scale(ds, dose)
