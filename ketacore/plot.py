@@ -611,7 +611,7 @@ def _woodhull_panel(ax, ds, vaxis: str) -> None:
     ax.set_ylabel(f"IC50 ({cu})" if cu else "IC50")
     ax.set_title("Woodhull fit of the IC50s", fontsize=10)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=7, loc="best")
 
 
 def dose_response(ds, path: str | os.PathLike | None = None, *, figsize=(6.5, 4.5), dpi: int = DPI):
@@ -680,34 +680,54 @@ def dose_response(ds, path: str | os.PathLike | None = None, *, figsize=(6.5, 4.
     cc = np.geomspace(c[c > 0].min() / 3, c.max() * 3, 200)
     points = [dict(zip(others, idx)) for idx in np.ndindex(*[ds.sizes[d] for d in others])]
     single = len(points) == 1
+    compact = []   # several points: one legend entry per point (its colour) and a style key
     for k, pt in enumerate(points):
         sub = ds.isel(pt) if pt else ds
         tag = "" if single else ", ".join(_label(ds, d, ds[d].values[i]) for d, i in pt.items())
         col_mc = _MC if single else f"C{k % 10}"
         col_det = _DET if single else f"C{k % 10}"
-        pre = "" if single else f"{tag}: "
+        lab = (lambda text: text) if single else (lambda text: None)
         if "response_det" in sub:
             ax.plot(c * f, sub["response_det"].values, "s", mfc="none", color=col_det,
-                    label=f"{pre}master equation")
+                    label=lab("master equation"))
         if "response_mc" in sub:
             sem = sub["response_mc_sem"].values if "response_mc_sem" in sub else None
             ax.errorbar(c * f, sub["response_mc"].values, yerr=sem, fmt="o", color=col_mc, ms=5,
-                        capsize=3, label=f"{pre}Monte Carlo ({ds.attrs.get('n_trials')} trials × "
-                                         f"{ds.attrs.get('n_channels')} ch)")
+                        capsize=3, label=lab(f"Monte Carlo ({ds.attrs.get('n_trials')} trials × "
+                                             f"{ds.attrs.get('n_channels')} ch)"))
+        ics = []
         for src, col, ls in (("det", col_det, "--"), ("mc", col_mc, "-")):
             if f"ic50_{src}" in sub and sub[f"ic50_{src}"].ndim == 0 and np.isfinite(float(sub[f"ic50_{src}"])):
                 ic, nh = float(sub[f"ic50_{src}"]), float(sub[f"hill_{src}"])
+                who = "ME" if src == "det" else "MC"
                 ax.plot(cc * f, _hill(cc, ic, nh), color=col, ls=ls, lw=1,
-                        label=f"{pre}Hill fit ({'ME' if src == 'det' else 'MC'}): IC50 {ic * f:.3g}{' ' + cu if cu else ''}, "
-                              f"nH {nh:.2f}")
+                        label=lab(f"Hill fit ({who}): IC50 {ic * f:.3g}{' ' + cu if cu else ''}, nH {nh:.2f}"))
                 ax.axvline(ic * f, color=col, ls=":", lw=0.8)
+                ics.append(f"{ic * f:.3g} ({who})")
+        if not single:
+            from matplotlib.lines import Line2D
+            compact.append(Line2D([], [], color=col_mc, marker="o", ms=4, lw=1,
+                                  label=f"{tag}: IC50 {', '.join(ics) or 'not fitted'}"))
+    if compact:
+        from matplotlib.lines import Line2D
+        key = [Line2D([], [], color="0.3", marker="s", mfc="none", ls="none", label="master equation"),
+               Line2D([], [], color="0.3", marker="o", ls="none",
+                      label=f"Monte Carlo ({ds.attrs.get('n_trials')} trials × {ds.attrs.get('n_channels')} ch)"),
+               Line2D([], [], color="0.3", ls="--", lw=1, label="Hill fit (ME)"),
+               Line2D([], [], color="0.3", ls="-", lw=1, label="Hill fit (MC)")]
+        handles = compact + key
+        if len(handles) > 10:   # (outside the axes: inside it would cover the curves)
+            fig.legend(handles=handles, fontsize=6, loc="outside right upper")
+        else:
+            ax.legend(handles=handles, fontsize=6, loc="lower left")
     ax.set_xscale("log")
     _plain_log(ax)
     ax.set_ylim(-0.02, 1.05)
     ax.set_xlabel(f"{ds[axis].attrs.get('parameter', axis)}" + (f" ({cu})" if cu else ""))
     ax.set_ylabel("current / drug-free current")
     ax.set_title(f"dose–response: {ds.attrs.get('scheme', '')}", fontsize=10)
-    ax.legend(fontsize=8 if single else 6, loc="lower left")
+    if single:
+        ax.legend(fontsize=8, loc="lower left")
     return _save(fig, path, dpi)
 
 

@@ -159,11 +159,13 @@ def test_dose_response_with_a_second_sweep_axis(tmp_path):
     # balanced closed route and recalibration of the library ketamine)
     assert "Hill fit (master equation) at V -30 mV" in text
     fig = plot.dose_response(ds)
-    labels = fig.axes[0].get_legend_handles_labels()[1]
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     import matplotlib.pyplot as plt
     plt.close(fig)
+    # one legend entry per voltage, with both Hill-fit IC50s (and a key of the four styles)
     for v in ("V -70 mV", "V -30 mV"):
-        assert sum(lab.startswith(f"{v}: Hill fit") for lab in labels) == 2, labels
+        assert sum(lab.startswith(f"{v}: IC50 ") and "(ME)" in lab and "(MC)" in lab
+                   for lab in labels) == 1, labels
     assert not any("sweep_V" in lab for lab in labels)
 
 

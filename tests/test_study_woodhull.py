@@ -410,3 +410,21 @@ def test_one_trial_has_no_standard_errors_and_says_so():
     assert np.isnan(ds["ic50_mc_se"].values).all() and np.isnan(float(ds["z_delta_mc_se"]))
     line = next(x for x in S.summary_table(tree).splitlines() if "Woodhull fit over V (Monte" in x)
     assert "no SE: fewer than 2 trials" in line and "±" not in line
+
+
+def test_a_many_point_dose_response_has_one_legend_entry_per_point(run, tmp_path):
+    """helper-112's audit: with a model axis (10 curves) the legend -- four entries per point --
+    covered the whole figure.  Now one entry per point (its colour, both IC50s) and a key of the
+    four styles; beyond 10 entries the legend goes outside the axes."""
+    pytest.importorskip("matplotlib")
+    from ketacore import plot
+    fig = plot.dose_response(run["main"].ds, tmp_path / "d.png")
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert len(texts) == 5 + 4
+    assert texts[0].startswith("V -100 mV: IC50 0.299 (ME), ") and texts[-1] == "Hill fit (MC)"
+    st = _study(extra_sweep='model = ["erreger2005_2a", "erreger2005_2b"]', volts='["-100 mV", "-70 mV", '
+                '"-40 mV", "-10 mV", "20 mV", "40 mV"]')
+    ds = kc.run_study(st, progress=False, workers=1)["main"].ds
+    fig = plot.dose_response(ds, tmp_path / "m.png")
+    assert fig.axes[0].get_legend() is None and len(fig.legends) == 1
+    assert len(fig.legends[0].get_texts()) == 12 + 4
