@@ -684,8 +684,11 @@ def dose_response(ds, path: str | os.PathLike | None = None, *, figsize=(6.5, 4.
     for k, pt in enumerate(points):
         sub = ds.isel(pt) if pt else ds
         tag = "" if single else ", ".join(_label(ds, d, ds[d].values[i]) for d, i in pt.items())
-        col_mc = _MC if single else f"C{k % 10}"
-        col_det = _DET if single else f"C{k % 10}"
+        # (more than 10 points: tab20's colours, so no two of up to 20 share one)
+        col_mc = col_det = _MC if single else (f"C{k}" if len(points) <= 10 else
+                                               plt.get_cmap("tab20")(k % 20))
+        if single:
+            col_det = _DET
         lab = (lambda text: text) if single else (lambda text: None)
         if "response_det" in sub:
             ax.plot(c * f, sub["response_det"].values, "s", mfc="none", color=col_det,
