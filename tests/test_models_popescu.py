@@ -271,3 +271,24 @@ def test_generator_rewrites_every_file_unchanged(tmp_path, monkeypatch):
     for name in _build.BUILDERS:
         shipped = pathlib.Path(kc.models.__file__).parent / f"{name}.toml"
         assert (tmp_path / f"{name}.toml").read_bytes() == shipped.read_bytes(), name
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_notes_quote_the_computed_synaptic_and_ketamine_figures(mode):
+    """The deactivation and ketamine figures in the notes (_build._POP_SYNAPTIC, helper-115's
+    audit) are what the library computes now, to the 3 digits quoted: peak Po of a 1 ms 1 mM
+    pulse (solve), the slowest deactivation time constant (theory.relaxation in 0 glutamate),
+    ketamine's trapped occupancy (experiments.trapping) and onset/recovery taus at 10 uM
+    (experiments.block_kinetics)."""
+    import warnings
+    g = _load(f"popescu2004_{mode}")
+    r = kc.solve(g, kc.Protocol([kc.Step(1 * ms, glutamate=1 * mM), kc.Step(0.5)]), 1e-5, initial="R")
+    slow = max(theory.relaxation(g, r.occupancy[100], glutamate=0.0).taus)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # (the trapping run's peak_window advice)
+        trapped = kc.experiments.trapping(g, "ketamine").trapped_occupancy
+        bk = kc.experiments.block_kinetics(g, "ketamine", 10e-6)
+    got = dict(peak=r.open_probability.max(), slow=slow, trapped=trapped, on=bk.tau_on, off=bk.tau_off)
+    for k, v in _build._POP_SYNAPTIC[mode].items():
+        assert float(f"{got[k]:.3g}") == v, (k, got[k], v)
+    assert _build._pop_synaptic_text(mode) in g.notes

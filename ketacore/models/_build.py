@@ -437,6 +437,27 @@ _POP_COMPUTED = {
     "l": "Po(1 mM) 0.390, Po(1 uM) 0.055; open-time components 0.166 ms and 4.21 ms, "
          "mean open time 2.87 ms",
 }
+#: Computed here too (tests/test_models_popescu.py checks them): after a 1 ms 1 mM glutamate
+#: pulse from R, the peak Po and the slowest deactivation component (kc.theory.relaxation in 0
+#: glutamate); with the library ketamine (calibrated on erreger2005_2a) the trapped occupancy of
+#: kc.experiments.trapping and the single-exponential onset/recovery taus of
+#: kc.experiments.block_kinetics at 10 uM (helper-115's audit, confirmed by its own expm model)
+_POP_SYNAPTIC = {
+    "h": dict(peak=0.413, slow=1.37, trapped=0.200, on=0.0271, off=0.384),
+    "m": dict(peak=0.449, slow=0.214, trapped=0.601, on=0.0319, off=0.447),
+    "l": dict(peak=0.195, slow=0.0449, trapped=0.845, on=0.0731, off=0.962),
+}
+
+
+def _pop_synaptic_text(mode: str) -> str:
+    q = _POP_SYNAPTIC[mode]
+    slow = f"{q['slow'] * 1e3:.3g} ms" if q["slow"] < 1 else f"{q['slow']:.3g} s"
+    return (f"after a 1 ms 1 mM glutamate pulse from R, peak Po {q['peak']:.3g} and a slowest "
+            f"deactivation component of {slow}; with the library ketamine, "
+            f"trapped occupancy after the 120 s wash {100 * q['trapped']:.1f} %, onset tau at "
+            f"10 uM {q['on'] * 1e3:.3g} ms, recovery tau {q['off']:.3g} s")
+
+
 _POP_MODE = {"h": "H (high Po)", "m": "M (medium Po, the most common mode: the default)",
              "l": "L (low Po)"}
 
@@ -486,12 +507,18 @@ def _popescu(mode: str) -> Scheme:
         "cell-attached GluN1/GluN2A records pooled over modes give an aggregated short open "
         "component 0.12 ms and long 8.71 ms, closed-time components 0.14, 1.03, 4.16, 26.9 and "
         "1789 ms (https://pmc.ncbi.nlm.nih.gov/articles/PMC3149435/figure/fig6 caption), to "
-        "set beside the open-time components computed above (those of mode M, 0.158 and 9.38 "
-        "ms, are +32 % and +8 % from the pooled values); no closure of this scheme lasts "
-        "~1.8 s (no desensitization).  "
-        "Library blockers (kc.blockers) were calibrated on erreger2005_2a and their "
+        "set beside the open-time components computed above"
+        + (" (+32 % and +8 % from the pooled values)" if mode == "m" else "")
+        + "; no closure of this scheme lasts ~1.8 s (no desensitization).  "
+        f"Computed for synaptic use: {_pop_synaptic_text(mode)}.  Without desensitization "
+        "or modal switching, deactivation in modes H and M is far slower than the ~50-90 ms "
+        "measured for GluN1/GluN2A (helper-115's audit, PMC6858497 Table 1; mode L 45 ms).  "
+        "Library blockers (kc.blockers) were calibrated on erreger2005_2a (trapped occupancy "
+        "86.1 %, tau_on 0.58 s and tau_off 4.5 s targets from Gilling 2009) and their "
         "open-channel rates are Po-corrected macroscopic rates, so composed with this model "
-        "the block kinetics (not the equilibrium IC50) differ from the calibration."
+        "the equilibrium IC50 is the same (K_B for a trapping blocker) but the kinetics and "
+        "the trapping are not: the channels here deactivate while the drug is still leaving "
+        "(deactivation races unblock), so far less stays trapped in modes M and H."
     )
     return Scheme(["R", "AR", "C1", "C2", "C3", "O1", "O2"], T,
                   conductance={"O1": G_NMDA, "O2": G_NMDA}, e_rev=0.0, ligands=[G],
