@@ -4549,12 +4549,16 @@ def _jackknife_se(full: np.ndarray, reps: np.ndarray, sizes: np.ndarray) -> np.n
 
 
 def _woodhull_line(v: np.ndarray, ln_k: np.ndarray, T: float) -> tuple[float, float, float]:
-    """(ln K_d(0), zδ, rms residual of ln K) of the unweighted Woodhull fit of one line."""
+    """(ln K_d(0), zδ, rms residual of ln K) of the unweighted Woodhull fit of one line: the
+    fit of :func:`ketacore.experiments._woodhull_fit` (the one Woodhull least squares), whose
+    residual-scatter SEs a study does not use (master equation: no noise; Monte Carlo: the
+    trial jackknife), with the rms departure of the points from its line."""
+    from .experiments import _woodhull_fit
     from .units import FARADAY, GAS_CONSTANT
-    vt = GAS_CONSTANT * T / FARADAY
-    X = np.column_stack([np.ones_like(v), v / vt])
-    beta, *_ = np.linalg.lstsq(X, ln_k, rcond=None)
-    return float(beta[0]), float(beta[1]), float(np.sqrt(np.mean((ln_k - X @ beta) ** 2)))
+    kd0, _, z, _ = _woodhull_fit(v, ln_k, None, T)
+    a = math.log(kd0)
+    resid = ln_k - (a + z * v * FARADAY / (GAS_CONSTANT * T))
+    return a, z, float(np.sqrt(np.mean(resid ** 2)))
 
 
 def _fit_woodhull(ds, src: str, vaxis: str, conds, ic: np.ndarray, ext: np.ndarray,
