@@ -1,10 +1,14 @@
 """Random streams: known-answer tests against numpy, and distribution tests against scipy.
 
-The C++ SeedSequence / PCG64 / exponential / binomial (csrc/include/ketacore/rng.hpp) must
-reproduce numpy bit for bit.  Statistical tests use fixed seeds; each states the probability
-that a *correct* sampler would fail it (the threshold on the p-value).
+The C++ SeedSequence / PCG64 / exponential / normal / binomial (csrc/include/ketacore/rng.hpp)
+must reproduce numpy bit for bit.  Statistical tests use fixed seeds; each states the
+probability that a *correct* sampler would fail it (the threshold on the p-value).
 """
 import hashlib
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,6 +79,77 @@ def test_exponential_slow_paths_decide_exactly_as_numpy():
     assert ours.tobytes() == ref.tobytes()
 
 
+NOR_R = 3.6541528853610088  # numpy's ziggurat_nor_r: only the tail path returns |x| > r
+
+
+@pytest.mark.parametrize("entropy,key", [(0, (3,)), (2**127 + 99, (3,)), ((5, 6), (1, 2))])
+def test_standard_normal_matches_numpy_ziggurat(entropy, key):
+    """standard_normal is numpy's ``Generator.standard_normal`` bit for bit (bytes compared, so
+    the sign of zero too).
+
+    Of 2e5 draws about 2900 take the wedge test (1.47 % of words, all of the top layer's) and
+    about 51 the tail (2.6e-4); a single different decision there would shift every later draw.
+    The tail is asserted to have been reached: the fast and wedge paths return |x| < r.
+    """
+    w = _rng.entropy_words(entropy)
+    ours = R.standard_normal(w, list(key), 200_000)
+    ref = np_gen(entropy, key).standard_normal(200_000)
+    assert ours.tobytes() == ref.tobytes()
+    assert np.count_nonzero(np.abs(ours) > NOR_R) > 0
+
+
+def test_normal_slow_paths_decide_exactly_as_numpy():
+    """8e6 draws: ~117000 wedge decisions (all 255 wedges) and ~2000 tail draws, each compared
+    with numpy's ziggurat through the whole remaining stream."""
+    ours = R.standard_normal(_rng.entropy_words(2024), [1], 8_000_000)
+    ref = np_gen(2024, (1,)).standard_normal(8_000_000)
+    assert ours.tobytes() == ref.tobytes()
+    assert np.count_nonzero(np.abs(ours) > NOR_R) > 1000
+
+
+ROOT = Path(__file__).resolve().parents[1]
+ZIG_HEADER = ROOT / "csrc" / "include" / "ketacore" / "ziggurat_tables.hpp"
+ZIG_TOOL = ROOT / "tools" / "gen_ziggurat_tables.py"
+
+
+def _header_table(name):
+    pattern = rf"constexpr (?:double|std::uint64_t) {name}\[256\] = \{{(.*?)\}};"
+    body = re.search(pattern, ZIG_HEADER.read_text(), re.DOTALL).group(1)
+    if "ULL" in body:
+        return np.array([int(h, 16) for h in re.findall(r"0x([0-9A-F]+)ULL", body)], dtype="<u8")
+    return np.array([float(t) for t in body.split(",")], dtype="<f8")
+
+
+def test_ziggurat_tables_header_is_current():
+    """csrc/include/ketacore/ziggurat_tables.hpp (exponential and normal tables) is byte for byte
+    what tools/gen_ziggurat_tables.py prints: an edit of one without the other fails here."""
+    pytest.importorskip("mpmath")
+    if not (ZIG_HEADER.is_file() and ZIG_TOOL.is_file()):
+        pytest.skip("not run from a source checkout")
+    out = subprocess.run([sys.executable, str(ZIG_TOOL)], capture_output=True, check=True).stdout
+    assert out == ZIG_HEADER.read_bytes()
+
+
+def test_normal_tables_are_numpys():
+    """kn/wn/fn are numpy's ki/wi/fi_double (numpy/random/src/distributions/ziggurat_constants.h).
+
+    The draw comparisons above cannot show this for kn and fn: an entry one unit off changes a
+    variate only when the uniform lands exactly on it (~1e-16 of draws).  Frozen sha256 of
+    numpy's three tables (little-endian uint64 ki, then float64 wi, fi), and, readable, some
+    entries where numpy's double-precision construction departs from the exact ziggurat
+    (exact: kn[0] ...EF65, kn[2] ...C6B6; fn[38] is a near-tie rounded up, see the tool).
+    """
+    if not ZIG_HEADER.is_file():
+        pytest.skip("not run from a source checkout")
+    kn, wn, fn = _header_table("kn"), _header_table("wn"), _header_table("fn")
+    assert kn[0] == 0x000EF33D8025EF6A and kn[1] == 0 and kn[2] == 0x000C08BE98FBC6A8
+    assert kn[38] == 0x000FD49A9990B478 and kn[255] == 0x000F1A5A4B331C4A
+    assert wn[0] == 8.68362706080130616677e-16 and wn[255] * 2.0**52 == NOR_R
+    assert fn[0] == 1.0 and fn[38] == 6.77388036218773526009e-01 and fn[255] == 1.26028593049859797236e-03
+    digest = hashlib.sha256(kn.tobytes() + wn.tobytes() + fn.tobytes()).hexdigest()
+    assert digest == "d46841a090f638a74c6bd112345fe681089be798d725b251129f062cad5521a3"
+
+
 BINOMIAL_CASES = [(5, 0.3), (5, 0.9), (40, 0.8), (1000, 0.01), (1000, 0.5), (1000, 0.97),
                   (10**6, 3e-5), (10**9, 1e-3), (10**9, 0.3), (10**9, 0.7), (2**40, 0.25)]
 
@@ -138,6 +213,20 @@ def test_exponential_distribution_ks():
     """KS vs Exp(1), 1e5 draws; a correct sampler fails with probability 1e-4."""
     x = R.standard_exponential([11], [0], 100_000)
     assert stats.kstest(x, "expon").pvalue > 1e-4
+
+
+def test_normal_distribution_ks():
+    """KS vs N(0, 1) on 1e5 draws, and -- the KS statistic hardly sees the tails -- of the 4e6
+    draws' |x| beyond r vs the normal tail (~1030 of them), with their count within 5 standard
+    errors of 4e6 P(|x| > r).  A correct sampler fails with probability 2e-4 (1e-4 per KS
+    threshold, 6e-7 for the count)."""
+    x = R.standard_normal([11], [0], 100_000)
+    assert stats.kstest(x, "norm").pvalue > 1e-4
+    y = np.abs(R.standard_normal([12], [0], 4_000_000))
+    t = y[y > NOR_R]
+    p = 2 * stats.norm.sf(NOR_R)
+    assert abs(t.size - y.size * p) < 5 * np.sqrt(y.size * p * (1 - p))
+    assert stats.kstest(t, stats.truncnorm(NOR_R, np.inf).cdf).pvalue > 1e-4
 
 
 def test_ssa_exponential_is_numpy_ziggurat_at_47_bits():

@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -32,6 +33,11 @@ py::array_t<T> draw(const std::vector<std::uint32_t>& e, const std::vector<std::
   }
   return out;
 }
+
+// binomial_cfn with every proposal decided by the exact test (tests only)
+struct CfnNoSqueeze : ketacore::detail::CfnPlain {
+  static constexpr bool squeeze = false;
+};
 
 }  // namespace
 
@@ -65,6 +71,13 @@ void bind_rng(py::module_& m) {
       },
       py::arg("entropy_words"), py::arg("spawn_key"), py::arg("n"));
   r.def(
+      "standard_normal",
+      [](const std::vector<std::uint32_t>& e, const std::vector<std::uint64_t>& sk, py::ssize_t n) {
+        return draw<double>(e, sk, n, [](Pcg64& g) { return ketacore::standard_normal(g); });
+      },
+      py::arg("entropy_words"), py::arg("spawn_key"), py::arg("n"),
+      "Generator(PCG64(SeedSequence(entropy, spawn_key))).standard_normal(n), bit for bit.");
+  r.def(
       "exponential_from_words",
       [](const std::vector<std::uint32_t>& e, const std::vector<std::uint64_t>& sk,
          py::array_t<std::uint64_t, py::array::c_style | py::array::forcecast> words, bool low55) {
@@ -96,7 +109,96 @@ void bind_rng(py::module_& m) {
         return draw<std::int64_t>(e, sk, n, [=](Pcg64& g) { return ketacore::binomial_fast(g, trials, bp); });
       },
       py::arg("entropy_words"), py::arg("spawn_key"), py::arg("n"), py::arg("trials"), py::arg("p"),
-      "The population method's binomial (inversion for n p < 10, BTRS above).");
+      "The population method's binomial (inversion for n p < 10, binomial_cfn for n p q >= 32, BTRS between).");
+  // binomial_cfn (population.hpp) and its parts, for tests/test_binomial_cfn.py
+  namespace d = ketacore::detail;
+  r.def("binomial_cfn_constants", []() {
+    py::dict c;
+    c["min_npq"] = d::CfnConstants::min_npq;
+    c["A"] = d::CfnConstants::A;
+    c["C0"] = d::CfnConstants::C0;
+    c["C4"] = d::CfnConstants::C4;
+    c["zmax"] = std::sqrt(d::CfnConstants::zmax2);
+    c["max_n"] = d::CfnConstants::max_n;
+    return c;
+  });
+  r.def(
+      "binomial_cfn_log_pmf",
+      [](std::int64_t n, double p, py::array_t<std::int64_t, py::array::c_style | py::array::forcecast> k) {
+        const ketacore::BinomialP bp(p);
+        const d::CfnSetup s(n, bp);
+        py::array_t<double> out(k.size());
+        for (py::ssize_t i = 0; i < k.size(); ++i) {
+          const std::int64_t ki = k.data()[i];
+          // log f of the count of successes ki (binomial_log_pmf works in the flipped variable)
+          out.mutable_data()[i] = d::binomial_log_pmf(bp.flip ? n - ki : ki, n, bp, s.mu);
+        }
+        return out;
+      },
+      py::arg("n"), py::arg("p"), py::arg("k"), "binomial_cfn's log f(k) (0 <= k <= n).");
+  r.def(
+      "binomial_cfn_log_proposal",
+      [](std::int64_t n, double p, py::array_t<std::int64_t, py::array::c_style | py::array::forcecast> k) {
+        const ketacore::BinomialP bp(p);
+        if (bp.flip) throw py::value_error("p must be <= 1/2 (the proposal is for min(p, 1 - p))");
+        const d::CfnSetup s(n, bp);
+        py::array_t<double> out(k.size());
+        for (py::ssize_t i = 0; i < k.size(); ++i) out.mutable_data()[i] = s.log_proposal(k.data()[i]);
+        return out;
+      },
+      py::arg("n"), py::arg("p"), py::arg("k"), "binomial_cfn's log h(k), p <= 1/2.");
+  r.def(
+      "binomial_cfn",
+      [](const std::vector<std::uint32_t>& e, const std::vector<std::uint64_t>& sk, py::ssize_t count,
+         std::int64_t n, double p, bool squeeze) {
+        const ketacore::BinomialP bp(p);
+        return draw<std::int64_t>(e, sk, count, [=](Pcg64& g) {
+          const std::int64_t x = squeeze ? d::binomial_cfn(g, n, bp) : d::binomial_cfn(g, n, bp, CfnNoSqueeze());
+          return bp.flip ? n - x : x;
+        });
+      },
+      py::arg("entropy_words"), py::arg("spawn_key"), py::arg("count"), py::arg("n"), py::arg("p"),
+      py::arg("squeeze"), "binomial_cfn draws, with or without the squeeze (any n p q; tests only).");
+  r.def(
+      "binomial_cfn_proposals",
+      [](const std::vector<std::uint32_t>& e, const std::vector<std::uint64_t>& sk, py::ssize_t count,
+         std::int64_t n, double p) {
+        const ketacore::BinomialP bp(p);
+        if (bp.flip) throw py::value_error("p must be <= 1/2");
+        struct Rec : d::CfnPlain {
+          std::vector<std::int64_t>* out;
+          void proposal(std::int64_t k) { out->push_back(k); }
+        };
+        std::vector<std::int64_t> ks;
+        ks.reserve(static_cast<std::size_t>(count) + 64);
+        Pcg64 g(make_ss(e, sk));
+        Rec rec;
+        rec.out = &ks;
+        while (static_cast<py::ssize_t>(ks.size()) < count) d::binomial_cfn(g, n, bp, rec);
+        ks.resize(static_cast<std::size_t>(count));
+        return py::array_t<std::int64_t>(static_cast<py::ssize_t>(ks.size()), ks.data());
+      },
+      py::arg("entropy_words"), py::arg("spawn_key"), py::arg("count"), py::arg("n"), py::arg("p"),
+      "The first `count` proposed counts of binomial_cfn (accepted or not), p <= 1/2.");
+  r.def(
+      "binomial_cfn_path_counts",
+      [](const std::vector<std::uint32_t>& e, const std::vector<std::uint64_t>& sk, py::ssize_t count,
+         std::int64_t n, double p) {
+        const ketacore::BinomialP bp(p);
+        struct Count : d::CfnPlain {
+          std::int64_t* c;
+          void fast() { ++c[0]; }
+          void exact(bool ok) { ++c[ok ? 1 : 2]; }
+        };
+        std::int64_t c[3] = {0, 0, 0};
+        Count obs;
+        obs.c = c;
+        Pcg64 g(make_ss(e, sk));
+        for (py::ssize_t i = 0; i < count; ++i) d::binomial_cfn(g, n, bp, obs);
+        return py::make_tuple(c[0], c[1], c[2]);
+      },
+      py::arg("entropy_words"), py::arg("spawn_key"), py::arg("count"), py::arg("n"), py::arg("p"),
+      "(draws accepted by the squeeze, draws accepted by the exact test, proposals rejected).");
   r.def(
       "pcg64_state",
       [](const std::vector<std::uint32_t>& e, const std::vector<std::uint64_t>& sk) {

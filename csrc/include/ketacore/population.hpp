@@ -34,12 +34,16 @@ namespace ketacore {
 //  * n·p < 10: sequential-search inversion (Kachitvichyanukul & Schmeiser 1988 "BINV"), with the
 //    exact shortcut U <= 1 + n log q  =>  U <= q^n  =>  X = 0 (exp(x) >= 1 + x), which skips the
 //    exp() for most draws when n·p is small;
-//  * n·p >= 10: BTRS, transformed rejection with squeeze (Hormann 1993, "The generation of
+//  * n·p >= 10 and n·p·q < 32: BTRS, transformed rejection with squeeze (Hormann 1993, "The generation of
 //    binomial random variates", J. Stat. Comput. Simul. 46:101-110, doi:10.1080/00949659308811496),
 //    whose setup needs one sqrt and whose squeeze accepts ~85% of proposals without a logarithm;
 //    the exact acceptance test evaluates log f(k)/f(m) as logs of ratios near 1 plus Stirling
 //    tails (exact table below 128, series above, error < 1e-18).
-// Both return draws from Binomial(n, p) exactly (up to floating-point rounding); they are tested
+//  * n·p·q >= 32 (and n < 2^53): binomial_cfn below, transformed rejection from a
+//    Cornish-Fisher-corrected normal whose squeeze takes > 99% of draws with two stream words and
+//    one sqrt (BTRS's ~80% squeeze and its mispredicted branches made it ~37 ns a draw in the
+//    population step; see docs/stochastic.md, "Ninth look").
+// All return draws from Binomial(n, p) exactly (up to floating-point rounding); they are tested
 // against scipy.stats in tests/test_rng.py.  (rng.hpp's `binomial` is the numpy-identical BTPE.)
 struct BinomialP {
   double p = 0.0;       // as given
@@ -47,6 +51,7 @@ struct BinomialP {
   double qs = 1.0;      // 1 - ps
   double log_qs = 0.0;  // log(qs)
   double ratio = 0.0;   // ps / qs
+  double cf_c = 0.0;    // (qs - ps) / 6: the Cornish-Fisher skewness term of binomial_cfn
   bool flip = false;    // p > 0.5: draw failures
   explicit BinomialP(double prob = 0.0) {
     p = prob;
@@ -55,6 +60,7 @@ struct BinomialP {
     qs = 1.0 - ps;
     log_qs = std::log1p(-ps);  // not log(qs): 1 - ps rounds (to 1 below ps = 2^-54)
     ratio = qs > 0.0 ? ps / qs : 0.0;
+    cf_c = (qs - ps) / 6.0;
   }
 };
 
@@ -169,13 +175,220 @@ __attribute__((noinline)) std::int64_t binomial_btrs(G& g, std::int64_t n, const
   }
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// binomial_cfn: transformed rejection from a Cornish-Fisher-corrected normal, for n·p·q >= 32.
+//
+// Proposal.  Z ~ N(0, 1) from numpy's 256-layer normal ziggurat (rng.hpp), mapped by the
+// first-order Cornish-Fisher expansion of the binomial quantile (Cornish & Fisher 1938, doi:
+// 10.2307/1400905), in counts from the mean mu = n p:  Y = sigma Z + c (Z^2 - 1),
+// sigma = sqrt(n p q), c = (q - p) / 6 (p <= 1/2, so c >= 0), and K = floor(mu + 1/2 + Y), the
+// nearest count.  Y is increasing for Z > z* = -sigma / (2 c) (below -3 sigma <= -17 here); a Z
+// at or below z* is rejected, so the proposal's probability of a count k is exactly
+//     h(k) = Phi(z(k + 1/2 - mu)) - Phi(z(k - 1/2 - mu)),
+// z(y) the preimage of y (a root of a quadratic, clipped to z*).  (mu + 1/2 is split as an
+// integer base plus a fraction in [0, 1), so K = base + floor(frac + Y) keeps the cell edges to
+// within a rounding of Y rather than of mu.)
+//
+// Acceptance.  K is accepted with probability f(k) / (M h(k)), f the binomial pmf, with
+// log M = A / (n p q).  h matches f to second order in 1/sigma (the first-order skewness is in
+// the map, the discretisation error of a midpoint is second order), so M is close to 1: one
+// proposal in ~1 + A / (n p q) is rejected.
+//
+// Squeeze.  With V ~ U(0, 1), when Z came from the ziggurat's fast path (|Z| < 3.66) the
+// proposal is accepted without evaluating f if (1 - V) n p q > C0 + C4 Z^4.  This is valid when
+//     f(k) / (M h(k)) >= exp(-(C0 + C4 Z^4) / (n p q))        (and 1 - u <= exp(-u)),
+// i.e. when  b(k) = -n p q log(f(k) / h(k)) <= C0 - A + C4 Z^4  for every Z in k's cell.  It takes
+// > 99% of the draws at n p q = 32 and > 99.9% above 400, with two stream words, one sqrt and no
+// logarithm.  Everything else goes to the exact test, log V < log f(k) - log h(k) - log M, with
+// log f from Stirling's series arranged so that its large terms cancel analytically
+// (binomial_log_pmf) and h from a Taylor series at the cell midpoint or erfc differences.
+//
+// The constants are not derived analytically; they are verified numerically, the way the
+// constants of BTRS (Hormann 1993) were: tools/verify_binomial_cfn.py evaluates b(k) with scipy
+// (log_ndtr, gammaln) for every count with log f(k) > -700 over n p q in [30, 1e9], 23 values of
+// p in [1e-12, 1/2] and 3-16 offsets of mu per (n p q, p): the largest -b (which bounds log M
+// n p q) is 0.0638 against A = 0.125, and the largest b / (C0 - A + C4 z^4) over cells with
+// z <= 3.92 is 0.68.  (Counts with log f <= -700 are proposed with probability < 1e-300.)
+// tests/test_rng.py re-checks the C++ log f and log h against scipy on a grid of (n, p).
+// n < 2^53 (n and mu exact enough in a double); otherwise BTRS.
+struct CfnConstants {
+  static constexpr double min_npq = 32.0;  // n p q below this: BTRS
+  static constexpr double A = 0.125;       // log M = A / (n p q)
+  static constexpr double C0 = 0.175;      // squeeze: (1 - V) n p q > C0 + C4 Z^4
+  static constexpr double C4 = 0.035;
+  static constexpr double zmax2 = 3.92 * 3.92;  // the squeeze applies for |Z| < 3.92 only
+  static constexpr double max_n = 9007199254740992.0;  // 2^53
+};
+
+// Robbins' remainder r(j) = log j! - [(j + 1/2) log j - j + log(2 pi) / 2], j >= 1: summed logs
+// below 16, the asymptotic series above (4 terms; the next is < 2e-15 / j^9, below 1e-25 here).
+inline double robbins_remainder(std::int64_t j) {
+  static const std::vector<double> table = [] {
+    std::vector<double> t(16, 0.0);
+    double lf = 0.0;
+    for (int i = 1; i < 16; ++i) {
+      lf += std::log(static_cast<double>(i));
+      const double x = static_cast<double>(i);
+      t[i] = lf - ((x + 0.5) * std::log(x) - x + 0.91893853320467274178);
+    }
+    return t;
+  }();
+  if (j < 16) return table[static_cast<std::size_t>(j)];
+  const double x = static_cast<double>(j), r2 = 1.0 / (x * x);
+  return (1.0 / 12.0 - r2 * (1.0 / 360.0 - r2 * (1.0 / 1260.0 - r2 * (1.0 / 1680.0)))) / x;
+}
+
+// Loader's deviance term bd0(x, M) = x log(x / M) + M - x, given dx = x - M exactly: for
+// |dx| < 0.1 (x + M) by its series in v = dx / (x + M) (2 x v^(2j+1) / (2j + 1), j >= 1, plus
+// dx v), which has no cancellation (Loader 2000, "Fast and accurate computation of binomial
+// probabilities"; R's dbinom).
+inline double loader_bd0(double x, double M, double dx) {
+  if (std::fabs(dx) < 0.1 * (x + M)) {
+    const double v = dx / (x + M), v2 = v * v;
+    double s = dx * v, ej = 2.0 * x * v;
+    for (int j = 1; j < 200; ++j) {
+      ej *= v2;
+      const double s1 = s + ej / static_cast<double>(2 * j + 1);
+      if (s1 == s) return s1;
+      s = s1;
+    }
+    return s;
+  }
+  return x * std::log(x / M) - dx;
+}
+
+// log f(k) for Binomial(n, ps), 0 < k < n, by Stirling's formula with Robbins' remainder in
+// Loader's form:
+//   log f(k) = -bd0(k, n p) - bd0(n - k, n q) + log(n / (2 pi k (n - k))) / 2 + r(n) - r(k) - r(n - k),
+// whose terms are all of the size of the result (the ~d = k - n p terms of k log(k / (n p)) and
+// (n - k) log((n - k) / (n q)) cancel analytically).  d is formed from n p split exactly into
+// mu + mu_lo (an FMA), so neither the rounding of n p nor a cancellation of large terms limits
+// the accuracy: ~1e-13 absolute for n up to 2^53 (tests/test_binomial_cfn.py, against mpmath).
+inline double binomial_log_pmf(std::int64_t k, std::int64_t n, const BinomialP& b, double mu) {
+  if (k == 0) return static_cast<double>(n) * b.log_qs;
+  if (k == n) return static_cast<double>(n) * std::log(b.ps);
+  const double dk = static_cast<double>(k), dn = static_cast<double>(n), nk = dn - dk;
+  const double mu_lo = std::fma(dn, b.ps, -mu);  // n ps = mu + mu_lo exactly (n < 2^53)
+  const double d = (dk - mu) - mu_lo;            // k - mu is exact (Sterbenz) near the mean
+  return -loader_bd0(dk, mu, d) - loader_bd0(nk, dn * b.qs, -d) +
+         0.5 * std::log(dn / (6.283185307179586477 * dk * nk)) + robbins_remainder(n) -
+         robbins_remainder(k) - robbins_remainder(n - k);
+}
+
+// The preimage z of y under y = sigma z + c (z^2 - 1) on its increasing branch (z > z*), or z*.
+inline double cfn_preimage(double y, double sigma, double c) {
+  const double cy = c + y;
+  const double disc = sigma * sigma + 4.0 * c * cy;
+  if (!(disc > 0.0)) return -sigma / (2.0 * c);  // y below the branch's minimum (c > 0 here)
+  return 2.0 * cy / (sigma + std::sqrt(disc));    // (the stable root; c = 0 gives y / sigma)
+}
+
+// log(Phi(b) - Phi(a)) for a < b: a Taylor series at the midpoint m for narrow intervals
+// (terms He_2j(m) w^2j / (2^2j (2j + 1)!); with w (1 + |m|) < 0.1 the first omitted term is
+// below 1e-16 relative), erfc differences in the tail away from 0 otherwise.
+inline double log_normal_interval(double a, double b) {
+  const double w = b - a;
+  if (!(w > 0.0)) return -HUGE_VAL;
+  const double m = 0.5 * (a + b);
+  if (w * (1.0 + std::fabs(m)) < 0.1) {
+    const double m2 = m * m, w2 = w * w;
+    const double he2 = m2 - 1.0, he4 = (m2 - 6.0) * m2 + 3.0, he6 = ((m2 - 15.0) * m2 + 45.0) * m2 - 15.0;
+    const double s = 1.0 + w2 * (he2 / 24.0 + w2 * (he4 / 1920.0 + w2 * (he6 / 322560.0)));
+    return std::log(w) - 0.5 * m2 - 0.91893853320467274178 + std::log(s);
+  }
+  constexpr double r2 = 0.70710678118654752440;
+  double h;
+  if (a >= 0.0)
+    h = 0.5 * (std::erfc(a * r2) - std::erfc(b * r2));
+  else if (b <= 0.0)
+    h = 0.5 * (std::erfc(-b * r2) - std::erfc(-a * r2));
+  else
+    h = 1.0 - 0.5 * (std::erfc(b * r2) + std::erfc(-a * r2));
+  return h > 0.0 ? std::log(h) : -HUGE_VAL;
+}
+
+// The proposal of binomial_cfn for Binomial(n, ps), shared by the sampler and the tests.
+struct CfnSetup {
+  double mu, npq, sigma, c, frac;
+  std::int64_t base;
+  CfnSetup(std::int64_t n, const BinomialP& b) {
+    const double dn = static_cast<double>(n);
+    mu = dn * b.ps;
+    npq = mu * b.qs;
+    sigma = std::sqrt(npq);
+    c = b.cf_c;
+    const double half = mu + 0.5;
+    base = static_cast<std::int64_t>(half);
+    frac = half - static_cast<double>(base);
+  }
+  // log h(k): the proposal's probability of the count k
+  double log_proposal(std::int64_t k) const {
+    const double ylo = static_cast<double>(k - base) - frac;
+    return log_normal_interval(cfn_preimage(ylo, sigma, c), cfn_preimage(ylo + 1.0, sigma, c));
+  }
+};
+
+// The exact test of binomial_cfn (out of line: < 1% of draws).
+__attribute__((noinline)) inline bool binomial_cfn_exact(const CfnSetup& s, std::int64_t n, const BinomialP& b,
+                                                         std::int64_t k, double z, double v) {
+  if (static_cast<std::uint64_t>(k) > static_cast<std::uint64_t>(n)) return false;  // f(k) = 0
+  if (!(s.sigma + 2.0 * s.c * z > 0.0)) return false;  // Z <= z*: not part of the proposal
+  const double lh = s.log_proposal(k);
+  if (!(lh > -HUGE_VAL)) return false;  // h underflows: only for |Z| > ~27 (probability < 1e-160)
+  if (v <= 0.0) return true;
+  return std::log(v) < binomial_log_pmf(k, n, b, s.mu) - lh - CfnConstants::A / s.npq;
+}
+
+// What the population method uses: the squeeze on, nothing observed.  (Tests pass an observer
+// that counts the paths, records the proposals or turns the squeeze off.)
+struct CfnPlain {
+  static constexpr bool squeeze = true;
+  void proposal(std::int64_t) {}
+  void fast() {}
+  void exact(bool) {}
+};
+
+template <class G, class Obs = CfnPlain>
+__attribute__((noinline)) std::int64_t binomial_cfn(G& g, std::int64_t n, const BinomialP& b, Obs obs = Obs()) {
+  const CfnSetup s(n, b);
+  const double lim0 = CfnConstants::C0, lim4 = CfnConstants::C4;
+  for (;;) {
+    std::uint64_t w1, w2;
+    g.next_pair(w1, w2);
+    double z;
+    if (__builtin_expect(!normal_zig_fast(w1, z), 0)) z = normal_zig_slow(w1, z, g);
+    const double z2 = z * z;
+    const double t = s.frac + (s.sigma * z + s.c * (z2 - 1.0));
+    std::int64_t ti = static_cast<std::int64_t>(t);  // |t| < 2^62: |Z| < 40 from the ziggurat
+    ti -= static_cast<std::int64_t>(t < static_cast<double>(ti));  // floor (no SSE4.1 roundsd)
+    const std::int64_t k = s.base + ti;
+    obs.proposal(k);
+    const double v = static_cast<double>(static_cast<std::int64_t>(w2 >> 11)) * (1.0 / 9007199254740992.0);
+    if (Obs::squeeze && z2 < CfnConstants::zmax2 && (1.0 - v) * s.npq > lim0 + lim4 * (z2 * z2) &&
+        static_cast<std::uint64_t>(k) <= static_cast<std::uint64_t>(n)) {
+      obs.fast();
+      return k;
+    }
+    const bool ok = binomial_cfn_exact(s, n, b, k, z, v);
+    obs.exact(ok);
+    if (ok) return k;
+  }
+}
+
 }  // namespace detail
 
 template <class G>
 inline std::int64_t binomial_fast(G& g, std::int64_t n, const BinomialP& b) {
   if (n == 0 || b.ps == 0.0) return b.flip ? n : 0;
-  const std::int64_t x = static_cast<double>(n) * b.ps < 10.0 ? detail::binomial_inversion_fast(g, n, b)
-                                                              : detail::binomial_btrs(g, n, b);
+  const double dn = static_cast<double>(n), np = dn * b.ps;
+  std::int64_t x;
+  if (np < 10.0)
+    x = detail::binomial_inversion_fast(g, n, b);
+  else if (np * b.qs >= detail::CfnConstants::min_npq && dn < detail::CfnConstants::max_n)
+    x = detail::binomial_cfn(g, n, b);
+  else
+    x = detail::binomial_btrs(g, n, b);
   return b.flip ? n - x : x;
 }
 

@@ -10,6 +10,9 @@
 // * standard_exponential: 256-level ziggurat (Marsaglia & Tsang 2000) with the tables of
 //   ziggurat_tables.hpp; same algorithm and draw order as numpy's
 //   Generator.standard_exponential, so the variates coincide with numpy's.
+// * standard_normal: 256-level normal ziggurat (Marsaglia & Tsang 2000) with numpy's tables
+//   (kn/wn/fn of ziggurat_tables.hpp); numpy's random_standard_normal step for step, so the
+//   variates coincide with numpy's Generator.standard_normal.
 // * exponential_low55: the same ziggurat on the low 55 bits of one word (47-bit uniform inside
 //   the layer), leaving the top 9 bits free; the ssa draws its next state from them.
 // * binomial: BTPE (Kachitvichyanukul & Schmeiser 1988, Commun. ACM 31:216,
@@ -22,6 +25,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <cstdlib>
 #include <vector>
 
@@ -258,6 +262,57 @@ inline double exponential_low55(std::uint64_t w, G& g) {
   double x;
   if (__builtin_expect(exponential_low55_fast(w, x), 1)) return x;
   return exponential_low55_slow(w, x, g);
+}
+
+// ------------------------------------------------------------ standard normal
+// Marsaglia & Tsang (2000), J. Stat. Softw. 5(8), doi:10.18637/jss.v005.i08, in numpy's form
+// (random_standard_normal in numpy/random/src/distributions/distributions.c): one uint64 gives
+// the layer (bits 0..7), the sign (bit 8) and a 52-bit uniform (bits 9..60; 61..63 unused).
+// The tables, branches, libm calls and draw order are numpy's, so for the same stream the
+// variates are numpy's bit for bit (tests/test_rng.py).
+template <class G>
+double standard_normal(G& g);
+
+template <class G>
+static double standard_normal_slow(G& g, int idx, std::uint64_t rabs, double x) {
+  if (idx == 0) {
+    // Tail |x| > r (Marsaglia 1964): xx ~ Exp(r), accepted with probability exp(-xx^2/2);
+    // log1p(-U) = log(1-U) avoids log 0.  The sign is bit 8 of rabs (bit 17 of the word), not
+    // the sign bit -- numpy's choice, kept for identical variates.
+    for (;;) {
+      const double xx = -zig::nor_inv_r * std::log1p(-g.next_double());
+      const double yy = -std::log1p(-g.next_double());
+      if (yy + yy > xx * xx) return ((rabs >> 8) & 0x1) ? -(zig::nor_r + xx) : zig::nor_r + xx;
+    }
+  }
+  // wedge of layer idx: accept x under the density, otherwise start over with a new word
+  if ((zig::fn[idx - 1] - zig::fn[idx]) * g.next_double() + zig::fn[idx] < std::exp(-0.5 * x * x)) return x;
+  return standard_normal(g);
+}
+
+// The fast path alone, for a word w already drawn: sets x and returns true when x is the variate
+// (~98.5% of words); otherwise the variate is normal_zig_slow(w, x, g).  The sign is applied by
+// flipping the sign bit, not by a branch (a coin flip would mispredict half the time).
+inline bool normal_zig_fast(std::uint64_t w, double& x) {
+  const int idx = static_cast<int>(w & 0xff);
+  const std::uint64_t rabs = (w >> 9) & 0x000fffffffffffffULL;
+  const double m = static_cast<double>(static_cast<std::int64_t>(rabs)) * zig::wn[idx];  // rabs < 2^52
+  std::uint64_t bits;
+  std::memcpy(&bits, &m, sizeof bits);
+  bits ^= ((w >> 8) & 0x1) << 63;
+  std::memcpy(&x, &bits, sizeof x);
+  return rabs < zig::kn[idx];
+}
+template <class G>
+inline double normal_zig_slow(std::uint64_t w, double x, G& g) {
+  return standard_normal_slow(g, static_cast<int>(w & 0xff), (w >> 9) & 0x000fffffffffffffULL, x);
+}
+template <class G>
+inline double standard_normal(G& g) {
+  const std::uint64_t w = g.next_uint64();
+  double x;
+  if (__builtin_expect(normal_zig_fast(w, x), 1)) return x;
+  return normal_zig_slow(w, x, g);
 }
 
 // ------------------------------------------------------------------- binomial

@@ -1,0 +1,211 @@
+"""The population method's binomial sampler for n p q >= 32, ``binomial_cfn``
+(csrc/include/ketacore/population.hpp): a Cornish-Fisher-corrected normal proposal, accepted
+with probability f(k) / (M h(k)), with a squeeze for most draws.
+
+Its exactness rests on three things, each checked here against an independent computation:
+
+* the C++ log f(k) (Stirling's series arranged for huge n) against scipy.stats.binom.logpmf and
+  mpmath's log-gamma;
+* the C++ proposal probabilities log h(k) against scipy's log_ndtr (tools/verify_binomial_cfn.py)
+  and against a histogram of the proposal itself;
+* the constants A (domination, f <= M h) and C0, C4 (the squeeze) against b(k) on a grid of
+  (n, p) (a subset of tools/verify_binomial_cfn.py's full grid, which is run by hand).
+
+and the draws themselves are tested against scipy.stats.binom, with the squeeze on (the
+population method's path) and off (every proposal through the exact test).
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from ketacore import _core, _rng
+
+R = _core.rng
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("verify_binomial_cfn", ROOT / "tools" / "verify_binomial_cfn.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+V = _tool()
+
+
+def test_constants_match_the_verified_ones():
+    """The constants the tool verifies are the ones the C++ uses."""
+    c = R.binomial_cfn_constants()
+    assert c == {"min_npq": V.MIN_NPQ, "A": V.A, "C0": V.C0, "C4": V.C4, "zmax": V.ZMAX, "max_n": 2.0 ** 53}
+
+
+def _mp_log_pmf(k, n, p):
+    mp = pytest.importorskip("mpmath")
+    mp.mp.dps = 40
+    P = mp.mpf(p)
+    return float(mp.loggamma(n + 1) - mp.loggamma(k + 1) - mp.loggamma(n - k + 1) + k * mp.log(P)
+                 + (n - k) * mp.log1p(-P))
+
+
+@pytest.mark.parametrize("n,p", [(129, 0.5), (400, 0.25), (3001, 0.013), (10**5, 0.3), (10**7, 4e-6)])
+def test_log_pmf_matches_mpmath_and_scipy(n, p):
+    """The C++ log f(k) over the bulk and far into both tails: within 1e-12 of mpmath's log-gamma
+    at 40 digits (every 8th count), of the tool's numpy version, and within 1e-7 of scipy's (which
+    is itself off by up to ~2e-8 here: 2.5e-8 at n = 1e7, p = 4e-6)."""
+    mu, sd = n * p, np.sqrt(n * p * (1 - p))
+    k = np.unique(np.clip(np.round(mu + sd * np.linspace(-12, 25, 400)), 0, n).astype(np.int64))
+    k = np.unique(np.concatenate([k, [0, 1, n - 1, n]]))
+    ours = R.binomial_cfn_log_pmf(n, p, k)
+    ref = stats.binom.logpmf(k, n, p)
+    fin = ref > -700
+    np.testing.assert_allclose(ours[fin], ref[fin], rtol=0, atol=1e-7)
+    np.testing.assert_allclose(ours[fin], V.log_pmf(k, n, p)[fin], rtol=1e-13, atol=1e-11)
+    for i in range(0, k.size, 8):
+        if fin[i]:
+            assert abs(ours[i] - _mp_log_pmf(int(k[i]), n, p)) < 1e-12 * max(1.0, abs(ours[i])), k[i]
+
+
+@pytest.mark.parametrize("n,p", [(10**9, 0.3), (10**9, 2.6e-6), (4 * 10**15, 0.5), (10**15, 1e-9),
+                                 (2**53 - 1, 0.37)])
+def test_log_pmf_huge_n_matches_mpmath(n, p):
+    """For n up to 2^53, against mpmath: n p is split exactly (an FMA) and the large terms cancel
+    analytically (Loader's bd0), so the error stays ~1e-13 even where n p has no exact double."""
+    mu, sd = n * p, np.sqrt(n * p * (1 - p))
+    k = np.unique(np.round(mu + sd * np.array([-8.0, -3.0, -1.0, -0.3, 0.0, 0.4, 1.0, 2.5, 6.0, 9.0])).astype(np.int64))
+    ours = R.binomial_cfn_log_pmf(n, p, k)
+    for ki, o in zip(k.tolist(), ours):
+        ref = _mp_log_pmf(ki, n, p)
+        assert abs(o - ref) < 1e-12 * max(1.0, abs(ref)), (ki, o, ref)
+
+
+@pytest.mark.parametrize("n,p", [(129, 0.5), (97, 0.45), (3001, 0.013), (10**6, 0.2), (10**9, 4e-8)])
+def test_log_proposal_matches_scipy(n, p):
+    """The C++ log h(k) (midpoint Taylor series / erfc differences) against the tool's
+    log_ndtr-based one, over every count within 12 sd of the mean."""
+    npq, k, lf, lh, zlo, zhi = V.cells(n, p, width=12.0)
+    ours = R.binomial_cfn_log_proposal(n, p, k)
+    fin = lh > -700
+    np.testing.assert_allclose(ours[fin], lh[fin], rtol=1e-11, atol=1e-11)
+
+
+def test_proposal_is_what_the_sampler_draws():
+    """The proposal pmf h the exact test divides by is the distribution of the proposed counts:
+    every proposal's count is recorded (squeeze and test bypassed) and compared with h by
+    chi-square (failure probability 1e-4; 400k proposals)."""
+    n, p = 200, 0.3  # n p q = 42: the skew term and the cell offset both matter
+    k = R.binomial_cfn_proposals(_rng.entropy_words(5), [0], 400_000, n, p)
+    ks = np.arange(0, n + 1)
+    h = np.exp(R.binomial_cfn_log_proposal(n, p, ks))
+    assert abs(h.sum() - 1) < 1e-9  # essentially no mass outside [0, n] or below z*
+    obs = np.bincount(k[(k >= 0) & (k <= n)], minlength=n + 1)
+    exp = h * k.size
+    keep = exp >= 20
+    chi = stats.chisquare(np.append(obs[keep], obs[~keep].sum()), np.append(exp[keep], exp[~keep].sum()) *
+                          k.size / exp.sum())
+    assert chi.pvalue > 1e-4
+
+
+def _b(n, p, lf, lh):
+    npq = n * p * (1 - p)
+    return -(lf - lh) * npq
+
+
+@pytest.mark.parametrize("n,p", [(129, 0.5), (133, 0.4), (500, 0.1), (3300, 0.01), (10**5, 0.5), (10**8, 1e-6),
+                                 (10**9, 0.4), (10**12, 1e-10)])
+def test_domination_and_squeeze_with_the_cpp_terms(n, p):
+    """With the C++ log f and log h themselves: f <= M h at every count with log f > -700
+    (-b <= A), and the squeeze never accepts a count it should not (b <= C0 - A + C4 zmin^4
+    wherever the squeeze can fire)."""
+    npq, k, lf_tool, lh_tool, zlo, zhi = V.cells(n, p)
+    lf = R.binomial_cfn_log_pmf(n, p, k)
+    lh = R.binomial_cfn_log_proposal(n, p, k)
+    keep = lf > -700
+    b = _b(n, p, lf, lh)[keep]
+    assert (-b).max() < V.A
+    zmin = np.where((zlo < 0) & (zhi > 0), 0.0, np.minimum(np.abs(zlo), np.abs(zhi)))[keep]
+    can_fire = (zmin <= V.ZMAX) & (V.C0 + V.C4 * zmin ** 4 < npq)
+    assert (b[can_fire] <= V.C0 - V.A + V.C4 * zmin[can_fire] ** 4).all()
+
+
+def test_tool_grid_subset():
+    """A subset of the tool's verification grid (the full one is run by hand:
+    python tools/verify_binomial_cfn.py): n p q from 30 to 1e5, every p of the grid, 3 offsets."""
+    (a, na, pa), (s, ns, ps) = V.verify(np.geomspace(30, 1e5, 6), n_offsets=3)
+    assert a < V.A, (a, na, pa)
+    assert s < 1, (s, ns, ps)
+
+
+def _chisquare(x, n, p):
+    ref = stats.binom(n, p)
+    lo, hi = ref.ppf([1e-7, 1 - 1e-7]).astype(np.int64)
+    edges = np.unique(np.linspace(lo, hi + 1, min(60, hi - lo + 2)).astype(np.int64))
+    cdf = ref.cdf(edges - 1)
+    probs = np.diff(np.concatenate(([0.0], cdf[1:-1], [1.0])))
+    idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, len(probs) - 1)
+    obs = np.bincount(idx, minlength=len(probs))
+    exp = probs * len(x)
+    keep = exp >= 20
+    obs = np.append(obs[keep], obs[~keep].sum())
+    exp = np.append(exp[keep], exp[~keep].sum())
+    if exp[-1] == 0:
+        obs, exp = obs[:-1], exp[:-1]
+    return stats.chisquare(obs, exp * obs.sum() / exp.sum()).pvalue
+
+
+CASES = [(129, 0.5), (128, 0.5), (130, 0.75), (140, 0.3), (1000, 0.05), (10**6, 4e-5), (10**9, 0.5),
+         (10**9, 3e-8), (2 * 10**15, 0.1)]
+
+
+@pytest.mark.parametrize("squeeze", [True, False])
+@pytest.mark.parametrize("n,p", CASES)
+def test_draws_vs_scipy(n, p, squeeze):
+    """Chi-square of 200k draws vs scipy.stats.binom (failure probability 1e-4 per case), the
+    mean within 5 standard errors (6e-7), with the squeeze (the population method's path) and
+    without it (every proposal decided by the exact test)."""
+    x = R.binomial_cfn(_rng.entropy_words(777), [n % 53], 200_000, n, p, squeeze)
+    assert x.min() >= 0 and x.max() <= n
+    assert _chisquare(x, n, p) > 1e-4
+    sd = np.sqrt(n * p * (1 - p) / x.size)
+    assert abs(x.mean() - n * p) < 5 * sd
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n,p", [(129, 0.5), (150, 0.25), (2000, 0.02), (10**9, 2e-7)])
+def test_draws_vs_scipy_large_sample(n, p):
+    """4e6 draws at small n p q, where the slow path is most used (failure probability 1e-4)."""
+    x = R.binomial_cfn(_rng.entropy_words(4243), [n % 51], 4_000_000, n, p, True)
+    assert _chisquare(x, n, p) > 1e-4
+
+
+@pytest.mark.parametrize("npq,most", [(32.25, 0.99), (400.0, 0.998)])
+def test_squeeze_takes_most_draws(npq, most):
+    """The squeeze decides most draws (the speed claim): the fraction of draws accepted without
+    the exact test, over 200k draws, at p = 1/2.  (Measured 0.9951 at n p q = 32.25 and 0.99959 at
+    400; the bounds sit > 30 standard errors below.)"""
+    n = int(round(4 * npq))
+    fast, exact, rejected = R.binomial_cfn_path_counts(_rng.entropy_words(8), [0], 200_000, n, 0.5)
+    assert fast + exact == 200_000
+    assert fast / 200_000 > most
+    assert rejected < 0.01 * 200_000
+
+
+def test_dispatch_thresholds_draw_the_same_distribution():
+    """binomial_fast sends n p q >= 32 (n < 2^53) to binomial_cfn: its draws equal binomial_cfn's
+    with the squeeze for the same stream; below 32 (BTRS) they differ."""
+    e = _rng.entropy_words(99)
+    a = R.binomial_fast(e, [1], 1000, 129, 0.5)
+    b = R.binomial_cfn(e, [1], 1000, 129, 0.5, True)
+    assert (a == b).all()
+    c = R.binomial_fast(e, [1], 1000, 127, 0.5)
+    d = R.binomial_cfn(e, [1], 1000, 127, 0.5, True)
+    assert not (c == d).all()
+    # p > 1/2 draws the failures
+    f = R.binomial_fast(e, [2], 1000, 250, 0.8)
+    g = R.binomial_cfn(e, [2], 1000, 250, 0.2, True)
+    assert (f == 250 - g).all()
