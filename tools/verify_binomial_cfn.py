@@ -50,20 +50,47 @@ def robbins(j):
     out[small] = special.gammaln(js + 1) - ((js + 0.5) * np.log(js) - js + 0.5 * _LOG2PI)
     jl = j[~small]
     r2 = 1 / (jl * jl)
-    out[~small] = (1 / 12 - r2 * (1 / 360 - r2 * (1 / 1260 - r2 / 1680))) / jl
+    out[~small] = (1 / 12 - r2 * (1 / 360 - r2 * (1 / 1260 - r2 * (1 / 1680 - r2 / 1188)))) / jl
+    return out
+
+
+def bd0(x, M, dx):
+    """Loader's deviance term x log(x / M) + M - x, given dx = x - M exactly: a series in
+    v = dx / (x + M) where |dx| < 0.1 (x + M) (no cancellation), the plain formula elsewhere."""
+    x, M, dx = np.broadcast_arrays(np.asarray(x, float), np.asarray(M, float), np.asarray(dx, float))
+    out = np.empty_like(x)
+    ser = np.abs(dx) < 0.1 * (x + M)
+    xs, dxs = x[ser], dx[ser]
+    v = dxs / (xs + M[ser])
+    v2 = v * v
+    s = dxs * v
+    ej = 2 * xs * v
+    for j in range(1, 60):
+        ej = ej * v2
+        s = s + ej / (2 * j + 1)
+    out[ser] = s
+    xo, Mo = x[~ser], M[~ser]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out[~ser] = xo * np.log(xo / Mo) - dx[~ser]
     return out
 
 
 def log_pmf(k, n, p):
-    """log Binomial(n, p) pmf at k, stable for huge n (the large terms cancel analytically)."""
+    """log Binomial(n, p) pmf at k, accurate for huge n: Loader's form, with d = k - n p formed
+    from the exact rational n p (so neither the rounding of n p nor a cancellation of the ~d
+    terms limits it)."""
+    from fractions import Fraction
     q = 1 - p
-    mu = n * p
-    k = np.asarray(k, dtype=float)
-    out = np.empty_like(k)
+    k = np.asarray(k, dtype=np.int64)
+    np_exact = Fraction(n) * Fraction(p)
+    np_int = np_exact.numerator // np_exact.denominator
+    np_frac = float(np_exact - np_int)
+    d = (k - np_int).astype(float) - np_frac
+    kf = k.astype(float)
+    out = np.empty(k.shape, dtype=float)
     mid = (k > 0) & (k < n)
-    km = k[mid]
-    d = km - mu
-    out[mid] = (-km * np.log1p(d / mu) - (n - km) * np.log1p(-d / (n * q))
+    km, dm = kf[mid], d[mid]
+    out[mid] = (-bd0(km, float(np_exact), dm) - bd0(n - km, n * q, -dm)
                 + 0.5 * np.log(n / (2 * np.pi * km * (n - km)))
                 + robbins(np.array([float(n)]))[0] - robbins(km) - robbins(n - km))
     out[k == 0] = n * np.log1p(-p)
@@ -79,13 +106,22 @@ def preimage(y, sigma, c):
     return np.where(disc > 0, 2 * (c + y) / (sigma + np.sqrt(np.maximum(disc, 0))), -sigma / (2 * c))
 
 
-def log_normal_interval(a, b):
-    """log(Phi(b) - Phi(a)) from scipy's log_ndtr, in the tail away from 0."""
+def log_normal_interval(a, b, w):
+    """log(Phi(b) - Phi(a)), w = b - a: from scipy's log_ndtr in the tail away from 0, except for
+    cells narrower than 2e-3, where the difference of log_ndtr values loses digits (~1e-16 / w
+    relative) and a Taylor series at the midpoint is used (He_2j(m) w^2j / (2^2j (2j + 1)!),
+    four terms)."""
     pos = a > 0
     la = np.where(pos, special.log_ndtr(-a), special.log_ndtr(a))
     lb = np.where(pos, special.log_ndtr(-b), special.log_ndtr(b))
     with np.errstate(all="ignore"):
-        return np.where(pos, la + np.log(-np.expm1(lb - la)), lb + np.log(-np.expm1(la - lb)))
+        wide = np.where(pos, la + np.log(-np.expm1(lb - la)), lb + np.log(-np.expm1(la - lb)))
+        m = 0.5 * (a + b)
+        m2, w2 = m * m, w * w
+        he2, he4, he6 = m2 - 1, (m2 - 6) * m2 + 3, ((m2 - 15) * m2 + 45) * m2 - 15
+        narrow = (np.log(w) - 0.5 * m2 - 0.5 * np.log(2 * np.pi)
+                  + np.log1p(w2 * (he2 / 24 + w2 * (he4 / 1920 + w2 * he6 / 322560))))
+    return np.where((w < 2e-3) & (w * (1 + np.abs(m)) < 0.1), narrow, wide)
 
 
 def cells(n, p, width=45.0):
@@ -105,7 +141,10 @@ def cells(n, p, width=45.0):
     ylo = (k - base) - frac
     zlo = preimage(ylo, sigma, c)
     zhi = preimage(ylo + 1.0, sigma, c)
-    return npq, k, log_pmf(k, n, p), log_normal_interval(zlo, zhi), zlo, zhi
+    zstar = -sigma / (2 * c) if c > 0 else -np.inf
+    with np.errstate(divide="ignore"):
+        w = np.where(zlo > zstar, 1.0 / (sigma + c * (zlo + zhi)), zhi - zlo)  # exact identity
+    return npq, k, log_pmf(k, n, p), log_normal_interval(zlo, zhi, w), zlo, zhi
 
 
 def check_case(n, p):

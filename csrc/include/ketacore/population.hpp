@@ -6,8 +6,8 @@
 // Multinomial(n_i, P_i.) draws.  Each multinomial is drawn as sequential binomials
 // (x_j ~ Binomial(n_remaining, P_ij / P_remaining)), ordered so the row's largest entry is the
 // remainder.  The draw is exact in distribution at the grid points for any dt, and its cost per
-// step depends on the number of states, not on N (BTRS is O(1) in n; inversion only runs when
-// n·min(p, 1 - p) < 10).
+// step depends on the number of states, not on N (binomial_cfn and BTRS are O(1) in n; inversion
+// only runs when n·min(p, 1 - p) < 10).
 #pragma once
 #include <algorithm>
 #include <atomic>
@@ -195,22 +195,26 @@ __attribute__((noinline)) std::int64_t binomial_btrs(G& g, std::int64_t n, const
 // the map, the discretisation error of a midpoint is second order), so M is close to 1: one
 // proposal in ~1 + A / (n p q) is rejected.
 //
-// Squeeze.  With V ~ U(0, 1), when Z came from the ziggurat's fast path (|Z| < 3.66) the
-// proposal is accepted without evaluating f if (1 - V) n p q > C0 + C4 Z^4.  This is valid when
+// Squeeze.  With V ~ U(0, 1) and |Z| < 3.92, the proposal is accepted without evaluating f if
+// (1 - V) n p q > C0 + C4 Z^4.  This is valid when
 //     f(k) / (M h(k)) >= exp(-(C0 + C4 Z^4) / (n p q))        (and 1 - u <= exp(-u)),
 // i.e. when  b(k) = -n p q log(f(k) / h(k)) <= C0 - A + C4 Z^4  for every Z in k's cell.  It takes
-// > 99% of the draws at n p q = 32 and > 99.9% above 400, with two stream words, one sqrt and no
+// 99.5% of the draws at n p q = 32, 99.96% at 400 and 99.99% above 1e4 (the rest are the
+// ziggurat's own slow path and the squeeze's misses), with two stream words, one sqrt and no
 // logarithm.  Everything else goes to the exact test, log V < log f(k) - log h(k) - log M, with
-// log f from Stirling's series arranged so that its large terms cancel analytically
-// (binomial_log_pmf) and h from a Taylor series at the cell midpoint or erfc differences.
+// log f in Loader's form (binomial_log_pmf) and h from a Taylor series at the cell midpoint or
+// erfc differences.
 //
 // The constants are not derived analytically; they are verified numerically, the way the
 // constants of BTRS (Hormann 1993) were: tools/verify_binomial_cfn.py evaluates b(k) with scipy
-// (log_ndtr, gammaln) for every count with log f(k) > -700 over n p q in [30, 1e9], 23 values of
-// p in [1e-12, 1/2] and 3-16 offsets of mu per (n p q, p): the largest -b (which bounds log M
-// n p q) is 0.0638 against A = 0.125, and the largest b / (C0 - A + C4 z^4) over cells with
-// z <= 3.92 is 0.68.  (Counts with log f <= -700 are proposed with probability < 1e-300.)
-// tests/test_rng.py re-checks the C++ log f and log h against scipy on a grid of (n, p).
+// (log_ndtr; log f in numpy) for every count with log f(k) > -700 over n p q in [30, 1e9],
+// 23 values of p in [1e-12, 1/2] and 3-16 offsets of mu per (n p q, p).  Up to n p q = 1e6 the
+// largest -b (which must stay below A, log M = A / (n p q)) is 0.0638 against A = 0.125 (it tends
+// to 1/16 at p = 1/2), and the largest b / (C0 - A + C4 z^4) over cells the squeeze can accept is
+// 0.68.  From 1e6 to 1e9 the same maxima are 0.107 and 0.66, where the double-precision
+// evaluation of log f - log h (~1e-11 absolute, times n p q) limits what the check resolves.
+// (Counts with log f <= -700 are proposed with probability < 1e-300.)  tests/test_binomial_cfn.py
+// re-checks the C++ log f (against mpmath) and log h (against scipy) and the constants on a grid.
 // n < 2^53 (n and mu exact enough in a double); otherwise BTRS.
 struct CfnConstants {
   static constexpr double min_npq = 32.0;  // n p q below this: BTRS
@@ -222,7 +226,8 @@ struct CfnConstants {
 };
 
 // Robbins' remainder r(j) = log j! - [(j + 1/2) log j - j + log(2 pi) / 2], j >= 1: summed logs
-// below 16, the asymptotic series above (4 terms; the next is < 2e-15 / j^9, below 1e-25 here).
+// below 16 (error ~ulp(log 15!) = 4e-15), the asymptotic series above (5 terms; the first
+// omitted one, 691 / (360360 j^11), is below 1.1e-16 from j = 16).
 inline double robbins_remainder(std::int64_t j) {
   static const std::vector<double> table = [] {
     std::vector<double> t(16, 0.0);
@@ -236,7 +241,7 @@ inline double robbins_remainder(std::int64_t j) {
   }();
   if (j < 16) return table[static_cast<std::size_t>(j)];
   const double x = static_cast<double>(j), r2 = 1.0 / (x * x);
-  return (1.0 / 12.0 - r2 * (1.0 / 360.0 - r2 * (1.0 / 1260.0 - r2 * (1.0 / 1680.0)))) / x;
+  return (1.0 / 12.0 - r2 * (1.0 / 360.0 - r2 * (1.0 / 1260.0 - r2 * (1.0 / 1680.0 - r2 * (1.0 / 1188.0))))) / x;
 }
 
 // Loader's deviance term bd0(x, M) = x log(x / M) + M - x, given dx = x - M exactly: for
@@ -284,11 +289,11 @@ inline double cfn_preimage(double y, double sigma, double c) {
   return 2.0 * cy / (sigma + std::sqrt(disc));    // (the stable root; c = 0 gives y / sigma)
 }
 
-// log(Phi(b) - Phi(a)) for a < b: a Taylor series at the midpoint m for narrow intervals
-// (terms He_2j(m) w^2j / (2^2j (2j + 1)!); with w (1 + |m|) < 0.1 the first omitted term is
-// below 1e-16 relative), erfc differences in the tail away from 0 otherwise.
-inline double log_normal_interval(double a, double b) {
-  const double w = b - a;
+// log(Phi(b) - Phi(a)) for a < b, w = b - a (given separately: the caller knows it without
+// cancellation): a Taylor series at the midpoint m for narrow intervals (terms
+// He_2j(m) w^2j / (2^2j (2j + 1)!); with w (1 + |m|) < 0.1 the first omitted term is below 1e-16
+// relative), erfc differences in the tail away from 0 otherwise.
+inline double log_normal_interval(double a, double b, double w) {
   if (!(w > 0.0)) return -HUGE_VAL;
   const double m = 0.5 * (a + b);
   if (w * (1.0 + std::fabs(m)) < 0.1) {
@@ -322,10 +327,15 @@ struct CfnSetup {
     base = static_cast<std::int64_t>(half);
     frac = half - static_cast<double>(base);
   }
-  // log h(k): the proposal's probability of the count k
+  // log h(k): the proposal's probability of the count k.  On the increasing branch the cell's
+  // width in z is 1 / (sigma + c (zlo + zhi)) exactly (subtract the two quadratics), which
+  // avoids the cancellation of zhi - zlo (~1e-11 relative at n p q = 1e9).
   double log_proposal(std::int64_t k) const {
     const double ylo = static_cast<double>(k - base) - frac;
-    return log_normal_interval(cfn_preimage(ylo, sigma, c), cfn_preimage(ylo + 1.0, sigma, c));
+    const double zlo = cfn_preimage(ylo, sigma, c), zhi = cfn_preimage(ylo + 1.0, sigma, c);
+    const double zstar = c > 0.0 ? -sigma / (2.0 * c) : -HUGE_VAL;
+    const double w = zlo > zstar ? 1.0 / (sigma + c * (zlo + zhi)) : zhi - zlo;
+    return log_normal_interval(zlo, zhi, w);
   }
 };
 
