@@ -52,6 +52,7 @@ struct BinomialP {
   double log_qs = 0.0;  // log(qs)
   double ratio = 0.0;   // ps / qs
   double cf_c = 0.0;    // (qs - ps) / 6: the Cornish-Fisher skewness term of binomial_cfn
+  double psqs = 0.0;    // ps * qs
   bool flip = false;    // p > 0.5: draw failures
   explicit BinomialP(double prob = 0.0) {
     p = prob;
@@ -61,6 +62,7 @@ struct BinomialP {
     log_qs = std::log1p(-ps);  // not log(qs): 1 - ps rounds (to 1 below ps = 2^-54)
     ratio = qs > 0.0 ? ps / qs : 0.0;
     cf_c = (qs - ps) / 6.0;
+    psqs = ps * qs;
   }
 };
 
@@ -313,25 +315,43 @@ inline double log_normal_interval(double a, double b, double w) {
   return h > 0.0 ? std::log(h) : -HUGE_VAL;
 }
 
-// The proposal of binomial_cfn for Binomial(n, ps), shared by the sampler and the tests.
+// The proposal of binomial_cfn for Binomial(n, ps), shared by the sampler and the tests.  The
+// count of a Y is  k = base + floor(fo + Y)  with  base + fo = mu + 1/2,  base an integer and
+// fo = frac(mu + 1/2) + off,  off = 2^(floor(e / 2) + 4) for n p q in [2^e, 2^(e+1)), so that
+// off > 8 sigma (taken from the exponent bits, not from sigma: it stays off the
+// n -> sqrt -> k chain).  Then fo + Y > 0 wherever the squeeze can accept (|Z| < 3.92, so
+// |Y| < 3.92 sigma + 2.6), where the floor is a truncation, and the cell edges are resolved to
+// ~ulp(16 sigma) rather than ~ulp(mu).
 struct CfnSetup {
-  double mu, npq, sigma, c, frac;
+  double mu, npq, sigma, c, fo;
   std::int64_t base;
   CfnSetup(std::int64_t n, const BinomialP& b) {
     const double dn = static_cast<double>(n);
-    mu = dn * b.ps;
-    npq = mu * b.qs;
+    npq = dn * b.psqs;
     sigma = std::sqrt(npq);
+    mu = dn * b.ps;
     c = b.cf_c;
+    std::uint64_t bits;
+    std::memcpy(&bits, &npq, sizeof bits);
+    const int e = static_cast<int>((bits >> 52) & 0x7ff) - 1023;  // npq >= 32: e >= 5
+    const std::int64_t off = std::int64_t(1) << ((e >> 1) + 4);
     const double half = mu + 0.5;
-    base = static_cast<std::int64_t>(half);
-    frac = half - static_cast<double>(base);
+    const std::int64_t whole = static_cast<std::int64_t>(half);
+    base = whole - off;
+    fo = (half - static_cast<double>(whole)) + static_cast<double>(off);
+  }
+  // fo + Y for a Z, summed so that only the last multiply-add waits for sigma
+  double t_of(double z) const { return (fo + c * (z * z - 1.0)) + sigma * z; }
+  std::int64_t count(double t) const {  // base + floor(t), any t
+    std::int64_t ti = static_cast<std::int64_t>(t);
+    ti -= static_cast<std::int64_t>(t < static_cast<double>(ti));
+    return base + ti;
   }
   // log h(k): the proposal's probability of the count k.  On the increasing branch the cell's
   // width in z is 1 / (sigma + c (zlo + zhi)) exactly (subtract the two quadratics), which
   // avoids the cancellation of zhi - zlo (~1e-11 relative at n p q = 1e9).
   double log_proposal(std::int64_t k) const {
-    const double ylo = static_cast<double>(k - base) - frac;
+    const double ylo = static_cast<double>(k - base) - fo;
     const double zlo = cfn_preimage(ylo, sigma, c), zhi = cfn_preimage(ylo + 1.0, sigma, c);
     const double zstar = c > 0.0 ? -sigma / (2.0 * c) : -HUGE_VAL;
     const double w = zlo > zstar ? 1.0 / (sigma + c * (zlo + zhi)) : zhi - zlo;
@@ -339,9 +359,9 @@ struct CfnSetup {
   }
 };
 
-// The exact test of binomial_cfn (out of line: < 1% of draws).
-__attribute__((noinline)) inline bool binomial_cfn_exact(const CfnSetup& s, std::int64_t n, const BinomialP& b,
-                                                         std::int64_t k, double z, double v) {
+// The exact test of binomial_cfn.
+inline bool binomial_cfn_exact(const CfnSetup& s, std::int64_t n, const BinomialP& b, std::int64_t k, double z,
+                               double v) {
   if (static_cast<std::uint64_t>(k) > static_cast<std::uint64_t>(n)) return false;  // f(k) = 0
   if (!(s.sigma + 2.0 * s.c * z > 0.0)) return false;  // Z <= z*: not part of the proposal
   const double lh = s.log_proposal(k);
@@ -359,31 +379,72 @@ struct CfnPlain {
   void exact(bool) {}
 };
 
-template <class G, class Obs = CfnPlain>
-__attribute__((noinline)) std::int64_t binomial_cfn(G& g, std::int64_t n, const BinomialP& b, Obs obs = Obs()) {
-  const CfnSetup s(n, b);
-  const double lim0 = CfnConstants::C0, lim4 = CfnConstants::C4;
+// One proposal from the stream words w1 (the normal) and w2 (V): z, v and, when the squeeze
+// accepts it, true.
+struct CfnProposal {
+  double z, v, t;  // t = fo + Y
+};
+inline bool cfn_fast(const CfnSetup& s, std::uint64_t w1, std::uint64_t w2, CfnProposal& pr, bool& zfast) {
+  // Z from the ziggurat word (numpy's layout), signed by flipping the sign bit (no branch)
+  const int idx = static_cast<int>(w1 & 0xff);
+  const std::uint64_t rabs = (w1 >> 9) & 0x000fffffffffffffULL;
+  const double m = static_cast<double>(static_cast<std::int64_t>(rabs)) * zig::wn[idx];
+  zfast = rabs < zig::kn[idx];
+  std::uint64_t zb;
+  std::memcpy(&zb, &m, sizeof zb);
+  zb ^= ((w1 >> 8) & 0x1) << 63;
+  std::memcpy(&pr.z, &zb, sizeof zb);
+  const double m2 = m * m;
+  pr.t = s.t_of(pr.z);
+  pr.v = static_cast<double>(static_cast<std::int64_t>(w2 >> 11)) * (1.0 / 9007199254740992.0);
+  return zfast && m2 < CfnConstants::zmax2 &&
+         (1.0 - pr.v) * s.npq > CfnConstants::C0 + CfnConstants::C4 * (m2 * m2);
+}
+
+// Everything after a first proposal the squeeze did not take: the ziggurat's slow path for it if
+// needed, its exact test, then further proposals until one is accepted.
+template <class G, class Obs>
+__attribute__((noinline)) std::int64_t binomial_cfn_rest(G& g, std::int64_t n, const BinomialP& b, Obs obs,
+                                                        const CfnSetup& s, std::uint64_t w1, CfnProposal pr,
+                                                        bool zfast) {
   for (;;) {
-    std::uint64_t w1, w2;
-    g.next_pair(w1, w2);
-    double z;
-    if (__builtin_expect(!normal_zig_fast(w1, z), 0)) z = normal_zig_slow(w1, z, g);
-    const double z2 = z * z;
-    const double t = s.frac + (s.sigma * z + s.c * (z2 - 1.0));
-    std::int64_t ti = static_cast<std::int64_t>(t);  // |t| < 2^62: |Z| < 40 from the ziggurat
-    ti -= static_cast<std::int64_t>(t < static_cast<double>(ti));  // floor (no SSE4.1 roundsd)
-    const std::int64_t k = s.base + ti;
+    if (!zfast) {  // numpy's slow path for this word (wedge or tail), with the sign of w1
+      pr.z = normal_zig_slow(w1, pr.z, g);
+      pr.t = s.t_of(pr.z);
+    }
+    const std::int64_t k = s.count(pr.t);
     obs.proposal(k);
-    const double v = static_cast<double>(static_cast<std::int64_t>(w2 >> 11)) * (1.0 / 9007199254740992.0);
-    if (Obs::squeeze && z2 < CfnConstants::zmax2 && (1.0 - v) * s.npq > lim0 + lim4 * (z2 * z2) &&
-        static_cast<std::uint64_t>(k) <= static_cast<std::uint64_t>(n)) {
-      obs.fast();
+    if (Obs::squeeze && pr.z * pr.z < CfnConstants::zmax2 &&
+        (1.0 - pr.v) * s.npq > CfnConstants::C0 + CfnConstants::C4 * (pr.z * pr.z) * (pr.z * pr.z)) {
+      obs.fast();  // (a wedge draw the squeeze takes; its k is in [0, n] as in the fast path)
       return k;
     }
-    const bool ok = binomial_cfn_exact(s, n, b, k, z, v);
+    const bool ok = binomial_cfn_exact(s, n, b, k, pr.z, pr.v);
     obs.exact(ok);
     if (ok) return k;
+    std::uint64_t w2;
+    g.next_pair(w1, w2);
+    cfn_fast(s, w1, w2, pr, zfast);
   }
+}
+
+template <class G, class Obs = CfnPlain>
+inline std::int64_t binomial_cfn(G& g, std::int64_t n, const BinomialP& b, Obs obs = Obs()) {
+  const CfnSetup s(n, b);
+  std::uint64_t w1, w2;
+  g.next_pair(w1, w2);
+  CfnProposal pr;
+  bool zfast;
+  if (__builtin_expect(cfn_fast(s, w1, w2, pr, zfast) && Obs::squeeze, 1)) {
+    // fo + Y > 0 here (|Y| < 3.92 sigma + 2.6 < off), so the truncation is the floor; and
+    // 0 <= k <= n: mu + 1/2 + Y > n p q - 3.92 sigma - 1/6 + 1/2 > 0 and
+    // n - (mu + 1/2 + Y) > 2 n p q - 3.92 sigma - 3.1 > 0 for n p q >= 32
+    const std::int64_t k = s.base + static_cast<std::int64_t>(pr.t);
+    obs.proposal(k);
+    obs.fast();
+    return k;
+  }
+  return binomial_cfn_rest(g, n, b, obs, s, w1, pr, zfast);
 }
 
 }  // namespace detail
