@@ -12,13 +12,17 @@ b(k) = -n p q log(f(k) / h(k)),
   zmin(k) the smallest |z| in k's cell.
 
 Like the constants of Hormann's BTRS (1993), these are verified numerically, not derived.  This
-script evaluates b(k) independently of the C++ code (scipy's ``log_ndtr`` for h, Stirling's
-series with Robbins' remainder for f, cross-checked against ``scipy.stats.binom.logpmf`` and
-mpmath in tests/test_binomial_cfn.py) for every count with log f(k) > -700 (counts beyond are
-proposed with probability < 1e-300), over a grid of n p q, p and offsets of the mean, and reports
-the largest -b (to compare with A) and the largest b / (C0 - A + C4 zmin^4).
+script evaluates b(k) in numpy/scipy, apart from the C++ code (h from scipy's ``log_ndtr``, or a
+midpoint series for cells narrower than 2e-3 where differences of log_ndtr lose digits; f by
+Stirling's series with Robbins' remainder in Loader's form with the exact rational n p; both are
+compared with the C++ values and f with mpmath in tests/test_binomial_cfn.py), for every count
+with log f(k) > -700 (counts beyond are proposed with probability < 1e-300), over a grid of
+n p q, p and offsets of the mean, and reports the largest -b (to compare with A) and the largest
+b / (C0 - A + C4 zmin^4).
 
-Run: ``python tools/verify_binomial_cfn.py [--quick]``  (full grid ~15 min on one core).
+Run: ``python tools/verify_binomial_cfn.py [--quick]``  (full grid ~6 min on one idle core).
+Last full run (2026-11-29): n p q in [30, 1e3]: max -b 0.0638, max b / allowance 0.683;
+[1e3, 1e6]: 0.0625, 0.452; [1e6, 1e9]: 0.0652, 0.441 -- constants verified.
 """
 from __future__ import annotations
 

@@ -34,6 +34,14 @@ py::array_t<T> draw(const std::vector<std::uint32_t>& e, const std::vector<std::
   return out;
 }
 
+// binomial_cfn's domain as far as its constants are verified (the population method itself
+// uses it from n p q = 32)
+void check_cfn_domain(std::int64_t n, const ketacore::BinomialP& bp) {
+  const double dn = static_cast<double>(n);
+  if (!(n >= 0 && dn < ketacore::detail::CfnConstants::max_n && dn * bp.psqs >= 30.0))
+    throw py::value_error("binomial_cfn needs n p (1 - p) >= 30 and n < 2^53");
+}
+
 // binomial_cfn with every proposal decided by the exact test (tests only)
 struct CfnNoSqueeze : ketacore::detail::CfnPlain {
   static constexpr bool squeeze = false;
@@ -126,10 +134,12 @@ void bind_rng(py::module_& m) {
       "binomial_cfn_log_pmf",
       [](std::int64_t n, double p, py::array_t<std::int64_t, py::array::c_style | py::array::forcecast> k) {
         const ketacore::BinomialP bp(p);
+        check_cfn_domain(n, bp);
         const d::CfnSetup s(n, bp);
         py::array_t<double> out(k.size());
         for (py::ssize_t i = 0; i < k.size(); ++i) {
           const std::int64_t ki = k.data()[i];
+          if (ki < 0 || ki > n) throw py::value_error("k must be in [0, n]");
           // log f of the count of successes ki (binomial_log_pmf works in the flipped variable)
           out.mutable_data()[i] = d::binomial_log_pmf(bp.flip ? n - ki : ki, n, bp, s.mu);
         }
@@ -141,6 +151,7 @@ void bind_rng(py::module_& m) {
       [](std::int64_t n, double p, py::array_t<std::int64_t, py::array::c_style | py::array::forcecast> k) {
         const ketacore::BinomialP bp(p);
         if (bp.flip) throw py::value_error("p must be <= 1/2 (the proposal is for min(p, 1 - p))");
+        check_cfn_domain(n, bp);
         const d::CfnSetup s(n, bp);
         py::array_t<double> out(k.size());
         for (py::ssize_t i = 0; i < k.size(); ++i) out.mutable_data()[i] = s.log_proposal(k.data()[i]);
@@ -152,19 +163,21 @@ void bind_rng(py::module_& m) {
       [](const std::vector<std::uint32_t>& e, const std::vector<std::uint64_t>& sk, py::ssize_t count,
          std::int64_t n, double p, bool squeeze) {
         const ketacore::BinomialP bp(p);
+        check_cfn_domain(n, bp);
         return draw<std::int64_t>(e, sk, count, [=](Pcg64& g) {
           const std::int64_t x = squeeze ? d::binomial_cfn(g, n, bp) : d::binomial_cfn(g, n, bp, CfnNoSqueeze());
           return bp.flip ? n - x : x;
         });
       },
       py::arg("entropy_words"), py::arg("spawn_key"), py::arg("count"), py::arg("n"), py::arg("p"),
-      py::arg("squeeze"), "binomial_cfn draws, with or without the squeeze (any n p q; tests only).");
+      py::arg("squeeze"), "binomial_cfn draws, with or without the squeeze (n p q >= 30, n < 2^53; tests only).");
   r.def(
       "binomial_cfn_proposals",
       [](const std::vector<std::uint32_t>& e, const std::vector<std::uint64_t>& sk, py::ssize_t count,
          std::int64_t n, double p) {
         const ketacore::BinomialP bp(p);
         if (bp.flip) throw py::value_error("p must be <= 1/2");
+        check_cfn_domain(n, bp);
         struct Rec : d::CfnPlain {
           std::vector<std::int64_t>* out;
           void proposal(std::int64_t k) { out->push_back(k); }
@@ -185,6 +198,7 @@ void bind_rng(py::module_& m) {
       [](const std::vector<std::uint32_t>& e, const std::vector<std::uint64_t>& sk, py::ssize_t count,
          std::int64_t n, double p) {
         const ketacore::BinomialP bp(p);
+        check_cfn_domain(n, bp);
         struct Count : d::CfnPlain {
           std::int64_t* c;
           void fast() { ++c[0]; }

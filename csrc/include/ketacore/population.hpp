@@ -209,14 +209,14 @@ __attribute__((noinline)) std::int64_t binomial_btrs(G& g, std::int64_t n, const
 //
 // The constants are not derived analytically; they are verified numerically, the way the
 // constants of BTRS (Hormann 1993) were: tools/verify_binomial_cfn.py evaluates b(k) with scipy
-// (log_ndtr; log f in numpy) for every count with log f(k) > -700 over n p q in [30, 1e9],
-// 23 values of p in [1e-12, 1/2] and 3-16 offsets of mu per (n p q, p).  Up to n p q = 1e6 the
-// largest -b (which must stay below A, log M = A / (n p q)) is 0.0638 against A = 0.125 (it tends
-// to 1/16 at p = 1/2), and the largest b / (C0 - A + C4 z^4) over cells the squeeze can accept is
-// 0.68.  From 1e6 to 1e9 the same maxima are 0.107 and 0.66, where the double-precision
-// evaluation of log f - log h (~1e-11 absolute, times n p q) limits what the check resolves.
-// (Counts with log f <= -700 are proposed with probability < 1e-300.)  tests/test_binomial_cfn.py
-// re-checks the C++ log f (against mpmath) and log h (against scipy) and the constants on a grid.
+// (log_ndtr, or a midpoint series for cells narrower than 2e-3; log f in Loader's form with the
+// exact rational n p) for every count with log f(k) > -700 over n p q in [30, 1e9], 23 values of
+// p in [1e-12, 1/2] and 3-16 offsets of mu per (n p q, p).  The largest -b (which must stay below
+// A, log M = A / (n p q)) is 0.0638 against A = 0.125 (it tends to 1/16 at p = 1/2; 0.0652 at
+// n p q = 1e9, where ~3e-12 of rounding in log f - log h shows), and the largest
+// b / (C0 - A + C4 z^4) over cells the squeeze can accept is 0.68.  (Counts with log f <= -700 are
+// proposed with probability < 1e-300.)  tests/test_binomial_cfn.py re-checks the C++ log f
+// (against mpmath) and log h (against scipy) and the constants on a grid.
 // n < 2^53 (n and mu exact enough in a double); otherwise BTRS.
 struct CfnConstants {
   static constexpr double min_npq = 32.0;  // n p q below this: BTRS
