@@ -2021,7 +2021,9 @@ class MixtureFit:
     t_res : float
         Truncation (s): the likelihood is ``prod f(t_j) / S(t_res)``.
     n_total : float
-        Estimated number of events including those shorter than t_res, ``n / S(t_res)``.
+        Estimated number of events including those shorter than t_res, ``n / S(t_res)``
+        (computed in logs; ``inf`` when it exceeds the range of doubles, as for a degenerate
+        fit whose spike far below t_res carries ~all the untruncated area).
     converged : bool
         True for a clean fit: the optimiser converged, to a maximum that is not degenerate
         (see "Degenerate fits" in :func:`fit_mixture`).  False otherwise, with the reason
@@ -2181,7 +2183,10 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
     ``f(t) = sum_i (a_i / tau_i) exp(-t / tau_i)``, ``sum a_i = 1``; with a resolution the
     likelihood of each duration is ``f(t) / S(t_res)``, ``S(t) = sum a_i exp(-t / tau_i)``
     (the pdf truncated below ``t_res`` and renormalised, as in EKDIST).  The optimiser works in
-    ``log tau`` and softmax area logits (BFGS with the analytic gradient), from ``n_starts``
+    ``log tau`` and softmax area logits (BFGS with the analytic gradient; the likelihood is
+    evaluated as the mixture of the excesses over ``t_res`` with the observed weights
+    ``a_i exp(-t_res/tau_i) / S(t_res)``, in logs, so that area ratios beyond the range of
+    doubles do not distort it), from ``n_starts``
     data-driven starting points (see "Starting points" below) or from the guesses ``taus``,
     and the largest likelihood is kept; standard errors come from the
     observed information (the Hessian of ``-loglik`` in ``tau_1..tau_k, a_1..a_{k-1}``, by
@@ -2393,6 +2398,16 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
     n = t.size
     tau_floor = t_res / _RES_RATIO          # s; 0 for ideal data
 
+    es = excess / scale                      # the excesses over t_res (scaled units)
+
+    def log_areas(x):
+        """log a (normalised) from the logits of ``x``, in logs: an area that underflows
+        in ``unpack`` (a spike far below t_res takes ~all of it) keeps its log here."""
+        kk = (len(x) + 1) // 2
+        zz = np.append(x[kk:], 0.0)
+        m = zz.max()
+        return zz - (m + math.log(np.sum(np.exp(zz - m))))
+
     def unpack(x):
         kk = (len(x) + 1) // 2               # any order (the ladder of lower-order fits)
         tau = np.exp(x[:kk])
@@ -2407,12 +2422,31 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
         # trial point is returned as +inf, which the line search rejects (it backtracks): a
         # NaN could be accepted and end the search at NaN.  The floating-point warnings of
         # those trial points are expected, and silenced here only
+        #
+        # The truncated likelihood prod f(t_j) / S(t_res) is evaluated as the mixture of the
+        # excesses t_j - t_res with the observed weights w_i = a_i exp(-t_res/tau_i) / S
+        # (the same function, exactly): softmax of u_i = z_i - t_res/tau_i, in logs.  The
+        # untruncated areas are not formed: a spike far below t_res has a_i / a_j ~
+        # exp(t_res/tau_i), beyond the range of doubles (the spike of
+        # test_spike_at_t_res_without_interior_maximum has its maximum at an area ratio of
+        # exp(1665)); with areas clipped at 1e-300 the objective went flat there while its
+        # gradient did not, and BFGS stopped on that artificial wall ("precision loss"), at a
+        # point that depended on round-off, with n_total = n / S ~ 1e303.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            tau, a = unpack(x)
-            ll, gt, ga = _mix_loglik(ts, tau, a, trs)
-            # chain rule: d/dlog tau = tau d/dtau; softmax: d/dz_m = a_m (g_m - sum a g)
-            gz = a * (ga - np.dot(a, ga))
-            f, g = -ll / n, -np.concatenate([gt * tau, gz[:-1]]) / n
+            kk = (len(x) + 1) // 2
+            tau = np.exp(x[:kk])
+            u = np.append(x[kk:], 0.0) - trs / tau
+            um = np.max(u)
+            w = np.exp(u - um)
+            w = w / np.sum(w)
+            # the C kernel takes log w; a weight that underflowed contributes nothing
+            wc = np.maximum(w, np.finfo(float).tiny)
+            ll, gt, gw = _analysis.mixture_loglik(es, np.ascontiguousarray(tau, float), wc)
+            # responsibilities R_i = w_i dll/dw_i (sum n); softmax: dll/du_i = R_i - n w_i;
+            # u_i depends on log tau_i through -t_res/tau_i: du_i/dlog tau_i = t_res/tau_i
+            gu = wc * gw - n * w
+            f = -ll / n
+            g = -np.concatenate([gt * tau + gu * trs / tau, gu[:-1]]) / n
         if not (math.isfinite(f) and np.all(np.isfinite(g))):
             return math.inf, np.zeros_like(x)
         return f, g
@@ -2519,13 +2553,14 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
         tau, a = unpack(r.x)
         k = tau.size                         # (any order: the ladder of lower-order fits)
         order = np.argsort(tau)
-        tau, a = tau[order], a[order]
+        tau, a, la = tau[order], a[order], log_areas(r.x)[order]
         tau_s = tau * scale
         problems = []
         with np.errstate(under="ignore", over="ignore", invalid="ignore", divide="ignore"):
             # expected number of the n observed durations from each component,
-            # n a_i exp(-t_res/tau_i) / S(t_res), in logs (no underflow)
-            lw = np.log(a) - t_res / tau_s
+            # n a_i exp(-t_res/tau_i) / S(t_res), in logs (no underflow, also of an area
+            # that underflows to 0 next to a spike far below t_res)
+            lw = la - t_res / tau_s
             if np.any(np.isfinite(lw)):
                 mx = np.max(lw)
                 seen = n * np.exp(lw - mx) / np.sum(np.exp(lw - mx))
@@ -2564,7 +2599,7 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
         frozen = (0 if x0 is None else
                   int(np.sum(np.abs(r.x - x0) <= 1e-12 * (1.0 + np.abs(x0)))))
         clean = converged(r) and not problems
-        return dict(r=r, tau=tau, a=a, cov=cov, problems=problems, clean=clean,
+        return dict(r=r, tau=tau, a=a, la=la, cov=cov, problems=problems, clean=clean,
                     stuck=frozen > 0 and not clean, frozen=frozen,
                     few=bool(k > 1 and np.any(seen < _MIN_EVENTS)))
 
@@ -2764,11 +2799,17 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
     else:
         se_a = np.zeros(1)
     taus_s = tau * scale
-    with np.errstate(under="ignore"):
-        S = float(np.sum(a * np.exp(-t_res / taus_s)))
+    # n_total = n / S(t_res), in logs from the logits (an area that underflowed to 0 or an S
+    # below the range of doubles would make it 0/0 or a number set by the underflow); inf
+    # when it exceeds the range of doubles (a degenerate fit: a spike far below t_res
+    # carrying ~all the untruncated area)
+    lws = chosen["la"] - t_res / taus_s
+    mw = float(np.max(lws))
+    log_n_total = math.log(n) - (mw + math.log(float(np.sum(np.exp(lws - mw)))))
+    n_total = math.exp(log_n_total) if log_n_total < 709.0 else math.inf
     ll = -chosen["r"].fun * n - n * math.log(scale)
     return MixtureFit(taus=taus_s, areas=a, se_taus=se_t, se_areas=se_a, cov=cov, loglik=ll,
-                      n=int(n), t_res=t_res, n_total=n / S if S > 0 else math.inf,
+                      n=int(n), t_res=t_res, n_total=n_total,
                       converged=bool(chosen["clean"]), data=t, message=message)
 
 

@@ -151,21 +151,54 @@ def test_singular_information_is_flagged():
     assert len(w) == 1 and "fit fewer" in str(w[0].message)
 
 
+def _excess_mixture_loglik(e, taus, w):
+    """Log-likelihood of excesses ``e = t - t_res`` under the mixture with OBSERVED weights
+    ``w`` (``sum w_i / tau_i exp(-e / tau_i)``): the truncated likelihood in the
+    parameters that stay in range when an untruncated area would underflow."""
+    lf = np.log(w)[None, :] - np.log(taus)[None, :] - e[:, None] / np.asarray(taus)[None, :]
+    m = lf.max(axis=1, keepdims=True)
+    return float(np.sum(m[:, 0] + np.log(np.exp(lf - m).sum(axis=1))))
+
+
 def test_spike_at_t_res_without_interior_maximum():
-    """Exponential data plus 5 durations within 0.05 us above t_res: the likelihood rises
-    without bound as tau_1 -> 0 and no maximum exists above t_res/5.  Before: converged=False
-    and nothing said why; now one RuntimeWarning that names the component and the NaN
-    standard errors."""
+    """Exponential data plus 5 durations within 0.05 us above t_res: no maximum exists above
+    t_res/5; the only 2-component maximum is a spike, tau_1 = 0.03 us fitted to the 5
+    excesses of 1-5e-8 s, with an untruncated area ratio a_1/a_2 = exp(1665) (beyond the
+    range of doubles).  Before: converged=False and nothing said why; then (areas clipped at
+    1e-300 in the objective) BFGS stopped on that clip with 'precision loss' at tau_1 =
+    0.072 us, areas [1, 9.8e-301], n_total = 3.1e303, and a count (4.73, 4.78 or 4.95
+    durations) that depended on round-off; now the maximum itself, one RuntimeWarning that
+    names the component and the NaN standard errors, and n_total = inf (n / S(t_res) of the
+    fitted model is 10^726)."""
     x = _exponential_quantiles()
     x[:5] = T_RES + np.arange(1, 6) * 1e-8
     fit, w = _fit_recording(x, 2, t_res=T_RES)
     assert not fit.converged
     assert [str(m.message).startswith("fit_mixture: ") for m in w] == [True]
     assert "component 1 has tau = " in fit.message and "not identifiable" in fit.message
-    assert "accounts for only 4.73 of the 3000 durations above t_res" in fit.message
+    assert "accounts for only 4.93 of the 3000 durations above t_res" in fit.message
     assert "fewer than 10" in fit.message
     assert "standard errors NaN" in fit.message
+    assert "did not converge" not in fit.message        # a maximum, not a stalled optimiser
     assert fit.taus[0] < 1e-6
+    assert fit.n_total == math.inf and fit.areas[1] == 0.0
+    # oracle: the maximum of the truncated likelihood in (log tau_1, log tau_2, logit w_1),
+    # observed weights (independent of ketacore's parameterisation and kernel)
+    from scipy.optimize import minimize
+    e = x - T_RES
+
+    def nll(p):
+        w1 = 1 / (1 + math.exp(-p[2]))
+        return -_excess_mixture_loglik(e, np.exp(p[:2]), np.array([w1, 1 - w1]))
+    r = minimize(nll, [math.log(1e-7), math.log(4e-3), math.log(5 / 2995)], method="Nelder-Mead",
+                 options=dict(xatol=1e-10, fatol=1e-10, maxiter=20000, maxfev=40000))
+    r = minimize(nll, r.x, method="BFGS", options=dict(gtol=1e-8))
+    assert -r.fun == pytest.approx(fit.loglik, abs=1e-6)
+    np.testing.assert_allclose(fit.taus, np.exp(r.x[:2]), rtol=1e-4)
+    w1 = 1 / (1 + math.exp(-r.x[2]))
+    assert 3000 * w1 == pytest.approx(4.93, abs=0.005)
+    # the point where the clipped objective stopped is 1.4 below it in ln L
+    assert _loglik(x, [7.17139e-08, 4.003423e-03], [1.0, 9.7794e-301], T_RES) < fit.loglik - 1.0
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
