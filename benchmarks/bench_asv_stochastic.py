@@ -121,6 +121,31 @@ class Population:
     track_steps_per_second.unit = "steps/s"
 
 
+class PopulationBinomial:
+    """The population method's binomial sampler alone (ketacore._core.rng.binomial_fast), 1e5
+    draws per call, next to numpy's Generator.binomial (BTPE) for the same (n, p): inversion
+    (n p < 10), BTRS (10 <= n p, n p q < 32) and binomial_cfn (n p q >= 32: 200, the small-sigma
+    end seen at N = 1e9, and 2.1e8)."""
+    params = [["inversion n=1e9 p=1e-9", "btrs n=300 p=0.1", "cfn n=1e9 p=2e-7", "cfn n=1e9 p=0.3"]]
+    param_names = ["regime"]
+    draws = 100_000
+    _CASES = {"inversion n=1e9 p=1e-9": (10**9, 1e-9), "btrs n=300 p=0.1": (300, 0.1),
+              "cfn n=1e9 p=2e-7": (10**9, 2e-7), "cfn n=1e9 p=0.3": (10**9, 0.3)}
+
+    def setup(self, regime):
+        import numpy as np
+        from ketacore import _core
+        self.rng = _core.rng
+        self.n, self.p = self._CASES[regime]
+        self.gen = np.random.Generator(np.random.PCG64(1))
+
+    def time_ketacore(self, regime):
+        self.rng.binomial_fast([1], [0], self.draws, self.n, self.p)
+
+    def time_numpy(self, regime):
+        self.gen.binomial(self.n, self.p, size=self.draws)
+
+
 class Overhead:
     """Fixed cost of a trivial call (1 channel, 2 samples)."""
 
