@@ -68,6 +68,11 @@ def test_ch82_between_pdf_matches_expm_oracle(c):
     assert np.abs(got - ref).max() <= 5e-9 * peak
     assert got[:8].min() >= -5e-9 * peak          # t near 0: no negative pdf
     assert abs(got[0]) <= 5e-9 * peak             # exactly 0 at t = 0 (no C adjacent to A)
+    # the areas sum to 1 exactly.  eigh alone gives the slowest rate (7.6e-4 s^-1 at 1 nM) only
+    # to eps ||S|| / lam = 6e-9 relative (it was 1.1e-9 off, the total with it); as a Rayleigh
+    # quotient in Dirichlet form it is exact to 4e-16, and the total is off by <= 5.7e-13
+    # over these concentrations (eigh's eigenvector rounding, ~1e-16 on components of 1.7e-5
+    # and 7e-3 of the slow mode)
     assert b.between.total == pytest.approx(1.0, abs=1e-9)
     assert b.between.mean == pytest.approx(b.mean_between, rel=1e-8)
 
@@ -962,47 +967,100 @@ def test_kampa_bursts_exact_form_agrees_with_the_checked_mixture(monkeypatch):
         assert pt.mean == pytest.approx(mean, rel=1e-9)
 
 
-# CH82 (agonist, within AR + A2R) burst length and between-burst mixtures before the change
-_CH82_BURSTS_BEFORE = {
-    1e-8: dict(
-        length=([5.1551621729634323e-05, 0.0003280092146896715, 0.00050622703963319,
-                 0.009657940078092023],
-                [2.2634817794458038e-05, 0.7404461058306734, 0.0479361337350658,
-                 0.21159512561646426]),
-        between=([5.262831659583374e-05, 5.262831661605358e-05, 0.000495095377763097,
-                  0.0004953383152921842, 106.60784116830628],
-                 [0.7881762875402799, -0.7881762911256736, 0.009939216309150031,
-                  -0.009948708874308642, 1.0000094961796622]),
-        means=(0.00231071392364748, 106.60885352218511)),
-    1e-6: dict(
-        length=([5.1250014013639355e-05, 0.00028254721356689753, 0.00042042401293329536,
-                 0.011669391528264812],
-                [8.551176530061508e-05, 0.025274449550474924, 0.0002953359954514386,
-                 0.974344702688743]),
-        between=([5.229983776003663e-05, 5.230004499910843e-05, 0.0004035428844709318,
-                  0.0004176136822041241, 0.06086271861367052],
-                 [4.29213895367369, -4.292213267942077, 0.2502680816217069,
-                  -0.26550349506369586, 1.0153097277103553]),
-        means=(0.011377279593284885, 0.06178462149855829)),
-}
+def _mp_ch82_bursts(Q, A, B, dps=50):
+    """The burst length (CH82 3.17) and between-burst (:func:`ketacore.theory.bursts`)
+    mixtures, ``(taus, areas)`` ascending in tau, and the closed-form means, in ``dps``-digit
+    mpmath from the double Q: general eigen-decompositions (no symmetrisation)."""
+    with mpmath.workdps(dps):
+        k = Q.shape[0]
+        Qm = mpmath.matrix(Q.tolist())
+        Z = Qm.copy()                               # p Q = 0, p u = 1
+        for i in range(k):
+            Z[i, k - 1] = 1
+        last = mpmath.matrix(1, k)
+        last[k - 1] = 1
+        p = last * mpmath.inverse(Z)
+        A, B = [int(i) for i in A], [int(i) for i in B]
+        F = [i for i in range(k) if i not in A]
+        C = [i for i in F if i not in B]
+        blk = lambda r, c: mpmath.matrix([[Qm[i, j] for j in c] for i in r])  # noqa: E731
+        row = lambda idx: mpmath.matrix([[p[i] for i in idx]])  # noqa: E731
+        col = lambda n: mpmath.matrix([[1] for _ in range(n)])  # noqa: E731
+
+        def mixture(S, start, end):
+            lam, X = mpmath.eig(-blk(S, S))
+            Y = mpmath.inverse(X)
+            out = []
+            for m in range(len(S)):
+                w = (start * X[:, m])[0] * (Y[m, :] * end)[0]
+                out.append((mpmath.re(1 / lam[m]), mpmath.re(w / lam[m])))
+            return out
+
+        def arrays(comps):
+            comps = sorted(comps)
+            return (np.array([float(t) for t, _ in comps]),
+                    np.array([float(a) for _, a in comps]))
+
+        nAA, nBB = mpmath.inverse(-blk(A, A)), mpmath.inverse(-blk(B, B))
+        GAB, GBA = nAA * blk(A, B), nBB * blk(B, A)
+        uA, I = col(len(A)), mpmath.eye(len(A))
+        start = row(C) * (blk(C, A) + blk(C, B) * GBA)
+        rate = (start * uA)[0]
+        phi = start / rate
+        eb = (I - GAB * GBA) * uA
+        length = mixture(A + B, mpmath.matrix([phi.tolist()[0] + [0] * len(B)]),
+                         mpmath.matrix((-blk(A, A) * eb).tolist() + [[0]] * len(B)))
+        between = (mixture(F, row(A) * blk(A, F) / rate, blk(F, A) * uA)
+                   + [(t, -a) for t, a in mixture(B, row(A) * blk(A, B) / rate,
+                                                     blk(B, A) * uA)])
+        mean_length = (phi * mpmath.inverse(I - GAB * GBA) * nAA
+                       * (I + blk(A, B) * nBB * GBA) * uA)[0]
+        return dict(length=arrays(length), between=arrays(between),
+                    means=(float(mean_length), float((1 - rate * mean_length) / rate)))
 
 
-@pytest.mark.parametrize("c", sorted(_CH82_BURSTS_BEFORE))
+@pytest.mark.parametrize("c", [1e-8, 1e-6])
 @pytest.mark.parametrize("check_fails", [False, True])
 def test_ch82_bursts_length_and_between_unchanged(c, check_fails, monkeypatch):
-    """A reversible mechanism keeps the (symmetric-path) mixtures, unchecked: the values from
-    before the change to 1e-14, even with the check made to fail."""
+    """A reversible mechanism keeps the (symmetric-path) mixtures, unchecked: with the check
+    made to fail they are the same bits, and they are the 50-digit mixtures
+    (:func:`_mp_ch82_bursts`) to what the symmetric path guarantees:
+
+    * taus: eigenvalues as Rayleigh quotients in Dirichlet form
+      (:func:`ketacore.theory._dirichlet_rayleigh`), relative error
+      ``<= eps (2 k + 6 sqrt(||M|| tau))`` (its rounding analysis; ``||Q||_inf`` >= every
+      block's ``||M||``): 4e-12 for the slow between-burst tau at 10 nM; <= 5e-16 measured;
+    * areas: ``AREA_RTOL`` of sum |areas|, the accuracy theory.py declares for areas (below it
+      a component is dropped as rounding); <= 3.1e-14 of sum |areas| measured;
+    * means (closed forms, solves with blocks of ``-Q_EE``): ``k eps cond_1(-Q_EE)``,
+      3.7e-13 at 10 nM; <= 7e-14 measured.
+
+    (Before: values captured on one machine, to 1e-14.  They were off the 50-digit values by
+    up to 2.9e-11 (that slow tau: ``eigh``'s absolute ``eps ||S||``), and OpenBLAS's
+    SkylakeX kernels moved the slow burst-length tau 2.4e-14 from the Haswell kernels' value.)"""
+    ref = th.bursts(CH82, ["AR", "A2R"], agonist=c)
     if check_fails:
         monkeypatch.setattr(th, "_expansion_accurate", lambda *a, **kw: False)
     b = th.bursts(CH82, ["AR", "A2R"], agonist=c)
-    ref = _CH82_BURSTS_BEFORE[c]
+    Q = CH82.q_matrix(agonist=c)
+    exact = _mp_ch82_bursts(Q, b.open_states, b.within_states)
+    eps, k = np.finfo(float).eps, Q.shape[0]
+    qnorm = np.abs(Q).sum(axis=1).max()
     for name in ("length", "between"):
-        d = getattr(b, name)
+        d, d0 = getattr(b, name), getattr(ref, name)
         assert isinstance(d, th.ExponentialMixture)
-        np.testing.assert_allclose(d.taus, ref[name][0], rtol=1e-14, atol=0)
-        np.testing.assert_allclose(d.areas, ref[name][1], rtol=1e-14, atol=0)
-    assert b.mean_length == pytest.approx(ref["means"][0], rel=1e-14)
-    assert b.mean_between == pytest.approx(ref["means"][1], rel=1e-14)
+        np.testing.assert_array_equal(d.taus, d0.taus)
+        np.testing.assert_array_equal(d.areas, d0.areas)
+        taus, areas = exact[name]
+        assert d.n_components == taus.size
+        assert np.all(np.abs(d.taus - taus) <= eps * (2 * k + 6 * np.sqrt(qnorm * taus)) * taus)
+        np.testing.assert_allclose(d.areas, areas, rtol=0,
+                                   atol=th.AREA_RTOL * np.abs(areas).sum())
+    assert (b.mean_length, b.mean_between) == (ref.mean_length, ref.mean_between)
+    E = np.concatenate((b.open_states, b.within_states))
+    rel = k * eps * np.linalg.cond(-Q[np.ix_(E, E)], 1)
+    assert b.mean_length == pytest.approx(exact["means"][0], rel=rel)
+    assert b.mean_between == pytest.approx(exact["means"][1], rel=rel)
 
 
 # ------------------------------------------------------- 7. PhaseType.sample of leaking forms
