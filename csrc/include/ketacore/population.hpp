@@ -201,9 +201,9 @@ __attribute__((noinline)) std::int64_t binomial_btrs(G& g, std::int64_t n, const
 // (1 - V) n p q > C0 + C4 Z^4.  This is valid when
 //     f(k) / (M h(k)) >= exp(-(C0 + C4 Z^4) / (n p q))        (and 1 - u <= exp(-u)),
 // i.e. when  b(k) = -n p q log(f(k) / h(k)) <= C0 - A + C4 Z^4  for every Z in k's cell.  It takes
-// 99.5% of the draws at n p q = 32, 99.96% at 400 and 99.99% above 1e4 (the rest are the
-// ziggurat's own slow path and the squeeze's misses), with two stream words, one sqrt and no
-// logarithm.  Everything else goes to the exact test, log V < log f(k) - log h(k) - log M, with
+// 99.5% of the draws at n p q = 32, 99.95% at 400 and 99.99% above 1e4 (the rest are the
+// ziggurat's own slow path and the squeeze's misses), with one sqrt, no logarithm and, for ~7/8
+// of draws, one stream word (see binomial_cfn).  Everything else goes to the exact test, log V < log f(k) - log h(k) - log M, with
 // log f in Loader's form (binomial_log_pmf) and h from a Taylor series at the cell midpoint or
 // erfc differences.
 //
@@ -382,69 +382,78 @@ struct CfnPlain {
 // One proposal from the stream words w1 (the normal) and w2 (V): z, v and, when the squeeze
 // accepts it, true.
 struct CfnProposal {
-  double z, v, t;  // t = fo + Y
+  double z, t;  // Z and fo + Y
 };
-inline bool cfn_fast(const CfnSetup& s, std::uint64_t w1, std::uint64_t w2, CfnProposal& pr, bool& zfast) {
-  // Z from the ziggurat word (numpy's layout), signed by flipping the sign bit (no branch)
-  const int idx = static_cast<int>(w1 & 0xff);
-  const std::uint64_t rabs = (w1 >> 9) & 0x000fffffffffffffULL;
+// The proposal of a ziggurat word w (numpy's layout: bits 0-7 layer, 8 sign, 9-60 |Z|); returns
+// whether the ziggurat's fast path produced Z.  The sign is applied by flipping the sign bit.
+inline bool cfn_propose(const CfnSetup& s, std::uint64_t w, CfnProposal& pr) {
+  const int idx = static_cast<int>(w & 0xff);
+  const std::uint64_t rabs = (w >> 9) & 0x000fffffffffffffULL;
   const double m = static_cast<double>(static_cast<std::int64_t>(rabs)) * zig::wn[idx];
-  zfast = rabs < zig::kn[idx];
   std::uint64_t zb;
   std::memcpy(&zb, &m, sizeof zb);
-  zb ^= ((w1 >> 8) & 0x1) << 63;
+  zb ^= ((w >> 8) & 0x1) << 63;
   std::memcpy(&pr.z, &zb, sizeof zb);
-  const double m2 = m * m;
   pr.t = s.t_of(pr.z);
-  pr.v = static_cast<double>(static_cast<std::int64_t>(w2 >> 11)) * (1.0 / 9007199254740992.0);
-  return zfast && m2 < CfnConstants::zmax2 &&
-         (1.0 - pr.v) * s.npq > CfnConstants::C0 + CfnConstants::C4 * (m2 * m2);
+  return rabs < zig::kn[idx];
+}
+// The squeeze's allowance C0 + C4 Z^4 for |Z| < 3.92 (infinite beyond: no squeeze there)
+inline double cfn_allowance(double z2) {
+  return z2 < CfnConstants::zmax2 ? CfnConstants::C0 + CfnConstants::C4 * (z2 * z2) : HUGE_VAL;
 }
 
-// Everything after a first proposal the squeeze did not take: the ziggurat's slow path for it if
-// needed, its exact test, then further proposals until one is accepted.
+// Everything after a first proposal the first-word test did not take: V completed from a fresh
+// word, the ziggurat's slow path if needed, the squeeze, the exact test, then further proposals
+// (one word for Z, one for V) until one is accepted.
 template <class G, class Obs>
 __attribute__((noinline)) std::int64_t binomial_cfn_rest(G& g, std::int64_t n, const BinomialP& b, Obs obs,
-                                                        const CfnSetup& s, std::uint64_t w1, CfnProposal pr,
+                                                        const CfnSetup& s, std::uint64_t w, CfnProposal pr,
                                                         bool zfast) {
   for (;;) {
-    if (!zfast) {  // numpy's slow path for this word (wedge or tail), with the sign of w1
-      pr.z = normal_zig_slow(w1, pr.z, g);
+    if (!zfast) {  // numpy's slow path for this word (wedge or tail), with the sign of w
+      pr.z = normal_zig_slow(w, pr.z, g);
       pr.t = s.t_of(pr.z);
     }
+    // V = (top + U) / 8: the word's top 3 bits (independent of its other bits, and of whatever
+    // the ziggurat's slow path drew) and a fresh uniform
+    const double v = (static_cast<double>(w >> 61) + g.next_double()) * 0.125;
     const std::int64_t k = s.count(pr.t);
     obs.proposal(k);
-    if (Obs::squeeze && pr.z * pr.z < CfnConstants::zmax2 &&
-        (1.0 - pr.v) * s.npq > CfnConstants::C0 + CfnConstants::C4 * (pr.z * pr.z) * (pr.z * pr.z)) {
-      obs.fast();  // (a wedge draw the squeeze takes; its k is in [0, n] as in the fast path)
+    if (Obs::squeeze && (1.0 - v) * s.npq > cfn_allowance(pr.z * pr.z)) {
+      obs.fast();  // (|Z| < 3.92: k is in [0, n], as in binomial_cfn)
       return k;
     }
-    const bool ok = binomial_cfn_exact(s, n, b, k, pr.z, pr.v);
+    const bool ok = binomial_cfn_exact(s, n, b, k, pr.z, v);
     obs.exact(ok);
     if (ok) return k;
-    std::uint64_t w2;
-    g.next_pair(w1, w2);
-    cfn_fast(s, w1, w2, pr, zfast);
+    w = g.next_uint64();
+    zfast = cfn_propose(s, w, pr);
   }
 }
 
+// One stream word for most draws: besides Z, its 3 spare top bits are the first 3 bits of V,
+// V = (top + U) / 8 with U the rest.  When they are not all ones (7/8 of words) V < 7/8, and if
+// also 8 (C0 + C4 Z^4) < n p q the squeeze's condition (1 - V) n p q > C0 + C4 Z^4 holds
+// whatever U is: the draw is accepted without it.  Otherwise binomial_cfn_rest completes V from
+// a fresh word.  (A threshold on (7 - top) n p q would send fewer small-n p q draws there, but
+// its extra conversion and multiply cost more than it saves: 1.08x against 1.18x over two
+// words per draw, paired_cpp pop1e9.)
 template <class G, class Obs = CfnPlain>
 inline std::int64_t binomial_cfn(G& g, std::int64_t n, const BinomialP& b, Obs obs = Obs()) {
   const CfnSetup s(n, b);
-  std::uint64_t w1, w2;
-  g.next_pair(w1, w2);
+  const std::uint64_t w = g.next_uint64();
   CfnProposal pr;
-  bool zfast;
-  if (__builtin_expect(cfn_fast(s, w1, w2, pr, zfast) && Obs::squeeze, 1)) {
-    // fo + Y > 0 here (|Y| < 3.92 sigma + 2.6 < off), so the truncation is the floor; and
-    // 0 <= k <= n: mu + 1/2 + Y > n p q - 3.92 sigma - 1/6 + 1/2 > 0 and
+  const bool zfast = cfn_propose(s, w, pr);
+  if (__builtin_expect(Obs::squeeze && zfast && (w >> 61) != 7 && 8.0 * cfn_allowance(pr.z * pr.z) < s.npq, 1)) {
+    // |Z| < 3.92, so fo + Y > 0 (|Y| < 3.92 sigma + 2.6 < off) and the truncation is the floor;
+    // and 0 <= k <= n: mu + 1/2 + Y > n p q - 3.92 sigma - 1/6 + 1/2 > 0 and
     // n - (mu + 1/2 + Y) > 2 n p q - 3.92 sigma - 3.1 > 0 for n p q >= 32
     const std::int64_t k = s.base + static_cast<std::int64_t>(pr.t);
     obs.proposal(k);
     obs.fast();
     return k;
   }
-  return binomial_cfn_rest(g, n, b, obs, s, w1, pr, zfast);
+  return binomial_cfn_rest(g, n, b, obs, s, w, pr, zfast);
 }
 
 }  // namespace detail
