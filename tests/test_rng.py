@@ -150,6 +150,77 @@ def test_normal_tables_are_numpys():
     assert digest == "d46841a090f638a74c6bd112345fe681089be798d725b251129f062cad5521a3"
 
 
+EXP_R = 7.6971174701310497140446280481  # numpy's ziggurat_exp_r
+
+
+def test_exponential_tables_are_numpys():
+    """ke/we/fe are numpy's ke/we/fe_double (ziggurat_constants.h), exp_r its ziggurat_exp_r.
+
+    As for the normal tables, the draw comparisons cannot show this for ke: an entry one unit off
+    changes a variate only when the uniform lands exactly on it.  numpy's ke are Julia's 52-bit
+    tables doubled, 2 floor(2^52 x_{i-1}/x_i), all even and one unit below the exact 53-bit floor
+    in 131 layers (exact: ke[0] ...97C7, ke[2] ...317F, ke[254] ...0BB1); we and fe are the exact
+    ziggurat's correctly rounded.  Frozen sha256 of numpy's three tables (little-endian uint64
+    ke, then float64 we, fe), and some readable entries.
+    """
+    if not ZIG_HEADER.is_file():
+        pytest.skip("not run from a source checkout")
+    ke, we, fe = _header_table("ke"), _header_table("we"), _header_table("fe")
+    exp_r = float(re.search(r"constexpr double exp_r = ([0-9.e+-]+);", ZIG_HEADER.read_text()).group(1))
+    assert exp_r == EXP_R
+    assert ke[0] == 0x001C5214272497C6 and ke[1] == 0 and ke[2] == 0x00137D5BD79C317E
+    assert ke[254] == 0x001DDDF62BAC0BB0 and ke[255] == 0x001CDB4DD9E4E8C0 and not (ke & 1).any()
+    assert we[0] == 9.655740063209182975e-16 and we[255] * 2.0**53 == EXP_R
+    assert fe[0] == 1.0 and fe[1] == 9.381436808621747003e-01 and fe[255] == 4.541343538414967652e-04
+    digest = hashlib.sha256(ke.tobytes() + we.tobytes() + fe.tobytes()).hexdigest()
+    assert digest == "0d6e976213179f23220006494ca271c75af26c01872ff952ef983d10305e1a95"
+
+
+_PCG_MULT = 0x2360ED051FC65DA44385DF649FCCF645  # PCG64's 128-bit LCG multiplier
+_PCG_INC = 0x5851F42D4C957F2D14057B7EF767814F   # any odd increment
+
+
+def _numpy_exponential_takes_fast_path(word):
+    """numpy's standard_exponential on a PCG64 whose next output is `word`: True when it returned
+    after that one output (the fast path ri < ke[layer]), False when it drew more (slow paths)."""
+    hi = 0x0123456789ABCDEF  # state after the step: hi 64 bits, rotation hi >> 58
+    rot, m64, m128 = hi >> 58, 2**64 - 1, 2**128 - 1
+    lo = (((word << rot) | (word >> (64 - rot))) & m64) ^ hi  # XSL-RR output = word
+    before = (((hi << 64 | lo) - _PCG_INC) * pow(_PCG_MULT, -1, 2**128)) & m128
+    bg = np.random.PCG64(0)
+    bg.state = {"bit_generator": "PCG64", "state": {"state": before, "inc": _PCG_INC},
+                "has_uint32": 0, "uinteger": 0}
+    np.random.Generator(bg).standard_exponential()
+    return bg.state["state"]["state"] == hi << 64 | lo
+
+
+def test_exponential_fast_path_boundaries_are_numpys():
+    """At every layer numpy's ziggurat itself takes the fast path at ri = ke - 1 and not at ri = ke
+    (numpy is fed the words through a PCG64 state set to output them): ke is numpy's, entry for
+    entry, independently of the header's text.  And exponential_low55's 47-bit bounds
+    k = ceil(ke / 64) (rng.hpp's Layers47) decide as numpy does at 64 ri: words at ri47 = k - 1 and
+    k, each followed by a tail word, give the same variates as the 53-bit words of numpy's layout
+    (a different decision would shift the stream the later tails draw from)."""
+    if not ZIG_HEADER.is_file():
+        pytest.skip("not run from a source checkout")
+    ke = [int(k) for k in _header_table("ke")]
+    for layer in range(256):
+        for ri, fast in ((ke[layer] - 1, True), (ke[layer], False)):
+            if ri >= 0:
+                assert _numpy_exponential_takes_fast_path((ri << 11) | (layer << 3) | 5) == fast, (layer, ri)
+    low55, layout53 = [], []
+    tail = (ke[0] + 63) >> 6  # layer 0 at ri47 = ceil(ke[0] / 64): the tail, one further draw
+    for layer in range(256):
+        for ri47 in ((ke[layer] + 63) >> 6) - 1, (ke[layer] + 63) >> 6:
+            for r, lay in ((ri47, layer), (tail, 0)):
+                if r >= 0:
+                    low55.append((0x1A5 << 55) | (lay << 47) | r)
+                    layout53.append((r << 17) | (lay << 3))
+    a = R.exponential_from_words([7], [0], np.array(low55, dtype=np.uint64), True)
+    b = R.exponential_from_words([7], [0], np.array(layout53, dtype=np.uint64), False)
+    assert a.tobytes() == b.tobytes()
+
+
 BINOMIAL_CASES = [(5, 0.3), (5, 0.9), (40, 0.8), (1000, 0.01), (1000, 0.5), (1000, 0.97),
                   (10**6, 3e-5), (10**9, 1e-3), (10**9, 0.3), (10**9, 0.7), (2**40, 0.25)]
 

@@ -2,18 +2,25 @@
 
 Marsaglia & Tsang (2000), "The ziggurat method for generating random variables",
 J. Stat. Softw. 5(8), doi:10.18637/jss.v005.i08, with 53-bit integer comparisons as in
-numpy's ``Generator.standard_exponential``. The layer boundaries x_i are computed in
-60-digit arithmetic (mpmath) from the defining equations, so the double tables are
-correctly rounded; with them ketacore's exponential variates coincide bit for bit with
-numpy's for the same PCG64 stream (checked in tests/test_rng.py).
+numpy's ``Generator.standard_exponential``.  Both sets of tables must equal numpy's
+(numpy/random/src/distributions/ziggurat_constants.h), entry for entry: with them ketacore's
+exponential and normal variates coincide bit for bit with numpy's for the same PCG64 stream
+(tests/test_rng.py compares draws, and pins the tables by hash).  An entry one unit off would
+change a variate only when the uniform lands on it (~1e-16 of draws), which no draw test sees.
+
+The exponential tables (ke/we/fe_double) come from the exact ziggurat: its layer boundaries x_i
+are computed here in 60-digit arithmetic (mpmath) from the defining equations, and numpy's
+we = x_i / 2^53 and fe = exp(-x_i) are those correctly rounded.  But numpy's ke are the 52-bit
+tables of Julia's ziggurat (Random.ke) doubled, 2 floor(2^52 x_{i-1}/x_i), not the 53-bit floors
+floor(2^53 x_{i-1}/x_i): one unit lower in 131 of the 256 (every layer whose exact quotient has
+a 1 in its 53rd bit).  ``_exponential_tables`` builds them so.
 
 The normal tables (52-bit magnitude + sign bit, as numpy's ``Generator.standard_normal``)
-must equal numpy's ki/wi/fi_double (numpy/random/src/distributions/ziggurat_constants.h),
-and those are *not* the correctly rounded exact tables: numpy computed them in double
-precision, and the exact ones (computed as the exponential tables are) differ from them in
-127 of the 256 ki (by up to 14 units) and in the last bits of 203 wi and 241 fi -- which
-would change most variates.  So ``_normal_tables`` repeats numpy's double-precision
-construction step by step; the 60-digit solution only checks it (see there).
+must equal numpy's ki/wi/fi_double, and those are *not* the correctly rounded exact tables:
+numpy computed them in double precision, and the exact ones (computed as the exponential
+tables are) differ from them in 127 of the 256 ki (by up to 14 units) and in the last bits of
+203 wi and 241 fi -- which would change most variates.  So ``_normal_tables`` repeats numpy's
+double-precision construction step by step; the 60-digit solution only checks it (see there).
 
 Run: ``python tools/gen_ziggurat_tables.py > csrc/include/ketacore/ziggurat_tables.hpp``
 (requires mpmath; only needed to regenerate the header).
@@ -135,28 +142,46 @@ def _hex(k):
     return f"0x{k:016X}ULL"
 
 
-# ------------------------------------------------------------------------------- main
-def main():
+# ------------------------------------------------------------------------ exponential
+EXP_R = 7.6971174701310497140446280481  # numpy's ziggurat_exp_r (ziggurat_constants.h)
+
+
+def _exponential_tables():
+    """numpy's ke/we/fe_double.
+
+    Layer 0 is the base strip with the tail (width q = v / f(r) as a rectangle, v = (r + 1) e^-r
+    the area of every layer); layer i >= 1 has width x[i] (x[1] the top layer, x[255] = r), with
+    x[i-1] = -log(v / x[i] + exp(-x[i])) and r fixed by the top layer's area -- solved in 60
+    digits.  numpy's ke_double are Julia's 52-bit Random.ke doubled (ke_double[0] =
+    0x001C5214272497C6 = 2 * 0x000E290A13924BE3): ke[i] = 2 floor(2^52 x[i-1] / x[i]) (ke[1] = 0),
+    ke[0] = 2 floor(2^52 r / q) -- the exact quotients, floored at 52 bits.  we[i] = x[i] / 2^53,
+    we[0] = q / 2^53 and fe[i] = exp(-x[i]) (fe[0] = 1) are correctly rounded; so is r.
+
+    Checks: numpy's ke are the exact 53-bit floors or one unit below them, and no 52-bit quotient
+    is within 1e-40 of an integer (60 digits decide every floor).
+    """
     r = mp.findroot(_mismatch, mp.mpf("7.697117470131"))
+    assert float(r) == EXP_R
     v = mp.exp(-r) * (r + 1)
     x = _x_chain(r, v)
     q = v / mp.exp(-r)  # width of the base strip as a rectangle
-    two53 = mp.mpf(2) ** 53
-    ke = [0] * N
-    we = [0.0] * N
-    fe = [0.0] * N
-    ke[0] = int(mp.floor(r / q * two53))
-    ke[1] = 0
-    we[0] = float(q / two53)
-    fe[0] = 1.0
-    for i in range(1, N):
-        if i >= 2:
-            ke[i] = int(mp.floor(x[i - 1] / x[i] * two53))
-        we[i] = float(x[i] / two53)
-        fe[i] = float(mp.exp(-x[i]))
+    quot = [r / q, mp.mpf(0)] + [x[i - 1] / x[i] for i in range(2, N)]
+    ke = [2 * int(mp.floor(t * 2 ** 52)) for t in quot]
+    for t, k in zip(quot, ke):
+        frac = t * 2 ** 52 - mp.floor(t * 2 ** 52)
+        assert t == 0 or min(frac, 1 - frac) > mp.mpf(10) ** -40
+        assert 0 <= int(mp.floor(t * 2 ** 53)) - k <= 1
+    we = [float(q / 2 ** 53)] + [float(x[i] / 2 ** 53) for i in range(1, N)]
+    fe = [1.0] + [float(mp.exp(-x[i])) for i in range(1, N)]
+    return r, ke, we, fe
+
+
+# ------------------------------------------------------------------------------- main
+def main():
+    r, ke, we, fe = _exponential_tables()
     out = []
     out.append("// Generated by tools/gen_ziggurat_tables.py -- do not edit.")
-    out.append("// Exponential ziggurat (Marsaglia & Tsang 2000), 256 levels, 53-bit.")
+    out.append("// Exponential ziggurat (Marsaglia & Tsang 2000), 256 levels, 53-bit: numpy's tables.")
     out.append("// Normal ziggurat (Marsaglia & Tsang 2000), 256 levels, 52-bit + sign: numpy's tables.")
     out.append("#pragma once")
     out.append("#include <cstdint>")
