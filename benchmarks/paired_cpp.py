@@ -119,7 +119,7 @@ def export_headers(rev: str, dest: Path) -> Path:
 def build(tmp: Path, base_inc: Path) -> Path:
     (tmp / "lib.cpp").write_text(LIB_CPP)
     (tmp / "drv.cpp").write_text(DRV_CPP)
-    flags = ["g++", "-O3", "-fno-math-errno", "-std=c++17", "-pthread"]
+    flags = ["g++", "-O3", "-fno-math-errno", "-ffp-contract=off", "-std=c++17", "-pthread"]
     for name, inc in (("base", base_inc), ("work", ROOT / "csrc" / "include")):
         subprocess.run(flags + ["-I", str(inc), f"-Dketacore=ketacore_{name}", f"-DFN=run_{name}",
                                 "-c", str(tmp / "lib.cpp"), "-o", str(tmp / f"{name}.o")], check=True)

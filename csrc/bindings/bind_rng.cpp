@@ -36,7 +36,14 @@ py::array_t<T> draw(const std::vector<std::uint32_t>& e, const std::vector<std::
 
 // binomial_cfn's domain as far as its constants are verified (the population method itself
 // uses it from n p q = 32)
+// p must be a probability (a NaN p would make BTRS loop forever; the population method clamps
+// its table entries, so only these test entry points need the check)
+void check_probability(double p) {
+  if (!(p >= 0.0 && p <= 1.0)) throw py::value_error("p must be in [0, 1]");
+}
+
 void check_cfn_domain(std::int64_t n, const ketacore::BinomialP& bp) {
+  check_probability(bp.p);
   const double dn = static_cast<double>(n);
   if (!(n >= 0 && dn < ketacore::detail::CfnConstants::max_n && dn * bp.psqs >= 30.0))
     throw py::value_error("binomial_cfn needs n p (1 - p) >= 30 and n < 2^53");
@@ -106,6 +113,8 @@ void bind_rng(py::module_& m) {
       "binomial",
       [](const std::vector<std::uint32_t>& e, const std::vector<std::uint64_t>& sk, py::ssize_t n,
          std::int64_t trials, double p) {
+        check_probability(p);
+        if (trials < 0) throw py::value_error("trials must be >= 0");
         return draw<std::int64_t>(e, sk, n, [=](Pcg64& g) { return ketacore::binomial(g, trials, p); });
       },
       py::arg("entropy_words"), py::arg("spawn_key"), py::arg("n"), py::arg("trials"), py::arg("p"));
@@ -113,6 +122,8 @@ void bind_rng(py::module_& m) {
       "binomial_fast",
       [](const std::vector<std::uint32_t>& e, const std::vector<std::uint64_t>& sk, py::ssize_t n,
          std::int64_t trials, double p) {
+        check_probability(p);
+        if (trials < 0) throw py::value_error("trials must be >= 0");
         const ketacore::BinomialP bp(p);
         return draw<std::int64_t>(e, sk, n, [=](Pcg64& g) { return ketacore::binomial_fast(g, trials, bp); });
       },

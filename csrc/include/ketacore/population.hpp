@@ -53,6 +53,7 @@ struct BinomialP {
   double ratio = 0.0;   // ps / qs
   double cf_c = 0.0;    // (qs - ps) / 6: the Cornish-Fisher skewness term of binomial_cfn
   double psqs = 0.0;    // ps * qs
+  double ps_hi = 0.0, ps_lo = 0.0;  // ps = ps_hi + ps_lo, 26 bits each (Veltkamp), for exact n ps
   bool flip = false;    // p > 0.5: draw failures
   explicit BinomialP(double prob = 0.0) {
     p = prob;
@@ -63,6 +64,18 @@ struct BinomialP {
     ratio = qs > 0.0 ? ps / qs : 0.0;
     cf_c = (qs - ps) / 6.0;
     psqs = ps * qs;
+    const double v = 134217729.0 * ps;  // 2^27 + 1
+    ps_hi = v - (v - ps);
+    ps_lo = ps - ps_hi;
+  }
+  // The rounding error of mu = fl(n ps), so that n ps = mu + mu_lo exactly (Dekker's
+  // two-product, 0 <= n < 2^53: n is split at bit 26 by integer masking, ps by Veltkamp, and all
+  // four partial products are exact).  Not std::fma: without hardware FMA (a generic x86-64
+  // build) that is a libm call, and on some platforms not correctly rounded.
+  double product_error(std::int64_t n, double mu) const {
+    const std::int64_t nh = n & ~((std::int64_t(1) << 26) - 1);
+    const double ah = static_cast<double>(nh), al = static_cast<double>(n - nh);
+    return ((ah * ps_hi - mu) + ah * ps_lo + al * ps_hi) + al * ps_lo;
   }
 };
 
@@ -212,11 +225,14 @@ __attribute__((noinline)) std::int64_t binomial_btrs(G& g, std::int64_t n, const
 // (log_ndtr, or a midpoint series for cells narrower than 2e-3; log f in Loader's form with the
 // exact rational n p) for every count with log f(k) > -700 over n p q in [30, 1e9], 23 values of
 // p in [1e-12, 1/2] and 3-16 offsets of mu per (n p q, p).  The largest -b (which must stay below
-// A, log M = A / (n p q)) is 0.0638 against A = 0.125 (it tends to 1/16 at p = 1/2; 0.0652 at
-// n p q = 1e9, where ~3e-12 of rounding in log f - log h shows), and the largest
-// b / (C0 - A + C4 z^4) over cells the squeeze can accept is 0.68.  (Counts with log f <= -700 are
-// proposed with probability < 1e-300.)  tests/test_binomial_cfn.py re-checks the C++ log f
-// (against mpmath) and log h (against scipy) and the constants on a grid.
+// A, log M = A / (n p q)) is 0.0638 against A = 0.125 (it tends to 1/16 at p = 1/2), and the
+// largest b / (C0 - A + C4 z^4) over cells the squeeze can accept is 0.68.  (Counts with
+// log f <= -700 are proposed with probability < 1e-300.)  Above n p q ~ 1e10 the double-precision
+// b (~n p q * 1e-14) cannot resolve A; tools/verify_binomial_cfn_mpmath.py (helper-119) does it
+// at 60 digits with the code's doubles: within the bounds up to n p q = 1e13 (largest -b 0.078);
+// from 1e14 -b exceeds A by ~1e-15 relative, the rounding of sigma and c in double precision.
+// tests/test_binomial_cfn.py re-checks the C++ log f (against mpmath) and log h (against scipy)
+// and the constants on a grid.
 // n < 2^53 (n and mu exact enough in a double); otherwise BTRS.
 struct CfnConstants {
   static constexpr double min_npq = 32.0;  // n p q below this: BTRS
@@ -270,13 +286,13 @@ inline double loader_bd0(double x, double M, double dx) {
 //   log f(k) = -bd0(k, n p) - bd0(n - k, n q) + log(n / (2 pi k (n - k))) / 2 + r(n) - r(k) - r(n - k),
 // whose terms are all of the size of the result (the ~d = k - n p terms of k log(k / (n p)) and
 // (n - k) log((n - k) / (n q)) cancel analytically).  d is formed from n p split exactly into
-// mu + mu_lo (an FMA), so neither the rounding of n p nor a cancellation of large terms limits
+// mu + mu_lo (BinomialP::product_error), so neither the rounding of n p nor a cancellation of large terms limits
 // the accuracy: ~1e-13 absolute for n up to 2^53 (tests/test_binomial_cfn.py, against mpmath).
 inline double binomial_log_pmf(std::int64_t k, std::int64_t n, const BinomialP& b, double mu) {
   if (k == 0) return static_cast<double>(n) * b.log_qs;
   if (k == n) return static_cast<double>(n) * std::log(b.ps);
   const double dk = static_cast<double>(k), dn = static_cast<double>(n), nk = dn - dk;
-  const double mu_lo = std::fma(dn, b.ps, -mu);  // n ps = mu + mu_lo exactly (n < 2^53)
+  const double mu_lo = b.product_error(n, mu);  // n ps = mu + mu_lo exactly (n < 2^53)
   const double d = (dk - mu) - mu_lo;            // k - mu is exact (Sterbenz) near the mean
   return -loader_bd0(dk, mu, d) - loader_bd0(nk, dn * b.qs, -d) +
          0.5 * std::log(dn / (6.283185307179586477 * dk * nk)) + robbins_remainder(n) -
@@ -316,8 +332,11 @@ inline double log_normal_interval(double a, double b, double w) {
 }
 
 // The proposal of binomial_cfn for Binomial(n, ps), shared by the sampler and the tests.  The
-// count of a Y is  k = base + floor(fo + Y)  with  base + fo = mu + 1/2,  base an integer and
-// fo = frac(mu + 1/2) + off,  off = 2^(floor(e / 2) + 4) for n p q in [2^e, 2^(e+1)), so that
+// count of a Y is  k = base + floor(fo + Y)  with  base + fo = n ps + 1/2  (the exact mean,
+// mu + mu_lo, from mu = 2^28 on; centred on mu = fl(n ps) alone, the proposal is shifted by up
+// to ulp(mu) / 2, which moves b(k) by ~mu_lo sigma |Z| -- past A and the squeeze's allowance
+// from n p q ~ 1e10, helper-119's audit), base an integer and fo = frac(mu + 1/2) + mu_lo + off,
+// off = 2^(floor(e / 2) + 4) for n p q in [2^e, 2^(e+1)), so that
 // off > 8 sigma (taken from the exponent bits, not from sigma: it stays off the
 // n -> sqrt -> k chain).  Then fo + Y > 0 wherever the squeeze can accept (|Z| < 3.92, so
 // |Y| < 3.92 sigma + 2.6), where the floor is a truncation, and the cell edges are resolved to
@@ -338,7 +357,10 @@ struct CfnSetup {
     const double half = mu + 0.5;
     const std::int64_t whole = static_cast<std::int64_t>(half);
     base = whole - off;
-    fo = (half - static_cast<double>(whole)) + static_cast<double>(off);
+    // (below mu = 2^28 the shift is at most 2^-25, which moves b(k) by < 1e-3 for |Z| < 5, and
+    // the two-product's ten operations would cost ~5% of the population step at N = 1e9)
+    const double mu_lo = mu >= 268435456.0 ? b.product_error(n, mu) : 0.0;
+    fo = ((half - static_cast<double>(whole)) + mu_lo) + static_cast<double>(off);
   }
   // fo + Y for a Z, summed so that only the last multiply-add waits for sigma
   double t_of(double z) const { return (fo + c * (z * z - 1.0)) + sigma * z; }
