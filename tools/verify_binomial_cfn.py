@@ -22,7 +22,7 @@ b / (C0 - A + C4 zmin^4).
 
 Run: ``python tools/verify_binomial_cfn.py [--quick]``  (full grid ~6 min on one idle core).
 Last full run (2026-11-29): n p q in [30, 1e3]: max -b 0.0638, max b / allowance 0.683;
-[1e3, 1e6]: 0.0625, 0.452; [1e6, 1e9]: 0.0652, 0.441 -- constants verified.
+[1e3, 1e6]: 0.0625, 0.452; [1e6, 1e9]: 0.0626, 0.440 -- constants verified.
 """
 from __future__ import annotations
 
