@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from _binomial_stats import chisquare_binom
 from ketacore import _core, _rng
 
 R = _core.rng
@@ -143,23 +144,6 @@ def test_tool_grid_subset():
     assert s < 1, (s, ns, ps)
 
 
-def _chisquare(x, n, p):
-    ref = stats.binom(n, p)
-    lo, hi = ref.ppf([1e-7, 1 - 1e-7]).astype(np.int64)
-    edges = np.unique(np.linspace(lo, hi + 1, min(60, hi - lo + 2)).astype(np.int64))
-    cdf = ref.cdf(edges - 1)
-    probs = np.diff(np.concatenate(([0.0], cdf[1:-1], [1.0])))
-    idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, len(probs) - 1)
-    obs = np.bincount(idx, minlength=len(probs))
-    exp = probs * len(x)
-    keep = exp >= 20
-    obs = np.append(obs[keep], obs[~keep].sum())
-    exp = np.append(exp[keep], exp[~keep].sum())
-    if exp[-1] == 0:
-        obs, exp = obs[:-1], exp[:-1]
-    return stats.chisquare(obs, exp * obs.sum() / exp.sum()).pvalue
-
-
 CASES = [(129, 0.5), (128, 0.5), (180, 0.75), (155, 0.3), (1000, 0.05), (10**6, 4e-5), (10**9, 0.5),
          (10**9, 3.3e-8), (2 * 10**15, 0.1)]
 
@@ -172,7 +156,7 @@ def test_draws_vs_scipy(n, p, squeeze):
     without it (every proposal decided by the exact test)."""
     x = R.binomial_cfn(_rng.entropy_words(777), [n % 53], 200_000, n, p, squeeze)
     assert x.min() >= 0 and x.max() <= n
-    assert _chisquare(x, n, p) > 1e-4
+    assert chisquare_binom(x, n, p) > 1e-4
     sd = np.sqrt(n * p * (1 - p) / x.size)
     assert abs(x.mean() - n * p) < 5 * sd
 
@@ -182,7 +166,7 @@ def test_draws_vs_scipy(n, p, squeeze):
 def test_draws_vs_scipy_large_sample(n, p):
     """4e6 draws at small n p q, where the slow path is most used (failure probability 1e-4)."""
     x = R.binomial_cfn(_rng.entropy_words(4243), [n % 51], 4_000_000, n, p, True)
-    assert _chisquare(x, n, p) > 1e-4
+    assert chisquare_binom(x, n, p) > 1e-4
 
 
 @pytest.mark.parametrize("npq,most", [(32.25, 0.99), (400.0, 0.998)])

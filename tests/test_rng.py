@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from _binomial_stats import chisquare_binom
 from ketacore import _core, _rng
 
 R = _core.rng
@@ -239,33 +240,12 @@ def test_binomial_edge_cases():
     assert (R.binomial([1], [0], 10, 100, 1.0) == 100).all()
 
 
-def _chisquare_binom(x, n, p):
-    """Chi-square goodness of fit of integer draws x to Binomial(n, p), bins with >= 20 expected.
-    Above n = 2^53 with n p^2 < 1e-12 the reference is Poisson(n p) (scipy's binomial quantiles
-    fail there); Le Cam's bound puts its total-variation distance from the binomial below
-    n p^2, far below what 2e5 draws can resolve."""
-    ref = stats.poisson(n * p) if n > 2**53 and n * p * p < 1e-12 else stats.binom(n, p)
-    lo, hi = ref.ppf([1e-7, 1 - 1e-7]).astype(np.int64)
-    edges = np.unique(np.linspace(lo, hi + 1, min(60, hi - lo + 2)).astype(np.int64))
-    cdf = ref.cdf(edges - 1)
-    probs = np.diff(np.concatenate(([0.0], cdf[1:-1], [1.0])))  # first/last bins absorb tails
-    idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, len(probs) - 1)
-    obs = np.bincount(idx, minlength=len(probs))
-    exp = probs * len(x)
-    keep = exp >= 20
-    obs = np.append(obs[keep], obs[~keep].sum())
-    exp = np.append(exp[keep], exp[~keep].sum())
-    if exp[-1] == 0:
-        obs, exp = obs[:-1], exp[:-1]
-    return stats.chisquare(obs, exp * obs.sum() / exp.sum()).pvalue
-
-
 @pytest.mark.parametrize("n,p", [(5, 0.3), (1000, 0.4), (1000, 0.02), (10**9, 0.3), (10**9, 2e-8)])
 def test_binomial_distribution_vs_scipy(n, p):
     """Chi-square vs scipy.stats.binom.  A correct sampler fails with probability 1e-4 (p-value
     threshold); the fixed seed makes the outcome deterministic."""
     x = R.binomial(_rng.entropy_words(2024), [n % 97], 200_000, n, p)
-    assert _chisquare_binom(x, n, p) > 1e-4
+    assert chisquare_binom(x, n, p) > 1e-4
     # mean within 5 standard errors (failure probability 6e-7)
     sd = np.sqrt(n * p * (1 - p) / x.size)
     assert abs(x.mean() - n * p) < 5 * sd
@@ -277,7 +257,7 @@ def test_binomial_distribution_vs_scipy(n, p):
 def test_binomial_distribution_vs_scipy_large_sample(n, p):
     """As above with 2e6 draws per case (failure probability 1e-4 each)."""
     x = R.binomial(_rng.entropy_words(99), [n % 89], 2_000_000, n, p)
-    assert _chisquare_binom(x, n, p) > 1e-4
+    assert chisquare_binom(x, n, p) > 1e-4
 
 
 def test_exponential_distribution_ks():
@@ -411,7 +391,7 @@ def test_population_binomial_vs_scipy(n, p):
     x = R.binomial_fast(_rng.entropy_words(31337), [n % 101], 200_000, n, p)
     assert x.min() >= 0 and x.max() <= n
     if n * min(p, 1 - p) > 1e-3:
-        assert _chisquare_binom(x, n, p) > 1e-4
+        assert chisquare_binom(x, n, p) > 1e-4
     sd = np.sqrt(n * p * (1 - p) / x.size)
     assert abs(x.mean() - n * p) < 5 * sd + 1e-12
 
@@ -427,4 +407,4 @@ def test_population_binomial_edges():
 def test_population_binomial_vs_scipy_large_sample(n, p):
     """2e6 draws per case; failure probability 1e-4 each."""
     x = R.binomial_fast(_rng.entropy_words(4242), [n % 89], 2_000_000, n, p)
-    assert _chisquare_binom(x, n, p) > 1e-4
+    assert chisquare_binom(x, n, p) > 1e-4
