@@ -201,9 +201,9 @@ __attribute__((noinline)) std::int64_t binomial_btrs(G& g, std::int64_t n, const
 // nearest count.  Y is increasing for Z > z* = -sigma / (2 c) (below -3 sigma <= -17 here); a Z
 // at or below z* is rejected, so the proposal's probability of a count k is exactly
 //     h(k) = Phi(z(k + 1/2 - mu)) - Phi(z(k - 1/2 - mu)),
-// z(y) the preimage of y (a root of a quadratic, clipped to z*).  (mu + 1/2 is split as an
-// integer base plus a fraction in [0, 1), so K = base + floor(frac + Y) keeps the cell edges to
-// within a rounding of Y rather than of mu.)
+// z(y) the preimage of y (a root of a quadratic, clipped to z*).  (How mu + 1/2 is held so that
+// the cell edges are resolved to ~ulp(16 sigma), and why mu is the exact n p from 2^28 on: see
+// CfnSetup.)
 //
 // Acceptance.  K is accepted with probability f(k) / (M h(k)), f the binomial pmf, with
 // log M = A / (n p q).  h matches f to second order in 1/sigma (the first-order skewness is in
@@ -216,9 +216,9 @@ __attribute__((noinline)) std::int64_t binomial_btrs(G& g, std::int64_t n, const
 // i.e. when  b(k) = -n p q log(f(k) / h(k)) <= C0 - A + C4 Z^4  for every Z in k's cell.  It takes
 // 99.5% of the draws at n p q = 32, 99.95% at 400 and 99.99% above 1e4 (the rest are the
 // ziggurat's own slow path and the squeeze's misses), with one sqrt, no logarithm and, for ~7/8
-// of draws, one stream word (see binomial_cfn).  Everything else goes to the exact test, log V < log f(k) - log h(k) - log M, with
-// log f in Loader's form (binomial_log_pmf) and h from a Taylor series at the cell midpoint or
-// erfc differences.
+// of draws, one stream word (see binomial_cfn).  Everything else goes to the exact test,
+// log V < log f(k) - log h(k) - log M, with log f in Loader's form (binomial_log_pmf) and h from
+// a Taylor series at the cell midpoint or erfc differences.
 //
 // The constants are not derived analytically; they are verified numerically, the way the
 // constants of BTRS (Hormann 1993) were: tools/verify_binomial_cfn.py evaluates b(k) with scipy
