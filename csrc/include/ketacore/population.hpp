@@ -38,7 +38,7 @@ namespace ketacore {
 //    binomial random variates", J. Stat. Comput. Simul. 46:101-110, doi:10.1080/00949659308811496),
 //    whose setup needs one sqrt and whose squeeze accepts ~85% of proposals without a logarithm;
 //    the exact acceptance test evaluates log f(k)/f(m) as logs of ratios near 1 plus Stirling
-//    tails (exact table below 128, series above, error < 1e-18).
+//    tails (robbins_remainder, shared with binomial_cfn; error < 1.1e-16 above 16, ~4e-15 below).
 //  * n·p·q >= 32 (and n < 2^53): binomial_cfn below, transformed rejection from a
 //    Cornish-Fisher-corrected normal whose squeeze takes > 99% of draws with two stream words and
 //    one sqrt (BTRS's ~80% squeeze and its mispredicted branches made it ~37 ns a draw in the
@@ -81,23 +81,24 @@ struct BinomialP {
 
 namespace detail {
 
-// Stirling tail t(k) defined by  log k! = (k + 1/2) log(k + 1) - (k + 1) + log(2 pi)/2 + t(k):
-// exact (from summed logs) below 128, 3-term series in 1/(k + 1) above (error < 1e-18).
-inline double stirling_tail(std::int64_t k) {
+// Robbins' remainder r(j) = log j! - [(j + 1/2) log j - j + log(2 pi) / 2], j >= 1: summed logs
+// below 16 (error ~ulp(log 15!) = 4e-15), the asymptotic series above (5 terms; the first
+// omitted one, 691 / (360360 j^11), is below 1.1e-16 from j = 16).  BTRS's Stirling tails
+// t(k) = log k! - (k + 1/2) log(k + 1) + (k + 1) - log(2 pi)/2 are r(k + 1).
+inline double robbins_remainder(std::int64_t j) {
   static const std::vector<double> table = [] {
-    std::vector<double> t(128);
+    std::vector<double> t(16, 0.0);
     double lf = 0.0;
-    for (int i = 0; i < 128; ++i) {
-      if (i > 0) lf += std::log(static_cast<double>(i));
+    for (int i = 1; i < 16; ++i) {
+      lf += std::log(static_cast<double>(i));
       const double x = static_cast<double>(i);
-      t[i] = lf - (x + 0.5) * std::log(x + 1.0) + (x + 1.0) - 0.91893853320467274178;
+      t[i] = lf - ((x + 0.5) * std::log(x) - x + 0.91893853320467274178);
     }
     return t;
   }();
-  if (k < 128) return table[static_cast<std::size_t>(k)];
-  const double x1 = static_cast<double>(k) + 1.0;
-  const double r2 = 1.0 / (x1 * x1);
-  return (1.0 / 12.0 - (1.0 / 360.0 - (1.0 / 1260.0) * r2) * r2) / x1;
+  if (j < 16) return table[static_cast<std::size_t>(j)];
+  const double x = static_cast<double>(j), r2 = 1.0 / (x * x);
+  return (1.0 / 12.0 - r2 * (1.0 / 360.0 - r2 * (1.0 / 1260.0 - r2 * (1.0 / 1680.0 - r2 * (1.0 / 1188.0))))) / x;
 }
 
 template <class G>
@@ -184,8 +185,8 @@ __attribute__((noinline)) std::int64_t binomial_btrs(G& g, std::int64_t n, const
     const double nm1 = dn - dm + 1.0, nk1 = dn - kd + 1.0;
     const double bound = (dm + 0.5) * std::log((dm + 1.0) / (b.ratio * nm1)) +
                          (dn + 1.0) * std::log1p(static_cast<double>(k - m) / nk1) +
-                         (kd + 0.5) * std::log(b.ratio * nk1 / (kd + 1.0)) + stirling_tail(m) +
-                         stirling_tail(n - m) - stirling_tail(k) - stirling_tail(n - k);
+                         (kd + 0.5) * std::log(b.ratio * nk1 / (kd + 1.0)) + robbins_remainder(m + 1) +
+                         robbins_remainder(n - m + 1) - robbins_remainder(k + 1) - robbins_remainder(n - k + 1);
     if (lv <= bound) return k;
   }
 }
@@ -242,25 +243,6 @@ struct CfnConstants {
   static constexpr double zmax2 = 3.92 * 3.92;  // the squeeze applies for |Z| < 3.92 only
   static constexpr double max_n = 9007199254740992.0;  // 2^53
 };
-
-// Robbins' remainder r(j) = log j! - [(j + 1/2) log j - j + log(2 pi) / 2], j >= 1: summed logs
-// below 16 (error ~ulp(log 15!) = 4e-15), the asymptotic series above (5 terms; the first
-// omitted one, 691 / (360360 j^11), is below 1.1e-16 from j = 16).
-inline double robbins_remainder(std::int64_t j) {
-  static const std::vector<double> table = [] {
-    std::vector<double> t(16, 0.0);
-    double lf = 0.0;
-    for (int i = 1; i < 16; ++i) {
-      lf += std::log(static_cast<double>(i));
-      const double x = static_cast<double>(i);
-      t[i] = lf - ((x + 0.5) * std::log(x) - x + 0.91893853320467274178);
-    }
-    return t;
-  }();
-  if (j < 16) return table[static_cast<std::size_t>(j)];
-  const double x = static_cast<double>(j), r2 = 1.0 / (x * x);
-  return (1.0 / 12.0 - r2 * (1.0 / 360.0 - r2 * (1.0 / 1260.0 - r2 * (1.0 / 1680.0 - r2 * (1.0 / 1188.0))))) / x;
-}
 
 // Loader's deviance term bd0(x, M) = x log(x / M) + M - x, given dx = x - M exactly: for
 // |dx| < 0.1 (x + M) by its series in v = dx / (x + M) (2 x v^(2j+1) / (2j + 1), j >= 1, plus
@@ -406,18 +388,12 @@ struct CfnPlain {
 struct CfnProposal {
   double z, t;  // Z and fo + Y
 };
-// The proposal of a ziggurat word w (numpy's layout: bits 0-7 layer, 8 sign, 9-60 |Z|); returns
-// whether the ziggurat's fast path produced Z.  The sign is applied by flipping the sign bit.
+// The proposal of a ziggurat word w (numpy's layout: bits 0-7 layer, 8 sign, 9-60 |Z|; bits
+// 61-63 are left for V); returns whether the ziggurat's fast path produced Z.
 inline bool cfn_propose(const CfnSetup& s, std::uint64_t w, CfnProposal& pr) {
-  const int idx = static_cast<int>(w & 0xff);
-  const std::uint64_t rabs = (w >> 9) & 0x000fffffffffffffULL;
-  const double m = static_cast<double>(static_cast<std::int64_t>(rabs)) * zig::wn[idx];
-  std::uint64_t zb;
-  std::memcpy(&zb, &m, sizeof zb);
-  zb ^= ((w >> 8) & 0x1) << 63;
-  std::memcpy(&pr.z, &zb, sizeof zb);
+  const bool fast = normal_zig_fast(w, pr.z);
   pr.t = s.t_of(pr.z);
-  return rabs < zig::kn[idx];
+  return fast;
 }
 // The squeeze's allowance C0 + C4 Z^4 for |Z| < 3.92 (infinite beyond: no squeeze there)
 inline double cfn_allowance(double z2) {
