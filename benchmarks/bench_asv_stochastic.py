@@ -95,8 +95,10 @@ class FineGrid:
 
 
 class Population:
-    """Population method, 1e5 steps of 0.1 ms; cost should not depend on n_channels."""
-    params = [[1000, 10**6, 10**9]]
+    """Population method, 1e5 steps of 0.1 ms; cost should not depend much on n_channels (from
+    POP_COLUMNS_MIN = 2^17 channels a step is drawn in column order; 1e4 and 1e7 are the sizes
+    with the most BTRS and long-inversion draws)."""
+    params = [[1000, 10**4, 10**6, 10**7, 10**9]]
     param_names = ["n_channels"]
     n_steps = 100_000
 
@@ -125,22 +127,25 @@ class PopulationBinomial:
     """The population method's binomial sampler alone (ketacore._core.rng.binomial_fast), 1e5
     draws per call, next to numpy's Generator.binomial (BTPE) for the same (n, p): inversion
     (n p < 10), BTRS (10 <= n p, n p q < 32) and binomial_cfn (n p q >= 32: 200, the small-sigma
-    end seen at N = 1e9, and 2.1e8)."""
-    params = [["inversion n=1e9 p=1e-9", "btrs n=300 p=0.1", "cfn n=1e9 p=2e-7", "cfn n=1e9 p=0.3"]]
+    end seen at N = 1e9, and 2.1e8), the latter also in its column-order variant (words=2: V
+    from a second stream word)."""
+    params = [["inversion n=1e9 p=1e-9", "btrs n=300 p=0.1", "cfn n=1e9 p=2e-7", "cfn n=1e9 p=0.3",
+               "cfn words=2 n=1e9 p=2e-7"]]
     param_names = ["regime"]
     draws = 100_000
-    _CASES = {"inversion n=1e9 p=1e-9": (10**9, 1e-9), "btrs n=300 p=0.1": (300, 0.1),
-              "cfn n=1e9 p=2e-7": (10**9, 2e-7), "cfn n=1e9 p=0.3": (10**9, 0.3)}
+    _CASES = {"inversion n=1e9 p=1e-9": (10**9, 1e-9, 1), "btrs n=300 p=0.1": (300, 0.1, 1),
+              "cfn n=1e9 p=2e-7": (10**9, 2e-7, 1), "cfn n=1e9 p=0.3": (10**9, 0.3, 1),
+              "cfn words=2 n=1e9 p=2e-7": (10**9, 2e-7, 2)}
 
     def setup(self, regime):
         import numpy as np
         from ketacore import _core
         self.rng = _core.rng
-        self.n, self.p = self._CASES[regime]
+        self.n, self.p, self.words = self._CASES[regime]
         self.gen = np.random.Generator(np.random.PCG64(1))
 
     def time_ketacore(self, regime):
-        self.rng.binomial_fast([1], [0], self.draws, self.n, self.p)
+        self.rng.binomial_fast([1], [0], self.draws, self.n, self.p, self.words)
 
     def time_numpy(self, regime):
         self.gen.binomial(self.n, self.p, size=self.draws)

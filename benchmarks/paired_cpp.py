@@ -19,6 +19,7 @@ Workloads (the issue-4 benchmark model at 1 mM glutamate, equilibrium start):
   n10000c     10000 channels, 1 s, 1 ms grid, counts
   pop1e3      population method, N = 1e3, 5e4 steps of 0.1 ms
   pop1e9      population method, N = 1e9, 5e4 steps of 0.1 ms
+  pop1e4 ... pop1e7   the same at N = 1e4 ... 1e7
 
 Needs g++ (C++17) and git; nothing is installed or written outside a temporary directory.
 """
@@ -31,7 +32,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKLOADS = ["single", "n1000", "n10000", "n10000c", "pop1e3", "pop1e9"]
+WORKLOADS = ["single", "n1000", "n10000", "n10000c", "pop1e3", "pop1e9", "pop1e4", "pop1e5", "pop1e6", "pop1e7"]
 
 LIB_CPP = r"""
 #include <ctime>
@@ -72,7 +73,8 @@ extern "C" double FN(int what, long long* chk) {
     long long c = 0; for (std::int64_t k = 0; k < S; k += 7) c += counts[k * 6 + 4]; *chk = c;
   } else {
     const std::int64_t ns = 50000; plan.duration = {ns * 1e-4}; spec.grid = Grid{1e-4, ns + 1};
-    spec.n_channels = what == 4 ? 1000 : 1000000000;
+    const long long sizes[] = {1000, 1000000000, 10000, 100000, 1000000, 10000000};
+    spec.n_channels = sizes[what - 4];
     static std::vector<std::int64_t> counts((ns + 1) * 6);
     EnsembleOut<std::int64_t> out; out.counts = counts.data();
     t0 = cpu_now(); run_population_ensemble<std::int64_t>(spec, out); t1 = cpu_now();

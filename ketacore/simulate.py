@@ -1373,12 +1373,18 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
 #: They change speed and memory, never results; tests lower them to exercise the chunked path.
 _POP_TABLE_BYTES = None
 _POP_STATE_BYTES = None
+#: Population runs of at least this many channels draw each step in column order (None: the C++
+#: default, ``_core.POP_COLUMNS_MIN``).  Unlike the budgets this changes the draws (both orders
+#: are exact); tests set it to run either order at any size.
+_POP_COLUMNS_MIN = None
 
 
-def _pop_budgets() -> tuple[int, int]:
+def _pop_budgets() -> tuple[int, int, int]:
+    """(table bytes, state bytes, columns threshold) for the population core."""
     from . import _core
     return (_core.POP_TABLE_BYTES if _POP_TABLE_BYTES is None else int(_POP_TABLE_BYTES),
-            _core.POP_STATE_BYTES if _POP_STATE_BYTES is None else int(_POP_STATE_BYTES))
+            _core.POP_STATE_BYTES if _POP_STATE_BYTES is None else int(_POP_STATE_BYTES),
+            _core.POP_COLUMNS_MIN if _POP_COLUMNS_MIN is None else int(_POP_COLUMNS_MIN))
 
 
 def _population_dense_bytes(K: int, threads: int) -> float:
@@ -1408,7 +1414,7 @@ def _population_plan_bytes(K: int, n_cond: int, n_seg: int, S: int, n_tr: int, t
     A boundary lies in at most one grid interval, so at most min(segments, samples) intervals
     straddle: the keys are at most n_cond + that + 1 (the identity)."""
     from . import _core
-    table_budget, state_budget = _pop_budgets()
+    table_budget, state_budget, _ = _pop_budgets()
     slot = _core.population_slot_bytes(K)
     n_straddle = min(n_seg, S)
     n_keys = n_cond + n_straddle + 1

@@ -95,12 +95,13 @@ def test_log_proposal_matches_scipy(n, p):
     np.testing.assert_allclose(ours[fin], lh[fin], rtol=1e-11, atol=1e-11)
 
 
-def test_proposal_is_what_the_sampler_draws():
+@pytest.mark.parametrize("words", [1, 2])
+def test_proposal_is_what_the_sampler_draws(words):
     """The proposal pmf h the exact test divides by is the distribution of the proposed counts:
     every proposal's count is recorded (squeeze and test bypassed) and compared with h by
-    chi-square (failure probability 1e-4; 400k proposals)."""
+    chi-square (failure probability 1e-4; 400k proposals), for both first-proposal variants."""
     n, p = 200, 0.3  # n p q = 42: the skew term and the cell offset both matter
-    k = R.binomial_cfn_proposals(_rng.entropy_words(5), [0], 400_000, n, p)
+    k = R.binomial_cfn_proposals(_rng.entropy_words(5), [0], 400_000, n, p, words)
     ks = np.arange(0, n + 1)
     h = np.exp(R.binomial_cfn_log_proposal(n, p, ks))
     assert abs(h.sum() - 1) < 1e-9  # essentially no mass outside [0, n] or below z*
@@ -149,13 +150,15 @@ CASES = [(129, 0.5), (128, 0.5), (180, 0.75), (155, 0.3), (1000, 0.05), (10**6, 
          (10**9, 3.3e-8), (2 * 10**15, 0.1)]
 
 
+@pytest.mark.parametrize("words", [1, 2])
 @pytest.mark.parametrize("squeeze", [True, False])
 @pytest.mark.parametrize("n,p", CASES)
-def test_draws_vs_scipy(n, p, squeeze):
+def test_draws_vs_scipy(n, p, squeeze, words):
     """Chi-square of 200k draws vs scipy.stats.binom (failure probability 1e-4 per case), the
     mean within 5 standard errors (6e-7), with the squeeze (the population method's path) and
-    without it (every proposal decided by the exact test)."""
-    x = R.binomial_cfn(_rng.entropy_words(777), [n % 53], 200_000, n, p, squeeze)
+    without it (every proposal decided by the exact test), with V of the first proposal from the
+    Z word's spare bits (words=1, row-order steps) or from a second word (2, column order)."""
+    x = R.binomial_cfn(_rng.entropy_words(777), [n % 53], 200_000, n, p, squeeze, words)
     assert x.min() >= 0 and x.max() <= n
     assert chisquare_binom(x, n, p) > 1e-4
     sd = np.sqrt(n * p * (1 - p) / x.size)
@@ -163,23 +166,42 @@ def test_draws_vs_scipy(n, p, squeeze):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("words", [1, 2])
 @pytest.mark.parametrize("n,p", [(129, 0.5), (180, 0.25), (2000, 0.02), (10**9, 2e-7)])
-def test_draws_vs_scipy_large_sample(n, p):
+def test_draws_vs_scipy_large_sample(n, p, words):
     """4e6 draws at small n p q, where the slow path is most used (failure probability 1e-4)."""
-    x = R.binomial_cfn(_rng.entropy_words(4243), [n % 51], 4_000_000, n, p, True)
+    x = R.binomial_cfn(_rng.entropy_words(4243), [n % 51], 4_000_000, n, p, True, words)
     assert chisquare_binom(x, n, p) > 1e-4
 
 
+@pytest.mark.parametrize("words", [1, 2])
 @pytest.mark.parametrize("npq,most", [(32.25, 0.99), (400.0, 0.998)])
-def test_squeeze_takes_most_draws(npq, most):
+def test_squeeze_takes_most_draws(npq, most, words):
     """The squeeze decides most draws (the speed claim): the fraction of draws accepted without
     the exact test, over 200k draws, at p = 1/2.  (Measured 0.9952 at n p q = 32.25 and 0.99952 at
     400; the bounds sit > 30 standard errors below.)"""
     n = int(round(4 * npq))
-    fast, exact, rejected = R.binomial_cfn_path_counts(_rng.entropy_words(8), [0], 200_000, n, 0.5)
+    fast, exact, rejected = R.binomial_cfn_path_counts(_rng.entropy_words(8), [0], 200_000, n, 0.5, words)
     assert fast + exact == 200_000
     assert fast / 200_000 > most
     assert rejected < 0.01 * 200_000
+
+
+@pytest.mark.parametrize("words", [1, 2])
+@pytest.mark.parametrize("npq", [32.25, 100.0, 400.0])
+def test_rejections_are_those_of_acceptance_one_over_M(npq, words):
+    """Since f <= M h everywhere and the squeeze only takes proposals the exact test would take,
+    a proposal is accepted with probability exactly 1/M, M = exp(A / n p q), so the rejected
+    proposals of D draws number D (M - 1) in mean with variance D (M - 1) M (geometric trials).
+    Checked within 5 sd over 400k draws (failure probability ~6e-7 each).  This is what catches a
+    squeeze or exact test that ignores V: the proposal is so close to f that histograms of the
+    draws cannot tell (accepting every proposal moves the pmf by ~0.2 % at n p q = 32)."""
+    n, D = int(round(4 * npq)), 400_000
+    fast, exact, rejected = R.binomial_cfn_path_counts(_rng.entropy_words(31), [words], D, n, 0.5, words)
+    assert fast + exact == D
+    M = np.exp(V.A / (n * 0.25))
+    mean, sd = D * (M - 1), np.sqrt(D * (M - 1) * M)
+    assert abs(rejected - mean) < 5 * sd, (rejected, mean, sd)
 
 
 def test_dispatch_thresholds_draw_the_same_distribution():
@@ -196,6 +218,17 @@ def test_dispatch_thresholds_draw_the_same_distribution():
     f = R.binomial_fast(e, [2], 1000, 250, 0.8)
     g = R.binomial_cfn(e, [2], 1000, 250, 0.2, True)
     assert (f == 250 - g).all()
+    # the column-order variant: binomial_fast(words=2) is binomial_cfn(words=2), which draws
+    # other numbers than words=1 from the same stream
+    a2 = R.binomial_fast(e, [1], 1000, 129, 0.5, 2)
+    assert (a2 == R.binomial_cfn(e, [1], 1000, 129, 0.5, True, 2)).all()
+    assert not (a2 == a).all()
+    # below n p q = 32 both variants are BTRS (the same draws)
+    assert (R.binomial_fast(e, [1], 1000, 127, 0.5, 2) == c).all()
+    with pytest.raises(ValueError, match="words"):
+        R.binomial_fast(e, [1], 10, 129, 0.5, 3)
+    with pytest.raises(ValueError, match="words"):
+        R.binomial_cfn(e, [1], 10, 129, 0.5, True, 0)
 
 
 @pytest.mark.parametrize("n,p", [(100, 0.5), (10**9, 2e-8), (2**53, 0.3), (-5, 0.5)])

@@ -10,14 +10,37 @@ Why the binomial references are exact: with all channels independent and started
 distribution, the number of channels in state j at time t_k, summed over channels and trials,
 is Binomial(N * n_trials, p_j(t_k)) with p(t) the master-equation solution -- for ssa and for
 the population method (whose multinomial step with expm(Q dt) is exact at the grid points).
+
+The population method draws a step in row order below ``_core.POP_COLUMNS_MIN`` channels and in
+column order from it on (tests/test_population_columns.py); "population_columns" below is the
+column order forced at the small sizes these tests use, "population_rows" the row order forced
+at a large one.
 """
 import numpy as np
 import pytest
 import scipy.linalg
 from scipy import stats
 
+import sys
+
 import ketacore as kc
 from _stochastic_models import bench_scheme, ch82
+
+_SIM = sys.modules["ketacore.simulate"]
+_FORCED = {"population_columns": 0, "population_rows": 2**62}
+
+
+def simulate(*args, method, **kw):
+    """kc.simulate; "population_columns" / "population_rows" run the population method with that
+    step order forced (fresh plans: a plan keeps the threshold it was made with)."""
+    if method not in _FORCED:
+        return kc.simulate(*args, method=method, **kw)
+    saved = _SIM._PLANS, _SIM._POP_COLUMNS_MIN
+    _SIM._PLANS, _SIM._POP_COLUMNS_MIN = {}, _FORCED[method]
+    try:
+        return kc.simulate(*args, method="population", **kw)
+    finally:
+        _SIM._PLANS, _SIM._POP_COLUMNS_MIN = saved
 
 SCH = bench_scheme()
 # a glutamate pulse that starts and ends between grid points, then a voltage step
@@ -41,20 +64,20 @@ def assert_means_match_master(res, det, alpha=1e-3):
     assert pv.min() > alpha / pv.size, (pv.min(), np.unravel_index(pv.argmin(), pv.shape))
 
 
-@pytest.mark.parametrize("method", ["ssa", "population"])
+@pytest.mark.parametrize("method", ["ssa", "population", "population_columns"])
 @pytest.mark.parametrize("dt", [2e-3, 1.7e-2])
 def test_means_match_master_equation_any_dt(method, dt):
     """Non-equilibrium start (all C0), segment boundaries off the grid; the population method is
     exact at the grid points for any dt (here up to 17 ms, where P = expm(Q dt) is far from
     I + Q dt).  Failure probability < 1e-3 each."""
     det = kc.solve(SCH, PROT, dt=dt, initial="C0")
-    res = kc.simulate(SCH, PROT, dt=dt, n_channels=100, n_trials=200, method=method, rng=101,
-                      record="summary", initial="C0")
+    res = simulate(SCH, PROT, dt=dt, n_channels=100, n_trials=200, method=method, rng=101,
+                   record="summary", initial="C0")
     assert_means_match_master(res, det)
 
 
 @pytest.mark.filterwarnings("ignore::ketacore.UnitsWarning")  # toy scheme at 1 M concentrations
-@pytest.mark.parametrize("method", ["ssa", "population"])
+@pytest.mark.parametrize("method", ["ssa", "population", "population_rows"])  # N = 1e6: columns by default
 @pytest.mark.parametrize("dt", [0.25, 1.0])
 def test_short_segment_between_samples_acts(method, dt):
     """A 50 ns pulse (rate 1e7/s during it) halfway between samples 0.25 or 1 s apart: the open
@@ -65,19 +88,19 @@ def test_short_segment_between_samples_acts(method, dt):
                     conductance={"O": 1e-12}, ligands=["glu"])
     prot = kc.Protocol([kc.Step(0.5), kc.Step(5e-8, glu=1.0), kc.Step(0.5 - 5e-8)])
     p = 0.238651225002602345543049667562  # mpmath closed form, 30 digits
-    n = 10**6 if method == "population" else 20000
-    res = kc.simulate(sch, prot, dt=dt, n_channels=n, method=method, rng=7, initial="C")
+    n = 10**6 if method.startswith("population") else 20000
+    res = simulate(sch, prot, dt=dt, n_channels=n, method=method, rng=7, initial="C")
     assert binomial_pvalues(res.counts[0, -1, 1], n, p) > 1e-4
 
 
-@pytest.mark.parametrize("method", ["ssa", "population"])
+@pytest.mark.parametrize("method", ["ssa", "population", "population_columns"])
 def test_count_distribution_is_exactly_binomial(method):
     """At fixed times the open count of N channels is Binomial(N, p_O(t)) exactly: chi-square
     over 3000 trials at two times.  Failure probability 1e-4 per time (p-value threshold)."""
     N = 20
     det = kc.solve(SCH, PROT, dt=5e-3, initial="C0")
-    res = kc.simulate(SCH, PROT, dt=5e-3, n_channels=N, n_trials=3000, method=method, rng=202,
-                      initial="C0")
+    res = simulate(SCH, PROT, dt=5e-3, n_channels=N, n_trials=3000, method=method, rng=202,
+                   initial="C0")
     jO = SCH.index("O")
     for k in (6, 16):  # 30 ms (during glutamate) and 80 ms (after)
         x = res.counts[:, k, jO]
@@ -93,12 +116,13 @@ def test_count_distribution_is_exactly_binomial(method):
         assert stats.chisquare(obs, exp * obs.sum() / exp.sum()).pvalue > 1e-4
 
 
-def test_ssa_and_population_agree_in_distribution():
+@pytest.mark.parametrize("pop", ["population", "population_columns"])
+def test_ssa_and_population_agree_in_distribution(pop):
     """Two-sample chi-square (contingency) of the open-count histograms at one time, ssa vs
-    population, 4000 trials each; failure probability 1e-4."""
+    population (either step order), 4000 trials each; failure probability 1e-4."""
     kw = dict(dt=5e-3, n_channels=30, n_trials=4000, initial="C0")
     a = kc.simulate(SCH, PROT, method="ssa", rng=303, **kw).counts[:, 8, SCH.index("O")]
-    b = kc.simulate(SCH, PROT, method="population", rng=304, **kw).counts[:, 8, SCH.index("O")]
+    b = simulate(SCH, PROT, method=pop, rng=304, **kw).counts[:, 8, SCH.index("O")]
     table = np.array([np.bincount(a, minlength=31), np.bincount(b, minlength=31)])
     table = table[:, table.sum(0) > 0]
     # merge sparse columns so every expected cell is >= 5
@@ -121,14 +145,14 @@ def _var_of_sample_variance(N, p, n):
     return mu4 / n - s2**2 * (n - 3) / (n * (n - 1))
 
 
-@pytest.mark.parametrize("method", ["ssa", "population"])
+@pytest.mark.parametrize("method", ["ssa", "population", "population_columns"])
 def test_equilibrium_binomial_variance(method):
     """At equilibrium the open count has variance N Po (1 - Po).  21 samples 1 s apart (slowest
     relaxation ~0.1 s, so effectively independent), 500 trials each; the mean of the 21 sample
     variances is tested at 4.5 sigma (two-sided failure probability 7e-6)."""
     N, n = 200, 500
     prot = kc.Step(20.0, glutamate=1e-3)
-    res = kc.simulate(SCH, prot, dt=1.0, n_channels=N, n_trials=n, method=method, rng=404, record="summary")
+    res = simulate(SCH, prot, dt=1.0, n_channels=N, n_trials=n, method=method, rng=404, record="summary")
     po = kc.theory.equilibrium(SCH, glutamate=1e-3)[SCH.index("O")] if hasattr(kc, "theory") else None
     po_solve = kc.solve(SCH, prot, dt=1.0).occupancy[-1, SCH.index("O")]
     if po is not None:
@@ -211,12 +235,12 @@ def test_ssa_dwell_times_ch82_large_sample():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["ssa", "population"])
+@pytest.mark.parametrize("method", ["ssa", "population", "population_columns"])
 def test_means_match_master_equation_large(method):
     """1e6 channel-trials per cell (resolution ~5e-4 in occupancy); failure probability < 1e-3."""
     det = kc.solve(SCH, PROT, dt=1e-3, initial="C0")
-    res = kc.simulate(SCH, PROT, dt=1e-3, n_channels=1000, n_trials=1000, method=method, rng=707,
-                      record="summary", initial="C0")
+    res = simulate(SCH, PROT, dt=1e-3, n_channels=1000, n_trials=1000, method=method, rng=707,
+                   record="summary", initial="C0")
     assert_means_match_master(res, det)
 
 
@@ -226,8 +250,8 @@ def test_population_huge_n_equilibrium_variance():
     4.5 sigma of the sample-variance distribution (failure probability 7e-6)."""
     N, n = 10**9, 400
     prot = kc.Step(10.0, glutamate=1e-3)
-    res = kc.simulate(SCH, prot, dt=1.0, n_channels=N, n_trials=n, method="population", rng=808,
-                      record="summary")
+    res = simulate(SCH, prot, dt=1.0, n_channels=N, n_trials=n, method="population", rng=808,
+                   record="summary")
     po = kc.solve(SCH, prot, dt=1.0).occupancy[-1, SCH.index("O")]
     v = res.var[:, SCH.index("O")]
     sd = np.sqrt(_var_of_sample_variance(N, po, n) / v.size)
@@ -306,14 +330,14 @@ def _chisquare_pooled(obs, exp, min_expected=5.0):
     return stats.chisquare(o, e * o.sum() / e.sum()).pvalue
 
 
-@pytest.mark.parametrize("method", ["ssa", "population"])
+@pytest.mark.parametrize("method", ["ssa", "population", "population_columns"])
 def test_count_vector_is_exactly_multinomial(method):
     """The whole count vector of N = 3 channels at one time is Multinomial(3, p(t)) -- a test of
     the joint law over states (a step that got each state's marginal right but correlated the
     states wrongly would fail), on all 56 outcomes over 20000 trials, at a time during the
     glutamate pulse and one after it.  Failure probability 1e-4 per time."""
     N, n_trials, dt = 3, 20000, 5e-3
-    res = kc.simulate(SCH, PROT, dt=dt, n_channels=N, n_trials=n_trials, method=method, rng=505, initial="C0")
+    res = simulate(SCH, PROT, dt=dt, n_channels=N, n_trials=n_trials, method=method, rng=505, initial="C0")
     K = SCH.n_states
     outcomes = [c for c in np.ndindex(*(N + 1,) * K) if sum(c) == N]
     index = {c: i for i, c in enumerate(outcomes)}
@@ -326,7 +350,7 @@ def test_count_vector_is_exactly_multinomial(method):
         assert _chisquare_pooled(obs, exp) > 1e-4
 
 
-@pytest.mark.parametrize("method", ["ssa", "population"])
+@pytest.mark.parametrize("method", ["ssa", "population", "population_columns"])
 @pytest.mark.parametrize("dt,k1,k2", [(5e-3, 6, 14), (1.7e-2, 1, 5)])
 def test_two_time_joint_law_of_one_channel(method, dt, k1, k2):
     """Markov structure across samples: for one channel, P(state s at t1, state s' at t2) =
@@ -334,7 +358,7 @@ def test_two_time_joint_law_of_one_channel(method, dt, k1, k2):
     interval contains a segment boundary between grid points; with dt = 17 ms the first grid
     interval contains one too).  36 cells over 20000 trials; failure probability 1e-4."""
     n_trials = 20000
-    res = kc.simulate(SCH, PROT, dt=dt, n_channels=1, n_trials=n_trials, method=method, rng=606, initial="C0")
+    res = simulate(SCH, PROT, dt=dt, n_channels=1, n_trials=n_trials, method=method, rng=606, initial="C0")
     s1 = res.counts[:, k1, :].argmax(axis=1)
     s2 = res.counts[:, k2, :].argmax(axis=1)
     K = SCH.n_states

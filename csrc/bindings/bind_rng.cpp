@@ -34,14 +34,19 @@ py::array_t<T> draw(const std::vector<std::uint32_t>& e, const std::vector<std::
   return out;
 }
 
-// binomial_cfn's domain as far as its constants are verified (the population method itself
-// uses it from n p q = 32)
 // p must be a probability (a NaN p would make BTRS loop forever; the population method clamps
 // its table entries, so only these test entry points need the check)
 void check_probability(double p) {
   if (!(p >= 0.0 && p <= 1.0)) throw py::value_error("p must be in [0, 1]");
 }
 
+// binomial_cfn's first-proposal variant (population.hpp): 1 or 2 stream words
+void check_words(int words) {
+  if (words != 1 && words != 2) throw py::value_error("words must be 1 or 2");
+}
+
+// binomial_cfn's domain as far as its constants are verified (the population method itself
+// uses it from n p q = 32)
 void check_cfn_domain(std::int64_t n, const ketacore::BinomialP& bp) {
   check_probability(bp.p);
   const double dn = static_cast<double>(n);
@@ -121,14 +126,19 @@ void bind_rng(py::module_& m) {
   r.def(
       "binomial_fast",
       [](const std::vector<std::uint32_t>& e, const std::vector<std::uint64_t>& sk, py::ssize_t n,
-         std::int64_t trials, double p) {
+         std::int64_t trials, double p, int words) {
         check_probability(p);
+        check_words(words);
         if (trials < 0) throw py::value_error("trials must be >= 0");
         const ketacore::BinomialP bp(p);
+        if (words == 2)
+          return draw<std::int64_t>(e, sk, n, [=](Pcg64& g) { return ketacore::binomial_fast<Pcg64, 2>(g, trials, bp); });
         return draw<std::int64_t>(e, sk, n, [=](Pcg64& g) { return ketacore::binomial_fast(g, trials, bp); });
       },
       py::arg("entropy_words"), py::arg("spawn_key"), py::arg("n"), py::arg("trials"), py::arg("p"),
-      "The population method's binomial (inversion for n p < 10, binomial_cfn for n p q >= 32, BTRS between).");
+      py::arg("words") = 1,
+      "The population method's binomial (inversion for n p < 10, binomial_cfn for n p q >= 32, BTRS between);\n"
+      "words: binomial_cfn's variant, 1 (row-order steps) or 2 (column-order steps).");
   // binomial_cfn (population.hpp) and its parts, for tests/test_binomial_cfn.py
   namespace d = ketacore::detail;
   r.def("binomial_cfn_constants", []() {
@@ -172,20 +182,28 @@ void bind_rng(py::module_& m) {
   r.def(
       "binomial_cfn",
       [](const std::vector<std::uint32_t>& e, const std::vector<std::uint64_t>& sk, py::ssize_t count,
-         std::int64_t n, double p, bool squeeze) {
+         std::int64_t n, double p, bool squeeze, int words) {
         const ketacore::BinomialP bp(p);
         check_cfn_domain(n, bp);
+        check_words(words);
         return draw<std::int64_t>(e, sk, count, [=](Pcg64& g) {
-          const std::int64_t x = squeeze ? d::binomial_cfn(g, n, bp) : d::binomial_cfn(g, n, bp, CfnNoSqueeze());
+          std::int64_t x;
+          if (words == 2)
+            x = squeeze ? d::binomial_cfn<Pcg64, 2>(g, n, bp) : d::binomial_cfn<Pcg64, 2>(g, n, bp, CfnNoSqueeze());
+          else
+            x = squeeze ? d::binomial_cfn(g, n, bp) : d::binomial_cfn(g, n, bp, CfnNoSqueeze());
           return bp.flip ? n - x : x;
         });
       },
       py::arg("entropy_words"), py::arg("spawn_key"), py::arg("count"), py::arg("n"), py::arg("p"),
-      py::arg("squeeze"), "binomial_cfn draws, with or without the squeeze (n p q >= 30, n < 2^53; tests only).");
+      py::arg("squeeze"), py::arg("words") = 1,
+      "binomial_cfn draws, with or without the squeeze (n p q >= 30, n < 2^53; tests only); words: the\n"
+      "first proposal's V from the Z word's top bits (1) or from a second word (2).");
   r.def(
       "binomial_cfn_proposals",
       [](const std::vector<std::uint32_t>& e, const std::vector<std::uint64_t>& sk, py::ssize_t count,
-         std::int64_t n, double p) {
+         std::int64_t n, double p, int words) {
+        check_words(words);
         const ketacore::BinomialP bp(p);
         if (bp.flip) throw py::value_error("p must be <= 1/2");
         check_cfn_domain(n, bp);
@@ -198,16 +216,22 @@ void bind_rng(py::module_& m) {
         Pcg64 g(make_ss(e, sk));
         Rec rec;
         rec.out = &ks;
-        while (static_cast<py::ssize_t>(ks.size()) < count) d::binomial_cfn(g, n, bp, rec);
+        while (static_cast<py::ssize_t>(ks.size()) < count) {
+          if (words == 2)
+            d::binomial_cfn<Pcg64, 2>(g, n, bp, rec);
+          else
+            d::binomial_cfn(g, n, bp, rec);
+        }
         ks.resize(static_cast<std::size_t>(count));
         return py::array_t<std::int64_t>(static_cast<py::ssize_t>(ks.size()), ks.data());
       },
-      py::arg("entropy_words"), py::arg("spawn_key"), py::arg("count"), py::arg("n"), py::arg("p"),
+      py::arg("entropy_words"), py::arg("spawn_key"), py::arg("count"), py::arg("n"), py::arg("p"), py::arg("words") = 1,
       "The first `count` proposed counts of binomial_cfn (accepted or not), p <= 1/2.");
   r.def(
       "binomial_cfn_path_counts",
       [](const std::vector<std::uint32_t>& e, const std::vector<std::uint64_t>& sk, py::ssize_t count,
-         std::int64_t n, double p) {
+         std::int64_t n, double p, int words) {
+        check_words(words);
         const ketacore::BinomialP bp(p);
         check_cfn_domain(n, bp);
         struct Count : d::CfnPlain {
@@ -219,10 +243,15 @@ void bind_rng(py::module_& m) {
         Count obs;
         obs.c = c;
         Pcg64 g(make_ss(e, sk));
-        for (py::ssize_t i = 0; i < count; ++i) d::binomial_cfn(g, n, bp, obs);
+        for (py::ssize_t i = 0; i < count; ++i) {
+          if (words == 2)
+            d::binomial_cfn<Pcg64, 2>(g, n, bp, obs);
+          else
+            d::binomial_cfn(g, n, bp, obs);
+        }
         return py::make_tuple(c[0], c[1], c[2]);
       },
-      py::arg("entropy_words"), py::arg("spawn_key"), py::arg("count"), py::arg("n"), py::arg("p"),
+      py::arg("entropy_words"), py::arg("spawn_key"), py::arg("count"), py::arg("n"), py::arg("p"), py::arg("words") = 1,
       "(draws accepted by the squeeze, draws accepted by the exact test, proposals rejected).");
   r.def(
       "pcg64_state",

@@ -188,7 +188,7 @@ void bind_simulate(py::module_& m) {
          const iarray& cond_index, const darray& conditions, double dt, std::int64_t n_samples, const darray& p0,
          std::int64_t n_channels, const u32vec& entropy, const u64arr& trials, int n_threads, bool summary,
          bool wide, bool background, const py::object& jump_tables, std::size_t pop_table_bytes,
-         std::size_t pop_state_bytes, const py::object& summary_groups) -> py::object {
+         std::size_t pop_state_bytes, std::int64_t pop_columns_min, const py::object& summary_groups) -> py::object {
         ketacore::SegmentPlan plan = make_plan(durations, cond_index, conditions);
         ketacore::CancelToken token;
         ketacore::EnsembleSpec spec =
@@ -197,6 +197,7 @@ void bind_simulate(py::module_& m) {
         set_groups(spec, summary_groups);
         spec.pop_table_bytes = pop_table_bytes;
         spec.pop_state_bytes = pop_state_bytes;
+        spec.pop_columns_min = pop_columns_min;
         spec.grid = ketacore::Grid{dt, n_samples};
         if (wide) return simulate_t<std::int64_t>(method, spec, background, token);
         return simulate_t<std::int32_t>(method, spec, background, token);
@@ -205,16 +206,19 @@ void bind_simulate(py::module_& m) {
       py::arg("dt"), py::arg("n_samples"), py::arg("p0"), py::arg("n_channels"), py::arg("entropy_words"),
       py::arg("trials"), py::arg("n_threads"), py::arg("summary"), py::arg("wide"), py::arg("background"),
       py::arg("jump_tables") = py::none(), py::arg("pop_table_bytes") = ketacore::EnsembleSpec::kPopTableBytes,
-      py::arg("pop_state_bytes") = ketacore::EnsembleSpec::kPopStateBytes, py::arg("summary_groups") = py::none(),
+      py::arg("pop_state_bytes") = ketacore::EnsembleSpec::kPopStateBytes,
+      py::arg("pop_columns_min") = ketacore::EnsembleSpec::kPopColumnsMin, py::arg("summary_groups") = py::none(),
       "Run 'ssa' or 'population'.  Returns counts (trials x samples x states, int32 or int64 if wide)\n"
       "or, with summary=True, (sum int64, sumsq_lo uint64, sumsq_hi uint64), each flat: samples x states\n"
       "entries, then samples x G for the groups of summary_groups ((G, states) flags; None: G = 0).\n"
       "jump_tables: ssa only, per condition whether to build its jump table (None: all); it changes\n"
       "speed, never results.  pop_table_bytes / pop_state_bytes: population only, the memory for\n"
       "transition tables held at once and for trial states kept between chunks of them; they\n"
-      "change speed and memory, never results.");
+      "change speed and memory, never results.  pop_columns_min: population runs of at least this many\n"
+      "channels draw each step in column order, smaller ones row by row (different draws, both exact).");
   m.attr("POP_TABLE_BYTES") = ketacore::EnsembleSpec::kPopTableBytes;
   m.attr("POP_STATE_BYTES") = ketacore::EnsembleSpec::kPopStateBytes;
+  m.attr("POP_COLUMNS_MIN") = ketacore::EnsembleSpec::kPopColumnsMin;
   m.def(
       "population_keys",
       [](const ketacore::CompiledScheme& scheme, const darray& durations, const iarray& cond_index,

@@ -55,6 +55,11 @@ struct EnsembleSpec {
   std::size_t pop_state_bytes = kPopStateBytes;
   static constexpr std::size_t kPopTableBytes = std::size_t(32) << 20;
   static constexpr std::size_t kPopStateBytes = std::size_t(64) << 20;
+  // population: runs of at least this many channels draw each step in column order
+  // (PopulationTables::step_columns), smaller ones in row order (step).  The two orders draw
+  // different numbers, both exact; the default is where columns start to pay (kPopColumnsMin).
+  std::int64_t pop_columns_min = kPopColumnsMin;
+  static constexpr std::int64_t kPopColumnsMin = std::int64_t(1) << 17;
 };
 
 // Outputs.  counts: n_trials x n_samples x K (record="counts").  Summary: the exact sum (int64)
@@ -667,6 +672,7 @@ void run_population_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
   const int nt = std::max(1, std::min<int>(spec.n_threads, static_cast<int>(std::max<std::size_t>(1, n_trials))));
   const CancelToken& token = *spec.token;
   const bool one_chunk = tabs.all_resident();
+  const bool columns = K <= PopulationTables::kColumnMaxK && spec.n_channels >= spec.pop_columns_min;
   const std::size_t state_bytes = static_cast<std::size_t>(K) * sizeof(std::int64_t) + sizeof(Pcg64);
   const std::size_t batch =
       one_chunk ? std::max<std::size_t>(1, n_trials)
@@ -718,7 +724,10 @@ void run_population_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
             const int key = sch.run_key[q];
             std::int64_t k = sch.run_step[q];
             for (std::int64_t s = 0; s < sch.run_len[q]; ++s) {
-              tabs.step(key, n.data(), m.data(), g);
+              if (columns)
+                tabs.step_columns(key, n.data(), m.data(), g);
+              else
+                tabs.step(key, n.data(), m.data(), g);
               n.swap(m);
               record(++k);
               if ((k & (kCancelPollInterval - 1)) == 0 && token.cancelled()) return;

@@ -400,13 +400,13 @@ inline double cfn_allowance(double z2) {
   return z2 < CfnConstants::zmax2 ? CfnConstants::C0 + CfnConstants::C4 * (z2 * z2) : HUGE_VAL;
 }
 
-// Everything after a first proposal the first-word test did not take: V completed from a fresh
-// word, the ziggurat's slow path if needed, the squeeze, the exact test, then further proposals
-// (one word for Z, one for V) until one is accepted.
+// Everything after a first proposal the first test did not take: the ziggurat's slow path if
+// needed, V completed from a fresh word (unless the caller drew it, v0 >= 0), the squeeze, the
+// exact test, then further proposals (one word for Z, one for V) until one is accepted.
 template <class G, class Obs>
 __attribute__((noinline)) std::int64_t binomial_cfn_rest(G& g, std::int64_t n, const BinomialP& b, Obs obs,
                                                         const CfnSetup& s, std::uint64_t w, CfnProposal pr,
-                                                        bool zfast) {
+                                                        bool zfast, double v0) {
   for (;;) {
     if (!zfast) {  // numpy's slow path for this word (wedge or tail), with the sign of w
       pr.z = normal_zig_slow(w, pr.z, g);
@@ -414,7 +414,8 @@ __attribute__((noinline)) std::int64_t binomial_cfn_rest(G& g, std::int64_t n, c
     }
     // V = (top + U) / 8: the word's top 3 bits (independent of its other bits, and of whatever
     // the ziggurat's slow path drew) and a fresh uniform
-    const double v = (static_cast<double>(w >> 61) + g.next_double()) * 0.125;
+    const double v = v0 >= 0.0 ? v0 : (static_cast<double>(w >> 61) + g.next_double()) * 0.125;
+    v0 = -1.0;
     const std::int64_t k = s.count(pr.t);
     obs.proposal(k);
     if (Obs::squeeze && (1.0 - v) * s.npq > cfn_allowance(pr.z * pr.z)) {
@@ -429,20 +430,36 @@ __attribute__((noinline)) std::int64_t binomial_cfn_rest(G& g, std::int64_t n, c
   }
 }
 
-// One stream word for most draws: besides Z, its 3 spare top bits are the first 3 bits of V,
-// V = (top + U) / 8 with U the rest.  When they are not all ones (7/8 of words) V < 7/8, and if
-// also 8 (C0 + C4 Z^4) < n p q the squeeze's condition (1 - V) n p q > C0 + C4 Z^4 holds
-// whatever U is: the draw is accepted without it.  Otherwise binomial_cfn_rest completes V from
-// a fresh word.  (A threshold on (7 - top) n p q would send fewer small-n p q draws there, but
-// its extra conversion and multiply cost more than it saves: 1.08x against 1.18x over two
-// words per draw, paired_cpp pop1e9.)
-template <class G, class Obs = CfnPlain>
+// How binomial_cfn draws V for its first proposal.
+//  * Words = 1: one stream word for most draws.  Besides Z, the word's 3 spare top bits are the
+//    first 3 bits of V, V = (top + U) / 8 with U the rest.  When they are not all ones (7/8 of
+//    words) V < 7/8, and if also 8 (C0 + C4 Z^4) < n p q the squeeze's condition
+//    (1 - V) n p q > C0 + C4 Z^4 holds whatever U is: the draw is accepted without it.
+//    Otherwise binomial_cfn_rest completes V from a fresh word.  (A threshold on (7 - top) n p q
+//    would send fewer small-n p q draws there, but its extra conversion and multiply cost more
+//    than it saves: 1.08x against 1.18x over two words per draw, paired_cpp pop1e9.)  Best when
+//    each draw waits for the previous one (PopulationTables::step): the 1-in-8 unpredictable
+//    branch costs little there.
+//  * Words = 2: V from a second word for every draw, so the only data-dependent branches are the ziggurat's fast path
+//    (98.8 %) and the squeeze (> 99.5 %).  Best when independent draws overlap
+//    (PopulationTables::step_columns), where a mispredicted branch discards the other rows' work.
+// The two draw different numbers; both are exact.
+template <class G, int Words = 1, class Obs = CfnPlain>
 inline std::int64_t binomial_cfn(G& g, std::int64_t n, const BinomialP& b, Obs obs = Obs()) {
+  static_assert(Words == 1 || Words == 2, "binomial_cfn: Words is 1 or 2");
   const CfnSetup s(n, b);
   const std::uint64_t w = g.next_uint64();
   CfnProposal pr;
   const bool zfast = cfn_propose(s, w, pr);
-  if (__builtin_expect(Obs::squeeze && zfast && (w >> 61) != 7 && 8.0 * cfn_allowance(pr.z * pr.z) < s.npq, 1)) {
+  double v = -1.0;
+  bool fast;
+  if constexpr (Words == 1) {
+    fast = Obs::squeeze && zfast && (w >> 61) != 7 && 8.0 * cfn_allowance(pr.z * pr.z) < s.npq;
+  } else {
+    v = g.next_double();  // (the word's top bits are not used)
+    fast = Obs::squeeze && zfast && (1.0 - v) * s.npq > cfn_allowance(pr.z * pr.z);
+  }
+  if (__builtin_expect(fast, 1)) {
     // |Z| < 3.92, so fo + Y > 0 (|Y| < 3.92 sigma + 2.6 < off) and the truncation is the floor;
     // and 0 <= k <= n: mu + 1/2 + Y > n p q - 3.92 sigma - 1/6 + 1/2 > 0 and
     // n - (mu + 1/2 + Y) > 2 n p q - 3.92 sigma - 3.1 > 0 for n p q >= 32
@@ -451,12 +468,13 @@ inline std::int64_t binomial_cfn(G& g, std::int64_t n, const BinomialP& b, Obs o
     obs.fast();
     return k;
   }
-  return binomial_cfn_rest(g, n, b, obs, s, w, pr, zfast);
+  return binomial_cfn_rest(g, n, b, obs, s, w, pr, zfast, v);
 }
 
 }  // namespace detail
 
-template <class G>
+// Words: binomial_cfn's first-proposal variant (above); step() uses 1, step_columns() 2.
+template <class G, int Words = 1>
 inline std::int64_t binomial_fast(G& g, std::int64_t n, const BinomialP& b) {
   if (n == 0 || b.ps == 0.0) return b.flip ? n : 0;
   const double dn = static_cast<double>(n), np = dn * b.ps;
@@ -464,7 +482,7 @@ inline std::int64_t binomial_fast(G& g, std::int64_t n, const BinomialP& b) {
   if (np < 10.0)
     x = detail::binomial_inversion_fast(g, n, b);
   else if (np * b.qs >= detail::CfnConstants::min_npq && dn < detail::CfnConstants::max_n)
-    x = detail::binomial_cfn(g, n, b);
+    x = detail::binomial_cfn<G, Words>(g, n, b);
   else
     x = detail::binomial_btrs(g, n, b);
   return b.flip ? n - x : x;
@@ -704,6 +722,31 @@ class PopulationTables {
       }
       out[ord[K - 1]] += rem;
     }
+  }
+
+  // The same step with the rows' draws in column order: the j-th draw of every row, then the
+  // (j+1)-th.  Each row's draws form a dependency chain (rem -> n p q -> sqrt -> k -> rem); in
+  // column order the next row's draw does not wait for it, so the core overlaps K chains.  The
+  // draws (and so the results) differ from step()'s, so a run uses one of the two throughout
+  // (columns_pay).  K <= kColumnMaxK.
+  static constexpr int kColumnMaxK = 32;
+  template <class G>
+  inline void step_columns(int key, const std::int64_t* n, std::int64_t* out, G& g) const {
+    const int K = K_;
+    std::int64_t rem[kColumnMaxK];
+    for (int j = 0; j < K; ++j) {
+      out[j] = 0;
+      rem[j] = n[j];
+    }
+    const int* ord = order(key);
+    const BinomialP* cp = cprob(key);
+    for (int j = 0; j < K - 1; ++j)
+      for (int i = 0; i < K; ++i) {
+        const std::int64_t x = binomial_fast<G, 2>(g, rem[i], cp[static_cast<std::size_t>(i) * (K - 1) + j]);
+        out[ord[static_cast<std::size_t>(i) * K + j]] += x;
+        rem[i] -= x;
+      }
+    for (int i = 0; i < K; ++i) out[ord[static_cast<std::size_t>(i) * K + K - 1]] += rem[i];
   }
 
  private:
