@@ -113,3 +113,28 @@ def test_columns_huge_n_means_match_master_equation():
     hi = stats.binom.sf(res.sum_counts - 1, tot, p)
     pv = np.minimum(1.0, 2 * np.minimum(lo, hi))
     assert pv.min() > 1e-3 / pv.size
+
+
+def test_more_states_than_the_column_buffer_keep_the_row_order():
+    """The column step keeps each row's remainder on the stack (kColumnMaxK = 32 states); a
+    scheme with more states draws in row order at any size, and the threshold does not matter."""
+    names = [f"S{i}" for i in range(33)]
+    sch = kc.Scheme(names, [(a, b, 100.0) for a, b in zip(names, names[1:])] +
+                    [(b, a, 50.0) for a, b in zip(names, names[1:])], conductance={"S32": 1e-12})
+    prot = kc.Step(0.02)
+    runs = []
+    for columns_min in (COLUMNS, ROWS):
+        with order(columns_min):
+            runs.append(kc.simulate(sch, prot, dt=1e-3, n_channels=10**9, n_trials=2, rng=5, initial="S0",
+                                    method="population").counts)
+    assert runs[0].tobytes() == runs[1].tobytes()
+    assert (runs[0].sum(-1) == 10**9).all()
+    # with 32 states the orders differ (the column step is used)
+    sch32 = kc.Scheme(names[:32], [(a, b, 100.0) for a, b in zip(names[:32], names[1:32])] +
+                      [(b, a, 50.0) for a, b in zip(names[:32], names[1:32])], conductance={"S31": 1e-12})
+    runs = []
+    for columns_min in (COLUMNS, ROWS):
+        with order(columns_min):
+            runs.append(kc.simulate(sch32, prot, dt=1e-3, n_channels=10**9, n_trials=2, rng=5, initial="S0",
+                                    method="population").counts)
+    assert runs[0].tobytes() != runs[1].tobytes()
