@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "ketacore/cancel.hpp"
@@ -720,19 +721,25 @@ void run_population_ensemble(const EnsembleSpec& spec, EnsembleOut<T>& out) {
             g = saved_g[i - b0];
             std::memcpy(n.data(), saved_n.data() + (i - b0) * K, sizeof(std::int64_t) * K);
           }
-          for (std::size_t q = r; q < r_end; ++q) {
-            const int key = sch.run_key[q];
-            std::int64_t k = sch.run_step[q];
-            for (std::int64_t s = 0; s < sch.run_len[q]; ++s) {
-              if (columns)
-                tabs.step_columns(key, n.data(), m.data(), g);
-              else
-                tabs.step(key, n.data(), m.data(), g);
-              n.swap(m);
-              record(++k);
-              if ((k & (kCancelPollInterval - 1)) == 0 && token.cancelled()) return;
+          // the runs of this chunk; false when cancelled.  One loop per step order, so the
+          // row-order loop is the one it was before the column order existed.
+          auto advance = [&](auto in_columns) {
+            for (std::size_t q = r; q < r_end; ++q) {
+              const int key = sch.run_key[q];
+              std::int64_t k = sch.run_step[q];
+              for (std::int64_t s = 0; s < sch.run_len[q]; ++s) {
+                if constexpr (decltype(in_columns)::value)
+                  tabs.step_columns(key, n.data(), m.data(), g);
+                else
+                  tabs.step(key, n.data(), m.data(), g);
+                n.swap(m);
+                record(++k);
+                if ((k & (kCancelPollInterval - 1)) == 0 && token.cancelled()) return false;
+              }
             }
-          }
+            return true;
+          };
+          if (!(columns ? advance(std::true_type{}) : advance(std::false_type{}))) return;
           if (!one_chunk) {
             saved_g[i - b0] = g;
             std::memcpy(saved_n.data() + (i - b0) * K, n.data(), sizeof(std::int64_t) * K);
