@@ -380,20 +380,45 @@ FAST_CASES = [(5, 0.3), (20, 0.9), (50, 0.19), (50, 0.21), (300, 0.1), (400, 0.2
               (10**9, 1e-12), (3 * 10**12, 0.25),
               # p below ~1e-15, where 1 - p rounds: log(1 - p) was 0 or off (always 0 drawn
               # for p < 2^-54; P(0) = 0.036 instead of 0.0082 at n p = 4.8)
-              (10**17, 3e-17), (3 * 10**16, 1.6e-16), (2**62, 2e-18)]
+              (10**17, 3e-17), (3 * 10**16, 1.6e-16), (2**62, 2e-18),
+              # the column-order variant's unrolled inversion (words=2): n p in [0.2, 2) with
+              # M = 8 (n >= 8; n = 10, n p = 1.9 reaches its tail X >= 8), [2, 6) with M = 16,
+              # and n below M (the sequential search)
+              (8, 0.1), (10, 0.19), (7, 0.25), (16, 0.3), (15, 0.3), (10**9, 1.5e-9), (10**6, 5e-6),
+              (3 * 10**12, 1e-12)]
 
 
+@pytest.mark.parametrize("words", [1, 2])
 @pytest.mark.parametrize("n,p", FAST_CASES)
-def test_population_binomial_vs_scipy(n, p):
-    """The population method's sampler (inversion below n·p = 10, BTRS above; not numpy's BTPE):
-    chi-square vs scipy.stats.binom with 200k draws (failure probability 1e-4 per case), and the
-    mean within 5 standard errors (6e-7)."""
-    x = R.binomial_fast(_rng.entropy_words(31337), [n % 101], 200_000, n, p)
+def test_population_binomial_vs_scipy(n, p, words):
+    """The population method's sampler (inversion below n·p = 10, BTRS above; not numpy's BTPE),
+    in its row-order (words=1) and column-order (words=2) variants: chi-square vs
+    scipy.stats.binom with 200k draws (failure probability 1e-4 per case), and the mean within 5
+    standard errors (6e-7)."""
+    x = R.binomial_fast(_rng.entropy_words(31337), [n % 101], 200_000, n, p, words)
     assert x.min() >= 0 and x.max() <= n
     if n * min(p, 1 - p) > 1e-3:
         assert chisquare_binom(x, n, p) > 1e-4
     sd = np.sqrt(n * p * (1 - p) / x.size)
     assert abs(x.mean() - n * p) < 5 * sd + 1e-12
+
+
+@pytest.mark.parametrize("n,p", [(8, 0.025), (12, 0.16), (40, 0.125), (16, 0.3), (64, 0.09), (10**9, 1.9e-9),
+                                 (10**9, 5.5e-9), (10**7, 3e-8)])
+def test_unrolled_inversion_draws_the_counts_of_the_search(n, p):
+    """binomial_inversion_unrolled counts the k < M with U > F(k) from the same uniform and the
+    same recursion as BINV's sequential search, so the column-order variant draws the very
+    counts of the row-order one for n p < 10 (not only the same distribution): 1e6 draws each,
+    including the tail beyond M (expected draws of X >= M: ~115 at n = 12, n p = 1.92; ~790 at
+    n = 1e9, n p = 1.9; ~130 at n = 64, n p = 5.76 with M = 16).  The two sum the cdf in different orders, so a count could differ only when U
+    lies within ~1e-16 of a cdf step (probability ~1e-9 over these draws)."""
+    e = _rng.entropy_words(2718)
+    a = R.binomial_fast(e, [n % 97], 1_000_000, n, p, 1)
+    b = R.binomial_fast(e, [n % 97], 1_000_000, n, p, 2)
+    assert (a == b).all()
+    M = 8 if n * p < 2 else 16
+    if n >= M and stats.binom.sf(M - 1, n, p) * a.size > 20:
+        assert (a >= M).sum() > 0  # the tail path ran (P(none) < e^-20)
 
 
 def test_population_binomial_edges():

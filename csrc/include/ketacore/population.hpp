@@ -30,10 +30,11 @@ namespace ketacore {
 // ---------------------------------------------------------------------------------------------
 // Fast exact binomial for the population step.  The success probability of each matrix entry is
 // fixed while n changes every step, so everything that depends on p alone is precomputed
-// (BinomialP).  Two exact algorithms:
+// (BinomialP).  Three exact algorithms:
 //  * n·p < 10: sequential-search inversion (Kachitvichyanukul & Schmeiser 1988 "BINV"), with the
 //    exact shortcut U <= 1 + n log q  =>  U <= q^n  =>  X = 0 (exp(x) >= 1 + x), which skips the
-//    exp() for most draws when n·p is small;
+//    exp() for most draws when n·p is small; in column order, for n·p in [0.2, 6), the same
+//    search unrolled without data-dependent branches (binomial_inversion_unrolled);
 //  * n·p >= 10 and n·p·q < 32: BTRS, transformed rejection with squeeze (Hormann 1993, "The generation of
 //    binomial random variates", J. Stat. Comput. Simul. 46:101-110, doi:10.1080/00949659308811496),
 //    whose setup needs one sqrt and whose squeeze accepts ~85% of proposals without a logarithm;
@@ -42,7 +43,7 @@ namespace ketacore {
 //  * n·p·q >= 32 (and n < 2^53): binomial_cfn below, transformed rejection from a
 //    Cornish-Fisher-corrected normal whose squeeze takes > 99% of draws with two stream words and
 //    one sqrt (BTRS's ~80% squeeze and its mispredicted branches made it ~37 ns a draw in the
-//    population step; see docs/stochastic.md, "Ninth look").
+//    population step; see docs/stochastic.md, "Ninth look" and "Tenth look").
 // All return draws from Binomial(n, p) exactly (up to floating-point rounding); they are tested
 // against scipy.stats in tests/test_rng.py.  (rng.hpp's `binomial` is the numpy-identical BTPE.)
 struct BinomialP {
@@ -101,29 +102,67 @@ inline double robbins_remainder(std::int64_t j) {
   return (1.0 / 12.0 - r2 * (1.0 / 360.0 - r2 * (1.0 / 1260.0 - r2 * (1.0 / 1680.0 - r2 * (1.0 / 1188.0))))) / x;
 }
 
+// BINV's sequential search from the count X, whose probability is px, with U the part of the
+// uniform left after the probabilities of the counts below X: the count, or -1 for BINV's restart
+// (a count beyond n or far in the tail, where rounding in the recursion could only put it).
+inline std::int64_t binomial_inversion_search(double U, double px, std::int64_t X, std::int64_t n,
+                                              const BinomialP& b) {
+  const double np = static_cast<double>(n) * b.ps;
+  const double easy = np + 10.0;  // X <= easy  =>  X <= cap (the sqrt term is >= 10)
+  while (U > px) {
+    U -= px;
+    ++X;
+    if (X > n || (static_cast<double>(X) > easy &&
+                  static_cast<double>(X) > np + 10.0 * std::sqrt(np * b.qs + 1.0)))  // BINV restart
+      return -1;
+    px *= static_cast<double>(n - X + 1) / static_cast<double>(X) * b.ratio;
+  }
+  return X;
+}
+
 template <class G>
 inline std::int64_t binomial_inversion_fast(G& g, std::int64_t n, const BinomialP& b) {
-  const double dn = static_cast<double>(n);
-  const double x = dn * b.log_qs;  // log q^n
+  const double x = static_cast<double>(n) * b.log_qs;  // log q^n
   for (;;) {
-    double U = g.next_double();
+    const double U = g.next_double();
     if (U <= 1.0 + x) return 0;  // exact: 1 + x <= exp(x) = q^n
-    double px = std::exp(x);
-    std::int64_t X = 0;
-    const double np = dn * b.ps;
-    const double easy = np + 10.0;  // X <= easy  =>  X <= cap (the sqrt term is >= 10)
-    bool restart = false;
-    while (U > px) {
-      U -= px;
-      ++X;
-      if (X > n || (static_cast<double>(X) > easy &&
-                    static_cast<double>(X) > np + 10.0 * std::sqrt(np * b.qs + 1.0))) {  // BINV restart
-        restart = true;
-        break;
-      }
-      px *= static_cast<double>(n - X + 1) / static_cast<double>(X) * b.ratio;
+    const std::int64_t X = binomial_inversion_search(U, std::exp(x), 0, n, b);
+    if (X >= 0) return X;
+  }
+}
+
+// Inversion without data-dependent branches for the first M counts, for the column-order step
+// (binomial_fast<G, 2>): X is the number of k < M with U > F(k), F the cdf from the same
+// recursion f(k) = f(k - 1) (n - k + 1) / k * p / q as BINV's search, so X is the count that
+// search finds from the same uniform (up to rounding at the cdf's steps); only U > F(M - 1)
+// goes on with the search.  binomial_fast uses M = 8 for n p in [0.2, 2) and M = 16 for
+// [2, 6): the tail probability is then < 1.1e-3 and < 4e-4.  In column order a mispredicted
+// branch of the sequential search (X = 0 or not, where its loop stops) discards the other
+// rows' draws in flight; for n p of ~0.1-2 those were a third of an N = 1e9 step.  Needs n >= M.
+template <int M>
+struct InverseCounts {
+  double v[M];
+  constexpr InverseCounts() : v() {
+    for (int k = 1; k < M; ++k) v[k] = 1.0 / k;
+  }
+};
+template <int M, class G>
+inline std::int64_t binomial_inversion_unrolled(G& g, std::int64_t n, const BinomialP& b) {
+  static constexpr InverseCounts<M> inv{};
+  const double dn = static_cast<double>(n), x = dn * b.log_qs;
+  for (;;) {
+    const double U = g.next_double();
+    double f = std::exp(x), F = f;
+    std::int64_t X = U > F;
+    for (int k = 1; k < M; ++k) {
+      f *= (dn - static_cast<double>(k - 1)) * inv.v[k] * b.ratio;
+      F += f;
+      X += U > F;
     }
-    if (!restart) return X;
+    if (__builtin_expect(X < M, 1)) return X;
+    f *= (dn - static_cast<double>(M - 1)) / static_cast<double>(M) * b.ratio;
+    const std::int64_t Xt = binomial_inversion_search(U - F, f, M, n, b);
+    if (Xt >= 0) return Xt;
   }
 }
 
@@ -473,14 +512,24 @@ inline std::int64_t binomial_cfn(G& g, std::int64_t n, const BinomialP& b, Obs o
 
 }  // namespace detail
 
-// Words: binomial_cfn's first-proposal variant (above); step() uses 1, step_columns() 2.
+// Words: the variant, 1 for step() (row order), 2 for step_columns(): binomial_cfn's first
+// proposal takes V from a second word, and inversion for n p in [0.2, 6) runs unrolled
+// (binomial_inversion_unrolled: the same count from the same uniform as BINV's search).
 template <class G, int Words = 1>
 inline std::int64_t binomial_fast(G& g, std::int64_t n, const BinomialP& b) {
   if (n == 0 || b.ps == 0.0) return b.flip ? n : 0;
   const double dn = static_cast<double>(n), np = dn * b.ps;
   std::int64_t x;
-  if (np < 10.0)
-    x = detail::binomial_inversion_fast(g, n, b);
+  if (np < 10.0) {
+    // (column order: below n p = 0.2 the X = 0 shortcut is taken > 80 % of the time and costs
+    // less than exp(); from n p = 6 the M = 16 tail is no longer rare)
+    if (Words == 2 && np >= 0.2 && np < 2.0 && n >= 8)
+      x = detail::binomial_inversion_unrolled<8>(g, n, b);
+    else if (Words == 2 && np >= 2.0 && np < 6.0 && n >= 16)
+      x = detail::binomial_inversion_unrolled<16>(g, n, b);
+    else
+      x = detail::binomial_inversion_fast(g, n, b);
+  }
   else if (np * b.qs >= detail::CfnConstants::min_npq && dn < detail::CfnConstants::max_n)
     x = detail::binomial_cfn<G, Words>(g, n, b);
   else
