@@ -479,9 +479,10 @@ __attribute__((noinline)) std::int64_t binomial_cfn_rest(G& g, std::int64_t n, c
 //    than it saves: 1.08x against 1.18x over two words per draw, paired_cpp pop1e9.)  Best when
 //    each draw waits for the previous one (PopulationTables::step): the 1-in-8 unpredictable
 //    branch costs little there.
-//  * Words = 2: V from a second word for every draw, so the only data-dependent branches are the ziggurat's fast path
-//    (98.8 %) and the squeeze (> 99.5 %).  Best when independent draws overlap
-//    (PopulationTables::step_columns), where a mispredicted branch discards the other rows' work.
+//  * Words = 2: V from a second word for every draw, so the only data-dependent branches are
+//    the ziggurat's fast path (98.8 %) and the squeeze (> 99.5 %).  Best when independent draws
+//    overlap (PopulationTables::step_columns), where a mispredicted branch discards the other
+//    rows' work in flight.
 // The two draw different numbers; both are exact.
 template <class G, int Words = 1, class Obs = CfnPlain>
 inline std::int64_t binomial_cfn(G& g, std::int64_t n, const BinomialP& b, Obs obs = Obs()) {
@@ -776,8 +777,11 @@ class PopulationTables {
   // The same step with the rows' draws in column order: the j-th draw of every row, then the
   // (j+1)-th.  Each row's draws form a dependency chain (rem -> n p q -> sqrt -> k -> rem); in
   // column order the next row's draw does not wait for it, so the core overlaps K chains.  The
-  // draws (and so the results) differ from step()'s, so a run uses one of the two throughout
-  // (columns_pay).  K <= kColumnMaxK.
+  // draws (and so the results) differ from step()'s, so a run uses one of the two throughout,
+  // chosen by its number of channels (EnsembleSpec::pop_columns_min).  The draws use
+  // binomial_fast's Words = 2 variant, whose branches are rarely mispredicted; rows that are
+  // empty cost a test per draw (n == 0), which is why small runs keep the row order.
+  // K <= kColumnMaxK (the remainders live on the stack).
   static constexpr int kColumnMaxK = 32;
   template <class G>
   inline void step_columns(int key, const std::int64_t* n, std::int64_t* out, G& g) const {
