@@ -1375,7 +1375,9 @@ _POP_TABLE_BYTES = None
 _POP_STATE_BYTES = None
 #: Population runs of at least this many channels draw each step in column order (None: the C++
 #: default, ``_core.POP_COLUMNS_MIN``).  Unlike the budgets this changes the draws (both orders
-#: are exact); tests set it to run either order at any size.
+#: are exact); tests set it to run either order at any size.  A cached plan keeps the value it
+#: was made with (``_pop_budgets`` is read when the plan is made), so whoever changes it must
+#: clear ``_PLANS`` too (the tests' helpers do).
 _POP_COLUMNS_MIN = None
 
 

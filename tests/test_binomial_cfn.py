@@ -193,7 +193,8 @@ def test_rejections_are_those_of_acceptance_one_over_M(npq, words):
     """Since f <= M h everywhere and the squeeze only takes proposals the exact test would take,
     a proposal is accepted with probability exactly 1/M, M = exp(A / n p q), so the rejected
     proposals of D draws number D (M - 1) in mean with variance D (M - 1) M (geometric trials).
-    Checked within 5 sd over 400k draws (failure probability ~6e-7 each).  This is what catches a
+    Checked within 5 sd over 400k draws (failure probability < 2e-6 each: 6.5e-7 to 1.6e-6 from
+    the exact negative-binomial tails at n p q = 32.25 to 400, helper-121).  This is what catches a
     squeeze or exact test that ignores V: the proposal is so close to f that histograms of the
     draws cannot tell (accepting every proposal moves the pmf by ~0.2 % at n p q = 32)."""
     n, D = int(round(4 * npq)), 400_000

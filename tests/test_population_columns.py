@@ -61,8 +61,16 @@ def test_default_threshold_picks_the_order_by_size():
 
 @pytest.mark.parametrize("N", [7, 10**9])
 @pytest.mark.parametrize("record", ["counts", "summary"])
-def test_columns_bit_identical_across_threads_and_splits(N, record):
+def test_columns_bit_identical_across_threads_and_splits(N, record, monkeypatch):
+    """Column order gives the same bytes on 1, 2 and 4 threads (the plan is made to use them:
+    these jobs are below the cost at which it would, so the threshold is lowered and the thread
+    count handed to the core is checked) and for trials split over calls."""
+    monkeypatch.setattr(SIM, "_PARALLEL_ABOVE", -1.0)
+    seen = []
+    real = _core.simulate
+    monkeypatch.setattr(_core, "simulate", lambda *a, **k: seen.append(int(a[11])) or real(*a, **k))
     runs = [pop(N, COLUMNS, n_trials=5, n_threads=t, record=record) for t in (1, 2, 4)]
+    assert seen == [1, 2, 4]
     key = (lambda r: r.counts.tobytes()) if record == "counts" else \
         (lambda r: np.asarray(r.sum_counts).tobytes() + np.asarray(r.sum_sq_counts).tobytes())
     assert key(runs[0]) == key(runs[1]) == key(runs[2])
@@ -96,6 +104,23 @@ def test_columns_chunked_tables_equal_unchunked(monkeypatch):
             runs.append(kc.simulate(SCH, prot, 1e-4, n_channels=10**8, n_trials=3, rng=3,
                                     method="population", initial="C0").counts)
     assert runs[0].tobytes() == runs[1].tobytes()
+
+
+@pytest.mark.parametrize("columns_min", [COLUMNS, ROWS])
+def test_one_step_counts_are_binomial_where_cfn_draws(columns_min):
+    """One step of a two-state scheme (C -> O at 30/s, O -> C at 20/s, dt = 10 ms) from all C:
+    the open count of N = 1000 channels is Binomial(N, p) with p = 0.6 (1 - e^-0.5) = 0.2361 in
+    closed form, and its draw has n p q = 180, so it is binomial_cfn's -- the two-word variant in
+    column order, which the statistics tests at N <= 200 never reach inside a step.  Chi-square
+    over 60000 trials, failure probability 1e-4 per order."""
+    sch = kc.Scheme(["C", "O"], [("C", "O", 30.0), ("O", "C", 20.0)], conductance={"O": 1e-12})
+    N, n = 1000, 60_000
+    with order(columns_min):
+        x = kc.simulate(sch, kc.Step(0.01), dt=0.01, n_channels=N, n_trials=n, rng=77, initial="C",
+                        method="population").counts[:, 1, 1]
+    p = 0.6 * (1 - np.exp(-0.5))
+    from _binomial_stats import chisquare_binom
+    assert chisquare_binom(x.astype(np.int64), N, p) > 1e-4
 
 
 def test_columns_huge_n_means_match_master_equation():

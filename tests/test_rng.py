@@ -410,8 +410,9 @@ def test_unrolled_inversion_draws_the_counts_of_the_search(n, p):
     same recursion as BINV's sequential search, so the column-order variant draws the very
     counts of the row-order one for n p < 10 (not only the same distribution): 1e6 draws each,
     including the tail beyond M (expected draws of X >= M: ~115 at n = 12, n p = 1.92; ~790 at
-    n = 1e9, n p = 1.9; ~130 at n = 64, n p = 5.76 with M = 16).  The two sum the cdf in different orders, so a count could differ only when U
-    lies within ~1e-16 of a cdf step (probability ~1e-9 over these draws)."""
+    n = 1e9, n p = 1.9; ~130 at n = 64, n p = 5.76 with M = 16).  The two sum the cdf in
+    different orders, so a count could differ only when U lies within a few ulp of a cdf step
+    (probability ~1e-8 over these draws)."""
     e = _rng.entropy_words(2718)
     a = R.binomial_fast(e, [n % 97], 1_000_000, n, p, 1)
     b = R.binomial_fast(e, [n % 97], 1_000_000, n, p, 2)

@@ -136,7 +136,7 @@ inline std::int64_t binomial_inversion_fast(G& g, std::int64_t n, const Binomial
 // recursion f(k) = f(k - 1) (n - k + 1) / k * p / q as BINV's search, so X is the count that
 // search finds from the same uniform (up to rounding at the cdf's steps); only U > F(M - 1)
 // goes on with the search.  binomial_fast uses M = 8 for n p in [0.2, 2) and M = 16 for
-// [2, 6): the tail probability is then < 1.1e-3 and < 4e-4.  In column order a mispredicted
+// [2, 6): the tail probability is then < 1.1e-3 and < 5.1e-4.  In column order a mispredicted
 // branch of the sequential search (X = 0 or not, where its loop stops) discards the other
 // rows' draws in flight; for n p of ~0.1-2 those were a third of an N = 1e9 step.  Needs n >= M.
 template <int M>
@@ -255,8 +255,9 @@ __attribute__((noinline)) std::int64_t binomial_btrs(G& g, std::int64_t n, const
 //     f(k) / (M h(k)) >= exp(-(C0 + C4 Z^4) / (n p q))        (and 1 - u <= exp(-u)),
 // i.e. when  b(k) = -n p q log(f(k) / h(k)) <= C0 - A + C4 Z^4  for every Z in k's cell.  It takes
 // 99.5% of the draws at n p q = 32, 99.95% at 400 and 99.99% above 1e4 (the rest are the
-// ziggurat's own slow path and the squeeze's misses), with one sqrt, no logarithm and, for ~7/8
-// of draws, one stream word (see binomial_cfn).  Everything else goes to the exact test,
+// ziggurat's own slow path and the squeeze's misses), with one sqrt, no logarithm and one
+// stream word for ~7/8 of draws in the row-order variant, two for all in the column-order one
+// (see binomial_cfn).  Everything else goes to the exact test,
 // log V < log f(k) - log h(k) - log M, with log f in Loader's form (binomial_log_pmf) and h from
 // a Taylor series at the cell midpoint or erfc differences.
 //
@@ -781,7 +782,7 @@ class PopulationTables {
   // chosen by its number of channels (EnsembleSpec::pop_columns_min).  The draws use
   // binomial_fast's Words = 2 variant, whose branches are rarely mispredicted; rows that are
   // empty cost a test per draw (n == 0), which is why small runs keep the row order.
-  // K <= kColumnMaxK (the remainders live on the stack).
+  // K <= kColumnMaxK (the remainders live on the stack; run_population_ensemble checks).
   static constexpr int kColumnMaxK = 32;
   template <class G>
   inline void step_columns(int key, const std::int64_t* n, std::int64_t* out, G& g) const {
