@@ -144,6 +144,7 @@ def bench_single_channel(quick):
     t2b = statistics.median(b for _, b in pairs)
     speedup = statistics.median(a / b for a, b in pairs)
     lo, hi = min(a / b for a, b in pairs), max(a / b for a, b in pairs)
+    ceiling = two_process_ceiling(T, rounds=2 if quick else 3)
     steps = 20 if quick else 50
     tb = median_time(lambda: numpy_lockstep_ssa(sch, 100_000, steps), repeat=3)
     base = 100_000 * steps / tb
@@ -153,7 +154,51 @@ def bench_single_channel(quick):
     print(f"  2 trials: 1 thread {t2a * 1e3:.0f} ms, 2 threads {t2b * 1e3:.0f} ms (medians) -> speed-up "
           f"{speedup:.2f}x, median of {len(pairs)} alternated pairs (range {lo:.2f}-{hi:.2f}; target >= 1.8x; "
           f"{os.cpu_count()} logical CPUs)")
+    print(f"  the machine's own ceiling: two separate processes, one trial each at once, run "
+          f"{ceiling:.2f}x as fast as one process alone (median of the rounds; no shared code or memory)")
     return rate1, speedup
+
+
+_CHILD = """
+import statistics, sys, time
+sys.path.insert(0, {here!r})
+import bench_stochastic as b
+import ketacore as kc
+sch = b.bench_scheme(); T = {T!r}; prot = kc.Step(T, glutamate=b.GLU)
+def one():
+    t = time.perf_counter()
+    kc.simulate(sch, prot, dt=T / 100, n_channels=1, n_trials=1, method="ssa", rng=1, n_threads=1,
+                record="summary")
+    return time.perf_counter() - t
+one()
+while time.time() < {start!r}:
+    pass
+print(statistics.median(one() for _ in range(3)))
+"""
+
+
+def two_process_ceiling(T, rounds=3):
+    """How much faster two independent single-threaded processes finish two trials than one
+    process alone does one, on this machine right now: the most any 2-thread speed-up can be
+    (the second vCPU may be a hyperthread or shared, and the clock may drop with both busy).
+    Rounds alternate one process alone and two at once (a synchronised start); returns the
+    median over rounds of t_alone / t_together."""
+    import subprocess
+    here = os.path.dirname(os.path.abspath(__file__))
+
+    def run(n):
+        start = time.time() + 2.0
+        code = _CHILD.format(here=here, T=T, start=start)
+        procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+                 for _ in range(n)]
+        return max(float(p.communicate()[0]) for p in procs)
+
+    ratios = []
+    for _ in range(rounds):
+        alone = run(1)
+        together = run(2)
+        ratios.append(2 * alone / together)
+    return statistics.median(ratios)
 
 
 def bench_n1000(quick):
