@@ -927,7 +927,9 @@ def simulate(scheme: Scheme | str, protocol: Protocol | Step, dt: float, n_chann
     method : {"auto", "ssa", "population"}
         ``"ssa"``: per-channel event-driven simulation (Gillespie 1977,
         doi:10.1021/j100540a008); ``"population"``: multinomial update of the state counts with
-        ``P = expm(Q·dt)``, cost independent of ``n_channels``; ``"auto"``: the one with
+        ``P = expm(Q·dt)``, cost independent of ``n_channels`` (each multinomial by conditional
+        binomials; from ``_core.POP_COLUMNS_MIN`` = 2**17 channels a step draws them in another,
+        faster order -- as exact, different bytes; docs/stochastic.md); ``"auto"``: the one with
         the lower estimated cost for one trial, set-up included.  The choice depends on the
         scheme, protocol, ``dt``, ``n_channels`` and ``initial`` only -- never on
         ``n_trials``, ``trials``, ``n_threads`` or ``record`` -- so trials split over calls
