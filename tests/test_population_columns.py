@@ -2,7 +2,7 @@
 
 Runs of at least ``_core.POP_COLUMNS_MIN`` channels draw each step's conditional binomials in
 column order (the j-th draw of every row, then the (j+1)-th; binomial_cfn with V from a second
-stream word), smaller runs row by row.  Both are exact and draw different numbers.  Here: which
+stream word, inversion unrolled for n p in [0.2, 6)), smaller runs row by row.  Both are exact and draw different numbers.  Here: which
 order a run uses, that the column order keeps every reproducibility guarantee (threads, trial
 splits, chunked tables), conservation, and its statistics at sizes where the row order is the
 default.  The statistical tests of tests/test_stochastic_statistics.py run both orders too
