@@ -2400,21 +2400,14 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
 
     es = excess / scale                      # the excesses over t_res (scaled units)
 
-    def log_areas(x):
-        """log a (normalised) from the logits of ``x``, in logs: an area that underflows
-        in ``unpack`` (a spike far below t_res takes ~all of it) keeps its log here."""
+    def unpack(x):
+        """(tau, log a) from ``x``: log tau, then the area logits (the last one 0), in any
+        order (the ladder of lower-order fits).  The areas are normalised in logs, so an area
+        that underflows as a number (a spike far below t_res takes ~all of it) keeps its log."""
         kk = (len(x) + 1) // 2
         zz = np.append(x[kk:], 0.0)
         m = zz.max()
-        return zz - (m + math.log(np.sum(np.exp(zz - m))))
-
-    def unpack(x):
-        kk = (len(x) + 1) // 2               # any order (the ladder of lower-order fits)
-        tau = np.exp(x[:kk])
-        zz = np.append(x[kk:], 0.0)
-        zz = zz - zz.max()
-        a = np.exp(zz)
-        return tau, a / a.sum()
+        return np.exp(x[:kk]), zz - (m + math.log(np.sum(np.exp(zz - m))))
 
     def nll(x):
         # BFGS line searches try long steps in log tau: exp overflows to tau = inf (or
@@ -2550,10 +2543,11 @@ def fit_mixture(durations, n_components: Optional[int] = None, *, taus=None, are
         """The optimum of ``r`` (sorted by tau), the list of its degeneracies (judged from
         the data: expected number of observed durations per component, and the observed
         information), and whether some parameter never moved from its start."""
-        tau, a = unpack(r.x)
+        tau, la = unpack(r.x)
         k = tau.size                         # (any order: the ladder of lower-order fits)
         order = np.argsort(tau)
-        tau, a, la = tau[order], a[order], log_areas(r.x)[order]
+        tau, la = tau[order], la[order]
+        a = np.exp(la)
         tau_s = tau * scale
         problems = []
         with np.errstate(under="ignore", over="ignore", invalid="ignore", divide="ignore"):

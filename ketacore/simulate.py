@@ -1030,13 +1030,13 @@ class _Plan:
 
     __slots__ = ("scheme", "protocol", "dt", "S", "N", "chosen", "record", "trial_idx", "durs", "idx",
                  "conds", "p0", "compiled", "threads_used", "summary", "wide", "background", "cacheable",
-                 "core", "template", "need", "tables", "pop_budgets", "memory_check", "sq_object",
+                 "core", "template", "need", "tables", "pop_settings", "memory_check", "sq_object",
                  "groups")
 
     def run(self, protocol_arg: Any, entropy: Any, words: list) -> "SimulationResult":
         out = self.core(self.chosen, self.compiled, self.durs, self.idx, self.conds, self.dt, self.S,
                         self.p0, self.N, words, self.trial_idx, self.threads_used, self.summary,
-                        self.wide, self.background, self.tables, *self.pop_budgets, self.groups)
+                        self.wide, self.background, self.tables, *self.pop_settings, self.groups)
         # the caller's own Protocol object (an equal one may have built the plan); a Step is
         # wrapped in the plan's one-step Protocol
         protocol = protocol_arg if type(protocol_arg) is Protocol else self.protocol
@@ -1361,7 +1361,7 @@ def _make_plan(scheme, protocol, dt, n_channels, n_trials, method, record, initi
     plan.need = need
     plan.memory_check = memory_check
     plan.tables = tables if chosen == "ssa" else None
-    plan.pop_budgets = _pop_budgets()  # (read when the plan is made; a reused plan keeps them)
+    plan.pop_settings = _pop_settings()  # (read when the plan is made; a reused plan keeps them)
     plan.trial_idx = trial_idx
     plan.template = {"scheme": scheme, "protocol": protocol, "dt": dt, "n_samples": S, "method": chosen,
                      "record": record, "entropy": None, "trials": None, "n_channels": N, "initial": p0,
@@ -1378,13 +1378,13 @@ _POP_STATE_BYTES = None
 #: Population runs of at least this many channels draw each step in column order (None: the C++
 #: default, ``_core.POP_COLUMNS_MIN``).  Unlike the budgets this changes the draws (both orders
 #: are exact); tests set it to run either order at any size.  A cached plan keeps the value it
-#: was made with (``_pop_budgets`` is read when the plan is made), so whoever changes it must
+#: was made with (``_pop_settings`` is read when the plan is made), so whoever changes it must
 #: clear ``_PLANS`` too (the tests' helpers do).
 _POP_COLUMNS_MIN = None
 
 
-def _pop_budgets() -> tuple[int, int, int]:
-    """(table bytes, state bytes, columns threshold) for the population core."""
+def _pop_settings() -> tuple[int, int, int]:
+    """(table bytes, state bytes, columns threshold): the population core's settings."""
     from . import _core
     return (_core.POP_TABLE_BYTES if _POP_TABLE_BYTES is None else int(_POP_TABLE_BYTES),
             _core.POP_STATE_BYTES if _POP_STATE_BYTES is None else int(_POP_STATE_BYTES),
@@ -1418,7 +1418,7 @@ def _population_plan_bytes(K: int, n_cond: int, n_seg: int, S: int, n_tr: int, t
     A boundary lies in at most one grid interval, so at most min(segments, samples) intervals
     straddle: the keys are at most n_cond + that + 1 (the identity)."""
     from . import _core
-    table_budget, state_budget, _ = _pop_budgets()
+    table_budget, state_budget, _ = _pop_settings()
     slot = _core.population_slot_bytes(K)
     n_straddle = min(n_seg, S)
     n_keys = n_cond + n_straddle + 1

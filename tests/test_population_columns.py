@@ -8,7 +8,6 @@ splits, chunked tables), conservation, and its statistics at sizes where the row
 default.  The statistical tests of tests/test_stochastic_statistics.py run both orders too
 (method "population_columns" there).
 """
-import contextlib
 import sys
 
 import numpy as np
@@ -17,27 +16,14 @@ from scipy import stats
 
 import ketacore as kc
 from ketacore import _core
+from _binomial_stats import chisquare_binom
+from _population_order import COLUMNS, ROWS, population_order as order
 from _stochastic_models import bench_scheme
 
 SIM = sys.modules["ketacore.simulate"]  # the module (the package attribute is the function)
 SCH = bench_scheme()
 PROT = kc.Protocol([kc.Step(0.0113, V=-0.07), kc.Step(0.0537, V=-0.07, glutamate=1e-3),
                     kc.Step(0.04, V=-0.04)])
-
-
-@contextlib.contextmanager
-def order(columns_min):
-    """Population runs of >= columns_min channels in column order (None: the default); plans
-    are made afresh inside and dropped after (a plan keeps the threshold it was made with)."""
-    saved = SIM._PLANS, SIM._POP_COLUMNS_MIN
-    SIM._PLANS, SIM._POP_COLUMNS_MIN = {}, columns_min
-    try:
-        yield
-    finally:
-        SIM._PLANS, SIM._POP_COLUMNS_MIN = saved
-
-
-COLUMNS, ROWS = 0, 2**62
 
 
 def pop(N, columns_min=None, **kw):
@@ -119,7 +105,6 @@ def test_one_step_counts_are_binomial_where_cfn_draws(columns_min):
         x = kc.simulate(sch, kc.Step(0.01), dt=0.01, n_channels=N, n_trials=n, rng=77, initial="C",
                         method="population").counts[:, 1, 1]
     p = 0.6 * (1 - np.exp(-0.5))
-    from _binomial_stats import chisquare_binom
     assert chisquare_binom(x.astype(np.int64), N, p) > 1e-4
 
 

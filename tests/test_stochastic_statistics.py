@@ -21,26 +21,20 @@ import pytest
 import scipy.linalg
 from scipy import stats
 
-import sys
-
 import ketacore as kc
+from _population_order import COLUMNS, ROWS, population_order
 from _stochastic_models import bench_scheme, ch82
 
-_SIM = sys.modules["ketacore.simulate"]
-_FORCED = {"population_columns": 0, "population_rows": 2**62}
+_FORCED = {"population_columns": COLUMNS, "population_rows": ROWS}
 
 
 def simulate(*args, method, **kw):
     """kc.simulate; "population_columns" / "population_rows" run the population method with that
-    step order forced (fresh plans: a plan keeps the threshold it was made with)."""
+    step order forced."""
     if method not in _FORCED:
         return kc.simulate(*args, method=method, **kw)
-    saved = _SIM._PLANS, _SIM._POP_COLUMNS_MIN
-    _SIM._PLANS, _SIM._POP_COLUMNS_MIN = {}, _FORCED[method]
-    try:
+    with population_order(_FORCED[method]):
         return kc.simulate(*args, method="population", **kw)
-    finally:
-        _SIM._PLANS, _SIM._POP_COLUMNS_MIN = saved
 
 SCH = bench_scheme()
 # a glutamate pulse that starts and ends between grid points, then a voltage step

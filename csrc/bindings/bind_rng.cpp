@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "ketacore/population.hpp"
@@ -40,9 +41,12 @@ void check_probability(double p) {
   if (!(p >= 0.0 && p <= 1.0)) throw py::value_error("p must be in [0, 1]");
 }
 
-// binomial_cfn's first-proposal variant (population.hpp): 1 or 2 stream words
-void check_words(int words) {
+// f(std::integral_constant<int, W>{}) for the population binomial's variant W = words
+// (population.hpp: 1 for row-order steps, 2 for column-order ones), after checking it
+template <class F>
+auto with_words(int words, F&& f) {
   if (words != 1 && words != 2) throw py::value_error("words must be 1 or 2");
+  return words == 2 ? f(std::integral_constant<int, 2>{}) : f(std::integral_constant<int, 1>{});
 }
 
 // binomial_cfn's domain as far as its constants are verified (the population method itself
@@ -128,12 +132,11 @@ void bind_rng(py::module_& m) {
       [](const std::vector<std::uint32_t>& e, const std::vector<std::uint64_t>& sk, py::ssize_t n,
          std::int64_t trials, double p, int words) {
         check_probability(p);
-        check_words(words);
         if (trials < 0) throw py::value_error("trials must be >= 0");
         const ketacore::BinomialP bp(p);
-        if (words == 2)
-          return draw<std::int64_t>(e, sk, n, [=](Pcg64& g) { return ketacore::binomial_fast<Pcg64, 2>(g, trials, bp); });
-        return draw<std::int64_t>(e, sk, n, [=](Pcg64& g) { return ketacore::binomial_fast(g, trials, bp); });
+        return with_words(words, [&](auto W) {
+          return draw<std::int64_t>(e, sk, n, [=](Pcg64& g) { return ketacore::binomial_fast<Pcg64, decltype(W)::value>(g, trials, bp); });
+        });
       },
       py::arg("entropy_words"), py::arg("spawn_key"), py::arg("n"), py::arg("trials"), py::arg("p"),
       py::arg("words") = 1,
@@ -185,14 +188,12 @@ void bind_rng(py::module_& m) {
          std::int64_t n, double p, bool squeeze, int words) {
         const ketacore::BinomialP bp(p);
         check_cfn_domain(n, bp);
-        check_words(words);
-        return draw<std::int64_t>(e, sk, count, [=](Pcg64& g) {
-          std::int64_t x;
-          if (words == 2)
-            x = squeeze ? d::binomial_cfn<Pcg64, 2>(g, n, bp) : d::binomial_cfn<Pcg64, 2>(g, n, bp, CfnNoSqueeze());
-          else
-            x = squeeze ? d::binomial_cfn(g, n, bp) : d::binomial_cfn(g, n, bp, CfnNoSqueeze());
-          return bp.flip ? n - x : x;
+        return with_words(words, [&](auto W) {
+          return draw<std::int64_t>(e, sk, count, [=](Pcg64& g) {
+            const std::int64_t x = squeeze ? d::binomial_cfn<Pcg64, decltype(W)::value>(g, n, bp)
+                                           : d::binomial_cfn<Pcg64, decltype(W)::value>(g, n, bp, CfnNoSqueeze());
+            return bp.flip ? n - x : x;
+          });
         });
       },
       py::arg("entropy_words"), py::arg("spawn_key"), py::arg("count"), py::arg("n"), py::arg("p"),
@@ -203,7 +204,6 @@ void bind_rng(py::module_& m) {
       "binomial_cfn_proposals",
       [](const std::vector<std::uint32_t>& e, const std::vector<std::uint64_t>& sk, py::ssize_t count,
          std::int64_t n, double p, int words) {
-        check_words(words);
         const ketacore::BinomialP bp(p);
         if (bp.flip) throw py::value_error("p must be <= 1/2");
         check_cfn_domain(n, bp);
@@ -216,12 +216,10 @@ void bind_rng(py::module_& m) {
         Pcg64 g(make_ss(e, sk));
         Rec rec;
         rec.out = &ks;
-        while (static_cast<py::ssize_t>(ks.size()) < count) {
-          if (words == 2)
-            d::binomial_cfn<Pcg64, 2>(g, n, bp, rec);
-          else
-            d::binomial_cfn(g, n, bp, rec);
-        }
+        with_words(words, [&](auto W) {
+          while (static_cast<py::ssize_t>(ks.size()) < count) d::binomial_cfn<Pcg64, decltype(W)::value>(g, n, bp, rec);
+          return 0;
+        });
         ks.resize(static_cast<std::size_t>(count));
         return py::array_t<std::int64_t>(static_cast<py::ssize_t>(ks.size()), ks.data());
       },
@@ -231,7 +229,6 @@ void bind_rng(py::module_& m) {
       "binomial_cfn_path_counts",
       [](const std::vector<std::uint32_t>& e, const std::vector<std::uint64_t>& sk, py::ssize_t count,
          std::int64_t n, double p, int words) {
-        check_words(words);
         const ketacore::BinomialP bp(p);
         check_cfn_domain(n, bp);
         struct Count : d::CfnPlain {
@@ -243,12 +240,10 @@ void bind_rng(py::module_& m) {
         Count obs;
         obs.c = c;
         Pcg64 g(make_ss(e, sk));
-        for (py::ssize_t i = 0; i < count; ++i) {
-          if (words == 2)
-            d::binomial_cfn<Pcg64, 2>(g, n, bp, obs);
-          else
-            d::binomial_cfn(g, n, bp, obs);
-        }
+        with_words(words, [&](auto W) {
+          for (py::ssize_t i = 0; i < count; ++i) d::binomial_cfn<Pcg64, decltype(W)::value>(g, n, bp, obs);
+          return 0;
+        });
         return py::make_tuple(c[0], c[1], c[2]);
       },
       py::arg("entropy_words"), py::arg("spawn_key"), py::arg("count"), py::arg("n"), py::arg("p"), py::arg("words") = 1,
